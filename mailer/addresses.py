@@ -1,0 +1,30 @@
+"""Address and header-value checks, shared by config, composer and campaigns."""
+
+from __future__ import annotations
+
+from .errors import InputError
+
+
+def validate_address(address: str, *, allow_test_domains: bool = False, what: str = "address") -> str:
+    """Return the normalised address, or raise InputError saying what is wrong with it.
+
+    No DNS lookups: a check must not depend on the network, and mail to a domain with
+    flaky DNS is the SMTP server's call, not ours.
+    """
+    from email_validator import EmailNotValidError, validate_email
+
+    check_header_value(address, what)
+    try:
+        result = validate_email(
+            address, check_deliverability=False, test_environment=allow_test_domains
+        )
+    except EmailNotValidError as exc:
+        raise InputError(f"{what}: invalid email address {address!r}: {exc}") from None
+    return result.normalized
+
+
+def check_header_value(value: str, what: str) -> str:
+    """CR or LF in a header value would let text inject headers or a body: refuse it."""
+    if "\r" in value or "\n" in value:
+        raise InputError(f"{what}: contains a line break (CR/LF), which is not allowed in a header")
+    return value

@@ -1,0 +1,135 @@
+"""The library API for one apology: prepare it (pure), then send it once.
+
+The CLI and campaigns call these; nothing here parses options or prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .clock import Clock
+from .composer import Composed, Composer, Draft, build_message, compose_apology
+from .config import Settings
+from .crashpoint import crash_point
+from .errors import DeliveryError, DuplicateError, MailerError
+from .facts import Facts, local_zone
+from .schedule import follow_up_due, holidays_for, parse_wait
+from .sender import InDoubtError, SmtpSession
+from .store import Store, dedupe_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    facts: Facts
+    draft: Draft
+    composed: Composed
+
+
+@dataclass
+class SendResult:
+    thread_id: int
+    message_id: str
+    smtp_reply: str
+    follow_up_due: datetime | None
+    sent_copy: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare(settings: Settings, facts: Facts, now: datetime, composer: Composer | None = None) -> Prepared:
+    """Compose and serialise the apology. Raises before any connection is opened."""
+    composer = composer or Composer(settings.templates_dir)
+    draft = compose_apology(composer, facts, settings.sender, now)
+    composed = build_message(draft, facts, settings.sender, now, html_part=settings.html)
+    return Prepared(facts=facts, draft=draft, composed=composed)
+
+
+def check_duplicate(store: Store, facts: Facts) -> None:
+    existing = store.find_live_duplicate(dedupe_key(facts.to, facts.company, facts.interview))
+    if existing is not None:
+        raise DuplicateError(
+            f"thread {existing.id} already holds an apology to {facts.to} about the "
+            f"{facts.company} interview on {facts.interview:%Y-%m-%d %H:%M}",
+            hint="'mailer status' shows it; pass --again to send another anyway",
+        )
+
+
+def due_after(settings: Settings, sent_at: datetime) -> datetime | None:
+    if settings.follow_up.max_follow_ups == 0:
+        return None
+    wait = parse_wait(settings.follow_up.wait)
+    local = sent_at.astimezone(local_zone(settings.sender.timezone))
+    years = range(local.year, local.year + 2)
+    return follow_up_due(local, wait, holidays_for(settings.follow_up.holidays_country, years))
+
+
+def send(settings: Settings, prepared: Prepared, store: Store, clock: Clock, *,
+         again: bool = False, session: SmtpSession | None = None) -> SendResult:
+    """Record, submit and file one apology. Never sends a second copy without ``again``.
+
+    With ``session`` the caller's open connection is reused (batches); otherwise one is
+    opened and closed here.
+    """
+    facts, composed = prepared.facts, prepared.composed
+    thread_id, row_id = store.create_thread(
+        now=clock(), facts=facts.to_record(),
+        key=dedupe_key(facts.to, facts.company, facts.interview),
+        subject=composed.subject, message_id=composed.message_id, raw=composed.raw,
+        envelope_from=settings.sender.address, recipients=composed.recipients,
+        follow_up_wait=settings.follow_up.wait,
+        max_follow_ups=settings.follow_up.max_follow_ups, guard_duplicates=not again,
+    )
+    crash_point("after-queued")
+    try:
+        if session is None:
+            with SmtpSession(settings.smtp, retries=settings.retries) as own:
+                reply = submit(store, own, row_id, clock)
+        else:
+            reply = submit(store, session, row_id, clock)
+    except InDoubtError as exc:
+        store.mark_in_doubt(row_id, clock(), str(exc))
+        raise
+    except DeliveryError as exc:
+        store.mark_failed(row_id, clock(), str(exc))
+        raise
+    sent_at = clock()
+    due = due_after(settings, sent_at)
+    store.mark_sent(row_id, sent_at, reply, due)
+    crash_point("after-sent")
+    outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
+    return SendResult(thread_id=thread_id, message_id=composed.message_id, smtp_reply=reply,
+                      follow_up_due=due, sent_copy=outcome, warnings=warnings)
+
+
+def submit(store: Store, session: SmtpSession, row_id: int, clock: Clock) -> str:
+    """Run the SMTP transaction for a recorded message, committing ``submitting`` first."""
+    row = store.message(row_id)
+
+    def before_mail() -> None:
+        store.mark_submitting(row_id, clock())
+        crash_point("after-submitting")
+
+    reply = session.submit(row.envelope_from, row.recipients, row.raw, before_mail=before_mail)
+    crash_point("after-250")
+    return reply
+
+
+def save_sent_copy(settings: Settings, store: Store, row_id: int, raw: bytes,
+                   sent_at: datetime) -> tuple[str, list[str]]:
+    """Append the very bytes that were sent to the Sent folder; a failure only warns."""
+    from .mailbox import Mailbox
+
+    if not settings.imap.save_sent:
+        store.record_sent_copy(row_id, "skipped: the provider files sent mail itself")
+        return "skipped", []
+    try:
+        with Mailbox(settings.imap) as box:
+            folder = box.append_sent(raw, sent_at)
+    except MailerError as exc:
+        store.record_sent_copy(row_id, f"failed: {exc}")
+        return "failed", [f"the message was sent, but no copy could be saved in Sent: {exc}"]
+    store.record_sent_copy(row_id, f"saved in {folder}")
+    return f"saved in {folder}", []

@@ -1,0 +1,406 @@
+"""The command line: parse options, load config, call the library, report. Nothing else."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ExitCode, InputError, MailerError
+
+
+@dataclass
+class Context:
+    config: str | None
+    debug: bool
+    sandbox: bool
+
+    def workspace_hint(self) -> Path:
+        from .config import CONFIG_RELPATH
+
+        for d in (Path.cwd(), *Path.cwd().parents):
+            if (d / CONFIG_RELPATH).is_file():
+                return d
+        return Path.cwd()
+
+    def settings(self, need_secrets: bool = False) -> Any:
+        from .config import find_config, load_settings
+        from .sandbox import running_sandbox, sandbox_dir
+
+        if self.sandbox:
+            ws = self.workspace_hint()
+            sdir = sandbox_dir(ws)
+            if running_sandbox(ws) is None:
+                raise MailerError("the sandbox is not running",
+                                  hint="start it with 'mailer sandbox start'")
+            return load_settings(sdir / "config" / "mailer.toml", env_file=sdir / ".env",
+                                 need_secrets=need_secrets, workspace=ws)
+        return load_settings(find_config(Path.cwd(), self.config), need_secrets=need_secrets)
+
+    def store(self, settings: Any) -> Any:
+        from .store import Store
+
+        return Store(settings.state_url)
+
+
+def _report(exc: MailerError) -> None:
+    from .errors import ConfigError
+
+    lines = exc.problems if isinstance(exc, ConfigError) and len(exc.problems) > 1 else [str(exc)]
+    for i, line in enumerate(lines):
+        hint = f" ({exc.hint})" if exc.hint and i == len(lines) - 1 else ""
+        click.echo(f"mailer: error: {line}{hint}", err=True)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every command: MailerError -> one line and its exit code; tracebacks only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().obj and ctx.find_root().obj.debug)
+        try:
+            return fn(*args, **kwargs)
+        except MailerError as exc:
+            if debug:
+                raise
+            _report(exc)
+            sys.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("mailer: interrupted", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(f"mailer: internal error: {type(exc).__name__}: {exc} "
+                       "(run with --debug for the traceback)", err=True)
+            sys.exit(int(ExitCode.FAILURE))
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", envvar="MAILER_CONFIG",
+              help="Config file (default: the nearest config/mailer.toml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (never passwords).")
+@click.option("--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state.")
+@click.version_option(package_name="mailer")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
+    """Apologise for a missed or moved job interview by email, then follow up once."""
+    ctx.obj = Context(config=config, debug=debug, sandbox=sandbox)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="mailer: %(levelname)s: %(message)s")
+    # Protocol traces would print the AUTH line: keep them off even with --debug.
+    for noisy in ("yagmail", "imapclient", "sqlalchemy", "asyncio", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fact_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The facts of one apology; campaign entries use the same names as keys."""
+    options = [
+        click.option("--situation", "-s", required=True, help="illness, personal, emergency, transport, technical or conflict."),
+        click.option("--to", required=True, help="The interviewer's email address."),
+        click.option("--interviewer", required=True, help="The interviewer's name, as you would greet them."),
+        click.option("--company", required=True),
+        click.option("--role", required=True, help="The position you interviewed for."),
+        click.option("--interview", required=True, metavar="'YYYY-MM-DD HH:MM'", help="When the interview was (or is), in your time zone."),
+        click.option("--note", default="", help="A personal line, in your own words."),
+        click.option("--free", multiple=True, metavar="'YYYY-MM-DD HH:MM-HH:MM'", help="A time you are free (repeatable)."),
+        click.option("--interviewer-tz", default="", help="The interviewer's IANA time zone, e.g. Europe/Berlin."),
+        click.option("--interviewer-phone", default="", help="The interviewer's phone number, if known."),
+        click.option("--cc", multiple=True, help="Also send to this address (repeatable)."),
+        click.option("--var", multiple=True, metavar="KEY=VALUE", help="An extra template variable (repeatable)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _facts(settings: Any, opts: dict[str, Any]) -> Any:
+    from .facts import local_zone, make_facts
+
+    return make_facts(
+        situation=opts["situation"], to=opts["to"], interviewer=opts["interviewer"],
+        company=opts["company"], role=opts["role"], interview=opts["interview"],
+        tz=local_zone(settings.sender.timezone), note=opts["note"], free=opts["free"],
+        interviewer_tz=opts["interviewer_tz"], interviewer_phone=opts["interviewer_phone"],
+        cc=opts["cc"], var=opts["var"], allow_test_domains=settings.allow_test_domains,
+    )
+
+
+def _show(prepared: Any) -> None:
+    from email import message_from_bytes
+    from email.policy import default
+
+    msg = message_from_bytes(prepared.composed.raw, policy=default)
+    for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID"):
+        if msg[name]:
+            click.echo(f"{name}: {msg[name]}")
+    click.echo("")
+    click.echo(prepared.composed.text, nl=False)
+
+
+@cli.command()
+@fact_options
+@click.pass_obj
+@handle_errors
+def preview(obj: Context, **opts: Any) -> None:
+    """Print exactly what would be sent. No network."""
+    from .apology import prepare
+    from .clock import default_clock
+
+    settings = obj.settings()
+    prepared = prepare(settings, _facts(settings, opts), default_clock()())
+    _show(prepared)
+
+
+@cli.command()
+@fact_options
+@click.option("--yes", "-y", is_flag=True, help="Send without asking (required without a terminal).")
+@click.option("--dry-run", is_flag=True, help="Show the message and stop before connecting.")
+@click.option("--again", is_flag=True, help="Send even though this interview already has an apology.")
+@click.pass_obj
+@handle_errors
+def send(obj: Context, yes: bool, dry_run: bool, again: bool, **opts: Any) -> None:
+    """Send the apology now, keep a copy in Sent, and record it for the follow-up."""
+    from . import apology
+    from .clock import default_clock
+
+    clock = default_clock()
+    settings = obj.settings(need_secrets=not dry_run)
+    prepared = apology.prepare(settings, _facts(settings, opts), clock())
+    _show(prepared)
+    if dry_run:
+        click.echo("\n(dry run: nothing was sent)")
+        return
+    store = obj.store(settings)
+    if not again:
+        apology.check_duplicate(store, prepared.facts)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to send without --yes: there is no terminal to confirm on")
+        if not click.confirm(f"\nSend this to {prepared.facts.to} now?", default=False):
+            click.echo("Not sent.")
+            sys.exit(int(ExitCode.FAILURE))
+    result = apology.send(settings, prepared, store, clock, again=again)
+    click.echo(f"\nSent: thread {result.thread_id}, Message-ID {result.message_id}")
+    click.echo(f"Copy in Sent: {result.sent_copy}")
+    if result.follow_up_due:
+        click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
+    for warning in result.warnings:
+        click.echo(f"mailer: warning: {warning}", err=True)
+
+
+@cli.command()
+def situations() -> None:
+    """List the situations there are templates for."""
+    from .facts import SITUATIONS
+
+    for name, meaning in SITUATIONS.items():
+        click.echo(f"{name:<10} {meaning}")
+
+
+@cli.command()
+@click.argument("thread_id", required=False, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handle_errors
+def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
+    """List threads, or show one thread with its messages."""
+    from .store import thread_state
+
+    settings = obj.settings()
+    store = obj.store(settings)
+    if thread_id is None:
+        rows = []
+        for t in store.threads():
+            msgs = store.messages(t.id)
+            apology = next((m for m in msgs if m.kind == "apology"), None)
+            rows.append({"id": t.id, "recipient": t.recipient, "company": t.company,
+                         "situation": t.situation,
+                         "sent": apology.sent_at if apology else None,
+                         "state": thread_state(t, msgs), "follow_up_due": t.follow_up_due})
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            click.echo("No threads yet. Send an apology with 'mailer send'.")
+            return
+        click.echo(f"{'ID':>3}  {'RECIPIENT':<30} {'COMPANY':<16} {'SITUATION':<10} {'SENT':<17} STATE")
+        for r in rows:
+            sent = (r["sent"] or "-")[:16].replace("T", " ")
+            click.echo(f"{r['id']:>3}  {r['recipient'][:30]:<30} {r['company'][:16]:<16} "
+                       f"{r['situation']:<10} {sent:<17} {r['state']}")
+        return
+    t = store.thread(thread_id)
+    if t is None:
+        raise InputError(f"no thread {thread_id} in {settings.state_url}")
+    msgs = store.messages(t.id)
+    if as_json:
+        click.echo(json.dumps({
+            "id": t.id, "recipient": t.recipient, "company": t.company, "role": t.role,
+            "situation": t.situation, "interview": t.interview_at, "subject": t.subject,
+            "state": thread_state(t, msgs), "follow_up_due": t.follow_up_due,
+            "messages": [{"kind": m.kind, "message_id": m.message_id, "state": m.shown_state,
+                          "sent_at": m.sent_at, "error": m.error, "sent_copy": m.sent_copy}
+                         for m in msgs],
+        }, indent=2))
+        return
+    click.echo(f"Thread {t.id}: {t.recipient_name} <{t.recipient}>, {t.role} at {t.company}")
+    click.echo(f"  situation: {t.situation}; interview: {t.interview_at}")
+    click.echo(f"  subject:   {t.subject}")
+    click.echo(f"  state:     {thread_state(t, msgs)}")
+    if t.follow_up_due:
+        click.echo(f"  follow-up due: {t.follow_up_due} ({t.follow_ups_sent}/{t.max_follow_ups} sent)")
+    for m in msgs:
+        click.echo(f"  - {m.kind} {m.message_id}: {m.shown_state}"
+                   + (f" at {m.sent_at}" if m.sent_at else "")
+                   + (f" ({m.error})" if m.error else ""))
+        if m.sent_copy:
+            click.echo(f"    Sent copy: {m.sent_copy}")
+
+
+@cli.command()
+@click.pass_obj
+@handle_errors
+def doctor(obj: Context) -> None:
+    """Log in to SMTP and IMAP and find the Sent folder. Sends nothing."""
+    from .mailbox import Mailbox
+    from .sender import SmtpSession
+
+    settings = obj.settings(need_secrets=True)
+    click.echo(f"OK    config {settings.path}")
+    failures = 0
+
+    def check(label: str, fn: Callable[[], str]) -> None:
+        nonlocal failures
+        try:
+            click.echo(f"OK    {label}: {fn()}")
+        except MailerError as exc:
+            failures += 1
+            click.echo(f"FAIL  {label}: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
+
+    def smtp() -> str:
+        with SmtpSession(settings.smtp, retries=0):
+            return f"logged in to {settings.smtp.host}:{settings.smtp.port} as {settings.smtp.username}"
+
+    def imap() -> str:
+        with Mailbox(settings.imap) as box:
+            folder = box.sent_folder()
+        return f"logged in to {settings.imap.host}:{settings.imap.port}; Sent folder is {folder!r}"
+
+    def state() -> str:
+        obj.store(settings).close()
+        return "state store opens"
+
+    check("SMTP", smtp)
+    check("IMAP", imap)
+    check("state", state)
+    if failures:
+        sys.exit(int(ExitCode.NETWORK))
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@handle_errors
+def init(directory: Path) -> None:
+    """Create a workspace: config/mailer.toml, templates/ and .env. Never overwrites."""
+    from .workspace import init_workspace
+
+    for outcome, path in init_workspace(directory):
+        click.echo(f"{outcome:<8} {path}")
+    click.echo("\nNext steps:\n"
+               f"  1. Edit {directory / 'config' / 'mailer.toml'}: your name, address and servers.\n"
+               f"  2. Put your password in {directory / '.env'} (MAILER_SMTP_PASSWORD).\n"
+               "  3. Run 'mailer doctor' to check the connection.\n"
+               "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
+               "  To try everything first without an account: 'mailer sandbox start'.")
+
+
+@cli.group()
+def sandbox() -> None:
+    """A private mail server on 127.0.0.1 to try mailer without an account."""
+
+
+@sandbox.command("start")
+@click.pass_obj
+@handle_errors
+def sandbox_start(obj: Context) -> None:
+    """Start the sandbox (Dovecot + SMTP) for this workspace."""
+    from .sandbox import sandbox_dir, start_sandbox
+
+    ws = obj.workspace_hint()
+    info = start_sandbox(ws)
+    click.echo(f"Sandbox running: SMTP {info.host}:{info.smtp_port} (STARTTLS), "
+               f"IMAP {info.host}:{info.imaps_port} (TLS)")
+    click.echo(f"CA certificate: {sandbox_dir(ws) / 'ca.pem'}")
+    for user, password in info.users.items():
+        click.echo(f"  mailbox {user}  password {password}  (sandbox only)")
+    click.echo("Use it with 'mailer --sandbox send ...'; read mail with 'mailer sandbox inbox USER'.")
+
+
+@sandbox.command("stop")
+@click.pass_obj
+@handle_errors
+def sandbox_stop(obj: Context) -> None:
+    """Stop the sandbox and delete its mail."""
+    from .sandbox import stop_sandbox
+
+    stop_sandbox(obj.workspace_hint())
+    click.echo("Sandbox stopped.")
+
+
+@sandbox.command("status")
+@click.pass_obj
+@handle_errors
+def sandbox_status(obj: Context) -> None:
+    """Say whether the sandbox is running, and where."""
+    from .sandbox import running_sandbox
+
+    info = running_sandbox(obj.workspace_hint())
+    if info is None:
+        click.echo("Sandbox: not running ('mailer sandbox start' starts it)")
+        sys.exit(int(ExitCode.FAILURE))
+    click.echo(f"Sandbox: running; SMTP {info.host}:{info.smtp_port}, IMAP {info.host}:{info.imaps_port}")
+
+
+@sandbox.command("inbox")
+@click.argument("user", default="interviewer@sandbox.test")
+@click.option("--full", is_flag=True, help="Print each message whole.")
+@click.pass_obj
+@handle_errors
+def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
+    """Show what arrived in a sandbox mailbox (over IMAP, like any mail client)."""
+    from .sandbox import read_inbox, running_sandbox
+
+    info = running_sandbox(obj.workspace_hint())
+    if info is None:
+        raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+    for raw in read_inbox(info, user):
+        if full:
+            click.echo(raw.decode("utf-8", "replace"))
+            click.echo("-" * 72)
+        else:
+            from email import message_from_bytes
+            from email.policy import default
+
+            msg = message_from_bytes(raw, policy=default)
+            click.echo(f"{msg['Date']}  {msg['From']}  {msg['Subject']}")
+
+
+def main() -> None:
+    cli(prog_name="mailer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Templates + facts -> a finished message, as bytes. Pure: the clock is passed in.
+
+A template renders to ``Subject: ...``, a blank line, then the body. The defaults live in the
+repository's ``templates/`` (installed as ``mailer.templates``); a workspace ``templates/``
+folder overrides them file by file.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .addresses import check_header_value
+from .config import SenderSettings
+from .errors import InputError, TemplateError
+from .facts import SITUATIONS, Facts
+
+FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
+# "[Your Name]", "[Company]": the marks of a template copied from the web and not filled in.
+_PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
+_JINJA_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a template produced: checked, but not yet a message."""
+
+    subject: str
+    text: str
+    template: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A finished message: the exact bytes that go to SMTP and to the Sent folder."""
+
+    subject: str
+    text: str
+    message_id: str
+    raw: bytes
+    recipients: tuple[str, ...]
+
+
+def default_templates_dir() -> Path:
+    from importlib.resources import files
+
+    try:
+        path = Path(str(files("mailer.templates")))
+        if (path / FOLLOW_UP_TEMPLATE).exists():
+            return path
+    except ModuleNotFoundError:
+        pass
+    # An editable install maps mailer.templates onto the repository's templates/ folder;
+    # fall back to it directly when the mapping is not importable.
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def template_name(situation: str) -> str:
+    return f"{situation}.txt.j2"
+
+
+class Composer:
+    def __init__(self, workspace_templates: Path | None = None) -> None:
+        from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+        loaders = []
+        if workspace_templates is not None and workspace_templates.is_dir():
+            loaders.append(FileSystemLoader(str(workspace_templates)))
+        loaders.append(FileSystemLoader(str(default_templates_dir())))
+        self.env = Environment(
+            loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=False,
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        )
+
+    def render(self, name: str, variables: dict[str, Any]) -> Draft:
+        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+
+        try:
+            text = self.env.get_template(name).render(**variables)
+        except TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name!r} not found") from None
+        except UndefinedError as exc:
+            raise TemplateError(f"template {name}: {exc.message} (a missing fact)") from None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        return _split(name, text)
+
+
+def _split(name: str, text: str) -> Draft:
+    first, _, body = text.lstrip("\n").partition("\n")
+    if not first.lower().startswith("subject:"):
+        raise TemplateError(f"template {name}: the first line must be 'Subject: ...'")
+    subject = " ".join(first[len("subject:"):].split())
+    body = re.sub(r"[ \t]+\n", "\n", body)
+    body = re.sub(r"\n{3,}", "\n\n", body).strip("\n") + "\n"
+    if not subject:
+        raise TemplateError(f"template {name}: the subject is empty")
+    for part, content in (("subject", subject), ("body", body)):
+        if m := _PLACEHOLDER.search(content):
+            raise TemplateError(f"template {name}: the {part} still contains the placeholder {m.group(0)!r}")
+        if m := _JINJA_LEFTOVER.search(content):
+            raise TemplateError(f"template {name}: the {part} still contains template markup {m.group(0)!r}")
+    return Draft(subject=subject, text=body, template=name)
+
+
+def _fmt_day(dt: datetime) -> str:
+    return f"{dt:%A} {dt.day} {dt:%B}"
+
+
+def _fmt_when(dt: datetime, show_zone: bool) -> str:
+    when = f"{_fmt_day(dt)} at {dt:%H:%M}"
+    return f"{when} {dt.tzname()}" if show_zone else when
+
+
+def _in_zone(dt: datetime, tz: str) -> datetime:
+    return dt.astimezone(ZoneInfo(tz)) if tz else dt
+
+
+def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, Any]:
+    """Everything a template may use. Times are shown in the interviewer's zone when known."""
+    show_zone = bool(facts.interviewer_tz) and (
+        _in_zone(facts.interview, facts.interviewer_tz).utcoffset() != facts.interview.utcoffset()
+    )
+    interview = _in_zone(facts.interview, facts.interviewer_tz)
+    free_times = []
+    for slot in facts.free:
+        a, b = _in_zone(slot.start, facts.interviewer_tz), _in_zone(slot.end, facts.interviewer_tz)
+        zone = f" {a.tzname()}" if show_zone else ""
+        free_times.append(f"{_fmt_day(a)}, {a:%H:%M}–{b:%H:%M}{zone}")
+    return {
+        **facts.extra,
+        "situation": facts.situation,
+        "interviewer": facts.interviewer,
+        "company": facts.company,
+        "role": facts.role,
+        "interview_when": _fmt_when(interview, show_zone),
+        "interview_date": _fmt_day(interview),
+        "interview_time": f"{interview:%H:%M}",
+        "past": facts.interview <= now,
+        "days_since": max(0, (now - facts.interview).days),
+        "note": facts.note,
+        "free_times": free_times,
+        "interviewer_phone": facts.interviewer_phone,
+        "sender_name": sender.name,
+        "sender_email": sender.address,
+        "sender_phone": sender.phone,
+        "signature": sender.signature.strip() or sender.name,
+    }
+
+
+def compose_apology(composer: Composer, facts: Facts, sender: SenderSettings, now: datetime) -> Draft:
+    if facts.situation not in SITUATIONS:
+        raise InputError(f"--situation: unknown situation {facts.situation!r}")
+    if facts.situation == "conflict" and facts.interview <= now:
+        raise InputError(
+            f"--situation conflict asks to move an interview that is still ahead, but "
+            f"{facts.interview:%Y-%m-%d %H:%M} has passed; pick the situation that explains why "
+            "you missed it (illness, personal, emergency, transport, technical)"
+        )
+    return composer.render(template_name(facts.situation), variables(facts, sender, now))
+
+
+def compose_follow_up(
+    composer: Composer, facts: Facts, sender: SenderSettings, now: datetime,
+    original_subject: str, original_sent: datetime,
+) -> Draft:
+    v = variables(facts, sender, now)
+    v["original_subject"] = original_subject
+    v["original_sent"] = _fmt_day(original_sent)
+    return composer.render(FOLLOW_UP_TEMPLATE, v)
+
+
+def build_message(
+    draft: Draft, facts: Facts, sender: SenderSettings, now: datetime, *,
+    html_part: bool = False, in_reply_to: str | None = None, references: str | None = None,
+    subject: str | None = None, quote: str | None = None,
+) -> Composed:
+    """Headers + text (+ optional HTML) -> bytes, serialised once."""
+    subject = subject if subject is not None else draft.subject
+    for what, value in (("subject", subject), ("sender.name", sender.name),
+                        ("--interviewer", facts.interviewer)):
+        check_header_value(value, what)
+    domain = sender.address.rpartition("@")[2]
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = Address(display_name=sender.name, addr_spec=sender.address)
+    msg["To"] = Address(display_name=facts.interviewer, addr_spec=facts.to)
+    if facts.cc:
+        msg["Cc"] = ", ".join(facts.cc)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now)
+    message_id = make_msgid(idstring="mailer", domain=domain)
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = references or in_reply_to
+    msg["MIME-Version"] = "1.0"
+    text = draft.text if quote is None else draft.text + "\n" + quote
+    msg.set_content(text, charset="utf-8")
+    if html_part:
+        msg.add_alternative(_as_html(text), subtype="html", charset="utf-8")
+    recipients = (facts.to, *facts.cc)
+    return Composed(subject=subject, text=text, message_id=message_id,
+                    raw=msg.as_bytes(policy=SMTP), recipients=recipients)
+
+
+def _as_html(text: str) -> str:
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    body = "\n".join(
+        "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
+        for p in paragraphs
+    )
+    return f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
+
+
+def quote_original(text: str, sent: datetime, sender_name: str) -> str:
+    lines = "\n".join(f"> {line}" if line else ">" for line in text.rstrip("\n").splitlines())
+    return f"On {_fmt_day(sent)} {sent:%Y} at {sent:%H:%M}, {sender_name} wrote:\n{lines}\n"

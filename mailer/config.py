@@ -1,0 +1,331 @@
+"""TOML settings + secrets from the environment or ``.env`` -> frozen, validated objects.
+
+Every problem in a file is collected and reported at once, each as ``file: key: problem``.
+Clients never read files themselves: they are handed these objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_RELPATH = Path("config") / "mailer.toml"
+SECURITY_MODES = ("ssl", "starttls", "plain")
+
+# Providers whose settings are well known. Microsoft refuses basic (password) logins for
+# IMAP and is switching them off for SMTP: saying so beats a confusing auth failure later.
+PRESETS: dict[str, dict[str, Any]] = {
+    "generic": {},
+    "gmail": {
+        "smtp": {"host": "smtp.gmail.com", "port": 465, "security": "ssl"},
+        "imap": {"host": "imap.gmail.com", "port": 993, "security": "ssl", "save_sent": False},
+    },
+}
+OAUTH_ONLY = {
+    "microsoft365": "Microsoft 365",
+    "outlook": "Outlook.com",
+    "office365": "Microsoft 365",
+    "hotmail": "Outlook.com",
+}
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    name: str
+    address: str
+    phone: str = ""
+    signature: str = ""
+    timezone: str = ""  # IANA name; empty means the machine's local zone
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+    security: str
+    username: str
+    ca_file: Path | None
+    timeout: float
+    password: str = field(default="", repr=False)  # never printed, even by repr()
+
+
+@dataclass(frozen=True)
+class ImapSettings(ServerSettings):
+    sent_folder: str = ""  # empty: find the \Sent special-use folder
+    save_sent: bool = True
+
+
+@dataclass(frozen=True)
+class FollowUpSettings:
+    wait: str = "3 business days"
+    max_follow_ups: int = 1
+    holidays_country: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path  # the TOML file
+    workspace: Path
+    sender: SenderSettings
+    smtp: ServerSettings
+    imap: ImapSettings
+    follow_up: FollowUpSettings
+    state_url: str
+    html: bool = False
+    allow_test_domains: bool = False
+    provider: str = "generic"
+    retries: int = 3
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.workspace / "templates"
+
+
+def find_config(start: Path, explicit: str | None = None) -> Path:
+    """The config file: ``--config``/``MAILER_CONFIG``, else the nearest ``config/mailer.toml``."""
+    chosen = explicit or os.environ.get("MAILER_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path.resolve()
+    for d in (start, *start.parents):
+        candidate = d / CONFIG_RELPATH
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(
+        f"no {CONFIG_RELPATH} in {start} or any parent directory",
+        hint="run 'mailer init' to create a workspace, or pass --config PATH",
+    )
+
+
+def workspace_of(config_path: Path) -> Path:
+    parent = config_path.parent
+    return parent.parent if parent.name == "config" else parent
+
+
+def read_secrets(env_file: Path) -> dict[str, str]:
+    """Environment first, then ``.env``: a value exported in the shell wins."""
+    from dotenv import dotenv_values
+
+    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
+    for key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD"):
+        if os.environ.get(key):
+            values[key] = os.environ[key]
+    return values
+
+
+class _Reader:
+    """Typed access to a TOML table that records problems instead of stopping at the first."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {message}")
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            self.problem(name, "must be a table ([" + name + "])")
+            return {}
+        return value
+
+    def get(self, table: dict[str, Any], prefix: str, key: str, kind: type, default: Any = None,
+            required: bool = False) -> Any:
+        full = f"{prefix}.{key}"
+        if key not in table:
+            if required:
+                self.problem(full, "is required")
+            return default
+        value = table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.problem(full, f"must be {kind.__name__.replace('str', 'a string')}, not {value!r}")
+            return default
+        if isinstance(value, str) and ("\r" in value or "\n" in value) and key != "signature":
+            self.problem(full, "must not contain a line break")
+            return default
+        return value
+
+
+def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: bool = False,
+                  workspace: Path | None = None) -> Settings:
+    """Read and validate ``path``. With ``need_secrets``, a missing password is a problem too.
+
+    ``workspace`` overrides where templates are found (the sandbox keeps its config apart).
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    base = workspace_of(path)
+    r = _Reader(path, data)
+    known = {"sender", "smtp", "imap", "follow_up", "state", "composer", "addresses", "provider"}
+    for key in data:
+        if key not in known:
+            r.problem(key, f"unknown setting (known: {', '.join(sorted(known))})")
+
+    provider = data.get("provider", "generic")
+    if not isinstance(provider, str):
+        r.problem("provider", "must be a string")
+        provider = "generic"
+    provider = provider.lower()
+    if provider in OAUTH_ONLY:
+        r.problem(
+            "provider",
+            f"{OAUTH_ONLY[provider]} refuses password logins for SMTP/IMAP and needs OAuth2 "
+            "(XOAUTH2), which mailer does not support yet; use another account",
+        )
+        provider = "generic"
+    elif provider not in PRESETS:
+        r.problem("provider", f"unknown provider {provider!r} (known: {', '.join(PRESETS)})")
+        provider = "generic"
+    preset = PRESETS[provider]
+
+    s = r.table("sender")
+    sender = SenderSettings(
+        name=r.get(s, "sender", "name", str, "", required=True),
+        address=r.get(s, "sender", "address", str, "", required=True),
+        phone=r.get(s, "sender", "phone", str, ""),
+        signature=r.get(s, "sender", "signature", str, ""),
+        timezone=r.get(s, "sender", "timezone", str, ""),
+    )
+    if sender.address:
+        _check_address(r, "sender.address", sender.address)
+    if sender.timezone:
+        _check_timezone(r, "sender.timezone", sender.timezone)
+
+    secrets = read_secrets(env_file or base / ".env")
+    smtp = _server(r, "smtp", {**preset.get("smtp", {}), **r.table("smtp")}, base,
+                   sender.address, secrets.get("MAILER_SMTP_PASSWORD", ""), 587)
+    imap_table = {**preset.get("imap", {}), **r.table("imap")}
+    imap_base = _server(r, "imap", imap_table, base, sender.address,
+                        secrets.get("MAILER_IMAP_PASSWORD") or secrets.get("MAILER_SMTP_PASSWORD", ""),
+                        993)
+    imap = ImapSettings(
+        **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
+        sent_folder=r.get(imap_table, "imap", "sent_folder", str, ""),
+        save_sent=r.get(imap_table, "imap", "save_sent", bool, True),
+    )
+    if need_secrets:
+        if not smtp.password:
+            r.problems.append(
+                f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}"
+            )
+
+    f = r.table("follow_up")
+    follow_up = FollowUpSettings(
+        wait=r.get(f, "follow_up", "wait", str, "3 business days"),
+        max_follow_ups=r.get(f, "follow_up", "max_follow_ups", int, 1),
+        holidays_country=r.get(f, "follow_up", "holidays_country", str, ""),
+    )
+    from .schedule import parse_wait
+
+    try:
+        parse_wait(follow_up.wait)
+    except ValueError as exc:
+        r.problem("follow_up.wait", str(exc))
+    if not 0 <= follow_up.max_follow_ups <= 5:
+        r.problem("follow_up.max_follow_ups", "must be between 0 and 5")
+
+    workspace = workspace or base
+    st = r.table("state")
+    state_url = r.get(st, "state", "url", str, "sqlite:///.mailer/state.db")
+    state_url = _resolve_sqlite_url(state_url, base)
+
+    c = r.table("composer")
+    a = r.table("addresses")
+    settings = Settings(
+        path=path, workspace=workspace, sender=sender, smtp=smtp, imap=imap,
+        follow_up=follow_up, state_url=state_url,
+        html=r.get(c, "composer", "html", bool, False),
+        allow_test_domains=r.get(a, "addresses", "allow_test_domains", bool, False),
+        provider=provider,
+        retries=r.get(data.get("smtp", {}) if isinstance(data.get("smtp"), dict) else {},
+                      "smtp", "retries", int, 3),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
+
+
+def _server(r: _Reader, name: str, t: dict[str, Any], workspace: Path, default_user: str,
+            password: str, default_port: int) -> ServerSettings:
+    known = {"host", "port", "security", "username", "ca_file", "timeout", "retries",
+             "sent_folder", "save_sent"}
+    for key in t:
+        if key not in known:
+            r.problem(f"{name}.{key}", "unknown setting")
+    host = r.get(t, name, "host", str, "", required=True)
+    security = r.get(t, name, "security", str, "ssl" if name == "imap" else "starttls")
+    if security not in SECURITY_MODES:
+        r.problem(f"{name}.security", f"must be one of {', '.join(SECURITY_MODES)}, not {security!r}")
+    port = r.get(t, name, "port", int, default_port)
+    if not 1 <= port <= 65535:
+        r.problem(f"{name}.port", f"must be between 1 and 65535, not {port}")
+    if security == "plain" and host and not _is_loopback(host):
+        r.problem(
+            f"{name}.security",
+            f"'plain' sends the password unencrypted and is allowed only to a loopback host, not {host}",
+        )
+    timeout = r.get(t, name, "timeout", float, 30.0)
+    if timeout <= 0:
+        r.problem(f"{name}.timeout", "must be a positive number of seconds")
+    ca = r.get(t, name, "ca_file", str, "")
+    ca_path = None
+    if ca:
+        ca_path = (workspace / Path(ca).expanduser()).resolve()
+        if not ca_path.is_file():
+            r.problem(f"{name}.ca_file", f"file not found: {ca_path}")
+    return ServerSettings(
+        host=host, port=port, security=security,
+        username=r.get(t, name, "username", str, default_user) or default_user,
+        ca_file=ca_path, timeout=timeout, password=password,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_address(r: _Reader, key: str, value: str) -> None:
+    from .addresses import validate_address
+
+    try:
+        validate_address(value, allow_test_domains=True)
+    except Exception as exc:  # InputError: reported as a config problem here
+        r.problem(key, str(exc))
+
+
+def _check_timezone(r: _Reader, key: str, value: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError, OSError):
+        r.problem(key, f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+
+
+def _resolve_sqlite_url(url: str, workspace: Path) -> str:
+    m = re.match(r"^sqlite:///(?!/)(.+)$", url)
+    if m:
+        return f"sqlite:///{(workspace / m.group(1)).resolve()}"
+    return url

@@ -1,0 +1,447 @@
+"""A private, real mail stack on 127.0.0.1: Dovecot (IMAP + LMTP) and an aiosmtpd SMTP server.
+
+One implementation serves both the test suite's fixture and ``mailer sandbox start``. It
+needs Debian's ``dovecot-imapd`` and ``dovecot-lmtpd`` and root (Dovecot's master process
+runs as root; mail is stored as ``nobody``). Nothing is relayed off the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import SandboxError
+
+SANDBOX_DOMAIN = "sandbox.test"
+DEFAULT_USERS = {
+    f"you@{SANDBOX_DOMAIN}": "you-password",
+    f"interviewer@{SANDBOX_DOMAIN}": "interviewer-password",
+    f"recruiter@{SANDBOX_DOMAIN}": "recruiter-password",
+}
+HOST = "127.0.0.1"
+
+
+@dataclass
+class StackInfo:
+    """Where a running stack listens, and the files a client needs to trust it."""
+
+    dir: str
+    host: str
+    smtp_port: int  # submission, STARTTLS required
+    smtps_port: int  # implicit TLS
+    smtp_plain_port: int  # no TLS: loopback only
+    imap_port: int  # STARTTLS available
+    imaps_port: int
+    lmtp_port: int
+    ca_file: str
+    users: dict[str, str]
+    dovecot_pid: int = 0
+    smtp_pid: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def smtp_log(self) -> Path:
+        return Path(self.dir) / "smtp.log"
+
+    @property
+    def faults_file(self) -> Path:
+        return Path(self.dir) / "faults.json"
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> StackInfo:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def free_ports(n: int) -> list[int]:
+    """Ask the kernel for n distinct free TCP ports on loopback."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def check_prerequisites() -> None:
+    if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
+        raise SandboxError(
+            "the sandbox needs Dovecot, which is not installed",
+            hint="install it with: apt-get install -y dovecot-imapd dovecot-lmtpd",
+        )
+    if not Path("/usr/lib/dovecot/lmtp").exists():
+        raise SandboxError(
+            "the sandbox needs Dovecot's LMTP server, which is not installed",
+            hint="install it with: apt-get install -y dovecot-lmtpd",
+        )
+    if os.geteuid() != 0:
+        raise SandboxError(
+            "the sandbox's Dovecot must be started as root (it stores mail as 'nobody')",
+            hint="run 'mailer sandbox start' as root, or point config/mailer.toml at a real server",
+        )
+
+
+def _dovecot_binary() -> str:
+    return shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+def _write_certs(d: Path) -> Path:
+    import trustme
+
+    ca = trustme.CA(organization_name="mailer sandbox CA")
+    cert = ca.issue_cert(HOST, "localhost")
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(d / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(d / "cert.pem"))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(d / "cert.pem"), append=True)
+    (d / "key.pem").chmod(0o600)
+    return d / "ca.pem"
+
+
+def _dovecot_conf(info: StackInfo) -> str:
+    d = info.dir
+    return f"""# Written by mailer.sandbox: a private Dovecot, never touching /etc/dovecot.
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = mailer-{Path(d).name}
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = imap lmtp
+listen = {info.host}
+ssl = yes
+ssl_cert = <{d}/cert.pem
+ssl_key = <{d}/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = maildir:~/Maildir
+first_valid_uid = 1
+mail_fsync = never
+lmtp_add_received_header = yes
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%Lu {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%Lu {d}/users
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {info.host}
+    port = {info.imap_port}
+  }}
+  inet_listener imaps {{
+    address = {info.host}
+    port = {info.imaps_port}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = {info.host}
+    port = {info.lmtp_port}
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+
+
+def _wait_for_ports(ports: list[int], procs: list[subprocess.Popen], logs: list[Path]) -> None:
+    deadline = time.monotonic() + 20
+    pending = list(ports)
+    while pending:
+        for p in procs:
+            if p.poll() is not None:
+                tail = "".join(
+                    log.read_text(errors="replace")[-600:] for log in logs if log.exists()
+                )
+                raise SandboxError(f"a sandbox mail server exited at start-up: {tail.strip()}")
+        port = pending[0]
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                pending.pop(0)
+                continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the sandbox mail server did not listen on {HOST}:{port} in 20 s")
+        time.sleep(0.05)
+
+
+class MailStack:
+    """Start and stop a private Dovecot + SMTP pair. Use :func:`MailStack.start`."""
+
+    def __init__(self, info: StackInfo) -> None:
+        self.info = info
+
+    @classmethod
+    def create(cls, users: dict[str, str] | None = None, parent: str | None = None) -> MailStack:
+        check_prerequisites()
+        # Dovecot reads mail as 'nobody', so every parent must be searchable: not pytest's
+        # tmp_path. Unix socket paths are limited to 108 bytes, so the path stays short.
+        d = Path(tempfile.mkdtemp(prefix="mlr-", dir=parent or "/tmp"))
+        d.chmod(0o755)
+        ports = free_ports(6)
+        info = StackInfo(
+            dir=str(d), host=HOST, smtp_port=ports[0], smtps_port=ports[1],
+            smtp_plain_port=ports[2], imap_port=ports[3], imaps_port=ports[4],
+            lmtp_port=ports[5], ca_file="", users=dict(users or DEFAULT_USERS),
+        )
+        return cls(info)
+
+    def start(self) -> StackInfo:
+        info = self.info
+        d = Path(info.dir)
+        for sub in ("run", "state", "mail"):
+            (d / sub).mkdir(exist_ok=True)
+        info.ca_file = str(_write_certs(d))
+        nobody = 65534
+        lines = []
+        for user, password in info.users.items():
+            home = d / "mail" / user.lower()
+            home.mkdir(parents=True, exist_ok=True)
+            os.chown(home, nobody, nobody)
+            lines.append(f"{user.lower()}:{{PLAIN}}{password}:{nobody}:{nobody}::{home}::")
+        users_file = d / "users"
+        users_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (d / "mail").chmod(0o755)
+        conf = d / "dovecot.conf"
+        conf.write_text(_dovecot_conf(info), encoding="utf-8")
+        smtp_conf = d / "smtp.json"
+        smtp_conf.write_text(json.dumps({
+            "dir": str(d), "host": info.host, "users": info.users,
+            "lmtp_port": info.lmtp_port, "smtp_port": info.smtp_port,
+            "smtps_port": info.smtps_port, "smtp_plain_port": info.smtp_plain_port,
+            "cert": str(d / "cert.pem"), "key": str(d / "key.pem"),
+        }), encoding="utf-8")
+        smtp_conf.chmod(0o600)
+        dlog, slog = d / "dovecot.out", d / "smtp.out"
+        with dlog.open("wb") as dout, slog.open("wb") as sout:
+            # Own sessions and redirected output: the servers must outlive a CLI start, and
+            # a child holding our stdout would hang callers that capture it.
+            dovecot = subprocess.Popen(
+                [_dovecot_binary(), "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
+                stdout=dout, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            smtp = subprocess.Popen(
+                [sys.executable, "-m", "mailer.sandbox_smtp", str(smtp_conf)],
+                stdin=subprocess.DEVNULL, stdout=sout, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent),
+            )
+        info.dovecot_pid, info.smtp_pid = dovecot.pid, smtp.pid
+        try:
+            _wait_for_ports(
+                [info.imap_port, info.imaps_port, info.lmtp_port, info.smtp_port,
+                 info.smtps_port, info.smtp_plain_port],
+                [dovecot, smtp], [dlog, d / "dovecot.log", slog],
+            )
+        except SandboxError:
+            self.stop()
+            raise
+        return info
+
+    def stop(self, remove: bool = True) -> None:
+        for pid in (self.info.smtp_pid, self.info.dovecot_pid):
+            _terminate(pid)
+        if remove:
+            shutil.rmtree(self.info.dir, ignore_errors=True)
+
+    def restart_dovecot(self) -> None:
+        """Stop and start Dovecot alone, keeping its mail (for reconnect tests)."""
+        _terminate(self.info.dovecot_pid)
+        d = Path(self.info.dir)
+        with (d / "dovecot.out").open("ab") as out:
+            p = subprocess.Popen(
+                [_dovecot_binary(), "-F", "-c", str(d / "dovecot.conf")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.info.dovecot_pid = p.pid
+        _wait_for_ports([self.info.imap_port, self.info.lmtp_port], [p], [d / "dovecot.log"])
+
+    def mailbox_path(self, user: str) -> Path:
+        return Path(self.info.dir) / "mail" / user.lower() / "Maildir"
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _terminate(pid: int) -> None:
+    if not _alive(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+# --- the user-facing sandbox: one stack per workspace, described under .mailer/sandbox/ ---
+
+
+def sandbox_dir(workspace: Path) -> Path:
+    return workspace / ".mailer" / "sandbox"
+
+
+def running_sandbox(workspace: Path) -> StackInfo | None:
+    path = sandbox_dir(workspace) / "stack.json"
+    if not path.exists():
+        return None
+    info = StackInfo.load(path)
+    if _alive(info.dovecot_pid) and _alive(info.smtp_pid) and Path(info.dir).exists():
+        return info
+    return None
+
+
+def start_sandbox(workspace: Path) -> StackInfo:
+    """Start the workspace's sandbox and write its config, .env and CA under .mailer/sandbox/."""
+    if running_sandbox(workspace) is not None:
+        raise SandboxError(
+            f"the sandbox is already running (see {sandbox_dir(workspace) / 'stack.json'})",
+            hint="'mailer sandbox status' shows it; 'mailer sandbox stop' stops it",
+        )
+    stale = sandbox_dir(workspace) / "stack.json"
+    if stale.exists():
+        old = StackInfo.load(stale)
+        MailStack(old).stop()
+    stack = MailStack.create()
+    info = stack.start()
+    sdir = sandbox_dir(workspace)
+    sdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(sdir, 0o700)
+    shutil.copy(info.ca_file, sdir / "ca.pem")
+    sender = f"you@{SANDBOX_DOMAIN}"
+    (sdir / "config").mkdir(exist_ok=True)
+    (sdir / "config" / "mailer.toml").write_text(
+        sandbox_config_toml(info, sdir / "ca.pem", sender), encoding="utf-8"
+    )
+    env = sdir / ".env"
+    env.write_text(
+        f"MAILER_SMTP_PASSWORD={info.users[sender]}\nMAILER_IMAP_PASSWORD={info.users[sender]}\n",
+        encoding="utf-8",
+    )
+    env.chmod(0o600)
+    info.save(sdir / "stack.json")
+    return info
+
+
+def sandbox_config_toml(info: StackInfo, ca_file: Path, sender: str) -> str:
+    return f"""# Written by 'mailer sandbox start'. Points mailer at the local sandbox only.
+[sender]
+name = "Sam Sandbox"
+address = "{sender}"
+phone = "+1 555 0100"
+signature = "Sam Sandbox"
+
+[smtp]
+host = "{info.host}"
+port = {info.smtp_port}
+security = "starttls"
+username = "{sender}"
+ca_file = "{ca_file}"
+
+[imap]
+host = "{info.host}"
+port = {info.imaps_port}
+security = "ssl"
+username = "{sender}"
+ca_file = "{ca_file}"
+
+[addresses]
+allow_test_domains = true
+
+[state]
+url = "sqlite:///{ca_file.parent / 'state.db'}"
+"""
+
+
+def stop_sandbox(workspace: Path) -> None:
+    path = sandbox_dir(workspace) / "stack.json"
+    if not path.exists():
+        raise SandboxError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+    info = StackInfo.load(path)
+    was_running = running_sandbox(workspace) is not None
+    MailStack(info).stop()
+    path.unlink()
+    if not was_running:
+        raise SandboxError(
+            "the sandbox was not running (cleaned up what it left behind)",
+            hint="start it with 'mailer sandbox start'",
+        )
+
+
+def read_inbox(info: StackInfo, user: str) -> list[bytes]:
+    """Every message in a sandbox user's INBOX, oldest first, read over IMAPS."""
+    import ssl
+
+    from imapclient import IMAPClient
+
+    if user.lower() not in {u.lower() for u in info.users}:
+        raise SandboxError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
+    ctx = ssl.create_default_context(cafile=info.ca_file)
+    with IMAPClient(info.host, port=info.imaps_port, ssl=True, ssl_context=ctx, timeout=10) as c:
+        c.login(user, info.users[user.lower()])
+        c.select_folder("INBOX", readonly=True)
+        uids = c.search("ALL")
+        fetched = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
+        return [fetched[u][b"BODY[]"] for u in sorted(fetched)]

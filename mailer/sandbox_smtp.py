@@ -1,0 +1,204 @@
+"""The sandbox's SMTP server: aiosmtpd, delivering into Dovecot over LMTP.
+
+Run as ``python -m mailer.sandbox_smtp CONFIG.json`` by :mod:`mailer.sandbox`. It listens on
+three loopback ports: submission with STARTTLS, implicit TLS (SMTPS) and plain (loopback only),
+all with AUTH. It never relays: a recipient who is not a sandbox user is refused at RCPT.
+
+For tests, a ``faults.json`` file next to the config can script replies: each key
+(``mail``, ``rcpt``, ``data``) holds a list of SMTP replies consumed one per command, and
+``"drop_after_data": N`` accepts and delivers the next N messages but closes the connection
+instead of answering 250, the way a link dies at the worst moment.
+
+Every connection, AUTH and accepted message is written as a JSON line to ``smtp.log`` so that
+tests can count connections and logins. Passwords are never written.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import smtplib
+import ssl
+import sys
+import threading
+import time
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+
+class _Log:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def write(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"t": round(time.time(), 3), "event": event, **fields})
+        with self.lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+class _Faults:
+    """Scripted replies for tests, re-read from disk on every command."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def take(self, key: str) -> Any:
+        with self.lock:
+            if not self.path.exists():
+                return None
+            try:
+                faults = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+            except ValueError:
+                return None
+            value = faults.get(key)
+            if isinstance(value, list) and value:
+                reply = value.pop(0)
+            elif isinstance(value, int) and value > 0:
+                reply = value
+                faults[key] = value - 1
+            else:
+                return None
+            self.path.write_text(json.dumps(faults), encoding="utf-8")
+            return reply
+
+
+class _Handler:
+    def __init__(self, users: dict[str, str], lmtp: tuple[str, int], log: _Log, faults: _Faults):
+        self.users = {u.lower(): p for u, p in users.items()}
+        self.lmtp = lmtp
+        self.log = log
+        self.faults = faults
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        reply = self.faults.take("mail")
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        reply = self.faults.take("rcpt")
+        if reply:
+            return reply
+        if address.lower() not in self.users:
+            self.log.write("rcpt-refused", rcpt=address)
+            return f"550 5.1.1 <{address}>: Recipient address rejected: not a sandbox mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        reply = self.faults.take("data")
+        if reply:
+            return reply
+        content = envelope.original_content or b""
+        with smtplib.LMTP(self.lmtp[0], self.lmtp[1], timeout=30) as lmtp:
+            lmtp.sendmail(envelope.mail_from or "", envelope.rcpt_tos, content)
+        headers = BytesHeaderParser().parsebytes(content)
+        self.log.write(
+            "accepted",
+            mail_from=envelope.mail_from,
+            rcpt=envelope.rcpt_tos,
+            message_id=headers.get("Message-ID"),
+            size=len(content),
+            peer=list(session.peer) if session.peer else None,
+        )
+        if self.faults.take("drop_after_data"):
+            self.log.write("dropped-after-data", message_id=headers.get("Message-ID"))
+            # Close without answering: the client cannot know the message was delivered.
+            server.transport.abort()
+            return "250 2.0.0 (never seen by the client)"
+        return "250 2.0.0 OK: queued"
+
+
+class _LoggingSMTP(SMTP):
+    def __init__(self, handler: _Handler, log: _Log, listener: str, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._log = log
+        self._listener = listener
+
+    def connection_made(self, transport: Any) -> None:
+        upgraded = getattr(self, "_seen", False)  # called again after STARTTLS
+        self._seen = True
+        super().connection_made(transport)
+        if upgraded:
+            return
+        peer = transport.get_extra_info("peername")
+        self._log.write("connect", listener=self._listener, peer=list(peer) if peer else None)
+
+
+class _Controller(Controller):
+    def __init__(self, handler: _Handler, log: _Log, listener: str, **kwargs: Any) -> None:
+        self._log = log
+        self._listener = listener
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> SMTP:
+        return _LoggingSMTP(self.handler, self._log, self._listener, **self.SMTP_kwargs)
+
+    def _trigger_server(self) -> None:
+        # The base class opens a probe connection to check readiness; with TLS and AUTH in
+        # front that probe is noise in the log, so readiness is checked by the parent instead.
+        pass
+
+
+def _authenticator(users: dict[str, str], log: _Log):
+    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            log.write("auth", ok=False, mechanism=mechanism)
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace").lower()
+        ok = users.get(login) == auth_data.password.decode("utf-8", "replace")
+        log.write("auth", ok=ok, user=login, mechanism=mechanism)
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
+def serve(config: dict[str, Any]) -> None:
+    """Start the three listeners and block until SIGTERM/SIGINT."""
+    root = Path(config["dir"])
+    log = _Log(root / "smtp.log")
+    users: dict[str, str] = {k.lower(): v for k, v in config["users"].items()}
+    handler = _Handler(users, (config["host"], config["lmtp_port"]), log, _Faults(root / "faults.json"))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(config["cert"], config["key"])
+    common: dict[str, Any] = {
+        "hostname": config["host"],
+        "authenticator": _authenticator(users, log),
+        "auth_required": True,
+        "ident": "mailer-sandbox ESMTP",
+        "data_size_limit": 10 * 1024 * 1024,
+    }
+    controllers = [
+        _Controller(handler, log, "starttls", port=config["smtp_port"], tls_context=tls,
+                    require_starttls=True, auth_require_tls=True, **common),
+        _Controller(handler, log, "smtps", port=config["smtps_port"], ssl_context=tls,
+                    auth_require_tls=True, **common),
+        _Controller(handler, log, "plain", port=config["smtp_plain_port"],
+                    auth_require_tls=False, **common),
+    ]
+    for c in controllers:
+        c.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.write("ready")
+    stop.wait()
+    for c in controllers:
+        c.stop()
+
+
+def main(argv: list[str]) -> int:
+    serve(json.loads(Path(argv[1]).read_text(encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

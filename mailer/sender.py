@@ -1,0 +1,244 @@
+"""SMTP delivery: the only module that talks SMTP.
+
+yagmail opens and authenticates the connection (with verified TLS and a timeout, which it does
+not do by default). The transaction itself is driven step by step on its ``smtplib``
+connection, so that we always know whether a failure came before the message could have been
+accepted (safe to retry) or after the final dot (in doubt: never resent automatically).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from .config import ServerSettings
+from .connection import network_error, tls_context
+from .errors import ConfigError, DeliveryError
+
+log = logging.getLogger(__name__)
+
+
+class InDoubtError(DeliveryError):
+    """The whole message reached the server but its answer did not reach us."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="in-doubt",
+                         hint="check the recipient's inbox or your Sent folder, then run 'mailer resolve'")
+
+
+class _Retry(Exception):
+    def __init__(self, error: DeliveryError, reconnect: bool) -> None:
+        self.error = error
+        self.reconnect = reconnect
+
+
+class SmtpSession:
+    """One authenticated connection for any number of messages. Use it as a context manager."""
+
+    def __init__(self, settings: ServerSettings, *, retries: int = 3,
+                 sleep: Callable[[float], None] = time.sleep, backoff: float = 1.0) -> None:
+        if not settings.password:
+            raise ConfigError("MAILER_SMTP_PASSWORD: not set in the environment or .env",
+                              hint="put it in the workspace's .env (see .env.example)")
+        self.settings = settings
+        self.retries = retries
+        self.sleep = sleep
+        self.backoff = backoff
+        self.logins = 0
+        self._yag = None
+        self._smtp: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"SMTP {self.settings.host}:{self.settings.port}"
+
+    def __enter__(self) -> SmtpSession:
+        self.connect()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        import yagmail
+
+        s = self.settings
+        ctx = tls_context(s.ca_file)
+        kwargs: dict = {"timeout": s.timeout}
+        if s.security == "ssl":
+            kwargs["context"] = ctx
+        yag = yagmail.SMTP(
+            user=s.username, password=s.password, host=s.host, port=s.port,
+            smtp_ssl=s.security == "ssl",
+            smtp_starttls={"context": ctx} if s.security == "starttls" else False,
+            soft_email_validation=False, **kwargs,
+        )
+        yag.set_logging(logging.CRITICAL)  # its ERROR lines would duplicate ours on stderr
+        try:
+            yag.login()
+        except smtplib.SMTPAuthenticationError as exc:
+            _quiet_close(yag.smtp)
+            raise DeliveryError(
+                f"{self.where}: authentication failed for user '{s.username}' ({_reply(exc)})",
+                kind="auth", hint="check MAILER_SMTP_PASSWORD (Gmail needs an app password)",
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _quiet_close(yag.smtp)
+            raise DeliveryError(f"{self.where}: {exc}", kind="protocol",
+                                hint="check smtp.security and smtp.port") from None
+        except smtplib.SMTPResponseException as exc:
+            _quiet_close(yag.smtp)
+            raise _reply_error(self.where, "login", exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quiet_close(getattr(yag, "smtp", None))
+            if isinstance(exc, smtplib.SMTPServerDisconnected):
+                raise DeliveryError(f"{self.where}: the server closed the connection during login",
+                                    kind="connection", temporary=True) from None
+            raise network_error(exc, "SMTP", s.host, s.port, s.timeout) from None
+        self._yag, self._smtp = yag, yag.smtp
+        self.logins += 1
+        log.info("connected to %s as %s", self.where, s.username)
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                _quiet_close(self._smtp)
+        self._smtp = None
+        if self._yag is not None:
+            self._yag.is_closed = True  # we closed it; stop its __del__ from trying again
+        self._yag = None
+
+    def submit(self, envelope_from: str, recipients: tuple[str, ...], data: bytes,
+               before_mail: Callable[[], None] | None = None) -> str:
+        """Send ``data`` as is and return the server's 250 reply.
+
+        ``before_mail`` runs once, immediately before the first MAIL FROM (the caller commits
+        ``submitting`` there). A 4xx before the end of DATA, or a dropped connection before
+        the final dot, is retried with backoff; a 5xx fails at once.
+        """
+        called = False
+        for attempt in range(self.retries + 1):
+            try:
+                if self._smtp is None:
+                    self.connect()
+                if not called and before_mail is not None:
+                    before_mail()
+                called = True
+                return self._transaction(envelope_from, recipients, data)
+            except _Retry as retry:
+                if attempt == self.retries:
+                    raise retry.error from None
+                if retry.reconnect:
+                    _quiet_close(self._smtp)
+                    self._smtp = None
+                delay = self.backoff * (2**attempt)
+                log.warning("%s; retrying in %.1f s", retry.error, delay)
+                self.sleep(delay)
+            except DeliveryError as exc:
+                if exc.temporary and attempt < self.retries and not called:
+                    self.sleep(self.backoff * (2**attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _transaction(self, envelope_from: str, recipients: tuple[str, ...], data: bytes) -> str:
+        smtp = self._smtp
+        assert smtp is not None
+        s = self.settings
+        try:
+            code, msg = smtp.mail(envelope_from)
+            self._check(code, msg, "MAIL FROM")
+            for rcpt in recipients:
+                code, msg = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    self._rset()
+                    if 400 <= code < 500:
+                        raise _Retry(_reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg), False)
+                    raise DeliveryError(
+                        f"{self.where}: recipient <{rcpt}> refused: {code} {_text(msg)}",
+                        kind="recipient",
+                    )
+            code, msg = smtp.docmd("DATA")
+            if code != 354:
+                self._check(code, msg, "DATA")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # Nothing can have been accepted before the final dot: safe to retry.
+            raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
+        try:
+            smtp.send(_dot_stuff(data))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
+        try:
+            code, msg = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            _quiet_close(smtp)
+            self._smtp = None
+            raise InDoubtError(
+                f"{self.where}: the connection was lost after the whole message was sent "
+                f"and before the server answered ({type(exc).__name__}); it may have been delivered"
+            ) from None
+        if code == 250:
+            return f"{code} {_text(msg)}"
+        # A refusal of the finished message: the server says it did not take it.
+        raise _reply_error(self.where, "end of DATA", code, msg)
+
+    def _check(self, code: int, msg: bytes, step: str) -> None:
+        if 200 <= code < 300:
+            return
+        self._rset()
+        error = _reply_error(self.where, step, code, msg)
+        if error.temporary:
+            raise _Retry(error, code in (421,))
+        raise error
+
+    def _rset(self) -> None:
+        try:
+            assert self._smtp is not None
+            self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            _quiet_close(self._smtp)
+            self._smtp = None
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def _text(msg: bytes | str) -> str:
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
+    return " ".join(text.split())
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+
+
+def _reply_error(where: str, step: str, code: int, msg: bytes | str) -> DeliveryError:
+    temporary = 400 <= code < 500
+    kind = "temporary" if temporary else "permanent"
+    return DeliveryError(f"{where}: {step} refused with {code} {_text(msg)}", kind=kind,
+                         temporary=temporary)
+
+
+def _dropped(where: str, exc: BaseException, timeout: float) -> DeliveryError:
+    if isinstance(exc, TimeoutError):
+        return DeliveryError(f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True)
+    return DeliveryError(f"{where}: the server dropped the connection", kind="connection", temporary=True)
+
+
+def _quiet_close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is None:
+        return
+    try:
+        smtp.close()
+    except Exception:  # closing a broken socket must never mask the real error
+        pass

@@ -1,0 +1,474 @@
+"""The state store: threads, messages and the decision log, in SQL via SQLAlchemy Core.
+
+SQLite in the workspace by default (``.mailer/state.db``, mode 0600); the URL is configurable.
+Schema changes are small hand-rolled migrations keyed by ``schema_version`` in ``meta``.
+
+A message's life is recorded in separate commits around the SMTP transaction:
+``queued`` (before connecting) -> ``submitting`` (just before MAIL FROM) -> ``sent`` (at the
+250 after DATA) or ``failed``. A ``submitting`` row whose process is gone is *in doubt*: it is
+never resent automatically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import StateError
+
+SCHEMA_VERSION = 1
+
+# Each entry moves the schema from version i to i+1. Never edit a released step; append.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+        """CREATE TABLE threads (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            recipient_name TEXT NOT NULL,
+            company TEXT NOT NULL,
+            role TEXT NOT NULL,
+            situation TEXT NOT NULL,
+            interview_at TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            root_message_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            follow_up_wait TEXT NOT NULL,
+            follow_up_due TEXT,
+            follow_ups_sent INTEGER NOT NULL DEFAULT 0,
+            max_follow_ups INTEGER NOT NULL,
+            campaign TEXT,
+            entry_key TEXT
+        )""",
+        """CREATE INDEX threads_dedupe ON threads (dedupe_key)""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            thread_id INTEGER NOT NULL REFERENCES threads (id),
+            kind TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            envelope_from TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            submitting_at TEXT,
+            sent_at TEXT,
+            failed_at TEXT,
+            error TEXT,
+            smtp_reply TEXT,
+            sent_copy TEXT,
+            owner TEXT
+        )""",
+        """CREATE INDEX messages_thread ON messages (thread_id)""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            thread_id INTEGER NOT NULL REFERENCES threads (id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+    ],
+]
+
+# Message states.
+QUEUED, SUBMITTING, SENT, FAILED, IN_DOUBT = "queued", "submitting", "sent", "failed", "in_doubt"
+# Thread states.
+ACTIVE = "awaiting_reply"
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    thread_id: int
+    kind: str
+    message_id: str
+    state: str
+    raw: bytes
+    envelope_from: str
+    recipients: tuple[str, ...]
+    created_at: str
+    submitting_at: str | None
+    sent_at: str | None
+    failed_at: str | None
+    error: str | None
+    smtp_reply: str | None
+    sent_copy: str | None
+    owner: str | None
+
+    @property
+    def shown_state(self) -> str:
+        """``submitting`` by a process that is gone is *in doubt*."""
+        if self.state == SUBMITTING and not _owner_alive(self.owner):
+            return "in doubt"
+        return self.state.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    id: int
+    created_at: str
+    recipient: str
+    recipient_name: str
+    company: str
+    role: str
+    situation: str
+    interview_at: str
+    dedupe_key: str
+    facts: dict[str, Any]
+    subject: str
+    root_message_id: str
+    state: str
+    follow_up_wait: str
+    follow_up_due: str | None
+    follow_ups_sent: int
+    max_follow_ups: int
+    campaign: str | None
+    entry_key: str | None
+
+
+def owner_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell for another machine: assume it is still working
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dedupe_key(recipient: str, company: str, interview_at: datetime) -> str:
+    return "|".join((recipient.lower(), " ".join(company.lower().split()), interview_at.isoformat()))
+
+
+class Store:
+    """One database. Each public method is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine, event
+
+        self.url = url
+        if url.startswith("sqlite:///"):
+            _prepare_sqlite_file(Path(url[len("sqlite:///"):]))
+            self.engine = create_engine(url, connect_args={"timeout": 30})
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _: Any) -> None:
+                # Python's sqlite3 opens transactions lazily; take the write lock at BEGIN
+                # so two processes cannot both read "not yet sent" and then both send.
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            @event.listens_for(self.engine, "begin")
+            def _begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            self.engine = create_engine(url)
+        try:
+            self._migrate()
+        except StateError:
+            raise
+        except Exception as exc:
+            raise StateError(f"{_safe_url(url)}: cannot open the state store: {exc}") from None
+
+    @contextmanager
+    def tx(self) -> Iterator[Any]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _migrate(self) -> None:
+        from sqlalchemy import inspect, text
+
+        with self.tx() as c:
+            version = 0
+            if inspect(c).has_table("meta"):
+                row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+                version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"{_safe_url(self.url)}: schema version {version} is newer than this mailer "
+                    f"understands ({SCHEMA_VERSION}); upgrade mailer"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    c.execute(text(statement))
+                c.execute(
+                    text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)")
+                    if self.engine.dialect.name == "sqlite"
+                    else text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
+                    {"v": str(step + 1)},
+                )
+
+    # --- threads -----------------------------------------------------------------------
+
+    def find_live_duplicate(self, key: str) -> ThreadRow | None:
+        """A thread with this key whose apology did not fail (sent, queued or in doubt)."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = c.execute(
+                text("""SELECT t.* FROM threads t JOIN messages m
+                        ON m.thread_id = t.id AND m.kind = 'apology'
+                        WHERE t.dedupe_key = :k AND m.state != :failed
+                        ORDER BY t.id DESC LIMIT 1"""),
+                {"k": key, "failed": FAILED},
+            ).mappings().first()
+        return _thread(row) if row else None
+
+    def create_thread(self, *, now: datetime, facts: dict[str, Any], key: str, subject: str,
+                      message_id: str, raw: bytes, envelope_from: str, recipients: tuple[str, ...],
+                      follow_up_wait: str, max_follow_ups: int, guard_duplicates: bool,
+                      campaign: str | None = None, entry_key: str | None = None) -> tuple[int, int]:
+        """Record the thread and its apology as ``queued``, in one transaction.
+
+        With ``guard_duplicates`` the duplicate check happens inside the same write
+        transaction, so two concurrent ``send`` runs cannot both pass it.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            if guard_duplicates:
+                self._guard_duplicate(c, key, facts["to"], now)
+            tid = c.execute(
+                text("""INSERT INTO threads (created_at, recipient, recipient_name, company, role,
+                        situation, interview_at, dedupe_key, facts, subject, root_message_id,
+                        state, follow_up_wait, max_follow_ups, campaign, entry_key)
+                        VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
+                        :facts, :subject, :mid, 'sending', :wait, :maxf, :campaign, :entry)"""),
+                {"now": now.isoformat(), "to": facts["to"], "name": facts["interviewer"],
+                 "company": facts["company"], "role": facts["role"],
+                 "situation": facts["situation"], "interview": facts["interview"], "key": key,
+                 "facts": json.dumps(facts), "subject": subject, "mid": message_id,
+                 "wait": follow_up_wait, "maxf": max_follow_ups, "campaign": campaign,
+                 "entry": entry_key},
+            ).lastrowid
+            mid = self._insert_message(c, tid, "apology", message_id, raw, envelope_from,
+                                       recipients, now)
+            self._event(c, tid, now, "queued", f"apology {message_id} queued")
+        return int(tid), mid
+
+    def _guard_duplicate(self, c: Any, key: str, to: str, now: datetime) -> None:
+        from sqlalchemy import text
+
+        from .errors import DuplicateError
+
+        rows = c.execute(
+            text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner FROM threads t
+                    JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
+                    WHERE t.dedupe_key = :k AND m.state != :failed"""),
+            {"k": key, "failed": FAILED},
+        ).mappings().all()
+        for r in rows:
+            if r["state"] == QUEUED and not _owner_alive(r["owner"]):
+                # Stopped before connecting: nothing left the machine, so it cannot be a
+                # duplicate. Close it so the new attempt is the only live one.
+                c.execute(text("UPDATE messages SET state = :f, failed_at = :now, error = :e WHERE id = :id"),
+                          {"f": FAILED, "now": now.isoformat(), "id": r["mid"],
+                           "e": "abandoned before connecting: the process stopped"})
+                c.execute(text("UPDATE threads SET state = 'failed' WHERE id = :t"), {"t": r["tid"]})
+                continue
+            raise DuplicateError(
+                f"thread {r['tid']} already holds an apology to {to} about this interview "
+                f"({'in doubt' if r['state'] in (SUBMITTING, IN_DOUBT) and not _owner_alive(r['owner']) or r['state'] == IN_DOUBT else r['state']})",
+                hint="'mailer status' shows it; pass --again to send another anyway",
+            )
+
+    def _insert_message(self, c: Any, thread_id: int, kind: str, message_id: str, raw: bytes,
+                        envelope_from: str, recipients: tuple[str, ...], now: datetime) -> int:
+        from sqlalchemy import text
+
+        return int(c.execute(
+            text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+                    recipients, created_at, owner)
+                    VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner)"""),
+            {"t": thread_id, "kind": kind, "mid": message_id, "state": QUEUED, "raw": raw,
+             "from": envelope_from, "rcpts": json.dumps(list(recipients)), "now": now.isoformat(),
+             "owner": owner_token()},
+        ).lastrowid)
+
+    def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
+        from sqlalchemy import text
+
+        c.execute(
+            text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
+            {"t": thread_id, "at": now.isoformat(), "k": kind, "d": detail},
+        )
+
+    def log_event(self, thread_id: int, now: datetime, kind: str, detail: str) -> None:
+        with self.tx() as c:
+            self._event(c, thread_id, now, kind, detail)
+
+    # --- the message life cycle ---------------------------------------------------------
+
+    def mark_submitting(self, message_row_id: int, now: datetime) -> None:
+        self._move(message_row_id, (QUEUED, SUBMITTING), SUBMITTING, now, "submitting_at")
+
+    def mark_sent(self, message_row_id: int, now: datetime, reply: str, follow_up_due: datetime | None) -> None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = self._move_in(c, message_row_id, (QUEUED, SUBMITTING), SENT, now, "sent_at")
+            c.execute(text("UPDATE messages SET smtp_reply = :r WHERE id = :id"),
+                      {"r": reply, "id": message_row_id})
+            if row["kind"] == "apology":
+                c.execute(
+                    text("UPDATE threads SET state = :s, follow_up_due = :due WHERE id = :t"),
+                    {"s": ACTIVE, "due": follow_up_due.isoformat() if follow_up_due else None,
+                     "t": row["thread_id"]},
+                )
+            self._event(c, row["thread_id"], now, "sent", f"{row['kind']} {row['message_id']} accepted: {reply}")
+
+    def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = self._move_in(c, message_row_id, (QUEUED, SUBMITTING), FAILED, now, "failed_at")
+            c.execute(text("UPDATE messages SET error = :e WHERE id = :id"),
+                      {"e": error, "id": message_row_id})
+            if row["kind"] == "apology":
+                c.execute(text("UPDATE threads SET state = 'failed' WHERE id = :t"),
+                          {"t": row["thread_id"]})
+            self._event(c, row["thread_id"], now, "failed", f"{row['kind']} {row['message_id']}: {error}")
+
+    def mark_in_doubt(self, message_row_id: int, now: datetime, error: str) -> None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = self._move_in(c, message_row_id, (SUBMITTING,), IN_DOUBT, now, "failed_at")
+            c.execute(text("UPDATE messages SET error = :e WHERE id = :id"),
+                      {"e": error, "id": message_row_id})
+            self._event(c, row["thread_id"], now, "in_doubt", f"{row['kind']} {row['message_id']}: {error}")
+
+    def record_sent_copy(self, message_row_id: int, outcome: str) -> None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            c.execute(text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
+                      {"o": outcome, "id": message_row_id})
+
+    def _move(self, message_row_id: int, allowed: tuple[str, ...], new: str, now: datetime, stamp: str) -> None:
+        with self.tx() as c:
+            self._move_in(c, message_row_id, allowed, new, now, stamp)
+
+    def _move_in(self, c: Any, message_row_id: int, allowed: tuple[str, ...], new: str,
+                 now: datetime, stamp: str) -> Any:
+        from sqlalchemy import text
+
+        row = c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id}).mappings().first()
+        if row is None:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        if row["state"] not in allowed:
+            raise StateError(
+                f"message {row['message_id']} is {row['state']}, not {' or '.join(allowed)}; refusing to mark it {new}"
+            )
+        c.execute(
+            text(f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o WHERE id = :id"),
+            {"s": new, "now": now.isoformat(), "o": owner_token(), "id": message_row_id},
+        )
+        return row
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def threads(self) -> list[ThreadRow]:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = c.execute(text("SELECT * FROM threads ORDER BY id")).mappings().all()
+        return [_thread(r) for r in rows]
+
+    def thread(self, thread_id: int) -> ThreadRow | None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = c.execute(text("SELECT * FROM threads WHERE id = :id"), {"id": thread_id}).mappings().first()
+        return _thread(row) if row else None
+
+    def messages(self, thread_id: int) -> list[MessageRow]:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = c.execute(text("SELECT * FROM messages WHERE thread_id = :t ORDER BY id"),
+                             {"t": thread_id}).mappings().all()
+        return [_message(r) for r in rows]
+
+    def message(self, message_row_id: int) -> MessageRow:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id}).mappings().first()
+        if row is None:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        return _message(row)
+
+    def events(self, thread_id: int) -> list[dict[str, Any]]:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = c.execute(text("SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"),
+                             {"t": thread_id}).mappings().all()
+        return [dict(r) for r in rows]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
+    """What ``status`` shows: an apology not yet settled wins over the stored thread state."""
+    apology = next((m for m in messages if m.kind == "apology"), None)
+    if apology is not None and apology.state in (QUEUED, SUBMITTING, IN_DOUBT):
+        return apology.shown_state
+    return thread.state.replace("_", " ")
+
+
+def _thread(r: Any) -> ThreadRow:
+    d = dict(r)
+    d["facts"] = json.loads(d["facts"])
+    return ThreadRow(**d)
+
+
+def _message(r: Any) -> MessageRow:
+    d = dict(r)
+    d["recipients"] = tuple(json.loads(d["recipients"]))
+    d["raw"] = bytes(d["raw"])
+    return MessageRow(**d)
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    else:
+        path.chmod(0o600)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the state store"

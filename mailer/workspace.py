@@ -1,0 +1,95 @@
+"""``mailer init``: scaffold a workspace without ever overwriting a file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .composer import default_templates_dir
+
+CONFIG_TEMPLATE = '''# mailer settings. Secrets (passwords) never go here: put them in .env.
+# Every setting is shown; the commented ones have their defaults.
+
+# provider = "generic"        # or "gmail" (app password; fills in the servers below).
+                              # Microsoft 365 / Outlook.com need OAuth2, not supported yet.
+
+[sender]
+name = "Your Name"
+address = "you@example.com"
+phone = ""                    # shown under your signature
+signature = ""                # defaults to your name; may span lines with \\n
+# timezone = "Europe/London"  # IANA zone for --interview and --free; default: this machine's
+
+[smtp]
+host = "smtp.example.com"
+port = 587
+security = "starttls"         # "ssl" (port 465), "starttls" (587) or "plain" (loopback only)
+# username = ""               # defaults to sender.address
+# ca_file = ""                # a private CA to trust, besides the system's
+# timeout = 30                # seconds, for every network operation
+# retries = 3                 # for temporary (4xx) refusals before the message is sent
+
+[imap]
+host = "imap.example.com"
+port = 993
+security = "ssl"
+# username = ""
+# ca_file = ""
+# timeout = 30
+# sent_folder = ""            # default: the folder marked \\Sent
+# save_sent = true            # false for providers that file sent mail themselves (Gmail)
+
+[follow_up]
+# wait = "3 business days"    # or any duration: "45s", "2 hours", "1 week"
+# max_follow_ups = 1
+# holidays_country = ""       # e.g. "GB", "DE", "US": public holidays are not business days
+
+[composer]
+# html = false                # also send an HTML alternative with the same text
+
+[addresses]
+# allow_test_domains = false  # accept .test addresses (the sandbox uses them)
+
+[state]
+# url = "sqlite:///.mailer/state.db"   # relative to this workspace
+'''
+
+
+def env_example_path() -> Path:
+    """``.env.example`` ships beside the default templates (and lives at the repo root)."""
+    for candidate in (default_templates_dir() / "env.example.txt",
+                      Path(__file__).resolve().parent.parent / ".env.example"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(".env.example")
+
+
+def init_workspace(target: Path) -> list[tuple[str, Path]]:
+    """Create the files that are missing. Returns (``created`` or ``kept``, path) pairs."""
+    results: list[tuple[str, Path]] = []
+    (target / "config").mkdir(parents=True, exist_ok=True)
+    results.append(_write_new(target / "config" / "mailer.toml", CONFIG_TEMPLATE))
+    tdir = target / "templates"
+    tdir.mkdir(exist_ok=True)
+    for src in sorted(default_templates_dir().glob("*.j2")):
+        dest = tdir / src.name
+        if dest.exists():
+            results.append(("kept", dest))
+        else:
+            shutil.copyfile(src, dest)
+            results.append(("created", dest))
+    env = target / ".env"
+    results.append(_write_new(env, env_example_path().read_text(encoding="utf-8"), mode=0o600))
+    return results
+
+
+def _write_new(path: Path, content: str, mode: int = 0o644) -> tuple[str, Path]:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return ("kept", path)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(content)
+    os.chmod(path, mode)
+    return ("created", path)
