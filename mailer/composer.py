@@ -27,6 +27,10 @@ from .facts import SITUATIONS, Facts
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
 # "[Your Name]", "[Company]": the marks of a template copied from the web and not filled in.
 _PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
+# Python's header folder leaves a space before a folded encoded word, which readers show as a
+# double space. Headers are written unfolded up to RFC 5322's 998-octet limit instead; the body
+# is encoded (at 76 columns) before this policy is applied.
+_WRITE_POLICY = SMTP.clone(max_line_length=998)
 _JINJA_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 
 
@@ -209,7 +213,7 @@ def build_message(
         msg.add_alternative(_as_html(text), subtype="html", charset="utf-8")
     recipients = (facts.to, *facts.cc)
     return Composed(subject=subject, text=text, message_id=message_id,
-                    raw=msg.as_bytes(policy=SMTP), recipients=recipients)
+                    raw=msg.as_bytes(policy=_WRITE_POLICY), recipients=recipients)
 
 
 def _as_html(text: str) -> str:

@@ -179,8 +179,10 @@ def serve(config: dict[str, Any]) -> None:
     controllers = [
         _Controller(handler, log, "starttls", port=config["smtp_port"], tls_context=tls,
                     require_starttls=True, auth_require_tls=True, **common),
+        # The connection is TLS from the first byte, which aiosmtpd's auth_require_tls
+        # does not recognise (it only knows STARTTLS).
         _Controller(handler, log, "smtps", port=config["smtps_port"], ssl_context=tls,
-                    auth_require_tls=True, **common),
+                    auth_require_tls=False, **common),
         _Controller(handler, log, "plain", port=config["smtp_plain_port"],
                     auth_require_tls=False, **common),
     ]

@@ -1,0 +1,163 @@
+"""Shared fixtures: one real Dovecot + SMTP stack per test session, and throwaway workspaces.
+
+The stack is :mod:`mailer.sandbox`, the same code as ``mailer sandbox start``. A missing
+server binary is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.sandbox import MailStack, StackInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+SENDER = "you@sandbox.test"
+INTERVIEWER = "interviewer@sandbox.test"
+USERS = {
+    SENDER: "you-secret-pw-1",
+    INTERVIEWER: "interviewer-pw-2",
+    "recruiter@sandbox.test": "recruiter-pw-3",
+    "zoe@sandbox.test": "zoe-pw-4",
+}
+# A fixed "now" for every CLI run: tests never depend on today's date.
+NOW = "2026-11-25T15:00:00+00:00"
+
+
+class Stack:
+    def __init__(self, stack: MailStack) -> None:
+        self.stack = stack
+        self.info: StackInfo = stack.info
+
+    def log_mark(self) -> int:
+        return self.info.smtp_log.stat().st_size if self.info.smtp_log.exists() else 0
+
+    def log_since(self, mark: int) -> list[dict]:
+        with self.info.smtp_log.open("rb") as f:
+            f.seek(mark)
+            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+
+    def set_faults(self, **faults: object) -> None:
+        self.info.faults_file.write_text(json.dumps(faults), encoding="utf-8")
+
+    def clear_faults(self) -> None:
+        self.info.faults_file.unlink(missing_ok=True)
+
+    def imap(self, user: str):
+        from imapclient import IMAPClient
+
+        ctx = ssl.create_default_context(cafile=self.info.ca_file)
+        c = IMAPClient(self.info.host, port=self.info.imaps_port, ssl=True, ssl_context=ctx, timeout=10)
+        c.login(user, self.info.users[user])
+        return c
+
+    def messages_with_id(self, user: str, message_id: str, folder: str = "INBOX") -> list[bytes]:
+        """Every copy of one message in a folder, found by its Message-ID header."""
+        with self.imap(user) as c:
+            c.select_folder(folder, readonly=True)
+            uids = c.search(["HEADER", "Message-ID", message_id])
+            fetched = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
+            return [fetched[u][b"BODY[]"] for u in sorted(fetched)]
+
+
+@pytest.fixture(scope="session")
+def mail_stack() -> Iterator[Stack]:
+    stack = MailStack.create(users=USERS)
+    stack.start()
+    try:
+        yield Stack(stack)
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack(mail_stack: Stack) -> Iterator[Stack]:
+    mail_stack.clear_faults()
+    yield mail_stack
+    mail_stack.clear_faults()
+
+
+def write_config(ws: Path, info: StackInfo, *, security: str = "starttls", port: int | None = None,
+                 ca: bool = True, password: str | None = None, extra: str = "") -> Path:
+    (ws / "config").mkdir(parents=True, exist_ok=True)
+    port = port or {"starttls": info.smtp_port, "ssl": info.smtps_port, "plain": info.smtp_plain_port}[security]
+    ca_line = f'ca_file = "{info.ca_file}"' if ca else ""
+    (ws / "config" / "mailer.toml").write_text(textwrap.dedent(f"""\
+        [sender]
+        name = "Sam Candidate"
+        address = "{SENDER}"
+        phone = "+44 7700 900123"
+        timezone = "Europe/London"
+
+        [smtp]
+        host = "{info.host}"
+        port = {port}
+        security = "{security}"
+        timeout = 10
+        {ca_line}
+
+        [imap]
+        host = "{info.host}"
+        port = {info.imaps_port}
+        security = "ssl"
+        timeout = 10
+        {ca_line}
+
+        [addresses]
+        allow_test_domains = true
+        """) + extra, encoding="utf-8")
+    env = ws / ".env"
+    env.write_text(f"MAILER_SMTP_PASSWORD={password or info.users[SENDER]}\n", encoding="utf-8")
+    env.chmod(0o600)
+    return ws
+
+
+@pytest.fixture
+def workspace(stack: Stack, tmp_path: Path) -> Path:
+    return write_config(tmp_path / "ws", stack.info)
+
+
+def run_cli(ws: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``mailer`` as a user would: its own process, in the workspace."""
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith("MAILER_") or k == "MAILER_CORPUS"}
+    full_env.update({"MAILER_NOW": NOW, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "mailer.cli", *args], cwd=ws, env=full_env, text=True,
+        capture_output=True, timeout=timeout, input=input if input is not None else "",
+    )
+
+
+def send_args(to: str = INTERVIEWER, company: str = "Acme", interview: str = "2026-11-25 10:00",
+              situation: str = "illness", **extra: str) -> list[str]:
+    args = ["send", "--situation", situation, "--to", to, "--interviewer", "Ana Ruiz",
+            "--company", company, "--role", "Data Engineer", "--interview", interview, "--yes"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", value]
+    return args
+
+
+# --- CI guard: a run of the whole suite must include the integration tests -------------------
+
+_integration_passed = 0
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    global _integration_passed
+    if report.when == "call" and report.passed and "integration" in report.keywords:
+        _integration_passed += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("MAILER_REQUIRE_INTEGRATION") == "1" and _integration_passed == 0:
+        print("\nERROR: no integration test ran against the real mail servers", file=sys.stderr)
+        session.exitstatus = 1
