@@ -13,7 +13,7 @@ from .clock import Clock
 from .composer import Composed, Composer, Draft, build_message, compose_apology
 from .config import Settings
 from .crashpoint import crash_point
-from .errors import DeliveryError, DuplicateError, MailerError
+from .errors import DeliveryError, MailerError
 from .facts import Facts, local_zone
 from .schedule import follow_up_due, holidays_for, parse_wait
 from .sender import InDoubtError, SmtpSession
@@ -47,14 +47,9 @@ def prepare(settings: Settings, facts: Facts, now: datetime, composer: Composer 
     return Prepared(facts=facts, draft=draft, composed=composed)
 
 
-def check_duplicate(store: Store, facts: Facts) -> None:
-    existing = store.find_live_duplicate(dedupe_key(facts.to, facts.company, facts.interview))
-    if existing is not None:
-        raise DuplicateError(
-            f"thread {existing.id} already holds an apology to {facts.to} about the "
-            f"{facts.company} interview on {facts.interview:%Y-%m-%d %H:%M}",
-            hint="'mailer status' shows it; pass --again to send another anyway",
-        )
+def check_duplicate(store: Store, facts: Facts, now: datetime) -> None:
+    """Fail early (before asking for confirmation) if this interview already has an apology."""
+    store.guard_duplicate(dedupe_key(facts.to, facts.company, facts.interview), facts.to, now)
 
 
 def due_after(settings: Settings, sent_at: datetime) -> datetime | None:

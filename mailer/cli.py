@@ -185,7 +185,7 @@ def send(obj: Context, yes: bool, dry_run: bool, again: bool, **opts: Any) -> No
         return
     store = obj.store(settings)
     if not again:
-        apology.check_duplicate(store, prepared.facts)
+        apology.check_duplicate(store, prepared.facts, clock())
     if not yes:
         if not sys.stdin.isatty():
             raise InputError("refusing to send without --yes: there is no terminal to confirm on")

@@ -133,11 +133,14 @@ class _Reader:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{self.path}: {key}: {message}")
 
-    def table(self, name: str) -> dict[str, Any]:
+    def table(self, name: str, known: tuple[str, ...] = ()) -> dict[str, Any]:
         value = self.data.get(name, {})
         if not isinstance(value, dict):
             self.problem(name, "must be a table ([" + name + "])")
             return {}
+        for key in value if known else ():
+            if key not in known:
+                self.problem(f"{name}.{key}", f"unknown setting (known: {', '.join(known)})")
         return value
 
     def get(self, table: dict[str, Any], prefix: str, key: str, kind: type, default: Any = None,
@@ -195,7 +198,7 @@ def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: boo
         provider = "generic"
     preset = PRESETS[provider]
 
-    s = r.table("sender")
+    s = r.table("sender", ("name", "address", "phone", "signature", "timezone"))
     sender = SenderSettings(
         name=r.get(s, "sender", "name", str, "", required=True),
         address=r.get(s, "sender", "address", str, "", required=True),
@@ -226,7 +229,7 @@ def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: boo
                 f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}"
             )
 
-    f = r.table("follow_up")
+    f = r.table("follow_up", ("wait", "max_follow_ups", "holidays_country"))
     follow_up = FollowUpSettings(
         wait=r.get(f, "follow_up", "wait", str, "3 business days"),
         max_follow_ups=r.get(f, "follow_up", "max_follow_ups", int, 1),
@@ -242,12 +245,12 @@ def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: boo
         r.problem("follow_up.max_follow_ups", "must be between 0 and 5")
 
     workspace = workspace or base
-    st = r.table("state")
+    st = r.table("state", ("url",))
     state_url = r.get(st, "state", "url", str, "sqlite:///.mailer/state.db")
     state_url = _resolve_sqlite_url(state_url, base)
 
-    c = r.table("composer")
-    a = r.table("addresses")
+    c = r.table("composer", ("html",))
+    a = r.table("addresses", ("allow_test_domains",))
     settings = Settings(
         path=path, workspace=workspace, sender=sender, smtp=smtp, imap=imap,
         follow_up=follow_up, state_url=state_url,

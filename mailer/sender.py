@@ -138,7 +138,7 @@ class SmtpSession:
                     _quiet_close(self._smtp)
                     self._smtp = None
                 delay = self.backoff * (2**attempt)
-                log.warning("%s; retrying in %.1f s", retry.error, delay)
+                log.info("%s; retrying in %.1f s", retry.error, delay)
                 self.sleep(delay)
             except DeliveryError as exc:
                 if exc.temporary and attempt < self.retries and not called:

@@ -223,19 +223,10 @@ class Store:
 
     # --- threads -----------------------------------------------------------------------
 
-    def find_live_duplicate(self, key: str) -> ThreadRow | None:
-        """A thread with this key whose apology did not fail (sent, queued or in doubt)."""
-        from sqlalchemy import text
-
+    def guard_duplicate(self, key: str, to: str, now: datetime) -> None:
+        """Raise DuplicateError if a live apology exists for this key (see create_thread)."""
         with self.tx() as c:
-            row = c.execute(
-                text("""SELECT t.* FROM threads t JOIN messages m
-                        ON m.thread_id = t.id AND m.kind = 'apology'
-                        WHERE t.dedupe_key = :k AND m.state != :failed
-                        ORDER BY t.id DESC LIMIT 1"""),
-                {"k": key, "failed": FAILED},
-            ).mappings().first()
-        return _thread(row) if row else None
+            self._guard_duplicate(c, key, to, now)
 
     def create_thread(self, *, now: datetime, facts: dict[str, Any], key: str, subject: str,
                       message_id: str, raw: bytes, envelope_from: str, recipients: tuple[str, ...],

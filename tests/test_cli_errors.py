@@ -1,0 +1,179 @@
+"""Every kind of bad input: non-zero exit, one line on stderr saying where, no traceback,
+no password in any output, and nothing delivered."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.sandbox import free_ports
+
+from .conftest import USERS, SENDER, Stack, run_cli, send_args
+
+pytestmark = pytest.mark.integration
+CONFIG = Path("config") / "mailer.toml"
+
+
+Setup = Callable[[Path, Stack, dict], None]
+
+
+def edit_config(old: str, new: str) -> Setup:
+    def apply(ws: Path, stack: Stack, fields: dict) -> None:
+        path = ws / CONFIG
+        text = path.read_text()
+        assert old.format(**fields) in text
+        path.write_text(text.replace(old.format(**fields), new.format(**fields), 1))
+
+    return apply
+
+
+def template_override(ws: Path, stack: Stack, fields: dict) -> None:
+    (ws / "templates").mkdir()
+    (ws / "templates" / "illness.txt.j2").write_text(
+        "Subject: Sorry\n\nDear {{ interviewer }}, I love {{ hobby }}.\n"
+    )
+
+
+def no_password(ws: Path, stack: Stack, fields: dict) -> None:
+    (ws / ".env").write_text("# empty\n")
+
+
+def faults(**f: object) -> Setup:
+    def apply(ws: Path, stack: Stack, fields: dict) -> None:
+        edit_config("timeout = 10", "timeout = 10\nretries = 1")(ws, stack, fields)
+        stack.set_faults(**f)
+
+    return apply
+
+
+@pytest.fixture(scope="module")
+def dropping_server() -> Iterator[int]:
+    """A TCP server that accepts and hangs up at once, like a dying relay."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    stop = threading.Event()
+
+    def loop() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join()
+    srv.close()
+
+
+CASES = [
+    ("broken-toml", edit_config("[smtp]", "[smtp\n"), [], "config/mailer.toml: invalid TOML"),
+    ("wrong-type", edit_config("port = {smtp_port}", 'port = "five"'), [], "mailer.toml: smtp.port: must be int"),
+    ("unknown-key", edit_config("[addresses]", "[addresses]\ncolour = 'red'"), [], "mailer.toml: addresses.colour: unknown setting"),
+    ("plain-remote", edit_config('host = "{host}"\nport = {smtp_port}\nsecurity = "starttls"',
+                                         'host = "smtp.example.com"\nport = 25\nsecurity = "plain"'), [],
+     "smtp.security"),
+    ("oauth-provider", edit_config("[sender]", 'provider = "microsoft365"\n[sender]'), [], "needs OAuth2"),
+    ("missing-template-field", template_override, [], "illness.txt.j2: 'hobby' is undefined"),
+    ("leftover-placeholder", None, ["--note", "Best, [Your Name]"], "placeholder '[Your Name]'"),
+    ("invalid-address", None, ["--to", "ana.ruiz@@acme"], "--to: invalid email address"),
+    ("crlf-in-header", None, ["--company", "Acme\r\nBcc: victim@example.com"], "--company: contains a line break"),
+    ("lf-in-interviewer", None, ["--interviewer", "Ana\nRuiz"], "--interviewer: contains a line break"),
+    ("bad-date", None, ["--interview", "next tuesday"], "--interview: cannot read 'next tuesday'"),
+    ("bad-timezone", None, ["--interviewer-tz", "Mars/Olympus"], "--interviewer-tz: unknown time zone"),
+    ("unknown-situation", None, ["--situation", "hangover"], "--situation: unknown situation 'hangover'"),
+    ("conflict-in-past", None, ["--situation", "conflict"], "conflict asks to move an interview that is still ahead"),
+    ("no-password", no_password, [], "MAILER_SMTP_PASSWORD: not set"),
+    ("wrong-password", lambda ws, st, f: (ws / ".env").write_text("MAILER_SMTP_PASSWORD=hunter2-wrong\n"), [],
+     "SMTP {host}:{smtp_port}: authentication failed for user 'you@sandbox.test'"),
+    ("connection-refused", edit_config("port = {smtp_port}", "port = {closed_port}"), [],
+     "SMTP {host}:{closed_port}: connection refused"),
+    ("connection-dropped", edit_config("port = {smtp_port}", "port = {dropping_port}"), [],
+     "SMTP {host}:{dropping_port}:"),
+    ("temporary-4xx", faults(rcpt=["450 4.2.1 mailbox busy"] * 2), [],
+     "SMTP {host}:{smtp_port}: RCPT TO <interviewer@sandbox.test> refused with 450 4.2.1"),
+    ("permanent-5xx", faults(mail=["550 5.7.1 sender not allowed"]), [],
+     "SMTP {host}:{smtp_port}: MAIL FROM refused with 550 5.7.1"),
+    ("untrusted-cert", edit_config('ca_file = "{ca_file}"', ""), [], "TLS certificate not trusted"),
+]
+
+
+@pytest.mark.parametrize(("name", "setup", "args", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_line(stack: Stack, workspace: Path, dropping_server: int,
+                                        name: str, setup: Setup | None, args: list[str],
+                                        expected: str) -> None:
+    """Verify each bad input: exit != 0, one stderr line naming where, no traceback, no secret."""
+    fields = {**vars(stack.info), "closed_port": free_ports(1)[0], "dropping_port": dropping_server}
+    if setup is not None:
+        setup(workspace, stack, fields)
+    base = send_args(company=f"Bad {name}")
+    for i in range(0, len(args), 2):
+        if args[i] in base:
+            base[base.index(args[i]) + 1] = args[i + 1]
+        else:
+            base += args[i : i + 2]
+    mark = stack.log_mark()
+    r = run_cli(workspace, *base)
+    assert r.returncode != 0, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert expected.format(**fields) in lines[0]
+    assert "Traceback" not in r.stderr
+    for password in (*USERS.values(), "hunter2-wrong"):
+        assert password not in r.stdout + r.stderr
+    assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+
+
+def test_every_config_problem_is_reported_at_once(stack: Stack, workspace: Path) -> None:
+    """Verify three problems in one file give three lines, each with file and key."""
+    path = workspace / CONFIG
+    text = path.read_text().replace(f"port = {stack.info.smtp_port}", "port = 99999", 1)
+    text = text.replace('security = "starttls"', 'security = "tls1.3"', 1)
+    text = text.replace(f'address = "{SENDER}"', 'address = "not an address"', 1)
+    path.write_text(text)
+    r = run_cli(workspace, "preview", *send_args()[1:-1])
+    assert r.returncode == 3
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3, r.stderr
+    assert all(str(path) in line for line in lines)
+    joined = "\n".join(lines)
+    for key in ("smtp.port", "smtp.security", "sender.address"):
+        assert key in joined
+
+
+def test_send_without_terminal_requires_yes(stack: Stack, workspace: Path) -> None:
+    """Verify nothing is sent when there is no terminal to confirm on and no --yes."""
+    mark = stack.log_mark()
+    args = [a for a in send_args(company="No Yes") if a != "--yes"]
+    r = run_cli(workspace, *args)
+    assert r.returncode == 2
+    assert "refusing to send without --yes" in r.stderr
+    assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
+
+
+def test_dry_run_never_connects(stack: Stack, workspace: Path) -> None:
+    """Verify --dry-run shows the message and opens no connection."""
+    mark = stack.log_mark()
+    r = run_cli(workspace, *send_args(company="Dry Run"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "Subject: Apologies for missing our interview" in r.stdout
+    assert "nothing was sent" in r.stdout
+    assert stack.log_since(mark) == []
+
+
+def test_debug_shows_traceback_but_never_the_password(stack: Stack, workspace: Path) -> None:
+    """Verify --debug adds a traceback for a failure and still hides the password."""
+    (workspace / ".env").write_text("MAILER_SMTP_PASSWORD=hunter2-debug\n")
+    r = run_cli(workspace, "--debug", *send_args(company="Debug Co"))
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr
+    assert "hunter2-debug" not in r.stdout + r.stderr

@@ -1,0 +1,47 @@
+"""A send killed at each crash point never yields a second copy, and status tells the truth."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from .conftest import INTERVIEWER, Stack, run_cli, send_args
+
+pytestmark = pytest.mark.integration
+
+
+def inbox_copies(stack: Stack, company: str) -> int:
+    with stack.imap(INTERVIEWER) as c:
+        c.select_folder("INBOX", readonly=True)
+        return len(c.search(["BODY", f"position at {company}"]))
+
+
+@pytest.mark.parametrize(
+    ("point", "delivered", "shown"),
+    [
+        ("after-queued", 0, None),  # nothing left the machine: a rerun may send
+        ("after-submitting", 0, "in doubt"),  # MAIL FROM never went out, but we cannot know
+        ("after-250", 1, "in doubt"),  # accepted, yet never recorded as sent
+        ("after-sent", 1, "awaiting reply"),
+    ],
+)
+def test_killed_send_never_delivers_twice(stack: Stack, workspace: Path, point: str,
+                                          delivered: int, shown: str | None) -> None:
+    """Verify a SIGKILL at each point leaves at most one copy and an honest status."""
+    company = f"Crash {point}"
+    killed = run_cli(workspace, *send_args(company=company), env={"MAILER_CRASH_AT": point})
+    assert killed.returncode == -signal.SIGKILL
+    assert inbox_copies(stack, company) == delivered
+    status = run_cli(workspace, "status")
+    if shown is not None:
+        assert shown in status.stdout, status.stdout
+    rerun = run_cli(workspace, *send_args(company=company))
+    if point == "after-queued":
+        assert rerun.returncode == 0, rerun.stderr
+        assert inbox_copies(stack, company) == 1
+    else:
+        assert rerun.returncode == 7, rerun.stderr
+        assert "already holds an apology" in rerun.stderr
+        assert inbox_copies(stack, company) == delivered
