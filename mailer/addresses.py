@@ -5,7 +5,9 @@ from __future__ import annotations
 from .errors import InputError
 
 
-def validate_address(address: str, *, allow_test_domains: bool = False, what: str = "address") -> str:
+def validate_address(
+    address: str, *, allow_test_domains: bool = False, what: str = "address"
+) -> str:
     """Return the normalised address, or raise InputError saying what is wrong with it.
 
     No DNS lookups: a check must not depend on the network, and mail to a domain with

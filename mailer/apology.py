@@ -39,7 +39,9 @@ class SendResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare(settings: Settings, facts: Facts, now: datetime, composer: Composer | None = None) -> Prepared:
+def prepare(
+    settings: Settings, facts: Facts, now: datetime, composer: Composer | None = None
+) -> Prepared:
     """Compose and serialise the apology. Raises before any connection is opened."""
     composer = composer or Composer(settings.templates_dir)
     draft = compose_apology(composer, facts, settings.sender, now)
@@ -61,8 +63,15 @@ def due_after(settings: Settings, sent_at: datetime) -> datetime | None:
     return follow_up_due(local, wait, holidays_for(settings.follow_up.holidays_country, years))
 
 
-def send(settings: Settings, prepared: Prepared, store: Store, clock: Clock, *,
-         again: bool = False, session: SmtpSession | None = None) -> SendResult:
+def send(
+    settings: Settings,
+    prepared: Prepared,
+    store: Store,
+    clock: Clock,
+    *,
+    again: bool = False,
+    session: SmtpSession | None = None,
+) -> SendResult:
     """Record, submit and file one apology. Never sends a second copy without ``again``.
 
     With ``session`` the caller's open connection is reused (batches); otherwise one is
@@ -70,12 +79,17 @@ def send(settings: Settings, prepared: Prepared, store: Store, clock: Clock, *,
     """
     facts, composed = prepared.facts, prepared.composed
     thread_id, row_id = store.create_thread(
-        now=clock(), facts=facts.to_record(),
+        now=clock(),
+        facts=facts.to_record(),
         key=dedupe_key(facts.to, facts.company, facts.interview),
-        subject=composed.subject, message_id=composed.message_id, raw=composed.raw,
-        envelope_from=settings.sender.address, recipients=composed.recipients,
+        subject=composed.subject,
+        message_id=composed.message_id,
+        raw=composed.raw,
+        envelope_from=settings.sender.address,
+        recipients=composed.recipients,
         follow_up_wait=settings.follow_up.wait,
-        max_follow_ups=settings.follow_up.max_follow_ups, guard_duplicates=not again,
+        max_follow_ups=settings.follow_up.max_follow_ups,
+        guard_duplicates=not again,
     )
     crash_point("after-queued")
     try:
@@ -95,8 +109,14 @@ def send(settings: Settings, prepared: Prepared, store: Store, clock: Clock, *,
     store.mark_sent(row_id, sent_at, reply, due)
     crash_point("after-sent")
     outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
-    return SendResult(thread_id=thread_id, message_id=composed.message_id, smtp_reply=reply,
-                      follow_up_due=due, sent_copy=outcome, warnings=warnings)
+    return SendResult(
+        thread_id=thread_id,
+        message_id=composed.message_id,
+        smtp_reply=reply,
+        follow_up_due=due,
+        sent_copy=outcome,
+        warnings=warnings,
+    )
 
 
 def submit(store: Store, session: SmtpSession, row_id: int, clock: Clock) -> str:
@@ -112,8 +132,9 @@ def submit(store: Store, session: SmtpSession, row_id: int, clock: Clock) -> str
     return reply
 
 
-def save_sent_copy(settings: Settings, store: Store, row_id: int, raw: bytes,
-                   sent_at: datetime) -> tuple[str, list[str]]:
+def save_sent_copy(
+    settings: Settings, store: Store, row_id: int, raw: bytes, sent_at: datetime
+) -> tuple[str, list[str]]:
     """Append the very bytes that were sent to the Sent folder; a failure only warns."""
     from .mailbox import Mailbox
 

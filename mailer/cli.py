@@ -38,10 +38,15 @@ class Context:
             ws = self.workspace_hint()
             sdir = sandbox_dir(ws)
             if running_sandbox(ws) is None:
-                raise MailerError("the sandbox is not running",
-                                  hint="start it with 'mailer sandbox start'")
-            return load_settings(sdir / "config" / "mailer.toml", env_file=sdir / ".env",
-                                 need_secrets=need_secrets, workspace=ws)
+                raise MailerError(
+                    "the sandbox is not running", hint="start it with 'mailer sandbox start'"
+                )
+            return load_settings(
+                sdir / "config" / "mailer.toml",
+                env_file=sdir / ".env",
+                need_secrets=need_secrets,
+                workspace=ws,
+            )
         return load_settings(find_config(Path.cwd(), self.config), need_secrets=need_secrets)
 
     def store(self, settings: Any) -> Any:
@@ -81,25 +86,37 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if debug:
                 raise
-            click.echo(f"mailer: internal error: {type(exc).__name__}: {exc} "
-                       "(run with --debug for the traceback)", err=True)
+            click.echo(
+                f"mailer: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)",
+                err=True,
+            )
             sys.exit(int(ExitCode.FAILURE))
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", metavar="PATH", envvar="MAILER_CONFIG",
-              help="Config file (default: the nearest config/mailer.toml).")
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    envvar="MAILER_CONFIG",
+    help="Config file (default: the nearest config/mailer.toml).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (never passwords).")
-@click.option("--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state.")
+@click.option(
+    "--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state."
+)
 @click.version_option(package_name="mailer")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""
     ctx.obj = Context(config=config, debug=debug, sandbox=sandbox)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="mailer: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="mailer: %(levelname)s: %(message)s",
+    )
     # Protocol traces would print the AUTH line: keep them off even with --debug.
     for noisy in ("yagmail", "imapclient", "sqlalchemy", "asyncio", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -108,18 +125,46 @@ def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> N
 def fact_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The facts of one apology; campaign entries use the same names as keys."""
     options = [
-        click.option("--situation", "-s", required=True, help="illness, personal, emergency, transport, technical or conflict."),
+        click.option(
+            "--situation",
+            "-s",
+            required=True,
+            help="illness, personal, emergency, transport, technical or conflict.",
+        ),
         click.option("--to", required=True, help="The interviewer's email address."),
-        click.option("--interviewer", required=True, help="The interviewer's name, as you would greet them."),
+        click.option(
+            "--interviewer", required=True, help="The interviewer's name, as you would greet them."
+        ),
         click.option("--company", required=True),
         click.option("--role", required=True, help="The position you interviewed for."),
-        click.option("--interview", required=True, metavar="'YYYY-MM-DD HH:MM'", help="When the interview was (or is), in your time zone."),
+        click.option(
+            "--interview",
+            required=True,
+            metavar="'YYYY-MM-DD HH:MM'",
+            help="When the interview was (or is), in your time zone.",
+        ),
         click.option("--note", default="", help="A personal line, in your own words."),
-        click.option("--free", multiple=True, metavar="'YYYY-MM-DD HH:MM-HH:MM'", help="A time you are free (repeatable)."),
-        click.option("--interviewer-tz", default="", help="The interviewer's IANA time zone, e.g. Europe/Berlin."),
-        click.option("--interviewer-phone", default="", help="The interviewer's phone number, if known."),
+        click.option(
+            "--free",
+            multiple=True,
+            metavar="'YYYY-MM-DD HH:MM-HH:MM'",
+            help="A time you are free (repeatable).",
+        ),
+        click.option(
+            "--interviewer-tz",
+            default="",
+            help="The interviewer's IANA time zone, e.g. Europe/Berlin.",
+        ),
+        click.option(
+            "--interviewer-phone", default="", help="The interviewer's phone number, if known."
+        ),
         click.option("--cc", multiple=True, help="Also send to this address (repeatable)."),
-        click.option("--var", multiple=True, metavar="KEY=VALUE", help="An extra template variable (repeatable)."),
+        click.option(
+            "--var",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="An extra template variable (repeatable).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -130,11 +175,20 @@ def _facts(settings: Any, opts: dict[str, Any]) -> Any:
     from .facts import local_zone, make_facts
 
     return make_facts(
-        situation=opts["situation"], to=opts["to"], interviewer=opts["interviewer"],
-        company=opts["company"], role=opts["role"], interview=opts["interview"],
-        tz=local_zone(settings.sender.timezone), note=opts["note"], free=opts["free"],
-        interviewer_tz=opts["interviewer_tz"], interviewer_phone=opts["interviewer_phone"],
-        cc=opts["cc"], var=opts["var"], allow_test_domains=settings.allow_test_domains,
+        situation=opts["situation"],
+        to=opts["to"],
+        interviewer=opts["interviewer"],
+        company=opts["company"],
+        role=opts["role"],
+        interview=opts["interview"],
+        tz=local_zone(settings.sender.timezone),
+        note=opts["note"],
+        free=opts["free"],
+        interviewer_tz=opts["interviewer_tz"],
+        interviewer_phone=opts["interviewer_phone"],
+        cc=opts["cc"],
+        var=opts["var"],
+        allow_test_domains=settings.allow_test_domains,
     )
 
 
@@ -166,9 +220,13 @@ def preview(obj: Context, **opts: Any) -> None:
 
 @cli.command()
 @fact_options
-@click.option("--yes", "-y", is_flag=True, help="Send without asking (required without a terminal).")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
+)
 @click.option("--dry-run", is_flag=True, help="Show the message and stop before connecting.")
-@click.option("--again", is_flag=True, help="Send even though this interview already has an apology.")
+@click.option(
+    "--again", is_flag=True, help="Send even though this interview already has an apology."
+)
 @click.pass_obj
 @handle_errors
 def send(obj: Context, yes: bool, dry_run: bool, again: bool, **opts: Any) -> None:
@@ -226,46 +284,80 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
         for t in store.threads():
             msgs = store.messages(t.id)
             apology = next((m for m in msgs if m.kind == "apology"), None)
-            rows.append({"id": t.id, "recipient": t.recipient, "company": t.company,
-                         "situation": t.situation,
-                         "sent": apology.sent_at if apology else None,
-                         "state": thread_state(t, msgs), "follow_up_due": t.follow_up_due})
+            rows.append(
+                {
+                    "id": t.id,
+                    "recipient": t.recipient,
+                    "company": t.company,
+                    "situation": t.situation,
+                    "sent": apology.sent_at if apology else None,
+                    "state": thread_state(t, msgs),
+                    "follow_up_due": t.follow_up_due,
+                }
+            )
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
         if not rows:
             click.echo("No threads yet. Send an apology with 'mailer send'.")
             return
-        click.echo(f"{'ID':>3}  {'RECIPIENT':<30} {'COMPANY':<16} {'SITUATION':<10} {'SENT':<17} STATE")
+        click.echo(
+            f"{'ID':>3}  {'RECIPIENT':<30} {'COMPANY':<16} {'SITUATION':<10} {'SENT':<17} STATE"
+        )
         for r in rows:
             sent = (r["sent"] or "-")[:16].replace("T", " ")
-            click.echo(f"{r['id']:>3}  {r['recipient'][:30]:<30} {r['company'][:16]:<16} "
-                       f"{r['situation']:<10} {sent:<17} {r['state']}")
+            click.echo(
+                f"{r['id']:>3}  {r['recipient'][:30]:<30} {r['company'][:16]:<16} "
+                f"{r['situation']:<10} {sent:<17} {r['state']}"
+            )
         return
     t = store.thread(thread_id)
     if t is None:
         raise InputError(f"no thread {thread_id} in {settings.state_url}")
     msgs = store.messages(t.id)
     if as_json:
-        click.echo(json.dumps({
-            "id": t.id, "recipient": t.recipient, "company": t.company, "role": t.role,
-            "situation": t.situation, "interview": t.interview_at, "subject": t.subject,
-            "state": thread_state(t, msgs), "follow_up_due": t.follow_up_due,
-            "messages": [{"kind": m.kind, "message_id": m.message_id, "state": m.shown_state,
-                          "sent_at": m.sent_at, "error": m.error, "sent_copy": m.sent_copy}
-                         for m in msgs],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "id": t.id,
+                    "recipient": t.recipient,
+                    "company": t.company,
+                    "role": t.role,
+                    "situation": t.situation,
+                    "interview": t.interview_at,
+                    "subject": t.subject,
+                    "state": thread_state(t, msgs),
+                    "follow_up_due": t.follow_up_due,
+                    "messages": [
+                        {
+                            "kind": m.kind,
+                            "message_id": m.message_id,
+                            "state": m.shown_state,
+                            "sent_at": m.sent_at,
+                            "error": m.error,
+                            "sent_copy": m.sent_copy,
+                        }
+                        for m in msgs
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(f"Thread {t.id}: {t.recipient_name} <{t.recipient}>, {t.role} at {t.company}")
     click.echo(f"  situation: {t.situation}; interview: {t.interview_at}")
     click.echo(f"  subject:   {t.subject}")
     click.echo(f"  state:     {thread_state(t, msgs)}")
     if t.follow_up_due:
-        click.echo(f"  follow-up due: {t.follow_up_due} ({t.follow_ups_sent}/{t.max_follow_ups} sent)")
+        click.echo(
+            f"  follow-up due: {t.follow_up_due} ({t.follow_ups_sent}/{t.max_follow_ups} sent)"
+        )
     for m in msgs:
-        click.echo(f"  - {m.kind} {m.message_id}: {m.shown_state}"
-                   + (f" at {m.sent_at}" if m.sent_at else "")
-                   + (f" ({m.error})" if m.error else ""))
+        click.echo(
+            f"  - {m.kind} {m.message_id}: {m.shown_state}"
+            + (f" at {m.sent_at}" if m.sent_at else "")
+            + (f" ({m.error})" if m.error else "")
+        )
         if m.sent_copy:
             click.echo(f"    Sent copy: {m.sent_copy}")
 
@@ -319,12 +411,14 @@ def init(directory: Path) -> None:
 
     for outcome, path in init_workspace(directory):
         click.echo(f"{outcome:<8} {path}")
-    click.echo("\nNext steps:\n"
-               f"  1. Edit {directory / 'config' / 'mailer.toml'}: your name, address and servers.\n"
-               f"  2. Put your password in {directory / '.env'} (MAILER_SMTP_PASSWORD).\n"
-               "  3. Run 'mailer doctor' to check the connection.\n"
-               "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
-               "  To try everything first without an account: 'mailer sandbox start'.")
+    click.echo(
+        "\nNext steps:\n"
+        f"  1. Edit {directory / 'config' / 'mailer.toml'}: your name, address and servers.\n"
+        f"  2. Put your password in {directory / '.env'} (MAILER_SMTP_PASSWORD).\n"
+        "  3. Run 'mailer doctor' to check the connection.\n"
+        "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
+        "  To try everything first without an account: 'mailer sandbox start'."
+    )
 
 
 @cli.group()
@@ -341,12 +435,16 @@ def sandbox_start(obj: Context) -> None:
 
     ws = obj.workspace_hint()
     info = start_sandbox(ws)
-    click.echo(f"Sandbox running: SMTP {info.host}:{info.smtp_port} (STARTTLS), "
-               f"IMAP {info.host}:{info.imaps_port} (TLS)")
+    click.echo(
+        f"Sandbox running: SMTP {info.host}:{info.smtp_port} (STARTTLS), "
+        f"IMAP {info.host}:{info.imaps_port} (TLS)"
+    )
     click.echo(f"CA certificate: {sandbox_dir(ws) / 'ca.pem'}")
     for user, password in info.users.items():
         click.echo(f"  mailbox {user}  password {password}  (sandbox only)")
-    click.echo("Use it with 'mailer --sandbox send ...'; read mail with 'mailer sandbox inbox USER'.")
+    click.echo(
+        "Use it with 'mailer --sandbox send ...'; read mail with 'mailer sandbox inbox USER'."
+    )
 
 
 @sandbox.command("stop")
@@ -371,7 +469,9 @@ def sandbox_status(obj: Context) -> None:
     if info is None:
         click.echo("Sandbox: not running ('mailer sandbox start' starts it)")
         sys.exit(int(ExitCode.FAILURE))
-    click.echo(f"Sandbox: running; SMTP {info.host}:{info.smtp_port}, IMAP {info.host}:{info.imaps_port}")
+    click.echo(
+        f"Sandbox: running; SMTP {info.host}:{info.smtp_port}, IMAP {info.host}:{info.imaps_port}"
+    )
 
 
 @sandbox.command("inbox")

@@ -81,8 +81,12 @@ class Composer:
             loaders.append(FileSystemLoader(str(workspace_templates)))
         loaders.append(FileSystemLoader(str(default_templates_dir())))
         self.env = Environment(
-            loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=False,
-            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            loader=ChoiceLoader(loaders),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
         )
 
     def render(self, name: str, variables: dict[str, Any]) -> Draft:
@@ -95,7 +99,9 @@ class Composer:
         except UndefinedError as exc:
             raise TemplateError(f"template {name}: {exc.message} (a missing fact)") from None
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None
+            raise TemplateError(
+                f"template {exc.filename or name}:{exc.lineno}: {exc.message}"
+            ) from None
         return _split(name, text)
 
 
@@ -103,16 +109,20 @@ def _split(name: str, text: str) -> Draft:
     first, _, body = text.lstrip("\n").partition("\n")
     if not first.lower().startswith("subject:"):
         raise TemplateError(f"template {name}: the first line must be 'Subject: ...'")
-    subject = " ".join(first[len("subject:"):].split())
+    subject = " ".join(first[len("subject:") :].split())
     body = re.sub(r"[ \t]+\n", "\n", body)
     body = re.sub(r"\n{3,}", "\n\n", body).strip("\n") + "\n"
     if not subject:
         raise TemplateError(f"template {name}: the subject is empty")
     for part, content in (("subject", subject), ("body", body)):
         if m := _PLACEHOLDER.search(content):
-            raise TemplateError(f"template {name}: the {part} still contains the placeholder {m.group(0)!r}")
+            raise TemplateError(
+                f"template {name}: the {part} still contains the placeholder {m.group(0)!r}"
+            )
         if m := _JINJA_LEFTOVER.search(content):
-            raise TemplateError(f"template {name}: the {part} still contains template markup {m.group(0)!r}")
+            raise TemplateError(
+                f"template {name}: the {part} still contains template markup {m.group(0)!r}"
+            )
     return Draft(subject=subject, text=body, template=name)
 
 
@@ -161,7 +171,9 @@ def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, 
     }
 
 
-def compose_apology(composer: Composer, facts: Facts, sender: SenderSettings, now: datetime) -> Draft:
+def compose_apology(
+    composer: Composer, facts: Facts, sender: SenderSettings, now: datetime
+) -> Draft:
     if facts.situation not in SITUATIONS:
         raise InputError(f"--situation: unknown situation {facts.situation!r}")
     if facts.situation == "conflict" and facts.interview <= now:
@@ -174,8 +186,12 @@ def compose_apology(composer: Composer, facts: Facts, sender: SenderSettings, no
 
 
 def compose_follow_up(
-    composer: Composer, facts: Facts, sender: SenderSettings, now: datetime,
-    original_subject: str, original_sent: datetime,
+    composer: Composer,
+    facts: Facts,
+    sender: SenderSettings,
+    now: datetime,
+    original_subject: str,
+    original_sent: datetime,
 ) -> Draft:
     v = variables(facts, sender, now)
     v["original_subject"] = original_subject
@@ -184,14 +200,24 @@ def compose_follow_up(
 
 
 def build_message(
-    draft: Draft, facts: Facts, sender: SenderSettings, now: datetime, *,
-    html_part: bool = False, in_reply_to: str | None = None, references: str | None = None,
-    subject: str | None = None, quote: str | None = None,
+    draft: Draft,
+    facts: Facts,
+    sender: SenderSettings,
+    now: datetime,
+    *,
+    html_part: bool = False,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    subject: str | None = None,
+    quote: str | None = None,
 ) -> Composed:
     """Headers + text (+ optional HTML) -> bytes, serialised once."""
     subject = subject if subject is not None else draft.subject
-    for what, value in (("subject", subject), ("sender.name", sender.name),
-                        ("--interviewer", facts.interviewer)):
+    for what, value in (
+        ("subject", subject),
+        ("sender.name", sender.name),
+        ("--interviewer", facts.interviewer),
+    ):
         check_header_value(value, what)
     domain = sender.address.rpartition("@")[2]
     msg = EmailMessage(policy=SMTP)
@@ -212,8 +238,13 @@ def build_message(
     if html_part:
         msg.add_alternative(_as_html(text), subtype="html", charset="utf-8")
     recipients = (facts.to, *facts.cc)
-    return Composed(subject=subject, text=text, message_id=message_id,
-                    raw=msg.as_bytes(policy=_WRITE_POLICY), recipients=recipients)
+    return Composed(
+        subject=subject,
+        text=text,
+        message_id=message_id,
+        raw=msg.as_bytes(policy=_WRITE_POLICY),
+        recipients=recipients,
+    )
 
 
 def _as_html(text: str) -> str:
@@ -222,7 +253,9 @@ def _as_html(text: str) -> str:
         "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
         for p in paragraphs
     )
-    return f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
+    return (
+        f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
+    )
 
 
 def quote_original(text: str, sent: datetime, sender_name: str) -> str:

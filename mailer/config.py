@@ -115,7 +115,11 @@ def read_secrets(env_file: Path) -> dict[str, str]:
     """Environment first, then ``.env``: a value exported in the shell wins."""
     from dotenv import dotenv_values
 
-    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
+    values = (
+        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        if env_file.is_file()
+        else {}
+    )
     for key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD"):
         if os.environ.get(key):
             values[key] = os.environ[key]
@@ -143,8 +147,15 @@ class _Reader:
                 self.problem(f"{name}.{key}", f"unknown setting (known: {', '.join(known)})")
         return value
 
-    def get(self, table: dict[str, Any], prefix: str, key: str, kind: type, default: Any = None,
-            required: bool = False) -> Any:
+    def get(
+        self,
+        table: dict[str, Any],
+        prefix: str,
+        key: str,
+        kind: type,
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
         full = f"{prefix}.{key}"
         if key not in table:
             if required:
@@ -162,8 +173,13 @@ class _Reader:
         return value
 
 
-def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: bool = False,
-                  workspace: Path | None = None) -> Settings:
+def load_settings(
+    path: Path,
+    *,
+    env_file: Path | None = None,
+    need_secrets: bool = False,
+    workspace: Path | None = None,
+) -> Settings:
     """Read and validate ``path``. With ``need_secrets``, a missing password is a problem too.
 
     ``workspace`` overrides where templates are found (the sandbox keeps its config apart).
@@ -212,22 +228,32 @@ def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: boo
         _check_timezone(r, "sender.timezone", sender.timezone)
 
     secrets = read_secrets(env_file or base / ".env")
-    smtp = _server(r, "smtp", {**preset.get("smtp", {}), **r.table("smtp")}, base,
-                   sender.address, secrets.get("MAILER_SMTP_PASSWORD", ""), 587)
+    smtp = _server(
+        r,
+        "smtp",
+        {**preset.get("smtp", {}), **r.table("smtp")},
+        base,
+        sender.address,
+        secrets.get("MAILER_SMTP_PASSWORD", ""),
+        587,
+    )
     imap_table = {**preset.get("imap", {}), **r.table("imap")}
-    imap_base = _server(r, "imap", imap_table, base, sender.address,
-                        secrets.get("MAILER_IMAP_PASSWORD") or secrets.get("MAILER_SMTP_PASSWORD", ""),
-                        993)
+    imap_base = _server(
+        r,
+        "imap",
+        imap_table,
+        base,
+        sender.address,
+        secrets.get("MAILER_IMAP_PASSWORD") or secrets.get("MAILER_SMTP_PASSWORD", ""),
+        993,
+    )
     imap = ImapSettings(
         **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
         sent_folder=r.get(imap_table, "imap", "sent_folder", str, ""),
         save_sent=r.get(imap_table, "imap", "save_sent", bool, True),
     )
-    if need_secrets:
-        if not smtp.password:
-            r.problems.append(
-                f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}"
-            )
+    if need_secrets and not smtp.password:
+        r.problems.append(f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}")
 
     f = r.table("follow_up", ("wait", "max_follow_ups", "holidays_country"))
     follow_up = FollowUpSettings(
@@ -252,30 +278,58 @@ def load_settings(path: Path, *, env_file: Path | None = None, need_secrets: boo
     c = r.table("composer", ("html",))
     a = r.table("addresses", ("allow_test_domains",))
     settings = Settings(
-        path=path, workspace=workspace, sender=sender, smtp=smtp, imap=imap,
-        follow_up=follow_up, state_url=state_url,
+        path=path,
+        workspace=workspace,
+        sender=sender,
+        smtp=smtp,
+        imap=imap,
+        follow_up=follow_up,
+        state_url=state_url,
         html=r.get(c, "composer", "html", bool, False),
         allow_test_domains=r.get(a, "addresses", "allow_test_domains", bool, False),
         provider=provider,
-        retries=r.get(data.get("smtp", {}) if isinstance(data.get("smtp"), dict) else {},
-                      "smtp", "retries", int, 3),
+        retries=r.get(
+            data.get("smtp", {}) if isinstance(data.get("smtp"), dict) else {},
+            "smtp",
+            "retries",
+            int,
+            3,
+        ),
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
 
 
-def _server(r: _Reader, name: str, t: dict[str, Any], workspace: Path, default_user: str,
-            password: str, default_port: int) -> ServerSettings:
-    known = {"host", "port", "security", "username", "ca_file", "timeout", "retries",
-             "sent_folder", "save_sent"}
+def _server(
+    r: _Reader,
+    name: str,
+    t: dict[str, Any],
+    workspace: Path,
+    default_user: str,
+    password: str,
+    default_port: int,
+) -> ServerSettings:
+    known = {
+        "host",
+        "port",
+        "security",
+        "username",
+        "ca_file",
+        "timeout",
+        "retries",
+        "sent_folder",
+        "save_sent",
+    }
     for key in t:
         if key not in known:
             r.problem(f"{name}.{key}", "unknown setting")
     host = r.get(t, name, "host", str, "", required=True)
     security = r.get(t, name, "security", str, "ssl" if name == "imap" else "starttls")
     if security not in SECURITY_MODES:
-        r.problem(f"{name}.security", f"must be one of {', '.join(SECURITY_MODES)}, not {security!r}")
+        r.problem(
+            f"{name}.security", f"must be one of {', '.join(SECURITY_MODES)}, not {security!r}"
+        )
     port = r.get(t, name, "port", int, default_port)
     if not 1 <= port <= 65535:
         r.problem(f"{name}.port", f"must be between 1 and 65535, not {port}")
@@ -294,9 +348,13 @@ def _server(r: _Reader, name: str, t: dict[str, Any], workspace: Path, default_u
         if not ca_path.is_file():
             r.problem(f"{name}.ca_file", f"file not found: {ca_path}")
     return ServerSettings(
-        host=host, port=port, security=security,
+        host=host,
+        port=port,
+        security=security,
         username=r.get(t, name, "username", str, default_user) or default_user,
-        ca_file=ca_path, timeout=timeout, password=password,
+        ca_file=ca_path,
+        timeout=timeout,
+        password=password,
     )
 
 

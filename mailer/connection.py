@@ -17,24 +17,40 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return ctx
 
 
-def network_error(exc: BaseException, service: str, host: str, port: int, timeout: float) -> DeliveryError:
+def network_error(
+    exc: BaseException, service: str, host: str, port: int, timeout: float
+) -> DeliveryError:
     """Map a low-level failure to one line that names the server."""
     where = f"{service} {host}:{port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return DeliveryError(
-            f"{where}: TLS certificate not trusted ({exc.verify_message})", kind="certificate",
+            f"{where}: TLS certificate not trusted ({exc.verify_message})",
+            kind="certificate",
             hint=f"if the server uses a private CA, set {service.lower()}.ca_file in config/mailer.toml",
         )
     if isinstance(exc, ssl.SSLError):
-        return DeliveryError(f"{where}: TLS handshake failed ({exc.reason or exc})", kind="tls",
-                             hint=f"check {service.lower()}.port and {service.lower()}.security")
+        return DeliveryError(
+            f"{where}: TLS handshake failed ({exc.reason or exc})",
+            kind="tls",
+            hint=f"check {service.lower()}.port and {service.lower()}.security",
+        )
     if isinstance(exc, ConnectionRefusedError):
-        return DeliveryError(f"{where}: connection refused", kind="connection", temporary=True,
-                             hint="check the host and port, and that the server is running")
+        return DeliveryError(
+            f"{where}: connection refused",
+            kind="connection",
+            temporary=True,
+            hint="check the host and port, and that the server is running",
+        )
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return DeliveryError(f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True)
+        return DeliveryError(
+            f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True
+        )
     if isinstance(exc, socket.gaierror):
-        return DeliveryError(f"{where}: cannot resolve the host name ({exc.strerror})", kind="connection")
+        return DeliveryError(
+            f"{where}: cannot resolve the host name ({exc.strerror})", kind="connection"
+        )
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
-        return DeliveryError(f"{where}: the server dropped the connection", kind="connection", temporary=True)
+        return DeliveryError(
+            f"{where}: the server dropped the connection", kind="connection", temporary=True
+        )
     return DeliveryError(f"{where}: {type(exc).__name__}: {exc}", kind="connection", temporary=True)

@@ -25,10 +25,31 @@ SITUATIONS: dict[str, str] = {
 }
 # Names a --var may not reuse: they would silently replace a fact.
 RESERVED_VARS = frozenset(
-    {"situation", "to", "interviewer", "company", "role", "interview", "note", "free",
-     "interviewer_tz", "interviewer_phone", "cc", "past", "sender_name", "sender_email",
-     "sender_phone", "signature", "free_times", "interview_when", "interview_date",
-     "interview_time", "days_since", "original_subject", "original_sent"}
+    {
+        "situation",
+        "to",
+        "interviewer",
+        "company",
+        "role",
+        "interview",
+        "note",
+        "free",
+        "interviewer_tz",
+        "interviewer_phone",
+        "cc",
+        "past",
+        "sender_name",
+        "sender_email",
+        "sender_phone",
+        "signature",
+        "free_times",
+        "interview_when",
+        "interview_date",
+        "interview_time",
+        "days_since",
+        "original_subject",
+        "original_sent",
+    }
 )
 _WHEN = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*$")
 _SLOT = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})\s*$")
@@ -58,20 +79,30 @@ class Facts:
     def to_record(self) -> dict[str, object]:
         """A JSON-able copy, kept with the thread so a follow-up can be composed later."""
         return {
-            "situation": self.situation, "to": self.to, "interviewer": self.interviewer,
-            "company": self.company, "role": self.role,
-            "interview": self.interview.isoformat(), "note": self.note,
+            "situation": self.situation,
+            "to": self.to,
+            "interviewer": self.interviewer,
+            "company": self.company,
+            "role": self.role,
+            "interview": self.interview.isoformat(),
+            "note": self.note,
             "free": [[s.start.isoformat(), s.end.isoformat()] for s in self.free],
-            "interviewer_tz": self.interviewer_tz, "interviewer_phone": self.interviewer_phone,
-            "cc": list(self.cc), "extra": dict(self.extra),
+            "interviewer_tz": self.interviewer_tz,
+            "interviewer_phone": self.interviewer_phone,
+            "cc": list(self.cc),
+            "extra": dict(self.extra),
         }
 
     @classmethod
     def from_record(cls, r: Mapping[str, object]) -> Facts:
         return cls(
-            situation=str(r["situation"]), to=str(r["to"]), interviewer=str(r["interviewer"]),
-            company=str(r["company"]), role=str(r["role"]),
-            interview=datetime.fromisoformat(str(r["interview"])), note=str(r.get("note", "")),
+            situation=str(r["situation"]),
+            to=str(r["to"]),
+            interviewer=str(r["interviewer"]),
+            company=str(r["company"]),
+            role=str(r["role"]),
+            interview=datetime.fromisoformat(str(r["interview"])),
+            note=str(r.get("note", "")),
             free=tuple(
                 FreeSlot(datetime.fromisoformat(a), datetime.fromisoformat(b))
                 for a, b in r.get("free", [])  # type: ignore[union-attr]
@@ -94,13 +125,17 @@ def zone(name: str, what: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"{what}: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from None
+        raise InputError(
+            f"{what}: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
 
 
 def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
     m = _WHEN.match(text)
     if not m:
-        raise InputError(f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM', e.g. '2026-11-25 10:00'")
+        raise InputError(
+            f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM', e.g. '2026-11-25 10:00'"
+        )
     try:
         naive = datetime.fromisoformat(f"{m.group(1)} {m.group(2).zfill(5)}")
     except ValueError as exc:
@@ -111,7 +146,9 @@ def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
 def parse_slot(text: str, tz: tzinfo, what: str = "--free") -> FreeSlot:
     m = _SLOT.match(text)
     if not m:
-        raise InputError(f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM-HH:MM', e.g. '2026-12-01 09:00-12:00'")
+        raise InputError(
+            f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM-HH:MM', e.g. '2026-12-01 09:00-12:00'"
+        )
     start = parse_when(f"{m.group(1)} {m.group(2)}", tz, what)
     end = parse_when(f"{m.group(1)} {m.group(3)}", tz, what)
     if end <= start:
@@ -125,7 +162,9 @@ def parse_vars(pairs: Iterable[str], what: str = "--var") -> dict[str, str]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise InputError(f"{what}: expected key=value with a name like 'team_name', not {pair!r}")
+            raise InputError(
+                f"{what}: expected key=value with a name like 'team_name', not {pair!r}"
+            )
         if key in RESERVED_VARS:
             raise InputError(f"{what}: {key!r} is a built-in fact; set it with its own option")
         out[key] = value
@@ -133,16 +172,34 @@ def parse_vars(pairs: Iterable[str], what: str = "--var") -> dict[str, str]:
 
 
 def make_facts(
-    *, situation: str, to: str, interviewer: str, company: str, role: str, interview: str,
-    tz: tzinfo, note: str = "", free: Iterable[str] = (), interviewer_tz: str = "",
-    interviewer_phone: str = "", cc: Iterable[str] = (), var: Iterable[str] = (),
-    allow_test_domains: bool = False, prefix: str = "--",
+    *,
+    situation: str,
+    to: str,
+    interviewer: str,
+    company: str,
+    role: str,
+    interview: str,
+    tz: tzinfo,
+    note: str = "",
+    free: Iterable[str] = (),
+    interviewer_tz: str = "",
+    interviewer_phone: str = "",
+    cc: Iterable[str] = (),
+    var: Iterable[str] = (),
+    allow_test_domains: bool = False,
+    prefix: str = "--",
 ) -> Facts:
     """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them."""
     if situation not in SITUATIONS:
-        raise InputError(f"{prefix}situation: unknown situation {situation!r} (one of: {', '.join(SITUATIONS)})")
-    for name, value in (("interviewer", interviewer), ("company", company), ("role", role),
-                        ("interviewer-phone", interviewer_phone)):
+        raise InputError(
+            f"{prefix}situation: unknown situation {situation!r} (one of: {', '.join(SITUATIONS)})"
+        )
+    for name, value in (
+        ("interviewer", interviewer),
+        ("company", company),
+        ("role", role),
+        ("interviewer-phone", interviewer_phone),
+    ):
         check_header_value(value, f"{prefix}{name}")
     for name, value in (("interviewer", interviewer), ("company", company), ("role", role)):
         if not value.strip():
@@ -154,10 +211,17 @@ def make_facts(
     return Facts(
         situation=situation,
         to=validate_address(to, allow_test_domains=allow_test_domains, what=f"{prefix}to"),
-        interviewer=interviewer.strip(), company=company.strip(), role=role.strip(),
-        interview=parse_when(interview, tz, f"{prefix}interview"), note=note.strip(),
+        interviewer=interviewer.strip(),
+        company=company.strip(),
+        role=role.strip(),
+        interview=parse_when(interview, tz, f"{prefix}interview"),
+        note=note.strip(),
         free=tuple(parse_slot(s, tz, f"{prefix}free") for s in free),
-        interviewer_tz=interviewer_tz, interviewer_phone=interviewer_phone.strip(),
-        cc=tuple(validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}cc") for a in cc),
+        interviewer_tz=interviewer_tz,
+        interviewer_phone=interviewer_phone.strip(),
+        cc=tuple(
+            validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}cc")
+            for a in cc
+        ),
         extra=parse_vars(var, f"{prefix}var"),
     )

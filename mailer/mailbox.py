@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from types import TracebackType
@@ -19,8 +20,10 @@ class Mailbox:
 
     def __init__(self, settings: ImapSettings) -> None:
         if not settings.password:
-            raise ConfigError("MAILER_IMAP_PASSWORD: not set in the environment or .env "
-                              "(MAILER_SMTP_PASSWORD is used when it is missing)")
+            raise ConfigError(
+                "MAILER_IMAP_PASSWORD: not set in the environment or .env "
+                "(MAILER_SMTP_PASSWORD is used when it is missing)"
+            )
         self.settings = settings
         self.client: Any = None
 
@@ -32,7 +35,9 @@ class Mailbox:
         self.connect()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def connect(self) -> None:
@@ -43,8 +48,9 @@ class Mailbox:
         ctx = tls_context(s.ca_file)
         client = None
         try:
-            client = IMAPClient(s.host, port=s.port, ssl=s.security == "ssl", ssl_context=ctx,
-                                timeout=s.timeout)
+            client = IMAPClient(
+                s.host, port=s.port, ssl=s.security == "ssl", ssl_context=ctx, timeout=s.timeout
+            )
             if s.security == "starttls":
                 client.starttls(ctx)
             client.login(s.username, s.password)
@@ -52,7 +58,8 @@ class Mailbox:
             _quiet_logout(client)
             raise DeliveryError(
                 f"{self.where}: authentication failed for user '{s.username}' ({_text(exc)})",
-                kind="auth", hint="check MAILER_IMAP_PASSWORD (Gmail needs an app password)",
+                kind="auth",
+                hint="check MAILER_IMAP_PASSWORD (Gmail needs an app password)",
             ) from None
         except IMAPClientError as exc:
             _quiet_logout(client)
@@ -76,7 +83,8 @@ class Mailbox:
         if not folder:
             raise DeliveryError(
                 f"{self.where}: no folder is marked \\Sent",
-                kind="protocol", hint="set imap.sent_folder in config/mailer.toml",
+                kind="protocol",
+                hint="set imap.sent_folder in config/mailer.toml",
             )
         return str(folder)
 
@@ -92,7 +100,9 @@ class Mailbox:
         try:
             return fn(*args)
         except IMAPClientError as exc:
-            raise DeliveryError(f"{self.where}: cannot {what}: {_text(exc)}", kind="protocol") from None
+            raise DeliveryError(
+                f"{self.where}: cannot {what}: {_text(exc)}", kind="protocol"
+            ) from None
         except OSError as exc:
             s = self.settings
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout) from None
@@ -111,7 +121,5 @@ def _quiet_logout(client: Any) -> None:
     try:
         client.logout()
     except Exception:  # a broken connection must not hide the error being reported
-        try:
+        with contextlib.suppress(Exception):
             client.shutdown()
-        except Exception:
-            pass

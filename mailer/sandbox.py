@@ -225,9 +225,16 @@ class MailStack:
         d.chmod(0o755)
         ports = free_ports(6)
         info = StackInfo(
-            dir=str(d), host=HOST, smtp_port=ports[0], smtps_port=ports[1],
-            smtp_plain_port=ports[2], imap_port=ports[3], imaps_port=ports[4],
-            lmtp_port=ports[5], ca_file="", users=dict(users or DEFAULT_USERS),
+            dir=str(d),
+            host=HOST,
+            smtp_port=ports[0],
+            smtps_port=ports[1],
+            smtp_plain_port=ports[2],
+            imap_port=ports[3],
+            imaps_port=ports[4],
+            lmtp_port=ports[5],
+            ca_file="",
+            users=dict(users or DEFAULT_USERS),
         )
         return cls(info)
 
@@ -250,32 +257,55 @@ class MailStack:
         conf = d / "dovecot.conf"
         conf.write_text(_dovecot_conf(info), encoding="utf-8")
         smtp_conf = d / "smtp.json"
-        smtp_conf.write_text(json.dumps({
-            "dir": str(d), "host": info.host, "users": info.users,
-            "lmtp_port": info.lmtp_port, "smtp_port": info.smtp_port,
-            "smtps_port": info.smtps_port, "smtp_plain_port": info.smtp_plain_port,
-            "cert": str(d / "cert.pem"), "key": str(d / "key.pem"),
-        }), encoding="utf-8")
+        smtp_conf.write_text(
+            json.dumps(
+                {
+                    "dir": str(d),
+                    "host": info.host,
+                    "users": info.users,
+                    "lmtp_port": info.lmtp_port,
+                    "smtp_port": info.smtp_port,
+                    "smtps_port": info.smtps_port,
+                    "smtp_plain_port": info.smtp_plain_port,
+                    "cert": str(d / "cert.pem"),
+                    "key": str(d / "key.pem"),
+                }
+            ),
+            encoding="utf-8",
+        )
         smtp_conf.chmod(0o600)
         dlog, slog = d / "dovecot.out", d / "smtp.out"
         with dlog.open("wb") as dout, slog.open("wb") as sout:
             # Own sessions and redirected output: the servers must outlive a CLI start, and
             # a child holding our stdout would hang callers that capture it.
             dovecot = subprocess.Popen(
-                [_dovecot_binary(), "-F", "-c", str(conf)], stdin=subprocess.DEVNULL,
-                stdout=dout, stderr=subprocess.STDOUT, start_new_session=True,
+                [_dovecot_binary(), "-F", "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=dout,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             smtp = subprocess.Popen(
                 [sys.executable, "-m", "mailer.sandbox_smtp", str(smtp_conf)],
-                stdin=subprocess.DEVNULL, stdout=sout, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent),
+                stdin=subprocess.DEVNULL,
+                stdout=sout,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(Path(__file__).resolve().parent.parent),
             )
         info.dovecot_pid, info.smtp_pid = dovecot.pid, smtp.pid
         try:
             _wait_for_ports(
-                [info.imap_port, info.imaps_port, info.lmtp_port, info.smtp_port,
-                 info.smtps_port, info.smtp_plain_port],
-                [dovecot, smtp], [dlog, d / "dovecot.log", slog],
+                [
+                    info.imap_port,
+                    info.imaps_port,
+                    info.lmtp_port,
+                    info.smtp_port,
+                    info.smtps_port,
+                    info.smtp_plain_port,
+                ],
+                [dovecot, smtp],
+                [dlog, d / "dovecot.log", slog],
             )
         except SandboxError:
             self.stop()
@@ -295,7 +325,9 @@ class MailStack:
         with (d / "dovecot.out").open("ab") as out:
             p = subprocess.Popen(
                 [_dovecot_binary(), "-F", "-c", str(d / "dovecot.conf")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.info.dovecot_pid = p.pid
@@ -411,14 +443,16 @@ ca_file = "{ca_file}"
 allow_test_domains = true
 
 [state]
-url = "sqlite:///{ca_file.parent / 'state.db'}"
+url = "sqlite:///{ca_file.parent / "state.db"}"
 """
 
 
 def stop_sandbox(workspace: Path) -> None:
     path = sandbox_dir(workspace) / "stack.json"
     if not path.exists():
-        raise SandboxError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+        raise SandboxError(
+            "the sandbox is not running", hint="start it with 'mailer sandbox start'"
+        )
     info = StackInfo.load(path)
     was_running = running_sandbox(workspace) is not None
     MailStack(info).stop()

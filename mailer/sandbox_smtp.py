@@ -75,7 +75,7 @@ class _Handler:
         self.log = log
         self.faults = faults
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
         reply = self.faults.take("mail")
         if reply:
             return reply
@@ -83,7 +83,7 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.faults.take("rcpt")
         if reply:
             return reply
@@ -93,7 +93,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         reply = self.faults.take("data")
         if reply:
             return reply
@@ -166,7 +166,9 @@ def serve(config: dict[str, Any]) -> None:
     root = Path(config["dir"])
     log = _Log(root / "smtp.log")
     users: dict[str, str] = {k.lower(): v for k, v in config["users"].items()}
-    handler = _Handler(users, (config["host"], config["lmtp_port"]), log, _Faults(root / "faults.json"))
+    handler = _Handler(
+        users, (config["host"], config["lmtp_port"]), log, _Faults(root / "faults.json")
+    )
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(config["cert"], config["key"])
     common: dict[str, Any] = {
@@ -177,14 +179,30 @@ def serve(config: dict[str, Any]) -> None:
         "data_size_limit": 10 * 1024 * 1024,
     }
     controllers = [
-        _Controller(handler, log, "starttls", port=config["smtp_port"], tls_context=tls,
-                    require_starttls=True, auth_require_tls=True, **common),
+        _Controller(
+            handler,
+            log,
+            "starttls",
+            port=config["smtp_port"],
+            tls_context=tls,
+            require_starttls=True,
+            auth_require_tls=True,
+            **common,
+        ),
         # The connection is TLS from the first byte, which aiosmtpd's auth_require_tls
         # does not recognise (it only knows STARTTLS).
-        _Controller(handler, log, "smtps", port=config["smtps_port"], ssl_context=tls,
-                    auth_require_tls=False, **common),
-        _Controller(handler, log, "plain", port=config["smtp_plain_port"],
-                    auth_require_tls=False, **common),
+        _Controller(
+            handler,
+            log,
+            "smtps",
+            port=config["smtps_port"],
+            ssl_context=tls,
+            auth_require_tls=False,
+            **common,
+        ),
+        _Controller(
+            handler, log, "plain", port=config["smtp_plain_port"], auth_require_tls=False, **common
+        ),
     ]
     for c in controllers:
         c.start()

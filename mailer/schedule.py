@@ -7,11 +7,27 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 _UNITS = {
-    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
 }
 _WAIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(business\s+days?|[a-z]+)\s*$", re.IGNORECASE)
 
@@ -51,7 +67,9 @@ def is_business_day(day: date, holidays: frozenset[date] | set[date] = frozenset
     return day.weekday() < 5 and day not in holidays
 
 
-def add_business_days(start: datetime, n: int, holidays: frozenset[date] | set[date] = frozenset()) -> datetime:
+def add_business_days(
+    start: datetime, n: int, holidays: frozenset[date] | set[date] = frozenset()
+) -> datetime:
     """The same time of day, n business days later (weekends and holidays skipped)."""
     current = start
     added = 0
@@ -62,7 +80,9 @@ def add_business_days(start: datetime, n: int, holidays: frozenset[date] | set[d
     return current
 
 
-def follow_up_due(sent_at: datetime, wait: Wait, holidays: frozenset[date] | set[date] = frozenset()) -> datetime:
+def follow_up_due(
+    sent_at: datetime, wait: Wait, holidays: frozenset[date] | set[date] = frozenset()
+) -> datetime:
     if wait.business_days:
         return add_business_days(sent_at, wait.business_days, holidays)
     return sent_at + wait.duration

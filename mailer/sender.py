@@ -8,6 +8,7 @@ accepted (safe to retry) or after the final dot (in doubt: never resent automati
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import smtplib
@@ -26,8 +27,11 @@ class InDoubtError(DeliveryError):
     """The whole message reached the server but its answer did not reach us."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, kind="in-doubt",
-                         hint="check the recipient's inbox or your Sent folder, then run 'mailer resolve'")
+        super().__init__(
+            message,
+            kind="in-doubt",
+            hint="check the recipient's inbox or your Sent folder, then run 'mailer resolve'",
+        )
 
 
 class _Retry(Exception):
@@ -39,11 +43,19 @@ class _Retry(Exception):
 class SmtpSession:
     """One authenticated connection for any number of messages. Use it as a context manager."""
 
-    def __init__(self, settings: ServerSettings, *, retries: int = 3,
-                 sleep: Callable[[float], None] = time.sleep, backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: float = 1.0,
+    ) -> None:
         if not settings.password:
-            raise ConfigError("MAILER_SMTP_PASSWORD: not set in the environment or .env",
-                              hint="put it in the workspace's .env (see .env.example)")
+            raise ConfigError(
+                "MAILER_SMTP_PASSWORD: not set in the environment or .env",
+                hint="put it in the workspace's .env (see .env.example)",
+            )
         self.settings = settings
         self.retries = retries
         self.sleep = sleep
@@ -60,7 +72,9 @@ class SmtpSession:
         self.connect()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def connect(self) -> None:
@@ -72,10 +86,14 @@ class SmtpSession:
         if s.security == "ssl":
             kwargs["context"] = ctx
         yag = yagmail.SMTP(
-            user=s.username, password=s.password, host=s.host, port=s.port,
+            user=s.username,
+            password=s.password,
+            host=s.host,
+            port=s.port,
             smtp_ssl=s.security == "ssl",
             smtp_starttls={"context": ctx} if s.security == "starttls" else False,
-            soft_email_validation=False, **kwargs,
+            soft_email_validation=False,
+            **kwargs,
         )
         yag.set_logging(logging.CRITICAL)  # its ERROR lines would duplicate ours on stderr
         try:
@@ -84,20 +102,25 @@ class SmtpSession:
             _quiet_close(yag.smtp)
             raise DeliveryError(
                 f"{self.where}: authentication failed for user '{s.username}' ({_reply(exc)})",
-                kind="auth", hint="check MAILER_SMTP_PASSWORD (Gmail needs an app password)",
+                kind="auth",
+                hint="check MAILER_SMTP_PASSWORD (Gmail needs an app password)",
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
             _quiet_close(yag.smtp)
-            raise DeliveryError(f"{self.where}: {exc}", kind="protocol",
-                                hint="check smtp.security and smtp.port") from None
+            raise DeliveryError(
+                f"{self.where}: {exc}", kind="protocol", hint="check smtp.security and smtp.port"
+            ) from None
         except smtplib.SMTPResponseException as exc:
             _quiet_close(yag.smtp)
             raise _reply_error(self.where, "login", exc.smtp_code, exc.smtp_error) from None
         except (OSError, smtplib.SMTPException) as exc:
             _quiet_close(getattr(yag, "smtp", None))
             if isinstance(exc, smtplib.SMTPServerDisconnected):
-                raise DeliveryError(f"{self.where}: the server closed the connection during login",
-                                    kind="connection", temporary=True) from None
+                raise DeliveryError(
+                    f"{self.where}: the server closed the connection during login",
+                    kind="connection",
+                    temporary=True,
+                ) from None
             raise network_error(exc, "SMTP", s.host, s.port, s.timeout) from None
         self._yag, self._smtp = yag, yag.smtp
         self.logins += 1
@@ -114,8 +137,13 @@ class SmtpSession:
             self._yag.is_closed = True  # we closed it; stop its __del__ from trying again
         self._yag = None
 
-    def submit(self, envelope_from: str, recipients: tuple[str, ...], data: bytes,
-               before_mail: Callable[[], None] | None = None) -> str:
+    def submit(
+        self,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+        before_mail: Callable[[], None] | None = None,
+    ) -> str:
         """Send ``data`` as is and return the server's 250 reply.
 
         ``before_mail`` runs once, immediately before the first MAIL FROM (the caller commits
@@ -159,7 +187,9 @@ class SmtpSession:
                 if code not in (250, 251):
                     self._rset()
                     if 400 <= code < 500:
-                        raise _Retry(_reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg), False)
+                        raise _Retry(
+                            _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg), False
+                        )
                     raise DeliveryError(
                         f"{self.where}: recipient <{rcpt}> refused: {code} {_text(msg)}",
                         kind="recipient",
@@ -225,20 +255,24 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 def _reply_error(where: str, step: str, code: int, msg: bytes | str) -> DeliveryError:
     temporary = 400 <= code < 500
     kind = "temporary" if temporary else "permanent"
-    return DeliveryError(f"{where}: {step} refused with {code} {_text(msg)}", kind=kind,
-                         temporary=temporary)
+    return DeliveryError(
+        f"{where}: {step} refused with {code} {_text(msg)}", kind=kind, temporary=temporary
+    )
 
 
 def _dropped(where: str, exc: BaseException, timeout: float) -> DeliveryError:
     if isinstance(exc, TimeoutError):
-        return DeliveryError(f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True)
-    return DeliveryError(f"{where}: the server dropped the connection", kind="connection", temporary=True)
+        return DeliveryError(
+            f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True
+        )
+    return DeliveryError(
+        f"{where}: the server dropped the connection", kind="connection", temporary=True
+    )
 
 
 def _quiet_close(smtp: smtplib.SMTP | None) -> None:
     if smtp is None:
         return
-    try:
+    # Closing a broken socket must never mask the real error.
+    with contextlib.suppress(Exception):
         smtp.close()
-    except Exception:  # closing a broken socket must never mask the real error
-        pass

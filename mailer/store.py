@@ -156,7 +156,9 @@ def _owner_alive(owner: str | None) -> bool:
 
 
 def dedupe_key(recipient: str, company: str, interview_at: datetime) -> str:
-    return "|".join((recipient.lower(), " ".join(company.lower().split()), interview_at.isoformat()))
+    return "|".join(
+        (recipient.lower(), " ".join(company.lower().split()), interview_at.isoformat())
+    )
 
 
 class Store:
@@ -167,7 +169,7 @@ class Store:
 
         self.url = url
         if url.startswith("sqlite:///"):
-            _prepare_sqlite_file(Path(url[len("sqlite:///"):]))
+            _prepare_sqlite_file(Path(url[len("sqlite:///") :]))
             self.engine = create_engine(url, connect_args={"timeout": 30})
 
             @event.listens_for(self.engine, "connect")
@@ -228,10 +230,23 @@ class Store:
         with self.tx() as c:
             self._guard_duplicate(c, key, to, now)
 
-    def create_thread(self, *, now: datetime, facts: dict[str, Any], key: str, subject: str,
-                      message_id: str, raw: bytes, envelope_from: str, recipients: tuple[str, ...],
-                      follow_up_wait: str, max_follow_ups: int, guard_duplicates: bool,
-                      campaign: str | None = None, entry_key: str | None = None) -> tuple[int, int]:
+    def create_thread(
+        self,
+        *,
+        now: datetime,
+        facts: dict[str, Any],
+        key: str,
+        subject: str,
+        message_id: str,
+        raw: bytes,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        follow_up_wait: str,
+        max_follow_ups: int,
+        guard_duplicates: bool,
+        campaign: str | None = None,
+        entry_key: str | None = None,
+    ) -> tuple[int, int]:
         """Record the thread and its apology as ``queued``, in one transaction.
 
         With ``guard_duplicates`` the duplicate check happens inside the same write
@@ -248,15 +263,27 @@ class Store:
                         state, follow_up_wait, max_follow_ups, campaign, entry_key)
                         VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
                         :facts, :subject, :mid, 'sending', :wait, :maxf, :campaign, :entry)"""),
-                {"now": now.isoformat(), "to": facts["to"], "name": facts["interviewer"],
-                 "company": facts["company"], "role": facts["role"],
-                 "situation": facts["situation"], "interview": facts["interview"], "key": key,
-                 "facts": json.dumps(facts), "subject": subject, "mid": message_id,
-                 "wait": follow_up_wait, "maxf": max_follow_ups, "campaign": campaign,
-                 "entry": entry_key},
+                {
+                    "now": now.isoformat(),
+                    "to": facts["to"],
+                    "name": facts["interviewer"],
+                    "company": facts["company"],
+                    "role": facts["role"],
+                    "situation": facts["situation"],
+                    "interview": facts["interview"],
+                    "key": key,
+                    "facts": json.dumps(facts),
+                    "subject": subject,
+                    "mid": message_id,
+                    "wait": follow_up_wait,
+                    "maxf": max_follow_ups,
+                    "campaign": campaign,
+                    "entry": entry_key,
+                },
             ).lastrowid
-            mid = self._insert_message(c, tid, "apology", message_id, raw, envelope_from,
-                                       recipients, now)
+            mid = self._insert_message(
+                c, tid, "apology", message_id, raw, envelope_from, recipients, now
+            )
             self._event(c, tid, now, "queued", f"apology {message_id} queued")
         return int(tid), mid
 
@@ -265,39 +292,72 @@ class Store:
 
         from .errors import DuplicateError
 
-        rows = c.execute(
-            text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner FROM threads t
+        rows = (
+            c.execute(
+                text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner FROM threads t
                     JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
                     WHERE t.dedupe_key = :k AND m.state != :failed"""),
-            {"k": key, "failed": FAILED},
-        ).mappings().all()
+                {"k": key, "failed": FAILED},
+            )
+            .mappings()
+            .all()
+        )
         for r in rows:
             if r["state"] == QUEUED and not _owner_alive(r["owner"]):
                 # Stopped before connecting: nothing left the machine, so it cannot be a
                 # duplicate. Close it so the new attempt is the only live one.
-                c.execute(text("UPDATE messages SET state = :f, failed_at = :now, error = :e WHERE id = :id"),
-                          {"f": FAILED, "now": now.isoformat(), "id": r["mid"],
-                           "e": "abandoned before connecting: the process stopped"})
-                c.execute(text("UPDATE threads SET state = 'failed' WHERE id = :t"), {"t": r["tid"]})
+                c.execute(
+                    text(
+                        "UPDATE messages SET state = :f, failed_at = :now, error = :e WHERE id = :id"
+                    ),
+                    {
+                        "f": FAILED,
+                        "now": now.isoformat(),
+                        "id": r["mid"],
+                        "e": "abandoned before connecting: the process stopped",
+                    },
+                )
+                c.execute(
+                    text("UPDATE threads SET state = 'failed' WHERE id = :t"), {"t": r["tid"]}
+                )
                 continue
             raise DuplicateError(
                 f"thread {r['tid']} already holds an apology to {to} about this interview "
-                f"({'in doubt' if r['state'] in (SUBMITTING, IN_DOUBT) and not _owner_alive(r['owner']) or r['state'] == IN_DOUBT else r['state']})",
+                f"({'in doubt' if (r['state'] in (SUBMITTING, IN_DOUBT) and not _owner_alive(r['owner'])) or r['state'] == IN_DOUBT else r['state']})",
                 hint="'mailer status' shows it; pass --again to send another anyway",
             )
 
-    def _insert_message(self, c: Any, thread_id: int, kind: str, message_id: str, raw: bytes,
-                        envelope_from: str, recipients: tuple[str, ...], now: datetime) -> int:
+    def _insert_message(
+        self,
+        c: Any,
+        thread_id: int,
+        kind: str,
+        message_id: str,
+        raw: bytes,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        now: datetime,
+    ) -> int:
         from sqlalchemy import text
 
-        return int(c.execute(
-            text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+        return int(
+            c.execute(
+                text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
                     recipients, created_at, owner)
                     VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner)"""),
-            {"t": thread_id, "kind": kind, "mid": message_id, "state": QUEUED, "raw": raw,
-             "from": envelope_from, "rcpts": json.dumps(list(recipients)), "now": now.isoformat(),
-             "owner": owner_token()},
-        ).lastrowid)
+                {
+                    "t": thread_id,
+                    "kind": kind,
+                    "mid": message_id,
+                    "state": QUEUED,
+                    "raw": raw,
+                    "from": envelope_from,
+                    "rcpts": json.dumps(list(recipients)),
+                    "now": now.isoformat(),
+                    "owner": owner_token(),
+                },
+            ).lastrowid
+        )
 
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
         from sqlalchemy import text
@@ -316,58 +376,96 @@ class Store:
     def mark_submitting(self, message_row_id: int, now: datetime) -> None:
         self._move(message_row_id, (QUEUED, SUBMITTING), SUBMITTING, now, "submitting_at")
 
-    def mark_sent(self, message_row_id: int, now: datetime, reply: str, follow_up_due: datetime | None) -> None:
+    def mark_sent(
+        self, message_row_id: int, now: datetime, reply: str, follow_up_due: datetime | None
+    ) -> None:
         from sqlalchemy import text
 
         with self.tx() as c:
             row = self._move_in(c, message_row_id, (QUEUED, SUBMITTING), SENT, now, "sent_at")
-            c.execute(text("UPDATE messages SET smtp_reply = :r WHERE id = :id"),
-                      {"r": reply, "id": message_row_id})
+            c.execute(
+                text("UPDATE messages SET smtp_reply = :r WHERE id = :id"),
+                {"r": reply, "id": message_row_id},
+            )
             if row["kind"] == "apology":
                 c.execute(
                     text("UPDATE threads SET state = :s, follow_up_due = :due WHERE id = :t"),
-                    {"s": ACTIVE, "due": follow_up_due.isoformat() if follow_up_due else None,
-                     "t": row["thread_id"]},
+                    {
+                        "s": ACTIVE,
+                        "due": follow_up_due.isoformat() if follow_up_due else None,
+                        "t": row["thread_id"],
+                    },
                 )
-            self._event(c, row["thread_id"], now, "sent", f"{row['kind']} {row['message_id']} accepted: {reply}")
+            self._event(
+                c,
+                row["thread_id"],
+                now,
+                "sent",
+                f"{row['kind']} {row['message_id']} accepted: {reply}",
+            )
 
     def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
         from sqlalchemy import text
 
         with self.tx() as c:
             row = self._move_in(c, message_row_id, (QUEUED, SUBMITTING), FAILED, now, "failed_at")
-            c.execute(text("UPDATE messages SET error = :e WHERE id = :id"),
-                      {"e": error, "id": message_row_id})
+            c.execute(
+                text("UPDATE messages SET error = :e WHERE id = :id"),
+                {"e": error, "id": message_row_id},
+            )
             if row["kind"] == "apology":
-                c.execute(text("UPDATE threads SET state = 'failed' WHERE id = :t"),
-                          {"t": row["thread_id"]})
-            self._event(c, row["thread_id"], now, "failed", f"{row['kind']} {row['message_id']}: {error}")
+                c.execute(
+                    text("UPDATE threads SET state = 'failed' WHERE id = :t"),
+                    {"t": row["thread_id"]},
+                )
+            self._event(
+                c, row["thread_id"], now, "failed", f"{row['kind']} {row['message_id']}: {error}"
+            )
 
     def mark_in_doubt(self, message_row_id: int, now: datetime, error: str) -> None:
         from sqlalchemy import text
 
         with self.tx() as c:
             row = self._move_in(c, message_row_id, (SUBMITTING,), IN_DOUBT, now, "failed_at")
-            c.execute(text("UPDATE messages SET error = :e WHERE id = :id"),
-                      {"e": error, "id": message_row_id})
-            self._event(c, row["thread_id"], now, "in_doubt", f"{row['kind']} {row['message_id']}: {error}")
+            c.execute(
+                text("UPDATE messages SET error = :e WHERE id = :id"),
+                {"e": error, "id": message_row_id},
+            )
+            self._event(
+                c, row["thread_id"], now, "in_doubt", f"{row['kind']} {row['message_id']}: {error}"
+            )
 
     def record_sent_copy(self, message_row_id: int, outcome: str) -> None:
         from sqlalchemy import text
 
         with self.tx() as c:
-            c.execute(text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
-                      {"o": outcome, "id": message_row_id})
+            c.execute(
+                text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
+                {"o": outcome, "id": message_row_id},
+            )
 
-    def _move(self, message_row_id: int, allowed: tuple[str, ...], new: str, now: datetime, stamp: str) -> None:
+    def _move(
+        self, message_row_id: int, allowed: tuple[str, ...], new: str, now: datetime, stamp: str
+    ) -> None:
         with self.tx() as c:
             self._move_in(c, message_row_id, allowed, new, now, stamp)
 
-    def _move_in(self, c: Any, message_row_id: int, allowed: tuple[str, ...], new: str,
-                 now: datetime, stamp: str) -> Any:
+    def _move_in(
+        self,
+        c: Any,
+        message_row_id: int,
+        allowed: tuple[str, ...],
+        new: str,
+        now: datetime,
+        stamp: str,
+    ) -> Any:
         from sqlalchemy import text
 
-        row = c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id}).mappings().first()
+        row = (
+            c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id})
+            .mappings()
+            .first()
+        )
         if row is None:
             raise StateError(f"message {message_row_id} not found in the state store")
         if row["state"] not in allowed:
@@ -393,22 +491,36 @@ class Store:
         from sqlalchemy import text
 
         with self.tx() as c:
-            row = c.execute(text("SELECT * FROM threads WHERE id = :id"), {"id": thread_id}).mappings().first()
+            row = (
+                c.execute(text("SELECT * FROM threads WHERE id = :id"), {"id": thread_id})
+                .mappings()
+                .first()
+            )
         return _thread(row) if row else None
 
     def messages(self, thread_id: int) -> list[MessageRow]:
         from sqlalchemy import text
 
         with self.tx() as c:
-            rows = c.execute(text("SELECT * FROM messages WHERE thread_id = :t ORDER BY id"),
-                             {"t": thread_id}).mappings().all()
+            rows = (
+                c.execute(
+                    text("SELECT * FROM messages WHERE thread_id = :t ORDER BY id"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .all()
+            )
         return [_message(r) for r in rows]
 
     def message(self, message_row_id: int) -> MessageRow:
         from sqlalchemy import text
 
         with self.tx() as c:
-            row = c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id}).mappings().first()
+            row = (
+                c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id})
+                .mappings()
+                .first()
+            )
         if row is None:
             raise StateError(f"message {message_row_id} not found in the state store")
         return _message(row)
@@ -417,8 +529,14 @@ class Store:
         from sqlalchemy import text
 
         with self.tx() as c:
-            rows = c.execute(text("SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"),
-                             {"t": thread_id}).mappings().all()
+            rows = (
+                c.execute(
+                    text("SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .composer import default_templates_dir
 
-CONFIG_TEMPLATE = '''# mailer settings. Secrets (passwords) never go here: put them in .env.
+CONFIG_TEMPLATE = """# mailer settings. Secrets (passwords) never go here: put them in .env.
 # Every setting is shown; the commented ones have their defaults.
 
 # provider = "generic"        # or "gmail" (app password; fills in the servers below).
@@ -53,13 +53,15 @@ security = "ssl"
 
 [state]
 # url = "sqlite:///.mailer/state.db"   # relative to this workspace
-'''
+"""
 
 
 def env_example_path() -> Path:
     """``.env.example`` ships beside the default templates (and lives at the repo root)."""
-    for candidate in (default_templates_dir() / "env.example.txt",
-                      Path(__file__).resolve().parent.parent / ".env.example"):
+    for candidate in (
+        default_templates_dir() / "env.example.txt",
+        Path(__file__).resolve().parent.parent / ".env.example",
+    ):
         if candidate.exists():
             return candidate
     raise FileNotFoundError(".env.example")

@@ -55,7 +55,9 @@ class Stack:
         from imapclient import IMAPClient
 
         ctx = ssl.create_default_context(cafile=self.info.ca_file)
-        c = IMAPClient(self.info.host, port=self.info.imaps_port, ssl=True, ssl_context=ctx, timeout=10)
+        c = IMAPClient(
+            self.info.host, port=self.info.imaps_port, ssl=True, ssl_context=ctx, timeout=10
+        )
         c.login(user, self.info.users[user])
         return c
 
@@ -85,12 +87,26 @@ def stack(mail_stack: Stack) -> Iterator[Stack]:
     mail_stack.clear_faults()
 
 
-def write_config(ws: Path, info: StackInfo, *, security: str = "starttls", port: int | None = None,
-                 ca: bool = True, password: str | None = None, extra: str = "") -> Path:
+def write_config(
+    ws: Path,
+    info: StackInfo,
+    *,
+    security: str = "starttls",
+    port: int | None = None,
+    ca: bool = True,
+    password: str | None = None,
+    extra: str = "",
+) -> Path:
     (ws / "config").mkdir(parents=True, exist_ok=True)
-    port = port or {"starttls": info.smtp_port, "ssl": info.smtps_port, "plain": info.smtp_plain_port}[security]
+    port = (
+        port
+        or {"starttls": info.smtp_port, "ssl": info.smtps_port, "plain": info.smtp_plain_port}[
+            security
+        ]
+    )
     ca_line = f'ca_file = "{info.ca_file}"' if ca else ""
-    (ws / "config" / "mailer.toml").write_text(textwrap.dedent(f"""\
+    (ws / "config" / "mailer.toml").write_text(
+        textwrap.dedent(f"""\
         [sender]
         name = "Sam Candidate"
         address = "{SENDER}"
@@ -113,7 +129,10 @@ def write_config(ws: Path, info: StackInfo, *, security: str = "starttls", port:
 
         [addresses]
         allow_test_domains = true
-        """) + extra, encoding="utf-8")
+        """)
+        + extra,
+        encoding="utf-8",
+    )
     env = ws / ".env"
     env.write_text(f"MAILER_SMTP_PASSWORD={password or info.users[SENDER]}\n", encoding="utf-8")
     env.chmod(0o600)
@@ -125,22 +144,52 @@ def workspace(stack: Stack, tmp_path: Path) -> Path:
     return write_config(tmp_path / "ws", stack.info)
 
 
-def run_cli(ws: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    ws: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``mailer`` as a user would: its own process, in the workspace."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith("MAILER_") or k == "MAILER_CORPUS"}
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MAILER_") or k == "MAILER_CORPUS"
+    }
     full_env.update({"MAILER_NOW": NOW, **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "mailer.cli", *args], cwd=ws, env=full_env, text=True,
-        capture_output=True, timeout=timeout, input=input if input is not None else "",
+        [sys.executable, "-m", "mailer.cli", *args],
+        cwd=ws,
+        env=full_env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        input=input if input is not None else "",
     )
 
 
-def send_args(to: str = INTERVIEWER, company: str = "Acme", interview: str = "2026-11-25 10:00",
-              situation: str = "illness", **extra: str) -> list[str]:
-    args = ["send", "--situation", situation, "--to", to, "--interviewer", "Ana Ruiz",
-            "--company", company, "--role", "Data Engineer", "--interview", interview, "--yes"]
+def send_args(
+    to: str = INTERVIEWER,
+    company: str = "Acme",
+    interview: str = "2026-11-25 10:00",
+    situation: str = "illness",
+    **extra: str,
+) -> list[str]:
+    args = [
+        "send",
+        "--situation",
+        situation,
+        "--to",
+        to,
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        company,
+        "--role",
+        "Data Engineer",
+        "--interview",
+        interview,
+        "--yes",
+    ]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", value]
     return args

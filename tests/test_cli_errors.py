@@ -12,7 +12,7 @@ import pytest
 
 from mailer.sandbox import free_ports
 
-from .conftest import USERS, SENDER, Stack, run_cli, send_args
+from .conftest import SENDER, USERS, Stack, run_cli, send_args
 
 pytestmark = pytest.mark.integration
 CONFIG = Path("config") / "mailer.toml"
@@ -77,40 +77,112 @@ def dropping_server() -> Iterator[int]:
 
 CASES = [
     ("broken-toml", edit_config("[smtp]", "[smtp\n"), [], "config/mailer.toml: invalid TOML"),
-    ("wrong-type", edit_config("port = {smtp_port}", 'port = "five"'), [], "mailer.toml: smtp.port: must be int"),
-    ("unknown-key", edit_config("[addresses]", "[addresses]\ncolour = 'red'"), [], "mailer.toml: addresses.colour: unknown setting"),
-    ("plain-remote", edit_config('host = "{host}"\nport = {smtp_port}\nsecurity = "starttls"',
-                                         'host = "smtp.example.com"\nport = 25\nsecurity = "plain"'), [],
-     "smtp.security"),
-    ("oauth-provider", edit_config("[sender]", 'provider = "microsoft365"\n[sender]'), [], "needs OAuth2"),
+    (
+        "wrong-type",
+        edit_config("port = {smtp_port}", 'port = "five"'),
+        [],
+        "mailer.toml: smtp.port: must be int",
+    ),
+    (
+        "unknown-key",
+        edit_config("[addresses]", "[addresses]\ncolour = 'red'"),
+        [],
+        "mailer.toml: addresses.colour: unknown setting",
+    ),
+    (
+        "plain-remote",
+        edit_config(
+            'host = "{host}"\nport = {smtp_port}\nsecurity = "starttls"',
+            'host = "smtp.example.com"\nport = 25\nsecurity = "plain"',
+        ),
+        [],
+        "smtp.security",
+    ),
+    (
+        "oauth-provider",
+        edit_config("[sender]", 'provider = "microsoft365"\n[sender]'),
+        [],
+        "needs OAuth2",
+    ),
     ("missing-template-field", template_override, [], "illness.txt.j2: 'hobby' is undefined"),
     ("leftover-placeholder", None, ["--note", "Best, [Your Name]"], "placeholder '[Your Name]'"),
     ("invalid-address", None, ["--to", "ana.ruiz@@acme"], "--to: invalid email address"),
-    ("crlf-in-header", None, ["--company", "Acme\r\nBcc: victim@example.com"], "--company: contains a line break"),
-    ("lf-in-interviewer", None, ["--interviewer", "Ana\nRuiz"], "--interviewer: contains a line break"),
+    (
+        "crlf-in-header",
+        None,
+        ["--company", "Acme\r\nBcc: victim@example.com"],
+        "--company: contains a line break",
+    ),
+    (
+        "lf-in-interviewer",
+        None,
+        ["--interviewer", "Ana\nRuiz"],
+        "--interviewer: contains a line break",
+    ),
     ("bad-date", None, ["--interview", "next tuesday"], "--interview: cannot read 'next tuesday'"),
-    ("bad-timezone", None, ["--interviewer-tz", "Mars/Olympus"], "--interviewer-tz: unknown time zone"),
-    ("unknown-situation", None, ["--situation", "hangover"], "--situation: unknown situation 'hangover'"),
-    ("conflict-in-past", None, ["--situation", "conflict"], "conflict asks to move an interview that is still ahead"),
+    (
+        "bad-timezone",
+        None,
+        ["--interviewer-tz", "Mars/Olympus"],
+        "--interviewer-tz: unknown time zone",
+    ),
+    (
+        "unknown-situation",
+        None,
+        ["--situation", "hangover"],
+        "--situation: unknown situation 'hangover'",
+    ),
+    (
+        "conflict-in-past",
+        None,
+        ["--situation", "conflict"],
+        "conflict asks to move an interview that is still ahead",
+    ),
     ("no-password", no_password, [], "MAILER_SMTP_PASSWORD: not set"),
-    ("wrong-password", lambda ws, st, f: (ws / ".env").write_text("MAILER_SMTP_PASSWORD=hunter2-wrong\n"), [],
-     "SMTP {host}:{smtp_port}: authentication failed for user 'you@sandbox.test'"),
-    ("connection-refused", edit_config("port = {smtp_port}", "port = {closed_port}"), [],
-     "SMTP {host}:{closed_port}: connection refused"),
-    ("connection-dropped", edit_config("port = {smtp_port}", "port = {dropping_port}"), [],
-     "SMTP {host}:{dropping_port}:"),
-    ("temporary-4xx", faults(rcpt=["450 4.2.1 mailbox busy"] * 2), [],
-     "SMTP {host}:{smtp_port}: RCPT TO <interviewer@sandbox.test> refused with 450 4.2.1"),
-    ("permanent-5xx", faults(mail=["550 5.7.1 sender not allowed"]), [],
-     "SMTP {host}:{smtp_port}: MAIL FROM refused with 550 5.7.1"),
+    (
+        "wrong-password",
+        lambda ws, st, f: (ws / ".env").write_text("MAILER_SMTP_PASSWORD=hunter2-wrong\n"),
+        [],
+        "SMTP {host}:{smtp_port}: authentication failed for user 'you@sandbox.test'",
+    ),
+    (
+        "connection-refused",
+        edit_config("port = {smtp_port}", "port = {closed_port}"),
+        [],
+        "SMTP {host}:{closed_port}: connection refused",
+    ),
+    (
+        "connection-dropped",
+        edit_config("port = {smtp_port}", "port = {dropping_port}"),
+        [],
+        "SMTP {host}:{dropping_port}:",
+    ),
+    (
+        "temporary-4xx",
+        faults(rcpt=["450 4.2.1 mailbox busy"] * 2),
+        [],
+        "SMTP {host}:{smtp_port}: RCPT TO <interviewer@sandbox.test> refused with 450 4.2.1",
+    ),
+    (
+        "permanent-5xx",
+        faults(mail=["550 5.7.1 sender not allowed"]),
+        [],
+        "SMTP {host}:{smtp_port}: MAIL FROM refused with 550 5.7.1",
+    ),
     ("untrusted-cert", edit_config('ca_file = "{ca_file}"', ""), [], "TLS certificate not trusted"),
 ]
 
 
 @pytest.mark.parametrize(("name", "setup", "args", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gives_one_clear_line(stack: Stack, workspace: Path, dropping_server: int,
-                                        name: str, setup: Setup | None, args: list[str],
-                                        expected: str) -> None:
+def test_bad_input_gives_one_clear_line(
+    stack: Stack,
+    workspace: Path,
+    dropping_server: int,
+    name: str,
+    setup: Setup | None,
+    args: list[str],
+    expected: str,
+) -> None:
     """Verify each bad input: exit != 0, one stderr line naming where, no traceback, no secret."""
     fields = {**vars(stack.info), "closed_port": free_ports(1)[0], "dropping_port": dropping_server}
     if setup is not None:

@@ -27,8 +27,9 @@ def inbox_copies(stack: Stack, company: str) -> int:
         ("after-sent", 1, "awaiting reply"),
     ],
 )
-def test_killed_send_never_delivers_twice(stack: Stack, workspace: Path, point: str,
-                                          delivered: int, shown: str | None) -> None:
+def test_killed_send_never_delivers_twice(
+    stack: Stack, workspace: Path, point: str, delivered: int, shown: str | None
+) -> None:
     """Verify a SIGKILL at each point leaves at most one copy and an honest status."""
     company = f"Crash {point}"
     killed = run_cli(workspace, *send_args(company=company), env={"MAILER_CRASH_AT": point})

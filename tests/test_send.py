@@ -36,10 +36,17 @@ def settings_for(ws: Path):
 def facts(settings, company: str = "Acme", interviewer: str = "Ana Ruiz", **kw):
     from zoneinfo import ZoneInfo
 
-    return make_facts(situation=kw.pop("situation", "illness"), to=kw.pop("to", INTERVIEWER),
-                      interviewer=interviewer, company=company, role="Data Engineer",
-                      interview=kw.pop("interview", "2026-11-25 10:00"),
-                      tz=ZoneInfo("Europe/London"), allow_test_domains=True, **kw)
+    return make_facts(
+        situation=kw.pop("situation", "illness"),
+        to=kw.pop("to", INTERVIEWER),
+        interviewer=interviewer,
+        company=company,
+        role="Data Engineer",
+        interview=kw.pop("interview", "2026-11-25 10:00"),
+        tz=ZoneInfo("Europe/London"),
+        allow_test_domains=True,
+        **kw,
+    )
 
 
 def test_sent_apology_arrives_in_inbox_with_headers_and_text(stack: Stack, workspace: Path) -> None:
@@ -78,15 +85,22 @@ def test_sent_copy_is_byte_identical_to_what_was_submitted(stack: Stack, workspa
     assert delivered.endswith(row.raw)
 
 
-def test_three_messages_in_one_session_use_one_connection_and_one_auth(stack: Stack, workspace: Path) -> None:
+def test_three_messages_in_one_session_use_one_connection_and_one_auth(
+    stack: Stack, workspace: Path
+) -> None:
     """Verify a batch reuses one SMTP connection and logs in once (server log)."""
     settings = settings_for(workspace)
     store = Store(settings.state_url)
     mark = stack.log_mark()
     with SmtpSession(settings.smtp) as session:
         results = [
-            apology.send(settings, apology.prepare(settings, facts(settings, company=f"Batch {i}"), NOW),
-                         store, lambda: NOW, session=session)
+            apology.send(
+                settings,
+                apology.prepare(settings, facts(settings, company=f"Batch {i}"), NOW),
+                store,
+                lambda: NOW,
+                session=session,
+            )
             for i in range(3)
         ]
     events = stack.log_since(mark)
@@ -104,11 +118,27 @@ def test_non_ascii_names_and_subject_survive(stack: Stack, tmp_path: Path) -> No
     ws = write_config(tmp_path / "ws", stack.info)
     cfg = ws / "config" / "mailer.toml"
     cfg.write_text(cfg.read_text().replace('"Sam Candidate"', '"Zoë Brontë-Łukasiewicz"'))
-    r = run_cli(ws, "send", "--situation", "technical", "--to", INTERVIEWER, "--interviewer",
-                "José Müller", "--company", "Café Ñandú", "--role", "Ingénieur", "--interview",
-                "2026-11-25 10:00", "--yes")
+    r = run_cli(
+        ws,
+        "send",
+        "--situation",
+        "technical",
+        "--to",
+        INTERVIEWER,
+        "--interviewer",
+        "José Müller",
+        "--company",
+        "Café Ñandú",
+        "--role",
+        "Ingénieur",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+    )
     assert r.returncode == 0, r.stderr
-    msg = message_from_bytes(stack.messages_with_id(INTERVIEWER, message_id_from(r.stdout))[0], policy=default)
+    msg = message_from_bytes(
+        stack.messages_with_id(INTERVIEWER, message_id_from(r.stdout))[0], policy=default
+    )
     assert msg["From"].addresses[0].display_name == "Zoë Brontë-Łukasiewicz"
     assert msg["To"].addresses[0].display_name == "José Müller"
     assert "Zoë Brontë-Łukasiewicz" in msg["Subject"]
@@ -139,7 +169,9 @@ def test_wrong_password_is_one_line_naming_host_and_port(stack: Stack, tmp_path:
     assert "failed" in status.stdout
 
 
-def test_refused_recipient_is_reported_and_not_recorded_as_sent(stack: Stack, workspace: Path) -> None:
+def test_refused_recipient_is_reported_and_not_recorded_as_sent(
+    stack: Stack, workspace: Path
+) -> None:
     """Verify a 550 at RCPT gives one line and the thread is failed, not sent."""
     r = run_cli(workspace, *send_args(to="nobody-here@sandbox.test", company="Refused"))
     assert r.returncode != 0
@@ -167,8 +199,13 @@ def test_temporary_refusal_before_data_is_retried(stack: Stack, workspace: Path)
     store = Store(settings.state_url)
     delays: list[float] = []
     with SmtpSession(settings.smtp, sleep=delays.append) as session:
-        result = apology.send(settings, apology.prepare(settings, facts(settings, company="Retry Co"), NOW),
-                              store, lambda: NOW, session=session)
+        result = apology.send(
+            settings,
+            apology.prepare(settings, facts(settings, company="Retry Co"), NOW),
+            store,
+            lambda: NOW,
+            session=session,
+        )
     assert delays == [1.0, 2.0]
     assert len(stack.messages_with_id(INTERVIEWER, result.message_id)) == 1
 
@@ -180,7 +217,10 @@ def test_permanent_refusal_fails_at_once(stack: Stack, workspace: Path) -> None:
     store = Store(settings.state_url)
     delays: list[float] = []
     prepared = apology.prepare(settings, facts(settings, company="Spam Check"), NOW)
-    with pytest.raises(DeliveryError, match="554 5.7.1") as info, SmtpSession(settings.smtp, sleep=delays.append) as s:
+    with (
+        pytest.raises(DeliveryError, match=r"554 5\.7\.1") as info,
+        SmtpSession(settings.smtp, sleep=delays.append) as s,
+    ):
         apology.send(settings, prepared, store, lambda: NOW, session=s)
     assert info.value.kind == "permanent"
     assert delays == []
@@ -205,7 +245,9 @@ def test_lost_reply_after_data_is_in_doubt_and_not_resent(stack: Stack, workspac
     assert len(stack.messages_with_id(INTERVIEWER, prepared.composed.message_id)) == 1
 
 
-def test_second_send_of_same_interview_is_refused_unless_again(stack: Stack, workspace: Path) -> None:
+def test_second_send_of_same_interview_is_refused_unless_again(
+    stack: Stack, workspace: Path
+) -> None:
     """Verify the duplicate guard: same recipient, company and time -> refused; --again sends."""
     first = run_cli(workspace, *send_args(company="Twice Corp"))
     assert first.returncode == 0, first.stderr

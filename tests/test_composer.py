@@ -1,0 +1,184 @@
+"""The composer: every situation, in both tenses, with every key element; and its refusals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailer.composer import Composer, build_message, compose_apology, compose_follow_up
+from mailer.config import SenderSettings
+from mailer.errors import InputError, TemplateError
+from mailer.facts import SITUATIONS, make_facts
+
+TZ = ZoneInfo("Europe/London")
+INTERVIEW = "2026-11-25 10:00"
+AFTER = datetime(2026, 11, 25, 15, 0, tzinfo=TZ)  # the interview has passed
+BEFORE = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)  # still two days ahead
+SENDER = SenderSettings(name="Sam Candidate", address="sam@example.com", phone="+44 7700 900123")
+
+# Phrases that carry each element the advice asks for.
+ELEMENTS = {
+    "regret": ("regret", "sorry"),
+    "interest": ("remain very interested in the Data Engineer role at Acme",),
+    "reschedule": ("Would it be possible to",),
+    "thanks": ("Thank you for your understanding and for your time.",),
+}
+REASONS = {
+    "illness": "ill",
+    "personal": "personal matter",
+    "emergency": "emergency",
+    "transport": "transport disruption",
+    "technical": "internet connection",
+    "conflict": "clashes",
+}
+
+
+def facts(situation: str = "illness", **kw: object):
+    base = {
+        "situation": situation,
+        "to": "ana.ruiz@acme.example",
+        "interviewer": "Ana Ruiz",
+        "company": "Acme",
+        "role": "Data Engineer",
+        "interview": INTERVIEW,
+        "tz": TZ,
+    }
+    return make_facts(**{**base, **kw})  # type: ignore[arg-type]
+
+
+CASES = [
+    (s, now)
+    for s in SITUATIONS
+    for now in ("past", "future")
+    if not (s == "conflict" and now == "past")
+]
+
+
+@pytest.mark.parametrize(("situation", "tense"), CASES)
+def test_every_situation_and_tense_has_every_key_element(situation: str, tense: str) -> None:
+    """Verify reason, regret, interest, reschedule request and thanks are all present."""
+    now = AFTER if tense == "past" else BEFORE
+    draft = compose_apology(
+        Composer(), facts(situation, free=["2026-12-01 09:00-12:00"]), SENDER, now
+    )
+    text = draft.text
+    assert text.startswith("Dear Ana Ruiz,\n")
+    assert REASONS[situation] in text
+    for element, phrases in ELEMENTS.items():
+        assert any(p in text for p in phrases), f"{situation}/{tense} lacks {element}"
+    assert "Tuesday 1 December, 09:00–12:00" in text
+    assert text.rstrip().endswith("Sam Candidate\n+44 7700 900123".rstrip())
+    if tense == "past":
+        assert "apologise for missing our interview" in text
+        assert "Apologies for missing" in draft.subject
+    else:
+        assert "missing" not in text and "missed" not in text
+        assert "move" in draft.subject or "reschedule" in draft.subject.lower()
+
+
+def test_conflict_for_a_past_interview_is_refused() -> None:
+    """Verify 'conflict' (asking in advance) cannot be used once the interview has passed."""
+    with pytest.raises(InputError, match="still ahead"):
+        compose_apology(Composer(), facts("conflict"), SENDER, AFTER)
+
+
+def test_missing_variable_names_the_variable_and_template(tmp_path: Path) -> None:
+    """Verify StrictUndefined: an unknown variable is an error naming it and the file."""
+    (tmp_path / "illness.txt.j2").write_text(
+        "Subject: Hi\n\nDear {{ interviewer }}, {{ favourite_colour }}\n"
+    )
+    with pytest.raises(TemplateError, match=r"illness\.txt\.j2: 'favourite_colour' is undefined"):
+        compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
+
+
+def test_workspace_template_overrides_default_file_by_file(tmp_path: Path) -> None:
+    """Verify a workspace template replaces only its own situation."""
+    (tmp_path / "illness.txt.j2").write_text(
+        "Subject: My own words\n\nDear {{ interviewer }}, {{ team }}.\n"
+    )
+    c = Composer(tmp_path)
+    assert compose_apology(c, facts(var=["team=Platform"]), SENDER, AFTER).subject == "My own words"
+    assert "transport disruption" in compose_apology(c, facts("transport"), SENDER, AFTER).text
+
+
+@pytest.mark.parametrize(
+    "note", ["Kind regards, [Your Name]", "See you at [Company]", "Hi {{ name }}"]
+)
+def test_leftover_placeholder_is_refused(note: str) -> None:
+    """Verify '[Your Name]'-style placeholders and raw template markup never go out."""
+    with pytest.raises(TemplateError, match=r"placeholder|markup"):
+        compose_apology(Composer(), facts(note=note), SENDER, AFTER)
+
+
+def test_lowercase_brackets_in_a_note_are_fine() -> None:
+    """Verify ordinary bracketed text such as '[sic]' is not mistaken for a placeholder."""
+    draft = compose_apology(
+        Composer(), facts(note="My train (the 8:05) was cancelled [sic]."), SENDER, AFTER
+    )
+    assert "[sic]" in draft.text
+
+
+@pytest.mark.parametrize("field", ["company", "role", "interviewer"])
+@pytest.mark.parametrize("bad", ["Acme\r\nBcc: x@example.com", "Acme\nX: y", "Acme\rX"])
+def test_cr_or_lf_in_a_header_fact_is_refused(field: str, bad: str) -> None:
+    """Verify CR/LF in any fact that can reach a header is rejected before composing."""
+    with pytest.raises(InputError, match=f"--{field}: contains a line break"):
+        facts(**{field: bad})
+
+
+def test_cr_lf_in_sender_name_is_refused_when_building() -> None:
+    """Verify a line break in the configured name is caught too."""
+    bad = SenderSettings(name="Sam\r\nBcc: x@example.com", address="sam@example.com")
+    f = facts()
+    with pytest.raises(InputError, match="line break"):
+        build_message(compose_apology(Composer(), f, SENDER, AFTER), f, bad, AFTER)
+
+
+def test_message_has_own_message_id_date_names_and_plain_text() -> None:
+    """Verify the built message: our Message-ID domain, Date, display names, Cc, no HTML."""
+    f = facts(cc=["recruiter@acme.example"])
+    m = build_message(compose_apology(Composer(), f, SENDER, AFTER), f, SENDER, AFTER)
+    msg = message_from_bytes(m.raw, policy=default)
+    assert msg["Message-ID"] == m.message_id and m.message_id.endswith("@example.com>")
+    assert msg["Date"] == "Wed, 25 Nov 2026 15:00:00 +0000"
+    assert msg["To"] == "Ana Ruiz <ana.ruiz@acme.example>"
+    assert msg["Cc"] == "recruiter@acme.example"
+    assert m.recipients == ("ana.ruiz@acme.example", "recruiter@acme.example")
+    assert msg.get_content_type() == "text/plain"
+    assert "<" not in msg.get_content()
+    other = build_message(compose_apology(Composer(), f, SENDER, AFTER), f, SENDER, AFTER)
+    assert other.message_id != m.message_id
+
+
+def test_html_alternative_carries_the_same_text_escaped() -> None:
+    """Verify the optional HTML part mirrors the text and escapes it."""
+    f = facts(note="Fish & chips <3")
+    m = build_message(
+        compose_apology(Composer(), f, SENDER, AFTER), f, SENDER, AFTER, html_part=True
+    )
+    msg = message_from_bytes(m.raw, policy=default)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert "Fish & chips <3" in msg.get_body(("plain",)).get_content()
+    assert "Fish &amp; chips &lt;3" in msg.get_body(("html",)).get_content()
+
+
+def test_times_are_shown_in_the_interviewers_zone_with_its_name() -> None:
+    """Verify --interviewer-tz converts the interview and free times and names the zone."""
+    f = facts(interviewer_tz="Europe/Berlin", free=["2026-12-03 09:00-12:00"])
+    text = compose_apology(Composer(), f, SENDER, AFTER).text
+    assert "Wednesday 25 November at 11:00 CET" in text
+    assert "Thursday 3 December, 10:00–13:00 CET" in text
+
+
+def test_follow_up_is_a_reply_to_the_original_subject() -> None:
+    """Verify the follow-up template renders with Re: and the original date."""
+    draft = compose_follow_up(
+        Composer(), facts(), SENDER, AFTER, "Apologies for missing our interview", AFTER
+    )
+    assert draft.subject == "Re: Apologies for missing our interview"
+    assert "Wednesday 25 November" in draft.text and "remain very interested" in draft.text

@@ -1,0 +1,100 @@
+"""`mailer sandbox`: the user-facing local mail server, and sending through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sandbox_ws(tmp_path: Path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    assert run_cli(ws, "init", ".").returncode == 0
+    yield ws
+    run_cli(ws, "sandbox", "stop")
+
+
+def test_sandbox_start_send_read_and_stop(sandbox_ws: Path) -> None:
+    """Verify a new user can start the sandbox, send an apology and read it over IMAP."""
+    ws = sandbox_ws
+    start = run_cli(ws, "sandbox", "start")
+    assert start.returncode == 0, start.stderr
+    assert "Sandbox running" in start.stdout
+    assert (ws / ".mailer" / "sandbox" / ".env").stat().st_mode & 0o777 == 0o600
+    sent = run_cli(
+        ws,
+        "--sandbox",
+        "send",
+        "--situation",
+        "emergency",
+        "--to",
+        "interviewer@sandbox.test",
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        "Sandbox Co",
+        "--role",
+        "Analyst",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+    )
+    assert sent.returncode == 0, sent.stderr
+    inbox = run_cli(ws, "sandbox", "inbox", "interviewer@sandbox.test")
+    assert "Apologies for missing our interview on Wednesday 25 November" in inbox.stdout
+    # Sandbox threads live in the sandbox's own store, never in the real one.
+    assert (ws / ".mailer" / "sandbox" / "state.db").exists()
+    assert not (ws / ".mailer" / "state.db").exists()
+    assert "Sandbox Co" in run_cli(ws, "--sandbox", "status").stdout
+    assert run_cli(ws, "sandbox", "stop").returncode == 0
+    assert run_cli(ws, "sandbox", "status").returncode == 1
+
+
+def test_starting_twice_and_stopping_when_stopped_are_clear_errors(sandbox_ws: Path) -> None:
+    """Verify double start and stray stop each give one line and a non-zero exit."""
+    ws = sandbox_ws
+    stop = run_cli(ws, "sandbox", "stop")
+    assert stop.returncode != 0 and stop.stderr.strip() == (
+        "mailer: error: the sandbox is not running (start it with 'mailer sandbox start')"
+    )
+    assert run_cli(ws, "sandbox", "start").returncode == 0
+    again = run_cli(ws, "sandbox", "start")
+    assert again.returncode != 0
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert "already running" in again.stderr
+
+
+def test_sandbox_flag_without_a_running_sandbox_is_refused(sandbox_ws: Path) -> None:
+    """Verify --sandbox never falls back to the real config when the sandbox is down."""
+    r = run_cli(sandbox_ws, "--sandbox", "status")
+    assert r.returncode != 0
+    assert "the sandbox is not running" in r.stderr
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    """Verify a second init keeps every existing file, and .env is private."""
+    ws = tmp_path / "w"
+    first = run_cli(tmp_path, "init", "w")
+    assert first.returncode == 0 and "created" in first.stdout
+    (ws / "config" / "mailer.toml").write_text("# mine\n")
+    second = run_cli(tmp_path, "init", "w")
+    assert "created" not in second.stdout
+    assert (ws / "config" / "mailer.toml").read_text() == "# mine\n"
+    assert (ws / ".env").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (ws / "templates").glob("*.j2")) == sorted(
+        p.name for p in (Path(__file__).parents[1] / "templates").glob("*.j2")
+    )
+
+
+def test_env_example_shipped_in_package_matches_repository() -> None:
+    """Verify the copy of .env.example that init uses is the documented one."""
+    root = Path(__file__).parents[1]
+    assert (root / "templates" / "env.example.txt").read_text() == (
+        root / ".env.example"
+    ).read_text()
