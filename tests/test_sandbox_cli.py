@@ -98,3 +98,18 @@ def test_env_example_shipped_in_package_matches_repository() -> None:
     assert (root / "templates" / "env.example.txt").read_text() == (
         root / ".env.example"
     ).read_text()
+
+
+def test_sandbox_without_root_or_dovecot_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify the prerequisite checks name the missing package or the need for root."""
+    from mailer import sandbox
+    from mailer.errors import SandboxError
+
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    with pytest.raises(SandboxError, match="must be started as root"):
+        sandbox.check_prerequisites()
+    monkeypatch.setattr(sandbox.shutil, "which", lambda _: None)
+    monkeypatch.setattr(sandbox, "Path", lambda p: Path("/nonexistent") / p.lstrip("/"))
+    with pytest.raises(SandboxError, match="needs Dovecot") as info:
+        sandbox.check_prerequisites()
+    assert "apt-get install -y dovecot-imapd dovecot-lmtpd" in (info.value.hint or "")

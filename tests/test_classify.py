@@ -1,0 +1,843 @@
+"""Tests for mailer.classify: the pure human / auto-reply / bounce classifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import date
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailer import classify as classify_module
+from mailer.classify import Verdict, classify, classify_message, original_message_ids
+
+OURS = "you@example.com"
+THEM = "recruiter@company.example"
+OUR_ID = "<apology-1@example.com>"
+
+
+# --------------------------------------------------------------------------------------------
+# Builders
+
+
+def _message(
+    body: str = "Hello",
+    *,
+    subject: str = "Re: Sorry I missed our interview",
+    sender: str = f"Rita Recruiter <{THEM}>",
+    headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = OURS
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 02 Jun 2025 09:00:00 +0000"
+    msg["Message-ID"] = "<reply-1@company.example>"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+def _raw(msg: EmailMessage) -> bytes:
+    return msg.as_bytes()
+
+
+def _dsn(
+    action: str,
+    status: str,
+    *,
+    recipient: str = THEM,
+    diagnostic: str = "smtp; 550 5.1.1 <recruiter@company.example>: user unknown",
+    notice: str = "This is the mail system at host mx.example.com.\n\nYour message could "
+    "not be delivered to one or more recipients.",
+    sender: str = "MAILER-DAEMON@mx.example.com (Mail Delivery System)",
+    subject: str = "Undelivered Mail Returned to Sender",
+    extra: str = "",
+) -> bytes:
+    """An RFC 3464 multipart/report built by hand, as an MTA writes it."""
+    return f"""Return-Path: <>
+From: {sender}
+To: {OURS}
+Subject: {subject}
+Date: Mon, 02 Jun 2025 09:00:00 +0000
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain; charset=us-ascii
+
+{notice}
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.com
+
+Final-Recipient: rfc822; <{recipient}>
+Action: {action}
+Status: {status}
+Diagnostic-Code: {diagnostic}
+{extra}
+--B
+Content-Type: message/rfc822
+
+From: {OURS}
+To: {recipient}
+Subject: Sorry I missed our interview
+Message-ID: {OUR_ID}
+
+I am sorry.
+
+--B--
+""".encode()
+
+
+# --------------------------------------------------------------------------------------------
+# Verdict
+
+
+def test_verdict_to_dict_is_json_ready() -> None:
+    """Verify to_dict gives ISO dates and lists, so json.dumps accepts it."""
+    verdict = Verdict(
+        "bounce", "hard", "r", return_date=date(2025, 6, 9), failed_recipients=("a@b.c",)
+    )
+    data = verdict.to_dict()
+    assert data["return_date"] == "2025-06-09"
+    assert data["failed_recipients"] == ["a@b.c"]
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_internal_error_gives_unparseable_human(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify any internal exception becomes a human verdict whose reason says unparseable."""
+
+    def boom(*_: object) -> Verdict:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(classify_module, "_classify", boom)
+    verdict = classify(b"Subject: x\n\nhi")
+    assert verdict.kind == "human"
+    assert verdict.subtype is None
+    assert verdict.reason.startswith("unparseable: RuntimeError")
+
+
+def test_classify_message_accepts_a_default_policy_message() -> None:
+    """Verify classify_message reads an EmailMessage built with the modern policy."""
+    msg = _message("Out of office", headers={"Auto-Submitted": "auto-replied"})
+    assert msg.policy is default
+    assert classify_message(msg).kind == "auto-reply"
+
+
+def test_importing_classify_does_not_import_dateparser() -> None:
+    """Verify dateparser (slow to import) is only loaded when a return date is read."""
+    code = "import sys, mailer.classify; print('dateparser' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# Human replies: the costly mistake is calling one automatic
+
+
+def test_plain_reply_is_human() -> None:
+    """Verify an ordinary reply with no automatic markers is human."""
+    verdict = classify(_raw(_message("No problem, let's meet Thursday at 10.")))
+    assert (verdict.kind, verdict.subtype) == ("human", None)
+
+
+def test_mailing_list_precedence_alone_stays_human() -> None:
+    """Verify Precedence: bulk/list and list headers alone do not make a reply automatic."""
+    for precedence in ("bulk", "list", "junk"):
+        msg = _message(
+            "Thanks, makes sense.",
+            headers={
+                "Precedence": precedence,
+                "List-Id": "<jobs.lists.example>",
+                "Return-Path": "<jobs-bounces@lists.example>",
+            },
+        )
+        assert classify(_raw(msg)).kind == "human", precedence
+
+
+def test_reply_that_mentions_being_away_stays_human() -> None:
+    """Verify a person writing 'I was on vacation' with no automatic header stays human."""
+    body = "Hi! I am out of the office until Monday but wanted to say: no worries, let's talk."
+    assert classify(_raw(_message(body))).kind == "human"
+
+
+def test_reply_whose_subject_echoes_absence_stays_human() -> None:
+    """Verify words of our own subject ("Absence", "Away") in 'Re:' never mark a reply."""
+    for subject in ("Re: Absence at Monday's interview", "RE: Away on the day, sorry"):
+        msg = _message("Thanks for letting me know.", subject=subject)
+        assert classify(_raw(msg)).kind == "human", subject
+
+
+def test_reply_quoting_failure_words_stays_human() -> None:
+    """Verify a person quoting bounce words ('could not be delivered') is still human."""
+    body = (
+        "Your earlier mail could not be delivered to my old address, user unknown there.\n"
+        "Use this one. 550 thanks!"
+    )
+    assert classify(_raw(_message(body))).kind == "human"
+
+
+def test_single_weak_marker_with_away_text_stays_human() -> None:
+    """Verify X-Auto-Response-Suppress (clients set it too) plus 'I'm on vacation' is human."""
+    msg = _message(
+        "I'm on vacation this week, but yes, Thursday works.",
+        headers={"X-Auto-Response-Suppress": "All"},
+    )
+    assert classify(_raw(msg)).kind == "human"
+
+
+def test_auto_generated_alone_stays_human() -> None:
+    """Verify Auto-Submitted: auto-generated without automatic wording is human (trackers)."""
+    msg = _message("Let's reschedule for Friday.", headers={"Auto-Submitted": "auto-generated"})
+    assert classify(_raw(msg)).kind == "human"
+
+
+def test_auto_submitted_no_is_human() -> None:
+    """Verify Auto-Submitted: no (RFC 3834: written by a person) is not a marker."""
+    msg = _message("Sure.", headers={"Auto-Submitted": "no"})
+    assert classify(_raw(msg)).kind == "human"
+
+
+def test_forwarded_bounce_from_a_person_is_human() -> None:
+    """Verify a person forwarding a bounce (report attached) is a human reply."""
+    outer = _message("FYI, your first mail bounced. Reply here instead.", subject="Fwd: x")
+    outer.add_attachment(
+        _dsn("failed", "5.1.1"), maintype="message", subtype="rfc822", filename="bounce.eml"
+    )
+    assert classify(_raw(outer)).kind == "human"
+
+
+def test_human_reply_with_attached_message_is_human() -> None:
+    """Verify a reply with an attached .eml (not a report) stays human."""
+    outer = _message("See the attached mail from our HR team.")
+    outer.add_attachment(
+        b"From: hr@company.example\nSubject: hi\n\nhello\n",
+        maintype="message",
+        subtype="rfc822",
+    )
+    assert classify(_raw(outer)).kind == "human"
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 3464 delivery-status reports
+
+
+def test_dsn_failed_is_hard_bounce_with_recipient_and_status() -> None:
+    """Verify Action: failed + Status 5.1.1 is a hard bounce naming the failed recipient."""
+    verdict = classify(_dsn("failed", "5.1.1", recipient="Recruiter@Company.example"))
+    assert (verdict.kind, verdict.subtype) == ("bounce", "hard")
+    assert verdict.failed_recipients == ("recruiter@company.example",)
+    assert verdict.status == "5.1.1"
+    assert verdict.reason.startswith("RFC 3464 Action: failed, Status: 5.1.1")
+
+
+def test_dsn_failed_with_temporary_status_is_soft() -> None:
+    """Verify a given-up temporary failure (Action: failed, Status 4.4.7) is a soft bounce."""
+    verdict = classify(_dsn("failed", "4.4.7", diagnostic="smtp; 421 try later"))
+    assert (verdict.kind, verdict.subtype, verdict.status) == ("bounce", "soft", "4.4.7")
+
+
+def test_dsn_mailbox_full_is_soft() -> None:
+    """Verify 5.2.2 (mailbox full) is soft: the address exists."""
+    verdict = classify(_dsn("failed", "5.2.2", diagnostic="smtp; 552 mailbox full"))
+    assert (verdict.kind, verdict.subtype) == ("bounce", "soft")
+
+
+def test_dsn_delayed_is_delay() -> None:
+    """Verify Action: delayed is a delay bounce (at risk, still being retried)."""
+    verdict = classify(
+        _dsn(
+            "delayed",
+            "4.4.1",
+            diagnostic="smtp; 451 timeout",
+            subject="Delayed Mail (still being retried)",
+            extra="Will-Retry-Until: Fri, 06 Jun 2025 09:00:00 +0000\n",
+        )
+    )
+    assert (verdict.kind, verdict.subtype, verdict.status) == ("bounce", "delay", "4.4.1")
+    assert verdict.failed_recipients == (THEM,)
+
+
+@pytest.mark.parametrize("action", ["delivered", "relayed", "expanded"])
+def test_dsn_success_actions_are_delivered(action: str) -> None:
+    """Verify delivered/relayed/expanded reports are auto-reply 'delivered', not bounces."""
+    verdict = classify(
+        _dsn(action, "2.0.0", diagnostic="smtp; 250 ok", subject="Delivery Status Notification")
+    )
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "delivered")
+    assert verdict.failed_recipients == ()
+
+
+def test_dsn_status_taken_from_diagnostic_when_generic() -> None:
+    """Verify a generic 5.0.0 Status is refined by the Diagnostic-Code's 5.1.1."""
+    verdict = classify(_dsn("failed", "5.0.0"))
+    assert verdict.status == "5.1.1"
+
+
+def test_dsn_with_encoded_report_part_is_read() -> None:
+    """Verify a base64-encoded message/delivery-status part is decoded before reading."""
+    import base64
+
+    report = b"Reporting-MTA: dns; mx\n\nFinal-Recipient: rfc822; x@y.example\nAction: failed\n"
+    report += b"Status: 5.1.1\n"
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\nSubject: failure\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        b"--B\nContent-Type: text/plain\n\nfailed\n--B\n"
+        b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n"
+        + base64.encodebytes(report)
+        + b"--B--\n"
+    )
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.failed_recipients, verdict.status) == (
+        "bounce",
+        ("x@y.example",),
+        "5.1.1",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 3798 disposition notifications
+
+
+def _mdn(disposition: str, subject: str, notice: str) -> bytes:
+    return f"""From: {THEM}
+To: {OURS}
+Subject: {subject}
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=disposition-notification; boundary="M"
+
+--M
+Content-Type: text/plain
+
+{notice}
+--M
+Content-Type: message/disposition-notification
+
+Reporting-UA: mail.company.example; Some MUA
+Final-Recipient: rfc822; {THEM}
+Original-Message-ID: {OUR_ID}
+Disposition: {disposition}
+
+--M--
+""".encode()
+
+
+def test_mdn_displayed_is_delivered() -> None:
+    """Verify a read receipt (Disposition: displayed) is auto-reply 'delivered'."""
+    raw = _mdn("manual-action/MDN-sent-manually; displayed", "Read: Sorry", "It was read.")
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "delivered")
+
+
+def test_sieve_reject_mdn_is_bounce() -> None:
+    """Verify a Sieve reject (automatic-action ... deleted) is a bounce for that recipient."""
+    raw = _mdn(
+        "automatic-action/MDN-sent-automatically; deleted",
+        "Rejected: Sorry",
+        "Your message was automatically rejected: mailbox does not accept mail",
+    )
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.failed_recipients) == ("bounce", (THEM,))
+
+
+def test_mdn_original_message_id_is_found() -> None:
+    """Verify original_message_ids reads Original-Message-ID from a disposition report."""
+    raw = _mdn("manual-action/MDN-sent-manually; displayed", "Read: Sorry", "read")
+    assert OUR_ID in original_message_ids(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Bounces without a usable report
+
+
+EXIM_BOUNCE = f"""Return-Path: <>
+From: Mail Delivery System <Mailer-Daemon@mx.company.example>
+To: {OURS}
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: {THEM}
+Auto-Submitted: auto-replied
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  {THEM}
+    SMTP error from remote mail server after RCPT TO:<{THEM}>:
+    550 5.1.1 User unknown
+
+------ This is a copy of the message, including all the headers. ------
+
+From: {OURS}
+To: {THEM}
+Message-ID: {OUR_ID}
+Subject: Sorry I missed our interview
+
+I am sorry.
+""".encode()
+
+
+def test_exim_text_bounce_is_hard_with_recipient() -> None:
+    """Verify a plain-text Exim bounce gives the failed recipient, 5.1.1 and hard."""
+    verdict = classify(EXIM_BOUNCE)
+    assert (verdict.kind, verdict.subtype) == ("bounce", "hard")
+    assert verdict.failed_recipients == (THEM,)
+    assert verdict.status == "5.1.1"
+
+
+def test_qmail_bounce_is_found_by_flufl() -> None:
+    """Verify a qmail 'failure notice' is a bounce with the address flufl.bounce finds."""
+    raw = f"""From: MAILER-DAEMON@mail.company.example
+To: {OURS}
+Subject: failure notice
+
+Hi. This is the qmail-send program at mail.company.example.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<{THEM}>:
+Sorry, no mailbox here by that name. (#5.1.1)
+
+--- Below this line is a copy of the message.
+
+Subject: Sorry
+""".encode()
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.failed_recipients) == ("bounce", (THEM,))
+
+
+def test_text_delay_warning_is_delay() -> None:
+    """Verify an Exim-style 'not yet been delivered' warning is a delay, not a failure."""
+    raw = f"""From: Mail Delivery System <Mailer-Daemon@mx.example>
+To: {OURS}
+Subject: Warning: message 1abc delayed 24 hours
+
+This message was created automatically by mail delivery software.
+A message that you sent has not yet been delivered to one or more of its
+recipients after more than 24 hours on the queue on mx.example.
+
+The address to which the message has not yet been delivered is:
+
+  {THEM}
+
+No action is required on your part. Delivery attempts will continue.
+""".encode()
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.subtype) == ("bounce", "delay")
+    assert verdict.failed_recipients == (THEM,)
+
+
+def test_localised_bounce_subject_and_body_is_bounce() -> None:
+    """Verify a German bounce from a non-daemon address is found by subject and wording."""
+    msg = _message(
+        f"Ihre Nachricht konnte nicht zugestellt werden an: <{THEM}>",
+        subject="Unzustellbar: Entschuldigung",
+        sender="Systemverwaltung <system@company.example>",
+    )
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.failed_recipients) == ("bounce", (THEM,))
+
+
+def test_mailing_list_refusal_is_bounce() -> None:
+    """Verify a list manager refusing a non-member post is a bounce."""
+    msg = _message(
+        "You are not a member of this mailing list <jobs@lists.example>.",
+        subject="Your post was rejected",
+        sender="jobs-owner@lists.example",
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+def test_postmaster_out_of_office_is_auto_reply() -> None:
+    """Verify an auto-reply sent from postmaster@ without failure wording is no bounce."""
+    msg = _message(
+        "I am out of the office until June 9.",
+        subject="Automatic reply: Sorry I missed our interview",
+        sender="postmaster@company.example",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    assert classify(_raw(msg)).kind == "auto-reply"
+
+
+def test_null_sender_auto_reply_with_phone_number_is_not_bounce() -> None:
+    """Verify an auto-reply from <> whose text holds '550' (a phone number) is no bounce."""
+    msg = _message(
+        "I am away. For urgent matters call 555-550-1234.",
+        subject="Auto reply: Sorry",
+        headers={"Return-Path": "<>"},
+    )
+    assert classify(_raw(msg)).kind == "auto-reply"
+
+
+# --------------------------------------------------------------------------------------------
+# Auto-replies
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Auto-Submitted", "auto-replied (vacation)"),
+        ("X-Autoreply", "yes"),
+        ("X-Autorespond", "Out of office"),
+        ("Precedence", "auto_reply"),
+        ("Return-Path", "<>"),
+    ],
+)
+def test_standard_markers_alone_make_an_auto_reply(header: str, value: str) -> None:
+    """Verify RFC 3834 / X-Autoreply / Precedence: auto_reply / null sender are automatic."""
+    msg = _message("Thanks for your message.", headers={header: value})
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "autoresponder")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatic reply: Sorry I missed our interview",
+        "Out of Office: Sorry",
+        "AUTO: Rita Recruiter is out of the office (returning 09/06/2025)",
+        "Automatische Antwort: Entschuldigung",
+        "Réponse automatique : Désolé",
+        "Respuesta automática: Lo siento",
+        "[Automatyczna odpowiedź] Przepraszam",
+        "Автоматический ответ: Извините",
+        "自動応答: すみません",
+        "Re: Sorry I missed our interview (Automatic Response)",
+    ],
+)
+def test_auto_reply_subjects_are_recognised(subject: str) -> None:
+    """Verify common and localised auto-reply subjects alone mark an auto-reply."""
+    assert classify(_raw(_message("I'm away.", subject=subject))).kind == "auto-reply"
+
+
+def test_exchange_markers_with_away_text_are_out_of_office() -> None:
+    """Verify two Exchange markers plus away wording make an out-of-office."""
+    msg = _message(
+        "I am currently out of the office with limited access to email.",
+        subject="Re: Sorry I missed our interview",
+        headers={
+            "X-Auto-Response-Suppress": "All",
+            "X-MS-Exchange-Inbox-Rules-Loop": THEM,
+        },
+    )
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "out-of-office")
+
+
+def test_ticket_acknowledgement_is_autoresponder() -> None:
+    """Verify a no-reply ticket acknowledgement with a ticket number is an autoresponder."""
+    msg = _message(
+        "Thank you for contacting us. Your ticket number is 48213; we will reply shortly.",
+        subject="[Ticket #48213] Sorry I missed our interview",
+        sender="Careers <no-reply@company.example>",
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "autoresponder")
+
+
+def test_challenge_response_plain_text() -> None:
+    """Verify a 'click to be added to my allowed list' notice is challenge-response."""
+    msg = _message(
+        "This account is protected by SpamShield. Please click on the following link to "
+        "have your address added to the recipient's allowed list:\nhttps://cr.example/v/1",
+        subject="RE: Sorry I missed our interview",
+    )
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "challenge-response")
+
+
+def test_challenge_response_wrapped_as_dsn_is_not_bounce() -> None:
+    """Verify a challenge notice sent as a 4.x.x DSN by the filter service is no bounce."""
+    raw = _dsn(
+        "failed",
+        "4.7.0",
+        diagnostic="X-Notice; Sender not pre-approved",
+        notice="Your message has been waitlisted. Please add yourself to my Guest List so "
+        "your messages will go to my Inbox: https://cr.example/add",
+        sender="noreply@screening.example",
+        subject="Re: Sorry",
+    )
+    verdict = classify(raw)
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "challenge-response")
+
+
+def test_ses_notifications_are_read() -> None:
+    """Verify Amazon SES JSON notifications: Bounce is a bounce, Delivery is delivered."""
+    bounce = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bouncedRecipients": [{"emailAddress": THEM, "status": "5.1.1"}],
+        },
+    }
+    msg = _message(json.dumps(bounce), subject="AWS Notification Message", sender="no@ses")
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype, verdict.status) == ("bounce", "hard", "5.1.1")
+    assert verdict.failed_recipients == (THEM,)
+    msg = _message(json.dumps({"notificationType": "Delivery"}), subject="AWS Notification")
+    assert classify(_raw(msg)).subtype == "delivered"
+
+
+def test_read_receipt_without_report_is_delivered() -> None:
+    """Verify an Outlook-style 'Read:' receipt in plain text is 'delivered'."""
+    msg = _message(
+        "Your message\n\n  Subject: Sorry\n\nwas read on Monday, June 2, 2025 10:00.",
+        subject="Read: Sorry I missed our interview",
+    )
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "delivered")
+
+
+# --------------------------------------------------------------------------------------------
+# Return dates
+
+
+def _ooo(body: str, *, date_header: str = "Mon, 02 Jun 2025 09:00:00 +0000") -> bytes:
+    msg = _message(body, subject="Out of Office", headers={"Auto-Submitted": "auto-replied"})
+    msg.replace_header("Date", date_header)
+    return _raw(msg)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("I am away, returning to the office on June 9th.", date(2025, 6, 9)),
+        ("I will be back in the office on Monday, 16 June 2025.", date(2025, 6, 16)),
+        ("I am on vacation until June 20 with no access to email.", date(2025, 6, 20)),
+        ("Out on leave through Friday June 13.", date(2025, 6, 14)),
+        ("Ich bin bis zum 10. Juni nicht im Büro.", date(2025, 6, 10)),
+        ("Je suis absent, de retour le 12 juin.", date(2025, 6, 12)),
+        ("Estoy de vacaciones hasta el 18 de junio.", date(2025, 6, 18)),
+    ],
+)
+def test_out_of_office_return_date_is_read(body: str, expected: date) -> None:
+    """Verify the stated return date is read in several languages ('through' = day after)."""
+    verdict = classify(_ooo(body))
+    assert (verdict.subtype, verdict.return_date) == ("out-of-office", expected)
+
+
+def test_ambiguous_numeric_date_takes_nearest_future_reading() -> None:
+    """Verify 05/06/2025 sent on 2 June reads as 5 June, not 6 May (already past)."""
+    verdict = classify(_ooo("I am out of the office until 05/06/2025."))
+    assert verdict.return_date == date(2025, 6, 5)
+
+
+def test_relative_return_day_uses_received_date() -> None:
+    """Verify 'back on Monday' is counted from the received date passed in."""
+    raw = _ooo("I am away and will be back on Monday.")
+    verdict = classify(raw, received=date(2025, 6, 4))  # a Wednesday
+    assert verdict.return_date == date(2025, 6, 9)
+
+
+def test_no_base_date_accepts_only_full_dates() -> None:
+    """Verify without Date or received date only a date with its year is taken (pure)."""
+    msg = _message(
+        "I am away until Monday.", subject="Out of Office", headers={"Auto-Submitted": "x"}
+    )
+    del msg["Date"]
+    assert classify(_raw(msg)).return_date is None
+    msg.set_content("I am away until 16 June 2025.")
+    assert classify(_raw(msg)).return_date == date(2025, 6, 16)
+
+
+def test_out_of_office_without_a_date_has_none() -> None:
+    """Verify an out-of-office that names no return day has return_date None."""
+    verdict = classify(_ooo("I am out of the office Friday."))
+    assert (verdict.subtype, verdict.return_date) == ("out-of-office", None)
+
+
+# --------------------------------------------------------------------------------------------
+# original_message_ids
+
+
+def test_original_ids_from_attached_original_and_references() -> None:
+    """Verify ids come from the attached original and from In-Reply-To/References."""
+    raw = _dsn("failed", "5.1.1").replace(
+        b"Auto-Submitted", b"In-Reply-To: <x@y>\nReferences: <a@b> <c@d>\nAuto-Submitted"
+    )
+    assert original_message_ids(raw) >= {OUR_ID, "<x@y>", "<a@b>", "<c@d>"}
+
+
+def test_original_ids_from_rfc822_headers_part() -> None:
+    """Verify a text/rfc822-headers part yields the original Message-ID."""
+    raw = _dsn("failed", "5.1.1").replace(b"message/rfc822", b"text/rfc822-headers")
+    assert OUR_ID in original_message_ids(raw)
+
+
+def test_original_ids_from_plain_text_bounce() -> None:
+    """Verify a Message-ID line quoted in a plain-text bounce is found."""
+    assert OUR_ID in original_message_ids(EXIM_BOUNCE)
+
+
+def test_original_ids_of_garbage_is_empty() -> None:
+    """Verify unreadable input gives an empty set rather than an error."""
+    assert original_message_ids(b"\xff\xfe\x00garbage") == set()
+
+
+# --------------------------------------------------------------------------------------------
+# Robustness: no input, however broken, raises
+
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        "From",
+        "Subject",
+        "Return-Path",
+        "Auto-Submitted",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Date",
+        "X-Failed-Recipients",
+        "Precedence",
+        "In-Reply-To",
+        "X-Auto-Response-Suppress",
+    ]
+)
+_HEADER_VALUES = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(
+        [
+            "=?x-bogus?B?////?=",
+            "=?utf-8?B?not base64!!?=",
+            "=?utf-8?Q?=FF=FE?=",
+            "multipart/report; report-type=delivery-status; boundary=",
+            'multipart/mixed; boundary="Z"',
+            "message/delivery-status",
+            "text/plain; charset=no-such-charset",
+            "base64",
+            "quoted-printable",
+            "<>",
+            "Thu, 99 Foo 12345 99:99:99",
+        ]
+    ),
+)
+_BODIES = st.one_of(
+    st.binary(max_size=400),
+    st.text(max_size=400).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.sampled_from(
+        [
+            b"--Z\nContent-Type: message/delivery-status\n\nAction: failed\nStatus: 5.",
+            b"--Z\nContent-Type: message/rfc822\n\nFrom: a\n--Z",
+            b"--Z\nContent-Type: text/plain; charset=utf-7\n\n+ZeVnLIqe-\n",
+            b"{\"notificationType\": \"Bounce\", \"bounce\": [1, 2]}",
+            b"I am away until 31/02/2025 and back on 99.99.9999",
+        ]
+    ),
+)
+
+
+@st.composite
+def _broken_messages(draw: st.DrawFn) -> bytes:
+    headers = draw(st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=8))
+    head = "".join(f"{name}: {value}\n" for name, value in headers)
+    raw = head.encode("utf-8", "surrogatepass") + b"\n" + draw(_BODIES)
+    cut = draw(st.integers(min_value=0, max_value=len(raw)))
+    return raw[:cut] if draw(st.booleans()) else raw
+
+
+_FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_FAST
+@given(st.binary(max_size=2000))
+def test_random_bytes_never_raise(raw: bytes) -> None:
+    """Verify classify and original_message_ids accept any bytes without raising."""
+    verdict = classify(raw)
+    assert verdict.kind in ("human", "auto-reply", "bounce")
+    assert isinstance(original_message_ids(raw), set)
+
+
+@_FAST
+@given(_broken_messages())
+def test_broken_messages_never_raise(raw: bytes) -> None:
+    """Verify bad encodings, truncated MIME and missing headers never raise."""
+    verdict = classify(raw, received=date(2025, 6, 2))
+    assert verdict.kind in ("human", "auto-reply", "bounce")
+    json.dumps(verdict.to_dict())
+    assert isinstance(original_message_ids(raw), set)
+
+
+@_FAST
+@given(st.integers(min_value=0, max_value=len(EXIM_BOUNCE)), st.binary(max_size=40))
+def test_truncated_bounces_never_raise(cut: int, junk: bytes) -> None:
+    """Verify a real-shaped bounce cut anywhere, with junk appended, never raises."""
+    for base in (EXIM_BOUNCE, _dsn("failed", "5.1.1")):
+        raw = base[: cut % (len(base) + 1)] + junk
+        assert classify(raw).kind in ("human", "auto-reply", "bounce")
+        assert isinstance(original_message_ids(raw), set)
+
+
+@_FAST
+@given(st.text(max_size=200))
+def test_human_text_with_no_markers_is_always_human(body: str) -> None:
+    """Verify a reply with ordinary headers is human whatever its text says."""
+    msg = _message(body or "x")
+    assert classify(_raw(msg)).kind == "human"
+
+
+# --------------------------------------------------------------------------------------------
+# The labelled corpus
+
+LABELS = {"human": "human", "autoreply": "auto-reply", "bounce": "bounce"}
+
+
+def _corpus_dir() -> Path:
+    configured = os.environ.get("MAILER_CORPUS")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+def _confusion_table(counts: Counter[tuple[str, str]]) -> str:
+    kinds = list(LABELS.values())
+    lines = ["label \\ verdict " + "".join(f"{k:>12}" for k in kinds) + f"{'recall':>9}"]
+    for want in kinds:
+        row = [counts[(want, got)] for got in kinds]
+        total = sum(row)
+        recall = row[kinds.index(want)] / total if total else 1.0
+        cells = "".join(f"{n:>12}" for n in row)
+        lines.append(f"{want:<16}{cells}{recall:>9.1%}")
+    return "\n".join(lines)
+
+
+def test_corpus_scores_meet_the_bar() -> None:
+    """Verify on the labelled corpus: humans 100% human, auto-reply >= 95%, bounce >= 98%."""
+    root = _corpus_dir()
+    if not all((root / folder).is_dir() for folder in LABELS):
+        pytest.skip(f"labelled corpus not found at {root} (set MAILER_CORPUS)")
+    counts: Counter[tuple[str, str]] = Counter()
+    misses: list[str] = []
+    for folder, want in LABELS.items():
+        for path in sorted((root / folder).glob("*.eml")):
+            verdict = classify(path.read_bytes())
+            counts[(want, verdict.kind)] += 1
+            if verdict.kind != want:
+                misses.append(f"{folder}/{path.name}: {verdict.kind} ({verdict.reason})")
+    table = _confusion_table(counts)
+    print(f"\n{table}")
+    for miss in misses:
+        print(f"  miss: {miss}")
+
+    def recall(want: str) -> float:
+        total = sum(n for (label, _), n in counts.items() if label == want)
+        return counts[(want, want)] / total if total else 1.0
+
+    message = f"\n{table}\n" + "\n".join(misses)
+    assert recall("human") == 1.0, message
+    assert recall("auto-reply") >= 0.95, message
+    assert recall("bounce") >= 0.98, message
