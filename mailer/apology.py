@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
 from .clock import Clock
 from .composer import Composed, Composer, Draft, build_message, compose_apology
 from .config import Settings
 from .crashpoint import crash_point
 from .errors import DeliveryError, MailerError
-from .facts import Facts, local_zone
-from .schedule import follow_up_due, holidays_for, parse_wait
+
+if TYPE_CHECKING:
+    from .mailbox import Mailbox
+from .facts import Facts, local_zone, zone
+from .followup import first_due
+from .schedule import holidays_for, parse_wait
 from .sender import InDoubtError, SmtpSession
 from .store import Store, dedupe_key
 
@@ -54,13 +59,28 @@ def check_duplicate(store: Store, facts: Facts, now: datetime) -> None:
     store.guard_duplicate(dedupe_key(facts.to, facts.company, facts.interview), facts.to, now)
 
 
-def due_after(settings: Settings, sent_at: datetime) -> datetime | None:
+def recipient_zone(settings: Settings, interviewer_tz: str) -> tzinfo:
+    """Follow-ups keep the interviewer's office hours when their zone is known."""
+    return (
+        zone(interviewer_tz, "interviewer_tz")
+        if interviewer_tz
+        else local_zone(settings.sender.timezone)
+    )
+
+
+def due_after(settings: Settings, sent_at: datetime, interviewer_tz: str = "") -> datetime | None:
+    """When the next follow-up is due after a message sent at ``sent_at``."""
     if settings.follow_up.max_follow_ups == 0:
         return None
-    wait = parse_wait(settings.follow_up.wait)
-    local = sent_at.astimezone(local_zone(settings.sender.timezone))
-    years = range(local.year, local.year + 2)
-    return follow_up_due(local, wait, holidays_for(settings.follow_up.holidays_country, years))
+    tz = recipient_zone(settings, interviewer_tz)
+    years = range(sent_at.year, sent_at.year + 2)
+    return first_due(
+        sent_at,
+        parse_wait(settings.follow_up.wait),
+        tz,
+        settings.follow_up.window,
+        holidays_for(settings.follow_up.holidays_country, years),
+    )
 
 
 def send(
@@ -90,6 +110,7 @@ def send(
         follow_up_wait=settings.follow_up.wait,
         max_follow_ups=settings.follow_up.max_follow_ups,
         guard_duplicates=not again,
+        recipient_tz=facts.interviewer_tz or settings.sender.timezone,
     )
     crash_point("after-queued")
     try:
@@ -105,7 +126,7 @@ def send(
         store.mark_failed(row_id, clock(), str(exc))
         raise
     sent_at = clock()
-    due = due_after(settings, sent_at)
+    due = due_after(settings, sent_at, facts.interviewer_tz)
     store.mark_sent(row_id, sent_at, reply, due)
     crash_point("after-sent")
     outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
@@ -133,17 +154,28 @@ def submit(store: Store, session: SmtpSession, row_id: int, clock: Clock) -> str
 
 
 def save_sent_copy(
-    settings: Settings, store: Store, row_id: int, raw: bytes, sent_at: datetime
+    settings: Settings,
+    store: Store,
+    row_id: int,
+    raw: bytes,
+    sent_at: datetime,
+    box: Mailbox | None = None,
 ) -> tuple[str, list[str]]:
-    """Append the very bytes that were sent to the Sent folder; a failure only warns."""
+    """Append the very bytes that were sent to the Sent folder; a failure only warns.
+
+    ``box`` reuses an open IMAP connection (the follow-up pass has one).
+    """
     from .mailbox import Mailbox
 
     if not settings.imap.save_sent:
         store.record_sent_copy(row_id, "skipped: the provider files sent mail itself")
         return "skipped", []
     try:
-        with Mailbox(settings.imap) as box:
+        if box is not None:
             folder = box.append_sent(raw, sent_at)
+        else:
+            with Mailbox(settings.imap) as own:
+                folder = own.append_sent(raw, sent_at)
     except MailerError as exc:
         store.record_sent_copy(row_id, f"failed: {exc}")
         return "failed", [f"the message was sent, but no copy could be saved in Sent: {exc}"]

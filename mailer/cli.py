@@ -122,24 +122,29 @@ def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> N
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def fact_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+REQUIRED_FACTS = ("situation", "to", "interviewer", "company", "role", "interview")
+
+
+def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The facts of one apology; campaign entries use the same names as keys."""
     options = [
         click.option(
             "--situation",
             "-s",
-            required=True,
+            required=required,
             help="illness, personal, emergency, transport, technical or conflict.",
         ),
-        click.option("--to", required=True, help="The interviewer's email address."),
+        click.option("--to", required=required, help="The interviewer's email address."),
         click.option(
-            "--interviewer", required=True, help="The interviewer's name, as you would greet them."
+            "--interviewer",
+            required=required,
+            help="The interviewer's name, as you would greet them.",
         ),
-        click.option("--company", required=True),
-        click.option("--role", required=True, help="The position you interviewed for."),
+        click.option("--company", required=required),
+        click.option("--role", required=required, help="The position you interviewed for."),
         click.option(
             "--interview",
-            required=True,
+            required=required,
             metavar="'YYYY-MM-DD HH:MM'",
             help="When the interview was (or is), in your time zone.",
         ),
@@ -165,10 +170,24 @@ def fact_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             metavar="KEY=VALUE",
             help="An extra template variable (repeatable).",
         ),
+        click.option(
+            "--alt-address",
+            multiple=True,
+            help="Another address the interviewer may reply from (repeatable).",
+        ),
+        click.option(
+            "--alt-domain",
+            multiple=True,
+            help="A reply from any address at this domain counts (repeatable).",
+        ),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
 def _facts(settings: Any, opts: dict[str, Any]) -> Any:
@@ -188,38 +207,63 @@ def _facts(settings: Any, opts: dict[str, Any]) -> Any:
         interviewer_phone=opts["interviewer_phone"],
         cc=opts["cc"],
         var=opts["var"],
+        alt_address=opts["alt_address"],
+        alt_domain=opts["alt_domain"],
         allow_test_domains=settings.allow_test_domains,
     )
 
 
 def _show(prepared: Any) -> None:
+    _show_raw(prepared.composed)
+
+
+def _show_raw(composed: Any) -> None:
     from email import message_from_bytes
     from email.policy import default
 
-    msg = message_from_bytes(prepared.composed.raw, policy=default)
-    for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID"):
+    msg = message_from_bytes(composed.raw, policy=default)
+    for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To"):
         if msg[name]:
             click.echo(f"{name}: {msg[name]}")
     click.echo("")
-    click.echo(prepared.composed.text, nl=False)
+    click.echo(composed.text, nl=False)
 
 
 @cli.command()
-@fact_options
+@fact_options(required=False)
+@click.option(
+    "--follow-up",
+    "follow_up",
+    type=int,
+    metavar="ID",
+    help="Show the follow-up that would go out for thread ID.",
+)
 @click.pass_obj
 @handle_errors
-def preview(obj: Context, **opts: Any) -> None:
+def preview(obj: Context, follow_up: int | None, **opts: Any) -> None:
     """Print exactly what would be sent. No network."""
     from .apology import prepare
     from .clock import default_clock
 
     settings = obj.settings()
-    prepared = prepare(settings, _facts(settings, opts), default_clock()())
-    _show(prepared)
+    now = default_clock()()
+    if follow_up is not None:
+        from .check import build_follow_up
+
+        store = obj.store(settings)
+        thread = store.thread(follow_up)
+        if thread is None:
+            raise InputError(f"no thread {follow_up} in {settings.state_url}")
+        _show_raw(build_follow_up(settings, store, thread, now))
+        return
+    missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or give --follow-up ID)")
+    _show(prepare(settings, _facts(settings, opts), now))
 
 
 @cli.command()
-@fact_options
+@fact_options()
 @click.option(
     "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
 )
@@ -271,9 +315,12 @@ def situations() -> None:
 @cli.command()
 @click.argument("thread_id", required=False, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--explain", is_flag=True, help="With ID: the decision log (which message caused what)."
+)
 @click.pass_obj
 @handle_errors
-def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
+def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) -> None:
     """List threads, or show one thread with its messages."""
     from .store import thread_state
 
@@ -283,15 +330,15 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
         rows = []
         for t in store.threads():
             msgs = store.messages(t.id)
-            apology = next((m for m in msgs if m.kind == "apology"), None)
             rows.append(
                 {
                     "id": t.id,
                     "recipient": t.recipient,
                     "company": t.company,
                     "situation": t.situation,
-                    "sent": apology.sent_at if apology else None,
-                    "state": thread_state(t, msgs),
+                    "sent": t.sent_at,
+                    "state": t.state,
+                    "status": thread_state(t, msgs),
                     "follow_up_due": t.follow_up_due,
                 }
             )
@@ -302,13 +349,13 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
             click.echo("No threads yet. Send an apology with 'mailer send'.")
             return
         click.echo(
-            f"{'ID':>3}  {'RECIPIENT':<30} {'COMPANY':<16} {'SITUATION':<10} {'SENT':<17} STATE"
+            f"{'ID':>3}  {'RECIPIENT':<28} {'COMPANY':<14} {'SITUATION':<10} {'SENT':<16}  STATE"
         )
         for r in rows:
             sent = (r["sent"] or "-")[:16].replace("T", " ")
             click.echo(
-                f"{r['id']:>3}  {r['recipient'][:30]:<30} {r['company'][:16]:<16} "
-                f"{r['situation']:<10} {sent:<17} {r['state']}"
+                f"{r['id']:>3}  {r['recipient'][:28]:<28} {r['company'][:14]:<14} "
+                f"{r['situation']:<10} {sent:<16}  {r['status']}"
             )
         return
     t = store.thread(thread_id)
@@ -326,8 +373,11 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
                     "situation": t.situation,
                     "interview": t.interview_at,
                     "subject": t.subject,
-                    "state": thread_state(t, msgs),
+                    "state": t.state,
+                    "status": thread_state(t, msgs),
+                    "detail": t.detail,
                     "follow_up_due": t.follow_up_due,
+                    "follow_ups_sent": t.follow_ups_sent,
                     "messages": [
                         {
                             "kind": m.kind,
@@ -339,6 +389,7 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
                         }
                         for m in msgs
                     ],
+                    "events": store.events(t.id) if explain else None,
                 },
                 indent=2,
             )
@@ -348,10 +399,7 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
     click.echo(f"  situation: {t.situation}; interview: {t.interview_at}")
     click.echo(f"  subject:   {t.subject}")
     click.echo(f"  state:     {thread_state(t, msgs)}")
-    if t.follow_up_due:
-        click.echo(
-            f"  follow-up due: {t.follow_up_due} ({t.follow_ups_sent}/{t.max_follow_ups} sent)"
-        )
+    click.echo(f"  follow-ups: {t.follow_ups_sent} of {t.max_follow_ups} sent")
     for m in msgs:
         click.echo(
             f"  - {m.kind} {m.message_id}: {m.shown_state}"
@@ -360,6 +408,109 @@ def status(obj: Context, thread_id: int | None, as_json: bool) -> None:
         )
         if m.sent_copy:
             click.echo(f"    Sent copy: {m.sent_copy}")
+    if explain:
+        click.echo("  decisions:")
+        for e in store.events(t.id):
+            click.echo(f"    {e['at'][:19].replace('T', ' ')}  {e['kind']:<10} {e['detail']}")
+
+
+@cli.command()
+@click.pass_obj
+@handle_errors
+def check(obj: Context) -> None:
+    """One pass of the daemon's work: scan replies, settle in-doubt sends, send due follow-ups."""
+    from .check import run_check
+    from .clock import default_clock
+    from .daemon import log_report
+    from .lock import StoreLock, lock_path
+
+    settings = obj.settings(need_secrets=True)
+    store = obj.store(settings)
+    logging.getLogger("mailer").setLevel(logging.INFO)
+    with StoreLock(lock_path(settings.state_url, settings.workspace), "mailer check"):
+        report = run_check(settings, store, default_clock())
+    log_report(report)
+    click.echo(
+        f"checked: {len(report.seen)} new related message(s), {len(report.sent)} "
+        f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s)"
+    )
+    if report.problems:
+        sys.exit(int(ExitCode.NETWORK))
+
+
+@cli.command()
+@click.pass_obj
+@handle_errors
+def daemon(obj: Context) -> None:
+    """Watch for replies and send due follow-ups until stopped (SIGTERM or Ctrl-C)."""
+    import signal
+    import threading
+
+    from .clock import default_clock
+    from .daemon import run_daemon
+    from .lock import StoreLock, lock_path
+
+    settings = obj.settings(need_secrets=True)
+    store = obj.store(settings)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s mailer: %(levelname)s: %(message)s"))
+    logging.getLogger("mailer").setLevel(logging.DEBUG if obj.debug else logging.INFO)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with StoreLock(lock_path(settings.state_url, settings.workspace), "mailer daemon"):
+        run_daemon(settings, store, default_clock(), stop)
+
+
+@cli.command()
+@click.argument("thread_id", type=int)
+@click.pass_obj
+@handle_errors
+def cancel(obj: Context, thread_id: int) -> None:
+    """Stop all future follow-ups for a thread."""
+    from .check import cancel as cancel_thread
+    from .clock import default_clock
+
+    settings = obj.settings()
+    cancel_thread(obj.store(settings), thread_id, default_clock()())
+    click.echo(f"Thread {thread_id}: cancelled; no follow-up will be sent.")
+
+
+@cli.command("mark-replied")
+@click.argument("thread_id", type=int)
+@click.option("--note", default="", help="How they answered, e.g. 'phoned on Monday'.")
+@click.pass_obj
+@handle_errors
+def mark_replied(obj: Context, thread_id: int, note: str) -> None:
+    """Record an answer mailer cannot see (a call, another address); stops follow-ups."""
+    from .check import mark_replied as mark
+    from .clock import default_clock
+
+    settings = obj.settings()
+    mark(obj.store(settings), thread_id, default_clock()(), note)
+    click.echo(f"Thread {thread_id}: marked replied; no follow-up will be sent.")
+
+
+@cli.command()
+@click.argument("thread_id", type=int)
+@click.option("--sent", "outcome", flag_value="sent", help="It did arrive: record it as sent.")
+@click.option(
+    "--resend", "outcome", flag_value="resend", help="It did not arrive: send it again now."
+)
+@click.pass_obj
+@handle_errors
+def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
+    """Settle a message in doubt (cut off after it may have reached the server)."""
+    from .check import resolve as settle
+    from .clock import default_clock
+
+    if outcome is None:
+        raise click.UsageError("say --sent or --resend")
+    settings = obj.settings(need_secrets=outcome == "resend")
+    result = settle(
+        settings, obj.store(settings), thread_id, sent=outcome == "sent", clock=default_clock()
+    )
+    click.echo(f"Thread {thread_id}: {result}")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .followup import Window, parse_window
 
 CONFIG_RELPATH = Path("config") / "mailer.toml"
 SECURITY_MODES = ("ssl", "starttls", "plain")
@@ -67,6 +68,16 @@ class FollowUpSettings:
     wait: str = "3 business days"
     max_follow_ups: int = 1
     holidays_country: str = ""
+    window: Window = field(default_factory=Window)
+    quote_original: bool = True
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    folders: tuple[str, ...] = ("INBOX",)
+    idle: bool = True
+    poll_seconds: float = 60.0
+    notify: bool = False  # email yourself when the interviewer replies
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class Settings:
     imap: ImapSettings
     follow_up: FollowUpSettings
     state_url: str
+    watch: WatchSettings = field(default_factory=WatchSettings)
     html: bool = False
     allow_test_domains: bool = False
     provider: str = "generic"
@@ -192,7 +204,17 @@ def load_settings(
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     base = workspace_of(path)
     r = _Reader(path, data)
-    known = {"sender", "smtp", "imap", "follow_up", "state", "composer", "addresses", "provider"}
+    known = {
+        "sender",
+        "smtp",
+        "imap",
+        "follow_up",
+        "watch",
+        "state",
+        "composer",
+        "addresses",
+        "provider",
+    }
     for key in data:
         if key not in known:
             r.problem(key, f"unknown setting (known: {', '.join(sorted(known))})")
@@ -255,12 +277,33 @@ def load_settings(
     if need_secrets and not smtp.password:
         r.problems.append(f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}")
 
-    f = r.table("follow_up", ("wait", "max_follow_ups", "holidays_country"))
+    f = r.table(
+        "follow_up",
+        ("wait", "max_follow_ups", "holidays_country", "window", "window_days", "quote_original"),
+    )
+    window = Window()
+    try:
+        window = parse_window(
+            r.get(f, "follow_up", "window", str, "09:00-17:00"),
+            r.get(f, "follow_up", "window_days", str, "mon-fri"),
+        )
+    except ValueError as exc:
+        r.problem("follow_up.window", str(exc))
     follow_up = FollowUpSettings(
         wait=r.get(f, "follow_up", "wait", str, "3 business days"),
         max_follow_ups=r.get(f, "follow_up", "max_follow_ups", int, 1),
         holidays_country=r.get(f, "follow_up", "holidays_country", str, ""),
+        window=window,
+        quote_original=r.get(f, "follow_up", "quote_original", bool, True),
     )
+    if follow_up.holidays_country:
+        import holidays as hol
+
+        if follow_up.holidays_country.upper() not in hol.list_supported_countries():
+            r.problem(
+                "follow_up.holidays_country",
+                f"unknown country {follow_up.holidays_country!r} (use a code such as GB, DE, US)",
+            )
     from .schedule import parse_wait
 
     try:
@@ -271,6 +314,25 @@ def load_settings(
         r.problem("follow_up.max_follow_ups", "must be between 0 and 5")
 
     workspace = workspace or base
+    w = r.table("watch", ("folders", "idle", "poll_interval", "notify"))
+    folders = r.get(w, "watch", "folders", list, ["INBOX"])
+    if not folders or not all(isinstance(x, str) and x for x in folders):
+        r.problem("watch.folders", 'must be a list of folder names, such as ["INBOX", "Junk"]')
+        folders = ["INBOX"]
+    poll = 60.0
+    try:
+        poll = parse_wait(r.get(w, "watch", "poll_interval", str, "60s")).duration.total_seconds()
+        if poll <= 0:
+            raise ValueError("the poll interval must be a plain duration such as '60s'")
+    except ValueError as exc:
+        r.problem("watch.poll_interval", str(exc))
+        poll = 60.0
+    watch = WatchSettings(
+        folders=tuple(folders),
+        idle=r.get(w, "watch", "idle", bool, True),
+        poll_seconds=poll,
+        notify=r.get(w, "watch", "notify", bool, False),
+    )
     st = r.table("state", ("url",))
     state_url = r.get(st, "state", "url", str, "sqlite:///.mailer/state.db")
     state_url = _resolve_sqlite_url(state_url, base)
@@ -285,6 +347,7 @@ def load_settings(
         imap=imap,
         follow_up=follow_up,
         state_url=state_url,
+        watch=watch,
         html=r.get(c, "composer", "html", bool, False),
         allow_test_domains=r.get(a, "addresses", "allow_test_domains", bool, False),
         provider=provider,

@@ -75,6 +75,8 @@ class Facts:
     interviewer_phone: str = ""
     cc: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
+    alt_addresses: tuple[str, ...] = ()  # other addresses the interviewer may answer from
+    alt_domains: tuple[str, ...] = ()  # any address at these domains counts as them
 
     def to_record(self) -> dict[str, object]:
         """A JSON-able copy, kept with the thread so a follow-up can be composed later."""
@@ -91,6 +93,8 @@ class Facts:
             "interviewer_phone": self.interviewer_phone,
             "cc": list(self.cc),
             "extra": dict(self.extra),
+            "alt_addresses": list(self.alt_addresses),
+            "alt_domains": list(self.alt_domains),
         }
 
     @classmethod
@@ -111,6 +115,8 @@ class Facts:
             interviewer_phone=str(r.get("interviewer_phone", "")),
             cc=tuple(r.get("cc", [])),  # type: ignore[arg-type]
             extra=dict(r.get("extra", {})),  # type: ignore[arg-type]
+            alt_addresses=tuple(r.get("alt_addresses", [])),  # type: ignore[arg-type]
+            alt_domains=tuple(r.get("alt_domains", [])),  # type: ignore[arg-type]
         )
 
 
@@ -186,6 +192,8 @@ def make_facts(
     interviewer_phone: str = "",
     cc: Iterable[str] = (),
     var: Iterable[str] = (),
+    alt_address: Iterable[str] = (),
+    alt_domain: Iterable[str] = (),
     allow_test_domains: bool = False,
     prefix: str = "--",
 ) -> Facts:
@@ -224,4 +232,18 @@ def make_facts(
             for a in cc
         ),
         extra=parse_vars(var, f"{prefix}var"),
+        alt_addresses=tuple(
+            validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}alt-address")
+            for a in alt_address
+        ),
+        alt_domains=tuple(_domain(d, f"{prefix}alt-domain") for d in alt_domain),
     )
+
+
+def _domain(value: str, what: str) -> str:
+    d = value.strip().lstrip("@").lower()
+    if not re.fullmatch(
+        r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+", d
+    ):
+        raise InputError(f"{what}: {value!r} is not a domain name such as acme.example")
+    return d

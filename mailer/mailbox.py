@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 
@@ -13,6 +13,9 @@ from .connection import network_error, tls_context
 from .errors import ConfigError, DeliveryError
 
 log = logging.getLogger(__name__)
+_HEADER_FIELDS = (
+    b"MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT DATE CONTENT-TYPE RETURN-PATH AUTO-SUBMITTED"
+)
 
 
 class Mailbox:
@@ -93,6 +96,42 @@ class Mailbox:
         folder = self.sent_folder()
         self._call(f"append to {folder}", self.client.append, folder, raw, (b"\\Seen",), when)
         return folder
+
+    # --- watching -----------------------------------------------------------------------
+
+    def select(self, folder: str) -> tuple[int, int]:
+        """Open ``folder`` read-only; returns (UIDVALIDITY, UIDNEXT)."""
+        info = self._call(f"open {folder}", self.client.select_folder, folder, True)
+        return int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0) or 0)
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        # "n:*" always includes the highest UID, even when it is below n: filter it out.
+        found = self._call("search", self.client.search, ["UID", f"{last_uid + 1}:*"])
+        return sorted(u for u in found if u > last_uid)
+
+    def uids_since(self, day: date) -> list[int]:
+        return sorted(self._call("search", self.client.search, ["SINCE", day]))
+
+    def fetch_headers(self, uids: list[int]) -> dict[int, tuple[bytes, datetime | None]]:
+        """Just the headers the matcher needs, for these UIDs only."""
+        if not uids:
+            return {}
+        fields = b"BODY.PEEK[HEADER.FIELDS (" + _HEADER_FIELDS + b")]"
+        data = self._call("fetch headers", self.client.fetch, uids, [fields, b"INTERNALDATE"])
+        out: dict[int, tuple[bytes, datetime | None]] = {}
+        for uid, item in data.items():
+            # The reply's key differs from the request (fields may be reordered): match by prefix.
+            header = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"")
+            out[uid] = (header or b"", item.get(b"INTERNALDATE"))
+        return out
+
+    def fetch_raw(self, uid: int) -> bytes:
+        data = self._call("fetch a message", self.client.fetch, [uid], [b"BODY.PEEK[]"])
+        return bytes(data.get(uid, {}).get(b"BODY[]", b""))
+
+    def contains_message_id(self, folder: str, message_id: str) -> bool:
+        self.select(folder)
+        return bool(self._call("search", self.client.search, ["HEADER", "Message-ID", message_id]))
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         from imapclient.exceptions import IMAPClientError

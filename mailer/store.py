@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StateError
+from .followup import Decision
+from .matching import IndexedThread, ThreadIndex
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +50,12 @@ MIGRATIONS: list[list[str]] = [
             follow_ups_sent INTEGER NOT NULL DEFAULT 0,
             max_follow_ups INTEGER NOT NULL,
             campaign TEXT,
-            entry_key TEXT
+            entry_key TEXT,
+            recipient_tz TEXT NOT NULL DEFAULT '',
+            alt_addresses TEXT NOT NULL DEFAULT '[]',
+            alt_domains TEXT NOT NULL DEFAULT '[]',
+            sent_at TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
         )""",
         """CREATE INDEX threads_dedupe ON threads (dedupe_key)""",
         """CREATE TABLE messages (
@@ -76,6 +83,26 @@ MIGRATIONS: list[list[str]] = [
             at TEXT NOT NULL,
             kind TEXT NOT NULL,
             detail TEXT NOT NULL
+        )""",
+        # Where the watcher stopped in each folder (reset when UIDVALIDITY changes).
+        """CREATE TABLE folders (
+            folder TEXT PRIMARY KEY,
+            uidvalidity INTEGER NOT NULL,
+            last_uid INTEGER NOT NULL
+        )""",
+        # Every incoming message that was matched to a thread, so none is acted on twice.
+        """CREATE TABLE incoming (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uid INTEGER NOT NULL,
+            thread_id INTEGER NOT NULL REFERENCES threads (id),
+            message_id TEXT,
+            sender TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            at TEXT NOT NULL,
+            UNIQUE (folder, uidvalidity, uid)
         )""",
     ],
 ]
@@ -134,6 +161,11 @@ class ThreadRow:
     max_follow_ups: int
     campaign: str | None
     entry_key: str | None
+    recipient_tz: str
+    alt_addresses: tuple[str, ...]
+    alt_domains: tuple[str, ...]
+    sent_at: str | None
+    detail: dict[str, Any]
 
 
 def owner_token() -> str:
@@ -244,6 +276,7 @@ class Store:
         follow_up_wait: str,
         max_follow_ups: int,
         guard_duplicates: bool,
+        recipient_tz: str = "",
         campaign: str | None = None,
         entry_key: str | None = None,
     ) -> tuple[int, int]:
@@ -260,9 +293,11 @@ class Store:
             tid = c.execute(
                 text("""INSERT INTO threads (created_at, recipient, recipient_name, company, role,
                         situation, interview_at, dedupe_key, facts, subject, root_message_id,
-                        state, follow_up_wait, max_follow_ups, campaign, entry_key)
+                        state, follow_up_wait, max_follow_ups, campaign, entry_key, recipient_tz,
+                        alt_addresses, alt_domains)
                         VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
-                        :facts, :subject, :mid, 'sending', :wait, :maxf, :campaign, :entry)"""),
+                        :facts, :subject, :mid, 'sending', :wait, :maxf, :campaign, :entry, :tz,
+                        :alt_a, :alt_d)"""),
                 {
                     "now": now.isoformat(),
                     "to": facts["to"],
@@ -279,6 +314,9 @@ class Store:
                     "maxf": max_follow_ups,
                     "campaign": campaign,
                     "entry": entry_key,
+                    "tz": recipient_tz,
+                    "alt_a": json.dumps([a.lower() for a in facts.get("alt_addresses", [])]),
+                    "alt_d": json.dumps([d.lower() for d in facts.get("alt_domains", [])]),
                 },
             ).lastrowid
             mid = self._insert_message(
@@ -379,22 +417,34 @@ class Store:
     def mark_sent(
         self, message_row_id: int, now: datetime, reply: str, follow_up_due: datetime | None
     ) -> None:
+        """The server said 250. For an apology, ``follow_up_due`` is when the follow-up is due;
+        for a follow-up, when the thread's next step is (another follow-up, or closing as no
+        answer). A thread a reply has already settled is never moved back."""
         from sqlalchemy import text
 
         with self.tx() as c:
-            row = self._move_in(c, message_row_id, (QUEUED, SUBMITTING), SENT, now, "sent_at")
+            row = self._move_in(
+                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), SENT, now, "sent_at"
+            )
             c.execute(
                 text("UPDATE messages SET smtp_reply = :r WHERE id = :id"),
                 {"r": reply, "id": message_row_id},
             )
+            due = follow_up_due.isoformat() if follow_up_due else None
             if row["kind"] == "apology":
                 c.execute(
-                    text("UPDATE threads SET state = :s, follow_up_due = :due WHERE id = :t"),
-                    {
-                        "s": ACTIVE,
-                        "due": follow_up_due.isoformat() if follow_up_due else None,
-                        "t": row["thread_id"],
-                    },
+                    text("""UPDATE threads SET state = :s, follow_up_due = :due, sent_at = :now
+                            WHERE id = :t AND state IN ('sending', 'failed')"""),
+                    {"s": ACTIVE, "due": due, "now": now.isoformat(), "t": row["thread_id"]},
+                )
+            else:
+                c.execute(
+                    text("""UPDATE threads SET follow_ups_sent = follow_ups_sent + 1,
+                            follow_up_due = CASE WHEN state = :a THEN :due ELSE follow_up_due END,
+                            state = CASE WHEN state = :a AND follow_ups_sent + 1 >= max_follow_ups
+                                         THEN 'followed_up' ELSE state END
+                            WHERE id = :t"""),
+                    {"a": ACTIVE, "due": due, "t": row["thread_id"]},
                 )
             self._event(
                 c,
@@ -402,6 +452,22 @@ class Store:
                 now,
                 "sent",
                 f"{row['kind']} {row['message_id']} accepted: {reply}",
+            )
+
+    def requeue(self, message_row_id: int, now: datetime, error: str) -> None:
+        """The server refused the message for now (it did not take it): try again later."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = self._move_in(
+                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), QUEUED, now, "failed_at"
+            )
+            c.execute(
+                text("UPDATE messages SET error = :e WHERE id = :id"),
+                {"e": error, "id": message_row_id},
+            )
+            self._event(
+                c, row["thread_id"], now, "retry", f"{row['kind']} {row['message_id']}: {error}"
             )
 
     def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
@@ -426,7 +492,9 @@ class Store:
         from sqlalchemy import text
 
         with self.tx() as c:
-            row = self._move_in(c, message_row_id, (SUBMITTING,), IN_DOUBT, now, "failed_at")
+            row = self._move_in(
+                c, message_row_id, (SUBMITTING, IN_DOUBT), IN_DOUBT, now, "failed_at"
+            )
             c.execute(
                 text("UPDATE messages SET error = :e WHERE id = :id"),
                 {"e": error, "id": message_row_id},
@@ -539,21 +607,342 @@ class Store:
             )
         return [dict(r) for r in rows]
 
+    # --- the watcher's bookkeeping ----------------------------------------------------
+
+    def thread_index(self) -> ThreadIndex:
+        """What the matcher needs: every Message-ID we sent, and who may answer which thread."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            ours = dict(c.execute(text("SELECT message_id, thread_id FROM messages")).all())
+            rows = (
+                c.execute(
+                    text("""SELECT id, recipient, alt_addresses, alt_domains, sent_at, state
+                        FROM threads WHERE sent_at IS NOT NULL ORDER BY id""")
+                )
+                .mappings()
+                .all()
+            )
+        threads = tuple(
+            IndexedThread(
+                id=r["id"],
+                recipient=r["recipient"].lower(),
+                alt_addresses=tuple(json.loads(r["alt_addresses"])),
+                alt_domains=tuple(json.loads(r["alt_domains"])),
+                sent_at=datetime.fromisoformat(r["sent_at"]),
+                state=r["state"],
+            )
+            for r in rows
+        )
+        return ThreadIndex(our_ids=ours, threads=threads)
+
+    def folder_state(self, folder: str) -> tuple[int, int] | None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = c.execute(
+                text("SELECT uidvalidity, last_uid FROM folders WHERE folder = :f"), {"f": folder}
+            ).first()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def set_folder_state(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            c.execute(text("DELETE FROM folders WHERE folder = :f"), {"f": folder})
+            c.execute(
+                text("INSERT INTO folders (folder, uidvalidity, last_uid) VALUES (:f, :v, :u)"),
+                {"f": folder, "v": uidvalidity, "u": last_uid},
+            )
+
+    def apply_incoming(
+        self,
+        *,
+        thread_id: int,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        message_id: str | None,
+        sender: str,
+        subject: str,
+        verdict: str,
+        now: datetime,
+        decide: Callable[[str], Decision],
+    ) -> Decision | None:
+        """Record one matched message and apply its decision, once (None if seen before).
+
+        ``decide`` gets the thread's current state inside the transaction, so a decision is
+        never made on a state that another process has just changed.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            seen = c.execute(
+                text("""SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
+                        AND uid = :u"""),
+                {"f": folder, "v": uidvalidity, "u": uid},
+            ).first()
+            if seen:
+                return None
+            c.execute(
+                text("""INSERT INTO incoming (folder, uidvalidity, uid, thread_id, message_id,
+                        sender, subject, verdict, at) VALUES (:f, :v, :u, :t, :m, :s, :subj,
+                        :verdict, :at)"""),
+                {
+                    "f": folder,
+                    "v": uidvalidity,
+                    "u": uid,
+                    "t": thread_id,
+                    "m": message_id,
+                    "s": sender,
+                    "subj": subject,
+                    "verdict": verdict,
+                    "at": now.isoformat(),
+                },
+            )
+            thread = (
+                c.execute(
+                    text("SELECT state, detail, follow_up_due FROM threads WHERE id = :t"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .first()
+            )
+            decision = decide(thread["state"])
+            detail = {**json.loads(thread["detail"]), **decision.detail}
+            due = thread["follow_up_due"]
+            if decision.postpone_to is not None and (
+                due is None or datetime.fromisoformat(due) < decision.postpone_to
+            ):
+                due = decision.postpone_to.isoformat()
+            c.execute(
+                text("""UPDATE threads SET state = :s, detail = :d, follow_up_due = :due
+                        WHERE id = :t"""),
+                {
+                    "s": decision.state or thread["state"],
+                    "d": json.dumps(detail),
+                    "due": due,
+                    "t": thread_id,
+                },
+            )
+            if decision.stop_follow_ups:
+                self._cancel_queued(c, thread_id, now, f"{decision.event}: follow-up cancelled")
+            self._event(
+                c,
+                thread_id,
+                now,
+                decision.event,
+                f"{verdict} from {sender} ({subject!r}, {folder} UID {uid})"
+                + (f"; follow-up postponed to {due}" if decision.postpone_to else ""),
+            )
+        return decision
+
+    def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
+        from sqlalchemy import text
+
+        c.execute(
+            text("""UPDATE messages SET state = :f, failed_at = :now, error = :why
+                    WHERE thread_id = :t AND kind = 'follow_up' AND state = :q"""),
+            {"f": FAILED, "now": now.isoformat(), "why": why, "t": thread_id, "q": QUEUED},
+        )
+
+    def set_thread_state(
+        self,
+        thread_id: int,
+        state: str,
+        now: datetime,
+        event: str,
+        detail: dict[str, str],
+        *,
+        only_from: tuple[str, ...] | None = None,
+    ) -> bool:
+        """Move a thread (cancel, mark replied, close as no answer). Stops queued follow-ups."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = (
+                c.execute(text("SELECT state, detail FROM threads WHERE id = :t"), {"t": thread_id})
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise StateError(f"no thread {thread_id} in the state store")
+            if only_from is not None and row["state"] not in only_from:
+                return False
+            c.execute(
+                text("UPDATE threads SET state = :s, detail = :d WHERE id = :t"),
+                {
+                    "s": state,
+                    "d": json.dumps({**json.loads(row["detail"]), **detail}),
+                    "t": thread_id,
+                },
+            )
+            if state != ACTIVE:
+                self._cancel_queued(c, thread_id, now, f"{event}: follow-up cancelled")
+            self._event(c, thread_id, now, event, "; ".join(f"{k}: {v}" for k, v in detail.items()))
+        return True
+
+    def claim_follow_up(
+        self,
+        thread_id: int,
+        now: datetime,
+        *,
+        message_id: str,
+        raw: bytes,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+    ) -> int | None:
+        """Reserve the next follow-up for a thread that is still due, in one transaction.
+
+        Returns the message row to send, or None when the thread no longer wants one. A
+        follow-up already queued by a process that is gone is resumed (it never left the
+        machine); one that is submitting, sent or in doubt blocks another.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            t = (
+                c.execute(
+                    text("""SELECT state, follow_up_due, follow_ups_sent, max_follow_ups FROM threads
+                        WHERE id = :t"""),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .first()
+            )
+            if t is None or t["state"] != ACTIVE or t["follow_ups_sent"] >= t["max_follow_ups"]:
+                return None
+            if t["follow_up_due"] is None or datetime.fromisoformat(t["follow_up_due"]) > now:
+                return None
+            live = (
+                c.execute(
+                    text("""SELECT id, state, owner FROM messages WHERE thread_id = :t
+                        AND kind = 'follow_up' AND state IN (:q, :s, :d)"""),
+                    {"t": thread_id, "q": QUEUED, "s": SUBMITTING, "d": IN_DOUBT},
+                )
+                .mappings()
+                .all()
+            )
+            for m in live:
+                if m["state"] == QUEUED and (
+                    not _owner_alive(m["owner"]) or m["owner"] == owner_token()
+                ):
+                    c.execute(
+                        text("UPDATE messages SET owner = :o WHERE id = :id"),
+                        {"o": owner_token(), "id": m["id"]},
+                    )
+                    return int(m["id"])
+                return None
+            row_id = self._insert_message(
+                c, thread_id, "follow_up", message_id, raw, envelope_from, recipients, now
+            )
+            self._event(c, thread_id, now, "claimed", f"follow-up {message_id} queued")
+        return row_id
+
+    def due_threads(self, now: datetime) -> list[ThreadRow]:
+        """Threads whose next step (a follow-up, or closing as no answer) is due."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("""SELECT * FROM threads WHERE state IN (:a, 'followed_up')
+                        AND follow_up_due IS NOT NULL ORDER BY follow_up_due"""),
+                    {"a": ACTIVE},
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            t
+            for t in (_thread(r) for r in rows)
+            if t.follow_up_due and datetime.fromisoformat(t.follow_up_due) <= now
+        ]
+
+    def next_due(self) -> datetime | None:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = c.execute(
+                text("""SELECT follow_up_due FROM threads WHERE state IN (:a, 'followed_up')
+                        AND follow_up_due IS NOT NULL"""),
+                {"a": ACTIVE},
+            ).all()
+        dues = [datetime.fromisoformat(r[0]) for r in rows]
+        return min(dues) if dues else None
+
+    def unsettled_messages(self) -> list[MessageRow]:
+        """Messages whose fate is unknown: in doubt, or submitting by a process that is gone."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("SELECT * FROM messages WHERE state IN (:s, :d) ORDER BY id"),
+                    {"s": SUBMITTING, "d": IN_DOUBT},
+                )
+                .mappings()
+                .all()
+            )
+        return [m for m in (_message(r) for r in rows) if m.shown_state == "in doubt"]
+
+    def queued_follow_ups(self) -> list[MessageRow]:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("SELECT * FROM messages WHERE kind = 'follow_up' AND state = :q"),
+                    {"q": QUEUED},
+                )
+                .mappings()
+                .all()
+            )
+        return [_message(r) for r in rows]
+
+    def incoming(self, thread_id: int) -> list[dict[str, Any]]:
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("SELECT * FROM incoming WHERE thread_id = :t ORDER BY id"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
+
     def close(self) -> None:
         self.engine.dispose()
 
 
 def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
-    """What ``status`` shows: an apology not yet settled wins over the stored thread state."""
-    apology = next((m for m in messages if m.kind == "apology"), None)
-    if apology is not None and apology.state in (QUEUED, SUBMITTING, IN_DOUBT):
-        return apology.shown_state
-    return thread.state.replace("_", " ")
+    """What ``status`` shows: an unsettled message wins over the stored thread state."""
+    from .followup import describe
+
+    unsettled = None
+    for m in messages:
+        if m.state in (SUBMITTING, IN_DOUBT) or (m.kind == "apology" and m.state == QUEUED):
+            shown = m.shown_state
+            unsettled = shown if m.kind == "apology" else f"follow-up {shown}"
+    follow_ups = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
+    return describe(
+        thread.state,
+        thread.detail,
+        thread.follow_up_due,
+        unsettled,
+        follow_ups[-1] if follow_ups else None,
+    )
 
 
 def _thread(r: Any) -> ThreadRow:
     d = dict(r)
     d["facts"] = json.loads(d["facts"])
+    d["detail"] = json.loads(d["detail"])
+    d["alt_addresses"] = tuple(json.loads(d["alt_addresses"]))
+    d["alt_domains"] = tuple(json.loads(d["alt_domains"]))
     return ThreadRow(**d)
 
 

@@ -1,0 +1,337 @@
+"""One pass of the follow-up work, shared by ``mailer check`` and every tick of the daemon:
+scan for replies, settle in-doubt sends, close finished threads, send the follow-ups due.
+
+Our own tables are the truth; this pass can run at any time, any number of times, and never
+sends a follow-up twice or after a reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import apology
+from .clock import Clock
+from .composer import Composer, build_message, compose_follow_up, quote_original
+from .config import Settings
+from .crashpoint import crash_point
+from .errors import DeliveryError, InputError, MailerError
+from .facts import Facts
+from .followup import (
+    AWAITING,
+    CANCELLED,
+    FAILED,
+    FOLLOWED_UP,
+    NO_ANSWER,
+    OPEN_STATES,
+    REPLIED,
+    send_time,
+)
+from .mailbox import Mailbox
+from .schedule import holidays_for
+from .sender import InDoubtError, SmtpSession
+from .store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
+from .watcher import Seen, scan
+
+log = logging.getLogger("mailer.check")
+
+
+@dataclass
+class CheckReport:
+    seen: list[Seen] = field(default_factory=list)
+    sent: list[tuple[int, str]] = field(default_factory=list)  # (thread, Message-ID)
+    settled: list[str] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def run_check(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    *,
+    mailbox: Callable[..., Mailbox] = Mailbox,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+) -> CheckReport:
+    report = CheckReport()
+    try:
+        box = mailbox(settings.imap)
+        box.connect()
+    except MailerError as exc:
+        # Never assume there was no reply just because the server is down.
+        report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+        log.warning("%s", report.problems[-1])
+        return report
+    try:
+        report.seen = scan(settings, store, box, clock)
+        notify_replies(settings, report.seen, smtp)
+        settle_in_doubt(settings, store, box, clock, report)
+        send_due(settings, store, box, clock, report, smtp)
+    except MailerError as exc:
+        report.problems.append(str(exc))
+        log.warning("%s", exc)
+    finally:
+        box.close()
+    return report
+
+
+def settle_in_doubt(
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, report: CheckReport
+) -> None:
+    """A send cut off inside SMTP is in doubt. Where the provider files sent mail itself, the
+    Sent folder proves it went; otherwise the user decides (``mailer resolve``)."""
+    for m in store.unsettled_messages():
+        if m.state == SUBMITTING:
+            store.mark_in_doubt(
+                m.id,
+                clock(),
+                "the sending process stopped inside the SMTP "
+                "transaction; it may or may not have been delivered",
+            )
+        if settings.imap.save_sent:
+            continue  # we file Sent ourselves, after the 250: its absence proves nothing
+        folder = box.sent_folder()
+        if box.contains_message_id(folder, m.message_id):
+            thread = store.thread(m.thread_id)
+            assert thread is not None
+            now = clock()
+            store.mark_sent(
+                m.id, now, f"found in {folder}", next_due(settings, thread, m.kind, now)
+            )
+            report.settled.append(
+                f"thread {m.thread_id}: {m.kind} {m.message_id} found in {folder}"
+            )
+
+
+def next_due(
+    settings: Settings, thread: ThreadRow, kind: str, sent_at: datetime
+) -> datetime | None:
+    """After the apology: the first follow-up. After a follow-up: the next one, or (after the
+    last) the moment the thread is closed as no answer."""
+    return apology.due_after(settings, sent_at, thread.facts.get("interviewer_tz", "")) or (
+        None if kind == "apology" else sent_at
+    )
+
+
+def send_due(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    report: CheckReport,
+    smtp: Callable[..., SmtpSession],
+) -> None:
+    session: SmtpSession | None = None
+    try:
+        for thread in store.due_threads(clock()):
+            if thread.state == FOLLOWED_UP:
+                if store.set_thread_state(
+                    thread.id,
+                    NO_ANSWER,
+                    clock(),
+                    "no_answer",
+                    {"closed": "no reply after the last follow-up"},
+                    only_from=(FOLLOWED_UP,),
+                ):
+                    report.closed.append(thread.id)
+                continue
+            tz = apology.recipient_zone(settings, thread.facts.get("interviewer_tz", ""))
+            now = clock()
+            due = datetime.fromisoformat(thread.follow_up_due or now.isoformat())
+            when = send_time(
+                due,
+                now,
+                tz,
+                settings.follow_up.window,
+                holidays_for(settings.follow_up.holidays_country, range(now.year, now.year + 2)),
+            )
+            if when > now:
+                report.waiting.append(
+                    f"thread {thread.id}: due, waiting for the sending window ({when:%a %H:%M %Z})"
+                )
+                continue
+            session = _send_one(settings, store, box, clock, report, smtp, thread, session)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _send_one(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    report: CheckReport,
+    smtp: Callable[..., SmtpSession],
+    thread: ThreadRow,
+    session: SmtpSession | None,
+) -> SmtpSession | None:
+    composed = build_follow_up(settings, store, thread, clock())
+    row_id = store.claim_follow_up(
+        thread.id,
+        clock(),
+        message_id=composed.message_id,
+        raw=composed.raw,
+        envelope_from=settings.sender.address,
+        recipients=composed.recipients,
+    )
+    if row_id is None:
+        return session
+    crash_point("after-claim")
+    # Look once more right before sending: a reply may have arrived a moment ago.
+    scan(settings, store, box, clock)
+    current = store.thread(thread.id)
+    row = store.message(row_id)
+    if current is None or current.state != AWAITING or row.state != QUEUED:
+        log.info(
+            "thread %s: follow-up not sent: the thread is now %s",
+            thread.id,
+            current.state if current else "gone",
+        )
+        return session
+    try:
+        if session is None:
+            session = smtp(settings.smtp, retries=settings.retries)
+            session.connect()
+        reply = apology.submit(store, session, row_id, clock)
+    except InDoubtError as exc:
+        store.mark_in_doubt(row_id, clock(), str(exc))
+        report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
+        return None
+    except DeliveryError as exc:
+        if exc.temporary or exc.kind in ("connection", "timeout", "auth", "certificate", "tls"):
+            # Not delivered, and the server may be back later: keep it queued.
+            store.requeue(row_id, clock(), str(exc))
+            report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
+            return None
+        store.mark_failed(row_id, clock(), str(exc))
+        store.set_thread_state(thread.id, FAILED, clock(), "failed", {"follow_up_error": str(exc)})
+        report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
+        return session
+    sent_at = clock()
+    store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
+    crash_point("after-sent")
+    apology.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
+    report.sent.append((thread.id, row.message_id))
+    log.info("thread %s: follow-up %s sent to %s", thread.id, row.message_id, thread.recipient)
+    return session
+
+
+def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: datetime):
+    """The follow-up for a thread: ``Re:`` the original, threaded, quoting it if configured."""
+    facts = Facts.from_record(thread.facts)
+    messages = store.messages(thread.id)
+    root = next(m for m in messages if m.kind == "apology")
+    sent_at = datetime.fromisoformat(root.sent_at or root.created_at)
+    draft = compose_follow_up(
+        Composer(settings.templates_dir), facts, settings.sender, now, thread.subject, sent_at
+    )
+    quote = None
+    if settings.follow_up.quote_original:
+        quote = quote_original(_plain_text(root), sent_at, settings.sender.name)
+    refs = " ".join(m.message_id for m in messages if m.state == SENT)
+    return build_message(
+        draft,
+        facts,
+        settings.sender,
+        now,
+        html_part=settings.html,
+        in_reply_to=root.message_id,
+        references=refs or root.message_id,
+        quote=quote,
+    )
+
+
+def _plain_text(m: MessageRow) -> str:
+    from email import message_from_bytes
+    from email.policy import default
+
+    msg = message_from_bytes(m.raw, policy=default)
+    body = msg.get_body(("plain",))
+    return body.get_content() if body is not None else ""
+
+
+def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
+    """Optionally email the user when the interviewer answers (best effort)."""
+    replies = [s for s in seen if s.decision.event == "replied"]
+    if not settings.watch.notify or not replies:
+        return
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
+    try:
+        with smtp(settings.smtp, retries=1) as session:
+            for s in replies:
+                msg = EmailMessage()
+                msg["From"] = settings.sender.address
+                msg["To"] = settings.sender.address
+                msg["Subject"] = f"mailer: {s.sender} replied (thread {s.thread_id})"
+                msg["Message-ID"] = make_msgid(domain=settings.sender.address.rpartition("@")[2])
+                msg.set_content(f"{s.sender} answered your apology. No follow-up will be sent.\n")
+                session.submit(settings.sender.address, (settings.sender.address,), msg.as_bytes())
+    except MailerError as exc:
+        log.warning("could not send the reply notification: %s", exc)
+
+
+# --- the user's decisions ---------------------------------------------------------------------
+
+
+def cancel(store: Store, thread_id: int, now: datetime) -> None:
+    if not store.set_thread_state(
+        thread_id,
+        CANCELLED,
+        now,
+        "cancelled",
+        {"cancelled": "by you"},
+        only_from=tuple(OPEN_STATES),
+    ):
+        raise InputError(f"thread {thread_id} is not waiting for anything; nothing to cancel")
+
+
+def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
+    if not store.set_thread_state(
+        thread_id,
+        REPLIED,
+        now,
+        "replied",
+        {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
+        only_from=(*OPEN_STATES, NO_ANSWER),
+    ):
+        raise InputError(f"thread {thread_id} is already closed; nothing to mark")
+
+
+def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clock: Clock) -> str:
+    """Settle the thread's in-doubt message: it did go (``sent``), or send it again now, with
+    the same bytes and Message-ID, so a client that got both can tell they are one."""
+    thread = store.thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id}")
+    doubt = [
+        m
+        for m in store.messages(thread_id)
+        if m.state == IN_DOUBT or (m.state == SUBMITTING and m.shown_state == "in doubt")
+    ]
+    if not doubt:
+        raise InputError(f"thread {thread_id} has no message in doubt")
+    m = doubt[-1]
+    if sent:
+        now = clock()
+        store.mark_sent(m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now))
+        return f"{m.kind} {m.message_id} recorded as sent"
+    store.requeue(m.id, clock(), "resend requested by you")
+    with SmtpSession(settings.smtp, retries=settings.retries) as session:
+        try:
+            reply = apology.submit(store, session, m.id, clock)
+        except InDoubtError as exc:
+            store.mark_in_doubt(m.id, clock(), str(exc))
+            raise
+        except DeliveryError as exc:
+            store.mark_failed(m.id, clock(), str(exc))
+            raise
+    now = clock()
+    store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
+    apology.save_sent_copy(settings, store, m.id, m.raw, now)
+    return f"{m.kind} {m.message_id} sent again"

@@ -1,0 +1,177 @@
+"""``mailer daemon``: APScheduler decides when to look; IMAP IDLE says when to look *now*.
+
+The only module that imports APScheduler. Every tick runs :func:`mailer.check.run_check`, the
+same pass as ``mailer check``. The scheduler keeps its jobs in memory: what is pending lives
+in our own tables, so nothing is lost when the daemon stops, and a ``mailer send`` from
+another process is picked up at the next tick without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from .check import CheckReport, run_check
+from .clock import Clock
+from .config import ImapSettings, Settings
+from .errors import MailerError
+from .mailbox import Mailbox
+from .store import Store
+
+log = logging.getLogger("mailer.daemon")
+JOB_ID = "check"
+# IDLE must be re-issued before servers drop it (RFC 2177 says 29 minutes; many use less).
+IDLE_RENEW_SECONDS = 9 * 60
+
+
+def log_report(report: CheckReport) -> None:
+    for seen in report.seen:
+        log.info(
+            "thread %s: %s from %s -> %s",
+            seen.thread_id,
+            seen.verdict,
+            seen.sender,
+            seen.decision.event,
+        )
+    for thread_id, message_id in report.sent:
+        log.info("thread %s: follow-up %s sent", thread_id, message_id)
+    for line in report.settled:
+        log.info("settled: %s", line)
+    for thread_id in report.closed:
+        log.info("thread %s: closed, no answer", thread_id)
+    for line in report.waiting:
+        log.info("%s", line)
+    for line in report.problems:
+        log.warning("%s", line)
+
+
+def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.Event) -> None:
+    """Run until ``stop`` is set (by SIGTERM/SIGINT in the CLI)."""
+    from apscheduler.events import EVENT_JOB_ERROR
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        # A tick missed while busy runs once, late, rather than being dropped.
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+
+    def tick() -> None:
+        log_report(run_check(settings, store, clock))
+        _wake_at_next_due(scheduler, store)
+
+    def on_error(event) -> None:  # type: ignore[no-untyped-def]
+        log.error("check failed: %s", event.exception)
+
+    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=settings.watch.poll_seconds,
+        id=JOB_ID,
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.start()
+    log.info(
+        "daemon started: polling every %gs%s; state %s",
+        settings.watch.poll_seconds,
+        ", IDLE on INBOX" if settings.watch.idle else "",
+        settings.state_url,
+    )
+    watcher = None
+    if settings.watch.idle:
+        watcher = threading.Thread(
+            target=IdleWatcher(settings.imap, lambda: wake(scheduler), stop).run,
+            name="imap-idle",
+            daemon=True,
+        )
+        watcher.start()
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping")
+    scheduler.shutdown(wait=True)
+    if watcher is not None:
+        watcher.join(timeout=5)
+    log.info("stopped")
+
+
+def wake(scheduler) -> None:  # type: ignore[no-untyped-def]
+    """Run the check now (or right after the one in progress)."""
+    try:
+        scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
+    except Exception as exc:  # the scheduler is shutting down
+        log.debug("could not wake the scheduler: %s", exc)
+
+
+def _wake_at_next_due(scheduler, store: Store) -> None:  # type: ignore[no-untyped-def]
+    due = store.next_due()
+    job = scheduler.get_job(JOB_ID)
+    if due is None or job is None or job.next_run_time is None:
+        return
+    if due < job.next_run_time:
+        scheduler.modify_job(JOB_ID, next_run_time=max(due, datetime.now(UTC)))
+
+
+class IdleWatcher:
+    """Holds IDLE on INBOX and calls ``wake`` when mail arrives; reconnects with backoff."""
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        wake: Callable[[], None],
+        stop: threading.Event,
+        mailbox: Callable[[ImapSettings], Mailbox] = Mailbox,
+    ) -> None:
+        self.settings = settings
+        self.wake = wake
+        self.stop = stop
+        self.mailbox = mailbox
+
+    def run(self) -> None:
+        from imapclient.exceptions import IMAPClientError
+
+        backoff = 1.0
+        while not self.stop.is_set():
+            try:
+                if not self._session():
+                    return  # the server has no IDLE: the scheduler's polling does the work
+                backoff = 1.0
+            except (MailerError, IMAPClientError, OSError) as exc:
+                log.warning("IMAP watch connection lost (%s); reconnecting in %gs", exc, backoff)
+                if self.stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 60.0)
+
+    def _session(self) -> bool:
+        box = self.mailbox(self.settings)
+        box.connect()
+        try:
+            client = box.client
+            if b"IDLE" not in client.capabilities():
+                log.info("the IMAP server does not offer IDLE; polling only")
+                return False
+            client.select_folder("INBOX", readonly=True)
+            self.wake()  # catch up on whatever came while we were not listening
+            client.idle()
+            started = time.monotonic()
+            while not self.stop.is_set():
+                asked = time.monotonic()
+                responses = client.idle_check(timeout=1.0)
+                if not responses and time.monotonic() - asked < 0.5:
+                    # A dropped connection looks like "no new mail" but returns at once.
+                    raise ConnectionError("IDLE returned at once: the connection is gone")
+                if any(r[0] == b"BYE" for r in responses if r):
+                    raise ConnectionError("the server said BYE")
+                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                    self.wake()
+                if time.monotonic() - started > IDLE_RENEW_SECONDS:
+                    client.idle_done()
+                    client.idle()
+                    started = time.monotonic()
+            client.idle_done()
+            return True
+        finally:
+            box.close()

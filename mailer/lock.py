@@ -1,0 +1,63 @@
+"""One daemon per state store: an OS file lock (flock) next to the store.
+
+The kernel drops a flock when its process dies, so a lock left by a killed daemon never
+blocks a restart; the PID written inside is only there to name the holder in messages.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from .errors import ExitCode, MailerError
+
+
+class LockedError(MailerError):
+    exit_code = ExitCode.LOCKED
+
+
+def lock_path(state_url: str, workspace: Path) -> Path:
+    if state_url.startswith("sqlite:///"):
+        return Path(state_url[len("sqlite:///") :] + ".lock")
+    return workspace / ".mailer" / "daemon.lock"
+
+
+class StoreLock:
+    def __init__(self, path: Path, purpose: str) -> None:
+        self.path = path
+        self.purpose = purpose
+        self.fd: int | None = None
+
+    def acquire(self) -> StoreLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LockedError(
+                f"{self.path}: held by {holder}; only one daemon may work on a state store",
+                hint="the running daemon already does this work; stop it first if you must",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{self.purpose} (pid {os.getpid()})".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

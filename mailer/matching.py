@@ -1,0 +1,112 @@
+"""Which thread an incoming message belongs to (pure: headers in, thread ID out)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import Message
+from email.utils import parseaddr
+
+_MSGID = re.compile(r"<[^<>\s]+>")
+_SYSTEM_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
+# Server clocks drift; a reply stamped a little before our send is still a reply.
+_CLOCK_SLACK = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class IndexedThread:
+    id: int
+    recipient: str
+    alt_addresses: tuple[str, ...]
+    alt_domains: tuple[str, ...]
+    sent_at: datetime
+    state: str
+
+
+@dataclass(frozen=True)
+class ThreadIndex:
+    our_ids: dict[str, int]  # every Message-ID we sent -> its thread
+    threads: tuple[IndexedThread, ...]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """The few headers the watcher fetches for each new message."""
+
+    message_id: str | None
+    refs: tuple[str, ...]  # In-Reply-To + References
+    sender: str  # From address, lower case
+    sender_name: str
+    subject: str
+    received: datetime  # the server's INTERNALDATE
+    report: bool  # looks like a delivery report: needs its body to be matched
+
+    @classmethod
+    def from_headers(cls, msg: Message, received: datetime) -> Incoming:
+        refs: list[str] = []
+        for name in ("In-Reply-To", "References"):
+            for value in msg.get_all(name, []):
+                refs.extend(_MSGID.findall(str(value)))
+        name, addr = parseaddr(str(msg.get("From", "")))
+        mid = _MSGID.search(str(msg.get("Message-ID", "")))
+        ctype = str(msg.get("Content-Type", "")).lower()
+        local = addr.lower().partition("@")[0]
+        report = "multipart/report" in ctype or local in _SYSTEM_LOCALPARTS
+        return cls(
+            message_id=mid.group(0) if mid else None,
+            refs=tuple(refs),
+            sender=addr.lower(),
+            sender_name=name,
+            subject=" ".join(str(msg.get("Subject", "")).split()),
+            received=received,
+            report=report,
+        )
+
+
+def match(incoming: Incoming, index: ThreadIndex) -> int | None:
+    """The thread this message answers, by headers alone; None if none (or it is ours)."""
+    if incoming.message_id and incoming.message_id in index.our_ids:
+        return None  # our own message (a Bcc to self, a copy in a watched folder)
+    for ref in reversed(incoming.refs):  # the nearest ancestor is listed last
+        if ref in index.our_ids:
+            return index.our_ids[ref]
+    return by_sender(incoming.sender, incoming.received, index)
+
+
+def by_sender(sender: str, received: datetime, index: ThreadIndex) -> int | None:
+    """The newest thread sent to this address (or an alternate one) before the message came."""
+    if not sender:
+        return None
+    domain = sender.rpartition("@")[2]
+    candidates = [
+        t
+        for t in index.threads
+        if (sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains)
+        and t.sent_at - _CLOCK_SLACK <= received
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda t: (t.sent_at, t.id)).id
+
+
+def match_report(
+    original_ids: set[str],
+    failed_recipients: tuple[str, ...],
+    received: datetime,
+    index: ThreadIndex,
+) -> int | None:
+    """A delivery report: by the Message-ID of the original it carries, else by the failed
+    recipient (bounces come from MAILER-DAEMON, not from the interviewer)."""
+    for mid in original_ids:
+        if mid in index.our_ids:
+            return index.our_ids[mid]
+    for rcpt in failed_recipients:
+        candidates = [
+            t
+            for t in index.threads
+            if t.recipient == rcpt.lower() and t.sent_at - _CLOCK_SLACK <= received
+        ]
+        if candidates:
+            return max(candidates, key=lambda t: (t.sent_at, t.id)).id
+    return None

@@ -1,0 +1,162 @@
+"""One scan of the watched folders: new messages -> matched threads -> recorded decisions.
+
+The cost is proportional to the new messages, not the mailbox: we keep UIDVALIDITY and the
+last UID seen per folder, fetch a few headers for new UIDs only, and fetch a body only for a
+message that matched a thread (or that looks like a delivery report and must be read to know).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from .classify import classify, original_message_ids
+from .clock import Clock
+from .config import Settings
+from .facts import local_zone, zone
+from .followup import Decision, decide
+from .mailbox import Mailbox
+from .matching import Incoming, ThreadIndex, match, match_report
+from .schedule import holidays_for
+from .store import Store
+
+log = logging.getLogger("mailer.watcher")
+
+
+@dataclass(frozen=True)
+class Seen:
+    thread_id: int
+    verdict: str
+    sender: str
+    decision: Decision
+
+
+def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[Seen]:
+    """Look at everything new in the watched folders once. Safe to repeat: nothing is
+    acted on twice."""
+    index = store.thread_index()
+    results: list[Seen] = []
+    for folder in settings.watch.folders:
+        results.extend(_scan_folder(settings, store, box, clock, folder, index))
+    return results
+
+
+def _scan_folder(
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, folder: str, index: ThreadIndex
+) -> list[Seen]:
+    uidvalidity, uidnext = box.select(folder)
+    known = store.folder_state(folder)
+    if known is not None and known[0] == uidvalidity:
+        uids = box.uids_after(known[1])
+        last = known[1]
+    else:
+        # First look at this folder, or the server renumbered it: read back to the earliest
+        # open thread instead of the whole folder.
+        if known is not None:
+            log.warning(
+                "%s: UIDVALIDITY changed (%s -> %s); rescanning", folder, known[0], uidvalidity
+            )
+        sent = [t.sent_at for t in index.threads]
+        uids = box.uids_since((min(sent) - timedelta(days=1)).date()) if sent else []
+        last = max(uidnext - 1, 0)
+    results: list[Seen] = []
+    headers = box.fetch_headers(uids)
+    for uid in sorted(headers):
+        raw_headers, internaldate = headers[uid]
+        received = _aware(internaldate) if internaldate else clock()
+        incoming = Incoming.from_headers(
+            BytesHeaderParser(policy=compat32).parsebytes(raw_headers), received
+        )
+        seen = _consider(settings, store, box, clock, folder, uidvalidity, uid, incoming, index)
+        if seen is not None:
+            results.append(seen)
+    new_last = max([last, *uids]) if uids else last
+    if known != (uidvalidity, new_last):
+        store.set_folder_state(folder, uidvalidity, new_last)
+    return results
+
+
+def _consider(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    incoming: Incoming,
+    index: ThreadIndex,
+) -> Seen | None:
+    thread_id = match(incoming, index)
+    if thread_id is None and not incoming.report:
+        return None
+    if incoming.message_id and incoming.message_id in index.our_ids:
+        return None
+    raw = box.fetch_raw(uid)
+    verdict = classify(raw, received=incoming.received.date())
+    if thread_id is None:
+        thread_id = match_report(
+            original_message_ids(raw), verdict.failed_recipients, incoming.received, index
+        )
+        if thread_id is None:
+            return None
+    thread = store.thread(thread_id)
+    if thread is None:
+        return None
+    tz = (
+        zone(thread.recipient_tz, "recipient_tz")
+        if thread.recipient_tz
+        else local_zone(settings.sender.timezone)
+    )
+    holidays = holidays_for(
+        settings.follow_up.holidays_country,
+        range(incoming.received.year, incoming.received.year + 2),
+    )
+    label = f"{verdict.kind}{f'/{verdict.subtype}' if verdict.subtype else ''}"
+
+    def decision_for(state: str) -> Decision:
+        return decide(
+            verdict.kind,
+            verdict.subtype,
+            state,
+            sender=incoming.sender,
+            subject=incoming.subject,
+            received=incoming.received,
+            reason=verdict.reason,
+            return_date=verdict.return_date,
+            status=verdict.status,
+            tz=tz,
+            window=settings.follow_up.window,
+            holidays=holidays,
+        )
+
+    decision = store.apply_incoming(
+        thread_id=thread_id,
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        message_id=incoming.message_id,
+        sender=incoming.sender,
+        subject=incoming.subject,
+        verdict=f"{label}: {verdict.reason}",
+        now=clock(),
+        decide=decision_for,
+    )
+    if decision is None:
+        return None
+    log.info(
+        "thread %s: %s from %s (%r): %s",
+        thread_id,
+        label,
+        incoming.sender,
+        incoming.subject,
+        decision.event,
+    )
+    return Seen(thread_id=thread_id, verdict=label, sender=incoming.sender, decision=decision)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.astimezone()
