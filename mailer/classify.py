@@ -484,7 +484,7 @@ def _bytes_to_text(data: bytes, charset: str | None = None) -> str:
     for candidate in (*candidates, "utf-8", "iso-2022-jp", "cp1252"):
         try:
             return data.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
+        except (ValueError, LookupError):  # bad bytes, or a charset name that is not one
             continue
     return data.decode("latin-1")
 
@@ -1255,7 +1255,8 @@ def _header_cues(msg: email.message.Message, facts: _Facts) -> tuple[list[str], 
             continue
         # RFC 3834: "auto-replied" answers a message; "auto-generated" is also used by
         # notification systems that relay what a person wrote (issue trackers, ATS).
-        (weak if token == "auto-generated" else strong).append(f"Auto-Submitted: {token}")
+        marker = f"Auto-Submitted: {_snippet(value, 40)}"  # keeps "(vacation)" comments
+        (weak if token == "auto-generated" else strong).append(marker)
     for name in (
         "X-Autoreply",
         "X-Autorespond",
@@ -1326,7 +1327,9 @@ def _from_auto_reply(msg: email.message.Message, facts: _Facts) -> Verdict | Non
             reasons = [*weak, f"text '{_snippet(text_cue.group(0), 40)}'"]
     if not reasons:
         return None
-    if _OOO_CUE.search(facts.subject) or _OOO_CUE.search(facts.cue_text):
+    own_subject = "" if facts.reply else facts.subject  # "Re: <ours>" repeats our words
+    vacation = any("vacation" in r.lower() for r in strong)  # "(vacation)", X-Apple-Action
+    if vacation or _OOO_CUE.search(own_subject) or _OOO_CUE.search(facts.cue_text):
         return_date = _return_date(facts)
         reason = "out-of-office: " + ", ".join(reasons)
         return Verdict(AUTO_REPLY, OUT_OF_OFFICE, reason[:_MAX_REASON], return_date)
@@ -1388,7 +1391,9 @@ def _return_date(facts: _Facts) -> date | None:
     """The return date an out-of-office reply states, read with dateparser."""
     attempts = 0
     try:
-        texts = [facts.subject, facts.cue_text[:4000]]
+        texts = [facts.cue_text[:4000]]
+        if not facts.reply or _AUTO_SUBJECT_DISTINCT.search(facts.subject):
+            texts.insert(0, facts.subject)  # "AUTO: ... (returning 05/01/2010)"
         for pattern, language, extra_days in _RETURN_TRIGGERS:
             for text in texts:
                 for match in pattern.finditer(text):

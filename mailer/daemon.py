@@ -156,6 +156,7 @@ class IdleWatcher:
             client.select_folder("INBOX", readonly=True)
             self.wake()  # catch up on whatever came while we were not listening
             client.idle()
+            log.info("watching INBOX with IDLE")
             started = time.monotonic()
             while not self.stop.is_set():
                 asked = time.monotonic()

@@ -28,6 +28,8 @@ DEFAULT_USERS = {
     f"recruiter@{SANDBOX_DOMAIN}": "recruiter-password",
 }
 HOST = "127.0.0.1"
+# Mail to these domains is accepted, then bounced with a real DSN, as a relay would.
+BOUNCE_DOMAINS = ("unreachable.test",)
 
 
 @dataclass
@@ -244,16 +246,10 @@ class MailStack:
         for sub in ("run", "state", "mail"):
             (d / sub).mkdir(exist_ok=True)
         info.ca_file = str(_write_certs(d))
-        nobody = 65534
-        lines = []
-        for user, password in info.users.items():
-            home = d / "mail" / user.lower()
-            home.mkdir(parents=True, exist_ok=True)
-            os.chown(home, nobody, nobody)
-            lines.append(f"{user.lower()}:{{PLAIN}}{password}:{nobody}:{nobody}::{home}::")
-        users_file = d / "users"
-        users_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (d / "users").write_text("", encoding="utf-8")
         (d / "mail").chmod(0o755)
+        for user, password in list(info.users.items()):
+            self.add_user(user, password)
         conf = d / "dovecot.conf"
         conf.write_text(_dovecot_conf(info), encoding="utf-8")
         smtp_conf = d / "smtp.json"
@@ -269,6 +265,7 @@ class MailStack:
                     "smtp_plain_port": info.smtp_plain_port,
                     "cert": str(d / "cert.pem"),
                     "key": str(d / "key.pem"),
+                    "bounce_domains": list(BOUNCE_DOMAINS),
                 }
             ),
             encoding="utf-8",
@@ -311,6 +308,36 @@ class MailStack:
             self.stop()
             raise
         return info
+
+    def add_user(self, user: str, password: str) -> None:
+        """Add a mailbox; both servers read the users file afresh, so this works while running."""
+        nobody = 65534
+        d = Path(self.info.dir)
+        home = d / "mail" / user.lower()
+        home.mkdir(parents=True, exist_ok=True)
+        os.chown(home, nobody, nobody)
+        with (d / "users").open("a", encoding="utf-8") as f:
+            f.write(f"{user.lower()}:{{PLAIN}}{password}:{nobody}:{nobody}::{home}::\n")
+        self.info.users[user.lower()] = password
+        if _alive(self.info.dovecot_pid):
+            self._wait_until_known(user)
+
+    def _wait_until_known(self, user: str) -> None:
+        # Dovecot re-reads a changed passwd-file at most about once a second: ask it until
+        # it knows the new user.
+        deadline = time.monotonic() + 10
+        conf = str(Path(self.info.dir) / "dovecot.conf")
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        while time.monotonic() < deadline:
+            found = subprocess.run(
+                [doveadm, "-c", conf, "user", user.lower()],
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+            )
+            if found.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise SandboxError(f"Dovecot did not pick up the new mailbox {user} within 10 s")
 
     def stop(self, remove: bool = True) -> None:
         for pid in (self.info.smtp_pid, self.info.dovecot_pid):

@@ -68,12 +68,52 @@ class _Faults:
             return reply
 
 
+class _Users:
+    """The sandbox's mailboxes, read from Dovecot's passwd-file whenever it changes, so that
+    tests can add mailboxes to a running stack."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamp: tuple[int, int] = (-1, -1)
+        self.users: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def _load(self) -> dict[str, str]:
+        with self.lock:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp != self.stamp:
+                users = {}
+                for line in self.path.read_text(encoding="utf-8").splitlines():
+                    user, _, rest = line.partition(":")
+                    if user and rest.startswith("{PLAIN}"):
+                        users[user.lower()] = rest[len("{PLAIN}") :].split(":", 1)[0]
+                self.users, self.stamp = users, stamp
+            return self.users
+
+    def get(self, user: str) -> str | None:
+        return self._load().get(user.lower())
+
+    def __contains__(self, user: object) -> bool:
+        return isinstance(user, str) and user.lower() in self._load()
+
+
 class _Handler:
-    def __init__(self, users: dict[str, str], lmtp: tuple[str, int], log: _Log, faults: _Faults):
-        self.users = {u.lower(): p for u, p in users.items()}
+    def __init__(
+        self,
+        users: _Users,
+        lmtp: tuple[str, int],
+        log: _Log,
+        faults: _Faults,
+        bounce_domains: tuple[str, ...] = (),
+        host: str = "sandbox",
+    ) -> None:
+        self.users = users
         self.lmtp = lmtp
         self.log = log
         self.faults = faults
+        self.bounce_domains = bounce_domains
+        self.host = host
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         reply = self.faults.take("mail")
@@ -87,6 +127,10 @@ class _Handler:
         reply = self.faults.take("rcpt")
         if reply:
             return reply
+        if address.lower().rpartition("@")[2] in self.bounce_domains:
+            # Accepted now, fails later: the way a relay learns a remote host is gone.
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 OK (will be relayed)"
         if address.lower() not in self.users:
             self.log.write("rcpt-refused", rcpt=address)
             return f"550 5.1.1 <{address}>: Recipient address rejected: not a sandbox mailbox"
@@ -98,9 +142,16 @@ class _Handler:
         if reply:
             return reply
         content = envelope.original_content or b""
-        with smtplib.LMTP(self.lmtp[0], self.lmtp[1], timeout=30) as lmtp:
-            lmtp.sendmail(envelope.mail_from or "", envelope.rcpt_tos, content)
+        local = [
+            r for r in envelope.rcpt_tos if r.lower().rpartition("@")[2] not in self.bounce_domains
+        ]
+        remote = [r for r in envelope.rcpt_tos if r not in local]
+        if local:
+            with smtplib.LMTP(self.lmtp[0], self.lmtp[1], timeout=30) as lmtp:
+                lmtp.sendmail(envelope.mail_from or "", local, content)
         headers = BytesHeaderParser().parsebytes(content)
+        if remote and envelope.mail_from and envelope.mail_from.lower() in self.users:
+            self._bounce(envelope.mail_from, remote, content)
         self.log.write(
             "accepted",
             mail_from=envelope.mail_from,
@@ -115,6 +166,49 @@ class _Handler:
             server.transport.abort()
             return "250 2.0.0 (never seen by the client)"
         return "250 2.0.0 OK: queued"
+
+    def _bounce(self, sender: str, failed: list[str], original: bytes) -> None:
+        dsn = _dsn(self.host, sender, failed, original)
+        with smtplib.LMTP(self.lmtp[0], self.lmtp[1], timeout=30) as lmtp:
+            lmtp.sendmail("", [sender], dsn)
+        self.log.write("bounced", rcpt=failed, to=sender)
+
+
+def _dsn(host: str, sender: str, failed: list[str], original: bytes) -> bytes:
+    """An RFC 3464 delivery status notification, laid out as Postfix writes one."""
+    from email.utils import formatdate, make_msgid
+
+    boundary = f"dsn-{make_msgid()[1:-1]}"
+    text = (
+        f"This is the mail system at host {host}.\r\n\r\n"
+        "I'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients.\r\n\r\n"
+        + "".join(f"<{r}>: Host or domain name not found (550 5.1.2)\r\n" for r in failed)
+    )
+    status = f"Reporting-MTA: dns; {host}\r\n\r\n" + "\r\n".join(
+        f"Final-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: 5.1.2\r\n"
+        "Diagnostic-Code: X-Postfix; Host or domain name not found\r\n"
+        for r in failed
+    )
+    headers_only = original.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return (
+        (
+            f"From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n"
+            f"To: {sender}\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\n"
+            f"Date: {formatdate(localtime=True)}\r\n"
+            f"Message-ID: {make_msgid(domain=host)}\r\n"
+            "Auto-Submitted: auto-replied\r\n"
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
+            "\r\n"
+            f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{text}\r\n"
+            f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{status}\r\n"
+            f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        ).encode()
+        + headers_only
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 class _LoggingSMTP(SMTP):
@@ -148,7 +242,7 @@ class _Controller(Controller):
         pass
 
 
-def _authenticator(users: dict[str, str], log: _Log):
+def _authenticator(users: _Users, log: _Log):
     def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             log.write("auth", ok=False, mechanism=mechanism)
@@ -165,9 +259,14 @@ def serve(config: dict[str, Any]) -> None:
     """Start the three listeners and block until SIGTERM/SIGINT."""
     root = Path(config["dir"])
     log = _Log(root / "smtp.log")
-    users: dict[str, str] = {k.lower(): v for k, v in config["users"].items()}
+    users = _Users(root / "users")
     handler = _Handler(
-        users, (config["host"], config["lmtp_port"]), log, _Faults(root / "faults.json")
+        users,
+        (config["host"], config["lmtp_port"]),
+        log,
+        _Faults(root / "faults.json"),
+        tuple(config.get("bounce_domains", ())),
+        "sandbox.test",
     )
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(config["cert"], config["key"])

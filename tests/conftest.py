@@ -96,6 +96,7 @@ def write_config(
     ca: bool = True,
     password: str | None = None,
     extra: str = "",
+    sender: str = SENDER,
 ) -> Path:
     (ws / "config").mkdir(parents=True, exist_ok=True)
     port = (
@@ -109,7 +110,7 @@ def write_config(
         textwrap.dedent(f"""\
         [sender]
         name = "Sam Candidate"
-        address = "{SENDER}"
+        address = "{sender}"
         phone = "+44 7700 900123"
         timezone = "Europe/London"
 
@@ -134,7 +135,7 @@ def write_config(
         encoding="utf-8",
     )
     env = ws / ".env"
-    env.write_text(f"MAILER_SMTP_PASSWORD={password or info.users[SENDER]}\n", encoding="utf-8")
+    env.write_text(f"MAILER_SMTP_PASSWORD={password or info.users[sender]}\n", encoding="utf-8")
     env.chmod(0o600)
     return ws
 
@@ -210,3 +211,70 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("MAILER_REQUIRE_INTEGRATION") == "1" and _integration_passed == 0:
         print("\nERROR: no integration test ran against the real mail servers", file=sys.stderr)
         session.exitstatus = 1
+
+
+# --- per-test mailboxes, for tests that watch for replies ------------------------------------
+
+_counter = iter(range(1, 1_000_000))
+
+
+class Pair:
+    """A fresh candidate and interviewer (and an alternate), so replies never cross tests."""
+
+    def __init__(self, stack: Stack, ws: Path) -> None:
+        n = next(_counter)
+        self.stack = stack
+        self.ws = ws
+        self.candidate = f"cand{n}@sandbox.test"
+        self.interviewer = f"intv{n}@sandbox.test"
+        self.alternate = f"alt{n}@sandbox.test"
+        for user in (self.candidate, self.interviewer, self.alternate):
+            stack.stack.add_user(user, f"pw-{user}")
+
+    def send_as(
+        self, user: str, to: str, subject: str, body: str, headers: dict[str, str] | None = None
+    ) -> str:
+        """Submit a message over SMTP (STARTTLS + AUTH) as a sandbox user; returns its ID."""
+        import smtplib
+        from email.message import EmailMessage
+        from email.utils import make_msgid
+
+        msg = EmailMessage()
+        msg["From"] = user
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg["Message-ID"] = make_msgid(domain="sandbox.test")
+        for k, v in (headers or {}).items():
+            msg[k] = v
+        msg.set_content(body)
+        info = self.stack.info
+        with smtplib.SMTP(info.host, info.smtp_port, timeout=10) as s:
+            s.starttls(context=ssl.create_default_context(cafile=info.ca_file))
+            s.login(user, info.users[user])
+            s.send_message(msg)
+        return str(msg["Message-ID"])
+
+    def follow_ups_received(self, root_message_id: str) -> list[bytes]:
+        with self.stack.imap(self.interviewer) as c:
+            c.select_folder("INBOX", readonly=True)
+            uids = c.search(["HEADER", "In-Reply-To", root_message_id])
+            data = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
+            return [data[u][b"BODY[]"] for u in sorted(data)]
+
+
+FOLLOW_UP_CONFIG = """
+[follow_up]
+wait = "{wait}"
+window = "always"
+
+[watch]
+poll_interval = "1s"
+"""
+
+
+@pytest.fixture
+def pair(stack: Stack, tmp_path: Path) -> Pair:
+    ws = tmp_path / "ws"
+    p = Pair(stack, ws)
+    write_config(ws, stack.info, sender=p.candidate, extra=FOLLOW_UP_CONFIG.format(wait="60s"))
+    return p

@@ -1,0 +1,295 @@
+"""Replies, auto-replies, bounces and the one follow-up, over the real servers.
+
+Each test has its own candidate and interviewer mailboxes. The clock is set per command with
+MAILER_NOW (the apology goes out at T0; checks run at chosen later times), so nothing waits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from mailer import check as check_mod
+from mailer.check import run_check
+from mailer.config import find_config, load_settings
+from mailer.store import Store
+
+from .conftest import Pair, run_cli
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+def at(delta: timedelta) -> str:
+    return (T0 + delta).isoformat()
+
+
+def send(pair: Pair, *extra: str, to: str | None = None) -> tuple[int, str]:
+    r = run_cli(
+        pair.ws,
+        "send",
+        "--situation",
+        "illness",
+        "--to",
+        to or pair.interviewer,
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        f"Co {pair.interviewer}",
+        "--role",
+        "Engineer",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+        *extra,
+        env={"MAILER_NOW": T0.isoformat()},
+    )
+    assert r.returncode == 0, r.stderr
+    thread = int(re.search(r"thread (\d+)", r.stdout).group(1))
+    return thread, re.search(r"Message-ID (<[^>]+>)", r.stdout).group(1)
+
+
+def check_at(pair: Pair, delta: timedelta) -> str:
+    r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(delta)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout + r.stderr
+
+
+def status(pair: Pair, thread: int) -> dict:
+    r = run_cli(pair.ws, "status", str(thread), "--json", "--explain")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_no_reply_gives_exactly_one_threaded_follow_up(pair: Pair) -> None:
+    """Verify one follow-up goes out after the wait, threaded, and never a second one."""
+    thread, root = send(pair)
+    check_at(pair, timedelta(seconds=30))  # not yet due
+    assert pair.follow_ups_received(root) == []
+    out = check_at(pair, timedelta(minutes=5))
+    assert "1 follow-up(s) sent" in out
+    check_at(pair, timedelta(minutes=6))
+    check_at(pair, timedelta(minutes=30))
+    received = pair.follow_ups_received(root)
+    assert len(received) == 1
+    msg = message_from_bytes(received[0], policy=default)
+    original = status(pair, thread)
+    assert msg["Subject"] == "Re: " + original["subject"]
+    assert msg["In-Reply-To"] == root and root in msg["References"]
+    assert "> Dear Ana Ruiz," in msg.get_body(("plain",)).get_content()
+    # The recipient's server puts both in one conversation.
+    with pair.stack.imap(pair.interviewer) as c:
+        c.select_folder("INBOX", readonly=True)
+        threads = c.thread(algorithm="REFERENCES")
+    assert any(len(str(t).split(",")) >= 2 or isinstance(t, tuple) and len(t) == 2 for t in threads)
+    assert status(pair, thread)["state"] == "no_answer"
+    sent_copies = pair.stack.messages_with_id(pair.candidate, msg["Message-ID"], folder="Sent")
+    assert len(sent_copies) == 1
+
+
+def test_threaded_human_reply_stops_the_follow_up(pair: Pair) -> None:
+    """Verify a reply with In-Reply-To marks the thread replied and no follow-up goes out."""
+    thread, root = send(pair)
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Re: our interview",
+        "No problem at all. How about Friday at 10?",
+        {"In-Reply-To": root, "References": root},
+    )
+    check_at(pair, timedelta(seconds=10))
+    check_at(pair, timedelta(hours=2))
+    s = status(pair, thread)
+    assert s["state"] == "replied"
+    assert s["detail"]["replied_by"] == pair.interviewer
+    assert "replied" in s["status"] and "Re: our interview" in s["status"]
+    assert pair.follow_ups_received(root) == []
+    assert any(e["kind"] == "replied" for e in s["events"])
+
+
+def test_unthreaded_reply_from_the_interviewer_stops_it(pair: Pair) -> None:
+    """Verify a fresh message (no In-Reply-To) from the interviewer's address counts."""
+    thread, root = send(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "Rescheduling", "Let's talk Monday.")
+    check_at(pair, timedelta(hours=2))
+    assert status(pair, thread)["state"] == "replied"
+    assert pair.follow_ups_received(root) == []
+
+
+def test_reply_from_an_alternate_address_stops_it(pair: Pair) -> None:
+    """Verify a threaded reply from --alt-address (e.g. the recruiter) counts as the answer."""
+    thread, root = send(pair, "--alt-address", pair.alternate)
+    pair.send_as(
+        pair.alternate,
+        pair.candidate,
+        "Re: your message",
+        "I'll set something up.",
+        {"In-Reply-To": root},
+    )
+    check_at(pair, timedelta(hours=2))
+    s = status(pair, thread)
+    assert s["state"] == "replied" and s["detail"]["replied_by"] == pair.alternate
+    assert pair.follow_ups_received(root) == []
+
+
+def test_unthreaded_reply_from_an_alternate_domain_stops_it(pair: Pair) -> None:
+    """Verify --alt-domain: any address there, even without threading headers."""
+    thread, root = send(pair, "--alt-domain", "sandbox.test")
+    pair.send_as(pair.alternate, pair.candidate, "Interview", "Our coordinator will call you.")
+    check_at(pair, timedelta(hours=2))
+    assert status(pair, thread)["state"] == "replied"
+
+
+def test_out_of_office_does_not_stop_it(pair: Pair) -> None:
+    """Verify an auto-reply without a return date leaves the follow-up on schedule."""
+    thread, root = send(pair)
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Automatic reply: Re: our interview",
+        "Thank you for your email. I am currently out of the office with limited access to email.",
+        {"Auto-Submitted": "auto-replied", "In-Reply-To": root},
+    )
+    check_at(pair, timedelta(seconds=10))
+    s = status(pair, thread)
+    assert s["state"] == "awaiting_reply" and "out of office" in s["status"]
+    check_at(pair, timedelta(hours=2))
+    assert len(pair.follow_ups_received(root)) == 1
+
+
+def test_out_of_office_with_a_return_date_postpones_it(pair: Pair) -> None:
+    """Verify 'back on 3 December' moves the follow-up to the next business day after."""
+    thread, root = send(pair)
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Out of Office: Re: our interview",
+        "I am out of the office until Thursday 3 December 2026 and will reply when I return.",
+        {"Auto-Submitted": "auto-replied", "In-Reply-To": root},
+    )
+    check_at(pair, timedelta(hours=2))
+    s = status(pair, thread)
+    assert s["detail"].get("auto_reply_until") == "2026-12-03"
+    assert s["follow_up_due"].startswith("2026-12-04")
+    assert pair.follow_ups_received(root) == []
+    check_at(pair, timedelta(days=9, hours=2))  # 4 December, 17:00
+    assert len(pair.follow_ups_received(root)) == 1
+
+
+def test_bounce_from_the_server_marks_the_thread_bounced(pair: Pair) -> None:
+    """Verify a real DSN from the SMTP server bounces the thread and stops follow-ups."""
+    thread, root = send(pair, to="ghost@unreachable.test")
+    check_at(pair, timedelta(seconds=10))
+    s = status(pair, thread)
+    assert s["state"] == "bounced", s
+    assert "5.1.2" in s["detail"]["bounce_reason"]
+    out = check_at(pair, timedelta(hours=2))
+    assert "0 follow-up(s) sent" in out
+    mark = pair.stack.log_mark()
+    check_at(pair, timedelta(days=3))
+    assert not [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
+
+
+def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, monkeypatch) -> None:
+    """Verify the last-moment inbox check: a reply during preparation wins."""
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    real_build = check_mod.build_follow_up
+
+    def build_and_reply(*args, **kwargs):
+        composed = real_build(*args, **kwargs)
+        pair.send_as(
+            pair.interviewer,
+            pair.candidate,
+            "Re: sorry",
+            "Just saw this - call me.",
+            {"In-Reply-To": root},
+        )
+        return composed
+
+    monkeypatch.setattr(check_mod, "build_follow_up", build_and_reply)
+    mark = pair.stack.log_mark()
+    report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
+    assert report.sent == []
+    assert store.thread(thread).state == "replied"
+    assert pair.follow_ups_received(root) == []
+    accepted = [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
+    assert all(e["mail_from"] != pair.candidate for e in accepted)
+    kinds = [m.state for m in store.messages(thread) if m.kind == "follow_up"]
+    assert kinds == ["failed"]  # the claimed follow-up was cancelled, never submitted
+
+
+def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
+    """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
+    from dataclasses import replace
+
+    from mailer.sandbox import free_ports
+
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    down = replace(settings, smtp=replace(settings.smtp, port=free_ports(1)[0]), retries=0)
+    report = run_check(down, store, lambda: T0 + timedelta(hours=2))
+    assert report.sent == [] and any("retried" in p for p in report.problems)
+    (queued,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    assert queued.state == "queued"
+    report = run_check(settings, store, lambda: T0 + timedelta(hours=3))
+    assert [t for t, _ in report.sent] == [thread]
+    assert len(pair.follow_ups_received(root)) == 1
+    run_check(settings, store, lambda: T0 + timedelta(hours=4))
+    assert len(pair.follow_ups_received(root)) == 1
+
+
+def test_imap_down_means_no_follow_up(pair: Pair) -> None:
+    """Verify we never assume 'no reply' when the mailbox cannot be read."""
+    from dataclasses import replace
+
+    from mailer.sandbox import free_ports
+
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    blind = replace(settings, imap=replace(settings.imap, port=free_ports(1)[0]))
+    report = run_check(blind, store, lambda: T0 + timedelta(hours=2))
+    assert report.sent == [] and "cannot look for replies" in report.problems[0]
+    assert pair.follow_ups_received(root) == []
+
+
+def test_cancel_and_mark_replied_stop_follow_ups(pair: Pair) -> None:
+    """Verify the user's own decisions stop follow-ups."""
+    t1, root1 = send(pair)
+    assert run_cli(pair.ws, "cancel", str(t1)).returncode == 0
+    check_at(pair, timedelta(hours=2))
+    assert pair.follow_ups_received(root1) == []
+    assert status(pair, t1)["state"] == "cancelled"
+    again = run_cli(pair.ws, "cancel", str(t1))
+    assert again.returncode != 0 and "nothing to cancel" in again.stderr
+
+
+def test_mark_replied_records_an_answer_by_phone(pair: Pair) -> None:
+    """Verify mark-replied closes the thread as replied, with the note."""
+    thread, root = send(pair)
+    r = run_cli(pair.ws, "mark-replied", str(thread), "--note", "phoned on Monday")
+    assert r.returncode == 0, r.stderr
+    check_at(pair, timedelta(hours=2))
+    s = status(pair, thread)
+    assert s["state"] == "replied" and s["detail"]["replied_by"] == "phoned on Monday"
+    assert pair.follow_ups_received(root) == []
+
+
+def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
+    """Verify preview --follow-up shows Re: subject, In-Reply-To and the quote, sending nothing."""
+    thread, root = send(pair)
+    r = run_cli(pair.ws, "preview", "--follow-up", str(thread))
+    assert r.returncode == 0, r.stderr
+    assert f"In-Reply-To: {root}" in r.stdout
+    assert "Subject: Re: Apologies for missing our interview" in r.stdout
+    assert "> Dear Ana Ruiz," in r.stdout
+    assert pair.follow_ups_received(root) == []
