@@ -514,6 +514,39 @@ def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
 
 
 @cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@handle_errors
+def classify(files: tuple[Path, ...], as_json: bool) -> None:
+    """Say whether each .eml file is a human reply, an auto-reply or a bounce. No network."""
+    from .classify import classify as verdict_of
+
+    unreadable = 0
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            click.echo(f"mailer: error: {path}: cannot read: {exc.strerror}", err=True)
+            unreadable += 1
+            continue
+        v = verdict_of(raw)
+        if as_json:
+            click.echo(json.dumps({"file": str(path), **v.to_dict()}))
+            continue
+        label = v.kind + (f"/{v.subtype}" if v.subtype else "")
+        extra = ""
+        if v.return_date:
+            extra += f" (back {v.return_date.isoformat()})"
+        if v.failed_recipients:
+            extra += (
+                f" (failed: {', '.join(v.failed_recipients)}{f' {v.status}' if v.status else ''})"
+            )
+        click.echo(f"{path}\t{label}\t{v.reason}{extra}")
+    if unreadable:
+        sys.exit(int(ExitCode.USAGE))
+
+
+@cli.command()
 @click.pass_obj
 @handle_errors
 def doctor(obj: Context) -> None:

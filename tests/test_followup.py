@@ -11,7 +11,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
-from pathlib import Path
 
 import pytest
 
@@ -87,7 +86,9 @@ def test_no_reply_gives_exactly_one_threaded_follow_up(pair: Pair) -> None:
     with pair.stack.imap(pair.interviewer) as c:
         c.select_folder("INBOX", readonly=True)
         threads = c.thread(algorithm="REFERENCES")
-    assert any(len(str(t).split(",")) >= 2 or isinstance(t, tuple) and len(t) == 2 for t in threads)
+    assert any(
+        len(str(t).split(",")) >= 2 or (isinstance(t, tuple) and len(t) == 2) for t in threads
+    )
     assert status(pair, thread)["state"] == "no_answer"
     sent_copies = pair.stack.messages_with_id(pair.candidate, msg["Message-ID"], folder="Sent")
     assert len(sent_copies) == 1
@@ -140,7 +141,7 @@ def test_reply_from_an_alternate_address_stops_it(pair: Pair) -> None:
 
 def test_unthreaded_reply_from_an_alternate_domain_stops_it(pair: Pair) -> None:
     """Verify --alt-domain: any address there, even without threading headers."""
-    thread, root = send(pair, "--alt-domain", "sandbox.test")
+    thread, _root = send(pair, "--alt-domain", "sandbox.test")
     pair.send_as(pair.alternate, pair.candidate, "Interview", "Our coordinator will call you.")
     check_at(pair, timedelta(hours=2))
     assert status(pair, thread)["state"] == "replied"
@@ -184,7 +185,7 @@ def test_out_of_office_with_a_return_date_postpones_it(pair: Pair) -> None:
 
 def test_bounce_from_the_server_marks_the_thread_bounced(pair: Pair) -> None:
     """Verify a real DSN from the SMTP server bounces the thread and stops follow-ups."""
-    thread, root = send(pair, to="ghost@unreachable.test")
+    thread, _root = send(pair, to="ghost@unreachable.test")
     check_at(pair, timedelta(seconds=10))
     s = status(pair, thread)
     assert s["state"] == "bounced", s
@@ -253,7 +254,7 @@ def test_imap_down_means_no_follow_up(pair: Pair) -> None:
 
     from mailer.sandbox import free_ports
 
-    thread, root = send(pair)
+    _thread, root = send(pair)
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
     blind = replace(settings, imap=replace(settings.imap, port=free_ports(1)[0]))
