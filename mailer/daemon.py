@@ -43,7 +43,7 @@ def log_report(report: CheckReport) -> None:
     for thread_id in report.closed:
         log.info("thread %s: closed, no answer", thread_id)
     for line in report.waiting:
-        log.info("%s", line)
+        log.debug("%s", line)
     for line in report.problems:
         log.warning("%s", line)
 
@@ -59,14 +59,31 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
 
+    busy = threading.Lock()
+    again = threading.Event()
+
     def tick() -> None:
-        log_report(run_check(settings, store, clock))
-        _wake_at_next_due(scheduler, store)
+        with busy:
+            while True:
+                again.clear()
+                log_report(run_check(settings, store, clock))
+                # Mail that arrived during the pass gets another pass now, not a tick later.
+                if not again.is_set() or stop.is_set():
+                    break
+        if not stop.is_set():
+            _wake_at_next_due(scheduler, store)
+
+    def wake_now() -> None:
+        again.set()
+        if not busy.locked():
+            wake(scheduler)
 
     def on_error(event) -> None:  # type: ignore[no-untyped-def]
         log.error("check failed: %s", event.exception)
 
     scheduler.add_listener(on_error, EVENT_JOB_ERROR)
+    # Its "skipped: maximum number of running instances" warnings are expected here.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     scheduler.add_job(
         tick,
         "interval",
@@ -84,7 +101,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     watcher = None
     if settings.watch.idle:
         watcher = threading.Thread(
-            target=IdleWatcher(settings.imap, lambda: wake(scheduler), stop).run,
+            target=IdleWatcher(settings.imap, wake_now, stop).run,
             name="imap-idle",
             daemon=True,
         )
@@ -92,7 +109,11 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     while not stop.wait(0.5):
         pass
     log.info("stopping")
-    scheduler.shutdown(wait=True)
+    # shutdown(wait=True) would hold the scheduler's lock while the running pass may need it:
+    # stop scheduling first, then wait for the pass in progress ourselves.
+    scheduler.shutdown(wait=False)
+    if busy.acquire(timeout=60):
+        busy.release()
     if watcher is not None:
         watcher.join(timeout=5)
     log.info("stopped")
