@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FOLLOW_UP_CONFIG, NOW, Pair, Stack, run_cli, write_config
+from .conftest import NOW, Pair, Stack, run_cli
 from .test_followup import T0, at, send, status
 
 pytestmark = pytest.mark.integration
@@ -206,7 +206,7 @@ def test_one_daemon_per_store_and_a_killed_one_does_not_block(
     assert third.proc.returncode == 0
 
 
-def test_status_shows_the_decision_log(pair: Pair, daemons: list[Daemon]) -> None:
+def test_status_shows_the_decision_log(pair: Pair) -> None:
     """Verify `status ID --explain` names the message that caused each decision."""
     thread, root = send(pair)
     pair.send_as(
@@ -215,7 +215,7 @@ def test_status_shows_the_decision_log(pair: Pair, daemons: list[Daemon]) -> Non
     assert run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(seconds=30))}).returncode == 0
     r = run_cli(pair.ws, "status", str(thread), "--explain")
     assert "decisions:" in r.stdout
-    assert f"human: no automatic or delivery-report markers" in r.stdout or "human" in r.stdout
+    assert "replied" in r.stdout and "human: " in r.stdout
     assert f"from {pair.interviewer}" in r.stdout and "INBOX UID" in r.stdout
     listing = json.loads(run_cli(pair.ws, "status", "--json").stdout)
     assert listing[0]["state"] == "replied"
