@@ -216,7 +216,6 @@ def _send_one(
     crash_point("after-sent")
     apology.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
     report.sent.append((thread.id, row.message_id))
-    log.info("thread %s: follow-up %s sent to %s", thread.id, row.message_id, thread.recipient)
     return session
 
 

@@ -682,6 +682,40 @@ def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
             click.echo(f"{msg['Date']}  {msg['From']}  {msg['Subject']}")
 
 
+@sandbox.command("reply")
+@click.argument("thread_id", type=int)
+@click.option(
+    "--text",
+    default="Thank you for letting me know. Could you do Thursday at 10:00?",
+    help="What the interviewer writes.",
+)
+@click.option(
+    "--out-of-office", is_flag=True, help="Answer with an automatic out-of-office instead."
+)
+@click.pass_obj
+@handle_errors
+def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) -> None:
+    """Play the interviewer: answer a sandbox thread, in the same thread."""
+    from .sandbox import running_sandbox, send_as
+
+    obj.sandbox = True
+    info = running_sandbox(obj.workspace_hint())
+    if info is None:
+        raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+    settings = obj.settings()
+    thread = obj.store(settings).thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id} in the sandbox")
+    headers = {"In-Reply-To": thread.root_message_id, "References": thread.root_message_id}
+    subject = f"Re: {thread.subject}"
+    if out_of_office:
+        headers["Auto-Submitted"] = "auto-replied"
+        subject = f"Out of Office: {thread.subject}"
+        text = "I am out of the office with limited access to email and will reply on my return."
+    send_as(info, thread.recipient, settings.sender.address, subject, text, headers)
+    click.echo(f"{thread.recipient} answered thread {thread_id}.")
+
+
 def main() -> None:
     cli(prog_name="mailer")
 

@@ -58,10 +58,21 @@ class Incoming:
             refs=tuple(refs),
             sender=addr.lower(),
             sender_name=name,
-            subject=" ".join(str(msg.get("Subject", "")).split()),
+            subject=_decoded(msg.get("Subject", "")),
             received=received,
             report=report,
         )
+
+
+def _decoded(value: object) -> str:
+    """An RFC 2047 header as text; anything undecodable is kept as it came."""
+    from email.header import decode_header, make_header
+
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except (UnicodeError, LookupError, ValueError):
+        text = str(value)
+    return " ".join(text.split())
 
 
 def match(incoming: Incoming, index: ThreadIndex) -> int | None:

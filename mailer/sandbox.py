@@ -506,3 +506,36 @@ def read_inbox(info: StackInfo, user: str) -> list[bytes]:
         uids = c.search("ALL")
         fetched = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
         return [fetched[u][b"BODY[]"] for u in sorted(fetched)]
+
+
+def send_as(
+    info: StackInfo,
+    user: str,
+    to: str,
+    subject: str,
+    text: str,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Submit a message as a sandbox user (say, the interviewer answering). Returns its ID."""
+    import smtplib
+    import ssl
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
+    password = info.users.get(user.lower())
+    if password is None:
+        raise SandboxError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
+    msg = EmailMessage()
+    msg["From"] = user
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=SANDBOX_DOMAIN)
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(text)
+    with smtplib.SMTP(info.host, info.smtp_port, timeout=10) as smtp:
+        smtp.starttls(context=ssl.create_default_context(cafile=info.ca_file))
+        smtp.login(user, password)
+        smtp.send_message(msg)
+    return str(msg["Message-ID"])

@@ -31,6 +31,7 @@ class Seen:
     thread_id: int
     verdict: str
     sender: str
+    subject: str
     decision: Decision
 
 
@@ -147,7 +148,7 @@ def _consider(
     )
     if decision is None:
         return None
-    log.info(
+    log.debug(
         "thread %s: %s from %s (%r): %s",
         thread_id,
         label,
@@ -155,7 +156,13 @@ def _consider(
         incoming.subject,
         decision.event,
     )
-    return Seen(thread_id=thread_id, verdict=label, sender=incoming.sender, decision=decision)
+    return Seen(
+        thread_id=thread_id,
+        verdict=label,
+        sender=incoming.sender,
+        subject=incoming.subject,
+        decision=decision,
+    )
 
 
 def _aware(dt: datetime) -> datetime:

@@ -1,31 +1,70 @@
 #!/usr/bin/env bash
-# Sets everything up, starts the local sandbox mail server, sends an apology through it,
-# and shows it arriving in the interviewer's inbox. No account or network needed.
+# Sets everything up, starts the local sandbox mail server and shows the whole loop:
+#   1. an apology is sent and arrives;
+#   2. a short follow-up delay passes with no reply, and one threaded follow-up goes out;
+#   3. a second apology gets a reply, and its follow-up is cancelled;
+#   4. the status table.
+# No account or network needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 ws=$(mktemp -d /tmp/mailer-demo-XXXX)
-trap 'cd "$ws" && mailer sandbox stop >/dev/null 2>&1 || true' EXIT
+daemon_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  cd "$ws" && mailer sandbox stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 cd "$ws"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_for() {  # wait_for "text" THREAD: poll the status until it shows the text (60 s at most)
+  for _ in $(seq 1 120); do
+    mailer --sandbox status "$2" | grep -q "$1" && return 0
+    sleep 0.5
+  done
+  echo "demo: timed out waiting for '$1'" >&2; return 1
+}
 
 step "mailer init: a fresh workspace in $ws"
 mailer init . | tail -n 6
 step "mailer sandbox start: a private Dovecot + SMTP server on 127.0.0.1"
 mailer sandbox start
+# A demo cannot wait 3 business days: follow up after 15 seconds, at any hour.
+cat >> .mailer/sandbox/config/mailer.toml <<'TOML'
+
+[follow_up]
+wait = "15s"
+window = "always"
+
+[watch]
+poll_interval = "2s"
+TOML
 yesterday=$(date -d yesterday +%F)
-step "mailer --sandbox send: the apology for yesterday's missed interview"
+
+step "1. mailer --sandbox send: the apology for yesterday's missed interview"
 mailer --sandbox send --situation illness --to interviewer@sandbox.test \
   --interviewer "Ana Ruiz" --company "Acme" --role "Data Engineer" \
   --interview "$yesterday 10:00" --free "$(date -d '+5 days' +%F) 09:00-12:00" \
-  --note "I have kept the afternoon of every day this week free, in case one suits you." --yes
+  --note "I have kept every afternoon this week free, in case one suits you." --yes
 step "The interviewer's inbox (read over IMAP, as a mail client would)"
 mailer sandbox inbox interviewer@sandbox.test
-step "Sending it again is refused: one apology per interview"
-mailer --sandbox send --situation illness --to interviewer@sandbox.test \
-  --interviewer "Ana Ruiz" --company "Acme" --role "Data Engineer" \
-  --interview "$yesterday 10:00" --yes >/dev/null || true
-step "mailer --sandbox status"
+
+step "2. mailer --sandbox daemon: watching for a reply; none comes..."
+mailer --sandbox daemon > daemon.log 2>&1 &
+daemon_pid=$!
+wait_for "followed up" 1
+mailer sandbox inbox interviewer@sandbox.test
+
+step "3. A second apology; this time the interviewer answers"
+mailer --sandbox send --situation transport --to recruiter@sandbox.test \
+  --interviewer "Sam Lee" --company "Globex" --role "Analyst" \
+  --interview "$yesterday 15:00" --yes | tail -n 3
+mailer sandbox reply 2 --text "No problem - does Thursday at 10:00 work?"
+wait_for "replied" 2
+
+step "4. mailer --sandbox status"
 mailer --sandbox status
-step "Done. The sandbox is stopped on exit; run 'mailer sandbox start' in a workspace to keep one."
+step "What the daemon decided"
+grep -E "follow-up|replied|human" daemon.log | sed 's/^[0-9-]* [0-9:,]* //'
+step "Done. The sandbox stops on exit; run 'mailer sandbox start' in a workspace to keep one."

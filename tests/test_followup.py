@@ -294,3 +294,78 @@ def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
     assert "Subject: Re: Apologies for missing our interview" in r.stdout
     assert "> Dear Ana Ruiz," in r.stdout
     assert pair.follow_ups_received(root) == []
+
+
+def _crashed_send(pair: Pair, point: str) -> int:
+    r = run_cli(
+        pair.ws,
+        "send",
+        "--situation",
+        "illness",
+        "--to",
+        pair.interviewer,
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        "Doubtful Ltd",
+        "--role",
+        "Engineer",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+        env={"MAILER_NOW": T0.isoformat(), "MAILER_CRASH_AT": point},
+    )
+    assert r.returncode == -9
+    (thread,) = json.loads(run_cli(pair.ws, "status", "--json").stdout)
+    assert thread["status"] == "in doubt"
+    return thread["id"]
+
+
+def _apology_copies(pair: Pair) -> int:
+    with pair.stack.imap(pair.interviewer) as c:
+        c.select_folder("INBOX", readonly=True)
+        return len(c.search(["SUBJECT", "Apologies for missing"]))
+
+
+def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
+    """Verify `resolve --sent` records the delivered apology and schedules its follow-up."""
+    thread = _crashed_send(pair, "after-250")
+    check_at(pair, timedelta(seconds=5))  # cannot prove it either way: stays in doubt
+    assert status(pair, thread)["status"] == "in doubt"
+    r = run_cli(pair.ws, "resolve", str(thread), "--sent")
+    assert r.returncode == 0, r.stderr
+    s = status(pair, thread)
+    assert s["state"] == "awaiting_reply" and s["follow_up_due"]
+    assert _apology_copies(pair) == 1
+
+
+def test_resolve_resend_sends_the_same_message_once(pair: Pair) -> None:
+    """Verify `resolve --resend` delivers the recorded bytes (same Message-ID) exactly once."""
+    thread = _crashed_send(pair, "after-submitting")
+    assert _apology_copies(pair) == 0
+    r = run_cli(pair.ws, "resolve", str(thread), "--resend")
+    assert r.returncode == 0, r.stderr
+    s = status(pair, thread)
+    assert s["state"] == "awaiting_reply"
+    (apology,) = [m for m in s["messages"] if m["kind"] == "apology"]
+    assert len(pair.stack.messages_with_id(pair.interviewer, apology["message_id"])) == 1
+    again = run_cli(pair.ws, "resolve", str(thread), "--resend")
+    assert again.returncode != 0 and "no message in doubt" in again.stderr
+    assert _apology_copies(pair) == 1
+
+
+def test_in_doubt_is_settled_from_sent_where_the_provider_files_it(pair: Pair) -> None:
+    """Verify the Gmail case: a copy in Sent (filed by the provider) proves it went."""
+    cfg = pair.ws / "config" / "mailer.toml"
+    cfg.write_text(
+        cfg.read_text().replace('security = "ssl"', 'security = "ssl"\nsave_sent = false', 1)
+    )
+    thread = _crashed_send(pair, "after-250")
+    settings = load_settings(find_config(pair.ws))
+    (row,) = Store(settings.state_url).messages(thread)
+    with pair.stack.imap(pair.candidate) as c:  # what Gmail does on acceptance
+        c.append("Sent", row.raw)
+    check_at(pair, timedelta(seconds=5))
+    s = status(pair, thread)
+    assert s["state"] == "awaiting_reply", s
+    assert any("found in Sent" in (e["detail"] or "") for e in s["events"])
