@@ -157,12 +157,12 @@ _REASON = re.compile(
     r"\b(?:because|due to|owing to|as a result|caused by|on account of|"
     r"ill|illness|sick|unwell|fever|flu|covid|migraine|hospital|doctor|medical|injur\w*|"
     r"emergenc\w*|accident|family|personal|bereavement|funeral|passed away|childcare|"
-    r"transport|traffic|train|bus|tube|flight|car|broke down|breakdown|strike|delay\w*|"
+    r"transport|traffic|trains?|bus|tube|flight|car|broke down|breakdown|strike|delay\w*|"
     r"disruption|cancell?ed|held up|stuck|"
     r"internet|connection|power cut|outage|technical|laptop|computer|wi-?fi|"
     r"clash\w*|conflict\w*|commitment|double[- ]booked|"
     r"came up|come up|arisen|arose|circumstances?|matter|overslept|forgot|mistake|mix-up|"
-    r"mixed up|misread|wrote down)\b",
+    r"mixed up|misread|wrote down|late|lost|wrong)\b",
     _I,
 )
 _REGRET = re.compile(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
@@ -208,7 +208,9 @@ _PLACEHOLDERS = (
 
 # --- tone -------------------------------------------------------------------------------------
 
-_NEGATION_BEFORE = re.compile(r"(?:n't|\bnot|\bnever|\bunable to|\bno way to)\W+(?:\w+\W+){0,2}$", _I)
+_NEGATION_BEFORE = re.compile(
+    r"(?:n't|\bnot|\bnever|\bunable to|\bno way to)\W+(?:\w+\W+){0,2}$", _I
+)
 
 _DEMANDING = (
     r"\bI (?:would )?expect (?:you|a (?:reply|response|call|answer|decision|new)|"
@@ -260,7 +262,7 @@ _BLAME = (
     r"\byou (?:should|could) have (?:told|informed|reminded|sent|called|let|mentioned|made)\b",
     r"\bif (?:only )?you had\b",
     r"\b(?:blame|fault) (?:lies|lay|rests|is) with (?:you|your|the)\b",
-    r"\b(?:I )?blam(?:e|ed|ing) (?:the|your|you|it on|them|him|her)\b",
+    r"(?<!n't )(?<!not )\bblam(?:e|ed|ing) (?:the|your|you|it on|them|him|her)\b",
 )
 _EXCUSE = (
     r"\b(?:traffic|trains?|buses|bus|tube|roads?|weather|parking|queues?) (?:was|were|is|are) "
@@ -365,18 +367,22 @@ def has_errors(findings: Iterable[Finding]) -> bool:
 
 def format_finding(f: Finding) -> str:
     """One or two lines for the terminal: what and where, then the fix."""
-    where = f': "{f.excerpt}"' if f.excerpt else ""
-    return f"{f.severity}: [{f.rule}] {f.message}{where}\n    fix: {f.fix}"
+    what = f'{f.message.rstrip(".")}: "{f.excerpt}"' if f.excerpt else f.message
+    return f"{f.severity}: [{f.rule}] {what}\n    fix: {f.fix}"
 
 
 def summary(findings: Iterable[Finding]) -> str:
     """'2 errors, 1 warning' (or 'no problems found')."""
-    findings = list(findings)
-    errors = sum(f.severity == ERROR for f in findings)
-    warnings = len(findings) - errors
-    if not findings:
+    items = list(findings)
+    errors = sum(f.severity == ERROR for f in items)
+    warnings = len(items) - errors
+    if not items:
         return "no problems found"
-    parts = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in ((errors, "error"), (warnings, "warning")) if n]
+    parts = [
+        f"{n} {word}{'' if n == 1 else 's'}"
+        for n, word in ((errors, "error"), (warnings, "warning"))
+        if n
+    ]
     return ", ".join(parts)
 
 
@@ -413,12 +419,16 @@ def _elements(
     fill = {"company": company, "role": role}
     if kind == "apology":
         if not _REASON.search(text):
-            yield _finding("missing-reason", "No reason is given for missing or moving the interview.")
+            yield _finding(
+                "missing-reason", "No reason is given for missing or moving the interview."
+            )
         if not _REGRET.search(text):
             yield _finding("missing-regret", "The message never says sorry (or apologises).")
     if not _INTEREST.search(text):
         yield _finding(
-            "missing-interest", "The message does not say you are still interested in the role.", **fill
+            "missing-interest",
+            "The message does not say you are still interested in the role.",
+            **fill,
         )
     else:
         yield from _interest_specific(sentences, company, role)
@@ -468,17 +478,27 @@ def _length(body: str, kind: str) -> Iterator[Finding]:
     words = word_count(body)
     warn, error = WORD_BUDGET[kind]
     if words > error:
-        yield _finding("too-long", f"The body is {words} words; keep it under {warn} (limit {error}).")
+        yield _finding(
+            "too-long", f"The body is {words} words; keep it under {warn} (limit {error})."
+        )
     elif words > warn:
         yield _finding("long-message", f"The body is {words} words; aim for {warn} or fewer.")
 
 
 _TONE_CHECKS: tuple[tuple[str, tuple[re.Pattern[str], ...], Callable[[str], str]], ...] = (
-    ("demanding-tone", _DEMANDING_RE, lambda m: f"{m!r} sounds demanding to someone you kept waiting."),
+    (
+        "demanding-tone",
+        _DEMANDING_RE,
+        lambda m: f"{m!r} sounds demanding to someone you kept waiting.",
+    ),
     ("pushy-timing", _PUSHY_RE, lambda m: f"{m!r} presses them to act on your timetable."),
     ("blame-shifting", _BLAME_RE, lambda m: f"{m!r} puts the fault on someone else."),
     ("excuse-making", _EXCUSE_RE, lambda m: f"{m!r} sounds like an excuse rather than a reason."),
-    ("over-apologising", _GROVEL_RE, lambda m: f"{m!r} is grovelling; one calm apology is stronger."),
+    (
+        "over-apologising",
+        _GROVEL_RE,
+        lambda m: f"{m!r} is grovelling; one calm apology is stronger.",
+    ),
 )
 
 
@@ -490,7 +510,11 @@ def _tone(sentences: list[str]) -> Iterator[Finding]:
             if rule_id == "pushy-timing" and demanding:
                 continue  # one sentence, one complaint: "ASAP for me" is demanding, not also pushy
             for pattern in patterns:
-                m = _first_unnegated(pattern, norm) if rule_id == "pushy-timing" else pattern.search(norm)
+                m = (
+                    _first_unnegated(pattern, norm)
+                    if rule_id == "pushy-timing"
+                    else pattern.search(norm)
+                )
                 if m:
                     yield _finding(rule_id, explain(sentence[m.start() : m.end()]), sentence)
                     demanding = demanding or rule_id == "demanding-tone"

@@ -104,6 +104,16 @@ class Mailbox:
         info = self._call(f"open {folder}", self.client.select_folder, folder, True)
         return int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0) or 0)
 
+    def status(self, folder: str) -> tuple[int, int]:
+        """(UIDVALIDITY, UIDNEXT) without selecting: cheap, so quiet passes stay cheap."""
+        info = self._call(
+            f"get the status of {folder}",
+            self.client.folder_status,
+            folder,
+            [b"UIDVALIDITY", b"UIDNEXT"],
+        )
+        return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
+
     def uids_after(self, last_uid: int) -> list[int]:
         # "n:*" always includes the highest UID, even when it is below n: filter it out.
         found = self._call("search", self.client.search, ["UID", f"{last_uid + 1}:*"])

@@ -133,7 +133,7 @@ ssl_key = <{d}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
-mail_location = maildir:~/Maildir
+mail_location = mdbox:~/mdbox
 first_valid_uid = 1
 mail_fsync = never
 lmtp_add_received_header = yes
@@ -360,8 +360,25 @@ class MailStack:
         self.info.dovecot_pid = p.pid
         _wait_for_ports([self.info.imap_port, self.info.lmtp_port], [p], [d / "dovecot.log"])
 
-    def mailbox_path(self, user: str) -> Path:
-        return Path(self.info.dir) / "mail" / user.lower() / "Maildir"
+    def import_maildir(self, user: str, maildir: Path) -> None:
+        """Bulk-load a Maildir into a user's INBOX with doveadm (for benchmarks)."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        subprocess.run(
+            [
+                doveadm,
+                "-c",
+                str(Path(self.info.dir) / "dovecot.conf"),
+                "import",
+                "-u",
+                user,
+                f"maildir:{maildir}",
+                "",
+                "all",
+            ],
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def _alive(pid: int) -> bool:

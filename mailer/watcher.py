@@ -48,8 +48,12 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
 def _scan_folder(
     settings: Settings, store: Store, box: Mailbox, clock: Clock, folder: str, index: ThreadIndex
 ) -> list[Seen]:
-    uidvalidity, uidnext = box.select(folder)
     known = store.folder_state(folder)
+    if known is not None:
+        validity, uidnext = box.status(folder)
+        if validity == known[0] and uidnext - 1 <= known[1]:
+            return []  # nothing new: no SELECT, no search
+    uidvalidity, uidnext = box.select(folder)
     if known is not None and known[0] == uidvalidity:
         uids = box.uids_after(known[1])
         last = known[1]
