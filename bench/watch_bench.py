@@ -206,9 +206,13 @@ def pass_cost(stack: MailStack, size: int, reps: int = 15) -> tuple[float, float
         for rep in range(reps):
             for i in range(10):
                 reply_to(info, user, f"new {rep}.{i}")
+            before = store.folder_state("INBOX")
             t = time.perf_counter()
             scan(settings, store, box, lambda: NOW)
             ours.append(time.perf_counter() - t)
+            after = store.folder_state("INBOX")
+            # The pass must really have read the 10 new messages, not answered from a stale view.
+            assert before and after and after[1] - before[1] == 10, (before, after)
             t = time.perf_counter()
             status = c.folder_status("INBOX", [b"UIDNEXT", b"UIDVALIDITY"])
             c.select_folder("INBOX", readonly=True)

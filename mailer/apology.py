@@ -18,8 +18,9 @@ from .errors import DeliveryError, MailerError
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
-from .facts import Facts, local_zone, zone
+from .facts import Facts, check_free_times, local_zone, zone
 from .followup import first_due
+from .lint import WARNING, Finding, check_apology
 from .schedule import holidays_for, parse_wait
 from .sender import InDoubtError, SmtpSession
 from .store import Store, dedupe_key
@@ -32,6 +33,7 @@ class Prepared:
     facts: Facts
     draft: Draft
     composed: Composed
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass
@@ -49,9 +51,22 @@ def prepare(
 ) -> Prepared:
     """Compose and serialise the apology. Raises before any connection is opened."""
     composer = composer or Composer(settings.templates_dir)
+    time_warnings = check_free_times(facts.free, now)
     draft = compose_apology(composer, facts, settings.sender, now)
     composed = build_message(draft, facts, settings.sender, now, html_part=settings.html)
-    return Prepared(facts=facts, draft=draft, composed=composed)
+    findings = [
+        Finding(
+            rule="weekend-time",
+            severity=WARNING,
+            message=w,
+            fix="offer weekday times unless they suggested a weekend",
+        )
+        for w in time_warnings
+    ]
+    findings += check_apology(
+        draft.subject, draft.text, company=facts.company, role=facts.role, note=facts.note
+    )
+    return Prepared(facts=facts, draft=draft, composed=composed, findings=tuple(findings))
 
 
 def check_duplicate(store: Store, facts: Facts, now: datetime) -> None:

@@ -172,3 +172,25 @@ def _voicemail(v: dict[str, Any], situation: str) -> str:
         "whenever suits you."
     )
     return " ".join((about, sorry, interest, callback, "Thank you."))
+
+
+def urgency(interview: datetime, now: datetime, interviewer_phone: str = "") -> str | None:
+    """Advice on timing: a late apology, or a request to move that is almost too late."""
+    call = f" Call {interviewer_phone} as well" if interviewer_phone else " Call them as well"
+    call += " ('mailer call-script' prints what to say)."
+    if interview <= now:
+        hours = (now - interview).total_seconds() / 3600
+        if hours > 24:
+            days = int(hours // 24)
+            return (
+                f"This apology is late: the interview was {days} day{'s' if days != 1 else ''} "
+                f"ago, and every hour counts.{call}"
+            )
+        return None
+    hours_left = (interview - now).total_seconds() / 3600
+    if hours_left < 24:
+        return (
+            f"The interview is in {max(int(hours_left), 0)} hour(s): an email alone may not "
+            f"be read in time.{call}"
+        )
+    return None

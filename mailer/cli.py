@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import ExitCode, InputError, MailerError
+from .errors import ExitCode, InputError, MailerError, RefusedError
 
 
 @dataclass
@@ -215,6 +215,15 @@ def _facts(settings: Any, opts: dict[str, Any]) -> Any:
 
 def _show(prepared: Any) -> None:
     _show_raw(prepared.composed)
+    _show_findings(prepared.findings)
+
+
+def _show_findings(findings: Any) -> None:
+    from .lint import format_finding, summary
+
+    click.echo(f"\nApology check: {summary(findings)}")
+    for f in findings:
+        click.echo(format_finding(f))
 
 
 def _show_raw(composed: Any) -> None:
@@ -268,12 +277,13 @@ def preview(obj: Context, follow_up: int | None, **opts: Any) -> None:
     "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
 )
 @click.option("--dry-run", is_flag=True, help="Show the message and stop before connecting.")
+@click.option("--force", is_flag=True, help="Send even if the apology check finds errors.")
 @click.option(
     "--again", is_flag=True, help="Send even though this interview already has an apology."
 )
 @click.pass_obj
 @handle_errors
-def send(obj: Context, yes: bool, dry_run: bool, again: bool, **opts: Any) -> None:
+def send(obj: Context, yes: bool, dry_run: bool, force: bool, again: bool, **opts: Any) -> None:
     """Send the apology now, keep a copy in Sent, and record it for the follow-up."""
     from . import apology
     from .clock import default_clock
@@ -282,6 +292,16 @@ def send(obj: Context, yes: bool, dry_run: bool, again: bool, **opts: Any) -> No
     settings = obj.settings(need_secrets=not dry_run)
     prepared = apology.prepare(settings, _facts(settings, opts), clock())
     _show(prepared)
+    from .callscript import urgency
+    from .lint import has_errors
+
+    advice = urgency(prepared.facts.interview, clock(), prepared.facts.interviewer_phone)
+    if advice:
+        click.echo(f"\nTiming: {advice}")
+    if has_errors(prepared.findings) and not force:
+        raise RefusedError(
+            "the apology check found errors (listed above); fix the text or pass --force"
+        )
     if dry_run:
         click.echo("\n(dry run: nothing was sent)")
         return
@@ -301,6 +321,11 @@ def send(obj: Context, yes: bool, dry_run: bool, again: bool, **opts: Any) -> No
         click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
     for warning in result.warnings:
         click.echo(f"mailer: warning: {warning}", err=True)
+    if prepared.facts.interviewer_phone:
+        click.echo(
+            f"Now call {prepared.facts.interviewer} on {prepared.facts.interviewer_phone}: "
+            "'mailer call-script' (same options) prints what to say."
+        )
 
 
 @cli.command()
@@ -544,6 +569,61 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
         click.echo(f"{path}\t{label}\t{v.reason}{extra}")
     if unreadable:
         sys.exit(int(ExitCode.USAGE))
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@fact_options(required=False)
+@click.option(
+    "--kind", type=click.Choice(["apology", "follow_up"]), default="apology", help="What FILE is."
+)
+@click.pass_obj
+@handle_errors
+def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
+    """Check an apology for the advice: FILE (a text, optionally starting 'Subject:'), or the
+    message the facts would produce. Exits 6 if it finds errors."""
+    from .lint import check_apology, has_errors
+
+    if file is not None:
+        from .lint import split_subject
+
+        try:
+            subject, text = split_subject(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{file}: cannot read: {exc}") from None
+        findings = check_apology(
+            subject,
+            text,
+            company=opts["company"] or "",
+            role=opts["role"] or "",
+            note=opts["note"] or None,
+            kind=kind,
+        )
+    else:
+        from .apology import prepare
+        from .clock import default_clock
+
+        missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
+        if missing:
+            raise click.UsageError(f"give FILE, or the facts: missing {', '.join(missing)}")
+        settings = obj.settings()
+        findings = list(prepare(settings, _facts(settings, opts), default_clock()()).findings)
+    _show_findings(findings)
+    if has_errors(findings):
+        sys.exit(int(ExitCode.REFUSED))
+
+
+@cli.command("call-script")
+@fact_options()
+@click.pass_obj
+@handle_errors
+def call_script_command(obj: Context, **opts: Any) -> None:
+    """Print what to say on the phone (call first, then email), and a voicemail version."""
+    from .callscript import call_script
+    from .clock import default_clock
+
+    settings = obj.settings()
+    click.echo(call_script(_facts(settings, opts), settings.sender, default_clock()()), nl=False)
 
 
 @cli.command()

@@ -126,12 +126,25 @@ def _split(name: str, text: str) -> Draft:
     return Draft(subject=subject, text=body, template=name)
 
 
-def _fmt_day(dt: datetime) -> str:
-    return f"{dt:%A} {dt.day} {dt:%B}"
+# British usage drops the comma CLDR puts after the weekday: "Thursday 3 December".
+_DAY_PATTERNS = {"en_GB": "EEEE d MMMM", "en_IE": "EEEE d MMMM"}
 
 
-def _fmt_when(dt: datetime, show_zone: bool) -> str:
-    when = f"{_fmt_day(dt)} at {dt:%H:%M}"
+def _fmt_day(dt: datetime, locale: str = "en_GB") -> str:
+    """'Tuesday 1 December' (en_GB), 'Tuesday, December 1' (en_US): Babel, because the
+    machine may have no system locales."""
+    from babel import Locale
+    from babel.dates import format_date
+
+    pattern = _DAY_PATTERNS.get(locale)
+    if pattern is None:
+        full = Locale.parse(locale).date_formats["full"].pattern  # e.g. "EEEE, MMMM d, y"
+        pattern = re.sub(r"[,\s.]*(?:'de'\s+)?\by+\b\.?|y+年", "", full).strip(" ,")
+    return format_date(dt, format=pattern, locale=locale)
+
+
+def _fmt_when(dt: datetime, show_zone: bool, locale: str = "en_GB") -> str:
+    when = f"{_fmt_day(dt, locale)} at {dt:%H:%M}"
     return f"{when} {dt.tzname()}" if show_zone else when
 
 
@@ -149,15 +162,15 @@ def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, 
     for slot in facts.free:
         a, b = _in_zone(slot.start, facts.interviewer_tz), _in_zone(slot.end, facts.interviewer_tz)
         zone = f" {a.tzname()}" if show_zone else ""
-        free_times.append(f"{_fmt_day(a)}, {a:%H:%M}–{b:%H:%M}{zone}")
+        free_times.append(f"{_fmt_day(a, sender.locale)}, {a:%H:%M}–{b:%H:%M}{zone}")
     return {
         **facts.extra,
         "situation": facts.situation,
         "interviewer": facts.interviewer,
         "company": facts.company,
         "role": facts.role,
-        "interview_when": _fmt_when(interview, show_zone),
-        "interview_date": _fmt_day(interview),
+        "interview_when": _fmt_when(interview, show_zone, sender.locale),
+        "interview_date": _fmt_day(interview, sender.locale),
         "interview_time": f"{interview:%H:%M}",
         "past": facts.interview <= now,
         "days_since": max(0, (now - facts.interview).days),
@@ -195,7 +208,7 @@ def compose_follow_up(
 ) -> Draft:
     v = variables(facts, sender, now)
     v["original_subject"] = original_subject
-    v["original_sent"] = _fmt_day(original_sent)
+    v["original_sent"] = _fmt_day(original_sent, sender.locale)
     return composer.render(FOLLOW_UP_TEMPLATE, v)
 
 

@@ -44,6 +44,7 @@ class SenderSettings:
     phone: str = ""
     signature: str = ""
     timezone: str = ""  # IANA name; empty means the machine's local zone
+    locale: str = "en_GB"  # how dates are written: "Tuesday 1 December" / "Tuesday, December 1"
 
 
 @dataclass(frozen=True)
@@ -236,14 +237,21 @@ def load_settings(
         provider = "generic"
     preset = PRESETS[provider]
 
-    s = r.table("sender", ("name", "address", "phone", "signature", "timezone"))
+    s = r.table("sender", ("name", "address", "phone", "signature", "timezone", "locale"))
     sender = SenderSettings(
         name=r.get(s, "sender", "name", str, "", required=True),
         address=r.get(s, "sender", "address", str, "", required=True),
         phone=r.get(s, "sender", "phone", str, ""),
         signature=r.get(s, "sender", "signature", str, ""),
         timezone=r.get(s, "sender", "timezone", str, ""),
+        locale=r.get(s, "sender", "locale", str, "en_GB"),
     )
+    try:
+        from babel import Locale
+
+        Locale.parse(sender.locale)
+    except (ValueError, TypeError, LookupError) as exc:
+        r.problem("sender.locale", f"unknown locale {sender.locale!r} ({exc}); use one like en_GB")
     if sender.address:
         _check_address(r, "sender.address", sender.address)
     if sender.timezone:

@@ -87,3 +87,9 @@ class SandboxError(MailerError):
     """The local sandbox mail server could not be started, stopped or found."""
 
     exit_code = ExitCode.FAILURE
+
+
+class RefusedError(MailerError):
+    """The apology check found errors: sending is refused unless forced."""
+
+    exit_code = ExitCode.REFUSED

@@ -6,6 +6,7 @@ interview, situation, note, free, interviewer_tz, interviewer_phone, cc, var.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -247,3 +248,24 @@ def _domain(value: str, what: str) -> str:
     ):
         raise InputError(f"{what}: {value!r} is not a domain name such as acme.example")
     return d
+
+
+def check_free_times(slots: Iterable[FreeSlot], now: datetime) -> list[str]:
+    """Refuse past or overlapping free times; return warnings (weekend times)."""
+    ordered = sorted(slots, key=lambda s: s.start)
+    warnings = []
+    for slot in ordered:
+        if slot.end <= now:
+            raise InputError(f"--free: {slot.start:%Y-%m-%d %H:%M}-{slot.end:%H:%M} is in the past")
+        if slot.start.weekday() >= 5:
+            warnings.append(
+                f"--free: {slot.start:%A %Y-%m-%d} is a weekend day; most "
+                "interviewers only meet on weekdays"
+            )
+    for a, b in itertools.pairwise(ordered):
+        if b.start < a.end:
+            raise InputError(
+                f"--free: {a.start:%Y-%m-%d %H:%M}-{a.end:%H:%M} overlaps "
+                f"{b.start:%Y-%m-%d %H:%M}-{b.end:%H:%M}; merge them"
+            )
+    return warnings

@@ -114,6 +114,14 @@ class Mailbox:
         )
         return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
 
+    def unselect(self) -> None:
+        """Leave the folder. STATUS on a selected folder answers from the session's stale view
+        (Dovecot does), so a scan must not stay in the folder it will ask about next time."""
+        if b"UNSELECT" in self._call("read capabilities", self.client.capabilities):
+            self._call("unselect", self.client.unselect_folder)
+        else:
+            self._call("close the folder", self.client.close_folder)  # read-only: no expunge
+
     def uids_after(self, last_uid: int) -> list[int]:
         # "n:*" always includes the highest UID, even when it is below n: filter it out.
         found = self._call("search", self.client.search, ["UID", f"{last_uid + 1}:*"])

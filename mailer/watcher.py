@@ -54,9 +54,31 @@ def _scan_folder(
         if validity == known[0] and uidnext - 1 <= known[1]:
             return []  # nothing new: no SELECT, no search
     uidvalidity, uidnext = box.select(folder)
+    try:
+        return _scan_selected(
+            settings, store, box, clock, folder, index, known, uidvalidity, uidnext
+        )
+    finally:
+        box.unselect()
+
+
+def _scan_selected(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    index: ThreadIndex,
+    known: tuple[int, int] | None,
+    uidvalidity: int,
+    uidnext: int,
+) -> list[Seen]:
     if known is not None and known[0] == uidvalidity:
-        uids = box.uids_after(known[1])
         last = known[1]
+        # UIDs only grow: the new ones lie between the last seen and UIDNEXT. Asking for the
+        # range directly saves a SEARCH; UIDs of expunged messages are simply not returned.
+        gap = uidnext - 1 - last
+        uids = list(range(last + 1, uidnext)) if 0 < gap <= 5000 else box.uids_after(last)
     else:
         # First look at this folder, or the server renumbered it: read back to the earliest
         # open thread instead of the whole folder.
@@ -67,8 +89,8 @@ def _scan_folder(
         sent = [t.sent_at for t in index.threads]
         uids = box.uids_since((min(sent) - timedelta(days=1)).date()) if sent else []
         last = max(uidnext - 1, 0)
-    results: list[Seen] = []
     headers = box.fetch_headers(uids)
+    results: list[Seen] = []
     for uid in sorted(headers):
         raw_headers, internaldate = headers[uid]
         received = _aware(internaldate) if internaldate else clock()
@@ -78,7 +100,7 @@ def _scan_folder(
         seen = _consider(settings, store, box, clock, folder, uidvalidity, uid, incoming, index)
         if seen is not None:
             results.append(seen)
-    new_last = max([last, *uids]) if uids else last
+    new_last = max([last, *headers]) if headers else last
     if known != (uidvalidity, new_last):
         store.set_folder_state(folder, uidvalidity, new_last)
     return results
