@@ -190,7 +190,7 @@ def urgency(interview: datetime, now: datetime, interviewer_phone: str = "") -> 
     hours_left = (interview - now).total_seconds() / 3600
     if hours_left < 24:
         return (
-            f"The interview is in {max(int(hours_left), 0)} hour(s): an email alone may not "
+            f"The interview is in {round(hours_left)} hour(s): an email alone may not "
             f"be read in time.{call}"
         )
     return None

@@ -1,0 +1,187 @@
+"""Apology craft in the commands: the check blocks bad text, timing advice, free times,
+the call script and locales."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailer.composer import Composer, compose_apology
+from mailer.config import SenderSettings
+from mailer.errors import InputError
+from mailer.facts import check_free_times, make_facts
+
+from .conftest import Stack, run_cli, send_args
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def fact_args(**extra: str) -> list[str]:
+    return [a for a in send_args(**extra)[1:] if a != "--yes"]
+
+
+def preview_args(**extra: str) -> list[str]:
+    return ["preview", *fact_args(**extra)]
+
+
+def test_preview_suggests_a_personal_note_only_when_none_is_given(workspace: Path) -> None:
+    """Verify the default templates get no findings except the note suggestion."""
+    bare = run_cli(workspace, *preview_args())
+    assert bare.returncode == 0, bare.stderr
+    assert "Apology check: 1 warning" in bare.stdout and "[personal-note]" in bare.stdout
+    noted = run_cli(workspace, *preview_args(note="I am recovered and keen to talk."))
+    assert "Apology check: no problems found" in noted.stdout
+
+
+@pytest.mark.integration
+def test_send_refuses_demanding_text_unless_forced(stack: Stack, workspace: Path) -> None:
+    """Verify an error from the check blocks the send (exit 6, nothing sent); --force sends."""
+    mark = stack.log_mark()
+    bad = send_args(company="Pushy Ltd", note="I expect you to reschedule ASAP.")
+    r = run_cli(workspace, *bad)
+    assert r.returncode == 6
+    assert "[demanding-tone]" in r.stdout
+    assert r.stderr.strip().splitlines() == [
+        "mailer: error: the apology check found errors (listed above); fix the text or pass --force"
+    ]
+    assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
+    forced = run_cli(workspace, *bad, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+
+
+def test_late_apology_and_last_minute_request_get_timing_advice(workspace: Path) -> None:
+    """Verify the urgency advice: late after 24 h; under a day before, call as well."""
+    late = run_cli(workspace, *send_args(interview="2026-11-22 10:00"), "--dry-run")
+    assert "This apology is late: the interview was 3 days ago" in late.stdout
+    soon = run_cli(
+        workspace,
+        *send_args(
+            interview="2026-11-25 20:00", situation="conflict", interviewer_phone="+44 20 7946 0000"
+        ),
+        "--dry-run",
+    )
+    assert "The interview is in 5 hour(s)" in soon.stdout and "Call +44 20 7946 0000" in soon.stdout
+    fresh = run_cli(workspace, *send_args(interview="2026-11-25 10:00"), "--dry-run")
+    assert "Timing:" not in fresh.stdout
+
+
+def test_lint_command_checks_a_file_and_exits_6_on_errors(workspace: Path, tmp_path: Path) -> None:
+    """Verify `mailer lint FILE` reports the rule and its fix, and fails on errors."""
+    text = tmp_path / "draft.txt"
+    text.write_text(
+        "Subject: Interview\n\nHi, it was not my fault, the traffic was terrible. "
+        "Reschedule ASAP.\n"
+    )
+    r = run_cli(workspace, "lint", str(text), "--company", "Acme", "--role", "Engineer")
+    assert r.returncode == 6
+    for rule in ("blame-shifting", "demanding-tone", "missing-thanks", "missing-interest"):
+        assert f"[{rule}]" in r.stdout
+    assert "fix:" in r.stdout
+    good = run_cli(workspace, "lint", *fact_args(note="I am well again."))
+    assert good.returncode == 0 and "no problems found" in good.stdout
+
+
+def test_call_script_has_every_element(workspace: Path) -> None:
+    """Verify the phone script: greeting, apology, reason, interest, times, thanks, voicemail."""
+    r = run_cli(workspace, "call-script", *fact_args(free="2026-12-01 09:00-12:00"))
+    assert r.returncode == 0, r.stderr
+    for part in (
+        "CALL SCRIPT",
+        "Greeting",
+        "Apolog",
+        "ill",
+        "Data Engineer",
+        "Acme",
+        "Tuesday 1 December, 09:00–12:00",
+        "Thank",
+        "VOICEMAIL",
+        "+44 7700 900123",
+    ):
+        assert part in r.stdout, part
+
+
+def test_send_reminds_to_call_when_the_number_is_known(stack: Stack, workspace: Path) -> None:
+    """Verify the reminder after sending, only with an interviewer phone number."""
+    r = run_cli(workspace, *send_args(company="Phone Co", interviewer_phone="+44 20 7946 0001"))
+    assert r.returncode == 0, r.stderr
+    assert "Now call Ana Ruiz on +44 20 7946 0001" in r.stdout
+
+
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=LONDON)
+
+
+def slots(*texts: str):
+    return make_facts(
+        situation="illness",
+        to="a@acme.example",
+        interviewer="A",
+        company="C",
+        role="R",
+        interview="2026-11-25 10:00",
+        tz=LONDON,
+        free=texts,
+    ).free
+
+
+def test_past_and_overlapping_free_times_are_refused() -> None:
+    """Verify a slot already over, and two that overlap, are errors."""
+    with pytest.raises(InputError, match="in the past"):
+        check_free_times(slots("2026-11-24 09:00-12:00"), NOW)
+    with pytest.raises(InputError, match="overlaps"):
+        check_free_times(slots("2026-12-01 09:00-12:00", "2026-12-01 11:00-13:00"), NOW)
+
+
+def test_weekend_free_times_warn() -> None:
+    """Verify a Saturday slot is accepted with a warning."""
+    warnings = check_free_times(slots("2026-11-28 09:00-12:00", "2026-11-30 09:00-12:00"), NOW)
+    assert len(warnings) == 1 and "Saturday 2026-11-28 is a weekend day" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("tz", "slot", "expected"),
+    [
+        # Across the end of summer time in Europe (25 October 2026).
+        ("Europe/Berlin", "2026-10-23 09:00-10:00", "Friday 23 October, 10:00–11:00 CEST"),
+        ("Europe/Berlin", "2026-10-26 09:00-10:00", "Monday 26 October, 10:00–11:00 CET"),
+        # West of UTC, and far east of it (the day changes).
+        ("America/New_York", "2026-12-03 15:00-16:00", "Thursday 3 December, 10:00–11:00 EST"),
+        ("Asia/Tokyo", "2026-12-03 16:00-17:00", "Friday 4 December, 01:00–02:00 JST"),
+    ],
+)
+def test_free_times_are_shown_in_the_interviewers_zone(tz: str, slot: str, expected: str) -> None:
+    """Verify DST and both sides of UTC, with the zone named."""
+    facts = make_facts(
+        situation="conflict",
+        to="a@acme.example",
+        interviewer="A",
+        company="C",
+        role="R",
+        interview="2026-12-10 10:00",
+        tz=LONDON,
+        interviewer_tz=tz,
+        free=[slot],
+    )
+    sender = SenderSettings(name="S", address="s@example.com")
+    text = compose_apology(Composer(), facts, sender, datetime(2026, 10, 1, tzinfo=LONDON)).text
+    assert expected in text
+
+
+def test_date_format_follows_the_configured_locale() -> None:
+    """Verify en_US writes 'Tuesday, December 1' where en_GB writes 'Tuesday 1 December'."""
+    facts = make_facts(
+        situation="illness",
+        to="a@acme.example",
+        interviewer="A",
+        company="C",
+        role="R",
+        interview="2026-11-24 10:00",
+        tz=LONDON,
+        free=["2026-12-01 09:00-10:00"],
+    )
+    us = SenderSettings(name="S", address="s@example.com", locale="en_US")
+    text = compose_apology(Composer(), facts, us, NOW).text
+    assert "Tuesday, November 24 at 10:00" in text and "Tuesday, December 1, 09:00–10:00" in text
