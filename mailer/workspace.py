@@ -20,6 +20,7 @@ address = "you@example.com"
 phone = ""                    # shown under your signature
 signature = ""                # defaults to your name; may span lines with \\n
 # timezone = "Europe/London"  # IANA zone for --interview and --free; default: this machine's
+# locale = "en_GB"            # how dates are written ("Thursday 3 December")
 
 [smtp]
 host = "smtp.example.com"
@@ -44,6 +45,15 @@ security = "ssl"
 # wait = "3 business days"    # or any duration: "45s", "2 hours", "1 week"
 # max_follow_ups = 1
 # holidays_country = ""       # e.g. "GB", "DE", "US": public holidays are not business days
+# window = "09:00-17:00"      # when follow-ups may go, in the interviewer's zone ("always")
+# window_days = "mon-fri"
+# quote_original = true       # quote the apology below the follow-up
+
+[watch]
+# folders = ["INBOX"]         # add "Junk" to look for replies in spam too
+# idle = true                 # IMAP IDLE: notice a reply within about a second
+# poll_interval = "60s"
+# notify = false              # email yourself when the interviewer replies
 
 [composer]
 # html = false                # also send an HTML alternative with the same text
