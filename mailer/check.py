@@ -21,6 +21,7 @@ from .errors import DeliveryError, InputError, MailerError
 from .facts import Facts
 from .followup import (
     AWAITING,
+    BOUNCED,
     CANCELLED,
     FAILED,
     FOLLOWED_UP,
@@ -169,6 +170,18 @@ def _send_one(
     thread: ThreadRow,
     session: SmtpSession | None,
 ) -> SmtpSession | None:
+    bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id)
+    if bounced_in is not None:
+        # No follow-up goes to an address that has bounced for good.
+        store.set_thread_state(
+            thread.id,
+            BOUNCED,
+            clock(),
+            "bounced",
+            {"bounce_reason": f"hard bounce: the address bounced in thread {bounced_in}"},
+            only_from=(AWAITING,),
+        )
+        return session
     composed = build_follow_up(settings, store, thread, clock())
     row_id = store.claim_follow_up(
         thread.id,

@@ -796,6 +796,50 @@ def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) 
     click.echo(f"{thread.recipient} answered thread {thread_id}.")
 
 
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            setattr(ctx.find_root().obj, name, value)
+            if name == "debug":
+                logging.getLogger().setLevel(logging.DEBUG)
+
+    return callback
+
+
+def _accept_global_options_everywhere(group: click.Group) -> None:
+    """`mailer send --debug` works as well as `mailer --debug send`."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_global_options_everywhere(command)
+            continue
+        command.params += [
+            click.Option(
+                ["--config"],
+                metavar="PATH",
+                expose_value=False,
+                callback=_remember("config"),
+                help="Config file (as for mailer).",
+            ),
+            click.Option(
+                ["--debug"],
+                is_flag=True,
+                expose_value=False,
+                callback=_remember("debug"),
+                help="Show tracebacks (never passwords).",
+            ),
+            click.Option(
+                ["--sandbox"],
+                is_flag=True,
+                expose_value=False,
+                callback=_remember("sandbox"),
+                help="Use the local sandbox.",
+            ),
+        ]
+
+
+_accept_global_options_everywhere(cli)
+
+
 def main() -> None:
     cli(prog_name="mailer")
 

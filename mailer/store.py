@@ -839,6 +839,21 @@ class Store:
             self._event(c, thread_id, now, "claimed", f"follow-up {message_id} queued")
         return row_id
 
+    def hard_bounced(self, recipient: str, other_than: int) -> int | None:
+        """Another thread whose mail to this address bounced for good, if any."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = c.execute(
+                text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
+                        AND state = 'bounced' AND id != :t"""),
+                {"r": recipient.lower(), "t": other_than},
+            ).all()
+        for tid, detail in rows:
+            if json.loads(detail).get("bounce_reason", "").startswith("hard"):
+                return int(tid)
+        return None
+
     def due_threads(self, now: datetime) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due."""
         from sqlalchemy import text

@@ -369,3 +369,38 @@ def test_in_doubt_is_settled_from_sent_where_the_provider_files_it(pair: Pair) -
     s = status(pair, thread)
     assert s["state"] == "awaiting_reply", s
     assert any("found in Sent" in (e["detail"] or "") for e in s["events"])
+
+
+def test_no_follow_up_to_an_address_that_bounced_in_another_thread(pair: Pair) -> None:
+    """Verify a hard bounce on one thread stops follow-ups to that address everywhere."""
+    first, _ = send(pair)
+    r = run_cli(
+        pair.ws,
+        "send",
+        "--situation",
+        "transport",
+        "--to",
+        pair.interviewer,
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        "Second Co",
+        "--role",
+        "Engineer",
+        "--interview",
+        "2026-11-24 10:00",
+        "--yes",
+        env={"MAILER_NOW": T0.isoformat()},
+    )
+    assert r.returncode == 0, r.stderr
+    second_root = re.search(r"Message-ID (<[^>]+>)", r.stdout).group(1)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    store.set_thread_state(
+        first, "bounced", T0, "bounced", {"bounce_reason": "hard bounce 5.1.1: user unknown"}
+    )
+    report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
+    assert report.sent == []
+    (second,) = [t for t in store.threads() if t.id != first]
+    assert second.state == "bounced" and f"thread {first}" in second.detail["bounce_reason"]
+    assert pair.follow_ups_received(second_root) == []
