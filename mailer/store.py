@@ -405,10 +405,6 @@ class Store:
             {"t": thread_id, "at": now.isoformat(), "k": kind, "d": detail},
         )
 
-    def log_event(self, thread_id: int, now: datetime, kind: str, detail: str) -> None:
-        with self.tx() as c:
-            self._event(c, thread_id, now, kind, detail)
-
     # --- the message life cycle ---------------------------------------------------------
 
     def mark_submitting(self, message_row_id: int, now: datetime) -> None:
@@ -548,64 +544,33 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def threads(self) -> list[ThreadRow]:
+    def _rows(self, sql: str, **params: Any) -> list[Any]:
+        """One read in its own transaction."""
         from sqlalchemy import text
 
         with self.tx() as c:
-            rows = c.execute(text("SELECT * FROM threads ORDER BY id")).mappings().all()
-        return [_thread(r) for r in rows]
+            return list(c.execute(text(sql), params).mappings().all())
+
+    def threads(self) -> list[ThreadRow]:
+        return [_thread(r) for r in self._rows("SELECT * FROM threads ORDER BY id")]
 
     def thread(self, thread_id: int) -> ThreadRow | None:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            row = (
-                c.execute(text("SELECT * FROM threads WHERE id = :id"), {"id": thread_id})
-                .mappings()
-                .first()
-            )
-        return _thread(row) if row else None
+        rows = self._rows("SELECT * FROM threads WHERE id = :id", id=thread_id)
+        return _thread(rows[0]) if rows else None
 
     def messages(self, thread_id: int) -> list[MessageRow]:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("SELECT * FROM messages WHERE thread_id = :t ORDER BY id"),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .all()
-            )
-        return [_message(r) for r in rows]
+        sql = "SELECT * FROM messages WHERE thread_id = :t ORDER BY id"
+        return [_message(r) for r in self._rows(sql, t=thread_id)]
 
     def message(self, message_row_id: int) -> MessageRow:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            row = (
-                c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id})
-                .mappings()
-                .first()
-            )
-        if row is None:
+        rows = self._rows("SELECT * FROM messages WHERE id = :id", id=message_row_id)
+        if not rows:
             raise StateError(f"message {message_row_id} not found in the state store")
-        return _message(row)
+        return _message(rows[0])
 
     def events(self, thread_id: int) -> list[dict[str, Any]]:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+        sql = "SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"
+        return [dict(r) for r in self._rows(sql, t=thread_id)]
 
     # --- the watcher's bookkeeping ----------------------------------------------------
 
@@ -637,13 +602,8 @@ class Store:
         return ThreadIndex(our_ids=ours, threads=threads)
 
     def folder_state(self, folder: str) -> tuple[int, int] | None:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            row = c.execute(
-                text("SELECT uidvalidity, last_uid FROM folders WHERE folder = :f"), {"f": folder}
-            ).first()
-        return (int(row[0]), int(row[1])) if row else None
+        rows = self._rows("SELECT uidvalidity, last_uid FROM folders WHERE folder = :f", f=folder)
+        return (int(rows[0]["uidvalidity"]), int(rows[0]["last_uid"])) if rows else None
 
     def set_folder_state(self, folder: str, uidvalidity: int, last_uid: int) -> None:
         from sqlalchemy import text
@@ -854,80 +814,30 @@ class Store:
                 return int(tid)
         return None
 
+    def _open_dues(self) -> list[tuple[ThreadRow, datetime]]:
+        """Open threads with a next step, and when it is due (compared as instants: the
+        stored times carry different offsets)."""
+        rows = self._rows(
+            """SELECT * FROM threads WHERE state IN (:a, 'followed_up')
+               AND follow_up_due IS NOT NULL""",
+            a=ACTIVE,
+        )
+        threads = [_thread(r) for r in rows]
+        return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
+
     def due_threads(self, now: datetime) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due."""
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("""SELECT * FROM threads WHERE state IN (:a, 'followed_up')
-                        AND follow_up_due IS NOT NULL ORDER BY follow_up_due"""),
-                    {"a": ACTIVE},
-                )
-                .mappings()
-                .all()
-            )
-        return [
-            t
-            for t in (_thread(r) for r in rows)
-            if t.follow_up_due and datetime.fromisoformat(t.follow_up_due) <= now
-        ]
+        return [t for t, due in sorted(self._open_dues(), key=lambda p: p[1]) if due <= now]
 
     def next_due(self) -> datetime | None:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = c.execute(
-                text("""SELECT follow_up_due FROM threads WHERE state IN (:a, 'followed_up')
-                        AND follow_up_due IS NOT NULL"""),
-                {"a": ACTIVE},
-            ).all()
-        dues = [datetime.fromisoformat(r[0]) for r in rows]
+        dues = [due for _, due in self._open_dues()]
         return min(dues) if dues else None
 
     def unsettled_messages(self) -> list[MessageRow]:
         """Messages whose fate is unknown: in doubt, or submitting by a process that is gone."""
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("SELECT * FROM messages WHERE state IN (:s, :d) ORDER BY id"),
-                    {"s": SUBMITTING, "d": IN_DOUBT},
-                )
-                .mappings()
-                .all()
-            )
-        return [m for m in (_message(r) for r in rows) if m.shown_state == "in doubt"]
-
-    def queued_follow_ups(self) -> list[MessageRow]:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("SELECT * FROM messages WHERE kind = 'follow_up' AND state = :q"),
-                    {"q": QUEUED},
-                )
-                .mappings()
-                .all()
-            )
-        return [_message(r) for r in rows]
-
-    def incoming(self, thread_id: int) -> list[dict[str, Any]]:
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("SELECT * FROM incoming WHERE thread_id = :t ORDER BY id"),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+        sql = "SELECT * FROM messages WHERE state IN (:s, :d) ORDER BY id"
+        rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT)
+        return [m for m in map(_message, rows) if m.shown_state == "in doubt"]
 
     def close(self) -> None:
         self.engine.dispose()
