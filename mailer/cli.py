@@ -37,7 +37,10 @@ class Context:
         if self.sandbox:
             ws = self.workspace_hint()
             sdir = sandbox_dir(ws)
-            if running_sandbox(ws) is None:
+            # Reading sandbox history works while it is stopped; talking to it does not.
+            if running_sandbox(ws) is None and (
+                need_secrets or not (sdir / "config" / "mailer.toml").exists()
+            ):
                 raise MailerError(
                     "the sandbox is not running", hint="start it with 'mailer sandbox start'"
                 )
@@ -81,6 +84,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("mailer: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`mailer status | head`): stop quietly, as Unix tools do.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Exception as exc:
@@ -291,6 +300,11 @@ def send(obj: Context, yes: bool, dry_run: bool, force: bool, again: bool, **opt
     clock = default_clock()
     settings = obj.settings(need_secrets=not dry_run)
     prepared = apology.prepare(settings, _facts(settings, opts), clock())
+    store = None
+    if not dry_run:
+        store = obj.store(settings)
+        if not again:  # before showing anything: there is nothing to confirm
+            apology.check_duplicate(store, prepared.facts, clock())
     _show(prepared)
     from .callscript import urgency
     from .lint import has_errors
@@ -302,12 +316,9 @@ def send(obj: Context, yes: bool, dry_run: bool, force: bool, again: bool, **opt
         raise RefusedError(
             "the apology check found errors (listed above); fix the text or pass --force"
         )
-    if dry_run:
+    if dry_run or store is None:
         click.echo("\n(dry run: nothing was sent)")
         return
-    store = obj.store(settings)
-    if not again:
-        apology.check_duplicate(store, prepared.facts, clock())
     if not yes:
         if not sys.stdin.isatty():
             raise InputError("refusing to send without --yes: there is no terminal to confirm on")
@@ -673,7 +684,11 @@ def init(directory: Path) -> None:
     """Create a workspace: config/mailer.toml, templates/ and .env. Never overwrites."""
     from .workspace import init_workspace
 
-    for outcome, path in init_workspace(directory):
+    try:
+        created = init_workspace(directory)
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot create the workspace: {exc.strerror}") from None
+    for outcome, path in created:
         click.echo(f"{outcome:<8} {path}")
     click.echo(
         "\nNext steps:\n"
@@ -750,7 +765,10 @@ def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
     info = running_sandbox(obj.workspace_hint())
     if info is None:
         raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
-    for raw in read_inbox(info, user):
+    messages = read_inbox(info, user)
+    if not messages:
+        click.echo(f"(no messages for {user})")
+    for raw in messages:
         if full:
             click.echo(raw.decode("utf-8", "replace"))
             click.echo("-" * 72)
@@ -793,7 +811,8 @@ def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) 
         subject = f"Out of Office: {thread.subject}"
         text = "I am out of the office with limited access to email and will reply on my return."
     send_as(info, thread.recipient, settings.sender.address, subject, text, headers)
-    click.echo(f"{thread.recipient} answered thread {thread_id}.")
+    what = "sent an out-of-office reply to" if out_of_office else "answered"
+    click.echo(f"{thread.recipient} {what} thread {thread_id}.")
 
 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:

@@ -22,11 +22,10 @@ from zoneinfo import ZoneInfo
 from .addresses import check_header_value
 from .config import SenderSettings
 from .errors import InputError, TemplateError
+from .facts import PLACEHOLDER as _PLACEHOLDER
 from .facts import SITUATIONS, Facts
 
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
-# "[Your Name]", "[Company]": the marks of a template copied from the web and not filled in.
-_PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
 # Python's header folder leaves a space before a folded encoded word, which readers show as a
 # double space. Headers are written unfolded up to RFC 5322's 998-octet limit instead; the body
 # is encoded (at 76 columns) before this policy is applied.

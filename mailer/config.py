@@ -254,6 +254,15 @@ def load_settings(
         r.problem("sender.locale", f"unknown locale {sender.locale!r} ({exc}); use one like en_GB")
     if sender.address:
         _check_address(r, "sender.address", sender.address)
+    # What 'mailer init' writes must never reach an interviewer.
+    for key, value, placeholder in (
+        ("sender.name", sender.name, "Your Name"),
+        ("sender.address", sender.address, "you@example.com"),
+    ):
+        if value.strip().lower() == placeholder.lower():
+            r.problem(
+                key, f"still {placeholder!r}, the example written by 'mailer init'; put in your own"
+            )
     if sender.timezone:
         _check_timezone(r, "sender.timezone", sender.timezone)
 
@@ -396,6 +405,13 @@ def _server(
         if key not in known:
             r.problem(f"{name}.{key}", "unknown setting")
     host = r.get(t, name, "host", str, "", required=True)
+    if host in ("smtp.example.com", "imap.example.com"):
+        r.problem(
+            f"{name}.host",
+            f"still {host!r}, the example written by 'mailer init'; "
+            "put in your provider's server (for Gmail, delete the host, port and security "
+            'lines and set provider = "gmail")',
+        )
     security = r.get(t, name, "security", str, "ssl" if name == "imap" else "starttls")
     if security not in SECURITY_MODES:
         r.problem(
@@ -440,11 +456,12 @@ def _is_loopback(host: str) -> bool:
 
 def _check_address(r: _Reader, key: str, value: str) -> None:
     from .addresses import validate_address
+    from .errors import InputError
 
     try:
-        validate_address(value, allow_test_domains=True)
-    except Exception as exc:  # InputError: reported as a config problem here
-        r.problem(key, str(exc))
+        validate_address(value, allow_test_domains=True, what=key)
+    except InputError as exc:
+        r.problems.append(f"{r.path}: {exc}")
 
 
 def _check_timezone(r: _Reader, key: str, value: str) -> None:

@@ -52,6 +52,8 @@ RESERVED_VARS = frozenset(
         "original_sent",
     }
 )
+# "[Your Name]", "[Company]": the marks of a template copied from the web and not filled in.
+PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
 _WHEN = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*$")
 _SLOT = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})\s*$")
 
@@ -213,6 +215,16 @@ def make_facts(
     for name, value in (("interviewer", interviewer), ("company", company), ("role", role)):
         if not value.strip():
             raise InputError(f"{prefix}{name}: must not be empty")
+    for name, value in (
+        ("interviewer", interviewer),
+        ("company", company),
+        ("role", role),
+        ("note", note),
+    ):
+        if m := PLACEHOLDER.search(value):
+            raise InputError(
+                f"{prefix}{name}: {m.group(0)!r} is a placeholder; write the real value"
+            )
     if "\r" in note:
         raise InputError(f"{prefix}note: contains a carriage return")
     if interviewer_tz:

@@ -407,8 +407,9 @@ def word_count(text: str) -> int:
 def _finding(rule_id: str, message: str, excerpt: str = "", **fill: str) -> Finding:
     rule = RULES[rule_id]
     fix = rule.fix
+    # Unknown facts read as "<role>" / "<company>" so the suggestion never says "role role".
     for key, value in fill.items():
-        fix = fix.replace("{" + key + "}", value or key)
+        fix = fix.replace("{" + key + "}", value or f"<{key}>")
     return Finding(rule_id, rule.severity, message, fix, _trim(excerpt))
 
 

@@ -444,6 +444,9 @@ def start_sandbox(workspace: Path) -> StackInfo:
     info = stack.start()
     sdir = sandbox_dir(workspace)
     sdir.mkdir(parents=True, exist_ok=True)
+    # Each start is a fresh sandbox: its mail is gone, so its threads go too.
+    for name in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock"):
+        (sdir / name).unlink(missing_ok=True)
     os.chmod(sdir, 0o700)
     shutil.copy(info.ca_file, sdir / "ca.pem")
     sender = f"you@{SANDBOX_DOMAIN}"
@@ -537,12 +540,13 @@ def send_as(
     import smtplib
     import ssl
     from email.message import EmailMessage
+    from email.policy import SMTP
     from email.utils import formatdate, make_msgid
 
     password = info.users.get(user.lower())
     if password is None:
         raise SandboxError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
-    msg = EmailMessage()
+    msg = EmailMessage(policy=SMTP.clone(max_line_length=998))  # no folded subject
     msg["From"] = user
     msg["To"] = to
     msg["Subject"] = subject

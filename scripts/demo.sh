@@ -46,7 +46,7 @@ step "1. mailer --sandbox send: the apology for yesterday's missed interview"
 mailer --sandbox send --situation illness --to interviewer@sandbox.test \
   --interviewer "Ana Ruiz" --company "Acme" --role "Data Engineer" \
   --interview "$yesterday 10:00" --free "$(date -d '+5 days' +%F) 09:00-12:00" \
-  --note "I have kept every afternoon this week free, in case one suits you." --yes
+  --note "I am fully recovered, and I have kept next week's mornings free in case one suits you." --yes
 step "The interviewer's inbox (read over IMAP, as a mail client would)"
 mailer sandbox inbox interviewer@sandbox.test
 
@@ -62,9 +62,10 @@ mailer --sandbox send --situation transport --to recruiter@sandbox.test \
   --interview "$yesterday 15:00" --yes | tail -n 3
 mailer sandbox reply 2 --text "No problem - does Thursday at 10:00 work?"
 wait_for "replied" 2
+echo "The daemon saw the reply: thread 2 is replied, and its follow-up will never be sent."
 
 step "4. mailer --sandbox status"
 mailer --sandbox status
 step "What the daemon decided"
 grep -E "follow-up|replied|human" daemon.log | sed 's/^[0-9-]* [0-9:,]* //'
-step "Done. The sandbox stops on exit; run 'mailer sandbox start' in a workspace to keep one."
+step "Done. The sandbox stops on exit; the workspace stays in $ws."

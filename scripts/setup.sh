@@ -22,7 +22,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-echo "setup: installing mailer and its dependencies into .venv"
-.venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -vE "is ignored|^\s*$" || true
+echo "setup: installing mailer and its dependencies into .venv (log: .venv/setup.log)"
+# pip's own chatter goes to a log; it is shown only if the install fails.
+if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+       .venv/bin/python -m pip install -q -e '.[dev]'; } > .venv/setup.log 2>&1; then
+  cat .venv/setup.log >&2
+  echo "setup: pip install failed (see above)" >&2
+  exit 1
+fi
 .venv/bin/mailer --version

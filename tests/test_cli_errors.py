@@ -93,7 +93,7 @@ CASES = [
         "plain-remote",
         edit_config(
             'host = "{host}"\nport = {smtp_port}\nsecurity = "starttls"',
-            'host = "smtp.example.com"\nport = 25\nsecurity = "plain"',
+            'host = "mail.acme.example"\nport = 25\nsecurity = "plain"',
         ),
         [],
         "smtp.security",
@@ -105,8 +105,19 @@ CASES = [
         "needs OAuth2",
     ),
     ("missing-template-field", template_override, [], "illness.txt.j2: 'hobby' is undefined"),
-    ("leftover-placeholder", None, ["--note", "Best, [Your Name]"], "placeholder '[Your Name]'"),
+    (
+        "leftover-placeholder",
+        None,
+        ["--note", "Best, [Your Name]"],
+        "--note: '[Your Name]' is a placeholder",
+    ),
     ("invalid-address", None, ["--to", "ana.ruiz@@acme"], "--to: invalid email address"),
+    (
+        "placeholder-fact",
+        None,
+        ["--interviewer", "[Interviewer Name]"],
+        "--interviewer: '[Interviewer Name]' is a placeholder",
+    ),
     (
         "crlf-in-header",
         None,

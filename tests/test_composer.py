@@ -107,12 +107,22 @@ def test_workspace_template_overrides_default_file_by_file(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    "note", ["Kind regards, [Your Name]", "See you at [Company]", "Hi {{ name }}"]
+    "line", ["Kind regards, [Your Name]", "See you at [Company]", "Hi {{ '{{' }} name }}"]
 )
-def test_leftover_placeholder_is_refused(note: str) -> None:
+def test_leftover_placeholder_in_a_template_is_refused(tmp_path: Path, line: str) -> None:
     """Verify '[Your Name]'-style placeholders and raw template markup never go out."""
+    (tmp_path / "illness.txt.j2").write_text(
+        f"Subject: Sorry\n\nDear {{{{ interviewer }}}},\n{line}\n"
+    )
     with pytest.raises(TemplateError, match=r"placeholder|markup"):
-        compose_apology(Composer(), facts(note=note), SENDER, AFTER)
+        compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
+
+
+@pytest.mark.parametrize("field", ["note", "interviewer", "company", "role"])
+def test_placeholder_in_a_fact_names_the_option(field: str) -> None:
+    """Verify a bracket placeholder typed as a fact is refused before composing."""
+    with pytest.raises(InputError, match=f"--{field}: '\\[Your Name\\]' is a placeholder"):
+        facts(**{field: "[Your Name]"})
 
 
 def test_lowercase_brackets_in_a_note_are_fine() -> None:

@@ -113,3 +113,43 @@ def test_sandbox_without_root_or_dovecot_says_what_to_do(monkeypatch: pytest.Mon
     with pytest.raises(SandboxError, match="needs Dovecot") as info:
         sandbox.check_prerequisites()
     assert "apt-get install -y dovecot-imapd dovecot-lmtpd" in (info.value.hint or "")
+
+
+def test_unedited_init_config_never_sends_as_your_name(tmp_path: Path) -> None:
+    """Verify the examples 'mailer init' writes are refused until replaced."""
+    assert run_cli(tmp_path, "init", ".").returncode == 0
+    r = run_cli(
+        tmp_path,
+        "preview",
+        "--situation",
+        "illness",
+        "--to",
+        "a@acme.example",
+        "--interviewer",
+        "Ana",
+        "--company",
+        "Acme",
+        "--role",
+        "R",
+        "--interview",
+        "2026-11-25 10:00",
+    )
+    assert r.returncode == 3
+    assert "sender.name: still 'Your Name'" in r.stderr
+    assert "smtp.host: still 'smtp.example.com'" in r.stderr
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """Verify `mailer situations | head -1` ends without an error message."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        f"{sys.executable} -m mailer.cli situations | head -c 1 >/dev/null; "
+        f"{sys.executable} -m mailer.cli --help | head -c 1 >/dev/null",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert "Error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
