@@ -170,7 +170,8 @@ def _send_one(
     thread: ThreadRow,
     session: SmtpSession | None,
 ) -> SmtpSession | None:
-    bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id)
+    sent_at = datetime.fromisoformat(thread.sent_at) if thread.sent_at else clock()
+    bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id, since=sent_at)
     if bounced_in is not None:
         # No follow-up goes to an address that has bounced for good.
         store.set_thread_state(
@@ -178,7 +179,7 @@ def _send_one(
             BOUNCED,
             clock(),
             "bounced",
-            {"bounce_reason": f"hard bounce: the address bounced in thread {bounced_in}"},
+            {"bounce_reason": f"the address bounced for good in thread {bounced_in}"},
             only_from=(AWAITING,),
         )
         return session
@@ -333,15 +334,23 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         now = clock()
         store.mark_sent(m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now))
         return f"{m.kind} {m.message_id} recorded as sent"
-    store.requeue(m.id, clock(), "resend requested by you")
+    wanted = AWAITING if m.kind == "follow_up" else "sending"
+    if thread.state != wanted:
+        raise InputError(
+            f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
+            "is not sent again",
+            hint="use --sent if it did arrive; 'mailer status ID --explain' shows what happened",
+        )
+    # Connect first: if that fails, the message simply stays in doubt.
     with SmtpSession(settings.smtp, retries=settings.retries) as session:
+        store.requeue(m.id, clock(), "resend requested by you")
         try:
             reply = apology.submit(store, session, m.id, clock)
-        except InDoubtError as exc:
-            store.mark_in_doubt(m.id, clock(), str(exc))
-            raise
         except DeliveryError as exc:
-            store.mark_failed(m.id, clock(), str(exc))
+            if exc.kind in ("recipient", "permanent"):
+                store.mark_failed(m.id, clock(), str(exc))
+            else:  # not known to be refused: it stays in doubt, as the original may have arrived
+                store.mark_in_doubt(m.id, clock(), f"resend did not complete: {exc}")
             raise
     now = clock()
     store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from .errors import ExitCode, InputError, MailerError, RefusedError
+from .store import safe_url
 
 
 @dataclass
@@ -271,7 +272,7 @@ def preview(obj: Context, follow_up: int | None, **opts: Any) -> None:
         store = obj.store(settings)
         thread = store.thread(follow_up)
         if thread is None:
-            raise InputError(f"no thread {follow_up} in {settings.state_url}")
+            raise InputError(f"no thread {follow_up} in {safe_url(settings.state_url)}")
         _show_raw(build_follow_up(settings, store, thread, now))
         return
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
@@ -396,7 +397,7 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
         return
     t = store.thread(thread_id)
     if t is None:
-        raise InputError(f"no thread {thread_id} in {settings.state_url}")
+        raise InputError(f"no thread {thread_id} in {safe_url(settings.state_url)}")
     msgs = store.messages(t.id)
     if as_json:
         click.echo(

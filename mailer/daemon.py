@@ -19,7 +19,7 @@ from .clock import Clock
 from .config import ImapSettings, Settings
 from .errors import MailerError
 from .mailbox import Mailbox
-from .store import Store
+from .store import Store, safe_url
 
 log = logging.getLogger("mailer.daemon")
 JOB_ID = "check"
@@ -72,6 +72,8 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
                     break
         if not stop.is_set():
             _wake_at_next_due(scheduler, store)
+            if again.is_set():  # woken between the last check and releasing the lock
+                wake(scheduler)
 
     def wake_now() -> None:
         again.set()
@@ -96,7 +98,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         "daemon started: polling every %gs%s; state %s",
         settings.watch.poll_seconds,
         ", IDLE on INBOX" if settings.watch.idle else "",
-        settings.state_url,
+        safe_url(settings.state_url),
     )
     watcher = None
     if settings.watch.idle:
@@ -128,12 +130,17 @@ def wake(scheduler) -> None:  # type: ignore[no-untyped-def]
 
 
 def _wake_at_next_due(scheduler, store: Store) -> None:  # type: ignore[no-untyped-def]
-    due = store.next_due()
+    """Run the next pass when the next follow-up falls due, if that is before the next poll.
+
+    Only a due time still ahead counts: one already past but not sendable (in doubt, outside
+    the window, SMTP down) must wait for the regular poll, or passes would run back to back.
+    """
+    due = store.next_due(after=datetime.now(UTC))
     job = scheduler.get_job(JOB_ID)
     if due is None or job is None or job.next_run_time is None:
         return
     if due < job.next_run_time:
-        scheduler.modify_job(JOB_ID, next_run_time=max(due, datetime.now(UTC)))
+        scheduler.modify_job(JOB_ID, next_run_time=due)
 
 
 class IdleWatcher:

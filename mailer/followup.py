@@ -185,7 +185,8 @@ def decide(
             "bounced",
             {
                 "bounce_reason": f"{subtype or 'hard'} bounce"
-                f"{f' {status}' if status else ''}: {reason}"
+                f"{f' {status}' if status else ''}: {reason}",
+                "bounced_at": received.isoformat(),
             },
             stop_follow_ups=True,
         )

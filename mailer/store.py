@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,23 +168,52 @@ class ThreadRow:
     detail: dict[str, Any]
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str:
+    """When the process started (clock ticks since boot), so a reused PID is told apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "-"
+    return stat.rpartition(")")[2].split()[19]
+
+
 def owner_token() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who is working on a message: host, boot, PID and the PID's start time."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_time(pid)}"
 
 
 def _owner_alive(owner: str | None) -> bool:
+    """Whether the process that marked a message is still running (so it is not abandoned).
+
+    After a reboot the PID may belong to another program; the boot id and start time in the
+    token tell them apart.
+    """
     if not owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    parts = owner.split(":")
+    if len(parts) != 4:
+        return False  # an older or foreign token: treat the work as abandoned
+    host, boot, pid_text, started = parts
     if host != socket.gethostname():
         return True  # cannot tell for another machine: assume it is still working
+    if boot != _boot_id():
+        return False
     try:
-        os.kill(int(pid), 0)
+        pid = int(pid_text)
+        os.kill(pid, 0)
     except (ProcessLookupError, ValueError):
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _start_time(pid) == started
 
 
 def dedupe_key(recipient: str, company: str, interview_at: datetime) -> str:
@@ -225,7 +254,7 @@ class Store:
         except StateError:
             raise
         except Exception as exc:
-            raise StateError(f"{_safe_url(url)}: cannot open the state store: {exc}") from None
+            raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
 
     @contextmanager
     def tx(self) -> Iterator[Any]:
@@ -242,7 +271,7 @@ class Store:
                 version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StateError(
-                    f"{_safe_url(self.url)}: schema version {version} is newer than this mailer "
+                    f"{safe_url(self.url)}: schema version {version} is newer than this mailer "
                     f"understands ({SCHEMA_VERSION}); upgrade mailer"
                 )
             for step in range(version, SCHEMA_VERSION):
@@ -489,7 +518,7 @@ class Store:
 
         with self.tx() as c:
             row = self._move_in(
-                c, message_row_id, (SUBMITTING, IN_DOUBT), IN_DOUBT, now, "failed_at"
+                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), IN_DOUBT, now, "failed_at"
             )
             c.execute(
                 text("UPDATE messages SET error = :e WHERE id = :id"),
@@ -799,8 +828,9 @@ class Store:
             self._event(c, thread_id, now, "claimed", f"follow-up {message_id} queued")
         return row_id
 
-    def hard_bounced(self, recipient: str, other_than: int) -> int | None:
-        """Another thread whose mail to this address bounced for good, if any."""
+    def hard_bounced(self, recipient: str, other_than: int, since: datetime) -> int | None:
+        """Another thread whose mail to this address bounced for good after ``since`` (this
+        thread's send): a bounce from before it says nothing about the address now."""
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -810,7 +840,13 @@ class Store:
                 {"r": recipient.lower(), "t": other_than},
             ).all()
         for tid, detail in rows:
-            if json.loads(detail).get("bounce_reason", "").startswith("hard"):
+            d = json.loads(detail)
+            at = d.get("bounced_at")
+            if (
+                d.get("bounce_reason", "").startswith("hard")
+                and at
+                and (datetime.fromisoformat(at) >= since - timedelta(minutes=5))
+            ):
                 return int(tid)
         return None
 
@@ -829,8 +865,8 @@ class Store:
         """Threads whose next step (a follow-up, or closing as no answer) is due."""
         return [t for t, due in sorted(self._open_dues(), key=lambda p: p[1]) if due <= now]
 
-    def next_due(self) -> datetime | None:
-        dues = [due for _, due in self._open_dues()]
+    def next_due(self, after: datetime | None = None) -> datetime | None:
+        dues = [due for _, due in self._open_dues() if after is None or due > after]
         return min(dues) if dues else None
 
     def unsettled_messages(self) -> list[MessageRow]:
@@ -853,6 +889,10 @@ def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
             shown = m.shown_state
             unsettled = shown if m.kind == "apology" else f"follow-up {shown}"
     follow_ups = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
+    if unsettled and thread.state not in ("sending", ACTIVE, "followed_up"):
+        # A closing event (a reply, a bounce) matters more than the message still in doubt.
+        closed = describe(thread.state, thread.detail, thread.follow_up_due)
+        return f"{closed} ({unsettled})"
     return describe(
         thread.state,
         thread.detail,
@@ -887,7 +927,7 @@ def _prepare_sqlite_file(path: Path) -> None:
         path.chmod(0o600)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without a password, for messages."""
     from sqlalchemy.engine import make_url
 

@@ -397,10 +397,58 @@ def test_no_follow_up_to_an_address_that_bounced_in_another_thread(pair: Pair) -
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
     store.set_thread_state(
-        first, "bounced", T0, "bounced", {"bounce_reason": "hard bounce 5.1.1: user unknown"}
+        first,
+        "bounced",
+        T0,
+        "bounced",
+        {
+            "bounce_reason": "hard bounce 5.1.1: user unknown",
+            "bounced_at": (T0 + timedelta(minutes=1)).isoformat(),
+        },
     )
     report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
     assert report.sent == []
     (second,) = [t for t in store.threads() if t.id != first]
     assert second.state == "bounced" and f"thread {first}" in second.detail["bounce_reason"]
     assert pair.follow_ups_received(second_root) == []
+
+    assert pair.follow_ups_received(second_root) == []
+
+
+def test_an_old_bounce_does_not_stop_a_later_thread(pair: Pair) -> None:
+    """Verify a hard bounce from before this thread was sent does not block its follow-up."""
+    first, _ = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    store.set_thread_state(
+        first,
+        "bounced",
+        T0,
+        "bounced",
+        {
+            "bounce_reason": "hard bounce 5.1.1: user unknown",
+            "bounced_at": (T0 - timedelta(days=30)).isoformat(),
+        },
+    )
+    r = run_cli(
+        pair.ws,
+        "send",
+        "--situation",
+        "transport",
+        "--to",
+        pair.interviewer,
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        "Later Co",
+        "--role",
+        "Engineer",
+        "--interview",
+        "2026-11-24 10:00",
+        "--yes",
+        env={"MAILER_NOW": T0.isoformat()},
+    )
+    root = re.search(r"Message-ID (<[^>]+>)", r.stdout).group(1)
+    report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
+    assert len(report.sent) == 1
+    assert len(pair.follow_ups_received(root)) == 1
