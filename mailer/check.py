@@ -64,16 +64,19 @@ def run_check(
     except MailerError as exc:
         # Never assume there was no reply just because the server is down.
         report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
-        log.warning("%s", report.problems[-1])
         return report
     try:
-        report.seen = scan(settings, store, box, clock)
+        try:
+            report.seen = scan(settings, store, box, clock)
+        except MailerError as exc:
+            report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+            return report
         notify_replies(settings, report.seen, smtp)
-        settle_in_doubt(settings, store, box, clock, report)
+        try:
+            settle_in_doubt(settings, store, box, clock, report)
+        except MailerError as exc:  # settling can wait; due follow-ups should not
+            report.problems.append(f"could not settle in-doubt messages: {exc}")
         send_due(settings, store, box, clock, report, smtp)
-    except MailerError as exc:
-        report.problems.append(str(exc))
-        log.warning("%s", exc)
     finally:
         box.close()
     return report
@@ -154,7 +157,15 @@ def send_due(
                     f"thread {thread.id}: due, waiting for the sending window ({when:%a %H:%M %Z})"
                 )
                 continue
-            session = _send_one(settings, store, box, clock, report, smtp, thread, session)
+            try:
+                session = _send_one(settings, store, box, clock, report, smtp, thread, session)
+            except MailerError as exc:
+                # One thread's trouble (a template error, a lost connection) must not hold
+                # back the others; anything claimed stays queued for the next pass.
+                report.problems.append(f"thread {thread.id}: follow-up not sent this time: {exc}")
+                if session is not None:
+                    session.close()
+                session = None
     finally:
         if session is not None:
             session.close()
@@ -206,23 +217,35 @@ def _send_one(
             current.state if current else "gone",
         )
         return session
-    try:
-        if session is None:
+    if session is None:
+        try:
             session = smtp(settings.smtp, retries=settings.retries)
             session.connect()
+        except MailerError as exc:
+            # The account or the server, not this message: keep it queued for later.
+            report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
+            return None
+    try:
         reply = apology.submit(store, session, row_id, clock)
     except InDoubtError as exc:
         store.mark_in_doubt(row_id, clock(), str(exc))
         report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
         return None
     except DeliveryError as exc:
-        if exc.temporary or exc.kind in ("connection", "timeout", "auth", "certificate", "tls"):
-            # Not delivered, and the server may be back later: keep it queued.
+        if exc.kind not in ("recipient", "permanent"):
+            # Not delivered, and the server may take it later: keep it queued.
             store.requeue(row_id, clock(), str(exc))
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
         store.mark_failed(row_id, clock(), str(exc))
-        store.set_thread_state(thread.id, FAILED, clock(), "failed", {"follow_up_error": str(exc)})
+        store.set_thread_state(
+            thread.id,
+            FAILED,
+            clock(),
+            "failed",
+            {"follow_up_error": str(exc)},
+            only_from=(AWAITING,),
+        )
         report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
         return session
     sent_at = clock()
