@@ -17,12 +17,18 @@ def validate_address(
 
     check_header_value(address, what)
     try:
+        # No SMTPUTF8: most servers still refuse it, and a non-ASCII address would otherwise
+        # fail half-way through the SMTP transaction.
         result = validate_email(
-            address, check_deliverability=False, test_environment=allow_test_domains
+            address,
+            check_deliverability=False,
+            test_environment=allow_test_domains,
+            allow_smtputf8=False,
         )
     except EmailNotValidError as exc:
         raise InputError(f"{what}: invalid email address {address!r}: {exc}") from None
-    return result.normalized
+    # An internationalised domain travels as punycode (xn--...), which every server accepts.
+    return result.ascii_email or result.normalized
 
 
 def check_header_value(value: str, what: str) -> str:

@@ -14,7 +14,7 @@ from .clock import Clock
 from .composer import Composed, Composer, Draft, build_message, compose_apology
 from .config import Settings
 from .crashpoint import crash_point
-from .errors import DeliveryError, MailerError
+from .errors import DeliveryError, MailerError, StateError
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -142,7 +142,14 @@ def send(
         raise
     sent_at = clock()
     due = due_after(settings, sent_at, facts.interviewer_tz)
-    store.mark_sent(row_id, sent_at, reply, due)
+    try:
+        store.mark_sent(row_id, sent_at, reply, due)
+    except StateError as exc:
+        raise StateError(
+            f"the apology WAS accepted by the server ({reply}), but recording it failed: {exc}",
+            hint=f"do not send it again; run 'mailer resolve {thread_id} --sent' when the "
+            "state store is writable",
+        ) from None
     crash_point("after-sent")
     outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
     return SendResult(

@@ -353,6 +353,10 @@ def load_settings(
     st = r.table("state", ("url",))
     state_url = r.get(st, "state", "url", str, "sqlite:///.mailer/state.db")
     state_url = _resolve_sqlite_url(state_url, base)
+    if not state_url.startswith("sqlite:///"):
+        # The exactly-once guarantees rest on SQLite's database-wide write lock (BEGIN
+        # IMMEDIATE); another database would need row locks that are not written yet.
+        r.problem("state.url", "only SQLite URLs (sqlite:///PATH) are supported so far")
 
     c = r.table("composer", ("html",))
     a = r.table("addresses", ("allow_test_domains",))
@@ -368,13 +372,7 @@ def load_settings(
         html=r.get(c, "composer", "html", bool, False),
         allow_test_domains=r.get(a, "addresses", "allow_test_domains", bool, False),
         provider=provider,
-        retries=r.get(
-            data.get("smtp", {}) if isinstance(data.get("smtp"), dict) else {},
-            "smtp",
-            "retries",
-            int,
-            3,
-        ),
+        retries=_retries(r, data),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -443,6 +441,15 @@ def _server(
         timeout=timeout,
         password=password,
     )
+
+
+def _retries(r: _Reader, data: dict[str, Any]) -> int:
+    table = data.get("smtp") if isinstance(data.get("smtp"), dict) else {}
+    retries = r.get(table, "smtp", "retries", int, 3)
+    if not 0 <= retries <= 10:
+        r.problem("smtp.retries", f"must be between 0 and 10, not {retries}")
+        return 3
+    return retries
 
 
 def _is_loopback(host: str) -> bool:

@@ -6,6 +6,7 @@ interview, situation, note, free, interviewer_tz, interviewer_phone, cc, var.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
@@ -127,6 +128,30 @@ def local_zone(name: str = "") -> tzinfo:
     """The sender's zone: the configured IANA name, else the machine's."""
     if name:
         return zone(name, "sender.timezone")
+    return system_zone()
+
+
+def system_zone() -> tzinfo:
+    """The machine's zone as a real IANA zone, so summer time is right for future dates
+    (a fixed UTC offset taken from today would be an hour off across a change)."""
+    import os
+    from pathlib import Path
+
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    try:
+        target = str(Path("/etc/localtime").resolve())
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
     return datetime.now().astimezone().tzinfo  # type: ignore[return-value]
 
 

@@ -132,10 +132,14 @@ class Mailbox:
 
     def fetch_headers(self, uids: list[int]) -> dict[int, tuple[bytes, datetime | None]]:
         """Just the headers the matcher needs, for these UIDs only."""
-        if not uids:
-            return {}
         fields = b"BODY.PEEK[HEADER.FIELDS (" + _HEADER_FIELDS + b")]"
-        data = self._call("fetch headers", self.client.fetch, uids, [fields, b"INTERNALDATE"])
+        data: dict[int, Any] = {}
+        # In batches: servers refuse over-long command lines (RFC 7162 suggests 8 KB).
+        for i in range(0, len(uids), 500):
+            batch = uids[i : i + 500]
+            data.update(
+                self._call("fetch headers", self.client.fetch, batch, [fields, b"INTERNALDATE"])
+            )
         out: dict[int, tuple[bytes, datetime | None]] = {}
         for uid, item in data.items():
             # The reply's key differs from the request (fields may be reordered): match by prefix.

@@ -226,9 +226,17 @@ class Store:
     """One database. Each public method is one transaction."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self._open(url)
+        except StateError:
+            raise
+        except Exception as exc:
+            raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
+
+    def _open(self, url: str) -> None:
         from sqlalchemy import create_engine, event
 
-        self.url = url
         if url.startswith("sqlite:///"):
             _prepare_sqlite_file(Path(url[len("sqlite:///") :]))
             self.engine = create_engine(url, connect_args={"timeout": 30})
@@ -249,17 +257,18 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             self.engine = create_engine(url)
-        try:
-            self._migrate()
-        except StateError:
-            raise
-        except Exception as exc:
-            raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
+        self._migrate()
 
     @contextmanager
     def tx(self) -> Iterator[Any]:
-        with self.engine.begin() as conn:
-            yield conn
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            # "database is locked", a full disk, a read-only file: say where, not a traceback.
+            raise StateError(f"{safe_url(self.url)}: {exc.orig}") from exc
 
     def _migrate(self) -> None:
         from sqlalchemy import inspect, text
@@ -611,8 +620,11 @@ class Store:
             ours = dict(c.execute(text("SELECT message_id, thread_id FROM messages")).all())
             rows = (
                 c.execute(
-                    text("""SELECT id, recipient, alt_addresses, alt_domains, sent_at, state
-                        FROM threads WHERE sent_at IS NOT NULL ORDER BY id""")
+                    # A thread still sending (or in doubt) can be answered too: from its
+                    # creation, not only once the send is recorded.
+                    text("""SELECT id, recipient, alt_addresses, alt_domains,
+                        COALESCE(sent_at, created_at) AS sent_at, state
+                        FROM threads WHERE state != 'failed' ORDER BY id""")
                 )
                 .mappings()
                 .all()

@@ -192,3 +192,28 @@ def test_follow_up_is_a_reply_to_the_original_subject() -> None:
     )
     assert draft.subject == "Re: Apologies for missing our interview"
     assert "Wednesday 25 November" in draft.text and "remain very interested" in draft.text
+
+
+def test_internationalised_domain_is_sent_as_punycode() -> None:
+    """Verify 'hr@bücher.de' becomes 'hr@xn--bcher-kva.de' in To and the envelope."""
+    f = facts(to="hr@bücher.de")
+    m = build_message(compose_apology(Composer(), f, SENDER, AFTER), f, SENDER, AFTER)
+    assert m.recipients == ("hr@xn--bcher-kva.de",)
+    assert b"To: Ana Ruiz <hr@xn--bcher-kva.de>" in m.raw
+
+
+def test_non_ascii_local_part_is_refused_up_front() -> None:
+    """Verify an address the SMTP server would choke on is refused before anything is sent."""
+    with pytest.raises(InputError, match="--to: invalid email address"):
+        facts(to="jörg@acme.example")
+
+
+def test_unset_sender_zone_uses_the_machines_iana_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify summer time is applied to a date after the change, not today's offset."""
+    from mailer.facts import local_zone
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    zone = local_zone("")
+    winter = datetime(2026, 3, 20, 12, 0, tzinfo=zone)
+    summer = datetime(2026, 4, 2, 10, 0, tzinfo=zone)
+    assert (winter.utcoffset().total_seconds(), summer.utcoffset().total_seconds()) == (3600, 7200)
