@@ -18,7 +18,7 @@ from .composer import Composer, build_message, compose_follow_up, quote_original
 from .config import Settings
 from .crashpoint import crash_point
 from .errors import DeliveryError, InputError, MailerError
-from .facts import Facts
+from .facts import Facts, local_zone
 from .followup import (
     AWAITING,
     BOUNCED,
@@ -261,13 +261,18 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
     facts = Facts.from_record(thread.facts)
     messages = store.messages(thread.id)
     root = next(m for m in messages if m.kind == "apology")
-    sent_at = datetime.fromisoformat(root.sent_at or root.created_at)
+    # Shown in the sender's own zone, as their mail client would show it.
+    sent_at = datetime.fromisoformat(root.sent_at or root.created_at).astimezone(
+        local_zone(settings.sender.timezone)
+    )
     draft = compose_follow_up(
         Composer(settings.templates_dir), facts, settings.sender, now, thread.subject, sent_at
     )
     quote = None
     if settings.follow_up.quote_original:
-        quote = quote_original(_plain_text(root), sent_at, settings.sender.name)
+        quote = quote_original(
+            _plain_text(root), sent_at, settings.sender.name, settings.sender.locale
+        )
     refs = " ".join(m.message_id for m in messages if m.state == SENT)
     return build_message(
         draft,

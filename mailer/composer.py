@@ -270,6 +270,7 @@ def _as_html(text: str) -> str:
     )
 
 
-def quote_original(text: str, sent: datetime, sender_name: str) -> str:
+def quote_original(text: str, sent: datetime, sender_name: str, locale: str = "en_GB") -> str:
     lines = "\n".join(f"> {line}" if line else ">" for line in text.rstrip("\n").splitlines())
-    return f"On {_fmt_day(sent)} {sent:%Y} at {sent:%H:%M}, {sender_name} wrote:\n{lines}\n"
+    when = f"{_fmt_day(sent, locale)} {sent:%Y} at {sent:%H:%M}"
+    return f"On {when}, {sender_name} wrote:\n{lines}\n"

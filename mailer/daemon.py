@@ -85,7 +85,10 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
 
     scheduler.add_listener(on_error, EVENT_JOB_ERROR)
     # Its "skipped: maximum number of running instances" warnings are expected here.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # Job errors reach the user through on_error, in one line; its own log would add a traceback.
+    logging.getLogger("apscheduler").setLevel(
+        logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL
+    )
     scheduler.add_job(
         tick,
         "interval",

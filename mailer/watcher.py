@@ -101,6 +101,9 @@ def _scan_selected(
         if seen is not None:
             results.append(seen)
     new_last = max([last, *headers]) if headers else last
+    if known is not None and known[0] == uidvalidity:
+        # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
+        new_last = max(new_last, uidnext - 1)
     if known != (uidvalidity, new_last):
         store.set_folder_state(folder, uidvalidity, new_last)
     return results
