@@ -47,6 +47,7 @@ class CheckReport:
     closed: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    imap_failed: bool = False  # the connection may be broken: open a new one next time
 
 
 def run_check(
@@ -56,20 +57,27 @@ def run_check(
     *,
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
+    box: Mailbox | None = None,
 ) -> CheckReport:
+    """One pass. With ``box`` (the daemon's connection, kept between passes) it is used and
+    left open; otherwise a connection is opened and closed here."""
     report = CheckReport()
-    try:
-        box = mailbox(settings.imap)
-        box.connect()
-    except MailerError as exc:
-        # Never assume there was no reply just because the server is down.
-        report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
-        return report
+    own = box is None
+    if box is None:
+        try:
+            box = mailbox(settings.imap)
+            box.connect()
+        except MailerError as exc:
+            # Never assume there was no reply just because the server is down.
+            report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+            report.imap_failed = True
+            return report
     try:
         try:
             report.seen = scan(settings, store, box, clock)
         except MailerError as exc:
             report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+            report.imap_failed = True
             return report
         notify_replies(settings, report.seen, smtp)
         try:
@@ -78,7 +86,8 @@ def run_check(
             report.problems.append(f"could not settle in-doubt messages: {exc}")
         send_due(settings, store, box, clock, report, smtp)
     finally:
-        box.close()
+        if own:
+            box.close()
     return report
 
 
@@ -88,13 +97,13 @@ def settle_in_doubt(
     """A send cut off inside SMTP is in doubt. Where the provider files sent mail itself, the
     Sent folder proves it went; otherwise the user decides (``mailer resolve``)."""
     for m in store.unsettled_messages():
-        if m.state == SUBMITTING:
-            store.mark_in_doubt(
-                m.id,
-                clock(),
-                "the sending process stopped inside the SMTP "
-                "transaction; it may or may not have been delivered",
-            )
+        if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
+            m.id,
+            clock(),
+            "the sending process stopped inside the SMTP "
+            "transaction; it may or may not have been delivered",
+        ):
+            continue  # its process came back to life under us: it is not ours to settle
         if settings.imap.save_sent:
             continue  # we file Sent ourselves, after the 250: its absence proves nothing
         folder = box.sent_folder()

@@ -62,11 +62,30 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     busy = threading.Lock()
     again = threading.Event()
 
+    held: list[Mailbox] = []  # one IMAP connection kept from pass to pass
+
+    def one_pass() -> CheckReport:
+        if not held:
+            box = Mailbox(settings.imap)
+            try:
+                box.connect()
+            except MailerError as exc:
+                report = CheckReport()
+                report.problems.append(
+                    f"cannot look for replies, so no follow-up goes out now: {exc}"
+                )
+                return report
+            held.append(box)
+        report = run_check(settings, store, clock, box=held[0])
+        if report.imap_failed or report.problems:
+            held.pop().close()  # start afresh next time
+        return report
+
     def tick() -> None:
         with busy:
             while True:
                 again.clear()
-                log_report(run_check(settings, store, clock))
+                log_report(one_pass())
                 # Mail that arrived during the pass gets another pass now, not a tick later.
                 if not again.is_set() or stop.is_set():
                     break
@@ -118,6 +137,8 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     # stop scheduling first, then wait for the pass in progress ourselves.
     scheduler.shutdown(wait=False)
     if busy.acquire(timeout=60):
+        for box in held:
+            box.close()
         busy.release()
     if watcher is not None:
         watcher.join(timeout=5)

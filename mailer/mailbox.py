@@ -13,9 +13,8 @@ from .connection import network_error, tls_context
 from .errors import ConfigError, DeliveryError
 
 log = logging.getLogger(__name__)
-_HEADER_FIELDS = (
-    b"MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT DATE CONTENT-TYPE RETURN-PATH AUTO-SUBMITTED"
-)
+# Only what the matcher reads; the classifier gets the whole message once a thread matched.
+_HEADER_FIELDS = b"MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT CONTENT-TYPE"
 
 
 class Mailbox:
@@ -29,6 +28,8 @@ class Mailbox:
             )
         self.settings = settings
         self.client: Any = None
+        # (folder, UIDVALIDITY) while a folder stays selected between scans.
+        self.selected: tuple[str, int] | None = None
 
     @property
     def where(self) -> str:
@@ -75,6 +76,7 @@ class Mailbox:
     def close(self) -> None:
         _quiet_logout(self.client)
         self.client = None
+        self.selected = None
 
     def sent_folder(self) -> str:
         """The configured Sent folder, else the one marked ``\\Sent`` (RFC 6154)."""
@@ -102,7 +104,12 @@ class Mailbox:
     def select(self, folder: str) -> tuple[int, int]:
         """Open ``folder`` read-only; returns (UIDVALIDITY, UIDNEXT)."""
         info = self._call(f"open {folder}", self.client.select_folder, folder, True)
+        self.selected = (folder, int(info[b"UIDVALIDITY"]))
         return int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0) or 0)
+
+    def refresh(self) -> None:
+        """NOOP: lets the server bring the selected folder's view up to date."""
+        self._call("refresh the folder", self.client.noop)
 
     def status(self, folder: str) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) without selecting: cheap, so quiet passes stay cheap."""
@@ -121,6 +128,7 @@ class Mailbox:
             self._call("unselect", self.client.unselect_folder)
         else:
             self._call("close the folder", self.client.close_folder)  # read-only: no expunge
+        self.selected = None
 
     def uids_after(self, last_uid: int) -> list[int]:
         # "n:*" always includes the highest UID, even when it is below n: filter it out.

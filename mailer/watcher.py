@@ -8,6 +8,7 @@ message that matched a thread (or that looks like a delivery report and must be 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -38,7 +39,13 @@ class Seen:
 def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[Seen]:
     """Look at everything new in the watched folders once. Safe to repeat: nothing is
     acted on twice."""
-    index = store.thread_index()
+    cache: list[ThreadIndex] = []
+
+    def index() -> ThreadIndex:  # loaded only if there is something new to match
+        if not cache:
+            cache.append(store.thread_index())
+        return cache[0]
+
     results: list[Seen] = []
     for folder in settings.watch.folders:
         results.extend(_scan_folder(settings, store, box, clock, folder, index))
@@ -46,10 +53,23 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
 
 
 def _scan_folder(
-    settings: Settings, store: Store, box: Mailbox, clock: Clock, folder: str, index: ThreadIndex
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    index: Callable[[], ThreadIndex],
 ) -> list[Seen]:
     known = store.folder_state(folder)
+    # Watching one folder, it stays selected between scans on the same connection: a pass is
+    # then NOOP + SEARCH (+ FETCH), and no SELECT whose cost grows with the folder.
+    stay = len(settings.watch.folders) == 1
+    if stay and known is not None and box.selected == (folder, known[0]):
+        box.refresh()
+        return _scan_selected(settings, store, box, clock, folder, index, known, known[0], None)
     if known is not None:
+        if box.selected is not None:
+            box.unselect()  # STATUS on a selected folder would answer from a stale view
         validity, uidnext = box.status(folder)
         if validity == known[0] and uidnext - 1 <= known[1]:
             return []  # nothing new: no SELECT, no search
@@ -59,7 +79,8 @@ def _scan_folder(
             settings, store, box, clock, folder, index, known, uidvalidity, uidnext
         )
     finally:
-        box.unselect()
+        if not stay:
+            box.unselect()
 
 
 def _scan_selected(
@@ -68,17 +89,20 @@ def _scan_selected(
     box: Mailbox,
     clock: Clock,
     folder: str,
-    index: ThreadIndex,
+    index: Callable[[], ThreadIndex],
     known: tuple[int, int] | None,
     uidvalidity: int,
-    uidnext: int,
+    uidnext: int | None,
 ) -> list[Seen]:
     if known is not None and known[0] == uidvalidity:
         last = known[1]
         # UIDs only grow: the new ones lie between the last seen and UIDNEXT. Asking for the
         # range directly saves a SEARCH; UIDs of expunged messages are simply not returned.
-        gap = uidnext - 1 - last
-        uids = list(range(last + 1, uidnext)) if 0 < gap <= 5000 else box.uids_after(last)
+        if uidnext is None:
+            uids = box.uids_after(last)
+        else:
+            gap = uidnext - 1 - last
+            uids = list(range(last + 1, uidnext)) if 0 < gap <= 5000 else box.uids_after(last)
     else:
         # First look at this folder, or the server renumbered it: read back to the earliest
         # open thread instead of the whole folder.
@@ -86,9 +110,9 @@ def _scan_selected(
             log.warning(
                 "%s: UIDVALIDITY changed (%s -> %s); rescanning", folder, known[0], uidvalidity
             )
-        sent = [t.sent_at for t in index.threads]
+        sent = [t.sent_at for t in index().threads]
         uids = box.uids_since((min(sent) - timedelta(days=1)).date()) if sent else []
-        last = max(uidnext - 1, 0)
+        last = max((uidnext or 1) - 1, 0)
     headers = box.fetch_headers(uids)
     results: list[Seen] = []
     for uid in sorted(headers):
@@ -97,11 +121,11 @@ def _scan_selected(
         incoming = Incoming.from_headers(
             BytesHeaderParser(policy=compat32).parsebytes(raw_headers), received
         )
-        seen = _consider(settings, store, box, clock, folder, uidvalidity, uid, incoming, index)
+        seen = _consider(settings, store, box, clock, folder, uidvalidity, uid, incoming, index())
         if seen is not None:
             results.append(seen)
     new_last = max([last, *headers]) if headers else last
-    if known is not None and known[0] == uidvalidity:
+    if known is not None and known[0] == uidvalidity and uidnext is not None:
         # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
         new_last = max(new_last, uidnext - 1)
     if known != (uidvalidity, new_last):

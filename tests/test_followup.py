@@ -452,3 +452,24 @@ def test_an_old_bounce_does_not_stop_a_later_thread(pair: Pair) -> None:
     report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
     assert len(report.sent) == 1
     assert len(pair.follow_ups_received(root)) == 1
+
+
+def test_reply_notification_reaches_the_candidate(pair: Pair) -> None:
+    """Verify [watch] notify = true emails the candidate when the interviewer answers."""
+    cfg = pair.ws / "config" / "mailer.toml"
+    cfg.write_text(
+        cfg.read_text().replace('poll_interval = "1s"', 'poll_interval = "1s"\nnotify = true')
+    )
+    thread, root = send(pair)
+    pair.send_as(
+        pair.interviewer, pair.candidate, "Re: interview", "Monday at 9?", {"In-Reply-To": root}
+    )
+    check_at(pair, timedelta(seconds=30))
+    assert status(pair, thread)["state"] == "replied"
+    with pair.stack.imap(pair.candidate) as c:
+        c.select_folder("INBOX", readonly=True)
+        found = c.search(["SUBJECT", f"replied (thread {thread})"])
+    assert len(found) == 1
+    # The notification itself is never mistaken for anything: the next pass changes nothing.
+    check_at(pair, timedelta(minutes=1))
+    assert status(pair, thread)["state"] == "replied"
