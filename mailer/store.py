@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StateError
-from .followup import Decision
+from .followup import AWAITING, FOLLOWED_UP, Decision
 from .matching import IndexedThread, ThreadIndex
 
 SCHEMA_VERSION = 1
@@ -109,8 +109,6 @@ MIGRATIONS: list[list[str]] = [
 
 # Message states.
 QUEUED, SUBMITTING, SENT, FAILED, IN_DOUBT = "queued", "submitting", "sent", "failed", "in_doubt"
-# Thread states.
-ACTIVE = "awaiting_reply"
 
 
 @dataclass(frozen=True)
@@ -482,7 +480,7 @@ class Store:
                 c.execute(
                     text("""UPDATE threads SET state = :s, follow_up_due = :due, sent_at = :now
                             WHERE id = :t AND state IN ('sending', 'failed')"""),
-                    {"s": ACTIVE, "due": due, "now": now.isoformat(), "t": row["thread_id"]},
+                    {"s": AWAITING, "due": due, "now": now.isoformat(), "t": row["thread_id"]},
                 )
             else:
                 c.execute(
@@ -491,7 +489,7 @@ class Store:
                             state = CASE WHEN state = :a AND follow_ups_sent + 1 >= max_follow_ups
                                          THEN 'followed_up' ELSE state END
                             WHERE id = :t"""),
-                    {"a": ACTIVE, "due": due, "t": row["thread_id"]},
+                    {"a": AWAITING, "due": due, "t": row["thread_id"]},
                 )
             self._event(
                 c,
@@ -816,7 +814,7 @@ class Store:
                     "t": thread_id,
                 },
             )
-            if state != ACTIVE:
+            if state != AWAITING:
                 self._cancel_queued(c, thread_id, now, f"{event}: follow-up cancelled")
             self._event(c, thread_id, now, event, "; ".join(f"{k}: {v}" for k, v in detail.items()))
         return True
@@ -849,7 +847,7 @@ class Store:
                 .mappings()
                 .first()
             )
-            if t is None or t["state"] != ACTIVE or t["follow_ups_sent"] >= t["max_follow_ups"]:
+            if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
                 return None
             if t["follow_up_due"] is None or datetime.fromisoformat(t["follow_up_due"]) > now:
                 return None
@@ -906,7 +904,7 @@ class Store:
         rows = self._rows(
             """SELECT * FROM threads WHERE state IN (:a, 'followed_up')
                AND follow_up_due IS NOT NULL""",
-            a=ACTIVE,
+            a=AWAITING,
         )
         threads = [_thread(r) for r in rows]
         return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
@@ -939,7 +937,7 @@ def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
             shown = m.shown_state
             unsettled = shown if m.kind == "apology" else f"follow-up {shown}"
     follow_ups = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
-    if unsettled and thread.state not in ("sending", ACTIVE, "followed_up"):
+    if unsettled and thread.state not in ("sending", AWAITING, FOLLOWED_UP):
         # A closing event (a reply, a bounce) matters more than the message still in doubt.
         closed = describe(thread.state, thread.detail, thread.follow_up_due)
         return f"{closed} ({unsettled})"
