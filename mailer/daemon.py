@@ -65,20 +65,27 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     held: list[Mailbox] = []  # one IMAP connection kept from pass to pass
 
     def one_pass() -> CheckReport:
-        if not held:
-            box = Mailbox(settings.imap)
-            try:
-                box.connect()
-            except MailerError as exc:
-                report = CheckReport()
-                report.problems.append(
-                    f"cannot look for replies, so no follow-up goes out now: {exc}"
-                )
+        # A kept connection may have been closed by the server since the last pass: then the
+        # pass is run again at once on a new one, rather than waiting for the next poll.
+        for attempt in (1, 2):
+            reused = bool(held)
+            if not held:
+                box = Mailbox(settings.imap)
+                try:
+                    box.connect()
+                except MailerError as exc:
+                    report = CheckReport(imap_failed=True)
+                    report.problems.append(
+                        f"cannot look for replies, so no follow-up goes out now: {exc}"
+                    )
+                    return report
+                held.append(box)
+            report = run_check(settings, store, clock, box=held[0])
+            if report.imap_failed or report.problems:
+                held.pop().close()  # start afresh next time
+            if not (report.imap_failed and reused and attempt == 1):
                 return report
-            held.append(box)
-        report = run_check(settings, store, clock, box=held[0])
-        if report.imap_failed or report.problems:
-            held.pop().close()  # start afresh next time
+            log.info("the kept IMAP connection was gone; reconnecting")
         return report
 
     def tick() -> None:

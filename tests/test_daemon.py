@@ -131,6 +131,23 @@ def test_imap_restart_during_idle_reconnects_and_still_sees_a_reply(
     d.stop()
 
 
+def test_killed_imap_sessions_are_replaced_and_a_reply_is_still_seen(
+    pair: Pair, daemons: list[Daemon], stack: Stack
+) -> None:
+    """Verify both the IDLE connection and the one kept between passes come back."""
+    thread, root = send(pair)
+    d = start(daemons, pair, at(timedelta(seconds=5)))
+    d.wait_log("watching INBOX with IDLE")
+    instance = Path(stack.info.dir).name
+    # Dovecot keeps sessions across a restart; killing their processes really drops them.
+    subprocess.run(["pkill", "-9", "-f", f"^dovecot-mailer-{instance}/imap$"], check=True)
+    d.wait_log("IMAP watch connection lost")
+    d.wait_log("the kept IMAP connection was gone; reconnecting")
+    pair.send_as(pair.interviewer, pair.candidate, "Re: apology", "Call me.", {"In-Reply-To": root})
+    wait_for(lambda: status(pair, thread)["state"] == "replied", "the reply after the drop", 15)
+    d.stop()
+
+
 def test_send_from_the_cli_while_the_daemon_runs_gets_its_follow_up(
     pair: Pair, daemons: list[Daemon]
 ) -> None:
