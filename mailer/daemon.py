@@ -30,10 +30,11 @@ IDLE_RENEW_SECONDS = 9 * 60
 def log_report(report: CheckReport) -> None:
     for seen in report.seen:
         log.info(
-            "thread %s: %s from %s -> %s",
+            "thread %s: %s from %s (%r) -> %s",
             seen.thread_id,
             seen.verdict,
             seen.sender,
+            seen.subject,
             seen.decision.event,
         )
     for thread_id, message_id in report.sent:
