@@ -17,12 +17,12 @@ import smtplib
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from common import bench_workspace
 
 from mailer import apology
 from mailer.config import ImapSettings, Settings, load_settings
@@ -36,27 +36,8 @@ TO = "interviewer@sandbox.test"
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 
 
-def settings_for(info, ws: Path) -> Settings:
-    (ws / "config").mkdir(parents=True)
-    (ws / "config" / "mailer.toml").write_text(f"""
-[sender]
-name = "Bench Candidate"
-address = "{SENDER}"
-timezone = "Europe/London"
-[smtp]
-host = "{info.host}"
-port = {info.smtp_port}
-security = "starttls"
-ca_file = "{info.ca_file}"
-[imap]
-host = "{info.host}"
-port = {info.imaps_port}
-security = "ssl"
-ca_file = "{info.ca_file}"
-[addresses]
-allow_test_domains = true
-""")
-    (ws / ".env").write_text(f"MAILER_SMTP_PASSWORD={info.users[SENDER]}\n")
+def settings_for(info) -> Settings:
+    ws = bench_workspace(info, SENDER)
     return load_settings(ws / "config" / "mailer.toml", need_secrets=True)
 
 
@@ -78,8 +59,8 @@ def run(n: int) -> None:
     stack = MailStack.create(users={SENDER: "bench-pw", TO: "bench-pw-2"})
     info = stack.start()
     try:
-        ws = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
-        settings = settings_for(info, ws)
+        settings = settings_for(info)
+        ws = settings.workspace
         results: dict[str, list[float]] = {}
         for rep in range(3):
             msgs = [prepared(settings, i, f"raw{rep}").composed for i in range(n)]

@@ -29,6 +29,7 @@ from email.utils import make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from common import bench_workspace
 from imapclient import IMAPClient
 
 from mailer import apology
@@ -46,33 +47,18 @@ NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 
 
 def workspace(info: StackInfo) -> Path:
-    ws = Path(tempfile.mkdtemp(prefix="mailer-wbench-"))
-    (ws / "config").mkdir()
-    (ws / "config" / "mailer.toml").write_text(f"""
-[sender]
-name = "Bench"
-address = "{ME}"
-[smtp]
-host = "{info.host}"
-port = {info.smtp_port}
-security = "starttls"
-ca_file = "{info.ca_file}"
-[imap]
-host = "{info.host}"
-port = {info.imaps_port}
-security = "ssl"
-ca_file = "{info.ca_file}"
-save_sent = false
+    return bench_workspace(
+        info,
+        ME,
+        """
 [follow_up]
 wait = "1 week"
 window = "always"
+
 [watch]
 poll_interval = "1h"
-[addresses]
-allow_test_domains = true
-""")
-    (ws / ".env").write_text(f"MAILER_SMTP_PASSWORD={info.users[ME]}\n")
-    return ws
+""",
+    )
 
 
 def reply(info: StackInfo, in_reply_to: str | None, subject: str) -> None:

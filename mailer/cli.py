@@ -459,12 +459,12 @@ def check(obj: Context) -> None:
     from .check import run_check
     from .clock import default_clock
     from .daemon import log_report
-    from .lock import StoreLock, lock_path
+    from .lock import store_lock
 
     settings = obj.settings(need_secrets=True)
     store = obj.store(settings)
     logging.getLogger("mailer").setLevel(logging.INFO)
-    with StoreLock(lock_path(settings.state_url, settings.workspace), "mailer check"):
+    with store_lock(settings.state_url, settings.workspace, "mailer check"):
         report = run_check(settings, store, default_clock())
     log_report(report)
     click.echo(
@@ -485,7 +485,7 @@ def daemon(obj: Context) -> None:
 
     from .clock import default_clock
     from .daemon import run_daemon
-    from .lock import StoreLock, lock_path
+    from .lock import store_lock
 
     settings = obj.settings(need_secrets=True)
     store = obj.store(settings)
@@ -495,7 +495,7 @@ def daemon(obj: Context) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with StoreLock(lock_path(settings.state_url, settings.workspace), "mailer daemon"):
+    with store_lock(settings.state_url, settings.workspace, "mailer daemon"):
         run_daemon(settings, store, default_clock(), stop)
 
 

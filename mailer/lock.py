@@ -24,6 +24,11 @@ def lock_path(state_url: str, workspace: Path) -> Path:
     return workspace / ".mailer" / "daemon.lock"
 
 
+def store_lock(state_url: str, workspace: Path, purpose: str) -> StoreLock:
+    """The lock that lets one process at a time do the follow-up work on a store."""
+    return StoreLock(lock_path(state_url, workspace), purpose)
+
+
 class StoreLock:
     def __init__(self, path: Path, purpose: str) -> None:
         self.path = path

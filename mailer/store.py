@@ -512,63 +512,57 @@ class Store:
             )
             if row is None or row["state"] != SUBMITTING or _owner_alive(row["owner"]):
                 return False
-            c.execute(
-                text("UPDATE messages SET state = :d, failed_at = :now, error = :e WHERE id = :id"),
-                {"d": IN_DOUBT, "now": now.isoformat(), "e": error, "id": message_row_id},
-            )
-            self._event(
-                c, row["thread_id"], now, "in_doubt", f"{row['kind']} {row['message_id']}: {error}"
+            self._move_with_error(
+                c, message_row_id, (SUBMITTING,), IN_DOUBT, now, error, "in_doubt"
             )
         return True
 
     def requeue(self, message_row_id: int, now: datetime, error: str) -> None:
         """The server refused the message for now (it did not take it): try again later."""
-        from sqlalchemy import text
-
         with self.tx() as c:
-            row = self._move_in(
-                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), QUEUED, now, "failed_at"
-            )
-            c.execute(
-                text("UPDATE messages SET error = :e WHERE id = :id"),
-                {"e": error, "id": message_row_id},
-            )
-            self._event(
-                c, row["thread_id"], now, "retry", f"{row['kind']} {row['message_id']}: {error}"
+            self._move_with_error(
+                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), QUEUED, now, error, "retry"
             )
 
     def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
         from sqlalchemy import text
 
         with self.tx() as c:
-            row = self._move_in(c, message_row_id, (QUEUED, SUBMITTING), FAILED, now, "failed_at")
-            c.execute(
-                text("UPDATE messages SET error = :e WHERE id = :id"),
-                {"e": error, "id": message_row_id},
+            row = self._move_with_error(
+                c, message_row_id, (QUEUED, SUBMITTING), FAILED, now, error, "failed"
             )
             if row["kind"] == "apology":
                 c.execute(
                     text("UPDATE threads SET state = 'failed' WHERE id = :t"),
                     {"t": row["thread_id"]},
                 )
-            self._event(
-                c, row["thread_id"], now, "failed", f"{row['kind']} {row['message_id']}: {error}"
-            )
 
     def mark_in_doubt(self, message_row_id: int, now: datetime, error: str) -> None:
+        with self.tx() as c:
+            self._move_with_error(
+                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), IN_DOUBT, now, error, "in_doubt"
+            )
+
+    def _move_with_error(
+        self,
+        c: Any,
+        message_row_id: int,
+        allowed: tuple[str, ...],
+        new: str,
+        now: datetime,
+        error: str,
+        event: str,
+    ) -> Any:
+        """Move a message, keep why, and log it: the shape of every unhappy transition."""
         from sqlalchemy import text
 
-        with self.tx() as c:
-            row = self._move_in(
-                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), IN_DOUBT, now, "failed_at"
-            )
-            c.execute(
-                text("UPDATE messages SET error = :e WHERE id = :id"),
-                {"e": error, "id": message_row_id},
-            )
-            self._event(
-                c, row["thread_id"], now, "in_doubt", f"{row['kind']} {row['message_id']}: {error}"
-            )
+        row = self._move_in(c, message_row_id, allowed, new, now, "failed_at")
+        c.execute(
+            text("UPDATE messages SET error = :e WHERE id = :id"),
+            {"e": error, "id": message_row_id},
+        )
+        self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
+        return row
 
     def record_sent_copy(self, message_row_id: int, outcome: str) -> None:
         from sqlalchemy import text

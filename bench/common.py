@@ -1,0 +1,20 @@
+"""What both benchmarks need: a workspace pointed at a running sandbox stack."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from mailer.sandbox import StackInfo, sandbox_config_toml
+
+
+def bench_workspace(info: StackInfo, sender: str, extra: str = "") -> Path:
+    """A throwaway workspace whose config is the sandbox's own, plus ``extra`` TOML tables."""
+    ws = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
+    (ws / "config").mkdir()
+    ca = ws / "ca.pem"
+    shutil.copy(info.ca_file, ca)
+    (ws / "config" / "mailer.toml").write_text(sandbox_config_toml(info, ca, sender) + extra)
+    (ws / ".env").write_text(f"MAILER_SMTP_PASSWORD={info.users[sender]}\n")
+    return ws
