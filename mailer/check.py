@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from . import apology
 from .clock import Clock
 from .composer import Composer, build_message, compose_follow_up, quote_original
-from .config import Settings
+from .config import Settings, account_label
 from .crashpoint import crash_point
 from .errors import DeliveryError, InputError, MailerError
 from .facts import Facts, local_zone
@@ -28,6 +28,7 @@ from .followup import (
     NO_ANSWER,
     OPEN_STATES,
     REPLIED,
+    parse_window,
     send_time,
 )
 from .mailbox import Mailbox
@@ -49,6 +50,32 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
 
+    def merge(self, other: CheckReport, account: str) -> None:
+        self.seen += other.seen
+        self.sent += other.sent
+        self.settled += other.settled
+        self.closed += other.closed
+        self.waiting += other.waiting
+        where = f"{account_label(account)}: " if account else ""
+        self.problems += [f"{where}{p}" for p in other.problems]
+        self.imap_failed = self.imap_failed or other.imap_failed
+
+
+def run_check_all(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    *,
+    mailbox: Callable[..., Mailbox] = Mailbox,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+) -> CheckReport:
+    """One pass for every configured account, each in its own mailbox; one report."""
+    total = CheckReport()
+    for name in settings.account_names:
+        report = run_check(settings.for_account(name), store, clock, mailbox=mailbox, smtp=smtp)
+        total.merge(report, name)
+    return total
+
 
 def run_check(
     settings: Settings,
@@ -59,8 +86,8 @@ def run_check(
     smtp: Callable[..., SmtpSession] = SmtpSession,
     box: Mailbox | None = None,
 ) -> CheckReport:
-    """One pass. With ``box`` (the daemon's connection, kept between passes) it is used and
-    left open; otherwise a connection is opened and closed here."""
+    """One pass for the account ``settings`` speak for. With ``box`` (the daemon's connection,
+    kept between passes) it is used and left open; otherwise one is opened and closed here."""
     report = CheckReport()
     own = box is None
     if box is None:
@@ -96,7 +123,7 @@ def settle_in_doubt(
 ) -> None:
     """A send cut off inside SMTP is in doubt. Where the provider files sent mail itself, the
     Sent folder proves it went; otherwise the user decides (``mailer resolve``)."""
-    for m in store.unsettled_messages():
+    for m in store.unsettled_messages(settings.account):
         if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
             m.id,
             clock(),
@@ -124,8 +151,30 @@ def next_due(
 ) -> datetime | None:
     """After the apology: the first follow-up. After a follow-up: the next one, or (after the
     last) the moment the thread is closed as no answer."""
-    return apology.due_after(settings, sent_at, thread.facts.get("interviewer_tz", "")) or (
+    policy = thread_settings(settings, thread)
+    return apology.due_after(policy, sent_at, thread.facts.get("interviewer_tz", "")) or (
         None if kind == "apology" else sent_at
+    )
+
+
+def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:
+    """The settings a thread's next message goes out with: its account's, and for a campaign
+    thread the policy of its entry (wait, count, window, sender details), which may differ
+    from the config's."""
+    settings = settings.for_account(thread.account)
+    if thread.campaign is None:
+        return settings
+    fu = settings.follow_up
+    window = fu.window
+    policy = thread.detail.get("policy", {})
+    if "window" in policy:
+        window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
+    return replace(
+        settings,
+        sender=replace(settings.sender, **policy.get("sender", {})),
+        follow_up=replace(
+            fu, wait=thread.follow_up_wait, max_follow_ups=thread.max_follow_ups, window=window
+        ),
     )
 
 
@@ -139,7 +188,7 @@ def send_due(
 ) -> None:
     session: SmtpSession | None = None
     try:
-        for thread in store.due_threads(clock()):
+        for thread in store.due_threads(clock(), settings.account):
             if thread.state == FOLLOWED_UP:
                 if store.set_thread_state(
                     thread.id,
@@ -158,7 +207,7 @@ def send_due(
                 due,
                 now,
                 tz,
-                settings.follow_up.window,
+                thread_settings(settings, thread).follow_up.window,
                 holidays_for(settings.follow_up.holidays_country, range(now.year, now.year + 2)),
             )
             if when > now:
@@ -267,6 +316,7 @@ def _send_one(
 
 def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: datetime):
     """The follow-up for a thread: ``Re:`` the original, threaded, quoting it if configured."""
+    settings = thread_settings(settings, thread)
     facts = Facts.from_record(thread.facts)
     messages = store.messages(thread.id)
     root = next(m for m in messages if m.kind == "apology")
@@ -366,6 +416,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     ]
     if not doubt:
         raise InputError(f"thread {thread_id} has no message in doubt")
+    settings = thread_settings(settings, thread)
     m = doubt[-1]
     if sent:
         now = clock()

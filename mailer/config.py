@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,18 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class AccountSettings:
+    """A mailbox to send from and watch, besides the main one (``[accounts.NAME]``)."""
+
+    name: str
+    sender: SenderSettings
+    smtp: ServerSettings
+    imap: ImapSettings
+    provider: str = "generic"
+    daily_cap: int = 0  # 0: no cap
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path  # the TOML file
     workspace: Path
@@ -95,10 +107,46 @@ class Settings:
     allow_test_domains: bool = False
     provider: str = "generic"
     retries: int = 3
+    daily_cap: int = 0  # messages per day from the main account; 0: no cap
+    account: str = ""  # which account these settings speak for; "" is the main one
+    accounts: dict[str, AccountSettings] = field(default_factory=dict)
 
     @property
     def templates_dir(self) -> Path:
         return self.workspace / "templates"
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        """Every account, the main one ("") first."""
+        return ("", *sorted(n for n in self.accounts if n))
+
+    def for_account(self, name: str) -> Settings:
+        """These settings as seen from one account: its sender, servers and daily cap."""
+        if name == self.account:
+            return self
+        if name and name not in self.accounts:
+            known = ", ".join(sorted(self.accounts)) or "none are configured"
+            raise ConfigError(f"{self.path}: accounts.{name}: no such account (known: {known})")
+        a = self.accounts.get(name) or self.accounts[""]
+        return replace(
+            self,
+            sender=a.sender,
+            smtp=a.smtp,
+            imap=a.imap,
+            provider=a.provider,
+            daily_cap=a.daily_cap,
+            account=name,
+        )
+
+
+def account_label(name: str) -> str:
+    return f"account {name!r}" if name else "the main account"
+
+
+def account_secret(name: str, server: str) -> str:
+    """``MAILER_ACCOUNT_ANNA_SMTP_PASSWORD`` for account ``anna``."""
+    slug = re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return f"MAILER_ACCOUNT_{slug}_{server.upper()}_PASSWORD"
 
 
 def find_config(start: Path, explicit: str | None = None) -> Path:
@@ -133,9 +181,12 @@ def read_secrets(env_file: Path) -> dict[str, str]:
         if env_file.is_file()
         else {}
     )
-    for key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD"):
-        if os.environ.get(key):
-            values[key] = os.environ[key]
+    for key, value in os.environ.items():
+        if value and (
+            key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD")
+            or key.startswith("MAILER_ACCOUNT_")
+        ):
+            values[key] = value
     return values
 
 
@@ -215,26 +266,13 @@ def load_settings(
         "composer",
         "addresses",
         "provider",
+        "accounts",
     }
     for key in data:
         if key not in known:
             r.problem(key, f"unknown setting (known: {', '.join(sorted(known))})")
 
-    provider = data.get("provider", "generic")
-    if not isinstance(provider, str):
-        r.problem("provider", "must be a string")
-        provider = "generic"
-    provider = provider.lower()
-    if provider in OAUTH_ONLY:
-        r.problem(
-            "provider",
-            f"{OAUTH_ONLY[provider]} refuses password logins for SMTP/IMAP and needs OAuth2 "
-            "(XOAUTH2), which mailer does not support yet; use another account",
-        )
-        provider = "generic"
-    elif provider not in PRESETS:
-        r.problem("provider", f"unknown provider {provider!r} (known: {', '.join(PRESETS)})")
-        provider = "generic"
+    provider = _provider(r, "provider", data.get("provider", "generic"))
     preset = PRESETS[provider]
 
     s = r.table("sender", ("name", "address", "phone", "signature", "timezone", "locale"))
@@ -293,6 +331,7 @@ def load_settings(
     )
     if need_secrets and not smtp.password:
         r.problems.append(f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}")
+    accounts = _accounts(r, data.get("accounts", {}), sender, base, secrets, need_secrets)
 
     f = r.table(
         "follow_up",
@@ -360,6 +399,7 @@ def load_settings(
 
     c = r.table("composer", ("html",))
     a = r.table("addresses", ("allow_test_domains",))
+    daily_cap = _daily_cap(r, "smtp", data.get("smtp"))
     settings = Settings(
         path=path,
         workspace=workspace,
@@ -373,10 +413,132 @@ def load_settings(
         allow_test_domains=r.get(a, "addresses", "allow_test_domains", bool, False),
         provider=provider,
         retries=_retries(r, data),
+        daily_cap=daily_cap,
+        # The main account is kept under "" too, so any account's view can get back to it.
+        accounts={"": AccountSettings("", sender, smtp, imap, provider, daily_cap), **accounts},
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _provider(r: _Reader, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        r.problem(key, "must be a string")
+        return "generic"
+    provider = value.lower()
+    if provider in OAUTH_ONLY:
+        r.problem(
+            key,
+            f"{OAUTH_ONLY[provider]} refuses password logins for SMTP/IMAP and needs OAuth2 "
+            "(XOAUTH2), which mailer does not support yet; use another account",
+        )
+        return "generic"
+    if provider not in PRESETS:
+        r.problem(key, f"unknown provider {provider!r} (known: {', '.join(PRESETS)})")
+        return "generic"
+    return provider
+
+
+def _daily_cap(r: _Reader, prefix: str, table: Any) -> int:
+    table = table if isinstance(table, dict) else {}
+    cap = r.get(table, prefix, "daily_cap", int, 0)
+    if cap < 0:
+        r.problem(f"{prefix}.daily_cap", "must be 0 (no cap) or a positive number of messages")
+        return 0
+    return cap
+
+
+def _accounts(
+    r: _Reader,
+    data: Any,
+    main_sender: SenderSettings,
+    base: Path,
+    secrets: dict[str, str],
+    need_secrets: bool,
+) -> dict[str, AccountSettings]:
+    """``[accounts.NAME]``: each with its own sender, servers and password variables.
+
+    A coach may send from each candidate's own mailbox; replies then arrive there too.
+    """
+    if not isinstance(data, dict):
+        r.problem("accounts", "must be a table of accounts ([accounts.NAME])")
+        return {}
+    accounts: dict[str, AccountSettings] = {}
+    for name, t in data.items():
+        prefix = f"accounts.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name):
+            r.problem(prefix, "an account name may use only letters, digits, '-' and '_'")
+            continue
+        if not isinstance(t, dict):
+            r.problem(prefix, f"must be a table ([{prefix}])")
+            continue
+        for key in t:
+            if key not in ("provider", "sender", "smtp", "imap"):
+                r.problem(
+                    f"{prefix}.{key}", "unknown setting (known: provider, sender, smtp, imap)"
+                )
+        provider = _provider(r, f"{prefix}.provider", t.get("provider", "generic"))
+        preset = PRESETS[provider]
+        st = t.get("sender", {})
+        if not isinstance(st, dict):
+            r.problem(f"{prefix}.sender", "must be a table")
+            st = {}
+        for key in st:
+            if key not in ("name", "address", "phone", "signature", "timezone", "locale"):
+                r.problem(f"{prefix}.sender.{key}", "unknown setting")
+        sp = f"{prefix}.sender"
+        sender = SenderSettings(
+            name=r.get(st, sp, "name", str, "", required=True),
+            address=r.get(st, sp, "address", str, "", required=True),
+            phone=r.get(st, sp, "phone", str, ""),
+            signature=r.get(st, sp, "signature", str, ""),
+            timezone=r.get(st, sp, "timezone", str, main_sender.timezone),
+            locale=r.get(st, sp, "locale", str, main_sender.locale),
+        )
+        if sender.address:
+            _check_address(r, f"{sp}.address", sender.address)
+        if sender.timezone:
+            _check_timezone(r, f"{sp}.timezone", sender.timezone)
+        smtp_var, imap_var = account_secret(name, "smtp"), account_secret(name, "imap")
+        smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
+        smtp = _server(
+            r, f"{prefix}.smtp", smtp_table, base, sender.address, secrets.get(smtp_var, ""), 587
+        )
+        imap_table = {**preset.get("imap", {}), **_subtable(r, t, prefix, "imap")}
+        imap_base = _server(
+            r,
+            f"{prefix}.imap",
+            imap_table,
+            base,
+            sender.address,
+            secrets.get(imap_var) or secrets.get(smtp_var, ""),
+            993,
+        )
+        imap = ImapSettings(
+            **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
+            sent_folder=r.get(imap_table, f"{prefix}.imap", "sent_folder", str, ""),
+            save_sent=r.get(imap_table, f"{prefix}.imap", "save_sent", bool, True),
+        )
+        if need_secrets and not smtp.password:
+            r.problems.append(f"{smtp_var}: not set in the environment or {base / '.env'}")
+        accounts[name] = AccountSettings(
+            name=name,
+            sender=sender,
+            smtp=smtp,
+            imap=imap,
+            provider=provider,
+            daily_cap=_daily_cap(r, f"{prefix}.smtp", smtp_table),
+        )
+    return accounts
+
+
+def _subtable(r: _Reader, t: dict[str, Any], prefix: str, name: str) -> dict[str, Any]:
+    value = t.get(name, {})
+    if not isinstance(value, dict):
+        r.problem(f"{prefix}.{name}", "must be a table")
+        return {}
+    return value
 
 
 def _server(
@@ -398,6 +560,7 @@ def _server(
         "retries",
         "sent_folder",
         "save_sent",
+        "daily_cap",
     }
     for key in t:
         if key not in known:

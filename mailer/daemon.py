@@ -63,15 +63,16 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     busy = threading.Lock()
     again = threading.Event()
 
-    held: list[Mailbox] = []  # one IMAP connection kept from pass to pass
+    held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
 
-    def one_pass() -> CheckReport:
+    def one_pass(account: Settings) -> CheckReport:
         # A kept connection may have been closed by the server since the last pass: then the
         # pass is run again at once on a new one, rather than waiting for the next poll.
+        name = account.account
         for attempt in (1, 2):
-            reused = bool(held)
-            if not held:
-                box = Mailbox(settings.imap)
+            reused = name in held
+            if not reused:
+                box = Mailbox(account.imap)
                 try:
                     box.connect()
                 except MailerError as exc:
@@ -80,20 +81,26 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
                         f"cannot look for replies, so no follow-up goes out now: {exc}"
                     )
                     return report
-                held.append(box)
-            report = run_check(settings, store, clock, box=held[0])
+                held[name] = box
+            report = run_check(account, store, clock, box=held[name])
             if report.imap_failed or report.problems:
-                held.pop().close()  # start afresh next time
+                held.pop(name).close()  # start afresh next time
             if not (report.imap_failed and reused and attempt == 1):
                 return report
             log.info("the kept IMAP connection was gone; reconnecting")
         return report
 
+    def every_account() -> CheckReport:
+        total = CheckReport()
+        for name in settings.account_names:
+            total.merge(one_pass(settings.for_account(name)), name)
+        return total
+
     def tick() -> None:
         with busy:
             while True:
                 again.clear()
-                log_report(one_pass())
+                log_report(every_account())
                 # Mail that arrived during the pass gets another pass now, not a tick later.
                 if not again.is_set() or stop.is_set():
                     break
@@ -125,19 +132,23 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     )
     scheduler.start()
     log.info(
-        "daemon started: polling every %gs%s; state %s",
+        "daemon started: polling every %gs%s; %d account(s); state %s",
         settings.watch.poll_seconds,
         ", IDLE on INBOX" if settings.watch.idle else "",
+        len(settings.account_names),
         safe_url(settings.state_url),
     )
-    watcher = None
+    watchers = []
     if settings.watch.idle:
-        watcher = threading.Thread(
-            target=IdleWatcher(settings.imap, wake_now, stop).run,
-            name="imap-idle",
-            daemon=True,
-        )
-        watcher.start()
+        # One IDLE connection per account: a reply lands in the mailbox it was sent from.
+        for name in settings.account_names:
+            watcher = threading.Thread(
+                target=IdleWatcher(settings.for_account(name).imap, wake_now, stop).run,
+                name=f"imap-idle-{name or 'main'}",
+                daemon=True,
+            )
+            watcher.start()
+            watchers.append(watcher)
     while not stop.wait(0.5):
         pass
     log.info("stopping")
@@ -145,10 +156,10 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     # stop scheduling first, then wait for the pass in progress ourselves.
     scheduler.shutdown(wait=False)
     if busy.acquire(timeout=60):
-        for box in held:
+        for box in held.values():
             box.close()
         busy.release()
-    if watcher is not None:
+    for watcher in watchers:
         watcher.join(timeout=5)
     log.info("stopped")
 

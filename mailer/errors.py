@@ -65,10 +65,12 @@ class DeliveryError(MailerError):
         kind: str = "connection",
         temporary: bool = False,
         hint: str | None = None,
+        code: int | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
         self.temporary = temporary
+        self.code = code  # the server's reply code, when it gave one
 
 
 class DuplicateError(MailerError):

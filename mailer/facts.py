@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .addresses import check_header_value, validate_address
 from .errors import InputError
+
+T = TypeVar("T")
 
 SITUATIONS: dict[str, str] = {
     "illness": "you were (or are) ill",
@@ -225,9 +228,25 @@ def make_facts(
     allow_test_domains: bool = False,
     prefix: str = "--",
 ) -> Facts:
-    """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them."""
+    """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them.
+
+    Every problem is found, not just the first: the raised InputError's ``problems`` lists
+    them all (a campaign shows each entry's problems together).
+    """
+    problems: list[str] = []
+
+    def attempt(check: Callable[[], T], default: T) -> T:
+        try:
+            return check()
+        except InputError as exc:
+            problems.append(str(exc))
+            return default
+
+    def fail(message: str) -> None:
+        problems.append(message)
+
     if situation not in SITUATIONS:
-        raise InputError(
+        fail(
             f"{prefix}situation: unknown situation {situation!r} (one of: {', '.join(SITUATIONS)})"
         )
     for name, value in (
@@ -236,10 +255,10 @@ def make_facts(
         ("role", role),
         ("interviewer-phone", interviewer_phone),
     ):
-        check_header_value(value, f"{prefix}{name}")
+        attempt(lambda v=value, n=name: check_header_value(v, f"{prefix}{n}"), None)
     for name, value in (("interviewer", interviewer), ("company", company), ("role", role)):
         if not value.strip():
-            raise InputError(f"{prefix}{name}: must not be empty")
+            fail(f"{prefix}{name}: must not be empty")
     for name, value in (
         ("interviewer", interviewer),
         ("company", company),
@@ -247,35 +266,43 @@ def make_facts(
         ("note", note),
     ):
         if m := PLACEHOLDER.search(value):
-            raise InputError(
-                f"{prefix}{name}: {m.group(0)!r} is a placeholder; write the real value"
-            )
+            fail(f"{prefix}{name}: {m.group(0)!r} is a placeholder; write the real value")
     if "\r" in note:
-        raise InputError(f"{prefix}note: contains a carriage return")
+        fail(f"{prefix}note: contains a carriage return")
     if interviewer_tz:
-        zone(interviewer_tz, f"{prefix}interviewer-tz")
-    return Facts(
+        attempt(lambda: zone(interviewer_tz, f"{prefix}interviewer-tz"), None)
+    epoch = datetime(1970, 1, 1, tzinfo=tz)
+
+    def address(a: str, what: str) -> str:
+        return validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}{what}")
+
+    facts = Facts(
         situation=situation,
-        to=validate_address(to, allow_test_domains=allow_test_domains, what=f"{prefix}to"),
+        to=attempt(lambda: address(to, "to"), to),
         interviewer=interviewer.strip(),
         company=company.strip(),
         role=role.strip(),
-        interview=parse_when(interview, tz, f"{prefix}interview"),
+        interview=attempt(lambda: parse_when(interview, tz, f"{prefix}interview"), epoch),
         note=note.strip(),
-        free=tuple(parse_slot(s, tz, f"{prefix}free") for s in free),
+        free=tuple(
+            slot
+            for text in free
+            if (slot := attempt(lambda t=text: parse_slot(t, tz, f"{prefix}free"), None))
+        ),
         interviewer_tz=interviewer_tz,
         interviewer_phone=interviewer_phone.strip(),
-        cc=tuple(
-            validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}cc")
-            for a in cc
+        cc=tuple(attempt(lambda a=a: address(a, "cc"), a) for a in cc),
+        extra=attempt(lambda: parse_vars(var, f"{prefix}var"), {}),
+        alt_addresses=tuple(attempt(lambda a=a: address(a, "alt-address"), a) for a in alt_address),
+        alt_domains=tuple(
+            attempt(lambda d=d: _domain(d, f"{prefix}alt-domain"), d) for d in alt_domain
         ),
-        extra=parse_vars(var, f"{prefix}var"),
-        alt_addresses=tuple(
-            validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}alt-address")
-            for a in alt_address
-        ),
-        alt_domains=tuple(_domain(d, f"{prefix}alt-domain") for d in alt_domain),
     )
+    if problems:
+        error = InputError(problems[0] if len(problems) == 1 else "; ".join(problems))
+        error.problems = problems  # type: ignore[attr-defined]
+        raise error
+    return facts
 
 
 def _domain(value: str, what: str) -> str:

@@ -193,6 +193,7 @@ class SmtpSession:
                     raise DeliveryError(
                         f"{self.where}: recipient <{rcpt}> refused: {code} {_text(msg)}",
                         kind="recipient",
+                        code=code,
                     )
             code, msg = smtp.docmd("DATA")
             if code != 354:
@@ -256,7 +257,10 @@ def _reply_error(where: str, step: str, code: int, msg: bytes | str) -> Delivery
     temporary = 400 <= code < 500
     kind = "temporary" if temporary else "permanent"
     return DeliveryError(
-        f"{where}: {step} refused with {code} {_text(msg)}", kind=kind, temporary=temporary
+        f"{where}: {step} refused with {code} {_text(msg)}",
+        kind=kind,
+        temporary=temporary,
+        code=code,
     )
 
 

@@ -25,7 +25,7 @@ from .errors import StateError
 from .followup import AWAITING, FOLLOWED_UP, Decision
 from .matching import IndexedThread, ThreadIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 MIGRATIONS: list[list[str]] = [
@@ -105,6 +105,12 @@ MIGRATIONS: list[list[str]] = [
             UNIQUE (folder, uidvalidity, uid)
         )""",
     ],
+    [
+        # Which account sent the thread ("" is the main one): its follow-ups go from there,
+        # and its replies arrive there.
+        """ALTER TABLE threads ADD COLUMN account TEXT NOT NULL DEFAULT ''""",
+        """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
+    ],
 ]
 
 # Message states.
@@ -164,6 +170,7 @@ class ThreadRow:
     alt_domains: tuple[str, ...]
     sent_at: str | None
     detail: dict[str, Any]
+    account: str = ""
 
 
 def _boot_id() -> str:
@@ -328,25 +335,30 @@ class Store:
         recipient_tz: str = "",
         campaign: str | None = None,
         entry_key: str | None = None,
+        account: str = "",
+        durable: bool = True,
+        detail: dict[str, Any] | None = None,
     ) -> tuple[int, int]:
         """Record the thread and its apology as ``queued``, in one transaction.
 
         With ``guard_duplicates`` the duplicate check happens inside the same write
-        transaction, so two concurrent ``send`` runs cannot both pass it.
+        transaction, so two concurrent ``send`` runs cannot both pass it. A campaign entry is
+        also guarded by its key. ``durable=False`` skips the fsync: nothing leaves the machine
+        before ``mark_submitting``, whose own synced commit carries this one to disk.
         """
         from sqlalchemy import text
 
-        with self.tx() as c:
+        with self.tx(durable) as c:
             if guard_duplicates:
-                self._guard_duplicate(c, key, facts["to"], now)
+                self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
             tid = c.execute(
                 text("""INSERT INTO threads (created_at, recipient, recipient_name, company, role,
                         situation, interview_at, dedupe_key, facts, subject, root_message_id,
                         state, follow_up_wait, max_follow_ups, campaign, entry_key, recipient_tz,
-                        alt_addresses, alt_domains)
+                        alt_addresses, alt_domains, account, detail)
                         VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
                         :facts, :subject, :mid, 'sending', :wait, :maxf, :campaign, :entry, :tz,
-                        :alt_a, :alt_d)"""),
+                        :alt_a, :alt_d, :account, :detail)"""),
                 {
                     "now": now.isoformat(),
                     "to": facts["to"],
@@ -366,6 +378,8 @@ class Store:
                     "tz": recipient_tz,
                     "alt_a": json.dumps([a.lower() for a in facts.get("alt_addresses", [])]),
                     "alt_d": json.dumps([d.lower() for d in facts.get("alt_domains", [])]),
+                    "account": account,
+                    "detail": json.dumps(detail or {}),
                 },
             ).lastrowid
             mid = self._insert_message(
@@ -374,7 +388,15 @@ class Store:
             self._event(c, tid, now, "queued", f"apology {message_id} queued")
         return int(tid), mid
 
-    def _guard_duplicate(self, c: Any, key: str, to: str, now: datetime) -> None:
+    def _guard_duplicate(
+        self,
+        c: Any,
+        key: str,
+        to: str,
+        now: datetime,
+        campaign: str | None = None,
+        entry_key: str | None = None,
+    ) -> None:
         from sqlalchemy import text
 
         from .errors import DuplicateError
@@ -383,8 +405,9 @@ class Store:
             c.execute(
                 text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner FROM threads t
                     JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
-                    WHERE t.dedupe_key = :k AND m.state != :failed"""),
-                {"k": key, "failed": FAILED},
+                    WHERE (t.dedupe_key = :k OR (t.campaign = :c AND t.entry_key = :e))
+                    AND m.state != :failed"""),
+                {"k": key, "c": campaign, "e": entry_key, "failed": FAILED},
             )
             .mappings()
             .all()
@@ -460,14 +483,23 @@ class Store:
         self._move(message_row_id, (QUEUED, SUBMITTING), SUBMITTING, now, "submitting_at")
 
     def mark_sent(
-        self, message_row_id: int, now: datetime, reply: str, follow_up_due: datetime | None
+        self,
+        message_row_id: int,
+        now: datetime,
+        reply: str,
+        follow_up_due: datetime | None,
+        durable: bool = True,
     ) -> None:
         """The server said 250. For an apology, ``follow_up_due`` is when the follow-up is due;
         for a follow-up, when the thread's next step is (another follow-up, or closing as no
-        answer). A thread a reply has already settled is never moved back."""
+        answer). A thread a reply has already settled is never moved back.
+
+        ``durable=False`` (campaigns) skips the fsync: if a power cut loses this commit, the
+        message is left ``submitting`` and so shows as in doubt; it is never sent again.
+        """
         from sqlalchemy import text
 
-        with self.tx() as c:
+        with self.tx(durable) as c:
             row = self._move_in(
                 c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), SENT, now, "sent_at"
             )
@@ -564,10 +596,10 @@ class Store:
         self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
         return row
 
-    def record_sent_copy(self, message_row_id: int, outcome: str) -> None:
+    def record_sent_copy(self, message_row_id: int, outcome: str, durable: bool = True) -> None:
         from sqlalchemy import text
 
-        with self.tx() as c:
+        with self.tx(durable) as c:
             c.execute(
                 text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
                 {"o": outcome, "id": message_row_id},
@@ -639,8 +671,12 @@ class Store:
 
     # --- the watcher's bookkeeping ----------------------------------------------------
 
-    def thread_index(self) -> ThreadIndex:
-        """What the matcher needs: every Message-ID we sent, and who may answer which thread."""
+    def thread_index(self, account: str | None = None) -> ThreadIndex:
+        """What the matcher needs: every Message-ID we sent, and who may answer which thread.
+
+        With ``account``, only that account's threads: its mailbox is where their replies
+        arrive. Our own Message-IDs are all kept, so none of them is ever taken for a reply.
+        """
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -651,7 +687,9 @@ class Store:
                     # creation, not only once the send is recorded.
                     text("""SELECT id, recipient, alt_addresses, alt_domains,
                         COALESCE(sent_at, created_at) AS sent_at, state
-                        FROM threads WHERE state != 'failed' ORDER BY id""")
+                        FROM threads WHERE state != 'failed'
+                        AND (:a IS NULL OR account = :a) ORDER BY id"""),
+                    {"a": account},
                 )
                 .mappings()
                 .all()
@@ -813,6 +851,20 @@ class Store:
             self._event(c, thread_id, now, event, "; ".join(f"{k}: {v}" for k, v in detail.items()))
         return True
 
+    def set_thread_detail(self, thread_id: int, detail: dict[str, Any]) -> None:
+        """Remember something about a thread (a campaign's permanent refusal)."""
+        from sqlalchemy import text
+
+        with self.tx(durable=False) as c:
+            row = c.execute(
+                text("SELECT detail FROM threads WHERE id = :t"), {"t": thread_id}
+            ).first()
+            if row is not None:
+                c.execute(
+                    text("UPDATE threads SET detail = :d WHERE id = :t"),
+                    {"d": json.dumps({**json.loads(row[0]), **detail}), "t": thread_id},
+                )
+
     def claim_follow_up(
         self,
         thread_id: int,
@@ -892,30 +944,63 @@ class Store:
                 return int(tid)
         return None
 
-    def _open_dues(self) -> list[tuple[ThreadRow, datetime]]:
+    def _open_dues(self, account: str | None = None) -> list[tuple[ThreadRow, datetime]]:
         """Open threads with a next step, and when it is due (compared as instants: the
         stored times carry different offsets)."""
         rows = self._rows(
             """SELECT * FROM threads WHERE state IN (:a, 'followed_up')
-               AND follow_up_due IS NOT NULL""",
+               AND follow_up_due IS NOT NULL AND (:acct IS NULL OR account = :acct)""",
             a=AWAITING,
+            acct=account,
         )
         threads = [_thread(r) for r in rows]
         return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
 
-    def due_threads(self, now: datetime) -> list[ThreadRow]:
+    def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due."""
-        return [t for t, due in sorted(self._open_dues(), key=lambda p: p[1]) if due <= now]
+        dues = sorted(self._open_dues(account), key=lambda p: p[1])
+        return [t for t, due in dues if due <= now]
 
     def next_due(self, after: datetime | None = None) -> datetime | None:
         dues = [due for _, due in self._open_dues() if after is None or due > after]
         return min(dues) if dues else None
 
-    def unsettled_messages(self) -> list[MessageRow]:
+    def unsettled_messages(self, account: str | None = None) -> list[MessageRow]:
         """Messages whose fate is unknown: in doubt, or submitting by a process that is gone."""
-        sql = "SELECT * FROM messages WHERE state IN (:s, :d) ORDER BY id"
-        rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT)
+        sql = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                 WHERE m.state IN (:s, :d) AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""
+        rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT, a=account)
         return [m for m in map(_message, rows) if m.shown_state == "in doubt"]
+
+    # --- campaigns ---------------------------------------------------------------------------
+
+    def sent_since(self, account: str, since: datetime) -> int:
+        """Messages that left (or may have left) ``account`` since ``since``: the daily cap
+        counts every run and every kind, follow-ups included."""
+        rows = self._rows(
+            """SELECT m.submitting_at FROM messages m JOIN threads t ON t.id = m.thread_id
+               WHERE t.account = :a AND m.submitting_at IS NOT NULL
+               AND m.state IN (:s, :sub, :d)""",
+            a=account,
+            s=SENT,
+            sub=SUBMITTING,
+            d=IN_DOUBT,
+        )
+        return sum(1 for r in rows if datetime.fromisoformat(r["submitting_at"]) >= since)
+
+    def campaign_threads(self, campaign: str) -> list[ThreadRow]:
+        rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)
+        return [_thread(r) for r in rows]
+
+    def apologies_for(self, recipient: str, company: str) -> list[ThreadRow]:
+        """Threads to this address about this company (any campaign or none), sent or live."""
+        rows = self._rows(
+            """SELECT * FROM threads WHERE lower(recipient) = :r AND state != 'failed'
+               ORDER BY id""",
+            r=recipient.lower(),
+        )
+        norm = " ".join(company.lower().split())
+        return [t for t in map(_thread, rows) if " ".join(t.company.lower().split()) == norm]
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,375 @@
+"""``mailer campaign check|preview|run|status|cancel``: options in, library calls, a report out."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli_common import Context, _show, handle_errors
+from .errors import ConfigError, ExitCode, InputError
+
+
+def _find(settings: Any, file: str) -> Path:
+    """FILE as given, else a campaign of that name under ``config/campaigns/``."""
+    from .campaign import CAMPAIGNS_DIR
+
+    path = Path(file).expanduser()
+    if path.is_file():
+        return path.resolve()
+    for candidate in (
+        settings.workspace / CAMPAIGNS_DIR / file,
+        settings.workspace / CAMPAIGNS_DIR / f"{file}.toml",
+    ):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise InputError(
+        f"{file}: campaign file not found (nor in {settings.workspace / CAMPAIGNS_DIR})"
+    )
+
+
+def _load(obj: Context, file: str, *, force: bool = False, skip_invalid: bool = False) -> Any:
+    from .campaign import load_campaign
+    from .clock import default_clock
+
+    settings = obj.settings()
+    campaign = load_campaign(_find(settings, file), settings, default_clock()(), force=force)
+    if campaign.problems and (not skip_invalid or campaign.file_level):
+        where = (
+            f"{campaign.invalid} of {campaign.total} entries have problems"
+            if campaign.invalid and not campaign.file_level
+            else "the campaign file has problems"
+        )
+        raise ConfigError(
+            campaign.problems,
+            hint=f"{where}; nothing was sent"
+            + (
+                " (--skip-invalid sends the valid entries)"
+                if campaign.invalid and not campaign.file_level
+                else ""
+            ),
+        )
+    return settings, campaign
+
+
+@click.group()
+def campaign() -> None:
+    """Many apologies from one file: config/campaigns/NAME.toml (see 'mailer init')."""
+
+
+@campaign.command("check")
+@click.argument("file")
+@click.option("--force", is_flag=True, help="Let apology-check errors through.")
+@click.pass_obj
+@handle_errors
+def check_command(obj: Context, file: str, force: bool) -> None:
+    """Validate the whole file (every entry, every problem). Sends nothing."""
+    from .runner import already_done, entry_state, outside_warnings
+
+    settings, c = _load(obj, file, force=force)
+    store = obj.store(settings)
+    states = entry_state(c, store)
+    todo = [e for e in c.entries if already_done(states.get(e.key, []), store, False) is None]
+    for line in outside_warnings(c, store):
+        click.echo(f"mailer: warning: {line}", err=True)
+    warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity != "error")
+    accounts = sorted({e.account or "main" for e in c.entries})
+    click.echo(
+        f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "
+        f"{len(c.entries) - len(todo)} already done; account(s): {', '.join(accounts)}"
+    )
+    if warnings:
+        click.echo(f"{warnings} apology-check warning(s): 'mailer campaign preview' shows them")
+
+
+@campaign.command("preview")
+@click.argument("file")
+@click.option("--entry", "key", metavar="KEY", help="Only this entry.")
+@click.option("--force", is_flag=True, help="Show entries with apology-check errors too.")
+@click.pass_obj
+@handle_errors
+def preview_command(obj: Context, file: str, key: str | None, force: bool) -> None:
+    """Print what each entry would send. No network."""
+    _, c = _load(obj, file, force=force)
+    entries = [c.entry(key)] if key else c.entries
+    for i, e in enumerate(entries):
+        if i:
+            click.echo("\n" + "=" * 72)
+        account = f", account {e.account}" if e.account else ""
+        click.echo(f"# entry {e.key} ({e.where}{account})")
+        _show(e.prepared)
+
+
+@campaign.command("run")
+@click.argument("file")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; connect to nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N apologies this run.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
+)
+@click.option(
+    "--skip-invalid", is_flag=True, help="Send the valid entries even if others have problems."
+)
+@click.option("--force", is_flag=True, help="Send even if the apology check finds errors.")
+@click.option("--retry-failed", is_flag=True, help="Try entries the server refused before again.")
+@click.pass_obj
+@handle_errors
+def run_command(
+    obj: Context,
+    file: str,
+    dry_run: bool,
+    limit: int | None,
+    yes: bool,
+    skip_invalid: bool,
+    force: bool,
+    retry_failed: bool,
+) -> None:
+    """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
+    from .clock import default_clock
+    from .runner import (
+        FAILED_NOW,
+        HELD_BACK,
+        IN_DOUBT_NOW,
+        SENT_NOW,
+        SKIPPED,
+        WOULD_SEND,
+        already_done,
+        entry_state,
+        outside_warnings,
+        run_campaign,
+    )
+
+    settings, c = _load(obj, file, force=force, skip_invalid=skip_invalid)
+    for line in c.problems:
+        click.echo(f"mailer: skipped (invalid): {line}", err=True)
+    store = obj.store(settings)
+    if not dry_run:
+        _need_passwords(settings, c)
+    for line in outside_warnings(c, store):
+        click.echo(f"mailer: warning: {line}", err=True)
+    states = entry_state(c, store)
+    todo = [
+        e for e in c.entries if already_done(states.get(e.key, []), store, retry_failed) is None
+    ]
+    if limit is not None:
+        todo = todo[:limit]
+    if not todo:
+        click.echo(
+            f"campaign {c.name!r}: nothing to send; every valid entry is done "
+            f"('mailer campaign status {file}' shows each)."
+        )
+        return
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to send without --yes: there is no terminal to confirm on")
+        who = ", ".join(sorted({e.settings.sender.address for e in todo}))
+        if not click.confirm(
+            f"Send {len(todo)} apolog{'y' if len(todo) == 1 else 'ies'} from {who} now?",
+            default=False,
+        ):
+            click.echo("Nothing sent.")
+            sys.exit(int(ExitCode.FAILURE))
+
+    stop = threading.Event()
+
+    def on_sigint(*_: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(
+            "\nmailer: stopping after the message in progress (Ctrl-C again to stop now)",
+            err=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    display = _Progress(len(todo), len(c.entries))
+    try:
+        report = run_campaign(
+            c,
+            store,
+            default_clock(),
+            limit=limit,
+            dry_run=dry_run,
+            retry_failed=retry_failed,
+            progress=display.update,
+            stop=stop,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        display.done()
+    _summary_table(report, verbose=dry_run)
+    counts = {
+        r: report.count(r)
+        for r in (SENT_NOW, WOULD_SEND, SKIPPED, FAILED_NOW, IN_DOUBT_NOW, HELD_BACK)
+    }
+    click.echo(
+        "\n"
+        + ", ".join(f"{n} {r}" for r, n in counts.items() if n or r in (SENT_NOW, FAILED_NOW))
+        + f" (campaign {c.name!r}, {display.elapsed():.1f} s)"
+    )
+    if dry_run:
+        click.echo("(dry run: nothing was sent)")
+    if report.stopped:
+        click.echo(f"Stopped early: {report.stopped}. Run the same command again to go on.")
+    if report.held_back:
+        click.echo(
+            f"{report.held_back} held back by the daily cap: run 'mailer campaign run {file}' "
+            "again tomorrow to send them (the daemon sends only follow-ups)."
+        )
+    # In doubt now, or still in doubt from an earlier run: never resent, always listed.
+    doubts = [
+        o
+        for o in report.outcomes
+        if o.result == IN_DOUBT_NOW or (o.result == SKIPPED and o.detail.startswith("in doubt"))
+    ]
+    for o in doubts:
+        click.echo(
+            f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "
+            f"'mailer resolve {o.thread_id} --sent' or '--resend'"
+        )
+    if report.sent_copy_problems:
+        click.echo(
+            f"mailer: warning: {len(report.sent_copy_problems)} Sent cop(ies) not saved: "
+            f"{report.sent_copy_problems[0]}",
+            err=True,
+        )
+    if counts[FAILED_NOW] or counts[IN_DOUBT_NOW]:
+        sys.exit(int(ExitCode.NETWORK))
+    if doubts:
+        sys.exit(int(ExitCode.FAILURE))
+
+
+def _need_passwords(settings: Any, c: Any) -> None:
+    from .config import account_secret
+
+    missing = []
+    for name in sorted({e.account for e in c.entries}):
+        if not settings.for_account(name).smtp.password:
+            var = account_secret(name, "smtp") if name else "MAILER_SMTP_PASSWORD"
+            missing.append(f"{var}: not set in the environment or {settings.workspace / '.env'}")
+    if missing:
+        raise ConfigError(missing)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; one line per entry otherwise (logs, CI)."""
+
+    def __init__(self, todo: int, total: int) -> None:
+        self.todo = todo
+        self.total = total
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def update(self, outcome: Any, report: Any) -> None:
+        from .runner import FAILED_NOW, IN_DOUBT_NOW, SENT_NOW, SKIPPED, WOULD_SEND
+
+        done = len(report.outcomes)
+        sent = report.count(SENT_NOW) + report.count(WOULD_SEND)
+        worked = sent + report.count(FAILED_NOW) + report.count(IN_DOUBT_NOW)
+        rate = worked / self.elapsed() * 60 if self.elapsed() > 0 else 0.0
+        left = max(self.todo - worked, 0)
+        eta = f"{left / rate:.1f} min left" if rate and left else "-"
+        line = (
+            f"[{done:>{len(str(self.total))}}/{self.total}] sent {sent} · skipped "
+            f"{report.count(SKIPPED)} · failed {report.count(FAILED_NOW)} · in doubt "
+            f"{report.count(IN_DOUBT_NOW)} · {rate:.1f}/min · {eta}"
+        )
+        if self.tty:
+            click.echo(f"\r{line}\033[K", nl=False, err=True)
+            self.shown = True
+        else:
+            click.echo(f"{outcome.result:<10} {outcome.key}  {outcome.detail}", err=True)
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+def _summary_table(report: Any, verbose: bool) -> None:
+    from .runner import SKIPPED
+
+    rows = [o for o in report.outcomes if verbose or o.result != SKIPPED]
+    if not rows:
+        return
+    width = min(max(len(o.key) for o in rows), 48)
+    click.echo(f"\n{'ENTRY':<{width}}  {'RESULT':<10} {'THREAD':>6}  DETAIL")
+    for o in rows:
+        thread = str(o.thread_id) if o.thread_id else "-"
+        click.echo(f"{o.key[:width]:<{width}}  {o.result:<10} {thread:>6}  {o.detail[:90]}")
+
+
+@campaign.command("status")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@handle_errors
+def status_command(obj: Context, file: str, as_json: bool) -> None:
+    """Each entry's state, as 'mailer status' shows threads, with counts."""
+    from collections import Counter
+
+    from .store import thread_state
+
+    settings, c = _load(obj, file, skip_invalid=True)
+    store = obj.store(settings)
+    threads: dict[str, Any] = {}
+    for t in store.campaign_threads(c.name):
+        threads[t.entry_key or ""] = t  # the latest thread of each entry
+    rows = []
+    for e in c.entries:
+        t = threads.get(e.key)
+        rows.append(
+            {
+                "key": e.key,
+                "where": e.where,
+                "to": e.prepared.facts.to,
+                "thread": t.id if t else None,
+                "status": thread_state(t, store.messages(t.id)) if t else "not sent yet",
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = min(max([len(r["key"]) for r in rows] + [5]), 48)
+    click.echo(f"{'ENTRY':<{width}}  {'THREAD':>6}  STATE")
+    for r in rows:
+        click.echo(f"{r['key'][:width]:<{width}}  {r['thread'] or '-':>6}  {r['status']}")
+    counts = Counter(r["status"].split(":")[0].split(" (")[0] for r in rows)
+    click.echo("\n" + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
+    if c.problems:
+        click.echo(
+            f"({c.invalid} invalid entr{'y' if c.invalid == 1 else 'ies'} not shown: 'mailer campaign check' lists them)"
+        )
+
+
+@campaign.command("cancel")
+@click.argument("file")
+@click.option("--entry", "key", metavar="KEY", help="Only this entry.")
+@click.pass_obj
+@handle_errors
+def cancel_command(obj: Context, file: str, key: str | None) -> None:
+    """Stop the campaign's pending follow-ups (all, or one entry's)."""
+    from .clock import default_clock
+    from .runner import cancel_campaign
+
+    settings, c = _load(obj, file, skip_invalid=True)
+    if key is not None:
+        c.entry(key)  # a typo in KEY is an error, not "nothing to cancel"
+    store = obj.store(settings)
+    cancelled = cancel_campaign(c.name, store, default_clock()(), key)
+    if not cancelled:
+        click.echo(f"campaign {c.name!r}: no follow-up was pending; nothing to cancel.")
+        return
+    click.echo(
+        f"campaign {c.name!r}: cancelled the follow-ups of {len(cancelled)} thread(s): "
+        + ", ".join(str(t) for t in cancelled)
+    )

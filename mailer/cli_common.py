@@ -1,0 +1,127 @@
+"""What every command shares: the context object, the error handler, showing a message."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ExitCode, MailerError
+
+
+@dataclass
+class Context:
+    config: str | None
+    debug: bool
+    sandbox: bool
+
+    def workspace_hint(self) -> Path:
+        from .config import CONFIG_RELPATH
+
+        for d in (Path.cwd(), *Path.cwd().parents):
+            if (d / CONFIG_RELPATH).is_file():
+                return d
+        return Path.cwd()
+
+    def settings(self, need_secrets: bool = False) -> Any:
+        from .config import find_config, load_settings
+        from .sandbox import running_sandbox, sandbox_dir
+
+        if self.sandbox:
+            ws = self.workspace_hint()
+            sdir = sandbox_dir(ws)
+            # Reading sandbox history works while it is stopped; talking to it does not.
+            if running_sandbox(ws) is None and (
+                need_secrets or not (sdir / "config" / "mailer.toml").exists()
+            ):
+                raise MailerError(
+                    "the sandbox is not running", hint="start it with 'mailer sandbox start'"
+                )
+            return load_settings(
+                sdir / "config" / "mailer.toml",
+                env_file=sdir / ".env",
+                need_secrets=need_secrets,
+                workspace=ws,
+            )
+        return load_settings(find_config(Path.cwd(), self.config), need_secrets=need_secrets)
+
+    def store(self, settings: Any) -> Any:
+        from .store import Store
+
+        return Store(settings.state_url)
+
+
+def _report(exc: MailerError) -> None:
+    problems = getattr(exc, "problems", None)  # ConfigError, or facts with several problems
+    lines = problems if problems and len(problems) > 1 else [str(exc)]
+    for i, line in enumerate(lines):
+        hint = f" ({exc.hint})" if exc.hint and i == len(lines) - 1 else ""
+        click.echo(f"mailer: error: {line}{hint}", err=True)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every command: MailerError -> one line and its exit code; tracebacks only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().obj and ctx.find_root().obj.debug)
+        try:
+            return fn(*args, **kwargs)
+        except MailerError as exc:
+            if debug:
+                raise
+            _report(exc)
+            sys.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("mailer: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`mailer status | head`): stop quietly, as Unix tools do.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(
+                f"mailer: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)",
+                err=True,
+            )
+            sys.exit(int(ExitCode.FAILURE))
+
+    return wrapper
+
+
+def _show(prepared: Any) -> None:
+    _show_raw(prepared.composed)
+    _show_findings(prepared.findings)
+
+
+def _show_findings(findings: Any) -> None:
+    from .lint import format_finding, summary
+
+    click.echo(f"\nApology check: {summary(findings)}")
+    for f in findings:
+        click.echo(format_finding(f))
+
+
+def _show_raw(composed: Any) -> None:
+    from email import message_from_bytes
+    from email.policy import default
+
+    msg = message_from_bytes(composed.raw, policy=default)
+    for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To"):
+        if msg[name]:
+            click.echo(f"{name}: {msg[name]}")
+    click.echo("")
+    click.echo(composed.text, nl=False)

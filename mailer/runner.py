@@ -1,0 +1,381 @@
+"""Sending a campaign: each entry's apology at most once, over one SMTP connection per
+account, paced, capped per day, resumable by simply running again.
+
+What has been sent is read from the state store, never from a position in the file: an entry
+is looked up by its key, and the store refuses a second live apology for the same key or the
+same interview inside the transaction that records it (so two runs at once cannot both send).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import apology
+from .campaign import Campaign, Entry
+from .clock import Clock
+from .config import Settings, account_label
+from .crashpoint import crash_point
+from .errors import DeliveryError, DuplicateError, MailerError
+from .facts import local_zone
+from .sender import InDoubtError, SmtpSession
+from .store import FAILED, IN_DOUBT, QUEUED, SENT, SUBMITTING, Store, ThreadRow
+from .throttle import Pacer, effective_cap, start_of_day, too_many
+
+log = logging.getLogger("mailer.campaign")
+
+# What happened to an entry in a run (or would, in a dry run).
+SENT_NOW = "sent"
+SKIPPED = "skipped"
+FAILED_NOW = "failed"
+IN_DOUBT_NOW = "in doubt"
+HELD_BACK = "held back"
+WOULD_SEND = "would send"
+MAX_SLOW_DOWNS = 6
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    where: str
+    result: str
+    detail: str = ""
+    thread_id: int | None = None
+
+
+@dataclass
+class RunReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str = ""  # why the run stopped early, if it did
+    sent_copy_problems: list[str] = field(default_factory=list)
+
+    def count(self, result: str) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+    @property
+    def held_back(self) -> int:
+        return self.count(HELD_BACK)
+
+
+Progress = Callable[[Outcome, RunReport], None]
+
+
+def entry_state(campaign: Campaign, store: Store) -> dict[str, list[ThreadRow]]:
+    """The threads recorded for each entry key of this campaign, oldest first."""
+    out: dict[str, list[ThreadRow]] = {}
+    for t in store.campaign_threads(campaign.name):
+        out.setdefault(t.entry_key or "", []).append(t)
+    return out
+
+
+def already_done(threads: list[ThreadRow], store: Store, retry_failed: bool) -> str | None:
+    """Why an entry must not be sent again now, or None if it may be sent."""
+    for t in reversed(threads):
+        root = next(m for m in store.messages(t.id) if m.kind == "apology")
+        shown = root.shown_state
+        if root.state == SENT:
+            return f"already sent (thread {t.id}, {t.state.replace('_', ' ')})"
+        if shown == "in doubt" or root.state == IN_DOUBT:
+            return f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'"
+        if root.state == SUBMITTING or (root.state == QUEUED and _alive(root.owner)):
+            return f"being sent right now by another process (thread {t.id})"
+        if root.state == FAILED and t.detail.get("refused") and not retry_failed:
+            return (
+                f"refused earlier (thread {t.id}: {root.error}); fix the entry, "
+                "or pass --retry-failed"
+            )
+        if root.state == FAILED:
+            return None
+    return None
+
+
+def _alive(owner: str | None) -> bool:
+    from .store import _owner_alive
+
+    return _owner_alive(owner)
+
+
+def outside_warnings(campaign: Campaign, store: Store) -> list[str]:
+    """Entries whose address and company already have an apology outside this campaign."""
+    warnings = []
+    for e in campaign.entries:
+        f = e.prepared.facts
+        others = [t for t in store.apologies_for(f.to, f.company) if t.campaign != campaign.name]
+        if others:
+            ids = ", ".join(str(t.id) for t in others)
+            warnings.append(
+                f"{e.where}: entry {e.key}: {f.to} at {f.company} already has an apology "
+                f"outside this campaign (thread {ids})"
+            )
+    return warnings
+
+
+class SentCopies:
+    """Files the Sent copies on its own thread and IMAP connection per account, so that the
+    copy (a round trip or more each) is off each message's critical path."""
+
+    def __init__(self, store: Store, report: RunReport) -> None:
+        self.store = store
+        self.report = report
+        self.jobs: queue.Queue[tuple[Settings, int, bytes, datetime] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._work, name="sent-copies", daemon=True)
+        self.thread.start()
+
+    def add(self, settings: Settings, row_id: int, raw: bytes, sent_at: datetime) -> None:
+        self.jobs.put((settings, row_id, raw, sent_at))
+
+    def finish(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _work(self) -> None:
+        from .mailbox import Mailbox
+
+        boxes: dict[str, Mailbox | None] = {}
+        try:
+            while (job := self.jobs.get()) is not None:
+                settings, row_id, raw, sent_at = job
+                if not settings.imap.save_sent:
+                    self.store.record_sent_copy(
+                        row_id, "skipped: the provider files sent mail itself", durable=False
+                    )
+                    continue
+                name = settings.account
+                try:
+                    if name not in boxes:
+                        boxes[name] = None
+                        box = Mailbox(settings.imap)
+                        box.connect()
+                        boxes[name] = box
+                    box = boxes[name]
+                    if box is None:
+                        raise MailerError(f"no IMAP connection for {account_label(name)}")
+                    folder = box.append_sent(raw, sent_at)
+                    self.store.record_sent_copy(row_id, f"saved in {folder}", durable=False)
+                except MailerError as exc:
+                    self.store.record_sent_copy(row_id, f"failed: {exc}", durable=False)
+                    self.report.sent_copy_problems.append(str(exc))
+                    if name in boxes and boxes[name] is not None:
+                        boxes[name].close()  # type: ignore[union-attr]
+                        del boxes[name]  # try a new connection for the next one
+        finally:
+            for box in boxes.values():
+                if box is not None:
+                    box.close()
+
+
+def run_campaign(
+    campaign: Campaign,
+    store: Store,
+    clock: Clock,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    retry_failed: bool = False,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """Send every entry not yet sent, in file order. Safe to interrupt and run again."""
+    import random
+
+    report = RunReport()
+    stop = stop or threading.Event()
+    throttle = campaign.throttle
+    pacer = Pacer(throttle.per_minute, throttle.jitter_seconds, clock, sleep, rng or random.random)
+    states = entry_state(campaign, store)
+    sessions: dict[str, SmtpSession] = {}
+    sent_on: dict[str, int] = {}  # messages on the current connection, per account
+    room: dict[str, int | None] = {}  # what the daily cap still allows, per account
+    down: dict[str, str] = {}  # accounts that cannot send for the rest of this run
+    copies = None if dry_run else SentCopies(store, report)
+
+    def record(outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome, report)
+
+    attempted = 0
+    try:
+        for entry in campaign.entries:
+            if stop.is_set():
+                report.stopped = report.stopped or "interrupted"
+                break
+            why = already_done(states.get(entry.key, []), store, retry_failed)
+            if why is not None:
+                record(Outcome(entry.key, entry.where, SKIPPED, why))
+                continue
+            if limit is not None and attempted >= limit:
+                report.stopped = f"--limit {limit} reached"
+                break
+            account = entry.account
+            if account in down:
+                record(Outcome(entry.key, entry.where, FAILED_NOW, down[account]))
+                continue
+            if account not in room:
+                room[account] = _room(entry.settings, throttle.daily_cap, store, clock)
+            if room[account] is not None and room[account] <= 0:  # type: ignore[operator]
+                record(Outcome(entry.key, entry.where, HELD_BACK, "the daily cap is reached"))
+                continue
+            attempted += 1
+            if dry_run:
+                record(Outcome(entry.key, entry.where, WOULD_SEND, entry.prepared.facts.to))
+                if room[account] is not None:
+                    room[account] -= 1  # type: ignore[operator]
+                continue
+            outcome = _send_entry(
+                campaign, entry, store, clock, pacer, sessions, sent_on, smtp, copies, sleep
+            )
+            if outcome.result in (SENT_NOW, IN_DOUBT_NOW) and room[account] is not None:
+                room[account] -= 1  # type: ignore[operator]
+            if outcome.result == FAILED_NOW and outcome.detail.startswith("account: "):
+                down[account] = outcome.detail
+            record(outcome)
+    finally:
+        for session in sessions.values():
+            session.close()
+        if copies is not None:
+            copies.finish()
+    return report
+
+
+def _room(settings: Settings, campaign_cap: int, store: Store, clock: Clock) -> int | None:
+    cap = effective_cap(campaign_cap, settings.daily_cap)
+    if not cap:
+        return None
+    since = start_of_day(clock(), local_zone(settings.sender.timezone))
+    return cap - store.sent_since(settings.account, since)
+
+
+def _send_entry(
+    campaign: Campaign,
+    entry: Entry,
+    store: Store,
+    clock: Clock,
+    pacer: Pacer,
+    sessions: dict[str, SmtpSession],
+    sent_on: dict[str, int],
+    smtp: Callable[..., SmtpSession],
+    copies: SentCopies | None,
+    sleep: Callable[[float], None],
+) -> Outcome:
+    settings, prepared = entry.settings, entry.prepared
+    facts, composed = prepared.facts, prepared.composed
+    try:
+        thread_id, row_id = store.create_thread(
+            now=clock(),
+            facts=facts.to_record(),
+            key=entry.dedupe,
+            subject=composed.subject,
+            message_id=composed.message_id,
+            raw=composed.raw,
+            envelope_from=settings.sender.address,
+            recipients=composed.recipients,
+            follow_up_wait=settings.follow_up.wait,
+            max_follow_ups=settings.follow_up.max_follow_ups,
+            guard_duplicates=True,
+            recipient_tz=facts.interviewer_tz or settings.sender.timezone,
+            campaign=campaign.name,
+            entry_key=entry.key,
+            account=entry.account,
+            durable=False,  # mark_submitting's synced commit carries it to disk first
+            detail={"policy": entry.policy} if entry.policy else None,
+        )
+    except DuplicateError as exc:
+        return Outcome(entry.key, entry.where, SKIPPED, str(exc).split(" (")[0])
+    crash_point("after-queued")
+    name = entry.account
+    failures = 0
+    while True:
+        pacer.wait()
+        session = sessions.get(name)
+        if session is not None and sent_on.get(name, 0) >= campaign.throttle.reconnect_after:
+            session.close()  # a fresh connection now and then: some servers cap per-connection
+            sent_on[name] = 0
+        if session is None:
+            # Retries are ours (paced, slowing down on "too many"), not the session's.
+            session = sessions[name] = smtp(settings.smtp, retries=0)
+            sent_on[name] = 0
+        try:
+            reply = apology.submit(store, session, row_id, clock)
+        except InDoubtError as exc:
+            store.mark_in_doubt(row_id, clock(), str(exc))
+            session.close()
+            return Outcome(entry.key, entry.where, IN_DOUBT_NOW, str(exc), thread_id)
+        except DeliveryError as exc:
+            if not exc.temporary and exc.kind not in ("recipient", "permanent"):
+                # Login, certificate, TLS: no entry from this account can go this run.
+                store.mark_failed(row_id, clock(), str(exc))
+                return Outcome(entry.key, entry.where, FAILED_NOW, f"account: {exc}", thread_id)
+            if not exc.temporary:  # refused recipient, 5xx: this entry only
+                store.mark_failed(row_id, clock(), str(exc))
+                store.set_thread_detail(thread_id, {"refused": True})
+                return Outcome(entry.key, entry.where, FAILED_NOW, str(exc), thread_id)
+            # Not taken, and worth another try: the message is still only ours.
+            store.requeue(row_id, clock(), str(exc))
+            session.close()
+            if too_many(exc.code, str(exc)):
+                if pacer.slow_downs >= MAX_SLOW_DOWNS:
+                    store.mark_failed(row_id, clock(), str(exc))
+                    return Outcome(
+                        entry.key,
+                        entry.where,
+                        FAILED_NOW,
+                        f"account: the server keeps saying 'too many'; run again later ({exc})",
+                        thread_id,
+                    )
+                pause = pacer.slow_down()
+                log.warning("%s: slowing down, next try in %.0f s", exc, pause)
+                continue
+            failures += 1
+            if failures > settings.retries:
+                store.mark_failed(row_id, clock(), str(exc))
+                # A server that cannot be reached stays so for the next entries too.
+                prefix = "account: " if exc.kind in ("connection", "timeout") else ""
+                return Outcome(
+                    entry.key,
+                    entry.where,
+                    FAILED_NOW,
+                    f"{prefix}{exc} (a temporary failure: the next run tries again)",
+                    thread_id,
+                )
+            sleep(2.0 ** (failures - 1))
+            continue
+        break
+    sent_on[name] = sent_on.get(name, 0) + 1
+    sent_at = clock()
+    due = apology.due_after(settings, sent_at, facts.interviewer_tz)
+    store.mark_sent(row_id, sent_at, reply, due, durable=False)
+    crash_point("after-sent")
+    if copies is not None:
+        copies.add(settings, row_id, composed.raw, sent_at)
+    return Outcome(entry.key, entry.where, SENT_NOW, reply, thread_id)
+
+
+def cancel_campaign(name: str, store: Store, now: datetime, key: str | None = None) -> list[int]:
+    """Stop the pending follow-ups of a campaign's threads (or one entry's). Returns the
+    threads cancelled. Queued follow-ups are cancelled in the same transaction."""
+    from .followup import AWAITING, CANCELLED, HELD
+
+    cancelled = []
+    for t in store.campaign_threads(name):
+        if key is not None and t.entry_key != key:
+            continue
+        if store.set_thread_state(
+            t.id,
+            CANCELLED,
+            now,
+            "cancelled",
+            {"cancelled": f"with campaign {name}"},
+            # "sending": an apology in doubt gets no follow-up even if it is later found sent.
+            only_from=(AWAITING, HELD, "sending"),
+        ):
+            cancelled.append(t.id)
+    return cancelled

@@ -1,0 +1,335 @@
+"""Campaigns against the real mail stack: each entry once, resumable, refusals recorded,
+invalid files refused whole, cancel stops follow-ups, several accounts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from .conftest import FOLLOW_UP_CONFIG, Pair, Stack, run_cli, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def entry(to: str, n: int, **extra: object) -> str:
+    fields: dict[str, object] = {
+        "to": to,
+        "interviewer": "Ana Ruiz",
+        "company": f"Company {n}",
+        "role": "Data Engineer",
+        "interview": f"2026-11-{10 + n % 15:02d} {9 + n % 8:02d}:00",
+        **extra,
+    }
+    return "[[entries]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
+
+
+def write_campaign(ws: Path, body: str, name: str = "week49") -> Path:
+    path = ws / "config" / "campaigns" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = textwrap.dedent("""\
+        [defaults]
+        situation = "illness"
+        note = "I am sorry to have missed it."
+
+        """)
+    path.write_text(head + body, encoding="utf-8")
+    return path
+
+
+def accepted(stack: Stack, mark: int) -> list[dict]:
+    return [e for e in stack.log_since(mark) if e.get("event") == "accepted"]
+
+
+def deliveries_per_entry(ws: Path, stack: Stack, mark: int) -> Counter[str]:
+    """How many messages the server accepted for each campaign entry (by our Message-IDs)."""
+    db = sqlite3.connect(ws / ".mailer" / "state.db")
+    owner = dict(
+        db.execute(
+            "SELECT m.message_id, t.entry_key FROM messages m JOIN threads t ON t.id = m.thread_id"
+        ).fetchall()
+    )
+    db.close()
+    return Counter(owner.get(e["message_id"], "?") for e in accepted(stack, mark))
+
+
+def campaign_status(ws: Path, file: str = "week49") -> list[dict]:
+    r = run_cli(ws, "campaign", "status", file, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_fifty_entries_arrive_exactly_once_and_a_second_run_sends_nothing(pair: Pair) -> None:
+    write_campaign(pair.ws, "".join(entry(pair.interviewer, n) for n in range(50)))
+    mark = pair.stack.log_mark()
+
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes", timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "50 sent" in r.stdout
+    per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
+    assert len(per_entry) == 50 and set(per_entry.values()) == {1}
+    with pair.stack.imap(pair.interviewer) as c:
+        assert c.select_folder("INBOX", readonly=True)[b"EXISTS"] == 50
+    # One connection and one login for the whole run.
+    logins = [e for e in pair.stack.log_since(mark) if e.get("event") == "auth"]
+    assert len(logins) == 1
+    with pair.stack.imap(pair.candidate) as c:
+        assert c.select_folder("Sent", readonly=True)[b"EXISTS"] == 50
+
+    again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to send" in again.stdout
+    assert len(accepted(pair.stack, mark)) == 50
+    states = Counter(row["status"].split(",")[0] for row in campaign_status(pair.ws))
+    assert sum(states.values()) == 50 and all(s.startswith("awaiting reply") for s in states)
+
+
+@pytest.mark.parametrize(
+    "point, delivered_in_doubt",
+    [
+        ("after-queued", None),
+        ("after-submitting", 0),
+        ("after-250", 1),
+        ("after-sent", None),
+    ],
+)
+def test_a_run_killed_half_way_and_run_again_sends_each_entry_once(
+    pair: Pair, point: str, delivered_in_doubt: int | None
+) -> None:
+    write_campaign(pair.ws, "".join(entry(pair.interviewer, n) for n in range(10)))
+    mark = pair.stack.log_mark()
+
+    killed = run_cli(
+        pair.ws, "campaign", "run", "week49", "--yes", env={"MAILER_CRASH_AT": f"{point}@5"}
+    )
+    assert killed.returncode == -9, killed.stderr
+    resumed = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+
+    per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
+    statuses = {row["key"]: row["status"] for row in campaign_status(pair.ws)}
+    doubtful = [k for k, s in statuses.items() if "in doubt" in s]
+    if delivered_in_doubt is None:
+        assert resumed.returncode == 0, resumed.stderr
+        assert len(per_entry) == 10 and set(per_entry.values()) == {1}
+        assert doubtful == []
+    else:
+        # Killed inside its SMTP transaction: never resent, at most once, and listed.
+        assert resumed.returncode != 0
+        assert len(doubtful) == 1
+        assert per_entry[doubtful[0]] == delivered_in_doubt
+        assert all(n == 1 for k, n in per_entry.items() if k != doubtful[0])
+        assert len(per_entry) == 9 + delivered_in_doubt
+        assert "In doubt: entry" in resumed.stdout and "mailer resolve" in resumed.stdout
+
+
+def test_invalid_file_is_refused_whole_with_every_problem_listed(pair: Pair) -> None:
+    body = (
+        entry(pair.interviewer, 1)
+        + entry("not-an-address", 2)
+        + entry(pair.interviewer, 3, situation="holiday")
+        + entry(pair.interviewer, 4, interview="2026-13-45 10:00")
+        + entry(pair.interviewer, 5, interviewer_tz="Mars/Olympus")
+        + entry(pair.interviewer, 6, key="dup")
+        + entry(pair.interviewer, 7, key="dup")
+        + entry(pair.interviewer, 8, note="Signed, [Your Name]")
+        + '[[entries]]\nto = "x@sandbox.test"\ninterviewer = "Bo"\n'
+    )
+    path = write_campaign(pair.ws, body)
+    mark = pair.stack.log_mark()
+
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 3
+    assert len(accepted(pair.stack, mark)) == 0
+    errors = r.stderr
+    lines = path.read_text().splitlines()
+
+    def line_of(n: int) -> int:  # the [[entries]] header of the nth entry (0-based)
+        return [i for i, x in enumerate(lines, 1) if x == "[[entries]]"][n]
+
+    for n, needle in [
+        (1, "to: "),
+        (2, "unknown situation 'holiday'"),
+        (3, "interview: '2026-13-45 10:00' is not a real date"),
+        (4, "unknown time zone 'Mars/Olympus'"),
+        (6, "duplicate key 'dup'"),
+        (7, "'[Your Name]' is a placeholder"),
+        (8, "company: missing"),
+        (8, "role: missing"),
+    ]:
+        assert any(f"{path}:{line_of(n)}: " in x and needle in x for x in errors.splitlines()), (
+            needle,
+            errors,
+        )
+    assert "7 of 9 entries have problems; nothing was sent" in errors
+    assert "Traceback" not in errors
+
+    check = run_cli(pair.ws, "campaign", "check", "week49")
+    assert check.returncode == 3 and check.stderr.count(str(path)) >= 8
+
+    skipped = run_cli(pair.ws, "campaign", "run", "week49", "--yes", "--skip-invalid")
+    assert skipped.returncode == 0, skipped.stderr
+    assert len(accepted(pair.stack, mark)) == 2  # entries 1 and 6 (the first "dup")
+
+
+def test_csv_entries_are_read_and_bad_rows_named_by_line(pair: Pair) -> None:
+    (pair.ws / "config" / "campaigns").mkdir(parents=True)
+    (pair.ws / "config" / "campaigns" / "people.csv").write_text(
+        "to,interviewer,company,role,interview,free,var.team\n"
+        f"{pair.interviewer},Ana Ruiz,Acme,Engineer,2026-11-20 10:00,,Platform\n"
+        f"{pair.interviewer},Bo Li,Globex,,2026-11-21 11:00,,\n"
+        f"{pair.interviewer},Cy Ng,Initech,Analyst,2026-11-22 12:00,2026-12-01 09:00-10:00;"
+        "2026-12-02 14:00-15:00,\n",
+        encoding="utf-8",
+    )
+    path = write_campaign(pair.ws, '[campaign]\nentries_csv = "people.csv"\n', name="csvrun")
+    csv_path = path.parent / "people.csv"
+
+    r = run_cli(pair.ws, "campaign", "check", "csvrun")
+    assert r.returncode == 3
+    assert f"{csv_path}:3: entry" in r.stderr and "role: missing" in r.stderr
+    assert r.stderr.count(str(csv_path)) == 1
+
+    csv_path.write_text(
+        csv_path.read_text().replace("Bo Li,Globex,,", "Bo Li,Globex,Designer,"), encoding="utf-8"
+    )
+    preview = run_cli(pair.ws, "campaign", "preview", "csvrun")
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.count("# entry ") == 3
+    assert "Tuesday 1 December" in preview.stdout  # the free times from the ';' list
+    mark = pair.stack.log_mark()
+    sent = run_cli(pair.ws, "campaign", "run", "csvrun", "--yes")
+    assert sent.returncode == 0, sent.stderr
+    assert len(accepted(pair.stack, mark)) == 3
+
+
+def test_editing_a_note_after_sending_does_not_make_a_new_entry(pair: Pair) -> None:
+    path = write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
+    mark = pair.stack.log_mark()
+    assert run_cli(pair.ws, "campaign", "run", "week49", "--yes").returncode == 0
+    path.write_text(path.read_text().replace("I am sorry", "I am truly sorry"), encoding="utf-8")
+    path.write_text(path.read_text() + entry(pair.interviewer, 3), encoding="utf-8")
+
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert len(accepted(pair.stack, mark)) == 3  # only the new entry went out
+
+
+def test_a_refused_recipient_is_recorded_and_the_run_goes_on(pair: Pair) -> None:
+    nobody = "nobody-here@sandbox.test"  # not a sandbox mailbox: 550 at RCPT
+    write_campaign(
+        pair.ws,
+        entry(pair.interviewer, 1) + entry(nobody, 2) + entry(pair.interviewer, 3),
+    )
+    mark = pair.stack.log_mark()
+
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 5
+    assert len(accepted(pair.stack, mark)) == 2
+    assert "550" in r.stdout and "failed" in r.stdout
+    statuses = {row["to"]: row["status"] for row in campaign_status(pair.ws)}
+    assert statuses[nobody].startswith("failed")
+
+    again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert again.returncode == 0 and "nothing to send" in again.stdout
+    retried = run_cli(pair.ws, "campaign", "run", "week49", "--yes", "--retry-failed")
+    assert retried.returncode == 5 and "550" in retried.stdout
+    assert len(accepted(pair.stack, mark)) == 2
+
+
+def test_a_temporary_refusal_is_retried_within_the_run(pair: Pair) -> None:
+    write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
+    pair.stack.set_faults(data=["451 4.3.0 try again later"])
+    mark = pair.stack.log_mark()
+
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "2 sent" in r.stdout
+    assert len(accepted(pair.stack, mark)) == 2
+
+
+def test_cancel_stops_the_campaigns_follow_ups(pair: Pair) -> None:
+    write_campaign(
+        pair.ws,
+        '[follow_up]\nwait = "30s"\nwindow = "always"\n\n'
+        + entry(pair.interviewer, 1, key="one")
+        + entry(pair.interviewer, 2, key="two")
+        + entry(pair.interviewer, 3, key="three"),
+    )
+    assert run_cli(pair.ws, "campaign", "run", "week49", "--yes").returncode == 0
+
+    r = run_cli(pair.ws, "campaign", "cancel", "week49", "--entry", "one")
+    assert r.returncode == 0 and "1 thread(s)" in r.stdout
+    r = run_cli(pair.ws, "campaign", "cancel", "week49", "--entry", "two")
+    assert r.returncode == 0
+    mark = pair.stack.log_mark()
+    later = {"MAILER_NOW": "2026-11-25T15:05:00+00:00"}
+    checked = run_cli(pair.ws, "check", env=later)
+    assert checked.returncode == 0, checked.stderr
+
+    # Only the entry that was not cancelled gets its follow-up.
+    sent = accepted(pair.stack, mark)
+    assert len(sent) == 1
+    statuses = {row["key"]: row["status"] for row in campaign_status(pair.ws)}
+    assert statuses["one"].startswith("cancelled") and statuses["two"].startswith("cancelled")
+    assert statuses["three"].startswith("followed up")
+
+    everything = run_cli(pair.ws, "campaign", "cancel", "week49")
+    assert everything.returncode == 0 and "no follow-up was pending" in everything.stdout
+
+
+def test_entries_send_from_their_own_accounts_and_replies_are_seen_there(
+    stack: Stack, tmp_path: Path
+) -> None:
+    main, other = Pair(stack, tmp_path / "ws"), Pair(stack, tmp_path / "unused")
+    ca = stack.info.ca_file
+    accounts = f"""
+[accounts.bea]
+[accounts.bea.sender]
+name = "Bea Candidate"
+address = "{other.candidate}"
+[accounts.bea.smtp]
+host = "{stack.info.host}"
+port = {stack.info.smtp_port}
+security = "starttls"
+ca_file = "{ca}"
+[accounts.bea.imap]
+host = "{stack.info.host}"
+port = {stack.info.imaps_port}
+security = "ssl"
+ca_file = "{ca}"
+"""
+    ws = write_config(
+        main.ws,
+        stack.info,
+        sender=main.candidate,
+        extra=FOLLOW_UP_CONFIG.format(wait="1 hour") + accounts,
+    )
+    write_campaign(
+        ws,
+        entry(main.interviewer, 1, key="mine")
+        + entry(other.interviewer, 2, key="beas", account="bea"),
+    )
+    missing = run_cli(ws, "campaign", "run", "week49", "--yes")
+    assert missing.returncode == 3 and "MAILER_ACCOUNT_BEA_SMTP_PASSWORD" in missing.stderr
+
+    with (ws / ".env").open("a") as f:
+        f.write(f"MAILER_ACCOUNT_BEA_SMTP_PASSWORD={stack.info.users[other.candidate]}\n")
+    mark = stack.log_mark()
+    r = run_cli(ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 0, r.stderr
+    senders = {e["mail_from"]: e["rcpt"] for e in accepted(stack, mark)}
+    assert senders == {main.candidate: [main.interviewer], other.candidate: [other.interviewer]}
+    with stack.imap(other.candidate) as c:
+        assert c.select_folder("Sent", readonly=True)[b"EXISTS"] == 1
+
+    # Bea's interviewer answers in Bea's mailbox: the check of her account sees it.
+    other.send_as(other.interviewer, other.candidate, "Re: your message", "No problem, Bea.")
+    checked = run_cli(ws, "check")
+    assert checked.returncode == 0, checked.stderr
+    statuses = {row["key"]: row["status"] for row in campaign_status(ws)}
+    assert statuses["beas"].startswith("replied")
+    assert statuses["mine"].startswith("awaiting reply")
