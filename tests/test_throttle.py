@@ -1,0 +1,212 @@
+"""The throttle and the daily cap, with an injected clock and sleep instead of real waiting.
+
+The SMTP session here is a fake (pure pacing logic); the state store is the real SQLite one,
+because the daily cap is counted from it across runs.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailer.campaign import load_campaign
+from mailer.config import load_settings
+from mailer.errors import DeliveryError
+from mailer.runner import FAILED_NOW, HELD_BACK, SENT_NOW, SKIPPED, run_campaign
+from mailer.store import Store
+from mailer.throttle import Pacer, effective_cap, start_of_day, too_many
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeSession:
+    """Accepts every message; ``refuse`` scripts replies for the next submits."""
+
+    refuse: ClassVar[list[DeliveryError]] = []
+    submitted: ClassVar[list[tuple[str, tuple[str, ...]]]] = []
+    connections = 0
+
+    def __init__(self, settings: object, retries: int = 0) -> None:
+        FakeSession.connections += 1
+
+    def submit(self, sender, recipients, data, before_mail=None) -> str:  # type: ignore[no-untyped-def]
+        if before_mail is not None:
+            before_mail()
+        if FakeSession.refuse:
+            raise FakeSession.refuse.pop(0)
+        FakeSession.submitted.append((sender, tuple(recipients)))
+        return "250 OK"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def fresh_fake() -> None:
+    FakeSession.refuse = []
+    FakeSession.submitted = []
+    FakeSession.connections = 0
+
+
+def workspace(tmp_path: Path, throttle: str, entries: int = 5, smtp_extra: str = "") -> Path:
+    (tmp_path / "config" / "campaigns").mkdir(parents=True)
+    (tmp_path / "config" / "mailer.toml").write_text(
+        textwrap.dedent(f"""\
+            [sender]
+            name = "Sam Candidate"
+            address = "sam@sandbox.test"
+            timezone = "Europe/London"
+            [smtp]
+            host = "127.0.0.1"
+            port = 2525
+            security = "plain"
+            {smtp_extra}
+            [imap]
+            host = "127.0.0.1"
+            port = 1993
+            save_sent = false
+            [addresses]
+            allow_test_domains = true
+            """),
+        encoding="utf-8",
+    )
+    (tmp_path / ".env").write_text("MAILER_SMTP_PASSWORD=pw\n", encoding="utf-8")
+    body = '[defaults]\nsituation = "illness"\nrole = "Analyst"\ninterviewer = "Ana"\n' + throttle
+    for n in range(entries):
+        body += (
+            f'\n[[entries]]\nto = "ana{n}@sandbox.test"\ncompany = "Co {n}"\n'
+            f'interview = "2026-11-2{n % 5} 10:00"\n'
+        )
+    (tmp_path / "config" / "campaigns" / "c.toml").write_text(body, encoding="utf-8")
+    return tmp_path
+
+
+def run(ws: Path, clock: FakeClock, **kwargs: object):  # type: ignore[no-untyped-def]
+    settings = load_settings(ws / "config" / "mailer.toml")
+    campaign = load_campaign(ws / "config" / "campaigns" / "c.toml", settings, clock())
+    assert campaign.problems == []
+    store = Store(settings.state_url)
+    try:
+        return run_campaign(
+            campaign,
+            store,
+            clock,
+            smtp=FakeSession,
+            sleep=clock.sleep,
+            rng=lambda: 0.5,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    finally:
+        store.close()
+
+
+START = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def test_rate_spaces_messages_evenly_with_jitter_on_top(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, '[throttle]\nrate = 6\njitter = "4s"\n', entries=4)
+    clock = FakeClock(START)
+    report = run(ws, clock)
+    assert report.count(SENT_NOW) == 4
+    # 60/6 = 10 s apart, plus half of the 4 s jitter (rng = 0.5); none before the first.
+    assert clock.slept == [12.0, 12.0, 12.0]
+
+
+def test_no_throttle_means_no_waiting(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "", entries=3)
+    clock = FakeClock(START)
+    assert run(ws, clock).count(SENT_NOW) == 3
+    assert clock.slept == []
+    assert FakeSession.connections == 1
+
+
+def test_daily_cap_holds_back_the_rest_until_the_next_day(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[throttle]\ndaily_cap = 2\n", entries=5)
+    clock = FakeClock(START)
+    first = run(ws, clock)
+    assert [o.result for o in first.outcomes] == [
+        SENT_NOW,
+        SENT_NOW,
+        HELD_BACK,
+        HELD_BACK,
+        HELD_BACK,
+    ]
+
+    clock.now += timedelta(hours=5)  # same day in London: the cap counts across runs
+    second = run(ws, clock)
+    assert second.count(SENT_NOW) == 0 and second.held_back == 3
+
+    clock.now = datetime(2026, 11, 26, 0, 30, tzinfo=UTC)  # after midnight in London
+    third = run(ws, clock)
+    assert [o.result for o in third.outcomes] == [SKIPPED, SKIPPED, SENT_NOW, SENT_NOW, HELD_BACK]
+    assert len(FakeSession.submitted) == 4
+
+
+def test_the_accounts_own_cap_wins_when_it_is_lower(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[throttle]\ndaily_cap = 10\n", entries=4, smtp_extra="daily_cap = 1")
+    report = run(ws, FakeClock(START))
+    assert report.count(SENT_NOW) == 1 and report.held_back == 3
+
+
+def test_too_many_answer_slows_down_instead_of_failing(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[throttle]\nrate = 60\n", entries=3)
+    FakeSession.refuse = [
+        DeliveryError("421 4.7.0 too many messages", kind="temporary", temporary=True, code=421)
+    ]
+    clock = FakeClock(START)
+    report = run(ws, clock)
+    assert report.count(SENT_NOW) == 3
+    # 30 s pause after the 421, then the interval doubled from 1 s to 2 s.
+    assert clock.slept[0] == 30.0 and clock.slept[1:] == [2.0, 2.0]
+
+
+def test_a_server_that_keeps_saying_too_many_stops_that_account_for_the_run(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "", entries=3)
+    FakeSession.refuse = [
+        DeliveryError("454 4.7.0 too many", kind="temporary", temporary=True, code=454)
+    ] * 20
+    clock = FakeClock(START)
+    report = run(ws, clock)
+    assert [o.result for o in report.outcomes] == [FAILED_NOW] * 3
+    assert FakeSession.submitted == []
+    assert sum(clock.slept) < 3600  # gave up within the hour, never hung
+
+
+def test_limit_sends_only_that_many(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "", entries=5)
+    report = run(ws, FakeClock(START), limit=2)
+    assert report.count(SENT_NOW) == 2 and "--limit 2" in report.stopped
+
+
+def test_caps_and_rate_words() -> None:
+    assert effective_cap(0, 0) == 0
+    assert effective_cap(50, 0) == 50
+    assert effective_cap(50, 20) == 20
+    assert too_many(421, "service busy") and too_many(451, "4.7.1 rate limit exceeded")
+    assert not too_many(451, "local error") and not too_many(550, "too many recipients")
+    midnight = start_of_day(datetime(2026, 7, 1, 0, 30, tzinfo=UTC), ZoneInfo("Europe/London"))
+    assert (midnight.day, midnight.hour) == (1, 0)  # 00:30 UTC is 01:30 BST on 1 July
+
+
+def test_pacer_waits_only_the_remainder_of_the_interval() -> None:
+    clock = FakeClock(START)
+    pacer = Pacer(per_minute=2, jitter=0, clock=clock, sleep=clock.sleep)
+    assert pacer.wait() == 0
+    clock.now += timedelta(seconds=25)  # the send itself took 25 s
+    assert pacer.wait() == 5.0
