@@ -48,6 +48,7 @@ LIST_KEYS = ("free", "cc", "alt_addresses", "alt_domains")
 INT_KEYS = ("max_follow_ups",)
 ENTRY_KEYS = (*TEXT_KEYS, *LIST_KEYS, *INT_KEYS, "vars")
 REQUIRED = ("to", "interviewer", "company", "role", "interview", "situation")
+EXAMPLE_DOMAINS = frozenset({"example.com", "example.net", "example.org"})
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+/:-]{0,119}")
 
 
@@ -429,6 +430,14 @@ def _entry(
         )
     except InputError as exc:
         return None, [*problems, *getattr(exc, "problems", [str(exc)])]
+    for name, address in (("to", facts.to), *(("cc", a) for a in facts.cc)):
+        domain = address.rpartition("@")[2].lower()
+        if domain in EXAMPLE_DOMAINS or domain.endswith(".example"):
+            # The example file's addresses: they receive no mail, so this is an unedited copy.
+            problems.append(
+                f"{name}: {address} is an example address (RFC 2606) that receives no mail; "
+                "put in the real one"
+            )
     key, derived = values["key"], False
     if key and not _KEY_RE.fullmatch(key):
         problems.append(f"key: {key!r} may use letters, digits and . _ @ + / : - only")

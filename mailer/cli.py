@@ -582,6 +582,7 @@ def init(directory: Path) -> None:
         f"  2. Put your password in {directory / '.env'} (MAILER_SMTP_PASSWORD).\n"
         "  3. Run 'mailer doctor' to check the connection.\n"
         "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
+        "  Many at once: edit config/campaigns/example.toml, then 'mailer campaign check example'.\n"
         "  To try everything first without an account: 'mailer sandbox start'."
     )
 

@@ -63,6 +63,17 @@ security = "ssl"
 
 [state]
 # url = "sqlite:///.mailer/state.db"   # relative to this workspace
+
+# More mailboxes to send from (campaigns: a coach sending from each candidate's own account).
+# Each has its own password variables in .env: MAILER_ACCOUNT_ANNA_SMTP_PASSWORD (and
+# MAILER_ACCOUNT_ANNA_IMAP_PASSWORD if it differs). Replies are watched in each account.
+# [accounts.anna]
+# provider = "gmail"
+# [accounts.anna.sender]
+# name = "Anna Schmidt"
+# address = "anna@gmail.com"
+# [accounts.anna.smtp]
+# daily_cap = 100             # messages a day from this account (also [smtp] daily_cap)
 """
 
 
@@ -91,6 +102,10 @@ def init_workspace(target: Path) -> list[tuple[str, Path]]:
         else:
             shutil.copyfile(src, dest)
             results.append(("created", dest))
+    campaigns = target / "config" / "campaigns"
+    campaigns.mkdir(exist_ok=True)
+    example = (default_templates_dir() / "campaign.example.toml").read_text(encoding="utf-8")
+    results.append(_write_new(campaigns / "example.toml", example))
     env = target / ".env"
     results.append(_write_new(env, env_example_path().read_text(encoding="utf-8"), mode=0o600))
     return results

@@ -333,3 +333,25 @@ ca_file = "{ca}"
     statuses = {row["key"]: row["status"] for row in campaign_status(ws)}
     assert statuses["beas"].startswith("replied")
     assert statuses["mine"].startswith("awaiting reply")
+
+
+def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
+    pair: Pair,
+) -> None:
+    from mailer.composer import default_templates_dir
+
+    example = (default_templates_dir() / "campaign.example.toml").read_text(encoding="utf-8")
+    path = pair.ws / "config" / "campaigns" / "example.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(example.replace("2026-12-0", "2026-12-1"), encoding="utf-8")
+
+    r = run_cli(pair.ws, "campaign", "check", "example")
+    assert r.returncode == 3
+    problems = [x for x in r.stderr.splitlines() if x.startswith("mailer: error:")]
+    assert len(problems) == 2 and all("example address (RFC 2606)" in x for x in problems)
+
+    real = path.read_text().replace("ana.ruiz@example.com", pair.interviewer)
+    path.write_text(real.replace("b.li@example.com", pair.alternate), encoding="utf-8")
+    ok = run_cli(pair.ws, "campaign", "check", "example")
+    assert ok.returncode == 0, ok.stderr
+    assert "2 entries valid; 2 to send" in ok.stdout
