@@ -4,8 +4,13 @@ invalid files refused whole, cancel stops follow-ups, several accounts."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -355,3 +360,43 @@ def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
     ok = run_cli(pair.ws, "campaign", "check", "example")
     assert ok.returncode == 0, ok.stderr
     assert "2 entries valid; 2 to send" in ok.stdout
+
+
+def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: Pair) -> None:
+    from .conftest import NOW
+
+    write_campaign(
+        pair.ws,
+        "[throttle]\nrate = 30\n\n" + "".join(entry(pair.interviewer, n) for n in range(6)),
+    )
+    mark = pair.stack.log_mark()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer.cli", "campaign", "run", "week49", "--yes"],
+        cwd=pair.ws,
+        env={**env, "MAILER_NOW": NOW},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not accepted(pair.stack, mark) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the server's log for the first delivery
+    assert accepted(pair.stack, mark), "the first message never arrived"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 0, err
+    assert "Stopped early: interrupted" in out
+    first = len(accepted(pair.stack, mark))
+    assert 1 <= first < 6
+    assert all("in doubt" not in row["status"] for row in campaign_status(pair.ws))
+
+    dry = run_cli(pair.ws, "campaign", "run", "week49", "--dry-run")
+    assert dry.returncode == 0 and f"{6 - first} would send" in dry.stdout
+    assert len(accepted(pair.stack, mark)) == first
+
+    rest = run_cli(pair.ws, "campaign", "run", "week49", "--yes", timeout=120)
+    assert rest.returncode == 0, rest.stderr
+    per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
+    assert len(per_entry) == 6 and set(per_entry.values()) == {1}
