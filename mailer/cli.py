@@ -543,21 +543,26 @@ def doctor(obj: Context) -> None:
             failures += 1
             click.echo(f"FAIL  {label}: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
 
-    def smtp() -> str:
-        with SmtpSession(settings.smtp, retries=0):
-            return f"logged in to {settings.smtp.host}:{settings.smtp.port} as {settings.smtp.username}"
+    def smtp(account: Any) -> str:
+        with SmtpSession(account.smtp, retries=0):
+            return (
+                f"logged in to {account.smtp.host}:{account.smtp.port} as {account.smtp.username}"
+            )
 
-    def imap() -> str:
-        with Mailbox(settings.imap) as box:
+    def imap(account: Any) -> str:
+        with Mailbox(account.imap) as box:
             folder = box.sent_folder()
-        return f"logged in to {settings.imap.host}:{settings.imap.port}; Sent folder is {folder!r}"
+        return f"logged in to {account.imap.host}:{account.imap.port}; Sent folder is {folder!r}"
 
     def state() -> str:
         obj.store(settings).close()
         return "state store opens"
 
-    check("SMTP", smtp)
-    check("IMAP", imap)
+    for name in settings.account_names:
+        account = settings.for_account(name)
+        label = f" (account {name})" if name else ""
+        check(f"SMTP{label}", lambda a=account: smtp(a))
+        check(f"IMAP{label}", lambda a=account: imap(a))
     check("state", state)
     if failures:
         sys.exit(int(ExitCode.NETWORK))

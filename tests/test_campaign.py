@@ -323,6 +323,9 @@ ca_file = "{ca}"
 
     with (ws / ".env").open("a") as f:
         f.write(f"MAILER_ACCOUNT_BEA_SMTP_PASSWORD={stack.info.users[other.candidate]}\n")
+    doctor = run_cli(ws, "doctor")
+    assert doctor.returncode == 0, doctor.stdout
+    assert "OK    SMTP (account bea)" in doctor.stdout and "OK    IMAP (account bea)" in doctor.stdout
     mark = stack.log_mark()
     r = run_cli(ws, "campaign", "run", "week49", "--yes")
     assert r.returncode == 0, r.stderr
