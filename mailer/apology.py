@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .composer import Composed, Composer, Draft, build_message, compose_apology
@@ -113,20 +113,7 @@ def send(
     opened and closed here.
     """
     facts, composed = prepared.facts, prepared.composed
-    thread_id, row_id = store.create_thread(
-        now=clock(),
-        facts=facts.to_record(),
-        key=dedupe_key(facts.to, facts.company, facts.interview),
-        subject=composed.subject,
-        message_id=composed.message_id,
-        raw=composed.raw,
-        envelope_from=settings.sender.address,
-        recipients=composed.recipients,
-        follow_up_wait=settings.follow_up.wait,
-        max_follow_ups=settings.follow_up.max_follow_ups,
-        guard_duplicates=not again,
-        recipient_tz=facts.interviewer_tz or settings.sender.timezone,
-    )
+    thread_id, row_id = record(settings, prepared, store, clock(), guard_duplicates=not again)
     crash_point("after-queued")
     try:
         if session is None:
@@ -159,6 +146,38 @@ def send(
         follow_up_due=due,
         sent_copy=outcome,
         warnings=warnings,
+    )
+
+
+def record(
+    settings: Settings,
+    prepared: Prepared,
+    store: Store,
+    now: datetime,
+    *,
+    guard_duplicates: bool = True,
+    **campaign: Any,
+) -> tuple[int, int]:
+    """Record the thread and its apology as ``queued``; returns (thread, message row).
+
+    ``campaign`` passes on the campaign's columns (campaign, entry_key, account, detail,
+    durable) to :meth:`Store.create_thread`.
+    """
+    facts, composed = prepared.facts, prepared.composed
+    return store.create_thread(
+        now=now,
+        facts=facts.to_record(),
+        key=dedupe_key(facts.to, facts.company, facts.interview),
+        subject=composed.subject,
+        message_id=composed.message_id,
+        raw=composed.raw,
+        envelope_from=settings.sender.address,
+        recipients=composed.recipients,
+        follow_up_wait=settings.follow_up.wait,
+        max_follow_ups=settings.follow_up.max_follow_ups,
+        guard_duplicates=guard_duplicates,
+        recipient_tz=facts.interviewer_tz or settings.sender.timezone,
+        **campaign,
     )
 
 

@@ -22,7 +22,6 @@ from .facts import local_zone, make_facts
 from .followup import parse_window
 from .lint import has_errors
 from .schedule import parse_wait
-from .store import dedupe_key
 
 CAMPAIGNS_DIR = Path("config") / "campaigns"
 # What an entry (or [defaults]) may say. Lists may be written "a; b" in a CSV cell.
@@ -71,11 +70,6 @@ class Entry:
     policy: dict[str, Any]  # kept with the thread, so its follow-ups use the same policy
     prepared: Prepared
     derived_key: bool = False
-
-    @property
-    def dedupe(self) -> str:
-        f = self.prepared.facts
-        return dedupe_key(f.to, f.company, f.interview)
 
 
 @dataclass

@@ -269,19 +269,11 @@ def _send_entry(
     settings, prepared = entry.settings, entry.prepared
     facts, composed = prepared.facts, prepared.composed
     try:
-        thread_id, row_id = store.create_thread(
-            now=clock(),
-            facts=facts.to_record(),
-            key=entry.dedupe,
-            subject=composed.subject,
-            message_id=composed.message_id,
-            raw=composed.raw,
-            envelope_from=settings.sender.address,
-            recipients=composed.recipients,
-            follow_up_wait=settings.follow_up.wait,
-            max_follow_ups=settings.follow_up.max_follow_ups,
-            guard_duplicates=True,
-            recipient_tz=facts.interviewer_tz or settings.sender.timezone,
+        thread_id, row_id = apology.record(
+            settings,
+            prepared,
+            store,
+            clock(),
             campaign=campaign.name,
             entry_key=entry.key,
             account=entry.account,
