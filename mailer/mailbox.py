@@ -14,7 +14,9 @@ from .errors import ConfigError, DeliveryError
 
 log = logging.getLogger(__name__)
 # Only what the matcher reads; the classifier gets the whole message once a thread matched.
-_HEADER_FIELDS = b"MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT CONTENT-TYPE"
+_HEADER_ITEM = (
+    b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT CONTENT-TYPE)]"
+)
 
 
 class Mailbox:
@@ -30,6 +32,14 @@ class Mailbox:
         self.client: Any = None
         # (folder, UIDVALIDITY) while a folder stays selected between scans.
         self.selected: tuple[str, int] | None = None
+        # The selected folder may hold messages the watcher has not read yet: set by SELECT
+        # and by every EXISTS the server sends; cleared by the watcher once it has recorded a
+        # position covering everything the folder showed.
+        self.unread = False
+        # Folder -> (UIDVALIDITY, last UID looked at), as last read from or written to the
+        # state store by the watcher. It lives (and dies) with this connection, so a pass
+        # on a kept connection need not read it back; the store stays the truth.
+        self.positions: dict[str, tuple[int, int]] = {}
 
     @property
     def where(self) -> str:
@@ -72,11 +82,16 @@ class Mailbox:
             _quiet_logout(client)
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout) from None
         self.client = client
+        self.selected = None
+        self.unread = False
+        self.positions.clear()
 
     def close(self) -> None:
         _quiet_logout(self.client)
         self.client = None
         self.selected = None
+        self.unread = False
+        self.positions.clear()
 
     def sent_folder(self) -> str:
         """The configured Sent folder, else the one marked ``\\Sent`` (RFC 6154)."""
@@ -105,11 +120,31 @@ class Mailbox:
         """Open ``folder`` read-only; returns (UIDVALIDITY, UIDNEXT)."""
         info = self._call(f"open {folder}", self.client.select_folder, folder, True)
         self.selected = (folder, int(info[b"UIDVALIDITY"]))
+        self._take_news()  # the EXISTS of the SELECT itself: UIDNEXT covers it
+        self.unread = True
         return int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0) or 0)
 
-    def refresh(self) -> None:
-        """NOOP: lets the server bring the selected folder's view up to date."""
+    def refresh(self) -> bool:
+        """NOOP: lets the server bring the selected folder's view up to date (a SEARCH or
+        FETCH alone would answer from the old view). True if the folder may hold messages
+        the watcher has not read: new mail shows as an untagged EXISTS, in the NOOP's answer
+        or in the answer to any earlier command since."""
         self._call("refresh the folder", self.client.noop)
+        if self._take_news():
+            self.unread = True
+        return self.unread
+
+    def _take_news(self) -> bool:
+        # imaplib files every untagged response under its name until someone takes it, so
+        # an EXISTS that came at the end of an earlier FETCH is still here. Taking them also
+        # keeps that store from growing on a connection kept for days.
+        pending = getattr(self.client, "_imap", None)
+        stash = getattr(pending, "untagged_responses", None)
+        if not isinstance(stash, dict):
+            return True  # cannot tell: look
+        stash.pop("RECENT", None)
+        stash.pop("EXPUNGE", None)
+        return bool(stash.pop("EXISTS", None))
 
     def status(self, folder: str) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) without selecting: cheap, so quiet passes stay cheap."""
@@ -129,30 +164,63 @@ class Mailbox:
         else:
             self._call("close the folder", self.client.close_folder)  # read-only: no expunge
         self.selected = None
+        self.unread = False
 
     def uids_after(self, last_uid: int) -> list[int]:
         # "n:*" always includes the highest UID, even when it is below n: filter it out.
         found = self._call("search", self.client.search, ["UID", f"{last_uid + 1}:*"])
         return sorted(u for u in found if u > last_uid)
 
+    def fetch_headers_after(self, last_uid: int) -> dict[int, bytes]:
+        """The matcher's headers of every message above ``last_uid``: one UID FETCH of
+        ``last+1:*``, with no SEARCH first. Call :meth:`refresh` before, or the server
+        answers from its old view."""
+        return self._call("fetch headers", self._fetch_range, last_uid)
+
+    def _fetch_range(self, last_uid: int) -> dict[int, bytes]:
+        from imapclient.response_parser import parse_fetch_response
+
+        # IMAPClient.fetch() keeps only the UIDs it was given, so it cannot ask for "n:*":
+        # this is its own body (imapclient is pinned) with the range in place of the list.
+        client = self.client
+        tag = client._imap._command("UID", "FETCH", b"%d:*" % (last_uid + 1), _HEADER_ITEM)
+        typ, data = client._imap._command_complete("FETCH", tag)
+        client._checkok("fetch", typ, data)
+        typ, data = client._imap._untagged_response(typ, data, "FETCH")
+        out: dict[int, bytes] = {}
+        for uid, item in parse_fetch_response(data, False, True).items():
+            header = _header(item)
+            # "n:*" always includes the highest UID, even when it is below n; and an
+            # unsolicited FETCH (flags changed by another client) carries no header.
+            if uid > last_uid and header is not None:
+                out[uid] = header
+        return out
+
     def uids_since(self, day: date) -> list[int]:
         return sorted(self._call("search", self.client.search, ["SINCE", day]))
 
-    def fetch_headers(self, uids: list[int]) -> dict[int, tuple[bytes, datetime | None]]:
+    def fetch_headers(self, uids: list[int]) -> dict[int, bytes]:
         """Just the headers the matcher needs, for these UIDs only."""
-        fields = b"BODY.PEEK[HEADER.FIELDS (" + _HEADER_FIELDS + b")]"
         data: dict[int, Any] = {}
         # In batches: servers refuse over-long command lines (RFC 7162 suggests 8 KB).
         for i in range(0, len(uids), 500):
             batch = uids[i : i + 500]
-            data.update(
-                self._call("fetch headers", self.client.fetch, batch, [fields, b"INTERNALDATE"])
-            )
-        out: dict[int, tuple[bytes, datetime | None]] = {}
+            data.update(self._call("fetch headers", self.client.fetch, batch, [_HEADER_ITEM]))
+        return {uid: _header(item) or b"" for uid, item in data.items()}
+
+    def internal_dates(self, uids: list[int]) -> dict[int, datetime]:
+        """When the server received these messages (INTERNALDATE), as aware local times.
+        Asked only for messages that may concern a thread: parsing the dates doubled the
+        client's share of a header fetch, and most new mail concerns no thread."""
+        data: dict[int, Any] = {}
+        for i in range(0, len(uids), 500):
+            batch = uids[i : i + 500]
+            data.update(self._call("fetch dates", self.client.fetch, batch, [b"INTERNALDATE"]))
+        out: dict[int, datetime] = {}
         for uid, item in data.items():
-            # The reply's key differs from the request (fields may be reordered): match by prefix.
-            header = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"")
-            out[uid] = (header or b"", item.get(b"INTERNALDATE"))
+            when = item.get(b"INTERNALDATE")
+            if isinstance(when, datetime):
+                out[uid] = when if when.tzinfo else when.astimezone()
         return out
 
     def fetch_raw(self, uid: int) -> bytes:
@@ -175,6 +243,14 @@ class Mailbox:
         except OSError as exc:
             s = self.settings
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout) from None
+
+
+def _header(item: dict[bytes, Any]) -> bytes | None:
+    # The reply's key differs from the request (fields may be reordered): match by prefix.
+    for key, value in item.items():
+        if key.startswith(b"BODY[HEADER"):
+            return bytes(value or b"")
+    return None
 
 
 def _text(exc: BaseException) -> str:

@@ -1,16 +1,17 @@
 """One scan of the watched folders: new messages -> matched threads -> recorded decisions.
 
 The cost is proportional to the new messages, not the mailbox: we keep UIDVALIDITY and the
-last UID seen per folder, fetch a few headers for new UIDs only, and fetch a body only for a
-message that matched a thread (or that looks like a delivery report and must be read to know).
+last UID seen per folder, fetch a few headers for new UIDs only, the arrival time only for a
+message that may concern a thread, and a body only for a message that matched a thread (or
+that looks like a delivery report and must be read to know).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -20,11 +21,13 @@ from .config import Settings
 from .facts import local_zone, zone
 from .followup import Decision, decide
 from .mailbox import Mailbox
-from .matching import Incoming, ThreadIndex, match, match_report
+from .matching import Incoming, ThreadIndex, by_sender, match, match_report
 from .schedule import holidays_for
 from .store import Store
 
 log = logging.getLogger("mailer.watcher")
+# The arrival time of a message before it is fetched: later than any thread was sent.
+_UNKNOWN = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
 
     def index() -> ThreadIndex:  # loaded only if there is something new to match
         if not cache:
-            cache.append(store.thread_index())
+            # Only this account's threads: a reply arrives in the mailbox its apology left.
+            cache.append(store.thread_index(settings.account))
         return cache[0]
 
     results: list[Seen] = []
@@ -60,12 +64,18 @@ def _scan_folder(
     folder: str,
     index: Callable[[], ThreadIndex],
 ) -> list[Seen]:
-    known = store.folder_state(folder)
+    known = box.positions.get(folder)
+    if known is None:
+        known = store.folder_state(place(settings, folder))
+        if known is not None:
+            box.positions[folder] = known
     # Watching one folder, it stays selected between scans on the same connection: a pass is
-    # then NOOP + SEARCH (+ FETCH), and no SELECT whose cost grows with the folder.
+    # then a NOOP, and a FETCH only if the NOOP (or an earlier answer) said EXISTS; no SELECT
+    # or SEARCH, whose cost grows with the folder.
     stay = len(settings.watch.folders) == 1
     if stay and known is not None and box.selected == (folder, known[0]):
-        box.refresh()
+        if not box.refresh():
+            return []  # no EXISTS since everything up to the known position was read
         return _scan_selected(settings, store, box, clock, folder, index, known, known[0], None)
     if known is not None:
         if box.selected is not None:
@@ -94,15 +104,19 @@ def _scan_selected(
     uidvalidity: int,
     uidnext: int | None,
 ) -> list[Seen]:
+    """Read what is new in the selected folder: everything above the known position, up to
+    ``uidnext`` (from the SELECT), or, with ``uidnext`` None (a refreshed folder that stayed
+    selected), everything the server's view now holds."""
     if known is not None and known[0] == uidvalidity:
         last = known[1]
-        # UIDs only grow: the new ones lie between the last seen and UIDNEXT. Asking for the
-        # range directly saves a SEARCH; UIDs of expunged messages are simply not returned.
         if uidnext is None:
-            uids = box.uids_after(last)
+            headers = box.fetch_headers_after(last)
         else:
+            # UIDs only grow: the new ones lie between the last seen and UIDNEXT. Asking for
+            # the range directly saves a SEARCH; UIDs of expunged messages are not returned.
             gap = uidnext - 1 - last
             uids = list(range(last + 1, uidnext)) if 0 < gap <= 5000 else box.uids_after(last)
+            headers = box.fetch_headers(uids)
     else:
         # First look at this folder, or the server renumbered it: read back to the earliest
         # open thread instead of the whole folder.
@@ -112,15 +126,21 @@ def _scan_selected(
             )
         sent = [t.sent_at for t in index().threads]
         uids = box.uids_since((min(sent) - timedelta(days=1)).date()) if sent else []
+        headers = box.fetch_headers(uids)
         last = max((uidnext or 1) - 1, 0)
-    headers = box.fetch_headers(uids)
-    results: list[Seen] = []
+    # Most new mail concerns no thread: only a message that may (by its references, its
+    # sender, or as a delivery report) needs its arrival time, and then perhaps its body.
+    candidates: list[tuple[int, Incoming]] = []
     for uid in sorted(headers):
-        raw_headers, internaldate = headers[uid]
-        received = _aware(internaldate) if internaldate else clock()
         incoming = Incoming.from_headers(
-            BytesHeaderParser(policy=compat32).parsebytes(raw_headers), received
+            BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
         )
+        if _may_concern(incoming, index()):
+            candidates.append((uid, incoming))
+    dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
+    results: list[Seen] = []
+    for uid, incoming in candidates:
+        incoming = replace(incoming, received=dates.get(uid) or clock())
         seen = _consider(settings, store, box, clock, folder, uidvalidity, uid, incoming, index())
         if seen is not None:
             results.append(seen)
@@ -129,8 +149,28 @@ def _scan_selected(
         # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
         new_last = max(new_last, uidnext - 1)
     if known != (uidvalidity, new_last):
-        store.set_folder_state(folder, uidvalidity, new_last)
+        store.set_folder_state(place(settings, folder), uidvalidity, new_last)
+    box.positions[folder] = (uidvalidity, new_last)
+    # Only now, with the position recorded: a pass cut short must look again next time.
+    box.unread = False
     return results
+
+
+def place(settings: Settings, folder: str) -> str:
+    """A folder as the state store names it: each account's INBOX is a different mailbox, so
+    its position and its messages are kept apart ("anna:INBOX"; the main account's stays
+    "INBOX"). Account names cannot contain ':'."""
+    return f"{settings.account}:{folder}" if settings.account else folder
+
+
+def _may_concern(incoming: Incoming, index: ThreadIndex) -> bool:
+    """Whether :func:`_consider` could act on this message at any arrival time (``match``
+    less its time condition): a message for which this is False is passed over unread."""
+    if incoming.message_id and incoming.message_id in index.our_ids:
+        return False  # our own message
+    if incoming.report or any(ref in index.our_ids for ref in incoming.refs):
+        return True
+    return by_sender(incoming.sender, _UNKNOWN, index) is not None
 
 
 def _consider(
@@ -189,7 +229,7 @@ def _consider(
 
     decision = store.apply_incoming(
         thread_id=thread_id,
-        folder=folder,
+        folder=place(settings, folder),
         uidvalidity=uidvalidity,
         uid=uid,
         message_id=incoming.message_id,
@@ -216,7 +256,3 @@ def _consider(
         subject=incoming.subject,
         decision=decision,
     )
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.astimezone()

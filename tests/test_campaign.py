@@ -341,6 +341,11 @@ ca_file = "{ca}"
     statuses = {row["key"]: row["status"] for row in campaign_status(ws)}
     assert statuses["beas"].startswith("replied")
     assert statuses["mine"].startswith("awaiting reply")
+    # Each account's INBOX keeps its own position: they are different mailboxes.
+    db = sqlite3.connect(ws / ".mailer" / "state.db")
+    folders = {row[0] for row in db.execute("SELECT folder FROM folders")}
+    db.close()
+    assert folders == {"INBOX", "bea:INBOX"}
 
 
 def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
