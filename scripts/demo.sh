@@ -3,7 +3,8 @@
 #   1. an apology is sent and arrives;
 #   2. a short follow-up delay passes with no reply, and one threaded follow-up goes out;
 #   3. a second apology gets a reply, and its follow-up is cancelled;
-#   4. the status table.
+#   4. a campaign file sends three apologies, and running it again sends none twice;
+#   5. the status table.
 # No account or network needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +65,44 @@ mailer sandbox reply 2 --text "No problem - does Thursday at 10:00 work?"
 wait_for "replied" 2
 echo "The daemon saw the reply: thread 2 is replied, and its follow-up will never be sent."
 
-step "4. mailer --sandbox status"
+step "4. A campaign: three apologies from one file, each sent once"
+mkdir -p config/campaigns
+cat > config/campaigns/week.toml <<TOML
+[defaults]
+situation = "illness"
+note = "A fever kept me in bed all week; I am well again now."
+free = ["$(date -d '+6 days' +%F) 09:00-12:00"]
+
+[throttle]
+rate = 60
+
+[[entries]]
+to = "interviewer@sandbox.test"
+interviewer = "Ana Ruiz"
+company = "Initech"
+role = "Data Analyst"
+interview = "$yesterday 09:00"
+
+[[entries]]
+to = "interviewer@sandbox.test"
+interviewer = "Ana Ruiz"
+company = "Umbrella"
+role = "Data Engineer"
+interview = "$yesterday 11:30"
+
+[[entries]]
+to = "recruiter@sandbox.test"
+interviewer = "Sam Lee"
+company = "Hooli"
+role = "Platform Engineer"
+interview = "$yesterday 14:00"
+TOML
+mailer --sandbox campaign check week
+mailer --sandbox campaign run week --yes
+echo "Running it again sends nothing twice:"
+mailer --sandbox campaign run week --yes
+
+step "5. mailer --sandbox status"
 mailer --sandbox status
 step "What the daemon decided"
 grep -E "follow-up|replied|human" daemon.log | sed 's/^[0-9-]* [0-9:,]* //'
