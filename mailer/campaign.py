@@ -58,7 +58,7 @@ class Throttle:
     per_minute: float = 0.0
     jitter_seconds: float = 0.0
     daily_cap: int = 0  # per account, across runs; the account's own cap may be lower
-    reconnect_after: int = 100  # messages per SMTP connection
+    reconnect_after: int = 0  # messages per SMTP connection; 0: only when the server drops it
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any
@@ -40,6 +41,7 @@ class Mailbox:
         # state store by the watcher. It lives (and dies) with this connection, so a pass
         # on a kept connection need not read it back; the store stays the truth.
         self.positions: dict[str, tuple[int, int]] = {}
+        self._sent = ""  # the \Sent folder, once found on this connection
 
     @property
     def where(self) -> str:
@@ -85,6 +87,11 @@ class Mailbox:
         self.selected = None
         self.unread = False
         self.positions.clear()
+        self._sent = ""
+        # imaplib writes an APPEND's message and its closing CRLF separately: with Nagle's
+        # algorithm the CRLF waits for the server's delayed ACK (about 40 ms a copy).
+        with contextlib.suppress(OSError, AttributeError):
+            client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def close(self) -> None:
         _quiet_logout(self.client)
@@ -99,6 +106,8 @@ class Mailbox:
 
         if self.settings.sent_folder:
             return self.settings.sent_folder
+        if self._sent:
+            return self._sent  # one LIST per connection, not one per copy
         folder = self._call("find the Sent folder", self.client.find_special_folder, SENT)
         if not folder:
             raise DeliveryError(
@@ -106,7 +115,8 @@ class Mailbox:
                 kind="protocol",
                 hint="set imap.sent_folder in config/mailer.toml",
             )
-        return str(folder)
+        self._sent = str(folder)
+        return self._sent
 
     def append_sent(self, raw: bytes, when: datetime) -> str:
         """Store exactly ``raw`` in the Sent folder, marked read. Returns the folder name."""

@@ -19,10 +19,11 @@ from datetime import datetime
 from . import apology
 from .campaign import Campaign, Entry
 from .clock import Clock
-from .config import Settings, account_label
+from .config import Settings
 from .crashpoint import crash_point
 from .errors import DeliveryError, DuplicateError, MailerError
 from .facts import local_zone
+from .mailbox import Mailbox
 from .sender import InDoubtError, SmtpSession
 from .store import FAILED, IN_DOUBT, QUEUED, SENT, SUBMITTING, Store, ThreadRow
 from .throttle import Pacer, effective_cap, start_of_day, too_many
@@ -134,39 +135,38 @@ class SentCopies:
         self.thread.join()
 
     def _work(self) -> None:
-        from .mailbox import Mailbox
-
-        boxes: dict[str, Mailbox | None] = {}
+        boxes: dict[str, Mailbox] = {}
+        done = False
         try:
-            while (job := self.jobs.get()) is not None:
-                settings, row_id, raw, sent_at = job
-                if not settings.imap.save_sent:
-                    self.store.record_sent_copy(
-                        row_id, "skipped: the provider files sent mail itself", durable=False
-                    )
-                    continue
-                name = settings.account
-                try:
-                    if name not in boxes:
-                        boxes[name] = None
-                        box = Mailbox(settings.imap)
-                        box.connect()
-                        boxes[name] = box
-                    box = boxes[name]
-                    if box is None:
-                        raise MailerError(f"no IMAP connection for {account_label(name)}")
-                    folder = box.append_sent(raw, sent_at)
-                    self.store.record_sent_copy(row_id, f"saved in {folder}", durable=False)
-                except MailerError as exc:
-                    self.store.record_sent_copy(row_id, f"failed: {exc}", durable=False)
-                    self.report.sent_copy_problems.append(str(exc))
-                    if name in boxes and boxes[name] is not None:
-                        boxes[name].close()  # type: ignore[union-attr]
-                        del boxes[name]  # try a new connection for the next one
+            while not done:
+                # Take whatever has queued up, and record the outcomes in one commit.
+                batch = [self.jobs.get()]
+                while len(batch) < 100 and not self.jobs.empty():
+                    batch.append(self.jobs.get_nowait())
+                if batch[-1] is None:
+                    done = True
+                outcomes = [(job[1], self._append(boxes, *job)) for job in batch if job is not None]
+                if outcomes:
+                    self.store.record_sent_copies(outcomes, durable=False)
         finally:
             for box in boxes.values():
-                if box is not None:
-                    box.close()
+                box.close()
+
+    def _append(
+        self, boxes: dict[str, Mailbox], settings: Settings, _: int, raw: bytes, at: datetime
+    ) -> str:
+        name = settings.account
+        try:
+            if name not in boxes:
+                box = Mailbox(settings.imap)
+                box.connect()
+                boxes[name] = box
+            return f"saved in {boxes[name].append_sent(raw, at)}"
+        except MailerError as exc:
+            self.report.sent_copy_problems.append(str(exc))
+            if name in boxes:
+                boxes.pop(name).close()  # a new connection for the next one
+            return f"failed: {exc}"
 
 
 def run_campaign(
@@ -268,20 +268,37 @@ def _send_entry(
 ) -> Outcome:
     settings, prepared = entry.settings, entry.prepared
     facts, composed = prepared.facts, prepared.composed
-    try:
-        thread_id, row_id = apology.record(
-            settings,
-            prepared,
-            store,
-            clock(),
-            campaign=campaign.name,
-            entry_key=entry.key,
-            account=entry.account,
-            durable=False,  # mark_submitting's synced commit carries it to disk first
-            detail={"policy": entry.policy} if entry.policy else None,
-        )
-    except DuplicateError as exc:
-        return Outcome(entry.key, entry.where, SKIPPED, str(exc).split(" (")[0])
+    ids: list[int] = []  # (thread, message row) once recorded
+
+    def before_mail() -> None:
+        # The entry is recorded straight as "submitting", in the one synced commit made
+        # right before MAIL FROM: nothing can have left before it, so no "queued" commit is
+        # needed (a run killed before this point has recorded nothing, and sends it next time).
+        if ids:
+            store.mark_submitting(ids[1], clock())
+        else:
+            ids.extend(
+                apology.record(
+                    settings,
+                    prepared,
+                    store,
+                    clock(),
+                    campaign=campaign.name,
+                    entry_key=entry.key,
+                    account=entry.account,
+                    detail={"policy": entry.policy} if entry.policy else None,
+                    submitting=True,
+                )
+            )
+        crash_point("after-submitting")
+
+    def outcome(result: str, detail: str) -> Outcome:
+        return Outcome(entry.key, entry.where, result, detail, ids[0] if ids else None)
+
+    def failed(exc: DeliveryError) -> None:
+        if ids:
+            store.mark_failed(ids[1], clock(), str(exc))
+
     crash_point("after-queued")
     name = entry.account
     failures = 0
@@ -296,47 +313,47 @@ def _send_entry(
             session = sessions[name] = smtp(settings.smtp, retries=0)
             sent_on[name] = 0
         try:
-            reply = apology.submit(store, session, row_id, clock)
+            reply = session.submit(
+                settings.sender.address, composed.recipients, composed.raw, before_mail=before_mail
+            )
+            crash_point("after-250")
+        except DuplicateError as exc:
+            return outcome(SKIPPED, str(exc).split(" (")[0])
         except InDoubtError as exc:
-            store.mark_in_doubt(row_id, clock(), str(exc))
+            store.mark_in_doubt(ids[1], clock(), str(exc))
             session.close()
-            return Outcome(entry.key, entry.where, IN_DOUBT_NOW, str(exc), thread_id)
+            return outcome(IN_DOUBT_NOW, str(exc))
         except DeliveryError as exc:
             if not exc.temporary and exc.kind not in ("recipient", "permanent"):
                 # Login, certificate, TLS: no entry from this account can go this run.
-                store.mark_failed(row_id, clock(), str(exc))
-                return Outcome(entry.key, entry.where, FAILED_NOW, f"account: {exc}", thread_id)
+                failed(exc)
+                return outcome(FAILED_NOW, f"account: {exc}")
             if not exc.temporary:  # refused recipient, 5xx: this entry only
-                store.mark_failed(row_id, clock(), str(exc))
-                store.set_thread_detail(thread_id, {"refused": True})
-                return Outcome(entry.key, entry.where, FAILED_NOW, str(exc), thread_id)
+                failed(exc)
+                if ids:
+                    store.set_thread_detail(ids[0], {"refused": True})
+                return outcome(FAILED_NOW, str(exc))
             # Not taken, and worth another try: the message is still only ours.
-            store.requeue(row_id, clock(), str(exc))
+            if ids:
+                store.requeue(ids[1], clock(), str(exc))
             session.close()
             if too_many(exc.code, str(exc)):
                 if pacer.slow_downs >= MAX_SLOW_DOWNS:
-                    store.mark_failed(row_id, clock(), str(exc))
-                    return Outcome(
-                        entry.key,
-                        entry.where,
+                    failed(exc)
+                    return outcome(
                         FAILED_NOW,
                         f"account: the server keeps saying 'too many'; run again later ({exc})",
-                        thread_id,
                     )
                 pause = pacer.slow_down()
                 log.warning("%s: slowing down, next try in %.0f s", exc, pause)
                 continue
             failures += 1
             if failures > settings.retries:
-                store.mark_failed(row_id, clock(), str(exc))
+                failed(exc)
                 # A server that cannot be reached stays so for the next entries too.
                 prefix = "account: " if exc.kind in ("connection", "timeout") else ""
-                return Outcome(
-                    entry.key,
-                    entry.where,
-                    FAILED_NOW,
-                    f"{prefix}{exc} (a temporary failure: the next run tries again)",
-                    thread_id,
+                return outcome(
+                    FAILED_NOW, f"{prefix}{exc} (a temporary failure: the next run tries again)"
                 )
             sleep(2.0 ** (failures - 1))
             continue
@@ -344,11 +361,20 @@ def _send_entry(
     sent_on[name] = sent_on.get(name, 0) + 1
     sent_at = clock()
     due = apology.due_after(settings, sent_at, facts.interviewer_tz)
-    store.mark_sent(row_id, sent_at, reply, due, durable=False)
+    saved = settings.imap.save_sent and copies is not None
+    # If a power cut loses this commit, the message shows as in doubt: never sent again.
+    store.mark_sent(
+        ids[1],
+        sent_at,
+        reply,
+        due,
+        durable=False,
+        sent_copy=None if saved else "skipped: the provider files sent mail itself",
+    )
     crash_point("after-sent")
-    if copies is not None:
-        copies.add(settings, row_id, composed.raw, sent_at)
-    return Outcome(entry.key, entry.where, SENT_NOW, reply, thread_id)
+    if saved and copies is not None:
+        copies.add(settings, ids[1], composed.raw, sent_at)
+    return outcome(SENT_NOW, reply)
 
 
 def cancel_campaign(name: str, store: Store, now: datetime, key: str | None = None) -> list[int]:

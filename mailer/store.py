@@ -240,29 +240,17 @@ class Store:
             raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
 
     def _open(self, url: str) -> None:
-        from sqlalchemy import create_engine, event
+        from sqlalchemy import create_engine
 
         if url.startswith("sqlite:///"):
             _prepare_sqlite_file(Path(url[len("sqlite:///") :]))
-            self.engine = create_engine(url, connect_args={"timeout": 30})
-
-            @event.listens_for(self.engine, "connect")
-            def _pragmas(dbapi_conn: Any, _: Any) -> None:
-                # Python's sqlite3 opens transactions lazily; take the write lock at BEGIN
-                # so two processes cannot both read "not yet sent" and then both send.
-                dbapi_conn.isolation_level = None
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=FULL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.close()
-
-            @event.listens_for(self.engine, "begin")
-            def _begin(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self.engine = _sqlite_engine(url, "FULL")
+            # Commits that may skip the fsync (see tx): a connection of their own, so no
+            # PRAGMA has to be switched back and forth around each one. Both write the same
+            # WAL file, and the next synced commit flushes their frames with its own.
+            self.fast_engine = _sqlite_engine(url, "NORMAL")
         else:
-            self.engine = create_engine(url)
+            self.engine = self.fast_engine = create_engine(url)
         self._migrate()
 
     @contextmanager
@@ -270,20 +258,8 @@ class Store:
         from sqlalchemy.exc import DBAPIError
 
         try:
-            if durable or self.engine.dialect.name != "sqlite":
-                with self.engine.begin() as conn:
-                    yield conn
-                return
-            with self.engine.connect() as conn:
-                # On the driver connection: SQLAlchemy would open a transaction first, and
-                # SQLite refuses to change the level inside one.
-                raw = conn.connection.dbapi_connection
-                raw.execute("PRAGMA synchronous=NORMAL")
-                try:
-                    with conn.begin():
-                        yield conn
-                finally:
-                    raw.execute("PRAGMA synchronous=FULL")
+            with (self.engine if durable else self.fast_engine).begin() as conn:
+                yield conn
         except DBAPIError as exc:
             # "database is locked", a full disk, a read-only file: say where, not a traceback.
             raise StateError(f"{safe_url(self.url)}: {exc.orig}") from exc
@@ -338,6 +314,7 @@ class Store:
         account: str = "",
         durable: bool = True,
         detail: dict[str, Any] | None = None,
+        submitting: bool = False,
     ) -> tuple[int, int]:
         """Record the thread and its apology as ``queued``, in one transaction.
 
@@ -383,9 +360,23 @@ class Store:
                 },
             ).lastrowid
             mid = self._insert_message(
-                c, tid, "apology", message_id, raw, envelope_from, recipients, now
+                c,
+                tid,
+                "apology",
+                message_id,
+                raw,
+                envelope_from,
+                recipients,
+                now,
+                SUBMITTING if submitting else QUEUED,
             )
-            self._event(c, tid, now, "queued", f"apology {message_id} queued")
+            self._event(
+                c,
+                tid,
+                now,
+                "submitting" if submitting else "queued",
+                f"apology {message_id} {'submitting' if submitting else 'queued'}",
+            )
         return int(tid), mid
 
     def _guard_duplicate(
@@ -447,19 +438,21 @@ class Store:
         envelope_from: str,
         recipients: tuple[str, ...],
         now: datetime,
+        state: str = QUEUED,
     ) -> int:
         from sqlalchemy import text
 
         return int(
             c.execute(
                 text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
-                    recipients, created_at, owner)
-                    VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner)"""),
+                    recipients, created_at, owner, submitting_at)
+                    VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner,
+                    CASE WHEN :state = 'submitting' THEN :now END)"""),
                 {
                     "t": thread_id,
                     "kind": kind,
                     "mid": message_id,
-                    "state": QUEUED,
+                    "state": state,
                     "raw": raw,
                     "from": envelope_from,
                     "rcpts": json.dumps(list(recipients)),
@@ -489,6 +482,7 @@ class Store:
         reply: str,
         follow_up_due: datetime | None,
         durable: bool = True,
+        sent_copy: str | None = None,
     ) -> None:
         """The server said 250. For an apology, ``follow_up_due`` is when the follow-up is due;
         for a follow-up, when the thread's next step is (another follow-up, or closing as no
@@ -504,8 +498,11 @@ class Store:
                 c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), SENT, now, "sent_at"
             )
             c.execute(
-                text("UPDATE messages SET smtp_reply = :r WHERE id = :id"),
-                {"r": reply, "id": message_row_id},
+                text(
+                    "UPDATE messages SET smtp_reply = :r, sent_copy = COALESCE(:copy, sent_copy) "
+                    "WHERE id = :id"
+                ),
+                {"r": reply, "copy": sent_copy, "id": message_row_id},
             )
             due = follow_up_due.isoformat() if follow_up_due else None
             if row["kind"] == "apology":
@@ -597,12 +594,15 @@ class Store:
         return row
 
     def record_sent_copy(self, message_row_id: int, outcome: str, durable: bool = True) -> None:
+        self.record_sent_copies([(message_row_id, outcome)], durable)
+
+    def record_sent_copies(self, outcomes: list[tuple[int, str]], durable: bool = True) -> None:
         from sqlalchemy import text
 
         with self.tx(durable) as c:
             c.execute(
                 text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
-                {"o": outcome, "id": message_row_id},
+                [{"o": outcome, "id": row_id} for row_id, outcome in outcomes],
             )
 
     def _move(
@@ -1004,6 +1004,7 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.fast_engine.dispose()
 
 
 def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
@@ -1043,6 +1044,30 @@ def _message(r: Any) -> MessageRow:
     d["recipients"] = tuple(json.loads(d["recipients"]))
     d["raw"] = bytes(d["raw"])
     return MessageRow(**d)
+
+
+def _sqlite_engine(url: str, synchronous: str) -> Any:
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        # Python's sqlite3 opens transactions lazily; take the write lock at BEGIN
+        # so two processes cannot both read "not yet sent" and then both send.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def _prepare_sqlite_file(path: Path) -> None:
