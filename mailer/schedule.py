@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -88,6 +89,7 @@ def follow_up_due(
     return sent_at + wait.duration
 
 
+@functools.lru_cache(maxsize=32)
 def holidays_for(country: str, years: range) -> frozenset[date]:
     """Public holidays from the ``holidays`` library; an empty country means none."""
     if not country:

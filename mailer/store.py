@@ -192,7 +192,12 @@ def _start_time(pid: int) -> str:
 def owner_token() -> str:
     """Who is working on a message: host, boot, PID and the PID's start time."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_time(pid)}"
+    if _token[0] != pid:  # worked out once per process (a forked child is a new one)
+        _token[:] = [pid, f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_time(pid)}"]
+    return str(_token[1])
+
+
+_token: list[Any] = [None, ""]
 
 
 def _owner_alive(owner: str | None) -> bool:
@@ -494,15 +499,11 @@ class Store:
         from sqlalchemy import text
 
         with self.tx(durable) as c:
+            extra: dict[str, Any] = {"smtp_reply": reply}
+            if sent_copy is not None:
+                extra["sent_copy"] = sent_copy
             row = self._move_in(
-                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), SENT, now, "sent_at"
-            )
-            c.execute(
-                text(
-                    "UPDATE messages SET smtp_reply = :r, sent_copy = COALESCE(:copy, sent_copy) "
-                    "WHERE id = :id"
-                ),
-                {"r": reply, "copy": sent_copy, "id": message_row_id},
+                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), SENT, now, "sent_at", extra
             )
             due = follow_up_due.isoformat() if follow_up_due else None
             if row["kind"] == "apology":
@@ -619,11 +620,17 @@ class Store:
         new: str,
         now: datetime,
         stamp: str,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
+        """Move one message between states inside the caller's transaction; ``extra`` sets
+        more columns in the same UPDATE."""
         from sqlalchemy import text
 
         row = (
-            c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id})
+            c.execute(
+                text("SELECT thread_id, kind, message_id, state FROM messages WHERE id = :id"),
+                {"id": message_row_id},
+            )
             .mappings()
             .first()
         )
@@ -633,9 +640,19 @@ class Store:
             raise StateError(
                 f"message {row['message_id']} is {row['state']}, not {' or '.join(allowed)}; refusing to mark it {new}"
             )
+        extra = extra or {}
+        sets = "".join(f", {column} = :x_{column}" for column in extra)
         c.execute(
-            text(f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o WHERE id = :id"),
-            {"s": new, "now": now.isoformat(), "o": owner_token(), "id": message_row_id},
+            text(
+                f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o{sets} WHERE id = :id"
+            ),
+            {
+                "s": new,
+                "now": now.isoformat(),
+                "o": owner_token(),
+                "id": message_row_id,
+                **{f"x_{column}": value for column, value in extra.items()},
+            },
         )
         return row
 
