@@ -139,13 +139,20 @@ class SentCopies:
         done = False
         try:
             while not done:
-                # Take whatever has queued up, and record the outcomes in one commit.
+                # Take whatever has queued up: one APPEND and one commit for the lot.
                 batch = [self.jobs.get()]
-                while len(batch) < 100 and not self.jobs.empty():
+                while len(batch) < 50 and not self.jobs.empty():
                     batch.append(self.jobs.get_nowait())
                 if batch[-1] is None:
                     done = True
-                outcomes = [(job[1], self._append(boxes, *job)) for job in batch if job is not None]
+                jobs = [job for job in batch if job is not None]
+                by_account: dict[str, list[tuple[Settings, int, bytes, datetime]]] = {}
+                for job in jobs:
+                    by_account.setdefault(job[0].account, []).append(job)
+                outcomes = []
+                for group in by_account.values():
+                    outcome = self._append(boxes, group)
+                    outcomes += [(row_id, outcome) for _, row_id, _, _ in group]
                 if outcomes:
                     self.store.record_sent_copies(outcomes, durable=False)
         finally:
@@ -153,19 +160,21 @@ class SentCopies:
                 box.close()
 
     def _append(
-        self, boxes: dict[str, Mailbox], settings: Settings, _: int, raw: bytes, at: datetime
+        self, boxes: dict[str, Mailbox], group: list[tuple[Settings, int, bytes, datetime]]
     ) -> str:
+        settings = group[0][0]
         name = settings.account
         try:
             if name not in boxes:
                 box = Mailbox(settings.imap)
                 box.connect()
                 boxes[name] = box
-            return f"saved in {boxes[name].append_sent(raw, at)}"
+            folder = boxes[name].append_sent_many([(raw, at) for _, _, raw, at in group])
+            return f"saved in {folder}"
         except MailerError as exc:
             self.report.sent_copy_problems.append(str(exc))
             if name in boxes:
-                boxes.pop(name).close()  # a new connection for the next one
+                boxes.pop(name).close()  # a new connection for the next ones
             return f"failed: {exc}"
 
 
