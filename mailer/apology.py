@@ -167,7 +167,7 @@ def record(
     return store.create_thread(
         now=now,
         facts=facts.to_record(),
-        key=dedupe_key(facts.to, facts.company, facts.interview),
+        key=dedupe_key(facts.to, facts.company, facts.interview, campaign.get("account", "")),
         subject=composed.subject,
         message_id=composed.message_id,
         raw=composed.raw,

@@ -7,10 +7,12 @@ Nothing here connects to a server or writes the state store; ``mailer.runner`` s
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,8 @@ def load_campaign(
     for key in meta:
         if key not in ("name", "entries_csv"):
             problem(f"{path}: campaign.{key}", "unknown setting (known: name, entries_csv)")
+    if "name" in meta and not (isinstance(meta["name"], str) and meta["name"].strip()):
+        problem(f"{path}: campaign.name", "must be a non-empty text")
     name = campaign_name(path, data)
     defaults = _table(data, "defaults", path, problem)
     for key in defaults:
@@ -203,7 +207,12 @@ def _throttle(t: dict[str, Any], path: Path, problem: Any) -> Throttle:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/|per)\s*(min|minute|hour|h)\s*", rate)
         if m:
             rate = float(m.group(1)) / (60 if m.group(2) in ("hour", "h") else 1)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float))
+        or not math.isfinite(rate)
+        or not 0 <= rate <= 10_000
+    ):
         problem(f"{path}: throttle.rate", "must be messages per minute, e.g. 20 or '300/hour'")
     else:
         out = replace(out, per_minute=float(rate))
@@ -216,8 +225,8 @@ def _throttle(t: dict[str, Any], path: Path, problem: Any) -> Throttle:
             if str(jitter).strip() in ("0", "0s")
             else parse_wait(str(jitter)).duration.total_seconds()
         )
-        if seconds < 0:
-            raise ValueError("must not be negative")
+        if not math.isfinite(seconds) or not 0 <= seconds <= 3600:
+            raise ValueError(f"must be between 0 and 3600 seconds, not {jitter!r}")
         out = replace(out, jitter_seconds=seconds)
     except ValueError as exc:
         problem(f"{path}: throttle.jitter", f"{exc} (use a duration such as '3s')")
@@ -274,13 +283,20 @@ def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[st
     """Rows of a spreadsheet export: a header row of entry keys (``var.NAME`` for template
     variables); empty cells take the defaults; lists are separated by ';'."""
     try:
-        handle = csv_path.open(encoding="utf-8-sig", newline="")
+        text = csv_path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
         return []
+    except UnicodeDecodeError as exc:
+        line = csv_path.read_bytes()[: exc.start].count(b"\n") + 1
+        problem(
+            f"{csv_path}:{line}",
+            f"not UTF-8 text (byte {exc.object[exc.start]:#x}); save it as 'CSV UTF-8'",
+        )
+        return []
     out: list[tuple[str, dict[str, Any]]] = []
-    with handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         columns = reader.fieldnames or []
         for col in columns:
             if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
@@ -288,31 +304,34 @@ def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[st
                     f"{csv_path}:1: column {col!r}",
                     f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, var.NAME)",
                 )
-        try:
-            for row in reader:
-                entry: dict[str, Any] = {}
-                variables: dict[str, str] = {}
-                for col, value in row.items():
-                    if col is None:
-                        problem(f"{csv_path}:{reader.line_num}", "more cells than columns")
-                        continue
-                    value = (value or "").strip()
-                    if not value:
-                        continue
-                    if col.startswith("var."):
-                        variables[col[4:]] = value
-                    elif col in LIST_KEYS:
-                        entry[col] = [v.strip() for v in value.split(";") if v.strip()]
-                    elif col in INT_KEYS:
-                        entry[col] = int(value) if value.isdigit() else value
-                    elif col in ENTRY_KEYS:
-                        entry[col] = value
-                if variables:
-                    entry["vars"] = variables
-                if entry:
-                    out.append((f"{csv_path}:{reader.line_num}", entry))
-        except (csv.Error, UnicodeDecodeError) as exc:
-            problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
+        for col in sorted({c for c in columns if columns.count(c) > 1}):
+            problem(f"{csv_path}:1: column {col!r}", "appears more than once")
+        first = reader.line_num + 1  # where the next row starts (a cell may span lines)
+        for row in reader:
+            entry: dict[str, Any] = {}
+            variables: dict[str, str] = {}
+            for col, value in row.items():
+                if col is None:  # DictReader files extra cells under None
+                    entry.setdefault("_problems", []).append("more cells than columns")
+                    continue
+                value = (value or "").strip()
+                if not value:
+                    continue
+                if col.startswith("var."):
+                    variables[col[4:]] = value
+                elif col in LIST_KEYS:
+                    entry[col] = [v.strip() for v in value.split(";") if v.strip()]
+                elif col in INT_KEYS:
+                    entry[col] = int(value) if value.isdigit() else value
+                elif col in ENTRY_KEYS:
+                    entry[col] = value
+            if variables:
+                entry["vars"] = variables
+            if entry:
+                out.append((f"{csv_path}:{first}", entry))
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
     return out
 
 
@@ -325,17 +344,22 @@ def _entry(
     now: datetime,
     composer: Composer,
 ) -> tuple[Entry | None, list[str]]:
-    problems: list[str] = []
+    raw = dict(raw)
+    problems: list[str] = list(raw.pop("_problems", []))
     for key in raw:
         if key not in ENTRY_KEYS:
             problems.append(f"{key}: unknown key (known: {', '.join(ENTRY_KEYS)})")
     merged = {**defaults, **raw}
+    for source in (defaults, raw):
+        if "vars" in source and not isinstance(source["vars"], dict):
+            problems.append('vars: must be a table of names and texts, e.g. { team = "Data" }')
     merged["vars"] = {**_dict(defaults.get("vars")), **_dict(raw.get("vars"))}
     values: dict[str, Any] = {}
+    toml_when: date | None = None  # a TOML date-time: read once the entry's zone is known
     for key in TEXT_KEYS:
         v = merged.get(key, "")
         if key == "interview" and isinstance(v, (datetime, date)):
-            v = _toml_time(v, settings, problems)
+            toml_when, v = v, "(a TOML date-time)"
         if not isinstance(v, str):
             problems.append(f"{key}: must be text, not {v!r}")
             v = ""
@@ -401,6 +425,8 @@ def _entry(
         tz = local_zone(values["timezone"] or entry_settings.sender.timezone)
     except InputError as exc:
         return None, [*problems, f"timezone: {exc}"]
+    if toml_when is not None:
+        values["interview"] = _toml_time(toml_when, tz, problems)
     variables = merged["vars"]
     try:
         facts = make_facts(
@@ -436,7 +462,7 @@ def _entry(
     if key and not _KEY_RE.fullmatch(key):
         problems.append(f"key: {key!r} may use letters, digits and . _ @ + / : - only")
     if not key:
-        key, derived = derive_key(facts.to, facts.company, facts.interview), True
+        key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
     try:
         prepared = prepare(entry_settings, facts, now, composer)
     except MailerError as exc:
@@ -457,20 +483,23 @@ def _entry(
     )
 
 
-def derive_key(to: str, company: str, interview: datetime) -> str:
-    """Only the address, the company and the interview time: fixing a typo in a note must
+def derive_key(to: str, company: str, interview: datetime, account: str = "") -> str:
+    """Only the address, the company and the interview time (and the account, when it is
+    not the main one: two candidates may miss the same panel): fixing a typo in a note must
     not turn an entry that was sent into a new one."""
     slug = re.sub(r"[^a-z0-9]+", "-", company.lower()).strip("-") or "company"
-    return f"{to.lower()}/{slug}/{interview:%Y-%m-%dT%H:%M}"
+    key = f"{to.lower()}/{slug}/{interview:%Y-%m-%dT%H:%M}"
+    return f"{key}/{account}" if account else key
 
 
-def _toml_time(value: date, settings: Settings, problems: list[str]) -> str:
-    """A TOML date-time (``interview = 2026-12-01T10:00:00``) as the text make_facts reads."""
+def _toml_time(value: date, tz: tzinfo, problems: list[str]) -> str:
+    """A TOML date-time (``interview = 2026-12-01T10:00:00``) as the text make_facts reads in
+    the entry's zone ``tz``; one with an offset is first moved into that zone."""
     if not isinstance(value, datetime):
         problems.append(f"interview: {value} has no time of day; write '{value} HH:MM'")
         return ""
     if value.tzinfo is not None:
-        value = value.astimezone(local_zone(settings.sender.timezone))
+        value = value.astimezone(tz)
     return f"{value:%Y-%m-%d %H:%M}"
 
 

@@ -34,12 +34,24 @@ def _find(settings: Any, file: str) -> Path:
     )
 
 
-def _load(obj: Context, file: str, *, force: bool = False, skip_invalid: bool = False) -> Any:
+def _load(
+    obj: Context,
+    file: str,
+    *,
+    force: bool = False,
+    skip_invalid: bool = False,
+    lenient: bool = False,
+) -> Any:
+    """Settings and the campaign. ``lenient`` (status, cancel) ignores every problem: what
+    was sent is in the store, and an entry that became invalid (its free times passed) must
+    still be shown and cancellable."""
     from .campaign import load_campaign
     from .clock import default_clock
 
     settings = obj.settings()
     campaign = load_campaign(_find(settings, file), settings, default_clock()(), force=force)
+    if lenient:
+        return settings, campaign
     if campaign.problems and (not skip_invalid or campaign.file_level):
         where = (
             f"{campaign.invalid} of {campaign.total} entries have problems"
@@ -319,19 +331,22 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
 
     from .store import thread_state
 
-    settings, c = _load(obj, file, skip_invalid=True)
+    settings, c = _load(obj, file, lenient=True)
     store = obj.store(settings)
     threads: dict[str, Any] = {}
     for t in store.campaign_threads(c.name):
         threads[t.entry_key or ""] = t  # the latest thread of each entry
     rows = []
-    for e in c.entries:
-        t = threads.get(e.key)
+    valid = {e.key: e for e in c.entries}
+    # Every entry with a thread (even one the file no longer validates), then the rest.
+    for key in [*threads, *(k for k in valid if k not in threads)]:
+        t = threads.get(key)
+        e = valid.get(key)
         rows.append(
             {
-                "key": e.key,
-                "where": e.where,
-                "to": e.prepared.facts.to,
+                "key": key,
+                "where": e.where if e else "(not a valid entry in the file now)",
+                "to": e.prepared.facts.to if e else t.recipient,
                 "thread": t.id if t else None,
                 "status": thread_state(t, store.messages(t.id)) if t else "not sent yet",
             }
@@ -346,9 +361,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     counts = Counter(r["status"].split(":")[0].split(" (")[0] for r in rows)
     click.echo("\n" + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
     if c.problems:
-        click.echo(
-            f"({c.invalid} invalid entr{'y' if c.invalid == 1 else 'ies'} not shown: 'mailer campaign check' lists them)"
-        )
+        click.echo("(the file has problems now: 'mailer campaign check' lists them)")
 
 
 @campaign.command("cancel")
@@ -361,10 +374,11 @@ def cancel_command(obj: Context, file: str, key: str | None) -> None:
     from .clock import default_clock
     from .runner import cancel_campaign
 
-    settings, c = _load(obj, file, skip_invalid=True)
-    if key is not None:
-        c.entry(key)  # a typo in KEY is an error, not "nothing to cancel"
+    settings, c = _load(obj, file, lenient=True)
     store = obj.store(settings)
+    if key is not None and key not in {t.entry_key for t in store.campaign_threads(c.name)}:
+        # A typo in KEY is an error, not "nothing to cancel".
+        raise InputError(f"campaign {c.name!r} has sent nothing for an entry {key!r}")
     cancelled = cancel_campaign(c.name, store, default_clock()(), key)
     if not cancelled:
         click.echo(f"campaign {c.name!r}: no follow-up was pending; nothing to cancel.")

@@ -74,7 +74,20 @@ def run_check_all(
     for name in settings.account_names:
         report = run_check(settings.for_account(name), store, clock, mailbox=mailbox, smtp=smtp)
         total.merge(report, name)
+    total.problems += orphans(settings, store)
     return total
+
+
+def orphans(settings: Settings, store: Store) -> list[str]:
+    """Open threads whose account is no longer configured: nobody watches their replies or
+    sends their follow-ups, so say so on every pass rather than let them wait in silence."""
+    return [
+        f"thread(s) {', '.join(map(str, ids))} were sent from account {name!r}, which is not "
+        f"in {settings.path} any more: their replies are not watched and their follow-ups "
+        "wait until it is configured again"
+        for name, ids in store.open_threads_by_account().items()
+        if name not in settings.account_names
+    ]
 
 
 def run_check(

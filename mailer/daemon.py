@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .check import CheckReport, run_check
+from .check import CheckReport, orphans, run_check
 from .clock import Clock
 from .config import ImapSettings, Settings
 from .errors import MailerError
@@ -94,6 +94,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         total = CheckReport()
         for name in settings.account_names:
             total.merge(one_pass(settings.for_account(name)), name)
+        total.problems += orphans(settings, store)
         return total
 
     def tick() -> None:

@@ -21,7 +21,7 @@ from .campaign import Campaign, Entry
 from .clock import Clock
 from .config import Settings
 from .crashpoint import crash_point
-from .errors import DeliveryError, DuplicateError, MailerError
+from .errors import DeliveryError, DuplicateError
 from .facts import local_zone
 from .mailbox import Mailbox
 from .sender import InDoubtError, SmtpSession
@@ -153,8 +153,11 @@ class SentCopies:
                 for group in by_account.values():
                     outcome = self._append(boxes, group)
                     outcomes += [(row_id, outcome) for _, row_id, _, _ in group]
-                if outcomes:
-                    self.store.record_sent_copies(outcomes, durable=False)
+                try:
+                    if outcomes:
+                        self.store.record_sent_copies(outcomes, durable=False)
+                except Exception as exc:  # keep filing the rest; the run reports it
+                    self.report.sent_copy_problems.append(f"could not record Sent copies: {exc}")
         finally:
             for box in boxes.values():
                 box.close()
@@ -171,7 +174,7 @@ class SentCopies:
                 boxes[name] = box
             folder = boxes[name].append_sent_many([(raw, at) for _, _, raw, at in group])
             return f"saved in {folder}"
-        except MailerError as exc:
+        except Exception as exc:  # on this thread nothing else would report it
             self.report.sent_copy_problems.append(str(exc))
             if name in boxes:
                 boxes.pop(name).close()  # a new connection for the next ones
@@ -197,6 +200,11 @@ def run_campaign(
 
     report = RunReport()
     stop = stop or threading.Event()
+    if sleep is time.sleep:
+        # Ctrl-C must end a pause at once: the next message must not go after it.
+        def sleep(seconds: float) -> None:
+            stop.wait(seconds)
+
     throttle = campaign.throttle
     pacer = Pacer(throttle.per_minute, throttle.jitter_seconds, clock, sleep, rng or random.random)
     states = entry_state(campaign, store)
@@ -240,8 +248,11 @@ def run_campaign(
                     room[account] -= 1  # type: ignore[operator]
                 continue
             outcome = _send_entry(
-                campaign, entry, store, clock, pacer, sessions, sent_on, smtp, copies, sleep
+                campaign, entry, store, clock, pacer, sessions, sent_on, smtp, copies, sleep, stop
             )
+            if outcome is None:  # stopped during a pause, before this entry was sent
+                report.stopped = "interrupted"
+                break
             if outcome.result in (SENT_NOW, IN_DOUBT_NOW) and room[account] is not None:
                 room[account] -= 1  # type: ignore[operator]
             if outcome.result == FAILED_NOW and outcome.detail.startswith("account: "):
@@ -274,7 +285,10 @@ def _send_entry(
     smtp: Callable[..., SmtpSession],
     copies: SentCopies | None,
     sleep: Callable[[float], None],
-) -> Outcome:
+    stop: threading.Event,
+) -> Outcome | None:
+    """Send one entry (retrying what may be retried). None if ``stop`` came during a pause:
+    then nothing more was sent."""
     settings, prepared = entry.settings, entry.prepared
     facts, composed = prepared.facts, prepared.composed
     ids: list[int] = []  # (thread, message row) once recorded
@@ -313,6 +327,8 @@ def _send_entry(
     failures = 0
     while True:
         pacer.wait()
+        if stop.is_set():
+            return None
         session = sessions.get(name)
         if session is not None and sent_on.get(name, 0) >= campaign.throttle.reconnect_after:
             session.close()  # a fresh connection now and then: some servers cap per-connection
@@ -365,6 +381,8 @@ def _send_entry(
                     FAILED_NOW, f"{prefix}{exc} (a temporary failure: the next run tries again)"
                 )
             sleep(2.0 ** (failures - 1))
+            if stop.is_set():
+                return None
             continue
         break
     sent_on[name] = sent_on.get(name, 0) + 1

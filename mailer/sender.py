@@ -216,6 +216,14 @@ class SmtpSession:
             ) from None
         if code == 250:
             return f"{code} {_text(msg)}"
+        if not 400 <= code < 600:
+            # Not a reply we can read (smtplib gives -1): the server may have taken it.
+            _quiet_close(smtp)
+            self._smtp = None
+            raise InDoubtError(
+                f"{self.where}: unreadable answer after the whole message was sent "
+                f"({code} {_text(msg)}); it may have been delivered"
+            )
         # A refusal of the finished message: the server says it did not take it.
         raise _reply_error(self.where, "end of DATA", code, msg)
 

@@ -226,10 +226,11 @@ def _owner_alive(owner: str | None) -> bool:
     return _start_time(pid) == started
 
 
-def dedupe_key(recipient: str, company: str, interview_at: datetime) -> str:
-    return "|".join(
-        (recipient.lower(), " ".join(company.lower().split()), interview_at.isoformat())
-    )
+def dedupe_key(recipient: str, company: str, interview_at: datetime, account: str = "") -> str:
+    """One apology per interview: the recipient, the company and the time, and the account
+    when it is not the main one (two candidates a coach helps may miss the same panel)."""
+    key = "|".join((recipient.lower(), " ".join(company.lower().split()), interview_at.isoformat()))
+    return f"{key}|{account}" if account else key
 
 
 class Store:
@@ -330,6 +331,8 @@ class Store:
         """
         from sqlalchemy import text
 
+        # A row marked submitting is the promise made before MAIL FROM: it must be on disk.
+        assert durable or not submitting, "a submitting row must be committed durably"
         with self.tx(durable) as c:
             if guard_duplicates:
                 self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
@@ -1004,6 +1007,19 @@ class Store:
             d=IN_DOUBT,
         )
         return sum(1 for r in rows if datetime.fromisoformat(r["submitting_at"]) >= since)
+
+    def open_threads_by_account(self) -> dict[str, list[int]]:
+        """Threads that still wait for something (a reply, a follow-up, a send to settle),
+        by the account they were sent from."""
+        rows = self._rows(
+            """SELECT id, account FROM threads
+               WHERE state IN ('sending', :a, 'followed_up', 'held') ORDER BY id""",
+            a=AWAITING,
+        )
+        out: dict[str, list[int]] = {}
+        for r in rows:
+            out.setdefault(r["account"], []).append(int(r["id"]))
+        return out
 
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:
         rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)

@@ -80,6 +80,8 @@ def too_many(code: int | None, text: str) -> bool:
     if code in (421, 454):
         return True
     lowered = text.lower()
+    if "recipients" in lowered:  # 452 "too many recipients" is about one message, not rate
+        return False
     return (
         code is not None
         and 400 <= code < 500
