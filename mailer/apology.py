@@ -6,7 +6,7 @@ The CLI and campaigns call these; nothing here parses options or prints.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +19,11 @@ from .errors import DeliveryError, MailerError, StateError
 if TYPE_CHECKING:
     from .mailbox import Mailbox
 from .facts import Facts, check_free_times, local_zone, zone
-from .followup import first_due
+from .followup import first_due, parse_window
 from .lint import WARNING, Finding, check_apology
 from .schedule import holidays_for, parse_wait
 from .sender import InDoubtError, SmtpSession
-from .store import Store, dedupe_key
+from .store import Store, ThreadRow, dedupe_key
 
 log = logging.getLogger(__name__)
 
@@ -222,3 +222,24 @@ def save_sent_copy(
         return "failed", [f"the message was sent, but no copy could be saved in Sent: {exc}"]
     store.record_sent_copy(row_id, f"saved in {folder}")
     return f"saved in {folder}", []
+
+
+def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:
+    """The settings a thread's next message goes out with: its account's, and for a campaign
+    thread the policy of its entry (wait, count, window, sender details), which may differ
+    from the config's."""
+    settings = settings.for_account(thread.account)
+    if thread.campaign is None:
+        return settings
+    fu = settings.follow_up
+    window = fu.window
+    policy = thread.detail.get("policy", {})
+    if "window" in policy:
+        window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
+    return replace(
+        settings,
+        sender=replace(settings.sender, **policy.get("sender", {})),
+        follow_up=replace(
+            fu, wait=thread.follow_up_wait, max_follow_ups=thread.max_follow_ups, window=window
+        ),
+    )

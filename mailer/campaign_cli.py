@@ -245,6 +245,8 @@ def run_command(
             f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "
             f"'mailer resolve {o.thread_id} --sent' or '--resend'"
         )
+    if report.copies_caught_up:
+        click.echo(f"Filed {report.copies_caught_up} Sent cop(ies) an interrupted run had left.")
     if report.sent_copy_problems:
         click.echo(
             f"mailer: warning: {len(report.sent_copy_problems)} Sent cop(ies) not saved: "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from . import apology
@@ -28,7 +28,6 @@ from .followup import (
     NO_ANSWER,
     OPEN_STATES,
     REPLIED,
-    parse_window,
     send_time,
 )
 from .mailbox import Mailbox
@@ -164,30 +163,9 @@ def next_due(
 ) -> datetime | None:
     """After the apology: the first follow-up. After a follow-up: the next one, or (after the
     last) the moment the thread is closed as no answer."""
-    policy = thread_settings(settings, thread)
+    policy = apology.thread_settings(settings, thread)
     return apology.due_after(policy, sent_at, thread.facts.get("interviewer_tz", "")) or (
         None if kind == "apology" else sent_at
-    )
-
-
-def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:
-    """The settings a thread's next message goes out with: its account's, and for a campaign
-    thread the policy of its entry (wait, count, window, sender details), which may differ
-    from the config's."""
-    settings = settings.for_account(thread.account)
-    if thread.campaign is None:
-        return settings
-    fu = settings.follow_up
-    window = fu.window
-    policy = thread.detail.get("policy", {})
-    if "window" in policy:
-        window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
-    return replace(
-        settings,
-        sender=replace(settings.sender, **policy.get("sender", {})),
-        follow_up=replace(
-            fu, wait=thread.follow_up_wait, max_follow_ups=thread.max_follow_ups, window=window
-        ),
     )
 
 
@@ -220,7 +198,7 @@ def send_due(
                 due,
                 now,
                 tz,
-                thread_settings(settings, thread).follow_up.window,
+                apology.thread_settings(settings, thread).follow_up.window,
                 holidays_for(settings.follow_up.holidays_country, range(now.year, now.year + 2)),
             )
             if when > now:
@@ -329,7 +307,7 @@ def _send_one(
 
 def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: datetime):
     """The follow-up for a thread: ``Re:`` the original, threaded, quoting it if configured."""
-    settings = thread_settings(settings, thread)
+    settings = apology.thread_settings(settings, thread)
     facts = Facts.from_record(thread.facts)
     messages = store.messages(thread.id)
     root = next(m for m in messages if m.kind == "apology")
@@ -429,7 +407,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     ]
     if not doubt:
         raise InputError(f"thread {thread_id} has no message in doubt")
-    settings = thread_settings(settings, thread)
+    settings = apology.thread_settings(settings, thread)
     m = doubt[-1]
     if sent:
         now = clock()

@@ -54,6 +54,7 @@ class RunReport:
     outcomes: list[Outcome] = field(default_factory=list)
     stopped: str = ""  # why the run stopped early, if it did
     sent_copy_problems: list[str] = field(default_factory=list)
+    copies_caught_up: int = 0  # Sent copies an interrupted run had left unfiled
 
     def count(self, result: str) -> int:
         return sum(1 for o in self.outcomes if o.result == result)
@@ -64,6 +65,8 @@ class RunReport:
 
 
 Progress = Callable[[Outcome, RunReport], None]
+# A Sent copy to file: (settings, message row, bytes, sent at, a Message-ID to look for first).
+Job = tuple[Settings, int, bytes, datetime, str]
 
 
 def entry_state(campaign: Campaign, store: Store) -> dict[str, list[ThreadRow]]:
@@ -123,12 +126,19 @@ class SentCopies:
     def __init__(self, store: Store, report: RunReport) -> None:
         self.store = store
         self.report = report
-        self.jobs: queue.Queue[tuple[Settings, int, bytes, datetime] | None] = queue.Queue()
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.thread = threading.Thread(target=self._work, name="sent-copies", daemon=True)
         self.thread.start()
 
-    def add(self, settings: Settings, row_id: int, raw: bytes, sent_at: datetime) -> None:
-        self.jobs.put((settings, row_id, raw, sent_at))
+    def add(
+        self,
+        settings: Settings,
+        row_id: int,
+        raw: bytes,
+        sent_at: datetime,
+        unless_there: str = "",
+    ) -> None:
+        self.jobs.put((settings, row_id, raw, sent_at, unless_there))
 
     def finish(self) -> None:
         self.jobs.put(None)
@@ -146,13 +156,13 @@ class SentCopies:
                 if batch[-1] is None:
                     done = True
                 jobs = [job for job in batch if job is not None]
-                by_account: dict[str, list[tuple[Settings, int, bytes, datetime]]] = {}
+                by_account: dict[str, list[Job]] = {}
                 for job in jobs:
                     by_account.setdefault(job[0].account, []).append(job)
                 outcomes = []
                 for group in by_account.values():
                     outcome = self._append(boxes, group)
-                    outcomes += [(row_id, outcome) for _, row_id, _, _ in group]
+                    outcomes += [(job[1], outcome) for job in group]
                 try:
                     if outcomes:
                         self.store.record_sent_copies(outcomes, durable=False)
@@ -162,9 +172,7 @@ class SentCopies:
             for box in boxes.values():
                 box.close()
 
-    def _append(
-        self, boxes: dict[str, Mailbox], group: list[tuple[Settings, int, bytes, datetime]]
-    ) -> str:
+    def _append(self, boxes: dict[str, Mailbox], group: list[Job]) -> str:
         settings = group[0][0]
         name = settings.account
         try:
@@ -172,7 +180,15 @@ class SentCopies:
                 box = Mailbox(settings.imap)
                 box.connect()
                 boxes[name] = box
-            folder = boxes[name].append_sent_many([(raw, at) for _, _, raw, at in group])
+            box = boxes[name]
+            todo = [
+                (raw, at)
+                for _, _, raw, at, unless in group
+                if not (unless and box.contains_message_id(box.sent_folder(), unless))
+            ]
+            if box.selected is not None:
+                box.unselect()
+            folder = box.append_sent_many(todo) if todo else box.sent_folder()
             return f"saved in {folder}"
         except Exception as exc:  # on this thread nothing else would report it
             self.report.sent_copy_problems.append(str(exc))
@@ -213,6 +229,14 @@ def run_campaign(
     room: dict[str, int | None] = {}  # what the daily cap still allows, per account
     down: dict[str, str] = {}  # accounts that cannot send for the rest of this run
     copies = None if dry_run else SentCopies(store, report)
+    if copies is not None:
+        # A run killed after a send but before its Sent copy was filed: file it now.
+        entries = {e.key: e for e in campaign.entries}
+        for row_id, key, raw, sent_at, message_id in store.unfiled_copies(campaign.name):
+            if key in entries and entries[key].settings.imap.save_sent:
+                # The killed run may have filed it without recording that: look first.
+                copies.add(entries[key].settings, row_id, raw, sent_at, unless_there=message_id)
+                report.copies_caught_up += 1
 
     def record(outcome: Outcome) -> None:
         report.outcomes.append(outcome)

@@ -1021,6 +1021,28 @@ class Store:
             out.setdefault(r["account"], []).append(int(r["id"]))
         return out
 
+    def unfiled_copies(self, campaign: str) -> list[tuple[int, str, bytes, datetime, str]]:
+        """Apologies of a campaign that were sent but whose Sent copy was not recorded (the
+        run was killed first): (message row, entry key, bytes, sent at, Message-ID)."""
+        rows = self._rows(
+            """SELECT m.id, t.entry_key, m.raw, m.sent_at, m.message_id FROM messages m
+               JOIN threads t ON t.id = m.thread_id
+               WHERE t.campaign = :c AND m.kind = 'apology' AND m.state = :s
+               AND m.sent_copy IS NULL ORDER BY m.id""",
+            c=campaign,
+            s=SENT,
+        )
+        return [
+            (
+                int(r["id"]),
+                r["entry_key"] or "",
+                bytes(r["raw"]),
+                datetime.fromisoformat(r["sent_at"]),
+                r["message_id"],
+            )
+            for r in rows
+        ]
+
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:
         rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)
         return [_thread(r) for r in rows]

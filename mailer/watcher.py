@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from .apology import thread_settings
 from .classify import classify, original_message_ids
 from .clock import Clock
 from .config import Settings
@@ -223,7 +224,7 @@ def _consider(
             return_date=verdict.return_date,
             status=verdict.status,
             tz=tz,
-            window=settings.follow_up.window,
+            window=thread_settings(settings, thread).follow_up.window,
             holidays=holidays,
         )
 

@@ -117,6 +117,10 @@ def test_a_run_killed_half_way_and_run_again_sends_each_entry_once(
     per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
     statuses = {row["key"]: row["status"] for row in campaign_status(pair.ws)}
     doubtful = [k for k, s in statuses.items() if "in doubt" in s]
+    # Every apology known to be sent has its one copy in Sent, even those whose copy the
+    # killed run had not filed yet.
+    with pair.stack.imap(pair.candidate) as c:
+        assert c.select_folder("Sent", readonly=True)[b"EXISTS"] == 10 - len(doubtful)
     if delivered_in_doubt is None:
         assert resumed.returncode == 0, resumed.stderr
         assert len(per_entry) == 10 and set(per_entry.values()) == {1}
