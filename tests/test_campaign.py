@@ -463,3 +463,24 @@ def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: P
     assert rest.returncode == 0, rest.stderr
     per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
     assert len(per_entry) == 6 and set(per_entry.values()) == {1}
+
+
+def test_the_daily_cap_holds_the_rest_back_and_says_so(pair: Pair) -> None:
+    write_campaign(
+        pair.ws,
+        "[throttle]\ndaily_cap = 2\n\n"
+        + "".join(entry(pair.interviewer, n, key=f"e{n}") for n in range(3)),
+    )
+    one = run_cli(pair.ws, "campaign", "preview", "week49", "--entry", "e2")
+    assert one.returncode == 0 and one.stdout.count("# entry ") == 1 and "Company 2" in one.stdout
+    mark = pair.stack.log_mark()
+
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert len(accepted(pair.stack, mark)) == 2
+    assert "1 held back by the daily cap" in r.stdout and "again tomorrow" in r.stdout
+
+    tomorrow = {"MAILER_NOW": "2026-11-26T09:00:00+00:00"}
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes", env=tomorrow)
+    assert r.returncode == 0 and "1 sent" in r.stdout
+    assert len(accepted(pair.stack, mark)) == 3
