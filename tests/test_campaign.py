@@ -484,3 +484,24 @@ def test_the_daily_cap_holds_the_rest_back_and_says_so(pair: Pair) -> None:
     r = run_cli(pair.ws, "campaign", "run", "week49", "--yes", env=tomorrow)
     assert r.returncode == 0 and "1 sent" in r.stdout
     assert len(accepted(pair.stack, mark)) == 3
+
+
+def test_campaign_threads_keep_their_own_follow_up_policy_and_sender(pair: Pair) -> None:
+    # The config says 60 s; the campaign says two hours and signs as the candidate's alias.
+    write_campaign(
+        pair.ws,
+        '[follow_up]\nwait = "2 hours"\nwindow = "always"\n\n'
+        + entry(pair.interviewer, 1, key="one", sender_name="Sam C. Candidate"),
+    )
+    assert run_cli(pair.ws, "campaign", "run", "week49", "--yes").returncode == 0
+    mark = pair.stack.log_mark()
+
+    soon = run_cli(pair.ws, "check", env={"MAILER_NOW": "2026-11-25T15:05:00+00:00"})
+    assert soon.returncode == 0, soon.stderr
+    assert accepted(pair.stack, mark) == []
+    later = run_cli(pair.ws, "check", env={"MAILER_NOW": "2026-11-25T17:05:00+00:00"})
+    assert later.returncode == 0, later.stderr
+    sent = accepted(pair.stack, mark)
+    assert len(sent) == 1
+    follow_up = pair.stack.messages_with_id(pair.interviewer, sent[0]["message_id"])[0]
+    assert b'From: "Sam C. Candidate" <' in follow_up
