@@ -38,6 +38,7 @@ IN_DOUBT_NOW = "in doubt"
 HELD_BACK = "held back"
 WOULD_SEND = "would send"
 MAX_SLOW_DOWNS = 6
+GATHER_SECONDS = 0.25  # how long the Sent-copy thread lets copies pile up before filing
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,14 @@ class SentCopies:
         try:
             while not done:
                 # Take whatever has queued up: one APPEND and one commit for the lot.
+                # Gather for a moment: one APPEND of 50 costs far less than 50 of one.
                 batch = [self.jobs.get()]
-                while len(batch) < 50 and not self.jobs.empty():
-                    batch.append(self.jobs.get_nowait())
+                until = time.monotonic() + GATHER_SECONDS
+                while len(batch) < 50 and batch[-1] is not None:
+                    try:
+                        batch.append(self.jobs.get(timeout=max(until - time.monotonic(), 0)))
+                    except queue.Empty:
+                        break
                 if batch[-1] is None:
                     done = True
                 jobs = [job for job in batch if job is not None]
