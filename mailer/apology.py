@@ -231,15 +231,28 @@ def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:
     settings = settings.for_account(thread.account)
     if thread.campaign is None:
         return settings
+    policy = thread.detail.get("policy", {})
+    return with_policy(
+        settings,
+        {**policy, "wait": thread.follow_up_wait, "max_follow_ups": thread.max_follow_ups},
+    )
+
+
+def with_policy(settings: Settings, policy: dict[str, Any]) -> Settings:
+    """``settings`` with a campaign entry's policy over them: ``wait``, ``max_follow_ups``,
+    ``window`` and ``window_days`` for the follow-ups, ``sender`` fields (name, phone,
+    signature) for every message. The same dict is kept with the thread."""
     fu = settings.follow_up
     window = fu.window
-    policy = thread.detail.get("policy", {})
     if "window" in policy:
         window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
     return replace(
         settings,
         sender=replace(settings.sender, **policy.get("sender", {})),
         follow_up=replace(
-            fu, wait=thread.follow_up_wait, max_follow_ups=thread.max_follow_ups, window=window
+            fu,
+            wait=policy.get("wait", fu.wait),
+            max_follow_ups=policy.get("max_follow_ups", fu.max_follow_ups),
+            window=window,
         ),
     )

@@ -16,7 +16,7 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from .apology import Prepared, prepare
+from .apology import Prepared, prepare, with_policy
 from .composer import Composer
 from .config import Settings
 from .errors import ConfigError, InputError, MailerError
@@ -405,22 +405,9 @@ def _entry(
             problems.append("max_follow_ups: must be a whole number between 0 and 5")
         else:
             policy["max_follow_ups"] = n
-    fu = entry_settings.follow_up
-    window = fu.window
-    if "window" in policy:
-        window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
-    entry_settings = replace(
-        entry_settings,
-        sender=replace(entry_settings.sender, **sender_overrides),
-        follow_up=replace(
-            fu,
-            wait=policy.get("wait", fu.wait),
-            max_follow_ups=policy.get("max_follow_ups", fu.max_follow_ups),
-            window=window,
-        ),
-    )
     if sender_overrides:
         policy["sender"] = sender_overrides
+    entry_settings = with_policy(entry_settings, policy)
     try:
         tz = local_zone(values["timezone"] or entry_settings.sender.timezone)
     except InputError as exc:

@@ -82,12 +82,11 @@ def campaign() -> None:
 @handle_errors
 def check_command(obj: Context, file: str, force: bool) -> None:
     """Validate the whole file (every entry, every problem). Sends nothing."""
-    from .runner import already_done, entry_state, outside_warnings
+    from .runner import outside_warnings, pending
 
     settings, c = _load(obj, file, force=force)
     store = obj.store(settings)
-    states = entry_state(c, store)
-    todo = [e for e in c.entries if already_done(states.get(e.key, []), store, False) is None]
+    todo = pending(c, store)
     for line in outside_warnings(c, store):
         click.echo(f"mailer: warning: {line}", err=True)
     warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity != "error")
@@ -151,9 +150,8 @@ def run_command(
         SENT_NOW,
         SKIPPED,
         WOULD_SEND,
-        already_done,
-        entry_state,
         outside_warnings,
+        pending,
         run_campaign,
     )
 
@@ -165,10 +163,7 @@ def run_command(
         _need_passwords(settings, c)
     for line in outside_warnings(c, store):
         click.echo(f"mailer: warning: {line}", err=True)
-    states = entry_state(c, store)
-    todo = [
-        e for e in c.entries if already_done(states.get(e.key, []), store, retry_failed) is None
-    ]
+    todo = pending(c, store, retry_failed)
     if limit is not None:
         todo = todo[:limit]
     if not todo:

@@ -69,10 +69,21 @@ def run_check_all(
     smtp: Callable[..., SmtpSession] = SmtpSession,
 ) -> CheckReport:
     """One pass for every configured account, each in its own mailbox; one report."""
+    return every_account(
+        settings,
+        store,
+        lambda account: run_check(account, store, clock, mailbox=mailbox, smtp=smtp),
+    )
+
+
+def every_account(
+    settings: Settings, store: Store, one_pass: Callable[[Settings], CheckReport]
+) -> CheckReport:
+    """``one_pass`` for each configured account, merged into one report, plus a problem
+    for open threads whose account is no longer configured (``check`` and the daemon)."""
     total = CheckReport()
     for name in settings.account_names:
-        report = run_check(settings.for_account(name), store, clock, mailbox=mailbox, smtp=smtp)
-        total.merge(report, name)
+        total.merge(one_pass(settings.for_account(name)), name)
     total.problems += orphans(settings, store)
     return total
 

@@ -305,32 +305,17 @@ def load_settings(
         _check_timezone(r, "sender.timezone", sender.timezone)
 
     secrets = read_secrets(env_file or base / ".env")
-    smtp = _server(
+    smtp, imap = _mail_servers(
         r,
-        "smtp",
+        "",
         {**preset.get("smtp", {}), **r.table("smtp")},
+        {**preset.get("imap", {}), **r.table("imap")},
         base,
         sender.address,
-        secrets.get("MAILER_SMTP_PASSWORD", ""),
-        587,
+        secrets,
+        ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD"),
+        need_secrets,
     )
-    imap_table = {**preset.get("imap", {}), **r.table("imap")}
-    imap_base = _server(
-        r,
-        "imap",
-        imap_table,
-        base,
-        sender.address,
-        secrets.get("MAILER_IMAP_PASSWORD") or secrets.get("MAILER_SMTP_PASSWORD", ""),
-        993,
-    )
-    imap = ImapSettings(
-        **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
-        sent_folder=r.get(imap_table, "imap", "sent_folder", str, ""),
-        save_sent=r.get(imap_table, "imap", "save_sent", bool, True),
-    )
-    if need_secrets and not smtp.password:
-        r.problems.append(f"MAILER_SMTP_PASSWORD: not set in the environment or {base / '.env'}")
     accounts = _accounts(r, data.get("accounts", {}), sender, base, secrets, need_secrets)
 
     f = r.table(
@@ -500,28 +485,18 @@ def _accounts(
             _check_address(r, f"{sp}.address", sender.address)
         if sender.timezone:
             _check_timezone(r, f"{sp}.timezone", sender.timezone)
-        smtp_var, imap_var = account_secret(name, "smtp"), account_secret(name, "imap")
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
-        smtp = _server(
-            r, f"{prefix}.smtp", smtp_table, base, sender.address, secrets.get(smtp_var, ""), 587
-        )
-        imap_table = {**preset.get("imap", {}), **_subtable(r, t, prefix, "imap")}
-        imap_base = _server(
+        smtp, imap = _mail_servers(
             r,
-            f"{prefix}.imap",
-            imap_table,
+            f"{prefix}.",
+            smtp_table,
+            {**preset.get("imap", {}), **_subtable(r, t, prefix, "imap")},
             base,
             sender.address,
-            secrets.get(imap_var) or secrets.get(smtp_var, ""),
-            993,
+            secrets,
+            (account_secret(name, "smtp"), account_secret(name, "imap")),
+            need_secrets,
         )
-        imap = ImapSettings(
-            **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
-            sent_folder=r.get(imap_table, f"{prefix}.imap", "sent_folder", str, ""),
-            save_sent=r.get(imap_table, f"{prefix}.imap", "save_sent", bool, True),
-        )
-        if need_secrets and not smtp.password:
-            r.problems.append(f"{smtp_var}: not set in the environment or {base / '.env'}")
         accounts[name] = AccountSettings(
             name=name,
             sender=sender,
@@ -531,6 +506,40 @@ def _accounts(
             daily_cap=_daily_cap(r, f"{prefix}.smtp", smtp_table),
         )
     return accounts
+
+
+def _mail_servers(
+    r: _Reader,
+    prefix: str,
+    smtp_table: dict[str, Any],
+    imap_table: dict[str, Any],
+    workspace: Path,
+    user: str,
+    secrets: dict[str, str],
+    password_vars: tuple[str, str],
+    need_secrets: bool,
+) -> tuple[ServerSettings, ImapSettings]:
+    """One account's SMTP and IMAP settings (``prefix`` "" or "accounts.NAME."). The IMAP
+    password falls back to the SMTP one."""
+    smtp_var, imap_var = password_vars
+    smtp = _server(r, f"{prefix}smtp", smtp_table, workspace, user, secrets.get(smtp_var, ""), 587)
+    imap_base = _server(
+        r,
+        f"{prefix}imap",
+        imap_table,
+        workspace,
+        user,
+        secrets.get(imap_var) or secrets.get(smtp_var, ""),
+        993,
+    )
+    imap = ImapSettings(
+        **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
+        sent_folder=r.get(imap_table, f"{prefix}imap", "sent_folder", str, ""),
+        save_sent=r.get(imap_table, f"{prefix}imap", "save_sent", bool, True),
+    )
+    if need_secrets and not smtp.password:
+        r.problems.append(f"{smtp_var}: not set in the environment or {workspace / '.env'}")
+    return smtp, imap
 
 
 def _subtable(r: _Reader, t: dict[str, Any], prefix: str, name: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .check import CheckReport, orphans, run_check
+from .check import CheckReport, every_account, run_check
 from .clock import Clock
 from .config import ImapSettings, Settings
 from .errors import MailerError
@@ -90,18 +90,11 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
             log.info("the kept IMAP connection was gone; reconnecting")
         return report
 
-    def every_account() -> CheckReport:
-        total = CheckReport()
-        for name in settings.account_names:
-            total.merge(one_pass(settings.for_account(name)), name)
-        total.problems += orphans(settings, store)
-        return total
-
     def tick() -> None:
         with busy:
             while True:
                 again.clear()
-                log_report(every_account())
+                log_report(every_account(settings, store, one_pass))
                 # Mail that arrived during the pass gets another pass now, not a tick later.
                 if not again.is_set() or stop.is_set():
                     break

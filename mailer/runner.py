@@ -25,7 +25,17 @@ from .errors import DeliveryError, DuplicateError
 from .facts import local_zone
 from .mailbox import Mailbox
 from .sender import InDoubtError, SmtpSession
-from .store import FAILED, IN_DOUBT, QUEUED, SENT, SUBMITTING, Store, ThreadRow
+from .store import (
+    FAILED,
+    IN_DOUBT,
+    QUEUED,
+    SENT,
+    SUBMITTING,
+    MessageRow,
+    Store,
+    ThreadRow,
+    owner_alive,
+)
 from .throttle import Pacer, effective_cap, start_of_day, too_many
 
 log = logging.getLogger("mailer.campaign")
@@ -70,24 +80,33 @@ Progress = Callable[[Outcome, RunReport], None]
 Job = tuple[Settings, int, bytes, datetime, str]
 
 
-def entry_state(campaign: Campaign, store: Store) -> dict[str, list[ThreadRow]]:
-    """The threads recorded for each entry key of this campaign, oldest first."""
-    out: dict[str, list[ThreadRow]] = {}
-    for t in store.campaign_threads(campaign.name):
-        out.setdefault(t.entry_key or "", []).append(t)
+Record = tuple[ThreadRow, MessageRow]  # a thread and its apology
+
+
+def entry_state(campaign: Campaign, store: Store) -> dict[str, list[Record]]:
+    """The threads recorded for each entry key of this campaign, oldest first (one query)."""
+    out: dict[str, list[Record]] = {}
+    for thread, root in store.campaign_apologies(campaign.name):
+        out.setdefault(thread.entry_key or "", []).append((thread, root))
     return out
 
 
-def already_done(threads: list[ThreadRow], store: Store, retry_failed: bool) -> str | None:
+def pending(campaign: Campaign, store: Store, retry_failed: bool = False) -> list[Entry]:
+    """The valid entries a run would try now."""
+    states = entry_state(campaign, store)
+    return [
+        e for e in campaign.entries if already_done(states.get(e.key, []), retry_failed) is None
+    ]
+
+
+def already_done(records: list[Record], retry_failed: bool) -> str | None:
     """Why an entry must not be sent again now, or None if it may be sent."""
-    for t in reversed(threads):
-        root = next(m for m in store.messages(t.id) if m.kind == "apology")
-        shown = root.shown_state
+    for t, root in reversed(records):
         if root.state == SENT:
             return f"already sent (thread {t.id}, {t.state.replace('_', ' ')})"
-        if shown == "in doubt" or root.state == IN_DOUBT:
+        if root.shown_state == "in doubt" or root.state == IN_DOUBT:
             return f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'"
-        if root.state == SUBMITTING or (root.state == QUEUED and _alive(root.owner)):
+        if root.state == SUBMITTING or (root.state == QUEUED and owner_alive(root.owner)):
             return f"being sent right now by another process (thread {t.id})"
         if root.state == FAILED and t.detail.get("refused") and not retry_failed:
             return (
@@ -97,12 +116,6 @@ def already_done(threads: list[ThreadRow], store: Store, retry_failed: bool) -> 
         if root.state == FAILED:
             return None
     return None
-
-
-def _alive(owner: str | None) -> bool:
-    from .store import _owner_alive
-
-    return _owner_alive(owner)
 
 
 def outside_warnings(campaign: Campaign, store: Store) -> list[str]:
@@ -255,7 +268,7 @@ def run_campaign(
             if stop.is_set():
                 report.stopped = report.stopped or "interrupted"
                 break
-            why = already_done(states.get(entry.key, []), store, retry_failed)
+            why = already_done(states.get(entry.key, []), retry_failed)
             if why is not None:
                 record(Outcome(entry.key, entry.where, SKIPPED, why))
                 continue

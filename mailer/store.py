@@ -139,7 +139,7 @@ class MessageRow:
     @property
     def shown_state(self) -> str:
         """``submitting`` by a process that is gone is *in doubt*."""
-        if self.state == SUBMITTING and not _owner_alive(self.owner):
+        if self.state == SUBMITTING and not owner_alive(self.owner):
             return "in doubt"
         return self.state.replace("_", " ")
 
@@ -200,7 +200,7 @@ def owner_token() -> str:
 _token: list[Any] = [None, ""]
 
 
-def _owner_alive(owner: str | None) -> bool:
+def owner_alive(owner: str | None) -> bool:
     """Whether the process that marked a message is still running (so it is not abandoned).
 
     After a reboot the PID may belong to another program; the boot id and start time in the
@@ -412,7 +412,7 @@ class Store:
             .all()
         )
         for r in rows:
-            if r["state"] == QUEUED and not _owner_alive(r["owner"]):
+            if r["state"] == QUEUED and not owner_alive(r["owner"]):
                 # Stopped before connecting: nothing left the machine, so it cannot be a
                 # duplicate. Close it so the new attempt is the only live one.
                 c.execute(
@@ -432,7 +432,7 @@ class Store:
                 continue
             raise DuplicateError(
                 f"thread {r['tid']} already holds an apology to {to} about this interview "
-                f"({'in doubt' if (r['state'] in (SUBMITTING, IN_DOUBT) and not _owner_alive(r['owner'])) or r['state'] == IN_DOUBT else r['state']})",
+                f"({'in doubt' if (r['state'] in (SUBMITTING, IN_DOUBT) and not owner_alive(r['owner'])) or r['state'] == IN_DOUBT else r['state']})",
                 hint="'mailer status' shows it; pass --again to send another anyway",
             )
 
@@ -543,7 +543,7 @@ class Store:
                 .mappings()
                 .first()
             )
-            if row is None or row["state"] != SUBMITTING or _owner_alive(row["owner"]):
+            if row is None or row["state"] != SUBMITTING or owner_alive(row["owner"]):
                 return False
             self._move_with_error(
                 c, message_row_id, (SUBMITTING,), IN_DOUBT, now, error, "in_doubt"
@@ -587,13 +587,7 @@ class Store:
         event: str,
     ) -> Any:
         """Move a message, keep why, and log it: the shape of every unhappy transition."""
-        from sqlalchemy import text
-
-        row = self._move_in(c, message_row_id, allowed, new, now, "failed_at")
-        c.execute(
-            text("UPDATE messages SET error = :e WHERE id = :id"),
-            {"e": error, "id": message_row_id},
-        )
+        row = self._move_in(c, message_row_id, allowed, new, now, "failed_at", {"error": error})
         self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
         return row
 
@@ -928,7 +922,7 @@ class Store:
             )
             for m in live:
                 if m["state"] == QUEUED and (
-                    not _owner_alive(m["owner"]) or m["owner"] == owner_token()
+                    not owner_alive(m["owner"]) or m["owner"] == owner_token()
                 ):
                     c.execute(
                         text("UPDATE messages SET owner = :o WHERE id = :id"),
@@ -1042,6 +1036,23 @@ class Store:
             )
             for r in rows
         ]
+
+    def campaign_apologies(self, campaign: str) -> list[tuple[ThreadRow, MessageRow]]:
+        """Each thread of a campaign with its apology, oldest first, in one query."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            threads = c.execute(
+                text("SELECT * FROM threads WHERE campaign = :c ORDER BY id"), {"c": campaign}
+            ).mappings()
+            by_id = {t["id"]: _thread(t) for t in threads}
+            roots = c.execute(
+                text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                        WHERE t.campaign = :c AND m.kind = 'apology'"""),
+                {"c": campaign},
+            ).mappings()
+            apology = {r["thread_id"]: _message(r) for r in roots}
+        return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
 
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:
         rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)
