@@ -582,7 +582,7 @@ def _server(
             "put in your provider's server (for Gmail, delete the host, port and security "
             'lines and set provider = "gmail")',
         )
-    security = r.get(t, name, "security", str, "ssl" if name == "imap" else "starttls")
+    security = r.get(t, name, "security", str, "ssl" if name.endswith("imap") else "starttls")
     if security not in SECURITY_MODES:
         r.problem(
             f"{name}.security", f"must be one of {', '.join(SECURITY_MODES)}, not {security!r}"

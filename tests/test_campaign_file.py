@@ -112,3 +112,13 @@ def test_vars_must_be_a_table(tmp_path: Path) -> None:
         'interview = "2026-12-01 10:00"\nvars = "oops"\n',
     )
     assert len(c.problems) == 1 and "vars: must be a table" in c.problems[0]
+
+
+def test_an_accounts_imap_defaults_to_implicit_tls_like_the_main_one(tmp_path: Path) -> None:
+    from mailer.config import load_settings
+
+    load(tmp_path, "")
+    settings = load_settings(tmp_path / "config" / "mailer.toml")
+    bea = settings.for_account("bea")
+    assert (bea.imap.security, bea.imap.port) == (settings.imap.security, 993) == ("ssl", 993)
+    assert bea.smtp.security == "starttls"
