@@ -162,7 +162,11 @@ def settle_in_doubt(
             assert thread is not None
             now = clock()
             store.mark_sent(
-                m.id, now, f"found in {folder}", next_due(settings, thread, m.kind, now)
+                m.id,
+                now,
+                f"found in {folder}",
+                next_due(settings, thread, m.kind, now),
+                settling=True,
             )
             report.settled.append(
                 f"thread {m.thread_id}: {m.kind} {m.message_id} found in {folder}"
@@ -422,20 +426,29 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     m = doubt[-1]
     if sent:
         now = clock()
-        store.mark_sent(m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now))
+        store.mark_sent(
+            m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now), settling=True
+        )
         return f"{m.kind} {m.message_id} recorded as sent"
-    wanted = AWAITING if m.kind == "follow_up" else "sending"
-    if thread.state != wanted:
+    wanted = (AWAITING,) if m.kind == "follow_up" else ("sending",)
+    if thread.state not in wanted:  # the claim checks again; this only fails before connecting
         raise InputError(
             f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
             "is not sent again",
             hint="use --sent if it did arrive; 'mailer status ID --explain' shows what happened",
         )
+
+    def claim() -> None:
+        # Decided and claimed in one transaction, right before MAIL FROM: of several
+        # resends at once, one sends and the others stop here with nothing sent.
+        store.claim_resend(m.id, clock(), wanted)
+        crash_point("after-submitting")
+
     # Connect first: if that fails, the message simply stays in doubt.
     with SmtpSession(settings.smtp, retries=settings.retries) as session:
-        store.requeue(m.id, clock(), "resend requested by you")
         try:
-            reply = apology.submit(store, session, m.id, clock)
+            reply = session.submit(m.envelope_from, m.recipients, m.raw, before_mail=claim)
+            crash_point("after-250")
         except DeliveryError as exc:
             if exc.kind in ("recipient", "permanent"):
                 store.mark_failed(m.id, clock(), str(exc))

@@ -85,6 +85,10 @@ class StateError(MailerError):
     exit_code = ExitCode.FAILURE
 
 
+class ClaimError(StateError):
+    """Another process holds the message, or it no longer wants sending: nothing was sent."""
+
+
 class SandboxError(MailerError):
     """The local sandbox mail server could not be started, stopped or found."""
 

@@ -7,7 +7,8 @@ all with AUTH. It never relays: a recipient who is not a sandbox user is refused
 For tests, a ``faults.json`` file next to the config can script replies: each key
 (``mail``, ``rcpt``, ``data``) holds a list of SMTP replies consumed one per command, and
 ``"drop_after_data": N`` accepts and delivers the next N messages but closes the connection
-instead of answering 250, the way a link dies at the worst moment.
+instead of answering 250, the way a link dies at the worst moment. ``"ehlo_delay"`` holds
+a list of delays (seconds), one per EHLO: a slow server.
 
 Every connection, AUTH and accepted message is written as a JSON line to ``smtp.log`` so that
 tests can count connections and logins. Passwords are never written.
@@ -114,6 +115,17 @@ class _Handler:
         self.faults = faults
         self.bounce_domains = bounce_domains
         self.host = host
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # ``"ehlo_delay": [seconds, ...]`` slows the next EHLOs without blocking the other
+        # connections: a slow provider, for tests of races between processes.
+        delay = self.faults.take("ehlo_delay")
+        if delay:
+            import asyncio
+
+            await asyncio.sleep(float(delay))
+        session.host_name = hostname
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         reply = self.faults.take("mail")

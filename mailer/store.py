@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import StateError
+from .errors import ClaimError, StateError
 from .followup import AWAITING, FOLLOWED_UP, Decision
 from .matching import IndexedThread, ThreadIndex
 
@@ -481,7 +481,83 @@ class Store:
     # --- the message life cycle ---------------------------------------------------------
 
     def mark_submitting(self, message_row_id: int, now: datetime) -> None:
-        self._move(message_row_id, (QUEUED, SUBMITTING), SUBMITTING, now, "submitting_at")
+        """``queued`` -> ``submitting``, the synced promise made right before MAIL FROM.
+
+        Only for a row this process queued, or one whose process is gone: a row another live
+        process holds is its to send, and taking it here would send a second copy.
+        """
+        with self.tx() as c:
+            row = self._claimable(c, message_row_id)
+            if row["state"] != QUEUED:
+                raise ClaimError(
+                    f"message {row['message_id']} is {_shown(row)}, not queued; "
+                    "it is not sent from here"
+                )
+            self._move_in(c, message_row_id, (QUEUED,), SUBMITTING, now, "submitting_at")
+
+    def claim_resend(
+        self, message_row_id: int, now: datetime, thread_states: tuple[str, ...]
+    ) -> None:
+        """Take an in-doubt message to send it again: ``in_doubt`` (or ``submitting`` by a
+        process that is gone) -> ``submitting``, by this process, in one synced transaction.
+
+        Whether it may be resent is decided here, inside the transaction that claims it, so
+        of several ``resolve --resend`` runs at once exactly one sends; the others are
+        refused before MAIL FROM. ``thread_states`` are the thread states that still want it.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = self._claimable(c, message_row_id)
+            if row["state"] not in (IN_DOUBT, SUBMITTING):
+                raise ClaimError(
+                    f"message {row['message_id']} is {_shown(row)} now, no longer in doubt; "
+                    "it is not sent again"
+                )
+            thread = c.execute(
+                text("SELECT state FROM threads WHERE id = :t"), {"t": row["thread_id"]}
+            ).first()
+            if thread is None or thread[0] not in thread_states:
+                raise ClaimError(
+                    f"thread {row['thread_id']} is "
+                    f"{(thread[0] if thread else 'gone').replace('_', ' ')}, so its "
+                    f"{row['kind'].replace('_', '-')} is not sent again",
+                    hint="use --sent if it did arrive; 'mailer status ID --explain' shows "
+                    "what happened",
+                )
+            self._move_in(
+                c, message_row_id, (IN_DOUBT, SUBMITTING), SUBMITTING, now, "submitting_at"
+            )
+            self._event(
+                c, row["thread_id"], now, "resend", f"{row['kind']} {row['message_id']} resent"
+            )
+
+    def _claimable(self, c: Any, message_row_id: int) -> Any:
+        """The row, unless a live process other than this one is working on it."""
+        from sqlalchemy import text
+
+        row = (
+            c.execute(
+                text("""SELECT thread_id, kind, message_id, state, owner FROM messages
+                        WHERE id = :id"""),
+                {"id": message_row_id},
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        if (
+            row["state"] in (QUEUED, SUBMITTING)
+            and row["owner"] != owner_token()
+            and owner_alive(row["owner"])
+        ):
+            raise ClaimError(
+                f"message {row['message_id']} is being sent by another mailer process "
+                f"({row['owner']}) right now; it is not sent from here",
+                hint="wait for that process to finish, then look at 'mailer status'",
+            )
+        return row
 
     def mark_sent(
         self,
@@ -491,8 +567,11 @@ class Store:
         follow_up_due: datetime | None,
         durable: bool = True,
         sent_copy: str | None = None,
+        settling: bool = False,
     ) -> None:
-        """The server said 250. For an apology, ``follow_up_due`` is when the follow-up is due;
+        """The server said 250 (or, with ``settling``, the user or the Sent folder says an
+        in-doubt message did go: then a message another live process is resending right now
+        is left to it). For an apology, ``follow_up_due`` is when the follow-up is due;
         for a follow-up, when the thread's next step is (another follow-up, or closing as no
         answer). A thread a reply has already settled is never moved back.
 
@@ -502,6 +581,12 @@ class Store:
         from sqlalchemy import text
 
         with self.tx(durable) as c:
+            if settling:
+                row = self._claimable(c, message_row_id)
+                if row["state"] not in (IN_DOUBT, SUBMITTING):
+                    raise ClaimError(
+                        f"message {row['message_id']} is {_shown(row)} now, no longer in doubt"
+                    )
             extra: dict[str, Any] = {"smtp_reply": reply}
             if sent_copy is not None:
                 extra["sent_copy"] = sent_copy
@@ -554,7 +639,7 @@ class Store:
         """The server refused the message for now (it did not take it): try again later."""
         with self.tx() as c:
             self._move_with_error(
-                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), QUEUED, now, error, "retry"
+                c, message_row_id, (QUEUED, SUBMITTING), QUEUED, now, error, "retry"
             )
 
     def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
@@ -602,12 +687,6 @@ class Store:
                 text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
                 [{"o": outcome, "id": row_id} for row_id, outcome in outcomes],
             )
-
-    def _move(
-        self, message_row_id: int, allowed: tuple[str, ...], new: str, now: datetime, stamp: str
-    ) -> None:
-        with self.tx() as c:
-            self._move_in(c, message_row_id, allowed, new, now, stamp)
 
     def _move_in(
         self,
@@ -1094,6 +1173,14 @@ def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
         unsettled,
         follow_ups[-1] if follow_ups else None,
     )
+
+
+def _shown(row: Any) -> str:
+    """A message row's state as ``status`` words it (a dead process's submitting is in
+    doubt)."""
+    if row["state"] == SUBMITTING and not owner_alive(row["owner"]):
+        return "in doubt"
+    return str(row["state"]).replace("_", " ")
 
 
 def _thread(r: Any) -> ThreadRow:
