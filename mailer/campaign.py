@@ -12,7 +12,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -474,8 +474,18 @@ def derive_key(to: str, company: str, interview: datetime, account: str = "") ->
     """Only the address, the company and the interview time (and the account, when it is
     not the main one: two candidates may miss the same panel): fixing a typo in a note must
     not turn an entry that was sent into a new one."""
+    return _entry_key(to, company, interview.astimezone(UTC), "Z", account)
+
+
+def legacy_derive_key(to: str, company: str, interview: datetime, account: str = "") -> str:
+    """The key mailer up to 0.1 derived, in the interview's own zone (so the same instant in
+    two zones made two keys); kept only so the store migration can recognise it."""
+    return _entry_key(to, company, interview, "", account)
+
+
+def _entry_key(to: str, company: str, when: datetime, suffix: str, account: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", company.lower()).strip("-") or "company"
-    key = f"{to.lower()}/{slug}/{interview:%Y-%m-%dT%H:%M}"
+    key = f"{to.lower()}/{slug}/{when:%Y-%m-%dT%H:%M}{suffix}"
     return f"{key}/{account}" if account else key
 
 

@@ -51,9 +51,19 @@ class Context:
         return load_settings(find_config(Path.cwd(), self.config), need_secrets=need_secrets)
 
     def store(self, settings: Any) -> Any:
+        """The workspace's state store; never a new, empty one where its history should be
+        (see :mod:`mailer.anchor`). What opening it found (a migration's report) is shown."""
+        from . import anchor as anchors
         from .store import Store
 
-        return Store(settings.state_url)
+        anchor = anchors.anchor_path(settings.path)
+        where = f"{settings.path}: state.url"
+        recorded = anchors.check_before_open(anchor, settings.state_url, where)
+        store = Store(settings.state_url)
+        anchors.check_after_open(anchor, recorded, settings.state_url, store.store_id, where)
+        for notice in store.notices:
+            click.echo(f"mailer: warning: {notice}", err=True)
+        return store
 
 
 def _report(exc: MailerError) -> None:

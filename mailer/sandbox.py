@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .anchor import ANCHOR
 from .errors import SandboxError
 
 SANDBOX_DOMAIN = "sandbox.test"
@@ -445,7 +446,7 @@ def start_sandbox(workspace: Path) -> StackInfo:
     sdir = sandbox_dir(workspace)
     sdir.mkdir(parents=True, exist_ok=True)
     # Each start is a fresh sandbox: its mail is gone, so its threads go too.
-    for name in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock"):
+    for name in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock", ANCHOR):
         (sdir / name).unlink(missing_ok=True)
     os.chmod(sdir, 0o700)
     shutil.copy(info.ca_file, sdir / "ca.pem")

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ from .errors import ClaimError, StateError
 from .followup import AWAITING, FOLLOWED_UP, Decision
 from .matching import IndexedThread, ThreadIndex
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
-MIGRATIONS: list[list[str]] = [
+# A step is SQL statements, or a function that rewrites rows and returns what to report.
+MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
     [
         """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
         """CREATE TABLE threads (
@@ -111,7 +113,80 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE threads ADD COLUMN account TEXT NOT NULL DEFAULT ''""",
         """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
     ],
+    lambda c: _utc_keys(c) + _name_store(c),
 ]
+
+
+def _utc_keys(c: Any) -> list[str]:
+    """Migration 3: duplicate keys (and derived campaign entry keys) name the interview's
+    instant in UTC. Before, they kept the offset it was written with, so 09:00 UTC and 10:00
+    Europe/Berlin were two interviews. Apologies that slipped through that way are reported,
+    with an event on each thread, and kept: both were sent, and a unique index would only
+    make this step fail."""
+    from sqlalchemy import text
+
+    from .campaign import derive_key, legacy_derive_key
+
+    notices: list[str] = []
+    rows = c.execute(
+        text("""SELECT id, recipient, company, interview_at, account, campaign, entry_key, state
+                FROM threads ORDER BY id""")
+    ).mappings()
+    live: dict[str, list[int]] = {}
+    for r in list(rows):
+        try:
+            when = datetime.fromisoformat(r["interview_at"])
+        except (TypeError, ValueError):
+            notices.append(f"thread {r['id']}: interview_at {r['interview_at']!r} is not a date")
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        key = dedupe_key(r["recipient"], r["company"], when, r["account"])
+        entry = r["entry_key"]
+        old_entry = legacy_derive_key(r["recipient"], r["company"], when, r["account"])
+        if r["campaign"] is not None and entry == old_entry:
+            entry = derive_key(r["recipient"], r["company"], when, r["account"])
+        c.execute(
+            text("UPDATE threads SET dedupe_key = :k, entry_key = :e WHERE id = :t"),
+            {"k": key, "e": entry, "t": r["id"]},
+        )
+        if r["state"] != "failed":
+            live.setdefault(key, []).append(int(r["id"]))
+    for key, ids in live.items():
+        if len(ids) < 2:
+            continue
+        recipient, _, rest = key.partition("|")
+        when = rest.split("|")[1]
+        what = (
+            f"threads {', '.join(map(str, ids))} are apologies to {recipient} for the same "
+            f"interview ({when}), written in different time zones"
+        )
+        notices.append(f"{what}; both were kept; 'mailer status' shows them")
+        for tid in ids:
+            c.execute(
+                text("""INSERT INTO events (thread_id, at, kind, detail)
+                        VALUES (:t, :at, 'duplicate', :d)"""),
+                {
+                    "t": tid,
+                    "at": datetime.now(UTC).isoformat(),
+                    "d": f"found in migration 3: {what}",
+                },
+            )
+    return notices
+
+
+def _name_store(c: Any) -> list[str]:
+    """Migration 3 too: a name for this store, so a workspace can tell it from a new, empty
+    one put in its place (see :mod:`mailer.anchor`)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    c.execute(
+        text("INSERT INTO meta (key, value) VALUES ('store_id', :v)"), {"v": uuid.uuid4().hex}
+    )
+    return []
+
 
 # Message states.
 QUEUED, SUBMITTING, SENT, FAILED, IN_DOUBT = "queued", "submitting", "sent", "failed", "in_doubt"
@@ -228,28 +303,38 @@ def owner_alive(owner: str | None) -> bool:
 
 def dedupe_key(recipient: str, company: str, interview_at: datetime, account: str = "") -> str:
     """One apology per interview: the recipient, the company and the time, and the account
-    when it is not the main one (two candidates a coach helps may miss the same panel)."""
-    key = "|".join((recipient.lower(), " ".join(company.lower().split()), interview_at.isoformat()))
+    when it is not the main one (two candidates a coach helps may miss the same panel).
+
+    The time is the instant in UTC: 09:00 UTC and 10:00 Europe/Berlin are one interview,
+    whatever zone the sender or a campaign entry wrote it in.
+    """
+    when = interview_at.astimezone(UTC).isoformat()
+    key = "|".join((recipient.lower(), " ".join(company.lower().split()), when))
     return f"{key}|{account}" if account else key
 
 
 class Store:
     """One database. Each public method is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, _new: bool = False) -> None:
         self.url = url
+        self.notices: list[str] = []  # what opening it found worth telling (migrations)
         try:
-            self._open(url)
+            self._open(url, _new)
         except StateError:
             raise
         except Exception as exc:
             raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
 
-    def _open(self, url: str) -> None:
+    def _open(self, url: str, new: bool) -> None:
         from sqlalchemy import create_engine
 
         if url.startswith("sqlite:///"):
-            _prepare_sqlite_file(Path(url[len("sqlite:///") :]))
+            path = Path(url[len("sqlite:///") :])
+            if not new:  # (``new``: the empty file _create_sqlite_store is filling)
+                if not path.exists():
+                    _create_sqlite_store(path)
+                _check_sqlite_file(path)
             self.engine = _sqlite_engine(url, "FULL")
             # Commits that may skip the fsync (see tx): a connection of their own, so no
             # PRAGMA has to be switched back and forth around each one. Both write the same
@@ -258,6 +343,15 @@ class Store:
         else:
             self.engine = self.fast_engine = create_engine(url)
         self._migrate()
+
+    @property
+    def store_id(self) -> str:
+        """The name written into the store when it was made (it survives a move)."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = c.execute(text("SELECT value FROM meta WHERE key = 'store_id'")).first()
+        return str(row[0]) if row else ""
 
     @contextmanager
     def tx(self, durable: bool = True) -> Iterator[Any]:
@@ -278,14 +372,24 @@ class Store:
             if inspect(c).has_table("meta"):
                 row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
                 version = int(row[0]) if row else 0
+            elif inspect(c).get_table_names():
+                # Someone else's database: migrating it would bury our tables among theirs.
+                raise StateError(
+                    f"{safe_url(self.url)}: this database is not a mailer state store",
+                    hint="point state.url at mailer's own store",
+                )
             if version > SCHEMA_VERSION:
                 raise StateError(
                     f"{safe_url(self.url)}: schema version {version} is newer than this mailer "
                     f"understands ({SCHEMA_VERSION}); upgrade mailer"
                 )
             for step in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[step]:
-                    c.execute(text(statement))
+                migration = MIGRATIONS[step]
+                if callable(migration):
+                    self.notices += migration(c)
+                else:
+                    for statement in migration:
+                        c.execute(text(statement))
                 c.execute(
                     text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)")
                     if self.engine.dialect.name == "sqlite"
@@ -1223,13 +1327,54 @@ def _sqlite_engine(url: str, synchronous: str) -> Any:
     return engine
 
 
-def _prepare_sqlite_file(path: Path) -> None:
+def _create_sqlite_store(path: Path) -> None:
+    """Make a new store whole, under another name, and only then put it in place: a file
+    at ``path`` is always a complete store, so an empty one is never ours (see
+    :func:`_check_sqlite_file`)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-    else:
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        leftover.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+    try:
+        Store(f"sqlite:///{tmp}", _new=True).close()
+        # Everything into the main file before it is linked in place: the WAL stays behind.
+        db = sqlite3.connect(tmp)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        with suppress(FileExistsError):  # never over a store another process made meanwhile
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """An existing store file must look like a database: an empty or foreign file is a
+    truncated store or a bad copy, and taking it for a new store would forget every apology
+    already sent."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
         path.chmod(0o600)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state store: {exc.strerror}") from None
+    hint = (
+        "restore the store from a backup; to start a new, empty history on purpose "
+        "(mailer will not know what it already sent), move this file away"
+    )
+    if not head:
+        raise StateError(
+            f"{path}: the state store is empty (0 bytes): it was truncated or badly copied",
+            hint=hint,
+        )
+    if head != _SQLITE_MAGIC:
+        raise StateError(f"{path}: this file is not a mailer state store", hint=hint)
 
 
 def safe_url(url: str) -> str:

@@ -4,10 +4,12 @@ interview written in another zone, a store that "forgets" (issue #10, items 1-3)
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,7 @@ from mailer import store as store_mod
 from mailer.errors import ClaimError
 from mailer.store import IN_DOUBT, SENT, SUBMITTING, Store
 
-from .conftest import Pair
+from .conftest import Pair, run_cli
 from .test_followup import _apology_copies, _crashed_send, status
 
 T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -121,3 +123,171 @@ def test_a_row_a_live_process_is_sending_cannot_be_claimed(tmp_path) -> None:
     with pytest.raises(ClaimError, match="no longer in doubt"):
         store.claim_resend(mid, T0, ("sending", "awaiting_reply"))
     assert store.message(mid).state == SENT
+
+
+# --- item 2: one interview, whatever zone it was written in --------------------------------
+
+
+def _set_sender_zone(ws, zone: str) -> None:
+    cfg = ws / "config" / "mailer.toml"
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(
+        re.sub(r'timezone = "[^"]*"', f'timezone = "{zone}"', text, count=1), encoding="utf-8"
+    )
+
+
+@pytest.mark.integration
+def test_the_same_instant_in_another_zone_is_a_duplicate(pair: Pair) -> None:
+    """Verify an apology for 09:00 UTC is refused as a duplicate when the same interview is
+    written as 10:00 after [sender] timezone changed to Europe/Berlin."""
+    _set_sender_zone(pair.ws, "UTC")
+    args = ["--situation", "illness", "--to", pair.interviewer, "--interviewer", "Ana Ruiz"]
+    args += ["--company", "Zoned Ltd", "--role", "Engineer", "--yes"]
+    first = run_cli(pair.ws, "send", *args, "--interview", "2026-11-25 09:00")
+    assert first.returncode == 0, first.stderr
+    _set_sender_zone(pair.ws, "Europe/Berlin")
+    second = run_cli(pair.ws, "send", *args, "--interview", "2026-11-25 10:00")
+    assert second.returncode == 7, second.stdout + second.stderr
+    assert "already holds an apology" in second.stderr
+    assert _apology_copies(pair) == 1
+
+
+def test_keys_name_the_instant_in_utc() -> None:
+    """Verify the duplicate key and a campaign's derived entry key are the same for one
+    instant written with different offsets, and differ for different instants."""
+    from zoneinfo import ZoneInfo
+
+    from mailer.campaign import derive_key
+    from mailer.store import dedupe_key
+
+    utc = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    berlin = datetime(2026, 12, 1, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    tokyo = datetime(2026, 12, 1, 18, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    for key in (dedupe_key, derive_key):
+        assert (
+            key("A@x.test", "Co", utc)
+            == key("a@x.test", "Co", berlin)
+            == key("a@x.test", "Co", tokyo)
+        )
+        assert key("a@x.test", "Co", utc) != key("a@x.test", "Co", utc + timedelta(hours=1))
+        assert key("a@x.test", "Co", utc, "bea") != key("a@x.test", "Co", berlin)
+
+
+def _v2_store(path) -> None:
+    """A store as mailer 0.1 left it (schema 2), with its offset-keeping keys."""
+    import sqlite3
+
+    from mailer.campaign import legacy_derive_key
+
+    db = sqlite3.connect(path)
+    for step in store_mod.MIGRATIONS[:2]:
+        for statement in step:  # type: ignore[union-attr]
+            db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    rows = [
+        ("2026-12-01T09:00:00+00:00", None, None),
+        ("2026-12-01T10:00:00+01:00", None, None),  # the same instant: slipped through
+        ("2026-12-02T10:00:00+01:00", "spring", "legacy"),
+        ("2026-12-03T10:00:00+01:00", "spring", "mine"),  # a key the user gave: kept
+    ]
+    for n, (when, campaign, entry) in enumerate(rows, 1):
+        legacy = "|".join(("a@x.test", "co", when))
+        if entry == "legacy":
+            entry = legacy_derive_key("a@x.test", "Co", datetime.fromisoformat(when))
+        db.execute(
+            """INSERT INTO threads (created_at, recipient, recipient_name, company, role,
+               situation, interview_at, dedupe_key, facts, subject, root_message_id, state,
+               follow_up_wait, max_follow_ups, campaign, entry_key)
+               VALUES ('2026-11-01T00:00:00+00:00', 'a@x.test', 'A', 'Co', 'R', 'illness', ?,
+               ?, '{}', 's', ?, 'awaiting_reply', '3d', 1, ?, ?)""",
+            (when, legacy, f"<{n}@x>", campaign, entry),
+        )
+    db.commit()
+    db.close()
+
+
+def test_migration_moves_stored_keys_to_utc_and_reports_duplicates(tmp_path) -> None:
+    """Verify opening a schema-2 store rewrites every key in UTC (derived entry keys too,
+    given ones kept), and reports, without failing, two apologies for one instant."""
+    from mailer.campaign import derive_key
+
+    db = tmp_path / "state.db"
+    _v2_store(db)
+    store = Store(f"sqlite:///{db}")
+    t1, t2, t3, t4 = store.threads()
+    assert t1.dedupe_key == t2.dedupe_key == "a@x.test|co|2026-12-01T09:00:00+00:00"
+    assert t3.entry_key == derive_key("a@x.test", "Co", datetime(2026, 12, 2, 9, tzinfo=UTC))
+    assert t4.entry_key == "mine"
+    (notice,) = store.notices
+    assert "threads 1, 2" in notice and "same interview" in notice
+    assert any(e["kind"] == "duplicate" for e in store.events(1))
+    assert any(e["kind"] == "duplicate" for e in store.events(2))
+    assert store.store_id
+    reopened = Store(f"sqlite:///{db}")
+    assert reopened.notices == [] and reopened.store_id == store.store_id
+
+
+# --- item 3: a store that "forgets" ----------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("damage", ["empty", "foreign", "deleted", "url-moved"])
+def test_a_store_that_forgot_is_refused_and_nothing_is_sent_again(pair: Pair, damage: str) -> None:
+    """Verify a state store that was truncated to 0 bytes, replaced by another file, deleted,
+    or left behind by a state.url edit, is refused with one clear line, and the apology is
+    not sent a second time."""
+    args = ["--situation", "illness", "--to", pair.interviewer, "--interviewer", "Ana Ruiz"]
+    args += ["--company", "Forgetful Ltd", "--role", "Engineer", "--yes"]
+    args += ["--interview", "2026-11-25 10:00"]
+    first = run_cli(pair.ws, "send", *args)
+    assert first.returncode == 0, first.stderr
+    db = pair.ws / ".mailer" / "state.db"
+    for side in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+        side.unlink(missing_ok=True)
+    if damage == "empty":
+        db.write_bytes(b"")
+    elif damage == "foreign":
+        db.write_bytes(b"my notes, synced by accident\n")
+    elif damage == "deleted":
+        db.unlink()
+    else:
+        cfg = pair.ws / "config" / "mailer.toml"
+        cfg.write_text(
+            cfg.read_text(encoding="utf-8") + '\n[state]\nurl = "sqlite:///.mailer/other.db"\n',
+            encoding="utf-8",
+        )
+    again = run_cli(pair.ws, "send", *args)
+    assert again.returncode != 0
+    assert "Traceback" not in again.stderr
+    (line,) = again.stderr.strip().splitlines()
+    assert line.startswith("mailer: error: ") and ("state" in line)
+    status_run = run_cli(pair.ws, "status")
+    assert status_run.returncode != 0
+    assert _apology_copies(pair) == 1
+
+
+def test_a_foreign_sqlite_database_is_not_taken_for_a_store(tmp_path) -> None:
+    """Verify a SQLite file with someone else's tables is refused, and none of ours are
+    added to it."""
+    import sqlite3
+
+    from mailer.errors import StateError
+
+    db = tmp_path / "notes.db"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(StateError, match="not a mailer state store"):
+        Store(f"sqlite:///{db}")
+    with sqlite3.connect(db) as c:
+        tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["notes"]
+
+
+def test_a_new_store_appears_whole(tmp_path) -> None:
+    """Verify creating a store leaves no empty file behind and the new file is a complete,
+    private store (so a 0-byte file can always be refused)."""
+    db = tmp_path / "sub" / "state.db"
+    store = Store(f"sqlite:///{db}")
+    assert store.store_id and db.stat().st_size > 0
+    assert db.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in db.parent.iterdir() if p.name.startswith(".")) == []
