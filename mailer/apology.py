@@ -139,6 +139,9 @@ def send(
         ) from None
     crash_point("after-sent")
     outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
+    if not outcome.startswith("failed"):
+        # This account's copies an earlier, interrupted command left unfiled.
+        warnings += file_unfiled_copies(settings, store)[1]
     return SendResult(
         thread_id=thread_id,
         message_id=composed.message_id,
@@ -209,7 +212,7 @@ def save_sent_copy(
     from .mailbox import Mailbox
 
     if not settings.imap.save_sent:
-        store.record_sent_copy(row_id, "skipped: the provider files sent mail itself")
+        store.record_sent_copy(row_id, SKIPPED_COPY)
         return "skipped", []
     try:
         if box is not None:
@@ -220,8 +223,56 @@ def save_sent_copy(
     except MailerError as exc:
         store.record_sent_copy(row_id, f"failed: {exc}")
         return "failed", [f"the message was sent, but no copy could be saved in Sent: {exc}"]
+    crash_point("after-copy")
     store.record_sent_copy(row_id, f"saved in {folder}")
     return f"saved in {folder}", []
+
+
+SKIPPED_COPY = "skipped: the provider files sent mail itself"
+
+
+def file_unfiled_copies(
+    settings: Settings, store: Store, box: Mailbox | None = None
+) -> tuple[int, list[str]]:
+    """File the Sent copies of this account's sent messages that never got one: a process
+    killed between the 250 and the APPEND, a failed APPEND, ``resolve --sent``. Each copy's
+    fate is unknown, so Sent is searched for its Message-ID before anything is appended:
+    none is filed twice. Returns (copies filed, warnings). The normal path never comes here:
+    it files its copy right after the 250, with no search.
+    """
+    from .mailbox import Mailbox
+
+    rows = store.unfiled_copies(settings.account)
+    if not rows:
+        return 0, []
+    if not settings.imap.save_sent:
+        store.record_sent_copies([(m.id, SKIPPED_COPY) for m in rows])
+        return 0, []
+    own = box is None
+    filed = 0
+    try:
+        if box is None:
+            box = Mailbox(settings.imap)
+            box.connect()
+        folder = box.sent_folder()
+        for m in rows:
+            if box.contains_message_id(folder, m.message_id):
+                outcome = f"found in {folder}"
+            else:
+                when = datetime.fromisoformat(m.sent_at) if m.sent_at else None
+                box.append_sent(m.raw, when or datetime.now().astimezone())
+                outcome = f"saved in {folder} (caught up)"
+                filed += 1
+            # One by one: a run killed here leaves the rest for the next, which looks first.
+            store.record_sent_copy(m.id, outcome)
+        if box.selected is not None:
+            box.unselect()  # the watcher expects no folder left open behind its back
+    except MailerError as exc:
+        return filed, [f"{len(rows) - filed} Sent cop(ies) still to file: {exc}"]
+    finally:
+        if own and box is not None:
+            box.close()
+    return filed, []
 
 
 def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:

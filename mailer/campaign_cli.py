@@ -150,6 +150,7 @@ def run_command(
         SENT_NOW,
         SKIPPED,
         WOULD_SEND,
+        catch_up_copies,
         outside_warnings,
         pending,
         run_campaign,
@@ -163,6 +164,13 @@ def run_command(
         _need_passwords(settings, c)
     for line in outside_warnings(c, store):
         click.echo(f"mailer: warning: {line}", err=True)
+    if not dry_run:
+        # Copies an interrupted run left: filed first, even when nothing is left to send.
+        caught_up, copy_problems = catch_up_copies(c, store)
+        if caught_up:
+            click.echo(f"Filed {caught_up} Sent cop(ies) an interrupted run had left.")
+        for line in copy_problems:
+            click.echo(f"mailer: warning: {line}", err=True)
     todo = pending(c, store, retry_failed)
     if limit is not None:
         todo = todo[:limit]
@@ -240,8 +248,6 @@ def run_command(
             f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "
             f"'mailer resolve {o.thread_id} --sent' or '--resend'"
         )
-    if report.copies_caught_up:
-        click.echo(f"Filed {report.copies_caught_up} Sent cop(ies) an interrupted run had left.")
     if report.sent_copy_problems:
         click.echo(
             f"mailer: warning: {len(report.sent_copy_problems)} Sent cop(ies) not saved: "

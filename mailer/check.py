@@ -130,6 +130,10 @@ def run_check(
             report.imap_failed = True
             return report
         notify_replies(settings, report.seen, smtp)
+        filed, warnings = apology.file_unfiled_copies(settings, store, box)
+        if filed:
+            log.info("filed %d Sent cop(ies) an interrupted command had left", filed)
+        report.problems += warnings
         try:
             settle_in_doubt(settings, store, box, clock, report)
         except MailerError as exc:  # settling can wait; due follow-ups should not
@@ -429,7 +433,11 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         store.mark_sent(
             m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now), settling=True
         )
-        return f"{m.kind} {m.message_id} recorded as sent"
+        # It went, so it belongs in Sent; whether a copy is there already is unknown.
+        _, warnings = apology.file_unfiled_copies(settings, store)
+        return f"{m.kind} {m.message_id} recorded as sent" + "".join(
+            f"; warning: {w}" for w in warnings
+        )
     wanted = (AWAITING,) if m.kind == "follow_up" else ("sending",)
     if thread.state not in wanted:  # the claim checks again; this only fails before connecting
         raise InputError(

@@ -11,7 +11,7 @@ import signal
 from collections import Counter
 
 ENV = "MAILER_CRASH_AT"
-POINTS = ("after-queued", "after-submitting", "after-250", "after-sent")
+POINTS = ("after-queued", "after-submitting", "after-250", "after-sent", "after-copy")
 _hits: Counter[str] = Counter()
 
 

@@ -65,7 +65,6 @@ class RunReport:
     outcomes: list[Outcome] = field(default_factory=list)
     stopped: str = ""  # why the run stopped early, if it did
     sent_copy_problems: list[str] = field(default_factory=list)
-    copies_caught_up: int = 0  # Sent copies an interrupted run had left unfiled
 
     def count(self, result: str) -> int:
         return sum(1 for o in self.outcomes if o.result == result)
@@ -248,14 +247,6 @@ def run_campaign(
     room: dict[str, int | None] = {}  # what the daily cap still allows, per account
     down: dict[str, str] = {}  # accounts that cannot send for the rest of this run
     copies = None if dry_run else SentCopies(store, report)
-    if copies is not None:
-        # A run killed after a send but before its Sent copy was filed: file it now.
-        entries = {e.key: e for e in campaign.entries}
-        for row_id, key, raw, sent_at, message_id in store.unfiled_copies(campaign.name):
-            if key in entries and entries[key].settings.imap.save_sent:
-                # The killed run may have filed it without recording that: look first.
-                copies.add(entries[key].settings, row_id, raw, sent_at, unless_there=message_id)
-                report.copies_caught_up += 1
 
     def record(outcome: Outcome) -> None:
         report.outcomes.append(outcome)
@@ -445,6 +436,18 @@ def _send_entry(
     if saved and copies is not None:
         copies.add(settings, ids[1], composed.raw, sent_at)
     return outcome(SENT_NOW, reply)
+
+
+def catch_up_copies(campaign: Campaign, store: Store) -> tuple[int, list[str]]:
+    """File the Sent copies that interrupted commands left, for every account this campaign
+    sends from: on every run, even one with nothing left to send."""
+    filed, problems = 0, []
+    accounts = {e.account: e.settings for e in campaign.entries}
+    for settings in accounts.values():
+        n, warnings = apology.file_unfiled_copies(settings, store)
+        filed += n
+        problems += warnings
+    return filed, problems
 
 
 def cancel_campaign(name: str, store: Store, now: datetime, key: str | None = None) -> list[int]:

@@ -1198,27 +1198,19 @@ class Store:
             out.setdefault(r["account"], []).append(int(r["id"]))
         return out
 
-    def unfiled_copies(self, campaign: str) -> list[tuple[int, str, bytes, datetime, str]]:
-        """Apologies of a campaign that were sent but whose Sent copy was not recorded (the
-        run was killed first): (message row, entry key, bytes, sent at, Message-ID)."""
+    def unfiled_copies(self, account: str) -> list[MessageRow]:
+        """Messages of ``account`` recorded as sent whose Sent copy was never recorded as
+        filed (the process was killed between the 250 and the APPEND, or the APPEND failed),
+        and that no other live process is about to file."""
         rows = self._rows(
-            """SELECT m.id, t.entry_key, m.raw, m.sent_at, m.message_id FROM messages m
-               JOIN threads t ON t.id = m.thread_id
-               WHERE t.campaign = :c AND m.kind = 'apology' AND m.state = :s
-               AND m.sent_copy IS NULL ORDER BY m.id""",
-            c=campaign,
+            """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+               WHERE t.account = :a AND m.state = :s
+               AND (m.sent_copy IS NULL OR m.sent_copy LIKE 'failed:%') ORDER BY m.id""",
+            a=account,
             s=SENT,
         )
-        return [
-            (
-                int(r["id"]),
-                r["entry_key"] or "",
-                bytes(r["raw"]),
-                datetime.fromisoformat(r["sent_at"]),
-                r["message_id"],
-            )
-            for r in rows
-        ]
+        me = owner_token()
+        return [m for m in map(_message, rows) if m.owner == me or not owner_alive(m.owner)]
 
     def campaign_apologies(self, campaign: str) -> list[tuple[ThreadRow, MessageRow]]:
         """Each thread of a campaign with its apology, oldest first, in one query."""
