@@ -85,6 +85,9 @@ def every_account(
     for name in settings.account_names:
         total.merge(one_pass(settings.for_account(name)), name)
     total.problems += orphans(settings, store)
+    # Rows passed over because they cannot be read: named on every pass, never silent.
+    total.problems += [f"state store: {line}" for line in store.damaged]
+    store.damaged.clear()
     return total
 
 

@@ -249,9 +249,15 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
     settings = obj.settings()
     store = obj.store(settings)
     if thread_id is None:
+        from .store import CorruptRowError
+
         rows = []
         for t in store.threads():
-            msgs = store.messages(t.id)
+            try:
+                shown = thread_state(t, store.messages(t.id))
+            except CorruptRowError as exc:
+                store.damaged.append(str(exc))
+                shown = "damaged: see the warning below"
             rows.append(
                 {
                     "id": t.id,
@@ -260,14 +266,15 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
                     "situation": t.situation,
                     "sent": t.sent_at,
                     "state": t.state,
-                    "status": thread_state(t, msgs),
+                    "status": shown,
                     "follow_up_due": t.follow_up_due,
                 }
             )
         if as_json:
             click.echo(json.dumps(rows, indent=2))
+            _damaged(store)
             return
-        if not rows:
+        if not rows and not store.damaged:
             click.echo("No threads yet. Send an apology with 'mailer send'.")
             return
         click.echo(
@@ -279,6 +286,7 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
                 f"{r['id']:>3}  {r['recipient'][:28]:<28} {r['company'][:14]:<14} "
                 f"{r['situation']:<10} {sent:<16}  {r['status']}"
             )
+        _damaged(store)
         return
     t = store.thread(thread_id)
     if t is None:
@@ -334,6 +342,14 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
         click.echo("  decisions:")
         for e in store.events(t.id):
             click.echo(f"    {e['at'][:19].replace('T', ' ')}  {e['kind']:<10} {e['detail']}")
+
+
+def _damaged(store: Any) -> None:
+    """Name the rows that could not be read, after all the others were shown; exit 1."""
+    for line in store.damaged:
+        click.echo(f"mailer: warning: {safe_url(store.url)}: {line}", err=True)
+    if store.damaged:
+        sys.exit(int(ExitCode.FAILURE))
 
 
 @cli.command()

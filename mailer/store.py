@@ -319,6 +319,7 @@ class Store:
     def __init__(self, url: str, *, _new: bool = False) -> None:
         self.url = url
         self.notices: list[str] = []  # what opening it found worth telling (migrations)
+        self.damaged: list[str] = []  # rows passed over because they cannot be read
         try:
             self._open(url, _new)
         except StateError:
@@ -846,11 +847,22 @@ class Store:
             return list(c.execute(text(sql), params).mappings().all())
 
     def threads(self) -> list[ThreadRow]:
-        return [_thread(r) for r in self._rows("SELECT * FROM threads ORDER BY id")]
+        return self._decoded(self._rows("SELECT * FROM threads ORDER BY id"), _thread)
 
-    def thread(self, thread_id: int) -> ThreadRow | None:
+    def thread(self, thread_id: int, *, lenient: bool = False) -> ThreadRow | None:
+        """One thread. ``lenient`` (the watcher): damaged stored data is replaced by empty
+        values instead of refused, so a reply to that thread is still recorded."""
         rows = self._rows("SELECT * FROM threads WHERE id = :id", id=thread_id)
-        return _thread(rows[0]) if rows else None
+        if not rows:
+            return None
+        if not lenient:
+            return _thread(rows[0])
+        d = dict(rows[0])
+        d["facts"] = _detail(d["facts"])
+        d["detail"] = _detail(d["detail"])
+        d["alt_addresses"] = tuple(_list(d["alt_addresses"]))
+        d["alt_domains"] = tuple(_list(d["alt_domains"]))
+        return ThreadRow(**d)
 
     def messages(self, thread_id: int) -> list[MessageRow]:
         sql = "SELECT * FROM messages WHERE thread_id = :t ORDER BY id"
@@ -895,9 +907,10 @@ class Store:
             IndexedThread(
                 id=r["id"],
                 recipient=r["recipient"].lower(),
-                alt_addresses=tuple(json.loads(r["alt_addresses"])),
-                alt_domains=tuple(json.loads(r["alt_domains"])),
-                sent_at=datetime.fromisoformat(r["sent_at"]),
+                alt_addresses=tuple(_list(r["alt_addresses"])),
+                alt_domains=tuple(_list(r["alt_domains"])),
+                # A damaged date must not hide a reply: any message may answer the thread.
+                sent_at=_when(r["sent_at"]) or datetime(1970, 1, 1, tzinfo=UTC),
                 state=r["state"],
             )
             for r in rows
@@ -975,10 +988,10 @@ class Store:
                 .first()
             )
             decision = decide(thread["state"])
-            detail = {**json.loads(thread["detail"]), **decision.detail}
+            detail = {**_detail(thread["detail"]), **decision.detail}
             due = thread["follow_up_due"]
             if decision.postpone_to is not None and (
-                due is None or datetime.fromisoformat(due) < decision.postpone_to
+                due is None or _when(due) is None or _when(due) < decision.postpone_to  # type: ignore[operator]
             ):
                 due = decision.postpone_to.isoformat()
             c.execute(
@@ -1039,7 +1052,7 @@ class Store:
                 text("UPDATE threads SET state = :s, detail = :d WHERE id = :t"),
                 {
                     "s": state,
-                    "d": json.dumps({**json.loads(row["detail"]), **detail}),
+                    "d": json.dumps({**_detail(row["detail"]), **detail}),
                     "t": thread_id,
                 },
             )
@@ -1059,7 +1072,7 @@ class Store:
             if row is not None:
                 c.execute(
                     text("UPDATE threads SET detail = :d WHERE id = :t"),
-                    {"d": json.dumps({**json.loads(row[0]), **detail}), "t": thread_id},
+                    {"d": json.dumps({**_detail(row[0]), **detail}), "t": thread_id},
                 )
 
     def claim_follow_up(
@@ -1092,7 +1105,8 @@ class Store:
             )
             if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
                 return None
-            if t["follow_up_due"] is None or datetime.fromisoformat(t["follow_up_due"]) > now:
+            due = _when(t["follow_up_due"])
+            if due is None or due > now:
                 return None
             live = (
                 c.execute(
@@ -1131,12 +1145,12 @@ class Store:
                 {"r": recipient.lower(), "t": other_than},
             ).all()
         for tid, detail in rows:
-            d = json.loads(detail)
-            at = d.get("bounced_at")
+            d = _detail(detail)
+            at = _when(d.get("bounced_at"))
             if (
-                d.get("bounce_reason", "").startswith("hard")
+                str(d.get("bounce_reason", "")).startswith("hard")
                 and at
-                and (datetime.fromisoformat(at) >= since - timedelta(minutes=5))
+                and at >= since - timedelta(minutes=5)
             ):
                 return int(tid)
         return None
@@ -1150,7 +1164,7 @@ class Store:
             a=AWAITING,
             acct=account,
         )
-        threads = [_thread(r) for r in rows]
+        threads = self._decoded(rows, _thread)
         return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
 
     def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
@@ -1167,7 +1181,7 @@ class Store:
         sql = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                  WHERE m.state IN (:s, :d) AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""
         rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT, a=account)
-        return [m for m in map(_message, rows) if m.shown_state == "in doubt"]
+        return [m for m in self._decoded(rows, _message) if m.shown_state == "in doubt"]
 
     # --- campaigns ---------------------------------------------------------------------------
 
@@ -1183,7 +1197,8 @@ class Store:
             sub=SUBMITTING,
             d=IN_DOUBT,
         )
-        return sum(1 for r in rows if datetime.fromisoformat(r["submitting_at"]) >= since)
+        # A damaged date counts: the cap errs on the side of sending less.
+        return sum(1 for r in rows if (_when(r["submitting_at"]) or since) >= since)
 
     def open_threads_by_account(self) -> dict[str, list[int]]:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),
@@ -1210,7 +1225,9 @@ class Store:
             s=SENT,
         )
         me = owner_token()
-        return [m for m in map(_message, rows) if m.owner == me or not owner_alive(m.owner)]
+        return [
+            m for m in self._decoded(rows, _message) if m.owner == me or not owner_alive(m.owner)
+        ]
 
     def campaign_apologies(self, campaign: str) -> list[tuple[ThreadRow, MessageRow]]:
         """Each thread of a campaign with its apology, oldest first, in one query."""
@@ -1220,18 +1237,18 @@ class Store:
             threads = c.execute(
                 text("SELECT * FROM threads WHERE campaign = :c ORDER BY id"), {"c": campaign}
             ).mappings()
-            by_id = {t["id"]: _thread(t) for t in threads}
+            by_id = {t.id: t for t in self._decoded(threads, _thread)}
             roots = c.execute(
                 text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                         WHERE t.campaign = :c AND m.kind = 'apology'"""),
                 {"c": campaign},
             ).mappings()
-            apology = {r["thread_id"]: _message(r) for r in roots}
+            apology = {m.thread_id: m for m in self._decoded(roots, _message)}
         return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
 
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:
         rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)
-        return [_thread(r) for r in rows]
+        return self._decoded(rows, _thread)
 
     def apologies_for(self, recipient: str, company: str) -> list[ThreadRow]:
         """Threads to this address about this company (any campaign or none), sent or live."""
@@ -1241,7 +1258,21 @@ class Store:
             r=recipient.lower(),
         )
         norm = " ".join(company.lower().split())
-        return [t for t in map(_thread, rows) if " ".join(t.company.lower().split()) == norm]
+        return [
+            t for t in self._decoded(rows, _thread) if " ".join(t.company.lower().split()) == norm
+        ]
+
+    def _decoded(self, rows: Any, decode: Callable[[Any], Any]) -> list[Any]:
+        """Each row decoded; a damaged one is named in ``damaged`` and passed over, so one
+        bad row does not stop the work on all the others."""
+        out = []
+        for r in rows:
+            try:
+                out.append(decode(r))
+            except CorruptRowError as exc:
+                if str(exc) not in self.damaged:
+                    self.damaged.append(str(exc))
+        return out
 
     def close(self) -> None:
         self.engine.dispose()
@@ -1279,20 +1310,79 @@ def _shown(row: Any) -> str:
     return str(row["state"]).replace("_", " ")
 
 
+class CorruptRowError(StateError):
+    """A row whose stored JSON or date cannot be read (an edit by hand, a bad copy)."""
+
+
+def _column(row: Any, table: str, column: str, kind: type) -> Any:
+    """One stored JSON value, checked for its shape, or CorruptRowError naming the row."""
+    try:
+        value = json.loads(row[column])
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    if not isinstance(value, kind):
+        raise CorruptRowError(
+            f"{table[:-1]} {row['id']}: {column} is not valid stored data ({row[column]!r:.60})",
+            hint="the other rows are fine; repair or delete this one with the sqlite3 tool",
+        )
+    return value
+
+
+def _check_dates(row: Any, table: str, columns: tuple[str, ...]) -> None:
+    for column in columns:
+        value = row[column]
+        try:
+            if value is not None:
+                datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise CorruptRowError(
+                f"{table[:-1]} {row['id']}: {column} is not a date ({value!r:.60})",
+                hint="the other rows are fine; repair or delete this one with the sqlite3 tool",
+            ) from None
+
+
 def _thread(r: Any) -> ThreadRow:
     d = dict(r)
-    d["facts"] = json.loads(d["facts"])
-    d["detail"] = json.loads(d["detail"])
-    d["alt_addresses"] = tuple(json.loads(d["alt_addresses"]))
-    d["alt_domains"] = tuple(json.loads(d["alt_domains"]))
+    d["facts"] = _column(r, "threads", "facts", dict)
+    d["detail"] = _column(r, "threads", "detail", dict)
+    d["alt_addresses"] = tuple(_column(r, "threads", "alt_addresses", list))
+    d["alt_domains"] = tuple(_column(r, "threads", "alt_domains", list))
+    _check_dates(r, "threads", ("created_at", "interview_at", "follow_up_due", "sent_at"))
     return ThreadRow(**d)
 
 
 def _message(r: Any) -> MessageRow:
     d = dict(r)
-    d["recipients"] = tuple(json.loads(d["recipients"]))
+    d["recipients"] = tuple(_column(r, "messages", "recipients", list))
     d["raw"] = bytes(d["raw"])
+    _check_dates(r, "messages", ("created_at", "submitting_at", "sent_at", "failed_at"))
     return MessageRow(**d)
+
+
+def _when(value: Any) -> datetime | None:
+    """A stored date, or None where it is missing or damaged."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _list(text: Any) -> list[str]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _detail(text: str | None) -> dict[str, Any]:
+    """A thread's detail to add to: a damaged one is kept, as text, rather than lost or left
+    to stop a reply from being recorded."""
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    return value if isinstance(value, dict) else {"damaged_detail": str(text)[:2000]}
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Any:

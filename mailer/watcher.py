@@ -198,7 +198,7 @@ def _consider(
         )
         if thread_id is None:
             return None
-    thread = store.thread(thread_id)
+    thread = store.thread(thread_id, lenient=True)
     if thread is None:
         return None
     tz = (
