@@ -75,7 +75,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except MailerError as exc:
             if debug:
-                raise
+                # The traceback is for the user; the exit code is for their scripts, and
+                # must not change with --debug.
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
             _report(exc)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:
