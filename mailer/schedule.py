@@ -30,7 +30,13 @@ _UNITS = {
     "week": 604800,
     "weeks": 604800,
 }
-_WAIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(business\s+days?|[a-z]+)\s*$", re.IGNORECASE)
+# ASCII digits only: \d would let in "²" and other Unicode digits that float() refuses.
+_WAIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(business\s+days?|[a-z]+)\s*$", re.IGNORECASE)
+# Bounds, so every wait that passes validation can be added to a date without overflowing
+# and counted out day by day quickly, long after the server has accepted the apology.
+MIN_WAIT = timedelta(seconds=1)
+MAX_WAIT = timedelta(days=365)
+MAX_BUSINESS_DAYS = 260  # about a year of working days
 
 
 @dataclass(frozen=True)
@@ -46,22 +52,50 @@ class Wait:
         return f"{int(self.duration.total_seconds())}s"
 
 
-def parse_wait(text: str) -> Wait:
-    """Parse ``"3 business days"``, ``"45s"``, ``"2 hours"``, ``"1 week"``."""
+def parse_wait(text: str, *, maximum: timedelta = MAX_WAIT) -> Wait:
+    """Parse ``"3 business days"``, ``"45s"``, ``"2 hours"``, ``"1 week"``.
+
+    A plain duration must lie between :data:`MIN_WAIT` and ``maximum``; business days
+    between 1 and :data:`MAX_BUSINESS_DAYS`. Anything else is a ``ValueError``.
+    """
     m = _WAIT.match(text)
     if not m:
-        raise ValueError(f"cannot read the duration {text!r} (try '3 business days' or '45s')")
+        raise ValueError(
+            f"cannot read the duration {_brief(text)} (try '3 business days' or '45s')"
+        )
     number, unit = float(m.group(1)), re.sub(r"\s+", " ", m.group(2).lower())
     if unit.startswith("business"):
-        if number != int(number) or number < 1:
-            raise ValueError(f"business days must be a whole number of at least 1, not {text!r}")
+        if not number.is_integer() or not 1 <= number <= MAX_BUSINESS_DAYS:
+            raise ValueError(
+                f"business days must be a whole number from 1 to {MAX_BUSINESS_DAYS}, "
+                f"not {_brief(text)}"
+            )
         return Wait(business_days=int(number))
     if unit not in _UNITS:
-        raise ValueError(f"unknown unit {m.group(2)!r} in {text!r} (use s, minutes, hours, days)")
-    seconds = number * _UNITS[unit]
-    if seconds <= 0:
-        raise ValueError(f"the wait must be longer than zero, not {text!r}")
+        raise ValueError(
+            f"unknown unit {_brief(m.group(2))} in {_brief(text)} (use s, minutes, hours, days)"
+        )
+    seconds = number * _UNITS[unit]  # a float: inf for absurdly long digit strings
+    if not MIN_WAIT.total_seconds() <= seconds <= maximum.total_seconds():
+        raise ValueError(
+            f"the duration must be between {_span(MIN_WAIT)} and {_span(maximum)}, not {_brief(text)}"
+        )
     return Wait(duration=timedelta(seconds=seconds))
+
+
+def _span(d: timedelta) -> str:
+    seconds = int(d.total_seconds())
+    for name, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {name if n != 1 else name[:-1]}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _brief(text: str, limit: int = 40) -> str:
+    """A value for an error message: quoted, on one line, and not a screenful."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def is_business_day(day: date, holidays: frozenset[date] | set[date] = frozenset()) -> bool:
