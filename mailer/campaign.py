@@ -17,7 +17,7 @@ from typing import Any
 
 from .apology import Prepared, prepare, with_policy
 from .composer import Composer
-from .config import MAX_DAILY_CAP, Settings, has_control_chars, read_toml
+from .config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
 from .errors import ConfigError, InputError, MailerError
 from .facts import local_zone, make_facts
 from .followup import parse_window
@@ -183,6 +183,8 @@ def load_campaign(
             problems += [f"{where}: {label}: {p}" for p in entry_problems]
         elif entry is not None:
             campaign.entries.append(entry)
+    # Keys, cells and values from the files appear in these lines: keep each one line.
+    problems[:] = [printable(p) for p in problems]
     return campaign
 
 

@@ -57,11 +57,14 @@ class Context:
 
 
 def _report(exc: MailerError) -> None:
+    from .config import printable
+
     problems = getattr(exc, "problems", None)  # ConfigError, or facts with several problems
     lines = problems if problems and len(problems) > 1 else [str(exc)]
     for i, line in enumerate(lines):
         hint = f" ({exc.hint})" if exc.hint and i == len(lines) - 1 else ""
-        click.echo(f"mailer: error: {line}{hint}", err=True)
+        # One line each, whatever a file or a server put in the message.
+        click.echo(printable(f"mailer: error: {line}{hint}"), err=True)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

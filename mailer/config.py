@@ -212,7 +212,7 @@ class _Reader:
         self.problems: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.path}: {key}: {message}")
+        self.problems.append(printable(f"{self.path}: {key}: {message}"))
 
     def table(self, name: str, known: tuple[str, ...] = ()) -> dict[str, Any]:
         value = self.data.get(name, {})
@@ -260,6 +260,14 @@ def has_control_chars(text: str, allow: str = "") -> bool:
     """NUL, escape and the other C0/C1 controls (except those in ``allow``): no setting,
     header or file name needs them, and some crash the code that gets them later."""
     return any(unicodedata.category(c) == "Cc" and c not in allow for c in text)
+
+
+def printable(line: str) -> str:
+    """``line`` with control characters and line separators escaped: a problem names keys
+    and values from the file, and must stay one line that cannot rewrite the terminal."""
+    return "".join(
+        repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in line
+    )
 
 
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -714,7 +722,7 @@ def _check_address(r: _Reader, key: str, value: str) -> None:
     try:
         validate_address(value, allow_test_domains=True, what=key)
     except InputError as exc:
-        r.problems.append(f"{r.path}: {exc}")
+        r.problems.append(printable(f"{r.path}: {exc}"))
 
 
 def _check_locale(r: _Reader, key: str, value: str) -> None:

@@ -207,3 +207,17 @@ def test_a_campaign_name_on_two_lines_is_refused(tmp_path: Path) -> None:
     c, path = load(tmp_path, '[campaign]\nname = "spring\\nhires\\u0000"\n' + ENTRY)
     assert c.problems == [f"{path}: campaign.name: must be a non-empty text on one line"]
     assert c.name == "c"
+
+
+def test_problems_naming_odd_keys_and_cells_stay_one_line(tmp_path: Path) -> None:
+    """Verify an entry key and a CSV column with line breaks are escaped in the problems."""
+    csv = b'to,company,interview,"col\nx\x1b"\nana@sandbox.test,Acme,2026-12-01 10:00,1\n'
+    c, _path = load(
+        tmp_path,
+        '[campaign]\nentries_csv = "p.csv"\n'
+        + ENTRY.replace("[[entries]]\n", '[[entries]]\n"k\\u2028y\\r" = 1\n'),
+        {"p.csv": csv},
+    )
+    assert len(c.problems) == 2, c.problems
+    for line in c.problems:
+        assert len(line.splitlines()) == 1 and "\x1b" not in line, line

@@ -199,3 +199,15 @@ def test_odd_strings_are_problems_not_crashes(tmp_path: Path, key: str, value: s
     text = BASE if f"[{table}]\n" in BASE else BASE + f"[{table}]\n"
     found = problems(tmp_path, text.replace(f"[{table}]\n", f"[{table}]\n{name} = {value}\n", 1))
     assert len(found) == 1 and f": {key}: " in found[0], found
+
+
+@pytest.mark.parametrize("key", ["a\\nb", "\\r", "x\\u001b[2J", "\\u2028", "bea\\u0085"])
+def test_a_problem_naming_an_odd_key_stays_one_line(tmp_path: Path, key: str) -> None:
+    """Verify keys with line breaks or escapes are shown escaped, one problem per line."""
+    found = problems(
+        tmp_path, f'"{key}" = 1\n' + BASE.replace("[smtp]\n", f'[smtp]\n"{key}" = 1\n')
+    )
+    assert len(found) == 2, found
+    for line in found:
+        assert len(line.splitlines()) == 1 and "\x1b" not in line, line
+        assert ": unknown setting" in line
