@@ -22,7 +22,7 @@ from .errors import ConfigError, InputError, MailerError
 from .facts import local_zone, make_facts
 from .followup import parse_window
 from .lint import has_errors
-from .schedule import parse_wait
+from .schedule import validate_wait
 
 CAMPAIGNS_DIR = Path("config") / "campaigns"
 # What an entry (or [defaults]) may say. Lists may be written "a; b" in a CSV cell.
@@ -223,7 +223,7 @@ def _throttle(t: dict[str, Any], path: Path, problem: Any) -> Throttle:
             if isinstance(jitter, (int, float)) and not isinstance(jitter, bool)
             else 0.0
             if str(jitter).strip() in ("0", "0s")
-            else parse_wait(str(jitter)).duration.total_seconds()
+            else validate_wait(str(jitter)).duration.total_seconds()
         )
         if not math.isfinite(seconds) or not 0 <= seconds <= 3600:
             raise ValueError(f"must be between 0 and 3600 seconds, not {jitter!r}")
@@ -257,7 +257,7 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
             problem(f"{path}: follow_up.window", str(exc))
     if "wait" in t:
         try:
-            parse_wait(str(t["wait"]))
+            validate_wait(str(t["wait"]))
             out["wait"] = str(t["wait"])
         except ValueError as exc:
             problem(f"{path}: follow_up.wait", str(exc))
@@ -398,7 +398,7 @@ def _entry(
     policy: dict[str, Any] = dict(follow_up)
     if values["follow_up_wait"]:
         try:
-            parse_wait(values["follow_up_wait"])
+            validate_wait(values["follow_up_wait"])
             policy["wait"] = values["follow_up_wait"]
         except ValueError as exc:
             problems.append(f"follow_up_wait: {exc}")

@@ -399,10 +399,10 @@ def load_settings(
                 "follow_up.holidays_country",
                 f"unknown country {follow_up.holidays_country!r} (use a code such as GB, DE, US)",
             )
-    from .schedule import parse_wait
+    from .schedule import validate_wait
 
     try:
-        parse_wait(follow_up.wait)
+        validate_wait(follow_up.wait)
     except ValueError as exc:
         r.problem("follow_up.wait", str(exc))
     if not 0 <= follow_up.max_follow_ups <= 5:
@@ -418,7 +418,7 @@ def load_settings(
         folders = ["INBOX"]
     poll = 60.0
     try:
-        poll = parse_wait(
+        poll = validate_wait(
             r.get(w, "watch", "poll_interval", str, "60s"), maximum=MAX_POLL
         ).duration.total_seconds()
         if poll <= 0:
