@@ -10,7 +10,6 @@ import csv
 import io
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
@@ -18,12 +17,12 @@ from typing import Any
 
 from .apology import Prepared, prepare, with_policy
 from .composer import Composer
-from .config import Settings
+from .config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
 from .errors import ConfigError, InputError, MailerError
 from .facts import local_zone, make_facts
 from .followup import parse_window
 from .lint import has_errors
-from .schedule import parse_wait
+from .schedule import validate_wait
 
 CAMPAIGNS_DIR = Path("config") / "campaigns"
 # What an entry (or [defaults]) may say. Lists may be written "a; b" in a CSV cell.
@@ -95,7 +94,12 @@ class Campaign:
 def campaign_name(path: Path, data: dict[str, Any]) -> str:
     table = data.get("campaign", {})
     name = table.get("name") if isinstance(table, dict) else None
-    return name if isinstance(name, str) and name.strip() else path.stem
+    return name if _is_name(name) else path.stem
+
+
+def _is_name(value: Any) -> bool:
+    """One line of text: a campaign's name is stored and printed in one-line reports."""
+    return isinstance(value, str) and bool(value.strip()) and not has_control_chars(value)
 
 
 def load_campaign(
@@ -108,13 +112,7 @@ def load_campaign(
 ) -> Campaign:
     """Read, check and render every entry. Problems are collected, never raised one by one;
     only an unreadable file raises. ``force`` lets apology-check errors through."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    text, data = read_toml(path)
     problems: list[str] = []
 
     def problem(where: str, message: str) -> None:
@@ -130,8 +128,8 @@ def load_campaign(
     for key in meta:
         if key not in ("name", "entries_csv"):
             problem(f"{path}: campaign.{key}", "unknown setting (known: name, entries_csv)")
-    if "name" in meta and not (isinstance(meta["name"], str) and meta["name"].strip()):
-        problem(f"{path}: campaign.name", "must be a non-empty text")
+    if "name" in meta and not _is_name(meta["name"]):
+        problem(f"{path}: campaign.name", "must be a non-empty text on one line")
     name = campaign_name(path, data)
     defaults = _table(data, "defaults", path, problem)
     for key in defaults:
@@ -151,7 +149,7 @@ def load_campaign(
         raw_entries.append((f"{path}:{line}" if line else f"{path}: entries[{i}]", e))
     csv_name = meta.get("entries_csv")
     if csv_name is not None:
-        if not isinstance(csv_name, str) or not csv_name:
+        if not isinstance(csv_name, str) or not csv_name.strip() or has_control_chars(csv_name):
             problem(f"{path}: campaign.entries_csv", "must be the path of a CSV file")
         else:
             raw_entries += _csv_entries(path.parent / csv_name, path, problem)
@@ -185,6 +183,8 @@ def load_campaign(
             problems += [f"{where}: {label}: {p}" for p in entry_problems]
         elif entry is not None:
             campaign.entries.append(entry)
+    # Keys, cells and values from the files appear in these lines: keep each one line.
+    problems[:] = [printable(p) for p in problems]
     return campaign
 
 
@@ -223,7 +223,7 @@ def _throttle(t: dict[str, Any], path: Path, problem: Any) -> Throttle:
             if isinstance(jitter, (int, float)) and not isinstance(jitter, bool)
             else 0.0
             if str(jitter).strip() in ("0", "0s")
-            else parse_wait(str(jitter)).duration.total_seconds()
+            else validate_wait(str(jitter)).duration.total_seconds()
         )
         if not math.isfinite(seconds) or not 0 <= seconds <= 3600:
             raise ValueError(f"must be between 0 and 3600 seconds, not {jitter!r}")
@@ -232,8 +232,8 @@ def _throttle(t: dict[str, Any], path: Path, problem: Any) -> Throttle:
         problem(f"{path}: throttle.jitter", f"{exc} (use a duration such as '3s')")
     for key in ("daily_cap", "reconnect_after"):
         value = t.get(key, getattr(out, key))
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            problem(f"{path}: throttle.{key}", "must be a whole number, 0 or more")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAILY_CAP:
+            problem(f"{path}: throttle.{key}", f"must be a whole number from 0 to {MAX_DAILY_CAP}")
         else:
             out = replace(out, **{key: value})
     if out.reconnect_after == 0:
@@ -257,7 +257,7 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
             problem(f"{path}: follow_up.window", str(exc))
     if "wait" in t:
         try:
-            parse_wait(str(t["wait"]))
+            validate_wait(str(t["wait"]))
             out["wait"] = str(t["wait"])
         except ValueError as exc:
             problem(f"{path}: follow_up.wait", str(exc))
@@ -283,12 +283,14 @@ def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[st
     """Rows of a spreadsheet export: a header row of entry keys (``var.NAME`` for template
     variables); empty cells take the defaults; lists are separated by ';'."""
     try:
-        text = csv_path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
+        data = csv_path.read_bytes()
+    except (OSError, ValueError) as exc:  # ValueError: a path no file system accepts
         problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
         return []
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = csv_path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         problem(
             f"{csv_path}:{line}",
             f"not UTF-8 text (byte {exc.object[exc.start]:#x}); save it as 'CSV UTF-8'",
@@ -322,7 +324,8 @@ def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[st
                 elif col in LIST_KEYS:
                     entry[col] = [v.strip() for v in value.split(";") if v.strip()]
                 elif col in INT_KEYS:
-                    entry[col] = int(value) if value.isdigit() else value
+                    # ASCII digits only: "²".isdigit() is true, but int() refuses it.
+                    entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
                 elif col in ENTRY_KEYS:
                     entry[col] = value
             if variables:
@@ -395,7 +398,7 @@ def _entry(
     policy: dict[str, Any] = dict(follow_up)
     if values["follow_up_wait"]:
         try:
-            parse_wait(values["follow_up_wait"])
+            validate_wait(values["follow_up_wait"])
             policy["wait"] = values["follow_up_wait"]
         except ValueError as exc:
             problems.append(f"follow_up_wait: {exc}")
@@ -496,7 +499,11 @@ def _toml_time(value: date, tz: tzinfo, problems: list[str]) -> str:
         problems.append(f"interview: {value} has no time of day; write '{value} HH:MM'")
         return ""
     if value.tzinfo is not None:
-        value = value.astimezone(tz)
+        try:
+            value = value.astimezone(tz)
+        except OverflowError:  # 0001-01-01 or 9999-12-31 moved across midnight
+            problems.append(f"interview: {value} is out of range")
+            return ""
     return f"{value:%Y-%m-%d %H:%M}"
 
 

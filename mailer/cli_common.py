@@ -67,11 +67,14 @@ class Context:
 
 
 def _report(exc: MailerError) -> None:
+    from .config import printable
+
     problems = getattr(exc, "problems", None)  # ConfigError, or facts with several problems
     lines = problems if problems and len(problems) > 1 else [str(exc)]
     for i, line in enumerate(lines):
         hint = f" ({exc.hint})" if exc.hint and i == len(lines) - 1 else ""
-        click.echo(f"mailer: error: {line}{hint}", err=True)
+        # One line each, whatever a file or a server put in the message.
+        click.echo(printable(f"mailer: error: {line}{hint}"), err=True)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,7 +88,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except MailerError as exc:
             if debug:
-                raise
+                # The traceback is for the user; the exit code is for their scripts, and
+                # must not change with --debug.
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
             _report(exc)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:

@@ -7,10 +7,13 @@ Clients never read files themselves: they are handed these objects.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,16 @@ from .followup import Window, parse_window
 
 CONFIG_RELPATH = Path("config") / "mailer.toml"
 SECURITY_MODES = ("ssl", "starttls", "plain")
+# Our files are at most a few tables deep; anything deeper is a mistake, and deep enough
+# nesting would exhaust Python's stack in the parser or in any code that walks the values.
+MAX_TOML_DEPTH = 16
+MAX_TIMEOUT = 600.0  # seconds; a finite bound, so every timeout is a real number of seconds
+MAX_DAILY_CAP = 1_000_000
+MAX_POLL = timedelta(days=1)
+# Host names as resolvers take them (ASCII; an international name in its xn-- form).
+_HOST_RE = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?"
+)
 
 # Providers whose settings are well known. Microsoft refuses basic (password) logins for
 # IMAP and is switching them off for SMTP: saying so beats a confusing auth failure later.
@@ -199,7 +212,7 @@ class _Reader:
         self.problems: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.path}: {key}: {message}")
+        self.problems.append(printable(f"{self.path}: {key}: {message}"))
 
     def table(self, name: str, known: tuple[str, ...] = ()) -> dict[str, Any]:
         value = self.data.get(name, {})
@@ -234,7 +247,58 @@ class _Reader:
         if isinstance(value, str) and ("\r" in value or "\n" in value) and key != "signature":
             self.problem(full, "must not contain a line break")
             return default
+        if isinstance(value, str) and has_control_chars(value, allow="\t\r\n"):
+            self.problem(full, "must not contain control characters (such as NUL)")
+            return default
+        if required and isinstance(value, str) and not value.strip():
+            self.problem(full, "must not be empty")
+            return default
         return value
+
+
+def has_control_chars(text: str, allow: str = "") -> bool:
+    """NUL, escape and the other C0/C1 controls (except those in ``allow``): no setting,
+    header or file name needs them, and some crash the code that gets them later."""
+    return any(unicodedata.category(c) == "Cc" and c not in allow for c in text)
+
+
+def printable(line: str) -> str:
+    """``line`` with control characters and line separators escaped: a problem names keys
+    and values from the file, and must stay one line that cannot rewrite the terminal."""
+    return "".join(
+        repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in line
+    )
+
+
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and its tables, or a ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    depth = _depth(data)
+    if depth > MAX_TOML_DEPTH:
+        raise ConfigError(
+            f"{path}: invalid TOML: tables or arrays nested {depth} deep (at most {MAX_TOML_DEPTH})"
+        )
+    return text, data
+
+
+def _depth(value: Any) -> int:
+    """How deeply tables and arrays nest, counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def load_settings(
@@ -248,12 +312,7 @@ def load_settings(
 
     ``workspace`` overrides where templates are found (the sandbox keeps its config apart).
     """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    _, data = read_toml(path)
     base = workspace_of(path)
     r = _Reader(path, data)
     known = {
@@ -284,12 +343,7 @@ def load_settings(
         timezone=r.get(s, "sender", "timezone", str, ""),
         locale=r.get(s, "sender", "locale", str, "en_GB"),
     )
-    try:
-        from babel import Locale
-
-        Locale.parse(sender.locale)
-    except (ValueError, TypeError, LookupError) as exc:
-        r.problem("sender.locale", f"unknown locale {sender.locale!r} ({exc}); use one like en_GB")
+    _check_locale(r, "sender.locale", sender.locale)
     if sender.address:
         _check_address(r, "sender.address", sender.address)
     # What 'mailer init' writes must never reach an interviewer.
@@ -345,10 +399,10 @@ def load_settings(
                 "follow_up.holidays_country",
                 f"unknown country {follow_up.holidays_country!r} (use a code such as GB, DE, US)",
             )
-    from .schedule import parse_wait
+    from .schedule import validate_wait
 
     try:
-        parse_wait(follow_up.wait)
+        validate_wait(follow_up.wait)
     except ValueError as exc:
         r.problem("follow_up.wait", str(exc))
     if not 0 <= follow_up.max_follow_ups <= 5:
@@ -357,12 +411,16 @@ def load_settings(
     workspace = workspace or base
     w = r.table("watch", ("folders", "idle", "poll_interval", "notify"))
     folders = r.get(w, "watch", "folders", list, ["INBOX"])
-    if not folders or not all(isinstance(x, str) and x for x in folders):
+    if not folders or not all(
+        isinstance(x, str) and x.strip() and not has_control_chars(x) for x in folders
+    ):
         r.problem("watch.folders", 'must be a list of folder names, such as ["INBOX", "Junk"]')
         folders = ["INBOX"]
     poll = 60.0
     try:
-        poll = parse_wait(r.get(w, "watch", "poll_interval", str, "60s")).duration.total_seconds()
+        poll = validate_wait(
+            r.get(w, "watch", "poll_interval", str, "60s"), maximum=MAX_POLL
+        ).duration.total_seconds()
         if poll <= 0:
             raise ValueError("the poll interval must be a plain duration such as '60s'")
     except ValueError as exc:
@@ -428,8 +486,11 @@ def _provider(r: _Reader, key: str, value: Any) -> str:
 def _daily_cap(r: _Reader, prefix: str, table: Any) -> int:
     table = table if isinstance(table, dict) else {}
     cap = r.get(table, prefix, "daily_cap", int, 0)
-    if cap < 0:
-        r.problem(f"{prefix}.daily_cap", "must be 0 (no cap) or a positive number of messages")
+    if not 0 <= cap <= MAX_DAILY_CAP:
+        r.problem(
+            f"{prefix}.daily_cap",
+            f"must be 0 (no cap) or a number of messages up to {MAX_DAILY_CAP}, not {cap}",
+        )
         return 0
     return cap
 
@@ -483,6 +544,8 @@ def _accounts(
         )
         if sender.address:
             _check_address(r, f"{sp}.address", sender.address)
+        if sender.locale != main_sender.locale:
+            _check_locale(r, f"{sp}.locale", sender.locale)
         if sender.timezone:
             _check_timezone(r, f"{sp}.timezone", sender.timezone)
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
@@ -575,6 +638,9 @@ def _server(
         if key not in known:
             r.problem(f"{name}.{key}", "unknown setting")
     host = r.get(t, name, "host", str, "", required=True)
+    if host and not _valid_host(host):
+        r.problem(f"{name}.host", f"must be a host name or IP address, not {host!r}")
+        host = ""
     if host in ("smtp.example.com", "imap.example.com"):
         r.problem(
             f"{name}.host",
@@ -596,14 +662,22 @@ def _server(
             f"'plain' sends the password unencrypted and is allowed only to a loopback host, not {host}",
         )
     timeout = r.get(t, name, "timeout", float, 30.0)
-    if timeout <= 0:
-        r.problem(f"{name}.timeout", "must be a positive number of seconds")
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        r.problem(
+            f"{name}.timeout",
+            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, not {timeout}",
+        )
+        timeout = 30.0
     ca = r.get(t, name, "ca_file", str, "")
     ca_path = None
     if ca:
-        ca_path = (workspace / Path(ca).expanduser()).resolve()
-        if not ca_path.is_file():
-            r.problem(f"{name}.ca_file", f"file not found: {ca_path}")
+        try:
+            ca_path = (workspace / Path(ca).expanduser()).resolve()
+            if not ca_path.is_file():
+                r.problem(f"{name}.ca_file", f"file not found: {ca_path}")
+        except (OSError, RuntimeError, ValueError) as exc:  # unknown ~user, loop, too long
+            r.problem(f"{name}.ca_file", f"cannot use {ca!r}: {exc}")
+            ca_path = None
     return ServerSettings(
         host=host,
         port=port,
@@ -624,6 +698,14 @@ def _retries(r: _Reader, data: dict[str, Any]) -> int:
     return retries
 
 
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST_RE.fullmatch(host))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -640,7 +722,20 @@ def _check_address(r: _Reader, key: str, value: str) -> None:
     try:
         validate_address(value, allow_test_domains=True, what=key)
     except InputError as exc:
-        r.problems.append(f"{r.path}: {exc}")
+        r.problems.append(printable(f"{r.path}: {exc}"))
+
+
+def _check_locale(r: _Reader, key: str, value: str) -> None:
+    """The locale must be one the composer can write a date in: try the calls it makes."""
+    from babel import Locale
+    from babel.core import UnknownLocaleError
+    from babel.dates import format_date
+
+    try:
+        pattern = Locale.parse(value).date_formats["full"].pattern
+        format_date(datetime(2026, 12, 1), format=pattern, locale=value)
+    except (ValueError, TypeError, LookupError, UnknownLocaleError):
+        r.problem(key, f"unknown locale {value!r} (use one such as en_GB, en_US or de_DE)")
 
 
 def _check_timezone(r: _Reader, key: str, value: str) -> None:
@@ -655,5 +750,8 @@ def _check_timezone(r: _Reader, key: str, value: str) -> None:
 def _resolve_sqlite_url(url: str, workspace: Path) -> str:
     m = re.match(r"^sqlite:///(?!/)(.+)$", url)
     if m:
-        return f"sqlite:///{(workspace / m.group(1)).resolve()}"
+        try:
+            return f"sqlite:///{(workspace / m.group(1)).resolve()}"
+        except (OSError, RuntimeError):  # a symlink loop: the store reports it when opened
+            return f"sqlite:///{workspace / m.group(1)}"
     return url

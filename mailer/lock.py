@@ -6,12 +6,13 @@ blocks a restart; the PID written inside is only there to name the holder in mes
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
 
-from .errors import ExitCode, MailerError
+from .errors import ExitCode, MailerError, StateError
 
 
 class LockedError(MailerError):
@@ -36,8 +37,11 @@ class StoreLock:
         self.fd: int | None = None
 
     def acquire(self) -> StoreLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise self._cannot("create", exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,14 +51,32 @@ class StoreLock:
                 f"{self.path}: held by {holder}; only one daemon may work on a state store",
                 hint="the running daemon already does this work; stop it first if you must",
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{self.purpose} (pid {os.getpid()})".encode())
+        except OSError as exc:  # a file system without locks (ENOLCK)
+            os.close(fd)
+            raise self._cannot("lock", exc) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{self.purpose} (pid {os.getpid()})".encode())
+        except OSError as exc:
+            # A full disk: the state store could not record this run's work either, so stop
+            # before doing any. Closing the file gives the lock back.
+            os.close(fd)
+            raise self._cannot("write", exc) from None
         self.fd = fd
         return self
 
+    def _cannot(self, what: str, exc: OSError) -> StateError:
+        return StateError(
+            f"{self.path}: cannot {what} the lock file: {exc.strerror or exc}",
+            hint="free some disk space or fix the folder's permissions, then run it again",
+        )
+
     def release(self) -> None:
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)
+            # Emptying the file only tidies the holder's name away; close() frees the lock
+            # whatever happens, so a failure here must not hide the real outcome.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

@@ -29,6 +29,8 @@ DEFAULT_USERS = {
     f"recruiter@{SANDBOX_DOMAIN}": "recruiter-password",
 }
 HOST = "127.0.0.1"
+MAIL_UID = 65534  # 'nobody': Dovecot refuses to store mail as root
+AUTH_USER = "dovecot"  # Dovecot's default_internal_user, which runs its auth process
 # Mail to these domains is accepted, then bounced with a real DSN, as a relay would.
 BOUNCE_DOMAINS = ("unreachable.test",)
 
@@ -98,6 +100,27 @@ def check_prerequisites() -> None:
             "the sandbox's Dovecot must be started as root (it stores mail as 'nobody')",
             hint="run 'mailer sandbox start' as root, or point config/mailer.toml at a real server",
         )
+
+
+def _users_file(path: Path) -> None:
+    """Create the passwd-file empty, 0600, before any password goes in. Dovecot's auth
+    process reads it as its internal user ('dovecot'), so that user owns it; root (our SMTP
+    server, doveadm) reads it anyway."""
+    import pwd
+
+    try:
+        auth = pwd.getpwnam(AUTH_USER)
+    except KeyError:
+        raise SandboxError(
+            f"Dovecot's internal user {AUTH_USER!r} does not exist",
+            hint="reinstall Dovecot: apt-get install --reinstall dovecot-core",
+        ) from None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the mode given to open() only applies to a new file
+        os.fchown(fd, auth.pw_uid, auth.pw_gid)
+    finally:
+        os.close(fd)
 
 
 def _dovecot_binary() -> str:
@@ -247,8 +270,10 @@ class MailStack:
         for sub in ("run", "state", "mail"):
             (d / sub).mkdir(exist_ok=True)
         info.ca_file = str(_write_certs(d))
-        (d / "users").write_text("", encoding="utf-8")
-        (d / "mail").chmod(0o755)
+        _users_file(d / "users")
+        # Only the mail user may enter the mail folders: they hold everyone's messages.
+        os.chown(d / "mail", MAIL_UID, MAIL_UID)
+        (d / "mail").chmod(0o700)
         for user, password in list(info.users.items()):
             self.add_user(user, password)
         conf = d / "dovecot.conf"
@@ -312,13 +337,13 @@ class MailStack:
 
     def add_user(self, user: str, password: str) -> None:
         """Add a mailbox; both servers read the users file afresh, so this works while running."""
-        nobody = 65534
         d = Path(self.info.dir)
         home = d / "mail" / user.lower()
-        home.mkdir(parents=True, exist_ok=True)
-        os.chown(home, nobody, nobody)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chown(home, MAIL_UID, MAIL_UID)
+        home.chmod(0o700)
         with (d / "users").open("a", encoding="utf-8") as f:
-            f.write(f"{user.lower()}:{{PLAIN}}{password}:{nobody}:{nobody}::{home}::\n")
+            f.write(f"{user.lower()}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_UID}::{home}::\n")
         self.info.users[user.lower()] = password
         if _alive(self.info.dovecot_pid):
             self._wait_until_known(user)

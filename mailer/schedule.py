@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -30,7 +31,13 @@ _UNITS = {
     "week": 604800,
     "weeks": 604800,
 }
-_WAIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(business\s+days?|[a-z]+)\s*$", re.IGNORECASE)
+# ASCII digits only: \d would let in "²" and other Unicode digits that float() refuses.
+_WAIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(business\s+days?|[a-z]+)\s*$", re.IGNORECASE)
+# Bounds, so every wait that passes validation can be added to a date without overflowing
+# and counted out day by day quickly, long after the server has accepted the apology.
+MIN_WAIT = timedelta(seconds=1)
+MAX_WAIT = timedelta(days=365)
+MAX_BUSINESS_DAYS = 260  # about a year of working days
 
 
 @dataclass(frozen=True)
@@ -46,22 +53,77 @@ class Wait:
         return f"{int(self.duration.total_seconds())}s"
 
 
-def parse_wait(text: str) -> Wait:
-    """Parse ``"3 business days"``, ``"45s"``, ``"2 hours"``, ``"1 week"``."""
-    m = _WAIT.match(text)
-    if not m:
-        raise ValueError(f"cannot read the duration {text!r} (try '3 business days' or '45s')")
-    number, unit = float(m.group(1)), re.sub(r"\s+", " ", m.group(2).lower())
+def validate_wait(text: str, *, maximum: timedelta = MAX_WAIT) -> Wait:
+    """A wait from a config or campaign file, or a ``ValueError`` saying what is wrong.
+
+    A plain duration must lie between :data:`MIN_WAIT` and ``maximum``; business days
+    between 1 and :data:`MAX_BUSINESS_DAYS`.
+    """
+    number, unit = _read(text)
     if unit.startswith("business"):
-        if number != int(number) or number < 1:
-            raise ValueError(f"business days must be a whole number of at least 1, not {text!r}")
+        if not number.is_integer() or not 1 <= number <= MAX_BUSINESS_DAYS:
+            raise ValueError(
+                f"business days must be a whole number from 1 to {MAX_BUSINESS_DAYS}, "
+                f"not {_brief(text)}"
+            )
         return Wait(business_days=int(number))
-    if unit not in _UNITS:
-        raise ValueError(f"unknown unit {m.group(2)!r} in {text!r} (use s, minutes, hours, days)")
+    seconds = number * _UNITS[unit]  # a float: inf for absurdly long digit strings
+    if not MIN_WAIT.total_seconds() <= seconds <= maximum.total_seconds():
+        raise ValueError(
+            f"the duration must be between {_span(MIN_WAIT)} and {_span(maximum)}, "
+            f"not {_brief(text)}"
+        )
+    return Wait(duration=timedelta(seconds=seconds))
+
+
+def parse_wait(text: str) -> Wait:
+    """Read ``"3 business days"``, ``"45s"``, ``"2 hours"``, ``"1 week"``, as kept with a
+    thread, when its follow-up is computed (after the server has accepted the message).
+
+    A wait stored by an older version may be beyond today's bounds: it is cut to them, so
+    adding it to a date can never fail. Unreadable text, or a wait of zero, is a ValueError.
+    """
+    number, unit = _read(text)
+    if unit.startswith("business"):
+        if number < 1 or (math.isfinite(number) and not number.is_integer()):
+            raise ValueError(
+                f"business days must be a whole number of at least 1, not {_brief(text)}"
+            )
+        return Wait(business_days=int(min(number, MAX_BUSINESS_DAYS)))
     seconds = number * _UNITS[unit]
     if seconds <= 0:
-        raise ValueError(f"the wait must be longer than zero, not {text!r}")
-    return Wait(duration=timedelta(seconds=seconds))
+        raise ValueError(f"the wait must be longer than zero, not {_brief(text)}")
+    return Wait(duration=timedelta(seconds=min(seconds, MAX_WAIT.total_seconds())))
+
+
+def _read(text: str) -> tuple[float, str]:
+    """The number and the unit (``"business days"`` or a key of ``_UNITS``) of a wait."""
+    m = _WAIT.match(text)
+    if not m:
+        raise ValueError(
+            f"cannot read the duration {_brief(text)} (try '3 business days' or '45s')"
+        )
+    number, unit = float(m.group(1)), re.sub(r"\s+", " ", m.group(2).lower())
+    if not unit.startswith("business") and unit not in _UNITS:
+        raise ValueError(
+            f"unknown unit {_brief(m.group(2))} in {_brief(text)} (use s, minutes, hours, days)"
+        )
+    return number, unit
+
+
+def _span(d: timedelta) -> str:
+    seconds = int(d.total_seconds())
+    for name, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {name if n != 1 else name[:-1]}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _brief(text: str, limit: int = 40) -> str:
+    """A value for an error message: quoted, on one line, and not a screenful."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def is_business_day(day: date, holidays: frozenset[date] | set[date] = frozenset()) -> bool:

@@ -7,8 +7,11 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from mailer.campaign import load_campaign
 from mailer.config import load_settings
+from mailer.errors import ConfigError
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 ACCOUNT = """
@@ -122,3 +125,99 @@ def test_an_accounts_imap_defaults_to_implicit_tls_like_the_main_one(tmp_path: P
     bea = settings.for_account("bea")
     assert (bea.imap.security, bea.imap.port) == (settings.imap.security, 993) == ("ssl", 993)
     assert bea.smtp.security == "starttls"
+
+
+ENTRY = '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'
+HUGE_WAITS = ["3000000 business days", "1000000 weeks", "1" + "0" * 400 + " weeks", "400 days"]
+
+
+@pytest.mark.parametrize("wait", HUGE_WAITS)
+def test_a_campaign_wait_out_of_range_is_refused_wherever_it_is_given(
+    tmp_path: Path, wait: str
+) -> None:
+    """Verify [follow_up] wait, an entry's and a CSV row's follow_up_wait are range-checked."""
+    csv = f"to,company,interview,follow_up_wait\nbo@sandbox.test,Globex,2026-12-02 10:00,{wait}\n"
+    c, path = load(
+        tmp_path,
+        f'[campaign]\nentries_csv = "p.csv"\n[follow_up]\nwait = "{wait}"\n'
+        + ENTRY.replace("[[entries]]\n", f'[[entries]]\nfollow_up_wait = "{wait}"\n'),
+        {"p.csv": csv.encode()},
+    )
+    assert c.entries == []
+    assert any(p.startswith(f"{path}: follow_up.wait: ") for p in c.problems), c.problems
+    for where in (f"{path}:", f"{path.parent / 'p.csv'}:2:"):
+        assert any(p.startswith(where) and "follow_up_wait: " in p for p in c.problems), c.problems
+
+
+@pytest.mark.parametrize("cell", ["²", "٣", "1" * 5000, "-1", "6"])
+def test_a_count_cell_that_is_not_a_small_whole_number_is_a_problem(
+    tmp_path: Path, cell: str
+) -> None:
+    """Verify "²" (and other non-ASCII or huge digits) in max_follow_ups is a problem line."""
+    csv = f"to,company,interview,max_follow_ups\nana@sandbox.test,Acme,2026-12-01 10:00,{cell}\n"
+    c, path = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv.encode()})
+    assert len(c.problems) == 1, c.problems
+    assert c.problems[0].startswith(f"{path.parent / 'p.csv'}:2: ")
+    assert "max_follow_ups: must be a whole number between 0 and 5" in c.problems[0]
+
+
+@pytest.mark.parametrize("name", ["p\\u0000.csv", "\\u0000", " ", "p.csv\\u001b"])
+def test_an_entries_csv_name_with_control_characters_is_a_problem(
+    tmp_path: Path, name: str
+) -> None:
+    """Verify a NUL (or other control character) in entries_csv is a problem, not a ValueError."""
+    c, path = load(tmp_path, f'[campaign]\nentries_csv = "{name}"\n', {"p.csv": b"to\n"})
+    assert c.problems == [f"{path}: campaign.entries_csv: must be the path of a CSV file"]
+
+
+def test_an_entries_csv_path_too_long_for_the_file_system_is_a_problem(tmp_path: Path) -> None:
+    """Verify a CSV path the OS refuses is a problem naming campaign.entries_csv."""
+    c, path = load(tmp_path, f'[campaign]\nentries_csv = "{"x" * 5000}.csv"\n')
+    assert len(c.problems) == 1 and c.problems[0].startswith(f"{path}: campaign.entries_csv: ")
+
+
+@pytest.mark.parametrize("depth", [20, 1000, 100_000])
+def test_a_campaign_nested_too_deep_is_a_config_error(tmp_path: Path, depth: int) -> None:
+    """Verify a campaign file nested 1,000 deep is a ConfigError naming the file."""
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "[[entries]]\nvars = { a = " + "[" * depth + "]" * depth + " }\n")
+    assert len(caught.value.problems) == 1
+    assert "c.toml: invalid TOML" in caught.value.problems[0]
+
+
+@pytest.mark.parametrize("key", ["daily_cap", "reconnect_after"])
+def test_throttle_counts_beyond_a_million_are_refused(tmp_path: Path, key: str) -> None:
+    """Verify the throttle's whole numbers are bounded as well as non-negative."""
+    c, path = load(tmp_path, f"[throttle]\n{key} = 9223372036854775807\n" + ENTRY)
+    assert c.problems == [f"{path}: throttle.{key}: must be a whole number from 0 to 1000000"]
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:00-05:00", "0001-01-01T00:00:00Z"]
+)
+def test_an_interview_at_the_edge_of_time_is_a_problem(tmp_path: Path, when: str) -> None:
+    """Verify a TOML date-time that cannot be moved into the entry's zone is a problem line."""
+    c, path = load(tmp_path, ENTRY.replace('interview = "2026-12-01 10:00"', f"interview = {when}"))
+    assert c.entries == [] and len(c.problems) >= 1
+    assert all(p.startswith(f"{path}:") for p in c.problems)
+
+
+def test_a_campaign_name_on_two_lines_is_refused(tmp_path: Path) -> None:
+    """Verify [campaign] name with a line break or NUL is a problem and not used as the name."""
+    c, path = load(tmp_path, '[campaign]\nname = "spring\\nhires\\u0000"\n' + ENTRY)
+    assert c.problems == [f"{path}: campaign.name: must be a non-empty text on one line"]
+    assert c.name == "c"
+
+
+def test_problems_naming_odd_keys_and_cells_stay_one_line(tmp_path: Path) -> None:
+    """Verify an entry key and a CSV column with line breaks are escaped in the problems."""
+    csv = b'to,company,interview,"col\nx\x1b"\nana@sandbox.test,Acme,2026-12-01 10:00,1\n'
+    c, _path = load(
+        tmp_path,
+        '[campaign]\nentries_csv = "p.csv"\n'
+        + ENTRY.replace("[[entries]]\n", '[[entries]]\n"k\\u2028y\\r" = 1\n'),
+        {"p.csv": csv},
+    )
+    assert len(c.problems) == 2, c.problems
+    for line in c.problems:
+        assert len(line.splitlines()) == 1 and "\x1b" not in line, line

@@ -260,3 +260,27 @@ def test_debug_shows_traceback_but_never_the_password(stack: Stack, workspace: P
     assert r.returncode != 0
     assert "Traceback" in r.stderr
     assert "hunter2-debug" not in r.stdout + r.stderr
+
+
+def test_debug_keeps_the_exit_code_of_a_duplicate(stack: Stack, workspace: Path) -> None:
+    """Verify a refused duplicate exits 7 with --debug too, and still shows the traceback."""
+    first = run_cli(workspace, *send_args(company="Debug Duplicate"))
+    assert first.returncode == 0, first.stderr
+    again = run_cli(workspace, "--debug", *send_args(company="Debug Duplicate"))
+    assert again.returncode == 7, again.stderr
+    assert "Traceback" in again.stderr
+    assert "DuplicateError" in again.stderr
+
+
+def test_debug_keeps_the_exit_code_of_a_network_error(stack: Stack, workspace: Path) -> None:
+    """Verify a refused connection exits 5 with --debug too (subcommand flag and group flag)."""
+    closed = free_ports(1)[0]
+    edit_config("port = {smtp_port}", f"port = {closed}")(workspace, stack, vars(stack.info))
+    for args in (
+        ["--debug", *send_args(company="Debug Net")],
+        [*send_args(company="Debug Net"), "--debug"],
+    ):
+        r = run_cli(workspace, *args)
+        assert r.returncode == 5, r.stderr
+        assert "Traceback" in r.stderr
+        assert f"{stack.info.host}:{closed}: connection refused" in r.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import SENDER, Pair, Stack, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +153,58 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "Error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def assert_private(stack_dir: Path) -> None:
+    """The passwd-file is 0600 and every mail folder 0700."""
+    users = stack_dir / "users"
+    assert users.stat().st_mode & 0o777 == 0o600
+    assert "{PLAIN}" in users.read_text()  # the passwords, in clear
+    mail = stack_dir / "mail"
+    folders = [mail, *(p for p in mail.rglob("*") if p.is_dir())]
+    assert len(folders) > 1
+    # Files inside (Dovecot makes its uidvalidity marker 0444) are out of reach through these.
+    for folder in folders:
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+
+
+def test_sandbox_start_keeps_passwords_and_mail_private(sandbox_ws: Path) -> None:
+    """Verify `mailer sandbox start` writes its users file 0600 and mail folders 0700, and
+    Dovecot still logs in and delivers."""
+    import json
+
+    ws = sandbox_ws
+    assert run_cli(ws, "sandbox", "start").returncode == 0
+    info = json.loads((ws / ".mailer" / "sandbox" / "stack.json").read_text())
+    sent = run_cli(
+        ws,
+        "--sandbox",
+        "send",
+        "--situation",
+        "emergency",
+        "--to",
+        "interviewer@sandbox.test",
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        "Private Co",
+        "--role",
+        "Analyst",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+    )
+    assert sent.returncode == 0, sent.stderr
+    inbox = run_cli(ws, "sandbox", "inbox", "interviewer@sandbox.test")
+    assert inbox.returncode == 0, inbox.stderr
+    assert "Apologies for missing our interview" in inbox.stdout
+    assert_private(Path(info["dir"]))
+
+
+def test_the_test_stack_keeps_passwords_and_mail_private(stack: Stack, pair: Pair) -> None:
+    """Verify MailStack.start (the suite's stack) and add_user keep the same modes, with a
+    mailbox added while running still reachable over IMAP."""
+    pair.send_as(pair.interviewer, pair.candidate, "Private check", "hello")
+    with stack.imap(SENDER) as c:
+        c.select_folder("INBOX", readonly=True)
+    assert_private(Path(stack.info.dir))

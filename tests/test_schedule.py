@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import contextlib
+import tempfile
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from mailer.schedule import Wait, follow_up_due, holidays_for, parse_wait
+from mailer.apology import due_after
+from mailer.config import Settings, load_settings
+from mailer.followup import parse_window
+from mailer.schedule import Wait, follow_up_due, holidays_for, parse_wait, validate_wait
 
 TZ = ZoneInfo("Europe/London")
 
@@ -55,3 +65,114 @@ def test_plain_duration_is_added_exactly() -> None:
     """Verify '45s' means 45 seconds after the send."""
     sent = datetime(2026, 11, 28, 23, 59, 30, tzinfo=TZ)
     assert follow_up_due(sent, parse_wait("45s")) == sent + timedelta(seconds=45)
+
+
+# --- every wait that passes validation is usable after the server's 250 ---------------------
+
+_UNIT_SECONDS = {"s": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+
+
+def _wait_text() -> st.SearchStrategy[str]:
+    """Wait texts in every unit, whole and fractional: mostly up to and at the documented
+    bounds (a year, 260 business days), some far beyond them, which validation must refuse."""
+    year = 365 * 86400
+
+    def in_unit(unit: str, seconds: int, top: float) -> st.SearchStrategy[str]:
+        return st.one_of(
+            st.integers(1, int(top // seconds)).map(str),
+            st.floats(1 / seconds, top / seconds).map(lambda x: f"{x:.3f}"),
+        ).map(lambda n: f"{n} {unit}")
+
+    units = sorted(_UNIT_SECONDS.items())
+    plain = st.sampled_from(units).flatmap(lambda u: in_unit(*u, top=year))
+    business = st.integers(1, 260).map(lambda n: f"{n} business days")
+    beyond = st.one_of(
+        st.sampled_from(units).flatmap(lambda u: in_unit(*u, top=10**6 * year)),
+        st.integers(1, 10**7).map(lambda n: f"{n} business days"),
+    )
+    return st.one_of(plain, plain, business, business, beyond)
+
+
+_WINDOWS = [
+    ("always", "mon-fri"),
+    ("09:00-17:00", "mon-fri"),
+    ("00:00-24:00", "sun"),
+    ("23:59-24:00", "sat"),
+    ("08:30-09:00", "fri-mon"),
+    ("12:00-13:00", "wed"),
+]
+_ZONES = ["Europe/London", "Pacific/Apia", "America/St_Johns", "Asia/Kathmandu", "UTC"]
+
+
+@lru_cache(maxsize=1)
+def _base_settings() -> Settings:
+    d = Path(tempfile.mkdtemp(prefix="mlr-due-"))
+    (d / "config").mkdir()
+    (d / "config" / "mailer.toml").write_text(
+        '[sender]\nname = "Sam"\naddress = "sam@sandbox.test"\n'
+        '[smtp]\nhost = "127.0.0.1"\n[imap]\nhost = "127.0.0.1"\n',
+        encoding="utf-8",
+    )
+    return load_settings(d / "config" / "mailer.toml")
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None)
+@given(
+    wait=_wait_text(),
+    max_follow_ups=st.integers(0, 5),
+    window=st.sampled_from(_WINDOWS),
+    country=st.sampled_from(["", "GB", "US", "DE"]),
+    zone=st.sampled_from(_ZONES),
+    sent_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 12, 31), timezones=st.just(UTC)),
+)
+def test_every_readable_policy_gives_a_follow_up_time_within_about_a_year(
+    wait: str,
+    max_follow_ups: int,
+    window: tuple[str, str],
+    country: str,
+    zone: str,
+    sent_at: datetime,
+) -> None:
+    """Verify due_after, run after the 250, never raises for a wait that passed validation,
+    nor for one an older version stored beyond today's bounds."""
+    try:
+        stored = parse_wait(wait)  # how a thread's wait is read when its follow-up is due
+    except ValueError:
+        assume(False)  # "0.000 weeks": refused when it was stored, so never in a thread
+    with contextlib.suppress(ValueError):
+        assert validate_wait(wait) == stored  # accepted values are never cut
+    base = _base_settings()
+    policy = replace(
+        base,
+        sender=replace(base.sender, timezone=zone),
+        follow_up=replace(
+            base.follow_up,
+            wait=wait,
+            max_follow_ups=max_follow_ups,
+            window=parse_window(*window),
+            holidays_country=country,
+        ),
+    )
+    due = due_after(policy, sent_at)
+    if max_follow_ups == 0:
+        assert due is None
+    else:
+        assert due is not None
+        assert sent_at <= due <= sent_at + timedelta(days=400)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1000000 weeks", Wait(duration=timedelta(days=365))),
+        ("1" + "0" * 400 + " weeks", Wait(duration=timedelta(days=365))),
+        ("3000000 business days", Wait(business_days=260)),
+        ("1" + "0" * 400 + " business days", Wait(business_days=260)),
+        ("400 days", Wait(duration=timedelta(days=365))),
+    ],
+)
+def test_a_stored_wait_beyond_the_bounds_is_cut_to_them(text: str, expected: Wait) -> None:
+    """Verify a thread's wait from an older version is read within today's bounds."""
+    assert parse_wait(text) == expected
+    with pytest.raises(ValueError):
+        validate_wait(text)
