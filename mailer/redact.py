@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 MARK = "[redacted]"
 
@@ -33,6 +34,10 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]+=*")
 _ARG = r'(?:"(?:[^"\\]|\\.)*"|\{\d+\+?\}|[^\s"]\S*)'
 _AUTH = re.compile(r"\b(AUTH(?:ENTICATE)?[ \t]+[A-Za-z0-9_-]+)[ \t]+\S+", re.IGNORECASE)
 _URLSAFE = str.maketrans("+/", "-_")
+
+# Whitespace is folded when a reply's lines are joined, escaped by repr() and JSON, and
+# replaced like any other character when it is not ASCII.
+_SPACE = r"(?:\s|\\[tnrfvb]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4}|\ufffd)"
 
 
 def redact(text: str, user: str, password: str) -> str:
@@ -116,38 +121,84 @@ def _cores(secret: bytes) -> set[str]:
 
 def _raw_pattern(password: str) -> re.Pattern[str] | None:
     password = password.strip()
-    skeleton = [c for c in password if c.isascii() and not c.isspace()]
     if not password:
         return None
-    optional = "?" if len(skeleton) >= _MIN_SKELETON else ""
+    # The whole password as each mangling leaves it, longest first; then a pattern that
+    # also finds it quoted, cut short, or mangled in ways that combine.
+    wholes = sorted(_wholes(password), key=len, reverse=True)
+    return re.compile("|".join([*wholes, _pieces(password)]), re.IGNORECASE)
+
+
+def _wholes(password: str) -> set[str]:
+    utf8 = password.encode("utf-8")
+    forms = {
+        *_mangled(password),
+        utf8.decode("ascii", "ignore"),  # imapclient drops what is not ASCII
+        password.encode("ascii", "replace").decode("ascii"),
+    }
+    patterns = set()
+    for form in forms:
+        words = form.split()
+        if sum(map(len, words)) >= _MIN_SKELETON:  # shorter would match everywhere
+            patterns.add(r"\s+".join(map(re.escape, words)))
+    return patterns
+
+
+def _pieces(password: str) -> str:
+    optional = "?" if sum(map(_plain, password)) >= _MIN_SKELETON else ""
     parts = []
-    for c in password:
-        if c.isspace():
-            parts.append(r"(?:\s|\\[tnr])*")  # whitespace is folded when replies are joined
-        elif c.isascii():
-            parts.append(r"\\{0,3}" + re.escape(c))  # IMAP quoting and repr() add backslashes
+    # One atomic part per run of like characters: a failed match must not try every way of
+    # sharing a run of '?' or backslashes among the parts (exponential time).
+    for kind, run in _runs(password):
+        if kind == "space":  # each character may stay, be escaped, or be folded away
+            parts.append(f"{_SPACE}{{0,{len(run)}}}")
+        elif kind == "plain":
+            parts.append("".join(r"\\{0,3}" + re.escape(c) for c in run))
+        elif kind == "control":  # kept by every decoding, escaped by repr() and JSON
+            parts.append("".join(_either(map(re.escape, _mangled(c))) for c in run))
         else:
-            parts.append(f"(?:{'|'.join(_mangled(c))}){optional}")
-    return re.compile("".join(parts), re.IGNORECASE)
+            parts.append(_either([*map(re.escape, _mangled(run)), _replaced(run)]) + optional)
+    return "".join(f"(?>{part})" for part in parts)
 
 
-def _mangled(c: str) -> list[str]:
-    """What a non-ASCII character may have become by the time a reply is text."""
-    utf8 = c.encode("utf-8")
-    forms = [
-        re.escape(c),
-        "".join(rf"\\x{b:02x}" for b in utf8),  # repr() of the UTF-8 bytes
-        re.escape(utf8.decode("latin-1")),  # UTF-8 read as Latin-1
-        rf"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else rf"\\U{ord(c):08x}",  # repr()
-        _json_escape(c),
-        "\ufffd{1,4}",  # undecodable bytes replaced
-        r"\?{1,4}",  # unencodable characters replaced
-    ]
-    if ord(c) < 0x100:
-        forms.append(rf"\\x{ord(c):02x}")  # repr() of the Latin-1 byte
-    return forms
+def _either(alternatives: Iterable[str]) -> str:
+    return f"(?:{'|'.join(sorted(alternatives, key=len, reverse=True))})"
 
 
-def _json_escape(c: str) -> str:
-    units = c.encode("utf-16-be")
-    return "".join(rf"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+def _plain(c: str) -> bool:
+    return c.isascii() and c.isprintable() and not c.isspace()
+
+
+def _runs(password: str) -> list[tuple[str, str]]:
+    runs: list[tuple[str, str]] = []
+    for c in password:
+        if c.isspace() or _plain(c):
+            kind = "space" if c.isspace() else "plain"
+        else:
+            kind = "control" if c.isascii() else "other"
+        if runs and runs[-1][0] == kind:
+            runs[-1] = (kind, runs[-1][1] + c)
+        else:
+            runs.append((kind, c))
+    return runs
+
+
+def _mangled(text: str) -> set[str]:
+    """What characters may have become by the time a reply is text (as literals)."""
+    utf8 = text.encode("utf-8")
+    latin = text.encode("latin-1", "replace")
+    return {
+        text,
+        repr(text)[1:-1],
+        repr(utf8)[2:-1],  # how imaplib shows a reply it cannot take
+        repr(latin)[2:-1],
+        utf8.decode("latin-1"),  # UTF-8 read as Latin-1
+        latin.decode("utf-8", "replace"),  # Latin-1 read as UTF-8
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+    }
+
+
+def _replaced(run: str) -> str:
+    """Undecodable bytes or unencodable characters replaced."""
+    return f"[\ufffd?]{{1,{len(run.encode('utf-8'))}}}"
