@@ -36,7 +36,7 @@ class Mailbox:
             )
         self.settings = settings
         # Every reply is cleaned of the credentials before it becomes an error.
-        self.scrub = redactor(settings.username, settings.password)
+        self._scrub = redactor(settings.username, settings.password)
         self.client: Any = None
         # (folder, UIDVALIDITY) while a folder stays selected between scans.
         self.selected: tuple[str, int] | None = None
@@ -89,18 +89,18 @@ class Mailbox:
             _quiet_logout(client)
             raise DeliveryError(
                 f"{self.where}: authentication failed for user '{s.username}' "
-                f"({_text(exc, self.scrub)})",
+                f"({_text(exc, self._scrub)})",
                 kind="auth",
                 hint="check MAILER_IMAP_PASSWORD (Gmail needs an app password)",
             ) from None
         except IMAPClientError as exc:
             _quiet_logout(client)
             raise DeliveryError(
-                f"{self.where}: {_text(exc, self.scrub)}", kind="protocol"
+                f"{self.where}: {_text(exc, self._scrub)}", kind="protocol"
             ) from None
         except OSError as exc:
             _quiet_logout(client)
-            raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self.scrub) from None
+            raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
         self.client = client
         self.selected = None
         self.unread = False
@@ -280,11 +280,11 @@ class Mailbox:
             return fn(*args)
         except IMAPClientError as exc:
             raise DeliveryError(
-                f"{self.where}: cannot {what}: {_text(exc, self.scrub)}", kind="protocol"
+                f"{self.where}: cannot {what}: {_text(exc, self._scrub)}", kind="protocol"
             ) from None
         except OSError as exc:
             s = self.settings
-            raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self.scrub) from None
+            raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
 
 
 def _header(item: dict[bytes, Any]) -> bytes | None:
