@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import socket
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import DeliveryError
@@ -28,9 +29,16 @@ def _context(ca_file: Path | None, _stamp: int) -> ssl.SSLContext:
 
 
 def network_error(
-    exc: BaseException, service: str, host: str, port: int, timeout: float
+    exc: BaseException,
+    service: str,
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    scrub: Callable[[str], str] = str,
 ) -> DeliveryError:
-    """Map a low-level failure to one line that names the server."""
+    """Map a low-level failure to one line that names the server. ``scrub`` cleans the text
+    of an unforeseen exception, which may quote the server (see :mod:`mailer.redact`)."""
     where = f"{service} {host}:{port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return DeliveryError(
@@ -63,4 +71,6 @@ def network_error(
         return DeliveryError(
             f"{where}: the server dropped the connection", kind="connection", temporary=True
         )
-    return DeliveryError(f"{where}: {type(exc).__name__}: {exc}", kind="connection", temporary=True)
+    return DeliveryError(
+        f"{where}: {type(exc).__name__}: {scrub(str(exc))}", kind="connection", temporary=True
+    )

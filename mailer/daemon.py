@@ -19,6 +19,7 @@ from .clock import Clock
 from .config import ImapSettings, Settings
 from .errors import MailerError
 from .mailbox import Mailbox
+from .redact import redact
 from .store import Store, safe_url
 
 log = logging.getLogger("mailer.daemon")
@@ -205,7 +206,10 @@ class IdleWatcher:
                     return  # the server has no IDLE: the scheduler's polling does the work
                 backoff = 1.0
             except (MailerError, IMAPClientError, OSError) as exc:
-                log.warning("IMAP watch connection lost (%s); reconnecting in %gs", exc, backoff)
+                # IDLE talks to imapclient directly: its errors may quote the server.
+                s = self.settings
+                why = redact(str(exc), s.username, s.password)
+                log.warning("IMAP watch connection lost (%s); reconnecting in %gs", why, backoff)
                 if self.stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 60.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any
@@ -12,8 +13,12 @@ from typing import Any
 from .config import ImapSettings
 from .connection import network_error, tls_context
 from .errors import ConfigError, DeliveryError
+from .redact import redactor
 
 log = logging.getLogger(__name__)
+# imapclient warns when a reply is not ASCII, quoting the server's raw bytes, which can carry
+# an echoed password: the error it then raises reaches us and is cleaned like any other.
+logging.getLogger("imapclient.util").setLevel(logging.ERROR)
 # Only what the matcher reads; the classifier gets the whole message once a thread matched.
 _HEADER_ITEM = (
     b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT CONTENT-TYPE)]"
@@ -30,6 +35,8 @@ class Mailbox:
                 "(MAILER_SMTP_PASSWORD is used when it is missing)"
             )
         self.settings = settings
+        # Every reply is cleaned of the credentials before it becomes an error.
+        self._scrub = redactor(settings.username, settings.password)
         self.client: Any = None
         # (folder, UIDVALIDITY) while a folder stays selected between scans.
         self.selected: tuple[str, int] | None = None
@@ -69,20 +76,31 @@ class Mailbox:
             )
             if s.security == "starttls":
                 client.starttls(ctx)
-            client.login(s.username, s.password)
+            _login(client, s.username, s.password)
+        except _NoUtf8Mechanism:
+            _quiet_logout(client)
+            raise DeliveryError(
+                f"{self.where}: the user name or password has non-ASCII characters, which only "
+                "AUTHENTICATE PLAIN can carry, and the server does not offer it",
+                kind="auth",
+                hint="use a password of ASCII characters only, such as an app password",
+            ) from None
         except LoginError as exc:
             _quiet_logout(client)
             raise DeliveryError(
-                f"{self.where}: authentication failed for user '{s.username}' ({_text(exc)})",
+                f"{self.where}: authentication failed for user '{s.username}' "
+                f"({_text(exc, self._scrub)})",
                 kind="auth",
                 hint="check MAILER_IMAP_PASSWORD (Gmail needs an app password)",
             ) from None
         except IMAPClientError as exc:
             _quiet_logout(client)
-            raise DeliveryError(f"{self.where}: {_text(exc)}", kind="protocol") from None
+            raise DeliveryError(
+                f"{self.where}: {_text(exc, self._scrub)}", kind="protocol"
+            ) from None
         except OSError as exc:
             _quiet_logout(client)
-            raise network_error(exc, "IMAP", s.host, s.port, s.timeout) from None
+            raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
         self.client = client
         self.selected = None
         self.unread = False
@@ -262,11 +280,11 @@ class Mailbox:
             return fn(*args)
         except IMAPClientError as exc:
             raise DeliveryError(
-                f"{self.where}: cannot {what}: {_text(exc)}", kind="protocol"
+                f"{self.where}: cannot {what}: {_text(exc, self._scrub)}", kind="protocol"
             ) from None
         except OSError as exc:
             s = self.settings
-            raise network_error(exc, "IMAP", s.host, s.port, s.timeout) from None
+            raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
 
 
 def _header(item: dict[bytes, Any]) -> bytes | None:
@@ -277,11 +295,26 @@ def _header(item: dict[bytes, Any]) -> bytes | None:
     return None
 
 
-def _text(exc: BaseException) -> str:
+class _NoUtf8Mechanism(Exception):
+    """The credentials are not ASCII and the server offers no AUTHENTICATE PLAIN."""
+
+
+def _login(client: Any, user: str, password: str) -> None:
+    """LOGIN for ASCII credentials; AUTHENTICATE PLAIN (RFC 4616, UTF-8) otherwise: imaplib
+    sends LOGIN's arguments as ASCII and fails on anything else."""
+    if user.isascii() and password.isascii():
+        client.login(user, password)
+    elif b"AUTH=PLAIN" in client.capabilities():
+        client.plain_login(user, password)
+    else:
+        raise _NoUtf8Mechanism
+
+
+def _text(exc: BaseException, scrub: Callable[[str], str]) -> str:
     text = str(exc)
     if text.startswith(("b'", 'b"')):
         text = text[2:-1]
-    return " ".join(text.split())
+    return " ".join(scrub(text).split())
 
 
 def _quiet_logout(client: Any) -> None:

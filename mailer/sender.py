@@ -8,6 +8,7 @@ accepted (safe to retry) or after the final dot (in doubt: never resent automati
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import re
@@ -19,6 +20,7 @@ from types import TracebackType
 from .config import ServerSettings
 from .connection import network_error, tls_context
 from .errors import ConfigError, DeliveryError
+from .redact import redactor
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class SmtpSession:
         self.sleep = sleep
         self.backoff = backoff
         self.logins = 0
+        # Every reply is cleaned of the credentials before it becomes an error or a result.
+        self._scrub = redactor(settings.username, settings.password)
         self._yag = None
         self._smtp: smtplib.SMTP | None = None
 
@@ -92,27 +96,42 @@ class SmtpSession:
             port=s.port,
             smtp_ssl=s.security == "ssl",
             smtp_starttls={"context": ctx} if s.security == "starttls" else False,
+            smtp_skip_login=True,  # we log in ourselves: see _authenticate
             soft_email_validation=False,
             **kwargs,
         )
         yag.set_logging(logging.CRITICAL)  # its ERROR lines would duplicate ours on stderr
         try:
             yag.login()
+            _authenticate(yag.smtp, s.username, s.password)
+        except _NoUtf8Mechanism as exc:
+            _quiet_close(yag.smtp)
+            raise DeliveryError(
+                f"{self.where}: the user name or password has non-ASCII characters, which only "
+                f"AUTH PLAIN can carry, and the server does not offer it (it offers {exc})",
+                kind="auth",
+                hint="use a password of ASCII characters only, such as an app password",
+            ) from None
         except smtplib.SMTPAuthenticationError as exc:
             _quiet_close(yag.smtp)
             raise DeliveryError(
-                f"{self.where}: authentication failed for user '{s.username}' ({_reply(exc)})",
+                f"{self.where}: authentication failed for user '{s.username}' "
+                f"({_reply(exc, self._scrub)})",
                 kind="auth",
                 hint="check MAILER_SMTP_PASSWORD (Gmail needs an app password)",
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
             _quiet_close(yag.smtp)
             raise DeliveryError(
-                f"{self.where}: {exc}", kind="protocol", hint="check smtp.security and smtp.port"
+                f"{self.where}: {self._scrub(str(exc))}",
+                kind="protocol",
+                hint="check smtp.security and smtp.port",
             ) from None
         except smtplib.SMTPResponseException as exc:
             _quiet_close(yag.smtp)
-            raise _reply_error(self.where, "login", exc.smtp_code, exc.smtp_error) from None
+            raise _reply_error(
+                self.where, "login", exc.smtp_code, exc.smtp_error, self._scrub
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _quiet_close(getattr(yag, "smtp", None))
             if isinstance(exc, smtplib.SMTPServerDisconnected):
@@ -121,7 +140,7 @@ class SmtpSession:
                     kind="connection",
                     temporary=True,
                 ) from None
-            raise network_error(exc, "SMTP", s.host, s.port, s.timeout) from None
+            raise network_error(exc, "SMTP", s.host, s.port, s.timeout, scrub=self._scrub) from None
         self._yag, self._smtp = yag, yag.smtp
         self.logins += 1
         log.info("connected to %s as %s", self.where, s.username)
@@ -188,10 +207,12 @@ class SmtpSession:
                     self._rset()
                     if 400 <= code < 500:
                         raise _Retry(
-                            _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg), False
+                            _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg, self._scrub),
+                            False,
                         )
                     raise DeliveryError(
-                        f"{self.where}: recipient <{rcpt}> refused: {code} {_text(msg)}",
+                        f"{self.where}: recipient <{rcpt}> refused: {code} "
+                        f"{_text(msg, self._scrub)}",
                         kind="recipient",
                         code=code,
                     )
@@ -215,23 +236,23 @@ class SmtpSession:
                 f"and before the server answered ({type(exc).__name__}); it may have been delivered"
             ) from None
         if code == 250:
-            return f"{code} {_text(msg)}"
+            return f"{code} {_text(msg, self._scrub)}"
         if not 400 <= code < 600:
             # Not a reply we can read (smtplib gives -1): the server may have taken it.
             _quiet_close(smtp)
             self._smtp = None
             raise InDoubtError(
                 f"{self.where}: unreadable answer after the whole message was sent "
-                f"({code} {_text(msg)}); it may have been delivered"
+                f"({code} {_text(msg, self._scrub)}); it may have been delivered"
             )
         # A refusal of the finished message: the server says it did not take it.
-        raise _reply_error(self.where, "end of DATA", code, msg)
+        raise _reply_error(self.where, "end of DATA", code, msg, self._scrub)
 
     def _check(self, code: int, msg: bytes, step: str) -> None:
         if 200 <= code < 300:
             return
         self._rset()
-        error = _reply_error(self.where, step, code, msg)
+        error = _reply_error(self.where, step, code, msg, self._scrub)
         if error.temporary:
             raise _Retry(error, code in (421,))
         raise error
@@ -252,20 +273,46 @@ def _dot_stuff(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
-def _text(msg: bytes | str) -> str:
+class _NoUtf8Mechanism(Exception):
+    """The credentials are not ASCII and the server offers no AUTH PLAIN; says what it offers."""
+
+
+def _authenticate(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """smtplib's login() for ASCII credentials (its choice of mechanism, unchanged); AUTH
+    PLAIN in UTF-8 (RFC 4616) otherwise, which smtplib cannot send: it encodes as ASCII."""
+    if user.isascii() and password.isascii():
+        smtp.login(user, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    if "PLAIN" not in offered:
+        raise _NoUtf8Mechanism(" ".join(offered) or "no mechanism")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    code, resp = smtp.docmd("AUTH", f"PLAIN {token}")
+    if code == 334:  # the server wants the credentials on a line of their own
+        code, resp = smtp.docmd(token)
+    if code not in (235, 503):  # 503: already authenticated, as smtplib accepts too
+        raise smtplib.SMTPAuthenticationError(code, resp)
+
+
+def _text(msg: bytes | str, scrub: Callable[[str], str]) -> str:
     text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
-    return " ".join(text.split())
+    return " ".join(scrub(text).split())
 
 
-def _reply(exc: smtplib.SMTPResponseException) -> str:
-    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+def _reply(exc: smtplib.SMTPResponseException, scrub: Callable[[str], str]) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error, scrub)}"
 
 
-def _reply_error(where: str, step: str, code: int, msg: bytes | str) -> DeliveryError:
+def _reply_error(
+    where: str, step: str, code: int, msg: bytes | str, scrub: Callable[[str], str]
+) -> DeliveryError:
     temporary = 400 <= code < 500
     kind = "temporary" if temporary else "permanent"
     return DeliveryError(
-        f"{where}: {step} refused with {code} {_text(msg)}",
+        f"{where}: {step} refused with {code} {_text(msg, scrub)}",
         kind=kind,
         temporary=temporary,
         code=code,

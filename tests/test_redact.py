@@ -1,0 +1,134 @@
+"""The redaction of credentials from server text (pure: no servers)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from mailer.redact import MARK, redact
+
+USER = "you@sandbox.test"
+_FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Any text but lone surrogates (a password comes from a UTF-8 .env file).
+_text = st.text(st.characters(blacklist_categories=("Cs",)))
+# Four bytes or more: below that base64 holds too little of it to be told from other text.
+_passwords = _text.filter(lambda p: len(p.strip().encode()) >= 4 and p == p.strip())
+
+
+def plain_runs(password: str) -> list[str]:
+    """Runs of 4+ letters and digits: they survive any mangling of the characters around."""
+    return re.findall(r"[A-Za-z0-9]{4,}", password)
+
+
+def assert_gone(out: str, *secrets: str) -> None:
+    rest = out.replace(MARK, " ").lower()
+    for s in secrets:
+        assert s.lower() not in rest, (s, out)
+
+
+@_FAST
+@given(
+    password=_passwords,
+    before=st.binary(max_size=9),
+    after=st.binary(max_size=9),
+    encoding=st.sampled_from(["utf-8", "latin-1"]),
+    urlsafe=st.booleans(),
+)
+def test_password_inside_any_base64_run_is_redacted(
+    password: str, before: bytes, after: bytes, encoding: str, urlsafe: bool
+) -> None:
+    """Verify a base64 run holding the password at any offset, with anything around it
+    (an AUTH PLAIN argument, an AUTH LOGIN line), is removed whole."""
+    try:
+        secret = password.encode(encoding)
+    except UnicodeEncodeError:
+        secret = password.encode("utf-8")
+    assume(len(secret) >= 4)
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    token = encode(before + secret + after).decode("ascii")
+    out = redact(f"535 5.7.8 you sent {token} (refused)", USER, password)
+    assert MARK in out
+    assert_gone(out, token.rstrip("="))
+
+
+# How a password echoed by a server may look by the time it is text, as (mangling, the part
+# to look for): quoting, repr, JSON, non-ASCII characters dropped or replaced.
+_MANGLINGS: dict[str, Callable[[str], str]] = {
+    "as is": lambda p: p,
+    "IMAP quoted": lambda p: p.replace("\\", "\\\\").replace('"', '\\"'),
+    "repr of UTF-8 bytes": lambda p: repr(p.encode())[2:-1],
+    "repr of text": lambda p: repr(p)[1:-1],
+    "JSON": lambda p: json.dumps(p)[1:-1],
+    "JSON, UTF-8": lambda p: json.dumps(p, ensure_ascii=False)[1:-1],
+    "non-ASCII dropped": lambda p: p.encode().decode("ascii", "ignore"),
+    "non-ASCII replaced": lambda p: p.encode("ascii", "replace").decode(),
+    "UTF-8 read as Latin-1": lambda p: p.encode().decode("latin-1"),
+    "Latin-1 read as UTF-8": lambda p: p.encode("latin-1", "replace").decode("utf-8", "replace"),
+    "whitespace folded": lambda p: " ".join(p.split()),
+}
+
+
+@_FAST
+@given(password=_passwords, mangling=st.sampled_from(sorted(_MANGLINGS)))
+def test_password_in_clear_or_mangled_on_the_way_is_redacted(password: str, mangling: str) -> None:
+    """Verify the password is removed as sent and as libraries mangle it on the way."""
+    shown = _MANGLINGS[mangling](password)
+    out = redact(f"NO [AUTHENTICATIONFAILED] '{shown}' end", USER, password)
+    assert_gone(out, *plain_runs(password))
+    if len("".join(shown.split())) >= 4:  # shorter forms would match everywhere
+        assert_gone(out, shown.strip())
+
+
+@pytest.mark.parametrize(
+    ("kept", "argument"),
+    [
+        ("535 5.7.8 bad: AUTH PLAIN", "AGZvbwBiYXI="),
+        ("535 5.7.8 bad: auth plain", "AGZvbwBiYX"),  # lower case, cut short
+        ("535 5.7.8 bad: AUTH LOGIN", "dXNlcg=="),
+        ("a1 NO AUTHENTICATE PLAIN", "AHVzZXIAcGFzcw=="),
+        ("a1 NO rejected: LOGIN you@sandbox.test", '"other pass"'),
+        ("a1 NO rejected: LOGIN you@sandbox.test", '"cut sho'),
+        ("a1 NO rejected: LOGIN someone", "plainword"),
+        ('a1 NO rejected: login "you@sandbox.test"', "lower-pw"),
+    ],
+)
+def test_echoed_auth_and_login_arguments_are_redacted(kept: str, argument: str) -> None:
+    """Verify the argument of an echoed AUTH/AUTHENTICATE/LOGIN is removed even when it is
+    not the configured password (another one, or cut short), and the command stays."""
+    out = redact(f"{kept} {argument}", USER, "Zebra42-quonk")
+    assert out == f"{kept} {MARK}"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "535 5.7.8 Authentication credentials invalid",
+        "NO [AUTHENTICATIONFAILED] Authentication failed.",
+        "535-5.7.8 Username and Password not accepted. Learn more at "
+        "https://support.google.com/mail/?p=BadCredentials a640c23a62f3a-1234",
+        "550 5.1.1 <nobody@sandbox.test>: Recipient address rejected: not a sandbox mailbox",
+        "250 2.0.0 OK: queued as 4Q2zYx3KJvz9sWQ",
+        "* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN LOGINDISABLED",
+        "select failed: [NONEXISTENT] Mailbox doesn't exist: INBOX/Ünïcode",
+    ],
+)
+def test_ordinary_replies_are_left_as_they_are(reply: str) -> None:
+    """Verify replies that hold no credentials pass unchanged."""
+    assert redact(reply, USER, "Zebra42-quonk✓") == reply
+
+
+@_FAST
+@given(text=_text)
+def test_text_without_credentials_or_commands_is_unchanged(text: str) -> None:
+    """Verify redaction changes nothing in text that holds no credentials or commands."""
+    password = "Zebra42-quonk✓ quixotic"
+    low = text.lower()
+    assume("auth" not in low and "login" not in low)
+    assume(not any(r.lower() in low for r in plain_runs(password)))
+    assert redact(text, USER, password) == text
