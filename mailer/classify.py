@@ -49,6 +49,7 @@ __all__ = [
     "classify_message",
     "original_message_ids",
     "read_message",
+    "reported_recipients",
 ]
 
 HUMAN = "human"
@@ -152,6 +153,23 @@ def original_message_ids(raw: bytes | email.message.Message) -> set[str]:
     except Exception:
         return ids
     return ids
+
+
+def reported_recipients(msg: email.message.Message) -> tuple[str, ...]:
+    """Every address a delivery report names for a recipient (``Final-Recipient``, and
+    ``Original-Recipient`` and ``X-Actual-Recipient``, which a verdict's
+    ``failed_recipients`` skips when a final one is given: an alias or a forward shows the
+    address we wrote to only there). Lower case; never raises."""
+    try:
+        found = [
+            _address(block.get(name, ""))
+            for _, blocks in _reports(msg, into_attached=True)
+            for block in blocks
+            for name in ("final-recipient", "original-recipient", "x-actual-recipient")
+        ]
+    except Exception:
+        return ()
+    return _dedupe(a for a in found if a)
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,6 +584,10 @@ def _walk(
         seen += 1
         yield part
         if not into_attached and part is not msg and _content_type(part).startswith("message/"):
+            continue
+        if _content_type(part) in _REPORT_BODY_TYPES:
+            # Its "parts" are the parser's field blocks, read by _report_text: walking them
+            # would spend the part budget before the parts after the report.
             continue
         if part.is_multipart():
             payload = part.get_payload()

@@ -49,7 +49,10 @@ class Limits:
 LIMITS = Limits()
 # A comment nested deeper than this is hostile: parseaddr recurses once per level.
 _MAX_COMMENT_DEPTH = 4
-_MAX_ADDRESS_VALUE = 2_000
+_MAX_ADDRESS_VALUE = 16_000  # looked at, comments included
+_MAX_PARSED = 2_000  # given to parseaddr, whose work grows faster than the length
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s@]+@[^<>\s@]+?)\s*>")
+_BARE_ADDRESS = re.compile(r"(?<![^\s<>,;:\"()])([^\s<>,;:\"()@]+@[^\s<>,;:\"()@]+)")
 _CONTENT_FIELDS = (b"content-type", b"content-disposition", b"content-transfer-encoding")
 _CONTAINERS = ("message/rfc822", "message/global")
 # Where a header field ends: a line break not followed by folding white space.
@@ -234,25 +237,45 @@ def header_text(value: object, limit: int) -> str:
 
 
 def parse_address(value: str) -> tuple[str, str]:
-    """``parseaddr`` on a bounded value, without the stack exhaustion: a comment nested
-    deeper than a few levels is removed first (comments never hold the address)."""
-    text = value[:_MAX_ADDRESS_VALUE]
-    if _comment_depth(text) > _MAX_COMMENT_DEPTH:
-        text = _without_comments(text)
-    try:
-        return parseaddr(text)
-    except (RecursionError, ValueError, IndexError):  # pragma: no cover - bounded above
-        return "", ""
+    """``parseaddr`` that never raises and costs bounded work. ``parseaddr`` recurses once
+    per nested comment and per group colon (a From: of 1,000 ``(`` or ``:`` exhausts the
+    stack) and slows with length: deep comments are removed first (they never hold the
+    address), and what is still too long or too deep is read by a linear pattern."""
+    text = _uncommented(value[:_MAX_ADDRESS_VALUE])
+    if len(text) <= _MAX_PARSED:
+        try:
+            return parseaddr(text)
+        except Exception:  # RecursionError on nested groups; any other surprise alike
+            pass
+    found = _bare_addresses(text)
+    return "", found[-1] if found else ""
 
 
 def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
-    """``getaddresses`` on bounded values, with deep comments removed as above."""
-    texts = [v[:_MAX_ADDRESS_VALUE] for v in values[:50]]
-    texts = [_without_comments(t) if _comment_depth(t) > _MAX_COMMENT_DEPTH else t for t in texts]
-    try:
-        return getaddresses(texts)
-    except (RecursionError, ValueError, IndexError):  # pragma: no cover - bounded above
-        return []
+    """``getaddresses`` on each value, bounded and never raising, as :func:`parse_address`."""
+    out: list[tuple[str, str]] = []
+    for value in values[:50]:
+        text = _uncommented(value[:_MAX_ADDRESS_VALUE])
+        try:
+            if len(text) > _MAX_PARSED:
+                raise ValueError("too long to parse")
+            out.extend(getaddresses([text]))
+        except Exception:
+            out.extend(("", addr) for addr in _bare_addresses(text))
+    return out
+
+
+def _uncommented(text: str) -> str:
+    # count() first: most values have no comment, and the scan below is a Python loop.
+    if text.count("(") > _MAX_COMMENT_DEPTH and _comment_depth(text) > _MAX_COMMENT_DEPTH:
+        return _without_comments(text)
+    return text
+
+
+def _bare_addresses(text: str) -> list[str]:
+    """Addresses in angle brackets, else bare ones: each pattern starts only where a token
+    starts, so a search stays linear."""
+    return _ANGLE_ADDRESS.findall(text) or _BARE_ADDRESS.findall(text)
 
 
 def _comment_depth(text: str) -> int:

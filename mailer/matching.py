@@ -16,6 +16,7 @@ _CLOCK_SLACK = timedelta(minutes=5)
 # Bounds on what is read of a new message's headers (decoding costs time in the length).
 _MAX_VALUE = 2_000
 _MAX_REFS_TEXT = 16_000
+_MAX_FROM = 16_000  # parse_address strips deep comments before it bounds the rest
 _MAX_REPEATS = 20
 
 
@@ -56,7 +57,7 @@ class Incoming:
             for value in msg.get_all(name, [])[:_MAX_REPEATS]:
                 # The nearest ancestors are listed last: keep the end of a long list.
                 refs.extend(_MSGID.findall(str(value)[-_MAX_REFS_TEXT:]))
-        name, addr = parse_address(_first(msg, "From"))
+        name, addr = parse_address(header_text(msg.get("From", ""), _MAX_FROM))
         mid = _MSGID.search(_first(msg, "Message-ID"))
         ctype = _first(msg, "Content-Type").lower()
         local = addr.lower().partition("@")[0]

@@ -16,7 +16,13 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from .apology import thread_settings
-from .classify import BOUNCE, Verdict, classify_message, original_message_ids, read_message
+from .classify import (
+    BOUNCE,
+    classify_message,
+    original_message_ids,
+    read_message,
+    reported_recipients,
+)
 from .clock import Clock
 from .config import Settings
 from .errors import MailerError
@@ -205,20 +211,19 @@ def _consider(
         return None
     msg = read_message(box.fetch_raw(uid))  # a bounded prefix, read within bounds
     verdict = classify_message(msg, received=incoming.received.date())
+    named = _dedupe_all(verdict.failed_recipients, reported_recipients(msg))
     if thread_id is None:
-        thread_id = match_report(
-            original_message_ids(msg), verdict.failed_recipients, incoming.received, index
-        )
+        thread_id = match_report(original_message_ids(msg), named, incoming.received, index)
         if thread_id is None:
             return None
     thread = store.thread(thread_id)
     if thread is None:
         return None
-    if verdict.kind == BOUNCE and not bounce_concerns(
-        verdict.failed_recipients, recipients_of(thread)
-    ):
+    # Our Message-ID alone is not enough: a report quoting or forging it while naming
+    # someone else would bounce this thread and block its address everywhere.
+    if verdict.kind == BOUNCE and not bounce_concerns(named, recipients_of(thread)):
         _unmatched_bounce(
-            settings, store, clock, folder, uidvalidity, uid, incoming, thread_id, verdict
+            settings, store, clock, folder, uidvalidity, uid, incoming, thread_id, named
         )
         return None
     tz = (
@@ -279,6 +284,10 @@ def _consider(
     )
 
 
+def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.lower() for group in groups for a in group))
+
+
 def recipients_of(thread: ThreadRow) -> set[str]:
     """Every address the thread was sent to or may be answered from, lower case."""
     cc = thread.facts.get("cc") or []
@@ -294,12 +303,12 @@ def _unmatched_bounce(
     uid: int,
     incoming: Incoming,
     thread_id: int,
-    verdict: Verdict,
+    recipients: tuple[str, ...],
 ) -> None:
     """A bounce that carries this thread's Message-ID but names only other recipients: it
     says nothing about this thread's address. Recorded (once) against the thread, not
     applied: no state change, no address blocked elsewhere."""
-    named = ", ".join(verdict.failed_recipients)
+    named = ", ".join(recipients)
     log.warning(
         "%s UID %s: a delivery report for %s carries thread %s's Message-ID; not applied",
         folder,
