@@ -80,21 +80,13 @@ def _parts(count: int) -> bytes:
 
 
 def _nested(depth: int) -> bytes:
-    raw = b"Content-Type: text/plain\r\n\r\nuser unknown\r\n"
-    for level in range(depth):
-        b = b"b%d" % level
-        raw = (
-            b'Content-Type: multipart/mixed; boundary="'
-            + b
-            + b'"\r\n\r\n--'
-            + b
-            + b"\r\n"
-            + raw
-            + b"\r\n--"
-            + b
-            + b"--\r\n"
-        )
-    return _head() + raw
+    """``depth`` multiparts, each the only part of the one around it."""
+    opens = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    closes = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
+    return _head() + opens + b"Content-Type: text/plain\r\n\r\nuser unknown\r\n" + closes
 
 
 def _shapes(size: int) -> dict[str, bytes]:
