@@ -116,6 +116,10 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
         + _repeat(b"hello ", n)
     ),
     "reply with an attachment": _reply_with_attachment,
+    "out-of-office return-date phrases": lambda n: (
+        b"From: rita@company.example\r\nSubject: Out of Office\r\nAuto-Submitted: auto-replied"
+        b"\r\n\r\nI am out of the office. " + _repeat(b"back on 5 November 1999, ", n)
+    ),
 }
 
 
