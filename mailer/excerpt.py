@@ -71,17 +71,17 @@ class Excerpt:
     fields: int = 0  # header fields looked at
     kept: int = 0  # bytes kept from the original
     truncated: bool = False  # something was left out
-    _limits: Limits = field(default=LIMITS, repr=False)
+    limits: Limits = field(default=LIMITS, repr=False)
 
     def room(self) -> int:
-        return max(self._limits.total - self.kept, 0)
+        return max(self.limits.total - self.kept, 0)
 
 
 def excerpt(raw: bytes, limits: Limits = LIMITS) -> Excerpt:
     """The headers and a bounded prefix of each part of ``raw``, as a message of at most
     about ``limits.total`` bytes. Costs at most a few ``find`` passes over ``raw`` plus work
     bounded by ``limits``, whatever the input."""
-    out = Excerpt(_limits=limits)
+    out = Excerpt(limits=limits)
     data = raw if isinstance(raw, bytes) else bytes(raw)
     out.data = _entity(data, 0, len(data), 0, out)
     return out
@@ -89,7 +89,7 @@ def excerpt(raw: bytes, limits: Limits = LIMITS) -> Excerpt:
 
 def _entity(raw: bytes, start: int, end: int, depth: int, out: Excerpt) -> bytes:
     """One message or part, kept within the limits; b"" once they are used up."""
-    limits = out._limits
+    limits = out.limits
     if out.parts >= limits.parts or depth > limits.depth or out.room() == 0:
         out.truncated = True
         return b""
@@ -133,7 +133,7 @@ def _blank_line(raw: bytes, start: int, end: int) -> tuple[int, int] | None:
 
 def _header(raw: bytes, start: int, end: int, out: Excerpt) -> tuple[bytes, str, bytes]:
     """The kept header fields, the content type and the multipart boundary."""
-    limits = out._limits
+    limits = out.limits
     kept: list[bytes] = []
     size = 0
     seen: dict[bytes, int] = {}
@@ -183,7 +183,7 @@ def _split(
 ) -> list[tuple[int, int]]:
     """The (start, end) of each part between delimiter lines, up to the close delimiter.
     The body starts right after a line break, so every delimiter is found as "\\n--b"."""
-    limits = out._limits
+    limits = out.limits
     marker = b"\n--" + boundary
     spans: list[tuple[int, int]] = []
     opened = -1  # where the current part's content starts
@@ -216,7 +216,7 @@ def _split(
 def _prefix(raw: bytes, start: int, end: int, out: Excerpt) -> bytes:
     """At most ``part_bytes`` of a body, cut at a line end; a cut line that could read as a
     boundary delimiter is dropped."""
-    take = min(end - start, out._limits.part_bytes, out.room())
+    take = min(end - start, out.limits.part_bytes, out.room())
     body = raw[start : start + take]
     if take < end - start:
         out.truncated = True
