@@ -345,7 +345,9 @@ def _pass_over(
     pass goes on and the folder position moves past it. If it was tied to a thread, that
     thread is taken as answered, as the classifier does with what it cannot read: stopping
     a follow-up is the safe side of a message nobody could read."""
-    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    # One printable line: an exception's text may quote what the sender wrote.
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    reason = "".join(ch if ch.isprintable() else "?" for ch in text)
     log.warning("%s UID %s: cannot read this message, passed over: %s", folder, uid, reason)
     now = clock()
     store.record_unreadable(place(settings, folder), uidvalidity, uid, reason, now)
