@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 MB = 1_000_000
 OUR_ID = b"<apology-1@sandbox.test>"
@@ -195,13 +196,17 @@ def _child(shape: str, size: int, path: str, reps: int) -> None:
     print(json.dumps({"cpu": best, "rss": (rss_after - rss_before) * 1024, "bytes": len(raw)}))
 
 
-def _measure(shape: str, size: int, path: str, reps: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", shape, str(size), path, str(reps)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def _measure(shape: str, size: int, path: str, reps: int, timeout: float) -> dict[str, Any]:
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", shape, str(size), path, str(reps)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:  # the stdlib parser on a million parts
+        return {"error": f"> {timeout:g} s"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -211,6 +216,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="timed runs per path (best is kept)")
     ap.add_argument("--shapes", default="", help="only shapes whose name contains this")
     ap.add_argument("--paths", default="baseline,classify,watcher")
+    ap.add_argument("--timeout", type=float, default=120, help="seconds per measurement")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -228,7 +234,7 @@ def main() -> None:
                 continue
             cells = []
             for path in paths:
-                got = _measure(shape, size, path, args.reps)
+                got = _measure(shape, size, path, args.reps, args.timeout)
                 if got.get("skipped") or got.get("error"):
                     cells.append(got.get("error", "n/a"))
                     continue
