@@ -175,6 +175,7 @@ def _child(shape: str, size: int, path: str, reps: int) -> None:
     # Import what the path imports before measuring: startup is not what is measured here.
     try:
         fn(b"From: a@b\r\n\r\nx\r\n")
+        fn(b"From: a@b\r\nAuto-Submitted: auto-replied\r\n\r\nout of office, back on 3 May\r\n")
     except ImportError:
         print(json.dumps({"skipped": True}))
         return
