@@ -35,8 +35,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.header import decode_header
 from email.policy import compat32
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
+
+from .excerpt import excerpt, header_text, parse_address, parse_addresses
 
 __all__ = [
     "AUTO_REPLY",
@@ -46,6 +48,8 @@ __all__ = [
     "classify",
     "classify_message",
     "original_message_ids",
+    "read_message",
+    "reported_recipients",
 ]
 
 HUMAN = "human"
@@ -98,12 +102,18 @@ class Verdict:
 def classify(raw: bytes, *, received: date | None = None) -> Verdict:
     """Classify a raw RFC 5322 message. Never raises: unreadable input is ``human``."""
     try:
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
-        msg = email.message_from_bytes(bytes(raw), policy=compat32)
+        msg = read_message(raw)
     except Exception as exc:
         return _unparseable(exc)
     return classify_message(msg, received=received)
+
+
+def read_message(raw: bytes | str) -> email.message.Message:
+    """``raw`` parsed for the rules: its headers and a bounded prefix of each part (see
+    :mod:`mailer.excerpt`), so what it costs does not grow with what a sender sends."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    return email.message_from_bytes(excerpt(bytes(raw)).data, policy=compat32)
 
 
 def classify_message(msg: email.message.Message, *, received: date | None = None) -> Verdict:
@@ -114,7 +124,7 @@ def classify_message(msg: email.message.Message, *, received: date | None = None
         return _unparseable(exc)
 
 
-def original_message_ids(raw: bytes) -> set[str]:
+def original_message_ids(raw: bytes | email.message.Message) -> set[str]:
     """Message-IDs (with angle brackets, as written) that tie ``raw`` to a message we sent.
 
     Looks in In-Reply-To and References, in attached originals (``message/rfc822``,
@@ -123,9 +133,7 @@ def original_message_ids(raw: bytes) -> set[str]:
     """
     ids: set[str] = set()
     try:
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
-        msg = email.message_from_bytes(bytes(raw), policy=compat32)
+        msg = raw if isinstance(raw, email.message.Message) else read_message(raw)
         for name in ("In-Reply-To", "References"):
             for value in _header_values(msg, name):
                 ids.update(_MSGID_RE.findall(value))
@@ -145,6 +153,23 @@ def original_message_ids(raw: bytes) -> set[str]:
     except Exception:
         return ids
     return ids
+
+
+def reported_recipients(msg: email.message.Message) -> tuple[str, ...]:
+    """Every address a delivery report names for a recipient (``Final-Recipient``, and
+    ``Original-Recipient`` and ``X-Actual-Recipient``, which a verdict's
+    ``failed_recipients`` skips when a final one is given: an alias or a forward shows the
+    address we wrote to only there). Lower case; never raises."""
+    try:
+        found = [
+            _address(block.get(name, ""))
+            for _, blocks in _reports(msg, into_attached=True)
+            for block in blocks
+            for name in ("final-recipient", "original-recipient", "x-actual-recipient")
+        ]
+    except Exception:
+        return ()
+    return _dedupe(a for a in found if a)
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,18 +543,27 @@ def _header_values(msg: email.message.Message, name: str) -> list[str]:
         values = msg.get_all(name) or []
     except Exception:
         return []
+    return _header_values_of(values)
+
+
+def _header_values_of(values: list[Any]) -> list[str]:
     out = []
     for value in values[:50]:
         try:
-            out.append(_decode(value)[:_MAX_HEADER])
+            # Cut before decoding: decoding costs time in the length of what is decoded.
+            out.append(_decode(header_text(value, 4 * _MAX_HEADER))[:_MAX_HEADER])
         except Exception:
             continue
     return out
 
 
 def _header(msg: email.message.Message, name: str) -> str | None:
-    values = _header_values(msg, name)
-    return values[0].strip() if values else None
+    """The first value only: the others are not decoded for nothing."""
+    try:
+        value = msg.get(name)
+        return None if value is None else _header_values_of([value])[0].strip()
+    except Exception:
+        return None
 
 
 def _content_type(part: email.message.Message) -> str:
@@ -550,6 +584,10 @@ def _walk(
         seen += 1
         yield part
         if not into_attached and part is not msg and _content_type(part).startswith("message/"):
+            continue
+        if _content_type(part) in _REPORT_BODY_TYPES:
+            # Its "parts" are the parser's field blocks, read by _report_text: walking them
+            # would spend the part budget before the parts after the report.
             continue
         if part.is_multipart():
             payload = part.get_payload()
@@ -785,7 +823,7 @@ def _facts(msg: email.message.Message, received: date | None) -> _Facts:
     core = _REPLY_PREFIX.sub("", subject)
 
     raw_from = _header(msg, "From") or ""
-    name, addr = parseaddr(raw_from)
+    name, addr = parse_address(raw_from)
     if not addr and "@" in raw_from:
         found = _ADDRESS.search(raw_from)
         addr = found.group(0) if found else ""
@@ -1193,7 +1231,7 @@ def _failed_addresses(msg: email.message.Message, facts: _Facts) -> list[str]:
         head = head[: cut.start()]
     ours = {facts.from_addr}
     for name in ("To", "Delivered-To", "X-Original-To", "Cc"):
-        for _, addr in getaddresses(_header_values(msg, name)):
+        for _, addr in parse_addresses(_header_values(msg, name)):
             ours.add(addr.lower())
     # Message-IDs look like addresses: never report one as a failed recipient.
     ids = _MSGID_LINE_RE.findall(facts.text)

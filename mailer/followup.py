@@ -210,6 +210,11 @@ def decide(
     return Decision(None, "auto_reply", {"auto_reply": subtype or "automatic reply"})
 
 
+def unmatched_bounce() -> Decision:
+    """A bounce for someone this thread was not sent to: logged against it, nothing more."""
+    return Decision(None, "bounce_unmatched", {})
+
+
 def describe(
     state: str,
     detail: dict[str, str],

@@ -19,10 +19,14 @@ log = logging.getLogger(__name__)
 # imapclient warns when a reply is not ASCII, quoting the server's raw bytes, which can carry
 # an echoed password: the error it then raises reaches us and is cleaned like any other.
 logging.getLogger("imapclient.util").setLevel(logging.ERROR)
-# Only what the matcher reads; the classifier gets the whole message once a thread matched.
+# Only what the matcher reads, and at most 64 KB of it: anyone can mail us a 50 MB header.
 _HEADER_ITEM = (
     b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES FROM SUBJECT CONTENT-TYPE)]"
+    b"<0.65536>"
 )
+# What the classifier gets of a message that matched a thread: its beginning, where the
+# headers, the text and a report's delivery-status part are (see mailer.excerpt).
+BODY_LIMIT = 1024 * 1024
 
 
 class Mailbox:
@@ -265,9 +269,15 @@ class Mailbox:
                 out[uid] = when if when.tzinfo else when.astimezone()
         return out
 
-    def fetch_raw(self, uid: int) -> bytes:
-        data = self._call("fetch a message", self.client.fetch, [uid], [b"BODY.PEEK[]"])
-        return bytes(data.get(uid, {}).get(b"BODY[]", b""))
+    def fetch_raw(self, uid: int, limit: int = BODY_LIMIT) -> bytes:
+        """At most the first ``limit`` bytes of a message (a partial FETCH): a 50 MB
+        message is never read whole."""
+        item = b"BODY.PEEK[]<0.%d>" % limit
+        data = self._call("fetch a message", self.client.fetch, [uid], [item])
+        for key, value in data.get(uid, {}).items():
+            if key.startswith(b"BODY[]"):  # answered as BODY[]<0>
+                return bytes(value or b"")
+        return b""
 
     def contains_message_id(self, folder: str, message_id: str) -> bool:
         self.select(folder)

@@ -6,12 +6,18 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
-from email.utils import parseaddr
+
+from .excerpt import header_text, parse_address
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 _SYSTEM_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 # Server clocks drift; a reply stamped a little before our send is still a reply.
 _CLOCK_SLACK = timedelta(minutes=5)
+# Bounds on what is read of a new message's headers (decoding costs time in the length).
+_MAX_VALUE = 2_000
+_MAX_REFS_TEXT = 16_000
+_MAX_FROM = 16_000  # parse_address strips deep comments before it bounds the rest
+_MAX_REPEATS = 20
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,16 @@ class Incoming:
 
     @classmethod
     def from_headers(cls, msg: Message, received: datetime) -> Incoming:
+        """Read from untrusted headers: every value is cut to a bounded length first, so
+        the work is bounded whatever the sender wrote (see :mod:`mailer.excerpt`)."""
         refs: list[str] = []
         for name in ("In-Reply-To", "References"):
-            for value in msg.get_all(name, []):
-                refs.extend(_MSGID.findall(str(value)))
-        name, addr = parseaddr(str(msg.get("From", "")))
-        mid = _MSGID.search(str(msg.get("Message-ID", "")))
-        ctype = str(msg.get("Content-Type", "")).lower()
+            for value in msg.get_all(name, [])[:_MAX_REPEATS]:
+                # The nearest ancestors are listed last: keep the end of a long list.
+                refs.extend(_MSGID.findall(str(value)[-_MAX_REFS_TEXT:]))
+        name, addr = parse_address(header_text(msg.get("From", ""), _MAX_FROM))
+        mid = _MSGID.search(_first(msg, "Message-ID"))
+        ctype = _first(msg, "Content-Type").lower()
         local = addr.lower().partition("@")[0]
         report = "multipart/report" in ctype or local in _SYSTEM_LOCALPARTS
         return cls(
@@ -58,20 +67,24 @@ class Incoming:
             refs=tuple(refs),
             sender=addr.lower(),
             sender_name=name,
-            subject=_decoded(msg.get("Subject", "")),
+            subject=_decoded(_first(msg, "Subject")),
             received=received,
             report=report,
         )
 
 
-def _decoded(value: object) -> str:
+def _first(msg: Message, name: str) -> str:
+    return header_text(msg.get(name, ""), _MAX_VALUE)
+
+
+def _decoded(value: str) -> str:
     """An RFC 2047 header as text; anything undecodable is kept as it came."""
     from email.header import decode_header, make_header
 
     try:
-        text = str(make_header(decode_header(str(value))))
+        text = str(make_header(decode_header(value)))
     except (UnicodeError, LookupError, ValueError):
-        text = str(value)
+        text = value
     return " ".join(text.split())
 
 
@@ -109,9 +122,13 @@ def match_report(
 ) -> int | None:
     """A delivery report: by the Message-ID of the original it carries, else by the failed
     recipient (bounces come from MAILER-DAEMON, not from the interviewer)."""
-    for mid in original_ids:
-        if mid in index.our_ids:
-            return index.our_ids[mid]
+    ours = sorted({index.our_ids[mid] for mid in original_ids if mid in index.our_ids})
+    if ours:
+        # Of several of our threads, the one the report names a recipient of; the watcher
+        # still checks that it does before applying it.
+        failed = {r.lower() for r in failed_recipients}
+        named = [t.id for t in index.threads if t.id in ours and addressed(t, failed)]
+        return (named or ours)[0]
     for rcpt in failed_recipients:
         candidates = [
             t
@@ -121,3 +138,16 @@ def match_report(
         if candidates:
             return max(candidates, key=lambda t: (t.sent_at, t.id)).id
     return None
+
+
+def addressed(thread: IndexedThread, addresses: set[str]) -> bool:
+    """Whether any of ``addresses`` (lower case) is this thread's recipient or alternate."""
+    return thread.recipient in addresses or bool(addresses.intersection(thread.alt_addresses))
+
+
+def bounce_concerns(failed_recipients: tuple[str, ...], recipients: set[str]) -> bool:
+    """Whether a bounce that names ``failed_recipients`` is about a thread sent to
+    ``recipients`` (lower case: its To, Cc and alternate addresses). A report that names no
+    one cannot be checked and is taken at its Message-ID's word; one that names only others
+    carries our Message-ID for some other reason (quoted, forwarded, forged)."""
+    return not failed_recipients or any(r.lower() in recipients for r in failed_recipients)

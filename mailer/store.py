@@ -1278,6 +1278,35 @@ class Store:
         self.engine.dispose()
         self.fast_engine.dispose()
 
+    def record_unreadable(
+        self, folder: str, uidvalidity: int, uid: int, reason: str, now: datetime
+    ) -> bool:
+        """Remember a message the watcher could not read and passed over (True the first
+        time). Its table is created here until a migration takes it over."""
+        from sqlalchemy import text
+
+        with self.tx(durable=False) as c:
+            c.execute(
+                text("""CREATE TABLE IF NOT EXISTS unreadable (folder TEXT NOT NULL,
+                        uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+                        reason TEXT NOT NULL, at TEXT NOT NULL,
+                        PRIMARY KEY (folder, uidvalidity, uid))""")
+            )
+            key = {"f": folder, "v": uidvalidity, "u": uid}
+            if c.execute(
+                text(
+                    "SELECT 1 FROM unreadable WHERE folder = :f AND uidvalidity = :v AND uid = :u"
+                ),
+                key,
+            ).first():
+                return False
+            c.execute(
+                text("""INSERT INTO unreadable (folder, uidvalidity, uid, reason, at)
+                        VALUES (:f, :v, :u, :r, :at)"""),
+                {**key, "r": reason, "at": now.isoformat()},
+            )
+        return True
+
 
 def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
     """What ``status`` shows: an unsettled message wins over the stored thread state."""

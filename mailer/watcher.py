@@ -16,15 +16,22 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from .apology import thread_settings
-from .classify import classify, original_message_ids
+from .classify import (
+    BOUNCE,
+    classify_message,
+    original_message_ids,
+    read_message,
+    reported_recipients,
+)
 from .clock import Clock
 from .config import Settings
+from .errors import MailerError
 from .facts import local_zone, zone
-from .followup import Decision, decide
+from .followup import OPEN_STATES, REPLIED, Decision, decide, unmatched_bounce
 from .mailbox import Mailbox
-from .matching import Incoming, ThreadIndex, by_sender, match, match_report
+from .matching import Incoming, ThreadIndex, bounce_concerns, by_sender, match, match_report
 from .schedule import holidays_for
-from .store import Store
+from .store import Store, ThreadRow
 
 log = logging.getLogger("mailer.watcher")
 # The arrival time of a message before it is fetched: later than any thread was sent.
@@ -133,16 +140,28 @@ def _scan_selected(
     # sender, or as a delivery report) needs its arrival time, and then perhaps its body.
     candidates: list[tuple[int, Incoming]] = []
     for uid in sorted(headers):
-        incoming = Incoming.from_headers(
-            BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
-        )
-        if _may_concern(incoming, index()):
-            candidates.append((uid, incoming))
+        threads = index()  # outside the guard: a store error must stop the pass
+        try:
+            incoming = Incoming.from_headers(
+                BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
+            )
+            if _may_concern(incoming, threads):
+                candidates.append((uid, incoming))
+        except Exception as exc:  # this message, not the server: pass it over
+            _pass_over(settings, store, clock, folder, uidvalidity, uid, exc, None, threads)
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
     results: list[Seen] = []
     for uid, incoming in candidates:
         incoming = replace(incoming, received=dates.get(uid) or clock())
-        seen = _consider(settings, store, box, clock, folder, uidvalidity, uid, incoming, index())
+        try:
+            seen = _consider(
+                settings, store, box, clock, folder, uidvalidity, uid, incoming, index()
+            )
+        except MailerError:
+            raise  # the server, the store or the configuration: the pass is cut short
+        except Exception as exc:  # this message: it must not stop every pass from now on
+            _pass_over(settings, store, clock, folder, uidvalidity, uid, exc, incoming, index())
+            continue
         if seen is not None:
             results.append(seen)
     new_last = max([last, *headers]) if headers else last
@@ -190,16 +209,22 @@ def _consider(
         return None
     if incoming.message_id and incoming.message_id in index.our_ids:
         return None
-    raw = box.fetch_raw(uid)
-    verdict = classify(raw, received=incoming.received.date())
+    msg = read_message(box.fetch_raw(uid))  # a bounded prefix, read within bounds
+    verdict = classify_message(msg, received=incoming.received.date())
+    named = _dedupe_all(verdict.failed_recipients, reported_recipients(msg))
     if thread_id is None:
-        thread_id = match_report(
-            original_message_ids(raw), verdict.failed_recipients, incoming.received, index
-        )
+        thread_id = match_report(original_message_ids(msg), named, incoming.received, index)
         if thread_id is None:
             return None
     thread = store.thread(thread_id, lenient=True)
     if thread is None:
+        return None
+    # Our Message-ID alone is not enough: a report quoting or forging it while naming
+    # someone else would bounce this thread and block its address everywhere.
+    if verdict.kind == BOUNCE and not bounce_concerns(named, recipients_of(thread)):
+        _unmatched_bounce(
+            settings, store, clock, folder, uidvalidity, uid, incoming, thread_id, named
+        )
         return None
     tz = (
         zone(thread.recipient_tz, "recipient_tz")
@@ -256,4 +281,92 @@ def _consider(
         sender=incoming.sender,
         subject=incoming.subject,
         decision=decision,
+    )
+
+
+def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.lower() for group in groups for a in group))
+
+
+def recipients_of(thread: ThreadRow) -> set[str]:
+    """Every address the thread was sent to or may be answered from, lower case."""
+    cc = thread.facts.get("cc") or []
+    return {a.lower() for a in (thread.recipient, *cc, *thread.alt_addresses) if a}
+
+
+def _unmatched_bounce(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    incoming: Incoming,
+    thread_id: int,
+    recipients: tuple[str, ...],
+) -> None:
+    """A bounce that carries this thread's Message-ID but names only other recipients: it
+    says nothing about this thread's address. Recorded (once) against the thread, not
+    applied: no state change, no address blocked elsewhere."""
+    named = ", ".join(recipients)
+    log.warning(
+        "%s UID %s: a delivery report for %s carries thread %s's Message-ID; not applied",
+        folder,
+        uid,
+        named,
+        thread_id,
+    )
+    store.apply_incoming(
+        thread_id=thread_id,
+        folder=place(settings, folder),
+        uidvalidity=uidvalidity,
+        uid=uid,
+        message_id=incoming.message_id,
+        sender=incoming.sender,
+        subject=incoming.subject,
+        verdict=f"unmatched bounce: it names {named}, not a recipient of this thread",
+        now=clock(),
+        decide=lambda state: unmatched_bounce(),
+    )
+
+
+def _pass_over(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    exc: Exception,
+    incoming: Incoming | None,
+    index: ThreadIndex,
+) -> None:
+    """A message the watcher cannot read: logged, recorded (once) and passed over, so the
+    pass goes on and the folder position moves past it. If it was tied to a thread, that
+    thread is taken as answered, as the classifier does with what it cannot read: stopping
+    a follow-up is the safe side of a message nobody could read."""
+    # One printable line: an exception's text may quote what the sender wrote.
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    reason = "".join(ch if ch.isprintable() else "?" for ch in text)
+    log.warning("%s UID %s: cannot read this message, passed over: %s", folder, uid, reason)
+    now = clock()
+    store.record_unreadable(place(settings, folder), uidvalidity, uid, reason, now)
+    try:
+        thread_id = match(incoming, index) if incoming is not None else None
+    except Exception:  # the same trouble again: the message is tied to no thread we know
+        thread_id = None
+    if thread_id is None or incoming is None:
+        return
+    store.set_thread_state(
+        thread_id,
+        REPLIED,
+        now,
+        "replied",
+        {
+            "replied_by": incoming.sender,
+            "reply_subject": incoming.subject,
+            "replied_at": now.isoformat(),
+            "unreadable": f"{folder} UID {uid}: {reason}",
+        },
+        only_from=tuple(OPEN_STATES),
     )

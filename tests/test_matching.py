@@ -1,0 +1,78 @@
+"""Which thread a delivery report is about (pure), and the store's record of what the
+watcher passed over (issue #10, items 8 and 10)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from mailer.classify import read_message, reported_recipients
+from mailer.matching import IndexedThread, ThreadIndex, bounce_concerns, match_report
+from mailer.store import Store
+
+T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+def _thread(tid: int, recipient: str, alt: tuple[str, ...] = ()) -> IndexedThread:
+    return IndexedThread(tid, recipient, alt, (), T0, "awaiting_reply")
+
+
+INDEX = ThreadIndex(
+    our_ids={"<a@us>": 1, "<b@us>": 2},
+    threads=(_thread(1, "ana@acme.example"), _thread(2, "bo@corp.example", ("bob@corp.example",))),
+)
+
+
+def test_a_report_carrying_two_of_our_ids_goes_to_the_thread_it_names() -> None:
+    """Verify that of two threads whose Message-IDs a report carries, the one whose
+    recipient (or alternate address) it names is chosen, whatever the set order."""
+    ids = {"<a@us>", "<b@us>"}
+    later = T0 + timedelta(hours=1)
+    assert match_report(ids, ("bob@corp.example",), later, INDEX) == 2
+    assert match_report(ids, ("ana@acme.example",), later, INDEX) == 1
+    assert match_report(ids, ("zed@elsewhere.example",), later, INDEX) == 1  # checked later
+
+
+def test_a_bounce_concerns_a_thread_only_if_it_names_one_of_its_recipients() -> None:
+    """Verify a bounce naming only someone else does not concern the thread; one naming its
+    recipient, a Cc or an alternate (any case) does; one naming no one cannot be checked."""
+    thread = {"ana@acme.example", "cc@acme.example", "ana@home.example"}
+    assert not bounce_concerns(("eve@acme.example",), thread)
+    assert bounce_concerns(("eve@acme.example", "Ana@Acme.example"), thread)
+    assert bounce_concerns(("cc@acme.example",), thread)
+    assert bounce_concerns(("ana@home.example",), thread)
+    assert bounce_concerns((), thread)
+
+
+def test_a_report_names_its_original_recipients_too() -> None:
+    """Verify an alias's bounce names the address we wrote to (Original-Recipient) as well
+    as the final one, so the check above does not discard it."""
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"
+        b"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        b"Final-Recipient: rfc822; ana.internal@mx.example\r\n"
+        b"Original-Recipient: rfc822; Ana@Acme.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"\r\n--B--\r\n"
+    )
+    assert reported_recipients(read_message(raw)) == (
+        "ana.internal@mx.example",
+        "ana@acme.example",
+    )
+
+
+def test_an_unreadable_message_is_recorded_once(tmp_path: Path) -> None:
+    """Verify record_unreadable keeps folder, UIDVALIDITY, UID and reason, once per message."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    assert store.record_unreadable("INBOX", 7, 42, "RecursionError: too deep", T0)
+    assert not store.record_unreadable("INBOX", 7, 42, "RecursionError: again", T0)
+    assert store.record_unreadable("INBOX", 8, 42, "other UIDVALIDITY", T0)
+    with store.tx() as c:
+        rows = c.execute(text("SELECT folder, uidvalidity, uid, reason FROM unreadable")).all()
+    assert [tuple(r) for r in rows] == [
+        ("INBOX", 7, 42, "RecursionError: too deep"),
+        ("INBOX", 8, 42, "other UIDVALIDITY"),
+    ]
