@@ -113,8 +113,22 @@ MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
         """ALTER TABLE threads ADD COLUMN account TEXT NOT NULL DEFAULT ''""",
         """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
     ],
-    lambda c: _utc_keys(c) + _name_store(c),
+    lambda c: _utc_keys(c) + _name_store(c) + _unreadable_table(c),
 ]
+
+
+def _unreadable_table(c: Any) -> list[str]:
+    """Migration 3 too: messages the watcher could not read and passed over, so each is
+    logged once and a pass never stops on it again."""
+    from sqlalchemy import text
+
+    c.execute(
+        text("""CREATE TABLE unreadable (folder TEXT NOT NULL,
+                uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+                reason TEXT NOT NULL, at TEXT NOT NULL,
+                PRIMARY KEY (folder, uidvalidity, uid))""")
+    )
+    return []
 
 
 def _utc_keys(c: Any) -> list[str]:
@@ -1282,16 +1296,10 @@ class Store:
         self, folder: str, uidvalidity: int, uid: int, reason: str, now: datetime
     ) -> bool:
         """Remember a message the watcher could not read and passed over (True the first
-        time). Its table is created here until a migration takes it over."""
+        time)."""
         from sqlalchemy import text
 
         with self.tx(durable=False) as c:
-            c.execute(
-                text("""CREATE TABLE IF NOT EXISTS unreadable (folder TEXT NOT NULL,
-                        uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
-                        reason TEXT NOT NULL, at TEXT NOT NULL,
-                        PRIMARY KEY (folder, uidvalidity, uid))""")
-            )
             key = {"f": folder, "v": uidvalidity, "u": uid}
             if c.execute(
                 text(
