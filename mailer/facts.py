@@ -177,7 +177,16 @@ def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
         naive = datetime.fromisoformat(f"{m.group(1)} {m.group(2).zfill(5)}")
     except ValueError as exc:
         raise InputError(f"{what}: {text!r} is not a real date and time: {exc}") from None
+    if not _FIRST_YEAR <= naive.year <= _LAST_YEAR:
+        # Far from now it is a typo, and near year 1 or 9999 a move into another zone (or
+        # into UTC for the duplicate key) overflows.
+        raise InputError(
+            f"{what}: {text!r} is outside the years {_FIRST_YEAR}-{_LAST_YEAR}; check the year"
+        )
     return naive.replace(tzinfo=tz)
+
+
+_FIRST_YEAR, _LAST_YEAR = 1970, 2199
 
 
 def parse_slot(text: str, tz: tzinfo, what: str = "--free") -> FreeSlot:

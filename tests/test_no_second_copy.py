@@ -291,3 +291,18 @@ def test_a_new_store_appears_whole(tmp_path) -> None:
     assert store.store_id and db.stat().st_size > 0
     assert db.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in db.parent.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("text", ["0001-01-01 00:00", "9999-12-31 23:59", "1969-12-31 10:00"])
+def test_an_interview_at_the_ends_of_time_is_refused_before_any_key_is_made(text: str) -> None:
+    """Verify a date whose move into UTC (the duplicate key) or another zone would overflow
+    is a clear input error, for interviews and free times alike."""
+    from zoneinfo import ZoneInfo
+
+    from mailer.errors import InputError
+    from mailer.facts import parse_slot, parse_when
+
+    with pytest.raises(InputError, match="outside the years"):
+        parse_when(text, ZoneInfo("America/St_Johns"))
+    with pytest.raises(InputError, match="outside the years"):
+        parse_slot(f"{text[:10]} 09:00-10:00", ZoneInfo("Pacific/Kiritimati"), "--free")
