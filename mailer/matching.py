@@ -79,11 +79,12 @@ def _first(msg: Message, name: str) -> str:
 
 def _decoded(value: str) -> str:
     """An RFC 2047 header as text; anything undecodable is kept as it came."""
+    from email.errors import MessageError
     from email.header import decode_header, make_header
 
     try:
         text = str(make_header(decode_header(value)))
-    except (UnicodeError, LookupError, ValueError):
+    except (UnicodeError, LookupError, ValueError, MessageError):  # e.g. broken base64
         text = value
     return " ".join(text.split())
 

@@ -9,6 +9,7 @@ that looks like a delivery report and must be read to know).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -148,7 +149,9 @@ def _scan_selected(
             if _may_concern(incoming, threads):
                 candidates.append((uid, incoming))
         except Exception as exc:  # this message, not the server: pass it over
-            _pass_over(settings, store, clock, folder, uidvalidity, uid, exc, None, threads)
+            _pass_over(
+                settings, store, clock, folder, uidvalidity, uid, exc, None, threads, headers[uid]
+            )
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
     results: list[Seen] = []
     for uid, incoming in candidates:
@@ -226,11 +229,14 @@ def _consider(
             settings, store, clock, folder, uidvalidity, uid, incoming, thread_id, named
         )
         return None
-    tz = (
-        zone(thread.recipient_tz, "recipient_tz")
-        if thread.recipient_tz
-        else local_zone(settings.sender.timezone)
-    )
+    try:
+        tz = (
+            zone(thread.recipient_tz, "recipient_tz")
+            if thread.recipient_tz
+            else local_zone(settings.sender.timezone)
+        )
+    except MailerError:  # a damaged row: a reply must still be recorded
+        tz = local_zone(settings.sender.timezone)
     holidays = holidays_for(
         settings.follow_up.holidays_country,
         range(incoming.received.year, incoming.received.year + 2),
@@ -340,11 +346,13 @@ def _pass_over(
     exc: Exception,
     incoming: Incoming | None,
     index: ThreadIndex,
+    raw_headers: bytes = b"",
 ) -> None:
     """A message the watcher cannot read: logged, recorded (once) and passed over, so the
     pass goes on and the folder position moves past it. If it was tied to a thread, that
     thread is taken as answered, as the classifier does with what it cannot read: stopping
-    a follow-up is the safe side of a message nobody could read."""
+    a follow-up is the safe side of a message nobody could read. A message whose headers
+    could not even be parsed is tied by any of our Message-IDs its raw headers quote."""
     # One printable line: an exception's text may quote what the sender wrote.
     text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
     reason = "".join(ch if ch.isprintable() else "?" for ch in text)
@@ -355,18 +363,35 @@ def _pass_over(
         thread_id = match(incoming, index) if incoming is not None else None
     except Exception:  # the same trouble again: the message is tied to no thread we know
         thread_id = None
-    if thread_id is None or incoming is None:
+    if thread_id is None and incoming is None:
+        thread_id = _quoted_thread(raw_headers, index)
+    if thread_id is None:
         return
+    sender = incoming.sender if incoming is not None else "(unreadable sender)"
+    subject = incoming.subject if incoming is not None else "(unreadable subject)"
     store.set_thread_state(
         thread_id,
         REPLIED,
         now,
         "replied",
         {
-            "replied_by": incoming.sender,
-            "reply_subject": incoming.subject,
+            "replied_by": sender,
+            "reply_subject": subject,
             "replied_at": now.isoformat(),
             "unreadable": f"{folder} UID {uid}: {reason}",
         },
         only_from=tuple(OPEN_STATES),
     )
+
+
+_QUOTED_ID = re.compile(rb"<[^<>\s]{1,250}>")
+
+
+def _quoted_thread(raw_headers: bytes, index: ThreadIndex) -> int | None:
+    """The thread whose Message-ID the raw header bytes quote (In-Reply-To, References),
+    read without any parser: the last resort for a message nothing else could read."""
+    for found in reversed(_QUOTED_ID.findall(raw_headers[:65536])):
+        thread_id = index.our_ids.get(found.decode("ascii", "replace"))
+        if thread_id is not None:
+            return int(thread_id)
+    return None

@@ -234,3 +234,38 @@ def test_a_large_message_is_read_as_a_bounded_prefix(
     assert len(bytes(reply)) > 4 * BODY_LIMIT
     assert bodies and max(bodies) <= BODY_LIMIT
     assert headers + after and max(headers + after) <= 65_536
+
+
+def test_a_reply_with_a_broken_encoded_subject_still_stops_the_follow_up(pair: Pair) -> None:
+    """Verify a human reply whose Subject is a broken base64 encoded word is still taken as
+    the reply (its In-Reply-To is ours), so no follow-up goes after it."""
+    a, a_root = send(pair)
+    append(
+        pair,
+        raw_message(
+            f"From: {pair.interviewer}\r\nSubject: Re: =?utf-8?b?abcde?=\r\n"
+            f"In-Reply-To: {a_root}\r\nMessage-ID: {make_msgid(domain='sandbox.test')}\r\n".encode(),
+            b"Friday works for me.\r\n",
+        ),
+    )
+    store, report = check(pair, timedelta(hours=2))
+    assert store.thread(a).state == "replied", report.problems
+    assert follow_ups_to(pair, pair.interviewer, a_root) == []
+
+
+def test_a_message_whose_headers_cannot_be_parsed_is_tied_by_the_ids_it_quotes(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a message no parser can read, but whose raw headers quote our Message-ID,
+    stops that thread's follow-up rather than being passed over untied."""
+    a, a_root = send(pair)
+
+    def unreadable_headers(cls: type[Incoming], msg: Any, received: datetime) -> Incoming:
+        raise ValueError("headers beyond repair")
+
+    monkeypatch.setattr(Incoming, "from_headers", classmethod(unreadable_headers))
+    append(pair, message(pair.interviewer, "Re: x", "Yes.", {"In-Reply-To": a_root}))
+    store, _ = check(pair, timedelta(hours=2))
+    thread = store.thread(a)
+    assert thread.state == "replied" and "unreadable" in thread.detail
+    assert follow_ups_to(pair, pair.interviewer, a_root) == []
