@@ -140,8 +140,12 @@ def send(
     crash_point("after-sent")
     outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
     if not outcome.startswith("failed"):
-        # This account's copies an earlier, interrupted command left unfiled.
-        warnings += file_unfiled_copies(settings, store)[1]
+        # This account's copies an earlier, interrupted command left unfiled. The apology
+        # itself is sent and recorded: trouble here is only a warning.
+        try:
+            warnings += file_unfiled_copies(settings, store)[1]
+        except MailerError as exc:
+            warnings.append(f"older Sent copies are still to file: {exc}")
     return SendResult(
         thread_id=thread_id,
         message_id=composed.message_id,
@@ -242,7 +246,7 @@ def file_unfiled_copies(
     """
     from .mailbox import Mailbox
 
-    rows = store.unfiled_copies(settings.account)
+    rows = store.claim_unfiled_copies(settings.account)
     if not rows:
         return 0, []
     if not settings.imap.save_sent:
@@ -250,6 +254,7 @@ def file_unfiled_copies(
         return 0, []
     own = box is None
     filed = 0
+    done: set[int] = set()
     try:
         if box is None:
             box = Mailbox(settings.imap)
@@ -265,10 +270,13 @@ def file_unfiled_copies(
                 filed += 1
             # One by one: a run killed here leaves the rest for the next, which looks first.
             store.record_sent_copy(m.id, outcome)
+            done.add(m.id)
         if box.selected is not None:
             box.unselect()  # the watcher expects no folder left open behind its back
     except MailerError as exc:
-        return filed, [f"{len(rows) - filed} Sent cop(ies) still to file: {exc}"]
+        # Left for the next command, which looks in Sent first.
+        store.record_sent_copies([(m.id, f"failed: {exc}") for m in rows if m.id not in done])
+        return filed, [f"{len(rows) - len(done)} Sent cop(ies) still to file: {exc}"]
     finally:
         if own and box is not None:
             box.close()

@@ -437,7 +437,10 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
             m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now), settling=True
         )
         # It went, so it belongs in Sent; whether a copy is there already is unknown.
-        _, warnings = apology.file_unfiled_copies(settings, store)
+        try:
+            _, warnings = apology.file_unfiled_copies(settings, store)
+        except MailerError as exc:
+            warnings = [f"its Sent copy is still to file: {exc}"]
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
             f"; warning: {w}" for w in warnings
         )

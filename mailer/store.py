@@ -1227,21 +1227,42 @@ class Store:
             out.setdefault(r["account"], []).append(int(r["id"]))
         return out
 
-    def unfiled_copies(self, account: str) -> list[MessageRow]:
-        """Messages of ``account`` recorded as sent whose Sent copy was never recorded as
-        filed (the process was killed between the 250 and the APPEND, or the APPEND failed),
-        and that no other live process is about to file."""
-        rows = self._rows(
-            """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
-               WHERE t.account = :a AND m.state = :s
-               AND (m.sent_copy IS NULL OR m.sent_copy LIKE 'failed:%') ORDER BY m.id""",
-            a=account,
-            s=SENT,
-        )
+    def claim_unfiled_copies(self, account: str) -> list[MessageRow]:
+        """Take the messages of ``account`` recorded as sent whose Sent copy was never
+        recorded as filed (the process was killed between the 250 and the APPEND, or the
+        APPEND failed), to file them: marked ``filing: <this process>`` in one transaction,
+        so two commands catching up at once never both append one copy. Rows another live
+        process sent (it files them itself) or is filing are left alone."""
+        from sqlalchemy import text
+
         me = owner_token()
-        return [
-            m for m in self._decoded(rows, _message) if m.owner == me or not owner_alive(m.owner)
-        ]
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                            WHERE t.account = :a AND m.state = :s AND (m.sent_copy IS NULL
+                            OR m.sent_copy LIKE 'failed:%' OR m.sent_copy LIKE 'filing: %')
+                            ORDER BY m.id"""),
+                    {"a": account, "s": SENT},
+                )
+                .mappings()
+                .all()
+            )
+            mine = []
+            for m in self._decoded(rows, _message):
+                filer = (m.sent_copy or "").removeprefix("filing: ")
+                if m.sent_copy and m.sent_copy.startswith("filing: "):
+                    busy = filer != me and owner_alive(filer)
+                else:
+                    busy = m.owner != me and owner_alive(m.owner)
+                if not busy:
+                    mine.append(m)
+            if mine:
+                c.execute(
+                    text("UPDATE messages SET sent_copy = :f WHERE id = :id"),
+                    [{"f": f"filing: {me}", "id": m.id} for m in mine],
+                )
+        return mine
 
     def campaign_apologies(self, campaign: str) -> list[tuple[ThreadRow, MessageRow]]:
         """Each thread of a campaign with its apology, oldest first, in one query."""

@@ -132,3 +132,44 @@ def test_a_campaign_killed_on_its_last_entry_files_the_copy_on_a_rerun(pair: Pai
     assert third.returncode == 0 and "Filed" not in third.stdout
     with pair.stack.imap(pair.candidate) as c:
         assert c.select_folder("Sent", readonly=True)[b"EXISTS"] == 3
+
+
+def test_two_commands_catching_up_never_both_take_one_copy(tmp_path, monkeypatch) -> None:
+    """Verify an unfiled copy is claimed by one process at a time: while another live process
+    is filing it, it is not handed out again; once that process is gone, it is."""
+    from mailer import store as store_mod
+    from mailer.store import Store
+
+    from .test_no_second_copy import T0 as NOW
+    from .test_no_second_copy import _live_foreign_owner
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    facts = {"to": "a@b.test", "interviewer": "A", "company": "C", "role": "R"}
+    facts |= {"situation": "illness", "interview": NOW.isoformat()}
+    _, mid = store.create_thread(
+        now=NOW,
+        facts=facts,
+        key="k",
+        subject="s",
+        message_id="<m@x>",
+        raw=b"x",
+        envelope_from="me@x.test",
+        recipients=("a@b.test",),
+        follow_up_wait="1d",
+        max_follow_ups=1,
+        guard_duplicates=True,
+    )
+    store.mark_submitting(mid, NOW)
+    store.mark_sent(mid, NOW, "250 ok", None)
+    with store.tx() as c:  # sent by a process that is gone, its copy never filed
+        c.exec_driver_sql("UPDATE messages SET owner = 'gone' WHERE id = ?", (mid,))
+    other = _live_foreign_owner()
+    monkeypatch.setattr(store_mod, "owner_token", lambda: other)
+    assert [m.id for m in store.claim_unfiled_copies("")] == [mid]  # the other process
+    monkeypatch.undo()
+    assert store.claim_unfiled_copies("") == []  # we, meanwhile: it is being filed
+    with store.tx() as c:  # the other process dies mid-way
+        c.exec_driver_sql("UPDATE messages SET sent_copy = 'filing: gone' WHERE id = ?", (mid,))
+    assert [m.id for m in store.claim_unfiled_copies("")] == [mid]
+    store.record_sent_copy(mid, "saved in Sent (caught up)")
+    assert store.claim_unfiled_copies("") == []
