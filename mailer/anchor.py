@@ -9,6 +9,7 @@ with a different or missing store until the user says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -21,15 +22,18 @@ FORGET_HINT = "to start a new, empty history on purpose, delete {anchor}"
 
 
 def anchor_path(config_path: Path) -> Path:
+    """One anchor per config file: a second config in the same workspace (``--config
+    config/staging.toml``) may keep its own store."""
     from .config import workspace_of
 
-    return workspace_of(config_path) / ANCHOR
+    name = ANCHOR.name if config_path.name == "mailer.toml" else f"store-{config_path.stem}.json"
+    return workspace_of(config_path) / ANCHOR.parent / name
 
 
 def read(anchor: Path) -> dict[str, str] | None:
     try:
         data: Any = json.loads(anchor.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as exc:
         raise StateError(
@@ -45,10 +49,16 @@ def read(anchor: Path) -> dict[str, str] | None:
 
 
 def write(anchor: Path, url: str, store_id: str) -> None:
-    anchor.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Best effort: a workspace that cannot be written (a read-only mount with the store
+    elsewhere) goes on without the extra guard rather than not at all."""
     tmp = anchor.with_name(f".{anchor.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"url": url, "id": store_id}) + "\n", encoding="utf-8")
-    os.replace(tmp, anchor)
+    try:
+        anchor.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp.write_text(json.dumps({"url": url, "id": store_id}) + "\n", encoding="utf-8")
+        os.replace(tmp, anchor)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -79,13 +89,20 @@ def check_before_open(anchor: Path, url: str, where: str) -> dict[str, str] | No
 
 
 def check_after_open(
-    anchor: Path, recorded: dict[str, str] | None, url: str, store_id: str, where: str
+    anchor: Path,
+    recorded: dict[str, str] | None,
+    url: str,
+    store_id: str,
+    where: str,
+    named_now: bool = False,
 ) -> None:
     """The store that opened must be the one the workspace has used (a moved file keeps its
-    id, and the anchor follows it). A workspace without an anchor adopts this store."""
+    id, and the anchor follows it). A workspace without an anchor adopts this store, and so
+    does one whose store was only named just now (``named_now``: a store from before ids,
+    such as a backup restored after the upgrade)."""
     from .store import safe_url
 
-    if recorded is None:
+    if recorded is None or named_now:
         write(anchor, url, store_id)
         return
     if recorded["id"] == store_id:

@@ -60,7 +60,9 @@ class Context:
         where = f"{settings.path}: state.url"
         recorded = anchors.check_before_open(anchor, settings.state_url, where)
         store = Store(settings.state_url)
-        anchors.check_after_open(anchor, recorded, settings.state_url, store.store_id, where)
+        anchors.check_after_open(
+            anchor, recorded, settings.state_url, store.store_id, where, store.named_now
+        )
         for notice in store.notices:
             click.echo(f"mailer: warning: {notice}", err=True)
         return store

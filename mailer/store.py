@@ -16,7 +16,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,11 +155,15 @@ def _utc_keys(c: Any) -> list[str]:
             continue
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        key = dedupe_key(r["recipient"], r["company"], when, r["account"])
-        entry = r["entry_key"]
-        old_entry = legacy_derive_key(r["recipient"], r["company"], when, r["account"])
-        if r["campaign"] is not None and entry == old_entry:
-            entry = derive_key(r["recipient"], r["company"], when, r["account"])
+        try:
+            key = dedupe_key(r["recipient"], r["company"], when, r["account"])
+            entry = r["entry_key"]
+            old_entry = legacy_derive_key(r["recipient"], r["company"], when, r["account"])
+            if r["campaign"] is not None and entry == old_entry:
+                entry = derive_key(r["recipient"], r["company"], when, r["account"])
+        except OverflowError:  # a date at the ends of time: its old key still guards it
+            notices.append(f"thread {r['id']}: interview_at {r['interview_at']!r} kept its key")
+            continue
         c.execute(
             text("UPDATE threads SET dedupe_key = :k, entry_key = :e WHERE id = :t"),
             {"k": key, "e": entry, "t": r["id"]},
@@ -334,6 +338,7 @@ class Store:
         self.url = url
         self.notices: list[str] = []  # what opening it found worth telling (migrations)
         self.damaged: list[str] = []  # rows passed over because they cannot be read
+        self.named_now = False  # the store got its id in this open (it predates ids)
         try:
             self._open(url, _new)
         except StateError:
@@ -398,6 +403,7 @@ class Store:
                     f"{safe_url(self.url)}: schema version {version} is newer than this mailer "
                     f"understands ({SCHEMA_VERSION}); upgrade mailer"
                 )
+            self.named_now = version < 3 and bool(inspect(c).has_table("meta"))
             for step in range(version, SCHEMA_VERSION):
                 migration = MIGRATIONS[step]
                 if callable(migration):
@@ -1484,8 +1490,13 @@ def _create_sqlite_store(path: Path) -> None:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             db.close()
-        with suppress(FileExistsError):  # never over a store another process made meanwhile
-            os.link(tmp, path)
+        try:
+            os.link(tmp, path)  # never over a store another process made meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here (FAT, some network and shared folders)
+            if not path.exists():
+                os.replace(tmp, path)
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)

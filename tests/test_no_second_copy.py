@@ -306,3 +306,82 @@ def test_an_interview_at_the_ends_of_time_is_refused_before_any_key_is_made(text
         parse_when(text, ZoneInfo("America/St_Johns"))
     with pytest.raises(InputError, match="outside the years"):
         parse_slot(f"{text[:10]} 09:00-10:00", ZoneInfo("Pacific/Kiritimati"), "--free")
+
+
+def _anchored_store(ws, config_name: str = "mailer.toml", url: str = "sqlite:///.mailer/state.db"):
+    """Open the store of a workspace as the CLI does (with its anchor), without a server."""
+    from mailer import anchor as anchors
+
+    cfg = ws / "config" / config_name
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.touch()
+    url = (
+        url.replace("sqlite:///", f"sqlite:///{ws}/") if not url.startswith("sqlite:////") else url
+    )
+    anchor = anchors.anchor_path(cfg)
+    recorded = anchors.check_before_open(anchor, url, f"{cfg}: state.url")
+    store = Store(url)
+    anchors.check_after_open(anchor, recorded, url, store.store_id, "state.url", store.named_now)
+    return store, anchor
+
+
+def test_a_backup_from_before_store_ids_can_be_restored(tmp_path) -> None:
+    """Verify a schema-2 backup put back in place after the upgrade is adopted (it had no id
+    to compare), while a different current store in its place is refused."""
+    import shutil
+
+    from mailer.errors import StateError
+
+    ws = tmp_path / "ws"
+    (ws / ".mailer").mkdir(parents=True)
+    backup = tmp_path / "backup.db"
+    _v2_store(backup)
+    shutil.copy(backup, ws / ".mailer" / "state.db")
+    first, _ = _anchored_store(ws)  # the upgrade: the store is migrated and named
+    first.close()
+    shutil.copy(backup, ws / ".mailer" / "state.db")  # the pre-upgrade backup, restored
+    restored, _ = _anchored_store(ws)
+    assert len(restored.threads()) == 4
+    restored.close()
+    (ws / ".mailer" / "state.db").unlink()
+    Store(f"sqlite:///{ws}/.mailer/state.db").close()  # someone else's new, empty store
+    with pytest.raises(StateError, match="not the state store this workspace has used"):
+        _anchored_store(ws)
+
+
+def test_each_config_file_has_its_own_anchor(tmp_path) -> None:
+    """Verify a second config in the same workspace with its own state.url is not refused,
+    and each keeps its guard."""
+    from mailer.errors import StateError
+
+    ws = tmp_path / "ws"
+    main, main_anchor = _anchored_store(ws)
+    staging, staging_anchor = _anchored_store(ws, "staging.toml", "sqlite:///.mailer/staging.db")
+    assert main_anchor != staging_anchor and main.store_id != staging.store_id
+    (ws / ".mailer" / "staging.db").unlink()
+    with pytest.raises(StateError, match="missing"):
+        _anchored_store(ws, "staging.toml", "sqlite:///.mailer/staging.db")
+
+
+def test_a_workspace_that_cannot_be_written_still_works(tmp_path) -> None:
+    """Verify the anchor is best effort: a workspace whose .mailer cannot be created (the
+    store lives elsewhere) opens its store instead of failing with an OSError."""
+    ws = tmp_path / "ws"
+    (ws / "config").mkdir(parents=True)
+    (ws / ".mailer").write_text("a file where the folder would go")
+    store, anchor = _anchored_store(ws, url=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert store.store_id and not anchor.exists()
+
+
+def test_a_new_store_is_made_where_hard_links_are_not_allowed(tmp_path, monkeypatch) -> None:
+    """Verify creating a store on a file system without hard links (FAT, shared folders)
+    still puts a whole store in place."""
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    db = tmp_path / "state.db"
+    assert Store(f"sqlite:///{db}").store_id
+    assert db.stat().st_size > 0
