@@ -284,10 +284,12 @@ def load_settings(
         timezone=r.get(s, "sender", "timezone", str, ""),
         locale=r.get(s, "sender", "locale", str, "en_GB"),
     )
+    bad = _check_sender_text(r, "sender", sender)
     try:
         from babel import Locale
 
-        Locale.parse(sender.locale)
+        if "locale" not in bad:
+            Locale.parse(sender.locale)
     except (ValueError, TypeError, LookupError) as exc:
         r.problem("sender.locale", f"unknown locale {sender.locale!r} ({exc}); use one like en_GB")
     if sender.address:
@@ -301,7 +303,7 @@ def load_settings(
             r.problem(
                 key, f"still {placeholder!r}, the example written by 'mailer init'; put in your own"
             )
-    if sender.timezone:
+    if sender.timezone and "timezone" not in bad:
         _check_timezone(r, "sender.timezone", sender.timezone)
 
     secrets = read_secrets(env_file or base / ".env")
@@ -481,9 +483,10 @@ def _accounts(
             timezone=r.get(st, sp, "timezone", str, main_sender.timezone),
             locale=r.get(st, sp, "locale", str, main_sender.locale),
         )
+        bad = _check_sender_text(r, sp, sender)
         if sender.address:
             _check_address(r, f"{sp}.address", sender.address)
-        if sender.timezone:
+        if sender.timezone and "timezone" not in bad:
             _check_timezone(r, f"{sp}.timezone", sender.timezone)
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
         smtp, imap = _mail_servers(
@@ -631,6 +634,26 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _check_sender_text(r: _Reader, prefix: str, sender: SenderSettings) -> set[str]:
+    """The name and phone go into headers (From, and the Subject of the default templates);
+    the signature only into the body: the same rules as every other fact. Returns the keys
+    with a problem, which later checks skip (they would quote a value that may be huge)."""
+    from .values import NAME_MAX, PHONE_MAX, SHORT_MAX, SIGNATURE_MAX, body_problem, header_problem
+
+    bad: set[str] = set()
+    for key, problem in (
+        ("name", header_problem(sender.name, NAME_MAX)),
+        ("phone", header_problem(sender.phone, PHONE_MAX)),
+        ("signature", body_problem(sender.signature, SIGNATURE_MAX)),
+        ("timezone", header_problem(sender.timezone, SHORT_MAX)),
+        ("locale", header_problem(sender.locale, SHORT_MAX)),
+    ):
+        if problem:
+            r.problem(f"{prefix}.{key}", problem)
+            bad.add(key)
+    return bad
 
 
 def _check_address(r: _Reader, key: str, value: str) -> None:
