@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import SenderSettings
-from .errors import InputError, TemplateError
+from .errors import InputError, MailerError, TemplateError
 from .facts import PLACEHOLDER as _PLACEHOLDER
 from .facts import SITUATIONS, Facts
 from .values import HEADER_MAX, check_header, header_problem
@@ -72,14 +72,20 @@ def template_name(situation: str) -> str:
 
 
 class Composer:
+    """Renders the default templates and a workspace's own, which are data passed between a
+    coach and candidates: sandboxed, confined to their folders and on a budget of work and
+    output (see :mod:`mailer.templating`)."""
+
     def __init__(self, workspace_templates: Path | None = None) -> None:
-        from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+        from jinja2 import ChoiceLoader, StrictUndefined
+
+        from .templating import ConfinedLoader, TemplateEnvironment
 
         loaders = []
         if workspace_templates is not None and workspace_templates.is_dir():
-            loaders.append(FileSystemLoader(str(workspace_templates)))
-        loaders.append(FileSystemLoader(str(default_templates_dir())))
-        self.env = Environment(
+            loaders.append(ConfinedLoader(str(workspace_templates)))
+        loaders.append(ConfinedLoader(str(default_templates_dir())))
+        self.env = TemplateEnvironment(
             loader=ChoiceLoader(loaders),
             undefined=StrictUndefined,
             autoescape=False,
@@ -90,18 +96,36 @@ class Composer:
 
     def render(self, name: str, variables: dict[str, Any]) -> Draft:
         from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.sandbox import SecurityError
+
+        from .templating import render_limited
 
         try:
-            text = self.env.get_template(name).render(**variables)
+            text = render_limited(self.env.get_template(name), variables)
         except TemplateNotFound as exc:
-            raise TemplateError(f"template {exc.name!r} not found") from None
+            if exc.name == name:
+                raise TemplateError(f"template {name!r} not found") from None
+            raise TemplateError(f"template {name}: template {exc.name!r} not found") from None
+        except SecurityError as exc:
+            raise TemplateError(f"template {name}: refused: {_one_line(exc)}") from None
         except UndefinedError as exc:
             raise TemplateError(f"template {name}: {exc.message} (a missing fact)") from None
         except TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template {exc.filename or name}:{exc.lineno}: {exc.message}"
             ) from None
+        except MailerError:
+            raise
+        except Exception as exc:  # a template is data: any failure of it is its own
+            raise TemplateError(
+                f"template {name}: cannot render: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
         return _split(name, text)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _split(name: str, text: str) -> Draft:
