@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import InputError
+from .values import ADDRESS_MAX, HEADER_MAX, check_header
 
 
 def validate_address(
@@ -15,7 +16,7 @@ def validate_address(
     """
     from email_validator import EmailNotValidError, validate_email
 
-    check_header_value(address, what)
+    check_header(address, what, ADDRESS_MAX)
     try:
         # No SMTPUTF8: most servers still refuse it, and a non-ASCII address would otherwise
         # fail half-way through the SMTP transaction.
@@ -32,7 +33,6 @@ def validate_address(
 
 
 def check_header_value(value: str, what: str) -> str:
-    """CR or LF in a header value would let text inject headers or a body: refuse it."""
-    if "\r" in value or "\n" in value:
-        raise InputError(f"{what}: contains a line break (CR/LF), which is not allowed in a header")
-    return value
+    """Control characters or an encoded word in a header value would let text inject headers
+    or a body: refuse them (the one rule, :func:`mailer.values.check_header`)."""
+    return check_header(value, what, HEADER_MAX)

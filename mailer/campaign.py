@@ -23,6 +23,15 @@ from .facts import local_zone, make_facts
 from .followup import parse_window
 from .lint import has_errors
 from .schedule import validate_wait
+from .values import (
+    NAME_MAX,
+    PHONE_MAX,
+    SHORT_MAX,
+    SIGNATURE_MAX,
+    body_problem,
+    header_problem,
+    shown,
+)
 
 CAMPAIGNS_DIR = Path("config") / "campaigns"
 # What an entry (or [defaults]) may say. Lists may be written "a; b" in a CSV cell.
@@ -48,6 +57,17 @@ LIST_KEYS = ("free", "cc", "alt_addresses", "alt_domains")
 INT_KEYS = ("max_follow_ups",)
 ENTRY_KEYS = (*TEXT_KEYS, *LIST_KEYS, *INT_KEYS, "vars")
 REQUIRED = ("to", "interviewer", "company", "role", "interview", "situation")
+# Entry keys that make_facts does not see, each checked by the rule for where it goes (the
+# sender's name and phone reach headers; the signature only the body).
+OWN_TEXT_RULES = {
+    "key": (header_problem, SHORT_MAX),
+    "account": (header_problem, SHORT_MAX),
+    "timezone": (header_problem, SHORT_MAX),
+    "follow_up_wait": (header_problem, SHORT_MAX),
+    "sender_name": (header_problem, NAME_MAX),
+    "sender_phone": (header_problem, PHONE_MAX),
+    "signature": (body_problem, SIGNATURE_MAX),
+}
 EXAMPLE_DOMAINS = frozenset({"example.com", "example.net", "example.org"})
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+/:-]{0,119}")
 
@@ -169,7 +189,7 @@ def load_campaign(
                 for f in entry.prepared.findings
                 if f.severity == "error"
             ]
-        label = f"entry {entry.key}" if entry else f"entry {raw.get('key') or raw.get('to', '?')}"
+        label = f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
         if entry is not None:
             if entry.key in seen:
                 entry_problems.append(
@@ -367,6 +387,9 @@ def _entry(
             problems.append(f"{key}: must be text, not {v!r}")
             v = ""
         values[key] = v.strip() if key != "note" else v
+        rule = OWN_TEXT_RULES.get(key)
+        if rule and (problem := rule[0](values[key], rule[1])):
+            problems.append(f"{key}: {problem}")
     for key in LIST_KEYS:
         v = merged.get(key, [])
         v = [v] if isinstance(v, str) else v

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .addresses import check_header_value
 from .config import SenderSettings
-from .errors import InputError, TemplateError
+from .errors import InputError, MailerError, TemplateError
 from .facts import PLACEHOLDER as _PLACEHOLDER
 from .facts import SITUATIONS, Facts
+from .values import HEADER_MAX, check_header, header_problem
 
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
 # Python's header folder leaves a space before a folded encoded word, which readers show as a
@@ -72,14 +72,20 @@ def template_name(situation: str) -> str:
 
 
 class Composer:
+    """Renders the default templates and a workspace's own, which are data passed between a
+    coach and candidates: sandboxed, confined to their folders and on a budget of work and
+    output (see :mod:`mailer.templating`)."""
+
     def __init__(self, workspace_templates: Path | None = None) -> None:
-        from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+        from jinja2 import ChoiceLoader, StrictUndefined
+
+        from .templating import ConfinedLoader, TemplateEnvironment
 
         loaders = []
         if workspace_templates is not None and workspace_templates.is_dir():
-            loaders.append(FileSystemLoader(str(workspace_templates)))
-        loaders.append(FileSystemLoader(str(default_templates_dir())))
-        self.env = Environment(
+            loaders.append(ConfinedLoader(str(workspace_templates)))
+        loaders.append(ConfinedLoader(str(default_templates_dir())))
+        self.env = TemplateEnvironment(
             loader=ChoiceLoader(loaders),
             undefined=StrictUndefined,
             autoescape=False,
@@ -90,18 +96,36 @@ class Composer:
 
     def render(self, name: str, variables: dict[str, Any]) -> Draft:
         from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.sandbox import SecurityError
+
+        from .templating import render_limited
 
         try:
-            text = self.env.get_template(name).render(**variables)
+            text = render_limited(self.env.get_template(name), variables)
         except TemplateNotFound as exc:
-            raise TemplateError(f"template {exc.name!r} not found") from None
+            if exc.name == name:
+                raise TemplateError(f"template {name!r} not found") from None
+            raise TemplateError(f"template {name}: template {exc.name!r} not found") from None
+        except SecurityError as exc:
+            raise TemplateError(f"template {name}: refused: {_one_line(exc)}") from None
         except UndefinedError as exc:
             raise TemplateError(f"template {name}: {exc.message} (a missing fact)") from None
         except TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template {exc.filename or name}:{exc.lineno}: {exc.message}"
             ) from None
+        except MailerError:
+            raise
+        except Exception as exc:  # a template is data: any failure of it is its own
+            raise TemplateError(
+                f"template {name}: cannot render: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
         return _split(name, text)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _split(name: str, text: str) -> Draft:
@@ -225,12 +249,19 @@ def build_message(
 ) -> Composed:
     """Headers + text (+ optional HTML) -> bytes, serialised once."""
     subject = subject if subject is not None else draft.subject
+    # Checked again here, whatever built the facts: a stored thread, a campaign, a test.
+    if problem := header_problem(subject, HEADER_MAX):
+        raise TemplateError(f"template {draft.template}: the subject {problem}")
     for what, value in (
-        ("subject", subject),
         ("sender.name", sender.name),
+        ("sender.address", sender.address),
         ("--interviewer", facts.interviewer),
+        ("--to", facts.to),
+        *(("--cc", a) for a in facts.cc),
+        ("In-Reply-To", in_reply_to or ""),
+        ("References", references or ""),
     ):
-        check_header_value(value, what)
+        check_header(value, what, HEADER_MAX)
     domain = sender.address.rpartition("@")[2]
     msg = EmailMessage(policy=SMTP)
     msg["From"] = Address(display_name=sender.name, addr_spec=sender.address)
@@ -250,13 +281,57 @@ def build_message(
     if html_part:
         msg.add_alternative(_as_html(text), subtype="html", charset="utf-8")
     recipients = (facts.to, *facts.cc)
+    raw = msg.as_bytes(policy=_WRITE_POLICY)
+    _check_written(raw, msg.keys(), draft.template, {"From": (sender.address,), "To": (facts.to,)})
     return Composed(
         subject=subject,
         text=text,
         message_id=message_id,
-        raw=msg.as_bytes(policy=_WRITE_POLICY),
+        raw=raw,
         recipients=recipients,
     )
+
+
+# Who to blame when a header line cannot be written within RFC 5322's limit.
+_HEADER_SOURCE = {"from": "sender.name", "to": "--interviewer", "cc": "--cc"}
+
+
+def _check_written(
+    raw: bytes, names: list[str], template: str, addresses: dict[str, tuple[str, ...]]
+) -> None:
+    """Read the serialised header back: only the headers we set, each once, no line over
+    998 octets, and the addresses we meant. The library's own encoding and folding are what
+    go out, so this is checked on them rather than trusted."""
+    from email.parser import BytesHeaderParser
+    from email.policy import default
+
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    written: list[str] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] not in (b" ", b"\t"):
+            written.append(line.partition(b":")[0].decode("ascii", "replace").lower())
+        if len(line) > 998:
+            name = written[-1] if written else "?"
+            if name == "subject":
+                raise TemplateError(
+                    f"template {template}: the subject has a word too long for one header line "
+                    f"({len(line)} octets; at most 998)"
+                )
+            raise InputError(
+                f"{_HEADER_SOURCE.get(name, name)}: too long for one header line "
+                f"({len(line)} octets; at most 998)"
+            )
+    if sorted(written) != sorted(n.lower() for n in names):
+        extra = sorted(set(written) - {n.lower() for n in names}) or sorted(written)
+        raise InputError(f"the message would carry headers it was not given: {', '.join(extra)}")
+    parsed = BytesHeaderParser(policy=default).parsebytes(raw)
+    for name, expected in addresses.items():
+        found = tuple(a.addr_spec for a in parsed[name].addresses)
+        if found != expected:
+            raise InputError(
+                f"{_HEADER_SOURCE.get(name.lower(), name)}: the {name} header would name "
+                f"{', '.join(found) or 'nobody'} instead of {', '.join(expected)}"
+            )
 
 
 def _as_html(text: str) -> str:

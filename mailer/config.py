@@ -343,7 +343,9 @@ def load_settings(
         timezone=r.get(s, "sender", "timezone", str, ""),
         locale=r.get(s, "sender", "locale", str, "en_GB"),
     )
-    _check_locale(r, "sender.locale", sender.locale)
+    bad = _check_sender_text(r, "sender", sender)
+    if "locale" not in bad:
+        _check_locale(r, "sender.locale", sender.locale)
     if sender.address:
         _check_address(r, "sender.address", sender.address)
     # What 'mailer init' writes must never reach an interviewer.
@@ -355,7 +357,7 @@ def load_settings(
             r.problem(
                 key, f"still {placeholder!r}, the example written by 'mailer init'; put in your own"
             )
-    if sender.timezone:
+    if sender.timezone and "timezone" not in bad:
         _check_timezone(r, "sender.timezone", sender.timezone)
 
     secrets = read_secrets(env_file or base / ".env")
@@ -542,11 +544,12 @@ def _accounts(
             timezone=r.get(st, sp, "timezone", str, main_sender.timezone),
             locale=r.get(st, sp, "locale", str, main_sender.locale),
         )
+        bad = _check_sender_text(r, sp, sender)
         if sender.address:
             _check_address(r, f"{sp}.address", sender.address)
-        if sender.locale != main_sender.locale:
+        if sender.locale != main_sender.locale and "locale" not in bad:
             _check_locale(r, f"{sp}.locale", sender.locale)
-        if sender.timezone:
+        if sender.timezone and "timezone" not in bad:
             _check_timezone(r, f"{sp}.timezone", sender.timezone)
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
         smtp, imap = _mail_servers(
@@ -713,6 +716,26 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _check_sender_text(r: _Reader, prefix: str, sender: SenderSettings) -> set[str]:
+    """The name and phone go into headers (From, and the Subject of the default templates);
+    the signature only into the body: the same rules as every other fact. Returns the keys
+    with a problem, which later checks skip (they would quote a value that may be huge)."""
+    from .values import NAME_MAX, PHONE_MAX, SHORT_MAX, SIGNATURE_MAX, body_problem, header_problem
+
+    bad: set[str] = set()
+    for key, problem in (
+        ("name", header_problem(sender.name, NAME_MAX)),
+        ("phone", header_problem(sender.phone, PHONE_MAX)),
+        ("signature", body_problem(sender.signature, SIGNATURE_MAX)),
+        ("timezone", header_problem(sender.timezone, SHORT_MAX)),
+        ("locale", header_problem(sender.locale, SHORT_MAX)),
+    ):
+        if problem:
+            r.problem(f"{prefix}.{key}", problem)
+            bad.add(key)
+    return bad
 
 
 def _check_address(r: _Reader, key: str, value: str) -> None:

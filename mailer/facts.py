@@ -15,8 +15,19 @@ from datetime import datetime, tzinfo
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .addresses import check_header_value, validate_address
+from .addresses import validate_address
 from .errors import InputError
+from .values import (
+    DOMAIN_MAX,
+    NAME_MAX,
+    NOTE_MAX,
+    PHONE_MAX,
+    SHORT_MAX,
+    VAR_MAX,
+    check_body,
+    check_count,
+    check_header,
+)
 
 T = TypeVar("T")
 
@@ -207,13 +218,14 @@ def parse_vars(pairs: Iterable[str], what: str = "--var") -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
-        if not sep or not key.isidentifier():
+        if not sep or len(key) > 64 or not key.isidentifier():
             raise InputError(
-                f"{what}: expected key=value with a name like 'team_name', not {pair!r}"
+                f"{what}: expected key=value with a name like 'team_name', not {pair[:80]!r}"
             )
         if key in RESERVED_VARS:
             raise InputError(f"{what}: {key!r} is a built-in fact; set it with its own option")
-        out[key] = value
+        # A template may put any variable in the Subject: each value is a header value.
+        out[key] = check_header(value, f"{what} {key}", VAR_MAX)
     return out
 
 
@@ -258,28 +270,39 @@ def make_facts(
         fail(
             f"{prefix}situation: unknown situation {situation!r} (one of: {', '.join(SITUATIONS)})"
         )
-    for name, value in (
-        ("interviewer", interviewer),
-        ("company", company),
-        ("role", role),
-        ("interviewer-phone", interviewer_phone),
+    # Sizes and characters first: every later check, the composer and the apology check then
+    # work on small, clean values however large the input was, and no value is quoted back.
+    for name, value, limit in (
+        ("interviewer", interviewer, NAME_MAX),
+        ("company", company, NAME_MAX),
+        ("role", role, NAME_MAX),
+        ("interviewer-phone", interviewer_phone, PHONE_MAX),
     ):
-        attempt(lambda v=value, n=name: check_header_value(v, f"{prefix}{n}"), None)
+        attempt(lambda v=value, n=name, m=limit: check_header(v, f"{prefix}{n}", m), None)
+    attempt(lambda: check_body(note, f"{prefix}note", NOTE_MAX), None)
+
+    def listed(items: Iterable[str], name: str) -> tuple[str, ...]:
+        """The items to check one by one; none if there are too many (one problem says so)."""
+        return attempt(lambda: check_count(tuple(items), f"{prefix}{name}"), ())
+
+    def short(value: str, name: str) -> str:
+        return check_header(value, f"{prefix}{name}", SHORT_MAX)
+
     for name, value in (("interviewer", interviewer), ("company", company), ("role", role)):
         if not value.strip():
             fail(f"{prefix}{name}: must not be empty")
-    for name, value in (
-        ("interviewer", interviewer),
-        ("company", company),
-        ("role", role),
-        ("note", note),
+    for name, value, limit in (
+        ("interviewer", interviewer, NAME_MAX),
+        ("company", company, NAME_MAX),
+        ("role", role, NAME_MAX),
+        ("note", note, NOTE_MAX),
     ):
-        if m := PLACEHOLDER.search(value):
+        if len(value) <= limit and (m := PLACEHOLDER.search(value)):
             fail(f"{prefix}{name}: {m.group(0)!r} is a placeholder; write the real value")
-    if "\r" in note:
-        fail(f"{prefix}note: contains a carriage return")
     if interviewer_tz:
-        attempt(lambda: zone(interviewer_tz, f"{prefix}interviewer-tz"), None)
+        attempt(
+            lambda: zone(short(interviewer_tz, "interviewer-tz"), f"{prefix}interviewer-tz"), None
+        )
     epoch = datetime(1970, 1, 1, tzinfo=tz)
 
     def address(a: str, what: str) -> str:
@@ -291,20 +314,30 @@ def make_facts(
         interviewer=interviewer.strip(),
         company=company.strip(),
         role=role.strip(),
-        interview=attempt(lambda: parse_when(interview, tz, f"{prefix}interview"), epoch),
+        interview=attempt(
+            lambda: parse_when(short(interview, "interview"), tz, f"{prefix}interview"), epoch
+        ),
         note=note.strip(),
         free=tuple(
             slot
-            for text in free
-            if (slot := attempt(lambda t=text: parse_slot(t, tz, f"{prefix}free"), None))
+            for text in listed(free, "free")
+            if (
+                slot := attempt(
+                    lambda t=text: parse_slot(short(t, "free"), tz, f"{prefix}free"), None
+                )
+            )
         ),
         interviewer_tz=interviewer_tz,
         interviewer_phone=interviewer_phone.strip(),
-        cc=tuple(attempt(lambda a=a: address(a, "cc"), a) for a in cc),
-        extra=attempt(lambda: parse_vars(var, f"{prefix}var"), {}),
-        alt_addresses=tuple(attempt(lambda a=a: address(a, "alt-address"), a) for a in alt_address),
+        cc=tuple(attempt(lambda a=a: address(a, "cc"), a) for a in listed(cc, "cc")),
+        extra=attempt(lambda: parse_vars(listed(var, "var"), f"{prefix}var"), {}),
+        alt_addresses=tuple(
+            attempt(lambda a=a: address(a, "alt-address"), a)
+            for a in listed(alt_address, "alt-address")
+        ),
         alt_domains=tuple(
-            attempt(lambda d=d: _domain(d, f"{prefix}alt-domain"), d) for d in alt_domain
+            attempt(lambda d=d: _domain(d, f"{prefix}alt-domain"), d)
+            for d in listed(alt_domain, "alt-domain")
         ),
     )
     if problems:
@@ -315,7 +348,7 @@ def make_facts(
 
 
 def _domain(value: str, what: str) -> str:
-    d = value.strip().lstrip("@").lower()
+    d = check_header(value, what, DOMAIN_MAX).strip().lstrip("@").lower()
     if not re.fullmatch(
         r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+", d
     ):
