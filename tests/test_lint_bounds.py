@@ -31,7 +31,7 @@ LONG = {
     "your-email": "your email " * 4_500,
     "request-verbs": "reply call me " * 3_500,
     "braces": "{{ x " * 10_000,
-    "angle-spaces": "<A" + " " * 50_000,
+    "angle-spaces": "<A" + " " * 50_000 + "z",
     "told": "I was told " * 4_500,
 }
 
