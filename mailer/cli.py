@@ -499,8 +499,19 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
 
     if file is not None:
         from .lint import split_subject
+        from .values import NAME_MAX, NOTE_MAX, check_body, check_header
 
+        # The same limits as the facts of a message (the check is linear, but need not read
+        # a megabyte that cannot be an apology).
+        check_header(opts["company"] or "", "--company", NAME_MAX)
+        check_header(opts["role"] or "", "--role", NAME_MAX)
+        check_body(opts["note"] or "", "--note", NOTE_MAX)
         try:
+            if (size := file.stat().st_size) > 1_000_000:
+                raise InputError(
+                    f"{file}: is {size:,} bytes; at most 1,000,000 are read (an apology is far "
+                    "shorter)"
+                )
             subject, text = split_subject(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{file}: cannot read: {exc}") from None

@@ -27,6 +27,7 @@ from .values import (
     check_body,
     check_count,
     check_header,
+    shown,
 )
 
 T = TypeVar("T")
@@ -268,7 +269,8 @@ def make_facts(
 
     if situation not in SITUATIONS:
         fail(
-            f"{prefix}situation: unknown situation {situation!r} (one of: {', '.join(SITUATIONS)})"
+            f"{prefix}situation: unknown situation {shown(situation, quoted=True)} "
+            f"(one of: {', '.join(SITUATIONS)})"
         )
     # Sizes and characters first: every later check, the composer and the apology check then
     # work on small, clean values however large the input was, and no value is quoted back.

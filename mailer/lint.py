@@ -10,8 +10,10 @@ Lines quoted with ``>`` (an earlier message below a reply) are not checked.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 ERROR = "error"
 WARNING = "warning"
@@ -184,8 +186,10 @@ _INTEREST = re.compile(
     _I,
 )
 _ROLE_WORD = re.compile(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
+# Tried only where a run of separators starts, and the run taken whole: a company name of
+# many spaces costs one pass, not one pass per space.
 _LEGAL_SUFFIX = re.compile(
-    r"[\s,]+(?:ltd|limited|inc|plc|llc|gmbh|ag|sa|bv|co|corp|corporation)\.?$", _I
+    r"(?<![\s,])[\s,]++(?:ltd|limited|inc|plc|llc|gmbh|ag|sa|bv|co|corp|corporation)\.?$", _I
 )
 
 # --- placeholders -----------------------------------------------------------------------------
@@ -244,6 +248,17 @@ _PUSHY = (
     r"\bURGENT\b",
     r"\b(?:this is|it is|it's) (?:very |really )?urgent\b",
 )
+_YOUR_THING = (
+    r"\byour (?:directions|instructions|email|emails|invitation|invite|link|address|calendar|"
+    r"system|software|website|receptionist|recruiter|colleague|office|team|map|booking)\b"
+)
+_BLAMED = (
+    r"\b(?:wrong|unclear|confusing|incorrect|misleading|broken|vague|didn't|did not|never|"
+    r"failed|wasn't|was not|fault|blame|mistake|error|hard to|impossible|lost)\b"
+)
+# What the regex f"{_YOUR_THING}(?=[^.!?\n]*{_BLAMED})" means; it is not used as a regex,
+# because its lookahead rescans the rest of the clause from every "your email".
+_YOUR_THING_BLAMED = "your-thing-then-blamed"
 _BLAME = (
     r"\b(?:not|wasn't|wasnt|isn't|isnt) (?:really |entirely |even |at all )?my fault\b",
     r"\b(?:no one|no-one|nobody) (?:told|informed|reminded|warned|let) me\b",
@@ -252,11 +267,7 @@ _BLAME = (
     r"\bI (?:was never|was not|wasn't|had not been|hadn't been) (?:told|informed|reminded)\b",
     r"\byou (?:gave|sent|told|wrote|said|put|listed)\b[^.!?\n]{0,40}"
     r"\b(?:wrong|incorrect|confusing|unclear)\b",
-    r"\byour (?:directions|instructions|email|emails|invitation|invite|link|address|calendar|"
-    r"system|software|website|receptionist|recruiter|colleague|office|team|map|booking)\b"
-    r"(?=[^.!?\n]*\b(?:wrong|unclear|confusing|incorrect|misleading|broken|vague|didn't|"
-    r"did not|never|failed|wasn't|was not|fault|blame|mistake|error|hard to|impossible|"
-    r"lost)\b)",
+    _YOUR_THING_BLAMED,  # see _ClauseLookahead: "your directions ... were wrong"
     r"\b(?:because of|due to|thanks to) your (?:directions|instructions|email|invitation|invite|"
     r"link|system|software|website|receptionist|recruiter|colleague|office|team|map)\b",
     r"\byou (?:should|could) have (?:told|informed|reminded|sent|called|let|mentioned|made)\b",
@@ -282,9 +293,13 @@ _EXCUSE = (
     r"\bnot (?:such )?a big deal\b",
     r"\bI couldn't help it\b",
 )
-_INTENSIFIER = r"(?:so|very|really|terribly|truly|deeply|awfully|incredibly|extremely|sincerely)"
+_INTENSIFIERS = "so very really terribly truly deeply awfully incredibly extremely sincerely"
+_INTENSIFIER = f"(?:{'|'.join(_INTENSIFIERS.split())})"
+# What rf"\b(?:{_INTENSIFIER},?\s+){{2,}}(?:sorry|apologetic)\b" means; matched backwards
+# (see _Backward), because forwards the regex retries a run of intensifiers from each word.
+_INTENSIFIED_SORRY = "intensified-sorry"
 _GROVEL = (
-    rf"\b(?:{_INTENSIFIER},?\s+){{2,}}(?:sorry|apologetic)\b",
+    _INTENSIFIED_SORRY,  # see _Backward: "so very sorry"
     r"\bsorry,? sorry\b",
     r"\bplease,? please\b",
     r"\bforgive me\b",
@@ -304,8 +319,75 @@ _GROVEL = (
 )
 
 
-def _compile(patterns: Iterable[str], flags: int = _I) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(p, flags) for p in patterns)
+class _Pattern(Protocol):
+    def search(self, text: str) -> _Span | re.Match[str] | None: ...
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a matcher that is not a regex matched: what _tone needs of a re.Match."""
+
+    s: int
+    e: int
+
+    def start(self) -> int:
+        return self.s
+
+    def end(self) -> int:
+        return self.e
+
+
+class _Backward:
+    """A regex whose unbounded part comes before a fixed word (two or more intensifiers, then
+    'sorry'), matched on the reversed text: each run is then read once, from its word, where
+    a forward search reads it again from each of its words (quadratic on 'so so so ...')."""
+
+    linear = True
+
+    def __init__(self, reversed_pattern: str) -> None:
+        self.regex = re.compile(reversed_pattern, _I)
+
+    def search(self, text: str) -> _Span | None:
+        last = None
+        for last in self.regex.finditer(text[::-1]):  # noqa: B007 - the last is the leftmost
+            pass
+        return None if last is None else _Span(len(text) - last.end(), len(text) - last.start())
+
+
+class _ClauseLookahead:
+    """``FIRST(?=[^.!?\n]*SECOND)``: FIRST, with SECOND later in the same clause. One pass for
+    each regex and a binary search per FIRST, where the lookahead rescans the clause from
+    every FIRST (quadratic on 'your email your email ...')."""
+
+    linear = True
+
+    def __init__(self, first: str, second: str) -> None:
+        self.first, self.second = re.compile(first, _I), re.compile(second, _I)
+
+    def search(self, text: str) -> _Span | None:
+        ends = [m.start() for m in _CLAUSE_END.finditer(text)]
+        seconds = [m.start() for m in self.second.finditer(text)]
+        for m in self.first.finditer(text):
+            clause_end = ends[i] if (i := bisect_left(ends, m.end())) < len(ends) else len(text)
+            j = bisect_left(seconds, m.end())
+            if j < len(seconds) and seconds[j] < clause_end:
+                return _Span(m.start(), m.end())
+        return None
+
+
+_CLAUSE_END = re.compile(r"[.!?\n]")
+
+
+def _compile(patterns: Iterable[str], flags: int = _I) -> tuple[_Pattern, ...]:
+    return tuple(_MATCHERS.get(p) or re.compile(p, flags) for p in patterns)
+
+
+_MATCHERS: dict[str, _Pattern] = {
+    _INTENSIFIED_SORRY: _Backward(
+        rf"\b(?:yrros|citegolopa)(?:\s+,?(?:{'|'.join(w[::-1] for w in _INTENSIFIERS.split())})){{2,}}\b"
+    ),
+    _YOUR_THING_BLAMED: _ClauseLookahead(_YOUR_THING, _BLAMED),
+}
 
 
 _DEMANDING_RE = _compile(_DEMANDING)
@@ -317,6 +399,13 @@ _PUSHY_RE = (
 _BLAME_RE = _compile(_BLAME)
 _EXCUSE_RE = _compile(_EXCUSE)
 _GROVEL_RE = _compile(_GROVEL)
+
+# Sentence checks read a long "sentence" in overlapping pieces (see _pieces). Real sentences are
+# far shorter than a piece; in a longer one, a match that spans more than the overlap across
+# two pieces is missed.
+MAX_PIECE = 1000
+_OVERLAP = 200
+_SLACK = 100  # how far back from a cut a space is looked for
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -469,9 +558,12 @@ def _interest_specific(sentences: list[str], company: str, role: str) -> Iterato
 
 def _placeholders(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
+        if not _search(_ANY_PLACEHOLDER, sentence):
+            continue
         for pattern in _PLACEHOLDERS:
-            if m := pattern.search(sentence):
-                yield _finding("placeholder", f"Leftover placeholder {m.group(0)!r}.", sentence)
+            if span := _search(pattern, sentence):
+                found = sentence[span[0] : span[1]]
+                yield _finding("placeholder", f"Leftover placeholder {found!r}.", sentence)
                 break
 
 
@@ -486,7 +578,7 @@ def _length(body: str, kind: str) -> Iterator[Finding]:
         yield _finding("long-message", f"The body is {words} words; aim for {warn} or fewer.")
 
 
-_TONE_CHECKS: tuple[tuple[str, tuple[re.Pattern[str], ...], Callable[[str], str]], ...] = (
+_TONE_CHECKS: tuple[tuple[str, tuple[_Pattern, ...], Callable[[str], str]], ...] = (
     (
         "demanding-tone",
         _DEMANDING_RE,
@@ -503,31 +595,81 @@ _TONE_CHECKS: tuple[tuple[str, tuple[re.Pattern[str], ...], Callable[[str], str]
 )
 
 
+def _any_of(patterns: Iterable[_Pattern], starts: str) -> re.Pattern[str]:
+    """One regex that matches wherever any of ``patterns`` would (a matcher that is not a
+    regex stands in as a looser regex): most sentences match none, and are then done in one
+    call instead of one per pattern. ``starts`` is what holds where any match can start,
+    tested first so that other places cost one test, not one per pattern."""
+    sources = []
+    for p in patterns:
+        if isinstance(p, re.Pattern):
+            sources.append(f"(?{'i' if p.flags & _I else '-i'}:{p.pattern})")
+        else:
+            sources.append(_STAND_INS[p])
+    return re.compile(f"{starts}(?:{'|'.join(sources)})")
+
+
+_STAND_INS: dict[_Pattern, str] = {
+    _MATCHERS[_INTENSIFIED_SORRY]: r"(?i:\b(?:sorry|apologetic)\b)",
+    _MATCHERS[_YOUR_THING_BLAMED]: f"(?i:{_YOUR_THING})",
+}
+
+
 def _tone(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
         norm = _norm(sentence)
+        if not _search(_ANY_TONE, norm):
+            continue
         demanding = False
         for rule_id, patterns, explain in _TONE_CHECKS:
             if rule_id == "pushy-timing" and demanding:
                 continue  # one sentence, one complaint: "ASAP for me" is demanding, not also pushy
             for pattern in patterns:
-                m = (
-                    _first_unnegated(pattern, norm)
+                span = (
+                    _first_unnegated(pattern, norm)  # type: ignore[arg-type]
                     if rule_id == "pushy-timing"
-                    else pattern.search(norm)
+                    else _search(pattern, norm)
                 )
-                if m:
-                    yield _finding(rule_id, explain(sentence[m.start() : m.end()]), sentence)
+                if span:
+                    yield _finding(rule_id, explain(sentence[span[0] : span[1]]), sentence)
                     demanding = demanding or rule_id == "demanding-tone"
                     break
 
 
-def _first_unnegated(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+def _first_unnegated(pattern: re.Pattern[str], text: str) -> tuple[int, int] | None:
     """'I could not call you right away' reports the past, it asks for nothing."""
-    for m in pattern.finditer(text):
-        if not _NEGATION_BEFORE.search(text[max(0, m.start() - 30) : m.start()]):
-            return m
+    for offset, piece in _pieces(text):
+        for m in pattern.finditer(piece):
+            start = offset + m.start()
+            if not _NEGATION_BEFORE.search(text[max(0, start - 30) : start]):
+                return start, offset + m.end()
     return None
+
+
+def _search(pattern: _Pattern, text: str) -> tuple[int, int] | None:
+    """Where ``pattern`` first matches ``text``: a regex reads it piece by piece; the matchers
+    that stand in for regexes are linear as they are, and read it whole."""
+    if len(text) <= MAX_PIECE or getattr(pattern, "linear", False):
+        m = pattern.search(text)
+        return (m.start(), m.end()) if m else None
+    for offset, piece in _pieces(text):
+        if m := pattern.search(piece):
+            return offset + m.start(), offset + m.end()
+    return None
+
+
+def _pieces(text: str) -> Iterator[tuple[int, str]]:
+    """``text`` as overlapping pieces of at most MAX_PIECE characters, with their offsets, cut
+    at spaces where there is one near: no regex then sees more than MAX_PIECE characters at
+    once, so the check stays linear whatever a pattern's backtracking costs."""
+    start = 0
+    while len(text) - start > MAX_PIECE:
+        cut = text.rfind(" ", start + MAX_PIECE - _SLACK, start + MAX_PIECE)
+        end = cut if cut > start else start + MAX_PIECE
+        yield start, text[start:end]
+        back = text.rfind(" ", end - _OVERLAP - _SLACK, end - _OVERLAP)
+        start = back + 1 if back > start else end - _OVERLAP
+    yield start, text[start:] if start else text
 
 
 def _apology_count(body: str) -> Iterator[Finding]:
@@ -589,3 +731,9 @@ def _split_sentences(text: str) -> list[str]:
 def _trim(excerpt: str) -> str:
     excerpt = " ".join(excerpt.split())
     return excerpt if len(excerpt) <= _EXCERPT_MAX else excerpt[: _EXCERPT_MAX - 1].rstrip() + "…"
+
+
+# Every tone pattern starts at the start of a word; every placeholder at a bracket, a brace,
+# '$', '%', '#', '<' or a letter.
+_ANY_TONE = _any_of((p for _, patterns, _ in _TONE_CHECKS for p in patterns), r"\b(?=[^\W\d_])")
+_ANY_PLACEHOLDER = _any_of(_PLACEHOLDERS, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")

@@ -79,13 +79,15 @@ def check_count(items: tuple[str, ...], what: str, limit: int = LIST_MAX) -> tup
     return items
 
 
-def shown(value: object, limit: int = 80) -> str:
-    """``value`` as an error message may quote it: as typed when short and clean, else its
-    escaped start (a message must stay one line, and not replay a 10 MB cell)."""
+def shown(value: object, limit: int = 80, *, quoted: bool = False) -> str:
+    """``value`` as an error message may quote it: as typed (``repr`` if ``quoted``) when short
+    and clean, else the escaped start of it (a message must stay one line, and not replay a
+    10 MB cell or a terminal escape sequence)."""
     text = value if isinstance(value, str) else "?" if value is None else repr(value)
     if len(text) <= limit and not _HEADER_BAD.search(text):
-        return text
-    return repr(text[:limit]) + ("…" if len(text) > limit else "")
+        return repr(text) if quoted else text
+    escaped = repr(text[:limit])
+    return escaped if len(escaped) <= limit and len(text) <= limit else escaped[:limit] + "…"
 
 
 def has_encoded_word(value: str) -> bool:

@@ -131,6 +131,16 @@ def test_lists_with_too_many_items_are_refused_before_their_items_are_read(field
     ]
 
 
+def test_a_refused_value_is_never_quoted_back_whole() -> None:
+    """Verify every problem with 10 MB values stays one short line."""
+    huge = "x\x1b" * 5_000_000
+    with pytest.raises(InputError) as exc:
+        facts(situation=huge, interview=huge, free=[huge], to=huge, interviewer_tz=huge)
+    assert len(exc.value.problems) == 5  # type: ignore[attr-defined]
+    assert all(len(p) < 300 for p in exc.value.problems)  # type: ignore[attr-defined]
+    assert "\x1b" not in str(exc.value)
+
+
 def write_config(tmp_path: Path, sender: str, account_sender: str = "") -> Path:
     path = tmp_path / "config" / "mailer.toml"
     path.parent.mkdir(parents=True)
