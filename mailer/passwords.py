@@ -178,13 +178,23 @@ def unlock(settings: Any, names: Iterable[str] | None = None) -> None:
     from .config import account_secret
 
     problems: list[str] = []
+    hint = None
     for name in settings.account_names if names is None else names:
         account = settings.for_account(name)
+        smtp_failed = False
         for server in (account.smtp, account.imap):
+            inherits = server.secret is not None and account.smtp.secret in (
+                server.secret,
+                server.secret.fallback,
+            )
+            if server is account.imap and smtp_failed and inherits:
+                continue  # the IMAP password would be the SMTP one: one problem, not two
             try:
                 password = server.password
             except ConfigError as exc:
                 problems += [p for p in exc.problems if p not in problems]
+                hint = exc.hint or hint
+                smtp_failed = server is account.smtp
                 continue
             if not password and server is account.smtp:
                 var = account_secret(name, "smtp") if name else "MAILER_SMTP_PASSWORD"
@@ -192,7 +202,7 @@ def unlock(settings: Any, names: Iterable[str] | None = None) -> None:
                     f"{var}: not set in the environment or {settings.workspace / '.env'}"
                 )
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, hint=hint)
 
 
 def store_in_keyring(user: str, password: str) -> str:
