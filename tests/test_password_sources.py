@@ -425,3 +425,30 @@ def test_send_account_unknown_name_is_refused(tmp_path: Path) -> None:
     r = run_cli(ws, *send_args(company="Nobody Co"), "--account", "nobody")
     assert r.returncode == 3
     assert "accounts.nobody: no such account" in r.stderr
+
+
+@pytest.mark.integration
+def test_password_from_a_command_is_redacted_from_a_server_that_echoes_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Verify a password fetched by password_command is cut out of a 535 reply that repeats
+    the AUTH lines and the decoded password, in send and doctor output and the store."""
+    from .hostile import EchoSmtp
+    from .test_secrets import UTF8_SECRET, assert_no_leak, configure, real_imap, stored
+
+    prog = script(tmp_path / "getpw", f"print({UTF8_SECRET!r})")
+    with EchoSmtp("PLAIN") as smtp:
+        ws = configure(
+            tmp_path / "ws",
+            stack.info,
+            smtp=(smtp.port, "plain"),
+            imap=real_imap(stack),
+            smtp_password="unused",
+        )
+        with_source(ws, "smtp", f"password_command = [{prog!r}]")
+        (ws / ".env").write_text(f"MAILER_IMAP_PASSWORD={stack.info.users[SENDER]}\n")
+        sent = run_cli(ws, *send_args(company="Echo Command Co"))
+        doctor = run_cli(ws, "doctor")
+    assert sent.returncode == 5 and "authentication failed" in sent.stderr, sent.stderr
+    output = sent.stdout + sent.stderr + doctor.stdout + doctor.stderr + stored(ws)
+    assert_no_leak(output, SENDER, UTF8_SECRET, smtp.arguments)
