@@ -158,6 +158,19 @@ def _from_prompt(source: PasswordSource) -> str:
     return password
 
 
+def describe(source: PasswordSource | None, default: str) -> str:
+    """Where a refused password came from, for the hint after an authentication failure."""
+    while source is not None and source.kind == "env" and not source.env_value:
+        source = source.fallback
+    if source is None or source.kind == "env":
+        return source.env_var if source is not None else default
+    key = source.key.rsplit(": ", 1)[-1]
+    return {
+        "command": f"what {key}.password_command prints",
+        "keyring": f"the keyring's {source.keyring_user!r} ('mailer auth set-password')",
+    }.get(source.kind, "the password you typed")
+
+
 def uses_prompt(settings: Any) -> list[str]:
     """The config keys of servers whose password would be asked for on the terminal."""
     found = []

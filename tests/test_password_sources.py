@@ -452,3 +452,18 @@ def test_password_from_a_command_is_redacted_from_a_server_that_echoes_it(
     assert sent.returncode == 5 and "authentication failed" in sent.stderr, sent.stderr
     output = sent.stdout + sent.stderr + doctor.stdout + doctor.stderr + stored(ws)
     assert_no_leak(output, SENDER, UTF8_SECRET, smtp.arguments)
+
+
+@pytest.mark.integration
+def test_refused_login_hint_names_the_password_source(stack: Stack, tmp_path: Path) -> None:
+    """Verify a wrong password from a command is refused with a hint naming the command's
+    key (not MAILER_SMTP_PASSWORD, which the user never set), and the password not shown."""
+    ws = write_config(tmp_path / "ws", stack.info)
+    wrong = "Wr0ng-From-Command"
+    prog = script(tmp_path / "getpw", f"print({wrong!r})")
+    with_source(ws, "smtp", f"password_command = [{prog!r}]")
+    r = run_cli(ws, *send_args(company="Wrong Co"))
+    assert r.returncode == 5, r.stderr
+    assert "authentication failed" in r.stderr
+    assert "(check what smtp.password_command prints (Gmail needs" in r.stderr
+    assert wrong not in everything(ws, r)
