@@ -467,3 +467,26 @@ def test_refused_login_hint_names_the_password_source(stack: Stack, tmp_path: Pa
     assert "authentication failed" in r.stderr
     assert "(check what smtp.password_command prints (Gmail needs" in r.stderr
     assert wrong not in everything(ws, r)
+
+
+@pytest.mark.integration
+def test_campaign_run_fetches_every_password_it_needs_before_the_first_send(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Verify a campaign whose IMAP password cannot be had (an empty keyring) is refused
+    before anything is sent, rather than sending and then failing to file the Sent copies."""
+    from .test_campaign import entry, write_campaign
+
+    pair = Pair(stack, tmp_path / "ws")
+    ws = write_config(pair.ws, stack.info, sender=pair.candidate)
+    config = ws / "config" / "mailer.toml"
+    config.write_text(
+        config.read_text().replace("[imap]\n", '[imap]\npassword_source = "keyring"\n', 1)
+    )
+    write_campaign(ws, entry(pair.interviewer, 1, key="one"))
+    env = {**KEYRING_ENV, "TEST_KEYRING_FILE": str(tmp_path / "keyring.json")}
+    mark = stack.log_mark()
+    r = run_cli(ws, "campaign", "run", "week49", "--yes", env=env)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "imap.password_source: the keyring has no password for" in r.stderr
+    assert not [e for e in stack.log_since(mark) if e["event"] in ("auth", "accepted")]
