@@ -490,3 +490,46 @@ def test_campaign_run_fetches_every_password_it_needs_before_the_first_send(
     assert r.returncode == 3, r.stdout + r.stderr
     assert "imap.password_source: the keyring has no password for" in r.stderr
     assert not [e for e in stack.log_since(mark) if e["event"] in ("auth", "accepted")]
+
+
+def run_on_terminal(ws: Path, args: list[str], typed: str) -> tuple[int, str]:
+    """Run mailer on a pseudo-terminal, typing ``typed`` at each password prompt; returns
+    the exit status and everything shown on the terminal."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes mailer, with the pty as its terminal
+        os.chdir(ws)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        os.execve(sys.executable, [sys.executable, "-m", "mailer.cli", *args], env)
+    shown, answered = b"", 0
+    while True:
+        try:
+            data = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+        while shown.count(b"password for") > answered:
+            os.write(fd, typed.encode() + b"\n")
+            answered += 1
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
+
+
+@pytest.mark.integration
+def test_prompt_asks_once_on_a_terminal_and_the_typed_password_logs_in(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Verify password_source = "prompt" asks once on a terminal (IMAP takes the SMTP
+    answer), both servers accept the typed password, and it is not echoed."""
+    ws = write_config(tmp_path / "ws", stack.info)
+    with_source(ws, "smtp", 'password_source = "prompt"')
+    password = stack.info.users[SENDER]
+    code, shown = run_on_terminal(ws, ["doctor"], password)
+    assert code == 0, shown
+    assert shown.count("SMTP password for you@sandbox.test at") == 1, shown
+    assert "OK    SMTP" in shown and "OK    IMAP" in shown
+    assert password not in shown
