@@ -69,9 +69,10 @@ def prepare(
     return Prepared(facts=facts, draft=draft, composed=composed, findings=tuple(findings))
 
 
-def check_duplicate(store: Store, facts: Facts, now: datetime) -> None:
+def check_duplicate(store: Store, facts: Facts, now: datetime, account: str = "") -> None:
     """Fail early (before asking for confirmation) if this interview already has an apology."""
-    store.guard_duplicate(dedupe_key(facts.to, facts.company, facts.interview), facts.to, now)
+    key = dedupe_key(facts.to, facts.company, facts.interview, account)
+    store.guard_duplicate(key, facts.to, now)
 
 
 def recipient_zone(settings: Settings, interviewer_tz: str) -> tzinfo:
@@ -113,7 +114,11 @@ def send(
     opened and closed here.
     """
     facts, composed = prepared.facts, prepared.composed
-    thread_id, row_id = record(settings, prepared, store, clock(), guard_duplicates=not again)
+    # The thread remembers its account: its follow-ups go out from the same mailbox.
+    account = {"account": settings.account} if settings.account else {}
+    thread_id, row_id = record(
+        settings, prepared, store, clock(), guard_duplicates=not again, **account
+    )
     crash_point("after-queued")
     try:
         if session is None:

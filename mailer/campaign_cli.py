@@ -261,15 +261,10 @@ def run_command(
 
 
 def _need_passwords(settings: Any, c: Any) -> None:
-    from .config import account_secret
+    """The passwords of the accounts the campaign sends from, all before the first send."""
+    from .passwords import unlock
 
-    missing = []
-    for name in sorted({e.account for e in c.entries}):
-        if not settings.for_account(name).smtp.password:
-            var = account_secret(name, "smtp") if name else "MAILER_SMTP_PASSWORD"
-            missing.append(f"{var}: not set in the environment or {settings.workspace / '.env'}")
-    if missing:
-        raise ConfigError(missing)
+    unlock(settings, sorted({e.account for e in c.entries}))
 
 
 class _Progress:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .cli_common import Context, _show, _show_findings, _show_raw, handle_errors
-from .errors import ExitCode, InputError, MailerError, RefusedError
+from .errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
 from .store import safe_url
 
 
@@ -41,6 +41,13 @@ def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> N
     for noisy in ("yagmail", "imapclient", "sqlalchemy", "asyncio", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+
+account_option = click.option(
+    "--account",
+    default="",
+    metavar="NAME",
+    help="Send from [accounts.NAME] in the config (default: the main account).",
+)
 
 REQUIRED_FACTS = ("situation", "to", "interviewer", "company", "role", "interview")
 
@@ -142,14 +149,15 @@ def _facts(settings: Any, opts: dict[str, Any]) -> Any:
     metavar="ID",
     help="Show the follow-up that would go out for thread ID.",
 )
+@account_option
 @click.pass_obj
 @handle_errors
-def preview(obj: Context, follow_up: int | None, **opts: Any) -> None:
+def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> None:
     """Print exactly what would be sent. No network."""
     from .apology import prepare
     from .clock import default_clock
 
-    settings = obj.settings()
+    settings = obj.settings().for_account(account)
     now = default_clock()()
     if follow_up is not None:
         from .check import build_follow_up
@@ -176,21 +184,29 @@ def preview(obj: Context, follow_up: int | None, **opts: Any) -> None:
 @click.option(
     "--again", is_flag=True, help="Send even though this interview already has an apology."
 )
+@account_option
 @click.pass_obj
 @handle_errors
-def send(obj: Context, yes: bool, dry_run: bool, force: bool, again: bool, **opts: Any) -> None:
+def send(
+    obj: Context, yes: bool, dry_run: bool, force: bool, again: bool, account: str, **opts: Any
+) -> None:
     """Send the apology now, keep a copy in Sent, and record it for the follow-up."""
     from . import apology
     from .clock import default_clock
 
     clock = default_clock()
-    settings = obj.settings(need_secrets=not dry_run)
+    # Only this account's password is needed: the others are not fetched (nor asked for).
+    settings = obj.settings(need_secrets=not dry_run and not account).for_account(account)
+    if not dry_run:
+        from .passwords import unlock
+
+        unlock(settings, [account])
     prepared = apology.prepare(settings, _facts(settings, opts), clock())
     store = None
     if not dry_run:
         store = obj.store(settings)
         if not again:  # before showing anything: there is nothing to confirm
-            apology.check_duplicate(store, prepared.facts, clock())
+            apology.check_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
     from .callscript import urgency
     from .lint import has_errors
@@ -363,6 +379,7 @@ def check(obj: Context) -> None:
     from .lock import store_lock
 
     settings = obj.settings(need_secrets=True)
+    _unlock_all(settings)
     store = obj.store(settings)
     logging.getLogger("mailer").setLevel(logging.INFO)
     with store_lock(settings.state_url, settings.workspace, "mailer check"):
@@ -389,6 +406,15 @@ def daemon(obj: Context) -> None:
     from .lock import store_lock
 
     settings = obj.settings(need_secrets=True)
+    from .passwords import uses_prompt
+
+    prompts = uses_prompt(settings)
+    if prompts:
+        raise ConfigError(
+            f'{prompts[0]}: "prompt" is for one-shot commands; the daemon runs unattended '
+            'and cannot ask (use "keyring" or "command")'
+        )
+    _unlock_all(settings)
     store = obj.store(settings)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s mailer: %(levelname)s: %(message)s"))
@@ -398,6 +424,13 @@ def daemon(obj: Context) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with store_lock(settings.state_url, settings.workspace, "mailer daemon"):
         run_daemon(settings, store, default_clock(), stop)
+
+
+def _unlock_all(settings: Any) -> None:
+    """Every account's passwords, fetched before the first pass (commands run, once)."""
+    from .passwords import unlock
+
+    unlock(settings)
 
 
 @cli.command()
@@ -551,14 +584,16 @@ def call_script_command(obj: Context, **opts: Any) -> None:
 
 
 @cli.command()
+@click.option("--account", default=None, metavar="NAME", help="Check only [accounts.NAME].")
 @click.pass_obj
 @handle_errors
-def doctor(obj: Context) -> None:
+def doctor(obj: Context, account: str | None) -> None:
     """Log in to SMTP and IMAP and find the Sent folder. Sends nothing."""
     from .mailbox import Mailbox
     from .sender import SmtpSession
 
-    settings = obj.settings(need_secrets=True)
+    settings = obj.settings(need_secrets=account is None)
+    names = settings.account_names if account is None else (settings.for_account(account).account,)
     click.echo(f"OK    config {settings.path}")
     failures = 0
 
@@ -585,11 +620,11 @@ def doctor(obj: Context) -> None:
         obj.store(settings).close()
         return "state store opens"
 
-    for name in settings.account_names:
-        account = settings.for_account(name)
+    for name in names:
+        chosen = settings.for_account(name)
         label = f" (account {name})" if name else ""
-        check(f"SMTP{label}", lambda a=account: smtp(a))
-        check(f"IMAP{label}", lambda a=account: imap(a))
+        check(f"SMTP{label}", lambda a=chosen: smtp(a))
+        check(f"IMAP{label}", lambda a=chosen: imap(a))
     check("state", state)
     if failures:
         sys.exit(int(ExitCode.NETWORK))
@@ -776,9 +811,11 @@ def _accept_global_options_everywhere(group: click.Group) -> None:
 
 
 def _add_campaigns() -> None:
+    from .auth_cli import auth
     from .campaign_cli import campaign
 
     cli.add_command(campaign)
+    cli.add_command(auth)
 
 
 _add_campaigns()

@@ -19,6 +19,14 @@ from typing import Any
 
 from .errors import ConfigError
 from .followup import Window, parse_window
+from .passwords import (
+    COMMAND_TIMEOUT,
+    POINTER,
+    SOURCE_KEYS,
+    SOURCES,
+    PasswordSource,
+    keyring_user,
+)
 
 CONFIG_RELPATH = Path("config") / "mailer.toml"
 SECURITY_MODES = ("ssl", "starttls", "plain")
@@ -68,7 +76,17 @@ class ServerSettings:
     username: str
     ca_file: Path | None
     timeout: float
-    password: str = field(default="", repr=False)  # never printed, even by repr()
+    # Where the password comes from; it is fetched on first use (see mailer.passwords).
+    secret: PasswordSource | None = field(default=None, repr=False)
+
+    @property
+    def password(self) -> str:
+        """The password: fetched once per process, only by code that logs in. Never printed."""
+        if self.secret is None:
+            return ""
+        from .passwords import resolve
+
+        return resolve(self.secret)
 
 
 @dataclass(frozen=True)
@@ -317,6 +335,7 @@ def load_settings(
     _, data = read_toml(path)
     base = workspace_of(path)
     r = _Reader(path, data)
+    _refuse_literal_secrets(r, data)
     known = {
         "sender",
         "smtp",
@@ -365,6 +384,7 @@ def load_settings(
     secrets = read_secrets(env_file or base / ".env")
     smtp, imap = _mail_servers(
         r,
+        "",
         "",
         {**preset.get("smtp", {}), **r.table("smtp")},
         {**preset.get("imap", {}), **r.table("imap")},
@@ -556,6 +576,7 @@ def _accounts(
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
         smtp, imap = _mail_servers(
             r,
+            name,
             f"{prefix}.",
             smtp_table,
             {**preset.get("imap", {}), **_subtable(r, t, prefix, "imap")},
@@ -578,6 +599,7 @@ def _accounts(
 
 def _mail_servers(
     r: _Reader,
+    account: str,
     prefix: str,
     smtp_table: dict[str, Any],
     imap_table: dict[str, Any],
@@ -588,26 +610,134 @@ def _mail_servers(
     need_secrets: bool,
 ) -> tuple[ServerSettings, ImapSettings]:
     """One account's SMTP and IMAP settings (``prefix`` "" or "accounts.NAME."). The IMAP
-    password falls back to the SMTP one."""
+    password falls back to the SMTP one; an [imap] table that names no source of its own
+    takes the SMTP one's."""
     smtp_var, imap_var = password_vars
-    smtp = _server(r, f"{prefix}smtp", smtp_table, workspace, user, secrets.get(smtp_var, ""), 587)
-    imap_base = _server(
-        r,
-        f"{prefix}imap",
-        imap_table,
-        workspace,
-        user,
-        secrets.get(imap_var) or secrets.get(smtp_var, ""),
-        993,
+    smtp = _server(r, f"{prefix}smtp", smtp_table, workspace, user, 587)
+    imap_base = _server(r, f"{prefix}imap", imap_table, workspace, user, 993)
+    smtp_secret = _password_source(
+        r, account, "smtp", smtp_table, smtp, workspace, (smtp_var, secrets.get(smtp_var, ""))
     )
+    imap_secret = _password_source(
+        r,
+        account,
+        "imap",
+        imap_table,
+        imap_base,
+        workspace,
+        (imap_var, secrets.get(imap_var, "")),
+        inherit=smtp_secret,
+    )
+    smtp = replace(smtp, secret=smtp_secret)
     imap = ImapSettings(
         **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
         sent_folder=r.get(imap_table, f"{prefix}imap", "sent_folder", str, ""),
         save_sent=r.get(imap_table, f"{prefix}imap", "save_sent", bool, True),
     )
-    if need_secrets and not smtp.password:
+    imap = replace(imap, secret=imap_secret)
+    # Other sources are fetched when first needed (a command runs, a prompt asks): only
+    # the accounts a command uses (see mailer.passwords.unlock).
+    if need_secrets and smtp_secret.kind == "env" and not smtp_secret.env_value:
         r.problems.append(f"{smtp_var}: not set in the environment or {workspace / '.env'}")
     return smtp, imap
+
+
+def _password_source(
+    r: _Reader,
+    account: str,
+    server: str,
+    t: dict[str, Any],
+    s: ServerSettings,
+    workspace: Path,
+    env: tuple[str, str],
+    inherit: PasswordSource | None = None,
+) -> PasswordSource:
+    """``password_source``, ``password_command`` and ``password_command_timeout`` of one
+    server table. A command given alone implies ``password_source = "command"``."""
+    prefix = f"{'accounts.' + account + '.' if account else ''}{server}"
+    key = f"{r.path}: {prefix}"
+    own = "password_source" in t or "password_command" in t
+    kind = r.get(t, prefix, "password_source", str, "command" if "password_command" in t else "")
+    if kind and kind not in SOURCES:
+        r.problem(f"{prefix}.password_source", f"must be one of {', '.join(SOURCES)}, not {kind!r}")
+        kind = "env"
+    command = _password_command(r, prefix, t)
+    if kind == "command" and not command and "password_command" not in t:
+        r.problem(
+            f"{prefix}.password_command",
+            'is required with password_source = "command" (a list, such as ["pass", "show", '
+            '"mail/you"])',
+        )
+    elif command and kind not in ("command", ""):
+        r.problem(
+            f"{prefix}.password_command",
+            f"is given, but password_source is {kind!r}: remove one of them",
+        )
+    timeout = r.get(t, prefix, "password_command_timeout", float, COMMAND_TIMEOUT)
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        r.problem(
+            f"{prefix}.password_command_timeout",
+            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, not {timeout}",
+        )
+        timeout = COMMAND_TIMEOUT
+    env_var, env_value = env
+    if inherit is not None and not own:
+        if inherit.kind == "env":
+            return PasswordSource("env", key, env_var, env_value, fallback=inherit)
+        if inherit.kind != "keyring":
+            return inherit  # the same command or prompt: run or asked once, not twice
+        kind = "keyring"
+    return PasswordSource(
+        kind=kind or "env",
+        key=key,
+        env_var=env_var,
+        env_value=env_value if (kind or "env") == "env" else "",
+        command=command,
+        timeout=timeout,
+        cwd=workspace,
+        keyring_user=keyring_user(account, server, s.username),
+        label=f"{server.upper()} password for {s.username} at {s.host}",
+        fallback=inherit,
+    )
+
+
+def _password_command(r: _Reader, prefix: str, t: dict[str, Any]) -> tuple[str, ...]:
+    if "password_command" not in t:
+        return ()
+    value = t["password_command"]
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(a, str) and not has_control_chars(a) for a in value)
+        or not value[0].strip()
+    ):
+        r.problem(
+            f"{prefix}.password_command",
+            "must be a list of strings, the program first (run without a shell), such as "
+            '["pass", "show", "mail/you"]',
+        )
+        return ()
+    return (str(Path(value[0]).expanduser()) if value[0].startswith("~") else value[0], *value[1:])
+
+
+# A key whose name says it holds a password or token: its value must never sit in the file.
+_LITERAL_SECRET = re.compile(r"(?:.*[_-])?(?:password|passwd|pass|pwd|passphrase|token)|secret")
+
+
+def _refuse_literal_secrets(r: _Reader, data: dict[str, Any]) -> None:
+    """Refuse (and drop) every ``password``/``pass``/``secret``-like key, at any depth, with
+    a pointer to the sources; its value is never quoted."""
+    stack: list[tuple[str, dict[str, Any]]] = [("", data)]
+    while stack:
+        prefix, table = stack.pop()
+        for key in list(table):
+            full = f"{prefix}{key}"
+            value = table[key]
+            if isinstance(value, dict):
+                stack.append((f"{full}.", value))
+            elif key not in SOURCE_KEYS and _LITERAL_SECRET.fullmatch(key.lower()):
+                del table[key]
+                r.problem(full, f"a password does not belong in the config file; {POINTER}")
 
 
 def _subtable(r: _Reader, t: dict[str, Any], prefix: str, name: str) -> dict[str, Any]:
@@ -624,10 +754,10 @@ def _server(
     t: dict[str, Any],
     workspace: Path,
     default_user: str,
-    password: str,
     default_port: int,
 ) -> ServerSettings:
     known = {
+        *SOURCE_KEYS,
         "host",
         "port",
         "security",
@@ -690,7 +820,6 @@ def _server(
         username=r.get(t, name, "username", str, default_user) or default_user,
         ca_file=ca_path,
         timeout=timeout,
-        password=password,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from .config import ImapSettings
 from .connection import network_error, tls_context
 from .errors import ConfigError, DeliveryError
+from .passwords import describe
 from .redact import redactor
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Mailbox:
                 f"{self.where}: authentication failed for user '{s.username}' "
                 f"({_text(exc, self._scrub)})",
                 kind="auth",
-                hint="check MAILER_IMAP_PASSWORD (Gmail needs an app password)",
+                hint=f"check {describe(s.secret, 'MAILER_IMAP_PASSWORD')} (Gmail needs an app password)",
             ) from None
         except IMAPClientError as exc:
             _quiet_logout(client)

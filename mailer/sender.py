@@ -20,6 +20,7 @@ from types import TracebackType
 from .config import ServerSettings
 from .connection import network_error, tls_context
 from .errors import ConfigError, DeliveryError
+from .passwords import describe
 from .redact import redactor
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class SmtpSession:
                 f"{self.where}: authentication failed for user '{s.username}' "
                 f"({_reply(exc, self._scrub)})",
                 kind="auth",
-                hint="check MAILER_SMTP_PASSWORD (Gmail needs an app password)",
+                hint=f"check {describe(s.secret, 'MAILER_SMTP_PASSWORD')} (Gmail needs an app password)",
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
             _quiet_close(yag.smtp)

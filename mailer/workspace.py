@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .composer import default_templates_dir
 
-CONFIG_TEMPLATE = """# mailer settings. Secrets (passwords) never go here: put them in .env.
+CONFIG_TEMPLATE = """# mailer settings. Secrets (passwords) never go here: .env, a command or the keyring.
 # Every setting is shown; the commented ones have their defaults.
 
 # provider = "generic"        # or "gmail" (app password; fills in the servers below).
@@ -30,6 +30,9 @@ security = "starttls"         # "ssl" (port 465), "starttls" (587) or "plain" (l
 # ca_file = ""                # a private CA to trust, besides the system's
 # timeout = 30                # seconds, for every network operation
 # retries = 3                 # for temporary (4xx) refusals before the message is sent
+# password_source = "env"     # "env" (.env), "command", "keyring" or "prompt" (not the daemon)
+# password_command = ["pass", "show", "mail/you"]  # its first line is the password; no shell
+# password_command_timeout = 30
 
 [imap]
 host = "imap.example.com"
