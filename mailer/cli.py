@@ -771,6 +771,15 @@ def _add_campaigns() -> None:
 
 
 _add_campaigns()
+
+
+def _add_auth() -> None:
+    from .auth_cli import auth
+
+    cli.add_command(auth)
+
+
+_add_auth()
 _accept_global_options_everywhere(cli)
 
 

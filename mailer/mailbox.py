@@ -33,7 +33,7 @@ class Mailbox:
     """One logged-in IMAP connection. Use it as a context manager."""
 
     def __init__(self, settings: ImapSettings) -> None:
-        if not settings.password:
+        if settings.auth == "password" and not settings.password:
             raise ConfigError(
                 "MAILER_IMAP_PASSWORD: not set in the environment or .env "
                 "(MAILER_SMTP_PASSWORD is used when it is missing)"
@@ -80,7 +80,10 @@ class Mailbox:
             )
             if s.security == "starttls":
                 client.starttls(ctx)
-            _login(client, s.username, s.password)
+            if s.auth == "oauth2":
+                self._oauth2_login(client)
+            else:
+                _login(client, s.username, s.password)
         except _NoUtf8Mechanism:
             _quiet_logout(client)
             raise DeliveryError(
@@ -91,6 +94,8 @@ class Mailbox:
             ) from None
         except LoginError as exc:
             _quiet_logout(client)
+            if s.auth == "oauth2":
+                raise _oauth_refusal(self.where, s, _text(exc, self._scrub)) from None
             raise DeliveryError(
                 f"{self.where}: authentication failed for user '{s.username}' "
                 f"({_text(exc, self._scrub)})",
@@ -105,6 +110,9 @@ class Mailbox:
         except OSError as exc:
             _quiet_logout(client)
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
+        except BaseException:
+            _quiet_logout(client)  # a sign-in that failed before the login: no socket left open
+            raise
         self.client = client
         self.selected = None
         self.unread = False
@@ -114,6 +122,19 @@ class Mailbox:
         # algorithm the CRLF waits for the server's delayed ACK (about 40 ms a copy).
         with contextlib.suppress(OSError, AttributeError):
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _oauth2_login(self, client: Any) -> None:
+        """XOAUTH2 or OAUTHBEARER, with a token fetched (and refreshed if near its end) now."""
+        from .oauth import access_token
+
+        s = self.settings
+        assert s.oauth2 is not None
+        token = access_token(s)
+        self._scrub = redactor(s.username, token)  # the token is this login's secret
+        if s.oauth2.mechanism == "oauthbearer":
+            client.oauthbearer_login(s.username, token)
+        else:
+            client.oauth2_login(s.username, token)
 
     def close(self) -> None:
         _quiet_logout(self.client)
@@ -318,6 +339,18 @@ def _login(client: Any, user: str, password: str) -> None:
         client.plain_login(user, password)
     else:
         raise _NoUtf8Mechanism
+
+
+def _oauth_refusal(where: str, s: ImapSettings, reply: str) -> DeliveryError:
+    from .errors import SignInError
+    from .oauth import login_command, who
+
+    account = s.oauth2.account if s.oauth2 else ""
+    return SignInError(
+        f"{where}: the OAuth2 token for '{s.username}' was refused ({reply})",
+        hint=f"check that the token is for this user and has the scopes the server needs "
+        f"(oauth2.scopes), then run `{login_command(account)}` for {who(account)}",
+    )
 
 
 def _text(exc: BaseException, scrub: Callable[[str], str]) -> str:
