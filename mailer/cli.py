@@ -545,6 +545,7 @@ def call_script_command(obj: Context, **opts: Any) -> None:
 def doctor(obj: Context) -> None:
     """Log in to SMTP and IMAP and find the Sent folder. Sends nothing."""
     from .mailbox import Mailbox
+    from .oauth_cli import sign_in
     from .sender import SmtpSession
 
     settings = obj.settings(need_secrets=True)
@@ -577,6 +578,7 @@ def doctor(obj: Context) -> None:
     for name in settings.account_names:
         account = settings.for_account(name)
         label = f" (account {name})" if name else ""
+        check(f"sign-in{label}", lambda a=account: sign_in(a))
         check(f"SMTP{label}", lambda a=account: smtp(a))
         check(f"IMAP{label}", lambda a=account: imap(a))
     check("state", state)

@@ -174,12 +174,21 @@ def _client(cfg: OAuth2Settings) -> dict[str, str]:
     return form
 
 
-def _refused(cfg: OAuth2Settings, step: str, answer: dict[str, Any]) -> SignInError:
-    error = _safe(answer.get("error", "unknown error"))
+def _refused(
+    cfg: OAuth2Settings, step: str, answer: dict[str, Any], *secrets_sent: str
+) -> SignInError:
+    """The provider's refusal in one line, cleaned of what we sent it: a server may echo the
+    refresh token, the device code or the client secret in its description."""
+    from .redact import redactor
+
+    text = f"{_safe(answer.get('error', 'unknown error'))}"
     detail = _safe(answer.get("error_description", ""))
-    return SignInError(
-        f"{cfg.token_url}: {step} refused: {error}" + (f" ({detail})" if detail else "")
-    )
+    if detail:
+        text += f" ({detail})"
+    for secret in (*secrets_sent, cfg.client_secret):
+        if secret:
+            text = redactor("", secret)(text)
+    return SignInError(f"{cfg.token_url}: {step} refused: {text}")
 
 
 # --- flows -----------------------------------------------------------------------------------
@@ -215,7 +224,7 @@ def device_login(
         if error == "slow_down":  # RFC 8628 3.5: add 5 seconds to the interval
             interval += 5
             continue
-        raise _refused(cfg, "sign-in", answer)
+        raise _refused(cfg, "sign-in", answer, form["device_code"])
     raise SignInError(f"{cfg.token_url}: the code expired before the sign-in was approved")
 
 
@@ -259,7 +268,7 @@ def pkce_login(
     }
     status, answer = post_form(cfg.token_url, form)
     if status != 200:
-        raise _refused(cfg, "sign-in", answer)
+        raise _refused(cfg, "sign-in", answer, code, verifier)
     return tokens_from(answer, cfg, user, clock())
 
 
@@ -314,7 +323,7 @@ def refresh(cfg: OAuth2Settings, tokens: TokenSet, clock: Callable[[], float]) -
         return tokens_from(answer, cfg, tokens.user, clock(), tokens.refresh_token)
     if answer.get("error") in ("invalid_grant", "unauthorized_client", "invalid_client"):
         raise expired(cfg.account)
-    raise _refused(cfg, "token refresh", answer)
+    raise _refused(cfg, "token refresh", answer, tokens.refresh_token)
 
 
 def access_token(

@@ -120,6 +120,21 @@ def logout(obj: Context, name: str) -> None:
     click.echo(f"{who(name)}: " + ("signed out" if gone else "was not signed in"))
 
 
+def sign_in(account: Any) -> str:
+    """``doctor``'s sign-in check: the method, and for OAuth2 a real token refresh."""
+    from .oauth import access_token
+    from .tokens import TokenStore
+
+    server = _oauth_server(account)
+    if server is None:
+        return "password"
+    cfg = server.oauth2
+    access_token(server, force_refresh=True)
+    tokens = TokenStore(cfg.store_dir).load(cfg.account)
+    expiry = f"; access token expires {_when(tokens.expires_at)}" if tokens else ""
+    return f"OAuth2 ({cfg.provider}, {cfg.mechanism.upper()}); token refreshed{expiry}"
+
+
 def add_commands(group: click.Group) -> None:
     """Add ``login``, ``status`` and ``logout`` to the ``auth`` group."""
     for command in (login, status, logout):

@@ -190,3 +190,49 @@ def test_no_token_in_any_output_log_or_state_and_the_file_is_0600(
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
     assert "signed in as" in outputs[1] and "expires" in outputs[1]
+
+
+def test_doctor_explains_microsoft_smtp_auth_switched_off(oauth_pair: Pair) -> None:
+    """Microsoft's 535 5.7.139 is explained in those words: SMTP AUTH is switched off."""
+    pair = oauth_pair
+    login(pair)
+    pair.stack.set_faults(
+        auth=["535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled"]
+    )
+    r = cli(pair, "doctor")
+    assert r.returncode != 0
+    assert "OAuth2 (generic, XOAUTH2); token refreshed" in r.stdout
+    assert "535 5.7.139" in r.stdout
+    assert "SMTP AUTH is switched off for this Microsoft 365 tenant or mailbox" in r.stdout
+
+
+def test_token_echoed_by_the_smtp_server_is_redacted(oauth_pair: Pair) -> None:
+    """A refusal quoting the access token, raw or inside the base64 XOAUTH2 line, is cleaned."""
+    import base64
+    import json
+
+    pair = oauth_pair
+    login(pair)
+    token = json.loads((pair.ws / ".mailer" / "oauth2" / "-.json").read_text())["access_token"]
+    line = base64.b64encode(f"user={pair.candidate}\x01auth=Bearer {token}\x01\x01".encode())
+    pair.stack.set_faults(auth=[f"535 5.7.8 you sent {line.decode()} ({token})"])
+    r = cli(
+        pair,
+        "send",
+        "--situation",
+        "illness",
+        "--to",
+        pair.interviewer,
+        "--interviewer",
+        "Ana",
+        "--company",
+        "Echo",
+        "--role",
+        "Eng",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "535 5.7.8" in out and "[redacted]" in out
+    assert token not in out and line.decode()[20:60] not in out
