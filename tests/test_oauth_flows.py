@@ -171,3 +171,38 @@ def test_sasl_strings_carry_the_user_and_token() -> None:
     """XOAUTH2 and OAUTHBEARER (with the authzid Dovecot requires) as the RFCs lay them out."""
     assert oauth.xoauth2("a@x", "T") == "user=a@x\x01auth=Bearer T\x01\x01"
     assert oauth.oauthbearer("a,b=@x", "T") == "n,a=a=2Cb=3D@x,\x01auth=Bearer T\x01\x01"
+
+
+def test_idle_watcher_log_line_never_quotes_the_access_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An IMAP error quoting the OAuth2 token, lost from the IDLE connection, is cleaned."""
+    import threading
+
+    from imapclient.exceptions import IMAPClientError
+
+    from mailer.config import ImapSettings
+    from mailer.daemon import IdleWatcher
+    from mailer.redact import redactor
+
+    token = "ya29.A0ARrdaM-secret-token-value"
+    stop = threading.Event()
+
+    class Box:
+        def __init__(self, settings: ImapSettings) -> None:
+            self._scrub = redactor(settings.username, token)
+
+        def connect(self) -> None:
+            self.client = self
+
+        def capabilities(self) -> list[bytes]:
+            stop.set()  # one round only
+            raise IMAPClientError(f"BAD auth=Bearer {token} was not expected")
+
+        def close(self) -> None:
+            pass
+
+    settings = ImapSettings("h", 993, "ssl", "u@x", None, 5.0, auth="oauth2")
+    with caplog.at_level("WARNING", logger="mailer.daemon"):
+        IdleWatcher(settings, lambda: None, stop, mailbox=Box).run()
+    assert "IMAP watch connection lost" in caplog.text and token not in caplog.text
