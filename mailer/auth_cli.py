@@ -12,7 +12,7 @@ from .errors import InputError
 
 @click.group()
 def auth() -> None:
-    """Sign-in: passwords in the system keyring (and OAuth2 where a provider needs it)."""
+    """Sign in: OAuth2 login, status and logout; passwords in the system keyring."""
 
 
 # --- passwords in the keyring -----------------------------------------------------------------
@@ -71,3 +71,12 @@ def _read_password(what: str) -> str:
     if not password:
         raise InputError("no password given (on the terminal or stdin); nothing was stored")
     return password
+
+
+def _add_oauth() -> None:
+    from .oauth_cli import add_commands
+
+    add_commands(auth)
+
+
+_add_oauth()

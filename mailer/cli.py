@@ -590,6 +590,7 @@ def call_script_command(obj: Context, **opts: Any) -> None:
 def doctor(obj: Context, account: str | None) -> None:
     """Log in to SMTP and IMAP and find the Sent folder. Sends nothing."""
     from .mailbox import Mailbox
+    from .oauth_cli import sign_in
     from .sender import SmtpSession
 
     settings = obj.settings(need_secrets=account is None)
@@ -623,6 +624,7 @@ def doctor(obj: Context, account: str | None) -> None:
     for name in names:
         chosen = settings.for_account(name)
         label = f" (account {name})" if name else ""
+        check(f"sign-in{label}", lambda a=chosen: sign_in(a))
         check(f"SMTP{label}", lambda a=chosen: smtp(a))
         check(f"IMAP{label}", lambda a=chosen: imap(a))
     check("state", state)
@@ -819,6 +821,15 @@ def _add_campaigns() -> None:
 
 
 _add_campaigns()
+
+
+def _add_auth() -> None:
+    from .auth_cli import auth
+
+    cli.add_command(auth)
+
+
+_add_auth()
 _accept_global_options_everywhere(cli)
 
 

@@ -42,20 +42,73 @@ _HOST_RE = re.compile(
 )
 
 # Providers whose settings are well known. Microsoft refuses basic (password) logins for
-# IMAP and is switching them off for SMTP: saying so beats a confusing auth failure later.
+# IMAP and is switching them off for SMTP: its presets sign in with OAuth2 (see docs/oauth2.md).
+_MICROSOFT_OAUTH2 = {
+    "flow": "device",
+    "authorization_url": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+    "device_authorization_url": "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode",
+    "token_url": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+    "scopes": [
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+    ],
+    "mechanism": "xoauth2",
+}
+_MICROSOFT = {
+    "auth": "oauth2",
+    "smtp": {"host": "smtp.office365.com", "port": 587, "security": "starttls"},
+    "imap": {"host": "outlook.office365.com", "port": 993, "security": "ssl"},
+    "oauth2": _MICROSOFT_OAUTH2,
+}
 PRESETS: dict[str, dict[str, Any]] = {
     "generic": {},
     "gmail": {
         "smtp": {"host": "smtp.gmail.com", "port": 465, "security": "ssl"},
         "imap": {"host": "imap.gmail.com", "port": 993, "security": "ssl", "save_sent": False},
+        # Used with auth = "oauth2" (an app password works too). Google allows Gmail's
+        # scope only in the installed-app flow, not in its device flow.
+        "oauth2": {
+            "flow": "pkce",
+            "authorization_url": "https://accounts.google.com/o/oauth2/v2/auth",
+            "token_url": "https://oauth2.googleapis.com/token",
+            "scopes": ["https://mail.google.com/"],
+            "mechanism": "xoauth2",
+            # Without offline access (and consent asked again) no refresh token comes back.
+            "auth_params": {"access_type": "offline", "prompt": "consent"},
+        },
+    },
+    "microsoft365": _MICROSOFT,
+    "office365": _MICROSOFT,
+    "outlook": {
+        **_MICROSOFT,
+        "smtp": {"host": "smtp-mail.outlook.com", "port": 587, "security": "starttls"},
+    },
+    "hotmail": {
+        **_MICROSOFT,
+        "smtp": {"host": "smtp-mail.outlook.com", "port": 587, "security": "starttls"},
     },
 }
-OAUTH_ONLY = {
+PROVIDER_NAMES = {
     "microsoft365": "Microsoft 365",
-    "outlook": "Outlook.com",
     "office365": "Microsoft 365",
+    "outlook": "Outlook.com",
     "hotmail": "Outlook.com",
+    "gmail": "Gmail",
 }
+AUTH_METHODS = ("password", "oauth2")
+OAUTH2_FLOWS = ("device", "pkce")
+OAUTH2_MECHANISMS = ("xoauth2", "oauthbearer")
+_OAUTH2_KEYS = (
+    "flow",
+    "authorization_url",
+    "device_authorization_url",
+    "token_url",
+    "client_id",
+    "scopes",
+    "mechanism",
+    "auth_params",
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +122,24 @@ class SenderSettings:
 
 
 @dataclass(frozen=True)
+class OAuth2Settings:
+    """How one account signs in with OAuth2: a provider's preset, or the user's own."""
+
+    provider: str
+    flow: str  # "device" (RFC 8628) or "pkce" (RFC 7636, loopback redirect)
+    authorization_url: str
+    device_authorization_url: str
+    token_url: str
+    client_id: str
+    scopes: tuple[str, ...]
+    mechanism: str  # "xoauth2" or "oauthbearer"
+    auth_params: tuple[tuple[str, str], ...] = ()
+    account: str = ""  # the account these tokens belong to; "" is the main one
+    store_dir: Path = Path(".mailer")  # where the token file goes without a keyring
+    client_secret: str = field(default="", repr=False)  # from the environment or .env only
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str
     port: int
@@ -78,6 +149,8 @@ class ServerSettings:
     timeout: float
     # Where the password comes from; it is fetched on first use (see mailer.passwords).
     secret: PasswordSource | None = field(default=None, repr=False)
+    auth: str = "password"  # or "oauth2": then ``oauth2`` says how
+    oauth2: OAuth2Settings | None = None
 
     @property
     def password(self) -> str:
@@ -180,6 +253,17 @@ def account_secret(name: str, server: str) -> str:
     return f"MAILER_ACCOUNT_{slug}_{server.upper()}_PASSWORD"
 
 
+OAUTH2_SECRET_VAR = "MAILER_OAUTH2_CLIENT_SECRET"
+
+
+def account_client_secret(name: str) -> str:
+    """The variable holding an account's OAuth2 client secret (where a provider needs one)."""
+    if not name:
+        return OAUTH2_SECRET_VAR
+    slug = re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return f"MAILER_ACCOUNT_{slug}_OAUTH2_CLIENT_SECRET"
+
+
 def find_config(start: Path, explicit: str | None = None) -> Path:
     """The config file: ``--config``/``MAILER_CONFIG``, else the nearest ``config/mailer.toml``."""
     chosen = explicit or os.environ.get("MAILER_CONFIG")
@@ -214,7 +298,7 @@ def read_secrets(env_file: Path) -> dict[str, str]:
     )
     for key, value in os.environ.items():
         if value and (
-            key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD")
+            key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD", OAUTH2_SECRET_VAR)
             or key.startswith("MAILER_ACCOUNT_")
         ):
             values[key] = value
@@ -347,6 +431,8 @@ def load_settings(
         "addresses",
         "provider",
         "accounts",
+        "auth",
+        "oauth2",
     }
     for key in data:
         if key not in known:
@@ -394,6 +480,7 @@ def load_settings(
         ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD"),
         need_secrets,
     )
+    smtp, imap = _with_oauth2(r, "", data, provider, (smtp, imap), base, secrets, need_secrets)
     accounts = _accounts(r, data.get("accounts", {}), sender, base, secrets, need_secrets)
 
     f = r.table(
@@ -494,13 +581,6 @@ def _provider(r: _Reader, key: str, value: Any) -> str:
         r.problem(key, "must be a string")
         return "generic"
     provider = value.lower()
-    if provider in OAUTH_ONLY:
-        r.problem(
-            key,
-            f"{OAUTH_ONLY[provider]} refuses password logins for SMTP/IMAP and needs OAuth2 "
-            "(XOAUTH2), which mailer does not support yet; use another account",
-        )
-        return "generic"
     if provider not in PRESETS:
         r.problem(key, f"unknown provider {provider!r} (known: {', '.join(PRESETS)})")
         return "generic"
@@ -544,9 +624,10 @@ def _accounts(
             r.problem(prefix, f"must be a table ([{prefix}])")
             continue
         for key in t:
-            if key not in ("provider", "sender", "smtp", "imap"):
+            if key not in ("provider", "sender", "smtp", "imap", "auth", "oauth2"):
                 r.problem(
-                    f"{prefix}.{key}", "unknown setting (known: provider, sender, smtp, imap)"
+                    f"{prefix}.{key}",
+                    "unknown setting (known: provider, sender, smtp, imap, auth, oauth2)",
                 )
         provider = _provider(r, f"{prefix}.provider", t.get("provider", "generic"))
         preset = PRESETS[provider]
@@ -586,6 +667,7 @@ def _accounts(
             (account_secret(name, "smtp"), account_secret(name, "imap")),
             need_secrets,
         )
+        smtp, imap = _with_oauth2(r, name, t, provider, (smtp, imap), base, secrets, need_secrets)
         accounts[name] = AccountSettings(
             name=name,
             sender=sender,
@@ -635,10 +717,9 @@ def _mail_servers(
         save_sent=r.get(imap_table, f"{prefix}imap", "save_sent", bool, True),
     )
     imap = replace(imap, secret=imap_secret)
-    # Other sources are fetched when first needed (a command runs, a prompt asks): only
-    # the accounts a command uses (see mailer.passwords.unlock).
-    if need_secrets and smtp_secret.kind == "env" and not smtp_secret.env_value:
-        r.problems.append(f"{smtp_var}: not set in the environment or {workspace / '.env'}")
+    # A missing password is a problem only for a server that signs in with one: see
+    # _with_oauth2. Other sources are fetched when first needed (a command runs, a prompt
+    # asks): only for the accounts a command uses (see mailer.passwords.unlock).
     return smtp, imap
 
 
@@ -740,6 +821,137 @@ def _refuse_literal_secrets(r: _Reader, data: dict[str, Any]) -> None:
                 r.problem(full, f"a password does not belong in the config file; {POINTER}")
 
 
+def _with_oauth2(
+    r: _Reader,
+    name: str,
+    t: dict[str, Any],
+    provider: str,
+    servers: tuple[ServerSettings, ImapSettings],
+    base: Path,
+    secrets: dict[str, str],
+    need_secrets: bool,
+) -> tuple[ServerSettings, ImapSettings]:
+    """Each server's sign-in method (``auth``: the server's, else the account's, else the
+    preset's) and, where it is OAuth2, the account's ``oauth2`` settings. A missing password is
+    a problem only for a server that signs in with one."""
+    prefix = f"accounts.{name}." if name else ""
+    preset = PRESETS[provider]
+    account_auth = _auth(r, f"{prefix}auth", t.get("auth", preset.get("auth", "password")))
+    smtp, imap = servers
+    methods = {}
+    for server in ("smtp", "imap"):
+        table = t.get(server) if isinstance(t.get(server), dict) else {}
+        methods[server] = _auth(r, f"{prefix}{server}.auth", table.get("auth", account_auth))
+    oauth = None
+    if "oauth2" in methods.values():
+        oauth = _oauth2(r, name, t, provider, base, secrets)
+    elif "oauth2" in t:
+        r.problem(f"{prefix}oauth2", f'is used only with {prefix}auth = "oauth2"')
+    secret = smtp.secret
+    if (
+        need_secrets
+        and methods["smtp"] == "password"
+        and secret is not None
+        and secret.kind == "env"
+        and not secret.env_value
+    ):
+        r.problems.append(f"{secret.env_var}: not set in the environment or {base / '.env'}")
+    return (
+        replace(smtp, auth=methods["smtp"], oauth2=oauth if methods["smtp"] == "oauth2" else None),
+        replace(imap, auth=methods["imap"], oauth2=oauth if methods["imap"] == "oauth2" else None),
+    )
+
+
+def _auth(r: _Reader, key: str, value: Any) -> str:
+    if value not in AUTH_METHODS:
+        r.problem(key, f"must be one of {', '.join(AUTH_METHODS)}, not {value!r}")
+        return "password"
+    return str(value)
+
+
+def _oauth2(
+    r: _Reader, name: str, t: dict[str, Any], provider: str, base: Path, secrets: dict[str, str]
+) -> OAuth2Settings | None:
+    prefix = f"accounts.{name}.oauth2" if name else "oauth2"
+    own = t.get("oauth2", {})
+    if not isinstance(own, dict):
+        r.problem(prefix, f"must be a table ([{prefix}])")
+        own = {}
+    secret_var = account_client_secret(name)
+    for key in own:
+        if key == "client_secret":
+            r.problem(
+                f"{prefix}.{key}",
+                f"must not be in the config file: put it in {secret_var} in the environment or .env",
+            )
+        elif key not in _OAUTH2_KEYS:
+            r.problem(f"{prefix}.{key}", f"unknown setting (known: {', '.join(_OAUTH2_KEYS)})")
+    m = {**PRESETS[provider].get("oauth2", {}), **own}
+    before = len(r.problems)
+    flow = r.get(m, prefix, "flow", str, "device")
+    if flow not in OAUTH2_FLOWS:
+        r.problem(f"{prefix}.flow", f"must be one of {', '.join(OAUTH2_FLOWS)}, not {flow!r}")
+    mechanism = r.get(m, prefix, "mechanism", str, "xoauth2").lower()
+    if mechanism not in OAUTH2_MECHANISMS:
+        r.problem(f"{prefix}.mechanism", f"must be one of {', '.join(OAUTH2_MECHANISMS)}")
+    urls = {}
+    for key, needed in (
+        ("token_url", True),
+        ("device_authorization_url", flow == "device"),
+        ("authorization_url", flow == "pkce"),
+    ):
+        urls[key] = r.get(m, prefix, key, str, "", required=needed)
+        if urls[key]:
+            _check_oauth_url(r, f"{prefix}.{key}", urls[key])
+    client_id = r.get(m, prefix, "client_id", str, "")
+    if not client_id.strip():
+        who = PROVIDER_NAMES.get(provider, "this account")
+        r.problem(
+            f"{prefix}.client_id",
+            f"is required: {who} needs OAuth2; register an app and put its client ID here "
+            "(see docs/oauth2.md)",
+        )
+    scopes = r.get(m, prefix, "scopes", list, [])
+    if not scopes or not all(isinstance(x, str) and x and x.split() == [x] for x in scopes):
+        r.problem(f"{prefix}.scopes", 'must be a list of scopes, such as ["imap", "smtp"]')
+        scopes = []
+    params = r.get(m, prefix, "auth_params", dict, {})
+    if not all(isinstance(v, str) for v in params.values()):
+        r.problem(f"{prefix}.auth_params", "must be a table of strings")
+        params = {}
+    if len(r.problems) > before:
+        return None
+    return OAuth2Settings(
+        provider=provider,
+        flow=flow,
+        authorization_url=urls["authorization_url"],
+        device_authorization_url=urls["device_authorization_url"],
+        token_url=urls["token_url"],
+        client_id=client_id,
+        scopes=tuple(scopes),
+        mechanism=mechanism,
+        auth_params=tuple(sorted(params.items())),
+        account=name,
+        store_dir=base / ".mailer",
+        client_secret=secrets.get(secret_var, ""),
+    )
+
+
+def _check_oauth_url(r: _Reader, key: str, url: str) -> None:
+    """HTTPS, or plain HTTP to this machine only: the token endpoint gets the refresh token."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or parts.scheme not in ("https", "http") or not _valid_host(host):
+        r.problem(key, f"must be an https:// URL, not {url!r}")
+    elif parts.scheme == "http" and not _is_loopback(host):
+        r.problem(key, f"must use https:// (plain http is allowed only to a loopback host): {url}")
+
+
 def _subtable(r: _Reader, t: dict[str, Any], prefix: str, name: str) -> dict[str, Any]:
     value = t.get(name, {})
     if not isinstance(value, dict):
@@ -768,6 +980,7 @@ def _server(
         "sent_folder",
         "save_sent",
         "daily_cap",
+        "auth",
     }
     for key in t:
         if key not in known:

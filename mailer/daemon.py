@@ -209,6 +209,8 @@ class IdleWatcher:
                 # IDLE talks to imapclient directly: its errors may quote the server.
                 s = self.settings
                 why = redact(str(exc), s.username, s.password)
+                # Signed in with OAuth2, the secret is the access token of the last login.
+                why = getattr(self, "_scrub", str)(why)
                 log.warning("IMAP watch connection lost (%s); reconnecting in %gs", why, backoff)
                 if self.stop.wait(backoff):
                     return
@@ -217,6 +219,7 @@ class IdleWatcher:
     def _session(self) -> bool:
         box = self.mailbox(self.settings)
         box.connect()
+        self._scrub = getattr(box, "_scrub", str)
         try:
             client = box.client
             if b"IDLE" not in client.capabilities():

@@ -99,3 +99,11 @@ class RefusedError(MailerError):
     """The apology check found errors: sending is refused unless forced."""
 
     exit_code = ExitCode.REFUSED
+
+
+class SignInError(DeliveryError):
+    """An OAuth2 sign-in is missing, expired or revoked, or the provider refused it. The
+    account's work waits (queued, not failed) until the user signs in again."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, kind="signin", hint=hint)

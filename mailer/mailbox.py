@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -34,7 +35,7 @@ class Mailbox:
     """One logged-in IMAP connection. Use it as a context manager."""
 
     def __init__(self, settings: ImapSettings) -> None:
-        if not settings.password:
+        if settings.auth == "password" and not settings.password:
             raise ConfigError(
                 "MAILER_IMAP_PASSWORD: not set in the environment or .env "
                 "(MAILER_SMTP_PASSWORD is used when it is missing)"
@@ -81,7 +82,10 @@ class Mailbox:
             )
             if s.security == "starttls":
                 client.starttls(ctx)
-            _login(client, s.username, s.password)
+            if s.auth == "oauth2":
+                self._oauth2_login(client)
+            else:
+                _login(client, s.username, s.password)
         except _NoUtf8Mechanism:
             _quiet_logout(client)
             raise DeliveryError(
@@ -92,6 +96,8 @@ class Mailbox:
             ) from None
         except LoginError as exc:
             _quiet_logout(client)
+            if s.auth == "oauth2":
+                raise _oauth_refusal(self.where, s, _text(exc, self._scrub)) from None
             raise DeliveryError(
                 f"{self.where}: authentication failed for user '{s.username}' "
                 f"({_text(exc, self._scrub)})",
@@ -106,6 +112,9 @@ class Mailbox:
         except OSError as exc:
             _quiet_logout(client)
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
+        except BaseException:
+            _quiet_logout(client)  # a sign-in that failed before the login: no socket left open
+            raise
         self.client = client
         self.selected = None
         self.unread = False
@@ -115,6 +124,33 @@ class Mailbox:
         # algorithm the CRLF waits for the server's delayed ACK (about 40 ms a copy).
         with contextlib.suppress(OSError, AttributeError):
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _oauth2_login(self, client: Any) -> None:
+        """XOAUTH2 or OAUTHBEARER, with a token fetched (and refreshed if near its end) now."""
+        from .oauth import access_token
+
+        s = self.settings
+        assert s.oauth2 is not None
+        from imapclient.exceptions import LoginError
+
+        token = access_token(s)
+        cleaners: list[Any] = []
+        for attempt in (1, 2):
+            # The token is this login's secret; after a refresh, a reply may quote either.
+            cleaners.append(redactor(s.username, token))
+            self._scrub = functools.partial(_clean_all, tuple(cleaners))
+            try:
+                if s.oauth2.mechanism == "oauthbearer":
+                    client.oauthbearer_login(s.username, token)
+                else:
+                    client.oauth2_login(s.username, token)
+                return
+            except LoginError:
+                if attempt == 2:
+                    raise
+            # Refused before its time (consent withdrawn, revoked early): a refresh tells
+            # "sign-in expired" (SignInError) from a token that is refused as such.
+            token = access_token(s, force_refresh=True)
 
     def close(self) -> None:
         _quiet_logout(self.client)
@@ -321,6 +357,18 @@ def _login(client: Any, user: str, password: str) -> None:
         raise _NoUtf8Mechanism
 
 
+def _oauth_refusal(where: str, s: ImapSettings, reply: str) -> DeliveryError:
+    from .errors import SignInError
+    from .oauth import login_command, who
+
+    account = s.oauth2.account if s.oauth2 else ""
+    return SignInError(
+        f"{where}: the OAuth2 token for '{s.username}' was refused ({reply})",
+        hint=f"check that the token is for this user and has the scopes the server needs "
+        f"(oauth2.scopes), then run `{login_command(account)}` for {who(account)}",
+    )
+
+
 def _text(exc: BaseException, scrub: Callable[[str], str]) -> str:
     text = str(exc)
     if text.startswith(("b'", 'b"')):
@@ -336,3 +384,9 @@ def _quiet_logout(client: Any) -> None:
     except Exception:  # a broken connection must not hide the error being reported
         with contextlib.suppress(Exception):
             client.shutdown()
+
+
+def _clean_all(cleaners: tuple[Any, ...], text: str) -> str:
+    for clean in cleaners:
+        text = clean(text)
+    return text

@@ -196,6 +196,8 @@ def unlock(settings: Any, names: Iterable[str] | None = None) -> None:
         account = settings.for_account(name)
         smtp_failed = False
         for server in (account.smtp, account.imap):
+            if getattr(server, "auth", "password") == "oauth2":
+                continue  # signs in with a token (mailer.oauth), not a password
             inherits = server.secret is not None and account.smtp.secret in (
                 server.secret,
                 server.secret.fallback,

@@ -33,6 +33,9 @@ MAIL_UID = 65534  # 'nobody': Dovecot refuses to store mail as root
 AUTH_USER = "dovecot"  # Dovecot's default_internal_user, which runs its auth process
 # Mail to these domains is accepted, then bounced with a real DSN, as a relay would.
 BOUNCE_DOMAINS = ("unreachable.test",)
+# The scopes the sandbox's servers ask of a token, as Microsoft asks one per protocol.
+IMAP_SCOPE = "imap"
+SMTP_SCOPE = "smtp"
 
 
 @dataclass
@@ -52,6 +55,9 @@ class StackInfo:
     dovecot_pid: int = 0
     smtp_pid: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    # An OAuth2 server's base URL (see mailer.sandbox_oauth): when set, Dovecot and the SMTP
+    # server also take XOAUTH2/OAUTHBEARER tokens, checked by its introspection endpoint.
+    oauth_url: str = ""
 
     @property
     def smtp_log(self) -> Path:
@@ -155,15 +161,15 @@ ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if info.oauth_url else ""}
 auth_failure_delay = 0
 mail_location = mdbox:~/mdbox
 first_valid_uid = 1
 mail_fsync = never
 lmtp_add_received_header = yes
-passdb {{
+{_oauth_passdb(info)}passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%Lu {d}/users
+{"  mechanisms = plain login none" + chr(10) if info.oauth_url else ""}  args = scheme=PLAIN username_format=%Lu {d}/users
 }}
 userdb {{
   driver = passwd-file
@@ -214,6 +220,31 @@ service anvil {{
 """
 
 
+def _oauth_passdb(info: StackInfo) -> str:
+    """The ``oauth2`` passdb, first: a token is checked only by introspection. The password
+    passdb is limited to its mechanisms, or a refused token would be compared with the
+    password. No auth cache: a revoked token must stop working at once."""
+    if not info.oauth_url:
+        return ""
+    return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {info.dir}/dovecot-oauth2.conf.ext
+}}
+"""
+
+
+def oauth2_conf(info: StackInfo) -> str:
+    return (
+        "introspection_mode = post\n"
+        f"introspection_url = {info.oauth_url}/introspect\n"
+        "username_attribute = username\n"
+        "active_attribute = active\n"
+        "active_value = true\n"
+        f"scope = {IMAP_SCOPE}\n"
+    )
+
+
 def _wait_for_ports(ports: list[int], procs: list[subprocess.Popen], logs: list[Path]) -> None:
     deadline = time.monotonic() + 20
     pending = list(ports)
@@ -243,7 +274,9 @@ class MailStack:
         self.info = info
 
     @classmethod
-    def create(cls, users: dict[str, str] | None = None, parent: str | None = None) -> MailStack:
+    def create(
+        cls, users: dict[str, str] | None = None, parent: str | None = None, oauth_url: str = ""
+    ) -> MailStack:
         check_prerequisites()
         # Dovecot reads mail as 'nobody', so every parent must be searchable: not pytest's
         # tmp_path. Unix socket paths are limited to 108 bytes, so the path stays short.
@@ -261,6 +294,7 @@ class MailStack:
             lmtp_port=ports[5],
             ca_file="",
             users=dict(users or DEFAULT_USERS),
+            oauth_url=oauth_url,
         )
         return cls(info)
 
@@ -278,6 +312,8 @@ class MailStack:
             self.add_user(user, password)
         conf = d / "dovecot.conf"
         conf.write_text(_dovecot_conf(info), encoding="utf-8")
+        if info.oauth_url:
+            (d / "dovecot-oauth2.conf.ext").write_text(oauth2_conf(info), encoding="utf-8")
         smtp_conf = d / "smtp.json"
         smtp_conf.write_text(
             json.dumps(
@@ -292,6 +328,8 @@ class MailStack:
                     "cert": str(d / "cert.pem"),
                     "key": str(d / "key.pem"),
                     "bounce_domains": list(BOUNCE_DOMAINS),
+                    "oauth_url": info.oauth_url,
+                    "oauth_scope": SMTP_SCOPE,
                 }
             ),
             encoding="utf-8",

@@ -186,6 +186,91 @@ class _Handler:
         self.log.write("bounced", rcpt=failed, to=sender)
 
 
+class _OAuthHandler(_Handler):
+    """The same handler, also taking AUTH XOAUTH2 and OAUTHBEARER (RFC 7628), each token
+    checked by the sandbox OAuth2 server's introspection endpoint (RFC 7662)."""
+
+    def __init__(self, *args: Any, oauth_url: str, scope: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.oauth_url = oauth_url
+        self.scope = scope
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "OAUTHBEARER")
+
+    async def _bearer(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
+        import asyncio
+        import base64
+        import binascii
+
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            answer = await server.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            blob = answer
+        user, token = _parse_bearer(blob.decode("utf-8", "replace"), mechanism)
+        scripted = self.faults.take("auth")
+        loop = asyncio.get_running_loop()
+        why = scripted or await loop.run_in_executor(None, self._refusal, user, token)
+        self.log.write("auth", ok=not why, user=user, mechanism=mechanism)
+        if not why:
+            return AuthResult(
+                success=True, handled=False, auth_data=LoginPassword(user.encode(), b"")
+            )
+        # RFC 7628: the refusal is a challenge first; the client answers it, then gets 535.
+        status = "401" if mechanism == "XOAUTH2" else "invalid_token"
+        challenge = json.dumps({"status": status, "schemes": "bearer", "scope": self.scope})
+        await server.challenge_auth(challenge)
+        message = why if scripted else "535 5.7.8 " + why
+        return AuthResult(success=False, handled=False, message=message)
+
+    def _refusal(self, user: str, token: str) -> str:
+        """Why the token does not sign ``user`` in, or "" when it does."""
+        import urllib.parse
+        import urllib.request
+
+        if not user or not token:
+            return "Authentication credentials invalid"
+        data = urllib.parse.urlencode({"token": token}).encode()
+        try:
+            with urllib.request.urlopen(f"{self.oauth_url}/introspect", data, timeout=10) as r:
+                info = json.loads(r.read())
+        except (OSError, ValueError):
+            return "Authentication temporarily unavailable"
+        if info.get("active") is not True:
+            return "Authentication credentials invalid"
+        if str(info.get("username", "")).lower() != user.lower():
+            return "Authentication credentials invalid (the token is for another user)"
+        if self.scope not in str(info.get("scope", "")).split():
+            return f"Authentication credentials invalid (the token lacks the {self.scope} scope)"
+        return ""
+
+
+def _parse_bearer(text: str, mechanism: str) -> tuple[str, str]:
+    """(user, token) from an XOAUTH2 or OAUTHBEARER initial response; ("", "") if malformed."""
+    fields = text.split("\x01")
+    user, token = "", ""
+    if mechanism == "OAUTHBEARER":
+        gs2 = fields[0].split(",")
+        user = next((f[2:] for f in gs2 if f.startswith("a=")), "")
+        fields = fields[1:]
+    for f in fields:
+        if f.startswith("user="):
+            user = f[5:]
+        elif f.lower().startswith("auth=bearer "):
+            token = f[len("auth=bearer ") :]
+    return user, token
+
+
 def _dsn(host: str, sender: str, failed: list[str], original: bytes) -> bytes:
     """An RFC 3464 delivery status notification, laid out as Postfix writes one."""
     from email.utils import formatdate, make_msgid
@@ -272,13 +357,19 @@ def serve(config: dict[str, Any]) -> None:
     root = Path(config["dir"])
     log = _Log(root / "smtp.log")
     users = _Users(root / "users")
-    handler = _Handler(
+    oauth = (
+        {"oauth_url": config["oauth_url"], "scope": config.get("oauth_scope", "smtp")}
+        if config.get("oauth_url")
+        else {}
+    )
+    handler = (_OAuthHandler if oauth else _Handler)(
         users,
         (config["host"], config["lmtp_port"]),
         log,
         _Faults(root / "faults.json"),
         tuple(config.get("bounce_domains", ())),
         "sandbox.test",
+        **oauth,
     )
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(config["cert"], config["key"])

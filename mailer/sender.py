@@ -19,7 +19,7 @@ from types import TracebackType
 
 from .config import ServerSettings
 from .connection import network_error, tls_context
-from .errors import ConfigError, DeliveryError
+from .errors import ConfigError, DeliveryError, MailerError
 from .passwords import describe
 from .redact import redactor
 
@@ -54,7 +54,7 @@ class SmtpSession:
         sleep: Callable[[float], None] = time.sleep,
         backoff: float = 1.0,
     ) -> None:
-        if not settings.password:
+        if settings.auth == "password" and not settings.password:
             raise ConfigError(
                 "MAILER_SMTP_PASSWORD: not set in the environment or .env",
                 hint="put it in the workspace's .env (see .env.example)",
@@ -104,7 +104,16 @@ class SmtpSession:
         yag.set_logging(logging.CRITICAL)  # its ERROR lines would duplicate ours on stderr
         try:
             yag.login()
-            _authenticate(yag.smtp, s.username, s.password)
+            if s.auth == "oauth2":
+                self._oauth2_login(yag.smtp)
+            else:
+                _authenticate(yag.smtp, s.username, s.password)
+        except _OAuthRefused as exc:
+            _quiet_close(yag.smtp)
+            raise _oauth_refusal(self.where, s, exc, self._scrub) from None
+        except MailerError:  # no token to sign in with: the connection is of no use
+            _quiet_close(yag.smtp)
+            raise
         except _NoUtf8Mechanism as exc:
             _quiet_close(yag.smtp)
             raise DeliveryError(
@@ -145,6 +154,26 @@ class SmtpSession:
         self._yag, self._smtp = yag, yag.smtp
         self.logins += 1
         log.info("connected to %s as %s", self.where, s.username)
+
+    def _oauth2_login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 or OAUTHBEARER on the connection yagmail opened: the same verified
+        TLS session. The token is fetched (and refreshed when near its end) only now."""
+        from .oauth import access_token
+
+        s = self.settings
+        assert s.oauth2 is not None
+        token = access_token(s)
+        self._scrub = redactor(s.username, token)  # the token is this login's secret
+        try:
+            _authenticate_bearer(smtp, s.username, token, s.oauth2.mechanism, self._scrub)
+        except _OAuthRefused:
+            # Refused before its time (consent withdrawn, revoked early): a refresh tells
+            # "sign-in expired" (SignInError) from a token that is refused as such.
+            first = self._scrub
+            token = access_token(s, force_refresh=True)
+            second = redactor(s.username, token)
+            self._scrub = lambda text: second(first(text))  # a reply may quote either token
+            _authenticate_bearer(smtp, s.username, token, s.oauth2.mechanism, self._scrub)
 
     def close(self) -> None:
         if self._smtp is not None:
@@ -296,6 +325,81 @@ def _authenticate(smtp: smtplib.SMTP, user: str, password: str) -> None:
         code, resp = smtp.docmd(token)
     if code not in (235, 503):  # 503: already authenticated, as smtplib accepts too
         raise smtplib.SMTPAuthenticationError(code, resp)
+
+
+class _OAuthRefused(Exception):
+    """The server refused the token: its reply, and the RFC 7628 challenge that came first."""
+
+    def __init__(self, code: int, reply: str, challenge: str) -> None:
+        super().__init__(reply)
+        self.code, self.reply, self.challenge = code, reply, challenge
+
+
+def _authenticate_bearer(
+    smtp: smtplib.SMTP, user: str, token: str, mechanism: str, scrub: Callable[[str], str]
+) -> None:
+    from .oauth import oauthbearer, xoauth2
+
+    smtp.ehlo_or_helo_if_needed()
+    mech = mechanism.upper()
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if mech not in offered:
+        raise smtplib.SMTPNotSupportedError(
+            f"the server does not offer AUTH {mech} (it offers {' '.join(offered) or 'none'})"
+        )
+    initial = xoauth2(user, token) if mech == "XOAUTH2" else oauthbearer(user, token)
+    seen: list[str] = []
+
+    def answer(challenge: bytes | None = None) -> str:
+        if challenge is None:
+            return initial
+        # A refusal comes as a challenge first (RFC 7628 3.2.2): answer it, then read the 535.
+        seen.append(challenge.decode("utf-8", "replace"))
+        return "" if mech == "XOAUTH2" else "\x01"
+
+    try:
+        smtp.auth(mech, answer, initial_response_ok=True)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise _OAuthRefused(
+            exc.smtp_code, _text(exc.smtp_error, scrub), scrub(" ".join(seen))
+        ) from None
+
+
+def _oauth_refusal(
+    where: str, s: ServerSettings, exc: _OAuthRefused, scrub: Callable[[str], str]
+) -> DeliveryError:
+    from .errors import SignInError
+    from .oauth import login_command, who
+
+    account = s.oauth2.account if s.oauth2 else ""
+    if "5.7.139" in exc.reply:
+        # Microsoft 365: SMTP AUTH is switched off for the tenant or the mailbox.
+        return SignInError(
+            f"{where}: {exc.code} {exc.reply}: SMTP AUTH is switched off for this Microsoft 365 "
+            "tenant or mailbox; an administrator must enable it (Authenticated SMTP) before "
+            "mailer can send",
+            hint="see docs/oauth2.md",
+        )
+    detail = f"{exc.code} {exc.reply}"
+    scope = _challenge_scope(exc.challenge)
+    if scope:
+        detail += f"; the server wants the scope {scope!r}"
+    return SignInError(
+        f"{where}: the OAuth2 token for '{s.username}' was refused ({detail})",
+        hint=f"check that the token is for this user and has the scopes the server needs "
+        f"(oauth2.scopes), then run `{login_command(account)}` for {who(account)}",
+    )
+
+
+def _challenge_scope(challenge: str) -> str:
+    import json
+
+    try:
+        data = json.loads(challenge or "{}")
+    except ValueError:
+        return ""
+    scope = data.get("scope", "") if isinstance(data, dict) else ""
+    return " ".join(str(scope).split())[:200]
 
 
 def _text(msg: bytes | str, scrub: Callable[[str], str]) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mailer.sandbox import MailStack, StackInfo
+from mailer.sandbox_oauth import OAuthServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SENDER = "you@sandbox.test"
@@ -71,8 +72,23 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def mail_stack() -> Iterator[Stack]:
-    stack = MailStack.create(users=USERS)
+def oauth_server() -> Iterator[OAuthServer]:
+    """The local OAuth2 authorization server, over real HTTP on 127.0.0.1. Its users are the
+    mail stack's, with the same passwords (read when they sign in, so added mailboxes count)."""
+    holder: dict[str, dict[str, str]] = {"users": dict(USERS)}
+    server = OAuthServer(users=lambda: holder["users"])
+    server.start()
+    server.holder = holder  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mail_stack(oauth_server: OAuthServer) -> Iterator[Stack]:
+    stack = MailStack.create(users=USERS, oauth_url=oauth_server.url)
+    oauth_server.holder["users"] = stack.info.users  # type: ignore[attr-defined]
     stack.start()
     try:
         yield Stack(stack)
