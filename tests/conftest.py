@@ -16,9 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from mailer.sandbox import MailStack, StackInfo
 from mailer.sandbox_oauth import OAuthServer
+
+# Property tests draw the same cases on every run, so CI never fails on a draw nobody saw
+# and a failure can be rerun. HYPOTHESIS_PROFILE=explore draws new ones (run it by hand).
+hypothesis_settings.register_profile("mailer", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mailer"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SENDER = "you@sandbox.test"

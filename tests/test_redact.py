@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from mailer.redact import MARK, redact
 
 USER = "you@sandbox.test"
-_FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same cases on every run, so CI cannot fail on a draw no one saw.
+_FAST = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 # Any text but lone surrogates (a password comes from a UTF-8 .env file).
 _text = st.text(st.characters(blacklist_categories=("Cs",)))
 # Four bytes or more: below that base64 holds too little of it to be told from other text.
@@ -78,8 +85,11 @@ _MANGLINGS: dict[str, Callable[[str], str]] = {
 @given(password=_passwords, mangling=st.sampled_from(sorted(_MANGLINGS)))
 def test_password_in_clear_or_mangled_on_the_way_is_redacted(password: str, mangling: str) -> None:
     """Verify the password is removed as sent and as libraries mangle it on the way."""
+    template = "NO [AUTHENTICATIONFAILED] '{}' end"
+    # A password whose letters are the reply's own words ("FAIL") cannot be told from them.
+    assume(not any(run.lower() in template.lower() for run in plain_runs(password)))
     shown = _MANGLINGS[mangling](password)
-    out = redact(f"NO [AUTHENTICATIONFAILED] '{shown}' end", USER, password)
+    out = redact(template.format(shown), USER, password)
     assert_gone(out, *plain_runs(password))
     if len("".join(shown.split())) >= 4:  # shorter forms would match everywhere
         assert_gone(out, shown.strip())
