@@ -430,7 +430,7 @@ def _send_entry(
         reply,
         due,
         durable=False,
-        sent_copy=None if saved else "skipped: the provider files sent mail itself",
+        sent_copy=None if saved else apology.SKIPPED_COPY,
     )
     crash_point("after-sent")
     if saved and copies is not None:

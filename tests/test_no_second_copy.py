@@ -29,6 +29,27 @@ def _live_foreign_owner() -> str:
     return f"{socket.gethostname()}:{store_mod._boot_id()}:{ppid}:{store_mod._start_time(ppid)}"
 
 
+def one_queued_apology(tmp_path: Path) -> tuple[Store, int]:
+    """A fresh store holding one thread whose apology is queued: (store, message row)."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    facts = {"to": "a@b.test", "interviewer": "A", "company": "C", "role": "R"}
+    facts |= {"situation": "illness", "interview": T0.isoformat()}
+    _, mid = store.create_thread(
+        now=T0,
+        facts=facts,
+        key="k",
+        subject="s",
+        message_id="<m@x>",
+        raw=b"x",
+        envelope_from="me@x.test",
+        recipients=("a@b.test",),
+        follow_up_wait="1d",
+        max_follow_ups=1,
+        guard_duplicates=True,
+    )
+    return store, mid
+
+
 @pytest.mark.integration
 def test_parallel_resends_of_one_in_doubt_apology_deliver_one_copy(pair: Pair) -> None:
     """Verify five `resolve --resend` runs at once, on a slow server, deliver exactly one copy
@@ -80,28 +101,7 @@ def test_parallel_resends_of_one_in_doubt_apology_deliver_one_copy(pair: Pair) -
 def test_a_row_a_live_process_is_sending_cannot_be_claimed(tmp_path) -> None:
     """Verify a submitting row held by another live process is refused to every path that
     would send it (resend, the queued->submitting step) or settle it (--sent)."""
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    facts = {
-        "to": "a@b.test",
-        "interviewer": "A",
-        "company": "C",
-        "role": "R",
-        "situation": "illness",
-        "interview": T0.isoformat(),
-    }
-    _tid, mid = store.create_thread(
-        now=T0,
-        facts=facts,
-        key="k",
-        subject="s",
-        message_id="<m@x>",
-        raw=b"x",
-        envelope_from="me@x.test",
-        recipients=("a@b.test",),
-        follow_up_wait="1d",
-        max_follow_ups=1,
-        guard_duplicates=True,
-    )
+    store, mid = one_queued_apology(tmp_path)
     with store.tx() as c:
         c.exec_driver_sql(
             "UPDATE messages SET state = ?, owner = ? WHERE id = ?",

@@ -138,27 +138,11 @@ def test_two_commands_catching_up_never_both_take_one_copy(tmp_path, monkeypatch
     """Verify an unfiled copy is claimed by one process at a time: while another live process
     is filing it, it is not handed out again; once that process is gone, it is."""
     from mailer import store as store_mod
-    from mailer.store import Store
 
     from .test_no_second_copy import T0 as NOW
-    from .test_no_second_copy import _live_foreign_owner
+    from .test_no_second_copy import _live_foreign_owner, one_queued_apology
 
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    facts = {"to": "a@b.test", "interviewer": "A", "company": "C", "role": "R"}
-    facts |= {"situation": "illness", "interview": NOW.isoformat()}
-    _, mid = store.create_thread(
-        now=NOW,
-        facts=facts,
-        key="k",
-        subject="s",
-        message_id="<m@x>",
-        raw=b"x",
-        envelope_from="me@x.test",
-        recipients=("a@b.test",),
-        follow_up_wait="1d",
-        max_follow_ups=1,
-        guard_duplicates=True,
-    )
+    store, mid = one_queued_apology(tmp_path)
     store.mark_submitting(mid, NOW)
     store.mark_sent(mid, NOW, "250 ok", None)
     with store.tx() as c:  # sent by a process that is gone, its copy never filed
