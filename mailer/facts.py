@@ -249,6 +249,8 @@ def make_facts(
     alt_domain: Iterable[str] = (),
     allow_test_domains: bool = False,
     prefix: str = "--",
+    require_to: bool = True,
+    situations: Iterable[str] | None = None,
 ) -> Facts:
     """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them.
 
@@ -267,10 +269,12 @@ def make_facts(
     def fail(message: str) -> None:
         problems.append(message)
 
-    if situation not in SITUATIONS:
+    # The built-in situations, and the workspace's own templates (see composer.situations_in).
+    known = tuple(SITUATIONS) if situations is None else tuple(situations)
+    if situation not in known:
         fail(
             f"{prefix}situation: unknown situation {shown(situation, quoted=True)} "
-            f"(one of: {', '.join(SITUATIONS)})"
+            f"(one of: {', '.join(known)})"
         )
     # Sizes and characters first: every later check, the composer and the apology check then
     # work on small, clean values however large the input was, and no value is quoted back.
@@ -312,7 +316,8 @@ def make_facts(
 
     facts = Facts(
         situation=situation,
-        to=attempt(lambda: address(to, "to"), to),
+        # A call script is spoken, not sent: it does not need the address.
+        to=attempt(lambda: address(to, "to"), to) if to or require_to else "",
         interviewer=interviewer.strip(),
         company=company.strip(),
         role=role.strip(),
