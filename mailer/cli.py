@@ -634,6 +634,7 @@ def doctor(obj: Context, account: str | None) -> None:
     from .sender import SmtpSession
 
     settings = obj.settings(need_secrets=account is None)
+    _note_copied_templates(obj)
     names = settings.account_names if account is None else (settings.for_account(account).account,)
     click.echo(f"OK    config {settings.path}")
     failures = 0
@@ -696,7 +697,7 @@ def init(directory: Path | None, user_level: bool) -> None:
         raise InputError(f"cannot create {where}: {exc}") from None
     for outcome, path in created:
         click.echo(f"{outcome:<8} {path}")
-    config, env = created[0][1], created[-1][1]
+    config, campaign, env = (path for _, path in created)
     click.echo(
         "\nNext steps:\n"
         f"  1. Edit {config}: your name and address (enough for 'mailer preview'), then "
@@ -705,7 +706,7 @@ def init(directory: Path | None, user_level: bool) -> None:
         "  3. Run 'mailer doctor' to check the connection.\n"
         "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
         "  Your own wording: 'mailer templates copy illness', then edit the copy.\n"
-        "  Many at once: edit config/campaigns/example.toml, then 'mailer campaign check example'.\n"
+        f"  Many at once: edit {campaign}, then 'mailer campaign check example'.\n"
         "  To try everything first without an account: 'mailer sandbox start'."
     )
 
