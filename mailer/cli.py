@@ -656,6 +656,23 @@ def init(directory: Path) -> None:
     )
 
 
+@cli.command()
+@handle_errors
+def paths() -> None:
+    """Show where this installation keeps its docs, systemd units and default templates.
+
+    \b
+    Example:
+      mailer paths
+    """
+    from .composer import default_templates_dir
+    from .shipped import FOLDERS, shipped_dir
+
+    for name in FOLDERS:
+        click.echo(f"{name:<10} {shipped_dir(name)}")
+    click.echo(f"{'templates':<10} {default_templates_dir()}")
+
+
 @cli.group()
 def sandbox() -> None:
     """A private mail server on 127.0.0.1 to try mailer without an account."""

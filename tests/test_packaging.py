@@ -116,3 +116,29 @@ def test_a_crash_point_fires_only_at_its_name_and_count(
     assert kills == []
     crashpoint.crash_point("after-250")
     assert kills == ["killed"]
+
+
+def test_an_installed_copy_shows_where_its_docs_and_units_are(
+    wheel: zipfile.ZipFile, tmp_path: Path
+) -> None:
+    """Verify `mailer paths`, run from the unpacked wheel, names folders inside the installed
+    package that hold the README's docs and units."""
+    site = tmp_path / "site"
+    wheel.extractall(site)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from mailer.cli import main; sys.argv[1:] = ['paths']; main()",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = dict(line.split(None, 1) for line in done.stdout.splitlines())
+    assert Path(found["docs"]) == site / "mailer" / "docs"
+    assert (Path(found["docs"]) / "oauth2.md").is_file()
+    assert (Path(found["contrib"]) / "mailer.service").is_file()
+    assert (Path(found["templates"]) / "illness.txt.j2").is_file()
