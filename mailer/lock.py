@@ -113,7 +113,12 @@ def wait_lock(fd: int) -> None:
     """Take the file's exclusive lock, waiting for its holder to give it back."""
     import portalocker
 
-    portalocker.lock(fd, portalocker.LOCK_EX)
+    while True:
+        try:
+            portalocker.lock(fd, portalocker.LOCK_EX)
+            return
+        except portalocker.AlreadyLocked:
+            continue  # Windows stops waiting after 10 s of tries (msvcrt.locking): wait on
 
 
 def _holder(fd: int) -> str:

@@ -281,3 +281,22 @@ def test_token_lock_waits_for_another_process(
         assert taken.wait(10)
     finally:
         os.close(fd)
+
+
+def test_token_lock_keeps_waiting_when_windows_gives_up_after_ten_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify a blocking lock that portalocker reports as AlreadyLocked (msvcrt.locking on
+    Windows tries for 10 s, then fails) is tried again rather than raised."""
+    import portalocker
+
+    tries: list[int] = []
+
+    def lock(fd: int, flags: int) -> None:
+        tries.append(fd)
+        if len(tries) < 3:
+            raise portalocker.AlreadyLocked("locked by another process")
+
+    monkeypatch.setattr(portalocker, "lock", lock)
+    wait_lock(7)
+    assert tries == [7, 7, 7]
