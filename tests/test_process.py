@@ -300,3 +300,18 @@ def test_token_lock_keeps_waiting_when_windows_gives_up_after_ten_seconds(
     monkeypatch.setattr(portalocker, "lock", lock)
     wait_lock(7)
     assert tries == [7, 7, 7]
+
+
+def test_windows_sender_zone_comes_from_the_system_as_an_iana_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify on Windows (no /etc/localtime) the machine's zone is a real IANA zone, read
+    through tzlocal, so summer time is right for future dates."""
+    import tzlocal
+
+    from mailer.facts import system_zone
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.delenv("TZ", raising=False)
+    monkeypatch.setattr(tzlocal, "get_localzone_name", lambda: "Europe/Berlin")
+    assert str(system_zone()) == "Europe/Berlin"
