@@ -1,6 +1,6 @@
 """One daemon per state store: an OS file lock next to the store.
 
-portalocker takes it with flock on Linux and macOS and LockFileEx on Windows, on a file we
+portalocker takes it with flock on Linux and macOS and msvcrt.locking on Windows, on a file we
 open ourselves (filelock would truncate it on every try, erasing the holder's name). The
 system drops the lock when its process dies, so a lock left by a killed daemon never blocks
 a restart; the PID written inside is only there to name the holder in messages (Windows

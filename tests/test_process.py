@@ -315,3 +315,28 @@ def test_windows_sender_zone_comes_from_the_system_as_an_iana_zone(
     monkeypatch.delenv("TZ", raising=False)
     monkeypatch.setattr(tzlocal, "get_localzone_name", lambda: "Europe/Berlin")
     assert str(system_zone()) == "Europe/Berlin"
+
+
+def test_a_file_system_without_locks_is_one_line_naming_the_lock(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Verify portalocker's failure on a file system without locks (ENOLCK) becomes a
+    StateError naming the lock file and the system's reason, and leaves no lock held."""
+    import errno
+
+    import portalocker
+
+    from mailer.errors import StateError
+
+    def lock(fd: int, flags: int) -> None:
+        cause = OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        raise portalocker.LockException(cause) from cause
+
+    path = tmp_path / "state.db.lock"
+    with monkeypatch.context() as m:
+        m.setattr(portalocker, "lock", lock)
+        with pytest.raises(StateError) as caught:
+            StoreLock(path, "check").acquire()
+    assert str(caught.value) == (f"{path}: cannot lock the lock file: {os.strerror(errno.ENOLCK)}")
+    with StoreLock(path, "again") as held:
+        assert held.fd is not None
