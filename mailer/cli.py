@@ -28,7 +28,7 @@ from .store import safe_url
 @click.option(
     "--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state."
 )
-@click.version_option(package_name="mailer")
+@click.version_option(package_name="interview-mailer")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""
@@ -654,6 +654,23 @@ def init(directory: Path) -> None:
         "  Many at once: edit config/campaigns/example.toml, then 'mailer campaign check example'.\n"
         "  To try everything first without an account: 'mailer sandbox start'."
     )
+
+
+@cli.command()
+@handle_errors
+def paths() -> None:
+    """Show where this installation keeps its docs, systemd units and default templates.
+
+    \b
+    Example:
+      mailer paths
+    """
+    from .composer import default_templates_dir
+    from .shipped import FOLDERS, shipped_dir
+
+    for name in FOLDERS:
+        click.echo(f"{name:<10} {shipped_dir(name)}")
+    click.echo(f"{'templates':<10} {default_templates_dir()}")
 
 
 @cli.group()

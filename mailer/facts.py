@@ -150,9 +150,15 @@ def system_zone() -> tzinfo:
     """The machine's zone as a real IANA zone, so summer time is right for future dates
     (a fixed UTC offset taken from today would be an hour off across a change)."""
     import os
+    import sys
     from pathlib import Path
 
     candidates = [os.environ.get("TZ", "").lstrip(":")]
+    if sys.platform == "win32":  # no /etc/localtime: tzlocal maps Windows' zone to IANA
+        with contextlib.suppress(Exception):
+            import tzlocal
+
+            candidates.append(tzlocal.get_localzone_name())
     with contextlib.suppress(OSError):
         candidates.append(Path("/etc/timezone").read_text().strip())
     try:
