@@ -117,7 +117,7 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
-def _facts(settings: Any, opts: dict[str, Any]) -> Any:
+def _facts(settings: Any, opts: dict[str, Any], now: Any) -> Any:
     from .facts import local_zone, make_facts
 
     return make_facts(
@@ -137,7 +137,18 @@ def _facts(settings: Any, opts: dict[str, Any]) -> Any:
         alt_address=opts["alt_address"],
         alt_domain=opts["alt_domain"],
         allow_test_domains=settings.allow_test_domains,
+        now=now,
+        locale=settings.sender.locale if settings.sender.locale_set else None,
     )
+
+
+def _echo_readings(facts: Any) -> None:
+    """How each date was read, and warnings (an address typo): on stderr, so the message
+    on stdout stays as it would be sent."""
+    for line in facts.readings:
+        click.echo(line, err=True)
+    for warning in facts.warnings:
+        click.echo(f"mailer: warning: {warning}", err=True)
 
 
 @cli.command()
@@ -171,7 +182,9 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or give --follow-up ID)")
-    _show(prepare(settings, _facts(settings, opts), now))
+    prepared = prepare(settings, _facts(settings, opts, now), now)
+    _show(prepared)
+    _echo_readings(prepared.facts)
 
 
 @cli.command()
@@ -201,7 +214,8 @@ def send(
         from .passwords import unlock
 
         unlock(settings, [account])
-    prepared = apology.prepare(settings, _facts(settings, opts), clock())
+    now = clock()
+    prepared = apology.prepare(settings, _facts(settings, opts, now), now)
     store = None
     if not dry_run:
         store = obj.store(settings)
@@ -214,6 +228,7 @@ def send(
     advice = urgency(prepared.facts.interview, clock(), prepared.facts.interviewer_phone)
     if advice:
         click.echo(f"\nTiming: {advice}")
+    _echo_readings(prepared.facts)
     if has_errors(prepared.findings) and not force:
         raise RefusedError(
             "the apology check found errors (listed above); fix the text or pass --force"
@@ -563,8 +578,8 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
         if missing:
             raise click.UsageError(f"give FILE, or the facts: missing {', '.join(missing)}")
-        settings = obj.settings()
-        findings = list(prepare(settings, _facts(settings, opts), default_clock()()).findings)
+        settings, now = obj.settings(), default_clock()()
+        findings = list(prepare(settings, _facts(settings, opts, now), now).findings)
     _show_findings(findings)
     if has_errors(findings):
         sys.exit(int(ExitCode.REFUSED))
@@ -579,8 +594,10 @@ def call_script_command(obj: Context, **opts: Any) -> None:
     from .callscript import call_script
     from .clock import default_clock
 
-    settings = obj.settings()
-    click.echo(call_script(_facts(settings, opts), settings.sender, default_clock()()), nl=False)
+    settings, now = obj.settings(), default_clock()()
+    facts = _facts(settings, opts, now)
+    click.echo(call_script(facts, settings.sender, now), nl=False)
+    _echo_readings(facts)
 
 
 @cli.command()
