@@ -143,10 +143,12 @@ def _facts(settings: Any, opts: dict[str, Any], now: Any) -> Any:
 
 
 def _echo_readings(facts: Any) -> None:
-    """How each date was read, and warnings (an address typo): on stderr, so the message
-    on stdout stays as it would be sent."""
+    """How each date was read (beside the message, like the apology check), and warnings
+    such as an address typo (on stderr)."""
+    if facts.readings:
+        click.echo("")
     for line in facts.readings:
-        click.echo(line, err=True)
+        click.echo(line)
     for warning in facts.warnings:
         click.echo(f"mailer: warning: {warning}", err=True)
 
