@@ -657,7 +657,8 @@ def _accounts(
             _check_address(r, f"{sp}.address", sender.address)
         if sender.locale != main_sender.locale and "locale" not in bad:
             _check_locale(r, f"{sp}.locale", sender.locale)
-        if sender.timezone and "timezone" not in bad:
+        # An inherited zone was checked (and reported) as sender.timezone already.
+        if sender.timezone not in ("", main_sender.timezone) and "timezone" not in bad:
             _check_timezone(r, f"{sp}.timezone", sender.timezone)
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
         smtp, imap = _mail_servers(
