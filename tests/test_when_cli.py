@@ -122,3 +122,14 @@ def test_send_echoes_the_date_before_asking_to_confirm(stack: Stack, workspace: 
             proc.kill()
         os.close(leader)
     assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+
+
+def test_campaign_check_warns_of_an_address_typo(workspace: Path) -> None:
+    """Verify a campaign entry's --cc typo warns on stderr, and the check still passes."""
+    from .test_campaign import entry, write_campaign
+
+    write_campaign(workspace, entry("ana@sandbox.test", 1, cc=["boss@hotmial.com"]))
+    r = run_cli(workspace, "campaign", "check", "week49")
+    assert r.returncode == 0, r.stderr
+    assert "cc: boss@hotmial.com: did you mean hotmail.com?" in r.stderr
+    assert "mailer: warning: " in r.stderr
