@@ -72,20 +72,22 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
         click.option(
             "--interview",
             required=required,
-            metavar="'YYYY-MM-DD HH:MM'",
-            help="When the interview was (or is), in your time zone.",
+            metavar="WHEN",
+            help="When the interview was (or is): '2026-11-25 10:00', '25 Nov 10am', "
+            "'tomorrow 10:00', 'next Tuesday 14:00'; your zone unless one follows ('10:00 CET').",
         ),
         click.option("--note", default="", help="A personal line, in your own words."),
         click.option(
             "--free",
             multiple=True,
-            metavar="'YYYY-MM-DD HH:MM-HH:MM'",
-            help="A time you are free (repeatable).",
+            metavar="SLOT",
+            help="A time you are free, e.g. '2026-12-01 09:00-12:00' or 'next Tuesday "
+            "9am-11am' (repeatable).",
         ),
         click.option(
             "--interviewer-tz",
             default="",
-            help="The interviewer's IANA time zone, e.g. Europe/Berlin.",
+            help="The interviewer's time zone, e.g. Europe/Berlin (or EST, CET).",
         ),
         click.option(
             "--interviewer-phone", default="", help="The interviewer's phone number, if known."
