@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 from .errors import InputError
 from .zones import resolve
@@ -106,7 +106,7 @@ def read_when(
     was not set: then "03/04" is refused with both readings. Relative words count from
     ``now``; the result is in ``tz``.
     """
-    body, zone_tz, notes = _split_zone(text, what, glued_offset=True)
+    body, zone_tz, notes = _split_zone(text, tz, what, glued_offset=True)
     local = zone_tz or tz
     times = list(_TIME_RE.finditer(body))
     if len(times) != 1:
@@ -119,7 +119,9 @@ def read_when(
     clock_time = _read_time(m.group(0), text, what)
     rest = body[: m.start()] + " " + body[m.end() :]
     day, day_notes = _read_date(rest, text, local, now, locale, what)
-    at = datetime.combine(day, clock_time, tzinfo=local).astimezone(tz)
+    at, fold_notes = _localise(day, clock_time, local, text, what)
+    at = at.astimezone(tz)
+    notes = (*notes, *fold_notes)
     if zone_tz is not None and at.utcoffset() != at.astimezone(zone_tz).utcoffset():
         notes = tuple(f"{n}, {clock_time:%H:%M} there" for n in notes)
     return Reading(at, (*day_notes, *notes))
@@ -129,7 +131,7 @@ def read_slot(
     text: str, tz: tzinfo, now: datetime, locale: str | None, what: str = "--free"
 ) -> SlotReading:
     """Read a free time such as "2026-12-01 09:00-12:00" or "next Tuesday 9am-11am"."""
-    body, zone_tz, notes = _split_zone(text, what, glued_offset=False)
+    body, zone_tz, notes = _split_zone(text, tz, what, glued_offset=False)
     local = zone_tz or tz
     m = _RANGE_RE.search(body)
     if not m:
@@ -142,8 +144,10 @@ def read_slot(
         raise InputError(f"{what}: cannot read {text!r}; it has more than one time range")
     a, b = _read_time(m.group(1), text, what), _read_time(m.group(2), text, what)
     day, day_notes = _read_date(rest, text, local, now, locale, what)
-    start = datetime.combine(day, a, tzinfo=local).astimezone(tz)
-    end = datetime.combine(day, b, tzinfo=local).astimezone(tz)
+    start, start_notes = _localise(day, a, local, text, what)
+    end, end_notes = _localise(day, b, local, text, what)
+    start, end = start.astimezone(tz), end.astimezone(tz)
+    notes = (*notes, *start_notes, *end_notes)
     if end <= start:
         raise InputError(f"{what}: {text!r} ends before it starts")
     return SlotReading(start, end, (*day_notes, *notes))
@@ -173,7 +177,7 @@ def echo_slot(what: str, slot: SlotReading) -> str:
 
 
 def _split_zone(
-    text: str, what: str, *, glued_offset: bool
+    text: str, tz: tzinfo, what: str, *, glued_offset: bool
 ) -> tuple[str, tzinfo | None, tuple[str, ...]]:
     """The text without a trailing zone ("CET", "Europe/Paris", "+01:00", "Z"), and the zone."""
     body = re.sub(r"(\d{4}-\d{1,2}-\d{1,2})[Tt](?=\d)", r"\1 ", text.strip())
@@ -182,7 +186,7 @@ def _split_zone(
     words = body.split()
     if len(words) < 2:
         return body, None, ()
-    last = words[-1]
+    last = words[-1].strip("()")  # "10:00 (Europe/London)", as the echo writes it
     if m := _OFFSET_RE.match(last):
         sign, hours, minutes = m.group(1), int(m.group(2)), int(m.group(3) or 0)
         if hours > 23 or minutes > 59:
@@ -193,8 +197,30 @@ def _split_zone(
     looks_like_zone = "/" in last and not any(c.isdigit() for c in last)
     if looks_like_zone or (last.isalpha() and last.lower() not in _WORDS):
         found = resolve(last, what)
-        return " ".join(words[:-1]), found.tz, (found.note or f"given in {found.name}",)
+        # ZoneInfo instances are cached by name: the same zone is the same object.
+        note = found.note or ("" if found.tz is tz else f"given in {found.name}")
+        return " ".join(words[:-1]), found.tz, (note,) if note else ()
     return body, None, ()
+
+
+def _localise(
+    day: date, clock_time: time, tz: tzinfo, text: str, what: str
+) -> tuple[datetime, tuple[str, ...]]:
+    """The instant a wall time names in ``tz``: refused in the hour the clocks skip, and
+    noted in the hour they repeat (the first of the two is taken)."""
+    at = datetime.combine(day, clock_time, tzinfo=tz)
+    back = at.astimezone(UTC).astimezone(tz)
+    if back.replace(tzinfo=None) != at.replace(tzinfo=None):
+        raise InputError(
+            f"{what}: {text!r}: {clock_time:%H:%M} does not exist on {day.day} {day:%b %Y} in "
+            f"{getattr(tz, 'key', tz)} (the clocks go forward); check the time"
+        )
+    if at.replace(fold=1).utcoffset() != at.utcoffset():
+        return at, (
+            f"{clock_time:%H:%M} happens twice that night (the clocks go back); "
+            f"read as the first, {at:%Z}",
+        )
+    return at, ()
 
 
 def _read_time(token: str, text: str, what: str) -> time:

@@ -379,3 +379,29 @@ def test_strict_parse_when_is_unchanged() -> None:
     """Verify the campaign parser still refuses anything but ISO."""
     with pytest.raises(InputError):
         parse_when("25/11/2026 10:00", LONDON)
+
+
+def test_the_echo_can_be_pasted_back_as_input() -> None:
+    """Verify "Wed 25 Nov 2026 10:00 (Europe/London)", the echo's own form, reads back."""
+    reading = read_when("Wed 25 Nov 2026 10:00 (Europe/London)", LONDON, NOW, None)
+    assert reading == read_when("2026-11-25 10:00", LONDON, NOW, None)
+    paris = read_when("Wed 25 Nov 2026 10:00 (Europe/Paris)", LONDON, NOW, None)
+    assert paris.at == at(2026, 11, 25, 9)
+    assert paris.notes == ("given in Europe/Paris, 10:00 there",)
+
+
+def test_a_time_the_clocks_skip_is_refused() -> None:
+    """Verify 01:30 on the night summer time starts (it never happens in London) is refused."""
+    with pytest.raises(InputError, match="01:30 does not exist on 29 Mar 2026 in Europe/London"):
+        read_when("29 Mar 2026 01:30", LONDON, NOW, None)
+    with pytest.raises(InputError, match="does not exist"):
+        read_slot("29 Mar 2026 00:30-01:30", LONDON, NOW, None)
+
+
+def test_a_time_the_clocks_repeat_is_read_as_the_first_and_says_so() -> None:
+    """Verify 01:30 on the night summer time ends is the BST one, with a note."""
+    reading = read_when("25 Oct 2026 01:30", LONDON, NOW, None)
+    assert reading.at.utcoffset() == timedelta(hours=1)
+    assert reading.notes == (
+        "01:30 happens twice that night (the clocks go back); read as the first, BST",
+    )
