@@ -293,7 +293,9 @@ def _date_words(
             ahead = 7
         if which == "last":
             ahead = ahead - 7 if ahead else -7
-        said = " ".join(words)
+        said = (
+            f"{which} {calendar.day_name[target]}" if len(words) == 2 else calendar.day_name[target]
+        )
         return today + timedelta(days=ahead), (f"{said!r} {since}",)
     if len(words) == 1 and (m := _ISO_DATE.match(words[0])):
         return _make(int(m.group(1)), int(m.group(2)), int(m.group(3)), text, what), ()

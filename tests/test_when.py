@@ -33,7 +33,7 @@ def at(*args: int, tz: ZoneInfo = LONDON) -> datetime:
         (
             "next Tuesday 14:00",
             at(2026, 12, 1, 14),
-            "'next tuesday' counted from today, Sun 29 Nov 2026",
+            "'next Tuesday' counted from today, Sun 29 Nov 2026",
         ),
         ("2026-11-25 10:00 CET", at(2026, 11, 25, 9), "CET read as Europe/Paris, 10:00 there"),
         ("2026-11-25 10:00", at(2026, 11, 25, 10), ""),
@@ -51,9 +51,9 @@ def at(*args: int, tz: ZoneInfo = LONDON) -> datetime:
         (
             "last Friday noon",
             at(2026, 11, 27, 12),
-            "'last friday' counted from today, Sun 29 Nov 2026",
+            "'last Friday' counted from today, Sun 29 Nov 2026",
         ),
-        ("Sunday 10:00", at(2026, 11, 29, 10), "'sunday' counted from today, Sun 29 Nov 2026"),
+        ("Sunday 10:00", at(2026, 11, 29, 10), "'Sunday' counted from today, Sun 29 Nov 2026"),
         ("today 12am", at(2026, 11, 29, 0), "'today' counted from today, Sun 29 Nov 2026"),
     ],
 )
@@ -204,7 +204,7 @@ def test_a_slot_echo_shows_the_range_and_zone() -> None:
     slot = read_slot("next Tuesday 9am-11am", LONDON, NOW, None)
     assert echo_slot("free time", slot) == (
         "free time read as Tue 1 Dec 2026 09:00-11:00 (Europe/London): "
-        "'next tuesday' counted from today, Sun 29 Nov 2026"
+        "'next Tuesday' counted from today, Sun 29 Nov 2026"
     )
 
 
@@ -332,7 +332,7 @@ def test_make_facts_reads_people_dates_when_given_the_clock() -> None:
         "interview read as Mon 30 Nov 2026 10:00 (Europe/London): "
         "'tomorrow' counted from today, Sun 29 Nov 2026",
         "free time read as Tue 1 Dec 2026 09:00-11:00 (Europe/London): "
-        "'next tuesday' counted from today, Sun 29 Nov 2026",
+        "'next Tuesday' counted from today, Sun 29 Nov 2026",
     )
     assert f.warnings == ("--cc: boss@gmial.com: did you mean gmail.com?",)
 
