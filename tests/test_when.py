@@ -124,8 +124,7 @@ def test_a_date_impossible_in_the_locale_order_is_refused() -> None:
         (datetime(2026, 12, 31, 12, tzinfo=UTC), "2 Jan 10:00", at(2027, 1, 2, 10)),
         (datetime(2026, 12, 31, 12, tzinfo=UTC), "31 Dec 09:00", at(2026, 12, 31, 9)),
         (datetime(2027, 1, 1, 12, tzinfo=UTC), "Dec 31 10:00", at(2027, 12, 31, 10)),
-        # Before midnight UTC but already 1 January in Auckland's sense is not London's: the
-        # sender's zone decides which day "today" is.
+        # At 23:30 on New Year's Eve "1 Jan" is tomorrow, not a year away.
         (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), "1 Jan 10:00", at(2027, 1, 1, 10)),
         (datetime(2026, 11, 29, 12, tzinfo=UTC), "29 Feb 10:00", at(2028, 2, 29, 10)),
     ],
