@@ -128,31 +128,45 @@ def test_no_config_anywhere_names_both_ways_to_make_one(
     assert "mailer init --user" in r.stderr
 
 
-def test_user_config_state_and_sandbox_live_in_the_data_dir_whatever_the_folder(
+def test_user_config_state_tokens_and_sandbox_live_in_the_data_dir_whatever_the_folder(
     tmp_path: Path, user_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Verify the user config's store anchor and sandbox directory do not follow the cwd."""
+    """Verify the user config's store, its anchor, tokens, templates and sandbox directory
+    are in the per-user data directory, the same from two folders."""
     from mailer.anchor import anchor_path
     from mailer.cli_common import Context
     from mailer.config import find_config, load_settings
 
     config_dir, data_dir = user_dirs
     config_dir.mkdir(parents=True)
-    (config_dir / "mailer.toml").write_text(SENDER_ONLY, encoding="utf-8")
+    (config_dir / "mailer.toml").write_text(
+        'provider = "outlook"\n' + SENDER_ONLY + '[oauth2]\nclient_id = "my-app"\n',
+        encoding="utf-8",
+    )
     seen = set()
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         monkeypatch.chdir(tmp_path / folder)
         path = find_config(Path.cwd())
-        settings = load_settings(path, offline=True)
+        settings = load_settings(path)
         hint = Context(config=None, debug=False, sandbox=False).workspace_hint()
-        seen.add((settings.state_url, anchor_path(path), hint, settings.templates_dir))
+        assert settings.smtp.oauth2 is not None
+        seen.add(
+            (
+                settings.state_url,
+                anchor_path(path),
+                hint,
+                settings.templates_dir,
+                settings.smtp.oauth2.store_dir,
+            )
+        )
     assert seen == {
         (
             f"sqlite:///{data_dir.resolve() / '.mailer' / 'state.db'}",
             data_dir / ".mailer" / "store.json",
             data_dir,
             data_dir / "templates",
+            data_dir / ".mailer",  # OAuth2 tokens, when there is no keyring
         )
     }
 
