@@ -202,6 +202,7 @@ def send(
 
         unlock(settings, [account])
     prepared = apology.prepare(settings, _facts(settings, opts), clock())
+    obj.check_sandbox_recipients([prepared.facts.to, *prepared.facts.cc])
     store = None
     if not dry_run:
         store = obj.store(settings)

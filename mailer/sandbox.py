@@ -19,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .anchor import ANCHOR
-from .errors import SandboxError
+from .errors import InputError, SandboxError
 
 SANDBOX_DOMAIN = "sandbox.test"
 DEFAULT_USERS = {
@@ -631,6 +632,25 @@ def stop_sandbox(workspace: Path) -> None:
         raise SandboxError(
             "the sandbox was not running (cleaned up what it left behind)",
             hint="start it with 'mailer sandbox start'",
+        )
+
+
+def check_recipients(info: StackInfo, addresses: Iterable[str]) -> None:
+    """Refuse, before anything is sent, an address the sandbox cannot deliver to: a typo, or
+    a real person's address pasted into a trial run. Addresses at a bounce domain are let
+    through: the sandbox bounces them on purpose."""
+    known = {u.lower() for u in info.users}
+    unknown = [
+        a
+        for a in dict.fromkeys(addresses)
+        if a.lower() not in known and a.rpartition("@")[2].lower() not in BOUNCE_DOMAINS
+    ]
+    if unknown:
+        which = "mailbox" if len(unknown) == 1 else "mailboxes"
+        raise InputError(
+            f"the sandbox has no {which} {', '.join(unknown)}; nothing was sent",
+            hint=f"its mailboxes: {', '.join(sorted(known))}; "
+            f"any address at {', '.join(BOUNCE_DOMAINS)} bounces",
         )
 
 
