@@ -28,7 +28,7 @@ from .store import safe_url
 @click.option(
     "--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state."
 )
-@click.version_option(package_name="mailer")
+@click.version_option(package_name="interview-mailer")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""

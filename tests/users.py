@@ -213,6 +213,9 @@ def dependency_wheelhouse() -> Path:
         building.rename(house)
     except OSError:  # another session finished first: use its copy
         shutil.rmtree(building, ignore_errors=True)
+    for old in Path(sys.prefix).glob("wheelhouse-*"):  # other versions' houses
+        if old != house and (old / "complete").exists():
+            shutil.rmtree(old, ignore_errors=True)
     return house
 
 
