@@ -347,3 +347,34 @@ def test_sending_to_an_address_without_a_sandbox_mailbox_is_refused_before_sendi
     assert inbox.returncode == 0, inbox.stderr
     assert "Apologies" not in inbox.stdout
     assert "No threads yet" in run_cli(ws, "--sandbox", "status").stdout
+
+
+def test_a_sandbox_campaign_with_an_address_outside_the_sandbox_sends_nothing(
+    sandbox_ws: Path,
+) -> None:
+    """Verify `mailer --sandbox campaign run` refuses the whole run, before any entry is sent,
+    when one entry's address has no sandbox mailbox."""
+    ws = sandbox_ws
+    assert run_cli(ws, "sandbox", "start").returncode == 0
+    campaign = ws / "week49.toml"
+    campaign.write_text(
+        '[defaults]\nsituation = "illness"\nnote = "I am sorry to have missed it."\n'
+        + "".join(
+            f'[[entries]]\nto = "{to}"\ninterviewer = "Ana Ruiz"\ncompany = "Co {n}"\n'
+            f'role = "Analyst"\ninterview = "2026-11-2{n} 10:00"\n'
+            for n, to in enumerate(("interviewer@sandbox.test", "ana@acme.test"), start=1)
+        ),
+        encoding="utf-8",
+    )
+    log = _stack_dir(ws) / "smtp.log"
+    before = log.read_bytes() if log.exists() else b""
+    r = run_cli(ws, "--sandbox", "campaign", "run", str(campaign), "--yes")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "mailer: error: the sandbox has no mailbox ana@acme.test; nothing was sent "
+        "(its mailboxes: interviewer@sandbox.test, recruiter@sandbox.test, you@sandbox.test; "
+        "any address at unreachable.test bounces)"
+    ]
+    assert (log.read_bytes() if log.exists() else b"") == before
+    inbox = run_cli(ws, "sandbox", "inbox", "interviewer@sandbox.test")
+    assert "(no messages for interviewer@sandbox.test)" in inbox.stdout
