@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import process
 from .anchor import ANCHOR
 from .errors import InputError, SandboxError
 
@@ -95,16 +95,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def check_prerequisites() -> None:
-    if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
-        raise SandboxError(
-            "the sandbox needs Dovecot, which is not installed",
-            hint="install it with: apt-get install -y dovecot-imapd dovecot-lmtpd",
-        )
-    if not Path("/usr/lib/dovecot/lmtp").exists():
-        raise SandboxError(
-            "the sandbox needs Dovecot's LMTP server, which is not installed",
-            hint="install it with: apt-get install -y dovecot-lmtpd",
-        )
+    process.find_dovecot()  # Windows, macOS (Homebrew) and Linux differ: see mailer.process
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,7 @@ def _users_file(path: Path, who: Identity) -> None:
 
 
 def _dovecot_binary() -> str:
-    return shutil.which("dovecot") or "/usr/sbin/dovecot"
+    return process.find_dovecot()
 
 
 def _write_certs(d: Path) -> Path:
@@ -506,34 +497,11 @@ class MailStack:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+    return process.alive(pid)
 
 
 def _terminate(pid: int) -> None:
-    if not _alive(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    process.terminate(pid)
 
 
 # --- the user-facing sandbox: one stack per workspace, described under .mailer/sandbox/ ---

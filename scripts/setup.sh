@@ -24,6 +24,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing mailer and its dependencies into .venv (log: .venv/setup.log)"
 # pip's own chatter goes to a log; it is shown only if the install fails.
+# The distribution used to be called "mailer" (a name taken on PyPI): drop such an install
+# first, or uninstalling it later would take the shared `mailer` script with it.
+.venv/bin/python -m pip uninstall -q -y mailer > /dev/null 2>&1 || true
 if ! { .venv/bin/python -m pip install -q --upgrade pip &&
        .venv/bin/python -m pip install -q -e '.[dev]'; } > .venv/setup.log 2>&1; then
   cat .venv/setup.log >&2

@@ -110,6 +110,7 @@ def test_sandbox_without_dovecot_says_what_to_do(monkeypatch: pytest.MonkeyPatch
     sandbox.check_prerequisites()  # an ordinary user may start it (Dovecot is installed here)
     monkeypatch.setattr(sandbox.shutil, "which", lambda _: None)
     monkeypatch.setattr(sandbox, "Path", lambda p: Path("/nonexistent") / p.lstrip("/"))
+    monkeypatch.setattr(sandbox.process, "Path", lambda p: Path("/nonexistent") / p.lstrip("/"))
     with pytest.raises(SandboxError, match="needs Dovecot") as info:
         sandbox.check_prerequisites()
     assert "apt-get install -y dovecot-imapd dovecot-lmtpd" in (info.value.hint or "")
