@@ -154,10 +154,22 @@ def python_for(user: OrdinaryUser) -> str:
 
 
 def build_wheel(dest: Path) -> Path:
-    """mailer's wheel from the working tree, alone (``--no-deps``)."""
+    """mailer's wheel from the working tree, alone (``--no-deps``), offline: the build
+    backend is the venv's own setuptools (the dev extra)."""
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dest),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         stdin=subprocess.DEVNULL,
