@@ -240,6 +240,7 @@ def send(
         unlock(settings, [account])
     now = clock()
     prepared = apology.prepare(settings, _facts(settings, opts, now), now)
+    obj.check_sandbox_recipients([prepared.facts.to, *prepared.facts.cc])
     store = None
     if not dry_run:
         store = obj.store(settings)
