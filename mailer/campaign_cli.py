@@ -15,6 +15,8 @@ import click
 from .cli_common import Context, _show, handle_errors
 from .errors import ConfigError, ExitCode, InputError
 
+NOT_SENT = "not_sent"  # an entry with no thread yet (threadview.THREAD_STATES otherwise)
+
 
 def _find(settings: Any, file: str) -> Path:
     """FILE as given, else a campaign of that name under ``config/campaigns/``."""
@@ -320,17 +322,21 @@ def _summary_table(report: Any, verbose: bool) -> None:
 
 @campaign.command("status")
 @click.argument("file")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (README: JSON output)."
+)
 @click.pass_obj
 @handle_errors
 def status_command(obj: Context, file: str, as_json: bool) -> None:
     """Each entry's state, as 'mailer status' shows threads, with counts."""
     from collections import Counter
 
-    from .store import thread_state
+    from . import threadview as view
+    from .facts import local_zone
 
     settings, c = _load(obj, file, lenient=True)
     store = obj.store(settings)
+    tz = local_zone(settings.sender.timezone)
     threads: dict[str, Any] = {}
     for t in store.campaign_threads(c.name):
         threads[t.entry_key or ""] = t  # the latest thread of each entry
@@ -340,24 +346,46 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     for key in [*threads, *(k for k in valid if k not in threads)]:
         t = threads.get(key)
         e = valid.get(key)
+        msgs = store.messages(t.id) if t else []
         rows.append(
             {
                 "key": key,
-                "where": e.where if e else "(not a valid entry in the file now)",
+                "where": e.where if e else None,
+                "valid": e is not None,
                 "to": e.prepared.facts.to if e else t.recipient,
-                "thread": t.id if t else None,
-                "status": thread_state(t, store.messages(t.id)) if t else "not sent yet",
+                "state": view.state_word(t, msgs) if t else NOT_SENT,
+                "thread": view.thread_dict(t, msgs, tz) if t else None,
+                "shown": view.describe(t, msgs, tz) if t else "not sent yet",
             }
         )
+    counts = Counter(r["state"] for r in rows)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        entries = [{k: v for k, v in r.items() if k != "shown"} for r in rows]
+        click.echo(
+            json.dumps(
+                {
+                    "version": view.JSON_VERSION,
+                    "campaign": c.name,
+                    "entries": entries,
+                    "counts": dict(counts.most_common()),
+                },
+                indent=2,
+            )
+        )
         return
-    width = min(max([len(r["key"]) for r in rows] + [5]), 48)
-    click.echo(f"{'ENTRY':<{width}}  {'THREAD':>6}  STATE")
+    from .console import STATE_STYLES, console, styled, table
+
+    shown = table(
+        ("ENTRY", {}),  # wrapped, never cut: 'campaign cancel --entry KEY' needs it whole
+        ("THREAD", {"justify": "right", "no_wrap": True}),
+        ("STATE", {}),
+    )
     for r in rows:
-        click.echo(f"{r['key'][:width]:<{width}}  {r['thread'] or '-':>6}  {r['status']}")
-    counts = Counter(r["status"].split(":")[0].split(" (")[0] for r in rows)
-    click.echo("\n" + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
+        where = "" if r["valid"] else " (not a valid entry in the file now)"
+        thread = str(r["thread"]["id"]) if r["thread"] else "-"
+        shown.add_row(r["key"], thread, styled(r["shown"] + where, STATE_STYLES.get(r["state"])))
+    console().print(shown)
+    click.echo(", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.most_common()))
     if c.problems:
         click.echo("(the file has problems now: 'mailer campaign check' lists them)")
 
