@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from .cli_common import Context, _show, _show_findings, _show_raw, handle_errors
+from .cli_common import Context, _show, _show_findings, _show_raw, handle_errors, warn
+from .completion import complete_situation
 from .errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
 from .store import safe_url
 
@@ -59,6 +60,7 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
             "--situation",
             "-s",
             required=required,
+            shell_complete=complete_situation,
             help="illness, personal, emergency, transport, technical or conflict.",
         ),
         click.option("--to", required=required, help="The interviewer's email address."),
@@ -348,7 +350,7 @@ def _status_table(listed: list[tuple[Any, Any]], tz: Any) -> None:
 def _damaged(store: Any) -> None:
     """Name the rows that could not be read, after all the others were shown; exit 1."""
     for line in store.damaged:
-        click.echo(f"mailer: warning: {safe_url(store.url)}: {line}", err=True)
+        warn(f"{safe_url(store.url)}: {line}")
     if store.damaged:
         sys.exit(int(ExitCode.FAILURE))
 
@@ -865,6 +867,17 @@ def _add_auth() -> None:
 
 
 _add_auth()
+
+
+def _add_completion_and_help() -> None:
+    from .completion import completion
+    from .helptext import add_help
+
+    cli.add_command(completion)
+    add_help(cli)
+
+
+_add_completion_and_help()
 _accept_global_options_everywhere(cli)
 
 

@@ -99,3 +99,21 @@ def styled(text: str, style: str | None) -> Any:
     from rich.text import Text
 
     return Text(text, style=style or "")
+
+
+def natural_duration(seconds: float) -> str:
+    """A duration as people say it: ``under a minute``, ``3 minutes``, ``1 hour 20 minutes``."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 60:
+        return f"{minutes} minute{'s' * (minutes != 1)}"
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        days, hours = divmod(hours, 24)
+        return f"{days} day{'s' * (days != 1)}" + (
+            f" {hours} hour{'s' * (hours != 1)}" if hours else ""
+        )
+    return f"{hours} hour{'s' * (hours != 1)}" + (
+        f" {minutes} minute{'s' * (minutes != 1)}" if minutes else ""
+    )
