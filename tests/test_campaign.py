@@ -377,9 +377,10 @@ ca_file = "{ca}"
 
     # Bea's interviewer answers one apology in Bea's mailbox: the check of her account sees it.
     beas = next(r for r in campaign_status(ws) if r["key"] == "beas")
+    assert beas["thread"]["account"] == "bea"
     root = (
         sqlite3.connect(ws / ".mailer" / "state.db")
-        .execute("SELECT root_message_id FROM threads WHERE id = ?", (beas["thread"],))
+        .execute("SELECT root_message_id FROM threads WHERE id = ?", (beas["thread"]["id"],))
         .fetchone()[0]
     )
     other.send_as(
