@@ -159,6 +159,9 @@ def run_command(
     )
 
     settings, c = _load(obj, file, force=force, skip_invalid=skip_invalid)
+    obj.check_sandbox_recipients(
+        a for e in c.entries for a in (e.prepared.facts.to, *e.prepared.facts.cc)
+    )
     for line in c.problems:
         click.echo(f"mailer: skipped (invalid): {line}", err=True)
     store = obj.store(settings)

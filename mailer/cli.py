@@ -29,7 +29,7 @@ from .store import safe_url
 @click.option(
     "--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state."
 )
-@click.version_option(package_name="mailer")
+@click.version_option(package_name="interview-mailer")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""
@@ -74,20 +74,22 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
         click.option(
             "--interview",
             required=required,
-            metavar="'YYYY-MM-DD HH:MM'",
-            help="When the interview was (or is), in your time zone.",
+            metavar="WHEN",
+            help="When the interview was (or is): '2026-11-25 10:00', '25 Nov 10am', "
+            "'tomorrow 10:00', 'next Tuesday 14:00'; your zone unless one follows ('10:00 CET').",
         ),
         click.option("--note", default="", help="A personal line, in your own words."),
         click.option(
             "--free",
             multiple=True,
-            metavar="'YYYY-MM-DD HH:MM-HH:MM'",
-            help="A time you are free (repeatable).",
+            metavar="SLOT",
+            help="A time you are free, e.g. '2026-12-01 09:00-12:00' or 'next Tuesday "
+            "9am-11am' (repeatable).",
         ),
         click.option(
             "--interviewer-tz",
             default="",
-            help="The interviewer's IANA time zone, e.g. Europe/Berlin.",
+            help="The interviewer's time zone, e.g. Europe/Berlin (or EST, CET).",
         ),
         click.option(
             "--interviewer-phone", default="", help="The interviewer's phone number, if known."
@@ -119,7 +121,7 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
     return decorate
 
 
-def _facts(settings: Any, opts: dict[str, Any]) -> Any:
+def _facts(settings: Any, opts: dict[str, Any], now: Any) -> Any:
     from .facts import local_zone, make_facts
 
     return make_facts(
@@ -139,7 +141,20 @@ def _facts(settings: Any, opts: dict[str, Any]) -> Any:
         alt_address=opts["alt_address"],
         alt_domain=opts["alt_domain"],
         allow_test_domains=settings.allow_test_domains,
+        now=now,
+        locale=settings.sender.locale if settings.sender.locale_set else None,
     )
+
+
+def _echo_readings(facts: Any) -> None:
+    """How each date was read (beside the message, like the apology check), and warnings
+    such as an address typo (on stderr)."""
+    if facts.readings:
+        click.echo("")
+    for line in facts.readings:
+        click.echo(line)
+    for warning in facts.warnings:
+        click.echo(f"mailer: warning: {warning}", err=True)
 
 
 @cli.command()
@@ -173,7 +188,9 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or give --follow-up ID)")
-    _show(prepare(settings, _facts(settings, opts), now))
+    prepared = prepare(settings, _facts(settings, opts, now), now)
+    _show(prepared)
+    _echo_readings(prepared.facts)
 
 
 @cli.command()
@@ -203,7 +220,9 @@ def send(
         from .passwords import unlock
 
         unlock(settings, [account])
-    prepared = apology.prepare(settings, _facts(settings, opts), clock())
+    now = clock()
+    prepared = apology.prepare(settings, _facts(settings, opts, now), now)
+    obj.check_sandbox_recipients([prepared.facts.to, *prepared.facts.cc])
     store = None
     if not dry_run:
         store = obj.store(settings)
@@ -216,6 +235,7 @@ def send(
     advice = urgency(prepared.facts.interview, clock(), prepared.facts.interviewer_phone)
     if advice:
         click.echo(f"\nTiming: {advice}")
+    _echo_readings(prepared.facts)
     if has_errors(prepared.findings) and not force:
         raise RefusedError(
             "the apology check found errors (listed above); fix the text or pass --force"
@@ -600,8 +620,8 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
         if missing:
             raise click.UsageError(f"give FILE, or the facts: missing {', '.join(missing)}")
-        settings = obj.settings()
-        findings = list(prepare(settings, _facts(settings, opts), default_clock()()).findings)
+        settings, now = obj.settings(), default_clock()()
+        findings = list(prepare(settings, _facts(settings, opts, now), now).findings)
     _show_findings(findings)
     if has_errors(findings):
         sys.exit(int(ExitCode.REFUSED))
@@ -616,8 +636,10 @@ def call_script_command(obj: Context, **opts: Any) -> None:
     from .callscript import call_script
     from .clock import default_clock
 
-    settings = obj.settings()
-    click.echo(call_script(_facts(settings, opts), settings.sender, default_clock()()), nl=False)
+    settings, now = obj.settings(), default_clock()()
+    facts = _facts(settings, opts, now)
+    click.echo(call_script(facts, settings.sender, now), nl=False)
+    _echo_readings(facts)
 
 
 @cli.command()
@@ -691,6 +713,23 @@ def init(directory: Path) -> None:
         "  Many at once: edit config/campaigns/example.toml, then 'mailer campaign check example'.\n"
         "  To try everything first without an account: 'mailer sandbox start'."
     )
+
+
+@cli.command()
+@handle_errors
+def paths() -> None:
+    """Show where this installation keeps its docs, systemd units and default templates.
+
+    \b
+    Example:
+      mailer paths
+    """
+    from .composer import default_templates_dir
+    from .shipped import FOLDERS, shipped_dir
+
+    for name in FOLDERS:
+        click.echo(f"{name:<10} {shipped_dir(name)}")
+    click.echo(f"{'templates':<10} {default_templates_dir()}")
 
 
 @cli.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,18 @@ class Context:
                 workspace=ws,
             )
         return load_settings(find_config(Path.cwd(), self.config), need_secrets=need_secrets)
+
+    def check_sandbox_recipients(self, addresses: Iterable[str]) -> None:
+        """In sandbox mode, refuse an address that has no sandbox mailbox before anything is
+        sent (the sandbox's SMTP server would refuse it too, but only after the attempt was
+        recorded). A stopped sandbox is refused later, when its settings are loaded."""
+        if not self.sandbox:
+            return
+        from .sandbox import check_recipients, running_sandbox
+
+        info = running_sandbox(self.workspace_hint())
+        if info is not None:
+            check_recipients(info, addresses)
 
     def store(self, settings: Any) -> Any:
         """The workspace's state store; never a new, empty one where its history should be

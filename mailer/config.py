@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .followup import Window, parse_window
 from .passwords import (
     COMMAND_TIMEOUT,
@@ -119,6 +119,9 @@ class SenderSettings:
     signature: str = ""
     timezone: str = ""  # IANA name; empty means the machine's local zone
     locale: str = "en_GB"  # how dates are written: "Tuesday 1 December" / "Tuesday, December 1"
+    # Whether the user wrote a locale: only then does it order a typed numeric date ("03/04");
+    # the en_GB default still formats the email's dates.
+    locale_set: bool = False
 
 
 @dataclass(frozen=True)
@@ -449,6 +452,7 @@ def load_settings(
         signature=r.get(s, "sender", "signature", str, ""),
         timezone=r.get(s, "sender", "timezone", str, ""),
         locale=r.get(s, "sender", "locale", str, "en_GB"),
+        locale_set="locale" in s,
     )
     bad = _check_sender_text(r, "sender", sender)
     if "locale" not in bad:
@@ -646,13 +650,15 @@ def _accounts(
             signature=r.get(st, sp, "signature", str, ""),
             timezone=r.get(st, sp, "timezone", str, main_sender.timezone),
             locale=r.get(st, sp, "locale", str, main_sender.locale),
+            locale_set="locale" in st or main_sender.locale_set,
         )
         bad = _check_sender_text(r, sp, sender)
         if sender.address:
             _check_address(r, f"{sp}.address", sender.address)
         if sender.locale != main_sender.locale and "locale" not in bad:
             _check_locale(r, f"{sp}.locale", sender.locale)
-        if sender.timezone and "timezone" not in bad:
+        # An inherited zone was checked (and reported) as sender.timezone already.
+        if sender.timezone not in ("", main_sender.timezone) and "timezone" not in bad:
             _check_timezone(r, f"{sp}.timezone", sender.timezone)
         smtp_table = {**preset.get("smtp", {}), **_subtable(r, t, prefix, "smtp")}
         smtp, imap = _mail_servers(
@@ -1087,7 +1093,6 @@ def _check_sender_text(r: _Reader, prefix: str, sender: SenderSettings) -> set[s
 
 def _check_address(r: _Reader, key: str, value: str) -> None:
     from .addresses import validate_address
-    from .errors import InputError
 
     try:
         validate_address(value, allow_test_domains=True, what=key)
@@ -1109,12 +1114,13 @@ def _check_locale(r: _Reader, key: str, value: str) -> None:
 
 
 def _check_timezone(r: _Reader, key: str, value: str) -> None:
-    from zoneinfo import ZoneInfo
+    """An IANA name or an unambiguous abbreviation; else a suggestion ("did you mean ...?")."""
+    from .zones import resolve
 
     try:
-        ZoneInfo(value)
-    except (ValueError, KeyError, OSError):
-        r.problem(key, f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+        resolve(value, key)
+    except InputError as exc:
+        r.problem(key, str(exc).removeprefix(f"{key}: "))
 
 
 def _resolve_sqlite_url(url: str, workspace: Path) -> str:

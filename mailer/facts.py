@@ -15,7 +15,7 @@ from datetime import datetime, tzinfo
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .addresses import validate_address
+from .addresses import typo_warning, validate_address
 from .errors import InputError
 from .values import (
     DOMAIN_MAX,
@@ -96,6 +96,10 @@ class Facts:
     extra: Mapping[str, str] = field(default_factory=dict)
     alt_addresses: tuple[str, ...] = ()  # other addresses the interviewer may answer from
     alt_domains: tuple[str, ...] = ()  # any address at these domains counts as them
+    # For the user's eyes only, never stored: how each date was read ("interview read as
+    # Wed 25 Nov 2026 10:00 (Europe/London)") and warnings such as an address typo.
+    readings: tuple[str, ...] = field(default=(), compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_record(self) -> dict[str, object]:
         """A JSON-able copy, kept with the thread so a follow-up can be composed later."""
@@ -150,9 +154,15 @@ def system_zone() -> tzinfo:
     """The machine's zone as a real IANA zone, so summer time is right for future dates
     (a fixed UTC offset taken from today would be an hour off across a change)."""
     import os
+    import sys
     from pathlib import Path
 
     candidates = [os.environ.get("TZ", "").lstrip(":")]
+    if sys.platform == "win32":  # no /etc/localtime: tzlocal maps Windows' zone to IANA
+        with contextlib.suppress(Exception):
+            import tzlocal
+
+            candidates.append(tzlocal.get_localzone_name())
     with contextlib.suppress(OSError):
         candidates.append(Path("/etc/timezone").read_text().strip())
     try:
@@ -171,12 +181,11 @@ def system_zone() -> tzinfo:
 
 
 def zone(name: str, what: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(
-            f"{what}: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
-        ) from None
+    """The zone ``name`` means (an IANA name, or an unambiguous abbreviation such as CET);
+    an unknown one is refused with a suggestion ("did you mean Europe/Berlin?")."""
+    from .zones import resolve
+
+    return resolve(name, what).tz
 
 
 def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
@@ -249,13 +258,22 @@ def make_facts(
     alt_domain: Iterable[str] = (),
     allow_test_domains: bool = False,
     prefix: str = "--",
+    now: datetime | None = None,
+    locale: str | None = None,
 ) -> Facts:
     """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them.
 
     Every problem is found, not just the first: the raised InputError's ``problems`` lists
     them all (a campaign shows each entry's problems together).
+
+    With ``now``, dates are read as people write them (:mod:`mailer.when`: relative words
+    count from ``now``; ``locale``, when the user set one, orders numeric dates). Without
+    it only 'YYYY-MM-DD HH:MM' is read: a campaign file is run later than it is written,
+    so "tomorrow" there would drift.
     """
     problems: list[str] = []
+    readings: list[str] = []
+    warnings: list[str] = []
 
     def attempt(check: Callable[[], T], default: T) -> T:
         try:
@@ -267,7 +285,9 @@ def make_facts(
     def fail(message: str) -> None:
         problems.append(message)
 
-    if situation not in SITUATIONS:
+    if situation.strip().lower() in SITUATIONS:
+        situation = situation.strip().lower()
+    else:
         fail(
             f"{prefix}situation: unknown situation {shown(situation, quoted=True)} "
             f"(one of: {', '.join(SITUATIONS)})"
@@ -302,36 +322,61 @@ def make_facts(
         if len(value) <= limit and (m := PLACEHOLDER.search(value)):
             fail(f"{prefix}{name}: {m.group(0)!r} is a placeholder; write the real value")
     if interviewer_tz:
-        attempt(
-            lambda: zone(short(interviewer_tz, "interviewer-tz"), f"{prefix}interviewer-tz"), None
+        from .zones import resolve
+
+        found = attempt(
+            lambda: resolve(short(interviewer_tz, "interviewer-tz"), f"{prefix}interviewer-tz"),
+            None,
         )
+        if found is not None:
+            interviewer_tz = found.name  # the composer and the store need the IANA name
+            if found.note:
+                readings.append(f"{prefix}interviewer-tz: {found.note}")
     epoch = datetime(1970, 1, 1, tzinfo=tz)
 
     def address(a: str, what: str) -> str:
         return validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}{what}")
 
+    def addressee(a: str, what: str) -> str:
+        checked = address(a, what)
+        if warning := typo_warning(checked, f"{prefix}{what}"):
+            warnings.append(warning)
+        return checked
+
+    def when(text: str) -> datetime:
+        what = f"{prefix}interview"
+        if now is None:
+            return parse_when(short(text, "interview"), tz, what)
+        from .when import echo, read_when
+
+        reading = read_when(short(text, "interview"), tz, now, locale, what)
+        readings.append(echo("interview", reading))
+        return reading.at
+
+    def slot(text: str) -> FreeSlot:
+        what = f"{prefix}free"
+        if now is None:
+            return parse_slot(short(text, "free"), tz, what)
+        from .when import echo_slot, read_slot
+
+        reading = read_slot(short(text, "free"), tz, now, locale, what)
+        readings.append(echo_slot("free time", reading))
+        return FreeSlot(reading.start, reading.end)
+
     facts = Facts(
         situation=situation,
-        to=attempt(lambda: address(to, "to"), to),
+        to=attempt(lambda: addressee(to, "to"), to),
         interviewer=interviewer.strip(),
         company=company.strip(),
         role=role.strip(),
-        interview=attempt(
-            lambda: parse_when(short(interview, "interview"), tz, f"{prefix}interview"), epoch
-        ),
+        interview=attempt(lambda: when(interview), epoch),
         note=note.strip(),
         free=tuple(
-            slot
-            for text in listed(free, "free")
-            if (
-                slot := attempt(
-                    lambda t=text: parse_slot(short(t, "free"), tz, f"{prefix}free"), None
-                )
-            )
+            read for text in listed(free, "free") if (read := attempt(lambda t=text: slot(t), None))
         ),
         interviewer_tz=interviewer_tz,
         interviewer_phone=interviewer_phone.strip(),
-        cc=tuple(attempt(lambda a=a: address(a, "cc"), a) for a in listed(cc, "cc")),
+        cc=tuple(attempt(lambda a=a: addressee(a, "cc"), a) for a in listed(cc, "cc")),
         extra=attempt(lambda: parse_vars(listed(var, "var"), f"{prefix}var"), {}),
         alt_addresses=tuple(
             attempt(lambda a=a: address(a, "alt-address"), a)
@@ -341,6 +386,8 @@ def make_facts(
             attempt(lambda d=d: _domain(d, f"{prefix}alt-domain"), d)
             for d in listed(alt_domain, "alt-domain")
         ),
+        readings=tuple(readings),
+        warnings=tuple(warnings),
     )
     if problems:
         error = InputError(problems[0] if len(problems) == 1 else "; ".join(problems))

@@ -105,6 +105,8 @@ def add_help(group: click.Group, path: str = "") -> None:
         sub = f"{path} {name}".strip()
         if isinstance(command, click.Group):
             add_help(command, sub)
+        elif "Example" in (command.help or ""):
+            continue  # its docstring shows one already
         elif sub in EXAMPLES:
             lines = EXAMPLES[sub]
             command.epilog = _block("Examples" if len(lines) > 1 else "Example", lines)

@@ -118,10 +118,12 @@ def already_done(records: list[Record], retry_failed: bool) -> str | None:
 
 
 def outside_warnings(campaign: Campaign, store: Store) -> list[str]:
-    """Entries whose address and company already have an apology outside this campaign."""
+    """Entries whose address and company already have an apology outside this campaign, and
+    entries whose address looks like a typo of a big provider's domain."""
     warnings = []
     for e in campaign.entries:
         f = e.prepared.facts
+        warnings += [f"{e.where}: entry {e.key}: {w}" for w in f.warnings]
         others = [t for t in store.apologies_for(f.to, f.company) if t.campaign != campaign.name]
         if others:
             ids = ", ".join(str(t.id) for t in others)

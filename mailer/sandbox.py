@@ -1,26 +1,30 @@
 """A private, real mail stack on 127.0.0.1: Dovecot (IMAP + LMTP) and an aiosmtpd SMTP server.
 
 One implementation serves both the test suite's fixture and ``mailer sandbox start``. It
-needs Debian's ``dovecot-imapd`` and ``dovecot-lmtpd`` and root (Dovecot's master process
-runs as root; mail is stored as ``nobody``). Nothing is relayed off the machine.
+needs Debian's ``dovecot-imapd`` and ``dovecot-lmtpd``. Started by root, Dovecot separates
+privileges as usual and stores mail as ``nobody``; started by anyone else, every Dovecot
+process runs as that user and every mailbox belongs to them (see :class:`Identity`).
+Nothing is relayed off the machine.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import process
 from .anchor import ANCHOR
-from .errors import SandboxError
+from .errors import InputError, SandboxError
 
 SANDBOX_DOMAIN = "sandbox.test"
 DEFAULT_USERS = {
@@ -91,46 +95,72 @@ def free_ports(n: int) -> list[int]:
 
 
 def check_prerequisites() -> None:
-    if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
-        raise SandboxError(
-            "the sandbox needs Dovecot, which is not installed",
-            hint="install it with: apt-get install -y dovecot-imapd dovecot-lmtpd",
-        )
-    if not Path("/usr/lib/dovecot/lmtp").exists():
-        raise SandboxError(
-            "the sandbox needs Dovecot's LMTP server, which is not installed",
-            hint="install it with: apt-get install -y dovecot-lmtpd",
-        )
-    if os.geteuid() != 0:
-        raise SandboxError(
-            "the sandbox's Dovecot must be started as root (it stores mail as 'nobody')",
-            hint="run 'mailer sandbox start' as root, or point config/mailer.toml at a real server",
-        )
+    process.find_dovecot()  # Windows, macOS (Homebrew) and Linux differ: see mailer.process
 
 
-def _users_file(path: Path) -> None:
+@dataclass(frozen=True)
+class Identity:
+    """Who Dovecot's processes run as and who owns the mail.
+
+    As root: the usual privilege separation (auth as 'dovecot', logins as 'dovenull'), mail
+    as 'nobody', since Dovecot refuses to store mail as uid 0. As an ordinary user nothing can
+    change user or chroot, so every service runs as the invoking user ("rootless" Dovecot),
+    and the mail is theirs too.
+    """
+
+    rootless: bool
+    mail_uid: int
+    mail_gid: int
+    user: str = ""  # the invoking user's name and group (rootless only)
+    group: str = ""
+
+    @classmethod
+    def current(cls) -> Identity:
+        if os.geteuid() == 0:
+            return cls(rootless=False, mail_uid=MAIL_UID, mail_gid=MAIL_UID)
+        import grp
+        import pwd
+
+        uid, gid = os.geteuid(), os.getegid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            raise SandboxError(
+                f"the current user (uid {uid}) has no name in the password database, "
+                "and Dovecot needs one to run as",
+                hint="run 'mailer sandbox start' as a user listed by 'getent passwd'",
+            ) from None
+        try:
+            group = grp.getgrgid(gid).gr_name
+        except KeyError:
+            group = user
+        return cls(rootless=True, mail_uid=uid, mail_gid=gid, user=user, group=group)
+
+
+def _users_file(path: Path, who: Identity) -> None:
     """Create the passwd-file empty, 0600, before any password goes in. Dovecot's auth
-    process reads it as its internal user ('dovecot'), so that user owns it; root (our SMTP
-    server, doveadm) reads it anyway."""
-    import pwd
-
-    try:
-        auth = pwd.getpwnam(AUTH_USER)
-    except KeyError:
-        raise SandboxError(
-            f"Dovecot's internal user {AUTH_USER!r} does not exist",
-            hint="reinstall Dovecot: apt-get install --reinstall dovecot-core",
-        ) from None
+    process reads it as its internal user ('dovecot' under root, else the invoking user), so
+    that user owns it; root (our SMTP server, doveadm) reads it anyway."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)  # the mode given to open() only applies to a new file
-        os.fchown(fd, auth.pw_uid, auth.pw_gid)
+        if not who.rootless:
+            import pwd
+
+            try:
+                auth = pwd.getpwnam(AUTH_USER)
+            except KeyError:
+                raise SandboxError(
+                    f"Dovecot's internal user {AUTH_USER!r} does not exist",
+                    hint="reinstall Dovecot: apt-get install --reinstall dovecot-core",
+                ) from None
+            os.fchown(fd, auth.pw_uid, auth.pw_gid)
     finally:
         os.close(fd)
 
 
 def _dovecot_binary() -> str:
-    return shutil.which("dovecot") or "/usr/sbin/dovecot"
+    return process.find_dovecot()
 
 
 def _write_certs(d: Path) -> Path:
@@ -147,10 +177,26 @@ def _write_certs(d: Path) -> Path:
     return d / "ca.pem"
 
 
-def _dovecot_conf(info: StackInfo) -> str:
+def _rootless_conf(who: Identity) -> str:
+    """Settings that let an ordinary user run Dovecot: every internal and login process as
+    that user, and no chroot (only root may chroot). The listeners are already on high ports
+    of 127.0.0.1 and base_dir is private, so nothing else needs privilege."""
+    if not who.rootless:
+        return ""
+    services = "".join(
+        f"service {name} {{\n  chroot =\n}}\n"
+        for name in ("imap-login", "pop3-login", "submission-login", "imap-urlauth-login")
+    )
+    return f"""default_internal_user = {who.user}
+default_internal_group = {who.group}
+default_login_user = {who.user}
+{services}"""
+
+
+def _dovecot_conf(info: StackInfo, who: Identity) -> str:
     d = info.dir
     return f"""# Written by mailer.sandbox: a private Dovecot, never touching /etc/dovecot.
-base_dir = {d}/run
+{_rootless_conf(who)}base_dir = {d}/run
 state_dir = {d}/state
 instance_name = mailer-{Path(d).name}
 log_path = {d}/dovecot.log
@@ -213,7 +259,7 @@ service lmtp {{
   }}
 }}
 service anvil {{
-  unix_listener anvil-auth-penalty {{
+{"  chroot =" + chr(10) if who.rootless else ""}  unix_listener anvil-auth-penalty {{
     mode = 0
   }}
 }}
@@ -273,13 +319,17 @@ class MailStack:
     def __init__(self, info: StackInfo) -> None:
         self.info = info
 
+    @functools.cached_property
+    def who(self) -> Identity:
+        return Identity.current()
+
     @classmethod
     def create(
         cls, users: dict[str, str] | None = None, parent: str | None = None, oauth_url: str = ""
     ) -> MailStack:
         check_prerequisites()
-        # Dovecot reads mail as 'nobody', so every parent must be searchable: not pytest's
-        # tmp_path. Unix socket paths are limited to 108 bytes, so the path stays short.
+        # As root, Dovecot reads mail as 'nobody', so every parent must be searchable: not
+        # pytest's tmp_path. Unix socket paths are limited to 108 bytes, so the path stays short.
         d = Path(tempfile.mkdtemp(prefix="mlr-", dir=parent or "/tmp"))
         d.chmod(0o755)
         ports = free_ports(6)
@@ -304,14 +354,14 @@ class MailStack:
         for sub in ("run", "state", "mail"):
             (d / sub).mkdir(exist_ok=True)
         info.ca_file = str(_write_certs(d))
-        _users_file(d / "users")
+        _users_file(d / "users", self.who)
         # Only the mail user may enter the mail folders: they hold everyone's messages.
-        os.chown(d / "mail", MAIL_UID, MAIL_UID)
+        os.chown(d / "mail", self.who.mail_uid, self.who.mail_gid)
         (d / "mail").chmod(0o700)
         for user, password in list(info.users.items()):
             self.add_user(user, password)
         conf = d / "dovecot.conf"
-        conf.write_text(_dovecot_conf(info), encoding="utf-8")
+        conf.write_text(_dovecot_conf(info, self.who), encoding="utf-8")
         if info.oauth_url:
             (d / "dovecot-oauth2.conf.ext").write_text(oauth2_conf(info), encoding="utf-8")
         smtp_conf = d / "smtp.json"
@@ -378,10 +428,11 @@ class MailStack:
         d = Path(self.info.dir)
         home = d / "mail" / user.lower()
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chown(home, MAIL_UID, MAIL_UID)
+        uid, gid = self.who.mail_uid, self.who.mail_gid
+        os.chown(home, uid, gid)
         home.chmod(0o700)
         with (d / "users").open("a", encoding="utf-8") as f:
-            f.write(f"{user.lower()}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_UID}::{home}::\n")
+            f.write(f"{user.lower()}:{{PLAIN}}{password}:{uid}:{gid}::{home}::\n")
         self.info.users[user.lower()] = password
         if _alive(self.info.dovecot_pid):
             self._wait_until_known(user)
@@ -446,34 +497,11 @@ class MailStack:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+    return process.alive(pid)
 
 
 def _terminate(pid: int) -> None:
-    if not _alive(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    process.terminate(pid)
 
 
 # --- the user-facing sandbox: one stack per workspace, described under .mailer/sandbox/ ---
@@ -572,6 +600,25 @@ def stop_sandbox(workspace: Path) -> None:
         raise SandboxError(
             "the sandbox was not running (cleaned up what it left behind)",
             hint="start it with 'mailer sandbox start'",
+        )
+
+
+def check_recipients(info: StackInfo, addresses: Iterable[str]) -> None:
+    """Refuse, before anything is sent, an address the sandbox cannot deliver to: a typo, or
+    a real person's address pasted into a trial run. Addresses at a bounce domain are let
+    through: the sandbox bounces them on purpose."""
+    known = {u.lower() for u in info.users}
+    unknown = [
+        a
+        for a in dict.fromkeys(addresses)
+        if a.lower() not in known and a.rpartition("@")[2].lower() not in BOUNCE_DOMAINS
+    ]
+    if unknown:
+        which = "mailbox" if len(unknown) == 1 else "mailboxes"
+        raise InputError(
+            f"the sandbox has no {which} {', '.join(unknown)}; nothing was sent",
+            hint=f"its mailboxes: {', '.join(sorted(known))}; "
+            f"any address at {', '.join(BOUNCE_DOMAINS)} bounces",
         )
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import process
 from .errors import ClaimError, StateError
 from .followup import AWAITING, FOLLOWED_UP, Decision
 from .matching import IndexedThread, ThreadIndex
@@ -267,19 +268,12 @@ class ThreadRow:
 
 
 def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "-"
+    return process.boot_mark()
 
 
 def _start_time(pid: int) -> str:
-    """When the process started (clock ticks since boot), so a reused PID is told apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "-"
-    return stat.rpartition(")")[2].split()[19]
+    """When the process started (see mailer.process), so a reused PID is told apart."""
+    return process.start_mark(pid)
 
 
 def owner_token() -> str:
@@ -297,7 +291,8 @@ def owner_alive(owner: str | None) -> bool:
     """Whether the process that marked a message is still running (so it is not abandoned).
 
     After a reboot the PID may belong to another program; the boot id and start time in the
-    token tell them apart.
+    token tell them apart. Tokens written before mailer.process have the same form on Linux
+    (boot id, clock ticks), so a live owner that wrote one is still seen as alive.
     """
     if not owner:
         return False
@@ -307,16 +302,13 @@ def owner_alive(owner: str | None) -> bool:
     host, boot, pid_text, started = parts
     if host != socket.gethostname():
         return True  # cannot tell for another machine: assume it is still working
-    if boot != _boot_id():
+    if not process.same_boot(boot, _boot_id()):
         return False
     try:
         pid = int(pid_text)
-        os.kill(pid, 0)
-    except (ProcessLookupError, ValueError):
+    except ValueError:
         return False
-    except PermissionError:
-        pass
-    return _start_time(pid) == started
+    return process.is_running(pid, started)
 
 
 def dedupe_key(recipient: str, company: str, interview_at: datetime, account: str = "") -> str:

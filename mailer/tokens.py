@@ -7,7 +7,6 @@ state database, a log or any output; ``repr()`` of a :class:`TokenSet` hides it 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StateError
+from .lock import wait_lock
 
 KEYRING_SERVICE = "mailer-oauth2"
 
@@ -99,7 +99,8 @@ class TokenStore:
         # Created 0600 before anything is written: the token is never readable by others.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.fchmod(fd, 0o600)
+            if hasattr(os, "fchmod"):  # not on Windows before Python 3.13; no modes there
+                os.fchmod(fd, 0o600)
             os.write(fd, tokens.to_json().encode())
             os.fsync(fd)
         finally:
@@ -126,7 +127,7 @@ class TokenStore:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.directory / f"{account or '-'}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            wait_lock(fd)
             yield
         finally:
             os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from hypothesis import settings as hypothesis_settings
 
 from mailer.sandbox import MailStack, StackInfo
 from mailer.sandbox_oauth import OAuthServer
+
+from .users import OrdinaryUser, build_wheel, install_into_fresh_venv
 
 # Property tests draw the same cases on every run, so CI never fails on a draw nobody saw
 # and a failure can be rerun. HYPOTHESIS_PROFILE=explore draws new ones (run it by hand).
@@ -217,6 +220,22 @@ def send_args(
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", value]
     return args
+
+
+# --- mailer installed from its wheel, run by an ordinary user -------------------------------
+
+
+@pytest.fixture(scope="session")
+def ordinary_mailer() -> Iterator[tuple[OrdinaryUser, Path]]:
+    """An ordinary user (mailer-ci under root) and the bin/ of a venv they installed the
+    wheel into. Built once per session; see tests/users.py."""
+    user = OrdinaryUser()
+    where = user.scratch()
+    try:
+        wheel = build_wheel(where / "dist")
+        yield user, install_into_fresh_venv(user, where, wheel, user.env(where))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 # --- CI guard: a run of the whole suite must include the integration tests -------------------

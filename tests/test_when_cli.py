@@ -1,0 +1,135 @@
+"""The echo of how typed dates were read, in `preview` and before `send` asks (issue #12)."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import NOW, Stack, run_cli, send_args
+
+# NOW is Wed 25 Nov 2026 15:00 UTC.
+TOMORROW = (
+    "interview read as Thu 26 Nov 2026 10:00 (Europe/London): "
+    "'tomorrow' counted from today, Wed 25 Nov 2026"
+)
+
+
+def preview(**extra: str) -> list[str]:
+    return ["preview", *[a for a in send_args(**extra)[1:] if a != "--yes"]]
+
+
+def test_preview_echoes_how_each_typed_date_was_read(workspace: Path) -> None:
+    """Verify relative and no-year input is echoed, and the email uses the date as read."""
+    r = run_cli(
+        workspace,
+        *preview(interview="tomorrow 10am", situation="conflict", free="Dec 1 9am-11am"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert TOMORROW in r.stdout.splitlines()
+    assert (
+        "free time read as Tue 1 Dec 2026 09:00-11:00 (Europe/London): "
+        "no year given: the next 1 Dec is in 2026"
+    ) in r.stdout.splitlines()
+    assert "26 November" in r.stdout  # the message itself says the day that was read
+
+
+def test_preview_echoes_a_plain_iso_date_too(workspace: Path) -> None:
+    """Verify every input is echoed, not only the ones that needed resolving."""
+    r = run_cli(workspace, *preview(interview="2026-11-25 10:00"))
+    assert r.returncode == 0, r.stderr
+    assert "interview read as Wed 25 Nov 2026 10:00 (Europe/London)" in r.stdout.splitlines()
+
+
+def test_an_ambiguous_numeric_date_is_refused_with_both_readings(workspace: Path) -> None:
+    """Verify "03/04/2026" without [sender] locale exits non-zero with one line naming both."""
+    r = run_cli(workspace, *preview(interview="03/04/2026 10:00"))
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "could be 3 April or 4 March" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_set_locale_reads_numeric_dates_in_its_order(workspace: Path) -> None:
+    """Verify [sender] locale = "en_US" reads 03/04/2026 as 4 March, and says so."""
+    config = workspace / "config" / "mailer.toml"
+    config.write_text(
+        config.read_text().replace(
+            'timezone = "Europe/London"', 'timezone = "Europe/London"\nlocale = "en_US"', 1
+        )
+    )
+    r = run_cli(workspace, *preview(interview="03/04/2026 10:00"))
+    assert r.returncode == 0, r.stderr
+    assert "interview read as Wed 4 Mar 2026 10:00 (Europe/London)" in r.stdout.splitlines()
+
+
+def test_situation_names_and_address_typos_as_typed(workspace: Path) -> None:
+    """Verify --situation Illness works and a --cc typo warns on stderr without refusing."""
+    r = run_cli(workspace, *preview(situation="Illness", cc="boss@gmial.com"))
+    assert r.returncode == 0, r.stderr
+    assert "mailer: warning: --cc: boss@gmial.com: did you mean gmail.com?" in r.stderr
+    assert "Cc: boss@gmial.com" in r.stdout
+
+
+def test_send_dry_run_echoes_the_date(workspace: Path) -> None:
+    """Verify the echo shows with --dry-run (and so with --yes: the same path)."""
+    r = run_cli(workspace, *send_args(interview="tomorrow 10am"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert TOMORROW in out
+    assert out.index(TOMORROW) < out.index("(dry run: nothing was sent)")
+
+
+@pytest.mark.integration
+def test_send_echoes_the_date_before_asking_to_confirm(stack: Stack, workspace: Path) -> None:
+    """Verify on a terminal the echo comes before "Send this to ...?", and "n" sends nothing."""
+    mark = stack.log_mark()
+    args = [a for a in send_args(interview="tomorrow 10am") if a != "--yes"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update({"MAILER_NOW": NOW, "COLUMNS": "200"})
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer.cli", *args],
+        cwd=workspace,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"now? [y/N]" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 1)
+            if ready:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:  # the child closed the terminal: it will not ask
+                    break
+        text = seen.decode(errors="replace").replace("\r\n", "\n")
+        assert "now? [y/N]" in text, text
+        assert TOMORROW in text and text.index(TOMORROW) < text.index("Send this to")
+        os.write(leader, b"n\n")
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+
+
+def test_campaign_check_warns_of_an_address_typo(workspace: Path) -> None:
+    """Verify a campaign entry's --cc typo warns on stderr, and the check still passes."""
+    from .test_campaign import entry, write_campaign
+
+    write_campaign(workspace, entry("ana@sandbox.test", 1, cc=["boss@hotmial.com"]))
+    r = run_cli(workspace, "campaign", "check", "week49")
+    assert r.returncode == 0, r.stderr
+    assert "cc: boss@hotmial.com: did you mean hotmail.com?" in r.stderr
+    assert "mailer: warning: " in r.stderr
