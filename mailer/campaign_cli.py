@@ -12,8 +12,10 @@ from typing import Any
 
 import click
 
-from .cli_common import Context, _show, handle_errors
+from .cli_common import Context, _show, handle_errors, warn
 from .errors import ConfigError, ExitCode, InputError
+
+NOT_SENT = "not_sent"  # an entry with no thread yet (threadview.THREAD_STATES otherwise)
 
 
 def _find(settings: Any, file: str) -> Path:
@@ -88,7 +90,7 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     store = obj.store(settings)
     todo = pending(c, store)
     for line in outside_warnings(c, store):
-        click.echo(f"mailer: warning: {line}", err=True)
+        warn(line)
     warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity != "error")
     accounts = sorted({e.account or "main" for e in c.entries})
     click.echo(
@@ -166,14 +168,14 @@ def run_command(
     if not dry_run:
         _need_passwords(settings, c)
     for line in outside_warnings(c, store):
-        click.echo(f"mailer: warning: {line}", err=True)
+        warn(line)
     if not dry_run:
         # Copies an interrupted run left: filed first, even when nothing is left to send.
         caught_up, copy_problems = catch_up_copies(c, store)
         if caught_up:
             click.echo(f"Filed {caught_up} Sent cop(ies) an interrupted run had left.")
         for line in copy_problems:
-            click.echo(f"mailer: warning: {line}", err=True)
+            warn(line)
     todo = pending(c, store, retry_failed)
     if limit is not None:
         todo = todo[:limit]
@@ -252,10 +254,9 @@ def run_command(
             f"'mailer resolve {o.thread_id} --sent' or '--resend'"
         )
     if report.sent_copy_problems:
-        click.echo(
-            f"mailer: warning: {len(report.sent_copy_problems)} Sent cop(ies) not saved: "
-            f"{report.sent_copy_problems[0]}",
-            err=True,
+        warn(
+            f"{len(report.sent_copy_problems)} Sent cop(ies) not saved: "
+            f"{report.sent_copy_problems[0]}"
         )
     if counts[FAILED_NOW] or counts[IN_DOUBT_NOW]:
         sys.exit(int(ExitCode.NETWORK))
@@ -271,69 +272,95 @@ def _need_passwords(settings: Any, c: Any) -> None:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal; one line per entry otherwise (logs, CI)."""
+    """A rich progress bar on a terminal (counts per outcome, time left in words); one plain
+    line per entry otherwise (logs, CI, pipes)."""
 
     def __init__(self, todo: int, total: int) -> None:
         self.todo = todo
         self.total = total
         self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.shown = False
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            from .console import console
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TextColumn("{task.fields[left]}"),
+                console=console(err=True),
+                transient=False,
+            )
+            self.task = self.bar.add_task("sending", total=todo, counts="", left="")
+            self.bar.start()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def update(self, outcome: Any, report: Any) -> None:
+        from .console import natural_duration
         from .runner import FAILED_NOW, IN_DOUBT_NOW, SENT_NOW, SKIPPED, WOULD_SEND
 
-        done = len(report.outcomes)
+        if self.bar is None:
+            click.echo(f"{outcome.result:<10} {outcome.key}  {outcome.detail}", err=True)
+            return
         sent = report.count(SENT_NOW) + report.count(WOULD_SEND)
         worked = sent + report.count(FAILED_NOW) + report.count(IN_DOUBT_NOW)
-        rate = worked / self.elapsed() * 60 if self.elapsed() > 0 else 0.0
         left = max(self.todo - worked, 0)
-        eta = f"{left / rate:.1f} min left" if rate and left else "-"
-        line = (
-            f"[{done:>{len(str(self.total))}}/{self.total}] sent {sent} · skipped "
-            f"{report.count(SKIPPED)} · failed {report.count(FAILED_NOW)} · in doubt "
-            f"{report.count(IN_DOUBT_NOW)} · {rate:.1f}/min · {eta}"
+        eta = ""
+        if worked and left:
+            eta = f"about {natural_duration(self.elapsed() / worked * left)} left"
+        counts = (
+            f"sent {sent} · skipped {report.count(SKIPPED)} · failed "
+            f"{report.count(FAILED_NOW)} · in doubt {report.count(IN_DOUBT_NOW)}"
         )
-        if self.tty:
-            click.echo(f"\r{line}\033[K", nl=False, err=True)
-            self.shown = True
-        else:
-            click.echo(f"{outcome.result:<10} {outcome.key}  {outcome.detail}", err=True)
+        self.bar.update(self.task, completed=worked, counts=counts, left=eta)
 
     def done(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _summary_table(report: Any, verbose: bool) -> None:
+    from .console import OUTCOME_STYLES, console, styled, table
     from .runner import SKIPPED
 
     rows = [o for o in report.outcomes if verbose or o.result != SKIPPED]
     if not rows:
         return
-    width = min(max(len(o.key) for o in rows), 48)
-    click.echo(f"\n{'ENTRY':<{width}}  {'RESULT':<10} {'THREAD':>6}  DETAIL")
+    shown = table(
+        ("ENTRY", {}),  # wrapped, never cut: '--entry KEY' needs it whole
+        ("RESULT", {"no_wrap": True}),
+        ("THREAD", {"justify": "right", "no_wrap": True}),
+        ("DETAIL", {}),
+    )
     for o in rows:
         thread = str(o.thread_id) if o.thread_id else "-"
-        click.echo(f"{o.key[:width]:<{width}}  {o.result:<10} {thread:>6}  {o.detail[:90]}")
+        shown.add_row(o.key, styled(o.result, OUTCOME_STYLES.get(o.result)), thread, o.detail)
+    click.echo("")
+    console().print(shown)
 
 
 @campaign.command("status")
 @click.argument("file")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (README: JSON output)."
+)
 @click.pass_obj
 @handle_errors
 def status_command(obj: Context, file: str, as_json: bool) -> None:
     """Each entry's state, as 'mailer status' shows threads, with counts."""
     from collections import Counter
 
-    from .store import thread_state
+    from . import threadview as view
+    from .facts import local_zone
 
     settings, c = _load(obj, file, lenient=True)
     store = obj.store(settings)
+    tz = local_zone(settings.sender.timezone)
     threads: dict[str, Any] = {}
     for t in store.campaign_threads(c.name):
         threads[t.entry_key or ""] = t  # the latest thread of each entry
@@ -343,24 +370,46 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     for key in [*threads, *(k for k in valid if k not in threads)]:
         t = threads.get(key)
         e = valid.get(key)
+        msgs = store.messages(t.id) if t else []
         rows.append(
             {
                 "key": key,
-                "where": e.where if e else "(not a valid entry in the file now)",
+                "where": e.where if e else None,
+                "valid": e is not None,
                 "to": e.prepared.facts.to if e else t.recipient,
-                "thread": t.id if t else None,
-                "status": thread_state(t, store.messages(t.id)) if t else "not sent yet",
+                "state": view.state_word(t, msgs) if t else NOT_SENT,
+                "thread": view.thread_dict(t, msgs, tz) if t else None,
+                "shown": view.describe(t, msgs, tz) if t else "not sent yet",
             }
         )
+    counts = Counter(r["state"] for r in rows)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        entries = [{k: v for k, v in r.items() if k != "shown"} for r in rows]
+        click.echo(
+            json.dumps(
+                {
+                    "version": view.JSON_VERSION,
+                    "campaign": c.name,
+                    "entries": entries,
+                    "counts": dict(counts.most_common()),
+                },
+                indent=2,
+            )
+        )
         return
-    width = min(max([len(r["key"]) for r in rows] + [5]), 48)
-    click.echo(f"{'ENTRY':<{width}}  {'THREAD':>6}  STATE")
+    from .console import STATE_STYLES, console, styled, table
+
+    shown = table(
+        ("ENTRY", {}),  # wrapped, never cut: 'campaign cancel --entry KEY' needs it whole
+        ("THREAD", {"justify": "right", "no_wrap": True}),
+        ("STATE", {}),
+    )
     for r in rows:
-        click.echo(f"{r['key'][:width]:<{width}}  {r['thread'] or '-':>6}  {r['status']}")
-    counts = Counter(r["status"].split(":")[0].split(" (")[0] for r in rows)
-    click.echo("\n" + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
+        where = "" if r["valid"] else " (not a valid entry in the file now)"
+        thread = str(r["thread"]["id"]) if r["thread"] else "-"
+        shown.add_row(r["key"], thread, styled(r["shown"] + where, STATE_STYLES.get(r["state"])))
+    console().print(shown)
+    click.echo(", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.most_common()))
     if c.problems:
         click.echo("(the file has problems now: 'mailer campaign check' lists them)")
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from .cli_common import Context, _show, _show_findings, _show_raw, handle_errors
+from .cli_common import Context, _show, _show_findings, _show_raw, handle_errors, warn
+from .completion import complete_situation
 from .errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
 from .store import safe_url
 
@@ -63,6 +64,7 @@ def fact_options(
             "--situation",
             "-s",
             required=required,
+            shell_complete=complete_situation,
             help="illness, personal, emergency, transport, technical or conflict.",
         ),
         click.option(
@@ -295,56 +297,41 @@ def situations(obj: Context) -> None:
 
 @cli.command()
 @click.argument("thread_id", required=False, type=int)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (README: JSON output)."
+)
 @click.option(
     "--explain", is_flag=True, help="With ID: the decision log (which message caused what)."
 )
 @click.pass_obj
 @handle_errors
 def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) -> None:
-    """List threads, or show one thread with its messages."""
-    from .store import thread_state
+    """List threads, or show one thread with its messages. Times are in your zone."""
+    from . import threadview as view
+    from .facts import local_zone
 
     settings = obj.settings()
     store = obj.store(settings)
+    tz = local_zone(settings.sender.timezone)
     if thread_id is None:
         from .store import CorruptRowError
 
-        rows = []
+        listed = []
         for t in store.threads():
             try:
-                shown = thread_state(t, store.messages(t.id))
+                listed.append((t, store.messages(t.id)))
             except CorruptRowError as exc:
                 store.damaged.append(str(exc))
-                shown = "damaged: see the warning below"
-            rows.append(
-                {
-                    "id": t.id,
-                    "recipient": t.recipient,
-                    "company": t.company,
-                    "situation": t.situation,
-                    "sent": t.sent_at,
-                    "state": t.state,
-                    "status": shown,
-                    "follow_up_due": t.follow_up_due,
-                }
-            )
+                listed.append((t, None))
         if as_json:
-            click.echo(json.dumps(rows, indent=2))
+            threads = [view.thread_dict(t, msgs, tz) for t, msgs in listed if msgs is not None]
+            click.echo(json.dumps({"version": view.JSON_VERSION, "threads": threads}, indent=2))
             _damaged(store)
             return
-        if not rows and not store.damaged:
+        if not listed and not store.damaged:
             click.echo("No threads yet. Send an apology with 'mailer send'.")
             return
-        click.echo(
-            f"{'ID':>3}  {'RECIPIENT':<28} {'COMPANY':<14} {'SITUATION':<10} {'SENT':<16}  STATE"
-        )
-        for r in rows:
-            sent = (r["sent"] or "-")[:16].replace("T", " ")
-            click.echo(
-                f"{r['id']:>3}  {r['recipient'][:28]:<28} {r['company'][:14]:<14} "
-                f"{r['situation']:<10} {sent:<16}  {r['status']}"
-            )
+        _status_table(listed, tz)
         _damaged(store)
         return
     t = store.thread(thread_id)
@@ -352,47 +339,23 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
         raise InputError(f"no thread {thread_id} in {safe_url(settings.state_url)}")
     msgs = store.messages(t.id)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "id": t.id,
-                    "recipient": t.recipient,
-                    "company": t.company,
-                    "role": t.role,
-                    "situation": t.situation,
-                    "interview": t.interview_at,
-                    "subject": t.subject,
-                    "state": t.state,
-                    "status": thread_state(t, msgs),
-                    "detail": t.detail,
-                    "follow_up_due": t.follow_up_due,
-                    "follow_ups_sent": t.follow_ups_sent,
-                    "messages": [
-                        {
-                            "kind": m.kind,
-                            "message_id": m.message_id,
-                            "state": m.shown_state,
-                            "sent_at": m.sent_at,
-                            "error": m.error,
-                            "sent_copy": m.sent_copy,
-                        }
-                        for m in msgs
-                    ],
-                    "events": store.events(t.id) if explain else None,
-                },
-                indent=2,
-            )
-        )
+        shape = view.thread_dict(t, msgs, tz)
+        shape["messages"] = [view.message_dict(m, tz) for m in msgs]
+        if explain:
+            shape["events"] = [view.event_dict(e, tz) for e in store.events(t.id)]
+        click.echo(json.dumps({"version": view.JSON_VERSION, "thread": shape}, indent=2))
         return
     click.echo(f"Thread {t.id}: {t.recipient_name} <{t.recipient}>, {t.role} at {t.company}")
-    click.echo(f"  situation: {t.situation}; interview: {t.interview_at}")
+    click.echo(
+        f"  situation: {t.situation}; interview: {view.shown(t.interview_at, tz, weekday=True)}"
+    )
     click.echo(f"  subject:   {t.subject}")
-    click.echo(f"  state:     {thread_state(t, msgs)}")
+    click.echo(f"  state:     {view.describe(t, msgs, tz)}")
     click.echo(f"  follow-ups: {t.follow_ups_sent} of {t.max_follow_ups} sent")
     for m in msgs:
         click.echo(
             f"  - {m.kind} {m.message_id}: {m.shown_state}"
-            + (f" at {m.sent_at}" if m.sent_at else "")
+            + (f" at {view.shown(m.sent_at, tz)}" if m.sent_at else "")
             + (f" ({m.error})" if m.error else "")
         )
         if m.sent_copy:
@@ -400,46 +363,107 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
     if explain:
         click.echo("  decisions:")
         for e in store.events(t.id):
-            click.echo(f"    {e['at'][:19].replace('T', ' ')}  {e['kind']:<10} {e['detail']}")
+            click.echo(f"    {view.shown(e['at'], tz)}  {e['kind']:<10} {e['detail']}")
+
+
+def _status_table(listed: list[tuple[Any, Any]], tz: Any) -> None:
+    """One row per thread; a damaged one says so, and the warning below names it."""
+    from . import threadview as view
+    from .console import STATE_STYLES, console, styled, table
+
+    rows = table(
+        ("ID", {"justify": "right", "no_wrap": True}),
+        ("RECIPIENT", {}),
+        ("COMPANY", {}),
+        ("SITUATION", {}),
+        ("SENT", {"no_wrap": True}),
+        ("STATE", {}),
+    )
+    for t, msgs in listed:
+        if msgs is None:
+            state = styled("damaged: see the warning below", "bold red")
+        else:
+            style = STATE_STYLES.get(view.state_word(t, msgs))
+            state = styled(view.describe(t, msgs, tz), style)
+        sent = view.shown(t.sent_at, tz) if t.sent_at else "-"
+        rows.add_row(str(t.id), t.recipient, t.company, t.situation, sent, state)
+    console().print(rows)
 
 
 def _damaged(store: Any) -> None:
     """Name the rows that could not be read, after all the others were shown; exit 1."""
     for line in store.damaged:
-        click.echo(f"mailer: warning: {safe_url(store.url)}: {line}", err=True)
+        warn(f"{safe_url(store.url)}: {line}")
     if store.damaged:
         sys.exit(int(ExitCode.FAILURE))
 
 
+def loudness_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """-q/--quiet and -v/--verbose, for the commands cron and systemd run."""
+    fn = click.option(
+        "-v", "--verbose", is_flag=True, help="Say more: debug lines, and what waits for when."
+    )(fn)
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Only warnings and errors (for cron: no news, no mail)."
+    )(fn)
+
+
+def _log_level(obj: Context, quiet: bool, verbose: bool) -> int:
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose do not go together")
+    if verbose or obj.debug:
+        return logging.DEBUG
+    return logging.WARNING if quiet else logging.INFO
+
+
 @cli.command()
+@loudness_options
 @click.pass_obj
 @handle_errors
-def check(obj: Context) -> None:
+def check(obj: Context, quiet: bool, verbose: bool) -> None:
     """One pass of the daemon's work: scan replies, settle in-doubt sends, send due follow-ups."""
     from .check import run_check_all
     from .clock import default_clock
     from .daemon import log_report
     from .lock import store_lock
 
+    level = _log_level(obj, quiet, verbose)
     settings = obj.settings(need_secrets=True)
     _unlock_all(settings)
     store = obj.store(settings)
-    logging.getLogger("mailer").setLevel(logging.INFO)
+    logging.getLogger("mailer").setLevel(level)
+    clock = default_clock()
     with store_lock(settings.state_url, settings.workspace, "mailer check"):
-        report = run_check_all(settings, store, default_clock())
+        report = run_check_all(settings, store, clock)
     log_report(report)
-    click.echo(
-        f"checked: {len(report.seen)} new related message(s), {len(report.sent)} "
-        f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s)"
-    )
+    if verbose:
+        _whats_next(settings, store)
+    if not quiet:
+        click.echo(
+            f"checked: {len(report.seen)} new related message(s), {len(report.sent)} "
+            f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s)"
+        )
     if report.problems:
         sys.exit(int(ExitCode.NETWORK))
 
 
+def _whats_next(settings: Any, store: Any) -> None:
+    """For -v: each thread still waiting for a reply, and when its follow-up is due."""
+    from . import threadview as view
+    from .facts import local_zone
+
+    tz = local_zone(settings.sender.timezone)
+    for t in store.threads():
+        if t.state == "awaiting_reply":
+            due = view.shown(t.follow_up_due, tz) if t.follow_up_due else "not scheduled"
+            click.echo(f"thread {t.id}: awaiting reply from {t.recipient}; follow-up due {due}")
+
+
 @cli.command()
+@loudness_options
 @click.pass_obj
 @handle_errors
-def daemon(obj: Context) -> None:
+def daemon(obj: Context, quiet: bool, verbose: bool) -> None:
     """Watch for replies and send due follow-ups until stopped (SIGTERM or Ctrl-C)."""
     import signal
     import threading
@@ -448,6 +472,7 @@ def daemon(obj: Context) -> None:
     from .daemon import run_daemon
     from .lock import store_lock
 
+    level = _log_level(obj, quiet, verbose)
     settings = obj.settings(need_secrets=True)
     from .passwords import uses_prompt
 
@@ -461,7 +486,7 @@ def daemon(obj: Context) -> None:
     store = obj.store(settings)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s mailer: %(levelname)s: %(message)s"))
-    logging.getLogger("mailer").setLevel(logging.DEBUG if obj.debug else logging.INFO)
+    logging.getLogger("mailer").setLevel(level)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -531,13 +556,19 @@ def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document: {version, results: [...]}."
+)
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="JSON Lines: one object per file.")
 @handle_errors
-def classify(files: tuple[Path, ...], as_json: bool) -> None:
+def classify(files: tuple[Path, ...], as_json: bool, as_jsonl: bool) -> None:
     """Say whether each .eml file is a human reply, an auto-reply or a bounce. No network."""
     from .classify import classify as verdict_of
 
+    if as_json and as_jsonl:
+        raise click.UsageError("--json and --jsonl do not go together")
     unreadable = 0
+    results = []
     for path in files:
         try:
             raw = path.read_bytes()
@@ -546,8 +577,10 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
             unreadable += 1
             continue
         v = verdict_of(raw)
-        if as_json:
-            click.echo(json.dumps({"file": str(path), **v.to_dict()}))
+        if as_json or as_jsonl:
+            results.append({"file": str(path), **v.to_dict()})
+            if as_jsonl:  # each line as soon as it is known: a long run can be piped on
+                click.echo(json.dumps(results.pop()))
             continue
         label = v.kind + (f"/{v.subtype}" if v.subtype else "")
         extra = ""
@@ -558,6 +591,10 @@ def classify(files: tuple[Path, ...], as_json: bool) -> None:
                 f" (failed: {', '.join(v.failed_recipients)}{f' {v.status}' if v.status else ''})"
             )
         click.echo(f"{path}\t{label}\t{v.reason}{extra}")
+    if as_json:
+        from .threadview import JSON_VERSION
+
+        click.echo(json.dumps({"version": JSON_VERSION, "results": results}, indent=2))
     if unreadable:
         sys.exit(int(ExitCode.USAGE))
 
@@ -735,7 +772,8 @@ def init(directory: Path | None, user_level: bool) -> None:
 @cli.command()
 @handle_errors
 def paths() -> None:
-    """Show where this installation keeps its docs, systemd units and default templates.
+    """Show where this installation keeps its docs, systemd units and default templates, and
+    where the user-level config and its data go (mailer init --user).
 
     \b
     Example:
@@ -747,6 +785,10 @@ def paths() -> None:
     for name in FOLDERS:
         click.echo(f"{name:<10} {shipped_dir(name)}")
     click.echo(f"{'templates':<10} {default_templates_dir()}")
+    from .userdirs import user_config_path, user_data_dir
+
+    click.echo(f"{'user config':<10} {user_config_path()}")
+    click.echo(f"{'user data':<10} {user_data_dir()}")
 
 
 @cli.group()
@@ -950,6 +992,17 @@ def _add_auth() -> None:
 
 
 _add_auth()
+
+
+def _add_completion_and_help() -> None:
+    from .completion import completion
+    from .helptext import add_help
+
+    cli.add_command(completion)
+    add_help(cli)
+
+
+_add_completion_and_help()
 _accept_global_options_everywhere(cli)
 
 

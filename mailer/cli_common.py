@@ -87,7 +87,7 @@ class Context:
             anchor, recorded, settings.state_url, store.store_id, where, store.named_now
         )
         for notice in store.notices:
-            click.echo(f"mailer: warning: {notice}", err=True)
+            warn(notice)
         return store
 
 
@@ -99,7 +99,18 @@ def _report(exc: MailerError) -> None:
     for i, line in enumerate(lines):
         hint = f" ({exc.hint})" if exc.hint and i == len(lines) - 1 else ""
         # One line each, whatever a file or a server put in the message.
-        click.echo(printable(f"mailer: error: {line}{hint}"), err=True)
+        click.echo(f"mailer: {_label('error', 'red')}: {printable(f'{line}{hint}')}", err=True)
+
+
+def warn(line: str) -> None:
+    """``mailer: warning: LINE`` on stderr, the label in yellow on a terminal."""
+    click.echo(f"mailer: {_label('warning', 'yellow')}: {line}", err=True)
+
+
+def _label(word: str, colour: str) -> str:
+    from .console import paint
+
+    return paint(word, colour, sys.stderr)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

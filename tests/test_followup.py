@@ -63,7 +63,9 @@ def check_at(pair: Pair, delta: timedelta) -> str:
 def status(pair: Pair, thread: int) -> dict:
     r = run_cli(pair.ws, "status", str(thread), "--json", "--explain")
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    shown = json.loads(r.stdout)
+    assert shown["version"] == 1
+    return shown["thread"]
 
 
 def test_no_reply_gives_exactly_one_threaded_follow_up(pair: Pair) -> None:
@@ -108,8 +110,8 @@ def test_threaded_human_reply_stops_the_follow_up(pair: Pair) -> None:
     check_at(pair, timedelta(hours=2))
     s = status(pair, thread)
     assert s["state"] == "replied"
-    assert s["detail"]["replied_by"] == pair.interviewer
-    assert "replied" in s["status"] and "Re: our interview" in s["status"]
+    assert s["reply"]["by"] == pair.interviewer
+    assert s["reply"]["subject"] == "Re: our interview"
     assert pair.follow_ups_received(root) == []
     assert any(e["kind"] == "replied" for e in s["events"])
 
@@ -135,7 +137,7 @@ def test_reply_from_an_alternate_address_stops_it(pair: Pair) -> None:
     )
     check_at(pair, timedelta(hours=2))
     s = status(pair, thread)
-    assert s["state"] == "replied" and s["detail"]["replied_by"] == pair.alternate
+    assert s["state"] == "replied" and s["reply"]["by"] == pair.alternate
     assert pair.follow_ups_received(root) == []
 
 
@@ -159,7 +161,7 @@ def test_out_of_office_does_not_stop_it(pair: Pair) -> None:
     )
     check_at(pair, timedelta(seconds=10))
     s = status(pair, thread)
-    assert s["state"] == "awaiting_reply" and "out of office" in s["status"]
+    assert s["state"] == "awaiting_reply" and s["auto_reply"]["kind"] == "out_of_office"
     check_at(pair, timedelta(hours=2))
     assert len(pair.follow_ups_received(root)) == 1
 
@@ -176,7 +178,7 @@ def test_out_of_office_with_a_return_date_postpones_it(pair: Pair) -> None:
     )
     check_at(pair, timedelta(hours=2))
     s = status(pair, thread)
-    assert s["detail"].get("auto_reply_until") == "2026-12-03"
+    assert s["auto_reply"]["until"] == "2026-12-03"
     assert s["follow_up_due"].startswith("2026-12-04")
     assert pair.follow_ups_received(root) == []
     check_at(pair, timedelta(days=9, hours=2))  # 4 December, 17:00
@@ -189,7 +191,7 @@ def test_bounce_from_the_server_marks_the_thread_bounced(pair: Pair) -> None:
     check_at(pair, timedelta(seconds=10))
     s = status(pair, thread)
     assert s["state"] == "bounced", s
-    assert "5.1.2" in s["detail"]["bounce_reason"]
+    assert s["bounce"]["kind"] == "hard" and s["bounce"]["status"] == "5.1.2"
     out = check_at(pair, timedelta(hours=2))
     assert "0 follow-up(s) sent" in out
     mark = pair.stack.log_mark()
@@ -287,7 +289,7 @@ def test_mark_replied_records_an_answer_by_phone(pair: Pair) -> None:
     assert r.returncode == 0, r.stderr
     check_at(pair, timedelta(hours=2))
     s = status(pair, thread)
-    assert s["state"] == "replied" and s["detail"]["replied_by"] == "phoned on Monday"
+    assert s["state"] == "replied" and s["reply"]["by"] == "phoned on Monday"
     assert pair.follow_ups_received(root) == []
 
 
@@ -322,8 +324,9 @@ def _crashed_send(pair: Pair, point: str) -> int:
         env={"MAILER_NOW": T0.isoformat(), "MAILER_CRASH_AT": point},
     )
     assert r.returncode == -9
-    (thread,) = json.loads(run_cli(pair.ws, "status", "--json").stdout)
-    assert thread["status"] == "in doubt"
+    (thread,) = json.loads(run_cli(pair.ws, "status", "--json").stdout)["threads"]
+    assert thread["state"] == "sending"
+    assert thread["unsettled"] == {"kind": "apology", "state": "in_doubt"}
     return thread["id"]
 
 
@@ -337,7 +340,7 @@ def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
     """Verify `resolve --sent` records the delivered apology and schedules its follow-up."""
     thread = _crashed_send(pair, "after-250")
     check_at(pair, timedelta(seconds=5))  # cannot prove it either way: stays in doubt
-    assert status(pair, thread)["status"] == "in doubt"
+    assert status(pair, thread)["unsettled"] == {"kind": "apology", "state": "in_doubt"}
     r = run_cli(pair.ws, "resolve", str(thread), "--sent")
     assert r.returncode == 0, r.stderr
     s = status(pair, thread)

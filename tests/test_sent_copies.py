@@ -46,7 +46,7 @@ def _send_killed_at(pair: Pair, point: str) -> tuple[int, str]:
 def status_all(pair: Pair) -> list[int]:
     import json
 
-    return [t["id"] for t in json.loads(run_cli(pair.ws, "status", "--json").stdout)]
+    return [t["id"] for t in json.loads(run_cli(pair.ws, "status", "--json").stdout)["threads"]]
 
 
 def test_a_send_killed_before_filing_its_copy_has_it_filed_by_the_next_check(pair: Pair) -> None:
