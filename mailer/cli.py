@@ -783,12 +783,12 @@ def paths() -> None:
     from .shipped import FOLDERS, shipped_dir
 
     for name in FOLDERS:
-        click.echo(f"{name:<10} {shipped_dir(name)}")
-    click.echo(f"{'templates':<10} {default_templates_dir()}")
+        click.echo(f"{name:<12} {shipped_dir(name)}")
+    click.echo(f"{'templates':<12} {default_templates_dir()}")
     from .userdirs import user_config_path, user_data_dir
 
-    click.echo(f"{'user config':<10} {user_config_path()}")
-    click.echo(f"{'user data':<10} {user_data_dir()}")
+    click.echo(f"{'user config':<12} {user_config_path()}")
+    click.echo(f"{'user data':<12} {user_data_dir()}")
 
 
 @cli.group()
