@@ -5,6 +5,10 @@ The store is how mailer knows what it already sent. A store that quietly goes mi
 apology that was delivered long ago. So the workspace remembers the store it uses (its URL and
 the id written into it when it was created) in ``.mailer/store.json``, and refuses to go on
 with a different or missing store until the user says so.
+
+The anchor sits beside the config's workspace (:func:`mailer.config.workspace_of`); for the
+user-level config that is the fixed per-user data directory, never the current folder, so the
+store and its anchor are the same wherever ``mailer`` runs.
 """
 
 from __future__ import annotations

@@ -126,7 +126,10 @@ def voicemail(facts: Facts, sender: SenderSettings, now: datetime) -> str:
 
 def _checked_variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, Any]:
     if facts.situation not in SITUATIONS or facts.situation not in REASONS:
-        raise InputError(f"--situation: unknown situation {facts.situation!r}")
+        raise InputError(
+            f"--situation: no call script for {facts.situation!r}; there is one for each "
+            f"built-in situation ({', '.join(SITUATIONS)})"
+        )
     v = variables(facts, sender, now)
     if v["past"] and "past" not in REASONS[facts.situation]:
         raise InputError(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .apology import Prepared, prepare, with_policy
-from .composer import Composer
+from .composer import Composer, situations_in
 from .config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
 from .errors import ConfigError, InputError, MailerError
 from .facts import local_zone, make_facts
@@ -460,6 +460,7 @@ def _entry(
             alt_domain=values["alt_domains"],
             allow_test_domains=settings.allow_test_domains,
             prefix="",
+            situations=situations_in(settings.templates_dir),
         )
     except InputError as exc:
         return None, [*problems, *getattr(exc, "problems", [str(exc)])]

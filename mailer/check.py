@@ -392,8 +392,10 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
 # --- the user's decisions ---------------------------------------------------------------------
 
 
-def cancel(store: Store, thread_id: int, now: datetime) -> None:
-    if not store.set_thread_state(
+def cancel(store: Store, thread_id: int, now: datetime) -> bool:
+    """Stop the thread's follow-ups. False if it was cancelled already: running the same
+    command twice reached what the user wanted, which is not an error."""
+    if store.set_thread_state(
         thread_id,
         CANCELLED,
         now,
@@ -401,7 +403,11 @@ def cancel(store: Store, thread_id: int, now: datetime) -> None:
         {"cancelled": "by you"},
         only_from=tuple(OPEN_STATES),
     ):
-        raise InputError(f"thread {thread_id} is not waiting for anything; nothing to cancel")
+        return True
+    thread = store.thread(thread_id)
+    if thread is not None and thread.state == CANCELLED:
+        return False
+    raise InputError(f"thread {thread_id} is not waiting for anything; nothing to cancel")
 
 
 def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
@@ -411,7 +417,8 @@ def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None
         now,
         "replied",
         {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
-        only_from=(*OPEN_STATES, NO_ANSWER),
+        # A cancelled thread may still get its answer by phone: worth recording.
+        only_from=(*OPEN_STATES, NO_ANSWER, CANCELLED),
     ):
         raise InputError(f"thread {thread_id} is already closed; nothing to mark")
 

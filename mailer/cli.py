@@ -53,8 +53,12 @@ account_option = click.option(
 REQUIRED_FACTS = ("situation", "to", "interviewer", "company", "role", "interview")
 
 
-def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The facts of one apology; campaign entries use the same names as keys."""
+def fact_options(
+    required: bool = True, omit: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The facts of one apology; campaign entries use the same names as keys. ``omit``: the
+    options that mean nothing to a command (a call has no --cc) are not offered at all;
+    ``optional``: facts it can do without (a call needs no address)."""
     options = [
         click.option(
             "--situation",
@@ -63,7 +67,11 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
             shell_complete=complete_situation,
             help="illness, personal, emergency, transport, technical or conflict.",
         ),
-        click.option("--to", required=required, help="The interviewer's email address."),
+        click.option(
+            "--to",
+            required=required and "to" not in optional,
+            help="The interviewer's email address.",
+        ),
         click.option(
             "--interviewer",
             required=required,
@@ -115,13 +123,17 @@ def fact_options(required: bool = True) -> Callable[[Callable[..., Any]], Callab
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
-            fn = option(fn)
+            probe = option(lambda: None)
+            names = [p.name for p in probe.__click_params__]  # type: ignore[attr-defined]
+            if not set(names) & set(omit):
+                fn = option(fn)
         return fn
 
     return decorate
 
 
-def _facts(settings: Any, opts: dict[str, Any], now: Any) -> Any:
+def _facts(settings: Any, opts: dict[str, Any], now: Any, require_to: bool = True) -> Any:
+    from .composer import situations_in
     from .facts import local_zone, make_facts
 
     return make_facts(
@@ -136,13 +148,15 @@ def _facts(settings: Any, opts: dict[str, Any], now: Any) -> Any:
         free=opts["free"],
         interviewer_tz=opts["interviewer_tz"],
         interviewer_phone=opts["interviewer_phone"],
-        cc=opts["cc"],
+        cc=opts.get("cc", ()),
         var=opts["var"],
-        alt_address=opts["alt_address"],
-        alt_domain=opts["alt_domain"],
+        alt_address=opts.get("alt_address", ()),
+        alt_domain=opts.get("alt_domain", ()),
         allow_test_domains=settings.allow_test_domains,
         now=now,
         locale=settings.sender.locale if settings.sender.locale_set else None,
+        require_to=require_to,
+        situations=situations_in(settings.templates_dir),
     )
 
 
@@ -170,11 +184,11 @@ def _echo_readings(facts: Any) -> None:
 @click.pass_obj
 @handle_errors
 def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> None:
-    """Print exactly what would be sent. No network."""
+    """Print exactly what would be sent. No network: only [sender] is needed."""
     from .apology import prepare
     from .clock import default_clock
 
-    settings = obj.settings().for_account(account)
+    settings = obj.settings(offline=True).for_account(account)
     now = default_clock()()
     if follow_up is not None:
         from .check import build_follow_up
@@ -183,6 +197,12 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
         thread = store.thread(follow_up)
         if thread is None:
             raise InputError(f"no thread {follow_up} in {safe_url(settings.state_url)}")
+        from .followup import OPEN_STATES
+
+        if thread.state not in OPEN_STATES:
+            state = thread.state.replace("_", " ")
+            click.echo(f"Thread {follow_up} is {state}: no follow-up will go.")
+            return
         _show_raw(build_follow_up(settings, store, thread, now))
         return
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
@@ -264,11 +284,14 @@ def send(
 
 
 @cli.command()
-def situations() -> None:
-    """List the situations there are templates for."""
-    from .facts import SITUATIONS
+@click.pass_obj
+@handle_errors
+def situations(obj: Context) -> None:
+    """List the situations there are templates for: the built-in ones, and each
+    templates/NAME.txt.j2 of the workspace."""
+    from .composer import situations_in
 
-    for name, meaning in SITUATIONS.items():
+    for name, meaning in situations_in(obj.workspace_hint() / "templates").items():
         click.echo(f"{name:<10} {meaning}")
 
 
@@ -488,8 +511,10 @@ def cancel(obj: Context, thread_id: int) -> None:
     from .clock import default_clock
 
     settings = obj.settings()
-    cancel_thread(obj.store(settings), thread_id, default_clock()())
-    click.echo(f"Thread {thread_id}: cancelled; no follow-up will be sent.")
+    if cancel_thread(obj.store(settings), thread_id, default_clock()()):
+        click.echo(f"Thread {thread_id}: cancelled; no follow-up will be sent.")
+    else:
+        click.echo(f"Thread {thread_id}: already cancelled; no follow-up will be sent.")
 
 
 @cli.command("mark-replied")
@@ -620,15 +645,29 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
         if missing:
             raise click.UsageError(f"give FILE, or the facts: missing {', '.join(missing)}")
-        settings, now = obj.settings(), default_clock()()
+        settings, now = obj.settings(offline=True), default_clock()()
         findings = list(prepare(settings, _facts(settings, opts, now), now).findings)
     _show_findings(findings)
+    _note_copied_templates(obj)
     if has_errors(findings):
         sys.exit(int(ExitCode.REFUSED))
 
 
+def _note_copied_templates(obj: Context) -> None:
+    """An older 'mailer init' copied every template: say which copies are unchanged, since
+    they hold back the wording fixes of later versions."""
+    from .composer import same_as_builtin
+
+    for path in same_as_builtin(obj.workspace_hint() / "templates"):
+        click.echo(
+            f"mailer: note: {path} is the same as the built-in one; delete it to get future "
+            "wording fixes",
+            err=True,
+        )
+
+
 @cli.command("call-script")
-@fact_options()
+@fact_options(omit=("cc",), optional=("to",))
 @click.pass_obj
 @handle_errors
 def call_script_command(obj: Context, **opts: Any) -> None:
@@ -636,8 +675,8 @@ def call_script_command(obj: Context, **opts: Any) -> None:
     from .callscript import call_script
     from .clock import default_clock
 
-    settings, now = obj.settings(), default_clock()()
-    facts = _facts(settings, opts, now)
+    settings, now = obj.settings(offline=True), default_clock()()
+    facts = _facts(settings, opts, now, require_to=False)
     click.echo(call_script(facts, settings.sender, now), nl=False)
     _echo_readings(facts)
 
@@ -653,6 +692,7 @@ def doctor(obj: Context, account: str | None) -> None:
     from .sender import SmtpSession
 
     settings = obj.settings(need_secrets=account is None)
+    _note_copied_templates(obj)
     names = settings.account_names if account is None else (settings.for_account(account).account,)
     click.echo(f"OK    config {settings.path}")
     failures = 0
@@ -692,25 +732,39 @@ def doctor(obj: Context, account: str | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--user",
+    "user_level",
+    is_flag=True,
+    help="Write the user-level config instead, used from any folder outside a workspace.",
+)
 @handle_errors
-def init(directory: Path) -> None:
-    """Create a workspace: config/mailer.toml, templates/ and .env. Never overwrites."""
-    from .workspace import init_workspace
+def init(directory: Path | None, user_level: bool) -> None:
+    """Create a workspace: config/mailer.toml, an empty templates/ for your own wording, and
+    .env. Never overwrites."""
+    from .workspace import init_user, init_workspace
 
+    if user_level and directory is not None:
+        raise click.UsageError("give DIRECTORY or --user, not both")
+    directory = directory or Path(".")
     try:
-        created = init_workspace(directory)
+        created = init_user() if user_level else init_workspace(directory)
     except OSError as exc:
-        raise InputError(f"{directory}: cannot create the workspace: {exc.strerror}") from None
+        where = "the user-level config" if user_level else f"{directory}: the workspace"
+        raise InputError(f"cannot create {where}: {exc}") from None
     for outcome, path in created:
         click.echo(f"{outcome:<8} {path}")
+    config, campaign, env = (path for _, path in created)
     click.echo(
         "\nNext steps:\n"
-        f"  1. Edit {directory / 'config' / 'mailer.toml'}: your name, address and servers.\n"
-        f"  2. Put your password in {directory / '.env'} (MAILER_SMTP_PASSWORD).\n"
+        f"  1. Edit {config}: your name and address (enough for 'mailer preview'), then "
+        "your servers.\n"
+        f"  2. Put your password in {env} (MAILER_SMTP_PASSWORD).\n"
         "  3. Run 'mailer doctor' to check the connection.\n"
         "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
-        "  Many at once: edit config/campaigns/example.toml, then 'mailer campaign check example'.\n"
+        "  Your own wording: 'mailer templates copy illness', then edit the copy.\n"
+        f"  Many at once: edit {campaign}, then 'mailer campaign check example'.\n"
         "  To try everything first without an account: 'mailer sandbox start'."
     )
 
@@ -718,7 +772,8 @@ def init(directory: Path) -> None:
 @cli.command()
 @handle_errors
 def paths() -> None:
-    """Show where this installation keeps its docs, systemd units and default templates.
+    """Show where this installation keeps its docs, systemd units and default templates, and
+    where the user-level config and its data go (mailer init --user).
 
     \b
     Example:
@@ -728,8 +783,31 @@ def paths() -> None:
     from .shipped import FOLDERS, shipped_dir
 
     for name in FOLDERS:
-        click.echo(f"{name:<10} {shipped_dir(name)}")
-    click.echo(f"{'templates':<10} {default_templates_dir()}")
+        click.echo(f"{name:<12} {shipped_dir(name)}")
+    click.echo(f"{'templates':<12} {default_templates_dir()}")
+    from .userdirs import user_config_path, user_data_dir
+
+    click.echo(f"{'user config':<12} {user_config_path()}")
+    click.echo(f"{'user data':<12} {user_data_dir()}")
+
+
+@cli.group()
+def templates() -> None:
+    """Your own wording: a workspace templates/ file overrides the built-in one of its name."""
+
+
+@templates.command("copy")
+@click.argument("situation")
+@click.pass_obj
+@handle_errors
+def templates_copy(obj: Context, situation: str) -> None:
+    """Start an override: copy the built-in template for SITUATION (or follow_up) into
+    templates/, to edit. Never overwrites."""
+    from .workspace import copy_template
+
+    dest = copy_template(obj.workspace_hint() / "templates", situation)
+    click.echo(f"created  {dest}")
+    click.echo("Edit it; delete it to go back to the built-in wording (and its future fixes).")
 
 
 @cli.group()
@@ -863,6 +941,20 @@ def _accept_global_options_everywhere(group: click.Group) -> None:
         if isinstance(command, click.Group):
             _accept_global_options_everywhere(command)
             continue
+        # `init` writes your own workspace; the sandbox writes its own config when it starts.
+        sandbox_option = (
+            []
+            if command.name == "init"
+            else [
+                click.Option(
+                    ["--sandbox"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_remember("sandbox"),
+                    help="Use the local sandbox.",
+                )
+            ]
+        )
         command.params += [
             click.Option(
                 ["--config"],
@@ -878,13 +970,7 @@ def _accept_global_options_everywhere(group: click.Group) -> None:
                 callback=_remember("debug"),
                 help="Show tracebacks (never passwords).",
             ),
-            click.Option(
-                ["--sandbox"],
-                is_flag=True,
-                expose_value=False,
-                callback=_remember("sandbox"),
-                help="Use the local sandbox.",
-            ),
+            *sandbox_option,
         ]
 
 

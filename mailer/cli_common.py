@@ -21,14 +21,22 @@ class Context:
     sandbox: bool
 
     def workspace_hint(self) -> Path:
-        from .config import CONFIG_RELPATH
+        """Where the sandbox and its state go: the workspace of --config, else the nearest
+        workspace, else the fixed per-user data directory (never the current folder, which
+        would start a new sandbox with an empty history in each folder)."""
+        from .config import CONFIG_RELPATH, workspace_of
+        from .userdirs import user_data_dir
 
+        if self.config:
+            return workspace_of(Path(self.config).expanduser().resolve())
         for d in (Path.cwd(), *Path.cwd().parents):
             if (d / CONFIG_RELPATH).is_file():
                 return d
-        return Path.cwd()
+        return user_data_dir()
 
-    def settings(self, need_secrets: bool = False) -> Any:
+    def settings(self, need_secrets: bool = False, offline: bool = False) -> Any:
+        """The settings a command needs. ``offline``: it never connects, so only [sender]
+        must be complete (see :func:`mailer.config.load_settings`)."""
         from .config import find_config, load_settings
         from .sandbox import running_sandbox, sandbox_dir
 
@@ -47,8 +55,11 @@ class Context:
                 env_file=sdir / ".env",
                 need_secrets=need_secrets,
                 workspace=ws,
+                offline=offline,
             )
-        return load_settings(find_config(Path.cwd(), self.config), need_secrets=need_secrets)
+        return load_settings(
+            find_config(Path.cwd(), self.config), need_secrets=need_secrets, offline=offline
+        )
 
     def check_sandbox_recipients(self, addresses: Iterable[str]) -> None:
         """In sandbox mode, refuse an address that has no sandbox mailbox before anything is

@@ -71,6 +71,44 @@ def template_name(situation: str) -> str:
     return f"{situation}.txt.j2"
 
 
+# A workspace template's file name becomes a situation: plain lower-case words, so that it
+# reads as one on the command line. Names starting with "_" are partials (_apology.txt.j2).
+_SITUATION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+
+def builtin_situations() -> tuple[str, ...]:
+    return tuple(SITUATIONS)
+
+
+def situations_in(templates_dir: Path | None) -> dict[str, str]:
+    """Every situation there is a template for: the built-in ones, then each
+    ``templates/NAME.txt.j2`` of the workspace that is not one of them."""
+    found = dict(SITUATIONS)
+    if templates_dir is not None and templates_dir.is_dir():
+        for path in sorted(templates_dir.glob("*.txt.j2")):
+            name = path.name[: -len(".txt.j2")]
+            if name not in found and name != "follow_up" and _SITUATION_NAME.fullmatch(name):
+                found[name] = f"your own template ({path})"
+    return found
+
+
+def same_as_builtin(templates_dir: Path) -> list[Path]:
+    """Workspace templates identical to the packaged default (an older ``mailer init`` copied
+    them all): while they stay, later wording fixes do not reach this workspace."""
+    if not templates_dir.is_dir():
+        return []
+    defaults = default_templates_dir()
+    same = []
+    for path in sorted(templates_dir.glob("*.j2")):
+        builtin = defaults / path.name
+        try:
+            if builtin.is_file() and path.read_bytes() == builtin.read_bytes():
+                same.append(path)
+        except OSError:
+            continue
+    return same
+
+
 class Composer:
     """Renders the default templates and a workspace's own, which are data passed between a
     coach and candidates: sandboxed, confined to their folders and on a budget of work and
@@ -81,6 +119,7 @@ class Composer:
 
         from .templating import ConfinedLoader, TemplateEnvironment
 
+        self.workspace_templates = workspace_templates
         loaders = []
         if workspace_templates is not None and workspace_templates.is_dir():
             loaders.append(ConfinedLoader(str(workspace_templates)))
@@ -210,7 +249,7 @@ def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, 
 def compose_apology(
     composer: Composer, facts: Facts, sender: SenderSettings, now: datetime
 ) -> Draft:
-    if facts.situation not in SITUATIONS:
+    if facts.situation not in situations_in(composer.workspace_templates):
         raise InputError(f"--situation: unknown situation {facts.situation!r}")
     if facts.situation == "conflict" and facts.interview <= now:
         raise InputError(

@@ -27,6 +27,7 @@ from .passwords import (
     PasswordSource,
     keyring_user,
 )
+from .userdirs import is_user_config, user_config_path, user_data_dir
 
 CONFIG_RELPATH = Path("config") / "mailer.toml"
 SECURITY_MODES = ("ssl", "starttls", "plain")
@@ -279,13 +280,23 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
         candidate = d / CONFIG_RELPATH
         if candidate.is_file():
             return candidate.resolve()
+    # No workspace here: the user-level config, so `mailer send` works from any folder.
+    user = user_config_path()
+    if user.is_file():
+        return user.resolve()
     raise ConfigError(
-        f"no {CONFIG_RELPATH} in {start} or any parent directory",
-        hint="run 'mailer init' to create a workspace, or pass --config PATH",
+        f"no {CONFIG_RELPATH} in {start} or any parent directory, and no {user}",
+        hint="run 'mailer init' to create a workspace here, 'mailer init --user' for one "
+        "config used from any folder, or pass --config PATH",
     )
 
 
 def workspace_of(config_path: Path) -> Path:
+    """Where a config's .env, templates/ and .mailer/ (state store, tokens, sandbox) are:
+    beside its config/ folder, or for the user-level config the fixed per-user data
+    directory (never the current folder)."""
+    if config_path.name == "mailer.toml" and is_user_config(config_path):
+        return user_data_dir()
     parent = config_path.parent
     return parent.parent if parent.name == "config" else parent
 
@@ -315,9 +326,17 @@ class _Reader:
         self.path = path
         self.data = data
         self.problems: list[str] = []
+        # Which problems are about signing in to a server: commands that never connect
+        # (preview, lint, call-script) do not need those settings at all.
+        self.server_problems: set[int] = set()
 
     def problem(self, key: str, message: str) -> None:
+        if _is_server_key(key):
+            self.server_problems.add(len(self.problems))
         self.problems.append(printable(f"{self.path}: {key}: {message}"))
+
+    def offline_problems(self) -> list[str]:
+        return [p for i, p in enumerate(self.problems) if i not in self.server_problems]
 
     def table(self, name: str, known: tuple[str, ...] = ()) -> dict[str, Any]:
         value = self.data.get(name, {})
@@ -361,6 +380,16 @@ class _Reader:
             self.problem(full, "must not be empty")
             return default
         return value
+
+
+_SERVER_TABLES = ("smtp", "imap", "auth", "oauth2")
+
+
+def _is_server_key(key: str) -> bool:
+    parts = key.split(".")
+    if parts[0] == "accounts" and len(parts) > 2:
+        parts = parts[2:]
+    return parts[0] in _SERVER_TABLES
 
 
 def has_control_chars(text: str, allow: str = "") -> bool:
@@ -414,10 +443,14 @@ def load_settings(
     env_file: Path | None = None,
     need_secrets: bool = False,
     workspace: Path | None = None,
+    offline: bool = False,
 ) -> Settings:
     """Read and validate ``path``. With ``need_secrets``, a missing password is a problem too.
 
     ``workspace`` overrides where templates are found (the sandbox keeps its config apart).
+    ``offline`` is for commands that never connect (preview, lint, call-script): they need
+    only ``[sender]``, so server settings may be missing or still the examples, and the
+    sender's address may still be the example (it is refused again by anything that sends).
     """
     _, data = read_toml(path)
     base = workspace_of(path)
@@ -464,6 +497,8 @@ def load_settings(
         ("sender.name", sender.name, "Your Name"),
         ("sender.address", sender.address, "you@example.com"),
     ):
+        if offline and key == "sender.address":
+            continue
         if value.strip().lower() == placeholder.lower():
             r.problem(
                 key, f"still {placeholder!r}, the example written by 'mailer init'; put in your own"
@@ -575,8 +610,9 @@ def load_settings(
         # The main account is kept under "" too, so any account's view can get back to it.
         accounts={"": AccountSettings("", sender, smtp, imap, provider, daily_cap), **accounts},
     )
-    if r.problems:
-        raise ConfigError(r.problems)
+    problems = r.offline_problems() if offline else r.problems
+    if problems:
+        raise ConfigError(problems)
     return settings
 
 

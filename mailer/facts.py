@@ -260,6 +260,8 @@ def make_facts(
     prefix: str = "--",
     now: datetime | None = None,
     locale: str | None = None,
+    require_to: bool = True,
+    situations: Iterable[str] | None = None,
 ) -> Facts:
     """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them.
 
@@ -285,12 +287,14 @@ def make_facts(
     def fail(message: str) -> None:
         problems.append(message)
 
-    if situation.strip().lower() in SITUATIONS:
+    # The built-in situations, and the workspace's own templates (see composer.situations_in).
+    known = tuple(SITUATIONS) if situations is None else tuple(situations)
+    if situation.strip().lower() in known:
         situation = situation.strip().lower()
     else:
         fail(
             f"{prefix}situation: unknown situation {shown(situation, quoted=True)} "
-            f"(one of: {', '.join(SITUATIONS)})"
+            f"(one of: {', '.join(known)})"
         )
     # Sizes and characters first: every later check, the composer and the apology check then
     # work on small, clean values however large the input was, and no value is quoted back.
@@ -365,7 +369,8 @@ def make_facts(
 
     facts = Facts(
         situation=situation,
-        to=attempt(lambda: addressee(to, "to"), to),
+        # A call script is spoken, not sent: it does not need the address.
+        to=attempt(lambda: addressee(to, "to"), to) if to or require_to else "",
         interviewer=interviewer.strip(),
         company=company.strip(),
         role=role.strip(),

@@ -52,7 +52,9 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "call-script": [f"mailer call-script {_FACTS}"],
     "doctor": ["mailer doctor", "mailer doctor --account work"],
-    "init": ["mailer init ~/job-search"],
+    "init": ["mailer init ~/job-search", "mailer init --user     # one config for any folder"],
+    "templates": ["mailer templates copy illness"],
+    "templates copy": ["mailer templates copy illness", "mailer templates copy follow_up"],
     "completion": [
         "mailer completion bash > ~/.local/share/bash-completion/completions/mailer",
         "mailer completion zsh > ~/.zfunc/_mailer",

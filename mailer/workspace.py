@@ -1,9 +1,12 @@
-"""``mailer init``: scaffold a workspace without ever overwriting a file."""
+"""``mailer init``: scaffold a workspace without ever overwriting a file.
+
+Templates are not copied: the workspace ``templates/`` holds only what the user overrides
+(``mailer templates copy SITUATION``), so wording fixes in new versions reach everyone else.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from .composer import default_templates_dir
@@ -93,23 +96,28 @@ def env_example_path() -> Path:
 
 def init_workspace(target: Path) -> list[tuple[str, Path]]:
     """Create the files that are missing. Returns (``created`` or ``kept``, path) pairs."""
+    return _scaffold(target / "config" / "mailer.toml", target)
+
+
+def init_user() -> list[tuple[str, Path]]:
+    """The user-level config, used from any folder that is not in a workspace: the config in
+    the per-user config directory, the rest in the per-user data directory."""
+    from .userdirs import user_config_path, user_data_dir
+
+    return _scaffold(user_config_path(), user_data_dir())
+
+
+def _scaffold(config: Path, home: Path) -> list[tuple[str, Path]]:
+    """``config``: the TOML file; ``home``: where its .env, templates/ and campaigns go."""
     results: list[tuple[str, Path]] = []
-    (target / "config").mkdir(parents=True, exist_ok=True)
-    results.append(_write_new(target / "config" / "mailer.toml", CONFIG_TEMPLATE))
-    tdir = target / "templates"
-    tdir.mkdir(exist_ok=True)
-    for src in sorted(default_templates_dir().glob("*.j2")):
-        dest = tdir / src.name
-        if dest.exists():
-            results.append(("kept", dest))
-        else:
-            shutil.copyfile(src, dest)
-            results.append(("created", dest))
-    campaigns = target / "config" / "campaigns"
-    campaigns.mkdir(exist_ok=True)
+    config.parent.mkdir(parents=True, exist_ok=True)
+    results.append(_write_new(config, CONFIG_TEMPLATE))
+    (home / "templates").mkdir(parents=True, exist_ok=True)
+    campaigns = home / "config" / "campaigns"
+    campaigns.mkdir(parents=True, exist_ok=True)
     example = (default_templates_dir() / "campaign.example.toml").read_text(encoding="utf-8")
     results.append(_write_new(campaigns / "example.toml", example))
-    env = target / ".env"
+    env = home / ".env"
     results.append(_write_new(env, env_example_path().read_text(encoding="utf-8"), mode=0o600))
     return results
 
@@ -123,3 +131,30 @@ def _write_new(path: Path, content: str, mode: int = 0o644) -> tuple[str, Path]:
         f.write(content)
     os.chmod(path, mode)
     return ("created", path)
+
+
+def copy_template(templates_dir: Path, situation: str) -> Path:
+    """Start an override: copy the packaged template into the workspace's templates/.
+    Never overwrites (an edited override is the user's work)."""
+    from .composer import template_name
+    from .errors import InputError
+
+    src = default_templates_dir() / template_name(situation)
+    if not src.is_file() or situation.startswith("_"):
+        from .composer import builtin_situations
+
+        raise InputError(
+            f"{situation!r}: no built-in template of that name "
+            f"(built-in: {', '.join(builtin_situations())})"
+        )
+    dest = templates_dir / src.name
+    templates_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise InputError(
+            f"{dest}: already exists; edit it, or delete it to start again from the built-in one"
+        ) from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+    return dest

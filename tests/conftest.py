@@ -81,6 +81,27 @@ class Stack:
             return [fetched[u][b"BODY[]"] for u in sorted(fetched)]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the real home's user-level config or state: the per-user
+    directories (click.get_app_dir, platformdirs) follow XDG_* on Linux, and subprocesses
+    inherit them. Tests about those directories give each test its own (``user_dirs``)."""
+    home = tmp_path_factory.mktemp("user-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
+        mp.setenv("XDG_DATA_HOME", str(home / "data"))
+        yield
+
+
+@pytest.fixture
+def user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """This test's own per-user config and data directories: (config dir, data dir)."""
+    config, data = tmp_path / "xdg-config", tmp_path / "xdg-data"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    return config / "mailer", data / "mailer"
+
+
 @pytest.fixture(scope="session")
 def oauth_server() -> Iterator[OAuthServer]:
     """The local OAuth2 authorization server, over real HTTP on 127.0.0.1. Its users are the

@@ -272,8 +272,14 @@ def test_cancel_and_mark_replied_stop_follow_ups(pair: Pair) -> None:
     check_at(pair, timedelta(hours=2))
     assert pair.follow_ups_received(root1) == []
     assert status(pair, t1)["state"] == "cancelled"
+    # Cancelling twice reached what the user wanted: said, not an error (issue 12).
     again = run_cli(pair.ws, "cancel", str(t1))
-    assert again.returncode != 0 and "nothing to cancel" in again.stderr
+    assert again.returncode == 0 and "already cancelled" in again.stdout
+    # A thread that is over for another reason still cannot be cancelled.
+    t2, _ = send(pair, "--company", "Replied Co")
+    assert run_cli(pair.ws, "mark-replied", str(t2)).returncode == 0
+    closed = run_cli(pair.ws, "cancel", str(t2))
+    assert closed.returncode != 0 and "nothing to cancel" in closed.stderr
 
 
 def test_mark_replied_records_an_answer_by_phone(pair: Pair) -> None:

@@ -47,7 +47,9 @@ class OrdinaryUser:
             self.name = pwd.getpwuid(self.uid).pw_name
 
     def argv(self, args: list[str]) -> list[str]:
-        return ["runuser", "-u", self.name, "--", *args] if self.as_root else list(args)
+        # -m: keep the environment given (its HOME above all). Without it runuser sets HOME to
+        # the account's /nonexistent, and per-user directories (platformdirs) would go there.
+        return ["runuser", "-m", "-u", self.name, "--", *args] if self.as_root else list(args)
 
     def run(
         self,
