@@ -161,8 +161,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _internal(exc: BaseException) -> NoReturn:
     click.echo(
-        f"mailer: internal error: {type(exc).__name__}: {exc} "
-        "(run with --debug for the traceback)",
+        f"mailer: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
         err=True,
     )
     sys.exit(int(ExitCode.FAILURE))
