@@ -168,7 +168,7 @@ def _echo_readings(facts: Any) -> None:
     for line in facts.readings:
         click.echo(line)
     for warning in facts.warnings:
-        click.echo(f"mailer: warning: {warning}", err=True)
+        warn(warning)
 
 
 @cli.command()
@@ -275,7 +275,7 @@ def send(
     if result.follow_up_due:
         click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
     for warning in result.warnings:
-        click.echo(f"mailer: warning: {warning}", err=True)
+        warn(warning)
     if prepared.facts.interviewer_phone:
         click.echo(
             f"Now call {prepared.facts.interviewer} on {prepared.facts.interviewer_phone}: "
