@@ -352,6 +352,9 @@ _AUTO_SUBJECT_DISTINCT = _rx(
     r"odpowiedź automatyczna|automaattinen vastaus|autosvar|автоответ|автоматический ответ|"
     r"自動応答|自動返信|自動回覆|自動回復|自动回复|自动答复|otomatik (?:yanıt|cevap)|"
     r"자동 ?(?:회신|응답)|स्वचालित उत्तर|رد تلقائي|balasan otomatis|trả lời tự động|"
+    r"automatikus válasz|automatická odpověď|automatiskt? svar|autoodpowiedź|răspuns automat|"
+    r"automatski odgovor|автоматична відповідь|автоматичен отговор|תשובה אוטומטית|"
+    r"ตอบกลับอัตโนมัติ|αυτόματη απάντηση|resposta automàtica|"
     r"\bis out of (?:the )?office\b"
 )
 

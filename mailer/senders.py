@@ -22,9 +22,12 @@ _DAEMON_ANYWHERE = re.compile(r"\b(?:mailer-daemon|mail-daemon|postmaster|mdaemo
 _DAEMON_NAME = re.compile(
     r"mail(?:er)?[-_ ]?daemon|mail delivery (?:sub)?system|mail delivery service|"
     r"\bpostmaster\b|ndr administrator|mail administrator|delivery status notification|"
-    r"\bsystem administrator\b|mail system|automated response from .*postmaster",
+    r"\bsystem administrator\b|mail system|automated response from .{0,100}postmaster",
     re.IGNORECASE,
 )
+# A display name longer than this is no mail system's: it is not searched (bounded work).
+_MAX_NAME = 200
+_MAX_RAW = 4_000
 _DAEMON_RETURN_PATH = re.compile(r"^mailer[-_.]?daemon(?:@|$)", re.IGNORECASE)
 
 
@@ -43,7 +46,7 @@ def is_delivery_system(
     """
     return (
         is_delivery_system_local(addr.rpartition("@")[0] if "@" in addr else addr)
-        or bool(name and _DAEMON_NAME.search(name))
-        or bool(raw_from and _DAEMON_ANYWHERE.search(raw_from))
+        or bool(name and _DAEMON_NAME.search(name[:_MAX_NAME]))
+        or bool(raw_from and _DAEMON_ANYWHERE.search(raw_from[:_MAX_RAW]))
         or bool(return_path and _DAEMON_RETURN_PATH.match(return_path))
     )
