@@ -9,13 +9,16 @@ The rules, strongest first:
 1. Structured reports: RFC 3464 delivery-status parts (``Action:``, ``Status:``,
    ``Final-Recipient:``), RFC 3798 disposition notifications, Amazon SES JSON notifications.
 2. Challenge-response notices (the apology is held until the sender verifies).
-3. Bounces without a usable report: a delivery-system sender (``MAILER-DAEMON``, ``postmaster``,
-   null sender) or a delivery-failure subject, backed by failure text in the notification or by
-   failed addresses that ``flufl.bounce`` finds.
+3. Bounces without a usable report: a delivery-system sender (``MAILER-DAEMON``, ``postmaster``:
+   :mod:`mailer.senders`) or a delivery-failure subject, backed by failure text in the
+   notification or by failed addresses that ``flufl.bounce`` finds; this outranks an
+   ``Auto-Submitted`` header. A null sender alone does not (vacation replies have one).
 4. Auto-replies: RFC 3834 ``Auto-Submitted``, ``X-Autoreply``/``X-Autorespond``,
    ``Precedence: auto_reply``, a null return path, Exchange markers and localised subjects and
    bodies. ``Precedence: bulk``/``list`` alone never makes a message automatic.
-5. Everything else is human.
+5. Out-of-office by its text alone: a short, unquoted, non-reply message that opens with an
+   out-of-office phrase and asks nothing (see :func:`_from_away_body`).
+6. Everything else is human.
 
 See ``docs/classifier.md`` for the full list.
 """
