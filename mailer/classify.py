@@ -474,7 +474,8 @@ _CONVERSATION = _rx(
     r"\b(?:yes|yeah|yep|sure|ok(?:ay)?|no worries|no problem|sounds good|works for me|"
     r"that works|\w+ works|happy to|glad to|see you|talk soon|let'?s|reschedul\w*|"
     r"interview\w*|wanted to)\b|\bsí\b|\boui\b|\baber ja\b|\bja[,!]|\bsim\b|\bда\b|"
-    r"はい|是的|好的|\bevet\b"
+    r"はい|是的|好的|\bevet\b|\bpasst\b|ça marche|d'accord|me va bien|\bclaro\b|combinado|"
+    r"va bene|\bcerto\b|подходит|хорошо|大丈夫|没问题|沒問題|可以的|괜찮|좋습니다|\btamam\b"
 )
 _QUESTION = re.compile(r"[?？¿؟]")
 _MAX_AWAY_BODY = 1_500

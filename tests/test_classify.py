@@ -975,6 +975,10 @@ HUMAN_AWAY_TEXTS = [
     "I am out of the office until June 16. Could we talk on Tuesday instead?",
     "Estoy fuera de la oficina esta semana, pero sí, el martes me va bien.",
     "Ich bin diese Woche nicht im Büro, aber ja, Dienstag passt.",
+    "Ich bin bis zum 16. Juni nicht im Büro, Dienstag danach passt.",
+    "Je suis absent du bureau jusqu'au 16 juin, mais mardi 17 ça marche.",
+    "6月16日まで休暇中ですが、17日は大丈夫です。",
+    "我目前不在办公室，6月16日回来，17日没问题。",
 ]
 
 
