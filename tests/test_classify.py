@@ -1081,6 +1081,30 @@ def test_daemon_failure_outranks_auto_submitted(subject: str, body: str) -> None
     assert classify(_raw(msg)).kind == "bounce"
 
 
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "That's not a valid user here.",
+        "One or more recipient addresses were incorrectly constructed.",
+        "Sorry, no mailbox here by that name.",
+        "Unrouteable address.",
+        "Relay access denied.",
+        "The email account that you tried to reach does not exist.",
+        "A mail loop was detected.",
+    ],
+)
+def test_daemon_failure_wording_alone_outranks_auto_submitted(wording: str) -> None:
+    """Verify each failure wording from a delivery system outranks Auto-Submitted, with a
+    subject that says nothing and no status code."""
+    msg = _message(
+        f"This message was created automatically by the mail system.\n\n{wording}",
+        subject="Notice",
+        sender="MAILER-DAEMON@mx.example",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
 def test_null_return_path_vacation_with_failure_words_stays_auto_reply() -> None:
     """Verify a vacation reply with a null return path (RFC 3834) is not made a bounce by
     failure-like words in it."""
