@@ -226,7 +226,8 @@ _BOUNCE_SUBJECT = _rx(
     r"mail could not|message (?:could not|not delivered|delayed|blocked)|delayed mail|"
     r"warning: (?:message|could not)|not yet been delivered|^\s*rejected:|failed mail|"
     r"processing error|error sending your mail|\bndr\b|delivery status|delivery warning|"
-    r"^\s*mail failure\b|(?:mail(?:ing)?|message) loop|loop detected|"
+    r"^\s*mail failure\b|(?:mail(?:ing)?|message|routing) loop|loop (?:was )?detected|"
+    r"looping (?:message|mail)|possible (?:mail )?loop|"
     r"user unknown|unknown user|no such user|address(?:ee)? unknown|"
     r"unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|unzustellbare|"
     r"non remis|non distribuable|échec de (?:la )?(?:remise|distribution)|"
@@ -258,7 +259,9 @@ _BOUNCE_BODY = _rx(
     r"malformed (?:recipient )?address|incorrectly constructed|no mailbox here|"
     r"unrouteable (?:address|mail domain)|relay(?:ing)? (?:access )?denied|"
     r"(?:you tried to reach|tried to reach) (?:does not|doesn't) exist|"
-    r"(?:mail(?:ing)?|message) loop|loop (?:was )?detected|message is looping|"
+    r"(?:mail(?:ing)?|message|routing) loop|loop (?:was )?detected|message is looping|"
+    r"looping (?:message|mail)|possible (?:mail )?loop|already has my (?:delivered-to|"
+    r"x-beenthere)|bounce between two servers|"
     r"too many hops|hop count exceeded|host (?:or domain name )?"
     r"(?:unknown|not found)|domain (?:not found|does not exist)|"
     r"returned (?:mail|to sender)|message (?:was )?(?:rejected|refused|blocked|bounced)|"
@@ -282,6 +285,13 @@ _BOUNCE_BODY = _rx(
     r"送信できませんでした|配信できませんでした|届きませんでした|宛先不明|配送できません|"
     r"無法投遞|无法投递|投递失败|未能成功送达"
 )
+
+# A mailing list's loop alert (machine-made: called a bounce, the closest class).
+_LOOP_TEXT = _rx(
+    r"(?:mail(?:ing)?|message|routing) loop|loop (?:was )?detected|message is looping|"
+    r"looping (?:message|mail)|possible (?:mail )?loop|already has my (?:delivered-to|x-beenthere)"
+)
+_LIST_HEADERS = ("List-Id", "List-Post", "X-BeenThere", "X-Loop", "X-Mailman-Version")
 
 # SMTP reply and enhanced status codes: only trusted when a delivery system is speaking.
 _BOUNCE_CODE = re.compile(
@@ -1192,12 +1202,19 @@ def _from_bounce_text(msg: email.message.Message, facts: _Facts) -> Verdict | No
     ]
     # A no-reply notifier that returns the message (some carriers' bounces) needs wording too.
     returning = facts.has_original and bool(_NOREPLY_LOCAL.match(facts.from_addr))
-    if not (authority or facts.null_sender or failed_header or facts.list_manager or returning):
+    # A list's loop alert may come from the list's own address: list headers, and loop
+    # wording (which a person's "keep me in the loop" is not), make it the list software's.
+    loop_alert = bool(_LOOP_TEXT.search(facts.subject) or _LOOP_TEXT.search(facts.flat_cue))
+    listish = loop_alert and any(_header_values(msg, name) for name in _LIST_HEADERS)
+    if (
+        not (authority or facts.null_sender or failed_header or facts.list_manager or returning)
+        and not listish
+    ):
         return None
     if not authority and not failed_header and _AUTO_SUBJECT.search(facts.subject_core):
         return None  # a null-sender auto-reply, not a failure report
     body_cue = _BOUNCE_BODY.search(facts.flat_cue)
-    if not (authority or failed_header) and _strong_auto_markers(msg, facts):
+    if not (authority or failed_header or loop_alert) and _strong_auto_markers(msg, facts):
         # A vacation reply has a null return path too (RFC 3834): unless a delivery system
         # speaks, its auto-reply header outranks failure-like words in it.
         return None
@@ -1231,6 +1248,8 @@ def _from_bounce_text(msg: email.message.Message, facts: _Facts) -> Verdict | No
         who = "null return path"
     elif failed_header:
         who = "Exim failure header"
+    elif listish and not facts.list_manager:
+        who = "mailing-list loop alert"
     else:
         who = "mailing-list manager"
     status = _status_from_text(facts.cue_text) or _status_from_text(facts.text)

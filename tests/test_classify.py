@@ -1169,6 +1169,28 @@ def test_mailing_list_loop_alert_is_bounce() -> None:
     assert classify(_raw(msg)).kind == "bounce"
 
 
+def test_loop_alert_from_the_list_address_is_bounce() -> None:
+    """Verify a loop alert sent from the list's own address (list headers) is a bounce."""
+    msg = _message(
+        "Possible mail loop: your message already has my X-BeenThere header and was "
+        "not distributed to the list.",
+        subject="Alert from jobs list",
+        sender="jobs@lists.example",
+        headers={"List-Id": "<jobs.lists.example>", "X-BeenThere": "jobs@lists.example"},
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+def test_person_through_a_list_saying_loop_stays_human() -> None:
+    """Verify a person's reply through a list that says 'keep me in the loop' is human."""
+    msg = _message(
+        "No problem. Please keep me in the loop about the new date.",
+        subject="Re: Sorry I missed our interview",
+        headers={"List-Id": "<jobs.lists.example>", "Precedence": "list"},
+    )
+    assert classify(_raw(msg)).kind == "human"
+
+
 @pytest.mark.parametrize("local", ["bounces", "mdaemon", "MAILER-DAEMON", "postmaster"])
 def test_plain_bounce_from_a_delivery_system_is_classified_not_skipped(local: str) -> None:
     """Verify a plain-text bounce from bounces@/mdaemon@ without References is read by the
