@@ -479,12 +479,16 @@ _AWAY_DETAIL = _rx(
     r"no access|urgent|contact|dringend|urgente?|urgence|срочн|紧急|緊急|至急|acil|khẩn|"
     r"mendesak|긴급|عاجل|तत्काल|জরুরি|فوری|bis\b|jusqu|hasta|até|fino al|tot\b|до\b|"
     r"kontakt|contacte|contatt|contato|связ|联系|聯絡|連絡|연락|hubungi|iletişim|liên hệ|"
-    r"اتصل|संपर्क|যোগাযোগ|رابطہ|返回|戻り|복귀"
+    r"اتصل|संपर्क|যোগাযোগ|رابطہ|返回|戻り|복귀|will (?:respond|reply|answer|get back)|"
+    r"as soon as (?:possible|i can)|\basap\b|on my return|when i (?:get )?back|"
+    r"thank you for your (?:e-?mail|message|mail)|vielen dank für ihre|merci pour votre|"
+    r"gracias por su|obrigad[oa] pel|grazie per|спасибо за"
 )
 # A person answering us: agreement, our interview, a plan. Never in a notice.
 _CONVERSATION = _rx(
     r"\b(?:yes|yeah|yep|sure|ok(?:ay)?|no worries|no problem|sounds good|works for me|"
-    r"that works|\w+ works|happy to|glad to|see you|talk soon|let'?s|reschedul\w*|"
+    r"that works|\w+ works|is fine|suits me|happy to|new (?:date|time|slot)|"
+    r"we (?:will|can|could|should) (?:talk|meet|sort|find|arrange|set|speak)|glad to|see you|talk soon|let'?s|reschedul\w*|"
     r"interview\w*|wanted to)\b|\bsí\b|\boui\b|\baber ja\b|\bja[,!]|\bsim\b|\bда\b|"
     r"はい|是的|好的|\bevet\b|\bpasst\b|ça marche|d'accord|me va bien|\bclaro\b|combinado|"
     r"va bene|\bcerto\b|подходит|хорошо|大丈夫|没问题|沒問題|可以的|괜찮|좋습니다|\btamam\b"
@@ -1473,7 +1477,15 @@ def _from_away_body(facts: _Facts) -> Verdict | None:
     flat = " ".join(text.split())
     if _QUESTION.search(flat) or _CONVERSATION.search(flat):
         return None
-    if not _AWAY_DETAIL.search(flat):  # before the phrase too: "6月16日まで不在…"
+    # A notice says more (a date, a return, whom to ask), before the phrase too ("6月16日まで
+    # 不在…"), unless it is the phrase alone with at most a short signature.
+    alone = (
+        found.start() == 0
+        and not head[found.end() :].split("\n", 1)[0].strip(" .!。")
+        and len(lines) <= 4
+        and all(len(x) <= 40 for x in lines[1:])
+    )
+    if not _AWAY_DETAIL.search(flat) and not alone:
         return None
     reason = f"out-of-office: text '{_snippet(found.group(0), 40)}' alone (short, unquoted)"
     return Verdict(AUTO_REPLY, OUT_OF_OFFICE, reason, _return_date(facts))

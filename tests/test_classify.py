@@ -925,6 +925,8 @@ def test_other_exchange_automatic_reply_subjects_are_auto_replies(prefix: str) -
 OUT_OF_OFFICE_OPENINGS = {
     "en": "I am out of the office until 16 June 2025 with no access to email.",
     "en-short": "I am out of office until 16/06/2025.",
+    "en-alone": "I am out of office.",
+    "en-reply-later": "I am out of the office and will respond when I get back.",
     "zh-hans": "您好，我目前不在办公室，将于2025年6月16日返回。",
     "zh-hant": "您好，我目前不在辦公室，將於2025年6月16日返回。",
     "hi": "नमस्ते, मैं 16 जून 2025 तक कार्यालय से बाहर हूँ।",
@@ -971,6 +973,9 @@ def test_out_of_office_body_after_a_thank_you_line_is_an_auto_reply() -> None:
 HUMAN_AWAY_TEXTS = [
     "I'm out of the office this week, but yes, Tuesday works",
     "I'm out of the office this week, but yes, Tuesday works.\n\nRita",
+    "I'm out of the office this week, but Tuesday is fine.",
+    "I'm out of the office this week, but we can talk Tuesday.",
+    "I am out of office.\nCall me tomorrow at 9 and we will sort out a new date for the talk.",
     "I am out of the office until Monday, but yes, Tuesday works for me.",
     "I am out of the office until June 16. Could we talk on Tuesday instead?",
     "Estoy fuera de la oficina esta semana, pero sí, el martes me va bien.",
