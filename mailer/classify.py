@@ -31,6 +31,7 @@ import email
 import email.message
 import html
 import json
+import logging
 import quopri
 import re
 from collections.abc import Iterable, Iterator
@@ -1268,6 +1269,20 @@ def _from_bounce_text(msg: email.message.Message, facts: _Facts) -> Verdict | No
         recipients = _failed_addresses(msg, facts)
     reason = f"{who}; {evidence}" + (f"; status {status}" if status else "")
     return Verdict(BOUNCE, subtype, reason[:_MAX_REASON], None, _dedupe(recipients), status)
+
+
+class _TracebackOnlyForDebug(logging.Filter):
+    """``all_failures`` logs a crashing detector's traceback at ERROR before it re-raises.
+    We fall back to our own parsing then, so the traceback is noise: shown with --debug
+    (the logger enabled for DEBUG) only, as every traceback is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.exc_info or logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_FLUFL_LOG = logging.getLogger("flufl.bounce")
+if not any(isinstance(f, _TracebackOnlyForDebug) for f in _FLUFL_LOG.filters):
+    _FLUFL_LOG.addFilter(_TracebackOnlyForDebug())
 
 
 def _flufl_failures(msg: email.message.Message) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -1247,6 +1247,36 @@ def test_flufl_private_detectors_are_not_used(monkeypatch: pytest.MonkeyPatch) -
     assert verdict.failed_recipients == (THEM,)
 
 
+def test_crashing_flufl_detector_prints_no_traceback_without_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Verify a flufl.bounce detector that crashes is logged without its traceback (that is
+    for --debug) and the bounce is still read by our own parsing."""
+    import logging
+
+    import flufl.bounce._scan as scan
+
+    class Crashing:
+        def process(self, msg: object) -> object:
+            raise ValueError("malformed")
+
+    monkeypatch.setattr(scan, "_DETECTORS", [Crashing], raising=False)
+    msg = _message(
+        f"Hi. This is the qmail-send program.\n<{THEM}>:\nSorry, no mailbox here by that name.",
+        subject="failure notice",
+        sender="MAILER-DAEMON@mx.example",
+    )
+    caplog.set_level(logging.WARNING)
+    verdict = classify(_raw(msg))
+    assert verdict.kind == "bounce"
+    assert verdict.failed_recipients == (THEM,)
+    assert not [r for r in caplog.records if r.exc_info]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="flufl.bounce")
+    classify(_raw(msg))
+    assert [r for r in caplog.records if r.exc_info]  # with --debug it is there
+
+
 # --------------------------------------------------------------------------------------------
 # The labelled corpus
 
