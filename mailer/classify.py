@@ -357,7 +357,8 @@ _AUTO_SUBJECT = _rx(
     r"автоответ|автоматический ответ|自動応答|自動返信|自動回覆|自動回復|自动回复|自动答复|"
     r"不在通知|不在のお知らせ|स्वचालित उत्तर|رد تلقائي|balasan otomatis|trả lời tự động)"
     r"|\((?:auto(?:matic)?[- ]?(?:reply|response))\)|\[auto(?:matic)?[- ]?(?:reply|response)\]|"
-    r"\bis out of (?:the )?office\b|\bout of office\b|\bautomatic reply\b|\bauto[- ]reply\b"
+    r"\bis out of (?:the )?office\b|\bout of office\b|\bautomatic reply\b|\bauto[- ]reply\b|"
+    r"\bist (?:außer haus|abwesend|nicht im büro)\b"  # Lotus Notes: "Max Muster ist außer Haus"
 )
 
 # Auto-reply markers that no apology subject contains: trusted anywhere in a subject.

@@ -914,6 +914,12 @@ OTHER_EXCHANGE_AUTO_SUBJECTS = [
 ]
 
 
+def test_lotus_notes_away_subject_is_an_auto_reply() -> None:
+    """Verify Lotus Notes' "<name> ist außer Haus" / "is out of the office" subjects."""
+    for subject in ("Max Muster ist außer Haus.", "Rita Recruiter is out of the office."):
+        assert classify(_raw(_message("Thanks.", subject=subject))).kind == "auto-reply"
+
+
 @pytest.mark.parametrize("prefix", OTHER_EXCHANGE_AUTO_SUBJECTS)
 def test_other_exchange_automatic_reply_subjects_are_auto_replies(prefix: str) -> None:
     """Verify more localised 'Automatic reply:' prefixes, also behind a 'Re:'."""
