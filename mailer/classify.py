@@ -371,7 +371,7 @@ _AUTO_SUBJECT_DISTINCT = _rx(
     r"자동 ?(?:회신|응답)|स्वचालित उत्तर|رد تلقائي|balasan otomatis|trả lời tự động|"
     r"automatikus válasz|automatická odpověď|automatiskt? svar|autoodpowiedź|răspuns automat|"
     r"automatski odgovor|автоматична відповідь|автоматичен отговор|תשובה אוטומטית|"
-    r"ตอบกลับอัตโนมัติ|αυτόματη απάντηση|resposta automàtica|"
+    r"ตอบกลับอัตโนมัติ|αυτόματη απάντηση|resposta automàtica|samodejni odgovor|"
     r"\bis out of (?:the )?office\b"
 )
 

@@ -911,6 +911,7 @@ OTHER_EXCHANGE_AUTO_SUBJECTS = [
     "תשובה אוטומטית",
     "ตอบกลับอัตโนมัติ",
     "Resposta automàtica",
+    "Samodejni odgovor",
 ]
 
 
