@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from email.message import Message
 
 from .excerpt import header_text, parse_address
+from .senders import is_delivery_system
 
 _MSGID = re.compile(r"<[^<>\s]+>")
-_SYSTEM_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 # Server clocks drift; a reply stamped a little before our send is still a reply.
 _CLOCK_SLACK = timedelta(minutes=5)
 # Bounds on what is read of a new message's headers (decoding costs time in the length).
@@ -60,8 +60,9 @@ class Incoming:
         name, addr = parse_address(header_text(msg.get("From", ""), _MAX_FROM))
         mid = _MSGID.search(_first(msg, "Message-ID"))
         ctype = _first(msg, "Content-Type").lower()
-        local = addr.lower().partition("@")[0]
-        report = "multipart/report" in ctype or local in _SYSTEM_LOCALPARTS
+        # The classifier's own definition: one that skipped bounces@ or mdaemon@ here would
+        # drop their plain-text bounces before they were classified.
+        report = "multipart/report" in ctype or is_delivery_system(addr, name)
         return cls(
             message_id=mid.group(0) if mid else None,
             refs=tuple(refs),
