@@ -126,3 +126,17 @@ def test_the_daemon_names_a_held_thread_once_a_day() -> None:
     assert once_a_day(["thread 1 held"], said, day + timedelta(days=1)) == ["thread 1 held"]
     assert once_a_day([], said, day + timedelta(days=1)) == []
     assert once_a_day(["thread 1 held"], said, day + timedelta(days=1)) == ["thread 1 held"]
+
+
+def test_the_pass_log_warns_of_each_held_thread(caplog) -> None:
+    """Verify the daemon's pass log gives each held thread's line (with its command) as a
+    warning, so it reaches the journal at the default level."""
+    import logging
+
+    from mailer.check import CheckReport
+    from mailer.daemon import log_report
+
+    line = "thread 1 (Acme) is held: ...; otherwise 'mailer release 1' to let its follow-up go"
+    with caplog.at_level(logging.INFO, logger="mailer"):
+        log_report(CheckReport(held=[line]))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, line)]
