@@ -394,7 +394,8 @@ def _plain_text(m: MessageRow) -> str:
 
 def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
     """Optionally email the user when the interviewer answers (best effort)."""
-    replies = [s for s in seen if s.decision.event == "replied"]
+    # A reply that held threads is an answer too, and one the user must act on.
+    replies = [s for s in seen if s.decision.event in ("replied", "held")]
     if not settings.watch.notify or not replies:
         return
     from email.message import EmailMessage
@@ -406,9 +407,21 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
                 msg = EmailMessage()
                 msg["From"] = settings.sender.address
                 msg["To"] = settings.sender.address
-                msg["Subject"] = f"mailer: {s.sender} replied (thread {s.thread_id})"
                 msg["Message-ID"] = make_msgid(domain=settings.sender.address.rpartition("@")[2])
-                msg.set_content(f"{s.sender} answered your apology. No follow-up will be sent.\n")
+                if s.decision.event == "held":
+                    held_ids = s.decision.detail.get("held_threads", str(s.thread_id))
+                    msg["Subject"] = f"mailer: {s.sender} replied; thread(s) {held_ids} held"
+                    msg.set_content(
+                        f"{s.sender} wrote ({s.subject!r}) without saying which apology it "
+                        f"answers: threads {held_ids} get no follow-up until you decide.\n"
+                        "For the one it answers: mailer mark-replied ID\n"
+                        "For the others: mailer release ID\n"
+                    )
+                else:
+                    msg["Subject"] = f"mailer: {s.sender} replied (thread {s.thread_id})"
+                    msg.set_content(
+                        f"{s.sender} answered your apology. No follow-up will be sent.\n"
+                    )
                 session.submit(settings.sender.address, (settings.sender.address,), msg.as_bytes())
     except MailerError as exc:
         log.warning("could not send the reply notification: %s", exc)

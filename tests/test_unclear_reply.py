@@ -84,3 +84,21 @@ def test_a_threaded_reply_still_answers_its_own_thread_whatever_it_names(pair: P
     check_at(pair, timedelta(seconds=10))
     assert status(pair, a)["state"] == "replied"
     assert status(pair, b)["state"] == "awaiting_reply"
+
+
+def test_a_reply_that_holds_threads_is_notified_with_the_commands(pair: Pair) -> None:
+    """Verify [watch] notify = true also emails the candidate when an unclear reply holds
+    threads, naming them, and the notification itself changes nothing on the next pass."""
+    cfg = pair.ws / "config" / "mailer.toml"
+    cfg.write_text(
+        cfg.read_text().replace('poll_interval = "1s"', 'poll_interval = "1s"\nnotify = true')
+    )
+    (a, _), (b, _) = _two_threads(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "Quick note", "Is Monday fine?")
+    check_at(pair, timedelta(seconds=30))
+    with pair.stack.imap(pair.candidate) as c:
+        c.select_folder("INBOX", readonly=True)
+        found = c.search(["SUBJECT", f"thread(s) {a},{b} held"])
+    assert len(found) == 1
+    check_at(pair, timedelta(seconds=40))
+    assert status(pair, a)["state"] == "held" and status(pair, b)["state"] == "held"
