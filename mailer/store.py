@@ -949,6 +949,18 @@ class Store:
                 {"f": folder, "v": uidvalidity, "u": last_uid},
             )
 
+    def seen_incoming(self, folder: str, uidvalidity: int, uid: int) -> bool:
+        """Whether this message was recorded already (see :meth:`apply_incoming`)."""
+        return bool(
+            self._rows(
+                """SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
+                   AND uid = :u""",
+                f=folder,
+                v=uidvalidity,
+                u=uid,
+            )
+        )
+
     def apply_incoming(
         self,
         *,

@@ -280,9 +280,10 @@ def _consider(
             threads=hold,
         )
 
-    if hold:
+    if hold and not store.seen_incoming(place(settings, folder), uidvalidity, uid):
         # The other threads first: the message is recorded as seen (below) only once every
         # one is held, so a pass cut short in between holds the rest when it looks again.
+        # One seen before is not held again: the user may have released its threads since.
         _hold_others(store, clock, [t for t in hold if t != thread_id], held)
 
     def decision_for(state: str) -> Decision:

@@ -8,6 +8,9 @@ from datetime import timedelta
 
 import pytest
 
+from mailer.config import find_config, load_settings
+from mailer.store import Store
+
 from .conftest import Pair, run_cli
 from .test_followup import check_at, send, status
 
@@ -102,3 +105,23 @@ def test_a_reply_that_holds_threads_is_notified_with_the_commands(pair: Pair) ->
     assert len(found) == 1
     check_at(pair, timedelta(seconds=40))
     assert status(pair, a)["state"] == "held" and status(pair, b)["state"] == "held"
+
+
+def test_threads_released_stay_released_when_the_reply_is_read_again(pair: Pair) -> None:
+    """Verify a pass that reads the unclear reply again (its folder position lost) does not
+    hold again the threads the user released: both follow-ups go."""
+    (a, root_a), (b, root_b) = _two_threads(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "One more thing", "Is Monday fine?")
+    check_at(pair, timedelta(seconds=10))
+    for thread in (a, b):
+        assert run_cli(pair.ws, "release", str(thread)).returncode == 0
+    store = Store(load_settings(find_config(pair.ws)).state_url)
+    try:
+        validity, _ = store.folder_state("INBOX")
+        store.set_folder_state("INBOX", validity, 0)
+    finally:
+        store.close()
+    out = check_at(pair, timedelta(minutes=5))
+    assert "2 follow-up(s) sent" in out and "held" not in out
+    assert len(pair.follow_ups_received(root_a)) == 1
+    assert len(pair.follow_ups_received(root_b)) == 1
