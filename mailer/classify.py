@@ -177,6 +177,22 @@ def reported_recipients(msg: email.message.Message) -> tuple[str, ...]:
     return _dedupe(a for a in found if a)
 
 
+def reply_text(msg: email.message.Message) -> str:
+    """What the sender wrote above any quoted text, bounded: where a reply may name the
+    company or role it answers about (:func:`mailer.matching.named`). Never raises."""
+    try:
+        texts: list[str] = []
+        size = 0
+        for part in _notification_parts(msg):
+            texts.append(_part_text(part))
+            size += len(texts[-1])
+            if size > _MAX_TEXT:
+                break
+        return _unquoted("\n".join(texts)[:_MAX_TEXT])[:_MAX_CUE_TEXT]
+    except Exception:  # hostile or broken input: the subject alone must do
+        return ""
+
+
 # --------------------------------------------------------------------------------------------
 # Patterns
 
