@@ -75,7 +75,13 @@ def fact_options(
         click.option(
             "--interviewer",
             required=required,
-            help="The interviewer's name, as you would greet them.",
+            help="The interviewer's full name, as in the To: header.",
+        ),
+        click.option(
+            "--salutation",
+            default="",
+            help="How to greet them: 'Ms Ruiz' gives 'Dear Ms Ruiz,' (default: the first name "
+            "of --interviewer, or the whole of it after a title such as 'Dr').",
         ),
         click.option("--company", required=required),
         click.option("--role", required=required, help="The position you interviewed for."),
@@ -144,6 +150,7 @@ def _facts(settings: Any, opts: dict[str, Any], now: Any, require_to: bool = Tru
         role=opts["role"],
         interview=opts["interview"],
         tz=local_zone(settings.sender.timezone),
+        salutation=opts.get("salutation", ""),
         note=opts["note"],
         free=opts["free"],
         interviewer_tz=opts["interviewer_tz"],
