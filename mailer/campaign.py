@@ -182,8 +182,15 @@ def load_campaign(
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
+    subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
     for where, raw in raw_entries:
-        entry, entry_problems = _entry(where, raw, defaults, follow_up, settings, now, composer)
+        entry, entry_problems = _entry(
+            where, raw, defaults, follow_up, settings, now, composer, subjects
+        )
+        if entry is not None:
+            subjects.setdefault(entry.prepared.facts.to.lower(), set()).add(
+                entry.prepared.composed.subject
+            )
         if entry is not None and not force and has_errors(entry.prepared.findings):
             entry_problems += [
                 f"apology check: {f.message} (fix the text, or pass --force)"
@@ -367,6 +374,7 @@ def _entry(
     settings: Settings,
     now: datetime,
     composer: Composer,
+    subjects: dict[str, set[str]] | None = None,
 ) -> tuple[Entry | None, list[str]]:
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
@@ -480,7 +488,8 @@ def _entry(
     if not key:
         key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
     try:
-        prepared = prepare(entry_settings, facts, now, composer)
+        taken = frozenset((subjects or {}).get(facts.to.lower(), ()))
+        prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
     except MailerError as exc:
         return None, [*problems, str(exc)]
     if problems:

@@ -248,13 +248,17 @@ def send(
 
         unlock(settings, [account])
     now = clock()
-    prepared = apology.prepare(settings, _facts(settings, opts, now), now)
-    obj.check_sandbox_recipients([prepared.facts.to, *prepared.facts.cc])
+    facts = _facts(settings, opts, now)
+    obj.check_sandbox_recipients([facts.to, *facts.cc])
     store = None
+    taken: frozenset[str] = frozenset()
     if not dry_run:
         store = obj.store(settings)
-        if not again:  # before showing anything: there is nothing to confirm
-            apology.check_duplicate(store, prepared.facts, clock(), settings.account)
+        taken = store.open_subjects(facts.to)
+    # sending: a free time in the interviewer's night is an error, so --force overrides it.
+    prepared = apology.prepare(settings, facts, now, sending=True, taken_subjects=taken)
+    if store is not None and not again:  # before showing anything: nothing to confirm
+        apology.check_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
     from .callscript import urgency
     from .lint import has_errors
