@@ -3,7 +3,6 @@ invalid files refused whole, cancel stops follow-ups, several accounts."""
 
 from __future__ import annotations
 
-from datetime import datetime
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
