@@ -495,7 +495,9 @@ def check_apology(
     findings += _length(body, kind)
     findings += _tone(subject_line + sentences)
     findings += _apology_count(body)
-    findings += _excuse_count(sentences)
+    if stacked := list(_excuse_count(sentences)):
+        # One error for the pile says it better than a warning for each excuse in it.
+        findings = [f for f in findings if f.rule != "excuse-making"] + stacked
     findings += _passive(sentences)
     if kind == "apology" and note is not None:
         findings += _note(body, note)
