@@ -78,7 +78,7 @@ def prepare(
             severity=ERROR if sending else WARNING,
             message=w,
             fix=f"offer times between {OFFICE_HOURS[0]:%H:%M} and {OFFICE_HOURS[1]:%H:%M} on "
-            "a weekday in their zone, or pass --force if they asked for this time",
+            "a weekday in their zone; if they asked for this one, send it with --force",
         )
         for w in odd_hours(facts.free, facts.interviewer_tz)
     ]
