@@ -83,7 +83,7 @@ def test_no_reply_gives_exactly_one_threaded_follow_up(pair: Pair) -> None:
     original = status(pair, thread)
     assert msg["Subject"] == "Re: " + original["subject"]
     assert msg["In-Reply-To"] == root and root in msg["References"]
-    assert "> Dear Ana Ruiz," in msg.get_body(("plain",)).get_content()
+    assert "> Dear Ana," in msg.get_body(("plain",)).get_content()
     # The recipient's server puts both in one conversation.
     with pair.stack.imap(pair.interviewer) as c:
         c.select_folder("INBOX", readonly=True)
@@ -300,7 +300,7 @@ def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
     assert r.returncode == 0, r.stderr
     assert f"In-Reply-To: {root}" in r.stdout
     assert "Subject: Re: Apologies for missing our interview" in r.stdout
-    assert "> Dear Ana Ruiz," in r.stdout
+    assert "> Dear Ana," in r.stdout
     assert pair.follow_ups_received(root) == []
 
 
