@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
@@ -130,9 +131,12 @@ def load_campaign(
     *,
     force: bool = False,
     composer: Composer | None = None,
+    open_subjects: Callable[[str], frozenset[str]] | None = None,
 ) -> Campaign:
     """Read, check and render every entry. Problems are collected, never raised one by one;
-    only an unreadable file raises. ``force`` lets apology-check errors through."""
+    only an unreadable file raises. ``force`` lets apology-check errors through.
+    ``open_subjects`` (the store's): the subjects of open threads to an address, which an
+    entry's subject must not repeat, any more than another entry's to the same address."""
     text, data = read_toml(path)
     problems: list[str] = []
 
@@ -185,7 +189,7 @@ def load_campaign(
     subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
     for where, raw in raw_entries:
         entry, entry_problems = _entry(
-            where, raw, defaults, follow_up, settings, now, composer, subjects
+            where, raw, defaults, follow_up, settings, now, composer, subjects, open_subjects
         )
         if entry is not None:
             subjects.setdefault(entry.prepared.facts.to.lower(), set()).add(
@@ -375,6 +379,7 @@ def _entry(
     now: datetime,
     composer: Composer,
     subjects: dict[str, set[str]] | None = None,
+    open_subjects: Callable[[str], frozenset[str]] | None = None,
 ) -> tuple[Entry | None, list[str]]:
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
@@ -489,6 +494,8 @@ def _entry(
         key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
     try:
         taken = frozenset((subjects or {}).get(facts.to.lower(), ()))
+        if open_subjects is not None:
+            taken |= open_subjects(facts.to)
         prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
     except MailerError as exc:
         return None, [*problems, str(exc)]
