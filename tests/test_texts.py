@@ -368,3 +368,43 @@ def test_example_campaign_is_dated_around_the_day_init_runs(today: date) -> None
     for note in notes:
         found = rules_of(f"{REASON}\n\n{note}", note=note, past=True)
         assert "tense-mismatch" not in found
+
+
+def test_campaign_entries_to_one_address_get_distinct_subjects(tmp_path: Path) -> None:
+    """Verify two campaign entries to one address, interviews on the same day, do not share a
+    subject, nor repeat one the store has open for that address; salutation is an entry key."""
+    from mailer.campaign import load_campaign
+
+    config = tmp_path / "config" / "mailer.toml"
+    config.parent.mkdir()
+    config.write_text(
+        '[sender]\nname = "Sam Candidate"\naddress = "sam@candidate.example.org"\n',
+        encoding="utf-8",
+    )
+    entry = (
+        '[[entries]]\nto = "ana.ruiz@acme-analytics.com"\ninterviewer = "Ana Ruiz"\n'
+        'salutation = "Ms Ruiz"\ncompany = "Acme Analytics"\nrole = "{role}"\n'
+        'interview = "2026-11-25 {time}"\nsituation = "illness"\n'
+        'note = "I am fully recovered and keen to talk."\n\n'
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(
+        entry.format(role="Data Engineer", time="10:00")
+        + entry.format(role="Data Analyst", time="14:00"),
+        encoding="utf-8",
+    )
+    settings = load_settings(config, offline=True)
+    first, second = load_campaign(path, settings, AFTER).entries
+    base = "Apologies for missing our interview at Acme Analytics on Wednesday 25 November"
+    assert first.prepared.composed.subject == f"{base} – Sam Candidate"
+    assert second.prepared.composed.subject == f"{base} (Data Analyst) – Sam Candidate"
+    assert first.prepared.draft.text.startswith("Dear Ms Ruiz,\n")
+
+    def open_subjects(to: str) -> frozenset[str]:
+        return frozenset({f"{base} – Sam Candidate"}) if to.startswith("ana.ruiz@") else frozenset()
+
+    again = load_campaign(path, settings, AFTER, open_subjects=open_subjects).entries
+    assert [e.prepared.composed.subject for e in again] == [
+        f"{base} (Data Engineer) – Sam Candidate",
+        f"{base} (Data Analyst) – Sam Candidate",
+    ]
