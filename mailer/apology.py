@@ -18,9 +18,9 @@ from .errors import DeliveryError, MailerError, StateError
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
-from .facts import Facts, check_free_times, local_zone, zone
+from .facts import OFFICE_HOURS, Facts, check_free_times, local_zone, odd_hours, zone
 from .followup import first_due, parse_window
-from .lint import WARNING, Finding, check_apology
+from .lint import ERROR, WARNING, Finding, check_apology
 from .schedule import holidays_for, parse_wait
 from .sender import InDoubtError, SmtpSession
 from .store import Store, ThreadRow, dedupe_key
@@ -47,12 +47,21 @@ class SendResult:
 
 
 def prepare(
-    settings: Settings, facts: Facts, now: datetime, composer: Composer | None = None
+    settings: Settings,
+    facts: Facts,
+    now: datetime,
+    composer: Composer | None = None,
+    *,
+    sending: bool = False,
+    taken_subjects: frozenset[str] = frozenset(),
 ) -> Prepared:
-    """Compose and serialise the apology. Raises before any connection is opened."""
+    """Compose and serialise the apology. Raises before any connection is opened.
+
+    ``sending``: a free time at night or on a weekend for the interviewer is then an error
+    (``--force`` overrides), not a warning. ``taken_subjects``: see compose_apology."""
     composer = composer or Composer(settings.templates_dir)
     time_warnings = check_free_times(facts.free, now)
-    draft = compose_apology(composer, facts, settings.sender, now)
+    draft = compose_apology(composer, facts, settings.sender, now, taken_subjects)
     composed = build_message(draft, facts, settings.sender, now, html_part=settings.html)
     findings = [
         Finding(
@@ -63,9 +72,25 @@ def prepare(
         )
         for w in time_warnings
     ]
+    findings += [
+        Finding(
+            rule="odd-hours",
+            severity=ERROR if sending else WARNING,
+            message=w,
+            fix=f"offer times between {OFFICE_HOURS[0]:%H:%M} and {OFFICE_HOURS[1]:%H:%M} on "
+            "a weekday in their zone; if they asked for this one, send it with --force",
+        )
+        for w in odd_hours(facts.free, facts.interviewer_tz)
+    ]
     findings += check_apology(
-        draft.subject, draft.text, company=facts.company, role=facts.role, note=facts.note
+        draft.subject,
+        draft.text,
+        company=facts.company,
+        role=facts.role,
+        note=facts.note,
+        past=facts.interview <= now,
     )
+    findings.sort(key=lambda f: f.severity != ERROR)
     return Prepared(facts=facts, draft=draft, composed=composed, findings=tuple(findings))
 
 

@@ -20,8 +20,8 @@ REASONS: dict[str, dict[str, str]] = {
     "illness": {
         "past": "I was taken ill that morning and wasn't well enough to attend, or to let you "
         "know in time.",
-        "future": "I've fallen ill, and I won't be well enough to attend and give the "
-        "conversation my full attention on that day.",
+        "future": "I'm unwell at the moment, and I don't expect to have recovered in time to "
+        "give our conversation my full attention.",
     },
     "personal": {
         "past": "An unforeseen personal matter needed my immediate attention, and I didn't "
@@ -35,7 +35,8 @@ REASONS: dict[str, dict[str, str]] = {
     },
     "transport": {
         "past": "I was held up by a serious transport disruption on my way and couldn't arrive "
-        "in time; I should have allowed more time for the journey.",
+        "in time. I should have allowed more time for the journey, and called you as soon as "
+        "I knew I'd be late.",
         "future": "A transport disruption on my route that day means I can't be sure of "
         "arriving on time.",
     },
@@ -51,7 +52,7 @@ REASONS: dict[str, dict[str, str]] = {
 }
 # The same reasons in a few words, for the voicemail.
 SHORT_REASONS: dict[str, dict[str, str]] = {
-    "illness": {"past": "I was taken ill", "future": "I've fallen ill"},
+    "illness": {"past": "I was taken ill", "future": "I'm unwell at the moment"},
     "personal": {
         "past": "an unforeseen personal matter came up",
         "future": "an unforeseen personal matter has come up",
@@ -85,25 +86,25 @@ def call_script(facts: Facts, sender: SenderSettings, now: datetime) -> str:
     steps: list[tuple[str, str]] = [
         (
             "Greeting",
-            f"Hello, is that {interviewer}? This is {v['sender_name']}. I {had} an interview "
+            f"Hello, is that {v['salutation']}? This is {v['sender_name']}. I {had} an interview "
             f"with you for the {role} position at {company} on {v['interview_when']}.",
         ),
         (
             (
                 "Apology",
                 "I'm calling to apologise for missing it; I'm very sorry for the "
-                "inconvenience, and for the time you had set aside for me.",
+                "inconvenience, and for the time you lost waiting for me.",
             )
             if past
             else (
                 "Request to move",
                 "I'm calling to ask whether we could move it; I'm sorry for the inconvenience "
-                "this change causes, and I wanted to let you know as early as I could.",
+                "this causes, and I'm letting you know as early as I can.",
             )
         ),
         ("Reason", REASONS[facts.situation][tense]),
         ("Interest", f"I remain very interested in the {role} role at {company}."),
-        ("Reschedule", _reschedule(past, v["free_times"])),
+        ("Reschedule", _reschedule(past, v["free_times"], facts.situation)),
         ("Thanks", "Thank you for your understanding and for your time."),
         (
             "Close",
@@ -140,12 +141,20 @@ def _checked_variables(facts: Facts, sender: SenderSettings, now: datetime) -> d
     return v
 
 
-def _reschedule(past: bool, free_times: list[str]) -> str:
-    ask = (
-        "Would it be possible to reschedule at a time that suits you?"
-        if past
-        else "Would it be possible to move our interview to another time that suits you?"
-    )
+# Where the trouble is getting there (or the video link), joining another way may be enough.
+OTHER_WAY = {"transport": "by phone or video call", "technical": "by phone"}
+
+
+def _reschedule(past: bool, free_times: list[str], situation: str = "") -> str:
+    if past:
+        ask = "Would it be possible to reschedule at a time that suits you?"
+    elif way := OTHER_WAY.get(situation):
+        ask = (
+            f"Would it be possible to hold our interview {way} instead, or to move it to "
+            "another time that suits you?"
+        )
+    else:
+        ask = "Would it be possible to move our interview to another time that suits you?"
     if not free_times:
         return ask + " I'm glad to fit around your calendar; when would suit you?"
     times = "\n".join(f"     - {t}" for t in free_times)
@@ -156,7 +165,7 @@ def _voicemail(v: dict[str, Any], situation: str) -> str:
     past = bool(v["past"])
     reason = SHORT_REASONS[situation]["past" if past else "future"]
     about = (
-        f"Hello {v['interviewer']}, this is {v['sender_name']}, about my interview for the "
+        f"Hello {v['salutation']}, this is {v['sender_name']}, about my interview for the "
         f"{v['role']} role at {v['company']} on {v['interview_date']}."
     )
     sorry = (

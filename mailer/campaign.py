@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
@@ -39,6 +40,7 @@ TEXT_KEYS = (
     "key",
     "to",
     "interviewer",
+    "salutation",
     "company",
     "role",
     "interview",
@@ -129,9 +131,12 @@ def load_campaign(
     *,
     force: bool = False,
     composer: Composer | None = None,
+    open_subjects: Callable[[str], frozenset[str]] | None = None,
 ) -> Campaign:
     """Read, check and render every entry. Problems are collected, never raised one by one;
-    only an unreadable file raises. ``force`` lets apology-check errors through."""
+    only an unreadable file raises. ``force`` lets apology-check errors through.
+    ``open_subjects`` (the store's): the subjects of open threads to an address, which an
+    entry's subject must not repeat, any more than another entry's to the same address."""
     text, data = read_toml(path)
     problems: list[str] = []
 
@@ -181,8 +186,15 @@ def load_campaign(
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
+    subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
     for where, raw in raw_entries:
-        entry, entry_problems = _entry(where, raw, defaults, follow_up, settings, now, composer)
+        entry, entry_problems = _entry(
+            where, raw, defaults, follow_up, settings, now, composer, subjects, open_subjects
+        )
+        if entry is not None:
+            subjects.setdefault(entry.prepared.facts.to.lower(), set()).add(
+                entry.prepared.composed.subject
+            )
         if entry is not None and not force and has_errors(entry.prepared.findings):
             entry_problems += [
                 f"apology check: {f.message} (fix the text, or pass --force)"
@@ -366,6 +378,8 @@ def _entry(
     settings: Settings,
     now: datetime,
     composer: Composer,
+    subjects: dict[str, set[str]] | None = None,
+    open_subjects: Callable[[str], frozenset[str]] | None = None,
 ) -> tuple[Entry | None, list[str]]:
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
@@ -450,6 +464,7 @@ def _entry(
             role=values["role"],
             interview=values["interview"],
             tz=tz,
+            salutation=values["salutation"],
             note=values["note"],
             free=values["free"],
             interviewer_tz=values["interviewer_tz"],
@@ -478,7 +493,10 @@ def _entry(
     if not key:
         key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
     try:
-        prepared = prepare(entry_settings, facts, now, composer)
+        taken = frozenset((subjects or {}).get(facts.to.lower(), ()))
+        if open_subjects is not None:
+            taken |= open_subjects(facts.to)
+        prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
     except MailerError as exc:
         return None, [*problems, str(exc)]
     if problems:

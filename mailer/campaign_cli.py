@@ -43,6 +43,7 @@ def _load(
     force: bool = False,
     skip_invalid: bool = False,
     lenient: bool = False,
+    open_subjects: Any = None,
 ) -> Any:
     """Settings and the campaign. ``lenient`` (status, cancel) ignores every problem: what
     was sent is in the store, and an entry that became invalid (its free times passed) must
@@ -51,7 +52,9 @@ def _load(
     from .clock import default_clock
 
     settings = obj.settings()
-    campaign = load_campaign(_find(settings, file), settings, default_clock()(), force=force)
+    campaign = load_campaign(
+        _find(settings, file), settings, default_clock()(), force=force, open_subjects=open_subjects
+    )
     if lenient:
         return settings, campaign
     if campaign.problems and (not skip_invalid or campaign.file_level):
@@ -158,13 +161,17 @@ def run_command(
         run_campaign,
     )
 
-    settings, c = _load(obj, file, force=force, skip_invalid=skip_invalid)
+    # The store first: a new entry's subject must differ from an open thread's to the same
+    # address (entries whose own thread is open are skipped, so never re-subjected).
+    store = obj.store(obj.settings())
+    settings, c = _load(
+        obj, file, force=force, skip_invalid=skip_invalid, open_subjects=store.open_subjects
+    )
     obj.check_sandbox_recipients(
         a for e in c.entries for a in (e.prepared.facts.to, *e.prepared.facts.cc)
     )
     for line in c.problems:
         click.echo(f"mailer: skipped (invalid): {line}", err=True)
-    store = obj.store(settings)
     if not dry_run:
         _need_passwords(settings, c)
     for line in outside_warnings(c, store):

@@ -75,7 +75,13 @@ def fact_options(
         click.option(
             "--interviewer",
             required=required,
-            help="The interviewer's name, as you would greet them.",
+            help="The interviewer's full name, as in the To: header.",
+        ),
+        click.option(
+            "--salutation",
+            default="",
+            help="How to greet them: 'Ms Ruiz' gives 'Dear Ms Ruiz,' (default: the first name "
+            "of --interviewer, or the whole of it after a title such as 'Dr').",
         ),
         click.option("--company", required=required),
         click.option("--role", required=required, help="The position you interviewed for."),
@@ -144,6 +150,7 @@ def _facts(settings: Any, opts: dict[str, Any], now: Any, require_to: bool = Tru
         role=opts["role"],
         interview=opts["interview"],
         tz=local_zone(settings.sender.timezone),
+        salutation=opts.get("salutation", ""),
         note=opts["note"],
         free=opts["free"],
         interviewer_tz=opts["interviewer_tz"],
@@ -241,13 +248,17 @@ def send(
 
         unlock(settings, [account])
     now = clock()
-    prepared = apology.prepare(settings, _facts(settings, opts, now), now)
-    obj.check_sandbox_recipients([prepared.facts.to, *prepared.facts.cc])
+    facts = _facts(settings, opts, now)
+    obj.check_sandbox_recipients([facts.to, *facts.cc])
     store = None
+    taken: frozenset[str] = frozenset()
     if not dry_run:
         store = obj.store(settings)
-        if not again:  # before showing anything: there is nothing to confirm
-            apology.check_duplicate(store, prepared.facts, clock(), settings.account)
+        taken = store.open_subjects(facts.to)
+    # sending: a free time in the interviewer's night is an error, so --force overrides it.
+    prepared = apology.prepare(settings, facts, now, sending=True, taken_subjects=taken)
+    if store is not None and not again:  # before showing anything: nothing to confirm
+        apology.check_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
     from .callscript import urgency
     from .lint import has_errors

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from .config import SenderSettings
 from .errors import InputError, MailerError, TemplateError
 from .facts import PLACEHOLDER as _PLACEHOLDER
-from .facts import SITUATIONS, Facts
+from .facts import SITUATIONS, Facts, FreeSlot
 from .values import HEADER_MAX, check_header, header_problem
 
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
@@ -214,6 +214,57 @@ def _in_zone(dt: datetime, tz: str) -> datetime:
     return dt.astimezone(ZoneInfo(tz)) if tz else dt
 
 
+# Free times that start sooner than this are not offered in a follow-up: the reader could not
+# act on them in time.
+FOLLOW_UP_NOTICE = timedelta(hours=6)
+
+_TITLES = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "professor",
+        "sir",
+        "dame",
+        "lord",
+        "lady",
+        "herr",
+        "frau",
+        "señor",
+        "señora",
+        "sr",
+        "sra",
+    ]
+)
+
+
+def default_salutation(interviewer: str) -> str:
+    """Who 'Dear ...,' names when no --salutation is given: the first name ("Ana" for "Ana
+    Ruiz"), as most hiring managers sign and are answered after an interview has been set up.
+    A name that starts with a title ("Dr Li", "Ms Ruiz") is kept whole: the title is how
+    they asked to be called."""
+    words = interviewer.split()
+    if not words:
+        return interviewer
+    if words[0].rstrip(".").casefold() in _TITLES:
+        return " ".join(words)
+    return words[0]
+
+
+def salutation(facts: Facts) -> str:
+    return facts.salutation or default_salutation(facts.interviewer)
+
+
+def upcoming_slots(facts: Facts, now: datetime) -> tuple[FreeSlot, ...]:
+    """The free times a later message may still offer: not past, not starting within
+    FOLLOW_UP_NOTICE."""
+    return tuple(s for s in facts.free if s.start >= now + FOLLOW_UP_NOTICE)
+
+
 def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, Any]:
     """Everything a template may use. Times are shown in the interviewer's zone when known."""
     show_zone = bool(facts.interviewer_tz) and (
@@ -229,6 +280,8 @@ def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, 
         **facts.extra,
         "situation": facts.situation,
         "interviewer": facts.interviewer,
+        "salutation": salutation(facts),
+        "subject_detail": "",
         "company": facts.company,
         "role": facts.role,
         "interview_when": _fmt_when(interview, show_zone, sender.locale),
@@ -247,8 +300,14 @@ def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, 
 
 
 def compose_apology(
-    composer: Composer, facts: Facts, sender: SenderSettings, now: datetime
+    composer: Composer,
+    facts: Facts,
+    sender: SenderSettings,
+    now: datetime,
+    taken_subjects: frozenset[str] = frozenset(),
 ) -> Draft:
+    """``taken_subjects``: the subjects of open threads to the same address (from the store),
+    which this one must not repeat."""
     if facts.situation not in situations_in(composer.workspace_templates):
         raise InputError(f"--situation: unknown situation {facts.situation!r}")
     if facts.situation == "conflict" and facts.interview <= now:
@@ -257,7 +316,27 @@ def compose_apology(
             f"{facts.interview:%Y-%m-%d %H:%M} has passed; pick the situation that explains why "
             "you missed it (illness, personal, emergency, transport, technical)"
         )
-    return composer.render(template_name(facts.situation), variables(facts, sender, now))
+    v = variables(facts, sender, now)
+    draft = composer.render(template_name(facts.situation), v)
+    if draft.subject in taken_subjects:
+        draft = _distinct(composer, facts, v, draft, taken_subjects)
+    return draft
+
+
+def _distinct(
+    composer: Composer, facts: Facts, v: dict[str, Any], draft: Draft, taken: frozenset[str]
+) -> Draft:
+    """Mail clients (and IMAP THREAD=REFERENCES) merge messages that share a subject: when an
+    open thread to the same address already has this one, add the role, then the time too."""
+    found = draft
+    for detail in (f" ({facts.role})", f" ({facts.role}, {v['interview_time']})"):
+        found = composer.render(template_name(facts.situation), {**v, "subject_detail": detail})
+        if found.subject == draft.subject:
+            # A workspace template without {{ subject_detail }}: the detail goes at the end.
+            found = Draft(f"{draft.subject}{detail}", draft.text, draft.template)
+        if found.subject not in taken:
+            break
+    return found
 
 
 def compose_follow_up(
@@ -268,7 +347,8 @@ def compose_follow_up(
     original_subject: str,
     original_sent: datetime,
 ) -> Draft:
-    v = variables(facts, sender, now)
+    # Times that have passed, or are too close to be taken up, are not offered again.
+    v = variables(replace(facts, free=upcoming_slots(facts, now)), sender, now)
     v["original_subject"] = original_subject
     v["original_sent"] = _fmt_day(original_sent, sender.locale)
     return composer.render(FOLLOW_UP_TEMPLATE, v)

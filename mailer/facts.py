@@ -1,7 +1,7 @@
 """The facts of one apology, parsed and checked from the strings a user types.
 
 The CLI and (later) campaign entries use the same names: to, interviewer, company, role,
-interview, situation, note, free, interviewer_tz, interviewer_phone, cc, var.
+interview, situation, salutation, note, free, interviewer_tz, interviewer_phone, cc, var.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, time, tzinfo
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,6 +46,8 @@ RESERVED_VARS = frozenset(
         "situation",
         "to",
         "interviewer",
+        "salutation",
+        "subject_detail",
         "company",
         "role",
         "interview",
@@ -96,6 +98,7 @@ class Facts:
     extra: Mapping[str, str] = field(default_factory=dict)
     alt_addresses: tuple[str, ...] = ()  # other addresses the interviewer may answer from
     alt_domains: tuple[str, ...] = ()  # any address at these domains counts as them
+    salutation: str = ""  # who "Dear ...," names ("Ms Ruiz"); empty: see composer.salutation
     # For the user's eyes only, never stored: how each date was read ("interview read as
     # Wed 25 Nov 2026 10:00 (Europe/London)") and warnings such as an address typo.
     readings: tuple[str, ...] = field(default=(), compare=False)
@@ -118,6 +121,7 @@ class Facts:
             "extra": dict(self.extra),
             "alt_addresses": list(self.alt_addresses),
             "alt_domains": list(self.alt_domains),
+            "salutation": self.salutation,
         }
 
     @classmethod
@@ -140,6 +144,7 @@ class Facts:
             extra=dict(r.get("extra", {})),  # type: ignore[arg-type]
             alt_addresses=tuple(r.get("alt_addresses", [])),  # type: ignore[arg-type]
             alt_domains=tuple(r.get("alt_domains", [])),  # type: ignore[arg-type]
+            salutation=str(r.get("salutation", "")),
         )
 
 
@@ -248,6 +253,7 @@ def make_facts(
     role: str,
     interview: str,
     tz: tzinfo,
+    salutation: str = "",
     note: str = "",
     free: Iterable[str] = (),
     interviewer_tz: str = "",
@@ -300,6 +306,7 @@ def make_facts(
     # work on small, clean values however large the input was, and no value is quoted back.
     for name, value, limit in (
         ("interviewer", interviewer, NAME_MAX),
+        ("salutation", salutation, NAME_MAX),
         ("company", company, NAME_MAX),
         ("role", role, NAME_MAX),
         ("interviewer-phone", interviewer_phone, PHONE_MAX),
@@ -319,6 +326,7 @@ def make_facts(
             fail(f"{prefix}{name}: must not be empty")
     for name, value, limit in (
         ("interviewer", interviewer, NAME_MAX),
+        ("salutation", salutation, NAME_MAX),
         ("company", company, NAME_MAX),
         ("role", role, NAME_MAX),
         ("note", note, NOTE_MAX),
@@ -372,6 +380,7 @@ def make_facts(
         # A call script is spoken, not sent: it does not need the address.
         to=attempt(lambda: addressee(to, "to"), to) if to or require_to else "",
         interviewer=interviewer.strip(),
+        salutation=_salutation(salutation),
         company=company.strip(),
         role=role.strip(),
         interview=attempt(lambda: when(interview), epoch),
@@ -401,6 +410,13 @@ def make_facts(
     return facts
 
 
+def _salutation(value: str) -> str:
+    """'Ms Ruiz' from 'Ms Ruiz', 'Dear Ms Ruiz,' or 'Hello Ms Ruiz': the template writes the
+    'Dear' and the comma itself."""
+    text = " ".join(value.split()).rstrip(",")
+    return re.sub(r"^(?:dear|hello|hi)\s+", "", text, flags=re.IGNORECASE).strip()
+
+
 def _domain(value: str, what: str) -> str:
     d = check_header(value, what, DOMAIN_MAX).strip().lstrip("@").lower()
     if not re.fullmatch(
@@ -408,6 +424,34 @@ def _domain(value: str, what: str) -> str:
     ):
         raise InputError(f"{what}: {value!r} is not a domain name such as acme.example")
     return d
+
+
+# When a free time may fall in the interviewer's day: outside it, or on their weekend, the
+# offer reads as careless (04:00 for them is 09:00 for you).
+OFFICE_HOURS = (time(8, 0), time(19, 0))
+
+
+def odd_hours(slots: Iterable[FreeSlot], interviewer_tz: str) -> list[str]:
+    """One line per free time that falls outside OFFICE_HOURS, or on a Saturday or Sunday, in
+    the interviewer's zone, with its local times. Without their zone there is nothing to say:
+    the weekend check on the sender's own times covers it."""
+    if not interviewer_tz:
+        return []
+    tz = ZoneInfo(interviewer_tz)
+    first, last = OFFICE_HOURS
+    out = []
+    for slot in sorted(slots, key=lambda s: s.start):
+        a, b = slot.start.astimezone(tz), slot.end.astimezone(tz)
+        local = f"{a:%a %d %b %H:%M}-{b:%H:%M} {a.tzname()}"
+        yours = f"{slot.start:%a %d %b %H:%M}-{slot.end:%H:%M}"
+        if a.weekday() >= 5:
+            out.append(f"--free {yours} is {local} for the interviewer: their weekend")
+        elif a.time() < first or b.date() != a.date() or b.time() > last:
+            out.append(
+                f"--free {yours} is {local} for the interviewer: outside "
+                f"{first:%H:%M}-{last:%H:%M} in their zone"
+            )
+    return out
 
 
 def check_free_times(slots: Iterable[FreeSlot], now: datetime) -> list[str]:

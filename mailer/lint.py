@@ -23,6 +23,10 @@ KINDS = ("apology", "follow_up")
 WORD_BUDGET: dict[str, tuple[int, int]] = {"apology": (250, 400), "follow_up": (150, 250)}
 # More apology words than this in one body reads as grovelling.
 MAX_APOLOGY_WORDS = 3
+# This many excuse phrases in one body is an error, not a warning each.
+MAX_EXCUSES = 2
+# A note this short is a slip of the keyboard ("." or "ok"), not something to send.
+MIN_NOTE_CHARS = 3
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,32 @@ _RULE_LIST = (
         WARNING,
         "the wording excuses rather than explains",
         "State the reason plainly once, and do not argue it was unavoidable.",
+    ),
+    Rule(
+        "stacked-excuses",
+        ERROR,
+        "three or more excuses in one message",
+        "Give one reason, once, and own the rest: 'I was held up, and I should have allowed "
+        "more time.'",
+    ),
+    Rule(
+        "passive-missed",
+        WARNING,
+        "the passive 'the interview was missed' owns nothing",
+        "Say who missed it: 'I missed our interview.'",
+    ),
+    Rule(
+        "tense-mismatch",
+        ERROR,
+        "the note's tense contradicts the message: the interview is past in one, ahead in the "
+        "other",
+        "Write the note for an interview that is {tense}: e.g. '{example}'",
+    ),
+    Rule(
+        "note-too-short",
+        ERROR,
+        "the note is one or two characters: a slip, not a sentence",
+        "Write a whole sentence with --note, or leave it out.",
     ),
     Rule(
         "over-apologising",
@@ -293,6 +323,25 @@ _EXCUSE = (
     r"\bnot (?:such )?a big deal\b",
     r"\bI couldn't help it\b",
 )
+# Said of attending an interview: a past form and a future form. Either, in a note, against a
+# message of the other tense contradicts it ("could not attend" above "I am unwell at the moment").
+_ATTEND = r"(?:attend|make it|join|come|be there|take part)"
+_PAST_ATTEND = re.compile(
+    rf"\b(?:(?:could not|couldn't|was unable to|wasn't able to|was not able to|did not|didn't) "
+    rf"{_ATTEND}|missed (?:the|our|my|it)|had to miss)\b",
+    _I,
+)
+_FUTURE_ATTEND = re.compile(
+    rf"\b(?:(?:will not|won't|will be unable to|cannot|can't|am unable to|am not able to|"
+    rf"will not be able to|won't be able to) {_ATTEND}|will (?:have to )?miss)\b",
+    _I,
+)
+_PASSIVE_MISSED = re.compile(
+    r"\b(?:the|our|my|this|that) (?:interview|meeting|call|appointment|video call) "
+    r"(?:was|got|has been|had been|were) (?:\w+ )?missed\b",
+    _I,
+)
+
 _INTENSIFIERS = "so very really terribly truly deeply awfully incredibly extremely sincerely"
 _INTENSIFIER = f"(?:{'|'.join(_INTENSIFIERS.split())})"
 # What rf"\b(?:{_INTENSIFIER},?\s+){{2,}}(?:sorry|apologetic)\b" means; matched backwards
@@ -424,6 +473,7 @@ def check_apology(
     role: str,
     note: str | None = "",
     kind: str = "apology",
+    past: bool | None = None,
 ) -> list[Finding]:
     """Check one message and return its findings, errors first.
 
@@ -431,7 +481,8 @@ def check_apology(
     ``"follow_up"`` (needs interest, reschedule request, thanks). ``note`` is the personal note
     the user gave (``""``: none, which earns the ``personal-note`` suggestion); pass ``None``
     when that is unknown, e.g. for a text written by hand. An empty ``company`` skips the check
-    that interest names the company.
+    that interest names the company. ``past``: whether the interview has gone by, when known;
+    the note's tense is then checked against it.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -444,8 +495,14 @@ def check_apology(
     findings += _length(body, kind)
     findings += _tone(subject_line + sentences)
     findings += _apology_count(body)
+    if stacked := list(_excuse_count(sentences)):
+        # One error for the pile says it better than a warning for each excuse in it.
+        findings = [f for f in findings if f.rule != "excuse-making"] + stacked
+    findings += _passive(sentences)
     if kind == "apology" and note is not None:
         findings += _note(body, note)
+        if past is not None:
+            findings += _note_tense(note, past)
     return sorted(findings, key=lambda f: f.severity != ERROR)
 
 
@@ -682,7 +739,48 @@ def _apology_count(body: str) -> Iterator[Finding]:
         )
 
 
+def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
+    """Each excuse is a warning; a pile of them reads as arguing, and is an error."""
+    found = [s for s in sentences if any(_search(p, _norm(s)) for p in _EXCUSE_RE)]
+    if len(found) > MAX_EXCUSES:
+        yield _finding(
+            "stacked-excuses",
+            f"{len(found)} sentences make excuses; more than {MAX_EXCUSES} reads as arguing "
+            "the point.",
+            found[0],
+        )
+
+
+def _passive(sentences: list[str]) -> Iterator[Finding]:
+    for sentence in sentences:
+        if m := _PASSIVE_MISSED.search(_norm(sentence)):
+            yield _finding(
+                "passive-missed", f"{m.group(0)!r} says it happened, not that you did it.", sentence
+            )
+            return
+
+
+def _note_tense(note: str, past: bool) -> Iterator[Finding]:
+    wrong = _FUTURE_ATTEND if past else _PAST_ATTEND
+    if m := wrong.search(_norm(note)):
+        tense, example = (
+            ("past", "I could not attend, and I am sorry.")
+            if past
+            else ("still ahead", "I will not be able to attend on that day.")
+        )
+        yield _finding(
+            "tense-mismatch",
+            f"Your note says {m.group(0)!r}, but the interview is {tense}.",
+            note,
+            tense=tense,
+            example=example,
+        )
+
+
 def _note(body: str, note: str) -> Iterator[Finding]:
+    if 0 < len(note.strip()) < MIN_NOTE_CHARS:
+        yield _finding("note-too-short", f"The note is {note.strip()!r}.")
+        return
     if not note.strip():
         yield _finding("personal-note", "Nothing in this message is personal to this interview.")
     elif _squash(note) not in _squash(body):

@@ -1227,6 +1227,17 @@ class Store:
         # A damaged date counts: the cap errs on the side of sending less.
         return sum(1 for r in rows if (_when(r["submitting_at"]) or since) >= since)
 
+    def open_subjects(self, recipient: str) -> frozenset[str]:
+        """The subjects of threads to ``recipient`` that are still open (read-only): a new
+        apology to the same address must not share one, or mail clients merge the threads."""
+        rows = self._rows(
+            """SELECT subject FROM threads WHERE lower(recipient) = :r
+               AND state IN ('sending', :a, 'followed_up', 'held')""",
+            r=recipient.lower(),
+            a=AWAITING,
+        )
+        return frozenset(str(r["subject"]) for r in rows)
+
     def open_threads_by_account(self) -> dict[str, list[int]]:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),
         by the account they were sent from."""

@@ -7,6 +7,7 @@ Templates are not copied: the workspace ``templates/`` holds only what the user 
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 from pathlib import Path
 
 from .composer import default_templates_dir
@@ -115,11 +116,38 @@ def _scaffold(config: Path, home: Path) -> list[tuple[str, Path]]:
     (home / "templates").mkdir(parents=True, exist_ok=True)
     campaigns = home / "config" / "campaigns"
     campaigns.mkdir(parents=True, exist_ok=True)
-    example = (default_templates_dir() / "campaign.example.toml").read_text(encoding="utf-8")
-    results.append(_write_new(campaigns / "example.toml", example))
+    results.append(_write_new(campaigns / "example.toml", example_campaign(date.today())))
     env = home / ".env"
     results.append(_write_new(env, env_example_path().read_text(encoding="utf-8"), mode=0o600))
     return results
+
+
+def example_campaign(today: date) -> str:
+    """The example campaign, dated around ``today``: its interviews on the two weekdays before
+    it and its free times on weekdays from three days after it. Its notes are in the past
+    tense, and so is every text it renders, whenever ``init`` runs."""
+    text = (default_templates_dir() / "campaign.example.toml").read_text(encoding="utf-8")
+    before = _weekdays(today, -1, 2)
+    after = _weekdays(today + timedelta(days=2), 1, 2)
+    for token, day in (
+        ("@INTERVIEW_1@", before[1]),
+        ("@INTERVIEW_2@", before[0]),
+        ("@FREE_1@", after[0]),
+        ("@FREE_2@", after[1]),
+    ):
+        text = text.replace(token, f"{day:%Y-%m-%d}")
+    return text
+
+
+def _weekdays(start: date, step: int, count: int) -> list[date]:
+    """The first ``count`` weekdays from ``start`` (excluded), going ``step`` days at a time."""
+    out: list[date] = []
+    day = start
+    while len(out) < count:
+        day += timedelta(days=step)
+        if day.weekday() < 5:
+            out.append(day)
+    return out
 
 
 def _write_new(path: Path, content: str, mode: int = 0o644) -> tuple[str, Path]:

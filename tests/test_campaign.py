@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -413,12 +414,14 @@ ca_file = "{ca}"
 def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
     pair: Pair,
 ) -> None:
-    from mailer.composer import default_templates_dir
+    from mailer.workspace import example_campaign
 
-    example = (default_templates_dir() / "campaign.example.toml").read_text(encoding="utf-8")
+    from .conftest import NOW
+
+    example = example_campaign(datetime.fromisoformat(NOW).date())  # as init writes it today
     path = pair.ws / "config" / "campaigns" / "example.toml"
     path.parent.mkdir(parents=True)
-    path.write_text(example.replace("2026-12-0", "2026-12-1"), encoding="utf-8")
+    path.write_text(example, encoding="utf-8")
 
     r = run_cli(pair.ws, "campaign", "check", "example")
     assert r.returncode == 3

@@ -185,3 +185,46 @@ def test_date_format_follows_the_configured_locale() -> None:
     us = SenderSettings(name="S", address="s@example.com", locale="en_US")
     text = compose_apology(Composer(), facts, us, NOW).text
     assert "Tuesday, November 24 at 10:00" in text and "Tuesday, December 1, 09:00–10:00" in text
+
+
+@pytest.mark.integration
+def test_send_refuses_a_free_time_in_the_interviewers_night_unless_forced(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a free time that is 04:00 for the interviewer is an apology-check error in send
+    (exit 6, shown with their local times, nothing sent), and --force sends it."""
+    mark = stack.log_mark()
+    night = send_args(
+        free="2026-12-07 09:00-12:00",
+        interviewer_tz="America/New_York",
+        note="I am fully recovered and keen to talk.",
+    )
+    r = run_cli(workspace, *night)
+    assert r.returncode == 6, r.stderr
+    assert "error: [odd-hours]" in r.stdout and "04:00-07:00 EST" in r.stdout
+    assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
+    forced = run_cli(workspace, *night, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+
+
+@pytest.mark.integration
+def test_second_open_thread_to_one_address_gets_the_role_in_its_subject(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify two apologies to one address about interviews on the same day do not share a
+    subject: the second, while the first is open, adds the role."""
+    import json
+
+    note = "I am fully recovered and keen to talk."
+    first = run_cli(workspace, *send_args(interview="2026-11-25 10:00", note=note))
+    assert first.returncode == 0, first.stderr
+    second = run_cli(workspace, *send_args(interview="2026-11-25 12:00", note=note))
+    assert second.returncode == 0, second.stderr
+    status = run_cli(workspace, "status", "--json")
+    subjects = [t["subject"] for t in json.loads(status.stdout)["threads"]]
+    assert subjects == [
+        "Apologies for missing our interview at Acme on Wednesday 25 November – Sam Candidate",
+        "Apologies for missing our interview at Acme on Wednesday 25 November (Data Engineer) "
+        "– Sam Candidate",
+    ]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def inbox_copies(stack: Stack, company: str) -> int:
     with stack.imap(INTERVIEWER) as c:
         c.select_folder("INBOX", readonly=True)
-        return len(c.search(["BODY", f"position at {company}"]))
+        return len(c.search(["BODY", f"role at {company}"]))  # as the template words it
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,7 @@ def test_no_reply_gives_exactly_one_threaded_follow_up(pair: Pair) -> None:
     original = status(pair, thread)
     assert msg["Subject"] == "Re: " + original["subject"]
     assert msg["In-Reply-To"] == root and root in msg["References"]
-    assert "> Dear Ana Ruiz," in msg.get_body(("plain",)).get_content()
+    assert "> Dear Ana," in msg.get_body(("plain",)).get_content()
     # The recipient's server puts both in one conversation.
     with pair.stack.imap(pair.interviewer) as c:
         c.select_folder("INBOX", readonly=True)
@@ -300,7 +300,7 @@ def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
     assert r.returncode == 0, r.stderr
     assert f"In-Reply-To: {root}" in r.stdout
     assert "Subject: Re: Apologies for missing our interview" in r.stdout
-    assert "> Dear Ana Ruiz," in r.stdout
+    assert "> Dear Ana," in r.stdout
     assert pair.follow_ups_received(root) == []
 
 
@@ -482,3 +482,26 @@ def test_reply_notification_reaches_the_candidate(pair: Pair) -> None:
     # The notification itself is never mistaken for anything: the next pass changes nothing.
     check_at(pair, timedelta(minutes=1))
     assert status(pair, thread)["state"] == "replied"
+
+
+def test_follow_up_offers_only_free_times_still_ahead_and_preview_shows_the_same(
+    pair: Pair,
+) -> None:
+    """Verify a follow-up drops the free times that have passed, and preview --follow-up at
+    the same moment shows the very text that is then sent."""
+    thread, root = send(
+        pair, "--free", "2026-11-26 09:00-12:00", "--free", "2026-11-30 09:00-12:00"
+    )
+    later = timedelta(days=2)  # Friday 27 November: the Thursday slot has passed
+    shown = run_cli(pair.ws, "preview", "--follow-up", str(thread), env={"MAILER_NOW": at(later)})
+    assert shown.returncode == 0, shown.stderr
+    assert "Monday 30 November, 09:00" in shown.stdout
+    # Only the quoted apology (its lines start with ">") still lists the passed time.
+    assert not re.search(r"^\s*- Thursday 26 November", shown.stdout, re.MULTILINE)
+    assert re.search(r"^>\s+- Thursday 26 November", shown.stdout, re.MULTILINE)
+    check_at(pair, later)
+    (received,) = pair.follow_ups_received(root)
+    body = message_from_bytes(received, policy=default).get_body(("plain",)).get_content()
+    own = body.replace("\r\n", "\n").split("\nOn ")[0].strip()  # without the quoted apology
+    assert own.startswith("Dear Ana,") and "Monday 30 November" in own
+    assert own in shown.stdout

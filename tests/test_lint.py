@@ -7,7 +7,8 @@ Bad examples live in ``tests/bad_apologies/*.txt``, one problem each. A file sta
 - ``# expect: RULE-ID`` (required): the one rule the file must trigger;
 - ``# excerpt: TEXT``: a finding of that rule must quote a sentence containing TEXT;
 - ``# kind: follow_up``: check it as a follow-up (default ``apology``);
-- ``# note: TEXT``: the ``--note`` the user gave (default: none).
+- ``# note: TEXT``: the ``--note`` the user gave (default: none);
+- ``# past: yes`` or ``no``: whether the interview has gone by (default: unknown).
 
 The file must trigger its rule and nothing else, except the ``personal-note`` suggestion that
 every note-less apology gets. Every rule in ``RULES`` must have at least one example. Company
@@ -180,6 +181,7 @@ def test_bad_example_is_caught_for_its_rule_only(path: Path) -> None:
         role=ROLE,
         note=meta.get("note", ""),
         kind=meta.get("kind", "apology"),
+        past={"yes": True, "no": False}.get(meta.get("past", "")),
     )
     found = set(rules(findings))
     assert expected in found, f"{path.name}: expected {expected}, got {sorted(found)}"

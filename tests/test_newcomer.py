@@ -60,7 +60,9 @@ def test_a_newcomer_installs_the_wheel_and_the_readme_try_out_delivers_an_apolog
         msg = message_from_bytes(arrived[0], policy=default)
         assert msg["From"].addresses[0].addr_spec == "you@sandbox.test"
         assert "interview" in msg["Subject"]
-        assert "Ana Ruiz" in msg.get_body(("plain",)).get_content()
+        # The full name is in To:; the greeting is the README's --salutation.
+        assert msg["To"].addresses[0].display_name == "Ana Ruiz"
+        assert msg.get_body(("plain",)).get_content().startswith("Dear Ms Ruiz,")
     finally:
         user.run(["bash", "-c", "mailer sandbox stop"], cwd=home, env=env)
         shutil.rmtree(where, ignore_errors=True)

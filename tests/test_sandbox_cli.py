@@ -48,7 +48,9 @@ def test_sandbox_start_send_read_and_stop(sandbox_ws: Path) -> None:
     )
     assert sent.returncode == 0, sent.stderr
     inbox = run_cli(ws, "sandbox", "inbox", "interviewer@sandbox.test")
-    assert "Apologies for missing our interview on Wednesday 25 November" in inbox.stdout
+    assert (
+        "Apologies for missing our interview at Sandbox Co on Wednesday 25 November" in inbox.stdout
+    )
     # Sandbox threads live in the sandbox's own store, never in the real one.
     assert (ws / ".mailer" / "sandbox" / "state.db").exists()
     assert not (ws / ".mailer" / "state.db").exists()
@@ -293,7 +295,10 @@ def test_an_ordinary_user_runs_the_sandbox_and_owns_every_mailbox(
         assert sent.returncode == 0, sent.stderr
         inbox = mailer("sandbox", "inbox", "interviewer@sandbox.test")
         assert inbox.returncode == 0, inbox.stderr
-        assert "Apologies for missing our interview on Wednesday 25 November" in inbox.stdout
+        assert (
+            "Apologies for missing our interview at Sandbox Co on Wednesday 25 November"
+            in inbox.stdout
+        )
         stack_dir = _stack_dir(ws)
         assert _owners(stack_dir / "mail") == {user.uid}
         assert_private(stack_dir)
