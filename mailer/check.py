@@ -151,8 +151,14 @@ def run_check(
 def settle_in_doubt(
     settings: Settings, store: Store, box: Mailbox, clock: Clock, report: CheckReport
 ) -> None:
-    """A send cut off inside SMTP is in doubt. Where the provider files sent mail itself, the
-    Sent folder proves it went; otherwise the user decides (``mailer resolve``)."""
+    """A send cut off before the final dot of DATA is requeued: the server took nothing. One
+    cut off after it is in doubt. Where the provider files sent mail itself, the Sent folder
+    proves it went; otherwise the user decides (``mailer resolve``)."""
+    for m in store.requeue_abandoned(clock(), settings.account):
+        report.settled.append(
+            f"thread {m.thread_id}: {m.kind.replace('_', '-')} {m.message_id} requeued: its "
+            "process stopped before the final dot, so the server took nothing"
+        )
     for m in store.unsettled_messages(settings.account):
         if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
             m.id,
@@ -468,7 +474,13 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     # Connect first: if that fails, the message simply stays in doubt.
     with SmtpSession(settings.smtp, retries=settings.retries) as session:
         try:
-            reply = session.submit(m.envelope_from, m.recipients, m.raw, before_mail=claim)
+            reply = session.submit(
+                m.envelope_from,
+                m.recipients,
+                m.raw,
+                before_mail=claim,
+                before_final_dot=lambda: store.mark_final_dot(m.id, clock()),
+            )
             crash_point("after-250")
         except DeliveryError as exc:
             if exc.kind in ("recipient", "permanent"):

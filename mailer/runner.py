@@ -105,6 +105,8 @@ def already_done(records: list[Record], retry_failed: bool) -> str | None:
             return f"already sent (thread {t.id}, {t.state.replace('_', ' ')})"
         if root.shown_state == "in doubt" or root.state == IN_DOUBT:
             return f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'"
+        if root.abandoned_before_final_dot:
+            return None  # the server took nothing: sent again (the old row is closed then)
         if root.state == SUBMITTING or (root.state == QUEUED and owner_alive(root.owner)):
             return f"being sent right now by another process (thread {t.id})"
         if root.state == FAILED and t.detail.get("refused") and not retry_failed:
@@ -375,7 +377,11 @@ def _send_entry(
             sent_on[name] = 0
         try:
             reply = session.submit(
-                settings.sender.address, composed.recipients, composed.raw, before_mail=before_mail
+                settings.sender.address,
+                composed.recipients,
+                composed.raw,
+                before_mail=before_mail,
+                before_final_dot=lambda: store.mark_final_dot(ids[1], clock()),
             )
             crash_point("after-250")
         except DuplicateError as exc:
