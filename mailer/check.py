@@ -47,6 +47,8 @@ class CheckReport:
     closed: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # (Message-ID, what to tell the user) for every message in doubt: it waits for the user.
+    in_doubt: list[tuple[str, str]] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
 
     def merge(self, other: CheckReport, account: str) -> None:
@@ -88,7 +90,21 @@ def every_account(
     # Rows passed over because they cannot be read: named on every pass, never silent.
     total.problems += [f"state store: {line}" for line in store.damaged]
     store.damaged.clear()
+    # Every account's, and after every pass, even one whose mailbox could not be reached:
+    # a message in doubt waits for the user, and is never left to wait in silence.
+    total.in_doubt = [(m.message_id, in_doubt_line(m)) for m in store.unsettled_messages()]
     return total
+
+
+def in_doubt_line(m: MessageRow) -> str:
+    """What to tell the user about a message in doubt, with the commands that settle it."""
+    kind = m.kind.replace("_", "-")
+    return (
+        f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
+        "(the connection or the process was lost after the end of the message, so it may have "
+        f"been delivered): run 'mailer resolve {m.thread_id} --sent' if it arrived, or "
+        f"'mailer resolve {m.thread_id} --resend' to send it again"
+    )
 
 
 def orphans(settings: Settings, store: Store) -> list[str]:
