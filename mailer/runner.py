@@ -332,9 +332,10 @@ def _send_entry(
     ids: list[int] = []  # (thread, message row) once recorded
 
     def before_mail() -> None:
-        # The entry is recorded straight as "submitting", in the one synced commit made
-        # right before MAIL FROM: nothing can have left before it, so no "queued" commit is
-        # needed (a run killed before this point has recorded nothing, and sends it next time).
+        # The entry is recorded straight as "submitting", right before MAIL FROM: nothing
+        # can have left before it, so no "queued" commit is needed (a run killed before this
+        # point has recorded nothing, and sends it next time). Not synced: the final-dot
+        # mark is the one synced commit, and a run killed before it sends the entry again.
         if ids:
             store.mark_submitting(ids[1], clock())
         else:
@@ -349,6 +350,7 @@ def _send_entry(
                     account=entry.account,
                     detail={"policy": entry.policy} if entry.policy else None,
                     submitting=True,
+                    durable=False,
                 )
             )
         crash_point("after-submitting")

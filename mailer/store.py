@@ -463,13 +463,12 @@ class Store:
 
         With ``guard_duplicates`` the duplicate check happens inside the same write
         transaction, so two concurrent ``send`` runs cannot both pass it. A campaign entry is
-        also guarded by its key. ``durable=False`` skips the fsync: nothing leaves the machine
-        before ``mark_submitting``, whose own synced commit carries this one to disk.
+        also guarded by its key. ``durable=False`` skips the fsync: nothing the server could
+        accept leaves the machine before ``mark_final_dot``, whose synced commit carries this
+        one to disk (one WAL). That holds for a row recorded straight as ``submitting`` too.
         """
         from sqlalchemy import text
 
-        # A row marked submitting is the promise made before MAIL FROM: it must be on disk.
-        assert durable or not submitting, "a submitting row must be committed durably"
         with self.tx(durable) as c:
             if guard_duplicates:
                 self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
