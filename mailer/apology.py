@@ -219,14 +219,21 @@ def record(
 
 
 def submit(store: Store, session: SmtpSession, row_id: int, clock: Clock) -> str:
-    """Run the SMTP transaction for a recorded message, committing ``submitting`` first."""
+    """Run the SMTP transaction for a recorded message, committing ``submitting`` first and
+    the durable final-dot mark inside DATA."""
     row = store.message(row_id)
 
     def before_mail() -> None:
         store.mark_submitting(row_id, clock())
         crash_point("after-submitting")
 
-    reply = session.submit(row.envelope_from, row.recipients, row.raw, before_mail=before_mail)
+    reply = session.submit(
+        row.envelope_from,
+        row.recipients,
+        row.raw,
+        before_mail=before_mail,
+        before_final_dot=lambda: store.mark_final_dot(row_id, clock()),
+    )
     crash_point("after-250")
     return reply
 

@@ -51,6 +51,8 @@ class CheckReport:
     waiting: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # threads that wait for the user's word
     problems: list[str] = field(default_factory=list)
+    # (Message-ID, what to tell the user) for every message in doubt: it waits for the user.
+    in_doubt: list[tuple[str, str]] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
 
     def merge(self, other: CheckReport, account: str) -> None:
@@ -94,7 +96,21 @@ def every_account(
     # Rows passed over because they cannot be read: named on every pass, never silent.
     total.problems += [f"state store: {line}" for line in store.damaged]
     store.damaged.clear()
+    # Every account's, and after every pass, even one whose mailbox could not be reached:
+    # a message in doubt waits for the user, and is never left to wait in silence.
+    total.in_doubt = [(m.message_id, in_doubt_line(m)) for m in store.unsettled_messages()]
     return total
+
+
+def in_doubt_line(m: MessageRow) -> str:
+    """What to tell the user about a message in doubt, with the commands that settle it."""
+    kind = m.kind.replace("_", "-")
+    return (
+        f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
+        "(the connection or the process was lost after the end of the message, so it may have "
+        f"been delivered): run 'mailer resolve {m.thread_id} --sent' if it arrived, or "
+        f"'mailer resolve {m.thread_id} --resend' to send it again"
+    )
 
 
 def orphans(settings: Settings, store: Store) -> list[str]:
@@ -176,8 +192,14 @@ def run_check(
 def settle_in_doubt(
     settings: Settings, store: Store, box: Mailbox, clock: Clock, report: CheckReport
 ) -> None:
-    """A send cut off inside SMTP is in doubt. Where the provider files sent mail itself, the
-    Sent folder proves it went; otherwise the user decides (``mailer resolve``)."""
+    """A send cut off before the final dot of DATA is requeued: the server took nothing. One
+    cut off after it is in doubt. Where the provider files sent mail itself, the Sent folder
+    proves it went; otherwise the user decides (``mailer resolve``)."""
+    for m in store.requeue_abandoned(clock(), settings.account):
+        report.settled.append(
+            f"thread {m.thread_id}: {m.kind.replace('_', '-')} {m.message_id} requeued: its "
+            "process stopped before the final dot, so the server took nothing"
+        )
     for m in store.unsettled_messages(settings.account):
         if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
             m.id,
@@ -529,7 +551,13 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     # Connect first: if that fails, the message simply stays in doubt.
     with SmtpSession(settings.smtp, retries=settings.retries) as session:
         try:
-            reply = session.submit(m.envelope_from, m.recipients, m.raw, before_mail=claim)
+            reply = session.submit(
+                m.envelope_from,
+                m.recipients,
+                m.raw,
+                before_mail=claim,
+                before_final_dot=lambda: store.mark_final_dot(m.id, clock()),
+            )
             crash_point("after-250")
         except DeliveryError as exc:
             if exc.kind in ("recipient", "permanent"):

@@ -452,11 +452,14 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     if not quiet:
         click.echo(
             f"checked: {len(report.seen)} new related message(s), {len(report.sent)} "
-            f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s)"
+            f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s), "
+            f"{len(report.in_doubt)} in doubt"
             + (f", {len(report.held)} held for you (see above)" if report.held else "")
         )
     if report.problems:
         sys.exit(int(ExitCode.NETWORK))
+    if report.in_doubt or report.held:  # nothing failed, but something waits for the user
+        sys.exit(int(ExitCode.WAITING))
 
 
 def _whats_next(settings: Any, store: Any) -> None:

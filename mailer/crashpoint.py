@@ -13,7 +13,15 @@ import os
 from collections import Counter
 
 ENV = "MAILER_CRASH_AT"
-POINTS = ("after-queued", "after-submitting", "after-250", "after-sent", "after-copy")
+POINTS = (
+    "after-queued",
+    "after-submitting",
+    "before-final-dot",  # the whole message but its final dot sent, mark not yet committed
+    "after-final-dot",  # the mark committed, the final dot not yet sent
+    "after-250",
+    "after-sent",
+    "after-copy",
+)
 _hits: Counter[str] = Counter()
 
 

@@ -28,7 +28,9 @@ JOB_ID = "check"
 IDLE_RENEW_SECONDS = 9 * 60
 
 
-def log_report(report: CheckReport) -> None:
+def log_report(report: CheckReport, told: dict[str, str] | None = None) -> None:
+    """Log a pass. With ``told`` (the daemon's memory: Message-ID -> the UTC day it was last
+    named), each message in doubt is named once a day rather than on every pass."""
     for seen in report.seen:
         log.info(
             "thread %s: %s from %s (%r) -> %s",
@@ -50,6 +52,16 @@ def log_report(report: CheckReport) -> None:
         log.warning("%s", line)
     for line in report.problems:
         log.warning("%s", line)
+    today = datetime.now(UTC).date().isoformat()
+    for message_id, line in report.in_doubt:
+        if told is not None:
+            if told.get(message_id) == today:
+                continue
+            told[message_id] = today
+        log.warning("%s", line)
+    if told is not None:  # settled ones are forgotten, so one that comes back is named again
+        for message_id in set(told) - {mid for mid, _ in report.in_doubt}:
+            del told[message_id]
 
 
 def once_a_day(lines: list[str], said: dict[str, date], today: date) -> list[str]:
@@ -79,6 +91,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
 
     reminded: dict[str, date] = {}
     held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
+    told: dict[str, str] = {}  # messages in doubt named today (see log_report)
 
     def one_pass(account: Settings) -> CheckReport:
         # A kept connection may have been closed by the server since the last pass: then the
@@ -112,7 +125,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
                 report = every_account(settings, store, one_pass)
                 # A held thread waits for the user: said once a day, not on every pass.
                 report.held = once_a_day(report.held, reminded, clock().date())
-                log_report(report)
+                log_report(report, told)
                 # Mail that arrived during the pass gets another pass now, not a tick later.
                 if not again.is_set() or stop.is_set():
                     break

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     REFUSED = 6
     DUPLICATE = 7
     LOCKED = 8
+    WAITING = 9  # nothing failed, but something waits for the user (a message in doubt)
 
 
 class MailerError(Exception):

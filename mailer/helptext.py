@@ -18,6 +18,7 @@ EXIT_MEANINGS = {
     ExitCode.REFUSED: "the apology check found errors (--force sends anyway)",
     ExitCode.DUPLICATE: "this interview already has an apology (--again sends anyway)",
     ExitCode.LOCKED: "another mailer (the daemon) holds the state store",
+    ExitCode.WAITING: "check: nothing failed, but something waits for you (a message in doubt, a held thread)",
 }
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 

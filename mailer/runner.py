@@ -105,6 +105,8 @@ def already_done(records: list[Record], retry_failed: bool) -> str | None:
             return f"already sent (thread {t.id}, {t.state.replace('_', ' ')})"
         if root.shown_state == "in doubt" or root.state == IN_DOUBT:
             return f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'"
+        if root.abandoned_before_final_dot:
+            return None  # the server took nothing: sent again (the old row is closed then)
         if root.state == SUBMITTING or (root.state == QUEUED and owner_alive(root.owner)):
             return f"being sent right now by another process (thread {t.id})"
         if root.state == FAILED and t.detail.get("refused") and not retry_failed:
@@ -330,9 +332,10 @@ def _send_entry(
     ids: list[int] = []  # (thread, message row) once recorded
 
     def before_mail() -> None:
-        # The entry is recorded straight as "submitting", in the one synced commit made
-        # right before MAIL FROM: nothing can have left before it, so no "queued" commit is
-        # needed (a run killed before this point has recorded nothing, and sends it next time).
+        # The entry is recorded straight as "submitting", right before MAIL FROM: nothing
+        # can have left before it, so no "queued" commit is needed (a run killed before this
+        # point has recorded nothing, and sends it next time). Not synced: the final-dot
+        # mark is the one synced commit, and a run killed before it sends the entry again.
         if ids:
             store.mark_submitting(ids[1], clock())
         else:
@@ -347,6 +350,7 @@ def _send_entry(
                     account=entry.account,
                     detail={"policy": entry.policy} if entry.policy else None,
                     submitting=True,
+                    durable=False,
                 )
             )
         crash_point("after-submitting")
@@ -375,7 +379,11 @@ def _send_entry(
             sent_on[name] = 0
         try:
             reply = session.submit(
-                settings.sender.address, composed.recipients, composed.raw, before_mail=before_mail
+                settings.sender.address,
+                composed.recipients,
+                composed.raw,
+                before_mail=before_mail,
+                before_final_dot=lambda: store.mark_final_dot(ids[1], clock()),
             )
             crash_point("after-250")
         except DuplicateError as exc:

@@ -19,6 +19,7 @@ from types import TracebackType
 
 from .config import ServerSettings
 from .connection import network_error, tls_context
+from .crashpoint import crash_point
 from .errors import ConfigError, DeliveryError, MailerError
 from .passwords import describe
 from .redact import redactor
@@ -192,12 +193,16 @@ class SmtpSession:
         recipients: tuple[str, ...],
         data: bytes,
         before_mail: Callable[[], None] | None = None,
+        before_final_dot: Callable[[], None] | None = None,
     ) -> str:
         """Send ``data`` as is and return the server's 250 reply.
 
         ``before_mail`` runs once, immediately before the first MAIL FROM (the caller commits
-        ``submitting`` there). A 4xx before the end of DATA, or a dropped connection before
-        the final dot, is retried with backoff; a 5xx fails at once.
+        ``submitting`` there). ``before_final_dot`` runs when the whole message but its final
+        dot has gone (the caller commits its durable mark there): if it raises, the dot is
+        never sent and the connection is dropped, so the server discards the message. A 4xx
+        before the end of DATA, or a dropped connection before the final dot, is retried with
+        backoff; a 5xx fails at once.
         """
         called = False
         for attempt in range(self.retries + 1):
@@ -207,7 +212,7 @@ class SmtpSession:
                 if not called and before_mail is not None:
                     before_mail()
                 called = True
-                return self._transaction(envelope_from, recipients, data)
+                return self._transaction(envelope_from, recipients, data, before_final_dot)
             except _Retry as retry:
                 if attempt == self.retries:
                     raise retry.error from None
@@ -224,7 +229,13 @@ class SmtpSession:
                 raise
         raise AssertionError("unreachable")
 
-    def _transaction(self, envelope_from: str, recipients: tuple[str, ...], data: bytes) -> str:
+    def _transaction(
+        self,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+        before_final_dot: Callable[[], None] | None = None,
+    ) -> str:
         smtp = self._smtp
         assert smtp is not None
         s = self.settings
@@ -255,6 +266,22 @@ class SmtpSession:
         try:
             smtp.send(_dot_stuff(data))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
+        if before_final_dot is not None:
+            try:
+                crash_point("before-final-dot")
+                before_final_dot()
+                crash_point("after-final-dot")
+            except BaseException:
+                # No final dot: a server drops an unfinished DATA with the connection.
+                _quiet_close(smtp)
+                self._smtp = None
+                raise
+        try:
+            smtp.send(FINAL_DOT)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The socket refused the dot itself, so the server never saw it (as before the
+            # dot was split off): safe to retry. A dot written and then unanswered is in doubt.
             raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
         try:
             code, msg = smtp.getreply()
@@ -296,11 +323,15 @@ class SmtpSession:
             self._smtp = None
 
 
+FINAL_DOT = b".\r\n"
+
+
 def _dot_stuff(data: bytes) -> bytes:
+    """The DATA payload, dot-stuffed and ending in CRLF, without the final ``.`` line."""
     data = re.sub(rb"(?m)^\.", b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return data + b".\r\n"
+    return data
 
 
 class _NoUtf8Mechanism(Exception):

@@ -5,8 +5,11 @@ Schema changes are small hand-rolled migrations keyed by ``schema_version`` in `
 
 A message's life is recorded in separate commits around the SMTP transaction:
 ``queued`` (before connecting) -> ``submitting`` (just before MAIL FROM) -> ``sent`` (at the
-250 after DATA) or ``failed``. A ``submitting`` row whose process is gone is *in doubt*: it is
-never resent automatically.
+250 after DATA) or ``failed``. Inside DATA, just before the final dot, ``final_dot_at`` is
+committed durably: the one commit that must survive a power cut, since a server can accept
+nothing before that dot. A ``submitting`` row whose process is gone is *in doubt* only if it
+carries that mark (it is then never resent automatically); without it nothing can have been
+accepted, and the message is requeued.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .errors import ClaimError, StateError
 from .followup import AWAITING, FOLLOWED_UP, Decision
 from .matching import IndexedThread, ThreadIndex
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
@@ -115,6 +118,13 @@ MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
         """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
     ],
     lambda c: _utc_keys(c) + _name_store(c) + _unreadable_table(c),
+    [
+        # When the final dot of DATA was about to go (see mark_final_dot). A row caught
+        # mid-send by an older mailer may have passed it: it stays in doubt.
+        """ALTER TABLE messages ADD COLUMN final_dot_at TEXT""",
+        """UPDATE messages SET final_dot_at = COALESCE(submitting_at, created_at)
+           WHERE state IN ('submitting', 'in_doubt')""",
+    ],
 ]
 
 
@@ -209,6 +219,7 @@ def _name_store(c: Any) -> list[str]:
 
 # Message states.
 QUEUED, SUBMITTING, SENT, FAILED, IN_DOUBT = "queued", "submitting", "sent", "failed", "in_doubt"
+_REQUEUED = "requeued: the sending process stopped before the final dot, so nothing was accepted"
 
 
 @dataclass(frozen=True)
@@ -229,13 +240,22 @@ class MessageRow:
     smtp_reply: str | None
     sent_copy: str | None
     owner: str | None
+    final_dot_at: str | None = None
 
     @property
     def shown_state(self) -> str:
-        """``submitting`` by a process that is gone is *in doubt*."""
-        if self.state == SUBMITTING and not owner_alive(self.owner):
-            return "in doubt"
-        return self.state.replace("_", " ")
+        """``submitting`` by a process that is gone is *in doubt* if it reached the final
+        dot, and *queued* (to be sent again) if it did not."""
+        return _shown(self._fields)
+
+    @property
+    def abandoned_before_final_dot(self) -> bool:
+        """See :func:`abandoned_before_final_dot`."""
+        return abandoned_before_final_dot(self._fields)
+
+    @property
+    def _fields(self) -> dict[str, Any]:
+        return {"state": self.state, "owner": self.owner, "final_dot_at": self.final_dot_at}
 
 
 @dataclass(frozen=True)
@@ -443,13 +463,12 @@ class Store:
 
         With ``guard_duplicates`` the duplicate check happens inside the same write
         transaction, so two concurrent ``send`` runs cannot both pass it. A campaign entry is
-        also guarded by its key. ``durable=False`` skips the fsync: nothing leaves the machine
-        before ``mark_submitting``, whose own synced commit carries this one to disk.
+        also guarded by its key. ``durable=False`` skips the fsync: nothing the server could
+        accept leaves the machine before ``mark_final_dot``, whose synced commit carries this
+        one to disk (one WAL). That holds for a row recorded straight as ``submitting`` too.
         """
         from sqlalchemy import text
 
-        # A row marked submitting is the promise made before MAIL FROM: it must be on disk.
-        assert durable or not submitting, "a submitting row must be committed durably"
         with self.tx(durable) as c:
             if guard_duplicates:
                 self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
@@ -519,7 +538,8 @@ class Store:
 
         rows = (
             c.execute(
-                text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner FROM threads t
+                text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner, m.final_dot_at
+                    FROM threads t
                     JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
                     WHERE (t.dedupe_key = :k OR (t.campaign = :c AND t.entry_key = :e))
                     AND m.state != :failed"""),
@@ -529,9 +549,12 @@ class Store:
             .all()
         )
         for r in rows:
-            if r["state"] == QUEUED and not owner_alive(r["owner"]):
-                # Stopped before connecting: nothing left the machine, so it cannot be a
-                # duplicate. Close it so the new attempt is the only live one.
+            if (r["state"] == QUEUED and not owner_alive(r["owner"])) or (
+                abandoned_before_final_dot(r)
+            ):
+                # Stopped before connecting, or before the final dot: nothing the server could
+                # accept left the machine, so it cannot be a duplicate. Close it so the new
+                # attempt is the only live one.
                 c.execute(
                     text(
                         "UPDATE messages SET state = :f, failed_at = :now, error = :e WHERE id = :id"
@@ -540,7 +563,9 @@ class Store:
                         "f": FAILED,
                         "now": now.isoformat(),
                         "id": r["mid"],
-                        "e": "abandoned before connecting: the process stopped",
+                        "e": "abandoned before "
+                        + ("connecting" if r["state"] == QUEUED else "the final dot of DATA")
+                        + ": the process stopped",
                     },
                 )
                 c.execute(
@@ -549,7 +574,7 @@ class Store:
                 continue
             raise DuplicateError(
                 f"thread {r['tid']} already holds an apology to {to} about this interview "
-                f"({'in doubt' if (r['state'] in (SUBMITTING, IN_DOUBT) and not owner_alive(r['owner'])) or r['state'] == IN_DOUBT else r['state']})",
+                f"({_shown(r)})",
                 hint="'mailer status' shows it; pass --again to send another anyway",
             )
 
@@ -598,12 +623,15 @@ class Store:
     # --- the message life cycle ---------------------------------------------------------
 
     def mark_submitting(self, message_row_id: int, now: datetime) -> None:
-        """``queued`` -> ``submitting``, the synced promise made right before MAIL FROM.
+        """``queued`` -> ``submitting``, the claim made right before MAIL FROM.
 
         Only for a row this process queued, or one whose process is gone: a row another live
-        process holds is its to send, and taking it here would send a second copy.
+        process holds is its to send, and taking it here would send a second copy. The claim
+        must be seen by other processes, but need not survive a power cut: a server can
+        accept nothing before the final dot, whose mark (mark_final_dot) is synced, and its
+        fsync carries this commit to disk with it (one WAL).
         """
-        with self.tx() as c:
+        with self.tx(durable=False) as c:
             row = self._claimable(c, message_row_id)
             if row["state"] != QUEUED:
                 raise ClaimError(
@@ -611,6 +639,58 @@ class Store:
                     "it is not sent from here"
                 )
             self._move_in(c, message_row_id, (QUEUED,), SUBMITTING, now, "submitting_at")
+
+    def mark_final_dot(self, message_row_id: int, now: datetime) -> None:
+        """Synced, right before the final dot of DATA: from here on the server may take the
+        message, so a process that dies leaves it in doubt. Before it, nothing can have been
+        accepted, and a dead process's message is requeued (requeue_abandoned)."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            done = c.execute(
+                text("""UPDATE messages SET final_dot_at = :now
+                        WHERE id = :id AND state = :s AND owner = :o"""),
+                {"now": now.isoformat(), "id": message_row_id, "s": SUBMITTING, "o": owner_token()},
+            ).rowcount
+            if done != 1:
+                # Not ours to finish: the final dot is not sent, so the server takes nothing.
+                raise ClaimError(
+                    f"message {message_row_id} is no longer being sent by this process; "
+                    "its DATA was abandoned before the final dot"
+                )
+
+    def requeue_abandoned(self, now: datetime, account: str | None = None) -> list[MessageRow]:
+        """Put back in ``queued`` every message a dead process left ``submitting`` before the
+        final dot: the server cannot have taken it. Returns them. Nobody owns them then, so
+        the next pass (a follow-up) or the next ``send``/campaign run (an apology) sends it."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                        WHERE m.state = :s AND m.final_dot_at IS NULL
+                        AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""),
+                    {"s": SUBMITTING, "a": account},
+                )
+                .mappings()
+                .all()
+            )
+            moved = [r for r in rows if abandoned_before_final_dot(r)]
+            for r in moved:
+                c.execute(
+                    text("""UPDATE messages SET state = :q, owner = NULL, error = :e
+                            WHERE id = :id"""),
+                    {"q": QUEUED, "id": r["id"], "e": _REQUEUED},
+                )
+                self._event(
+                    c,
+                    r["thread_id"],
+                    now,
+                    "requeued",
+                    f"{r['kind']} {r['message_id']}: {_REQUEUED}",
+                )
+        return self._decoded(moved, _message)
 
     def claim_resend(
         self, message_row_id: int, now: datetime, thread_states: tuple[str, ...]
@@ -626,7 +706,7 @@ class Store:
 
         with self.tx() as c:
             row = self._claimable(c, message_row_id)
-            if row["state"] not in (IN_DOUBT, SUBMITTING):
+            if row["state"] not in (IN_DOUBT, SUBMITTING) or abandoned_before_final_dot(row):
                 raise ClaimError(
                     f"message {row['message_id']} is {_shown(row)} now, no longer in doubt; "
                     "it is not sent again"
@@ -655,8 +735,8 @@ class Store:
 
         row = (
             c.execute(
-                text("""SELECT thread_id, kind, message_id, state, owner FROM messages
-                        WHERE id = :id"""),
+                text("""SELECT thread_id, kind, message_id, state, owner, final_dot_at
+                        FROM messages WHERE id = :id"""),
                 {"id": message_row_id},
             )
             .mappings()
@@ -745,7 +825,12 @@ class Store:
                 .mappings()
                 .first()
             )
-            if row is None or row["state"] != SUBMITTING or owner_alive(row["owner"]):
+            if (
+                row is None
+                or row["state"] != SUBMITTING
+                or not row["final_dot_at"]  # before the dot: requeued, not in doubt
+                or owner_alive(row["owner"])
+            ):
                 return False
             self._move_with_error(
                 c, message_row_id, (SUBMITTING,), IN_DOUBT, now, error, "in_doubt"
@@ -756,7 +841,15 @@ class Store:
         """The server refused the message for now (it did not take it): try again later."""
         with self.tx() as c:
             self._move_with_error(
-                c, message_row_id, (QUEUED, SUBMITTING), QUEUED, now, error, "retry"
+                c,
+                message_row_id,
+                (QUEUED, SUBMITTING),
+                QUEUED,
+                now,
+                error,
+                "retry",
+                # A refusal at the final dot is an answer: the next try starts unmarked.
+                {"final_dot_at": None},
             )
 
     def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
@@ -787,9 +880,11 @@ class Store:
         now: datetime,
         error: str,
         event: str,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
         """Move a message, keep why, and log it: the shape of every unhappy transition."""
-        row = self._move_in(c, message_row_id, allowed, new, now, "failed_at", {"error": error})
+        extra = {"error": error, **(extra or {})}
+        row = self._move_in(c, message_row_id, allowed, new, now, "failed_at", extra)
         self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
         return row
 
@@ -1116,7 +1211,8 @@ class Store:
 
         Returns the message row to send, or None when the thread no longer wants one. A
         follow-up already queued by a process that is gone is resumed (it never left the
-        machine); one that is submitting, sent or in doubt blocks another.
+        machine), and so is one a gone process left submitting before the final dot (the server
+        took nothing); one that is submitting, sent or in doubt blocks another.
         """
         from sqlalchemy import text
 
@@ -1137,7 +1233,7 @@ class Store:
                 return None
             live = (
                 c.execute(
-                    text("""SELECT id, state, owner FROM messages WHERE thread_id = :t
+                    text("""SELECT id, state, owner, final_dot_at FROM messages WHERE thread_id = :t
                         AND kind = 'follow_up' AND state IN (:q, :s, :d)"""),
                     {"t": thread_id, "q": QUEUED, "s": SUBMITTING, "d": IN_DOUBT},
                 )
@@ -1145,12 +1241,13 @@ class Store:
                 .all()
             )
             for m in live:
-                if m["state"] == QUEUED and (
-                    not owner_alive(m["owner"]) or m["owner"] == owner_token()
-                ):
+                if (
+                    m["state"] == QUEUED
+                    and (not owner_alive(m["owner"]) or m["owner"] == owner_token())
+                ) or abandoned_before_final_dot(m):
                     c.execute(
-                        text("UPDATE messages SET owner = :o WHERE id = :id"),
-                        {"o": owner_token(), "id": m["id"]},
+                        text("UPDATE messages SET state = :q, owner = :o WHERE id = :id"),
+                        {"q": QUEUED, "o": owner_token(), "id": m["id"]},
                     )
                     return int(m["id"])
                 return None
@@ -1392,10 +1489,16 @@ def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
 
 def _shown(row: Any) -> str:
     """A message row's state as ``status`` words it (a dead process's submitting is in
-    doubt)."""
+    doubt past the final-dot mark, and queued again before it)."""
     if row["state"] == SUBMITTING and not owner_alive(row["owner"]):
-        return "in doubt"
+        return "in doubt" if row["final_dot_at"] else "queued"
     return str(row["state"]).replace("_", " ")
+
+
+def abandoned_before_final_dot(row: Any) -> bool:
+    """Submitting by a process that is gone, which never reached the final dot: the server
+    cannot have accepted it, so it is safe to send again."""
+    return row["state"] == SUBMITTING and not row["final_dot_at"] and not owner_alive(row["owner"])
 
 
 class CorruptRowError(StateError):
@@ -1443,7 +1546,9 @@ def _message(r: Any) -> MessageRow:
     d = dict(r)
     d["recipients"] = tuple(_column(r, "messages", "recipients", list))
     d["raw"] = bytes(d["raw"])
-    _check_dates(r, "messages", ("created_at", "submitting_at", "sent_at", "failed_at"))
+    _check_dates(
+        r, "messages", ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
+    )
     return MessageRow(**d)
 
 

@@ -41,7 +41,7 @@ THREAD_STATES = (
     FAILED,
 )
 # A message whose fate is not settled yet; "in_doubt" includes a submitting message whose
-# process is gone (it may or may not have reached the server).
+# process is gone after the final-dot mark (it may or may not have reached the server).
 UNSETTLED_STATES = (QUEUED, SUBMITTING, IN_DOUBT)
 
 
@@ -74,9 +74,10 @@ def shown(value: str | None, tz: tzinfo, *, weekday: bool = False) -> str:
 
 
 def message_state(m: MessageRow) -> str:
-    """The message's state as an enum: a dead process's ``submitting`` is ``in_doubt``."""
+    """The message's state as an enum: a dead process's ``submitting`` is ``in_doubt`` past
+    the final-dot mark, and ``queued`` (it is sent again) before it."""
     if m.state == SUBMITTING and not owner_alive(m.owner):
-        return IN_DOUBT
+        return QUEUED if m.abandoned_before_final_dot else IN_DOUBT
     return m.state
 
 

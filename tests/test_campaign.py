@@ -105,7 +105,9 @@ def test_fifty_entries_arrive_exactly_once_and_a_second_run_sends_nothing(pair: 
     "point, delivered_in_doubt",
     [
         ("after-queued", None),
-        ("after-submitting", 0),
+        ("after-submitting", None),  # before the final dot: nothing taken, sent on resume
+        ("before-final-dot", None),
+        ("after-final-dot", 0),  # the durable mark is on disk: in doubt
         ("after-250", 1),
         ("after-sent", None),
     ],

@@ -173,7 +173,10 @@ def shown_state(s: dict) -> str:
     ("point", "delivered", "final"),
     [
         ("after-claim", 1, "followed up"),  # queued, never submitted: resumed once
-        ("after-submitting", 0, "follow-up in doubt"),  # MAIL FROM never sent; cannot know
+        # Killed before the final dot of DATA: the server took nothing, so it is requeued
+        ("after-submitting", 1, "followed up"),
+        ("before-final-dot", 1, "followed up"),
+        ("after-final-dot", 0, "follow-up in doubt"),  # the mark is on disk: cannot know
         ("after-250", 1, "follow-up in doubt"),  # accepted, not recorded: never resent
         ("after-sent", 1, "followed up"),
     ],

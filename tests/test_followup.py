@@ -54,9 +54,9 @@ def send(pair: Pair, *extra: str, to: str | None = None) -> tuple[int, str]:
     return thread, re.search(r"Message-ID (<[^>]+>)", r.stdout).group(1)
 
 
-def check_at(pair: Pair, delta: timedelta) -> str:
+def check_at(pair: Pair, delta: timedelta, expect: int = 0) -> str:
     r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(delta)})
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == expect, r.stdout + r.stderr
     return r.stdout + r.stderr
 
 
@@ -339,7 +339,10 @@ def _apology_copies(pair: Pair) -> int:
 def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
     """Verify `resolve --sent` records the delivered apology and schedules its follow-up."""
     thread = _crashed_send(pair, "after-250")
-    check_at(pair, timedelta(seconds=5))  # cannot prove it either way: stays in doubt
+    # Cannot prove it either way: stays in doubt, named with what to run, and check says
+    # something waits for the user.
+    out = check_at(pair, timedelta(seconds=5), expect=9)
+    assert f"mailer resolve {thread} --sent" in out and "1 in doubt" in out
     assert status(pair, thread)["unsettled"] == {"kind": "apology", "state": "in_doubt"}
     r = run_cli(pair.ws, "resolve", str(thread), "--sent")
     assert r.returncode == 0, r.stderr
@@ -350,7 +353,7 @@ def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
 
 def test_resolve_resend_sends_the_same_message_once(pair: Pair) -> None:
     """Verify `resolve --resend` delivers the recorded bytes (same Message-ID) exactly once."""
-    thread = _crashed_send(pair, "after-submitting")
+    thread = _crashed_send(pair, "after-final-dot")
     assert _apology_copies(pair) == 0
     r = run_cli(pair.ws, "resolve", str(thread), "--resend")
     assert r.returncode == 0, r.stderr

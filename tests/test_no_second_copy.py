@@ -54,7 +54,7 @@ def one_queued_apology(tmp_path: Path) -> tuple[Store, int]:
 def test_parallel_resends_of_one_in_doubt_apology_deliver_one_copy(pair: Pair) -> None:
     """Verify five `resolve --resend` runs at once, on a slow server, deliver exactly one copy
     and the others stop before MAIL FROM without claiming to have failed after DATA."""
-    thread = _crashed_send(pair, "after-submitting")
+    thread = _crashed_send(pair, "after-final-dot")
     assert _apology_copies(pair) == 0
     (apology,) = [m for m in status(pair, thread)["messages"] if m["kind"] == "apology"]
     mark = pair.stack.log_mark()

@@ -1,0 +1,199 @@
+"""Issue #13, items 5 and 6: a message is in doubt only past the durable final-dot mark, and a
+message in doubt is never silent (``check`` names it with the command to run, exits 9; the
+daemon names it once a day)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mailer.check import CheckReport
+from mailer.config import find_config, load_settings
+from mailer.daemon import log_report
+from mailer.errors import ClaimError, ExitCode
+from mailer.sender import SmtpSession
+from mailer.store import IN_DOUBT, QUEUED, Store
+
+from .conftest import INTERVIEWER, Pair, Stack, run_cli
+from .test_followup import at, send
+from .test_no_second_copy import T0, one_queued_apology
+
+
+def _die(store: Store, mid: int) -> None:
+    """The process holding the row is gone (an empty owner is nobody's)."""
+    with store.tx() as c:
+        c.exec_driver_sql("UPDATE messages SET owner = '' WHERE id = ?", (mid,))
+
+
+def test_a_send_that_died_before_the_final_dot_is_requeued_not_in_doubt(tmp_path: Path) -> None:
+    """Verify a submitting row of a gone process without the mark shows as queued, is not
+    listed in doubt, and is put back in the queue by the recovery step, owned by nobody."""
+    store, mid = one_queued_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    _die(store, mid)
+    assert store.message(mid).shown_state == "queued"
+    assert store.unsettled_messages() == []
+    assert store.mark_abandoned_in_doubt(mid, T0, "gone") is False
+    (requeued,) = store.requeue_abandoned(T0)
+    assert requeued.id == mid
+    row = store.message(mid)
+    assert (row.state, row.owner, row.final_dot_at) == (QUEUED, None, None)
+    assert any(e["kind"] == "requeued" for e in store.events(row.thread_id))
+    assert store.requeue_abandoned(T0) == []  # done once
+
+
+def test_a_send_that_died_after_the_final_dot_mark_stays_in_doubt(tmp_path: Path) -> None:
+    """Verify a row whose process died past the mark is in doubt, and is never requeued."""
+    store, mid = one_queued_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0 + timedelta(seconds=1))
+    _die(store, mid)
+    assert store.message(mid).shown_state == "in doubt"
+    assert store.requeue_abandoned(T0) == []
+    assert [m.id for m in store.unsettled_messages()] == [mid]
+    assert store.mark_abandoned_in_doubt(mid, T0, "gone") is True
+    assert store.message(mid).state == IN_DOUBT
+
+
+def test_a_resend_keeps_the_mark_of_the_first_attempt(tmp_path: Path) -> None:
+    """Verify a resend killed before its own final dot is still in doubt: the first attempt
+    may have been delivered."""
+    store, mid = one_queued_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    store.mark_in_doubt(mid, T0, "lost the answer")
+    store.claim_resend(mid, T0, ("sending",))
+    _die(store, mid)
+    assert store.message(mid).shown_state == "in doubt"
+    assert store.requeue_abandoned(T0) == []
+
+
+def test_the_mark_is_refused_on_a_row_this_process_does_not_hold(tmp_path: Path) -> None:
+    """Verify the mark (and so the final dot) needs this process's own submitting row."""
+    store, mid = one_queued_apology(tmp_path)
+    with pytest.raises(ClaimError, match="before the final dot"):
+        store.mark_final_dot(mid, T0)  # still queued
+    store.mark_submitting(mid, T0)
+    _die(store, mid)
+    with pytest.raises(ClaimError, match="before the final dot"):
+        store.mark_final_dot(mid, T0)
+    assert store.message(mid).final_dot_at is None
+
+
+def test_a_refusal_at_the_final_dot_clears_the_mark(tmp_path: Path) -> None:
+    """Verify a 4xx answer to the final dot (requeue) leaves the row unmarked: the server
+    said it took nothing, so a later death before the next dot is not in doubt."""
+    store, mid = one_queued_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    store.requeue(mid, T0, "451 try later")
+    assert store.message(mid).final_dot_at is None
+
+
+def test_only_the_final_dot_mark_is_synced(tmp_path: Path, monkeypatch) -> None:
+    """Verify the claim before MAIL FROM skips the fsync and the final-dot mark does not."""
+    store, mid = one_queued_apology(tmp_path)
+    seen: list[bool] = []
+    real = store.tx
+
+    def tx(durable: bool = True):
+        seen.append(durable)
+        return real(durable)
+
+    monkeypatch.setattr(store, "tx", tx)
+    store.mark_submitting(mid, T0)
+    assert seen == [False]
+    store.mark_final_dot(mid, T0)
+    assert seen == [False, True]
+
+
+def test_a_row_caught_mid_send_by_an_older_mailer_stays_in_doubt(tmp_path: Path) -> None:
+    """Verify the migration marks every submitting row of a schema-3 store: an older mailer
+    may have sent its final dot, so it is never requeued."""
+    store, mid = one_queued_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("ALTER TABLE messages DROP COLUMN final_dot_at")
+    db.execute("UPDATE messages SET owner = ''")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    reopened = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    assert reopened.message(mid).final_dot_at is not None
+    assert reopened.message(mid).shown_state == "in doubt"
+    assert reopened.requeue_abandoned(T0) == []
+
+
+def test_the_daemon_names_a_message_in_doubt_once_a_day(caplog) -> None:
+    """Verify the daemon logs each message in doubt on its first pass of the day only, and
+    again once it was settled and came back, or on the next day."""
+    report = CheckReport(in_doubt=[("<a@x>", "thread 1: run 'mailer resolve 1 --sent'")])
+    told: dict[str, str] = {}
+    caplog.set_level(logging.INFO, logger="mailer.daemon")
+    log_report(report, told)
+    log_report(report, told)
+    assert [r.getMessage() for r in caplog.records].count(report.in_doubt[0][1]) == 1
+    told["<a@x>"] = "2000-01-01"  # a pass on the next day
+    log_report(report, told)
+    log_report(CheckReport(), told)  # settled: forgotten
+    assert told == {}
+    log_report(report, told)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines.count(report.in_doubt[0][1]) == 3
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+@pytest.mark.integration
+def test_check_names_every_follow_up_in_doubt_and_exits_waiting(pair: Pair) -> None:
+    """Verify `check` with six follow-ups in doubt no longer says only "0 problem(s)": it
+    names each with its resolve commands, counts them, and exits 9 (nothing failed)."""
+    threads = [send(pair, "--again")[0] for _ in range(6)]
+    settings = load_settings(find_config(pair.ws))
+    with Store(settings.state_url).tx() as c:
+        for n, thread in enumerate(threads):
+            c.exec_driver_sql(
+                """INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+                   recipients, created_at, submitting_at, final_dot_at, failed_at, error, owner)
+                   VALUES (?, 'follow_up', ?, 'in_doubt', x'00', ?, ?, ?, ?, ?, ?, 'lost', '')""",
+                (
+                    thread,
+                    f"<f{n}@x>",
+                    pair.candidate,
+                    f'["{pair.interviewer}"]',
+                    *[at(timedelta(minutes=1))] * 4,
+                ),
+            )
+    r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(minutes=5))})
+    out = r.stdout + r.stderr
+    assert r.returncode == ExitCode.WAITING == 9, out
+    assert "0 problem(s), 6 in doubt" in out
+    for n, thread in enumerate(threads):
+        assert f"<f{n}@x>" in out
+        assert f"mailer resolve {thread} --sent" in out
+        assert f"mailer resolve {thread} --resend" in out
+    quiet = run_cli(pair.ws, "check", "-q", env={"MAILER_NOW": at(timedelta(minutes=6))})
+    assert quiet.returncode == 9 and quiet.stderr.count("is in doubt") == 6
+
+
+@pytest.mark.integration
+def test_no_final_dot_goes_out_when_the_mark_cannot_be_made(stack: Stack, workspace: Path) -> None:
+    """Verify that if the mark fails, the dot is never sent: the server takes nothing, and
+    the error is the mark's own."""
+    settings = load_settings(find_config(workspace))
+    mark = stack.log_mark()
+    raw = b"From: a@sandbox.test\r\nMessage-ID: <nodot@x>\r\nSubject: s\r\n\r\nbody\r\n"
+
+    def refuse() -> None:
+        raise ClaimError("no mark")
+
+    with pytest.raises(ClaimError, match="no mark"), SmtpSession(settings.smtp) as session:
+        session.submit(settings.sender.address, (INTERVIEWER,), raw, before_final_dot=refuse)
+    with SmtpSession(settings.smtp) as session:  # the server is fine: the next one goes
+        session.submit(settings.sender.address, (INTERVIEWER,), raw.replace(b"nodot", b"dot"))
+    accepted = [e["message_id"] for e in stack.log_since(mark) if e["event"] == "accepted"]
+    assert accepted == ["<dot@x>"]
