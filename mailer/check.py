@@ -19,20 +19,11 @@ from .config import Settings, account_label
 from .crashpoint import crash_point
 from .errors import DeliveryError, InputError, MailerError
 from .facts import Facts, local_zone
-from .followup import (
-    AWAITING,
-    BOUNCED,
-    CANCELLED,
-    FAILED,
-    FOLLOWED_UP,
-    NO_ANSWER,
-    OPEN_STATES,
-    REPLIED,
-    send_time,
-)
+from .followup import AWAITING, CANCELLED, FOLLOWED_UP, send_time
+from .lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused, outcome_of
 from .mailbox import Mailbox
 from .schedule import holidays_for
-from .sender import InDoubtError, SmtpSession
+from .sender import SmtpSession
 from .store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
 from .watcher import Seen, scan
 
@@ -203,13 +194,12 @@ def send_due(
     try:
         for thread in store.due_threads(clock(), settings.account):
             if thread.state == FOLLOWED_UP:
-                if store.set_thread_state(
+                if store.move_thread_if_still(
                     thread.id,
-                    NO_ANSWER,
+                    ThreadEvent.CLOSED_NO_ANSWER,
                     clock(),
                     "no_answer",
                     {"closed": "no reply after the last follow-up"},
-                    only_from=(FOLLOWED_UP,),
                 ):
                     report.closed.append(thread.id)
                 continue
@@ -256,13 +246,12 @@ def _send_one(
     bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id, since=sent_at)
     if bounced_in is not None:
         # No follow-up goes to an address that has bounced for good.
-        store.set_thread_state(
+        store.move_thread_if_still(
             thread.id,
-            BOUNCED,
+            ThreadEvent.ADDRESS_BOUNCED,
             clock(),
             "bounced",
             {"bounce_reason": f"the address bounced for good in thread {bounced_in}"},
-            only_from=(AWAITING,),
         )
         return session
     composed = build_follow_up(settings, store, thread, clock())
@@ -298,24 +287,24 @@ def _send_one(
             return None
     try:
         reply = apology.submit(store, session, row_id, clock)
-    except InDoubtError as exc:
-        store.mark_in_doubt(row_id, clock(), str(exc))
-        report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
-        return None
     except DeliveryError as exc:
-        if exc.kind not in ("recipient", "permanent"):
+        outcome = outcome_of(exc)
+        if outcome is Outcome.IN_DOUBT:
+            store.mark_in_doubt(row_id, clock(), str(exc))
+            report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
+            return None
+        if outcome is Outcome.REQUEUE:
             # Not delivered, and the server may take it later: keep it queued.
             store.requeue(row_id, clock(), str(exc))
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
         store.mark_failed(row_id, clock(), str(exc))
-        store.set_thread_state(
+        store.move_thread_if_still(
             thread.id,
-            FAILED,
+            ThreadEvent.FOLLOW_UP_REFUSED,
             clock(),
             "failed",
             {"follow_up_error": str(exc)},
-            only_from=(AWAITING,),
         )
         report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
         return session
@@ -395,32 +384,30 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
 def cancel(store: Store, thread_id: int, now: datetime) -> bool:
     """Stop the thread's follow-ups. False if it was cancelled already: running the same
     command twice reached what the user wanted, which is not an error."""
-    if store.set_thread_state(
-        thread_id,
-        CANCELLED,
-        now,
-        "cancelled",
-        {"cancelled": "by you"},
-        only_from=tuple(OPEN_STATES),
-    ):
-        return True
-    thread = store.thread(thread_id)
-    if thread is not None and thread.state == CANCELLED:
-        return False
-    raise InputError(f"thread {thread_id} is not waiting for anything; nothing to cancel")
+    try:
+        store.set_thread_state(
+            thread_id, ThreadEvent.CANCELLED, now, "cancelled", {"cancelled": "by you"}
+        )
+    except TransitionRefused as refused:
+        if refused.current == CANCELLED:
+            return False
+        raise InputError(
+            f"thread {thread_id} is not waiting for anything; nothing to cancel"
+        ) from None
+    return True
 
 
 def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
-    if not store.set_thread_state(
-        thread_id,
-        REPLIED,
-        now,
-        "replied",
-        {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
-        # A cancelled thread may still get its answer by phone: worth recording.
-        only_from=(*OPEN_STATES, NO_ANSWER, CANCELLED),
-    ):
-        raise InputError(f"thread {thread_id} is already closed; nothing to mark")
+    try:
+        store.set_thread_state(
+            thread_id,
+            ThreadEvent.MARKED_REPLIED,
+            now,
+            "replied",
+            {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
+        )
+    except TransitionRefused:
+        raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
 
 
 def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clock: Clock) -> str:
@@ -429,11 +416,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     thread = store.thread(thread_id)
     if thread is None:
         raise InputError(f"no thread {thread_id}")
-    doubt = [
-        m
-        for m in store.messages(thread_id)
-        if m.state == IN_DOUBT or (m.state == SUBMITTING and m.shown_state == "in doubt")
-    ]
+    doubt = [m for m in store.messages(thread_id) if m.state_now == IN_DOUBT]
     if not doubt:
         raise InputError(f"thread {thread_id} has no message in doubt")
     settings = apology.thread_settings(settings, thread)
@@ -451,7 +434,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
             f"; warning: {w}" for w in warnings
         )
-    wanted = (AWAITING,) if m.kind == "follow_up" else ("sending",)
+    wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
     if thread.state not in wanted:  # the claim checks again; this only fails before connecting
         raise InputError(
             f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
@@ -471,7 +454,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
             reply = session.submit(m.envelope_from, m.recipients, m.raw, before_mail=claim)
             crash_point("after-250")
         except DeliveryError as exc:
-            if exc.kind in ("recipient", "permanent"):
+            if outcome_of(exc, resending=True) is Outcome.FAILED:
                 store.mark_failed(m.id, clock(), str(exc))
             else:  # not known to be refused: it stays in doubt, as the original may have arrived
                 store.mark_in_doubt(m.id, clock(), f"resend did not complete: {exc}")

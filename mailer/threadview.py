@@ -15,29 +15,20 @@ from typing import Any
 from .followup import (
     AWAITING,
     BOUNCED,
-    CANCELLED,
     FAILED,
     FOLLOWED_UP,
     HELD,
     NO_ANSWER,
     REPLIED,
 )
+from .lifecycle import DUE_THREAD, ThreadState, message_shown
+from .lifecycle import describe as describe_state
 from .store import IN_DOUBT, QUEUED, SUBMITTING, MessageRow, ThreadRow, owner_alive
 
 JSON_VERSION = 1
 
-SENDING = "sending"  # the apology is not known to be sent yet
-THREAD_STATES = (
-    SENDING,
-    AWAITING,
-    FOLLOWED_UP,
-    REPLIED,
-    BOUNCED,
-    HELD,
-    NO_ANSWER,
-    CANCELLED,
-    FAILED,
-)
+SENDING = ThreadState.SENDING  # the apology is not known to be sent yet
+THREAD_STATES = tuple(ThreadState)
 # A message whose fate is not settled yet; "in_doubt" includes a submitting message whose
 # process is gone (it may or may not have reached the server).
 UNSETTLED_STATES = (QUEUED, SUBMITTING, IN_DOUBT)
@@ -73,9 +64,7 @@ def shown(value: str | None, tz: tzinfo, *, weekday: bool = False) -> str:
 
 def message_state(m: MessageRow) -> str:
     """The message's state as an enum: a dead process's ``submitting`` is ``in_doubt``."""
-    if m.state == SUBMITTING and not owner_alive(m.owner):
-        return IN_DOUBT
-    return m.state
+    return message_shown(m.state, m.state != SUBMITTING or owner_alive(m.owner))
 
 
 def unsettled(messages: list[MessageRow]) -> dict[str, str] | None:
@@ -186,9 +175,9 @@ def describe(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
     open_message = unsettled(messages)
     pending = None
     if open_message:
-        words = open_message["state"].replace("_", " ")
+        words = describe_state(open_message["state"])
         pending = words if open_message["kind"] == "apology" else f"follow-up {words}"
-    if pending and t.state in (SENDING, AWAITING, FOLLOWED_UP):
+    if pending and t.state in (SENDING, *DUE_THREAD):
         return pending
     line = _closed_or_open(t, messages, tz)
     return f"{line} ({pending})" if pending else line
@@ -223,13 +212,13 @@ def _closed_or_open(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str
         return "no answer: the follow-ups are used up"
     if t.state == FAILED:
         return "failed" + (f": {d['follow_up_error']}" if d.get("follow_up_error") else "")
-    return t.state.replace("_", " ")
+    return describe_state(t.state)
 
 
 def state_word(t: ThreadRow, messages: list[MessageRow]) -> str:
     """The state a summary counts: the enum, or the unsettled message's when it wins."""
     open_message = unsettled(messages)
-    if open_message and t.state in (SENDING, AWAITING, FOLLOWED_UP):
+    if open_message and t.state in (SENDING, *DUE_THREAD):
         prefix = "" if open_message["kind"] == "apology" else "follow_up_"
         return prefix + open_message["state"]
     return t.state

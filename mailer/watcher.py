@@ -28,7 +28,8 @@ from .clock import Clock
 from .config import Settings
 from .errors import MailerError
 from .facts import local_zone, zone
-from .followup import OPEN_STATES, REPLIED, Decision, decide, unmatched_bounce
+from .followup import Decision, decide, unmatched_bounce
+from .lifecycle import ThreadEvent
 from .mailbox import Mailbox
 from .matching import Incoming, ThreadIndex, bounce_concerns, by_sender, match, match_report
 from .schedule import holidays_for
@@ -369,9 +370,9 @@ def _pass_over(
         return
     sender = incoming.sender if incoming is not None else "(unreadable sender)"
     subject = incoming.subject if incoming is not None else "(unreadable subject)"
-    store.set_thread_state(
+    store.move_thread_if_still(
         thread_id,
-        REPLIED,
+        ThreadEvent.UNREADABLE_REPLY,
         now,
         "replied",
         {
@@ -380,7 +381,6 @@ def _pass_over(
             "replied_at": now.isoformat(),
             "unreadable": f"{folder} UID {uid}: {reason}",
         },
-        only_from=tuple(OPEN_STATES),
     )
 
 
