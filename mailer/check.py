@@ -358,7 +358,7 @@ def _plain_text(m: MessageRow) -> str:
 
 def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
     """Optionally email the user when the interviewer answers (best effort)."""
-    replies = [s for s in seen if s.decision.event == "replied"]
+    replies = [s for s in seen if s.decision.state == ThreadState.REPLIED]
     if not settings.watch.notify or not replies:
         return
     from email.message import EmailMessage

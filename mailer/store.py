@@ -600,12 +600,13 @@ class Store:
                 text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
                     recipients, created_at, owner, submitting_at)
                     VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner,
-                    CASE WHEN :state = 'submitting' THEN :now END)"""),
+                    CASE WHEN :state = :submitting THEN :now END)"""),
                 {
                     "t": thread_id,
                     "kind": kind,
                     "mid": message_id,
                     "state": state,
+                    "submitting": SUBMITTING,
                     "raw": raw,
                     "from": envelope_from,
                     "rcpts": json.dumps(list(recipients)),
@@ -1227,8 +1228,8 @@ class Store:
         with self.tx() as c:
             rows = c.execute(
                 text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
-                        AND state = 'bounced' AND id != :t"""),
-                {"r": recipient.lower(), "t": other_than},
+                        AND state = :bounced AND id != :t"""),
+                {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
             ).all()
         for tid, detail in rows:
             d = _detail(detail)
