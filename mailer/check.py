@@ -251,7 +251,11 @@ def _send_one(
             ThreadEvent.ADDRESS_BOUNCED,
             clock(),
             "bounced",
-            {"bounce_reason": f"the address bounced for good in thread {bounced_in}"},
+            {
+                "bounce_reason": f"the address bounced for good in thread {bounced_in}",
+                "bounce_kind": "earlier",
+                "bounced_in": str(bounced_in),
+            },
         )
         return session
     composed = build_follow_up(settings, store, thread, clock())

@@ -189,6 +189,10 @@ def decide(
                 "bounce_reason": f"{subtype or 'hard'} bounce"
                 f"{f' {status}' if status else ''}: {reason}",
                 "bounced_at": received.isoformat(),
+                # The same as fields, so nothing has to parse the words above.
+                "bounce_kind": subtype or "hard",
+                "bounce_status": status or "",
+                "bounce_text": reason,
             },
             stop_follow_ups=True,
         )

@@ -100,7 +100,7 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
         }
     bounce = None
     if t.state == BOUNCED:
-        bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(str(d.get("bounce_reason", "")))}
+        bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(d)}
     delay = str(d.get("at_risk", ""))
     return {
         "id": t.id,
@@ -131,16 +131,27 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
     }
 
 
-# As followup.decide words it: "hard bounce 5.1.1: <the server's words>".
+# Rows written before the bounce was kept as fields: the words as followup.decide put them,
+# "hard bounce 5.1.1: <the server's words>".
 _BOUNCE = re.compile(
     r"(?P<kind>[\w-]+) bounce(?: (?P<status>\d\.\d{1,3}\.\d{1,3}))?(?:: (?P<text>.*))?", re.S
 )
 _EARLIER = re.compile(r"bounced for good in thread (?P<thread>\d+)")
 
 
-def _bounce(reason: str) -> dict[str, Any]:
+def _bounce(d: dict[str, Any]) -> dict[str, Any]:
     """The bounce's kind (``hard``, ``soft``..., or ``earlier`` when the address bounced for
     good in an earlier thread), its status code and the diagnostic quoted from the DSN."""
+    if d.get("bounce_kind") == "earlier":
+        return {"kind": "earlier", "status": None, "diagnostic": None, "thread": _int(d)}
+    if d.get("bounce_kind"):
+        return {
+            "kind": d["bounce_kind"],
+            "status": d.get("bounce_status") or None,
+            "diagnostic": d.get("bounce_text") or None,
+            "thread": None,
+        }
+    reason = str(d.get("bounce_reason", ""))
     if m := _BOUNCE.fullmatch(reason):
         return {"kind": m["kind"], "status": m["status"], "diagnostic": m["text"], "thread": None}
     earlier = _EARLIER.search(reason)
@@ -150,6 +161,13 @@ def _bounce(reason: str) -> dict[str, Any]:
         "diagnostic": None,
         "thread": int(earlier["thread"]) if earlier else None,
     }
+
+
+def _int(d: dict[str, Any]) -> int | None:
+    try:
+        return int(d["bounced_in"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def message_dict(m: MessageRow, tz: tzinfo) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mailer import lifecycle
@@ -354,8 +354,11 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps)
+# A reply, or a cancel, before the apology is recorded sent or failed: the thread stays.
+@example([ThreadEvent.REPLY, MessageEvent.SUBMIT, MessageEvent.SENT])
+@example([ThreadEvent.CAMPAIGN_CANCELLED, MessageEvent.FAIL])
 def test_any_sequence_through_the_store_matches_the_table(
     events: list[ThreadEvent | MessageEvent],
 ) -> None:
