@@ -481,6 +481,7 @@ class Store:
 
         # A row marked submitting is the promise made before MAIL FROM: it must be on disk.
         assert durable or not submitting, "a submitting row must be committed durably"
+        first = SUBMITTING if submitting else QUEUED
         with self.tx(durable) as c:
             if guard_duplicates:
                 self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
@@ -525,15 +526,9 @@ class Store:
                 envelope_from,
                 recipients,
                 now,
-                SUBMITTING if submitting else QUEUED,
+                first,
             )
-            self._event(
-                c,
-                tid,
-                now,
-                "submitting" if submitting else "queued",
-                f"apology {message_id} {'submitting' if submitting else 'queued'}",
-            )
+            self._event(c, tid, now, str(first), f"apology {message_id} {first}")
         return int(tid), mid
 
     def _guard_duplicate(
