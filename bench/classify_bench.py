@@ -121,6 +121,18 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
         b"From: rita@company.example\r\nSubject: Out of Office\r\nAuto-Submitted: auto-replied"
         b"\r\n\r\nI am out of the office. " + _repeat(b"back on 5 November 1999, ", n)
     ),
+    # Issue 16: the rules added for unseen auto-replies and bounces.
+    "folded JSON notification": lambda n: (
+        b"From: no-reply@sns.example\r\nSubject: AWS Notification Message\r\n\r\n"
+        b'{"notificationType": "Bounce", "bounce": {"x": "' + _repeat(b"x" * 990 + b"!\r\n", n)
+    ),
+    "away phrases in a fresh message": lambda n: (
+        b"From: rita@company.example\r\nSubject: Hello\r\n\r\n"
+        + _repeat(b"I am out of the office until 5 June. ", n)
+    ),
+    "phrases broken across lines": lambda n: (
+        _head(b"Notice") + b"\r\n" + _repeat(b"add\r\nyourself\r\nto my\r\n", n)
+    ),
 }
 
 

@@ -19,7 +19,16 @@ from .config import Settings, account_label
 from .crashpoint import crash_point
 from .errors import DeliveryError, InputError, MailerError
 from .facts import Facts, local_zone
-from .followup import AWAITING, CANCELLED, FOLLOWED_UP, send_time
+from .followup import (
+    AWAITING,
+    CANCELLED,
+    FOLLOWED_UP,
+    HELD,
+    HELD_BY_UNCLEAR_REPLY,
+    REPLIED,
+    held_kind,
+    send_time,
+)
 from .lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused, outcome_of
 from .mailbox import Mailbox
 from .schedule import holidays_for
@@ -37,6 +46,7 @@ class CheckReport:
     settled: list[str] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # threads that wait for the user's word
     problems: list[str] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
 
@@ -46,6 +56,7 @@ class CheckReport:
         self.settled += other.settled
         self.closed += other.closed
         self.waiting += other.waiting
+        self.held += other.held
         where = f"{account_label(account)}: " if account else ""
         self.problems += [f"{where}{p}" for p in other.problems]
         self.imap_failed = self.imap_failed or other.imap_failed
@@ -76,6 +87,7 @@ def every_account(
     for name in settings.account_names:
         total.merge(one_pass(settings.for_account(name)), name)
     total.problems += orphans(settings, store)
+    total.held += held(store)
     # Rows passed over because they cannot be read: named on every pass, never silent.
     total.problems += [f"state store: {line}" for line in store.damaged]
     store.damaged.clear()
@@ -92,6 +104,25 @@ def orphans(settings: Settings, store: Store) -> list[str]:
         for name, ids in store.open_threads_by_account().items()
         if name not in settings.account_names
     ]
+
+
+def held(store: Store) -> list[str]:
+    """Every held thread, with the command that settles it: named on every pass (the daemon
+    once a day), since no follow-up goes out for it until the user decides."""
+    lines = []
+    for t in store.held_threads():
+        if held_kind(t.detail) == HELD_BY_UNCLEAR_REPLY:
+            lines.append(
+                f"thread {t.id} ({t.company}) is held: {t.detail.get('held', 'an unclear reply')}"
+                f"; if it answers this one, run 'mailer mark-replied {t.id}', otherwise "
+                f"'mailer release {t.id}' to let its follow-up go"
+            )
+        else:
+            lines.append(
+                f"thread {t.id} ({t.company}) is held by a challenge-response system; once you "
+                f"have answered it, run 'mailer release {t.id}' (or 'mailer mark-replied {t.id}')"
+            )
+    return lines
 
 
 def run_check(
@@ -362,7 +393,9 @@ def _plain_text(m: MessageRow) -> str:
 
 def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
     """Optionally email the user when the interviewer answers (best effort)."""
-    replies = [s for s in seen if s.decision.state == ThreadState.REPLIED]
+    # A reply that held threads is an answer too, and one the user must act on. (decide and
+    # hold_for_reply name these events after the state they lead to.)
+    replies = [s for s in seen if s.decision.event in (REPLIED, HELD)]
     if not settings.watch.notify or not replies:
         return
     from email.message import EmailMessage
@@ -374,9 +407,21 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
                 msg = EmailMessage()
                 msg["From"] = settings.sender.address
                 msg["To"] = settings.sender.address
-                msg["Subject"] = f"mailer: {s.sender} replied (thread {s.thread_id})"
                 msg["Message-ID"] = make_msgid(domain=settings.sender.address.rpartition("@")[2])
-                msg.set_content(f"{s.sender} answered your apology. No follow-up will be sent.\n")
+                if s.decision.event == HELD:
+                    held_ids = s.decision.detail.get("held_threads", str(s.thread_id))
+                    msg["Subject"] = f"mailer: {s.sender} replied; thread(s) {held_ids} held"
+                    msg.set_content(
+                        f"{s.sender} wrote ({s.subject!r}) without saying which apology it "
+                        f"answers: threads {held_ids} get no follow-up until you decide.\n"
+                        "For the one it answers: mailer mark-replied ID\n"
+                        "For the others: mailer release ID\n"
+                    )
+                else:
+                    msg["Subject"] = f"mailer: {s.sender} replied (thread {s.thread_id})"
+                    msg.set_content(
+                        f"{s.sender} answered your apology. No follow-up will be sent.\n"
+                    )
                 session.submit(settings.sender.address, (settings.sender.address,), msg.as_bytes())
     except MailerError as exc:
         log.warning("could not send the reply notification: %s", exc)
@@ -412,6 +457,34 @@ def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None
         )
     except TransitionRefused:
         raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
+
+
+def release(store: Store, thread_id: int, now: datetime) -> bool:
+    """Let a held thread's follow-ups go again, from the state it was held in. False if it is
+    not held but still open (released already: what the user wanted, not an error)."""
+    thread = store.thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id} in the state store")
+    if thread.state in (AWAITING, FOLLOWED_UP):
+        return False
+    if thread.state != HELD:
+        raise InputError(
+            f"thread {thread_id} is {thread.state.replace('_', ' ')}, not held; nothing to release"
+        )
+    back = thread.detail.get("held_from")
+    if back not in (AWAITING, FOLLOWED_UP):
+        back = AWAITING  # held by a challenge-response system before any follow-up
+    detail = {"held": "", "held_kind": "", "held_from": "", "released_at": now.isoformat()}
+    move = (
+        ThreadEvent.RELEASE_TO_FOLLOWED_UP
+        if back == FOLLOWED_UP
+        else ThreadEvent.RELEASE_TO_AWAITING
+    )
+    if not store.move_thread_if_still(thread_id, move, now, "released", detail):
+        raise InputError(
+            f"thread {thread_id} changed meanwhile; look at 'mailer status {thread_id}'"
+        )
+    return True
 
 
 def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clock: Clock) -> str:

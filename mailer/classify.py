@@ -9,13 +9,16 @@ The rules, strongest first:
 1. Structured reports: RFC 3464 delivery-status parts (``Action:``, ``Status:``,
    ``Final-Recipient:``), RFC 3798 disposition notifications, Amazon SES JSON notifications.
 2. Challenge-response notices (the apology is held until the sender verifies).
-3. Bounces without a usable report: a delivery-system sender (``MAILER-DAEMON``, ``postmaster``,
-   null sender) or a delivery-failure subject, backed by failure text in the notification or by
-   failed addresses that ``flufl.bounce`` finds.
+3. Bounces without a usable report: a delivery-system sender (``MAILER-DAEMON``, ``postmaster``:
+   :mod:`mailer.senders`) or a delivery-failure subject, backed by failure text in the
+   notification or by failed addresses that ``flufl.bounce`` finds; this outranks an
+   ``Auto-Submitted`` header. A null sender alone does not (vacation replies have one).
 4. Auto-replies: RFC 3834 ``Auto-Submitted``, ``X-Autoreply``/``X-Autorespond``,
    ``Precedence: auto_reply``, a null return path, Exchange markers and localised subjects and
    bodies. ``Precedence: bulk``/``list`` alone never makes a message automatic.
-5. Everything else is human.
+5. Out-of-office by its text alone: a short, unquoted, non-reply message that opens with an
+   out-of-office phrase and asks nothing (see :func:`_from_away_body`).
+6. Everything else is human.
 
 See ``docs/classifier.md`` for the full list.
 """
@@ -28,6 +31,7 @@ import email
 import email.message
 import html
 import json
+import logging
 import quopri
 import re
 from collections.abc import Iterable, Iterator
@@ -39,6 +43,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .excerpt import excerpt, header_text, parse_address, parse_addresses
+from .senders import is_delivery_system, is_delivery_system_local
 
 __all__ = [
     "AUTO_REPLY",
@@ -172,6 +177,22 @@ def reported_recipients(msg: email.message.Message) -> tuple[str, ...]:
     return _dedupe(a for a in found if a)
 
 
+def reply_text(msg: email.message.Message) -> str:
+    """What the sender wrote above any quoted text, bounded: where a reply may name the
+    company or role it answers about (:func:`mailer.matching.named`). Never raises."""
+    try:
+        texts: list[str] = []
+        size = 0
+        for part in _notification_parts(msg):
+            texts.append(_part_text(part))
+            size += len(texts[-1])
+            if size > _MAX_TEXT:
+                break
+        return _unquoted("\n".join(texts)[:_MAX_TEXT])[:_MAX_CUE_TEXT]
+    except Exception:  # hostile or broken input: the subject alone must do
+        return ""
+
+
 # --------------------------------------------------------------------------------------------
 # Patterns
 
@@ -205,22 +226,14 @@ _ORIGINAL_TYPES = (
 _FORWARD_SUBJECT = _rx(r"^\s*(?:fwd?|wg|tr|rv|enc|i|doorst|pd)\s*:")
 _REPLY_PREFIX = _rx(r"^\s*(?:(?:re|aw|antw|sv|vs|odp|r|ref|rif|res|antwort|回复|答复)\s*:\s*)+")
 
-# Delivery-system senders.
-_DAEMON_LOCAL = _rx(
-    r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|mdaemon|p(?:o|oo)stmaster|post[-_.]master|"
-    r"mail[-_.]?delivery[-_.]?(?:system|subsystem|service)?|mailadm|bounces?|ndr|"
-    r"microsoftexchange[0-9a-f]{32})$"
-)
+# Delivery-system senders: mailer.senders has the one definition.
 _NOREPLY_LOCAL = _rx(r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|auto[-_.]?(?:reply|respon))")
 _DAEMON_ANYWHERE = _rx(r"\b(?:mailer-daemon|mail-daemon|postmaster|mdaemon)@")
 # Mailing-list managers that refuse a post ("list-owner", "list-admin", "list-bounces").
-_LIST_MANAGER_LOCAL = _rx(r"(?:-(?:admin|owner|bounces?|request|ctl)|^(?:owner|admin)-.+)$")
-_DAEMON_NAME = _rx(
-    r"mail(?:er)?[-_ ]?daemon|mail delivery (?:sub)?system|mail delivery service|"
-    r"\bpostmaster\b|ndr administrator|mail administrator|delivery status notification|"
-    r"\bsystem administrator\b|mail system|automated response from .*postmaster"
+_LIST_MANAGER_LOCAL = _rx(
+    r"(?:-(?:admin|owner|bounces?|request|ctl)|^(?:owner|admin)-.+|"
+    r"^(?:listserv|majordomo|sympa|mailman|ecartis|lyris|listproc))$"
 )
-
 # Subjects that announce a failed or delayed delivery, in several languages.
 _BOUNCE_SUBJECT = _rx(
     r"undeliver|undelivered|not delivered|non[- ]?deliver|could not be delivered|"
@@ -230,6 +243,8 @@ _BOUNCE_SUBJECT = _rx(
     r"mail could not|message (?:could not|not delivered|delayed|blocked)|delayed mail|"
     r"warning: (?:message|could not)|not yet been delivered|^\s*rejected:|failed mail|"
     r"processing error|error sending your mail|\bndr\b|delivery status|delivery warning|"
+    r"^\s*mail failure\b|(?:mail(?:ing)?|message|routing) loop|loop (?:was )?detected|"
+    r"looping (?:message|mail)|possible (?:mail )?loop|"
     r"user unknown|unknown user|no such user|address(?:ee)? unknown|"
     r"unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|unzustellbare|"
     r"non remis|non distribuable|échec de (?:la )?(?:remise|distribution)|"
@@ -257,6 +272,14 @@ _BOUNCE_BODY = _rx(
     r"no such (?:user|mailbox|recipient|address|domain|person|account)|"
     r"recipient address rejected|address rejected|mailbox (?:is )?full|over ?quota|"
     r"quota exceeded|invalid (?:user|recipient|mailbox|address)|host (?:or domain name )?"
+    r"(?:unknown|not found)|not a valid (?:user|recipient|mailbox|address|e-?mail)|"
+    r"malformed (?:recipient )?address|incorrectly constructed|no mailbox here|"
+    r"unrouteable (?:address|mail domain)|relay(?:ing)? (?:access )?denied|"
+    r"(?:you tried to reach|tried to reach) (?:does not|doesn't) exist|"
+    r"(?:mail(?:ing)?|message|routing) loop|loop (?:was )?detected|message is looping|"
+    r"looping (?:message|mail)|possible (?:mail )?loop|already has my (?:delivered-to|"
+    r"x-beenthere)|bounce between two servers|"
+    r"too many hops|hop count exceeded|host (?:or domain name )?"
     r"(?:unknown|not found)|domain (?:not found|does not exist)|"
     r"returned (?:mail|to sender)|message (?:was )?(?:rejected|refused|blocked|bounced)|"
     r"(?:was|were|has been) (?:automatically )?rejected|"
@@ -279,6 +302,13 @@ _BOUNCE_BODY = _rx(
     r"送信できませんでした|配信できませんでした|届きませんでした|宛先不明|配送できません|"
     r"無法投遞|无法投递|投递失败|未能成功送达"
 )
+
+# A mailing list's loop alert (machine-made: called a bounce, the closest class).
+_LOOP_TEXT = _rx(
+    r"(?:mail(?:ing)?|message|routing) loop|loop (?:was )?detected|message is looping|"
+    r"looping (?:message|mail)|possible (?:mail )?loop|already has my (?:delivered-to|x-beenthere)"
+)
+_LIST_HEADERS = ("List-Id", "List-Post", "X-BeenThere", "X-Loop", "X-Mailman-Version")
 
 # SMTP reply and enhanced status codes: only trusted when a delivery system is speaking.
 _BOUNCE_CODE = re.compile(
@@ -340,9 +370,11 @@ _AUTO_SUBJECT = _rx(
     r"automaattinen vastaus|otomatik (?:yanıt|cevap)|αυτόματη απάντηση|자동 ?(?:회신|응답)|"
     r"out of (?:the )?office|ooo\b|abwesenheit|fuera de la oficina|fuori sede|fuori ufficio|"
     r"hors du bureau|vacation (?:reply|notice|message|response|auto)|"
-    r"автоответ|автоматический ответ|自動応答|自動返信|自動回覆|自动回复|不在通知|不在のお知らせ)"
+    r"автоответ|автоматический ответ|自動応答|自動返信|自動回覆|自動回復|自动回复|自动答复|"
+    r"不在通知|不在のお知らせ|स्वचालित उत्तर|رد تلقائي|balasan otomatis|trả lời tự động)"
     r"|\((?:auto(?:matic)?[- ]?(?:reply|response))\)|\[auto(?:matic)?[- ]?(?:reply|response)\]|"
-    r"\bis out of (?:the )?office\b|\bout of office\b|\bautomatic reply\b|\bauto[- ]reply\b"
+    r"\bis out of (?:the )?office\b|\bout of office\b|\bautomatic reply\b|\bauto[- ]reply\b|"
+    r"\bist (?:außer haus|abwesend|nicht im büro)\b"  # Lotus Notes: "Max Muster ist außer Haus"
 )
 
 # Auto-reply markers that no apology subject contains: trusted anywhere in a subject.
@@ -351,7 +383,12 @@ _AUTO_SUBJECT_DISTINCT = _rx(
     r"automatic response|réponse automatique|automatische antwort|respuesta automática|"
     r"risposta automatica|automatisch antwoord|resposta automática|automatyczna odpowiedź|"
     r"odpowiedź automatyczna|automaattinen vastaus|autosvar|автоответ|автоматический ответ|"
-    r"自動応答|自動返信|自動回覆|自动回复|\bis out of (?:the )?office\b"
+    r"自動応答|自動返信|自動回覆|自動回復|自动回复|自动答复|otomatik (?:yanıt|cevap)|"
+    r"자동 ?(?:회신|응답)|स्वचालित उत्तर|رد تلقائي|balasan otomatis|trả lời tự động|"
+    r"automatikus válasz|automatická odpověď|automatiskt? svar|autoodpowiedź|răspuns automat|"
+    r"automatski odgovor|автоматична відповідь|автоматичен отговор|תשובה אוטומטית|"
+    r"ตอบกลับอัตโนมัติ|αυτόματη απάντηση|resposta automàtica|samodejni odgovor|"
+    r"\bis out of (?:the )?office\b"
 )
 
 # Away words a person might also start a subject with ("Away next week?"): a weak marker.
@@ -426,6 +463,56 @@ _AWAY_TEXT = _rx(
     r"\bsono (?:attualmente )?(?:assente|fuori (?:sede|ufficio)|in ferie)|"
     r"\bik ben (?:momenteel |tot [^.\n]{0,25})?(?:afwezig|niet op kantoor|met vakantie)"
 )
+
+# The opening of an out-of-office text in the twenty most spoken languages (and a few more),
+# for the body-only rule: old Exchange servers send no auto-reply header, and their subject
+# prefix may be in a language the subject list lacks.
+_AWAY_OPENING = _rx(
+    r"\b(?:i am|i'm|i’m|i will be|i'll be|we are|is|are)\s+(?:currently\s+|now\s+)?"
+    r"(?:out of (?:the )?office|away from (?:the |my )?(?:office|desk)|"
+    r"on (?:annual |parental |maternity |paternity |sick |business )?(?:vacation|holidays?|leave)|"
+    r"absent from (?:the |my )?(?:office|work))\b|^\s*out of (?:the )?office (?:until|till|from)\b|"
+    r"\b(?:ich bin|bin ich)\b[^\n]{0,40}?(?:nicht im büro|außer haus|abwesend|im urlaub)|"
+    r"\bje suis\b[^\n]{0,30}?(?:absente?|en congés?|en vacances|hors du bureau)|"
+    r"\b(?:estoy|me encuentro|estaré)\b[^\n]{0,30}?(?:fuera de la oficina|de vacaciones|ausente)|"
+    r"\b(?:estou|encontro-me|estarei)\b[^\n]{0,30}?(?:fora do escritório|de férias|ausente)|"
+    r"\bsono\b[^\n]{0,30}?(?:fuori (?:sede|ufficio)|assente|in ferie)|"
+    r"\bik ben\b[^\n]{0,30}?(?:afwezig|niet op kantoor|met vakantie)|"
+    r"вне офиса|в отпуске|нет в офисе|отсутствую|"
+    r"不在办公室|不在辦公室|正在休假|休假中|"
+    r"不在にしております|不在にしています|休暇中|外出しております|"
+    r"부재중|휴가 ?중|"
+    r"कार्यालय से बाहर|छुट्टी पर|"
+    r"خارج المكتب|في إجازة|"
+    r"অফিসের বাইরে|ছুটিতে|"
+    r"دفتر سے باہر|چھٹی پر|"
+    r"di luar kantor|sedang cuti|"
+    r"ofis dışında|izindeyim|"
+    r"vắng mặt|nghỉ phép|"
+    r"poza biurem|na urlopie"
+)
+# What an out-of-office notice goes on to say: a date, when the writer is back, whom to ask.
+_AWAY_DETAIL = _rx(
+    r"\d|\b(?:until|till|through|back|return\w*|reachable|available)\b|limited access|"
+    r"no access|urgent|contact|dringend|urgente?|urgence|срочн|紧急|緊急|至急|acil|khẩn|"
+    r"mendesak|긴급|عاجل|तत्काल|জরুরি|فوری|bis\b|jusqu|hasta|até|fino al|tot\b|до\b|"
+    r"kontakt|contacte|contatt|contato|связ|联系|聯絡|連絡|연락|hubungi|iletişim|liên hệ|"
+    r"اتصل|संपर्क|যোগাযোগ|رابطہ|返回|戻り|복귀|will (?:respond|reply|answer|get back)|"
+    r"as soon as (?:possible|i can)|\basap\b|on my return|when i (?:get )?back|"
+    r"thank you for your (?:e-?mail|message|mail)|vielen dank für ihre|merci pour votre|"
+    r"gracias por su|obrigad[oa] pel|grazie per|спасибо за"
+)
+# A person answering us: agreement, our interview, a plan. Never in a notice.
+_CONVERSATION = _rx(
+    r"\b(?:yes|yeah|yep|sure|ok(?:ay)?|no worries|no problem|sounds good|works for me|"
+    r"that works|\w+ works|is fine|suits me|happy to|new (?:date|time|slot)|"
+    r"we (?:will|can|could|should) (?:talk|meet|sort|find|arrange|set|speak)|glad to|see you|talk soon|let'?s|reschedul\w*|"
+    r"interview\w*|wanted to)\b|\bsí\b|\boui\b|\baber ja\b|\bja[,!]|\bsim\b|\bда\b|"
+    r"はい|是的|好的|\bevet\b|\bpasst\b|ça marche|d'accord|me va bien|\bclaro\b|combinado|"
+    r"va bene|\bcerto\b|подходит|хорошо|大丈夫|没问题|沒問題|可以的|괜찮|좋습니다|\btamam\b"
+)
+_QUESTION = re.compile(r"[?？¿؟]")
+_MAX_AWAY_BODY = 1_500
 
 # Read and delivery receipts that are not RFC 3798 / RFC 3464 structured.
 _RECEIPT_SUBJECT = _rx(
@@ -772,6 +859,7 @@ class _Facts:
     return_path: str | None  # None: absent; "": null (<>)
     text: str  # notification text: written by the sender, not attachments
     cue_text: str  # unquoted, bounded, for wording cues
+    flat_cue: str  # cue_text with whitespace runs collapsed: phrases broken across lines
     reports: list[tuple[str, list[dict[str, str]]]]  # (content type, field blocks)
     has_original: bool
     base: date | None
@@ -806,17 +894,6 @@ def _reports(
     ]
 
 
-def _is_delivery_system(addr: str, name: str, raw_from: str, return_path: str | None) -> bool:
-    """Whether the sender is a mail system (MAILER-DAEMON, postmaster, Mail Delivery ...)."""
-    local = addr.split("@", 1)[0]
-    return (
-        bool(local and _DAEMON_LOCAL.match(local))
-        or bool(name and _DAEMON_NAME.search(name))
-        or bool(_DAEMON_ANYWHERE.search(raw_from))
-        or bool(return_path and re.match(r"^mailer[-_.]?daemon(?:@|$)", return_path))
-    )
-
-
 def _facts(msg: email.message.Message, received: date | None) -> _Facts:
     subject = re.sub(r"\s+", " ", _header(msg, "Subject") or "").strip()
     forwarded = bool(_FORWARD_SUBJECT.match(subject))
@@ -847,7 +924,7 @@ def _facts(msg: email.message.Message, received: date | None) -> _Facts:
 
     from_addr = (addr or "").strip().lower()
     from_name = (name or "").strip()
-    daemon = _is_delivery_system(from_addr, from_name, raw_from, return_path)
+    daemon = is_delivery_system(from_addr, from_name, raw_from, return_path)
     null_sender = return_path == "" or raw_from.strip() in ("<>", '""', '"" <>')
 
     has_original = any(_content_type(p) in _ORIGINAL_TYPES for p in _walk(msg))
@@ -866,6 +943,7 @@ def _facts(msg: email.message.Message, received: date | None) -> _Facts:
             except Exception:
                 base = None
 
+    cue_text = _unquoted(text)[:_MAX_CUE_TEXT]
     return _Facts(
         subject=subject,
         subject_core=core,
@@ -875,7 +953,8 @@ def _facts(msg: email.message.Message, received: date | None) -> _Facts:
         from_name=from_name,
         return_path=return_path,
         text=text,
-        cue_text=_unquoted(text)[:_MAX_CUE_TEXT],
+        cue_text=cue_text,
+        flat_cue=" ".join(cue_text.split()),
         reports=reports,
         has_original=has_original,
         base=base,
@@ -920,13 +999,17 @@ def _classify(msg: email.message.Message, received: date | None) -> Verdict:
     if verdict:
         return verdict
 
+    verdict = _from_away_body(facts)
+    if verdict:
+        return verdict
+
     return Verdict(HUMAN, None, "no automatic or delivery-report markers")
 
 
 def _challenge_reason(facts: _Facts) -> str | None:
     if facts.forwarded:
         return None
-    match = _CHALLENGE_CUE.search(facts.cue_text)
+    match = _CHALLENGE_CUE.search(facts.flat_cue)
     if not match:
         return None
     if not re.search(r"https?://|www\.|reply to this|click", facts.cue_text, re.IGNORECASE):
@@ -942,19 +1025,15 @@ def _snippet(text: str, limit: int = 60) -> str:
 def _from_ses_notification(facts: _Facts) -> Verdict | None:
     """Amazon SES notifications (JSON, possibly wrapped in an SNS envelope)."""
     body = facts.text.strip()
-    start = body.find("{")
-    if start < 0 or ('"notificationType"' not in body and '"eventType"' not in body):
-        return None
-    end = body.rfind("}")
-    try:
-        data = json.loads(body[start : end + 1])
-    except ValueError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("Message"), str):
-        try:
-            data = json.loads(data["Message"])
-        except ValueError:
+    if "notificationType" not in body and "eventType" not in body:
+        body = _SES_FOLD.sub("", body)  # the key itself may be folded
+        if "notificationType" not in body and "eventType" not in body:
             return None
+    data = _json_in(body)
+    if data is None:
+        data = _json_in(_SES_FOLD.sub("", body))
+    if isinstance(data, dict) and isinstance(data.get("Message"), str):
+        data = _json_in(data["Message"]) or _json_in(_SES_FOLD.sub("", data["Message"]))
     if not isinstance(data, dict):
         return None
     kind = str(data.get("notificationType") or data.get("eventType") or "").lower()
@@ -976,6 +1055,23 @@ def _from_ses_notification(facts: _Facts) -> Verdict | None:
     subtype = HARD if bounce_type == "permanent" else SOFT
     reason = f"Amazon SES notification: Bounce ({bounce.get('bounceType', '?')})"
     return Verdict(BOUNCE, subtype, reason, None, tuple(dict.fromkeys(recipients)), status)
+
+
+# A transport that folds lines longer than about 1,000 characters ends each piece with "!"
+# (sendmail does): JSON never has "!" right before a line break of its own.
+_SES_FOLD = re.compile(r"!\r?\n")
+
+
+def _json_in(text: str) -> Any:
+    """The JSON value that starts at the first "{" of ``text``; trailing text (an SNS
+    unsubscribe footer) is ignored. None if there is none."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        return json.JSONDecoder().raw_decode(text[start:])[0]
+    except ValueError:
+        return None
 
 
 def _from_delivery_status(
@@ -1128,11 +1224,22 @@ def _from_bounce_text(msg: email.message.Message, facts: _Facts) -> Verdict | No
     ]
     # A no-reply notifier that returns the message (some carriers' bounces) needs wording too.
     returning = facts.has_original and bool(_NOREPLY_LOCAL.match(facts.from_addr))
-    if not (authority or facts.null_sender or failed_header or facts.list_manager or returning):
+    # A list's loop alert may come from the list's own address: list headers, and loop
+    # wording (which a person's "keep me in the loop" is not), make it the list software's.
+    loop_alert = bool(_LOOP_TEXT.search(facts.subject) or _LOOP_TEXT.search(facts.flat_cue))
+    listish = loop_alert and any(_header_values(msg, name) for name in _LIST_HEADERS)
+    if (
+        not (authority or facts.null_sender or failed_header or facts.list_manager or returning)
+        and not listish
+    ):
         return None
     if not authority and not failed_header and _AUTO_SUBJECT.search(facts.subject_core):
         return None  # a null-sender auto-reply, not a failure report
-    body_cue = _BOUNCE_BODY.search(facts.cue_text)
+    body_cue = _BOUNCE_BODY.search(facts.flat_cue)
+    if not (authority or failed_header or loop_alert) and _strong_auto_markers(msg, facts):
+        # A vacation reply has a null return path too (RFC 3834): unless a delivery system
+        # speaks, its auto-reply header outranks failure-like words in it.
+        return None
     code_cue = _BOUNCE_CODE.search(facts.cue_text)
     delay_cue = _DELAY_SUBJECT.search(facts.subject_core) or _DELAY_CUE.search(facts.cue_text)
 
@@ -1163,6 +1270,8 @@ def _from_bounce_text(msg: email.message.Message, facts: _Facts) -> Verdict | No
         who = "null return path"
     elif failed_header:
         who = "Exim failure header"
+    elif listish and not facts.list_manager:
+        who = "mailing-list loop alert"
     else:
         who = "mailing-list manager"
     status = _status_from_text(facts.cue_text) or _status_from_text(facts.text)
@@ -1179,37 +1288,33 @@ def _from_bounce_text(msg: email.message.Message, facts: _Facts) -> Verdict | No
     return Verdict(BOUNCE, subtype, reason[:_MAX_REASON], None, _dedupe(recipients), status)
 
 
+class _TracebackOnlyForDebug(logging.Filter):
+    """``all_failures`` logs a crashing detector's traceback at ERROR before it re-raises.
+    We fall back to our own parsing then, so the traceback is noise: shown with --debug
+    (the logger enabled for DEBUG) only, as every traceback is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.exc_info or logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_FLUFL_LOG = logging.getLogger("flufl.bounce")
+if not any(isinstance(f, _TracebackOnlyForDebug) for f in _FLUFL_LOG.filters):
+    _FLUFL_LOG.addFilter(_TracebackOnlyForDebug())
+
+
 def _flufl_failures(msg: email.message.Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Failed addresses from GNU Mailman's bounce detectors (temporary, permanent).
 
-    The detectors run in flufl.bounce's own order, as ``all_failures`` does, but one that
-    crashes on a malformed message is skipped (``all_failures`` would stop there and log a
-    traceback).
+    Only the public ``all_failures`` is used: ``scan_message`` alone would lose the delay
+    warnings. Any exception in it (a detector that crashes on a malformed message) gives
+    nothing, and the caller falls back to our own parsing of the notification.
     """
     try:
         from flufl.bounce import all_failures
 
-        try:
-            from flufl.bounce._scan import _DETECTORS as detectors
-        except ImportError:  # pragma: no cover - private name moved: use the public API
-            detectors = []
-    except ImportError:  # pragma: no cover - a declared dependency
+        temporary, permanent = all_failures(msg)
+    except Exception:
         return (), ()
-    temporary: Iterable[bytes] = ()
-    permanent: Iterable[bytes] = ()
-    if detectors:
-        for detector in detectors:
-            try:
-                temporary, permanent = detector().process(msg)
-            except Exception:
-                continue
-            if temporary or permanent:
-                break
-    else:  # pragma: no cover
-        try:
-            temporary, permanent = all_failures(msg)
-        except Exception:
-            return (), ()
 
     def clean(found: Iterable[bytes]) -> tuple[str, ...]:
         out = []
@@ -1245,7 +1350,7 @@ def _failed_addresses(msg: email.message.Message, facts: _Facts) -> list[str]:
         found = []
         for match in pattern.finditer(head):
             addr = _address(match.group(1))
-            if addr and addr not in ours and not _DAEMON_LOCAL.match(addr.split("@")[0]):
+            if addr and addr not in ours and not is_delivery_system_local(addr.split("@")[0]):
                 found.append(addr)
         if found:
             return found
@@ -1262,6 +1367,12 @@ def _status_from_text(text: str) -> str | None:
     if match:
         return f"{match.group(1)[0]}.0.0"
     return None
+
+
+def _strong_auto_markers(msg: email.message.Message, facts: _Facts) -> list[str]:
+    """Strong auto-reply header markers other than the null return path."""
+    strong, _ = _header_cues(msg, facts)
+    return [m for m in strong if m != "null return path"]
 
 
 def _from_receipt(facts: _Facts) -> Verdict | None:
@@ -1373,6 +1484,43 @@ def _from_auto_reply(msg: email.message.Message, facts: _Facts) -> Verdict | Non
         return Verdict(AUTO_REPLY, OUT_OF_OFFICE, reason[:_MAX_REASON], return_date)
     reason = "autoresponder: " + ", ".join(reasons)
     return Verdict(AUTO_REPLY, AUTORESPONDER, reason[:_MAX_REASON])
+
+
+def _from_away_body(facts: _Facts) -> Verdict | None:
+    """An out-of-office known by its body alone (no header, no known subject).
+
+    People write the same words ("I'm out of the office this week, but yes, Tuesday works"),
+    so every condition must hold: a fresh subject (not "Re:"), a short text with nothing
+    quoted, the phrase at its top, a date or a return or a contact after it, no question and
+    no sign of an answer to us.
+    """
+    if facts.forwarded or facts.reply or facts.reports:
+        return None
+    text = facts.text.strip()
+    if not text or len(text) > _MAX_AWAY_BODY or _REPLY_SEPARATOR.search(text):
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 20 or any(line.startswith(">") for line in lines):
+        return None
+    head = "\n".join(lines[:3])[:300]
+    found = _AWAY_OPENING.search(head)
+    if not found or found.start() > 200:
+        return None
+    flat = " ".join(text.split())
+    if _QUESTION.search(flat) or _CONVERSATION.search(flat):
+        return None
+    # A notice says more (a date, a return, whom to ask), before the phrase too ("6月16日まで
+    # 不在…"), unless it is the phrase alone with at most a short signature.
+    alone = (
+        found.start() == 0
+        and not head[found.end() :].split("\n", 1)[0].strip(" .!。")
+        and len(lines) <= 4
+        and all(len(x) <= 40 for x in lines[1:])
+    )
+    if not _AWAY_DETAIL.search(flat) and not alone:
+        return None
+    reason = f"out-of-office: text '{_snippet(found.group(0), 40)}' alone (short, unquoted)"
+    return Verdict(AUTO_REPLY, OUT_OF_OFFICE, reason, _return_date(facts))
 
 
 def _dedupe(addresses: Iterable[str]) -> tuple[str, ...]:

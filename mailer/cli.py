@@ -168,7 +168,7 @@ def _echo_readings(facts: Any) -> None:
     for line in facts.readings:
         click.echo(line)
     for warning in facts.warnings:
-        click.echo(f"mailer: warning: {warning}", err=True)
+        warn(warning)
 
 
 @cli.command()
@@ -275,7 +275,7 @@ def send(
     if result.follow_up_due:
         click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
     for warning in result.warnings:
-        click.echo(f"mailer: warning: {warning}", err=True)
+        warn(warning)
     if prepared.facts.interviewer_phone:
         click.echo(
             f"Now call {prepared.facts.interviewer} on {prepared.facts.interviewer_phone}: "
@@ -442,6 +442,7 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
         click.echo(
             f"checked: {len(report.seen)} new related message(s), {len(report.sent)} "
             f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s)"
+            + (f", {len(report.held)} held for you (see above)" if report.held else "")
         )
     if report.problems:
         sys.exit(int(ExitCode.NETWORK))
@@ -531,6 +532,22 @@ def mark_replied(obj: Context, thread_id: int, note: str) -> None:
     settings = obj.settings()
     mark(obj.store(settings), thread_id, default_clock()(), note)
     click.echo(f"Thread {thread_id}: marked replied; no follow-up will be sent.")
+
+
+@cli.command()
+@click.argument("thread_id", type=int)
+@click.pass_obj
+@handle_errors
+def release(obj: Context, thread_id: int) -> None:
+    """Let a held thread's follow-up go (the reply that held it was not for this one)."""
+    from .check import release as release_thread
+    from .clock import default_clock
+
+    settings = obj.settings()
+    if release_thread(obj.store(settings), thread_id, default_clock()()):
+        click.echo(f"Thread {thread_id}: released; its follow-up goes out when due.")
+    else:
+        click.echo(f"Thread {thread_id}: not held; its follow-up goes out when due.")
 
 
 @cli.command()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -142,17 +142,29 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(0)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except OSError as exc:
+            if debug:
+                raise
+            if not exc.filename:
+                _internal(exc)
+            # A folder the user cannot write (a read-only HOME, a data directory owned by root)
+            # is theirs to fix: name the path, not our code.
+            click.echo(f"mailer: cannot use {exc.filename}: {exc.strerror or exc}", err=True)
+            sys.exit(int(ExitCode.FAILURE))
         except Exception as exc:
             if debug:
                 raise
-            click.echo(
-                f"mailer: internal error: {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback)",
-                err=True,
-            )
-            sys.exit(int(ExitCode.FAILURE))
+            _internal(exc)
 
     return wrapper
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    click.echo(
+        f"mailer: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err=True,
+    )
+    sys.exit(int(ExitCode.FAILURE))
 
 
 def _show(prepared: Any) -> None:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from .check import CheckReport, every_account, run_check
 from .clock import Clock
@@ -46,8 +46,21 @@ def log_report(report: CheckReport) -> None:
         log.info("thread %s: closed, no answer", thread_id)
     for line in report.waiting:
         log.debug("%s", line)
+    for line in report.held:
+        log.warning("%s", line)
     for line in report.problems:
         log.warning("%s", line)
+
+
+def once_a_day(lines: list[str], said: dict[str, date], today: date) -> list[str]:
+    """The lines not said yet today; ``said`` remembers when each was, and forgets the
+    ones no longer given (a settled thread said again later is news)."""
+    fresh = [line for line in lines if said.get(line) != today]
+    for line in list(said):
+        if line not in lines:
+            del said[line]
+    said.update(dict.fromkeys(fresh, today))
+    return fresh
 
 
 def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.Event) -> None:
@@ -64,6 +77,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     busy = threading.Lock()
     again = threading.Event()
 
+    reminded: dict[str, date] = {}
     held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
 
     def one_pass(account: Settings) -> CheckReport:
@@ -95,7 +109,10 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         with busy:
             while True:
                 again.clear()
-                log_report(every_account(settings, store, one_pass))
+                report = every_account(settings, store, one_pass)
+                # A held thread waits for the user: said once a day, not on every pass.
+                report.held = once_a_day(report.held, reminded, clock().date())
+                log_report(report)
                 # Mail that arrived during the pass gets another pass now, not a tick later.
                 if not again.is_set() or stop.is_set():
                     break

@@ -216,6 +216,42 @@ def decide(
     return Decision(None, "auto_reply", {"auto_reply": subtype or "automatic reply"})
 
 
+# Why a thread is held (``detail["held_kind"]``); a thread held before this key existed was
+# held by a challenge-response system.
+HELD_BY_CHALLENGE, HELD_BY_UNCLEAR_REPLY = "challenge_response", "unclear_reply"
+
+
+def hold_for_reply(
+    current_state: str,
+    *,
+    sender: str,
+    subject: str,
+    received: datetime,
+    threads: tuple[int, ...],
+) -> Decision:
+    """A human reply with no references from an address several open threads were sent to,
+    naming none of them (or several): each of ``threads`` is held, so none gets a follow-up
+    the interviewer may just have answered, until the user confirms (``mark-replied``) or
+    releases it. ``held_from`` keeps the state a release returns to."""
+    detail = {
+        "held_kind": HELD_BY_UNCLEAR_REPLY,
+        "held": f"a reply from {sender} may answer any of threads " + ", ".join(map(str, threads)),
+        "held_threads": ",".join(map(str, threads)),
+        "held_reply_by": sender,
+        "held_reply_subject": subject,
+        "held_at": received.isoformat(),
+    }
+    if current_state in (AWAITING, FOLLOWED_UP):
+        return Decision(HELD, "held", {**detail, "held_from": current_state}, stop_follow_ups=True)
+    if current_state == HELD:  # held already: still held, now for this reply too
+        return Decision(None, "held", detail, stop_follow_ups=True)
+    return Decision(None, "ignored", {"why": f"the thread is already {current_state}"})
+
+
+def held_kind(detail: dict[str, str]) -> str:
+    return detail.get("held_kind") or HELD_BY_CHALLENGE
+
+
 def unmatched_bounce() -> Decision:
     """A bounce for someone this thread was not sent to: logged against it, nothing more."""
     return Decision(None, "bounce_unmatched", {})

@@ -44,6 +44,7 @@ EXAMPLES: dict[str, list[str]] = {
     "daemon": ["mailer daemon -v"],
     "cancel": ["mailer cancel 3"],
     "mark-replied": ["mailer mark-replied 3 --note 'phoned on Monday'"],
+    "release": ["mailer release 3"],
     "resolve": ["mailer resolve 3 --sent", "mailer resolve 3 --resend"],
     "classify": ["mailer classify reply.eml", "mailer classify --jsonl *.eml | jq .kind"],
     "lint": [

@@ -71,7 +71,10 @@ class ThreadEvent(enum.StrEnum):
     UNREADABLE_REPLY = "unreadable_reply"  # a reply we could not read is still a reply
     REPLY = "reply"  # a human answered
     BOUNCE = "bounce"
-    CHALLENGE = "challenge"  # a challenge-response system holds the apology
+    CHALLENGE = "challenge"  # a challenge-response system (or an unclear reply) holds it
+    HOLD_FOR_REPLY = "hold_for_reply"  # another thread's unclear reply may answer this one
+    RELEASE_TO_AWAITING = "release_to_awaiting"  # 'mailer release': the hold was not for it
+    RELEASE_TO_FOLLOWED_UP = "release_to_followed_up"
 
 
 THREAD_MOVES: dict[ThreadEvent, Move] = {
@@ -92,6 +95,10 @@ THREAD_MOVES: dict[ThreadEvent, Move] = {
     ThreadEvent.REPLY: Move(_ALL_BUT_REPLIED, T.REPLIED),
     ThreadEvent.BOUNCE: Move(_ALL_BUT_REPLIED, T.BOUNCED),
     ThreadEvent.CHALLENGE: Move(_ALL_BUT_REPLIED, T.HELD),
+    ThreadEvent.HOLD_FOR_REPLY: Move(DUE_THREAD, T.HELD),
+    # Back to the state it was held in (detail "held_from").
+    ThreadEvent.RELEASE_TO_AWAITING: Move(frozenset({T.HELD}), T.AWAITING),
+    ThreadEvent.RELEASE_TO_FOLLOWED_UP: Move(frozenset({T.HELD}), T.FOLLOWED_UP),
 }
 
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from email.message import Message
 
 from .excerpt import header_text, parse_address
+from .senders import is_delivery_system
 
 _MSGID = re.compile(r"<[^<>\s]+>")
-_SYSTEM_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 # Server clocks drift; a reply stamped a little before our send is still a reply.
 _CLOCK_SLACK = timedelta(minutes=5)
 # Bounds on what is read of a new message's headers (decoding costs time in the length).
@@ -28,6 +28,8 @@ class IndexedThread:
     alt_domains: tuple[str, ...]
     sent_at: datetime
     state: str
+    company: str = ""
+    role: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class Incoming:
         name, addr = parse_address(header_text(msg.get("From", ""), _MAX_FROM))
         mid = _MSGID.search(_first(msg, "Message-ID"))
         ctype = _first(msg, "Content-Type").lower()
-        local = addr.lower().partition("@")[0]
-        report = "multipart/report" in ctype or local in _SYSTEM_LOCALPARTS
+        # The classifier's own definition: one that skipped bounces@ or mdaemon@ here would
+        # drop their plain-text bounces before they were classified.
+        report = "multipart/report" in ctype or is_delivery_system(addr, name)
         return cls(
             message_id=mid.group(0) if mid else None,
             refs=tuple(refs),
@@ -93,26 +96,127 @@ def match(incoming: Incoming, index: ThreadIndex) -> int | None:
     """The thread this message answers, by headers alone; None if none (or it is ours)."""
     if incoming.message_id and incoming.message_id in index.our_ids:
         return None  # our own message (a Bcc to self, a copy in a watched folder)
-    for ref in reversed(incoming.refs):  # the nearest ancestor is listed last
-        if ref in index.our_ids:
-            return index.our_ids[ref]
+    thread_id = by_reference(incoming, index)
+    if thread_id is not None:
+        return thread_id
     return by_sender(incoming.sender, incoming.received, index)
 
 
 def by_sender(sender: str, received: datetime, index: ThreadIndex) -> int | None:
     """The newest thread sent to this address (or an alternate one) before the message came."""
-    if not sender:
+    candidates = from_sender(sender, received, index)
+    if not candidates:
         return None
+    return _newest(candidates).id
+
+
+def from_sender(sender: str, received: datetime, index: ThreadIndex) -> list[IndexedThread]:
+    """Every thread sent to this address (or an alternate one) before the message came."""
+    if not sender:
+        return []
     domain = sender.rpartition("@")[2]
-    candidates = [
+    return [
         t
         for t in index.threads
         if (sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains)
         and t.sent_at - _CLOCK_SLACK <= received
     ]
+
+
+def _newest(threads: list[IndexedThread]) -> IndexedThread:
+    return max(threads, key=lambda t: (t.sent_at, t.id))
+
+
+def by_reference(incoming: Incoming, index: ThreadIndex) -> int | None:
+    """The thread whose Message-ID this message's In-Reply-To/References carry, if any."""
+    for ref in reversed(incoming.refs):  # the nearest ancestor is listed last
+        if ref in index.our_ids:
+            return index.our_ids[ref]
+    return None
+
+
+# --- an unthreaded human reply from an address with several threads ---------------------------
+
+# States in which a thread may still get a follow-up (or is held from one): the ones a reply
+# with no references must not leave open by guessing. Spelled here, not imported from
+# followup, to keep this module free of policy; followup.OPEN_STATES is the same set.
+_OPEN = frozenset({"awaiting_reply", "followed_up", "held"})
+# How much of what the sender wrote is searched for a company or role.
+_MAX_NAMING_TEXT = 8_000
+# Legal forms left off when a company is named in passing ("Acme" for "Acme Ltd.").
+_LEGAL_FORMS = frozenset(
+    {"inc", "incorporated", "ltd", "limited", "llc", "llp", "plc", "gmbh", "ag", "sa", "sas"}
+    | {"sarl", "bv", "nv", "corp", "corporation", "co", "company", "pty", "oy", "ab", "as"}
+    | {"aps", "spa", "srl", "kk"}
+)
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class ReplyChoice:
+    """Where an unthreaded human reply goes: ``thread_id`` records it; ``hold`` lists the open
+    threads (``thread_id`` among them) that must wait for the user, empty when one is named."""
+
+    thread_id: int
+    hold: tuple[int, ...] = ()
+
+
+def choose_for_reply(
+    sender: str, received: datetime, subject: str, text: str, index: ThreadIndex
+) -> ReplyChoice | None:
+    """The thread a human reply without our references answers, when its address has sent
+    to several. A reply that names one thread (see :func:`named`) answers that one; one that
+    names several open threads, or none while several are open, holds those open threads:
+    stopping a follow-up to someone who has just answered matters more than guessing right.
+    None when no thread was sent to that address."""
+    candidates = from_sender(sender, received, index)
     if not candidates:
         return None
-    return max(candidates, key=lambda t: (t.sent_at, t.id)).id
+    chosen = named(candidates, subject, text) or candidates
+    open_ones = [t for t in chosen if t.state in _OPEN]
+    if len(open_ones) > 1:
+        ids = tuple(sorted(t.id for t in open_ones))
+        return ReplyChoice(_newest(open_ones).id, ids)
+    if open_ones:
+        return ReplyChoice(open_ones[0].id)
+    # Every thread it may answer is closed: as before, the newest one (nothing changes).
+    return ReplyChoice(_newest(chosen).id)
+
+
+def named(threads: list[IndexedThread], subject: str, text: str) -> list[IndexedThread]:
+    """The threads a message names in its subject or in what its sender wrote (``text``,
+    quoted text already dropped): by company, whole words in any case, with or without a
+    legal form ("Acme" names "Acme Ltd."); among those (or, when no company is named, among
+    all) by role. Empty when it names none."""
+    haystack = _words(f"{subject}\n{text[:_MAX_NAMING_TEXT]}")
+    by_company = [t for t in threads if any(_has(haystack, n) for n in _company_names(t.company))]
+    pool = by_company or threads
+    by_role = [t for t in pool if _has(haystack, _words(t.role))]
+    return by_role or by_company
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.casefold() for w in _WORD.findall(text))
+
+
+def _company_names(company: str) -> list[tuple[str, ...]]:
+    words = _words(company)
+    names = [words]
+    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words = words[:-1]
+        names.append(words)
+    return names
+
+
+def _has(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
+    """Whether ``needle`` occurs as consecutive whole words in ``haystack``."""
+    n = len(needle)
+    if not n:
+        return False
+    first = needle[0]
+    return any(
+        haystack[i] == first and haystack[i : i + n] == needle for i in range(len(haystack) - n + 1)
+    )
 
 
 def match_report(

@@ -949,7 +949,7 @@ class Store:
                     # A thread still sending (or in doubt) can be answered too: from its
                     # creation, not only once the send is recorded.
                     text("""SELECT id, recipient, alt_addresses, alt_domains,
-                        COALESCE(sent_at, created_at) AS sent_at, state
+                        COALESCE(sent_at, created_at) AS sent_at, state, company, role
                         FROM threads WHERE state != :failed
                         AND (:a IS NULL OR account = :a) ORDER BY id"""),
                     {"a": account, "failed": ThreadState.FAILED},
@@ -966,6 +966,9 @@ class Store:
                 # A damaged date must not hide a reply: any message may answer the thread.
                 sent_at=_when(r["sent_at"]) or datetime(1970, 1, 1, tzinfo=UTC),
                 state=r["state"],
+                # What a reply with no references may name to say which thread it answers.
+                company=str(r["company"] or ""),
+                role=str(r["role"] or ""),
             )
             for r in rows
         )
@@ -987,6 +990,18 @@ class Store:
                 text("INSERT INTO folders (folder, uidvalidity, last_uid) VALUES (:f, :v, :u)"),
                 {"f": folder, "v": uidvalidity, "u": last_uid},
             )
+
+    def seen_incoming(self, folder: str, uidvalidity: int, uid: int) -> bool:
+        """Whether this message was recorded already (see :meth:`apply_incoming`)."""
+        return bool(
+            self._rows(
+                """SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
+                   AND uid = :u""",
+                f=folder,
+                v=uidvalidity,
+                u=uid,
+            )
+        )
 
     def apply_incoming(
         self,
@@ -1293,6 +1308,14 @@ class Store:
         for r in rows:
             out.setdefault(r["account"], []).append(int(r["id"]))
         return out
+
+    def held_threads(self) -> list[ThreadRow]:
+        """Threads held from their follow-ups until the user decides (``release`` or
+        ``mark-replied``)."""
+        rows = self._rows(
+            "SELECT * FROM threads WHERE state = :held ORDER BY id", held=ThreadState.HELD
+        )
+        return self._decoded(rows, _thread)
 
     def claim_unfiled_copies(self, account: str) -> list[MessageRow]:
         """Take the messages of ``account`` recorded as sent whose Sent copy was never

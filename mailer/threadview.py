@@ -18,8 +18,10 @@ from .followup import (
     FAILED,
     FOLLOWED_UP,
     HELD,
+    HELD_BY_UNCLEAR_REPLY,
     NO_ANSWER,
     REPLIED,
+    held_kind,
 )
 from .lifecycle import DUE_THREAD, ThreadState, message_shown
 from .lifecycle import describe as describe_state
@@ -101,6 +103,16 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
     bounce = None
     if t.state == BOUNCED:
         bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(d)}
+    held = None
+    if t.state == HELD:
+        kind = held_kind(d)
+        held = {
+            "kind": kind,  # "unclear_reply" or "challenge_response"
+            "threads": _ids(d.get("held_threads")) if kind == HELD_BY_UNCLEAR_REPLY else [t.id],
+            "by": d.get("held_reply_by"),  # the address of the reply that held it
+            "subject": d.get("held_reply_subject"),  # quoted from that reply
+            "at": iso(d.get("held_at"), tz),
+        }
     delay = str(d.get("at_risk", ""))
     return {
         "id": t.id,
@@ -125,6 +137,7 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
         "reply": reply,
         "auto_reply": auto_reply,
         "bounce": bounce,
+        "held": held,
         # quoted from the delay notice or the server's refusal
         "delivery_delay": delay.removeprefix("delivery delayed: ") or None,
         "error": d.get("follow_up_error"),
@@ -137,6 +150,10 @@ _BOUNCE = re.compile(
     r"(?P<kind>[\w-]+) bounce(?: (?P<status>\d\.\d{1,3}\.\d{1,3}))?(?:: (?P<text>.*))?", re.S
 )
 _EARLIER = re.compile(r"bounced for good in thread (?P<thread>\d+)")
+
+
+def _ids(text: Any) -> list[int]:
+    return [int(x) for x in str(text or "").split(",") if x.strip().isdigit()]
 
 
 def _bounce(d: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +236,14 @@ def _closed_or_open(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str
     if t.state == REPLIED:
         subject = f": {d['reply_subject']!r}" if d.get("reply_subject") else ""
         return f"replied {shown(d.get('replied_at'), tz)} by {d.get('replied_by', '?')}{subject}"
+    if t.state == HELD and held_kind(d) == HELD_BY_UNCLEAR_REPLY:
+        subject = f" ({d['held_reply_subject']!r})" if d.get("held_reply_subject") else ""
+        others = [i for i in _ids(d.get("held_threads")) if i != t.id]
+        also = f" or thread(s) {', '.join(map(str, others))}" if others else ""
+        return (
+            f"held: a reply from {d.get('held_reply_by', '?')}{subject} may answer this{also}; "
+            f"'mailer mark-replied {t.id}' if it does, else 'mailer release {t.id}'"
+        )
     if t.state == HELD:
         return (
             "held by a challenge-response system: the interviewer has not seen the apology; "

@@ -19,19 +19,37 @@ from email.policy import compat32
 from .apology import thread_settings
 from .classify import (
     BOUNCE,
+    HUMAN,
     classify_message,
     original_message_ids,
     read_message,
+    reply_text,
     reported_recipients,
 )
 from .clock import Clock
 from .config import Settings
 from .errors import MailerError
 from .facts import local_zone, zone
-from .followup import Decision, decide, unmatched_bounce
+from .followup import (
+    AWAITING,
+    FOLLOWED_UP,
+    Decision,
+    decide,
+    hold_for_reply,
+    unmatched_bounce,
+)
 from .lifecycle import ThreadEvent
 from .mailbox import Mailbox
-from .matching import Incoming, ThreadIndex, bounce_concerns, by_sender, match, match_report
+from .matching import (
+    Incoming,
+    ThreadIndex,
+    bounce_concerns,
+    by_reference,
+    by_sender,
+    choose_for_reply,
+    match,
+    match_report,
+)
 from .schedule import holidays_for
 from .store import Store, ThreadRow
 
@@ -220,6 +238,14 @@ def _consider(
         thread_id = match_report(original_message_ids(msg), named, incoming.received, index)
         if thread_id is None:
             return None
+    hold: tuple[int, ...] = ()
+    if verdict.kind == HUMAN and by_reference(incoming, index) is None:
+        # Matched by address alone: of several threads to it, the one the reply names.
+        choice = choose_for_reply(
+            incoming.sender, incoming.received, incoming.subject, reply_text(msg), index
+        )
+        if choice is not None:
+            thread_id, hold = choice.thread_id, choice.hold
     thread = store.thread(thread_id, lenient=True)
     if thread is None:
         return None
@@ -244,7 +270,24 @@ def _consider(
     )
     label = f"{verdict.kind}{f'/{verdict.subtype}' if verdict.subtype else ''}"
 
+    def held(state: str) -> Decision:
+        return hold_for_reply(
+            state,
+            sender=incoming.sender,
+            subject=incoming.subject,
+            received=incoming.received,
+            threads=hold,
+        )
+
+    if hold and not store.seen_incoming(place(settings, folder), uidvalidity, uid):
+        # The other threads first: the message is recorded as seen (below) only once every
+        # one is held, so a pass cut short in between holds the rest when it looks again.
+        # One seen before is not held again: the user may have released its threads since.
+        _hold_others(store, clock, [t for t in hold if t != thread_id], held)
+
     def decision_for(state: str) -> Decision:
+        if hold:
+            return held(state)
         return decide(
             verdict.kind,
             verdict.subtype,
@@ -289,6 +332,21 @@ def _consider(
         subject=incoming.subject,
         decision=decision,
     )
+
+
+def _hold_others(
+    store: Store, clock: Clock, thread_ids: list[int], held: Callable[[str], Decision]
+) -> None:
+    for other in thread_ids:
+        row = store.thread(other, lenient=True)
+        if row is None or row.state not in (AWAITING, FOLLOWED_UP):
+            continue  # held already, or closed since the index was read
+        decision = held(row.state)
+        if decision.state is None:
+            continue
+        store.move_thread_if_still(
+            other, ThreadEvent.HOLD_FOR_REPLY, clock(), decision.event, decision.detail
+        )
 
 
 def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import date
+from datetime import UTC, date
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -863,6 +863,425 @@ def test_human_text_with_no_markers_is_always_human(body: str) -> None:
     """Verify a reply with ordinary headers is human whatever its text says."""
     msg = _message(body or "x")
     assert classify(_raw(msg)).kind == "human"
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 16: unseen auto-replies and bounces (every message below is built here, not copied)
+
+# Outlook/Exchange's automatic-reply subject prefix in the twenty most spoken languages that
+# have one of their own (see docs/classifier.md for the sources and the languages left out).
+EXCHANGE_AUTO_SUBJECTS = {
+    "en": "Automatic reply",
+    "zh-hans": "自动答复",
+    "zh-hant": "自動回覆",
+    "hi": "स्वचालित उत्तर",
+    "es": "Respuesta automática",
+    "fr": "Réponse automatique",
+    "ar": "رد تلقائي",
+    "pt": "Resposta automática",
+    "ru": "Автоматический ответ",
+    "id": "Balasan otomatis",
+    "de": "Automatische Antwort",
+    "ja": "自動応答",
+    "tr": "Otomatik yanıt",
+    "vi": "Trả lời tự động",
+    "ko": "자동 회신",
+    "it": "Risposta automatica",
+}
+
+
+@pytest.mark.parametrize("language", sorted(EXCHANGE_AUTO_SUBJECTS))
+def test_exchange_automatic_reply_subject_alone_is_an_auto_reply(language: str) -> None:
+    """Verify each localised 'Automatic reply:' subject, with no header, is an auto-reply."""
+    subject = f"{EXCHANGE_AUTO_SUBJECTS[language]}: Sorry I missed our interview"
+    msg = _message("Thank you.", subject=subject)
+    assert classify(_raw(msg)).kind == "auto-reply", subject
+
+
+# Outlook's prefix in other languages whose users write to recruiters in them.
+OTHER_EXCHANGE_AUTO_SUBJECTS = [
+    "Automatikus válasz",
+    "Automatická odpověď",
+    "Automatiskt svar",
+    "Automatisk svar",
+    "Răspuns automat",
+    "Automatski odgovor",
+    "Автоматична відповідь",
+    "Автоматичен отговор",
+    "תשובה אוטומטית",
+    "ตอบกลับอัตโนมัติ",
+    "Resposta automàtica",
+    "Samodejni odgovor",
+]
+
+
+def test_lotus_notes_away_subject_is_an_auto_reply() -> None:
+    """Verify Lotus Notes' "<name> ist außer Haus" / "is out of the office" subjects."""
+    for subject in ("Max Muster ist außer Haus.", "Rita Recruiter is out of the office."):
+        assert classify(_raw(_message("Thanks.", subject=subject))).kind == "auto-reply"
+
+
+@pytest.mark.parametrize("prefix", OTHER_EXCHANGE_AUTO_SUBJECTS)
+def test_other_exchange_automatic_reply_subjects_are_auto_replies(prefix: str) -> None:
+    """Verify more localised 'Automatic reply:' prefixes, also behind a 'Re:'."""
+    for subject in (f"{prefix}: Sorry", f"Re: {prefix}: Sorry"):
+        assert classify(_raw(_message("Thank you.", subject=subject))).kind == "auto-reply"
+
+
+# The opening of an out-of-office text, as people write them in their own words.
+OUT_OF_OFFICE_OPENINGS = {
+    "en": "I am out of the office until 16 June 2025 with no access to email.",
+    "en-short": "I am out of office until 16/06/2025.",
+    "en-alone": "I am out of office.",
+    "en-reply-later": "I am out of the office and will respond when I get back.",
+    "zh-hans": "您好，我目前不在办公室，将于2025年6月16日返回。",
+    "zh-hant": "您好，我目前不在辦公室，將於2025年6月16日返回。",
+    "hi": "नमस्ते, मैं 16 जून 2025 तक कार्यालय से बाहर हूँ।",
+    "es": "Estoy fuera de la oficina hasta el 16 de junio de 2025.",
+    "fr": "Je suis absent du bureau jusqu'au 16 juin 2025.",
+    "ar": "أنا خارج المكتب حتى 16 يونيو 2025.",
+    "bn": "আমি ১৬ জুন ২০২৫ পর্যন্ত অফিসের বাইরে আছি।",
+    "pt": "Estou fora do escritório até 16 de junho de 2025.",
+    "ru": "Я нахожусь вне офиса до 16 июня 2025 г.",
+    "ur": "میں 16 جون 2025 تک دفتر سے باہر ہوں۔",
+    "id": "Saya sedang di luar kantor sampai 16 Juni 2025.",
+    "de": "Ich bin bis zum 16. Juni 2025 nicht im Büro.",
+    "ja": "6月16日まで不在にしております。",
+    "tr": "16 Haziran 2025 tarihine kadar ofis dışındayım.",
+    "vi": "Tôi đang vắng mặt tại văn phòng đến ngày 16/06/2025.",
+    "ko": "2025년 6월 16일까지 부재중입니다.",
+    "it": "Sono fuori ufficio fino al 16 giugno 2025.",
+}
+
+
+def _old_exchange_ooo(body: str) -> bytes:
+    """An out-of-office from an old Exchange server: no auto-reply header, and a subject
+    that says nothing (as if its prefix were in a language no list has)."""
+    return _raw(_message(body, subject="Sorry I missed our interview"))
+
+
+@pytest.mark.parametrize("language", sorted(OUT_OF_OFFICE_OPENINGS))
+def test_out_of_office_opening_with_unknown_subject_is_an_auto_reply(language: str) -> None:
+    """Verify a short body that opens with an out-of-office phrase is an out-of-office."""
+    body = f"{OUT_OF_OFFICE_OPENINGS[language]}\n\nJane Doe\nACME Corp."
+    verdict = classify(_old_exchange_ooo(body))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "out-of-office"), verdict
+
+
+def test_out_of_office_body_after_a_thank_you_line_is_an_auto_reply() -> None:
+    """Verify the phrase may follow a short greeting line, as Exchange texts often do."""
+    body = (
+        "Thank you for your email.\n\nI am out of office until June 16. For urgent matters "
+        "please contact hr@company.example.\n\nRita"
+    )
+    assert classify(_old_exchange_ooo(body)).kind == "auto-reply"
+
+
+HUMAN_AWAY_TEXTS = [
+    "I'm out of the office this week, but yes, Tuesday works",
+    "I'm out of the office this week, but yes, Tuesday works.\n\nRita",
+    "I'm out of the office this week, but Tuesday is fine.",
+    "I'm out of the office this week, but we can talk Tuesday.",
+    "I am out of office.\nCall me tomorrow at 9 and we will sort out a new date for the talk.",
+    "I am out of the office until Monday, but yes, Tuesday works for me.",
+    "I am out of the office until June 16. Could we talk on Tuesday instead?",
+    "Estoy fuera de la oficina esta semana, pero sí, el martes me va bien.",
+    "Ich bin diese Woche nicht im Büro, aber ja, Dienstag passt.",
+    "Ich bin bis zum 16. Juni nicht im Büro, Dienstag danach passt.",
+    "Je suis absent du bureau jusqu'au 16 juin, mais mardi 17 ça marche.",
+    "6月16日まで休暇中ですが、17日は大丈夫です。",
+    "我目前不在办公室，6月16日回来，17日没问题。",
+]
+
+
+@pytest.mark.parametrize("body", HUMAN_AWAY_TEXTS)
+def test_person_mentioning_being_away_stays_human(body: str) -> None:
+    """Verify a person who says they are away but answers us is human."""
+    assert classify(_old_exchange_ooo(body)).kind == "human"
+    assert classify(_raw(_message(body))).kind == "human"
+
+
+_AWAY_PHRASES = st.sampled_from(
+    [
+        "I am out of the office",
+        "I'm out of office",
+        "Je suis absent du bureau",
+        "Estoy fuera de la oficina",
+        "Ich bin nicht im Büro",
+        "我目前不在办公室",
+        "不在にしております",
+        "Sono fuori ufficio",
+    ]
+)
+_WORDS = st.lists(
+    st.sampled_from(
+        [
+            "thanks",
+            "for",
+            "the",
+            "note",
+            "we",
+            "can",
+            "meet",
+            "next",
+            "week",
+            "sounds",
+            "good",
+            "see",
+            "you",
+            "then",
+            "and",
+            "interview",
+            "Rita",
+        ]
+    ),
+    min_size=25,
+    max_size=60,
+).map(" ".join)
+
+
+@_FAST
+@given(_AWAY_PHRASES, _WORDS, st.sampled_from(["late", "quoted", "question", "re"]))
+def test_away_phrase_in_other_positions_stays_human(phrase: str, words: str, where: str) -> None:
+    """Verify an away phrase stays human when it is not what a short notice opens with:
+    after a long text, only in a quoted reply, beside a question, or in a plain 'Re:'."""
+    if where == "late":
+        body, subject = f"{words}.\n{words}.\n\n{phrase} until June 16.", "Hello"
+    elif where == "quoted":
+        body, subject = f"{words}.\n\n> {phrase} until June 16.", "Hello"
+    elif where == "question":
+        body, subject = f"{phrase} until June 16. Does Tuesday suit you?", "Hello"
+    else:
+        body, subject = f"{phrase} until June 16.", "Re: Sorry I missed our interview"
+    assert classify(_raw(_message(body, subject=subject))).kind == "human"
+
+
+def test_challenge_phrase_broken_across_lines_is_challenge_response() -> None:
+    """Verify a challenge notice whose key phrase is wrapped mid-phrase is recognised."""
+    msg = _message(
+        "Hello,\n\nThis account is\nprotected by MailShield. To have your message delivered, "
+        "add yourself\nto my approved senders\nlist at https://cr.example/verify/1",
+        subject="Re: Sorry I missed our interview",
+    )
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "challenge-response")
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        (
+            "failure notice",
+            "Hi. This is the qmail-send program.\n<recruiter@company.example>:\n"
+            "That's not a valid user here. (#5.1.1)",
+        ),
+        (
+            "Mail failure - malformed recipient address",
+            "A message that you sent contained one or more recipient addresses that were "
+            "incorrectly constructed:\n\n  recruiter@company..example: malformed address",
+        ),
+    ],
+)
+def test_daemon_failure_outranks_auto_submitted(subject: str, body: str) -> None:
+    """Verify a delivery system's failure notice marked Auto-Submitted is a bounce."""
+    msg = _message(
+        body,
+        subject=subject,
+        sender="Mail Delivery System <MAILER-DAEMON@mx.example>",
+        headers={"Auto-Submitted": "auto-replied", "Return-Path": "<>"},
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+@pytest.mark.parametrize(
+    "wording",
+    [
+        "That's not a valid user here.",
+        "One or more recipient addresses were incorrectly constructed.",
+        "Sorry, no mailbox here by that name.",
+        "Unrouteable address.",
+        "Relay access denied.",
+        "The email account that you tried to reach does not exist.",
+        "A mail loop was detected.",
+    ],
+)
+def test_daemon_failure_wording_alone_outranks_auto_submitted(wording: str) -> None:
+    """Verify each failure wording from a delivery system outranks Auto-Submitted, with a
+    subject that says nothing and no status code."""
+    msg = _message(
+        f"This message was created automatically by the mail system.\n\n{wording}",
+        subject="Notice",
+        sender="MAILER-DAEMON@mx.example",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+def test_null_return_path_vacation_with_failure_words_stays_auto_reply() -> None:
+    """Verify a vacation reply with a null return path (RFC 3834) is not made a bounce by
+    failure-like words in it."""
+    msg = _message(
+        "I am on vacation until June 16. Messages sent to this address are not read and "
+        "mail to my old address is undeliverable; please write to rita@new.example.",
+        subject="Away: Sorry I missed our interview",
+        sender="Rita Recruiter <recruiter@company.example>",
+        headers={"Auto-Submitted": "auto-replied (vacation)", "Return-Path": "<>"},
+    )
+    assert classify(_raw(msg)).kind == "auto-reply"
+
+
+def _ses_json() -> str:
+    return json.dumps(
+        {
+            "notificationType": "Bounce",
+            "bounce": {
+                "bounceType": "Permanent",
+                "bounceSubType": "General",
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": THEM,
+                        "action": "failed",
+                        "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown " + "x" * 900,
+                    }
+                ],
+                "timestamp": "2025-06-02T09:00:00.000Z",
+                "feedbackId": "0100-abc",
+            },
+            "mail": {"source": OURS, "destination": [THEM], "messageId": "0100-abc"},
+        }
+    )
+
+
+def test_ses_json_folded_by_the_transport_is_a_bounce() -> None:
+    """Verify an SES notification folded at ~1,000 characters ('!' + line break) is read."""
+    text = _ses_json()
+    folded = "!\n".join(text[i : i + 990] for i in range(0, len(text), 990))
+    msg = _message(folded, subject="AWS Notification Message", sender="no-reply@sns.example")
+    verdict = classify(_raw(msg))
+    assert (verdict.kind, verdict.subtype) == ("bounce", "hard")
+    assert verdict.failed_recipients == (THEM,)
+
+
+def test_ses_json_in_an_sns_envelope_is_a_bounce() -> None:
+    """Verify an SES notification wrapped in an SNS envelope (escaped JSON) is read."""
+    envelope = json.dumps({"Type": "Notification", "Message": _ses_json()})
+    msg = _message(envelope, subject="AWS Notification Message", sender="no-reply@sns.example")
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+def test_mailing_list_loop_alert_is_bounce() -> None:
+    """Verify a list manager's mail-loop alert is called a bounce, not human."""
+    msg = _message(
+        "A mail loop was detected: your message to jobs@lists.example has been seen "
+        "before by this list and was not distributed.",
+        subject="Mail loop detected",
+        sender="LISTSERV@lists.example",
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+def test_loop_alert_from_the_list_address_is_bounce() -> None:
+    """Verify a loop alert sent from the list's own address (list headers) is a bounce."""
+    msg = _message(
+        "Possible mail loop: your message already has my X-BeenThere header and was "
+        "not distributed to the list.",
+        subject="Alert from jobs list",
+        sender="jobs@lists.example",
+        headers={"List-Id": "<jobs.lists.example>", "X-BeenThere": "jobs@lists.example"},
+    )
+    assert classify(_raw(msg)).kind == "bounce"
+
+
+def test_person_through_a_list_saying_loop_stays_human() -> None:
+    """Verify a person's reply through a list that says 'keep me in the loop' is human."""
+    msg = _message(
+        "No problem. Please keep me in the loop about the new date.",
+        subject="Re: Sorry I missed our interview",
+        headers={"List-Id": "<jobs.lists.example>", "Precedence": "list"},
+    )
+    assert classify(_raw(msg)).kind == "human"
+
+
+@pytest.mark.parametrize("local", ["bounces", "mdaemon", "MAILER-DAEMON", "postmaster"])
+def test_plain_bounce_from_a_delivery_system_is_classified_not_skipped(local: str) -> None:
+    """Verify a plain-text bounce from bounces@/mdaemon@ without References is read by the
+    watcher (its headers mark it a report) and classified as a bounce."""
+    from datetime import datetime
+
+    from mailer.matching import Incoming
+
+    msg = _message(
+        f"Delivery to the following recipient failed permanently:\n\n    {THEM}\n\n"
+        "550 5.1.1 user unknown",
+        subject="Delivery failure",
+        sender=f"{local}@mx.example",
+    )
+    raw = _raw(msg)
+    incoming = Incoming.from_headers(message_from_bytes(raw), datetime.now(UTC))
+    assert incoming.report
+    assert classify(raw).kind == "bounce"
+
+
+def test_flufl_private_detectors_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify flufl.bounce is reached through its public all_failures only, and that an
+    exception there falls back to our own parsing."""
+    import flufl.bounce
+
+    calls: list[str] = []
+
+    def broken(msg: object) -> object:
+        calls.append("all_failures")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(flufl.bounce, "all_failures", broken)
+    import flufl.bounce._scan as scan
+
+    class Spy:
+        def process(self, msg: object) -> tuple[set[bytes], set[bytes]]:
+            calls.append("private detector")
+            return set(), set()
+
+    monkeypatch.setattr(scan, "_DETECTORS", [Spy], raising=False)
+    msg = _message(
+        f"Hi. This is the qmail-send program.\n<{THEM}>:\nSorry, no mailbox here by that name.",
+        subject="failure notice",
+        sender="MAILER-DAEMON@mx.example",
+    )
+    verdict = classify(_raw(msg))
+    assert calls == ["all_failures"]
+    assert verdict.kind == "bounce"
+    assert verdict.failed_recipients == (THEM,)
+
+
+def test_crashing_flufl_detector_prints_no_traceback_without_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Verify a flufl.bounce detector that crashes is logged without its traceback (that is
+    for --debug) and the bounce is still read by our own parsing."""
+    import logging
+
+    import flufl.bounce._scan as scan
+
+    class Crashing:
+        def process(self, msg: object) -> object:
+            raise ValueError("malformed")
+
+    monkeypatch.setattr(scan, "_DETECTORS", [Crashing], raising=False)
+    msg = _message(
+        f"Hi. This is the qmail-send program.\n<{THEM}>:\nSorry, no mailbox here by that name.",
+        subject="failure notice",
+        sender="MAILER-DAEMON@mx.example",
+    )
+    caplog.set_level(logging.WARNING)
+    verdict = classify(_raw(msg))
+    assert verdict.kind == "bounce"
+    assert verdict.failed_recipients == (THEM,)
+    assert not [r for r in caplog.records if r.exc_info]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="flufl.bounce")
+    classify(_raw(msg))
+    assert [r for r in caplog.records if r.exc_info]  # with --debug it is there
 
 
 # --------------------------------------------------------------------------------------------

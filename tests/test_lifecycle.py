@@ -48,6 +48,9 @@ EXPECTED_THREAD = {
     ThreadEvent.REPLY: (set(T) - {T.REPLIED}, T.REPLIED),
     ThreadEvent.BOUNCE: (set(T) - {T.REPLIED}, T.BOUNCED),
     ThreadEvent.CHALLENGE: (set(T) - {T.REPLIED}, T.HELD),
+    ThreadEvent.HOLD_FOR_REPLY: ({T.AWAITING, T.FOLLOWED_UP}, T.HELD),
+    ThreadEvent.RELEASE_TO_AWAITING: ({T.HELD}, T.AWAITING),
+    ThreadEvent.RELEASE_TO_FOLLOWED_UP: ({T.HELD}, T.FOLLOWED_UP),
 }
 EXPECTED_MESSAGE = {
     MessageEvent.SUBMIT: ({M.QUEUED}, M.SUBMITTING),

@@ -48,6 +48,7 @@ THREAD_KEYS = {
     "reply",
     "auto_reply",
     "bounce",
+    "held",
     "delivery_delay",
     "error",
 }

@@ -377,3 +377,20 @@ def test_preview_follow_up_on_a_closed_thread_says_none_will_go(
     shown = run_cli(workspace, "preview", "--follow-up", str(other))
     assert shown.returncode == 0 and "Subject: Re:" in shown.stdout
     assert INTERVIEWER in shown.stdout
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a per-user data directory that cannot be created (here a file stands where its
+    parent should be; a read-only HOME is the same for an ordinary user) is one line naming the
+    path and exit 1, not an internal error."""
+    blocker = tmp_path / "xdg-data"
+    blocker.write_text("not a folder\n")
+    folder = tmp_path / "anywhere"
+    folder.mkdir()
+    r = run_cli(folder, "sandbox", "start", env={"XDG_DATA_HOME": str(blocker)})
+    assert r.returncode == 1, r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert f"cannot use {blocker}" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -1,0 +1,127 @@
+"""An unthreaded human reply from an address two open threads were sent to, over the wire
+(real Dovecot + SMTP; issue #13 item 7): it answers the thread it names; naming none, it holds
+both until the user confirms one (``mark-replied``) or releases it (``release``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from mailer.config import find_config, load_settings
+from mailer.store import Store
+
+from .conftest import Pair, run_cli
+from .test_followup import check_at, send, status
+
+pytestmark = pytest.mark.integration
+
+
+def _two_threads(pair: Pair) -> tuple[tuple[int, str], tuple[int, str]]:
+    a = send(pair, "--company", "Acme Ltd", "--role", "Data Engineer")
+    b = send(pair, "--company", "Borealis", "--role", "Product Manager")
+    return a, b
+
+
+def test_an_unthreaded_reply_naming_one_company_answers_that_thread_only(pair: Pair) -> None:
+    """Verify a fresh message from the interviewer naming Acme (the older thread) marks
+    Acme's thread replied, not the newest one, and Borealis's still gets its follow-up."""
+    (a, root_a), (b, root_b) = _two_threads(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "Next steps", "About ACME: can we talk Monday?")
+    check_at(pair, timedelta(seconds=10))
+    assert status(pair, a)["state"] == "replied"
+    borealis = status(pair, b)
+    assert borealis["state"] == "awaiting_reply" and borealis["held"] is None
+    out = check_at(pair, timedelta(minutes=5))
+    assert "1 follow-up(s) sent" in out
+    assert len(pair.follow_ups_received(root_b)) == 1
+    assert pair.follow_ups_received(root_a) == []
+
+
+def test_an_unthreaded_reply_naming_none_holds_both_until_the_user_decides(pair: Pair) -> None:
+    """Verify a reply naming neither thread holds both: no follow-up goes though both are
+    due, check names them with the commands to run; release lets Acme's follow-up go, and
+    mark-replied closes Borealis's."""
+    (a, root_a), (b, root_b) = _two_threads(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "Hello again", "Can we talk on Monday?")
+    out = check_at(pair, timedelta(seconds=10))
+    assert f"mailer release {a}" in out and f"mailer mark-replied {b}" in out
+    for thread in (a, b):
+        s = status(pair, thread)
+        assert s["state"] == "held"
+        assert s["held"]["kind"] == "unclear_reply"
+        assert s["held"]["threads"] == [a, b]
+        assert s["held"]["by"] == pair.interviewer and s["held"]["subject"] == "Hello again"
+    out = check_at(pair, timedelta(minutes=5))  # both due now
+    assert "0 follow-up(s) sent" in out and "2 held for you" in out
+    assert pair.follow_ups_received(root_a) == [] and pair.follow_ups_received(root_b) == []
+
+    released = run_cli(pair.ws, "release", str(a))
+    assert released.returncode == 0, released.stderr
+    assert "released" in released.stdout
+    again = run_cli(pair.ws, "release", str(a))
+    assert again.returncode == 0 and "not held" in again.stdout
+    confirmed = run_cli(pair.ws, "mark-replied", str(b))
+    assert confirmed.returncode == 0, confirmed.stderr
+
+    out = check_at(pair, timedelta(minutes=10))
+    assert "1 follow-up(s) sent" in out and "held for you" not in out
+    assert len(pair.follow_ups_received(root_a)) == 1
+    assert pair.follow_ups_received(root_b) == []
+    assert status(pair, b)["state"] == "replied"
+    closed = run_cli(pair.ws, "release", str(b))
+    assert closed.returncode != 0 and "not held" in closed.stderr
+
+
+def test_a_threaded_reply_still_answers_its_own_thread_whatever_it_names(pair: Pair) -> None:
+    """Verify the naming rule is only for replies without our references: a reply threaded
+    to Acme's apology that mentions Borealis answers Acme's thread."""
+    (a, root_a), (b, _) = _two_threads(pair)
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Re: apology",
+        "Fine. Borealis called me about you too.",
+        {"In-Reply-To": root_a, "References": root_a},
+    )
+    check_at(pair, timedelta(seconds=10))
+    assert status(pair, a)["state"] == "replied"
+    assert status(pair, b)["state"] == "awaiting_reply"
+
+
+def test_a_reply_that_holds_threads_is_notified_with_the_commands(pair: Pair) -> None:
+    """Verify [watch] notify = true also emails the candidate when an unclear reply holds
+    threads, naming them, and the notification itself changes nothing on the next pass."""
+    cfg = pair.ws / "config" / "mailer.toml"
+    cfg.write_text(
+        cfg.read_text().replace('poll_interval = "1s"', 'poll_interval = "1s"\nnotify = true')
+    )
+    (a, _), (b, _) = _two_threads(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "Quick note", "Is Monday fine?")
+    check_at(pair, timedelta(seconds=30))
+    with pair.stack.imap(pair.candidate) as c:
+        c.select_folder("INBOX", readonly=True)
+        found = c.search(["SUBJECT", f"thread(s) {a},{b} held"])
+    assert len(found) == 1
+    check_at(pair, timedelta(seconds=40))
+    assert status(pair, a)["state"] == "held" and status(pair, b)["state"] == "held"
+
+
+def test_threads_released_stay_released_when_the_reply_is_read_again(pair: Pair) -> None:
+    """Verify a pass that reads the unclear reply again (its folder position lost) does not
+    hold again the threads the user released: both follow-ups go."""
+    (a, root_a), (b, root_b) = _two_threads(pair)
+    pair.send_as(pair.interviewer, pair.candidate, "One more thing", "Is Monday fine?")
+    check_at(pair, timedelta(seconds=10))
+    for thread in (a, b):
+        assert run_cli(pair.ws, "release", str(thread)).returncode == 0
+    store = Store(load_settings(find_config(pair.ws)).state_url)
+    try:
+        validity, _ = store.folder_state("INBOX")
+        store.set_folder_state("INBOX", validity, 0)
+    finally:
+        store.close()
+    out = check_at(pair, timedelta(minutes=5))
+    assert "2 follow-up(s) sent" in out and "held" not in out
+    assert len(pair.follow_ups_received(root_a)) == 1
+    assert len(pair.follow_ups_received(root_b)) == 1
