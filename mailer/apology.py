@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from .mailbox import Mailbox
 from .facts import OFFICE_HOURS, Facts, check_free_times, local_zone, odd_hours, zone
 from .followup import first_due, parse_window
+from .lifecycle import Outcome, outcome_of
 from .lint import ERROR, WARNING, Finding, check_apology
 from .schedule import holidays_for, parse_wait
-from .sender import InDoubtError, SmtpSession
+from .sender import SmtpSession
 from .store import Store, ThreadRow, dedupe_key
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,13 @@ def send(
                 reply = submit(store, own, row_id, clock)
         else:
             reply = submit(store, session, row_id, clock)
-    except InDoubtError as exc:
-        store.mark_in_doubt(row_id, clock(), str(exc))
-        raise
     except DeliveryError as exc:
-        store.mark_failed(row_id, clock(), str(exc))
+        if outcome_of(exc) is Outcome.IN_DOUBT:
+            store.mark_in_doubt(row_id, clock(), str(exc))
+        else:
+            # Requeued or refused alike: nothing retries a one-shot apology, and the user's
+            # next 'send' must not see this one as a duplicate.
+            store.mark_failed(row_id, clock(), str(exc))
         raise
     sent_at = clock()
     due = due_after(settings, sent_at, facts.interviewer_tz)

@@ -250,11 +250,7 @@ def run_command(
             "again tomorrow to send them (the daemon sends only follow-ups)."
         )
     # In doubt now, or still in doubt from an earlier run: never resent, always listed.
-    doubts = [
-        o
-        for o in report.outcomes
-        if o.result == IN_DOUBT_NOW or (o.result == SKIPPED and o.detail.startswith("in doubt"))
-    ]
+    doubts = [o for o in report.outcomes if o.in_doubt]
     for o in doubts:
         click.echo(
             f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "

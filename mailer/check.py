@@ -21,21 +21,18 @@ from .errors import DeliveryError, InputError, MailerError
 from .facts import Facts, local_zone
 from .followup import (
     AWAITING,
-    BOUNCED,
     CANCELLED,
-    FAILED,
     FOLLOWED_UP,
     HELD,
     HELD_BY_UNCLEAR_REPLY,
-    NO_ANSWER,
-    OPEN_STATES,
     REPLIED,
     held_kind,
     send_time,
 )
+from .lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused, outcome_of
 from .mailbox import Mailbox
 from .schedule import holidays_for
-from .sender import InDoubtError, SmtpSession
+from .sender import SmtpSession
 from .store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
 from .watcher import Seen, scan
 
@@ -250,13 +247,12 @@ def send_due(
     try:
         for thread in store.due_threads(clock(), settings.account):
             if thread.state == FOLLOWED_UP:
-                if store.set_thread_state(
+                if store.move_thread_if_still(
                     thread.id,
-                    NO_ANSWER,
+                    ThreadEvent.CLOSED_NO_ANSWER,
                     clock(),
                     "no_answer",
                     {"closed": "no reply after the last follow-up"},
-                    only_from=(FOLLOWED_UP,),
                 ):
                     report.closed.append(thread.id)
                 continue
@@ -303,13 +299,16 @@ def _send_one(
     bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id, since=sent_at)
     if bounced_in is not None:
         # No follow-up goes to an address that has bounced for good.
-        store.set_thread_state(
+        store.move_thread_if_still(
             thread.id,
-            BOUNCED,
+            ThreadEvent.ADDRESS_BOUNCED,
             clock(),
             "bounced",
-            {"bounce_reason": f"the address bounced for good in thread {bounced_in}"},
-            only_from=(AWAITING,),
+            {
+                "bounce_reason": f"the address bounced for good in thread {bounced_in}",
+                "bounce_kind": "earlier",
+                "bounced_in": str(bounced_in),
+            },
         )
         return session
     composed = build_follow_up(settings, store, thread, clock())
@@ -345,24 +344,24 @@ def _send_one(
             return None
     try:
         reply = apology.submit(store, session, row_id, clock)
-    except InDoubtError as exc:
-        store.mark_in_doubt(row_id, clock(), str(exc))
-        report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
-        return None
     except DeliveryError as exc:
-        if exc.kind not in ("recipient", "permanent"):
+        outcome = outcome_of(exc)
+        if outcome is Outcome.IN_DOUBT:
+            store.mark_in_doubt(row_id, clock(), str(exc))
+            report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
+            return None
+        if outcome is Outcome.REQUEUE:
             # Not delivered, and the server may take it later: keep it queued.
             store.requeue(row_id, clock(), str(exc))
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
         store.mark_failed(row_id, clock(), str(exc))
-        store.set_thread_state(
+        store.move_thread_if_still(
             thread.id,
-            FAILED,
+            ThreadEvent.FOLLOW_UP_REFUSED,
             clock(),
             "failed",
             {"follow_up_error": str(exc)},
-            only_from=(AWAITING,),
         )
         report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
         return session
@@ -416,8 +415,9 @@ def _plain_text(m: MessageRow) -> str:
 
 def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
     """Optionally email the user when the interviewer answers (best effort)."""
-    # A reply that held threads is an answer too, and one the user must act on.
-    replies = [s for s in seen if s.decision.event in ("replied", "held")]
+    # A reply that held threads is an answer too, and one the user must act on. (decide and
+    # hold_for_reply name these events after the state they lead to.)
+    replies = [s for s in seen if s.decision.event in (REPLIED, HELD)]
     if not settings.watch.notify or not replies:
         return
     from email.message import EmailMessage
@@ -430,7 +430,7 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
                 msg["From"] = settings.sender.address
                 msg["To"] = settings.sender.address
                 msg["Message-ID"] = make_msgid(domain=settings.sender.address.rpartition("@")[2])
-                if s.decision.event == "held":
+                if s.decision.event == HELD:
                     held_ids = s.decision.detail.get("held_threads", str(s.thread_id))
                     msg["Subject"] = f"mailer: {s.sender} replied; thread(s) {held_ids} held"
                     msg.set_content(
@@ -455,32 +455,30 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
 def cancel(store: Store, thread_id: int, now: datetime) -> bool:
     """Stop the thread's follow-ups. False if it was cancelled already: running the same
     command twice reached what the user wanted, which is not an error."""
-    if store.set_thread_state(
-        thread_id,
-        CANCELLED,
-        now,
-        "cancelled",
-        {"cancelled": "by you"},
-        only_from=tuple(OPEN_STATES),
-    ):
-        return True
-    thread = store.thread(thread_id)
-    if thread is not None and thread.state == CANCELLED:
-        return False
-    raise InputError(f"thread {thread_id} is not waiting for anything; nothing to cancel")
+    try:
+        store.set_thread_state(
+            thread_id, ThreadEvent.CANCELLED, now, "cancelled", {"cancelled": "by you"}
+        )
+    except TransitionRefused as refused:
+        if refused.current == CANCELLED:
+            return False
+        raise InputError(
+            f"thread {thread_id} is not waiting for anything; nothing to cancel"
+        ) from None
+    return True
 
 
 def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
-    if not store.set_thread_state(
-        thread_id,
-        REPLIED,
-        now,
-        "replied",
-        {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
-        # A cancelled thread may still get its answer by phone: worth recording.
-        only_from=(*OPEN_STATES, NO_ANSWER, CANCELLED),
-    ):
-        raise InputError(f"thread {thread_id} is already closed; nothing to mark")
+    try:
+        store.set_thread_state(
+            thread_id,
+            ThreadEvent.MARKED_REPLIED,
+            now,
+            "replied",
+            {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
+        )
+    except TransitionRefused:
+        raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
 
 
 def release(store: Store, thread_id: int, now: datetime) -> bool:
@@ -499,7 +497,12 @@ def release(store: Store, thread_id: int, now: datetime) -> bool:
     if back not in (AWAITING, FOLLOWED_UP):
         back = AWAITING  # held by a challenge-response system before any follow-up
     detail = {"held": "", "held_kind": "", "held_from": "", "released_at": now.isoformat()}
-    if not store.set_thread_state(thread_id, back, now, "released", detail, only_from=(HELD,)):
+    move = (
+        ThreadEvent.RELEASE_TO_FOLLOWED_UP
+        if back == FOLLOWED_UP
+        else ThreadEvent.RELEASE_TO_AWAITING
+    )
+    if not store.move_thread_if_still(thread_id, move, now, "released", detail):
         raise InputError(
             f"thread {thread_id} changed meanwhile; look at 'mailer status {thread_id}'"
         )
@@ -512,11 +515,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
     thread = store.thread(thread_id)
     if thread is None:
         raise InputError(f"no thread {thread_id}")
-    doubt = [
-        m
-        for m in store.messages(thread_id)
-        if m.state == IN_DOUBT or (m.state == SUBMITTING and m.shown_state == "in doubt")
-    ]
+    doubt = [m for m in store.messages(thread_id) if m.state_now == IN_DOUBT]
     if not doubt:
         raise InputError(f"thread {thread_id} has no message in doubt")
     settings = apology.thread_settings(settings, thread)
@@ -534,7 +533,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
             f"; warning: {w}" for w in warnings
         )
-    wanted = (AWAITING,) if m.kind == "follow_up" else ("sending",)
+    wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
     if thread.state not in wanted:  # the claim checks again; this only fails before connecting
         raise InputError(
             f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
@@ -560,7 +559,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
             )
             crash_point("after-250")
         except DeliveryError as exc:
-            if exc.kind in ("recipient", "permanent"):
+            if outcome_of(exc, resending=True) is Outcome.FAILED:
                 store.mark_failed(m.id, clock(), str(exc))
             else:  # not known to be refused: it stays in doubt, as the original may have arrived
                 store.mark_in_doubt(m.id, clock(), f"resend did not complete: {exc}")

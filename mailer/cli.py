@@ -466,10 +466,11 @@ def _whats_next(settings: Any, store: Any) -> None:
     """For -v: each thread still waiting for a reply, and when its follow-up is due."""
     from . import threadview as view
     from .facts import local_zone
+    from .lifecycle import ThreadState
 
     tz = local_zone(settings.sender.timezone)
     for t in store.threads():
-        if t.state == "awaiting_reply":
+        if t.state == ThreadState.AWAITING:
             due = view.shown(t.follow_up_due, tz) if t.follow_up_due else "not scheduled"
             click.echo(f"thread {t.id}: awaiting reply from {t.recipient}; follow-up due {due}")
 
@@ -565,7 +566,7 @@ def release(obj: Context, thread_id: int) -> None:
 
 @cli.command()
 @click.argument("thread_id", type=int)
-@click.option("--sent", "outcome", flag_value="sent", help="It did arrive: record it as sent.")
+@click.option("--sent", "outcome", flag_value="arrived", help="It did arrive: record it as sent.")
 @click.option(
     "--resend", "outcome", flag_value="resend", help="It did not arrive: send it again now."
 )
@@ -580,7 +581,7 @@ def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
         raise click.UsageError("say --sent or --resend")
     settings = obj.settings(need_secrets=outcome == "resend")
     result = settle(
-        settings, obj.store(settings), thread_id, sent=outcome == "sent", clock=default_clock()
+        settings, obj.store(settings), thread_id, sent=outcome == "arrived", clock=default_clock()
     )
     click.echo(f"Thread {thread_id}: {result}")
 

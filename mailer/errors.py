@@ -79,6 +79,11 @@ class DuplicateError(MailerError):
 
     exit_code = ExitCode.DUPLICATE
 
+    def __init__(self, message: str, *, state: str = "", hint: str | None = None) -> None:
+        super().__init__(f"{message} ({state})" if state else message, hint=hint)
+        self.headline = message  # without the state, for a campaign's one-line summary
+        self.state = state
+
 
 class StateError(MailerError):
     """The state store is unreadable, locked or from a newer version."""

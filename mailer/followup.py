@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
+from .lifecycle import OPEN_THREAD, ThreadState
+from .lifecycle import describe as describe_state
 from .schedule import Wait, follow_up_due, is_business_day
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -132,12 +134,12 @@ def send_time(
 
 # --- what an incoming message does to a thread ----------------------------------------------
 
-# Thread states. A thread is open while it may still get a follow-up or a reply.
-AWAITING, FOLLOWED_UP = "awaiting_reply", "followed_up"
-REPLIED, BOUNCED, HELD = "replied", "bounced", "held"
-NO_ANSWER, CANCELLED, FAILED = "no_answer", "cancelled", "failed"
-OPEN_STATES = frozenset({AWAITING, FOLLOWED_UP, HELD})
-FOLLOW_UP_STATES = frozenset({AWAITING})
+# Thread states (lifecycle.ThreadState), under the names the callers know. A thread is open
+# while it may still get a follow-up or a reply.
+AWAITING, FOLLOWED_UP = ThreadState.AWAITING, ThreadState.FOLLOWED_UP
+REPLIED, BOUNCED, HELD = ThreadState.REPLIED, ThreadState.BOUNCED, ThreadState.HELD
+NO_ANSWER, CANCELLED, FAILED = ThreadState.NO_ANSWER, ThreadState.CANCELLED, ThreadState.FAILED
+OPEN_STATES = OPEN_THREAD
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,10 @@ def decide(
                 "bounce_reason": f"{subtype or 'hard'} bounce"
                 f"{f' {status}' if status else ''}: {reason}",
                 "bounced_at": received.isoformat(),
+                # The same as fields, so nothing has to parse the words above.
+                "bounce_kind": subtype or "hard",
+                "bounce_status": status or "",
+                "bounce_text": reason,
             },
             stop_follow_ups=True,
         )
@@ -297,7 +303,7 @@ def describe(
         return "failed" + (
             f": {detail['follow_up_error']}" if detail.get("follow_up_error") else ""
         )
-    return state.replace("_", " ")
+    return describe_state(state)
 
 
 def _short_time(iso: str | None) -> str:

@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
-from . import apology
+from . import apology, lifecycle
 from .campaign import Campaign, Entry
 from .clock import Clock
 from .config import Settings
 from .crashpoint import crash_point
 from .errors import DeliveryError, DuplicateError
 from .facts import local_zone
+from .lifecycle import describe
 from .mailbox import Mailbox
-from .sender import InDoubtError, SmtpSession
+from .sender import SmtpSession
 from .store import (
     FAILED,
     IN_DOUBT,
@@ -58,6 +60,8 @@ class Outcome:
     result: str
     detail: str = ""
     thread_id: int | None = None
+    account_down: bool = False  # the account's trouble: its other entries wait this run
+    in_doubt: bool = False  # skipped, or not known to be sent, because it is in doubt
 
 
 @dataclass
@@ -98,19 +102,28 @@ def pending(campaign: Campaign, store: Store, retry_failed: bool = False) -> lis
     ]
 
 
-def already_done(records: list[Record], retry_failed: bool) -> str | None:
+class Skip(NamedTuple):
+    """Why an entry is not sent now."""
+
+    why: str
+    in_doubt: bool = False
+
+
+def already_done(records: list[Record], retry_failed: bool) -> Skip | None:
     """Why an entry must not be sent again now, or None if it may be sent."""
     for t, root in reversed(records):
         if root.state == SENT:
-            return f"already sent (thread {t.id}, {t.state.replace('_', ' ')})"
-        if root.shown_state == "in doubt" or root.state == IN_DOUBT:
-            return f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'"
+            return Skip(f"already sent (thread {t.id}, {describe(t.state)})")
+        if root.state_now == IN_DOUBT:
+            return Skip(
+                f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'", in_doubt=True
+            )
         if root.abandoned_before_final_dot:
             return None  # the server took nothing: sent again (the old row is closed then)
         if root.state == SUBMITTING or (root.state == QUEUED and owner_alive(root.owner)):
-            return f"being sent right now by another process (thread {t.id})"
+            return Skip(f"being sent right now by another process (thread {t.id})")
         if root.state == FAILED and t.detail.get("refused") and not retry_failed:
-            return (
+            return Skip(
                 f"refused earlier (thread {t.id}: {root.error}); fix the entry, "
                 "or pass --retry-failed"
             )
@@ -263,16 +276,18 @@ def run_campaign(
             if stop.is_set():
                 report.stopped = report.stopped or "interrupted"
                 break
-            why = already_done(states.get(entry.key, []), retry_failed)
-            if why is not None:
-                record(Outcome(entry.key, entry.where, SKIPPED, why))
+            skip = already_done(states.get(entry.key, []), retry_failed)
+            if skip is not None:
+                record(Outcome(entry.key, entry.where, SKIPPED, skip.why, in_doubt=skip.in_doubt))
                 continue
             if limit is not None and attempted >= limit:
                 report.stopped = f"--limit {limit} reached"
                 break
             account = entry.account
             if account in down:
-                record(Outcome(entry.key, entry.where, FAILED_NOW, down[account]))
+                record(
+                    Outcome(entry.key, entry.where, FAILED_NOW, down[account], account_down=True)
+                )
                 continue
             if account not in room:
                 room[account] = _room(entry.settings, throttle.daily_cap, store, clock)
@@ -293,7 +308,7 @@ def run_campaign(
                 break
             if outcome.result in (SENT_NOW, IN_DOUBT_NOW) and room[account] is not None:
                 room[account] -= 1  # type: ignore[operator]
-            if outcome.result == FAILED_NOW and outcome.detail.startswith("account: "):
+            if outcome.account_down:
                 down[account] = outcome.detail
             record(outcome)
     finally:
@@ -355,8 +370,16 @@ def _send_entry(
             )
         crash_point("after-submitting")
 
-    def outcome(result: str, detail: str) -> Outcome:
-        return Outcome(entry.key, entry.where, result, detail, ids[0] if ids else None)
+    def outcome(result: str, detail: str, account_down: bool = False) -> Outcome:
+        return Outcome(
+            entry.key,
+            entry.where,
+            result,
+            f"account: {detail}" if account_down else detail,
+            ids[0] if ids else None,
+            account_down=account_down,
+            in_doubt=result == IN_DOUBT_NOW,
+        )
 
     def failed(exc: DeliveryError) -> None:
         if ids:
@@ -387,17 +410,18 @@ def _send_entry(
             )
             crash_point("after-250")
         except DuplicateError as exc:
-            return outcome(SKIPPED, str(exc).split(" (")[0])
-        except InDoubtError as exc:
-            store.mark_in_doubt(ids[1], clock(), str(exc))
-            session.close()
-            return outcome(IN_DOUBT_NOW, str(exc))
+            return outcome(SKIPPED, exc.headline)
         except DeliveryError as exc:
-            if not exc.temporary and exc.kind not in ("recipient", "permanent"):
+            fate = lifecycle.outcome_of(exc)
+            if fate is lifecycle.Outcome.IN_DOUBT:
+                store.mark_in_doubt(ids[1], clock(), str(exc))
+                session.close()
+                return outcome(IN_DOUBT_NOW, str(exc))
+            if lifecycle.blocks_account(exc):
                 # Login, certificate, TLS: no entry from this account can go this run.
                 failed(exc)
-                return outcome(FAILED_NOW, f"account: {exc}")
-            if not exc.temporary:  # refused recipient, 5xx: this entry only
+                return outcome(FAILED_NOW, str(exc), account_down=True)
+            if fate is lifecycle.Outcome.FAILED:  # refused recipient, 5xx: this entry only
                 failed(exc)
                 if ids:
                     store.set_thread_detail(ids[0], {"refused": True})
@@ -411,7 +435,8 @@ def _send_entry(
                     failed(exc)
                     return outcome(
                         FAILED_NOW,
-                        f"account: the server keeps saying 'too many'; run again later ({exc})",
+                        f"the server keeps saying 'too many'; run again later ({exc})",
+                        account_down=True,
                     )
                 pause = pacer.slow_down()
                 log.warning("%s: slowing down, next try in %.0f s", exc, pause)
@@ -420,9 +445,10 @@ def _send_entry(
             if failures > settings.retries:
                 failed(exc)
                 # A server that cannot be reached stays so for the next entries too.
-                prefix = "account: " if exc.kind in ("connection", "timeout") else ""
                 return outcome(
-                    FAILED_NOW, f"{prefix}{exc} (a temporary failure: the next run tries again)"
+                    FAILED_NOW,
+                    f"{exc} (a temporary failure: the next run tries again)",
+                    account_down=exc.kind in ("connection", "timeout"),
                 )
             sleep(2.0 ** (failures - 1))
             if stop.is_set():
@@ -463,20 +489,17 @@ def catch_up_copies(campaign: Campaign, store: Store) -> tuple[int, list[str]]:
 def cancel_campaign(name: str, store: Store, now: datetime, key: str | None = None) -> list[int]:
     """Stop the pending follow-ups of a campaign's threads (or one entry's). Returns the
     threads cancelled. Queued follow-ups are cancelled in the same transaction."""
-    from .followup import AWAITING, CANCELLED, HELD
-
     cancelled = []
     for t in store.campaign_threads(name):
         if key is not None and t.entry_key != key:
             continue
-        if store.set_thread_state(
+        # Which threads a campaign cancel stops is the lifecycle table's CAMPAIGN_CANCELLED.
+        if store.move_thread_if_still(
             t.id,
-            CANCELLED,
+            lifecycle.ThreadEvent.CAMPAIGN_CANCELLED,
             now,
             "cancelled",
             {"cancelled": f"with campaign {name}"},
-            # "sending": an apology in doubt gets no follow-up even if it is later found sent.
-            only_from=(AWAITING, HELD, "sending"),
         ):
             cancelled.append(t.id)
     return cancelled

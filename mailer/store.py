@@ -27,7 +27,23 @@ from typing import Any
 
 from . import process
 from .errors import ClaimError, StateError
-from .followup import AWAITING, FOLLOWED_UP, Decision
+from .followup import Decision
+from .lifecycle import (
+    DUE_THREAD,
+    GONE_MESSAGE,
+    WAITING_THREAD,
+    MessageEvent,
+    MessageState,
+    ThreadEvent,
+    ThreadState,
+    TransitionRefused,
+    allowed,
+    apply,
+    incoming_event,
+    message_shown,
+    target,
+)
+from .lifecycle import describe as describe_state
 from .matching import IndexedThread, ThreadIndex
 
 SCHEMA_VERSION = 4
@@ -118,14 +134,19 @@ MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
         """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
     ],
     lambda c: _utc_keys(c) + _name_store(c) + _unreadable_table(c),
-    [
-        # When the final dot of DATA was about to go (see mark_final_dot). A row caught
-        # mid-send by an older mailer may have passed it: it stays in doubt.
+    lambda c: _final_dot_column(),
+]
+
+
+def _final_dot_column() -> list[str]:
+    """Migration 4: when the final dot of DATA was about to go (see mark_final_dot). A row
+    caught mid-send by an older mailer may have passed it: it stays in doubt. Like every
+    migration it keeps the state strings of its day, whatever the lifecycle later calls them."""
+    return [
         """ALTER TABLE messages ADD COLUMN final_dot_at TEXT""",
         """UPDATE messages SET final_dot_at = COALESCE(submitting_at, created_at)
            WHERE state IN ('submitting', 'in_doubt')""",
-    ],
-]
+    ]
 
 
 def _unreadable_table(c: Any) -> list[str]:
@@ -217,9 +238,20 @@ def _name_store(c: Any) -> list[str]:
     return []
 
 
-# Message states.
-QUEUED, SUBMITTING, SENT, FAILED, IN_DOUBT = "queued", "submitting", "sent", "failed", "in_doubt"
+# Message states (lifecycle.MessageState), under the names the callers know.
+QUEUED, SUBMITTING, SENT = MessageState.QUEUED, MessageState.SUBMITTING, MessageState.SENT
+FAILED, IN_DOUBT = MessageState.FAILED, MessageState.IN_DOUBT
+AWAITING, SENDING = ThreadState.AWAITING, ThreadState.SENDING
 _REQUEUED = "requeued: the sending process stopped before the final dot, so nothing was accepted"
+
+
+def _in(
+    name: str, states: Iterator[str] | tuple[str, ...] | frozenset[str]
+) -> tuple[str, dict[str, str]]:
+    """``(:name0, :name1, ...)`` and its parameters: a state set for ``WHERE state IN``."""
+    values = sorted(str(v) for v in states)
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{k}" for k in params) + ")", params
 
 
 @dataclass(frozen=True)
@@ -243,10 +275,16 @@ class MessageRow:
     final_dot_at: str | None = None
 
     @property
+    def state_now(self) -> MessageState:
+        """The state as the user must see it: ``submitting`` by a process that is gone is
+        in doubt."""
+        alive = self.state != SUBMITTING or owner_alive(self.owner)
+        return message_shown(self.state, alive, bool(self.final_dot_at))
+
+    @property
     def shown_state(self) -> str:
-        """``submitting`` by a process that is gone is *in doubt* if it reached the final
-        dot, and *queued* (to be sent again) if it did not."""
-        return _shown(self._fields)
+        """:attr:`state_now` in words, for display only."""
+        return describe_state(self.state_now)
 
     @property
     def abandoned_before_final_dot(self) -> bool:
@@ -469,6 +507,7 @@ class Store:
         """
         from sqlalchemy import text
 
+        first = SUBMITTING if submitting else QUEUED
         with self.tx(durable) as c:
             if guard_duplicates:
                 self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
@@ -478,7 +517,7 @@ class Store:
                         state, follow_up_wait, max_follow_ups, campaign, entry_key, recipient_tz,
                         alt_addresses, alt_domains, account, detail)
                         VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
-                        :facts, :subject, :mid, 'sending', :wait, :maxf, :campaign, :entry, :tz,
+                        :facts, :subject, :mid, :sending, :wait, :maxf, :campaign, :entry, :tz,
                         :alt_a, :alt_d, :account, :detail)"""),
                 {
                     "now": now.isoformat(),
@@ -492,6 +531,7 @@ class Store:
                     "facts": json.dumps(facts),
                     "subject": subject,
                     "mid": message_id,
+                    "sending": SENDING,
                     "wait": follow_up_wait,
                     "maxf": max_follow_ups,
                     "campaign": campaign,
@@ -512,15 +552,9 @@ class Store:
                 envelope_from,
                 recipients,
                 now,
-                SUBMITTING if submitting else QUEUED,
+                first,
             )
-            self._event(
-                c,
-                tid,
-                now,
-                "submitting" if submitting else "queued",
-                f"apology {message_id} {'submitting' if submitting else 'queued'}",
-            )
+            self._event(c, tid, now, str(first), f"apology {message_id} {first}")
         return int(tid), mid
 
     def _guard_duplicate(
@@ -555,26 +589,24 @@ class Store:
                 # Stopped before connecting, or before the final dot: nothing the server could
                 # accept left the machine, so it cannot be a duplicate. Close it so the new
                 # attempt is the only live one.
-                c.execute(
-                    text(
-                        "UPDATE messages SET state = :f, failed_at = :now, error = :e WHERE id = :id"
-                    ),
+                self._move_in(
+                    c,
+                    r["mid"],
+                    MessageEvent.DROP_QUEUED if r["state"] == QUEUED else MessageEvent.FAIL,
+                    now,
+                    "failed_at",
                     {
-                        "f": FAILED,
-                        "now": now.isoformat(),
-                        "id": r["mid"],
-                        "e": "abandoned before "
+                        "error": "abandoned before "
                         + ("connecting" if r["state"] == QUEUED else "the final dot of DATA")
-                        + ": the process stopped",
+                        + ": the process stopped"
                     },
                 )
-                c.execute(
-                    text("UPDATE threads SET state = 'failed' WHERE id = :t"), {"t": r["tid"]}
-                )
+                self._move_thread_if(c, r["tid"], ThreadEvent.APOLOGY_FAILED)
                 continue
+            shown = message_shown(r["state"], owner_alive(r["owner"]), bool(r["final_dot_at"]))
             raise DuplicateError(
-                f"thread {r['tid']} already holds an apology to {to} about this interview "
-                f"({_shown(r)})",
+                f"thread {r['tid']} already holds an apology to {to} about this interview",
+                state=describe_state(shown),
                 hint="'mailer status' shows it; pass --again to send another anyway",
             )
 
@@ -597,12 +629,13 @@ class Store:
                 text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
                     recipients, created_at, owner, submitting_at)
                     VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner,
-                    CASE WHEN :state = 'submitting' THEN :now END)"""),
+                    CASE WHEN :state = :submitting THEN :now END)"""),
                 {
                     "t": thread_id,
                     "kind": kind,
                     "mid": message_id,
                     "state": state,
+                    "submitting": SUBMITTING,
                     "raw": raw,
                     "from": envelope_from,
                     "rcpts": json.dumps(list(recipients)),
@@ -638,7 +671,7 @@ class Store:
                     f"message {row['message_id']} is {_shown(row)}, not queued; "
                     "it is not sent from here"
                 )
-            self._move_in(c, message_row_id, (QUEUED,), SUBMITTING, now, "submitting_at")
+            self._move_in(c, message_row_id, MessageEvent.SUBMIT, now, "submitting_at")
 
     def mark_final_dot(self, message_row_id: int, now: datetime) -> None:
         """Synced, right before the final dot of DATA: from here on the server may take the
@@ -680,8 +713,8 @@ class Store:
             for r in moved:
                 c.execute(
                     text("""UPDATE messages SET state = :q, owner = NULL, error = :e
-                            WHERE id = :id"""),
-                    {"q": QUEUED, "id": r["id"], "e": _REQUEUED},
+                            WHERE id = :id AND state = :s"""),
+                    {"q": QUEUED, "id": r["id"], "e": _REQUEUED, "s": SUBMITTING},
                 )
                 self._event(
                     c,
@@ -722,9 +755,7 @@ class Store:
                     hint="use --sent if it did arrive; 'mailer status ID --explain' shows "
                     "what happened",
                 )
-            self._move_in(
-                c, message_row_id, (IN_DOUBT, SUBMITTING), SUBMITTING, now, "submitting_at"
-            )
+            self._move_in(c, message_row_id, MessageEvent.RESEND, now, "submitting_at")
             self._event(
                 c, row["thread_id"], now, "resend", f"{row['kind']} {row['message_id']} resent"
             )
@@ -787,24 +818,33 @@ class Store:
             extra: dict[str, Any] = {"smtp_reply": reply}
             if sent_copy is not None:
                 extra["sent_copy"] = sent_copy
-            row = self._move_in(
-                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), SENT, now, "sent_at", extra
-            )
+            row = self._move_in(c, message_row_id, MessageEvent.SENT, now, "sent_at", extra)
             due = follow_up_due.isoformat() if follow_up_due else None
             if row["kind"] == "apology":
-                c.execute(
-                    text("""UPDATE threads SET state = :s, follow_up_due = :due, sent_at = :now
-                            WHERE id = :t AND state IN ('sending', 'failed')"""),
-                    {"s": AWAITING, "due": due, "now": now.isoformat(), "t": row["thread_id"]},
+                # A thread a reply (or a cancel) has settled meanwhile stays as it is.
+                self._move_thread_if(
+                    c,
+                    row["thread_id"],
+                    ThreadEvent.APOLOGY_SENT,
+                    "follow_up_due = :due, sent_at = :now",
+                    {"due": due, "now": now.isoformat()},
                 )
             else:
+                last, last_params = _in("l", allowed(ThreadEvent.LAST_FOLLOW_UP_SENT))
                 c.execute(
-                    text("""UPDATE threads SET follow_ups_sent = follow_ups_sent + 1,
+                    text(f"""UPDATE threads SET follow_ups_sent = follow_ups_sent + 1,
                             follow_up_due = CASE WHEN state = :a THEN :due ELSE follow_up_due END,
-                            state = CASE WHEN state = :a AND follow_ups_sent + 1 >= max_follow_ups
-                                         THEN 'followed_up' ELSE state END
+                            state = CASE WHEN state IN {last}
+                                         AND follow_ups_sent + 1 >= max_follow_ups
+                                         THEN :last ELSE state END
                             WHERE id = :t"""),
-                    {"a": AWAITING, "due": due, "t": row["thread_id"]},
+                    {
+                        "a": AWAITING,
+                        "due": due,
+                        "t": row["thread_id"],
+                        "last": target(ThreadEvent.LAST_FOLLOW_UP_SENT),
+                        **last_params,
+                    },
                 )
             self._event(
                 c,
@@ -832,9 +872,7 @@ class Store:
                 or owner_alive(row["owner"])
             ):
                 return False
-            self._move_with_error(
-                c, message_row_id, (SUBMITTING,), IN_DOUBT, now, error, "in_doubt"
-            )
+            self._move_with_error(c, message_row_id, MessageEvent.ABANDONED, now, error, "in_doubt")
         return True
 
     def requeue(self, message_row_id: int, now: datetime, error: str) -> None:
@@ -843,8 +881,7 @@ class Store:
             self._move_with_error(
                 c,
                 message_row_id,
-                (QUEUED, SUBMITTING),
-                QUEUED,
+                MessageEvent.REQUEUE,
                 now,
                 error,
                 "retry",
@@ -853,30 +890,20 @@ class Store:
             )
 
     def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
-        from sqlalchemy import text
-
         with self.tx() as c:
-            row = self._move_with_error(
-                c, message_row_id, (QUEUED, SUBMITTING), FAILED, now, error, "failed"
-            )
+            row = self._move_with_error(c, message_row_id, MessageEvent.FAIL, now, error, "failed")
             if row["kind"] == "apology":
-                c.execute(
-                    text("UPDATE threads SET state = 'failed' WHERE id = :t"),
-                    {"t": row["thread_id"]},
-                )
+                self._move_thread_if(c, row["thread_id"], ThreadEvent.APOLOGY_FAILED)
 
     def mark_in_doubt(self, message_row_id: int, now: datetime, error: str) -> None:
         with self.tx() as c:
-            self._move_with_error(
-                c, message_row_id, (QUEUED, SUBMITTING, IN_DOUBT), IN_DOUBT, now, error, "in_doubt"
-            )
+            self._move_with_error(c, message_row_id, MessageEvent.DOUBT, now, error, "in_doubt")
 
     def _move_with_error(
         self,
         c: Any,
         message_row_id: int,
-        allowed: tuple[str, ...],
-        new: str,
+        move: MessageEvent,
         now: datetime,
         error: str,
         event: str,
@@ -884,7 +911,7 @@ class Store:
     ) -> Any:
         """Move a message, keep why, and log it: the shape of every unhappy transition."""
         extra = {"error": error, **(extra or {})}
-        row = self._move_in(c, message_row_id, allowed, new, now, "failed_at", extra)
+        row = self._move_in(c, message_row_id, move, now, "failed_at", extra)
         self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
         return row
 
@@ -904,14 +931,14 @@ class Store:
         self,
         c: Any,
         message_row_id: int,
-        allowed: tuple[str, ...],
-        new: str,
+        move: MessageEvent,
         now: datetime,
         stamp: str,
         extra: dict[str, Any] | None = None,
     ) -> Any:
-        """Move one message between states inside the caller's transaction; ``extra`` sets
-        more columns in the same UPDATE."""
+        """Move one message as the lifecycle table allows, inside the caller's transaction;
+        ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
+        nothing written) if the table does not allow ``move`` from the row's state."""
         from sqlalchemy import text
 
         row = (
@@ -924,25 +951,50 @@ class Store:
         )
         if row is None:
             raise StateError(f"message {message_row_id} not found in the state store")
-        if row["state"] not in allowed:
-            raise StateError(
-                f"message {row['message_id']} is {row['state']}, not {' or '.join(allowed)}; refusing to mark it {new}"
-            )
+        new = apply(move, row["state"], f"message {row['message_id']}")
         extra = extra or {}
         sets = "".join(f", {column} = :x_{column}" for column in extra)
-        c.execute(
+        states, params = _in("from", allowed(move))
+        done = c.execute(
             text(
-                f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o{sets} WHERE id = :id"
+                f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o{sets} "
+                f"WHERE id = :id AND state IN {states}"
             ),
             {
                 "s": new,
                 "now": now.isoformat(),
                 "o": owner_token(),
                 "id": message_row_id,
+                **params,
                 **{f"x_{column}": value for column, value in extra.items()},
             },
         )
+        if done.rowcount != 1:  # changed since the SELECT: the table still decides
+            raise TransitionRefused(f"message {row['message_id']}", "changed", move, new)
         return row
+
+    def _move_thread_if(
+        self,
+        c: Any,
+        thread_id: int,
+        move: ThreadEvent,
+        sets: str = "",
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move a thread as a side effect of its message's move, if the table allows it from
+        the thread's state now; a thread that has moved on (a reply, a cancel) is left as it
+        is, and the message's own move still counts. True if it moved."""
+        from sqlalchemy import text
+
+        states, state_params = _in("from", allowed(move))
+        done = c.execute(
+            text(
+                f"UPDATE threads SET state = :to{', ' + sets if sets else ''} "
+                f"WHERE id = :t AND state IN {states}"
+            ),
+            {"to": target(move), "t": thread_id, **state_params, **(params or {})},
+        )
+        return bool(done.rowcount)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -1003,9 +1055,9 @@ class Store:
                     # creation, not only once the send is recorded.
                     text("""SELECT id, recipient, alt_addresses, alt_domains,
                         COALESCE(sent_at, created_at) AS sent_at, state, company, role
-                        FROM threads WHERE state != 'failed'
+                        FROM threads WHERE state != :failed
                         AND (:a IS NULL OR account = :a) ORDER BY id"""),
-                    {"a": account},
+                    {"a": account, "failed": ThreadState.FAILED},
                 )
                 .mappings()
                 .all()
@@ -1116,16 +1168,21 @@ class Store:
                 due is None or _when(due) is None or _when(due) < decision.postpone_to  # type: ignore[operator]
             ):
                 due = decision.postpone_to.isoformat()
-            c.execute(
-                text("""UPDATE threads SET state = :s, detail = :d, follow_up_due = :due
-                        WHERE id = :t"""),
-                {
-                    "s": decision.state or thread["state"],
-                    "d": json.dumps(detail),
-                    "due": due,
-                    "t": thread_id,
-                },
-            )
+            values = {"d": json.dumps(detail), "due": due, "t": thread_id}
+            if decision.state is None:  # details only: no transition
+                c.execute(
+                    text("UPDATE threads SET detail = :d, follow_up_due = :due WHERE id = :t"),
+                    values,
+                )
+            else:
+                move = incoming_event(decision.state)
+                apply(move, thread["state"], f"thread {thread_id}")
+                states, params = _in("from", allowed(move))
+                c.execute(
+                    text(f"""UPDATE threads SET state = :s, detail = :d, follow_up_due = :due
+                            WHERE id = :t AND state IN {states}"""),
+                    {"s": target(move), **values, **params},
+                )
             if decision.stop_follow_ups:
                 self._cancel_queued(c, thread_id, now, f"{decision.event}: follow-up cancelled")
             self._event(
@@ -1141,23 +1198,31 @@ class Store:
     def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
         from sqlalchemy import text
 
+        states, params = _in("from", allowed(MessageEvent.DROP_QUEUED))
         c.execute(
-            text("""UPDATE messages SET state = :f, failed_at = :now, error = :why
-                    WHERE thread_id = :t AND kind = 'follow_up' AND state = :q"""),
-            {"f": FAILED, "now": now.isoformat(), "why": why, "t": thread_id, "q": QUEUED},
+            text(f"""UPDATE messages SET state = :f, failed_at = :now, error = :why
+                    WHERE thread_id = :t AND kind = 'follow_up' AND state IN {states}"""),
+            {
+                "f": target(MessageEvent.DROP_QUEUED),
+                "now": now.isoformat(),
+                "why": why,
+                "t": thread_id,
+                **params,
+            },
         )
 
     def set_thread_state(
         self,
         thread_id: int,
-        state: str,
+        move: ThreadEvent,
         now: datetime,
         event: str,
         detail: dict[str, str],
-        *,
-        only_from: tuple[str, ...] | None = None,
-    ) -> bool:
-        """Move a thread (cancel, mark replied, close as no answer). Stops queued follow-ups."""
+    ) -> str:
+        """Move a thread (cancel, mark replied, close as no answer) as the lifecycle table
+        allows, and log it as ``event``. Stops queued follow-ups. Returns the new state;
+        :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
+        the thread's state now."""
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -1168,19 +1233,33 @@ class Store:
             )
             if row is None:
                 raise StateError(f"no thread {thread_id} in the state store")
-            if only_from is not None and row["state"] not in only_from:
-                return False
+            state = apply(move, row["state"], f"thread {thread_id}")
+            states, params = _in("from", allowed(move))
             c.execute(
-                text("UPDATE threads SET state = :s, detail = :d WHERE id = :t"),
+                text(
+                    f"UPDATE threads SET state = :s, detail = :d WHERE id = :t AND state IN {states}"
+                ),
                 {
                     "s": state,
                     "d": json.dumps({**_detail(row["detail"]), **detail}),
                     "t": thread_id,
+                    **params,
                 },
             )
             if state != AWAITING:
                 self._cancel_queued(c, thread_id, now, f"{event}: follow-up cancelled")
             self._event(c, thread_id, now, event, "; ".join(f"{k}: {v}" for k, v in detail.items()))
+        return state
+
+    def move_thread_if_still(
+        self, thread_id: int, move: ThreadEvent, now: datetime, event: str, detail: dict[str, str]
+    ) -> bool:
+        """:meth:`set_thread_state` for a move that another process (a reply, a cancel) may
+        have made moot meanwhile: False, nothing written, if the table refuses it now."""
+        try:
+            self.set_thread_state(thread_id, move, now, event, detail)
+        except TransitionRefused:
+            return False
         return True
 
     def set_thread_detail(self, thread_id: int, detail: dict[str, Any]) -> None:
@@ -1231,11 +1310,12 @@ class Store:
             due = _when(t["follow_up_due"])
             if due is None or due > now:
                 return None
+            unsettled, unsettled_params = _in("u", (QUEUED, SUBMITTING, IN_DOUBT))
             live = (
                 c.execute(
-                    text("""SELECT id, state, owner, final_dot_at FROM messages WHERE thread_id = :t
-                        AND kind = 'follow_up' AND state IN (:q, :s, :d)"""),
-                    {"t": thread_id, "q": QUEUED, "s": SUBMITTING, "d": IN_DOUBT},
+                    text(f"""SELECT id, state, owner, final_dot_at FROM messages WHERE thread_id = :t
+                        AND kind = 'follow_up' AND state IN {unsettled}"""),
+                    {"t": thread_id, **unsettled_params},
                 )
                 .mappings()
                 .all()
@@ -1265,8 +1345,8 @@ class Store:
         with self.tx() as c:
             rows = c.execute(
                 text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
-                        AND state = 'bounced' AND id != :t"""),
-                {"r": recipient.lower(), "t": other_than},
+                        AND state = :bounced AND id != :t"""),
+                {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
             ).all()
         for tid, detail in rows:
             d = _detail(detail)
@@ -1282,11 +1362,12 @@ class Store:
     def _open_dues(self, account: str | None = None) -> list[tuple[ThreadRow, datetime]]:
         """Open threads with a next step, and when it is due (compared as instants: the
         stored times carry different offsets)."""
+        states, params = _in("s", DUE_THREAD)
         rows = self._rows(
-            """SELECT * FROM threads WHERE state IN (:a, 'followed_up')
+            f"""SELECT * FROM threads WHERE state IN {states}
                AND follow_up_due IS NOT NULL AND (:acct IS NULL OR account = :acct)""",
-            a=AWAITING,
             acct=account,
+            **params,
         )
         threads = self._decoded(rows, _thread)
         return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
@@ -1305,21 +1386,20 @@ class Store:
         sql = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                  WHERE m.state IN (:s, :d) AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""
         rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT, a=account)
-        return [m for m in self._decoded(rows, _message) if m.shown_state == "in doubt"]
+        return [m for m in self._decoded(rows, _message) if m.state_now == IN_DOUBT]
 
     # --- campaigns ---------------------------------------------------------------------------
 
     def sent_since(self, account: str, since: datetime) -> int:
         """Messages that left (or may have left) ``account`` since ``since``: the daily cap
         counts every run and every kind, follow-ups included."""
+        states, params = _in("s", GONE_MESSAGE)
         rows = self._rows(
-            """SELECT m.submitting_at FROM messages m JOIN threads t ON t.id = m.thread_id
+            f"""SELECT m.submitting_at FROM messages m JOIN threads t ON t.id = m.thread_id
                WHERE t.account = :a AND m.submitting_at IS NOT NULL
-               AND m.state IN (:s, :sub, :d)""",
+               AND m.state IN {states}""",
             a=account,
-            s=SENT,
-            sub=SUBMITTING,
-            d=IN_DOUBT,
+            **params,
         )
         # A damaged date counts: the cap errs on the side of sending less.
         return sum(1 for r in rows if (_when(r["submitting_at"]) or since) >= since)
@@ -1327,21 +1407,21 @@ class Store:
     def open_subjects(self, recipient: str) -> frozenset[str]:
         """The subjects of threads to ``recipient`` that are still open (read-only): a new
         apology to the same address must not share one, or mail clients merge the threads."""
+        waiting, params = _in("w", WAITING_THREAD)
         rows = self._rows(
-            """SELECT subject FROM threads WHERE lower(recipient) = :r
-               AND state IN ('sending', :a, 'followed_up', 'held')""",
+            f"""SELECT subject FROM threads WHERE lower(recipient) = :r
+               AND state IN {waiting}""",
             r=recipient.lower(),
-            a=AWAITING,
+            **params,
         )
         return frozenset(str(r["subject"]) for r in rows)
 
     def open_threads_by_account(self) -> dict[str, list[int]]:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),
         by the account they were sent from."""
+        states, params = _in("s", WAITING_THREAD)
         rows = self._rows(
-            """SELECT id, account FROM threads
-               WHERE state IN ('sending', :a, 'followed_up', 'held') ORDER BY id""",
-            a=AWAITING,
+            f"SELECT id, account FROM threads WHERE state IN {states} ORDER BY id", **params
         )
         out: dict[str, list[int]] = {}
         for r in rows:
@@ -1351,7 +1431,9 @@ class Store:
     def held_threads(self) -> list[ThreadRow]:
         """Threads held from their follow-ups until the user decides (``release`` or
         ``mark-replied``)."""
-        rows = self._rows("SELECT * FROM threads WHERE state = 'held' ORDER BY id")
+        rows = self._rows(
+            "SELECT * FROM threads WHERE state = :held ORDER BY id", held=ThreadState.HELD
+        )
         return self._decoded(rows, _thread)
 
     def claim_unfiled_copies(self, account: str) -> list[MessageRow]:
@@ -1415,9 +1497,10 @@ class Store:
     def apologies_for(self, recipient: str, company: str) -> list[ThreadRow]:
         """Threads to this address about this company (any campaign or none), sent or live."""
         rows = self._rows(
-            """SELECT * FROM threads WHERE lower(recipient) = :r AND state != 'failed'
+            """SELECT * FROM threads WHERE lower(recipient) = :r AND state != :failed
                ORDER BY id""",
             r=recipient.lower(),
+            failed=ThreadState.FAILED,
         )
         norm = " ".join(company.lower().split())
         return [
@@ -1474,7 +1557,7 @@ def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
             shown = m.shown_state
             unsettled = shown if m.kind == "apology" else f"follow-up {shown}"
     follow_ups = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
-    if unsettled and thread.state not in ("sending", AWAITING, FOLLOWED_UP):
+    if unsettled and thread.state not in (SENDING, *DUE_THREAD):
         # A closing event (a reply, a bounce) matters more than the message still in doubt.
         closed = describe(thread.state, thread.detail, thread.follow_up_due)
         return f"{closed} ({unsettled})"
@@ -1490,9 +1573,8 @@ def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
 def _shown(row: Any) -> str:
     """A message row's state as ``status`` words it (a dead process's submitting is in
     doubt past the final-dot mark, and queued again before it)."""
-    if row["state"] == SUBMITTING and not owner_alive(row["owner"]):
-        return "in doubt" if row["final_dot_at"] else "queued"
-    return str(row["state"]).replace("_", " ")
+    alive = row["state"] != SUBMITTING or owner_alive(row["owner"])
+    return describe_state(message_shown(row["state"], alive, bool(row["final_dot_at"])))
 
 
 def abandoned_before_final_dot(row: Any) -> bool:

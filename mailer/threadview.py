@@ -15,7 +15,6 @@ from typing import Any
 from .followup import (
     AWAITING,
     BOUNCED,
-    CANCELLED,
     FAILED,
     FOLLOWED_UP,
     HELD,
@@ -24,22 +23,14 @@ from .followup import (
     REPLIED,
     held_kind,
 )
+from .lifecycle import DUE_THREAD, ThreadState, message_shown
+from .lifecycle import describe as describe_state
 from .store import IN_DOUBT, QUEUED, SUBMITTING, MessageRow, ThreadRow, owner_alive
 
 JSON_VERSION = 1
 
-SENDING = "sending"  # the apology is not known to be sent yet
-THREAD_STATES = (
-    SENDING,
-    AWAITING,
-    FOLLOWED_UP,
-    REPLIED,
-    BOUNCED,
-    HELD,
-    NO_ANSWER,
-    CANCELLED,
-    FAILED,
-)
+SENDING = ThreadState.SENDING  # the apology is not known to be sent yet
+THREAD_STATES = tuple(ThreadState)
 # A message whose fate is not settled yet; "in_doubt" includes a submitting message whose
 # process is gone after the final-dot mark (it may or may not have reached the server).
 UNSETTLED_STATES = (QUEUED, SUBMITTING, IN_DOUBT)
@@ -76,9 +67,8 @@ def shown(value: str | None, tz: tzinfo, *, weekday: bool = False) -> str:
 def message_state(m: MessageRow) -> str:
     """The message's state as an enum: a dead process's ``submitting`` is ``in_doubt`` past
     the final-dot mark, and ``queued`` (it is sent again) before it."""
-    if m.state == SUBMITTING and not owner_alive(m.owner):
-        return QUEUED if m.abandoned_before_final_dot else IN_DOUBT
-    return m.state
+    alive = m.state != SUBMITTING or owner_alive(m.owner)
+    return message_shown(m.state, alive, bool(m.final_dot_at))
 
 
 def unsettled(messages: list[MessageRow]) -> dict[str, str] | None:
@@ -114,7 +104,7 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
         }
     bounce = None
     if t.state == BOUNCED:
-        bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(str(d.get("bounce_reason", "")))}
+        bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(d)}
     held = None
     if t.state == HELD:
         kind = held_kind(d)
@@ -156,7 +146,8 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
     }
 
 
-# As followup.decide words it: "hard bounce 5.1.1: <the server's words>".
+# Rows written before the bounce was kept as fields: the words as followup.decide put them,
+# "hard bounce 5.1.1: <the server's words>".
 _BOUNCE = re.compile(
     r"(?P<kind>[\w-]+) bounce(?: (?P<status>\d\.\d{1,3}\.\d{1,3}))?(?:: (?P<text>.*))?", re.S
 )
@@ -167,9 +158,19 @@ def _ids(text: Any) -> list[int]:
     return [int(x) for x in str(text or "").split(",") if x.strip().isdigit()]
 
 
-def _bounce(reason: str) -> dict[str, Any]:
+def _bounce(d: dict[str, Any]) -> dict[str, Any]:
     """The bounce's kind (``hard``, ``soft``..., or ``earlier`` when the address bounced for
     good in an earlier thread), its status code and the diagnostic quoted from the DSN."""
+    if d.get("bounce_kind") == "earlier":
+        return {"kind": "earlier", "status": None, "diagnostic": None, "thread": _int(d)}
+    if d.get("bounce_kind"):
+        return {
+            "kind": d["bounce_kind"],
+            "status": d.get("bounce_status") or None,
+            "diagnostic": d.get("bounce_text") or None,
+            "thread": None,
+        }
+    reason = str(d.get("bounce_reason", ""))
     if m := _BOUNCE.fullmatch(reason):
         return {"kind": m["kind"], "status": m["status"], "diagnostic": m["text"], "thread": None}
     earlier = _EARLIER.search(reason)
@@ -179,6 +180,13 @@ def _bounce(reason: str) -> dict[str, Any]:
         "diagnostic": None,
         "thread": int(earlier["thread"]) if earlier else None,
     }
+
+
+def _int(d: dict[str, Any]) -> int | None:
+    try:
+        return int(d["bounced_in"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def message_dict(m: MessageRow, tz: tzinfo) -> dict[str, Any]:
@@ -204,9 +212,9 @@ def describe(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
     open_message = unsettled(messages)
     pending = None
     if open_message:
-        words = open_message["state"].replace("_", " ")
+        words = describe_state(open_message["state"])
         pending = words if open_message["kind"] == "apology" else f"follow-up {words}"
-    if pending and t.state in (SENDING, AWAITING, FOLLOWED_UP):
+    if pending and t.state in (SENDING, *DUE_THREAD):
         return pending
     line = _closed_or_open(t, messages, tz)
     return f"{line} ({pending})" if pending else line
@@ -249,13 +257,13 @@ def _closed_or_open(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str
         return "no answer: the follow-ups are used up"
     if t.state == FAILED:
         return "failed" + (f": {d['follow_up_error']}" if d.get("follow_up_error") else "")
-    return t.state.replace("_", " ")
+    return describe_state(t.state)
 
 
 def state_word(t: ThreadRow, messages: list[MessageRow]) -> str:
     """The state a summary counts: the enum, or the unsettled message's when it wins."""
     open_message = unsettled(messages)
-    if open_message and t.state in (SENDING, AWAITING, FOLLOWED_UP):
+    if open_message and t.state in (SENDING, *DUE_THREAD):
         prefix = "" if open_message["kind"] == "apology" else "follow_up_"
         return prefix + open_message["state"]
     return t.state

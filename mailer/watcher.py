@@ -33,13 +33,12 @@ from .facts import local_zone, zone
 from .followup import (
     AWAITING,
     FOLLOWED_UP,
-    OPEN_STATES,
-    REPLIED,
     Decision,
     decide,
     hold_for_reply,
     unmatched_bounce,
 )
+from .lifecycle import ThreadEvent
 from .mailbox import Mailbox
 from .matching import (
     Incoming,
@@ -343,13 +342,10 @@ def _hold_others(
         if row is None or row.state not in (AWAITING, FOLLOWED_UP):
             continue  # held already, or closed since the index was read
         decision = held(row.state)
-        store.set_thread_state(
-            other,
-            decision.state or row.state,
-            clock(),
-            decision.event,
-            decision.detail,
-            only_from=(row.state,),
+        if decision.state is None:
+            continue
+        store.move_thread_if_still(
+            other, ThreadEvent.HOLD_FOR_REPLY, clock(), decision.event, decision.detail
         )
 
 
@@ -432,9 +428,9 @@ def _pass_over(
         return
     sender = incoming.sender if incoming is not None else "(unreadable sender)"
     subject = incoming.subject if incoming is not None else "(unreadable subject)"
-    store.set_thread_state(
+    store.move_thread_if_still(
         thread_id,
-        REPLIED,
+        ThreadEvent.UNREADABLE_REPLY,
         now,
         "replied",
         {
@@ -443,7 +439,6 @@ def _pass_over(
             "replied_at": now.isoformat(),
             "unreadable": f"{folder} UID {uid}: {reason}",
         },
-        only_from=tuple(OPEN_STATES),
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 from mailer import check as check_mod
 from mailer.check import run_check
 from mailer.config import find_config, load_settings
+from mailer.lifecycle import ThreadEvent
 from mailer.store import Store
 
 from .conftest import Pair, run_cli
@@ -410,7 +411,7 @@ def test_no_follow_up_to_an_address_that_bounced_in_another_thread(pair: Pair) -
     store = Store(settings.state_url)
     store.set_thread_state(
         first,
-        "bounced",
+        ThreadEvent.BOUNCE,
         T0,
         "bounced",
         {
@@ -434,7 +435,7 @@ def test_an_old_bounce_does_not_stop_a_later_thread(pair: Pair) -> None:
     store = Store(settings.state_url)
     store.set_thread_state(
         first,
-        "bounced",
+        ThreadEvent.BOUNCE,
         T0,
         "bounced",
         {

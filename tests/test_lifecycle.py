@@ -1,0 +1,399 @@
+"""The lifecycle table (pure), the store enforcing it (real SQLite), and that no other module
+spells a state: the table is the only place a transition is allowed."""
+
+from __future__ import annotations
+
+import ast
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from mailer import lifecycle
+from mailer.errors import DeliveryError, MailerError, StateError
+from mailer.lifecycle import (
+    MESSAGE_MOVES,
+    THREAD_MOVES,
+    MessageEvent,
+    MessageState,
+    Outcome,
+    ThreadEvent,
+    ThreadState,
+    TransitionRefused,
+    outcome_of,
+)
+from mailer.store import Store
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+T, M = ThreadState, MessageState
+
+# Written out again here, on purpose: a change to the table must be a change to this test.
+EXPECTED_THREAD = {
+    ThreadEvent.APOLOGY_SENT: ({T.SENDING, T.FAILED}, T.AWAITING),
+    ThreadEvent.APOLOGY_FAILED: ({T.SENDING, T.FAILED}, T.FAILED),
+    ThreadEvent.LAST_FOLLOW_UP_SENT: ({T.AWAITING}, T.FOLLOWED_UP),
+    ThreadEvent.FOLLOW_UP_REFUSED: ({T.AWAITING}, T.FAILED),
+    ThreadEvent.ADDRESS_BOUNCED: ({T.AWAITING}, T.BOUNCED),
+    ThreadEvent.CLOSED_NO_ANSWER: ({T.FOLLOWED_UP}, T.NO_ANSWER),
+    ThreadEvent.CANCELLED: ({T.AWAITING, T.FOLLOWED_UP, T.HELD}, T.CANCELLED),
+    ThreadEvent.CAMPAIGN_CANCELLED: ({T.AWAITING, T.HELD, T.SENDING}, T.CANCELLED),
+    ThreadEvent.MARKED_REPLIED: (
+        {T.AWAITING, T.FOLLOWED_UP, T.HELD, T.NO_ANSWER, T.CANCELLED},
+        T.REPLIED,
+    ),
+    ThreadEvent.UNREADABLE_REPLY: ({T.AWAITING, T.FOLLOWED_UP, T.HELD}, T.REPLIED),
+    ThreadEvent.REPLY: (set(T) - {T.REPLIED}, T.REPLIED),
+    ThreadEvent.BOUNCE: (set(T) - {T.REPLIED}, T.BOUNCED),
+    ThreadEvent.CHALLENGE: (set(T) - {T.REPLIED}, T.HELD),
+    ThreadEvent.HOLD_FOR_REPLY: ({T.AWAITING, T.FOLLOWED_UP}, T.HELD),
+    ThreadEvent.RELEASE_TO_AWAITING: ({T.HELD}, T.AWAITING),
+    ThreadEvent.RELEASE_TO_FOLLOWED_UP: ({T.HELD}, T.FOLLOWED_UP),
+}
+EXPECTED_MESSAGE = {
+    MessageEvent.SUBMIT: ({M.QUEUED}, M.SUBMITTING),
+    MessageEvent.RESEND: ({M.IN_DOUBT, M.SUBMITTING}, M.SUBMITTING),
+    MessageEvent.SENT: ({M.QUEUED, M.SUBMITTING, M.IN_DOUBT}, M.SENT),
+    MessageEvent.REQUEUE: ({M.QUEUED, M.SUBMITTING}, M.QUEUED),
+    MessageEvent.FAIL: ({M.QUEUED, M.SUBMITTING}, M.FAILED),
+    MessageEvent.DOUBT: ({M.QUEUED, M.SUBMITTING, M.IN_DOUBT}, M.IN_DOUBT),
+    MessageEvent.ABANDONED: ({M.SUBMITTING}, M.IN_DOUBT),
+    MessageEvent.DROP_QUEUED: ({M.QUEUED}, M.FAILED),
+}
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def test_states_keep_the_strings_already_stored() -> None:
+    """Verify the enums' values are the strings the database holds today (no migration)."""
+    assert [str(s) for s in ThreadState] == [
+        "sending",
+        "awaiting_reply",
+        "followed_up",
+        "replied",
+        "bounced",
+        "held",
+        "no_answer",
+        "cancelled",
+        "failed",
+    ]
+    assert [str(s) for s in MessageState] == [
+        "queued",
+        "submitting",
+        "sent",
+        "failed",
+        "in_doubt",
+    ]
+
+
+@pytest.mark.parametrize("event", list(ThreadEvent))
+def test_every_thread_event_allows_exactly_its_from_states(event: ThreadEvent) -> None:
+    """Verify each thread event's allowed from-states and target, and that every other state
+    refuses it."""
+    allowed, to = EXPECTED_THREAD[event]
+    assert set(lifecycle.allowed(event)) == allowed and lifecycle.target(event) == to
+    for state in ThreadState:
+        if state in allowed:
+            assert lifecycle.apply(event, state, "thread 1") == to
+        else:
+            with pytest.raises(TransitionRefused):
+                lifecycle.apply(event, state, "thread 1")
+
+
+@pytest.mark.parametrize("event", list(MessageEvent))
+def test_every_message_event_allows_exactly_its_from_states(event: MessageEvent) -> None:
+    """Verify each message event's allowed from-states and target, and that every other
+    state refuses it."""
+    allowed, to = EXPECTED_MESSAGE[event]
+    assert set(lifecycle.allowed(event)) == allowed and lifecycle.target(event) == to
+    for state in MessageState:
+        if state in allowed:
+            assert lifecycle.apply(event, state, "message <m@x>") == to
+        else:
+            with pytest.raises(TransitionRefused):
+                lifecycle.apply(event, state, "message <m@x>")
+
+
+def test_the_tables_cover_every_event_and_no_more() -> None:
+    """Verify no event is missing from the tables (nor from this test's copy of them)."""
+    assert set(THREAD_MOVES) == set(ThreadEvent) == set(EXPECTED_THREAD)
+    assert set(MESSAGE_MOVES) == set(MessageEvent) == set(EXPECTED_MESSAGE)
+
+
+def test_nothing_moves_a_replied_thread() -> None:
+    """Verify no event leaves ``replied``: nothing reopens a thread that a human answered."""
+    assert not [e for e, move in THREAD_MOVES.items() if T.REPLIED in move.from_states]
+
+
+def test_a_refused_transition_names_both_states() -> None:
+    """Verify the refusal names the row, where it is and where it was asked to go."""
+    with pytest.raises(TransitionRefused) as refused:
+        lifecycle.apply(ThreadEvent.LAST_FOLLOW_UP_SENT, T.REPLIED, "thread 7")
+    assert str(refused.value).startswith("thread 7: cannot go from replied to followed_up")
+    assert isinstance(refused.value, MailerError) and refused.value.current == T.REPLIED
+
+
+@pytest.mark.parametrize("state", [*ThreadState, *MessageState])
+def test_display_text_is_derived_from_every_state(state: str) -> None:
+    """Verify every state has words derived from its value, with no underscore left."""
+    words = lifecycle.describe(state)
+    assert words == str(state).replace("_", " ") and "_" not in words
+
+
+def test_a_dead_processs_submitting_message_shows_in_doubt() -> None:
+    """Verify ``submitting`` shows as in doubt only once its process is gone."""
+    assert lifecycle.message_shown("submitting", owner_alive=False) == M.IN_DOUBT
+    assert lifecycle.message_shown("submitting", owner_alive=True) == M.SUBMITTING
+    assert lifecycle.message_shown("sent", owner_alive=False) == M.SENT
+
+
+# --- what a delivery error means --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "temporary", "outcome", "on_resend", "blocks"),
+    [
+        ("in-doubt", False, Outcome.IN_DOUBT, Outcome.IN_DOUBT, False),
+        ("recipient", False, Outcome.FAILED, Outcome.FAILED, False),
+        ("permanent", False, Outcome.FAILED, Outcome.FAILED, False),
+        ("temporary", True, Outcome.REQUEUE, Outcome.IN_DOUBT, False),
+        ("timeout", True, Outcome.REQUEUE, Outcome.IN_DOUBT, False),
+        ("connection", True, Outcome.REQUEUE, Outcome.IN_DOUBT, False),
+        ("connection", False, Outcome.REQUEUE, Outcome.IN_DOUBT, True),
+        ("auth", False, Outcome.REQUEUE, Outcome.IN_DOUBT, True),
+        ("protocol", False, Outcome.REQUEUE, Outcome.IN_DOUBT, True),
+    ],
+)
+def test_a_delivery_error_has_one_outcome(
+    kind: str, temporary: bool, outcome: Outcome, on_resend: Outcome, blocks: bool
+) -> None:
+    """Verify only the server's refusal fails a message, a cut-off answer is in doubt, and
+    anything else keeps it for another try (in doubt still, when it was a resend)."""
+    error = DeliveryError("x", kind=kind, temporary=temporary)
+    assert outcome_of(error) is outcome
+    assert outcome_of(error, resending=True) is on_resend
+    assert lifecycle.blocks_account(error) is blocks
+
+
+# --- no state spelled outside lifecycle -------------------------------------------------------
+
+STATE_VALUES = {str(s) for s in ThreadState} | {str(s) for s in MessageState}
+# Released schema migrations are never edited: they keep the literals of their day.
+ALLOWED = {("store.py", "_utc_keys"), ("store.py", "_final_dot_column")}
+PACKAGE = Path(__file__).resolve().parent.parent / "mailer"
+
+
+def _sql_state_literal(text: str) -> bool:
+    import re
+
+    values = "|".join(sorted(STATE_VALUES))
+    return bool(re.search(rf"state\s*(=|!=|<>|IN)\s*\(?[^)]*'({values})'", text, re.I))
+
+
+def _spelled_states(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[str] = []
+
+    def literals(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Constant) and node.value in STATE_VALUES:
+            return [node.value]
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            return [v for e in node.elts for v in literals(e)]
+        return []
+
+    def visit(node: ast.AST, function: str) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            function = node.name
+        if (path.name, function) not in ALLOWED:
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    found.extend(
+                        f"{path.name}:{node.lineno} compares with {v!r}" for v in literals(side)
+                    )
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _sql_state_literal(node.value)
+            ):
+                found.append(f"{path.name}:{node.lineno} SQL spells a state")
+            if isinstance(node, ast.keyword) and node.arg == "only_from":
+                found.append(f"{path.name}:{node.value.lineno} passes its own allowed-from list")
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(tree, "")
+    return found
+
+
+def test_the_literal_check_catches_what_it_looks_for(tmp_path: Path) -> None:
+    """Verify the check below flags a comparison, an SQL state and an allowed-from list."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def f(t, s):\n"
+        "    if t.state == 'awaiting_reply': pass\n"
+        "    if t.state in ('sent', 'queued'): pass\n"
+        "    s.execute(\"UPDATE threads SET x = 1 WHERE state IN ('held', :a)\")\n"
+        "    s.set_thread_state(1, only_from=(1,))\n"
+    )
+    found = _spelled_states(bad)
+    assert len(found) == 5, found
+
+
+def test_no_module_outside_lifecycle_spells_a_state() -> None:
+    """Verify no comparison, SQL or allowed-from list in mailer/ spells a state value: the
+    enums in lifecycle.py are the only spelling (released migrations excepted)."""
+    found = [
+        hit
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.name != "lifecycle.py"
+        for hit in _spelled_states(path)
+    ]
+    assert found == []
+
+
+def test_lifecycle_is_pure() -> None:
+    """Verify lifecycle.py imports no I/O: no SQLAlchemy, no os, no sockets, no sender."""
+    tree = ast.parse((PACKAGE / "lifecycle.py").read_text(encoding="utf-8"))
+    imported = {
+        (n.module or "") if isinstance(n, ast.ImportFrom) else a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    assert imported <= {"__future__", "enum", "dataclasses", "errors"}, imported
+
+
+# --- the store enforces the table (real SQLite) ----------------------------------------------
+
+
+def _store_with_apology(directory: Path) -> tuple[Store, int, int]:
+    """A fresh store with one thread whose apology is queued: (store, thread, message row)."""
+    store = Store(f"sqlite:///{directory / 'state.db'}")
+    facts = {"to": "a@b.test", "interviewer": "A", "company": "C", "role": "R"}
+    facts |= {"situation": "illness", "interview": T0.isoformat()}
+    tid, mid = store.create_thread(
+        now=T0,
+        facts=facts,
+        key="k",
+        subject="s",
+        message_id="<m@x>",
+        raw=b"x",
+        envelope_from="me@x.test",
+        recipients=("a@b.test",),
+        follow_up_wait="1d",
+        max_follow_ups=1,
+        guard_duplicates=True,
+    )
+    return store, tid, mid
+
+
+def test_the_store_refuses_a_thread_move_the_table_forbids(tmp_path: Path) -> None:
+    """Verify closing an awaiting thread as 'no answer' is refused by name and leaves the row,
+    its details and its log unchanged."""
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    before, events = store.thread(tid), store.events(tid)
+    with pytest.raises(TransitionRefused) as refused:
+        store.set_thread_state(tid, ThreadEvent.CLOSED_NO_ANSWER, T0, "no_answer", {"x": "y"})
+    assert f"thread {tid}: cannot go from awaiting_reply to no_answer" in str(refused.value)
+    assert store.thread(tid) == before and store.events(tid) == events
+    store.close()
+
+
+def test_the_store_refuses_a_message_move_the_table_forbids(tmp_path: Path) -> None:
+    """Verify failing a sent message is refused by name and changes nothing: a message the
+    server took is never recorded as failed (and so never sent again)."""
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    before, thread = store.message(mid), store.thread(tid)
+    with pytest.raises(TransitionRefused) as refused:
+        store.mark_failed(mid, T0, "late error")
+    assert "message <m@x>: cannot go from sent to failed" in str(refused.value)
+    assert store.message(mid) == before and store.thread(tid) == thread
+    store.close()
+
+
+def test_a_repeated_cancel_stays_a_no_op(tmp_path: Path) -> None:
+    """Verify cancelling a cancelled thread is reported as nothing to do, not as an error,
+    and cancelling a thread that is not waiting is an error naming the thread."""
+    from mailer.check import cancel
+    from mailer.errors import InputError
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    with pytest.raises(InputError, match=f"thread {tid} is not waiting for anything"):
+        cancel(store, tid, T0)  # still sending
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    assert cancel(store, tid, T0) is True
+    assert cancel(store, tid, T0) is False
+    assert store.thread(tid).state == T.CANCELLED  # type: ignore[union-attr]
+    store.close()
+
+
+# Store calls for the message events a caller can ask for (the owner is this process, so
+# ABANDONED never applies here; DROP_QUEUED is only internal).
+MESSAGE_CALLS = {
+    MessageEvent.SUBMIT: lambda s, mid: s.mark_submitting(mid, T0),
+    MessageEvent.RESEND: lambda s, mid: s.claim_resend(mid, T0, tuple(ThreadState)),
+    MessageEvent.SENT: lambda s, mid: s.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1)),
+    MessageEvent.REQUEUE: lambda s, mid: s.requeue(mid, T0, "421 later"),
+    MessageEvent.FAIL: lambda s, mid: s.mark_failed(mid, T0, "550 no"),
+    MessageEvent.DOUBT: lambda s, mid: s.mark_in_doubt(mid, T0, "cut off"),
+}
+# The thread moves a message move brings with it, when the thread is still where it allows.
+SIDE_MOVES = {
+    MessageEvent.SENT: ThreadEvent.APOLOGY_SENT,
+    MessageEvent.FAIL: ThreadEvent.APOLOGY_FAILED,
+}
+
+steps = st.lists(
+    st.one_of(st.sampled_from(list(ThreadEvent)), st.sampled_from(list(MESSAGE_CALLS))),
+    max_size=12,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+# A reply, or a cancel, before the apology is recorded sent or failed: the thread stays.
+@example([ThreadEvent.REPLY, MessageEvent.SUBMIT, MessageEvent.SENT])
+@example([ThreadEvent.CAMPAIGN_CANCELLED, MessageEvent.FAIL])
+def test_any_sequence_through_the_store_matches_the_table(
+    events: list[ThreadEvent | MessageEvent],
+) -> None:
+    """Verify any sequence of events applied through the real store ends, step by step, in
+    the states the pure table gives, refusals included (a refused step changes nothing)."""
+    with tempfile.TemporaryDirectory() as directory:
+        store, tid, mid = _store_with_apology(Path(directory))
+        thread, message = T.SENDING, M.QUEUED
+        try:
+            for event in events:
+                if isinstance(event, ThreadEvent):
+                    try:
+                        expected = lifecycle.apply(event, thread, "thread")
+                    except TransitionRefused:
+                        with pytest.raises(TransitionRefused):
+                            store.set_thread_state(tid, event, T0, str(event), {})
+                    else:
+                        assert store.set_thread_state(tid, event, T0, str(event), {}) == expected
+                        thread = ThreadState(expected)
+                else:
+                    try:
+                        expected = lifecycle.apply(event, message, "message")
+                    except TransitionRefused:
+                        with pytest.raises(StateError):  # a ClaimError or TransitionRefused
+                            MESSAGE_CALLS[event](store, mid)
+                    else:
+                        MESSAGE_CALLS[event](store, mid)
+                        message = MessageState(expected)
+                        side = SIDE_MOVES.get(event)
+                        if side is not None and thread in THREAD_MOVES[side].from_states:
+                            thread = ThreadState(THREAD_MOVES[side].to)
+                assert store.thread(tid).state == thread  # type: ignore[union-attr]
+                assert store.message(mid).state == message
+        finally:
+            store.close()
