@@ -134,19 +134,22 @@ MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
         """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
     ],
     lambda c: _utc_keys(c) + _name_store(c) + _unreadable_table(c),
-    lambda c: _final_dot_column(),
+    lambda c: _final_dot_column(c),
 ]
 
 
-def _final_dot_column() -> list[str]:
+def _final_dot_column(c: Any) -> list[str]:
     """Migration 4: when the final dot of DATA was about to go (see mark_final_dot). A row
     caught mid-send by an older mailer may have passed it: it stays in doubt. Like every
     migration it keeps the state strings of its day, whatever the lifecycle later calls them."""
-    return [
-        """ALTER TABLE messages ADD COLUMN final_dot_at TEXT""",
-        """UPDATE messages SET final_dot_at = COALESCE(submitting_at, created_at)
-           WHERE state IN ('submitting', 'in_doubt')""",
-    ]
+    from sqlalchemy import text
+
+    c.execute(text("ALTER TABLE messages ADD COLUMN final_dot_at TEXT"))
+    c.execute(
+        text("""UPDATE messages SET final_dot_at = COALESCE(submitting_at, created_at)
+                WHERE state IN ('submitting', 'in_doubt')""")
+    )
+    return []
 
 
 def _unreadable_table(c: Any) -> list[str]:
