@@ -134,7 +134,7 @@ def add(what: str, s: dict[str, Sample], mine: str, anchor: str, goal: str, note
             what,
             f"{ms(a.wall_med)} (CPU {ms(a.cpu_med)})",
             f"{anchor}: {ms(b.wall_med)} (CPU {ms(b.cpu_med)})",
-            f"{a.wall_med / b.wall_med:.2f}x",
+            f"{a.wall_med / b.wall_med:.2f}x (CPU {a.cpu_med / b.cpu_med:.2f}x)",
             goal,
             note,
         )
@@ -514,7 +514,10 @@ def commit() -> str:
 
 
 def table(rows: list[Row]) -> str:
-    out = ["| what | mailer | anchor | ratio | goal |", "|---|---:|---:|---:|---|"]
+    out = [
+        "| what | mailer: wall (CPU) | anchor: wall (CPU) | ratio of walls (of CPU) | goal |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in rows:
         out.append(f"| {r.what} | {r.mailer} | {r.anchor} | **{r.ratio}** | {r.goal} |")
     return "\n".join(out)
