@@ -586,6 +586,9 @@ def main() -> None:
         if o not in ALL:
             ap.error(f"--only: no benchmark {o!r} (choose from {', '.join(ALL)})")
     started = time.monotonic()
+    # SIGTERM (and SIGINT, which a background shell job ignores) end the run through the
+    # ``finally`` below, so the servers it started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     users = {SENDER: SENDER_PW, **{f"interviewer{j}@sandbox.test": "pw" for j in range(1, 5)}}
     stack = MailStack.create(users)
     info = stack.start()

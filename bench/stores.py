@@ -17,7 +17,7 @@ from mailer.store import Store, dedupe_key
 
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-SCHEMA_TAG = "v1"
+SCHEMA_TAG = "v2"
 
 
 def cache_dir() -> Path:
@@ -72,7 +72,14 @@ def build(path: Path, n: int, open_count: int, sender: str) -> None:
             durable=True,
             submitting=True,
         )
-        store.mark_sent(mrow, sent, "250 2.0.0 Ok", NOW + timedelta(days=30), durable=False)
+        store.mark_sent(
+            mrow,
+            sent,
+            "250 2.0.0 Ok",
+            NOW + timedelta(days=30),
+            durable=False,
+            sent_copy="saved in Sent",
+        )
         if i < n - open_count:
             state = "replied" if i % 2 else "no_answer"
             store.set_thread_state(tid, state, sent, state, {"why": "bench"})
