@@ -7,7 +7,8 @@ rep), and reported as the ratio of the medians.
 
 Options: ``--smtp postfix|aiosmtpd`` (the SMTP server campaigns go to; default postfix if
 installed), ``--reps N``, ``--only NAME[,NAME]`` (help, preview, campaign-check, status,
-check, daemon, campaign-run, campaign-rtt), ``--idle-seconds S``, ``--no-readme``.
+campaign-scale, check, daemon, campaign-run, campaign-rtt), ``--idle-seconds S``,
+``--no-readme``.
 
 Every process is timed from spawn to exit (wall, and user+system CPU from ``wait4``). The
 servers: the sandbox stack (Dovecot IMAP/LMTP + aiosmtpd, STARTTLS + AUTH) from
@@ -325,6 +326,31 @@ def bench_campaign_check(ctx: Ctx) -> None:
     )
 
 
+def bench_campaign_scale(ctx: Ctx) -> None:
+    """`campaign check` of n and 10n entries against a store of many threads: one run each
+    (the 10n one takes minutes); linear in entries means a ratio of 10."""
+    big = ctx.status_sizes[-1]
+    small_n, big_n = ctx.scale_entries
+    ws = workspace(ctx.info, store=stores.cached(big, max(1, big // 10), SENDER))
+    walls = {}
+    for n in (small_n, big_n):
+        (ws / f"camp{n}.toml").write_text(campaign_toml(n))
+        wall, cpu = run_timed_cpu([MAILER, "campaign", "check", f"camp{n}.toml"], cwd=ws)
+        walls[n] = (wall, cpu)
+        print(f"  campaign check of {n:,} entries, store of {big:,}: {ms(wall)} (CPU {ms(cpu)})")
+    (w1, c1), (w2, c2) = walls[small_n], walls[big_n]
+    ROWS.append(
+        Row(
+            f"`campaign check` of {big_n:,} entries against a store of {big:,} threads "
+            f"(one run; against {small_n:,} entries: linear is {big_n // small_n}x)",
+            f"{ms(w2)} (CPU {ms(c2)})",
+            f"{small_n:,} entries: {ms(w1)} (CPU {ms(c1)})",
+            f"{w2 / w1:.2f}x (CPU {c2 / c1:.2f}x)",
+            "linear in entries, whatever the store holds",
+        )
+    )
+
+
 def bench_status(ctx: Ctx) -> None:
     for n in ctx.status_sizes:
         db = stores.cached(n, max(1, n // 10), SENDER)
@@ -493,6 +519,7 @@ class Ctx:
     status_sizes: tuple[int, ...]
     open_sizes: tuple[int, ...]
     check_entries: int
+    scale_entries: tuple[int, int]
     campaign_loopback: int
     campaign_rtt: int
     rtt_reps: int
@@ -561,6 +588,7 @@ ALL = (
     "preview",
     "campaign-check",
     "status",
+    "campaign-scale",
     "check",
     "daemon",
     "campaign-run",
@@ -607,6 +635,7 @@ def main() -> None:
             status_sizes=(100,) if q else (1000, 10000),
             open_sizes=(100,) if q else (10000,),
             check_entries=20 if q else 300,
+            scale_entries=(10, 100) if q else (1000, 10000),
             campaign_loopback=20 if q else 300,
             campaign_rtt=5 if q else 100,
             rtt_reps=1 if q else 3,
@@ -619,6 +648,7 @@ def main() -> None:
             "preview": lambda: bench_preview(ctx),
             "campaign-check": lambda: bench_campaign_check(ctx),
             "status": lambda: bench_status(ctx),
+            "campaign-scale": lambda: bench_campaign_scale(ctx),
             "check": lambda: bench_check(ctx),
             "daemon": lambda: bench_daemon(ctx),
             "campaign-run": lambda: bench_campaign_run(
