@@ -7,7 +7,7 @@ rep), and reported as the ratio of the medians.
 
 Options: ``--smtp postfix|aiosmtpd`` (the SMTP server campaigns go to; default postfix if
 installed), ``--reps N``, ``--only NAME[,NAME]`` (help, preview, campaign-check, status,
-campaign-scale, check, daemon, campaign-run, campaign-rtt), ``--idle-seconds S``,
+campaign-scale, check, daemon, latency, campaign-run, campaign-rtt), ``--idle-seconds S``,
 ``--no-readme``.
 
 Every process is timed from spawn to exit (wall, and user+system CPU from ``wait4``). The
@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -464,6 +464,122 @@ def bench_daemon(ctx: Ctx) -> None:
     print(f"  idle daemon: {per_min}", flush=True)
 
 
+def _reply(info: StackInfo, i: int, tag: str) -> None:
+    """A reply to thread ``i`` of a bench store (or, with ``i < 0``, an unrelated message),
+    delivered over LMTP: it returns once Dovecot has stored it."""
+    frm = f"hr{i}@company{i % 997}.test" if i >= 0 else "someone@elsewhere.test"
+    refs = f"In-Reply-To: <bench-{i}@sandbox.test>\r\n" if i >= 0 else ""
+    msg = (
+        f"From: {frm}\r\nTo: {SENDER}\r\nSubject: Re: Missed interview {tag}\r\n{refs}"
+        f"Message-ID: <r-{tag}@elsewhere.test>\r\nDate: Wed, 25 Nov 2026 15:00:00 +0000\r\n"
+        "\r\nThanks, Thursday at 10:00 works for me.\r\n"
+    )
+    with smtplib.LMTP(info.host, info.lmtp_port) as lm:
+        lm.sendmail(frm, [SENDER], msg.encode())
+
+
+def _bare_idle(info: StackInfo, n: int, counter: Iterator[int]) -> list[float]:
+    import ssl
+
+    from imapclient import IMAPClient
+
+    out = []
+    ctx = ssl.create_default_context(cafile=info.ca_file)
+    with IMAPClient(info.host, port=info.imaps_port, ssl=True, ssl_context=ctx) as c:
+        c.login(SENDER, SENDER_PW)
+        c.select_folder("INBOX", readonly=True)
+        for _ in range(n):
+            c.idle()
+            _reply(info, -1, f"bare-{next(counter)}")
+            t0 = time.perf_counter()
+            while not any(len(r) > 1 and r[1] == b"EXISTS" for r in c.idle_check(timeout=5)):
+                if time.perf_counter() - t0 > 20:
+                    raise RuntimeError("no EXISTS push within 20 s")
+            out.append(time.perf_counter() - t0)
+            c.idle_done()
+    return out
+
+
+def _daemon_latency(ctx: Ctx, ws: Path, threads: list[int], counter: Iterator[int]) -> list[float]:
+    import sqlite3
+
+    out = []
+    log = ws / "daemon.log"
+    with log.open("wb") as f:
+        proc = subprocess.Popen(
+            [MAILER, "daemon"],
+            cwd=ws,
+            env={**os.environ, **NOW_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while b"with IDLE" not in log.read_bytes():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"daemon did not start IDLE: {log.read_text()[-500:]}")
+            time.sleep(0.05)
+        time.sleep(2)  # let the start-up pass finish so that it does not overlap a reply
+        db = sqlite3.connect(ws / "state.db")
+        for i in threads:
+            _reply(ctx.info, i, f"d-{next(counter)}")
+            t0 = time.perf_counter()
+            while (
+                db.execute("SELECT state FROM threads WHERE id = ?", (i + 1,)).fetchone()[0]
+                != "replied"
+            ):
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError(f"thread {i + 1} not marked replied in 30 s")
+                time.sleep(0.005)
+            out.append(time.perf_counter() - t0)
+        db.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+def bench_latency(ctx: Ctx) -> None:
+    """Reply latency: LMTP delivery done -> the thread marked replied by `mailer daemon` in
+    IDLE, against the bare IMAP IDLE push (LMTP delivery done -> EXISTS). Not interleaved:
+    bare, daemon at 10 open, daemon at 10k open, bare again (the bare median is of both)."""
+    n = min(ctx.reps, 10)
+    big = ctx.open_sizes[-1]
+    counter = iter(range(10**6))
+    bare = _bare_idle(ctx.info, n, counter)
+    small = _daemon_latency(
+        ctx, workspace(ctx.info, store=stores.cached(10, 10, SENDER)), list(range(n)), counter
+    )
+    # Other threads than the small store's: its replies are in the INBOX already, and the
+    # big store's daemon reads them on its start-up pass.
+    step = max(1, (big - 10) // n)
+    large = _daemon_latency(
+        ctx,
+        workspace(ctx.info, store=stores.cached(big, big, SENDER)),
+        [10 + k * step for k in range(n)],
+        counter,
+    )
+    bare += _bare_idle(ctx.info, n, counter)
+    b = statistics.median(bare)
+    for label, lat in (("10 open", small), (f"{big:,} open", large)):
+        m = statistics.median(lat)
+        ROWS.append(
+            Row(
+                f"reply latency, `mailer daemon` in IDLE, {label} threads (median of {n}; "
+                "delivery done -> thread marked replied)",
+                f"{m * 1000:,.0f} ms (max {max(lat) * 1000:,.0f} ms)",
+                f"bare IMAP IDLE push: {b * 1000:,.0f} ms",
+                f"{m / b:.2f}x",
+                "≤ 1.2x at 10k",
+            )
+        )
+        print(f"  reply latency, {label}: {m * 1000:.0f} ms vs bare {b * 1000:.0f} ms")
+
+
 def bench_campaign_run(
     ctx: Ctx, n: int, smtp_port: int, imap_port: int, label: str, reps: int
 ) -> None:
@@ -591,6 +707,7 @@ ALL = (
     "campaign-scale",
     "check",
     "daemon",
+    "latency",
     "campaign-run",
     "campaign-rtt",
 )
@@ -651,6 +768,7 @@ def main() -> None:
             "campaign-scale": lambda: bench_campaign_scale(ctx),
             "check": lambda: bench_check(ctx),
             "daemon": lambda: bench_daemon(ctx),
+            "latency": lambda: bench_latency(ctx),
             "campaign-run": lambda: bench_campaign_run(
                 ctx, ctx.campaign_loopback, smtp_port, info.imaps_port, "loopback", ctx.reps
             ),
