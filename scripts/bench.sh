@@ -3,7 +3,7 @@
 # table. Installs what the benchmarks need first: mailer's .venv (scripts/setup.sh), Debian's
 # postfix (preseeded, so apt does not ask; it is run only from a private directory, never
 # from /etc), and mailmerge and psutil from PyPI into .venv. Idempotent.
-#   bash scripts/bench.sh            # everything, about 15 minutes on 2 cores
+#   bash scripts/bench.sh            # everything, 7-10 minutes on 2 cores
 #   bash scripts/bench.sh --quick    # tiny sizes, a smoke run
 # Other options go to bench/run_all.py (--smtp aiosmtpd, --reps N, --only status,check, ...).
 set -euo pipefail
