@@ -1,0 +1,96 @@
+"""State stores of many threads, built through the store API (``Store.create_thread``,
+``Store.mark_sent``, ``Store.set_thread_state``): the rows a real `mailer send` would leave,
+without composing or sending each apology (the raw message is a small fixed-shape message).
+
+Built once and cached under the bench cache dir (``~/.cache/mailer-bench`` or
+``$MAILER_BENCH_CACHE``); each benchmark copies the cached file into its workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailer.store import Store, dedupe_key
+
+# The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+SCHEMA_TAG = "v2"
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("MAILER_BENCH_CACHE", Path.home() / ".cache" / "mailer-bench"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _raw(i: int, to: str, sender: str, mid: str) -> bytes:
+    return (
+        f"From: Sam Sandbox <{sender}>\r\nTo: {to}\r\nSubject: Missed interview {i:05d}\r\n"
+        f"Message-ID: {mid}\r\nDate: Tue, 24 Nov 2026 15:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + "I am sorry I missed our interview. " * 20
+        + "\r\n"
+    ).encode()
+
+
+def build(path: Path, n: int, open_count: int, sender: str) -> None:
+    """``n`` threads, the first ``n - open_count`` closed (replied or closed without an
+    answer, alternately), the rest awaiting a reply with a follow-up due in 30 days."""
+    tmp = path.with_name(path.name + ".building")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    store = Store(f"sqlite:///{tmp}")
+    sent = NOW - timedelta(days=2)
+    for i in range(n):
+        to = f"hr{i}@company{i % 997}.test"
+        company = f"Company {i:05d}"
+        interview = (NOW - timedelta(days=3)).isoformat()
+        mid = f"<bench-{i}@sandbox.test>"
+        facts = {
+            "to": to,
+            "interviewer": f"Interviewer {i}",
+            "company": company,
+            "role": "Data Engineer",
+            "situation": "illness",
+            "interview": interview,
+        }
+        tid, mrow = store.create_thread(
+            now=sent,
+            facts=facts,
+            key=dedupe_key(to, company, NOW - timedelta(days=3)),
+            subject=f"Missed interview {i:05d}",
+            message_id=mid,
+            raw=_raw(i, to, sender, mid),
+            envelope_from=sender,
+            recipients=(to,),
+            follow_up_wait="3d",
+            max_follow_ups=1,
+            guard_duplicates=False,
+            durable=True,
+            submitting=True,
+        )
+        store.mark_sent(
+            mrow,
+            sent,
+            "250 2.0.0 Ok",
+            NOW + timedelta(days=30),
+            durable=False,
+            sent_copy="saved in Sent",
+        )
+        if i < n - open_count:
+            state = "replied" if i % 2 else "no_answer"
+            store.set_thread_state(tid, state, sent, state, {"why": "bench"})
+    store.close()
+    shutil.move(tmp, path)
+    for p in (Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+
+
+def cached(n: int, open_count: int, sender: str) -> Path:
+    path = cache_dir() / f"store-{SCHEMA_TAG}-{n}-open{open_count}.db"
+    if not path.exists():
+        build(path, n, open_count, sender)
+    return path
