@@ -87,6 +87,7 @@ def campaign() -> None:
 @handle_errors
 def check_command(obj: Context, file: str, force: bool) -> None:
     """Validate the whole file (every entry, every problem). Sends nothing."""
+    from .lint import WARNING
     from .runner import outside_warnings, pending
 
     settings, c = _load(obj, file, force=force)
@@ -94,7 +95,7 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     todo = pending(c, store)
     for line in outside_warnings(c, store):
         warn(line)
-    warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity != "error")
+    warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity == WARNING)
     accounts = sorted({e.account or "main" for e in c.entries})
     click.echo(
         f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "

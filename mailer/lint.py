@@ -17,6 +17,8 @@ from typing import Protocol
 
 ERROR = "error"
 WARNING = "warning"
+# A way to make a sound message better (no personal note): shown, never a problem.
+SUGGESTION = "suggestion"
 KINDS = ("apology", "follow_up")
 
 # Body words: above the first number is a warning, above the second an error.
@@ -167,7 +169,7 @@ _RULE_LIST = (
     ),
     Rule(
         "personal-note",
-        WARNING,
+        SUGGESTION,
         "the message is generic: nothing in it is personal to this interview",
         "Add a sentence only you could write (something from your last conversation, or why "
         "this role) with --note.",
@@ -503,7 +505,10 @@ def check_apology(
         findings += _note(body, note)
         if past is not None:
             findings += _note_tense(note, past)
-    return sorted(findings, key=lambda f: f.severity != ERROR)
+    return sorted(findings, key=lambda f: _RANK[f.severity])
+
+
+_RANK = {ERROR: 0, WARNING: 1, SUGGESTION: 2}
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:
@@ -518,17 +523,18 @@ def format_finding(f: Finding) -> str:
 
 
 def summary(findings: Iterable[Finding]) -> str:
-    """'2 errors, 1 warning' (or 'no problems found')."""
+    """'2 errors, 1 warning' ('no problems found', with '; 1 suggestion' when there is one)."""
     items = list(findings)
     errors = sum(f.severity == ERROR for f in items)
-    warnings = len(items) - errors
-    if not items:
-        return "no problems found"
+    warnings = sum(f.severity == WARNING for f in items)
+    suggestions = len(items) - errors - warnings
     parts = [
         f"{n} {word}{'' if n == 1 else 's'}"
-        for n, word in ((errors, "error"), (warnings, "warning"))
+        for n, word in ((errors, "error"), (warnings, "warning"), (suggestions, "suggestion"))
         if n
     ]
+    if not errors and not warnings:
+        return "; ".join(["no problems found", *parts])
     return ", ".join(parts)
 
 

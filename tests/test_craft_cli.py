@@ -31,7 +31,8 @@ def test_preview_suggests_a_personal_note_only_when_none_is_given(workspace: Pat
     """Verify the default templates get no findings except the note suggestion."""
     bare = run_cli(workspace, *preview_args())
     assert bare.returncode == 0, bare.stderr
-    assert "Apology check: 1 warning" in bare.stdout and "[personal-note]" in bare.stdout
+    assert "Apology check: no problems found; 1 suggestion" in bare.stdout
+    assert "suggestion: [personal-note]" in bare.stdout
     noted = run_cli(workspace, *preview_args(note="I am recovered and keen to talk."))
     assert "Apology check: no problems found" in noted.stdout
 

@@ -31,6 +31,7 @@ from mailer.lint import (
     ERROR,
     MAX_APOLOGY_WORDS,
     RULES,
+    SUGGESTION,
     WARNING,
     WORD_BUDGET,
     Finding,
@@ -121,12 +122,12 @@ def test_default_template_with_a_note_has_no_findings(
 
 @pytest.mark.parametrize(("situation", "tense"), CASES)
 def test_default_template_without_a_note_only_suggests_one(situation: str, tense: str) -> None:
-    """Verify a note-less default apology gets the personal-note warning and nothing else."""
+    """Verify a note-less default apology gets the personal-note suggestion and nothing else."""
     now = AFTER if tense == "past" else BEFORE
     draft = compose_apology(Composer(), facts(situation), WITH_PHONE, now)
     findings = check_apology(draft.subject, draft.text, company=COMPANY, role=ROLE)
     assert rules(findings) == ["personal-note"]
-    assert findings[0].severity == WARNING and "--note" in findings[0].fix
+    assert findings[0].severity == SUGGESTION and "--note" in findings[0].fix
 
 
 @pytest.mark.parametrize("free", [(), ("2026-12-01 09:00-12:00",)])
@@ -373,10 +374,13 @@ def test_follow_up_never_asks_for_a_note() -> None:
 def test_errors_come_before_warnings_and_block() -> None:
     """Verify ordering and has_errors: a warning alone does not block, an error does."""
     findings = check(good("Please reply immediately. I need you to confirm."), note="")
-    assert [f.severity for f in findings] == [ERROR, WARNING, WARNING]
+    assert [f.severity for f in findings] == [ERROR, WARNING, SUGGESTION]
     assert has_errors(findings)
-    assert not has_errors([f for f in findings if f.severity == WARNING])
-    assert summary(findings) == "1 error, 2 warnings"
+    assert not has_errors([f for f in findings if f.severity != ERROR])
+    assert summary(findings) == "1 error, 1 warning, 1 suggestion"
+    assert summary([f for f in findings if f.severity == SUGGESTION]) == (
+        "no problems found; 1 suggestion"
+    )
     assert summary([]) == "no problems found"
 
 

@@ -23,7 +23,7 @@ from mailer.composer import (
 )
 from mailer.config import SenderSettings, load_settings
 from mailer.facts import SITUATIONS, Facts, make_facts, odd_hours
-from mailer.lint import ERROR, WARNING, check_apology, word_count
+from mailer.lint import ERROR, SUGGESTION, WARNING, check_apology, word_count
 from mailer.workspace import example_campaign
 
 LONDON = ZoneInfo("Europe/London")
@@ -77,7 +77,8 @@ def test_every_rendering_passes_the_check_and_runs_70_to_130_words(
     situation: str, tense: str, note: str, zone: str
 ) -> None:
     """Verify each situation, in both tenses, with and without a note, with free times for an
-    interviewer far away, passes the check (a note-less one gets only the note suggestion), has
+    interviewer far away, passes the check with no error or warning (a note-less one gets only the note
+    suggestion, which is neither), has
     no free time outside their day, and runs 70 to 130 words from greeting to thanks."""
     now = AFTER if tense == "past" else BEFORE
     free = FAR_ZONES.get(zone, ("2026-12-01 09:00-12:00", "2026-12-02 14:00-17:00"))
@@ -86,6 +87,8 @@ def test_every_rendering_passes_the_check_and_runs_70_to_130_words(
     findings = check_apology(
         draft.subject, draft.text, company=COMPANY, role=ROLE, note=note, past=tense == "past"
     )
+    # No error and no warning; a note-less one gets the personal-note suggestion only.
+    assert [x for x in findings if x.severity != SUGGESTION] == []
     assert [x.rule for x in findings] == ([] if note else ["personal-note"])
     assert odd_hours(f.free, zone) == []
     words = word_count(greeting_to_thanks(draft.text))
