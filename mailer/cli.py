@@ -380,25 +380,25 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
 def _status_table(listed: list[tuple[Any, Any]], tz: Any) -> None:
     """One row per thread; a damaged one says so, and the warning below names it."""
     from . import threadview as view
-    from .console import STATE_STYLES, console, styled, table
+    from .console import STATE_STYLES, print_rows
 
-    rows = table(
+    columns = [
         ("ID", {"justify": "right", "no_wrap": True}),
         ("RECIPIENT", {}),
         ("COMPANY", {}),
         ("SITUATION", {}),
         ("SENT", {"no_wrap": True}),
         ("STATE", {}),
-    )
+    ]
+    rows: list[tuple[list[str], str | None]] = []
     for t, msgs in listed:
         if msgs is None:
-            state = styled("damaged: see the warning below", "bold red")
+            state, style = "damaged: see the warning below", "bold red"
         else:
-            style = STATE_STYLES.get(view.state_word(t, msgs))
-            state = styled(view.describe(t, msgs, tz), style)
+            state, style = view.describe(t, msgs, tz), STATE_STYLES.get(view.state_word(t, msgs))
         sent = view.shown(t.sent_at, tz) if t.sent_at else "-"
-        rows.add_row(str(t.id), t.recipient, t.company, t.situation, sent, state)
-    console().print(rows)
+        rows.append(([str(t.id), t.recipient, t.company, t.situation, sent, state], style))
+    print_rows(columns, rows)
 
 
 def _damaged(store: Any) -> None:
