@@ -18,9 +18,9 @@ from .errors import DeliveryError, MailerError, StateError
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
+from .delivery import record_failure
 from .facts import OFFICE_HOURS, Facts, check_free_times, local_zone, odd_hours, zone
 from .followup import first_due, parse_window
-from .lifecycle import Outcome, outcome_of
 from .lint import ERROR, WARNING, Finding, check_apology
 from .schedule import holidays_for, parse_wait
 from .sender import SmtpSession
@@ -153,12 +153,8 @@ def send(
         else:
             reply = submit(store, session, row_id, clock)
     except DeliveryError as exc:
-        if outcome_of(exc) is Outcome.IN_DOUBT:
-            store.mark_in_doubt(row_id, clock(), str(exc))
-        else:
-            # Requeued or refused alike: nothing retries a one-shot apology, and the user's
-            # next 'send' must not see this one as a duplicate.
-            store.mark_failed(row_id, clock(), str(exc))
+        # Requeued or refused alike fail here: nothing retries a one-shot apology.
+        record_failure(store, row_id, exc, clock(), one_shot=True)
         raise
     sent_at = clock()
     due = due_after(settings, sent_at, facts.interviewer_tz)

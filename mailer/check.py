@@ -17,6 +17,7 @@ from .clock import Clock
 from .composer import Composer, build_message, compose_follow_up, quote_original
 from .config import Settings, account_label
 from .crashpoint import crash_point
+from .delivery import record_failure
 from .errors import DeliveryError, InputError, MailerError
 from .facts import Facts, local_zone
 from .followup import (
@@ -29,7 +30,7 @@ from .followup import (
     held_kind,
     send_time,
 )
-from .lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused, outcome_of
+from .lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused
 from .mailbox import Mailbox
 from .schedule import holidays_for
 from .sender import SmtpSession
@@ -345,17 +346,14 @@ def _send_one(
     try:
         reply = apology.submit(store, session, row_id, clock)
     except DeliveryError as exc:
-        outcome = outcome_of(exc)
+        outcome = record_failure(store, row_id, exc, clock())
         if outcome is Outcome.IN_DOUBT:
-            store.mark_in_doubt(row_id, clock(), str(exc))
             report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
             return None
         if outcome is Outcome.REQUEUE:
-            # Not delivered, and the server may take it later: keep it queued.
-            store.requeue(row_id, clock(), str(exc))
+            # Not delivered, and the server may take it later: it stays queued.
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
-        store.mark_failed(row_id, clock(), str(exc))
         store.move_thread_if_still(
             thread.id,
             ThreadEvent.FOLLOW_UP_REFUSED,
@@ -559,10 +557,8 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
             )
             crash_point("after-250")
         except DeliveryError as exc:
-            if outcome_of(exc, resending=True) is Outcome.FAILED:
-                store.mark_failed(m.id, clock(), str(exc))
-            else:  # not known to be refused: it stays in doubt, as the original may have arrived
-                store.mark_in_doubt(m.id, clock(), f"resend did not complete: {exc}")
+            # Not known to be refused: it stays in doubt, as the original may have arrived.
+            record_failure(store, m.id, exc, clock(), resending=True)
             raise
     now = clock()
     store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
