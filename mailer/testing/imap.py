@@ -338,8 +338,11 @@ class FakeMailbox:
         self._live("read capabilities")
         return True
 
-    def idle_start(self, folder: str = "INBOX") -> None:
+    def idle_select(self, folder: str) -> None:
         self.select(folder)
+
+    def idle(self) -> None:
+        self._live("idle")
         self._idling = True
 
     def idle_check(self, timeout: float) -> list[tuple[Any, ...]]:
@@ -366,12 +369,9 @@ def _header_fields(raw: bytes) -> bytes:
     out: list[bytes] = []
     keep = False
     for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                out.append(line)
-            continue
-        name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
-        keep = b":" in line and name in HEADER_FIELDS
+        if line[:1] not in (b" ", b"\t"):  # a new field; else a folded line of the last
+            name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
+            keep = b":" in line and name in HEADER_FIELDS
         if keep:
-            out.append(line if line.endswith(b"\r\n") else line.rstrip(b"\r\n") + b"\r\n")
+            out.append(line.rstrip(b"\r\n") + b"\r\n")
     return (b"".join(out) + b"\r\n")[:HEADER_LIMIT]
