@@ -144,6 +144,7 @@ class ImapWorld:
 
     def mailbox(self, *, password: str | None = None, sent_folder: str = "") -> Any: ...
     def deliver(self, folder: str, raw: bytes, when: datetime | None = None) -> None: ...
+    def recreate(self, folder: str) -> None: ...
 
 
 class FakeImapWorld(ImapWorld):
@@ -160,6 +161,12 @@ class FakeImapWorld(ImapWorld):
 
     def deliver(self, folder: str, raw: bytes, when: datetime | None = None) -> None:
         self.server.deliver(folder, raw, when)
+
+    def recreate(self, folder: str) -> None:
+        if folder in self.server.folders[self.user]:
+            self.server.recreate_folder(folder)
+        else:
+            self.server.create_folder(folder)
 
 
 class RealImapWorld(ImapWorld):
@@ -190,6 +197,12 @@ class RealImapWorld(ImapWorld):
         # Another client's APPEND: mail arriving, as the watching session sees it.
         with self.stack.imap(self.user) as c:
             c.append(folder, raw, (), when)
+
+    def recreate(self, folder: str) -> None:
+        with self.stack.imap(self.user) as c:
+            if c.folder_exists(folder):
+                c.delete_folder(folder)
+            c.create_folder(folder)
 
 
 @pytest.fixture(params=FAKE_AND_REAL)

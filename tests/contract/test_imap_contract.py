@@ -188,3 +188,14 @@ def test_a_search_answers_from_the_sessions_view_until_refresh(imap_world: ImapW
         assert box.uids_after(uidnext - 1) == []
         box.refresh()
         assert box.uids_after(uidnext - 1) == [uidnext]
+
+
+def test_a_recreated_folder_has_a_new_uidvalidity(imap_world: ImapWorld) -> None:
+    imap_world.recreate("Jobs")
+    imap_world.deliver("Jobs", message())
+    with imap_world.mailbox() as box:
+        before, _ = box.status("Jobs")
+        imap_world.recreate("Jobs")
+        after, uidnext = box.status("Jobs")
+    assert after != before
+    assert uidnext == 1  # the new folder's UIDs start again: old positions mean nothing
