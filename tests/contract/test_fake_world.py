@@ -5,6 +5,7 @@ This is what a state-machine test over the fakes builds on."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 from pathlib import Path
@@ -59,7 +60,7 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
+def world(tmp_path: Path) -> Iterator[World]:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "mailer.toml").write_text(
         textwrap.dedent(f"""\
