@@ -111,6 +111,26 @@ def test_where_state_in_refuses_a_move_even_when_the_read_said_yes(
     assert snapshot(state, tid) == before
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Store.set_thread_state does not check its UPDATE's rowcount: a move the WHERE "
+    "refuses still logs its event and returns the new state (unreachable on SQLite, where "
+    "BEGIN IMMEDIATE serialises the SELECT and the UPDATE; reachable on PostgreSQL, #17)",
+)
+def test_where_state_in_refuses_a_thread_move_even_when_the_read_said_yes(
+    state: Store, procs: FakeProcesses
+) -> None:
+    tid, _ = new_apology(state)
+    state.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    before = snapshot(state, tid)
+    with (
+        mock.patch.object(store_mod, "apply", lambda move, current, what: target(move)),
+        pytest.raises(TransitionRefused),
+    ):
+        state.set_thread_state(tid, ThreadEvent.CANCELLED, NOW, "cancelled", {"by": "you"})
+    assert snapshot(state, tid) == before
+
+
 def test_a_reply_is_never_undone_by_the_apology_being_recorded_sent(
     state: Store, procs: FakeProcesses
 ) -> None:
