@@ -199,3 +199,15 @@ def test_a_recreated_folder_has_a_new_uidvalidity(imap_world: ImapWorld) -> None
         after, uidnext = box.status("Jobs")
     assert after != before
     assert uidnext == 1  # the new folder's UIDs start again: old positions mean nothing
+
+
+def test_a_huge_header_is_fetched_only_up_to_64_kb(imap_world: ImapWorld) -> None:
+    refs = "\r\n ".join(f"<ref{i:06d}@sandbox.test>" for i in range(4000))  # ~100 KB
+    raw = message(References=refs)
+    imap_world.deliver("INBOX", raw)
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        (uid,) = box.uids_after(0)
+        header = box.fetch_headers([uid])[uid]
+    assert len(header) == 65536
+    assert header.startswith(b"From: you@sandbox.test\r\n")

@@ -174,3 +174,18 @@ def test_one_session_sends_several_messages_on_one_login(smtp_world: SmtpWorld) 
             session.submit(smtp_world.sender, (smtp_world.recipient,), raw)
         assert session.logins == 1
     assert smtp_world.accepted_ids() == [message_id_of(r) for r in raws]
+
+
+def test_one_refused_recipient_of_several_sends_to_none_of_them(smtp_world: SmtpWorld) -> None:
+    raw = message()
+    with smtp_world.session() as session:
+        with pytest.raises(DeliveryError) as caught:
+            session.submit(
+                smtp_world.sender, (smtp_world.recipient, "nobody-here@sandbox.test"), raw
+            )
+        assert caught.value.kind == "recipient"
+        # The connection is still good for the next message (RSET, not a drop).
+        session.submit(smtp_world.sender, (smtp_world.recipient,), message())
+        assert session.logins == 1
+    assert message_id_of(raw) not in smtp_world.accepted_ids()
+    assert smtp_world.delivered(message_id_of(raw)) == []
