@@ -251,18 +251,17 @@ class IdleWatcher:
         box.connect()
         self._scrub = getattr(box, "_scrub", str)
         try:
-            client = box.client
-            if b"IDLE" not in client.capabilities():
+            if not box.idle_capable():
                 log.info("the IMAP server does not offer IDLE; polling only")
                 return False
-            client.select_folder("INBOX", readonly=True)
+            box.idle_select("INBOX")
             self.wake()  # catch up on whatever came while we were not listening
-            client.idle()
+            box.idle()
             log.info("watching INBOX with IDLE")
             started = time.monotonic()
             while not self.stop.is_set():
                 asked = time.monotonic()
-                responses = client.idle_check(timeout=1.0)
+                responses = box.idle_check(1.0)
                 if not responses and time.monotonic() - asked < 0.5:
                     # A dropped connection looks like "no new mail" but returns at once.
                     raise ConnectionError("IDLE returned at once: the connection is gone")
@@ -271,10 +270,10 @@ class IdleWatcher:
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                     self.wake()
                 if time.monotonic() - started > IDLE_RENEW_SECONDS:
-                    client.idle_done()
-                    client.idle()
+                    box.idle_done()
+                    box.idle()
                     started = time.monotonic()
-            client.idle_done()
+            box.idle_done()
             return True
         finally:
             box.close()

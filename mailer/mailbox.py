@@ -218,16 +218,8 @@ class Mailbox:
         return self.unread
 
     def _take_news(self) -> bool:
-        # imaplib files every untagged response under its name until someone takes it, so
-        # an EXISTS that came at the end of an earlier FETCH is still here. Taking them also
-        # keeps that store from growing on a connection kept for days.
-        pending = getattr(self.client, "_imap", None)
-        stash = getattr(pending, "untagged_responses", None)
-        if not isinstance(stash, dict):
-            return True  # cannot tell: look
-        stash.pop("RECENT", None)
-        stash.pop("EXPUNGE", None)
-        return bool(stash.pop("EXISTS", None))
+        news = _take_untagged_exists(self.client)
+        return True if news is None else news  # None: cannot tell, so look
 
     def status(self, folder: str) -> tuple[int, int]:
         """(UIDVALIDITY, UIDNEXT) without selecting: cheap, so quiet passes stay cheap."""
@@ -261,17 +253,8 @@ class Mailbox:
         return self._call("fetch headers", self._fetch_range, last_uid)
 
     def _fetch_range(self, last_uid: int) -> dict[int, bytes]:
-        from imapclient.response_parser import parse_fetch_response
-
-        # IMAPClient.fetch() keeps only the UIDs it was given, so it cannot ask for "n:*":
-        # this is its own body (imapclient is pinned) with the range in place of the list.
-        client = self.client
-        tag = client._imap._command("UID", "FETCH", b"%d:*" % (last_uid + 1), _HEADER_ITEM)
-        typ, data = client._imap._command_complete("FETCH", tag)
-        client._checkok("fetch", typ, data)
-        typ, data = client._imap._untagged_response(typ, data, "FETCH")
         out: dict[int, bytes] = {}
-        for uid, item in parse_fetch_response(data, False, True).items():
+        for uid, item in _uid_fetch_from(self.client, last_uid + 1, _HEADER_ITEM).items():
             header = _header(item)
             # "n:*" always includes the highest UID, even when it is below n; and an
             # unsolicited FETCH (flags changed by another client) carries no header.
@@ -320,6 +303,26 @@ class Mailbox:
         self.select(folder)
         return bool(self._call("search", self.client.search, ["HEADER", "Message-ID", message_id]))
 
+    # --- IDLE: IdleWatcher's calls, on the client as they are (its errors are imapclient's
+    # and OSError, which the watcher handles), so a fake mailbox can stand in for them ------
+
+    def idle_capable(self) -> bool:
+        return b"IDLE" in self.client.capabilities()
+
+    def idle_select(self, folder: str) -> None:
+        self.client.select_folder(folder, readonly=True)
+
+    def idle(self) -> None:
+        self.client.idle()
+
+    def idle_check(self, timeout: float) -> list[Any]:
+        """The untagged responses that came within ``timeout``; ``[]`` at once when the
+        connection is gone (see IdleWatcher)."""
+        return list(self.client.idle_check(timeout=timeout))
+
+    def idle_done(self) -> None:
+        self.client.idle_done()
+
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         from imapclient.exceptions import IMAPClientError
 
@@ -332,6 +335,46 @@ class Mailbox:
         except OSError as exc:
             s = self.settings
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
+
+
+# --- imapclient internals -------------------------------------------------------------------
+# Every use of imapclient's or imaplib's private names is here, and only here (imapclient is
+# pinned: see pyproject.toml). Check these two functions when upgrading it.
+
+
+def _take_untagged_exists(client: Any) -> bool | None:
+    """Whether an untagged EXISTS came since the last call, taking it (and RECENT and
+    EXPUNGE) out of imaplib's store; None if the store cannot be read.
+
+    imaplib files every untagged response under its name until someone takes it, so an
+    EXISTS that came at the end of an earlier FETCH is still there. Taking them also keeps
+    that store from growing on a connection kept for days.
+    """
+    pending = getattr(client, "_imap", None)
+    stash = getattr(pending, "untagged_responses", None)
+    if not isinstance(stash, dict):
+        return None
+    stash.pop("RECENT", None)
+    stash.pop("EXPUNGE", None)
+    return bool(stash.pop("EXISTS", None))
+
+
+def _uid_fetch_from(client: Any, first_uid: int, item: bytes) -> dict[int, Any]:
+    """``UID FETCH first:* (item)``, parsed as IMAPClient.fetch() parses its answer.
+
+    IMAPClient.fetch() keeps only the UIDs it was given, so it cannot ask for "n:*": this
+    is its own body with the range in place of the list.
+    """
+    from imapclient.response_parser import parse_fetch_response
+
+    tag = client._imap._command("UID", "FETCH", b"%d:*" % first_uid, item)
+    typ, data = client._imap._command_complete("FETCH", tag)
+    client._checkok("fetch", typ, data)
+    typ, data = client._imap._untagged_response(typ, data, "FETCH")
+    return dict(parse_fetch_response(data, False, True))
+
+
+# --- replies ---------------------------------------------------------------------------------
 
 
 def _header(item: dict[bytes, Any]) -> bytes | None:

@@ -413,9 +413,17 @@ class Store:
             # PRAGMA has to be switched back and forth around each one. Both write the same
             # WAL file, and the next synced commit flushes their frames with its own.
             self.fast_engine = _sqlite_engine(url, "NORMAL")
+        elif url == MEMORY_URL:
+            self.engine = self.fast_engine = _memory_engine()
         else:
             self.engine = self.fast_engine = create_engine(url)
         self._migrate()
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A store in this process's memory, gone when closed: the same SQL on SQLite, for
+        tests (see mailer.testing). One connection, so use it from one thread at a time."""
+        return cls(MEMORY_URL)
 
     @property
     def store_id(self) -> str:
@@ -1679,6 +1687,31 @@ def _sqlite_engine(url: str, synchronous: str) -> Any:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+MEMORY_URL = "sqlite://"
+
+
+def _memory_engine() -> Any:
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import StaticPool
+
+    # One connection for the engine's life: each new connection would be a new, empty
+    # database. The same pragmas as a file store, but WAL and fsync mean nothing here.
+    engine = create_engine(
+        MEMORY_URL, poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
