@@ -4,8 +4,8 @@ Runs against the real sandbox stack (Dovecot + aiosmtpd, STARTTLS + AUTH on 127.
 one run so the numbers share the same machine state:
 
 * baseline  raw smtplib, one connection, the same pre-built message bytes
-* sender    mailer.sender.SmtpSession.submit on one connection (no database)
-* send      mailer.apology.send with a shared session: state-store commits, no Sent copy
+* sender    mailer.adapters.sender.SmtpSession.submit on one connection (no database)
+* send      mailer.services.apology.send with a shared session: state-store commits, no Sent copy
 * send+sent the same with the IMAP Sent copy (one IMAP login per message, as `mailer send` does)
 
 Usage: .venv/bin/python bench/send_bench.py [N]
@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 
 from common import bench_workspace
 
-from mailer import apology
-from mailer.config import ImapSettings, Settings, load_settings
-from mailer.facts import make_facts
-from mailer.sandbox import MailStack
-from mailer.sender import SmtpSession
-from mailer.store import Store
+from mailer.adapters.config import ImapSettings, Settings, load_settings
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
+from mailer.model.facts import make_facts
+from mailer.sandbox.stack import MailStack
+from mailer.services import apology
 
 SENDER = "you@sandbox.test"
 TO = "interviewer@sandbox.test"

@@ -35,14 +35,14 @@ from zoneinfo import ZoneInfo
 from common import bench_workspace
 from imapclient import IMAPClient
 
-from mailer import apology
-from mailer.config import load_settings
-from mailer.facts import make_facts
-from mailer.mailbox import Mailbox
-from mailer.sandbox import MailStack, StackInfo
-from mailer.sender import SmtpSession
-from mailer.store import Store
-from mailer.watcher import scan
+from mailer.adapters.config import load_settings
+from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
+from mailer.model.facts import make_facts
+from mailer.sandbox.stack import MailStack, StackInfo
+from mailer.services import apology
+from mailer.services.watcher import scan
 
 ME = "cand@sandbox.test"
 THEM = "intv@sandbox.test"
@@ -118,7 +118,7 @@ def daemon_latency(info: StackInfo, n: int) -> list[float]:
     env = {**os.environ, "MAILER_NOW": (NOW + timedelta(minutes=1)).isoformat()}
     log = (ws / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", "daemon"],
+        [sys.executable, "-m", "mailer.cli.main", "daemon"],
         cwd=ws,
         env=env,
         stdout=log,

@@ -14,11 +14,11 @@ from email.policy import default
 
 import pytest
 
-from mailer import check as check_mod
-from mailer.check import run_check
-from mailer.config import find_config, load_settings
-from mailer.lifecycle import ThreadEvent
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.store import Store
+from mailer.model.lifecycle import ThreadEvent
+from mailer.services import passes as check_mod
+from mailer.services.passes import run_check
 
 from .conftest import Pair, run_cli
 
@@ -234,7 +234,7 @@ def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
     """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
     from dataclasses import replace
 
-    from mailer.sandbox import free_ports
+    from mailer.sandbox.stack import free_ports
 
     thread, root = send(pair)
     settings = load_settings(find_config(pair.ws), need_secrets=True)
@@ -255,7 +255,7 @@ def test_imap_down_means_no_follow_up(pair: Pair) -> None:
     """Verify we never assume 'no reply' when the mailbox cannot be read."""
     from dataclasses import replace
 
-    from mailer.sandbox import free_ports
+    from mailer.sandbox.stack import free_ports
 
     _thread, root = send(pair)
     settings = load_settings(find_config(pair.ws), need_secrets=True)

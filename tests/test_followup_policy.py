@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.followup import (
+from mailer.model.followup import (
     AWAITING,
     BOUNCED,
     HELD,
@@ -21,7 +21,7 @@ from mailer.followup import (
     parse_window,
     send_time,
 )
-from mailer.schedule import Wait
+from mailer.model.schedule import Wait
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mailer.check import CheckReport
-from mailer.config import find_config, load_settings
-from mailer.daemon import log_report
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import IN_DOUBT, QUEUED, Store
 from mailer.errors import ClaimError, ExitCode
-from mailer.sender import SmtpSession
-from mailer.store import IN_DOUBT, QUEUED, Store
+from mailer.services.daemon import log_report
+from mailer.services.passes import CheckReport
 
 from .conftest import INTERVIEWER, Pair, Stack, run_cli
 from .test_followup import at, send
@@ -134,7 +134,7 @@ def test_the_daemon_names_a_message_in_doubt_once_a_day(caplog) -> None:
     again once it was settled and came back, or on the next day."""
     report = CheckReport(in_doubt=[("<a@x>", "thread 1: run 'mailer resolve 1 --sent'")])
     told: dict[str, str] = {}
-    caplog.set_level(logging.INFO, logger="mailer.daemon")
+    caplog.set_level(logging.INFO, logger="mailer.services.daemon")
     log_report(report, told)
     log_report(report, told)
     assert [r.getMessage() for r in caplog.records].count(report.in_doubt[0][1]) == 1

@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.composer import Composer, compose_apology, compose_follow_up
-from mailer.config import SenderSettings
-from mailer.facts import SITUATIONS, make_facts
-from mailer.lint import (
+from mailer.adapters.config import SenderSettings
+from mailer.model.composer import Composer, compose_apology, compose_follow_up
+from mailer.model.facts import SITUATIONS, make_facts
+from mailer.model.lint import (
     ERROR,
     MAX_APOLOGY_WORDS,
     RULES,

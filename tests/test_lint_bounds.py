@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer import lint
-from mailer.lint import check_apology
+from mailer.model import lint
+from mailer.model.lint import check_apology
 
 from .conftest import run_cli
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from mailer import apology
-from mailer.config import find_config, load_settings
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.sender import InDoubtError, SmtpSession
+from mailer.adapters.store import Store
 from mailer.errors import DeliveryError
-from mailer.facts import make_facts
-from mailer.sender import InDoubtError, SmtpSession
-from mailer.store import Store
+from mailer.model.facts import make_facts
+from mailer.services import apology
 
 from .conftest import INTERVIEWER, SENDER, Stack, run_cli, send_args, write_config
 

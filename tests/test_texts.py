@@ -12,19 +12,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.apology import prepare
-from mailer.callscript import call_script, voicemail
-from mailer.composer import (
+from mailer.adapters.config import SenderSettings, load_settings
+from mailer.adapters.workspace import example_campaign
+from mailer.model.callscript import call_script, voicemail
+from mailer.model.composer import (
     FOLLOW_UP_NOTICE,
     Composer,
     compose_apology,
     compose_follow_up,
     default_salutation,
 )
-from mailer.config import SenderSettings, load_settings
-from mailer.facts import SITUATIONS, Facts, make_facts, odd_hours
-from mailer.lint import ERROR, SUGGESTION, WARNING, check_apology, word_count
-from mailer.workspace import example_campaign
+from mailer.model.facts import SITUATIONS, Facts, make_facts, odd_hours
+from mailer.model.lint import ERROR, SUGGESTION, WARNING, check_apology, word_count
+from mailer.services.apology import prepare
 
 LONDON = ZoneInfo("Europe/London")
 SENDER = SenderSettings(name="Sam Candidate", address="sam@example.com", phone="+44 7700 900123")
@@ -376,7 +376,7 @@ def test_example_campaign_is_dated_around_the_day_init_runs(today: date) -> None
 def test_campaign_entries_to_one_address_get_distinct_subjects(tmp_path: Path) -> None:
     """Verify two campaign entries to one address, interviews on the same day, do not share a
     subject, nor repeat one the store has open for that address; salutation is an entry key."""
-    from mailer.campaign import load_campaign
+    from mailer.services.campaign import load_campaign
 
     config = tmp_path / "config" / "mailer.toml"
     config.parent.mkdir()

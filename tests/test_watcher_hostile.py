@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from mailer import watcher
-from mailer.check import CheckReport, run_check
-from mailer.config import find_config, load_settings
-from mailer.mailbox import BODY_LIMIT, Mailbox
-from mailer.matching import Incoming
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.mailbox import BODY_LIMIT, Mailbox
+from mailer.adapters.store import Store
+from mailer.model.matching import Incoming
+from mailer.services import watcher
+from mailer.services.passes import CheckReport, run_check
 
 from .conftest import Pair
 from .test_followup import T0, send
