@@ -34,11 +34,14 @@ def cut(src_mod: str, names: list[str]) -> str:
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             name = node.target.id
         if name in names:
-            start = (node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno) - 1
+            start = (
+                node.decorator_list[0].lineno
+                if getattr(node, "decorator_list", None)
+                else node.lineno
+            ) - 1
             while start > 0 and lines[start - 1].lstrip().startswith("#"):
                 start -= 1
             spans.append((start, node.end_lineno))
-    missing = set(names) - {n for n in names if any(True for _ in [0])}
     out = []
     for start, end in sorted(spans, reverse=True):
         out.insert(0, "".join(lines[start:end]))

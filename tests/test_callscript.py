@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.adapters.config import SenderSettings
 from mailer.errors import InputError
 from mailer.model.callscript import REASONS, SHORT_REASONS, call_script, voicemail
 from mailer.model.composer import variables
 from mailer.model.facts import SITUATIONS, make_facts
 from mailer.model.lint import check_apology
+from mailer.model.settings import SenderSettings
 
 TZ = ZoneInfo("Europe/London")
 AFTER = datetime(2026, 11, 25, 15, 0, tzinfo=TZ)  # the interview has passed

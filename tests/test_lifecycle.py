@@ -247,7 +247,9 @@ def test_no_module_outside_lifecycle_spells_a_state() -> None:
     enums in lifecycle.py are the only spelling (released migrations excepted)."""
     modules = sorted(PACKAGE.rglob("*.py"))
     assert len(modules) > 40  # the whole package, in every layer
-    found = [hit for path in modules if path.name != "lifecycle.py" for hit in _spelled_states(path)]
+    found = [
+        hit for path in modules if path.name != "lifecycle.py" for hit in _spelled_states(path)
+    ]
     assert found == []
 
 

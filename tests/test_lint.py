@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.adapters.config import SenderSettings
 from mailer.model.composer import Composer, compose_apology, compose_follow_up
 from mailer.model.facts import SITUATIONS, make_facts
 from mailer.model.lint import (
@@ -42,6 +41,7 @@ from mailer.model.lint import (
     summary,
     word_count,
 )
+from mailer.model.settings import SenderSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).resolve().parent / "bad_apologies"

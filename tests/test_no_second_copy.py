@@ -157,8 +157,7 @@ def test_keys_name_the_instant_in_utc() -> None:
     instant written with different offsets, and differ for different instants."""
     from zoneinfo import ZoneInfo
 
-    from mailer.adapters.store import dedupe_key
-    from mailer.services.campaign import derive_key
+    from mailer.model.keys import dedupe_key, derive_key
 
     utc = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     berlin = datetime(2026, 12, 1, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
@@ -177,7 +176,7 @@ def _v2_store(path) -> None:
     """A store as mailer 0.1 left it (schema 2), with its offset-keeping keys."""
     import sqlite3
 
-    from mailer.services.campaign import legacy_derive_key
+    from mailer.model.keys import legacy_derive_key
 
     db = sqlite3.connect(path)
     for step in store_mod.MIGRATIONS[:2]:
@@ -209,7 +208,7 @@ def _v2_store(path) -> None:
 def test_migration_moves_stored_keys_to_utc_and_reports_duplicates(tmp_path) -> None:
     """Verify opening a schema-2 store rewrites every key in UTC (derived entry keys too,
     given ones kept), and reports, without failing, two apologies for one instant."""
-    from mailer.services.campaign import derive_key
+    from mailer.model.keys import derive_key
 
     db = tmp_path / "state.db"
     _v2_store(db)

@@ -309,7 +309,7 @@ def test_windows_sender_zone_comes_from_the_system_as_an_iana_zone(
     through tzlocal, so summer time is right for future dates."""
     import tzlocal
 
-    from mailer.model.facts import system_zone
+    from mailer.adapters.clock import system_zone
 
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.delenv("TZ", raising=False)

@@ -15,8 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mailer.adapters.config import Settings, load_settings
-from mailer.model.followup import parse_window
 from mailer.model.schedule import Wait, follow_up_due, holidays_for, parse_wait, validate_wait
+from mailer.model.settings import parse_window
 from mailer.services.apology import due_after
 
 TZ = ZoneInfo("Europe/London")

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from jinja2 import DictLoader, StrictUndefined
 from jinja2.sandbox import SecurityError
 
-from mailer.adapters.config import SenderSettings
 from mailer.errors import TemplateError
 from mailer.model.composer import Composer, compose_apology
 from mailer.model.facts import make_facts
+from mailer.model.settings import SenderSettings
 from mailer.model.templating import MAX_OUTPUT, TemplateEnvironment, printf_estimate, render_limited
 
 TZ = ZoneInfo("Europe/London")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.adapters.config import SenderSettings, load_settings
+from mailer.adapters.config import load_settings
 from mailer.adapters.workspace import example_campaign
 from mailer.model.callscript import call_script, voicemail
 from mailer.model.composer import (
@@ -24,6 +24,7 @@ from mailer.model.composer import (
 )
 from mailer.model.facts import SITUATIONS, Facts, make_facts, odd_hours
 from mailer.model.lint import ERROR, SUGGESTION, WARNING, check_apology, word_count
+from mailer.model.settings import SenderSettings
 from mailer.services.apology import prepare
 
 LONDON = ZoneInfo("Europe/London")

@@ -27,7 +27,13 @@ from mailer.adapters.passwords import (
 )
 from mailer.adapters.userdirs import is_user_config, user_config_path, user_data_dir
 from mailer.errors import ConfigError, InputError
-from mailer.model.followup import Window, parse_window
+from mailer.model.settings import (
+    FollowUpSettings,
+    SenderSettings,
+    WatchSettings,
+    Window,
+    parse_window,
+)
 
 CONFIG_RELPATH = Path("config") / "mailer.toml"
 SECURITY_MODES = ("ssl", "starttls", "plain")
@@ -113,19 +119,6 @@ _OAUTH2_KEYS = (
 
 
 @dataclass(frozen=True)
-class SenderSettings:
-    name: str
-    address: str
-    phone: str = ""
-    signature: str = ""
-    timezone: str = ""  # IANA name; empty means the machine's local zone
-    locale: str = "en_GB"  # how dates are written: "Tuesday 1 December" / "Tuesday, December 1"
-    # Whether the user wrote a locale: only then does it order a typed numeric date ("03/04");
-    # the en_GB default still formats the email's dates.
-    locale_set: bool = False
-
-
-@dataclass(frozen=True)
 class OAuth2Settings:
     """How one account signs in with OAuth2: a provider's preset, or the user's own."""
 
@@ -170,23 +163,6 @@ class ServerSettings:
 class ImapSettings(ServerSettings):
     sent_folder: str = ""  # empty: find the \Sent special-use folder
     save_sent: bool = True
-
-
-@dataclass(frozen=True)
-class FollowUpSettings:
-    wait: str = "3 business days"
-    max_follow_ups: int = 1
-    holidays_country: str = ""
-    window: Window = field(default_factory=Window)
-    quote_original: bool = True
-
-
-@dataclass(frozen=True)
-class WatchSettings:
-    folders: tuple[str, ...] = ("INBOX",)
-    idle: bool = True
-    poll_seconds: float = 60.0
-    notify: bool = False  # email yourself when the interviewer replies
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 from mailer.adapters import process
 from mailer.errors import ClaimError, StateError
 from mailer.model.followup import Decision
+from mailer.model.keys import dedupe_key
 from mailer.model.lifecycle import (
     DUE_THREAD,
     GONE_MESSAGE,
@@ -174,7 +175,7 @@ def _utc_keys(c: Any) -> list[str]:
     make this step fail."""
     from sqlalchemy import text
 
-    from mailer.services.campaign import derive_key, legacy_derive_key
+    from mailer.model.keys import derive_key, legacy_derive_key
 
     notices: list[str] = []
     rows = c.execute(
@@ -370,18 +371,6 @@ def owner_alive(owner: str | None) -> bool:
     except ValueError:
         return False
     return process.is_running(pid, started)
-
-
-def dedupe_key(recipient: str, company: str, interview_at: datetime, account: str = "") -> str:
-    """One apology per interview: the recipient, the company and the time, and the account
-    when it is not the main one (two candidates a coach helps may miss the same panel).
-
-    The time is the instant in UTC: 09:00 UTC and 10:00 Europe/Berlin are one interview,
-    whatever zone the sender or a campaign entry wrote it in.
-    """
-    when = interview_at.astimezone(UTC).isoformat()
-    key = "|".join((recipient.lower(), " ".join(company.lower().split()), when))
-    return f"{key}|{account}" if account else key
 
 
 class Store:

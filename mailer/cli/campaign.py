@@ -359,7 +359,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     """Each entry's state, as 'mailer status' shows threads, with counts."""
     from collections import Counter
 
-    from mailer.model.facts import local_zone
+    from mailer.adapters.clock import local_zone
     from mailer.services import threadview as view
 
     settings, c = _load(obj, file, lenient=True)

@@ -139,8 +139,9 @@ def fact_options(
 
 
 def _facts(settings: Any, opts: dict[str, Any], now: Any, require_to: bool = True) -> Any:
+    from mailer.adapters.clock import local_zone
     from mailer.model.composer import situations_in
-    from mailer.model.facts import local_zone, make_facts
+    from mailer.model.facts import make_facts
 
     return make_facts(
         situation=opts["situation"],
@@ -318,7 +319,7 @@ def situations(obj: Context) -> None:
 @handle_errors
 def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) -> None:
     """List threads, or show one thread with its messages. Times are in your zone."""
-    from mailer.model.facts import local_zone
+    from mailer.adapters.clock import local_zone
     from mailer.services import threadview as view
 
     settings = obj.settings()
@@ -464,7 +465,7 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
 
 def _whats_next(settings: Any, store: Any) -> None:
     """For -v: each thread still waiting for a reply, and when its follow-up is due."""
-    from mailer.model.facts import local_zone
+    from mailer.adapters.clock import local_zone
     from mailer.model.lifecycle import ThreadState
     from mailer.services import threadview as view
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mailer.adapters.config import SenderSettings
 from mailer.errors import InputError
 from mailer.model.composer import variables
 from mailer.model.facts import SITUATIONS, Facts
+from mailer.model.settings import SenderSettings
 
 # One sentence per situation and tense, close to the templates' wording, for speaking.
 REASONS: dict[str, dict[str, str]] = {

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mailer.adapters.config import SenderSettings
 from mailer.errors import InputError, MailerError, TemplateError
 from mailer.model.facts import PLACEHOLDER as _PLACEHOLDER
 from mailer.model.facts import SITUATIONS, Facts, FreeSlot
+from mailer.model.settings import SenderSettings
 from mailer.model.values import HEADER_MAX, check_header, header_problem
 
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"

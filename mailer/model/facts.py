@@ -6,14 +6,13 @@ interview, situation, salutation, note, free, interviewer_tz, interviewer_phone,
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from mailer.errors import InputError
 from mailer.model.addresses import typo_warning, validate_address
@@ -146,43 +145,6 @@ class Facts:
             alt_domains=tuple(r.get("alt_domains", [])),  # type: ignore[arg-type]
             salutation=str(r.get("salutation", "")),
         )
-
-
-def local_zone(name: str = "") -> tzinfo:
-    """The sender's zone: the configured IANA name, else the machine's."""
-    if name:
-        return zone(name, "sender.timezone")
-    return system_zone()
-
-
-def system_zone() -> tzinfo:
-    """The machine's zone as a real IANA zone, so summer time is right for future dates
-    (a fixed UTC offset taken from today would be an hour off across a change)."""
-    import os
-    import sys
-    from pathlib import Path
-
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    if sys.platform == "win32":  # no /etc/localtime: tzlocal maps Windows' zone to IANA
-        with contextlib.suppress(Exception):
-            import tzlocal
-
-            candidates.append(tzlocal.get_localzone_name())
-    with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text().strip())
-    try:
-        target = str(Path("/etc/localtime").resolve())
-        if "zoneinfo/" in target:
-            candidates.append(target.split("zoneinfo/", 1)[1])
-    except OSError:
-        pass
-    for name in candidates:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return datetime.now().astimezone().tzinfo  # type: ignore[return-value]
 
 
 def zone(name: str, what: str) -> ZoneInfo:

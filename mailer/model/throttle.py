@@ -8,8 +8,6 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 
-from mailer.adapters.clock import Clock
-
 SLOW_DOWN_FIRST = 30.0  # seconds to wait after the first "too many" answer
 SLOW_DOWN_MAX = 600.0
 
@@ -26,7 +24,7 @@ class Pacer:
         self,
         per_minute: float,
         jitter: float,
-        clock: Clock,
+        clock: Callable[[], datetime],
         sleep: Callable[[float], None],
         rng: Callable[[], float] = random.random,
     ) -> None:

@@ -18,12 +18,15 @@ from mailer.model.composer import Composed, Composer, Draft, build_message, comp
 
 if TYPE_CHECKING:
     from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.clock import local_zone
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import Store, ThreadRow, dedupe_key
-from mailer.model.facts import OFFICE_HOURS, Facts, check_free_times, local_zone, odd_hours, zone
-from mailer.model.followup import first_due, parse_window
+from mailer.adapters.store import Store, ThreadRow
+from mailer.model.facts import OFFICE_HOURS, Facts, check_free_times, odd_hours, zone
+from mailer.model.followup import first_due
+from mailer.model.keys import dedupe_key
 from mailer.model.lint import ERROR, WARNING, Finding, check_apology
 from mailer.model.schedule import holidays_for, parse_wait
+from mailer.model.settings import parse_window
 from mailer.services.delivery import record_failure
 
 log = logging.getLogger(__name__)

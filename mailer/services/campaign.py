@@ -12,17 +12,19 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from mailer.adapters.clock import local_zone
 from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.composer import Composer, situations_in
-from mailer.model.facts import local_zone, make_facts
-from mailer.model.followup import parse_window
+from mailer.model.facts import make_facts
+from mailer.model.keys import derive_key
 from mailer.model.lint import has_errors
 from mailer.model.schedule import validate_wait
+from mailer.model.settings import parse_window
 from mailer.model.values import (
     NAME_MAX,
     PHONE_MAX,
@@ -513,25 +515,6 @@ def _entry(
         ),
         [],
     )
-
-
-def derive_key(to: str, company: str, interview: datetime, account: str = "") -> str:
-    """Only the address, the company and the interview time (and the account, when it is
-    not the main one: two candidates may miss the same panel): fixing a typo in a note must
-    not turn an entry that was sent into a new one."""
-    return _entry_key(to, company, interview.astimezone(UTC), "Z", account)
-
-
-def legacy_derive_key(to: str, company: str, interview: datetime, account: str = "") -> str:
-    """The key mailer up to 0.1 derived, in the interview's own zone (so the same instant in
-    two zones made two keys); kept only so the store migration can recognise it."""
-    return _entry_key(to, company, interview, "", account)
-
-
-def _entry_key(to: str, company: str, when: datetime, suffix: str, account: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", company.lower()).strip("-") or "company"
-    key = f"{to.lower()}/{slug}/{when:%Y-%m-%dT%H:%M}{suffix}"
-    return f"{key}/{account}" if account else key
 
 
 def _toml_time(value: date, tz: tzinfo, problems: list[str]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mailer.adapters.clock import Clock
+from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings, account_label
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
@@ -20,7 +20,7 @@ from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
 from mailer.errors import DeliveryError, InputError, MailerError
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
-from mailer.model.facts import Facts, local_zone
+from mailer.model.facts import Facts
 from mailer.model.followup import (
     AWAITING,
     CANCELLED,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from mailer.adapters.clock import Clock
+from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
@@ -35,7 +35,6 @@ from mailer.adapters.store import (
 )
 from mailer.errors import DeliveryError, DuplicateError
 from mailer.model import lifecycle
-from mailer.model.facts import local_zone
 from mailer.model.lifecycle import describe
 from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
 from mailer.services import apology

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from mailer.adapters.clock import Clock
+from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.store import Store, ThreadRow
@@ -30,7 +30,7 @@ from mailer.model.classify import (
     reply_text,
     reported_recipients,
 )
-from mailer.model.facts import local_zone, zone
+from mailer.model.facts import zone
 from mailer.model.followup import (
     AWAITING,
     FOLLOWED_UP,
