@@ -39,9 +39,10 @@ from mailer.adapters.config import load_settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import Store
+from mailer.model import apology
 from mailer.model.facts import make_facts
 from mailer.sandbox.stack import MailStack, StackInfo
-from mailer.services import apology
+from mailer.services import sending
 from mailer.services.watcher import scan
 
 ME = "cand@sandbox.test"
@@ -114,7 +115,7 @@ def daemon_latency(info: StackInfo, n: int) -> list[float]:
                 allow_test_domains=True,
             )
             p = apology.prepare(settings, facts, NOW)
-            roots.append(apology.send(settings, p, store, lambda: NOW, session=session))
+            roots.append(sending.send(settings, p, store, lambda: NOW, session=session))
     env = {**os.environ, "MAILER_NOW": (NOW + timedelta(minutes=1)).isoformat()}
     log = (ws / "daemon.log").open("wb")
     proc = subprocess.Popen(

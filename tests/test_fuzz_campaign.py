@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from mailer.adapters.config import Settings, load_settings
 from mailer.errors import ConfigError
 from mailer.model.composer import Composer
-from mailer.services.apology import due_after
 from mailer.services.campaign import ENTRY_KEYS, Campaign, load_campaign
+from mailer.services.sending import due_after
 
 from .fuzzing import (
     FUZZ,

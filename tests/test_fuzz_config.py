@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mailer.adapters.config import Settings, load_settings
 from mailer.errors import ConfigError
-from mailer.services.apology import due_after
+from mailer.services.sending import due_after
 
 from .fuzzing import FUZZ, MIN_CASES, mutated, plausible, raw_edits, toml_document
 

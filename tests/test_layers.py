@@ -26,12 +26,21 @@ MAY_IMPORT = {
 
 
 def imports_of(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth (a function's lazy import counts), as
-    absolute names."""
+    """Every module ``path`` imports when it runs, at any depth (a function's lazy import
+    counts), as absolute names. An ``if TYPE_CHECKING:`` import is for the type checker
+    only, never executed, so it does not count."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -60,6 +69,8 @@ def test_the_import_reader_sees_lazy_relative_and_package_imports(tmp_path: Path
     from-package one, so the rules below cannot pass by not seeing them."""
     fake = PACKAGE / "model" / "_probe_for_test.py"
     fake.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import sqlalchemy\n"
         "def f():\n    import os\n    from ..adapters import store\n    from .facts import Facts\n"
     )
     try:
@@ -67,6 +78,7 @@ def test_the_import_reader_sees_lazy_relative_and_package_imports(tmp_path: Path
     finally:
         fake.unlink()
     assert {"os", "mailer.adapters.store", "mailer.model.facts"} <= found
+    assert "sqlalchemy" not in found  # a type checker's import never runs
 
 
 def test_every_module_lives_in_a_layer() -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from mailer.adapters.config import Settings, load_settings
 from mailer.model.schedule import Wait, follow_up_due, holidays_for, parse_wait, validate_wait
 from mailer.model.settings import parse_window
-from mailer.services.apology import due_after
+from mailer.services.sending import due_after
 
 TZ = ZoneInfo("Europe/London")
 

@@ -14,6 +14,7 @@ import pytest
 
 from mailer.adapters.config import load_settings
 from mailer.adapters.workspace import example_campaign
+from mailer.model.apology import prepare
 from mailer.model.callscript import call_script, voicemail
 from mailer.model.composer import (
     FOLLOW_UP_NOTICE,
@@ -25,7 +26,6 @@ from mailer.model.composer import (
 from mailer.model.facts import SITUATIONS, Facts, make_facts, odd_hours
 from mailer.model.lint import ERROR, SUGGESTION, WARNING, check_apology, word_count
 from mailer.model.settings import SenderSettings
-from mailer.services.apology import prepare
 
 LONDON = ZoneInfo("Europe/London")
 SENDER = SenderSettings(name="Sam Candidate", address="sam@example.com", phone="+44 7700 900123")

@@ -194,7 +194,7 @@ def _echo_readings(facts: Any) -> None:
 def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> None:
     """Print exactly what would be sent. No network: only [sender] is needed."""
     from mailer.adapters.clock import default_clock
-    from mailer.services.apology import prepare
+    from mailer.model.apology import prepare
 
     settings = obj.settings(offline=True).for_account(account)
     now = default_clock()()
@@ -239,7 +239,8 @@ def send(
 ) -> None:
     """Send the apology now, keep a copy in Sent, and record it for the follow-up."""
     from mailer.adapters.clock import default_clock
-    from mailer.services import apology
+    from mailer.model import apology
+    from mailer.services import sending
 
     clock = default_clock()
     # Only this account's password is needed: the others are not fetched (nor asked for).
@@ -259,7 +260,7 @@ def send(
     # sending: a free time in the interviewer's night is an error, so --force overrides it.
     prepared = apology.prepare(settings, facts, now, sending=True, taken_subjects=taken)
     if store is not None and not again:  # before showing anything: nothing to confirm
-        apology.check_duplicate(store, prepared.facts, clock(), settings.account)
+        sending.check_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
     from mailer.model.callscript import urgency
     from mailer.model.lint import has_errors
@@ -281,7 +282,7 @@ def send(
         if not click.confirm(f"\nSend this to {prepared.facts.to} now?", default=False):
             click.echo("Not sent.")
             sys.exit(int(ExitCode.FAILURE))
-    result = apology.send(settings, prepared, store, clock, again=again)
+    result = sending.send(settings, prepared, store, clock, again=again)
     click.echo(f"\nSent: thread {result.thread_id}, Message-ID {result.message_id}")
     click.echo(f"Copy in Sent: {result.sent_copy}")
     if result.follow_up_due:
@@ -673,7 +674,7 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         )
     else:
         from mailer.adapters.clock import default_clock
-        from mailer.services.apology import prepare
+        from mailer.model.apology import prepare
 
         missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
         if missing:

@@ -19,6 +19,7 @@ from typing import Any
 from mailer.adapters.clock import local_zone
 from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
 from mailer.errors import ConfigError, InputError, MailerError
+from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composer, situations_in
 from mailer.model.facts import make_facts
 from mailer.model.keys import derive_key
@@ -34,7 +35,6 @@ from mailer.model.values import (
     header_problem,
     shown,
 )
-from mailer.services.apology import Prepared, prepare, with_policy
 
 CAMPAIGNS_DIR = Path("config") / "campaigns"
 # What an entry (or [defaults]) may say. Lists may be written "a; b" in a CSV cell.

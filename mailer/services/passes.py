@@ -19,6 +19,7 @@ from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
 from mailer.errors import DeliveryError, InputError, MailerError
+from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
 from mailer.model.facts import Facts
 from mailer.model.followup import (
@@ -33,7 +34,7 @@ from mailer.model.followup import (
 )
 from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused
 from mailer.model.schedule import holidays_for
-from mailer.services import apology
+from mailer.services import sending
 from mailer.services.delivery import record_failure
 from mailer.services.watcher import Seen, scan
 
@@ -172,7 +173,7 @@ def run_check(
             report.imap_failed = True
             return report
         notify_replies(settings, report.seen, smtp)
-        filed, warnings = apology.file_unfiled_copies(settings, store, box)
+        filed, warnings = sending.file_unfiled_copies(settings, store, box)
         if filed:
             log.info("filed %d Sent cop(ies) an interrupted command had left", filed)
         report.problems += warnings
@@ -231,7 +232,7 @@ def next_due(
     """After the apology: the first follow-up. After a follow-up: the next one, or (after the
     last) the moment the thread is closed as no answer."""
     policy = apology.thread_settings(settings, thread)
-    return apology.due_after(policy, sent_at, thread.facts.get("interviewer_tz", "")) or (
+    return sending.due_after(policy, sent_at, thread.facts.get("interviewer_tz", "")) or (
         None if kind == "apology" else sent_at
     )
 
@@ -257,7 +258,7 @@ def send_due(
                 ):
                     report.closed.append(thread.id)
                 continue
-            tz = apology.recipient_zone(settings, thread.facts.get("interviewer_tz", ""))
+            tz = sending.recipient_zone(settings, thread.facts.get("interviewer_tz", ""))
             now = clock()
             due = datetime.fromisoformat(thread.follow_up_due or now.isoformat())
             when = send_time(
@@ -344,7 +345,7 @@ def _send_one(
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
     try:
-        reply = apology.submit(store, session, row_id, clock)
+        reply = sending.submit(store, session, row_id, clock)
     except DeliveryError as exc:
         outcome = record_failure(store, row_id, exc, clock())
         if outcome is Outcome.IN_DOUBT:
@@ -366,7 +367,7 @@ def _send_one(
     sent_at = clock()
     store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
     crash_point("after-sent")
-    apology.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
+    sending.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
     report.sent.append((thread.id, row.message_id))
     return session
 
@@ -525,7 +526,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         )
         # It went, so it belongs in Sent; whether a copy is there already is unknown.
         try:
-            _, warnings = apology.file_unfiled_copies(settings, store)
+            _, warnings = sending.file_unfiled_copies(settings, store)
         except MailerError as exc:
             warnings = [f"its Sent copy is still to file: {exc}"]
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
@@ -562,5 +563,5 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
             raise
     now = clock()
     store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
-    apology.save_sent_copy(settings, store, m.id, m.raw, now)
+    sending.save_sent_copy(settings, store, m.id, m.raw, now)
     return f"{m.kind} {m.message_id} sent again"

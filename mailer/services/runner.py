@@ -37,7 +37,7 @@ from mailer.errors import DeliveryError, DuplicateError
 from mailer.model import lifecycle
 from mailer.model.lifecycle import describe
 from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
-from mailer.services import apology
+from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
 
 log = logging.getLogger("mailer.services.campaign")
@@ -355,7 +355,7 @@ def _send_entry(
             store.mark_submitting(ids[1], clock())
         else:
             ids.extend(
-                apology.record(
+                sending.record(
                     settings,
                     prepared,
                     store,
@@ -457,7 +457,7 @@ def _send_entry(
         break
     sent_on[name] = sent_on.get(name, 0) + 1
     sent_at = clock()
-    due = apology.due_after(settings, sent_at, facts.interviewer_tz)
+    due = sending.due_after(settings, sent_at, facts.interviewer_tz)
     saved = settings.imap.save_sent and copies is not None
     # If a power cut loses this commit, the message shows as in doubt: never sent again.
     store.mark_sent(
@@ -466,7 +466,7 @@ def _send_entry(
         reply,
         due,
         durable=False,
-        sent_copy=None if saved else apology.SKIPPED_COPY,
+        sent_copy=None if saved else sending.SKIPPED_COPY,
     )
     crash_point("after-sent")
     if saved and copies is not None:
@@ -480,7 +480,7 @@ def catch_up_copies(campaign: Campaign, store: Store) -> tuple[int, list[str]]:
     filed, problems = 0, []
     accounts = {e.account: e.settings for e in campaign.entries}
     for settings in accounts.values():
-        n, warnings = apology.file_unfiled_copies(settings, store)
+        n, warnings = sending.file_unfiled_copies(settings, store)
         filed += n
         problems += warnings
     return filed, problems

@@ -21,6 +21,7 @@ from mailer.adapters.config import Settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.store import Store, ThreadRow
 from mailer.errors import MailerError
+from mailer.model.apology import thread_settings
 from mailer.model.classify import (
     BOUNCE,
     HUMAN,
@@ -51,7 +52,6 @@ from mailer.model.matching import (
     match_report,
 )
 from mailer.model.schedule import holidays_for
-from mailer.services.apology import thread_settings
 
 log = logging.getLogger("mailer.services.watcher")
 # The arrival time of a message before it is fetched: later than any thread was sent.

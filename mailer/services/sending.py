@@ -1,4 +1,5 @@
-"""The library API for one apology: prepare it (pure), then send it once.
+"""Sending one prepared apology (mailer.model.apology): record it, submit it once, file its
+Sent copy; and when the next follow-up falls due after it.
 
 The CLI and campaigns call these; nothing here parses options or prints.
 """
@@ -6,38 +7,27 @@ The CLI and campaigns call these; nothing here parses options or prints.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from mailer.adapters.clock import Clock
+from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
 from mailer.errors import DeliveryError, MailerError, StateError
-from mailer.model.composer import Composed, Composer, Draft, build_message, compose_apology
+from mailer.model.apology import Prepared
+from mailer.model.facts import Facts, zone
+from mailer.model.followup import first_due
+from mailer.model.keys import dedupe_key
+from mailer.model.schedule import holidays_for, parse_wait
+from mailer.services.delivery import record_failure
 
 if TYPE_CHECKING:
     from mailer.adapters.mailbox import Mailbox
-from mailer.adapters.clock import local_zone
-from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import Store, ThreadRow
-from mailer.model.facts import OFFICE_HOURS, Facts, check_free_times, odd_hours, zone
-from mailer.model.followup import first_due
-from mailer.model.keys import dedupe_key
-from mailer.model.lint import ERROR, WARNING, Finding, check_apology
-from mailer.model.schedule import holidays_for, parse_wait
-from mailer.model.settings import parse_window
-from mailer.services.delivery import record_failure
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    facts: Facts
-    draft: Draft
-    composed: Composed
-    findings: tuple[Finding, ...] = ()
 
 
 @dataclass
@@ -48,54 +38,6 @@ class SendResult:
     follow_up_due: datetime | None
     sent_copy: str
     warnings: list[str] = field(default_factory=list)
-
-
-def prepare(
-    settings: Settings,
-    facts: Facts,
-    now: datetime,
-    composer: Composer | None = None,
-    *,
-    sending: bool = False,
-    taken_subjects: frozenset[str] = frozenset(),
-) -> Prepared:
-    """Compose and serialise the apology. Raises before any connection is opened.
-
-    ``sending``: a free time at night or on a weekend for the interviewer is then an error
-    (``--force`` overrides), not a warning. ``taken_subjects``: see compose_apology."""
-    composer = composer or Composer(settings.templates_dir)
-    time_warnings = check_free_times(facts.free, now)
-    draft = compose_apology(composer, facts, settings.sender, now, taken_subjects)
-    composed = build_message(draft, facts, settings.sender, now, html_part=settings.html)
-    findings = [
-        Finding(
-            rule="weekend-time",
-            severity=WARNING,
-            message=w,
-            fix="offer weekday times unless they suggested a weekend",
-        )
-        for w in time_warnings
-    ]
-    findings += [
-        Finding(
-            rule="odd-hours",
-            severity=ERROR if sending else WARNING,
-            message=w,
-            fix=f"offer times between {OFFICE_HOURS[0]:%H:%M} and {OFFICE_HOURS[1]:%H:%M} on "
-            "a weekday in their zone; if they asked for this one, send it with --force",
-        )
-        for w in odd_hours(facts.free, facts.interviewer_tz)
-    ]
-    findings += check_apology(
-        draft.subject,
-        draft.text,
-        company=facts.company,
-        role=facts.role,
-        note=facts.note,
-        past=facts.interview <= now,
-    )
-    findings.sort(key=lambda f: f.severity != ERROR)
-    return Prepared(facts=facts, draft=draft, composed=composed, findings=tuple(findings))
 
 
 def check_duplicate(store: Store, facts: Facts, now: datetime, account: str = "") -> None:
@@ -320,37 +262,3 @@ def file_unfiled_copies(
         if own and box is not None:
             box.close()
     return filed, []
-
-
-def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:
-    """The settings a thread's next message goes out with: its account's, and for a campaign
-    thread the policy of its entry (wait, count, window, sender details), which may differ
-    from the config's."""
-    settings = settings.for_account(thread.account)
-    if thread.campaign is None:
-        return settings
-    policy = thread.detail.get("policy", {})
-    return with_policy(
-        settings,
-        {**policy, "wait": thread.follow_up_wait, "max_follow_ups": thread.max_follow_ups},
-    )
-
-
-def with_policy(settings: Settings, policy: dict[str, Any]) -> Settings:
-    """``settings`` with a campaign entry's policy over them: ``wait``, ``max_follow_ups``,
-    ``window`` and ``window_days`` for the follow-ups, ``sender`` fields (name, phone,
-    signature) for every message. The same dict is kept with the thread."""
-    fu = settings.follow_up
-    window = fu.window
-    if "window" in policy:
-        window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
-    return replace(
-        settings,
-        sender=replace(settings.sender, **policy.get("sender", {})),
-        follow_up=replace(
-            fu,
-            wait=policy.get("wait", fu.wait),
-            max_follow_ups=policy.get("max_follow_ups", fu.max_follow_ups),
-            window=window,
-        ),
-    )
