@@ -196,6 +196,17 @@ def rewrite(text: str, in_package: bool) -> str:
     return _DOTTED.sub(dotted, text)
 
 
+# One name per concept: "check" is only the `mailer check` command (and `campaign check`).
+RENAMES = {
+    "run_check_all": "run_pass_all",
+    "run_check": "run_pass",
+    "CheckReport": "PassReport",
+    "check_apology": "lint_apology",
+    "check_duplicate": "refuse_duplicate",
+}
+_RENAME = re.compile(r"\b(" + "|".join(RENAMES) + r")\b")
+
+
 def rewrite_all() -> None:
     seen: set[Path] = set()
     for pattern in TEXT_GLOBS:
@@ -210,6 +221,8 @@ def rewrite_all() -> None:
             except UnicodeDecodeError:
                 continue
             new = rewrite(text, in_package=path.parts[len(ROOT.parts)] == "mailer")
+            if path.suffix == ".py":
+                new = _RENAME.sub(lambda m: RENAMES[m[1]], new)
             if new != text:
                 path.write_text(new)
 

@@ -134,9 +134,9 @@ def test_the_pass_log_warns_of_each_held_thread(caplog) -> None:
     import logging
 
     from mailer.services.daemon import log_report
-    from mailer.services.passes import CheckReport
+    from mailer.services.passes import PassReport
 
     line = "thread 1 (Acme) is held: ...; otherwise 'mailer release 1' to let its follow-up go"
     with caplog.at_level(logging.INFO, logger="mailer"):
-        log_report(CheckReport(held=[line]))
+        log_report(PassReport(held=[line]))
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, line)]

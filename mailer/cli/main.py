@@ -260,7 +260,7 @@ def send(
     # sending: a free time in the interviewer's night is an error, so --force overrides it.
     prepared = apology.prepare(settings, facts, now, sending=True, taken_subjects=taken)
     if store is not None and not again:  # before showing anything: nothing to confirm
-        sending.check_duplicate(store, prepared.facts, clock(), settings.account)
+        sending.refuse_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
     from mailer.model.callscript import urgency
     from mailer.model.lint import has_errors
@@ -438,7 +438,7 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     from mailer.adapters.clock import default_clock
     from mailer.adapters.lock import store_lock
     from mailer.services.daemon import log_report
-    from mailer.services.passes import run_check_all
+    from mailer.services.passes import run_pass_all
 
     level = _log_level(obj, quiet, verbose)
     settings = obj.settings(need_secrets=True)
@@ -447,7 +447,7 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     logging.getLogger("mailer").setLevel(level)
     clock = default_clock()
     with store_lock(settings.state_url, settings.workspace, "mailer check"):
-        report = run_check_all(settings, store, clock)
+        report = run_pass_all(settings, store, clock)
     log_report(report)
     if verbose:
         _whats_next(settings, store)
@@ -644,7 +644,7 @@ def classify(files: tuple[Path, ...], as_json: bool, as_jsonl: bool) -> None:
 def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
     """Check an apology for the advice: FILE (a text, optionally starting 'Subject:'), or the
     message the facts would produce. Exits 6 if it finds errors."""
-    from mailer.model.lint import check_apology, has_errors
+    from mailer.model.lint import has_errors, lint_apology
 
     if file is not None:
         from mailer.model.lint import split_subject
@@ -664,7 +664,7 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
             subject, text = split_subject(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{file}: cannot read: {exc}") from None
-        findings = check_apology(
+        findings = lint_apology(
             subject,
             text,
             company=opts["company"] or "",

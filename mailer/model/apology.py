@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.model.composer import Composed, Composer, Draft, build_message, compose_apology
 from mailer.model.facts import OFFICE_HOURS, Facts, check_free_times, odd_hours
-from mailer.model.lint import ERROR, WARNING, Finding, check_apology
+from mailer.model.lint import ERROR, WARNING, Finding, lint_apology
 from mailer.model.settings import parse_window
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def prepare(
         )
         for w in odd_hours(facts.free, facts.interviewer_tz)
     ]
-    findings += check_apology(
+    findings += lint_apology(
         draft.subject,
         draft.text,
         company=facts.company,

@@ -1,6 +1,6 @@
 """The apology check: is a drafted message fit to send? Pure: text in, findings out.
 
-``check_apology`` reads a subject and body and returns :class:`Finding` objects, errors first.
+``lint_apology`` reads a subject and body and returns :class:`Finding` objects, errors first.
 An error blocks sending unless the user forces it; a warning is only shown. Every rule, its
 severity and its thresholds are listed in ``RULES`` and explained in ``docs/apology-check.md``.
 
@@ -467,7 +467,7 @@ _EXCERPT_MAX = 160
 # --- public API -------------------------------------------------------------------------------
 
 
-def check_apology(
+def lint_apology(
     subject: str,
     text: str,
     *,

@@ -1,6 +1,6 @@
 """``mailer daemon``: APScheduler decides when to look; IMAP IDLE says when to look *now*.
 
-The only module that imports APScheduler. Every tick runs :func:`mailer.services.passes.run_check`, the
+The only module that imports APScheduler. Every tick runs :func:`mailer.services.passes.run_pass`, the
 same pass as ``mailer check``. The scheduler keeps its jobs in memory: what is pending lives
 in our own tables, so nothing is lost when the daemon stops, and a ``mailer send`` from
 another process is picked up at the next tick without a restart.
@@ -20,7 +20,7 @@ from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.store import Store, safe_url
 from mailer.errors import MailerError
 from mailer.model.redact import redact
-from mailer.services.passes import CheckReport, every_account, run_check
+from mailer.services.passes import PassReport, every_account, run_pass
 
 log = logging.getLogger("mailer.services.daemon")
 JOB_ID = "check"
@@ -28,7 +28,7 @@ JOB_ID = "check"
 IDLE_RENEW_SECONDS = 9 * 60
 
 
-def log_report(report: CheckReport, told: dict[str, str] | None = None) -> None:
+def log_report(report: PassReport, told: dict[str, str] | None = None) -> None:
     """Log a pass. With ``told`` (the daemon's memory: Message-ID -> the UTC day it was last
     named), each message in doubt is named once a day rather than on every pass."""
     for seen in report.seen:
@@ -93,7 +93,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
     told: dict[str, str] = {}  # messages in doubt named today (see log_report)
 
-    def one_pass(account: Settings) -> CheckReport:
+    def one_pass(account: Settings) -> PassReport:
         # A kept connection may have been closed by the server since the last pass: then the
         # pass is run again at once on a new one, rather than waiting for the next poll.
         name = account.account
@@ -104,13 +104,13 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
                 try:
                     box.connect()
                 except MailerError as exc:
-                    report = CheckReport(imap_failed=True)
+                    report = PassReport(imap_failed=True)
                     report.problems.append(
                         f"cannot look for replies, so no follow-up goes out now: {exc}"
                     )
                     return report
                 held[name] = box
-            report = run_check(account, store, clock, box=held[name])
+            report = run_pass(account, store, clock, box=held[name])
             if report.imap_failed or report.problems:
                 held.pop(name).close()  # start afresh next time
             if not (report.imap_failed and reused and attempt == 1):

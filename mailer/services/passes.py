@@ -42,7 +42,7 @@ log = logging.getLogger("mailer.services.passes")
 
 
 @dataclass
-class CheckReport:
+class PassReport:
     seen: list[Seen] = field(default_factory=list)
     sent: list[tuple[int, str]] = field(default_factory=list)  # (thread, Message-ID)
     settled: list[str] = field(default_factory=list)
@@ -54,7 +54,7 @@ class CheckReport:
     in_doubt: list[tuple[str, str]] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
 
-    def merge(self, other: CheckReport, account: str) -> None:
+    def merge(self, other: PassReport, account: str) -> None:
         self.seen += other.seen
         self.sent += other.sent
         self.settled += other.settled
@@ -66,28 +66,28 @@ class CheckReport:
         self.imap_failed = self.imap_failed or other.imap_failed
 
 
-def run_check_all(
+def run_pass_all(
     settings: Settings,
     store: Store,
     clock: Clock,
     *,
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
-) -> CheckReport:
+) -> PassReport:
     """One pass for every configured account, each in its own mailbox; one report."""
     return every_account(
         settings,
         store,
-        lambda account: run_check(account, store, clock, mailbox=mailbox, smtp=smtp),
+        lambda account: run_pass(account, store, clock, mailbox=mailbox, smtp=smtp),
     )
 
 
 def every_account(
-    settings: Settings, store: Store, one_pass: Callable[[Settings], CheckReport]
-) -> CheckReport:
+    settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
+) -> PassReport:
     """``one_pass`` for each configured account, merged into one report, plus a problem
     for open threads whose account is no longer configured (``check`` and the daemon)."""
-    total = CheckReport()
+    total = PassReport()
     for name in settings.account_names:
         total.merge(one_pass(settings.for_account(name)), name)
     total.problems += orphans(settings, store)
@@ -143,7 +143,7 @@ def held(store: Store) -> list[str]:
     return lines
 
 
-def run_check(
+def run_pass(
     settings: Settings,
     store: Store,
     clock: Clock,
@@ -151,10 +151,10 @@ def run_check(
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
     box: Mailbox | None = None,
-) -> CheckReport:
+) -> PassReport:
     """One pass for the account ``settings`` speak for. With ``box`` (the daemon's connection,
     kept between passes) it is used and left open; otherwise one is opened and closed here."""
-    report = CheckReport()
+    report = PassReport()
     own = box is None
     if box is None:
         try:
@@ -189,7 +189,7 @@ def run_check(
 
 
 def settle_in_doubt(
-    settings: Settings, store: Store, box: Mailbox, clock: Clock, report: CheckReport
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, report: PassReport
 ) -> None:
     """A send cut off before the final dot of DATA is requeued: the server took nothing. One
     cut off after it is in doubt. Where the provider files sent mail itself, the Sent folder
@@ -242,7 +242,7 @@ def send_due(
     store: Store,
     box: Mailbox,
     clock: Clock,
-    report: CheckReport,
+    report: PassReport,
     smtp: Callable[..., SmtpSession],
 ) -> None:
     session: SmtpSession | None = None
@@ -292,7 +292,7 @@ def _send_one(
     store: Store,
     box: Mailbox,
     clock: Clock,
-    report: CheckReport,
+    report: PassReport,
     smtp: Callable[..., SmtpSession],
     thread: ThreadRow,
     session: SmtpSession | None,

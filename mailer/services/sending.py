@@ -40,7 +40,7 @@ class SendResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_duplicate(store: Store, facts: Facts, now: datetime, account: str = "") -> None:
+def refuse_duplicate(store: Store, facts: Facts, now: datetime, account: str = "") -> None:
     """Fail early (before asking for confirmation) if this interview already has an apology."""
     key = dedupe_key(facts.to, facts.company, facts.interview, account)
     store.guard_duplicate(key, facts.to, now)
