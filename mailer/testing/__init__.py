@@ -1,11 +1,11 @@
 """In-memory stand-ins for mailer's adapters, for tests only (never imported by mailer).
 
 - :class:`FakeSmtp`: an SMTP server in memory, and sessions to it that are
-  :class:`mailer.sender.SmtpSession` itself on an in-memory wire, so every error kind,
+  :class:`mailer.adapters.sender.SmtpSession` itself on an in-memory wire, so every error kind,
   retry and callback point is the real one's;
 - :class:`FakeImap` and :class:`FakeMailbox`: IMAP folders in memory behind
-  :class:`mailer.mailbox.Mailbox`'s interface (and its IDLE calls);
-- the store: no fake. :meth:`mailer.store.Store.in_memory` is the real ``Store`` on an
+  :class:`mailer.adapters.mailbox.Mailbox`'s interface (and its IDLE calls);
+- the store: no fake. :meth:`mailer.adapters.store.Store.in_memory` is the real ``Store`` on an
   in-memory SQLite database, so the SQL has one implementation, not two;
 - :class:`FakeProcesses`: owner tokens of processes that exist only in the test, which it
   can declare dead without killing anything.

@@ -1,4 +1,4 @@
-"""IMAP folders in memory, behind :class:`mailer.mailbox.Mailbox`'s interface.
+"""IMAP folders in memory, behind :class:`mailer.adapters.mailbox.Mailbox`'s interface.
 
 :class:`FakeImap` is the server: users, and for each its folders with a UIDVALIDITY, a UIDNEXT
 (UIDs only grow; a message's UID is never reused), internal dates and a ``\\Sent``
@@ -24,10 +24,10 @@ from email.parser import BytesHeaderParser
 from types import TracebackType
 from typing import Any
 
-from ..config import ImapSettings
-from ..connection import network_error
-from ..errors import ConfigError, DeliveryError
-from ..passwords import describe
+from mailer.adapters.config import ImapSettings
+from mailer.adapters.connection import network_error
+from mailer.adapters.passwords import describe
+from mailer.errors import ConfigError, DeliveryError
 
 # What Mailbox's header fetch asks for (mailbox._HEADER_ITEM), and its 64 KB cap.
 HEADER_FIELDS = ("message-id", "in-reply-to", "references", "from", "subject", "content-type")

@@ -1,13 +1,13 @@
 """Processes that exist only in a test, for the owner tokens the store writes.
 
 The store names who works on a message with an owner token (host, boot, PID, start mark:
-:func:`mailer.store.owner_token`) and asks :func:`mailer.store.owner_alive` whether that
-process still runs, which asks :func:`mailer.process.is_running`. While installed,
+:func:`mailer.adapters.store.owner_token`) and asks :func:`mailer.adapters.store.owner_alive` whether that
+process still runs, which asks :func:`mailer.adapters.process.is_running`. While installed,
 :class:`FakeProcesses` makes ``owner_token()`` return the token of the fake process the test
 is "being", and answers ``is_running`` for fake PIDs from its own table, so a test can say
 "this owner is dead" without killing anything. Real PIDs are still asked of the system.
 
-The daemon's file lock (:mod:`mailer.lock`) needs no fake: the kernel frees it when its
+The daemon's file lock (:mod:`mailer.adapters.lock`) needs no fake: the kernel frees it when its
 holder dies, and a test takes it with a real file in ``tmp_path``.
 """
 
@@ -42,7 +42,7 @@ class FakeProcesses:
         self._stack: ExitStack | None = None
 
     def spawn(self, name: str = "") -> FakeProcess:
-        from .. import store
+        from mailer.adapters import store
 
         pid = _FIRST_PID + len(self.table)
         started = f"{len(self.table) + 1}"
@@ -70,7 +70,7 @@ class FakeProcesses:
     # --- installing ---
 
     def install(self) -> FakeProcesses:
-        from .. import process, store
+        from mailer.adapters import process, store
 
         real_is_running, real_alive = process.is_running, process.alive
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ImapSettings, ServerSettings
-from ..passwords import PasswordSource
+from mailer.adapters.config import ImapSettings, ServerSettings
+from mailer.adapters.passwords import PasswordSource
 
 
 def _secret(password: str, key: str) -> PasswordSource:

@@ -1,13 +1,13 @@
 """An SMTP server in memory, and sessions to it.
 
-A session is :class:`mailer.sender.SmtpSession` itself with only its wire replaced: the
+A session is :class:`mailer.adapters.sender.SmtpSession` itself with only its wire replaced: the
 connection object it drives is :class:`_Wire`, which answers as an SMTP server would (the
 ``smtplib.SMTP`` calls the session makes: ``mail``, ``rcpt``, ``docmd("DATA")``, ``send``,
 ``getreply``, ``rset``, ``quit``, ``close``). So the error kinds, the retries and the points
 where ``before_mail`` and ``before_final_dot`` run are the real session's, by construction.
 Only logging in is the fake's own (password logins; no OAuth2).
 
-Faults are scripted with the same keys as the sandbox server (:mod:`mailer.sandbox_smtp`),
+Faults are scripted with the same keys as the sandbox server (:mod:`mailer.sandbox.smtp`),
 so one test can script both: ``mail``, ``rcpt``, ``data`` (lists of replies, one taken per
 command; ``data`` answers the finished message), ``drop_after_data`` (accept and deliver
 the next N messages, then close instead of answering: in doubt) and ``auth`` (replies to the
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING, Any
 
-from ..config import ServerSettings
-from ..connection import network_error
-from ..errors import DeliveryError
-from ..passwords import describe
-from ..sender import SmtpSession
+from mailer.adapters.config import ServerSettings
+from mailer.adapters.connection import network_error
+from mailer.adapters.passwords import describe
+from mailer.adapters.sender import SmtpSession
+from mailer.errors import DeliveryError
 
 if TYPE_CHECKING:
     from .imap import FakeImap

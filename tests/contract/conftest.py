@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mailer import process, store
+from mailer.adapters import process, store
 from mailer.testing import FakeImap, FakeProcesses, FakeSmtp, imap_settings, smtp_settings
 
 from ..conftest import INTERVIEWER, SENDER, USERS, Stack
@@ -97,7 +97,7 @@ class RealSmtpWorld(SmtpWorld):
         self.mark = stack.log_mark()
 
     def session(self, *, password: str | None = None, retries: int = 0) -> Any:
-        from mailer.sender import SmtpSession
+        from mailer.adapters.sender import SmtpSession
 
         info = self.stack.info
         settings = smtp_settings(
@@ -178,7 +178,7 @@ class RealImapWorld(ImapWorld):
         stack.stack.add_user(self.user, self.password)
 
     def mailbox(self, *, password: str | None = None, sent_folder: str = "") -> Any:
-        from mailer.mailbox import Mailbox
+        from mailer.adapters.mailbox import Mailbox
 
         info = self.stack.info
         return Mailbox(

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from mailer import apology
-from mailer.check import run_check
-from mailer.config import Settings, load_settings
-from mailer.facts import local_zone, make_facts
-from mailer.store import Store
+from mailer.adapters.clock import local_zone
+from mailer.adapters.config import Settings, load_settings
+from mailer.adapters.store import Store
+from mailer.model import apology
+from mailer.model.facts import make_facts
+from mailer.services import sending
+from mailer.services.passes import run_pass
 from mailer.testing import FakeImap, FakeProcesses, FakeSmtp
 
 YOU, THEM = "you@sandbox.test", "ana@sandbox.test"
@@ -47,16 +49,16 @@ class World:
             allow_test_domains=True,
         )
         prepared = apology.prepare(s, facts, self.now)
-        thread_id, row_id = apology.record(s, prepared, self.store, self.now)
+        thread_id, row_id = sending.record(s, prepared, self.store, self.now)
         with self.smtp(s.smtp, retries=0) as session:
-            reply = apology.submit(self.store, session, row_id, self.clock)
-        self.store.mark_sent(row_id, self.now, reply, apology.due_after(s, self.now))
+            reply = sending.submit(self.store, session, row_id, self.clock)
+        self.store.mark_sent(row_id, self.now, reply, sending.due_after(s, self.now))
         with self.imap(s.imap) as box:
-            apology.save_sent_copy(s, self.store, row_id, prepared.composed.raw, self.now, box)
+            sending.save_sent_copy(s, self.store, row_id, prepared.composed.raw, self.now, box)
         return thread_id, prepared.composed.message_id
 
     def check(self):  # type: ignore[no-untyped-def]
-        return run_check(self.settings, self.store, self.clock, mailbox=self.imap, smtp=self.smtp)
+        return run_pass(self.settings, self.store, self.clock, mailbox=self.imap, smtp=self.smtp)
 
 
 @pytest.fixture

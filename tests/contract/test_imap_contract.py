@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.daemon import IdleWatcher
 from mailer.errors import DeliveryError
+from mailer.services.daemon import IdleWatcher
 
 from .conftest import ImapWorld, message, message_id_of
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from mailer.daemon import IdleWatcher
 from mailer.errors import DeliveryError
+from mailer.services.daemon import IdleWatcher
 from mailer.testing import FakeImap, imap_settings
 
 from .conftest import message

@@ -3,7 +3,7 @@ it dies, proved on FakeProcesses and on real child processes."""
 
 from __future__ import annotations
 
-from mailer.store import owner_alive
+from mailer.adapters.store import owner_alive
 
 from .conftest import ProcessWorld
 

@@ -9,10 +9,16 @@ from unittest import mock
 
 import pytest
 
-from mailer import store as store_mod
+from mailer.adapters import store as store_mod
+from mailer.adapters.store import Store
 from mailer.errors import ClaimError
-from mailer.lifecycle import MessageEvent, MessageState, ThreadEvent, TransitionRefused, target
-from mailer.store import Store
+from mailer.model.lifecycle import (
+    MessageEvent,
+    MessageState,
+    ThreadEvent,
+    TransitionRefused,
+    target,
+)
 from mailer.testing import FakeProcesses
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
