@@ -7,19 +7,24 @@ import os
 import sys
 from typing import IO, Any
 
+from mailer.model.lifecycle import MessageState as M
+from mailer.model.lifecycle import ThreadState as T
+
 # Thread and message states (threadview enums) to the colour they are shown in.
 STATE_STYLES = {
-    "sending": "yellow",
-    "awaiting_reply": "cyan",
-    "followed_up": "cyan",
-    "replied": "green",
-    "held": "magenta",
-    "bounced": "red",
-    "failed": "red",
-    "in_doubt": "bold red",
+    # Keyed by the lifecycle's enums (a StrEnum hashes as its stored string, so a state read
+    # from the store finds its style), plus the words the thread view derives from them.
+    T.SENDING: "yellow",
+    T.AWAITING: "cyan",
+    T.FOLLOWED_UP: "cyan",
+    T.REPLIED: "green",
+    T.HELD: "magenta",
+    T.BOUNCED: "red",
+    T.FAILED: "red",
+    M.IN_DOUBT: "bold red",
     "follow_up_in_doubt": "bold red",
-    "no_answer": "dim",
-    "cancelled": "dim",
+    T.NO_ANSWER: "dim",
+    T.CANCELLED: "dim",
     "not_sent": "dim",
 }
 # Campaign run outcomes (runner) likewise.
