@@ -42,7 +42,7 @@ from mailer.mailbox import Mailbox
 from mailer.sandbox import MailStack, StackInfo
 from mailer.sender import SmtpSession
 from mailer.store import Store
-from mailer.watcher import scan
+from mailer.passes import scan
 
 ME = "cand@sandbox.test"
 THEM = "intv@sandbox.test"

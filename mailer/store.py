@@ -14,6 +14,7 @@ accepted, and the message is requeued.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import socket
@@ -23,11 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import process
 from .errors import ClaimError, StateError
-from .followup import Decision
 from .lifecycle import (
     DUE_THREAD,
     GONE_MESSAGE,
@@ -45,6 +45,9 @@ from .lifecycle import (
 )
 from .lifecycle import describe as describe_state
 from .matching import IndexedThread, ThreadIndex
+
+if TYPE_CHECKING:
+    from .decision import Decision
 
 SCHEMA_VERSION = 4
 
@@ -255,6 +258,14 @@ def _in(
     values = sorted(str(v) for v in states)
     params = {f"{name}{i}": v for i, v in enumerate(values)}
     return "(" + ", ".join(f":{k}" for k in params) + ")", params
+
+
+class Applied(enum.Enum):
+    """What :meth:`Store.apply_incoming` did with a decision."""
+
+    RECORDED = "recorded"
+    SEEN = "seen"  # the message was recorded before: nothing done
+    MOVED = "moved"  # the thread is not as it was decided from: nothing done, decide again
 
 
 @dataclass(frozen=True)
@@ -714,10 +725,10 @@ class Store:
             )
             moved = [r for r in rows if abandoned_before_final_dot(r)]
             for r in moved:
-                c.execute(
-                    text("""UPDATE messages SET state = :q, owner = NULL, error = :e
-                            WHERE id = :id AND state = :s"""),
-                    {"q": QUEUED, "id": r["id"], "e": _REQUEUED, "s": SUBMITTING},
+                # Owned by nobody: whichever pass or run comes next sends it. No time stamp:
+                # it did not fail, it never went.
+                self._move_in(
+                    c, r["id"], MessageEvent.REQUEUE, now, None, {"error": _REQUEUED}, owner=None
                 )
                 self._event(
                     c,
@@ -936,12 +947,14 @@ class Store:
         message_row_id: int,
         move: MessageEvent,
         now: datetime,
-        stamp: str,
+        stamp: str | None,
         extra: dict[str, Any] | None = None,
+        owner: str | bool | None = True,
     ) -> Any:
         """Move one message as the lifecycle table allows, inside the caller's transaction;
         ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
-        nothing written) if the table does not allow ``move`` from the row's state."""
+        nothing written) if the table does not allow ``move`` from the row's state. The row
+        is this process's afterwards, unless ``owner`` names another (None: nobody's)."""
         from sqlalchemy import text
 
         row = (
@@ -960,13 +973,13 @@ class Store:
         states, params = _in("from", allowed(move))
         done = c.execute(
             text(
-                f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o{sets} "
+                f"UPDATE messages SET state = :s, {f'{stamp} = :now, ' if stamp else ''}owner = :o{sets} "
                 f"WHERE id = :id AND state IN {states}"
             ),
             {
                 "s": new,
                 "now": now.isoformat(),
-                "o": owner_token(),
+                "o": owner_token() if owner is True else owner,
                 "id": message_row_id,
                 **params,
                 **{f"x_{column}": value for column, value in extra.items()},
@@ -1123,12 +1136,17 @@ class Store:
         subject: str,
         verdict: str,
         now: datetime,
-        decide: Callable[[str], Decision],
-    ) -> Decision | None:
-        """Record one matched message and apply its decision, once (None if seen before).
+        decision: Decision,
+        expected_state: str | None,
+        expected_due: datetime | None = None,
+    ) -> Applied:
+        """Record one matched message and write the decision made for it, in one transaction.
 
-        ``decide`` gets the thread's current state inside the transaction, so a decision is
-        never made on a state that another process has just changed.
+        The decision was made from the thread in ``expected_state`` (and, for a postponement,
+        with ``expected_due``): if the thread is no longer so (another process moved it), or
+        is gone, nothing is written and :attr:`Applied.MOVED` says to decide again.
+        ``expected_state`` None: the decision holds whatever the thread's state. A message
+        recorded before is :attr:`Applied.SEEN`, and nothing is written either.
         """
         from sqlalchemy import text
 
@@ -1139,7 +1157,26 @@ class Store:
                 {"f": folder, "v": uidvalidity, "u": uid},
             ).first()
             if seen:
-                return None
+                return Applied.SEEN
+            thread = (
+                c.execute(
+                    text("SELECT state, detail, follow_up_due FROM threads WHERE id = :t"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .first()
+            )
+            if thread is None or (
+                expected_state is not None
+                and (
+                    thread["state"] != expected_state
+                    or (
+                        decision.postpone_to is not None
+                        and _when(thread["follow_up_due"]) != expected_due
+                    )
+                )
+            ):
+                return Applied.MOVED
             c.execute(
                 text("""INSERT INTO incoming (folder, uidvalidity, uid, thread_id, message_id,
                         sender, subject, verdict, at) VALUES (:f, :v, :u, :t, :m, :s, :subj,
@@ -1156,20 +1193,9 @@ class Store:
                     "at": now.isoformat(),
                 },
             )
-            thread = (
-                c.execute(
-                    text("SELECT state, detail, follow_up_due FROM threads WHERE id = :t"),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .first()
-            )
-            decision = decide(thread["state"])
             detail = {**_detail(thread["detail"]), **decision.detail}
             due = thread["follow_up_due"]
-            if decision.postpone_to is not None and (
-                due is None or _when(due) is None or _when(due) < decision.postpone_to  # type: ignore[operator]
-            ):
+            if decision.postpone_to is not None:
                 due = decision.postpone_to.isoformat()
             values = {"d": json.dumps(detail), "due": due, "t": thread_id}
             if decision.state is None:  # details only: no transition
@@ -1196,7 +1222,7 @@ class Store:
                 f"{verdict} from {sender} ({subject!r}, {folder} UID {uid})"
                 + (f"; follow-up postponed to {due}" if decision.postpone_to else ""),
             )
-        return decision
+        return Applied.RECORDED
 
     def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
         from sqlalchemy import text
@@ -1221,11 +1247,13 @@ class Store:
         now: datetime,
         event: str,
         detail: dict[str, str],
+        expected: str | None = None,
     ) -> str:
         """Move a thread (cancel, mark replied, close as no answer) as the lifecycle table
         allows, and log it as ``event``. Stops queued follow-ups. Returns the new state;
         :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
-        the thread's state now."""
+        the thread's state now, or if the thread is not in ``expected`` (the state the move
+        was decided from) any more."""
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -1236,6 +1264,8 @@ class Store:
             )
             if row is None:
                 raise StateError(f"no thread {thread_id} in the state store")
+            if expected is not None and row["state"] != expected:
+                raise TransitionRefused(f"thread {thread_id}", row["state"], move, target(move))
             state = apply(move, row["state"], f"thread {thread_id}")
             states, params = _in("from", allowed(move))
             c.execute(
@@ -1255,12 +1285,19 @@ class Store:
         return state
 
     def move_thread_if_still(
-        self, thread_id: int, move: ThreadEvent, now: datetime, event: str, detail: dict[str, str]
+        self,
+        thread_id: int,
+        move: ThreadEvent,
+        now: datetime,
+        event: str,
+        detail: dict[str, str],
+        expected: str | None = None,
     ) -> bool:
         """:meth:`set_thread_state` for a move that another process (a reply, a cancel) may
-        have made moot meanwhile: False, nothing written, if the table refuses it now."""
+        have made moot meanwhile: False, nothing written, if the table refuses it now (or the
+        thread left ``expected``)."""
         try:
-            self.set_thread_state(thread_id, move, now, event, detail)
+            self.set_thread_state(thread_id, move, now, event, detail, expected)
         except TransitionRefused:
             return False
         return True

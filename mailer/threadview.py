@@ -12,16 +12,15 @@ import re
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from .decision import HELD_BY_UNCLEAR_REPLY, held_kind
 from .followup import (
     AWAITING,
     BOUNCED,
     FAILED,
     FOLLOWED_UP,
     HELD,
-    HELD_BY_UNCLEAR_REPLY,
     NO_ANSWER,
     REPLIED,
-    held_kind,
 )
 from .lifecycle import DUE_THREAD, ThreadState, message_shown
 from .lifecycle import describe as describe_state

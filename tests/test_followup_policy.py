@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailer.decision import Classified, Policy, ThreadSnapshot, decide
 from mailer.followup import (
     AWAITING,
     BOUNCED,
@@ -14,7 +15,6 @@ from mailer.followup import (
     REPLIED,
     Window,
     after_return,
-    decide,
     describe,
     first_due,
     next_in_window,
@@ -96,17 +96,18 @@ def test_return_date_postpones_to_the_next_business_day() -> None:
 
 
 def _decide(kind: str, subtype: str | None, state: str = AWAITING, **kw):
-    base = {
-        "sender": "ana@acme.example",
-        "subject": "Re: x",
-        "reason": "r",
-        "received": datetime(2026, 12, 1, 10, 0, tzinfo=BERLIN),
-        "return_date": None,
-        "status": None,
-        "tz": BERLIN,
-        "window": OFFICE,
-    }
-    return decide(kind, subtype, state, **{**base, **kw})
+    received = datetime(2026, 12, 1, 10, 0, tzinfo=BERLIN)
+    message = Classified(
+        kind,
+        subtype,
+        sender="ana@acme.example",
+        subject="Re: x",
+        received=received,
+        reason="r",
+        return_date=kw.get("return_date"),
+        status=kw.get("status"),
+    )
+    return decide(ThreadSnapshot(1, state), message, received, Policy(BERLIN, OFFICE))
 
 
 def test_human_reply_stops_follow_ups() -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from mailer.classify import read_message, reply_text
 from mailer.daemon import once_a_day
-from mailer.followup import AWAITING, FOLLOWED_UP, HELD, REPLIED, hold_for_reply
+from mailer.decision import hold_for_reply
+from mailer.followup import AWAITING, FOLLOWED_UP, HELD, REPLIED
 from mailer.matching import IndexedThread, ThreadIndex, choose_for_reply, named
 
 T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)

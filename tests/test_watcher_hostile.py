@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mailer import watcher
+from mailer import plan
 from mailer.check import CheckReport, run_check
 from mailer.config import find_config, load_settings
 from mailer.mailbox import BODY_LIMIT, Mailbox
@@ -135,20 +135,20 @@ def test_a_message_the_watcher_cannot_read_is_recorded_and_passed_over(
     a, a_root = send(pair)
     b, b_root = send(pair, to=pair.alternate)
     parse = Incoming.from_headers.__func__
-    decide = watcher.decide
+    decide = plan.decide
 
     def failing_parse(cls: type[Incoming], msg: Any, received: datetime) -> Incoming:
         if "BOOM-HEADERS" in str(msg.get("Subject", "")):
             raise RecursionError("maximum recursion depth exceeded")
         return parse(cls, msg, received)
 
-    def failing_decide(*args: Any, **kwargs: Any) -> Any:
-        if "BOOM-DECIDE" in kwargs["subject"]:
+    def failing_decide(thread: Any, incoming: Any, *args: Any) -> Any:
+        if "BOOM-DECIDE" in incoming.subject:
             raise ValueError("year 10000 is out of range")
-        return decide(*args, **kwargs)
+        return decide(thread, incoming, *args)
 
     monkeypatch.setattr(Incoming, "from_headers", classmethod(failing_parse))
-    monkeypatch.setattr(watcher, "decide", failing_decide)
+    monkeypatch.setattr(plan, "decide", failing_decide)
     first = append(pair, message(EVIL, "BOOM-HEADERS"))
     second = append(
         pair, message(pair.interviewer, "Re: BOOM-DECIDE", "Call me.", {"In-Reply-To": a_root})
