@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from . import apology
 from .clock import Clock
@@ -25,7 +26,7 @@ from .facts import Facts, local_zone
 from .followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD, REPLIED
 from .lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused
 from .mailbox import Mailbox
-from .passes import Seen, act_on_mail, policies, scan, snapshot
+from .passes import Seen, act_on_mail, policies, policy_of, scan, snapshot
 from .plan import (
     Action,
     BounceAddress,
@@ -182,7 +183,7 @@ def run_check(
             report.problems.append(f"could not settle in-doubt messages: {exc}")
         try:
             actions = _plan(settings, store, reading, clock())
-            report.seen = act_on_mail(settings, store, clock, reading, actions)
+            report.seen = act_on_mail(store, clock, actions, partial(policy_of, settings))
             commit(settings, store, box, reading)
         except MailerError as exc:
             report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from .apology import thread_settings
 from .clock import Clock
@@ -38,7 +39,7 @@ from .plan import (
 )
 from .schedule import holidays_for
 from .store import Applied, Store, ThreadRow
-from .watcher import Reading, commit, read_new
+from .watcher import commit, read_new
 
 log = logging.getLogger("mailer.watcher")
 
@@ -65,16 +66,19 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
     actions = plan_incoming(
         [snapshot(r) for r in rows], reading.messages, now, policies(settings, rows, now)
     )
-    seen = act_on_mail(settings, store, clock, reading, actions)
+    seen = act_on_mail(store, clock, actions, partial(policy_of, settings))
     commit(settings, store, box, reading)
     return seen
 
 
 def act_on_mail(
-    settings: Settings, store: Store, clock: Clock, reading: Reading, actions: Iterable[Action]
+    store: Store,
+    clock: Clock,
+    actions: Iterable[Action],
+    policy: Callable[[ThreadRow, datetime], Policy],
 ) -> list[Seen]:
-    """Perform the plan's incoming actions, in order; the others are left to the caller."""
-    rows = reading.threads
+    """Perform the plan's incoming actions, in order; the others are left to the caller.
+    ``policy`` gives a thread's timing, for deciding again on a thread that moved."""
     seen: list[Seen] = []
     for action in actions:
         if not isinstance(action, INCOMING_ACTIONS):
@@ -83,7 +87,7 @@ def act_on_mail(
             pass_over(store, clock, action)
             continue
         try:
-            done = _write(settings, store, clock, rows, action)
+            done = _write(store, clock, policy, action)
         except MailerError:
             raise  # the store: the pass is cut short, and the folder read again next time
         except Exception as exc:  # this message: it must not stop every pass from now on
@@ -104,10 +108,9 @@ def act_on_mail(
 
 
 def _write(
-    settings: Settings,
     store: Store,
     clock: Clock,
-    rows: dict[int, ThreadRow],
+    policy: Callable[[ThreadRow, datetime], Policy],
     action: RecordIncoming | HoldThread,
 ) -> RecordIncoming | HoldThread | None:
     """Write one decision, deciding again while the thread moves under it. Returns the
@@ -122,9 +125,8 @@ def _write(
         row = store.thread(current.thread_id, lenient=True)
         if row is None:
             return None
-        rows[row.id] = row
         now = clock()
-        current = redecide(current, snapshot(row), now, policy_of(settings, row, now))
+        current = redecide(current, snapshot(row), now, policy(row, now))
     raise StateError(
         f"thread {action.thread_id} changed {ATTEMPTS} times while a message was recorded "
         "against it; it is looked at again on the next pass"
