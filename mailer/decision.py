@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from .followup import Window, after_return
 from .lifecycle import ThreadState
@@ -191,3 +191,24 @@ def held_kind(detail: Mapping[str, str]) -> str:
 def unmatched_bounce() -> Decision:
     """A bounce for someone this thread was not sent to: logged against it, nothing more."""
     return Decision(None, "bounce_unmatched", {})
+
+
+# A bounce report may be stamped a little before the send it answers (clock skew between
+# our machine and the reporting server): it still counts.
+BOUNCE_SLACK = timedelta(minutes=5)
+
+
+def bounced_for_good(others: list[tuple[int, Mapping[str, str]]], since: datetime) -> int | None:
+    """Of other bounced threads to the same address (id, detail), the first whose bounce was
+    for good and came after ``since`` (this thread's send): a bounce from before it says
+    nothing about the address now."""
+    for thread_id, detail in others:
+        # "bounce_kind" is the field; rows written before it only have the words.
+        kind = detail.get("bounce_kind") or str(detail.get("bounce_reason", "")).split(" ")[0]
+        try:
+            at = datetime.fromisoformat(str(detail.get("bounced_at") or ""))
+        except ValueError:
+            continue  # a damaged row says nothing
+        if kind == "hard" and at.tzinfo is not None and at >= since - BOUNCE_SLACK:
+            return thread_id
+    return None

@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1378,8 +1378,14 @@ class Store:
         return row_id
 
     def hard_bounced(self, recipient: str, other_than: int, since: datetime) -> int | None:
-        """Another thread whose mail to this address bounced for good after ``since`` (this
-        thread's send): a bounce from before it says nothing about the address now."""
+        """Another thread whose mail to this address bounced for good after ``since`` (see
+        :func:`decision.bounced_for_good`, which decides)."""
+        from .decision import bounced_for_good
+
+        return bounced_for_good(self.bounced_threads(recipient, other_than), since)
+
+    def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
+        """The other threads to this address that are bounced, with their details."""
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -1388,16 +1394,7 @@ class Store:
                         AND state = :bounced AND id != :t"""),
                 {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
             ).all()
-        for tid, detail in rows:
-            d = _detail(detail)
-            at = _when(d.get("bounced_at"))
-            if (
-                str(d.get("bounce_reason", "")).startswith("hard")
-                and at
-                and at >= since - timedelta(minutes=5)
-            ):
-                return int(tid)
-        return None
+        return [(int(tid), _detail(detail)) for tid, detail in rows]
 
     def _open_dues(self, account: str | None = None) -> list[tuple[ThreadRow, datetime]]:
         """Open threads with a next step, and when it is due (compared as instants: the

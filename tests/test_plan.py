@@ -331,3 +331,21 @@ def test_requeueing_an_abandoned_send_is_a_table_move_with_a_logged_event(tmp_pa
     assert row.failed_at is None and "before the final dot" in (row.error or "")
     assert [e["kind"] for e in store.events(tid)][-1] == "requeued"
     store.close()
+
+
+def test_only_a_hard_bounce_after_this_send_blocks_the_address() -> None:
+    """Verify bounced_for_good counts a hard bounce from after the send (within the clock
+    slack), in the field or, for an old row, in the words; not a soft one, an earlier one,
+    or a damaged one."""
+    from mailer.decision import BOUNCE_SLACK, bounced_for_good
+
+    sent = NOW - timedelta(days=1)
+    hard = {"bounce_kind": "hard", "bounced_at": (sent + timedelta(hours=1)).isoformat()}
+    old_row = {"bounce_reason": "hard bounce 5.1.1: unknown", "bounced_at": sent.isoformat()}
+    skewed = {**hard, "bounced_at": (sent - BOUNCE_SLACK + timedelta(seconds=1)).isoformat()}
+    assert bounced_for_good([(4, hard)], sent) == 4
+    assert bounced_for_good([(5, old_row)], sent) == 5
+    assert bounced_for_good([(6, skewed)], sent) == 6
+    assert bounced_for_good([(7, {**hard, "bounce_kind": "soft"})], sent) is None
+    before = {**hard, "bounced_at": (sent - timedelta(days=2)).isoformat()}
+    assert bounced_for_good([(8, before), (9, {**hard, "bounced_at": "garbage"})], sent) is None
