@@ -88,7 +88,8 @@ def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> 
         if known != (uidvalidity, new_last):
             store.set_folder_state(place(settings, folder), uidvalidity, new_last)
         box.positions[folder] = (uidvalidity, new_last)
-    box.unread = False
+        # Only now, with the position recorded: a pass cut short must look again next time.
+        box.unread = False
 
 
 def _scan_folder(

@@ -349,3 +349,33 @@ def test_only_a_hard_bounce_after_this_send_blocks_the_address() -> None:
     assert bounced_for_good([(7, {**hard, "bounce_kind": "soft"})], sent) is None
     before = {**hard, "bounced_at": (sent - timedelta(days=2)).isoformat()}
     assert bounced_for_good([(8, before), (9, {**hard, "bounced_at": "garbage"})], sent) is None
+
+
+def test_the_planner_and_the_decision_import_no_io() -> None:
+    """Verify plan.py and decision.py, and the modules they import, import no I/O: no
+    SQLAlchemy, smtplib, imapclient, os, subprocess, socket, nor any adapter."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "mailer"
+    pure = {"plan", "decision", "followup", "lifecycle", "schedule", "errors"}
+    for name in sorted(pure):
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                # Holidays come from a library, loaded only when asked for; every module of
+                # ours the pure ones import is pure too.
+                assert (node.module or "") in pure, (name, node.module)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                modules = [node.module] if isinstance(node, ast.ImportFrom) else []
+                modules += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for module in modules:
+                    top = (module or "").split(".")[0]
+                    assert top not in {
+                        "sqlalchemy",
+                        "smtplib",
+                        "imapclient",
+                        "imaplib",
+                        "os",
+                        "subprocess",
+                        "socket",
+                    }, (name, module)
