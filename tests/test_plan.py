@@ -379,3 +379,29 @@ def test_the_planner_and_the_decision_import_no_io() -> None:
                         "subprocess",
                         "socket",
                     }, (name, module)
+
+
+def test_a_thread_that_keeps_moving_stops_the_pass_after_a_bounded_number_of_tries(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Verify the executor tries a write at most ATTEMPTS times on a thread that moves under
+    every one, then stops the pass with an error naming the thread (the folder is read
+    again next pass), never looping for ever."""
+    import pytest
+
+    from mailer import passes
+    from mailer.errors import StateError
+
+    store, tid = _store_awaiting(tmp_path, NOW)
+    actions = plan_incoming([_thread(tid)], [_mail("human", thread_id=tid)], NOW, POLICY)
+    tries: list[int] = []
+
+    def always_moved(**kw):
+        tries.append(kw["thread_id"])
+        return Applied.MOVED
+
+    monkeypatch.setattr(store, "apply_incoming", always_moved)
+    with pytest.raises(StateError, match=f"thread {tid} changed 3 times"):
+        act_on_mail(store, lambda: NOW, actions, lambda row, now: POLICY)
+    assert tries == [tid] * passes.ATTEMPTS
+    store.close()
