@@ -39,10 +39,10 @@ from mailer import apology
 from mailer.config import load_settings
 from mailer.facts import make_facts
 from mailer.mailbox import Mailbox
+from mailer.passes import scan
 from mailer.sandbox import MailStack, StackInfo
 from mailer.sender import SmtpSession
 from mailer.store import Store
-from mailer.passes import scan
 
 ME = "cand@sandbox.test"
 THEM = "intv@sandbox.test"
