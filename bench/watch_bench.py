@@ -43,7 +43,7 @@ from mailer.model import apology
 from mailer.model.facts import make_facts
 from mailer.sandbox.stack import MailStack, StackInfo
 from mailer.services import sending
-from mailer.services.watcher import scan
+from mailer.services.incoming import scan
 
 ME = "cand@sandbox.test"
 THEM = "intv@sandbox.test"

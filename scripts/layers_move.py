@@ -38,6 +38,7 @@ MOVES = {
     "lint": "model.lint",
     "matching": "model.matching",
     "plan": "model.plan",
+    "decision": "model.decision",
     "runplan": "model.runplan",
     "redact": "model.redact",
     "schedule": "model.schedule",
@@ -69,7 +70,7 @@ MOVES = {
     "apology": "services.apology",
     "campaign": "services.campaign",
     "check": "services.passes",
-    "passes": "services.passes",
+    "passes": "services.incoming",
     "daemon": "services.daemon",
     "delivery": "services.delivery",
     "runner": "services.runner",
@@ -162,7 +163,7 @@ def _split_names(indent: str, names: str, package_is_tests: bool = False) -> str
     return "\n".join(lines)
 
 
-def rewrite(text: str, depth: int) -> str:
+def rewrite(text: str, depth: int, package: Path | None = None) -> str:
     """``depth``: how far below mailer/ the file sits (1 for mailer/x.py, 2 for
     mailer/testing/x.py, 0 outside the package). Only a relative import that reaches the
     top of the package names an old flat module."""
@@ -170,8 +171,14 @@ def rewrite(text: str, depth: int) -> str:
 
         def rel(m: re.Match[str]) -> str:
             target = new_name(m["mod"])
-            if target is None or len(m["dots"]) != depth:
+            if target is None:
                 return m[0]
+            if len(m["dots"]) != depth:
+                # A flat module just moved into a package still says ".store": it is the
+                # old top level unless a real sibling of that name lives in the package.
+                sibling = package is not None and (package / f"{m['mod']}.py").exists()
+                if len(m["dots"]) != 1 or (sibling and target != f"{package.name}.{m['mod']}"):
+                    return m[0]
             return f"{m['indent']}from mailer.{target}{m['rest']} import "
 
         def rel_pkg(m: re.Match[str]) -> str:
@@ -230,7 +237,11 @@ def rewrite_all() -> None:
             except UnicodeDecodeError:
                 continue
             inside = path.relative_to(ROOT).parts
-            new = rewrite(text, depth=len(inside) - 1 if inside[0] == "mailer" else 0)
+            new = rewrite(
+                text,
+                depth=len(inside) - 1 if inside[0] == "mailer" else 0,
+                package=path.parent if inside[0] == "mailer" and len(inside) > 2 else None,
+            )
             if path.suffix == ".py":
                 new = _RENAME.sub(lambda m: RENAMES[m[1]], new)
             if new != text:

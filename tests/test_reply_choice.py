@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from mailer.model.classify import read_message, reply_text
-from mailer.model.followup import AWAITING, FOLLOWED_UP, HELD, REPLIED, hold_for_reply
+from mailer.model.decision import hold_for_reply
+from mailer.model.followup import AWAITING, FOLLOWED_UP, HELD, REPLIED
 from mailer.model.matching import IndexedThread, ThreadIndex, choose_for_reply, named
 from mailer.services.daemon import once_a_day
 

@@ -18,8 +18,8 @@ import pytest
 from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.mailbox import BODY_LIMIT, Mailbox
 from mailer.adapters.store import Store
+from mailer.model import plan
 from mailer.model.matching import Incoming
-from mailer.services import watcher
 from mailer.services.passes import PassReport, run_pass
 
 from .conftest import Pair
@@ -135,20 +135,20 @@ def test_a_message_the_watcher_cannot_read_is_recorded_and_passed_over(
     a, a_root = send(pair)
     b, b_root = send(pair, to=pair.alternate)
     parse = Incoming.from_headers.__func__
-    decide = watcher.decide
+    decide = plan.decide
 
     def failing_parse(cls: type[Incoming], msg: Any, received: datetime) -> Incoming:
         if "BOOM-HEADERS" in str(msg.get("Subject", "")):
             raise RecursionError("maximum recursion depth exceeded")
         return parse(cls, msg, received)
 
-    def failing_decide(*args: Any, **kwargs: Any) -> Any:
-        if "BOOM-DECIDE" in kwargs["subject"]:
+    def failing_decide(thread: Any, incoming: Any, *args: Any) -> Any:
+        if "BOOM-DECIDE" in incoming.subject:
             raise ValueError("year 10000 is out of range")
-        return decide(*args, **kwargs)
+        return decide(thread, incoming, *args)
 
     monkeypatch.setattr(Incoming, "from_headers", classmethod(failing_parse))
-    monkeypatch.setattr(watcher, "decide", failing_decide)
+    monkeypatch.setattr(plan, "decide", failing_decide)
     first = append(pair, message(EVIL, "BOOM-HEADERS"))
     second = append(
         pair, message(pair.interviewer, "Re: BOOM-DECIDE", "Call me.", {"In-Reply-To": a_root})

@@ -14,6 +14,7 @@ accepted, and the message is requeued.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import socket
@@ -21,13 +22,12 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailer.adapters import process
 from mailer.errors import ClaimError, StateError
-from mailer.model.followup import Decision
 from mailer.model.keys import dedupe_key
 from mailer.model.lifecycle import (
     DUE_THREAD,
@@ -46,6 +46,9 @@ from mailer.model.lifecycle import (
 )
 from mailer.model.lifecycle import describe as describe_state
 from mailer.model.matching import IndexedThread, ThreadIndex
+
+if TYPE_CHECKING:
+    from mailer.model.decision import Decision
 
 SCHEMA_VERSION = 4
 
@@ -256,6 +259,14 @@ def _in(
     values = sorted(str(v) for v in states)
     params = {f"{name}{i}": v for i, v in enumerate(values)}
     return "(" + ", ".join(f":{k}" for k in params) + ")", params
+
+
+class Applied(enum.Enum):
+    """What :meth:`Store.apply_incoming` did with a decision."""
+
+    RECORDED = "recorded"
+    SEEN = "seen"  # the message was recorded before: nothing done
+    MOVED = "moved"  # the thread is not as it was decided from: nothing done, decide again
 
 
 @dataclass(frozen=True)
@@ -711,10 +722,10 @@ class Store:
             )
             moved = [r for r in rows if abandoned_before_final_dot(r)]
             for r in moved:
-                c.execute(
-                    text("""UPDATE messages SET state = :q, owner = NULL, error = :e
-                            WHERE id = :id AND state = :s"""),
-                    {"q": QUEUED, "id": r["id"], "e": _REQUEUED, "s": SUBMITTING},
+                # Owned by nobody: whichever pass or run comes next sends it. No time stamp:
+                # it did not fail, it never went.
+                self._move_in(
+                    c, r["id"], MessageEvent.REQUEUE, now, None, {"error": _REQUEUED}, owner=None
                 )
                 self._event(
                     c,
@@ -933,12 +944,14 @@ class Store:
         message_row_id: int,
         move: MessageEvent,
         now: datetime,
-        stamp: str,
+        stamp: str | None,
         extra: dict[str, Any] | None = None,
+        owner: str | bool | None = True,
     ) -> Any:
         """Move one message as the lifecycle table allows, inside the caller's transaction;
         ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
-        nothing written) if the table does not allow ``move`` from the row's state."""
+        nothing written) if the table does not allow ``move`` from the row's state. The row
+        is this process's afterwards, unless ``owner`` names another (None: nobody's)."""
         from sqlalchemy import text
 
         row = (
@@ -957,13 +970,13 @@ class Store:
         states, params = _in("from", allowed(move))
         done = c.execute(
             text(
-                f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o{sets} "
+                f"UPDATE messages SET state = :s, {f'{stamp} = :now, ' if stamp else ''}owner = :o{sets} "
                 f"WHERE id = :id AND state IN {states}"
             ),
             {
                 "s": new,
                 "now": now.isoformat(),
-                "o": owner_token(),
+                "o": owner_token() if owner is True else owner,
                 "id": message_row_id,
                 **params,
                 **{f"x_{column}": value for column, value in extra.items()},
@@ -1120,12 +1133,17 @@ class Store:
         subject: str,
         verdict: str,
         now: datetime,
-        decide: Callable[[str], Decision],
-    ) -> Decision | None:
-        """Record one matched message and apply its decision, once (None if seen before).
+        decision: Decision,
+        expected_state: str | None,
+        expected_due: datetime | None = None,
+    ) -> Applied:
+        """Record one matched message and write the decision made for it, in one transaction.
 
-        ``decide`` gets the thread's current state inside the transaction, so a decision is
-        never made on a state that another process has just changed.
+        The decision was made from the thread in ``expected_state`` (and, for a postponement,
+        with ``expected_due``): if the thread is no longer so (another process moved it), or
+        is gone, nothing is written and :attr:`Applied.MOVED` says to decide again.
+        ``expected_state`` None: the decision holds whatever the thread's state. A message
+        recorded before is :attr:`Applied.SEEN`, and nothing is written either.
         """
         from sqlalchemy import text
 
@@ -1136,7 +1154,26 @@ class Store:
                 {"f": folder, "v": uidvalidity, "u": uid},
             ).first()
             if seen:
-                return None
+                return Applied.SEEN
+            thread = (
+                c.execute(
+                    text("SELECT state, detail, follow_up_due FROM threads WHERE id = :t"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .first()
+            )
+            if thread is None or (
+                expected_state is not None
+                and (
+                    thread["state"] != expected_state
+                    or (
+                        decision.postpone_to is not None
+                        and _when(thread["follow_up_due"]) != expected_due
+                    )
+                )
+            ):
+                return Applied.MOVED
             c.execute(
                 text("""INSERT INTO incoming (folder, uidvalidity, uid, thread_id, message_id,
                         sender, subject, verdict, at) VALUES (:f, :v, :u, :t, :m, :s, :subj,
@@ -1153,20 +1190,9 @@ class Store:
                     "at": now.isoformat(),
                 },
             )
-            thread = (
-                c.execute(
-                    text("SELECT state, detail, follow_up_due FROM threads WHERE id = :t"),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .first()
-            )
-            decision = decide(thread["state"])
             detail = {**_detail(thread["detail"]), **decision.detail}
             due = thread["follow_up_due"]
-            if decision.postpone_to is not None and (
-                due is None or _when(due) is None or _when(due) < decision.postpone_to  # type: ignore[operator]
-            ):
+            if decision.postpone_to is not None:
                 due = decision.postpone_to.isoformat()
             values = {"d": json.dumps(detail), "due": due, "t": thread_id}
             if decision.state is None:  # details only: no transition
@@ -1193,7 +1219,7 @@ class Store:
                 f"{verdict} from {sender} ({subject!r}, {folder} UID {uid})"
                 + (f"; follow-up postponed to {due}" if decision.postpone_to else ""),
             )
-        return decision
+        return Applied.RECORDED
 
     def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
         from sqlalchemy import text
@@ -1218,11 +1244,13 @@ class Store:
         now: datetime,
         event: str,
         detail: dict[str, str],
+        expected: str | None = None,
     ) -> str:
         """Move a thread (cancel, mark replied, close as no answer) as the lifecycle table
         allows, and log it as ``event``. Stops queued follow-ups. Returns the new state;
         :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
-        the thread's state now."""
+        the thread's state now, or if the thread is not in ``expected`` (the state the move
+        was decided from) any more."""
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -1233,31 +1261,52 @@ class Store:
             )
             if row is None:
                 raise StateError(f"no thread {thread_id} in the state store")
+            if expected is not None and row["state"] != expected:
+                raise TransitionRefused(f"thread {thread_id}", row["state"], move, target(move))
             state = apply(move, row["state"], f"thread {thread_id}")
             states, params = _in("from", allowed(move))
-            c.execute(
+            # Conditional on the state just read, and checked by its row count: where reads
+            # and writes are not serialised (another engine, #17), a move made meanwhile makes
+            # this one write nothing and refuse, never log a move that did not happen.
+            moved = c.execute(
                 text(
-                    f"UPDATE threads SET state = :s, detail = :d WHERE id = :t AND state IN {states}"
+                    f"""UPDATE threads SET state = :s, detail = :d
+                        WHERE id = :t AND state = :was AND state IN {states}"""
                 ),
                 {
                     "s": state,
                     "d": json.dumps({**_detail(row["detail"]), **detail}),
                     "t": thread_id,
+                    "was": row["state"],
                     **params,
                 },
             )
+            if moved.rowcount != 1:
+                now_state = c.execute(
+                    text("SELECT state FROM threads WHERE id = :t"), {"t": thread_id}
+                ).scalar()
+                raise TransitionRefused(
+                    f"thread {thread_id}", str(now_state or "gone"), move, target(move)
+                )
             if state != AWAITING:
                 self._cancel_queued(c, thread_id, now, f"{event}: follow-up cancelled")
             self._event(c, thread_id, now, event, "; ".join(f"{k}: {v}" for k, v in detail.items()))
         return state
 
     def move_thread_if_still(
-        self, thread_id: int, move: ThreadEvent, now: datetime, event: str, detail: dict[str, str]
+        self,
+        thread_id: int,
+        move: ThreadEvent,
+        now: datetime,
+        event: str,
+        detail: dict[str, str],
+        expected: str | None = None,
     ) -> bool:
         """:meth:`set_thread_state` for a move that another process (a reply, a cancel) may
-        have made moot meanwhile: False, nothing written, if the table refuses it now."""
+        have made moot meanwhile: False, nothing written, if the table refuses it now (or the
+        thread left ``expected``)."""
         try:
-            self.set_thread_state(thread_id, move, now, event, detail)
+            self.set_thread_state(thread_id, move, now, event, detail, expected)
         except TransitionRefused:
             return False
         return True
@@ -1338,8 +1387,14 @@ class Store:
         return row_id
 
     def hard_bounced(self, recipient: str, other_than: int, since: datetime) -> int | None:
-        """Another thread whose mail to this address bounced for good after ``since`` (this
-        thread's send): a bounce from before it says nothing about the address now."""
+        """Another thread whose mail to this address bounced for good after ``since`` (see
+        :func:`decision.bounced_for_good`, which decides)."""
+        from mailer.model.decision import bounced_for_good
+
+        return bounced_for_good(self.bounced_threads(recipient, other_than), since)
+
+    def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
+        """The other threads to this address that are bounced, with their details."""
         from sqlalchemy import text
 
         with self.tx() as c:
@@ -1348,16 +1403,7 @@ class Store:
                         AND state = :bounced AND id != :t"""),
                 {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
             ).all()
-        for tid, detail in rows:
-            d = _detail(detail)
-            at = _when(d.get("bounced_at"))
-            if (
-                str(d.get("bounce_reason", "")).startswith("hard")
-                and at
-                and at >= since - timedelta(minutes=5)
-            ):
-                return int(tid)
-        return None
+        return [(int(tid), _detail(detail)) for tid, detail in rows]
 
     def _open_dues(self, account: str | None = None) -> list[tuple[ThreadRow, datetime]]:
         """Open threads with a next step, and when it is due (compared as instants: the

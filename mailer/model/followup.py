@@ -1,11 +1,12 @@
-"""Follow-up policy (pure): when one may go out, and what an incoming message does to a thread.
+"""Follow-up timing (pure): when one may go out, and the status line of a thread.
+
+What an incoming message does to a thread is decided in :mod:`decision`.
 
 No clock, no I/O: every function takes the times it needs, so tests can drive it freely.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
 from mailer.model.lifecycle import OPEN_THREAD, ThreadState
@@ -87,7 +88,7 @@ def send_time(
     return next_in_window(max(due, now), tz, window, holidays)
 
 
-# --- what an incoming message does to a thread ----------------------------------------------
+# --- the thread's state in words --------------------------------------------------------------
 
 # Thread states (lifecycle.ThreadState), under the names the callers know. A thread is open
 # while it may still get a follow-up or a reply.
@@ -95,121 +96,6 @@ AWAITING, FOLLOWED_UP = ThreadState.AWAITING, ThreadState.FOLLOWED_UP
 REPLIED, BOUNCED, HELD = ThreadState.REPLIED, ThreadState.BOUNCED, ThreadState.HELD
 NO_ANSWER, CANCELLED, FAILED = ThreadState.NO_ANSWER, ThreadState.CANCELLED, ThreadState.FAILED
 OPEN_STATES = OPEN_THREAD
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to record for one classified message: a new state (or None) and details."""
-
-    state: str | None
-    event: str
-    detail: dict[str, str]
-    postpone_to: datetime | None = None
-    stop_follow_ups: bool = False
-
-
-def decide(
-    kind: str,
-    subtype: str | None,
-    current_state: str,
-    *,
-    sender: str,
-    subject: str,
-    received: datetime,
-    reason: str,
-    return_date: date | None,
-    status: str | None,
-    tz: tzinfo,
-    window: Window,
-    holidays: frozenset[date] | set[date] = frozenset(),
-) -> Decision:
-    """Map a classifier verdict to a thread change. Replies always win; nothing reopens a
-    thread that a human answered."""
-    if current_state == REPLIED:
-        return Decision(None, "ignored", {"why": "the thread is already replied"})
-    if kind == "human":
-        return Decision(
-            REPLIED,
-            "replied",
-            {"replied_by": sender, "reply_subject": subject, "replied_at": received.isoformat()},
-            stop_follow_ups=True,
-        )
-    if kind == "bounce":
-        if subtype == "delay":
-            return Decision(None, "at_risk", {"at_risk": f"delivery delayed: {reason}"})
-        return Decision(
-            BOUNCED,
-            "bounced",
-            {
-                "bounce_reason": f"{subtype or 'hard'} bounce"
-                f"{f' {status}' if status else ''}: {reason}",
-                "bounced_at": received.isoformat(),
-                # The same as fields, so nothing has to parse the words above.
-                "bounce_kind": subtype or "hard",
-                "bounce_status": status or "",
-                "bounce_text": reason,
-            },
-            stop_follow_ups=True,
-        )
-    # An automatic answer is not a reply.
-    if subtype == "challenge-response":
-        return Decision(
-            HELD,
-            "held",
-            {
-                "held": "a challenge-response system is holding the "
-                "apology until you verify; the interviewer has not seen it"
-            },
-        )
-    if subtype == "out-of-office":
-        detail = {"auto_reply": "out of office"}
-        postpone = None
-        if return_date is not None:
-            detail["auto_reply_until"] = return_date.isoformat()
-            postpone = after_return(return_date, tz, window, holidays)
-        return Decision(None, "auto_reply", detail, postpone_to=postpone)
-    return Decision(None, "auto_reply", {"auto_reply": subtype or "automatic reply"})
-
-
-# Why a thread is held (``detail["held_kind"]``); a thread held before this key existed was
-# held by a challenge-response system.
-HELD_BY_CHALLENGE, HELD_BY_UNCLEAR_REPLY = "challenge_response", "unclear_reply"
-
-
-def hold_for_reply(
-    current_state: str,
-    *,
-    sender: str,
-    subject: str,
-    received: datetime,
-    threads: tuple[int, ...],
-) -> Decision:
-    """A human reply with no references from an address several open threads were sent to,
-    naming none of them (or several): each of ``threads`` is held, so none gets a follow-up
-    the interviewer may just have answered, until the user confirms (``mark-replied``) or
-    releases it. ``held_from`` keeps the state a release returns to."""
-    detail = {
-        "held_kind": HELD_BY_UNCLEAR_REPLY,
-        "held": f"a reply from {sender} may answer any of threads " + ", ".join(map(str, threads)),
-        "held_threads": ",".join(map(str, threads)),
-        "held_reply_by": sender,
-        "held_reply_subject": subject,
-        "held_at": received.isoformat(),
-    }
-    if current_state in (AWAITING, FOLLOWED_UP):
-        return Decision(HELD, "held", {**detail, "held_from": current_state}, stop_follow_ups=True)
-    if current_state == HELD:  # held already: still held, now for this reply too
-        return Decision(None, "held", detail, stop_follow_ups=True)
-    return Decision(None, "ignored", {"why": f"the thread is already {current_state}"})
-
-
-def held_kind(detail: dict[str, str]) -> str:
-    return detail.get("held_kind") or HELD_BY_CHALLENGE
-
-
-def unmatched_bounce() -> Decision:
-    """A bounce for someone this thread was not sent to: logged against it, nothing more."""
-    return Decision(None, "bounce_unmatched", {})
 
 
 def describe(

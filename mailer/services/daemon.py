@@ -28,9 +28,20 @@ JOB_ID = "check"
 IDLE_RENEW_SECONDS = 9 * 60
 
 
-def log_report(report: PassReport, told: dict[str, str] | None = None) -> None:
-    """Log a pass. With ``told`` (the daemon's memory: Message-ID -> the UTC day it was last
-    named), each message in doubt is named once a day rather than on every pass."""
+def log_report(
+    report: PassReport, said: dict[str, date] | None = None, today: date | None = None
+) -> None:
+    """Log a pass. With ``said`` (the daemon's memory, see :func:`once_a_day`), what waits
+    for the user (a held thread, a message in doubt) is named on the first pass of the day
+    (``today``, UTC), not on every pass."""
+    held, in_doubt = report.held, [line for _, line in report.in_doubt]
+    if said is not None:
+        # One memory for both: a held thread by its line (a new reason is news), a message
+        # in doubt by its Message-ID.
+        keys = [f"held: {line}" for line in held] + [mid for mid, _ in report.in_doubt]
+        fresh = set(once_a_day(keys, said, today or datetime.now(UTC).date()))
+        held = [line for line in held if f"held: {line}" in fresh]
+        in_doubt = [line for mid, line in report.in_doubt if mid in fresh]
     for seen in report.seen:
         log.info(
             "thread %s: %s from %s (%r) -> %s",
@@ -48,29 +59,21 @@ def log_report(report: PassReport, told: dict[str, str] | None = None) -> None:
         log.info("thread %s: closed, no answer", thread_id)
     for line in report.waiting:
         log.debug("%s", line)
-    for line in report.held:
+    for line in held:
         log.warning("%s", line)
     for line in report.problems:
         log.warning("%s", line)
-    today = datetime.now(UTC).date().isoformat()
-    for message_id, line in report.in_doubt:
-        if told is not None:
-            if told.get(message_id) == today:
-                continue
-            told[message_id] = today
+    for line in in_doubt:
         log.warning("%s", line)
-    if told is not None:  # settled ones are forgotten, so one that comes back is named again
-        for message_id in set(told) - {mid for mid, _ in report.in_doubt}:
-            del told[message_id]
 
 
-def once_a_day(lines: list[str], said: dict[str, date], today: date) -> list[str]:
-    """The lines not said yet today; ``said`` remembers when each was, and forgets the
-    ones no longer given (a settled thread said again later is news)."""
-    fresh = [line for line in lines if said.get(line) != today]
-    for line in list(said):
-        if line not in lines:
-            del said[line]
+def once_a_day(keys: list[str], said: dict[str, date], today: date) -> list[str]:
+    """The keys not said yet today; ``said`` remembers when each was, and forgets the ones
+    no longer given (a settled thread or message that comes back later is news)."""
+    fresh = [key for key in keys if said.get(key) != today]
+    for key in list(said):
+        if key not in keys:
+            del said[key]
     said.update(dict.fromkeys(fresh, today))
     return fresh
 
@@ -89,9 +92,8 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     busy = threading.Lock()
     again = threading.Event()
 
-    reminded: dict[str, date] = {}
     held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
-    told: dict[str, str] = {}  # messages in doubt named today (see log_report)
+    said: dict[str, date] = {}  # what waits for the user, named today (see log_report)
 
     def one_pass(account: Settings) -> PassReport:
         # A kept connection may have been closed by the server since the last pass: then the
@@ -123,9 +125,8 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
             while True:
                 again.clear()
                 report = every_account(settings, store, one_pass)
-                # A held thread waits for the user: said once a day, not on every pass.
-                report.held = once_a_day(report.held, reminded, clock().date())
-                log_report(report, told)
+                # What waits for the user is said once a day, not on every pass.
+                log_report(report, said, clock().astimezone(UTC).date())
                 # Mail that arrived during the pass gets another pass now, not a tick later.
                 if not again.is_set() or stop.is_set():
                     break

@@ -1,5 +1,6 @@
 """One pass of the follow-up work, shared by ``mailer check`` and every tick of the daemon:
-scan for replies, settle in-doubt sends, close finished threads, send the follow-ups due.
+read the new mail, settle in-doubt sends, plan (:func:`plan.plan_pass`), then act: record
+what the mail says, close finished threads, send the follow-ups due.
 
 Our own tables are the truth; this pass can run at any time, any number of times, and never
 sends a follow-up twice or after a reply.
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings, account_label
@@ -21,22 +23,22 @@ from mailer.adapters.store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow
 from mailer.errors import DeliveryError, InputError, MailerError
 from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
+from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, ThreadSnapshot, held_kind
 from mailer.model.facts import Facts
-from mailer.model.followup import (
-    AWAITING,
-    CANCELLED,
-    FOLLOWED_UP,
-    HELD,
-    HELD_BY_UNCLEAR_REPLY,
-    REPLIED,
-    held_kind,
-    send_time,
-)
+from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD, REPLIED
 from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused
-from mailer.model.schedule import holidays_for
+from mailer.model.plan import (
+    Action,
+    BounceAddress,
+    CloseNoAnswer,
+    SendFollowUp,
+    WaitForWindow,
+    plan_pass,
+)
 from mailer.services import sending
 from mailer.services.delivery import record_failure
-from mailer.services.watcher import Seen, scan
+from mailer.services.incoming import Seen, act_on_mail, policies, policy_of, scan, snapshot
+from mailer.services.watcher import Reading, commit, read_new
 
 log = logging.getLogger("mailer.services.passes")
 
@@ -167,12 +169,11 @@ def run_pass(
             return report
     try:
         try:
-            report.seen = scan(settings, store, box, clock)
+            reading = read_new(settings, store, box, clock)
         except MailerError as exc:
             report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
             report.imap_failed = True
             return report
-        notify_replies(settings, report.seen, smtp)
         filed, warnings = sending.file_unfiled_copies(settings, store, box)
         if filed:
             log.info("filed %d Sent cop(ies) an interrupted command had left", filed)
@@ -181,11 +182,43 @@ def run_pass(
             settle_in_doubt(settings, store, box, clock, report)
         except MailerError as exc:  # settling can wait; due follow-ups should not
             report.problems.append(f"could not settle in-doubt messages: {exc}")
-        send_due(settings, store, box, clock, report, smtp)
+        try:
+            actions = _plan(settings, store, reading, clock())
+            report.seen = act_on_mail(store, clock, actions, partial(policy_of, settings))
+            commit(settings, store, box, reading)
+        except MailerError as exc:
+            report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+            report.imap_failed = True
+            return report
+        notify_replies(settings, report.seen, smtp)
+        send_due(settings, store, box, clock, report, smtp, actions)
     finally:
         if own:
             box.close()
     return report
+
+
+def _plan(settings: Settings, store: Store, reading: Reading, now: datetime) -> list[Action]:
+    """The pass's plan, from the threads as they are now (after settling): those the new
+    mail concerns, and those whose next step is due."""
+    rows = {t.id: t for t in store.due_threads(now, settings.account)}
+    due = set(rows)
+    for thread_id in reading.threads:
+        if thread_id not in rows:
+            row = store.thread(thread_id, lenient=True)
+            if row is not None:
+                rows[thread_id] = row
+    reading.threads.update(rows)
+    threads: list[ThreadSnapshot] = []
+    for row in rows.values():
+        bounced_in = None
+        if row.state == AWAITING and row.id in due:
+            # No follow-up goes to an address that has bounced for good since this thread's
+            # apology went.
+            sent_at = datetime.fromisoformat(row.sent_at) if row.sent_at else now
+            bounced_in = store.hard_bounced(row.recipient, other_than=row.id, since=sent_at)
+        threads.append(snapshot(row, bounced_in))
+    return plan_pass(threads, reading.messages, now, policies(settings, rows.values(), now))
 
 
 def settle_in_doubt(
@@ -244,44 +277,53 @@ def send_due(
     clock: Clock,
     report: PassReport,
     smtp: Callable[..., SmtpSession],
+    actions: list[Action],
 ) -> None:
+    """Perform the plan's due-time actions, in order, over one SMTP connection."""
     session: SmtpSession | None = None
     try:
-        for thread in store.due_threads(clock(), settings.account):
-            if thread.state == FOLLOWED_UP:
+        for action in actions:
+            if isinstance(action, CloseNoAnswer):
                 if store.move_thread_if_still(
-                    thread.id,
+                    action.thread_id,
                     ThreadEvent.CLOSED_NO_ANSWER,
                     clock(),
                     "no_answer",
                     {"closed": "no reply after the last follow-up"},
                 ):
-                    report.closed.append(thread.id)
-                continue
-            tz = sending.recipient_zone(settings, thread.facts.get("interviewer_tz", ""))
-            now = clock()
-            due = datetime.fromisoformat(thread.follow_up_due or now.isoformat())
-            when = send_time(
-                due,
-                now,
-                tz,
-                apology.thread_settings(settings, thread).follow_up.window,
-                holidays_for(settings.follow_up.holidays_country, range(now.year, now.year + 2)),
-            )
-            if when > now:
+                    report.closed.append(action.thread_id)
+            elif isinstance(action, WaitForWindow):
                 report.waiting.append(
-                    f"thread {thread.id}: due, waiting for the sending window ({when:%a %H:%M %Z})"
+                    f"thread {action.thread_id}: due, waiting for the sending window "
+                    f"({action.until:%a %H:%M %Z})"
                 )
-                continue
-            try:
-                session = _send_one(settings, store, box, clock, report, smtp, thread, session)
-            except MailerError as exc:
-                # One thread's trouble (a template error, a lost connection) must not hold
-                # back the others; anything claimed stays queued for the next pass.
-                report.problems.append(f"thread {thread.id}: follow-up not sent this time: {exc}")
-                if session is not None:
-                    session.close()
-                session = None
+            elif isinstance(action, BounceAddress):
+                store.move_thread_if_still(
+                    action.thread_id,
+                    ThreadEvent.ADDRESS_BOUNCED,
+                    clock(),
+                    "bounced",
+                    {
+                        "bounce_reason": f"the address bounced for good in thread {action.bounced_in}",
+                        "bounce_kind": "earlier",
+                        "bounced_in": str(action.bounced_in),
+                    },
+                )
+            elif isinstance(action, SendFollowUp):
+                thread = store.thread(action.thread_id)
+                if thread is None:
+                    continue
+                try:
+                    session = _send_one(settings, store, box, clock, report, smtp, thread, session)
+                except MailerError as exc:
+                    # One thread's trouble (a template error, a lost connection) must not hold
+                    # back the others; anything claimed stays queued for the next pass.
+                    report.problems.append(
+                        f"thread {thread.id}: follow-up not sent this time: {exc}"
+                    )
+                    if session is not None:
+                        session.close()
+                    session = None
     finally:
         if session is not None:
             session.close()
@@ -297,22 +339,6 @@ def _send_one(
     thread: ThreadRow,
     session: SmtpSession | None,
 ) -> SmtpSession | None:
-    sent_at = datetime.fromisoformat(thread.sent_at) if thread.sent_at else clock()
-    bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id, since=sent_at)
-    if bounced_in is not None:
-        # No follow-up goes to an address that has bounced for good.
-        store.move_thread_if_still(
-            thread.id,
-            ThreadEvent.ADDRESS_BOUNCED,
-            clock(),
-            "bounced",
-            {
-                "bounce_reason": f"the address bounced for good in thread {bounced_in}",
-                "bounce_kind": "earlier",
-                "bounced_in": str(bounced_in),
-            },
-        )
-        return session
     composed = build_follow_up(settings, store, thread, clock())
     row_id = store.claim_follow_up(
         thread.id,

@@ -13,16 +13,15 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from mailer.adapters.store import IN_DOUBT, QUEUED, SUBMITTING, MessageRow, ThreadRow, owner_alive
+from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, held_kind
 from mailer.model.followup import (
     AWAITING,
     BOUNCED,
     FAILED,
     FOLLOWED_UP,
     HELD,
-    HELD_BY_UNCLEAR_REPLY,
     NO_ANSWER,
     REPLIED,
-    held_kind,
 )
 from mailer.model.lifecycle import DUE_THREAD, ThreadState, message_shown
 from mailer.model.lifecycle import describe as describe_state

@@ -1,4 +1,9 @@
-"""One scan of the watched folders: new messages -> matched threads -> recorded decisions.
+"""One read of the watched folders: new messages -> matched threads -> classified messages.
+
+Nothing here decides or records what a message does to a thread: :func:`read_new` returns
+the new messages, matched and classified, for :func:`mailer.model.plan.plan_pass`, and the pass's
+executor (:mod:`mailer.services.incoming`) performs the plan, then :func:`commit` records the folder
+positions.
 
 The cost is proportional to the new messages, not the mailbox: we keep UIDVALIDITY and the
 last UID seen per folder, fetch a few headers for new UIDs only, the arrival time only for a
@@ -11,17 +16,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from mailer.adapters.clock import Clock, local_zone
+from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.store import Store, ThreadRow
 from mailer.errors import MailerError
-from mailer.model.apology import thread_settings
 from mailer.model.classify import (
     BOUNCE,
     HUMAN,
@@ -31,16 +35,7 @@ from mailer.model.classify import (
     reply_text,
     reported_recipients,
 )
-from mailer.model.facts import zone
-from mailer.model.followup import (
-    AWAITING,
-    FOLLOWED_UP,
-    Decision,
-    decide,
-    hold_for_reply,
-    unmatched_bounce,
-)
-from mailer.model.lifecycle import ThreadEvent
+from mailer.model.decision import Classified
 from mailer.model.matching import (
     Incoming,
     ThreadIndex,
@@ -51,25 +46,27 @@ from mailer.model.matching import (
     match,
     match_report,
 )
-from mailer.model.schedule import holidays_for
+from mailer.model.plan import NewMessage, one_line
 
 log = logging.getLogger("mailer.services.watcher")
 # The arrival time of a message before it is fetched: later than any thread was sent.
 _UNKNOWN = datetime.max.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Seen:
-    thread_id: int
-    verdict: str
-    sender: str
-    subject: str
-    decision: Decision
+@dataclass
+class Reading:
+    """What one read of the watched folders found: the new messages that concern a thread
+    (or could not be read), the threads they were matched to, and where each folder's read
+    ended (recorded by :func:`commit` once the messages are acted on)."""
+
+    messages: list[NewMessage] = field(default_factory=list)
+    threads: dict[int, ThreadRow] = field(default_factory=dict)
+    positions: list[tuple[str, tuple[int, int] | None, int, int]] = field(default_factory=list)
 
 
-def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[Seen]:
-    """Look at everything new in the watched folders once. Safe to repeat: nothing is
-    acted on twice."""
+def read_new(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> Reading:
+    """Read everything new in the watched folders once; nothing is recorded. Safe to
+    repeat: a message is acted on once (the store records it with its decision)."""
     cache: list[ThreadIndex] = []
 
     def index() -> ThreadIndex:  # loaded only if there is something new to match
@@ -78,10 +75,21 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
             cache.append(store.thread_index(settings.account))
         return cache[0]
 
-    results: list[Seen] = []
+    reading = Reading()
     for folder in settings.watch.folders:
-        results.extend(_scan_folder(settings, store, box, clock, folder, index))
-    return results
+        _scan_folder(settings, store, box, clock, folder, index, reading)
+    return reading
+
+
+def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> None:
+    """Record where each folder's read ended: call only once its messages are acted on, so
+    a pass cut short looks at them again."""
+    for folder, known, uidvalidity, new_last in reading.positions:
+        if known != (uidvalidity, new_last):
+            store.set_folder_state(place(settings, folder), uidvalidity, new_last)
+        box.positions[folder] = (uidvalidity, new_last)
+        # Only now, with the position recorded: a pass cut short must look again next time.
+        box.unread = False
 
 
 def _scan_folder(
@@ -91,7 +99,8 @@ def _scan_folder(
     clock: Clock,
     folder: str,
     index: Callable[[], ThreadIndex],
-) -> list[Seen]:
+    reading: Reading,
+) -> None:
     known = box.positions.get(folder)
     if known is None:
         known = store.folder_state(place(settings, folder))
@@ -103,18 +112,19 @@ def _scan_folder(
     stay = len(settings.watch.folders) == 1
     if stay and known is not None and box.selected == (folder, known[0]):
         if not box.refresh():
-            return []  # no EXISTS since everything up to the known position was read
-        return _scan_selected(settings, store, box, clock, folder, index, known, known[0], None)
+            return  # no EXISTS since everything up to the known position was read
+        _scan_selected(settings, store, box, clock, folder, index, known, known[0], None, reading)
+        return
     if known is not None:
         if box.selected is not None:
             box.unselect()  # STATUS on a selected folder would answer from a stale view
         validity, uidnext = box.status(folder)
         if validity == known[0] and uidnext - 1 <= known[1]:
-            return []  # nothing new: no SELECT, no search
+            return  # nothing new: no SELECT, no search
     uidvalidity, uidnext = box.select(folder)
     try:
-        return _scan_selected(
-            settings, store, box, clock, folder, index, known, uidvalidity, uidnext
+        _scan_selected(
+            settings, store, box, clock, folder, index, known, uidvalidity, uidnext, reading
         )
     finally:
         if not stay:
@@ -131,7 +141,8 @@ def _scan_selected(
     known: tuple[int, int] | None,
     uidvalidity: int,
     uidnext: int | None,
-) -> list[Seen]:
+    reading: Reading,
+) -> None:
     """Read what is new in the selected folder: everything above the known position, up to
     ``uidnext`` (from the SELECT), or, with ``uidnext`` None (a refreshed folder that stayed
     selected), everything the server's view now holds."""
@@ -168,34 +179,27 @@ def _scan_selected(
             if _may_concern(incoming, threads):
                 candidates.append((uid, incoming))
         except Exception as exc:  # this message, not the server: pass it over
-            _pass_over(
-                settings, store, clock, folder, uidvalidity, uid, exc, None, threads, headers[uid]
+            reading.messages.append(
+                _unreadable(settings, folder, uidvalidity, uid, exc, None, threads, headers[uid])
             )
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
-    results: list[Seen] = []
     for uid, incoming in candidates:
         incoming = replace(incoming, received=dates.get(uid) or clock())
         try:
-            seen = _consider(
-                settings, store, box, clock, folder, uidvalidity, uid, incoming, index()
+            new = _consider(
+                settings, store, box, folder, uidvalidity, uid, incoming, index(), reading
             )
         except MailerError:
             raise  # the server, the store or the configuration: the pass is cut short
         except Exception as exc:  # this message: it must not stop every pass from now on
-            _pass_over(settings, store, clock, folder, uidvalidity, uid, exc, incoming, index())
-            continue
-        if seen is not None:
-            results.append(seen)
+            new = _unreadable(settings, folder, uidvalidity, uid, exc, incoming, index())
+        if new is not None:
+            reading.messages.append(new)
     new_last = max([last, *headers]) if headers else last
     if known is not None and known[0] == uidvalidity and uidnext is not None:
         # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
         new_last = max(new_last, uidnext - 1)
-    if known != (uidvalidity, new_last):
-        store.set_folder_state(place(settings, folder), uidvalidity, new_last)
-    box.positions[folder] = (uidvalidity, new_last)
-    # Only now, with the position recorded: a pass cut short must look again next time.
-    box.unread = False
-    return results
+    reading.positions.append((folder, known, uidvalidity, new_last))
 
 
 def place(settings: Settings, folder: str) -> str:
@@ -219,13 +223,14 @@ def _consider(
     settings: Settings,
     store: Store,
     box: Mailbox,
-    clock: Clock,
     folder: str,
     uidvalidity: int,
     uid: int,
     incoming: Incoming,
     index: ThreadIndex,
-) -> Seen | None:
+    reading: Reading,
+) -> NewMessage | None:
+    """The message matched to its thread and classified; None if it concerns no thread."""
     thread_id = match(incoming, index)
     if thread_id is None and not incoming.report:
         return None
@@ -249,104 +254,53 @@ def _consider(
     thread = store.thread(thread_id, lenient=True)
     if thread is None:
         return None
+    reading.threads[thread_id] = thread
+    for other in hold:
+        row = reading.threads.get(other) or store.thread(other, lenient=True)
+        if row is not None:
+            reading.threads[other] = row
     # Our Message-ID alone is not enough: a report quoting or forging it while naming
     # someone else would bounce this thread and block its address everywhere.
-    if verdict.kind == BOUNCE and not bounce_concerns(named, recipients_of(thread)):
-        _unmatched_bounce(
-            settings, store, clock, folder, uidvalidity, uid, incoming, thread_id, named
-        )
-        return None
-    try:
-        tz = (
-            zone(thread.recipient_tz, "recipient_tz")
-            if thread.recipient_tz
-            else local_zone(settings.sender.timezone)
-        )
-    except MailerError:  # a damaged row: a reply must still be recorded
-        tz = local_zone(settings.sender.timezone)
-    holidays = holidays_for(
-        settings.follow_up.holidays_country,
-        range(incoming.received.year, incoming.received.year + 2),
-    )
+    concerns = verdict.kind != BOUNCE or bounce_concerns(named, recipients_of(thread))
     label = f"{verdict.kind}{f'/{verdict.subtype}' if verdict.subtype else ''}"
-
-    def held(state: str) -> Decision:
-        return hold_for_reply(
-            state,
-            sender=incoming.sender,
-            subject=incoming.subject,
-            received=incoming.received,
-            threads=hold,
+    line = f"{label}: {verdict.reason}"
+    if not concerns:
+        who = ", ".join(named)
+        log.warning(
+            "%s UID %s: a delivery report for %s carries thread %s's Message-ID; not applied",
+            folder,
+            uid,
+            who,
+            thread_id,
         )
-
-    if hold and not store.seen_incoming(place(settings, folder), uidvalidity, uid):
-        # The other threads first: the message is recorded as seen (below) only once every
-        # one is held, so a pass cut short in between holds the rest when it looks again.
-        # One seen before is not held again: the user may have released its threads since.
-        _hold_others(store, clock, [t for t in hold if t != thread_id], held)
-
-    def decision_for(state: str) -> Decision:
-        if hold:
-            return held(state)
-        return decide(
-            verdict.kind,
-            verdict.subtype,
-            state,
+        line = f"unmatched bounce: it names {who}, not a recipient of this thread"
+    return NewMessage(
+        place=place(settings, folder),
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        thread_id=thread_id,
+        message_id=incoming.message_id,
+        sender=incoming.sender,
+        subject=incoming.subject,
+        label=label,
+        verdict=line,
+        classified=Classified(
+            kind=verdict.kind,
+            subtype=verdict.subtype,
             sender=incoming.sender,
             subject=incoming.subject,
             received=incoming.received,
             reason=verdict.reason,
             return_date=verdict.return_date,
             status=verdict.status,
-            tz=tz,
-            window=thread_settings(settings, thread).follow_up.window,
-            holidays=holidays,
-        )
-
-    decision = store.apply_incoming(
-        thread_id=thread_id,
-        folder=place(settings, folder),
-        uidvalidity=uidvalidity,
-        uid=uid,
-        message_id=incoming.message_id,
-        sender=incoming.sender,
-        subject=incoming.subject,
-        verdict=f"{label}: {verdict.reason}",
-        now=clock(),
-        decide=decision_for,
+            hold=hold,
+            concerns=concerns,
+        ),
+        # A reply that holds other threads holds them once: the user may have released
+        # them since it was first seen.
+        seen_before=bool(hold) and store.seen_incoming(place(settings, folder), uidvalidity, uid),
     )
-    if decision is None:
-        return None
-    log.debug(
-        "thread %s: %s from %s (%r): %s",
-        thread_id,
-        label,
-        incoming.sender,
-        incoming.subject,
-        decision.event,
-    )
-    return Seen(
-        thread_id=thread_id,
-        verdict=label,
-        sender=incoming.sender,
-        subject=incoming.subject,
-        decision=decision,
-    )
-
-
-def _hold_others(
-    store: Store, clock: Clock, thread_ids: list[int], held: Callable[[str], Decision]
-) -> None:
-    for other in thread_ids:
-        row = store.thread(other, lenient=True)
-        if row is None or row.state not in (AWAITING, FOLLOWED_UP):
-            continue  # held already, or closed since the index was read
-        decision = held(row.state)
-        if decision.state is None:
-            continue
-        store.move_thread_if_still(
-            other, ThreadEvent.HOLD_FOR_REPLY, clock(), decision.event, decision.detail
-        )
 
 
 def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
@@ -359,46 +313,8 @@ def recipients_of(thread: ThreadRow) -> set[str]:
     return {a.lower() for a in (thread.recipient, *cc, *thread.alt_addresses) if a}
 
 
-def _unmatched_bounce(
+def _unreadable(
     settings: Settings,
-    store: Store,
-    clock: Clock,
-    folder: str,
-    uidvalidity: int,
-    uid: int,
-    incoming: Incoming,
-    thread_id: int,
-    recipients: tuple[str, ...],
-) -> None:
-    """A bounce that carries this thread's Message-ID but names only other recipients: it
-    says nothing about this thread's address. Recorded (once) against the thread, not
-    applied: no state change, no address blocked elsewhere."""
-    named = ", ".join(recipients)
-    log.warning(
-        "%s UID %s: a delivery report for %s carries thread %s's Message-ID; not applied",
-        folder,
-        uid,
-        named,
-        thread_id,
-    )
-    store.apply_incoming(
-        thread_id=thread_id,
-        folder=place(settings, folder),
-        uidvalidity=uidvalidity,
-        uid=uid,
-        message_id=incoming.message_id,
-        sender=incoming.sender,
-        subject=incoming.subject,
-        verdict=f"unmatched bounce: it names {named}, not a recipient of this thread",
-        now=clock(),
-        decide=lambda state: unmatched_bounce(),
-    )
-
-
-def _pass_over(
-    settings: Settings,
-    store: Store,
-    clock: Clock,
     folder: str,
     uidvalidity: int,
     uid: int,
@@ -406,39 +322,28 @@ def _pass_over(
     incoming: Incoming | None,
     index: ThreadIndex,
     raw_headers: bytes = b"",
-) -> None:
-    """A message the watcher cannot read: logged, recorded (once) and passed over, so the
-    pass goes on and the folder position moves past it. If it was tied to a thread, that
-    thread is taken as answered, as the classifier does with what it cannot read: stopping
-    a follow-up is the safe side of a message nobody could read. A message whose headers
-    could not even be parsed is tied by any of our Message-IDs its raw headers quote."""
-    # One printable line: an exception's text may quote what the sender wrote.
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-    reason = "".join(ch if ch.isprintable() else "?" for ch in text)
+) -> NewMessage:
+    """A message the watcher cannot read: logged, and handed on to be recorded (once) and
+    passed over, so the pass goes on and the folder position moves past it. It is tied to
+    the thread it matches, if any; one whose headers could not even be parsed is tied by any
+    of our Message-IDs its raw headers quote."""
+    reason = one_line(exc)
     log.warning("%s UID %s: cannot read this message, passed over: %s", folder, uid, reason)
-    now = clock()
-    store.record_unreadable(place(settings, folder), uidvalidity, uid, reason, now)
     try:
         thread_id = match(incoming, index) if incoming is not None else None
     except Exception:  # the same trouble again: the message is tied to no thread we know
         thread_id = None
     if thread_id is None and incoming is None:
         thread_id = _quoted_thread(raw_headers, index)
-    if thread_id is None:
-        return
-    sender = incoming.sender if incoming is not None else "(unreadable sender)"
-    subject = incoming.subject if incoming is not None else "(unreadable subject)"
-    store.move_thread_if_still(
-        thread_id,
-        ThreadEvent.UNREADABLE_REPLY,
-        now,
-        "replied",
-        {
-            "replied_by": sender,
-            "reply_subject": subject,
-            "replied_at": now.isoformat(),
-            "unreadable": f"{folder} UID {uid}: {reason}",
-        },
+    return NewMessage(
+        place=place(settings, folder),
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        thread_id=thread_id,
+        sender=incoming.sender if incoming is not None else "",
+        subject=incoming.subject if incoming is not None else "",
+        unreadable=reason,
     )
 
 

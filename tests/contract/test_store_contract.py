@@ -117,12 +117,6 @@ def test_where_state_in_refuses_a_move_even_when_the_read_said_yes(
     assert snapshot(state, tid) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.set_thread_state does not check its UPDATE's rowcount: a move the WHERE "
-    "refuses still logs its event and returns the new state (unreachable on SQLite, where "
-    "BEGIN IMMEDIATE serialises the SELECT and the UPDATE; reachable on PostgreSQL, #17)",
-)
 def test_where_state_in_refuses_a_thread_move_even_when_the_read_said_yes(
     state: Store, procs: FakeProcesses
 ) -> None:
