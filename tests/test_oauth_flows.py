@@ -195,7 +195,7 @@ def test_idle_watcher_log_line_never_quotes_the_access_token(
         def connect(self) -> None:
             self.client = self
 
-        def capabilities(self) -> list[bytes]:
+        def idle_capable(self) -> bool:
             stop.set()  # one round only
             raise IMAPClientError(f"BAD auth=Bearer {token} was not expected")
 

@@ -105,7 +105,7 @@ def test_env_example_shipped_in_package_matches_repository() -> None:
 def test_sandbox_without_dovecot_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """Verify the prerequisite check names the missing package, and no longer asks for root."""
     from mailer.errors import SandboxError
-    from mailer.sandbox.stack import stack as sandbox
+    from mailer.sandbox import stack as sandbox
 
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
     sandbox.check_prerequisites()  # an ordinary user may start it (Dovecot is installed here)
