@@ -267,6 +267,14 @@ NAME_MOVES = [
         {"Prepared", "prepare", "thread_settings", "with_policy"},
     ),
 ]
+# The user's decisions left the pass for their own module.
+NAME_MOVES.append(
+    (
+        "mailer.services.passes",
+        "mailer.services.decisions",
+        {"cancel", "mark_replied", "release", "resolve"},
+    )
+)
 SENDING = {
     "send",
     "record",

@@ -17,7 +17,7 @@ import pytest
 from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.store import Store
 from mailer.model.lifecycle import ThreadEvent
-from mailer.services import passes as check_mod
+from mailer.services import passes as passes_mod
 from mailer.services.passes import run_pass
 
 from .conftest import Pair, run_cli
@@ -205,7 +205,7 @@ def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, mon
     thread, root = send(pair)
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
-    real_build = check_mod.build_follow_up
+    real_build = passes_mod.build_follow_up
 
     def build_and_reply(*args, **kwargs):
         composed = real_build(*args, **kwargs)
@@ -218,7 +218,7 @@ def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, mon
         )
         return composed
 
-    monkeypatch.setattr(check_mod, "build_follow_up", build_and_reply)
+    monkeypatch.setattr(passes_mod, "build_follow_up", build_and_reply)
     mark = pair.stack.log_mark()
     report = run_pass(settings, store, lambda: T0 + timedelta(hours=2))
     assert report.sent == []

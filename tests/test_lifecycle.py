@@ -321,7 +321,7 @@ def test_a_repeated_cancel_stays_a_no_op(tmp_path: Path) -> None:
     """Verify cancelling a cancelled thread is reported as nothing to do, not as an error,
     and cancelling a thread that is not waiting is an error naming the thread."""
     from mailer.errors import InputError
-    from mailer.services.passes import cancel
+    from mailer.services.decisions import cancel
 
     store, tid, mid = _store_with_apology(tmp_path)
     with pytest.raises(InputError, match=f"thread {tid} is not waiting for anything"):

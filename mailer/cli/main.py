@@ -526,7 +526,7 @@ def _unlock_all(settings: Any) -> None:
 def cancel(obj: Context, thread_id: int) -> None:
     """Stop all future follow-ups for a thread."""
     from mailer.adapters.clock import default_clock
-    from mailer.services.passes import cancel as cancel_thread
+    from mailer.services.decisions import cancel as cancel_thread
 
     settings = obj.settings()
     if cancel_thread(obj.store(settings), thread_id, default_clock()()):
@@ -543,7 +543,7 @@ def cancel(obj: Context, thread_id: int) -> None:
 def mark_replied(obj: Context, thread_id: int, note: str) -> None:
     """Record an answer mailer cannot see (a call, another address); stops follow-ups."""
     from mailer.adapters.clock import default_clock
-    from mailer.services.passes import mark_replied as mark
+    from mailer.services.decisions import mark_replied as mark
 
     settings = obj.settings()
     mark(obj.store(settings), thread_id, default_clock()(), note)
@@ -557,7 +557,7 @@ def mark_replied(obj: Context, thread_id: int, note: str) -> None:
 def release(obj: Context, thread_id: int) -> None:
     """Let a held thread's follow-up go (the reply that held it was not for this one)."""
     from mailer.adapters.clock import default_clock
-    from mailer.services.passes import release as release_thread
+    from mailer.services.decisions import release as release_thread
 
     settings = obj.settings()
     if release_thread(obj.store(settings), thread_id, default_clock()()):
@@ -577,7 +577,7 @@ def release(obj: Context, thread_id: int) -> None:
 def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
     """Settle a message in doubt (cut off after it may have reached the server)."""
     from mailer.adapters.clock import default_clock
-    from mailer.services.passes import resolve as settle
+    from mailer.services.decisions import resolve as settle
 
     if outcome is None:
         raise click.UsageError("say --sent or --resend")
