@@ -218,3 +218,19 @@ def test_unset_sender_zone_uses_the_machines_iana_zone(monkeypatch: pytest.Monke
     winter = datetime(2026, 3, 20, 12, 0, tzinfo=zone)
     summer = datetime(2026, 4, 2, 10, 0, tzinfo=zone)
     assert (winter.utcoffset().total_seconds(), summer.utcoffset().total_seconds()) == (3600, 7200)
+
+
+@pytest.mark.parametrize("locale", ["en_GB", "en_IE"])
+def test_the_british_day_is_written_as_babel_writes_it(locale: str) -> None:
+    """Verify the Babel-free day ('Tuesday 1 December') matches Babel's on every day of a
+    leap year."""
+    from datetime import timedelta
+
+    from babel.dates import format_date
+
+    from mailer.model.composer import _DAY_PATTERNS, _fmt_day
+
+    day = datetime(2028, 1, 1, 10, 0)
+    for _ in range(366):
+        assert _fmt_day(day, locale) == format_date(day, _DAY_PATTERNS[locale], locale=locale)
+        day += timedelta(days=1)
