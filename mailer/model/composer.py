@@ -193,9 +193,20 @@ _DAY_PATTERNS = {"en_GB": "EEEE d MMMM", "en_IE": "EEEE d MMMM"}
 # What Babel writes for those two, without loading it (~70 ms of start-up for the default
 # locale); tests/test_composer.py compares every day of a year with Babel's.
 _EN_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_EN_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_EN_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 def _fmt_day(dt: datetime, locale: str = "en_GB") -> str:
