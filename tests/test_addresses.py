@@ -93,3 +93,47 @@ def test_a_plain_address_is_checked_without_importing_email_validator() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def _typo_reference(address: str) -> str:
+    """typo_warning as it was: the nearest of every provider domain, no shortcut."""
+    from mailer.model.addresses import PROVIDER_DOMAINS, _distance
+
+    domain = address.rpartition("@")[2].lower()
+    if not domain or domain in PROVIDER_DOMAINS:
+        return ""
+    best = min(PROVIDER_DOMAINS, key=lambda d: _distance(domain, d))
+    limit = 0 if len(best) <= 6 else 1 if len(best) <= 8 else 2
+    return "" if _distance(domain, best) > limit else f"a: {address}: did you mean {best}?"
+
+
+def test_the_typo_warning_is_the_same_as_comparing_with_every_provider() -> None:
+    """Verify skipping the providers whose length is too far off changes no warning: near
+    misses (one or two edits of each provider) and random domains alike."""
+    from mailer.model.addresses import PROVIDER_DOMAINS, typo_warning
+
+    rng = random.Random(7)
+    domains = ["", "gmial.com", "gmai.lcom", "mc.com", "hotmial.co.uk", "yaho.fr", "x.com"]
+    for d in PROVIDER_DOMAINS:
+        for _ in range(20):
+            chars = list(d)
+            for _ in range(rng.randint(1, 3)):
+                i = rng.randrange(len(chars) + 1)
+                op = rng.choice("ids")
+                if op == "i":
+                    chars.insert(i, rng.choice("abcmo.-"))
+                elif chars and i < len(chars):
+                    if op == "d":
+                        del chars[i]
+                    else:
+                        chars[i] = rng.choice("abcmo.")
+            domains.append("".join(chars))
+    domains += [
+        "".join(rng.choice("abcdefgmo.") for _ in range(rng.randint(1, 16))) for _ in range(600)
+    ]
+    warned = 0
+    for domain in domains:
+        expected = _typo_reference(f"u@{domain}")
+        assert typo_warning(f"u@{domain}", "a") == expected, domain
+        warned += bool(expected)
+    assert warned > 100

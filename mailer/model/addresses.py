@@ -121,16 +121,29 @@ def typo_warning(address: str, what: str = "address") -> str:
 
     A warning, never a refusal: a near miss may be a real domain (a small company's).
     """
-    domain = address.rpartition("@")[2].lower()
+    best = _near_provider(address.rpartition("@")[2].lower())
+    return f"{what}: {address}: did you mean {best}?" if best else ""
+
+
+@cache
+def _near_provider(domain: str) -> str:
+    """The provider domain ``domain`` is a near miss of, or "". Cached: a campaign writes to
+    a handful of domains, many times each."""
     if not domain or domain in PROVIDER_DOMAINS:
         return ""
-    best = min(PROVIDER_DOMAINS, key=lambda d: _distance(domain, d))
+    # Only names within two letters of the length can be within two edits, the most any
+    # limit allows; the nearest of the rest is too far whatever it is.
+    near = [d for d in PROVIDER_DOMAINS if abs(len(d) - len(domain)) <= _MAX_EDITS]
+    if not near:
+        return ""
+    best = min(near, key=lambda d: _distance(domain, d))
     # Two edits catch a swap ("gmial") and a slip ("gmai.lcom"); shorter names get fewer,
     # or "me.com" would flag every two-letter domain on .com ("mc.com" is a real one).
-    limit = 0 if len(best) <= 6 else 1 if len(best) <= 8 else 2
-    if _distance(domain, best) > limit:
-        return ""
-    return f"{what}: {address}: did you mean {best}?"
+    limit = 0 if len(best) <= 6 else 1 if len(best) <= 8 else _MAX_EDITS
+    return best if _distance(domain, best) <= limit else ""
+
+
+_MAX_EDITS = 2
 
 
 def _distance(a: str, b: str) -> int:
