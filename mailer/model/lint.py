@@ -13,6 +13,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 ERROR = "error"
@@ -658,7 +659,7 @@ def _interest_specific(sentences: list[str], company: str, role: str) -> Iterato
 
 def _placeholders(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
-        if not _search(_get("_ANY_PLACEHOLDER"), sentence):
+        if not _gate(_get("_ANY_PLACEHOLDER"), sentence):
             continue
         for pattern in _get("_PLACEHOLDERS"):
             if span := _search(pattern, sentence):
@@ -715,7 +716,7 @@ def _tone(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
         norm = _norm(sentence)
         # Where no tone regex matches, only the matchers (linear, quick to say no) can.
-        checks = _get("_TONE_CHECKS" if _search(_get("_ANY_TONE"), norm) else "_MATCHER_CHECKS")
+        checks = _get("_TONE_CHECKS" if _gate(_get("_ANY_TONE"), norm) else "_MATCHER_CHECKS")
         demanding = False
         for rule_id, patterns, explain in checks:
             if rule_id == "pushy-timing" and demanding:
@@ -730,6 +731,14 @@ def _tone(sentences: list[str]) -> Iterator[Finding]:
                     yield _finding(rule_id, explain(sentence[span[0] : span[1]]), sentence)
                     demanding = demanding or rule_id == "demanding-tone"
                     break
+
+
+@lru_cache(maxsize=4096)
+def _gate(gate: _Pattern, sentence: str) -> bool:
+    """Whether ``gate`` (_ANY_TONE, _ANY_PLACEHOLDER) matches ``sentence``. Cached: the
+    entries of a campaign share most of their sentences, and the gate is the costly search.
+    The gate is part of the key, so a different one is never answered from the cache."""
+    return _search(gate, sentence) is not None
 
 
 def _first_unnegated(pattern: re.Pattern[str], text: str) -> tuple[int, int] | None:
@@ -783,7 +792,7 @@ def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
     found = [
         s
         for s in sentences
-        if _search(_get("_ANY_TONE"), norm := _norm(s))
+        if _gate(_get("_ANY_TONE"), norm := _norm(s))
         and any(_search(p, norm) for p in _get("_EXCUSE_RE"))
     ]
     if len(found) > MAX_EXCUSES:
