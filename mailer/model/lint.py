@@ -733,6 +733,20 @@ def _tone(sentences: list[str]) -> Iterator[Finding]:
                     break
 
 
+class _Gate:
+    """A gate regex, hashed by identity: a compiled pattern hashes its whole program (~30 µs
+    for _ANY_TONE, more than a cached answer should cost). The cache below keeps each key,
+    so an identity is never reused while its answers are remembered."""
+
+    __slots__ = ("regex",)
+
+    def __init__(self, regex: re.Pattern[str]) -> None:
+        self.regex = regex
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.regex.search(text)
+
+
 @lru_cache(maxsize=4096)
 def _gate(gate: _Pattern, sentence: str) -> bool:
     """Whether ``gate`` (_ANY_TONE, _ANY_PLACEHOLDER) matches ``sentence``. Cached: the
@@ -886,13 +900,17 @@ def _trim(excerpt: str) -> str:
 
 # Every tone pattern starts at the start of a word; every placeholder at a bracket, a brace,
 # '$', '%', '#', '<' or a letter.
-_LAZY["_ANY_TONE"] = lambda: _any_of(
-    (
-        source
-        for sources in _TONE_SOURCES.values()
-        for source in sources
-        if source[0] not in _MATCHER_NAMES
-    ),
-    r"\b(?=[^\W\d_])",
+_LAZY["_ANY_TONE"] = lambda: _Gate(
+    _any_of(
+        (
+            source
+            for sources in _TONE_SOURCES.values()
+            for source in sources
+            if source[0] not in _MATCHER_NAMES
+        ),
+        r"\b(?=[^\W\d_])",
+    )
 )
-_LAZY["_ANY_PLACEHOLDER"] = lambda: _any_of(_PLACEHOLDER_SOURCES, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")
+_LAZY["_ANY_PLACEHOLDER"] = lambda: _Gate(
+    _any_of(_PLACEHOLDER_SOURCES, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")
+)
