@@ -747,11 +747,18 @@ class _Gate:
         return self.regex.search(text)
 
 
-@lru_cache(maxsize=4096)
 def _gate(gate: _Pattern, sentence: str) -> bool:
-    """Whether ``gate`` (_ANY_TONE, _ANY_PLACEHOLDER) matches ``sentence``. Cached: the
-    entries of a campaign share most of their sentences, and the gate is the costly search.
-    The gate is part of the key, so a different one is never answered from the cache."""
+    """Whether ``gate`` (_ANY_TONE, _ANY_PLACEHOLDER) matches ``sentence``. Remembered for
+    sentences up to a piece long: the entries of a campaign share most of their sentences,
+    and the gate is the costly search; the bound keeps the cache's memory small."""
+    if len(sentence) > MAX_PIECE:
+        return _search(gate, sentence) is not None
+    return _remembered_gate(gate, sentence)
+
+
+@lru_cache(maxsize=4096)
+def _remembered_gate(gate: _Pattern, sentence: str) -> bool:
+    # The gate is part of the key, so a different one is never answered from the cache.
     return _search(gate, sentence) is not None
 
 
