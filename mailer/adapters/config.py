@@ -14,6 +14,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,17 @@ MAX_TOML_DEPTH = 16
 MAX_TIMEOUT = 600.0  # seconds; a finite bound, so every timeout is a real number of seconds
 MAX_DAILY_CAP = 1_000_000
 MAX_POLL = timedelta(days=1)
-# Host names as resolvers take them (ASCII; an international name in its xn-- form).
-_HOST_RE = re.compile(
-    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?"
-)
+
+
+# Regexes are compiled on first use (functools.cache), not at import: most commands read a
+# config but never reach a given check.
+@cache
+def _host_re() -> re.Pattern[str]:
+    """Host names as resolvers take them (ASCII; an international name in its xn-- form)."""
+    return re.compile(
+        r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?"
+    )
+
 
 # Providers whose settings are well known. Microsoft refuses basic (password) logins for
 # IMAP and is switching them off for SMTP: its presets sign in with OAuth2 (see docs/oauth2.md).
@@ -820,7 +828,9 @@ def _password_command(r: _Reader, prefix: str, t: dict[str, Any]) -> tuple[str, 
 
 
 # A key whose name says it holds a password or token: its value must never sit in the file.
-_LITERAL_SECRET = re.compile(r"(?:.*[_-])?(?:password|passwd|pass|pwd|passphrase|token)|secret")
+@cache
+def _literal_secret() -> re.Pattern[str]:
+    return re.compile(r"(?:.*[_-])?(?:password|passwd|pass|pwd|passphrase|token)|secret")
 
 
 def _refuse_literal_secrets(r: _Reader, data: dict[str, Any]) -> None:
@@ -834,7 +844,7 @@ def _refuse_literal_secrets(r: _Reader, data: dict[str, Any]) -> None:
             value = table[key]
             if isinstance(value, dict):
                 stack.append((f"{full}.", value))
-            elif key not in SOURCE_KEYS and _LITERAL_SECRET.fullmatch(key.lower()):
+            elif key not in SOURCE_KEYS and _literal_secret().fullmatch(key.lower()):
                 del table[key]
                 r.problem(full, f"a password does not belong in the config file; {POINTER}")
 
@@ -1068,7 +1078,7 @@ def _valid_host(host: str) -> bool:
         ipaddress.ip_address(host)
         return True
     except ValueError:
-        return bool(_HOST_RE.fullmatch(host))
+        return bool(_host_re().fullmatch(host))
 
 
 def _is_loopback(host: str) -> bool:
@@ -1121,6 +1131,10 @@ def _check_address(r: _Reader, key: str, value: str) -> None:
 
 def _check_locale(r: _Reader, key: str, value: str) -> None:
     """The locale must be one the composer can write a date in: try the calls it makes."""
+    from mailer.model.composer import _DAY_PATTERNS
+
+    if value in _DAY_PATTERNS:
+        return  # written without Babel: loading it only to check costs ~70 ms of start-up
     from babel import Locale
     from babel.core import UnknownLocaleError
     from babel.dates import format_date

@@ -38,9 +38,10 @@ class Context:
         """The settings a command needs. ``offline``: it never connects, so only [sender]
         must be complete (see :func:`mailer.adapters.config.load_settings`)."""
         from mailer.adapters.config import find_config, load_settings
-        from mailer.sandbox.stack import running_sandbox, sandbox_dir
 
         if self.sandbox:
+            from mailer.sandbox.stack import running_sandbox, sandbox_dir
+
             ws = self.workspace_hint()
             sdir = sandbox_dir(ws)
             # Reading sandbox history works while it is stopped; talking to it does not.

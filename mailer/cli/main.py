@@ -11,10 +11,17 @@ from typing import Any
 
 import click
 
-from mailer.adapters.store import safe_url
 from mailer.cli.common import Context, _show, _show_findings, _show_raw, handle_errors, warn
 from mailer.cli.completion import complete_situation
 from mailer.errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
+
+
+def safe_url(url: str) -> str:
+    """The store's URL without a password. Imported on use: ``--help`` and ``preview`` never
+    load the store module (it pulls in most of the package)."""
+    from mailer.adapters.store import safe_url as hide_password
+
+    return hide_password(url)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

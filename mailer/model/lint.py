@@ -13,7 +13,8 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 
 ERROR = "error"
 WARNING = "warning"
@@ -185,9 +186,30 @@ RULES: dict[str, Rule] = {r.id: r for r in _RULE_LIST}
 
 _I = re.IGNORECASE
 
+# Every regex here is compiled on first use, not at import: there are about ninety, and a
+# command that never checks a message (or a message that trips no rule) should not pay for
+# them. ``_LAZY`` holds how to build each module-level name; :func:`_get` builds it once.
+_LAZY: dict[str, Callable[[], Any]] = {}
+
+
+def _get(name: str) -> Any:
+    """The module-level ``name``, built by ``_LAZY[name]`` on first use. A value already set
+    (by an earlier call, or by a test's monkeypatch) is used as it is."""
+    g = globals()
+    if name not in g:
+        g[name] = _LAZY[name]()
+    return g[name]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return _get(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --- the key elements -------------------------------------------------------------------------
 
-_REASON = re.compile(
+_LAZY["_REASON"] = lambda: re.compile(
     r"\b(?:because|due to|owing to|as a result|caused by|on account of|"
     r"ill|illness|sick|unwell|fever|flu|covid|migraine|hospital|doctor|medical|injur\w*|"
     r"emergenc\w*|accident|family|personal|bereavement|funeral|passed away|childcare|"
@@ -199,9 +221,9 @@ _REASON = re.compile(
     r"mixed up|misread|wrote down|late|lost|wrong)\b",
     _I,
 )
-_REGRET = re.compile(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
-_THANKS = re.compile(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
-_RESCHEDULE = re.compile(
+_LAZY["_REGRET"] = lambda: re.compile(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
+_LAZY["_THANKS"] = lambda: re.compile(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
+_LAZY["_RESCHEDULE"] = lambda: re.compile(
     r"\b(?:re-?schedul\w*|re-?arrang\w*|postpon\w*|"
     r"(?:another|a new|new|a different|different|an alternative|alternative|other|a later|"
     r"later) (?:time|date|day|slot|opportunity|chance)s?|"
@@ -212,39 +234,38 @@ _RESCHEDULE = re.compile(
     r"(?:I am|I'm|I would be) (?:also )?(?:available|free) (?:on|at|any|from|this|next))",
     _I,
 )
-_INTEREST = re.compile(
+_LAZY["_INTEREST"] = lambda: re.compile(
     r"\b(?:interest\w*|keen|enthusias\w*|excit\w*|eager\w*|look(?:ing)? forward|passionate|"
     r"would (?:love|like) to (?:join|work|be part)|still want)\b",
     _I,
 )
-_ROLE_WORD = re.compile(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
+_LAZY["_ROLE_WORD"] = lambda: re.compile(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
 # Tried only where a run of separators starts, and the run taken whole: a company name of
 # many spaces costs one pass, not one pass per space.
-_LEGAL_SUFFIX = re.compile(
+_LAZY["_LEGAL_SUFFIX"] = lambda: re.compile(
     r"(?<![\s,])[\s,]++(?:ltd|limited|inc|plc|llc|gmbh|ag|sa|bv|co|corp|corporation)\.?$", _I
 )
 
 # --- placeholders -----------------------------------------------------------------------------
 
-_PLACEHOLDERS = (
-    re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'-]{0,40}\]"),  # [Your Name], [Company]
-    re.compile(r"\[\s*(?:insert|your|add|enter|name|company|date|time|role)\b[^\]\n]{0,40}\]", _I),
-    re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{\{|\}\}|\{%|%\}|\{#|#\}"),  # Jinja2 markup
-    re.compile(r"\$?\{\s*[A-Za-z_]\w{0,30}\s*\}"),  # {name}, ${name}
-    re.compile(r"%[A-Z][A-Z_]{1,30}%"),  # %NAME%
-    re.compile(r"<\s*[A-Z][A-Z0-9 _-]{1,40}\s*>"),  # <NAME>
-    re.compile(
-        r"<\s*(?:your|insert|the|company|interviewer|name|date|time|role)\b[^<>@\n]{0,40}>", _I
-    ),
-    re.compile(r"\bX{3,}\b|\bXX[:/.-]XX\b"),  # XXX, XX/XX
-    re.compile(r"\b(?:TBD|TBC|TBA|TODO|FIXME)\b"),
-    re.compile(r"\b[A-Z]{2,}(?:_[A-Z]+)+\b"),  # FIRST_NAME
-    re.compile(r"\blorem ipsum\b", _I),
+_PLACEHOLDER_SOURCES: tuple[tuple[str, int], ...] = (
+    (r"\[\s*[A-Z][A-Za-z0-9 _./'-]{0,40}\]", 0),  # [Your Name], [Company]
+    (r"\[\s*(?:insert|your|add|enter|name|company|date|time|role)\b[^\]\n]{0,40}\]", _I),
+    (r"\{\{.*?\}\}|\{%.*?%\}|\{\{|\}\}|\{%|%\}|\{#|#\}", 0),  # Jinja2 markup
+    (r"\$?\{\s*[A-Za-z_]\w{0,30}\s*\}", 0),  # {name}, ${name}
+    (r"%[A-Z][A-Z_]{1,30}%", 0),  # %NAME%
+    (r"<\s*[A-Z][A-Z0-9 _-]{1,40}\s*>", 0),  # <NAME>
+    (r"<\s*(?:your|insert|the|company|interviewer|name|date|time|role)\b[^<>@\n]{0,40}>", _I),
+    (r"\bX{3,}\b|\bXX[:/.-]XX\b", 0),  # XXX, XX/XX
+    (r"\b(?:TBD|TBC|TBA|TODO|FIXME)\b", 0),
+    (r"\b[A-Z]{2,}(?:_[A-Z]+)+\b", 0),  # FIRST_NAME
+    (r"\blorem ipsum\b", _I),
 )
+_LAZY["_PLACEHOLDERS"] = lambda: tuple(re.compile(p, f) for p, f in _PLACEHOLDER_SOURCES)
 
 # --- tone -------------------------------------------------------------------------------------
 
-_NEGATION_BEFORE = re.compile(
+_LAZY["_NEGATION_BEFORE"] = lambda: re.compile(
     r"(?:n't|\bnot|\bnever|\bunable to|\bno way to)\W+(?:\w+\W+){0,2}$", _I
 )
 
@@ -328,17 +349,17 @@ _EXCUSE = (
 # Said of attending an interview: a past form and a future form. Either, in a note, against a
 # message of the other tense contradicts it ("could not attend" above "I am unwell at the moment").
 _ATTEND = r"(?:attend|make it|join|come|be there|take part)"
-_PAST_ATTEND = re.compile(
+_LAZY["_PAST_ATTEND"] = lambda: re.compile(
     rf"\b(?:(?:could not|couldn't|was unable to|wasn't able to|was not able to|did not|didn't) "
     rf"{_ATTEND}|missed (?:the|our|my|it)|had to miss)\b",
     _I,
 )
-_FUTURE_ATTEND = re.compile(
+_LAZY["_FUTURE_ATTEND"] = lambda: re.compile(
     rf"\b(?:(?:will not|won't|will be unable to|cannot|can't|am unable to|am not able to|"
     rf"will not be able to|won't be able to) {_ATTEND}|will (?:have to )?miss)\b",
     _I,
 )
-_PASSIVE_MISSED = re.compile(
+_LAZY["_PASSIVE_MISSED"] = lambda: re.compile(
     r"\b(?:the|our|my|this|that) (?:interview|meeting|call|appointment|video call) "
     r"(?:was|got|has been|had been|were) (?:\w+ )?missed\b",
     _I,
@@ -395,10 +416,13 @@ class _Backward:
 
     linear = True
 
-    def __init__(self, reversed_pattern: str) -> None:
+    def __init__(self, reversed_pattern: str, words: str) -> None:
         self.regex = re.compile(reversed_pattern, _I)
+        self.words = re.compile(words, _I)  # one of them must be there: a cheap first test
 
     def search(self, text: str) -> _Span | None:
+        if not self.words.search(text):
+            return None
         last = None
         for last in self.regex.finditer(text[::-1]):  # noqa: B007 - the last is the leftmost
             pass
@@ -414,9 +438,12 @@ class _ClauseLookahead:
 
     def __init__(self, first: str, second: str) -> None:
         self.first, self.second = re.compile(first, _I), re.compile(second, _I)
+        self.clause_end = re.compile(r"[.!?\n]")
 
     def search(self, text: str) -> _Span | None:
-        ends = [m.start() for m in _CLAUSE_END.finditer(text)]
+        if not self.first.search(text):
+            return None  # the common case: one pass
+        ends = [m.start() for m in self.clause_end.finditer(text)]
         seconds = [m.start() for m in self.second.finditer(text)]
         for m in self.first.finditer(text):
             clause_end = ends[i] if (i := bisect_left(ends, m.end())) < len(ends) else len(text)
@@ -426,30 +453,39 @@ class _ClauseLookahead:
         return None
 
 
-_CLAUSE_END = re.compile(r"[.!?\n]")
-
-
-def _compile(patterns: Iterable[str], flags: int = _I) -> tuple[_Pattern, ...]:
-    return tuple(_MATCHERS.get(p) or re.compile(p, flags) for p in patterns)
-
-
-_MATCHERS: dict[str, _Pattern] = {
+_LAZY["_MATCHERS"] = lambda: {
     _INTENSIFIED_SORRY: _Backward(
-        rf"\b(?:yrros|citegolopa)(?:\s+,?(?:{'|'.join(w[::-1] for w in _INTENSIFIERS.split())})){{2,}}\b"
+        rf"\b(?:yrros|citegolopa)(?:\s+,?(?:{'|'.join(w[::-1] for w in _INTENSIFIERS.split())})){{2,}}\b",
+        r"sorry|apologetic",
     ),
     _YOUR_THING_BLAMED: _ClauseLookahead(_YOUR_THING, _BLAMED),
 }
 
+# Each tone rule's patterns as (source, flags); a source that is a key of _MATCHERS stands for
+# that matcher. Compiled on first use: most sentences match none of them (see _ANY_TONE).
+_TONE_SOURCES: dict[str, tuple[tuple[str, int], ...]] = {
+    "demanding-tone": tuple((p, _I) for p in _DEMANDING),
+    "pushy-timing": (
+        (_PUSHY[0], _I),
+        (_PUSHY[1], 0),  # capitals only: "an urgent family matter" is a reason, not pressure
+        (_PUSHY[2], _I),
+    ),
+    "blame-shifting": tuple((p, _I) for p in _BLAME),
+    "excuse-making": tuple((p, _I) for p in _EXCUSE),
+    "over-apologising": tuple((p, _I) for p in _GROVEL),
+}
 
-_DEMANDING_RE = _compile(_DEMANDING)
-_PUSHY_RE = (
-    re.compile(_PUSHY[0], _I),
-    re.compile(_PUSHY[1]),  # capitals only: "an urgent family matter" is a reason, not pressure
-    re.compile(_PUSHY[2], _I),
-)
-_BLAME_RE = _compile(_BLAME)
-_EXCUSE_RE = _compile(_EXCUSE)
-_GROVEL_RE = _compile(_GROVEL)
+
+def _compile(rule_id: str) -> tuple[_Pattern, ...]:
+    matchers = _get("_MATCHERS")
+    return tuple(matchers.get(p) or re.compile(p, f) for p, f in _TONE_SOURCES[rule_id])
+
+
+_LAZY["_DEMANDING_RE"] = lambda: _compile("demanding-tone")
+_LAZY["_PUSHY_RE"] = lambda: _compile("pushy-timing")
+_LAZY["_BLAME_RE"] = lambda: _compile("blame-shifting")
+_LAZY["_EXCUSE_RE"] = lambda: _compile("excuse-making")
+_LAZY["_GROVEL_RE"] = lambda: _compile("over-apologising")
 
 # Sentence checks read a long "sentence" in overlapping pieces (see _pieces). Real sentences are
 # far shorter than a piece; in a longer one, a match that spans more than the overlap across
@@ -458,9 +494,9 @@ MAX_PIECE = 1000
 _OVERLAP = 200
 _SLACK = 100  # how far back from a cut a space is looked for
 
-_LIST_ITEM = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
+_LAZY["_LIST_ITEM"] = lambda: re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+_LAZY["_SENTENCE_END"] = lambda: re.compile(r"(?<=[.!?])\s+")
+_LAZY["_WORD"] = lambda: re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 _EXCERPT_MAX = 160
 
 
@@ -550,7 +586,7 @@ def split_subject(raw: str) -> tuple[str, str]:
 
 def word_count(text: str) -> int:
     """Words as the length rules count them (quoted '>' lines excluded)."""
-    return len(_WORD.findall(_unquoted(text).replace("’", "'")))
+    return len(_get("_WORD").findall(_unquoted(text).replace("’", "'")))
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -571,13 +607,13 @@ def _elements(
     text = _norm(body)
     fill = {"company": company, "role": role}
     if kind == "apology":
-        if not _REASON.search(text):
+        if not _get("_REASON").search(text):
             yield _finding(
                 "missing-reason", "No reason is given for missing or moving the interview."
             )
-        if not _REGRET.search(text):
+        if not _get("_REGRET").search(text):
             yield _finding("missing-regret", "The message never says sorry (or apologises).")
-    if not _INTEREST.search(text):
+    if not _get("_INTEREST").search(text):
         yield _finding(
             "missing-interest",
             "The message does not say you are still interested in the role.",
@@ -585,9 +621,9 @@ def _elements(
         )
     else:
         yield from _interest_specific(sentences, company, role)
-    if not _RESCHEDULE.search(text):
+    if not _get("_RESCHEDULE").search(text):
         yield _finding("missing-reschedule", "The message does not ask to reschedule.")
-    if not _THANKS.search(text):
+    if not _get("_THANKS").search(text):
         yield _finding("missing-thanks", "The message does not thank the reader.")
 
 
@@ -596,16 +632,18 @@ def _interest_specific(sentences: list[str], company: str, role: str) -> Iterato
     before or after it, names the company, and the role (its name or 'role', 'position', ...)."""
     if not company.strip():
         return
-    names = {company.strip().casefold(), _LEGAL_SUFFIX.sub("", company.strip()).casefold()}
+    names = {company.strip().casefold(), _get("_LEGAL_SUFFIX").sub("", company.strip()).casefold()}
     role_name = role.strip().casefold()
     first = ""
     for i, sentence in enumerate(sentences):
-        if not _INTEREST.search(_norm(sentence)):
+        if not _get("_INTEREST").search(_norm(sentence)):
             continue
         first = first or sentence
         window = " ".join(sentences[max(0, i - 1) : i + 2]).casefold()
         has_company = any(n and n in window for n in names)
-        has_role = bool(role_name and role_name in window) or bool(_ROLE_WORD.search(window))
+        has_role = bool(role_name and role_name in window) or bool(
+            _get("_ROLE_WORD").search(window)
+        )
         if has_company and has_role:
             return
     yield _finding(
@@ -621,9 +659,9 @@ def _interest_specific(sentences: list[str], company: str, role: str) -> Iterato
 
 def _placeholders(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
-        if not _search(_ANY_PLACEHOLDER, sentence):
+        if not _gate(_get("_ANY_PLACEHOLDER"), sentence):
             continue
-        for pattern in _PLACEHOLDERS:
+        for pattern in _get("_PLACEHOLDERS"):
             if span := _search(pattern, sentence):
                 found = sentence[span[0] : span[1]]
                 yield _finding("placeholder", f"Leftover placeholder {found!r}.", sentence)
@@ -641,50 +679,46 @@ def _length(body: str, kind: str) -> Iterator[Finding]:
         yield _finding("long-message", f"The body is {words} words; aim for {warn} or fewer.")
 
 
-_TONE_CHECKS: tuple[tuple[str, tuple[_Pattern, ...], Callable[[str], str]], ...] = (
-    (
-        "demanding-tone",
-        _DEMANDING_RE,
-        lambda m: f"{m!r} sounds demanding to someone you kept waiting.",
-    ),
-    ("pushy-timing", _PUSHY_RE, lambda m: f"{m!r} presses them to act on your timetable."),
-    ("blame-shifting", _BLAME_RE, lambda m: f"{m!r} puts the fault on someone else."),
-    ("excuse-making", _EXCUSE_RE, lambda m: f"{m!r} sounds like an excuse rather than a reason."),
-    (
-        "over-apologising",
-        _GROVEL_RE,
-        lambda m: f"{m!r} is grovelling; one calm apology is stronger.",
-    ),
-)
-
-
-def _any_of(patterns: Iterable[_Pattern], starts: str) -> re.Pattern[str]:
-    """One regex that matches wherever any of ``patterns`` would (a matcher that is not a
-    regex stands in as a looser regex): most sentences match none, and are then done in one
-    call instead of one per pattern. ``starts`` is what holds where any match can start,
-    tested first so that other places cost one test, not one per pattern."""
-    sources = []
-    for p in patterns:
-        if isinstance(p, re.Pattern):
-            sources.append(f"(?{'i' if p.flags & _I else '-i'}:{p.pattern})")
-        else:
-            sources.append(_STAND_INS[p])
-    return re.compile(f"{starts}(?:{'|'.join(sources)})")
-
-
-_STAND_INS: dict[_Pattern, str] = {
-    _MATCHERS[_INTENSIFIED_SORRY]: r"(?i:\b(?:sorry|apologetic)\b)",
-    _MATCHERS[_YOUR_THING_BLAMED]: f"(?i:{_YOUR_THING})",
+_EXPLAIN: dict[str, Callable[[str], str]] = {
+    "demanding-tone": lambda m: f"{m!r} sounds demanding to someone you kept waiting.",
+    "pushy-timing": lambda m: f"{m!r} presses them to act on your timetable.",
+    "blame-shifting": lambda m: f"{m!r} puts the fault on someone else.",
+    "excuse-making": lambda m: f"{m!r} sounds like an excuse rather than a reason.",
+    "over-apologising": lambda m: f"{m!r} is grovelling; one calm apology is stronger.",
 }
+_LAZY["_TONE_CHECKS"] = lambda: (
+    ("demanding-tone", _get("_DEMANDING_RE"), _EXPLAIN["demanding-tone"]),
+    ("pushy-timing", _get("_PUSHY_RE"), _EXPLAIN["pushy-timing"]),
+    ("blame-shifting", _get("_BLAME_RE"), _EXPLAIN["blame-shifting"]),
+    ("excuse-making", _get("_EXCUSE_RE"), _EXPLAIN["excuse-making"]),
+    ("over-apologising", _get("_GROVEL_RE"), _EXPLAIN["over-apologising"]),
+)
+# Where no tone regex matches a sentence, only the matchers can: the rules that have one,
+# with just their matchers, in the same order.
+_LAZY["_MATCHER_CHECKS"] = lambda: tuple(
+    (rule_id, found, _EXPLAIN[rule_id])
+    for rule_id, sources in _TONE_SOURCES.items()
+    if (found := tuple(_get("_MATCHERS")[p] for p, _ in sources if p in _MATCHER_NAMES))
+)
+_MATCHER_NAMES = (_INTENSIFIED_SORRY, _YOUR_THING_BLAMED)
+
+
+def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
+    """One regex that matches wherever any of the regexes ``sources`` would: most sentences
+    match none, and are then done in one call instead of one per pattern, and without
+    compiling the patterns one by one. ``starts`` is what holds where any match can start,
+    tested first so that other places cost one test, not one per pattern."""
+    parts = [f"(?{'i' if flags & _I else '-i'}:{source})" for source, flags in sources]
+    return re.compile(f"{starts}(?:{'|'.join(parts)})")
 
 
 def _tone(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
         norm = _norm(sentence)
-        if not _search(_ANY_TONE, norm):
-            continue
+        # Where no tone regex matches, only the matchers (linear, quick to say no) can.
+        checks = _get("_TONE_CHECKS" if _gate(_get("_ANY_TONE"), norm) else "_MATCHER_CHECKS")
         demanding = False
-        for rule_id, patterns, explain in _TONE_CHECKS:
+        for rule_id, patterns, explain in checks:
             if rule_id == "pushy-timing" and demanding:
                 continue  # one sentence, one complaint: "ASAP for me" is demanding, not also pushy
             for pattern in patterns:
@@ -699,12 +733,41 @@ def _tone(sentences: list[str]) -> Iterator[Finding]:
                     break
 
 
+class _Gate:
+    """A gate regex, hashed by identity: a compiled pattern hashes its whole program (~30 µs
+    for _ANY_TONE, more than a cached answer should cost). The cache below keeps each key,
+    so an identity is never reused while its answers are remembered."""
+
+    __slots__ = ("regex",)
+
+    def __init__(self, regex: re.Pattern[str]) -> None:
+        self.regex = regex
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.regex.search(text)
+
+
+def _gate(gate: _Pattern, sentence: str) -> bool:
+    """Whether ``gate`` (_ANY_TONE, _ANY_PLACEHOLDER) matches ``sentence``. Remembered for
+    sentences up to a piece long: the entries of a campaign share most of their sentences,
+    and the gate is the costly search; the bound keeps the cache's memory small."""
+    if len(sentence) > MAX_PIECE:
+        return _search(gate, sentence) is not None
+    return _remembered_gate(gate, sentence)
+
+
+@lru_cache(maxsize=4096)
+def _remembered_gate(gate: _Pattern, sentence: str) -> bool:
+    # The gate is part of the key, so a different one is never answered from the cache.
+    return _search(gate, sentence) is not None
+
+
 def _first_unnegated(pattern: re.Pattern[str], text: str) -> tuple[int, int] | None:
     """'I could not call you right away' reports the past, it asks for nothing."""
     for offset, piece in _pieces(text):
         for m in pattern.finditer(piece):
             start = offset + m.start()
-            if not _NEGATION_BEFORE.search(text[max(0, start - 30) : start]):
+            if not _get("_NEGATION_BEFORE").search(text[max(0, start - 30) : start]):
                 return start, offset + m.end()
     return None
 
@@ -736,7 +799,7 @@ def _pieces(text: str) -> Iterator[tuple[int, str]]:
 
 
 def _apology_count(body: str) -> Iterator[Finding]:
-    count = len(_REGRET.findall(_norm(body)))
+    count = len(_get("_REGRET").findall(_norm(body)))
     if count > MAX_APOLOGY_WORDS:
         yield _finding(
             "over-apologising",
@@ -747,7 +810,12 @@ def _apology_count(body: str) -> Iterator[Finding]:
 
 def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
     """Each excuse is a warning; a pile of them reads as arguing, and is an error."""
-    found = [s for s in sentences if any(_search(p, _norm(s)) for p in _EXCUSE_RE)]
+    found = [
+        s
+        for s in sentences
+        if _gate(_get("_ANY_TONE"), norm := _norm(s))
+        and any(_search(p, norm) for p in _get("_EXCUSE_RE"))
+    ]
     if len(found) > MAX_EXCUSES:
         yield _finding(
             "stacked-excuses",
@@ -759,7 +827,7 @@ def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
 
 def _passive(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
-        if m := _PASSIVE_MISSED.search(_norm(sentence)):
+        if m := _get("_PASSIVE_MISSED").search(_norm(sentence)):
             yield _finding(
                 "passive-missed", f"{m.group(0)!r} says it happened, not that you did it.", sentence
             )
@@ -767,7 +835,7 @@ def _passive(sentences: list[str]) -> Iterator[Finding]:
 
 
 def _note_tense(note: str, past: bool) -> Iterator[Finding]:
-    wrong = _FUTURE_ATTEND if past else _PAST_ATTEND
+    wrong = _get("_FUTURE_ATTEND" if past else "_PAST_ATTEND")
     if m := wrong.search(_norm(note)):
         tense, example = (
             ("past", "I could not attend, and I am sorry.")
@@ -818,7 +886,7 @@ def _sentences(body: str) -> list[str]:
         for line in (ln.strip() for ln in paragraph.splitlines()):
             if not line:
                 continue
-            if _LIST_ITEM.match(line):
+            if _get("_LIST_ITEM").match(line):
                 out += _split_sentences(" ".join(pending))
                 pending = []
                 out.append(line)
@@ -829,7 +897,7 @@ def _sentences(body: str) -> list[str]:
 
 
 def _split_sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+    return [s for s in _get("_SENTENCE_END").split(text) if s.strip()]
 
 
 def _trim(excerpt: str) -> str:
@@ -839,5 +907,17 @@ def _trim(excerpt: str) -> str:
 
 # Every tone pattern starts at the start of a word; every placeholder at a bracket, a brace,
 # '$', '%', '#', '<' or a letter.
-_ANY_TONE = _any_of((p for _, patterns, _ in _TONE_CHECKS for p in patterns), r"\b(?=[^\W\d_])")
-_ANY_PLACEHOLDER = _any_of(_PLACEHOLDERS, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")
+_LAZY["_ANY_TONE"] = lambda: _Gate(
+    _any_of(
+        (
+            source
+            for sources in _TONE_SOURCES.values()
+            for source in sources
+            if source[0] not in _MATCHER_NAMES
+        ),
+        r"\b(?=[^\W\d_])",
+    )
+)
+_LAZY["_ANY_PLACEHOLDER"] = lambda: _Gate(
+    _any_of(_PLACEHOLDER_SOURCES, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")
+)

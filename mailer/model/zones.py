@@ -8,7 +8,6 @@ that zone's); the ambiguous ones are refused with their candidates. tzdata's own
 
 from __future__ import annotations
 
-import difflib
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -102,6 +101,8 @@ def suggest(text: str) -> str:
     cities = {n.rsplit("/", 1)[-1].lower(): n for n in sorted(names) if "/" in n}
     if key.rsplit("/", 1)[-1] in cities:
         return cities[key.rsplit("/", 1)[-1]]
+    import difflib  # only for a near miss: not worth its import on every start
+
     close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
     if close:
         return folded[close[0]]
