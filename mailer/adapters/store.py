@@ -1546,6 +1546,104 @@ class Store:
             )
         return True
 
+    # --- reads for status: one read transaction each -----------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Callable[..., tuple[list[str], list[tuple[Any, ...]]]]]:
+        """A read transaction; yields ``query(sql, **params) -> (columns, rows)``.
+
+        A deferred BEGIN, not the BEGIN IMMEDIATE of :meth:`tx`: a read takes no write lock,
+        so ``status`` neither waits for a sending process nor holds one up. In WAL mode every
+        query in it reads one snapshot, so a listing never mixes two moments.
+        """
+        if self.engine.dialect.name != "sqlite":
+            from sqlalchemy import text
+
+            with self.tx() as c:
+
+                def query(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+                    result = c.execute(text(sql), params)
+                    return list(result.keys()), [tuple(r) for r in result]
+
+                yield query
+            return
+        # The DB-API connection itself: SQLAlchemy's begin hook would say BEGIN IMMEDIATE.
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+
+            def query(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+                cur.execute(sql, params)
+                return [d[0] for d in cur.description], cur.fetchall()
+
+            cur.execute("BEGIN")
+            try:
+                yield query
+            finally:
+                cur.execute("ROLLBACK")  # nothing was written: end the snapshot
+        except sqlite3.Error as exc:
+            raise StateError(f"{safe_url(self.url)}: {exc}") from exc
+        finally:
+            raw.close()
+
+    def thread_list(self) -> list[tuple[ThreadRow, list[MessageBrief] | None]]:
+        """Every thread with what a listing shows of its messages (no raw message), in one
+        query. A thread whose own row is damaged is left out; one with a damaged message is
+        listed with None instead of its messages. Either is named in :attr:`damaged`."""
+        with self.reading() as query:
+            columns, rows = query(
+                f"""SELECT t.*, {", ".join(f"m.{c}" for c in _BRIEF_COLUMNS)}
+                    FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
+                    ORDER BY t.id, m.id"""
+            )
+        cut = len(columns) - len(_BRIEF_COLUMNS)
+        thread_columns = columns[:cut]
+        listed: list[tuple[ThreadRow, list[MessageBrief] | None]] = []
+        current: int | None = None
+        messages: list[MessageBrief] | None = None
+        for row in rows:
+            if row[0] != current:  # the first row of the next thread (threads.id comes first)
+                current, messages = row[0], []
+                thread = self._decoded([dict(zip(thread_columns, row[:cut], strict=True))], _thread)
+                if thread:
+                    listed.append((thread[0], messages))
+                else:
+                    messages = None  # its messages are not shown either
+            if messages is None or row[cut] is None:  # a damaged thread, or no message yet
+                continue
+            try:
+                messages.append(_brief(dict(zip(_BRIEF_COLUMNS, row[cut:], strict=True))))
+            except CorruptRowError as exc:
+                if str(exc) not in self.damaged:
+                    self.damaged.append(str(exc))
+                listed[-1], messages = (listed[-1][0], None), None
+        return listed
+
+    def thread_whole(
+        self, thread_id: int, *, events: bool = False
+    ) -> tuple[ThreadRow, list[MessageRow], list[dict[str, Any]]] | None:
+        """One thread, its messages and (with ``events``) its decision log, in one read
+        transaction that reads nothing of any other thread; None if there is no such
+        thread. A damaged row raises CorruptRowError naming it."""
+        with self.reading() as query:
+            columns, rows = query("SELECT * FROM threads WHERE id = :id", id=thread_id)
+            if not rows:
+                return None
+            m_columns, m_rows = query(
+                "SELECT * FROM messages WHERE thread_id = :t ORDER BY id", t=thread_id
+            )
+            e_rows: list[tuple[Any, ...]] = []
+            if events:
+                _, e_rows = query(
+                    "SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id",
+                    t=thread_id,
+                )
+        return (
+            _thread(dict(zip(columns, rows[0], strict=True))),
+            [_message(dict(zip(m_columns, r, strict=True))) for r in m_rows],
+            [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in e_rows],
+        )
+
 
 def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
     """What ``status`` shows: an unsettled message wins over the stored thread state."""
@@ -1772,3 +1870,45 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "the state store"
+
+
+@dataclass(frozen=True)
+class MessageBrief:
+    """What a listing shows of a message: its fate, never its bytes (see Store.thread_list)."""
+
+    id: int
+    kind: str
+    state: str
+    sent_at: str | None
+    owner: str | None
+    final_dot_at: str | None
+
+
+# Every message column but ``raw``: the whole row is checked as _message checks it, so a
+# damaged message is named by a listing as by everything else.
+_BRIEF_COLUMNS = (
+    "id",
+    "thread_id",
+    "kind",
+    "message_id",
+    "state",
+    "envelope_from",
+    "recipients",
+    "created_at",
+    "submitting_at",
+    "sent_at",
+    "failed_at",
+    "error",
+    "smtp_reply",
+    "sent_copy",
+    "owner",
+    "final_dot_at",
+)
+
+
+def _brief(r: dict[str, Any]) -> MessageBrief:
+    _column(r, "messages", "recipients", list)
+    _check_dates(
+        r, "messages", ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
+    )
+    return MessageBrief(r["id"], r["kind"], r["state"], r["sent_at"], r["owner"], r["final_dot_at"])
