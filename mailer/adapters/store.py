@@ -14,7 +14,6 @@ accepted, and the message is requeued.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import socket
@@ -1587,19 +1586,6 @@ class Store:
                     FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
                     ORDER BY t.id, m.id"""
             )
-        # The rows make no reference cycles; the collector would only walk the growing
-        # list again and again (a fifth of the decoding time at 10k threads).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return self._listed(rows)
-        finally:
-            if collecting:
-                gc.enable()
-
-    def _listed(
-        self, rows: list[tuple[Any, ...]]
-    ) -> list[tuple[ThreadRow, list[MessageBrief] | None]]:
         cut = len(_THREAD_FIELDS)
         listed: list[tuple[ThreadRow, list[MessageBrief] | None]] = []
         current: int | None = None
@@ -2008,7 +1994,6 @@ class StoreReader:
 
     _decoded = Store._decoded
     thread_list = Store.thread_list
-    _listed = Store._listed
     thread_whole = Store.thread_whole
 
     def close(self) -> None:
