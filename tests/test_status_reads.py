@@ -265,3 +265,25 @@ def test_a_store_to_migrate_is_opened_in_full(tmp_path: Path) -> None:
     assert [t.id for t, _ in opened.thread_list()] == [1]
     again = open_to_read(f"sqlite:///{path}")
     assert isinstance(again, StoreReader)
+
+
+def test_a_piped_table_lines_up_its_columns_one_row_a_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify the table off a terminal: a header, a rule as wide as the columns, one line a
+    row, the ID column right-aligned and the others left, no trailing spaces."""
+    from mailer.cli.console import print_rows
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    columns = [("ID", {"justify": "right"}), ("RECIPIENT", {}), ("STATE", {})]
+    rows = [
+        (["7", "ana@x.test", "awaiting reply"], "cyan"),
+        (["10", "b@longer-domain.test", "replied {at} 10:00"], None),
+    ]
+    print_rows(columns, rows)
+    assert capsys.readouterr().out.splitlines() == [
+        "ID  RECIPIENT             STATE",
+        "─" * 44,
+        " 7  ana@x.test            awaiting reply",
+        "10  b@longer-domain.test  replied {at} 10:00",
+    ]
