@@ -105,8 +105,19 @@ def _mixed_store(path: Path) -> Store:
         tid, ThreadEvent.MARKED_REPLIED, NOW, "replied", {"replied_by": "hr5@company5.test"}
     )
     _thread(store, 6)  # submitting by a process that is gone, before the final dot
+    tid = _sent(store, 7)  # followed up twice: the list shows the last one
     with sqlite3.connect(path) as db:
         db.execute("UPDATE messages SET owner = ? WHERE thread_id IN (3, 6)", (DEAD_OWNER,))
+        for n, day in ((1, 23), (2, 24)):
+            db.execute(
+                """INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+                   recipients, created_at, sent_at) VALUES (?, 'follow_up', ?, 'sent', x'00', ?,
+                   '["hr7@company7.test"]', ?, ?)""",
+                (tid, f"<f{n}@candidate.test>", SENDER, *[f"2026-11-{day}T09:00:00+00:00"] * 2),
+            )
+        db.execute(
+            "UPDATE threads SET state = 'followed_up', follow_ups_sent = 2 WHERE id = ?", (tid,)
+        )
     return store
 
 
@@ -120,7 +131,7 @@ def test_the_list_query_shows_what_reading_each_thread_shows(tmp_path: Path) -> 
     assert isinstance(reader, StoreReader)
     for opened in (store, reader):
         listed = opened.thread_list()
-        assert [t.id for t, _ in listed] == [t.id for t in store.threads()] == [1, 2, 3, 4, 5, 6]
+        assert [t.id for t, _ in listed] == [t.id for t in store.threads()] == [*range(1, 8)]
         for t, briefs in listed:
             assert briefs is not None
             whole = store.messages(t.id)
@@ -137,7 +148,9 @@ def test_the_list_query_shows_what_reading_each_thread_shows(tmp_path: Path) -> 
         4: "submitting",
         5: "replied",
         6: "queued",
+        7: "followed_up",
     }
+    assert "followed up 2026-11-24 10:00 CET" in view.describe(*reader.thread_list()[6], tz)
 
 
 def test_owner_liveness_is_asked_once_per_owner(
