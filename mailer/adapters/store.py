@@ -21,7 +21,7 @@ import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1592,6 +1592,93 @@ class Store:
             )
         return True
 
+    # --- reads for status: one read transaction each -----------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Callable[..., tuple[list[str], list[tuple[Any, ...]]]]]:
+        """A read transaction; yields ``query(sql, **params) -> (columns, rows)``.
+
+        A deferred BEGIN, not the BEGIN IMMEDIATE of :meth:`tx`: a read takes no write lock,
+        so ``status`` neither waits for a sending process nor holds one up. In WAL mode every
+        query in it reads one snapshot, so a listing never mixes two moments.
+        """
+        if self.engine.dialect.name != "sqlite":
+            from sqlalchemy import text
+
+            with self.tx() as c:
+
+                def query(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+                    result = c.execute(text(sql), params)
+                    return list(result.keys()), [tuple(r) for r in result]
+
+                yield query
+            return
+        # The DB-API connection itself: SQLAlchemy's begin hook would say BEGIN IMMEDIATE.
+        raw = self.engine.raw_connection()
+        try:
+            with _snapshot(raw.cursor(), self.url) as query:
+                yield query
+        finally:
+            raw.close()
+
+    def thread_list(self) -> list[tuple[ThreadRow, list[MessageBrief] | None]]:
+        """Every thread with what a listing shows of its messages (no raw message), in one
+        query. A thread whose own row is damaged is left out; one with a damaged message is
+        listed with None instead of its messages. Either is named in :attr:`damaged`."""
+        with self.reading() as query:
+            _, rows = query(
+                f"""SELECT {", ".join(f"t.{c}" for c in _THREAD_FIELDS)},
+                           {", ".join(f"m.{c}" for c in _BRIEF_COLUMNS)}
+                    FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
+                    ORDER BY t.id, m.id"""
+            )
+        cut = len(_THREAD_FIELDS)
+        listed: list[tuple[ThreadRow, list[MessageBrief] | None]] = []
+        current: int | None = None
+        messages: list[MessageBrief] | None = None
+        for row in rows:
+            if row[0] != current:  # the first row of the next thread (t.id comes first)
+                current, messages = row[0], []
+                thread = self._decoded([row[:cut]], _listed_thread)
+                if thread:
+                    listed.append((thread[0], messages))
+                else:
+                    messages = None  # its messages are not shown either
+            if messages is None or row[cut] is None:  # a damaged thread, or no message yet
+                continue
+            try:
+                messages.append(_listed_message(row[cut:]))
+            except CorruptRowError as exc:
+                if str(exc) not in self.damaged:
+                    self.damaged.append(str(exc))
+                listed[-1], messages = (listed[-1][0], None), None
+        return listed
+
+    def thread_whole(
+        self, thread_id: int, *, events: bool = False
+    ) -> tuple[ThreadRow, list[MessageRow], list[dict[str, Any]]] | None:
+        """One thread, its messages and (with ``events``) its decision log, in one read
+        transaction that reads nothing of any other thread; None if there is no such
+        thread. A damaged row raises CorruptRowError naming it."""
+        with self.reading() as query:
+            columns, rows = query("SELECT * FROM threads WHERE id = :id", id=thread_id)
+            if not rows:
+                return None
+            m_columns, m_rows = query(
+                "SELECT * FROM messages WHERE thread_id = :t ORDER BY id", t=thread_id
+            )
+            e_rows: list[tuple[Any, ...]] = []
+            if events:
+                _, e_rows = query(
+                    "SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id",
+                    t=thread_id,
+                )
+        return (
+            _thread(dict(zip(columns, rows[0], strict=True))),
+            [_message(dict(zip(m_columns, r, strict=True))) for r in m_rows],
+            [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in e_rows],
+        )
+
 
 def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
     """What ``status`` shows: an unsettled message wins over the stored thread state."""
@@ -1818,3 +1905,171 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "the state store"
+
+
+@dataclass(frozen=True)
+class MessageBrief:
+    """What a listing shows of a message: its fate, never its bytes (see Store.thread_list)."""
+
+    id: int
+    kind: str
+    state: str
+    sent_at: str | None
+    owner: str | None
+    final_dot_at: str | None
+
+
+# The columns of a listed thread, in ThreadRow's order; and what a listing reads of a message:
+# its brief and every column _message checks, so a damaged message is named as everywhere.
+_THREAD_FIELDS = tuple(f.name for f in fields(ThreadRow))
+_BRIEF_COLUMNS = (
+    "id",
+    "kind",
+    "state",
+    "sent_at",
+    "owner",
+    "final_dot_at",
+    "recipients",
+    "created_at",
+    "submitting_at",
+    "failed_at",
+)
+_THREAD_JSON = tuple(
+    (_THREAD_FIELDS.index(name), kind)
+    for name, kind in (
+        ("facts", dict),
+        ("detail", dict),
+        ("alt_addresses", list),
+        ("alt_domains", list),
+    )
+)
+_THREAD_DATES = tuple(
+    _THREAD_FIELDS.index(name)
+    for name in ("created_at", "interview_at", "follow_up_due", "sent_at")
+)
+_EMPTY_JSON = {"{}": dict, "[]": list}
+# json.loads without its per-call wrapping (most of its cost on a short value): the same C
+# scanner, given the whole text; the slow path judges anything it does not take whole.
+_scan_json = json.JSONDecoder().scan_once
+
+
+def _json_whole(text: str) -> Any:
+    value, end = _scan_json(text, 0)
+    if end != len(text):
+        raise ValueError(text)
+    return value
+
+
+def _listed_thread(row: tuple[Any, ...]) -> ThreadRow:
+    """:func:`_thread` of a row in ThreadRow's column order, the same result, quicker for the
+    usual row (10k threads are 50k JSON values). Any doubt is settled by _thread itself, so
+    a damaged row is refused in the same words."""
+    try:
+        values = list(row)
+        for i, kind in _THREAD_JSON:
+            text = values[i]
+            value = kind() if _EMPTY_JSON.get(text) is kind else _json_whole(text)
+            if type(value) is not kind:
+                raise ValueError(text)
+            values[i] = value if kind is dict else tuple(value)
+        for i in _THREAD_DATES:
+            if values[i] is not None:
+                datetime.fromisoformat(values[i])
+        return ThreadRow(*values)
+    except Exception:  # _thread names what is wrong (or finds nothing is)
+        return _thread(dict(zip(_THREAD_FIELDS, row, strict=True)))
+
+
+def _listed_message(row: tuple[Any, ...]) -> MessageBrief:
+    """A message's brief, its row checked as :func:`_message` checks it (and refused in the
+    same words)."""
+    try:
+        if type(_json_whole(row[6])) is not list:
+            raise ValueError(row[6])
+        for value in row[3], row[5], row[7], row[8], row[9]:
+            if value is not None:
+                datetime.fromisoformat(value)
+        return MessageBrief(*row[:6])
+    except Exception:  # the checks of _message name what is wrong
+        r = dict(zip(_BRIEF_COLUMNS, row, strict=True))
+        _column(r, "messages", "recipients", list)
+        _check_dates(
+            r, "messages", ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
+        )
+        return MessageBrief(*row[:6])
+
+
+@contextmanager
+def _snapshot(
+    cur: Any, url: str
+) -> Iterator[Callable[..., tuple[list[str], list[tuple[Any, ...]]]]]:
+    """A deferred read transaction on a sqlite3 cursor (see :meth:`Store.reading`)."""
+
+    def query(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cur.execute(sql, params)
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    try:
+        cur.execute("BEGIN")
+        try:
+            yield query
+        finally:
+            cur.execute("ROLLBACK")  # nothing was written: this only ends the snapshot
+    except sqlite3.Error as exc:
+        raise StateError(f"{safe_url(url)}: {exc}") from exc
+
+
+class StoreReader:
+    """A SQLite store opened only to read it, through the standard library's sqlite3: no
+    SQLAlchemy to import (most of what ``status`` cost before it read anything), no engine,
+    no migration. :func:`open_to_read` gives one only for a store that needs nothing done to
+    it; it reads as :class:`Store` does (the same methods, the same damaged-row handling)."""
+
+    def __init__(self, url: str, db: sqlite3.Connection, store_id: str) -> None:
+        self.url = url
+        self.notices: list[str] = []
+        self.damaged: list[str] = []
+        self.named_now = False
+        self.store_id = store_id
+        self._db = db
+
+    @contextmanager
+    def reading(self) -> Iterator[Callable[..., tuple[list[str], list[tuple[Any, ...]]]]]:
+        with _snapshot(self._db.cursor(), self.url) as query:
+            yield query
+
+    _decoded = Store._decoded
+    thread_list = Store.thread_list
+    thread_whole = Store.thread_whole
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_to_read(url: str) -> Store | StoreReader:
+    """The store at ``url``, to read: a :class:`StoreReader` when it is a SQLite file already
+    at this schema version; otherwise (another database, a store to create or to migrate, a
+    file that is not a store) the full :class:`Store`, which does that and says so."""
+    if not url.startswith("sqlite:///"):
+        return Store(url)
+    path = Path(url[len("sqlite:///") :])
+    if not path.exists():
+        return Store(url)
+    _check_sqlite_file(path)
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        return Store(url)  # which says why, in its words
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        meta = dict(
+            db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('schema_version', 'store_id')"
+            ).fetchall()
+        )
+    except sqlite3.Error:  # no meta table: not ours, or not a database at all
+        meta = {}
+    if meta.get("schema_version") != str(SCHEMA_VERSION) or not meta.get("store_id"):
+        db.close()
+        return Store(url)
+    return StoreReader(url, db, meta["store_id"])

@@ -112,22 +112,17 @@ def print_rows(
             t.add_row(*cells[:-1], styled(cells[-1], style))
         console().print(t)
         return
-    widths = [len(name) for name, _ in columns]
-    for cells, _ in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        out = [
-            c.rjust(w) if opts.get("justify") == "right" else c.ljust(w)
-            for c, w, (_, opts) in zip(cells, widths, columns, strict=True)
-        ]
-        return "  ".join(out).rstrip()
-
-    write = sys.stdout.write
-    write(line([name for name, _ in columns]) + "\n")
-    write("─" * (sum(widths) + 2 * (len(widths) - 1)) + "\n")
-    for cells, _ in rows:
-        write(line(cells) + "\n")
+    header = [name for name, _ in columns]
+    grid = [header, *(cells for cells, _ in rows)]
+    widths = [max(map(len, column)) for column in zip(*grid, strict=True)]
+    # One format for every line: 10k rows are a format call each, not a padding call a cell.
+    fmt = "  ".join(
+        f"{{:{'>' if opts.get('justify') == 'right' else '<'}{w}}}"
+        for w, (_, opts) in zip(widths, columns, strict=True)
+    )
+    rule = "─" * (sum(widths) + 2 * (len(widths) - 1))
+    lines = [fmt.format(*header).rstrip(), rule, *(fmt.format(*c).rstrip() for c in grid[1:])]
+    sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
 

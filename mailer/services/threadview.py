@@ -9,10 +9,19 @@ key changes meaning or goes away (adding a key does not need it).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from mailer.adapters.store import IN_DOUBT, QUEUED, SUBMITTING, MessageRow, ThreadRow, owner_alive
+from mailer.adapters.store import (
+    IN_DOUBT,
+    QUEUED,
+    SUBMITTING,
+    MessageBrief,
+    MessageRow,
+    ThreadRow,
+    owner_alive,
+)
 from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, held_kind
 from mailer.model.followup import (
     AWAITING,
@@ -33,6 +42,24 @@ THREAD_STATES = tuple(ThreadState)
 # A message whose fate is not settled yet; "in_doubt" includes a submitting message whose
 # process is gone after the final-dot mark (it may or may not have reached the server).
 UNSETTLED_STATES = (QUEUED, SUBMITTING, IN_DOUBT)
+
+# What the list functions read of a message: a whole row, or a listing's brief of one.
+Messages = Sequence[MessageRow | MessageBrief]
+# Whether the process that marked a message ``submitting`` still runs (store.owner_alive).
+Liveness = Callable[[str | None], bool]
+
+
+def owners_alive() -> Liveness:
+    """:func:`owner_alive`, asked once per distinct owner: for one listing, where many rows
+    may name the same process. Make a new one per listing: a process can end meanwhile."""
+    known: dict[str | None, bool] = {}
+
+    def alive(owner: str | None) -> bool:
+        if owner not in known:
+            known[owner] = owner_alive(owner)
+        return known[owner]
+
+    return alive
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -63,29 +90,32 @@ def shown(value: str | None, tz: tzinfo, *, weekday: bool = False) -> str:
     return local.strftime("%a %Y-%m-%d %H:%M %Z" if weekday else "%Y-%m-%d %H:%M %Z")
 
 
-def message_state(m: MessageRow) -> str:
+def message_state(m: MessageRow | MessageBrief, alive_now: Liveness = owner_alive) -> str:
     """The message's state as an enum: a dead process's ``submitting`` is ``in_doubt`` past
     the final-dot mark, and ``queued`` (it is sent again) before it."""
-    alive = m.state != SUBMITTING or owner_alive(m.owner)
+    alive = m.state != SUBMITTING or alive_now(m.owner)
     return message_shown(m.state, alive, bool(m.final_dot_at))
 
 
-def unsettled(messages: list[MessageRow]) -> dict[str, str] | None:
+def unsettled(messages: Messages, alive: Liveness = owner_alive) -> dict[str, str] | None:
     """The last message whose fate is open (the apology queued, anything submitting or in
     doubt), as ``{"kind", "state"}``; None when every message is settled."""
-    found = None
+    last = None
     for m in messages:
         if m.state in (SUBMITTING, IN_DOUBT) or (m.kind == "apology" and m.state == QUEUED):
-            found = {"kind": m.kind, "state": message_state(m)}
-    return found
+            last = m
+    # Only the last one is shown: only its owner is asked after.
+    return {"kind": last.kind, "state": message_state(last, alive)} if last else None
 
 
-def _last_follow_up(messages: list[MessageRow]) -> str | None:
+def _last_follow_up(messages: Messages) -> str | None:
     sent = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
     return sent[-1] if sent else None
 
 
-def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[str, Any]:
+def thread_dict(
+    t: ThreadRow, messages: Messages, tz: tzinfo, alive: Liveness = owner_alive
+) -> dict[str, Any]:
     """The one JSON shape of a thread (``status --json``, ``campaign status --json``)."""
     d = t.detail
     reply = None
@@ -118,7 +148,7 @@ def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[st
     return {
         "id": t.id,
         "state": t.state,
-        "unsettled": unsettled(messages),
+        "unsettled": unsettled(messages, alive),
         "recipient": t.recipient,
         "recipient_name": t.recipient_name,
         "company": t.company,
@@ -205,10 +235,10 @@ def event_dict(e: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
     return {**e, "at": iso(e.get("at"), tz)}
 
 
-def describe(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
+def describe(t: ThreadRow, messages: Messages, tz: tzinfo, alive: Liveness = owner_alive) -> str:
     """One line of words for the tables: the state and what it means for the user. An
     unsettled message wins over the stored state, unless a reply or a bounce closed it."""
-    open_message = unsettled(messages)
+    open_message = unsettled(messages, alive)
     pending = None
     if open_message:
         words = describe_state(open_message["state"])
@@ -219,7 +249,7 @@ def describe(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
     return f"{line} ({pending})" if pending else line
 
 
-def _closed_or_open(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
+def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
     d = t.detail
     if t.state == AWAITING:
         due = shown(t.follow_up_due, tz) if t.follow_up_due else None
@@ -259,9 +289,9 @@ def _closed_or_open(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str
     return describe_state(t.state)
 
 
-def state_word(t: ThreadRow, messages: list[MessageRow]) -> str:
+def state_word(t: ThreadRow, messages: Messages, alive: Liveness = owner_alive) -> str:
     """The state a summary counts: the enum, or the unsettled message's when it wins."""
-    open_message = unsettled(messages)
+    open_message = unsettled(messages, alive)
     if open_message and t.state in (SENDING, *DUE_THREAD):
         prefix = "" if open_message["kind"] == "apology" else "follow_up_"
         return prefix + open_message["state"]
