@@ -531,14 +531,37 @@ def test_lifecycle_keeps_its_invariants_inside_office_hours(office_hours: Settin
     run_state_machine_as_test(machine_for(office_hours), settings=MACHINE)
 
 
-def test_the_machine_finds_a_pass_that_ignores_replies(
-    always: Settings, monkeypatch: pytest.MonkeyPatch
+def _no_sent_copy(*args: Any, **kwargs: Any) -> tuple[str, list[str]]:
+    return "saved in Sent", []
+
+
+@pytest.mark.parametrize(
+    ("target", "name", "broken", "found"),
+    [
+        # A pass blind to the mailbox: a follow-up goes to someone who has answered.
+        (check, "scan", lambda *args, **kwargs: [], "accepted after"),
+        # A pass that sends nothing: a due thread is left.
+        (check, "send_due", lambda *args, **kwargs: None, "was due"),
+        # A duplicate guard that lets everything through.
+        (Store, "_guard_duplicate", lambda *args, **kwargs: None, "apologies accepted"),
+        # A Sent copy recorded as saved but never appended.
+        (apology, "save_sent_copy", _no_sent_copy, "is not in Sent"),
+    ],
+    ids=["pass ignores replies", "pass sends nothing", "no duplicate guard", "no Sent copy"],
+)
+def test_the_machine_finds_a_broken_lifecycle(
+    always: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    target: Any,
+    name: str,
+    broken: Any,
+    found: str,
 ) -> None:
-    """The invariants can fail: with the pass blind to the mailbox, a follow-up goes to
-    someone who has answered, and the machine says so."""
-    monkeypatch.setattr(check, "scan", lambda *args, **kwargs: [])
-    with pytest.raises(AssertionError, match="accepted after"):
+    """The invariants can fail: with one piece of the lifecycle broken on purpose, the
+    machine finds a run that breaks the invariant guarding it."""
+    monkeypatch.setattr(target, name, broken)
+    with pytest.raises(AssertionError, match=found):
         run_state_machine_as_test(
             machine_for(always),
-            settings=hsettings(MACHINE, max_examples=300, phases=[Phase.explicit, Phase.generate]),
+            settings=hsettings(MACHINE, max_examples=1000, phases=[Phase.explicit, Phase.generate]),
         )
