@@ -565,3 +565,30 @@ def test_the_machine_finds_a_broken_lifecycle(
             machine_for(always),
             settings=hsettings(MACHINE, max_examples=1000, phases=[Phase.explicit, Phase.generate]),
         )
+
+
+# --- what the machine found ------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the follow-up pass (check.send_due) never reads [smtp] daily_cap: only campaign "
+    "runs hold back at the cap, though the cap counts follow-ups (README) and #13 item 4 "
+    "sends a due follow-up only under it; for the owner of check.py",
+)
+def test_a_pass_sends_no_more_follow_ups_in_a_day_than_the_daily_cap(tmp_path: Path) -> None:
+    write_config(tmp_path, "always")
+    config = tmp_path / "config" / "mailer.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[imap]", "daily_cap = 1\n\n[imap]"), encoding="utf-8")
+    settings = load_settings(config)
+    assert settings.daily_cap == 1
+    machine = machine_for(settings)()
+    try:
+        machine.send_apology(KEYS[0], again=False, kill_at=None)
+        machine.send_apology(KEYS[2], again=False, kill_at=None)
+        machine.advance_clock(timedelta(days=1))  # Tuesday 08:00 in London: both are due
+        machine.run_pass(None)
+        assert len(machine.follow_ups()) <= 1
+    finally:
+        machine.teardown()
