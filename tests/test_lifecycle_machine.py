@@ -69,7 +69,11 @@ KEYS = (
 # Where a process may die: mailer's crash points, and two moments only the server sees
 # (MAIL FROM arrived; the message taken and delivered but its 250 not yet answered).
 KILL_POINTS = (*crashpoint.POINTS, "after-claim", "smtp:mail", "smtp:accepted")
-KILL = st.sampled_from((None,) * len(KILL_POINTS) * 2 + KILL_POINTS)
+# "freeze:" stops the process there but leaves it alive (stopped, swapping, a debugger):
+# its claims must hold off the process that takes over, until it dies (a later rule).
+KILL = st.sampled_from(
+    (None,) * len(KILL_POINTS) * 3 + KILL_POINTS + tuple(f"freeze:{p}" for p in KILL_POINTS)
+)
 STEPS = (
     timedelta(minutes=30),
     timedelta(hours=3),
@@ -178,6 +182,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     def _as_process(self, kill_at: str | None, action: Callable[[], Any]) -> Any:
         """Run ``action`` as the current process, which dies at ``kill_at`` if reached; a
         death makes a new process (a new owner token) for what follows."""
+        frozen = bool(kill_at and kill_at.startswith("freeze:"))
+        if kill_at:
+            kill_at = kill_at.removeprefix("freeze:")
         self.kill_at = kill_at
         crashpoint._hits.clear()
         if kill_at and not kill_at.startswith("smtp:"):
@@ -185,7 +192,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             return action()
         except Killed:
-            self.processes.restart()
+            if frozen:
+                self.processes.become(self.processes.spawn("took over from a frozen one"))
+            else:
+                self.processes.restart()
             return None
         finally:
             self.kill_at = None
@@ -263,6 +273,18 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.trouble = False
         self.smtp.clear_faults()
         self.imap.down = 0
+
+    @precondition(lambda self: self.others_alive())
+    @rule(data=st.data())
+    def a_frozen_process_dies(self, data: st.DataObject) -> None:
+        token = data.draw(st.sampled_from(sorted(self.others_alive())))
+        self.processes.kill(next(p for p in self.processes.table.values() if p.token == token))
+        self.last_pass = None
+
+    def others_alive(self) -> set[str]:
+        """Owner tokens of frozen processes: alive, but not the one acting now."""
+        current = self.processes.current
+        return {p.token for p in self.processes.table.values() if p.alive and p is not current}
 
     @rule(step=st.sampled_from(STEPS))
     def advance_clock(self, step: timedelta) -> None:
@@ -472,8 +494,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         if self.last_pass is None or not self.settings.imap.save_sent:
             return
         filed = {header(raw, "Message-ID") for raw in self.imap.messages("Sent", user=YOU).values()}
+        others = self.others_alive()
         for t in self.store.threads():
             for m in self.store.messages(t.id):
+                if m.owner in others or (m.sent_copy or "").removeprefix("filing: ") in others:
+                    continue  # a live process sent it, or is filing it: it files it itself
                 if m.state == MessageState.SENT:
                     assert m.message_id in filed, f"{m.kind} {m.message_id} is not in Sent"
 
@@ -482,6 +507,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         if self.last_pass is None:
             return
         s = self.settings
+        others = self.others_alive()
         holidays = holidays_for(
             s.follow_up.holidays_country, range(self.now.year, self.now.year + 2)
         )
@@ -490,8 +516,12 @@ class LifecycleMachine(RuleBasedStateMachine):
                 continue
             if t.follow_up_due is None or datetime.fromisoformat(t.follow_up_due) > self.now:
                 continue
-            if any(m.state_now == MessageState.IN_DOUBT for m in self.store.messages(t.id)):
-                continue
+            if any(
+                m.state_now == MessageState.IN_DOUBT
+                or (m.owner in others and m.state in (MessageState.QUEUED, MessageState.SUBMITTING))
+                for m in self.store.messages(t.id)
+            ):
+                continue  # in doubt, or in the hands of another live process
             due = datetime.fromisoformat(t.follow_up_due)
             tz = apology.recipient_zone(s, t.facts.get("interviewer_tz", ""))
             if send_time(due, self.now, tz, s.follow_up.window, holidays) > self.now:
