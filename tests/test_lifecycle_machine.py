@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 
 import mailer.mailbox
 from mailer import apology, check, crashpoint, process
+from mailer.composer import Composer
 from mailer.config import Settings, load_settings
 from mailer.errors import MailerError
 from mailer.facts import local_zone, make_facts
@@ -138,7 +139,8 @@ def header(raw: bytes, name: str) -> str | None:
 
 
 class LifecycleMachine(RuleBasedStateMachine):
-    settings: Settings  # set by the test through a subclass or the factory
+    settings: Settings  # set by machine_for
+    composer: Composer  # one for every run: compiling the templates is most of a send's time
 
     def __init__(self) -> None:
         super().__init__()
@@ -230,7 +232,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             tz=local_zone(self.settings.sender.timezone),
             allow_test_domains=True,
         )
-        prepared = apology.prepare(self.settings, facts, self.now)
+        prepared = apology.prepare(self.settings, facts, self.now, self.composer)
         self.apologies[prepared.composed.message_id] = key
         self.again[key] += again
         self.last_pass = None
@@ -543,7 +545,8 @@ MACHINE = hsettings(
 
 
 def machine_for(settings: Settings) -> Callable[[], LifecycleMachine]:
-    return type("Machine", (LifecycleMachine,), {"settings": settings})
+    composer = Composer(settings.templates_dir)
+    return type("Machine", (LifecycleMachine,), {"settings": settings, "composer": composer})
 
 
 @pytest.fixture(scope="module")
@@ -596,7 +599,12 @@ def test_the_machine_finds_a_broken_lifecycle(
     with pytest.raises(AssertionError, match=found):
         run_state_machine_as_test(
             machine_for(always),
-            settings=hsettings(MACHINE, max_examples=1000, phases=[Phase.explicit, Phase.generate]),
+            settings=hsettings(
+                MACHINE,
+                max_examples=1000,
+                stateful_step_count=20,
+                phases=[Phase.explicit, Phase.generate],
+            ),
         )
 
 
