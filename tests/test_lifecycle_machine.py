@@ -1,7 +1,8 @@
 """A hypothesis state machine drives mailer's own lifecycle and pass code over the fakes
 (issue #13, item 4): apologies (some with ``--again``), replies threaded or not,
 out-of-office notices, bounces and delay notices, cancels, releases, ``resolve``, the clock,
-passes of ``check``, and a process killed at any step (then a new process takes over).
+passes of ``check``, server faults, and a process killed at any step, or frozen there (alive,
+its claims holding) until a later rule kills it; a new process takes over either way.
 
 Its invariants count what the FAKE SMTP server accepted, never what the store says:
 
@@ -9,8 +10,10 @@ Its invariants count what the FAKE SMTP server accepted, never what the store sa
 - no Message-ID accepted twice (the user in this machine resolves truthfully: ``--sent``
   when the server did take the message, ``--resend`` only when it did not);
 - at most ``max_follow_ups`` follow-ups per thread;
-- no follow-up accepted after a pass began with a human reply (or a hard bounce) already
-  in the mailbox, nor after the user cancelled or marked the thread replied;
+- no follow-up accepted after a pass began with a human reply (or a hard bounce to its
+  address) already in the mailbox, nor after the user cancelled or marked the thread
+  replied (``release`` lifts what an unthreaded reply held: the user says it was not this
+  thread's);
 - after a pass that reached the account, every message recorded as sent is in Sent;
 - after a pass with the servers healthy, no thread that is due and may be sent is left.
 
