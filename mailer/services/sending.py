@@ -7,6 +7,7 @@ The CLI and campaigns call these; nothing here parses options or prints.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -78,11 +79,14 @@ def send(
     *,
     again: bool = False,
     session: SmtpSession | None = None,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+    mailbox: Callable[..., Mailbox] | None = None,
 ) -> SendResult:
     """Record, submit and file one apology. Never sends a second copy without ``again``.
 
     With ``session`` the caller's open connection is reused (batches); otherwise one is
-    opened and closed here.
+    opened (with ``smtp``) and closed here. ``smtp`` and ``mailbox`` build the connections
+    (the real ones by default; a test passes the fakes of :mod:`mailer.testing`).
     """
     facts, composed = prepared.facts, prepared.composed
     # The thread remembers its account: its follow-ups go out from the same mailbox.
@@ -93,7 +97,7 @@ def send(
     crash_point("after-queued")
     try:
         if session is None:
-            with SmtpSession(settings.smtp, retries=settings.retries) as own:
+            with smtp(settings.smtp, retries=settings.retries) as own:
                 reply = submit(store, own, row_id, clock)
         else:
             reply = submit(store, session, row_id, clock)
@@ -112,12 +116,14 @@ def send(
             "state store is writable",
         ) from None
     crash_point("after-sent")
-    outcome, warnings = save_sent_copy(settings, store, row_id, composed.raw, sent_at)
+    outcome, warnings = save_sent_copy(
+        settings, store, row_id, composed.raw, sent_at, mailbox=mailbox
+    )
     if not outcome.startswith("failed"):
         # This account's copies an earlier, interrupted command left unfiled. The apology
         # itself is sent and recorded: trouble here is only a warning.
         try:
-            warnings += file_unfiled_copies(settings, store)[1]
+            warnings += file_unfiled_copies(settings, store, mailbox=mailbox)[1]
         except MailerError as exc:
             warnings.append(f"older Sent copies are still to file: {exc}")
     return SendResult(
@@ -189,12 +195,17 @@ def save_sent_copy(
     raw: bytes,
     sent_at: datetime,
     box: Mailbox | None = None,
+    *,
+    mailbox: Callable[..., Mailbox] | None = None,
 ) -> tuple[str, list[str]]:
     """Append the very bytes that were sent to the Sent folder; a failure only warns.
 
-    ``box`` reuses an open IMAP connection (the follow-up pass has one).
+    ``box`` reuses an open IMAP connection (the follow-up pass has one); otherwise one is
+    opened with ``mailbox`` (by default the real :class:`~mailer.adapters.mailbox.Mailbox`).
     """
     from mailer.adapters.mailbox import Mailbox
+
+    mailbox = mailbox or Mailbox
 
     if not settings.imap.save_sent:
         store.record_sent_copy(row_id, SKIPPED_COPY)
@@ -203,7 +214,7 @@ def save_sent_copy(
         if box is not None:
             folder = box.append_sent(raw, sent_at)
         else:
-            with Mailbox(settings.imap) as own:
+            with mailbox(settings.imap) as own:
                 folder = own.append_sent(raw, sent_at)
     except MailerError as exc:
         store.record_sent_copy(row_id, f"failed: {exc}")
@@ -217,15 +228,22 @@ SKIPPED_COPY = "skipped: the provider files sent mail itself"
 
 
 def file_unfiled_copies(
-    settings: Settings, store: Store, box: Mailbox | None = None
+    settings: Settings,
+    store: Store,
+    box: Mailbox | None = None,
+    *,
+    mailbox: Callable[..., Mailbox] | None = None,
 ) -> tuple[int, list[str]]:
     """File the Sent copies of this account's sent messages that never got one: a process
     killed between the 250 and the APPEND, a failed APPEND, ``resolve --sent``. Each copy's
     fate is unknown, so Sent is searched for its Message-ID before anything is appended:
     none is filed twice. Returns (copies filed, warnings). The normal path never comes here:
-    it files its copy right after the 250, with no search.
+    it files its copy right after the 250, with no search. Without ``box`` one connection
+    is opened with ``mailbox`` (by default the real :class:`~mailer.adapters.mailbox.Mailbox`).
     """
     from mailer.adapters.mailbox import Mailbox
+
+    mailbox = mailbox or Mailbox
 
     rows = store.claim_unfiled_copies(settings.account)
     if not rows:
@@ -238,7 +256,7 @@ def file_unfiled_copies(
     done: set[int] = set()
     try:
         if box is None:
-            box = Mailbox(settings.imap)
+            box = mailbox(settings.imap)
             box.connect()
         folder = box.sent_folder()
         for m in rows:

@@ -70,6 +70,10 @@ class FakeSmtp:
     # What sessions slept between retries (they never really sleep unless given ``sleep``).
     slept: list[float] = field(default_factory=list)
     faults: dict[str, Any] = field(default_factory=dict)
+    # Called at two moments of every transaction, with "mail" (a MAIL FROM arrived, nothing
+    # answered yet) and "accepted" (the message is taken and delivered, its 250 not yet
+    # sent): a test kills its client there by raising (tests/test_lifecycle_machine.py).
+    moment: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.users = {k.lower(): v for k, v in self.users.items()}
@@ -182,6 +186,8 @@ class _Wire:
 
     def mail(self, sender: str, options: Any = ()) -> tuple[int, bytes]:
         self._live()
+        if self.server.moment is not None:
+            self.server.moment("mail")
         self.server.log.append(("mail", sender))
         scripted = self.server._take("mail")
         if scripted:
@@ -234,6 +240,8 @@ class _Wire:
             self.pending = _reply(scripted)
         else:
             self.server._accept(self, content)
+            if self.server.moment is not None:
+                self.server.moment("accepted")
             if self.server._take("drop_after_data"):
                 self._drop("after the final dot")
             else:
