@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from mailer.adapters.clock import local_zone
 from mailer.errors import DeliveryError
 from mailer.model.lifecycle import Outcome, outcome_of
+from mailer.model.throttle import effective_cap, start_of_day
 
 if TYPE_CHECKING:
+    from mailer.adapters.config import Settings
     from mailer.adapters.store import Store
 
 
@@ -42,3 +45,15 @@ def record_failure(
     else:
         store.requeue(row_id, now, str(error))
     return outcome
+
+
+def daily_room(
+    settings: Settings, store: Store, now: datetime, campaign_cap: int = 0
+) -> int | None:
+    """How many more messages the account may send today (None: no cap). The tightest of
+    the account's ``daily_cap`` and a campaign's own; the day is the sender's, from midnight."""
+    cap = effective_cap(campaign_cap, settings.daily_cap)
+    if not cap:
+        return None
+    since = start_of_day(now, local_zone(settings.sender.timezone))
+    return cap - store.sent_since(settings.account, since)

@@ -36,7 +36,7 @@ from mailer.model.plan import (
     plan_pass,
 )
 from mailer.services import sending
-from mailer.services.delivery import record_failure
+from mailer.services.delivery import daily_room, record_failure
 from mailer.services.incoming import Seen, act_on_mail, policies, policy_of, scan, snapshot
 from mailer.services.watcher import Reading, commit, read_new
 
@@ -312,6 +312,15 @@ def send_due(
             elif isinstance(action, SendFollowUp):
                 thread = store.thread(action.thread_id)
                 if thread is None:
+                    continue
+                room = daily_room(settings, store, clock())
+                if room is not None and room <= 0:
+                    # The cap counts every message of the day, follow-ups included: this
+                    # one stays due and goes on the first pass after midnight.
+                    report.waiting.append(
+                        f"thread {thread.id}: due, held back: the daily cap of "
+                        f"{settings.daily_cap} is reached"
+                    )
                     continue
                 try:
                     session = _send_one(settings, store, box, clock, report, smtp, thread, session)
