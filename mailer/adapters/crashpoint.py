@@ -16,6 +16,7 @@ ENV = "MAILER_CRASH_AT"
 POINTS = (
     "after-queued",
     "after-submitting",
+    "after-claim",  # a follow-up claimed, before the last look for a reply
     "before-final-dot",  # the whole message but its final dot sent, mark not yet committed
     "after-final-dot",  # the mark committed, the final dot not yet sent
     "after-250",
