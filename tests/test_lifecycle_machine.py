@@ -48,7 +48,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import mailer.adapters.mailbox
 from mailer.adapters import crashpoint, process
 from mailer.adapters.clock import local_zone
 from mailer.adapters.config import Settings, load_settings
@@ -166,9 +165,6 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._stack = ExitStack()
         self.processes = self._stack.enter_context(FakeProcesses())
         self._stack.enter_context(mock.patch.object(process, "kill_self", self._die))
-        # resolve() opens real connections (check.py takes no factories): the fakes instead.
-        self._stack.enter_context(mock.patch.object(decisions, "SmtpSession", self.smtp))
-        self._stack.enter_context(mock.patch.object(mailer.adapters.mailbox, "Mailbox", self.imap))
         self._stack.enter_context(mock.patch.dict(os.environ, {crashpoint.ENV: ""}))
         self.smtp.moment = self._smtp_moment
 
@@ -441,7 +437,13 @@ class LifecycleMachine(RuleBasedStateMachine):
         def settle() -> None:
             with suppress(MailerError):
                 decisions.resolve(
-                    self.settings, self.store, m.thread_id, sent=took, clock=self.clock
+                    self.settings,
+                    self.store,
+                    m.thread_id,
+                    sent=took,
+                    clock=self.clock,
+                    smtp=self.smtp,
+                    mailbox=self.imap,
                 )
 
         self._as_process(kill_at, settle)

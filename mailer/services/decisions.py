@@ -4,11 +4,13 @@ sends the same bytes again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
+from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import IN_DOUBT, Store
 from mailer.errors import DeliveryError, InputError, MailerError
@@ -77,7 +79,16 @@ def release(store: Store, thread_id: int, now: datetime) -> bool:
     return True
 
 
-def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clock: Clock) -> str:
+def resolve(
+    settings: Settings,
+    store: Store,
+    thread_id: int,
+    *,
+    sent: bool,
+    clock: Clock,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+    mailbox: Callable[..., Mailbox] | None = None,
+) -> str:
     """Settle the thread's in-doubt message: it did go (``sent``), or send it again now, with
     the same bytes and Message-ID, so a client that got both can tell they are one."""
     thread = store.thread(thread_id)
@@ -95,7 +106,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         )
         # It went, so it belongs in Sent; whether a copy is there already is unknown.
         try:
-            _, warnings = sending.file_unfiled_copies(settings, store)
+            _, warnings = sending.file_unfiled_copies(settings, store, mailbox=mailbox)
         except MailerError as exc:
             warnings = [f"its Sent copy is still to file: {exc}"]
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
@@ -116,7 +127,7 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
         crash_point("after-submitting")
 
     # Connect first: if that fails, the message simply stays in doubt.
-    with SmtpSession(settings.smtp, retries=settings.retries) as session:
+    with smtp(settings.smtp, retries=settings.retries) as session:
         try:
             reply = session.submit(
                 m.envelope_from,
@@ -132,5 +143,5 @@ def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clo
             raise
     now = clock()
     store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
-    sending.save_sent_copy(settings, store, m.id, m.raw, now)
+    sending.save_sent_copy(settings, store, m.id, m.raw, now, mailbox=mailbox)
     return f"{m.kind} {m.message_id} sent again"
