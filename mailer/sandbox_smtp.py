@@ -178,7 +178,11 @@ class _Handler:
         remote = [r for r in envelope.rcpt_tos if r not in local]
         if local:
             with smtplib.LMTP(self.lmtp[0], self.lmtp[1], timeout=30) as lmtp:
-                lmtp.sendmail(envelope.mail_from or "", local, content)
+                # One recipient per LMTP transaction: LMTP answers DATA once per recipient,
+                # and smtplib reads only the first answer (the next command would read the
+                # second).
+                for rcpt in local:
+                    lmtp.sendmail(envelope.mail_from or "", [rcpt], content)
         headers = BytesHeaderParser().parsebytes(content)
         if remote and envelope.mail_from and envelope.mail_from.lower() in self.users:
             self._bounce(envelope.mail_from, remote, content)
