@@ -280,3 +280,28 @@ def test_pipelining_option_reads_from_smtp_table_only(stack: Stack, tmp_path: Pa
     path.write_text(text.replace("[imap]\n", "[imap]\npipelining = false\n", 1))
     with pytest.raises(ConfigError, match=r"imap\.pipelining.*unknown setting"):
         load_settings(find_config(ws), need_secrets=True)
+
+
+def test_without_pipelining_a_refused_rcpt_is_undone_with_rset_on_the_same_connection(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify `pipelining = false` keeps one command per round trip: a 550 RCPT stops before
+    DATA, RSET clears it, and the next message goes out on the same connection."""
+    settings = settings_for(workspace)
+    store = Store(settings.state_url)
+    mark = stack.log_mark()
+    with SmtpSession(replace(settings.smtp, pipelining=False)) as session:
+        wire = Wire(session)
+        with pytest.raises(DeliveryError) as info:
+            session.submit(SENDER, (INTERVIEWER, NOBODY), b"Subject: x\r\n\r\nnever\r\n")
+        assert info.value.kind == "recipient"
+        assert [w.split(b":")[0].upper() for w in wire.writes()] == [
+            b"MAIL FROM",
+            b"RCPT TO",
+            b"RCPT TO",
+            b"RSET\r\n",
+        ]
+        prepared = apology.prepare(settings, facts(settings, company="Serial Co"), NOW)
+        result = apology.send(settings, prepared, store, lambda: NOW, session=session)
+    assert len(connects(stack, mark)) == 1
+    assert [e["message_id"] for e in accepted(stack, mark)] == [result.message_id]
