@@ -4,6 +4,8 @@ yagmail opens and authenticates the connection (with verified TLS and a timeout,
 not do by default). The transaction itself is driven step by step on its ``smtplib``
 connection, so that we always know whether a failure came before the message could have been
 accepted (safe to retry) or after the final dot (in doubt: never resent automatically).
+Where the server offers PIPELINING (RFC 2920) the envelope (MAIL FROM, RCPT TO, DATA) goes in
+one write; the body and the final dot are still sent as two steps, the durable mark between.
 """
 
 from __future__ import annotations
