@@ -156,6 +156,7 @@ class ServerSettings:
     secret: PasswordSource | None = field(default=None, repr=False)
     auth: str = "password"  # or "oauth2": then ``oauth2`` says how
     oauth2: OAuth2Settings | None = None
+    pipelining: bool = True  # SMTP only: use RFC 2920 where the server offers it
 
     @property
     def password(self) -> str:
@@ -736,7 +737,8 @@ def _mail_servers(
         (imap_var, secrets.get(imap_var, "")),
         inherit=smtp_secret,
     )
-    smtp = replace(smtp, secret=smtp_secret)
+    pipelining = r.get(smtp_table, f"{prefix}smtp", "pipelining", bool, True)
+    smtp = replace(smtp, secret=smtp_secret, pipelining=pipelining)
     imap = ImapSettings(
         **{k: getattr(imap_base, k) for k in ServerSettings.__dataclass_fields__},
         sent_folder=r.get(imap_table, f"{prefix}imap", "sent_folder", str, ""),
@@ -1009,6 +1011,7 @@ def _server(
         "save_sent",
         "daily_cap",
         "auth",
+        *(("pipelining",) if name.endswith("smtp") else ()),
     }
     for key in t:
         if key not in known:

@@ -4,6 +4,8 @@ yagmail opens and authenticates the connection (with verified TLS and a timeout,
 not do by default). The transaction itself is driven step by step on its ``smtplib``
 connection, so that we always know whether a failure came before the message could have been
 accepted (safe to retry) or after the final dot (in doubt: never resent automatically).
+Where the server offers PIPELINING (RFC 2920) the envelope (MAIL FROM, RCPT TO, DATA) goes in
+one write; the body and the final dot are still sent as two steps, the durable mark between.
 """
 
 from __future__ import annotations
@@ -240,26 +242,10 @@ class SmtpSession:
         assert smtp is not None
         s = self.settings
         try:
-            code, msg = smtp.mail(envelope_from)
-            self._check(code, msg, "MAIL FROM")
-            for rcpt in recipients:
-                code, msg = smtp.rcpt(rcpt)
-                if code not in (250, 251):
-                    self._rset()
-                    if 400 <= code < 500:
-                        raise _Retry(
-                            _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg, self._scrub),
-                            False,
-                        )
-                    raise DeliveryError(
-                        f"{self.where}: recipient <{rcpt}> refused: {code} "
-                        f"{_text(msg, self._scrub)}",
-                        kind="recipient",
-                        code=code,
-                    )
-            code, msg = smtp.docmd("DATA")
-            if code != 354:
-                self._check(code, msg, "DATA")
+            if s.pipelining and smtp.has_extn("pipelining"):
+                self._pipelined_envelope(smtp, envelope_from, recipients)
+            else:
+                self._envelope(smtp, envelope_from, recipients)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # Nothing can have been accepted before the final dot: safe to retry.
             raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
@@ -304,6 +290,81 @@ class SmtpSession:
             )
         # A refusal of the finished message: the server says it did not take it.
         raise _reply_error(self.where, "end of DATA", code, msg, self._scrub)
+
+    def _envelope(
+        self, smtp: smtplib.SMTP, envelope_from: str, recipients: tuple[str, ...]
+    ) -> None:
+        """MAIL FROM, each RCPT TO and DATA, one round trip each, up to the 354."""
+        code, msg = smtp.mail(envelope_from)
+        self._check(code, msg, "MAIL FROM")
+        for rcpt in recipients:
+            code, msg = smtp.rcpt(rcpt)
+            refusal = self._rcpt_refusal(rcpt, code, msg)
+            if refusal is not None:
+                self._rset()
+                raise refusal
+        code, msg = smtp.docmd("DATA")
+        if code != 354:
+            self._check(code, msg, "DATA")
+
+    def _pipelined_envelope(
+        self, smtp: smtplib.SMTP, envelope_from: str, recipients: tuple[str, ...]
+    ) -> None:
+        """The same commands in one write (RFC 2920), then their replies in order.
+
+        The server answers DATA on its own: it may say 354 although MAIL or a RCPT was
+        refused. The data phase has then begun, so RSET would be read as message text and a
+        lone dot would deliver an empty message to the accepted recipients: the connection is
+        dropped instead (no final dot: the server discards it), and the next submit reconnects.
+        """
+        lines = [
+            f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}",
+            *(f"RCPT TO:{smtplib.quoteaddr(rcpt)}" for rcpt in recipients),
+            "DATA",
+        ]
+        smtp.send("".join(line + "\r\n" for line in lines))
+        # Every reply is read before acting on any, so none is left for the next command.
+        mail, *rcpts, data = [smtp.getreply() for _ in lines]
+        refusal: _Retry | DeliveryError | None = self._mail_refusal(*mail)
+        for rcpt, (code, msg) in zip(recipients, rcpts, strict=True):
+            if refusal is not None:
+                break
+            refusal = self._rcpt_refusal(rcpt, code, msg)
+        if data[0] == 354:
+            if refusal is None:
+                return
+            log.info(
+                "%s: refused inside a pipelined envelope after 354; dropping the connection",
+                self.where,
+            )
+            _quiet_close(smtp)
+            self._smtp = None
+            if isinstance(refusal, _Retry):
+                raise _Retry(refusal.error, True)
+            raise refusal
+        if refusal is not None:
+            self._rset()
+            raise refusal
+        self._check(*data, "DATA")
+
+    def _mail_refusal(self, code: int, msg: bytes) -> _Retry | DeliveryError | None:
+        if 200 <= code < 300:
+            return None
+        error = _reply_error(self.where, "MAIL FROM", code, msg, self._scrub)
+        return _Retry(error, code in (421,)) if error.temporary else error
+
+    def _rcpt_refusal(self, rcpt: str, code: int, msg: bytes) -> _Retry | DeliveryError | None:
+        if code in (250, 251):
+            return None
+        if 400 <= code < 500:
+            return _Retry(
+                _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg, self._scrub), False
+            )
+        return DeliveryError(
+            f"{self.where}: recipient <{rcpt}> refused: {code} {_text(msg, self._scrub)}",
+            kind="recipient",
+            code=code,
+        )
 
     def _check(self, code: int, msg: bytes, step: str) -> None:
         if 200 <= code < 300:

@@ -8,7 +8,13 @@ For tests, a ``faults.json`` file next to the config can script replies: each ke
 (``mail``, ``rcpt``, ``data``) holds a list of SMTP replies consumed one per command, and
 ``"drop_after_data": N`` accepts and delivers the next N messages but closes the connection
 instead of answering 250, the way a link dies at the worst moment. ``"ehlo_delay"`` holds
-a list of delays (seconds), one per EHLO: a slow server.
+a list of delays (seconds), one per EHLO: a slow server. ``"rcpt_reply"`` maps an address to
+the reply every RCPT TO for it gets until the faults are cleared (refuse this one recipient).
+
+It offers PIPELINING (RFC 2920): aiosmtpd reads one command line at a time, so a batch of
+commands in one write is answered in order. Each accepted message's log line says in how
+many reads its envelope arrived (``envelope_reads``: MAIL FROM to DATA), so tests can see
+the round trips a client saved.
 
 Every connection, AUTH and accepted message is written as a JSON line to ``smtp.log`` so that
 tests can count connections and logins. Passwords are never written.
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 
 class _Log:
@@ -67,6 +73,17 @@ class _Faults:
                 return None
             self.path.write_text(json.dumps(faults), encoding="utf-8")
             return reply
+
+    def peek(self, key: str, name: str) -> Any:
+        """``faults[key][name]``, left in place."""
+        with self.lock:
+            if not self.path.exists():
+                return None
+            try:
+                value = json.loads(self.path.read_text(encoding="utf-8") or "{}").get(key)
+            except ValueError:
+                return None
+            return value.get(name) if isinstance(value, dict) else None
 
 
 class _Users:
@@ -125,7 +142,7 @@ class _Handler:
 
             await asyncio.sleep(float(delay))
         session.host_name = hostname
-        return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         reply = self.faults.take("mail")
@@ -133,10 +150,11 @@ class _Handler:
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        session.reads_at_mail = getattr(server, "reads", 0)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.faults.take("rcpt")
+        reply = self.faults.take("rcpt") or self.faults.peek("rcpt_reply", address.lower())
         if reply:
             return reply
         if address.lower().rpartition("@")[2] in self.bounce_domains:
@@ -160,7 +178,11 @@ class _Handler:
         remote = [r for r in envelope.rcpt_tos if r not in local]
         if local:
             with smtplib.LMTP(self.lmtp[0], self.lmtp[1], timeout=30) as lmtp:
-                lmtp.sendmail(envelope.mail_from or "", local, content)
+                # One recipient per LMTP transaction: LMTP answers DATA once per recipient,
+                # and smtplib reads only the first answer (the next command would read the
+                # second).
+                for rcpt in local:
+                    lmtp.sendmail(envelope.mail_from or "", [rcpt], content)
         headers = BytesHeaderParser().parsebytes(content)
         if remote and envelope.mail_from and envelope.mail_from.lower() in self.users:
             self._bounce(envelope.mail_from, remote, content)
@@ -171,6 +193,7 @@ class _Handler:
             message_id=headers.get("Message-ID"),
             size=len(content),
             peer=list(session.peer) if session.peer else None,
+            envelope_reads=getattr(server, "envelope_reads", None),
         )
         if self.faults.take("drop_after_data"):
             self.log.write("dropped-after-data", message_id=headers.get("Message-ID"))
@@ -313,6 +336,19 @@ class _LoggingSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._log = log
         self._listener = listener
+        self.reads = 0  # data_received calls: one per chunk of (decrypted) input
+        self.envelope_reads: int | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        super().data_received(data)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # Counted when the DATA command is read, before the message text arrives.
+        mail = getattr(self.session, "reads_at_mail", None)
+        self.envelope_reads = None if mail is None else self.reads - mail + 1
+        await super().smtp_DATA(arg)
 
     def connection_made(self, transport: Any) -> None:
         upgraded = getattr(self, "_seen", False)  # called again after STARTTLS
