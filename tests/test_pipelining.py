@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from mailer import apology
-from mailer.config import find_config, load_settings
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
 from mailer.errors import ConfigError, DeliveryError
-from mailer.sender import SmtpSession
-from mailer.store import Store
+from mailer.model import apology
+from mailer.services import sending
 
 from .conftest import INTERVIEWER, SENDER, Stack, write_config
 from .test_send import NOW, facts, settings_for
@@ -130,7 +131,7 @@ def test_pipelined_message_arrives_byte_identical_in_two_round_trips(
     mark = stack.log_mark()
     with SmtpSession(settings.smtp) as session:
         wire = Wire(session)
-        row_id = apology.record(settings, prepared, store, NOW)[1]
+        row_id = sending.record(settings, prepared, store, NOW)[1]
         marks: list[bytes] = []
         reply = session.submit(
             SENDER,
@@ -169,7 +170,7 @@ def test_pipelining_saves_round_trips_over_one_command_at_a_time(
         prepared = apology.prepare(
             settings, facts(settings, company=f"Trips {pipelining}", cc=(RECRUITER,)), NOW
         )
-        row_id = apology.record(settings, prepared, store, NOW)[1]
+        row_id = sending.record(settings, prepared, store, NOW)[1]
         mark = stack.log_mark()
         with SmtpSession(replace(settings.smtp, pipelining=pipelining)) as session:
             wire = Wire(session)
@@ -195,14 +196,14 @@ def test_refused_rcpt_after_354_drops_the_connection_and_delivers_nothing(
     with SmtpSession(settings.smtp, sleep=lambda _: None) as session:
         wire = Wire(session)
         with pytest.raises(DeliveryError) as info:
-            apology.send(settings, refused, store, lambda: NOW, session=session)
+            sending.send(settings, refused, store, lambda: NOW, session=session)
         assert info.value.kind == "recipient"
         assert f"recipient <{NOBODY}> refused: 550" in str(info.value)
         assert [r[:3] for k, r in wire.events if k == "r"][-4:] == [b"250", b"250", b"550", b"354"]
         assert len(wire.writes()) == 1  # the envelope only: no body, no RSET, no dot
         assert session._smtp is None
         second = apology.prepare(settings, facts(settings, company="Whole Co"), NOW)
-        result = apology.send(settings, second, store, lambda: NOW, session=session)
+        result = sending.send(settings, second, store, lambda: NOW, session=session)
     events = accepted(stack, mark)
     assert [e["message_id"] for e in events] == [result.message_id]
     assert len(connects(stack, mark)) == 2
@@ -232,7 +233,7 @@ def test_temporary_rcpt_refusal_after_354_reconnects_and_sends_once(
 
     dots: list[int] = []
     with SmtpSession(settings.smtp, sleep=sleep) as session:
-        row_id = apology.record(settings, prepared, store, NOW)[1]
+        row_id = sending.record(settings, prepared, store, NOW)[1]
         session.submit(
             SENDER,
             (INTERVIEWER, RECRUITER),
@@ -263,7 +264,7 @@ def test_all_recipients_refused_data_refused_keeps_the_connection(
         assert [r[:3] for k, r in wire.events if k == "r"][-4:] == [b"250", b"550", b"503", b"250"]
         assert wire.writes()[-1].upper() == b"RSET\r\n"
         prepared = apology.prepare(settings, facts(settings, company="Next Co"), NOW)
-        result = apology.send(settings, prepared, store, lambda: NOW, session=session)
+        result = sending.send(settings, prepared, store, lambda: NOW, session=session)
     assert len(connects(stack, mark)) == 1
     assert [e["message_id"] for e in accepted(stack, mark)] == [result.message_id]
 
@@ -302,6 +303,6 @@ def test_without_pipelining_a_refused_rcpt_is_undone_with_rset_on_the_same_conne
             b"RSET\r\n",
         ]
         prepared = apology.prepare(settings, facts(settings, company="Serial Co"), NOW)
-        result = apology.send(settings, prepared, store, lambda: NOW, session=session)
+        result = sending.send(settings, prepared, store, lambda: NOW, session=session)
     assert len(connects(stack, mark)) == 1
     assert [e["message_id"] for e in accepted(stack, mark)] == [result.message_id]

@@ -74,6 +74,8 @@ class FakeSmtp:
     # answered yet) and "accepted" (the message is taken and delivered, its 250 not yet
     # sent): a test kills its client there by raising (tests/test_lifecycle_machine.py).
     moment: Callable[[str], None] | None = None
+    # Offer PIPELINING (RFC 2920) in EHLO, as the sandbox and Postfix do.
+    pipelining: bool = True
 
     def __post_init__(self) -> None:
         self.users = {k.lower(): v for k, v in self.users.items()}
@@ -175,6 +177,10 @@ class _Wire:
         self.in_data = False
         self.buffer = bytearray()
         self.pending: tuple[int, bytes] | None = None
+        self.replies: list[tuple[int, bytes]] = []  # answers to a pipelined batch, in order
+
+    def has_extn(self, name: str) -> bool:
+        return name.lower() == "pipelining" and self.server.pipelining
 
     def _live(self) -> None:
         if not self.open:
@@ -224,11 +230,12 @@ class _Wire:
         self.in_data, self.buffer = True, bytearray()
         return 354, b"End data with <CR><LF>.<CR><LF>"
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | str) -> None:
         self._live()
         if not self.in_data:
-            return  # a server would answer a stray line with an error we never read
-        self.buffer += data
+            self._batch(data.decode() if isinstance(data, bytes) else data)
+            return
+        self.buffer += data if isinstance(data, bytes) else data.encode()
         if bytes(self.buffer) == b".\r\n" or self.buffer.endswith(b"\r\n.\r\n"):
             self._end_of_data(bytes(self.buffer[:-3]))
 
@@ -248,7 +255,29 @@ class _Wire:
                 self.pending = (250, b"2.0.0 OK: queued")
         self.mail_from, self.rcpts = None, []
 
+    def _batch(self, text: str) -> None:
+        """Commands written in one go (PIPELINING): each answered in order, as a server
+        reading them line by line would; DATA may get its 354 although a RCPT was refused."""
+        for line in filter(None, text.split("\r\n")):
+            if not self.open:
+                return  # dropped mid-batch: the rest is never read
+            verb = line.split(":", 1)[0].upper()
+            address = line.partition("<")[2].partition(">")[0]
+            try:
+                if verb == "MAIL FROM":
+                    self.replies.append(self.mail(address))
+                elif verb == "RCPT TO":
+                    self.replies.append(self.rcpt(address))
+                elif verb == "DATA":
+                    self.replies.append(self.docmd("DATA"))
+                else:
+                    self.replies.append((502, b"5.5.2 Error: command not recognized"))
+            except smtplib.SMTPServerDisconnected:
+                return
+
     def getreply(self) -> tuple[int, bytes]:
+        if self.replies:
+            return self.replies.pop(0)
         if self.pending is None:
             self.open = False
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")

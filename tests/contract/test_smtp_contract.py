@@ -184,8 +184,10 @@ def test_one_refused_recipient_of_several_sends_to_none_of_them(smtp_world: Smtp
                 smtp_world.sender, (smtp_world.recipient, "nobody-here@sandbox.test"), raw
             )
         assert caught.value.kind == "recipient"
-        # The connection is still good for the next message (RSET, not a drop).
+        # Both offer PIPELINING: DATA got its 354 in the same batch, so the connection was
+        # dropped before the final dot (RSET would be read as text, a lone dot would deliver
+        # an empty message), and the next message goes on a new one.
         session.submit(smtp_world.sender, (smtp_world.recipient,), message())
-        assert session.logins == 1
+        assert session.logins == 2
     assert message_id_of(raw) not in smtp_world.accepted_ids()
     assert smtp_world.delivered(message_id_of(raw)) == []
