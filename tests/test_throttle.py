@@ -7,6 +7,7 @@ because the daily cap is counted from it across runs.
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +18,14 @@ import pytest
 from mailer.campaign import load_campaign
 from mailer.config import load_settings
 from mailer.errors import DeliveryError
-from mailer.runner import FAILED_NOW, HELD_BACK, SENT_NOW, SKIPPED, run_campaign
+from mailer.runner import (
+    FAILED_NOW,
+    HELD_BACK,
+    SENT_NOW,
+    SKIPPED,
+    outside_warnings,
+    run_campaign,
+)
 from mailer.store import Store
 from mailer.throttle import Pacer, effective_cap, start_of_day, too_many
 
@@ -212,3 +220,74 @@ def test_pacer_waits_only_the_remainder_of_the_interval() -> None:
     assert pacer.wait() == 0
     clock.now += timedelta(seconds=25)  # the send itself took 25 s
     assert pacer.wait() == 5.0
+
+
+def test_a_login_refusal_fails_the_accounts_other_entries_without_connecting_again(
+    tmp_path: Path,
+) -> None:
+    ws = workspace(tmp_path, "", entries=3)
+    FakeSession.refuse = [
+        DeliveryError("535 5.7.8 authentication failed", kind="login", temporary=False, code=535)
+    ]
+    report = run(ws, FakeClock(START))
+    assert [(o.result, o.account_down) for o in report.outcomes] == [(FAILED_NOW, True)] * 3
+    assert FakeSession.connections == 1 and FakeSession.submitted == []
+    # The reason is the data; "account: " is only how it is shown.
+    assert report.outcomes[1].detail == report.outcomes[0].detail
+    assert not report.outcomes[0].detail.startswith("account: ")
+    # Recorded through delivery.record_failure: given up for this run, so failed, not left
+    # queued; the next run sends it.
+    settings = load_settings(ws / "config" / "mailer.toml")
+    store = Store(settings.state_url)
+    try:
+        [(_, root)] = store.campaign_apologies("c")
+        assert root.state == "failed" and "535" in (root.error or "")
+    finally:
+        store.close()
+    assert run(ws, FakeClock(START)).count(SENT_NOW) == 3
+
+
+def test_a_temporary_failure_is_requeued_while_retried_then_sent(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "", entries=2)
+    FakeSession.refuse = [
+        DeliveryError("451 4.3.0 try again", kind="temporary", temporary=True, code=451)
+    ]
+    clock = FakeClock(START)
+    report = run(ws, clock)
+    assert report.count(SENT_NOW) == 2 and clock.slept == [1.0]
+
+
+def test_the_reports_counts_match_its_outcomes(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[throttle]\ndaily_cap = 2\n", entries=5)
+    seen: list[int] = []
+    report = run(ws, FakeClock(START), progress=lambda o, r: seen.append(r.count(HELD_BACK)))
+    assert seen == [0, 0, 1, 2, 3]
+    assert report.counts == Counter(o.result for o in report.outcomes)
+
+
+def test_an_address_and_company_with_an_apology_outside_the_campaign_is_warned_once_each(
+    tmp_path: Path,
+) -> None:
+    ws = workspace(tmp_path, "", entries=2)
+    run(ws, FakeClock(START))
+    campaigns = ws / "config" / "campaigns"
+    text = (campaigns / "c.toml").read_text(encoding="utf-8")
+    # The same people and companies, written differently, in another campaign; and a new one.
+    other = text.replace("ana0@", "ANA0@").replace('"Co 1"', '"co  1"')
+    other += (
+        '\n[[entries]]\nto = "bo@sandbox.test"\ncompany = "Co 9"\ninterview = "2026-11-20 10:00"\n'
+    )
+    (campaigns / "other.toml").write_text(other, encoding="utf-8")
+    settings = load_settings(ws / "config" / "mailer.toml")
+    store = Store(settings.state_url)
+    try:
+        mine = load_campaign(campaigns / "c.toml", settings, START)
+        theirs = load_campaign(campaigns / "other.toml", settings, START)
+        assert theirs.problems == []
+        assert outside_warnings(mine, store) == []  # its own threads are not "outside"
+        warned = outside_warnings(theirs, store)
+        assert len(warned) == 2, warned
+        assert all("already has an apology outside this campaign (thread " in w for w in warned)
+        assert not any("bo@sandbox.test" in w for w in warned)
+    finally:
+        store.close()
