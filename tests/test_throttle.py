@@ -291,3 +291,31 @@ def test_an_address_and_company_with_an_apology_outside_the_campaign_is_warned_o
         assert not any("bo@sandbox.test" in w for w in warned)
     finally:
         store.close()
+
+
+def durable_transactions(tmp_path: Path, entries: int) -> int:
+    """Transactions on the store's synced engine during a run of ``entries`` sends."""
+    ws = workspace(tmp_path / str(entries), "", entries=entries)
+    clock = FakeClock(START)
+    settings = load_settings(ws / "config" / "mailer.toml")
+    campaign = load_campaign(ws / "config" / "campaigns" / "c.toml", settings, clock())
+    store = Store(settings.state_url)
+    real_tx, durable = store.tx, []
+
+    def counting_tx(durable_: bool = True):  # type: ignore[no-untyped-def]
+        durable.append(durable_)
+        return real_tx(durable_)
+
+    store.tx = counting_tx  # type: ignore[method-assign]
+    try:
+        report = run_campaign(campaign, store, clock, smtp=FakeSession, sleep=clock.sleep)
+    finally:
+        store.close()
+    assert report.count(SENT_NOW) == entries
+    return sum(durable)
+
+
+def test_each_message_costs_one_durable_commit_the_final_dot_mark(tmp_path: Path) -> None:
+    # The run's own reads (what was sent, the cap) are the same for 2 entries as for 5; every
+    # further durable transaction is a message's. Claim and "sent" are not synced.
+    assert durable_transactions(tmp_path, 5) - durable_transactions(tmp_path, 2) == 3
