@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,11 @@ def run_command(
     # address (entries whose own thread is open are skipped, so never re-subjected).
     store = obj.store(obj.settings())
     settings, c = _load(
-        obj, file, force=force, skip_invalid=skip_invalid, open_subjects=store.open_subjects
+        obj,
+        file,
+        force=force,
+        skip_invalid=skip_invalid,
+        open_subjects=once_each(store.open_subjects),
     )
     obj.check_sandbox_recipients(a for e in c.entries for a in (e.facts.to, *e.facts.cc))
     for line in c.problems:
@@ -264,6 +269,20 @@ def run_command(
         sys.exit(int(ExitCode.NETWORK))
     if doubts:
         sys.exit(int(ExitCode.FAILURE))
+
+
+def once_each(lookup: Callable[[str], frozenset[str]]) -> Callable[[str], frozenset[str]]:
+    """``lookup`` asked once per address while the campaign loads (the store does not change
+    meanwhile): a campaign writing to a few addresses many times asks a few times."""
+    seen: dict[str, frozenset[str]] = {}
+
+    def cached(address: str) -> frozenset[str]:
+        key = address.lower()
+        if key not in seen:
+            seen[key] = lookup(address)
+        return seen[key]
+
+    return cached
 
 
 def shown_detail(outcome: Any) -> str:
