@@ -47,7 +47,7 @@ class Past:
     state: str  # the message's stored state
     shown: str  # as the user must see it (a dead sender's submitting message: in doubt)
     abandoned_before_final_dot: bool = False  # the server cannot have taken it
-    owner_alive: bool = False
+    owner_alive: bool = False  # a queued message: the process that queued it still runs
     refused: bool = False
     error: str = ""
 
