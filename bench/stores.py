@@ -13,7 +13,9 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mailer.store import Store, dedupe_key
+from mailer.adapters.store import Store
+from mailer.model.keys import dedupe_key
+from mailer.model.lifecycle import ThreadEvent
 
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -81,8 +83,14 @@ def build(path: Path, n: int, open_count: int, sender: str) -> None:
             sent_copy="saved in Sent",
         )
         if i < n - open_count:
-            state = "replied" if i % 2 else "no_answer"
-            store.set_thread_state(tid, state, sent, state, {"why": "bench"})
+            # Closed as a user's threads close: answered, or followed up without an answer.
+            moves = (
+                [ThreadEvent.MARKED_REPLIED]
+                if i % 2
+                else [ThreadEvent.LAST_FOLLOW_UP_SENT, ThreadEvent.CLOSED_NO_ANSWER]
+            )
+            for move in moves:
+                store.set_thread_state(tid, move, sent, str(move), {"why": "bench"})
     store.close()
     shutil.move(tmp, path)
     for p in (Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):

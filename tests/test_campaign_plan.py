@@ -1,4 +1,4 @@
-"""The campaign run's plan (mailer/runplan.py), pure: no servers, no store, no clock.
+"""The campaign run's plan (mailer.model.runplan.py), pure: no servers, no store, no clock.
 
 Each test feeds the planner facts (earlier attempts, cap room, --limit) and, for each send it
 asks for, scripted feedback, and checks the actions it chose.
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mailer.runplan import (
+from mailer.model.runplan import (
     Act,
     Action,
     Feedback,
@@ -202,7 +202,7 @@ def test_the_plan_is_lazy_over_its_entries() -> None:
 def test_the_planner_imports_no_io() -> None:
     """runplan is pure: importing it loads none of the store, network or process modules."""
     code = (
-        "import sys, mailer.runplan; "
+        "import sys, mailer.model.runplan; "
         "bad = [m for m in ('sqlalchemy', 'smtplib', 'imapclient', 'subprocess', "
         "'mailer.store', 'mailer.sender', 'mailer.mailbox') if m in sys.modules]; "
         "print(bad)"

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.composer import Composer, build_message, compose_apology, compose_follow_up
-from mailer.config import SenderSettings
 from mailer.errors import InputError, TemplateError
-from mailer.facts import SITUATIONS, make_facts
+from mailer.model.composer import Composer, build_message, compose_apology, compose_follow_up
+from mailer.model.facts import SITUATIONS, make_facts
+from mailer.model.settings import SenderSettings
 
 TZ = ZoneInfo("Europe/London")
 INTERVIEW = "2026-11-25 10:00"
@@ -211,10 +211,65 @@ def test_non_ascii_local_part_is_refused_up_front() -> None:
 
 def test_unset_sender_zone_uses_the_machines_iana_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Verify summer time is applied to a date after the change, not today's offset."""
-    from mailer.facts import local_zone
+    from mailer.adapters.clock import local_zone
 
     monkeypatch.setenv("TZ", "Europe/Berlin")
     zone = local_zone("")
     winter = datetime(2026, 3, 20, 12, 0, tzinfo=zone)
     summer = datetime(2026, 4, 2, 10, 0, tzinfo=zone)
     assert (winter.utcoffset().total_seconds(), summer.utcoffset().total_seconds()) == (3600, 7200)
+
+
+@pytest.mark.parametrize("locale", ["en_GB", "en_IE"])
+def test_the_british_day_is_written_as_babel_writes_it(locale: str) -> None:
+    """Verify the Babel-free day ('Tuesday 1 December') matches Babel's on every day of a
+    leap year."""
+    from datetime import timedelta
+
+    from babel.dates import format_date
+
+    from mailer.model.composer import _DAY_PATTERNS, _fmt_day
+
+    day = datetime(2028, 1, 1, 10, 0)
+    for _ in range(366):
+        assert _fmt_day(day, locale) == format_date(day, _DAY_PATTERNS[locale], locale=locale)
+        day += timedelta(days=1)
+
+
+def test_headers_parsed_once_write_the_same_bytes_as_headers_parsed_each_time() -> None:
+    """Verify reusing a parsed From/To/Date header for many messages writes exactly what
+    parsing it afresh for each message writes: plain, non-ASCII and folded names alike."""
+    from mailer.model import composer
+
+    draft = compose_apology(Composer(), facts(), SENDER, AFTER)
+    people = [
+        ("Ana Ruiz", "ana.ruiz@acme.example"),
+        ("Zoë Ñúñez-Łukasiewicz", "zoe@acme.example"),
+        ("Dr " + "Verylongname " * 12, "dr@acme.example"),
+        ("O'Brien, Pat", "pat@acme.example"),
+    ]
+    senders = [SENDER, SenderSettings(name="Søren Kierkegård", address="s@example.com")]
+
+    def written(n: int) -> list[bytes]:
+        out = []
+        for _ in range(n):
+            for name, to in people:
+                for sender in senders:
+                    f = facts(interviewer=name, to=to)
+                    raw = build_message(draft, f, sender, AFTER).raw
+                    out.append(
+                        b"\r\n".join(x for x in raw.split(b"\r\n") if b"Message-ID" not in x)
+                    )
+        return out
+
+    composer._header.cache_clear()
+    composer._address_header.cache_clear()
+    cached = written(3)
+    assert composer._address_header.cache_info().hits > 0
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(composer, "_header", composer._header.__wrapped__)
+        m.setattr(composer, "_address_header", composer._address_header.__wrapped__)
+        m.setattr(composer, "_addresses_in", composer._addresses_in.__wrapped__)
+        fresh = written(3)
+    assert cached == fresh
+    assert cached[0] == cached[len(people) * len(senders)]  # the second round, all from cache

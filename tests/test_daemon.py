@@ -41,7 +41,7 @@ class Daemon:
         full.update({"MAILER_NOW": now, "PYTHONFAULTHANDLER": "1", **(env or {})})
         self.out = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailer.cli", "daemon"],
+            [sys.executable, "-m", "mailer.cli.main", "daemon"],
             cwd=ws,
             env=full,
             stdin=subprocess.DEVNULL,
@@ -249,3 +249,29 @@ def test_status_shows_the_decision_log(pair: Pair) -> None:
     assert listing[0]["state"] == "replied"
     sent = datetime.fromisoformat(listing[0]["sent_at"])
     assert sent.utcoffset() is not None and abs(sent - T0) < timedelta(minutes=1)
+
+
+def test_held_threads_and_messages_in_doubt_share_one_once_a_day_memory(caplog) -> None:
+    """Verify the daemon's pass log names a held thread and a message in doubt on the first
+    pass of a day only, both through the same memory, and names again one that went away
+    and came back."""
+    import logging
+    from datetime import date
+
+    from mailer.services.daemon import log_report
+    from mailer.services.passes import PassReport
+
+    held = "thread 1 (Acme) is held: ...; run 'mailer release 1'"
+    doubt = ("<a@x>", "thread 2: run 'mailer resolve 2 --sent'")
+    report = PassReport(held=[held], in_doubt=[doubt])
+    said: dict[str, date] = {}
+    day = date(2026, 11, 25)
+    caplog.set_level(logging.INFO, logger="mailer.services.daemon")
+    log_report(report, said, day)
+    log_report(report, said, day)
+    assert [r.getMessage() for r in caplog.records] == [held, doubt[1]]
+    log_report(PassReport(held=[held]), said, day)  # the message was settled: forgotten
+    log_report(report, said, day)
+    assert [r.getMessage() for r in caplog.records] == [held, doubt[1], doubt[1]]
+    log_report(report, said, date(2026, 11, 26))
+    assert [r.getMessage() for r in caplog.records][-2:] == [held, doubt[1]]

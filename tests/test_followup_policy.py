@@ -7,21 +7,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.followup import (
+from mailer.model.decision import Classified, Policy, ThreadSnapshot, decide
+from mailer.model.followup import (
     AWAITING,
     BOUNCED,
     HELD,
     REPLIED,
-    Window,
     after_return,
-    decide,
     describe,
     first_due,
     next_in_window,
-    parse_window,
     send_time,
 )
-from mailer.schedule import Wait
+from mailer.model.schedule import Wait
+from mailer.model.settings import Window, parse_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -96,17 +95,18 @@ def test_return_date_postpones_to_the_next_business_day() -> None:
 
 
 def _decide(kind: str, subtype: str | None, state: str = AWAITING, **kw):
-    base = {
-        "sender": "ana@acme.example",
-        "subject": "Re: x",
-        "reason": "r",
-        "received": datetime(2026, 12, 1, 10, 0, tzinfo=BERLIN),
-        "return_date": None,
-        "status": None,
-        "tz": BERLIN,
-        "window": OFFICE,
-    }
-    return decide(kind, subtype, state, **{**base, **kw})
+    received = datetime(2026, 12, 1, 10, 0, tzinfo=BERLIN)
+    message = Classified(
+        kind,
+        subtype,
+        sender="ana@acme.example",
+        subject="Re: x",
+        received=received,
+        reason="r",
+        return_date=kw.get("return_date"),
+        status=kw.get("status"),
+    )
+    return decide(ThreadSnapshot(1, state), message, received, Policy(BERLIN, OFFICE))
 
 
 def test_human_reply_stops_follow_ups() -> None:

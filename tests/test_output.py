@@ -16,10 +16,10 @@ from pathlib import Path
 import click
 import pytest
 
-from mailer.cli import cli
-from mailer.console import natural_duration
+from mailer.cli.console import natural_duration
+from mailer.cli.main import cli
 from mailer.errors import ExitCode
-from mailer.threadview import THREAD_STATES
+from mailer.services.threadview import THREAD_STATES
 
 from .conftest import NOW, Pair, run_cli
 from .test_campaign import entry, write_campaign
@@ -72,7 +72,7 @@ def on_a_terminal(ws: Path, *args: str, env: dict[str, str] | None = None) -> st
     full_env.update({"MAILER_NOW": NOW, "TERM": "xterm-256color", "COLUMNS": "200"})
     full_env.update(env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", *args],
+        [sys.executable, "-m", "mailer.cli.main", *args],
         cwd=ws,
         env=full_env,
         stdin=follower,
@@ -244,7 +244,7 @@ def _commands(group: click.Group, path: str = "") -> list[tuple[str, click.Comma
 def test_every_command_help_ends_with_an_example(path: str) -> None:
     """Verify `mailer ... --help` shows an example that runs that very command."""
     r = subprocess.run(
-        [sys.executable, "-m", "mailer.cli", *path.split(), "--help"],
+        [sys.executable, "-m", "mailer.cli.main", *path.split(), "--help"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -258,7 +258,7 @@ def test_every_command_help_ends_with_an_example(path: str) -> None:
 def test_mailer_help_lists_every_exit_code() -> None:
     """Verify each named exit code (and 130 for Ctrl-C) is explained in `mailer --help`."""
     out = subprocess.run(
-        [sys.executable, "-m", "mailer.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "mailer.cli.main", "--help"], capture_output=True, text=True
     ).stdout
     codes = out.partition("Exit codes:")[2]
     for code in [*ExitCode, 130]:
@@ -281,7 +281,7 @@ def test_completion_offers_the_situations(tmp_path: Path) -> None:
             "COMP_CWORD": str(len(words.split()) - 1),
         }
         r = subprocess.run(
-            [sys.executable, "-m", "mailer.cli"],
+            [sys.executable, "-m", "mailer.cli.main"],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -306,7 +306,9 @@ def test_completion_offers_the_situations(tmp_path: Path) -> None:
 def test_completion_prints_each_shells_script(shell: str, marker: str) -> None:
     """Verify `mailer completion SHELL` prints that shell's script, wired to mailer."""
     r = subprocess.run(
-        [sys.executable, "-m", "mailer.cli", "completion", shell], capture_output=True, text=True
+        [sys.executable, "-m", "mailer.cli.main", "completion", shell],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr
     assert marker in r.stdout and "_MAILER_COMPLETE" in r.stdout
@@ -330,6 +332,6 @@ def test_time_left_is_said_in_natural_units(seconds: float, words: str) -> None:
 
 def test_help_stays_free_of_rich() -> None:
     """Verify `mailer --help` does not import rich (it costs start-up time)."""
-    code = "import sys; from mailer.cli import cli; print('rich' in sys.modules)"
+    code = "import sys; from mailer.cli.main import cli; print('rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

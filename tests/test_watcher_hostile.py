@@ -1,7 +1,7 @@
 """Hostile mail in the watched INBOX, over the real servers (issue #10, items 8-10).
 
 Messages are put in the candidate's INBOX with IMAP APPEND, in a known order and with a
-known arrival time; the pass runs in this process (``run_check``) at a chosen clock.
+known arrival time; the pass runs in this process (``run_pass``) at a chosen clock.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from mailer import watcher
-from mailer.check import CheckReport, run_check
-from mailer.config import find_config, load_settings
-from mailer.mailbox import BODY_LIMIT, Mailbox
-from mailer.matching import Incoming
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.mailbox import BODY_LIMIT, Mailbox
+from mailer.adapters.store import Store
+from mailer.model import plan
+from mailer.model.matching import Incoming
+from mailer.services.passes import PassReport, run_pass
 
 from .conftest import Pair
 from .test_followup import T0, send
@@ -81,10 +81,10 @@ def follow_ups_to(pair: Pair, user: str, root: str) -> list[int]:
         return c.search(["HEADER", "In-Reply-To", root])
 
 
-def check(pair: Pair, after: timedelta) -> tuple[Store, CheckReport]:
+def check(pair: Pair, after: timedelta) -> tuple[Store, PassReport]:
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
-    return store, run_check(settings, store, lambda: T0 + after)
+    return store, run_pass(settings, store, lambda: T0 + after)
 
 
 def unreadable(store: Store) -> list[tuple[int, str]]:
@@ -135,20 +135,20 @@ def test_a_message_the_watcher_cannot_read_is_recorded_and_passed_over(
     a, a_root = send(pair)
     b, b_root = send(pair, to=pair.alternate)
     parse = Incoming.from_headers.__func__
-    decide = watcher.decide
+    decide = plan.decide
 
     def failing_parse(cls: type[Incoming], msg: Any, received: datetime) -> Incoming:
         if "BOOM-HEADERS" in str(msg.get("Subject", "")):
             raise RecursionError("maximum recursion depth exceeded")
         return parse(cls, msg, received)
 
-    def failing_decide(*args: Any, **kwargs: Any) -> Any:
-        if "BOOM-DECIDE" in kwargs["subject"]:
+    def failing_decide(thread: Any, incoming: Any, *args: Any) -> Any:
+        if "BOOM-DECIDE" in incoming.subject:
             raise ValueError("year 10000 is out of range")
-        return decide(*args, **kwargs)
+        return decide(thread, incoming, *args)
 
     monkeypatch.setattr(Incoming, "from_headers", classmethod(failing_parse))
-    monkeypatch.setattr(watcher, "decide", failing_decide)
+    monkeypatch.setattr(plan, "decide", failing_decide)
     first = append(pair, message(EVIL, "BOOM-HEADERS"))
     second = append(
         pair, message(pair.interviewer, "Re: BOOM-DECIDE", "Call me.", {"In-Reply-To": a_root})

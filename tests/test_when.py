@@ -9,11 +9,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mailer.addresses import typo_warning
 from mailer.errors import InputError
-from mailer.facts import make_facts, parse_when
-from mailer.when import echo, echo_slot, read_slot, read_when
-from mailer.zones import resolve
+from mailer.model.addresses import typo_warning
+from mailer.model.facts import make_facts, parse_when
+from mailer.model.when import echo, echo_slot, read_slot, read_when
+from mailer.model.zones import resolve
 
 LONDON = ZoneInfo("Europe/London")
 # Sunday 29 November 2026, noon in London.

@@ -1,0 +1,136 @@
+"""The user's own decisions about a thread: cancel it, mark it replied, release a held one,
+resolve a message in doubt. Each is a lifecycle move through the store; resolve --resend
+sends the same bytes again."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mailer.adapters.clock import Clock
+from mailer.adapters.config import Settings
+from mailer.adapters.crashpoint import crash_point
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import IN_DOUBT, Store
+from mailer.errors import DeliveryError, InputError, MailerError
+from mailer.model import apology
+from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
+from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
+from mailer.services import sending
+from mailer.services.delivery import record_failure
+from mailer.services.passes import next_due
+
+
+def cancel(store: Store, thread_id: int, now: datetime) -> bool:
+    """Stop the thread's follow-ups. False if it was cancelled already: running the same
+    command twice reached what the user wanted, which is not an error."""
+    try:
+        store.set_thread_state(
+            thread_id, ThreadEvent.CANCELLED, now, "cancelled", {"cancelled": "by you"}
+        )
+    except TransitionRefused as refused:
+        if refused.current == CANCELLED:
+            return False
+        raise InputError(
+            f"thread {thread_id} is not waiting for anything; nothing to cancel"
+        ) from None
+    return True
+
+
+def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
+    try:
+        store.set_thread_state(
+            thread_id,
+            ThreadEvent.MARKED_REPLIED,
+            now,
+            "replied",
+            {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
+        )
+    except TransitionRefused:
+        raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
+
+
+def release(store: Store, thread_id: int, now: datetime) -> bool:
+    """Let a held thread's follow-ups go again, from the state it was held in. False if it is
+    not held but still open (released already: what the user wanted, not an error)."""
+    thread = store.thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id} in the state store")
+    if thread.state in (AWAITING, FOLLOWED_UP):
+        return False
+    if thread.state != HELD:
+        raise InputError(
+            f"thread {thread_id} is {thread.state.replace('_', ' ')}, not held; nothing to release"
+        )
+    back = thread.detail.get("held_from")
+    if back not in (AWAITING, FOLLOWED_UP):
+        back = AWAITING  # held by a challenge-response system before any follow-up
+    detail = {"held": "", "held_kind": "", "held_from": "", "released_at": now.isoformat()}
+    move = (
+        ThreadEvent.RELEASE_TO_FOLLOWED_UP
+        if back == FOLLOWED_UP
+        else ThreadEvent.RELEASE_TO_AWAITING
+    )
+    if not store.move_thread_if_still(thread_id, move, now, "released", detail):
+        raise InputError(
+            f"thread {thread_id} changed meanwhile; look at 'mailer status {thread_id}'"
+        )
+    return True
+
+
+def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clock: Clock) -> str:
+    """Settle the thread's in-doubt message: it did go (``sent``), or send it again now, with
+    the same bytes and Message-ID, so a client that got both can tell they are one."""
+    thread = store.thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id}")
+    doubt = [m for m in store.messages(thread_id) if m.state_now == IN_DOUBT]
+    if not doubt:
+        raise InputError(f"thread {thread_id} has no message in doubt")
+    settings = apology.thread_settings(settings, thread)
+    m = doubt[-1]
+    if sent:
+        now = clock()
+        store.mark_sent(
+            m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now), settling=True
+        )
+        # It went, so it belongs in Sent; whether a copy is there already is unknown.
+        try:
+            _, warnings = sending.file_unfiled_copies(settings, store)
+        except MailerError as exc:
+            warnings = [f"its Sent copy is still to file: {exc}"]
+        return f"{m.kind} {m.message_id} recorded as sent" + "".join(
+            f"; warning: {w}" for w in warnings
+        )
+    wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
+    if thread.state not in wanted:  # the claim checks again; this only fails before connecting
+        raise InputError(
+            f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
+            "is not sent again",
+            hint="use --sent if it did arrive; 'mailer status ID --explain' shows what happened",
+        )
+
+    def claim() -> None:
+        # Decided and claimed in one transaction, right before MAIL FROM: of several
+        # resends at once, one sends and the others stop here with nothing sent.
+        store.claim_resend(m.id, clock(), wanted)
+        crash_point("after-submitting")
+
+    # Connect first: if that fails, the message simply stays in doubt.
+    with SmtpSession(settings.smtp, retries=settings.retries) as session:
+        try:
+            reply = session.submit(
+                m.envelope_from,
+                m.recipients,
+                m.raw,
+                before_mail=claim,
+                before_final_dot=lambda: store.mark_final_dot(m.id, clock()),
+            )
+            crash_point("after-250")
+        except DeliveryError as exc:
+            # Not known to be refused: it stays in doubt, as the original may have arrived.
+            record_failure(store, m.id, exc, clock(), resending=True)
+            raise
+    now = clock()
+    store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
+    sending.save_sent_copy(settings, store, m.id, m.raw, now)
+    return f"{m.kind} {m.message_id} sent again"

@@ -1,0 +1,360 @@
+"""One read of the watched folders: new messages -> matched threads -> classified messages.
+
+Nothing here decides or records what a message does to a thread: :func:`read_new` returns
+the new messages, matched and classified, for :func:`mailer.model.plan.plan_pass`, and the pass's
+executor (:mod:`mailer.services.incoming`) performs the plan, then :func:`commit` records the folder
+positions.
+
+The cost is proportional to the new messages, not the mailbox: we keep UIDVALIDITY and the
+last UID seen per folder, fetch a few headers for new UIDs only, the arrival time only for a
+message that may concern a thread, and a body only for a message that matched a thread (or
+that looks like a delivery report and must be read to know).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from mailer.adapters.clock import Clock
+from mailer.adapters.config import Settings
+from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.store import Store, ThreadRow
+from mailer.errors import MailerError
+from mailer.model.classify import (
+    BOUNCE,
+    HUMAN,
+    classify_message,
+    original_message_ids,
+    read_message,
+    reply_text,
+    reported_recipients,
+)
+from mailer.model.decision import Classified
+from mailer.model.matching import (
+    Incoming,
+    ThreadIndex,
+    bounce_concerns,
+    by_reference,
+    by_sender,
+    choose_for_reply,
+    match,
+    match_report,
+)
+from mailer.model.plan import NewMessage, one_line
+
+log = logging.getLogger("mailer.services.watcher")
+# The arrival time of a message before it is fetched: later than any thread was sent.
+_UNKNOWN = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass
+class Reading:
+    """What one read of the watched folders found: the new messages that concern a thread
+    (or could not be read), the threads they were matched to, and where each folder's read
+    ended (recorded by :func:`commit` once the messages are acted on)."""
+
+    messages: list[NewMessage] = field(default_factory=list)
+    threads: dict[int, ThreadRow] = field(default_factory=dict)
+    positions: list[tuple[str, tuple[int, int] | None, int, int]] = field(default_factory=list)
+
+
+def read_new(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> Reading:
+    """Read everything new in the watched folders once; nothing is recorded. Safe to
+    repeat: a message is acted on once (the store records it with its decision)."""
+    cache: list[ThreadIndex] = []
+
+    def index() -> ThreadIndex:  # loaded only if there is something new to match
+        if not cache:
+            # Only this account's threads: a reply arrives in the mailbox its apology left.
+            cache.append(store.thread_index(settings.account))
+        return cache[0]
+
+    reading = Reading()
+    for folder in settings.watch.folders:
+        _scan_folder(settings, store, box, clock, folder, index, reading)
+    return reading
+
+
+def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> None:
+    """Record where each folder's read ended: call only once its messages are acted on, so
+    a pass cut short looks at them again."""
+    for folder, known, uidvalidity, new_last in reading.positions:
+        if known != (uidvalidity, new_last):
+            store.set_folder_state(place(settings, folder), uidvalidity, new_last)
+        box.positions[folder] = (uidvalidity, new_last)
+        # Only now, with the position recorded: a pass cut short must look again next time.
+        box.unread = False
+
+
+def _scan_folder(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    index: Callable[[], ThreadIndex],
+    reading: Reading,
+) -> None:
+    known = box.positions.get(folder)
+    if known is None:
+        known = store.folder_state(place(settings, folder))
+        if known is not None:
+            box.positions[folder] = known
+    # Watching one folder, it stays selected between scans on the same connection: a pass is
+    # then a NOOP, and a FETCH only if the NOOP (or an earlier answer) said EXISTS; no SELECT
+    # or SEARCH, whose cost grows with the folder.
+    stay = len(settings.watch.folders) == 1
+    if stay and known is not None and box.selected == (folder, known[0]):
+        if not box.refresh():
+            return  # no EXISTS since everything up to the known position was read
+        _scan_selected(settings, store, box, clock, folder, index, known, known[0], None, reading)
+        return
+    if known is not None:
+        if box.selected is not None:
+            box.unselect()  # STATUS on a selected folder would answer from a stale view
+        validity, uidnext = box.status(folder)
+        if validity == known[0] and uidnext - 1 <= known[1]:
+            return  # nothing new: no SELECT, no search
+    uidvalidity, uidnext = box.select(folder)
+    try:
+        _scan_selected(
+            settings, store, box, clock, folder, index, known, uidvalidity, uidnext, reading
+        )
+    finally:
+        if not stay:
+            box.unselect()
+
+
+def _scan_selected(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    index: Callable[[], ThreadIndex],
+    known: tuple[int, int] | None,
+    uidvalidity: int,
+    uidnext: int | None,
+    reading: Reading,
+) -> None:
+    """Read what is new in the selected folder: everything above the known position, up to
+    ``uidnext`` (from the SELECT), or, with ``uidnext`` None (a refreshed folder that stayed
+    selected), everything the server's view now holds."""
+    if known is not None and known[0] == uidvalidity:
+        last = known[1]
+        if uidnext is None:
+            headers = box.fetch_headers_after(last)
+        else:
+            # UIDs only grow: the new ones lie between the last seen and UIDNEXT. Asking for
+            # the range directly saves a SEARCH; UIDs of expunged messages are not returned.
+            gap = uidnext - 1 - last
+            uids = list(range(last + 1, uidnext)) if 0 < gap <= 5000 else box.uids_after(last)
+            headers = box.fetch_headers(uids)
+    else:
+        # First look at this folder, or the server renumbered it: read back to the earliest
+        # open thread instead of the whole folder.
+        if known is not None:
+            log.warning(
+                "%s: UIDVALIDITY changed (%s -> %s); rescanning", folder, known[0], uidvalidity
+            )
+        sent = [t.sent_at for t in index().threads]
+        uids = box.uids_since((min(sent) - timedelta(days=1)).date()) if sent else []
+        headers = box.fetch_headers(uids)
+        last = max((uidnext or 1) - 1, 0)
+    # Most new mail concerns no thread: only a message that may (by its references, its
+    # sender, or as a delivery report) needs its arrival time, and then perhaps its body.
+    candidates: list[tuple[int, Incoming]] = []
+    for uid in sorted(headers):
+        threads = index()  # outside the guard: a store error must stop the pass
+        try:
+            incoming = Incoming.from_headers(
+                BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
+            )
+            if _may_concern(incoming, threads):
+                candidates.append((uid, incoming))
+        except Exception as exc:  # this message, not the server: pass it over
+            reading.messages.append(
+                _unreadable(settings, folder, uidvalidity, uid, exc, None, threads, headers[uid])
+            )
+    dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
+    for uid, incoming in candidates:
+        incoming = replace(incoming, received=dates.get(uid) or clock())
+        try:
+            new = _consider(
+                settings, store, box, folder, uidvalidity, uid, incoming, index(), reading
+            )
+        except MailerError:
+            raise  # the server, the store or the configuration: the pass is cut short
+        except Exception as exc:  # this message: it must not stop every pass from now on
+            new = _unreadable(settings, folder, uidvalidity, uid, exc, incoming, index())
+        if new is not None:
+            reading.messages.append(new)
+    new_last = max([last, *headers]) if headers else last
+    if known is not None and known[0] == uidvalidity and uidnext is not None:
+        # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
+        new_last = max(new_last, uidnext - 1)
+    reading.positions.append((folder, known, uidvalidity, new_last))
+
+
+def place(settings: Settings, folder: str) -> str:
+    """A folder as the state store names it: each account's INBOX is a different mailbox, so
+    its position and its messages are kept apart ("anna:INBOX"; the main account's stays
+    "INBOX"). Account names cannot contain ':'."""
+    return f"{settings.account}:{folder}" if settings.account else folder
+
+
+def _may_concern(incoming: Incoming, index: ThreadIndex) -> bool:
+    """Whether :func:`_consider` could act on this message at any arrival time (``match``
+    less its time condition): a message for which this is False is passed over unread."""
+    if incoming.message_id and incoming.message_id in index.our_ids:
+        return False  # our own message
+    if incoming.report or any(ref in index.our_ids for ref in incoming.refs):
+        return True
+    return by_sender(incoming.sender, _UNKNOWN, index) is not None
+
+
+def _consider(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    incoming: Incoming,
+    index: ThreadIndex,
+    reading: Reading,
+) -> NewMessage | None:
+    """The message matched to its thread and classified; None if it concerns no thread."""
+    thread_id = match(incoming, index)
+    if thread_id is None and not incoming.report:
+        return None
+    if incoming.message_id and incoming.message_id in index.our_ids:
+        return None
+    msg = read_message(box.fetch_raw(uid))  # a bounded prefix, read within bounds
+    verdict = classify_message(msg, received=incoming.received.date())
+    named = _dedupe_all(verdict.failed_recipients, reported_recipients(msg))
+    if thread_id is None:
+        thread_id = match_report(original_message_ids(msg), named, incoming.received, index)
+        if thread_id is None:
+            return None
+    hold: tuple[int, ...] = ()
+    if verdict.kind == HUMAN and by_reference(incoming, index) is None:
+        # Matched by address alone: of several threads to it, the one the reply names.
+        choice = choose_for_reply(
+            incoming.sender, incoming.received, incoming.subject, reply_text(msg), index
+        )
+        if choice is not None:
+            thread_id, hold = choice.thread_id, choice.hold
+    thread = store.thread(thread_id, lenient=True)
+    if thread is None:
+        return None
+    reading.threads[thread_id] = thread
+    for other in hold:
+        row = reading.threads.get(other) or store.thread(other, lenient=True)
+        if row is not None:
+            reading.threads[other] = row
+    # Our Message-ID alone is not enough: a report quoting or forging it while naming
+    # someone else would bounce this thread and block its address everywhere.
+    concerns = verdict.kind != BOUNCE or bounce_concerns(named, recipients_of(thread))
+    label = f"{verdict.kind}{f'/{verdict.subtype}' if verdict.subtype else ''}"
+    line = f"{label}: {verdict.reason}"
+    if not concerns:
+        who = ", ".join(named)
+        log.warning(
+            "%s UID %s: a delivery report for %s carries thread %s's Message-ID; not applied",
+            folder,
+            uid,
+            who,
+            thread_id,
+        )
+        line = f"unmatched bounce: it names {who}, not a recipient of this thread"
+    return NewMessage(
+        place=place(settings, folder),
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        thread_id=thread_id,
+        message_id=incoming.message_id,
+        sender=incoming.sender,
+        subject=incoming.subject,
+        label=label,
+        verdict=line,
+        classified=Classified(
+            kind=verdict.kind,
+            subtype=verdict.subtype,
+            sender=incoming.sender,
+            subject=incoming.subject,
+            received=incoming.received,
+            reason=verdict.reason,
+            return_date=verdict.return_date,
+            status=verdict.status,
+            hold=hold,
+            concerns=concerns,
+        ),
+        # A reply that holds other threads holds them once: the user may have released
+        # them since it was first seen.
+        seen_before=bool(hold) and store.seen_incoming(place(settings, folder), uidvalidity, uid),
+    )
+
+
+def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.lower() for group in groups for a in group))
+
+
+def recipients_of(thread: ThreadRow) -> set[str]:
+    """Every address the thread was sent to or may be answered from, lower case."""
+    cc = thread.facts.get("cc") or []
+    return {a.lower() for a in (thread.recipient, *cc, *thread.alt_addresses) if a}
+
+
+def _unreadable(
+    settings: Settings,
+    folder: str,
+    uidvalidity: int,
+    uid: int,
+    exc: Exception,
+    incoming: Incoming | None,
+    index: ThreadIndex,
+    raw_headers: bytes = b"",
+) -> NewMessage:
+    """A message the watcher cannot read: logged, and handed on to be recorded (once) and
+    passed over, so the pass goes on and the folder position moves past it. It is tied to
+    the thread it matches, if any; one whose headers could not even be parsed is tied by any
+    of our Message-IDs its raw headers quote."""
+    reason = one_line(exc)
+    log.warning("%s UID %s: cannot read this message, passed over: %s", folder, uid, reason)
+    try:
+        thread_id = match(incoming, index) if incoming is not None else None
+    except Exception:  # the same trouble again: the message is tied to no thread we know
+        thread_id = None
+    if thread_id is None and incoming is None:
+        thread_id = _quoted_thread(raw_headers, index)
+    return NewMessage(
+        place=place(settings, folder),
+        folder=folder,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        thread_id=thread_id,
+        sender=incoming.sender if incoming is not None else "",
+        subject=incoming.subject if incoming is not None else "",
+        unreadable=reason,
+    )
+
+
+_QUOTED_ID = re.compile(rb"<[^<>\s]{1,250}>")
+
+
+def _quoted_thread(raw_headers: bytes, index: ThreadIndex) -> int | None:
+    """The thread whose Message-ID the raw header bytes quote (In-Reply-To, References),
+    read without any parser: the last resort for a message nothing else could read."""
+    for found in reversed(_QUOTED_ID.findall(raw_headers[:65536])):
+        thread_id = index.our_ids.get(found.decode("ascii", "replace"))
+        if thread_id is not None:
+            return int(thread_id)
+    return None

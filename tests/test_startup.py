@@ -1,0 +1,91 @@
+"""Start-up (issue #14): `--help` and `preview` load only what they use, and the apology
+check compiles its regexes on first use."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+# Heavy or networked libraries no command that only prints should pay for.
+HEAVY = ("sqlalchemy", "imapclient", "yagmail", "apscheduler", "rich", "babel", "email_validator")
+
+RUN_AND_LIST_MODULES = """
+import json, sys
+from mailer.cli.main import cli
+try:
+    cli(sys.argv[1:], prog_name="mailer", standalone_mode=False)
+finally:
+    sys.stdout.flush()
+    sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+"""
+
+
+def modules_after(cwd: Path, *args: str) -> tuple[str, set[str]]:
+    r = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    listed = r.stderr.rsplit("MODULES ", 1)[1]
+    return r.stdout, set(json.loads(listed))
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in names)
+
+
+def test_help_imports_only_click_and_the_command_table(tmp_path: Path) -> None:
+    """Verify `mailer --help` loads no library beyond click and no mailer module beyond the
+    command line's own (no store, config, model or services)."""
+    out, modules = modules_after(tmp_path, "--help")
+    assert "preview" in out
+    assert loaded(modules, (*HEAVY, "jinja2", "dotenv")) == []
+    ours = sorted(m for m in modules if m.startswith("mailer."))
+    assert [m for m in ours if not m.startswith("mailer.cli") and m != "mailer.errors"] == []
+
+
+def test_preview_loads_no_store_network_or_locale_library(tmp_path: Path) -> None:
+    """Verify `mailer preview` with an ISO date and the default locale loads neither the
+    store nor any networked, display or locale library, and still checks the apology."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailer.toml").write_text(
+        '[sender]\nname = "Sam Candidate"\naddress = "sam@candidate.example.org"\n'
+    )
+    out, modules = modules_after(
+        tmp_path,
+        "preview",
+        *("--situation", "illness", "--to", "ana.ruiz@acme.example.com"),
+        *("--interviewer", "Ana Ruiz", "--company", "Acme", "--role", "Data Engineer"),
+        *("--interview", "2026-11-24 10:00", "--note", "I had a fever that week."),
+    )
+    assert "To: Ana Ruiz <ana.ruiz@acme.example.com>" in out and "Apology check:" in out
+    assert loaded(modules, HEAVY) == []
+    assert "mailer.adapters.store" not in modules and "mailer.sandbox.stack" not in modules
+
+
+def test_importing_the_apology_check_compiles_no_regex() -> None:
+    """Verify the check's ninety-odd regexes wait for the first message checked."""
+    code = (
+        "import re, mailer.model.lint as lint\n"
+        "print(sum(isinstance(v, re.Pattern) for v in vars(lint).values()))\n"
+        "lint.lint_apology('Sorry', 'I was ill.', company='Acme', role='Data Engineer')\n"
+        "print(sum(isinstance(v, re.Pattern) for v in vars(lint).values()))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = (int(n) for n in r.stdout.split())
+    assert before == 0 and after > 5
+
+
+def test_a_lazily_built_name_reads_like_a_module_attribute() -> None:
+    """Verify `lint._REASON` (and every lazily built name) is there from outside, built once."""
+    from mailer.model import lint
+
+    assert isinstance(lint._REASON, re.Pattern) and lint._REASON is lint._REASON
+    for name in lint._LAZY:
+        assert getattr(lint, name) is not None

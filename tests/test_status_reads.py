@@ -1,0 +1,302 @@
+"""How `status` reads the store (issue #14): the list in one query, in a read transaction that
+takes no write lock; `status ID` reads only its own thread; a process's liveness is asked once
+per owner, not once per row; and the command imports no library it does not use."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailer.adapters.store import Store, StoreReader, open_to_read
+from mailer.model.keys import dedupe_key
+from mailer.model.lifecycle import ThreadEvent
+from mailer.services import threadview as view
+
+from .conftest import run_cli
+
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+SENDER = "sam@candidate.test"
+# Status never connects: the servers need only be well-formed.
+CONFIG = f"""\
+[sender]
+name = "Sam Candidate"
+address = "{SENDER}"
+timezone = "Europe/London"
+
+[smtp]
+host = "127.0.0.1"
+port = 2525
+security = "starttls"
+
+[imap]
+host = "127.0.0.1"
+port = 9993
+security = "ssl"
+
+[addresses]
+allow_test_domains = true
+"""
+# A process on this machine that is not running (its start-time mark cannot match).
+DEAD_OWNER = f"{socket.gethostname()}:x:999999999:0"
+
+
+def _thread(store: Store, i: int, *, submitting: bool = True) -> tuple[int, int]:
+    to = f"hr{i}@company{i}.test"
+    mid = f"<status-{i}@candidate.test>"
+    return store.create_thread(
+        now=NOW - timedelta(days=2),
+        facts={
+            "to": to,
+            "interviewer": f"Interviewer {i}",
+            "company": f"Company {i}",
+            "role": "Data Engineer",
+            "situation": "illness",
+            "interview": (NOW - timedelta(days=3)).isoformat(),
+        },
+        key=dedupe_key(to, f"Company {i}", NOW - timedelta(days=3)),
+        subject=f"Missed interview {i}",
+        message_id=mid,
+        raw=f"Message-ID: {mid}\r\n\r\nSorry.\r\n".encode(),
+        envelope_from=SENDER,
+        recipients=(to,),
+        follow_up_wait="3d",
+        max_follow_ups=1,
+        guard_duplicates=False,
+        submitting=submitting,
+    )
+
+
+def _sent(store: Store, i: int) -> int:
+    tid, mrow = _thread(store, i)
+    store.mark_sent(mrow, NOW - timedelta(days=2), "250 Ok", NOW + timedelta(days=1))
+    return tid
+
+
+def _workspace(tmp_path: Path, threads: int) -> tuple[Path, Path]:
+    ws = tmp_path / "ws"
+    (ws / "config").mkdir(parents=True)
+    (ws / "config" / "mailer.toml").write_text(CONFIG, encoding="utf-8")
+    db = ws / ".mailer" / "state.db"
+    store = Store(f"sqlite:///{db}")
+    for i in range(threads):
+        _sent(store, i)
+    store.close()
+    return ws, db
+
+
+def _mixed_store(path: Path) -> Store:
+    """Threads in every shape the list words differently."""
+    store = Store(f"sqlite:///{path}")
+    _sent(store, 1)  # awaiting a reply
+    _thread(store, 2, submitting=False)  # the apology still queued
+    tid, mrow = _thread(store, 3)  # cut off after the final dot by a process now gone
+    store.mark_final_dot(mrow, NOW)
+    _thread(store, 4)  # submitting, by this (live) process
+    tid = _sent(store, 5)
+    store.set_thread_state(
+        tid, ThreadEvent.MARKED_REPLIED, NOW, "replied", {"replied_by": "hr5@company5.test"}
+    )
+    _thread(store, 6)  # submitting by a process that is gone, before the final dot
+    tid = _sent(store, 7)  # followed up twice: the list shows the last one
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET owner = ? WHERE thread_id IN (3, 6)", (DEAD_OWNER,))
+        for n, day in ((1, 23), (2, 24)):
+            db.execute(
+                """INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+                   recipients, created_at, sent_at) VALUES (?, 'follow_up', ?, 'sent', x'00', ?,
+                   '["hr7@company7.test"]', ?, ?)""",
+                (tid, f"<f{n}@candidate.test>", SENDER, *[f"2026-11-{day}T09:00:00+00:00"] * 2),
+            )
+        db.execute(
+            "UPDATE threads SET state = 'followed_up', follow_ups_sent = 2 WHERE id = ?", (tid,)
+        )
+    return store
+
+
+def test_the_list_query_shows_what_reading_each_thread_shows(tmp_path: Path) -> None:
+    """Verify the one-query list gives every thread the same row, JSON and words as reading
+    each thread and all its messages, whether the store is opened in full or only to read."""
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    tz = ZoneInfo("Europe/Berlin")
+    reader = open_to_read(f"sqlite:///{path}")
+    assert isinstance(reader, StoreReader)
+    for opened in (store, reader):
+        listed = opened.thread_list()
+        assert [t.id for t, _ in listed] == [t.id for t in store.threads()] == [*range(1, 8)]
+        for t, briefs in listed:
+            assert briefs is not None
+            whole = store.messages(t.id)
+            assert t == store.thread(t.id)
+            assert [b.id for b in briefs] == [m.id for m in whole]
+            assert view.describe(t, briefs, tz) == view.describe(t, whole, tz)
+            assert view.state_word(t, briefs) == view.state_word(t, whole)
+            assert view.thread_dict(t, briefs, tz) == view.thread_dict(t, whole, tz)
+    words = {t.id: view.state_word(t, b) for t, b in reader.thread_list()}
+    assert words == {
+        1: "awaiting_reply",
+        2: "queued",
+        3: "in_doubt",
+        4: "submitting",
+        5: "replied",
+        6: "queued",
+        7: "followed_up",
+    }
+    assert "followed up 2026-11-24 10:00 CET" in view.describe(*reader.thread_list()[6], tz)
+
+
+def test_owner_liveness_is_asked_once_per_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a listing asks whether a sending process still runs once per distinct owner,
+    however many rows name it, and that the answer is the same as asking for each row."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    for i in range(30):
+        _thread(store, i)  # all submitting, by this process
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("UPDATE messages SET owner = ? WHERE id > 20", (DEAD_OWNER,))
+    asked: list[str | None] = []
+    real = view.owner_alive
+
+    def counting(owner: str | None) -> bool:
+        asked.append(owner)
+        return real(owner)
+
+    monkeypatch.setattr(view, "owner_alive", counting)
+    alive, tz = view.owners_alive(), UTC
+    listed = store.thread_list()
+    words = [
+        (
+            view.describe(t, b, tz, alive),
+            view.state_word(t, b, alive),
+            view.thread_dict(t, b, tz, alive),
+        )
+        for t, b in listed
+    ]
+    assert sorted(asked, key=str) == sorted({m.owner for _, b in listed for m in b or []}, key=str)
+    assert len(asked) == 2
+    assert words == [
+        (view.describe(t, b, tz), view.state_word(t, b), view.thread_dict(t, b, tz))
+        for t, b in listed
+    ]
+    assert {w[1] for w in words} == {"submitting", "queued"}
+
+
+def test_status_reads_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """Verify `status`, `status --json` and `status ID` answer at once while a sending
+    process holds the store's write lock: they read in a deferred transaction, which takes
+    no lock (BEGIN IMMEDIATE waited up to 30 s, then failed)."""
+    ws, db = _workspace(tmp_path, 3)
+    assert run_cli(ws, "status").returncode == 0  # the anchor is written, the store adopted
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE threads SET subject = 'changing' WHERE id = 3")
+        listed = run_cli(ws, "status", timeout=15)
+        as_json = run_cli(ws, "status", "--json", timeout=15)
+        one = run_cli(ws, "status", "2", "--explain", timeout=15)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert listed.returncode == 0, listed.stderr
+    assert "hr2@company2.test" in listed.stdout and "awaiting reply" in listed.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    assert '"subject": "Missed interview 2"' in as_json.stdout
+    assert "changing" not in as_json.stdout  # the other process's uncommitted write
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith("Thread 2: ") and "decisions:" in one.stdout
+
+
+def test_status_id_reads_only_its_own_thread(tmp_path: Path) -> None:
+    """Verify `status ID` is untouched by damage to other threads and their messages, which
+    the list still names (a damaged message marks its thread, the others are listed)."""
+    ws, db = _workspace(tmp_path, 3)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE threads SET facts = '{not json' WHERE id = 1")
+        con.execute("UPDATE messages SET recipients = 'oops' WHERE thread_id = 3")
+        (bad_message,) = con.execute("SELECT id FROM messages WHERE thread_id = 3").fetchone()
+
+    one = run_cli(ws, "status", "2")
+    assert one.returncode == 0 and one.stderr == "", one.stderr
+    assert one.stdout.startswith("Thread 2: ")
+
+    listed = run_cli(ws, "status")
+    assert listed.returncode == 1
+    assert "Traceback" not in listed.stderr
+    assert "thread 1: facts" in listed.stderr
+    assert f"message {bad_message}: recipients" in listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[2:]}
+    assert set(rows) == {"2", "3"}
+    assert "awaiting reply" in rows["2"] and "damaged: see the warning below" in rows["3"]
+
+    damaged = run_cli(ws, "status", "3")
+    assert damaged.returncode != 0 and f"message {bad_message}: recipients" in damaged.stderr
+
+
+def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
+    """Verify `status` off a terminal imports neither SQLAlchemy (a current SQLite store is
+    read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail."""
+    ws, _ = _workspace(tmp_path, 2)
+    heavy = ("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail")
+    code = (
+        "import sys\n"
+        "from mailer.cli.main import cli\n"
+        "try:\n"
+        "    cli(['status'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
+    )
+    # As a pipe sees it: no terminal, and no COLUMNS asking rich for a width.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_") and k != "COLUMNS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ws, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "hr1@company1.test" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_store_to_migrate_is_opened_in_full(tmp_path: Path) -> None:
+    """Verify a store that needs work (an older schema) is not read behind the full store's
+    back: open_to_read gives the full Store, which migrates it."""
+    path = tmp_path / "state.db"
+    _sent(Store(f"sqlite:///{path}"), 1)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute("ALTER TABLE messages DROP COLUMN final_dot_at")
+    opened = open_to_read(f"sqlite:///{path}")
+    assert isinstance(opened, Store)
+    assert [t.id for t, _ in opened.thread_list()] == [1]
+    again = open_to_read(f"sqlite:///{path}")
+    assert isinstance(again, StoreReader)
+
+
+def test_a_piped_table_lines_up_its_columns_one_row_a_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify the table off a terminal: a header, a rule as wide as the columns, one line a
+    row, the ID column right-aligned and the others left, no trailing spaces."""
+    from mailer.cli.console import print_rows
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    columns = [("ID", {"justify": "right"}), ("RECIPIENT", {}), ("STATE", {})]
+    rows = [
+        (["7", "ana@x.test", "awaiting reply"], "cyan"),
+        (["10", "b@longer-domain.test", "replied {at} 10:00"], None),
+    ]
+    print_rows(columns, rows)
+    assert capsys.readouterr().out.splitlines() == [
+        "ID  RECIPIENT             STATE",
+        "─" * 44,
+        " 7  ana@x.test            awaiting reply",
+        "10  b@longer-domain.test  replied {at} 10:00",
+    ]
