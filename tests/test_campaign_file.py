@@ -221,3 +221,18 @@ def test_problems_naming_odd_keys_and_cells_stay_one_line(tmp_path: Path) -> Non
     assert len(c.problems) == 2, c.problems
     for line in c.problems:
         assert len(line.splitlines()) == 1 and "\x1b" not in line, line
+
+
+def test_the_store_is_asked_for_open_subjects_once_per_address_while_loading() -> None:
+    from mailer.cli.campaign import once_each
+
+    asked: list[str] = []
+
+    def lookup(address: str) -> frozenset[str]:
+        asked.append(address)
+        return frozenset({f"subject for {address.lower()}"})
+
+    cached = once_each(lookup)
+    answers = [cached(a) for a in ("ana@x.test", "ANA@x.test", "bo@x.test", "ana@x.test")]
+    assert asked == ["ana@x.test", "bo@x.test"]
+    assert answers[0] == answers[1] == answers[3] == frozenset({"subject for ana@x.test"})

@@ -7,6 +7,7 @@ because the daily cap is counted from it across runs.
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -19,7 +20,14 @@ from mailer.adapters.store import Store
 from mailer.errors import DeliveryError
 from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
 from mailer.services.campaign import load_campaign
-from mailer.services.runner import FAILED_NOW, HELD_BACK, SENT_NOW, SKIPPED, run_campaign
+from mailer.services.runner import (
+    FAILED_NOW,
+    HELD_BACK,
+    SENT_NOW,
+    SKIPPED,
+    outside_warnings,
+    run_campaign,
+)
 
 
 class FakeClock:
@@ -212,3 +220,102 @@ def test_pacer_waits_only_the_remainder_of_the_interval() -> None:
     assert pacer.wait() == 0
     clock.now += timedelta(seconds=25)  # the send itself took 25 s
     assert pacer.wait() == 5.0
+
+
+def test_a_login_refusal_fails_the_accounts_other_entries_without_connecting_again(
+    tmp_path: Path,
+) -> None:
+    ws = workspace(tmp_path, "", entries=3)
+    FakeSession.refuse = [
+        DeliveryError("535 5.7.8 authentication failed", kind="login", temporary=False, code=535)
+    ]
+    report = run(ws, FakeClock(START))
+    assert [(o.result, o.account_down) for o in report.outcomes] == [(FAILED_NOW, True)] * 3
+    assert FakeSession.connections == 1 and FakeSession.submitted == []
+    # The reason is the data; "account: " is only how it is shown.
+    assert report.outcomes[1].detail == report.outcomes[0].detail
+    assert not report.outcomes[0].detail.startswith("account: ")
+    # Recorded through delivery.record_failure: given up for this run, so failed, not left
+    # queued; the next run sends it.
+    settings = load_settings(ws / "config" / "mailer.toml")
+    store = Store(settings.state_url)
+    try:
+        [(_, root)] = store.campaign_apologies("c")
+        assert root.state == "failed" and "535" in (root.error or "")
+    finally:
+        store.close()
+    assert run(ws, FakeClock(START)).count(SENT_NOW) == 3
+
+
+def test_a_temporary_failure_is_requeued_while_retried_then_sent(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "", entries=2)
+    FakeSession.refuse = [
+        DeliveryError("451 4.3.0 try again", kind="temporary", temporary=True, code=451)
+    ]
+    clock = FakeClock(START)
+    report = run(ws, clock)
+    assert report.count(SENT_NOW) == 2 and clock.slept == [1.0]
+
+
+def test_the_reports_counts_match_its_outcomes(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[throttle]\ndaily_cap = 2\n", entries=5)
+    seen: list[int] = []
+    report = run(ws, FakeClock(START), progress=lambda o, r: seen.append(r.count(HELD_BACK)))
+    assert seen == [0, 0, 1, 2, 3]
+    assert report.counts == Counter(o.result for o in report.outcomes)
+
+
+def test_an_address_and_company_with_an_apology_outside_the_campaign_is_warned_once_each(
+    tmp_path: Path,
+) -> None:
+    ws = workspace(tmp_path, "", entries=2)
+    run(ws, FakeClock(START))
+    campaigns = ws / "config" / "campaigns"
+    text = (campaigns / "c.toml").read_text(encoding="utf-8")
+    # The same people and companies, written differently, in another campaign; and a new one.
+    other = text.replace("ana0@", "ANA0@").replace('"Co 1"', '"co  1"')
+    other += (
+        '\n[[entries]]\nto = "bo@sandbox.test"\ncompany = "Co 9"\ninterview = "2026-11-20 10:00"\n'
+    )
+    (campaigns / "other.toml").write_text(other, encoding="utf-8")
+    settings = load_settings(ws / "config" / "mailer.toml")
+    store = Store(settings.state_url)
+    try:
+        mine = load_campaign(campaigns / "c.toml", settings, START)
+        theirs = load_campaign(campaigns / "other.toml", settings, START)
+        assert theirs.problems == []
+        assert outside_warnings(mine, store) == []  # its own threads are not "outside"
+        warned = outside_warnings(theirs, store)
+        assert len(warned) == 2, warned
+        assert all("already has an apology outside this campaign (thread " in w for w in warned)
+        assert not any("bo@sandbox.test" in w for w in warned)
+    finally:
+        store.close()
+
+
+def durable_transactions(tmp_path: Path, entries: int) -> int:
+    """Transactions on the store's synced engine during a run of ``entries`` sends."""
+    ws = workspace(tmp_path / str(entries), "", entries=entries)
+    clock = FakeClock(START)
+    settings = load_settings(ws / "config" / "mailer.toml")
+    campaign = load_campaign(ws / "config" / "campaigns" / "c.toml", settings, clock())
+    store = Store(settings.state_url)
+    real_tx, durable = store.tx, []
+
+    def counting_tx(durable_: bool = True):  # type: ignore[no-untyped-def]
+        durable.append(durable_)
+        return real_tx(durable_)
+
+    store.tx = counting_tx  # type: ignore[method-assign]
+    try:
+        report = run_campaign(campaign, store, clock, smtp=FakeSession, sleep=clock.sleep)
+    finally:
+        store.close()
+    assert report.count(SENT_NOW) == entries
+    return sum(durable)
+
+
+def test_each_message_costs_one_durable_commit_the_final_dot_mark(tmp_path: Path) -> None:
+    # The run's own reads (what was sent, the cap) are the same for 2 entries as for 5; every
+    # further durable transaction is a message's. Claim and "sent" are not synced.
+    assert durable_transactions(tmp_path, 5) - durable_transactions(tmp_path, 2) == 3

@@ -1592,6 +1592,16 @@ class Store:
             )
         return True
 
+    def apology_keys(self) -> list[tuple[int, str, str, str | None]]:
+        """(id, recipient, company, campaign) of every thread not failed, oldest first: what
+        a campaign's outside-campaign warning indexes once instead of a query per entry."""
+        rows = self._rows(
+            "SELECT id, recipient, company, campaign FROM threads WHERE state != :failed "
+            "ORDER BY id",
+            failed=ThreadState.FAILED,
+        )
+        return [(r["id"], r["recipient"], r["company"], r["campaign"]) for r in rows]
+
     # --- reads for status: one read transaction each -----------------------------------
 
     @contextmanager

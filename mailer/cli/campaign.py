@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     todo = pending(c, store)
     for line in outside_warnings(c, store):
         warn(line)
-    warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity == WARNING)
+    warnings = sum(1 for e in c.entries for f in e.findings if f.severity == WARNING)
     accounts = sorted({e.account or "main" for e in c.entries})
     click.echo(
         f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "
@@ -166,11 +167,13 @@ def run_command(
     # address (entries whose own thread is open are skipped, so never re-subjected).
     store = obj.store(obj.settings())
     settings, c = _load(
-        obj, file, force=force, skip_invalid=skip_invalid, open_subjects=store.open_subjects
+        obj,
+        file,
+        force=force,
+        skip_invalid=skip_invalid,
+        open_subjects=once_each(store.open_subjects),
     )
-    obj.check_sandbox_recipients(
-        a for e in c.entries for a in (e.prepared.facts.to, *e.prepared.facts.cc)
-    )
+    obj.check_sandbox_recipients(a for e in c.entries for a in (e.facts.to, *e.facts.cc))
     for line in c.problems:
         click.echo(f"mailer: skipped (invalid): {line}", err=True)
     if not dry_run:
@@ -268,6 +271,26 @@ def run_command(
         sys.exit(int(ExitCode.FAILURE))
 
 
+def once_each(lookup: Callable[[str], frozenset[str]]) -> Callable[[str], frozenset[str]]:
+    """``lookup`` asked once per address while the campaign loads (the store does not change
+    meanwhile): a campaign writing to a few addresses many times asks a few times."""
+    seen: dict[str, frozenset[str]] = {}
+
+    def cached(address: str) -> frozenset[str]:
+        key = address.lower()
+        if key not in seen:
+            seen[key] = lookup(address)
+        return seen[key]
+
+    return cached
+
+
+def shown_detail(outcome: Any) -> str:
+    """An outcome's detail as shown: the account's trouble says so (from the field; the
+    detail itself is only the error)."""
+    return f"account: {outcome.detail}" if outcome.account_down else outcome.detail
+
+
 def _need_passwords(settings: Any, c: Any) -> None:
     """The passwords of the accounts the campaign sends from, all before the first send."""
     from mailer.adapters.passwords import unlock
@@ -309,7 +332,7 @@ class _Progress:
         from mailer.services.runner import FAILED_NOW, IN_DOUBT_NOW, SENT_NOW, SKIPPED, WOULD_SEND
 
         if self.bar is None:
-            click.echo(f"{outcome.result:<10} {outcome.key}  {outcome.detail}", err=True)
+            click.echo(f"{outcome.result:<10} {outcome.key}  {shown_detail(outcome)}", err=True)
             return
         sent = report.count(SENT_NOW) + report.count(WOULD_SEND)
         worked = sent + report.count(FAILED_NOW) + report.count(IN_DOUBT_NOW)
@@ -343,7 +366,8 @@ def _summary_table(report: Any, verbose: bool) -> None:
     )
     for o in rows:
         thread = str(o.thread_id) if o.thread_id else "-"
-        shown.add_row(o.key, styled(o.result, OUTCOME_STYLES.get(o.result)), thread, o.detail)
+        result = styled(o.result, OUTCOME_STYLES.get(o.result))
+        shown.add_row(o.key, result, thread, shown_detail(o))
     click.echo("")
     console().print(shown)
 
@@ -380,7 +404,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
                 "key": key,
                 "where": e.where if e else None,
                 "valid": e is not None,
-                "to": e.prepared.facts.to if e else t.recipient,
+                "to": e.facts.to if e else t.recipient,
                 "state": view.state_word(t, msgs) if t else NOT_SENT,
                 "thread": view.thread_dict(t, msgs, tz) if t else None,
                 "shown": view.describe(t, msgs, tz) if t else "not sent yet",

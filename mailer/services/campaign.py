@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 from collections.abc import Callable
@@ -20,10 +21,10 @@ from mailer.adapters.clock import local_zone
 from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.apology import Prepared, prepare, with_policy
-from mailer.model.composer import Composer, situations_in
-from mailer.model.facts import make_facts
+from mailer.model.composer import Composed, Composer, Draft, situations_in
+from mailer.model.facts import Facts, make_facts
 from mailer.model.keys import derive_key
-from mailer.model.lint import has_errors
+from mailer.model.lint import Finding, has_errors
 from mailer.model.schedule import validate_wait
 from mailer.model.settings import parse_window
 from mailer.model.values import (
@@ -88,13 +89,49 @@ class Throttle:
 
 @dataclass
 class Entry:
+    """A valid, rendered and checked entry. Only what sending needs is kept (the message's
+    bytes, not the draft and text beside them, and one Settings per account and policy):
+    a campaign of 10,000 entries is held in memory whole between the check and the send."""
+
     key: str
     where: str  # "file:line" or "file.csv:line"
     account: str
     settings: Settings  # the account's, with this entry's sender details and follow-up policy
     policy: dict[str, Any]  # kept with the thread, so its follow-ups use the same policy
-    prepared: Prepared
+    facts: Facts
+    message: Composed  # what goes to SMTP and to Sent; its ``text`` is left empty
+    findings: tuple[Finding, ...] = ()
+    template: str = ""
     derived_key: bool = False
+
+    def sendable(self) -> Prepared:
+        """The apology as the sending path records it: the message, no text read back."""
+        m = self.message
+        return Prepared(self.facts, Draft(m.subject, "", self.template), m, self.findings)
+
+    @property
+    def prepared(self) -> Prepared:
+        """The apology as :func:`apology.prepare` made it, its text read back from the
+        message's bytes (for preview and tests; the sending path uses ``message``)."""
+        text = message_text(self.message.raw)
+        m = self.message
+        return Prepared(
+            facts=self.facts,
+            draft=Draft(subject=m.subject, text=text, template=self.template),
+            composed=Composed(m.subject, text, m.message_id, m.raw, m.recipients),
+            findings=self.findings,
+        )
+
+
+def message_text(raw: bytes) -> str:
+    """The text/plain part of a message we built."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    msg = message_from_bytes(raw, policy=default)
+    part = msg.get_body(preferencelist=("plain",))
+    text = str(part.get_content()) if part is not None else ""  # type: ignore[union-attr]
+    return text.replace("\r\n", "\n")  # written with CRLF line ends; composed with LF
 
 
 @dataclass
@@ -188,19 +225,27 @@ def load_campaign(
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
+    shared: dict[str, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
     subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
     for where, raw in raw_entries:
         entry, entry_problems = _entry(
-            where, raw, defaults, follow_up, settings, now, composer, subjects, open_subjects
+            where,
+            raw,
+            defaults,
+            follow_up,
+            settings,
+            now,
+            composer,
+            subjects,
+            open_subjects,
+            shared,
         )
         if entry is not None:
-            subjects.setdefault(entry.prepared.facts.to.lower(), set()).add(
-                entry.prepared.composed.subject
-            )
-        if entry is not None and not force and has_errors(entry.prepared.findings):
+            subjects.setdefault(entry.facts.to.lower(), set()).add(entry.message.subject)
+        if entry is not None and not force and has_errors(entry.findings):
             entry_problems += [
                 f"apology check: {f.message} (fix the text, or pass --force)"
-                for f in entry.prepared.findings
+                for f in entry.findings
                 if f.severity == "error"
             ]
         label = f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
@@ -382,6 +427,7 @@ def _entry(
     composer: Composer,
     subjects: dict[str, set[str]] | None = None,
     open_subjects: Callable[[str], frozenset[str]] | None = None,
+    shared: dict[str, tuple[Settings, dict[str, Any]]] | None = None,
 ) -> tuple[Entry | None, list[str]]:
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
@@ -449,7 +495,7 @@ def _entry(
             policy["max_follow_ups"] = n
     if sender_overrides:
         policy["sender"] = sender_overrides
-    entry_settings = with_policy(entry_settings, policy)
+    entry_settings, policy = _with_policy(entry_settings, account, policy, shared)
     try:
         tz = local_zone(values["timezone"] or entry_settings.sender.timezone)
     except InputError as exc:
@@ -510,11 +556,30 @@ def _entry(
             account=account,
             settings=entry_settings,
             policy=policy,
-            prepared=prepared,
+            facts=prepared.facts,
+            message=replace(prepared.composed, text=""),
+            findings=prepared.findings,
+            template=prepared.draft.template,
             derived_key=derived,
         ),
         [],
     )
+
+
+def _with_policy(
+    settings: Settings,
+    account: str,
+    policy: dict[str, Any],
+    shared: dict[str, tuple[Settings, dict[str, Any]]] | None,
+) -> tuple[Settings, dict[str, Any]]:
+    """The account's settings under ``policy``, one object for every entry with the same
+    account and policy (most of a campaign's entries share both): not one copy each."""
+    if shared is None:
+        return with_policy(settings, policy), policy
+    key = json.dumps([account, policy], sort_keys=True, default=str)
+    if key not in shared:
+        shared[key] = (with_policy(settings, policy), policy)
+    return shared[key]
 
 
 def _toml_time(value: date, tz: tzinfo, problems: list[str]) -> str:

@@ -12,33 +12,25 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
 from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import (
-    FAILED,
-    IN_DOUBT,
-    QUEUED,
-    SENT,
-    SUBMITTING,
-    MessageRow,
-    Store,
-    ThreadRow,
-    owner_alive,
-)
+from mailer.adapters.store import QUEUED, MessageRow, Store, ThreadRow, owner_alive
 from mailer.errors import DeliveryError, DuplicateError
 from mailer.model import lifecycle
-from mailer.model.lifecycle import describe
+from mailer.model.lifecycle import Outcome as Fate
+from mailer.model.runplan import Act, Feedback, Item, Past, RunPlan, Skip, skip_reason
 from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
 from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
+from mailer.services.delivery import record_failure
 
 log = logging.getLogger("mailer.services.campaign")
 
@@ -69,9 +61,16 @@ class RunReport:
     outcomes: list[Outcome] = field(default_factory=list)
     stopped: str = ""  # why the run stopped early, if it did
     sent_copy_problems: list[str] = field(default_factory=list)
+    # Kept as outcomes are added: the progress display reads them after every entry, and
+    # recounting the list each time made a run quadratic in its entries.
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.counts[outcome.result] += 1
 
     def count(self, result: str) -> int:
-        return sum(1 for o in self.outcomes if o.result == result)
+        return self.counts[result]
 
     @property
     def held_back(self) -> int:
@@ -94,59 +93,69 @@ def entry_state(campaign: Campaign, store: Store) -> dict[str, list[Record]]:
     return out
 
 
+def past_attempts(campaign: Campaign, store: Store) -> dict[str, tuple[Past, ...]]:
+    """Each entry key's earlier apologies as the planner's facts (one query; the owner
+    probes happen here, so the planner stays pure). The rows' bytes are not kept."""
+    return {
+        key: tuple(past_of(t, root) for t, root in records)
+        for key, records in entry_state(campaign, store).items()
+    }
+
+
+def past_of(thread: ThreadRow, root: MessageRow) -> Past:
+    return Past(
+        thread_id=thread.id,
+        thread_state=thread.state,
+        state=root.state,
+        shown=root.state_now,
+        abandoned_before_final_dot=root.abandoned_before_final_dot,
+        owner_alive=root.state == QUEUED and owner_alive(root.owner),
+        refused=bool(thread.detail.get("refused")),
+        error=root.error or "",
+    )
+
+
+def plan_items(
+    campaign: Campaign, past: dict[str, tuple[Past, ...]], retry_failed: bool
+) -> Iterator[Item]:
+    for e in campaign.entries:
+        yield Item(e.key, e.account, skip_reason(past.get(e.key, ()), retry_failed))
+
+
 def pending(campaign: Campaign, store: Store, retry_failed: bool = False) -> list[Entry]:
     """The valid entries a run would try now."""
-    states = entry_state(campaign, store)
-    return [
-        e for e in campaign.entries if already_done(states.get(e.key, []), retry_failed) is None
-    ]
-
-
-class Skip(NamedTuple):
-    """Why an entry is not sent now."""
-
-    why: str
-    in_doubt: bool = False
+    past = past_attempts(campaign, store)
+    return [e for e in campaign.entries if skip_reason(past.get(e.key, ()), retry_failed) is None]
 
 
 def already_done(records: list[Record], retry_failed: bool) -> Skip | None:
     """Why an entry must not be sent again now, or None if it may be sent."""
-    for t, root in reversed(records):
-        if root.state == SENT:
-            return Skip(f"already sent (thread {t.id}, {describe(t.state)})")
-        if root.state_now == IN_DOUBT:
-            return Skip(
-                f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'", in_doubt=True
-            )
-        if root.abandoned_before_final_dot:
-            return None  # the server took nothing: sent again (the old row is closed then)
-        if root.state == SUBMITTING or (root.state == QUEUED and owner_alive(root.owner)):
-            return Skip(f"being sent right now by another process (thread {t.id})")
-        if root.state == FAILED and t.detail.get("refused") and not retry_failed:
-            return Skip(
-                f"refused earlier (thread {t.id}: {root.error}); fix the entry, "
-                "or pass --retry-failed"
-            )
-        if root.state == FAILED:
-            return None
-    return None
+    return skip_reason([past_of(t, root) for t, root in records], retry_failed)
 
 
 def outside_warnings(campaign: Campaign, store: Store) -> list[str]:
     """Entries whose address and company already have an apology outside this campaign, and
     entries whose address looks like a typo of a big provider's domain."""
+    # One read of the store, indexed here: a query per entry was n scans of the threads.
+    others: dict[tuple[str, str], list[int]] = {}
+    for thread_id, recipient, company, name in store.apology_keys():
+        if name != campaign.name:
+            others.setdefault(_same_apology(recipient, company), []).append(thread_id)
     warnings = []
     for e in campaign.entries:
-        f = e.prepared.facts
+        f = e.facts
         warnings += [f"{e.where}: entry {e.key}: {w}" for w in f.warnings]
-        others = [t for t in store.apologies_for(f.to, f.company) if t.campaign != campaign.name]
-        if others:
-            ids = ", ".join(str(t.id) for t in others)
+        ids = others.get(_same_apology(f.to, f.company))
+        if ids:
             warnings.append(
                 f"{e.where}: entry {e.key}: {f.to} at {f.company} already has an apology "
-                f"outside this campaign (thread {ids})"
+                f"outside this campaign (thread {', '.join(map(str, ids))})"
             )
     return warnings
+
+
+def _same_apology(recipient: str, company: str) -> tuple[str, str]:
+    return recipient.lower(), " ".join(company.lower().split())
 
 
 class SentCopies:
@@ -258,59 +267,67 @@ def run_campaign(
 
     throttle = campaign.throttle
     pacer = Pacer(throttle.per_minute, throttle.jitter_seconds, clock, sleep, rng or random.random)
-    states = entry_state(campaign, store)
+    entries = campaign.entries
+    accounts = {e.account: e.settings for e in entries}
+    plan = RunPlan(
+        plan_items(campaign, past_attempts(campaign, store), retry_failed),
+        room={a: _room(s, throttle.daily_cap, store, clock) for a, s in accounts.items()},
+        limit=limit,
+        dry_run=dry_run,
+    )
     sessions: dict[str, SmtpSession] = {}
     sent_on: dict[str, int] = {}  # messages on the current connection, per account
-    room: dict[str, int | None] = {}  # what the daily cap still allows, per account
-    down: dict[str, str] = {}  # accounts that cannot send for the rest of this run
     copies = None if dry_run else SentCopies(store, report)
 
     def record(outcome: Outcome) -> None:
-        report.outcomes.append(outcome)
+        report.add(outcome)
         if progress is not None:
             progress(outcome, report)
 
-    attempted = 0
+    feedback: Feedback | None = None
     try:
-        for entry in campaign.entries:
+        while True:
             if stop.is_set():
                 report.stopped = report.stopped or "interrupted"
                 break
-            skip = already_done(states.get(entry.key, []), retry_failed)
-            if skip is not None:
-                record(Outcome(entry.key, entry.where, SKIPPED, skip.why, in_doubt=skip.in_doubt))
-                continue
-            if limit is not None and attempted >= limit:
-                report.stopped = f"--limit {limit} reached"
+            action = plan.next_action(feedback)
+            feedback = None
+            if action is None:
+                report.stopped = report.stopped or plan.stopped
                 break
-            account = entry.account
-            if account in down:
+            entry = entries[action.index]
+            if action.act is Act.SKIP:
                 record(
-                    Outcome(entry.key, entry.where, FAILED_NOW, down[account], account_down=True)
+                    Outcome(entry.key, entry.where, SKIPPED, action.why, in_doubt=action.in_doubt)
                 )
-                continue
-            if account not in room:
-                room[account] = _room(entry.settings, throttle.daily_cap, store, clock)
-            if room[account] is not None and room[account] <= 0:  # type: ignore[operator]
-                record(Outcome(entry.key, entry.where, HELD_BACK, "the daily cap is reached"))
-                continue
-            attempted += 1
-            if dry_run:
-                record(Outcome(entry.key, entry.where, WOULD_SEND, entry.prepared.facts.to))
-                if room[account] is not None:
-                    room[account] -= 1  # type: ignore[operator]
-                continue
-            outcome = _send_entry(
-                campaign, entry, store, clock, pacer, sessions, sent_on, smtp, copies, sleep, stop
-            )
-            if outcome is None:  # stopped during a pause, before this entry was sent
-                report.stopped = "interrupted"
-                break
-            if outcome.result in (SENT_NOW, IN_DOUBT_NOW) and room[account] is not None:
-                room[account] -= 1  # type: ignore[operator]
-            if outcome.account_down:
-                down[account] = outcome.detail
-            record(outcome)
+            elif action.act is Act.FAIL:
+                record(Outcome(entry.key, entry.where, FAILED_NOW, action.why, account_down=True))
+            elif action.act is Act.HOLD_BACK:
+                record(Outcome(entry.key, entry.where, HELD_BACK, action.why))
+            elif action.act is Act.WOULD_SEND:
+                record(Outcome(entry.key, entry.where, WOULD_SEND, entry.facts.to))
+            else:
+                outcome = _send_entry(
+                    campaign,
+                    entry,
+                    store,
+                    clock,
+                    pacer,
+                    sessions,
+                    sent_on,
+                    smtp,
+                    copies,
+                    sleep,
+                    stop,
+                )
+                if outcome is None:  # stopped during a pause, before this entry was sent
+                    report.stopped = "interrupted"
+                    break
+                feedback = Feedback(
+                    took_room=outcome.result in (SENT_NOW, IN_DOUBT_NOW),
+                    account_down=outcome.detail if outcome.account_down else "",
+                )
+                record(outcome)
     finally:
         for session in sessions.values():
             session.close()
@@ -342,7 +359,7 @@ def _send_entry(
 ) -> Outcome | None:
     """Send one entry (retrying what may be retried). None if ``stop`` came during a pause:
     then nothing more was sent."""
-    settings, prepared = entry.settings, entry.prepared
+    settings, prepared = entry.settings, entry.sendable()
     facts, composed = prepared.facts, prepared.composed
     ids: list[int] = []  # (thread, message row) once recorded
 
@@ -375,15 +392,11 @@ def _send_entry(
             entry.key,
             entry.where,
             result,
-            f"account: {detail}" if account_down else detail,
+            detail,
             ids[0] if ids else None,
             account_down=account_down,
             in_doubt=result == IN_DOUBT_NOW,
         )
-
-    def failed(exc: DeliveryError) -> None:
-        if ids:
-            store.mark_failed(ids[1], clock(), str(exc))
 
     crash_point("after-queued")
     name = entry.account
@@ -413,26 +426,33 @@ def _send_entry(
             return outcome(SKIPPED, exc.headline)
         except DeliveryError as exc:
             fate = lifecycle.outcome_of(exc)
-            if fate is lifecycle.Outcome.IN_DOUBT:
-                store.mark_in_doubt(ids[1], clock(), str(exc))
+            # The campaign's own rules over what the error means for the message: an account
+            # error stops the account; "too many" slows down; anything else retries a while.
+            blocked = fate is Fate.REQUEUE and lifecycle.blocks_account(exc)
+            slowed = fate is Fate.REQUEUE and not blocked and too_many(exc.code, str(exc))
+            if fate is not Fate.REQUEUE or blocked:
+                give_up = True
+            elif slowed:
+                give_up = pacer.slow_downs >= MAX_SLOW_DOWNS
+            else:
+                failures += 1
+                give_up = failures > settings.retries
+            if ids:
+                # Given up: nothing retries it this run, so it is failed, not left queued.
+                record_failure(store, ids[1], exc, clock(), one_shot=give_up)
+            if fate is Fate.IN_DOUBT or (fate is Fate.REQUEUE and not blocked):
                 session.close()
+            if fate is Fate.IN_DOUBT:
                 return outcome(IN_DOUBT_NOW, str(exc))
-            if lifecycle.blocks_account(exc):
+            if blocked:
                 # Login, certificate, TLS: no entry from this account can go this run.
-                failed(exc)
                 return outcome(FAILED_NOW, str(exc), account_down=True)
-            if fate is lifecycle.Outcome.FAILED:  # refused recipient, 5xx: this entry only
-                failed(exc)
+            if fate is Fate.FAILED:  # refused recipient, 5xx: this entry only
                 if ids:
                     store.set_thread_detail(ids[0], {"refused": True})
                 return outcome(FAILED_NOW, str(exc))
-            # Not taken, and worth another try: the message is still only ours.
-            if ids:
-                store.requeue(ids[1], clock(), str(exc))
-            session.close()
-            if too_many(exc.code, str(exc)):
-                if pacer.slow_downs >= MAX_SLOW_DOWNS:
-                    failed(exc)
+            if slowed:
+                if give_up:
                     return outcome(
                         FAILED_NOW,
                         f"the server keeps saying 'too many'; run again later ({exc})",
@@ -441,9 +461,7 @@ def _send_entry(
                 pause = pacer.slow_down()
                 log.warning("%s: slowing down, next try in %.0f s", exc, pause)
                 continue
-            failures += 1
-            if failures > settings.retries:
-                failed(exc)
+            if give_up:
                 # A server that cannot be reached stays so for the next entries too.
                 return outcome(
                     FAILED_NOW,

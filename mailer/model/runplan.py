@@ -1,0 +1,189 @@
+"""Planning a campaign run: for each entry, in file order, send it, skip it (and why), hold it
+back for the daily cap, or fail it because its account went down earlier in the run.
+
+Pure: no store, no clock, no network, no process probing. The runner reads the facts first
+(each entry's earlier attempts as :class:`Past`, each account's daily-cap room) and performs
+the actions. What can only be learnt while sending (a send used up cap room, an account went
+down) comes back as :class:`Feedback` through :meth:`RunPlan.next_action`.
+
+Why an object fed one outcome at a time rather than a list re-planned after each outcome:
+re-planning the rest after every send is quadratic in the number of entries, and the plan's
+whole state is two small maps (room and down accounts) plus a position and a count, so each
+step stays a pure function of (state, feedback), testable with scripted feedback.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .lifecycle import MessageState, describe
+
+
+class Act(enum.StrEnum):
+    SEND = "send"
+    WOULD_SEND = "would send"  # a dry run's send
+    SKIP = "skip"
+    HOLD_BACK = "hold back"  # the account's daily cap is used up
+    FAIL = "fail"  # the account went down earlier in this run: failed without connecting
+
+
+class Why(enum.StrEnum):
+    """Why an entry is skipped: data, not the text shown."""
+
+    SENT = "sent"
+    IN_DOUBT = "in_doubt"
+    BUSY = "busy"  # another live process is sending it
+    REFUSED = "refused"  # the server refused it earlier, and --retry-failed was not given
+
+
+@dataclass(frozen=True)
+class Past:
+    """One earlier apology of an entry, as read from the store (the runner reads it)."""
+
+    thread_id: int
+    thread_state: str
+    state: str  # the message's stored state
+    shown: str  # as the user must see it (a dead sender's submitting message: in doubt)
+    abandoned_before_final_dot: bool = False  # the server cannot have taken it
+    owner_alive: bool = False  # a queued message: the process that queued it still runs
+    refused: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Skip:
+    why: Why
+    text: str
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.why is Why.IN_DOUBT
+
+
+def skip_reason(past: Iterable[Past], retry_failed: bool) -> Skip | None:
+    """Why an entry must not be sent again now, or None if it may be sent. The newest
+    attempt that settles the question decides."""
+    for p in reversed(list(past)):
+        t = p.thread_id
+        if p.state == MessageState.SENT:
+            return Skip(Why.SENT, f"already sent (thread {t}, {describe(p.thread_state)})")
+        if p.shown == MessageState.IN_DOUBT:
+            return Skip(Why.IN_DOUBT, f"in doubt (thread {t}): settle it with 'mailer resolve {t}'")
+        if p.abandoned_before_final_dot:
+            return None  # the server took nothing: sent again (the old row is closed then)
+        if p.state == MessageState.SUBMITTING or (p.state == MessageState.QUEUED and p.owner_alive):
+            return Skip(Why.BUSY, f"being sent right now by another process (thread {t})")
+        if p.state == MessageState.FAILED and p.refused and not retry_failed:
+            return Skip(
+                Why.REFUSED,
+                f"refused earlier (thread {t}: {p.error}); fix the entry, or pass --retry-failed",
+            )
+        if p.state == MessageState.FAILED:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class Item:
+    """What the planner knows of an entry."""
+
+    key: str
+    account: str
+    skip: Skip | None = None  # skip_reason of its past attempts
+
+
+@dataclass(frozen=True)
+class Action:
+    act: Act
+    index: int  # the entry's position in the run's entries
+    key: str
+    account: str
+    why: str = ""  # the text shown for a skip, a hold-back or a failure
+    skip: Why | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.skip is Why.IN_DOUBT
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the last SEND did: ``took_room`` if the message left (or may have: in doubt);
+    ``account_down`` the reason, if no other entry of that account can go this run."""
+
+    took_room: bool
+    account_down: str = ""
+
+
+class RunPlan:
+    """The next action of a run, one at a time. ``room``: what each account's daily cap still
+    allows (None: no cap; an account missing from it has no cap)."""
+
+    def __init__(
+        self,
+        items: Iterable[Item],
+        *,
+        room: Mapping[str, int | None],
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self._items = iter(enumerate(items))
+        self.room = dict(room)
+        self.limit = limit
+        self.dry_run = dry_run
+        self.down: dict[str, str] = {}
+        self.attempted = 0
+        self.stopped = ""  # why the plan ended before the last entry, if it did
+        self._waiting: Action | None = None  # the SEND whose feedback is due
+
+    def next_action(self, feedback: Feedback | None = None) -> Action | None:
+        """The next action, after ``feedback`` on the previous SEND (required then). None
+        when the run is over; :attr:`stopped` says why if entries were left."""
+        if self._waiting is not None:
+            if feedback is None:
+                raise ValueError(f"feedback on sending {self._waiting.key!r} is missing")
+            self._learn(self._waiting.account, feedback)
+            self._waiting = None
+        if self.stopped:
+            return None
+        for index, item in self._items:
+            action = self._decide(index, item)
+            if action is None:
+                return None
+            if action.act is Act.SEND:
+                self._waiting = action
+            return action
+        return None
+
+    def _learn(self, account: str, feedback: Feedback) -> None:
+        if feedback.took_room:
+            self._use_room(account)
+        if feedback.account_down:
+            self.down[account] = feedback.account_down
+
+    def _use_room(self, account: str) -> None:
+        left = self.room.get(account)
+        if left is not None:
+            self.room[account] = left - 1
+
+    def _decide(self, index: int, item: Item) -> Action | None:
+        def action(act: Act, why: str = "", skip: Why | None = None) -> Action:
+            return Action(act, index, item.key, item.account, why, skip)
+
+        if item.skip is not None:
+            return action(Act.SKIP, item.skip.text, item.skip.why)
+        if self.limit is not None and self.attempted >= self.limit:
+            self.stopped = f"--limit {self.limit} reached"
+            return None
+        if item.account in self.down:
+            return action(Act.FAIL, self.down[item.account])
+        left = self.room.get(item.account)
+        if left is not None and left <= 0:
+            return action(Act.HOLD_BACK, "the daily cap is reached")
+        self.attempted += 1
+        if self.dry_run:
+            self._use_room(item.account)
+            return action(Act.WOULD_SEND)
+        return action(Act.SEND)
