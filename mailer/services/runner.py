@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mailer.adapters.clock import Clock, local_zone
+from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
@@ -27,10 +27,10 @@ from mailer.errors import DeliveryError, DuplicateError
 from mailer.model import lifecycle
 from mailer.model.lifecycle import Outcome as Fate
 from mailer.model.runplan import Act, Feedback, Item, Past, RunPlan, Skip, skip_reason
-from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
+from mailer.model.throttle import Pacer, too_many
 from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
-from mailer.services.delivery import record_failure
+from mailer.services.delivery import daily_room, record_failure
 
 log = logging.getLogger("mailer.services.campaign")
 
@@ -271,7 +271,7 @@ def run_campaign(
     accounts = {e.account: e.settings for e in entries}
     plan = RunPlan(
         plan_items(campaign, past_attempts(campaign, store), retry_failed),
-        room={a: _room(s, throttle.daily_cap, store, clock) for a, s in accounts.items()},
+        room={a: daily_room(s, store, clock(), throttle.daily_cap) for a, s in accounts.items()},
         limit=limit,
         dry_run=dry_run,
     )
@@ -334,14 +334,6 @@ def run_campaign(
         if copies is not None:
             copies.finish()
     return report
-
-
-def _room(settings: Settings, campaign_cap: int, store: Store, clock: Clock) -> int | None:
-    cap = effective_cap(campaign_cap, settings.daily_cap)
-    if not cap:
-        return None
-    since = start_of_day(clock(), local_zone(settings.sender.timezone))
-    return cap - store.sent_since(settings.account, since)
 
 
 def _send_entry(
