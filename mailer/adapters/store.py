@@ -1386,13 +1386,6 @@ class Store:
             self._event(c, thread_id, now, "claimed", f"follow-up {message_id} queued")
         return row_id
 
-    def hard_bounced(self, recipient: str, other_than: int, since: datetime) -> int | None:
-        """Another thread whose mail to this address bounced for good after ``since`` (see
-        :func:`decision.bounced_for_good`, which decides)."""
-        from mailer.model.decision import bounced_for_good
-
-        return bounced_for_good(self.bounced_threads(recipient, other_than), since)
-
     def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
         """The other threads to this address that are bounced, with their details."""
         from sqlalchemy import text
@@ -1688,29 +1681,6 @@ class Store:
             [_message(dict(zip(m_columns, r, strict=True))) for r in m_rows],
             [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in e_rows],
         )
-
-
-def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
-    """What ``status`` shows: an unsettled message wins over the stored thread state."""
-    from mailer.model.followup import describe
-
-    unsettled = None
-    for m in messages:
-        if m.state in (SUBMITTING, IN_DOUBT) or (m.kind == "apology" and m.state == QUEUED):
-            shown = m.shown_state
-            unsettled = shown if m.kind == "apology" else f"follow-up {shown}"
-    follow_ups = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
-    if unsettled and thread.state not in (SENDING, *DUE_THREAD):
-        # A closing event (a reply, a bounce) matters more than the message still in doubt.
-        closed = describe(thread.state, thread.detail, thread.follow_up_due)
-        return f"{closed} ({unsettled})"
-    return describe(
-        thread.state,
-        thread.detail,
-        thread.follow_up_due,
-        unsettled,
-        follow_ups[-1] if follow_ups else None,
-    )
 
 
 def _shown(row: Any) -> str:

@@ -23,7 +23,7 @@ from mailer.adapters.store import QUEUED, SENT, SUBMITTING, MessageRow, Store, T
 from mailer.errors import DeliveryError, MailerError
 from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
-from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, ThreadSnapshot, held_kind
+from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, ThreadSnapshot, bounced_for_good, held_kind
 from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
 from mailer.model.lifecycle import Outcome, ThreadEvent
@@ -216,7 +216,7 @@ def _plan(settings: Settings, store: Store, reading: Reading, now: datetime) -> 
             # No follow-up goes to an address that has bounced for good since this thread's
             # apology went.
             sent_at = datetime.fromisoformat(row.sent_at) if row.sent_at else now
-            bounced_in = store.hard_bounced(row.recipient, other_than=row.id, since=sent_at)
+            bounced_in = bounced_for_good(store.bounced_threads(row.recipient, row.id), sent_at)
         threads.append(snapshot(row, bounced_in))
     return plan_pass(threads, reading.messages, now, policies(settings, rows.values(), now))
 
