@@ -19,6 +19,7 @@ from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.mailbox import BODY_LIMIT, Mailbox
 from mailer.adapters.store import Store
 from mailer.model import plan
+from mailer.model.decision import bounced_for_good
 from mailer.model.matching import Incoming
 from mailer.services.passes import PassReport, run_pass
 
