@@ -267,6 +267,13 @@ NAME_MOVES = [
         {"Prepared", "prepare", "thread_settings", "with_policy"},
     ),
 ]
+NAME_MOVES.append(
+    (
+        "mailer.model.schedule",
+        "mailer.model.settings",
+        {"Wait", "validate_wait", "parse_wait", "MIN_WAIT", "MAX_WAIT", "MAX_BUSINESS_DAYS"},
+    )
+)
 # The user's decisions left the pass for their own module.
 NAME_MOVES.append(
     (

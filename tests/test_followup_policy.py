@@ -19,8 +19,7 @@ from mailer.model.followup import (
     next_in_window,
     send_time,
 )
-from mailer.model.schedule import Wait
-from mailer.model.settings import Window, parse_window
+from mailer.model.settings import Wait, Window, parse_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -15,8 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mailer.adapters.config import Settings, load_settings
-from mailer.model.schedule import Wait, follow_up_due, holidays_for, parse_wait, validate_wait
-from mailer.model.settings import parse_window
+from mailer.model.schedule import follow_up_due, holidays_for
+from mailer.model.settings import Wait, parse_wait, parse_window, validate_wait
 from mailer.services.sending import due_after
 
 TZ = ZoneInfo("Europe/London")

@@ -534,7 +534,7 @@ def load_settings(
                 "follow_up.holidays_country",
                 f"unknown country {follow_up.holidays_country!r} (use a code such as GB, DE, US)",
             )
-    from mailer.model.schedule import validate_wait
+    from mailer.model.settings import validate_wait
 
     try:
         validate_wait(follow_up.wait)

@@ -11,8 +11,8 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 from mailer.model.lifecycle import OPEN_THREAD, ThreadState
 from mailer.model.lifecycle import describe as describe_state
-from mailer.model.schedule import Wait, follow_up_due, is_business_day
-from mailer.model.settings import Window
+from mailer.model.schedule import follow_up_due, is_business_day
+from mailer.model.settings import Wait, Window
 
 
 def _open_on(day: date, window: Window, holidays: frozenset[date] | set[date]) -> bool:

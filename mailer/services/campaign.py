@@ -25,8 +25,7 @@ from mailer.model.composer import Composed, Composer, Draft, situations_in
 from mailer.model.facts import Facts, make_facts
 from mailer.model.keys import derive_key
 from mailer.model.lint import Finding, has_errors
-from mailer.model.schedule import validate_wait
-from mailer.model.settings import parse_window
+from mailer.model.settings import parse_window, validate_wait
 from mailer.model.values import (
     NAME_MAX,
     PHONE_MAX,

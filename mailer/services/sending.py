@@ -22,7 +22,8 @@ from mailer.model.apology import Prepared
 from mailer.model.facts import Facts, zone
 from mailer.model.followup import first_due
 from mailer.model.keys import dedupe_key
-from mailer.model.schedule import holidays_for, parse_wait
+from mailer.model.schedule import holidays_for
+from mailer.model.settings import parse_wait
 from mailer.services.delivery import record_failure
 
 if TYPE_CHECKING:
