@@ -89,11 +89,21 @@ def typo_warning(address: str, what: str = "address") -> str:
     domain = address.rpartition("@")[2].lower()
     if not domain or domain in PROVIDER_DOMAINS:
         return ""
-    best = min(PROVIDER_DOMAINS, key=lambda d: _distance(domain, d))
+    # No name more than two letters longer or shorter can be within two edits: skipping them
+    # keeps a long hostile domain from costing an edit-distance table per provider.
+    scored = [
+        (_distance(domain, d), i)
+        for i, d in enumerate(PROVIDER_DOMAINS)
+        if abs(len(d) - len(domain)) <= 2
+    ]
+    if not scored:
+        return ""
+    distance, index = min(scored)  # the nearest; on a tie, the first in the list
+    best = PROVIDER_DOMAINS[index]
     # Two edits catch a swap ("gmial") and a slip ("gmai.lcom"); shorter names get fewer,
     # or "me.com" would flag every two-letter domain on .com ("mc.com" is a real one).
     limit = 0 if len(best) <= 6 else 1 if len(best) <= 8 else 2
-    if _distance(domain, best) > limit:
+    if distance > limit:
         return ""
     return f"{what}: {address}: did you mean {best}?"
 

@@ -196,7 +196,8 @@ def workspace(stack: Stack, tmp_path: Path) -> Path:
 
 # How ``run_cli`` runs mailer when a test does not say: in this process (click's CliRunner)
 # for unit and contract tests, its own process for wire tests. Set by ``_cli_mode`` per test;
-# MAILER_TEST_CLI=process runs every call as a process (to compare the two ways).
+# MAILER_TEST_CLI=process runs every call as a process, =in-process every call that does not
+# ask for a process in this one (to compare the two ways).
 _in_process_default = False
 
 
@@ -215,7 +216,8 @@ def run_cli(
     signal, a lock held by another process, a crash point, a fresh interpreter) says
     ``process=True`` and is marked ``wire``."""
     if process is None:
-        process = not _in_process_default or os.environ.get("MAILER_TEST_CLI") == "process"
+        forced = os.environ.get("MAILER_TEST_CLI", "")
+        process = forced == "process" or (forced != "in-process" and not _in_process_default)
     if not process:
         return run_in_process(ws, *args, env=env, input=input)
     full_env = {

@@ -157,3 +157,14 @@ def test_mailer_test_cli_process_runs_every_call_as_a_process(
         run_cli(Path("."), "--version")
     assert request.node.stash[PROCESSES_REFUSED] == ["Popen._execute_child"]
     request.node.stash[PROCESSES_REFUSED].clear()
+
+
+@pytest.mark.wire
+def test_mailer_test_cli_in_process_runs_a_wire_tests_calls_in_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify MAILER_TEST_CLI=in-process runs a wire test's run_cli in this process, and
+    process=True still gives a process."""
+    monkeypatch.setenv("MAILER_TEST_CLI", "in-process")
+    assert run_cli(tmp_path, "--version").args == ["mailer", "--version"]
+    assert run_cli(tmp_path, "--version", process=True).args[1:3] == ["-m", "mailer.cli"]
