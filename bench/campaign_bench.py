@@ -50,14 +50,14 @@ from pathlib import Path
 from common import bench_workspace
 from delay_proxy import start_proxy
 
-from mailer import apology
-from mailer.campaign import Campaign, load_campaign
-from mailer.config import load_settings
-from mailer.mailbox import Mailbox
-from mailer.runner import SENT_NOW, run_campaign
-from mailer.sandbox import MailStack, StackInfo
-from mailer.sender import SmtpSession
-from mailer.store import Store
+from mailer.adapters.config import load_settings
+from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
+from mailer.model import apology
+from mailer.sandbox.stack import MailStack, StackInfo
+from mailer.services.campaign import Campaign, load_campaign
+from mailer.services.runner import SENT_NOW, run_campaign
 
 SENDER = "you@sandbox.test"
 SENDER_PW = "bench-pw"
@@ -225,7 +225,7 @@ def breakdown(c: Campaign, db: Path, copies: bool) -> list[str]:
     ins.wrap(Mailbox, "connect", "IMAP connect + login")
     ins.wrap(Mailbox, "sent_folder", "IMAP find the Sent folder")
     ins.wrap(Mailbox, "append_sent", "IMAP append_sent (incl. finding Sent)")
-    ins.wrap(apology, "due_after", "apology.due_after")
+    ins.wrap(apology, "due_after", "sending.due_after")
     try:
         total, loop = mailer_run(c, db, expect_copies=copies)
     finally:

@@ -147,7 +147,7 @@ def _baseline(raw: bytes) -> None:
 
 
 def _classify(raw: bytes) -> None:
-    from mailer.classify import classify, original_message_ids
+    from mailer.model.classify import classify, original_message_ids
 
     classify(raw)
     original_message_ids(raw)
@@ -157,14 +157,14 @@ def _watcher(raw: bytes) -> None:
     from email.parser import BytesHeaderParser
     from email.policy import compat32
 
-    from mailer.classify import (
+    from mailer.adapters.mailbox import BODY_LIMIT
+    from mailer.model.classify import (
         classify_message,
         original_message_ids,
         read_message,
         reported_recipients,
     )
-    from mailer.mailbox import BODY_LIMIT
-    from mailer.matching import Incoming
+    from mailer.model.matching import Incoming
 
     # The header fetch: six fields, at most 64 KB of them (here: the header's first 64 KB).
     end = raw.find(b"\r\n\r\n")

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mailer.sandbox import StackInfo, sandbox_config_toml
+from mailer.sandbox.stack import StackInfo, sandbox_config_toml
 
 
 def bench_workspace(info: StackInfo, sender: str, extra: str = "") -> Path:

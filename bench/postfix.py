@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mailer.sandbox import MailStack, StackInfo, free_ports
+from mailer.sandbox.stack import MailStack, StackInfo, free_ports
 
 POSTFIX = "/usr/sbin/postfix"
 

@@ -12,7 +12,7 @@ campaign-scale, check, daemon, latency, campaign-run, campaign-rtt), ``--idle-se
 
 Every process is timed from spawn to exit (wall, and user+system CPU from ``wait4``). The
 servers: the sandbox stack (Dovecot IMAP/LMTP + aiosmtpd, STARTTLS + AUTH) from
-``mailer.sandbox``, and a private Postfix (``bench/postfix.py``: STARTTLS, AUTH through
+``mailer.sandbox.stack``, and a private Postfix (``bench/postfix.py``: STARTTLS, AUTH through
 Dovecot's SASL, PIPELINING offered, mail discarded). The 20 ms link is
 ``bench/delay_proxy.py`` in front of both Postfix and IMAP. Stores of many threads are built
 through the store API (``bench/stores.py``) and cached.
@@ -45,7 +45,7 @@ import stores
 from common import bench_workspace
 from delay_proxy import start_proxy
 
-from mailer.sandbox import MailStack, StackInfo
+from mailer.sandbox.stack import MailStack, StackInfo
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -4,8 +4,8 @@ Runs against the real sandbox stack (Dovecot + aiosmtpd, STARTTLS + AUTH on 127.
 one run so the numbers share the same machine state:
 
 * baseline  raw smtplib, one connection, the same pre-built message bytes
-* sender    mailer.sender.SmtpSession.submit on one connection (no database)
-* send      mailer.apology.send with a shared session: state-store commits, no Sent copy
+* sender    mailer.adapters.sender.SmtpSession.submit on one connection (no database)
+* send      mailer.services.sending.send with a shared session: state-store commits, no Sent copy
 * send+sent the same with the IMAP Sent copy (one IMAP login per message, as `mailer send` does)
 
 Usage: .venv/bin/python bench/send_bench.py [N]
@@ -24,12 +24,13 @@ from zoneinfo import ZoneInfo
 
 from common import bench_workspace
 
-from mailer import apology
-from mailer.config import ImapSettings, Settings, load_settings
-from mailer.facts import make_facts
-from mailer.sandbox import MailStack
-from mailer.sender import SmtpSession
-from mailer.store import Store
+from mailer.adapters.config import ImapSettings, Settings, load_settings
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
+from mailer.model import apology
+from mailer.model.facts import make_facts
+from mailer.sandbox.stack import MailStack
+from mailer.services import sending
 
 SENDER = "you@sandbox.test"
 TO = "interviewer@sandbox.test"
@@ -83,8 +84,8 @@ def run(n: int) -> None:
             results.setdefault("mailer SmtpSession.submit", []).append(time.perf_counter() - t)
 
             for label, imap in (
-                ("mailer apology.send (state store, no Sent copy)", False),
-                ("mailer apology.send (+ IMAP Sent copy)", True),
+                ("mailer sending.send (state store, no Sent copy)", False),
+                ("mailer sending.send (+ IMAP Sent copy)", True),
             ):
                 s2 = replace(
                     settings,
@@ -97,7 +98,7 @@ def run(n: int) -> None:
                 t = time.perf_counter()
                 with SmtpSession(s2.smtp) as session:
                     for p in preps:
-                        apology.send(s2, p, store, lambda: NOW, session=session)
+                        sending.send(s2, p, store, lambda: NOW, session=session)
                 results.setdefault(label, []).append(time.perf_counter() - t)
         base = statistics.median(results["baseline: raw smtplib, 1 connection"])
         print(f"{n} messages each, median of 3 runs, STARTTLS + AUTH on 127.0.0.1\n")

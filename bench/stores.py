@@ -13,7 +13,8 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mailer.store import Store, dedupe_key
+from mailer.adapters.store import Store
+from mailer.model.keys import dedupe_key
 
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)

@@ -35,14 +35,15 @@ from zoneinfo import ZoneInfo
 from common import bench_workspace
 from imapclient import IMAPClient
 
-from mailer import apology
-from mailer.config import load_settings
-from mailer.facts import make_facts
-from mailer.mailbox import Mailbox
-from mailer.sandbox import MailStack, StackInfo
-from mailer.sender import SmtpSession
-from mailer.store import Store
-from mailer.watcher import scan
+from mailer.adapters.config import load_settings
+from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import Store
+from mailer.model import apology
+from mailer.model.facts import make_facts
+from mailer.sandbox.stack import MailStack, StackInfo
+from mailer.services import sending
+from mailer.services.watcher import scan
 
 ME = "cand@sandbox.test"
 THEM = "intv@sandbox.test"
@@ -114,11 +115,11 @@ def daemon_latency(info: StackInfo, n: int) -> list[float]:
                 allow_test_domains=True,
             )
             p = apology.prepare(settings, facts, NOW)
-            roots.append(apology.send(settings, p, store, lambda: NOW, session=session))
+            roots.append(sending.send(settings, p, store, lambda: NOW, session=session))
     env = {**os.environ, "MAILER_NOW": (NOW + timedelta(minutes=1)).isoformat()}
     log = (ws / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", "daemon"],
+        [sys.executable, "-m", "mailer.cli.main", "daemon"],
         cwd=ws,
         env=env,
         stdout=log,

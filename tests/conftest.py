@@ -1,6 +1,6 @@
 """Shared fixtures: one real Dovecot + SMTP stack per test session, and throwaway workspaces.
 
-The stack is :mod:`mailer.sandbox`, the same code as ``mailer sandbox start``. A missing
+The stack is :mod:`mailer.sandbox.stack`, the same code as ``mailer sandbox start``. A missing
 server binary is an error, never a skip.
 """
 
@@ -21,8 +21,8 @@ from typing import NoReturn
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from mailer.sandbox import MailStack, StackInfo
-from mailer.sandbox_oauth import OAuthServer
+from mailer.sandbox.oauth import OAuthServer
+from mailer.sandbox.stack import MailStack, StackInfo
 
 from .users import OrdinaryUser, build_wheel, install_into_fresh_venv
 
@@ -225,7 +225,7 @@ def run_cli(
     }
     full_env.update({"MAILER_NOW": NOW, **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "mailer.cli", *args],
+        [sys.executable, "-m", "mailer.cli.main", *args],
         cwd=ws,
         env=full_env,
         text=True,
@@ -247,8 +247,8 @@ def run_in_process(
     CLI is raised here, where a process would have printed a traceback and exited 1."""
     from click.testing import CliRunner
 
-    from mailer import crashpoint, passwords
-    from mailer.cli import cli
+    from mailer.adapters import crashpoint, passwords
+    from mailer.cli.main import cli
 
     wanted = {"MAILER_NOW": NOW, **(env or {})}
     if "MAILER_CRASH_AT" in wanted:

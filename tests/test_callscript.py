@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.callscript import REASONS, SHORT_REASONS, call_script, voicemail
-from mailer.composer import variables
-from mailer.config import SenderSettings
 from mailer.errors import InputError
-from mailer.facts import SITUATIONS, make_facts
-from mailer.lint import check_apology
+from mailer.model.callscript import REASONS, SHORT_REASONS, call_script, voicemail
+from mailer.model.composer import variables
+from mailer.model.facts import SITUATIONS, make_facts
+from mailer.model.lint import lint_apology
+from mailer.model.settings import SenderSettings
 
 TZ = ZoneInfo("Europe/London")
 AFTER = datetime(2026, 11, 25, 15, 0, tzinfo=TZ)  # the interview has passed
@@ -143,7 +143,7 @@ def test_call_script_has_the_elements_the_apology_check_wants(situation: str, te
     now = AFTER if tense == "past" else BEFORE
     call, mail = split(call_script(facts(situation, free=FREE), WITH_PHONE, now))
     for text in (call, mail):
-        found = check_apology("", text, company="Acme", role="Data Engineer", note=None)
+        found = lint_apology("", text, company="Acme", role="Data Engineer", note=None)
         assert found == [], [f.rule for f in found]
 
 

@@ -416,7 +416,7 @@ ca_file = "{ca}"
 def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
     pair: Pair,
 ) -> None:
-    from mailer.workspace import example_campaign
+    from mailer.adapters.workspace import example_campaign
 
     from .conftest import NOW
 
@@ -447,7 +447,7 @@ def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: P
     mark = pair.stack.log_mark()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", "campaign", "run", "week49", "--yes"],
+        [sys.executable, "-m", "mailer.cli.main", "campaign", "run", "week49", "--yes"],
         cwd=pair.ws,
         env={**env, "MAILER_NOW": NOW},
         text=True,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mailer.campaign import load_campaign
-from mailer.config import load_settings
+from mailer.adapters.config import load_settings
 from mailer.errors import ConfigError
+from mailer.services.campaign import load_campaign
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 ACCOUNT = """
@@ -118,7 +118,7 @@ def test_vars_must_be_a_table(tmp_path: Path) -> None:
 
 
 def test_an_accounts_imap_defaults_to_implicit_tls_like_the_main_one(tmp_path: Path) -> None:
-    from mailer.config import load_settings
+    from mailer.adapters.config import load_settings
 
     load(tmp_path, "")
     settings = load_settings(tmp_path / "config" / "mailer.toml")

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.config import find_config, load_settings
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.store import Store
 
 from .conftest import Pair, Stack, run_cli, write_config
 from .test_followup import at, send
@@ -84,7 +84,7 @@ def _killed_check(pair: Pair, when: str, rng: random.Random) -> str:
     delay = rng.uniform(0.0, 0.6)
     mark = pair.stack.log_mark()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", "check"],
+        [sys.executable, "-m", "mailer.cli.main", "check"],
         cwd=pair.ws,
         env=env,
         stdin=subprocess.DEVNULL,

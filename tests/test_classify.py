@@ -1,4 +1,4 @@
-"""Tests for mailer.classify: the pure human / auto-reply / bounce classifier."""
+"""Tests for mailer.model.classify: the pure human / auto-reply / bounce classifier."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer import classify as classify_module
-from mailer.classify import Verdict, classify, classify_message, original_message_ids
+from mailer.model import classify as classify_module
+from mailer.model.classify import Verdict, classify, classify_message, original_message_ids
 
 OURS = "you@example.com"
 THEM = "recruiter@company.example"
@@ -141,7 +141,7 @@ def test_classify_message_accepts_a_default_policy_message() -> None:
 @pytest.mark.wire  # a fresh interpreter
 def test_importing_classify_does_not_import_dateparser() -> None:
     """Verify dateparser (slow to import) is only loaded when a return date is read."""
-    code = "import sys, mailer.classify; print('dateparser' in sys.modules)"
+    code = "import sys, mailer.model.classify; print('dateparser' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -1210,7 +1210,7 @@ def test_plain_bounce_from_a_delivery_system_is_classified_not_skipped(local: st
     watcher (its headers mark it a report) and classified as a bounce."""
     from datetime import datetime
 
-    from mailer.matching import Incoming
+    from mailer.model.matching import Incoming
 
     msg = _message(
         f"Delivery to the following recipient failed permanently:\n\n    {THEM}\n\n"

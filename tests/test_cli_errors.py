@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.sandbox import free_ports
+from mailer.sandbox.stack import free_ports
 
 from .conftest import SENDER, USERS, Stack, run_cli, send_args
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailer.cli import cli
+from mailer.cli.main import cli
 
 from .test_lock import workspace
 

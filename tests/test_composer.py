@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.composer import Composer, build_message, compose_apology, compose_follow_up
-from mailer.config import SenderSettings
 from mailer.errors import InputError, TemplateError
-from mailer.facts import SITUATIONS, make_facts
+from mailer.model.composer import Composer, build_message, compose_apology, compose_follow_up
+from mailer.model.facts import SITUATIONS, make_facts
+from mailer.model.settings import SenderSettings
 
 TZ = ZoneInfo("Europe/London")
 INTERVIEW = "2026-11-25 10:00"
@@ -211,7 +211,7 @@ def test_non_ascii_local_part_is_refused_up_front() -> None:
 
 def test_unset_sender_zone_uses_the_machines_iana_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     """Verify summer time is applied to a date after the change, not today's offset."""
-    from mailer.facts import local_zone
+    from mailer.adapters.clock import local_zone
 
     monkeypatch.setenv("TZ", "Europe/Berlin")
     zone = local_zone("")

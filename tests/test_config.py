@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.config import Settings, load_settings
+from mailer.adapters.config import Settings, load_settings
 from mailer.errors import ConfigError
 
 BASE = textwrap.dedent("""\

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.composer import Composer, compose_apology
-from mailer.config import SenderSettings
 from mailer.errors import InputError
-from mailer.facts import check_free_times, make_facts
+from mailer.model.composer import Composer, compose_apology
+from mailer.model.facts import check_free_times, make_facts
+from mailer.model.settings import SenderSettings
 
 from .conftest import Stack, run_cli, send_args
 

@@ -41,7 +41,7 @@ class Daemon:
         full.update({"MAILER_NOW": now, "PYTHONFAULTHANDLER": "1", **(env or {})})
         self.out = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailer.cli", "daemon"],
+            [sys.executable, "-m", "mailer.cli.main", "daemon"],
             cwd=ws,
             env=full,
             stdin=subprocess.DEVNULL,

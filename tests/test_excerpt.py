@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer import classify as classify_module
-from mailer.classify import classify, classify_message, original_message_ids
-from mailer.excerpt import LIMITS, Limits, excerpt, parse_address, parse_addresses
-from mailer.matching import Incoming
+from mailer.model import classify as classify_module
+from mailer.model.classify import classify, classify_message, original_message_ids
+from mailer.model.excerpt import LIMITS, Limits, excerpt, parse_address, parse_addresses
+from mailer.model.matching import Incoming
 
 OURS = "you@example.com"
 OUR_ID = "<apology-1@example.com>"

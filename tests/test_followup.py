@@ -14,11 +14,11 @@ from email.policy import default
 
 import pytest
 
-from mailer import check as check_mod
-from mailer.check import run_check
-from mailer.config import find_config, load_settings
-from mailer.lifecycle import ThreadEvent
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.store import Store
+from mailer.model.lifecycle import ThreadEvent
+from mailer.services import passes as check_mod
+from mailer.services.passes import run_pass
 
 from .conftest import Pair, run_cli
 
@@ -220,7 +220,7 @@ def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, mon
 
     monkeypatch.setattr(check_mod, "build_follow_up", build_and_reply)
     mark = pair.stack.log_mark()
-    report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=2))
     assert report.sent == []
     assert store.thread(thread).state == "replied"
     assert pair.follow_ups_received(root) == []
@@ -234,20 +234,20 @@ def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
     """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
     from dataclasses import replace
 
-    from mailer.sandbox import free_ports
+    from mailer.sandbox.stack import free_ports
 
     thread, root = send(pair)
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
     down = replace(settings, smtp=replace(settings.smtp, port=free_ports(1)[0]), retries=0)
-    report = run_check(down, store, lambda: T0 + timedelta(hours=2))
+    report = run_pass(down, store, lambda: T0 + timedelta(hours=2))
     assert report.sent == [] and any("retried" in p for p in report.problems)
     (queued,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
     assert queued.state == "queued"
-    report = run_check(settings, store, lambda: T0 + timedelta(hours=3))
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=3))
     assert [t for t, _ in report.sent] == [thread]
     assert len(pair.follow_ups_received(root)) == 1
-    run_check(settings, store, lambda: T0 + timedelta(hours=4))
+    run_pass(settings, store, lambda: T0 + timedelta(hours=4))
     assert len(pair.follow_ups_received(root)) == 1
 
 
@@ -255,13 +255,13 @@ def test_imap_down_means_no_follow_up(pair: Pair) -> None:
     """Verify we never assume 'no reply' when the mailbox cannot be read."""
     from dataclasses import replace
 
-    from mailer.sandbox import free_ports
+    from mailer.sandbox.stack import free_ports
 
     _thread, root = send(pair)
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
     blind = replace(settings, imap=replace(settings.imap, port=free_ports(1)[0]))
-    report = run_check(blind, store, lambda: T0 + timedelta(hours=2))
+    report = run_pass(blind, store, lambda: T0 + timedelta(hours=2))
     assert report.sent == [] and "cannot look for replies" in report.problems[0]
     assert pair.follow_ups_received(root) == []
 
@@ -419,7 +419,7 @@ def test_no_follow_up_to_an_address_that_bounced_in_another_thread(pair: Pair) -
             "bounced_at": (T0 + timedelta(minutes=1)).isoformat(),
         },
     )
-    report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=2))
     assert report.sent == []
     (second,) = [t for t in store.threads() if t.id != first]
     assert second.state == "bounced" and f"thread {first}" in second.detail["bounce_reason"]
@@ -462,7 +462,7 @@ def test_an_old_bounce_does_not_stop_a_later_thread(pair: Pair) -> None:
         env={"MAILER_NOW": T0.isoformat()},
     )
     root = re.search(r"Message-ID (<[^>]+>)", r.stdout).group(1)
-    report = run_check(settings, store, lambda: T0 + timedelta(hours=2))
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=2))
     assert len(report.sent) == 1
     assert len(pair.follow_ups_received(root)) == 1
 

@@ -7,21 +7,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.followup import (
+from mailer.model.followup import (
     AWAITING,
     BOUNCED,
     HELD,
     REPLIED,
-    Window,
     after_return,
     decide,
     describe,
     first_due,
     next_in_window,
-    parse_window,
     send_time,
 )
-from mailer.schedule import Wait
+from mailer.model.schedule import Wait
+from mailer.model.settings import Window, parse_window
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

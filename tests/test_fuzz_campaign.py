@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.apology import due_after
-from mailer.campaign import ENTRY_KEYS, Campaign, load_campaign
-from mailer.composer import Composer
-from mailer.config import Settings, load_settings
+from mailer.adapters.config import Settings, load_settings
 from mailer.errors import ConfigError
+from mailer.model.composer import Composer
+from mailer.services.campaign import ENTRY_KEYS, Campaign, load_campaign
+from mailer.services.sending import due_after
 
 from .fuzzing import (
     FUZZ,

@@ -16,10 +16,10 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.campaign import load_campaign
-from mailer.cli import cli
-from mailer.config import load_settings
+from mailer.adapters.config import load_settings
+from mailer.cli.main import cli
 from mailer.errors import ConfigError, ExitCode
+from mailer.services.campaign import load_campaign
 
 from . import test_fuzz_campaign as campaign_fuzz
 from . import test_fuzz_config as config_fuzz

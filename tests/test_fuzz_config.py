@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer.apology import due_after
-from mailer.config import Settings, load_settings
+from mailer.adapters.config import Settings, load_settings
 from mailer.errors import ConfigError
+from mailer.services.sending import due_after
 
 from .fuzzing import FUZZ, MIN_CASES, mutated, plausible, raw_edits, toml_document
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mailer.check import CheckReport
-from mailer.config import find_config, load_settings
-from mailer.daemon import log_report
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import IN_DOUBT, QUEUED, Store
 from mailer.errors import ClaimError, ExitCode
-from mailer.sender import SmtpSession
-from mailer.store import IN_DOUBT, QUEUED, Store
+from mailer.services.daemon import log_report
+from mailer.services.passes import PassReport
 
 from .conftest import INTERVIEWER, Pair, Stack, run_cli
 from .test_followup import at, send
@@ -132,15 +132,15 @@ def test_a_row_caught_mid_send_by_an_older_mailer_stays_in_doubt(tmp_path: Path)
 def test_the_daemon_names_a_message_in_doubt_once_a_day(caplog) -> None:
     """Verify the daemon logs each message in doubt on its first pass of the day only, and
     again once it was settled and came back, or on the next day."""
-    report = CheckReport(in_doubt=[("<a@x>", "thread 1: run 'mailer resolve 1 --sent'")])
+    report = PassReport(in_doubt=[("<a@x>", "thread 1: run 'mailer resolve 1 --sent'")])
     told: dict[str, str] = {}
-    caplog.set_level(logging.INFO, logger="mailer.daemon")
+    caplog.set_level(logging.INFO, logger="mailer.services.daemon")
     log_report(report, told)
     log_report(report, told)
     assert [r.getMessage() for r in caplog.records].count(report.in_doubt[0][1]) == 1
     told["<a@x>"] = "2000-01-01"  # a pass on the next day
     log_report(report, told)
-    log_report(CheckReport(), told)  # settled: forgotten
+    log_report(PassReport(), told)  # settled: forgotten
     assert told == {}
     log_report(report, told)
     lines = [r.getMessage() for r in caplog.records]

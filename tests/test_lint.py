@@ -24,10 +24,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.composer import Composer, compose_apology, compose_follow_up
-from mailer.config import SenderSettings
-from mailer.facts import SITUATIONS, make_facts
-from mailer.lint import (
+from mailer.model.composer import Composer, compose_apology, compose_follow_up
+from mailer.model.facts import SITUATIONS, make_facts
+from mailer.model.lint import (
     ERROR,
     MAX_APOLOGY_WORDS,
     RULES,
@@ -35,13 +34,14 @@ from mailer.lint import (
     WARNING,
     WORD_BUDGET,
     Finding,
-    check_apology,
     format_finding,
     has_errors,
+    lint_apology,
     split_subject,
     summary,
     word_count,
 )
+from mailer.model.settings import SenderSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).resolve().parent / "bad_apologies"
@@ -98,7 +98,7 @@ def rules(findings: list[Finding]) -> list[str]:
 
 def check(text: str, **kw: object) -> list[Finding]:
     args: dict[str, object] = {"company": COMPANY, "role": ROLE, "note": None, **kw}
-    return check_apology("Apologies for missing our interview", text, **args)  # type: ignore[arg-type]
+    return lint_apology("Apologies for missing our interview", text, **args)  # type: ignore[arg-type]
 
 
 def good(extra: str = "") -> str:
@@ -117,7 +117,7 @@ def test_default_template_with_a_note_has_no_findings(
     """Verify every default situation, both tenses, renders to a text the check finds clean."""
     now = AFTER if tense == "past" else BEFORE
     draft = compose_apology(Composer(), facts(situation, free=free, note=NOTE), sender, now)
-    assert check_apology(draft.subject, draft.text, company=COMPANY, role=ROLE, note=NOTE) == []
+    assert lint_apology(draft.subject, draft.text, company=COMPANY, role=ROLE, note=NOTE) == []
 
 
 @pytest.mark.parametrize(("situation", "tense"), CASES)
@@ -125,7 +125,7 @@ def test_default_template_without_a_note_only_suggests_one(situation: str, tense
     """Verify a note-less default apology gets the personal-note suggestion and nothing else."""
     now = AFTER if tense == "past" else BEFORE
     draft = compose_apology(Composer(), facts(situation), WITH_PHONE, now)
-    findings = check_apology(draft.subject, draft.text, company=COMPANY, role=ROLE)
+    findings = lint_apology(draft.subject, draft.text, company=COMPANY, role=ROLE)
     assert rules(findings) == ["personal-note"]
     assert findings[0].severity == SUGGESTION and "--note" in findings[0].fix
 
@@ -137,9 +137,7 @@ def test_default_follow_up_has_no_findings(free: tuple[str, ...], sender: Sender
     draft = compose_follow_up(
         Composer(), facts(free=free), sender, AFTER, "Apologies for missing our interview", BEFORE
     )
-    findings = check_apology(
-        draft.subject, draft.text, company=COMPANY, role=ROLE, kind="follow_up"
-    )
+    findings = lint_apology(draft.subject, draft.text, company=COMPANY, role=ROLE, kind="follow_up")
     assert findings == []
 
 
@@ -175,7 +173,7 @@ def test_bad_example_is_caught_for_its_rule_only(path: Path) -> None:
     other rule."""
     meta, subject, body = load_example(path)
     expected = meta["expect"]
-    findings = check_apology(
+    findings = lint_apology(
         subject,
         body,
         company=COMPANY,

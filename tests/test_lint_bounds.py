@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailer import lint
-from mailer.lint import check_apology
+from mailer.model import lint
+from mailer.model.lint import lint_apology
 
 from .conftest import run_cli
 
@@ -71,7 +71,7 @@ def test_no_sentence_pattern_reads_more_than_a_piece_of_a_long_sentence(
         if hasattr(lint, name):
             monkeypatch.setattr(lint, name, Counting(getattr(lint, name), reads))
     text = LONG[shape]
-    check_apology("Sorry", OK + text, company="Acme", role="Data Engineer", note="")
+    lint_apology("Sorry", OK + text, company="Acme", role="Data Engineer", note="")
     patterns = sum(len(ps) for _, ps, _ in lint._TONE_CHECKS) + len(lint._PLACEHOLDERS) + 3
     assert max(reads) <= PIECE
     assert sum(reads) <= 2 * patterns * (len(OK) + len(text))
@@ -142,12 +142,12 @@ WORDS = [
 def test_the_shortcuts_change_no_finding(text: str) -> None:
     """Verify the one-regex shortcut per sentence finds exactly what checking every pattern
     on every sentence finds."""
-    fast = check_apology("Sorry", text, company="Acme", role="Data Engineer", note="")
+    fast = lint_apology("Sorry", text, company="Acme", role="Data Engineer", note="")
     with pytest.MonkeyPatch.context() as m:
         everything = re.compile("")
         m.setattr(lint, "_ANY_TONE", everything)
         m.setattr(lint, "_ANY_PLACEHOLDER", everything)
-        slow = check_apology("Sorry", text, company="Acme", role="Data Engineer", note="")
+        slow = lint_apology("Sorry", text, company="Acme", role="Data Engineer", note="")
     assert fast == slow
 
 
@@ -159,11 +159,11 @@ def test_a_finding_is_found_wherever_it_sits_in_a_long_sentence(phrase: str) -> 
     """Verify a phrase is found at every offset of a sentence many pieces long, across the
     cuts between pieces too."""
     filler = "and then we talked about data "
-    expected = {f.rule for f in check_apology("", phrase, company="", role="", note=None)}
+    expected = {f.rule for f in lint_apology("", phrase, company="", role="", note=None)}
     for offset in range(0, 4000, 37):
         words = (filler * 200)[:offset].rsplit(" ", 1)[0]
         text = f"{words} {phrase} {filler * 50}"
-        found = {f.rule for f in check_apology("", text, company="", role="", note=None)}
+        found = {f.rule for f in lint_apology("", text, company="", role="", note=None)}
         assert expected <= found, (offset, expected - found)
 
 

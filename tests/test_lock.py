@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailer.cli import cli
+from mailer.adapters.lock import StoreLock
+from mailer.cli.main import cli
 from mailer.errors import StateError
-from mailer.lock import StoreLock
 
 Write = Callable[[int, bytes], int]
 

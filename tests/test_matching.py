@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from mailer.classify import read_message, reported_recipients
-from mailer.matching import IndexedThread, ThreadIndex, bounce_concerns, match_report
-from mailer.store import Store
+from mailer.adapters.store import Store
+from mailer.model.classify import read_message, reported_recipients
+from mailer.model.matching import IndexedThread, ThreadIndex, bounce_concerns, match_report
 
 T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 

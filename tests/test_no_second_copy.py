@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mailer import store as store_mod
+from mailer.adapters import store as store_mod
+from mailer.adapters.store import IN_DOUBT, SENT, SUBMITTING, Store
 from mailer.errors import ClaimError
-from mailer.store import IN_DOUBT, SENT, SUBMITTING, Store
 
 from .conftest import Pair, run_cli
 from .test_followup import _apology_copies, _crashed_send, status
@@ -68,7 +68,7 @@ def test_parallel_resends_of_one_in_doubt_apology_deliver_one_copy(pair: Pair) -
     try:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "mailer.cli", "resolve", str(thread), "--resend"],
+                [sys.executable, "-m", "mailer.cli.main", "resolve", str(thread), "--resend"],
                 cwd=pair.ws,
                 env=env,
                 text=True,
@@ -157,8 +157,7 @@ def test_keys_name_the_instant_in_utc() -> None:
     instant written with different offsets, and differ for different instants."""
     from zoneinfo import ZoneInfo
 
-    from mailer.campaign import derive_key
-    from mailer.store import dedupe_key
+    from mailer.model.keys import dedupe_key, derive_key
 
     utc = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     berlin = datetime(2026, 12, 1, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
@@ -177,7 +176,7 @@ def _v2_store(path) -> None:
     """A store as mailer 0.1 left it (schema 2), with its offset-keeping keys."""
     import sqlite3
 
-    from mailer.campaign import legacy_derive_key
+    from mailer.model.keys import legacy_derive_key
 
     db = sqlite3.connect(path)
     for step in store_mod.MIGRATIONS[:2]:
@@ -209,7 +208,7 @@ def _v2_store(path) -> None:
 def test_migration_moves_stored_keys_to_utc_and_reports_duplicates(tmp_path) -> None:
     """Verify opening a schema-2 store rewrites every key in UTC (derived entry keys too,
     given ones kept), and reports, without failing, two apologies for one instant."""
-    from mailer.campaign import derive_key
+    from mailer.model.keys import derive_key
 
     db = tmp_path / "state.db"
     _v2_store(db)
@@ -300,7 +299,7 @@ def test_an_interview_at_the_ends_of_time_is_refused_before_any_key_is_made(text
     from zoneinfo import ZoneInfo
 
     from mailer.errors import InputError
-    from mailer.facts import parse_slot, parse_when
+    from mailer.model.facts import parse_slot, parse_when
 
     with pytest.raises(InputError, match="outside the years"):
         parse_when(text, ZoneInfo("America/St_Johns"))
@@ -310,7 +309,7 @@ def test_an_interview_at_the_ends_of_time_is_refused_before_any_key_is_made(text
 
 def _anchored_store(ws, config_name: str = "mailer.toml", url: str = "sqlite:///.mailer/state.db"):
     """Open the store of a workspace as the CLI does (with its anchor), without a server."""
-    from mailer import anchor as anchors
+    from mailer.adapters import anchor as anchors
 
     cfg = ws / "config" / config_name
     cfg.parent.mkdir(parents=True, exist_ok=True)

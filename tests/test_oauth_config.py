@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.config import load_settings
+from mailer.adapters.config import load_settings
 from mailer.errors import ConfigError
 
 BASE = """

@@ -1,4 +1,4 @@
-"""The OAuth2 flows in mailer.oauth against the local authorization server over HTTP."""
+"""The OAuth2 flows in mailer.adapters.oauth against the local authorization server over HTTP."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mailer import oauth
-from mailer.config import OAuth2Settings
+from mailer.adapters import oauth
+from mailer.adapters.config import OAuth2Settings
+from mailer.adapters.tokens import TokenSet, TokenStore
 from mailer.errors import SignInError
-from mailer.sandbox_oauth import OAuthServer, browser_sign_in
-from mailer.tokens import TokenSet, TokenStore
+from mailer.sandbox.oauth import OAuthServer, browser_sign_in
 
 USER, PASSWORD = "flow@sandbox.test", "flow-pw"
 
@@ -181,9 +181,9 @@ def test_idle_watcher_log_line_never_quotes_the_access_token(
 
     from imapclient.exceptions import IMAPClientError
 
-    from mailer.config import ImapSettings
-    from mailer.daemon import IdleWatcher
-    from mailer.redact import redactor
+    from mailer.adapters.config import ImapSettings
+    from mailer.model.redact import redactor
+    from mailer.services.daemon import IdleWatcher
 
     token = "ya29.A0ARrdaM-secret-token-value"
     stop = threading.Event()
@@ -203,6 +203,6 @@ def test_idle_watcher_log_line_never_quotes_the_access_token(
             pass
 
     settings = ImapSettings("h", 993, "ssl", "u@x", None, 5.0, auth="oauth2")
-    with caplog.at_level("WARNING", logger="mailer.daemon"):
+    with caplog.at_level("WARNING", logger="mailer.services.daemon"):
         IdleWatcher(settings, lambda: None, stop, mailbox=Box).run()
     assert "IMAP watch connection lost" in caplog.text and token not in caplog.text

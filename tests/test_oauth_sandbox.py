@@ -14,7 +14,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailer.sandbox_oauth import DEVICE_GRANT, OAuthServer, browser_sign_in
+from mailer.sandbox.oauth import DEVICE_GRANT, OAuthServer, browser_sign_in
 
 from .conftest import SENDER, USERS, Stack
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.sandbox_oauth import OAuthServer, browser_sign_in
+from mailer.sandbox.oauth import OAuthServer, browser_sign_in
 
 from .conftest import NOW, Pair, run_cli
 from .test_daemon import Daemon, wait_for
@@ -48,7 +48,7 @@ def login(pair: Pair, as_user: str | None = None) -> str:
     user = as_user or pair.candidate
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", "auth", "login"],
+        [sys.executable, "-m", "mailer.cli.main", "auth", "login"],
         cwd=pair.ws,
         env={**env, "MAILER_NOW": NOW, "MAILER_TOKEN_STORE": "file"},
         stdin=subprocess.DEVNULL,

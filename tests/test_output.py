@@ -16,10 +16,10 @@ from pathlib import Path
 import click
 import pytest
 
-from mailer.cli import cli
-from mailer.console import natural_duration
+from mailer.cli.console import natural_duration
+from mailer.cli.main import cli
 from mailer.errors import ExitCode
-from mailer.threadview import THREAD_STATES
+from mailer.services.threadview import THREAD_STATES
 
 from .conftest import NOW, Pair, run_cli
 from .test_campaign import entry, write_campaign
@@ -72,7 +72,7 @@ def on_a_terminal(ws: Path, *args: str, env: dict[str, str] | None = None) -> st
     full_env.update({"MAILER_NOW": NOW, "TERM": "xterm-256color", "COLUMNS": "200"})
     full_env.update(env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", *args],
+        [sys.executable, "-m", "mailer.cli.main", *args],
         cwd=ws,
         env=full_env,
         stdin=follower,
@@ -316,6 +316,6 @@ def test_time_left_is_said_in_natural_units(seconds: float, words: str) -> None:
 @pytest.mark.wire  # a fresh interpreter
 def test_help_stays_free_of_rich() -> None:
     """Verify `mailer --help` does not import rich (it costs start-up time)."""
-    code = "import sys; from mailer.cli import cli; print('rich' in sys.modules)"
+    code = "import sys; from mailer.cli.main import cli; print('rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

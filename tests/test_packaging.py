@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailer import crashpoint, process
-from mailer.cli import cli
+from mailer.adapters import crashpoint, process
+from mailer.cli.main import cli
 
 ROOT = Path(__file__).parents[1]
 
@@ -60,7 +60,7 @@ def test_wheel_is_named_interview_mailer_with_its_licence(wheel: zipfile.ZipFile
     licence = next(n for n in wheel.namelist() if n.endswith("/licenses/LICENSE"))
     assert wheel.read(licence).decode().startswith("MIT License")
     entry_points = next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))
-    assert "mailer = mailer.cli:main" in wheel.read(entry_points).decode()
+    assert "mailer = mailer.cli.main:main" in wheel.read(entry_points).decode()
 
 
 def test_wheel_carries_docs_units_and_templates(wheel: zipfile.ZipFile) -> None:
@@ -130,7 +130,7 @@ def test_an_installed_copy_shows_where_its_docs_and_units_are(
         [
             sys.executable,
             "-c",
-            "import sys; from mailer.cli import main; sys.argv[1:] = ['paths']; main()",
+            "import sys; from mailer.cli.main import main; sys.argv[1:] = ['paths']; main()",
         ],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(site)},

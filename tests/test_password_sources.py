@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.config import load_settings
+from mailer.adapters.config import load_settings
 from mailer.errors import ConfigError
 
 from .conftest import ROOT, SENDER, Pair, Stack, run_cli, send_args, write_config
@@ -502,7 +502,7 @@ def run_on_terminal(ws: Path, args: list[str], typed: str) -> tuple[int, str]:
     if pid == 0:  # the child: becomes mailer, with the pty as its terminal
         os.chdir(ws)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        os.execve(sys.executable, [sys.executable, "-m", "mailer.cli", *args], env)
+        os.execve(sys.executable, [sys.executable, "-m", "mailer.cli.main", *args], env)
     shown, answered = b"", 0
     while True:
         try:

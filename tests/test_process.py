@@ -1,4 +1,4 @@
-"""The process layer (mailer.process) fed each platform's answers, and the locks across processes.
+"""The process layer (mailer.adapters.process) fed each platform's answers, and the locks across processes.
 
 CI runs on Linux only, so macOS and Windows are played by monkeypatching ``sys.platform``
 and the psutil calls to answer as those systems do.
@@ -18,10 +18,10 @@ from typing import ClassVar
 import psutil
 import pytest
 
-from mailer import process
-from mailer import store as store_mod
+from mailer.adapters import process
+from mailer.adapters import store as store_mod
+from mailer.adapters.lock import LockedError, StoreLock, wait_lock
 from mailer.errors import SandboxError
-from mailer.lock import LockedError, StoreLock, wait_lock
 
 
 class FakeProcess:
@@ -212,8 +212,8 @@ HOLDER = """
 import sys
 from pathlib import Path
 from typing import ClassVar
-from mailer.lock import StoreLock
-from mailer.tokens import TokenStore
+from mailer.adapters.lock import StoreLock
+from mailer.adapters.tokens import TokenStore
 kind, path = sys.argv[1], Path(sys.argv[2])
 if kind == "store":
     lock = StoreLock(path, "holder").acquire()
@@ -312,7 +312,7 @@ def test_windows_sender_zone_comes_from_the_system_as_an_iana_zone(
     through tzlocal, so summer time is right for future dates."""
     import tzlocal
 
-    from mailer.facts import system_zone
+    from mailer.adapters.clock import system_zone
 
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.delenv("TZ", raising=False)

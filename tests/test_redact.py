@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mailer.redact import MARK, redact
+from mailer.model.redact import MARK, redact
 
 USER = "you@sandbox.test"
 # Derandomized: the same cases on every run, so CI cannot fail on a draw no one saw.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from mailer.classify import read_message, reply_text
-from mailer.daemon import once_a_day
-from mailer.followup import AWAITING, FOLLOWED_UP, HELD, REPLIED, hold_for_reply
-from mailer.matching import IndexedThread, ThreadIndex, choose_for_reply, named
+from mailer.model.classify import read_message, reply_text
+from mailer.model.followup import AWAITING, FOLLOWED_UP, HELD, REPLIED, hold_for_reply
+from mailer.model.matching import IndexedThread, ThreadIndex, choose_for_reply, named
+from mailer.services.daemon import once_a_day
 
 T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 LATER = T0 + timedelta(hours=2)
@@ -133,10 +133,10 @@ def test_the_pass_log_warns_of_each_held_thread(caplog) -> None:
     warning, so it reaches the journal at the default level."""
     import logging
 
-    from mailer.check import CheckReport
-    from mailer.daemon import log_report
+    from mailer.services.daemon import log_report
+    from mailer.services.passes import PassReport
 
     line = "thread 1 (Acme) is held: ...; otherwise 'mailer release 1' to let its follow-up go"
     with caplog.at_level(logging.INFO, logger="mailer"):
-        log_report(CheckReport(held=[line]))
+        log_report(PassReport(held=[line]))
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, line)]

@@ -104,8 +104,8 @@ def test_env_example_shipped_in_package_matches_repository() -> None:
 
 def test_sandbox_without_dovecot_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """Verify the prerequisite check names the missing package, and no longer asks for root."""
-    from mailer import sandbox
     from mailer.errors import SandboxError
+    from mailer.sandbox.stack import stack as sandbox
 
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
     sandbox.check_prerequisites()  # an ordinary user may start it (Dovecot is installed here)
@@ -154,8 +154,8 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     import sys
 
     r = subprocess.run(
-        f"{sys.executable} -m mailer.cli situations | head -c 1 >/dev/null; "
-        f"{sys.executable} -m mailer.cli --help | head -c 1 >/dev/null",
+        f"{sys.executable} -m mailer.cli.main situations | head -c 1 >/dev/null; "
+        f"{sys.executable} -m mailer.cli.main --help | head -c 1 >/dev/null",
         shell=True,
         capture_output=True,
         text=True,
@@ -222,7 +222,7 @@ def test_the_test_stack_keeps_passwords_and_mail_private(stack: Stack, pair: Pai
 def test_dovecot_config_for_an_ordinary_user_runs_everything_as_them() -> None:
     """Verify the rootless config names the user for every internal and login process and
     turns off chroot, and that root's config keeps Dovecot's own users and chroots."""
-    from mailer.sandbox import Identity, StackInfo, _dovecot_conf
+    from mailer.sandbox.stack import Identity, StackInfo, _dovecot_conf
 
     info = StackInfo("/tmp/mlr-x", "127.0.0.1", 1, 2, 3, 4, 5, 6, "", {})
     rootless = _dovecot_conf(info, Identity(True, 1000, 1000, "ann", "staff"))

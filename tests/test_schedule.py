@@ -14,10 +14,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mailer.apology import due_after
-from mailer.config import Settings, load_settings
-from mailer.followup import parse_window
-from mailer.schedule import Wait, follow_up_due, holidays_for, parse_wait, validate_wait
+from mailer.adapters.config import Settings, load_settings
+from mailer.model.schedule import Wait, follow_up_due, holidays_for, parse_wait, validate_wait
+from mailer.model.settings import parse_window
+from mailer.services.sending import due_after
 
 TZ = ZoneInfo("Europe/London")
 

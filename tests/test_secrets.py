@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.redact import MARK
-from mailer.sandbox import StackInfo
+from mailer.model.redact import MARK
+from mailer.sandbox.stack import StackInfo
 
 from .conftest import INTERVIEWER, SENDER, Pair, Stack, run_cli, send_args, write_config
 from .hostile import HOST, EchoImap, EchoSmtp

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from mailer import apology
-from mailer.config import find_config, load_settings
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.sender import InDoubtError, SmtpSession
+from mailer.adapters.store import Store
 from mailer.errors import DeliveryError
-from mailer.facts import make_facts
-from mailer.sender import InDoubtError, SmtpSession
-from mailer.store import Store
+from mailer.model import apology
+from mailer.model.facts import make_facts
+from mailer.services import sending
 
 from .conftest import INTERVIEWER, SENDER, Stack, run_cli, send_args, write_config
 
@@ -96,7 +97,7 @@ def test_three_messages_in_one_session_use_one_connection_and_one_auth(
     mark = stack.log_mark()
     with SmtpSession(settings.smtp) as session:
         results = [
-            apology.send(
+            sending.send(
                 settings,
                 apology.prepare(settings, facts(settings, company=f"Batch {i}"), NOW),
                 store,
@@ -204,7 +205,7 @@ def test_temporary_refusal_before_data_is_retried(stack: Stack, workspace: Path)
     store = Store(settings.state_url)
     delays: list[float] = []
     with SmtpSession(settings.smtp, sleep=delays.append) as session:
-        result = apology.send(
+        result = sending.send(
             settings,
             apology.prepare(settings, facts(settings, company="Retry Co"), NOW),
             store,
@@ -226,7 +227,7 @@ def test_permanent_refusal_fails_at_once(stack: Stack, workspace: Path) -> None:
         pytest.raises(DeliveryError, match=r"554 5\.7\.1") as info,
         SmtpSession(settings.smtp, sleep=delays.append) as s,
     ):
-        apology.send(settings, prepared, store, lambda: NOW, session=s)
+        sending.send(settings, prepared, store, lambda: NOW, session=s)
     assert info.value.kind == "permanent"
     assert delays == []
     (thread,) = store.threads()
@@ -241,7 +242,7 @@ def test_lost_reply_after_data_is_in_doubt_and_not_resent(stack: Stack, workspac
     store = Store(settings.state_url)
     prepared = apology.prepare(settings, facts(settings, company="Doubt Ltd"), NOW)
     with pytest.raises(InDoubtError), SmtpSession(settings.smtp, sleep=lambda _: None) as s:
-        apology.send(settings, prepared, store, lambda: NOW, session=s)
+        sending.send(settings, prepared, store, lambda: NOW, session=s)
     assert len(stack.messages_with_id(INTERVIEWER, prepared.composed.message_id)) == 1
     r = run_cli(workspace, "status")
     assert "in doubt" in r.stdout

@@ -137,7 +137,7 @@ def test_a_campaign_killed_on_its_last_entry_files_the_copy_on_a_rerun(pair: Pai
 def test_two_commands_catching_up_never_both_take_one_copy(tmp_path, monkeypatch) -> None:
     """Verify an unfiled copy is claimed by one process at a time: while another live process
     is filing it, it is not handed out again; once that process is gone, it is."""
-    from mailer import store as store_mod
+    from mailer.adapters import store as store_mod
 
     from .test_no_second_copy import T0 as NOW
     from .test_no_second_copy import _live_foreign_owner, one_queued_apology

@@ -84,9 +84,9 @@ def test_a_wire_test_may_start_a_process(request: pytest.FixtureRequest) -> None
 
 @pytest.mark.wire
 def test_run_cli_in_a_wire_test_runs_mailer_as_a_process(tmp_path: Path) -> None:
-    """Verify a wire test's run_cli starts ``python -m mailer.cli`` (the real entry point)."""
+    """Verify a wire test's run_cli starts ``python -m mailer.cli.main`` (the real entry point)."""
     result = run_cli(tmp_path, "--version")
-    assert result.args[1:3] == ["-m", "mailer.cli"]
+    assert result.args[1:3] == ["-m", "mailer.cli.main"]
     assert result.returncode == 0 and result.stdout.startswith("mailer, version ")
 
 
@@ -167,4 +167,4 @@ def test_mailer_test_cli_in_process_runs_a_wire_tests_calls_in_this_process(
     process=True still gives a process."""
     monkeypatch.setenv("MAILER_TEST_CLI", "in-process")
     assert run_cli(tmp_path, "--version").args == ["mailer", "--version"]
-    assert run_cli(tmp_path, "--version", process=True).args[1:3] == ["-m", "mailer.cli"]
+    assert run_cli(tmp_path, "--version", process=True).args[1:3] == ["-m", "mailer.cli.main"]

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from jinja2 import DictLoader, StrictUndefined
 from jinja2.sandbox import SecurityError
 
-from mailer.composer import Composer, compose_apology
-from mailer.config import SenderSettings
 from mailer.errors import TemplateError
-from mailer.facts import make_facts
-from mailer.templating import MAX_OUTPUT, TemplateEnvironment, printf_estimate, render_limited
+from mailer.model.composer import Composer, compose_apology
+from mailer.model.facts import make_facts
+from mailer.model.settings import SenderSettings
+from mailer.model.templating import MAX_OUTPUT, TemplateEnvironment, printf_estimate, render_limited
 
 TZ = ZoneInfo("Europe/London")
 AFTER = datetime(2026, 11, 25, 15, 0, tzinfo=TZ)

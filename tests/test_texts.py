@@ -12,19 +12,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.apology import prepare
-from mailer.callscript import call_script, voicemail
-from mailer.composer import (
+from mailer.adapters.config import load_settings
+from mailer.adapters.workspace import example_campaign
+from mailer.model.apology import prepare
+from mailer.model.callscript import call_script, voicemail
+from mailer.model.composer import (
     FOLLOW_UP_NOTICE,
     Composer,
     compose_apology,
     compose_follow_up,
     default_salutation,
 )
-from mailer.config import SenderSettings, load_settings
-from mailer.facts import SITUATIONS, Facts, make_facts, odd_hours
-from mailer.lint import ERROR, SUGGESTION, WARNING, check_apology, word_count
-from mailer.workspace import example_campaign
+from mailer.model.facts import SITUATIONS, Facts, make_facts, odd_hours
+from mailer.model.lint import ERROR, SUGGESTION, WARNING, lint_apology, word_count
+from mailer.model.settings import SenderSettings
 
 LONDON = ZoneInfo("Europe/London")
 SENDER = SenderSettings(name="Sam Candidate", address="sam@example.com", phone="+44 7700 900123")
@@ -84,7 +85,7 @@ def test_every_rendering_passes_the_check_and_runs_70_to_130_words(
     free = FAR_ZONES.get(zone, ("2026-12-01 09:00-12:00", "2026-12-02 14:00-17:00"))
     f = facts(situation, note=note, free=free, interviewer_tz=zone)
     draft = compose_apology(Composer(), f, SENDER, now)
-    findings = check_apology(
+    findings = lint_apology(
         draft.subject, draft.text, company=COMPANY, role=ROLE, note=note, past=tense == "past"
     )
     # No error and no warning; a note-less one gets the personal-note suggestion only.
@@ -112,9 +113,7 @@ def test_follow_up_after_some_slots_passed_passes_and_runs_70_to_130_words(
     assert ("Monday 30 November, 09:00–12:00" in draft.text) == bool(remaining)
     if not remaining:
         assert "Could you let me know a time that suits you?" in draft.text
-    findings = check_apology(
-        draft.subject, draft.text, company=COMPANY, role=ROLE, kind="follow_up"
-    )
+    findings = lint_apology(draft.subject, draft.text, company=COMPANY, role=ROLE, kind="follow_up")
     assert findings == []
     assert 70 <= word_count(greeting_to_thanks(draft.text)) <= 130, draft.text
 
@@ -260,7 +259,7 @@ REASON = "I was taken ill that morning, and I am sorry for the inconvenience."
 
 def rules_of(middle: str, **kw: object) -> dict[str, str]:
     args: dict[str, object] = {"company": COMPANY, "role": ROLE, "note": None, **kw}
-    found = check_apology("Apologies", BODY.format(middle=middle), **args)  # type: ignore[arg-type]
+    found = lint_apology("Apologies", BODY.format(middle=middle), **args)  # type: ignore[arg-type]
     return {f.rule: f.severity for f in found}
 
 
@@ -376,7 +375,7 @@ def test_example_campaign_is_dated_around_the_day_init_runs(today: date) -> None
 def test_campaign_entries_to_one_address_get_distinct_subjects(tmp_path: Path) -> None:
     """Verify two campaign entries to one address, interviews on the same day, do not share a
     subject, nor repeat one the store has open for that address; salutation is an entry key."""
-    from mailer.campaign import load_campaign
+    from mailer.services.campaign import load_campaign
 
     config = tmp_path / "config" / "mailer.toml"
     config.parent.mkdir()

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer.campaign import load_campaign
-from mailer.config import load_settings
+from mailer.adapters.config import load_settings
+from mailer.adapters.store import Store
 from mailer.errors import DeliveryError
-from mailer.runner import FAILED_NOW, HELD_BACK, SENT_NOW, SKIPPED, run_campaign
-from mailer.store import Store
-from mailer.throttle import Pacer, effective_cap, start_of_day, too_many
+from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
+from mailer.services.campaign import load_campaign
+from mailer.services.runner import FAILED_NOW, HELD_BACK, SENT_NOW, SKIPPED, run_campaign
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from mailer.config import find_config, load_settings
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.store import Store
 
 from .conftest import Pair, run_cli
 from .test_followup import check_at, send, status

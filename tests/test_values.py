@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer.composer import Composer, Draft, build_message, compose_apology
-from mailer.config import SenderSettings, load_settings
+from mailer.adapters.config import load_settings
 from mailer.errors import ConfigError, InputError, TemplateError
-from mailer.facts import make_facts
-from mailer.values import NAME_MAX, NOTE_MAX, PHONE_MAX, VAR_MAX, has_encoded_word
+from mailer.model.composer import Composer, Draft, build_message, compose_apology
+from mailer.model.facts import make_facts
+from mailer.model.settings import SenderSettings
+from mailer.model.values import NAME_MAX, NOTE_MAX, PHONE_MAX, VAR_MAX, has_encoded_word
 
 from .test_campaign_file import load as load_campaign_file
 

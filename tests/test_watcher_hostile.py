@@ -1,7 +1,7 @@
 """Hostile mail in the watched INBOX, over the real servers (issue #10, items 8-10).
 
 Messages are put in the candidate's INBOX with IMAP APPEND, in a known order and with a
-known arrival time; the pass runs in this process (``run_check``) at a chosen clock.
+known arrival time; the pass runs in this process (``run_pass``) at a chosen clock.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from mailer import watcher
-from mailer.check import CheckReport, run_check
-from mailer.config import find_config, load_settings
-from mailer.mailbox import BODY_LIMIT, Mailbox
-from mailer.matching import Incoming
-from mailer.store import Store
+from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.mailbox import BODY_LIMIT, Mailbox
+from mailer.adapters.store import Store
+from mailer.model.matching import Incoming
+from mailer.services import watcher
+from mailer.services.passes import PassReport, run_pass
 
 from .conftest import Pair
 from .test_followup import T0, send
@@ -81,10 +81,10 @@ def follow_ups_to(pair: Pair, user: str, root: str) -> list[int]:
         return c.search(["HEADER", "In-Reply-To", root])
 
 
-def check(pair: Pair, after: timedelta) -> tuple[Store, CheckReport]:
+def check(pair: Pair, after: timedelta) -> tuple[Store, PassReport]:
     settings = load_settings(find_config(pair.ws), need_secrets=True)
     store = Store(settings.state_url)
-    return store, run_check(settings, store, lambda: T0 + after)
+    return store, run_pass(settings, store, lambda: T0 + after)
 
 
 def unreadable(store: Store) -> list[tuple[int, str]]:

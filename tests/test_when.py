@@ -9,11 +9,11 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from mailer.addresses import typo_warning
 from mailer.errors import InputError
-from mailer.facts import make_facts, parse_when
-from mailer.when import echo, echo_slot, read_slot, read_when
-from mailer.zones import resolve
+from mailer.model.addresses import typo_warning
+from mailer.model.facts import make_facts, parse_when
+from mailer.model.when import echo, echo_slot, read_slot, read_when
+from mailer.model.zones import resolve
 
 LONDON = ZoneInfo("Europe/London")
 # Sunday 29 November 2026, noon in London.
@@ -295,7 +295,7 @@ def test_address_typos_of_big_providers_are_flagged(address: str, warning: str) 
 
 def _typo_warning_over_every_provider(address: str, what: str) -> str:
     """typo_warning as it was before it skipped names of another length: every provider."""
-    from mailer.addresses import PROVIDER_DOMAINS, _distance
+    from mailer.model.addresses import PROVIDER_DOMAINS, _distance
 
     domain = address.rpartition("@")[2].lower()
     if not domain or domain in PROVIDER_DOMAINS:
@@ -306,7 +306,7 @@ def _typo_warning_over_every_provider(address: str, what: str) -> str:
 
 
 def _near_provider_domains() -> st.SearchStrategy[str]:
-    from mailer.addresses import PROVIDER_DOMAINS
+    from mailer.model.addresses import PROVIDER_DOMAINS
 
     letters = st.sampled_from("abcdefghilmnoqrtuy.-")
     edit = st.tuples(st.integers(0, 20), st.sampled_from(["drop", "add", "swap", "set"]), letters)

@@ -94,7 +94,7 @@ def test_send_echoes_the_date_before_asking_to_confirm(stack: Stack, workspace: 
     env.update({"MAILER_NOW": NOW, "COLUMNS": "200"})
     leader, follower = os.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli", *args],
+        [sys.executable, "-m", "mailer.cli.main", *args],
         cwd=workspace,
         env=env,
         stdin=follower,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.config import load_settings
+from mailer.adapters.config import load_settings
 
 from .test_config import BASE, edited, problems, write
 
@@ -57,7 +57,7 @@ def test_a_misspelt_or_ambiguous_sender_zone_is_one_problem(
 
 def test_an_unambiguous_abbreviation_is_accepted_as_the_senders_zone(tmp_path: Path) -> None:
     """Verify timezone = "CET" loads (read as Europe/Paris, not tzdata's rule-less CET)."""
-    from mailer.facts import local_zone
+    from mailer.adapters.clock import local_zone
 
     s = load_settings(write(tmp_path, edited('"Europe/London"', '"CET"')))
     assert str(local_zone(s.sender.timezone)) == "Europe/Paris"

@@ -133,9 +133,9 @@ def test_user_config_state_tokens_and_sandbox_live_in_the_data_dir_whatever_the_
 ) -> None:
     """Verify the user config's store, its anchor, tokens, templates and sandbox directory
     are in the per-user data directory, the same from two folders."""
-    from mailer.anchor import anchor_path
-    from mailer.cli_common import Context
-    from mailer.config import find_config, load_settings
+    from mailer.adapters.anchor import anchor_path
+    from mailer.adapters.config import find_config, load_settings
+    from mailer.cli.common import Context
 
     config_dir, data_dir = user_dirs
     config_dir.mkdir(parents=True)
@@ -353,8 +353,8 @@ def test_preview_follow_up_on_a_closed_thread_says_none_will_go(
     workspace: Path, state: str
 ) -> None:
     """Verify preview --follow-up on a thread that is over says so instead of a message."""
-    from mailer.config import load_settings
-    from mailer.store import Store
+    from mailer.adapters.config import load_settings
+    from mailer.adapters.store import Store
 
     tid = _sent_thread(workspace)
     settings = load_settings(workspace / "config" / "mailer.toml")

@@ -1,0 +1,76 @@
+"""What SMTP and IMAP connections share: verified TLS and one wording for network failures."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from mailer.errors import DeliveryError
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Certificates and host names are always verified; ``ca_file`` adds a private CA.
+
+    Built once per CA file (and its modification time): loading the system's certificates
+    takes about 15 ms, and one context can serve any number of connections."""
+    stamp = ca_file.stat().st_mtime_ns if ca_file is not None and ca_file.exists() else 0
+    return _context(ca_file, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(ca_file: Path | None, _stamp: int) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    return ctx
+
+
+def network_error(
+    exc: BaseException,
+    service: str,
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    scrub: Callable[[str], str] = str,
+) -> DeliveryError:
+    """Map a low-level failure to one line that names the server. ``scrub`` cleans the text
+    of an unforeseen exception, which may quote the server (see :mod:`mailer.model.redact`)."""
+    where = f"{service} {host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(
+            f"{where}: TLS certificate not trusted ({exc.verify_message})",
+            kind="certificate",
+            hint=f"if the server uses a private CA, set {service.lower()}.ca_file in config/mailer.toml",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return DeliveryError(
+            f"{where}: TLS handshake failed ({exc.reason or exc})",
+            kind="tls",
+            hint=f"check {service.lower()}.port and {service.lower()}.security",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return DeliveryError(
+            f"{where}: connection refused",
+            kind="connection",
+            temporary=True,
+            hint="check the host and port, and that the server is running",
+        )
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return DeliveryError(
+            f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True
+        )
+    if isinstance(exc, socket.gaierror):
+        return DeliveryError(
+            f"{where}: cannot resolve the host name ({exc.strerror})", kind="connection"
+        )
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
+        return DeliveryError(
+            f"{where}: the server dropped the connection", kind="connection", temporary=True
+        )
+    return DeliveryError(
+        f"{where}: {type(exc).__name__}: {scrub(str(exc))}", kind="connection", temporary=True
+    )

@@ -1,0 +1,235 @@
+"""Where a server's password comes from: the environment or ``.env``, a command, the system
+keyring, or a prompt on the terminal.
+
+A password is fetched on first use and kept for the rest of the process, so a command runs
+(or a prompt asks) once however many connections follow. Failures are one line naming the
+config key; the output of a password command is never shown, since it may be the password.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailer.errors import ConfigError
+
+SOURCES = ("env", "command", "keyring", "prompt")
+KEYRING_SERVICE = "mailer"
+COMMAND_TIMEOUT = 30.0  # seconds: long enough to type a GPG passphrase into pinentry
+# Keys that hold a password's *source*, not a password: never refused as literal secrets.
+SOURCE_KEYS = ("password_source", "password_command", "password_command_timeout")
+
+POINTER = (
+    'set password_source = "env" (MAILER_..._PASSWORD in .env), "command" '
+    '(password_command = ["pass", "show", "mail/you"]), "keyring" '
+    "('mailer auth set-password') or \"prompt\""
+)
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    """How to get one server's password. ``key`` is the config table, for messages
+    (``/ws/config/mailer.toml: accounts.anna.smtp``)."""
+
+    kind: str
+    key: str
+    env_var: str = ""
+    env_value: str = field(default="", repr=False)
+    command: tuple[str, ...] = ()
+    timeout: float = COMMAND_TIMEOUT
+    cwd: Path | None = None
+    keyring_user: str = ""
+    label: str = ""  # what a prompt asks for: "SMTP password for you@example.com"
+    # Used when this one has nothing: the IMAP password falls back to the SMTP one.
+    fallback: PasswordSource | None = None
+
+
+_cache: dict[PasswordSource, str] = {}
+
+
+def keyring_user(account: str, server: str, user: str) -> str:
+    """The keyring entry's user name: ``main:smtp:you@example.com``."""
+    return f"{account or 'main'}:{server}:{user}"
+
+
+def resolve(source: PasswordSource) -> str:
+    """The password, fetched once per process. "" only for an unset environment variable
+    (the caller names the variable); every other failure raises ConfigError."""
+    if source.kind == "env":
+        if source.env_value:
+            return source.env_value
+        return resolve(source.fallback) if source.fallback else ""
+    if source in _cache:
+        return _cache[source]
+    if source.kind == "command":
+        password = _from_command(source)
+    elif source.kind == "keyring":
+        password = _from_keyring(source)
+    else:
+        password = _from_prompt(source)
+    _cache[source] = password
+    return password
+
+
+def _from_command(source: PasswordSource) -> str:
+    import subprocess
+
+    where = f"{source.key}.password_command"
+    program = source.command[0]
+    try:
+        # No shell, our stdin kept from it, and its output never repeated: it is the secret.
+        done = subprocess.run(
+            source.command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=source.timeout,
+            cwd=source.cwd,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: program {program!r} not found") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(
+            f"{where}: {program!r} did not finish within {source.timeout:g} s and was stopped "
+            f"(raise {source.key}.password_command_timeout if it waits for you)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot run {program!r}: {exc.strerror}") from None
+    if done.returncode != 0:
+        status = (
+            f"was killed by signal {-done.returncode}"
+            if done.returncode < 0
+            else f"exited with status {done.returncode}"
+        )
+        raise ConfigError(f"{where}: {program!r} {status} (its output is not shown)")
+    try:
+        text = done.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {program!r} printed something that is not UTF-8") from None
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        raise ConfigError(
+            f"{where}: {program!r} exited with status 0 but printed no password on its first line"
+        )
+    return lines[0]
+
+
+def _from_keyring(source: PasswordSource) -> str:
+    import keyring
+
+    users = [source.keyring_user]
+    fallback = source.fallback
+    if fallback is not None and fallback.kind == "keyring":
+        users.append(fallback.keyring_user)  # the IMAP password falls back to the SMTP one
+    for user in users:
+        try:
+            password = keyring.get_password(KEYRING_SERVICE, user)
+        except Exception as exc:  # backends raise their own errors (D-Bus, locked, absent)
+            raise ConfigError(
+                f"{source.key}.password_source: the keyring cannot be read "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        if password:
+            return password
+    raise ConfigError(
+        f"{source.key}.password_source: the keyring has no password for {users[0]!r} "
+        f"(service {KEYRING_SERVICE!r})",
+        hint="store it with 'mailer auth set-password'",
+    )
+
+
+def _from_prompt(source: PasswordSource) -> str:
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f'{source.key}.password_source: "prompt" needs a terminal to ask on, and there is '
+            'none; use "keyring" or "command" for unattended runs'
+        )
+    import getpass
+
+    try:
+        password = getpass.getpass(f"{source.label}: ")
+    except EOFError:
+        password = ""
+    if not password:
+        raise ConfigError(f"{source.key}.password_source: no password was typed")
+    return password
+
+
+def describe(source: PasswordSource | None, default: str) -> str:
+    """Where a refused password came from, for the hint after an authentication failure."""
+    while source is not None and source.kind == "env" and not source.env_value:
+        source = source.fallback
+    if source is None or source.kind == "env":
+        return source.env_var if source is not None else default
+    key = source.key.rsplit(": ", 1)[-1]
+    return {
+        "command": f"what {key}.password_command prints",
+        "keyring": f"the keyring's {source.keyring_user!r} ('mailer auth set-password')",
+    }.get(source.kind, "the password you typed")
+
+
+def uses_prompt(settings: Any) -> list[str]:
+    """The config keys of servers whose password would be asked for on the terminal."""
+    found = []
+    for name in settings.account_names:
+        account = settings.for_account(name)
+        for server in (account.smtp, account.imap):
+            source = server.secret
+            while source is not None and source.kind == "env" and not source.env_value:
+                source = source.fallback
+            if source is not None and source.kind == "prompt":
+                found.append(f"{server.secret.key}.password_source")
+    return found
+
+
+def unlock(settings: Any, names: Iterable[str] | None = None) -> None:
+    """Fetch the passwords of these accounts (all by default) now, before anything is
+    recorded or sent, and report every one that cannot be had at once."""
+    from mailer.adapters.config import account_secret
+
+    problems: list[str] = []
+    hint = None
+    for name in settings.account_names if names is None else names:
+        account = settings.for_account(name)
+        smtp_failed = False
+        for server in (account.smtp, account.imap):
+            if getattr(server, "auth", "password") == "oauth2":
+                continue  # signs in with a token (mailer.adapters.oauth), not a password
+            inherits = server.secret is not None and account.smtp.secret in (
+                server.secret,
+                server.secret.fallback,
+            )
+            if server is account.imap and smtp_failed and inherits:
+                continue  # the IMAP password would be the SMTP one: one problem, not two
+            try:
+                password = server.password
+            except ConfigError as exc:
+                problems += [p for p in exc.problems if p not in problems]
+                hint = exc.hint or hint
+                smtp_failed = server is account.smtp
+                continue
+            if not password and server is account.smtp:
+                var = account_secret(name, "smtp") if name else "MAILER_SMTP_PASSWORD"
+                problems.append(
+                    f"{var}: not set in the environment or {settings.workspace / '.env'}"
+                )
+    if problems:
+        raise ConfigError(problems, hint=hint)
+
+
+def store_in_keyring(user: str, password: str) -> str:
+    """Store one password; returns the backend's name, for the user to see where it went."""
+    import keyring
+
+    try:
+        keyring.set_password(KEYRING_SERVICE, user, password)
+    except Exception as exc:  # backends raise their own errors (D-Bus, locked, absent)
+        raise ConfigError(
+            f"keyring: cannot store the password for {user!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    _cache.clear()  # a password read earlier in this process is stale now
+    backend = keyring.get_keyring()
+    return f"{type(backend).__module__}.{type(backend).__name__}"

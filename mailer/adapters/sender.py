@@ -1,0 +1,473 @@
+"""SMTP delivery: the only module that talks SMTP.
+
+yagmail opens and authenticates the connection (with verified TLS and a timeout, which it does
+not do by default). The transaction itself is driven step by step on its ``smtplib``
+connection, so that we always know whether a failure came before the message could have been
+accepted (safe to retry) or after the final dot (in doubt: never resent automatically).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import re
+import smtplib
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from mailer.adapters.config import ServerSettings
+from mailer.adapters.connection import network_error, tls_context
+from mailer.adapters.crashpoint import crash_point
+from mailer.adapters.passwords import describe
+from mailer.errors import ConfigError, DeliveryError, MailerError
+from mailer.model.redact import redactor
+
+log = logging.getLogger(__name__)
+
+
+class InDoubtError(DeliveryError):
+    """The whole message reached the server but its answer did not reach us."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            kind="in-doubt",
+            hint="check the recipient's inbox or your Sent folder, then run 'mailer resolve'",
+        )
+
+
+class _Retry(Exception):
+    def __init__(self, error: DeliveryError, reconnect: bool) -> None:
+        self.error = error
+        self.reconnect = reconnect
+
+
+class SmtpSession:
+    """One authenticated connection for any number of messages. Use it as a context manager."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: float = 1.0,
+    ) -> None:
+        if settings.auth == "password" and not settings.password:
+            raise ConfigError(
+                "MAILER_SMTP_PASSWORD: not set in the environment or .env",
+                hint="put it in the workspace's .env (see .env.example)",
+            )
+        self.settings = settings
+        self.retries = retries
+        self.sleep = sleep
+        self.backoff = backoff
+        self.logins = 0
+        # Every reply is cleaned of the credentials before it becomes an error or a result.
+        self._scrub = redactor(settings.username, settings.password)
+        self._yag = None
+        self._smtp: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"SMTP {self.settings.host}:{self.settings.port}"
+
+    def __enter__(self) -> SmtpSession:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        import yagmail
+
+        s = self.settings
+        ctx = tls_context(s.ca_file)
+        kwargs: dict = {"timeout": s.timeout}
+        if s.security == "ssl":
+            kwargs["context"] = ctx
+        yag = yagmail.SMTP(
+            user=s.username,
+            password=s.password,
+            host=s.host,
+            port=s.port,
+            smtp_ssl=s.security == "ssl",
+            smtp_starttls={"context": ctx} if s.security == "starttls" else False,
+            smtp_skip_login=True,  # we log in ourselves: see _authenticate
+            soft_email_validation=False,
+            **kwargs,
+        )
+        yag.set_logging(logging.CRITICAL)  # its ERROR lines would duplicate ours on stderr
+        try:
+            yag.login()
+            if s.auth == "oauth2":
+                self._oauth2_login(yag.smtp)
+            else:
+                _authenticate(yag.smtp, s.username, s.password)
+        except _OAuthRefused as exc:
+            _quiet_close(yag.smtp)
+            raise _oauth_refusal(self.where, s, exc, self._scrub) from None
+        except MailerError:  # no token to sign in with: the connection is of no use
+            _quiet_close(yag.smtp)
+            raise
+        except _NoUtf8Mechanism as exc:
+            _quiet_close(yag.smtp)
+            raise DeliveryError(
+                f"{self.where}: the user name or password has non-ASCII characters, which only "
+                f"AUTH PLAIN can carry, and the server does not offer it (it offers {exc})",
+                kind="auth",
+                hint="use a password of ASCII characters only, such as an app password",
+            ) from None
+        except smtplib.SMTPAuthenticationError as exc:
+            _quiet_close(yag.smtp)
+            raise DeliveryError(
+                f"{self.where}: authentication failed for user '{s.username}' "
+                f"({_reply(exc, self._scrub)})",
+                kind="auth",
+                hint=f"check {describe(s.secret, 'MAILER_SMTP_PASSWORD')} (Gmail needs an app password)",
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _quiet_close(yag.smtp)
+            raise DeliveryError(
+                f"{self.where}: {self._scrub(str(exc))}",
+                kind="protocol",
+                hint="check smtp.security and smtp.port",
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            _quiet_close(yag.smtp)
+            raise _reply_error(
+                self.where, "login", exc.smtp_code, exc.smtp_error, self._scrub
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quiet_close(getattr(yag, "smtp", None))
+            if isinstance(exc, smtplib.SMTPServerDisconnected):
+                raise DeliveryError(
+                    f"{self.where}: the server closed the connection during login",
+                    kind="connection",
+                    temporary=True,
+                ) from None
+            raise network_error(exc, "SMTP", s.host, s.port, s.timeout, scrub=self._scrub) from None
+        self._yag, self._smtp = yag, yag.smtp
+        self.logins += 1
+        log.info("connected to %s as %s", self.where, s.username)
+
+    def _oauth2_login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 or OAUTHBEARER on the connection yagmail opened: the same verified
+        TLS session. The token is fetched (and refreshed when near its end) only now."""
+        from mailer.adapters.oauth import access_token
+
+        s = self.settings
+        assert s.oauth2 is not None
+        token = access_token(s)
+        self._scrub = redactor(s.username, token)  # the token is this login's secret
+        try:
+            _authenticate_bearer(smtp, s.username, token, s.oauth2.mechanism, self._scrub)
+        except _OAuthRefused:
+            # Refused before its time (consent withdrawn, revoked early): a refresh tells
+            # "sign-in expired" (SignInError) from a token that is refused as such.
+            first = self._scrub
+            token = access_token(s, force_refresh=True)
+            second = redactor(s.username, token)
+            self._scrub = lambda text: second(first(text))  # a reply may quote either token
+            _authenticate_bearer(smtp, s.username, token, s.oauth2.mechanism, self._scrub)
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                _quiet_close(self._smtp)
+        self._smtp = None
+        if self._yag is not None:
+            self._yag.is_closed = True  # we closed it; stop its __del__ from trying again
+        self._yag = None
+
+    def submit(
+        self,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+        before_mail: Callable[[], None] | None = None,
+        before_final_dot: Callable[[], None] | None = None,
+    ) -> str:
+        """Send ``data`` as is and return the server's 250 reply.
+
+        ``before_mail`` runs once, immediately before the first MAIL FROM (the caller commits
+        ``submitting`` there). ``before_final_dot`` runs when the whole message but its final
+        dot has gone (the caller commits its durable mark there): if it raises, the dot is
+        never sent and the connection is dropped, so the server discards the message. A 4xx
+        before the end of DATA, or a dropped connection before the final dot, is retried with
+        backoff; a 5xx fails at once.
+        """
+        called = False
+        for attempt in range(self.retries + 1):
+            try:
+                if self._smtp is None:
+                    self.connect()
+                if not called and before_mail is not None:
+                    before_mail()
+                called = True
+                return self._transaction(envelope_from, recipients, data, before_final_dot)
+            except _Retry as retry:
+                if attempt == self.retries:
+                    raise retry.error from None
+                if retry.reconnect:
+                    _quiet_close(self._smtp)
+                    self._smtp = None
+                delay = self.backoff * (2**attempt)
+                log.info("%s; retrying in %.1f s", retry.error, delay)
+                self.sleep(delay)
+            except DeliveryError as exc:
+                if exc.temporary and attempt < self.retries and not called:
+                    self.sleep(self.backoff * (2**attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _transaction(
+        self,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+        before_final_dot: Callable[[], None] | None = None,
+    ) -> str:
+        smtp = self._smtp
+        assert smtp is not None
+        s = self.settings
+        try:
+            code, msg = smtp.mail(envelope_from)
+            self._check(code, msg, "MAIL FROM")
+            for rcpt in recipients:
+                code, msg = smtp.rcpt(rcpt)
+                if code not in (250, 251):
+                    self._rset()
+                    if 400 <= code < 500:
+                        raise _Retry(
+                            _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg, self._scrub),
+                            False,
+                        )
+                    raise DeliveryError(
+                        f"{self.where}: recipient <{rcpt}> refused: {code} "
+                        f"{_text(msg, self._scrub)}",
+                        kind="recipient",
+                        code=code,
+                    )
+            code, msg = smtp.docmd("DATA")
+            if code != 354:
+                self._check(code, msg, "DATA")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # Nothing can have been accepted before the final dot: safe to retry.
+            raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
+        try:
+            smtp.send(_dot_stuff(data))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
+        if before_final_dot is not None:
+            try:
+                crash_point("before-final-dot")
+                before_final_dot()
+                crash_point("after-final-dot")
+            except BaseException:
+                # No final dot: a server drops an unfinished DATA with the connection.
+                _quiet_close(smtp)
+                self._smtp = None
+                raise
+        try:
+            smtp.send(FINAL_DOT)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The socket refused the dot itself, so the server never saw it (as before the
+            # dot was split off): safe to retry. A dot written and then unanswered is in doubt.
+            raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
+        try:
+            code, msg = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            _quiet_close(smtp)
+            self._smtp = None
+            raise InDoubtError(
+                f"{self.where}: the connection was lost after the whole message was sent "
+                f"and before the server answered ({type(exc).__name__}); it may have been delivered"
+            ) from None
+        if code == 250:
+            return f"{code} {_text(msg, self._scrub)}"
+        if not 400 <= code < 600:
+            # Not a reply we can read (smtplib gives -1): the server may have taken it.
+            _quiet_close(smtp)
+            self._smtp = None
+            raise InDoubtError(
+                f"{self.where}: unreadable answer after the whole message was sent "
+                f"({code} {_text(msg, self._scrub)}); it may have been delivered"
+            )
+        # A refusal of the finished message: the server says it did not take it.
+        raise _reply_error(self.where, "end of DATA", code, msg, self._scrub)
+
+    def _check(self, code: int, msg: bytes, step: str) -> None:
+        if 200 <= code < 300:
+            return
+        self._rset()
+        error = _reply_error(self.where, step, code, msg, self._scrub)
+        if error.temporary:
+            raise _Retry(error, code in (421,))
+        raise error
+
+    def _rset(self) -> None:
+        try:
+            assert self._smtp is not None
+            self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            _quiet_close(self._smtp)
+            self._smtp = None
+
+
+FINAL_DOT = b".\r\n"
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """The DATA payload, dot-stuffed and ending in CRLF, without the final ``.`` line."""
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+class _NoUtf8Mechanism(Exception):
+    """The credentials are not ASCII and the server offers no AUTH PLAIN; says what it offers."""
+
+
+def _authenticate(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """smtplib's login() for ASCII credentials (its choice of mechanism, unchanged); AUTH
+    PLAIN in UTF-8 (RFC 4616) otherwise, which smtplib cannot send: it encodes as ASCII."""
+    if user.isascii() and password.isascii():
+        smtp.login(user, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    if "PLAIN" not in offered:
+        raise _NoUtf8Mechanism(" ".join(offered) or "no mechanism")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    code, resp = smtp.docmd("AUTH", f"PLAIN {token}")
+    if code == 334:  # the server wants the credentials on a line of their own
+        code, resp = smtp.docmd(token)
+    if code not in (235, 503):  # 503: already authenticated, as smtplib accepts too
+        raise smtplib.SMTPAuthenticationError(code, resp)
+
+
+class _OAuthRefused(Exception):
+    """The server refused the token: its reply, and the RFC 7628 challenge that came first."""
+
+    def __init__(self, code: int, reply: str, challenge: str) -> None:
+        super().__init__(reply)
+        self.code, self.reply, self.challenge = code, reply, challenge
+
+
+def _authenticate_bearer(
+    smtp: smtplib.SMTP, user: str, token: str, mechanism: str, scrub: Callable[[str], str]
+) -> None:
+    from mailer.adapters.oauth import oauthbearer, xoauth2
+
+    smtp.ehlo_or_helo_if_needed()
+    mech = mechanism.upper()
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if mech not in offered:
+        raise smtplib.SMTPNotSupportedError(
+            f"the server does not offer AUTH {mech} (it offers {' '.join(offered) or 'none'})"
+        )
+    initial = xoauth2(user, token) if mech == "XOAUTH2" else oauthbearer(user, token)
+    seen: list[str] = []
+
+    def answer(challenge: bytes | None = None) -> str:
+        if challenge is None:
+            return initial
+        # A refusal comes as a challenge first (RFC 7628 3.2.2): answer it, then read the 535.
+        seen.append(challenge.decode("utf-8", "replace"))
+        return "" if mech == "XOAUTH2" else "\x01"
+
+    try:
+        smtp.auth(mech, answer, initial_response_ok=True)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise _OAuthRefused(
+            exc.smtp_code, _text(exc.smtp_error, scrub), scrub(" ".join(seen))
+        ) from None
+
+
+def _oauth_refusal(
+    where: str, s: ServerSettings, exc: _OAuthRefused, scrub: Callable[[str], str]
+) -> DeliveryError:
+    from mailer.adapters.oauth import login_command, who
+    from mailer.errors import SignInError
+
+    account = s.oauth2.account if s.oauth2 else ""
+    if "5.7.139" in exc.reply:
+        # Microsoft 365: SMTP AUTH is switched off for the tenant or the mailbox.
+        return SignInError(
+            f"{where}: {exc.code} {exc.reply}: SMTP AUTH is switched off for this Microsoft 365 "
+            "tenant or mailbox; an administrator must enable it (Authenticated SMTP) before "
+            "mailer can send",
+            hint="see docs/oauth2.md",
+        )
+    detail = f"{exc.code} {exc.reply}"
+    scope = _challenge_scope(exc.challenge)
+    if scope:
+        detail += f"; the server wants the scope {scope!r}"
+    return SignInError(
+        f"{where}: the OAuth2 token for '{s.username}' was refused ({detail})",
+        hint=f"check that the token is for this user and has the scopes the server needs "
+        f"(oauth2.scopes), then run `{login_command(account)}` for {who(account)}",
+    )
+
+
+def _challenge_scope(challenge: str) -> str:
+    import json
+
+    try:
+        data = json.loads(challenge or "{}")
+    except ValueError:
+        return ""
+    scope = data.get("scope", "") if isinstance(data, dict) else ""
+    return " ".join(str(scope).split())[:200]
+
+
+def _text(msg: bytes | str, scrub: Callable[[str], str]) -> str:
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
+    return " ".join(scrub(text).split())
+
+
+def _reply(exc: smtplib.SMTPResponseException, scrub: Callable[[str], str]) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error, scrub)}"
+
+
+def _reply_error(
+    where: str, step: str, code: int, msg: bytes | str, scrub: Callable[[str], str]
+) -> DeliveryError:
+    temporary = 400 <= code < 500
+    kind = "temporary" if temporary else "permanent"
+    return DeliveryError(
+        f"{where}: {step} refused with {code} {_text(msg, scrub)}",
+        kind=kind,
+        temporary=temporary,
+        code=code,
+    )
+
+
+def _dropped(where: str, exc: BaseException, timeout: float) -> DeliveryError:
+    if isinstance(exc, TimeoutError):
+        return DeliveryError(
+            f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True
+        )
+    return DeliveryError(
+        f"{where}: the server dropped the connection", kind="connection", temporary=True
+    )
+
+
+def _quiet_close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is None:
+        return
+    # Closing a broken socket must never mask the real error.
+    with contextlib.suppress(Exception):
+        smtp.close()

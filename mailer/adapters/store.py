@@ -1,0 +1,1774 @@
+"""The state store: threads, messages and the decision log, in SQL via SQLAlchemy Core.
+
+SQLite in the workspace by default (``.mailer/state.db``, mode 0600); the URL is configurable.
+Schema changes are small hand-rolled migrations keyed by ``schema_version`` in ``meta``.
+
+A message's life is recorded in separate commits around the SMTP transaction:
+``queued`` (before connecting) -> ``submitting`` (just before MAIL FROM) -> ``sent`` (at the
+250 after DATA) or ``failed``. Inside DATA, just before the final dot, ``final_dot_at`` is
+committed durably: the one commit that must survive a power cut, since a server can accept
+nothing before that dot. A ``submitting`` row whose process is gone is *in doubt* only if it
+carries that mark (it is then never resent automatically); without it nothing can have been
+accepted, and the message is requeued.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mailer.adapters import process
+from mailer.errors import ClaimError, StateError
+from mailer.model.followup import Decision
+from mailer.model.keys import dedupe_key
+from mailer.model.lifecycle import (
+    DUE_THREAD,
+    GONE_MESSAGE,
+    WAITING_THREAD,
+    MessageEvent,
+    MessageState,
+    ThreadEvent,
+    ThreadState,
+    TransitionRefused,
+    allowed,
+    apply,
+    incoming_event,
+    message_shown,
+    target,
+)
+from mailer.model.lifecycle import describe as describe_state
+from mailer.model.matching import IndexedThread, ThreadIndex
+
+SCHEMA_VERSION = 4
+
+# Each entry moves the schema from version i to i+1. Never edit a released step; append.
+# A step is SQL statements, or a function that rewrites rows and returns what to report.
+MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
+    [
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+        """CREATE TABLE threads (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            recipient_name TEXT NOT NULL,
+            company TEXT NOT NULL,
+            role TEXT NOT NULL,
+            situation TEXT NOT NULL,
+            interview_at TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            root_message_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            follow_up_wait TEXT NOT NULL,
+            follow_up_due TEXT,
+            follow_ups_sent INTEGER NOT NULL DEFAULT 0,
+            max_follow_ups INTEGER NOT NULL,
+            campaign TEXT,
+            entry_key TEXT,
+            recipient_tz TEXT NOT NULL DEFAULT '',
+            alt_addresses TEXT NOT NULL DEFAULT '[]',
+            alt_domains TEXT NOT NULL DEFAULT '[]',
+            sent_at TEXT,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE INDEX threads_dedupe ON threads (dedupe_key)""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            thread_id INTEGER NOT NULL REFERENCES threads (id),
+            kind TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            envelope_from TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            submitting_at TEXT,
+            sent_at TEXT,
+            failed_at TEXT,
+            error TEXT,
+            smtp_reply TEXT,
+            sent_copy TEXT,
+            owner TEXT
+        )""",
+        """CREATE INDEX messages_thread ON messages (thread_id)""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            thread_id INTEGER NOT NULL REFERENCES threads (id),
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+        # Where the watcher stopped in each folder (reset when UIDVALIDITY changes).
+        """CREATE TABLE folders (
+            folder TEXT PRIMARY KEY,
+            uidvalidity INTEGER NOT NULL,
+            last_uid INTEGER NOT NULL
+        )""",
+        # Every incoming message that was matched to a thread, so none is acted on twice.
+        """CREATE TABLE incoming (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uid INTEGER NOT NULL,
+            thread_id INTEGER NOT NULL REFERENCES threads (id),
+            message_id TEXT,
+            sender TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            at TEXT NOT NULL,
+            UNIQUE (folder, uidvalidity, uid)
+        )""",
+    ],
+    [
+        # Which account sent the thread ("" is the main one): its follow-ups go from there,
+        # and its replies arrive there.
+        """ALTER TABLE threads ADD COLUMN account TEXT NOT NULL DEFAULT ''""",
+        """CREATE INDEX threads_entry ON threads (campaign, entry_key)""",
+    ],
+    lambda c: _utc_keys(c) + _name_store(c) + _unreadable_table(c),
+    lambda c: _final_dot_column(c),
+]
+
+
+def _final_dot_column(c: Any) -> list[str]:
+    """Migration 4: when the final dot of DATA was about to go (see mark_final_dot). A row
+    caught mid-send by an older mailer may have passed it: it stays in doubt. Like every
+    migration it keeps the state strings of its day, whatever the lifecycle later calls them."""
+    from sqlalchemy import text
+
+    c.execute(text("ALTER TABLE messages ADD COLUMN final_dot_at TEXT"))
+    c.execute(
+        text("""UPDATE messages SET final_dot_at = COALESCE(submitting_at, created_at)
+                WHERE state IN ('submitting', 'in_doubt')""")
+    )
+    return []
+
+
+def _unreadable_table(c: Any) -> list[str]:
+    """Migration 3 too: messages the watcher could not read and passed over, so each is
+    logged once and a pass never stops on it again."""
+    from sqlalchemy import text
+
+    c.execute(
+        text("""CREATE TABLE unreadable (folder TEXT NOT NULL,
+                uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+                reason TEXT NOT NULL, at TEXT NOT NULL,
+                PRIMARY KEY (folder, uidvalidity, uid))""")
+    )
+    return []
+
+
+def _utc_keys(c: Any) -> list[str]:
+    """Migration 3: duplicate keys (and derived campaign entry keys) name the interview's
+    instant in UTC. Before, they kept the offset it was written with, so 09:00 UTC and 10:00
+    Europe/Berlin were two interviews. Apologies that slipped through that way are reported,
+    with an event on each thread, and kept: both were sent, and a unique index would only
+    make this step fail."""
+    from sqlalchemy import text
+
+    from mailer.model.keys import derive_key, legacy_derive_key
+
+    notices: list[str] = []
+    rows = c.execute(
+        text("""SELECT id, recipient, company, interview_at, account, campaign, entry_key, state
+                FROM threads ORDER BY id""")
+    ).mappings()
+    live: dict[str, list[int]] = {}
+    for r in list(rows):
+        try:
+            when = datetime.fromisoformat(r["interview_at"])
+        except (TypeError, ValueError):
+            notices.append(f"thread {r['id']}: interview_at {r['interview_at']!r} is not a date")
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        try:
+            key = dedupe_key(r["recipient"], r["company"], when, r["account"])
+            entry = r["entry_key"]
+            old_entry = legacy_derive_key(r["recipient"], r["company"], when, r["account"])
+            if r["campaign"] is not None and entry == old_entry:
+                entry = derive_key(r["recipient"], r["company"], when, r["account"])
+        except OverflowError:  # a date at the ends of time: its old key still guards it
+            notices.append(f"thread {r['id']}: interview_at {r['interview_at']!r} kept its key")
+            continue
+        c.execute(
+            text("UPDATE threads SET dedupe_key = :k, entry_key = :e WHERE id = :t"),
+            {"k": key, "e": entry, "t": r["id"]},
+        )
+        if r["state"] != "failed":
+            live.setdefault(key, []).append(int(r["id"]))
+    for key, ids in live.items():
+        if len(ids) < 2:
+            continue
+        recipient, _, rest = key.partition("|")
+        when = rest.split("|")[1]
+        what = (
+            f"threads {', '.join(map(str, ids))} are apologies to {recipient} for the same "
+            f"interview ({when}), written in different time zones"
+        )
+        notices.append(f"{what}; both were kept; 'mailer status' shows them")
+        for tid in ids:
+            c.execute(
+                text("""INSERT INTO events (thread_id, at, kind, detail)
+                        VALUES (:t, :at, 'duplicate', :d)"""),
+                {
+                    "t": tid,
+                    "at": datetime.now(UTC).isoformat(),
+                    "d": f"found in migration 3: {what}",
+                },
+            )
+    return notices
+
+
+def _name_store(c: Any) -> list[str]:
+    """Migration 3 too: a name for this store, so a workspace can tell it from a new, empty
+    one put in its place (see :mod:`mailer.adapters.anchor`)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    c.execute(
+        text("INSERT INTO meta (key, value) VALUES ('store_id', :v)"), {"v": uuid.uuid4().hex}
+    )
+    return []
+
+
+# Message states (lifecycle.MessageState), under the names the callers know.
+QUEUED, SUBMITTING, SENT = MessageState.QUEUED, MessageState.SUBMITTING, MessageState.SENT
+FAILED, IN_DOUBT = MessageState.FAILED, MessageState.IN_DOUBT
+AWAITING, SENDING = ThreadState.AWAITING, ThreadState.SENDING
+_REQUEUED = "requeued: the sending process stopped before the final dot, so nothing was accepted"
+
+
+def _in(
+    name: str, states: Iterator[str] | tuple[str, ...] | frozenset[str]
+) -> tuple[str, dict[str, str]]:
+    """``(:name0, :name1, ...)`` and its parameters: a state set for ``WHERE state IN``."""
+    values = sorted(str(v) for v in states)
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{k}" for k in params) + ")", params
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    thread_id: int
+    kind: str
+    message_id: str
+    state: str
+    raw: bytes
+    envelope_from: str
+    recipients: tuple[str, ...]
+    created_at: str
+    submitting_at: str | None
+    sent_at: str | None
+    failed_at: str | None
+    error: str | None
+    smtp_reply: str | None
+    sent_copy: str | None
+    owner: str | None
+    final_dot_at: str | None = None
+
+    @property
+    def state_now(self) -> MessageState:
+        """The state as the user must see it: ``submitting`` by a process that is gone is
+        in doubt."""
+        alive = self.state != SUBMITTING or owner_alive(self.owner)
+        return message_shown(self.state, alive, bool(self.final_dot_at))
+
+    @property
+    def shown_state(self) -> str:
+        """:attr:`state_now` in words, for display only."""
+        return describe_state(self.state_now)
+
+    @property
+    def abandoned_before_final_dot(self) -> bool:
+        """See :func:`abandoned_before_final_dot`."""
+        return abandoned_before_final_dot(self._fields)
+
+    @property
+    def _fields(self) -> dict[str, Any]:
+        return {"state": self.state, "owner": self.owner, "final_dot_at": self.final_dot_at}
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    id: int
+    created_at: str
+    recipient: str
+    recipient_name: str
+    company: str
+    role: str
+    situation: str
+    interview_at: str
+    dedupe_key: str
+    facts: dict[str, Any]
+    subject: str
+    root_message_id: str
+    state: str
+    follow_up_wait: str
+    follow_up_due: str | None
+    follow_ups_sent: int
+    max_follow_ups: int
+    campaign: str | None
+    entry_key: str | None
+    recipient_tz: str
+    alt_addresses: tuple[str, ...]
+    alt_domains: tuple[str, ...]
+    sent_at: str | None
+    detail: dict[str, Any]
+    account: str = ""
+
+
+def _boot_id() -> str:
+    return process.boot_mark()
+
+
+def _start_time(pid: int) -> str:
+    """When the process started (see mailer.adapters.process), so a reused PID is told apart."""
+    return process.start_mark(pid)
+
+
+def owner_token() -> str:
+    """Who is working on a message: host, boot, PID and the PID's start time."""
+    pid = os.getpid()
+    if _token[0] != pid:  # worked out once per process (a forked child is a new one)
+        _token[:] = [pid, f"{socket.gethostname()}:{_boot_id()}:{pid}:{_start_time(pid)}"]
+    return str(_token[1])
+
+
+_token: list[Any] = [None, ""]
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process that marked a message is still running (so it is not abandoned).
+
+    After a reboot the PID may belong to another program; the boot id and start time in the
+    token tell them apart. Tokens written before mailer.adapters.process have the same form on Linux
+    (boot id, clock ticks), so a live owner that wrote one is still seen as alive.
+    """
+    if not owner:
+        return False
+    parts = owner.split(":")
+    if len(parts) != 4:
+        return False  # an older or foreign token: treat the work as abandoned
+    host, boot, pid_text, started = parts
+    if host != socket.gethostname():
+        return True  # cannot tell for another machine: assume it is still working
+    if not process.same_boot(boot, _boot_id()):
+        return False
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    return process.is_running(pid, started)
+
+
+class Store:
+    """One database. Each public method is one transaction."""
+
+    def __init__(self, url: str, *, _new: bool = False) -> None:
+        self.url = url
+        self.notices: list[str] = []  # what opening it found worth telling (migrations)
+        self.damaged: list[str] = []  # rows passed over because they cannot be read
+        self.named_now = False  # the store got its id in this open (it predates ids)
+        try:
+            self._open(url, _new)
+        except StateError:
+            raise
+        except Exception as exc:
+            raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
+
+    def _open(self, url: str, new: bool) -> None:
+        from sqlalchemy import create_engine
+
+        if url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///") :])
+            if not new:  # (``new``: the empty file _create_sqlite_store is filling)
+                if not path.exists():
+                    _create_sqlite_store(path)
+                _check_sqlite_file(path)
+            self.engine = _sqlite_engine(url, "FULL")
+            # Commits that may skip the fsync (see tx): a connection of their own, so no
+            # PRAGMA has to be switched back and forth around each one. Both write the same
+            # WAL file, and the next synced commit flushes their frames with its own.
+            self.fast_engine = _sqlite_engine(url, "NORMAL")
+        elif url == MEMORY_URL:
+            self.engine = self.fast_engine = _memory_engine()
+        else:
+            self.engine = self.fast_engine = create_engine(url)
+        self._migrate()
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A store in this process's memory, gone when closed: the same SQL on SQLite, for
+        tests (see mailer.testing). One connection, so use it from one thread at a time."""
+        return cls(MEMORY_URL)
+
+    @property
+    def store_id(self) -> str:
+        """The name written into the store when it was made (it survives a move)."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = c.execute(text("SELECT value FROM meta WHERE key = 'store_id'")).first()
+        return str(row[0]) if row else ""
+
+    @contextmanager
+    def tx(self, durable: bool = True) -> Iterator[Any]:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with (self.engine if durable else self.fast_engine).begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            # "database is locked", a full disk, a read-only file: say where, not a traceback.
+            raise StateError(f"{safe_url(self.url)}: {exc.orig}") from exc
+
+    def _migrate(self) -> None:
+        from sqlalchemy import inspect, text
+
+        with self.tx() as c:
+            version = 0
+            if inspect(c).has_table("meta"):
+                row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+                version = int(row[0]) if row else 0
+            elif inspect(c).get_table_names():
+                # Someone else's database: migrating it would bury our tables among theirs.
+                raise StateError(
+                    f"{safe_url(self.url)}: this database is not a mailer state store",
+                    hint="point state.url at mailer's own store",
+                )
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"{safe_url(self.url)}: schema version {version} is newer than this mailer "
+                    f"understands ({SCHEMA_VERSION}); upgrade mailer"
+                )
+            self.named_now = version < 3 and bool(inspect(c).has_table("meta"))
+            for step in range(version, SCHEMA_VERSION):
+                migration = MIGRATIONS[step]
+                if callable(migration):
+                    self.notices += migration(c)
+                else:
+                    for statement in migration:
+                        c.execute(text(statement))
+                c.execute(
+                    text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)")
+                    if self.engine.dialect.name == "sqlite"
+                    else text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
+                    {"v": str(step + 1)},
+                )
+
+    # --- threads -----------------------------------------------------------------------
+
+    def guard_duplicate(self, key: str, to: str, now: datetime) -> None:
+        """Raise DuplicateError if a live apology exists for this key (see create_thread)."""
+        with self.tx() as c:
+            self._guard_duplicate(c, key, to, now)
+
+    def create_thread(
+        self,
+        *,
+        now: datetime,
+        facts: dict[str, Any],
+        key: str,
+        subject: str,
+        message_id: str,
+        raw: bytes,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        follow_up_wait: str,
+        max_follow_ups: int,
+        guard_duplicates: bool,
+        recipient_tz: str = "",
+        campaign: str | None = None,
+        entry_key: str | None = None,
+        account: str = "",
+        durable: bool = True,
+        detail: dict[str, Any] | None = None,
+        submitting: bool = False,
+    ) -> tuple[int, int]:
+        """Record the thread and its apology as ``queued``, in one transaction.
+
+        With ``guard_duplicates`` the duplicate check happens inside the same write
+        transaction, so two concurrent ``send`` runs cannot both pass it. A campaign entry is
+        also guarded by its key. ``durable=False`` skips the fsync: nothing the server could
+        accept leaves the machine before ``mark_final_dot``, whose synced commit carries this
+        one to disk (one WAL). That holds for a row recorded straight as ``submitting`` too.
+        """
+        from sqlalchemy import text
+
+        first = SUBMITTING if submitting else QUEUED
+        with self.tx(durable) as c:
+            if guard_duplicates:
+                self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
+            tid = c.execute(
+                text("""INSERT INTO threads (created_at, recipient, recipient_name, company, role,
+                        situation, interview_at, dedupe_key, facts, subject, root_message_id,
+                        state, follow_up_wait, max_follow_ups, campaign, entry_key, recipient_tz,
+                        alt_addresses, alt_domains, account, detail)
+                        VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
+                        :facts, :subject, :mid, :sending, :wait, :maxf, :campaign, :entry, :tz,
+                        :alt_a, :alt_d, :account, :detail)"""),
+                {
+                    "now": now.isoformat(),
+                    "to": facts["to"],
+                    "name": facts["interviewer"],
+                    "company": facts["company"],
+                    "role": facts["role"],
+                    "situation": facts["situation"],
+                    "interview": facts["interview"],
+                    "key": key,
+                    "facts": json.dumps(facts),
+                    "subject": subject,
+                    "mid": message_id,
+                    "sending": SENDING,
+                    "wait": follow_up_wait,
+                    "maxf": max_follow_ups,
+                    "campaign": campaign,
+                    "entry": entry_key,
+                    "tz": recipient_tz,
+                    "alt_a": json.dumps([a.lower() for a in facts.get("alt_addresses", [])]),
+                    "alt_d": json.dumps([d.lower() for d in facts.get("alt_domains", [])]),
+                    "account": account,
+                    "detail": json.dumps(detail or {}),
+                },
+            ).lastrowid
+            mid = self._insert_message(
+                c,
+                tid,
+                "apology",
+                message_id,
+                raw,
+                envelope_from,
+                recipients,
+                now,
+                first,
+            )
+            self._event(c, tid, now, str(first), f"apology {message_id} {first}")
+        return int(tid), mid
+
+    def _guard_duplicate(
+        self,
+        c: Any,
+        key: str,
+        to: str,
+        now: datetime,
+        campaign: str | None = None,
+        entry_key: str | None = None,
+    ) -> None:
+        from sqlalchemy import text
+
+        from mailer.errors import DuplicateError
+
+        rows = (
+            c.execute(
+                text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner, m.final_dot_at
+                    FROM threads t
+                    JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
+                    WHERE (t.dedupe_key = :k OR (t.campaign = :c AND t.entry_key = :e))
+                    AND m.state != :failed"""),
+                {"k": key, "c": campaign, "e": entry_key, "failed": FAILED},
+            )
+            .mappings()
+            .all()
+        )
+        for r in rows:
+            if (r["state"] == QUEUED and not owner_alive(r["owner"])) or (
+                abandoned_before_final_dot(r)
+            ):
+                # Stopped before connecting, or before the final dot: nothing the server could
+                # accept left the machine, so it cannot be a duplicate. Close it so the new
+                # attempt is the only live one.
+                self._move_in(
+                    c,
+                    r["mid"],
+                    MessageEvent.DROP_QUEUED if r["state"] == QUEUED else MessageEvent.FAIL,
+                    now,
+                    "failed_at",
+                    {
+                        "error": "abandoned before "
+                        + ("connecting" if r["state"] == QUEUED else "the final dot of DATA")
+                        + ": the process stopped"
+                    },
+                )
+                self._move_thread_if(c, r["tid"], ThreadEvent.APOLOGY_FAILED)
+                continue
+            shown = message_shown(r["state"], owner_alive(r["owner"]), bool(r["final_dot_at"]))
+            raise DuplicateError(
+                f"thread {r['tid']} already holds an apology to {to} about this interview",
+                state=describe_state(shown),
+                hint="'mailer status' shows it; pass --again to send another anyway",
+            )
+
+    def _insert_message(
+        self,
+        c: Any,
+        thread_id: int,
+        kind: str,
+        message_id: str,
+        raw: bytes,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        now: datetime,
+        state: str = QUEUED,
+    ) -> int:
+        from sqlalchemy import text
+
+        return int(
+            c.execute(
+                text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+                    recipients, created_at, owner, submitting_at)
+                    VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner,
+                    CASE WHEN :state = :submitting THEN :now END)"""),
+                {
+                    "t": thread_id,
+                    "kind": kind,
+                    "mid": message_id,
+                    "state": state,
+                    "submitting": SUBMITTING,
+                    "raw": raw,
+                    "from": envelope_from,
+                    "rcpts": json.dumps(list(recipients)),
+                    "now": now.isoformat(),
+                    "owner": owner_token(),
+                },
+            ).lastrowid
+        )
+
+    def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
+        from sqlalchemy import text
+
+        c.execute(
+            text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
+            {"t": thread_id, "at": now.isoformat(), "k": kind, "d": detail},
+        )
+
+    # --- the message life cycle ---------------------------------------------------------
+
+    def mark_submitting(self, message_row_id: int, now: datetime) -> None:
+        """``queued`` -> ``submitting``, the claim made right before MAIL FROM.
+
+        Only for a row this process queued, or one whose process is gone: a row another live
+        process holds is its to send, and taking it here would send a second copy. The claim
+        must be seen by other processes, but need not survive a power cut: a server can
+        accept nothing before the final dot, whose mark (mark_final_dot) is synced, and its
+        fsync carries this commit to disk with it (one WAL).
+        """
+        with self.tx(durable=False) as c:
+            row = self._claimable(c, message_row_id)
+            if row["state"] != QUEUED:
+                raise ClaimError(
+                    f"message {row['message_id']} is {_shown(row)}, not queued; "
+                    "it is not sent from here"
+                )
+            self._move_in(c, message_row_id, MessageEvent.SUBMIT, now, "submitting_at")
+
+    def mark_final_dot(self, message_row_id: int, now: datetime) -> None:
+        """Synced, right before the final dot of DATA: from here on the server may take the
+        message, so a process that dies leaves it in doubt. Before it, nothing can have been
+        accepted, and a dead process's message is requeued (requeue_abandoned)."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            done = c.execute(
+                text("""UPDATE messages SET final_dot_at = :now
+                        WHERE id = :id AND state = :s AND owner = :o"""),
+                {"now": now.isoformat(), "id": message_row_id, "s": SUBMITTING, "o": owner_token()},
+            ).rowcount
+            if done != 1:
+                # Not ours to finish: the final dot is not sent, so the server takes nothing.
+                raise ClaimError(
+                    f"message {message_row_id} is no longer being sent by this process; "
+                    "its DATA was abandoned before the final dot"
+                )
+
+    def requeue_abandoned(self, now: datetime, account: str | None = None) -> list[MessageRow]:
+        """Put back in ``queued`` every message a dead process left ``submitting`` before the
+        final dot: the server cannot have taken it. Returns them. Nobody owns them then, so
+        the next pass (a follow-up) or the next ``send``/campaign run (an apology) sends it."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                        WHERE m.state = :s AND m.final_dot_at IS NULL
+                        AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""),
+                    {"s": SUBMITTING, "a": account},
+                )
+                .mappings()
+                .all()
+            )
+            moved = [r for r in rows if abandoned_before_final_dot(r)]
+            for r in moved:
+                c.execute(
+                    text("""UPDATE messages SET state = :q, owner = NULL, error = :e
+                            WHERE id = :id AND state = :s"""),
+                    {"q": QUEUED, "id": r["id"], "e": _REQUEUED, "s": SUBMITTING},
+                )
+                self._event(
+                    c,
+                    r["thread_id"],
+                    now,
+                    "requeued",
+                    f"{r['kind']} {r['message_id']}: {_REQUEUED}",
+                )
+        return self._decoded(moved, _message)
+
+    def claim_resend(
+        self, message_row_id: int, now: datetime, thread_states: tuple[str, ...]
+    ) -> None:
+        """Take an in-doubt message to send it again: ``in_doubt`` (or ``submitting`` by a
+        process that is gone) -> ``submitting``, by this process, in one synced transaction.
+
+        Whether it may be resent is decided here, inside the transaction that claims it, so
+        of several ``resolve --resend`` runs at once exactly one sends; the others are
+        refused before MAIL FROM. ``thread_states`` are the thread states that still want it.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = self._claimable(c, message_row_id)
+            if row["state"] not in (IN_DOUBT, SUBMITTING) or abandoned_before_final_dot(row):
+                raise ClaimError(
+                    f"message {row['message_id']} is {_shown(row)} now, no longer in doubt; "
+                    "it is not sent again"
+                )
+            thread = c.execute(
+                text("SELECT state FROM threads WHERE id = :t"), {"t": row["thread_id"]}
+            ).first()
+            if thread is None or thread[0] not in thread_states:
+                raise ClaimError(
+                    f"thread {row['thread_id']} is "
+                    f"{(thread[0] if thread else 'gone').replace('_', ' ')}, so its "
+                    f"{row['kind'].replace('_', '-')} is not sent again",
+                    hint="use --sent if it did arrive; 'mailer status ID --explain' shows "
+                    "what happened",
+                )
+            self._move_in(c, message_row_id, MessageEvent.RESEND, now, "submitting_at")
+            self._event(
+                c, row["thread_id"], now, "resend", f"{row['kind']} {row['message_id']} resent"
+            )
+
+    def _claimable(self, c: Any, message_row_id: int) -> Any:
+        """The row, unless a live process other than this one is working on it."""
+        from sqlalchemy import text
+
+        row = (
+            c.execute(
+                text("""SELECT thread_id, kind, message_id, state, owner, final_dot_at
+                        FROM messages WHERE id = :id"""),
+                {"id": message_row_id},
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        if (
+            row["state"] in (QUEUED, SUBMITTING)
+            and row["owner"] != owner_token()
+            and owner_alive(row["owner"])
+        ):
+            raise ClaimError(
+                f"message {row['message_id']} is being sent by another mailer process "
+                f"({row['owner']}) right now; it is not sent from here",
+                hint="wait for that process to finish, then look at 'mailer status'",
+            )
+        return row
+
+    def mark_sent(
+        self,
+        message_row_id: int,
+        now: datetime,
+        reply: str,
+        follow_up_due: datetime | None,
+        durable: bool = True,
+        sent_copy: str | None = None,
+        settling: bool = False,
+    ) -> None:
+        """The server said 250 (or, with ``settling``, the user or the Sent folder says an
+        in-doubt message did go: then a message another live process is resending right now
+        is left to it). For an apology, ``follow_up_due`` is when the follow-up is due;
+        for a follow-up, when the thread's next step is (another follow-up, or closing as no
+        answer). A thread a reply has already settled is never moved back.
+
+        ``durable=False`` (campaigns) skips the fsync: if a power cut loses this commit, the
+        message is left ``submitting`` and so shows as in doubt; it is never sent again.
+        """
+        from sqlalchemy import text
+
+        with self.tx(durable) as c:
+            if settling:
+                row = self._claimable(c, message_row_id)
+                if row["state"] not in (IN_DOUBT, SUBMITTING):
+                    raise ClaimError(
+                        f"message {row['message_id']} is {_shown(row)} now, no longer in doubt"
+                    )
+            extra: dict[str, Any] = {"smtp_reply": reply}
+            if sent_copy is not None:
+                extra["sent_copy"] = sent_copy
+            row = self._move_in(c, message_row_id, MessageEvent.SENT, now, "sent_at", extra)
+            due = follow_up_due.isoformat() if follow_up_due else None
+            if row["kind"] == "apology":
+                # A thread a reply (or a cancel) has settled meanwhile stays as it is.
+                self._move_thread_if(
+                    c,
+                    row["thread_id"],
+                    ThreadEvent.APOLOGY_SENT,
+                    "follow_up_due = :due, sent_at = :now",
+                    {"due": due, "now": now.isoformat()},
+                )
+            else:
+                last, last_params = _in("l", allowed(ThreadEvent.LAST_FOLLOW_UP_SENT))
+                c.execute(
+                    text(f"""UPDATE threads SET follow_ups_sent = follow_ups_sent + 1,
+                            follow_up_due = CASE WHEN state = :a THEN :due ELSE follow_up_due END,
+                            state = CASE WHEN state IN {last}
+                                         AND follow_ups_sent + 1 >= max_follow_ups
+                                         THEN :last ELSE state END
+                            WHERE id = :t"""),
+                    {
+                        "a": AWAITING,
+                        "due": due,
+                        "t": row["thread_id"],
+                        "last": target(ThreadEvent.LAST_FOLLOW_UP_SENT),
+                        **last_params,
+                    },
+                )
+            self._event(
+                c,
+                row["thread_id"],
+                now,
+                "sent",
+                f"{row['kind']} {row['message_id']} accepted: {reply}",
+            )
+
+    def mark_abandoned_in_doubt(self, message_row_id: int, now: datetime, error: str) -> bool:
+        """``submitting`` -> ``in_doubt``, but only if its owner is really gone (checked inside
+        the transaction, so a resend running right now is left alone)."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = (
+                c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id})
+                .mappings()
+                .first()
+            )
+            if (
+                row is None
+                or row["state"] != SUBMITTING
+                or not row["final_dot_at"]  # before the dot: requeued, not in doubt
+                or owner_alive(row["owner"])
+            ):
+                return False
+            self._move_with_error(c, message_row_id, MessageEvent.ABANDONED, now, error, "in_doubt")
+        return True
+
+    def requeue(self, message_row_id: int, now: datetime, error: str) -> None:
+        """The server refused the message for now (it did not take it): try again later."""
+        with self.tx() as c:
+            self._move_with_error(
+                c,
+                message_row_id,
+                MessageEvent.REQUEUE,
+                now,
+                error,
+                "retry",
+                # A refusal at the final dot is an answer: the next try starts unmarked.
+                {"final_dot_at": None},
+            )
+
+    def mark_failed(self, message_row_id: int, now: datetime, error: str) -> None:
+        with self.tx() as c:
+            row = self._move_with_error(c, message_row_id, MessageEvent.FAIL, now, error, "failed")
+            if row["kind"] == "apology":
+                self._move_thread_if(c, row["thread_id"], ThreadEvent.APOLOGY_FAILED)
+
+    def mark_in_doubt(self, message_row_id: int, now: datetime, error: str) -> None:
+        with self.tx() as c:
+            self._move_with_error(c, message_row_id, MessageEvent.DOUBT, now, error, "in_doubt")
+
+    def _move_with_error(
+        self,
+        c: Any,
+        message_row_id: int,
+        move: MessageEvent,
+        now: datetime,
+        error: str,
+        event: str,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        """Move a message, keep why, and log it: the shape of every unhappy transition."""
+        extra = {"error": error, **(extra or {})}
+        row = self._move_in(c, message_row_id, move, now, "failed_at", extra)
+        self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
+        return row
+
+    def record_sent_copy(self, message_row_id: int, outcome: str, durable: bool = True) -> None:
+        self.record_sent_copies([(message_row_id, outcome)], durable)
+
+    def record_sent_copies(self, outcomes: list[tuple[int, str]], durable: bool = True) -> None:
+        from sqlalchemy import text
+
+        with self.tx(durable) as c:
+            c.execute(
+                text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
+                [{"o": outcome, "id": row_id} for row_id, outcome in outcomes],
+            )
+
+    def _move_in(
+        self,
+        c: Any,
+        message_row_id: int,
+        move: MessageEvent,
+        now: datetime,
+        stamp: str,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        """Move one message as the lifecycle table allows, inside the caller's transaction;
+        ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
+        nothing written) if the table does not allow ``move`` from the row's state."""
+        from sqlalchemy import text
+
+        row = (
+            c.execute(
+                text("SELECT thread_id, kind, message_id, state FROM messages WHERE id = :id"),
+                {"id": message_row_id},
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        new = apply(move, row["state"], f"message {row['message_id']}")
+        extra = extra or {}
+        sets = "".join(f", {column} = :x_{column}" for column in extra)
+        states, params = _in("from", allowed(move))
+        done = c.execute(
+            text(
+                f"UPDATE messages SET state = :s, {stamp} = :now, owner = :o{sets} "
+                f"WHERE id = :id AND state IN {states}"
+            ),
+            {
+                "s": new,
+                "now": now.isoformat(),
+                "o": owner_token(),
+                "id": message_row_id,
+                **params,
+                **{f"x_{column}": value for column, value in extra.items()},
+            },
+        )
+        if done.rowcount != 1:  # changed since the SELECT: the table still decides
+            raise TransitionRefused(f"message {row['message_id']}", "changed", move, new)
+        return row
+
+    def _move_thread_if(
+        self,
+        c: Any,
+        thread_id: int,
+        move: ThreadEvent,
+        sets: str = "",
+        params: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move a thread as a side effect of its message's move, if the table allows it from
+        the thread's state now; a thread that has moved on (a reply, a cancel) is left as it
+        is, and the message's own move still counts. True if it moved."""
+        from sqlalchemy import text
+
+        states, state_params = _in("from", allowed(move))
+        done = c.execute(
+            text(
+                f"UPDATE threads SET state = :to{', ' + sets if sets else ''} "
+                f"WHERE id = :t AND state IN {states}"
+            ),
+            {"to": target(move), "t": thread_id, **state_params, **(params or {})},
+        )
+        return bool(done.rowcount)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _rows(self, sql: str, **params: Any) -> list[Any]:
+        """One read in its own transaction."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            return list(c.execute(text(sql), params).mappings().all())
+
+    def threads(self) -> list[ThreadRow]:
+        return self._decoded(self._rows("SELECT * FROM threads ORDER BY id"), _thread)
+
+    def thread(self, thread_id: int, *, lenient: bool = False) -> ThreadRow | None:
+        """One thread. ``lenient`` (the watcher): damaged stored data is replaced by empty
+        values instead of refused, so a reply to that thread is still recorded."""
+        rows = self._rows("SELECT * FROM threads WHERE id = :id", id=thread_id)
+        if not rows:
+            return None
+        if not lenient:
+            return _thread(rows[0])
+        d = dict(rows[0])
+        d["facts"] = _detail(d["facts"])
+        d["detail"] = _detail(d["detail"])
+        d["alt_addresses"] = tuple(_list(d["alt_addresses"]))
+        d["alt_domains"] = tuple(_list(d["alt_domains"]))
+        return ThreadRow(**d)
+
+    def messages(self, thread_id: int) -> list[MessageRow]:
+        sql = "SELECT * FROM messages WHERE thread_id = :t ORDER BY id"
+        return [_message(r) for r in self._rows(sql, t=thread_id)]
+
+    def message(self, message_row_id: int) -> MessageRow:
+        rows = self._rows("SELECT * FROM messages WHERE id = :id", id=message_row_id)
+        if not rows:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        return _message(rows[0])
+
+    def events(self, thread_id: int) -> list[dict[str, Any]]:
+        sql = "SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"
+        return [dict(r) for r in self._rows(sql, t=thread_id)]
+
+    # --- the watcher's bookkeeping ----------------------------------------------------
+
+    def thread_index(self, account: str | None = None) -> ThreadIndex:
+        """What the matcher needs: every Message-ID we sent, and who may answer which thread.
+
+        With ``account``, only that account's threads: its mailbox is where their replies
+        arrive. Our own Message-IDs are all kept, so none of them is ever taken for a reply.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            ours = dict(c.execute(text("SELECT message_id, thread_id FROM messages")).all())
+            rows = (
+                c.execute(
+                    # A thread still sending (or in doubt) can be answered too: from its
+                    # creation, not only once the send is recorded.
+                    text("""SELECT id, recipient, alt_addresses, alt_domains,
+                        COALESCE(sent_at, created_at) AS sent_at, state, company, role
+                        FROM threads WHERE state != :failed
+                        AND (:a IS NULL OR account = :a) ORDER BY id"""),
+                    {"a": account, "failed": ThreadState.FAILED},
+                )
+                .mappings()
+                .all()
+            )
+        threads = tuple(
+            IndexedThread(
+                id=r["id"],
+                recipient=r["recipient"].lower(),
+                alt_addresses=tuple(_list(r["alt_addresses"])),
+                alt_domains=tuple(_list(r["alt_domains"])),
+                # A damaged date must not hide a reply: any message may answer the thread.
+                sent_at=_when(r["sent_at"]) or datetime(1970, 1, 1, tzinfo=UTC),
+                state=r["state"],
+                # What a reply with no references may name to say which thread it answers.
+                company=str(r["company"] or ""),
+                role=str(r["role"] or ""),
+            )
+            for r in rows
+        )
+        return ThreadIndex(our_ids=ours, threads=threads)
+
+    def folder_state(self, folder: str) -> tuple[int, int] | None:
+        rows = self._rows("SELECT uidvalidity, last_uid FROM folders WHERE folder = :f", f=folder)
+        return (int(rows[0]["uidvalidity"]), int(rows[0]["last_uid"])) if rows else None
+
+    def set_folder_state(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        from sqlalchemy import text
+
+        # Losing this position in a power cut only means looking at a few messages again
+        # (each is acted on once, see apply_incoming), so it skips the fsync the message
+        # states get. The next FULL commit flushes it anyway.
+        with self.tx(durable=False) as c:
+            c.execute(text("DELETE FROM folders WHERE folder = :f"), {"f": folder})
+            c.execute(
+                text("INSERT INTO folders (folder, uidvalidity, last_uid) VALUES (:f, :v, :u)"),
+                {"f": folder, "v": uidvalidity, "u": last_uid},
+            )
+
+    def seen_incoming(self, folder: str, uidvalidity: int, uid: int) -> bool:
+        """Whether this message was recorded already (see :meth:`apply_incoming`)."""
+        return bool(
+            self._rows(
+                """SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
+                   AND uid = :u""",
+                f=folder,
+                v=uidvalidity,
+                u=uid,
+            )
+        )
+
+    def apply_incoming(
+        self,
+        *,
+        thread_id: int,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        message_id: str | None,
+        sender: str,
+        subject: str,
+        verdict: str,
+        now: datetime,
+        decide: Callable[[str], Decision],
+    ) -> Decision | None:
+        """Record one matched message and apply its decision, once (None if seen before).
+
+        ``decide`` gets the thread's current state inside the transaction, so a decision is
+        never made on a state that another process has just changed.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            seen = c.execute(
+                text("""SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
+                        AND uid = :u"""),
+                {"f": folder, "v": uidvalidity, "u": uid},
+            ).first()
+            if seen:
+                return None
+            c.execute(
+                text("""INSERT INTO incoming (folder, uidvalidity, uid, thread_id, message_id,
+                        sender, subject, verdict, at) VALUES (:f, :v, :u, :t, :m, :s, :subj,
+                        :verdict, :at)"""),
+                {
+                    "f": folder,
+                    "v": uidvalidity,
+                    "u": uid,
+                    "t": thread_id,
+                    "m": message_id,
+                    "s": sender,
+                    "subj": subject,
+                    "verdict": verdict,
+                    "at": now.isoformat(),
+                },
+            )
+            thread = (
+                c.execute(
+                    text("SELECT state, detail, follow_up_due FROM threads WHERE id = :t"),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .first()
+            )
+            decision = decide(thread["state"])
+            detail = {**_detail(thread["detail"]), **decision.detail}
+            due = thread["follow_up_due"]
+            if decision.postpone_to is not None and (
+                due is None or _when(due) is None or _when(due) < decision.postpone_to  # type: ignore[operator]
+            ):
+                due = decision.postpone_to.isoformat()
+            values = {"d": json.dumps(detail), "due": due, "t": thread_id}
+            if decision.state is None:  # details only: no transition
+                c.execute(
+                    text("UPDATE threads SET detail = :d, follow_up_due = :due WHERE id = :t"),
+                    values,
+                )
+            else:
+                move = incoming_event(decision.state)
+                apply(move, thread["state"], f"thread {thread_id}")
+                states, params = _in("from", allowed(move))
+                c.execute(
+                    text(f"""UPDATE threads SET state = :s, detail = :d, follow_up_due = :due
+                            WHERE id = :t AND state IN {states}"""),
+                    {"s": target(move), **values, **params},
+                )
+            if decision.stop_follow_ups:
+                self._cancel_queued(c, thread_id, now, f"{decision.event}: follow-up cancelled")
+            self._event(
+                c,
+                thread_id,
+                now,
+                decision.event,
+                f"{verdict} from {sender} ({subject!r}, {folder} UID {uid})"
+                + (f"; follow-up postponed to {due}" if decision.postpone_to else ""),
+            )
+        return decision
+
+    def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
+        from sqlalchemy import text
+
+        states, params = _in("from", allowed(MessageEvent.DROP_QUEUED))
+        c.execute(
+            text(f"""UPDATE messages SET state = :f, failed_at = :now, error = :why
+                    WHERE thread_id = :t AND kind = 'follow_up' AND state IN {states}"""),
+            {
+                "f": target(MessageEvent.DROP_QUEUED),
+                "now": now.isoformat(),
+                "why": why,
+                "t": thread_id,
+                **params,
+            },
+        )
+
+    def set_thread_state(
+        self,
+        thread_id: int,
+        move: ThreadEvent,
+        now: datetime,
+        event: str,
+        detail: dict[str, str],
+    ) -> str:
+        """Move a thread (cancel, mark replied, close as no answer) as the lifecycle table
+        allows, and log it as ``event``. Stops queued follow-ups. Returns the new state;
+        :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
+        the thread's state now."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            row = (
+                c.execute(text("SELECT state, detail FROM threads WHERE id = :t"), {"t": thread_id})
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise StateError(f"no thread {thread_id} in the state store")
+            state = apply(move, row["state"], f"thread {thread_id}")
+            states, params = _in("from", allowed(move))
+            c.execute(
+                text(
+                    f"UPDATE threads SET state = :s, detail = :d WHERE id = :t AND state IN {states}"
+                ),
+                {
+                    "s": state,
+                    "d": json.dumps({**_detail(row["detail"]), **detail}),
+                    "t": thread_id,
+                    **params,
+                },
+            )
+            if state != AWAITING:
+                self._cancel_queued(c, thread_id, now, f"{event}: follow-up cancelled")
+            self._event(c, thread_id, now, event, "; ".join(f"{k}: {v}" for k, v in detail.items()))
+        return state
+
+    def move_thread_if_still(
+        self, thread_id: int, move: ThreadEvent, now: datetime, event: str, detail: dict[str, str]
+    ) -> bool:
+        """:meth:`set_thread_state` for a move that another process (a reply, a cancel) may
+        have made moot meanwhile: False, nothing written, if the table refuses it now."""
+        try:
+            self.set_thread_state(thread_id, move, now, event, detail)
+        except TransitionRefused:
+            return False
+        return True
+
+    def set_thread_detail(self, thread_id: int, detail: dict[str, Any]) -> None:
+        """Remember something about a thread (a campaign's permanent refusal)."""
+        from sqlalchemy import text
+
+        with self.tx(durable=False) as c:
+            row = c.execute(
+                text("SELECT detail FROM threads WHERE id = :t"), {"t": thread_id}
+            ).first()
+            if row is not None:
+                c.execute(
+                    text("UPDATE threads SET detail = :d WHERE id = :t"),
+                    {"d": json.dumps({**_detail(row[0]), **detail}), "t": thread_id},
+                )
+
+    def claim_follow_up(
+        self,
+        thread_id: int,
+        now: datetime,
+        *,
+        message_id: str,
+        raw: bytes,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+    ) -> int | None:
+        """Reserve the next follow-up for a thread that is still due, in one transaction.
+
+        Returns the message row to send, or None when the thread no longer wants one. A
+        follow-up already queued by a process that is gone is resumed (it never left the
+        machine), and so is one a gone process left submitting before the final dot (the server
+        took nothing); one that is submitting, sent or in doubt blocks another.
+        """
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            t = (
+                c.execute(
+                    text("""SELECT state, follow_up_due, follow_ups_sent, max_follow_ups FROM threads
+                        WHERE id = :t"""),
+                    {"t": thread_id},
+                )
+                .mappings()
+                .first()
+            )
+            if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
+                return None
+            due = _when(t["follow_up_due"])
+            if due is None or due > now:
+                return None
+            unsettled, unsettled_params = _in("u", (QUEUED, SUBMITTING, IN_DOUBT))
+            live = (
+                c.execute(
+                    text(f"""SELECT id, state, owner, final_dot_at FROM messages WHERE thread_id = :t
+                        AND kind = 'follow_up' AND state IN {unsettled}"""),
+                    {"t": thread_id, **unsettled_params},
+                )
+                .mappings()
+                .all()
+            )
+            for m in live:
+                if (
+                    m["state"] == QUEUED
+                    and (not owner_alive(m["owner"]) or m["owner"] == owner_token())
+                ) or abandoned_before_final_dot(m):
+                    c.execute(
+                        text("UPDATE messages SET state = :q, owner = :o WHERE id = :id"),
+                        {"q": QUEUED, "o": owner_token(), "id": m["id"]},
+                    )
+                    return int(m["id"])
+                return None
+            row_id = self._insert_message(
+                c, thread_id, "follow_up", message_id, raw, envelope_from, recipients, now
+            )
+            self._event(c, thread_id, now, "claimed", f"follow-up {message_id} queued")
+        return row_id
+
+    def hard_bounced(self, recipient: str, other_than: int, since: datetime) -> int | None:
+        """Another thread whose mail to this address bounced for good after ``since`` (this
+        thread's send): a bounce from before it says nothing about the address now."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            rows = c.execute(
+                text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
+                        AND state = :bounced AND id != :t"""),
+                {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
+            ).all()
+        for tid, detail in rows:
+            d = _detail(detail)
+            at = _when(d.get("bounced_at"))
+            if (
+                str(d.get("bounce_reason", "")).startswith("hard")
+                and at
+                and at >= since - timedelta(minutes=5)
+            ):
+                return int(tid)
+        return None
+
+    def _open_dues(self, account: str | None = None) -> list[tuple[ThreadRow, datetime]]:
+        """Open threads with a next step, and when it is due (compared as instants: the
+        stored times carry different offsets)."""
+        states, params = _in("s", DUE_THREAD)
+        rows = self._rows(
+            f"""SELECT * FROM threads WHERE state IN {states}
+               AND follow_up_due IS NOT NULL AND (:acct IS NULL OR account = :acct)""",
+            acct=account,
+            **params,
+        )
+        threads = self._decoded(rows, _thread)
+        return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
+
+    def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
+        """Threads whose next step (a follow-up, or closing as no answer) is due."""
+        dues = sorted(self._open_dues(account), key=lambda p: p[1])
+        return [t for t, due in dues if due <= now]
+
+    def next_due(self, after: datetime | None = None) -> datetime | None:
+        dues = [due for _, due in self._open_dues() if after is None or due > after]
+        return min(dues) if dues else None
+
+    def unsettled_messages(self, account: str | None = None) -> list[MessageRow]:
+        """Messages whose fate is unknown: in doubt, or submitting by a process that is gone."""
+        sql = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                 WHERE m.state IN (:s, :d) AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""
+        rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT, a=account)
+        return [m for m in self._decoded(rows, _message) if m.state_now == IN_DOUBT]
+
+    # --- campaigns ---------------------------------------------------------------------------
+
+    def sent_since(self, account: str, since: datetime) -> int:
+        """Messages that left (or may have left) ``account`` since ``since``: the daily cap
+        counts every run and every kind, follow-ups included."""
+        states, params = _in("s", GONE_MESSAGE)
+        rows = self._rows(
+            f"""SELECT m.submitting_at FROM messages m JOIN threads t ON t.id = m.thread_id
+               WHERE t.account = :a AND m.submitting_at IS NOT NULL
+               AND m.state IN {states}""",
+            a=account,
+            **params,
+        )
+        # A damaged date counts: the cap errs on the side of sending less.
+        return sum(1 for r in rows if (_when(r["submitting_at"]) or since) >= since)
+
+    def open_subjects(self, recipient: str) -> frozenset[str]:
+        """The subjects of threads to ``recipient`` that are still open (read-only): a new
+        apology to the same address must not share one, or mail clients merge the threads."""
+        waiting, params = _in("w", WAITING_THREAD)
+        rows = self._rows(
+            f"""SELECT subject FROM threads WHERE lower(recipient) = :r
+               AND state IN {waiting}""",
+            r=recipient.lower(),
+            **params,
+        )
+        return frozenset(str(r["subject"]) for r in rows)
+
+    def open_threads_by_account(self) -> dict[str, list[int]]:
+        """Threads that still wait for something (a reply, a follow-up, a send to settle),
+        by the account they were sent from."""
+        states, params = _in("s", WAITING_THREAD)
+        rows = self._rows(
+            f"SELECT id, account FROM threads WHERE state IN {states} ORDER BY id", **params
+        )
+        out: dict[str, list[int]] = {}
+        for r in rows:
+            out.setdefault(r["account"], []).append(int(r["id"]))
+        return out
+
+    def held_threads(self) -> list[ThreadRow]:
+        """Threads held from their follow-ups until the user decides (``release`` or
+        ``mark-replied``)."""
+        rows = self._rows(
+            "SELECT * FROM threads WHERE state = :held ORDER BY id", held=ThreadState.HELD
+        )
+        return self._decoded(rows, _thread)
+
+    def claim_unfiled_copies(self, account: str) -> list[MessageRow]:
+        """Take the messages of ``account`` recorded as sent whose Sent copy was never
+        recorded as filed (the process was killed between the 250 and the APPEND, or the
+        APPEND failed), to file them: marked ``filing: <this process>`` in one transaction,
+        so two commands catching up at once never both append one copy. Rows another live
+        process sent (it files them itself) or is filing are left alone."""
+        from sqlalchemy import text
+
+        me = owner_token()
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                            WHERE t.account = :a AND m.state = :s AND (m.sent_copy IS NULL
+                            OR m.sent_copy LIKE 'failed:%' OR m.sent_copy LIKE 'filing: %')
+                            ORDER BY m.id"""),
+                    {"a": account, "s": SENT},
+                )
+                .mappings()
+                .all()
+            )
+            mine = []
+            for m in self._decoded(rows, _message):
+                filer = (m.sent_copy or "").removeprefix("filing: ")
+                if m.sent_copy and m.sent_copy.startswith("filing: "):
+                    busy = filer != me and owner_alive(filer)
+                else:
+                    busy = m.owner != me and owner_alive(m.owner)
+                if not busy:
+                    mine.append(m)
+            if mine:
+                c.execute(
+                    text("UPDATE messages SET sent_copy = :f WHERE id = :id"),
+                    [{"f": f"filing: {me}", "id": m.id} for m in mine],
+                )
+        return mine
+
+    def campaign_apologies(self, campaign: str) -> list[tuple[ThreadRow, MessageRow]]:
+        """Each thread of a campaign with its apology, oldest first, in one query."""
+        from sqlalchemy import text
+
+        with self.tx() as c:
+            threads = c.execute(
+                text("SELECT * FROM threads WHERE campaign = :c ORDER BY id"), {"c": campaign}
+            ).mappings()
+            by_id = {t.id: t for t in self._decoded(threads, _thread)}
+            roots = c.execute(
+                text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                        WHERE t.campaign = :c AND m.kind = 'apology'"""),
+                {"c": campaign},
+            ).mappings()
+            apology = {m.thread_id: m for m in self._decoded(roots, _message)}
+        return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
+
+    def campaign_threads(self, campaign: str) -> list[ThreadRow]:
+        rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)
+        return self._decoded(rows, _thread)
+
+    def apologies_for(self, recipient: str, company: str) -> list[ThreadRow]:
+        """Threads to this address about this company (any campaign or none), sent or live."""
+        rows = self._rows(
+            """SELECT * FROM threads WHERE lower(recipient) = :r AND state != :failed
+               ORDER BY id""",
+            r=recipient.lower(),
+            failed=ThreadState.FAILED,
+        )
+        norm = " ".join(company.lower().split())
+        return [
+            t for t in self._decoded(rows, _thread) if " ".join(t.company.lower().split()) == norm
+        ]
+
+    def _decoded(self, rows: Any, decode: Callable[[Any], Any]) -> list[Any]:
+        """Each row decoded; a damaged one is named in ``damaged`` and passed over, so one
+        bad row does not stop the work on all the others."""
+        out = []
+        for r in rows:
+            try:
+                out.append(decode(r))
+            except CorruptRowError as exc:
+                if str(exc) not in self.damaged:
+                    self.damaged.append(str(exc))
+        return out
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.fast_engine.dispose()
+
+    def record_unreadable(
+        self, folder: str, uidvalidity: int, uid: int, reason: str, now: datetime
+    ) -> bool:
+        """Remember a message the watcher could not read and passed over (True the first
+        time)."""
+        from sqlalchemy import text
+
+        with self.tx(durable=False) as c:
+            key = {"f": folder, "v": uidvalidity, "u": uid}
+            if c.execute(
+                text(
+                    "SELECT 1 FROM unreadable WHERE folder = :f AND uidvalidity = :v AND uid = :u"
+                ),
+                key,
+            ).first():
+                return False
+            c.execute(
+                text("""INSERT INTO unreadable (folder, uidvalidity, uid, reason, at)
+                        VALUES (:f, :v, :u, :r, :at)"""),
+                {**key, "r": reason, "at": now.isoformat()},
+            )
+        return True
+
+
+def thread_state(thread: ThreadRow, messages: list[MessageRow]) -> str:
+    """What ``status`` shows: an unsettled message wins over the stored thread state."""
+    from mailer.model.followup import describe
+
+    unsettled = None
+    for m in messages:
+        if m.state in (SUBMITTING, IN_DOUBT) or (m.kind == "apology" and m.state == QUEUED):
+            shown = m.shown_state
+            unsettled = shown if m.kind == "apology" else f"follow-up {shown}"
+    follow_ups = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
+    if unsettled and thread.state not in (SENDING, *DUE_THREAD):
+        # A closing event (a reply, a bounce) matters more than the message still in doubt.
+        closed = describe(thread.state, thread.detail, thread.follow_up_due)
+        return f"{closed} ({unsettled})"
+    return describe(
+        thread.state,
+        thread.detail,
+        thread.follow_up_due,
+        unsettled,
+        follow_ups[-1] if follow_ups else None,
+    )
+
+
+def _shown(row: Any) -> str:
+    """A message row's state as ``status`` words it (a dead process's submitting is in
+    doubt past the final-dot mark, and queued again before it)."""
+    alive = row["state"] != SUBMITTING or owner_alive(row["owner"])
+    return describe_state(message_shown(row["state"], alive, bool(row["final_dot_at"])))
+
+
+def abandoned_before_final_dot(row: Any) -> bool:
+    """Submitting by a process that is gone, which never reached the final dot: the server
+    cannot have accepted it, so it is safe to send again."""
+    return row["state"] == SUBMITTING and not row["final_dot_at"] and not owner_alive(row["owner"])
+
+
+class CorruptRowError(StateError):
+    """A row whose stored JSON or date cannot be read (an edit by hand, a bad copy)."""
+
+
+def _column(row: Any, table: str, column: str, kind: type) -> Any:
+    """One stored JSON value, checked for its shape, or CorruptRowError naming the row."""
+    try:
+        value = json.loads(row[column])
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    if not isinstance(value, kind):
+        raise CorruptRowError(
+            f"{table[:-1]} {row['id']}: {column} is not valid stored data ({row[column]!r:.60})",
+            hint="the other rows are fine; repair or delete this one with the sqlite3 tool",
+        )
+    return value
+
+
+def _check_dates(row: Any, table: str, columns: tuple[str, ...]) -> None:
+    for column in columns:
+        value = row[column]
+        try:
+            if value is not None:
+                datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise CorruptRowError(
+                f"{table[:-1]} {row['id']}: {column} is not a date ({value!r:.60})",
+                hint="the other rows are fine; repair or delete this one with the sqlite3 tool",
+            ) from None
+
+
+def _thread(r: Any) -> ThreadRow:
+    d = dict(r)
+    d["facts"] = _column(r, "threads", "facts", dict)
+    d["detail"] = _column(r, "threads", "detail", dict)
+    d["alt_addresses"] = tuple(_column(r, "threads", "alt_addresses", list))
+    d["alt_domains"] = tuple(_column(r, "threads", "alt_domains", list))
+    _check_dates(r, "threads", ("created_at", "interview_at", "follow_up_due", "sent_at"))
+    return ThreadRow(**d)
+
+
+def _message(r: Any) -> MessageRow:
+    d = dict(r)
+    d["recipients"] = tuple(_column(r, "messages", "recipients", list))
+    d["raw"] = bytes(d["raw"])
+    _check_dates(
+        r, "messages", ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
+    )
+    return MessageRow(**d)
+
+
+def _when(value: Any) -> datetime | None:
+    """A stored date, or None where it is missing or damaged."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _list(text: Any) -> list[str]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _detail(text: str | None) -> dict[str, Any]:
+    """A thread's detail to add to: a damaged one is kept, as text, rather than lost or left
+    to stop a reply from being recorded."""
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    return value if isinstance(value, dict) else {"damaged_detail": str(text)[:2000]}
+
+
+def _sqlite_engine(url: str, synchronous: str) -> Any:
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        # Python's sqlite3 opens transactions lazily; take the write lock at BEGIN
+        # so two processes cannot both read "not yet sent" and then both send.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+MEMORY_URL = "sqlite://"
+
+
+def _memory_engine() -> Any:
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import StaticPool
+
+    # One connection for the engine's life: each new connection would be a new, empty
+    # database. The same pragmas as a file store, but WAL and fsync mean nothing here.
+    engine = create_engine(
+        MEMORY_URL, poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """Make a new store whole, under another name, and only then put it in place: a file
+    at ``path`` is always a complete store, so an empty one is never ours (see
+    :func:`_check_sqlite_file`)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        leftover.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+    try:
+        Store(f"sqlite:///{tmp}", _new=True).close()
+        # Everything into the main file before it is linked in place: the WAL stays behind.
+        db = sqlite3.connect(tmp)
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        try:
+            os.link(tmp, path)  # never over a store another process made meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here (FAT, some network and shared folders)
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """An existing store file must look like a database: an empty or foreign file is a
+    truncated store or a bad copy, and taking it for a new store would forget every apology
+    already sent."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+        path.chmod(0o600)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state store: {exc.strerror}") from None
+    hint = (
+        "restore the store from a backup; to start a new, empty history on purpose "
+        "(mailer will not know what it already sent), move this file away"
+    )
+    if not head:
+        raise StateError(
+            f"{path}: the state store is empty (0 bytes): it was truncated or badly copied",
+            hint=hint,
+        )
+    if head != _SQLITE_MAGIC:
+        raise StateError(f"{path}: this file is not a mailer state store", hint=hint)
+
+
+def safe_url(url: str) -> str:
+    """The URL without a password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the state store"

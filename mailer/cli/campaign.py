@@ -1,0 +1,443 @@
+"""``mailer campaign check|preview|run|status|cancel``: options in, library calls, a report out."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailer.cli.common import Context, _show, handle_errors, warn
+from mailer.errors import ConfigError, ExitCode, InputError
+
+NOT_SENT = "not_sent"  # an entry with no thread yet (threadview.THREAD_STATES otherwise)
+
+
+def _find(settings: Any, file: str) -> Path:
+    """FILE as given, else a campaign of that name under ``config/campaigns/``."""
+    from mailer.services.campaign import CAMPAIGNS_DIR
+
+    path = Path(file).expanduser()
+    if path.is_file():
+        return path.resolve()
+    for candidate in (
+        settings.workspace / CAMPAIGNS_DIR / file,
+        settings.workspace / CAMPAIGNS_DIR / f"{file}.toml",
+    ):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise InputError(
+        f"{file}: campaign file not found (nor in {settings.workspace / CAMPAIGNS_DIR})"
+    )
+
+
+def _load(
+    obj: Context,
+    file: str,
+    *,
+    force: bool = False,
+    skip_invalid: bool = False,
+    lenient: bool = False,
+    open_subjects: Any = None,
+) -> Any:
+    """Settings and the campaign. ``lenient`` (status, cancel) ignores every problem: what
+    was sent is in the store, and an entry that became invalid (its free times passed) must
+    still be shown and cancellable."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.campaign import load_campaign
+
+    settings = obj.settings()
+    campaign = load_campaign(
+        _find(settings, file), settings, default_clock()(), force=force, open_subjects=open_subjects
+    )
+    if lenient:
+        return settings, campaign
+    if campaign.problems and (not skip_invalid or campaign.file_level):
+        where = (
+            f"{campaign.invalid} of {campaign.total} entries have problems"
+            if campaign.invalid and not campaign.file_level
+            else "the campaign file has problems"
+        )
+        raise ConfigError(
+            campaign.problems,
+            hint=f"{where}; nothing was sent"
+            + (
+                " (--skip-invalid sends the valid entries)"
+                if campaign.invalid and not campaign.file_level
+                else ""
+            ),
+        )
+    return settings, campaign
+
+
+@click.group()
+def campaign() -> None:
+    """Many apologies from one file: config/campaigns/NAME.toml (see 'mailer init')."""
+
+
+@campaign.command("check")
+@click.argument("file")
+@click.option("--force", is_flag=True, help="Let apology-check errors through.")
+@click.pass_obj
+@handle_errors
+def check_command(obj: Context, file: str, force: bool) -> None:
+    """Validate the whole file (every entry, every problem). Sends nothing."""
+    from mailer.model.lint import WARNING
+    from mailer.services.runner import outside_warnings, pending
+
+    settings, c = _load(obj, file, force=force)
+    store = obj.store(settings)
+    todo = pending(c, store)
+    for line in outside_warnings(c, store):
+        warn(line)
+    warnings = sum(1 for e in c.entries for f in e.prepared.findings if f.severity == WARNING)
+    accounts = sorted({e.account or "main" for e in c.entries})
+    click.echo(
+        f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "
+        f"{len(c.entries) - len(todo)} already done; account(s): {', '.join(accounts)}"
+    )
+    if warnings:
+        click.echo(f"{warnings} apology-check warning(s): 'mailer campaign preview' shows them")
+
+
+@campaign.command("preview")
+@click.argument("file")
+@click.option("--entry", "key", metavar="KEY", help="Only this entry.")
+@click.option("--force", is_flag=True, help="Show entries with apology-check errors too.")
+@click.pass_obj
+@handle_errors
+def preview_command(obj: Context, file: str, key: str | None, force: bool) -> None:
+    """Print what each entry would send. No network."""
+    _, c = _load(obj, file, force=force)
+    entries = [c.entry(key)] if key else c.entries
+    for i, e in enumerate(entries):
+        if i:
+            click.echo("\n" + "=" * 72)
+        account = f", account {e.account}" if e.account else ""
+        click.echo(f"# entry {e.key} ({e.where}{account})")
+        _show(e.prepared)
+
+
+@campaign.command("run")
+@click.argument("file")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; connect to nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N apologies this run.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
+)
+@click.option(
+    "--skip-invalid", is_flag=True, help="Send the valid entries even if others have problems."
+)
+@click.option("--force", is_flag=True, help="Send even if the apology check finds errors.")
+@click.option("--retry-failed", is_flag=True, help="Try entries the server refused before again.")
+@click.pass_obj
+@handle_errors
+def run_command(
+    obj: Context,
+    file: str,
+    dry_run: bool,
+    limit: int | None,
+    yes: bool,
+    skip_invalid: bool,
+    force: bool,
+    retry_failed: bool,
+) -> None:
+    """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.runner import (
+        FAILED_NOW,
+        HELD_BACK,
+        IN_DOUBT_NOW,
+        SENT_NOW,
+        SKIPPED,
+        WOULD_SEND,
+        catch_up_copies,
+        outside_warnings,
+        pending,
+        run_campaign,
+    )
+
+    # The store first: a new entry's subject must differ from an open thread's to the same
+    # address (entries whose own thread is open are skipped, so never re-subjected).
+    store = obj.store(obj.settings())
+    settings, c = _load(
+        obj, file, force=force, skip_invalid=skip_invalid, open_subjects=store.open_subjects
+    )
+    obj.check_sandbox_recipients(
+        a for e in c.entries for a in (e.prepared.facts.to, *e.prepared.facts.cc)
+    )
+    for line in c.problems:
+        click.echo(f"mailer: skipped (invalid): {line}", err=True)
+    if not dry_run:
+        _need_passwords(settings, c)
+    for line in outside_warnings(c, store):
+        warn(line)
+    if not dry_run:
+        # Copies an interrupted run left: filed first, even when nothing is left to send.
+        caught_up, copy_problems = catch_up_copies(c, store)
+        if caught_up:
+            click.echo(f"Filed {caught_up} Sent cop(ies) an interrupted run had left.")
+        for line in copy_problems:
+            warn(line)
+    todo = pending(c, store, retry_failed)
+    if limit is not None:
+        todo = todo[:limit]
+    if not todo:
+        click.echo(
+            f"campaign {c.name!r}: nothing to send; every valid entry is done "
+            f"('mailer campaign status {file}' shows each)."
+        )
+        return
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to send without --yes: there is no terminal to confirm on")
+        who = ", ".join(sorted({e.settings.sender.address for e in todo}))
+        if not click.confirm(
+            f"Send {len(todo)} apolog{'y' if len(todo) == 1 else 'ies'} from {who} now?",
+            default=False,
+        ):
+            click.echo("Nothing sent.")
+            sys.exit(int(ExitCode.FAILURE))
+
+    stop = threading.Event()
+
+    def on_sigint(*_: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(
+            "\nmailer: stopping after the message in progress (Ctrl-C again to stop now)",
+            err=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    display = _Progress(len(todo), len(c.entries))
+    try:
+        report = run_campaign(
+            c,
+            store,
+            default_clock(),
+            limit=limit,
+            dry_run=dry_run,
+            retry_failed=retry_failed,
+            progress=display.update,
+            stop=stop,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        display.done()
+    _summary_table(report, verbose=dry_run)
+    counts = {
+        r: report.count(r)
+        for r in (SENT_NOW, WOULD_SEND, SKIPPED, FAILED_NOW, IN_DOUBT_NOW, HELD_BACK)
+    }
+    click.echo(
+        "\n"
+        + ", ".join(f"{n} {r}" for r, n in counts.items() if n or r in (SENT_NOW, FAILED_NOW))
+        + f" (campaign {c.name!r}, {display.elapsed():.1f} s)"
+    )
+    if dry_run:
+        click.echo("(dry run: nothing was sent)")
+    if report.stopped:
+        click.echo(f"Stopped early: {report.stopped}. Run the same command again to go on.")
+    if report.held_back:
+        click.echo(
+            f"{report.held_back} held back by the daily cap: run 'mailer campaign run {file}' "
+            "again tomorrow to send them (the daemon sends only follow-ups)."
+        )
+    # In doubt now, or still in doubt from an earlier run: never resent, always listed.
+    doubts = [o for o in report.outcomes if o.in_doubt]
+    for o in doubts:
+        click.echo(
+            f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "
+            f"'mailer resolve {o.thread_id} --sent' or '--resend'"
+        )
+    if report.sent_copy_problems:
+        warn(
+            f"{len(report.sent_copy_problems)} Sent cop(ies) not saved: "
+            f"{report.sent_copy_problems[0]}"
+        )
+    if counts[FAILED_NOW] or counts[IN_DOUBT_NOW]:
+        sys.exit(int(ExitCode.NETWORK))
+    if doubts:
+        sys.exit(int(ExitCode.FAILURE))
+
+
+def _need_passwords(settings: Any, c: Any) -> None:
+    """The passwords of the accounts the campaign sends from, all before the first send."""
+    from mailer.adapters.passwords import unlock
+
+    unlock(settings, sorted({e.account for e in c.entries}))
+
+
+class _Progress:
+    """A rich progress bar on a terminal (counts per outcome, time left in words); one plain
+    line per entry otherwise (logs, CI, pipes)."""
+
+    def __init__(self, todo: int, total: int) -> None:
+        self.todo = todo
+        self.total = total
+        self.started = time.monotonic()
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            from mailer.cli.console import console
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TextColumn("{task.fields[left]}"),
+                console=console(err=True),
+                transient=False,
+            )
+            self.task = self.bar.add_task("sending", total=todo, counts="", left="")
+            self.bar.start()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def update(self, outcome: Any, report: Any) -> None:
+        from mailer.cli.console import natural_duration
+        from mailer.services.runner import FAILED_NOW, IN_DOUBT_NOW, SENT_NOW, SKIPPED, WOULD_SEND
+
+        if self.bar is None:
+            click.echo(f"{outcome.result:<10} {outcome.key}  {outcome.detail}", err=True)
+            return
+        sent = report.count(SENT_NOW) + report.count(WOULD_SEND)
+        worked = sent + report.count(FAILED_NOW) + report.count(IN_DOUBT_NOW)
+        left = max(self.todo - worked, 0)
+        eta = ""
+        if worked and left:
+            eta = f"about {natural_duration(self.elapsed() / worked * left)} left"
+        counts = (
+            f"sent {sent} · skipped {report.count(SKIPPED)} · failed "
+            f"{report.count(FAILED_NOW)} · in doubt {report.count(IN_DOUBT_NOW)}"
+        )
+        self.bar.update(self.task, completed=worked, counts=counts, left=eta)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _summary_table(report: Any, verbose: bool) -> None:
+    from mailer.cli.console import OUTCOME_STYLES, console, styled, table
+    from mailer.services.runner import SKIPPED
+
+    rows = [o for o in report.outcomes if verbose or o.result != SKIPPED]
+    if not rows:
+        return
+    shown = table(
+        ("ENTRY", {}),  # wrapped, never cut: '--entry KEY' needs it whole
+        ("RESULT", {"no_wrap": True}),
+        ("THREAD", {"justify": "right", "no_wrap": True}),
+        ("DETAIL", {}),
+    )
+    for o in rows:
+        thread = str(o.thread_id) if o.thread_id else "-"
+        shown.add_row(o.key, styled(o.result, OUTCOME_STYLES.get(o.result)), thread, o.detail)
+    click.echo("")
+    console().print(shown)
+
+
+@campaign.command("status")
+@click.argument("file")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (README: JSON output)."
+)
+@click.pass_obj
+@handle_errors
+def status_command(obj: Context, file: str, as_json: bool) -> None:
+    """Each entry's state, as 'mailer status' shows threads, with counts."""
+    from collections import Counter
+
+    from mailer.adapters.clock import local_zone
+    from mailer.services import threadview as view
+
+    settings, c = _load(obj, file, lenient=True)
+    store = obj.store(settings)
+    tz = local_zone(settings.sender.timezone)
+    threads: dict[str, Any] = {}
+    for t in store.campaign_threads(c.name):
+        threads[t.entry_key or ""] = t  # the latest thread of each entry
+    rows = []
+    valid = {e.key: e for e in c.entries}
+    # Every entry with a thread (even one the file no longer validates), then the rest.
+    for key in [*threads, *(k for k in valid if k not in threads)]:
+        t = threads.get(key)
+        e = valid.get(key)
+        msgs = store.messages(t.id) if t else []
+        rows.append(
+            {
+                "key": key,
+                "where": e.where if e else None,
+                "valid": e is not None,
+                "to": e.prepared.facts.to if e else t.recipient,
+                "state": view.state_word(t, msgs) if t else NOT_SENT,
+                "thread": view.thread_dict(t, msgs, tz) if t else None,
+                "shown": view.describe(t, msgs, tz) if t else "not sent yet",
+            }
+        )
+    counts = Counter(r["state"] for r in rows)
+    if as_json:
+        entries = [{k: v for k, v in r.items() if k != "shown"} for r in rows]
+        click.echo(
+            json.dumps(
+                {
+                    "version": view.JSON_VERSION,
+                    "campaign": c.name,
+                    "entries": entries,
+                    "counts": dict(counts.most_common()),
+                },
+                indent=2,
+            )
+        )
+        return
+    from mailer.cli.console import STATE_STYLES, console, styled, table
+
+    shown = table(
+        ("ENTRY", {}),  # wrapped, never cut: 'campaign cancel --entry KEY' needs it whole
+        ("THREAD", {"justify": "right", "no_wrap": True}),
+        ("STATE", {}),
+    )
+    for r in rows:
+        where = "" if r["valid"] else " (not a valid entry in the file now)"
+        thread = str(r["thread"]["id"]) if r["thread"] else "-"
+        shown.add_row(r["key"], thread, styled(r["shown"] + where, STATE_STYLES.get(r["state"])))
+    console().print(shown)
+    click.echo(", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.most_common()))
+    if c.problems:
+        click.echo("(the file has problems now: 'mailer campaign check' lists them)")
+
+
+@campaign.command("cancel")
+@click.argument("file")
+@click.option("--entry", "key", metavar="KEY", help="Only this entry.")
+@click.pass_obj
+@handle_errors
+def cancel_command(obj: Context, file: str, key: str | None) -> None:
+    """Stop the campaign's pending follow-ups (all, or one entry's)."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.runner import cancel_campaign
+
+    settings, c = _load(obj, file, lenient=True)
+    store = obj.store(settings)
+    if key is not None and key not in {t.entry_key for t in store.campaign_threads(c.name)}:
+        # A typo in KEY is an error, not "nothing to cancel".
+        raise InputError(f"campaign {c.name!r} has sent nothing for an entry {key!r}")
+    cancelled = cancel_campaign(c.name, store, default_clock()(), key)
+    if not cancelled:
+        click.echo(f"campaign {c.name!r}: no follow-up was pending; nothing to cancel.")
+        return
+    click.echo(
+        f"campaign {c.name!r}: cancelled the follow-ups of {len(cancelled)} thread(s): "
+        + ", ".join(str(t) for t in cancelled)
+    )

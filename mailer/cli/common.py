@@ -1,0 +1,192 @@
+"""What every command shares: the context object, the error handler, showing a message."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from mailer.errors import ExitCode, MailerError
+
+
+@dataclass
+class Context:
+    config: str | None
+    debug: bool
+    sandbox: bool
+
+    def workspace_hint(self) -> Path:
+        """Where the sandbox and its state go: the workspace of --config, else the nearest
+        workspace, else the fixed per-user data directory (never the current folder, which
+        would start a new sandbox with an empty history in each folder)."""
+        from mailer.adapters.config import CONFIG_RELPATH, workspace_of
+        from mailer.adapters.userdirs import user_data_dir
+
+        if self.config:
+            return workspace_of(Path(self.config).expanduser().resolve())
+        for d in (Path.cwd(), *Path.cwd().parents):
+            if (d / CONFIG_RELPATH).is_file():
+                return d
+        return user_data_dir()
+
+    def settings(self, need_secrets: bool = False, offline: bool = False) -> Any:
+        """The settings a command needs. ``offline``: it never connects, so only [sender]
+        must be complete (see :func:`mailer.adapters.config.load_settings`)."""
+        from mailer.adapters.config import find_config, load_settings
+        from mailer.sandbox.stack import running_sandbox, sandbox_dir
+
+        if self.sandbox:
+            ws = self.workspace_hint()
+            sdir = sandbox_dir(ws)
+            # Reading sandbox history works while it is stopped; talking to it does not.
+            if running_sandbox(ws) is None and (
+                need_secrets or not (sdir / "config" / "mailer.toml").exists()
+            ):
+                raise MailerError(
+                    "the sandbox is not running", hint="start it with 'mailer sandbox start'"
+                )
+            return load_settings(
+                sdir / "config" / "mailer.toml",
+                env_file=sdir / ".env",
+                need_secrets=need_secrets,
+                workspace=ws,
+                offline=offline,
+            )
+        return load_settings(
+            find_config(Path.cwd(), self.config), need_secrets=need_secrets, offline=offline
+        )
+
+    def check_sandbox_recipients(self, addresses: Iterable[str]) -> None:
+        """In sandbox mode, refuse an address that has no sandbox mailbox before anything is
+        sent (the sandbox's SMTP server would refuse it too, but only after the attempt was
+        recorded). A stopped sandbox is refused later, when its settings are loaded."""
+        if not self.sandbox:
+            return
+        from mailer.sandbox.stack import check_recipients, running_sandbox
+
+        info = running_sandbox(self.workspace_hint())
+        if info is not None:
+            check_recipients(info, addresses)
+
+    def store(self, settings: Any) -> Any:
+        """The workspace's state store; never a new, empty one where its history should be
+        (see :mod:`mailer.adapters.anchor`). What opening it found (a migration's report) is shown."""
+        from mailer.adapters import anchor as anchors
+        from mailer.adapters.store import Store
+
+        anchor = anchors.anchor_path(settings.path)
+        where = f"{settings.path}: state.url"
+        recorded = anchors.check_before_open(anchor, settings.state_url, where)
+        store = Store(settings.state_url)
+        anchors.check_after_open(
+            anchor, recorded, settings.state_url, store.store_id, where, store.named_now
+        )
+        for notice in store.notices:
+            warn(notice)
+        return store
+
+
+def _report(exc: MailerError) -> None:
+    from mailer.adapters.config import printable
+
+    problems = getattr(exc, "problems", None)  # ConfigError, or facts with several problems
+    lines = problems if problems and len(problems) > 1 else [str(exc)]
+    for i, line in enumerate(lines):
+        hint = f" ({exc.hint})" if exc.hint and i == len(lines) - 1 else ""
+        # One line each, whatever a file or a server put in the message.
+        click.echo(f"mailer: {_label('error', 'red')}: {printable(f'{line}{hint}')}", err=True)
+
+
+def warn(line: str) -> None:
+    """``mailer: warning: LINE`` on stderr, the label in yellow on a terminal."""
+    click.echo(f"mailer: {_label('warning', 'yellow')}: {line}", err=True)
+
+
+def _label(word: str, colour: str) -> str:
+    from mailer.cli.console import paint
+
+    return paint(word, colour, sys.stderr)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every command: MailerError -> one line and its exit code; tracebacks only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().obj and ctx.find_root().obj.debug)
+        try:
+            return fn(*args, **kwargs)
+        except MailerError as exc:
+            if debug:
+                # The traceback is for the user; the exit code is for their scripts, and
+                # must not change with --debug.
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+            _report(exc)
+            sys.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("mailer: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`mailer status | head`): stop quietly, as Unix tools do.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except OSError as exc:
+            if debug:
+                raise
+            if not exc.filename:
+                _internal(exc)
+            # A folder the user cannot write (a read-only HOME, a data directory owned by root)
+            # is theirs to fix: name the path, not our code.
+            click.echo(f"mailer: cannot use {exc.filename}: {exc.strerror or exc}", err=True)
+            sys.exit(int(ExitCode.FAILURE))
+        except Exception as exc:
+            if debug:
+                raise
+            _internal(exc)
+
+    return wrapper
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    click.echo(
+        f"mailer: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err=True,
+    )
+    sys.exit(int(ExitCode.FAILURE))
+
+
+def _show(prepared: Any) -> None:
+    _show_raw(prepared.composed)
+    _show_findings(prepared.findings)
+
+
+def _show_findings(findings: Any) -> None:
+    from mailer.model.lint import format_finding, summary
+
+    click.echo(f"\nApology check: {summary(findings)}")
+    for f in findings:
+        click.echo(format_finding(f))
+
+
+def _show_raw(composed: Any) -> None:
+    from email import message_from_bytes
+    from email.policy import default
+
+    msg = message_from_bytes(composed.raw, policy=default)
+    for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To"):
+        if msg[name]:
+            click.echo(f"{name}: {msg[name]}")
+    click.echo("")
+    click.echo(composed.text, nl=False)

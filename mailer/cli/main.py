@@ -1,0 +1,1048 @@
+"""The command line: parse options, load config, call the library, report. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailer.adapters.store import safe_url
+from mailer.cli.common import Context, _show, _show_findings, _show_raw, handle_errors, warn
+from mailer.cli.completion import complete_situation
+from mailer.errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    envvar="MAILER_CONFIG",
+    help="Config file (default: the nearest config/mailer.toml).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (never passwords).")
+@click.option(
+    "--sandbox", is_flag=True, help="Use the local sandbox mail server and its own state."
+)
+@click.version_option(package_name="interview-mailer")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
+    """Apologise for a missed or moved job interview by email, then follow up once."""
+    ctx.obj = Context(config=config, debug=debug, sandbox=sandbox)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="mailer: %(levelname)s: %(message)s",
+    )
+    # Protocol traces would print the AUTH line: keep them off even with --debug.
+    for noisy in ("yagmail", "imapclient", "sqlalchemy", "asyncio", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+account_option = click.option(
+    "--account",
+    default="",
+    metavar="NAME",
+    help="Send from [accounts.NAME] in the config (default: the main account).",
+)
+
+REQUIRED_FACTS = ("situation", "to", "interviewer", "company", "role", "interview")
+
+
+def fact_options(
+    required: bool = True, omit: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The facts of one apology; campaign entries use the same names as keys. ``omit``: the
+    options that mean nothing to a command (a call has no --cc) are not offered at all;
+    ``optional``: facts it can do without (a call needs no address)."""
+    options = [
+        click.option(
+            "--situation",
+            "-s",
+            required=required,
+            shell_complete=complete_situation,
+            help="illness, personal, emergency, transport, technical or conflict.",
+        ),
+        click.option(
+            "--to",
+            required=required and "to" not in optional,
+            help="The interviewer's email address.",
+        ),
+        click.option(
+            "--interviewer",
+            required=required,
+            help="The interviewer's full name, as in the To: header.",
+        ),
+        click.option(
+            "--salutation",
+            default="",
+            help="How to greet them: 'Ms Ruiz' gives 'Dear Ms Ruiz,' (default: the first name "
+            "of --interviewer, or the whole of it after a title such as 'Dr').",
+        ),
+        click.option("--company", required=required),
+        click.option("--role", required=required, help="The position you interviewed for."),
+        click.option(
+            "--interview",
+            required=required,
+            metavar="WHEN",
+            help="When the interview was (or is): '2026-11-25 10:00', '25 Nov 10am', "
+            "'tomorrow 10:00', 'next Tuesday 14:00'; your zone unless one follows ('10:00 CET').",
+        ),
+        click.option("--note", default="", help="A personal line, in your own words."),
+        click.option(
+            "--free",
+            multiple=True,
+            metavar="SLOT",
+            help="A time you are free, e.g. '2026-12-01 09:00-12:00' or 'next Tuesday "
+            "9am-11am' (repeatable).",
+        ),
+        click.option(
+            "--interviewer-tz",
+            default="",
+            help="The interviewer's time zone, e.g. Europe/Berlin (or EST, CET).",
+        ),
+        click.option(
+            "--interviewer-phone", default="", help="The interviewer's phone number, if known."
+        ),
+        click.option("--cc", multiple=True, help="Also send to this address (repeatable)."),
+        click.option(
+            "--var",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="An extra template variable (repeatable).",
+        ),
+        click.option(
+            "--alt-address",
+            multiple=True,
+            help="Another address the interviewer may reply from (repeatable).",
+        ),
+        click.option(
+            "--alt-domain",
+            multiple=True,
+            help="A reply from any address at this domain counts (repeatable).",
+        ),
+    ]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            probe = option(lambda: None)
+            names = [p.name for p in probe.__click_params__]  # type: ignore[attr-defined]
+            if not set(names) & set(omit):
+                fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _facts(settings: Any, opts: dict[str, Any], now: Any, require_to: bool = True) -> Any:
+    from mailer.adapters.clock import local_zone
+    from mailer.model.composer import situations_in
+    from mailer.model.facts import make_facts
+
+    return make_facts(
+        situation=opts["situation"],
+        to=opts["to"],
+        interviewer=opts["interviewer"],
+        company=opts["company"],
+        role=opts["role"],
+        interview=opts["interview"],
+        tz=local_zone(settings.sender.timezone),
+        salutation=opts.get("salutation", ""),
+        note=opts["note"],
+        free=opts["free"],
+        interviewer_tz=opts["interviewer_tz"],
+        interviewer_phone=opts["interviewer_phone"],
+        cc=opts.get("cc", ()),
+        var=opts["var"],
+        alt_address=opts.get("alt_address", ()),
+        alt_domain=opts.get("alt_domain", ()),
+        allow_test_domains=settings.allow_test_domains,
+        now=now,
+        locale=settings.sender.locale if settings.sender.locale_set else None,
+        require_to=require_to,
+        situations=situations_in(settings.templates_dir),
+    )
+
+
+def _echo_readings(facts: Any) -> None:
+    """How each date was read (beside the message, like the apology check), and warnings
+    such as an address typo (on stderr)."""
+    if facts.readings:
+        click.echo("")
+    for line in facts.readings:
+        click.echo(line)
+    for warning in facts.warnings:
+        warn(warning)
+
+
+@cli.command()
+@fact_options(required=False)
+@click.option(
+    "--follow-up",
+    "follow_up",
+    type=int,
+    metavar="ID",
+    help="Show the follow-up that would go out for thread ID.",
+)
+@account_option
+@click.pass_obj
+@handle_errors
+def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> None:
+    """Print exactly what would be sent. No network: only [sender] is needed."""
+    from mailer.adapters.clock import default_clock
+    from mailer.model.apology import prepare
+
+    settings = obj.settings(offline=True).for_account(account)
+    now = default_clock()()
+    if follow_up is not None:
+        from mailer.services.passes import build_follow_up
+
+        store = obj.store(settings)
+        thread = store.thread(follow_up)
+        if thread is None:
+            raise InputError(f"no thread {follow_up} in {safe_url(settings.state_url)}")
+        from mailer.model.followup import OPEN_STATES
+
+        if thread.state not in OPEN_STATES:
+            state = thread.state.replace("_", " ")
+            click.echo(f"Thread {follow_up} is {state}: no follow-up will go.")
+            return
+        _show_raw(build_follow_up(settings, store, thread, now))
+        return
+    missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or give --follow-up ID)")
+    prepared = prepare(settings, _facts(settings, opts, now), now)
+    _show(prepared)
+    _echo_readings(prepared.facts)
+
+
+@cli.command()
+@fact_options()
+@click.option(
+    "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
+)
+@click.option("--dry-run", is_flag=True, help="Show the message and stop before connecting.")
+@click.option("--force", is_flag=True, help="Send even if the apology check finds errors.")
+@click.option(
+    "--again", is_flag=True, help="Send even though this interview already has an apology."
+)
+@account_option
+@click.pass_obj
+@handle_errors
+def send(
+    obj: Context, yes: bool, dry_run: bool, force: bool, again: bool, account: str, **opts: Any
+) -> None:
+    """Send the apology now, keep a copy in Sent, and record it for the follow-up."""
+    from mailer.adapters.clock import default_clock
+    from mailer.model import apology
+    from mailer.services import sending
+
+    clock = default_clock()
+    # Only this account's password is needed: the others are not fetched (nor asked for).
+    settings = obj.settings(need_secrets=not dry_run and not account).for_account(account)
+    if not dry_run:
+        from mailer.adapters.passwords import unlock
+
+        unlock(settings, [account])
+    now = clock()
+    facts = _facts(settings, opts, now)
+    obj.check_sandbox_recipients([facts.to, *facts.cc])
+    store = None
+    taken: frozenset[str] = frozenset()
+    if not dry_run:
+        store = obj.store(settings)
+        taken = store.open_subjects(facts.to)
+    # sending: a free time in the interviewer's night is an error, so --force overrides it.
+    prepared = apology.prepare(settings, facts, now, sending=True, taken_subjects=taken)
+    if store is not None and not again:  # before showing anything: nothing to confirm
+        sending.refuse_duplicate(store, prepared.facts, clock(), settings.account)
+    _show(prepared)
+    from mailer.model.callscript import urgency
+    from mailer.model.lint import has_errors
+
+    advice = urgency(prepared.facts.interview, clock(), prepared.facts.interviewer_phone)
+    if advice:
+        click.echo(f"\nTiming: {advice}")
+    _echo_readings(prepared.facts)
+    if has_errors(prepared.findings) and not force:
+        raise RefusedError(
+            "the apology check found errors (listed above); fix the text or pass --force"
+        )
+    if dry_run or store is None:
+        click.echo("\n(dry run: nothing was sent)")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to send without --yes: there is no terminal to confirm on")
+        if not click.confirm(f"\nSend this to {prepared.facts.to} now?", default=False):
+            click.echo("Not sent.")
+            sys.exit(int(ExitCode.FAILURE))
+    result = sending.send(settings, prepared, store, clock, again=again)
+    click.echo(f"\nSent: thread {result.thread_id}, Message-ID {result.message_id}")
+    click.echo(f"Copy in Sent: {result.sent_copy}")
+    if result.follow_up_due:
+        click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
+    for warning in result.warnings:
+        warn(warning)
+    if prepared.facts.interviewer_phone:
+        click.echo(
+            f"Now call {prepared.facts.interviewer} on {prepared.facts.interviewer_phone}: "
+            "'mailer call-script' (same options) prints what to say."
+        )
+
+
+@cli.command()
+@click.pass_obj
+@handle_errors
+def situations(obj: Context) -> None:
+    """List the situations there are templates for: the built-in ones, and each
+    templates/NAME.txt.j2 of the workspace."""
+    from mailer.model.composer import situations_in
+
+    for name, meaning in situations_in(obj.workspace_hint() / "templates").items():
+        click.echo(f"{name:<10} {meaning}")
+
+
+@cli.command()
+@click.argument("thread_id", required=False, type=int)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (README: JSON output)."
+)
+@click.option(
+    "--explain", is_flag=True, help="With ID: the decision log (which message caused what)."
+)
+@click.pass_obj
+@handle_errors
+def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) -> None:
+    """List threads, or show one thread with its messages. Times are in your zone."""
+    from mailer.adapters.clock import local_zone
+    from mailer.services import threadview as view
+
+    settings = obj.settings()
+    store = obj.store(settings)
+    tz = local_zone(settings.sender.timezone)
+    if thread_id is None:
+        from mailer.adapters.store import CorruptRowError
+
+        listed = []
+        for t in store.threads():
+            try:
+                listed.append((t, store.messages(t.id)))
+            except CorruptRowError as exc:
+                store.damaged.append(str(exc))
+                listed.append((t, None))
+        if as_json:
+            threads = [view.thread_dict(t, msgs, tz) for t, msgs in listed if msgs is not None]
+            click.echo(json.dumps({"version": view.JSON_VERSION, "threads": threads}, indent=2))
+            _damaged(store)
+            return
+        if not listed and not store.damaged:
+            click.echo("No threads yet. Send an apology with 'mailer send'.")
+            return
+        _status_table(listed, tz)
+        _damaged(store)
+        return
+    t = store.thread(thread_id)
+    if t is None:
+        raise InputError(f"no thread {thread_id} in {safe_url(settings.state_url)}")
+    msgs = store.messages(t.id)
+    if as_json:
+        shape = view.thread_dict(t, msgs, tz)
+        shape["messages"] = [view.message_dict(m, tz) for m in msgs]
+        if explain:
+            shape["events"] = [view.event_dict(e, tz) for e in store.events(t.id)]
+        click.echo(json.dumps({"version": view.JSON_VERSION, "thread": shape}, indent=2))
+        return
+    click.echo(f"Thread {t.id}: {t.recipient_name} <{t.recipient}>, {t.role} at {t.company}")
+    click.echo(
+        f"  situation: {t.situation}; interview: {view.shown(t.interview_at, tz, weekday=True)}"
+    )
+    click.echo(f"  subject:   {t.subject}")
+    click.echo(f"  state:     {view.describe(t, msgs, tz)}")
+    click.echo(f"  follow-ups: {t.follow_ups_sent} of {t.max_follow_ups} sent")
+    for m in msgs:
+        click.echo(
+            f"  - {m.kind} {m.message_id}: {m.shown_state}"
+            + (f" at {view.shown(m.sent_at, tz)}" if m.sent_at else "")
+            + (f" ({m.error})" if m.error else "")
+        )
+        if m.sent_copy:
+            click.echo(f"    Sent copy: {m.sent_copy}")
+    if explain:
+        click.echo("  decisions:")
+        for e in store.events(t.id):
+            click.echo(f"    {view.shown(e['at'], tz)}  {e['kind']:<10} {e['detail']}")
+
+
+def _status_table(listed: list[tuple[Any, Any]], tz: Any) -> None:
+    """One row per thread; a damaged one says so, and the warning below names it."""
+    from mailer.cli.console import STATE_STYLES, print_rows
+    from mailer.services import threadview as view
+
+    columns = [
+        ("ID", {"justify": "right", "no_wrap": True}),
+        ("RECIPIENT", {}),
+        ("COMPANY", {}),
+        ("SITUATION", {}),
+        ("SENT", {"no_wrap": True}),
+        ("STATE", {}),
+    ]
+    rows: list[tuple[list[str], str | None]] = []
+    for t, msgs in listed:
+        if msgs is None:
+            state, style = "damaged: see the warning below", "bold red"
+        else:
+            state, style = view.describe(t, msgs, tz), STATE_STYLES.get(view.state_word(t, msgs))
+        sent = view.shown(t.sent_at, tz) if t.sent_at else "-"
+        rows.append(([str(t.id), t.recipient, t.company, t.situation, sent, state], style))
+    print_rows(columns, rows)
+
+
+def _damaged(store: Any) -> None:
+    """Name the rows that could not be read, after all the others were shown; exit 1."""
+    for line in store.damaged:
+        warn(f"{safe_url(store.url)}: {line}")
+    if store.damaged:
+        sys.exit(int(ExitCode.FAILURE))
+
+
+def loudness_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """-q/--quiet and -v/--verbose, for the commands cron and systemd run."""
+    fn = click.option(
+        "-v", "--verbose", is_flag=True, help="Say more: debug lines, and what waits for when."
+    )(fn)
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Only warnings and errors (for cron: no news, no mail)."
+    )(fn)
+
+
+def _log_level(obj: Context, quiet: bool, verbose: bool) -> int:
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose do not go together")
+    if verbose or obj.debug:
+        return logging.DEBUG
+    return logging.WARNING if quiet else logging.INFO
+
+
+@cli.command()
+@loudness_options
+@click.pass_obj
+@handle_errors
+def check(obj: Context, quiet: bool, verbose: bool) -> None:
+    """One pass of the daemon's work: scan replies, settle in-doubt sends, send due follow-ups."""
+    from mailer.adapters.clock import default_clock
+    from mailer.adapters.lock import store_lock
+    from mailer.services.daemon import log_report
+    from mailer.services.passes import run_pass_all
+
+    level = _log_level(obj, quiet, verbose)
+    settings = obj.settings(need_secrets=True)
+    _unlock_all(settings)
+    store = obj.store(settings)
+    logging.getLogger("mailer").setLevel(level)
+    clock = default_clock()
+    with store_lock(settings.state_url, settings.workspace, "mailer check"):
+        report = run_pass_all(settings, store, clock)
+    log_report(report)
+    if verbose:
+        _whats_next(settings, store)
+    if not quiet:
+        click.echo(
+            f"checked: {len(report.seen)} new related message(s), {len(report.sent)} "
+            f"follow-up(s) sent, {len(report.closed)} closed, {len(report.problems)} problem(s), "
+            f"{len(report.in_doubt)} in doubt"
+            + (f", {len(report.held)} held for you (see above)" if report.held else "")
+        )
+    if report.problems:
+        sys.exit(int(ExitCode.NETWORK))
+    if report.in_doubt or report.held:  # nothing failed, but something waits for the user
+        sys.exit(int(ExitCode.WAITING))
+
+
+def _whats_next(settings: Any, store: Any) -> None:
+    """For -v: each thread still waiting for a reply, and when its follow-up is due."""
+    from mailer.adapters.clock import local_zone
+    from mailer.model.lifecycle import ThreadState
+    from mailer.services import threadview as view
+
+    tz = local_zone(settings.sender.timezone)
+    for t in store.threads():
+        if t.state == ThreadState.AWAITING:
+            due = view.shown(t.follow_up_due, tz) if t.follow_up_due else "not scheduled"
+            click.echo(f"thread {t.id}: awaiting reply from {t.recipient}; follow-up due {due}")
+
+
+@cli.command()
+@loudness_options
+@click.pass_obj
+@handle_errors
+def daemon(obj: Context, quiet: bool, verbose: bool) -> None:
+    """Watch for replies and send due follow-ups until stopped (SIGTERM or Ctrl-C)."""
+    import signal
+    import threading
+
+    from mailer.adapters.clock import default_clock
+    from mailer.adapters.lock import store_lock
+    from mailer.services.daemon import run_daemon
+
+    level = _log_level(obj, quiet, verbose)
+    settings = obj.settings(need_secrets=True)
+    from mailer.adapters.passwords import uses_prompt
+
+    prompts = uses_prompt(settings)
+    if prompts:
+        raise ConfigError(
+            f'{prompts[0]}: "prompt" is for one-shot commands; the daemon runs unattended '
+            'and cannot ask (use "keyring" or "command")'
+        )
+    _unlock_all(settings)
+    store = obj.store(settings)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s mailer: %(levelname)s: %(message)s"))
+    logging.getLogger("mailer").setLevel(level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with store_lock(settings.state_url, settings.workspace, "mailer daemon"):
+        run_daemon(settings, store, default_clock(), stop)
+
+
+def _unlock_all(settings: Any) -> None:
+    """Every account's passwords, fetched before the first pass (commands run, once)."""
+    from mailer.adapters.passwords import unlock
+
+    unlock(settings)
+
+
+@cli.command()
+@click.argument("thread_id", type=int)
+@click.pass_obj
+@handle_errors
+def cancel(obj: Context, thread_id: int) -> None:
+    """Stop all future follow-ups for a thread."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.passes import cancel as cancel_thread
+
+    settings = obj.settings()
+    if cancel_thread(obj.store(settings), thread_id, default_clock()()):
+        click.echo(f"Thread {thread_id}: cancelled; no follow-up will be sent.")
+    else:
+        click.echo(f"Thread {thread_id}: already cancelled; no follow-up will be sent.")
+
+
+@cli.command("mark-replied")
+@click.argument("thread_id", type=int)
+@click.option("--note", default="", help="How they answered, e.g. 'phoned on Monday'.")
+@click.pass_obj
+@handle_errors
+def mark_replied(obj: Context, thread_id: int, note: str) -> None:
+    """Record an answer mailer cannot see (a call, another address); stops follow-ups."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.passes import mark_replied as mark
+
+    settings = obj.settings()
+    mark(obj.store(settings), thread_id, default_clock()(), note)
+    click.echo(f"Thread {thread_id}: marked replied; no follow-up will be sent.")
+
+
+@cli.command()
+@click.argument("thread_id", type=int)
+@click.pass_obj
+@handle_errors
+def release(obj: Context, thread_id: int) -> None:
+    """Let a held thread's follow-up go (the reply that held it was not for this one)."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.passes import release as release_thread
+
+    settings = obj.settings()
+    if release_thread(obj.store(settings), thread_id, default_clock()()):
+        click.echo(f"Thread {thread_id}: released; its follow-up goes out when due.")
+    else:
+        click.echo(f"Thread {thread_id}: not held; its follow-up goes out when due.")
+
+
+@cli.command()
+@click.argument("thread_id", type=int)
+@click.option("--sent", "outcome", flag_value="arrived", help="It did arrive: record it as sent.")
+@click.option(
+    "--resend", "outcome", flag_value="resend", help="It did not arrive: send it again now."
+)
+@click.pass_obj
+@handle_errors
+def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
+    """Settle a message in doubt (cut off after it may have reached the server)."""
+    from mailer.adapters.clock import default_clock
+    from mailer.services.passes import resolve as settle
+
+    if outcome is None:
+        raise click.UsageError("say --sent or --resend")
+    settings = obj.settings(need_secrets=outcome == "resend")
+    result = settle(
+        settings, obj.store(settings), thread_id, sent=outcome == "arrived", clock=default_clock()
+    )
+    click.echo(f"Thread {thread_id}: {result}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document: {version, results: [...]}."
+)
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="JSON Lines: one object per file.")
+@handle_errors
+def classify(files: tuple[Path, ...], as_json: bool, as_jsonl: bool) -> None:
+    """Say whether each .eml file is a human reply, an auto-reply or a bounce. No network."""
+    from mailer.model.classify import classify as verdict_of
+
+    if as_json and as_jsonl:
+        raise click.UsageError("--json and --jsonl do not go together")
+    unreadable = 0
+    results = []
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            click.echo(f"mailer: error: {path}: cannot read: {exc.strerror}", err=True)
+            unreadable += 1
+            continue
+        v = verdict_of(raw)
+        if as_json or as_jsonl:
+            results.append({"file": str(path), **v.to_dict()})
+            if as_jsonl:  # each line as soon as it is known: a long run can be piped on
+                click.echo(json.dumps(results.pop()))
+            continue
+        label = v.kind + (f"/{v.subtype}" if v.subtype else "")
+        extra = ""
+        if v.return_date:
+            extra += f" (back {v.return_date.isoformat()})"
+        if v.failed_recipients:
+            extra += (
+                f" (failed: {', '.join(v.failed_recipients)}{f' {v.status}' if v.status else ''})"
+            )
+        click.echo(f"{path}\t{label}\t{v.reason}{extra}")
+    if as_json:
+        from mailer.services.threadview import JSON_VERSION
+
+        click.echo(json.dumps({"version": JSON_VERSION, "results": results}, indent=2))
+    if unreadable:
+        sys.exit(int(ExitCode.USAGE))
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@fact_options(required=False)
+@click.option(
+    "--kind", type=click.Choice(["apology", "follow_up"]), default="apology", help="What FILE is."
+)
+@click.pass_obj
+@handle_errors
+def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
+    """Check an apology for the advice: FILE (a text, optionally starting 'Subject:'), or the
+    message the facts would produce. Exits 6 if it finds errors."""
+    from mailer.model.lint import has_errors, lint_apology
+
+    if file is not None:
+        from mailer.model.lint import split_subject
+        from mailer.model.values import NAME_MAX, NOTE_MAX, check_body, check_header
+
+        # The same limits as the facts of a message (the check is linear, but need not read
+        # a megabyte that cannot be an apology).
+        check_header(opts["company"] or "", "--company", NAME_MAX)
+        check_header(opts["role"] or "", "--role", NAME_MAX)
+        check_body(opts["note"] or "", "--note", NOTE_MAX)
+        try:
+            if (size := file.stat().st_size) > 1_000_000:
+                raise InputError(
+                    f"{file}: is {size:,} bytes; at most 1,000,000 are read (an apology is far "
+                    "shorter)"
+                )
+            subject, text = split_subject(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{file}: cannot read: {exc}") from None
+        findings = lint_apology(
+            subject,
+            text,
+            company=opts["company"] or "",
+            role=opts["role"] or "",
+            note=opts["note"] or None,
+            kind=kind,
+        )
+    else:
+        from mailer.adapters.clock import default_clock
+        from mailer.model.apology import prepare
+
+        missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
+        if missing:
+            raise click.UsageError(f"give FILE, or the facts: missing {', '.join(missing)}")
+        settings, now = obj.settings(offline=True), default_clock()()
+        findings = list(prepare(settings, _facts(settings, opts, now), now).findings)
+    _show_findings(findings)
+    _note_copied_templates(obj)
+    if has_errors(findings):
+        sys.exit(int(ExitCode.REFUSED))
+
+
+def _note_copied_templates(obj: Context) -> None:
+    """An older 'mailer init' copied every template: say which copies are unchanged, since
+    they hold back the wording fixes of later versions."""
+    from mailer.model.composer import same_as_builtin
+
+    for path in same_as_builtin(obj.workspace_hint() / "templates"):
+        click.echo(
+            f"mailer: note: {path} is the same as the built-in one; delete it to get future "
+            "wording fixes",
+            err=True,
+        )
+
+
+@cli.command("call-script")
+@fact_options(omit=("cc",), optional=("to",))
+@click.pass_obj
+@handle_errors
+def call_script_command(obj: Context, **opts: Any) -> None:
+    """Print what to say on the phone (call first, then email), and a voicemail version."""
+    from mailer.adapters.clock import default_clock
+    from mailer.model.callscript import call_script
+
+    settings, now = obj.settings(offline=True), default_clock()()
+    facts = _facts(settings, opts, now, require_to=False)
+    click.echo(call_script(facts, settings.sender, now), nl=False)
+    _echo_readings(facts)
+
+
+@cli.command()
+@click.option("--account", default=None, metavar="NAME", help="Check only [accounts.NAME].")
+@click.pass_obj
+@handle_errors
+def doctor(obj: Context, account: str | None) -> None:
+    """Log in to SMTP and IMAP and find the Sent folder. Sends nothing."""
+    from mailer.adapters.mailbox import Mailbox
+    from mailer.adapters.sender import SmtpSession
+    from mailer.cli.oauth import sign_in
+
+    settings = obj.settings(need_secrets=account is None)
+    _note_copied_templates(obj)
+    names = settings.account_names if account is None else (settings.for_account(account).account,)
+    click.echo(f"OK    config {settings.path}")
+    failures = 0
+
+    def check(label: str, fn: Callable[[], str]) -> None:
+        nonlocal failures
+        try:
+            click.echo(f"OK    {label}: {fn()}")
+        except MailerError as exc:
+            failures += 1
+            click.echo(f"FAIL  {label}: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
+
+    def smtp(account: Any) -> str:
+        with SmtpSession(account.smtp, retries=0):
+            return (
+                f"logged in to {account.smtp.host}:{account.smtp.port} as {account.smtp.username}"
+            )
+
+    def imap(account: Any) -> str:
+        with Mailbox(account.imap) as box:
+            folder = box.sent_folder()
+        return f"logged in to {account.imap.host}:{account.imap.port}; Sent folder is {folder!r}"
+
+    def state() -> str:
+        obj.store(settings).close()
+        return "state store opens"
+
+    for name in names:
+        chosen = settings.for_account(name)
+        label = f" (account {name})" if name else ""
+        check(f"sign-in{label}", lambda a=chosen: sign_in(a))
+        check(f"SMTP{label}", lambda a=chosen: smtp(a))
+        check(f"IMAP{label}", lambda a=chosen: imap(a))
+    check("state", state)
+    if failures:
+        sys.exit(int(ExitCode.NETWORK))
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--user",
+    "user_level",
+    is_flag=True,
+    help="Write the user-level config instead, used from any folder outside a workspace.",
+)
+@handle_errors
+def init(directory: Path | None, user_level: bool) -> None:
+    """Create a workspace: config/mailer.toml, an empty templates/ for your own wording, and
+    .env. Never overwrites."""
+    from mailer.adapters.workspace import init_user, init_workspace
+
+    if user_level and directory is not None:
+        raise click.UsageError("give DIRECTORY or --user, not both")
+    directory = directory or Path(".")
+    try:
+        created = init_user() if user_level else init_workspace(directory)
+    except OSError as exc:
+        where = "the user-level config" if user_level else f"{directory}: the workspace"
+        raise InputError(f"cannot create {where}: {exc}") from None
+    for outcome, path in created:
+        click.echo(f"{outcome:<8} {path}")
+    config, campaign, env = (path for _, path in created)
+    click.echo(
+        "\nNext steps:\n"
+        f"  1. Edit {config}: your name and address (enough for 'mailer preview'), then "
+        "your servers.\n"
+        f"  2. Put your password in {env} (MAILER_SMTP_PASSWORD).\n"
+        "  3. Run 'mailer doctor' to check the connection.\n"
+        "  4. Try 'mailer preview --situation illness ...', then 'mailer send'.\n"
+        "  Your own wording: 'mailer templates copy illness', then edit the copy.\n"
+        f"  Many at once: edit {campaign}, then 'mailer campaign check example'.\n"
+        "  To try everything first without an account: 'mailer sandbox start'."
+    )
+
+
+@cli.command()
+@handle_errors
+def paths() -> None:
+    """Show where this installation keeps its docs, systemd units and default templates, and
+    where the user-level config and its data go (mailer init --user).
+
+    \b
+    Example:
+      mailer paths
+    """
+    from mailer.adapters.shipped import FOLDERS, shipped_dir
+    from mailer.model.composer import default_templates_dir
+
+    for name in FOLDERS:
+        click.echo(f"{name:<12} {shipped_dir(name)}")
+    click.echo(f"{'templates':<12} {default_templates_dir()}")
+    from mailer.adapters.userdirs import user_config_path, user_data_dir
+
+    click.echo(f"{'user config':<12} {user_config_path()}")
+    click.echo(f"{'user data':<12} {user_data_dir()}")
+
+
+@cli.group()
+def templates() -> None:
+    """Your own wording: a workspace templates/ file overrides the built-in one of its name."""
+
+
+@templates.command("copy")
+@click.argument("situation")
+@click.pass_obj
+@handle_errors
+def templates_copy(obj: Context, situation: str) -> None:
+    """Start an override: copy the built-in template for SITUATION (or follow_up) into
+    templates/, to edit. Never overwrites."""
+    from mailer.adapters.workspace import copy_template
+
+    dest = copy_template(obj.workspace_hint() / "templates", situation)
+    click.echo(f"created  {dest}")
+    click.echo("Edit it; delete it to go back to the built-in wording (and its future fixes).")
+
+
+@cli.group()
+def sandbox() -> None:
+    """A private mail server on 127.0.0.1 to try mailer without an account."""
+
+
+@sandbox.command("start")
+@click.pass_obj
+@handle_errors
+def sandbox_start(obj: Context) -> None:
+    """Start the sandbox (Dovecot + SMTP) for this workspace."""
+    from mailer.sandbox.stack import sandbox_dir, start_sandbox
+
+    ws = obj.workspace_hint()
+    info = start_sandbox(ws)
+    click.echo(
+        f"Sandbox running: SMTP {info.host}:{info.smtp_port} (STARTTLS), "
+        f"IMAP {info.host}:{info.imaps_port} (TLS)"
+    )
+    click.echo(f"CA certificate: {sandbox_dir(ws) / 'ca.pem'}")
+    for user, password in info.users.items():
+        click.echo(f"  mailbox {user}  password {password}  (sandbox only)")
+    click.echo(
+        "Use it with 'mailer --sandbox send ...'; read mail with 'mailer sandbox inbox USER'."
+    )
+
+
+@sandbox.command("stop")
+@click.pass_obj
+@handle_errors
+def sandbox_stop(obj: Context) -> None:
+    """Stop the sandbox and delete its mail."""
+    from mailer.sandbox.stack import stop_sandbox
+
+    stop_sandbox(obj.workspace_hint())
+    click.echo("Sandbox stopped.")
+
+
+@sandbox.command("status")
+@click.pass_obj
+@handle_errors
+def sandbox_status(obj: Context) -> None:
+    """Say whether the sandbox is running, and where."""
+    from mailer.sandbox.stack import running_sandbox
+
+    info = running_sandbox(obj.workspace_hint())
+    if info is None:
+        click.echo("Sandbox: not running ('mailer sandbox start' starts it)")
+        sys.exit(int(ExitCode.FAILURE))
+    click.echo(
+        f"Sandbox: running; SMTP {info.host}:{info.smtp_port}, IMAP {info.host}:{info.imaps_port}"
+    )
+
+
+@sandbox.command("inbox")
+@click.argument("user", default="interviewer@sandbox.test")
+@click.option("--full", is_flag=True, help="Print each message whole.")
+@click.pass_obj
+@handle_errors
+def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
+    """Show what arrived in a sandbox mailbox (over IMAP, like any mail client)."""
+    from mailer.sandbox.stack import read_inbox, running_sandbox
+
+    info = running_sandbox(obj.workspace_hint())
+    if info is None:
+        raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+    messages = read_inbox(info, user)
+    if not messages:
+        click.echo(f"(no messages for {user})")
+    for raw in messages:
+        if full:
+            click.echo(raw.decode("utf-8", "replace"))
+            click.echo("-" * 72)
+        else:
+            from email import message_from_bytes
+            from email.policy import default
+
+            msg = message_from_bytes(raw, policy=default)
+            click.echo(f"{msg['Date']}  {msg['From']}  {msg['Subject']}")
+
+
+@sandbox.command("reply")
+@click.argument("thread_id", type=int)
+@click.option(
+    "--text",
+    default="Thank you for letting me know. Could you do Thursday at 10:00?",
+    help="What the interviewer writes.",
+)
+@click.option(
+    "--out-of-office", is_flag=True, help="Answer with an automatic out-of-office instead."
+)
+@click.pass_obj
+@handle_errors
+def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) -> None:
+    """Play the interviewer: answer a sandbox thread, in the same thread."""
+    from mailer.sandbox.stack import running_sandbox, send_as
+
+    obj.sandbox = True
+    info = running_sandbox(obj.workspace_hint())
+    if info is None:
+        raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+    settings = obj.settings()
+    thread = obj.store(settings).thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id} in the sandbox")
+    headers = {"In-Reply-To": thread.root_message_id, "References": thread.root_message_id}
+    subject = f"Re: {thread.subject}"
+    if out_of_office:
+        headers["Auto-Submitted"] = "auto-replied"
+        subject = f"Out of Office: {thread.subject}"
+        text = "I am out of the office with limited access to email and will reply on my return."
+    send_as(info, thread.recipient, settings.sender.address, subject, text, headers)
+    what = "sent an out-of-office reply to" if out_of_office else "answered"
+    click.echo(f"{thread.recipient} {what} thread {thread_id}.")
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            setattr(ctx.find_root().obj, name, value)
+            if name == "debug":
+                logging.getLogger().setLevel(logging.DEBUG)
+
+    return callback
+
+
+def _accept_global_options_everywhere(group: click.Group) -> None:
+    """`mailer send --debug` works as well as `mailer --debug send`."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_global_options_everywhere(command)
+            continue
+        # `init` writes your own workspace; the sandbox writes its own config when it starts.
+        sandbox_option = (
+            []
+            if command.name == "init"
+            else [
+                click.Option(
+                    ["--sandbox"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_remember("sandbox"),
+                    help="Use the local sandbox.",
+                )
+            ]
+        )
+        command.params += [
+            click.Option(
+                ["--config"],
+                metavar="PATH",
+                expose_value=False,
+                callback=_remember("config"),
+                help="Config file (as for mailer).",
+            ),
+            click.Option(
+                ["--debug"],
+                is_flag=True,
+                expose_value=False,
+                callback=_remember("debug"),
+                help="Show tracebacks (never passwords).",
+            ),
+            *sandbox_option,
+        ]
+
+
+def _add_campaigns() -> None:
+    from mailer.cli.auth import auth
+    from mailer.cli.campaign import campaign
+
+    cli.add_command(campaign)
+    cli.add_command(auth)
+
+
+_add_campaigns()
+
+
+def _add_auth() -> None:
+    from mailer.cli.auth import auth
+
+    cli.add_command(auth)
+
+
+_add_auth()
+
+
+def _add_completion_and_help() -> None:
+    from mailer.cli.completion import completion
+    from mailer.cli.helptext import add_help
+
+    cli.add_command(completion)
+    add_help(cli)
+
+
+_add_completion_and_help()
+_accept_global_options_everywhere(cli)
+
+
+def main() -> None:
+    cli(prog_name="mailer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure: facts, composing, the apology lint, classifying, matching, timing, the lifecycle and the plans. No I/O: it imports no adapter, and none of SQLAlchemy, smtplib, imapclient, os or subprocess (tests/test_layers.py)."""

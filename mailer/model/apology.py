@@ -1,0 +1,109 @@
+"""One apology, prepared: composed from its template and the sender's facts, serialised, and
+checked (the lint and the free times), before anything is sent. Pure; sending it is
+mailer.services.sending."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mailer.model.composer import Composed, Composer, Draft, build_message, compose_apology
+from mailer.model.facts import OFFICE_HOURS, Facts, check_free_times, odd_hours
+from mailer.model.lint import ERROR, WARNING, Finding, lint_apology
+from mailer.model.settings import parse_window
+
+if TYPE_CHECKING:
+    # Types only: the pure layer reads settings and rows, it never loads or queries them.
+    from mailer.adapters.config import Settings
+    from mailer.adapters.store import ThreadRow
+
+
+@dataclass(frozen=True)
+class Prepared:
+    facts: Facts
+    draft: Draft
+    composed: Composed
+    findings: tuple[Finding, ...] = ()
+
+
+def prepare(
+    settings: Settings,
+    facts: Facts,
+    now: datetime,
+    composer: Composer | None = None,
+    *,
+    sending: bool = False,
+    taken_subjects: frozenset[str] = frozenset(),
+) -> Prepared:
+    """Compose and serialise the apology. Raises before any connection is opened.
+
+    ``sending``: a free time at night or on a weekend for the interviewer is then an error
+    (``--force`` overrides), not a warning. ``taken_subjects``: see compose_apology."""
+    composer = composer or Composer(settings.templates_dir)
+    time_warnings = check_free_times(facts.free, now)
+    draft = compose_apology(composer, facts, settings.sender, now, taken_subjects)
+    composed = build_message(draft, facts, settings.sender, now, html_part=settings.html)
+    findings = [
+        Finding(
+            rule="weekend-time",
+            severity=WARNING,
+            message=w,
+            fix="offer weekday times unless they suggested a weekend",
+        )
+        for w in time_warnings
+    ]
+    findings += [
+        Finding(
+            rule="odd-hours",
+            severity=ERROR if sending else WARNING,
+            message=w,
+            fix=f"offer times between {OFFICE_HOURS[0]:%H:%M} and {OFFICE_HOURS[1]:%H:%M} on "
+            "a weekday in their zone; if they asked for this one, send it with --force",
+        )
+        for w in odd_hours(facts.free, facts.interviewer_tz)
+    ]
+    findings += lint_apology(
+        draft.subject,
+        draft.text,
+        company=facts.company,
+        role=facts.role,
+        note=facts.note,
+        past=facts.interview <= now,
+    )
+    findings.sort(key=lambda f: f.severity != ERROR)
+    return Prepared(facts=facts, draft=draft, composed=composed, findings=tuple(findings))
+
+
+def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:
+    """The settings a thread's next message goes out with: its account's, and for a campaign
+    thread the policy of its entry (wait, count, window, sender details), which may differ
+    from the config's."""
+    settings = settings.for_account(thread.account)
+    if thread.campaign is None:
+        return settings
+    policy = thread.detail.get("policy", {})
+    return with_policy(
+        settings,
+        {**policy, "wait": thread.follow_up_wait, "max_follow_ups": thread.max_follow_ups},
+    )
+
+
+def with_policy(settings: Settings, policy: dict[str, Any]) -> Settings:
+    """``settings`` with a campaign entry's policy over them: ``wait``, ``max_follow_ups``,
+    ``window`` and ``window_days`` for the follow-ups, ``sender`` fields (name, phone,
+    signature) for every message. The same dict is kept with the thread."""
+    fu = settings.follow_up
+    window = fu.window
+    if "window" in policy:
+        window = parse_window(policy["window"], policy.get("window_days", "mon-fri"))
+    return replace(
+        settings,
+        sender=replace(settings.sender, **policy.get("sender", {})),
+        follow_up=replace(
+            fu,
+            wait=policy.get("wait", fu.wait),
+            max_follow_ups=policy.get("max_follow_ups", fu.max_follow_ups),
+            window=window,
+        ),
+    )

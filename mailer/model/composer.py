@@ -1,0 +1,470 @@
+"""Templates + facts -> a finished message, as bytes. Pure: the clock is passed in.
+
+A template renders to ``Subject: ...``, a blank line, then the body. The defaults live in the
+repository's ``templates/`` (installed as ``mailer.templates``); a workspace ``templates/``
+folder overrides them file by file.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from mailer.errors import InputError, MailerError, TemplateError
+from mailer.model.facts import PLACEHOLDER as _PLACEHOLDER
+from mailer.model.facts import SITUATIONS, Facts, FreeSlot
+from mailer.model.settings import SenderSettings
+from mailer.model.values import HEADER_MAX, check_header, header_problem
+
+FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
+# Python's header folder leaves a space before a folded encoded word, which readers show as a
+# double space. Headers are written unfolded up to RFC 5322's 998-octet limit instead; the body
+# is encoded (at 76 columns) before this policy is applied.
+_WRITE_POLICY = SMTP.clone(max_line_length=998)
+_JINJA_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a template produced: checked, but not yet a message."""
+
+    subject: str
+    text: str
+    template: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A finished message: the exact bytes that go to SMTP and to the Sent folder."""
+
+    subject: str
+    text: str
+    message_id: str
+    raw: bytes
+    recipients: tuple[str, ...]
+
+
+def default_templates_dir() -> Path:
+    from importlib.resources import files
+
+    try:
+        path = Path(str(files("mailer.templates")))
+        if (path / FOLLOW_UP_TEMPLATE).exists():
+            return path
+    except ModuleNotFoundError:
+        pass
+    # An editable install maps mailer.templates onto the repository's templates/ folder;
+    # fall back to it directly when the mapping is not importable.
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def template_name(situation: str) -> str:
+    return f"{situation}.txt.j2"
+
+
+# A workspace template's file name becomes a situation: plain lower-case words, so that it
+# reads as one on the command line. Names starting with "_" are partials (_apology.txt.j2).
+_SITUATION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+
+def builtin_situations() -> tuple[str, ...]:
+    return tuple(SITUATIONS)
+
+
+def situations_in(templates_dir: Path | None) -> dict[str, str]:
+    """Every situation there is a template for: the built-in ones, then each
+    ``templates/NAME.txt.j2`` of the workspace that is not one of them."""
+    found = dict(SITUATIONS)
+    if templates_dir is not None and templates_dir.is_dir():
+        for path in sorted(templates_dir.glob("*.txt.j2")):
+            name = path.name[: -len(".txt.j2")]
+            if name not in found and name != "follow_up" and _SITUATION_NAME.fullmatch(name):
+                found[name] = f"your own template ({path})"
+    return found
+
+
+def same_as_builtin(templates_dir: Path) -> list[Path]:
+    """Workspace templates identical to the packaged default (an older ``mailer init`` copied
+    them all): while they stay, later wording fixes do not reach this workspace."""
+    if not templates_dir.is_dir():
+        return []
+    defaults = default_templates_dir()
+    same = []
+    for path in sorted(templates_dir.glob("*.j2")):
+        builtin = defaults / path.name
+        try:
+            if builtin.is_file() and path.read_bytes() == builtin.read_bytes():
+                same.append(path)
+        except OSError:
+            continue
+    return same
+
+
+class Composer:
+    """Renders the default templates and a workspace's own, which are data passed between a
+    coach and candidates: sandboxed, confined to their folders and on a budget of work and
+    output (see :mod:`mailer.model.templating`)."""
+
+    def __init__(self, workspace_templates: Path | None = None) -> None:
+        from jinja2 import ChoiceLoader, StrictUndefined
+
+        from mailer.model.templating import ConfinedLoader, TemplateEnvironment
+
+        self.workspace_templates = workspace_templates
+        loaders = []
+        if workspace_templates is not None and workspace_templates.is_dir():
+            loaders.append(ConfinedLoader(str(workspace_templates)))
+        loaders.append(ConfinedLoader(str(default_templates_dir())))
+        self.env = TemplateEnvironment(
+            loader=ChoiceLoader(loaders),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, name: str, variables: dict[str, Any]) -> Draft:
+        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.sandbox import SecurityError
+
+        from mailer.model.templating import render_limited
+
+        try:
+            text = render_limited(self.env.get_template(name), variables)
+        except TemplateNotFound as exc:
+            if exc.name == name:
+                raise TemplateError(f"template {name!r} not found") from None
+            raise TemplateError(f"template {name}: template {exc.name!r} not found") from None
+        except SecurityError as exc:
+            raise TemplateError(f"template {name}: refused: {_one_line(exc)}") from None
+        except UndefinedError as exc:
+            raise TemplateError(f"template {name}: {exc.message} (a missing fact)") from None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template {exc.filename or name}:{exc.lineno}: {exc.message}"
+            ) from None
+        except MailerError:
+            raise
+        except Exception as exc:  # a template is data: any failure of it is its own
+            raise TemplateError(
+                f"template {name}: cannot render: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        return _split(name, text)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _split(name: str, text: str) -> Draft:
+    first, _, body = text.lstrip("\n").partition("\n")
+    if not first.lower().startswith("subject:"):
+        raise TemplateError(f"template {name}: the first line must be 'Subject: ...'")
+    subject = " ".join(first[len("subject:") :].split())
+    body = re.sub(r"[ \t]+\n", "\n", body)
+    body = re.sub(r"\n{3,}", "\n\n", body).strip("\n") + "\n"
+    if not subject:
+        raise TemplateError(f"template {name}: the subject is empty")
+    for part, content in (("subject", subject), ("body", body)):
+        if m := _PLACEHOLDER.search(content):
+            raise TemplateError(
+                f"template {name}: the {part} still contains the placeholder {m.group(0)!r}"
+            )
+        if m := _JINJA_LEFTOVER.search(content):
+            raise TemplateError(
+                f"template {name}: the {part} still contains template markup {m.group(0)!r}"
+            )
+    return Draft(subject=subject, text=body, template=name)
+
+
+# British usage drops the comma CLDR puts after the weekday: "Thursday 3 December".
+_DAY_PATTERNS = {"en_GB": "EEEE d MMMM", "en_IE": "EEEE d MMMM"}
+
+
+def _fmt_day(dt: datetime, locale: str = "en_GB") -> str:
+    """'Tuesday 1 December' (en_GB), 'Tuesday, December 1' (en_US): Babel, because the
+    machine may have no system locales."""
+    from babel import Locale
+    from babel.dates import format_date
+
+    pattern = _DAY_PATTERNS.get(locale)
+    if pattern is None:
+        full = Locale.parse(locale).date_formats["full"].pattern  # e.g. "EEEE, MMMM d, y"
+        pattern = re.sub(r"[,\s.]*(?:'de'\s+)?\by+\b\.?|y+年", "", full).strip(" ,")
+    return format_date(dt, format=pattern, locale=locale)
+
+
+def _fmt_when(dt: datetime, show_zone: bool, locale: str = "en_GB") -> str:
+    when = f"{_fmt_day(dt, locale)} at {dt:%H:%M}"
+    return f"{when} {dt.tzname()}" if show_zone else when
+
+
+def _in_zone(dt: datetime, tz: str) -> datetime:
+    return dt.astimezone(ZoneInfo(tz)) if tz else dt
+
+
+# Free times that start sooner than this are not offered in a follow-up: the reader could not
+# act on them in time.
+FOLLOW_UP_NOTICE = timedelta(hours=6)
+
+_TITLES = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "professor",
+        "sir",
+        "dame",
+        "lord",
+        "lady",
+        "herr",
+        "frau",
+        "señor",
+        "señora",
+        "sr",
+        "sra",
+    ]
+)
+
+
+def default_salutation(interviewer: str) -> str:
+    """Who 'Dear ...,' names when no --salutation is given: the first name ("Ana" for "Ana
+    Ruiz"), as most hiring managers sign and are answered after an interview has been set up.
+    A name that starts with a title ("Dr Li", "Ms Ruiz") is kept whole: the title is how
+    they asked to be called."""
+    words = interviewer.split()
+    if not words:
+        return interviewer
+    if words[0].rstrip(".").casefold() in _TITLES:
+        return " ".join(words)
+    return words[0]
+
+
+def salutation(facts: Facts) -> str:
+    return facts.salutation or default_salutation(facts.interviewer)
+
+
+def upcoming_slots(facts: Facts, now: datetime) -> tuple[FreeSlot, ...]:
+    """The free times a later message may still offer: not past, not starting within
+    FOLLOW_UP_NOTICE."""
+    return tuple(s for s in facts.free if s.start >= now + FOLLOW_UP_NOTICE)
+
+
+def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, Any]:
+    """Everything a template may use. Times are shown in the interviewer's zone when known."""
+    show_zone = bool(facts.interviewer_tz) and (
+        _in_zone(facts.interview, facts.interviewer_tz).utcoffset() != facts.interview.utcoffset()
+    )
+    interview = _in_zone(facts.interview, facts.interviewer_tz)
+    free_times = []
+    for slot in facts.free:
+        a, b = _in_zone(slot.start, facts.interviewer_tz), _in_zone(slot.end, facts.interviewer_tz)
+        zone = f" {a.tzname()}" if show_zone else ""
+        free_times.append(f"{_fmt_day(a, sender.locale)}, {a:%H:%M}–{b:%H:%M}{zone}")
+    return {
+        **facts.extra,
+        "situation": facts.situation,
+        "interviewer": facts.interviewer,
+        "salutation": salutation(facts),
+        "subject_detail": "",
+        "company": facts.company,
+        "role": facts.role,
+        "interview_when": _fmt_when(interview, show_zone, sender.locale),
+        "interview_date": _fmt_day(interview, sender.locale),
+        "interview_time": f"{interview:%H:%M}",
+        "past": facts.interview <= now,
+        "days_since": max(0, (now - facts.interview).days),
+        "note": facts.note,
+        "free_times": free_times,
+        "interviewer_phone": facts.interviewer_phone,
+        "sender_name": sender.name,
+        "sender_email": sender.address,
+        "sender_phone": sender.phone,
+        "signature": sender.signature.strip() or sender.name,
+    }
+
+
+def compose_apology(
+    composer: Composer,
+    facts: Facts,
+    sender: SenderSettings,
+    now: datetime,
+    taken_subjects: frozenset[str] = frozenset(),
+) -> Draft:
+    """``taken_subjects``: the subjects of open threads to the same address (from the store),
+    which this one must not repeat."""
+    if facts.situation not in situations_in(composer.workspace_templates):
+        raise InputError(f"--situation: unknown situation {facts.situation!r}")
+    if facts.situation == "conflict" and facts.interview <= now:
+        raise InputError(
+            f"--situation conflict asks to move an interview that is still ahead, but "
+            f"{facts.interview:%Y-%m-%d %H:%M} has passed; pick the situation that explains why "
+            "you missed it (illness, personal, emergency, transport, technical)"
+        )
+    v = variables(facts, sender, now)
+    draft = composer.render(template_name(facts.situation), v)
+    if draft.subject in taken_subjects:
+        draft = _distinct(composer, facts, v, draft, taken_subjects)
+    return draft
+
+
+def _distinct(
+    composer: Composer, facts: Facts, v: dict[str, Any], draft: Draft, taken: frozenset[str]
+) -> Draft:
+    """Mail clients (and IMAP THREAD=REFERENCES) merge messages that share a subject: when an
+    open thread to the same address already has this one, add the role, then the time too."""
+    found = draft
+    for detail in (f" ({facts.role})", f" ({facts.role}, {v['interview_time']})"):
+        found = composer.render(template_name(facts.situation), {**v, "subject_detail": detail})
+        if found.subject == draft.subject:
+            # A workspace template without {{ subject_detail }}: the detail goes at the end.
+            found = Draft(f"{draft.subject}{detail}", draft.text, draft.template)
+        if found.subject not in taken:
+            break
+    return found
+
+
+def compose_follow_up(
+    composer: Composer,
+    facts: Facts,
+    sender: SenderSettings,
+    now: datetime,
+    original_subject: str,
+    original_sent: datetime,
+) -> Draft:
+    # Times that have passed, or are too close to be taken up, are not offered again.
+    v = variables(replace(facts, free=upcoming_slots(facts, now)), sender, now)
+    v["original_subject"] = original_subject
+    v["original_sent"] = _fmt_day(original_sent, sender.locale)
+    return composer.render(FOLLOW_UP_TEMPLATE, v)
+
+
+def build_message(
+    draft: Draft,
+    facts: Facts,
+    sender: SenderSettings,
+    now: datetime,
+    *,
+    html_part: bool = False,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    subject: str | None = None,
+    quote: str | None = None,
+) -> Composed:
+    """Headers + text (+ optional HTML) -> bytes, serialised once."""
+    subject = subject if subject is not None else draft.subject
+    # Checked again here, whatever built the facts: a stored thread, a campaign, a test.
+    if problem := header_problem(subject, HEADER_MAX):
+        raise TemplateError(f"template {draft.template}: the subject {problem}")
+    for what, value in (
+        ("sender.name", sender.name),
+        ("sender.address", sender.address),
+        ("--interviewer", facts.interviewer),
+        ("--to", facts.to),
+        *(("--cc", a) for a in facts.cc),
+        ("In-Reply-To", in_reply_to or ""),
+        ("References", references or ""),
+    ):
+        check_header(value, what, HEADER_MAX)
+    domain = sender.address.rpartition("@")[2]
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = Address(display_name=sender.name, addr_spec=sender.address)
+    msg["To"] = Address(display_name=facts.interviewer, addr_spec=facts.to)
+    if facts.cc:
+        msg["Cc"] = ", ".join(facts.cc)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now)
+    message_id = make_msgid(idstring="mailer", domain=domain)
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = references or in_reply_to
+    msg["MIME-Version"] = "1.0"
+    text = draft.text if quote is None else draft.text + "\n" + quote
+    msg.set_content(text, charset="utf-8")
+    if html_part:
+        msg.add_alternative(_as_html(text), subtype="html", charset="utf-8")
+    recipients = (facts.to, *facts.cc)
+    raw = msg.as_bytes(policy=_WRITE_POLICY)
+    _check_written(raw, msg.keys(), draft.template, {"From": (sender.address,), "To": (facts.to,)})
+    return Composed(
+        subject=subject,
+        text=text,
+        message_id=message_id,
+        raw=raw,
+        recipients=recipients,
+    )
+
+
+# Who to blame when a header line cannot be written within RFC 5322's limit.
+_HEADER_SOURCE = {"from": "sender.name", "to": "--interviewer", "cc": "--cc"}
+
+
+def _check_written(
+    raw: bytes, names: list[str], template: str, addresses: dict[str, tuple[str, ...]]
+) -> None:
+    """Read the serialised header back: only the headers we set, each once, no line over
+    998 octets, and the addresses we meant. The library's own encoding and folding are what
+    go out, so this is checked on them rather than trusted."""
+    from email.parser import BytesHeaderParser
+    from email.policy import default
+
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    written: list[str] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] not in (b" ", b"\t"):
+            written.append(line.partition(b":")[0].decode("ascii", "replace").lower())
+        if len(line) > 998:
+            name = written[-1] if written else "?"
+            if name == "subject":
+                raise TemplateError(
+                    f"template {template}: the subject has a word too long for one header line "
+                    f"({len(line)} octets; at most 998)"
+                )
+            raise InputError(
+                f"{_HEADER_SOURCE.get(name, name)}: too long for one header line "
+                f"({len(line)} octets; at most 998)"
+            )
+    if sorted(written) != sorted(n.lower() for n in names):
+        extra = sorted(set(written) - {n.lower() for n in names}) or sorted(written)
+        raise InputError(f"the message would carry headers it was not given: {', '.join(extra)}")
+    parsed = BytesHeaderParser(policy=default).parsebytes(raw)
+    for name, expected in addresses.items():
+        found = tuple(a.addr_spec for a in parsed[name].addresses)
+        if found != expected:
+            raise InputError(
+                f"{_HEADER_SOURCE.get(name.lower(), name)}: the {name} header would name "
+                f"{', '.join(found) or 'nobody'} instead of {', '.join(expected)}"
+            )
+
+
+def _as_html(text: str) -> str:
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    body = "\n".join(
+        "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
+        for p in paragraphs
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
+    )
+
+
+def quote_original(text: str, sent: datetime, sender_name: str, locale: str = "en_GB") -> str:
+    lines = "\n".join(f"> {line}" if line else ">" for line in text.rstrip("\n").splitlines())
+    when = f"{_fmt_day(sent, locale)} {sent:%Y} at {sent:%H:%M}"
+    return f"On {when}, {sender_name} wrote:\n{lines}\n"

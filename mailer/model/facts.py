@@ -1,0 +1,437 @@
+"""The facts of one apology, parsed and checked from the strings a user types.
+
+The CLI and (later) campaign entries use the same names: to, interviewer, company, role,
+interview, situation, salutation, note, free, interviewer_tz, interviewer_phone, cc, var.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, tzinfo
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from mailer.errors import InputError
+from mailer.model.addresses import typo_warning, validate_address
+from mailer.model.values import (
+    DOMAIN_MAX,
+    NAME_MAX,
+    NOTE_MAX,
+    PHONE_MAX,
+    SHORT_MAX,
+    VAR_MAX,
+    check_body,
+    check_count,
+    check_header,
+    shown,
+)
+
+T = TypeVar("T")
+
+SITUATIONS: dict[str, str] = {
+    "illness": "you were (or are) ill",
+    "personal": "unforeseen personal circumstances",
+    "emergency": "an emergency",
+    "transport": "traffic or transport trouble",
+    "technical": "technical trouble in a video interview",
+    "conflict": "asking in advance to move it because of a clash",
+}
+# Names a --var may not reuse: they would silently replace a fact.
+RESERVED_VARS = frozenset(
+    {
+        "situation",
+        "to",
+        "interviewer",
+        "salutation",
+        "subject_detail",
+        "company",
+        "role",
+        "interview",
+        "note",
+        "free",
+        "interviewer_tz",
+        "interviewer_phone",
+        "cc",
+        "past",
+        "sender_name",
+        "sender_email",
+        "sender_phone",
+        "signature",
+        "free_times",
+        "interview_when",
+        "interview_date",
+        "interview_time",
+        "days_since",
+        "original_subject",
+        "original_sent",
+    }
+)
+# "[Your Name]", "[Company]": the marks of a template copied from the web and not filled in.
+PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
+_WHEN = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*$")
+_SLOT = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})\s*$")
+
+
+@dataclass(frozen=True)
+class FreeSlot:
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Facts:
+    situation: str
+    to: str
+    interviewer: str
+    company: str
+    role: str
+    interview: datetime  # aware
+    note: str = ""
+    free: tuple[FreeSlot, ...] = ()
+    interviewer_tz: str = ""
+    interviewer_phone: str = ""
+    cc: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+    alt_addresses: tuple[str, ...] = ()  # other addresses the interviewer may answer from
+    alt_domains: tuple[str, ...] = ()  # any address at these domains counts as them
+    salutation: str = ""  # who "Dear ...," names ("Ms Ruiz"); empty: see composer.salutation
+    # For the user's eyes only, never stored: how each date was read ("interview read as
+    # Wed 25 Nov 2026 10:00 (Europe/London)") and warnings such as an address typo.
+    readings: tuple[str, ...] = field(default=(), compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def to_record(self) -> dict[str, object]:
+        """A JSON-able copy, kept with the thread so a follow-up can be composed later."""
+        return {
+            "situation": self.situation,
+            "to": self.to,
+            "interviewer": self.interviewer,
+            "company": self.company,
+            "role": self.role,
+            "interview": self.interview.isoformat(),
+            "note": self.note,
+            "free": [[s.start.isoformat(), s.end.isoformat()] for s in self.free],
+            "interviewer_tz": self.interviewer_tz,
+            "interviewer_phone": self.interviewer_phone,
+            "cc": list(self.cc),
+            "extra": dict(self.extra),
+            "alt_addresses": list(self.alt_addresses),
+            "alt_domains": list(self.alt_domains),
+            "salutation": self.salutation,
+        }
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, object]) -> Facts:
+        return cls(
+            situation=str(r["situation"]),
+            to=str(r["to"]),
+            interviewer=str(r["interviewer"]),
+            company=str(r["company"]),
+            role=str(r["role"]),
+            interview=datetime.fromisoformat(str(r["interview"])),
+            note=str(r.get("note", "")),
+            free=tuple(
+                FreeSlot(datetime.fromisoformat(a), datetime.fromisoformat(b))
+                for a, b in r.get("free", [])  # type: ignore[union-attr]
+            ),
+            interviewer_tz=str(r.get("interviewer_tz", "")),
+            interviewer_phone=str(r.get("interviewer_phone", "")),
+            cc=tuple(r.get("cc", [])),  # type: ignore[arg-type]
+            extra=dict(r.get("extra", {})),  # type: ignore[arg-type]
+            alt_addresses=tuple(r.get("alt_addresses", [])),  # type: ignore[arg-type]
+            alt_domains=tuple(r.get("alt_domains", [])),  # type: ignore[arg-type]
+            salutation=str(r.get("salutation", "")),
+        )
+
+
+def zone(name: str, what: str) -> ZoneInfo:
+    """The zone ``name`` means (an IANA name, or an unambiguous abbreviation such as CET);
+    an unknown one is refused with a suggestion ("did you mean Europe/Berlin?")."""
+    from mailer.model.zones import resolve
+
+    return resolve(name, what).tz
+
+
+def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
+    m = _WHEN.match(text)
+    if not m:
+        raise InputError(
+            f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM', e.g. '2026-11-25 10:00'"
+        )
+    try:
+        naive = datetime.fromisoformat(f"{m.group(1)} {m.group(2).zfill(5)}")
+    except ValueError as exc:
+        raise InputError(f"{what}: {text!r} is not a real date and time: {exc}") from None
+    if not _FIRST_YEAR <= naive.year <= _LAST_YEAR:
+        # Far from now it is a typo, and near year 1 or 9999 a move into another zone (or
+        # into UTC for the duplicate key) overflows.
+        raise InputError(
+            f"{what}: {text!r} is outside the years {_FIRST_YEAR}-{_LAST_YEAR}; check the year"
+        )
+    return naive.replace(tzinfo=tz)
+
+
+_FIRST_YEAR, _LAST_YEAR = 1970, 2199
+
+
+def parse_slot(text: str, tz: tzinfo, what: str = "--free") -> FreeSlot:
+    m = _SLOT.match(text)
+    if not m:
+        raise InputError(
+            f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM-HH:MM', e.g. '2026-12-01 09:00-12:00'"
+        )
+    start = parse_when(f"{m.group(1)} {m.group(2)}", tz, what)
+    end = parse_when(f"{m.group(1)} {m.group(3)}", tz, what)
+    if end <= start:
+        raise InputError(f"{what}: {text!r} ends before it starts")
+    return FreeSlot(start, end)
+
+
+def parse_vars(pairs: Iterable[str], what: str = "--var") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or len(key) > 64 or not key.isidentifier():
+            raise InputError(
+                f"{what}: expected key=value with a name like 'team_name', not {pair[:80]!r}"
+            )
+        if key in RESERVED_VARS:
+            raise InputError(f"{what}: {key!r} is a built-in fact; set it with its own option")
+        # A template may put any variable in the Subject: each value is a header value.
+        out[key] = check_header(value, f"{what} {key}", VAR_MAX)
+    return out
+
+
+def make_facts(
+    *,
+    situation: str,
+    to: str,
+    interviewer: str,
+    company: str,
+    role: str,
+    interview: str,
+    tz: tzinfo,
+    salutation: str = "",
+    note: str = "",
+    free: Iterable[str] = (),
+    interviewer_tz: str = "",
+    interviewer_phone: str = "",
+    cc: Iterable[str] = (),
+    var: Iterable[str] = (),
+    alt_address: Iterable[str] = (),
+    alt_domain: Iterable[str] = (),
+    allow_test_domains: bool = False,
+    prefix: str = "--",
+    now: datetime | None = None,
+    locale: str | None = None,
+    require_to: bool = True,
+    situations: Iterable[str] | None = None,
+) -> Facts:
+    """Check every fact and build :class:`Facts`. ``prefix`` names them as the user wrote them.
+
+    Every problem is found, not just the first: the raised InputError's ``problems`` lists
+    them all (a campaign shows each entry's problems together).
+
+    With ``now``, dates are read as people write them (:mod:`mailer.model.when`: relative words
+    count from ``now``; ``locale``, when the user set one, orders numeric dates). Without
+    it only 'YYYY-MM-DD HH:MM' is read: a campaign file is run later than it is written,
+    so "tomorrow" there would drift.
+    """
+    problems: list[str] = []
+    readings: list[str] = []
+    warnings: list[str] = []
+
+    def attempt(check: Callable[[], T], default: T) -> T:
+        try:
+            return check()
+        except InputError as exc:
+            problems.append(str(exc))
+            return default
+
+    def fail(message: str) -> None:
+        problems.append(message)
+
+    # The built-in situations, and the workspace's own templates (see composer.situations_in).
+    known = tuple(SITUATIONS) if situations is None else tuple(situations)
+    if situation.strip().lower() in known:
+        situation = situation.strip().lower()
+    else:
+        fail(
+            f"{prefix}situation: unknown situation {shown(situation, quoted=True)} "
+            f"(one of: {', '.join(known)})"
+        )
+    # Sizes and characters first: every later check, the composer and the apology check then
+    # work on small, clean values however large the input was, and no value is quoted back.
+    for name, value, limit in (
+        ("interviewer", interviewer, NAME_MAX),
+        ("salutation", salutation, NAME_MAX),
+        ("company", company, NAME_MAX),
+        ("role", role, NAME_MAX),
+        ("interviewer-phone", interviewer_phone, PHONE_MAX),
+    ):
+        attempt(lambda v=value, n=name, m=limit: check_header(v, f"{prefix}{n}", m), None)
+    attempt(lambda: check_body(note, f"{prefix}note", NOTE_MAX), None)
+
+    def listed(items: Iterable[str], name: str) -> tuple[str, ...]:
+        """The items to check one by one; none if there are too many (one problem says so)."""
+        return attempt(lambda: check_count(tuple(items), f"{prefix}{name}"), ())
+
+    def short(value: str, name: str) -> str:
+        return check_header(value, f"{prefix}{name}", SHORT_MAX)
+
+    for name, value in (("interviewer", interviewer), ("company", company), ("role", role)):
+        if not value.strip():
+            fail(f"{prefix}{name}: must not be empty")
+    for name, value, limit in (
+        ("interviewer", interviewer, NAME_MAX),
+        ("salutation", salutation, NAME_MAX),
+        ("company", company, NAME_MAX),
+        ("role", role, NAME_MAX),
+        ("note", note, NOTE_MAX),
+    ):
+        if len(value) <= limit and (m := PLACEHOLDER.search(value)):
+            fail(f"{prefix}{name}: {m.group(0)!r} is a placeholder; write the real value")
+    if interviewer_tz:
+        from mailer.model.zones import resolve
+
+        found = attempt(
+            lambda: resolve(short(interviewer_tz, "interviewer-tz"), f"{prefix}interviewer-tz"),
+            None,
+        )
+        if found is not None:
+            interviewer_tz = found.name  # the composer and the store need the IANA name
+            if found.note:
+                readings.append(f"{prefix}interviewer-tz: {found.note}")
+    epoch = datetime(1970, 1, 1, tzinfo=tz)
+
+    def address(a: str, what: str) -> str:
+        return validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}{what}")
+
+    def addressee(a: str, what: str) -> str:
+        checked = address(a, what)
+        if warning := typo_warning(checked, f"{prefix}{what}"):
+            warnings.append(warning)
+        return checked
+
+    def when(text: str) -> datetime:
+        what = f"{prefix}interview"
+        if now is None:
+            return parse_when(short(text, "interview"), tz, what)
+        from mailer.model.when import echo, read_when
+
+        reading = read_when(short(text, "interview"), tz, now, locale, what)
+        readings.append(echo("interview", reading))
+        return reading.at
+
+    def slot(text: str) -> FreeSlot:
+        what = f"{prefix}free"
+        if now is None:
+            return parse_slot(short(text, "free"), tz, what)
+        from mailer.model.when import echo_slot, read_slot
+
+        reading = read_slot(short(text, "free"), tz, now, locale, what)
+        readings.append(echo_slot("free time", reading))
+        return FreeSlot(reading.start, reading.end)
+
+    facts = Facts(
+        situation=situation,
+        # A call script is spoken, not sent: it does not need the address.
+        to=attempt(lambda: addressee(to, "to"), to) if to or require_to else "",
+        interviewer=interviewer.strip(),
+        salutation=_salutation(salutation),
+        company=company.strip(),
+        role=role.strip(),
+        interview=attempt(lambda: when(interview), epoch),
+        note=note.strip(),
+        free=tuple(
+            read for text in listed(free, "free") if (read := attempt(lambda t=text: slot(t), None))
+        ),
+        interviewer_tz=interviewer_tz,
+        interviewer_phone=interviewer_phone.strip(),
+        cc=tuple(attempt(lambda a=a: addressee(a, "cc"), a) for a in listed(cc, "cc")),
+        extra=attempt(lambda: parse_vars(listed(var, "var"), f"{prefix}var"), {}),
+        alt_addresses=tuple(
+            attempt(lambda a=a: address(a, "alt-address"), a)
+            for a in listed(alt_address, "alt-address")
+        ),
+        alt_domains=tuple(
+            attempt(lambda d=d: _domain(d, f"{prefix}alt-domain"), d)
+            for d in listed(alt_domain, "alt-domain")
+        ),
+        readings=tuple(readings),
+        warnings=tuple(warnings),
+    )
+    if problems:
+        error = InputError(problems[0] if len(problems) == 1 else "; ".join(problems))
+        error.problems = problems  # type: ignore[attr-defined]
+        raise error
+    return facts
+
+
+def _salutation(value: str) -> str:
+    """'Ms Ruiz' from 'Ms Ruiz', 'Dear Ms Ruiz,' or 'Hello Ms Ruiz': the template writes the
+    'Dear' and the comma itself."""
+    text = " ".join(value.split()).rstrip(",")
+    return re.sub(r"^(?:dear|hello|hi)\s+", "", text, flags=re.IGNORECASE).strip()
+
+
+def _domain(value: str, what: str) -> str:
+    d = check_header(value, what, DOMAIN_MAX).strip().lstrip("@").lower()
+    if not re.fullmatch(
+        r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+", d
+    ):
+        raise InputError(f"{what}: {value!r} is not a domain name such as acme.example")
+    return d
+
+
+# When a free time may fall in the interviewer's day: outside it, or on their weekend, the
+# offer reads as careless (04:00 for them is 09:00 for you).
+OFFICE_HOURS = (time(8, 0), time(19, 0))
+
+
+def odd_hours(slots: Iterable[FreeSlot], interviewer_tz: str) -> list[str]:
+    """One line per free time that falls outside OFFICE_HOURS, or on a Saturday or Sunday, in
+    the interviewer's zone, with its local times. Without their zone there is nothing to say:
+    the weekend check on the sender's own times covers it."""
+    if not interviewer_tz:
+        return []
+    tz = ZoneInfo(interviewer_tz)
+    first, last = OFFICE_HOURS
+    out = []
+    for slot in sorted(slots, key=lambda s: s.start):
+        a, b = slot.start.astimezone(tz), slot.end.astimezone(tz)
+        local = f"{a:%a %d %b %H:%M}-{b:%H:%M} {a.tzname()}"
+        yours = f"{slot.start:%a %d %b %H:%M}-{slot.end:%H:%M}"
+        if a.weekday() >= 5:
+            out.append(f"--free {yours} is {local} for the interviewer: their weekend")
+        elif a.time() < first or b.date() != a.date() or b.time() > last:
+            out.append(
+                f"--free {yours} is {local} for the interviewer: outside "
+                f"{first:%H:%M}-{last:%H:%M} in their zone"
+            )
+    return out
+
+
+def check_free_times(slots: Iterable[FreeSlot], now: datetime) -> list[str]:
+    """Refuse past or overlapping free times; return warnings (weekend times)."""
+    ordered = sorted(slots, key=lambda s: s.start)
+    warnings = []
+    for slot in ordered:
+        if slot.end <= now:
+            raise InputError(f"--free: {slot.start:%Y-%m-%d %H:%M}-{slot.end:%H:%M} is in the past")
+        if slot.start.weekday() >= 5:
+            warnings.append(
+                f"--free: {slot.start:%A %Y-%m-%d} is a weekend day; most "
+                "interviewers only meet on weekdays"
+            )
+    for a, b in itertools.pairwise(ordered):
+        if b.start < a.end:
+            raise InputError(
+                f"--free: {a.start:%Y-%m-%d %H:%M}-{a.end:%H:%M} overlaps "
+                f"{b.start:%Y-%m-%d %H:%M}-{b.end:%H:%M}; merge them"
+            )
+    return warnings

@@ -1,0 +1,38 @@
+"""The keys that make a send happen once: one per apology (recipient, company, interview
+time, account) and one per campaign entry. Pure: the store and the campaign loader share them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+
+def derive_key(to: str, company: str, interview: datetime, account: str = "") -> str:
+    """Only the address, the company and the interview time (and the account, when it is
+    not the main one: two candidates may miss the same panel): fixing a typo in a note must
+    not turn an entry that was sent into a new one."""
+    return _entry_key(to, company, interview.astimezone(UTC), "Z", account)
+
+
+def legacy_derive_key(to: str, company: str, interview: datetime, account: str = "") -> str:
+    """The key mailer up to 0.1 derived, in the interview's own zone (so the same instant in
+    two zones made two keys); kept only so the store migration can recognise it."""
+    return _entry_key(to, company, interview, "", account)
+
+
+def _entry_key(to: str, company: str, when: datetime, suffix: str, account: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", company.lower()).strip("-") or "company"
+    key = f"{to.lower()}/{slug}/{when:%Y-%m-%dT%H:%M}{suffix}"
+    return f"{key}/{account}" if account else key
+
+
+def dedupe_key(recipient: str, company: str, interview_at: datetime, account: str = "") -> str:
+    """One apology per interview: the recipient, the company and the time, and the account
+    when it is not the main one (two candidates a coach helps may miss the same panel).
+
+    The time is the instant in UTC: 09:00 UTC and 10:00 Europe/Berlin are one interview,
+    whatever zone the sender or a campaign entry wrote it in.
+    """
+    when = interview_at.astimezone(UTC).isoformat()
+    key = "|".join((recipient.lower(), " ".join(company.lower().split()), when))
+    return f"{key}|{account}" if account else key

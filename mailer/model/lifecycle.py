@@ -1,0 +1,216 @@
+"""The life of a thread and of each message: their states, the one table of what may follow
+what, and what a delivery error means for the message. Pure: no I/O, no SQL.
+
+The store enforces :data:`THREAD_MOVES` and :data:`MESSAGE_MOVES` (every state UPDATE carries
+``WHERE state IN`` the event's from-states), so this table is the only place a transition is
+allowed. The enums' values are the strings stored in the database.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from mailer.errors import DeliveryError, StateError
+
+
+class ThreadState(enum.StrEnum):
+    SENDING = "sending"  # the apology is not known to be sent yet
+    AWAITING = "awaiting_reply"
+    FOLLOWED_UP = "followed_up"  # every follow-up sent; closes as no answer when due
+    REPLIED = "replied"
+    BOUNCED = "bounced"
+    HELD = "held"  # a challenge-response system holds the apology
+    NO_ANSWER = "no_answer"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class MessageState(enum.StrEnum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"  # promised right before MAIL FROM
+    SENT = "sent"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"  # the whole message went; its answer did not come back
+
+
+T, M = ThreadState, MessageState
+
+# A thread is open while it may still get a follow-up or a reply.
+OPEN_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP, T.HELD})
+# Still waiting for something (a reply, a follow-up, a send to settle).
+WAITING_THREAD = frozenset({T.SENDING, *OPEN_THREAD})
+# Its next step (a follow-up, or closing as no answer) has a due time.
+DUE_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP})
+# A message whose fate is not settled yet.
+UNSETTLED_MESSAGE = frozenset({M.QUEUED, M.SUBMITTING, M.IN_DOUBT})
+# Messages that left, or may have left: what the daily cap counts.
+GONE_MESSAGE = frozenset({M.SENT, M.SUBMITTING, M.IN_DOUBT})
+
+_ALL_BUT_REPLIED = frozenset(T) - {T.REPLIED}
+
+
+@dataclass(frozen=True)
+class Move:
+    """An event's allowed from-states and the state it leads to."""
+
+    from_states: frozenset[str]
+    to: str
+
+
+class ThreadEvent(enum.StrEnum):
+    APOLOGY_SENT = "apology_sent"
+    APOLOGY_FAILED = "apology_failed"
+    LAST_FOLLOW_UP_SENT = "last_follow_up_sent"
+    FOLLOW_UP_REFUSED = "follow_up_refused"
+    ADDRESS_BOUNCED = "address_bounced"  # another thread's mail to it bounced for good
+    CLOSED_NO_ANSWER = "closed_no_answer"
+    CANCELLED = "cancelled"  # by you ('mailer cancel')
+    CAMPAIGN_CANCELLED = "campaign_cancelled"
+    MARKED_REPLIED = "marked_replied"  # by you ('mailer mark-replied')
+    UNREADABLE_REPLY = "unreadable_reply"  # a reply we could not read is still a reply
+    REPLY = "reply"  # a human answered
+    BOUNCE = "bounce"
+    CHALLENGE = "challenge"  # a challenge-response system (or an unclear reply) holds it
+    HOLD_FOR_REPLY = "hold_for_reply"  # another thread's unclear reply may answer this one
+    RELEASE_TO_AWAITING = "release_to_awaiting"  # 'mailer release': the hold was not for it
+    RELEASE_TO_FOLLOWED_UP = "release_to_followed_up"
+
+
+THREAD_MOVES: dict[ThreadEvent, Move] = {
+    # "failed": a resolve --sent of an apology whose resend failed.
+    ThreadEvent.APOLOGY_SENT: Move(frozenset({T.SENDING, T.FAILED}), T.AWAITING),
+    ThreadEvent.APOLOGY_FAILED: Move(frozenset({T.SENDING, T.FAILED}), T.FAILED),
+    ThreadEvent.LAST_FOLLOW_UP_SENT: Move(frozenset({T.AWAITING}), T.FOLLOWED_UP),
+    ThreadEvent.FOLLOW_UP_REFUSED: Move(frozenset({T.AWAITING}), T.FAILED),
+    ThreadEvent.ADDRESS_BOUNCED: Move(frozenset({T.AWAITING}), T.BOUNCED),
+    ThreadEvent.CLOSED_NO_ANSWER: Move(frozenset({T.FOLLOWED_UP}), T.NO_ANSWER),
+    ThreadEvent.CANCELLED: Move(OPEN_THREAD, T.CANCELLED),
+    # "sending": an apology in doubt gets no follow-up even if it is later found sent.
+    ThreadEvent.CAMPAIGN_CANCELLED: Move(frozenset({T.AWAITING, T.HELD, T.SENDING}), T.CANCELLED),
+    # A cancelled thread may still get its answer by phone: worth recording.
+    ThreadEvent.MARKED_REPLIED: Move(OPEN_THREAD | {T.NO_ANSWER, T.CANCELLED}, T.REPLIED),
+    ThreadEvent.UNREADABLE_REPLY: Move(OPEN_THREAD, T.REPLIED),
+    # Replies always win; nothing reopens a thread that a human answered.
+    ThreadEvent.REPLY: Move(_ALL_BUT_REPLIED, T.REPLIED),
+    ThreadEvent.BOUNCE: Move(_ALL_BUT_REPLIED, T.BOUNCED),
+    ThreadEvent.CHALLENGE: Move(_ALL_BUT_REPLIED, T.HELD),
+    ThreadEvent.HOLD_FOR_REPLY: Move(DUE_THREAD, T.HELD),
+    # Back to the state it was held in (detail "held_from").
+    ThreadEvent.RELEASE_TO_AWAITING: Move(frozenset({T.HELD}), T.AWAITING),
+    ThreadEvent.RELEASE_TO_FOLLOWED_UP: Move(frozenset({T.HELD}), T.FOLLOWED_UP),
+}
+
+
+def incoming_event(state: str) -> ThreadEvent:
+    """The event behind a classified incoming message's new thread state."""
+    return {
+        T.REPLIED: ThreadEvent.REPLY,
+        T.BOUNCED: ThreadEvent.BOUNCE,
+        T.HELD: ThreadEvent.CHALLENGE,
+    }[ThreadState(state)]
+
+
+class MessageEvent(enum.StrEnum):
+    SUBMIT = "submit"  # the promise right before MAIL FROM
+    RESEND = "resend"  # 'mailer resolve --resend' takes an in-doubt message
+    SENT = "sent"
+    REQUEUE = "requeue"
+    FAIL = "fail"
+    DOUBT = "doubt"
+    ABANDONED = "abandoned"  # submitting by a process that is gone
+    DROP_QUEUED = "drop_queued"  # a queued message nobody will send any more
+
+
+MESSAGE_MOVES: dict[MessageEvent, Move] = {
+    MessageEvent.SUBMIT: Move(frozenset({M.QUEUED}), M.SUBMITTING),
+    MessageEvent.RESEND: Move(frozenset({M.IN_DOUBT, M.SUBMITTING}), M.SUBMITTING),
+    MessageEvent.SENT: Move(frozenset({M.QUEUED, M.SUBMITTING, M.IN_DOUBT}), M.SENT),
+    MessageEvent.REQUEUE: Move(frozenset({M.QUEUED, M.SUBMITTING}), M.QUEUED),
+    MessageEvent.FAIL: Move(frozenset({M.QUEUED, M.SUBMITTING}), M.FAILED),
+    MessageEvent.DOUBT: Move(frozenset({M.QUEUED, M.SUBMITTING, M.IN_DOUBT}), M.IN_DOUBT),
+    MessageEvent.ABANDONED: Move(frozenset({M.SUBMITTING}), M.IN_DOUBT),
+    MessageEvent.DROP_QUEUED: Move(frozenset({M.QUEUED}), M.FAILED),
+}
+
+
+class TransitionRefused(StateError):
+    """The table does not allow this event from the row's current state."""
+
+    def __init__(self, what: str, current: str, event: str, to: str) -> None:
+        super().__init__(f"{what}: cannot go from {current} to {to} ({event.replace('_', ' ')})")
+        self.current, self.event, self.to = current, event, to
+
+
+def allowed(event: ThreadEvent | MessageEvent) -> tuple[str, ...]:
+    """The event's from-states, sorted: what the store puts in ``WHERE state IN (...)``."""
+    return tuple(sorted(_move(event).from_states))
+
+
+def target(event: ThreadEvent | MessageEvent) -> str:
+    return _move(event).to
+
+
+def apply(event: ThreadEvent | MessageEvent, current: str, what: str) -> str:
+    """The state after ``event``; :class:`TransitionRefused` if the table forbids it."""
+    move = _move(event)
+    if current not in move.from_states:
+        raise TransitionRefused(what, current, event, move.to)
+    return move.to
+
+
+def _move(event: ThreadEvent | MessageEvent) -> Move:
+    if isinstance(event, ThreadEvent):
+        return THREAD_MOVES[event]
+    return MESSAGE_MOVES[event]
+
+
+# --- what a delivery error means for the message --------------------------------------------
+
+
+class Outcome(enum.StrEnum):
+    FAILED = "failed"  # the server refused this message for good
+    REQUEUE = "requeue"  # not taken, and may be taken later
+    IN_DOUBT = "in_doubt"  # the whole message went; whether it was taken is unknown
+
+
+# The server's own refusal of this message (5xx): kinds from sender.py.
+_REFUSED = frozenset({"recipient", "permanent"})
+
+
+def outcome_of(error: DeliveryError, *, resending: bool = False) -> Outcome:
+    """What a delivery error means for the message it interrupted.
+
+    Decided from ``kind`` alone: only the server's refusal fails a message; a login, TLS,
+    timeout or dropped connection leaves it unsent and worth another try, so a pending
+    follow-up is never lost to a network problem. A resend of an in-doubt message that does
+    not complete stays in doubt: the first copy may have arrived.
+    """
+    if error.kind == "in-doubt":
+        return Outcome.IN_DOUBT
+    if error.kind in _REFUSED:
+        return Outcome.FAILED
+    return Outcome.IN_DOUBT if resending else Outcome.REQUEUE
+
+
+def blocks_account(error: DeliveryError) -> bool:
+    """True if the error is the account's, not the message's (login, certificate, TLS), and
+    is not worth retrying now: nothing else from that account can go this run."""
+    return outcome_of(error) is Outcome.REQUEUE and not error.temporary
+
+
+# --- display, derived from the enums --------------------------------------------------------
+
+
+def describe(state: ThreadState | MessageState | str) -> str:
+    """A state in words: ``awaiting_reply`` -> ``awaiting reply``."""
+    return str(state).replace("_", " ")
+
+
+def message_shown(state: str, owner_alive: bool, final_dot: bool = True) -> MessageState:
+    """A message's state as the user must see it: ``submitting`` by a process that is gone
+    is in doubt if it reached the final-dot mark (the server may have taken it), and queued
+    again if it did not (the server cannot have taken it)."""
+    if state == M.SUBMITTING and not owner_alive:
+        return M.IN_DOUBT if final_dot else M.QUEUED
+    return MessageState(state)

@@ -1,0 +1,843 @@
+"""The apology check: is a drafted message fit to send? Pure: text in, findings out.
+
+``lint_apology`` reads a subject and body and returns :class:`Finding` objects, errors first.
+An error blocks sending unless the user forces it; a warning is only shown. Every rule, its
+severity and its thresholds are listed in ``RULES`` and explained in ``docs/apology-check.md``.
+
+Lines quoted with ``>`` (an earlier message below a reply) are not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+ERROR = "error"
+WARNING = "warning"
+# A way to make a sound message better (no personal note): shown, never a problem.
+SUGGESTION = "suggestion"
+KINDS = ("apology", "follow_up")
+
+# Body words: above the first number is a warning, above the second an error.
+WORD_BUDGET: dict[str, tuple[int, int]] = {"apology": (250, 400), "follow_up": (150, 250)}
+# More apology words than this in one body reads as grovelling.
+MAX_APOLOGY_WORDS = 3
+# This many excuse phrases in one body is an error, not a warning each.
+MAX_EXCUSES = 2
+# A note this short is a slip of the keyboard ("." or "ok"), not something to send.
+MIN_NOTE_CHARS = 3
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check: its id, how serious it is, what it means and the usual fix."""
+
+    id: str
+    severity: str
+    title: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in a message. ``excerpt`` is the offending sentence, when there is one."""
+
+    rule: str
+    severity: str
+    message: str
+    fix: str
+    excerpt: str = ""
+
+
+_RULE_LIST = (
+    Rule(
+        "missing-reason",
+        ERROR,
+        "no reason is given for missing or moving the interview",
+        "Add one short, honest sentence saying why, e.g. 'I was taken ill that morning.'",
+    ),
+    Rule(
+        "missing-regret",
+        ERROR,
+        "the message never says sorry",
+        "Say it once, plainly: 'I am sorry for the inconvenience this caused.'",
+    ),
+    Rule(
+        "missing-interest",
+        ERROR,
+        "the message does not say you still want the role",
+        "Add: 'I remain very interested in the {role} role at {company}.'",
+    ),
+    Rule(
+        "interest-not-specific",
+        WARNING,
+        "your interest is not tied to the company and the role",
+        "Name both next to your interest: 'I remain very interested in the {role} role at "
+        "{company}.'",
+    ),
+    Rule(
+        "missing-reschedule",
+        ERROR,
+        "the message does not ask for another time",
+        "Ask: 'Would it be possible to reschedule at a time that suits you?'",
+    ),
+    Rule(
+        "missing-thanks",
+        ERROR,
+        "the message does not thank the reader",
+        "End with: 'Thank you for your understanding and for your time.'",
+    ),
+    Rule(
+        "placeholder",
+        ERROR,
+        "a placeholder was left in the text",
+        "Replace it with the real detail, or delete it.",
+    ),
+    Rule(
+        "long-message",
+        WARNING,
+        "the body is longer than a concise apology should be",
+        "Cut it to the five elements (reason, sorry, interest, new time, thanks); one "
+        "sentence each is enough.",
+    ),
+    Rule(
+        "too-long",
+        ERROR,
+        "the body is far too long to be read on a busy day",
+        "Cut it to the five elements (reason, sorry, interest, new time, thanks); one "
+        "sentence each is enough.",
+    ),
+    Rule(
+        "demanding-tone",
+        ERROR,
+        "demanding or entitled wording",
+        "Ask, and let them choose: 'Would it be possible to find another time that suits you?'",
+    ),
+    Rule(
+        "pushy-timing",
+        WARNING,
+        "pressing the reader to act at once",
+        "Leave the timing to them: 'whenever suits you' instead of 'immediately'.",
+    ),
+    Rule(
+        "blame-shifting",
+        ERROR,
+        "the wording puts the fault on someone else",
+        "Own what happened in one sentence, without pointing at anyone: 'I misread the time, "
+        "and I am sorry.'",
+    ),
+    Rule(
+        "excuse-making",
+        WARNING,
+        "the wording excuses rather than explains",
+        "State the reason plainly once, and do not argue it was unavoidable.",
+    ),
+    Rule(
+        "stacked-excuses",
+        ERROR,
+        "three or more excuses in one message",
+        "Give one reason, once, and own the rest: 'I was held up, and I should have allowed "
+        "more time.'",
+    ),
+    Rule(
+        "passive-missed",
+        WARNING,
+        "the passive 'the interview was missed' owns nothing",
+        "Say who missed it: 'I missed our interview.'",
+    ),
+    Rule(
+        "tense-mismatch",
+        ERROR,
+        "the note's tense contradicts the message: the interview is past in one, ahead in the "
+        "other",
+        "Write the note for an interview that is {tense}: e.g. '{example}'",
+    ),
+    Rule(
+        "note-too-short",
+        ERROR,
+        "the note is one or two characters: a slip, not a sentence",
+        "Write a whole sentence with --note, or leave it out.",
+    ),
+    Rule(
+        "over-apologising",
+        WARNING,
+        "too many apologies, or grovelling",
+        "Apologise once or twice, sincerely and calmly: 'I am sorry for the inconvenience.'",
+    ),
+    Rule(
+        "personal-note",
+        SUGGESTION,
+        "the message is generic: nothing in it is personal to this interview",
+        "Add a sentence only you could write (something from your last conversation, or why "
+        "this role) with --note.",
+    ),
+    Rule(
+        "note-not-used",
+        WARNING,
+        "the personal note you gave does not appear in the message",
+        "Put {{ note }} in your template, or write the note into the text.",
+    ),
+)
+RULES: dict[str, Rule] = {r.id: r for r in _RULE_LIST}
+
+_I = re.IGNORECASE
+
+# --- the key elements -------------------------------------------------------------------------
+
+_REASON = re.compile(
+    r"\b(?:because|due to|owing to|as a result|caused by|on account of|"
+    r"ill|illness|sick|unwell|fever|flu|covid|migraine|hospital|doctor|medical|injur\w*|"
+    r"emergenc\w*|accident|family|personal|bereavement|funeral|passed away|childcare|"
+    r"transport|traffic|trains?|bus|tube|flight|car|broke down|breakdown|strike|delay\w*|"
+    r"disruption|cancell?ed|held up|stuck|"
+    r"internet|connection|power cut|outage|technical|laptop|computer|wi-?fi|"
+    r"clash\w*|conflict\w*|commitment|double[- ]booked|"
+    r"came up|come up|arisen|arose|circumstances?|matter|overslept|forgot|mistake|mix-up|"
+    r"mixed up|misread|wrote down|late|lost|wrong)\b",
+    _I,
+)
+_REGRET = re.compile(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
+_THANKS = re.compile(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
+_RESCHEDULE = re.compile(
+    r"\b(?:re-?schedul\w*|re-?arrang\w*|postpon\w*|"
+    r"(?:another|a new|new|a different|different|an alternative|alternative|other|a later|"
+    r"later) (?:time|date|day|slot|opportunity|chance)s?|"
+    r"move (?:our|the|my|it)\b|"
+    r"find (?:a|another|some) (?:time|date|slot)|"
+    r"(?:a|any) time that (?:suits|works)|when (?:it )?(?:would )?suits? you|"
+    r"fit around your (?:calendar|schedule|diary)|second chance|"
+    r"(?:I am|I'm|I would be) (?:also )?(?:available|free) (?:on|at|any|from|this|next))",
+    _I,
+)
+_INTEREST = re.compile(
+    r"\b(?:interest\w*|keen|enthusias\w*|excit\w*|eager\w*|look(?:ing)? forward|passionate|"
+    r"would (?:love|like) to (?:join|work|be part)|still want)\b",
+    _I,
+)
+_ROLE_WORD = re.compile(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
+# Tried only where a run of separators starts, and the run taken whole: a company name of
+# many spaces costs one pass, not one pass per space.
+_LEGAL_SUFFIX = re.compile(
+    r"(?<![\s,])[\s,]++(?:ltd|limited|inc|plc|llc|gmbh|ag|sa|bv|co|corp|corporation)\.?$", _I
+)
+
+# --- placeholders -----------------------------------------------------------------------------
+
+_PLACEHOLDERS = (
+    re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'-]{0,40}\]"),  # [Your Name], [Company]
+    re.compile(r"\[\s*(?:insert|your|add|enter|name|company|date|time|role)\b[^\]\n]{0,40}\]", _I),
+    re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{\{|\}\}|\{%|%\}|\{#|#\}"),  # Jinja2 markup
+    re.compile(r"\$?\{\s*[A-Za-z_]\w{0,30}\s*\}"),  # {name}, ${name}
+    re.compile(r"%[A-Z][A-Z_]{1,30}%"),  # %NAME%
+    re.compile(r"<\s*[A-Z][A-Z0-9 _-]{1,40}\s*>"),  # <NAME>
+    re.compile(
+        r"<\s*(?:your|insert|the|company|interviewer|name|date|time|role)\b[^<>@\n]{0,40}>", _I
+    ),
+    re.compile(r"\bX{3,}\b|\bXX[:/.-]XX\b"),  # XXX, XX/XX
+    re.compile(r"\b(?:TBD|TBC|TBA|TODO|FIXME)\b"),
+    re.compile(r"\b[A-Z]{2,}(?:_[A-Z]+)+\b"),  # FIRST_NAME
+    re.compile(r"\blorem ipsum\b", _I),
+)
+
+# --- tone -------------------------------------------------------------------------------------
+
+_NEGATION_BEFORE = re.compile(
+    r"(?:n't|\bnot|\bnever|\bunable to|\bno way to)\W+(?:\w+\W+){0,2}$", _I
+)
+
+_DEMANDING = (
+    r"\bI (?:would )?expect (?:you|a (?:reply|response|call|answer|decision|new)|"
+    r"an (?:answer|offer|interview|apology|explanation)|to (?:hear|be (?:given|offered|"
+    r"rescheduled|seen|interviewed))|that you|the (?:company|interview|team))\b",
+    r"\byou must\b(?! (?:be|have|get|hear|know|see|receive)\b)",
+    r"\bI need you to\b",
+    r"\bI need (?:a|an|your) (?:reply|answer|response|decision|confirmation)\b",
+    r"\bI (?:demand|insist)\b",
+    r"\bI (?:deserve|am entitled|'m entitled)\b",
+    r"\byou owe me\b",
+    r"(?<!\bif )(?<!\bdo )(?<!\bwhat )(?<!\ball )(?<!\bshould )\byou (?:have|need) to\b",
+    r"\bI want you to\b",
+    r"\bmake sure (?:that )?you\b",
+    r"\bASAP\b",
+    r"\bas soon as possible for me\b",
+    r"\bat my (?:earliest )?convenience\b",
+    r"\b(?:it is|it's) your (?:job|responsibility|duty)\b",
+)
+_URGENCY = (
+    r"(?:immediately|right away|straight away|urgently|as soon as possible|without delay|"
+    r"at once|by (?:today|tonight|tomorrow|the end of (?:the )?day|end of (?:the )?day|eod|"
+    r"close of business)|within (?:\d+|one|two|a few|twenty-four|forty-eight) (?:hours?|days?))"
+)
+_REQUEST_VERB = (
+    r"\b(?:reply|respond|answer|get back to me|call me|ring me|phone me|contact me|email me|"
+    r"write back|confirm|reschedule|rearrange|let me know|send|arrange|book|set up|tell me)"
+)
+_PUSHY = (
+    _REQUEST_VERB + r"\b[^.!?\n]{0,40}?\b" + _URGENCY + r"\b",
+    r"\bURGENT\b",
+    r"\b(?:this is|it is|it's) (?:very |really )?urgent\b",
+)
+_YOUR_THING = (
+    r"\byour (?:directions|instructions|email|emails|invitation|invite|link|address|calendar|"
+    r"system|software|website|receptionist|recruiter|colleague|office|team|map|booking)\b"
+)
+_BLAMED = (
+    r"\b(?:wrong|unclear|confusing|incorrect|misleading|broken|vague|didn't|did not|never|"
+    r"failed|wasn't|was not|fault|blame|mistake|error|hard to|impossible|lost)\b"
+)
+# What the regex f"{_YOUR_THING}(?=[^.!?\n]*{_BLAMED})" means; it is not used as a regex,
+# because its lookahead rescans the rest of the clause from every "your email".
+_YOUR_THING_BLAMED = "your-thing-then-blamed"
+_BLAME = (
+    r"\b(?:not|wasn't|wasnt|isn't|isnt) (?:really |entirely |even |at all )?my fault\b",
+    r"\b(?:no one|no-one|nobody) (?:told|informed|reminded|warned|let) me\b",
+    r"\bI (?:was|had been) (?:never |not )?(?:told|given|sent)\b[^.!?\n]{0,30}"
+    r"\b(?:wrong|incorrect)\b",
+    r"\bI (?:was never|was not|wasn't|had not been|hadn't been) (?:told|informed|reminded)\b",
+    r"\byou (?:gave|sent|told|wrote|said|put|listed)\b[^.!?\n]{0,40}"
+    r"\b(?:wrong|incorrect|confusing|unclear)\b",
+    _YOUR_THING_BLAMED,  # see _ClauseLookahead: "your directions ... were wrong"
+    r"\b(?:because of|due to|thanks to) your (?:directions|instructions|email|invitation|invite|"
+    r"link|system|software|website|receptionist|recruiter|colleague|office|team|map)\b",
+    r"\byou (?:should|could) have (?:told|informed|reminded|sent|called|let|mentioned|made)\b",
+    r"\bif (?:only )?you had\b",
+    r"\b(?:blame|fault) (?:lies|lay|rests|is) with (?:you|your|the)\b",
+    r"(?<!n't )(?<!not )\bblam(?:e|ed|ing) (?:the|your|you|it on|them|him|her)\b",
+)
+_EXCUSE = (
+    r"\b(?:traffic|trains?|buses|bus|tube|roads?|weather|parking|queues?) (?:was|were|is|are) "
+    r"(?:so |really |just )?(?:terrible|awful|horrendous|horrible|a nightmare|crazy|insane|"
+    r"ridiculous|unbelievable|a joke|bad)\b",
+    r"\bnothing (?:else )?I could (?:have )?do(?:ne)?\b",
+    r"\b(?:couldn't|could not|can't|cannot) (?:have )?be(?:en)? helped\b",
+    r"\b(?:these|such) things happen\b",
+    r"\bit happens to (?:the best|everyone|everybody|anyone)\b",
+    r"\bwhat can you do\b",
+    r"\bin my defen[cs]e\b",
+    r"\bto be fair\b",
+    r"\bI had no (?:other )?choice\b",
+    r"\bout of my hands\b",
+    r"\banyone (?:else )?would have\b",
+    r"\b(?:it's|it is) not like\b",
+    r"\bnot (?:such )?a big deal\b",
+    r"\bI couldn't help it\b",
+)
+# Said of attending an interview: a past form and a future form. Either, in a note, against a
+# message of the other tense contradicts it ("could not attend" above "I am unwell at the moment").
+_ATTEND = r"(?:attend|make it|join|come|be there|take part)"
+_PAST_ATTEND = re.compile(
+    rf"\b(?:(?:could not|couldn't|was unable to|wasn't able to|was not able to|did not|didn't) "
+    rf"{_ATTEND}|missed (?:the|our|my|it)|had to miss)\b",
+    _I,
+)
+_FUTURE_ATTEND = re.compile(
+    rf"\b(?:(?:will not|won't|will be unable to|cannot|can't|am unable to|am not able to|"
+    rf"will not be able to|won't be able to) {_ATTEND}|will (?:have to )?miss)\b",
+    _I,
+)
+_PASSIVE_MISSED = re.compile(
+    r"\b(?:the|our|my|this|that) (?:interview|meeting|call|appointment|video call) "
+    r"(?:was|got|has been|had been|were) (?:\w+ )?missed\b",
+    _I,
+)
+
+_INTENSIFIERS = "so very really terribly truly deeply awfully incredibly extremely sincerely"
+_INTENSIFIER = f"(?:{'|'.join(_INTENSIFIERS.split())})"
+# What rf"\b(?:{_INTENSIFIER},?\s+){{2,}}(?:sorry|apologetic)\b" means; matched backwards
+# (see _Backward), because forwards the regex retries a run of intensifiers from each word.
+_INTENSIFIED_SORRY = "intensified-sorry"
+_GROVEL = (
+    _INTENSIFIED_SORRY,  # see _Backward: "so very sorry"
+    r"\bsorry,? sorry\b",
+    r"\bplease,? please\b",
+    r"\bforgive me\b",
+    r"\bI (?:beg|am begging|'m begging)\b",
+    r"\bon my knees\b",
+    r"\bI (?:feel|am feeling|'m feeling) (?:so |really |absolutely |truly )?(?:terrible|awful|"
+    r"horrible|ashamed|mortified|devastated|sick about)\b",
+    r"\bI(?: am|'m) (?:such )?an? (?:idiot|fool|failure)\b",
+    r"\bunforgivable\b",
+    r"\bnever forgive myself\b",
+    r"\bI (?:don't|do not) deserve\b",
+    r"\bI hate myself\b",
+    r"\b(?:can't|cannot|can not) apologi[sz]e enough\b",
+    r"\b(?:a thousand|a million) apologies\b",
+    r"\bmortified\b",
+    r"\bgrovel\w*\b",
+)
+
+
+class _Pattern(Protocol):
+    def search(self, text: str) -> _Span | re.Match[str] | None: ...
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a matcher that is not a regex matched: what _tone needs of a re.Match."""
+
+    s: int
+    e: int
+
+    def start(self) -> int:
+        return self.s
+
+    def end(self) -> int:
+        return self.e
+
+
+class _Backward:
+    """A regex whose unbounded part comes before a fixed word (two or more intensifiers, then
+    'sorry'), matched on the reversed text: each run is then read once, from its word, where
+    a forward search reads it again from each of its words (quadratic on 'so so so ...')."""
+
+    linear = True
+
+    def __init__(self, reversed_pattern: str) -> None:
+        self.regex = re.compile(reversed_pattern, _I)
+
+    def search(self, text: str) -> _Span | None:
+        last = None
+        for last in self.regex.finditer(text[::-1]):  # noqa: B007 - the last is the leftmost
+            pass
+        return None if last is None else _Span(len(text) - last.end(), len(text) - last.start())
+
+
+class _ClauseLookahead:
+    """``FIRST(?=[^.!?\n]*SECOND)``: FIRST, with SECOND later in the same clause. One pass for
+    each regex and a binary search per FIRST, where the lookahead rescans the clause from
+    every FIRST (quadratic on 'your email your email ...')."""
+
+    linear = True
+
+    def __init__(self, first: str, second: str) -> None:
+        self.first, self.second = re.compile(first, _I), re.compile(second, _I)
+
+    def search(self, text: str) -> _Span | None:
+        ends = [m.start() for m in _CLAUSE_END.finditer(text)]
+        seconds = [m.start() for m in self.second.finditer(text)]
+        for m in self.first.finditer(text):
+            clause_end = ends[i] if (i := bisect_left(ends, m.end())) < len(ends) else len(text)
+            j = bisect_left(seconds, m.end())
+            if j < len(seconds) and seconds[j] < clause_end:
+                return _Span(m.start(), m.end())
+        return None
+
+
+_CLAUSE_END = re.compile(r"[.!?\n]")
+
+
+def _compile(patterns: Iterable[str], flags: int = _I) -> tuple[_Pattern, ...]:
+    return tuple(_MATCHERS.get(p) or re.compile(p, flags) for p in patterns)
+
+
+_MATCHERS: dict[str, _Pattern] = {
+    _INTENSIFIED_SORRY: _Backward(
+        rf"\b(?:yrros|citegolopa)(?:\s+,?(?:{'|'.join(w[::-1] for w in _INTENSIFIERS.split())})){{2,}}\b"
+    ),
+    _YOUR_THING_BLAMED: _ClauseLookahead(_YOUR_THING, _BLAMED),
+}
+
+
+_DEMANDING_RE = _compile(_DEMANDING)
+_PUSHY_RE = (
+    re.compile(_PUSHY[0], _I),
+    re.compile(_PUSHY[1]),  # capitals only: "an urgent family matter" is a reason, not pressure
+    re.compile(_PUSHY[2], _I),
+)
+_BLAME_RE = _compile(_BLAME)
+_EXCUSE_RE = _compile(_EXCUSE)
+_GROVEL_RE = _compile(_GROVEL)
+
+# Sentence checks read a long "sentence" in overlapping pieces (see _pieces). Real sentences are
+# far shorter than a piece; in a longer one, a match that spans more than the overlap across
+# two pieces is missed.
+MAX_PIECE = 1000
+_OVERLAP = 200
+_SLACK = 100  # how far back from a cut a space is looked for
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
+_EXCERPT_MAX = 160
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def lint_apology(
+    subject: str,
+    text: str,
+    *,
+    company: str,
+    role: str,
+    note: str | None = "",
+    kind: str = "apology",
+    past: bool | None = None,
+) -> list[Finding]:
+    """Check one message and return its findings, errors first.
+
+    ``kind`` is ``"apology"`` (needs reason, regret, interest, reschedule request, thanks) or
+    ``"follow_up"`` (needs interest, reschedule request, thanks). ``note`` is the personal note
+    the user gave (``""``: none, which earns the ``personal-note`` suggestion); pass ``None``
+    when that is unknown, e.g. for a text written by hand. An empty ``company`` skips the check
+    that interest names the company. ``past``: whether the interview has gone by, when known;
+    the note's tense is then checked against it.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    body = _unquoted(text)
+    sentences = _sentences(body)
+    subject_line = [f"Subject: {subject}"] if subject.strip() else []
+    findings: list[Finding] = []
+    findings += _elements(body, sentences, kind=kind, company=company, role=role)
+    findings += _placeholders(subject_line + sentences)
+    findings += _length(body, kind)
+    findings += _tone(subject_line + sentences)
+    findings += _apology_count(body)
+    if stacked := list(_excuse_count(sentences)):
+        # One error for the pile says it better than a warning for each excuse in it.
+        findings = [f for f in findings if f.rule != "excuse-making"] + stacked
+    findings += _passive(sentences)
+    if kind == "apology" and note is not None:
+        findings += _note(body, note)
+        if past is not None:
+            findings += _note_tense(note, past)
+    return sorted(findings, key=lambda f: _RANK[f.severity])
+
+
+_RANK = {ERROR: 0, WARNING: 1, SUGGESTION: 2}
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    """True if any finding should block sending (unless forced)."""
+    return any(f.severity == ERROR for f in findings)
+
+
+def format_finding(f: Finding) -> str:
+    """One or two lines for the terminal: what and where, then the fix."""
+    what = f'{f.message.rstrip(".")}: "{f.excerpt}"' if f.excerpt else f.message
+    return f"{f.severity}: [{f.rule}] {what}\n    fix: {f.fix}"
+
+
+def summary(findings: Iterable[Finding]) -> str:
+    """'2 errors, 1 warning' ('no problems found', with '; 1 suggestion' when there is one)."""
+    items = list(findings)
+    errors = sum(f.severity == ERROR for f in items)
+    warnings = sum(f.severity == WARNING for f in items)
+    suggestions = len(items) - errors - warnings
+    parts = [
+        f"{n} {word}{'' if n == 1 else 's'}"
+        for n, word in ((errors, "error"), (warnings, "warning"), (suggestions, "suggestion"))
+        if n
+    ]
+    if not errors and not warnings:
+        return "; ".join(["no problems found", *parts])
+    return ", ".join(parts)
+
+
+def split_subject(raw: str) -> tuple[str, str]:
+    """A text file as ``mailer lint FILE`` reads it: an optional 'Subject: ...' first line,
+    then the body. Returns ``(subject, body)``; the subject is empty when there is none."""
+    stripped = raw.lstrip("\n")
+    first, _, rest = stripped.partition("\n")
+    if first.lower().startswith("subject:"):
+        return " ".join(first[len("subject:") :].split()), rest.lstrip("\n")
+    return "", stripped
+
+
+def word_count(text: str) -> int:
+    """Words as the length rules count them (quoted '>' lines excluded)."""
+    return len(_WORD.findall(_unquoted(text).replace("’", "'")))
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def _finding(rule_id: str, message: str, excerpt: str = "", **fill: str) -> Finding:
+    rule = RULES[rule_id]
+    fix = rule.fix
+    # Unknown facts read as "<role>" / "<company>" so the suggestion never says "role role".
+    for key, value in fill.items():
+        fix = fix.replace("{" + key + "}", value or f"<{key}>")
+    return Finding(rule_id, rule.severity, message, fix, _trim(excerpt))
+
+
+def _elements(
+    body: str, sentences: list[str], *, kind: str, company: str, role: str
+) -> Iterator[Finding]:
+    text = _norm(body)
+    fill = {"company": company, "role": role}
+    if kind == "apology":
+        if not _REASON.search(text):
+            yield _finding(
+                "missing-reason", "No reason is given for missing or moving the interview."
+            )
+        if not _REGRET.search(text):
+            yield _finding("missing-regret", "The message never says sorry (or apologises).")
+    if not _INTEREST.search(text):
+        yield _finding(
+            "missing-interest",
+            "The message does not say you are still interested in the role.",
+            **fill,
+        )
+    else:
+        yield from _interest_specific(sentences, company, role)
+    if not _RESCHEDULE.search(text):
+        yield _finding("missing-reschedule", "The message does not ask to reschedule.")
+    if not _THANKS.search(text):
+        yield _finding("missing-thanks", "The message does not thank the reader.")
+
+
+def _interest_specific(sentences: list[str], company: str, role: str) -> Iterator[Finding]:
+    """Interest counts as specific when a sentence with an interest word, or the sentence just
+    before or after it, names the company, and the role (its name or 'role', 'position', ...)."""
+    if not company.strip():
+        return
+    names = {company.strip().casefold(), _LEGAL_SUFFIX.sub("", company.strip()).casefold()}
+    role_name = role.strip().casefold()
+    first = ""
+    for i, sentence in enumerate(sentences):
+        if not _INTEREST.search(_norm(sentence)):
+            continue
+        first = first or sentence
+        window = " ".join(sentences[max(0, i - 1) : i + 2]).casefold()
+        has_company = any(n and n in window for n in names)
+        has_role = bool(role_name and role_name in window) or bool(_ROLE_WORD.search(window))
+        if has_company and has_role:
+            return
+    yield _finding(
+        "interest-not-specific",
+        f"Your interest is not tied to {company}"
+        + (f" and the {role} role" if role.strip() else "")
+        + " (name them in the same sentence or the one next to it).",
+        first,
+        company=company,
+        role=role,
+    )
+
+
+def _placeholders(sentences: list[str]) -> Iterator[Finding]:
+    for sentence in sentences:
+        if not _search(_ANY_PLACEHOLDER, sentence):
+            continue
+        for pattern in _PLACEHOLDERS:
+            if span := _search(pattern, sentence):
+                found = sentence[span[0] : span[1]]
+                yield _finding("placeholder", f"Leftover placeholder {found!r}.", sentence)
+                break
+
+
+def _length(body: str, kind: str) -> Iterator[Finding]:
+    words = word_count(body)
+    warn, error = WORD_BUDGET[kind]
+    if words > error:
+        yield _finding(
+            "too-long", f"The body is {words} words; keep it under {warn} (limit {error})."
+        )
+    elif words > warn:
+        yield _finding("long-message", f"The body is {words} words; aim for {warn} or fewer.")
+
+
+_TONE_CHECKS: tuple[tuple[str, tuple[_Pattern, ...], Callable[[str], str]], ...] = (
+    (
+        "demanding-tone",
+        _DEMANDING_RE,
+        lambda m: f"{m!r} sounds demanding to someone you kept waiting.",
+    ),
+    ("pushy-timing", _PUSHY_RE, lambda m: f"{m!r} presses them to act on your timetable."),
+    ("blame-shifting", _BLAME_RE, lambda m: f"{m!r} puts the fault on someone else."),
+    ("excuse-making", _EXCUSE_RE, lambda m: f"{m!r} sounds like an excuse rather than a reason."),
+    (
+        "over-apologising",
+        _GROVEL_RE,
+        lambda m: f"{m!r} is grovelling; one calm apology is stronger.",
+    ),
+)
+
+
+def _any_of(patterns: Iterable[_Pattern], starts: str) -> re.Pattern[str]:
+    """One regex that matches wherever any of ``patterns`` would (a matcher that is not a
+    regex stands in as a looser regex): most sentences match none, and are then done in one
+    call instead of one per pattern. ``starts`` is what holds where any match can start,
+    tested first so that other places cost one test, not one per pattern."""
+    sources = []
+    for p in patterns:
+        if isinstance(p, re.Pattern):
+            sources.append(f"(?{'i' if p.flags & _I else '-i'}:{p.pattern})")
+        else:
+            sources.append(_STAND_INS[p])
+    return re.compile(f"{starts}(?:{'|'.join(sources)})")
+
+
+_STAND_INS: dict[_Pattern, str] = {
+    _MATCHERS[_INTENSIFIED_SORRY]: r"(?i:\b(?:sorry|apologetic)\b)",
+    _MATCHERS[_YOUR_THING_BLAMED]: f"(?i:{_YOUR_THING})",
+}
+
+
+def _tone(sentences: list[str]) -> Iterator[Finding]:
+    for sentence in sentences:
+        norm = _norm(sentence)
+        if not _search(_ANY_TONE, norm):
+            continue
+        demanding = False
+        for rule_id, patterns, explain in _TONE_CHECKS:
+            if rule_id == "pushy-timing" and demanding:
+                continue  # one sentence, one complaint: "ASAP for me" is demanding, not also pushy
+            for pattern in patterns:
+                span = (
+                    _first_unnegated(pattern, norm)  # type: ignore[arg-type]
+                    if rule_id == "pushy-timing"
+                    else _search(pattern, norm)
+                )
+                if span:
+                    yield _finding(rule_id, explain(sentence[span[0] : span[1]]), sentence)
+                    demanding = demanding or rule_id == "demanding-tone"
+                    break
+
+
+def _first_unnegated(pattern: re.Pattern[str], text: str) -> tuple[int, int] | None:
+    """'I could not call you right away' reports the past, it asks for nothing."""
+    for offset, piece in _pieces(text):
+        for m in pattern.finditer(piece):
+            start = offset + m.start()
+            if not _NEGATION_BEFORE.search(text[max(0, start - 30) : start]):
+                return start, offset + m.end()
+    return None
+
+
+def _search(pattern: _Pattern, text: str) -> tuple[int, int] | None:
+    """Where ``pattern`` first matches ``text``: a regex reads it piece by piece; the matchers
+    that stand in for regexes are linear as they are, and read it whole."""
+    if len(text) <= MAX_PIECE or getattr(pattern, "linear", False):
+        m = pattern.search(text)
+        return (m.start(), m.end()) if m else None
+    for offset, piece in _pieces(text):
+        if m := pattern.search(piece):
+            return offset + m.start(), offset + m.end()
+    return None
+
+
+def _pieces(text: str) -> Iterator[tuple[int, str]]:
+    """``text`` as overlapping pieces of at most MAX_PIECE characters, with their offsets, cut
+    at spaces where there is one near: no regex then sees more than MAX_PIECE characters at
+    once, so the check stays linear whatever a pattern's backtracking costs."""
+    start = 0
+    while len(text) - start > MAX_PIECE:
+        cut = text.rfind(" ", start + MAX_PIECE - _SLACK, start + MAX_PIECE)
+        end = cut if cut > start else start + MAX_PIECE
+        yield start, text[start:end]
+        back = text.rfind(" ", end - _OVERLAP - _SLACK, end - _OVERLAP)
+        start = back + 1 if back > start else end - _OVERLAP
+    yield start, text[start:] if start else text
+
+
+def _apology_count(body: str) -> Iterator[Finding]:
+    count = len(_REGRET.findall(_norm(body)))
+    if count > MAX_APOLOGY_WORDS:
+        yield _finding(
+            "over-apologising",
+            f"{count} apologies ('sorry', 'apologise', 'regret'); {MAX_APOLOGY_WORDS} at most "
+            "reads as sincere.",
+        )
+
+
+def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
+    """Each excuse is a warning; a pile of them reads as arguing, and is an error."""
+    found = [s for s in sentences if any(_search(p, _norm(s)) for p in _EXCUSE_RE)]
+    if len(found) > MAX_EXCUSES:
+        yield _finding(
+            "stacked-excuses",
+            f"{len(found)} sentences make excuses; more than {MAX_EXCUSES} reads as arguing "
+            "the point.",
+            found[0],
+        )
+
+
+def _passive(sentences: list[str]) -> Iterator[Finding]:
+    for sentence in sentences:
+        if m := _PASSIVE_MISSED.search(_norm(sentence)):
+            yield _finding(
+                "passive-missed", f"{m.group(0)!r} says it happened, not that you did it.", sentence
+            )
+            return
+
+
+def _note_tense(note: str, past: bool) -> Iterator[Finding]:
+    wrong = _FUTURE_ATTEND if past else _PAST_ATTEND
+    if m := wrong.search(_norm(note)):
+        tense, example = (
+            ("past", "I could not attend, and I am sorry.")
+            if past
+            else ("still ahead", "I will not be able to attend on that day.")
+        )
+        yield _finding(
+            "tense-mismatch",
+            f"Your note says {m.group(0)!r}, but the interview is {tense}.",
+            note,
+            tense=tense,
+            example=example,
+        )
+
+
+def _note(body: str, note: str) -> Iterator[Finding]:
+    if 0 < len(note.strip()) < MIN_NOTE_CHARS:
+        yield _finding("note-too-short", f"The note is {note.strip()!r}.")
+        return
+    if not note.strip():
+        yield _finding("personal-note", "Nothing in this message is personal to this interview.")
+    elif _squash(note) not in _squash(body):
+        yield _finding("note-not-used", "Your --note is not in the message.", note)
+
+
+# --- text helpers -----------------------------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    """Curly apostrophes as straight ones (same length, so match offsets still fit the text)."""
+    return text.replace("’", "'").replace("‘", "'")
+
+
+def _squash(text: str) -> str:
+    return " ".join(_norm(text).split()).casefold()
+
+
+def _unquoted(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+
+
+def _sentences(body: str) -> list[str]:
+    """Sentences, for excerpts and nearness. Hard-wrapped lines are joined back together; list
+    items stay apart."""
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", body):
+        pending: list[str] = []
+        for line in (ln.strip() for ln in paragraph.splitlines()):
+            if not line:
+                continue
+            if _LIST_ITEM.match(line):
+                out += _split_sentences(" ".join(pending))
+                pending = []
+                out.append(line)
+            else:
+                pending.append(line)
+        out += _split_sentences(" ".join(pending))
+    return out
+
+
+def _split_sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def _trim(excerpt: str) -> str:
+    excerpt = " ".join(excerpt.split())
+    return excerpt if len(excerpt) <= _EXCERPT_MAX else excerpt[: _EXCERPT_MAX - 1].rstrip() + "…"
+
+
+# Every tone pattern starts at the start of a word; every placeholder at a bracket, a brace,
+# '$', '%', '#', '<' or a letter.
+_ANY_TONE = _any_of((p for _, patterns, _ in _TONE_CHECKS for p in patterns), r"\b(?=[^\W\d_])")
+_ANY_PLACEHOLDER = _any_of(_PLACEHOLDERS, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")

@@ -1,0 +1,380 @@
+"""Dates and times as people type them: "25/11/2026 10am", "Nov 25 10:00", "tomorrow 10:00",
+"next Tuesday 14:00", "2026-11-25 10:00 CET".
+
+A small fixed grammar rather than dateparser: dateparser reads "03/04" as 4 March without a
+word, which is the silent guess this module exists to refuse; it cannot say whether a year
+was missing or a word was relative, which must be echoed; and it adds ~0.06 s of import and
+~0.1 s for its first parse to every `preview`. Anything outside the grammar is refused with
+examples of what is read.
+
+Every reading says how it was made (:attr:`Reading.notes`), so the CLI can echo it back.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+
+from mailer.errors import InputError
+from mailer.model.zones import resolve
+
+FIRST_YEAR, LAST_YEAR = 1970, 2199
+
+MONTHS = {
+    name: n
+    for n, names in enumerate(
+        (
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+WEEKDAYS = {
+    name: n
+    for n, names in enumerate(
+        (
+            ("mon", "monday"),
+            ("tue", "tues", "tuesday"),
+            ("wed", "weds", "wednesday"),
+            ("thu", "thur", "thurs", "thursday"),
+            ("fri", "friday"),
+            ("sat", "saturday"),
+            ("sun", "sunday"),
+        )
+    )
+    for name in names
+}
+RELATIVE_DAYS = {"today": 0, "tomorrow": 1, "yesterday": -1}
+_FILLER = {"at", "on", "the", "of"}
+_WORDS = {*MONTHS, *WEEKDAYS, *RELATIVE_DAYS, *_FILLER, "next", "last", "this", "am", "pm"}
+_WORDS |= {"noon", "midday", "midnight", "to"}
+
+_TIME = r"\d{1,2}(?:[:.]\d{2}(?::\d{2})?\s*(?:am|pm)?|\s*(?:am|pm))|noon|midday|midnight"
+_TIME_RE = re.compile(rf"(?<![\w:./-])(?:{_TIME})(?![\w:./])", re.IGNORECASE)
+_RANGE_RE = re.compile(
+    rf"(?<![\w:./-])({_TIME})\s*(?:-|–|\bto\b)\s*({_TIME})(?![\w:./])", re.IGNORECASE
+)
+_OFFSET_RE = re.compile(r"^(?:utc|gmt)?([+-])(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_NUMERIC_DATE = re.compile(r"^(\d{1,4})([/.-])(\d{1,2})(?:\2(\d{2,4}))?$")
+EXAMPLES = "e.g. '2026-11-25 10:00', '25 Nov 2026 10:00', 'tomorrow 10:00' or 'next Tuesday 14:00'"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One date and time as read: ``at`` is aware, in the sender's zone."""
+
+    at: datetime
+    notes: tuple[str, ...] = ()  # relative words, a missing year, an abbreviation
+
+
+@dataclass(frozen=True)
+class SlotReading:
+    start: datetime
+    end: datetime
+    notes: tuple[str, ...] = ()
+
+
+def day_first(locale: str) -> bool:
+    """Whether the locale writes numeric dates day before month (en_GB) or not (en_US)."""
+    from babel import Locale  # only for a numeric date: Babel costs start-up time
+
+    pattern = Locale.parse(locale).date_formats["short"].pattern
+    return pattern.find("d") < pattern.find("M")
+
+
+def read_when(
+    text: str, tz: tzinfo, now: datetime, locale: str | None, what: str = "--interview"
+) -> Reading:
+    """Read a date and time such as "25/11/2026 10am" or "tomorrow 10:00 CET".
+
+    ``locale`` (the sender's, when set) orders a numeric date's day and month; None when it
+    was not set: then "03/04" is refused with both readings. Relative words count from
+    ``now``; the result is in ``tz``.
+    """
+    body, zone_tz, notes = _split_zone(text, tz, what, glued_offset=True)
+    local = zone_tz or tz
+    times = list(_TIME_RE.finditer(body))
+    if len(times) != 1:
+        raise InputError(
+            f"{what}: cannot read {text!r}; "
+            + ("it has no time of day" if not times else "it has more than one time")
+            + f"; {EXAMPLES}"
+        )
+    m = times[0]
+    clock_time = _read_time(m.group(0), text, what)
+    rest = body[: m.start()] + " " + body[m.end() :]
+    day, day_notes = _read_date(rest, text, local, now, locale, what)
+    at, fold_notes = _localise(day, clock_time, local, text, what)
+    at = at.astimezone(tz)
+    notes = (*notes, *fold_notes)
+    if zone_tz is not None and at.utcoffset() != at.astimezone(zone_tz).utcoffset():
+        notes = tuple(f"{n}, {clock_time:%H:%M} there" for n in notes)
+    return Reading(at, (*day_notes, *notes))
+
+
+def read_slot(
+    text: str, tz: tzinfo, now: datetime, locale: str | None, what: str = "--free"
+) -> SlotReading:
+    """Read a free time such as "2026-12-01 09:00-12:00" or "next Tuesday 9am-11am"."""
+    body, zone_tz, notes = _split_zone(text, tz, what, glued_offset=False)
+    local = zone_tz or tz
+    m = _RANGE_RE.search(body)
+    if not m:
+        raise InputError(
+            f"{what}: cannot read {text!r}; write a day and two times, e.g. "
+            "'2026-12-01 09:00-12:00' or 'next Tuesday 9am-11am'"
+        )
+    rest = body[: m.start()] + " " + body[m.end() :]
+    if _TIME_RE.search(rest):
+        raise InputError(f"{what}: cannot read {text!r}; it has more than one time range")
+    a, b = _read_time(m.group(1), text, what), _read_time(m.group(2), text, what)
+    day, day_notes = _read_date(rest, text, local, now, locale, what)
+    start, start_notes = _localise(day, a, local, text, what)
+    end, end_notes = _localise(day, b, local, text, what)
+    start, end = start.astimezone(tz), end.astimezone(tz)
+    notes = (*notes, *start_notes, *end_notes)
+    if end <= start:
+        raise InputError(f"{what}: {text!r} ends before it starts")
+    return SlotReading(start, end, (*day_notes, *notes))
+
+
+def shown(at: datetime) -> str:
+    """ "Wed 25 Nov 2026 10:00 (Europe/London)": the form every echo uses."""
+    return f"{at:%a} {at.day} {at:%b %Y %H:%M} ({zone_name(at)})"
+
+
+def zone_name(at: datetime) -> str:
+    return getattr(at.tzinfo, "key", None) or at.tzname() or "UTC"
+
+
+def echo(what: str, reading: Reading) -> str:
+    line = f"{what} read as {shown(reading.at)}"
+    return f"{line}: {'; '.join(reading.notes)}" if reading.notes else line
+
+
+def echo_slot(what: str, slot: SlotReading) -> str:
+    a, b = slot.start, slot.end
+    span = f"{a:%a} {a.day} {a:%b %Y %H:%M}-{b:%H:%M}" + (
+        "" if a.date() == b.date() else " next day"
+    )
+    line = f"{what} read as {span} ({zone_name(a)})"
+    return f"{line}: {'; '.join(slot.notes)}" if slot.notes else line
+
+
+def _split_zone(
+    text: str, tz: tzinfo, what: str, *, glued_offset: bool
+) -> tuple[str, tzinfo | None, tuple[str, ...]]:
+    """The text without a trailing zone ("CET", "Europe/Paris", "+01:00", "Z"), and the zone."""
+    body = re.sub(r"(\d{4}-\d{1,2}-\d{1,2})[Tt](?=\d)", r"\1 ", text.strip())
+    if glued_offset:  # ISO's "10:00+01:00", "10:00Z"; in a slot "09:00-12:00" is a range
+        body = re.sub(r"(\d:\d{2}(?::\d{2})?)(?=[+-]\d{2}:?\d{2}$|[Zz]$)", r"\1 ", body)
+    words = body.split()
+    if len(words) < 2:
+        return body, None, ()
+    last = words[-1].strip("()")  # "10:00 (Europe/London)", as the echo writes it
+    if m := _OFFSET_RE.match(last):
+        sign, hours, minutes = m.group(1), int(m.group(2)), int(m.group(3) or 0)
+        if hours > 23 or minutes > 59:
+            raise InputError(f"{what}: {last!r} in {text!r} is not a UTC offset")
+        delta = timedelta(hours=hours, minutes=minutes)
+        offset = timezone(-delta if sign == "-" else delta)
+        return " ".join(words[:-1]), offset, (f"given in {offset}",)
+    looks_like_zone = "/" in last and not any(c.isdigit() for c in last)
+    if looks_like_zone or (last.isalpha() and last.lower() not in _WORDS):
+        found = resolve(last, what)
+        # ZoneInfo instances are cached by name: the same zone is the same object.
+        note = found.note or ("" if found.tz is tz else f"given in {found.name}")
+        return " ".join(words[:-1]), found.tz, (note,) if note else ()
+    return body, None, ()
+
+
+def _localise(
+    day: date, clock_time: time, tz: tzinfo, text: str, what: str
+) -> tuple[datetime, tuple[str, ...]]:
+    """The instant a wall time names in ``tz``: refused in the hour the clocks skip, and
+    noted in the hour they repeat (the first of the two is taken)."""
+    at = datetime.combine(day, clock_time, tzinfo=tz)
+    back = at.astimezone(UTC).astimezone(tz)
+    if back.replace(tzinfo=None) != at.replace(tzinfo=None):
+        raise InputError(
+            f"{what}: {text!r}: {clock_time:%H:%M} does not exist on {day.day} {day:%b %Y} in "
+            f"{getattr(tz, 'key', tz)} (the clocks go forward); check the time"
+        )
+    if at.replace(fold=1).utcoffset() != at.utcoffset():
+        return at, (
+            f"{clock_time:%H:%M} happens twice that night (the clocks go back); "
+            f"read as the first, {at:%Z}",
+        )
+    return at, ()
+
+
+def _read_time(token: str, text: str, what: str) -> time:
+    t = token.lower().replace(" ", "")
+    if t in ("noon", "midday"):
+        return time(12, 0)
+    if t == "midnight":
+        return time(0, 0)
+    m = re.fullmatch(r"(\d{1,2})(?:[:.](\d{2})(?::(\d{2}))?)?(am|pm)?", t)
+    if not m:  # the pattern that found it guarantees a match; kept for safety
+        raise InputError(f"{what}: cannot read the time in {text!r}; {EXAMPLES}")
+    hour, minute, second = int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0)
+    if m.group(4):
+        if not 1 <= hour <= 12:
+            raise InputError(f"{what}: {token!r} in {text!r} is not a time; use 1-12 with am/pm")
+        hour = hour % 12 + (12 if m.group(4) == "pm" else 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise InputError(f"{what}: {token!r} in {text!r} is not a time of day")
+    return time(hour, minute, second)
+
+
+def _read_date(
+    rest: str,
+    text: str,
+    tz: tzinfo,
+    now: datetime,
+    locale: str | None,
+    what: str,
+) -> tuple[date, tuple[str, ...]]:
+    today = now.astimezone(tz).date()
+    words = [
+        re.sub(r"^(\d{1,2})(?:st|nd|rd|th)$", r"\1", w)
+        for w in re.split(r"[\s,]+", rest.strip().lower())
+        if w and w not in _FILLER
+    ]
+    weekday = None
+    if words and words[0] in WEEKDAYS and len(words) > 1 and words[-1] not in WEEKDAYS:
+        # "Wed 25 Nov": the weekday is a check on the date, not a date of its own.
+        weekday, words = WEEKDAYS[words[0]], words[1:]
+    day, notes = _date_words(words, text, today, locale, what)
+    if weekday is not None and day.weekday() != weekday:
+        raise InputError(
+            f"{what}: {text!r}: {day.day} {day:%b %Y} is a {day:%A}, not a "
+            f"{calendar.day_name[weekday]}; check the date"
+        )
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        # Far from now it is a typo, and near year 1 or 9999 a move into another zone (or
+        # into UTC for the duplicate key) overflows.
+        raise InputError(
+            f"{what}: {text!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}; check the year"
+        )
+    return day, notes
+
+
+def _date_words(
+    words: list[str], text: str, today: date, locale: str | None, what: str
+) -> tuple[date, tuple[str, ...]]:
+    since = f"counted from today, {today:%a} {today.day} {today:%b %Y}"
+    if not words:
+        raise InputError(f"{what}: {text!r} has no date; {EXAMPLES}")
+    if len(words) == 1 and words[0] in RELATIVE_DAYS:
+        return today + timedelta(days=RELATIVE_DAYS[words[0]]), (f"{words[0]!r} {since}",)
+    if len(words) <= 2 and words[-1] in WEEKDAYS:
+        which = words[0] if len(words) == 2 else "this"
+        if which not in ("next", "last", "this"):
+            raise InputError(f"{what}: cannot read {text!r}; {EXAMPLES}")
+        target = WEEKDAYS[words[-1]]
+        ahead = (target - today.weekday()) % 7
+        if which == "next" and ahead == 0:
+            ahead = 7
+        if which == "last":
+            ahead = ahead - 7 if ahead else -7
+        said = (
+            f"{which} {calendar.day_name[target]}" if len(words) == 2 else calendar.day_name[target]
+        )
+        return today + timedelta(days=ahead), (f"{said!r} {since}",)
+    if len(words) == 1 and (m := _ISO_DATE.match(words[0])):
+        return _make(int(m.group(1)), int(m.group(2)), int(m.group(3)), text, what), ()
+    if len(words) == 1 and (m := _NUMERIC_DATE.match(words[0])):
+        return _numeric(m, text, today, locale, what)
+    months = [w for w in words if w in MONTHS]
+    numbers = [w for w in words if w.isdigit()]
+    if len(months) == 1 and len(numbers) in (1, 2) and len(months) + len(numbers) == len(words):
+        month = MONTHS[months[0]]
+        days = [n for n in numbers if len(n) <= 2]
+        years = [n for n in numbers if len(n) == 4]
+        if len(days) == 1 and len(years) == len(numbers) - 1:
+            if years:
+                return _make(int(years[0]), month, int(days[0]), text, what), ()
+            return _next(month, int(days[0]), text, today, what)
+    raise InputError(f"{what}: cannot read {text!r}; {EXAMPLES}")
+
+
+def _numeric(
+    m: re.Match[str], text: str, today: date, locale: str | None, what: str
+) -> tuple[date, tuple[str, ...]]:
+    first, second, year = m.group(1), m.group(3), m.group(4)
+    if len(first) == 4:  # 2026/11/25: year first is never ambiguous
+        if year is None:
+            raise InputError(f"{what}: cannot read {text!r}; {EXAMPLES}")
+        return _make(int(first), int(second), int(year), text, what), ()
+    if len(first) > 2 or (year is not None and len(year) != 4):
+        raise InputError(f"{what}: {text!r}: write the year in full, e.g. 25/11/2026")
+    a, b = int(first), int(second)
+    readings = {"day/month": (b, a), "month/day": (a, b)}  # (month, day)
+    if locale is not None:
+        chosen = ["day/month" if day_first(locale) else "month/day"]
+    else:
+        chosen = [o for o, (mo, d) in readings.items() if _valid(mo, d, year)]
+        if len(chosen) == 2 and a != b:
+            both = " or ".join(
+                f"{d} {date(2000, mo, 1):%B}" for mo, d in (readings[o] for o in chosen)
+            )
+            raise InputError(
+                f"{what}: {text!r} could be {both}; write the month as a word "
+                "(e.g. '3 Apr') or the date as YYYY-MM-DD, or set [sender] locale "
+                "(en_GB reads day/month, en_US month/day)"
+            )
+        if not chosen:
+            raise InputError(f"{what}: {text!r} is not a real date")
+    order = chosen[0]
+    month, day = readings[order]
+    if not _valid(month, day, year):
+        raise InputError(
+            f"{what}: {text!r} is not a real date in {order} order "
+            f"(the order of [sender] locale = {locale})"
+        )
+    if year is not None:
+        return _make(int(year), month, day, text, what), ()
+    return _next(month, day, text, today, what)
+
+
+def _valid(month: int, day: int, year: str | None) -> bool:
+    try:
+        date(int(year) if year else 2000, month, day)  # 2000: a leap year, so 29/02 counts
+    except ValueError:
+        return False
+    return True
+
+
+def _make(year: int, month: int, day: int, text: str, what: str) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError as exc:
+        raise InputError(f"{what}: {text!r} is not a real date: {exc}") from None
+
+
+def _next(month: int, day: int, text: str, today: date, what: str) -> tuple[date, tuple[str, ...]]:
+    """A date without a year: its next occurrence, today included (29 Feb: the next leap year)."""
+    for year in range(today.year, today.year + 9):
+        try:
+            candidate = date(year, month, day)
+        except ValueError:
+            continue
+        if candidate >= today:
+            return candidate, (f"no year given: the next {day} {candidate:%b} is in {year}",)
+    raise InputError(f"{what}: {text!r} is not a real date")

@@ -1,0 +1,538 @@
+"""A campaign file: shared defaults and many entries (inline, or rows of a CSV file) ->
+validated, rendered entries, or every problem in every entry, each with file, line and key.
+
+Nothing here connects to a server or writes the state store; ``mailer.services.runner`` sends.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from mailer.adapters.clock import local_zone
+from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
+from mailer.errors import ConfigError, InputError, MailerError
+from mailer.model.apology import Prepared, prepare, with_policy
+from mailer.model.composer import Composer, situations_in
+from mailer.model.facts import make_facts
+from mailer.model.keys import derive_key
+from mailer.model.lint import has_errors
+from mailer.model.schedule import validate_wait
+from mailer.model.settings import parse_window
+from mailer.model.values import (
+    NAME_MAX,
+    PHONE_MAX,
+    SHORT_MAX,
+    SIGNATURE_MAX,
+    body_problem,
+    header_problem,
+    shown,
+)
+
+CAMPAIGNS_DIR = Path("config") / "campaigns"
+# What an entry (or [defaults]) may say. Lists may be written "a; b" in a CSV cell.
+TEXT_KEYS = (
+    "key",
+    "to",
+    "interviewer",
+    "salutation",
+    "company",
+    "role",
+    "interview",
+    "situation",
+    "note",
+    "interviewer_tz",
+    "interviewer_phone",
+    "account",
+    "timezone",
+    "follow_up_wait",
+    "sender_name",
+    "sender_phone",
+    "signature",
+)
+LIST_KEYS = ("free", "cc", "alt_addresses", "alt_domains")
+INT_KEYS = ("max_follow_ups",)
+ENTRY_KEYS = (*TEXT_KEYS, *LIST_KEYS, *INT_KEYS, "vars")
+REQUIRED = ("to", "interviewer", "company", "role", "interview", "situation")
+# Entry keys that make_facts does not see, each checked by the rule for where it goes (the
+# sender's name and phone reach headers; the signature only the body).
+OWN_TEXT_RULES = {
+    "key": (header_problem, SHORT_MAX),
+    "account": (header_problem, SHORT_MAX),
+    "timezone": (header_problem, SHORT_MAX),
+    "follow_up_wait": (header_problem, SHORT_MAX),
+    "sender_name": (header_problem, NAME_MAX),
+    "sender_phone": (header_problem, PHONE_MAX),
+    "signature": (body_problem, SIGNATURE_MAX),
+}
+EXAMPLE_DOMAINS = frozenset({"example.com", "example.net", "example.org"})
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+/:-]{0,119}")
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """How fast a run may send. Zero means no limit."""
+
+    per_minute: float = 0.0
+    jitter_seconds: float = 0.0
+    daily_cap: int = 0  # per account, across runs; the account's own cap may be lower
+    reconnect_after: int = 0  # messages per SMTP connection; 0: only when the server drops it
+
+
+@dataclass
+class Entry:
+    key: str
+    where: str  # "file:line" or "file.csv:line"
+    account: str
+    settings: Settings  # the account's, with this entry's sender details and follow-up policy
+    policy: dict[str, Any]  # kept with the thread, so its follow-ups use the same policy
+    prepared: Prepared
+    derived_key: bool = False
+
+
+@dataclass
+class Campaign:
+    name: str
+    path: Path
+    throttle: Throttle
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # each "file:line: entry KEY: key: what"
+    invalid: int = 0  # entries with at least one problem
+    file_level: int = 0  # problems with the file itself, which --skip-invalid cannot skip
+    total: int = 0  # entries in the file(s), valid or not
+
+    def entry(self, key: str) -> Entry:
+        for e in self.entries:
+            if e.key == key:
+                return e
+        raise InputError(f"{self.path}: no valid entry with key {key!r}")
+
+
+def campaign_name(path: Path, data: dict[str, Any]) -> str:
+    table = data.get("campaign", {})
+    name = table.get("name") if isinstance(table, dict) else None
+    return name if _is_name(name) else path.stem
+
+
+def _is_name(value: Any) -> bool:
+    """One line of text: a campaign's name is stored and printed in one-line reports."""
+    return isinstance(value, str) and bool(value.strip()) and not has_control_chars(value)
+
+
+def load_campaign(
+    path: Path,
+    settings: Settings,
+    now: datetime,
+    *,
+    force: bool = False,
+    composer: Composer | None = None,
+    open_subjects: Callable[[str], frozenset[str]] | None = None,
+) -> Campaign:
+    """Read, check and render every entry. Problems are collected, never raised one by one;
+    only an unreadable file raises. ``force`` lets apology-check errors through.
+    ``open_subjects`` (the store's): the subjects of open threads to an address, which an
+    entry's subject must not repeat, any more than another entry's to the same address."""
+    text, data = read_toml(path)
+    problems: list[str] = []
+
+    def problem(where: str, message: str) -> None:
+        problems.append(f"{where}: {message}")
+
+    for key in data:
+        if key not in ("campaign", "defaults", "follow_up", "throttle", "entries"):
+            problem(
+                f"{path}: {key}",
+                "unknown table (known: campaign, defaults, follow_up, throttle, entries)",
+            )
+    meta = _table(data, "campaign", path, problem)
+    for key in meta:
+        if key not in ("name", "entries_csv"):
+            problem(f"{path}: campaign.{key}", "unknown setting (known: name, entries_csv)")
+    if "name" in meta and not _is_name(meta["name"]):
+        problem(f"{path}: campaign.name", "must be a non-empty text on one line")
+    name = campaign_name(path, data)
+    defaults = _table(data, "defaults", path, problem)
+    for key in defaults:
+        if key not in ENTRY_KEYS or key == "key":
+            problem(f"{path}: defaults.{key}", "unknown setting")
+    throttle = _throttle(_table(data, "throttle", path, problem), path, problem)
+    follow_up = _follow_up(_table(data, "follow_up", path, problem), settings, path, problem)
+
+    raw_entries: list[tuple[str, dict[str, Any]]] = []
+    inline = data.get("entries", [])
+    if not isinstance(inline, list) or not all(isinstance(e, dict) for e in inline):
+        problem(f"{path}: entries", "must be a list of tables ([[entries]])")
+        inline = []
+    lines = _entry_lines(text)
+    for i, e in enumerate(inline):
+        line = lines[i] if len(lines) == len(inline) else None
+        raw_entries.append((f"{path}:{line}" if line else f"{path}: entries[{i}]", e))
+    csv_name = meta.get("entries_csv")
+    if csv_name is not None:
+        if not isinstance(csv_name, str) or not csv_name.strip() or has_control_chars(csv_name):
+            problem(f"{path}: campaign.entries_csv", "must be the path of a CSV file")
+        else:
+            raw_entries += _csv_entries(path.parent / csv_name, path, problem)
+    if not raw_entries and not problems:
+        problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
+
+    composer = composer or Composer(settings.templates_dir)
+    campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
+    campaign.total = len(raw_entries)
+    campaign.file_level = len(problems)
+    seen: dict[str, str] = {}
+    subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
+    for where, raw in raw_entries:
+        entry, entry_problems = _entry(
+            where, raw, defaults, follow_up, settings, now, composer, subjects, open_subjects
+        )
+        if entry is not None:
+            subjects.setdefault(entry.prepared.facts.to.lower(), set()).add(
+                entry.prepared.composed.subject
+            )
+        if entry is not None and not force and has_errors(entry.prepared.findings):
+            entry_problems += [
+                f"apology check: {f.message} (fix the text, or pass --force)"
+                for f in entry.prepared.findings
+                if f.severity == "error"
+            ]
+        label = f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
+        if entry is not None:
+            if entry.key in seen:
+                entry_problems.append(
+                    f"duplicate key {entry.key!r} (also at {seen[entry.key]})"
+                    + (": same address, company and interview time" if entry.derived_key else "")
+                )
+            else:
+                seen[entry.key] = where
+        if entry_problems:
+            campaign.invalid += 1
+            problems += [f"{where}: {label}: {p}" for p in entry_problems]
+        elif entry is not None:
+            campaign.entries.append(entry)
+    # Keys, cells and values from the files appear in these lines: keep each one line.
+    problems[:] = [printable(p) for p in problems]
+    return campaign
+
+
+def _table(data: dict[str, Any], name: str, path: Path, problem: Any) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        problem(f"{path}: {name}", f"must be a table ([{name}])")
+        return {}
+    return value
+
+
+def _throttle(t: dict[str, Any], path: Path, problem: Any) -> Throttle:
+    known = ("rate", "jitter", "daily_cap", "reconnect_after")
+    for key in t:
+        if key not in known:
+            problem(f"{path}: throttle.{key}", f"unknown setting (known: {', '.join(known)})")
+    out = Throttle()
+    rate = t.get("rate", 0)
+    if isinstance(rate, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/|per)\s*(min|minute|hour|h)\s*", rate)
+        if m:
+            rate = float(m.group(1)) / (60 if m.group(2) in ("hour", "h") else 1)
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float))
+        or not math.isfinite(rate)
+        or not 0 <= rate <= 10_000
+    ):
+        problem(f"{path}: throttle.rate", "must be messages per minute, e.g. 20 or '300/hour'")
+    else:
+        out = replace(out, per_minute=float(rate))
+    jitter = t.get("jitter", 0)
+    try:
+        seconds = (
+            float(jitter)
+            if isinstance(jitter, (int, float)) and not isinstance(jitter, bool)
+            else 0.0
+            if str(jitter).strip() in ("0", "0s")
+            else validate_wait(str(jitter)).duration.total_seconds()
+        )
+        if not math.isfinite(seconds) or not 0 <= seconds <= 3600:
+            raise ValueError(f"must be between 0 and 3600 seconds, not {jitter!r}")
+        out = replace(out, jitter_seconds=seconds)
+    except ValueError as exc:
+        problem(f"{path}: throttle.jitter", f"{exc} (use a duration such as '3s')")
+    for key in ("daily_cap", "reconnect_after"):
+        value = t.get(key, getattr(out, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAILY_CAP:
+            problem(f"{path}: throttle.{key}", f"must be a whole number from 0 to {MAX_DAILY_CAP}")
+        else:
+            out = replace(out, **{key: value})
+    if out.reconnect_after == 0:
+        out = replace(out, reconnect_after=10**9)
+    return out
+
+
+def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) -> dict[str, Any]:
+    """The campaign's follow-up policy over the config's: wait, count and sending window."""
+    known = ("wait", "max_follow_ups", "window", "window_days")
+    for key in t:
+        if key not in known:
+            problem(f"{path}: follow_up.{key}", f"unknown setting (known: {', '.join(known)})")
+    out: dict[str, Any] = {}
+    if "window" in t or "window_days" in t:
+        try:
+            parse_window(str(t.get("window", "09:00-17:00")), str(t.get("window_days", "mon-fri")))
+            out["window"] = str(t.get("window", "09:00-17:00"))
+            out["window_days"] = str(t.get("window_days", "mon-fri"))
+        except ValueError as exc:
+            problem(f"{path}: follow_up.window", str(exc))
+    if "wait" in t:
+        try:
+            validate_wait(str(t["wait"]))
+            out["wait"] = str(t["wait"])
+        except ValueError as exc:
+            problem(f"{path}: follow_up.wait", str(exc))
+    if "max_follow_ups" in t:
+        n = t["max_follow_ups"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 5:
+            problem(f"{path}: follow_up.max_follow_ups", "must be between 0 and 5")
+        else:
+            out["max_follow_ups"] = n
+    return out
+
+
+def _entry_lines(text: str) -> list[int]:
+    """The line of each ``[[entries]]`` header, to point at the entry with a problem."""
+    return [
+        i
+        for i, line in enumerate(text.splitlines(), 1)
+        if re.match(r"\s*\[\[\s*entries\s*\]\]", line)
+    ]
+
+
+def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Rows of a spreadsheet export: a header row of entry keys (``var.NAME`` for template
+    variables); empty cells take the defaults; lists are separated by ';'."""
+    try:
+        data = csv_path.read_bytes()
+    except (OSError, ValueError) as exc:  # ValueError: a path no file system accepts
+        problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+        return []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        problem(
+            f"{csv_path}:{line}",
+            f"not UTF-8 text (byte {exc.object[exc.start]:#x}); save it as 'CSV UTF-8'",
+        )
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = reader.fieldnames or []
+        for col in columns:
+            if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
+                problem(
+                    f"{csv_path}:1: column {col!r}",
+                    f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, var.NAME)",
+                )
+        for col in sorted({c for c in columns if columns.count(c) > 1}):
+            problem(f"{csv_path}:1: column {col!r}", "appears more than once")
+        first = reader.line_num + 1  # where the next row starts (a cell may span lines)
+        for row in reader:
+            entry: dict[str, Any] = {}
+            variables: dict[str, str] = {}
+            for col, value in row.items():
+                if col is None:  # DictReader files extra cells under None
+                    entry.setdefault("_problems", []).append("more cells than columns")
+                    continue
+                value = (value or "").strip()
+                if not value:
+                    continue
+                if col.startswith("var."):
+                    variables[col[4:]] = value
+                elif col in LIST_KEYS:
+                    entry[col] = [v.strip() for v in value.split(";") if v.strip()]
+                elif col in INT_KEYS:
+                    # ASCII digits only: "²".isdigit() is true, but int() refuses it.
+                    entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
+                elif col in ENTRY_KEYS:
+                    entry[col] = value
+            if variables:
+                entry["vars"] = variables
+            if entry:
+                out.append((f"{csv_path}:{first}", entry))
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
+    return out
+
+
+def _entry(
+    where: str,
+    raw: dict[str, Any],
+    defaults: dict[str, Any],
+    follow_up: dict[str, Any],
+    settings: Settings,
+    now: datetime,
+    composer: Composer,
+    subjects: dict[str, set[str]] | None = None,
+    open_subjects: Callable[[str], frozenset[str]] | None = None,
+) -> tuple[Entry | None, list[str]]:
+    raw = dict(raw)
+    problems: list[str] = list(raw.pop("_problems", []))
+    for key in raw:
+        if key not in ENTRY_KEYS:
+            problems.append(f"{key}: unknown key (known: {', '.join(ENTRY_KEYS)})")
+    merged = {**defaults, **raw}
+    for source in (defaults, raw):
+        if "vars" in source and not isinstance(source["vars"], dict):
+            problems.append('vars: must be a table of names and texts, e.g. { team = "Data" }')
+    merged["vars"] = {**_dict(defaults.get("vars")), **_dict(raw.get("vars"))}
+    values: dict[str, Any] = {}
+    toml_when: date | None = None  # a TOML date-time: read once the entry's zone is known
+    for key in TEXT_KEYS:
+        v = merged.get(key, "")
+        if key == "interview" and isinstance(v, (datetime, date)):
+            toml_when, v = v, "(a TOML date-time)"
+        if not isinstance(v, str):
+            problems.append(f"{key}: must be text, not {v!r}")
+            v = ""
+        values[key] = v.strip() if key != "note" else v
+        rule = OWN_TEXT_RULES.get(key)
+        if rule and (problem := rule[0](values[key], rule[1])):
+            problems.append(f"{key}: {problem}")
+    for key in LIST_KEYS:
+        v = merged.get(key, [])
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            problems.append(f"{key}: must be a list of text")
+            v = []
+        values[key] = v
+    for key in REQUIRED:
+        if not values[key]:
+            problems.append(f"{key}: missing (give it in the entry or in [defaults])")
+    if problems:
+        return None, problems
+
+    account = values["account"]
+    try:
+        entry_settings = settings.for_account(account)
+    except ConfigError:
+        known = ", ".join(n for n in settings.account_names if n) or "none are configured"
+        return None, [f"account: no account {account!r} in {settings.path} (known: {known})"]
+    sender_overrides = {
+        field_name: values[key]
+        for key, field_name in (
+            ("sender_name", "name"),
+            ("sender_phone", "phone"),
+            ("signature", "signature"),
+        )
+        if values[key]
+    }
+    policy: dict[str, Any] = dict(follow_up)
+    if values["follow_up_wait"]:
+        try:
+            validate_wait(values["follow_up_wait"])
+            policy["wait"] = values["follow_up_wait"]
+        except ValueError as exc:
+            problems.append(f"follow_up_wait: {exc}")
+    if "max_follow_ups" in merged:
+        n = merged["max_follow_ups"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 5:
+            problems.append("max_follow_ups: must be a whole number between 0 and 5")
+        else:
+            policy["max_follow_ups"] = n
+    if sender_overrides:
+        policy["sender"] = sender_overrides
+    entry_settings = with_policy(entry_settings, policy)
+    try:
+        tz = local_zone(values["timezone"] or entry_settings.sender.timezone)
+    except InputError as exc:
+        return None, [*problems, f"timezone: {exc}"]
+    if toml_when is not None:
+        values["interview"] = _toml_time(toml_when, tz, problems)
+    variables = merged["vars"]
+    try:
+        facts = make_facts(
+            situation=values["situation"],
+            to=values["to"],
+            interviewer=values["interviewer"],
+            company=values["company"],
+            role=values["role"],
+            interview=values["interview"],
+            tz=tz,
+            salutation=values["salutation"],
+            note=values["note"],
+            free=values["free"],
+            interviewer_tz=values["interviewer_tz"],
+            interviewer_phone=values["interviewer_phone"],
+            cc=values["cc"],
+            var=[f"{k}={v}" for k, v in variables.items()],
+            alt_address=values["alt_addresses"],
+            alt_domain=values["alt_domains"],
+            allow_test_domains=settings.allow_test_domains,
+            prefix="",
+            situations=situations_in(settings.templates_dir),
+        )
+    except InputError as exc:
+        return None, [*problems, *getattr(exc, "problems", [str(exc)])]
+    for name, address in (("to", facts.to), *(("cc", a) for a in facts.cc)):
+        domain = address.rpartition("@")[2].lower()
+        if domain in EXAMPLE_DOMAINS or domain.endswith(".example"):
+            # The example file's addresses: they receive no mail, so this is an unedited copy.
+            problems.append(
+                f"{name}: {address} is an example address (RFC 2606) that receives no mail; "
+                "put in the real one"
+            )
+    key, derived = values["key"], False
+    if key and not _KEY_RE.fullmatch(key):
+        problems.append(f"key: {key!r} may use letters, digits and . _ @ + / : - only")
+    if not key:
+        key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
+    try:
+        taken = frozenset((subjects or {}).get(facts.to.lower(), ()))
+        if open_subjects is not None:
+            taken |= open_subjects(facts.to)
+        prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
+    except MailerError as exc:
+        return None, [*problems, str(exc)]
+    if problems:
+        return None, problems
+    return (
+        Entry(
+            key=key,
+            where=where,
+            account=account,
+            settings=entry_settings,
+            policy=policy,
+            prepared=prepared,
+            derived_key=derived,
+        ),
+        [],
+    )
+
+
+def _toml_time(value: date, tz: tzinfo, problems: list[str]) -> str:
+    """A TOML date-time (``interview = 2026-12-01T10:00:00``) as the text make_facts reads in
+    the entry's zone ``tz``; one with an offset is first moved into that zone."""
+    if not isinstance(value, datetime):
+        problems.append(f"interview: {value} has no time of day; write '{value} HH:MM'")
+        return ""
+    if value.tzinfo is not None:
+        try:
+            value = value.astimezone(tz)
+        except OverflowError:  # 0001-01-01 or 9999-12-31 moved across midnight
+            problems.append(f"interview: {value} is out of range")
+            return ""
+    return f"{value:%Y-%m-%d %H:%M}"
+
+
+def _dict(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return {}

@@ -1,0 +1,567 @@
+"""One pass of the follow-up work, shared by ``mailer check`` and every tick of the daemon:
+scan for replies, settle in-doubt sends, close finished threads, send the follow-ups due.
+
+Our own tables are the truth; this pass can run at any time, any number of times, and never
+sends a follow-up twice or after a reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailer.adapters.clock import Clock, local_zone
+from mailer.adapters.config import Settings, account_label
+from mailer.adapters.crashpoint import crash_point
+from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import IN_DOUBT, QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
+from mailer.errors import DeliveryError, InputError, MailerError
+from mailer.model import apology
+from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
+from mailer.model.facts import Facts
+from mailer.model.followup import (
+    AWAITING,
+    CANCELLED,
+    FOLLOWED_UP,
+    HELD,
+    HELD_BY_UNCLEAR_REPLY,
+    REPLIED,
+    held_kind,
+    send_time,
+)
+from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, TransitionRefused
+from mailer.model.schedule import holidays_for
+from mailer.services import sending
+from mailer.services.delivery import record_failure
+from mailer.services.watcher import Seen, scan
+
+log = logging.getLogger("mailer.services.passes")
+
+
+@dataclass
+class PassReport:
+    seen: list[Seen] = field(default_factory=list)
+    sent: list[tuple[int, str]] = field(default_factory=list)  # (thread, Message-ID)
+    settled: list[str] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # threads that wait for the user's word
+    problems: list[str] = field(default_factory=list)
+    # (Message-ID, what to tell the user) for every message in doubt: it waits for the user.
+    in_doubt: list[tuple[str, str]] = field(default_factory=list)
+    imap_failed: bool = False  # the connection may be broken: open a new one next time
+
+    def merge(self, other: PassReport, account: str) -> None:
+        self.seen += other.seen
+        self.sent += other.sent
+        self.settled += other.settled
+        self.closed += other.closed
+        self.waiting += other.waiting
+        self.held += other.held
+        where = f"{account_label(account)}: " if account else ""
+        self.problems += [f"{where}{p}" for p in other.problems]
+        self.imap_failed = self.imap_failed or other.imap_failed
+
+
+def run_pass_all(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    *,
+    mailbox: Callable[..., Mailbox] = Mailbox,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+) -> PassReport:
+    """One pass for every configured account, each in its own mailbox; one report."""
+    return every_account(
+        settings,
+        store,
+        lambda account: run_pass(account, store, clock, mailbox=mailbox, smtp=smtp),
+    )
+
+
+def every_account(
+    settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
+) -> PassReport:
+    """``one_pass`` for each configured account, merged into one report, plus a problem
+    for open threads whose account is no longer configured (``check`` and the daemon)."""
+    total = PassReport()
+    for name in settings.account_names:
+        total.merge(one_pass(settings.for_account(name)), name)
+    total.problems += orphans(settings, store)
+    total.held += held(store)
+    # Rows passed over because they cannot be read: named on every pass, never silent.
+    total.problems += [f"state store: {line}" for line in store.damaged]
+    store.damaged.clear()
+    # Every account's, and after every pass, even one whose mailbox could not be reached:
+    # a message in doubt waits for the user, and is never left to wait in silence.
+    total.in_doubt = [(m.message_id, in_doubt_line(m)) for m in store.unsettled_messages()]
+    return total
+
+
+def in_doubt_line(m: MessageRow) -> str:
+    """What to tell the user about a message in doubt, with the commands that settle it."""
+    kind = m.kind.replace("_", "-")
+    return (
+        f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
+        "(the connection or the process was lost after the end of the message, so it may have "
+        f"been delivered): run 'mailer resolve {m.thread_id} --sent' if it arrived, or "
+        f"'mailer resolve {m.thread_id} --resend' to send it again"
+    )
+
+
+def orphans(settings: Settings, store: Store) -> list[str]:
+    """Open threads whose account is no longer configured: nobody watches their replies or
+    sends their follow-ups, so say so on every pass rather than let them wait in silence."""
+    return [
+        f"thread(s) {', '.join(map(str, ids))} were sent from account {name!r}, which is not "
+        f"in {settings.path} any more: their replies are not watched and their follow-ups "
+        "wait until it is configured again"
+        for name, ids in store.open_threads_by_account().items()
+        if name not in settings.account_names
+    ]
+
+
+def held(store: Store) -> list[str]:
+    """Every held thread, with the command that settles it: named on every pass (the daemon
+    once a day), since no follow-up goes out for it until the user decides."""
+    lines = []
+    for t in store.held_threads():
+        if held_kind(t.detail) == HELD_BY_UNCLEAR_REPLY:
+            lines.append(
+                f"thread {t.id} ({t.company}) is held: {t.detail.get('held', 'an unclear reply')}"
+                f"; if it answers this one, run 'mailer mark-replied {t.id}', otherwise "
+                f"'mailer release {t.id}' to let its follow-up go"
+            )
+        else:
+            lines.append(
+                f"thread {t.id} ({t.company}) is held by a challenge-response system; once you "
+                f"have answered it, run 'mailer release {t.id}' (or 'mailer mark-replied {t.id}')"
+            )
+    return lines
+
+
+def run_pass(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    *,
+    mailbox: Callable[..., Mailbox] = Mailbox,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+    box: Mailbox | None = None,
+) -> PassReport:
+    """One pass for the account ``settings`` speak for. With ``box`` (the daemon's connection,
+    kept between passes) it is used and left open; otherwise one is opened and closed here."""
+    report = PassReport()
+    own = box is None
+    if box is None:
+        try:
+            box = mailbox(settings.imap)
+            box.connect()
+        except MailerError as exc:
+            # Never assume there was no reply just because the server is down.
+            report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+            report.imap_failed = True
+            return report
+    try:
+        try:
+            report.seen = scan(settings, store, box, clock)
+        except MailerError as exc:
+            report.problems.append(f"cannot look for replies, so no follow-up goes out now: {exc}")
+            report.imap_failed = True
+            return report
+        notify_replies(settings, report.seen, smtp)
+        filed, warnings = sending.file_unfiled_copies(settings, store, box)
+        if filed:
+            log.info("filed %d Sent cop(ies) an interrupted command had left", filed)
+        report.problems += warnings
+        try:
+            settle_in_doubt(settings, store, box, clock, report)
+        except MailerError as exc:  # settling can wait; due follow-ups should not
+            report.problems.append(f"could not settle in-doubt messages: {exc}")
+        send_due(settings, store, box, clock, report, smtp)
+    finally:
+        if own:
+            box.close()
+    return report
+
+
+def settle_in_doubt(
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, report: PassReport
+) -> None:
+    """A send cut off before the final dot of DATA is requeued: the server took nothing. One
+    cut off after it is in doubt. Where the provider files sent mail itself, the Sent folder
+    proves it went; otherwise the user decides (``mailer resolve``)."""
+    for m in store.requeue_abandoned(clock(), settings.account):
+        report.settled.append(
+            f"thread {m.thread_id}: {m.kind.replace('_', '-')} {m.message_id} requeued: its "
+            "process stopped before the final dot, so the server took nothing"
+        )
+    for m in store.unsettled_messages(settings.account):
+        if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
+            m.id,
+            clock(),
+            "the sending process stopped inside the SMTP "
+            "transaction; it may or may not have been delivered",
+        ):
+            continue  # its process came back to life under us: it is not ours to settle
+        if settings.imap.save_sent:
+            continue  # we file Sent ourselves, after the 250: its absence proves nothing
+        folder = box.sent_folder()
+        if box.contains_message_id(folder, m.message_id):
+            thread = store.thread(m.thread_id)
+            assert thread is not None
+            now = clock()
+            store.mark_sent(
+                m.id,
+                now,
+                f"found in {folder}",
+                next_due(settings, thread, m.kind, now),
+                settling=True,
+            )
+            report.settled.append(
+                f"thread {m.thread_id}: {m.kind} {m.message_id} found in {folder}"
+            )
+
+
+def next_due(
+    settings: Settings, thread: ThreadRow, kind: str, sent_at: datetime
+) -> datetime | None:
+    """After the apology: the first follow-up. After a follow-up: the next one, or (after the
+    last) the moment the thread is closed as no answer."""
+    policy = apology.thread_settings(settings, thread)
+    return sending.due_after(policy, sent_at, thread.facts.get("interviewer_tz", "")) or (
+        None if kind == "apology" else sent_at
+    )
+
+
+def send_due(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    report: PassReport,
+    smtp: Callable[..., SmtpSession],
+) -> None:
+    session: SmtpSession | None = None
+    try:
+        for thread in store.due_threads(clock(), settings.account):
+            if thread.state == FOLLOWED_UP:
+                if store.move_thread_if_still(
+                    thread.id,
+                    ThreadEvent.CLOSED_NO_ANSWER,
+                    clock(),
+                    "no_answer",
+                    {"closed": "no reply after the last follow-up"},
+                ):
+                    report.closed.append(thread.id)
+                continue
+            tz = sending.recipient_zone(settings, thread.facts.get("interviewer_tz", ""))
+            now = clock()
+            due = datetime.fromisoformat(thread.follow_up_due or now.isoformat())
+            when = send_time(
+                due,
+                now,
+                tz,
+                apology.thread_settings(settings, thread).follow_up.window,
+                holidays_for(settings.follow_up.holidays_country, range(now.year, now.year + 2)),
+            )
+            if when > now:
+                report.waiting.append(
+                    f"thread {thread.id}: due, waiting for the sending window ({when:%a %H:%M %Z})"
+                )
+                continue
+            try:
+                session = _send_one(settings, store, box, clock, report, smtp, thread, session)
+            except MailerError as exc:
+                # One thread's trouble (a template error, a lost connection) must not hold
+                # back the others; anything claimed stays queued for the next pass.
+                report.problems.append(f"thread {thread.id}: follow-up not sent this time: {exc}")
+                if session is not None:
+                    session.close()
+                session = None
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _send_one(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    report: PassReport,
+    smtp: Callable[..., SmtpSession],
+    thread: ThreadRow,
+    session: SmtpSession | None,
+) -> SmtpSession | None:
+    sent_at = datetime.fromisoformat(thread.sent_at) if thread.sent_at else clock()
+    bounced_in = store.hard_bounced(thread.recipient, other_than=thread.id, since=sent_at)
+    if bounced_in is not None:
+        # No follow-up goes to an address that has bounced for good.
+        store.move_thread_if_still(
+            thread.id,
+            ThreadEvent.ADDRESS_BOUNCED,
+            clock(),
+            "bounced",
+            {
+                "bounce_reason": f"the address bounced for good in thread {bounced_in}",
+                "bounce_kind": "earlier",
+                "bounced_in": str(bounced_in),
+            },
+        )
+        return session
+    composed = build_follow_up(settings, store, thread, clock())
+    row_id = store.claim_follow_up(
+        thread.id,
+        clock(),
+        message_id=composed.message_id,
+        raw=composed.raw,
+        envelope_from=settings.sender.address,
+        recipients=composed.recipients,
+    )
+    if row_id is None:
+        return session
+    crash_point("after-claim")
+    # Look once more right before sending: a reply may have arrived a moment ago.
+    scan(settings, store, box, clock)
+    current = store.thread(thread.id)
+    row = store.message(row_id)
+    if current is None or current.state != AWAITING or row.state != QUEUED:
+        log.info(
+            "thread %s: follow-up not sent: the thread is now %s",
+            thread.id,
+            current.state if current else "gone",
+        )
+        return session
+    if session is None:
+        try:
+            session = smtp(settings.smtp, retries=settings.retries)
+            session.connect()
+        except MailerError as exc:
+            # The account or the server, not this message: keep it queued for later.
+            report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
+            return None
+    try:
+        reply = sending.submit(store, session, row_id, clock)
+    except DeliveryError as exc:
+        outcome = record_failure(store, row_id, exc, clock())
+        if outcome is Outcome.IN_DOUBT:
+            report.problems.append(f"thread {thread.id}: follow-up in doubt: {exc}")
+            return None
+        if outcome is Outcome.REQUEUE:
+            # Not delivered, and the server may take it later: it stays queued.
+            report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
+            return None
+        store.move_thread_if_still(
+            thread.id,
+            ThreadEvent.FOLLOW_UP_REFUSED,
+            clock(),
+            "failed",
+            {"follow_up_error": str(exc)},
+        )
+        report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
+        return session
+    sent_at = clock()
+    store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
+    crash_point("after-sent")
+    sending.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
+    report.sent.append((thread.id, row.message_id))
+    return session
+
+
+def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: datetime):
+    """The follow-up for a thread: ``Re:`` the original, threaded, quoting it if configured."""
+    settings = apology.thread_settings(settings, thread)
+    facts = Facts.from_record(thread.facts)
+    messages = store.messages(thread.id)
+    root = next(m for m in messages if m.kind == "apology")
+    # Shown in the sender's own zone, as their mail client would show it.
+    sent_at = datetime.fromisoformat(root.sent_at or root.created_at).astimezone(
+        local_zone(settings.sender.timezone)
+    )
+    draft = compose_follow_up(
+        Composer(settings.templates_dir), facts, settings.sender, now, thread.subject, sent_at
+    )
+    quote = None
+    if settings.follow_up.quote_original:
+        quote = quote_original(
+            _plain_text(root), sent_at, settings.sender.name, settings.sender.locale
+        )
+    refs = " ".join(m.message_id for m in messages if m.state == SENT)
+    return build_message(
+        draft,
+        facts,
+        settings.sender,
+        now,
+        html_part=settings.html,
+        in_reply_to=root.message_id,
+        references=refs or root.message_id,
+        quote=quote,
+    )
+
+
+def _plain_text(m: MessageRow) -> str:
+    from email import message_from_bytes
+    from email.policy import default
+
+    msg = message_from_bytes(m.raw, policy=default)
+    body = msg.get_body(("plain",))
+    return body.get_content() if body is not None else ""
+
+
+def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
+    """Optionally email the user when the interviewer answers (best effort)."""
+    # A reply that held threads is an answer too, and one the user must act on. (decide and
+    # hold_for_reply name these events after the state they lead to.)
+    replies = [s for s in seen if s.decision.event in (REPLIED, HELD)]
+    if not settings.watch.notify or not replies:
+        return
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
+    try:
+        with smtp(settings.smtp, retries=1) as session:
+            for s in replies:
+                msg = EmailMessage()
+                msg["From"] = settings.sender.address
+                msg["To"] = settings.sender.address
+                msg["Message-ID"] = make_msgid(domain=settings.sender.address.rpartition("@")[2])
+                if s.decision.event == HELD:
+                    held_ids = s.decision.detail.get("held_threads", str(s.thread_id))
+                    msg["Subject"] = f"mailer: {s.sender} replied; thread(s) {held_ids} held"
+                    msg.set_content(
+                        f"{s.sender} wrote ({s.subject!r}) without saying which apology it "
+                        f"answers: threads {held_ids} get no follow-up until you decide.\n"
+                        "For the one it answers: mailer mark-replied ID\n"
+                        "For the others: mailer release ID\n"
+                    )
+                else:
+                    msg["Subject"] = f"mailer: {s.sender} replied (thread {s.thread_id})"
+                    msg.set_content(
+                        f"{s.sender} answered your apology. No follow-up will be sent.\n"
+                    )
+                session.submit(settings.sender.address, (settings.sender.address,), msg.as_bytes())
+    except MailerError as exc:
+        log.warning("could not send the reply notification: %s", exc)
+
+
+# --- the user's decisions ---------------------------------------------------------------------
+
+
+def cancel(store: Store, thread_id: int, now: datetime) -> bool:
+    """Stop the thread's follow-ups. False if it was cancelled already: running the same
+    command twice reached what the user wanted, which is not an error."""
+    try:
+        store.set_thread_state(
+            thread_id, ThreadEvent.CANCELLED, now, "cancelled", {"cancelled": "by you"}
+        )
+    except TransitionRefused as refused:
+        if refused.current == CANCELLED:
+            return False
+        raise InputError(
+            f"thread {thread_id} is not waiting for anything; nothing to cancel"
+        ) from None
+    return True
+
+
+def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
+    try:
+        store.set_thread_state(
+            thread_id,
+            ThreadEvent.MARKED_REPLIED,
+            now,
+            "replied",
+            {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
+        )
+    except TransitionRefused:
+        raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
+
+
+def release(store: Store, thread_id: int, now: datetime) -> bool:
+    """Let a held thread's follow-ups go again, from the state it was held in. False if it is
+    not held but still open (released already: what the user wanted, not an error)."""
+    thread = store.thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id} in the state store")
+    if thread.state in (AWAITING, FOLLOWED_UP):
+        return False
+    if thread.state != HELD:
+        raise InputError(
+            f"thread {thread_id} is {thread.state.replace('_', ' ')}, not held; nothing to release"
+        )
+    back = thread.detail.get("held_from")
+    if back not in (AWAITING, FOLLOWED_UP):
+        back = AWAITING  # held by a challenge-response system before any follow-up
+    detail = {"held": "", "held_kind": "", "held_from": "", "released_at": now.isoformat()}
+    move = (
+        ThreadEvent.RELEASE_TO_FOLLOWED_UP
+        if back == FOLLOWED_UP
+        else ThreadEvent.RELEASE_TO_AWAITING
+    )
+    if not store.move_thread_if_still(thread_id, move, now, "released", detail):
+        raise InputError(
+            f"thread {thread_id} changed meanwhile; look at 'mailer status {thread_id}'"
+        )
+    return True
+
+
+def resolve(settings: Settings, store: Store, thread_id: int, *, sent: bool, clock: Clock) -> str:
+    """Settle the thread's in-doubt message: it did go (``sent``), or send it again now, with
+    the same bytes and Message-ID, so a client that got both can tell they are one."""
+    thread = store.thread(thread_id)
+    if thread is None:
+        raise InputError(f"no thread {thread_id}")
+    doubt = [m for m in store.messages(thread_id) if m.state_now == IN_DOUBT]
+    if not doubt:
+        raise InputError(f"thread {thread_id} has no message in doubt")
+    settings = apology.thread_settings(settings, thread)
+    m = doubt[-1]
+    if sent:
+        now = clock()
+        store.mark_sent(
+            m.id, now, "confirmed by you", next_due(settings, thread, m.kind, now), settling=True
+        )
+        # It went, so it belongs in Sent; whether a copy is there already is unknown.
+        try:
+            _, warnings = sending.file_unfiled_copies(settings, store)
+        except MailerError as exc:
+            warnings = [f"its Sent copy is still to file: {exc}"]
+        return f"{m.kind} {m.message_id} recorded as sent" + "".join(
+            f"; warning: {w}" for w in warnings
+        )
+    wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
+    if thread.state not in wanted:  # the claim checks again; this only fails before connecting
+        raise InputError(
+            f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
+            "is not sent again",
+            hint="use --sent if it did arrive; 'mailer status ID --explain' shows what happened",
+        )
+
+    def claim() -> None:
+        # Decided and claimed in one transaction, right before MAIL FROM: of several
+        # resends at once, one sends and the others stop here with nothing sent.
+        store.claim_resend(m.id, clock(), wanted)
+        crash_point("after-submitting")
+
+    # Connect first: if that fails, the message simply stays in doubt.
+    with SmtpSession(settings.smtp, retries=settings.retries) as session:
+        try:
+            reply = session.submit(
+                m.envelope_from,
+                m.recipients,
+                m.raw,
+                before_mail=claim,
+                before_final_dot=lambda: store.mark_final_dot(m.id, clock()),
+            )
+            crash_point("after-250")
+        except DeliveryError as exc:
+            # Not known to be refused: it stays in doubt, as the original may have arrived.
+            record_failure(store, m.id, exc, clock(), resending=True)
+            raise
+    now = clock()
+    store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
+    sending.save_sent_copy(settings, store, m.id, m.raw, now)
+    return f"{m.kind} {m.message_id} sent again"

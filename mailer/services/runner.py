@@ -1,0 +1,505 @@
+"""Sending a campaign: each entry's apology at most once, over one SMTP connection per
+account, paced, capped per day, resumable by simply running again.
+
+What has been sent is read from the state store, never from a position in the file: an entry
+is looked up by its key, and the store refuses a second live apology for the same key or the
+same interview inside the transaction that records it (so two runs at once cannot both send).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+
+from mailer.adapters.clock import Clock, local_zone
+from mailer.adapters.config import Settings
+from mailer.adapters.crashpoint import crash_point
+from mailer.adapters.mailbox import Mailbox
+from mailer.adapters.sender import SmtpSession
+from mailer.adapters.store import (
+    FAILED,
+    IN_DOUBT,
+    QUEUED,
+    SENT,
+    SUBMITTING,
+    MessageRow,
+    Store,
+    ThreadRow,
+    owner_alive,
+)
+from mailer.errors import DeliveryError, DuplicateError
+from mailer.model import lifecycle
+from mailer.model.lifecycle import describe
+from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
+from mailer.services import sending
+from mailer.services.campaign import Campaign, Entry
+
+log = logging.getLogger("mailer.services.campaign")
+
+# What happened to an entry in a run (or would, in a dry run).
+SENT_NOW = "sent"
+SKIPPED = "skipped"
+FAILED_NOW = "failed"
+IN_DOUBT_NOW = "in doubt"
+HELD_BACK = "held back"
+WOULD_SEND = "would send"
+MAX_SLOW_DOWNS = 6
+GATHER_SECONDS = 0.25  # how long the Sent-copy thread lets copies pile up before filing
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    where: str
+    result: str
+    detail: str = ""
+    thread_id: int | None = None
+    account_down: bool = False  # the account's trouble: its other entries wait this run
+    in_doubt: bool = False  # skipped, or not known to be sent, because it is in doubt
+
+
+@dataclass
+class RunReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str = ""  # why the run stopped early, if it did
+    sent_copy_problems: list[str] = field(default_factory=list)
+
+    def count(self, result: str) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+    @property
+    def held_back(self) -> int:
+        return self.count(HELD_BACK)
+
+
+Progress = Callable[[Outcome, RunReport], None]
+# A Sent copy to file: (settings, message row, bytes, sent at, a Message-ID to look for first).
+Job = tuple[Settings, int, bytes, datetime, str]
+
+
+Record = tuple[ThreadRow, MessageRow]  # a thread and its apology
+
+
+def entry_state(campaign: Campaign, store: Store) -> dict[str, list[Record]]:
+    """The threads recorded for each entry key of this campaign, oldest first (one query)."""
+    out: dict[str, list[Record]] = {}
+    for thread, root in store.campaign_apologies(campaign.name):
+        out.setdefault(thread.entry_key or "", []).append((thread, root))
+    return out
+
+
+def pending(campaign: Campaign, store: Store, retry_failed: bool = False) -> list[Entry]:
+    """The valid entries a run would try now."""
+    states = entry_state(campaign, store)
+    return [
+        e for e in campaign.entries if already_done(states.get(e.key, []), retry_failed) is None
+    ]
+
+
+class Skip(NamedTuple):
+    """Why an entry is not sent now."""
+
+    why: str
+    in_doubt: bool = False
+
+
+def already_done(records: list[Record], retry_failed: bool) -> Skip | None:
+    """Why an entry must not be sent again now, or None if it may be sent."""
+    for t, root in reversed(records):
+        if root.state == SENT:
+            return Skip(f"already sent (thread {t.id}, {describe(t.state)})")
+        if root.state_now == IN_DOUBT:
+            return Skip(
+                f"in doubt (thread {t.id}): settle it with 'mailer resolve {t.id}'", in_doubt=True
+            )
+        if root.abandoned_before_final_dot:
+            return None  # the server took nothing: sent again (the old row is closed then)
+        if root.state == SUBMITTING or (root.state == QUEUED and owner_alive(root.owner)):
+            return Skip(f"being sent right now by another process (thread {t.id})")
+        if root.state == FAILED and t.detail.get("refused") and not retry_failed:
+            return Skip(
+                f"refused earlier (thread {t.id}: {root.error}); fix the entry, "
+                "or pass --retry-failed"
+            )
+        if root.state == FAILED:
+            return None
+    return None
+
+
+def outside_warnings(campaign: Campaign, store: Store) -> list[str]:
+    """Entries whose address and company already have an apology outside this campaign, and
+    entries whose address looks like a typo of a big provider's domain."""
+    warnings = []
+    for e in campaign.entries:
+        f = e.prepared.facts
+        warnings += [f"{e.where}: entry {e.key}: {w}" for w in f.warnings]
+        others = [t for t in store.apologies_for(f.to, f.company) if t.campaign != campaign.name]
+        if others:
+            ids = ", ".join(str(t.id) for t in others)
+            warnings.append(
+                f"{e.where}: entry {e.key}: {f.to} at {f.company} already has an apology "
+                f"outside this campaign (thread {ids})"
+            )
+    return warnings
+
+
+class SentCopies:
+    """Files the Sent copies on its own thread and IMAP connection per account, so that the
+    copy (a round trip or more each) is off each message's critical path."""
+
+    def __init__(self, store: Store, report: RunReport) -> None:
+        self.store = store
+        self.report = report
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._work, name="sent-copies", daemon=True)
+        self.thread.start()
+
+    def add(
+        self,
+        settings: Settings,
+        row_id: int,
+        raw: bytes,
+        sent_at: datetime,
+        unless_there: str = "",
+    ) -> None:
+        self.jobs.put((settings, row_id, raw, sent_at, unless_there))
+
+    def finish(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _work(self) -> None:
+        boxes: dict[str, Mailbox] = {}
+        done = False
+        try:
+            while not done:
+                # Take whatever has queued up: one APPEND and one commit for the lot.
+                # Gather for a moment: one APPEND of 50 costs far less than 50 of one.
+                batch = [self.jobs.get()]
+                until = time.monotonic() + GATHER_SECONDS
+                while len(batch) < 50 and batch[-1] is not None:
+                    try:
+                        batch.append(self.jobs.get(timeout=max(until - time.monotonic(), 0)))
+                    except queue.Empty:
+                        break
+                if batch[-1] is None:
+                    done = True
+                jobs = [job for job in batch if job is not None]
+                by_account: dict[str, list[Job]] = {}
+                for job in jobs:
+                    by_account.setdefault(job[0].account, []).append(job)
+                outcomes = []
+                for group in by_account.values():
+                    outcome = self._append(boxes, group)
+                    outcomes += [(job[1], outcome) for job in group]
+                try:
+                    if outcomes:
+                        self.store.record_sent_copies(outcomes, durable=False)
+                except Exception as exc:  # keep filing the rest; the run reports it
+                    self.report.sent_copy_problems.append(f"could not record Sent copies: {exc}")
+        finally:
+            for box in boxes.values():
+                box.close()
+
+    def _append(self, boxes: dict[str, Mailbox], group: list[Job]) -> str:
+        settings = group[0][0]
+        name = settings.account
+        try:
+            if name not in boxes:
+                box = Mailbox(settings.imap)
+                box.connect()
+                boxes[name] = box
+            box = boxes[name]
+            todo = [
+                (raw, at)
+                for _, _, raw, at, unless in group
+                if not (unless and box.contains_message_id(box.sent_folder(), unless))
+            ]
+            if box.selected is not None:
+                box.unselect()
+            folder = box.append_sent_many(todo) if todo else box.sent_folder()
+            return f"saved in {folder}"
+        except Exception as exc:  # on this thread nothing else would report it
+            self.report.sent_copy_problems.append(str(exc))
+            if name in boxes:
+                boxes.pop(name).close()  # a new connection for the next ones
+            return f"failed: {exc}"
+
+
+def run_campaign(
+    campaign: Campaign,
+    store: Store,
+    clock: Clock,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    retry_failed: bool = False,
+    smtp: Callable[..., SmtpSession] = SmtpSession,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """Send every entry not yet sent, in file order. Safe to interrupt and run again."""
+    import random
+
+    report = RunReport()
+    stop = stop or threading.Event()
+    if sleep is time.sleep:
+        # Ctrl-C must end a pause at once: the next message must not go after it.
+        def sleep(seconds: float) -> None:
+            stop.wait(seconds)
+
+    throttle = campaign.throttle
+    pacer = Pacer(throttle.per_minute, throttle.jitter_seconds, clock, sleep, rng or random.random)
+    states = entry_state(campaign, store)
+    sessions: dict[str, SmtpSession] = {}
+    sent_on: dict[str, int] = {}  # messages on the current connection, per account
+    room: dict[str, int | None] = {}  # what the daily cap still allows, per account
+    down: dict[str, str] = {}  # accounts that cannot send for the rest of this run
+    copies = None if dry_run else SentCopies(store, report)
+
+    def record(outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome, report)
+
+    attempted = 0
+    try:
+        for entry in campaign.entries:
+            if stop.is_set():
+                report.stopped = report.stopped or "interrupted"
+                break
+            skip = already_done(states.get(entry.key, []), retry_failed)
+            if skip is not None:
+                record(Outcome(entry.key, entry.where, SKIPPED, skip.why, in_doubt=skip.in_doubt))
+                continue
+            if limit is not None and attempted >= limit:
+                report.stopped = f"--limit {limit} reached"
+                break
+            account = entry.account
+            if account in down:
+                record(
+                    Outcome(entry.key, entry.where, FAILED_NOW, down[account], account_down=True)
+                )
+                continue
+            if account not in room:
+                room[account] = _room(entry.settings, throttle.daily_cap, store, clock)
+            if room[account] is not None and room[account] <= 0:  # type: ignore[operator]
+                record(Outcome(entry.key, entry.where, HELD_BACK, "the daily cap is reached"))
+                continue
+            attempted += 1
+            if dry_run:
+                record(Outcome(entry.key, entry.where, WOULD_SEND, entry.prepared.facts.to))
+                if room[account] is not None:
+                    room[account] -= 1  # type: ignore[operator]
+                continue
+            outcome = _send_entry(
+                campaign, entry, store, clock, pacer, sessions, sent_on, smtp, copies, sleep, stop
+            )
+            if outcome is None:  # stopped during a pause, before this entry was sent
+                report.stopped = "interrupted"
+                break
+            if outcome.result in (SENT_NOW, IN_DOUBT_NOW) and room[account] is not None:
+                room[account] -= 1  # type: ignore[operator]
+            if outcome.account_down:
+                down[account] = outcome.detail
+            record(outcome)
+    finally:
+        for session in sessions.values():
+            session.close()
+        if copies is not None:
+            copies.finish()
+    return report
+
+
+def _room(settings: Settings, campaign_cap: int, store: Store, clock: Clock) -> int | None:
+    cap = effective_cap(campaign_cap, settings.daily_cap)
+    if not cap:
+        return None
+    since = start_of_day(clock(), local_zone(settings.sender.timezone))
+    return cap - store.sent_since(settings.account, since)
+
+
+def _send_entry(
+    campaign: Campaign,
+    entry: Entry,
+    store: Store,
+    clock: Clock,
+    pacer: Pacer,
+    sessions: dict[str, SmtpSession],
+    sent_on: dict[str, int],
+    smtp: Callable[..., SmtpSession],
+    copies: SentCopies | None,
+    sleep: Callable[[float], None],
+    stop: threading.Event,
+) -> Outcome | None:
+    """Send one entry (retrying what may be retried). None if ``stop`` came during a pause:
+    then nothing more was sent."""
+    settings, prepared = entry.settings, entry.prepared
+    facts, composed = prepared.facts, prepared.composed
+    ids: list[int] = []  # (thread, message row) once recorded
+
+    def before_mail() -> None:
+        # The entry is recorded straight as "submitting", right before MAIL FROM: nothing
+        # can have left before it, so no "queued" commit is needed (a run killed before this
+        # point has recorded nothing, and sends it next time). Not synced: the final-dot
+        # mark is the one synced commit, and a run killed before it sends the entry again.
+        if ids:
+            store.mark_submitting(ids[1], clock())
+        else:
+            ids.extend(
+                sending.record(
+                    settings,
+                    prepared,
+                    store,
+                    clock(),
+                    campaign=campaign.name,
+                    entry_key=entry.key,
+                    account=entry.account,
+                    detail={"policy": entry.policy} if entry.policy else None,
+                    submitting=True,
+                    durable=False,
+                )
+            )
+        crash_point("after-submitting")
+
+    def outcome(result: str, detail: str, account_down: bool = False) -> Outcome:
+        return Outcome(
+            entry.key,
+            entry.where,
+            result,
+            f"account: {detail}" if account_down else detail,
+            ids[0] if ids else None,
+            account_down=account_down,
+            in_doubt=result == IN_DOUBT_NOW,
+        )
+
+    def failed(exc: DeliveryError) -> None:
+        if ids:
+            store.mark_failed(ids[1], clock(), str(exc))
+
+    crash_point("after-queued")
+    name = entry.account
+    failures = 0
+    while True:
+        pacer.wait()
+        if stop.is_set():
+            return None
+        session = sessions.get(name)
+        if session is not None and sent_on.get(name, 0) >= campaign.throttle.reconnect_after:
+            session.close()  # a fresh connection now and then: some servers cap per-connection
+            sent_on[name] = 0
+        if session is None:
+            # Retries are ours (paced, slowing down on "too many"), not the session's.
+            session = sessions[name] = smtp(settings.smtp, retries=0)
+            sent_on[name] = 0
+        try:
+            reply = session.submit(
+                settings.sender.address,
+                composed.recipients,
+                composed.raw,
+                before_mail=before_mail,
+                before_final_dot=lambda: store.mark_final_dot(ids[1], clock()),
+            )
+            crash_point("after-250")
+        except DuplicateError as exc:
+            return outcome(SKIPPED, exc.headline)
+        except DeliveryError as exc:
+            fate = lifecycle.outcome_of(exc)
+            if fate is lifecycle.Outcome.IN_DOUBT:
+                store.mark_in_doubt(ids[1], clock(), str(exc))
+                session.close()
+                return outcome(IN_DOUBT_NOW, str(exc))
+            if lifecycle.blocks_account(exc):
+                # Login, certificate, TLS: no entry from this account can go this run.
+                failed(exc)
+                return outcome(FAILED_NOW, str(exc), account_down=True)
+            if fate is lifecycle.Outcome.FAILED:  # refused recipient, 5xx: this entry only
+                failed(exc)
+                if ids:
+                    store.set_thread_detail(ids[0], {"refused": True})
+                return outcome(FAILED_NOW, str(exc))
+            # Not taken, and worth another try: the message is still only ours.
+            if ids:
+                store.requeue(ids[1], clock(), str(exc))
+            session.close()
+            if too_many(exc.code, str(exc)):
+                if pacer.slow_downs >= MAX_SLOW_DOWNS:
+                    failed(exc)
+                    return outcome(
+                        FAILED_NOW,
+                        f"the server keeps saying 'too many'; run again later ({exc})",
+                        account_down=True,
+                    )
+                pause = pacer.slow_down()
+                log.warning("%s: slowing down, next try in %.0f s", exc, pause)
+                continue
+            failures += 1
+            if failures > settings.retries:
+                failed(exc)
+                # A server that cannot be reached stays so for the next entries too.
+                return outcome(
+                    FAILED_NOW,
+                    f"{exc} (a temporary failure: the next run tries again)",
+                    account_down=exc.kind in ("connection", "timeout"),
+                )
+            sleep(2.0 ** (failures - 1))
+            if stop.is_set():
+                return None
+            continue
+        break
+    sent_on[name] = sent_on.get(name, 0) + 1
+    sent_at = clock()
+    due = sending.due_after(settings, sent_at, facts.interviewer_tz)
+    saved = settings.imap.save_sent and copies is not None
+    # If a power cut loses this commit, the message shows as in doubt: never sent again.
+    store.mark_sent(
+        ids[1],
+        sent_at,
+        reply,
+        due,
+        durable=False,
+        sent_copy=None if saved else sending.SKIPPED_COPY,
+    )
+    crash_point("after-sent")
+    if saved and copies is not None:
+        copies.add(settings, ids[1], composed.raw, sent_at)
+    return outcome(SENT_NOW, reply)
+
+
+def catch_up_copies(campaign: Campaign, store: Store) -> tuple[int, list[str]]:
+    """File the Sent copies that interrupted commands left, for every account this campaign
+    sends from: on every run, even one with nothing left to send."""
+    filed, problems = 0, []
+    accounts = {e.account: e.settings for e in campaign.entries}
+    for settings in accounts.values():
+        n, warnings = sending.file_unfiled_copies(settings, store)
+        filed += n
+        problems += warnings
+    return filed, problems
+
+
+def cancel_campaign(name: str, store: Store, now: datetime, key: str | None = None) -> list[int]:
+    """Stop the pending follow-ups of a campaign's threads (or one entry's). Returns the
+    threads cancelled. Queued follow-ups are cancelled in the same transaction."""
+    cancelled = []
+    for t in store.campaign_threads(name):
+        if key is not None and t.entry_key != key:
+            continue
+        # Which threads a campaign cancel stops is the lifecycle table's CAMPAIGN_CANCELLED.
+        if store.move_thread_if_still(
+            t.id,
+            lifecycle.ThreadEvent.CAMPAIGN_CANCELLED,
+            now,
+            "cancelled",
+            {"cancelled": f"with campaign {name}"},
+        ):
+            cancelled.append(t.id)
+    return cancelled

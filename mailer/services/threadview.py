@@ -1,0 +1,269 @@
+"""How a thread is shown: one JSON shape for every ``--json`` that lists threads, and one line
+of words for the tables. Every time is in the sender's zone: ISO 8601 with its offset in
+JSON, labelled with the zone's name in text. Pure: rows and a zone in, a dict or text out.
+
+The JSON shape is documented in README.md ("JSON output"); bump :data:`JSON_VERSION` when a
+key changes meaning or goes away (adding a key does not need it).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from mailer.adapters.store import IN_DOUBT, QUEUED, SUBMITTING, MessageRow, ThreadRow, owner_alive
+from mailer.model.followup import (
+    AWAITING,
+    BOUNCED,
+    FAILED,
+    FOLLOWED_UP,
+    HELD,
+    HELD_BY_UNCLEAR_REPLY,
+    NO_ANSWER,
+    REPLIED,
+    held_kind,
+)
+from mailer.model.lifecycle import DUE_THREAD, ThreadState, message_shown
+from mailer.model.lifecycle import describe as describe_state
+
+JSON_VERSION = 1
+
+SENDING = ThreadState.SENDING  # the apology is not known to be sent yet
+THREAD_STATES = tuple(ThreadState)
+# A message whose fate is not settled yet; "in_doubt" includes a submitting message whose
+# process is gone after the final-dot mark (it may or may not have reached the server).
+UNSETTLED_STATES = (QUEUED, SUBMITTING, IN_DOUBT)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """A stored time; a naive one (older rows) is UTC, as the store has always written."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def iso(value: str | None, tz: tzinfo) -> str | None:
+    """ISO 8601 with the offset, in ``tz``; None stays None."""
+    when = parse_time(value)
+    return when.astimezone(tz).isoformat(timespec="seconds") if when else None
+
+
+def shown(value: str | None, tz: tzinfo, *, weekday: bool = False) -> str:
+    """A time for people: ``2026-11-29 08:00 CET`` in ``tz``; a date alone stays a date."""
+    if value and len(value) == 10:  # a date (an out-of-office return day): no zone to show
+        return value
+    when = parse_time(value)
+    if when is None:
+        return value or "?"
+    local = when.astimezone(tz)
+    return local.strftime("%a %Y-%m-%d %H:%M %Z" if weekday else "%Y-%m-%d %H:%M %Z")
+
+
+def message_state(m: MessageRow) -> str:
+    """The message's state as an enum: a dead process's ``submitting`` is ``in_doubt`` past
+    the final-dot mark, and ``queued`` (it is sent again) before it."""
+    alive = m.state != SUBMITTING or owner_alive(m.owner)
+    return message_shown(m.state, alive, bool(m.final_dot_at))
+
+
+def unsettled(messages: list[MessageRow]) -> dict[str, str] | None:
+    """The last message whose fate is open (the apology queued, anything submitting or in
+    doubt), as ``{"kind", "state"}``; None when every message is settled."""
+    found = None
+    for m in messages:
+        if m.state in (SUBMITTING, IN_DOUBT) or (m.kind == "apology" and m.state == QUEUED):
+            found = {"kind": m.kind, "state": message_state(m)}
+    return found
+
+
+def _last_follow_up(messages: list[MessageRow]) -> str | None:
+    sent = [m.sent_at for m in messages if m.kind == "follow_up" and m.sent_at]
+    return sent[-1] if sent else None
+
+
+def thread_dict(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> dict[str, Any]:
+    """The one JSON shape of a thread (``status --json``, ``campaign status --json``)."""
+    d = t.detail
+    reply = None
+    if t.state == REPLIED:
+        reply = {
+            "at": iso(d.get("replied_at"), tz),
+            "by": d.get("replied_by"),  # the address it came from, or your note
+            "subject": d.get("reply_subject"),  # quoted from the reply
+        }
+    auto_reply = None
+    if d.get("auto_reply"):
+        auto_reply = {
+            "kind": str(d["auto_reply"]).replace(" ", "_").replace("-", "_"),
+            "until": d.get("auto_reply_until"),  # a date, YYYY-MM-DD
+        }
+    bounce = None
+    if t.state == BOUNCED:
+        bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(d)}
+    held = None
+    if t.state == HELD:
+        kind = held_kind(d)
+        held = {
+            "kind": kind,  # "unclear_reply" or "challenge_response"
+            "threads": _ids(d.get("held_threads")) if kind == HELD_BY_UNCLEAR_REPLY else [t.id],
+            "by": d.get("held_reply_by"),  # the address of the reply that held it
+            "subject": d.get("held_reply_subject"),  # quoted from that reply
+            "at": iso(d.get("held_at"), tz),
+        }
+    delay = str(d.get("at_risk", ""))
+    return {
+        "id": t.id,
+        "state": t.state,
+        "unsettled": unsettled(messages),
+        "recipient": t.recipient,
+        "recipient_name": t.recipient_name,
+        "company": t.company,
+        "role": t.role,
+        "situation": t.situation,
+        "account": t.account or None,
+        "campaign": t.campaign,
+        "entry_key": t.entry_key,
+        "subject": t.subject,
+        "interview_at": iso(t.interview_at, tz),
+        "created_at": iso(t.created_at, tz),
+        "sent_at": iso(t.sent_at, tz),
+        "follow_up_due": iso(t.follow_up_due, tz) if t.state == AWAITING else None,
+        "last_follow_up_at": iso(_last_follow_up(messages), tz),
+        "follow_ups_sent": t.follow_ups_sent,
+        "max_follow_ups": t.max_follow_ups,
+        "reply": reply,
+        "auto_reply": auto_reply,
+        "bounce": bounce,
+        "held": held,
+        # quoted from the delay notice or the server's refusal
+        "delivery_delay": delay.removeprefix("delivery delayed: ") or None,
+        "error": d.get("follow_up_error"),
+    }
+
+
+# Rows written before the bounce was kept as fields: the words as followup.decide put them,
+# "hard bounce 5.1.1: <the server's words>".
+_BOUNCE = re.compile(
+    r"(?P<kind>[\w-]+) bounce(?: (?P<status>\d\.\d{1,3}\.\d{1,3}))?(?:: (?P<text>.*))?", re.S
+)
+_EARLIER = re.compile(r"bounced for good in thread (?P<thread>\d+)")
+
+
+def _ids(text: Any) -> list[int]:
+    return [int(x) for x in str(text or "").split(",") if x.strip().isdigit()]
+
+
+def _bounce(d: dict[str, Any]) -> dict[str, Any]:
+    """The bounce's kind (``hard``, ``soft``..., or ``earlier`` when the address bounced for
+    good in an earlier thread), its status code and the diagnostic quoted from the DSN."""
+    if d.get("bounce_kind") == "earlier":
+        return {"kind": "earlier", "status": None, "diagnostic": None, "thread": _int(d)}
+    if d.get("bounce_kind"):
+        return {
+            "kind": d["bounce_kind"],
+            "status": d.get("bounce_status") or None,
+            "diagnostic": d.get("bounce_text") or None,
+            "thread": None,
+        }
+    reason = str(d.get("bounce_reason", ""))
+    if m := _BOUNCE.fullmatch(reason):
+        return {"kind": m["kind"], "status": m["status"], "diagnostic": m["text"], "thread": None}
+    earlier = _EARLIER.search(reason)
+    return {
+        "kind": "earlier",
+        "status": None,
+        "diagnostic": None,
+        "thread": int(earlier["thread"]) if earlier else None,
+    }
+
+
+def _int(d: dict[str, Any]) -> int | None:
+    try:
+        return int(d["bounced_in"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def message_dict(m: MessageRow, tz: tzinfo) -> dict[str, Any]:
+    return {
+        "kind": m.kind,
+        "message_id": m.message_id,
+        "state": message_state(m),
+        "created_at": iso(m.created_at, tz),
+        "sent_at": iso(m.sent_at, tz),
+        "failed_at": iso(m.failed_at, tz),
+        "error": m.error,  # the server's words
+        "sent_copy": m.sent_copy,
+    }
+
+
+def event_dict(e: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
+    return {**e, "at": iso(e.get("at"), tz)}
+
+
+def describe(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
+    """One line of words for the tables: the state and what it means for the user. An
+    unsettled message wins over the stored state, unless a reply or a bounce closed it."""
+    open_message = unsettled(messages)
+    pending = None
+    if open_message:
+        words = describe_state(open_message["state"])
+        pending = words if open_message["kind"] == "apology" else f"follow-up {words}"
+    if pending and t.state in (SENDING, *DUE_THREAD):
+        return pending
+    line = _closed_or_open(t, messages, tz)
+    return f"{line} ({pending})" if pending else line
+
+
+def _closed_or_open(t: ThreadRow, messages: list[MessageRow], tz: tzinfo) -> str:
+    d = t.detail
+    if t.state == AWAITING:
+        due = shown(t.follow_up_due, tz) if t.follow_up_due else None
+        parts = [f"awaiting reply, follow-up due {due}" if due else "awaiting reply"]
+        if d.get("auto_reply"):
+            until = d.get("auto_reply_until")
+            parts.append(f"auto-replied: {d['auto_reply']}" + (f" until {until}" if until else ""))
+        if d.get("at_risk"):
+            parts.append(f"at risk: {d['at_risk']}")
+        return "; ".join(parts)
+    if t.state == FOLLOWED_UP:
+        last = _last_follow_up(messages)
+        line = f"followed up {shown(last, tz)}" if last else "followed up"
+        return line + (f"; at risk: {d['at_risk']}" if d.get("at_risk") else "")
+    if t.state == REPLIED:
+        subject = f": {d['reply_subject']!r}" if d.get("reply_subject") else ""
+        return f"replied {shown(d.get('replied_at'), tz)} by {d.get('replied_by', '?')}{subject}"
+    if t.state == HELD and held_kind(d) == HELD_BY_UNCLEAR_REPLY:
+        subject = f" ({d['held_reply_subject']!r})" if d.get("held_reply_subject") else ""
+        others = [i for i in _ids(d.get("held_threads")) if i != t.id]
+        also = f" or thread(s) {', '.join(map(str, others))}" if others else ""
+        return (
+            f"held: a reply from {d.get('held_reply_by', '?')}{subject} may answer this{also}; "
+            f"'mailer mark-replied {t.id}' if it does, else 'mailer release {t.id}'"
+        )
+    if t.state == HELD:
+        return (
+            "held by a challenge-response system: the interviewer has not seen the apology; "
+            "answer the verification request or call them"
+        )
+    if t.state == BOUNCED:
+        return f"bounced: {d.get('bounce_reason', '')}"
+    if t.state == NO_ANSWER:
+        return "no answer: the follow-ups are used up"
+    if t.state == FAILED:
+        return "failed" + (f": {d['follow_up_error']}" if d.get("follow_up_error") else "")
+    return describe_state(t.state)
+
+
+def state_word(t: ThreadRow, messages: list[MessageRow]) -> str:
+    """The state a summary counts: the enum, or the unsettled message's when it wins."""
+    open_message = unsettled(messages)
+    if open_message and t.state in (SENDING, *DUE_THREAD):
+        prefix = "" if open_message["kind"] == "apology" else "follow_up_"
+        return prefix + open_message["state"]
+    return t.state

@@ -1,0 +1,213 @@
+"""What mailer relies on from an IMAP server, proved on FakeImap and on the sandbox's
+Dovecot. Each test has a fresh account (INBOX empty, a Sent folder marked \\Sent)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailer.errors import DeliveryError
+from mailer.services.daemon import IdleWatcher
+
+from .conftest import ImapWorld, message, message_id_of
+
+
+def test_select_returns_uidvalidity_and_uidnext_and_status_agrees(imap_world: ImapWorld) -> None:
+    with imap_world.mailbox() as box:
+        uidvalidity, uidnext = box.select("INBOX")
+        assert box.selected == ("INBOX", uidvalidity)
+        assert box.unread  # a fresh SELECT may show mail nobody has read
+        box.unselect()
+        assert box.selected is None
+        assert box.status("INBOX") == (uidvalidity, uidnext)
+
+
+def test_a_delivery_gives_a_new_higher_uid_and_status_shows_it(imap_world: ImapWorld) -> None:
+    with imap_world.mailbox() as box:
+        uidvalidity, uidnext = box.select("INBOX")
+        box.unselect()
+        imap_world.deliver("INBOX", message())
+        imap_world.deliver("INBOX", message())
+        assert box.status("INBOX") == (uidvalidity, uidnext + 2)
+        box.select("INBOX")
+        assert box.uids_after(uidnext - 1) == [uidnext, uidnext + 1]
+        assert box.uids_after(uidnext) == [uidnext + 1]
+        # "n:*" past the last UID: nothing, not the highest UID.
+        assert box.uids_after(uidnext + 1) == []
+
+
+def test_refresh_reports_new_mail_on_the_selected_folder_and_then_shows_it(
+    imap_world: ImapWorld,
+) -> None:
+    with imap_world.mailbox() as box:
+        _, uidnext = box.select("INBOX")
+        box.unread = False  # what the watcher does once it has read the folder
+        assert box.refresh() is False
+        raw = message()
+        imap_world.deliver("INBOX", raw)
+        assert box.refresh() is True
+        assert box.uids_after(uidnext - 1) == [uidnext]
+        headers = box.fetch_headers_after(uidnext - 1)
+        assert list(headers) == [uidnext]
+        assert message_id_of(raw).encode() in headers[uidnext]
+
+
+def test_fetch_headers_gives_only_the_matchers_fields_in_the_messages_order(
+    imap_world: ImapWorld,
+) -> None:
+    raw = message(
+        subject="Re: Data Engineer",
+        In_Reply_To="<root@sandbox.test>",
+        X_Other="not asked for",
+        References="<root@sandbox.test>\r\n <second@sandbox.test>",
+    )
+    imap_world.deliver("INBOX", raw)
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        (uid,) = box.uids_after(0)
+        header = box.fetch_headers([uid])[uid]
+        assert box.fetch_headers_after(uid - 1) == {uid: header}
+    mid = message_id_of(raw)
+    assert header == (
+        b"From: you@sandbox.test\r\n"
+        b"Subject: Re: Data Engineer\r\n"
+        + f"Message-ID: {mid}\r\n".encode()
+        + b"In-Reply-To: <root@sandbox.test>\r\n"
+        b"References: <root@sandbox.test>\r\n <second@sandbox.test>\r\n"
+        b"\r\n"
+    )
+
+
+def test_fetch_raw_respects_its_limit(imap_world: ImapWorld) -> None:
+    raw = message(body=b"x" * 5000 + b"\r\n")
+    imap_world.deliver("INBOX", raw)
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        (uid,) = box.uids_after(0)
+        assert box.fetch_raw(uid) == raw
+        assert box.fetch_raw(uid, limit=100) == raw[:100]
+
+
+def test_internal_dates_are_the_delivery_times_as_aware_datetimes(imap_world: ImapWorld) -> None:
+    when = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    imap_world.deliver("INBOX", message(), when)
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        (uid,) = box.uids_after(0)
+        got = box.internal_dates([uid])[uid]
+    assert got.tzinfo is not None
+    assert got == when
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        assert box.uids_since(when.date()) == [uid]
+        assert box.uids_since(when.date() + timedelta(days=1)) == []
+
+
+def test_append_sent_files_in_the_special_use_sent_folder_and_is_found_by_message_id(
+    imap_world: ImapWorld,
+) -> None:
+    raw = message()
+    with imap_world.mailbox() as box:
+        folder = box.sent_folder()
+        assert box.append_sent(raw, datetime.now(UTC)) == folder
+        assert box.contains_message_id(folder, message_id_of(raw))
+        assert not box.contains_message_id(folder, "<never-sent@sandbox.test>")
+        assert not box.contains_message_id("INBOX", message_id_of(raw))
+
+
+def test_append_sent_many_files_every_copy_byte_for_byte(imap_world: ImapWorld) -> None:
+    raws = [message(subject=f"copy {i}") for i in range(3)]
+    now = datetime.now(UTC)
+    with imap_world.mailbox() as box:
+        folder = box.append_sent_many([(raw, now) for raw in raws])
+        box.select(folder)
+        uids = box.uids_after(0)
+        assert [box.fetch_raw(uid) for uid in uids] == raws
+
+
+def test_a_configured_sent_folder_wins_over_the_special_use_one(imap_world: ImapWorld) -> None:
+    with imap_world.mailbox(sent_folder="INBOX") as box:
+        assert box.sent_folder() == "INBOX"
+
+
+def test_a_missing_folder_is_a_protocol_error_naming_it(imap_world: ImapWorld) -> None:
+    with imap_world.mailbox() as box, pytest.raises(DeliveryError) as caught:
+        box.select("No-Such-Folder")
+    assert caught.value.kind == "protocol"
+    assert "No-Such-Folder" in str(caught.value)
+
+
+def test_a_wrong_password_is_kind_auth_and_never_quotes_the_password(
+    imap_world: ImapWorld,
+) -> None:
+    box = imap_world.mailbox(password="wrong-pw-77")
+    with pytest.raises(DeliveryError) as caught:
+        box.connect()
+    assert caught.value.kind == "auth"
+    assert imap_world.user in str(caught.value)
+    assert "wrong-pw-77" not in str(caught.value)
+
+
+def test_idle_watcher_wakes_when_mail_arrives(imap_world: ImapWorld) -> None:
+    woke = threading.Event()
+    calls: list[float] = []
+    stop = threading.Event()
+
+    def wake() -> None:
+        calls.append(time.monotonic())
+        if len(calls) > 1:  # the first is the catch-up right after IDLE starts
+            woke.set()
+
+    watcher = IdleWatcher(
+        imap_world.mailbox().settings, wake, stop, mailbox=lambda s: imap_world.mailbox()
+    )
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling for the catch-up wake, which marks IDLE as started
+        assert calls, "IdleWatcher never started"
+        # Mail that comes between the SELECT and the IDLE is reported when IDLE starts.
+        imap_world.deliver("INBOX", message())
+        assert woke.wait(10)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_search_answers_from_the_sessions_view_until_refresh(imap_world: ImapWorld) -> None:
+    with imap_world.mailbox() as box:
+        _, uidnext = box.select("INBOX")
+        imap_world.deliver("INBOX", message())
+        # Without a NOOP the server need not show the new message (Dovecot does not).
+        assert box.uids_after(uidnext - 1) == []
+        box.refresh()
+        assert box.uids_after(uidnext - 1) == [uidnext]
+
+
+def test_a_recreated_folder_has_a_new_uidvalidity(imap_world: ImapWorld) -> None:
+    imap_world.recreate("Jobs")
+    imap_world.deliver("Jobs", message())
+    with imap_world.mailbox() as box:
+        before, _ = box.status("Jobs")
+        imap_world.recreate("Jobs")
+        after, uidnext = box.status("Jobs")
+    assert after != before
+    assert uidnext == 1  # the new folder's UIDs start again: old positions mean nothing
+
+
+def test_a_huge_header_is_fetched_only_up_to_64_kb(imap_world: ImapWorld) -> None:
+    refs = "\r\n ".join(f"<ref{i:06d}@sandbox.test>" for i in range(4000))  # ~100 KB
+    raw = message(References=refs)
+    imap_world.deliver("INBOX", raw)
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        (uid,) = box.uids_after(0)
+        header = box.fetch_headers([uid])[uid]
+    assert len(header) == 65536
+    assert header.startswith(b"From: you@sandbox.test\r\n")
