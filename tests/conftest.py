@@ -6,6 +6,7 @@ server binary is an error, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ import ssl
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -192,14 +194,32 @@ def workspace(stack: Stack, tmp_path: Path) -> Path:
     return write_config(tmp_path / "ws", stack.info)
 
 
+# How ``run_cli`` runs mailer when a test does not say: in this process (click's CliRunner)
+# for unit and contract tests, its own process for wire tests. Set by ``_cli_mode`` per test;
+# MAILER_TEST_CLI=process runs every call as a process, =in-process every call that does not
+# ask for a process in this one (to compare the two ways).
+_in_process_default = False
+
+
 def run_cli(
     ws: Path,
     *args: str,
     env: dict[str, str] | None = None,
     timeout: float = 60,
     input: str | None = None,
+    process: bool | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``mailer`` as a user would: its own process, in the workspace."""
+    """Run ``mailer`` in the workspace as a user would, with the clock pinned at ``NOW``.
+
+    Unit tests run it in this process (see :func:`run_in_process`); wire tests, and any call
+    with ``process=True``, as its own process. A test that needs a real process (a kill, a
+    signal, a lock held by another process, a crash point, a fresh interpreter) says
+    ``process=True`` and is marked ``wire``."""
+    if process is None:
+        forced = os.environ.get("MAILER_TEST_CLI", "")
+        process = forced == "process" or (forced != "in-process" and not _in_process_default)
+    if not process:
+        return run_in_process(ws, *args, env=env, input=input)
     full_env = {
         k: v for k, v in os.environ.items() if not k.startswith("MAILER_") or k == "MAILER_CORPUS"
     }
@@ -213,6 +233,82 @@ def run_cli(
         timeout=timeout,
         input=input if input is not None else "",
     )
+
+
+def run_in_process(
+    ws: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``mailer ARGS`` through click's CliRunner, made to look like a fresh process to the
+    code under test: the same environment ``run_cli`` gives a process (MAILER_* of the test
+    run dropped), the workspace as the current directory, stdin a pipe holding ``input``,
+    stdout and stderr apart, the exit code from ``sys.exit``; and what mailer keeps per
+    process (logging set-up, signal handlers, password and crash-point caches) is reset
+    before and put back after, so no run leaks into the next. An exception that escapes the
+    CLI is raised here, where a process would have printed a traceback and exited 1."""
+    from click.testing import CliRunner
+
+    from mailer.adapters import crashpoint, passwords
+    from mailer.cli.main import cli
+
+    wanted = {"MAILER_NOW": NOW, **(env or {})}
+    if "MAILER_CRASH_AT" in wanted:
+        raise RuntimeError("a crash point kills the process: use run_cli(..., process=True)")
+    runner_env: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith("MAILER_") and k != "MAILER_CORPUS"
+    }
+    runner_env.update(wanted)
+    passwords._cache.clear()
+    crashpoint._hits.clear()
+    with _fresh_logging(), _kept_signal_handlers(), contextlib.chdir(ws):
+        result = CliRunner().invoke(
+            cli,
+            list(args),
+            input=input if input is not None else "",
+            env=runner_env,
+            prog_name="mailer",
+            catch_exceptions=False,
+        )
+    return subprocess.CompletedProcess(
+        ["mailer", *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
+@contextlib.contextmanager
+def _fresh_logging() -> Iterator[None]:
+    """The root logger as a new process has it (no handlers, so the CLI's basicConfig takes
+    effect and writes to the captured stderr), and every logger's level put back after."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {
+        name: lg.level
+        for name, lg in logging.root.manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    root.handlers.clear()
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, lg in logging.root.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                lg.setLevel(levels.get(name, logging.NOTSET))
+
+
+@contextlib.contextmanager
+def _kept_signal_handlers() -> Iterator[None]:
+    import signal
+
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
 
 
 def send_args(
@@ -257,6 +353,81 @@ def ordinary_mailer() -> Iterator[tuple[OrdinaryUser, Path]]:
         yield user, install_into_fresh_venv(user, where, wheel, user.env(where))
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+# --- layers: unit, contract, wire ------------------------------------------------------------
+# Every test is in exactly one layer, assigned here, never by hand except ``wire`` for a test
+# that needs a real process without needing a server:
+# - contract: under tests/contract/ (each adapter against its fake and the real thing);
+# - wire: uses the real servers (a fixture that depends on one of SERVER_FIXTURES, however
+#   indirectly: stack, workspace, pair...), or is marked ``integration`` or ``wire``;
+# - unit: the rest, in this process. A unit test that starts a process fails and says so.
+# `bash scripts/test.sh --fast` runs unit and contract (`-m "not wire"`); the default, and CI,
+# runs all three.
+
+SERVER_FIXTURES = frozenset({"mail_stack", "oauth_server", "ordinary_mailer"})
+LAYERS = ("unit", "contract", "wire")
+CONTRACT_DIR = Path(__file__).resolve().parent / "contract"
+
+
+def layer_of(path: Path, fixturenames: Iterable[str], marks: Iterable[str]) -> str:
+    """The one layer a test belongs to (see above)."""
+    if CONTRACT_DIR in Path(path).resolve().parents:
+        return "contract"
+    if SERVER_FIXTURES & set(fixturenames) or {"integration", "wire"} & set(marks):
+        return "wire"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        layer = layer_of(item.path, getattr(item, "fixturenames", ()), marks)
+        if layer not in marks:
+            item.add_marker(layer)
+
+
+@pytest.fixture(autouse=True)
+def _layer_rules(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``run_cli`` runs in this process in unit and contract tests, as a process in wire
+    tests; a unit test may start no process at all (it would be a wire test)."""
+    global _in_process_default
+    wire = request.node.get_closest_marker("wire") is not None
+    _in_process_default = not wire
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    started = request.node.stash.setdefault(PROCESSES_REFUSED, [])
+    with pytest.MonkeyPatch.context() as mp:
+        for owner, name in _PROCESS_STARTERS:
+            if hasattr(owner, name):
+                mp.setattr(owner, name, _refuse_process(f"{owner.__name__}.{name}", started))
+        yield
+    if started:
+        # Also when the code under test caught the refusal and carried on.
+        pytest.fail(f"a unit test started a process ({started[0]}): mark it @pytest.mark.wire")
+
+
+# What a unit test tried to start (a test of the guard itself empties it).
+PROCESSES_REFUSED = pytest.StashKey[list[str]]()
+_PROCESS_STARTERS = (
+    (subprocess.Popen, "_execute_child"),
+    (os, "fork"),
+    (os, "forkpty"),
+    (os, "posix_spawn"),
+    (os, "posix_spawnp"),
+)
+
+
+def _refuse_process(what: str, started: list[str]):  # type: ignore[no-untyped-def]
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        started.append(what)
+        raise AssertionError(
+            f"a unit test started a process ({what}): mark it @pytest.mark.wire, or use "
+            "run_cli without process=True"
+        )
+
+    return refuse
 
 
 # --- CI guard: a run of the whole suite must include the integration tests -------------------

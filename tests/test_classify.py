@@ -138,6 +138,7 @@ def test_classify_message_accepts_a_default_policy_message() -> None:
     assert classify_message(msg).kind == "auto-reply"
 
 
+@pytest.mark.wire  # a fresh interpreter
 def test_importing_classify_does_not_import_dateparser() -> None:
     """Verify dateparser (slow to import) is only loaded when a return date is read."""
     code = "import sys, mailer.model.classify; print('dateparser' in sys.modules)"

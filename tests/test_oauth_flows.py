@@ -52,14 +52,20 @@ def test_pkce_login_through_the_loopback_redirect(server: OAuthServer) -> None:
             with urllib.request.urlopen(where, timeout=10) as page:  # follow the redirect
                 landed.append(page.read().decode())
 
-        threading.Thread(target=visit, daemon=True).start()  # detaches, as a browser does
+        visitor = threading.Thread(target=visit, daemon=True)  # detaches, as a browser does
+        visitors.append(visitor)
+        visitor.start()
         return True
 
+    visitors: list[threading.Thread] = []
     tokens = oauth.pkce_login(
         cfg(server), USER, lambda _: None, open_browser=browser, read_line=lambda: ""
     )
     assert server.introspect(tokens.access_token)["username"] == USER
     assert tokens.refresh_token and tokens.scopes == ("imap", "smtp")
+    # The browser reads its page after the login has its code: wait for it to finish.
+    for visitor in visitors:
+        visitor.join(timeout=10)
     assert landed and "Signed in" in landed[0]
 
 

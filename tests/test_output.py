@@ -241,25 +241,18 @@ def _commands(group: click.Group, path: str = "") -> list[tuple[str, click.Comma
 
 
 @pytest.mark.parametrize("path", [p for p, _ in _commands(cli)])
-def test_every_command_help_ends_with_an_example(path: str) -> None:
+def test_every_command_help_ends_with_an_example(path: str, tmp_path: Path) -> None:
     """Verify `mailer ... --help` shows an example that runs that very command."""
-    r = subprocess.run(
-        [sys.executable, "-m", "mailer.cli.main", *path.split(), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = run_cli(tmp_path, *path.split(), "--help")
     assert r.returncode == 0, r.stderr
     _, found, examples = r.stdout.partition("Example")
     assert found, f"mailer {path} --help has no example"
     assert f"mailer {path}" in examples
 
 
-def test_mailer_help_lists_every_exit_code() -> None:
+def test_mailer_help_lists_every_exit_code(tmp_path: Path) -> None:
     """Verify each named exit code (and 130 for Ctrl-C) is explained in `mailer --help`."""
-    out = subprocess.run(
-        [sys.executable, "-m", "mailer.cli.main", "--help"], capture_output=True, text=True
-    ).stdout
+    out = run_cli(tmp_path, "--help").stdout
     codes = out.partition("Exit codes:")[2]
     for code in [*ExitCode, 130]:
         assert re.search(rf"^\s+{int(code)}\s+\w", codes, re.M), code
@@ -275,18 +268,11 @@ def test_completion_offers_the_situations(tmp_path: Path) -> None:
 
     def complete(words: str) -> list[str]:
         env = {
-            **os.environ,
             "_MAILER_COMPLETE": "bash_complete",
             "COMP_WORDS": words,
             "COMP_CWORD": str(len(words.split()) - 1),
         }
-        r = subprocess.run(
-            [sys.executable, "-m", "mailer.cli.main"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        r = run_cli(tmp_path, env=env)
         assert r.returncode == 0, r.stderr
         return [line.split(",", 1)[1] for line in r.stdout.splitlines()]
 
@@ -298,18 +284,15 @@ def test_completion_offers_the_situations(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("shell", "marker"),
     [
-        ("bash", "complete -o"),
+        # click runs bash to read its version
+        pytest.param("bash", "complete -o", marks=pytest.mark.wire),
         ("zsh", "#compdef mailer"),
         ("fish", "complete --no-files --command mailer"),
     ],
 )
-def test_completion_prints_each_shells_script(shell: str, marker: str) -> None:
+def test_completion_prints_each_shells_script(shell: str, marker: str, tmp_path: Path) -> None:
     """Verify `mailer completion SHELL` prints that shell's script, wired to mailer."""
-    r = subprocess.run(
-        [sys.executable, "-m", "mailer.cli.main", "completion", shell],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli(tmp_path, "completion", shell)
     assert r.returncode == 0, r.stderr
     assert marker in r.stdout and "_MAILER_COMPLETE" in r.stdout
 
@@ -330,6 +313,7 @@ def test_time_left_is_said_in_natural_units(seconds: float, words: str) -> None:
     assert natural_duration(seconds) == words
 
 
+@pytest.mark.wire  # a fresh interpreter
 def test_help_stays_free_of_rich() -> None:
     """Verify `mailer --help` does not import rich (it costs start-up time)."""
     code = "import sys; from mailer.cli.main import cli; print('rich' in sys.modules)"

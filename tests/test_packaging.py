@@ -118,6 +118,7 @@ def test_a_crash_point_fires_only_at_its_name_and_count(
     assert kills == ["killed"]
 
 
+@pytest.mark.wire  # runs the installed entry point
 def test_an_installed_copy_shows_where_its_docs_and_units_are(
     wheel: zipfile.ZipFile, tmp_path: Path
 ) -> None:

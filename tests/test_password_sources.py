@@ -152,6 +152,7 @@ def test_password_command_that_hangs_is_stopped_at_its_timeout(
         os.kill(pid, 0)  # killed and reaped, not left running
 
 
+@pytest.mark.wire  # mailer runs the password program
 def test_missing_password_program_is_named(tmp_path: Path) -> None:
     """Verify a password command whose program does not exist is one line naming it."""
     ws = _offline_workspace(tmp_path, '[smtp]\npassword_command = ["no-such-pw-program-xyz"]')

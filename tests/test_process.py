@@ -156,6 +156,7 @@ def test_linux_start_mark_is_the_tick_count_old_tokens_hold() -> None:
     assert store_mod.owner_alive(old_token[: -len(ticks)] + str(int(ticks) + 1)) is False
 
 
+@pytest.mark.wire  # real child processes
 def test_a_real_child_is_alive_then_terminated_and_reaped() -> None:
     """Verify alive/is_running/terminate on a real process, and that a stopped child is gone."""
     child = subprocess.Popen(
@@ -247,6 +248,7 @@ def hold(procs: list[subprocess.Popen[str]], kind: str, path: Path) -> subproces
     return p
 
 
+@pytest.mark.wire  # a second process
 def test_store_lock_shuts_out_a_second_process_and_names_the_holder(
     tmp_path: Path, holder: list[subprocess.Popen[str]]
 ) -> None:
@@ -261,6 +263,7 @@ def test_store_lock_shuts_out_a_second_process_and_names_the_holder(
         assert lock.fd is not None
 
 
+@pytest.mark.wire  # another process
 def test_token_lock_waits_for_another_process(
     tmp_path: Path, holder: list[subprocess.Popen[str]]
 ) -> None:

@@ -4,6 +4,7 @@ bytes it writes."""
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from dataclasses import replace
 from datetime import datetime
@@ -220,6 +221,7 @@ def test_campaign_entries_and_csv_cells_follow_the_same_rules(tmp_path: Path) ->
     assert campaign.entries == [] and campaign.invalid == 4
 
 
+@functools.cache  # frozen values; compiling the templates was most of the property tests' time
 def draft_and_facts():
     f = facts()
     return compose_apology(Composer(), f, SENDER, AFTER), f

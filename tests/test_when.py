@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from mailer.errors import InputError
@@ -291,6 +291,52 @@ def test_a_zone_with_nothing_close_gets_the_general_hint() -> None:
 def test_address_typos_of_big_providers_are_flagged(address: str, warning: str) -> None:
     """Verify near misses of the big providers' domains warn; correct and unknown ones do not."""
     assert typo_warning(address, "--to") == warning
+
+
+def _typo_warning_over_every_provider(address: str, what: str) -> str:
+    """typo_warning as it was before it skipped names of another length: every provider."""
+    from mailer.model.addresses import PROVIDER_DOMAINS, _distance
+
+    domain = address.rpartition("@")[2].lower()
+    if not domain or domain in PROVIDER_DOMAINS:
+        return ""
+    best = min(PROVIDER_DOMAINS, key=lambda d: _distance(domain, d))
+    limit = 0 if len(best) <= 6 else 1 if len(best) <= 8 else 2
+    return "" if _distance(domain, best) > limit else f"{what}: {address}: did you mean {best}?"
+
+
+def _near_provider_domains() -> st.SearchStrategy[str]:
+    from mailer.model.addresses import PROVIDER_DOMAINS
+
+    letters = st.sampled_from("abcdefghilmnoqrtuy.-")
+    edit = st.tuples(st.integers(0, 20), st.sampled_from(["drop", "add", "swap", "set"]), letters)
+
+    def apply(domain: str, edits: list[tuple[int, str, str]]) -> str:
+        for at, kind, c in edits:
+            i = at % (len(domain) + 1)
+            if kind == "drop":
+                domain = domain[:i] + domain[i + 1 :]
+            elif kind == "add":
+                domain = domain[:i] + c + domain[i:]
+            elif kind == "swap" and i + 1 < len(domain):
+                domain = domain[:i] + domain[i + 1] + domain[i] + domain[i + 2 :]
+            else:
+                domain = domain[:i] + c + domain[i + 1 :]
+        return domain
+
+    return st.builds(apply, st.sampled_from(PROVIDER_DOMAINS), st.lists(edit, max_size=4))
+
+
+@given(domain=st.one_of(_near_provider_domains(), st.text("abcmo.", max_size=30)))
+@example(domain="htmail.co.k")  # two letters short, two edits: still a near miss
+@example(domain="ggmail.comm")  # two letters long
+def test_typo_warning_skipping_other_lengths_warns_as_comparing_every_provider(
+    domain: str,
+) -> None:
+    """Verify the length shortcut changes no warning: the same as measuring every provider
+    (near misses of one to four edits, and random short names)."""
+    address = f"ana@{domain}"
+    assert typo_warning(address, "--to") == _typo_warning_over_every_provider(address, "--to")
 
 
 def facts(**extra: object):

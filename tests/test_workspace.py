@@ -379,6 +379,7 @@ def test_preview_follow_up_on_a_closed_thread_says_none_will_go(
     assert INTERVIEWER in shown.stdout
 
 
+@pytest.mark.wire  # sandbox start looks for Dovecot
 def test_a_data_directory_that_cannot_be_made_is_one_line_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

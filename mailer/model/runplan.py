@@ -18,7 +18,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .lifecycle import MessageState, describe
+from mailer.model.lifecycle import MessageState, describe
 
 
 class Act(enum.StrEnum):
