@@ -12,11 +12,13 @@ if [ "${1:-}" = "--fast" ]; then
   fast=1
   shift
 fi
-if [ "$fast" = 0 ] || ! .venv/bin/python -c 'import mailer' > /dev/null 2>&1; then
+if [ "$fast" = 0 ] || ! .venv/bin/python -c 'import mailer, xdist' > /dev/null 2>&1; then
   bash scripts/setup.sh
 fi
 .venv/bin/ruff check mailer tests bench
 if [ "$fast" = 1 ]; then
-  exec .venv/bin/python -m pytest -p no:cacheprovider -m "not wire" "$@"
+  # One worker per core (pytest-xdist): these layers share nothing between tests but the
+  # contract suite's mail stack, which each worker starts for itself on free ports.
+  exec .venv/bin/python -m pytest -p no:cacheprovider -m "not wire" -n auto "$@"
 fi
 MAILER_REQUIRE_INTEGRATION=1 .venv/bin/python -m pytest -p no:cacheprovider "$@"
