@@ -201,6 +201,8 @@ def rewrite(text: str, depth: int, package: Path | None = None) -> str:
         # MOVES, except sandbox, whose package prefix must not be rewritten twice).
         end = m.end()
         rest = m.string[end : end + 40]
+        if mod in ("sandbox", "cli"):
+            return m[0]  # package names now: an old mailer.cli / mailer.sandbox is converted
         if mod in ("sandbox", "cli") and rest.startswith(" import "):
             return m[0]  # from mailer.sandbox import stack: the package itself
         if mod == "sandbox" and re.match(r"\.(stack|smtp|oauth)\b", rest):

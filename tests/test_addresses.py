@@ -84,6 +84,7 @@ def test_validate_address_refuses_and_accepts_as_email_validator_does() -> None:
         assert got == _reference(address, True), address
 
 
+@pytest.mark.wire  # a fresh interpreter: what importing loads
 def test_a_plain_address_is_checked_without_importing_email_validator() -> None:
     """Verify the common case does not pay email_validator's import."""
     code = (

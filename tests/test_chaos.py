@@ -29,6 +29,7 @@ import pytest
 
 from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.store import Store
+from mailer.model.lifecycle import describe
 
 from .conftest import Pair, Stack, run_cli, write_config
 from .test_followup import at, send
@@ -127,7 +128,7 @@ def test_random_kills_leave_in_doubt_only_past_the_final_dot_mark(slow_pair: Pai
         ups = [m for m in store.messages(r["thread"]) if m.kind == "follow_up"]
         r["follow_ups"] = [
             {
-                "state": m.shown_state,
+                "state": describe(m.state_now),
                 "final_dot": bool(getattr(m, "final_dot_at", None)),
                 "accepted": sum(1 for e in accepted if e.get("message_id") == m.message_id),
             }

@@ -15,6 +15,7 @@ from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import IN_DOUBT, QUEUED, Store
 from mailer.errors import ClaimError, ExitCode
+from mailer.model.lifecycle import describe
 from mailer.services.daemon import log_report
 from mailer.services.passes import PassReport
 
@@ -35,7 +36,7 @@ def test_a_send_that_died_before_the_final_dot_is_requeued_not_in_doubt(tmp_path
     store, mid = one_queued_apology(tmp_path)
     store.mark_submitting(mid, T0)
     _die(store, mid)
-    assert store.message(mid).shown_state == "queued"
+    assert describe(store.message(mid).state_now) == "queued"
     assert store.unsettled_messages() == []
     assert store.mark_abandoned_in_doubt(mid, T0, "gone") is False
     (requeued,) = store.requeue_abandoned(T0)
@@ -52,7 +53,7 @@ def test_a_send_that_died_after_the_final_dot_mark_stays_in_doubt(tmp_path: Path
     store.mark_submitting(mid, T0)
     store.mark_final_dot(mid, T0 + timedelta(seconds=1))
     _die(store, mid)
-    assert store.message(mid).shown_state == "in doubt"
+    assert describe(store.message(mid).state_now) == "in doubt"
     assert store.requeue_abandoned(T0) == []
     assert [m.id for m in store.unsettled_messages()] == [mid]
     assert store.mark_abandoned_in_doubt(mid, T0, "gone") is True
@@ -68,7 +69,7 @@ def test_a_resend_keeps_the_mark_of_the_first_attempt(tmp_path: Path) -> None:
     store.mark_in_doubt(mid, T0, "lost the answer")
     store.claim_resend(mid, T0, ("sending",))
     _die(store, mid)
-    assert store.message(mid).shown_state == "in doubt"
+    assert describe(store.message(mid).state_now) == "in doubt"
     assert store.requeue_abandoned(T0) == []
 
 
@@ -125,7 +126,7 @@ def test_a_row_caught_mid_send_by_an_older_mailer_stays_in_doubt(tmp_path: Path)
     db.close()
     reopened = Store(f"sqlite:///{tmp_path / 'state.db'}")
     assert reopened.message(mid).final_dot_at is not None
-    assert reopened.message(mid).shown_state == "in doubt"
+    assert describe(reopened.message(mid).state_now) == "in doubt"
     assert reopened.requeue_abandoned(T0) == []
 
 

@@ -241,6 +241,7 @@ def test_status_id_reads_only_its_own_thread(tmp_path: Path) -> None:
     assert damaged.returncode != 0 and f"message {bad_message}: recipients" in damaged.stderr
 
 
+@pytest.mark.wire  # a fresh interpreter: what importing loads
 def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
     """Verify `status` off a terminal imports neither SQLAlchemy (a current SQLite store is
     read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail."""

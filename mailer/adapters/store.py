@@ -297,11 +297,6 @@ class MessageRow:
         return message_shown(self.state, alive, bool(self.final_dot_at))
 
     @property
-    def shown_state(self) -> str:
-        """:attr:`state_now` in words, for display only."""
-        return describe_state(self.state_now)
-
-    @property
     def abandoned_before_final_dot(self) -> bool:
         """See :func:`abandoned_before_final_dot`."""
         return abandoned_before_final_dot(self._fields)
