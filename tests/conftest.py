@@ -194,6 +194,36 @@ def workspace(stack: Stack, tmp_path: Path) -> Path:
     return write_config(tmp_path / "ws", stack.info)
 
 
+@pytest.fixture(scope="session")
+def offline_info(tmp_path_factory: pytest.TempPathFactory) -> StackInfo:
+    """Where a stack would listen, with nothing listening: loopback ports taken from sockets
+    the kernel gave and that are closed again, a CA file of its own, the sandbox's users.
+    For tests of commands that never connect, so they need no server (and are unit tests)."""
+    from mailer.sandbox.stack import HOST, _write_certs, free_ports
+
+    d = tmp_path_factory.mktemp("offline-stack")
+    smtp, smtps, plain, imap, imaps, lmtp = free_ports(6)
+    return StackInfo(
+        dir=str(d),
+        host=HOST,
+        smtp_port=smtp,
+        smtps_port=smtps,
+        smtp_plain_port=plain,
+        imap_port=imap,
+        imaps_port=imaps,
+        lmtp_port=lmtp,
+        ca_file=str(_write_certs(d)),
+        users=dict(USERS),
+    )
+
+
+@pytest.fixture
+def offline_workspace(offline_info: StackInfo, tmp_path: Path) -> Path:
+    """The same files as ``workspace`` (config, .env, templates), pointing at servers that
+    are not there: a test using it is a unit test and runs mailer in this process."""
+    return write_config(tmp_path / "ws", offline_info)
+
+
 # How ``run_cli`` runs mailer when a test does not say: in this process (click's CliRunner)
 # for unit and contract tests, its own process for wire tests. Set by ``_cli_mode`` per test;
 # MAILER_TEST_CLI=process runs every call as a process, =in-process every call that does not

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FOLLOW_UP_CONFIG, Pair, Stack, run_cli, write_config
-
-pytestmark = pytest.mark.integration
+from .conftest import FOLLOW_UP_CONFIG, INTERVIEWER, Pair, Stack, run_cli, write_config
 
 
 def entry(to: str, n: int, **extra: object) -> str:
@@ -76,6 +74,7 @@ def in_doubt(row: dict) -> bool:
     return bool(row["thread"] and (row["thread"]["unsettled"] or {}).get("state") == "in_doubt")
 
 
+@pytest.mark.integration
 def test_fifty_entries_arrive_exactly_once_and_a_second_run_sends_nothing(pair: Pair) -> None:
     write_campaign(pair.ws, "".join(entry(pair.interviewer, n) for n in range(50)))
     mark = pair.stack.log_mark()
@@ -101,6 +100,7 @@ def test_fifty_entries_arrive_exactly_once_and_a_second_run_sends_nothing(pair: 
     assert states == {"awaiting_reply": 50}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "point, delivered_in_doubt",
     [
@@ -144,6 +144,7 @@ def test_a_run_killed_half_way_and_run_again_sends_each_entry_once(
         assert "In doubt: entry" in resumed.stdout and "mailer resolve" in resumed.stdout
 
 
+@pytest.mark.integration
 def test_invalid_file_is_refused_whole_with_every_problem_listed(pair: Pair) -> None:
     body = (
         entry(pair.interviewer, 1)
@@ -193,6 +194,7 @@ def test_invalid_file_is_refused_whole_with_every_problem_listed(pair: Pair) -> 
     assert len(accepted(pair.stack, mark)) == 2  # entries 1 and 6 (the first "dup")
 
 
+@pytest.mark.integration
 def test_csv_entries_are_read_and_bad_rows_named_by_line(pair: Pair) -> None:
     (pair.ws / "config" / "campaigns").mkdir(parents=True)
     (pair.ws / "config" / "campaigns" / "people.csv").write_text(
@@ -224,6 +226,7 @@ def test_csv_entries_are_read_and_bad_rows_named_by_line(pair: Pair) -> None:
     assert len(accepted(pair.stack, mark)) == 3
 
 
+@pytest.mark.integration
 def test_editing_a_note_after_sending_does_not_make_a_new_entry(pair: Pair) -> None:
     path = write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
     mark = pair.stack.log_mark()
@@ -236,6 +239,7 @@ def test_editing_a_note_after_sending_does_not_make_a_new_entry(pair: Pair) -> N
     assert len(accepted(pair.stack, mark)) == 3  # only the new entry went out
 
 
+@pytest.mark.integration
 def test_a_refused_recipient_is_recorded_and_the_run_goes_on(pair: Pair) -> None:
     nobody = "nobody-here@sandbox.test"  # not a sandbox mailbox: 550 at RCPT
     write_campaign(
@@ -258,6 +262,7 @@ def test_a_refused_recipient_is_recorded_and_the_run_goes_on(pair: Pair) -> None
     assert len(accepted(pair.stack, mark)) == 2
 
 
+@pytest.mark.integration
 def test_a_temporary_refusal_is_retried_within_the_run(pair: Pair) -> None:
     write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
     pair.stack.set_faults(data=["451 4.3.0 try again later"])
@@ -269,6 +274,7 @@ def test_a_temporary_refusal_is_retried_within_the_run(pair: Pair) -> None:
     assert len(accepted(pair.stack, mark)) == 2
 
 
+@pytest.mark.integration
 def test_cancel_stops_the_campaigns_follow_ups(pair: Pair) -> None:
     write_campaign(
         pair.ws,
@@ -301,6 +307,7 @@ def test_cancel_stops_the_campaigns_follow_ups(pair: Pair) -> None:
     assert typo.returncode == 2 and "'thre'" in typo.stderr
 
 
+@pytest.mark.integration
 def test_status_and_cancel_still_work_when_an_entry_became_invalid(pair: Pair) -> None:
     path = write_campaign(
         pair.ws,
@@ -324,6 +331,7 @@ def test_status_and_cancel_still_work_when_an_entry_became_invalid(pair: Pair) -
     assert path.exists()
 
 
+@pytest.mark.integration
 def test_entries_send_from_their_own_accounts_and_replies_are_seen_there(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -414,29 +422,30 @@ ca_file = "{ca}"
 
 
 def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
-    pair: Pair,
+    offline_workspace: Path,
 ) -> None:
     from mailer.adapters.workspace import example_campaign
 
     from .conftest import NOW
 
     example = example_campaign(datetime.fromisoformat(NOW).date())  # as init writes it today
-    path = pair.ws / "config" / "campaigns" / "example.toml"
+    path = offline_workspace / "config" / "campaigns" / "example.toml"
     path.parent.mkdir(parents=True)
     path.write_text(example, encoding="utf-8")
 
-    r = run_cli(pair.ws, "campaign", "check", "example")
+    r = run_cli(offline_workspace, "campaign", "check", "example")
     assert r.returncode == 3
     problems = [x for x in r.stderr.splitlines() if x.startswith("mailer: error:")]
     assert len(problems) == 2 and all("example address (RFC 2606)" in x for x in problems)
 
-    real = path.read_text().replace("ana.ruiz@example.com", pair.interviewer)
-    path.write_text(real.replace("b.li@example.com", pair.alternate), encoding="utf-8")
-    ok = run_cli(pair.ws, "campaign", "check", "example")
+    real = path.read_text().replace("ana.ruiz@example.com", INTERVIEWER)
+    path.write_text(real.replace("b.li@example.com", "recruiter@sandbox.test"), encoding="utf-8")
+    ok = run_cli(offline_workspace, "campaign", "check", "example")
     assert ok.returncode == 0, ok.stderr
     assert "2 entries valid; 2 to send" in ok.stdout
 
 
+@pytest.mark.integration
 def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: Pair) -> None:
     from .conftest import NOW
 
@@ -478,6 +487,7 @@ def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: P
     assert len(per_entry) == 6 and set(per_entry.values()) == {1}
 
 
+@pytest.mark.integration
 def test_the_daily_cap_holds_the_rest_back_and_says_so(pair: Pair) -> None:
     write_campaign(
         pair.ws,
@@ -499,6 +509,7 @@ def test_the_daily_cap_holds_the_rest_back_and_says_so(pair: Pair) -> None:
     assert len(accepted(pair.stack, mark)) == 3
 
 
+@pytest.mark.integration
 def test_campaign_threads_keep_their_own_follow_up_policy_and_sender(pair: Pair) -> None:
     # The config says 60 s; the campaign says two hours and signs as the candidate's alias.
     write_campaign(

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mailer.sandbox.stack import free_ports
+from mailer.sandbox.stack import StackInfo, free_ports
 
 from .conftest import SENDER, USERS, Stack, run_cli, send_args
 
-pytestmark = pytest.mark.integration
 CONFIG = Path("config") / "mailer.toml"
 
 
@@ -184,6 +183,7 @@ CASES = [
 ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("name", "setup", "args", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_clear_line(
     stack: Stack,
@@ -216,15 +216,17 @@ def test_bad_input_gives_one_clear_line(
     assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]
 
 
-def test_every_config_problem_is_reported_at_once(stack: Stack, workspace: Path) -> None:
+def test_every_config_problem_is_reported_at_once(
+    offline_info: StackInfo, offline_workspace: Path
+) -> None:
     """Verify three problems in one file give three lines, each with file and key."""
-    path = workspace / CONFIG
-    text = path.read_text().replace(f"port = {stack.info.smtp_port}", "port = 99999", 1)
+    path = offline_workspace / CONFIG
+    text = path.read_text().replace(f"port = {offline_info.smtp_port}", "port = 99999", 1)
     text = text.replace('security = "starttls"', 'security = "tls1.3"', 1)
     text = text.replace(f'address = "{SENDER}"', 'address = "not an address"', 1)
     path.write_text(text)
     # send --dry-run reads every setting; preview needs only [sender] (issue 12).
-    r = run_cli(workspace, *send_args()[:-1], "--dry-run")
+    r = run_cli(offline_workspace, *send_args()[:-1], "--dry-run")
     assert r.returncode == 3
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 3, r.stderr
@@ -234,6 +236,7 @@ def test_every_config_problem_is_reported_at_once(stack: Stack, workspace: Path)
         assert key in joined
 
 
+@pytest.mark.integration
 def test_send_without_terminal_requires_yes(stack: Stack, workspace: Path) -> None:
     """Verify nothing is sent when there is no terminal to confirm on and no --yes."""
     mark = stack.log_mark()
@@ -244,6 +247,7 @@ def test_send_without_terminal_requires_yes(stack: Stack, workspace: Path) -> No
     assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
 
 
+@pytest.mark.integration
 def test_dry_run_never_connects(stack: Stack, workspace: Path) -> None:
     """Verify --dry-run shows the message and opens no connection."""
     mark = stack.log_mark()
@@ -254,6 +258,7 @@ def test_dry_run_never_connects(stack: Stack, workspace: Path) -> None:
     assert stack.log_since(mark) == []
 
 
+@pytest.mark.integration
 def test_debug_shows_traceback_but_never_the_password(stack: Stack, workspace: Path) -> None:
     """Verify --debug adds a traceback for a failure and still hides the password."""
     (workspace / ".env").write_text("MAILER_SMTP_PASSWORD=hunter2-debug\n")
@@ -263,6 +268,7 @@ def test_debug_shows_traceback_but_never_the_password(stack: Stack, workspace: P
     assert "hunter2-debug" not in r.stdout + r.stderr
 
 
+@pytest.mark.integration
 def test_debug_keeps_the_exit_code_of_a_duplicate(stack: Stack, workspace: Path) -> None:
     """Verify a refused duplicate exits 7 with --debug too, and still shows the traceback."""
     first = run_cli(workspace, *send_args(company="Debug Duplicate"))
@@ -273,6 +279,7 @@ def test_debug_keeps_the_exit_code_of_a_duplicate(stack: Stack, workspace: Path)
     assert "DuplicateError" in again.stderr
 
 
+@pytest.mark.integration
 def test_debug_keeps_the_exit_code_of_a_network_error(stack: Stack, workspace: Path) -> None:
     """Verify a refused connection exits 5 with --debug too (subcommand flag and group flag)."""
     closed = free_ports(1)[0]

@@ -27,13 +27,13 @@ def preview_args(**extra: str) -> list[str]:
     return ["preview", *fact_args(**extra)]
 
 
-def test_preview_suggests_a_personal_note_only_when_none_is_given(workspace: Path) -> None:
+def test_preview_suggests_a_personal_note_only_when_none_is_given(offline_workspace: Path) -> None:
     """Verify the default templates get no findings except the note suggestion."""
-    bare = run_cli(workspace, *preview_args())
+    bare = run_cli(offline_workspace, *preview_args())
     assert bare.returncode == 0, bare.stderr
     assert "Apology check: no problems found; 1 suggestion" in bare.stdout
     assert "suggestion: [personal-note]" in bare.stdout
-    noted = run_cli(workspace, *preview_args(note="I am recovered and keen to talk."))
+    noted = run_cli(offline_workspace, *preview_args(note="I am recovered and keen to talk."))
     assert "Apology check: no problems found" in noted.stdout
 
 
@@ -54,41 +54,43 @@ def test_send_refuses_demanding_text_unless_forced(stack: Stack, workspace: Path
     assert [e for e in stack.log_since(mark) if e["event"] == "accepted"]
 
 
-def test_late_apology_and_last_minute_request_get_timing_advice(workspace: Path) -> None:
+def test_late_apology_and_last_minute_request_get_timing_advice(offline_workspace: Path) -> None:
     """Verify the urgency advice: late after 24 h; under a day before, call as well."""
-    late = run_cli(workspace, *send_args(interview="2026-11-22 10:00"), "--dry-run")
+    late = run_cli(offline_workspace, *send_args(interview="2026-11-22 10:00"), "--dry-run")
     assert "This apology is late: the interview was 3 days ago" in late.stdout
     soon = run_cli(
-        workspace,
+        offline_workspace,
         *send_args(
             interview="2026-11-25 20:00", situation="conflict", interviewer_phone="+44 20 7946 0000"
         ),
         "--dry-run",
     )
     assert "The interview is in 5 hour(s)" in soon.stdout and "Call +44 20 7946 0000" in soon.stdout
-    fresh = run_cli(workspace, *send_args(interview="2026-11-25 10:00"), "--dry-run")
+    fresh = run_cli(offline_workspace, *send_args(interview="2026-11-25 10:00"), "--dry-run")
     assert "Timing:" not in fresh.stdout
 
 
-def test_lint_command_checks_a_file_and_exits_6_on_errors(workspace: Path, tmp_path: Path) -> None:
+def test_lint_command_checks_a_file_and_exits_6_on_errors(
+    offline_workspace: Path, tmp_path: Path
+) -> None:
     """Verify `mailer lint FILE` reports the rule and its fix, and fails on errors."""
     text = tmp_path / "draft.txt"
     text.write_text(
         "Subject: Interview\n\nHi, it was not my fault, the traffic was terrible. "
         "Reschedule ASAP.\n"
     )
-    r = run_cli(workspace, "lint", str(text), "--company", "Acme", "--role", "Engineer")
+    r = run_cli(offline_workspace, "lint", str(text), "--company", "Acme", "--role", "Engineer")
     assert r.returncode == 6
     for rule in ("blame-shifting", "demanding-tone", "missing-thanks", "missing-interest"):
         assert f"[{rule}]" in r.stdout
     assert "fix:" in r.stdout
-    good = run_cli(workspace, "lint", *fact_args(note="I am well again."))
+    good = run_cli(offline_workspace, "lint", *fact_args(note="I am well again."))
     assert good.returncode == 0 and "no problems found" in good.stdout
 
 
-def test_call_script_has_every_element(workspace: Path) -> None:
+def test_call_script_has_every_element(offline_workspace: Path) -> None:
     """Verify the phone script: greeting, apology, reason, interest, times, thanks, voicemail."""
-    r = run_cli(workspace, "call-script", *fact_args(free="2026-12-01 09:00-12:00"))
+    r = run_cli(offline_workspace, "call-script", *fact_args(free="2026-12-01 09:00-12:00"))
     assert r.returncode == 0, r.stderr
     for part in (
         "CALL SCRIPT",

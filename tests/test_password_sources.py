@@ -127,13 +127,13 @@ def test_failing_password_command_is_one_line_naming_key_program_and_status(
     assert "No threads yet" in run_cli(ws, "status").stdout
 
 
-@pytest.mark.integration
+@pytest.mark.wire  # mailer runs the password program (it fails before connecting)
 def test_password_command_that_hangs_is_stopped_at_its_timeout(
-    stack: Stack, tmp_path: Path
+    offline_workspace: Path, tmp_path: Path
 ) -> None:
     """Verify a password command that never finishes is killed at
     password_command_timeout, with one line naming the key and program."""
-    ws = write_config(tmp_path / "ws", stack.info)
+    ws = offline_workspace
     pid_file = tmp_path / "pid"
     prog = script(
         tmp_path / "hang",

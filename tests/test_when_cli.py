@@ -24,10 +24,10 @@ def preview(**extra: str) -> list[str]:
     return ["preview", *[a for a in send_args(**extra)[1:] if a != "--yes"]]
 
 
-def test_preview_echoes_how_each_typed_date_was_read(workspace: Path) -> None:
+def test_preview_echoes_how_each_typed_date_was_read(offline_workspace: Path) -> None:
     """Verify relative and no-year input is echoed, and the email uses the date as read."""
     r = run_cli(
-        workspace,
+        offline_workspace,
         *preview(interview="tomorrow 10am", situation="conflict", free="Dec 1 9am-11am"),
     )
     assert r.returncode == 0, r.stderr
@@ -39,46 +39,46 @@ def test_preview_echoes_how_each_typed_date_was_read(workspace: Path) -> None:
     assert "26 November" in r.stdout  # the message itself says the day that was read
 
 
-def test_preview_echoes_a_plain_iso_date_too(workspace: Path) -> None:
+def test_preview_echoes_a_plain_iso_date_too(offline_workspace: Path) -> None:
     """Verify every input is echoed, not only the ones that needed resolving."""
-    r = run_cli(workspace, *preview(interview="2026-11-25 10:00"))
+    r = run_cli(offline_workspace, *preview(interview="2026-11-25 10:00"))
     assert r.returncode == 0, r.stderr
     assert "interview read as Wed 25 Nov 2026 10:00 (Europe/London)" in r.stdout.splitlines()
 
 
-def test_an_ambiguous_numeric_date_is_refused_with_both_readings(workspace: Path) -> None:
+def test_an_ambiguous_numeric_date_is_refused_with_both_readings(offline_workspace: Path) -> None:
     """Verify "03/04/2026" without [sender] locale exits non-zero with one line naming both."""
-    r = run_cli(workspace, *preview(interview="03/04/2026 10:00"))
+    r = run_cli(offline_workspace, *preview(interview="03/04/2026 10:00"))
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "could be 3 April or 4 March" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_a_set_locale_reads_numeric_dates_in_its_order(workspace: Path) -> None:
+def test_a_set_locale_reads_numeric_dates_in_its_order(offline_workspace: Path) -> None:
     """Verify [sender] locale = "en_US" reads 03/04/2026 as 4 March, and says so."""
-    config = workspace / "config" / "mailer.toml"
+    config = offline_workspace / "config" / "mailer.toml"
     config.write_text(
         config.read_text().replace(
             'timezone = "Europe/London"', 'timezone = "Europe/London"\nlocale = "en_US"', 1
         )
     )
-    r = run_cli(workspace, *preview(interview="03/04/2026 10:00"))
+    r = run_cli(offline_workspace, *preview(interview="03/04/2026 10:00"))
     assert r.returncode == 0, r.stderr
     assert "interview read as Wed 4 Mar 2026 10:00 (Europe/London)" in r.stdout.splitlines()
 
 
-def test_situation_names_and_address_typos_as_typed(workspace: Path) -> None:
+def test_situation_names_and_address_typos_as_typed(offline_workspace: Path) -> None:
     """Verify --situation Illness works and a --cc typo warns on stderr without refusing."""
-    r = run_cli(workspace, *preview(situation="Illness", cc="boss@gmial.com"))
+    r = run_cli(offline_workspace, *preview(situation="Illness", cc="boss@gmial.com"))
     assert r.returncode == 0, r.stderr
     assert "mailer: warning: --cc: boss@gmial.com: did you mean gmail.com?" in r.stderr
     assert "Cc: boss@gmial.com" in r.stdout
 
 
-def test_send_dry_run_echoes_the_date(workspace: Path) -> None:
+def test_send_dry_run_echoes_the_date(offline_workspace: Path) -> None:
     """Verify the echo shows with --dry-run (and so with --yes: the same path)."""
-    r = run_cli(workspace, *send_args(interview="tomorrow 10am"), "--dry-run")
+    r = run_cli(offline_workspace, *send_args(interview="tomorrow 10am"), "--dry-run")
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
     assert TOMORROW in out
@@ -124,12 +124,12 @@ def test_send_echoes_the_date_before_asking_to_confirm(stack: Stack, workspace: 
     assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]
 
 
-def test_campaign_check_warns_of_an_address_typo(workspace: Path) -> None:
+def test_campaign_check_warns_of_an_address_typo(offline_workspace: Path) -> None:
     """Verify a campaign entry's --cc typo warns on stderr, and the check still passes."""
     from .test_campaign import entry, write_campaign
 
-    write_campaign(workspace, entry("ana@sandbox.test", 1, cc=["boss@hotmial.com"]))
-    r = run_cli(workspace, "campaign", "check", "week49")
+    write_campaign(offline_workspace, entry("ana@sandbox.test", 1, cc=["boss@hotmial.com"]))
+    r = run_cli(offline_workspace, "campaign", "check", "week49")
     assert r.returncode == 0, r.stderr
     assert "cc: boss@hotmial.com: did you mean hotmail.com?" in r.stderr
     assert "mailer: warning: " in r.stderr
