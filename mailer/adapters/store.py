@@ -19,7 +19,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -50,7 +50,7 @@ from mailer.model.matching import IndexedThread, ThreadIndex
 if TYPE_CHECKING:
     from mailer.model.decision import Decision
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
@@ -139,7 +139,51 @@ MIGRATIONS: list[list[str] | Callable[[Any], list[str]]] = [
     ],
     lambda c: _utc_keys(c) + _name_store(c) + _unreadable_table(c),
     lambda c: _final_dot_column(c),
+    lambda c: _due_column(c),
 ]
+
+
+def _due_column(c: Any) -> list[str]:
+    """Migration 5: ``due_at``, the instant ``follow_up_due`` names, in UTC and in one
+    fixed-width format (see :func:`due_at`), so that finding the due threads is an indexed
+    range, not a decode of every open thread on every pass. A damaged ``follow_up_due`` gets
+    none and is still named as damaged (see :meth:`Store.due_threads`). Indexes too for what
+    every pass asks with no new mail: the held threads, the open threads of an account that
+    is gone, and the messages still unsettled or unfiled."""
+    from sqlalchemy import inspect, text
+
+    # Tolerant of a column or index already there: a store put back to an older version by
+    # hand (or by a test) keeps what it has.
+    if "due_at" not in {col["name"] for col in inspect(c).get_columns("threads")}:
+        c.execute(text("ALTER TABLE threads ADD COLUMN due_at TEXT"))
+    rows = c.execute(
+        text("SELECT id, follow_up_due FROM threads WHERE follow_up_due IS NOT NULL")
+    ).all()
+    values = [{"d": due_at(due), "t": tid} for tid, due in rows]
+    if values:
+        c.execute(text("UPDATE threads SET due_at = :d WHERE id = :t"), values)
+    for statement in (
+        "CREATE INDEX IF NOT EXISTS threads_due ON threads (state, due_at)",
+        "CREATE INDEX IF NOT EXISTS threads_account ON threads (account, state)",
+        "CREATE INDEX IF NOT EXISTS messages_state ON messages (state, sent_copy)",
+    ):
+        c.execute(text(statement))
+    return []
+
+
+def due_at(value: datetime | str | None) -> str | None:
+    """A due time as the ``due_at`` column keeps it: the instant in UTC, always
+    ``YYYY-MM-DDTHH:MM:SS.ffffff``, so text order is time order whatever offset the
+    recipient's time was written with. None where there is none or it is not a date."""
+    when = value if isinstance(value, datetime) else _when(value)
+    if when is None:
+        return None
+    if when.tzinfo is None:  # as the migrations read a date without an offset
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    except OverflowError:  # at the ends of time: never due, and named by nobody
+        return None
 
 
 def _final_dot_column(c: Any) -> list[str]:
@@ -837,14 +881,15 @@ class Store:
                     c,
                     row["thread_id"],
                     ThreadEvent.APOLOGY_SENT,
-                    "follow_up_due = :due, sent_at = :now",
-                    {"due": due, "now": now.isoformat()},
+                    "follow_up_due = :due, due_at = :due_at, sent_at = :now",
+                    {"due": due, "due_at": due_at(follow_up_due), "now": now.isoformat()},
                 )
             else:
                 last, last_params = _in("l", allowed(ThreadEvent.LAST_FOLLOW_UP_SENT))
                 c.execute(
                     text(f"""UPDATE threads SET follow_ups_sent = follow_ups_sent + 1,
                             follow_up_due = CASE WHEN state = :a THEN :due ELSE follow_up_due END,
+                            due_at = CASE WHEN state = :a THEN :due_at ELSE due_at END,
                             state = CASE WHEN state IN {last}
                                          AND follow_ups_sent + 1 >= max_follow_ups
                                          THEN :last ELSE state END
@@ -852,6 +897,7 @@ class Store:
                     {
                         "a": AWAITING,
                         "due": due,
+                        "due_at": due_at(follow_up_due),
                         "t": row["thread_id"],
                         "last": target(ThreadEvent.LAST_FOLLOW_UP_SENT),
                         **last_params,
@@ -1034,6 +1080,7 @@ class Store:
         d["detail"] = _detail(d["detail"])
         d["alt_addresses"] = tuple(_list(d["alt_addresses"]))
         d["alt_domains"] = tuple(_list(d["alt_domains"]))
+        d.pop("due_at", None)  # the index's copy of follow_up_due
         return ThreadRow(**d)
 
     def messages(self, thread_id: int) -> list[MessageRow]:
@@ -1194,10 +1241,11 @@ class Store:
             due = thread["follow_up_due"]
             if decision.postpone_to is not None:
                 due = decision.postpone_to.isoformat()
-            values = {"d": json.dumps(detail), "due": due, "t": thread_id}
+            values = {"d": json.dumps(detail), "due": due, "due_at": due_at(due), "t": thread_id}
             if decision.state is None:  # details only: no transition
                 c.execute(
-                    text("UPDATE threads SET detail = :d, follow_up_due = :due WHERE id = :t"),
+                    text("""UPDATE threads SET detail = :d, follow_up_due = :due, due_at = :due_at
+                            WHERE id = :t"""),
                     values,
                 )
             else:
@@ -1205,8 +1253,8 @@ class Store:
                 apply(move, thread["state"], f"thread {thread_id}")
                 states, params = _in("from", allowed(move))
                 c.execute(
-                    text(f"""UPDATE threads SET state = :s, detail = :d, follow_up_due = :due
-                            WHERE id = :t AND state IN {states}"""),
+                    text(f"""UPDATE threads SET state = :s, detail = :d, follow_up_due = :due,
+                            due_at = :due_at WHERE id = :t AND state IN {states}"""),
                     {"s": target(move), **values, **params},
                 )
             if decision.stop_follow_ups:
@@ -1398,27 +1446,58 @@ class Store:
             ).all()
         return [(int(tid), _detail(detail)) for tid, detail in rows]
 
-    def _open_dues(self, account: str | None = None) -> list[tuple[ThreadRow, datetime]]:
-        """Open threads with a next step, and when it is due (compared as instants: the
-        stored times carry different offsets)."""
+    def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
+        """Threads whose next step (a follow-up, or closing as no answer) is due, soonest
+        first: an indexed range on ``due_at`` (instants, whatever offset each time was written
+        with), so a pass reads the due threads, not every open one."""
         states, params = _in("s", DUE_THREAD)
+        acct = "" if account is None else "AND account = :acct"
         rows = self._rows(
-            f"""SELECT * FROM threads WHERE state IN {states}
-               AND follow_up_due IS NOT NULL AND (:acct IS NULL OR account = :acct)""",
+            f"""SELECT * FROM threads WHERE state IN {states} AND due_at <= :now {acct}
+               ORDER BY due_at, id""",
+            now=due_at(now),
             acct=account,
             **params,
         )
-        threads = self._decoded(rows, _thread)
-        return [(t, datetime.fromisoformat(t.follow_up_due or "")) for t in threads]
-
-    def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
-        """Threads whose next step (a follow-up, or closing as no answer) is due."""
-        dues = sorted(self._open_dues(account), key=lambda p: p[1])
-        return [t for t, due in dues if due <= now]
+        # Rows whose follow_up_due is not a date have no due_at: decoding them names them as
+        # damaged (see _decoded), as every pass did when it read every open thread.
+        unreadable = self._rows(
+            f"""SELECT * FROM threads WHERE state IN {states} AND due_at IS NULL
+               AND follow_up_due IS NOT NULL {acct} ORDER BY id""",
+            acct=account,
+            **params,
+        )
+        dues = [
+            (t, due)
+            for t in self._decoded([*rows, *unreadable], _thread)
+            # Read back from the row itself: a due_at left stale by an edit by hand is not
+            # believed (the SQL bound only narrows what is read).
+            if (due := _when(t.follow_up_due)) is not None and due <= now
+        ]
+        dues.sort(key=lambda p: p[1])  # stable: ties stay in id order
+        return [t for t, _ in dues]
 
     def next_due(self, after: datetime | None = None) -> datetime | None:
-        dues = [due for _, due in self._open_dues() if after is None or due > after]
-        return min(dues) if dues else None
+        """The soonest due time of an open thread (after ``after``), with its own offset."""
+        from sqlalchemy import text
+
+        later = "" if after is None else "AND due_at > :after"
+        found: list[datetime] = []
+        with self.tx() as c:
+            # One state at a time: each is then a walk along the index in due order that
+            # stops at its first row, where an IN list would sort all of them.
+            for state in sorted(DUE_THREAD):
+                rows = c.execute(
+                    text(f"""SELECT follow_up_due FROM threads WHERE state = :s
+                            AND due_at IS NOT NULL {later} ORDER BY due_at"""),
+                    {"s": str(state), "after": due_at(after) if after else None},
+                )
+                for (value,) in rows:  # the first readable one; normally the first row
+                    due = _when(value)
+                    if due is not None and (after is None or due > after):
+                        found.append(due)
+                        break
+        return min(found) if found else None
 
     def unsettled_messages(self, account: str | None = None) -> list[MessageRow]:
         """Messages whose fate is unknown: in doubt, or submitting by a process that is gone."""
@@ -1455,17 +1534,30 @@ class Store:
         )
         return frozenset(str(r["subject"]) for r in rows)
 
-    def open_threads_by_account(self) -> dict[str, list[int]]:
+    def open_threads_by_account(self, other_than: Collection[str] = ()) -> dict[str, list[int]]:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),
-        by the account they were sent from."""
+        by the account they were sent from; with ``other_than``, leaving out those accounts'
+        (the configured ones): every pass asks, and the answer is then almost always empty."""
+        from sqlalchemy import text
+
         states, params = _in("s", WAITING_THREAD)
-        rows = self._rows(
-            f"SELECT id, account FROM threads WHERE state IN {states} ORDER BY id", **params
-        )
         out: dict[str, list[int]] = {}
-        for r in rows:
-            out.setdefault(r["account"], []).append(int(r["id"]))
-        return out
+        with self.tx() as c:
+            # The accounts one index seek at a time (there are a handful), not a scan.
+            account = c.execute(text("SELECT MIN(account) FROM threads")).scalar()
+            while account is not None:
+                if account not in other_than:
+                    ids = c.execute(
+                        text(f"""SELECT id FROM threads WHERE account = :a
+                                AND state IN {states} ORDER BY id"""),
+                        {"a": account, **params},
+                    ).scalars()
+                    if found := [int(i) for i in ids]:
+                        out[account] = found
+                account = c.execute(
+                    text("SELECT MIN(account) FROM threads WHERE account > :a"), {"a": account}
+                ).scalar()
+        return dict(sorted(out.items(), key=lambda kv: kv[1][0]))  # as the threads came
 
     def held_threads(self) -> list[ThreadRow]:
         """Threads held from their follow-ups until the user decides (``release`` or
@@ -1487,9 +1579,15 @@ class Store:
         with self.tx() as c:
             rows = (
                 c.execute(
+                    # Three ranges of the (state, sent_copy) index, not every sent message:
+                    # a copy never filed, one whose filing failed, one being filed.
                     text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
-                            WHERE t.account = :a AND m.state = :s AND (m.sent_copy IS NULL
-                            OR m.sent_copy LIKE 'failed:%' OR m.sent_copy LIKE 'filing: %')
+                            WHERE t.account = :a AND m.id IN (
+                            SELECT id FROM messages WHERE state = :s AND sent_copy IS NULL
+                            UNION ALL SELECT id FROM messages WHERE state = :s
+                            AND sent_copy >= 'failed:' AND sent_copy < 'failed;'
+                            UNION ALL SELECT id FROM messages WHERE state = :s
+                            AND sent_copy >= 'filing: ' AND sent_copy < 'filing:!')
                             ORDER BY m.id"""),
                     {"a": account, "s": SENT},
                 )
@@ -1734,6 +1832,7 @@ def _thread(r: Any) -> ThreadRow:
     d["alt_addresses"] = tuple(_column(r, "threads", "alt_addresses", list))
     d["alt_domains"] = tuple(_column(r, "threads", "alt_domains", list))
     _check_dates(r, "threads", ("created_at", "interview_at", "follow_up_due", "sent_at"))
+    d.pop("due_at", None)  # the index's copy of follow_up_due
     return ThreadRow(**d)
 
 
