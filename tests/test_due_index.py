@@ -224,3 +224,49 @@ def test_a_pass_with_no_new_mail_builds_no_thread_index(pair: Pair, monkeypatch)
     pair.send_as(pair.interviewer, pair.candidate, "Re: sorry", "Thanks.", {"In-Reply-To": root})
     report = run_pass_all(settings, store, clock)
     assert calls == [settings.account] and [s.thread_id for s in report.seen] == [thread]
+
+
+def test_the_kept_thread_index_matches_a_fresh_one_as_threads_change(tmp_path: Path) -> None:
+    """Verify the thread index a store keeps between calls equals one built afresh by another
+    store on the same file after each change: a new thread, a new message, an apology sent, a
+    thread moved on, and changes made through another connection."""
+    path = tmp_path / "state.db"
+    store, dues = _store_with_dues(path, count=6)
+    other = Store(f"sqlite:///{path}")
+
+    def same() -> None:
+        fresh = Store(f"sqlite:///{path}")
+        for account in (None, "", "elsewhere"):
+            assert store.thread_index(account) == fresh.thread_index(account), account
+        fresh.close()
+
+    same()
+    first = min(dues)
+    store.set_thread_state(first, _replied_move(), T0, "replied", {"by": "test"})
+    same()
+    # Another process (connection) sends the queued apology and adds a thread.
+    queued = max(t.id for t in store.threads())
+    (m,) = other.messages(queued)
+    other.mark_submitting(m.id, T0 + timedelta(hours=1))
+    other.mark_sent(m.id, T0 + timedelta(hours=1), "250 ok", T0 + timedelta(days=2))
+    facts = {"to": "NEW@b.test", "interviewer": "A", "company": "New Co", "role": "R"}
+    facts |= {"situation": "illness", "interview": T0.isoformat()}
+    tid, _ = other.create_thread(
+        now=T0 + timedelta(hours=2),
+        facts=facts,
+        key="knew",
+        subject="new",
+        message_id="<new@x>",
+        raw=b"x",
+        envelope_from="me@x.test",
+        recipients=("new@b.test",),
+        follow_up_wait="1d",
+        max_follow_ups=1,
+        guard_duplicates=True,
+    )
+    same()
+    index = store.thread_index()
+    assert index.our_ids["<new@x>"] == tid
+    (entry,) = [t for t in index.threads if t.id == tid]
+    assert entry.recipient == "new@b.test" and entry.company == "New Co"
+    assert [t.sent_at for t in index.threads if t.id == queued] == [T0 + timedelta(hours=1)]

@@ -21,7 +21,7 @@ import socket
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -436,6 +436,10 @@ class Store:
         self.notices: list[str] = []  # what opening it found worth telling (migrations)
         self.damaged: list[str] = []  # rows passed over because they cannot be read
         self.named_now = False  # the store got its id in this open (it predates ids)
+        # The thread index, kept between calls (see thread_index): id -> (state, sent, entry).
+        self._indexed: dict[int, tuple[str, str, IndexedThread]] = {}
+        self._ours: dict[str, int] = {}
+        self._ours_upto = 0
         try:
             self._open(url, _new)
         except StateError:
@@ -1104,40 +1108,74 @@ class Store:
 
         With ``account``, only that account's threads: its mailbox is where their replies
         arrive. Our own Message-IDs are all kept, so none of them is ever taken for a reply.
+
+        Kept between calls (the daemon asks on every pass with new mail): a thread's address,
+        alternates, company and role never change once written, nor a message's Message-ID,
+        so only new rows are read in full; what does change (state, sent time) is read for
+        every thread, a narrow column read instead of 20k JSON parses at 10k threads.
         """
         from sqlalchemy import text
 
         with self.tx() as c:
-            ours = dict(c.execute(text("SELECT message_id, thread_id FROM messages")).all())
-            rows = (
-                c.execute(
-                    # A thread still sending (or in doubt) can be answered too: from its
-                    # creation, not only once the send is recorded.
-                    text("""SELECT id, recipient, alt_addresses, alt_domains,
-                        COALESCE(sent_at, created_at) AS sent_at, state, company, role
-                        FROM threads WHERE state != :failed
-                        AND (:a IS NULL OR account = :a) ORDER BY id"""),
-                    {"a": account, "failed": ThreadState.FAILED},
-                )
-                .mappings()
-                .all()
-            )
-        threads = tuple(
-            IndexedThread(
-                id=r["id"],
-                recipient=r["recipient"].lower(),
-                alt_addresses=tuple(_list(r["alt_addresses"])),
-                alt_domains=tuple(_list(r["alt_domains"])),
-                # A damaged date must not hide a reply: any message may answer the thread.
-                sent_at=_when(r["sent_at"]) or datetime(1970, 1, 1, tzinfo=UTC),
-                state=r["state"],
-                # What a reply with no references may name to say which thread it answers.
-                company=str(r["company"] or ""),
-                role=str(r["role"] or ""),
-            )
-            for r in rows
-        )
-        return ThreadIndex(our_ids=ours, threads=threads)
+            ours = self._our_ids(c)
+            rows = c.execute(
+                # A thread still sending (or in doubt) can be answered too: from its
+                # creation, not only once the send is recorded.
+                text("""SELECT id, state, COALESCE(sent_at, created_at) FROM threads
+                    WHERE state != :failed AND (:a IS NULL OR account = :a) ORDER BY id"""),
+                {"a": account, "failed": ThreadState.FAILED},
+            ).all()
+            known = self._indexed
+            missing = [tid for tid, _, _ in rows if tid not in known]
+            fresh = {}
+            if missing:
+                fresh = {
+                    r["id"]: r
+                    for r in c.execute(
+                        text("""SELECT id, recipient, alt_addresses, alt_domains, company, role
+                            FROM threads WHERE id >= :lo AND id <= :hi"""),
+                        {"lo": min(missing), "hi": max(missing)},
+                    ).mappings()
+                }
+        threads = []
+        for tid, state, sent in rows:
+            hit = known.get(tid)
+            if hit is None or hit[0] != state or hit[1] != sent:
+                if hit is not None:
+                    entry = replace(hit[2], state=state, sent_at=_sent_at(sent))
+                else:
+                    r = fresh[tid]
+                    entry = IndexedThread(
+                        id=tid,
+                        recipient=r["recipient"].lower(),
+                        alt_addresses=tuple(_list(r["alt_addresses"])),
+                        alt_domains=tuple(_list(r["alt_domains"])),
+                        sent_at=_sent_at(sent),
+                        state=state,
+                        # What a reply with no references may name to say which thread it
+                        # answers.
+                        company=str(r["company"] or ""),
+                        role=str(r["role"] or ""),
+                    )
+                hit = known[tid] = (state, sent, entry)
+            threads.append(hit[2])
+        return ThreadIndex(our_ids=ours, threads=tuple(threads))
+
+    def _our_ids(self, c: Any) -> dict[str, int]:
+        """Every Message-ID we sent, and its thread. Messages are never deleted nor renamed:
+        on SQLite, whose writers commit one at a time (so row ids commit in order), only the
+        rows added since the last call are read."""
+        from sqlalchemy import text
+
+        if self.engine.dialect.name != "sqlite":
+            return dict(c.execute(text("SELECT message_id, thread_id FROM messages")).all())
+        for row_id, message_id, thread_id in c.execute(
+            text("SELECT id, message_id, thread_id FROM messages WHERE id > :n ORDER BY id"),
+            {"n": self._ours_upto},
+        ):
+            self._ours[message_id] = thread_id
+            self._ours_upto = row_id
+        return dict(self._ours)  # a copy: the next call adds to the kept one
 
     def folder_state(self, folder: str) -> tuple[int, int] | None:
         rows = self._rows("SELECT uidvalidity, last_uid FROM folders WHERE folder = :f", f=folder)
@@ -1852,6 +1890,11 @@ def _when(value: Any) -> datetime | None:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _sent_at(value: Any) -> datetime:
+    # A damaged date must not hide a reply: any message may answer the thread.
+    return _when(value) or datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _list(text: Any) -> list[str]:
