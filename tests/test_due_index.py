@@ -143,7 +143,7 @@ def test_migration_gives_an_old_store_due_at_with_the_right_instants(tmp_path: P
     store.close()
     damaged = max(dues)
     db = sqlite3.connect(path)
-    for index in ("threads_due", "threads_account", "messages_state"):
+    for index in ("threads_due", "threads_account", "messages_state", "messages_ours"):
         db.execute(f"DROP INDEX {index}")
     db.execute("ALTER TABLE threads DROP COLUMN due_at")
     db.execute("UPDATE threads SET follow_up_due = 'soon' WHERE id = ?", (damaged,))
@@ -158,7 +158,7 @@ def test_migration_gives_an_old_store_due_at_with_the_right_instants(tmp_path: P
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     db.close()
     assert version == str(SCHEMA_VERSION)
-    assert {"threads_due", "threads_account", "messages_state"} <= indexes
+    assert {"threads_due", "threads_account", "messages_state", "messages_ours"} <= indexes
     for tid, due in dues.items():
         if tid != damaged:
             utc = due.astimezone(UTC).replace(tzinfo=None)

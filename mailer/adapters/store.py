@@ -149,7 +149,8 @@ def _due_column(c: Any) -> list[str]:
     range, not a decode of every open thread on every pass. A damaged ``follow_up_due`` gets
     none and is still named as damaged (see :meth:`Store.due_threads`). Indexes too for what
     every pass asks with no new mail: the held threads, the open threads of an account that
-    is gone, and the messages still unsettled or unfiled."""
+    is gone, and the messages still unsettled or unfiled; and one that gives the thread
+    index our Message-IDs without reading the raw messages."""
     from sqlalchemy import inspect, text
 
     # Tolerant of a column or index already there: a store put back to an older version by
@@ -166,6 +167,8 @@ def _due_column(c: Any) -> list[str]:
         "CREATE INDEX IF NOT EXISTS threads_due ON threads (state, due_at)",
         "CREATE INDEX IF NOT EXISTS threads_account ON threads (account, state)",
         "CREATE INDEX IF NOT EXISTS messages_state ON messages (state, sent_copy)",
+        # The thread index's first read of our Message-IDs, without the raw messages.
+        "CREATE INDEX IF NOT EXISTS messages_ours ON messages (message_id, thread_id)",
     ):
         c.execute(text(statement))
     return []
@@ -1170,13 +1173,14 @@ class Store:
         rows added since the last call are read."""
         if self.engine.dialect.name != "sqlite":
             return dict(self._tuples(c, "SELECT message_id, thread_id FROM messages", {}))
-        for row_id, message_id, thread_id in self._tuples(
-            c,
-            "SELECT id, message_id, thread_id FROM messages WHERE id > :n ORDER BY id",
-            {"n": self._ours_upto},
-        ):
+        # The first read takes them all from the messages_ours index (no raw message is
+        # read); later ones, the rows after the last seen.
+        sql = "SELECT id, message_id, thread_id FROM messages"
+        if self._ours_upto:
+            sql += " WHERE id > :n"
+        for row_id, message_id, thread_id in self._tuples(c, sql, {"n": self._ours_upto}):
             self._ours[message_id] = thread_id
-            self._ours_upto = row_id
+            self._ours_upto = max(self._ours_upto, row_id)
         return dict(self._ours)  # a copy: the next call adds to the kept one
 
     def _tuples(self, c: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
