@@ -121,8 +121,7 @@ def orphans(settings: Settings, store: Store) -> list[str]:
         f"thread(s) {', '.join(map(str, ids))} were sent from account {name!r}, which is not "
         f"in {settings.path} any more: their replies are not watched and their follow-ups "
         "wait until it is configured again"
-        for name, ids in store.open_threads_by_account().items()
-        if name not in settings.account_names
+        for name, ids in store.open_threads_by_account(other_than=settings.account_names).items()
     ]
 
 
