@@ -224,8 +224,8 @@ def offline_workspace(offline_info: StackInfo, tmp_path: Path) -> Path:
     return write_config(tmp_path / "ws", offline_info)
 
 
-# How ``run_cli`` runs mailer when a test does not say: in this process (click's CliRunner)
-# for unit and contract tests, its own process for wire tests. Set by ``_cli_mode`` per test;
+# How ``run_cli`` runs mailer when a test does not say: in this process (click's CliRunner),
+# except in a test marked ``process``. Set by ``_layer_rules`` per test;
 # MAILER_TEST_CLI=process runs every call as a process, =in-process every call that does not
 # ask for a process in this one (to compare the two ways).
 _in_process_default = False
@@ -241,10 +241,10 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``mailer`` in the workspace as a user would, with the clock pinned at ``NOW``.
 
-    Unit tests run it in this process (see :func:`run_in_process`); wire tests, and any call
-    with ``process=True``, as its own process. A test that needs a real process (a kill, a
-    signal, a lock held by another process, a crash point, a fresh interpreter) says
-    ``process=True`` and is marked ``wire``."""
+    It runs in this process (see :func:`run_in_process`), unless the test is marked
+    ``process`` or the call says ``process=True``: then as its own process. A test that needs
+    a real process (a kill, a signal, a lock held by another process, a crash point, a
+    fresh interpreter) is marked ``process``, which puts it in the wire layer."""
     if process is None:
         forced = os.environ.get("MAILER_TEST_CLI", "")
         process = forced == "process" or (forced != "in-process" and not _in_process_default)
@@ -404,7 +404,7 @@ def layer_of(path: Path, fixturenames: Iterable[str], marks: Iterable[str]) -> s
     """The one layer a test belongs to (see above)."""
     if CONTRACT_DIR in Path(path).resolve().parents:
         return "contract"
-    if SERVER_FIXTURES & set(fixturenames) or {"integration", "wire"} & set(marks):
+    if SERVER_FIXTURES & set(fixturenames) or {"integration", "wire", "process"} & set(marks):
         return "wire"
     return "unit"
 
@@ -422,8 +422,10 @@ def _layer_rules(request: pytest.FixtureRequest) -> Iterator[None]:
     """``run_cli`` runs in this process in unit and contract tests, as a process in wire
     tests; a unit test may start no process at all (it would be a wire test)."""
     global _in_process_default
-    wire = request.node.get_closest_marker("wire") is not None
-    _in_process_default = not wire
+    # In-process everywhere (wire tests too: the real servers are their point, not the
+    # process), except in a test marked ``process``: a kill, a crash point, a signal, a lock
+    # held by another process, a keyring backend chosen per process, a fresh interpreter.
+    _in_process_default = request.node.get_closest_marker("process") is None
     if request.node.get_closest_marker("unit") is None:
         yield
         return

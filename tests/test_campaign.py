@@ -112,6 +112,7 @@ def test_fifty_entries_arrive_exactly_once_and_a_second_run_sends_nothing(pair: 
         ("after-sent", None),
     ],
 )
+@pytest.mark.process
 def test_a_run_killed_half_way_and_run_again_sends_each_entry_once(
     pair: Pair, point: str, delivered_in_doubt: int | None
 ) -> None:

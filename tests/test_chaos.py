@@ -34,7 +34,7 @@ from mailer.model.lifecycle import describe
 from .conftest import Pair, Stack, run_cli, write_config
 from .test_followup import at, send
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 ROUNDS = int(os.environ.get("MAILER_CHAOS_ROUNDS", "20"))
 SEED = int(os.environ.get("MAILER_CHAOS_SEED", "13"))

@@ -9,7 +9,7 @@ import pytest
 
 from .conftest import INTERVIEWER, Stack, run_cli, send_args
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 def inbox_copies(stack: Stack, company: str) -> int:

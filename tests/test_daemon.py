@@ -21,7 +21,7 @@ import pytest
 from .conftest import NOW, Pair, Stack, run_cli
 from .test_followup import T0, at, send, status
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 30) -> object:

@@ -337,6 +337,7 @@ def _apology_copies(pair: Pair) -> int:
         return len(c.search(["SUBJECT", "Apologies for missing"]))
 
 
+@pytest.mark.process
 def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
     """Verify `resolve --sent` records the delivered apology and schedules its follow-up."""
     thread = _crashed_send(pair, "after-250")
@@ -352,6 +353,7 @@ def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
     assert _apology_copies(pair) == 1
 
 
+@pytest.mark.process
 def test_resolve_resend_sends_the_same_message_once(pair: Pair) -> None:
     """Verify `resolve --resend` delivers the recorded bytes (same Message-ID) exactly once."""
     thread = _crashed_send(pair, "after-final-dot")
@@ -367,6 +369,7 @@ def test_resolve_resend_sends_the_same_message_once(pair: Pair) -> None:
     assert _apology_copies(pair) == 1
 
 
+@pytest.mark.process
 def test_in_doubt_is_settled_from_sent_where_the_provider_files_it(pair: Pair) -> None:
     """Verify the Gmail case: a copy in Sent (filed by the provider) proves it went."""
     cfg = pair.ws / "config" / "mailer.toml"

@@ -12,7 +12,7 @@ import pytest
 from .newcomer import DIST_NAME, installed_name, pinned_now, readme_lines, wait_for_apology
 from .users import OrdinaryUser, build_wheel, install_into_fresh_venv
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 def test_readme_names_the_distribution_for_pipx_and_uv() -> None:

@@ -50,6 +50,7 @@ def one_queued_apology(tmp_path: Path) -> tuple[Store, int]:
     return store, mid
 
 
+@pytest.mark.process
 @pytest.mark.integration
 def test_parallel_resends_of_one_in_doubt_apology_deliver_one_copy(pair: Pair) -> None:
     """Verify five `resolve --resend` runs at once, on a slow server, deliver exactly one copy

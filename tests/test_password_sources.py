@@ -188,6 +188,7 @@ def _offline_workspace(tmp_path: Path, extra: str) -> Path:
 # --- keyring ----------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 @pytest.mark.integration
 def test_keyring_password_set_with_set_password_is_used_by_send(
     stack: Stack, tmp_path: Path
@@ -470,6 +471,7 @@ def test_refused_login_hint_names_the_password_source(stack: Stack, tmp_path: Pa
     assert wrong not in everything(ws, r)
 
 
+@pytest.mark.process
 @pytest.mark.integration
 def test_campaign_run_fetches_every_password_it_needs_before_the_first_send(
     stack: Stack, tmp_path: Path

@@ -9,7 +9,7 @@ import pytest
 from .conftest import NOW, SENDER, Pair, Stack, run_cli, send_args
 from .users import OrdinaryUser, unavailable
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process]
 
 
 @pytest.fixture

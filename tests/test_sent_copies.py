@@ -49,6 +49,7 @@ def status_all(pair: Pair) -> list[int]:
     return [t["id"] for t in json.loads(run_cli(pair.ws, "status", "--json").stdout)["threads"]]
 
 
+@pytest.mark.process
 def test_a_send_killed_before_filing_its_copy_has_it_filed_by_the_next_check(pair: Pair) -> None:
     """Verify an apology sent by a `send` killed between `sent` and the APPEND is filed in
     Sent by the next `check`, once, and a later check files nothing more."""
@@ -62,6 +63,7 @@ def test_a_send_killed_before_filing_its_copy_has_it_filed_by_the_next_check(pai
     assert apology["sent_copy"].startswith("saved in Sent")
 
 
+@pytest.mark.process
 def test_a_copy_filed_but_not_recorded_is_not_filed_twice(pair: Pair) -> None:
     """Verify a copy whose APPEND went through just before the process was killed is found
     in Sent by the next command (searched by Message-ID), and not appended again."""
@@ -73,6 +75,7 @@ def test_a_copy_filed_but_not_recorded_is_not_filed_twice(pair: Pair) -> None:
     assert apology["sent_copy"] == "found in Sent"
 
 
+@pytest.mark.process
 def test_the_next_send_files_the_copy_an_earlier_send_left(pair: Pair) -> None:
     """Verify a second, unrelated `send` from the same account files the copy the first
     (killed) one left, as well as its own."""
@@ -82,6 +85,7 @@ def test_the_next_send_files_the_copy_an_earlier_send_left(pair: Pair) -> None:
     assert _copies_in_sent(pair, other) == 1
 
 
+@pytest.mark.process
 def test_resolve_sent_files_the_copy(pair: Pair) -> None:
     """Verify `resolve --sent` on an apology cut off after its DATA files its Sent copy."""
     thread = _crashed_send(pair, "after-250")
@@ -92,6 +96,7 @@ def test_resolve_sent_files_the_copy(pair: Pair) -> None:
     assert _copies_in_sent(pair, apology["message_id"]) == 1
 
 
+@pytest.mark.process
 def test_a_follow_up_killed_before_filing_its_copy_has_it_filed_next_pass(pair: Pair) -> None:
     """Verify a follow-up sent by a `check` killed before the APPEND is filed by the next
     pass, once."""
@@ -113,6 +118,7 @@ def test_a_follow_up_killed_before_filing_its_copy_has_it_filed_next_pass(pair: 
     assert _copies_in_sent(pair, fid) == 1
 
 
+@pytest.mark.process
 def test_a_campaign_killed_on_its_last_entry_files_the_copy_on_a_rerun(pair: Pair) -> None:
     """Verify a rerun with nothing left to send still files the copies the killed run left."""
     write_campaign(pair.ws, "".join(entry(pair.interviewer, n) for n in range(3)))

@@ -50,7 +50,11 @@ def test_help_imports_only_click_and_the_command_table(tmp_path: Path) -> None:
     assert "preview" in out
     assert loaded(modules, (*HEAVY, "jinja2", "dotenv")) == []
     ours = sorted(m for m in modules if m.startswith("mailer."))
-    assert [m for m in ours if not m.startswith("mailer.cli.") and m not in ("mailer", "mailer.cli", "mailer.errors")] == []
+    assert [
+        m
+        for m in ours
+        if not m.startswith("mailer.cli.") and m not in ("mailer", "mailer.cli", "mailer.errors")
+    ] == []
 
 
 @pytest.mark.wire  # a fresh interpreter: what importing loads

@@ -83,9 +83,13 @@ def test_a_wire_test_may_start_a_process(request: pytest.FixtureRequest) -> None
     assert subprocess.run(["true"], check=False).returncode == 0
 
 
-@pytest.mark.wire
-def test_run_cli_in_a_wire_test_runs_mailer_as_a_process(tmp_path: Path) -> None:
-    """Verify a wire test's run_cli starts ``python -m mailer.cli.main`` (the real entry point)."""
+@pytest.mark.process
+def test_run_cli_in_a_process_test_runs_mailer_as_a_process(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Verify a test marked process is a wire test whose run_cli starts
+    ``python -m mailer.cli.main`` (the real entry point)."""
+    assert "wire" in layers_of(request.node)
     result = run_cli(tmp_path, "--version")
     assert result.args[1:3] == ["-m", "mailer.cli.main"]
     assert result.returncode == 0 and result.stdout.startswith("mailer, version ")
