@@ -317,6 +317,12 @@ def _fresh_logging() -> Iterator[None]:
         if isinstance(lg, logging.Logger)
     }
     root.handlers.clear()
+    # A new process starts with every logger at NOTSET: a level an earlier test left (a
+    # caplog, a library call that set "mailer" to INFO) must not show here.
+    for lg in logging.root.manager.loggerDict.values():
+        if isinstance(lg, logging.Logger):
+            lg.setLevel(logging.NOTSET)
+    root.setLevel(logging.WARNING)
     try:
         yield
     finally:

@@ -177,3 +177,18 @@ def test_mailer_test_cli_in_process_runs_a_wire_tests_calls_in_this_process(
     monkeypatch.setenv("MAILER_TEST_CLI", "in-process")
     assert run_cli(tmp_path, "--version").args == ["mailer", "--version"]
     assert run_cli(tmp_path, "--version", process=True).args[1:3] == ["-m", "mailer.cli.main"]
+
+
+def test_an_in_process_run_starts_with_no_logger_level_an_earlier_test_left() -> None:
+    """Verify a level left on mailer's logger (by caplog, or a library call that set INFO)
+    is not what the next in-process CLI run sees, and is put back after it: as in a new
+    process, mailer logs only warnings unless asked."""
+    mailer_log = logging.getLogger("mailer")
+    before = mailer_log.level
+    mailer_log.setLevel(logging.INFO)
+    try:
+        with conftest._fresh_logging():
+            assert mailer_log.getEffectiveLevel() == logging.WARNING
+        assert mailer_log.level == logging.INFO
+    finally:
+        mailer_log.setLevel(before)
