@@ -251,7 +251,9 @@ def run_cli(
     if not process:
         return run_in_process(ws, *args, env=env, input=input)
     full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("MAILER_") or k == "MAILER_CORPUS"
+        k: v
+        for k, v in os.environ.items()
+        if (not k.startswith("MAILER_") or k == "MAILER_CORPUS") and k not in ("COLUMNS", "LINES")
     }
     full_env.update({"MAILER_NOW": NOW, **(env or {})})
     return subprocess.run(
@@ -286,6 +288,9 @@ def run_in_process(
     runner_env: dict[str, str | None] = {
         k: None for k in os.environ if k.startswith("MAILER_") and k != "MAILER_CORPUS"
     }
+    # A pipe has no width: pytest-xdist's workers inherit COLUMNS=80 and LINES=24, which
+    # would make mailer lay its tables out for a terminal.
+    runner_env.update({"COLUMNS": None, "LINES": None})
     runner_env.update(wanted)
     passwords._cache.clear()
     crashpoint._hits.clear()
