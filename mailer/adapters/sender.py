@@ -15,6 +15,7 @@ import contextlib
 import logging
 import re
 import smtplib
+import socket
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -155,6 +156,11 @@ class SmtpSession:
                 ) from None
             raise network_error(exc, "SMTP", s.host, s.port, s.timeout, scrub=self._scrub) from None
         self._yag, self._smtp = yag, yag.smtp
+        # The final dot goes in a small write of its own, after the final-dot mark is
+        # committed: with Nagle's algorithm on, the kernel holds it until the body's ACK,
+        # which the server's delayed ACK keeps back ~40 ms a message.
+        with contextlib.suppress(OSError, AttributeError):
+            yag.smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.logins += 1
         log.info("connected to %s as %s", self.where, s.username)
 
