@@ -322,10 +322,12 @@ def _fresh_logging() -> Iterator[None]:
         if isinstance(lg, logging.Logger)
     }
     root.handlers.clear()
-    # A new process starts with every logger at NOTSET: a level an earlier test left (a
-    # caplog, a library call that set "mailer" to INFO) must not show here.
-    for lg in logging.root.manager.loggerDict.values():
-        if isinstance(lg, logging.Logger):
+    # In a new process mailer's own loggers start at NOTSET: a level an earlier test left (a
+    # caplog, a library call that set "mailer" to INFO) must not show here. Libraries' levels
+    # stay: mailer sets some when its modules are imported (imapclient.util, whose warnings
+    # quote server replies), and in this process that import happened once, earlier.
+    for name, lg in logging.root.manager.loggerDict.items():
+        if isinstance(lg, logging.Logger) and (name == "mailer" or name.startswith("mailer.")):
             lg.setLevel(logging.NOTSET)
     root.setLevel(logging.WARNING)
     try:

@@ -183,12 +183,17 @@ def test_an_in_process_run_starts_with_no_logger_level_an_earlier_test_left() ->
     """Verify a level left on mailer's logger (by caplog, or a library call that set INFO)
     is not what the next in-process CLI run sees, and is put back after it: as in a new
     process, mailer logs only warnings unless asked."""
+    import mailer.adapters.mailbox  # noqa: F401  (sets imapclient.util's level on import)
+
     mailer_log = logging.getLogger("mailer")
     before = mailer_log.level
     mailer_log.setLevel(logging.INFO)
     try:
         with conftest._fresh_logging():
             assert mailer_log.getEffectiveLevel() == logging.WARNING
+            # What mailer's import set stays, as in a process that imported it: imapclient's
+            # decoding warnings quote the server's reply, which may echo the password.
+            assert logging.getLogger("imapclient.util").level == logging.ERROR
         assert mailer_log.level == logging.INFO
     finally:
         mailer_log.setLevel(before)
