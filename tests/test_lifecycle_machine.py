@@ -23,7 +23,6 @@ Everything runs in memory (``Store.in_memory()``, FakeImap, FakeSmtp, FakeProces
 from __future__ import annotations
 
 import os
-import textwrap
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -64,6 +63,7 @@ from mailer.model.schedule import holidays_for
 from mailer.services import decisions, sending
 from mailer.services import passes as check
 from mailer.testing import FakeImap, FakeProcesses, FakeSmtp
+from mailer.testing.settings import write_fake_workspace
 
 YOU, ANA, BOB = "you@sandbox.test", "ana@sandbox.test", "bob@sandbox.test"
 PASSWORD = "you-pw"
@@ -98,38 +98,9 @@ class Killed(BaseException):
 
 
 def write_config(root: Path, window: str) -> Settings:
-    (root / "config").mkdir(parents=True, exist_ok=True)
-    path = root / "config" / "mailer.toml"
-    path.write_text(
-        textwrap.dedent(f"""\
-        [sender]
-        name = "Sam Candidate"
-        address = "{YOU}"
-        timezone = "Europe/London"
-
-        [smtp]
-        host = "fake.smtp.invalid"
-        port = 587
-        security = "starttls"
-
-        [imap]
-        host = "fake.imap.invalid"
-        port = 993
-        security = "ssl"
-
-        [addresses]
-        allow_test_domains = true
-
-        [follow_up]
-        wait = "1 day"
-        window = "{window}"
-        max_follow_ups = 2
-        """),
-        encoding="utf-8",
+    return load_settings(
+        write_fake_workspace(root, YOU, PASSWORD, wait="1 day", window=window, max_follow_ups=2)
     )
-    (root / ".env").write_text(f"MAILER_SMTP_PASSWORD={PASSWORD}\n", encoding="utf-8")
-    (root / ".env").chmod(0o600)
-    return load_settings(path)
 
 
 @dataclass

@@ -4,7 +4,6 @@ This is what a state-machine test over the fakes builds on."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
@@ -20,6 +19,7 @@ from mailer.model.facts import make_facts
 from mailer.services import sending
 from mailer.services.passes import run_pass
 from mailer.testing import FakeImap, FakeProcesses, FakeSmtp
+from mailer.testing.settings import write_fake_workspace
 
 YOU, THEM = "you@sandbox.test", "ana@sandbox.test"
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -63,37 +63,9 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailer.toml").write_text(
-        textwrap.dedent(f"""\
-        [sender]
-        name = "Sam Candidate"
-        address = "{YOU}"
-        timezone = "Europe/London"
-
-        [smtp]
-        host = "fake.smtp.invalid"
-        port = 587
-        security = "starttls"
-
-        [imap]
-        host = "fake.imap.invalid"
-        port = 993
-        security = "ssl"
-
-        [addresses]
-        allow_test_domains = true
-
-        [follow_up]
-        wait = "60s"
-        window = "always"
-        """),
-        encoding="utf-8",
-    )
-    (tmp_path / ".env").write_text("MAILER_SMTP_PASSWORD=you-pw\n", encoding="utf-8")
-    (tmp_path / ".env").chmod(0o600)
+    config = write_fake_workspace(tmp_path, YOU, "you-pw", wait="60s")
     with FakeProcesses():
-        yield World(load_settings(tmp_path / "config" / "mailer.toml"))
+        yield World(load_settings(config))
 
 
 def test_an_apology_reaches_the_interviewer_and_its_copy_is_in_sent(world: World) -> None:
