@@ -74,16 +74,18 @@ class Context:
         if info is not None:
             check_recipients(info, addresses)
 
-    def store(self, settings: Any) -> Any:
+    def store(self, settings: Any, *, to_read: bool = False) -> Any:
         """The workspace's state store; never a new, empty one where its history should be
-        (see :mod:`mailer.adapters.anchor`). What opening it found (a migration's report) is shown."""
+        (see :mod:`mailer.adapters.anchor`). What opening it found (a migration's report) is
+        shown. ``to_read``: a reader that needs no SQLAlchemy when nothing needs doing to the
+        store (``status``; see :func:`mailer.adapters.store.open_to_read`)."""
         from mailer.adapters import anchor as anchors
-        from mailer.adapters.store import Store
+        from mailer.adapters.store import Store, open_to_read
 
         anchor = anchors.anchor_path(settings.path)
         where = f"{settings.path}: state.url"
         recorded = anchors.check_before_open(anchor, settings.state_url, where)
-        store = Store(settings.state_url)
+        store = open_to_read(settings.state_url) if to_read else Store(settings.state_url)
         anchors.check_after_open(
             anchor, recorded, settings.state_url, store.store_id, where, store.named_now
         )

@@ -331,7 +331,7 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
     from mailer.services import threadview as view
 
     settings = obj.settings()
-    store = _store_to_read(settings)
+    store = obj.store(settings, to_read=True)
     tz = local_zone(settings.sender.timezone)
     alive = view.owners_alive()
     if thread_id is None:
@@ -393,24 +393,6 @@ def _status_list(store: Any, tz: Any, alive: Any, as_json: bool) -> None:
         return
     _status_table(listed, tz, alive)
     _damaged(store)
-
-
-def _store_to_read(settings: Any) -> Any:
-    """The workspace's store as :meth:`Context.store` opens it (the same anchor checks, the
-    same notices), but to read: without SQLAlchemy when nothing needs doing to the store."""
-    from mailer.adapters import anchor as anchors
-    from mailer.adapters.store import open_to_read
-
-    anchor = anchors.anchor_path(settings.path)
-    where = f"{settings.path}: state.url"
-    recorded = anchors.check_before_open(anchor, settings.state_url, where)
-    store = open_to_read(settings.state_url)
-    anchors.check_after_open(
-        anchor, recorded, settings.state_url, store.store_id, where, store.named_now
-    )
-    for notice in store.notices:
-        warn(notice)
-    return store
 
 
 def _status_table(listed: list[tuple[Any, Any]], tz: Any, alive: Any) -> None:
