@@ -1659,20 +1659,21 @@ class Store:
         return mine
 
     def campaign_apologies(self, campaign: str) -> list[tuple[ThreadRow, MessageRow]]:
-        """Each thread of a campaign with its apology, oldest first, in one query."""
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            threads = c.execute(
-                text("SELECT * FROM threads WHERE campaign = :c ORDER BY id"), {"c": campaign}
-            ).mappings()
-            by_id = {t.id: t for t in self._decoded(threads, _thread)}
-            roots = c.execute(
-                text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
-                        WHERE t.campaign = :c AND m.kind = 'apology'"""),
-                {"c": campaign},
-            ).mappings()
-            apology = {m.thread_id: m for m in self._decoded(roots, _message)}
+        """Each thread of a campaign with its apology, oldest first, in one read transaction
+        (no write lock: ``campaign check`` reads it through :class:`StoreReader` too)."""
+        with self.reading() as query:
+            t_columns, t_rows = query(
+                "SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign
+            )
+            m_columns, m_rows = query(
+                """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                   WHERE t.campaign = :c AND m.kind = 'apology'""",
+                c=campaign,
+            )
+        threads = (dict(zip(t_columns, r, strict=True)) for r in t_rows)
+        by_id = {t.id: t for t in self._decoded(threads, _thread)}
+        roots = (dict(zip(m_columns, r, strict=True)) for r in m_rows)
+        apology = {m.thread_id: m for m in self._decoded(roots, _message)}
         return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
 
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:
@@ -1734,12 +1735,13 @@ class Store:
     def apology_keys(self) -> list[tuple[int, str, str, str | None]]:
         """(id, recipient, company, campaign) of every thread not failed, oldest first: what
         a campaign's outside-campaign warning indexes once instead of a query per entry."""
-        rows = self._rows(
-            "SELECT id, recipient, company, campaign FROM threads WHERE state != :failed "
-            "ORDER BY id",
-            failed=ThreadState.FAILED,
-        )
-        return [(r["id"], r["recipient"], r["company"], r["campaign"]) for r in rows]
+        with self.reading() as query:
+            _, rows = query(
+                "SELECT id, recipient, company, campaign FROM threads WHERE state != :failed "
+                "ORDER BY id",
+                failed=str(ThreadState.FAILED),
+            )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     # --- reads for status: one read transaction each -----------------------------------
 
@@ -2175,6 +2177,8 @@ class StoreReader:
     _decoded = Store._decoded
     thread_list = Store.thread_list
     thread_whole = Store.thread_whole
+    campaign_apologies = Store.campaign_apologies
+    apology_keys = Store.apology_keys
 
     def close(self) -> None:
         self._db.close()

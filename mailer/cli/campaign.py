@@ -92,7 +92,7 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     from mailer.services.runner import outside_warnings, pending
 
     settings, c = _load(obj, file, force=force)
-    store = obj.store(settings)
+    store = obj.store(settings, to_read=True)  # a check writes nothing
     todo = pending(c, store)
     for line in outside_warnings(c, store):
         warn(line)
