@@ -19,9 +19,16 @@ _CHARS = st.characters(
 _LINE = st.text(_CHARS, max_size=200)
 _BODY = st.lists(_LINE, max_size=30).map("\n".join) | st.text(_CHARS | st.just("\n"), max_size=600)
 _WORD = st.text(_CHARS, min_size=1, max_size=120).map(lambda s: " ".join(s.split()) or "x")
+# Headers written without the library when they are plain ASCII words: include every
+# printable ASCII character, runs of spaces, and the encoded-word opener.
+_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=1100)
+_ASCII_WORD = _ASCII | st.sampled_from(["=?utf-8?q?x?=", "a  b", " lead", "trail ", '(x) "y": z'])
+_MSGID = st.from_regex(r"<[0-9.]{1,40}mailer@[a-z0-9.-]{1,900}>", fullmatch=True)
 
 
-def _headers(subject: str, name: str, cc: list[str], reply: bool) -> list[tuple[str, object]]:
+def _headers(
+    subject: str, name: str, cc: list[str], reply: bool, msgid: str = "<1.2.mailer@example.org>"
+) -> list[tuple[str, object]]:
     headers: list[tuple[str, object]] = [
         ("From", _address_header("From", name, "you@example.org")),
         ("To", _address_header("To", "Ana Ruiz", "ana@example.com")),
@@ -31,7 +38,7 @@ def _headers(subject: str, name: str, cc: list[str], reply: bool) -> list[tuple[
     headers += [
         ("Subject", subject),
         ("Date", _header("Date", "Sun, 29 Nov 2026 18:09:31 +0000")),
-        ("Message-ID", "<179597577117.9861.7738320182443888971.mailer@example.org>"),
+        ("Message-ID", msgid),
     ]
     if reply:
         ref = "<1.2.3.mailer@example.org>"
@@ -43,15 +50,16 @@ def _headers(subject: str, name: str, cc: list[str], reply: bool) -> list[tuple[
 @settings(max_examples=400)
 @given(
     text=_BODY,
-    subject=_WORD,
+    subject=_WORD | _ASCII_WORD,
     name=_WORD,
+    msgid=_MSGID,
     cc=st.lists(st.sampled_from(["a@example.com", "Bo Li <bo@example.com>"]), max_size=2),
     reply=st.booleans(),
 )
 def test_plain_bytes_are_the_email_librarys_bytes_for_any_text_and_headers(
-    text: str, subject: str, name: str, cc: list[str], reply: bool
+    text: str, subject: str, name: str, msgid: str, cc: list[str], reply: bool
 ) -> None:
-    headers = _headers(subject, name, cc, reply)
+    headers = _headers(subject, name, cc, reply, msgid)
     assert plain_bytes(headers, text) == library_bytes(headers, text)
 
 
@@ -72,3 +80,10 @@ def test_each_transfer_encoding_the_library_picks_is_written_the_same() -> None:
         assert msg.get_content().replace("\r\n", "\n").rstrip("\n") == text, label
         seen.add(msg["Content-Transfer-Encoding"])
     assert seen == {"7bit", "8bit", "quoted-printable", "base64"}
+
+
+def test_a_plain_ascii_subject_too_long_for_one_line_is_folded_as_the_library_folds_it() -> None:
+    for words in (160, 165, 170, 200):  # either side of 998 octets on one line
+        subject = " ".join(["sorry"] * words)
+        headers = _headers(subject, "Sam Sandbox", [], False)
+        assert plain_bytes(headers, "Hello.") == library_bytes(headers, "Hello."), words

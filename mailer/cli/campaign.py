@@ -89,7 +89,7 @@ def campaign() -> None:
 def check_command(obj: Context, file: str, force: bool) -> None:
     """Validate the whole file (every entry, every problem). Sends nothing."""
     from mailer.model.lint import WARNING
-    from mailer.services.runner import outside_warnings, pending
+    from mailer.services.history import outside_warnings, pending
 
     settings, c = _load(obj, file, force=force)
     store = obj.store(settings, to_read=True)  # a check writes nothing

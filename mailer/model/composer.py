@@ -455,7 +455,7 @@ def plain_bytes(headers: list[tuple[str, Any]], text: str) -> bytes:
     out = [_folded(name, value) for name, value in headers]
     cte, payload = _encode_text(text)
     out.append(b'Content-Type: text/plain; charset="utf-8"\r\n')
-    out.append(_folded("Content-Transfer-Encoding", cte))
+    out.append(_header("Content-Transfer-Encoding", cte).line)
     out.append(b"\r\n")
     # The generator writes the payload's lines with the policy's line ending.
     out.append(payload.encode("ascii", "surrogateescape").replace(b"\n", b"\r\n"))
@@ -467,7 +467,14 @@ def _folded(name: str, value: Any) -> bytes:
     object made by :func:`_header` is taken as it is, as EmailMessage takes it)."""
     if isinstance(value, _Ready):
         return value.line
+    if _AS_IS.fullmatch(value) and "=?" not in value and len(name) + len(value) <= 996:
+        # Printable ASCII words, one space apart, on one line: the library writes it as is
+        # (nothing to encode, nothing to fold below 998 octets), at a fraction of the cost.
+        return f"{name}: {value}\r\n".encode("ascii")
     return _WRITE_POLICY.fold_binary(*SMTP.header_store_parse(name, value))
+
+
+_AS_IS = re.compile(r"[!-~]+(?: [!-~]+)*")
 
 
 def _encode_text(text: str) -> tuple[str, str]:

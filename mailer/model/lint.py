@@ -714,23 +714,60 @@ def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
 
 def _tone(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
-        norm = _norm(sentence)
-        # Where no tone regex matches, only the matchers (linear, quick to say no) can.
-        checks = _get("_TONE_CHECKS" if _gate(_get("_ANY_TONE"), norm) else "_MATCHER_CHECKS")
-        demanding = False
-        for rule_id, patterns, explain in checks:
-            if rule_id == "pushy-timing" and demanding:
-                continue  # one sentence, one complaint: "ASAP for me" is demanding, not also pushy
-            for pattern in patterns:
-                span = (
-                    _first_unnegated(pattern, norm)  # type: ignore[arg-type]
-                    if rule_id == "pushy-timing"
-                    else _search(pattern, norm)
-                )
-                if span:
-                    yield _finding(rule_id, explain(sentence[span[0] : span[1]]), sentence)
-                    demanding = demanding or rule_id == "demanding-tone"
-                    break
+        if len(sentence) <= MAX_PIECE:
+            # The tables as they are now (a test may swap one): answers found with others
+            # are not reused.
+            tables = tuple(_Same(globals().get(name)) for name in _TONE_TABLES)
+            yield from _remembered_tone(sentence, tables)
+        else:
+            yield from _sentence_tone(sentence)
+
+
+_TONE_TABLES = ("_ANY_TONE", "_TONE_CHECKS", "_MATCHER_CHECKS", "_NEGATION_BEFORE")
+
+
+class _Same:
+    """Part of a cache key that equals only a key part holding the very same object. The
+    cache keeps the key, and so the object, alive: its identity is never reused meanwhile."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
+@lru_cache(maxsize=4096)
+def _remembered_tone(sentence: str, tables: tuple[_Same, ...]) -> tuple[Finding, ...]:
+    """A sentence's tone findings depend on the sentence alone (and the tables), and a
+    campaign's entries share most of their sentences: each is judged once. The bound keeps
+    the cache's memory small."""
+    return tuple(_sentence_tone(sentence))
+
+
+def _sentence_tone(sentence: str) -> Iterator[Finding]:
+    norm = _norm(sentence)
+    # Where no tone regex matches, only the matchers (linear, quick to say no) can.
+    checks = _get("_TONE_CHECKS" if _gate(_get("_ANY_TONE"), norm) else "_MATCHER_CHECKS")
+    demanding = False
+    for rule_id, patterns, explain in checks:
+        if rule_id == "pushy-timing" and demanding:
+            continue  # one sentence, one complaint: "ASAP for me" is demanding, not also pushy
+        for pattern in patterns:
+            span = (
+                _first_unnegated(pattern, norm)  # type: ignore[arg-type]
+                if rule_id == "pushy-timing"
+                else _search(pattern, norm)
+            )
+            if span:
+                yield _finding(rule_id, explain(sentence[span[0] : span[1]]), sentence)
+                demanding = demanding or rule_id == "demanding-tone"
+                break
 
 
 class _Gate:

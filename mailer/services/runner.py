@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,15 +22,24 @@ from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import QUEUED, MessageRow, Store, ThreadRow, owner_alive
+from mailer.adapters.store import Store
 from mailer.errors import DeliveryError, DuplicateError
 from mailer.model import lifecycle
 from mailer.model.lifecycle import Outcome as Fate
-from mailer.model.runplan import Act, Feedback, Item, Past, RunPlan, Skip, skip_reason
+from mailer.model.runplan import Act, Feedback, RunPlan
 from mailer.model.throttle import Pacer, too_many
 from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
 from mailer.services.delivery import daily_room, record_failure
+from mailer.services.history import (  # noqa: F401 (re-exported: what a run starts from)
+    already_done,
+    entry_state,
+    outside_warnings,
+    past_attempts,
+    past_of,
+    pending,
+    plan_items,
+)
 
 log = logging.getLogger("mailer.services.campaign")
 
@@ -80,82 +89,6 @@ class RunReport:
 Progress = Callable[[Outcome, RunReport], None]
 # A Sent copy to file: (settings, message row, bytes, sent at, a Message-ID to look for first).
 Job = tuple[Settings, int, bytes, datetime, str]
-
-
-Record = tuple[ThreadRow, MessageRow]  # a thread and its apology
-
-
-def entry_state(campaign: Campaign, store: Store) -> dict[str, list[Record]]:
-    """The threads recorded for each entry key of this campaign, oldest first (one query)."""
-    out: dict[str, list[Record]] = {}
-    for thread, root in store.campaign_apologies(campaign.name):
-        out.setdefault(thread.entry_key or "", []).append((thread, root))
-    return out
-
-
-def past_attempts(campaign: Campaign, store: Store) -> dict[str, tuple[Past, ...]]:
-    """Each entry key's earlier apologies as the planner's facts (one query; the owner
-    probes happen here, so the planner stays pure). The rows' bytes are not kept."""
-    return {
-        key: tuple(past_of(t, root) for t, root in records)
-        for key, records in entry_state(campaign, store).items()
-    }
-
-
-def past_of(thread: ThreadRow, root: MessageRow) -> Past:
-    return Past(
-        thread_id=thread.id,
-        thread_state=thread.state,
-        state=root.state,
-        shown=root.state_now,
-        abandoned_before_final_dot=root.abandoned_before_final_dot,
-        owner_alive=root.state == QUEUED and owner_alive(root.owner),
-        refused=bool(thread.detail.get("refused")),
-        error=root.error or "",
-    )
-
-
-def plan_items(
-    campaign: Campaign, past: dict[str, tuple[Past, ...]], retry_failed: bool
-) -> Iterator[Item]:
-    for e in campaign.entries:
-        yield Item(e.key, e.account, skip_reason(past.get(e.key, ()), retry_failed))
-
-
-def pending(campaign: Campaign, store: Store, retry_failed: bool = False) -> list[Entry]:
-    """The valid entries a run would try now."""
-    past = past_attempts(campaign, store)
-    return [e for e in campaign.entries if skip_reason(past.get(e.key, ()), retry_failed) is None]
-
-
-def already_done(records: list[Record], retry_failed: bool) -> Skip | None:
-    """Why an entry must not be sent again now, or None if it may be sent."""
-    return skip_reason([past_of(t, root) for t, root in records], retry_failed)
-
-
-def outside_warnings(campaign: Campaign, store: Store) -> list[str]:
-    """Entries whose address and company already have an apology outside this campaign, and
-    entries whose address looks like a typo of a big provider's domain."""
-    # One read of the store, indexed here: a query per entry was n scans of the threads.
-    others: dict[tuple[str, str], list[int]] = {}
-    for thread_id, recipient, company, name in store.apology_keys():
-        if name != campaign.name:
-            others.setdefault(_same_apology(recipient, company), []).append(thread_id)
-    warnings = []
-    for e in campaign.entries:
-        f = e.facts
-        warnings += [f"{e.where}: entry {e.key}: {w}" for w in f.warnings]
-        ids = others.get(_same_apology(f.to, f.company))
-        if ids:
-            warnings.append(
-                f"{e.where}: entry {e.key}: {f.to} at {f.company} already has an apology "
-                f"outside this campaign (thread {', '.join(map(str, ids))})"
-            )
-    return warnings
-
-
-def _same_apology(recipient: str, company: str) -> tuple[str, str]:
-    return recipient.lower(), " ".join(company.lower().split())
 
 
 class SentCopies:
