@@ -713,11 +713,11 @@ def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
 
 
 def _tone(sentences: list[str]) -> Iterator[Finding]:
+    # The tables as they are now (a test may swap one): answers found with others are not
+    # reused.
+    tables = tuple(_Same(globals().get(name)) for name in _TONE_TABLES)
     for sentence in sentences:
         if len(sentence) <= MAX_PIECE:
-            # The tables as they are now (a test may swap one): answers found with others
-            # are not reused.
-            tables = tuple(_Same(globals().get(name)) for name in _TONE_TABLES)
             yield from _remembered_tone(sentence, tables)
         else:
             yield from _sentence_tone(sentence)
