@@ -491,7 +491,8 @@ def load_settings(
     if sender.timezone and "timezone" not in bad:
         _check_timezone(r, "sender.timezone", sender.timezone)
 
-    secrets = read_secrets(env_file or base / ".env")
+    # A command that never connects needs no password: .env is not even read.
+    secrets = {} if offline else read_secrets(env_file or base / ".env")
     smtp, imap = _mail_servers(
         r,
         "",

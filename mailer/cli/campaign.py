@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 import time
@@ -217,6 +216,8 @@ def run_command(
             "\nmailer: stopping after the message in progress (Ctrl-C again to stop now)",
             err=True,
         )
+
+    import signal
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     display = _Progress(len(todo), len(c.entries))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +40,24 @@ def safe_url(url: str) -> str:
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""
     ctx.obj = Context(config=config, debug=debug, sandbox=sandbox)
+    if debug or ctx.invoked_subcommand not in OFFLINE_COMMANDS:
+        configure_logging(debug)
+
+
+# Commands that never connect, and log nothing of their own: they leave the logging module
+# unloaded (a tenth of a preview's start-up), unless --debug asks for it.
+OFFLINE_COMMANDS = frozenset({"preview", "lint", "call-script"})
+
+
+def configure_logging(debug: bool) -> None:
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="mailer: %(levelname)s: %(message)s",
     )
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
     # Protocol traces would print the AUTH line: keep them off even with --debug.
     for noisy in ("yagmail", "imapclient", "sqlalchemy", "asyncio", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -439,6 +452,8 @@ def loudness_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _log_level(obj: Context, quiet: bool, verbose: bool) -> int:
+    import logging
+
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose do not go together")
     if verbose or obj.debug:
@@ -452,6 +467,8 @@ def _log_level(obj: Context, quiet: bool, verbose: bool) -> int:
 @handle_errors
 def check(obj: Context, quiet: bool, verbose: bool) -> None:
     """One pass of the daemon's work: scan replies, settle in-doubt sends, send due follow-ups."""
+    import logging
+
     from mailer.adapters.clock import default_clock
     from mailer.adapters.lock import store_lock
     from mailer.services.daemon import log_report
@@ -500,6 +517,7 @@ def _whats_next(settings: Any, store: Any) -> None:
 @handle_errors
 def daemon(obj: Context, quiet: bool, verbose: bool) -> None:
     """Watch for replies and send due follow-ups until stopped (SIGTERM or Ctrl-C)."""
+    import logging
     import signal
     import threading
 
@@ -981,7 +999,7 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None
         if value:
             setattr(ctx.find_root().obj, name, value)
             if name == "debug":
-                logging.getLogger().setLevel(logging.DEBUG)
+                configure_logging(True)
 
     return callback
 
