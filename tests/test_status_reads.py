@@ -14,6 +14,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.adapters.store import Store, StoreReader, open_to_read
 from mailer.model.keys import dedupe_key
@@ -301,3 +303,64 @@ def test_a_piped_table_lines_up_its_columns_one_row_a_line(
         " 7  ana@x.test            awaiting reply",
         "10  b@longer-domain.test  replied {at} 10:00",
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    when=st.datetimes(
+        min_value=datetime(1000, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)
+    ),
+    zone=st.sampled_from(
+        ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "Etc/GMT+12"]
+    ),
+)
+def test_a_listed_time_reads_as_strftime_writes_it(when: datetime, zone: str) -> None:
+    """Verify the listing's quick time format gives strftime's text for any time and zone."""
+    tz = ZoneInfo(zone)
+    expected = when.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    assert view.shown(when.isoformat(), tz) == expected
+
+
+DAMAGE = [
+    "UPDATE threads SET facts = '{not json' WHERE id = 1",
+    "UPDATE threads SET facts = '[]' WHERE id = 2",
+    "UPDATE threads SET detail = 'oops' WHERE id = 3",
+    "UPDATE threads SET alt_domains = '{}' WHERE id = 4",
+    "UPDATE threads SET follow_up_due = 'soon' WHERE id = 5",
+    "UPDATE threads SET interview_at = '2026-13-45T10:00:00' WHERE id = 6",
+    "UPDATE threads SET detail = '{\"a\": NaN}' WHERE id = 7",  # Python reads it; SQLite not
+    "UPDATE messages SET recipients = 'oops' WHERE thread_id = 8",
+    "UPDATE messages SET sent_at = '2026-99-01T00:00:00' WHERE thread_id = 9",
+    "UPDATE messages SET created_at = 'yesterday' WHERE thread_id = 10",
+    "UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE thread_id = 11",
+    "UPDATE messages SET final_dot_at = '2026-11-23T24:00:00+00:00' WHERE thread_id = 12",
+]
+
+
+@pytest.mark.parametrize("damage", [*DAMAGE, "; ".join(DAMAGE)])
+def test_the_status_table_lists_and_names_damage_as_the_full_listing_does(
+    tmp_path: Path, damage: str
+) -> None:
+    """Verify the table's summaries (checked in SQL) list the same threads with the same
+    words, and name the same damaged rows in the same words, as the full listing."""
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    for i in range(8, 13):
+        _sent(store, i)
+    with sqlite3.connect(path) as db:
+        for statement in damage.split("; "):
+            db.execute(statement)
+    tz = ZoneInfo("Europe/Berlin")
+    for opened in (Store(f"sqlite:///{path}"), open_to_read(f"sqlite:///{path}")):
+        full = opened.thread_list()
+        named = list(opened.damaged)
+        opened.damaged.clear()
+        table = opened.thread_summaries()
+        assert opened.damaged == named
+        assert named or damage == DAMAGE[6]  # the damage was seen (NaN is no damage)
+        assert [t.id for t, _ in table] == [t.id for t, _ in full]
+        for (s, briefs), (t, whole) in zip(table, full, strict=True):
+            assert (briefs is None) == (whole is None), t.id
+            if whole is not None:
+                assert view.describe(s, briefs, tz) == view.describe(t, whole, tz)
+                assert view.state_word(s, briefs) == view.state_word(t, whole)

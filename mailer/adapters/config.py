@@ -1135,9 +1135,9 @@ def _check_address(r: _Reader, key: str, value: str) -> None:
 
 def _check_locale(r: _Reader, key: str, value: str) -> None:
     """The locale must be one the composer can write a date in: try the calls it makes."""
-    from mailer.model.composer import _DAY_PATTERNS
+    from mailer.model.settings import DAY_PATTERNS
 
-    if value in _DAY_PATTERNS:
+    if value in DAY_PATTERNS:
         return  # written without Babel: loading it only to check costs ~70 ms of start-up
     from babel import Locale
     from babel.core import UnknownLocaleError

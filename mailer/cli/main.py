@@ -393,14 +393,16 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
 
 
 def _status_list(store: Any, tz: Any, alive: Any, as_json: bool) -> None:
-    listed = store.thread_list()  # one query; damaged rows are named in store.damaged
+    # Damaged rows are left out or marked, and named in store.damaged.
     if as_json:
         from mailer.services import threadview as view
 
+        listed = store.thread_list()  # one query
         threads = [view.thread_dict(t, msgs, tz, alive) for t, msgs in listed if msgs is not None]
         click.echo(json.dumps({"version": view.JSON_VERSION, "threads": threads}, indent=2))
         _damaged(store)
         return
+    listed = store.thread_summaries()  # only what the table shows
     if not listed and not store.damaged:
         click.echo("No threads yet. Send an apology with 'mailer send'.")
         return

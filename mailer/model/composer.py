@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from mailer.errors import InputError, MailerError, TemplateError
 from mailer.model.facts import PLACEHOLDER as _PLACEHOLDER
 from mailer.model.facts import SITUATIONS, Facts, FreeSlot
-from mailer.model.settings import SenderSettings
+from mailer.model.settings import DAY_PATTERNS, SenderSettings
 from mailer.model.values import HEADER_MAX, check_header, header_problem
 
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
@@ -191,8 +191,7 @@ def _split(name: str, text: str) -> Draft:
     return Draft(subject=subject, text=body, template=name)
 
 
-# British usage drops the comma CLDR puts after the weekday: "Thursday 3 December".
-_DAY_PATTERNS = {"en_GB": "EEEE d MMMM", "en_IE": "EEEE d MMMM"}
+_DAY_PATTERNS = DAY_PATTERNS
 # What Babel writes for those two, without loading it (~70 ms of start-up for the default
 # locale); tests/test_composer.py compares every day of a year with Babel's.
 _EN_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

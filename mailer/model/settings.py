@@ -11,6 +11,11 @@ from datetime import time, timedelta
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
+# The sender's locales whose dates the composer writes without Babel, with the day pattern it
+# uses (British usage drops the comma CLDR puts after the weekday: "Thursday 3 December").
+# Here, not in the composer, so that checking a config's locale loads no composer.
+DAY_PATTERNS = {"en_GB": "EEEE d MMMM", "en_IE": "EEEE d MMMM"}
+
 
 @dataclass(frozen=True)
 class Window:
