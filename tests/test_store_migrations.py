@@ -169,3 +169,12 @@ def test_status_reads_a_store_from_before_alembic_through_the_full_store_once(
     second = store.open_to_read(f"sqlite:///{path}")
     assert isinstance(second, store.StoreReader)
     second.close()
+
+
+def test_safe_url_never_shows_a_password() -> None:
+    for url in (
+        "postgresql://mailer:hunter2@db.example.com:5432/m",
+        "postgresql+psycopg://mailer:hunter2@db/m",
+        "postgresql://mailer:hun%40ter2@[::1]/m",
+    ):
+        assert "hunter2" not in store.safe_url(url) and "hun%40ter2" not in store.safe_url(url)

@@ -2264,12 +2264,12 @@ class StoreReader:
         self._db.close()
 
 
-def open_to_read(url: str) -> Store | StoreReader:
+def open_to_read(url: str, connect: dict[str, Any] | None = None) -> Store | StoreReader:
     """The store at ``url``, to read: a :class:`StoreReader` when it is a SQLite file already
     at this schema version; otherwise (another database, a store to create or to migrate, a
     file that is not a store) the full :class:`Store`, which does that and says so."""
     if not url.startswith("sqlite:///"):
-        return Store(url)
+        return Store(url, connect=connect)
     path = Path(url[len("sqlite:///") :])
     if not path.exists():
         return Store(url)
