@@ -1273,8 +1273,18 @@ def _state(r: _Reader, base: Path, secrets: dict[str, str]) -> StateSettings:
     return StateSettings(clean, sslmode=sslmode, sslrootcert=rootcert, secret=secret)
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def state_target(
+    url: str, workspace: Path, *, sslmode: str = "", sslrootcert: str = "", label: str = "--to"
+) -> StateSettings:
+    """Another store than the configured one (``mailer store copy --to``), checked as
+    ``[state]`` is, its password from the same sources (MAILER_STATE_PASSWORD first)."""
+    table: dict[str, Any] = {"url": url}
+    if sslmode:
+        table["sslmode"] = sslmode
+    if sslrootcert:
+        table["sslrootcert"] = sslrootcert
+    r = _Reader(Path(label), {"state": table})
+    state = _state(r, workspace, read_secrets(workspace / ".env"))
+    if r.problems:
+        raise ConfigError(r.problems)
+    return state

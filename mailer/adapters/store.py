@@ -557,7 +557,8 @@ class Store:
             else:  # a new store: made whole by the baseline revision, on either engine
                 from mailer.adapters import migrate
 
-                self.migrated = migrate.upgrade(c)
+                ran = migrate.upgrade(c)
+                self.migrated = [f"a new store, made by Alembic revision {', '.join(ran)}"]
                 return
             if version == SCHEMA_VERSION and revision == ALEMBIC_HEAD:
                 return  # up to date: the usual open, with no Alembic to import
