@@ -237,3 +237,33 @@ def test_psycopg_is_the_driver(pg_store: Store) -> None:
     assert pg_store.engine.dialect.driver == "psycopg"
     with pg_store.tx() as c:
         assert isinstance(c.connection.dbapi_connection, psycopg.Connection)
+
+
+def test_a_serialization_failure_runs_the_whole_transaction_again(pg_store: Store) -> None:
+    """Verify Store.run tries SQL-only work again on SQLSTATE 40001 (raised here by the
+    server itself), and that the failed attempt left nothing behind."""
+    attempts: list[int] = []
+
+    def work(c: Any) -> int:
+        attempts.append(1)
+        c.execute(text("INSERT INTO folders (folder, uidvalidity, last_uid) VALUES ('X', 1, 1)"))
+        if len(attempts) == 1:
+            c.execute(
+                text("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+            )
+        return len(attempts)
+
+    assert pg_store.run(work) == 2
+    assert pg_store.folder_state("X") == (1, 1)
+
+
+def test_other_errors_are_not_tried_again(pg_store: Store) -> None:
+    attempts: list[int] = []
+
+    def work(c: Any) -> None:
+        attempts.append(1)
+        c.execute(text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(StateError, match="no_such_table"):
+        pg_store.run(work)
+    assert len(attempts) == 1
