@@ -267,3 +267,36 @@ def test_other_errors_are_not_tried_again(pg_store: Store) -> None:
     with pytest.raises(StateError, match="no_such_table"):
         pg_store.run(work)
     assert len(attempts) == 1
+
+
+def test_status_reads_while_a_writer_holds_the_lock(
+    postgres: Postgres, pg_database: str, pg_store: Store
+) -> None:
+    """Verify status's snapshot read takes no writers' lock: it neither waits for a sending
+    process nor holds one up (as on SQLite)."""
+    _apology(pg_store, 1)
+    reader = _open(postgres, pg_database)
+    try:
+        with pg_store.tx() as c:  # a writer in the middle of its transaction
+            c.execute(text("UPDATE threads SET subject = 'changing' WHERE id = 1"))
+            done = threading.Event()
+            listed: list[Any] = []
+
+            def read() -> None:
+                listed.extend(reader.thread_list())
+                done.set()
+
+            threading.Thread(target=read, daemon=True).start()
+            assert done.wait(10), "the status read waited for the writer"
+        assert [t.subject for t, _ in listed] == ["Sorry 1"]  # the committed snapshot
+    finally:
+        reader.close()
+
+
+def test_a_restarted_server_is_reconnected_to(postgres: Postgres, pg_store: Store) -> None:
+    tid, mid = _apology(pg_store, 1)
+    postgres.restart()
+    pg_store.mark_submitting(mid, NOW)  # a fresh connection: pool_pre_ping found the old dead
+    assert pg_store.message(mid).state == "submitting"
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.state == "sending"
