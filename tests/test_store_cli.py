@@ -12,7 +12,7 @@ import pytest
 
 from mailer.adapters.store import ALEMBIC_HEAD, SCHEMA_VERSION, Store
 
-from .conftest import run_cli
+from .conftest import Pair, run_cli
 from .postgres import Postgres
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -196,3 +196,28 @@ def test_store_copy_refuses_a_bad_target_url_in_one_line(
     assert r.returncode != 0
     assert problem in r.stderr and "hunter2" not in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+def test_send_and_check_on_a_postgresql_store_against_the_real_servers(
+    pair: Pair, postgres: Postgres, pg_database: str
+) -> None:
+    """Verify the whole loop on PostgreSQL: an apology is sent and recorded, the same one is
+    refused as a duplicate, and a watch pass runs on that store."""
+    import json
+
+    _with_state(pair.ws, f'url = "{postgres.url(pg_database, password=False)}"\n')
+    env = {"MAILER_STATE_PASSWORD": postgres.password}
+    args = ["--situation", "illness", "--to", pair.interviewer, "--interviewer", "Ana Ruiz"]
+    args += ["--company", "Pg Ltd", "--role", "Engineer", "--interview", "2026-11-25 09:00"]
+    first = run_cli(pair.ws, "send", *args, "--yes", env=env)
+    assert first.returncode == 0, first.stderr
+    second = run_cli(pair.ws, "send", *args, "--yes", env=env)
+    assert second.returncode == 7 and "already holds an apology" in second.stderr
+    check = run_cli(pair.ws, "check", env=env)
+    assert check.returncode == 0, check.stderr
+    status = json.loads(run_cli(pair.ws, "status", "--json", env=env).stdout)
+    (thread,) = status["threads"]
+    assert thread["state"] == "awaiting_reply"
+    with psycopg.connect(postgres.url(pg_database)) as pg:
+        assert pg.execute("SELECT state FROM messages").fetchall() == [("sent",)]
