@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything mailer needs on a fresh Debian/Ubuntu machine: the Dovecot packages the
-# sandbox and tests use, a virtualenv in .venv, and mailer with its dev tools. Idempotent.
+# sandbox and tests use, PostgreSQL for the store's tests, a virtualenv in .venv, and mailer
+# with its dev tools. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,16 @@ if [ "$need_apt" = 1 ]; then
   echo "setup: installing dovecot-imapd and dovecot-lmtpd"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd dovecot-lmtpd >/dev/null
+fi
+# The tests start a private PostgreSQL (tests/postgres.py) from Debian's binaries.
+if ! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: PostgreSQL is missing; run as root (or: sudo apt-get install -y postgresql)" >&2
+    exit 1
+  fi
+  echo "setup: installing postgresql"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 # The tests install the wheel as an ordinary user, who cannot run root's own Python (often under
 # /root): they use Debian's python3 with its venv module, so make sure it is there.

@@ -24,6 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from mailer.sandbox.oauth import OAuthServer
 from mailer.sandbox.stack import MailStack, StackInfo
 
+from .postgres import Postgres
 from .users import OrdinaryUser, build_wheel, install_into_fresh_venv
 
 # Property tests draw the same cases on every run, so CI never fails on a draw nobody saw
@@ -386,6 +387,27 @@ def send_args(
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL on 127.0.0.1, password logins only, for the whole session (#17).
+    Never skipped: without the binaries this fails and says to run scripts/setup.sh."""
+    pg = Postgres.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: Postgres) -> Iterator[str]:
+    """A fresh, empty database for one test; its name."""
+    name = postgres.new_database()
+    try:
+        yield name
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
 def ordinary_mailer() -> Iterator[tuple[OrdinaryUser, Path]]:
     """An ordinary user (mailer-ci under root) and the bin/ of a venv they installed the
     wheel into. Built once per session; see tests/users.py."""
@@ -408,7 +430,7 @@ def ordinary_mailer() -> Iterator[tuple[OrdinaryUser, Path]]:
 # `bash scripts/test.sh --fast` runs unit and contract (`-m "not wire"`); the default, and CI,
 # runs all three.
 
-SERVER_FIXTURES = frozenset({"mail_stack", "oauth_server", "ordinary_mailer"})
+SERVER_FIXTURES = frozenset({"mail_stack", "oauth_server", "ordinary_mailer", "postgres"})
 LAYERS = ("unit", "contract", "wire")
 CONTRACT_DIR = Path(__file__).resolve().parent / "contract"
 

@@ -44,6 +44,9 @@ MAX_TOML_DEPTH = 16
 MAX_TIMEOUT = 600.0  # seconds; a finite bound, so every timeout is a real number of seconds
 MAX_DAILY_CAP = 1_000_000
 MAX_POLL = timedelta(days=1)
+STATE_PASSWORD_VAR = "MAILER_STATE_PASSWORD"
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
 # Regexes are compiled on first use (functools.cache), not at import: most commands read a
@@ -187,6 +190,35 @@ class AccountSettings:
 
 
 @dataclass(frozen=True)
+class StateSettings:
+    """How to reach a PostgreSQL state store beyond its URL (which holds no password)."""
+
+    url: str
+    sslmode: str = ""
+    sslrootcert: str = ""
+    secret: PasswordSource | None = field(default=None, repr=False)
+
+    def connect(self) -> dict[str, str]:
+        """What the driver needs beyond the URL: the password (fetched now, once per
+        process) and the TLS settings. Nothing for a SQLite store."""
+        if self.secret is None:
+            return {}
+        from mailer.adapters.passwords import resolve
+
+        password = resolve(self.secret)
+        if not password:
+            raise ConfigError(
+                f"{self.secret.key}: no password for the state store",
+                hint=f"set {self.secret.env_var} in the environment or .env, or "
+                'state.password_source = "command" or "keyring"',
+            )
+        found = {"password": password, "sslmode": self.sslmode}
+        if self.sslrootcert:
+            found["sslrootcert"] = self.sslrootcert
+        return found
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path  # the TOML file
     workspace: Path
@@ -203,6 +235,12 @@ class Settings:
     daily_cap: int = 0  # messages per day from the main account; 0: no cap
     account: str = ""  # which account these settings speak for; "" is the main one
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
+    state: StateSettings | None = None  # None: only the URL (settings made by hand)
+
+    @property
+    def state_connect(self) -> dict[str, str]:
+        """The state store's password and TLS settings, for Store(..., connect=...)."""
+        return self.state.connect() if self.state is not None else {}
 
     @property
     def templates_dir(self) -> Path:
@@ -297,7 +335,13 @@ def read_secrets(env_file: Path) -> dict[str, str]:
     )
     for key, value in os.environ.items():
         if value and (
-            key in ("MAILER_SMTP_PASSWORD", "MAILER_IMAP_PASSWORD", OAUTH2_SECRET_VAR)
+            key
+            in (
+                "MAILER_SMTP_PASSWORD",
+                "MAILER_IMAP_PASSWORD",
+                OAUTH2_SECRET_VAR,
+                STATE_PASSWORD_VAR,
+            )
             or key.startswith("MAILER_ACCOUNT_")
         ):
             values[key] = value
@@ -568,13 +612,8 @@ def load_settings(
         poll_seconds=poll,
         notify=r.get(w, "watch", "notify", bool, False),
     )
-    st = r.table("state", ("url",))
-    state_url = r.get(st, "state", "url", str, "sqlite:///.mailer/state.db")
-    state_url = _resolve_sqlite_url(state_url, base)
-    if not state_url.startswith("sqlite:///"):
-        # The exactly-once guarantees rest on SQLite's database-wide write lock (BEGIN
-        # IMMEDIATE); another database would need row locks that are not written yet.
-        r.problem("state.url", "only SQLite URLs (sqlite:///PATH) are supported so far")
+    state = _state(r, base, secrets)
+    state_url = state.url
 
     c = r.table("composer", ("html",))
     a = r.table("addresses", ("allow_test_domains",))
@@ -587,6 +626,7 @@ def load_settings(
         imap=imap,
         follow_up=follow_up,
         state_url=state_url,
+        state=state,
         watch=watch,
         html=r.get(c, "composer", "html", bool, False),
         allow_test_domains=r.get(a, "addresses", "allow_test_domains", bool, False),
@@ -1168,3 +1208,84 @@ def _resolve_sqlite_url(url: str, workspace: Path) -> str:
         except (OSError, RuntimeError):  # a symlink loop: the store reports it when opened
             return f"sqlite:///{workspace / m.group(1)}"
     return url
+
+
+def _state(r: _Reader, base: Path, secrets: dict[str, str]) -> StateSettings:
+    """``[state]``: a SQLite file (the default), or a PostgreSQL database whose password comes
+    from the same sources as a mail account's and whose TLS is verified by default off the
+    machine. The URL is never quoted in a problem: it may hold a password by mistake."""
+    from urllib.parse import parse_qs, urlsplit
+
+    st = r.table("state", ("url", "sslmode", "sslrootcert", *SOURCE_KEYS))
+    url = _resolve_sqlite_url(r.get(st, "state", "url", str, "sqlite:///.mailer/state.db"), base)
+    scheme = url.partition("://")[0].lower()
+    pg_keys = [k for k in ("sslmode", "sslrootcert", *SOURCE_KEYS) if k in st]
+    if url.startswith("sqlite:///"):
+        for key in pg_keys:
+            r.problem(f"state.{key}", "is for a PostgreSQL store; state.url is a SQLite file")
+        return StateSettings(url)
+    if scheme not in POSTGRES_SCHEMES:
+        r.problem(
+            "state.url",
+            "must be sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE "
+            f"(not a {scheme or 'bare'} URL)",
+        )
+        return StateSettings("sqlite:///" + str(base / ".mailer" / "state.db"))
+    try:
+        parts = urlsplit(url)
+        host, port, user = parts.hostname or "", parts.port or 5432, parts.username or ""
+        password = parts.password
+    except ValueError:
+        r.problem("state.url", "is not a valid URL (its port must be a number up to 65535)")
+        return StateSettings(url)
+    if password is not None or "password" in parse_qs(parts.query):
+        r.problem(
+            "state.url",
+            "holds a password: it does not belong in the config file; set "
+            f"{STATE_PASSWORD_VAR} in the environment or .env, or state.password_source "
+            '= "command" or "keyring"',
+        )
+    if not host or not user or not parts.path.strip("/"):
+        r.problem(
+            "state.url",
+            "must name a user, a host and a database: postgresql://USER@HOST:PORT/DATABASE",
+        )
+    loopback = host in ("localhost", "") or host.startswith("/") or _is_loopback(host)
+    # Off this machine the server must prove who it is; on loopback TLS adds nothing.
+    sslmode = r.get(st, "state", "sslmode", str, "prefer" if loopback else "verify-full")
+    if sslmode not in SSLMODES:
+        r.problem("state.sslmode", f"must be one of {', '.join(SSLMODES)}, not {sslmode!r}")
+        sslmode = "verify-full"
+    rootcert = r.get(st, "state", "sslrootcert", str, "")
+    if rootcert and rootcert != "system":
+        cert = Path(rootcert).expanduser()
+        cert = cert if cert.is_absolute() else base / cert
+        if not cert.is_file():
+            r.problem("state.sslrootcert", f"{cert} is not a file")
+        rootcert = str(cert)
+    # The same sources as an account's password, under the key "state".
+    server = ServerSettings(
+        host=host, port=port, security="", username=user, ca_file=None, timeout=10
+    )
+    secret = _password_source(
+        r, "", "state", st, server, base, (STATE_PASSWORD_VAR, secrets.get(STATE_PASSWORD_VAR, ""))
+    )
+    clean = url.replace(f":{password}@", "@", 1) if password is not None else url
+    return StateSettings(clean, sslmode=sslmode, sslrootcert=rootcert, secret=secret)
+
+
+def state_target(
+    url: str, workspace: Path, *, sslmode: str = "", sslrootcert: str = "", label: str = "--to"
+) -> StateSettings:
+    """Another store than the configured one (``mailer store copy --to``), checked as
+    ``[state]`` is, its password from the same sources (MAILER_STATE_PASSWORD first)."""
+    table: dict[str, Any] = {"url": url}
+    if sslmode:
+        table["sslmode"] = sslmode
+    if sslrootcert:
+        table["sslrootcert"] = sslrootcert
+    r = _Reader(Path(label), {"state": table})
+    state = _state(r, workspace, read_secrets(workspace / ".env"))
+    if r.problems:
+        raise ConfigError(r.problems)
+    return state

@@ -1,7 +1,10 @@
 """The state store: threads, messages and the decision log, in SQL via SQLAlchemy Core.
 
 SQLite in the workspace by default (``.mailer/state.db``, mode 0600); the URL is configurable.
-Schema changes are small hand-rolled migrations keyed by ``schema_version`` in ``meta``.
+Or PostgreSQL (``postgresql://``, through psycopg 3), whose write transactions are serialised
+as SQLite's are (see :func:`_pg_engine`). Schema changes up to version 5 are small hand-rolled
+migrations keyed by ``schema_version`` in ``meta``; from there on, Alembic revisions (version 5
+is their baseline, see mailer.adapters.schema and mailer.adapters.migrate).
 
 A message's life is recorded in separate commits around the SMTP transaction:
 ``queued`` (before connecting) -> ``submitting`` (just before MAIL FROM) -> ``sent`` (at the
@@ -51,6 +54,9 @@ if TYPE_CHECKING:
     from mailer.model.matching import IndexedThread, ThreadIndex
 
 SCHEMA_VERSION = 5
+# The Alembic revision a store up to date carries (mailer/adapters/migrations). Compared as
+# text when a store opens, so that Alembic is imported only to migrate.
+ALEMBIC_HEAD = "0005_baseline"
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
@@ -429,8 +435,14 @@ def owner_alive(owner: str | None) -> bool:
 class Store:
     """One database. Each public method is one transaction."""
 
-    def __init__(self, url: str, *, _new: bool = False) -> None:
+    def __init__(
+        self, url: str, *, connect: dict[str, Any] | None = None, _new: bool = False
+    ) -> None:
+        """``connect``: what the driver needs beyond the URL (PostgreSQL's password, sslmode,
+        sslrootcert), kept out of the URL so that no message can show the password."""
         self.url = url
+        self._connect = dict(connect or {})
+        self.migrated: list[str] = []  # what opening it did to its schema (store migrate)
         self.notices: list[str] = []  # what opening it found worth telling (migrations)
         self.damaged: list[str] = []  # rows passed over because they cannot be read
         self.named_now = False  # the store got its id in this open (it predates ids)
@@ -443,7 +455,9 @@ class Store:
         except StateError:
             raise
         except Exception as exc:
-            raise StateError(f"{safe_url(url)}: cannot open the state store: {exc}") from None
+            raise StateError(
+                f"{safe_url(url)}: cannot open the state store: {_one_line(exc)}"
+            ) from None
 
     def _open(self, url: str, new: bool) -> None:
         from sqlalchemy import create_engine
@@ -461,6 +475,8 @@ class Store:
             self.fast_engine = _sqlite_engine(url, "NORMAL")
         elif url == MEMORY_URL:
             self.engine = self.fast_engine = _memory_engine()
+        elif is_postgresql(url):
+            self.engine = self.fast_engine = _pg_engine(url, self._connect)
         else:
             self.engine = self.fast_engine = create_engine(url)
         self._migrate()
@@ -484,33 +500,85 @@ class Store:
     def tx(self, durable: bool = True) -> Iterator[Any]:
         from sqlalchemy.exc import DBAPIError
 
+        engine = self.engine if durable else self.fast_engine
         try:
-            with (self.engine if durable else self.fast_engine).begin() as conn:
+            for attempt in range(TX_BEGIN_TRIES):
+                # Only the BEGIN (with PostgreSQL's write lock) is tried again: a failure
+                # there comes before the body, which runs once (see _RETRY_SQLSTATES).
+                began = engine.begin()
+                try:
+                    conn = began.__enter__()
+                except DBAPIError as exc:
+                    if not _retryable(exc) or attempt == TX_BEGIN_TRIES - 1:
+                        raise
+                    continue
+                break
+            with _entered(began):  # ends it: commit, or rollback on an exception
                 yield conn
         except DBAPIError as exc:
-            # "database is locked", a full disk, a read-only file: say where, not a traceback.
-            raise StateError(f"{safe_url(self.url)}: {exc.orig}") from exc
+            # "database is locked", a full disk, a read-only file, a dropped connection: say
+            # where, not a traceback.
+            raise StateError(_db_error(self.url, exc)) from exc
+
+    def run(self, work: Callable[[Any], Any], tries: int = 5) -> Any:
+        """``work(connection)`` in one write transaction, all of it tried again (up to
+        ``tries`` times) when the database reports a serialization failure or a deadlock.
+        For work that does nothing but SQL: never an SMTP step."""
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in range(tries):
+            try:
+                with self.tx() as c:
+                    return work(c)
+            except StateError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, DBAPIError) and _retryable(cause)):
+                    raise
+                if attempt == tries - 1:
+                    raise
+        return None
 
     def _migrate(self) -> None:
         from sqlalchemy import inspect, text
 
         with self.tx() as c:
-            version = 0
+            version, revision = 0, None
             if inspect(c).has_table("meta"):
                 row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
                 version = int(row[0]) if row else 0
+                if inspect(c).has_table("alembic_version"):
+                    revision = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
             elif inspect(c).get_table_names():
                 # Someone else's database: migrating it would bury our tables among theirs.
                 raise StateError(
                     f"{safe_url(self.url)}: this database is not a mailer state store",
                     hint="point state.url at mailer's own store",
                 )
-            if version > SCHEMA_VERSION:
+            else:  # a new store: made whole by the baseline revision, on either engine
+                from mailer.adapters import migrate
+
+                ran = migrate.upgrade(c)
+                self.migrated = [f"a new store, made by Alembic revision {', '.join(ran)}"]
+                return
+            if version == SCHEMA_VERSION and revision == ALEMBIC_HEAD:
+                return  # up to date: the usual open, with no Alembic to import
+            if version > SCHEMA_VERSION or (
+                revision is not None and revision != ALEMBIC_HEAD and not _known(revision)
+            ):
                 raise StateError(
-                    f"{safe_url(self.url)}: schema version {version} is newer than this mailer "
-                    f"understands ({SCHEMA_VERSION}); upgrade mailer"
+                    f"{safe_url(self.url)}: schema version {revision or version} is newer than "
+                    f"this mailer understands ({ALEMBIC_HEAD}); upgrade mailer"
+                )
+            if version < SCHEMA_VERSION and self.engine.dialect.name != "sqlite":
+                raise StateError(
+                    f"{safe_url(self.url)}: schema version {version} on "
+                    f"{self.engine.dialect.name}: only SQLite stores predate version 5",
+                    hint="restore the database, or copy a SQLite store into an empty one "
+                    "with 'mailer store copy'",
                 )
             self.named_now = version < 3 and bool(inspect(c).has_table("meta"))
+            if version < SCHEMA_VERSION:
+                self.migrated.append(f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)")
             for step in range(version, SCHEMA_VERSION):
                 migration = MIGRATIONS[step]
                 if callable(migration):
@@ -524,6 +592,13 @@ class Store:
                     else text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
                     {"v": str(step + 1)},
                 )
+            from mailer.adapters import migrate
+
+            if revision is None:  # the store reached the baseline by the hand-rolled steps
+                migrate.stamp(c)
+                self.migrated.append(f"stamped Alembic revision {ALEMBIC_HEAD}")
+            else:
+                self.migrated += [f"Alembic revision {r}" for r in migrate.upgrade(c)]
 
     # --- threads -----------------------------------------------------------------------
 
@@ -575,7 +650,7 @@ class Store:
                         alt_addresses, alt_domains, account, detail)
                         VALUES (:now, :to, :name, :company, :role, :situation, :interview, :key,
                         :facts, :subject, :mid, :sending, :wait, :maxf, :campaign, :entry, :tz,
-                        :alt_a, :alt_d, :account, :detail)"""),
+                        :alt_a, :alt_d, :account, :detail) RETURNING id"""),
                 {
                     "now": now.isoformat(),
                     "to": facts["to"],
@@ -599,7 +674,7 @@ class Store:
                     "account": account,
                     "detail": json.dumps(detail or {}),
                 },
-            ).lastrowid
+            ).scalar_one()
             mid = self._insert_message(
                 c,
                 tid,
@@ -686,7 +761,7 @@ class Store:
                 text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
                     recipients, created_at, owner, submitting_at)
                     VALUES (:t, :kind, :mid, :state, :raw, :from, :rcpts, :now, :owner,
-                    CASE WHEN :state = :submitting THEN :now END)"""),
+                    CASE WHEN :state = :submitting THEN :now END) RETURNING id"""),
                 {
                     "t": thread_id,
                     "kind": kind,
@@ -699,7 +774,7 @@ class Store:
                     "now": now.isoformat(),
                     "owner": owner_token(),
                 },
-            ).lastrowid
+            ).scalar_one()
         )
 
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
@@ -760,7 +835,7 @@ class Store:
                 c.execute(
                     text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                         WHERE m.state = :s AND m.final_dot_at IS NULL
-                        AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""),
+                        AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""),
                     {"s": SUBMITTING, "a": account},
                 )
                 .mappings()
@@ -1124,7 +1199,7 @@ class Store:
             rows = self._tuples(
                 c,
                 f"""SELECT id, state, COALESCE(sent_at, created_at){wide} FROM threads
-                    WHERE state != :failed AND (:a IS NULL OR account = :a) ORDER BY id""",
+                    WHERE state != :failed AND (CAST(:a AS TEXT) IS NULL OR account = :a) ORDER BY id""",
                 {"a": account, "failed": str(ThreadState.FAILED)},
             )
             fresh = {r[0]: r[3:] for r in rows} if wide else {}
@@ -1551,7 +1626,7 @@ class Store:
     def unsettled_messages(self, account: str | None = None) -> list[MessageRow]:
         """Messages whose fate is unknown: in doubt, or submitting by a process that is gone."""
         sql = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
-                 WHERE m.state IN (:s, :d) AND (:a IS NULL OR t.account = :a) ORDER BY m.id"""
+                 WHERE m.state IN (:s, :d) AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""
         rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT, a=account)
         return [m for m in self._decoded(rows, _message) if m.state_now == IN_DOUBT]
 
@@ -1756,14 +1831,24 @@ class Store:
         """
         if self.engine.dialect.name != "sqlite":
             from sqlalchemy import text
+            from sqlalchemy.exc import DBAPIError
 
-            with self.tx() as c:
+            # One snapshot (REPEATABLE READ), read only, and without the writers' lock.
+            try:
+                with (
+                    self.engine.connect().execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    ) as c,
+                    c.begin(),
+                ):
 
-                def query(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-                    result = c.execute(text(sql), params)
-                    return list(result.keys()), [tuple(r) for r in result]
+                    def query(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+                        result = c.execute(text(sql), params)
+                        return list(result.keys()), [tuple(r) for r in result]
 
-                yield query
+                    yield query
+            except DBAPIError as exc:
+                raise StateError(_db_error(self.url, exc)) from exc
             return
         # The DB-API connection itself: SQLAlchemy's begin hook would say BEGIN IMMEDIATE.
         raw = self.engine.raw_connection()
@@ -2319,12 +2404,12 @@ class StoreReader:
         self._db.close()
 
 
-def open_to_read(url: str) -> Store | StoreReader:
+def open_to_read(url: str, connect: dict[str, Any] | None = None) -> Store | StoreReader:
     """The store at ``url``, to read: a :class:`StoreReader` when it is a SQLite file already
     at this schema version; otherwise (another database, a store to create or to migrate, a
     file that is not a store) the full :class:`Store`, which does that and says so."""
     if not url.startswith("sqlite:///"):
-        return Store(url)
+        return Store(url, connect=connect)
     path = Path(url[len("sqlite:///") :])
     if not path.exists():
         return Store(url)
@@ -2340,9 +2425,112 @@ def open_to_read(url: str) -> Store | StoreReader:
                 "SELECT key, value FROM meta WHERE key IN ('schema_version', 'store_id')"
             ).fetchall()
         )
-    except sqlite3.Error:  # no meta table: not ours, or not a database at all
+        # A store at version 5 from before Alembic is stamped by the full Store first.
+        meta["revision"] = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    except (sqlite3.Error, TypeError):  # no meta table: not ours, or not a database at all
         meta = {}
-    if meta.get("schema_version") != str(SCHEMA_VERSION) or not meta.get("store_id"):
+    if (
+        meta.get("schema_version") != str(SCHEMA_VERSION)
+        or meta.get("revision") != ALEMBIC_HEAD
+        or not meta.get("store_id")
+    ):
         db.close()
         return Store(url)
     return StoreReader(url, db, meta["store_id"])
+
+
+# --- PostgreSQL (#17) ----------------------------------------------------------------------
+
+# The one advisory lock every write transaction on PostgreSQL takes right after BEGIN: it
+# serialises them as BEGIN IMMEDIATE does on SQLite, so every read-then-write in this module
+# (a claim, a guard against a duplicate) stays exactly-once. Any constant will do, as long as
+# it is this one ("mailer" in ASCII).
+PG_WRITE_LOCK = 0x6D61696C6572
+# Taking that lock is the only wait in a transaction: lock-order deadlocks between two of
+# ours cannot happen, and READ COMMITTED raises no serialization failure. Should the server
+# still report one (40001, 40P01) at BEGIN, the transaction is tried again (Store.tx): no body
+# has run yet. Store.run tries a whole transaction again, for work that is only SQL.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+TX_BEGIN_TRIES = 5
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://"))
+
+
+def driver_url(url: str) -> str:
+    """The SQLAlchemy URL for a user's ``postgresql://`` URL: psycopg 3's driver."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine(
+        driver_url(url),
+        # A connection the server dropped (a restart, a failover) is found before it is
+        # used, not by the first statement of a claim.
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, **connect},
+    )
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        if conn.get_execution_options().get("postgresql_readonly"):
+            return  # a status read: a snapshot, no writers' lock (see Store.reading)
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
+
+    return engine
+
+
+@contextmanager
+def _entered(manager: Any) -> Iterator[None]:
+    """Leave a context manager that was entered by hand (see Store.tx), as ``with`` would."""
+    try:
+        yield
+    except BaseException as exc:
+        if not manager.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        manager.__exit__(None, None, None)
+
+
+def _retryable(exc: Any) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _RETRY_SQLSTATES
+
+
+def _known(revision: str) -> bool:
+    from mailer.adapters import migrate
+
+    return migrate.known(revision)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's own words, first line only: SQLAlchemy's text adds the SQL and a link."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def _db_error(url: str, exc: Any) -> str:
+    """One line for a database error. A lost PostgreSQL connection names host and port."""
+    if is_postgresql(url) and (
+        getattr(exc, "connection_invalidated", False)
+        or type(getattr(exc, "orig", None)).__name__ in ("OperationalError", "InterfaceError")
+    ):
+        where = _host_port(url)
+        return f"{where}: the connection to the state store failed: {_one_line(exc)}"
+    return f"{safe_url(url)}: {_one_line(exc)}"
+
+
+def _host_port(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(driver_url(url))
+    except Exception:
+        return "the state store"
+    return f"{u.host or 'localhost'}:{u.port or 5432}"

@@ -85,7 +85,12 @@ class Context:
         anchor = anchors.anchor_path(settings.path)
         where = f"{settings.path}: state.url"
         recorded = anchors.check_before_open(anchor, settings.state_url, where)
-        store = open_to_read(settings.state_url) if to_read else Store(settings.state_url)
+        connect = getattr(settings, "state_connect", None) or None  # PostgreSQL's password, TLS
+        store = (
+            open_to_read(settings.state_url, connect)
+            if to_read
+            else Store(settings.state_url, connect=connect)
+        )
         anchors.check_after_open(
             anchor, recorded, settings.state_url, store.store_id, where, store.named_now
         )

@@ -82,6 +82,9 @@ EXAMPLES: dict[str, list[str]] = {
     "auth login": ["mailer auth login --account work"],
     "auth status": ["mailer auth status"],
     "auth logout": ["mailer auth logout --account work"],
+    "store": ["mailer store migrate"],
+    "store migrate": ["mailer store migrate"],
+    "store copy": ["mailer store copy --to postgresql://mailer@db.example.com:5432/mailer"],
 }
 
 

@@ -1058,8 +1058,10 @@ _add_campaigns()
 
 def _add_auth() -> None:
     from mailer.cli.auth import auth
+    from mailer.cli.store import store
 
     cli.add_command(auth)
+    cli.add_command(store)
 
 
 _add_auth()

@@ -215,15 +215,22 @@ def imap_world(request: pytest.FixtureRequest) -> ImapWorld:
 # --- the store and processes -----------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(
+    params=["memory", "file", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[store.Store]:
-    """The store on an in-memory database (what tests use instead of a fake) and on a file
-    (what users have). PostgreSQL joins here with issue #17."""
-    s = (
-        store.Store.in_memory()
-        if request.param == "memory"
-        else store.Store(f"sqlite:///{tmp_path / 'state.db'}")
-    )
+    """The store on an in-memory database (what tests use instead of a fake), on a file
+    (what users have), and on the tests' real PostgreSQL, a fresh database each (#17)."""
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres")
+        s = store.Store(
+            pg.url(request.getfixturevalue("pg_database"), password=False),
+            connect={"password": pg.password},
+        )
+    elif request.param == "memory":
+        s = store.Store.in_memory()
+    else:
+        s = store.Store(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         yield s
     finally:

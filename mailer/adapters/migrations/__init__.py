@@ -1,0 +1,1 @@
+"""The store's Alembic revisions (see mailer.adapters.migrate). Read only to migrate."""

@@ -1,0 +1,180 @@
+"""The store's schema under Alembic (#17): the baseline is schema 5, old SQLite stores reach it
+by the hand-rolled steps and are stamped, and an up-to-date store opens without Alembic."""
+
+from __future__ import annotations
+
+import importlib.abc
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mailer.adapters import migrate, store
+from mailer.adapters.store import ALEMBIC_HEAD, SCHEMA_VERSION, Store
+from mailer.errors import StateError
+
+RAW = b"Subject: Sorry\r\n\r\nSorry.\r\n\x00\xff"
+
+
+def _old_store(path: Path, version: int) -> None:
+    """A SQLite store as a mailer of schema ``version`` left it, with one sent apology."""
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as c:
+        for statement in store.MIGRATIONS[0]:  # type: ignore[union-attr]
+            c.execute(text(statement))
+        c.execute(
+            text("""INSERT INTO threads (created_at, recipient, recipient_name, company, role,
+               situation, interview_at, dedupe_key, facts, subject, root_message_id, state,
+               follow_up_wait, follow_up_due, max_follow_ups)
+               VALUES ('2026-11-20T10:00:00+00:00', 'ana@x.test', 'Ana', 'Acme', 'Dev',
+               'illness', '2026-11-19T09:00:00+00:00', 'ana@x.test|acme|2026-11-19T09:00:00+00:00',
+               '{"to": "ana@x.test"}', 'Sorry', '<a1@x.test>', 'awaiting_reply', '3 days',
+               '2026-11-23T10:00:00+01:00', 1)""")
+        )
+        c.execute(
+            text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+               recipients, created_at, sent_at, smtp_reply)
+               VALUES (1, 'apology', '<a1@x.test>', 'sent', :raw, 'me@x.test',
+               '["ana@x.test"]', '2026-11-20T10:00:00+00:00', '2026-11-20T10:00:01+00:00',
+               '250 OK')"""),
+            {"raw": RAW},
+        )
+        c.execute(
+            text("""INSERT INTO events (thread_id, at, kind, detail)
+               VALUES (1, '2026-11-20T10:00:01+00:00', 'sent', 'apology accepted')""")
+        )
+        for step in store.MIGRATIONS[1:version]:
+            if callable(step):
+                step(c)
+            else:
+                for statement in step:
+                    c.execute(text(statement))
+        c.execute(text("INSERT INTO meta VALUES ('schema_version', :v)"), {"v": str(version)})
+    engine.dispose()
+
+
+def _columns(path: Path) -> dict[str, list[str]]:
+    db = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")]
+            for t in sorted(tables)
+            if t != "sqlite_sequence"
+        }
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_an_old_sqlite_store_migrates_to_the_baseline_with_its_rows_intact(
+    tmp_path: Path, version: int
+) -> None:
+    old = tmp_path / "old.db"
+    _old_store(old, version)
+    s = Store(f"sqlite:///{old}")
+    try:
+        assert s.migrated == [
+            f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)",
+            f"stamped Alembic revision {ALEMBIC_HEAD}",
+        ]
+        (thread,) = s.threads()
+        assert (thread.recipient, thread.company, thread.state) == (
+            "ana@x.test",
+            "Acme",
+            "awaiting_reply",
+        )
+        assert thread.follow_up_due == "2026-11-23T10:00:00+01:00"
+        (message,) = s.messages(thread.id)
+        assert (message.raw, message.state, message.smtp_reply) == (RAW, "sent", "250 OK")
+        assert s.events(thread.id)[0]["kind"] == "sent"
+        assert s.store_id
+    finally:
+        s.close()
+    db = sqlite3.connect(old)
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(ALEMBIC_HEAD,)]
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
+    db.close()
+    # The same tables and columns as a store made new by the baseline.
+    Store(f"sqlite:///{tmp_path / 'new.db'}").close()
+    assert _columns(old) == _columns(tmp_path / "new.db")
+    again = Store(f"sqlite:///{old}")
+    assert again.migrated == []  # nothing more to do: migrating is idempotent
+    again.close()
+
+
+def test_a_new_store_is_made_by_the_baseline_revision(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    s.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(ALEMBIC_HEAD,)]
+    meta = dict(db.execute("SELECT key, value FROM meta"))
+    assert meta["schema_version"] == str(SCHEMA_VERSION) and len(meta["store_id"]) == 32
+    db.close()
+
+
+def test_the_head_constant_is_the_newest_shipped_revision() -> None:
+    """Verify the revision the store compares without Alembic is Alembic's own head."""
+    assert migrate.head() == ALEMBIC_HEAD
+
+
+class _NoAlembic(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "alembic" or name.startswith("alembic."):
+            raise AssertionError(f"an up-to-date store imported {name}")
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store(url).close()
+    for name in [n for n in sys.modules if n == "alembic" or n.startswith("alembic.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("mailer.adapters.migrate",):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoAlembic(), *sys.meta_path])
+    s = Store(url)
+    assert s.migrated == [] and s.store_id
+    s.close()
+    store.open_to_read(url).close()
+
+
+def test_a_store_from_a_newer_mailer_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store(url).close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="0099_from_the_future is newer than this mailer"):
+        Store(url)
+
+
+def test_status_reads_a_store_from_before_alembic_through_the_full_store_once(
+    tmp_path: Path,
+) -> None:
+    """Verify a version-5 store never stamped is stamped by the first open, even to read."""
+    path = tmp_path / "state.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE alembic_version")
+    first = store.open_to_read(f"sqlite:///{path}")
+    assert isinstance(first, Store)
+    assert first.migrated == [f"stamped Alembic revision {ALEMBIC_HEAD}"]
+    first.close()
+    second = store.open_to_read(f"sqlite:///{path}")
+    assert isinstance(second, store.StoreReader)
+    second.close()
+
+
+def test_safe_url_never_shows_a_password() -> None:
+    for url in (
+        "postgresql://mailer:hunter2@db.example.com:5432/m",
+        "postgresql+psycopg://mailer:hunter2@db/m",
+        "postgresql://mailer:hun%40ter2@[::1]/m",
+    ):
+        assert "hunter2" not in store.safe_url(url) and "hun%40ter2" not in store.safe_url(url)

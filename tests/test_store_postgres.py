@@ -1,0 +1,302 @@
+"""The store on a real PostgreSQL (#17): exactly-once claims between concurrent writers, the
+schema's types, status's read path, and a lost connection said in one line."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from mailer.adapters import process, store
+from mailer.adapters.store import Store
+from mailer.errors import ClaimError, StateError
+
+from .postgres import Postgres
+
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+ROUNDS = 15
+
+
+def _open(pg: Postgres, db: str) -> Store:
+    return Store(pg.url(db, password=False), connect={"password": pg.password})
+
+
+@pytest.fixture
+def pg_store(postgres: Postgres, pg_database: str) -> Iterator[Store]:
+    s = _open(postgres, pg_database)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _apology(s: Store, n: int, due: datetime | None = None) -> tuple[int, int]:
+    facts = {
+        "to": f"ana{n}@sandbox.test",
+        "interviewer": "Ana",
+        "company": "Acme",
+        "role": "Dev",
+        "situation": "illness",
+        "interview": "2026-11-25T10:00:00+00:00",
+    }
+    tid, mid = s.create_thread(
+        now=NOW,
+        facts=facts,
+        key=f"key-{n}",
+        subject=f"Sorry {n}",
+        message_id=f"<apology{n}@sandbox.test>",
+        raw=b"Subject: Sorry\r\n\r\n\x00\xff",
+        envelope_from="you@sandbox.test",
+        recipients=(str(facts["to"]),),
+        follow_up_wait="3 days",
+        max_follow_ups=1,
+        guard_duplicates=True,
+    )
+    if due is not None:
+        s.mark_submitting(mid, NOW)
+        s.mark_final_dot(mid, NOW)
+        s.mark_sent(mid, NOW, "250 OK", due)
+    return tid, mid
+
+
+def _race(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch, db: str, work: Callable[[Store], Any]
+) -> list[Any]:
+    """``work`` run at once by two Store objects in two threads, each as its own live
+    process: the first as this one, the second as the PostgreSQL server (a process that
+    certainly runs), so neither may take over what the other holds."""
+    server_pid = int((postgres.data / "postmaster.pid").read_text().split()[0])
+    other = store.owner_token().rsplit(":", 2)[0] + f":{server_pid}:"
+    other += process.start_mark(server_pid)
+    who = threading.local()
+    real = store.owner_token
+    monkeypatch.setattr(store, "owner_token", lambda: getattr(who, "token", None) or real())
+    stores = [_open(postgres, db), _open(postgres, db)]
+    barrier = threading.Barrier(2)
+    results: list[Any] = [None, None]
+
+    def run(i: int) -> None:
+        if i == 1:
+            who.token = other
+        barrier.wait(10)
+        try:
+            results[i] = work(stores[i])
+        except ClaimError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores:
+        s.close()
+    return results
+
+
+def test_two_writers_claiming_one_follow_up_get_exactly_one(
+    postgres: Postgres, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = _open(postgres, pg_database)
+    threads = [_apology(setup, n, due=NOW - timedelta(minutes=1))[0] for n in range(ROUNDS)]
+    for n, tid in enumerate(threads):
+
+        def claim(s: Store, tid: int = tid, n: int = n) -> int | None:
+            return s.claim_follow_up(
+                tid,
+                NOW,
+                message_id=f"<f{n}-{threading.get_ident()}@sandbox.test>",
+                raw=b"follow-up",
+                envelope_from="you@sandbox.test",
+                recipients=("ana@sandbox.test",),
+            )
+
+        won = [r for r in _race(postgres, monkeypatch, pg_database, claim) if r is not None]
+        assert len(won) == 1, f"round {n}: {won}"
+        assert [m.kind for m in setup.messages(tid)].count("follow_up") == 1
+    setup.close()
+
+
+def test_two_writers_claiming_one_message_before_mail_from_get_exactly_one(
+    postgres: Postgres, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = _open(postgres, pg_database)
+    for n in range(ROUNDS):
+        _, mid = _apology(setup, n)
+        # Queued by a process that is gone, so either writer may take it, but only one.
+        with setup.tx() as c:
+            c.execute(text("UPDATE messages SET owner = NULL WHERE id = :m"), {"m": mid})
+        results = _race(
+            postgres, monkeypatch, pg_database, lambda s, mid=mid: s.mark_submitting(mid, NOW)
+        )
+        assert sum(not isinstance(r, ClaimError) for r in results) == 1, results
+        assert setup.message(mid).state == "submitting"
+    setup.close()
+
+
+def test_the_schema_on_postgresql_has_its_own_types(pg_store: Store) -> None:
+    with pg_store.tx() as c:
+        types = dict(
+            c.execute(
+                text("""SELECT table_name || '.' || column_name, data_type
+                        FROM information_schema.columns WHERE table_schema = 'public'""")
+            ).all()
+        )
+        identity = c.execute(
+            text("""SELECT is_identity FROM information_schema.columns
+                    WHERE table_name = 'messages' AND column_name = 'id'""")
+        ).scalar()
+        collation = c.execute(
+            text("""SELECT collation_name FROM information_schema.columns
+                    WHERE table_name = 'messages' AND column_name = 'sent_copy'""")
+        ).scalar()
+        revision = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert types["messages.raw"] == "bytea"
+    assert types["threads.id"] == types["messages.id"] == "bigint"
+    assert types["folders.last_uid"] == "bigint"  # IMAP UIDs are unsigned 32-bit
+    assert identity == "YES"
+    assert collation == "C"
+    assert revision == store.ALEMBIC_HEAD
+
+
+def test_status_on_postgresql_reads_through_the_full_store(
+    postgres: Postgres, pg_database: str
+) -> None:
+    s = _open(postgres, pg_database)
+    _apology(s, 1)
+    s.close()
+    opened = store.open_to_read(postgres.url(pg_database))
+    try:
+        assert isinstance(opened, Store)
+        assert [t.recipient for t, _ in opened.thread_list()] == ["ana1@sandbox.test"]
+        found = opened.thread_whole(1, events=True)
+        assert found is not None and found[1][0].raw.endswith(b"\x00\xff")
+    finally:
+        opened.close()
+
+
+def test_a_connection_the_server_dropped_between_transactions_is_replaced(
+    postgres: Postgres, pg_store: Store
+) -> None:
+    tid, _ = _apology(pg_store, 1)
+    with postgres.admin() as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mailer'")
+    thread = pg_store.thread(tid)  # pool_pre_ping: a new connection, no error
+    assert thread is not None and thread.recipient == "ana1@sandbox.test"
+
+
+def test_a_connection_dropped_mid_transaction_is_one_line_naming_host_and_port(
+    postgres: Postgres, pg_store: Store
+) -> None:
+    tid, _ = _apology(pg_store, 1)
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        with postgres.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (mine,))
+        c.execute(text("UPDATE threads SET state = 'failed' WHERE id = :t"), {"t": tid})
+    message = str(caught.value)
+    assert message.startswith(f"127.0.0.1:{postgres.port}: the connection to the state store")
+    assert "\n" not in message and postgres.password not in message
+    thread = pg_store.thread(tid)  # nothing of the lost transaction was kept
+    assert thread is not None and thread.state != "failed"
+
+
+def test_an_unreachable_server_is_one_line_naming_host_and_port(postgres: Postgres) -> None:
+    port = _closed_port()
+    with pytest.raises(StateError) as caught:
+        Store(
+            f"postgresql://mailer@127.0.0.1:{port}/mailer", connect={"password": "secret-not-shown"}
+        )
+    message = str(caught.value)
+    assert message.startswith(f"127.0.0.1:{port}: the connection to the state store failed")
+    assert "\n" not in message and "secret-not-shown" not in message
+
+
+def test_a_wrong_password_is_refused_without_showing_it(
+    postgres: Postgres, pg_database: str
+) -> None:
+    with pytest.raises(StateError, match="password authentication failed") as caught:
+        Store(postgres.url(pg_database, password=False), connect={"password": "wrong-one"})
+    assert "wrong-one" not in str(caught.value)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_psycopg_is_the_driver(pg_store: Store) -> None:
+    assert pg_store.engine.dialect.driver == "psycopg"
+    with pg_store.tx() as c:
+        assert isinstance(c.connection.dbapi_connection, psycopg.Connection)
+
+
+def test_a_serialization_failure_runs_the_whole_transaction_again(pg_store: Store) -> None:
+    """Verify Store.run tries SQL-only work again on SQLSTATE 40001 (raised here by the
+    server itself), and that the failed attempt left nothing behind."""
+    attempts: list[int] = []
+
+    def work(c: Any) -> int:
+        attempts.append(1)
+        c.execute(text("INSERT INTO folders (folder, uidvalidity, last_uid) VALUES ('X', 1, 1)"))
+        if len(attempts) == 1:
+            c.execute(
+                text("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+            )
+        return len(attempts)
+
+    assert pg_store.run(work) == 2
+    assert pg_store.folder_state("X") == (1, 1)
+
+
+def test_other_errors_are_not_tried_again(pg_store: Store) -> None:
+    attempts: list[int] = []
+
+    def work(c: Any) -> None:
+        attempts.append(1)
+        c.execute(text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(StateError, match="no_such_table"):
+        pg_store.run(work)
+    assert len(attempts) == 1
+
+
+def test_status_reads_while_a_writer_holds_the_lock(
+    postgres: Postgres, pg_database: str, pg_store: Store
+) -> None:
+    """Verify status's snapshot read takes no writers' lock: it neither waits for a sending
+    process nor holds one up (as on SQLite)."""
+    _apology(pg_store, 1)
+    reader = _open(postgres, pg_database)
+    try:
+        with pg_store.tx() as c:  # a writer in the middle of its transaction
+            c.execute(text("UPDATE threads SET subject = 'changing' WHERE id = 1"))
+            done = threading.Event()
+            listed: list[Any] = []
+
+            def read() -> None:
+                listed.extend(reader.thread_list())
+                done.set()
+
+            threading.Thread(target=read, daemon=True).start()
+            assert done.wait(10), "the status read waited for the writer"
+        assert [t.subject for t, _ in listed] == ["Sorry 1"]  # the committed snapshot
+    finally:
+        reader.close()
+
+
+def test_a_restarted_server_is_reconnected_to(postgres: Postgres, pg_store: Store) -> None:
+    tid, mid = _apology(pg_store, 1)
+    postgres.restart()
+    pg_store.mark_submitting(mid, NOW)  # a fresh connection: pool_pre_ping found the old dead
+    assert pg_store.message(mid).state == "submitting"
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.state == "sending"
