@@ -41,6 +41,21 @@ def test_the_password_can_come_from_dot_env(tmp_path: Path) -> None:
     assert settings.state_connect["sslmode"] == "prefer"  # loopback: TLS adds nothing
 
 
+def test_a_command_that_never_connects_still_reads_the_store_password_from_dot_env(
+    tmp_path: Path,
+) -> None:
+    """Verify offline commands (preview --follow-up, status), which read no mail password,
+    still find a PostgreSQL store's password in .env, and leave .env unread for SQLite."""
+    path = write(tmp_path, state('url = "postgresql://mailer@127.0.0.1:5433/m"\n'))
+    (tmp_path / ".env").write_text(
+        f"{STATE_PASSWORD_VAR}=from-dotenv\nMAILER_SMTP_PASSWORD=smtp-secret\n"
+    )
+    assert load_settings(path, offline=True).state_connect["password"] == "from-dotenv"
+    sqlite = write(tmp_path, BASE)
+    assert load_settings(sqlite).smtp.password == "smtp-secret"
+    assert load_settings(sqlite, offline=True).smtp.password == ""
+
+
 def test_the_password_can_come_from_a_command(tmp_path: Path) -> None:
     text = state(
         'url = "postgresql://mailer@db.example.com/m"\n'

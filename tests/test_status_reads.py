@@ -364,3 +364,18 @@ def test_the_status_table_lists_and_names_damage_as_the_full_listing_does(
             if whole is not None:
                 assert view.describe(s, briefs, tz) == view.describe(t, whole, tz)
                 assert view.state_word(s, briefs) == view.state_word(t, whole)
+
+
+def test_status_lists_threads_whatever_the_mail_server_settings_say(tmp_path: Path) -> None:
+    """Verify status, which never connects to a mail server, lists the store even when the
+    [smtp] and [imap] settings are unfinished or broken."""
+    ws, _ = _workspace(tmp_path, 2)
+    config = ws / "config" / "mailer.toml"
+    config.write_text(
+        CONFIG.replace('host = "127.0.0.1"\nport = 2525', 'port = "not a port"'), encoding="utf-8"
+    )
+    listed = run_cli(ws, "status")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()[2:]] == ["1", "2"]
+    sent = run_cli(ws, "check")
+    assert sent.returncode != 0 and "smtp.port" in sent.stderr  # what connects still refuses

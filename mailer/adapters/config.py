@@ -535,8 +535,11 @@ def load_settings(
     if sender.timezone and "timezone" not in bad:
         _check_timezone(r, "sender.timezone", sender.timezone)
 
-    # A command that never connects needs no password: .env is not even read.
-    secrets = {} if offline else read_secrets(env_file or base / ".env")
+    # A command that never connects to a mail server needs no password, and .env is not
+    # even read, unless its store is a database that asks for one.
+    state = data.get("state")
+    on_server = isinstance(state, dict) and not str(state.get("url", "sqlite")).startswith("sqlite")
+    secrets = {} if offline and not on_server else read_secrets(env_file or base / ".env")
     smtp, imap = _mail_servers(
         r,
         "",

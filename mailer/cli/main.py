@@ -343,7 +343,8 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
     from mailer.adapters.clock import local_zone
     from mailer.services import threadview as view
 
-    settings = obj.settings()
+    # It never connects to a mail server: their settings may be unfinished, or broken.
+    settings = obj.settings(offline=True)
     store = obj.store(settings, to_read=True)
     tz = local_zone(settings.sender.timezone)
     alive = view.owners_alive()
