@@ -379,3 +379,25 @@ def test_status_lists_threads_whatever_the_mail_server_settings_say(tmp_path: Pa
     assert [line.split()[0] for line in listed.stdout.splitlines()[2:]] == ["1", "2"]
     sent = run_cli(ws, "check")
     assert sent.returncode != 0 and "smtp.port" in sent.stderr  # what connects still refuses
+
+
+def test_on_a_terminal_the_style_goes_to_the_column_asked_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify print_rows styles the cell of ``styled_column`` (campaign run's RESULT) and
+    leaves the other cells of the row as they are, in their order."""
+    from mailer.cli import console
+
+    monkeypatch.setenv("COLUMNS", "100")
+    seen: list[tuple[str, str | None]] = []
+
+    def styled(text: str, style: str | None) -> str:
+        seen.append((text, style))
+        return text
+
+    monkeypatch.setattr(console, "styled", styled)
+    columns = [("ENTRY", {}), ("RESULT", {}), ("THREAD", {}), ("DETAIL", {})]
+    console.print_rows(columns, [(["e1", "sent", "3", "ok"], "green")], styled_column=1)
+    assert seen == [("sent", "green")]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "e1" in ln)
+    assert line.split() == ["e1", "sent", "3", "ok"]

@@ -353,24 +353,27 @@ class _Progress:
 
 
 def _summary_table(report: Any, verbose: bool) -> None:
-    from mailer.cli.console import OUTCOME_STYLES, console, styled, table
+    from mailer.cli.console import OUTCOME_STYLES, print_rows
     from mailer.services.runner import SKIPPED
 
-    rows = [o for o in report.outcomes if verbose or o.result != SKIPPED]
-    if not rows:
+    outcomes = [o for o in report.outcomes if verbose or o.result != SKIPPED]
+    if not outcomes:
         return
-    shown = table(
+    columns = [
         ("ENTRY", {}),  # wrapped, never cut: '--entry KEY' needs it whole
         ("RESULT", {"no_wrap": True}),
         ("THREAD", {"justify": "right", "no_wrap": True}),
         ("DETAIL", {}),
-    )
-    for o in rows:
-        thread = str(o.thread_id) if o.thread_id else "-"
-        result = styled(o.result, OUTCOME_STYLES.get(o.result))
-        shown.add_row(o.key, result, thread, shown_detail(o))
+    ]
+    rows = [
+        (
+            [o.key, o.result, str(o.thread_id) if o.thread_id else "-", shown_detail(o)],
+            OUTCOME_STYLES.get(o.result),
+        )
+        for o in outcomes
+    ]
     click.echo("")
-    console().print(shown)
+    print_rows(columns, rows, styled_column=1)
 
 
 @campaign.command("status")

@@ -101,15 +101,19 @@ def table(*columns: tuple[str, dict[str, Any]]) -> Any:
 
 
 def print_rows(
-    columns: list[tuple[str, dict[str, Any]]], rows: list[tuple[list[str], str | None]]
+    columns: list[tuple[str, dict[str, Any]]],
+    rows: list[tuple[list[str], str | None]],
+    styled_column: int = -1,
 ) -> None:
-    """A table of plain cells (and one style for the last cell of each row). Off a terminal
-    it is written directly: rich lays a table out cell by cell, which made ``status`` of 10k
-    threads take seconds, and a pipe needs no wrapping or colour. On a terminal: rich."""
+    """A table of plain cells (and one style for one cell of each row, the last unless
+    ``styled_column`` says). Off a terminal it is written directly: rich lays a table out
+    cell by cell, which made ``status`` of 10k threads take seconds, and a pipe needs no
+    wrapping or colour. On a terminal: rich."""
     if _isatty(sys.stdout) or os.environ.get("COLUMNS", "").isdigit():
         t = table(*columns)
+        at = styled_column % len(columns)
         for cells, style in rows:
-            t.add_row(*cells[:-1], styled(cells[-1], style))
+            t.add_row(*cells[:at], styled(cells[at], style), *cells[at + 1 :])
         console().print(t)
         return
     header = [name for name, _ in columns]
