@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -530,3 +531,22 @@ def test_campaign_threads_keep_their_own_follow_up_policy_and_sender(pair: Pair)
     assert len(sent) == 1
     follow_up = pair.stack.messages_with_id(pair.interviewer, sent[0]["message_id"])[0]
     assert b'From: "Sam C. Candidate" <' in follow_up
+
+
+def test_campaign_preview_and_status_need_no_finished_mail_server_settings(
+    offline_workspace: Path,
+) -> None:
+    """Verify the campaign commands that never connect (preview, status) work while [smtp]
+    is still unfinished, and the ones that check or send still name the broken key."""
+    write_campaign(offline_workspace, entry(INTERVIEWER, 1, key="e1"))
+    config = offline_workspace / "config" / "mailer.toml"
+    text = config.read_text()
+    head, smtp = text.split("[smtp]\n", 1)
+    config.write_text(head + "[smtp]\n" + re.sub(r"port = \d+", 'port = "soon"', smtp, count=1))
+    preview = run_cli(offline_workspace, "campaign", "preview", "week49")
+    assert preview.returncode == 0, preview.stderr
+    assert "# entry e1" in preview.stdout and "Company 1" in preview.stdout
+    status = run_cli(offline_workspace, "campaign", "status", "week49")
+    assert status.returncode == 0, status.stderr
+    check = run_cli(offline_workspace, "campaign", "check", "week49")
+    assert check.returncode != 0 and "smtp.port" in check.stderr

@@ -44,14 +44,16 @@ def _load(
     skip_invalid: bool = False,
     lenient: bool = False,
     open_subjects: Any = None,
+    offline: bool = False,
 ) -> Any:
     """Settings and the campaign. ``lenient`` (status, cancel) ignores every problem: what
     was sent is in the store, and an entry that became invalid (its free times passed) must
-    still be shown and cancellable."""
+    still be shown and cancellable. ``offline``: for a command that never connects to a mail
+    server, whose settings need not be finished (see load_settings)."""
     from mailer.adapters.clock import default_clock
     from mailer.services.campaign import load_campaign
 
-    settings = obj.settings()
+    settings = obj.settings(offline=offline)
     campaign = load_campaign(
         _find(settings, file), settings, default_clock()(), force=force, open_subjects=open_subjects
     )
@@ -113,7 +115,7 @@ def check_command(obj: Context, file: str, force: bool) -> None:
 @handle_errors
 def preview_command(obj: Context, file: str, key: str | None, force: bool) -> None:
     """Print what each entry would send. No network."""
-    _, c = _load(obj, file, force=force)
+    _, c = _load(obj, file, force=force, offline=True)
     entries = [c.entry(key)] if key else c.entries
     for i, e in enumerate(entries):
         if i:
@@ -390,7 +392,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     from mailer.adapters.clock import local_zone
     from mailer.services import threadview as view
 
-    settings, c = _load(obj, file, lenient=True)
+    settings, c = _load(obj, file, lenient=True, offline=True)
     store = obj.store(settings)
     tz = local_zone(settings.sender.timezone)
     threads: dict[str, Any] = {}
@@ -456,7 +458,7 @@ def cancel_command(obj: Context, file: str, key: str | None) -> None:
     from mailer.adapters.clock import default_clock
     from mailer.services.runner import cancel_campaign
 
-    settings, c = _load(obj, file, lenient=True)
+    settings, c = _load(obj, file, lenient=True, offline=True)
     store = obj.store(settings)
     if key is not None and key not in {t.entry_key for t in store.campaign_threads(c.name)}:
         # A typo in KEY is an error, not "nothing to cancel".
