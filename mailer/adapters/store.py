@@ -2231,9 +2231,9 @@ _SUMMARY_SQL = """SELECT id, recipient, company, situation, sent_at, state, foll
     FROM threads ORDER BY id"""
 # The messages a thread's words depend on: any whose fate is open, and the follow-ups (the
 # last one sent is shown). See threadview.describe.
-_NEEDED_BRIEFS_SQL = """SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at
-    FROM messages WHERE state IN ('queued', 'submitting', 'in_doubt') OR kind = 'follow_up'
-    ORDER BY id"""
+_NEEDED_BRIEFS_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at
+    FROM messages WHERE state IN ({", ".join(f"'{s}'" for s in (QUEUED, SUBMITTING, IN_DOUBT))})
+    OR kind = 'follow_up' ORDER BY id"""
 _ISO_START = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 # Messages whose recipients or dates may be damaged: each is then read as _listed_message
 # reads it, which decides, and names the damage as every other command does.
