@@ -198,3 +198,35 @@ def test_no_final_dot_goes_out_when_the_mark_cannot_be_made(stack: Stack, worksp
         session.submit(settings.sender.address, (INTERVIEWER,), raw.replace(b"nodot", b"dot"))
     accepted = [e["message_id"] for e in stack.log_since(mark) if e["event"] == "accepted"]
     assert accepted == ["<dot@x>"]
+
+
+@pytest.mark.integration
+def test_a_reply_to_an_apology_in_doubt_settles_it_as_sent(pair: Pair) -> None:
+    """Verify a person's reply that quotes an apology left in doubt (its process died past
+    the final-dot mark) records the apology as sent: the thread is replied, nothing is in
+    doubt any more, and check no longer asks the user to resolve it."""
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws))
+    store = Store(settings.state_url)
+    (apology,) = store.messages(thread)
+    with store.tx() as c:  # as a process killed between the final dot and the 250 leaves it
+        c.exec_driver_sql(
+            "UPDATE messages SET state = 'submitting', sent_at = NULL, smtp_reply = NULL, "
+            "final_dot_at = ?, owner = '' WHERE id = ?",
+            (at(timedelta(seconds=1)), apology.id),
+        )
+        c.exec_driver_sql("UPDATE threads SET state = 'sending' WHERE id = ?", (thread,))
+    assert store.message(apology.id).state_now == IN_DOUBT
+    before = run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(minutes=1))})
+    assert before.returncode == ExitCode.WAITING, before.stdout + before.stderr
+
+    pair.send_as(
+        pair.interviewer, pair.candidate, "Re: sorry", "Thanks, Tuesday works.",
+        {"In-Reply-To": root, "References": root},
+    )  # fmt: skip
+    after = run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(minutes=2))})
+    assert after.returncode == 0, after.stdout + after.stderr
+    row = store.message(apology.id)
+    assert row.state_now == "sent" and "replied to it" in (row.smtp_reply or "")
+    assert store.thread(thread).state == "replied"
+    assert store.unsettled_messages() == []

@@ -52,6 +52,7 @@ class NewMessage:
     classified: Classified | None = None
     unreadable: str = ""
     seen_before: bool = False
+    refs: tuple[str, ...] = ()  # the Message-IDs it answers (In-Reply-To, References)
 
 
 # --- actions ----------------------------------------------------------------------------------

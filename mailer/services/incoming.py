@@ -23,11 +23,12 @@ from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.store import Applied, Store, ThreadRow
-from mailer.errors import MailerError, StateError
+from mailer.errors import ClaimError, MailerError, StateError
 from mailer.model.apology import thread_settings
+from mailer.model.classify import HUMAN
 from mailer.model.decision import Decision, Policy, ThreadSnapshot
 from mailer.model.facts import zone
-from mailer.model.lifecycle import ThreadEvent
+from mailer.model.lifecycle import MessageState, ThreadEvent
 from mailer.model.plan import (
     INCOMING_ACTIONS,
     Action,
@@ -104,7 +105,33 @@ def act_on_mail(
                 done.decision.event,
             )
             seen.append(Seen(done.thread_id, m.label, m.sender, m.subject, done.decision))
+            if m.classified is not None and m.classified.kind == HUMAN and m.refs:
+                settle_answered(store, clock, done.thread_id, m.refs, m.sender)
     return seen
+
+
+def settle_answered(
+    store: Store, clock: Clock, thread_id: int, refs: Iterable[str], sender: str
+) -> None:
+    """A person's reply that quotes a message in doubt proves it arrived: it is recorded as
+    sent, so nobody is asked to settle it (and it is never sent again). A message another
+    live process is still submitting is left to that process."""
+    quoted = set(refs)
+    for row in store.messages(thread_id):
+        if row.message_id in quoted and row.state_now == MessageState.IN_DOUBT:
+            try:
+                store.mark_sent(
+                    row.id, clock(), f"delivered: {sender} replied to it", None, settling=True
+                )
+            except ClaimError:
+                continue  # settled, or taken up, by another process meanwhile
+            log.info(
+                "thread %s: %s %s was delivered: %s replied to it",
+                thread_id,
+                row.kind,
+                row.message_id,
+                sender,
+            )
 
 
 def _write(

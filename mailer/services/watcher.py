@@ -285,6 +285,7 @@ def _consider(
         subject=incoming.subject,
         label=label,
         verdict=line,
+        refs=incoming.refs,
         classified=Classified(
             kind=verdict.kind,
             subtype=verdict.subtype,
