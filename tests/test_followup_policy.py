@@ -14,7 +14,6 @@ from mailer.model.followup import (
     HELD,
     REPLIED,
     after_return,
-    describe,
     first_due,
     next_in_window,
     send_time,
@@ -148,16 +147,27 @@ def test_out_of_office_with_return_date_postpones() -> None:
 
 
 def test_status_lines_say_what_each_state_means() -> None:
-    """Verify describe() for the states the user must understand."""
+    """Verify the status line (threadview.describe) for the states the user must understand."""
+    from mailer.adapters.store import MessageBrief, ThreadSummary
+    from mailer.services.threadview import describe
+
+    def thread(state: str, detail: dict[str, str], due: str | None = None) -> ThreadSummary:
+        return ThreadSummary(1, "ana@acme.test", "Acme", "illness", None, state, due, detail)
+
     assert describe(
-        AWAITING,
-        {"auto_reply": "out of office", "auto_reply_until": "2026-12-03"},
-        "2026-12-04T09:00:00+01:00",
+        thread(
+            AWAITING,
+            {"auto_reply": "out of office", "auto_reply_until": "2026-12-03"},
+            "2026-12-04T09:00:00+01:00",
+        ),
+        [],
+        BERLIN,
     ) == (
-        "awaiting reply, follow-up due 2026-12-04 09:00; auto-replied: out of office until 2026-12-03"
+        "awaiting reply, follow-up due 2026-12-04 09:00 CET; auto-replied: out of office "
+        "until 2026-12-03"
     )
-    assert "has not seen" in describe(HELD, {}, None)
-    assert describe(BOUNCED, {"bounce_reason": "hard bounce 5.1.1: user unknown"}, None) == (
-        "bounced: hard bounce 5.1.1: user unknown"
-    )
-    assert describe(AWAITING, {}, None, unsettled="in doubt") == "in doubt"
+    assert "has not seen" in describe(thread(HELD, {}), [], BERLIN)
+    bounced = thread(BOUNCED, {"bounce_reason": "hard bounce 5.1.1: user unknown"})
+    assert describe(bounced, [], BERLIN) == "bounced: hard bounce 5.1.1: user unknown"
+    doubt = MessageBrief(2, "follow_up", "in_doubt", None, None, "2026-12-04T09:00:00+00:00")
+    assert describe(thread(AWAITING, {}), [doubt], BERLIN) == "follow-up in doubt"

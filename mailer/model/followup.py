@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, tzinfo
 
 from mailer.model.lifecycle import OPEN_THREAD, ThreadState
-from mailer.model.lifecycle import describe as describe_state
 from mailer.model.schedule import follow_up_due, is_business_day
 from mailer.model.settings import Wait, Window
 
@@ -96,58 +95,3 @@ AWAITING, FOLLOWED_UP = ThreadState.AWAITING, ThreadState.FOLLOWED_UP
 REPLIED, BOUNCED, HELD = ThreadState.REPLIED, ThreadState.BOUNCED, ThreadState.HELD
 NO_ANSWER, CANCELLED, FAILED = ThreadState.NO_ANSWER, ThreadState.CANCELLED, ThreadState.FAILED
 OPEN_STATES = OPEN_THREAD
-
-
-def describe(
-    state: str,
-    detail: dict[str, str],
-    follow_up_due: str | None,
-    unsettled: str | None = None,
-    last_follow_up: str | None = None,
-) -> str:
-    """One line for ``status``: the state and what it means for the user."""
-    if unsettled:
-        return unsettled
-    short = _short_time
-    if state == AWAITING:
-        parts = [
-            f"awaiting reply, follow-up due {short(follow_up_due)}"
-            if follow_up_due
-            else "awaiting reply"
-        ]
-        if detail.get("auto_reply"):
-            until = detail.get("auto_reply_until")
-            parts.append(
-                f"auto-replied: {detail['auto_reply']}" + (f" until {until}" if until else "")
-            )
-        if detail.get("at_risk"):
-            parts.append(f"at risk: {detail['at_risk']}")
-        return "; ".join(parts)
-    if state == FOLLOWED_UP:
-        line = f"followed up {short(last_follow_up)}" if last_follow_up else "followed up"
-        return line + (f"; at risk: {detail['at_risk']}" if detail.get("at_risk") else "")
-    if state == REPLIED:
-        subject = f": {detail['reply_subject']!r}" if detail.get("reply_subject") else ""
-        return (
-            f"replied {short(detail.get('replied_at'))} by {detail.get('replied_by', '?')}{subject}"
-        )
-    if state == HELD:
-        return (
-            "held by a challenge-response system: the interviewer has not seen the apology; "
-            "answer the verification request or call them"
-        )
-    if state == BOUNCED:
-        return f"bounced: {detail.get('bounce_reason', '')}"
-    if state == NO_ANSWER:
-        return "no answer: the follow-ups are used up"
-    if state == FAILED:
-        return "failed" + (
-            f": {detail['follow_up_error']}" if detail.get("follow_up_error") else ""
-        )
-    return describe_state(state)
-
-
-def _short_time(iso: str | None) -> str:
-    if not iso:
-        return "?"
-    return iso[:16].replace("T", " ")
