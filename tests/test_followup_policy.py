@@ -139,6 +139,20 @@ def test_bounces_hard_and_soft_stop_but_delay_is_at_risk() -> None:
     assert delay.state is None and "at_risk" in delay.detail and not delay.stop_follow_ups
 
 
+def test_a_bounce_for_a_cc_recipient_alone_keeps_the_thread_going() -> None:
+    """Verify a bounce naming only Cc recipients changes no state and stops no follow-up,
+    and records every bounced Cc address, the earlier ones kept."""
+    received = datetime(2026, 12, 1, 10, 0, tzinfo=BERLIN)
+    message = Classified(
+        "bounce", "hard", "mailer-daemon@x", "Undelivered", received, only_cc=("bo@x.test",)
+    )
+    earlier = ThreadSnapshot(1, AWAITING, {"cc_bounced": "al@x.test"})
+    d = decide(earlier, message, received, Policy(BERLIN, OFFICE))
+    assert d.state is None and not d.stop_follow_ups and d.event == "cc_bounced"
+    assert d.detail == {"cc_bounced": "al@x.test, bo@x.test"}
+    assert _decide("bounce", "hard").state == BOUNCED  # naming the interviewer: bounced
+
+
 def test_out_of_office_with_return_date_postpones() -> None:
     """Verify the decision carries the postponed due time."""
     d = _decide("auto-reply", "out-of-office", return_date=date(2026, 12, 3))

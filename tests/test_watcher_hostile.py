@@ -270,3 +270,25 @@ def test_a_message_whose_headers_cannot_be_parsed_is_tied_by_the_ids_it_quotes(
     thread = store.thread(a)
     assert thread.state == "replied" and "unreadable" in thread.detail
     assert follow_ups_to(pair, pair.interviewer, a_root) == []
+
+
+def test_a_bounce_for_the_cc_alone_keeps_the_thread_and_drops_that_address(pair: Pair) -> None:
+    """Verify a delivery report naming only the Cc recipient does not bounce the thread: it
+    is noted, and the follow-up still goes to the interviewer, without that Cc."""
+    thread, root = send(pair, "--cc", pair.alternate)
+    append(pair, dsn(pair.alternate, carried_id=root))
+    store, report = check(pair, timedelta(hours=2))  # the report is read, then what is due
+    assert report.problems == [], report.problems
+    t = store.thread(thread)
+    assert t.state == "followed_up" and t.detail["cc_bounced"] == pair.alternate
+    assert [tid for tid, _ in report.sent] == [thread]
+    assert len(follow_ups_to(pair, pair.interviewer, root)) == 1
+    assert follow_ups_to(pair, pair.alternate, root) == []
+
+
+def test_a_bounce_for_the_interviewer_still_bounces_a_thread_with_a_cc(pair: Pair) -> None:
+    """Verify a report naming the interviewer bounces the thread even when it had a Cc."""
+    thread, root = send(pair, "--cc", pair.alternate)
+    append(pair, dsn(pair.interviewer, carried_id=root))
+    store, _ = check(pair, timedelta(minutes=5))
+    assert store.thread(thread).state == "bounced"

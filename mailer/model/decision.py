@@ -79,6 +79,9 @@ class Classified:
     status: str | None = None
     hold: tuple[int, ...] = ()
     concerns: bool = True
+    # A bounce that names only Cc recipients of the thread (lower case): the interviewer
+    # was not refused, so the thread goes on; those addresses get no follow-up.
+    only_cc: tuple[str, ...] = ()
 
 
 def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: Policy) -> Decision:
@@ -114,6 +117,13 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
         reason, status = incoming.reason, incoming.status
         if subtype == "delay":
             return Decision(None, "at_risk", {"at_risk": f"delivery delayed: {reason}"})
+        if incoming.only_cc:
+            known = {a for a in str(thread.detail.get("cc_bounced", "")).split(", ") if a}
+            return Decision(
+                None,
+                "cc_bounced",
+                {"cc_bounced": ", ".join(sorted(known | set(incoming.only_cc)))},
+            )
         return Decision(
             T.BOUNCED,
             "bounced",

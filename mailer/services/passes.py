@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 
@@ -410,6 +410,10 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
     """The follow-up for a thread: ``Re:`` the original, threaded, quoting it if configured."""
     settings = apology.thread_settings(settings, thread)
     facts = Facts.from_record(thread.facts)
+    if bounced := str(thread.detail.get("cc_bounced", "")):
+        # A Cc address that bounced gets no follow-up; the interviewer still does.
+        gone = set(bounced.split(", "))
+        facts = replace(facts, cc=tuple(a for a in facts.cc if a.lower() not in gone))
     messages = store.messages(thread.id)
     root = next(m for m in messages if m.kind == "apology")
     # Shown in the sender's own zone, as their mail client would show it.

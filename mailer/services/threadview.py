@@ -262,6 +262,8 @@ def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
             parts.append(f"auto-replied: {d['auto_reply']}" + (f" until {until}" if until else ""))
         if d.get("at_risk"):
             parts.append(f"at risk: {d['at_risk']}")
+        if d.get("cc_bounced"):
+            parts.append(f"Cc bounced: {d['cc_bounced']}")
         return "; ".join(parts)
     if t.state == FOLLOWED_UP:
         last = _last_follow_up(messages)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -297,6 +297,7 @@ def _consider(
             status=verdict.status,
             hold=hold,
             concerns=concerns,
+            only_cc=only_cc(named, thread) if verdict.kind == BOUNCE else (),
         ),
         # A reply that holds other threads holds them once: the user may have released
         # them since it was first seen.
@@ -306,6 +307,18 @@ def _consider(
 
 def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.lower() for group in groups for a in group))
+
+
+def only_cc(failed: Iterable[str], thread: ThreadRow) -> tuple[str, ...]:
+    """The Cc recipients a bounce names, if it names none of the thread's own addresses (its
+    To and the alternates it may be answered from); else nothing: the bounce is the
+    thread's."""
+    named = {a.lower() for a in failed}
+    cc = {str(a).lower() for a in thread.facts.get("cc") or []}
+    main = {a.lower() for a in (thread.recipient, *thread.alt_addresses) if a}
+    if named & main or not named & cc:
+        return ()
+    return tuple(sorted(named & cc))
 
 
 def recipients_of(thread: ThreadRow) -> set[str]:
