@@ -334,6 +334,17 @@ DAMAGE = [
     "UPDATE messages SET created_at = 'yesterday' WHERE thread_id = 10",
     "UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE thread_id = 11",
     "UPDATE messages SET final_dot_at = '2026-11-23T24:00:00+00:00' WHERE thread_id = 12",
+    # What SQLite's checks take and Python refuses: whitespace or a lower-case z after a
+    # date, a NUL after JSON (SQLite stops reading there), JSON nested deeper than Python goes.
+    "UPDATE messages SET created_at = created_at || char(10) WHERE thread_id = 13",
+    "UPDATE messages SET sent_at = replace(sent_at, '+00:00', 'z') WHERE thread_id = 14",
+    "UPDATE threads SET facts = facts || char(0) WHERE id = 15",
+    "UPDATE messages SET recipients = recipients || char(0) WHERE thread_id = 16",
+    "UPDATE threads SET facts = '{\"a\": ' || replace(hex(zeroblob(750)), '0', '[')"
+    " || replace(hex(zeroblob(750)), '0', ']') || '}' WHERE id = 17",
+    # A thread whose own row and message are both damaged is named once, for its row.
+    "UPDATE threads SET detail = 'x' WHERE id = 18",
+    "UPDATE messages SET recipients = 'x' WHERE thread_id = 18",
 ]
 
 
@@ -345,7 +356,7 @@ def test_the_status_table_lists_and_names_damage_as_the_full_listing_does(
     words, and name the same damaged rows in the same words, as the full listing."""
     path = tmp_path / "state.db"
     store = _mixed_store(path)
-    for i in range(8, 13):
+    for i in range(8, 19):
         _sent(store, i)
     with sqlite3.connect(path) as db:
         for statement in damage.split("; "):

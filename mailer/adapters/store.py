@@ -1894,23 +1894,35 @@ class Store:
     def thread_summaries(self) -> list[tuple[ThreadSummary, list[MessageBrief] | None]]:
         """What the ``status`` table shows of every thread: the columns it prints, and of the
         messages only those its words depend on (any unsettled one, the follow-ups), each as
-        :meth:`thread_list` gives them. Damage is found as there and named in the same
-        words: a thread whose own row is damaged is left out, one with a damaged message
+        :meth:`thread_list` gives them. Damage is found as there and named in the same words
+        and order: a thread whose own row is damaged is left out, one with a damaged message
         comes with None. On SQLite the rows are checked in SQL and only a suspect one is
         decoded in full, so 10k threads cost little more than one query."""
-        if not self.url.startswith("sqlite"):
-            return [(_summary_of(t), briefs) for t, briefs in self.thread_list()]
-        with self.reading() as query:
-            _, threads = query(_SUMMARY_SQL)
-            _, briefs = query(_NEEDED_BRIEFS_SQL)
-            _, suspects = query(_SUSPECT_MESSAGES_SQL)
-            details: dict[int, dict[str, Any]] = {}
-            for row in threads:
-                if row[-1] and not _bad_dates(row) and (d := _dict_or_none(row[7])) is not None:
-                    details[row[0]] = d
-            doubted = [row[0] for row in threads if row[0] not in details]
-            details.update(self._read_in_full(query, doubted))
-            broken = self._broken_messages(query, [m for (m,) in suspects])
+        if not self.url.startswith("sqlite") or sqlite3.sqlite_version_info < (3, 38):
+            return self._listed_summaries()  # (SQLite's JSON functions are built in from 3.38)
+        try:
+            with self.reading() as query:
+                _, threads = query(_SUMMARY_SQL)
+                _, briefs = query(_NEEDED_BRIEFS_SQL)
+                _, suspects = query(_SUSPECT_MESSAGES_SQL)
+                details: dict[int, dict[str, Any]] = {}
+                for row in threads:
+                    if row[-1] and not _bad_dates(row) and (d := _dict_or_none(row[7])) is not None:
+                        details[row[0]] = d
+                doubted = [row[0] for row in threads if row[0] not in details]
+                found, damage = self._read_in_full(query, doubted)
+                details.update(found)
+                broken = self._broken_messages(query, [m for (m,) in suspects], details)
+        except StateError as exc:
+            if "no such function" not in str(exc):
+                raise
+            return self._listed_summaries()  # a SQLite built without its JSON functions
+        # Named as thread_list names them: thread by thread, a thread's own row before its
+        # messages, and only a thread's first damaged message.
+        damage += [((tid, mid), words) for tid, (mid, words) in broken.items()]
+        for _, words in sorted(damage):
+            if words not in self.damaged:
+                self.damaged.append(words)
         by_thread: dict[int, list[MessageBrief]] = {}
         for row in briefs:
             by_thread.setdefault(row[0], []).append(MessageBrief(*row[1:]))
@@ -1923,31 +1935,42 @@ class Store:
             if row[0] in details  # else damaged, and named
         ]
 
-    def _read_in_full(self, query: Callable[..., Any], ids: list[int]) -> dict[int, dict[str, Any]]:
+    def _listed_summaries(self) -> list[tuple[ThreadSummary, list[MessageBrief] | None]]:
+        return [(_summary_of(t), briefs) for t, briefs in self.thread_list()]
+
+    def _read_in_full(
+        self, query: Callable[..., Any], ids: list[int]
+    ) -> tuple[dict[int, dict[str, Any]], list[tuple[tuple[int, int], str]]]:
         """The threads the SQL check doubted, decoded by _thread: the detail of each it
-        reads, and each it refuses named in :attr:`damaged` in its words."""
-        found = {}
+        reads, and the words of each it refuses (keyed to sort as thread_list names them)."""
+        found, damage = {}, []
         for tid in ids:
             columns, rows = query("SELECT * FROM threads WHERE id = :id", id=tid)
-            for t in self._decoded([dict(zip(columns, r, strict=True)) for r in rows], _thread):
-                found[t.id] = t.detail
-        return found
+            for r in rows:
+                try:
+                    found[tid] = _thread(dict(zip(columns, r, strict=True))).detail
+                except CorruptRowError as exc:
+                    damage.append(((tid, -1), str(exc)))
+        return found, damage
 
-    def _broken_messages(self, query: Callable[..., Any], ids: list[int]) -> set[int]:
-        """The threads of the suspect messages that _listed_message refuses."""
-        broken = set()
+    def _broken_messages(
+        self, query: Callable[..., Any], ids: list[int], listed: Collection[int]
+    ) -> dict[int, tuple[int, str]]:
+        """Of the suspect messages (in id order) of the threads ``listed``, those
+        _listed_message refuses: for each thread its first, and the words naming it."""
+        broken: dict[int, tuple[int, str]] = {}
         for mid in ids:
             _, rows = query(
                 f"SELECT thread_id, {', '.join(_BRIEF_COLUMNS)} FROM messages WHERE id = :id",
                 id=mid,
             )
             for row in rows:
+                if row[0] not in listed or row[0] in broken:
+                    continue
                 try:
                     _listed_message(row[1:])
                 except CorruptRowError as exc:
-                    if str(exc) not in self.damaged:
-                        self.damaged.append(str(exc))
-                    broken.add(row[0])
+                    broken[row[0]] = (mid, str(exc))
         return broken
 
     def thread_whole(
@@ -2219,15 +2242,26 @@ def _summary_of(t: ThreadRow) -> ThreadSummary:
     )
 
 
+def _json_sound(column: str, opener: str) -> str:
+    """SQL for "SQLite reads this column as sound JSON of the right kind" (an object or a
+    list). A value with a NUL (where SQLite stops reading), or with 900 or more brackets (JSON
+    nested deeper than Python reads, and SQLite takes up to 2,000 deep), counts as unsound:
+    Python then judges it."""
+    return (
+        f"({column} LIKE '{opener}%' AND json_valid({column}) AND instr({column}, char(0)) = 0"
+        f" AND (length({column}) < 900 OR length({column})"
+        f" - length(replace(replace({column}, '[', ''), '{{', '')) < 900))"
+    )
+
+
 # The status table's query. The last column says the row is sound, as SQLite's JSON functions
 # judge it: a row it doubts is decoded in full by _thread, which names what is wrong in the
 # words every other command uses (and a row SQLite doubts but Python reads is listed).
-_SUMMARY_SQL = """SELECT id, recipient, company, situation, sent_at, state, follow_up_due,
+_SUMMARY_SQL = f"""SELECT id, recipient, company, situation, sent_at, state, follow_up_due,
     detail, created_at, interview_at,
-    facts LIKE '{%' AND json_valid(facts)
-    AND (detail = '{}' OR (detail LIKE '{%' AND json_valid(detail)))
-    AND (alt_addresses = '[]' OR (alt_addresses LIKE '[%' AND json_valid(alt_addresses)))
-    AND (alt_domains = '[]' OR (alt_domains LIKE '[%' AND json_valid(alt_domains)))
+    {_json_sound("facts", "{")}
+    AND (alt_addresses = '[]' OR {_json_sound("alt_addresses", "[")})
+    AND (alt_domains = '[]' OR {_json_sound("alt_domains", "[")})
     FROM threads ORDER BY id"""
 # The messages a thread's words depend on: any whose fate is open, and the follow-ups (the
 # last one sent is shown). See threadview.describe.
@@ -2236,14 +2270,18 @@ _NEEDED_BRIEFS_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, fina
     OR kind = 'follow_up' ORDER BY id"""
 _ISO_START = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 # Messages whose recipients or dates may be damaged: each is then read as _listed_message
-# reads it, which decides, and names the damage as every other command does.
-_SUSPECT_MESSAGES_SQL = "SELECT id FROM messages WHERE NOT (recipients LIKE '[%' AND " + (
-    "json_valid(recipients))"
+# reads it, which decides, and names the damage as every other command does. A date is sound
+# only in the lengths mailer writes (seconds; microseconds; an offset or, in old rows, none)
+# and where SQLite reads the same day and time in it: anything else (2026-02-30, 24:00, a
+# trailing space, a lower-case z) is a suspect.
+_SUSPECT_MESSAGES_SQL = (
+    f"SELECT id FROM messages WHERE NOT {_json_sound('recipients', '[')}"
     + "".join(
         # A date SQLite reads as another day or time (2026-02-30, 25:00, an offset moved
         # into UTC) is a suspect too: Python then judges it.
-        f" OR ({c} IS NOT NULL AND ({c} NOT GLOB {_ISO_START} OR date(julianday({c})) IS NOT"
-        f" substr({c}, 1, 10) OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
+        f" OR ({c} IS NOT NULL AND (length({c}) NOT IN (19, 25, 26, 32) OR {c} NOT GLOB"
+        f" {_ISO_START} OR date(julianday({c})) IS NOT substr({c}, 1, 10)"
+        f" OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
         for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
     )
     + " ORDER BY id"
@@ -2267,7 +2305,7 @@ def _dict_or_none(text: Any) -> dict[str, Any] | None:
         return {}
     try:
         value = _json_whole(text)
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError, RecursionError, StopIteration):  # (the scanner's "no value")
         return None
     return value if isinstance(value, dict) else None
 
@@ -2398,6 +2436,7 @@ class StoreReader:
     apology_keys = Store.apology_keys
     thread_summaries = Store.thread_summaries
     _read_in_full = Store._read_in_full
+    _listed_summaries = Store._listed_summaries
     _broken_messages = Store._broken_messages
 
     def close(self) -> None:
