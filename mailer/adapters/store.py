@@ -2279,7 +2279,7 @@ _SUSPECT_MESSAGES_SQL = (
     + "".join(
         # A date SQLite reads as another day or time (2026-02-30, 25:00, an offset moved
         # into UTC) is a suspect too: Python then judges it.
-        f" OR ({c} IS NOT NULL AND (length({c}) NOT IN (19, 25, 26, 32) OR {c} NOT GLOB"
+        f" OR ({c} IS NOT NULL AND (length({c}) NOT IN (19, 25, 32) OR {c} NOT GLOB"
         f" {_ISO_START} OR date(julianday({c})) IS NOT substr({c}, 1, 10)"
         f" OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
         for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
