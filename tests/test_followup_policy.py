@@ -151,6 +151,9 @@ def test_a_bounce_for_a_cc_recipient_alone_keeps_the_thread_going() -> None:
     assert d.state is None and not d.stop_follow_ups and d.event == "cc_bounced"
     assert d.detail == {"cc_bounced": "al@x.test, bo@x.test"}
     assert _decide("bounce", "hard").state == BOUNCED  # naming the interviewer: bounced
+    late = Classified("bounce", "delay", "m@x", "Delayed", received, only_cc=("bo@x.test",))
+    d = decide(earlier, late, received, Policy(BERLIN, OFFICE))
+    assert d.state is None and d.detail == {} and d.event == "cc_delayed"  # not at risk
 
 
 def test_out_of_office_with_return_date_postpones() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from mailer.model.decision import bounced_for_good
 from mailer.model.matching import Incoming
 from mailer.services.passes import PassReport, run_pass
 
-from .conftest import Pair
+from .conftest import Pair, run_cli
 from .test_followup import T0, send
 
 pytestmark = pytest.mark.integration
@@ -284,6 +285,22 @@ def test_a_bounce_for_the_cc_alone_keeps_the_thread_and_drops_that_address(pair:
     assert [tid for tid, _ in report.sent] == [thread]
     assert len(follow_ups_to(pair, pair.interviewer, root)) == 1
     assert follow_ups_to(pair, pair.alternate, root) == []
+    listed = run_cli(pair.ws, "status", env={"MAILER_NOW": (T0 + timedelta(hours=2)).isoformat()})
+    row = next(line for line in listed.stdout.splitlines() if line.split()[:1] == [str(thread)])
+    assert f"Cc bounced: {pair.alternate}" in row
+
+
+def test_only_a_report_naming_nobody_but_cc_recipients_spares_the_thread() -> None:
+    """Verify a report naming a Cc and any other address (the interviewer's, or one a
+    forwarder rewrote it to) is the thread's bounce, not the Cc's alone."""
+    from mailer.services.watcher import only_cc
+
+    t = SimpleNamespace(facts={"cc": ["Bo@X.test", "al@x.test"]}, recipient="ana@acme.test")
+    assert only_cc(["bo@x.test"], t) == ("bo@x.test",)
+    assert only_cc(["BO@x.test", "al@x.test"], t) == ("al@x.test", "bo@x.test")
+    assert only_cc(["bo@x.test", "ana.ruiz@acme-internal.test"], t) == ()
+    assert only_cc(["ana@acme.test"], t) == ()
+    assert only_cc([], t) == ()
 
 
 def test_a_bounce_for_the_interviewer_still_bounces_a_thread_with_a_cc(pair: Pair) -> None:

@@ -115,6 +115,9 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
         )
     if kind == "bounce":
         reason, status = incoming.reason, incoming.status
+        if incoming.only_cc and subtype == "delay":
+            # Only a Cc recipient's copy is late: the interviewer's is not at risk.
+            return Decision(None, "cc_delayed", {})
         if subtype == "delay":
             return Decision(None, "at_risk", {"at_risk": f"delivery delayed: {reason}"})
         if incoming.only_cc:

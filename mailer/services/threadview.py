@@ -268,7 +268,8 @@ def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
     if t.state == FOLLOWED_UP:
         last = _last_follow_up(messages)
         line = f"followed up {shown(last, tz)}" if last else "followed up"
-        return line + (f"; at risk: {d['at_risk']}" if d.get("at_risk") else "")
+        line += f"; at risk: {d['at_risk']}" if d.get("at_risk") else ""
+        return line + (f"; Cc bounced: {d['cc_bounced']}" if d.get("cc_bounced") else "")
     if t.state == REPLIED:
         subject = f": {d['reply_subject']!r}" if d.get("reply_subject") else ""
         return f"replied {shown(d.get('replied_at'), tz)} by {d.get('replied_by', '?')}{subject}"

@@ -310,15 +310,12 @@ def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def only_cc(failed: Iterable[str], thread: ThreadRow) -> tuple[str, ...]:
-    """The Cc recipients a bounce names, if it names none of the thread's own addresses (its
-    To and the alternates it may be answered from); else nothing: the bounce is the
-    thread's."""
+    """The addresses a bounce names, if every one is a Cc recipient of the thread; else
+    nothing: the bounce is the thread's (an address it names that is not a Cc may be the
+    interviewer's, rewritten by a forwarder)."""
     named = {a.lower() for a in failed}
     cc = {str(a).lower() for a in thread.facts.get("cc") or []}
-    main = {a.lower() for a in (thread.recipient, *thread.alt_addresses) if a}
-    if named & main or not named & cc:
-        return ()
-    return tuple(sorted(named & cc))
+    return tuple(sorted(named)) if named and named <= cc else ()
 
 
 def recipients_of(thread: ThreadRow) -> set[str]:
