@@ -50,7 +50,9 @@ def test_a_command_that_never_connects_still_reads_the_store_password_from_dot_e
     (tmp_path / ".env").write_text(
         f"{STATE_PASSWORD_VAR}=from-dotenv\nMAILER_SMTP_PASSWORD=smtp-secret\n"
     )
-    assert load_settings(path, offline=True).state_connect["password"] == "from-dotenv"
+    offline = load_settings(path, offline=True)
+    assert offline.state_connect["password"] == "from-dotenv"
+    assert offline.smtp.password == ""  # what never connects gets no mail password
     sqlite = write(tmp_path, BASE)
     assert load_settings(sqlite).smtp.password == "smtp-secret"
     assert load_settings(sqlite, offline=True).smtp.password == ""

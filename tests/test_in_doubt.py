@@ -13,9 +13,9 @@ import pytest
 
 from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import IN_DOUBT, QUEUED, Store
+from mailer.adapters.store import IN_DOUBT, QUEUED, Store, owner_token
 from mailer.errors import ClaimError, ExitCode
-from mailer.model.lifecycle import describe
+from mailer.model.lifecycle import ThreadEvent, describe
 from mailer.services.daemon import log_report
 from mailer.services.passes import PassReport
 
@@ -230,3 +230,50 @@ def test_a_reply_to_an_apology_in_doubt_settles_it_as_sent(pair: Pair) -> None:
     assert row.state_now == "sent" and "replied to it" in (row.smtp_reply or "")
     assert store.thread(thread).state == "replied"
     assert store.unsettled_messages() == []
+
+
+def test_settling_by_a_reply_records_the_time_of_the_dot_and_spares_a_live_send(
+    tmp_path: Path,
+) -> None:
+    """Verify a quoted message in doubt (apology or follow-up) of an answered thread is
+    recorded as sent at its final-dot mark, the thread's sent time too; one this live process
+    is still submitting, one the reply does not quote, and any of a thread not answered, are
+    left as they are."""
+    from mailer.services.incoming import settle_answered
+
+    later = lambda: T0 + timedelta(hours=1)  # noqa: E731
+    store, mid = one_queued_apology(tmp_path)
+    dot = T0 + timedelta(seconds=1)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, dot)
+    thread = store.message(mid).thread_id
+    _die(store, mid)
+    settle_answered(store, later, thread, ["<m@x>"], "a@b.test")
+    assert store.message(mid).state == "submitting"  # not answered: nothing is scheduled
+
+    store.set_thread_state(thread, ThreadEvent.REPLY, T0, "replied", {})
+    with store.tx() as c:  # this process holds it again: alive
+        c.exec_driver_sql("UPDATE messages SET owner = ? WHERE id = ?", (owner_token(), mid))
+    settle_answered(store, later, thread, ["<m@x>"], "a@b.test")
+    assert store.message(mid).state == "submitting"  # left to the live process
+
+    _die(store, mid)
+    with store.tx() as c:  # two follow-ups of the same thread, in doubt too
+        for n in (1, 2):
+            c.exec_driver_sql(
+                """INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+                   recipients, created_at, submitting_at, final_dot_at, owner)
+                   VALUES (?, 'follow_up', ?, 'in_doubt', x'00', 'me@x.test', '["a@b.test"]',
+                   ?, ?, ?, '')""",
+                (thread, f"<f{n}@x>", *[dot.isoformat()] * 3),
+            )
+    settle_answered(store, later, thread, ["<f1@x>", "<m@x>"], "a@b.test")
+    rows = {m.message_id: m for m in store.messages(thread)}
+    assert [rows[k].state_now for k in ("<m@x>", "<f1@x>", "<f2@x>")] == [
+        "sent",
+        "sent",
+        "in_doubt",
+    ]
+    assert rows["<m@x>"].sent_at == dot.isoformat() and "replied to it" in rows["<m@x>"].smtp_reply
+    assert store.thread(thread).sent_at == dot.isoformat()
+    assert store.thread(thread).state == "replied"

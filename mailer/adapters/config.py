@@ -540,6 +540,8 @@ def load_settings(
     state = data.get("state")
     on_server = isinstance(state, dict) and not str(state.get("url", "sqlite")).startswith("sqlite")
     secrets = {} if offline and not on_server else read_secrets(env_file or base / ".env")
+    if offline:  # the store's password at most: no mail password for what never connects
+        secrets = {k: v for k, v in secrets.items() if k == STATE_PASSWORD_VAR}
     smtp, imap = _mail_servers(
         r,
         "",

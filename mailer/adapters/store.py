@@ -953,13 +953,18 @@ class Store:
             row = self._move_in(c, message_row_id, MessageEvent.SENT, now, "sent_at", extra)
             due = follow_up_due.isoformat() if follow_up_due else None
             if row["kind"] == "apology":
-                # A thread a reply (or a cancel) has settled meanwhile stays as it is.
+                # A thread a reply (or a cancel) has settled meanwhile stays as it is; when
+                # its apology went is recorded all the same.
                 self._move_thread_if(
                     c,
                     row["thread_id"],
                     ThreadEvent.APOLOGY_SENT,
                     "follow_up_due = :due, due_at = :due_at, sent_at = :now",
                     {"due": due, "due_at": due_at(follow_up_due), "now": now.isoformat()},
+                )
+                c.execute(
+                    text("UPDATE threads SET sent_at = :now WHERE id = :t AND sent_at IS NULL"),
+                    {"now": now.isoformat(), "t": row["thread_id"]},
                 )
             else:
                 last, last_params = _in("l", allowed(ThreadEvent.LAST_FOLLOW_UP_SENT))

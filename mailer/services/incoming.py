@@ -28,7 +28,7 @@ from mailer.model.apology import thread_settings
 from mailer.model.classify import HUMAN
 from mailer.model.decision import Decision, Policy, ThreadSnapshot
 from mailer.model.facts import zone
-from mailer.model.lifecycle import MessageState, ThreadEvent
+from mailer.model.lifecycle import MessageState, ThreadEvent, ThreadState
 from mailer.model.plan import (
     INCOMING_ACTIONS,
     Action,
@@ -116,12 +116,17 @@ def settle_answered(
     """A person's reply that quotes a message in doubt proves it arrived: it is recorded as
     sent, so nobody is asked to settle it (and it is never sent again). A message another
     live process is still submitting is left to that process."""
+    thread = store.thread(thread_id, lenient=True)
+    if thread is None or thread.state != ThreadState.REPLIED:
+        return  # only an answered thread: settling must not schedule anything
     quoted = set(refs)
     for row in store.messages(thread_id):
         if row.message_id in quoted and row.state_now == MessageState.IN_DOUBT:
+            # It went when its final dot did (the mark is there: that is what "in doubt" is).
+            went = datetime.fromisoformat(row.final_dot_at) if row.final_dot_at else clock()
             try:
                 store.mark_sent(
-                    row.id, clock(), f"delivered: {sender} replied to it", None, settling=True
+                    row.id, went, f"delivered: {sender} replied to it", None, settling=True
                 )
             except ClaimError:
                 continue  # settled, or taken up, by another process meanwhile
