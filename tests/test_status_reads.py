@@ -295,13 +295,15 @@ def test_a_piped_table_lines_up_its_columns_one_row_a_line(
     rows = [
         (["7", "ana@x.test", "awaiting reply"], "cyan"),
         (["10", "b@longer-domain.test", "replied {at} 10:00"], None),
+        (["11", "c@x.test", "failed: 451 try\r\nlater"], None),
     ]
     print_rows(columns, rows)
     assert capsys.readouterr().out.splitlines() == [
         "ID  RECIPIENT             STATE",
-        "─" * 44,
+        "─" * 47,
         " 7  ana@x.test            awaiting reply",
         "10  b@longer-domain.test  replied {at} 10:00",
+        "11  c@x.test              failed: 451 try later",
     ]
 
 

@@ -117,7 +117,8 @@ def print_rows(
         console().print(t)
         return
     header = [name for name, _ in columns]
-    grid = [header, *(cells for cells, _ in rows)]
+    # One row a line, whatever a server's words in a cell hold.
+    grid = [header, *([_one_line(c) for c in cells] for cells, _ in rows)]
     widths = [max(map(len, column)) for column in zip(*grid, strict=True)]
     # One format for every line: 10k rows are a format call each, not a padding call a cell.
     fmt = "  ".join(
@@ -128,6 +129,10 @@ def print_rows(
     lines = [fmt.format(*header).rstrip(), rule, *(fmt.format(*c).rstrip() for c in grid[1:])]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def _one_line(cell: str) -> str:
+    return cell if "\n" not in cell and "\r" not in cell else " ".join(cell.splitlines())
 
 
 def styled(text: str, style: str | None) -> Any:
