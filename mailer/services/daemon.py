@@ -103,7 +103,13 @@ def run_daemon(
     held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
     said: dict[str, date] = {}  # what waits for the user, named today (see log_report)
     if keeper is None:
-        keeper = LeaseKeeper(store, settings.account_names, settings.lease_seconds)
+        # On SQLite the CLI holds the store's file lock: no other daemon can be alive.
+        keeper = LeaseKeeper(
+            store,
+            settings.account_names,
+            settings.lease_seconds,
+            exclusive=store.url.startswith("sqlite"),
+        )
 
     def one_pass(account: Settings) -> PassReport:
         name = account.account

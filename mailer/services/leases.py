@@ -49,8 +49,17 @@ class LeaseKeeper:
     passes both call :meth:`beat`."""
 
     def __init__(
-        self, store: Store, accounts: tuple[str, ...], seconds: float, owner: str | None = None
+        self,
+        store: Store,
+        accounts: tuple[str, ...],
+        seconds: float,
+        owner: str | None = None,
+        *,
+        exclusive: bool = False,
     ) -> None:
+        """``exclusive``: this daemon alone may work on the store (a SQLite store, whose
+        file lock it holds), so whatever lease another left behind is a dead daemon's."""
+        self.exclusive = exclusive
         self.store = store
         self.accounts = accounts
         self.seconds = seconds
@@ -89,7 +98,11 @@ class LeaseKeeper:
                 # A daemon of this machine killed a moment ago holds its leases until they
                 # expire: its restart (or a neighbour) takes them at once instead.
                 dead = (
-                    {r.account: r.owner for r in store.leases() if r.held and dead_here(r.owner)}
+                    {
+                        r.account: r.owner
+                        for r in store.leases()
+                        if r.held and (self.exclusive or dead_here(r.owner))
+                    }
                     if wanted
                     else {}
                 )
