@@ -15,7 +15,7 @@ logins).
    (a fresh copy of one store each run); the time until all 30 are recorded sent.
 
 Usage: .venv/bin/python bench/lease_bench.py [--reps 5] [--failovers 10] [--lease 3]
-Writes bench/results/<date>-lease-<commit>.md.
+Writes bench/results/<date>-<HHMM>-lease-<commit>.md.
 """
 
 from __future__ import annotations
@@ -367,7 +367,7 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    out = ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y-%m-%d}-lease-{commit}.md"
+    out = ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y-%m-%d-%H%M}-lease-{commit}.md"
     lines += ["", "```json", json.dumps(figures, default=str), "```", ""]
     out.write_text("\n".join(lines))
     print(f"written to {out}")
