@@ -108,3 +108,30 @@ def test_check_refuses_an_account_a_live_daemon_holds_naming_it_the_daemon_and_s
         s.close()
     again = run_cli(workspace, "check")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_status_daemons_reads_a_sqlite_store_through_the_plain_reader(
+    offline_workspace: Path,
+) -> None:
+    """Verify the read path status takes on an up-to-date SQLite store (no SQLAlchemy)
+    lists leases as the full store does."""
+    from mailer.adapters.config import find_config
+
+    assert run_cli(offline_workspace, "status").returncode == 0  # makes the store
+    url = load_settings(find_config(offline_workspace)).state_url
+    s = Store(url)
+    try:
+        s.acquire_lease("", DAEMON, 3600)
+    finally:
+        s.close()
+    from mailer.adapters.store import StoreReader, open_to_read
+
+    reader = open_to_read(url)
+    try:
+        assert isinstance(reader, StoreReader)
+        (row,) = reader.leases()
+        assert (row.account, row.owner, row.epoch, row.held) == ("", DAEMON, 1, True)
+    finally:
+        reader.close()
+    r = run_cli(offline_workspace, "status", "--daemons")
+    assert r.stdout.splitlines()[1].split()[:3] == ["(main)", DAEMON, "1"]
