@@ -236,6 +236,9 @@ class Settings:
     account: str = ""  # which account these settings speak for; "" is the main one
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
     state: StateSettings | None = None  # None: only the URL (settings made by hand)
+    # How long a daemon's lease on an account lasts without a heartbeat (#17): when a daemon
+    # dies, another takes its accounts over after at most this long.
+    lease_seconds: float = 60.0
 
     @property
     def state_connect(self) -> dict[str, str]:
@@ -491,6 +494,7 @@ def load_settings(
         "imap",
         "follow_up",
         "watch",
+        "daemon",
         "state",
         "composer",
         "addresses",
@@ -619,6 +623,7 @@ def load_settings(
     )
     state = _state(r, base, secrets)
     state_url = state.url
+    lease_seconds = _lease_seconds(r, data)
 
     c = r.table("composer", ("html",))
     a = r.table("addresses", ("allow_test_domains",))
@@ -638,6 +643,7 @@ def load_settings(
         provider=provider,
         retries=_retries(r, data),
         daily_cap=daily_cap,
+        lease_seconds=lease_seconds,
         # The main account is kept under "" too, so any account's view can get back to it.
         accounts={"": AccountSettings("", sender, smtp, imap, provider, daily_cap), **accounts},
     )
@@ -1111,6 +1117,24 @@ def _server(
         ca_file=ca_path,
         timeout=timeout,
     )
+
+
+# A lease shorter than a couple of seconds would expire between two heartbeats of a busy
+# daemon (they come every third of it); a day is longer than any failover anyone waits for.
+LEASE_RANGE = (2.0, 86400.0)
+
+
+def _lease_seconds(r: _Reader, data: dict[str, Any]) -> float:
+    table = r.table("daemon", ("lease_seconds",))
+    seconds = r.get(table, "daemon", "lease_seconds", float, 60.0)
+    low, high = LEASE_RANGE
+    if not low <= seconds <= high:
+        r.problem(
+            "daemon.lease_seconds",
+            f"must be between {low:g} and {high:g} seconds, not {seconds:g}",
+        )
+        return 60.0
+    return seconds
 
 
 def _retries(r: _Reader, data: dict[str, Any]) -> int:

@@ -5,6 +5,8 @@ does nothing else (it reads no file, counts nothing, loads no module). ``name@N`
 the Nth time the point is reached (a campaign killed half-way). The crash tests use this to
 stop a send at an exact step instead of guessing with sleeps. The kill is SIGKILL on Linux
 and macOS, an immediate ``os._exit`` on Windows: no clean-up runs, as in a real crash.
+With ``MAILER_CRASH_STOP=1`` the process stops itself there instead (SIGSTOP, POSIX only): a
+daemon that stalls at an exact step until the test sends SIGCONT (#17, fencing).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def crash_point(name: str) -> None:
         return
     _hits[name] += 1
     if _hits[name] >= int(nth or 1):
+        if os.environ.get("MAILER_CRASH_STOP") == "1":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
         from mailer.adapters.process import kill_self
 
         kill_self()

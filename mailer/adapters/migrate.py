@@ -65,7 +65,10 @@ def upgrade(connection: Any) -> list[str]:
     return ran
 
 
+BASELINE = "0005_baseline"
+
+
 def stamp(connection: Any) -> None:
-    """Record the head revision without running it: for a store the hand-rolled steps have
-    just brought to the baseline's schema."""
-    _run(connection, lambda script, rev: script._stamp_revs("head", rev))
+    """Record the baseline revision without running it: for a store the hand-rolled steps
+    have just brought to the baseline's schema (the later revisions are run by upgrade)."""
+    _run(connection, lambda script, rev: script._stamp_revs(BASELINE, rev))

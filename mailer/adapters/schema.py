@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -172,3 +173,24 @@ unreadable = Table(
 
 # In the order a copy must fill them: a table after the tables it refers to.
 TABLES = ("meta", "threads", "messages", "events", "folders", "incoming", "unreadable")
+
+# --- revision 0006: leases (#17) -------------------------------------------------------------
+# Apart from ``metadata``: the baseline revision makes every table of that one, and a new store
+# gets this one from revision 0006, as an old store does.
+lease_metadata = MetaData()
+
+# One row per account: which daemon may work on it, under which epoch (the fencing token, +1 on
+# every new acquisition), until when. Times are seconds since 1970 by the DATABASE's clock (see
+# mailer.adapters.store.Store.acquire_lease), never a machine's: daemons on several machines
+# compare them with one clock.
+FLOAT = Float().with_variant(postgresql.DOUBLE_PRECISION(), "postgresql")
+leases = Table(
+    "leases",
+    lease_metadata,
+    Column("account", TEXT, primary_key=True),
+    _text("owner"),
+    Column("epoch", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+    Column("acquired_at", FLOAT, nullable=False),
+    Column("heartbeat_at", FLOAT, nullable=False),
+    Column("expires_at", FLOAT, nullable=False),
+)

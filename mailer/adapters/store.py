@@ -22,7 +22,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 5
 # The Alembic revision a store up to date carries (mailer/adapters/migrations). Compared as
 # text when a store opens, so that Alembic is imported only to migrate.
-ALEMBIC_HEAD = "0005_baseline"
+ALEMBIC_HEAD = "0006_leases"
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
@@ -408,15 +408,27 @@ def owner_token() -> str:
 _token: list[Any] = [None, ""]
 
 
-def owner_alive(owner: str | None) -> bool:
+def owner_alive(owner: str | None, leases: Mapping[str, str] | None = None) -> bool:
     """Whether the process that marked a message is still running (so it is not abandoned).
 
     After a reboot the PID may belong to another program; the boot id and start time in the
     token tell them apart. Tokens written before mailer.adapters.process have the same form on Linux
     (boot id, clock ticks), so a live owner that wrote one is still seen as alive.
+
+    A daemon's token also names the lease it worked under (``token|epoch|account``, see
+    :meth:`Store.under_lease`): with ``leases`` (account -> epoch of each unexpired lease, by
+    the database's clock) that lease decides, on any machine: once the account's epoch has
+    moved on or its lease expired, the message belongs to nobody alive, however alive its
+    process may be. Without them (a listing), the process is asked as for any other token.
     """
     if not owner:
         return False
+    token, lease_mark, lease = owner.partition("|")
+    if lease_mark:
+        if leases is not None:
+            epoch, _, account = lease.partition("|")
+            return leases.get(account) == epoch
+        owner = token
     parts = owner.split(":")
     if len(parts) != 4:
         return False  # an older or foreign token: treat the work as abandoned
@@ -596,9 +608,8 @@ class Store:
 
             if revision is None:  # the store reached the baseline by the hand-rolled steps
                 migrate.stamp(c)
-                self.migrated.append(f"stamped Alembic revision {ALEMBIC_HEAD}")
-            else:
-                self.migrated += [f"Alembic revision {r}" for r in migrate.upgrade(c)]
+                self.migrated.append(f"stamped Alembic revision {migrate.BASELINE}")
+            self.migrated += [f"Alembic revision {r}" for r in migrate.upgrade(c)]
 
     # --- threads -----------------------------------------------------------------------
 
@@ -772,7 +783,7 @@ class Store:
                     "from": envelope_from,
                     "rcpts": json.dumps(list(recipients)),
                     "now": now.isoformat(),
-                    "owner": owner_token(),
+                    "owner": self._owner(),
                 },
             ).scalar_one()
         )
@@ -811,13 +822,23 @@ class Store:
         accepted, and a dead process's message is requeued (requeue_abandoned)."""
         from sqlalchemy import text
 
+        # A daemon's message (see under_lease): only while its lease is still held at its
+        # epoch, in this same statement, so a daemon that stalled and lost it sends no dot.
+        fence, fence_params = self._fence_sql()
         with self.tx() as c:
             done = c.execute(
-                text("""UPDATE messages SET final_dot_at = :now
-                        WHERE id = :id AND state = :s AND owner = :o"""),
-                {"now": now.isoformat(), "id": message_row_id, "s": SUBMITTING, "o": owner_token()},
+                text(f"""UPDATE messages SET final_dot_at = :now
+                        WHERE id = :id AND state = :s AND owner = :o{fence}"""),
+                {
+                    "now": now.isoformat(),
+                    "id": message_row_id,
+                    "s": SUBMITTING,
+                    "o": self._owner(),
+                    **fence_params,
+                },
             ).rowcount
             if done != 1:
+                self._lease_lost(c)
                 # Not ours to finish: the final dot is not sent, so the server takes nothing.
                 raise ClaimError(
                     f"message {message_row_id} is no longer being sent by this process; "
@@ -841,7 +862,8 @@ class Store:
                 .mappings()
                 .all()
             )
-            moved = [r for r in rows if abandoned_before_final_dot(r)]
+            live = self._live_leases(c)
+            moved = [r for r in rows if abandoned_before_final_dot(r, live)]
             for r in moved:
                 # Owned by nobody: whichever pass or run comes next sends it. No time stamp:
                 # it did not fail, it never went.
@@ -871,7 +893,10 @@ class Store:
 
         with self.tx() as c:
             row = self._claimable(c, message_row_id)
-            if row["state"] not in (IN_DOUBT, SUBMITTING) or abandoned_before_final_dot(row):
+            self._check_lease(c, row["thread_id"])
+            if row["state"] not in (IN_DOUBT, SUBMITTING) or abandoned_before_final_dot(
+                row, self._live_leases(c)
+            ):
                 raise ClaimError(
                     f"message {row['message_id']} is {_shown(row)} now, no longer in doubt; "
                     "it is not sent again"
@@ -909,8 +934,8 @@ class Store:
             raise StateError(f"message {message_row_id} not found in the state store")
         if (
             row["state"] in (QUEUED, SUBMITTING)
-            and row["owner"] != owner_token()
-            and owner_alive(row["owner"])
+            and row["owner"] != self._owner()
+            and owner_alive(row["owner"], self._live_leases(c))
         ):
             raise ClaimError(
                 f"message {row['message_id']} is being sent by another mailer process "
@@ -1008,7 +1033,7 @@ class Store:
                 row is None
                 or row["state"] != SUBMITTING
                 or not row["final_dot_at"]  # before the dot: requeued, not in doubt
-                or owner_alive(row["owner"])
+                or owner_alive(row["owner"], self._live_leases(c))
             ):
                 return False
             self._move_with_error(c, message_row_id, MessageEvent.ABANDONED, now, error, "in_doubt")
@@ -1104,7 +1129,7 @@ class Store:
             {
                 "s": new,
                 "now": now.isoformat(),
-                "o": owner_token() if owner is True else owner,
+                "o": self._owner() if owner is True else owner,
                 "id": message_row_id,
                 **params,
                 **{f"x_{column}": value for column, value in extra.items()},
@@ -1522,6 +1547,7 @@ class Store:
         from sqlalchemy import text
 
         with self.tx() as c:
+            self._check_lease(c, thread_id)
             t = (
                 c.execute(
                     text("""SELECT state, follow_up_due, follow_ups_sent, max_follow_ups FROM threads
@@ -1546,14 +1572,15 @@ class Store:
                 .mappings()
                 .all()
             )
+            leases = self._live_leases(c)
             for m in live:
                 if (
                     m["state"] == QUEUED
-                    and (not owner_alive(m["owner"]) or m["owner"] == owner_token())
-                ) or abandoned_before_final_dot(m):
+                    and (not owner_alive(m["owner"], leases) or m["owner"] == self._owner())
+                ) or abandoned_before_final_dot(m, leases):
                     c.execute(
                         text("UPDATE messages SET state = :q, owner = :o WHERE id = :id"),
-                        {"q": QUEUED, "o": owner_token(), "id": m["id"]},
+                        {"q": QUEUED, "o": self._owner(), "id": m["id"]},
                     )
                     return int(m["id"])
                 return None
@@ -1633,7 +1660,15 @@ class Store:
         sql = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                  WHERE m.state IN (:s, :d) AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""
         rows = self._rows(sql, s=SUBMITTING, d=IN_DOUBT, a=account)
-        return [m for m in self._decoded(rows, _message) if m.state_now == IN_DOUBT]
+        messages = self._decoded(rows, _message)
+        if any(m.state == SUBMITTING and "|" in (m.owner or "") for m in messages):
+            # A daemon's: its lease says whether its process still works on it.
+            with self.tx() as c:
+                leases = dict(self._live_leases(c).items())
+            alive = {m.id: owner_alive(m.owner, leases) for m in messages}
+            shown = [message_shown(m.state, alive[m.id], bool(m.final_dot_at)) for m in messages]
+            return [m for m, st in zip(messages, shown, strict=True) if st == IN_DOUBT]
+        return [m for m in messages if m.state_now == IN_DOUBT]
 
     # --- campaigns ---------------------------------------------------------------------------
 
@@ -1724,12 +1759,13 @@ class Store:
                 .all()
             )
             mine = []
+            leases = self._live_leases(c)
             for m in self._decoded(rows, _message):
                 filer = (m.sent_copy or "").removeprefix("filing: ")
                 if m.sent_copy and m.sent_copy.startswith("filing: "):
                     busy = filer != me and owner_alive(filer)
                 else:
-                    busy = m.owner != me and owner_alive(m.owner)
+                    busy = m.owner not in (me, self._owner()) and owner_alive(m.owner, leases)
                 if not busy:
                     mine.append(m)
             if mine:
@@ -2003,6 +2039,242 @@ class Store:
             [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in e_rows],
         )
 
+    # --- leases (#17): several daemons on one store ----------------------------------------
+    # A daemon works on an account only while it holds the account's lease. Expiry is judged
+    # by the database's clock (seconds since 1970, see _DB_NOW), never a machine's, so the
+    # machines' clocks need not agree. Every new acquisition gets the next epoch: the fencing
+    # token that a daemon's claims and final-dot marks are conditional on (under_lease).
+
+    lease: Lease | None = None  # the lease this store's claims are made under, if any
+
+    def _db_now(self) -> str:
+        return _DB_NOW[_dialect_of(self)]
+
+    def acquire_lease(
+        self, account: str, owner: str, seconds: float, *, dead_owner: str | None = None
+    ) -> Lease | None:
+        """Take ``account``'s lease for ``owner`` (a daemon id) if it is free or expired, with
+        the next epoch; None if a live lease of another (or an earlier one of the same owner)
+        holds it. One conditional upsert, checked by its row count. ``dead_owner``: a holder
+        known to be dead (a daemon of this machine whose process is gone), whose unexpired
+        lease is taken too, as long as it is still that one's."""
+        from sqlalchemy import text
+
+        now = self._db_now()
+        with self.tx() as c:
+            done = c.execute(
+                text(f"""INSERT INTO leases
+                        (account, owner, epoch, acquired_at, heartbeat_at, expires_at)
+                        VALUES (:a, :o, 1, {now}, {now}, {now} + :s)
+                        ON CONFLICT (account) DO UPDATE SET owner = excluded.owner,
+                        epoch = leases.epoch + 1, acquired_at = excluded.acquired_at,
+                        heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at
+                        WHERE leases.expires_at <= excluded.acquired_at
+                        OR leases.owner = :dead"""),
+                {"a": account, "o": owner, "s": float(seconds), "dead": dead_owner},
+            ).rowcount
+            if done != 1:
+                return None
+            epoch = c.execute(
+                text("SELECT epoch FROM leases WHERE account = :a AND owner = :o"),
+                {"a": account, "o": owner},
+            ).scalar_one()
+        return Lease(account, owner, int(epoch), float(seconds))
+
+    def renew_lease(self, lease: Lease) -> bool:
+        """Push the lease's expiry on, if it is still ``lease``'s (same owner and epoch) and
+        not expired: False means it is lost, and its holder must stop working on it."""
+        from sqlalchemy import text
+
+        now = self._db_now()
+        with self.tx() as c:
+            done = c.execute(
+                text(f"""UPDATE leases SET heartbeat_at = {now}, expires_at = {now} + :s
+                        WHERE account = :a AND owner = :o AND epoch = :e AND expires_at > {now}"""),
+                {"a": lease.account, "o": lease.owner, "e": lease.epoch, "s": lease.seconds},
+            ).rowcount
+        return done == 1
+
+    def release_lease(self, lease: Lease) -> bool:
+        """Give the lease back (a clean shutdown): expired now, so another daemon takes the
+        account at once rather than after the lease time. Its epoch stays, for the next."""
+        from sqlalchemy import text
+
+        now = self._db_now()
+        with self.tx() as c:
+            done = c.execute(
+                text(f"""UPDATE leases SET expires_at = {now}, heartbeat_at = {now}
+                        WHERE account = :a AND owner = :o AND epoch = :e AND expires_at > {now}"""),
+                {"a": lease.account, "o": lease.owner, "e": lease.epoch},
+            ).rowcount
+        return done == 1
+
+    def leases(self) -> list[LeaseRow]:
+        """Every account's lease, held or not, by account; times by the database's clock."""
+        now = _DB_NOW[_dialect_of(self)]
+        with self.reading() as query:
+            _, rows = query(
+                f"""SELECT account, owner, epoch, acquired_at, heartbeat_at, expires_at, {now}
+                    FROM leases ORDER BY account"""
+            )
+        return [
+            LeaseRow(
+                account=str(a),
+                owner=str(o),
+                epoch=int(e),
+                acquired_at=_from_epoch(acq),
+                heartbeat_at=_from_epoch(hb),
+                expires_at=_from_epoch(exp),
+                held=float(exp) > float(db_now),
+            )
+            for a, o, e, acq, hb, exp, db_now in rows
+        ]
+
+    @contextmanager
+    def under_lease(self, lease: Lease) -> Iterator[None]:
+        """Make this store's claims as ``lease``'s holder: the follow-ups and resends claimed
+        and the final-dot marks written meanwhile are conditional on the lease still being
+        held at its epoch, and the messages carry it in their owner token. For the daemon,
+        one account at a time (``check``, ``send`` and campaigns take no lease)."""
+        self.lease = lease
+        try:
+            yield
+        finally:
+            self.lease = None
+
+    def _owner(self) -> str:
+        """The owner token written on the messages this process claims now."""
+        lease = self.lease
+        if lease is None:
+            return owner_token()
+        return f"{owner_token()}|{lease.epoch}|{lease.account}"
+
+    def _fence_sql(self) -> tuple[str, dict[str, Any]]:
+        """The condition (``AND EXISTS ...``) that the current lease is still held at its
+        epoch and unexpired, for a statement's WHERE; nothing without a lease."""
+        lease = self.lease
+        if lease is None:
+            return "", {}
+        return (
+            f""" AND EXISTS (SELECT 1 FROM leases WHERE account = :fence_a
+                AND owner = :fence_o AND epoch = :fence_e AND expires_at > {self._db_now()})""",
+            {"fence_a": lease.account, "fence_o": lease.owner, "fence_e": lease.epoch},
+        )
+
+    def _check_lease(self, c: Any, thread_id: int) -> None:
+        """Inside a claim's transaction: refuse unless the current lease (if any) is the
+        thread's account's and still held at its epoch."""
+        from sqlalchemy import text
+
+        lease = self.lease
+        if lease is None:
+            return
+        fence, params = self._fence_sql()
+        found = c.execute(
+            text(f"SELECT 1 FROM threads WHERE id = :t AND account = :fence_a{fence}"),
+            {"t": thread_id, **params},
+        ).first()
+        if found is None:
+            self._lease_lost(c)
+            raise LeaseLostError(
+                f"thread {thread_id} is not of {account_label_of(lease.account)}, "
+                f"whose lease this daemon holds; it is not claimed here"
+            )
+
+    def _lease_lost(self, c: Any) -> None:
+        """Raise LeaseLostError if the current lease is no longer held at its epoch."""
+        from sqlalchemy import text
+
+        lease = self.lease
+        if lease is None:
+            return
+        fence, params = self._fence_sql()
+        if c.execute(text(f"SELECT 1 WHERE 1 = 1{fence}"), params).first() is None:
+            raise LeaseLostError(
+                f"{account_label_of(lease.account)}: this daemon lost its lease (epoch "
+                f"{lease.epoch}): it expired or another daemon took it; nothing more is "
+                "claimed or sent on it"
+            )
+
+    def _live_leases(self, c: Any) -> _LiveLeases:
+        return _LiveLeases(c, self._db_now())
+
+
+class LeaseLostError(ClaimError):
+    """A daemon's claim or final-dot mark refused: its lease expired or moved on."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease held: account, holder (a daemon id), epoch, and its length in seconds."""
+
+    account: str
+    owner: str
+    epoch: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    account: str
+    owner: str
+    epoch: int
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    held: bool  # unexpired, by the database's clock
+
+
+class _LiveLeases(Mapping[str, str]):
+    """account -> epoch (as text) of every unexpired lease, read in the caller's transaction
+    the first time it is asked (most transactions never need it)."""
+
+    def __init__(self, c: Any, now_sql: str) -> None:
+        self._c = c
+        self._now = now_sql
+        self._found: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        from sqlalchemy import text
+
+        if self._found is None:
+            rows = self._c.execute(
+                text(f"SELECT account, epoch FROM leases WHERE expires_at > {self._now}")
+            ).all()
+            self._found = {str(a): str(e) for a, e in rows}
+        return self._found
+
+    def __getitem__(self, key: str) -> str:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+# Now, in seconds since 1970, by the database's own clock, one value for a whole statement
+# (as SQLite's 'now' is). statement_timestamp() and not now(): now() is when the transaction
+# began, which may be long before it got the write lock.
+_DB_NOW = {
+    "postgresql": "extract(epoch from statement_timestamp())",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
+
+
+def _dialect_of(store: Any) -> str:
+    engine = getattr(store, "engine", None)  # a StoreReader has none: it is SQLite
+    return "postgresql" if engine is not None and engine.dialect.name == "postgresql" else "sqlite"
+
+
+def _from_epoch(seconds: Any) -> datetime:
+    return datetime.fromtimestamp(float(seconds), UTC)
+
+
+def account_label_of(name: str) -> str:
+    return f"account {name!r}" if name else "the main account"
+
 
 def _shown(row: Any) -> str:
     """A message row's state as ``status`` words it (a dead process's submitting is in
@@ -2011,10 +2283,14 @@ def _shown(row: Any) -> str:
     return describe_state(message_shown(row["state"], alive, bool(row["final_dot_at"])))
 
 
-def abandoned_before_final_dot(row: Any) -> bool:
+def abandoned_before_final_dot(row: Any, leases: Mapping[str, str] | None = None) -> bool:
     """Submitting by a process that is gone, which never reached the final dot: the server
-    cannot have accepted it, so it is safe to send again."""
-    return row["state"] == SUBMITTING and not row["final_dot_at"] and not owner_alive(row["owner"])
+    cannot have accepted it, so it is safe to send again (``leases``: see owner_alive)."""
+    return (
+        row["state"] == SUBMITTING
+        and not row["final_dot_at"]
+        and not owner_alive(row["owner"], leases)
+    )
 
 
 class CorruptRowError(StateError):
@@ -2443,6 +2719,7 @@ class StoreReader:
     _read_in_full = Store._read_in_full
     _listed_summaries = Store._listed_summaries
     _broken_messages = Store._broken_messages
+    leases = Store.leases
 
     def close(self) -> None:
         self._db.close()

@@ -336,9 +336,14 @@ def situations(obj: Context) -> None:
 @click.option(
     "--explain", is_flag=True, help="With ID: the decision log (which message caused what)."
 )
+@click.option(
+    "--daemons", is_flag=True, help="Which daemon holds which account's lease, since when."
+)
 @click.pass_obj
 @handle_errors
-def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) -> None:
+def status(
+    obj: Context, thread_id: int | None, as_json: bool, explain: bool, daemons: bool
+) -> None:
     """List threads, or show one thread with its messages. Times are in your zone."""
     from mailer.adapters.clock import local_zone
     from mailer.services import threadview as view
@@ -347,6 +352,11 @@ def status(obj: Context, thread_id: int | None, as_json: bool, explain: bool) ->
     settings = obj.settings(offline=True)
     store = obj.store(settings, to_read=True)
     tz = local_zone(settings.sender.timezone)
+    if daemons:
+        from mailer.cli.leases import show_leases
+
+        show_leases(store.leases(), tz, as_json)
+        return
     alive = view.owners_alive()
     if thread_id is None:
         import gc
@@ -484,6 +494,12 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     logging.getLogger("mailer").setLevel(level)
     clock = default_clock()
     with store_lock(settings.state_url, settings.workspace, "mailer check"):
+        if not settings.state_url.startswith("sqlite"):
+            # A shared database: a daemon here or on another machine may hold an account
+            # (on SQLite the lock above already says no daemon runs).
+            from mailer.cli.leases import refuse_leased
+
+            refuse_leased(settings, store)
         report = run_pass_all(settings, store, clock)
     log_report(report)
     if verbose:
@@ -546,7 +562,12 @@ def daemon(obj: Context, quiet: bool, verbose: bool) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with store_lock(settings.state_url, settings.workspace, "mailer daemon"):
+    if settings.state_url.startswith("sqlite"):
+        with store_lock(settings.state_url, settings.workspace, "mailer daemon"):
+            run_daemon(settings, store, default_clock(), stop)
+    else:
+        # A shared database: several daemons, here or on other machines, each on the
+        # accounts whose lease it holds (#17). No file lock, which would allow one per host.
         run_daemon(settings, store, default_clock(), stop)
 
 

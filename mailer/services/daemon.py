@@ -17,9 +17,10 @@ from datetime import UTC, date, datetime
 from mailer.adapters.clock import Clock
 from mailer.adapters.config import ImapSettings, Settings
 from mailer.adapters.mailbox import Mailbox
-from mailer.adapters.store import Store, safe_url
+from mailer.adapters.store import MEMORY_URL, Store, safe_url
 from mailer.errors import MailerError
 from mailer.model.redact import redact
+from mailer.services.leases import LeaseKeeper
 from mailer.services.passes import PassReport, every_account, run_pass
 
 log = logging.getLogger("mailer.services.daemon")
@@ -78,8 +79,15 @@ def once_a_day(keys: list[str], said: dict[str, date], today: date) -> list[str]
     return fresh
 
 
-def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.Event) -> None:
-    """Run until ``stop`` is set (by SIGTERM/SIGINT in the CLI)."""
+def run_daemon(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    stop: threading.Event,
+    keeper: LeaseKeeper | None = None,
+) -> None:
+    """Run until ``stop`` is set (by SIGTERM/SIGINT in the CLI). Works only on the accounts
+    whose lease it holds (#17): other daemons on the same store have the others."""
     from apscheduler.events import EVENT_JOB_ERROR
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -94,8 +102,26 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
 
     held: dict[str, Mailbox] = {}  # per account, one IMAP connection kept between passes
     said: dict[str, date] = {}  # what waits for the user, named today (see log_report)
+    if keeper is None:
+        # On SQLite the CLI holds the store's file lock: no other daemon can be alive.
+        keeper = LeaseKeeper(
+            store,
+            settings.account_names,
+            settings.lease_seconds,
+            exclusive=store.url.startswith("sqlite"),
+        )
 
     def one_pass(account: Settings) -> PassReport:
+        name = account.account
+        lease = keeper.lease(name)
+        if lease is None:  # another daemon's account, for now
+            if name in held:
+                held.pop(name).close()
+            return PassReport()
+        with store.under_lease(lease):
+            return leased_pass(account)
+
+    def leased_pass(account: Settings) -> PassReport:
         # A kept connection may have been closed by the server since the last pass: then the
         # pass is run again at once on a new one, rather than waiting for the next poll.
         name = account.account
@@ -124,6 +150,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         with busy:
             while True:
                 again.clear()
+                keeper.beat()  # each pass renews its leases, then takes the free ones
                 report = every_account(settings, store, one_pass)
                 # What waits for the user is said once a day, not on every pass.
                 log_report(report, said, clock().astimezone(UTC).date())
@@ -156,6 +183,7 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         id=JOB_ID,
         next_run_time=datetime.now(UTC),
     )
+    keeper.beat()
     scheduler.start()
     log.info(
         "daemon started: polling every %gs%s; %d account(s); state %s",
@@ -165,6 +193,10 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
         safe_url(settings.state_url),
     )
     watchers = []
+    heart = threading.Thread(
+        target=_heartbeat, args=(settings, store, keeper, stop, wake_now), name="leases"
+    )
+    heart.start()
     if settings.watch.idle:
         # One IDLE connection per account: a reply lands in the mailbox it was sent from.
         for name in settings.account_names:
@@ -184,10 +216,33 @@ def run_daemon(settings: Settings, store: Store, clock: Clock, stop: threading.E
     if busy.acquire(timeout=60):
         for box in held.values():
             box.close()
+        heart.join(timeout=10)
+        keeper.release_all()  # another daemon takes the accounts at once
         busy.release()
     for watcher in watchers:
         watcher.join(timeout=5)
     log.info("stopped")
+
+
+def _heartbeat(
+    settings: Settings,
+    store: Store,
+    keeper: LeaseKeeper,
+    stop: threading.Event,
+    wake_now: Callable[[], None],
+) -> None:
+    """Renew the leases every third of their time, however long a pass takes, and take the
+    free ones; a pass runs at once when an account is gained (a dead daemon's, taken over).
+    The store's engine gives this thread a connection of its own. Not a second Store on the
+    same SQLite file: opening one reads the file, and closing that descriptor would drop the
+    POSIX locks SQLite holds on it for the whole process. An in-memory store has one
+    connection only: then the passes alone renew."""
+    if store.url == MEMORY_URL:
+        return
+    while not stop.wait(keeper.heartbeat_seconds):
+        gained, _ = keeper.beat()
+        if gained:
+            wake_now()
 
 
 def wake(scheduler) -> None:  # type: ignore[no-untyped-def]

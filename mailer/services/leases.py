@@ -1,0 +1,134 @@
+"""Which accounts this daemon works on (#17): several ``mailer daemon`` processes, on one
+machine or several, share one store, and each account is leased to one of them at a time.
+
+A :class:`LeaseKeeper` renews the leases it holds, then takes the free or expired ones, on
+every heartbeat (at least every third of the lease time) and at the start of every pass. A
+lease it fails to renew is lost: it expired (the daemon stalled, or the database was out of
+reach too long) or another daemon took it. Nothing more is claimed on it, and the store
+refuses the claims and final-dot marks of a stale epoch anyway (Store.under_lease), so a
+daemon that wakes late cannot send on a lease it no longer holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+
+from mailer.adapters import process
+from mailer.adapters.config import account_label
+from mailer.adapters.store import Lease, Store, owner_token
+from mailer.errors import StateError
+
+log = logging.getLogger("mailer.services.leases")
+
+
+def daemon_id() -> str:
+    """Who holds a lease: host, boot, PID and the PID's start time (the owner token of
+    mailer.adapters.store), and a random part, so that no two daemons ever share one."""
+    return f"{owner_token()}:{secrets.token_hex(3)}"
+
+
+def dead_here(owner: str) -> bool:
+    """Whether ``owner`` (a daemon id) is a daemon of this machine, in this boot, whose
+    process is gone. Another machine's (or one that merely shares the host name) is never
+    judged so: its lease expires instead. Were it judged wrongly, the fencing would still
+    refuse the robbed daemon's claims and final dots."""
+    parts = owner.split(":")
+    if len(parts) != 5 or parts[0] != socket.gethostname():
+        return False
+    _, boot, pid, started, _ = parts
+    if not process.same_boot(boot, process.boot_mark()) or not pid.isdigit():
+        return False
+    return not process.is_running(int(pid), started)
+
+
+class LeaseKeeper:
+    """The leases one daemon holds, by account. Thread-safe: the heartbeat thread and the
+    passes both call :meth:`beat`."""
+
+    def __init__(
+        self,
+        store: Store,
+        accounts: tuple[str, ...],
+        seconds: float,
+        owner: str | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> None:
+        """``exclusive``: this daemon alone may work on the store (a SQLite store, whose
+        file lock it holds), so whatever lease another left behind is a dead daemon's."""
+        self.exclusive = exclusive
+        self.store = store
+        self.accounts = accounts
+        self.seconds = seconds
+        self.owner = owner or daemon_id()
+        self.held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.seconds / 3
+
+    def lease(self, account: str) -> Lease | None:
+        return self.held.get(account)
+
+    def beat(self, store: Store | None = None) -> tuple[list[str], list[str]]:
+        """Renew what is held, then take what is free; (accounts gained, accounts lost).
+        The database out of reach is said and survived: its leases are judged again on the
+        next beat, when a renewal that comes too late finds them expired. ``store``: another
+        connection to the same store (the heartbeat thread's)."""
+        store = store or self.store
+        gained: list[str] = []
+        lost: list[str] = []
+        with self._lock:
+            try:
+                for account, lease in list(self.held.items()):
+                    if not store.renew_lease(lease):
+                        del self.held[account]
+                        lost.append(account)
+                        log.warning(
+                            "%s: lost its lease (epoch %d): it expired or another daemon took "
+                            "it; this daemon no longer works on it",
+                            account_label(account),
+                            lease.epoch,
+                        )
+                wanted = [a for a in self.accounts if a not in self.held]
+                # A daemon of this machine killed a moment ago holds its leases until they
+                # expire: its restart (or a neighbour) takes them at once instead.
+                dead = (
+                    {
+                        r.account: r.owner
+                        for r in store.leases()
+                        if r.held and (self.exclusive or dead_here(r.owner))
+                    }
+                    if wanted
+                    else {}
+                )
+                for account in wanted:
+                    lease = store.acquire_lease(
+                        account, self.owner, self.seconds, dead_owner=dead.get(account)
+                    )
+                    if lease is not None:
+                        self.held[account] = lease
+                        gained.append(account)
+                        log.info(
+                            "%s: lease taken (epoch %d) by %s",
+                            account_label(account),
+                            lease.epoch,
+                            self.owner,
+                        )
+            except StateError as exc:
+                log.warning("cannot renew or take leases now: %s", exc)
+        return gained, lost
+
+    def release_all(self) -> None:
+        """Give every lease back (a clean shutdown), so others take the accounts at once."""
+        with self._lock:
+            for account, lease in list(self.held.items()):
+                try:
+                    self.store.release_lease(lease)
+                except StateError as exc:
+                    log.warning("%s: lease not released: %s", account_label(account), exc)
+                del self.held[account]

@@ -1,0 +1,137 @@
+"""The user's side of leases (#17): ``[daemon] lease_seconds``, ``status --daemons`` and
+``check`` refusing an account a live daemon's lease holds on a shared store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mailer.adapters.config import load_settings
+from mailer.adapters.store import Store
+from mailer.errors import ConfigError, ExitCode
+
+from .conftest import run_cli
+from .postgres import Postgres
+
+DAEMON = "host-a:boot:4242:99:abcdef"
+
+
+def _on_postgres(ws: Path, postgres: Postgres, db: str) -> Store:
+    config = ws / "config" / "mailer.toml"
+    url = postgres.url(db, password=False)
+    config.write_text(config.read_text() + f'\n[state]\nurl = "{url}"\n')
+    with (ws / ".env").open("a") as env:
+        env.write(f"MAILER_STATE_PASSWORD={postgres.password}\n")
+    return Store(url, connect={"password": postgres.password})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1", "daemon.lease_seconds: must be between 2 and 86400 seconds, not 1"),
+        ("100000", "daemon.lease_seconds: must be between 2 and 86400 seconds, not 100000"),
+        ('"60s"', "daemon.lease_seconds: must be float, not '60s'"),
+    ],
+)
+def test_a_bad_lease_time_is_one_line_naming_the_file_and_key(
+    offline_workspace: Path, value: str, problem: str
+) -> None:
+    config = offline_workspace / "config" / "mailer.toml"
+    config.write_text(config.read_text() + f"\n[daemon]\nlease_seconds = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert problem in str(caught.value)
+    assert str(config) in str(caught.value)
+
+
+def test_the_lease_time_is_sixty_seconds_unless_set(offline_workspace: Path) -> None:
+    config = offline_workspace / "config" / "mailer.toml"
+    assert load_settings(config).lease_seconds == 60.0
+    config.write_text(config.read_text() + "\n[daemon]\nlease_seconds = 3\n")
+    assert load_settings(config).lease_seconds == 3.0
+
+
+def test_status_daemons_shows_who_holds_each_account_since_when_with_its_epoch(
+    offline_workspace: Path, postgres: Postgres, pg_database: str
+) -> None:
+    s = _on_postgres(offline_workspace, postgres, pg_database)
+    try:
+        s.acquire_lease("", DAEMON, 3600)
+        s.acquire_lease("bea", "host-b:boot:7:1:012345", 0)  # expired at once
+        rows = s.leases()
+    finally:
+        s.close()
+    r = run_cli(offline_workspace, "status", "--daemons")
+    assert r.returncode == 0, r.stderr
+    header, main, bea = r.stdout.splitlines()
+    assert header.split() == ["ACCOUNT", "DAEMON", "EPOCH", "SINCE", "EXPIRES"]
+    assert main.split()[:3] == ["(main)", DAEMON, "1"] and main.endswith("held")
+    assert bea.split()[:3] == ["bea", "host-b:boot:7:1:012345", "1"] and bea.endswith("expired")
+    shown = json.loads(run_cli(offline_workspace, "status", "--daemons", "--json").stdout)
+    assert [(x["account"], x["daemon"], x["epoch"], x["held"]) for x in shown["leases"]] == [
+        ("", DAEMON, 1, True),
+        ("bea", "host-b:boot:7:1:012345", 1, False),
+    ]
+    assert shown["leases"][0]["since"] == rows[0].acquired_at.isoformat()
+
+
+def test_status_daemons_on_a_store_no_daemon_used_says_so(offline_workspace: Path) -> None:
+    r = run_cli(offline_workspace, "status", "--daemons")
+    assert (r.returncode, r.stdout) == (0, "No daemon has held a lease on this store.\n")
+
+
+def test_check_refuses_an_account_a_live_daemon_holds_naming_it_the_daemon_and_since_when(
+    workspace: Path, postgres: Postgres, pg_database: str
+) -> None:
+    s = _on_postgres(workspace, postgres, pg_database)
+    try:
+        lease = s.acquire_lease("", DAEMON, 3600)
+        assert lease is not None
+        since = s.leases()[0].acquired_at
+    finally:
+        s.close()
+    r = run_cli(workspace, "check")
+    assert r.returncode == ExitCode.LOCKED, r.stdout + r.stderr
+    first = r.stderr.splitlines()[0]
+    assert (
+        f"the main account is leased to daemon {DAEMON} since {since:%Y-%m-%d %H:%M:%S} UTC"
+        in first
+    )
+    assert "Traceback" not in r.stderr
+    # The lease given back: check runs.
+    s = Store(postgres.url(pg_database, password=False), connect={"password": postgres.password})
+    try:
+        assert s.release_lease(lease)
+    finally:
+        s.close()
+    again = run_cli(workspace, "check")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_status_daemons_reads_a_sqlite_store_through_the_plain_reader(
+    offline_workspace: Path,
+) -> None:
+    """Verify the read path status takes on an up-to-date SQLite store (no SQLAlchemy)
+    lists leases as the full store does."""
+    from mailer.adapters.config import find_config
+
+    assert run_cli(offline_workspace, "status").returncode == 0  # makes the store
+    url = load_settings(find_config(offline_workspace)).state_url
+    s = Store(url)
+    try:
+        s.acquire_lease("", DAEMON, 3600)
+    finally:
+        s.close()
+    from mailer.adapters.store import StoreReader, open_to_read
+
+    reader = open_to_read(url)
+    try:
+        assert isinstance(reader, StoreReader)
+        (row,) = reader.leases()
+        assert (row.account, row.owner, row.epoch, row.held) == ("", DAEMON, 1, True)
+    finally:
+        reader.close()
+    r = run_cli(offline_workspace, "status", "--daemons")
+    assert r.stdout.splitlines()[1].split()[:3] == ["(main)", DAEMON, "1"]
