@@ -152,6 +152,29 @@ def store_vs_store(info: StackInfo, pg: Postgres, reps: int) -> dict[str, list[f
     return times
 
 
+def daemon_vs_daemon(info: StackInfo, pg: Postgres, reps: int) -> dict[str, list[float]]:
+    """Sending 10 due follow-ups in one process that keeps its store open, as a daemon does
+    (bench/daemon_pass.py): what a pass costs once start-up (the driver's import, the first
+    connection) is paid, which a daemon pays once and `mailer check` every time."""
+    times: dict[str, list[float]] = {}
+    for name in ("sqlite", "pg"):
+        ws = bench_workspace(info, ME, FOLLOW)
+        if name == "pg":
+            pg_state(ws, pg, pg.new_database())
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "daemon_pass.py"), str(ws), str(reps)],
+            cwd=ws,
+            env=_env(T0.isoformat()),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if r.returncode:
+            raise SystemExit(f"daemon_pass ({name}) failed:\n{r.stderr[-2000:]}")
+        times[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    return times
+
+
 # --- 2. failover -----------------------------------------------------------------------------
 
 
@@ -311,7 +334,7 @@ def main() -> None:
     ap.add_argument("--failovers", type=int, default=10)
     ap.add_argument("--lease", type=float, default=3.0)
     ap.add_argument("--accounts", type=int, default=30)
-    ap.add_argument("--only", default="store,failover,throughput")
+    ap.add_argument("--only", default="store,daemon,failover,throughput")
     args = ap.parse_args()
     only = set(args.only.split(","))
     stack = MailStack.create(users={ME: "bench-1", THEM: "bench-2"})
@@ -335,6 +358,20 @@ def main() -> None:
                 f"{med['pass pg'] * 1000:.0f} ms | {med['pass pg'] / med['pass sqlite']:.2f}x |",
                 f"| sending 10 due follow-ups | {med['send sqlite'] * 1000:.0f} ms | "
                 f"{med['send pg'] * 1000:.0f} ms | {med['send pg'] / med['send sqlite']:.2f}x |",
+            ]
+            print("\n".join(lines[-5:]))
+        if "daemon" in only:
+            times = daemon_vs_daemon(stack.info, pg, args.reps)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            figures["daemon"] = times
+            lines += [
+                "",
+                f"## Sending 10 due follow-ups in one daemon-like process (median of {args.reps})",
+                "",
+                "| work | SQLite | PostgreSQL | ratio |",
+                "|---|---|---|---|",
+                f"| one pass sending 10 follow-ups, store kept open | {med['sqlite'] * 1000:.0f} ms"
+                f" | {med['pg'] * 1000:.0f} ms | {med['pg'] / med['sqlite']:.2f}x |",
             ]
             print("\n".join(lines[-5:]))
         if "failover" in only:
