@@ -228,11 +228,12 @@ def test_the_british_day_is_written_as_babel_writes_it(locale: str) -> None:
 
     from babel.dates import format_date
 
-    from mailer.model.composer import _DAY_PATTERNS, _fmt_day
+    from mailer.model.composer import _fmt_day
+    from mailer.model.settings import DAY_PATTERNS
 
     day = datetime(2028, 1, 1, 10, 0)
     for _ in range(366):
-        assert _fmt_day(day, locale) == format_date(day, _DAY_PATTERNS[locale], locale=locale)
+        assert _fmt_day(day, locale) == format_date(day, DAY_PATTERNS[locale], locale=locale)
         day += timedelta(days=1)
 
 

@@ -20,12 +20,12 @@ from mailer.adapters.store import Store
 from mailer.errors import DeliveryError
 from mailer.model.throttle import Pacer, effective_cap, start_of_day, too_many
 from mailer.services.campaign import load_campaign
+from mailer.services.history import outside_warnings
 from mailer.services.runner import (
     FAILED_NOW,
     HELD_BACK,
     SENT_NOW,
     SKIPPED,
-    outside_warnings,
     run_campaign,
 )
 

@@ -151,6 +151,7 @@ def run_command(
 ) -> None:
     """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
     from mailer.adapters.clock import default_clock
+    from mailer.services.history import outside_warnings, pending
     from mailer.services.runner import (
         FAILED_NOW,
         HELD_BACK,
@@ -159,8 +160,6 @@ def run_command(
         SKIPPED,
         WOULD_SEND,
         catch_up_copies,
-        outside_warnings,
-        pending,
         run_campaign,
     )
 

@@ -191,7 +191,6 @@ def _split(name: str, text: str) -> Draft:
     return Draft(subject=subject, text=body, template=name)
 
 
-_DAY_PATTERNS = DAY_PATTERNS
 # What Babel writes for those two, without loading it (~70 ms of start-up for the default
 # locale); tests/test_composer.py compares every day of a year with Babel's.
 _EN_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -214,12 +213,12 @@ _EN_MONTHS = [
 def _fmt_day(dt: datetime, locale: str = "en_GB") -> str:
     """'Tuesday 1 December' (en_GB), 'Tuesday, December 1' (en_US): Babel, because the
     machine may have no system locales."""
-    if locale in _DAY_PATTERNS:
+    if locale in DAY_PATTERNS:
         return f"{_EN_WEEKDAYS[dt.weekday()]} {dt.day} {_EN_MONTHS[dt.month - 1]}"
     from babel import Locale
     from babel.dates import format_date
 
-    pattern = _DAY_PATTERNS.get(locale)
+    pattern = DAY_PATTERNS.get(locale)
     if pattern is None:
         full = Locale.parse(locale).date_formats["full"].pattern  # e.g. "EEEE, MMMM d, y"
         pattern = re.sub(r"[,\s.]*(?:'de'\s+)?\by+\b\.?|y+年", "", full).strip(" ,")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
-from mailer.model.runplan import Item, Past, Skip, skip_reason
+from mailer.model.runplan import Item, Past, skip_reason
 
 if TYPE_CHECKING:
     from mailer.adapters.store import Store, StoreReader
@@ -61,11 +61,6 @@ def pending(campaign: Campaign, store: Reads, retry_failed: bool = False) -> lis
     """The valid entries a run would try now."""
     past = past_attempts(campaign, store)
     return [e for e in campaign.entries if skip_reason(past.get(e.key, ()), retry_failed) is None]
-
-
-def already_done(records: list[Record], retry_failed: bool) -> Skip | None:
-    """Why an entry must not be sent again now, or None if it may be sent."""
-    return skip_reason([past_of(t, root) for t, root in records], retry_failed)
 
 
 def outside_warnings(campaign: Campaign, store: Reads) -> list[str]:

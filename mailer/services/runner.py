@@ -31,15 +31,7 @@ from mailer.model.throttle import Pacer, too_many
 from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
 from mailer.services.delivery import daily_room, record_failure
-from mailer.services.history import (  # noqa: F401 (re-exported: what a run starts from)
-    already_done,
-    entry_state,
-    outside_warnings,
-    past_attempts,
-    past_of,
-    pending,
-    plan_items,
-)
+from mailer.services.history import past_attempts, plan_items
 
 log = logging.getLogger("mailer.services.campaign")
 
