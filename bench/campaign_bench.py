@@ -47,6 +47,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import postfix
 from common import bench_workspace
 from delay_proxy import start_proxy
 
@@ -54,8 +55,8 @@ from mailer.adapters.config import load_settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import Store
-from mailer.model import apology
 from mailer.sandbox.stack import MailStack, StackInfo
+from mailer.services import sending
 from mailer.services.campaign import Campaign, load_campaign
 from mailer.services.runner import SENT_NOW, run_campaign
 
@@ -213,7 +214,8 @@ def breakdown(c: Campaign, db: Path, copies: bool) -> list[str]:
     for name, label in (
         ("create_thread", "store.create_thread (no fsync)"),
         ("message", "store.message (read the row back)"),
-        ("mark_submitting", "store.mark_submitting (fsync)"),
+        ("mark_submitting", "store.mark_submitting (no fsync)"),
+        ("mark_final_dot", "store.mark_final_dot (fsync)"),
         ("mark_sent", "store.mark_sent (no fsync)"),
         ("record_sent_copy", "store.record_sent_copy (no fsync)"),
         ("campaign_threads", "store.campaign_threads (entry_state)"),
@@ -225,7 +227,7 @@ def breakdown(c: Campaign, db: Path, copies: bool) -> list[str]:
     ins.wrap(Mailbox, "connect", "IMAP connect + login")
     ins.wrap(Mailbox, "sent_folder", "IMAP find the Sent folder")
     ins.wrap(Mailbox, "append_sent", "IMAP append_sent (incl. finding Sent)")
-    ins.wrap(apology, "due_after", "sending.due_after")
+    ins.wrap(sending, "due_after", "sending.due_after")
     try:
         total, loop = mailer_run(c, db, expect_copies=copies)
     finally:
@@ -360,16 +362,28 @@ def main() -> None:
     p.add_argument("--delay-ms", type=float, default=10.0, help="one-way delay (10 = 20 ms RTT)")
     p.add_argument("--interviewers", type=int, default=4, help="recipient mailboxes")
     p.add_argument("--breakdown", action="store_true", help="one instrumented run per link")
+    p.add_argument(
+        "--smtp",
+        choices=("postfix", "aiosmtpd"),
+        default="aiosmtpd",
+        help="postfix: a real Postfix in front of the sandbox (bench/postfix.py)",
+    )
     args = p.parse_args()
     users = {SENDER: SENDER_PW}
     users.update({u: "interviewer-pw" for u in interviewers(args.interviewers)})
     stack = MailStack.create(users=users)
     info = stack.start()
+    pf = None
     try:
+        if args.smtp == "postfix":
+            pf = postfix.Postfix(info, postfix.add_sasl_listener(stack))
+            info = replace(info, smtp_port=pf.start())
         links = ("loopback", "delayed") if args.link == "both" else (args.link,)
         for link in links:
             bench_link(info, args, link)
     finally:
+        if pf is not None:
+            pf.stop()
         stack.stop()
 
 

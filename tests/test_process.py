@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 import psutil
 import pytest
@@ -212,6 +213,7 @@ HOLDER = """
 import sys
 from pathlib import Path
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 from mailer.adapters.lock import StoreLock
 from mailer.adapters.tokens import TokenStore
 kind, path = sys.argv[1], Path(sys.argv[2])
@@ -318,6 +320,30 @@ def test_windows_sender_zone_comes_from_the_system_as_an_iana_zone(
     monkeypatch.delenv("TZ", raising=False)
     monkeypatch.setattr(tzlocal, "get_localzone_name", lambda: "Europe/Berlin")
     assert str(system_zone()) == "Europe/Berlin"
+
+
+def test_the_machine_zone_follows_a_change_while_mailer_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify the remembered machine zone is read again when TZ or the zone file changes,
+    so a daemon on a laptop that changed zone does not keep the old one."""
+    from mailer.adapters import clock
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    assert str(clock.system_zone()) == "Europe/Berlin"
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    assert str(clock.system_zone()) == "Asia/Tokyo"
+    monkeypatch.delenv("TZ")
+    keys = iter([(1, 1, 1), (2, 2, 2)])
+    first = next(keys)
+    monkeypatch.setattr(clock, "_file_key", lambda path: first)
+    monkeypatch.setattr(clock, "_read_system_zone", lambda: ZoneInfo("America/Lima"))
+    assert str(clock.system_zone()) == "America/Lima"
+    monkeypatch.setattr(clock, "_read_system_zone", lambda: ZoneInfo("Africa/Cairo"))
+    assert str(clock.system_zone()) == "America/Lima"  # nothing changed: remembered
+    second = next(keys)
+    monkeypatch.setattr(clock, "_file_key", lambda path: second)
+    assert str(clock.system_zone()) == "Africa/Cairo"
 
 
 def test_a_file_system_without_locks_is_one_line_naming_the_lock(

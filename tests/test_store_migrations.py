@@ -117,6 +117,36 @@ def test_a_new_store_is_made_by_the_baseline_revision(tmp_path: Path) -> None:
     db.close()
 
 
+def test_a_new_sqlite_store_has_exactly_the_tables_alembic_revisions_make(
+    tmp_path: Path,
+) -> None:
+    """Verify a new SQLite store, made without loading Alembic, has the same tables, columns,
+    indexes and revision as one made by running every Alembic revision: a revision added
+    later and not made by schema.create_new_sqlite fails here."""
+    Store(f"sqlite:///{tmp_path / 'fast.db'}").close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
+    with engine.begin() as c:
+        assert migrate.upgrade(c) == ["0005_baseline", ALEMBIC_HEAD]
+    engine.dispose()
+
+    def made(path: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[str]]:
+        db = sqlite3.connect(path)
+        try:
+            return (
+                db.execute(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+                ).fetchall(),
+                db.execute("SELECT * FROM alembic_version").fetchall(),
+                sorted(k for (k,) in db.execute("SELECT key FROM meta")),
+            )
+        finally:
+            db.close()
+
+    fast, by_alembic = made(tmp_path / "fast.db"), made(tmp_path / "alembic.db")
+    assert len(fast[0]) > 10
+    assert fast == by_alembic
+
+
 def test_the_head_constant_is_the_newest_shipped_revision() -> None:
     """Verify the revision the store compares without Alembic is Alembic's own head."""
     assert migrate.head() == ALEMBIC_HEAD

@@ -18,6 +18,7 @@ accepted, and the message is requeued.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import socket
@@ -157,7 +158,7 @@ def _due_column(c: Any) -> list[str]:
     every pass asks with no new mail: the held threads, the open threads of an account that
     is gone, and the messages still unsettled or unfiled; and one that gives the thread
     index our Message-IDs without reading the raw messages."""
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect
 
     # Tolerant of a column or index already there: a store put back to an older version by
     # hand (or by a test) keeps what it has.
@@ -199,7 +200,6 @@ def _final_dot_column(c: Any) -> list[str]:
     """Migration 4: when the final dot of DATA was about to go (see mark_final_dot). A row
     caught mid-send by an older mailer may have passed it: it stays in doubt. Like every
     migration it keeps the state strings of its day, whatever the lifecycle later calls them."""
-    from sqlalchemy import text
 
     c.execute(text("ALTER TABLE messages ADD COLUMN final_dot_at TEXT"))
     c.execute(
@@ -212,7 +212,6 @@ def _final_dot_column(c: Any) -> list[str]:
 def _unreadable_table(c: Any) -> list[str]:
     """Migration 3 too: messages the watcher could not read and passed over, so each is
     logged once and a pass never stops on it again."""
-    from sqlalchemy import text
 
     c.execute(
         text("""CREATE TABLE unreadable (folder TEXT NOT NULL,
@@ -229,7 +228,6 @@ def _utc_keys(c: Any) -> list[str]:
     Europe/Berlin were two interviews. Apologies that slipped through that way are reported,
     with an event on each thread, and kept: both were sent, and a unique index would only
     make this step fail."""
-    from sqlalchemy import text
 
     from mailer.model.keys import derive_key, legacy_derive_key
 
@@ -290,8 +288,6 @@ def _name_store(c: Any) -> list[str]:
     one put in its place (see :mod:`mailer.adapters.anchor`)."""
     import uuid
 
-    from sqlalchemy import text
-
     c.execute(
         text("INSERT INTO meta (key, value) VALUES ('store_id', :v)"), {"v": uuid.uuid4().hex}
     )
@@ -302,6 +298,18 @@ def _name_store(c: Any) -> list[str]:
 QUEUED, SUBMITTING, SENT = MessageState.QUEUED, MessageState.SUBMITTING, MessageState.SENT
 FAILED, IN_DOUBT = MessageState.FAILED, MessageState.IN_DOUBT
 AWAITING, SENDING = ThreadState.AWAITING, ThreadState.SENDING
+
+
+@functools.lru_cache(maxsize=512)
+def text(sql: str) -> Any:
+    """SQLAlchemy's ``text()``, parsed once per statement. Parsing the bind parameters
+    again on every call was a quarter of a small transaction's time; the statements are
+    made from constants only (no values), so the cache stays small."""
+    from sqlalchemy import text as parsed
+
+    return parsed(sql)
+
+
 _REQUEUED = "requeued: the sending process stopped before the final dot, so nothing was accepted"
 
 
@@ -502,7 +510,6 @@ class Store:
     @property
     def store_id(self) -> str:
         """The name written into the store when it was made (it survives a move)."""
-        from sqlalchemy import text
 
         with self.tx() as c:
             row = c.execute(text("SELECT value FROM meta WHERE key = 'store_id'")).first()
@@ -551,7 +558,7 @@ class Store:
         return None
 
     def _migrate(self) -> None:
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
 
         with self.tx() as c:
             version, revision = 0, None
@@ -566,7 +573,13 @@ class Store:
                     f"{safe_url(self.url)}: this database is not a mailer state store",
                     hint="point state.url at mailer's own store",
                 )
-            else:  # a new store: made whole by the baseline revision, on either engine
+            elif self.engine.dialect.name == "sqlite":  # a new store, at the newest revision
+                from mailer.adapters import schema
+
+                schema.create_new_sqlite(c, ALEMBIC_HEAD)
+                self.migrated = [f"a new store, at Alembic revision {ALEMBIC_HEAD}"]
+                return
+            else:  # a new PostgreSQL store: made whole by the revisions, from the baseline
                 from mailer.adapters import migrate
 
                 ran = migrate.upgrade(c)
@@ -648,7 +661,6 @@ class Store:
         accept leaves the machine before ``mark_final_dot``, whose synced commit carries this
         one to disk (one WAL). That holds for a row recorded straight as ``submitting`` too.
         """
-        from sqlalchemy import text
 
         first = SUBMITTING if submitting else QUEUED
         with self.tx(durable) as c:
@@ -709,7 +721,6 @@ class Store:
         campaign: str | None = None,
         entry_key: str | None = None,
     ) -> None:
-        from sqlalchemy import text
 
         from mailer.errors import DuplicateError
 
@@ -765,7 +776,6 @@ class Store:
         now: datetime,
         state: str = QUEUED,
     ) -> int:
-        from sqlalchemy import text
 
         return int(
             c.execute(
@@ -789,7 +799,6 @@ class Store:
         )
 
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
-        from sqlalchemy import text
 
         c.execute(
             text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
@@ -820,7 +829,6 @@ class Store:
         """Synced, right before the final dot of DATA: from here on the server may take the
         message, so a process that dies leaves it in doubt. Before it, nothing can have been
         accepted, and a dead process's message is requeued (requeue_abandoned)."""
-        from sqlalchemy import text
 
         # A daemon's message (see under_lease): only while its lease is still held at its
         # epoch, in this same statement, so a daemon that stalled and lost it sends no dot.
@@ -849,7 +857,6 @@ class Store:
         """Put back in ``queued`` every message a dead process left ``submitting`` before the
         final dot: the server cannot have taken it. Returns them. Nobody owns them then, so
         the next pass (a follow-up) or the next ``send``/campaign run (an apology) sends it."""
-        from sqlalchemy import text
 
         with self.tx() as c:
             rows = (
@@ -889,7 +896,6 @@ class Store:
         of several ``resolve --resend`` runs at once exactly one sends; the others are
         refused before MAIL FROM. ``thread_states`` are the thread states that still want it.
         """
-        from sqlalchemy import text
 
         with self.tx() as c:
             row = self._claimable(c, message_row_id)
@@ -919,7 +925,6 @@ class Store:
 
     def _claimable(self, c: Any, message_row_id: int) -> Any:
         """The row, unless a live process other than this one is working on it."""
-        from sqlalchemy import text
 
         row = (
             c.execute(
@@ -963,7 +968,6 @@ class Store:
         ``durable=False`` (campaigns) skips the fsync: if a power cut loses this commit, the
         message is left ``submitting`` and so shows as in doubt; it is never sent again.
         """
-        from sqlalchemy import text
 
         with self.tx(durable) as c:
             if settling:
@@ -1021,7 +1025,6 @@ class Store:
     def mark_abandoned_in_doubt(self, message_row_id: int, now: datetime, error: str) -> bool:
         """``submitting`` -> ``in_doubt``, but only if its owner is really gone (checked inside
         the transaction, so a resend running right now is left alone)."""
-        from sqlalchemy import text
 
         with self.tx() as c:
             row = (
@@ -1083,7 +1086,6 @@ class Store:
         self.record_sent_copies([(message_row_id, outcome)], durable)
 
     def record_sent_copies(self, outcomes: list[tuple[int, str]], durable: bool = True) -> None:
-        from sqlalchemy import text
 
         with self.tx(durable) as c:
             c.execute(
@@ -1105,7 +1107,6 @@ class Store:
         ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
         nothing written) if the table does not allow ``move`` from the row's state. The row
         is this process's afterwards, unless ``owner`` names another (None: nobody's)."""
-        from sqlalchemy import text
 
         row = (
             c.execute(
@@ -1150,7 +1151,6 @@ class Store:
         """Move a thread as a side effect of its message's move, if the table allows it from
         the thread's state now; a thread that has moved on (a reply, a cancel) is left as it
         is, and the message's own move still counts. True if it moved."""
-        from sqlalchemy import text
 
         states, state_params = _in("from", allowed(move))
         done = c.execute(
@@ -1166,7 +1166,6 @@ class Store:
 
     def _rows(self, sql: str, **params: Any) -> list[Any]:
         """One read in its own transaction."""
-        from sqlalchemy import text
 
         with self.tx() as c:
             return list(c.execute(text(sql), params).mappings().all())
@@ -1287,7 +1286,6 @@ class Store:
     def _tuples(self, c: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Rows as plain tuples, inside the transaction ``c``: on SQLite straight from its
         cursor (for 10k rows SQLAlchemy's row objects cost several times the query)."""
-        from sqlalchemy import text
 
         if self.engine.dialect.name == "sqlite":
             return c.connection.dbapi_connection.execute(sql, params).fetchall()
@@ -1298,7 +1296,6 @@ class Store:
         return (int(rows[0]["uidvalidity"]), int(rows[0]["last_uid"])) if rows else None
 
     def set_folder_state(self, folder: str, uidvalidity: int, last_uid: int) -> None:
-        from sqlalchemy import text
 
         # Losing this position in a power cut only means looking at a few messages again
         # (each is acted on once, see apply_incoming), so it skips the fsync the message
@@ -1346,7 +1343,6 @@ class Store:
         ``expected_state`` None: the decision holds whatever the thread's state. A message
         recorded before is :attr:`Applied.SEEN`, and nothing is written either.
         """
-        from sqlalchemy import text
 
         with self.tx() as c:
             seen = c.execute(
@@ -1424,7 +1420,6 @@ class Store:
         return Applied.RECORDED
 
     def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
-        from sqlalchemy import text
 
         states, params = _in("from", allowed(MessageEvent.DROP_QUEUED))
         c.execute(
@@ -1453,7 +1448,6 @@ class Store:
         :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
         the thread's state now, or if the thread is not in ``expected`` (the state the move
         was decided from) any more."""
-        from sqlalchemy import text
 
         with self.tx() as c:
             row = (
@@ -1515,7 +1509,6 @@ class Store:
 
     def set_thread_detail(self, thread_id: int, detail: dict[str, Any]) -> None:
         """Remember something about a thread (a campaign's permanent refusal)."""
-        from sqlalchemy import text
 
         with self.tx(durable=False) as c:
             row = c.execute(
@@ -1544,7 +1537,6 @@ class Store:
         machine), and so is one a gone process left submitting before the final dot (the server
         took nothing); one that is submitting, sent or in doubt blocks another.
         """
-        from sqlalchemy import text
 
         with self.tx() as c:
             self._check_lease(c, thread_id)
@@ -1592,7 +1584,6 @@ class Store:
 
     def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
         """The other threads to this address that are bounced, with their details."""
-        from sqlalchemy import text
 
         with self.tx() as c:
             rows = c.execute(
@@ -1635,7 +1626,6 @@ class Store:
 
     def next_due(self, after: datetime | None = None) -> datetime | None:
         """The soonest due time of an open thread (after ``after``), with its own offset."""
-        from sqlalchemy import text
 
         later = "" if after is None else "AND due_at > :after"
         found: list[datetime] = []
@@ -1702,7 +1692,6 @@ class Store:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),
         by the account they were sent from; with ``other_than``, leaving out those accounts'
         (the configured ones): every pass asks, and the answer is then almost always empty."""
-        from sqlalchemy import text
 
         states, params = _in("s", WAITING_THREAD)
         out: dict[str, list[int]] = {}
@@ -1737,7 +1726,6 @@ class Store:
         APPEND failed), to file them: marked ``filing: <this process>`` in one transaction,
         so two commands catching up at once never both append one copy. Rows another live
         process sent (it files them itself) or is filing are left alone."""
-        from sqlalchemy import text
 
         me = owner_token()
         with self.tx() as c:
@@ -1831,7 +1819,6 @@ class Store:
     ) -> bool:
         """Remember a message the watcher could not read and passed over (True the first
         time)."""
-        from sqlalchemy import text
 
         with self.tx(durable=False) as c:
             key = {"f": folder, "v": uidvalidity, "u": uid}
@@ -1871,7 +1858,6 @@ class Store:
         query in it reads one snapshot, so a listing never mixes two moments.
         """
         if self.engine.dialect.name != "sqlite":
-            from sqlalchemy import text
             from sqlalchemy.exc import DBAPIError
 
             # One snapshot (REPEATABLE READ), read only, and without the writers' lock.
@@ -2058,7 +2044,6 @@ class Store:
         holds it. One conditional upsert, checked by its row count. ``dead_owner``: a holder
         known to be dead (a daemon of this machine whose process is gone), whose unexpired
         lease is taken too, as long as it is still that one's."""
-        from sqlalchemy import text
 
         now = self._db_now()
         with self.tx() as c:
@@ -2084,7 +2069,6 @@ class Store:
     def renew_lease(self, lease: Lease) -> bool:
         """Push the lease's expiry on, if it is still ``lease``'s (same owner and epoch) and
         not expired: False means it is lost, and its holder must stop working on it."""
-        from sqlalchemy import text
 
         now = self._db_now()
         with self.tx() as c:
@@ -2098,7 +2082,6 @@ class Store:
     def release_lease(self, lease: Lease) -> bool:
         """Give the lease back (a clean shutdown): expired now, so another daemon takes the
         account at once rather than after the lease time. Its epoch stays, for the next."""
-        from sqlalchemy import text
 
         now = self._db_now()
         with self.tx() as c:
@@ -2164,7 +2147,6 @@ class Store:
     def _check_lease(self, c: Any, thread_id: int) -> None:
         """Inside a claim's transaction: refuse unless the current lease (if any) is the
         thread's account's and still held at its epoch."""
-        from sqlalchemy import text
 
         lease = self.lease
         if lease is None:
@@ -2183,7 +2165,6 @@ class Store:
 
     def _lease_lost(self, c: Any) -> None:
         """Raise LeaseLostError if the current lease is no longer held at its epoch."""
-        from sqlalchemy import text
 
         lease = self.lease
         if lease is None:
@@ -2235,7 +2216,6 @@ class _LiveLeases(Mapping[str, str]):
         self._found: dict[str, str] | None = None
 
     def _load(self) -> dict[str, str]:
-        from sqlalchemy import text
 
         if self._found is None:
             rows = self._c.execute(
