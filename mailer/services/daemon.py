@@ -27,6 +27,8 @@ log = logging.getLogger("mailer.services.daemon")
 JOB_ID = "check"
 # IDLE must be re-issued before servers drop it (RFC 2177 says 29 minutes; many use less).
 IDLE_RENEW_SECONDS = 9 * 60
+# How often a watcher whose account another daemon holds looks whether it is ours now.
+LEASE_LOOK_SECONDS = 1.0
 
 
 def log_report(
@@ -201,7 +203,12 @@ def run_daemon(
         # One IDLE connection per account: a reply lands in the mailbox it was sent from.
         for name in settings.account_names:
             watcher = threading.Thread(
-                target=IdleWatcher(settings.for_account(name).imap, wake_now, stop).run,
+                target=IdleWatcher(
+                    settings.for_account(name).imap,
+                    wake_now,
+                    stop,
+                    wanted=lambda name=name: keeper.lease(name) is not None,
+                ).run,
                 name=f"imap-idle-{name or 'main'}",
                 daemon=True,
             )
@@ -268,7 +275,12 @@ def _wake_at_next_due(scheduler, store: Store) -> None:  # type: ignore[no-untyp
 
 
 class IdleWatcher:
-    """Holds IDLE on INBOX and calls ``wake`` when mail arrives; reconnects with backoff."""
+    """Holds IDLE on INBOX and calls ``wake`` when mail arrives; reconnects with backoff.
+
+    Only while ``wanted()``: this daemon holds the account's lease. Another daemon's account
+    is watched by that daemon; a second IDLE connection here would only count against the
+    account's connection limit (Gmail allows 15 per account, phones and laptops included).
+    """
 
     def __init__(
         self,
@@ -276,17 +288,23 @@ class IdleWatcher:
         wake: Callable[[], None],
         stop: threading.Event,
         mailbox: Callable[[ImapSettings], Mailbox] = Mailbox,
+        wanted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self.wake = wake
         self.stop = stop
         self.mailbox = mailbox
+        self.wanted = wanted
 
     def run(self) -> None:
         from imapclient.exceptions import IMAPClientError
 
         backoff = 1.0
         while not self.stop.is_set():
+            if not self.wanted():
+                if self.stop.wait(LEASE_LOOK_SECONDS):
+                    return
+                continue
             try:
                 if not self._session():
                     return  # the server has no IDLE: the scheduler's polling does the work
@@ -316,6 +334,9 @@ class IdleWatcher:
             log.info("watching INBOX with IDLE")
             started = time.monotonic()
             while not self.stop.is_set():
+                if not self.wanted():
+                    log.info("another daemon holds this account's lease: IDLE stopped")
+                    break
                 asked = time.monotonic()
                 responses = box.idle_check(1.0)
                 if not responses and time.monotonic() - asked < 0.5:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -174,6 +175,50 @@ def test_idle_watcher_wakes_when_mail_arrives(imap_world: ImapWorld) -> None:
         # Mail that comes between the SELECT and the IDLE is reported when IDLE starts.
         imap_world.deliver("INBOX", message())
         assert woke.wait(10)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_idle_watcher_holds_no_connection_while_another_daemon_holds_the_account(
+    imap_world: ImapWorld,
+) -> None:
+    """Verify a watcher whose account is leased to another daemon opens no IMAP connection,
+    starts IDLE (with its catch-up wake) when the lease becomes its own, and closes the
+    connection when the lease is lost."""
+    ours = threading.Event()
+    asked = threading.Semaphore(0)
+    boxes: list[Any] = []
+    woke = threading.Event()
+    stop = threading.Event()
+
+    def wanted() -> bool:
+        asked.release()
+        return ours.is_set()
+
+    def connect(settings: Any) -> Any:
+        boxes.append(imap_world.mailbox())
+        return boxes[-1]
+
+    watcher = IdleWatcher(
+        imap_world.mailbox().settings, woke.set, stop, mailbox=connect, wanted=wanted
+    )
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(2):  # it has looked twice, and found the account not its own
+            assert asked.acquire(timeout=10)
+        assert boxes == [] and not woke.is_set()
+        ours.set()
+        assert woke.wait(10), "the watcher did not start once the lease was its own"
+        assert len(boxes) == 1
+        ours.clear()
+        deadline = time.monotonic() + 10
+        while boxes[0].client is not None:  # closed (a real and a fake Mailbox alike)
+            assert time.monotonic() < deadline, "the connection stayed open without the lease"
+            time.sleep(0.05)
+        assert len(boxes) == 1
     finally:
         stop.set()
         thread.join(10)
