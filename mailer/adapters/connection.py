@@ -7,8 +7,38 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
 
 from mailer.errors import DeliveryError
+
+
+class Connection:
+    """What an SMTP or IMAP connection (real or fake) shows its users alike: the server it
+    goes to, named the same way in every error, and a context manager that connects and
+    closes."""
+
+    SERVICE: ClassVar[str]  # "SMTP" or "IMAP"
+    settings: Any  # with .host and .port
+
+    @property
+    def where(self) -> str:
+        return f"{self.SERVICE} {self.settings.host}:{self.settings.port}"
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:

@@ -8,11 +8,10 @@ import logging
 import socket
 from collections.abc import Callable
 from datetime import date, datetime
-from types import TracebackType
 from typing import Any
 
 from mailer.adapters.config import ImapSettings
-from mailer.adapters.connection import network_error, tls_context
+from mailer.adapters.connection import Connection, network_error, tls_context
 from mailer.adapters.passwords import describe
 from mailer.errors import ConfigError, DeliveryError
 from mailer.model.redact import redactor
@@ -31,8 +30,10 @@ _HEADER_ITEM = (
 BODY_LIMIT = 1024 * 1024
 
 
-class Mailbox:
+class Mailbox(Connection):
     """One logged-in IMAP connection. Use it as a context manager."""
+
+    SERVICE = "IMAP"
 
     def __init__(self, settings: ImapSettings) -> None:
         if settings.auth == "password" and not settings.password:
@@ -55,19 +56,6 @@ class Mailbox:
         # on a kept connection need not read it back; the store stays the truth.
         self.positions: dict[str, tuple[int, int]] = {}
         self._sent = ""  # the \Sent folder, once found on this connection
-
-    @property
-    def where(self) -> str:
-        return f"IMAP {self.settings.host}:{self.settings.port}"
-
-    def __enter__(self) -> Mailbox:
-        self.connect()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def connect(self) -> None:
         from imapclient import IMAPClient

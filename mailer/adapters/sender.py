@@ -18,10 +18,9 @@ import smtplib
 import socket
 import time
 from collections.abc import Callable
-from types import TracebackType
 
 from mailer.adapters.config import ServerSettings
-from mailer.adapters.connection import network_error, tls_context
+from mailer.adapters.connection import Connection, network_error, tls_context
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.passwords import describe
 from mailer.errors import ConfigError, DeliveryError, MailerError
@@ -47,8 +46,10 @@ class _Retry(Exception):
         self.reconnect = reconnect
 
 
-class SmtpSession:
+class SmtpSession(Connection):
     """One authenticated connection for any number of messages. Use it as a context manager."""
+
+    SERVICE = "SMTP"
 
     def __init__(
         self,
@@ -72,19 +73,6 @@ class SmtpSession:
         self._scrub = redactor(settings.username, settings.password)
         self._yag = None
         self._smtp: smtplib.SMTP | None = None
-
-    @property
-    def where(self) -> str:
-        return f"SMTP {self.settings.host}:{self.settings.port}"
-
-    def __enter__(self) -> SmtpSession:
-        self.connect()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def connect(self) -> None:
         import yagmail

@@ -21,11 +21,10 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.parser import BytesHeaderParser
-from types import TracebackType
 from typing import Any
 
 from mailer.adapters.config import ImapSettings
-from mailer.adapters.connection import network_error
+from mailer.adapters.connection import Connection, network_error
 from mailer.adapters.passwords import describe
 from mailer.errors import ConfigError, DeliveryError
 
@@ -140,8 +139,10 @@ class FakeImap:
         return user.lower()
 
 
-class FakeMailbox:
+class FakeMailbox(Connection):
     """One logged-in session on a :class:`FakeImap`. Use it as a context manager."""
+
+    SERVICE = "IMAP"
 
     def __init__(self, settings: ImapSettings, server: FakeImap) -> None:
         if settings.auth == "password" and not settings.password:
@@ -159,19 +160,6 @@ class FakeMailbox:
         self._view = 0  # UIDNEXT of the selected folder as this session last saw it
         self._dropped = False
         self._idling = False
-
-    @property
-    def where(self) -> str:
-        return f"IMAP {self.settings.host}:{self.settings.port}"
-
-    def __enter__(self) -> FakeMailbox:
-        self.connect()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def connect(self) -> None:
         s = self.settings
