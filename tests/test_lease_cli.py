@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,70 @@ def test_status_daemons_reads_a_sqlite_store_through_the_plain_reader(
         reader.close()
     r = run_cli(offline_workspace, "status", "--daemons")
     assert r.stdout.splitlines()[1].split()[:3] == ["(main)", DAEMON, "1"]
+
+
+def _check_settings(ws: Path, lease_seconds: float) -> tuple[object, Store]:
+    from mailer.adapters.config import find_config
+
+    config = find_config(ws)
+    config.write_text(config.read_text() + f"\n[daemon]\nlease_seconds = {lease_seconds}\n")
+    settings = load_settings(config)
+    return settings, Store(settings.state_url)
+
+
+def test_a_check_works_under_the_daemons_leases_and_gives_them_back(
+    offline_workspace: Path,
+) -> None:
+    """Verify ``check`` on a shared store holds every account's lease while its pass runs
+    (its claims fenced by it), so a daemon starting meanwhile takes nothing, and gives the
+    leases back at the end, so the daemon takes them at once."""
+    from mailer.services.leases import LeaseKeeper, check_under_leases
+    from mailer.services.passes import PassReport
+
+    settings, store = _check_settings(offline_workspace, 3600)
+    seen: list[tuple[str, object, list[str]]] = []
+    daemon = LeaseKeeper(store, settings.account_names, 3600)  # type: ignore[attr-defined]
+
+    def one_pass(account: object) -> PassReport:
+        name = account.account  # type: ignore[attr-defined]
+        gained, _ = daemon.beat()  # a daemon starting during the check
+        seen.append((name, store.lease, gained))
+        return PassReport()
+
+    try:
+        check_under_leases(settings, store, one_pass)  # type: ignore[arg-type]
+        assert [(n, lease.account if lease else None, g) for n, lease, g in seen] == [
+            (n, n, [])
+            for n in settings.account_names  # type: ignore[attr-defined]
+        ]
+        assert not [r for r in store.leases() if r.held]  # given back
+        assert daemon.beat()[0] == list(settings.account_names)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_a_check_longer_than_the_lease_keeps_it_renewed(offline_workspace: Path) -> None:
+    """Verify the leases a check holds are renewed while its pass runs past the lease time:
+    a daemon trying meanwhile still takes nothing."""
+    from mailer.services.leases import LeaseKeeper, check_under_leases
+    from mailer.services.passes import PassReport
+
+    settings, store = _check_settings(offline_workspace, 2)
+    daemon = LeaseKeeper(store, settings.account_names, 2)  # type: ignore[attr-defined]
+    taken: list[list[str]] = []
+
+    def one_pass(account: object) -> PassReport:
+        started = time.monotonic()
+        (row,) = [r for r in store.leases() if r.account == account.account]  # type: ignore[attr-defined]
+        while time.monotonic() - started < 3:  # past the lease time of 2 s
+            (now,) = [r for r in store.leases() if r.account == row.account]
+            taken.append(daemon.beat()[0])
+            time.sleep(0.1)  # a pass at work; the polls above are what the test checks
+        assert now.expires_at > row.expires_at  # renewed meanwhile
+        return PassReport()
+
+    try:
+        check_under_leases(settings, store, one_pass)  # type: ignore[arg-type]
+        assert taken and all(t == [] for t in taken)
+    finally:
+        store.close()

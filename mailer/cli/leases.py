@@ -1,4 +1,5 @@
-"""The CLI's side of leases (#17): ``status --daemons`` and ``check``'s refusal."""
+"""The CLI's side of leases (#17): ``status --daemons`` (``check``'s leases are taken in
+mailer.services.leases)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import click
-
-from mailer.adapters.config import account_label
-from mailer.adapters.lock import LockedError
 
 
 def _when(at: datetime, tz: tzinfo) -> str:
@@ -58,18 +56,3 @@ def show_leases(rows: list[Any], tz: tzinfo, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def refuse_leased(settings: Any, store: Any) -> None:
-    """``check`` does a daemon's work: refuse it for accounts a live daemon's lease holds,
-    naming the account, the daemon and since when."""
-    held = [r for r in store.leases() if r.held and r.account in settings.account_names]
-    if not held:
-        return
-    first = held[0]
-    more = f" (and {len(held) - 1} more account(s))" if len(held) > 1 else ""
-    raise LockedError(
-        f"{account_label(first.account)} is leased to daemon {first.owner} since "
-        f"{first.acquired_at:%Y-%m-%d %H:%M:%S} UTC{more}; only its daemon works on it",
-        hint="that daemon already does this work; stop it first if you must",
-    )

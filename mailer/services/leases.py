@@ -15,11 +15,18 @@ import logging
 import secrets
 import socket
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mailer.adapters import process
 from mailer.adapters.config import account_label
-from mailer.adapters.store import Lease, Store, owner_token
+from mailer.adapters.lock import LockedError
+from mailer.adapters.store import Lease, Store, owner_token, safe_url
 from mailer.errors import StateError
+
+if TYPE_CHECKING:
+    from mailer.adapters.config import Settings
+    from mailer.services.passes import PassReport
 
 log = logging.getLogger("mailer.services.leases")
 
@@ -132,3 +139,65 @@ class LeaseKeeper:
                 except StateError as exc:
                     log.warning("%s: lease not released: %s", account_label(account), exc)
                 del self.held[account]
+
+
+def refusal(settings: Settings, store: Store) -> LockedError | None:
+    """Why ``check`` may not work on this store now: an account a live daemon's lease holds,
+    named with the daemon and since when. None if no account of ``settings`` is held."""
+    held = [r for r in store.leases() if r.held and r.account in settings.account_names]
+    if not held:
+        return None
+    first = held[0]
+    more = f" (and {len(held) - 1} more account(s))" if len(held) > 1 else ""
+    return LockedError(
+        f"{account_label(first.account)} is leased to daemon {first.owner} since "
+        f"{first.acquired_at:%Y-%m-%d %H:%M:%S} UTC{more}; only its daemon works on it",
+        hint="that daemon already does this work; stop it first if you must",
+    )
+
+
+def check_under_leases(
+    settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
+) -> PassReport:
+    """``mailer check`` on a shared store: one pass for every account, done as a daemon does
+    it. It takes every account's lease first, or none (LockedError naming who holds one);
+    keeps them renewed while it runs; works under them (so its claims and final dots are
+    fenced like a daemon's); and gives them back at the end. A daemon that starts meanwhile
+    finds the accounts held and leaves them to this pass."""
+    from mailer.services.passes import PassReport, every_account
+
+    keeper = LeaseKeeper(store, settings.account_names, settings.lease_seconds)
+    keeper.beat()
+    if len(keeper.held) < len(settings.account_names):
+        keeper.release_all()
+        raise refusal(settings, store) or StateError(
+            f"{safe_url(store.url)}: could not take the accounts' leases for this check",
+            hint="see the warning above; run 'mailer check' again",
+        )
+    done = threading.Event()
+
+    def renew() -> None:  # a long pass must not outlive its leases
+        while not done.wait(keeper.heartbeat_seconds):
+            keeper.beat()
+
+    heart = threading.Thread(target=renew, name="leases", daemon=True)
+    heart.start()
+
+    def leased(account: Settings) -> PassReport:
+        lease = keeper.lease(account.account)
+        if lease is None:  # lost since: its claims would be refused anyway
+            report = PassReport()
+            report.problems.append(
+                f"{account_label(account.account)}: lost its lease during this check; "
+                "another daemon works on it now"
+            )
+            return report
+        with store.under_lease(lease):
+            return one_pass(account)
+
+    try:
+        return every_account(settings, store, leased)
+    finally:
+        done.set()
+        heart.join(timeout=10)
+        keeper.release_all()
