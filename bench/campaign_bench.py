@@ -369,6 +369,8 @@ def main() -> None:
         help="postfix: a real Postfix in front of the sandbox (bench/postfix.py)",
     )
     args = p.parse_args()
+    if args.smtp == "postfix" and not postfix.available():
+        p.error(f"--smtp postfix: no Postfix at {postfix.POSTFIX} (Debian's postfix package)")
     users = {SENDER: SENDER_PW}
     users.update({u: "interviewer-pw" for u in interviewers(args.interviewers)})
     stack = MailStack.create(users=users)

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import pytest
 
 from mailer.adapters.config import load_settings
+from mailer.adapters.lock import LockedError
 from mailer.adapters.store import Store
 from mailer.errors import ConfigError, ExitCode
 
@@ -109,6 +111,12 @@ def test_check_refuses_an_account_a_live_daemon_holds_naming_it_the_daemon_and_s
         s.close()
     again = run_cli(workspace, "check")
     assert again.returncode == 0, again.stdout + again.stderr
+    s = Store(postgres.url(pg_database, password=False), connect={"password": postgres.password})
+    try:
+        (row,) = s.leases()  # the check took the lease, then gave it back
+        assert row.owner != DAEMON and row.epoch == 2 and not row.held
+    finally:
+        s.close()
 
 
 def test_status_daemons_reads_a_sqlite_store_through_the_plain_reader(
@@ -138,11 +146,24 @@ def test_status_daemons_reads_a_sqlite_store_through_the_plain_reader(
     assert r.stdout.splitlines()[1].split()[:3] == ["(main)", DAEMON, "1"]
 
 
-def _check_settings(ws: Path, lease_seconds: float) -> tuple[object, Store]:
+BEA = """
+[accounts.bea.sender]
+name = "Bea Candidate"
+address = "bea@sandbox.test"
+[accounts.bea.smtp]
+host = "127.0.0.1"
+port = 1
+[accounts.bea.imap]
+host = "127.0.0.1"
+port = 2
+"""
+
+
+def _check_settings(ws: Path, lease_seconds: float, extra: str = "") -> tuple[object, Store]:
     from mailer.adapters.config import find_config
 
     config = find_config(ws)
-    config.write_text(config.read_text() + f"\n[daemon]\nlease_seconds = {lease_seconds}\n")
+    config.write_text(config.read_text() + f"\n[daemon]\nlease_seconds = {lease_seconds}\n" + extra)
     settings = load_settings(config)
     return settings, Store(settings.state_url)
 
@@ -184,14 +205,14 @@ def test_a_check_longer_than_the_lease_keeps_it_renewed(offline_workspace: Path)
     from mailer.services.leases import LeaseKeeper, check_under_leases
     from mailer.services.passes import PassReport
 
-    settings, store = _check_settings(offline_workspace, 2)
-    daemon = LeaseKeeper(store, settings.account_names, 2)  # type: ignore[attr-defined]
+    settings, store = _check_settings(offline_workspace, 4)
+    daemon = LeaseKeeper(store, settings.account_names, 4)  # type: ignore[attr-defined]
     taken: list[list[str]] = []
 
     def one_pass(account: object) -> PassReport:
         started = time.monotonic()
         (row,) = [r for r in store.leases() if r.account == account.account]  # type: ignore[attr-defined]
-        while time.monotonic() - started < 3:  # past the lease time of 2 s
+        while time.monotonic() - started < 5:  # past the lease time of 4 s
             (now,) = [r for r in store.leases() if r.account == row.account]
             taken.append(daemon.beat()[0])
             time.sleep(0.1)  # a pass at work; the polls above are what the test checks
@@ -201,5 +222,86 @@ def test_a_check_longer_than_the_lease_keeps_it_renewed(offline_workspace: Path)
     try:
         check_under_leases(settings, store, one_pass)  # type: ignore[arg-type]
         assert taken and all(t == [] for t in taken)
+    finally:
+        store.close()
+
+
+def test_an_account_lost_during_a_check_is_named_and_not_worked_on(
+    offline_workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Verify a lease taken from a running check (another daemon took it over) makes the
+    check pass that account by, with a problem naming it, and work on the others."""
+    from mailer.services.leases import check_under_leases
+    from mailer.services.passes import PassReport
+
+    settings, store = _check_settings(offline_workspace, 3, BEA)
+    assert settings.account_names == ("", "bea")  # type: ignore[attr-defined]
+    worked: list[str] = []
+
+    def one_pass(account: object) -> PassReport:
+        name = account.account  # type: ignore[attr-defined]
+        worked.append(name)
+        if name == "":
+            (bea,) = [r for r in store.leases() if r.account == "bea"]
+            assert store.acquire_lease("bea", DAEMON, 3600, dead_owner=bea.owner) is not None
+            deadline = time.monotonic() + 10
+            while "bea': lost its lease" not in caplog.text:  # the check's renewal saw it
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+        return PassReport()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="mailer.services.leases"):
+            report = check_under_leases(settings, store, one_pass)  # type: ignore[arg-type]
+        assert worked == [""]
+        assert any(
+            "account 'bea': lost its lease during this check" in p for p in report.problems
+        ), report.problems
+        assert "this check no longer works on it" in caplog.text
+        assert {r.account: (r.owner, r.held) for r in store.leases()} == {
+            "": (store.leases()[0].owner, False),  # given back
+            "bea": (DAEMON, True),  # the other daemon's still
+        }
+    finally:
+        store.close()
+
+
+def test_a_check_that_fails_midway_still_gives_its_leases_back(offline_workspace: Path) -> None:
+    """Verify an error inside the pass ends the renewals and releases every lease."""
+    import threading
+
+    from mailer.services.leases import check_under_leases
+
+    settings, store = _check_settings(offline_workspace, 3, BEA)
+
+    def one_pass(account: object) -> object:
+        raise RuntimeError("the pass broke")
+
+    try:
+        with pytest.raises(RuntimeError, match="the pass broke"):
+            check_under_leases(settings, store, one_pass)  # type: ignore[arg-type]
+        assert not [r for r in store.leases() if r.held]
+        assert not [t for t in threading.enumerate() if t.name == "leases"]
+    finally:
+        store.close()
+
+
+def test_a_check_refused_by_another_running_check_says_so(offline_workspace: Path) -> None:
+    """Verify a check refused because another check holds an account names it as a
+    'mailer check' run (not a daemon) and says to wait for it."""
+    from mailer.services.leases import CHECK, check_under_leases, daemon_id, is_check
+
+    settings, store = _check_settings(offline_workspace, 3600)
+    other = "elsewhere:" + daemon_id(CHECK).split(":", 1)[1]  # another machine's check
+    assert is_check(other) and not is_check(DAEMON)
+    try:
+        assert store.acquire_lease("", other, 3600) is not None
+        with pytest.raises(LockedError) as caught:
+            check_under_leases(settings, store, lambda account: None)  # type: ignore[arg-type]
+        assert f"the main account is leased to 'mailer check' run {other} since" in str(
+            caught.value
+        )
+        assert "it is doing this work now" in str(caught.value)
+        assert caught.value.hint.startswith("wait for it to finish")
     finally:
         store.close()

@@ -213,7 +213,6 @@ HOLDER = """
 import sys
 from pathlib import Path
 from typing import ClassVar
-from zoneinfo import ZoneInfo
 from mailer.adapters.lock import StoreLock
 from mailer.adapters.tokens import TokenStore
 kind, path = sys.argv[1], Path(sys.argv[2])
@@ -323,27 +322,54 @@ def test_windows_sender_zone_comes_from_the_system_as_an_iana_zone(
 
 
 def test_the_machine_zone_follows_a_change_while_mailer_runs(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Verify the remembered machine zone is read again when TZ or the zone file changes,
-    so a daemon on a laptop that changed zone does not keep the old one."""
+    """Verify the remembered machine zone is read again when TZ changes, when the zone link
+    is re-pointed, or when a link it points through is, so a daemon on a laptop that
+    changed zone does not keep the old one."""
     from mailer.adapters import clock
 
+    monkeypatch.setattr(clock, "_remembered_zone", [None, None])
     monkeypatch.setenv("TZ", "Europe/Berlin")
     assert str(clock.system_zone()) == "Europe/Berlin"
     monkeypatch.setenv("TZ", "Asia/Tokyo")
     assert str(clock.system_zone()) == "Asia/Tokyo"
     monkeypatch.delenv("TZ")
-    keys = iter([(1, 1, 1), (2, 2, 2)])
-    first = next(keys)
-    monkeypatch.setattr(clock, "_file_key", lambda path: first)
-    monkeypatch.setattr(clock, "_read_system_zone", lambda: ZoneInfo("America/Lima"))
+    zones = tmp_path / "zoneinfo"
+    for name in ("Europe/Berlin", "Asia/Tokyo", "America/Lima"):
+        (zones / name).parent.mkdir(parents=True, exist_ok=True)
+        (zones / name).write_text("")
+    link, middle = tmp_path / "localtime", tmp_path / "current"
+    monkeypatch.setattr(clock, "ZONE_LINK", str(link))
+    monkeypatch.setattr(clock, "ZONE_NAME_FILE", str(tmp_path / "no-timezone-file"))
+    middle.symlink_to(zones / "Europe/Berlin")
+    link.symlink_to(middle)
+    assert str(clock.system_zone()) == "Europe/Berlin"
+    assert str(clock.system_zone()) == "Europe/Berlin"  # remembered: nothing changed
+    middle.unlink()
+    middle.symlink_to(zones / "Asia/Tokyo")  # the link it points through, re-pointed
+    assert str(clock.system_zone()) == "Asia/Tokyo"
+    link.unlink()
+    link.symlink_to(zones / "America/Lima")  # the link itself, replaced
     assert str(clock.system_zone()) == "America/Lima"
-    monkeypatch.setattr(clock, "_read_system_zone", lambda: ZoneInfo("Africa/Cairo"))
-    assert str(clock.system_zone()) == "America/Lima"  # nothing changed: remembered
-    second = next(keys)
-    monkeypatch.setattr(clock, "_file_key", lambda path: second)
-    assert str(clock.system_zone()) == "Africa/Cairo"
+
+
+def test_a_machine_zone_known_only_by_its_offset_is_never_remembered(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Verify the last resort, today's fixed UTC offset, is read afresh on every call, so a
+    daemon running across a summer-time change does not keep the winter offset."""
+    from mailer.adapters import clock
+
+    monkeypatch.setattr(clock, "_remembered_zone", [None, None])
+    monkeypatch.delenv("TZ", raising=False)
+    copied = tmp_path / "localtime"  # a copied zone file, not a link into zoneinfo
+    copied.write_text("")
+    monkeypatch.setattr(clock, "ZONE_LINK", str(copied))
+    monkeypatch.setattr(clock, "ZONE_NAME_FILE", str(tmp_path / "no-timezone-file"))
+    zone = clock.system_zone()
+    assert not isinstance(zone, ZoneInfo)
+    assert clock._remembered_zone == [None, None]
 
 
 def test_a_file_system_without_locks_is_one_line_naming_the_lock(

@@ -41,29 +41,40 @@ def system_zone() -> tzinfo:
     (a fixed UTC offset taken from today would be an hour off across a change).
 
     Reading it costs file reads (a tenth of a millisecond), once per message of a campaign;
-    so it is remembered while ``TZ`` and the zone files stay as they are. A laptop that
-    changes zone replaces /etc/localtime, and a running daemon sees the new one.
+    so an IANA zone found is remembered while ``TZ`` and the zone files stay as they are. A
+    laptop that changes zone replaces /etc/localtime, and a running daemon sees the new one.
+    The fixed offset of the last resort is never remembered: it is today's only.
     """
     import sys
 
     if sys.platform == "win32":  # the zone is in the registry: no file to watch
         return _read_system_zone()
-    key = (os.environ.get("TZ", ""), _file_key("/etc/localtime"), _file_key("/etc/timezone"))
-    if _remembered_zone[0] != key:
-        _remembered_zone[:] = [key, _read_system_zone()]
-    return _remembered_zone[1]  # type: ignore[return-value]
+    key = (
+        os.environ.get("TZ", ""),
+        _file_key(ZONE_LINK),
+        # A link to a link: the chain's end too, as _read_system_zone follows it.
+        _file_key(os.path.realpath(ZONE_LINK), follow=True),
+        _file_key(ZONE_NAME_FILE),
+    )
+    if _remembered_zone[0] == key:
+        return _remembered_zone[1]  # type: ignore[return-value]
+    zone = _read_system_zone()
+    _remembered_zone[:] = [key, zone] if isinstance(zone, ZoneInfo) else [None, None]
+    return zone
 
 
 _remembered_zone: list[object] = [None, None]
+# Where Linux and macOS keep the machine's zone (module names, so tests can point elsewhere).
+ZONE_LINK, ZONE_NAME_FILE = "/etc/localtime", "/etc/timezone"
 
 
-def _file_key(path: str) -> tuple[int, int, int] | None:
+def _file_key(path: str, follow: bool = False) -> tuple[str, int, int, int, int] | None:
     """What changes when the file (or the link itself) is replaced or rewritten."""
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (path, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 def _read_system_zone() -> tzinfo:
@@ -77,9 +88,9 @@ def _read_system_zone() -> tzinfo:
 
             candidates.append(tzlocal.get_localzone_name())
     with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text().strip())
+        candidates.append(Path(ZONE_NAME_FILE).read_text().strip())
     try:
-        target = str(Path("/etc/localtime").resolve())
+        target = str(Path(ZONE_LINK).resolve())
         if "zoneinfo/" in target:
             candidates.append(target.split("zoneinfo/", 1)[1])
     except OSError:

@@ -13,6 +13,8 @@ made new and one migrated from version 1 read alike (``SELECT *``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -197,14 +199,12 @@ leases = Table(
 
 
 def first_meta_rows() -> list[dict[str, str]]:
-    """What a new store's ``meta`` holds, however it is made."""
+    """What a new store's ``meta`` holds: the rows the baseline revision writes (which
+    stays as shipped; tests/test_store_migrations.py holds the two equal)."""
     import uuid
 
     return [
-        # Kept for the readers that check it without Alembic (open_to_read) and for a
-        # mailer of before the baseline, which then refuses nothing it understands.
         {"key": "schema_version", "value": "5"},
-        # A name for this store, so a workspace can tell it from a new, empty one.
         {"key": "store_id", "value": uuid.uuid4().hex},
     ]
 
@@ -215,7 +215,7 @@ _ALEMBIC_VERSION = """CREATE TABLE alembic_version (
 )"""
 
 
-def create_new_sqlite(connection: object, head: str) -> None:
+def create_new_sqlite(connection: Any, head: str) -> None:
     """Make a new SQLite store at revision ``head`` without loading Alembic: the tables its
     revisions make, and the revision recorded as Alembic records it. Loading Alembic and its
     revisions took longer than the rest of a first ``mailer send`` in a new workspace.
@@ -223,10 +223,8 @@ def create_new_sqlite(connection: object, head: str) -> None:
     tests/test_store_migrations.py holds the result to what Alembic's revisions make, table
     by table and index by index, so a new revision cannot be forgotten here.
     """
-    metadata.create_all(connection)  # type: ignore[arg-type]
-    lease_metadata.create_all(connection)  # type: ignore[arg-type]
-    connection.execute(text(_ALEMBIC_VERSION))  # type: ignore[attr-defined]
-    connection.execute(  # type: ignore[attr-defined]
-        text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head}
-    )
-    connection.execute(meta.insert(), first_meta_rows())  # type: ignore[attr-defined]
+    metadata.create_all(connection)
+    lease_metadata.create_all(connection)
+    connection.execute(text(_ALEMBIC_VERSION))
+    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+    connection.execute(meta.insert(), first_meta_rows())

@@ -51,6 +51,8 @@ from mailer.model.lifecycle import (
 from mailer.model.lifecycle import describe as describe_state
 
 if TYPE_CHECKING:
+    from sqlalchemy import TextClause
+
     from mailer.model.decision import Decision
     from mailer.model.matching import IndexedThread, ThreadIndex
 
@@ -200,7 +202,6 @@ def _final_dot_column(c: Any) -> list[str]:
     """Migration 4: when the final dot of DATA was about to go (see mark_final_dot). A row
     caught mid-send by an older mailer may have passed it: it stays in doubt. Like every
     migration it keeps the state strings of its day, whatever the lifecycle later calls them."""
-
     c.execute(text("ALTER TABLE messages ADD COLUMN final_dot_at TEXT"))
     c.execute(
         text("""UPDATE messages SET final_dot_at = COALESCE(submitting_at, created_at)
@@ -212,7 +213,6 @@ def _final_dot_column(c: Any) -> list[str]:
 def _unreadable_table(c: Any) -> list[str]:
     """Migration 3 too: messages the watcher could not read and passed over, so each is
     logged once and a pass never stops on it again."""
-
     c.execute(
         text("""CREATE TABLE unreadable (folder TEXT NOT NULL,
                 uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
@@ -228,7 +228,6 @@ def _utc_keys(c: Any) -> list[str]:
     Europe/Berlin were two interviews. Apologies that slipped through that way are reported,
     with an event on each thread, and kept: both were sent, and a unique index would only
     make this step fail."""
-
     from mailer.model.keys import derive_key, legacy_derive_key
 
     notices: list[str] = []
@@ -301,7 +300,7 @@ AWAITING, SENDING = ThreadState.AWAITING, ThreadState.SENDING
 
 
 @functools.lru_cache(maxsize=512)
-def text(sql: str) -> Any:
+def text(sql: str) -> TextClause:
     """SQLAlchemy's ``text()``, parsed once per statement. Parsing the bind parameters
     again on every call was a quarter of a small transaction's time; the statements are
     made from constants only (no values), so the cache stays small."""
@@ -510,7 +509,6 @@ class Store:
     @property
     def store_id(self) -> str:
         """The name written into the store when it was made (it survives a move)."""
-
         with self.tx() as c:
             row = c.execute(text("SELECT value FROM meta WHERE key = 'store_id'")).first()
         return str(row[0]) if row else ""
@@ -661,7 +659,6 @@ class Store:
         accept leaves the machine before ``mark_final_dot``, whose synced commit carries this
         one to disk (one WAL). That holds for a row recorded straight as ``submitting`` too.
         """
-
         first = SUBMITTING if submitting else QUEUED
         with self.tx(durable) as c:
             if guard_duplicates:
@@ -721,7 +718,6 @@ class Store:
         campaign: str | None = None,
         entry_key: str | None = None,
     ) -> None:
-
         from mailer.errors import DuplicateError
 
         rows = (
@@ -776,7 +772,6 @@ class Store:
         now: datetime,
         state: str = QUEUED,
     ) -> int:
-
         return int(
             c.execute(
                 text("""INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
@@ -799,7 +794,6 @@ class Store:
         )
 
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
-
         c.execute(
             text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
             {"t": thread_id, "at": now.isoformat(), "k": kind, "d": detail},
@@ -829,7 +823,6 @@ class Store:
         """Synced, right before the final dot of DATA: from here on the server may take the
         message, so a process that dies leaves it in doubt. Before it, nothing can have been
         accepted, and a dead process's message is requeued (requeue_abandoned)."""
-
         # A daemon's message (see under_lease): only while its lease is still held at its
         # epoch, in this same statement, so a daemon that stalled and lost it sends no dot.
         fence, fence_params = self._fence_sql()
@@ -857,7 +850,6 @@ class Store:
         """Put back in ``queued`` every message a dead process left ``submitting`` before the
         final dot: the server cannot have taken it. Returns them. Nobody owns them then, so
         the next pass (a follow-up) or the next ``send``/campaign run (an apology) sends it."""
-
         with self.tx() as c:
             rows = (
                 c.execute(
@@ -896,7 +888,6 @@ class Store:
         of several ``resolve --resend`` runs at once exactly one sends; the others are
         refused before MAIL FROM. ``thread_states`` are the thread states that still want it.
         """
-
         with self.tx() as c:
             row = self._claimable(c, message_row_id)
             self._check_lease(c, row["thread_id"])
@@ -925,7 +916,6 @@ class Store:
 
     def _claimable(self, c: Any, message_row_id: int) -> Any:
         """The row, unless a live process other than this one is working on it."""
-
         row = (
             c.execute(
                 text("""SELECT thread_id, kind, message_id, state, owner, final_dot_at
@@ -968,7 +958,6 @@ class Store:
         ``durable=False`` (campaigns) skips the fsync: if a power cut loses this commit, the
         message is left ``submitting`` and so shows as in doubt; it is never sent again.
         """
-
         with self.tx(durable) as c:
             if settling:
                 row = self._claimable(c, message_row_id)
@@ -1025,7 +1014,6 @@ class Store:
     def mark_abandoned_in_doubt(self, message_row_id: int, now: datetime, error: str) -> bool:
         """``submitting`` -> ``in_doubt``, but only if its owner is really gone (checked inside
         the transaction, so a resend running right now is left alone)."""
-
         with self.tx() as c:
             row = (
                 c.execute(text("SELECT * FROM messages WHERE id = :id"), {"id": message_row_id})
@@ -1086,7 +1074,6 @@ class Store:
         self.record_sent_copies([(message_row_id, outcome)], durable)
 
     def record_sent_copies(self, outcomes: list[tuple[int, str]], durable: bool = True) -> None:
-
         with self.tx(durable) as c:
             c.execute(
                 text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
@@ -1107,7 +1094,6 @@ class Store:
         ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
         nothing written) if the table does not allow ``move`` from the row's state. The row
         is this process's afterwards, unless ``owner`` names another (None: nobody's)."""
-
         row = (
             c.execute(
                 text("SELECT thread_id, kind, message_id, state FROM messages WHERE id = :id"),
@@ -1151,7 +1137,6 @@ class Store:
         """Move a thread as a side effect of its message's move, if the table allows it from
         the thread's state now; a thread that has moved on (a reply, a cancel) is left as it
         is, and the message's own move still counts. True if it moved."""
-
         states, state_params = _in("from", allowed(move))
         done = c.execute(
             text(
@@ -1166,7 +1151,6 @@ class Store:
 
     def _rows(self, sql: str, **params: Any) -> list[Any]:
         """One read in its own transaction."""
-
         with self.tx() as c:
             return list(c.execute(text(sql), params).mappings().all())
 
@@ -1286,7 +1270,6 @@ class Store:
     def _tuples(self, c: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Rows as plain tuples, inside the transaction ``c``: on SQLite straight from its
         cursor (for 10k rows SQLAlchemy's row objects cost several times the query)."""
-
         if self.engine.dialect.name == "sqlite":
             return c.connection.dbapi_connection.execute(sql, params).fetchall()
         return [tuple(r) for r in c.execute(text(sql), params)]
@@ -1343,7 +1326,6 @@ class Store:
         ``expected_state`` None: the decision holds whatever the thread's state. A message
         recorded before is :attr:`Applied.SEEN`, and nothing is written either.
         """
-
         with self.tx() as c:
             seen = c.execute(
                 text("""SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
@@ -1420,7 +1402,6 @@ class Store:
         return Applied.RECORDED
 
     def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
-
         states, params = _in("from", allowed(MessageEvent.DROP_QUEUED))
         c.execute(
             text(f"""UPDATE messages SET state = :f, failed_at = :now, error = :why
@@ -1448,7 +1429,6 @@ class Store:
         :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
         the thread's state now, or if the thread is not in ``expected`` (the state the move
         was decided from) any more."""
-
         with self.tx() as c:
             row = (
                 c.execute(text("SELECT state, detail FROM threads WHERE id = :t"), {"t": thread_id})
@@ -1509,7 +1489,6 @@ class Store:
 
     def set_thread_detail(self, thread_id: int, detail: dict[str, Any]) -> None:
         """Remember something about a thread (a campaign's permanent refusal)."""
-
         with self.tx(durable=False) as c:
             row = c.execute(
                 text("SELECT detail FROM threads WHERE id = :t"), {"t": thread_id}
@@ -1537,7 +1516,6 @@ class Store:
         machine), and so is one a gone process left submitting before the final dot (the server
         took nothing); one that is submitting, sent or in doubt blocks another.
         """
-
         with self.tx() as c:
             self._check_lease(c, thread_id)
             t = (
@@ -1584,7 +1562,6 @@ class Store:
 
     def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
         """The other threads to this address that are bounced, with their details."""
-
         with self.tx() as c:
             rows = c.execute(
                 text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
@@ -1626,7 +1603,6 @@ class Store:
 
     def next_due(self, after: datetime | None = None) -> datetime | None:
         """The soonest due time of an open thread (after ``after``), with its own offset."""
-
         later = "" if after is None else "AND due_at > :after"
         found: list[datetime] = []
         with self.tx() as c:
@@ -1692,7 +1668,6 @@ class Store:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),
         by the account they were sent from; with ``other_than``, leaving out those accounts'
         (the configured ones): every pass asks, and the answer is then almost always empty."""
-
         states, params = _in("s", WAITING_THREAD)
         out: dict[str, list[int]] = {}
         with self.tx() as c:
@@ -1726,7 +1701,6 @@ class Store:
         APPEND failed), to file them: marked ``filing: <this process>`` in one transaction,
         so two commands catching up at once never both append one copy. Rows another live
         process sent (it files them itself) or is filing are left alone."""
-
         me = owner_token()
         with self.tx() as c:
             rows = (
@@ -1819,7 +1793,6 @@ class Store:
     ) -> bool:
         """Remember a message the watcher could not read and passed over (True the first
         time)."""
-
         with self.tx(durable=False) as c:
             key = {"f": folder, "v": uidvalidity, "u": uid}
             if c.execute(
@@ -2044,7 +2017,6 @@ class Store:
         holds it. One conditional upsert, checked by its row count. ``dead_owner``: a holder
         known to be dead (a daemon of this machine whose process is gone), whose unexpired
         lease is taken too, as long as it is still that one's."""
-
         now = self._db_now()
         with self.tx() as c:
             done = c.execute(
@@ -2069,7 +2041,6 @@ class Store:
     def renew_lease(self, lease: Lease) -> bool:
         """Push the lease's expiry on, if it is still ``lease``'s (same owner and epoch) and
         not expired: False means it is lost, and its holder must stop working on it."""
-
         now = self._db_now()
         with self.tx() as c:
             done = c.execute(
@@ -2082,7 +2053,6 @@ class Store:
     def release_lease(self, lease: Lease) -> bool:
         """Give the lease back (a clean shutdown): expired now, so another daemon takes the
         account at once rather than after the lease time. Its epoch stays, for the next."""
-
         now = self._db_now()
         with self.tx() as c:
             done = c.execute(
@@ -2118,7 +2088,8 @@ class Store:
         """Make this store's claims as ``lease``'s holder: the follow-ups and resends claimed
         and the final-dot marks written meanwhile are conditional on the lease still being
         held at its epoch, and the messages carry it in their owner token. For the daemon,
-        one account at a time (``check``, ``send`` and campaigns take no lease)."""
+        one account at a time, and for ``check`` on a shared store (``send`` and campaigns
+        take no lease)."""
         self.lease = lease
         try:
             yield
@@ -2147,7 +2118,6 @@ class Store:
     def _check_lease(self, c: Any, thread_id: int) -> None:
         """Inside a claim's transaction: refuse unless the current lease (if any) is the
         thread's account's and still held at its epoch."""
-
         lease = self.lease
         if lease is None:
             return
@@ -2165,7 +2135,6 @@ class Store:
 
     def _lease_lost(self, c: Any) -> None:
         """Raise LeaseLostError if the current lease is no longer held at its epoch."""
-
         lease = self.lease
         if lease is None:
             return
@@ -2216,7 +2185,6 @@ class _LiveLeases(Mapping[str, str]):
         self._found: dict[str, str] | None = None
 
     def _load(self) -> dict[str, str]:
-
         if self._found is None:
             rows = self._c.execute(
                 text(f"SELECT account, epoch FROM leases WHERE expires_at > {self._now}")

@@ -485,7 +485,7 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     from mailer.adapters.clock import default_clock
     from mailer.adapters.lock import store_lock
     from mailer.services.daemon import log_report
-    from mailer.services.passes import run_pass, run_pass_all
+    from mailer.services.passes import check_all
 
     level = _log_level(obj, quiet, verbose)
     settings = obj.settings(need_secrets=True)
@@ -494,17 +494,7 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     logging.getLogger("mailer").setLevel(level)
     clock = default_clock()
     with store_lock(settings.state_url, settings.workspace, "mailer check"):
-        if settings.state_url.startswith("sqlite"):
-            # The lock above already says no daemon runs on this store.
-            report = run_pass_all(settings, store, clock)
-        else:
-            # A shared database: a daemon here or on another machine may hold an account,
-            # or start while this pass runs. The pass takes the daemons' leases.
-            from mailer.services.leases import check_under_leases
-
-            report = check_under_leases(
-                settings, store, lambda account: run_pass(account, store, clock)
-            )
+        report = check_all(settings, store, clock)
     log_report(report)
     if verbose:
         _whats_next(settings, store)

@@ -335,7 +335,7 @@ class IdleWatcher:
             started = time.monotonic()
             while not self.stop.is_set():
                 if not self.wanted():
-                    log.info("another daemon holds this account's lease: IDLE stopped")
+                    log.info("this daemon does not hold the account's lease now: IDLE stopped")
                     break
                 asked = time.monotonic()
                 responses = box.idle_check(1.0)

@@ -31,10 +31,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailer.services.leases")
 
 
-def daemon_id() -> str:
+def daemon_id(kind: str = "") -> str:
     """Who holds a lease: host, boot, PID and the PID's start time (the owner token of
-    mailer.adapters.store), and a random part, so that no two daemons ever share one."""
-    return f"{owner_token()}:{secrets.token_hex(3)}"
+    mailer.adapters.store), and a random part, so that no two daemons ever share one.
+    ``kind`` starts the random part: CHECK for a ``mailer check`` run (see is_check)."""
+    return f"{owner_token()}:{kind}{secrets.token_hex(3)}"
+
+
+CHECK = "check"
+
+
+def is_check(owner: str) -> bool:
+    """Whether a lease holder is a ``mailer check`` run rather than a daemon."""
+    return owner.rsplit(":", 1)[-1].startswith(CHECK)
+
+
+def holder(owner: str) -> str:
+    """A lease holder in words."""
+    return f"'mailer check' run {owner}" if is_check(owner) else f"daemon {owner}"
 
 
 def dead_here(owner: str) -> bool:
@@ -97,9 +111,10 @@ class LeaseKeeper:
                         lost.append(account)
                         log.warning(
                             "%s: lost its lease (epoch %d): it expired or another daemon took "
-                            "it; this daemon no longer works on it",
+                            "it; this %s no longer works on it",
                             account_label(account),
                             lease.epoch,
+                            "check" if is_check(self.owner) else "daemon",
                         )
                 wanted = [a for a in self.accounts if a not in self.held]
                 # A daemon of this machine killed a moment ago holds its leases until they
@@ -149,8 +164,14 @@ def refusal(settings: Settings, store: Store) -> LockedError | None:
         return None
     first = held[0]
     more = f" (and {len(held) - 1} more account(s))" if len(held) > 1 else ""
+    if is_check(first.owner):
+        return LockedError(
+            f"{account_label(first.account)} is leased to {holder(first.owner)} since "
+            f"{first.acquired_at:%Y-%m-%d %H:%M:%S} UTC{more}; it is doing this work now",
+            hint="wait for it to finish, then run 'mailer check' again if you still need to",
+        )
     return LockedError(
-        f"{account_label(first.account)} is leased to daemon {first.owner} since "
+        f"{account_label(first.account)} is leased to {holder(first.owner)} since "
         f"{first.acquired_at:%Y-%m-%d %H:%M:%S} UTC{more}; only its daemon works on it",
         hint="that daemon already does this work; stop it first if you must",
     )
@@ -166,13 +187,17 @@ def check_under_leases(
     finds the accounts held and leaves them to this pass."""
     from mailer.services.passes import PassReport, every_account
 
-    keeper = LeaseKeeper(store, settings.account_names, settings.lease_seconds)
+    keeper = LeaseKeeper(
+        store, settings.account_names, settings.lease_seconds, owner=daemon_id(CHECK)
+    )
     keeper.beat()
     if len(keeper.held) < len(settings.account_names):
         keeper.release_all()
+        # Nobody holds them now: the database was out of reach, or the holder let go
+        # between the two reads.
         raise refusal(settings, store) or StateError(
             f"{safe_url(store.url)}: could not take the accounts' leases for this check",
-            hint="see the warning above; run 'mailer check' again",
+            hint="run 'mailer check' again",
         )
     done = threading.Event()
 

@@ -84,6 +84,18 @@ def run_pass_all(
     )
 
 
+def check_all(settings: Settings, store: Store, clock: Clock) -> PassReport:
+    """``mailer check``: one pass for every account. On a shared store (PostgreSQL) a daemon
+    may hold an account, or start while the pass runs: the pass takes the accounts' leases
+    as a daemon would (see leases.check_under_leases). On SQLite the store's lock, held by
+    the caller, already says no daemon runs."""
+    if store.url.startswith("sqlite"):
+        return run_pass_all(settings, store, clock)
+    from mailer.services.leases import check_under_leases
+
+    return check_under_leases(settings, store, lambda account: run_pass(account, store, clock))
+
+
 def every_account(
     settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
 ) -> PassReport:
