@@ -347,6 +347,10 @@ DAMAGE = [
     # A thread whose own row and message are both damaged is named once, for its row.
     "UPDATE threads SET detail = 'x' WHERE id = 18",
     "UPDATE messages SET recipients = 'x' WHERE thread_id = 18",
+    # In the shape the SQL takes without reading the date, but not a day or time there is.
+    "UPDATE messages SET created_at = '2026-02-29T10:00:00+00:00' WHERE thread_id = 8",
+    "UPDATE messages SET submitting_at = '2026-00-10T10:00:00+00:00' WHERE thread_id = 9",
+    "UPDATE messages SET sent_at = '2026-11-23T10:60:00+00:00' WHERE thread_id = 10",
 ]
 
 
@@ -377,6 +381,10 @@ def test_the_status_table_lists_and_names_damage_as_the_full_listing_does(
             if whole is not None:
                 assert view.describe(s, briefs, tz) == view.describe(t, whole, tz)
                 assert view.state_word(s, briefs) == view.state_word(t, whole)
+                assert view.described(s, briefs, tz) == (
+                    view.describe(t, whole, tz),
+                    view.state_word(t, whole),
+                )
 
 
 def test_status_lists_threads_whatever_the_mail_server_settings_say(tmp_path: Path) -> None:

@@ -439,8 +439,8 @@ def _status_table(listed: list[tuple[Any, Any]], tz: Any, alive: Any) -> None:
         if msgs is None:
             state, style = "damaged: see the warning below", "bold red"
         else:
-            state = view.describe(t, msgs, tz, alive)
-            style = STATE_STYLES.get(view.state_word(t, msgs, alive))
+            state, word = view.described(t, msgs, tz, alive)
+            style = STATE_STYLES.get(word)
         sent = view.shown(t.sent_at, tz) if t.sent_at else "-"
         rows.append(([str(t.id), t.recipient, t.company, t.situation, sent, state], style))
     print_rows(columns, rows)
