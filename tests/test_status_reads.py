@@ -246,9 +246,12 @@ def test_status_id_reads_only_its_own_thread(tmp_path: Path) -> None:
 @pytest.mark.wire  # a fresh interpreter: what importing loads
 def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
     """Verify `status` off a terminal imports neither SQLAlchemy (a current SQLite store is
-    read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail."""
+    read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail; nor logging
+    (nothing in it logs), nor the facts and decision modules (only a held thread's words need
+    the latter)."""
     ws, _ = _workspace(tmp_path, 2)
-    heavy = ("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail")
+    heavy = ("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail", "logging")
+    ours = ("mailer.model.facts", "mailer.model.decision")
     code = (
         "import sys\n"
         "from mailer.cli.main import cli\n"
@@ -257,6 +260,7 @@ def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
         "except SystemExit:\n"
         "    pass\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
+        f"print(sorted(set(sys.modules) & set({ours!r})))\n"
     )
     # As a pipe sees it: no terminal, and no COLUMNS asking rich for a width.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_") and k != "COLUMNS"}
@@ -265,7 +269,7 @@ def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "hr1@company1.test" in out.stdout
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "[]"]
 
 
 def test_a_store_to_migrate_is_opened_in_full(tmp_path: Path) -> None:
