@@ -21,20 +21,12 @@ from typing import Any
 from jinja2 import FileSystemBytecodeCache
 from jinja2.bccache import Bucket
 
-APP = "mailer"
+from mailer.adapters.userdirs import user_cache_dir
 
 
 def cache_dir() -> Path:
-    """``mailer/templates`` in the user's cache directory (``$XDG_CACHE_HOME`` or
-    ``~/.cache`` on Linux; platformdirs elsewhere, whose import costs more than this saves
-    on Linux)."""
-    if sys.platform.startswith("linux"):
-        base = os.environ.get("XDG_CACHE_HOME", "")
-        root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-        return root / APP / "templates"
-    from platformdirs import user_cache_path
-
-    return user_cache_path(APP, appauthor=False) / "templates"
+    """``templates`` in the user's cache directory (see :func:`user_cache_dir`)."""
+    return user_cache_dir() / "templates"
 
 
 class TemplateCache(FileSystemBytecodeCache):
