@@ -1947,10 +1947,12 @@ class Store:
                 _, briefs = query(_NEEDED_BRIEFS_SQL)
                 _, suspects = query(_SUSPECT_MESSAGES_SQL)
                 details: dict[int, dict[str, Any]] = {}
+                doubted = []
                 for row in threads:
                     if row[-1] and not _bad_dates(row) and (d := _dict_or_none(row[7])) is not None:
                         details[row[0]] = d
-                doubted = [row[0] for row in threads if row[0] not in details]
+                    else:
+                        doubted.append(row[0])
                 found, damage = self._read_in_full(query, doubted)
                 details.update(found)
                 broken = self._broken_messages(query, [m for (m,) in suspects], details)
@@ -1967,13 +1969,15 @@ class Store:
         by_thread: dict[int, list[MessageBrief]] = {}
         for row in briefs:
             by_thread.setdefault(row[0], []).append(MessageBrief(*row[1:]))
+        # tuple.__new__ as ThreadSummary._make does, without a call through Python a row.
+        new = tuple.__new__
         return [
             (
-                ThreadSummary(*row[:7], details[row[0]]),
+                new(ThreadSummary, (*row[:7], detail)),
                 None if row[0] in broken else by_thread.get(row[0], []),
             )
             for row in threads
-            if row[0] in details  # else damaged, and named
+            if (detail := details.get(row[0])) is not None  # else damaged, and named
         ]
 
     def _listed_summaries(self) -> list[tuple[ThreadSummary, list[MessageBrief] | None]]:
