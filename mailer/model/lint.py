@@ -593,8 +593,23 @@ def split_subject(raw: str) -> tuple[str, str]:
 
 
 def word_count(text: str) -> int:
-    """Words as the length rules count them (quoted '>' lines excluded)."""
-    return len(_get("_WORD").findall(_unquoted(text).replace("’", "'")))
+    """Words as the length rules count them (quoted '>' lines excluded). Counted line by line
+    (no word spans a line break), each line's count remembered: a campaign's entries share
+    most of their lines."""
+    unquoted = (line for line in text.splitlines() if not line.lstrip().startswith(">"))
+    return sum(_line_words(line.replace("’", "'")) for line in unquoted)
+
+
+@lru_cache(maxsize=4096)
+def _remembered_words(line: str, word: _Same) -> int:
+    return len(word.value.findall(line))  # type: ignore[attr-defined]
+
+
+def _line_words(line: str) -> int:
+    word = _get("_WORD")
+    if len(line) > MAX_PIECE:  # (the bound keeps the cache's memory small)
+        return len(word.findall(line))
+    return _remembered_words(line, _Same(word))
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -615,13 +630,13 @@ def _elements(
     text = _norm(body)
     fill = {"company": company, "role": role}
     if kind == "apology":
-        if not _get("_REASON").search(text):
+        if not _found("_REASON", text):
             yield _finding(
                 "missing-reason", "No reason is given for missing or moving the interview."
             )
-        if not _get("_REGRET").search(text):
+        if not _found("_REGRET", text):
             yield _finding("missing-regret", "The message never says sorry (or apologises).")
-    if not _get("_INTEREST").search(text):
+    if not _found("_INTEREST", text):
         yield _finding(
             "missing-interest",
             "The message does not say you are still interested in the role.",
@@ -629,10 +644,32 @@ def _elements(
         )
     else:
         yield from _interest_specific(sentences, company, role)
-    if not _get("_RESCHEDULE").search(text):
+    if not _found("_RESCHEDULE", text):
         yield _finding("missing-reschedule", "The message does not ask to reschedule.")
-    if not _get("_THANKS").search(text):
+    if not _found("_THANKS", text):
         yield _finding("missing-thanks", "The message does not thank the reader.")
+
+
+# The key-element regexes: none matches a line break, and none asserts anything but word
+# boundaries, which a line's ends keep; so one matches a text where it matches one of its
+# lines (test_lint holds each to it).
+_BY_LINE = frozenset({"_REASON", "_REGRET", "_INTEREST", "_RESCHEDULE", "_THANKS"})
+
+
+def _found(name: str, text: str) -> bool:
+    """Whether the key-element regex ``name`` matches ``text``: line by line, each line's
+    answer remembered (a campaign's entries share most of their lines)."""
+    pattern = _get(name)
+    same = _Same(pattern)
+    return any(
+        pattern.search(line) is not None if len(line) > MAX_PIECE else _line_found(line, same)
+        for line in text.split("\n")
+    )
+
+
+@lru_cache(maxsize=4096)
+def _line_found(line: str, pattern: _Same) -> bool:
+    return pattern.value.search(line) is not None  # type: ignore[attr-defined]
 
 
 def _interest_specific(sentences: list[str], company: str, role: str) -> Iterator[Finding]:
