@@ -8,7 +8,6 @@ folder overrides them file by file.
 from __future__ import annotations
 
 import binascii
-import html
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -592,6 +591,8 @@ def _addresses_in(header: bytes, name: str) -> tuple[str, ...]:
 
 
 def _as_html(text: str) -> str:
+    import html  # (only an HTML part needs it: its entity table is a hundredth of a preview)
+
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
     body = "\n".join(
         "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
