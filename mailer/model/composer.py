@@ -131,6 +131,7 @@ class Composer:
         from mailer.model.templating import ConfinedLoader, TemplateEnvironment
 
         self.workspace_templates = workspace_templates
+        self._situations: dict[str, str] | None = None
         loaders = []
         if workspace_templates is not None and workspace_templates.is_dir():
             loaders.append(ConfinedLoader(str(workspace_templates)))
@@ -150,6 +151,13 @@ class Composer:
         self.env = TemplateEnvironment(
             loader=ChoiceLoader(loaders), bytecode_cache=cache, **options
         )
+
+    def situations(self) -> dict[str, str]:
+        """:func:`situations_in` its workspace templates, read once (its loaders are fixed
+        when it is made, and a campaign composes hundreds of messages)."""
+        if self._situations is None:
+            self._situations = situations_in(self.workspace_templates)
+        return self._situations
 
     def render(self, name: str, variables: dict[str, Any]) -> Draft:
         from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
@@ -343,7 +351,7 @@ def compose_apology(
 ) -> Draft:
     """``taken_subjects``: the subjects of open threads to the same address (from the store),
     which this one must not repeat."""
-    if facts.situation not in situations_in(composer.workspace_templates):
+    if facts.situation not in composer.situations():
         raise InputError(f"--situation: unknown situation {facts.situation!r}")
     if facts.situation == "conflict" and facts.interview <= now:
         raise InputError(
