@@ -60,7 +60,8 @@ def compiled(pattern: str, flags: int = 0) -> re.Pattern[str]:
 
 
 def _program(pattern: str, flags: int) -> tuple[Any, ...]:
-    """What re._compiler.compile gives the engine for ``pattern`` (Python 3.11 to 3.13)."""
+    """What re._compiler.compile gives the engine for ``pattern``, as CPython 3.11 does it
+    (where another version differs, the check in :func:`compiled` keeps nothing)."""
     from re import _compiler, _parser  # type: ignore[attr-defined]
 
     parsed = _parser.parse(pattern, flags)
