@@ -23,6 +23,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from mailer.model.composer import Composer, compose_apology, compose_follow_up
 from mailer.model.facts import SITUATIONS, make_facts
@@ -407,3 +409,35 @@ def test_split_subject_reads_an_optional_subject_line() -> None:
     """Verify a file's 'Subject:' line is split off, and its absence is fine."""
     assert split_subject("Subject:  Hello  there\n\nBody\n") == ("Hello there", "Body\n")
     assert split_subject("Dear Ana,\nBody\n") == ("", "Dear Ana,\nBody\n")
+
+
+# Words the key-element regexes look for, split and joined by what a line break may fall
+# between ("due\nto", "re-\nschedule", "sorry\n", "thank-you").
+_PIECES = [
+    "due", "to", "because", "ill", "sorry", "apologise", "thank", "thanks", "grateful",
+    "reschedule", "re-", "schedule", "another", "time", "keen", "looking", "forward",
+    "interested", "I'm", "available", "on", "wi-", "fi", "power", "cut", "double-booked",
+    "’", "'", "-", ",", ".", " ", " ", "\n", "\n\n", "\r\n", "\u2028", "> quoted", "x_y",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+@example(["due", " ", "to"])
+@example(["due", "\n", "to"])
+@example(["power", " ", "cut", "\n", "thank"])
+@example(["I'm", " ", "available", " ", "on"])
+@example(["looking", "\n", "forward", " ", "sorry"])
+@example(["re-", "\n", "schedule", "\r\n", "> quoted", "\n", "keen"])
+def test_the_key_elements_and_word_count_read_by_line_as_the_whole_text(
+    pieces: list[str],
+) -> None:
+    """Verify each key-element regex, asked line by line (and remembered), answers as one
+    search of the whole text, and the word count line by line is the whole text's count."""
+    from mailer.model import lint
+
+    text = "".join(pieces)
+    for name in lint._BY_LINE:
+        assert lint._found(name, text) == bool(lint._get(name).search(text)), (name, text)
+    whole = len(lint._get("_WORD").findall(lint._unquoted(text).replace("’", "'")))
+    assert lint.word_count(text) == whole

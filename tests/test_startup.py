@@ -61,7 +61,8 @@ def test_help_imports_only_click_and_the_command_table(tmp_path: Path) -> None:
 def test_preview_loads_no_store_network_or_locale_library(tmp_path: Path) -> None:
     """Verify `mailer preview` with an ISO date and the default locale loads neither the
     store nor any networked, display or locale library, nor .env's reader or logging (it
-    never connects), and still checks the apology."""
+    never connects), nor importlib.resources or platformdirs (the templates and the cache
+    are found without them), and still checks the apology."""
     (tmp_path / "config").mkdir()
     (tmp_path / ".env").write_text("MAILER_SMTP_PASSWORD=not-needed-to-preview\n")
     (tmp_path / "config" / "mailer.toml").write_text(
@@ -75,8 +76,10 @@ def test_preview_loads_no_store_network_or_locale_library(tmp_path: Path) -> Non
         *("--interview", "2026-11-24 10:00", "--note", "I had a fever that week."),
     )
     assert "To: Ana Ruiz <ana.ruiz@acme.example.com>" in out and "Apology check:" in out
-    assert loaded(modules, (*HEAVY, "dotenv", "logging")) == []
+    assert loaded(modules, (*HEAVY, "dotenv", "logging", "platformdirs")) == []
     assert "mailer.adapters.store" not in modules and "mailer.sandbox.stack" not in modules
+    # The packaged templates are found on disk, not through importlib.resources.
+    assert "importlib.resources" not in modules
 
 
 @pytest.mark.wire  # a fresh interpreter: what importing loads

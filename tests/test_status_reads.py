@@ -246,9 +246,12 @@ def test_status_id_reads_only_its_own_thread(tmp_path: Path) -> None:
 @pytest.mark.wire  # a fresh interpreter: what importing loads
 def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
     """Verify `status` off a terminal imports neither SQLAlchemy (a current SQLite store is
-    read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail."""
+    read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail; nor logging
+    (nothing in it logs), nor the facts and decision modules (only a held thread's words need
+    the latter)."""
     ws, _ = _workspace(tmp_path, 2)
-    heavy = ("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail")
+    heavy = ("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail", "logging")
+    ours = ("mailer.model.facts", "mailer.model.decision")
     code = (
         "import sys\n"
         "from mailer.cli.main import cli\n"
@@ -257,6 +260,7 @@ def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
         "except SystemExit:\n"
         "    pass\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
+        f"print(sorted(set(sys.modules) & set({ours!r})))\n"
     )
     # As a pipe sees it: no terminal, and no COLUMNS asking rich for a width.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_") and k != "COLUMNS"}
@@ -265,7 +269,7 @@ def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "hr1@company1.test" in out.stdout
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "[]"]
 
 
 def test_a_store_to_migrate_is_opened_in_full(tmp_path: Path) -> None:
@@ -347,6 +351,10 @@ DAMAGE = [
     # A thread whose own row and message are both damaged is named once, for its row.
     "UPDATE threads SET detail = 'x' WHERE id = 18",
     "UPDATE messages SET recipients = 'x' WHERE thread_id = 18",
+    # In the shape the SQL takes without reading the date, but not a day or time there is.
+    "UPDATE messages SET created_at = '2026-02-29T10:00:00+00:00' WHERE thread_id = 8",
+    "UPDATE messages SET submitting_at = '2026-00-10T10:00:00+00:00' WHERE thread_id = 9",
+    "UPDATE messages SET sent_at = '2026-11-23T10:60:00+00:00' WHERE thread_id = 10",
 ]
 
 
@@ -377,6 +385,10 @@ def test_the_status_table_lists_and_names_damage_as_the_full_listing_does(
             if whole is not None:
                 assert view.describe(s, briefs, tz) == view.describe(t, whole, tz)
                 assert view.state_word(s, briefs) == view.state_word(t, whole)
+                assert view.described(s, briefs, tz) == (
+                    view.describe(t, whole, tz),
+                    view.state_word(t, whole),
+                )
 
 
 def test_status_lists_threads_whatever_the_mail_server_settings_say(tmp_path: Path) -> None:

@@ -1906,10 +1906,12 @@ class Store:
                 _, briefs = query(_NEEDED_BRIEFS_SQL)
                 _, suspects = query(_SUSPECT_MESSAGES_SQL)
                 details: dict[int, dict[str, Any]] = {}
+                doubted = []
                 for row in threads:
                     if row[-1] and not _bad_dates(row) and (d := _dict_or_none(row[7])) is not None:
                         details[row[0]] = d
-                doubted = [row[0] for row in threads if row[0] not in details]
+                    else:
+                        doubted.append(row[0])
                 found, damage = self._read_in_full(query, doubted)
                 details.update(found)
                 broken = self._broken_messages(query, [m for (m,) in suspects], details)
@@ -1926,13 +1928,15 @@ class Store:
         by_thread: dict[int, list[MessageBrief]] = {}
         for row in briefs:
             by_thread.setdefault(row[0], []).append(MessageBrief(*row[1:]))
+        # tuple.__new__ as ThreadSummary._make does, without a call through Python a row.
+        new = tuple.__new__
         return [
             (
-                ThreadSummary(*row[:7], details[row[0]]),
+                new(ThreadSummary, (*row[:7], detail)),
                 None if row[0] in broken else by_thread.get(row[0], []),
             )
             for row in threads
-            if row[0] in details  # else damaged, and named
+            if (detail := details.get(row[0])) is not None  # else damaged, and named
         ]
 
     def _listed_summaries(self) -> list[tuple[ThreadSummary, list[MessageBrief] | None]]:
@@ -2473,14 +2477,21 @@ def _summary_of(t: ThreadRow) -> ThreadSummary:
 
 def _json_sound(column: str, opener: str) -> str:
     """SQL for "SQLite reads this column as sound JSON of the right kind" (an object or a
-    list). A value with a NUL (where SQLite stops reading), or with 900 or more brackets (JSON
-    nested deeper than Python reads, and SQLite takes up to 2,000 deep), counts as unsound:
-    Python then judges it."""
+    list), 1 or 0. A value with a NUL (where SQLite stops reading), or with 900 or more
+    brackets (JSON nested deeper than Python reads, and SQLite takes up to 2,000 deep), counts
+    as unsound: Python then judges it. CASE, not AND/OR: in a result column SQLite evaluates
+    both sides of AND and OR, and the bracket count alone was a third of a listing's query."""
     return (
-        f"({column} LIKE '{opener}%' AND json_valid({column}) AND instr({column}, char(0)) = 0"
-        f" AND (length({column}) < 900 OR length({column})"
-        f" - length(replace(replace({column}, '[', ''), '{{', '')) < 900))"
+        f"CASE WHEN {column} LIKE '{opener}%' AND json_valid({column})"
+        f" AND instr({column}, char(0)) = 0 THEN CASE WHEN length({column}) < 900 THEN 1"
+        f" ELSE length({column}) - length(replace(replace({column}, '[', ''), '{{', '')) < 900"
+        " END ELSE 0 END"
     )
+
+
+def _sound_or_empty(column: str) -> str:
+    """SQL for "this list column is ``[]`` (as nearly always) or sound JSON", 1 or 0."""
+    return f"CASE WHEN {column} = '[]' THEN 1 ELSE {_json_sound(column, '[')} END"
 
 
 # The status table's query. The last column says the row is sound, as SQLite's JSON functions
@@ -2488,9 +2499,8 @@ def _json_sound(column: str, opener: str) -> str:
 # words every other command uses (and a row SQLite doubts but Python reads is listed).
 _SUMMARY_SQL = f"""SELECT id, recipient, company, situation, sent_at, state, follow_up_due,
     detail, created_at, interview_at,
-    {_json_sound("facts", "{")}
-    AND (alt_addresses = '[]' OR {_json_sound("alt_addresses", "[")})
-    AND (alt_domains = '[]' OR {_json_sound("alt_domains", "[")})
+    CASE WHEN {_json_sound("facts", "{")} AND {_sound_or_empty("alt_addresses")}
+    AND {_sound_or_empty("alt_domains")} THEN 1 ELSE 0 END
     FROM threads ORDER BY id"""
 # The messages a thread's words depend on: any whose fate is open, and the follow-ups (the
 # last one sent is shown). See threadview.describe.
@@ -2498,6 +2508,14 @@ _NEEDED_BRIEFS_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, fina
     FROM messages WHERE state IN ({", ".join(f"'{s}'" for s in (QUEUED, SUBMITTING, IN_DOUBT))})
     OR kind = 'follow_up' ORDER BY id"""
 _ISO_START = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+# The shape mailer writes nearly every date in (seconds, UTC), with a day every month has and
+# an hour below 24: SQLite reads it as that very day and time, so it needs no reading (the
+# two julianday round trips below cost more than this test).
+_PLAIN_UTC = (
+    "(length({c}) = 25 AND {c} GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:"
+    "[0-5][0-9]:[0-5][0-9]+00:00' AND substr({c}, 6, 2) BETWEEN '01' AND '12'"
+    " AND substr({c}, 9, 2) BETWEEN '01' AND '28' AND substr({c}, 12, 2) < '24')"
+)
 # Messages whose recipients or dates may be damaged: each is then read as _listed_message
 # reads it, which decides, and names the damage as every other command does. A date is sound
 # only in the lengths mailer writes (seconds; microseconds; an offset or, in old rows, none)
@@ -2508,9 +2526,9 @@ _SUSPECT_MESSAGES_SQL = (
     + "".join(
         # A date SQLite reads as another day or time (2026-02-30, 25:00, an offset moved
         # into UTC) is a suspect too: Python then judges it.
-        f" OR ({c} IS NOT NULL AND (length({c}) NOT IN (19, 25, 32) OR {c} NOT GLOB"
-        f" {_ISO_START} OR date(julianday({c})) IS NOT substr({c}, 1, 10)"
-        f" OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
+        f" OR ({c} IS NOT NULL AND NOT {_PLAIN_UTC.format(c=c)} AND (length({c}) NOT IN"
+        f" (19, 25, 32) OR {c} NOT GLOB {_ISO_START} OR date(julianday({c})) IS NOT"
+        f" substr({c}, 1, 10) OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
         for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
     )
     + " ORDER BY id"

@@ -29,6 +29,21 @@ def user_data_dir() -> Path:
     return user_data_path(APP, appauthor=False)
 
 
+def user_cache_dir() -> Path:
+    """Where what mailer can always make again is kept between runs (compiled templates and
+    regexes): ``$XDG_CACHE_HOME/mailer`` or ``~/.cache/mailer`` on Linux, platformdirs'
+    choice elsewhere (its import costs more than the caches save, so not on Linux)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux"):
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / APP
+    from platformdirs import user_cache_path
+
+    return user_cache_path(APP, appauthor=False)
+
+
 def is_user_config(path: Path) -> bool:
     try:
         return path.resolve() == user_config_path().resolve()

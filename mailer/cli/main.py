@@ -40,13 +40,16 @@ def safe_url(url: str) -> str:
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""
     ctx.obj = Context(config=config, debug=debug, sandbox=sandbox)
-    if debug or ctx.invoked_subcommand not in OFFLINE_COMMANDS:
+    if debug or ctx.invoked_subcommand not in (*OFFLINE_COMMANDS, *LOGS_WHEN_NEEDED):
         configure_logging(debug)
 
 
 # Commands that never connect, and log nothing of their own: they leave the logging module
 # unloaded (a tenth of a preview's start-up), unless --debug asks for it.
 OFFLINE_COMMANDS = frozenset({"preview", "lint", "call-script"})
+# Commands that set logging up themselves, only where a library they use may log: `status`
+# reading a SQLite file logs nothing (the logging module was a fiftieth of a listing).
+LOGS_WHEN_NEEDED = frozenset({"status"})
 
 
 def configure_logging(debug: bool) -> None:
@@ -350,6 +353,8 @@ def status(
 
     # It never connects to a mail server: their settings may be unfinished, or broken.
     settings = obj.settings(offline=True)
+    if daemons or not settings.state_url.startswith("sqlite"):
+        configure_logging(obj.debug)  # PostgreSQL's driver, the lease module: they may log
     store = obj.store(settings, to_read=True)
     tz = local_zone(settings.sender.timezone)
     if daemons:
@@ -439,8 +444,8 @@ def _status_table(listed: list[tuple[Any, Any]], tz: Any, alive: Any) -> None:
         if msgs is None:
             state, style = "damaged: see the warning below", "bold red"
         else:
-            state = view.describe(t, msgs, tz, alive)
-            style = STATE_STYLES.get(view.state_word(t, msgs, alive))
+            state, word = view.described(t, msgs, tz, alive)
+            style = STATE_STYLES.get(word)
         sent = view.shown(t.sent_at, tz) if t.sent_at else "-"
         rows.append(([str(t.id), t.recipient, t.company, t.situation, sent, state], style))
     print_rows(columns, rows)

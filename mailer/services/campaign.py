@@ -225,6 +225,9 @@ def load_campaign(
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
     shared: dict[str, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
+    # Read once for every entry: the templates folder's situations, and each zone named.
+    situations = situations_in(settings.templates_dir)
+    zones: dict[str, tzinfo] = {}
     subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
     for where, raw in raw_entries:
         entry, entry_problems = _entry(
@@ -238,6 +241,8 @@ def load_campaign(
             subjects,
             open_subjects,
             shared,
+            situations,
+            zones,
         )
         if entry is not None:
             subjects.setdefault(entry.facts.to.lower(), set()).add(entry.message.subject)
@@ -427,6 +432,8 @@ def _entry(
     subjects: dict[str, set[str]] | None = None,
     open_subjects: Callable[[str], frozenset[str]] | None = None,
     shared: dict[str, tuple[Settings, dict[str, Any]]] | None = None,
+    situations: dict[str, str] | None = None,
+    zones: dict[str, tzinfo] | None = None,
 ) -> tuple[Entry | None, list[str]]:
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
@@ -495,10 +502,13 @@ def _entry(
     if sender_overrides:
         policy["sender"] = sender_overrides
     entry_settings, policy = _with_policy(entry_settings, account, policy, shared)
+    zone_name = values["timezone"] or entry_settings.sender.timezone
     try:
-        tz = local_zone(values["timezone"] or entry_settings.sender.timezone)
+        tz = zones[zone_name] if zones and zone_name in zones else local_zone(zone_name)
     except InputError as exc:
         return None, [*problems, f"timezone: {exc}"]
+    if zones is not None:
+        zones[zone_name] = tz  # (a zone refused is refused again, in the same words)
     if toml_when is not None:
         values["interview"] = _toml_time(toml_when, tz, problems)
     variables = merged["vars"]
@@ -522,7 +532,9 @@ def _entry(
             alt_domain=values["alt_domains"],
             allow_test_domains=settings.allow_test_domains,
             prefix="",
-            situations=situations_in(settings.templates_dir),
+            situations=situations
+            if situations is not None
+            else situations_in(settings.templates_dir),
         )
     except InputError as exc:
         return None, [*problems, *getattr(exc, "problems", [str(exc)])]

@@ -22,7 +22,6 @@ from mailer.adapters.store import (
     ThreadRow,
     owner_alive,
 )
-from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, held_kind
 from mailer.model.followup import (
     AWAITING,
     BOUNCED,
@@ -89,8 +88,16 @@ def shown(value: str | None, tz: tzinfo, *, weekday: bool = False) -> str:
     local = when.astimezone(tz)
     if weekday or local.year < 1000:
         return local.strftime("%a %Y-%m-%d %H:%M %Z" if weekday else "%Y-%m-%d %H:%M %Z")
-    # The same text as strftime's, at half its cost: a listing shows thousands.
-    return f"{local.isoformat(' ', 'minutes')[:16]} {local.tzname() or ''}"
+    # The same text as strftime's, at a third of its cost (isoformat's is twice this): a
+    # listing shows thousands. The year has four digits here.
+    return "%d-%02d-%02d %02d:%02d %s" % (  # noqa: UP031 (the fastest of the three)
+        local.year,
+        local.month,
+        local.day,
+        local.hour,
+        local.minute,
+        local.tzname() or "",
+    )
 
 
 def message_state(m: MessageRow | MessageBrief, alive_now: Liveness = owner_alive) -> str:
@@ -139,6 +146,8 @@ def thread_dict(
         bounce = {"at": iso(d.get("bounced_at"), tz), **_bounce(d)}
     held = None
     if t.state == HELD:
+        from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, held_kind
+
         kind = held_kind(d)
         held = {
             "kind": kind,  # "unclear_reply" or "challenge_response"
@@ -241,15 +250,23 @@ def event_dict(e: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
 def describe(t: ThreadRow, messages: Messages, tz: tzinfo, alive: Liveness = owner_alive) -> str:
     """One line of words for the tables: the state and what it means for the user. An
     unsettled message wins over the stored state, unless a reply or a bounce closed it."""
-    open_message = unsettled(messages, alive)
-    pending = None
-    if open_message:
-        words = describe_state(open_message["state"])
-        pending = words if open_message["kind"] == "apology" else f"follow-up {words}"
-    if pending and t.state in (SENDING, *DUE_THREAD):
-        return pending
-    line = _closed_or_open(t, messages, tz)
-    return f"{line} ({pending})" if pending else line
+    return described(t, messages, tz, alive)[0]
+
+
+def described(
+    t: ThreadRow, messages: Messages, tz: tzinfo, alive: Liveness = owner_alive
+) -> tuple[str, str]:
+    """:func:`describe` and :func:`state_word` together, the unsettled message found once
+    (the ``status`` table shows both of every thread)."""
+    open_message = unsettled(messages, alive) if messages else None
+    if open_message is None:
+        return _closed_or_open(t, messages, tz), t.state
+    words = describe_state(open_message["state"])
+    apology = open_message["kind"] == "apology"
+    pending = words if apology else f"follow-up {words}"
+    if t.state in (SENDING, *DUE_THREAD):
+        return pending, ("" if apology else "follow_up_") + open_message["state"]
+    return f"{_closed_or_open(t, messages, tz)} ({pending})", t.state
 
 
 def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
@@ -273,7 +290,7 @@ def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
     if t.state == REPLIED:
         subject = f": {d['reply_subject']!r}" if d.get("reply_subject") else ""
         return f"replied {shown(d.get('replied_at'), tz)} by {d.get('replied_by', '?')}{subject}"
-    if t.state == HELD and held_kind(d) == HELD_BY_UNCLEAR_REPLY:
+    if t.state == HELD and _held_by_unclear_reply(d):
         subject = f" ({d['held_reply_subject']!r})" if d.get("held_reply_subject") else ""
         others = [i for i in _ids(d.get("held_threads")) if i != t.id]
         also = f" or thread(s) {', '.join(map(str, others))}" if others else ""
@@ -293,6 +310,14 @@ def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
     if t.state == FAILED:
         return "failed" + (f": {d['follow_up_error']}" if d.get("follow_up_error") else "")
     return describe_state(t.state)
+
+
+def _held_by_unclear_reply(d: dict[str, Any]) -> bool:
+    # Imported here: only a held thread needs the decision module (a tenth of the imports
+    # of a listing).
+    from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, held_kind
+
+    return held_kind(d) == HELD_BY_UNCLEAR_REPLY
 
 
 def state_word(t: ThreadRow, messages: Messages, alive: Liveness = owner_alive) -> str:
