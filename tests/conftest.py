@@ -86,13 +86,14 @@ class Stack:
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """No test reads or writes the real home's user-level config or state: the per-user
+    """No test reads or writes the real home's user-level config, state or cache: the per-user
     directories (click.get_app_dir, platformdirs) follow XDG_* on Linux, and subprocesses
     inherit them. Tests about those directories give each test its own (``user_dirs``)."""
     home = tmp_path_factory.mktemp("user-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
         mp.setenv("XDG_DATA_HOME", str(home / "data"))
+        mp.setenv("XDG_CACHE_HOME", str(home / "cache"))  # compiled templates
         yield
 
 

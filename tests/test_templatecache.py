@@ -23,12 +23,12 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _render(templates: Path, name: str = "mine.txt.j2", **variables: str) -> str:
-    draft = Composer(templates).render(name, variables)
+    draft = Composer(templates, compiled_cache=template_cache).render(name, variables)
     return f"{draft.subject}|{draft.text}"
 
 
 def _compiled_anew(templates: Path, name: str = "mine.txt.j2", **variables: str) -> str:
-    draft = Composer(templates, keep_compiled=False).render(name, variables)
+    draft = Composer(templates).render(name, variables)
     return f"{draft.subject}|{draft.text}"
 
 

@@ -30,8 +30,8 @@ def user_data_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    """Where what mailer can always make again is kept between runs (compiled templates and
-    regexes): ``$XDG_CACHE_HOME/mailer`` or ``~/.cache/mailer`` on Linux, platformdirs'
+    """Where what mailer can always make again is kept between runs (compiled templates):
+    ``$XDG_CACHE_HOME/mailer`` or ``~/.cache/mailer`` on Linux, platformdirs'
     choice elsewhere (its import costs more than the caches save, so not on Linux)."""
     import os
     import sys

@@ -175,6 +175,14 @@ def _internal(exc: BaseException) -> NoReturn:
     sys.exit(int(ExitCode.FAILURE))
 
 
+def composer(settings: Any) -> Any:
+    """The composer the commands use: compiled templates kept for the next run."""
+    from mailer.adapters.templatecache import template_cache
+    from mailer.model.composer import Composer
+
+    return Composer(settings.templates_dir, compiled_cache=template_cache)
+
+
 def _show(prepared: Any) -> None:
     _show_raw(prepared.composed)
     _show_findings(prepared.findings)

@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from mailer.cli.common import Context, _show, _show_findings, _show_raw, handle_errors, warn
+from mailer.cli.common import (
+    Context,
+    _show,
+    _show_findings,
+    _show_raw,
+    composer,
+    handle_errors,
+    warn,
+)
 from mailer.cli.completion import complete_situation
 from mailer.errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
 
@@ -239,7 +247,7 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (or give --follow-up ID)")
-    prepared = prepare(settings, _facts(settings, opts, now), now)
+    prepared = prepare(settings, _facts(settings, opts, now), now, composer(settings))
     _show(prepared)
     _echo_readings(prepared.facts)
 
@@ -281,7 +289,9 @@ def send(
         store = obj.store(settings)
         taken = store.open_subjects(facts.to)
     # sending: a free time in the interviewer's night is an error, so --force overrides it.
-    prepared = apology.prepare(settings, facts, now, sending=True, taken_subjects=taken)
+    prepared = apology.prepare(
+        settings, facts, now, composer(settings), sending=True, taken_subjects=taken
+    )
     if store is not None and not again:  # before showing anything: nothing to confirm
         sending.refuse_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
@@ -738,7 +748,8 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         if missing:
             raise click.UsageError(f"give FILE, or the facts: missing {', '.join(missing)}")
         settings, now = obj.settings(offline=True), default_clock()()
-        findings = list(prepare(settings, _facts(settings, opts, now), now).findings)
+        facts = _facts(settings, opts, now)
+        findings = list(prepare(settings, facts, now, composer(settings)).findings)
     _show_findings(findings)
     _note_copied_templates(obj)
     if has_errors(findings):

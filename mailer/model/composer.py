@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email import quoprimime
@@ -123,9 +124,15 @@ class Composer:
     coach and candidates: sandboxed, confined to their folders and on a budget of work and
     output (see :mod:`mailer.model.templating`)."""
 
-    def __init__(self, workspace_templates: Path | None = None, *, keep_compiled: bool = True):
-        """``keep_compiled``: compiled templates are kept in the user's cache directory, for
-        the next run (see :mod:`mailer.adapters.templatecache`)."""
+    def __init__(
+        self,
+        workspace_templates: Path | None = None,
+        *,
+        compiled_cache: Callable[[dict[str, Any]], Any] | None = None,
+    ):
+        """``compiled_cache``: given the environment's options, a Jinja2 bytecode cache that
+        keeps compiled templates for the next run (the commands pass
+        :func:`mailer.adapters.templatecache.template_cache`); None compiles every time."""
         from jinja2 import ChoiceLoader, StrictUndefined
 
         from mailer.model.templating import ConfinedLoader, TemplateEnvironment
@@ -143,11 +150,7 @@ class Composer:
             "lstrip_blocks": True,
             "keep_trailing_newline": True,
         }
-        cache = None
-        if keep_compiled:
-            from mailer.adapters.templatecache import template_cache
-
-            cache = template_cache(options)
+        cache = compiled_cache(options) if compiled_cache is not None else None
         self.env = TemplateEnvironment(
             loader=ChoiceLoader(loaders), bytecode_cache=cache, **options
         )

@@ -219,7 +219,9 @@ def load_campaign(
     if not raw_entries and not problems:
         problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
 
-    composer = composer or Composer(settings.templates_dir)
+    from mailer.adapters.templatecache import template_cache
+
+    composer = composer or Composer(settings.templates_dir, compiled_cache=template_cache)
     campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)

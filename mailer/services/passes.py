@@ -432,8 +432,15 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
     sent_at = datetime.fromisoformat(root.sent_at or root.created_at).astimezone(
         local_zone(settings.sender.timezone)
     )
+    from mailer.adapters.templatecache import template_cache
+
     draft = compose_follow_up(
-        Composer(settings.templates_dir), facts, settings.sender, now, thread.subject, sent_at
+        Composer(settings.templates_dir, compiled_cache=template_cache),
+        facts,
+        settings.sender,
+        now,
+        thread.subject,
+        sent_at,
     )
     quote = None
     if settings.follow_up.quote_original:
