@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -516,12 +517,16 @@ class Store:
         try:
             for attempt in range(TX_BEGIN_TRIES):
                 # Only the BEGIN (with PostgreSQL's write lock) is tried again: a failure
-                # there comes before the body, which runs once (see _RETRY_SQLSTATES).
+                # there comes before the body, which runs once (see _RETRY_SQLSTATES), on a
+                # serialization failure or a deadlock, or on a connection found dropped.
                 began = engine.begin()
                 try:
                     conn = began.__enter__()
                 except DBAPIError as exc:
-                    if not _retryable(exc) or attempt == TX_BEGIN_TRIES - 1:
+                    # A connection the server dropped (SQLAlchemy has invalidated the pool's
+                    # connections then): the next attempt opens a new one.
+                    again = _retryable(exc) or exc.connection_invalidated
+                    if not again or attempt == TX_BEGIN_TRIES - 1:
                         raise
                     continue
                 break
@@ -1165,11 +1170,23 @@ class Store:
     # --- reading ---------------------------------------------------------------------------
 
     def _rows(self, sql: str, **params: Any) -> list[Any]:
-        """One read in its own transaction."""
+        """One read: one statement, so one snapshot of its own, with no BEGIN and no writers'
+        lock (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock). Those serialise what a
+        transaction reads with what it then writes; a read on its own writes nothing, and
+        seeing the store just before a concurrent write commits is what a read taken a
+        moment earlier would have seen. On PostgreSQL one round trip, not five."""
         from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
 
-        with self.tx() as c:
-            return list(c.execute(text(sql), params).mappings().all())
+        for attempt in range(2):
+            try:
+                with self.engine.connect().execution_options(**{_ONE_READ: True}) as c:
+                    return list(c.execute(text(sql), params).mappings().all())
+            except DBAPIError as exc:
+                # A connection the server dropped: a read is safe to send again, once.
+                if not exc.connection_invalidated or attempt:
+                    raise StateError(_db_error(self.url, exc)) from exc
+        raise AssertionError("unreachable")
 
     def threads(self) -> list[ThreadRow]:
         return self._decoded(self._rows("SELECT * FROM threads ORDER BY id"), _thread)
@@ -1592,15 +1609,14 @@ class Store:
 
     def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
         """The other threads to this address that are bounced, with their details."""
-        from sqlalchemy import text
-
-        with self.tx() as c:
-            rows = c.execute(
-                text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
-                        AND state = :bounced AND id != :t"""),
-                {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
-            ).all()
-        return [(int(tid), _detail(detail)) for tid, detail in rows]
+        rows = self._rows(
+            """SELECT id, detail FROM threads WHERE lower(recipient) = :r
+               AND state = :bounced AND id != :t""",
+            r=recipient.lower(),
+            t=other_than,
+            bounced=ThreadState.BOUNCED,
+        )
+        return [(int(r["id"]), _detail(r["detail"])) for r in rows]
 
     def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due, soonest
@@ -2397,7 +2413,8 @@ def _sqlite_engine(url: str, synchronous: str) -> Any:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -2422,7 +2439,8 @@ def _memory_engine() -> Any:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -2773,6 +2791,12 @@ PG_WRITE_LOCK = 0x6D61696C6572
 # has run yet. Store.run tries a whole transaction again, for work that is only SQL.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 TX_BEGIN_TRIES = 5
+# One round trip: psycopg runs a query without parameters as one simple query, both in it.
+_PG_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+# A pooled connection idle longer than this (seconds) is pinged before use (_pg_engine).
+PG_PING_IDLE = 10.0
+# The execution option of a read that is one statement, run without BEGIN (Store._rows).
+_ONE_READ = "mailer_one_read"
 
 
 def is_postgresql(url: str) -> bool:
@@ -2788,21 +2812,47 @@ def driver_url(url: str) -> str:
 
 
 def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import create_engine, event, exc
 
     engine = create_engine(
         driver_url(url),
-        # A connection the server dropped (a restart, a failover) is found before it is
-        # used, not by the first statement of a claim.
-        pool_pre_ping=True,
+        # psycopg in autocommit: it sends no BEGIN of its own, so the BEGIN goes in one round
+        # trip with the writers' lock (_begin below), and a single read (Store._rows) is one
+        # statement, one round trip. A transaction is still one: the server is in it from
+        # that BEGIN to the COMMIT or ROLLBACK that SQLAlchemy's commit() and rollback()
+        # make psycopg send (it sends them whenever the server says a transaction is open).
+        isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": 10, **connect},
     )
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        if conn.get_execution_options().get("postgresql_readonly"):
-            return  # a status read: a snapshot, no writers' lock (see Store.reading)
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
+        options = conn.get_execution_options()
+        if options.get("postgresql_readonly") or options.get(_ONE_READ):
+            return  # a status snapshot or a single read: no writers' lock (Store.reading)
+        if options.get("isolation_level", "AUTOCOMMIT") != "AUTOCOMMIT":
+            # psycopg begins this one itself (another isolation level asked for).
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
+            return
+        conn.exec_driver_sql(_PG_BEGIN)
+
+    # A connection the server dropped (a restart, a failover) must not fail a claim. Every
+    # transaction's first round trip (the BEGIN above, or a single read) is safe to send again
+    # on a new connection (Store.tx, Store._rows), so a ping is sent only for a connection
+    # that sat idle in the pool long enough for a server or a firewall to have dropped it:
+    # a ping on every checkout was a round trip in each of a follow-up's ~11 transactions.
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) < PG_PING_IDLE:
+            return
+        try:
+            dbapi.execute(";")  # what SQLAlchemy's own ping for psycopg sends
+        except Exception as e:
+            raise exc.DisconnectionError(str(e)) from e  # the pool makes a new connection
 
     return engine
 

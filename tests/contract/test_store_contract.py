@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
+from sqlalchemy import text
 
 from mailer.adapters import store as store_mod
-from mailer.adapters.store import Store
+from mailer.adapters.store import Store, ThreadRow
 from mailer.errors import ClaimError
 from mailer.model.lifecycle import (
     MessageEvent,
@@ -212,3 +215,29 @@ def test_every_message_move_in_the_table_is_what_the_store_writes(
     assert state.message(mid).state == target(MessageEvent.DOUBT)
     state.mark_sent(mid, NOW, "250 found in Sent", None, settling=True)
     assert state.message(mid).state == target(MessageEvent.SENT)
+
+
+def test_a_single_read_on_a_sqlite_file_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A read of one statement takes no BEGIN IMMEDIATE (Store._rows): it neither waits for
+    a sending process's transaction nor sees its uncommitted work."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    writer, reader = Store(url), Store(url)
+    try:
+        tid, _ = new_apology(writer)
+        with writer.tx() as c:
+            c.execute(text("UPDATE threads SET subject = 'changing' WHERE id = :t"), {"t": tid})
+            done = threading.Event()
+            read: list[ThreadRow | None] = []
+
+            def run() -> None:
+                read.append(reader.thread(tid))
+                done.set()
+
+            threading.Thread(target=run, daemon=True).start()
+            assert done.wait(10), "the read waited for the writer's lock"
+        assert [t.subject for t in read if t] == ["Sorry"]  # what was committed when it read
+        after = reader.thread(tid)
+        assert after is not None and after.subject == "changing"
+    finally:
+        writer.close()
+        reader.close()
