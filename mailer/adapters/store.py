@@ -1217,6 +1217,20 @@ class Store:
             raise StateError(f"message {message_row_id} not found in the state store")
         return _message(rows[0])
 
+    def message_and_thread_state(self, message_row_id: int) -> tuple[MessageRow, str]:
+        """A message and the state its thread is in now, in one read (a follow-up's last
+        look before it is sent)."""
+        rows = self._rows(
+            """SELECT m.*, t.state AS thread_state FROM messages m
+               JOIN threads t ON t.id = m.thread_id WHERE m.id = :id""",
+            id=message_row_id,
+        )
+        if not rows:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        row = dict(rows[0])
+        thread_state = str(row.pop("thread_state"))
+        return _message(row), thread_state
+
     def events(self, thread_id: int) -> list[dict[str, Any]]:
         sql = "SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"
         return [dict(r) for r in self._rows(sql, t=thread_id)]
@@ -1563,32 +1577,35 @@ class Store:
         """
         from sqlalchemy import text
 
+        unsettled, unsettled_params = _in("u", (QUEUED, SUBMITTING, IN_DOUBT))
         with self.tx() as c:
             self._check_lease(c, thread_id)
-            t = (
+            # The thread and its unsettled follow-ups in one statement (one round trip on
+            # PostgreSQL): a row per such follow-up, or one row with no message.
+            rows = (
                 c.execute(
-                    text("""SELECT state, follow_up_due, follow_ups_sent, max_follow_ups FROM threads
-                        WHERE id = :t"""),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .first()
-            )
-            if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
-                return None
-            due = _when(t["follow_up_due"])
-            if due is None or due > now:
-                return None
-            unsettled, unsettled_params = _in("u", (QUEUED, SUBMITTING, IN_DOUBT))
-            live = (
-                c.execute(
-                    text(f"""SELECT id, state, owner, final_dot_at FROM messages WHERE thread_id = :t
-                        AND kind = 'follow_up' AND state IN {unsettled}"""),
+                    text(f"""SELECT t.state, t.follow_up_due, t.follow_ups_sent, t.max_follow_ups,
+                        m.id AS m_id, m.state AS m_state, m.owner AS m_owner,
+                        m.final_dot_at AS m_final_dot_at
+                        FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
+                        AND m.kind = 'follow_up' AND m.state IN {unsettled}
+                        WHERE t.id = :t ORDER BY m.id"""),
                     {"t": thread_id, **unsettled_params},
                 )
                 .mappings()
                 .all()
             )
+            t = rows[0] if rows else None
+            if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
+                return None
+            due = _when(t["follow_up_due"])
+            if due is None or due > now:
+                return None
+            live = [
+                {k: r[f"m_{k}"] for k in ("id", "state", "owner", "final_dot_at")}
+                for r in rows
+                if r["m_id"] is not None
+            ]
             leases = self._live_leases(c)
             for m in live:
                 if (

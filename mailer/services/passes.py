@@ -361,14 +361,9 @@ def _send_one(
     crash_point("after-claim")
     # Look once more right before sending: a reply may have arrived a moment ago.
     scan(settings, store, box, clock)
-    current = store.thread(thread.id)
-    row = store.message(row_id)
-    if current is None or current.state != AWAITING or row.state != QUEUED:
-        log.info(
-            "thread %s: follow-up not sent: the thread is now %s",
-            thread.id,
-            current.state if current else "gone",
-        )
+    row, thread_state = store.message_and_thread_state(row_id)
+    if thread_state != AWAITING or row.state != QUEUED:
+        log.info("thread %s: follow-up not sent: the thread is now %s", thread.id, thread_state)
         return session
     if session is None:
         try:
