@@ -1635,6 +1635,26 @@ class Store:
         )
         return [(int(r["id"]), _detail(r["detail"])) for r in rows]
 
+    def bounced_threads_to(
+        self, recipients: Collection[str]
+    ) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        """:meth:`bounced_threads` for many addresses in one read (a pass's due threads):
+        the bounced threads to each address (in lower case), oldest first."""
+        found: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        wanted = {r.lower() for r in recipients}
+        if not wanted:
+            return found
+        addresses, params = _in("r", frozenset(wanted))
+        rows = self._rows(
+            f"""SELECT id, lower(recipient) AS r, detail FROM threads
+               WHERE lower(recipient) IN {addresses} AND state = :bounced ORDER BY id""",
+            bounced=ThreadState.BOUNCED,
+            **params,
+        )
+        for r in rows:
+            found.setdefault(str(r["r"]), []).append((int(r["id"]), _detail(r["detail"])))
+        return found
+
     def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due, soonest
         first: an indexed range on ``due_at`` (instants, whatever offset each time was written

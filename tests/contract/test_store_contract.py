@@ -241,3 +241,30 @@ def test_a_single_read_on_a_sqlite_file_does_not_wait_for_a_writer(tmp_path: Pat
     finally:
         writer.close()
         reader.close()
+
+
+def test_bounced_threads_to_many_addresses_match_the_one_address_read(state: Store) -> None:
+    """A pass reads the bounced threads of all its due threads' addresses at once: the same
+    as asking address by address, whatever the case of the address."""
+    ids = [new_apology(state, n)[0] for n in range(4)]
+    with state.tx() as c:
+        for tid, to in zip(
+            ids[:3], ("Ana0@Sandbox.test", "ana0@sandbox.test", "ana2@sandbox.test"), strict=True
+        ):
+            c.execute(
+                text(
+                    "UPDATE threads SET state = 'bounced', recipient = :r, detail = :d "
+                    "WHERE id = :t"
+                ),
+                {"r": to, "d": f'{{"bounce_kind": "hard", "n": "{tid}"}}', "t": tid},
+            )
+    found = state.bounced_threads_to(
+        ["ANA0@sandbox.test", "ana2@sandbox.test", "ana3@sandbox.test"]
+    )
+    assert found == {
+        "ana0@sandbox.test": state.bounced_threads("ana0@sandbox.test", 0),
+        "ana2@sandbox.test": state.bounced_threads("ana2@sandbox.test", 0),
+    }
+    assert [tid for tid, _ in found["ana0@sandbox.test"]] == ids[:2]
+    assert found["ana2@sandbox.test"][0][1]["n"] == str(ids[2])
+    assert state.bounced_threads_to([]) == {}
