@@ -856,17 +856,15 @@ class Store:
         the next pass (a follow-up) or the next ``send``/campaign run (an apology) sends it."""
         from sqlalchemy import text
 
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+        candidates = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                         WHERE m.state = :s AND m.final_dot_at IS NULL
-                        AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""),
-                    {"s": SUBMITTING, "a": account},
-                )
-                .mappings()
-                .all()
-            )
+                        AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""
+        if not self._rows(candidates, s=SUBMITTING, a=account):
+            # Nearly every pass: nothing is being sent. One read tells, with no writers' lock
+            # and no transaction to end; a row abandoned just after it waits for the next pass.
+            return []
+        with self.tx() as c:
+            rows = c.execute(text(candidates), {"s": SUBMITTING, "a": account}).mappings().all()
             live = self._live_leases(c)
             moved = [r for r in rows if abandoned_before_final_dot(r, live)]
             for r in moved:
@@ -1793,24 +1791,20 @@ class Store:
         from sqlalchemy import text
 
         me = owner_token()
+        # Three ranges of the (state, sent_copy) index, not every sent message: a copy never
+        # filed, one whose filing failed, one being filed.
+        unfiled = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                     WHERE t.account = :a AND m.id IN (
+                     SELECT id FROM messages WHERE state = :s AND sent_copy IS NULL
+                     UNION ALL SELECT id FROM messages WHERE state = :s
+                     AND sent_copy >= 'failed:' AND sent_copy < 'failed;'
+                     UNION ALL SELECT id FROM messages WHERE state = :s
+                     AND sent_copy >= 'filing: ' AND sent_copy < 'filing:!')
+                     ORDER BY m.id"""
+        if not self._rows(unfiled, a=account, s=SENT):
+            return []  # nearly every pass: one read, no writers' lock (see requeue_abandoned)
         with self.tx() as c:
-            rows = (
-                c.execute(
-                    # Three ranges of the (state, sent_copy) index, not every sent message:
-                    # a copy never filed, one whose filing failed, one being filed.
-                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
-                            WHERE t.account = :a AND m.id IN (
-                            SELECT id FROM messages WHERE state = :s AND sent_copy IS NULL
-                            UNION ALL SELECT id FROM messages WHERE state = :s
-                            AND sent_copy >= 'failed:' AND sent_copy < 'failed;'
-                            UNION ALL SELECT id FROM messages WHERE state = :s
-                            AND sent_copy >= 'filing: ' AND sent_copy < 'filing:!')
-                            ORDER BY m.id"""),
-                    {"a": account, "s": SENT},
-                )
-                .mappings()
-                .all()
-            )
+            rows = c.execute(text(unfiled), {"a": account, "s": SENT}).mappings().all()
             mine = []
             leases = self._live_leases(c)
             for m in self._decoded(rows, _message):
