@@ -382,3 +382,33 @@ def test_without_the_ping_a_dropped_connection_is_replaced_at_begin(
         c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mailer'")
     pg_store.mark_submitting(mid, NOW)
     assert pg_store.message(mid).state == "submitting"
+
+
+def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
+    pg_store: Store,
+) -> None:
+    """On PostgreSQL the events a transaction logs go in one round trip with its COMMIT:
+    they are there once it commits, in order; if one is refused there (no such thread),
+    nothing of the transaction is kept and the error is one line."""
+    tid, _ = _apology(pg_store, 1)
+    before = pg_store.events(tid)
+    with pg_store.tx() as c:
+        c.execute(text("UPDATE threads SET subject = 'one' WHERE id = :t"), {"t": tid})
+        pg_store._event(c, tid, NOW, "first", "a")
+        pg_store._event(c, tid, NOW, "second", "b")
+    assert [e["kind"] for e in pg_store.events(tid)] == [
+        *(e["kind"] for e in before),
+        "first",
+        "second",
+    ]
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        c.execute(text("UPDATE threads SET subject = 'two' WHERE id = :t"), {"t": tid})
+        pg_store._event(c, tid, NOW, "third", "c")
+        pg_store._event(c, tid + 1000, NOW, "refused", "no such thread")
+    assert "events" in str(caught.value) and "\n" not in str(caught.value)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.subject == "one"
+    assert [e["kind"] for e in pg_store.events(tid)][-2:] == ["first", "second"]
+    with pg_store.tx() as c:  # the connection is fine afterwards
+        pg_store._event(c, tid, NOW, "fourth", "d")
+    assert pg_store.events(tid)[-1]["kind"] == "fourth"

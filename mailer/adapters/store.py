@@ -530,8 +530,18 @@ class Store:
                         raise
                     continue
                 break
-            with _entered(began):  # ends it: commit, or rollback on an exception
-                yield conn
+            # PostgreSQL: the events it logs, written at the commit (_event).
+            events: list[tuple[int, str, str, str]] | None = None
+            if conn.dialect.name == "postgresql":
+                events = conn.info[_EVENTS] = []
+            info = conn.info  # the pooled connection's: still there once this one is closed
+            try:
+                with _entered(began):  # ends it: commit, or rollback on an exception
+                    yield conn
+                    if events:
+                        _commit_with_events(conn, events)
+            finally:
+                info.pop(_EVENTS, None)
         except DBAPIError as exc:
             # "database is locked", a full disk, a read-only file, a dropped connection: say
             # where, not a traceback.
@@ -811,6 +821,11 @@ class Store:
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
         from sqlalchemy import text
 
+        events = c.info.get(_EVENTS)
+        if events is not None:
+            # PostgreSQL: no answer is awaited for the log line; it goes with the COMMIT.
+            events.append((thread_id, now.isoformat(), kind, detail))
+            return
         c.execute(
             text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
             {"t": thread_id, "at": now.isoformat(), "k": kind, "d": detail},
@@ -2904,6 +2919,32 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
             raise exc.DisconnectionError(str(e)) from e  # the pool makes a new connection
 
     return engine
+
+
+# Where a PostgreSQL write transaction keeps the events it logs until its commit.
+_EVENTS = "mailer_events"
+
+
+def _commit_with_events(conn: Any, events: list[tuple[int, str, str, str]]) -> None:
+    """Write a transaction's events and commit it in one round trip (psycopg's pipeline
+    mode): an event's INSERT returns nothing the transaction waits for, so it need not cost
+    a round trip of its own. Any error rolls the whole transaction back, as it would have."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    raw = conn.connection.driver_connection
+    try:
+        with raw.pipeline(), raw.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO events (thread_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
+                events,
+            )
+            raw.commit()
+    except psycopg.Error as exc:
+        # Said as SQLAlchemy's own errors are (Store.tx): one line, host and port.
+        raise DBAPIError.instance(
+            "COMMIT", None, exc, psycopg.Error, connection_invalidated=raw.closed
+        ) from exc
 
 
 @contextmanager
