@@ -1137,40 +1137,50 @@ class Store:
         """Move one message as the lifecycle table allows, inside the caller's transaction;
         ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
         nothing written) if the table does not allow ``move`` from the row's state. The row
-        is this process's afterwards, unless ``owner`` names another (None: nobody's)."""
+        is this process's afterwards, unless ``owner`` names another (None: nobody's).
+        Returns its thread_id, kind and message_id."""
         from sqlalchemy import text
 
+        # One statement where the move is allowed (the usual case): the UPDATE's own WHERE
+        # state IN is the table's check, and RETURNING gives what callers need of the row.
+        new = target(move)
+        extra = extra or {}
+        sets = "".join(f", {column} = :x_{column}" for column in extra)
+        states, params = _in("from", allowed(move))
         row = (
             c.execute(
-                text("SELECT thread_id, kind, message_id, state FROM messages WHERE id = :id"),
+                text(
+                    f"UPDATE messages SET state = :s, {f'{stamp} = :now, ' if stamp else ''}"
+                    f"owner = :o{sets} WHERE id = :id AND state IN {states} "
+                    "RETURNING thread_id, kind, message_id"
+                ),
+                {
+                    "s": new,
+                    "now": now.isoformat(),
+                    "o": self._owner() if owner is True else owner,
+                    "id": message_row_id,
+                    **params,
+                    **{f"x_{column}": value for column, value in extra.items()},
+                },
+            )
+            .mappings()
+            .first()
+        )
+        if row is not None:
+            return row
+        # Nothing written: say why, from the row as it is.
+        now_row = (
+            c.execute(
+                text("SELECT message_id, state FROM messages WHERE id = :id"),
                 {"id": message_row_id},
             )
             .mappings()
             .first()
         )
-        if row is None:
+        if now_row is None:
             raise StateError(f"message {message_row_id} not found in the state store")
-        new = apply(move, row["state"], f"message {row['message_id']}")
-        extra = extra or {}
-        sets = "".join(f", {column} = :x_{column}" for column in extra)
-        states, params = _in("from", allowed(move))
-        done = c.execute(
-            text(
-                f"UPDATE messages SET state = :s, {f'{stamp} = :now, ' if stamp else ''}owner = :o{sets} "
-                f"WHERE id = :id AND state IN {states}"
-            ),
-            {
-                "s": new,
-                "now": now.isoformat(),
-                "o": self._owner() if owner is True else owner,
-                "id": message_row_id,
-                **params,
-                **{f"x_{column}": value for column, value in extra.items()},
-            },
-        )
-        if done.rowcount != 1:  # changed since the SELECT: the table still decides
-            raise TransitionRefused(f"message {row['message_id']}", "changed", move, new)
-        return row
+        apply(move, now_row["state"], f"message {now_row['message_id']}")
+        raise TransitionRefused(f"message {now_row['message_id']}", "changed", move, new)
 
     def _move_thread_if(
         self,
