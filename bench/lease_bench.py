@@ -209,17 +209,21 @@ def statements(info: StackInfo, pg: Postgres) -> dict[str, list[str]]:
     return seen
 
 
+# What a PostgreSQL transaction sends in one pipeline with its COMMIT (store._commit_with).
+PIPELINED = ("INSERT INTO events", "error = $3 WHERE thread_id = $4 AND kind = 'follow_up'")
+
+
 def round_trips(logged: list[str]) -> int:
-    """PostgreSQL's logged statements as round trips: the events a transaction logs go in
-    one pipeline with its COMMIT (store._commit_with_events; that COMMIT is logged as an
-    extended-protocol ``execute``), so each such run of INSERTs counts for nothing extra."""
+    """PostgreSQL's logged statements as round trips: a transaction's events and cancelled
+    follow-ups go in one pipeline with its COMMIT (store._commit_with; that COMMIT is logged
+    as an extended-protocol ``execute``), so such a run counts once, with the COMMIT."""
     trips, run = 0, 0
     for line in logged:
-        if "INSERT INTO events" in line:
+        if any(p in line for p in PIPELINED):
             run += 1
             continue
         if not (line.startswith("execute") and line.endswith(": COMMIT")):
-            trips += run  # INSERTs of events not sent with a COMMIT: one round trip each
+            trips += run  # not sent with a COMMIT: a round trip each
         run = 0
         trips += 1
     return trips + run

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from mailer.adapters import process, store
 from mailer.adapters.store import Store
 from mailer.errors import ClaimError, StateError
+from mailer.model.lifecycle import MessageEvent, ThreadEvent, target
 
 from .postgres import Postgres
 
@@ -404,6 +405,7 @@ def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
     with pytest.raises(StateError) as caught, pg_store.tx() as c:
         c.execute(text("UPDATE threads SET subject = 'two' WHERE id = :t"), {"t": tid})
         pg_store._event(c, tid, NOW, "third", "c")
+        pg_store._cancel_queued(c, tid, NOW, "cancelled, then rolled back")
         pg_store._event(c, tid + 1000, NOW, "refused", "no such thread")
     assert "events" in str(caught.value) and "\n" not in str(caught.value)
     thread = pg_store.thread(tid)
@@ -412,3 +414,25 @@ def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
     with pg_store.tx() as c:  # the connection is fine afterwards
         pg_store._event(c, tid, NOW, "fourth", "d")
     assert pg_store.events(tid)[-1]["kind"] == "fourth"
+
+
+def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> None:
+    """The cancel of a queued follow-up goes in the COMMIT's round trip (with the event):
+    once the move commits, the follow-up is cancelled and both are logged, in order."""
+    tid, _ = _apology(pg_store, 1, due=NOW - timedelta(minutes=1))
+    row = pg_store.claim_follow_up(
+        tid,
+        NOW,
+        message_id="<f1@sandbox.test>",
+        raw=b"follow-up",
+        envelope_from="you@sandbox.test",
+        recipients=("ana1@sandbox.test",),
+    )
+    assert row is not None and pg_store.message(row).state == "queued"
+    pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    follow_up = pg_store.message(row)
+    assert follow_up.state == target(MessageEvent.DROP_QUEUED) != "queued"
+    assert follow_up.error == "reply: follow-up cancelled"
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.state == "replied"
+    assert pg_store.events(tid)[-1]["kind"] == "reply"

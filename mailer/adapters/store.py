@@ -530,18 +530,19 @@ class Store:
                         raise
                     continue
                 break
-            # PostgreSQL: the events it logs, written at the commit (_event).
-            events: list[tuple[int, str, str, str]] | None = None
+            # PostgreSQL: statements whose answer nothing waits for, sent with the COMMIT
+            # (_event, _cancel_queued, _commit_with).
+            later: list[tuple[str, tuple[Any, ...]]] | None = None
             if conn.dialect.name == "postgresql":
-                events = conn.info[_EVENTS] = []
+                later = conn.info[_LATER] = []
             info = conn.info  # the pooled connection's: still there once this one is closed
             try:
                 with _entered(began):  # ends it: commit, or rollback on an exception
                     yield conn
-                    if events:
-                        _commit_with_events(conn, events)
+                    if later:
+                        _commit_with(conn, later)
             finally:
-                info.pop(_EVENTS, None)
+                info.pop(_LATER, None)
         except DBAPIError as exc:
             # "database is locked", a full disk, a read-only file, a dropped connection: say
             # where, not a traceback.
@@ -821,10 +822,15 @@ class Store:
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
         from sqlalchemy import text
 
-        events = c.info.get(_EVENTS)
-        if events is not None:
+        later = c.info.get(_LATER)
+        if later is not None:
             # PostgreSQL: no answer is awaited for the log line; it goes with the COMMIT.
-            events.append((thread_id, now.isoformat(), kind, detail))
+            later.append(
+                (
+                    "INSERT INTO events (thread_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
+                    (thread_id, now.isoformat(), kind, detail),
+                )
+            )
             return
         c.execute(
             text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
@@ -1496,6 +1502,25 @@ class Store:
         from sqlalchemy import text
 
         states, params = _in("from", allowed(MessageEvent.DROP_QUEUED))
+        later = c.info.get(_LATER)
+        if later is not None:
+            # PostgreSQL: nothing waits for its answer either (the callers log an event and
+            # commit next): it goes with the COMMIT, in order (see _event).
+            froms = allowed(MessageEvent.DROP_QUEUED)
+            later.append(
+                (
+                    "UPDATE messages SET state = %s, failed_at = %s, error = %s WHERE "
+                    "thread_id = %s AND kind = 'follow_up' AND state = ANY(%s)",
+                    (
+                        target(MessageEvent.DROP_QUEUED),
+                        now.isoformat(),
+                        why,
+                        thread_id,
+                        list(froms),
+                    ),
+                )
+            )
+            return
         c.execute(
             text(f"""UPDATE messages SET state = :f, failed_at = :now, error = :why
                     WHERE thread_id = :t AND kind = 'follow_up' AND state IN {states}"""),
@@ -2931,24 +2956,24 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
     return engine
 
 
-# Where a PostgreSQL write transaction keeps the events it logs until its commit.
-_EVENTS = "mailer_events"
+# Where a PostgreSQL write transaction keeps, until its commit, the statements whose answer
+# it does not wait for: the events it logs, the follow-ups it cancels.
+_LATER = "mailer_later"
 
 
-def _commit_with_events(conn: Any, events: list[tuple[int, str, str, str]]) -> None:
-    """Write a transaction's events and commit it in one round trip (psycopg's pipeline
-    mode): an event's INSERT returns nothing the transaction waits for, so it need not cost
-    a round trip of its own. Any error rolls the whole transaction back, as it would have."""
+def _commit_with(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Send a transaction's last statements and its COMMIT in one round trip (psycopg's
+    pipeline mode), in the order they were made: they return nothing the transaction
+    waits for, so they need not cost a round trip each. Any error rolls the whole
+    transaction back, as it would have."""
     import psycopg
     from sqlalchemy.exc import DBAPIError
 
     raw = conn.connection.driver_connection
     try:
         with raw.pipeline(), raw.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO events (thread_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
-                events,
-            )
+            for sql, params in later:
+                cur.execute(sql, params)
             raw.commit()
     except psycopg.Error as exc:
         # Said as SQLAlchemy's own errors are (Store.tx): one line, host and port.
