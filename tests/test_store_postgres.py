@@ -331,8 +331,9 @@ def test_a_single_read_neither_waits_for_a_writer_nor_sees_its_uncommitted_work(
 def test_a_write_transaction_holds_the_writers_lock_from_its_begin_to_its_commit(
     postgres: Postgres, pg_database: str, pg_store: Store
 ) -> None:
-    """BEGIN and the advisory lock go in one round trip on a connection psycopg keeps in
-    autocommit: the server must still see one transaction, holding the lock throughout."""
+    """Every write transaction takes the writers' lock after BEGIN and holds it, in one
+    transaction, until its commit (single reads, now outside any transaction, must not
+    have changed that)."""
     tid, _ = _apology(pg_store, 1)
     with pg_store.tx() as c:
         mine = c.execute(text("SELECT pg_backend_pid()")).scalar()

@@ -1218,13 +1218,14 @@ class Store:
         lock (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock). Those serialise what a
         transaction reads with what it then writes; a read on its own writes nothing, and
         seeing the store just before a concurrent write commits is what a read taken a
-        moment earlier would have seen. On PostgreSQL one round trip, not five."""
+        moment earlier would have seen. On PostgreSQL one round trip, not five (ping, BEGIN,
+        lock, SELECT, COMMIT)."""
         from sqlalchemy import text
         from sqlalchemy.exc import DBAPIError
 
         for attempt in range(2):
             try:
-                with self.engine.connect().execution_options(**{_ONE_READ: True}) as c:
+                with self.engine.connect().execution_options(**_ONE_READ_OPTIONS) as c:
                     return list(c.execute(text(sql), params).mappings().all())
             except DBAPIError as exc:
                 # A connection the server dropped: a read is safe to send again, once.
@@ -2887,12 +2888,13 @@ PG_WRITE_LOCK = 0x6D61696C6572
 # has run yet. Store.run tries a whole transaction again, for work that is only SQL.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 TX_BEGIN_TRIES = 5
-# One round trip: psycopg runs a query without parameters as one simple query, both in it.
-_PG_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
 # A pooled connection idle longer than this (seconds) is pinged before use (_pg_engine).
 PG_PING_IDLE = 10.0
-# The execution option of a read that is one statement, run without BEGIN (Store._rows).
+# The execution option of a read that is one statement, run without BEGIN (Store._rows):
+# in autocommit (psycopg sends no BEGIN; Python's sqlite3 is in it already), and without
+# the writers' lock (the engines' begin hooks leave it out).
 _ONE_READ = "mailer_one_read"
+_ONE_READ_OPTIONS = {_ONE_READ: True, "isolation_level": "AUTOCOMMIT"}
 
 
 def is_postgresql(url: str) -> bool:
@@ -2912,12 +2914,6 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
 
     engine = create_engine(
         driver_url(url),
-        # psycopg in autocommit: it sends no BEGIN of its own, so the BEGIN goes in one round
-        # trip with the writers' lock (_begin below), and a single read (Store._rows) is one
-        # statement, one round trip. A transaction is still one: the server is in it from
-        # that BEGIN to the COMMIT or ROLLBACK that SQLAlchemy's commit() and rollback()
-        # make psycopg send (it sends them whenever the server says a transaction is open).
-        isolation_level="AUTOCOMMIT",
         # No hstore column here: without this, the first connection asks the server for
         # hstore's type, a transaction of three round trips in every process's start.
         use_native_hstore=False,
@@ -2929,14 +2925,11 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
         options = conn.get_execution_options()
         if options.get("postgresql_readonly") or options.get(_ONE_READ):
             return  # a status snapshot or a single read: no writers' lock (Store.reading)
-        if options.get("isolation_level", "AUTOCOMMIT") != "AUTOCOMMIT":
-            # psycopg begins this one itself (another isolation level asked for).
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
-            return
-        conn.exec_driver_sql(_PG_BEGIN)
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
 
     # A connection the server dropped (a restart, a failover) must not fail a claim. Every
-    # transaction's first round trip (the BEGIN above, or a single read) is safe to send again
+    # transaction's first round trip (psycopg's BEGIN, before the lock above; or a single
+    # read) is safe to send again
     # on a new connection (Store.tx, Store._rows), so a ping is sent only for a connection
     # that sat idle in the pool long enough for a server or a firewall to have dropped it:
     # a ping on every checkout was a round trip in each of a follow-up's ~11 transactions.
@@ -2949,7 +2942,7 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
         if time.monotonic() - record.info.get("idle_since", time.monotonic()) < PG_PING_IDLE:
             return
         try:
-            dbapi.execute(";")  # what SQLAlchemy's own ping for psycopg sends
+            engine.dialect.do_ping(dbapi)  # SQLAlchemy's own, outside any transaction
         except Exception as e:
             raise exc.DisconnectionError(str(e)) from e  # the pool makes a new connection
 
