@@ -463,6 +463,7 @@ class Store:
         self._indexed: dict[int, tuple[str, str, IndexedThread]] = {}
         self._ours: dict[str, int] = {}
         self._ours_upto = 0
+        self._pg = is_postgresql(url)
         try:
             self._open(url, _new)
         except StateError:
@@ -1225,7 +1226,8 @@ class Store:
 
         for attempt in range(2):
             try:
-                with self.engine.connect().execution_options(**_ONE_READ_OPTIONS) as c:
+                options = _ONE_READ_OPTIONS if self._pg else {_ONE_READ: True}
+                with self.engine.connect().execution_options(**options) as c:
                     return list(c.execute(text(sql), params).mappings().all())
             except DBAPIError as exc:
                 # A connection the server dropped: a read is safe to send again, once.
@@ -2891,8 +2893,9 @@ TX_BEGIN_TRIES = 5
 # A pooled connection idle longer than this (seconds) is pinged before use (_pg_engine).
 PG_PING_IDLE = 10.0
 # The execution option of a read that is one statement, run without BEGIN (Store._rows):
-# in autocommit (psycopg sends no BEGIN; Python's sqlite3 is in it already), and without
-# the writers' lock (the engines' begin hooks leave it out).
+# in autocommit on PostgreSQL (psycopg sends no BEGIN; Python's sqlite3 is in it already,
+# and SQLAlchemy would switch SQLite's PRAGMA read_uncommitted to and fro), and without the
+# writers' lock (the engines' begin hooks leave it out).
 _ONE_READ = "mailer_one_read"
 _ONE_READ_OPTIONS = {_ONE_READ: True, "isolation_level": "AUTOCOMMIT"}
 
