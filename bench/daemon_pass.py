@@ -3,6 +3,12 @@ apologies due now (through `mailer send`, in this process, not timed) and times 
 sends their follow-ups. Run by ``lease_bench.py --only daemon``; prints the times as JSON.
 
 Usage: daemon_pass.py WORKSPACE REPS
+
+With MAILER_BENCH_STATEMENTS=FILE, every statement the database ran in the last rep's timed
+pass is written to FILE, one JSON line each (``lease_bench.py --only count``). SQLite: what
+its trace callback sees. PostgreSQL: what the server logged (log_statement = all, the log at
+MAILER_BENCH_PGLOG) between two marker statements, so the BEGIN and COMMIT that psycopg sends
+on its own and SQLAlchemy's pool ping are counted as the round trips they are.
 """
 
 from __future__ import annotations
@@ -42,12 +48,53 @@ def main() -> None:
                 if exc.code:
                     raise
         at = later + timedelta(minutes=rep)
+        tracing = rep == reps - 1 and bool(os.environ.get("MAILER_BENCH_STATEMENTS"))
+        trace = _Trace(store) if tracing else None
         started = time.perf_counter()
         report = run_pass_all(settings, store, lambda at=at: at)
         times.append(time.perf_counter() - started)
+        if trace is not None:
+            trace.write(Path(os.environ["MAILER_BENCH_STATEMENTS"]))
         if len(report.sent) != 10:
             raise SystemExit(f"rep {rep}: {len(report.sent)} follow-ups sent, not 10")
     print(json.dumps(times))
+
+
+class _Trace:
+    MARK = "mailer-bench-mark"
+
+    def __init__(self, store) -> None:
+        from sqlalchemy import event
+
+        self.store, self.seen = store, []
+        self.pg = store.engine.dialect.name == "postgresql"
+        if self.pg:
+            import psycopg
+
+            args = store.engine.url.translate_connect_args(username="user", database="dbname")
+            self.marker = psycopg.connect(**args, **store._connect, autocommit=True)
+            self.marker.execute(f"SELECT '{self.MARK} start'")
+            return
+        engines = {store.engine, store.fast_engine}
+        for engine in engines:
+            # Set on every checkout: the pooled connections were opened before tracing began.
+            event.listen(
+                engine, "checkout", lambda dbapi, *_: dbapi.set_trace_callback(self.seen.append)
+            )
+
+    def write(self, out: Path) -> None:
+        if self.pg:
+            self.marker.execute(f"SELECT '{self.MARK} end'")
+            self.marker.close()
+            lines = Path(os.environ["MAILER_BENCH_PGLOG"]).read_text().splitlines()
+            start = max(i for i, x in enumerate(lines) if f"{self.MARK} start" in x)
+            end = max(i for i, x in enumerate(lines) if f"{self.MARK} end" in x)
+            self.seen = [
+                x.split("LOG:  ", 1)[1]
+                for x in lines[start + 1 : end]
+                if "LOG:  statement: " in x or "LOG:  execute " in x
+            ]
+        out.write_text("".join(json.dumps(" ".join(s.split())[:160]) + "\n" for s in self.seen))
 
 
 if __name__ == "__main__":

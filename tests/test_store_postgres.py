@@ -15,6 +15,7 @@ from sqlalchemy import text
 from mailer.adapters import process, store
 from mailer.adapters.store import Store
 from mailer.errors import ClaimError, StateError
+from mailer.model.lifecycle import MessageEvent, ThreadEvent, target
 
 from .postgres import Postgres
 
@@ -186,7 +187,7 @@ def test_a_connection_the_server_dropped_between_transactions_is_replaced(
     tid, _ = _apology(pg_store, 1)
     with postgres.admin() as c:
         c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mailer'")
-    thread = pg_store.thread(tid)  # pool_pre_ping: a new connection, no error
+    thread = pg_store.thread(tid)  # a new connection, no error (the read is sent again)
     assert thread is not None and thread.recipient == "ana1@sandbox.test"
 
 
@@ -296,7 +297,143 @@ def test_status_reads_while_a_writer_holds_the_lock(
 def test_a_restarted_server_is_reconnected_to(postgres: Postgres, pg_store: Store) -> None:
     tid, mid = _apology(pg_store, 1)
     postgres.restart()
-    pg_store.mark_submitting(mid, NOW)  # a fresh connection: pool_pre_ping found the old dead
+    pg_store.mark_submitting(mid, NOW)  # a fresh connection: the BEGIN found the old one dead
     assert pg_store.message(mid).state == "submitting"
     thread = pg_store.thread(tid)
     assert thread is not None and thread.state == "sending"
+
+
+def test_a_single_read_neither_waits_for_a_writer_nor_sees_its_uncommitted_work(
+    postgres: Postgres, pg_database: str, pg_store: Store
+) -> None:
+    """A read of one statement takes no writers' lock (one round trip, Store._rows)."""
+    tid, _ = _apology(pg_store, 1)
+    reader = _open(postgres, pg_database)
+    try:
+        with pg_store.tx() as c:
+            c.execute(text("UPDATE threads SET subject = 'changing' WHERE id = :t"), {"t": tid})
+            done = threading.Event()
+            read: list[Any] = []
+
+            def run() -> None:
+                read.append(reader.thread(tid))
+                done.set()
+
+            threading.Thread(target=run, daemon=True).start()
+            assert done.wait(10), "the read waited for the writer's lock"
+        assert [t.subject for t in read if t] == ["Sorry 1"]  # what was committed then
+        after = reader.thread(tid)
+        assert after is not None and after.subject == "changing"  # and once committed
+    finally:
+        reader.close()
+
+
+def test_a_write_transaction_holds_the_writers_lock_from_its_begin_to_its_commit(
+    postgres: Postgres, pg_database: str, pg_store: Store
+) -> None:
+    """Every write transaction takes the writers' lock after BEGIN and holds it, in one
+    transaction, until its commit (single reads, now outside any transaction, must not
+    have changed that)."""
+    tid, _ = _apology(pg_store, 1)
+    with pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        c.execute(text("UPDATE threads SET subject = 'changing' WHERE id = :t"), {"t": tid})
+        with postgres.admin(pg_database) as admin:
+            locks = admin.execute(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND pid = %s AND granted",
+                (mine,),
+            ).fetchall()
+            state = admin.execute(
+                "SELECT state FROM pg_stat_activity WHERE pid = %s", (mine,)
+            ).fetchone()
+            seen = admin.execute("SELECT subject FROM threads WHERE id = %s", (tid,)).fetchone()
+    assert locks == [(store.PG_WRITE_LOCK & 0xFFFFFFFF,)]
+    assert state == ("idle in transaction",)
+    assert seen == ("Sorry 1",)  # not committed before the end of the block
+    with postgres.admin() as admin:
+        after = admin.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (mine,)
+        ).fetchone()
+    assert after == (0,)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.subject == "changing"
+
+
+def test_a_pooled_connection_idle_past_the_ping_time_is_checked_before_use(
+    postgres: Postgres, pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that sat idle is pinged at checkout and replaced if the server dropped
+    it: here the BEGIN gets no second try, so only the ping can save the claim."""
+    _, mid = _apology(pg_store, 1)
+    monkeypatch.setattr(store, "TX_BEGIN_TRIES", 1)
+    monkeypatch.setattr(store, "PG_PING_IDLE", 0.0)
+    with postgres.admin() as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mailer'")
+    pg_store.mark_submitting(mid, NOW)
+    assert pg_store.message(mid).state == "submitting"
+
+
+def test_without_the_ping_a_dropped_connection_is_replaced_at_begin(
+    postgres: Postgres, pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection used a moment ago is not pinged; the BEGIN, which comes before any of
+    the transaction's work, is what finds it dropped and is sent again on a new one."""
+    _, mid = _apology(pg_store, 1)
+    monkeypatch.setattr(store, "PG_PING_IDLE", 3600.0)
+    with postgres.admin() as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mailer'")
+    pg_store.mark_submitting(mid, NOW)
+    assert pg_store.message(mid).state == "submitting"
+
+
+def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
+    pg_store: Store,
+) -> None:
+    """On PostgreSQL the events a transaction logs go in one round trip with its COMMIT:
+    they are there once it commits, in order; if one is refused there (no such thread),
+    nothing of the transaction is kept and the error is one line."""
+    tid, _ = _apology(pg_store, 1)
+    before = pg_store.events(tid)
+    with pg_store.tx() as c:
+        c.execute(text("UPDATE threads SET subject = 'one' WHERE id = :t"), {"t": tid})
+        pg_store._event(c, tid, NOW, "first", "a")
+        pg_store._event(c, tid, NOW, "second", "b")
+    assert [e["kind"] for e in pg_store.events(tid)] == [
+        *(e["kind"] for e in before),
+        "first",
+        "second",
+    ]
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        c.execute(text("UPDATE threads SET subject = 'two' WHERE id = :t"), {"t": tid})
+        pg_store._event(c, tid, NOW, "third", "c")
+        pg_store._cancel_queued(c, tid, NOW, "cancelled, then rolled back")
+        pg_store._event(c, tid + 1000, NOW, "refused", "no such thread")
+    assert "events" in str(caught.value) and "\n" not in str(caught.value)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.subject == "one"
+    assert [e["kind"] for e in pg_store.events(tid)][-2:] == ["first", "second"]
+    with pg_store.tx() as c:  # the connection is fine afterwards
+        pg_store._event(c, tid, NOW, "fourth", "d")
+    assert pg_store.events(tid)[-1]["kind"] == "fourth"
+
+
+def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> None:
+    """The cancel of a queued follow-up goes in the COMMIT's round trip (with the event):
+    once the move commits, the follow-up is cancelled and both are logged, in order."""
+    tid, _ = _apology(pg_store, 1, due=NOW - timedelta(minutes=1))
+    row = pg_store.claim_follow_up(
+        tid,
+        NOW,
+        message_id="<f1@sandbox.test>",
+        raw=b"follow-up",
+        envelope_from="you@sandbox.test",
+        recipients=("ana1@sandbox.test",),
+    )
+    assert row is not None and pg_store.message(row).state == "queued"
+    pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    follow_up = pg_store.message(row)
+    assert follow_up.state == target(MessageEvent.DROP_QUEUED) != "queued"
+    assert follow_up.error == "reply: follow-up cancelled"
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.state == "replied"
+    assert pg_store.events(tid)[-1]["kind"] == "reply"

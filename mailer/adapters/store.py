@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -469,6 +470,7 @@ class Store:
         self._indexed: dict[int, tuple[str, str, IndexedThread]] = {}
         self._ours: dict[str, int] = {}
         self._ours_upto = 0
+        self._pg = is_postgresql(url)
         try:
             self._open(url, _new)
         except StateError:
@@ -521,17 +523,32 @@ class Store:
         try:
             for attempt in range(TX_BEGIN_TRIES):
                 # Only the BEGIN (with PostgreSQL's write lock) is tried again: a failure
-                # there comes before the body, which runs once (see _RETRY_SQLSTATES).
+                # there comes before the body, which runs once (see _RETRY_SQLSTATES), on a
+                # serialization failure or a deadlock, or on a connection found dropped.
                 began = engine.begin()
                 try:
                     conn = began.__enter__()
                 except DBAPIError as exc:
-                    if not _retryable(exc) or attempt == TX_BEGIN_TRIES - 1:
+                    # A connection the server dropped (SQLAlchemy has invalidated the pool's
+                    # connections then): the next attempt opens a new one.
+                    again = _retryable(exc) or exc.connection_invalidated
+                    if not again or attempt == TX_BEGIN_TRIES - 1:
                         raise
                     continue
                 break
-            with _entered(began):  # ends it: commit, or rollback on an exception
-                yield conn
+            # PostgreSQL: statements whose answer nothing waits for, sent with the COMMIT
+            # (_event, _cancel_queued, _commit_with).
+            later: list[tuple[str, tuple[Any, ...]]] | None = None
+            if conn.dialect.name == "postgresql":
+                later = conn.info[_LATER] = []
+            info = conn.info  # the pooled connection's: still there once this one is closed
+            try:
+                with _entered(began):  # ends it: commit, or rollback on an exception
+                    yield conn
+                    if later:
+                        _commit_with(conn, later)
+            finally:
+                info.pop(_LATER, None)
         except DBAPIError as exc:
             # "database is locked", a full disk, a read-only file, a dropped connection: say
             # where, not a traceback.
@@ -555,9 +572,24 @@ class Store:
                     raise
         return None
 
+    def _schema_current(self) -> bool:
+        """The usual open, a store already at this mailer's schema, told by one read with no
+        writers' lock (on PostgreSQL one round trip, not seven). Anything else (a new store,
+        an old one, someone else's database) goes the locked way, which tells them apart."""
+        try:
+            rows = self._rows(
+                """SELECT (SELECT value FROM meta WHERE key = 'schema_version') AS v,
+                   (SELECT version_num FROM alembic_version) AS r"""
+            )
+        except StateError:
+            return False  # a table missing, or more than one Alembic revision
+        return str(rows[0]["v"]) == str(SCHEMA_VERSION) and rows[0]["r"] == ALEMBIC_HEAD
+
     def _migrate(self) -> None:
         from sqlalchemy import inspect
 
+        if self._schema_current():
+            return
         with self.tx() as c:
             version, revision = 0, None
             if inspect(c).has_table("meta"):
@@ -794,6 +826,16 @@ class Store:
         )
 
     def _event(self, c: Any, thread_id: int, now: datetime, kind: str, detail: str) -> None:
+        later = c.info.get(_LATER)
+        if later is not None:
+            # PostgreSQL: no answer is awaited for the log line; it goes with the COMMIT.
+            later.append(
+                (
+                    "INSERT INTO events (thread_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
+                    (thread_id, now.isoformat(), kind, detail),
+                )
+            )
+            return
         c.execute(
             text("INSERT INTO events (thread_id, at, kind, detail) VALUES (:t, :at, :k, :d)"),
             {"t": thread_id, "at": now.isoformat(), "k": kind, "d": detail},
@@ -850,17 +892,15 @@ class Store:
         """Put back in ``queued`` every message a dead process left ``submitting`` before the
         final dot: the server cannot have taken it. Returns them. Nobody owns them then, so
         the next pass (a follow-up) or the next ``send``/campaign run (an apology) sends it."""
-        with self.tx() as c:
-            rows = (
-                c.execute(
-                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+        candidates = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
                         WHERE m.state = :s AND m.final_dot_at IS NULL
-                        AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""),
-                    {"s": SUBMITTING, "a": account},
-                )
-                .mappings()
-                .all()
-            )
+                        AND (CAST(:a AS TEXT) IS NULL OR t.account = :a) ORDER BY m.id"""
+        if not self._rows(candidates, s=SUBMITTING, a=account):
+            # Nearly every pass: nothing is being sent. One read tells, with no writers' lock
+            # and no transaction to end; a row abandoned just after it waits for the next pass.
+            return []
+        with self.tx() as c:
+            rows = c.execute(text(candidates), {"s": SUBMITTING, "a": account}).mappings().all()
             live = self._live_leases(c)
             moved = [r for r in rows if abandoned_before_final_dot(r, live)]
             for r in moved:
@@ -1093,38 +1133,48 @@ class Store:
         """Move one message as the lifecycle table allows, inside the caller's transaction;
         ``extra`` sets more columns in the same UPDATE. :class:`TransitionRefused` (and
         nothing written) if the table does not allow ``move`` from the row's state. The row
-        is this process's afterwards, unless ``owner`` names another (None: nobody's)."""
+        is this process's afterwards, unless ``owner`` names another (None: nobody's).
+        Returns its thread_id, kind and message_id."""
+        # One statement where the move is allowed (the usual case): the UPDATE's own WHERE
+        # state IN is the table's check, and RETURNING gives what callers need of the row.
+        new = target(move)
+        extra = extra or {}
+        sets = "".join(f", {column} = :x_{column}" for column in extra)
+        states, params = _in("from", allowed(move))
         row = (
             c.execute(
-                text("SELECT thread_id, kind, message_id, state FROM messages WHERE id = :id"),
+                text(
+                    f"UPDATE messages SET state = :s, {f'{stamp} = :now, ' if stamp else ''}"
+                    f"owner = :o{sets} WHERE id = :id AND state IN {states} "
+                    "RETURNING thread_id, kind, message_id"
+                ),
+                {
+                    "s": new,
+                    "now": now.isoformat(),
+                    "o": self._owner() if owner is True else owner,
+                    "id": message_row_id,
+                    **params,
+                    **{f"x_{column}": value for column, value in extra.items()},
+                },
+            )
+            .mappings()
+            .first()
+        )
+        if row is not None:
+            return row
+        # Nothing written: say why, from the row as it is.
+        now_row = (
+            c.execute(
+                text("SELECT message_id, state FROM messages WHERE id = :id"),
                 {"id": message_row_id},
             )
             .mappings()
             .first()
         )
-        if row is None:
+        if now_row is None:
             raise StateError(f"message {message_row_id} not found in the state store")
-        new = apply(move, row["state"], f"message {row['message_id']}")
-        extra = extra or {}
-        sets = "".join(f", {column} = :x_{column}" for column in extra)
-        states, params = _in("from", allowed(move))
-        done = c.execute(
-            text(
-                f"UPDATE messages SET state = :s, {f'{stamp} = :now, ' if stamp else ''}owner = :o{sets} "
-                f"WHERE id = :id AND state IN {states}"
-            ),
-            {
-                "s": new,
-                "now": now.isoformat(),
-                "o": self._owner() if owner is True else owner,
-                "id": message_row_id,
-                **params,
-                **{f"x_{column}": value for column, value in extra.items()},
-            },
-        )
-        if done.rowcount != 1:  # changed since the SELECT: the table still decides
-            raise TransitionRefused(f"message {row['message_id']}", "changed", move, new)
-        return row
+        apply(move, now_row["state"], f"message {now_row['message_id']}")
+        raise TransitionRefused(f"message {now_row['message_id']}", "changed", move, new)
 
     def _move_thread_if(
         self,
@@ -1150,9 +1200,24 @@ class Store:
     # --- reading ---------------------------------------------------------------------------
 
     def _rows(self, sql: str, **params: Any) -> list[Any]:
-        """One read in its own transaction."""
-        with self.tx() as c:
-            return list(c.execute(text(sql), params).mappings().all())
+        """One read: one statement, so one snapshot of its own, with no BEGIN and no writers'
+        lock (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock). Those serialise what a
+        transaction reads with what it then writes; a read on its own writes nothing, and
+        seeing the store just before a concurrent write commits is what a read taken a
+        moment earlier would have seen. On PostgreSQL one round trip, not five (ping, BEGIN,
+        lock, SELECT, COMMIT)."""
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in range(2):
+            try:
+                options = _ONE_READ_OPTIONS if self._pg else {_ONE_READ: True}
+                with self.engine.connect().execution_options(**options) as c:
+                    return list(c.execute(text(sql), params).mappings().all())
+            except DBAPIError as exc:
+                # A connection the server dropped: a read is safe to send again, once.
+                if not exc.connection_invalidated or attempt:
+                    raise StateError(_db_error(self.url, exc)) from exc
+        raise AssertionError("unreachable")
 
     def threads(self) -> list[ThreadRow]:
         return self._decoded(self._rows("SELECT * FROM threads ORDER BY id"), _thread)
@@ -1182,6 +1247,20 @@ class Store:
         if not rows:
             raise StateError(f"message {message_row_id} not found in the state store")
         return _message(rows[0])
+
+    def message_and_thread_state(self, message_row_id: int) -> tuple[MessageRow, str]:
+        """A message and the state its thread is in now, in one read (a follow-up's last
+        look before it is sent)."""
+        rows = self._rows(
+            """SELECT m.*, t.state AS thread_state FROM messages m
+               JOIN threads t ON t.id = m.thread_id WHERE m.id = :id""",
+            id=message_row_id,
+        )
+        if not rows:
+            raise StateError(f"message {message_row_id} not found in the state store")
+        row = dict(rows[0])
+        thread_state = str(row.pop("thread_state"))
+        return _message(row), thread_state
 
     def events(self, thread_id: int) -> list[dict[str, Any]]:
         sql = "SELECT at, kind, detail FROM events WHERE thread_id = :t ORDER BY id"
@@ -1403,6 +1482,25 @@ class Store:
 
     def _cancel_queued(self, c: Any, thread_id: int, now: datetime, why: str) -> None:
         states, params = _in("from", allowed(MessageEvent.DROP_QUEUED))
+        later = c.info.get(_LATER)
+        if later is not None:
+            # PostgreSQL: nothing waits for its answer either (the callers log an event and
+            # commit next): it goes with the COMMIT, in order (see _event).
+            froms = allowed(MessageEvent.DROP_QUEUED)
+            later.append(
+                (
+                    "UPDATE messages SET state = %s, failed_at = %s, error = %s WHERE "
+                    "thread_id = %s AND kind = 'follow_up' AND state = ANY(%s)",
+                    (
+                        target(MessageEvent.DROP_QUEUED),
+                        now.isoformat(),
+                        why,
+                        thread_id,
+                        list(froms),
+                    ),
+                )
+            )
+            return
         c.execute(
             text(f"""UPDATE messages SET state = :f, failed_at = :now, error = :why
                     WHERE thread_id = :t AND kind = 'follow_up' AND state IN {states}"""),
@@ -1516,32 +1614,35 @@ class Store:
         machine), and so is one a gone process left submitting before the final dot (the server
         took nothing); one that is submitting, sent or in doubt blocks another.
         """
+        unsettled, unsettled_params = _in("u", (QUEUED, SUBMITTING, IN_DOUBT))
         with self.tx() as c:
             self._check_lease(c, thread_id)
-            t = (
+            # The thread and its unsettled follow-ups in one statement (one round trip on
+            # PostgreSQL): a row per such follow-up, or one row with no message.
+            rows = (
                 c.execute(
-                    text("""SELECT state, follow_up_due, follow_ups_sent, max_follow_ups FROM threads
-                        WHERE id = :t"""),
-                    {"t": thread_id},
-                )
-                .mappings()
-                .first()
-            )
-            if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
-                return None
-            due = _when(t["follow_up_due"])
-            if due is None or due > now:
-                return None
-            unsettled, unsettled_params = _in("u", (QUEUED, SUBMITTING, IN_DOUBT))
-            live = (
-                c.execute(
-                    text(f"""SELECT id, state, owner, final_dot_at FROM messages WHERE thread_id = :t
-                        AND kind = 'follow_up' AND state IN {unsettled}"""),
+                    text(f"""SELECT t.state, t.follow_up_due, t.follow_ups_sent, t.max_follow_ups,
+                        m.id AS m_id, m.state AS m_state, m.owner AS m_owner,
+                        m.final_dot_at AS m_final_dot_at
+                        FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
+                        AND m.kind = 'follow_up' AND m.state IN {unsettled}
+                        WHERE t.id = :t ORDER BY m.id"""),
                     {"t": thread_id, **unsettled_params},
                 )
                 .mappings()
                 .all()
             )
+            t = rows[0] if rows else None
+            if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
+                return None
+            due = _when(t["follow_up_due"])
+            if due is None or due > now:
+                return None
+            live = [
+                {k: r[f"m_{k}"] for k in ("id", "state", "owner", "final_dot_at")}
+                for r in rows
+                if r["m_id"] is not None
+            ]
             leases = self._live_leases(c)
             for m in live:
                 if (
@@ -1562,13 +1663,34 @@ class Store:
 
     def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
         """The other threads to this address that are bounced, with their details."""
-        with self.tx() as c:
-            rows = c.execute(
-                text("""SELECT id, detail FROM threads WHERE lower(recipient) = :r
-                        AND state = :bounced AND id != :t"""),
-                {"r": recipient.lower(), "t": other_than, "bounced": ThreadState.BOUNCED},
-            ).all()
-        return [(int(tid), _detail(detail)) for tid, detail in rows]
+        rows = self._rows(
+            """SELECT id, detail FROM threads WHERE lower(recipient) = :r
+               AND state = :bounced AND id != :t""",
+            r=recipient.lower(),
+            t=other_than,
+            bounced=ThreadState.BOUNCED,
+        )
+        return [(int(r["id"]), _detail(r["detail"])) for r in rows]
+
+    def bounced_threads_to(
+        self, recipients: Collection[str]
+    ) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        """:meth:`bounced_threads` for many addresses in one read (a pass's due threads):
+        the bounced threads to each address (in lower case), oldest first."""
+        found: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        wanted = {r.lower() for r in recipients}
+        if not wanted:
+            return found
+        addresses, params = _in("r", frozenset(wanted))
+        rows = self._rows(
+            f"""SELECT id, lower(recipient) AS r, detail FROM threads
+               WHERE lower(recipient) IN {addresses} AND state = :bounced ORDER BY id""",
+            bounced=ThreadState.BOUNCED,
+            **params,
+        )
+        for r in rows:
+            found.setdefault(str(r["r"]), []).append((int(r["id"]), _detail(r["detail"])))
+        return found
 
     def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due, soonest
@@ -1702,24 +1824,20 @@ class Store:
         so two commands catching up at once never both append one copy. Rows another live
         process sent (it files them itself) or is filing are left alone."""
         me = owner_token()
+        # Three ranges of the (state, sent_copy) index, not every sent message: a copy never
+        # filed, one whose filing failed, one being filed.
+        unfiled = """SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
+                     WHERE t.account = :a AND m.id IN (
+                     SELECT id FROM messages WHERE state = :s AND sent_copy IS NULL
+                     UNION ALL SELECT id FROM messages WHERE state = :s
+                     AND sent_copy >= 'failed:' AND sent_copy < 'failed;'
+                     UNION ALL SELECT id FROM messages WHERE state = :s
+                     AND sent_copy >= 'filing: ' AND sent_copy < 'filing:!')
+                     ORDER BY m.id"""
+        if not self._rows(unfiled, a=account, s=SENT):
+            return []  # nearly every pass: one read, no writers' lock (see requeue_abandoned)
         with self.tx() as c:
-            rows = (
-                c.execute(
-                    # Three ranges of the (state, sent_copy) index, not every sent message:
-                    # a copy never filed, one whose filing failed, one being filed.
-                    text("""SELECT m.* FROM messages m JOIN threads t ON t.id = m.thread_id
-                            WHERE t.account = :a AND m.id IN (
-                            SELECT id FROM messages WHERE state = :s AND sent_copy IS NULL
-                            UNION ALL SELECT id FROM messages WHERE state = :s
-                            AND sent_copy >= 'failed:' AND sent_copy < 'failed;'
-                            UNION ALL SELECT id FROM messages WHERE state = :s
-                            AND sent_copy >= 'filing: ' AND sent_copy < 'filing:!')
-                            ORDER BY m.id"""),
-                    {"a": account, "s": SENT},
-                )
-                .mappings()
-                .all()
-            )
+            rows = c.execute(text(unfiled), {"a": account, "s": SENT}).mappings().all()
             mine = []
             leases = self._live_leases(c)
             for m in self._decoded(rows, _message):
@@ -2349,7 +2467,8 @@ def _sqlite_engine(url: str, synchronous: str) -> Any:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -2374,7 +2493,8 @@ def _memory_engine() -> Any:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -2739,6 +2859,14 @@ PG_WRITE_LOCK = 0x6D61696C6572
 # has run yet. Store.run tries a whole transaction again, for work that is only SQL.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 TX_BEGIN_TRIES = 5
+# A pooled connection idle longer than this (seconds) is pinged before use (_pg_engine).
+PG_PING_IDLE = 10.0
+# The execution option of a read that is one statement, run without BEGIN (Store._rows):
+# in autocommit on PostgreSQL (psycopg sends no BEGIN; Python's sqlite3 is in it already,
+# and SQLAlchemy would switch SQLite's PRAGMA read_uncommitted to and fro), and without the
+# writers' lock (the engines' begin hooks leave it out).
+_ONE_READ = "mailer_one_read"
+_ONE_READ_OPTIONS = {_ONE_READ: True, "isolation_level": "AUTOCOMMIT"}
 
 
 def is_postgresql(url: str) -> bool:
@@ -2754,23 +2882,69 @@ def driver_url(url: str) -> str:
 
 
 def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
-    from sqlalchemy import create_engine, event
+    from sqlalchemy import create_engine, event, exc
 
     engine = create_engine(
         driver_url(url),
-        # A connection the server dropped (a restart, a failover) is found before it is
-        # used, not by the first statement of a claim.
-        pool_pre_ping=True,
+        # No hstore column here: without this, the first connection asks the server for
+        # hstore's type, a transaction of three round trips in every process's start.
+        use_native_hstore=False,
         connect_args={"connect_timeout": 10, **connect},
     )
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        if conn.get_execution_options().get("postgresql_readonly"):
-            return  # a status read: a snapshot, no writers' lock (see Store.reading)
+        options = conn.get_execution_options()
+        if options.get("postgresql_readonly") or options.get(_ONE_READ):
+            return  # a status snapshot or a single read: no writers' lock (Store.reading)
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
 
+    # A connection the server dropped (a restart, a failover) must not fail a claim. Every
+    # transaction's first round trip (psycopg's BEGIN, before the lock above; or a single
+    # read) is safe to send again
+    # on a new connection (Store.tx, Store._rows), so a ping is sent only for a connection
+    # that sat idle in the pool long enough for a server or a firewall to have dropped it:
+    # a ping on every checkout was a round trip in each of a follow-up's ~11 transactions.
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) < PG_PING_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi)  # SQLAlchemy's own, outside any transaction
+        except Exception as e:
+            raise exc.DisconnectionError(str(e)) from e  # the pool makes a new connection
+
     return engine
+
+
+# Where a PostgreSQL write transaction keeps, until its commit, the statements whose answer
+# it does not wait for: the events it logs, the follow-ups it cancels.
+_LATER = "mailer_later"
+
+
+def _commit_with(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Send a transaction's last statements and its COMMIT in one round trip (psycopg's
+    pipeline mode), in the order they were made: they return nothing the transaction
+    waits for, so they need not cost a round trip each. Any error rolls the whole
+    transaction back, as it would have."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    raw = conn.connection.driver_connection
+    try:
+        with raw.pipeline(), raw.cursor() as cur:
+            for sql, params in later:
+                cur.execute(sql, params)
+            raw.commit()
+    except psycopg.Error as exc:
+        # Said as SQLAlchemy's own errors are (Store.tx): one line, host and port.
+        raise DBAPIError.instance(
+            "COMMIT", None, exc, psycopg.Error, connection_invalidated=raw.closed
+        ) from exc
 
 
 @contextmanager

@@ -220,6 +220,9 @@ def _plan(settings: Settings, store: Store, reading: Reading, now: datetime) -> 
             if row is not None:
                 rows[thread_id] = row
     reading.threads.update(rows)
+    awaiting = [row for row in rows.values() if row.state == AWAITING and row.id in due]
+    # One read for all of them, not one per thread.
+    bounced = store.bounced_threads_to({row.recipient for row in awaiting})
     threads: list[ThreadSnapshot] = []
     for row in rows.values():
         bounced_in = None
@@ -227,7 +230,8 @@ def _plan(settings: Settings, store: Store, reading: Reading, now: datetime) -> 
             # No follow-up goes to an address that has bounced for good since this thread's
             # apology went.
             sent_at = datetime.fromisoformat(row.sent_at) if row.sent_at else now
-            bounced_in = bounced_for_good(store.bounced_threads(row.recipient, row.id), sent_at)
+            others = [b for b in bounced.get(row.recipient.lower(), []) if b[0] != row.id]
+            bounced_in = bounced_for_good(others, sent_at)
         threads.append(snapshot(row, bounced_in))
     return plan_pass(threads, reading.messages, now, policies(settings, rows.values(), now))
 
@@ -373,14 +377,9 @@ def _send_one(
     crash_point("after-claim")
     # Look once more right before sending: a reply may have arrived a moment ago.
     scan(settings, store, box, clock)
-    current = store.thread(thread.id)
-    row = store.message(row_id)
-    if current is None or current.state != AWAITING or row.state != QUEUED:
-        log.info(
-            "thread %s: follow-up not sent: the thread is now %s",
-            thread.id,
-            current.state if current else "gone",
-        )
+    row, thread_state = store.message_and_thread_state(row_id)
+    if thread_state != AWAITING or row.state != QUEUED:
+        log.info("thread %s: follow-up not sent: the thread is now %s", thread.id, thread_state)
         return session
     if session is None:
         try:

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
+from sqlalchemy import text
 
 from mailer.adapters import store as store_mod
-from mailer.adapters.store import Store
+from mailer.adapters.store import Store, ThreadRow
 from mailer.errors import ClaimError
 from mailer.model.lifecycle import (
     MessageEvent,
@@ -212,3 +215,56 @@ def test_every_message_move_in_the_table_is_what_the_store_writes(
     assert state.message(mid).state == target(MessageEvent.DOUBT)
     state.mark_sent(mid, NOW, "250 found in Sent", None, settling=True)
     assert state.message(mid).state == target(MessageEvent.SENT)
+
+
+def test_a_single_read_on_a_sqlite_file_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A read of one statement takes no BEGIN IMMEDIATE (Store._rows): it neither waits for
+    a sending process's transaction nor sees its uncommitted work."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    writer, reader = Store(url), Store(url)
+    try:
+        tid, _ = new_apology(writer)
+        with writer.tx() as c:
+            c.execute(text("UPDATE threads SET subject = 'changing' WHERE id = :t"), {"t": tid})
+            done = threading.Event()
+            read: list[ThreadRow | None] = []
+
+            def run() -> None:
+                read.append(reader.thread(tid))
+                done.set()
+
+            threading.Thread(target=run, daemon=True).start()
+            assert done.wait(10), "the read waited for the writer's lock"
+        assert [t.subject for t in read if t] == ["Sorry"]  # what was committed when it read
+        after = reader.thread(tid)
+        assert after is not None and after.subject == "changing"
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_bounced_threads_to_many_addresses_match_the_one_address_read(state: Store) -> None:
+    """A pass reads the bounced threads of all its due threads' addresses at once: the same
+    as asking address by address, whatever the case of the address."""
+    ids = [new_apology(state, n)[0] for n in range(4)]
+    with state.tx() as c:
+        for tid, to in zip(
+            ids[:3], ("Ana0@Sandbox.test", "ana0@sandbox.test", "ana2@sandbox.test"), strict=True
+        ):
+            c.execute(
+                text(
+                    "UPDATE threads SET state = 'bounced', recipient = :r, detail = :d "
+                    "WHERE id = :t"
+                ),
+                {"r": to, "d": f'{{"bounce_kind": "hard", "n": "{tid}"}}', "t": tid},
+            )
+    found = state.bounced_threads_to(
+        ["ANA0@sandbox.test", "ana2@sandbox.test", "ana3@sandbox.test"]
+    )
+    assert found == {
+        "ana0@sandbox.test": state.bounced_threads("ana0@sandbox.test", 0),
+        "ana2@sandbox.test": state.bounced_threads("ana2@sandbox.test", 0),
+    }
+    assert [tid for tid, _ in found["ana0@sandbox.test"]] == ids[:2]
+    assert found["ana2@sandbox.test"][0][1]["n"] == str(ids[2])
+    assert state.bounced_threads_to([]) == {}
