@@ -437,3 +437,29 @@ def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> 
     thread = pg_store.thread(tid)
     assert thread is not None and thread.state == "replied"
     assert pg_store.events(tid)[-1]["kind"] == "reply"
+
+
+def test_a_writer_stopped_inside_its_transaction_is_cut_off_so_others_can_write(
+    postgres: Postgres, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a process that stops inside a write transaction (SIGSTOP, a frozen VM), and so
+    holds the writers' lock, is cut off by the server after the idle-in-transaction time:
+    another writer then goes on, and the stopped one's transaction fails as one line."""
+    monkeypatch.setattr(store, "PG_IDLE_IN_TRANSACTION", 1.0)
+    stalled, other = _open(postgres, pg_database), _open(postgres, pg_database)
+    wrote = threading.Event()
+    writer = threading.Thread(
+        target=lambda: (other.set_folder_state("INBOX", 7, 42), wrote.set()), daemon=True
+    )
+    try:
+        with pytest.raises(StateError) as caught, stalled.tx() as c:
+            c.execute(text("SELECT 1"))  # the writers' lock is held from here on
+            writer.start()
+            assert wrote.wait(30), "the other writer waited on a stalled transaction"
+            c.execute(text("SELECT 1"))  # the server has ended this session meanwhile
+        assert "\n" not in str(caught.value)
+        assert other.folder_state("INBOX") == (7, 42)
+    finally:
+        writer.join(10)
+        stalled.close()
+        other.close()

@@ -2861,6 +2861,8 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 TX_BEGIN_TRIES = 5
 # A pooled connection idle longer than this (seconds) is pinged before use (_pg_engine).
 PG_PING_IDLE = 10.0
+# Seconds a session may sit idle inside a transaction before the server ends it (_pg_engine).
+PG_IDLE_IN_TRANSACTION = 30.0
 # The execution option of a read that is one statement, run without BEGIN (Store._rows):
 # in autocommit on PostgreSQL (psycopg sends no BEGIN; Python's sqlite3 is in it already,
 # and SQLAlchemy would switch SQLite's PRAGMA read_uncommitted to and fro), and without the
@@ -2889,7 +2891,15 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
         # No hstore column here: without this, the first connection asks the server for
         # hstore's type, a transaction of three round trips in every process's start.
         use_native_hstore=False,
-        connect_args={"connect_timeout": 10, **connect},
+        connect_args={
+            "connect_timeout": 10,
+            # A process stopped inside a write transaction (SIGSTOP, a frozen VM) would hold
+            # the writers' lock, and so stop every other daemon's writes, until it woke: the
+            # server ends such a session instead. No transaction of ours waits on anything but
+            # SQL, so none sits idle this long.
+            "options": f"-c idle_in_transaction_session_timeout={int(PG_IDLE_IN_TRANSACTION * 1000)}",
+            **connect,
+        },
     )
 
     @event.listens_for(engine, "begin")
