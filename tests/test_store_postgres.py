@@ -463,3 +463,16 @@ def test_a_writer_stopped_inside_its_transaction_is_cut_off_so_others_can_write(
         writer.join(10)
         stalled.close()
         other.close()
+
+
+def test_the_users_own_connection_options_are_kept(postgres: Postgres, pg_database: str) -> None:
+    """Verify libpq ``options`` in the store's URL (a search_path, say) reach the server: the
+    store's own session settings are made per transaction and never replace them."""
+    url = postgres.url(pg_database, password=False) + "?options=-csearch_path%3Dmailer_x%2Cpublic"
+    s = Store(url, connect={"password": postgres.password})
+    try:
+        with s.tx() as c:
+            assert c.execute(text("SHOW search_path")).scalar() == "mailer_x,public"
+            assert c.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "30s"
+    finally:
+        s.close()

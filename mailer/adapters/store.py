@@ -310,6 +310,9 @@ def text(sql: str) -> TextClause:
     return parsed(sql)
 
 
+# Addresses per statement in bounced_threads_to (a power of two).
+_IN_CHUNK = 256
+
 _REQUEUED = "requeued: the sending process stopped before the final dot, so nothing was accepted"
 
 
@@ -1681,16 +1684,23 @@ class Store:
         wanted = {r.lower() for r in recipients}
         if not wanted:
             return found
-        addresses, params = _in("r", frozenset(wanted))
-        rows = self._rows(
-            f"""SELECT id, lower(recipient) AS r, detail FROM threads
-               WHERE lower(recipient) IN {addresses} AND state = :bounced ORDER BY id""",
-            bounced=ThreadState.BOUNCED,
-            **params,
-        )
-        for r in rows:
-            found.setdefault(str(r["r"]), []).append((int(r["id"]), _detail(r["detail"])))
-        return found
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            # Padded to a power of two (repeating an address changes nothing): a few shapes
+            # of statement, not one per count, and never past an old SQLite's 999 parameters.
+            chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+            params = {f"r{i}": a for i, a in enumerate(chunk)}
+            addresses = "(" + ", ".join(f":{k}" for k in params) + ")"
+            rows = self._rows(
+                f"""SELECT id, lower(recipient) AS r, detail FROM threads
+                   WHERE lower(recipient) IN {addresses} AND state = :bounced ORDER BY id""",
+                bounced=ThreadState.BOUNCED,
+                **params,
+            )
+            for r in rows:
+                found.setdefault(str(r["r"]), []).append((int(r["id"]), _detail(r["detail"])))
+        return found  # (an address is in one chunk: its threads are in id order)
 
     def due_threads(self, now: datetime, account: str | None = None) -> list[ThreadRow]:
         """Threads whose next step (a follow-up, or closing as no answer) is due, soonest
@@ -2861,7 +2871,7 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 TX_BEGIN_TRIES = 5
 # A pooled connection idle longer than this (seconds) is pinged before use (_pg_engine).
 PG_PING_IDLE = 10.0
-# Seconds a session may sit idle inside a transaction before the server ends it (_pg_engine).
+# Seconds a write transaction may sit idle before the server ends its session (_pg_engine).
 PG_IDLE_IN_TRANSACTION = 30.0
 # The execution option of a read that is one statement, run without BEGIN (Store._rows):
 # in autocommit on PostgreSQL (psycopg sends no BEGIN; Python's sqlite3 is in it already,
@@ -2891,15 +2901,7 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
         # No hstore column here: without this, the first connection asks the server for
         # hstore's type, a transaction of three round trips in every process's start.
         use_native_hstore=False,
-        connect_args={
-            "connect_timeout": 10,
-            # A process stopped inside a write transaction (SIGSTOP, a frozen VM) would hold
-            # the writers' lock, and so stop every other daemon's writes, until it woke: the
-            # server ends such a session instead. No transaction of ours waits on anything but
-            # SQL, so none sits idle this long.
-            "options": f"-c idle_in_transaction_session_timeout={int(PG_IDLE_IN_TRANSACTION * 1000)}",
-            **connect,
-        },
+        connect_args={"connect_timeout": 10, **connect},
     )
 
     @event.listens_for(engine, "begin")
@@ -2907,7 +2909,17 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
         options = conn.get_execution_options()
         if options.get("postgresql_readonly") or options.get(_ONE_READ):
             return  # a status snapshot or a single read: no writers' lock (Store.reading)
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": PG_WRITE_LOCK})
+        # A process stopped inside a write transaction (SIGSTOP, a frozen VM) would hold the
+        # writers' lock, and so stop every other daemon's writes, until it woke: the server
+        # ends such a session instead. Set for this transaction only, in the lock's own round
+        # trip (not as a connection option, which would replace the user's own ``options``
+        # and which poolers such as PgBouncer refuse). No transaction of ours waits on
+        # anything but SQL; a long copy lifts the limit (storecopy).
+        conn.exec_driver_sql(
+            "SELECT set_config('idle_in_transaction_session_timeout', %(t)s, true), "
+            "pg_advisory_xact_lock(%(k)s)",
+            {"t": str(int(PG_IDLE_IN_TRANSACTION * 1000)), "k": PG_WRITE_LOCK},
+        )
 
     # A connection the server dropped (a restart, a failover) must not fail a claim. Every
     # transaction's first round trip (psycopg's BEGIN, before the lock above; or a single

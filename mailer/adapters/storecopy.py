@@ -41,8 +41,10 @@ def copy(source: Store, target_url: str, connect: dict[str, Any] | None = None) 
     target = Store(target_url, connect=connect)
     try:
         with source.tx() as src:  # the source's write lock: nobody changes it meanwhile
+            _no_idle_limit(src)
 
             def work(dst: Any) -> list[tuple[str, int]]:
+                _no_idle_limit(dst)
                 _refuse_non_empty(target, dst)
                 dst.execute(schema.meta.delete())  # the new store's own id: the copy keeps ours
                 counts = []
@@ -71,6 +73,13 @@ def copy(source: Store, target_url: str, connect: dict[str, Any] | None = None) 
     finally:
         target.close()
     return Copied(tuple(counts))
+
+
+def _no_idle_limit(c: Any) -> None:
+    """A copy's two transactions wait on each other (one reads while the other writes a
+    batch): on PostgreSQL neither may be ended as idle, as a stalled write would be."""
+    if c.dialect.name == "postgresql":
+        c.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
 
 
 def _refuse_non_empty(target: Store, c: Any) -> None:

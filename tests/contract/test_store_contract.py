@@ -268,3 +268,9 @@ def test_bounced_threads_to_many_addresses_match_the_one_address_read(state: Sto
     assert [tid for tid, _ in found["ana0@sandbox.test"]] == ids[:2]
     assert found["ana2@sandbox.test"][0][1]["n"] == str(ids[2])
     assert state.bounced_threads_to([]) == {}
+    # More addresses than one statement takes (an old SQLite allows 999 parameters): the
+    # bounced ones are found wherever they fall among the others.
+    many = [f"x{i}@sandbox.test" for i in range(1200)]
+    many[700:700] = ["ana2@sandbox.test"]
+    many[3:3] = ["ana0@sandbox.test"]
+    assert state.bounced_threads_to(many) == found
