@@ -382,6 +382,16 @@ def throughput(stack: MailStack, pg: Postgres, lease: float, accounts: int) -> d
     return results
 
 
+def engine_table(title: str, rows: list[tuple[str, float, float]]) -> list[str]:
+    """A markdown section: each work's SQLite and PostgreSQL seconds, and their ratio."""
+    lines = ["", f"## {title}", "", "| work | SQLite | PostgreSQL | ratio |", "|---|---|---|---|"]
+    for work, sqlite, pg in rows:
+        lines.append(
+            f"| {work} | {sqlite * 1000:.0f} ms | {pg * 1000:.0f} ms | {pg / sqlite:.2f}x |"
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
@@ -403,31 +413,22 @@ def main() -> None:
             times = store_vs_store(stack.info, pg, args.reps)
             med = {k: statistics.median(v) for k, v in times.items()}
             figures["store"] = times
-            lines += [
-                "",
-                f"## One pass, PostgreSQL vs SQLite (whole `mailer check -q`, median of {args.reps})",
-                "",
-                "| work | SQLite | PostgreSQL | ratio |",
-                "|---|---|---|---|",
-                f"| pass, 10 new messages, 1,000 threads | {med['pass sqlite'] * 1000:.0f} ms | "
-                f"{med['pass pg'] * 1000:.0f} ms | {med['pass pg'] / med['pass sqlite']:.2f}x |",
-                f"| sending 10 due follow-ups | {med['send sqlite'] * 1000:.0f} ms | "
-                f"{med['send pg'] * 1000:.0f} ms | {med['send pg'] / med['send sqlite']:.2f}x |",
-            ]
+            lines += engine_table(
+                f"One pass, PostgreSQL vs SQLite (whole `mailer check -q`, median of {args.reps})",
+                [
+                    ("pass, 10 new messages, 1,000 threads", med["pass sqlite"], med["pass pg"]),
+                    ("sending 10 due follow-ups", med["send sqlite"], med["send pg"]),
+                ],
+            )
             print("\n".join(lines[-5:]))
         if "daemon" in only:
             times = daemon_vs_daemon(stack.info, pg, args.reps)
             med = {k: statistics.median(v) for k, v in times.items()}
             figures["daemon"] = times
-            lines += [
-                "",
-                f"## Sending 10 due follow-ups in one daemon-like process (median of {args.reps})",
-                "",
-                "| work | SQLite | PostgreSQL | ratio |",
-                "|---|---|---|---|",
-                f"| one pass sending 10 follow-ups, store kept open | {med['sqlite'] * 1000:.0f} ms"
-                f" | {med['pg'] * 1000:.0f} ms | {med['pg'] / med['sqlite']:.2f}x |",
-            ]
+            lines += engine_table(
+                f"Sending 10 due follow-ups in one daemon-like process (median of {args.reps})",
+                [("one pass sending 10 follow-ups, store kept open", med["sqlite"], med["pg"])],
+            )
             print("\n".join(lines[-5:]))
         if "count" in only:
             seen = statements(stack.info, pg)

@@ -1666,14 +1666,8 @@ class Store:
 
     def bounced_threads(self, recipient: str, other_than: int) -> list[tuple[int, dict[str, Any]]]:
         """The other threads to this address that are bounced, with their details."""
-        rows = self._rows(
-            """SELECT id, detail FROM threads WHERE lower(recipient) = :r
-               AND state = :bounced AND id != :t""",
-            r=recipient.lower(),
-            t=other_than,
-            bounced=ThreadState.BOUNCED,
-        )
-        return [(int(r["id"]), _detail(r["detail"])) for r in rows]
+        found = self.bounced_threads_to([recipient]).get(recipient.lower(), [])
+        return [(tid, detail) for tid, detail in found if tid != other_than]
 
     def bounced_threads_to(
         self, recipients: Collection[str]

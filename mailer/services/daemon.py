@@ -246,10 +246,7 @@ def _heartbeat(
     connection only: then the passes alone renew."""
     if store.url == MEMORY_URL:
         return
-    while not stop.wait(keeper.heartbeat_seconds):
-        gained, _ = keeper.beat()
-        if gained:
-            wake_now()
+    keeper.keep_renewed(stop, gained=wake_now)
 
 
 def wake(scheduler) -> None:  # type: ignore[no-untyped-def]

@@ -145,6 +145,16 @@ class LeaseKeeper:
                 log.warning("cannot renew or take leases now: %s", exc)
         return gained, lost
 
+    def keep_renewed(
+        self, stop: threading.Event, gained: Callable[[], None] = lambda: None
+    ) -> None:
+        """Beat every third of the lease time until ``stop`` is set, however long the work
+        beside it takes; ``gained`` is called when an account was taken (a heartbeat thread's
+        loop, for the daemon and for ``check``)."""
+        while not stop.wait(self.heartbeat_seconds):
+            if self.beat()[0]:
+                gained()
+
     def release_all(self) -> None:
         """Give every lease back (a clean shutdown), so others take the accounts at once."""
         with self._lock:
@@ -201,11 +211,8 @@ def check_under_leases(
         )
     done = threading.Event()
 
-    def renew() -> None:  # a long pass must not outlive its leases
-        while not done.wait(keeper.heartbeat_seconds):
-            keeper.beat()
-
-    heart = threading.Thread(target=renew, name="leases", daemon=True)
+    # A long pass must not outlive its leases.
+    heart = threading.Thread(target=keeper.keep_renewed, args=(done,), name="leases", daemon=True)
     heart.start()
 
     def leased(account: Settings) -> PassReport:

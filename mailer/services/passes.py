@@ -390,7 +390,7 @@ def _send_one(
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
     try:
-        reply = sending.submit(store, session, row_id, clock)
+        reply = sending.submit(store, session, row_id, clock, row)
     except DeliveryError as exc:
         outcome = record_failure(store, row_id, exc, clock())
         if outcome is Outcome.IN_DOUBT:

@@ -16,7 +16,7 @@ from mailer.adapters.clock import Clock, local_zone
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import Store
+from mailer.adapters.store import MessageRow, Store
 from mailer.errors import DeliveryError, MailerError, StateError
 from mailer.model.apology import Prepared
 from mailer.model.facts import Facts, zone
@@ -169,10 +169,13 @@ def record(
     )
 
 
-def submit(store: Store, session: SmtpSession, row_id: int, clock: Clock) -> str:
+def submit(
+    store: Store, session: SmtpSession, row_id: int, clock: Clock, row: MessageRow | None = None
+) -> str:
     """Run the SMTP transaction for a recorded message, committing ``submitting`` first and
-    the durable final-dot mark inside DATA."""
-    row = store.message(row_id)
+    the durable final-dot mark inside DATA. ``row``: the message as the caller has just read
+    it (its bytes and envelope do not change), so it is not read again."""
+    row = row or store.message(row_id)
 
     def before_mail() -> None:
         store.mark_submitting(row_id, clock())

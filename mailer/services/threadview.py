@@ -259,14 +259,14 @@ def described(
     """:func:`describe` and :func:`state_word` together, the unsettled message found once
     (the ``status`` table shows both of every thread)."""
     open_message = unsettled(messages, alive) if messages else None
+    word = _word(t, open_message)
     if open_message is None:
-        return _closed_or_open(t, messages, tz), t.state
+        return _closed_or_open(t, messages, tz), word
     words = describe_state(open_message["state"])
-    apology = open_message["kind"] == "apology"
-    pending = words if apology else f"follow-up {words}"
+    pending = words if open_message["kind"] == "apology" else f"follow-up {words}"
     if t.state in (SENDING, *DUE_THREAD):
-        return pending, ("" if apology else "follow_up_") + open_message["state"]
-    return f"{_closed_or_open(t, messages, tz)} ({pending})", t.state
+        return pending, word
+    return f"{_closed_or_open(t, messages, tz)} ({pending})", word
 
 
 def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
@@ -322,7 +322,11 @@ def _held_by_unclear_reply(d: dict[str, Any]) -> bool:
 
 def state_word(t: ThreadRow, messages: Messages, alive: Liveness = owner_alive) -> str:
     """The state a summary counts: the enum, or the unsettled message's when it wins."""
-    open_message = unsettled(messages, alive)
+    return _word(t, unsettled(messages, alive))
+
+
+def _word(t: ThreadRow, open_message: Any) -> str:
+    """:func:`state_word`, the unsettled message (if any) already found."""
     if open_message and t.state in (SENDING, *DUE_THREAD):
         prefix = "" if open_message["kind"] == "apology" else "follow_up_"
         return prefix + open_message["state"]
