@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -390,3 +391,39 @@ def test_a_sandbox_campaign_with_an_address_outside_the_sandbox_sends_nothing(
     assert (log.read_bytes() if log.exists() else b"") == before
     inbox = run_cli(ws, "sandbox", "inbox", "interviewer@sandbox.test")
     assert "(no messages for interviewer@sandbox.test)" in inbox.stdout
+
+
+class _RecordedStack:
+    """Stands in for MailStack: records whether servers were started and stopped."""
+
+    calls: ClassVar[list[str]] = []
+
+    def start(self) -> object:
+        from mailer.sandbox.stack import StackInfo
+
+        self.calls.append("start")
+        return StackInfo("", "127.0.0.1", 1, 2, 3, 4, 5, 6, "/nonexistent/ca.pem", {})
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_a_sandbox_start_that_fails_leaves_no_servers_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a start whose folder cannot be made starts no server, and a start that fails
+    after its servers are up stops them: nothing records them, so nothing else could."""
+    from mailer.sandbox import stack
+
+    calls: ClassVar[list[str]] = []
+    monkeypatch.setattr(_RecordedStack, "calls", calls)
+    monkeypatch.setattr(stack.MailStack, "create", classmethod(lambda cls: _RecordedStack()))
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    with pytest.raises(OSError):
+        stack.start_sandbox(blocked)  # its .mailer/sandbox cannot be made under a file
+    assert calls == []
+    with pytest.raises(OSError):
+        stack.start_sandbox(tmp_path / "ws")  # the CA file to copy is not there
+    assert calls == ["start", "stop"]
+    assert not (tmp_path / "ws" / ".mailer" / "sandbox" / "stack.json").exists()

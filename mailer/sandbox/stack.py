@@ -532,27 +532,32 @@ def start_sandbox(workspace: Path) -> StackInfo:
     if stale.exists():
         old = StackInfo.load(stale)
         MailStack(old).stop()
-    stack = MailStack.create()
-    info = stack.start()
+    # Its folder first: a folder that cannot be made must not leave servers running.
     sdir = sandbox_dir(workspace)
     sdir.mkdir(parents=True, exist_ok=True)
-    # Each start is a fresh sandbox: its mail is gone, so its threads go too.
-    for name in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock", ANCHOR):
-        (sdir / name).unlink(missing_ok=True)
-    os.chmod(sdir, 0o700)
-    shutil.copy(info.ca_file, sdir / "ca.pem")
-    sender = f"you@{SANDBOX_DOMAIN}"
-    (sdir / "config").mkdir(exist_ok=True)
-    (sdir / "config" / "mailer.toml").write_text(
-        sandbox_config_toml(info, sdir / "ca.pem", sender), encoding="utf-8"
-    )
-    env = sdir / ".env"
-    env.write_text(
-        f"MAILER_SMTP_PASSWORD={info.users[sender]}\nMAILER_IMAP_PASSWORD={info.users[sender]}\n",
-        encoding="utf-8",
-    )
-    env.chmod(0o600)
-    info.save(sdir / "stack.json")
+    stack = MailStack.create()
+    info = stack.start()
+    try:
+        # Each start is a fresh sandbox: its mail is gone, so its threads go too.
+        for name in ("state.db", "state.db-wal", "state.db-shm", "state.db.lock", ANCHOR):
+            (sdir / name).unlink(missing_ok=True)
+        os.chmod(sdir, 0o700)
+        shutil.copy(info.ca_file, sdir / "ca.pem")
+        sender = f"you@{SANDBOX_DOMAIN}"
+        (sdir / "config").mkdir(exist_ok=True)
+        (sdir / "config" / "mailer.toml").write_text(
+            sandbox_config_toml(info, sdir / "ca.pem", sender), encoding="utf-8"
+        )
+        env = sdir / ".env"
+        env.write_text(
+            f"MAILER_SMTP_PASSWORD={info.users[sender]}\nMAILER_IMAP_PASSWORD={info.users[sender]}\n",
+            encoding="utf-8",
+        )
+        env.chmod(0o600)
+        info.save(sdir / "stack.json")
+    except BaseException:
+        stack.stop()  # nothing records it, so nothing else could stop it
+        raise
     return info
 
 
