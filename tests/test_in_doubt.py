@@ -99,13 +99,13 @@ def test_only_the_final_dot_mark_is_synced(tmp_path: Path, monkeypatch) -> None:
     """Verify the claim before MAIL FROM skips the fsync and the final-dot mark does not."""
     store, mid = one_queued_apology(tmp_path)
     seen: list[bool] = []
-    real = store.tx
+    real = store._write  # every claim and mark is made through it (tx on PostgreSQL)
 
-    def tx(durable: bool = True):
+    def write(durable: bool = True):
         seen.append(durable)
         return real(durable)
 
-    monkeypatch.setattr(store, "tx", tx)
+    monkeypatch.setattr(store, "_write", write)
     store.mark_submitting(mid, T0)
     assert seen == [False]
     store.mark_final_dot(mid, T0)

@@ -474,6 +474,9 @@ class Store:
         self._ours: dict[str, int] = {}
         self._ours_upto = 0
         self._pg = is_postgresql(url)
+        # Hot writes straight through sqlite3 (see _write): only on the engines made here,
+        # whose connections carry the pragmas and whose BEGIN takes the writers' lock.
+        self._direct = False
         try:
             self._open(url, _new)
         except StateError:
@@ -497,8 +500,10 @@ class Store:
             # PRAGMA has to be switched back and forth around each one. Both write the same
             # WAL file, and the next synced commit flushes their frames with its own.
             self.fast_engine = _sqlite_engine(url, "NORMAL")
+            self._direct = True
         elif url == MEMORY_URL:
             self.engine = self.fast_engine = _memory_engine()
+            self._direct = True
         elif is_postgresql(url):
             self.engine = self.fast_engine = _pg_engine(url, self._connect)
         else:
@@ -555,6 +560,25 @@ class Store:
         except DBAPIError as exc:
             # "database is locked", a full disk, a read-only file, a dropped connection: say
             # where, not a traceback.
+            raise StateError(_db_error(self.url, exc)) from exc
+
+    @contextmanager
+    def _write(self, durable: bool = True) -> Iterator[Any]:
+        """:meth:`tx` for the writes made for every message sent (the claim, the final-dot
+        mark, the 250's record): on SQLite straight through sqlite3 (see directsql), the
+        same connection, lock and durability without SQLAlchemy's per-statement work."""
+        if not self._direct:
+            with self.tx(durable) as c:
+                yield c
+            return
+        from sqlalchemy.exc import DBAPIError
+
+        from mailer.adapters import directsql
+
+        try:
+            with directsql.transaction(self.engine if durable else self.fast_engine) as c:
+                yield c
+        except (sqlite3.Error, DBAPIError) as exc:
             raise StateError(_db_error(self.url, exc)) from exc
 
     def run(self, work: Callable[[Any], Any], tries: int = 5) -> Any:
@@ -695,7 +719,7 @@ class Store:
         one to disk (one WAL). That holds for a row recorded straight as ``submitting`` too.
         """
         first = SUBMITTING if submitting else QUEUED
-        with self.tx(durable) as c:
+        with self._write(durable) as c:
             if guard_duplicates:
                 self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
             tid = c.execute(
@@ -855,7 +879,7 @@ class Store:
         accept nothing before the final dot, whose mark (mark_final_dot) is synced, and its
         fsync carries this commit to disk with it (one WAL).
         """
-        with self.tx(durable=False) as c:
+        with self._write(durable=False) as c:
             row = self._claimable(c, message_row_id)
             if row["state"] != QUEUED:
                 raise ClaimError(
@@ -871,7 +895,7 @@ class Store:
         # A daemon's message (see under_lease): only while its lease is still held at its
         # epoch, in this same statement, so a daemon that stalled and lost it sends no dot.
         fence, fence_params = self._fence_sql()
-        with self.tx() as c:
+        with self._write() as c:
             done = c.execute(
                 text(f"""UPDATE messages SET final_dot_at = :now
                         WHERE id = :id AND state = :s AND owner = :o{fence}"""),
@@ -1001,7 +1025,7 @@ class Store:
         ``durable=False`` (campaigns) skips the fsync: if a power cut loses this commit, the
         message is left ``submitting`` and so shows as in doubt; it is never sent again.
         """
-        with self.tx(durable) as c:
+        with self._write(durable) as c:
             if settling:
                 row = self._claimable(c, message_row_id)
                 if row["state"] not in (IN_DOUBT, SUBMITTING):

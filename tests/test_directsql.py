@@ -1,0 +1,178 @@
+"""The store's hot writes on SQLite go straight through sqlite3 (mailer.adapters.directsql).
+These prove the direct path answers as SQLAlchemy's does for what the store asks of it, and
+that it keeps the store's transaction rules: the writers' lock, rollback on error, the
+synced and the unsynced connection, and one-line errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailer.adapters import directsql
+from mailer.adapters.store import Store, text
+from mailer.errors import StateError
+
+T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+STATEMENTS = [
+    ("INSERT INTO meta (key, value) VALUES (:k, :v) RETURNING key", {"k": "a", "v": "1"}),
+    ("INSERT INTO meta (key, value) VALUES (:k, :v) RETURNING key", {"k": "b", "v": "2"}),
+    ("UPDATE meta SET value = :v WHERE key IN ('a', 'b')", {"v": "3"}),
+    ("UPDATE meta SET value = :v WHERE key = :k RETURNING key, value", {"k": "a", "v": "4"}),
+    ("SELECT key, value FROM meta WHERE key IN ('a', 'b') ORDER BY key", {}),
+    ("SELECT value FROM meta WHERE key = 'nobody'", {}),
+    ("DELETE FROM meta WHERE key IN ('a', 'b')", {}),
+]
+
+
+def answers(c) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """What the store reads from each statement's result, through either connection."""
+    out = []
+    for sql, params in STATEMENTS:
+        r = c.execute(text(sql), params)
+        if sql.startswith(("SELECT", "UPDATE meta SET value = :v WHERE key = :k")):
+            out.append(("rows", [tuple(row) for row in r.all()]))
+            r = c.execute(text(sql), params)  # (both statements may run twice)
+            out.append(("mappings", [dict(m) for m in r.mappings().all()]))
+        elif "RETURNING" in sql:
+            out.append(("scalar_one", r.scalar_one()))
+        else:
+            out.append(("rowcount", r.rowcount))
+    return out
+
+
+def test_the_direct_path_answers_as_sqlalchemy_does(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with store.tx() as c:
+            through_sqlalchemy = answers(c)
+        with directsql.transaction(store.engine) as c:
+            direct = answers(c)
+    finally:
+        store.close()
+    assert direct == through_sqlalchemy
+    assert ("rowcount", 2) in direct  # the UPDATE of two rows, and the DELETE
+    assert ("mappings", [{"key": "a", "value": "4"}, {"key": "b", "value": "3"}]) in direct
+
+
+def test_first_scalar_and_mappings_first_on_no_rows_are_none(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with directsql.transaction(store.engine) as c:
+            none = text("SELECT value FROM meta WHERE key = 'nobody'")
+            assert c.execute(none).first() is None
+            assert c.execute(none).scalar() is None
+            assert c.execute(none).mappings().first() is None
+            with pytest.raises(sqlite3.ProgrammingError, match="expected one row, got 0"):
+                c.execute(none).scalar_one()
+    finally:
+        store.close()
+
+
+def test_a_failing_body_rolls_everything_back(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with pytest.raises(RuntimeError), directsql.transaction(store.engine) as c:
+            c.execute(text("INSERT INTO meta (key, value) VALUES ('gone', 'x')"))
+            raise RuntimeError("the body failed")
+        assert store._rows("SELECT value FROM meta WHERE key = 'gone'") == []
+        # The pooled connection is back, and usable, outside any transaction.
+        with directsql.transaction(store.engine) as c:
+            c.execute(text("INSERT INTO meta (key, value) VALUES ('kept', 'y')"))
+        assert store._rows("SELECT value FROM meta WHERE key = 'kept'")[0]["value"] == "y"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("durable", "level"), [(True, 2), (False, 1)])
+def test_only_durable_writes_use_the_synced_connection(
+    tmp_path: Path, durable: bool, level: int
+) -> None:
+    """synchronous FULL (2) syncs the WAL at each commit; NORMAL (1) leaves it to the next
+    synced commit: the final-dot mark is the durable one."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with store._write(durable) as c:
+            assert c.execute(text("PRAGMA synchronous")).scalar() == level
+    finally:
+        store.close()
+
+
+def test_the_direct_write_holds_the_writers_lock(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE, as Store.tx: another writer cannot start until it commits, so two
+    processes cannot both read "not yet sent" and then both send."""
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}")
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        with store._write() as c:
+            c.execute(text("SELECT 1"))
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # free once it committed
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_database_error_in_a_direct_write_is_one_line_naming_the_store(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}")
+    try:
+        with pytest.raises(StateError) as caught, store._write() as c:
+            c.execute(text("INSERT INTO no_such_table VALUES (1)"))
+        message = str(caught.value)
+        assert str(db) in message and "no such table: no_such_table" in message
+        assert "\n" not in message
+    finally:
+        store.close()
+
+
+def test_the_hot_writes_of_a_send_go_the_direct_way_on_sqlite(tmp_path: Path, monkeypatch) -> None:
+    """A send's claim, final-dot mark and 250 record: through directsql, not SQLAlchemy."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    used: list[str] = []
+    real = directsql.transaction
+
+    def counted(engine):  # type: ignore[no-untyped-def]
+        used.append("direct")
+        return real(engine)
+
+    monkeypatch.setattr(directsql, "transaction", counted)
+    try:
+        facts = {
+            "to": "ana@example.com",
+            "interviewer": "Ana",
+            "company": "Co",
+            "role": "R",
+            "situation": "illness",
+            "interview": "2026-11-24T10:00Z",
+        }
+        tid, mid = store.create_thread(
+            now=T0,
+            facts=facts,
+            key="k",
+            subject="S",
+            message_id="<m@x>",
+            raw=b"raw",
+            envelope_from="me@example.com",
+            recipients=("ana@example.com",),
+            follow_up_wait="P3D",
+            max_follow_ups=1,
+            guard_duplicates=True,
+            submitting=True,
+            durable=False,
+        )
+        store.mark_final_dot(mid, T0)
+        store.mark_sent(mid, T0, "250 ok", None, durable=False)
+        assert used == ["direct"] * 3
+        assert store.message(mid).state == "sent"
+        assert store.thread(tid).state == "awaiting_reply"
+    finally:
+        store.close()
