@@ -3,7 +3,9 @@ schema's types, status's read path, and a lost connection said in one line."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -216,6 +218,59 @@ def test_an_unreachable_server_is_one_line_naming_host_and_port(postgres: Postgr
     message = str(caught.value)
     assert message.startswith(f"127.0.0.1:{port}: the connection to the state store failed")
     assert "\n" not in message and "secret-not-shown" not in message
+
+
+def test_an_unreachable_server_is_said_after_one_connect_attempt(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a store reads its schema version first; a server out of reach must fail
+    that read at once, not again on the locked way (which cost a second connect timeout)."""
+    attempts: list[object] = []
+    real = psycopg.connect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args or kwargs.get("host"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", counted)
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(StateError) as caught:
+        Store(f"postgresql://mailer@127.0.0.1:{port}/mailer", connect={"password": "pw"})
+    message = str(caught.value)
+    assert message.startswith(f"127.0.0.1:{port}: the connection to the state store failed")
+    assert "\n" not in message
+    assert len(attempts) == 1
+    assert time.monotonic() - started < 5
+
+
+def test_a_server_that_never_answers_costs_one_connect_timeout_not_two(
+    postgres: Postgres,
+) -> None:
+    """A wrong host that takes the connection and says nothing (a firewall, another
+    service): the open fails after one connect timeout, counted at the listening socket."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes each handshake; nothing ever answers
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(StateError) as caught:
+            Store(
+                f"postgresql://mailer@127.0.0.1:{port}/mailer",
+                connect={"password": "pw", "connect_timeout": 2},
+            )
+        took = time.monotonic() - started
+        silent.setblocking(False)
+        connections = 0
+        while True:
+            try:
+                silent.accept()[0].close()
+            except BlockingIOError:
+                break
+            connections += 1
+    assert str(caught.value).startswith(f"127.0.0.1:{port}: the connection to the state store")
+    assert connections == 1
+    assert took < 3.9  # two attempts would take two timeouts of 2 s
 
 
 def test_a_wrong_password_is_refused_without_showing_it(
