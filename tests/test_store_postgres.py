@@ -453,6 +453,8 @@ def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
         c.execute(text("UPDATE threads SET subject = 'one' WHERE id = :t"), {"t": tid})
         pg_store._event(c, tid, NOW, "first", "a")
         pg_store._event(c, tid, NOW, "second", "b")
+        logged = c.execute(text("SELECT count(*) FROM events WHERE thread_id = :t"), {"t": tid})
+        assert logged.scalar() == len(before)  # not sent before the COMMIT
     assert [e["kind"] for e in pg_store.events(tid)] == [
         *(e["kind"] for e in before),
         "first",
@@ -492,6 +494,112 @@ def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> 
     thread = pg_store.thread(tid)
     assert thread is not None and thread.state == "replied"
     assert pg_store.events(tid)[-1]["kind"] == "reply"
+
+
+def _queued_follow_up(s: Store) -> tuple[int, int]:
+    """A sent apology whose follow-up is claimed and queued: a reply would cancel it."""
+    tid, _ = _apology(s, 1, due=NOW - timedelta(minutes=1))
+    row = s.claim_follow_up(
+        tid,
+        NOW,
+        message_id="<f1@sandbox.test>",
+        raw=b"follow-up",
+        envelope_from="you@sandbox.test",
+        recipients=("ana1@sandbox.test",),
+    )
+    assert row is not None and s.message(row).state == "queued"
+    return tid, row
+
+
+def test_a_cancel_and_event_left_for_the_commit_are_sent_only_with_it(pg_store: Store) -> None:
+    """The cancel of a queued follow-up and the event are not sent when made: the
+    transaction's own connection still sees the follow-up queued and no event just before
+    the commit, and both are there once it commits. A refusal among them (an event for no
+    such thread) comes at the commit too, after the rest of the body ran."""
+    tid, row = _queued_follow_up(pg_store)
+    kinds = [e["kind"] for e in pg_store.events(tid)]
+
+    def seen(c: Any) -> tuple[Any, Any]:
+        state = c.execute(text("SELECT state FROM messages WHERE id = :m"), {"m": row}).scalar()
+        count = c.execute(
+            text("SELECT count(*) FROM events WHERE thread_id = :t"), {"t": tid}
+        ).scalar()
+        return state, count
+
+    with pg_store.tx() as c:
+        pg_store._cancel_queued(c, tid, NOW, "reply: follow-up cancelled")
+        pg_store._event(c, tid, NOW, "reply", "from ana")
+        assert seen(c) == ("queued", len(kinds))  # not sent yet
+    follow_up = pg_store.message(row)
+    assert follow_up.state == target(MessageEvent.DROP_QUEUED)
+    assert follow_up.error == "reply: follow-up cancelled"
+    assert [e["kind"] for e in pg_store.events(tid)] == [*kinds, "reply"]
+
+    body_ran_on = False
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        pg_store._event(c, tid + 1000, NOW, "refused", "no such thread")
+        body_ran_on = True  # the refusal waits for the commit
+    assert body_ran_on
+    assert "events" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_reply_whose_commit_fails_keeps_the_follow_up_queued_and_logs_nothing(
+    postgres: Postgres, pg_database: str, pg_store: Store
+) -> None:
+    """The reply's cancel and event go with the COMMIT; a COMMIT that fails (here a
+    deferred constraint, checked only at COMMIT, refusing the reply's event) keeps none
+    of the transaction: the thread is not replied, the follow-up is still queued, no event
+    row was written, and the error is one line."""
+    tid, row = _queued_follow_up(pg_store)
+    kinds = [e["kind"] for e in pg_store.events(tid)]
+    with postgres.admin(pg_database) as admin:
+        admin.execute(
+            """CREATE FUNCTION refuse_reply() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'reply refused at commit'; END $$"""
+        )
+        admin.execute(
+            """CREATE CONSTRAINT TRIGGER refuse_reply AFTER INSERT ON events
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+               WHEN (NEW.kind = 'reply') EXECUTE FUNCTION refuse_reply()"""
+        )
+    with pytest.raises(StateError) as caught:
+        pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert "reply refused at commit" in str(caught.value) and "\n" not in str(caught.value)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.state != "replied"
+    assert pg_store.message(row).state == "queued"
+    assert [e["kind"] for e in pg_store.events(tid)] == kinds
+    with postgres.admin(pg_database) as admin:  # allowed again: the same move goes through
+        admin.execute("DROP TRIGGER refuse_reply ON events")
+    pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert pg_store.message(row).state == target(MessageEvent.DROP_QUEUED)
+
+
+def test_a_connection_lost_during_the_commit_says_its_outcome_is_unknown(
+    postgres: Postgres, pg_store: Store
+) -> None:
+    """The server goes away with a transaction's COMMIT (and the statements sent with it)
+    in flight: the error says so, naming host and port, not psycopg's "the connection is
+    lost" from the rollback after it. The store reconnects for the next transaction."""
+    tid, row = _queued_follow_up(pg_store)
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        pg_store._cancel_queued(c, tid, NOW, "reply: follow-up cancelled")
+        pg_store._event(c, tid, NOW, "reply", "from ana")
+        with postgres.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (mine,))
+            gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+            deadline = time.monotonic() + 10
+            while admin.execute(gone, (mine,)).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the backend was never ended"
+                time.sleep(0.02)
+    assert str(caught.value) == (
+        f"127.0.0.1:{postgres.port}: the connection to the state store was lost during "
+        "COMMIT; whether it committed is unknown"
+    )
+    assert pg_store.message(row).state == "queued"  # here it did not (the server was gone)
+    pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert pg_store.message(row).state == target(MessageEvent.DROP_QUEUED)
 
 
 def test_a_writer_stopped_inside_its_transaction_is_cut_off_so_others_can_write(
