@@ -575,6 +575,24 @@ def test_a_reply_whose_commit_fails_keeps_the_follow_up_queued_and_logs_nothing(
     assert pg_store.message(row).state == target(MessageEvent.DROP_QUEUED)
 
 
+def _end_backend(postgres: Postgres, pid: int) -> None:
+    """End one server session, and wait until it is gone."""
+    with postgres.admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        deadline = time.monotonic() + 10
+        while admin.execute(gone, (pid,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the backend was never ended"
+            time.sleep(0.02)
+
+
+def _outcome_unknown(postgres: Postgres) -> str:
+    return (
+        f"127.0.0.1:{postgres.port}: the connection to the state store was lost during "
+        "COMMIT; whether it committed is unknown"
+    )
+
+
 def test_a_connection_lost_during_the_commit_says_its_outcome_is_unknown(
     postgres: Postgres, pg_store: Store
 ) -> None:
@@ -586,20 +604,32 @@ def test_a_connection_lost_during_the_commit_says_its_outcome_is_unknown(
         mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
         pg_store._cancel_queued(c, tid, NOW, "reply: follow-up cancelled")
         pg_store._event(c, tid, NOW, "reply", "from ana")
-        with postgres.admin() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (mine,))
-            gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
-            deadline = time.monotonic() + 10
-            while admin.execute(gone, (mine,)).fetchone() != (0,):
-                assert time.monotonic() < deadline, "the backend was never ended"
-                time.sleep(0.02)
-    assert str(caught.value) == (
-        f"127.0.0.1:{postgres.port}: the connection to the state store was lost during "
-        "COMMIT; whether it committed is unknown"
-    )
+        _end_backend(postgres, mine)
+    assert str(caught.value) == _outcome_unknown(postgres)
     assert pg_store.message(row).state == "queued"  # here it did not (the server was gone)
     pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
     assert pg_store.message(row).state == target(MessageEvent.DROP_QUEUED)
+
+
+def test_a_connection_lost_during_a_plain_commit_says_its_outcome_is_unknown(
+    postgres: Postgres, pg_store: Store
+) -> None:
+    """The same for a transaction with nothing sent with its COMMIT (SQLAlchemy's own)."""
+    tid, _ = _apology(pg_store, 1)
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        c.execute(text("UPDATE threads SET subject = 'lost' WHERE id = :t"), {"t": tid})
+        _end_backend(postgres, mine)
+    assert str(caught.value) == _outcome_unknown(postgres)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.subject == "Sorry 1"
+    with pytest.raises(StateError) as earlier, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        _end_backend(postgres, mine)
+        c.execute(text("UPDATE threads SET subject = 'lost' WHERE id = :t"), {"t": tid})
+    assert str(earlier.value).startswith(  # lost before the COMMIT: said as before
+        f"127.0.0.1:{postgres.port}: the connection to the state store failed: "
+    )
 
 
 def test_a_writer_stopped_inside_its_transaction_is_cut_off_so_others_can_write(

@@ -2928,6 +2928,24 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
             {"t": str(int(PG_IDLE_IN_TRANSACTION * 1000)), "k": PG_WRITE_LOCK},
         )
 
+    # A connection lost during SQLAlchemy's own COMMIT (a transaction with nothing left for
+    # _commit_with) is said as _commit_with says it: the outcome is unknown (_db_error).
+    @event.listens_for(engine, "begin")
+    def _not_committing(conn: Any) -> None:
+        conn.info.pop(_COMMITTING, None)
+
+    @event.listens_for(engine, "commit")
+    def _committing(conn: Any) -> None:
+        conn.info[_COMMITTING] = True
+
+    @event.listens_for(engine, "handle_error")
+    def _lost_in_commit(context: Any) -> None:
+        conn, error = context.connection, context.sqlalchemy_exception
+        if conn is None or error is None or not conn.info.pop(_COMMITTING, False):
+            return
+        if context.is_disconnect and context.statement is None:
+            error.statement = _COMMIT
+
     # A connection the server dropped (a restart, a failover) must not fail a claim. Every
     # transaction's first round trip (psycopg's BEGIN, before the lock above; or a single
     # read) is safe to send again
@@ -2982,8 +3000,10 @@ def _commit_with(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
         ) from exc
 
 
-# The statement named by _commit_with's errors: with a lost connection, _db_error says the
-# COMMIT's outcome is unknown.
+# Set on a pooled connection from SQLAlchemy's COMMIT to the next BEGIN (_pg_engine).
+_COMMITTING = "mailer_committing"
+# The statement named by a failed COMMIT's error (_commit_with, _pg_engine): with a lost
+# connection, _db_error says the COMMIT's outcome is unknown.
 _COMMIT = "COMMIT"
 
 
