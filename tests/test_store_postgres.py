@@ -474,9 +474,12 @@ def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
     assert pg_store.events(tid)[-1]["kind"] == "fourth"
 
 
-def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> None:
+def test_a_reply_cancels_a_queued_follow_up_with_the_commit(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The cancel of a queued follow-up goes in the COMMIT's round trip (with the event):
-    once the move commits, the follow-up is cancelled and both are logged, in order."""
+    both are handed to the COMMIT's pipeline, in order, and once the move commits the
+    follow-up is cancelled and the reply logged."""
     tid, _ = _apology(pg_store, 1, due=NOW - timedelta(minutes=1))
     row = pg_store.claim_follow_up(
         tid,
@@ -487,7 +490,16 @@ def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> 
         recipients=("ana1@sandbox.test",),
     )
     assert row is not None and pg_store.message(row).state == "queued"
+    with_commit: list[str] = []
+    real = store._commit_with
+
+    def watched(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with_commit.extend(" ".join(sql.split()[:3]) for sql, _ in later)
+        real(conn, later)
+
+    monkeypatch.setattr(store, "_commit_with", watched)
     pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert with_commit == ["UPDATE messages SET", "INSERT INTO events"]
     follow_up = pg_store.message(row)
     assert follow_up.state == target(MessageEvent.DROP_QUEUED) != "queued"
     assert follow_up.error == "reply: follow-up cancelled"
