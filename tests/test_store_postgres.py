@@ -3,7 +3,9 @@ schema's types, status's read path, and a lost connection said in one line."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -218,6 +220,59 @@ def test_an_unreachable_server_is_one_line_naming_host_and_port(postgres: Postgr
     assert "\n" not in message and "secret-not-shown" not in message
 
 
+def test_an_unreachable_server_is_said_after_one_connect_attempt(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a store reads its schema version first; a server out of reach must fail
+    that read at once, not again on the locked way (which cost a second connect timeout)."""
+    attempts: list[object] = []
+    real = psycopg.connect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args or kwargs.get("host"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", counted)
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(StateError) as caught:
+        Store(f"postgresql://mailer@127.0.0.1:{port}/mailer", connect={"password": "pw"})
+    message = str(caught.value)
+    assert message.startswith(f"127.0.0.1:{port}: the connection to the state store failed")
+    assert "\n" not in message
+    assert len(attempts) == 1
+    assert time.monotonic() - started < 5
+
+
+def test_a_server_that_never_answers_costs_one_connect_timeout_not_two(
+    postgres: Postgres,
+) -> None:
+    """A wrong host that takes the connection and says nothing (a firewall, another
+    service): the open fails after one connect timeout, counted at the listening socket."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes each handshake; nothing ever answers
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(StateError) as caught:
+            Store(
+                f"postgresql://mailer@127.0.0.1:{port}/mailer",
+                connect={"password": "pw", "connect_timeout": 2},
+            )
+        took = time.monotonic() - started
+        silent.setblocking(False)
+        connections = 0
+        while True:
+            try:
+                silent.accept()[0].close()
+            except BlockingIOError:
+                break
+            connections += 1
+    assert str(caught.value).startswith(f"127.0.0.1:{port}: the connection to the state store")
+    assert connections == 1
+    assert took < 3.9  # two attempts would take two timeouts of 2 s
+
+
 def test_a_wrong_password_is_refused_without_showing_it(
     postgres: Postgres, pg_database: str
 ) -> None:
@@ -398,6 +453,8 @@ def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
         c.execute(text("UPDATE threads SET subject = 'one' WHERE id = :t"), {"t": tid})
         pg_store._event(c, tid, NOW, "first", "a")
         pg_store._event(c, tid, NOW, "second", "b")
+        logged = c.execute(text("SELECT count(*) FROM events WHERE thread_id = :t"), {"t": tid})
+        assert logged.scalar() == len(before)  # not sent before the COMMIT
     assert [e["kind"] for e in pg_store.events(tid)] == [
         *(e["kind"] for e in before),
         "first",
@@ -417,9 +474,12 @@ def test_a_transactions_events_are_written_with_its_commit_or_not_at_all(
     assert pg_store.events(tid)[-1]["kind"] == "fourth"
 
 
-def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> None:
+def test_a_reply_cancels_a_queued_follow_up_with_the_commit(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The cancel of a queued follow-up goes in the COMMIT's round trip (with the event):
-    once the move commits, the follow-up is cancelled and both are logged, in order."""
+    both are handed to the COMMIT's pipeline, in order, and once the move commits the
+    follow-up is cancelled and the reply logged."""
     tid, _ = _apology(pg_store, 1, due=NOW - timedelta(minutes=1))
     row = pg_store.claim_follow_up(
         tid,
@@ -430,13 +490,158 @@ def test_a_reply_cancels_a_queued_follow_up_with_the_commit(pg_store: Store) -> 
         recipients=("ana1@sandbox.test",),
     )
     assert row is not None and pg_store.message(row).state == "queued"
+    with_commit: list[str] = []
+    real = store._commit_with
+
+    def watched(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with_commit.extend(" ".join(sql.split()[:3]) for sql, _ in later)
+        real(conn, later)
+
+    monkeypatch.setattr(store, "_commit_with", watched)
     pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert with_commit == ["UPDATE messages SET", "INSERT INTO events"]
     follow_up = pg_store.message(row)
     assert follow_up.state == target(MessageEvent.DROP_QUEUED) != "queued"
     assert follow_up.error == "reply: follow-up cancelled"
     thread = pg_store.thread(tid)
     assert thread is not None and thread.state == "replied"
     assert pg_store.events(tid)[-1]["kind"] == "reply"
+
+
+def _queued_follow_up(s: Store) -> tuple[int, int]:
+    """A sent apology whose follow-up is claimed and queued: a reply would cancel it."""
+    tid, _ = _apology(s, 1, due=NOW - timedelta(minutes=1))
+    row = s.claim_follow_up(
+        tid,
+        NOW,
+        message_id="<f1@sandbox.test>",
+        raw=b"follow-up",
+        envelope_from="you@sandbox.test",
+        recipients=("ana1@sandbox.test",),
+    )
+    assert row is not None and s.message(row).state == "queued"
+    return tid, row
+
+
+def test_a_cancel_and_event_left_for_the_commit_are_sent_only_with_it(pg_store: Store) -> None:
+    """The cancel of a queued follow-up and the event are not sent when made: the
+    transaction's own connection still sees the follow-up queued and no event just before
+    the commit, and both are there once it commits. A refusal among them (an event for no
+    such thread) comes at the commit too, after the rest of the body ran."""
+    tid, row = _queued_follow_up(pg_store)
+    kinds = [e["kind"] for e in pg_store.events(tid)]
+
+    def seen(c: Any) -> tuple[Any, Any]:
+        state = c.execute(text("SELECT state FROM messages WHERE id = :m"), {"m": row}).scalar()
+        count = c.execute(
+            text("SELECT count(*) FROM events WHERE thread_id = :t"), {"t": tid}
+        ).scalar()
+        return state, count
+
+    with pg_store.tx() as c:
+        pg_store._cancel_queued(c, tid, NOW, "reply: follow-up cancelled")
+        pg_store._event(c, tid, NOW, "reply", "from ana")
+        assert seen(c) == ("queued", len(kinds))  # not sent yet
+    follow_up = pg_store.message(row)
+    assert follow_up.state == target(MessageEvent.DROP_QUEUED)
+    assert follow_up.error == "reply: follow-up cancelled"
+    assert [e["kind"] for e in pg_store.events(tid)] == [*kinds, "reply"]
+
+    body_ran_on = False
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        pg_store._event(c, tid + 1000, NOW, "refused", "no such thread")
+        body_ran_on = True  # the refusal waits for the commit
+    assert body_ran_on
+    assert "events" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_reply_whose_commit_fails_keeps_the_follow_up_queued_and_logs_nothing(
+    postgres: Postgres, pg_database: str, pg_store: Store
+) -> None:
+    """The reply's cancel and event go with the COMMIT; a COMMIT that fails (here a
+    deferred constraint, checked only at COMMIT, refusing the reply's event) keeps none
+    of the transaction: the thread is not replied, the follow-up is still queued, no event
+    row was written, and the error is one line."""
+    tid, row = _queued_follow_up(pg_store)
+    kinds = [e["kind"] for e in pg_store.events(tid)]
+    with postgres.admin(pg_database) as admin:
+        admin.execute(
+            """CREATE FUNCTION refuse_reply() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'reply refused at commit'; END $$"""
+        )
+        admin.execute(
+            """CREATE CONSTRAINT TRIGGER refuse_reply AFTER INSERT ON events
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+               WHEN (NEW.kind = 'reply') EXECUTE FUNCTION refuse_reply()"""
+        )
+    with pytest.raises(StateError) as caught:
+        pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert "reply refused at commit" in str(caught.value) and "\n" not in str(caught.value)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.state != "replied"
+    assert pg_store.message(row).state == "queued"
+    assert [e["kind"] for e in pg_store.events(tid)] == kinds
+    with postgres.admin(pg_database) as admin:  # allowed again: the same move goes through
+        admin.execute("DROP TRIGGER refuse_reply ON events")
+    pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert pg_store.message(row).state == target(MessageEvent.DROP_QUEUED)
+
+
+def _end_backend(postgres: Postgres, pid: int) -> None:
+    """End one server session, and wait until it is gone."""
+    with postgres.admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        deadline = time.monotonic() + 10
+        while admin.execute(gone, (pid,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the backend was never ended"
+            time.sleep(0.02)
+
+
+def _outcome_unknown(postgres: Postgres) -> str:
+    return (
+        f"127.0.0.1:{postgres.port}: the connection to the state store was lost during "
+        "COMMIT; whether it committed is unknown"
+    )
+
+
+def test_a_connection_lost_during_the_commit_says_its_outcome_is_unknown(
+    postgres: Postgres, pg_store: Store
+) -> None:
+    """The server goes away with a transaction's COMMIT (and the statements sent with it)
+    in flight: the error says so, naming host and port, not psycopg's "the connection is
+    lost" from the rollback after it. The store reconnects for the next transaction."""
+    tid, row = _queued_follow_up(pg_store)
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        pg_store._cancel_queued(c, tid, NOW, "reply: follow-up cancelled")
+        pg_store._event(c, tid, NOW, "reply", "from ana")
+        _end_backend(postgres, mine)
+    assert str(caught.value) == _outcome_unknown(postgres)
+    assert pg_store.message(row).state == "queued"  # here it did not (the server was gone)
+    pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    assert pg_store.message(row).state == target(MessageEvent.DROP_QUEUED)
+
+
+def test_a_connection_lost_during_a_plain_commit_says_its_outcome_is_unknown(
+    postgres: Postgres, pg_store: Store
+) -> None:
+    """The same for a transaction with nothing sent with its COMMIT (SQLAlchemy's own)."""
+    tid, _ = _apology(pg_store, 1)
+    with pytest.raises(StateError) as caught, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        c.execute(text("UPDATE threads SET subject = 'lost' WHERE id = :t"), {"t": tid})
+        _end_backend(postgres, mine)
+    assert str(caught.value) == _outcome_unknown(postgres)
+    thread = pg_store.thread(tid)
+    assert thread is not None and thread.subject == "Sorry 1"
+    with pytest.raises(StateError) as earlier, pg_store.tx() as c:
+        mine = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        _end_backend(postgres, mine)
+        c.execute(text("UPDATE threads SET subject = 'lost' WHERE id = :t"), {"t": tid})
+    assert str(earlier.value).startswith(  # lost before the COMMIT: said as before
+        f"127.0.0.1:{postgres.port}: the connection to the state store failed: "
+    )
 
 
 def test_a_writer_stopped_inside_its_transaction_is_cut_off_so_others_can_write(

@@ -477,6 +477,9 @@ class Store:
         # Hot writes straight through sqlite3 (see _write): only on the engines made here,
         # whose connections carry the pragmas and whose BEGIN takes the writers' lock.
         self._direct = False
+        # The in-memory store's one connection (_memory_engine), to see whether a
+        # transaction is open on it (_rows).
+        self._memory: sqlite3.Connection | None = None
         try:
             self._open(url, _new)
         except StateError:
@@ -502,7 +505,8 @@ class Store:
             self.fast_engine = _sqlite_engine(url, "NORMAL")
             self._direct = True
         elif url == MEMORY_URL:
-            self.engine = self.fast_engine = _memory_engine()
+            self._memory, self.engine = _memory_engine()
+            self.fast_engine = self.engine
             self._direct = True
         elif is_postgresql(url):
             self.engine = self.fast_engine = _pg_engine(url, self._connect)
@@ -608,8 +612,10 @@ class Store:
                 """SELECT (SELECT value FROM meta WHERE key = 'schema_version') AS v,
                    (SELECT version_num FROM alembic_version) AS r"""
             )
-        except StateError:
-            return False  # a table missing, or more than one Alembic revision
+        except StateError as exc:
+            if _schema_unlike_ours(exc.__cause__):
+                return False  # a table missing, or more than one Alembic revision
+            raise  # a server out of reach: said now, not after a second try at connecting
         return str(rows[0]["v"]) == str(SCHEMA_VERSION) and rows[0]["r"] == ALEMBIC_HEAD
 
     def _migrate(self) -> None:
@@ -1235,6 +1241,13 @@ class Store:
         lock, SELECT, COMMIT)."""
         from sqlalchemy.exc import DBAPIError
 
+        if self._memory is not None and self._memory.in_transaction:
+            # The in-memory store has one connection: this read's end (its ROLLBACK, the
+            # pool's reset) would silently end the tx() that is open on it.
+            raise AssertionError(
+                "Store._rows inside an open tx() of the in-memory store would end that "
+                "transaction: read through the transaction's connection instead"
+            )
         for attempt in range(2):
             try:
                 options = _ONE_READ_OPTIONS if self._pg else {_ONE_READ: True}
@@ -2504,15 +2517,15 @@ def _sqlite_engine(url: str, synchronous: str) -> Any:
 MEMORY_URL = "sqlite://"
 
 
-def _memory_engine() -> Any:
+def _memory_engine() -> tuple[sqlite3.Connection, Any]:
+    """The in-memory store's engine, and its one connection (see Store._rows)."""
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import StaticPool
 
     # One connection for the engine's life: each new connection would be a new, empty
     # database. The same pragmas as a file store, but WAL and fsync mean nothing here.
-    engine = create_engine(
-        MEMORY_URL, poolclass=StaticPool, connect_args={"check_same_thread": False}
-    )
+    raw = sqlite3.connect(":memory:", check_same_thread=False)
+    engine = create_engine(MEMORY_URL, poolclass=StaticPool, creator=lambda: raw)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -2524,7 +2537,7 @@ def _memory_engine() -> Any:
         if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    return engine
+    return raw, engine
 
 
 def _create_sqlite_store(path: Path) -> None:
@@ -2939,6 +2952,24 @@ def _pg_engine(url: str, connect: dict[str, Any]) -> Any:
             {"t": str(int(PG_IDLE_IN_TRANSACTION * 1000)), "k": PG_WRITE_LOCK},
         )
 
+    # A connection lost during SQLAlchemy's own COMMIT (a transaction with nothing left for
+    # _commit_with) is said as _commit_with says it: the outcome is unknown (_db_error).
+    @event.listens_for(engine, "begin")
+    def _not_committing(conn: Any) -> None:
+        conn.info.pop(_COMMITTING, None)
+
+    @event.listens_for(engine, "commit")
+    def _committing(conn: Any) -> None:
+        conn.info[_COMMITTING] = True
+
+    @event.listens_for(engine, "handle_error")
+    def _lost_in_commit(context: Any) -> None:
+        conn, error = context.connection, context.sqlalchemy_exception
+        if conn is None or error is None or not conn.info.pop(_COMMITTING, False):
+            return
+        if context.is_disconnect and context.statement is None:
+            error.statement = _COMMIT
+
     # A connection the server dropped (a restart, a failover) must not fail a claim. Every
     # transaction's first round trip (psycopg's BEGIN, before the lock above; or a single
     # read) is safe to send again
@@ -2981,10 +3012,23 @@ def _commit_with(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
                 cur.execute(sql, params)
             raw.commit()
     except psycopg.Error as exc:
-        # Said as SQLAlchemy's own errors are (Store.tx): one line, host and port.
+        lost = raw.closed
+        if lost:
+            # The connection went with the COMMIT in flight: the rollback that leaving the
+            # transaction would send next could only fail ("the connection is lost") and
+            # hide this error; invalidated, the connection is dropped instead.
+            conn.invalidate(exc)
+        # Said as SQLAlchemy's own errors are (Store.tx, _db_error): one line, host and port.
         raise DBAPIError.instance(
-            "COMMIT", None, exc, psycopg.Error, connection_invalidated=raw.closed
+            _COMMIT, None, exc, psycopg.Error, connection_invalidated=lost
         ) from exc
+
+
+# Set on a pooled connection from SQLAlchemy's COMMIT to the next BEGIN (_pg_engine).
+_COMMITTING = "mailer_committing"
+# The statement named by a failed COMMIT's error (_commit_with, _pg_engine): with a lost
+# connection, _db_error says the COMMIT's outcome is unknown.
+_COMMIT = "COMMIT"
 
 
 @contextmanager
@@ -2997,6 +3041,21 @@ def _entered(manager: Any) -> Iterator[None]:
             raise
     else:
         manager.__exit__(None, None, None)
+
+
+# What the read of the schema's version raises on a store that is not (yet) at this mailer's
+# schema: a table missing (PostgreSQL's undefined_table), or more than one Alembic revision
+# (cardinality_violation). SQLite says the first as "no such table" and never the second.
+_SCHEMA_SQLSTATES = frozenset({"42P01", "21000"})
+
+
+def _schema_unlike_ours(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (from Store._schema_current's read) says the schema differs, which
+    the locked way sorts out, rather than that the database could not be asked at all."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.OperationalError):
+        return str(orig).startswith("no such table")
+    return getattr(orig, "sqlstate", None) in _SCHEMA_SQLSTATES
 
 
 def _retryable(exc: Any) -> bool:
@@ -3018,9 +3077,21 @@ def _one_line(exc: BaseException) -> str:
 
 def _db_error(url: str, exc: Any) -> str:
     """One line for a database error. A lost PostgreSQL connection names host and port."""
+    if (
+        is_postgresql(url)
+        and getattr(exc, "statement", None) == _COMMIT
+        and getattr(exc, "connection_invalidated", False)
+    ):
+        # The COMMIT was sent, or was being sent: the server may have committed or not.
+        return (
+            f"{_host_port(url)}: the connection to the state store was lost during COMMIT; "
+            "whether it committed is unknown"
+        )
     if is_postgresql(url) and (
         getattr(exc, "connection_invalidated", False)
-        or type(getattr(exc, "orig", None)).__name__ in ("OperationalError", "InterfaceError")
+        # By class and subclass: a connect timeout is psycopg's ConnectionTimeout.
+        or {"OperationalError", "InterfaceError"}
+        & {k.__name__ for k in type(getattr(exc, "orig", None)).__mro__}
     ):
         where = _host_port(url)
         return f"{where}: the connection to the state store failed: {_one_line(exc)}"

@@ -243,6 +243,42 @@ def test_a_single_read_on_a_sqlite_file_does_not_wait_for_a_writer(tmp_path: Pat
         reader.close()
 
 
+def test_a_single_read_inside_an_open_transaction_of_the_in_memory_store_is_refused() -> None:
+    """The in-memory store has one connection: a single read (Store._rows) made while a
+    tx() is open on it would end that transaction on its way out, silently. It is refused
+    as a programming error, and the transaction goes on, its work kept."""
+    s = Store.in_memory()
+    try:
+        tid, _ = new_apology(s)
+        with s.tx() as c:
+            c.execute(text("UPDATE threads SET subject = 'inside' WHERE id = :t"), {"t": tid})
+            with pytest.raises(AssertionError, match="open tx"):
+                s.thread(tid)
+            subject = c.execute(text("SELECT subject FROM threads WHERE id = :t"), {"t": tid})
+            assert subject.scalar() == "inside"  # still in the transaction
+            c.execute(text("UPDATE threads SET company = 'Beta' WHERE id = :t"), {"t": tid})
+        thread = s.thread(tid)  # outside a transaction, reads work as before
+        assert thread is not None and (thread.subject, thread.company) == ("inside", "Beta")
+    finally:
+        s.close()
+
+
+def test_a_single_read_inside_a_transaction_on_a_sqlite_file_is_allowed(tmp_path: Path) -> None:
+    """The guard above is for the one shared connection only: a file store's read has a
+    connection of its own and sees what was committed."""
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        tid, _ = new_apology(s)
+        with s.tx() as c:
+            c.execute(text("UPDATE threads SET subject = 'inside' WHERE id = :t"), {"t": tid})
+            thread = s.thread(tid)
+            assert thread is not None and thread.subject == "Sorry"
+        thread = s.thread(tid)
+        assert thread is not None and thread.subject == "inside"
+    finally:
+        s.close()
+
+
 def test_bounced_threads_to_many_addresses_match_the_one_address_read(state: Store) -> None:
     """A pass reads the bounced threads of all its due threads' addresses at once: the same
     as asking address by address, whatever the case of the address."""
