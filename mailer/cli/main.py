@@ -946,8 +946,14 @@ def sandbox_stop(obj: Context) -> None:
     """Stop the sandbox and delete its mail."""
     from mailer.sandbox.stack import stop_sandbox
 
-    stop_sandbox(obj.workspace_hint())
-    click.echo("Sandbox stopped.")
+    stopped = stop_sandbox(obj.workspace_hint())
+    click.echo(
+        {
+            "stopped": "Sandbox stopped.",
+            "not running": "No sandbox is running; nothing to stop.",
+            "left behind": "No sandbox was running; removed what a stopped one left behind.",
+        }[stopped]
+    )
 
 
 @sandbox.command("status")
