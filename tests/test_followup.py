@@ -230,6 +230,44 @@ def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, mon
     assert kinds == ["failed"]  # the claimed follow-up was cancelled, never submitted
 
 
+def test_challenge_response_while_the_follow_up_is_prepared_cancels_it(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify a challenge-response notice arriving after the follow-up was claimed holds the
+    thread and cancels the queued follow-up in the same step: nothing goes now, and a later
+    pass sends nothing either."""
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    real_build = passes_mod.build_follow_up
+
+    def build_and_challenge(*args, **kwargs):
+        composed = real_build(*args, **kwargs)
+        pair.send_as(
+            pair.interviewer,
+            pair.candidate,
+            "Re: Sorry I missed our interview",
+            "This account is protected by SpamShield. Please click on the following link to "
+            "have your address added to the recipient's allowed list:\nhttps://cr.example/v/1",
+            {"In-Reply-To": root, "References": root},
+        )
+        return composed
+
+    monkeypatch.setattr(passes_mod, "build_follow_up", build_and_challenge)
+    mark = pair.stack.log_mark()
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=2))
+    assert report.sent == []
+    assert store.thread(thread).state == "held"
+    (follow_up,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    assert (follow_up.state, follow_up.error) == ("failed", "held: follow-up cancelled")
+    monkeypatch.setattr(passes_mod, "build_follow_up", real_build)
+    later = run_pass(settings, store, lambda: T0 + timedelta(hours=3))
+    assert later.sent == [] and store.thread(thread).state == "held"
+    assert pair.follow_ups_received(root) == []
+    accepted = [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
+    assert all(e["mail_from"] != pair.candidate for e in accepted)
+
+
 def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
     """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
     from dataclasses import replace
