@@ -8,6 +8,7 @@ sends a follow-up twice or after a reply.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,8 +20,16 @@ from mailer.adapters.config import Settings, account_label
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
-from mailer.errors import DeliveryError, MailerError
+from mailer.adapters.store import (
+    IN_DOUBT,
+    QUEUED,
+    SENT,
+    SUBMITTING,
+    MessageRow,
+    Store,
+    ThreadRow,
+)
+from mailer.errors import DeliveryError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
 from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, ThreadSnapshot, bounced_for_good, held_kind
@@ -115,9 +124,36 @@ def every_account(
     return total
 
 
+# How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
+# (its error starts so): it went, and is never to be sent again.
+UNRECORDED = "accepted by the server"
+
+
+def accepted_unrecorded(
+    store: Store, m: MessageRow, reply: str, exc: StateError, now: datetime
+) -> str:
+    """A follow-up the server accepted whose ``mark_sent`` failed: mark it in doubt if the
+    store lets us (else it stays ``submitting`` past its final-dot mark, which shows as in
+    doubt once this process is gone), and return the line that tells the user."""
+    with contextlib.suppress(StateError):
+        store.mark_in_doubt(m.id, now, f"{UNRECORDED} ({reply}), but recording it failed: {exc}")
+    return (
+        f"thread {m.thread_id}: the follow-up {m.message_id} WAS accepted by the server "
+        f"({reply}), but recording it failed: {exc}; it stays in doubt and mailer never sends "
+        f"it again (do not send it again; run 'mailer resolve {m.thread_id} --sent' when the "
+        "state store is writable)"
+    )
+
+
 def in_doubt_line(m: MessageRow) -> str:
     """What to tell the user about a message in doubt, with the commands that settle it."""
     kind = m.kind.replace("_", "-")
+    if m.state == IN_DOUBT and (m.error or "").startswith(UNRECORDED):
+        return (
+            f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in "
+            f"doubt only in the state store: it was {m.error}; do not send it again: run "
+            f"'mailer resolve {m.thread_id} --sent'"
+        )
     return (
         f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
         "(the connection or the process was lost after the end of the message, so it may have "
@@ -410,7 +446,12 @@ def _send_one(
         report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
         return session
     sent_at = clock()
-    store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
+    try:
+        store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
+    except StateError as exc:
+        # Not "not sent this time": the server took it. Say so, as a one-shot apology does.
+        report.problems.append(accepted_unrecorded(store, row, reply, exc, clock()))
+        return session
     crash_point("after-sent")
     sending.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
     report.sent.append((thread.id, row.message_id))
