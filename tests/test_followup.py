@@ -268,6 +268,53 @@ def test_challenge_response_while_the_follow_up_is_prepared_cancels_it(
     assert all(e["mail_from"] != pair.candidate for e in accepted)
 
 
+def test_check_stopped_by_sigterm_finishes_its_follow_up_and_begins_no_other(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify SIGTERM to `mailer check` (a SQLite store) while it prepares a follow-up: that
+    follow-up goes, the next due one is not begun, and check exits 143 with one line; the
+    next check sends the one left."""
+    import os
+    import signal
+
+    first, first_root = send(pair)
+    second, second_root = send(pair, "--company", "Second Co")
+    real_build = passes_mod.build_follow_up
+    built: list[int] = []
+
+    def build_then_sigterm(settings, store, thread, now):
+        built.append(thread.id)
+        os.kill(os.getpid(), signal.SIGTERM)  # check's handler takes it: no process dies
+        return real_build(settings, store, thread, now)
+
+    monkeypatch.setattr(passes_mod, "build_follow_up", build_then_sigterm)
+    # Should check not take the signal, this test fails rather than the test run dying.
+    stray: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stray.append(signum))
+    try:
+        r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(hours=2))})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stray == [], "check left SIGTERM to the default handler"
+    assert r.returncode == 143, r.stdout + r.stderr
+    assert [line for line in r.stderr.splitlines() if "SIGTERM" in line] == [
+        "mailer: check stopped by SIGTERM after the step it was on (what it did is "
+        "recorded); run 'mailer check' again for the rest"
+    ]
+    assert "1 follow-up(s) sent" in r.stdout
+    (done,) = built
+    left = second if done == first else first
+    roots = {first: first_root, second: second_root}
+    assert len(pair.follow_ups_received(roots[done])) == 1
+    assert pair.follow_ups_received(roots[left]) == []
+    assert [
+        m.kind for m in Store(load_settings(find_config(pair.ws)).state_url).messages(left)
+    ] == ["apology"]
+    monkeypatch.setattr(passes_mod, "build_follow_up", real_build)
+    check_at(pair, timedelta(hours=2, minutes=1))
+    assert [len(pair.follow_ups_received(roots[t])) for t in (first, second)] == [1, 1]
+
+
 def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
     """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
     from dataclasses import replace

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -64,6 +65,7 @@ class PassReport:
     # (Message-ID, what to tell the user) for every message in doubt: it waits for the user.
     in_doubt: list[tuple[str, str]] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
+    stopped: bool = False  # asked to stop (SIGTERM to 'check'): ended after the step it was on
 
     def merge(self, other: PassReport, account: str) -> None:
         self.seen += other.seen
@@ -75,6 +77,7 @@ class PassReport:
         where = f"{account_label(account)}: " if account else ""
         self.problems += [f"{where}{p}" for p in other.problems]
         self.imap_failed = self.imap_failed or other.imap_failed
+        self.stopped = self.stopped or other.stopped
 
 
 def run_pass_all(
@@ -84,34 +87,48 @@ def run_pass_all(
     *,
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """One pass for every configured account, each in its own mailbox; one report."""
     return every_account(
         settings,
         store,
-        lambda account: run_pass(account, store, clock, mailbox=mailbox, smtp=smtp),
+        lambda account: run_pass(account, store, clock, mailbox=mailbox, smtp=smtp, stop=stop),
+        stop,
     )
 
 
-def check_all(settings: Settings, store: Store, clock: Clock) -> PassReport:
+def check_all(
+    settings: Settings, store: Store, clock: Clock, stop: threading.Event | None = None
+) -> PassReport:
     """``mailer check``: one pass for every account. On a shared store (PostgreSQL) a daemon
     may hold an account, or start while the pass runs: the pass takes the accounts' leases
     as a daemon would (see leases.check_under_leases). On SQLite the store's lock, held by
-    the caller, already says no daemon runs."""
+    the caller, already says no daemon runs. ``stop`` set (SIGTERM): the pass ends after
+    the step it is on (an account's reading, one follow-up), its report ``stopped``."""
     if store.url.startswith("sqlite"):
-        return run_pass_all(settings, store, clock)
+        return run_pass_all(settings, store, clock, stop=stop)
     from mailer.services.leases import check_under_leases
 
-    return check_under_leases(settings, store, lambda account: run_pass(account, store, clock))
+    return check_under_leases(
+        settings, store, lambda account: run_pass(account, store, clock, stop=stop), stop
+    )
 
 
 def every_account(
-    settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
+    settings: Settings,
+    store: Store,
+    one_pass: Callable[[Settings], PassReport],
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """``one_pass`` for each configured account, merged into one report, plus a problem
-    for open threads whose account is no longer configured (``check`` and the daemon)."""
+    for open threads whose account is no longer configured (``check`` and the daemon).
+    Once ``stop`` is set no further account is begun."""
     total = PassReport()
     for name in settings.account_names:
+        if stop is not None and stop.is_set():
+            total.stopped = True
+            break
         total.merge(one_pass(settings.for_account(name)), name)
     total.problems += orphans(settings, store)
     total.held += held(store)
@@ -200,9 +217,11 @@ def run_pass(
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
     box: Mailbox | None = None,
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """One pass for the account ``settings`` speak for. With ``box`` (the daemon's connection,
-    kept between passes) it is used and left open; otherwise one is opened and closed here."""
+    kept between passes) it is used and left open; otherwise one is opened and closed here.
+    Once ``stop`` is set no further follow-up is begun (see :func:`send_due`)."""
     report = PassReport()
     own = box is None
     if box is None:
@@ -238,7 +257,7 @@ def run_pass(
             report.imap_failed = True
             return report
         notify_replies(settings, report.seen, smtp)
-        send_due(settings, store, box, clock, report, smtp, actions)
+        send_due(settings, store, box, clock, report, smtp, actions, stop)
     finally:
         if own:
             box.close()
@@ -329,11 +348,16 @@ def send_due(
     report: PassReport,
     smtp: Callable[..., SmtpSession],
     actions: list[Action],
+    stop: threading.Event | None = None,
 ) -> None:
-    """Perform the plan's due-time actions, in order, over one SMTP connection."""
+    """Perform the plan's due-time actions, in order, over one SMTP connection. Once ``stop``
+    is set none is begun: what is not done stays due for the next pass."""
     session: SmtpSession | None = None
     try:
         for action in actions:
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
             if isinstance(action, CloseNoAnswer):
                 if store.move_thread_if_still(
                     action.thread_id,
