@@ -230,6 +230,91 @@ def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, mon
     assert kinds == ["failed"]  # the claimed follow-up was cancelled, never submitted
 
 
+def test_challenge_response_while_the_follow_up_is_prepared_cancels_it(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify a challenge-response notice arriving after the follow-up was claimed holds the
+    thread and cancels the queued follow-up in the same step: nothing goes now, and a later
+    pass sends nothing either."""
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+    real_build = passes_mod.build_follow_up
+
+    def build_and_challenge(*args, **kwargs):
+        composed = real_build(*args, **kwargs)
+        pair.send_as(
+            pair.interviewer,
+            pair.candidate,
+            "Re: Sorry I missed our interview",
+            "This account is protected by SpamShield. Please click on the following link to "
+            "have your address added to the recipient's allowed list:\nhttps://cr.example/v/1",
+            {"In-Reply-To": root, "References": root},
+        )
+        return composed
+
+    monkeypatch.setattr(passes_mod, "build_follow_up", build_and_challenge)
+    mark = pair.stack.log_mark()
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=2))
+    assert report.sent == []
+    assert store.thread(thread).state == "held"
+    (follow_up,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    assert (follow_up.state, follow_up.error) == ("failed", "held: follow-up cancelled")
+    monkeypatch.setattr(passes_mod, "build_follow_up", real_build)
+    later = run_pass(settings, store, lambda: T0 + timedelta(hours=3))
+    assert later.sent == [] and store.thread(thread).state == "held"
+    assert pair.follow_ups_received(root) == []
+    accepted = [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
+    assert all(e["mail_from"] != pair.candidate for e in accepted)
+
+
+def test_check_stopped_by_sigterm_finishes_its_follow_up_and_begins_no_other(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify SIGTERM to `mailer check` (a SQLite store) while it prepares a follow-up: that
+    follow-up goes, the next due one is not begun, and check exits 143 with one line; the
+    next check sends the one left."""
+    import os
+    import signal
+
+    first, first_root = send(pair)
+    second, second_root = send(pair, "--company", "Second Co")
+    real_build = passes_mod.build_follow_up
+    built: list[int] = []
+
+    def build_then_sigterm(settings, store, thread, now):
+        built.append(thread.id)
+        os.kill(os.getpid(), signal.SIGTERM)  # check's handler takes it: no process dies
+        return real_build(settings, store, thread, now)
+
+    monkeypatch.setattr(passes_mod, "build_follow_up", build_then_sigterm)
+    # Should check not take the signal, this test fails rather than the test run dying.
+    stray: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stray.append(signum))
+    try:
+        r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(hours=2))})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stray == [], "check left SIGTERM to the default handler"
+    assert r.returncode == 143, r.stdout + r.stderr
+    assert [line for line in r.stderr.splitlines() if "SIGTERM" in line] == [
+        "mailer: check stopped by SIGTERM after the step it was on (what it did is "
+        "recorded); run 'mailer check' again for the rest"
+    ]
+    assert "1 follow-up(s) sent" in r.stdout
+    (done,) = built
+    left = second if done == first else first
+    roots = {first: first_root, second: second_root}
+    assert len(pair.follow_ups_received(roots[done])) == 1
+    assert pair.follow_ups_received(roots[left]) == []
+    assert [
+        m.kind for m in Store(load_settings(find_config(pair.ws)).state_url).messages(left)
+    ] == ["apology"]
+    monkeypatch.setattr(passes_mod, "build_follow_up", real_build)
+    check_at(pair, timedelta(hours=2, minutes=1))
+    assert [len(pair.follow_ups_received(roots[t])) for t in (first, second)] == [1, 1]
+
+
 def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
     """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
     from dataclasses import replace

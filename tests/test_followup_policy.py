@@ -128,7 +128,8 @@ def test_auto_replies_never_count_as_replies() -> None:
 
 def test_challenge_response_holds_the_thread() -> None:
     """Verify a challenge-response system is reported: the interviewer has not seen it."""
-    assert _decide("auto-reply", "challenge-response").state == HELD
+    d = _decide("auto-reply", "challenge-response")
+    assert d.state == HELD and d.stop_follow_ups  # its queued follow-ups go with the hold
 
 
 def test_bounces_hard_and_soft_stop_but_delay_is_at_risk() -> None:

@@ -14,14 +14,16 @@ import pytest
 from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import IN_DOUBT, QUEUED, Store, owner_token
-from mailer.errors import ClaimError, ExitCode
+from mailer.errors import ClaimError, ExitCode, StateError
 from mailer.model.lifecycle import ThreadEvent, describe
 from mailer.services.daemon import log_report
-from mailer.services.passes import PassReport
+from mailer.services.passes import PassReport, run_pass, run_pass_all
 
 from .conftest import INTERVIEWER, Pair, Stack, run_cli
 from .test_followup import at, send
 from .test_no_second_copy import T0, one_queued_apology
+
+_2H = timedelta(hours=2)
 
 
 def _die(store: Store, mid: int) -> None:
@@ -277,3 +279,86 @@ def test_settling_by_a_reply_records_the_time_of_the_dot_and_spares_a_live_send(
     assert rows["<m@x>"].sent_at == dot.isoformat() and "replied to it" in rows["<m@x>"].smtp_reply
     assert store.thread(thread).sent_at == dot.isoformat()
     assert store.thread(thread).state == "replied"
+
+
+class _UnrecordingStore(Store):
+    """A state store that cannot record a follow-up's 250 (a full disk, a database gone)."""
+
+    def mark_sent(self, message_row_id: int, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if self.message(message_row_id).kind == "follow_up":
+            raise StateError("state store: database or disk is full")
+        super().mark_sent(message_row_id, *args, **kwargs)
+
+
+def _accepted_follow_ups(pair: Pair, mark: int) -> list[str]:
+    return [
+        e["message_id"]
+        for e in pair.stack.log_since(mark)
+        if e["event"] == "accepted" and e["mail_from"] == pair.candidate
+    ]
+
+
+@pytest.mark.integration
+def test_a_follow_up_accepted_but_not_recorded_is_said_to_be_accepted_and_never_resent(
+    pair: Pair, caplog
+) -> None:
+    """Verify a follow-up whose mark_sent fails after the server's 250 is reported as accepted
+    by the server with recording failed (not as "not sent this time"), in the pass's problems
+    and the daemon's log; it is left in doubt with resolve --sent as the way out, and later
+    passes never send it again."""
+    thread, _ = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    mark = pair.stack.log_mark()
+    report = run_pass(settings, _UnrecordingStore(settings.state_url), lambda: T0 + _2H)
+    store = Store(settings.state_url)
+    (follow_up,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    assert _accepted_follow_ups(pair, mark) == [follow_up.message_id]
+    assert report.sent == []
+    (problem,) = report.problems
+    assert problem.startswith(
+        f"thread {thread}: the follow-up {follow_up.message_id} WAS accepted by the server (250"
+    ), problem
+    assert "recording it failed: state store: database or disk is full" in problem
+    assert "it stays in doubt and mailer never sends it again" in problem
+    assert f"do not send it again; run 'mailer resolve {thread} --sent'" in problem
+    assert "not sent this time" not in problem
+    caplog.set_level(logging.INFO, logger="mailer.services.daemon")
+    log_report(report, {})
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [problem]
+    assert (follow_up.state, follow_up.error.split(" (")[0]) == (IN_DOUBT, "accepted by the server")
+
+    for hours in (3, 4):  # the store works again: nothing more goes, it is named in doubt
+        later = run_pass_all(settings, store, lambda h=hours: T0 + timedelta(hours=h))
+        assert later.sent == [] and later.problems == []
+        ((mid, line),) = later.in_doubt
+        assert mid == follow_up.message_id
+        assert "do not send it again" in line and f"mailer resolve {thread} --sent" in line
+        assert "--resend" not in line
+    assert _accepted_follow_ups(pair, mark) == [follow_up.message_id]
+    # The way out it names works.
+    settled = run_cli(pair.ws, "resolve", str(thread), "--sent", env={"MAILER_NOW": at(_2H * 2)})
+    assert settled.returncode == 0, settled.stderr
+    assert store.message(follow_up.id).state == "sent"
+    assert _accepted_follow_ups(pair, mark) == [follow_up.message_id]
+
+
+@pytest.mark.integration
+def test_check_says_a_follow_up_accepted_but_not_recorded_was_accepted(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify `mailer check` prints the accepted-but-not-recorded line for a follow-up whose
+    mark_sent fails after the 250, counts it as a problem and in doubt, and exits non-zero."""
+    thread, _ = send(pair)
+    monkeypatch.setattr(Store, "mark_sent", _UnrecordingStore.mark_sent)
+    mark = pair.stack.log_mark()
+    r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(_2H)})
+    out = r.stdout + r.stderr
+    assert r.returncode == ExitCode.NETWORK, out
+    (accepted,) = _accepted_follow_ups(pair, mark)
+    assert (
+        f"mailer: WARNING: thread {thread}: the follow-up {accepted} WAS accepted by the server "
+        "(250" in r.stderr
+    ), r.stderr
+    assert f"run 'mailer resolve {thread} --sent' when the state store is writable" in r.stderr
+    assert "not sent this time" not in out
+    assert "0 follow-up(s) sent, 0 closed, 1 problem(s), 1 in doubt" in r.stdout

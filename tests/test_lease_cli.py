@@ -286,6 +286,34 @@ def test_a_check_that_fails_midway_still_gives_its_leases_back(offline_workspace
         store.close()
 
 
+def test_a_check_asked_to_stop_begins_no_further_account_and_gives_its_leases_back(
+    offline_workspace: Path,
+) -> None:
+    """Verify a stop (SIGTERM) during a check's first account ends the check after that
+    account's pass: the next account is not begun, the report says it stopped, and every
+    lease is given back."""
+    import threading
+
+    from mailer.services.leases import check_under_leases
+    from mailer.services.passes import PassReport
+
+    settings, store = _check_settings(offline_workspace, 3600, BEA)
+    stop = threading.Event()
+    worked: list[str] = []
+
+    def one_pass(account: object) -> PassReport:
+        worked.append(account.account)  # type: ignore[attr-defined]
+        stop.set()
+        return PassReport()
+
+    try:
+        report = check_under_leases(settings, store, one_pass, stop)  # type: ignore[arg-type]
+        assert worked == [""] and report.stopped
+        assert not [r for r in store.leases() if r.held]
+    finally:
+        store.close()
+
+
 def test_a_check_refused_by_another_running_check_says_so(offline_workspace: Path) -> None:
     """Verify a check refused because another check holds an account names it as a
     'mailer check' run (not a daemon) and says to wait for it."""

@@ -14,6 +14,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -412,3 +414,64 @@ def test_chaos_three_daemons_killed_at_random_lose_nothing_and_send_nothing_twic
         assert int(u.owner.split("|")[0].split(":")[2]) in killed_pids, u
     # Leased again within the lease time plus one pass (1 s here), with slack for load.
     assert max(retaken) <= LEASE + 1 + 3, retaken
+
+
+def test_a_check_stopped_by_sigterm_ends_after_its_step_and_gives_its_leases_back(
+    fleet_of,
+) -> None:
+    """Verify SIGTERM to a `mailer check` at work on a shared store: the follow-up it is
+    sending goes (once), no further account is begun, every lease it held is given back at
+    once (not after the lease time), and it exits 143 with one line saying so; the next
+    check sends what it left."""
+    from mailer.services.leases import is_check
+
+    fleet: Fleet = fleet_of(2)
+    config = fleet.ws / "config" / "mailer.toml"
+    # Longer than the test: a lease still held at the end was not given back.
+    config.write_text(
+        config.read_text().replace(f"lease_seconds = {LEASE:g}", "lease_seconds = 600")
+    )
+    first, second = fleet.accounts
+    roots = [fleet.send(a) for a in fleet.accounts]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update(
+        MAILER_NOW=at(timedelta(hours=2)),
+        MAILER_CRASH_AT="after-claim",  # the first account's follow-up, claimed: it stops there
+        MAILER_CRASH_STOP="1",
+        PYTHONFAULTHANDLER="1",
+    )
+    check = subprocess.Popen(
+        [sys.executable, "-m", "mailer.cli.main", "check"],
+        cwd=fleet.ws,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: check.poll() is not None or _stopped(check.pid), "the check at its claim")
+        assert check.poll() is None, check.communicate()
+        held = fleet.holders()
+        assert set(held) == {first.name, second.name}, held
+        assert all(is_check(owner) for owner in held.values()), held
+        check.send_signal(signal.SIGTERM)  # pending while it is stopped
+        check.send_signal(signal.SIGCONT)
+        out, err = check.communicate(timeout=60)
+    finally:
+        if check.poll() is None:
+            check.send_signal(signal.SIGCONT)
+            check.kill()
+            check.wait()
+    assert check.returncode == 143, out + err
+    assert [line for line in err.splitlines() if "SIGTERM" in line] == [
+        "mailer: check stopped by SIGTERM after the step it was on (what it did is recorded, "
+        "its leases given back); run 'mailer check' again for the rest"
+    ], err
+    assert "Traceback" not in err
+    assert not fleet.holders()
+    assert (fleet.follow_ups(first, roots[0]), fleet.follow_ups(second, roots[1])) == (1, 0)
+
+    again = run_cli(fleet.ws, "check", env={"MAILER_NOW": at(timedelta(hours=2))}, process=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (fleet.follow_ups(first, roots[0]), fleet.follow_ups(second, roots[1])) == (1, 1)

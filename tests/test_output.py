@@ -251,10 +251,11 @@ def test_every_command_help_ends_with_an_example(path: str, tmp_path: Path) -> N
 
 
 def test_mailer_help_lists_every_exit_code(tmp_path: Path) -> None:
-    """Verify each named exit code (and 130 for Ctrl-C) is explained in `mailer --help`."""
+    """Verify each named exit code (and 130 for Ctrl-C, 143 for SIGTERM) is explained in
+    `mailer --help`."""
     out = run_cli(tmp_path, "--help").stdout
     codes = out.partition("Exit codes:")[2]
-    for code in [*ExitCode, 130]:
+    for code in [*ExitCode, 130, 143]:
         assert re.search(rf"^\s+{int(code)}\s+\w", codes, re.M), code
 
 

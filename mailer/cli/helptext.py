@@ -21,6 +21,7 @@ EXIT_MEANINGS = {
     ExitCode.WAITING: "check: nothing failed, but something waits for you (a message in doubt, a held thread)",
 }
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+TERMINATED = 143  # SIGTERM ended 'check' early, as shells report SIGTERM
 
 _FACTS = (
     "--situation illness --to ana@acme.example --interviewer 'Ana Ruiz' \\\n"
@@ -97,6 +98,7 @@ def _block(title: str, lines: list[str]) -> str:
 def exit_codes() -> str:
     rows = [f"{int(code):>3}  {meaning}" for code, meaning in EXIT_MEANINGS.items()]
     rows.append(f"{INTERRUPTED:>3}  interrupted (Ctrl-C)")
+    rows.append(f"{TERMINATED:>3}  check: stopped by SIGTERM after the step it was on")
     return _block("Exit codes", rows)
 
 

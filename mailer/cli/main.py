@@ -496,9 +496,12 @@ def _log_level(obj: Context, quiet: bool, verbose: bool) -> int:
 def check(obj: Context, quiet: bool, verbose: bool) -> None:
     """One pass of the daemon's work: scan replies, settle in-doubt sends, send due follow-ups."""
     import logging
+    import signal
+    import threading
 
     from mailer.adapters.clock import default_clock
     from mailer.adapters.lock import store_lock
+    from mailer.cli.helptext import TERMINATED
     from mailer.services.daemon import log_report
     from mailer.services.passes import check_all
 
@@ -508,8 +511,13 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     store = obj.store(settings)
     logging.getLogger("mailer").setLevel(level)
     clock = default_clock()
+    # SIGTERM (systemd stopping the unit, a timeout) ends the pass after the step it is on,
+    # not inside an SMTP transaction, and lets the pass give back its leases at once rather
+    # than hold the accounts until they expire.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with store_lock(settings.state_url, settings.workspace, "mailer check"):
-        report = check_all(settings, store, clock)
+        report = check_all(settings, store, clock, stop)
     log_report(report)
     if verbose:
         _whats_next(settings, store)
@@ -520,6 +528,14 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
             f"{len(report.in_doubt)} in doubt"
             + (f", {len(report.held)} held for you (see above)" if report.held else "")
         )
+    if report.stopped:
+        leases = "" if settings.state_url.startswith("sqlite") else ", its leases given back"
+        click.echo(
+            "mailer: check stopped by SIGTERM after the step it was on (what it did is "
+            f"recorded{leases}); run 'mailer check' again for the rest",
+            err=True,
+        )
+        sys.exit(TERMINATED)
     if report.problems:
         sys.exit(int(ExitCode.NETWORK))
     if report.in_doubt or report.held:  # nothing failed, but something waits for the user
@@ -946,8 +962,14 @@ def sandbox_stop(obj: Context) -> None:
     """Stop the sandbox and delete its mail."""
     from mailer.sandbox.stack import stop_sandbox
 
-    stop_sandbox(obj.workspace_hint())
-    click.echo("Sandbox stopped.")
+    stopped = stop_sandbox(obj.workspace_hint())
+    click.echo(
+        {
+            "stopped": "Sandbox stopped.",
+            "not running": "No sandbox is running; nothing to stop.",
+            "left behind": "No sandbox was running; removed what a stopped one left behind.",
+        }[stopped]
+    )
 
 
 @sandbox.command("status")

@@ -143,6 +143,8 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
         )
     # An automatic answer is not a reply.
     if subtype == "challenge-response":
+        # Like a reply, it stops the queued follow-ups in the transaction that holds the
+        # thread: one claimed a moment ago must not go to a filter the user has not answered.
         return Decision(
             T.HELD,
             "held",
@@ -150,6 +152,7 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
                 "held": "a challenge-response system is holding the "
                 "apology until you verify; the interviewer has not seen it"
             },
+            stop_follow_ups=True,
         )
     if subtype == "out-of-office":
         detail = {"auto_reply": "out of office"}

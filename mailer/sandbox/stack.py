@@ -591,21 +591,18 @@ url = "sqlite:///{ca_file.parent / "state.db"}"
 """
 
 
-def stop_sandbox(workspace: Path) -> None:
+def stop_sandbox(workspace: Path) -> str:
+    """Stop the workspace's sandbox and delete its mail. Returns what there was to stop:
+    ``"stopped"``, ``"not running"`` (nothing to do: what the user wanted, not an error) or
+    ``"left behind"`` (servers already gone; their files are removed now)."""
     path = sandbox_dir(workspace) / "stack.json"
     if not path.exists():
-        raise SandboxError(
-            "the sandbox is not running", hint="start it with 'mailer sandbox start'"
-        )
+        return "not running"
     info = StackInfo.load(path)
     was_running = running_sandbox(workspace) is not None
     MailStack(info).stop()
     path.unlink()
-    if not was_running:
-        raise SandboxError(
-            "the sandbox was not running (cleaned up what it left behind)",
-            hint="start it with 'mailer sandbox start'",
-        )
+    return "stopped" if was_running else "left behind"
 
 
 def check_recipients(info: StackInfo, addresses: Iterable[str]) -> None:

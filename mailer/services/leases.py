@@ -188,13 +188,17 @@ def refusal(settings: Settings, store: Store) -> LockedError | None:
 
 
 def check_under_leases(
-    settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
+    settings: Settings,
+    store: Store,
+    one_pass: Callable[[Settings], PassReport],
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """``mailer check`` on a shared store: one pass for every account, done as a daemon does
     it. It takes every account's lease first, or none (LockedError naming who holds one);
     keeps them renewed while it runs; works under them (so its claims and final dots are
-    fenced like a daemon's); and gives them back at the end. A daemon that starts meanwhile
-    finds the accounts held and leaves them to this pass."""
+    fenced like a daemon's); and gives them back at the end, also when ``stop`` (SIGTERM)
+    ends the pass early. A daemon that starts meanwhile finds the accounts held and leaves
+    them to this pass."""
     from mailer.services.passes import PassReport, every_account
 
     keeper = LeaseKeeper(
@@ -228,7 +232,7 @@ def check_under_leases(
             return one_pass(account)
 
     try:
-        return every_account(settings, store, leased)
+        return every_account(settings, store, leased, stop)
     finally:
         done.set()
         heart.join(timeout=10)

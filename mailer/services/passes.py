@@ -8,7 +8,9 @@ sends a follow-up twice or after a reply.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,8 +21,16 @@ from mailer.adapters.config import Settings, account_label
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import QUEUED, SENT, SUBMITTING, MessageRow, Store, ThreadRow
-from mailer.errors import DeliveryError, MailerError
+from mailer.adapters.store import (
+    IN_DOUBT,
+    QUEUED,
+    SENT,
+    SUBMITTING,
+    MessageRow,
+    Store,
+    ThreadRow,
+)
+from mailer.errors import DeliveryError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
 from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, ThreadSnapshot, bounced_for_good, held_kind
@@ -55,6 +65,7 @@ class PassReport:
     # (Message-ID, what to tell the user) for every message in doubt: it waits for the user.
     in_doubt: list[tuple[str, str]] = field(default_factory=list)
     imap_failed: bool = False  # the connection may be broken: open a new one next time
+    stopped: bool = False  # asked to stop (SIGTERM to 'check'): ended after the step it was on
 
     def merge(self, other: PassReport, account: str) -> None:
         self.seen += other.seen
@@ -66,6 +77,7 @@ class PassReport:
         where = f"{account_label(account)}: " if account else ""
         self.problems += [f"{where}{p}" for p in other.problems]
         self.imap_failed = self.imap_failed or other.imap_failed
+        self.stopped = self.stopped or other.stopped
 
 
 def run_pass_all(
@@ -75,34 +87,48 @@ def run_pass_all(
     *,
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """One pass for every configured account, each in its own mailbox; one report."""
     return every_account(
         settings,
         store,
-        lambda account: run_pass(account, store, clock, mailbox=mailbox, smtp=smtp),
+        lambda account: run_pass(account, store, clock, mailbox=mailbox, smtp=smtp, stop=stop),
+        stop,
     )
 
 
-def check_all(settings: Settings, store: Store, clock: Clock) -> PassReport:
+def check_all(
+    settings: Settings, store: Store, clock: Clock, stop: threading.Event | None = None
+) -> PassReport:
     """``mailer check``: one pass for every account. On a shared store (PostgreSQL) a daemon
     may hold an account, or start while the pass runs: the pass takes the accounts' leases
     as a daemon would (see leases.check_under_leases). On SQLite the store's lock, held by
-    the caller, already says no daemon runs."""
+    the caller, already says no daemon runs. ``stop`` set (SIGTERM): the pass ends after
+    the step it is on (an account's reading, one follow-up), its report ``stopped``."""
     if store.url.startswith("sqlite"):
-        return run_pass_all(settings, store, clock)
+        return run_pass_all(settings, store, clock, stop=stop)
     from mailer.services.leases import check_under_leases
 
-    return check_under_leases(settings, store, lambda account: run_pass(account, store, clock))
+    return check_under_leases(
+        settings, store, lambda account: run_pass(account, store, clock, stop=stop), stop
+    )
 
 
 def every_account(
-    settings: Settings, store: Store, one_pass: Callable[[Settings], PassReport]
+    settings: Settings,
+    store: Store,
+    one_pass: Callable[[Settings], PassReport],
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """``one_pass`` for each configured account, merged into one report, plus a problem
-    for open threads whose account is no longer configured (``check`` and the daemon)."""
+    for open threads whose account is no longer configured (``check`` and the daemon).
+    Once ``stop`` is set no further account is begun."""
     total = PassReport()
     for name in settings.account_names:
+        if stop is not None and stop.is_set():
+            total.stopped = True
+            break
         total.merge(one_pass(settings.for_account(name)), name)
     total.problems += orphans(settings, store)
     total.held += held(store)
@@ -115,9 +141,36 @@ def every_account(
     return total
 
 
+# How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
+# (its error starts so): it went, and is never to be sent again.
+UNRECORDED = "accepted by the server"
+
+
+def accepted_unrecorded(
+    store: Store, m: MessageRow, reply: str, exc: StateError, now: datetime
+) -> str:
+    """A follow-up the server accepted whose ``mark_sent`` failed: mark it in doubt if the
+    store lets us (else it stays ``submitting`` past its final-dot mark, which shows as in
+    doubt once this process is gone), and return the line that tells the user."""
+    with contextlib.suppress(StateError):
+        store.mark_in_doubt(m.id, now, f"{UNRECORDED} ({reply}), but recording it failed: {exc}")
+    return (
+        f"thread {m.thread_id}: the follow-up {m.message_id} WAS accepted by the server "
+        f"({reply}), but recording it failed: {exc}; it stays in doubt and mailer never sends "
+        f"it again (do not send it again; run 'mailer resolve {m.thread_id} --sent' when the "
+        "state store is writable)"
+    )
+
+
 def in_doubt_line(m: MessageRow) -> str:
     """What to tell the user about a message in doubt, with the commands that settle it."""
     kind = m.kind.replace("_", "-")
+    if m.state == IN_DOUBT and (m.error or "").startswith(UNRECORDED):
+        return (
+            f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in "
+            f"doubt only in the state store: it was {m.error}; do not send it again: run "
+            f"'mailer resolve {m.thread_id} --sent'"
+        )
     return (
         f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
         "(the connection or the process was lost after the end of the message, so it may have "
@@ -164,9 +217,11 @@ def run_pass(
     mailbox: Callable[..., Mailbox] = Mailbox,
     smtp: Callable[..., SmtpSession] = SmtpSession,
     box: Mailbox | None = None,
+    stop: threading.Event | None = None,
 ) -> PassReport:
     """One pass for the account ``settings`` speak for. With ``box`` (the daemon's connection,
-    kept between passes) it is used and left open; otherwise one is opened and closed here."""
+    kept between passes) it is used and left open; otherwise one is opened and closed here.
+    Once ``stop`` is set no further follow-up is begun (see :func:`send_due`)."""
     report = PassReport()
     own = box is None
     if box is None:
@@ -202,7 +257,7 @@ def run_pass(
             report.imap_failed = True
             return report
         notify_replies(settings, report.seen, smtp)
-        send_due(settings, store, box, clock, report, smtp, actions)
+        send_due(settings, store, box, clock, report, smtp, actions, stop)
     finally:
         if own:
             box.close()
@@ -293,11 +348,16 @@ def send_due(
     report: PassReport,
     smtp: Callable[..., SmtpSession],
     actions: list[Action],
+    stop: threading.Event | None = None,
 ) -> None:
-    """Perform the plan's due-time actions, in order, over one SMTP connection."""
+    """Perform the plan's due-time actions, in order, over one SMTP connection. Once ``stop``
+    is set none is begun: what is not done stays due for the next pass."""
     session: SmtpSession | None = None
     try:
         for action in actions:
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
             if isinstance(action, CloseNoAnswer):
                 if store.move_thread_if_still(
                     action.thread_id,
@@ -410,7 +470,12 @@ def _send_one(
         report.problems.append(f"thread {thread.id}: follow-up refused: {exc}")
         return session
     sent_at = clock()
-    store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
+    try:
+        store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
+    except StateError as exc:
+        # Not "not sent this time": the server took it. Say so, as a one-shot apology does.
+        report.problems.append(accepted_unrecorded(store, row, reply, exc, clock()))
+        return session
     crash_point("after-sent")
     sending.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
     report.sent.append((thread.id, row.message_id))
