@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from mailer.adapters import process, store
 from mailer.adapters.store import Store
@@ -681,3 +681,48 @@ def test_the_users_own_connection_options_are_kept(postgres: Postgres, pg_databa
             assert c.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "30s"
     finally:
         s.close()
+
+
+def test_a_sent_copys_outcome_goes_with_the_commit(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a Sent copy went is recorded in the COMMIT's round trip: nothing waits for the
+    UPDATE's answer. Once committed, each message has its own outcome."""
+    first = _queued_follow_up(pg_store)[1]
+    _, second = _apology(pg_store, 2)
+    with_commit: list[str] = []
+    real = store._commit_with
+
+    def watched(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with_commit.extend(" ".join(sql.split()[:4]) for sql, _ in later)
+        real(conn, later)
+
+    monkeypatch.setattr(store, "_commit_with", watched)
+    pg_store.record_sent_copies([(first, "Sent"), (second, "failed: quota")])
+    assert with_commit == ["UPDATE messages SET sent_copy"] * 2
+    assert pg_store.message(first).sent_copy == "Sent"
+    assert pg_store.message(second).sent_copy == "failed: quota"
+
+
+def test_a_claim_of_a_row_this_process_queued_is_one_statement(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual claim before MAIL FROM, of a follow-up this process has just queued, is one
+    UPDATE; the row is then this process's and submitting."""
+    row = _queued_follow_up(pg_store)[1]
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(pg_store.engine, "before_cursor_execute", seen)
+    try:
+        pg_store.mark_submitting(row, NOW)
+    finally:
+        event.remove(pg_store.engine, "before_cursor_execute", seen)
+    # Beside the BEGIN's own (the writers' lock), the claim's only statement.
+    on_messages = [s for s in statements if "messages" in s]
+    assert len(on_messages) == 1 and on_messages[0].startswith("UPDATE messages"), statements
+    assert len(statements) == 2, statements
+    claimed = pg_store.message(row)
+    assert claimed.state == "submitting" and claimed.submitting_at is not None

@@ -886,6 +886,20 @@ class Store:
         fsync carries this commit to disk with it (one WAL).
         """
         with self._write(durable=False) as c:
+            # The usual claim, a row this process queued itself a moment ago: one UPDATE whose
+            # WHERE is the whole check (one round trip on PostgreSQL, not two).
+            if c.execute(
+                text("""UPDATE messages SET state = :s, submitting_at = :now
+                        WHERE id = :id AND state = :q AND owner = :o"""),
+                {
+                    "s": target(MessageEvent.SUBMIT),
+                    "now": now.isoformat(),
+                    "id": message_row_id,
+                    "q": QUEUED,
+                    "o": self._owner(),
+                },
+            ).rowcount:
+                return
             row = self._claimable(c, message_row_id)
             if row["state"] != QUEUED:
                 raise ClaimError(
@@ -1148,6 +1162,14 @@ class Store:
 
     def record_sent_copies(self, outcomes: list[tuple[int, str]], durable: bool = True) -> None:
         with self.tx(durable) as c:
+            later = c.info.get(_LATER)
+            if later is not None:
+                # PostgreSQL: nothing waits for the answer; it goes with the COMMIT (_event).
+                later.extend(
+                    ("UPDATE messages SET sent_copy = %s WHERE id = %s", (outcome, row_id))
+                    for row_id, outcome in outcomes
+                )
+                return
             c.execute(
                 text("UPDATE messages SET sent_copy = :o WHERE id = :id"),
                 [{"o": outcome, "id": row_id} for row_id, outcome in outcomes],
