@@ -176,3 +176,24 @@ def test_the_hot_writes_of_a_send_go_the_direct_way_on_sqlite(tmp_path: Path, mo
         assert store.thread(tid).state == "awaiting_reply"
     finally:
         store.close()
+
+
+def test_a_commit_that_fails_writes_nothing_and_leaves_the_connection_clean(
+    tmp_path: Path,
+) -> None:
+    """A deferred foreign key checked at COMMIT: the COMMIT is refused, the transaction is
+    undone, the error is one line, and the next write on the pooled connection works."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with pytest.raises(StateError, match="FOREIGN KEY constraint failed"), store._write() as c:
+            c.execute(text("PRAGMA defer_foreign_keys = ON"))
+            c.execute(
+                text("INSERT INTO events (thread_id, at, kind, detail) VALUES (999, 'x', 'k', 'd')")
+            )
+            c.execute(text("INSERT INTO meta (key, value) VALUES ('lost', 'x')"))
+        assert store._rows("SELECT key FROM meta WHERE key = 'lost'") == []
+        with store._write() as c:
+            c.execute(text("INSERT INTO meta (key, value) VALUES ('next', 'y')"))
+        assert store._rows("SELECT value FROM meta WHERE key = 'next'")[0]["value"] == "y"
+    finally:
+        store.close()

@@ -726,3 +726,40 @@ def test_a_claim_of_a_row_this_process_queued_is_one_statement(
     assert len(statements) == 2, statements
     claimed = pg_store.message(row)
     assert claimed.state == "submitting" and claimed.submitting_at is not None
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.DiskFull("could not extend file"),
+    ],
+    ids=["serialization", "deadlock", "disk-full"],
+)
+def test_a_database_error_that_is_not_the_connections_is_not_called_a_failed_connection(
+    orig: Exception,
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    url = "postgresql://mailer@db.example:5432/mailer"
+    said = store._db_error(url, DBAPIError.instance("UPDATE x", None, orig, psycopg.Error))
+    assert "connection to the state store failed" not in said
+    assert said.startswith("postgresql://mailer@db.example:5432/mailer") and str(orig) in said
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [
+        psycopg.OperationalError("connection refused"),
+        psycopg.errors.ConnectionTimeout("connection timeout expired"),
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+    ],
+    ids=["refused", "timeout", "admin-shutdown"],
+)
+def test_a_lost_or_refused_connection_names_host_and_port(orig: Exception) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    url = "postgresql://mailer@db.example:5432/mailer"
+    said = store._db_error(url, DBAPIError.instance("SELECT 1", None, orig, psycopg.Error))
+    assert said.startswith("db.example:5432: the connection to the state store failed: ")

@@ -16,6 +16,7 @@ helpers use (``execute`` of a ``text()`` clause with named parameters, and from 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,10 +86,13 @@ def transaction(engine: Any) -> Iterator[Connection]:
         dbapi.execute("BEGIN IMMEDIATE")
         try:
             yield Connection(dbapi)
+            dbapi.execute("COMMIT")
         except BaseException:
-            if dbapi.in_transaction:
-                dbapi.execute("ROLLBACK")
+            # The body's error, or the COMMIT's (a full disk): undone either way, and a
+            # ROLLBACK that fails too must not hide the error that says what went wrong.
+            with contextlib.suppress(sqlite3.Error):
+                if dbapi.in_transaction:
+                    dbapi.execute("ROLLBACK")
             raise
-        dbapi.execute("COMMIT")
     finally:
         pooled.close()  # back to the pool

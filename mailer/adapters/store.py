@@ -3109,11 +3109,14 @@ def _db_error(url: str, exc: Any) -> str:
             f"{_host_port(url)}: the connection to the state store was lost during COMMIT; "
             "whether it committed is unknown"
         )
+    orig = getattr(exc, "orig", None)
     if is_postgresql(url) and (
         getattr(exc, "connection_invalidated", False)
-        # By class and subclass: a connect timeout is psycopg's ConnectionTimeout.
-        or {"OperationalError", "InterfaceError"}
-        & {k.__name__ for k in type(getattr(exc, "orig", None)).__mro__}
+        # The connection's own errors only: psycopg's subclasses of OperationalError also
+        # stand for a serialization failure, a deadlock, a full disk (not a lost server).
+        or type(orig).__name__ in ("OperationalError", "InterfaceError", "ConnectionTimeout")
+        # Connection exceptions (08), and a server shutting down or starting up (57P0x).
+        or str(getattr(orig, "sqlstate", None) or "").startswith(("08", "57P0"))
     ):
         where = _host_port(url)
         return f"{where}: the connection to the state store failed: {_one_line(exc)}"
