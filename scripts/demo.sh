@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
+checkout=$PWD
 ws=$(mktemp -d /tmp/mailer-demo-XXXX)
 daemon_pid=""
 cleanup() {
@@ -28,7 +29,7 @@ wait_for() {  # wait_for "text" THREAD: poll the status until it shows the text 
 }
 
 step "mailer init: a fresh workspace in $ws"
-mailer init . | tail -n 6
+mailer init .
 step "mailer sandbox start: a private Dovecot + SMTP server on 127.0.0.1"
 mailer sandbox start
 # A demo cannot wait 3 business days: follow up after 15 seconds, at any hour.
@@ -107,3 +108,5 @@ mailer --sandbox status
 step "What the daemon decided"
 grep -E "follow-up|replied|human" daemon.log | sed 's/^[0-9-]* [0-9:,]* //'
 step "Done. The sandbox stops on exit; the workspace stays in $ws."
+echo "mailer is in $checkout/.venv/bin; to type plain 'mailer' in your shell:"
+printf '  source %q\n' "$checkout/.venv/bin/activate"

@@ -1,8 +1,10 @@
 """The README's install and try-out lines, read from README.md, and how a test runs them.
 
-README.md marks them with ``<!-- newcomer:install -->`` and ``<!-- newcomer:try -->``, each
-closed by ``<!-- /newcomer -->``: one command per indented line, a trailing ``# ...`` being a
-comment. Used by tests/test_newcomer.py and bench/newcomer_bench.py.
+README.md marks them with ``<!-- newcomer:install -->``, ``<!-- newcomer:try -->``,
+``<!-- newcomer:checkout -->`` (putting a checkout's ``.venv`` on PATH) and
+``<!-- newcomer:own -->`` (setting up one's own account), each closed by
+``<!-- /newcomer -->``: one command per indented line, a trailing ``# ...`` being a comment.
+Used by tests/test_newcomer.py and bench/newcomer_bench.py.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ _INSTALL = re.compile(r"pipx install (\S+)\s*(?:#\s*or:\s*uv tool install (\S+))
 class Readme:
     install: list[str]  # the raw lines, comments included
     try_out: list[str]  # the commands, comments removed
+    # The raw lines of these two, run as one shell session: `source`, `cd`, `~` and
+    # ${EDITOR...} must reach the shell as printed.
+    checkout: list[str]
+    own: list[str]
 
 
 def readme_lines(path: Path = ROOT / "README.md") -> Readme:
@@ -32,9 +38,16 @@ def readme_lines(path: Path = ROOT / "README.md") -> Readme:
     for name, body in _BLOCK.findall(path.read_text(encoding="utf-8")):
         assert name not in blocks, f"README.md: two newcomer:{name} blocks"
         blocks[name] = [line.strip() for line in body.splitlines() if line.strip()]
-    assert set(blocks) == {"install", "try"}, f"README.md: newcomer blocks found: {set(blocks)}"
+    found = set(blocks)
+    expected = {"install", "try", "checkout", "own"}
+    assert found == expected, f"README.md: newcomer blocks found: {found}"
     try_out = [_without_comment(line) for line in blocks["try"]]
-    return Readme(install=blocks["install"], try_out=[c for c in try_out if c])
+    return Readme(
+        install=blocks["install"],
+        try_out=[c for c in try_out if c],
+        checkout=blocks["checkout"],
+        own=blocks["own"],
+    )
 
 
 def _without_comment(line: str) -> str:
