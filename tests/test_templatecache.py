@@ -108,3 +108,32 @@ def test_the_cache_lives_in_the_users_cache_directory(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir() == tmp_path / "home" / ".cache" / "mailer" / "templates"
     assert isinstance(template_cache(OPTIONS), TemplateCache)
+
+
+def test_entries_left_unwritten_for_a_month_are_removed_when_another_is_written(
+    cache: Path, tmp_path: Path
+) -> None:
+    """Verify the cache does not grow for ever: writing an entry removes those last written
+    more than 30 days ago (another version's, a removed template's), and keeps the recent."""
+    cache.mkdir(parents=True)
+    old, recent = cache / "old.jinja", cache / "recent.jinja"
+    for entry in (old, recent):
+        entry.write_bytes(b"stale")
+    month_ago = os.stat(old).st_mtime - 31 * 24 * 3600
+    os.utime(old, (month_ago, month_ago))
+    (tmp_path / "mine.txt.j2").write_text("Subject: Hello {{ who }}\n\nHi {{ who }}.\n")
+    assert _render(tmp_path, who="Ana") == "Hello Ana|Hi Ana.\n"
+    kept = {p.name for p in cache.glob("*.jinja")}
+    assert "old.jinja" not in kept and "recent.jinja" in kept and len(kept) == 2
+
+
+def test_pruning_removes_only_cache_entries_and_a_missing_directory_is_no_error(
+    tmp_path: Path,
+) -> None:
+    from mailer.adapters.templatecache import prune
+
+    assert prune(tmp_path / "no such directory", older_than=1e12) == 0
+    (tmp_path / "a.jinja").write_bytes(b"x")
+    (tmp_path / "keep.txt").write_bytes(b"not ours")
+    assert prune(tmp_path, older_than=1e12) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

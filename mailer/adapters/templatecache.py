@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,33 @@ class TemplateCache(FileSystemBytecodeCache):
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             super().dump_bytecode(bucket)
         except OSError:
-            pass  # a read-only or full disk: the next run compiles it again
+            return  # a read-only or full disk: the next run compiles it again
+        # Here, and not on every load: a dump is rare (a new or edited template, another
+        # version of mailer), and each one may leave older entries nobody will ask for.
+        prune(Path(self.directory), time.time() - PRUNE_AFTER_SECONDS)
+
+
+# Entries not written for this long go (a template still in use is compiled once again):
+# each upgrade of mailer, Jinja2 or Python, and each workspace's own templates, leave some.
+PRUNE_AFTER_SECONDS = 30 * 24 * 3600
+
+
+def prune(directory: Path, older_than: float) -> int:
+    """Remove the cache's entries last written before ``older_than`` (a time.time());
+    returns how many. Anything that cannot be looked at or removed is left as it is."""
+    removed = 0
+    try:
+        entries = list(directory.glob("*.jinja"))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat().st_mtime < older_than:
+                entry.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def template_cache(options: dict[str, Any]) -> TemplateCache | None:
