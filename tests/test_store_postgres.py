@@ -480,24 +480,8 @@ def test_a_reply_cancels_a_queued_follow_up_with_the_commit(
     """The cancel of a queued follow-up goes in the COMMIT's round trip (with the event):
     both are handed to the COMMIT's pipeline, in order, and once the move commits the
     follow-up is cancelled and the reply logged."""
-    tid, _ = _apology(pg_store, 1, due=NOW - timedelta(minutes=1))
-    row = pg_store.claim_follow_up(
-        tid,
-        NOW,
-        message_id="<f1@sandbox.test>",
-        raw=b"follow-up",
-        envelope_from="you@sandbox.test",
-        recipients=("ana1@sandbox.test",),
-    )
-    assert row is not None and pg_store.message(row).state == "queued"
-    with_commit: list[str] = []
-    real = store._commit_with
-
-    def watched(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with_commit.extend(" ".join(sql.split()[:3]) for sql, _ in later)
-        real(conn, later)
-
-    monkeypatch.setattr(store, "_commit_with", watched)
+    tid, row = _queued_follow_up(pg_store)
+    with_commit = _handed_to_the_commit(monkeypatch)
     pg_store.set_thread_state(tid, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
     assert with_commit == ["UPDATE messages SET", "INSERT INTO events"]
     follow_up = pg_store.message(row)
@@ -506,6 +490,19 @@ def test_a_reply_cancels_a_queued_follow_up_with_the_commit(
     thread = pg_store.thread(tid)
     assert thread is not None and thread.state == "replied"
     assert pg_store.events(tid)[-1]["kind"] == "reply"
+
+
+def _handed_to_the_commit(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first three words of each statement handed to the COMMIT's pipeline from now on."""
+    seen: list[str] = []
+    real = store._commit_with
+
+    def watched(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
+        seen.extend(" ".join(sql.split()[:3]) for sql, _ in later)
+        real(conn, later)
+
+    monkeypatch.setattr(store, "_commit_with", watched)
+    return seen
 
 
 def _queued_follow_up(s: Store) -> tuple[int, int]:
@@ -690,16 +687,9 @@ def test_a_sent_copys_outcome_goes_with_the_commit(
     UPDATE's answer. Once committed, each message has its own outcome."""
     first = _queued_follow_up(pg_store)[1]
     _, second = _apology(pg_store, 2)
-    with_commit: list[str] = []
-    real = store._commit_with
-
-    def watched(conn: Any, later: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with_commit.extend(" ".join(sql.split()[:4]) for sql, _ in later)
-        real(conn, later)
-
-    monkeypatch.setattr(store, "_commit_with", watched)
+    with_commit = _handed_to_the_commit(monkeypatch)
     pg_store.record_sent_copies([(first, "Sent"), (second, "failed: quota")])
-    assert with_commit == ["UPDATE messages SET sent_copy"] * 2
+    assert with_commit == ["UPDATE messages SET"] * 2
     assert pg_store.message(first).sent_copy == "Sent"
     assert pg_store.message(second).sent_copy == "failed: quota"
 
