@@ -181,3 +181,29 @@ def test_lint_refuses_oversized_facts_and_files(tmp_path: Path) -> None:
     assert (
         r.returncode == 2 and f"is {len(OK) + 1_000_001:,} bytes; at most 1,000,000 are" in r.stderr
     )
+
+
+def test_cache_keys_tell_objects_apart_by_identity_not_equality() -> None:
+    """Verify each object gets one cache key part, kept for it, and that two equal but
+    distinct objects (a table swapped in, say) get two."""
+    table, twin = [re.compile("x")], [re.compile("x")]
+    assert table == twin
+    assert lint._same(table) is lint._same(table)
+    assert lint._same(table) is not lint._same(twin)
+    assert lint._same(table) != lint._same(twin)
+    assert lint._same(table).value is table
+
+
+def test_a_sentence_is_judged_again_under_a_swapped_gate() -> None:
+    """Verify a tone answer remembered for a sentence is not reused once a gate is swapped
+    for one that lets nothing through, nor lost once the original is back."""
+    sentence = "I need you to reply to me ASAP about this."
+
+    def rules() -> set[str]:
+        return {f.rule for f in lint_apology("", sentence, company="", role="", note=None)}
+
+    assert "demanding-tone" in rules()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(lint, "_ANY_TONE", re.compile(r"(?!)"))
+        assert "demanding-tone" not in rules()
+    assert "demanding-tone" in rules()

@@ -601,7 +601,7 @@ def _line_words(line: str) -> int:
     word = _get("_WORD")
     if len(line) > MAX_PIECE:  # (the bound keeps the cache's memory small)
         return len(word.findall(line))
-    return _remembered_words(line, _Same(word))
+    return _remembered_words(line, _same(word))
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -652,7 +652,7 @@ def _found(name: str, text: str) -> bool:
     """Whether the key-element regex ``name`` matches ``text``: line by line, each line's
     answer remembered (a campaign's entries share most of their lines)."""
     pattern = _get(name)
-    same = _Same(pattern)
+    same = _same(pattern)
     return any(
         pattern.search(line) is not None if len(line) > MAX_PIECE else _line_found(line, same)
         for line in text.split("\n")
@@ -752,7 +752,7 @@ def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
 def _tone(sentences: list[str]) -> Iterator[Finding]:
     # The tables as they are now (a test may swap one): answers found with others are not
     # reused.
-    tables = tuple(_Same(globals().get(name)) for name in _TONE_TABLES)
+    tables = tuple(_same(globals().get(name)) for name in _TONE_TABLES)
     for sentence in sentences:
         if len(sentence) <= MAX_PIECE:
             yield from _remembered_tone(sentence, tables)
@@ -764,19 +764,27 @@ _TONE_TABLES = ("_ANY_TONE", "_TONE_CHECKS", "_MATCHER_CHECKS", "_NEGATION_BEFOR
 
 
 class _Same:
-    """Part of a cache key that equals only a key part holding the very same object. The
-    cache keeps the key, and so the object, alive: its identity is never reused meanwhile."""
+    """Part of a cache key that equals only a key part holding the very same object. Made by
+    :func:`_same` only, one per object: it then compares and hashes by its own identity, in
+    C (a campaign's lint looks up its caches some hundred times an entry, and a Python
+    ``__hash__`` and ``__eq__`` on each lookup were a tenth of the lint)."""
 
     __slots__ = ("value",)
 
     def __init__(self, value: object) -> None:
         self.value = value
 
-    def __hash__(self) -> int:
-        return id(self.value)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Same) and other.value is self.value
+# One _Same per object, and the object kept alive by it: its identity is never reused while
+# a cache holds a key made with it.
+_SAMES: dict[int, _Same] = {}
+
+
+def _same(value: object) -> _Same:
+    same = _SAMES.get(id(value))
+    if same is None or same.value is not value:
+        same = _SAMES[id(value)] = _Same(value)
+    return same
 
 
 @lru_cache(maxsize=4096)
