@@ -103,3 +103,41 @@ def test_a_lazily_built_name_reads_like_a_module_attribute() -> None:
     assert isinstance(lint._REASON, re.Pattern) and lint._REASON is lint._REASON
     for name in lint._LAZY:
         assert getattr(lint, name) is not None
+
+
+def test_short_commands_run_without_the_cycle_collector_and_give_it_back(
+    offline_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify `preview` runs with the cycle collector off, and that it is on again once the
+    command is done (a caller in the same process keeps it); `situations`, not a short
+    command, leaves it on."""
+    import gc
+
+    from mailer.model import apology, composer
+
+    from .conftest import INTERVIEWER, run_in_process
+
+    during: list[bool] = []
+    prepare, situations_in = apology.prepare, composer.situations_in
+
+    def watched_prepare(*args: object, **kwargs: object) -> object:
+        during.append(gc.isenabled())
+        return prepare(*args, **kwargs)  # type: ignore[arg-type]
+
+    def watched_situations(*args: object, **kwargs: object) -> object:
+        during.append(gc.isenabled())
+        return situations_in(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apology, "prepare", watched_prepare)
+    assert gc.isenabled()
+    r = run_in_process(
+        offline_workspace,
+        "preview",
+        *("--situation", "illness", "--to", INTERVIEWER, "--interviewer", "Ana Ruiz"),
+        *("--company", "Acme", "--role", "Data Engineer", "--interview", "2026-11-24 10:00"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert during == [False] and gc.isenabled()
+    monkeypatch.setattr(composer, "situations_in", watched_situations)
+    assert run_in_process(offline_workspace, "situations").returncode == 0
+    assert during == [False, True] and gc.isenabled()
