@@ -108,17 +108,21 @@ def test_a_lazily_built_name_reads_like_a_module_attribute() -> None:
 def test_short_commands_run_without_the_cycle_collector_and_give_it_back(
     offline_workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Verify `preview` runs with the cycle collector off, and that it is on again once the
-    command is done (a caller in the same process keeps it); `situations`, not a short
-    command, leaves it on."""
+    """Verify `preview` and `campaign check` run with the cycle collector off, and that it is
+    on again once the command is done (a caller in the same process keeps it);
+    `situations`, not a short command, leaves it on."""
     import gc
+    from datetime import datetime
 
+    from mailer.adapters.workspace import example_campaign
     from mailer.model import apology, composer
+    from mailer.services import campaign
 
-    from .conftest import INTERVIEWER, run_in_process
+    from .conftest import INTERVIEWER, NOW, run_in_process
 
     during: list[bool] = []
     prepare, situations_in = apology.prepare, composer.situations_in
+    load_campaign = campaign.load_campaign
 
     def watched_prepare(*args: object, **kwargs: object) -> object:
         during.append(gc.isenabled())
@@ -128,7 +132,12 @@ def test_short_commands_run_without_the_cycle_collector_and_give_it_back(
         during.append(gc.isenabled())
         return situations_in(*args, **kwargs)  # type: ignore[arg-type]
 
+    def watched_load(*args: object, **kwargs: object) -> object:
+        during.append(gc.isenabled())
+        return load_campaign(*args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(apology, "prepare", watched_prepare)
+    monkeypatch.setattr(campaign, "load_campaign", watched_load)
     assert gc.isenabled()
     r = run_in_process(
         offline_workspace,
@@ -138,6 +147,14 @@ def test_short_commands_run_without_the_cycle_collector_and_give_it_back(
     )
     assert r.returncode == 0, r.stderr
     assert during == [False] and gc.isenabled()
+    text = example_campaign(datetime.fromisoformat(NOW).date())
+    text = text.replace("ana.ruiz@example.com", INTERVIEWER)
+    (offline_workspace / "camp.toml").write_text(
+        text.replace("b.li@example.com", "recruiter@sandbox.test"), encoding="utf-8"
+    )
+    r = run_in_process(offline_workspace, "campaign", "check", "camp.toml")
+    assert r.returncode == 0, r.stderr
+    assert during == [False, False] and gc.isenabled()
     monkeypatch.setattr(composer, "situations_in", watched_situations)
     assert run_in_process(offline_workspace, "situations").returncode == 0
-    assert during == [False, True] and gc.isenabled()
+    assert during == [False, False, True] and gc.isenabled()

@@ -206,3 +206,16 @@ def _show_raw(composed: Any) -> None:
             click.echo(f"{name}: {msg[name]}")
     click.echo("")
     click.echo(composed.text, nl=False)
+
+
+def without_collector(ctx: click.Context) -> None:
+    """Run the command ``ctx`` invokes without the cycle collector, for a command that reads,
+    prints and ends, making few reference cycles: the collector would only walk the modules
+    just loaded again and again (a twentieth of a preview). It is on again once the command
+    is done (for a caller in the same process); every other command, the daemon first, keeps
+    it throughout."""
+    import gc
+
+    if gc.isenabled():
+        gc.disable()
+        ctx.call_on_close(gc.enable)

@@ -18,6 +18,7 @@ from mailer.cli.common import (
     composer,
     handle_errors,
     warn,
+    without_collector,
 )
 from mailer.cli.completion import complete_situation
 from mailer.errors import ConfigError, ExitCode, InputError, MailerError, RefusedError
@@ -51,15 +52,7 @@ def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> N
     if debug or ctx.invoked_subcommand not in (*OFFLINE_COMMANDS, *LOGS_WHEN_NEEDED):
         configure_logging(debug)
     if ctx.invoked_subcommand in SHORT_COMMANDS:
-        import gc
-
-        # The command prints and ends, making few reference cycles: the collector would only
-        # walk the modules just loaded again and again (a twentieth of a preview). On again
-        # when the command is done (for a caller in the same process); every other command,
-        # the daemon first, keeps it throughout.
-        if gc.isenabled():
-            gc.disable()
-            ctx.call_on_close(gc.enable)
+        without_collector(ctx)
 
 
 # Commands that never connect, and log nothing of their own: they leave the logging module
@@ -68,7 +61,7 @@ OFFLINE_COMMANDS = frozenset({"preview", "lint", "call-script"})
 # Commands that set logging up themselves, only where a library they use may log: `status`
 # reading a SQLite file logs nothing (the logging module was a fiftieth of a listing).
 LOGS_WHEN_NEEDED = frozenset({"status"})
-# Commands that read, print and end: they run without the cycle collector (see cli).
+# Commands that read, print and end: they run without the cycle collector (without_collector).
 SHORT_COMMANDS = OFFLINE_COMMANDS | {"status"}
 
 
