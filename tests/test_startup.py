@@ -158,3 +158,50 @@ def test_short_commands_run_without_the_cycle_collector_and_give_it_back(
     monkeypatch.setattr(composer, "situations_in", watched_situations)
     assert run_in_process(offline_workspace, "situations").returncode == 0
     assert during == [False, False, True] and gc.isenabled()
+
+
+FREEZE_AT_EXIT = """
+import atexit, gc, sys
+atexit.register(
+    lambda: print("FROZEN", gc.get_freeze_count() > 0, gc.isenabled(), file=sys.stderr)
+)
+from mailer.cli.main import main
+main()
+"""
+
+
+@pytest.mark.wire  # mailer's own process, to its exit
+@pytest.mark.parametrize(
+    ("args", "frozen"),
+    [
+        (
+            [
+                *("preview", "--situation", "illness", "--to", "ana.ruiz@acme.example.com"),
+                *("--interviewer", "Ana Ruiz", "--company", "Acme", "--role", "Data Engineer"),
+                *("--interview", "2026-11-24 10:00"),
+            ],
+            "FROZEN True False",
+        ),
+        (["situations"], "FROZEN False True"),
+    ],
+)
+def test_a_short_command_leaves_its_objects_to_the_exit(
+    tmp_path: Path, args: list[str], frozen: str
+) -> None:
+    """Verify mailer's own process, after a short command such as `preview`, freezes what it
+    loaded instead of collecting it again as the interpreter exits, and prints as ever; after
+    another command, such as `situations`, the collector is as it always is."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailer.toml").write_text(
+        '[sender]\nname = "Sam Candidate"\naddress = "sam@candidate.example.org"\n'
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", FREEZE_AT_EXIT, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    assert r.stderr.strip().splitlines()[-1] == frozen

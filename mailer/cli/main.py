@@ -1118,6 +1118,9 @@ _accept_global_options_everywhere(cli)
 
 
 def main() -> None:
+    from mailer.cli import common
+
+    common.PROCESS_ENDS_AFTER_COMMAND = True
     cli(prog_name="mailer")
 
 
