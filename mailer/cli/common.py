@@ -229,11 +229,12 @@ PROCESS_ENDS_AFTER_COMMAND = False
 def _after_short_command() -> None:
     import gc
 
-    if PROCESS_ENDS_AFTER_COMMAND:
-        # The interpreter's last collection, as it exits, walks every object the modules
-        # loaded (a tenth of a preview): frozen, they are left to the exit. Nothing a short
-        # command leaves behind needs finalising: it wrote nothing but its output, which is
-        # flushed as ever.
+    # The interpreter's last collection, as it exits, walks every object the modules loaded
+    # (a tenth of a preview): frozen, they are left to the exit. A short command leaves
+    # nothing behind that needs finalising (it wrote nothing but its output, flushed as
+    # ever), unless it went through SQLAlchemy (PostgreSQL, a store it migrated): its pool
+    # sits in reference cycles, and that collection is what closes the connections politely.
+    if PROCESS_ENDS_AFTER_COMMAND and "sqlalchemy" not in sys.modules:
         gc.freeze()
     else:
         gc.enable()
