@@ -84,6 +84,20 @@ class Row:
 ROWS: list[Row] = []
 
 
+def measured_tree() -> str:
+    """The package the timed ``mailer`` processes import (they inherit this environment).
+    ``.venv/bin/mailer`` is an editable install of one checkout: run with ``PYTHONPATH=$PWD``
+    to measure another, such as a worktree sharing the venv."""
+    probe = subprocess.run(
+        [PY, "-c", "import mailer; print(mailer.__file__)"],
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(Path(probe.stdout.strip()).parent)
+
+
 def run_timed_cpu(
     cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = True
 ) -> tuple[float, float]:
@@ -760,6 +774,7 @@ def main() -> None:
             idle_warmup=2 if q else 10,
         )
         print(f"stack in {info.dir}; SMTP {args.smtp} on {smtp_port}", flush=True)
+        print(f"mailer measured: {measured_tree()}", flush=True)
         steps: dict[str, Callable[[], None]] = {
             "help": lambda: bench_help(ctx),
             "preview": lambda: bench_preview(ctx),

@@ -181,3 +181,81 @@ def test_lint_refuses_oversized_facts_and_files(tmp_path: Path) -> None:
     assert (
         r.returncode == 2 and f"is {len(OK) + 1_000_001:,} bytes; at most 1,000,000 are" in r.stderr
     )
+
+
+def test_cache_keys_tell_objects_apart_by_identity_not_equality() -> None:
+    """Verify each object gets one cache key part, kept for it, and that two equal but
+    distinct objects (a table swapped in, say) get two."""
+    table, twin = [re.compile("x")], [re.compile("x")]
+    assert table == twin
+    assert lint._same(table) is lint._same(table)
+    assert lint._same(table) is not lint._same(twin)
+    assert lint._same(table) != lint._same(twin)
+    assert lint._same(table).value is table
+
+
+def test_a_sentence_is_judged_again_under_a_swapped_gate() -> None:
+    """Verify a tone answer remembered for a sentence is not reused once a gate is swapped
+    for one that lets nothing through, nor lost once the original is back."""
+    sentence = "I need you to reply to me ASAP about this."
+
+    def rules() -> set[str]:
+        return {f.rule for f in lint_apology("", sentence, company="", role="", note=None)}
+
+    assert "demanding-tone" in rules()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(lint, "_ANY_TONE", re.compile(r"(?!)"))
+        assert "demanding-tone" not in rules()
+    assert "demanding-tone" in rules()
+
+
+@pytest.mark.parametrize(
+    ("source", "letters"),
+    [
+        (r"\bI need you to\b", {"i"}),
+        (r"(?<!\bif )(?<!n't )\byou (?:have|need) to\b", {"y"}),
+        (r"\b(?:it is|it's|(?:this|that) is) urgent\b", {"i", "t"}),
+        (r"\bI(?: am|'m) an? idiot\b", {"i"}),
+        (r"a+b", {"a"}),
+        # What it cannot read for sure: no letters, so every word start tries it.
+        (r"a?b", None),
+        (r"a*b", None),
+        (r"a{0,2}b", None),
+        (r"(?:ab)?c", None),
+        (r"(?:a|)b", None),
+        (r"[ab]c", None),
+        (r"\w+", None),
+        (r"a|\d", None),
+        (r"(?i)abc", None),
+        (r"(?:a|b[)]|c)", {"a", "b", "c"}),  # a ")" in a class closes no group
+        (r"(?:é|e)", None),
+        (r"(?:a", None),
+    ],
+)
+def test_the_tone_gate_reads_first_letters_only_where_it_is_sure(
+    source: str, letters: set[str] | None
+) -> None:
+    """Verify _first_letters reads the letter (or letters) a pattern's match must start with
+    through lookbehinds, a \\b and groups of alternatives, and says None wherever the first
+    character could be anything else."""
+    found = lint._first_letters(source)
+    assert (None if found is None else set(found)) == letters
+
+
+TONE_WORDS = [
+    *WORDS, "ASAP", "urgent", "URGENT", "it's", "your", "job", "blame", "the", "traffic",
+    "was", "terrible", "ſorry", "Sorry", "SORRY", "ıt", "İt", "I", "ı", "İ", "\u212aeen",
+    "owe", "me", "demand", "insist", "if", "do", "should", "have", "to", "nothing", "could",
+    "done", "grovelling", "é", "ﬁne",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TONE_WORDS), max_size=30).map(" ".join))
+def test_the_word_by_word_tone_gate_answers_as_one_alternation_does(text: str) -> None:
+    """Verify the tone gate, trying at each word start only the patterns that can start
+    there, matches exactly the texts one alternation of every tone pattern matches, letters
+    outside ASCII that case-fold to ASCII ones ('ſ', 'ı', 'İ', the Kelvin sign) included."""
+    gate = lint._get("_ANY_TONE")
+    whole = lint._any_of(gate._everything, r"\b(?=[^\W\d_])")
+    assert (gate.search(text) is None) == (whole.search(text) is None)

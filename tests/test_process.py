@@ -7,6 +7,7 @@ and the psutil calls to answer as those systems do.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -189,7 +190,7 @@ def test_windows_sandbox_says_no_dovecot_in_one_line(monkeypatch: pytest.MonkeyP
 def test_macos_finds_homebrews_dovecot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Verify on macOS Homebrew's dovecot is found off PATH, and its absence names brew."""
     monkeypatch.setattr(sys, "platform", "darwin")
-    monkeypatch.setattr(process.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)  # (process imports it on use)
     brew = tmp_path / "opt" / "homebrew"
     (brew / "sbin").mkdir(parents=True)
     (brew / "sbin" / "dovecot").write_text("")

@@ -4,6 +4,7 @@ check compiles its regexes on first use."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -103,3 +104,110 @@ def test_a_lazily_built_name_reads_like_a_module_attribute() -> None:
     assert isinstance(lint._REASON, re.Pattern) and lint._REASON is lint._REASON
     for name in lint._LAZY:
         assert getattr(lint, name) is not None
+
+
+def test_short_commands_run_without_the_cycle_collector_and_give_it_back(
+    offline_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify `preview` and `campaign check` run with the cycle collector off, and that it is
+    on again once the command is done (a caller in the same process keeps it);
+    `situations`, not a short command, leaves it on."""
+    import gc
+    from datetime import datetime
+
+    from mailer.adapters.workspace import example_campaign
+    from mailer.model import apology, composer
+    from mailer.services import campaign
+
+    from .conftest import INTERVIEWER, NOW, run_in_process
+
+    during: list[bool] = []
+    prepare, situations_in = apology.prepare, composer.situations_in
+    load_campaign = campaign.load_campaign
+
+    def watched_prepare(*args: object, **kwargs: object) -> object:
+        during.append(gc.isenabled())
+        return prepare(*args, **kwargs)  # type: ignore[arg-type]
+
+    def watched_situations(*args: object, **kwargs: object) -> object:
+        during.append(gc.isenabled())
+        return situations_in(*args, **kwargs)  # type: ignore[arg-type]
+
+    def watched_load(*args: object, **kwargs: object) -> object:
+        during.append(gc.isenabled())
+        return load_campaign(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apology, "prepare", watched_prepare)
+    monkeypatch.setattr(campaign, "load_campaign", watched_load)
+    assert gc.isenabled()
+    r = run_in_process(
+        offline_workspace,
+        "preview",
+        *("--situation", "illness", "--to", INTERVIEWER, "--interviewer", "Ana Ruiz"),
+        *("--company", "Acme", "--role", "Data Engineer", "--interview", "2026-11-24 10:00"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert during == [False] and gc.isenabled()
+    text = example_campaign(datetime.fromisoformat(NOW).date())
+    text = text.replace("ana.ruiz@example.com", INTERVIEWER)
+    (offline_workspace / "camp.toml").write_text(
+        text.replace("b.li@example.com", "recruiter@sandbox.test"), encoding="utf-8"
+    )
+    r = run_in_process(offline_workspace, "campaign", "check", "camp.toml")
+    assert r.returncode == 0, r.stderr
+    assert during == [False, False] and gc.isenabled()
+    monkeypatch.setattr(composer, "situations_in", watched_situations)
+    assert run_in_process(offline_workspace, "situations").returncode == 0
+    assert during == [False, False, True] and gc.isenabled()
+
+
+FREEZE_AT_EXIT = """
+import atexit, gc, os, sys
+if os.environ.get("LOAD_SQLALCHEMY"):
+    import sqlalchemy
+atexit.register(
+    lambda: print("FROZEN", gc.get_freeze_count() > 0, gc.isenabled(), file=sys.stderr)
+)
+from mailer.cli.main import main
+main()
+"""
+
+
+PREVIEW = [
+    *("preview", "--situation", "illness", "--to", "ana.ruiz@acme.example.com"),
+    *("--interviewer", "Ana Ruiz", "--company", "Acme", "--role", "Data Engineer"),
+    *("--interview", "2026-11-24 10:00"),
+]
+
+
+@pytest.mark.wire  # mailer's own process, to its exit
+@pytest.mark.parametrize(
+    ("args", "sqlalchemy", "frozen"),
+    [
+        (PREVIEW, "", "FROZEN True False"),
+        (PREVIEW, "1", "FROZEN False True"),
+        (["situations"], "", "FROZEN False True"),
+    ],
+)
+def test_a_short_command_leaves_its_objects_to_the_exit(
+    tmp_path: Path, args: list[str], sqlalchemy: str, frozen: str
+) -> None:
+    """Verify mailer's own process, after a short command such as `preview`, freezes what it
+    loaded instead of collecting it again as the interpreter exits, and prints as ever; not
+    once SQLAlchemy is loaded (its pool's connections are closed by that collection); after
+    another command, such as `situations`, the collector is as it always is."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailer.toml").write_text(
+        '[sender]\nname = "Sam Candidate"\naddress = "sam@candidate.example.org"\n'
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", FREEZE_AT_EXIT, *args],
+        cwd=tmp_path,
+        env={**os.environ, "LOAD_SQLALCHEMY": sqlalchemy},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    assert r.stderr.strip().splitlines()[-1] == frozen

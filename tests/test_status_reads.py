@@ -247,10 +247,14 @@ def test_status_id_reads_only_its_own_thread(tmp_path: Path) -> None:
 def test_status_imports_no_library_it_does_not_use(tmp_path: Path) -> None:
     """Verify `status` off a terminal imports neither SQLAlchemy (a current SQLite store is
     read with sqlite3) nor rich, Jinja2, APScheduler, IMAPClient or yagmail; nor logging
-    (nothing in it logs), nor the facts and decision modules (only a held thread's words need
-    the latter)."""
+    (nothing in it logs), nor shutil (only the sandbox's Dovecot finder uses it, and it
+    loads the compression modules), nor the facts and decision modules (only a held
+    thread's words need the latter)."""
     ws, _ = _workspace(tmp_path, 2)
-    heavy = ("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail", "logging")
+    heavy = (
+        *("sqlalchemy", "rich", "jinja2", "apscheduler", "imapclient", "yagmail", "logging"),
+        "shutil",
+    )
     ours = ("mailer.model.facts", "mailer.model.decision")
     code = (
         "import sys\n"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,6 +180,8 @@ def find_dovecot() -> str:
             hint="send, check, daemon, campaign, preview, lint and status work without it; "
             "point config/mailer.toml at a real server",
         )
+    import shutil  # here, not at the top: `status` loads this module, and shutil's imports
+
     places, install = _DOVECOT["darwin" if sys.platform == "darwin" else "linux"]
     found = shutil.which("dovecot") or next((p for p in places if Path(p).exists()), None)
     if found is None:

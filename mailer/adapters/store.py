@@ -2084,8 +2084,9 @@ class Store:
         try:
             with self.reading() as query:
                 _, threads = query(_SUMMARY_SQL)
-                _, briefs = query(_NEEDED_BRIEFS_SQL)
-                _, suspects = query(_SUSPECT_MESSAGES_SQL)
+                _, listed_messages = query(_LISTED_MESSAGES_SQL)
+                briefs = [row[:7] for row in listed_messages if row[7]]
+                suspects = [row[1] for row in listed_messages if row[8]]
                 details: dict[int, dict[str, Any]] = {}
                 doubted = []
                 for row in threads:
@@ -2095,7 +2096,7 @@ class Store:
                         doubted.append(row[0])
                 found, damage = self._read_in_full(query, doubted)
                 details.update(found)
-                broken = self._broken_messages(query, [m for (m,) in suspects], details)
+                broken = self._broken_messages(query, suspects, details)
         except StateError as exc:
             if "no such function" not in str(exc):
                 raise
@@ -2687,9 +2688,8 @@ _SUMMARY_SQL = f"""SELECT id, recipient, company, situation, sent_at, state, fol
     FROM threads ORDER BY id"""
 # The messages a thread's words depend on: any whose fate is open, and the follow-ups (the
 # last one sent is shown). See threadview.describe.
-_NEEDED_BRIEFS_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at
-    FROM messages WHERE state IN ({", ".join(f"'{s}'" for s in (QUEUED, SUBMITTING, IN_DOUBT))})
-    OR kind = 'follow_up' ORDER BY id"""
+_NEEDED_BRIEF = f"""state IN ({", ".join(f"'{s}'" for s in (QUEUED, SUBMITTING, IN_DOUBT))})
+    OR kind = 'follow_up'"""
 _ISO_START = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 # The shape mailer writes nearly every date in (seconds, UTC), with a day every month has and
 # an hour below 24: SQLite reads it as that very day and time, so it needs no reading (the
@@ -2704,18 +2704,19 @@ _PLAIN_UTC = (
 # only in the lengths mailer writes (seconds; microseconds; an offset or, in old rows, none)
 # and where SQLite reads the same day and time in it: anything else (2026-02-30, 24:00, a
 # trailing space, a lower-case z) is a suspect.
-_SUSPECT_MESSAGES_SQL = (
-    f"SELECT id FROM messages WHERE NOT {_json_sound('recipients', '[')}"
-    + "".join(
-        # A date SQLite reads as another day or time (2026-02-30, 25:00, an offset moved
-        # into UTC) is a suspect too: Python then judges it.
-        f" OR ({c} IS NOT NULL AND NOT {_PLAIN_UTC.format(c=c)} AND (length({c}) NOT IN"
-        f" (19, 25, 32) OR {c} NOT GLOB {_ISO_START} OR date(julianday({c})) IS NOT"
-        f" substr({c}, 1, 10) OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
-        for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
-    )
-    + " ORDER BY id"
+_SUSPECT_MESSAGE = f"NOT {_json_sound('recipients', '[')}" + "".join(
+    # A date SQLite reads as another day or time (2026-02-30, 25:00, an offset moved into
+    # UTC) is a suspect too: Python then judges it.
+    f" OR ({c} IS NOT NULL AND NOT {_PLAIN_UTC.format(c=c)} AND (length({c}) NOT IN"
+    f" (19, 25, 32) OR {c} NOT GLOB {_ISO_START} OR date(julianday({c})) IS NOT"
+    f" substr({c}, 1, 10) OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
+    for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
 )
+# Both kinds of message in one pass over the table (each pass reads every message's row):
+# the brief of each needed one, and whether each is needed and whether it is a suspect.
+_LISTED_MESSAGES_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at,
+    ({_NEEDED_BRIEF}), ({_SUSPECT_MESSAGE})
+    FROM messages WHERE ({_NEEDED_BRIEF}) OR ({_SUSPECT_MESSAGE}) ORDER BY id"""
 
 
 def _bad_dates(row: tuple[Any, ...]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from mailer.cli.common import Context, _show, handle_errors, warn
+from mailer.cli.common import Context, _show, handle_errors, warn, without_collector
 from mailer.errors import ConfigError, ExitCode, InputError
 
 NOT_SENT = "not_sent"  # an entry with no thread yet (threadview.THREAD_STATES otherwise)
@@ -78,8 +78,11 @@ def _load(
 
 
 @click.group()
-def campaign() -> None:
+@click.pass_context
+def campaign(ctx: click.Context) -> None:
     """Many apologies from one file: config/campaigns/NAME.toml (see 'mailer init')."""
+    if ctx.invoked_subcommand in ("check", "preview"):  # they read, print and end
+        without_collector(ctx)
 
 
 @campaign.command("check")

@@ -206,3 +206,35 @@ def _show_raw(composed: Any) -> None:
             click.echo(f"{name}: {msg[name]}")
     click.echo("")
     click.echo(composed.text, nl=False)
+
+
+def without_collector(ctx: click.Context) -> None:
+    """Run the command ``ctx`` invokes without the cycle collector, for a command that reads,
+    prints and ends, making few reference cycles: the collector would only walk the modules
+    just loaded again and again (a twentieth of a preview). When the command is done it is
+    on again, for a caller in the same process; in mailer's own process, which ends next,
+    everything is frozen instead (see :func:`_after_short_command`). Every other command,
+    the daemon first, keeps the collector throughout."""
+    import gc
+
+    if gc.isenabled():
+        gc.disable()
+        ctx.call_on_close(_after_short_command)
+
+
+# Set by mailer.cli.main.main, the command line's own process: it ends once the command has.
+PROCESS_ENDS_AFTER_COMMAND = False
+
+
+def _after_short_command() -> None:
+    import gc
+
+    # The interpreter's last collection, as it exits, walks every object the modules loaded
+    # (a tenth of a preview): frozen, they are left to the exit. A short command leaves
+    # nothing behind that needs finalising (it wrote nothing but its output, flushed as
+    # ever), unless it went through SQLAlchemy (PostgreSQL, a store it migrated): its pool
+    # sits in reference cycles, and that collection is what closes the connections politely.
+    if PROCESS_ENDS_AFTER_COMMAND and "sqlalchemy" not in sys.modules:
+        gc.freeze()
+    else:
+        gc.enable()

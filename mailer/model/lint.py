@@ -601,7 +601,7 @@ def _line_words(line: str) -> int:
     word = _get("_WORD")
     if len(line) > MAX_PIECE:  # (the bound keeps the cache's memory small)
         return len(word.findall(line))
-    return _remembered_words(line, _Same(word))
+    return _remembered_words(line, _same(word))
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -652,7 +652,7 @@ def _found(name: str, text: str) -> bool:
     """Whether the key-element regex ``name`` matches ``text``: line by line, each line's
     answer remembered (a campaign's entries share most of their lines)."""
     pattern = _get(name)
-    same = _Same(pattern)
+    same = _same(pattern)
     return any(
         pattern.search(line) is not None if len(line) > MAX_PIECE else _line_found(line, same)
         for line in text.split("\n")
@@ -752,7 +752,7 @@ def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
 def _tone(sentences: list[str]) -> Iterator[Finding]:
     # The tables as they are now (a test may swap one): answers found with others are not
     # reused.
-    tables = tuple(_Same(globals().get(name)) for name in _TONE_TABLES)
+    tables = tuple(_same(globals().get(name)) for name in _TONE_TABLES)
     for sentence in sentences:
         if len(sentence) <= MAX_PIECE:
             yield from _remembered_tone(sentence, tables)
@@ -764,19 +764,27 @@ _TONE_TABLES = ("_ANY_TONE", "_TONE_CHECKS", "_MATCHER_CHECKS", "_NEGATION_BEFOR
 
 
 class _Same:
-    """Part of a cache key that equals only a key part holding the very same object. The
-    cache keeps the key, and so the object, alive: its identity is never reused meanwhile."""
+    """Part of a cache key that equals only a key part holding the very same object. Made by
+    :func:`_same` only, one per object: it then compares and hashes by its own identity, in
+    C (a campaign's lint looks up its caches some hundred times an entry, and a Python
+    ``__hash__`` and ``__eq__`` on each lookup were a tenth of the lint)."""
 
     __slots__ = ("value",)
 
     def __init__(self, value: object) -> None:
         self.value = value
 
-    def __hash__(self) -> int:
-        return id(self.value)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Same) and other.value is self.value
+# One _Same per object, and the object kept alive by it: its identity is never reused while
+# a cache holds a key made with it.
+_SAMES: dict[int, _Same] = {}
+
+
+def _same(value: object) -> _Same:
+    same = _SAMES.get(id(value))
+    if same is None or same.value is not value:
+        same = _SAMES[id(value)] = _Same(value)
+    return same
 
 
 @lru_cache(maxsize=4096)
@@ -819,6 +827,162 @@ class _Gate:
 
     def search(self, text: str) -> re.Match[str] | None:
         return self.regex.search(text)
+
+
+class _WordGate:
+    """_ANY_TONE: whether any tone regex matches, as one alternation of them all would say,
+    looked for word by word. Every tone pattern starts at the start of a word, and most with
+    a letter that can be read from its text (:func:`_first_letters`): at each word start only
+    the patterns that can start with its letter are tried (a few, not fifty). The patterns
+    of one letter make one alternation, and those that may start with several letters
+    another, each compiled once, on first use: a preview compiles no more than one
+    alternation of them all did. A word starting with a letter outside ASCII that case-folds
+    to one of theirs ('ſ', 'K') is tried against them all; a pattern whose first letter
+    cannot be read, at every word start. The one alternation was a tenth of a campaign
+    check."""
+
+    __slots__ = (
+        *("_anywhere", "_by_letter", "_compiled", "_everything", "_several", "_several_letters"),
+        *("_several_regex", "_starts"),
+    )
+
+    def __init__(self, sources: Iterable[tuple[str, int]]) -> None:
+        self._everything = list(sources)
+        self._by_letter: dict[str, list[tuple[str, int]]] = {}
+        self._several: list[tuple[str, int]] = []  # those that may start with several
+        self._several_letters: set[str] = set()
+        self._several_regex: re.Pattern[str] | None = None
+        self._anywhere: list[tuple[str, int]] = []
+        for source in self._everything:
+            letters = _first_letters(source[0])
+            if letters is None:
+                self._anywhere.append(source)
+            elif len(letters) == 1:
+                self._by_letter.setdefault(next(iter(letters)), []).append(source)
+            else:
+                self._several.append(source)
+                self._several_letters |= letters
+        self._compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
+        if self._anywhere:
+            self._starts = re.compile(r"\b(?=[^\W\d_])")
+        else:  # only where a word starts with one of their letters, in any case
+            letters = "".join(sorted({*self._by_letter, *self._several_letters}))
+            self._starts = re.compile(rf"\b(?=(?i:[{letters}]))")
+
+    def search(self, text: str) -> re.Match[str] | None:
+        for start in self._starts.finditer(text):
+            at = start.start()
+            first = text[at]
+            key = first.lower() if first.isascii() else ""
+            regexes = self._compiled.get(key)
+            if regexes is None:
+                regexes = self._compiled[key] = self._regexes(key)
+            for regex in regexes:
+                if m := regex.match(text, at):
+                    return m
+        return None
+
+    def _regexes(self, key: str) -> tuple[re.Pattern[str], ...]:
+        """What to try where a word starts with ``key`` ("": a letter outside ASCII)."""
+        if not key:
+            return (_any_of(self._everything, ""),)
+        own = [*self._by_letter.get(key, ()), *self._anywhere]
+        out = [_any_of(own, "")] if own else []
+        if key in self._several_letters:
+            if self._several_regex is None:  # compiled once, for every letter of theirs
+                self._several_regex = _any_of(self._several, "")
+            out.append(self._several_regex)
+        return tuple(out)
+
+
+def _first_letters(source: str) -> frozenset[str] | None:
+    """The ASCII letters, in lower case, a match of the regex ``source`` can start with, read
+    from its text: after any lookbehinds and a \\b, a letter (not made optional), or a group
+    of alternatives each starting so. None when it cannot tell (anything else)."""
+    while m := _get("_LOOKBEHIND").match(source):
+        source = source[m.end() :]
+    source = source.removeprefix(r"\b")
+    alternatives = _split_alternatives(source)
+    if alternatives is None:
+        return None
+    if len(alternatives) > 1:
+        found = [_first_letters(a) for a in alternatives]
+        return None if None in found else frozenset().union(*found)  # type: ignore[arg-type]
+    first, after = source[:1], source[1:2]
+    if first.isascii() and first.isalpha():
+        return None if after in _OPTIONAL else frozenset(first.lower())
+    if source.startswith("(?:"):
+        end = _group_end(source)
+        if end is None or source[end + 1 : end + 2] in _OPTIONAL:
+            return None
+        return _first_letters(source[3:end])
+    return None
+
+
+_LAZY["_LOOKBEHIND"] = lambda: re.compile(r"\(\?<[!=](?:[^()\\\[\]]|\\.)*\)")
+_OPTIONAL = ("?", "*", "{")
+
+
+def _split_alternatives(source: str) -> list[str] | None:
+    """``source`` cut at its top-level '|' (outside groups, classes and escapes); None if its
+    parentheses do not balance."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(source):
+        c = source[i]
+        if c == "\\":
+            i += 1
+        elif c == "[":
+            i = _class_end(source, i)
+            if i < 0:
+                return None
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "|" and depth == 0:
+            parts.append(source[start:i])
+            start = i + 1
+        i += 1
+    return None if depth else [*parts, source[start:]]
+
+
+def _group_end(source: str) -> int | None:
+    """The index of the ')' closing the group that opens ``source``."""
+    depth, i = 0, 0
+    while i < len(source):
+        c = source[i]
+        if c == "\\":
+            i += 1
+        elif c == "[":
+            i = _class_end(source, i)
+            if i < 0:
+                return None
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _class_end(source: str, i: int) -> int:
+    """The index of the ']' closing the class opened at ``i`` (-1: none)."""
+    j = i + 1
+    if source[j : j + 1] == "^":
+        j += 1
+    if source[j : j + 1] == "]":  # a ']' first is a member
+        j += 1
+    while j < len(source):
+        if source[j] == "\\":
+            j += 1
+        elif source[j] == "]":
+            return j
+        j += 1
+    return -1
 
 
 def _gate(gate: _Pattern, sentence: str) -> bool:
@@ -981,16 +1145,11 @@ def _trim(excerpt: str) -> str:
 
 # Every tone pattern starts at the start of a word; every placeholder at a bracket, a brace,
 # '$', '%', '#', '<' or a letter.
-_LAZY["_ANY_TONE"] = lambda: _Gate(
-    _any_of(
-        (
-            source
-            for sources in _TONE_SOURCES.values()
-            for source in sources
-            if source[0] not in _MATCHER_NAMES
-        ),
-        r"\b(?=[^\W\d_])",
-    )
+_LAZY["_ANY_TONE"] = lambda: _WordGate(
+    source
+    for sources in _TONE_SOURCES.values()
+    for source in sources
+    if source[0] not in _MATCHER_NAMES
 )
 _LAZY["_ANY_PLACEHOLDER"] = lambda: _Gate(
     _any_of(_PLACEHOLDER_SOURCES, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")

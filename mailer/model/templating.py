@@ -365,6 +365,13 @@ def _each(context: Context, iterable: Any) -> Iterator[Any]:
 @pass_context
 def _emit(context: Context, value: Any) -> Any:
     """A piece of output, in any buffer (macros and {% set %} blocks too), spent by length."""
+    if type(value) is str:  # nearly every piece: what size_of and str() would do, inline
+        if len(value) > MAX_VALUE:
+            raise SecurityError(
+                f"a value written by the template would hold over {MAX_VALUE:,} characters or items"
+            )
+        _spend(len(value) // CHARS_PER_UNIT)
+        return value
     if isinstance(value, Undefined):
         return value  # Jinja2 raises its own error when it writes it
     _check_size(value, "a value written by the template")
