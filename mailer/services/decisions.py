@@ -18,7 +18,7 @@ from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
 from mailer.services import sending
-from mailer.services.delivery import record_failure
+from mailer.services.delivery import record_failure, was_accepted
 from mailer.services.passes import next_due
 
 
@@ -122,6 +122,13 @@ def resolve(
             warnings = [f"its Sent copy is still to file: {exc}"]
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
             f"; warning: {w}" for w in warnings
+        )
+    if was_accepted(m):
+        # In doubt only in the state store: the server took it; a resend is a second copy.
+        raise InputError(
+            f"thread {thread_id}: the {m.kind.replace('_', '-')} {m.message_id} WAS {m.error}; "
+            "it is not sent again",
+            hint=f"run 'mailer resolve {thread_id} --sent' to record it as sent",
         )
     wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
     if thread.state not in wanted:  # the claim checks again; this only fails before connecting
