@@ -432,6 +432,7 @@ def test_an_apology_in_doubt_held_by_a_challenge_is_followed_up_once_resolved_an
     has its follow-up due; released, it is awaiting with that due time and shows up as due."""
     from mailer.errors import InputError
     from mailer.services.decisions import release
+    from mailer.services.passes import held
 
     store, tid, mid = _store_with_apology(tmp_path)
     store.mark_submitting(mid, T0)
@@ -441,12 +442,16 @@ def test_an_apology_in_doubt_held_by_a_challenge_is_followed_up_once_resolved_an
     with pytest.raises(InputError, match=f"thread {tid}'s apology is not known to be sent"):
         release(store, tid, T0 + timedelta(minutes=2))
     assert store.thread(tid).state == T.HELD  # type: ignore[union-attr]
+    (named,) = held(store)  # what check prints: the resolve comes first
+    assert f"run 'mailer resolve {tid} --sent', then 'mailer release {tid}'" in named
 
     due = T0 + timedelta(days=1)
     store.mark_sent(mid, T0 + timedelta(minutes=3), "confirmed by you", due, settling=True)
-    held = store.thread(tid)
-    assert (held.state, held.follow_up_due) == (T.HELD, due.isoformat())  # type: ignore[union-attr]
+    dated = store.thread(tid)
+    assert (dated.state, dated.follow_up_due) == (T.HELD, due.isoformat())  # type: ignore[union-attr]
     assert store.due_threads(due + timedelta(days=30)) == []  # held: nothing goes
+    (named,) = held(store)
+    assert f"run 'mailer release {tid}'" in named and "resolve" not in named
 
     assert release(store, tid, T0 + timedelta(hours=1)) is True
     released = store.thread(tid)

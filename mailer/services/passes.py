@@ -195,9 +195,12 @@ def held(store: Store) -> list[str]:
                 f"'mailer release {t.id}' to let its follow-up go"
             )
         else:
+            # Held while its apology was in doubt: release waits for the apology's resolve.
+            first = f"'mailer resolve {t.id} --sent', then " if t.sent_at is None else ""
             lines.append(
                 f"thread {t.id} ({t.company}) is held by a challenge-response system; once you "
-                f"have answered it, run 'mailer release {t.id}' (or 'mailer mark-replied {t.id}')"
+                f"have answered it, run {first}'mailer release {t.id}' (or 'mailer mark-replied "
+                f"{t.id}')"
             )
     return lines
 
