@@ -573,12 +573,14 @@ def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
     r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
     assert r.returncode == 1, r.stdout + r.stderr
     (line,) = [x for x in r.stderr.splitlines() if "WAS accepted" in x]
-    assert re.search(
+    said = re.search(
         r"^mailer: error: \S*week49\.toml:\d+: the apology WAS accepted by the server \(250 .*\), "
         r"but recording it failed: state store: database or disk is full \(do not send it "
-        r"again; run 'mailer resolve \d+ --sent' when the state store is writable\)$",
+        r"again; run 'mailer resolve (\d+) --sent' when the state store is writable\)$",
         line,
-    ), line
+    )
+    assert said, line
+    thread = said.group(1)
     assert "Traceback" not in r.stderr
     assert len(accepted(pair.stack, mark)) == 1
     assert [in_doubt(row) for row in campaign_status(pair.ws)] == [True, False]
@@ -586,4 +588,6 @@ def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
     monkeypatch.setattr(Store, "mark_sent", real)
     again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
     assert "1 sent, 1 skipped" in again.stdout, again.stdout + again.stderr
+    (doubt,) = [x for x in again.stdout.splitlines() if x.startswith("In doubt:")]
+    assert f"(thread {thread})" in doubt and f"'mailer resolve {thread} --sent'" in doubt, doubt
     assert sorted(deliveries_per_entry(pair.ws, pair.stack, mark).values()) == [1, 1]

@@ -223,7 +223,14 @@ def run_campaign(
             entry = entries[action.index]
             if action.act is Act.SKIP:
                 record(
-                    Outcome(entry.key, entry.where, SKIPPED, action.why, in_doubt=action.in_doubt)
+                    Outcome(
+                        entry.key,
+                        entry.where,
+                        SKIPPED,
+                        action.why,
+                        action.thread_id,
+                        in_doubt=action.in_doubt,
+                    )
                 )
             elif action.act is Act.FAIL:
                 record(Outcome(entry.key, entry.where, FAILED_NOW, action.why, account_down=True))
