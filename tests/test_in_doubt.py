@@ -426,3 +426,34 @@ def test_resend_refuses_a_follow_up_the_server_accepted_but_was_not_recorded(pai
     settled = run_cli(pair.ws, "resolve", str(thread), "--sent", env={"MAILER_NOW": at(_2H * 2)})
     assert settled.returncode == 0, settled.stderr
     assert store.message(follow_up.id).state == "sent"
+
+
+@pytest.mark.integration
+def test_an_apology_accepted_but_not_recorded_is_left_in_doubt_as_accepted(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify `mailer send` whose apology's 250 cannot be recorded says it WAS accepted (exit
+    1, one line and the --sent hint), marks it in doubt as accepted by the server, and a
+    later 'resolve --resend' refuses to send a second copy."""
+    from .conftest import send_args
+
+    real = Store.mark_sent
+
+    def full_disk(self: Store, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        raise StateError("state store: database or disk is full")
+
+    monkeypatch.setattr(Store, "mark_sent", full_disk)
+    mark = pair.stack.log_mark()
+    r = run_cli(pair.ws, *send_args(to=pair.interviewer))
+    assert r.returncode == ExitCode.FAILURE, r.stdout + r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "WAS accepted" in x]
+    assert line.startswith("mailer: error: the apology WAS accepted by the server (250"), line
+    assert "(do not send it again; run 'mailer resolve 1 --sent'" in line
+    monkeypatch.setattr(Store, "mark_sent", real)
+    store = Store(load_settings(find_config(pair.ws)).state_url)
+    (apology,) = store.messages(1)
+    assert (apology.state, apology.error.split(" (")[0]) == (IN_DOUBT, "accepted by the server")
+    resend = run_cli(pair.ws, "resolve", "1", "--resend")
+    assert resend.returncode == ExitCode.USAGE and "it is not sent again" in resend.stderr
+    accepted = [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
+    assert [e["message_id"] for e in accepted] == [apology.message_id]
