@@ -152,9 +152,9 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
                 "held_kind": HELD_BY_CHALLENGE,
                 "held": "a challenge-response system is holding the "
                 "apology until you verify; the interviewer has not seen it",
-                # Where 'mailer release' returns to: after the last follow-up that is
-                # followed_up, whose due time closes it as no answer. Held while the apology
-                # was in doubt (sending): none, and release waits for the apology's resolve.
+                # Where 'mailer release' returns it to: awaiting_reply, or followed_up after
+                # the last follow-up (whose due time then closes it as no answer). Held while
+                # the apology was in doubt (sending): none; release waits for its resolve.
                 **_held_from(thread.state),
             },
             stop_follow_ups=True,
