@@ -550,3 +550,44 @@ def test_campaign_preview_and_status_need_no_finished_mail_server_settings(
     assert status.returncode == 0, status.stderr
     check = run_cli(offline_workspace, "campaign", "check", "week49")
     assert check.returncode != 0 and "smtp.port" in check.stderr
+
+
+@pytest.mark.integration
+def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify a campaign apology whose 250 cannot be recorded stops the run with one line
+    saying it WAS accepted and must not be sent again (not a bare state-store error), leaves
+    it in doubt as accepted, and a rerun with the store working sends it no second time."""
+    from mailer.adapters.store import Store
+    from mailer.errors import StateError
+
+    write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
+    real = Store.mark_sent
+
+    def full_disk(self: Store, row_id: int, *args: object, **kwargs: object) -> None:
+        raise StateError("state store: database or disk is full")
+
+    monkeypatch.setattr(Store, "mark_sent", full_disk)
+    mark = pair.stack.log_mark()
+    r = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert r.returncode == 1, r.stdout + r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "WAS accepted" in x]
+    said = re.search(
+        r"^mailer: error: \S*week49\.toml:\d+: the apology WAS accepted by the server \(250 .*\), "
+        r"but recording it failed: state store: database or disk is full \(do not send it "
+        r"again; run 'mailer resolve (\d+) --sent' when the state store is writable\)$",
+        line,
+    )
+    assert said, line
+    thread = said.group(1)
+    assert "Traceback" not in r.stderr
+    assert len(accepted(pair.stack, mark)) == 1
+    assert [in_doubt(row) for row in campaign_status(pair.ws)] == [True, False]
+
+    monkeypatch.setattr(Store, "mark_sent", real)
+    again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert "1 sent, 1 skipped" in again.stdout, again.stdout + again.stderr
+    (doubt,) = [x for x in again.stdout.splitlines() if x.startswith("In doubt:")]
+    assert f"(thread {thread})" in doubt and f"'mailer resolve {thread} --sent'" in doubt, doubt
+    assert sorted(deliveries_per_entry(pair.ws, pair.stack, mark).values()) == [1, 1]

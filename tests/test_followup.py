@@ -315,6 +315,58 @@ def test_check_stopped_by_sigterm_finishes_its_follow_up_and_begins_no_other(
     assert [len(pair.follow_ups_received(roots[t])) for t in (first, second)] == [1, 1]
 
 
+def test_check_stopped_by_sigterm_after_a_problem_exits_with_the_problem_and_restores_sigterm(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify SIGTERM to `mailer check` during a pass that had a problem (a follow-up the
+    server put off with 451): the SIGTERM line names the problem, the exit code is the
+    problem's (5), not 143; and the SIGTERM handler in place before check is back once check
+    returns (a caller running it in its own process keeps its own)."""
+    import os
+    import signal
+
+    from mailer.errors import ExitCode
+    from mailer.services import daemon as daemon_mod
+
+    _, root = send(pair)
+    _, second_root = send(pair, "--company", "Second Co")  # left by the stop
+    real_build = passes_mod.build_follow_up
+
+    def build_then_sigterm(settings, store, t, now):
+        os.kill(os.getpid(), signal.SIGTERM)  # check's handler takes it: no process dies
+        return real_build(settings, store, t, now)
+
+    handler_after: list[object] = []
+    real_log_report = daemon_mod.log_report
+
+    def log_report_seeing_the_handler(report, *args, **kwargs):
+        handler_after.append(signal.getsignal(signal.SIGTERM))
+        return real_log_report(report, *args, **kwargs)
+
+    monkeypatch.setattr(passes_mod, "build_follow_up", build_then_sigterm)
+    monkeypatch.setattr(daemon_mod, "log_report", log_report_seeing_the_handler)
+    pair.stack.set_faults(data=["451 4.3.0 try again later"] * 10)
+    stray: list[int] = []
+
+    def catch_stray(signum, _frame) -> None:
+        stray.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, catch_stray)
+    try:
+        r = run_cli(pair.ws, "check", env={"MAILER_NOW": at(timedelta(hours=2))})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stray == [], "check left SIGTERM to the handler before it"
+    assert handler_after == [catch_stray]
+    assert r.returncode == ExitCode.NETWORK, r.stdout + r.stderr
+    assert "follow-up will be retried" in r.stderr
+    assert [line for line in r.stderr.splitlines() if "SIGTERM" in line] == [
+        "mailer: check stopped by SIGTERM after the step it was on (1 problem(s) above); "
+        "run 'mailer check' again for the rest"
+    ]
+    assert pair.follow_ups_received(root) == pair.follow_ups_received(second_root) == []
+
+
 def test_smtp_down_when_due_retries_later_and_sends_once(pair: Pair) -> None:
     """Verify a follow-up due while SMTP is unreachable stays queued and goes out later."""
     from dataclasses import replace

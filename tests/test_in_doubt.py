@@ -362,3 +362,98 @@ def test_check_says_a_follow_up_accepted_but_not_recorded_was_accepted(
     assert f"run 'mailer resolve {thread} --sent' when the state store is writable" in r.stderr
     assert "not sent this time" not in out
     assert "0 follow-up(s) sent, 0 closed, 1 problem(s), 1 in doubt" in r.stdout
+
+
+class _CommittedButErrorStore(Store):
+    """A state store whose follow-up record commits but reports an error anyway (a COMMIT
+    whose answer was lost: PostgreSQL's "outcome unknown")."""
+
+    def mark_sent(self, message_row_id: int, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().mark_sent(message_row_id, *args, **kwargs)
+        if self.message(message_row_id).kind == "follow_up":
+            raise StateError("state store: connection lost during COMMIT; its outcome is unknown")
+
+
+@pytest.mark.integration
+def test_a_follow_up_whose_record_did_commit_after_an_error_is_reported_sent(
+    pair: Pair, caplog
+) -> None:
+    """Verify a follow-up whose mark_sent reports an error after its COMMIT went through is
+    re-read and found sent: reported sent (not "stays in doubt"), no problem, its Sent copy
+    filed, the thread followed up, and the next pass sends nothing more."""
+    thread, _ = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    mark = pair.stack.log_mark()
+    caplog.set_level(logging.WARNING, logger="mailer")
+    report = run_pass(settings, _CommittedButErrorStore(settings.state_url), lambda: T0 + _2H)
+    store = Store(settings.state_url)
+    (follow_up,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    assert _accepted_follow_ups(pair, mark) == [follow_up.message_id]
+    assert report.problems == [] and report.sent == [(thread, follow_up.message_id)]
+    assert follow_up.state == "sent" and follow_up.sent_copy == "saved in Sent"
+    assert store.thread(thread).state == "followed_up"  # type: ignore[union-attr]
+    (warned,) = [r.getMessage() for r in caplog.records if "recorded after all" in r.getMessage()]
+    assert f"thread {thread}: the follow-up {follow_up.message_id}" in warned
+    later = run_pass_all(settings, store, lambda: T0 + _2H * 2)
+    assert later.sent == [] and later.in_doubt == []
+    assert _accepted_follow_ups(pair, mark) == [follow_up.message_id]
+
+
+@pytest.mark.integration
+def test_resend_refuses_a_follow_up_the_server_accepted_but_was_not_recorded(pair: Pair) -> None:
+    """Verify 'resolve --resend' of a follow-up marked as accepted by the server (its 250
+    not recorded) is refused in one line with the --sent hint, sends nothing, and leaves
+    it in doubt; --sent then settles it."""
+    thread, _ = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    mark = pair.stack.log_mark()
+    run_pass(settings, _UnrecordingStore(settings.state_url), lambda: T0 + _2H)
+    store = Store(settings.state_url)
+    (follow_up,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    assert follow_up.state == IN_DOUBT
+    r = run_cli(pair.ws, "resolve", str(thread), "--resend", env={"MAILER_NOW": at(_2H * 2)})
+    assert r.returncode == ExitCode.USAGE, r.stdout + r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(
+        f"mailer: error: thread {thread}: the follow-up {follow_up.message_id} WAS accepted by "
+        "the server (250"
+    ), r.stderr
+    assert "it is not sent again" in r.stderr
+    assert f"run 'mailer resolve {thread} --sent' to record it as sent" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert _accepted_follow_ups(pair, mark) == [follow_up.message_id]
+    assert store.message(follow_up.id).state == IN_DOUBT
+    settled = run_cli(pair.ws, "resolve", str(thread), "--sent", env={"MAILER_NOW": at(_2H * 2)})
+    assert settled.returncode == 0, settled.stderr
+    assert store.message(follow_up.id).state == "sent"
+
+
+@pytest.mark.integration
+def test_an_apology_accepted_but_not_recorded_is_left_in_doubt_as_accepted(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify `mailer send` whose apology's 250 cannot be recorded says it WAS accepted (exit
+    1, one line and the --sent hint), marks it in doubt as accepted by the server, and a
+    later 'resolve --resend' refuses to send a second copy."""
+    from .conftest import send_args
+
+    real = Store.mark_sent
+
+    def full_disk(self: Store, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        raise StateError("state store: database or disk is full")
+
+    monkeypatch.setattr(Store, "mark_sent", full_disk)
+    mark = pair.stack.log_mark()
+    r = run_cli(pair.ws, *send_args(to=pair.interviewer))
+    assert r.returncode == ExitCode.FAILURE, r.stdout + r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "WAS accepted" in x]
+    assert line.startswith("mailer: error: the apology WAS accepted by the server (250"), line
+    assert "(do not send it again; run 'mailer resolve 1 --sent'" in line
+    monkeypatch.setattr(Store, "mark_sent", real)
+    store = Store(load_settings(find_config(pair.ws)).state_url)
+    (apology,) = store.messages(1)
+    assert (apology.state, apology.error.split(" (")[0]) == (IN_DOUBT, "accepted by the server")
+    resend = run_cli(pair.ws, "resolve", "1", "--resend")
+    assert resend.returncode == ExitCode.USAGE and "it is not sent again" in resend.stderr
+    accepted = [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
+    assert [e["message_id"] for e in accepted] == [apology.message_id]

@@ -396,3 +396,122 @@ def test_any_sequence_through_the_store_matches_the_table(
                 assert store.message(mid).state == message
         finally:
             store.close()
+
+
+def _challenge(store: Store, tid: int, at: datetime, uid: int) -> None:
+    """A challenge-response message for the thread, decided and applied as a pass does."""
+    from mailer.model.decision import Classified, ThreadSnapshot, decide
+
+    thread = store.thread(tid)
+    assert thread is not None
+    incoming = Classified(
+        kind="auto", subtype="challenge-response", sender="cr@b.test", subject="verify", received=at
+    )
+    decision = decide(ThreadSnapshot(tid, thread.state, thread.detail), incoming, at, None)  # type: ignore[arg-type]
+    store.apply_incoming(
+        thread_id=tid,
+        folder="INBOX",
+        uidvalidity=1,
+        uid=uid,
+        message_id=f"<c{uid}@b.test>",
+        sender="cr@b.test",
+        subject="verify",
+        verdict="auto",
+        now=at,
+        decision=decision,
+        expected_state=thread.state,
+    )
+    assert store.thread(tid).state == T.HELD  # type: ignore[union-attr]
+
+
+def test_an_apology_in_doubt_held_by_a_challenge_is_followed_up_once_resolved_and_released(
+    tmp_path: Path,
+) -> None:
+    """Verify an apology in doubt (thread sending) that a challenge-response holds: release
+    is refused while the apology is unsettled; after 'resolve --sent' the thread, still held,
+    has its follow-up due; released, it is awaiting with that due time and shows up as due."""
+    from mailer.errors import InputError
+    from mailer.services.decisions import release
+    from mailer.services.passes import held
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    store.mark_in_doubt(mid, T0, "connection lost after the final dot")
+    _challenge(store, tid, T0 + timedelta(minutes=1), 1)
+    with pytest.raises(InputError, match=f"thread {tid}'s apology is not known to be sent"):
+        release(store, tid, T0 + timedelta(minutes=2))
+    assert store.thread(tid).state == T.HELD  # type: ignore[union-attr]
+    (named,) = held(store)  # what check prints: the resolve comes first
+    assert f"run 'mailer resolve {tid} --sent', then 'mailer release {tid}'" in named
+
+    due = T0 + timedelta(days=1)
+    store.mark_sent(mid, T0 + timedelta(minutes=3), "confirmed by you", due, settling=True)
+    dated = store.thread(tid)
+    assert (dated.state, dated.follow_up_due) == (T.HELD, due.isoformat())  # type: ignore[union-attr]
+    assert store.due_threads(due + timedelta(days=30)) == []  # held: nothing goes
+    (named,) = held(store)
+    assert f"run 'mailer release {tid}'" in named and "resolve" not in named
+
+    assert release(store, tid, T0 + timedelta(hours=1)) is True
+    released = store.thread(tid)
+    assert (released.state, released.follow_up_due) == (T.AWAITING, due.isoformat())  # type: ignore[union-attr]
+    assert [t.id for t in store.due_threads(due)] == [tid]
+    store.close()
+
+
+def test_a_challenge_after_the_last_follow_up_is_released_back_to_closing_as_no_answer(
+    tmp_path: Path,
+) -> None:
+    """Verify a challenge-response on a thread whose last follow-up went (followed_up)
+    records what held it and where from; release returns it to followed_up with its
+    close-as-no-answer time, so it closes rather than planning a follow-up forever."""
+    from mailer.model.decision import HELD_BY_CHALLENGE
+    from mailer.services.decisions import release
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    t1 = T0 + timedelta(days=1, minutes=1)
+    fid = store.claim_follow_up(
+        tid, t1, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
+    )
+    assert fid is not None
+    store.mark_submitting(fid, t1)
+    close_at = t1 + timedelta(days=1)
+    store.mark_sent(fid, t1, "250 ok", close_at)
+    assert store.thread(tid).state == T.FOLLOWED_UP  # type: ignore[union-attr]
+
+    _challenge(store, tid, t1 + timedelta(minutes=5), 1)
+    detail = store.thread(tid).detail  # type: ignore[union-attr]
+    assert (detail["held_kind"], detail["held_from"]) == (HELD_BY_CHALLENGE, T.FOLLOWED_UP)
+
+    assert release(store, tid, t1 + timedelta(hours=1)) is True
+    released = store.thread(tid)
+    assert (released.state, released.follow_up_due) == (T.FOLLOWED_UP, close_at.isoformat())  # type: ignore[union-attr]
+    assert [t.id for t in store.due_threads(close_at)] == [tid]
+    store.close()
+
+
+def test_a_challenge_held_thread_without_held_from_is_released_by_its_follow_up_count(
+    tmp_path: Path,
+) -> None:
+    """Verify a thread held by a challenge before held_from was recorded for one (an older
+    store) goes back to followed_up on release when its last follow-up went."""
+    from mailer.services.decisions import release
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    t1 = T0 + timedelta(days=1, minutes=1)
+    fid = store.claim_follow_up(
+        tid, t1, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
+    )
+    assert fid is not None
+    store.mark_submitting(fid, t1)
+    store.mark_sent(fid, t1, "250 ok", t1 + timedelta(days=1))
+    store.set_thread_state(tid, ThreadEvent.CHALLENGE, t1, "held", {"held": "old wording"})
+    assert "held_from" not in store.thread(tid).detail  # type: ignore[union-attr]
+    release(store, tid, t1 + timedelta(hours=1))
+    assert store.thread(tid).state == T.FOLLOWED_UP  # type: ignore[union-attr]
+    store.close()

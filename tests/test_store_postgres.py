@@ -753,3 +753,25 @@ def test_a_lost_or_refused_connection_names_host_and_port(orig: Exception) -> No
     url = "postgresql://mailer@db.example:5432/mailer"
     said = store._db_error(url, DBAPIError.instance("SELECT 1", None, orig, psycopg.Error))
     assert said.startswith("db.example:5432: the connection to the state store failed: ")
+
+
+def test_an_apology_found_sent_while_held_is_dated_on_postgresql(pg_store: Store) -> None:
+    """An apology in doubt whose thread a challenge-response holds: settled as sent, the
+    held thread gets its follow-up due time (PostgreSQL types the CASE the same way), and
+    a thread that moved to awaiting_reply gets it once, from the move."""
+    from mailer.services.decisions import release
+
+    tid, mid = _apology(pg_store, 1)
+    pg_store.mark_submitting(mid, NOW)
+    pg_store.mark_final_dot(mid, NOW)
+    pg_store.mark_in_doubt(mid, NOW, "connection lost after the final dot")
+    pg_store.set_thread_state(tid, ThreadEvent.CHALLENGE, NOW, "held", {"held": "verify"})
+    due = NOW + timedelta(days=3)
+    pg_store.mark_sent(mid, NOW, "confirmed by you", due, settling=True)
+    held = pg_store.thread(tid)
+    assert held is not None and (held.state, held.follow_up_due) == ("held", due.isoformat())
+    release(pg_store, tid, NOW + timedelta(hours=1))
+    assert [t.id for t in pg_store.due_threads(due)] == [tid]
+
+    other, _ = _apology(pg_store, 2, due=due)  # the plain path: dated by APOLOGY_SENT
+    assert pg_store.thread(other).follow_up_due == due.isoformat()  # type: ignore[union-attr]

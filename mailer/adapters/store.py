@@ -35,6 +35,7 @@ from mailer.adapters import process
 from mailer.errors import ClaimError, StateError
 from mailer.model.keys import dedupe_key
 from mailer.model.lifecycle import (
+    DATED_BY_APOLOGY_SENT,
     DUE_THREAD,
     GONE_MESSAGE,
     WAITING_THREAD,
@@ -1067,9 +1068,22 @@ class Store:
                     "follow_up_due = :due, due_at = :due_at, sent_at = :now",
                     {"due": due, "due_at": due_at(follow_up_due), "now": now.isoformat()},
                 )
+                # Still NULL: the thread did not move. Held meanwhile (see DATED_BY_APOLOGY_SENT)
+                # it is dated as well, so its release finds the follow-up due.
+                held, held_params = _in("h", DATED_BY_APOLOGY_SENT)
+                dated = f"state IN {held} AND follow_up_due IS NULL"
                 c.execute(
-                    text("UPDATE threads SET sent_at = :now WHERE id = :t AND sent_at IS NULL"),
-                    {"now": now.isoformat(), "t": row["thread_id"]},
+                    text(f"""UPDATE threads SET sent_at = :now,
+                            follow_up_due = CASE WHEN {dated} THEN :due ELSE follow_up_due END,
+                            due_at = CASE WHEN {dated} THEN :due_at ELSE due_at END
+                            WHERE id = :t AND sent_at IS NULL"""),
+                    {
+                        "now": now.isoformat(),
+                        "t": row["thread_id"],
+                        "due": due,
+                        "due_at": due_at(follow_up_due),
+                        **held_params,
+                    },
                 )
             else:
                 last, last_params = _in("l", allowed(ThreadEvent.LAST_FOLLOW_UP_SENT))

@@ -98,7 +98,7 @@ def _block(title: str, lines: list[str]) -> str:
 def exit_codes() -> str:
     rows = [f"{int(code):>3}  {meaning}" for code, meaning in EXIT_MEANINGS.items()]
     rows.append(f"{INTERRUPTED:>3}  interrupted (Ctrl-C)")
-    rows.append(f"{TERMINATED:>3}  check: stopped by SIGTERM after the step it was on")
+    rows.append(f"{TERMINATED:>3}  check: stopped by SIGTERM after the step it was on, no problem")
     return _block("Exit codes", rows)
 
 

@@ -521,9 +521,13 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
     # not inside an SMTP transaction, and lets the pass give back its leases at once rather
     # than hold the accounts until they expire.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with store_lock(settings.state_url, settings.workspace, "mailer check"):
-        report = check_all(settings, store, clock, stop)
+    # Given back when check returns: a caller running it in its own process keeps its own.
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with store_lock(settings.state_url, settings.workspace, "mailer check"):
+            report = check_all(settings, store, clock, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     log_report(report)
     if verbose:
         _whats_next(settings, store)
@@ -536,14 +540,22 @@ def check(obj: Context, quiet: bool, verbose: bool) -> None:
         )
     if report.stopped:
         leases = "" if settings.state_url.startswith("sqlite") else ", its leases given back"
+        # "Recorded" holds only for a pass with no problem: one may be a record that failed.
+        done = (
+            f"{len(report.problems)} problem(s) above"
+            if report.problems
+            else "what it did is recorded"
+        )
         click.echo(
-            "mailer: check stopped by SIGTERM after the step it was on (what it did is "
-            f"recorded{leases}); run 'mailer check' again for the rest",
+            f"mailer: check stopped by SIGTERM after the step it was on ({done}{leases}); "
+            "run 'mailer check' again for the rest",
             err=True,
         )
-        sys.exit(TERMINATED)
+    # Problems decide the exit code: a unit that counts 143 as success must not hide them.
     if report.problems:
         sys.exit(int(ExitCode.NETWORK))
+    if report.stopped:
+        sys.exit(TERMINATED)
     if report.in_doubt or report.held:  # nothing failed, but something waits for the user
         sys.exit(int(ExitCode.WAITING))
 

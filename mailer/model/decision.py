@@ -149,8 +149,13 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
             T.HELD,
             "held",
             {
+                "held_kind": HELD_BY_CHALLENGE,
                 "held": "a challenge-response system is holding the "
-                "apology until you verify; the interviewer has not seen it"
+                "apology until you verify; the interviewer has not seen it",
+                # Where 'mailer release' returns it to: awaiting_reply, or followed_up after
+                # the last follow-up (whose due time then closes it as no answer). Held while
+                # the apology was in doubt (sending): none; release waits for its resolve.
+                **_held_from(thread.state),
             },
             stop_follow_ups=True,
         )
@@ -194,11 +199,19 @@ def hold_for_reply(
     }
     if current_state in (T.AWAITING, T.FOLLOWED_UP):
         return Decision(
-            T.HELD, "held", {**detail, "held_from": current_state}, stop_follow_ups=True
+            T.HELD, "held", {**detail, **_held_from(current_state)}, stop_follow_ups=True
         )
     if current_state == T.HELD:  # held already: still held, now for this reply too
         return Decision(None, "held", detail, stop_follow_ups=True)
     return Decision(None, "ignored", {"why": f"the thread is already {current_state}"})
+
+
+def _held_from(current_state: str) -> dict[str, str]:
+    """The state a release returns a thread held now to (``detail["held_from"]``): only the
+    states a release can go back to; a thread already held keeps the one it has."""
+    if current_state in (T.AWAITING, T.FOLLOWED_UP):
+        return {"held_from": current_state}
+    return {}
 
 
 def held_kind(detail: Mapping[str, str]) -> str:

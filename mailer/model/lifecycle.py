@@ -102,6 +102,13 @@ THREAD_MOVES: dict[ThreadEvent, Move] = {
 }
 
 
+# A thread held while its apology was in doubt (a challenge-response answered it): when the
+# apology is found sent, APOLOGY_SENT cannot move it, but it gets the follow-up due time there
+# and then, as the apology's send would have given it, so that the release that returns it to
+# awaiting_reply finds it dated (and the follow-up, or closing, is never lost).
+DATED_BY_APOLOGY_SENT = THREAD_MOVES[ThreadEvent.RELEASE_TO_AWAITING].from_states
+
+
 def incoming_event(state: str) -> ThreadEvent:
     """The event behind a classified incoming message's new thread state."""
     return {

@@ -56,6 +56,7 @@ class Past:
 class Skip:
     why: Why
     text: str
+    thread_id: int | None = None  # the earlier attempt's thread
 
     @property
     def in_doubt(self) -> bool:
@@ -68,17 +69,20 @@ def skip_reason(past: Iterable[Past], retry_failed: bool) -> Skip | None:
     for p in reversed(list(past)):
         t = p.thread_id
         if p.state == MessageState.SENT:
-            return Skip(Why.SENT, f"already sent (thread {t}, {describe(p.thread_state)})")
+            return Skip(Why.SENT, f"already sent (thread {t}, {describe(p.thread_state)})", t)
         if p.shown == MessageState.IN_DOUBT:
-            return Skip(Why.IN_DOUBT, f"in doubt (thread {t}): settle it with 'mailer resolve {t}'")
+            return Skip(
+                Why.IN_DOUBT, f"in doubt (thread {t}): settle it with 'mailer resolve {t}'", t
+            )
         if p.abandoned_before_final_dot:
             return None  # the server took nothing: sent again (the old row is closed then)
         if p.state == MessageState.SUBMITTING or (p.state == MessageState.QUEUED and p.owner_alive):
-            return Skip(Why.BUSY, f"being sent right now by another process (thread {t})")
+            return Skip(Why.BUSY, f"being sent right now by another process (thread {t})", t)
         if p.state == MessageState.FAILED and p.refused and not retry_failed:
             return Skip(
                 Why.REFUSED,
                 f"refused earlier (thread {t}: {p.error}); fix the entry, or pass --retry-failed",
+                t,
             )
         if p.state == MessageState.FAILED:
             return None
@@ -102,6 +106,7 @@ class Action:
     account: str
     why: str = ""  # the text shown for a skip, a hold-back or a failure
     skip: Why | None = None
+    thread_id: int | None = None  # a skip's: the earlier attempt's thread
 
     @property
     def in_doubt(self) -> bool:
@@ -169,11 +174,14 @@ class RunPlan:
             self.room[account] = left - 1
 
     def _decide(self, index: int, item: Item) -> Action | None:
-        def action(act: Act, why: str = "", skip: Why | None = None) -> Action:
-            return Action(act, index, item.key, item.account, why, skip)
+        def action(act: Act, why: str = "") -> Action:
+            return Action(act, index, item.key, item.account, why)
 
         if item.skip is not None:
-            return action(Act.SKIP, item.skip.text, item.skip.why)
+            skip = item.skip
+            return Action(
+                Act.SKIP, index, item.key, item.account, skip.text, skip.why, skip.thread_id
+            )
         if self.limit is not None and self.attempted >= self.limit:
             self.stopped = f"--limit {self.limit} reached"
             return None

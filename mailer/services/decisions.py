@@ -12,13 +12,13 @@ from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import IN_DOUBT, Store
+from mailer.adapters.store import IN_DOUBT, SENT, Store
 from mailer.errors import DeliveryError, InputError, MailerError
 from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
 from mailer.services import sending
-from mailer.services.delivery import record_failure
+from mailer.services.delivery import record_failure, was_accepted
 from mailer.services.passes import next_due
 
 
@@ -63,9 +63,20 @@ def release(store: Store, thread_id: int, now: datetime) -> bool:
         raise InputError(
             f"thread {thread_id} is {thread.state.replace('_', ' ')}, not held; nothing to release"
         )
+    if not any(m.kind == "apology" and m.state == SENT for m in store.messages(thread_id)):
+        # Held while its apology was in doubt: released now it would wait for a reply with
+        # no follow-up due, for good. Settling the apology dates it (see mark_sent).
+        raise InputError(
+            f"thread {thread_id}'s apology is not known to be sent, so it is not released",
+            hint=f"settle it first: 'mailer resolve {thread_id} --sent' if it arrived "
+            "(a challenge-response system answering it says it did); then release",
+        )
     back = thread.detail.get("held_from")
     if back not in (AWAITING, FOLLOWED_UP):
-        back = AWAITING  # held by a challenge-response system before any follow-up
+        # No held_from: held by a challenge-response system before this key was recorded
+        # for one. Its last follow-up gone, it goes back to closing as no answer.
+        done = thread.follow_ups_sent >= max(thread.max_follow_ups, 1)
+        back = FOLLOWED_UP if done else AWAITING
     detail = {"held": "", "held_kind": "", "held_from": "", "released_at": now.isoformat()}
     move = (
         ThreadEvent.RELEASE_TO_FOLLOWED_UP
@@ -111,6 +122,13 @@ def resolve(
             warnings = [f"its Sent copy is still to file: {exc}"]
         return f"{m.kind} {m.message_id} recorded as sent" + "".join(
             f"; warning: {w}" for w in warnings
+        )
+    if was_accepted(m):
+        # In doubt only in the state store: the server took it; a resend is a second copy.
+        raise InputError(
+            f"thread {thread_id}: the {m.kind.replace('_', '-')} {m.message_id} WAS {m.error}; "
+            "it is not sent again",
+            hint=f"run 'mailer resolve {thread_id} --sent' to record it as sent",
         )
     wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
     if thread.state not in wanted:  # the claim checks again; this only fails before connecting

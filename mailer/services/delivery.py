@@ -2,22 +2,28 @@
 
 :func:`lifecycle.outcome_of` decides (pure); :func:`record_failure` writes that decision to the
 store. Every sender (one-shot apology, follow-up, resend, campaign) goes through it, so the
-same error never means "failed" to one of them and "retry" to another.
+same error never means "failed" to one of them and "retry" to another. Likewise a 250 whose
+recording failed (:func:`settle_unrecorded`, :func:`unrecorded`): every sender says it went.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailer.adapters.clock import local_zone
-from mailer.errors import DeliveryError
-from mailer.model.lifecycle import Outcome, outcome_of
+from mailer.errors import DeliveryError, MailerError, StateError
+from mailer.model.lifecycle import MessageState, Outcome, outcome_of
 from mailer.model.throttle import effective_cap, start_of_day
 
 if TYPE_CHECKING:
     from mailer.adapters.config import Settings
-    from mailer.adapters.store import Store
+    from mailer.adapters.store import MessageRow, Store
+
+# How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
+# (its error starts so): it went, and is never to be sent again.
+UNRECORDED = "accepted by the server"
 
 
 def record_failure(
@@ -57,3 +63,42 @@ def daily_room(
         return None
     since = start_of_day(now, local_zone(settings.sender.timezone))
     return cap - store.sent_since(settings.account, since)
+
+
+def settle_unrecorded(
+    store: Store, row_id: int, reply: str, error: Exception, now: datetime
+) -> bool:
+    """After the server's 250 for ``row_id``, whose ``mark_sent`` failed with ``error``: True
+    if the row is ``sent`` after all (a COMMIT whose outcome was unknown did commit).
+    Otherwise it is marked in doubt as :data:`UNRECORDED`, if the store lets us (else it
+    stays ``submitting`` past its final-dot mark, which shows as in doubt once this process
+    is gone), and False: either way it is never sent again."""
+    with contextlib.suppress(MailerError):
+        if store.message(row_id).state == MessageState.SENT:
+            return True
+    with contextlib.suppress(MailerError):
+        store.mark_in_doubt(
+            row_id, now, f"{UNRECORDED} ({reply}), but recording it failed: {error}"
+        )
+    return False
+
+
+def was_accepted(m: MessageRow) -> bool:
+    """True for a message in doubt only in the state store: the server accepted it."""
+    return m.state == MessageState.IN_DOUBT and (m.error or "").startswith(UNRECORDED)
+
+
+def unrecorded(
+    kind: str, thread_id: int, reply: str, error: Exception, where: str = ""
+) -> StateError:
+    """The error that says a message the server accepted could not be recorded as sent: it
+    went, so it must not be sent again (not a bare "state store" error, which reads as "not
+    sent")."""
+    return StateError(
+        f"{where}: "
+        * bool(where)
+        + f"the {kind.replace('_', '-')} WAS accepted by the server ({reply}), but recording it "
+        f"failed: {error}",
+        hint=f"do not send it again; run 'mailer resolve {thread_id} --sent' when the state "
+        "store is writable",
+    )

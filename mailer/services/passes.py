@@ -8,7 +8,6 @@ sends a follow-up twice or after a reply.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import (
-    IN_DOUBT,
     QUEUED,
     SENT,
     SUBMITTING,
@@ -46,7 +44,12 @@ from mailer.model.plan import (
     plan_pass,
 )
 from mailer.services import sending
-from mailer.services.delivery import daily_room, record_failure
+from mailer.services.delivery import (
+    daily_room,
+    record_failure,
+    settle_unrecorded,
+    was_accepted,
+)
 from mailer.services.incoming import Seen, act_on_mail, policies, policy_of, scan, snapshot
 from mailer.services.watcher import Reading, commit, read_new
 
@@ -141,19 +144,9 @@ def every_account(
     return total
 
 
-# How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
-# (its error starts so): it went, and is never to be sent again.
-UNRECORDED = "accepted by the server"
-
-
-def accepted_unrecorded(
-    store: Store, m: MessageRow, reply: str, exc: StateError, now: datetime
-) -> str:
-    """A follow-up the server accepted whose ``mark_sent`` failed: mark it in doubt if the
-    store lets us (else it stays ``submitting`` past its final-dot mark, which shows as in
-    doubt once this process is gone), and return the line that tells the user."""
-    with contextlib.suppress(StateError):
-        store.mark_in_doubt(m.id, now, f"{UNRECORDED} ({reply}), but recording it failed: {exc}")
+def accepted_unrecorded(m: MessageRow, reply: str, exc: StateError) -> str:
+    """The line for a follow-up the server accepted whose ``mark_sent`` failed (and that
+    :func:`settle_unrecorded` found not recorded after all)."""
     return (
         f"thread {m.thread_id}: the follow-up {m.message_id} WAS accepted by the server "
         f"({reply}), but recording it failed: {exc}; it stays in doubt and mailer never sends "
@@ -165,7 +158,7 @@ def accepted_unrecorded(
 def in_doubt_line(m: MessageRow) -> str:
     """What to tell the user about a message in doubt, with the commands that settle it."""
     kind = m.kind.replace("_", "-")
-    if m.state == IN_DOUBT and (m.error or "").startswith(UNRECORDED):
+    if was_accepted(m):
         return (
             f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in "
             f"doubt only in the state store: it was {m.error}; do not send it again: run "
@@ -202,9 +195,12 @@ def held(store: Store) -> list[str]:
                 f"'mailer release {t.id}' to let its follow-up go"
             )
         else:
+            # Held while its apology was in doubt: release waits for the apology's resolve.
+            first = f"'mailer resolve {t.id} --sent', then " if t.sent_at is None else ""
             lines.append(
                 f"thread {t.id} ({t.company}) is held by a challenge-response system; once you "
-                f"have answered it, run 'mailer release {t.id}' (or 'mailer mark-replied {t.id}')"
+                f"have answered it, run {first}'mailer release {t.id}' (or 'mailer mark-replied "
+                f"{t.id}')"
             )
     return lines
 
@@ -473,9 +469,18 @@ def _send_one(
     try:
         store.mark_sent(row_id, sent_at, reply, next_due(settings, thread, "follow_up", sent_at))
     except StateError as exc:
-        # Not "not sent this time": the server took it. Say so, as a one-shot apology does.
-        report.problems.append(accepted_unrecorded(store, row, reply, exc, clock()))
-        return session
+        # Not "not sent this time": the server took it. Say so, as a one-shot apology does;
+        # unless the row says it was recorded after all.
+        if not settle_unrecorded(store, row_id, reply, exc, clock()):
+            report.problems.append(accepted_unrecorded(row, reply, exc))
+            return session
+        log.warning(
+            "thread %s: the follow-up %s: its record reported an error (%s), but it was "
+            "recorded after all",
+            thread.id,
+            row.message_id,
+            exc,
+        )
     crash_point("after-sent")
     sending.save_sent_copy(settings, store, row_id, row.raw, sent_at, box=box)
     report.sent.append((thread.id, row.message_id))

@@ -23,14 +23,14 @@ from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import Store
-from mailer.errors import DeliveryError, DuplicateError
+from mailer.errors import DeliveryError, DuplicateError, StateError
 from mailer.model import lifecycle
 from mailer.model.lifecycle import Outcome as Fate
 from mailer.model.runplan import Act, Feedback, RunPlan
 from mailer.model.throttle import Pacer, too_many
 from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
-from mailer.services.delivery import daily_room, record_failure
+from mailer.services.delivery import daily_room, record_failure, settle_unrecorded, unrecorded
 from mailer.services.history import past_attempts, plan_items
 
 log = logging.getLogger("mailer.services.campaign")
@@ -223,7 +223,14 @@ def run_campaign(
             entry = entries[action.index]
             if action.act is Act.SKIP:
                 record(
-                    Outcome(entry.key, entry.where, SKIPPED, action.why, in_doubt=action.in_doubt)
+                    Outcome(
+                        entry.key,
+                        entry.where,
+                        SKIPPED,
+                        action.why,
+                        action.thread_id,
+                        in_doubt=action.in_doubt,
+                    )
                 )
             elif action.act is Act.FAIL:
                 record(Outcome(entry.key, entry.where, FAILED_NOW, action.why, account_down=True))
@@ -395,14 +402,20 @@ def _send_entry(
     due = sending.due_after(settings, sent_at, facts.interviewer_tz)
     saved = settings.imap.save_sent and copies is not None
     # If a power cut loses this commit, the message shows as in doubt: never sent again.
-    store.mark_sent(
-        ids[1],
-        sent_at,
-        reply,
-        due,
-        durable=False,
-        sent_copy=None if saved else sending.SKIPPED_COPY,
-    )
+    try:
+        store.mark_sent(
+            ids[1],
+            sent_at,
+            reply,
+            due,
+            durable=False,
+            sent_copy=None if saved else sending.SKIPPED_COPY,
+        )
+    except StateError as exc:
+        # The server took it: say so, as 'mailer send' does, not as a bare store error.
+        if not settle_unrecorded(store, ids[1], reply, exc, clock()):
+            raise unrecorded("apology", ids[0], reply, exc, entry.where) from None
+        log.warning("%s: its record reported an error (%s), but it was recorded", entry.where, exc)
     crash_point("after-sent")
     if saved and copies is not None:
         copies.add(settings, ids[1], composed.raw, sent_at)

@@ -24,7 +24,7 @@ from mailer.model.followup import first_due
 from mailer.model.keys import dedupe_key
 from mailer.model.schedule import holidays_for
 from mailer.model.settings import parse_wait
-from mailer.services.delivery import record_failure
+from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded
 
 if TYPE_CHECKING:
     from mailer.adapters.mailbox import Mailbox
@@ -111,11 +111,9 @@ def send(
     try:
         store.mark_sent(row_id, sent_at, reply, due)
     except StateError as exc:
-        raise StateError(
-            f"the apology WAS accepted by the server ({reply}), but recording it failed: {exc}",
-            hint=f"do not send it again; run 'mailer resolve {thread_id} --sent' when the "
-            "state store is writable",
-        ) from None
+        if not settle_unrecorded(store, row_id, reply, exc, clock()):
+            raise unrecorded("apology", thread_id, reply, exc) from None
+        log.warning("the apology's record reported an error (%s), but it was recorded", exc)
     crash_point("after-sent")
     outcome, warnings = save_sent_copy(
         settings, store, row_id, composed.raw, sent_at, mailbox=mailbox
