@@ -47,7 +47,7 @@ EXPECTED_THREAD = {
     ThreadEvent.UNREADABLE_REPLY: ({T.AWAITING, T.FOLLOWED_UP, T.HELD}, T.REPLIED),
     ThreadEvent.REPLY: (set(T) - {T.REPLIED}, T.REPLIED),
     ThreadEvent.BOUNCE: (set(T) - {T.REPLIED}, T.BOUNCED),
-    ThreadEvent.CHALLENGE: (set(T) - {T.REPLIED}, T.HELD),
+    ThreadEvent.CHALLENGE: ({T.SENDING, T.AWAITING, T.FOLLOWED_UP, T.HELD}, T.HELD),
     ThreadEvent.HOLD_FOR_REPLY: ({T.AWAITING, T.FOLLOWED_UP}, T.HELD),
     ThreadEvent.RELEASE_TO_AWAITING: ({T.HELD}, T.AWAITING),
     ThreadEvent.RELEASE_TO_FOLLOWED_UP: ({T.HELD}, T.FOLLOWED_UP),
@@ -398,7 +398,7 @@ def test_any_sequence_through_the_store_matches_the_table(
             store.close()
 
 
-def _challenge(store: Store, tid: int, at: datetime, uid: int) -> None:
+def _challenge(store: Store, tid: int, at: datetime, uid: int, held: bool = True) -> None:
     """A challenge-response message for the thread, decided and applied as a pass does."""
     from mailer.model.decision import Classified, ThreadSnapshot, decide
 
@@ -421,7 +421,8 @@ def _challenge(store: Store, tid: int, at: datetime, uid: int) -> None:
         decision=decision,
         expected_state=thread.state,
     )
-    assert store.thread(tid).state == T.HELD  # type: ignore[union-attr]
+    if held:
+        assert store.thread(tid).state == T.HELD  # type: ignore[union-attr]
 
 
 def test_an_apology_in_doubt_held_by_a_challenge_is_followed_up_once_resolved_and_released(
@@ -514,4 +515,27 @@ def test_a_challenge_held_thread_without_held_from_is_released_by_its_follow_up_
     assert "held_from" not in store.thread(tid).detail  # type: ignore[union-attr]
     release(store, tid, t1 + timedelta(hours=1))
     assert store.thread(tid).state == T.FOLLOWED_UP  # type: ignore[union-attr]
+    store.close()
+
+
+@pytest.mark.parametrize("closing", [ThreadEvent.CANCELLED, ThreadEvent.CLOSED_NO_ANSWER])
+def test_a_challenge_to_a_closed_thread_leaves_it_closed_and_says_what_it_was(
+    tmp_path: Path, closing: ThreadEvent
+) -> None:
+    """Verify a challenge-response arriving after the thread was cancelled (or closed as no
+    answer) does not hold it: holding it would let 'mailer release' reopen it and send the
+    follow-up that had been stopped. The notice is kept in the thread's detail."""
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=3))
+    if closing is ThreadEvent.CLOSED_NO_ANSWER:
+        store.set_thread_state(tid, ThreadEvent.LAST_FOLLOW_UP_SENT, T0, "followed_up", {})
+    store.set_thread_state(tid, closing, T0 + timedelta(hours=1), str(closing), {})
+    closed = store.thread(tid).state  # type: ignore[union-attr]
+    _challenge(store, tid, T0 + timedelta(hours=2), 1, held=False)
+    thread = store.thread(tid)
+    assert thread is not None and thread.state == closed != T.HELD
+    assert "the interviewer has not seen it" in thread.detail["auto_reply"]
+    assert store.due_threads(T0 + timedelta(days=60)) == []
     store.close()

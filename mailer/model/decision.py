@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
 from mailer.model.followup import after_return
-from mailer.model.lifecycle import ThreadState
+from mailer.model.lifecycle import WAITING_THREAD, ThreadState
 from mailer.model.settings import Window
 
 T = ThreadState
@@ -142,6 +142,18 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
             stop_follow_ups=True,
         )
     # An automatic answer is not a reply.
+    if subtype == "challenge-response" and thread.state not in WAITING_THREAD:
+        # A closed thread (cancelled, closed as no answer, bounced, failed) is not reopened
+        # by it: 'mailer release' would then send a follow-up the user or the schedule had
+        # ended. What it says is kept: the interviewer never saw the apology.
+        return Decision(
+            None,
+            "auto_reply",
+            {
+                "auto_reply": "challenge-response: a filter held the apology until you verify; "
+                "the interviewer has not seen it (the thread stays closed)"
+            },
+        )
     if subtype == "challenge-response":
         # Like a reply, it stops the queued follow-ups in the transaction that holds the
         # thread: one claimed a moment ago must not go to a filter the user has not answered.

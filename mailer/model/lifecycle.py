@@ -94,7 +94,8 @@ THREAD_MOVES: dict[ThreadEvent, Move] = {
     # Replies always win; nothing reopens a thread that a human answered.
     ThreadEvent.REPLY: Move(_ALL_BUT_REPLIED, T.REPLIED),
     ThreadEvent.BOUNCE: Move(_ALL_BUT_REPLIED, T.BOUNCED),
-    ThreadEvent.CHALLENGE: Move(_ALL_BUT_REPLIED, T.HELD),
+    # Not a closed thread: released, it would get a follow-up that was ended (decision.py).
+    ThreadEvent.CHALLENGE: Move(WAITING_THREAD, T.HELD),
     ThreadEvent.HOLD_FOR_REPLY: Move(DUE_THREAD, T.HELD),
     # Back to the state it was held in (detail "held_from").
     ThreadEvent.RELEASE_TO_AWAITING: Move(frozenset({T.HELD}), T.AWAITING),
