@@ -590,4 +590,6 @@ def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
     assert "1 sent, 1 skipped" in again.stdout, again.stdout + again.stderr
     (doubt,) = [x for x in again.stdout.splitlines() if x.startswith("In doubt:")]
     assert f"(thread {thread})" in doubt and f"'mailer resolve {thread} --sent'" in doubt, doubt
+    # It went: the line says so, and offers no resend.
+    assert "WAS accepted by the server" in doubt and "--resend" not in doubt, doubt
     assert sorted(deliveries_per_entry(pair.ws, pair.stack, mark).values()) == [1, 1]

@@ -154,6 +154,7 @@ def run_command(
 ) -> None:
     """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
     from mailer.adapters.clock import default_clock
+    from mailer.model.lifecycle import UNRECORDED
     from mailer.services.history import outside_warnings, pending
     from mailer.services.runner import (
         FAILED_NOW,
@@ -261,6 +262,12 @@ def run_command(
     # In doubt now, or still in doubt from an earlier run: never resent, always listed.
     doubts = [o for o in report.outcomes if o.in_doubt]
     for o in doubts:
+        if UNRECORDED in o.detail:  # it went: only its record is missing
+            click.echo(
+                f"In doubt: entry {o.key} (thread {o.thread_id}) WAS {UNRECORDED}; do not send "
+                f"it again: 'mailer resolve {o.thread_id} --sent' records it"
+            )
+            continue
         click.echo(
             f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "
             f"'mailer resolve {o.thread_id} --sent' or '--resend'"

@@ -36,6 +36,10 @@ class MessageState(enum.StrEnum):
 
 T, M = ThreadState, MessageState
 
+# How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
+# (its error starts so): it went, and is never to be sent again (services/delivery.py).
+UNRECORDED = "accepted by the server"
+
 # A thread is open while it may still get a follow-up or a reply.
 OPEN_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP, T.HELD})
 # Still waiting for something (a reply, a follow-up, a send to settle).

@@ -18,7 +18,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mailer.model.lifecycle import MessageState, describe
+from mailer.model.lifecycle import UNRECORDED, MessageState, describe
 
 
 class Act(enum.StrEnum):
@@ -70,6 +70,13 @@ def skip_reason(past: Iterable[Past], retry_failed: bool) -> Skip | None:
         t = p.thread_id
         if p.state == MessageState.SENT:
             return Skip(Why.SENT, f"already sent (thread {t}, {describe(p.thread_state)})", t)
+        if p.shown == MessageState.IN_DOUBT and p.error.startswith(UNRECORDED):
+            return Skip(
+                Why.IN_DOUBT,
+                f"{UNRECORDED} but not recorded (thread {t}): never sent again; record it "
+                f"with 'mailer resolve {t} --sent'",
+                t,
+            )
         if p.shown == MessageState.IN_DOUBT:
             return Skip(
                 Why.IN_DOUBT, f"in doubt (thread {t}): settle it with 'mailer resolve {t}'", t

@@ -14,16 +14,12 @@ from typing import TYPE_CHECKING
 
 from mailer.adapters.clock import local_zone
 from mailer.errors import DeliveryError, MailerError, StateError
-from mailer.model.lifecycle import MessageState, Outcome, outcome_of
+from mailer.model.lifecycle import UNRECORDED, MessageState, Outcome, outcome_of
 from mailer.model.throttle import effective_cap, start_of_day
 
 if TYPE_CHECKING:
     from mailer.adapters.config import Settings
     from mailer.adapters.store import MessageRow, Store
-
-# How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
-# (its error starts so): it went, and is never to be sent again.
-UNRECORDED = "accepted by the server"
 
 
 def record_failure(
