@@ -211,3 +211,58 @@ def test_a_problem_naming_an_odd_key_stays_one_line(tmp_path: Path, key: str) ->
     for line in found:
         assert len(line.splitlines()) == 1 and "\x1b" not in line, line
         assert ": unknown setting" in line
+
+
+@pytest.mark.parametrize(
+    ("table", "typo", "meant"),
+    [
+        ("smtp", "securty", "security"),
+        ("imap", "sent_foldr", "sent_folder"),
+        ("sender", "nmae", "name"),
+    ],
+)
+def test_a_misspelt_setting_names_the_one_meant(
+    tmp_path: Path, table: str, typo: str, meant: str
+) -> None:
+    """Verify a misspelt key is refused with the nearest known one: left as it is, the
+    setting it was meant to be would silently keep its default."""
+    found = problems(tmp_path, BASE.replace(f"[{table}]\n", f'[{table}]\n{typo} = "x"\n', 1))
+    path = tmp_path / "config" / "mailer.toml"
+    assert found == [f"{path}: {table}.{typo}: unknown setting (did you mean {meant!r}?)"]
+
+
+def test_an_unknown_setting_with_no_near_one_lists_the_known(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE.replace("[smtp]\n", "[smtp]\nzzz = 1\n", 1))
+    assert len(found) == 1 and "smtp.zzz: unknown setting (known: " in found[0], found
+    assert "security" in found[0] and "host" in found[0]
+
+
+def test_a_misspelt_server_setting_stops_even_a_command_that_needs_no_server(
+    offline_workspace: Path,
+) -> None:
+    """Verify preview, which reads no server setting, still refuses a misspelt one (it
+    would otherwise be found only by the first send)."""
+    from .conftest import run_cli
+
+    cfg = offline_workspace / "config" / "mailer.toml"
+    cfg.write_text(cfg.read_text().replace("[smtp]\n", '[smtp]\nsecurty = "ssl"\n', 1))
+    r = run_cli(
+        offline_workspace,
+        "preview",
+        "--to",
+        "ana@sandbox.test",
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        "Acme",
+        "--role",
+        "Engineer",
+        "--interview",
+        "2026-11-24 10:00",
+        "--situation",
+        "illness",
+        "--note",
+        "I had a fever.",
+    )
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "smtp.securty: unknown setting (did you mean 'security'?)" in r.stderr

@@ -395,3 +395,29 @@ def test_a_data_directory_that_cannot_be_made_is_one_line_naming_it(
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr
     assert f"cannot use {blocker}" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_every_setting_the_init_config_shows_is_one_mailer_knows(tmp_path: Path) -> None:
+    """Verify each commented setting in the config 'mailer init' writes, uncommented, is a
+    real setting (no 'unknown setting'), and that the sections it names are real too: the
+    file is where a user learns the settings' names."""
+    from mailer.adapters.config import load_settings
+    from mailer.adapters.workspace import CONFIG_TEMPLATE
+    from mailer.errors import ConfigError
+
+    setting = re.compile(r"^# ?(\[[a-z0-9_.]+\]|[a-z_]+ = .+?)(\s{2,}#.*)?$")
+    shown = [setting.sub(r"\1", line) for line in CONFIG_TEMPLATE.splitlines()]
+    uncommented = [line for line in shown if not line.startswith("#")]
+    assert len(uncommented) > len([x for x in CONFIG_TEMPLATE.splitlines() if x[:1] not in "#"])
+    path = tmp_path / "config" / "mailer.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(uncommented) + "\n", encoding="utf-8")
+    try:
+        load_settings(path)
+        found: list[str] = []
+    except ConfigError as exc:
+        found = list(exc.problems)
+    assert not [p for p in found if "unknown setting" in p], found
+    for key in ("pipelining", "lease_seconds", "sslmode", "client_id", "auth"):
+        assert any(line.startswith(f"{key} = ") for line in uncommented), key
+    assert "not supported yet" not in CONFIG_TEMPLATE

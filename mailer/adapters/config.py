@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -367,6 +368,17 @@ class _Reader:
             self.server_problems.add(len(self.problems))
         self.problems.append(printable(f"{self.path}: {key}: {message}"))
 
+    def unknown(self, key: str, known: Collection[str]) -> None:
+        """``key`` is not a setting: the nearest known one suggested, else the known listed.
+        Never left for later as a server value is (see offline_problems): a misspelt
+        setting is silently a default otherwise, even for a command that reads no server."""
+        import difflib
+
+        name = key.rsplit(".", 1)[-1]
+        near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(sorted(known))}"
+        self.problems.append(printable(f"{self.path}: {key}: unknown setting ({hint})"))
+
     def offline_problems(self) -> list[str]:
         return [p for i, p in enumerate(self.problems) if i not in self.server_problems]
 
@@ -377,7 +389,7 @@ class _Reader:
             return {}
         for key in value if known else ():
             if key not in known:
-                self.problem(f"{name}.{key}", f"unknown setting (known: {', '.join(known)})")
+                self.unknown(f"{name}.{key}", known)
         return value
 
     def get(
@@ -505,7 +517,7 @@ def load_settings(
     }
     for key in data:
         if key not in known:
-            r.problem(key, f"unknown setting (known: {', '.join(sorted(known))})")
+            r.unknown(key, known)
 
     provider = _provider(r, "provider", data.get("provider", "generic"))
     preset = PRESETS[provider]
@@ -702,9 +714,8 @@ def _accounts(
             continue
         for key in t:
             if key not in ("provider", "sender", "smtp", "imap", "auth", "oauth2"):
-                r.problem(
-                    f"{prefix}.{key}",
-                    "unknown setting (known: provider, sender, smtp, imap, auth, oauth2)",
+                r.unknown(
+                    f"{prefix}.{key}", ("provider", "sender", "smtp", "imap", "auth", "oauth2")
                 )
         provider = _provider(r, f"{prefix}.provider", t.get("provider", "generic"))
         preset = PRESETS[provider]
@@ -714,7 +725,10 @@ def _accounts(
             st = {}
         for key in st:
             if key not in ("name", "address", "phone", "signature", "timezone", "locale"):
-                r.problem(f"{prefix}.sender.{key}", "unknown setting")
+                r.unknown(
+                    f"{prefix}.sender.{key}",
+                    ("name", "address", "phone", "signature", "timezone", "locale"),
+                )
         sp = f"{prefix}.sender"
         sender = SenderSettings(
             name=r.get(st, sp, "name", str, "", required=True),
@@ -967,7 +981,7 @@ def _oauth2(
                 f"must not be in the config file: put it in {secret_var} in the environment or .env",
             )
         elif key not in _OAUTH2_KEYS:
-            r.problem(f"{prefix}.{key}", f"unknown setting (known: {', '.join(_OAUTH2_KEYS)})")
+            r.unknown(f"{prefix}.{key}", _OAUTH2_KEYS)
     m = {**PRESETS[provider].get("oauth2", {}), **own}
     before = len(r.problems)
     flow = r.get(m, prefix, "flow", str, "device")
@@ -1067,7 +1081,7 @@ def _server(
     }
     for key in t:
         if key not in known:
-            r.problem(f"{name}.{key}", "unknown setting")
+            r.unknown(f"{name}.{key}", known)
     host = r.get(t, name, "host", str, "", required=True)
     if host and not _valid_host(host):
         r.problem(f"{name}.host", f"must be a host name or IP address, not {host!r}")

@@ -15,8 +15,9 @@ from mailer.model.composer import default_templates_dir
 CONFIG_TEMPLATE = """# mailer settings. Secrets (passwords) never go here: .env, a command or the keyring.
 # Every setting is shown; the commented ones have their defaults.
 
-# provider = "generic"        # or "gmail" (app password; fills in the servers below).
-                              # Microsoft 365 / Outlook.com need OAuth2, not supported yet.
+# provider = "generic"        # or "gmail", "microsoft365", "outlook": fills in the servers
+                              # below (and the OAuth2 sign-in; see README "Providers").
+# auth = "password"           # or "oauth2" (then 'mailer auth login'); Microsoft needs oauth2
 
 [sender]
 name = "Your Name"
@@ -37,6 +38,9 @@ security = "starttls"         # "ssl" (port 465), "starttls" (587) or "plain" (l
 # password_source = "env"     # "env" (.env), "command", "keyring" or "prompt" (not the daemon)
 # password_command = ["pass", "show", "mail/you"]  # its first line is the password; no shell
 # password_command_timeout = 30
+# pipelining = true           # MAIL FROM, RCPT TO and DATA in one round trip (RFC 2920)
+# daily_cap = 0               # messages a day from this account (0: no cap)
+# auth = "password"           # this server only (see auth above)
 
 [imap]
 host = "imap.example.com"
@@ -68,8 +72,24 @@ security = "ssl"
 [addresses]
 # allow_test_domains = false  # accept .test addresses (the sandbox uses them)
 
+# [oauth2]                    # your own provider's sign-in (a preset's: leave it out)
+# client_id = ""              # the app you registered (docs/oauth2.md)
+# flow = "device"             # or "pkce" (a browser on this machine)
+# authorization_url = ""
+# device_authorization_url = ""
+# token_url = ""
+# scopes = []
+# mechanism = "xoauth2"       # or "oauthbearer"
+# auth_params = {}
+
+[daemon]
+# lease_seconds = 60          # several daemons on a shared store: an account goes to another
+                              # daemon this long after its own stopped renewing it
+
 [state]
-# url = "sqlite:///.mailer/state.db"   # relative to this workspace
+# url = "sqlite:///.mailer/state.db"   # relative to this workspace; or postgresql://...
+# sslmode = "verify-full"     # PostgreSQL only ("prefer" on loopback)
+# sslrootcert = ""            # PostgreSQL only: the CA that signed the server's certificate
 
 # More mailboxes to send from (campaigns: a coach sending from each candidate's own account).
 # Each has its own password variables in .env: MAILER_ACCOUNT_ANNA_SMTP_PASSWORD (and
