@@ -19,7 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$ws"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only: piped or logged output stays plain text.
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold="" plain=""; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 wait_for() {  # wait_for "text" THREAD: poll the status until it shows the text (60 s at most)
   for _ in $(seq 1 120); do
     mailer --sandbox status "$2" | grep -q "$1" && return 0
@@ -42,13 +44,21 @@ window = "always"
 [watch]
 poll_interval = "2s"
 TOML
-yesterday=$(date -d yesterday +%F)
+# The last weekday before today, and a weekday at least three days ahead: interviews and
+# free times fall on working days (the apology check warns about a weekend time).
+weekday() { # STEP START: the first weekday from START days away, going STEP days at a time
+  local d=$2
+  until [ "$(date -d "$d days" +%u)" -le 5 ]; do d=$((d + $1)); done
+  date -d "$d days" +%F
+}
+missed=$(weekday -1 -1)
+free_day=$(weekday 1 3)
 
-step "1. mailer --sandbox send: the apology for yesterday's missed interview"
+step "1. mailer --sandbox send: the apology for the interview missed on $missed"
 mailer --sandbox send --situation illness --to interviewer@sandbox.test \
   --interviewer "Ana Ruiz" --company "Acme" --role "Data Engineer" \
-  --interview "$yesterday 10:00" --free "$(date -d '+5 days' +%F) 09:00-12:00" \
-  --note "I am fully recovered, and I have kept next week's mornings free in case one suits you." --yes
+  --interview "$missed 10:00" --free "$free_day 09:00-12:00" \
+  --note "I am fully recovered, and I have kept some mornings free in case one suits you." --yes
 step "The interviewer's inbox (read over IMAP, as a mail client would)"
 mailer sandbox inbox interviewer@sandbox.test
 
@@ -61,7 +71,7 @@ mailer sandbox inbox interviewer@sandbox.test
 step "3. A second apology; this time the interviewer answers"
 mailer --sandbox send --situation transport --to recruiter@sandbox.test \
   --interviewer "Sam Lee" --company "Globex" --role "Analyst" \
-  --interview "$yesterday 15:00" --yes | tail -n 3
+  --interview "$missed 15:00" --yes | tail -n 3
 mailer sandbox reply 2 --text "No problem - does Thursday at 10:00 work?"
 wait_for "replied" 2
 echo "The daemon saw the reply: thread 2 is replied, and its follow-up will never be sent."
@@ -72,7 +82,7 @@ cat > config/campaigns/week.toml <<TOML
 [defaults]
 situation = "illness"
 note = "A fever kept me in bed all week; I am well again now."
-free = ["$(date -d '+6 days' +%F) 09:00-12:00"]
+free = ["$free_day 14:00-17:00"]
 
 [throttle]
 rate = 60
@@ -82,21 +92,21 @@ to = "interviewer@sandbox.test"
 interviewer = "Ana Ruiz"
 company = "Initech"
 role = "Data Analyst"
-interview = "$yesterday 09:00"
+interview = "$missed 09:00"
 
 [[entries]]
 to = "interviewer@sandbox.test"
 interviewer = "Ana Ruiz"
 company = "Umbrella"
 role = "Data Engineer"
-interview = "$yesterday 11:30"
+interview = "$missed 11:30"
 
 [[entries]]
 to = "recruiter@sandbox.test"
 interviewer = "Sam Lee"
 company = "Hooli"
 role = "Platform Engineer"
-interview = "$yesterday 14:00"
+interview = "$missed 14:00"
 TOML
 mailer --sandbox campaign check week
 mailer --sandbox campaign run week --yes
