@@ -244,6 +244,7 @@ def test_send_without_terminal_requires_yes(stack: Stack, workspace: Path) -> No
     r = run_cli(workspace, *args)
     assert r.returncode == 2
     assert "refusing to send without --yes" in r.stderr
+    assert "Subject:" not in r.stdout, r.stdout  # refused before the message is shown
     assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
 
 

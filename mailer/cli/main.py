@@ -278,6 +278,9 @@ def send(
     from mailer.model import apology
     from mailer.services import sending
 
+    if not dry_run and not yes and not sys.stdin.isatty():
+        # Said before anything is built, shown or asked for: no answer could ever come.
+        raise InputError("refusing to send without --yes: there is no terminal to confirm on")
     clock = default_clock()
     # Only this account's password is needed: the others are not fetched (nor asked for).
     settings = obj.settings(need_secrets=not dry_run and not account).for_account(account)
@@ -314,12 +317,9 @@ def send(
     if dry_run or store is None:
         click.echo("\n(dry run: nothing was sent)")
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise InputError("refusing to send without --yes: there is no terminal to confirm on")
-        if not click.confirm(f"\nSend this to {prepared.facts.to} now?", default=False):
-            click.echo("Not sent.")
-            sys.exit(int(ExitCode.FAILURE))
+    if not yes and not click.confirm(f"\nSend this to {prepared.facts.to} now?", default=False):
+        click.echo("Not sent.")
+        sys.exit(int(ExitCode.FAILURE))
     result = sending.send(settings, prepared, store, clock, again=again)
     click.echo(f"\nSent: thread {result.thread_id}, Message-ID {result.message_id}")
     click.echo(f"Copy in Sent: {result.sent_copy}")
