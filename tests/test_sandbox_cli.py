@@ -105,7 +105,25 @@ def test_sandbox_flag_without_a_running_sandbox_is_refused(sandbox_ws: Path) -> 
     """Verify --sandbox never falls back to the real config when the sandbox is down."""
     r = run_cli(sandbox_ws, "--sandbox", "status")
     assert r.returncode != 0
-    assert "the sandbox is not running" in r.stderr
+    assert f"the sandbox of {sandbox_ws} is not running" in r.stderr
+    assert "started outside any workspace" not in r.stderr  # no other one runs
+
+
+def test_a_workspace_without_its_sandbox_names_the_one_running_outside_it(
+    sandbox_ws: Path, tmp_path: Path
+) -> None:
+    """Verify that, with the per-user sandbox running (started outside any workspace), a
+    sandbox command inside a workspace whose own sandbox is stopped says which is which."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    assert run_cli(outside, "sandbox", "start").returncode == 0
+    try:
+        r = run_cli(sandbox_ws, "sandbox", "inbox", "interviewer@sandbox.test")
+        assert r.returncode != 0
+        assert f"the sandbox of {sandbox_ws} is not running" in r.stderr
+        assert "the sandbox running now is the one started outside any workspace" in r.stderr
+    finally:
+        run_cli(outside, "sandbox", "stop")
 
 
 def test_init_never_overwrites(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ class Context:
         from mailer.adapters.config import find_config, load_settings
 
         if self.sandbox:
-            from mailer.sandbox.stack import running_sandbox, sandbox_dir
+            from mailer.sandbox.stack import not_running, running_sandbox, sandbox_dir
 
             ws = self.workspace_hint()
             sdir = sandbox_dir(ws)
@@ -48,9 +48,7 @@ class Context:
             if running_sandbox(ws) is None and (
                 need_secrets or not (sdir / "config" / "mailer.toml").exists()
             ):
-                raise MailerError(
-                    "the sandbox is not running", hint="start it with 'mailer sandbox start'"
-                )
+                raise not_running(ws)
             return load_settings(
                 sdir / "config" / "mailer.toml",
                 env_file=sdir / ".env",

@@ -1013,11 +1013,11 @@ def sandbox_status(obj: Context) -> None:
 @handle_errors
 def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
     """Show what arrived in a sandbox mailbox (over IMAP, like any mail client)."""
-    from mailer.sandbox.stack import read_inbox, running_sandbox
+    from mailer.sandbox.stack import not_running, read_inbox, running_sandbox
 
     info = running_sandbox(obj.workspace_hint())
     if info is None:
-        raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+        raise not_running(obj.workspace_hint())
     messages = read_inbox(info, user)
     if not messages:
         click.echo(f"(no messages for {user})")
@@ -1047,12 +1047,12 @@ def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
 @handle_errors
 def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) -> None:
     """Play the interviewer: answer a sandbox thread, in the same thread."""
-    from mailer.sandbox.stack import running_sandbox, send_as
+    from mailer.sandbox.stack import not_running, running_sandbox, send_as
 
     obj.sandbox = True
     info = running_sandbox(obj.workspace_hint())
     if info is None:
-        raise MailerError("the sandbox is not running", hint="start it with 'mailer sandbox start'")
+        raise not_running(obj.workspace_hint())
     settings = obj.settings()
     thread = obj.store(settings).thread(thread_id)
     if thread is None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mailer.adapters import process
 from mailer.adapters.anchor import ANCHOR
-from mailer.errors import InputError, SandboxError
+from mailer.errors import InputError, MailerError, SandboxError
 
 SANDBOX_DOMAIN = "sandbox.test"
 DEFAULT_USERS = {
@@ -519,6 +519,22 @@ def running_sandbox(workspace: Path) -> StackInfo | None:
     if _alive(info.dovecot_pid) and _alive(info.smtp_pid) and Path(info.dir).exists():
         return info
     return None
+
+
+def not_running(workspace: Path) -> MailerError:
+    """The error for a sandbox command when ``workspace``'s sandbox is not running. Each
+    workspace has its own; the per-user one (outside any workspace) is another, and a user
+    who started that one and then moved into a workspace is told so."""
+    from mailer.adapters.userdirs import user_data_dir
+
+    hint = "start it with 'mailer sandbox start' (run here)"
+    other = user_data_dir()
+    if workspace.resolve() != other.resolve() and running_sandbox(other) is not None:
+        hint += (
+            "; the sandbox running now is the one started outside any workspace: run the "
+            "command from outside this workspace to use it"
+        )
+    return MailerError(f"the sandbox of {workspace} is not running", hint=hint)
 
 
 def start_sandbox(workspace: Path) -> StackInfo:
