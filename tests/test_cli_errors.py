@@ -103,7 +103,7 @@ CASES = [
         [],
         "needs OAuth2",
     ),
-    ("missing-template-field", template_override, [], "illness.txt.j2: 'hobby' is undefined"),
+    ("missing-template-field", template_override, [], "illness.txt.j2:3: 'hobby' is undefined"),
     (
         "leftover-placeholder",
         None,

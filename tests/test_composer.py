@@ -93,8 +93,14 @@ def test_missing_variable_names_the_variable_and_template(tmp_path: Path) -> Non
     (tmp_path / "illness.txt.j2").write_text(
         "Subject: Hi\n\nDear {{ interviewer }}, {{ favourite_colour }}\n"
     )
-    with pytest.raises(TemplateError, match=r"illness\.txt\.j2: 'favourite_colour' is undefined"):
+    with pytest.raises(TemplateError) as caught:
         compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
+    # The file and the line that uses it, and how to give it.
+    assert str(caught.value) == (
+        f"template {tmp_path / 'illness.txt.j2'}:3: 'favourite_colour' is undefined "
+        "(a missing fact)"
+    )
+    assert caught.value.hint.startswith("give it with --var favourite_colour=...")
 
 
 def test_workspace_template_overrides_default_file_by_file(tmp_path: Path) -> None:

@@ -177,7 +177,14 @@ class Composer:
         except SecurityError as exc:
             raise TemplateError(f"template {name}: refused: {_one_line(exc)}") from None
         except UndefinedError as exc:
-            raise TemplateError(f"template {name}: {exc.message} (a missing fact)") from None
+            where, fact = _undefined_where(exc, name), _undefined_name(exc.message or "")
+            raise TemplateError(
+                f"template {where}: {exc.message} (a missing fact)",
+                hint=f"give it with --var {fact}=... (in a campaign: {fact} = ... in the entry "
+                "or its [defaults])"
+                if fact
+                else None,
+            ) from None
         except TemplateSyntaxError as exc:
             raise TemplateError(
                 f"template {exc.filename or name}:{exc.lineno}: {exc.message}"
@@ -189,6 +196,24 @@ class Composer:
                 f"template {name}: cannot render: {type(exc).__name__}: {_one_line(exc)}"
             ) from None
         return _split(name, text)
+
+
+def _undefined_where(exc: BaseException, name: str) -> str:
+    """``file:line`` of the template line that used the missing fact, from the traceback
+    (Jinja2 maps its frames back to the template's own lines), else the template's name."""
+    tb, found = exc.__traceback__, name
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".j2", ".jinja", ".txt", ".html")):
+            found = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def _undefined_name(message: str) -> str:
+    """The fact's name in Jinja2's "'name' is undefined" (else "")."""
+    match = re.match(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined", message)
+    return match.group(1) if match else ""
 
 
 def _one_line(exc: BaseException) -> str:
