@@ -649,3 +649,39 @@ def test_follow_up_offers_only_free_times_still_ahead_and_preview_shows_the_same
     own = body.replace("\r\n", "\n").split("\nOn ")[0].strip()  # without the quoted apology
     assert own.startswith("Dear Ana,") and "Monday 30 November" in own
     assert own in shown.stdout
+
+
+@pytest.mark.process
+def test_a_resend_whose_record_fails_says_it_went_and_is_never_resent_again(
+    pair: Pair, monkeypatch
+) -> None:
+    """Verify `resolve --resend` whose 250 cannot be recorded says the copy WAS accepted
+    (not a bare store error, which reads as "not sent"), and marks it so that a further
+    --resend sends no third copy: the interviewer gets exactly the original and one resend."""
+    from mailer.errors import InputError, StateError
+    from mailer.services.decisions import resolve
+    from mailer.services.delivery import was_accepted
+
+    thread = _crashed_send(pair, "after-250")  # delivered, never recorded: in doubt
+    assert _apology_copies(pair) == 1
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    real = Store.mark_sent
+
+    def full_disk(self: Store, *args, settling: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if not settling:
+            raise StateError("state store: database or disk is full")
+        real(self, *args, settling=settling, **kwargs)
+
+    monkeypatch.setattr(Store, "mark_sent", full_disk)
+    store = Store(settings.state_url)
+    clock = lambda: T0 + timedelta(hours=1)  # noqa: E731
+    with pytest.raises(StateError) as caught:
+        resolve(settings, store, thread, sent=False, clock=clock)
+    assert "the apology WAS accepted by the server (250" in str(caught.value)
+    assert f"mailer resolve {thread} --sent" in caught.value.hint
+    (row,) = store.messages(thread)
+    assert was_accepted(row), row
+    with pytest.raises(InputError, match="it is not sent again"):
+        resolve(settings, store, thread, sent=False, clock=clock)
+    assert _apology_copies(pair) == 2  # the original and the one resend
+    store.close()

@@ -13,12 +13,12 @@ from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import IN_DOUBT, SENT, Store
-from mailer.errors import DeliveryError, InputError, MailerError
+from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
 from mailer.services import sending
-from mailer.services.delivery import record_failure, was_accepted
+from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded, was_accepted
 from mailer.services.passes import next_due
 
 
@@ -160,6 +160,11 @@ def resolve(
             record_failure(store, m.id, exc, clock(), resending=True)
             raise
     now = clock()
-    store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
+    try:
+        store.mark_sent(m.id, now, reply, next_due(settings, thread, m.kind, now))
+    except StateError as exc:
+        # The server took it: said so, and marked so that no further --resend sends a copy.
+        if not settle_unrecorded(store, m.id, reply, exc, clock()):
+            raise unrecorded(m.kind, thread_id, reply, exc) from None
     sending.save_sent_copy(settings, store, m.id, m.raw, now, mailbox=mailbox)
     return f"{m.kind} {m.message_id} sent again"
