@@ -149,10 +149,7 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
         return Decision(
             None,
             "auto_reply",
-            {
-                "auto_reply": "challenge-response: a filter held the apology until you verify; "
-                "the interviewer has not seen it (the thread stays closed)"
-            },
+            {"auto_reply": "challenge-response", UNVERIFIED: True},
         )
     if subtype == "challenge-response":
         # Like a reply, it stops the queued follow-ups in the transaction that holds the
@@ -183,6 +180,9 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
         return Decision(None, "auto_reply", detail, postpone_to=postpone)
     return Decision(None, "auto_reply", {"auto_reply": subtype or "automatic reply"})
 
+
+# A closed thread's detail: a challenge-response filter holds its apology (status says so).
+UNVERIFIED = "challenge_unverified"
 
 # Why a thread is held (``detail["held_kind"]``); a thread held before this key existed was
 # held by a challenge-response system.

@@ -270,6 +270,16 @@ def described(
 
 
 def _closed_or_open(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
+    line = _described(t, messages, tz)
+    if t.detail.get("challenge_unverified"):  # decision.UNVERIFIED (a closed thread's)
+        line += (
+            "; a challenge-response filter holds the apology: the interviewer has not seen it "
+            "(answer the verification request or call them)"
+        )
+    return line
+
+
+def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
     d = t.detail
     if t.state == AWAITING:
         due = shown(t.follow_up_due, tz) if t.follow_up_due else None
