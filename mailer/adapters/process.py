@@ -180,7 +180,9 @@ def find_dovecot() -> str:
             hint="send, check, daemon, campaign, preview, lint and status work without it; "
             "point config/mailer.toml at a real server",
         )
-    import shutil  # here, not at the top: `status` loads this module, and shutil's imports
+    # Here, not at the top: `status` loads this module, and shutil brings its compression
+    # modules (bz2, lzma) with it, which only the sandbox needs.
+    import shutil
 
     places, install = _DOVECOT["darwin" if sys.platform == "darwin" else "linux"]
     found = shutil.which("dovecot") or next((p for p in places if Path(p).exists()), None)

@@ -82,7 +82,7 @@ def _load(
 def campaign(ctx: click.Context) -> None:
     """Many apologies from one file: config/campaigns/NAME.toml (see 'mailer init')."""
     if ctx.invoked_subcommand in ("check", "preview"):  # they read, print and end
-        without_collector(ctx)
+        without_collector(ctx, collect=True)  # (each entry's rendering makes cycles)
 
 
 @campaign.command("check")

@@ -206,17 +206,22 @@ def _show_raw(composed: Any) -> None:
     click.echo(composed.text, nl=False)
 
 
-def without_collector(ctx: click.Context) -> None:
+def without_collector(ctx: click.Context, collect: bool = False) -> None:
     """Run the command ``ctx`` invokes without the cycle collector, for a command that reads,
     prints and ends, making few reference cycles: the collector would only walk the modules
     just loaded again and again (a twentieth of a preview). When the command is done it is
     on again, for a caller in the same process; in mailer's own process, which ends next,
     everything is frozen instead (see :func:`_after_short_command`). Every other command,
-    the daemon first, keeps the collector throughout."""
+    the daemon first, keeps the collector throughout.
+
+    ``collect``: the collector stays on while the command runs, and only the freezing at
+    its end is done. For campaigns: rendering each entry makes reference cycles, and
+    without the collector their memory would grow with the number of entries."""
     import gc
 
     if gc.isenabled():
-        gc.disable()
+        if not collect:
+            gc.disable()
         ctx.call_on_close(_after_short_command)
 
 
