@@ -1597,12 +1597,13 @@ class Store:
         event: str,
         detail: dict[str, str],
         expected: str | None = None,
+        follow_up_due: datetime | None = None,
     ) -> str:
         """Move a thread (cancel, mark replied, close as no answer) as the lifecycle table
         allows, and log it as ``event``. Stops queued follow-ups. Returns the new state;
         :class:`TransitionRefused` (nothing written) if the table does not allow ``move`` from
         the thread's state now, or if the thread is not in ``expected`` (the state the move
-        was decided from) any more."""
+        was decided from) any more. ``follow_up_due``: a new due time, set with the move."""
         with self.tx() as c:
             row = (
                 c.execute(text("SELECT state, detail FROM threads WHERE id = :t"), {"t": thread_id})
@@ -1618,12 +1619,15 @@ class Store:
             # Conditional on the state just read, and checked by its row count: where reads
             # and writes are not serialised (another engine, #17), a move made meanwhile makes
             # this one write nothing and refuse, never log a move that did not happen.
+            dated = "" if follow_up_due is None else ", follow_up_due = :due, due_at = :due_at"
             moved = c.execute(
                 text(
-                    f"""UPDATE threads SET state = :s, detail = :d
+                    f"""UPDATE threads SET state = :s, detail = :d{dated}
                         WHERE id = :t AND state = :was AND state IN {states}"""
                 ),
                 {
+                    "due": None if follow_up_due is None else follow_up_due.isoformat(),
+                    "due_at": due_at(follow_up_due),
                     "s": state,
                     "d": json.dumps({**_detail(row["detail"]), **detail}),
                     "t": thread_id,
@@ -1651,12 +1655,13 @@ class Store:
         event: str,
         detail: dict[str, str],
         expected: str | None = None,
+        follow_up_due: datetime | None = None,
     ) -> bool:
         """:meth:`set_thread_state` for a move that another process (a reply, a cancel) may
         have made moot meanwhile: False, nothing written, if the table refuses it now (or the
         thread left ``expected``)."""
         try:
-            self.set_thread_state(thread_id, move, now, event, detail, expected)
+            self.set_thread_state(thread_id, move, now, event, detail, expected, follow_up_due)
         except TransitionRefused:
             return False
         return True

@@ -662,7 +662,7 @@ def release(obj: Context, thread_id: int) -> None:
     from mailer.services.decisions import release as release_thread
 
     settings = obj.settings()
-    if release_thread(obj.store(settings), thread_id, default_clock()()):
+    if release_thread(obj.store(settings), thread_id, default_clock()(), settings):
         click.echo(f"Thread {thread_id}: released; its follow-up goes out when due.")
     else:
         click.echo(f"Thread {thread_id}: not held; its follow-up goes out when due.")

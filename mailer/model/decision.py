@@ -154,13 +154,16 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
     if subtype == "challenge-response":
         # Like a reply, it stops the queued follow-ups in the transaction that holds the
         # thread: one claimed a moment ago must not go to a filter the user has not answered.
+        if thread.state == T.HELD and held_kind(thread.detail) == HELD_BY_UNCLEAR_REPLY:
+            # Held already for a reply that may answer it: that question stays the one the
+            # user is asked ('check'); the challenge is kept beside it, not over it.
+            return Decision(None, "held", {"challenge": CHALLENGE_HOLD}, stop_follow_ups=True)
         return Decision(
             T.HELD,
             "held",
             {
                 "held_kind": HELD_BY_CHALLENGE,
-                "held": "a challenge-response system is holding the "
-                "apology until you verify; the interviewer has not seen it",
+                "held": CHALLENGE_HOLD,
                 # Where 'mailer release' returns it to: awaiting_reply, or followed_up after
                 # the last follow-up (whose due time then closes it as no answer). Held while
                 # the apology was in doubt (sending): none; release waits for its resolve.
@@ -187,6 +190,10 @@ UNVERIFIED = "challenge_unverified"
 # Why a thread is held (``detail["held_kind"]``); a thread held before this key existed was
 # held by a challenge-response system.
 HELD_BY_CHALLENGE, HELD_BY_UNCLEAR_REPLY = "challenge_response", "unclear_reply"
+CHALLENGE_HOLD = (
+    "a challenge-response system is holding the apology until you verify; "
+    "the interviewer has not seen it"
+)
 
 
 def hold_for_reply(
@@ -228,6 +235,21 @@ def _held_from(current_state: str) -> dict[str, str]:
 
 def held_kind(detail: Mapping[str, str]) -> str:
     return detail.get("held_kind") or HELD_BY_CHALLENGE
+
+
+def closed_before_hold(detail: Mapping[str, str]) -> str | None:
+    """The closed state a held thread with no ``held_from`` had reached, read from the marks
+    the closing moves write (cancel, close as no answer, bounce, refused follow-up): an older
+    mailer let a challenge-response hold a closed thread. None if it shows none."""
+    marks = (
+        ("cancelled", T.CANCELLED),
+        ("closed", T.NO_ANSWER),
+        ("bounce_reason", T.BOUNCED),
+        ("follow_up_error", T.FAILED),
+    )
+    if detail.get("held_from"):
+        return None
+    return next((str(state) for key, state in marks if detail.get(key)), None)
 
 
 def unmatched_bounce() -> Decision:

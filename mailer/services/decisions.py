@@ -12,9 +12,10 @@ from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import IN_DOUBT, SENT, Store
+from mailer.adapters.store import FAILED, IN_DOUBT, SENT, MessageRow, Store, ThreadRow
 from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
+from mailer.model.decision import closed_before_hold
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
 from mailer.services import sending
@@ -51,9 +52,12 @@ def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None
         raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
 
 
-def release(store: Store, thread_id: int, now: datetime) -> bool:
+def release(store: Store, thread_id: int, now: datetime, settings: Settings | None = None) -> bool:
     """Let a held thread's follow-ups go again, from the state it was held in. False if it is
-    not held but still open (released already: what the user wanted, not an error)."""
+    not held but still open (released already: what the user wanted, not an error).
+
+    ``settings`` date a thread whose due time the hold left stale or missing as its last
+    send would have (see :func:`_due_on_release`); without them such a thread is due now."""
     thread = store.thread(thread_id)
     if thread is None:
         raise InputError(f"no thread {thread_id} in the state store")
@@ -63,7 +67,18 @@ def release(store: Store, thread_id: int, now: datetime) -> bool:
         raise InputError(
             f"thread {thread_id} is {thread.state.replace('_', ' ')}, not held; nothing to release"
         )
-    if not any(m.kind == "apology" and m.state == SENT for m in store.messages(thread_id)):
+    messages = store.messages(thread_id)
+    apology_failed = any(m.kind == "apology" and m.state == FAILED for m in messages)
+    closed = closed_before_hold(thread.detail) or (ThreadState.FAILED if apology_failed else None)
+    if closed is not None:
+        # Held by an older mailer after it was closed: released, it would get the follow-up
+        # that the close had ended. The table has no move back to a closed state.
+        raise InputError(
+            f"thread {thread_id} was {closed.replace('_', ' ')} before it was held, "
+            "so it is not released",
+            hint=f"run 'mailer cancel {thread_id}' to close it for good",
+        )
+    if not any(m.kind == "apology" and m.state == SENT for m in messages):
         # Held while its apology was in doubt: released now it would wait for a reply with
         # no follow-up due, for good. Settling the apology dates it (see mark_sent).
         raise InputError(
@@ -74,20 +89,59 @@ def release(store: Store, thread_id: int, now: datetime) -> bool:
     back = thread.detail.get("held_from")
     if back not in (AWAITING, FOLLOWED_UP):
         # No held_from: held by a challenge-response system before this key was recorded
-        # for one. Its last follow-up gone, it goes back to closing as no answer.
-        done = thread.follow_ups_sent >= max(thread.max_follow_ups, 1)
-        back = FOLLOWED_UP if done else AWAITING
+        # for one (or while its apology was sending).
+        back = AWAITING
+    if 0 < thread.max_follow_ups <= thread.follow_ups_sent:
+        # Its last follow-up went, perhaps settled ('resolve --sent') while it was held:
+        # whatever it was held from, what is left is closing as no answer.
+        back = FOLLOWED_UP
     detail = {"held": "", "held_kind": "", "held_from": "", "released_at": now.isoformat()}
     move = (
         ThreadEvent.RELEASE_TO_FOLLOWED_UP
         if back == FOLLOWED_UP
         else ThreadEvent.RELEASE_TO_AWAITING
     )
-    if not store.move_thread_if_still(thread_id, move, now, "released", detail):
+    due = _due_on_release(thread, back, messages, now, settings)
+    if not store.move_thread_if_still(thread_id, move, now, "released", detail, follow_up_due=due):
         raise InputError(
             f"thread {thread_id} changed meanwhile; look at 'mailer status {thread_id}'"
         )
     return True
+
+
+def _due_on_release(
+    thread: ThreadRow,
+    back: str,
+    messages: list[MessageRow],
+    now: datetime,
+    settings: Settings | None,
+) -> datetime | None:
+    """The due time a released thread needs, or None to keep the one it has.
+
+    A send settled while the thread was held (or by an older mailer, which did not date a
+    held thread) left its due time missing, or at the time of the message it was for. It gets
+    the one that send would have given it (:func:`next_due`, from the last message sent),
+    never earlier than now: a follow-up, or closing as no answer, is then never lost."""
+    if back == AWAITING and thread.follow_ups_sent >= thread.max_follow_ups:
+        return None  # no follow-up at all (max 0): it waits for a reply, with nothing due
+    sent = [(_when(m.sent_at), m) for m in messages if m.state == SENT]
+    dated = [(at, m) for at, m in sent if at is not None]
+    if not dated:
+        return None
+    last_at, last = max(dated, key=lambda p: p[0])
+    due = _when(thread.follow_up_due)
+    if due is not None and due > last_at:
+        return None  # set by the last send itself
+    if settings is not None:
+        due = next_due(settings, thread, last.kind, last_at)
+    return now if due is None or due < now else due
+
+
+def _when(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def resolve(

@@ -31,10 +31,16 @@ from mailer.adapters.store import (
 from mailer.errors import DeliveryError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
-from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, ThreadSnapshot, bounced_for_good, held_kind
+from mailer.model.decision import (
+    HELD_BY_UNCLEAR_REPLY,
+    ThreadSnapshot,
+    bounced_for_good,
+    closed_before_hold,
+    held_kind,
+)
 from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
-from mailer.model.lifecycle import Outcome, ThreadEvent
+from mailer.model.lifecycle import Outcome, ThreadEvent, describe
 from mailer.model.plan import (
     Action,
     BounceAddress,
@@ -188,11 +194,20 @@ def held(store: Store) -> list[str]:
     once a day), since no follow-up goes out for it until the user decides."""
     lines = []
     for t in store.held_threads():
-        if held_kind(t.detail) == HELD_BY_UNCLEAR_REPLY:
+        closed = closed_before_hold(t.detail)
+        if closed is not None:
+            # Held by an older mailer after it was closed: a release would reopen it.
+            lines.append(
+                f"thread {t.id} ({t.company}) was {describe(closed)} before a challenge-response "
+                f"system held it; run 'mailer cancel {t.id}' to close it for good"
+            )
+        elif held_kind(t.detail) == HELD_BY_UNCLEAR_REPLY:
+            # A challenge-response may hold it as well (kept beside the reply, not over it).
+            also = "; a challenge-response system holds it too" if t.detail.get("challenge") else ""
             lines.append(
                 f"thread {t.id} ({t.company}) is held: {t.detail.get('held', 'an unclear reply')}"
                 f"; if it answers this one, run 'mailer mark-replied {t.id}', otherwise "
-                f"'mailer release {t.id}' to let its follow-up go"
+                f"'mailer release {t.id}' to let its follow-up go{also}"
             )
         else:
             # Held while its apology was in doubt: release waits for the apology's resolve.
