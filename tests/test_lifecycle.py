@@ -543,3 +543,253 @@ def test_a_challenge_to_a_closed_thread_leaves_it_closed_and_says_what_it_was(
     assert "a challenge-response filter holds the apology" in said, said
     assert store.due_threads(T0 + timedelta(days=60)) == []
     store.close()
+
+
+def _legacy_hold(store: Store, tid: int) -> None:
+    """What an older mailer wrote for a challenge-response, which it let hold any state but
+    replied: state held, the 'held' words, no held_from."""
+    import json
+
+    from sqlalchemy import text
+
+    thread = store.thread(tid)
+    assert thread is not None
+    detail = {**thread.detail, "held": "a challenge-response system is holding the apology"}
+    with store.engine.begin() as c:
+        c.execute(
+            text("UPDATE threads SET state = 'held', detail = :d WHERE id = :t"),
+            {"d": json.dumps(detail), "t": tid},
+        )
+
+
+def _config(directory: Path):  # type: ignore[no-untyped-def]
+    """Settings read from a minimal config: a one-day wait, one follow-up."""
+    from mailer.adapters.config import load_settings
+
+    (directory / "config").mkdir()
+    (directory / "config" / "mailer.toml").write_text(
+        '[sender]\nname = "Sam"\naddress = "me@x.test"\ntimezone = "Europe/London"\n'
+        '[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "plain"\n'
+        '[imap]\nhost = "127.0.0.1"\nport = 1993\nsave_sent = false\n'
+        '[follow_up]\nwait = "1d"\nmax_follow_ups = 1\n'
+        "[addresses]\nallow_test_domains = true\n",
+        encoding="utf-8",
+    )
+    (directory / ".env").write_text("MAILER_SMTP_PASSWORD=pw\n", encoding="utf-8")
+    return load_settings(directory / "config" / "mailer.toml")
+
+
+def _last_follow_up_in_doubt(store: Store, tid: int, mid: int) -> tuple[int, datetime]:
+    """The apology sent at T0 (follow-up due a day later), its only follow-up in doubt."""
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    t1 = T0 + timedelta(days=1, minutes=1)
+    fid = store.claim_follow_up(
+        tid, t1, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
+    )
+    assert fid is not None
+    store.mark_submitting(fid, t1)
+    store.mark_final_dot(fid, t1)
+    store.mark_in_doubt(fid, t1, "cut off after the final dot")
+    return fid, t1
+
+
+def test_a_last_follow_up_settled_while_held_is_released_to_close_as_no_answer(
+    tmp_path: Path,
+) -> None:
+    """Verify a thread held (from awaiting_reply) while its last follow-up was in doubt, that
+    follow-up then resolved --sent, is released to followed_up with its closing due now: the
+    next pass closes it as no answer instead of planning a follow-up forever."""
+    from mailer.services.decisions import release
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    fid, t1 = _last_follow_up_in_doubt(store, tid, mid)
+    _challenge(store, tid, t1 + timedelta(minutes=5), 1)
+    assert store.thread(tid).detail["held_from"] == T.AWAITING  # type: ignore[union-attr]
+    store.mark_sent(fid, t1 + timedelta(hours=1), "confirmed by you", None, settling=True)
+    at = t1 + timedelta(hours=2)
+    assert release(store, tid, at) is True
+    released = store.thread(tid)
+    assert (released.state, released.follow_up_due) == (T.FOLLOWED_UP, at.isoformat())  # type: ignore[union-attr]
+    assert [t.id for t in store.due_threads(at)] == [tid]
+    assert store.move_thread_if_still(tid, ThreadEvent.CLOSED_NO_ANSWER, at, "no_answer", {})
+    store.close()
+
+
+def test_a_last_follow_up_settled_while_held_closes_a_wait_after_it_went(
+    tmp_path: Path,
+) -> None:
+    """Verify, with the settings given (as 'mailer release' gives them), the thread released
+    after its last follow-up was settled while held closes as no answer when a follow-up
+    sent then would have: a wait after it went, not at once."""
+    from mailer.services.decisions import release
+    from mailer.services.passes import next_due
+
+    cfg = _config(tmp_path)
+    store, tid, mid = _store_with_apology(tmp_path)
+    fid, t1 = _last_follow_up_in_doubt(store, tid, mid)
+    _challenge(store, tid, t1 + timedelta(minutes=5), 1)
+    settled = t1 + timedelta(hours=1)
+    store.mark_sent(fid, settled, "confirmed by you", None, settling=True)
+    assert release(store, tid, t1 + timedelta(hours=2), cfg) is True
+    released = store.thread(tid)
+    close_at = next_due(cfg, released, "follow_up", settled)  # type: ignore[arg-type]
+    assert close_at is not None and close_at >= settled + timedelta(days=1)
+    assert (released.state, released.follow_up_due) == (T.FOLLOWED_UP, close_at.isoformat())  # type: ignore[union-attr]
+    assert store.due_threads(close_at - timedelta(minutes=1)) == []
+    assert [t.id for t in store.due_threads(close_at)] == [tid]
+    store.close()
+
+
+def _closed(store: Store, tid: int, mid: int, how: str) -> None:
+    """Close the thread as ``how`` the way the mailer does (the marks its moves write)."""
+    if how == "failed apology":
+        store.mark_submitting(mid, T0)
+        store.mark_failed(mid, T0, "550 no such user")
+        return
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
+    at = T0 + timedelta(hours=1)
+    if how == "cancelled":
+        store.set_thread_state(tid, ThreadEvent.CANCELLED, at, "cancelled", {"cancelled": "by you"})
+    elif how == "no answer":
+        store.set_thread_state(tid, ThreadEvent.LAST_FOLLOW_UP_SENT, at, "last", {})
+        store.set_thread_state(
+            tid, ThreadEvent.CLOSED_NO_ANSWER, at, "no_answer", {"closed": "no reply"}
+        )
+    elif how == "bounced":
+        store.set_thread_state(
+            tid, ThreadEvent.ADDRESS_BOUNCED, at, "bounced", {"bounce_reason": "bounced"}
+        )
+    else:
+        store.set_thread_state(
+            tid, ThreadEvent.FOLLOW_UP_REFUSED, at, "failed", {"follow_up_error": "550"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("how", "was"),
+    [
+        ("cancelled", "cancelled"),
+        ("no answer", "no answer"),
+        ("bounced", "bounced"),
+        ("refused follow-up", "failed"),
+        ("failed apology", "failed"),
+    ],
+)
+def test_a_closed_thread_held_by_an_older_mailer_is_not_reopened_by_release(
+    tmp_path: Path, how: str, was: str
+) -> None:
+    """Verify a thread an older mailer held after it was closed (no held_from) is refused by
+    release with one line naming what it was and 'mailer cancel', stays held with nothing due,
+    and check's line for it points to cancel, not release."""
+    from mailer.errors import InputError
+    from mailer.services.decisions import cancel, release
+    from mailer.services.passes import held
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    _closed(store, tid, mid, how)
+    _legacy_hold(store, tid)
+    (line,) = held(store)
+    assert f"was {was} before" in line and f"'mailer cancel {tid}'" in line
+    assert "release" not in line and "resolve" not in line
+    with pytest.raises(InputError, match=f"thread {tid} was {was} before it was held") as e:
+        release(store, tid, T0 + timedelta(hours=2))
+    assert f"mailer cancel {tid}" in str(e.value.hint)
+    assert store.thread(tid).state == T.HELD  # type: ignore[union-attr]
+    assert store.due_threads(T0 + timedelta(days=365)) == []
+    assert cancel(store, tid, T0 + timedelta(hours=3)) is True
+    assert store.thread(tid).state == T.CANCELLED  # type: ignore[union-attr]
+    store.close()
+
+
+@pytest.mark.parametrize("with_settings", [True, False])
+def test_an_apology_settled_by_an_older_mailer_while_held_is_followed_up_once_released(
+    tmp_path: Path, with_settings: bool
+) -> None:
+    """Verify a thread an older mailer held while its apology was sending, then settled
+    (sent_at, no due time), is released to awaiting_reply with its follow-up due: a day after
+    the apology as its send would have given it (settings given), else due now."""
+    from sqlalchemy import text
+
+    from mailer.services.decisions import release
+    from mailer.services.passes import next_due
+
+    cfg = _config(tmp_path)
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    store.mark_in_doubt(mid, T0, "cut off")
+    _legacy_hold(store, tid)
+    store.mark_sent(mid, T0, "confirmed by you", T0 + timedelta(days=1), settling=True)
+    with store.engine.begin() as c:  # the older mailer did not date a held thread
+        c.execute(
+            text("UPDATE threads SET follow_up_due = NULL, due_at = NULL WHERE id = :t"),
+            {"t": tid},
+        )
+    at = T0 + timedelta(hours=2)
+    assert release(store, tid, at, cfg if with_settings else None) is True
+    released = store.thread(tid)
+    due = next_due(cfg, released, "apology", T0) if with_settings else at  # type: ignore[arg-type]
+    assert due is not None and due >= at
+    assert (released.state, released.follow_up_due) == (T.AWAITING, due.isoformat())  # type: ignore[union-attr]
+    assert [t.id for t in store.due_threads(due)] == [tid]
+    fid = store.claim_follow_up(
+        tid, due, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
+    )
+    assert fid is not None
+    store.mark_submitting(fid, due)
+    store.mark_sent(fid, due, "250 ok", due + timedelta(days=1))
+    assert store.thread(tid).state == T.FOLLOWED_UP  # type: ignore[union-attr]
+    assert (
+        store.claim_follow_up(
+            tid,
+            due + timedelta(days=2),
+            message_id="<g@x>",
+            raw=b"g",
+            envelope_from="me@x.test",
+            recipients=("a@b.test",),
+        )
+        is None
+    )
+    store.close()
+
+
+def test_a_challenge_on_a_thread_held_for_an_unclear_reply_keeps_the_reply_named(
+    tmp_path: Path,
+) -> None:
+    """Verify a challenge-response on a thread already held for an unclear reply keeps that
+    hold (its kind, words, threads, sender) and records the challenge beside it: check still
+    says the reply may answer it, names mark-replied, and says a challenge holds it too."""
+    from mailer.model.decision import HELD_BY_UNCLEAR_REPLY, hold_for_reply
+    from mailer.services.passes import held
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=3))
+    d = hold_for_reply(
+        T.AWAITING,
+        sender="ana@b.test",
+        subject="Re: hello",
+        received=T0 + timedelta(hours=1),
+        threads=(tid, 99),
+    )
+    assert store.move_thread_if_still(
+        tid,
+        ThreadEvent.HOLD_FOR_REPLY,
+        T0 + timedelta(hours=1),
+        d.event,
+        d.detail,
+        expected=T.AWAITING,
+    )
+    before = dict(store.thread(tid).detail)  # type: ignore[union-attr]
+    _challenge(store, tid, T0 + timedelta(hours=2), 1)
+    detail = store.thread(tid).detail  # type: ignore[union-attr]
+    kept = ("held_kind", "held", "held_threads", "held_reply_by", "held_from")
+    assert {k: detail[k] for k in kept} == {k: before[k] for k in kept}
+    assert detail["held_kind"] == HELD_BY_UNCLEAR_REPLY
+    assert "challenge-response" in detail["challenge"]
+    (line,) = held(store)
+    assert "a reply from ana@b.test may answer" in line and f"mark-replied {tid}" in line
+    assert "a challenge-response system holds it too" in line
+    store.close()

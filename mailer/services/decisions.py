@@ -12,15 +12,14 @@ from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import FAILED, IN_DOUBT, SENT, MessageRow, Store, ThreadRow
+from mailer.adapters.store import IN_DOUBT, SENT, MessageRow, Store, ThreadRow
 from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
-from mailer.model.decision import closed_before_hold
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
 from mailer.services import sending
 from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded, was_accepted
-from mailer.services.passes import next_due
+from mailer.services.passes import closed_before_release, next_due
 
 
 def cancel(store: Store, thread_id: int, now: datetime) -> bool:
@@ -68,8 +67,7 @@ def release(store: Store, thread_id: int, now: datetime, settings: Settings | No
             f"thread {thread_id} is {thread.state.replace('_', ' ')}, not held; nothing to release"
         )
     messages = store.messages(thread_id)
-    apology_failed = any(m.kind == "apology" and m.state == FAILED for m in messages)
-    closed = closed_before_hold(thread.detail) or (ThreadState.FAILED if apology_failed else None)
+    closed = closed_before_release(store, thread)
     if closed is not None:
         # Held by an older mailer after it was closed: released, it would get the follow-up
         # that the close had ended. The table has no move back to a closed state.

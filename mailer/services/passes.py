@@ -21,6 +21,7 @@ from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import (
+    FAILED,
     QUEUED,
     SENT,
     SUBMITTING,
@@ -40,7 +41,7 @@ from mailer.model.decision import (
 )
 from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
-from mailer.model.lifecycle import Outcome, ThreadEvent, describe
+from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, describe
 from mailer.model.plan import (
     Action,
     BounceAddress,
@@ -189,12 +190,23 @@ def orphans(settings: Settings, store: Store) -> list[str]:
     ]
 
 
+def closed_before_release(store: Store, thread: ThreadRow) -> str | None:
+    """The closed state a held thread had reached before it was held (an older mailer let a
+    challenge-response hold any state but replied), or None: a release would reopen it.
+    A refused apology (thread failed) writes no mark in the thread: its message says it."""
+    closed = closed_before_hold(thread.detail)
+    if closed is not None or thread.sent_at is not None or thread.detail.get("held_from"):
+        return closed
+    refused = any(m.kind == "apology" and m.state == FAILED for m in store.messages(thread.id))
+    return ThreadState.FAILED if refused else None
+
+
 def held(store: Store) -> list[str]:
     """Every held thread, with the command that settles it: named on every pass (the daemon
     once a day), since no follow-up goes out for it until the user decides."""
     lines = []
     for t in store.held_threads():
-        closed = closed_before_hold(t.detail)
+        closed = closed_before_release(store, t)
         if closed is not None:
             # Held by an older mailer after it was closed: a release would reopen it.
             lines.append(
