@@ -392,7 +392,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         thread = data.draw(st.sampled_from(self.store.held_threads()))
-        if decisions.release(self.store, thread.id, self.now):
+        if decisions.release(self.store, thread.id, self.now, self.settings):
             # The user says the unthreaded reply was not for this thread.
             stops = self.stops.get(thread.root_message_id, [])
             stops[:] = [s for s in stops if s.why != "an unthreaded reply"]
