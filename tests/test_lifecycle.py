@@ -792,4 +792,8 @@ def test_a_challenge_on_a_thread_held_for_an_unclear_reply_keeps_the_reply_named
     (line,) = held(store)
     assert "a reply from ana@b.test may answer" in line and f"mark-replied {tid}" in line
     assert "a challenge-response system holds it too" in line
+    from mailer.services import threadview
+
+    shown = threadview.describe(store.thread(tid), store.messages(tid), UTC)  # type: ignore[arg-type]
+    assert "a reply from ana@b.test" in shown and "challenge-response system holds it too" in shown
     store.close()

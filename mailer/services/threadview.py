@@ -307,6 +307,7 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
         return (
             f"held: a reply from {d.get('held_reply_by', '?')}{subject} may answer this{also}; "
             f"'mailer mark-replied {t.id}' if it does, else 'mailer release {t.id}'"
+            + ("; a challenge-response system holds it too" if d.get("challenge") else "")
         )
     if t.state == HELD:
         return (
