@@ -471,14 +471,7 @@ def test_a_challenge_after_the_last_follow_up_is_released_back_to_closing_as_no_
     from mailer.services.decisions import release
 
     store, tid, mid = _store_with_apology(tmp_path)
-    store.mark_submitting(mid, T0)
-    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
-    t1 = T0 + timedelta(days=1, minutes=1)
-    fid = store.claim_follow_up(
-        tid, t1, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
-    )
-    assert fid is not None
-    store.mark_submitting(fid, t1)
+    fid, t1 = _follow_up_submitting(store, tid, mid)
     close_at = t1 + timedelta(days=1)
     store.mark_sent(fid, t1, "250 ok", close_at)
     assert store.thread(tid).state == T.FOLLOWED_UP  # type: ignore[union-attr]
@@ -502,14 +495,7 @@ def test_a_challenge_held_thread_without_held_from_is_released_by_its_follow_up_
     from mailer.services.decisions import release
 
     store, tid, mid = _store_with_apology(tmp_path)
-    store.mark_submitting(mid, T0)
-    store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
-    t1 = T0 + timedelta(days=1, minutes=1)
-    fid = store.claim_follow_up(
-        tid, t1, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
-    )
-    assert fid is not None
-    store.mark_submitting(fid, t1)
+    fid, t1 = _follow_up_submitting(store, tid, mid)
     store.mark_sent(fid, t1, "250 ok", t1 + timedelta(days=1))
     store.set_thread_state(tid, ThreadEvent.CHALLENGE, t1, "held", {"held": "old wording"})
     assert "held_from" not in store.thread(tid).detail  # type: ignore[union-attr]
@@ -579,16 +565,28 @@ def _config(directory: Path):  # type: ignore[no-untyped-def]
     return load_settings(directory / "config" / "mailer.toml")
 
 
-def _last_follow_up_in_doubt(store: Store, tid: int, mid: int) -> tuple[int, datetime]:
-    """The apology sent at T0 (follow-up due a day later), its only follow-up in doubt."""
+def _claimed(store: Store, tid: int, at: datetime) -> int:
+    """The thread's next follow-up claimed at ``at`` and being sent."""
+    fid = store.claim_follow_up(
+        tid, at, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
+    )
+    assert fid is not None
+    store.mark_submitting(fid, at)
+    return fid
+
+
+def _follow_up_submitting(store: Store, tid: int, mid: int) -> tuple[int, datetime]:
+    """The apology sent at T0 (follow-up due a day later), its follow-up being sent a minute
+    after that: the follow-up's row and when."""
     store.mark_submitting(mid, T0)
     store.mark_sent(mid, T0, "250 ok", T0 + timedelta(days=1))
     t1 = T0 + timedelta(days=1, minutes=1)
-    fid = store.claim_follow_up(
-        tid, t1, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
-    )
-    assert fid is not None
-    store.mark_submitting(fid, t1)
+    return _claimed(store, tid, t1), t1
+
+
+def _last_follow_up_in_doubt(store: Store, tid: int, mid: int) -> tuple[int, datetime]:
+    """The apology sent at T0 (follow-up due a day later), its only follow-up in doubt."""
+    fid, t1 = _follow_up_submitting(store, tid, mid)
     store.mark_final_dot(fid, t1)
     store.mark_in_doubt(fid, t1, "cut off after the final dot")
     return fid, t1
@@ -734,11 +732,7 @@ def test_an_apology_settled_by_an_older_mailer_while_held_is_followed_up_once_re
     assert due is not None and due >= at
     assert (released.state, released.follow_up_due) == (T.AWAITING, due.isoformat())  # type: ignore[union-attr]
     assert [t.id for t in store.due_threads(due)] == [tid]
-    fid = store.claim_follow_up(
-        tid, due, message_id="<f@x>", raw=b"f", envelope_from="me@x.test", recipients=("a@b.test",)
-    )
-    assert fid is not None
-    store.mark_submitting(fid, due)
+    fid = _claimed(store, tid, due)
     store.mark_sent(fid, due, "250 ok", due + timedelta(days=1))
     assert store.thread(tid).state == T.FOLLOWED_UP  # type: ignore[union-attr]
     assert (

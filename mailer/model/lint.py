@@ -926,30 +926,29 @@ _OPTIONAL = ("?", "*", "{")
 def _split_alternatives(source: str) -> list[str] | None:
     """``source`` cut at its top-level '|' (outside groups, classes and escapes); None if its
     parentheses do not balance."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(source):
-        c = source[i]
-        if c == "\\":
-            i += 1
-        elif c == "[":
-            i = _class_end(source, i)
-            if i < 0:
-                return None
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == "|" and depth == 0:
+    parts, start, depth = [], 0, 0
+    for i, c, depth in _structure(source):
+        if depth < 0:  # a ')' too many, or a class left open
+            return None
+        if c == "|" and depth == 0:
             parts.append(source[start:i])
             start = i + 1
-        i += 1
     return None if depth else [*parts, source[start:]]
 
 
 def _group_end(source: str) -> int | None:
     """The index of the ')' closing the group that opens ``source``."""
+    for i, c, depth in _structure(source):
+        if depth < 0:
+            return None
+        if c == ")" and depth == 0:
+            return i
+    return None
+
+
+def _structure(source: str) -> Iterator[tuple[int, str, int]]:
+    """Each '(', ')' and '|' of ``source`` outside escapes and character classes, with the
+    group depth after it; a class left open ends it with ``(-1, "", -1)``."""
     depth, i = 0, 0
     while i < len(source):
         c = source[i]
@@ -958,15 +957,12 @@ def _group_end(source: str) -> int | None:
         elif c == "[":
             i = _class_end(source, i)
             if i < 0:
-                return None
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+                yield -1, "", -1
+                return
+        elif c in "()|":
+            depth += 1 if c == "(" else -1 if c == ")" else 0
+            yield i, c, depth
         i += 1
-    return None
 
 
 def _class_end(source: str, i: int) -> int:
