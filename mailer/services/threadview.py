@@ -310,6 +310,15 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
             + ("; a challenge-response system holds it too" if d.get("challenge") else "")
         )
     if t.state == HELD:
+        from mailer.model.decision import closed_before_hold  # (as _held_by_unclear_reply)
+
+        closed = closed_before_hold(d)
+        if closed is not None:
+            # Held by an older mailer after it was closed: 'release' refuses it (decisions).
+            return (
+                f"held by a challenge-response system after it was {closed.replace('_', ' ')}; "
+                f"'mailer cancel {t.id}' closes it again"
+            )
         return (
             "held by a challenge-response system: the interviewer has not seen the apology; "
             "answer the verification request or call them"
