@@ -116,6 +116,9 @@ PROVIDER_NAMES = {
     "gmail": "Gmail",
 }
 AUTH_METHODS = ("password", "oauth2")
+# The settings of [sender] (and [accounts.NAME.sender]), and of an [accounts.NAME] table.
+SENDER_KEYS = ("name", "address", "phone", "signature", "timezone", "locale")
+ACCOUNT_KEYS = ("provider", "sender", "smtp", "imap", "auth", "oauth2")
 OAUTH2_FLOWS = ("device", "pkce")
 OAUTH2_MECHANISMS = ("xoauth2", "oauthbearer")
 _OAUTH2_KEYS = (
@@ -522,7 +525,7 @@ def load_settings(
     provider = _provider(r, "provider", data.get("provider", "generic"))
     preset = PRESETS[provider]
 
-    s = r.table("sender", ("name", "address", "phone", "signature", "timezone", "locale"))
+    s = r.table("sender", SENDER_KEYS)
     sender = SenderSettings(
         name=r.get(s, "sender", "name", str, "", required=True),
         address=r.get(s, "sender", "address", str, "", required=True),
@@ -713,10 +716,8 @@ def _accounts(
             r.problem(prefix, f"must be a table ([{prefix}])")
             continue
         for key in t:
-            if key not in ("provider", "sender", "smtp", "imap", "auth", "oauth2"):
-                r.unknown(
-                    f"{prefix}.{key}", ("provider", "sender", "smtp", "imap", "auth", "oauth2")
-                )
+            if key not in ACCOUNT_KEYS:
+                r.unknown(f"{prefix}.{key}", ACCOUNT_KEYS)
         provider = _provider(r, f"{prefix}.provider", t.get("provider", "generic"))
         preset = PRESETS[provider]
         st = t.get("sender", {})
@@ -724,11 +725,8 @@ def _accounts(
             r.problem(f"{prefix}.sender", "must be a table")
             st = {}
         for key in st:
-            if key not in ("name", "address", "phone", "signature", "timezone", "locale"):
-                r.unknown(
-                    f"{prefix}.sender.{key}",
-                    ("name", "address", "phone", "signature", "timezone", "locale"),
-                )
+            if key not in SENDER_KEYS:
+                r.unknown(f"{prefix}.sender.{key}", SENDER_KEYS)
         sp = f"{prefix}.sender"
         sender = SenderSettings(
             name=r.get(st, sp, "name", str, "", required=True),

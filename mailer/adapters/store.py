@@ -189,7 +189,7 @@ def due_at(value: datetime | str | None) -> str | None:
     """A due time as the ``due_at`` column keeps it: the instant in UTC, always
     ``YYYY-MM-DDTHH:MM:SS.ffffff``, so text order is time order whatever offset the
     recipient's time was written with. None where there is none or it is not a date."""
-    when = value if isinstance(value, datetime) else _when(value)
+    when = value if isinstance(value, datetime) else stored_time(value)
     if when is None:
         return None
     if when.tzinfo is None:  # as the migrations read a date without an offset
@@ -1503,7 +1503,7 @@ class Store:
                     thread["state"] != expected_state
                     or (
                         decision.postpone_to is not None
-                        and _when(thread["follow_up_due"]) != expected_due
+                        and stored_time(thread["follow_up_due"]) != expected_due
                     )
                 )
             ):
@@ -1716,7 +1716,7 @@ class Store:
             t = rows[0] if rows else None
             if t is None or t["state"] != AWAITING or t["follow_ups_sent"] >= t["max_follow_ups"]:
                 return None
-            due = _when(t["follow_up_due"])
+            due = stored_time(t["follow_up_due"])
             if due is None or due > now:
                 return None
             live = [
@@ -1800,7 +1800,7 @@ class Store:
             for t in self._decoded([*rows, *unreadable], _thread)
             # Read back from the row itself: a due_at left stale by an edit by hand is not
             # believed (the SQL bound only narrows what is read).
-            if (due := _when(t.follow_up_due)) is not None and due <= now
+            if (due := stored_time(t.follow_up_due)) is not None and due <= now
         ]
         dues.sort(key=lambda p: p[1])  # stable: ties stay in id order
         return [t for t, _ in dues]
@@ -1819,7 +1819,7 @@ class Store:
                     {"s": str(state), "after": due_at(after) if after else None},
                 )
                 for (value,) in rows:  # the first readable one; normally the first row
-                    due = _when(value)
+                    due = stored_time(value)
                     if due is not None and (after is None or due > after):
                         found.append(due)
                         break
@@ -1854,7 +1854,7 @@ class Store:
             **params,
         )
         # A damaged date counts: the cap errs on the side of sending less.
-        return sum(1 for r in rows if (_when(r["submitting_at"]) or since) >= since)
+        return sum(1 for r in rows if (stored_time(r["submitting_at"]) or since) >= since)
 
     def open_subjects(self, recipient: str) -> frozenset[str]:
         """The subjects of threads to ``recipient`` that are still open (read-only): a new
@@ -2498,7 +2498,7 @@ def _message(r: Any) -> MessageRow:
     return MessageRow(**d)
 
 
-def _when(value: Any) -> datetime | None:
+def stored_time(value: Any) -> datetime | None:
     """A stored date, or None where it is missing or damaged."""
     try:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
@@ -2508,7 +2508,7 @@ def _when(value: Any) -> datetime | None:
 
 def _sent_at(value: Any) -> datetime:
     # A damaged date must not hide a reply: any message may answer the thread.
-    return _when(value) or datetime(1970, 1, 1, tzinfo=UTC)
+    return stored_time(value) or datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _list(text: Any) -> list[str]:

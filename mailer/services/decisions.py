@@ -12,7 +12,7 @@ from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import IN_DOUBT, SENT, MessageRow, Store, ThreadRow
+from mailer.adapters.store import IN_DOUBT, SENT, MessageRow, Store, ThreadRow, stored_time
 from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
@@ -122,24 +122,17 @@ def _due_on_release(
     never earlier than now: a follow-up, or closing as no answer, is then never lost."""
     if back == AWAITING and thread.follow_ups_sent >= thread.max_follow_ups:
         return None  # no follow-up at all (max 0): it waits for a reply, with nothing due
-    sent = [(_when(m.sent_at), m) for m in messages if m.state == SENT]
+    sent = [(stored_time(m.sent_at), m) for m in messages if m.state == SENT]
     dated = [(at, m) for at, m in sent if at is not None]
     if not dated:
         return None
     last_at, last = max(dated, key=lambda p: p[0])
-    due = _when(thread.follow_up_due)
+    due = stored_time(thread.follow_up_due)
     if due is not None and due > last_at:
         return None  # set by the last send itself
     if settings is not None:
         due = next_due(settings, thread, last.kind, last_at)
     return now if due is None or due < now else due
-
-
-def _when(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def resolve(
