@@ -541,7 +541,7 @@ def _legacy_hold(store: Store, tid: int) -> None:
     thread = store.thread(tid)
     assert thread is not None
     detail = {**thread.detail, "held": "a challenge-response system is holding the apology"}
-    with store.engine.begin() as c:
+    with store.tx() as c:
         c.execute(
             text("UPDATE threads SET state = 'held', detail = :d WHERE id = :t"),
             {"d": json.dumps(detail), "t": tid},
@@ -728,7 +728,7 @@ def test_an_apology_settled_by_an_older_mailer_while_held_is_followed_up_once_re
     store.mark_in_doubt(mid, T0, "cut off")
     _legacy_hold(store, tid)
     store.mark_sent(mid, T0, "confirmed by you", T0 + timedelta(days=1), settling=True)
-    with store.engine.begin() as c:  # the older mailer did not date a held thread
+    with store.tx() as c:  # the older mailer did not date a held thread
         c.execute(
             text("UPDATE threads SET follow_up_due = NULL, due_at = NULL WHERE id = :t"),
             {"t": tid},

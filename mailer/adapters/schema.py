@@ -13,8 +13,6 @@ made new and one migrated from version 1 read alike (``SELECT *``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -196,35 +194,3 @@ leases = Table(
     Column("heartbeat_at", FLOAT, nullable=False),
     Column("expires_at", FLOAT, nullable=False),
 )
-
-
-def first_meta_rows() -> list[dict[str, str]]:
-    """What a new store's ``meta`` holds: the rows the baseline revision writes (which
-    stays as shipped; tests/test_store_migrations.py holds the two equal)."""
-    import uuid
-
-    return [
-        {"key": "schema_version", "value": "5"},
-        {"key": "store_id", "value": uuid.uuid4().hex},
-    ]
-
-
-# Alembic's own table, as Alembic makes it on SQLite.
-_ALEMBIC_VERSION = """CREATE TABLE alembic_version (
-\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
-)"""
-
-
-def create_new_sqlite(connection: Any, head: str) -> None:
-    """Make a new SQLite store at revision ``head`` without loading Alembic: the tables its
-    revisions make, and the revision recorded as Alembic records it. Loading Alembic and its
-    revisions took longer than the rest of a first ``mailer send`` in a new workspace.
-
-    tests/test_store_migrations.py holds the result to what Alembic's revisions make, table
-    by table and index by index, so a new revision cannot be forgotten here.
-    """
-    metadata.create_all(connection)
-    lease_metadata.create_all(connection)
-    connection.execute(text(_ALEMBIC_VERSION))
-    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
-    connection.execute(meta.insert(), first_meta_rows())

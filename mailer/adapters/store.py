@@ -301,11 +301,36 @@ FAILED, IN_DOUBT = MessageState.FAILED, MessageState.IN_DOUBT
 AWAITING, SENDING = ThreadState.AWAITING, ThreadState.SENDING
 
 
+class Sql(str):
+    """A statement of the store's, as text with ``:name`` parameters: run as it is by a
+    SQLite store (mailer.adapters.directsql), and as SQLAlchemy's ``text()`` by the others,
+    which SQLAlchemy asks of it through ``_execute_on_connection``."""
+
+    __slots__ = ()
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+    def _execute_on_connection(
+        self, connection: Any, distilled_params: Any, execution_options: Any
+    ) -> Any:
+        return _parsed(str(self))._execute_on_connection(
+            connection, distilled_params, execution_options
+        )
+
+
 @functools.lru_cache(maxsize=512)
-def text(sql: str) -> TextClause:
+def text(sql: str) -> Sql:
+    """A statement of the store's (see :class:`Sql`), made once per text: the statements
+    are made from constants only (no values), so the cache stays small."""
+    return Sql(sql)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(sql: str) -> TextClause:
     """SQLAlchemy's ``text()``, parsed once per statement. Parsing the bind parameters
-    again on every call was a quarter of a small transaction's time; the statements are
-    made from constants only (no values), so the cache stays small."""
+    again on every call was a quarter of a small transaction's time."""
     from sqlalchemy import text as parsed
 
     return parsed(sql)
@@ -478,7 +503,7 @@ class Store:
         # Hot writes straight through sqlite3 (see _write): only on the engines made here,
         # whose connections carry the pragmas and whose BEGIN takes the writers' lock.
         self._direct = False
-        # The in-memory store's one connection (_memory_engine), to see whether a
+        # The in-memory store's one connection (directsql.Engine.in_memory), to see whether a
         # transaction is open on it (_rows).
         self._memory: sqlite3.Connection | None = None
         try:
@@ -491,7 +516,7 @@ class Store:
             ) from None
 
     def _open(self, url: str, new: bool) -> None:
-        from sqlalchemy import create_engine
+        from mailer.adapters import directsql
 
         if url.startswith("sqlite:///"):
             path = Path(url[len("sqlite:///") :])
@@ -499,19 +524,22 @@ class Store:
                 if not path.exists():
                     _create_sqlite_store(path)
                 _check_sqlite_file(path)
-            self.engine = _sqlite_engine(url, "FULL")
+            # Straight through sqlite3, no SQLAlchemy (see directsql).
+            self.engine = directsql.Engine(str(path), "FULL")
             # Commits that may skip the fsync (see tx): a connection of their own, so no
             # PRAGMA has to be switched back and forth around each one. Both write the same
             # WAL file, and the next synced commit flushes their frames with its own.
-            self.fast_engine = _sqlite_engine(url, "NORMAL")
+            self.fast_engine = directsql.Engine(str(path), "NORMAL")
             self._direct = True
         elif url == MEMORY_URL:
-            self._memory, self.engine = _memory_engine()
+            self._memory, self.engine = directsql.Engine.in_memory()
             self.fast_engine = self.engine
             self._direct = True
         elif is_postgresql(url):
             self.engine = self.fast_engine = _pg_engine(url, self._connect)
         else:
+            from sqlalchemy import create_engine
+
             self.engine = self.fast_engine = create_engine(url)
         self._migrate()
 
@@ -530,6 +558,13 @@ class Store:
 
     @contextmanager
     def tx(self, durable: bool = True) -> Iterator[Any]:
+        """One write transaction: on SQLite ``BEGIN IMMEDIATE``, the writers' lock, so two
+        processes cannot both read "not yet sent" and then both send. ``durable=False``:
+        a commit that may skip the fsync (SQLite's ``synchronous=NORMAL``)."""
+        if self._direct:
+            with self._write(durable) as c:
+                yield c
+            return
         from sqlalchemy.exc import DBAPIError
 
         engine = self.engine if durable else self.fast_engine
@@ -570,35 +605,32 @@ class Store:
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[Any]:
         """:meth:`tx` for the writes made for every message sent (the claim, the final-dot
-        mark, the 250's record): on SQLite straight through sqlite3 (see directsql), the
-        same connection, lock and durability without SQLAlchemy's per-statement work."""
+        mark, the 250's record). On SQLite every transaction goes this way, straight
+        through sqlite3 (see directsql); the name marks the calls counted as durable
+        commits by the tests."""
         if not self._direct:
             with self.tx(durable) as c:
                 yield c
             return
-        from sqlalchemy.exc import DBAPIError
-
         from mailer.adapters import directsql
 
         try:
             with directsql.transaction(self.engine if durable else self.fast_engine) as c:
                 yield c
-        except (sqlite3.Error, DBAPIError) as exc:
+        except sqlite3.Error as exc:
             raise StateError(_db_error(self.url, exc)) from exc
 
     def run(self, work: Callable[[Any], Any], tries: int = 5) -> Any:
         """``work(connection)`` in one write transaction, all of it tried again (up to
         ``tries`` times) when the database reports a serialization failure or a deadlock.
         For work that does nothing but SQL: never an SMTP step."""
-        from sqlalchemy.exc import DBAPIError
-
         for attempt in range(tries):
             try:
                 with self.tx() as c:
                     return work(c)
             except StateError as exc:
-                cause = exc.__cause__
-                if not (isinstance(cause, DBAPIError) and _retryable(cause)):
+                # (PostgreSQL's only: SQLite's writers wait for the lock at BEGIN instead.)
+                if not (self._pg and _retryable(exc.__cause__)):
                     raise
                 if attempt == tries - 1:
                     raise
@@ -620,73 +652,104 @@ class Store:
         return str(rows[0]["v"]) == str(SCHEMA_VERSION) and rows[0]["r"] == ALEMBIC_HEAD
 
     def _migrate(self) -> None:
-        from sqlalchemy import inspect
-
         if self._schema_current():
             return
         with self.tx() as c:
-            version, revision = 0, None
-            if inspect(c).has_table("meta"):
-                row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
-                version = int(row[0]) if row else 0
-                if inspect(c).has_table("alembic_version"):
-                    revision = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            elif inspect(c).get_table_names():
+            tables = _table_names(c)
+            if "meta" not in tables and tables:
                 # Someone else's database: migrating it would bury our tables among theirs.
                 raise StateError(
                     f"{safe_url(self.url)}: this database is not a mailer state store",
                     hint="point state.url at mailer's own store",
                 )
-            elif self.engine.dialect.name == "sqlite":  # a new store, at the newest revision
-                from mailer.adapters import schema
+            if not tables and self._direct:  # a new store, at the newest revision
+                from mailer.adapters import sqlite_schema
 
-                schema.create_new_sqlite(c, ALEMBIC_HEAD)
+                sqlite_schema.create(c, ALEMBIC_HEAD)
                 self.migrated = [f"a new store, at Alembic revision {ALEMBIC_HEAD}"]
                 return
-            else:  # a new PostgreSQL store: made whole by the revisions, from the baseline
+            if not tables:  # a new PostgreSQL store: made whole by the revisions
                 from mailer.adapters import migrate
 
                 ran = migrate.upgrade(c)
                 self.migrated = [f"a new store, made by Alembic revision {', '.join(ran)}"]
                 return
-            if version == SCHEMA_VERSION and revision == ALEMBIC_HEAD:
-                return  # up to date: the usual open, with no Alembic to import
-            if version > SCHEMA_VERSION or (
-                revision is not None and revision != ALEMBIC_HEAD and not _known(revision)
-            ):
-                raise StateError(
-                    f"{safe_url(self.url)}: schema version {revision or version} is newer than "
-                    f"this mailer understands ({ALEMBIC_HEAD}); upgrade mailer"
-                )
-            if version < SCHEMA_VERSION and self.engine.dialect.name != "sqlite":
-                raise StateError(
-                    f"{safe_url(self.url)}: schema version {version} on "
-                    f"{self.engine.dialect.name}: only SQLite stores predate version 5",
-                    hint="restore the database, or copy a SQLite store into an empty one "
-                    "with 'mailer store copy'",
-                )
-            self.named_now = version < 3 and bool(inspect(c).has_table("meta"))
-            if version < SCHEMA_VERSION:
-                self.migrated.append(f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)")
-            for step in range(version, SCHEMA_VERSION):
-                migration = MIGRATIONS[step]
-                if callable(migration):
-                    self.notices += migration(c)
-                else:
-                    for statement in migration:
-                        c.execute(text(statement))
-                c.execute(
-                    text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)")
-                    if self.engine.dialect.name == "sqlite"
-                    else text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
-                    {"v": str(step + 1)},
-                )
-            from mailer.adapters import migrate
+            if not self._direct:
+                self._upgrade(c, tables)
+                return
+            if not self._upgrade_needed(c, tables):
+                return
+        # An older SQLite store: its steps and Alembic's revisions run on SQLAlchemy, under
+        # the writers' lock again (so it is read again: another process may have done it).
+        from sqlalchemy.exc import DBAPIError
 
-            if revision is None:  # the store reached the baseline by the hand-rolled steps
-                migrate.stamp(c)
-                self.migrated.append(f"stamped Alembic revision {migrate.BASELINE}")
-            self.migrated += [f"Alembic revision {r}" for r in migrate.upgrade(c)]
+        engine = _sqlite_engine(self.url, "FULL")
+        try:
+            with engine.begin() as c:
+                self._upgrade(c, _table_names(c))
+        except DBAPIError as exc:
+            raise StateError(_db_error(self.url, exc)) from exc
+        finally:
+            engine.dispose()
+
+    def _versions(self, c: Any, tables: set[str]) -> tuple[int, str | None]:
+        row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+        version = int(row[0]) if row else 0
+        revision = None
+        if "alembic_version" in tables:
+            revision = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return version, revision
+
+    def _upgrade_needed(self, c: Any, tables: set[str]) -> bool:
+        """Whether the store needs migrating; refuses one newer than this mailer, and an old
+        schema on PostgreSQL."""
+        version, revision = self._versions(c, tables)
+        if version == SCHEMA_VERSION and revision == ALEMBIC_HEAD:
+            return False  # up to date: the usual open, with no Alembic to import
+        if version > SCHEMA_VERSION or (
+            revision is not None and revision != ALEMBIC_HEAD and not _known(revision)
+        ):
+            raise StateError(
+                f"{safe_url(self.url)}: schema version {revision or version} is newer than "
+                f"this mailer understands ({ALEMBIC_HEAD}); upgrade mailer"
+            )
+        if version < SCHEMA_VERSION and self.engine.dialect.name != "sqlite":
+            raise StateError(
+                f"{safe_url(self.url)}: schema version {version} on "
+                f"{self.engine.dialect.name}: only SQLite stores predate version 5",
+                hint="restore the database, or copy a SQLite store into an empty one "
+                "with 'mailer store copy'",
+            )
+        return True
+
+    def _upgrade(self, c: Any, tables: set[str]) -> None:
+        """The hand-rolled steps up to version 5, then Alembic's revisions, on a
+        SQLAlchemy connection ``c`` inside its transaction."""
+        if not self._upgrade_needed(c, tables):
+            return
+        version, revision = self._versions(c, tables)
+        self.named_now = version < 3 and "meta" in tables
+        if version < SCHEMA_VERSION:
+            self.migrated.append(f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)")
+        for step in range(version, SCHEMA_VERSION):
+            migration = MIGRATIONS[step]
+            if callable(migration):
+                self.notices += migration(c)
+            else:
+                for statement in migration:
+                    c.execute(text(statement))
+            c.execute(
+                text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)")
+                if self.engine.dialect.name == "sqlite"
+                else text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
+                {"v": str(step + 1)},
+            )
+        from mailer.adapters import migrate
+
+        if revision is None:  # the store reached the baseline by the hand-rolled steps
+            migrate.stamp(c)
+            self.migrated.append(f"stamped Alembic revision {migrate.BASELINE}")
+        self.migrated += [f"Alembic revision {r}" for r in migrate.upgrade(c)]
 
     # --- threads -----------------------------------------------------------------------
 
@@ -1275,15 +1338,25 @@ class Store:
         seeing the store just before a concurrent write commits is what a read taken a
         moment earlier would have seen. On PostgreSQL one round trip, not five (ping, BEGIN,
         lock, SELECT, COMMIT)."""
-        from sqlalchemy.exc import DBAPIError
-
         if self._memory is not None and self._memory.in_transaction:
-            # The in-memory store has one connection: this read's end (its ROLLBACK, the
-            # pool's reset) would silently end the tx() that is open on it.
+            # The in-memory store has one connection: this read would be read inside the
+            # tx() that is open on it (and, through SQLAlchemy's pool, used to end it).
             raise AssertionError(
                 "Store._rows inside an open tx() of the in-memory store would end that "
                 "transaction: read through the transaction's connection instead"
             )
+        if self._direct:
+            pooled = self.engine.raw_connection()
+            try:
+                cursor = pooled.dbapi_connection.execute(sql, params)
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+            except sqlite3.Error as exc:
+                raise StateError(_db_error(self.url, exc)) from exc
+            finally:
+                pooled.close()
+        from sqlalchemy.exc import DBAPIError
+
         for attempt in range(2):
             try:
                 options = _ONE_READ_OPTIONS if self._pg else {_ONE_READ: True}
@@ -2532,6 +2605,8 @@ def _detail(text: str | None) -> dict[str, Any]:
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Any:
+    """SQLAlchemy's engine on a SQLite store, with the pragmas and the writers' lock of
+    directsql.Engine: only to migrate an old store (Alembic needs SQLAlchemy)."""
     from sqlalchemy import create_engine, event
 
     engine = create_engine(url, connect_args={"timeout": 30})
@@ -2557,29 +2632,6 @@ def _sqlite_engine(url: str, synchronous: str) -> Any:
 
 
 MEMORY_URL = "sqlite://"
-
-
-def _memory_engine() -> tuple[sqlite3.Connection, Any]:
-    """The in-memory store's engine, and its one connection (see Store._rows)."""
-    from sqlalchemy import create_engine, event
-    from sqlalchemy.pool import StaticPool
-
-    # One connection for the engine's life: each new connection would be a new, empty
-    # database. The same pragmas as a file store, but WAL and fsync mean nothing here.
-    raw = sqlite3.connect(":memory:", check_same_thread=False)
-    engine = create_engine(MEMORY_URL, poolclass=StaticPool, creator=lambda: raw)
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _: Any) -> None:
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return raw, engine
 
 
 def _create_sqlite_store(path: Path) -> None:
@@ -2639,6 +2691,8 @@ def _check_sqlite_file(path: Path) -> None:
 
 def safe_url(url: str) -> str:
     """The URL without a password, for messages."""
+    if url.startswith("sqlite:"):
+        return url  # (a path: no password to hide, and no SQLAlchemy to import)
     from sqlalchemy.engine import make_url
 
     try:
@@ -3091,10 +3145,23 @@ def _entered(manager: Any) -> Iterator[None]:
 _SCHEMA_SQLSTATES = frozenset({"42P01", "21000"})
 
 
+def _table_names(c: Any) -> set[str]:
+    """The tables in the database ``c`` is connected to."""
+    if c.dialect.name == "sqlite":
+        # (Without SQLite's own: sqlite_sequence, sqlite_stat1.)
+        rows = c.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        return {r[0] for r in rows}
+    from sqlalchemy import inspect
+
+    return set(inspect(c).get_table_names())
+
+
 def _schema_unlike_ours(exc: BaseException | None) -> bool:
     """Whether ``exc`` (from Store._schema_current's read) says the schema differs, which
     the locked way sorts out, rather than that the database could not be asked at all."""
-    orig = getattr(exc, "orig", None)
+    orig = getattr(exc, "orig", exc)  # (SQLite's own, straight from sqlite3: see directsql)
     if isinstance(orig, sqlite3.OperationalError):
         return str(orig).startswith("no such table")
     return getattr(orig, "sqlstate", None) in _SCHEMA_SQLSTATES
