@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
@@ -202,6 +202,7 @@ def run_campaign(
     )
     sessions: dict[str, SmtpSession] = {}
     sent_on: dict[str, int] = {}  # messages on the current connection, per account
+    zones: dict[tuple[str, str], tzinfo] = {}  # see _send_entry
     copies = None if dry_run else SentCopies(store, report)
 
     def record(outcome: Outcome) -> None:
@@ -251,6 +252,7 @@ def run_campaign(
                     copies,
                     sleep,
                     stop,
+                    zones,
                 )
                 if outcome is None:  # stopped during a pause, before this entry was sent
                     report.stopped = "interrupted"
@@ -280,9 +282,10 @@ def _send_entry(
     copies: SentCopies | None,
     sleep: Callable[[float], None],
     stop: threading.Event,
+    zones: dict[tuple[str, str], tzinfo],
 ) -> Outcome | None:
     """Send one entry (retrying what may be retried). None if ``stop`` came during a pause:
-    then nothing more was sent."""
+    then nothing more was sent. ``zones``: the follow-up zones read so far in this run."""
     settings, prepared = entry.settings, entry.sendable()
     facts, composed = prepared.facts, prepared.composed
     ids: list[int] = []  # (thread, message row) once recorded
@@ -399,7 +402,11 @@ def _send_entry(
         break
     sent_on[name] = sent_on.get(name, 0) + 1
     sent_at = clock()
-    due = sending.due_after(settings, sent_at, facts.interviewer_tz)
+    # The zone read once per run, not per message (reading the machine's costs file reads).
+    zone_key = (settings.sender.timezone, facts.interviewer_tz)
+    if zone_key not in zones:
+        zones[zone_key] = sending.recipient_zone(settings, facts.interviewer_tz)
+    due = sending.due_after(settings, sent_at, facts.interviewer_tz, tz=zones[zone_key])
     saved = settings.imap.save_sent and copies is not None
     # If a power cut loses this commit, the message shows as in doubt: never sent again.
     try:

@@ -57,11 +57,14 @@ def recipient_zone(settings: Settings, interviewer_tz: str) -> tzinfo:
     )
 
 
-def due_after(settings: Settings, sent_at: datetime, interviewer_tz: str = "") -> datetime | None:
-    """When the next follow-up is due after a message sent at ``sent_at``."""
+def due_after(
+    settings: Settings, sent_at: datetime, interviewer_tz: str = "", tz: tzinfo | None = None
+) -> datetime | None:
+    """When the next follow-up is due after a message sent at ``sent_at``. ``tz``: the
+    :func:`recipient_zone` already read (a campaign reads each once per run)."""
     if settings.follow_up.max_follow_ups == 0:
         return None
-    tz = recipient_zone(settings, interviewer_tz)
+    tz = tz or recipient_zone(settings, interviewer_tz)
     years = range(sent_at.year, sent_at.year + 2)
     return first_due(
         sent_at,
