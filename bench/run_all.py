@@ -98,6 +98,9 @@ def measured_tree() -> str:
     return str(Path(probe.stdout.strip()).parent)
 
 
+LAST_MAXRSS = [0]  # the peak memory of the last process run_timed_cpu ran
+
+
 def run_timed_cpu(
     cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = True
 ) -> tuple[float, float]:
@@ -109,6 +112,7 @@ def run_timed_cpu(
         )
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
+        LAST_MAXRSS[0] = ru.ru_maxrss  # KiB on Linux
         p.returncode = os.waitstatus_to_exitcode(status)
         if check and p.returncode != 0:
             err.seek(0)
@@ -346,13 +350,26 @@ def bench_campaign_scale(ctx: Ctx) -> None:
     big = ctx.status_sizes[-1]
     small_n, big_n = ctx.scale_entries
     ws = workspace(ctx.info, store=stores.cached(big, max(1, big // 10), SENDER))
-    walls = {}
+    walls, rss = {}, {}
     for n in (small_n, big_n):
         (ws / f"camp{n}.toml").write_text(campaign_toml(n))
         wall, cpu = run_timed_cpu([MAILER, "campaign", "check", f"camp{n}.toml"], cwd=ws)
-        walls[n] = (wall, cpu)
-        print(f"  campaign check of {n:,} entries, store of {big:,}: {ms(wall)} (CPU {ms(cpu)})")
+        walls[n], rss[n] = (wall, cpu), LAST_MAXRSS[0] / 1024
+        print(
+            f"  campaign check of {n:,} entries, store of {big:,}: {ms(wall)} (CPU {ms(cpu)}), "
+            f"peak memory {rss[n]:.1f} MiB"
+        )
     (w1, c1), (w2, c2) = walls[small_n], walls[big_n]
+    ROWS.append(
+        Row(
+            f"peak memory (max RSS) of `campaign check`, {big_n:,} entries against "
+            f"{small_n:,} (the same runs)",
+            f"{rss[big_n]:.1f} MiB",
+            f"{small_n:,} entries: {rss[small_n]:.1f} MiB",
+            f"{rss[big_n] / rss[small_n]:.2f}x",
+            "flat in entries",
+        )
+    )
     ROWS.append(
         Row(
             f"`campaign check` of {big_n:,} entries against a store of {big:,} threads "

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, tzinfo
@@ -19,6 +20,7 @@ from typing import Any
 
 from mailer.adapters.clock import local_zone
 from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
+from mailer.adapters.spill import IN_MEMORY, Spill, Spilled
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
@@ -86,36 +88,50 @@ class Throttle:
     reconnect_after: int = 0  # messages per SMTP connection; 0: only when the server drops it
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """A valid, rendered and checked entry. Only what sending needs is kept (the message's
-    bytes, not the draft and text beside them, and one Settings per account and policy):
-    a campaign of 10,000 entries is held in memory whole between the check and the send."""
+    bytes, not the draft and text beside them, and one Settings per account and policy),
+    and past the first entries of a campaign that goes to a temporary file (see spill), so
+    memory stays flat however many entries are checked before the first is sent."""
 
     key: str
     where: str  # "file:line" or "file.csv:line"
     account: str
     settings: Settings  # the account's, with this entry's sender details and follow-up policy
     policy: dict[str, Any]  # kept with the thread, so its follow-ups use the same policy
-    facts: Facts
-    message: Composed  # what goes to SMTP and to Sent; its ``text`` is left empty
+    # (facts, message) or where they were put aside: the message is what goes to SMTP and
+    # to Sent, its ``text`` left empty.
+    held: tuple[Facts, Composed] | Spilled
     findings: tuple[Finding, ...] = ()
     template: str = ""
     derived_key: bool = False
 
+    def _held(self) -> tuple[Facts, Composed]:
+        held = self.held
+        return held if isinstance(held, tuple) else held.get()
+
+    @property
+    def facts(self) -> Facts:
+        return self._held()[0]
+
+    @property
+    def message(self) -> Composed:
+        return self._held()[1]
+
     def sendable(self) -> Prepared:
         """The apology as the sending path records it: the message, no text read back."""
-        m = self.message
-        return Prepared(self.facts, Draft(m.subject, "", self.template), m, self.findings)
+        facts, m = self._held()
+        return Prepared(facts, Draft(m.subject, "", self.template), m, self.findings)
 
     @property
     def prepared(self) -> Prepared:
         """The apology as :func:`apology.prepare` made it, its text read back from the
         message's bytes (for preview and tests; the sending path uses ``message``)."""
-        text = message_text(self.message.raw)
-        m = self.message
+        facts, m = self._held()
+        text = message_text(m.raw)
         return Prepared(
-            facts=self.facts,
+            facts=facts,
             draft=Draft(subject=m.subject, text=text, template=self.template),
             composed=Composed(m.subject, text, m.message_id, m.raw, m.recipients),
             findings=self.findings,
@@ -143,6 +159,8 @@ class Campaign:
     invalid: int = 0  # entries with at least one problem
     file_level: int = 0  # problems with the file itself, which --skip-invalid cannot skip
     total: int = 0  # entries in the file(s), valid or not
+    # Where the entries past the first IN_MEMORY keep their facts and message (see spill).
+    spill: Spill = field(default_factory=Spill, repr=False)
 
     def entry(self, key: str) -> Entry:
         for e in self.entries:
@@ -267,6 +285,8 @@ def load_campaign(
             campaign.invalid += 1
             problems += [f"{where}: {label}: {p}" for p in entry_problems]
         elif entry is not None:
+            if len(campaign.entries) >= IN_MEMORY:
+                entry.held = campaign.spill.put(entry.held)
             campaign.entries.append(entry)
     # Keys, cells and values from the files appear in these lines: keep each one line.
     problems[:] = [printable(p) for p in problems]
@@ -569,10 +589,9 @@ def _entry(
             account=account,
             settings=entry_settings,
             policy=policy,
-            facts=prepared.facts,
-            message=replace(prepared.composed, text=""),
+            held=(prepared.facts, replace(prepared.composed, text="")),
             findings=prepared.findings,
-            template=prepared.draft.template,
+            template=sys.intern(prepared.draft.template),  # (one copy for all entries)
             derived_key=derived,
         ),
         [],

@@ -1,0 +1,88 @@
+"""A checked campaign past its first entries keeps their facts and messages in a temporary
+file (mailer.adapters.spill): memory stays flat in the number of entries, and what is read
+back to send is exactly what was checked."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from mailer.adapters import spill
+from mailer.errors import MailerError
+from mailer.services import campaign as campaign_module
+
+from .test_campaign_file import load
+
+
+def _entries(n: int) -> str:
+    return "".join(
+        f'\n[[entries]]\nto = "ana{i % 7}@sandbox.test"\ncompany = "Co {i:05d}"\n'
+        f'interview = "2026-11-24 10:00"\nfree = ["2026-12-07 09:00-12:00"]\n'
+        for i in range(n)
+    )
+
+
+def test_entries_past_the_first_are_put_aside_and_read_back_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, _ = load(tmp_path / "a", _entries(6))
+    monkeypatch.setattr(campaign_module, "IN_MEMORY", 2)
+    spilled, _ = load(tmp_path / "b", _entries(6))
+    assert not spilled.problems and len(spilled.entries) == 6
+    assert [isinstance(e.held, tuple) for e in spilled.entries] == [True] * 2 + [False] * 4
+    for a, b in zip(whole.entries, spilled.entries, strict=True):
+        assert b.facts == a.facts
+        # The bytes checked are the bytes sent: Message-ID, Date and all.
+        assert b.message.raw == a.message.raw or (
+            b.message.raw.replace(b.message.message_id.encode(), b"<id>")
+            == a.message.raw.replace(a.message.message_id.encode(), b"<id>")
+        )
+        assert b.sendable().composed == b.message and b.prepared.draft.text
+    # Read back twice, the same each time.
+    assert spilled.entries[5].message == spilled.entries[5].message
+
+
+def _held_per_entry(tmp_path: Path, n: int) -> float:
+    """Bytes the campaign object holds per entry: freed when it is dropped (the apology
+    check's caches, bounded, stay)."""
+    load(tmp_path / "warm", _entries(50))  # caches filled, templates compiled
+    gc.collect()
+    tracemalloc.start()
+    try:
+        c, _ = load(tmp_path / "c", _entries(n))
+        assert len(c.entries) == n and len(c.entries[0].message.raw) > 900
+        gc.collect()
+        with_it, _ = tracemalloc.get_traced_memory()
+        del c
+        gc.collect()
+        without, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (with_it - without) / n
+
+
+def test_memory_held_per_entry_is_small_past_the_first_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a checked entry keeps in memory once its facts and message are put aside: its
+    key, place and a pointer into the file; in memory they took several times that."""
+    in_memory = _held_per_entry(tmp_path / "a", 300)
+    monkeypatch.setattr(campaign_module, "IN_MEMORY", 0)
+    put_aside = _held_per_entry(tmp_path / "b", 300)
+    print(f"held per entry: {in_memory:.0f} B in memory, {put_aside:.0f} B put aside")
+    assert put_aside < 800 and put_aside * 3 < in_memory
+
+
+def test_a_temporary_file_that_cannot_be_written_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spill.tempfile, "TemporaryFile", full)
+    with pytest.raises(MailerError, match="No space left on device") as caught:
+        spill.Spill().put({"a": 1})
+    assert "temporary file" in str(caught.value) and caught.value.hint
