@@ -158,6 +158,19 @@ def test_linux_start_mark_is_the_tick_count_old_tokens_hold() -> None:
     assert store_mod.owner_alive(old_token[: -len(ticks)] + str(int(ticks) + 1)) is False
 
 
+def test_linux_start_mark_is_read_without_psutil_and_agrees_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify the Linux mark read straight from /proc (no psutil import: most of what
+    recording this process as an owner cost) is the one psutil's create time gives."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc, which only Linux has")
+    through_psutil = process._mark(psutil.Process(os.getpid()))
+    monkeypatch.setitem(sys.modules, "psutil", None)  # importing it would now fail
+    assert process.start_mark(os.getpid()) == through_psutil
+    assert process.boot_mark() == Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
+
+
 @pytest.mark.wire  # real child processes
 def test_a_real_child_is_alive_then_terminated_and_reaped() -> None:
     """Verify alive/is_running/terminate on a real process, and that a stopped child is gone."""

@@ -38,13 +38,13 @@ def _linux() -> bool:
 def boot_mark() -> str:
     """Which boot of this machine we are in: Linux's boot id (clock-independent), else the
     boot time in whole seconds. "-" when the system will not say."""
-    import psutil  # lazily: every command imports the store, few need this
-
     if _linux():
         try:
             return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
         except OSError:
             return "-"
+    import psutil  # lazily: every command imports the store, few need this
+
     try:
         return f"t{int(psutil.boot_time())}"
     except (OSError, psutil.Error):
@@ -62,12 +62,26 @@ def same_boot(stored: str, current: str) -> bool:
 
 def start_mark(pid: int) -> str:
     """When process ``pid`` started (see the module docstring), or "-" if it cannot be read."""
+    if _linux() and (ticks := _linux_start_ticks(pid)) is not None:
+        return ticks
     import psutil  # lazily: every command imports the store, few need this
 
     try:
         return _mark(psutil.Process(pid))
     except (psutil.Error, OSError, ValueError):
         return "-"
+
+
+def _linux_start_ticks(pid: int) -> str | None:
+    """Linux: the process's start, in clock ticks since boot, straight from /proc: what
+    :func:`_mark` computes through psutil, without importing psutil (most of what
+    recording this process as a message's owner cost)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        # Field 22 (starttime); the name in field 2 may hold spaces and parentheses.
+        return stat[stat.rindex(b")") + 2 :].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _mark(proc: psutil.Process) -> str:
