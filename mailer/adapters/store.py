@@ -1124,30 +1124,15 @@ class Store:
             if row["kind"] == "apology":
                 # A thread a reply (or a cancel) has settled meanwhile stays as it is; when
                 # its apology went is recorded all the same.
-                self._move_thread_if(
+                moved = self._move_thread_if(
                     c,
                     row["thread_id"],
                     ThreadEvent.APOLOGY_SENT,
                     "follow_up_due = :due, due_at = :due_at, sent_at = :now",
                     {"due": due, "due_at": due_at(follow_up_due), "now": now.isoformat()},
                 )
-                # Still NULL: the thread did not move. Held meanwhile (see DATED_BY_APOLOGY_SENT)
-                # it is dated as well, so its release finds the follow-up due.
-                held, held_params = _in("h", DATED_BY_APOLOGY_SENT)
-                dated = f"state IN {held} AND follow_up_due IS NULL"
-                c.execute(
-                    text(f"""UPDATE threads SET sent_at = :now,
-                            follow_up_due = CASE WHEN {dated} THEN :due ELSE follow_up_due END,
-                            due_at = CASE WHEN {dated} THEN :due_at ELSE due_at END
-                            WHERE id = :t AND sent_at IS NULL"""),
-                    {
-                        "now": now.isoformat(),
-                        "t": row["thread_id"],
-                        "due": due,
-                        "due_at": due_at(follow_up_due),
-                        **held_params,
-                    },
-                )
+                if not moved:  # (one that moved has its sent_at set already)
+                    self._date_held(c, row["thread_id"], now, follow_up_due)
             else:
                 last, last_params = _in("l", allowed(ThreadEvent.LAST_FOLLOW_UP_SENT))
                 c.execute(
@@ -1174,6 +1159,29 @@ class Store:
                 "sent",
                 f"{row['kind']} {row['message_id']} accepted: {reply}",
             )
+
+    def _date_held(
+        self, c: Any, thread_id: int, now: datetime, follow_up_due: datetime | None
+    ) -> None:
+        """An apology's 250 for a thread that did not move (sent_at still NULL): when it went
+        is recorded all the same, and held meanwhile (see DATED_BY_APOLOGY_SENT) it is dated
+        as well, so its release finds the follow-up due."""
+        due = follow_up_due.isoformat() if follow_up_due else None
+        held, held_params = _in("h", DATED_BY_APOLOGY_SENT)
+        dated = f"state IN {held} AND follow_up_due IS NULL"
+        c.execute(
+            text(f"""UPDATE threads SET sent_at = :now,
+                    follow_up_due = CASE WHEN {dated} THEN :due ELSE follow_up_due END,
+                    due_at = CASE WHEN {dated} THEN :due_at ELSE due_at END
+                    WHERE id = :t AND sent_at IS NULL"""),
+            {
+                "now": now.isoformat(),
+                "t": thread_id,
+                "due": due,
+                "due_at": due_at(follow_up_due),
+                **held_params,
+            },
+        )
 
     def mark_abandoned_in_doubt(self, message_row_id: int, now: datetime, error: str) -> bool:
         """``submitting`` -> ``in_doubt``, but only if its owner is really gone (checked inside
