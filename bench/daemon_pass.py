@@ -64,8 +64,6 @@ class _Trace:
     MARK = "mailer-bench-mark"
 
     def __init__(self, store) -> None:
-        from sqlalchemy import event
-
         self.store, self.seen = store, []
         self.pg = store.engine.dialect.name == "postgresql"
         if self.pg:
@@ -75,12 +73,15 @@ class _Trace:
             self.marker = psycopg.connect(**args, **store._connect, autocommit=True)
             self.marker.execute(f"SELECT '{self.MARK} start'")
             return
-        engines = {store.engine, store.fast_engine}
-        for engine in engines:
-            # Set on every checkout: the pooled connections were opened before tracing began.
-            event.listen(
-                engine, "checkout", lambda dbapi, *_: dbapi.set_trace_callback(self.seen.append)
-            )
+        for engine in {store.engine, store.fast_engine}:
+            # A SQLite store's own pool (mailer.adapters.directsql): trace each connection it
+            # hands out (the pooled ones were opened before tracing began).
+            def traced(take=engine.raw_connection):  # type: ignore[no-untyped-def]
+                pooled = take()
+                pooled.dbapi_connection.set_trace_callback(self.seen.append)
+                return pooled
+
+            engine.raw_connection = traced
 
     def write(self, out: Path) -> None:
         if self.pg:

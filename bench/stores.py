@@ -19,7 +19,7 @@ from mailer.model.lifecycle import ThreadEvent
 
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-SCHEMA_TAG = "v4"  # schema 5 (the indexed due_at), stamped with the Alembic baseline
+SCHEMA_TAG = "v5"  # schema 5 at Alembic revision 0006_leases: opened as is, never migrated
 
 
 def cache_dir() -> Path:

@@ -142,7 +142,7 @@ def test_a_database_error_in_a_direct_write_is_one_line_naming_the_store(
 
 
 def test_the_hot_writes_of_a_send_go_the_direct_way_on_sqlite(tmp_path: Path, monkeypatch) -> None:
-    """A send's claim, final-dot mark and 250 record: through directsql, not SQLAlchemy."""
+    """A send's claim, final-dot mark and 250 record: three transactions through directsql."""
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     used: list[str] = []
     real = directsql.transaction
@@ -288,3 +288,68 @@ def test_sqlalchemy_core_statements_run_on_the_direct_path(tmp_path: Path) -> No
         assert [r["key"] for r in store._rows("SELECT key FROM meta ORDER BY key")] == ["a", "b"]
     finally:
         store.close()
+
+
+def test_a_read_whose_connection_cannot_be_opened_is_one_line_naming_the_store(
+    tmp_path: Path,
+) -> None:
+    """Opening a pooled connection can fail (its folder gone, no file descriptors left):
+    a read, a snapshot and a write all say so in one line, as every other store error."""
+    store = Store(f"sqlite:///{tmp_path / 'd' / 'state.db'}")
+    try:
+        store.engine.dispose()  # no idle connection: the next use opens one
+        store.fast_engine.dispose()
+        (tmp_path / "d").rename(tmp_path / "moved")
+        with pytest.raises(StateError, match="unable to open database file"):
+            store.threads()
+        with (
+            pytest.raises(StateError, match="unable to open database file"),
+            store.reading() as query,
+        ):
+            query("SELECT 1")
+        with pytest.raises(StateError, match="unable to open database file"), store.tx() as c:
+            c.execute(text("SELECT 1"))
+    finally:
+        store.close()
+
+
+def test_closing_an_in_memory_store_closes_its_connection() -> None:
+    store = Store.in_memory()
+    memory = store._memory
+    assert memory is not None
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        memory.execute("SELECT 1")
+
+
+def test_switching_a_store_to_wal_waits_out_another_process_doing_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes opening an old (pre-WAL) store at once: SQLite answers one of the two
+    switches "database is locked" at once, without its busy timeout."""
+
+    class Racing:
+        def __init__(self) -> None:
+            self.tries = 0
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            if sql == "PRAGMA journal_mode":
+                return sqlite3.connect(":memory:").execute("SELECT 'delete'")
+            self.tries += 1
+            if self.tries < 3:
+                raise sqlite3.OperationalError("database is locked")
+            return sqlite3.connect(":memory:").execute("SELECT 'wal'")
+
+    monkeypatch.setattr(directsql.time, "sleep", lambda s: None)
+    db = Racing()
+    directsql._wal(db)  # type: ignore[arg-type]
+    assert db.tries == 3
+
+    class Broken(Racing):
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            if sql == "PRAGMA journal_mode":
+                return super().execute(sql)
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        directsql._wal(Broken())  # type: ignore[arg-type]

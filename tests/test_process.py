@@ -171,6 +171,19 @@ def test_linux_start_mark_is_read_without_psutil_and_agrees_with_it(
     assert process.boot_mark() == Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
 
 
+def test_linux_liveness_compares_the_exact_tick_count_not_psutils_figure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify an owner is judged alive by the same exact /proc tick count start_mark wrote:
+    psutil's figure moves when the clock is stepped, which would make a live owner gone."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc, which only Linux has")
+    mark = process.start_mark(os.getpid())
+    monkeypatch.setattr(process, "_mark", lambda proc: str(int(mark) + 100))  # a stepped clock
+    assert process.is_running(os.getpid(), mark) is True
+    assert process.is_running(os.getpid(), str(int(mark) + 1)) is False
+
+
 @pytest.mark.wire  # real child processes
 def test_a_real_child_is_alive_then_terminated_and_reaped() -> None:
     """Verify alive/is_running/terminate on a real process, and that a stopped child is gone."""

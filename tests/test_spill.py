@@ -86,3 +86,15 @@ def test_a_temporary_file_that_cannot_be_written_is_one_clear_error(
     with pytest.raises(MailerError, match="No space left on device") as caught:
         spill.Spill().put({"a": 1})
     assert "temporary file" in str(caught.value) and caught.value.hint
+
+
+def test_a_temporary_file_that_cannot_be_read_back_is_one_clear_error() -> None:
+    """Closed, or cut short: a clear error, never a traceback or a wrong message sent."""
+    spilled = spill.Spill()
+    first = spilled.put({"raw": b"x" * 100})
+    spilled._file.truncate(50)
+    with pytest.raises(MailerError, match="cannot read back the checked campaign"):
+        first.get()
+    spilled.close()
+    with pytest.raises(MailerError, match="temporary file was closed"):
+        first.get()

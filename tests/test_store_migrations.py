@@ -122,7 +122,7 @@ def test_a_new_sqlite_store_has_exactly_the_tables_alembic_revisions_make(
 ) -> None:
     """Verify a new SQLite store, made without loading Alembic, has the same tables, columns,
     indexes and revision as one made by running every Alembic revision: a revision added
-    later and not made by schema.create_new_sqlite fails here."""
+    later and not made by sqlite_schema.STATEMENTS fails here."""
     Store(f"sqlite:///{tmp_path / 'fast.db'}").close()
     engine = create_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
     with engine.begin() as c:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -154,7 +155,7 @@ class Engine:
         # isolation_level=None: no implicit BEGIN; the store says BEGIN IMMEDIATE itself.
         db = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _wal(db)
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=30000")
@@ -188,6 +189,8 @@ class Engine:
     def dispose(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+        if self._memory is not None:
+            idle.append(self._memory)  # closed with the store, its data gone
         for db in idle:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
@@ -228,16 +231,35 @@ class Connection:
 
 
 def _compiled(clause: Any, params: Any) -> tuple[str, Any]:
-    """A SQLAlchemy Core statement as SQLite text with named parameters."""
+    """A SQLAlchemy Core statement as SQLite text with named parameters: its own bound
+    values, and over them the caller's (each row's, for many)."""
     from sqlalchemy.dialects import sqlite
 
     first = params[0] if isinstance(params, list) and params else params
     compiled = clause.compile(
         dialect=sqlite.dialect(paramstyle="named"), column_keys=list(first or {})
     )
-    if params is None or params == {}:
-        params = compiled.params
-    return str(compiled), params
+    own = compiled.params
+    if isinstance(params, list):
+        return str(compiled), [{**own, **row} for row in params]
+    return str(compiled), {**own, **(params or {})}
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """WAL mode (kept in the file: once a store has it, this only reads it). Two processes
+    switching a store to it at once make SQLite answer one of them "database is locked"
+    at once, without its busy timeout, so that answer is waited out here."""
+    if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -121,7 +121,10 @@ def is_running(pid: int, started: str) -> bool:
             return False
         if started == "-":
             return True  # nothing to compare: the PID is all we know
-        return same_start(started, _mark(proc))
+        # On Linux read as start_mark writes it, exactly (psutil's figure moves with a
+        # stepped clock).
+        mark = _linux_start_ticks(pid) if _linux() else None
+        return same_start(started, mark if mark is not None else _mark(proc))
     except psutil.NoSuchProcess:  # ZombieProcess is one too
         return False
     except psutil.AccessDenied:

@@ -16,10 +16,8 @@ import logging
 import re
 import smtplib
 import socket
-import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from mailer.adapters.config import ServerSettings
 from mailer.adapters.connection import Connection, network_error, tls_context
@@ -77,7 +75,8 @@ class SmtpSession(Connection):
         self._smtp: smtplib.SMTP | None = None
 
     def connect(self) -> None:
-        yagmail = _yagmail()
+        import yagmail
+
         s = self.settings
         ctx = tls_context(s.ca_file)
         kwargs: dict = {"timeout": s.timeout}
@@ -377,31 +376,6 @@ class SmtpSession(Connection):
         except (OSError, smtplib.SMTPException):
             _quiet_close(self._smtp)
             self._smtp = None
-
-
-def _yagmail() -> Any:
-    """yagmail, imported without importing keyring: yagmail imports keyring for a password
-    it is never asked for here (we give one, or log in ourselves), and loading keyring's
-    backends was a third of a campaign's connect. keyring is marked absent for the length
-    of yagmail's import only, under the interpreter's import lock, so no other thread's
-    import of keyring can see the mark; later imports of keyring work as ever."""
-    if "yagmail" in sys.modules or "keyring" in sys.modules:
-        import yagmail
-
-        return yagmail
-    import _imp
-
-    _imp.acquire_lock()
-    try:
-        sys.modules["keyring"] = None  # type: ignore[assignment]
-        try:
-            import yagmail
-        finally:
-            if sys.modules.get("keyring", 0) is None:
-                del sys.modules["keyring"]
-    finally:
-        _imp.release_lock()
-    return yagmail
 
 
 FINAL_DOT = b".\r\n"

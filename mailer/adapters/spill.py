@@ -57,12 +57,23 @@ class Spill:
 
     def read(self, at: int, size: int) -> Any:
         with self._lock:
+            if self._file is None:
+                raise MailerError("the checked campaign's temporary file was closed")
             try:
-                data = os.pread(self._file.fileno(), size, at)
-            except AttributeError:  # no pread (Windows)
-                self._file.seek(at)
-                data = self._file.read(size)
-        return pickle.loads(data)
+                if hasattr(os, "pread"):
+                    data = os.pread(self._file.fileno(), size, at)
+                else:  # (Windows)
+                    self._file.seek(at)
+                    data = self._file.read(size)
+                if len(data) != size:
+                    raise OSError(f"read {len(data)} bytes of {size}")
+                return pickle.loads(data)
+            except (OSError, pickle.UnpicklingError) as exc:
+                raise MailerError(
+                    f"{tempfile.gettempdir()}: cannot read back the checked campaign from "
+                    f"its temporary file: {getattr(exc, 'strerror', None) or exc}",
+                    hint="run the campaign again: what was sent is recorded",
+                ) from None
 
     def close(self) -> None:
         with self._lock:

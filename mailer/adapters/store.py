@@ -1354,15 +1354,18 @@ class Store:
                 "transaction: read through the transaction's connection instead"
             )
         if self._direct:
-            pooled = self.engine.raw_connection()
+            pooled = None
             try:
+                # (Inside the try: opening a connection can fail too, e.g. a folder gone.)
+                pooled = self.engine.raw_connection()
                 cursor = pooled.dbapi_connection.execute(sql, params)
                 names = [d[0] for d in cursor.description]
                 return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
             except sqlite3.Error as exc:
                 raise StateError(_db_error(self.url, exc)) from exc
             finally:
-                pooled.close()
+                if pooled is not None:
+                    pooled.close()
         from sqlalchemy.exc import DBAPIError
 
         for attempt in range(2):
@@ -2131,8 +2134,11 @@ class Store:
             except DBAPIError as exc:
                 raise StateError(_db_error(self.url, exc)) from exc
             return
-        # The DB-API connection itself: SQLAlchemy's begin hook would say BEGIN IMMEDIATE.
-        raw = self.engine.raw_connection()
+        # The DB-API connection itself, with a deferred BEGIN (not the writers' lock).
+        try:
+            raw = self.engine.raw_connection()
+        except sqlite3.Error as exc:
+            raise StateError(_db_error(self.url, exc)) from exc
         try:
             with _snapshot(raw.cursor(), self.url) as query:
                 yield query
@@ -3158,7 +3164,8 @@ def _table_names(c: Any) -> set[str]:
     if c.dialect.name == "sqlite":
         # (Without SQLite's own: sqlite_sequence, sqlite_stat1.)
         rows = c.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
         )
         return {r[0] for r in rows}
     from sqlalchemy import inspect

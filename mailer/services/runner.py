@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
@@ -402,11 +403,15 @@ def _send_entry(
         break
     sent_on[name] = sent_on.get(name, 0) + 1
     sent_at = clock()
-    # The zone read once per run, not per message (reading the machine's costs file reads).
-    zone_key = (settings.sender.timezone, facts.interviewer_tz)
-    if zone_key not in zones:
-        zones[zone_key] = sending.recipient_zone(settings, facts.interviewer_tz)
-    due = sending.due_after(settings, sent_at, facts.interviewer_tz, tz=zones[zone_key])
+    due = None
+    if settings.follow_up.max_follow_ups:
+        # An IANA zone read once per run, not per message (the machine's costs file reads);
+        # a fixed offset, the last resort, is today's only and is read again.
+        zone_key = (settings.sender.timezone, facts.interviewer_tz)
+        tz = zones.get(zone_key) or sending.recipient_zone(settings, facts.interviewer_tz)
+        if isinstance(tz, ZoneInfo):
+            zones[zone_key] = tz
+        due = sending.due_after(settings, sent_at, facts.interviewer_tz, tz=tz)
     saved = settings.imap.save_sent and copies is not None
     # If a power cut loses this commit, the message shows as in doubt: never sent again.
     try:
