@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -1471,7 +1471,7 @@ class Store:
             hit = known.get(tid)
             if hit is None or hit[0] != state or hit[1] != sent:
                 if hit is not None:
-                    entry = replace(hit[2], state=state, sent_at=_sent_at(sent))
+                    entry = hit[2]._replace(state=state, sent_at=_sent_at(sent))
                 else:
                     recipient, alt_addresses, alt_domains, company, role = fresh[tid]
                     entry = IndexedThread(
@@ -2594,8 +2594,15 @@ def stored_time(value: Any) -> datetime | None:
 
 
 def _sent_at(value: Any) -> datetime:
-    # A damaged date must not hide a reply: any message may answer the thread.
-    return stored_time(value) or datetime(1970, 1, 1, tzinfo=UTC)
+    # A damaged date must not hide a reply: any message may answer the thread. (Read for
+    # every thread by the thread index: no call to stored_time for the usual value.)
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return _EPOCH
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _list(text: Any) -> list[str]:
