@@ -151,7 +151,8 @@ class Engine:
         db.execute("PRAGMA foreign_keys=ON")
         return db, cls(":memory:", "OFF", memory=db)
 
-    def _connect(self) -> sqlite3.Connection:
+    def connect(self) -> sqlite3.Connection:
+        """A new connection with the store's pragmas (also SQLAlchemy's, to migrate)."""
         # isolation_level=None: no implicit BEGIN; the store says BEGIN IMMEDIATE itself.
         db = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
@@ -169,7 +170,7 @@ class Engine:
             return Pooled(self, self._memory)
         with self._lock:
             db = self._idle.pop() if self._idle else None
-        return Pooled(self, db if db is not None else self._connect())
+        return Pooled(self, db if db is not None else self.connect())
 
     def _give_back(self, db: sqlite3.Connection) -> None:
         if db is self._memory:

@@ -677,7 +677,7 @@ class Store:
             if not self._direct:
                 self._upgrade(c, tables)
                 return
-            if not self._upgrade_needed(c, tables):
+            if self._pending(c, tables) is None:
                 return
         # An older SQLite store: its steps and Alembic's revisions run on SQLAlchemy, under
         # the writers' lock again (so it is read again: another process may have done it).
@@ -692,20 +692,17 @@ class Store:
         finally:
             engine.dispose()
 
-    def _versions(self, c: Any, tables: set[str]) -> tuple[int, str | None]:
+    def _pending(self, c: Any, tables: set[str]) -> tuple[int, str | None] | None:
+        """The store's schema version and Alembic revision if it needs migrating, None if
+        it is up to date; refuses one newer than this mailer, and an old schema on
+        PostgreSQL."""
         row = c.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
         version = int(row[0]) if row else 0
         revision = None
         if "alembic_version" in tables:
             revision = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        return version, revision
-
-    def _upgrade_needed(self, c: Any, tables: set[str]) -> bool:
-        """Whether the store needs migrating; refuses one newer than this mailer, and an old
-        schema on PostgreSQL."""
-        version, revision = self._versions(c, tables)
         if version == SCHEMA_VERSION and revision == ALEMBIC_HEAD:
-            return False  # up to date: the usual open, with no Alembic to import
+            return None  # up to date: the usual open, with no Alembic to import
         if version > SCHEMA_VERSION or (
             revision is not None and revision != ALEMBIC_HEAD and not _known(revision)
         ):
@@ -720,14 +717,15 @@ class Store:
                 hint="restore the database, or copy a SQLite store into an empty one "
                 "with 'mailer store copy'",
             )
-        return True
+        return version, revision
 
     def _upgrade(self, c: Any, tables: set[str]) -> None:
         """The hand-rolled steps up to version 5, then Alembic's revisions, on a
         SQLAlchemy connection ``c`` inside its transaction."""
-        if not self._upgrade_needed(c, tables):
+        pending = self._pending(c, tables)
+        if pending is None:
             return
-        version, revision = self._versions(c, tables)
+        version, revision = pending
         self.named_now = version < 3 and "meta" in tables
         if version < SCHEMA_VERSION:
             self.migrated.append(f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)")
@@ -1354,13 +1352,14 @@ class Store:
                 "transaction: read through the transaction's connection instead"
             )
         if self._direct:
+            from mailer.adapters import directsql
+
             pooled = None
             try:
                 # (Inside the try: opening a connection can fail too, e.g. a folder gone.)
                 pooled = self.engine.raw_connection()
-                cursor = pooled.dbapi_connection.execute(sql, params)
-                names = [d[0] for d in cursor.description]
-                return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+                read = directsql.Connection(pooled.dbapi_connection)
+                return read.exec_driver_sql(sql, params).mappings().all()
             except sqlite3.Error as exc:
                 raise StateError(_db_error(self.url, exc)) from exc
             finally:
@@ -2626,28 +2625,19 @@ def _detail(text: str | None) -> dict[str, Any]:
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Any:
-    """SQLAlchemy's engine on a SQLite store, with the pragmas and the writers' lock of
-    directsql.Engine: only to migrate an old store (Alembic needs SQLAlchemy)."""
+    """SQLAlchemy's engine on a SQLite store: only to migrate an old store (Alembic needs
+    SQLAlchemy). Its connections are directsql's (the same pragmas), and its BEGIN takes
+    the writers' lock, as directsql.transaction does."""
     from sqlalchemy import create_engine, event
 
-    engine = create_engine(url, connect_args={"timeout": 30})
+    from mailer.adapters import directsql
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _: Any) -> None:
-        # Python's sqlite3 opens transactions lazily; take the write lock at BEGIN
-        # so two processes cannot both read "not yet sent" and then both send.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
+    path = url[len("sqlite:///") :]
+    engine = create_engine(url, creator=directsql.Engine(path, synchronous).connect)
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        if not conn.get_execution_options().get(_ONE_READ):  # one read: no BEGIN (_rows)
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
