@@ -8,7 +8,9 @@ positions.
 The cost is proportional to the new messages, not the mailbox: we keep UIDVALIDITY and the
 last UID seen per folder, fetch a few headers for new UIDs only, the arrival time only for a
 message that may concern a thread, and a body only for a message that matched a thread (or
-that looks like a delivery report and must be read to know).
+that looks like a delivery report and must be read to know). The threads they are matched
+against are those the batch's senders and Message-IDs can reach (see :class:`Indexes`), not
+every thread in the store.
 """
 
 from __future__ import annotations
