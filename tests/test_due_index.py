@@ -200,7 +200,8 @@ def test_every_writer_of_follow_up_due_keeps_due_at(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_a_pass_with_no_new_mail_builds_no_thread_index(pair: Pair, monkeypatch) -> None:
     """Verify a pass (as `check` runs it, every account, held threads, orphans) that finds no
-    new mail never asks the store for the thread index, and one that finds a reply does."""
+    new mail never asks the store for a thread index, and one that finds a reply asks for
+    its batch's index once, not the whole one."""
     from mailer.adapters.config import find_config, load_settings
     from mailer.services.passes import run_pass_all
 
@@ -211,19 +212,25 @@ def test_a_pass_with_no_new_mail_builds_no_thread_index(pair: Pair, monkeypatch)
     store = Store(settings.state_url)
     clock = lambda: T0 + timedelta(seconds=30)  # noqa: E731 (not due yet)
     run_pass_all(settings, store, clock)  # the first look at the folder reads back in time
-    calls: list[str | None] = []
-    real = Store.thread_index
+    calls: list[tuple[str, str | None]] = []
+    real, real_batch = Store.thread_index, Store.batch_index
 
     def spy(self: Store, account: str | None = None):  # type: ignore[no-untyped-def]
-        calls.append(account)
+        calls.append(("whole", account))
         return real(self, account)
 
+    def spy_batch(self: Store, account: str | None, ids, senders):  # type: ignore[no-untyped-def]
+        calls.append(("batch", account))
+        return real_batch(self, account, ids, senders)
+
     monkeypatch.setattr(Store, "thread_index", spy)
+    monkeypatch.setattr(Store, "batch_index", spy_batch)
     report = run_pass_all(settings, store, clock)
     assert calls == [] and report.seen == [] and report.problems == []
     pair.send_as(pair.interviewer, pair.candidate, "Re: sorry", "Thanks.", {"In-Reply-To": root})
     report = run_pass_all(settings, store, clock)
-    assert calls == [settings.account] and [s.thread_id for s in report.seen] == [thread]
+    assert calls == [("batch", settings.account)]
+    assert [s.thread_id for s in report.seen] == [thread]
 
 
 def test_the_kept_thread_index_matches_a_fresh_one_as_threads_change(tmp_path: Path) -> None:

@@ -1472,22 +1472,60 @@ class Store:
                 if hit is not None:
                     entry = hit[2]._replace(state=state, sent_at=_sent_at(sent))
                 else:
-                    recipient, alt_addresses, alt_domains, company, role = fresh[tid]
-                    entry = IndexedThread(
-                        id=tid,
-                        recipient=recipient.lower(),
-                        alt_addresses=tuple(_list(alt_addresses)),
-                        alt_domains=tuple(_list(alt_domains)),
-                        sent_at=_sent_at(sent),
-                        state=state,
-                        # What a reply with no references may name to say which thread it
-                        # answers.
-                        company=str(company or ""),
-                        role=str(role or ""),
-                    )
+                    entry = _indexed_thread(IndexedThread, tid, state, sent, *fresh[tid])
                 hit = known[tid] = (state, sent, entry)
             threads.append(hit[2])
         return ThreadIndex(our_ids=ours, threads=tuple(threads))
+
+    def batch_index(
+        self, account: str | None, message_ids: Collection[str], senders: Collection[str]
+    ) -> ThreadIndex:
+        """The part of :meth:`thread_index` that a batch of new messages can match: of our
+        Message-IDs, those among ``message_ids`` (the batch's own and the ones it refers
+        to); of the threads, those the IDs found lead to, and every thread that
+        :func:`~mailer.model.matching.from_sender` could return for one of ``senders`` (lower
+        case, as :class:`~mailer.model.matching.Incoming` has them). For those messages,
+        every decision of the matcher is the one the whole index gives; a message outside
+        the batch (a delivery report's quoted original, say) needs the whole index.
+
+        What it costs in Python follows the batch, not the store: IDs are looked up in the
+        messages_ours index, and the threads are a superset chosen in SQL (a scan of the
+        table in C, there being no index on a lowered address), cut down by the same Python
+        as the whole index. SQL folds case in ASCII only, Python in every script: a thread
+        whose address has any other character, or that has alternate addresses or domains
+        at all, is always read (rare rows), so none is missed for its case."""
+        from mailer.model.matching import IndexedThread, ThreadIndex  # not for status
+
+        pg = self.engine.dialect.name == "postgresql"
+        # COLLATE "C": lower() and the character range in code points, in any locale (a
+        # Turkish one lowers "I" to a dotless i, which no address Python lowered has).
+        recipient = 'recipient COLLATE "C"' if pg else "recipient"
+        # Any character past ASCII: in UTF-8 more bytes than characters (4x faster than a
+        # GLOB at 10k rows; a NUL or a UTF-16 store only makes the superset larger).
+        rare = (
+            f"{recipient} ~ '[^ -~]'"
+            if pg
+            else "length(CAST(recipient AS BLOB)) != length(recipient)"
+        )
+        scope = """SELECT id, state, COALESCE(sent_at, created_at), recipient, alt_addresses,
+                alt_domains, company, role FROM threads
+                WHERE state != :failed AND (CAST(:a AS TEXT) IS NULL OR account = :a)"""
+        where = {"a": account, "failed": str(ThreadState.FAILED)}
+        ours: dict[str, int] = {}
+        rows: dict[int, tuple[Any, ...]] = {}
+        with self.tx() as c:
+            for listed, params in _in_lists("m", message_ids):
+                sql = f"SELECT message_id, thread_id FROM messages WHERE message_id IN {listed}"
+                ours.update(self._tuples(c, sql, params))
+            for listed, params in _in_lists("s", {s for s in senders if s}):
+                sql = f"""{scope} AND (lower({recipient}) IN {listed} OR {rare}
+                    OR alt_addresses != '[]' OR alt_domains != '[]')"""
+                rows.update((r[0], r) for r in self._tuples(c, sql, params | where))
+            for listed, params in _in_lists("t", set(ours.values())):
+                sql = f"{scope} AND id IN {listed}"
+                rows.update((r[0], r) for r in self._tuples(c, sql, params | where))
+        threads = tuple(_indexed_thread(IndexedThread, *rows[tid]) for tid in sorted(rows))
+        return ThreadIndex(our_ids=ours, threads=threads)
 
     def _our_ids(self, c: Any) -> dict[str, int]:
         """Every Message-ID we sent, and its thread. Messages are never deleted nor renamed:
@@ -2590,6 +2628,44 @@ def stored_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _indexed_thread(
+    make: type[IndexedThread],
+    tid: int,
+    state: str,
+    sent: Any,
+    recipient: str,
+    alt_addresses: Any,
+    alt_domains: Any,
+    company: Any,
+    role: Any,
+) -> IndexedThread:
+    """A thread as the matcher sees it, from its row (the whole index's and a batch's).
+    ``make`` is IndexedThread, imported by the caller (once, not once a row)."""
+    return make(
+        id=tid,
+        recipient=recipient.lower(),
+        alt_addresses=tuple(_list(alt_addresses)),
+        alt_domains=tuple(_list(alt_domains)),
+        sent_at=_sent_at(sent),
+        state=state,
+        # What a reply with no references may name to say which thread it answers.
+        company=str(company or ""),
+        role=str(role or ""),
+    )
+
+
+def _in_lists(prefix: str, values: Collection[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``values`` as ``IN (...)`` lists of at most _IN_CHUNK parameters named ``prefix``N,
+    each padded to a power of two (repeating a value changes nothing): a few shapes of
+    statement, not one per count, and never past an old SQLite's 999 parameters."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        chunk = ordered[start : start + _IN_CHUNK]
+        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        params = {f"{prefix}{i}": v for i, v in enumerate(chunk)}
+        yield "(" + ", ".join(f":{k}" for k in params) + ")", params
 
 
 def _sent_at(value: Any) -> datetime:

@@ -22,7 +22,7 @@ _MAX_REPEATS = 20
 
 
 class IndexedThread(NamedTuple):
-    """What the matcher knows of a thread. A tuple: a one-shot ``check`` builds one for
+    """What the matcher knows of a thread. A tuple: the whole thread index builds one for
     every thread in the store (a frozen dataclass took three times as long at 10k)."""
 
     id: int
