@@ -291,11 +291,13 @@ def _send_entry(
     facts, composed = prepared.facts, prepared.composed
     ids: list[int] = []  # (thread, message row) once recorded
 
-    def before_mail() -> None:
-        # The entry is recorded straight as "submitting", right before MAIL FROM: nothing
-        # can have left before it, so no "queued" commit is needed (a run killed before this
-        # point has recorded nothing, and sends it next time). Not synced: the final-dot
-        # mark is the one synced commit, and a run killed before it sends the entry again.
+    def claim() -> None:
+        # The entry is recorded straight as "submitting" while the server reads its envelope
+        # (see SmtpSession.submit's in_envelope): no final dot can have gone before it, so
+        # no "queued" commit is needed (a run killed before this point has recorded nothing,
+        # and sends it next time; one that fails here drops the connection, so the server
+        # discards the envelope). Not synced: the final-dot mark is the one synced commit,
+        # and a run killed before it sends the entry again.
         if ids:
             store.mark_submitting(ids[1], clock())
         else:
@@ -346,7 +348,7 @@ def _send_entry(
                 settings.sender.address,
                 composed.recipients,
                 composed.raw,
-                before_mail=before_mail,
+                in_envelope=claim,
                 before_final_dot=lambda: store.mark_final_dot(ids[1], clock()),
             )
             crash_point("after-250")
