@@ -19,7 +19,7 @@ import pytest
 from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import Store
-from mailer.errors import ConfigError, DeliveryError
+from mailer.errors import ConfigError, DeliveryError, DuplicateError
 from mailer.model import apology
 from mailer.services import sending
 
@@ -315,3 +315,88 @@ def test_the_smtp_connection_sends_small_writes_at_once(stack: Stack, workspace:
     with SmtpSession(settings_for(workspace).smtp, retries=0) as session:
         sock = session._smtp.sock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_in_envelope_runs_once_while_the_server_reads_the_envelope(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify the caller's ``in_envelope`` work runs after MAIL FROM, RCPT TO and DATA are
+    written and before any of their replies is read (so it overlaps the server's work), and
+    once only, although a 451 RCPT makes the session reconnect and send the envelope again."""
+    settings = settings_for(workspace)
+    stack.set_faults(rcpt_reply={RECRUITER: "451 4.3.0 mailbox busy"})
+    seen: list[list[tuple[str, bytes]]] = []
+    raw = b"Subject: overlap\r\nMessage-ID: <overlap@test>\r\n\r\nhi\r\n"
+    mark = stack.log_mark()
+    with SmtpSession(settings.smtp, sleep=lambda _: stack.clear_faults()) as session:
+        wire = Wire(session)
+        start = wire.mark()
+        session.submit(
+            SENDER,
+            (INTERVIEWER, RECRUITER),
+            raw,
+            in_envelope=lambda: seen.append(wire.events[start:]),
+        )
+    (at_hook,) = seen
+    assert [kind for kind, _ in at_hook] == ["w"]
+    assert at_hook[0][1].startswith(b"MAIL FROM:") and at_hook[0][1].endswith(b"DATA\r\n")
+    assert len(connects(stack, mark)) == 2  # the retry after the 451
+    assert [e["rcpt"] for e in accepted(stack, mark)] == [[INTERVIEWER, RECRUITER]]
+
+
+def test_without_pipelining_in_envelope_runs_before_mail_from(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify that with one command per round trip, ``in_envelope`` runs before MAIL FROM
+    is written, as ``before_mail`` does."""
+    settings = settings_for(workspace)
+    writes_at_hook: list[int] = []
+    with SmtpSession(replace(settings.smtp, pipelining=False)) as session:
+        wire = Wire(session)
+        session.submit(
+            SENDER,
+            (INTERVIEWER,),
+            b"Subject: serial\r\n\r\nhi\r\n",
+            in_envelope=lambda: writes_at_hook.append(len(wire.writes())),
+        )
+        assert wire.writes()[0].upper().startswith(b"MAIL FROM:")
+    assert writes_at_hook == [0]
+
+
+@pytest.mark.parametrize("error", [DuplicateError("already sent"), OSError("disk trouble")])
+def test_an_error_in_in_envelope_drops_the_connection_and_delivers_nothing(
+    stack: Stack, workspace: Path, error: Exception
+) -> None:
+    """Verify an error raised by ``in_envelope`` (the campaign's record of the message) goes
+    out as it is, once: the envelope the server has begun is never finished (no body, no
+    final dot, no RSET), the connection is dropped, nothing is delivered, and an OSError is
+    not taken for a dropped connection and retried. The next message reconnects."""
+    settings = settings_for(workspace)
+    store = Store(settings.state_url)
+    calls: list[int] = []
+    dots: list[int] = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise error
+
+    mark = stack.log_mark()
+    with SmtpSession(settings.smtp, retries=2, sleep=lambda _: None) as session:
+        wire = Wire(session)
+        with pytest.raises(type(error)) as caught:
+            session.submit(
+                SENDER,
+                (INTERVIEWER,),
+                b"Subject: never\r\nMessage-ID: <never@test>\r\n\r\nnever\r\n",
+                before_final_dot=lambda: dots.append(1),
+                in_envelope=fail,
+            )
+        assert caught.value is error
+        assert calls == [1] and dots == []
+        assert len(wire.writes()) == 1  # the envelope only
+        assert session._smtp is None
+        prepared = apology.prepare(settings, facts(settings, company="After Co"), NOW)
+        result = sending.send(settings, prepared, store, lambda: NOW, session=session)
+    assert [e["message_id"] for e in accepted(stack, mark)] == [result.message_id]
+    assert len(connects(stack, mark)) == 2
+    assert stack.messages_with_id(INTERVIEWER, "<never@test>") == []

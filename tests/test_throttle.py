@@ -53,9 +53,13 @@ class FakeSession:
     def __init__(self, settings: object, retries: int = 0) -> None:
         FakeSession.connections += 1
 
-    def submit(self, sender, recipients, data, before_mail=None, before_final_dot=None) -> str:  # type: ignore[no-untyped-def]
+    def submit(
+        self, sender, recipients, data, before_mail=None, before_final_dot=None, in_envelope=None
+    ) -> str:  # type: ignore[no-untyped-def]
         if before_mail is not None:
             before_mail()
+        if in_envelope is not None:
+            in_envelope()
         if FakeSession.refuse:  # refused at MAIL or RCPT: DATA never began
             raise FakeSession.refuse.pop(0)
         if before_final_dot is not None:  # as SmtpSession: the mark, then the final dot

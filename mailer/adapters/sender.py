@@ -190,17 +190,23 @@ class SmtpSession(Connection):
         data: bytes,
         before_mail: Callable[[], None] | None = None,
         before_final_dot: Callable[[], None] | None = None,
+        in_envelope: Callable[[], None] | None = None,
     ) -> str:
         """Send ``data`` as is and return the server's 250 reply.
 
         ``before_mail`` runs once, immediately before the first MAIL FROM (the caller commits
-        ``submitting`` there). ``before_final_dot`` runs when the whole message but its final
+        ``submitting`` there). ``in_envelope`` runs once too, in the time the server takes to
+        answer the envelope: with PIPELINING once MAIL FROM, RCPT TO and DATA are written and
+        before their replies are read; without, right before MAIL FROM. If it raises, the
+        connection is dropped (a DATA the server may have begun is never finished, so nothing
+        is delivered) and its error goes out. ``before_final_dot`` runs when the whole message but its final
         dot has gone (the caller commits its durable mark there): if it raises, the dot is
         never sent and the connection is dropped, so the server discards the message. A 4xx
         before the end of DATA, or a dropped connection before the final dot, is retried with
         backoff; a 5xx fails at once.
         """
         called = False
+        hook = [in_envelope] if in_envelope is not None else []  # emptied once it has run
         for attempt in range(self.retries + 1):
             try:
                 if self._smtp is None:
@@ -208,7 +214,10 @@ class SmtpSession(Connection):
                 if not called and before_mail is not None:
                     before_mail()
                 called = True
-                return self._transaction(envelope_from, recipients, data, before_final_dot)
+                return self._transaction(envelope_from, recipients, data, before_final_dot, hook)
+            except _HookRaised as raised:
+                assert raised.__cause__ is not None
+                raise raised.__cause__ from None
             except _Retry as retry:
                 if attempt == self.retries:
                     raise retry.error from None
@@ -231,14 +240,17 @@ class SmtpSession(Connection):
         recipients: tuple[str, ...],
         data: bytes,
         before_final_dot: Callable[[], None] | None = None,
+        hook: list[Callable[[], None]] | None = None,
     ) -> str:
         smtp = self._smtp
         assert smtp is not None
         s = self.settings
+        hook = hook if hook is not None else []
         try:
             if s.pipelining and smtp.has_extn("pipelining"):
-                self._pipelined_envelope(smtp, envelope_from, recipients)
+                self._pipelined_envelope(smtp, envelope_from, recipients, hook)
             else:
+                self._run_hook(smtp, hook)
                 self._envelope(smtp, envelope_from, recipients)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # Nothing can have been accepted before the final dot: safe to retry.
@@ -301,8 +313,29 @@ class SmtpSession(Connection):
         if code != 354:
             self._check(code, msg, "DATA")
 
+    def _run_hook(self, smtp: smtplib.SMTP, hook: list[Callable[[], None]]) -> None:
+        """Run ``submit``'s ``in_envelope`` if it has not run yet; if it raises, the
+        connection goes with it (see ``submit``)."""
+        if not hook:
+            return
+        run = hook.pop()
+        try:
+            run()
+        except BaseException as exc:
+            _quiet_close(smtp)
+            self._smtp = None
+            if isinstance(exc, Exception):
+                # Carried past the handlers that read an OSError as a dropped connection:
+                # this is the caller's error, and it must not be retried as one.
+                raise _HookRaised() from exc
+            raise
+
     def _pipelined_envelope(
-        self, smtp: smtplib.SMTP, envelope_from: str, recipients: tuple[str, ...]
+        self,
+        smtp: smtplib.SMTP,
+        envelope_from: str,
+        recipients: tuple[str, ...],
+        hook: list[Callable[[], None]],
     ) -> None:
         """The same commands in one write (RFC 2920), then their replies in order.
 
@@ -317,6 +350,8 @@ class SmtpSession(Connection):
             "DATA",
         ]
         smtp.send("".join(line + "\r\n" for line in lines))
+        # The caller's work (a campaign records the message here) overlaps the server's.
+        self._run_hook(smtp, hook)
         # Every reply is read before acting on any, so none is left for the next command.
         mail, *rcpts, data = [smtp.getreply() for _ in lines]
         refusal: _Retry | DeliveryError | None = self._mail_refusal(*mail)
@@ -376,6 +411,10 @@ class SmtpSession(Connection):
         except (OSError, smtplib.SMTPException):
             _quiet_close(self._smtp)
             self._smtp = None
+
+
+class _HookRaised(Exception):
+    """``in_envelope`` raised (the error is its ``__cause__``)."""
 
 
 FINAL_DOT = b".\r\n"

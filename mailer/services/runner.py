@@ -45,6 +45,7 @@ HELD_BACK = "held back"
 WOULD_SEND = "would send"
 MAX_SLOW_DOWNS = 6
 GATHER_SECONDS = 0.25  # how long the Sent-copy thread lets copies pile up before filing
+BATCH = 50  # Sent copies filed in one APPEND at most
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class SentCopies:
         self.store = store
         self.report = report
         self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.ending = threading.Event()  # set by finish: no more gathering
         self.thread = threading.Thread(target=self._work, name="sent-copies", daemon=True)
         self.thread.start()
 
@@ -106,6 +108,7 @@ class SentCopies:
         self.jobs.put((settings, row_id, raw, sent_at, unless_there))
 
     def finish(self) -> None:
+        self.ending.set()
         self.jobs.put(None)
         self.thread.join()
 
@@ -117,10 +120,14 @@ class SentCopies:
                 # Take whatever has queued up: one APPEND and one commit for the lot.
                 # Gather for a moment: one APPEND of 50 costs far less than 50 of one.
                 batch = [self.jobs.get()]
-                until = time.monotonic() + GATHER_SECONDS
-                while len(batch) < 50 and batch[-1] is not None:
+                if batch[-1] is not None and self.jobs.qsize() < BATCH - 1:
+                    # Not woken by each copy queued meanwhile: every wake-up would take the
+                    # interpreter's lock from the thread that is sending. Only the end of the
+                    # run cuts the wait short.
+                    self.ending.wait(GATHER_SECONDS)
+                while len(batch) < BATCH and batch[-1] is not None:
                     try:
-                        batch.append(self.jobs.get(timeout=max(until - time.monotonic(), 0)))
+                        batch.append(self.jobs.get_nowait())
                     except queue.Empty:
                         break
                 if batch[-1] is None:
@@ -291,11 +298,13 @@ def _send_entry(
     facts, composed = prepared.facts, prepared.composed
     ids: list[int] = []  # (thread, message row) once recorded
 
-    def before_mail() -> None:
-        # The entry is recorded straight as "submitting", right before MAIL FROM: nothing
-        # can have left before it, so no "queued" commit is needed (a run killed before this
-        # point has recorded nothing, and sends it next time). Not synced: the final-dot
-        # mark is the one synced commit, and a run killed before it sends the entry again.
+    def claim() -> None:
+        # The entry is recorded straight as "submitting" while the server reads its envelope
+        # (see SmtpSession.submit's in_envelope): no final dot can have gone before it, so
+        # no "queued" commit is needed (a run killed before this point has recorded nothing,
+        # and sends it next time; one that fails here drops the connection, so the server
+        # discards the envelope). Not synced: the final-dot mark is the one synced commit,
+        # and a run killed before it sends the entry again.
         if ids:
             store.mark_submitting(ids[1], clock())
         else:
@@ -346,7 +355,7 @@ def _send_entry(
                 settings.sender.address,
                 composed.recipients,
                 composed.raw,
-                before_mail=before_mail,
+                in_envelope=claim,
                 before_final_dot=lambda: store.mark_final_dot(ids[1], clock()),
             )
             crash_point("after-250")
