@@ -25,7 +25,7 @@ from mailer.model.matching import (
     from_sender,
     match,
 )
-from mailer.services.watcher import Indexes, _may_concern
+from mailer.services.watcher import ID_LIMIT, Indexes, _may_concern
 
 from .postgres import Postgres
 
@@ -244,6 +244,14 @@ FIXED_BATCH = [
 ]
 
 
+# Headers with NUL bytes (a server that passes raw bytes): PostgreSQL refuses a NUL in a
+# text parameter, and a pass that fails on one message fails on it every time after.
+NUL_BATCH = [
+    _incoming("x\x00y@alt.example", "<n\x00ul@else.example>", ("<a\x00b@ours.test>",), 2, ""),
+    _incoming("an\x00a@acme.example", None, ("<t6@ours.test>", "<\x00>"), 2, ""),
+]
+
+
 def _assert_fixed_batch(store: Store) -> None:
     narrow = _assert_same_decisions(store, "", FIXED_BATCH)
     jorg, kate, ana, alt, by_ref, own = FIXED_BATCH
@@ -268,6 +276,7 @@ def test_capitals_past_ascii_are_matched_though_sql_lowers_ascii_only(tmp_path: 
     try:
         _fill(store, _fixed_specs())
         _assert_fixed_batch(store)
+        _assert_same_decisions(store, "", NUL_BATCH)
     finally:
         store.close()
     with sqlite3.connect(tmp_path / "state.db") as db:
@@ -288,6 +297,35 @@ def test_a_batch_index_on_postgresql_decides_as_the_whole_one(
     try:
         _fill(store, _fixed_specs())
         _assert_fixed_batch(store)
+        # NULs from untrusted headers: the same decisions, not a refused statement.
+        narrow = _assert_same_decisions(store, "", NUL_BATCH)
+        assert match(NUL_BATCH[0], narrow) == 5 and match(NUL_BATCH[1], narrow) == 6
+    finally:
+        store.close()
+
+
+def test_a_batch_naming_more_ids_than_the_limit_is_matched_against_the_whole_index(
+    tmp_path: Path,
+) -> None:
+    """Verify a folder's new messages naming more Message-IDs than ID_LIMIT (hostile
+    headers can name tens of thousands, each a lookup) are matched against the whole index,
+    read once, and one naming fewer against the batch's."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        ours = _fill(store, _fixed_specs())
+        asked: list[str] = []
+        for name in ("thread_index", "batch_index"):
+            real = getattr(store, name)
+            setattr(store, name, lambda *a, _r=real, _n=name: asked.append(_n) or _r(*a))
+        many = tuple(f"<s{n}@else.example>" for n in range(ID_LIMIT))
+        indexes = Indexes(store, "")
+        index = indexes.for_batch(
+            [_incoming("nobody@else.example", "<x@y>", (*many, ours[0]), 2, "")]
+        )
+        assert asked == ["thread_index"] and index.our_ids[ours[0]] == 1
+        indexes = Indexes(store, "")
+        indexes.for_batch([_incoming("nobody@else.example", None, many, 2, "")])
+        assert asked == ["thread_index", "batch_index"]
     finally:
         store.close()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FOLLOW_UP_CONFIG, INTERVIEWER, Pair, Stack, run_cli, write_config
+from .conftest import FOLLOW_UP_CONFIG, INTERVIEWER, NOW, Pair, Stack, run_cli, write_config
 
 
 def entry(to: str, n: int, **extra: object) -> str:
@@ -593,3 +593,44 @@ def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
     # It went: the line says so, and offers no resend.
     assert "WAS accepted by the server" in doubt and "--resend" not in doubt, doubt
     assert sorted(deliveries_per_entry(pair.ws, pair.stack, mark).values()) == [1, 1]
+
+
+# mailer's own process (main()), with a look at how it ends once the command is done.
+EXIT_PROBE = """
+import atexit, gc, sys
+from pathlib import Path
+atexit.register(lambda: print(
+    "AT EXIT", gc.get_freeze_count() > 0, gc.isenabled(),
+    Path(".mailer/state.db-wal").exists(), file=sys.stderr,
+))
+from mailer.cli.main import main
+main()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.process
+def test_a_run_in_its_own_process_closes_its_store_and_leaves_the_rest_to_the_exit(
+    pair: Pair,
+) -> None:
+    """Verify `campaign run` as mailer's own process closes its store when the command is
+    done (SQLite folds its write-ahead log back into the file: no -wal file is left) and
+    freezes everything else for the exit (the interpreter's last collection walked every
+    object: 40-90 ms after 300 entries), with the collector on throughout, and each entry
+    delivered once."""
+    write_campaign(pair.ws, "".join(entry(pair.interviewer, n) for n in range(3)))
+    mark = pair.stack.log_mark()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    r = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, "campaign", "run", "week49", "--yes"],
+        cwd=pair.ws,
+        env={**env, "MAILER_NOW": NOW},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "3 sent" in r.stdout
+    assert r.stderr.strip().splitlines()[-1] == "AT EXIT True True False"
+    per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
+    assert len(per_entry) == 3 and set(per_entry.values()) == {1}

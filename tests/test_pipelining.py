@@ -400,3 +400,32 @@ def test_an_error_in_in_envelope_drops_the_connection_and_delivers_nothing(
     assert [e["message_id"] for e in accepted(stack, mark)] == [result.message_id]
     assert len(connects(stack, mark)) == 2
     assert stack.messages_with_id(INTERVIEWER, "<never@test>") == []
+
+
+def test_without_pipelining_an_error_in_in_envelope_keeps_the_connection_and_its_cause(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify that with one command per round trip an error of ``in_envelope`` (raised before
+    anything of the message was written) leaves the connection as it was, so the next message
+    needs no new login, and goes out with its own cause (the database error under a store
+    error), not the session's wrapper."""
+    settings = settings_for(workspace)
+    store = Store(settings.state_url)
+    cause = OSError("the disk under the store")
+    error = DuplicateError("already sent")
+
+    def fail() -> None:
+        raise error from cause
+
+    mark = stack.log_mark()
+    with SmtpSession(replace(settings.smtp, pipelining=False)) as session:
+        with pytest.raises(DuplicateError) as caught:
+            session.submit(
+                SENDER, (INTERVIEWER,), b"Subject: never\r\n\r\nnever\r\n", in_envelope=fail
+            )
+        assert caught.value.__cause__ is cause
+        assert session._smtp is not None
+        prepared = apology.prepare(settings, facts(settings, company="Kept Co"), NOW)
+        result = sending.send(settings, prepared, store, lambda: NOW, session=session)
+    assert [e["message_id"] for e in accepted(stack, mark)] == [result.message_id]
+    assert len(connects(stack, mark)) == 1

@@ -107,3 +107,57 @@ def test_an_unparseable_message_quoting_our_id_is_tied_to_its_thread(
     t = store.thread(thread)
     assert t.state == "replied" and "unreadable" in t.detail
     assert follow_ups_to(pair, pair.interviewer, root) == []
+
+
+def test_an_unparseable_message_among_readable_ones_is_tied_through_the_whole_index(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify that in a batch where other messages can be read (so a batch's index exists,
+    holding none of our IDs), the one no parser can read, quoting our Message-ID, is still
+    tied to its thread: its quoted IDs are looked up in the whole index, not the batch's."""
+    thread, root = send(pair)
+    _looked_once(pair)
+    calls = _indexes_read(monkeypatch)
+    real = Incoming.from_headers.__func__  # type: ignore[attr-defined]
+
+    def some_unreadable(cls: type[Incoming], msg: Any, received: datetime) -> Incoming:
+        if msg.get("Subject") == "Re: broken":
+            raise ValueError("headers beyond repair")
+        return real(cls, msg, received)
+
+    monkeypatch.setattr(Incoming, "from_headers", classmethod(some_unreadable))
+    append(pair, message("news@elsewhere.test", "Newsletter"))
+    append(pair, message(pair.interviewer, "Re: broken", "Yes.", {"In-Reply-To": root}))
+    store, _ = check(pair, timedelta(hours=2))
+    assert calls == ["batch", "whole"]
+    t = store.thread(thread)
+    assert t.state == "replied" and "unreadable" in t.detail
+    assert follow_ups_to(pair, pair.interviewer, root) == []
+
+
+def test_a_message_the_matcher_cannot_weigh_is_tied_through_the_whole_index(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a message whose headers parse but whose weighing fails (``_may_concern``
+    raises) is passed over as unreadable and tied by the IDs its raw headers quote, looked up
+    in the whole index."""
+    from mailer.services import watcher
+
+    thread, root = send(pair)
+    _looked_once(pair)
+    calls = _indexes_read(monkeypatch)
+    real = watcher._may_concern
+
+    def fails_for_one(incoming: Incoming, index: Any) -> bool:
+        if incoming.subject == "Re: odd":
+            raise ValueError("cannot weigh this one")
+        return real(incoming, index)
+
+    monkeypatch.setattr(watcher, "_may_concern", fails_for_one)
+    append(pair, message("news@elsewhere.test", "Newsletter"))
+    append(pair, message(pair.interviewer, "Re: odd", "Yes.", {"In-Reply-To": root}))
+    store, _ = check(pair, timedelta(hours=2))
+    assert calls == ["batch", "whole"]
+    t = store.thread(thread)
+    assert t.state == "replied" and "unreadable" in t.detail
+    assert follow_ups_to(pair, pair.interviewer, root) == []

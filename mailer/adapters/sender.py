@@ -197,13 +197,14 @@ class SmtpSession(Connection):
         ``before_mail`` runs once, immediately before the first MAIL FROM (the caller commits
         ``submitting`` there). ``in_envelope`` runs once too, in the time the server takes to
         answer the envelope: with PIPELINING once MAIL FROM, RCPT TO and DATA are written and
-        before their replies are read; without, right before MAIL FROM. If it raises, the
-        connection is dropped (a DATA the server may have begun is never finished, so nothing
-        is delivered) and its error goes out. ``before_final_dot`` runs when the whole message but its final
-        dot has gone (the caller commits its durable mark there): if it raises, the dot is
-        never sent and the connection is dropped, so the server discards the message. A 4xx
-        before the end of DATA, or a dropped connection before the final dot, is retried with
-        backoff; a 5xx fails at once.
+        before their replies are read; without, right before MAIL FROM. If it raises, its
+        error goes out as it is, never retried; with PIPELINING the connection is dropped
+        first (a DATA the server may have begun is never finished, so nothing is delivered).
+        ``before_final_dot`` runs when the whole message but its final dot has gone (the
+        caller commits its durable mark there): if it raises, the dot is never sent and the
+        connection is dropped, so the server discards the message. A 4xx before the end of
+        DATA, or a dropped connection before the final dot, is retried with backoff; a 5xx
+        fails at once.
         """
         called = False
         hook = [in_envelope] if in_envelope is not None else []  # emptied once it has run
@@ -216,8 +217,9 @@ class SmtpSession(Connection):
                 called = True
                 return self._transaction(envelope_from, recipients, data, before_final_dot, hook)
             except _HookRaised as raised:
-                assert raised.__cause__ is not None
-                raise raised.__cause__ from None
+                error = raised.__cause__
+                assert error is not None
+                raise error from error.__cause__  # its own cause kept, not this wrapper
             except _Retry as retry:
                 if attempt == self.retries:
                     raise retry.error from None
@@ -250,7 +252,7 @@ class SmtpSession(Connection):
             if s.pipelining and smtp.has_extn("pipelining"):
                 self._pipelined_envelope(smtp, envelope_from, recipients, hook)
             else:
-                self._run_hook(smtp, hook)
+                self._run_hook(smtp, hook, drop=False)  # nothing written yet: no need
                 self._envelope(smtp, envelope_from, recipients)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # Nothing can have been accepted before the final dot: safe to retry.
@@ -313,17 +315,21 @@ class SmtpSession(Connection):
         if code != 354:
             self._check(code, msg, "DATA")
 
-    def _run_hook(self, smtp: smtplib.SMTP, hook: list[Callable[[], None]]) -> None:
+    def _run_hook(
+        self, smtp: smtplib.SMTP, hook: list[Callable[[], None]], drop: bool = True
+    ) -> None:
         """Run ``submit``'s ``in_envelope`` if it has not run yet; if it raises, the
-        connection goes with it (see ``submit``)."""
+        connection goes with it (see ``submit``), unless ``drop`` is False (nothing of this
+        message was written yet)."""
         if not hook:
             return
         run = hook.pop()
         try:
             run()
         except BaseException as exc:
-            _quiet_close(smtp)
-            self._smtp = None
+            if drop:
+                _quiet_close(smtp)
+                self._smtp = None
             if isinstance(exc, Exception):
                 # Carried past the handlers that read an OSError as a dropped connection:
                 # this is the caller's error, and it must not be retried as one.

@@ -1513,6 +1513,12 @@ class Store:
         where = {"a": account, "failed": str(ThreadState.FAILED)}
         ours: dict[str, int] = {}
         rows: dict[int, tuple[Any, ...]] = {}
+        # Values from untrusted headers: PostgreSQL refuses a NUL in a text parameter, and a
+        # message that made every pass fail would stop the account's replies for good. None
+        # of our IDs has one, so such an ID is not looked up; a sender is looked up without
+        # its NULs (a wider superset: the alternates' rows are read whatever it is).
+        message_ids = [m for m in message_ids if "\x00" not in m]
+        senders = [s.replace("\x00", "") for s in senders]
         with self.tx() as c:
             for listed, params in _in_lists("m", message_ids):
                 sql = f"SELECT message_id, thread_id FROM messages WHERE message_id IN {listed}"

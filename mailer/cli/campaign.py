@@ -81,7 +81,7 @@ def _load(
 @click.pass_context
 def campaign(ctx: click.Context) -> None:
     """Many apologies from one file: config/campaigns/NAME.toml (see 'mailer init')."""
-    if ctx.invoked_subcommand in ("check", "preview"):  # they read, print and end
+    if ctx.invoked_subcommand in ("check", "preview", "run"):  # they end with the process
         without_collector(ctx, collect=True)  # (each entry's rendering makes cycles)
 
 

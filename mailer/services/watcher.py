@@ -71,6 +71,9 @@ class Reading:
 # whole one costs what the store holds (about 55 ms at 10k threads, 1 ms at 10); a batch this
 # large is a first look or a mailbox filled while mailer was stopped, rare enough.
 BATCH_LIMIT = 200
+# Above this many Message-IDs named by one folder's new messages (their own and the ones they
+# refer to), the whole index too: hostile headers can name tens of thousands, each a lookup.
+ID_LIMIT = 2_000
 
 
 class Indexes:
@@ -100,6 +103,8 @@ class Indexes:
             return self.whole()  # already read in this pass, or cheaper than a batch's
         ids = {ref for i in batch for ref in i.refs}
         ids.update(i.message_id for i in batch if i.message_id)
+        if len(ids) > ID_LIMIT:
+            return self.whole()
         return self.store.batch_index(self.account, ids, {i.sender for i in batch})
 
 
