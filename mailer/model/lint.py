@@ -525,23 +525,91 @@ def lint_apology(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     body = _unquoted(text)
-    sentences = _sentences(body)
+    # What each paragraph says on its own, remembered (see _Part): what the whole body's
+    # checks find is what its paragraphs' parts add up to.
+    tables = tuple(_same(globals().get(name)) for name in _PART_TABLES)
+    parts = [_part(paragraph, tables) for paragraph in _PARAGRAPH_BREAK.split(body)]
+    sentences = [s for part in parts for s in part.sentences]
     subject_line = [f"Subject: {subject}"] if subject.strip() else []
     findings: list[Finding] = []
-    findings += _elements(body, sentences, kind=kind, company=company, role=role)
-    findings += _placeholders(subject_line + sentences)
-    findings += _length(body, kind)
-    findings += _tone(subject_line + sentences)
-    findings += _apology_count(body)
-    if stacked := list(_excuse_count(sentences)):
+    findings += _elements(parts, sentences, kind=kind, company=company, role=role)
+    findings += _placeholders(subject_line)
+    findings += [f for part in parts for f in part.placeholders]
+    findings += _length_of(sum(part.words for part in parts), kind)
+    findings += _tone(subject_line)
+    findings += [f for part in parts for f in part.tone]
+    findings += _apology_count_of(sum(part.regrets for part in parts))
+    if stacked := list(_stacked_excuses([s for part in parts for s in part.excuses])):
         # One error for the pile says it better than a warning for each excuse in it.
         findings = [f for f in findings if f.rule != "excuse-making"] + stacked
-    findings += _passive(sentences)
+    findings += next(([part.passive] for part in parts if part.passive), [])
     if kind == "apology" and note is not None:
         findings += _note(body, note)
         if past is not None:
             findings += _note_tense(note, past)
     return sorted(findings, key=lambda f: _RANK[f.severity])
+
+
+# A body's paragraphs, as the check has always cut them: nothing checked spans such a break
+# (the lines it takes are blank, and no key-element or apology regex matches blank space).
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What the checks read from one paragraph of a body. A campaign's messages share most
+    of their paragraphs (only those naming the company or the time differ), and each check
+    of the body is the sum, union or first of its paragraphs' answers, so a paragraph seen
+    before costs a lookup instead of some twenty searches."""
+
+    sentences: tuple[str, ...]
+    interested: tuple[bool, ...]  # for each sentence: has it an interest word?
+    found: frozenset[str]  # the key elements (_BY_LINE) it has
+    words: int
+    regrets: int
+    placeholders: tuple[Finding, ...]
+    tone: tuple[Finding, ...]
+    excuses: tuple[str, ...]  # its sentences that make an excuse
+    passive: Finding | None  # its first passive "was missed"
+
+
+# Every module-level table a part is read with: a part found with others is not reused (a
+# test may swap one). Those not built yet are keyed as missing, as in _tone.
+_PART_TABLES = (
+    *("_REASON", "_REGRET", "_INTEREST", "_RESCHEDULE", "_THANKS"),
+    *("_WORD", "_LIST_ITEM", "_SENTENCE_END", "_ANY_PLACEHOLDER", "_PLACEHOLDERS"),
+    *("_ANY_TONE", "_TONE_CHECKS", "_MATCHER_CHECKS", "_NEGATION_BEFORE", "_EXCUSE_RE"),
+    *("_PASSIVE_MISSED", "_MATCHERS"),
+)
+# Paragraphs longer than this are read each time (the bound keeps the cache's memory small).
+_PART_MAX = 2 * MAX_PIECE
+
+
+def _part(paragraph: str, tables: tuple[_Same, ...]) -> _Part:
+    if len(paragraph) > _PART_MAX:
+        return _read_part(paragraph)
+    return _remembered_part(paragraph, tables)
+
+
+@lru_cache(maxsize=1024)
+def _remembered_part(paragraph: str, tables: tuple[_Same, ...]) -> _Part:
+    return _read_part(paragraph)
+
+
+def _read_part(paragraph: str) -> _Part:
+    sentences = _paragraph_sentences(paragraph)
+    norm = _norm(paragraph)
+    return _Part(
+        sentences=tuple(sentences),
+        interested=tuple(_interested(s) for s in sentences),
+        found=frozenset(name for name in _BY_LINE if _found(name, norm)),
+        words=word_count(paragraph),
+        regrets=len(_get("_REGRET").findall(norm)),
+        placeholders=tuple(_placeholders(sentences)),
+        tone=tuple(_tone(sentences)),
+        excuses=tuple(_excuses(sentences)),
+        passive=next(iter(_passive(sentences)), None),
+    )
 
 
 _RANK = {ERROR: 0, WARNING: 1, SUGGESTION: 2}
@@ -617,28 +685,31 @@ def _finding(rule_id: str, message: str, excerpt: str = "", **fill: str) -> Find
 
 
 def _elements(
-    body: str, sentences: list[str], *, kind: str, company: str, role: str
+    parts: list[_Part], sentences: list[str], *, kind: str, company: str, role: str
 ) -> Iterator[Finding]:
-    text = _norm(body)
+    """The key elements a body lacks: an element is in the body where it is in one of its
+    paragraphs."""
+    found = frozenset().union(*(part.found for part in parts))
     fill = {"company": company, "role": role}
     if kind == "apology":
-        if not _found("_REASON", text):
+        if "_REASON" not in found:
             yield _finding(
                 "missing-reason", "No reason is given for missing or moving the interview."
             )
-        if not _found("_REGRET", text):
+        if "_REGRET" not in found:
             yield _finding("missing-regret", "The message never says sorry (or apologises).")
-    if not _found("_INTEREST", text):
+    if "_INTEREST" not in found:
         yield _finding(
             "missing-interest",
             "The message does not say you are still interested in the role.",
             **fill,
         )
     else:
-        yield from _interest_specific(sentences, company, role)
-    if not _found("_RESCHEDULE", text):
+        interested = [i for part in parts for i in part.interested]
+        yield from _interest_specific(sentences, company, role, interested)
+    if "_RESCHEDULE" not in found:
         yield _finding("missing-reschedule", "The message does not ask to reschedule.")
-    if not _found("_THANKS", text):
+    if "_THANKS" not in found:
         yield _finding("missing-thanks", "The message does not thank the reader.")
 
 
@@ -664,16 +735,19 @@ def _line_found(line: str, pattern: _Same) -> bool:
     return pattern.value.search(line) is not None  # type: ignore[attr-defined]
 
 
-def _interest_specific(sentences: list[str], company: str, role: str) -> Iterator[Finding]:
+def _interest_specific(
+    sentences: list[str], company: str, role: str, interested: list[bool] | None = None
+) -> Iterator[Finding]:
     """Interest counts as specific when a sentence with an interest word, or the sentence just
-    before or after it, names the company, and the role (its name or 'role', 'position', ...)."""
+    before or after it, names the company, and the role (its name or 'role', 'position', ...).
+    ``interested``: which sentences have an interest word, when known."""
     if not company.strip():
         return
     names = {company.strip().casefold(), _get("_LEGAL_SUFFIX").sub("", company.strip()).casefold()}
     role_name = role.strip().casefold()
     first = ""
     for i, sentence in enumerate(sentences):
-        if not _get("_INTEREST").search(_norm(sentence)):
+        if not (_interested(sentence) if interested is None else interested[i]):
             continue
         first = first or sentence
         window = " ".join(sentences[max(0, i - 1) : i + 2]).casefold()
@@ -694,6 +768,10 @@ def _interest_specific(sentences: list[str], company: str, role: str) -> Iterato
     )
 
 
+def _interested(sentence: str) -> bool:
+    return _get("_INTEREST").search(_norm(sentence)) is not None
+
+
 def _placeholders(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
         if not _gate(_get("_ANY_PLACEHOLDER"), sentence):
@@ -705,8 +783,7 @@ def _placeholders(sentences: list[str]) -> Iterator[Finding]:
                 break
 
 
-def _length(body: str, kind: str) -> Iterator[Finding]:
-    words = word_count(body)
+def _length_of(words: int, kind: str) -> Iterator[Finding]:
     warn, error = WORD_BUDGET[kind]
     if words > error:
         yield _finding(
@@ -1032,8 +1109,7 @@ def _pieces(text: str) -> Iterator[tuple[int, str]]:
     yield start, text[start:] if start else text
 
 
-def _apology_count(body: str) -> Iterator[Finding]:
-    count = len(_get("_REGRET").findall(_norm(body)))
+def _apology_count_of(count: int) -> Iterator[Finding]:
     if count > MAX_APOLOGY_WORDS:
         yield _finding(
             "over-apologising",
@@ -1042,14 +1118,16 @@ def _apology_count(body: str) -> Iterator[Finding]:
         )
 
 
-def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
+def _excuses(sentences: list[str]) -> Iterator[str]:
+    """The sentences that make an excuse."""
+    for s in sentences:
+        norm = _norm(s)
+        if _gate(_get("_ANY_TONE"), norm) and any(_search(p, norm) for p in _get("_EXCUSE_RE")):
+            yield s
+
+
+def _stacked_excuses(found: list[str]) -> Iterator[Finding]:
     """Each excuse is a warning; a pile of them reads as arguing, and is an error."""
-    found = [
-        s
-        for s in sentences
-        if _gate(_get("_ANY_TONE"), norm := _norm(s))
-        and any(_search(p, norm) for p in _get("_EXCUSE_RE"))
-    ]
     if len(found) > MAX_EXCUSES:
         yield _finding(
             "stacked-excuses",
@@ -1111,22 +1189,21 @@ def _unquoted(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
 
 
-def _sentences(body: str) -> list[str]:
-    """Sentences, for excerpts and nearness. Hard-wrapped lines are joined back together; list
-    items stay apart."""
+def _paragraph_sentences(paragraph: str) -> list[str]:
+    """A paragraph's sentences, for excerpts and nearness. Hard-wrapped lines are joined back
+    together; list items stay apart."""
     out: list[str] = []
-    for paragraph in re.split(r"\n\s*\n", body):
-        pending: list[str] = []
-        for line in (ln.strip() for ln in paragraph.splitlines()):
-            if not line:
-                continue
-            if _get("_LIST_ITEM").match(line):
-                out += _split_sentences(" ".join(pending))
-                pending = []
-                out.append(line)
-            else:
-                pending.append(line)
-        out += _split_sentences(" ".join(pending))
+    pending: list[str] = []
+    for line in (ln.strip() for ln in paragraph.splitlines()):
+        if not line:
+            continue
+        if _get("_LIST_ITEM").match(line):
+            out += _split_sentences(" ".join(pending))
+            pending = []
+            out.append(line)
+        else:
+            pending.append(line)
+    out += _split_sentences(" ".join(pending))
     return out
 
 
