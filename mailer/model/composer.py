@@ -564,12 +564,30 @@ def _encode_text(text: str) -> tuple[str, str]:
         except UnicodeDecodeError:
             return "8bit", body.decode("ascii", "surrogateescape")
     sniff = b"\r\n".join(lines[:10]) + b"\r\n"
-    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), SMTP.max_line_length)
+    sniff_qp = _quoted_printable(lines[:10])
     if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
         return "base64", _base64(b"\r\n".join(lines) + b"\r\n")
     if len(lines) <= 10:
         return "quoted-printable", sniff_qp
-    return "quoted-printable", quoprimime.body_encode(body.decode("latin-1"), SMTP.max_line_length)
+    return "quoted-printable", _quoted_printable(lines)
+
+
+def _quoted_printable(lines: list[bytes]) -> str:
+    """``quoprimime.body_encode`` of the lines (none holding CR or LF), each ended by LF,
+    read as Latin-1, as the library encodes them: it encodes each line on its own, so each
+    line's encoding is remembered (a campaign's messages share most of their lines; tests
+    hold this to the library's function)."""
+    return "".join(
+        (_qp_line(line) if len(line) <= _QP_REMEMBERED else _qp(line)) + "\n" for line in lines
+    )
+
+
+def _qp(line: bytes) -> str:
+    return quoprimime.body_encode(line.decode("latin-1"), SMTP.max_line_length)
+
+
+_QP_REMEMBERED = 1000  # longer lines are encoded each time (the cache's memory stays small)
+_qp_line = lru_cache(maxsize=2048)(_qp)
 
 
 def _base64(data: bytes) -> str:
