@@ -284,7 +284,7 @@ def _entries(
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
-    shared: dict[str, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
+    shared: dict[Any, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
     # Read once for every entry: the templates folder's situations, and each zone named.
     situations = situations_in(settings.templates_dir)
     zones: dict[str, tzinfo] = {}
@@ -413,12 +413,16 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
 
 
 def _entry_lines(text: str) -> list[int]:
-    """The line of each ``[[entries]]`` header, to point at the entry with a problem."""
+    """The line of each ``[[entries]]`` header, to point at the entry with a problem. (A
+    header holds "[[": only such lines are matched.)"""
     return [
         i
         for i, line in enumerate(text.splitlines(), 1)
-        if re.match(r"\s*\[\[\s*entries\s*\]\]", line)
+        if "[[" in line and _ENTRIES_HEADER.match(line)
     ]
+
+
+_ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
 
 
 def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -490,7 +494,7 @@ def _entry(
     composer: Composer,
     subjects: dict[str, set[str]] | None = None,
     open_subjects: Callable[[str], frozenset[str]] | None = None,
-    shared: dict[str, tuple[Settings, dict[str, Any]]] | None = None,
+    shared: dict[Any, tuple[Settings, dict[str, Any]]] | None = None,
     situations: dict[str, str] | None = None,
     zones: dict[str, tzinfo] | None = None,
 ) -> tuple[Entry | None, list[str]]:
@@ -639,13 +643,16 @@ def _with_policy(
     settings: Settings,
     account: str,
     policy: dict[str, Any],
-    shared: dict[str, tuple[Settings, dict[str, Any]]] | None,
+    shared: dict[Any, tuple[Settings, dict[str, Any]]] | None,
 ) -> tuple[Settings, dict[str, Any]]:
     """The account's settings under ``policy``, one object for every entry with the same
     account and policy (most of a campaign's entries share both): not one copy each."""
     if shared is None:
         return with_policy(settings, policy), policy
-    key = json.dumps([account, policy], sort_keys=True, default=str)
+    # (Most entries have no policy of their own: their key is the account's name alone.)
+    key: Any = (
+        (account,) if not policy else json.dumps([account, policy], sort_keys=True, default=str)
+    )
     if key not in shared:
         shared[key] = (with_policy(settings, policy), policy)
     return shared[key]
