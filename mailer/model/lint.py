@@ -583,7 +583,10 @@ class _Part(NamedTuple):
 
     sentences: tuple[str, ...]
     interested: tuple[bool, ...]  # for each sentence: has it an interest word?
-    found: frozenset[str]  # the key elements (_BY_LINE) it has
+    norm: str  # the paragraph, apostrophes straightened (_norm)
+    # Which key elements (_BY_LINE) it has, each looked for when first asked: an element
+    # an earlier paragraph has is never looked for in a later one (see _elements).
+    elements: dict[str, bool]
     words: int
     regrets: int
     placeholders: tuple[Finding, ...]
@@ -615,13 +618,22 @@ def _remembered_part(paragraph: str, tables: tuple[_Same, ...]) -> _Part:
     return _read_part(paragraph)
 
 
+def _has(part: _Part, name: str) -> bool:
+    """Whether the key-element regex ``name`` matches the part's paragraph (remembered)."""
+    found = part.elements.get(name)
+    if found is None:
+        found = part.elements[name] = _found(name, part.norm)
+    return found
+
+
 def _read_part(paragraph: str) -> _Part:
     sentences = _paragraph_sentences(paragraph)
     norm = _norm(paragraph)
     return _Part(
         sentences=tuple(sentences),
         interested=tuple(_interested(s) for s in sentences),
-        found=frozenset(name for name in _BY_LINE if _found(name, norm)),
+        norm=norm,
+        elements={},
         words=word_count(paragraph),
         regrets=len(_get("_REGRET").findall(norm)),
         placeholders=tuple(_placeholders(sentences)),
@@ -708,7 +720,7 @@ def _elements(
 ) -> Iterator[Finding]:
     """The key elements a body lacks: an element is in the body where it is in one of its
     paragraphs."""
-    found = frozenset().union(*(part.found for part in parts))
+    found = {name for name in _BY_LINE if any(_has(part, name) for part in parts)}
     fill = {"company": company, "role": role}
     if kind == "apology":
         if "_REASON" not in found:
