@@ -550,11 +550,18 @@ def _one_encoded_word(name: str, value: str) -> bytes | None:
     if not outside or "" in words:
         return None
     first, last = outside[0], outside[-1]
-    encoded = _encoded_word(" ".join(words[first : last + 1]), charset="utf-8")
+    encoded = _utf8_word(" ".join(words[first : last + 1]))
     line = " ".join([*words[:first], encoded, *words[last + 1 :]])
     if len(name) + len(line) > _ONE_LINE:
         return None
     return f"{name}: {line}\r\n".encode("ascii")
+
+
+@lru_cache(maxsize=1024)
+def _utf8_word(text: str) -> str:
+    """The library's RFC 2047 encoded word for ``text``, remembered: a campaign's subjects
+    differ in their ASCII words (the company), and share the rest (a dash, an accent)."""
+    return _encoded_word(text, charset="utf-8")
 
 
 # Headers the library reads as unstructured text; and a bound well below its 998-octet fold.
