@@ -322,3 +322,33 @@ def test_the_date_header_text_is_the_librarys_for_any_time_and_zone(when: dateti
 
     assert _date_text(when.isoformat()) == format_datetime(when)
     assert _date_text(when.isoformat()) == format_datetime(when)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    day=st.sampled_from(["2026-12-07", "2026-02-30", "1969-12-31", "2026-13-01", "x"]),
+    hours=st.sampled_from(["09:00-12:00", "12:00-09:00", "9:00-9:30", "25:00-26:00", "09-12"]),
+    zone=st.sampled_from(["Europe/London", "America/New_York", "Pacific/Kiritimati", "UTC"]),
+)
+def test_a_remembered_free_time_is_the_one_read_afresh_in_the_very_zone_given(
+    day: str, hours: str, zone: str
+) -> None:
+    """Verify parse_slot, which remembers what it read in a ZoneInfo, gives what reading
+    afresh gives (the slot, or the same refusal), twice, with the very zone object it was
+    handed, and keeps a distinct but equal-named zone apart."""
+    from mailer.model.facts import _parse_slot, parse_slot
+
+    text = f"{day} {hours}"
+    for tz in (ZoneInfo(zone), ZoneInfo.no_cache(zone)):
+        try:
+            fresh: object = _parse_slot(text, tz, "--free")
+        except InputError as exc:
+            fresh = str(exc)
+        for _ in range(2):
+            try:
+                got: object = parse_slot(text, tz, "--free")
+            except InputError as exc:
+                got = str(exc)
+            assert got == fresh
+            if not isinstance(got, str):
+                assert got.start.tzinfo is tz and got.end.tzinfo is tz  # type: ignore[attr-defined]
