@@ -547,7 +547,7 @@ def lint_apology(
     # What each paragraph says on its own, remembered (see _Part): what the whole body's
     # checks find is what its paragraphs' parts add up to.
     tables = tuple(_same(globals().get(name)) for name in _PART_TABLES)
-    parts = [_part(paragraph, tables) for paragraph in _PARAGRAPH_BREAK.split(body)]
+    parts = [_part(paragraph, tables) for paragraph in _get("_PARAGRAPH_BREAK").split(body)]
     sentences = [s for part in parts for s in part.sentences]
     subject_line = [f"Subject: {subject}"] if subject.strip() else []
     findings: list[Finding] = []
@@ -571,7 +571,7 @@ def lint_apology(
 
 # A body's paragraphs, as the check has always cut them: nothing checked spans such a break
 # (the lines it takes are blank, and no key-element or apology regex matches blank space).
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_LAZY["_PARAGRAPH_BREAK"] = lambda: _regex(r"\n\s*\n")
 
 
 class _Part(NamedTuple):
