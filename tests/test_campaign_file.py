@@ -3,11 +3,14 @@ never contacted)."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.adapters.config import load_settings
 from mailer.errors import ConfigError
@@ -236,3 +239,24 @@ def test_the_store_is_asked_for_open_subjects_once_per_address_while_loading() -
     answers = [cached(a) for a in ("ana@x.test", "ANA@x.test", "bo@x.test", "ana@x.test")]
     assert asked == ["ana@x.test", "bo@x.test"]
     assert answers[0] == answers[1] == answers[3] == frozenset({"subject for ana@x.test"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["[[entries]]", " [[ entries ]] # x", "[entries]", "[[", "]]", "entries",
+                         "\t", " ", "x = '[[entries]]'", "\n", "\r\n", "\u2028", "[[campaign]]"]),
+        max_size=30,
+    ).map("".join)
+)  # fmt: skip
+def test_entry_headers_are_found_on_the_lines_the_old_search_found(text: str) -> None:
+    """Verify _entry_lines, which skips lines without '[[', finds the header lines the
+    regex alone found on every line."""
+    from mailer.services.campaign import _entry_lines
+
+    old = [
+        i
+        for i, line in enumerate(text.splitlines(), 1)
+        if re.match(r"\s*\[\[\s*entries\s*\]\]", line)
+    ]
+    assert _entry_lines(text) == old

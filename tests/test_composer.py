@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email import message_from_bytes
 from email.policy import default
@@ -9,9 +10,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.errors import InputError, TemplateError
-from mailer.model.composer import Composer, build_message, compose_apology, compose_follow_up
+from mailer.model.composer import (
+    Composer,
+    _split,
+    build_message,
+    compose_apology,
+    compose_follow_up,
+)
 from mailer.model.facts import SITUATIONS, make_facts
 from mailer.model.settings import SenderSettings
 
@@ -280,3 +289,66 @@ def test_headers_parsed_once_write_the_same_bytes_as_headers_parsed_each_time() 
         fresh = written(3)
     assert cached == fresh
     assert cached[0] == cached[len(people) * len(senders)]  # the second round, all from cache
+
+
+def _old_body(body: str) -> str:
+    """What _split made of a rendered body before its substitutions were skipped where they
+    have nothing to do: the specification."""
+    body = re.sub(r"[ \t]+\n", "\n", body)
+    return re.sub(r"\n{3,}", "\n\n", body).strip("\n") + "\n"
+
+
+_RENDERED = [" ", "\t", "\n", "\n\n\n", "a", "b c", "\r", "\u3000"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_RENDERED), max_size=40).map("".join))
+def test_a_rendered_body_is_tidied_as_before_whether_or_not_there_is_anything_to_tidy(
+    body: str,
+) -> None:
+    """Verify _split's body (blanks before line ends dropped, blank lines squeezed to one)
+    is what the two substitutions always made, on many shapes of rendered text."""
+    assert _split("t", f"Subject: x\n{body}").text == _old_body(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.none() | st.timezones() | st.just(ZoneInfo("Europe/London"))))
+def test_the_date_header_text_is_the_librarys_for_any_time_and_zone(when: datetime) -> None:
+    """Verify the remembered Date text, keyed on the time's ISO text, is format_datetime's
+    for naive times, fixed offsets and zones, the second time from memory too."""
+    from email.utils import format_datetime
+
+    from mailer.model.composer import _date_text
+
+    assert _date_text(when.isoformat()) == format_datetime(when)
+    assert _date_text(when.isoformat()) == format_datetime(when)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    day=st.sampled_from(["2026-12-07", "2026-02-30", "1969-12-31", "2026-13-01", "x"]),
+    hours=st.sampled_from(["09:00-12:00", "12:00-09:00", "9:00-9:30", "25:00-26:00", "09-12"]),
+    zone=st.sampled_from(["Europe/London", "America/New_York", "Pacific/Kiritimati", "UTC"]),
+)
+def test_a_remembered_free_time_is_the_one_read_afresh_in_the_very_zone_given(
+    day: str, hours: str, zone: str
+) -> None:
+    """Verify parse_slot, which remembers what it read in a ZoneInfo, gives what reading
+    afresh gives (the slot, or the same refusal), twice, with the very zone object it was
+    handed, and keeps a distinct but equal-named zone apart."""
+    from mailer.model.facts import _parse_slot, parse_slot
+
+    text = f"{day} {hours}"
+    for tz in (ZoneInfo(zone), ZoneInfo.no_cache(zone)):
+        try:
+            fresh: object = _parse_slot(text, tz, "--free")
+        except InputError as exc:
+            fresh = str(exc)
+        for _ in range(2):
+            try:
+                got: object = parse_slot(text, tz, "--free")
+            except InputError as exc:
+                got = str(exc)
+            assert got == fresh
+            if not isinstance(got, str):
+                assert got.start.tzinfo is tz and got.end.tzinfo is tz  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ times, and the shortcuts change no finding."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,166 @@ def test_the_word_by_word_tone_gate_answers_as_one_alternation_does(text: str) -
     gate = lint._get("_ANY_TONE")
     whole = lint._any_of(gate._everything, r"\b(?=[^\W\d_])")
     assert (gate.search(text) is None) == (whole.search(text) is None)
+
+
+# --- the check of the whole body, as it was: the specification of the paragraph by paragraph
+# one (lint_apology before its paragraphs were remembered, with the helpers it alone used).
+
+
+def whole_body_lint(
+    subject: str,
+    text: str,
+    *,
+    company: str,
+    role: str,
+    note: str | None = "",
+    kind: str = "apology",
+    past: bool | None = None,
+) -> list[lint.Finding]:
+    body = lint._unquoted(text)
+    sentences = old_sentences(body)
+    subject_line = [f"Subject: {subject}"] if subject.strip() else []
+    findings: list[lint.Finding] = []
+    findings += old_elements(body, sentences, kind=kind, company=company, role=role)
+    findings += lint._placeholders(subject_line + sentences)
+    findings += old_length(body, kind)
+    findings += lint._tone(subject_line + sentences)
+    findings += old_apology_count(body)
+    if stacked := list(old_excuse_count(sentences)):
+        findings = [f for f in findings if f.rule != "excuse-making"] + stacked
+    findings += lint._passive(sentences)
+    if kind == "apology" and note is not None:
+        findings += lint._note(body, note)
+        if past is not None:
+            findings += lint._note_tense(note, past)
+    return sorted(findings, key=lambda f: lint._RANK[f.severity])
+
+
+def old_elements(
+    body: str, sentences: list[str], *, kind: str, company: str, role: str
+) -> Iterator[lint.Finding]:
+    text = lint._norm(body)
+    fill = {"company": company, "role": role}
+    if kind == "apology":
+        if not lint._found("_REASON", text):
+            yield lint._finding(
+                "missing-reason", "No reason is given for missing or moving the interview."
+            )
+        if not lint._found("_REGRET", text):
+            yield lint._finding("missing-regret", "The message never says sorry (or apologises).")
+    if not lint._found("_INTEREST", text):
+        yield lint._finding(
+            "missing-interest",
+            "The message does not say you are still interested in the role.",
+            **fill,
+        )
+    else:
+        yield from lint._interest_specific(sentences, company, role)
+    if not lint._found("_RESCHEDULE", text):
+        yield lint._finding("missing-reschedule", "The message does not ask to reschedule.")
+    if not lint._found("_THANKS", text):
+        yield lint._finding("missing-thanks", "The message does not thank the reader.")
+
+
+def old_length(body: str, kind: str) -> Iterator[lint.Finding]:
+    words = lint.word_count(body)
+    warn, error = lint.WORD_BUDGET[kind]
+    if words > error:
+        yield lint._finding(
+            "too-long", f"The body is {words} words; keep it under {warn} (limit {error})."
+        )
+    elif words > warn:
+        yield lint._finding("long-message", f"The body is {words} words; aim for {warn} or fewer.")
+
+
+def old_apology_count(body: str) -> Iterator[lint.Finding]:
+    count = len(lint._get("_REGRET").findall(lint._norm(body)))
+    if count > lint.MAX_APOLOGY_WORDS:
+        yield lint._finding(
+            "over-apologising",
+            f"{count} apologies ('sorry', 'apologise', 'regret'); {lint.MAX_APOLOGY_WORDS} at "
+            "most reads as sincere.",
+        )
+
+
+def old_excuse_count(sentences: list[str]) -> Iterator[lint.Finding]:
+    found = [
+        s
+        for s in sentences
+        if lint._gate(lint._get("_ANY_TONE"), norm := lint._norm(s))
+        and any(lint._search(p, norm) for p in lint._get("_EXCUSE_RE"))
+    ]
+    if len(found) > lint.MAX_EXCUSES:
+        yield lint._finding(
+            "stacked-excuses",
+            f"{len(found)} sentences make excuses; more than {lint.MAX_EXCUSES} reads as arguing "
+            "the point.",
+            found[0],
+        )
+
+
+def old_sentences(body: str) -> list[str]:
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", body):
+        pending: list[str] = []
+        for line in (ln.strip() for ln in paragraph.splitlines()):
+            if not line:
+                continue
+            if lint._get("_LIST_ITEM").match(line):
+                out += old_split_sentences(" ".join(pending))
+                pending = []
+                out.append(line)
+            else:
+                pending.append(line)
+        out += old_split_sentences(" ".join(pending))
+    return out
+
+
+def old_split_sentences(text: str) -> list[str]:
+    return [s for s in lint._get("_SENTENCE_END").split(text) if s.strip()]
+
+
+PARAGRAPH_PIECES = [
+    *TONE_WORDS, "because", "ill", "apologise", "thank", "thanks", "grateful", "another",
+    "time", "keen", "interested", "Acme", "Acme Ltd", "Data Engineer", "role", "position",
+    "the interview was missed", "traffic was terrible", "nothing I could do", "to be fair",
+    "’", "‘", "-", "- ", "* ", "1. ", "  - Monday 7 December", "\n", "\n\n", "\n \n",
+    "\n\t\n", "\r\n", "\r\n\r\n", "\n\n\n", "\u2028", "\x0c", "\x1c", "\x85", "> quoted",
+    "\n> quoted\n", "Subject: x", "[Your Name]", "{{ x }}", "TBD",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(PARAGRAPH_PIECES), max_size=50).map(" ".join),
+    subject=st.sampled_from(["", "Sorry", "URGENT: [Company]", "Missed interview at Acme"]),
+    company=st.sampled_from(["", "Acme", "Acme Ltd"]),
+    note=st.sampled_from([None, "", "ok", "I could not attend.", "I will not be able to attend"]),
+    kind=st.sampled_from(lint.KINDS),
+    past=st.sampled_from([None, True, False]),
+)
+def test_the_check_by_paragraph_finds_what_the_check_of_the_whole_body_found(
+    text: str, subject: str, company: str, note: str | None, kind: str, past: bool | None
+) -> None:
+    """Verify lint_apology, which reads a body paragraph by paragraph and remembers each
+    paragraph's answers, returns the very findings (same order) the checks of the whole
+    body return, on a first reading and on a second one from its memory."""
+    args = {"company": company, "role": "Data Engineer", "note": note, "kind": kind, "past": past}
+    whole = whole_body_lint(subject, text, **args)  # type: ignore[arg-type]
+    assert lint_apology(subject, text, **args) == whole  # type: ignore[arg-type]
+    assert lint_apology(subject, text, **args) == whole  # type: ignore[arg-type]
+
+
+def test_a_paragraph_is_read_again_under_a_swapped_table() -> None:
+    """Verify a paragraph's remembered answers are not reused once a table it was read with
+    is swapped (here the key-element regex for regret), nor lost once the original is back."""
+    text = "I am sorry I missed it.\n\nThank you."
+
+    def rules() -> set[str]:
+        return {f.rule for f in lint_apology("", text, company="", role="", note=None)}
+
+    assert "missing-regret" not in rules()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(lint, "_REGRET", re.compile(r"(?!)"))
+        assert "missing-regret" in rules()
+    assert "missing-regret" not in rules()

@@ -115,3 +115,29 @@ def test_a_subject_of_words_some_not_ascii_is_written_as_the_library_writes_it(
     writes_it = not subject.isascii() and "=?" not in subject and subject.isprintable()
     if writes_it and len(library) < 500:
         assert _one_encoded_word("Subject", subject) == library
+
+
+# Lines as _encode_text has them (bytes without CR or LF): every Latin-1 character, the
+# quoted-printable specials, and lengths either side of the 76-column soft break.
+_QP_LINE = st.binary(max_size=240).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")) | (
+    st.lists(st.sampled_from([b"=", b" ", b"\t", b"x", b"\xe2\x80\x93", b"\x0b", b"\x85"]), max_size=90)
+    .map(b"".join)
+)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(lines=st.lists(_QP_LINE, min_size=1, max_size=14))
+def test_quoted_printable_line_by_line_is_the_librarys_encoding_of_the_whole_text(
+    lines: list[bytes],
+) -> None:
+    """Verify the quoted-printable encoding made line by line (each line's remembered) is
+    quoprimime.body_encode's of the whole text, lines ended by CRLF (the sniff) or LF,
+    on a first call and a second one from memory."""
+    from email import quoprimime
+
+    from mailer.model.composer import _quoted_printable
+
+    for end in (b"\r\n", b"\n"):
+        whole = quoprimime.body_encode((end.join(lines) + end).decode("latin-1"), 78)
+        assert _quoted_printable(lines) == whole
+        assert _quoted_printable(lines) == whole

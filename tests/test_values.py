@@ -321,3 +321,22 @@ def test_text_without_encoded_word_syntax_is_never_decoded_by_the_email_library(
     email library leaves as it is."""
     if not has_encoded_word(text):
         assert decode_header(text) == [(text, None)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=st.lists(
+        st.sampled_from(["Ana", " ", "\t", "\n", "\r", "\x00", "\x85", "\u2028", "=?", "?=",
+                         "utf-8?q?", "=0D=0A", "é", "x" * 120]),
+        max_size=6,
+    ).map("".join),
+    limit=st.sampled_from([5, 50, 200, 998]),
+)  # fmt: skip
+def test_a_remembered_header_answer_is_the_answer_worked_out_again(value: str, limit: int) -> None:
+    """Verify header_problem, which remembers its answers for short values, says what the
+    check says when worked out afresh, for the same value under every limit, twice."""
+    from mailer.model import values
+
+    fresh = values._length_problem(value, limit) or values._header_problem(value)
+    assert values.header_problem(value, limit) == fresh
+    assert values.header_problem(value, limit) == fresh

@@ -221,13 +221,22 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+_TRAILING_BLANKS = re.compile(r"[ \t]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def _split(name: str, text: str) -> Draft:
     first, _, body = text.lstrip("\n").partition("\n")
     if not first.lower().startswith("subject:"):
         raise TemplateError(f"template {name}: the first line must be 'Subject: ...'")
     subject = " ".join(first[len("subject:") :].split())
-    body = re.sub(r"[ \t]+\n", "\n", body)
-    body = re.sub(r"\n{3,}", "\n\n", body).strip("\n") + "\n"
+    # Each substitution only where it has something to do (a test for that is a tenth of a
+    # search of a whole body for it).
+    if " \n" in body or "\t\n" in body:
+        body = _TRAILING_BLANKS.sub("\n", body)
+    if "\n\n\n" in body:
+        body = _BLANK_LINES.sub("\n\n", body)
+    body = body.strip("\n") + "\n"
     if not subject:
         raise TemplateError(f"template {name}: the subject is empty")
     for part, content in (("subject", subject), ("body", body)):
@@ -462,7 +471,7 @@ def build_message(
         headers.append(("Cc", ", ".join(facts.cc)))
     headers += [
         ("Subject", subject),
-        ("Date", _header("Date", format_datetime(now))),
+        ("Date", _header("Date", _date_text(now.isoformat()))),
         ("Message-ID", message_id),
     ]
     if in_reply_to:
@@ -541,11 +550,18 @@ def _one_encoded_word(name: str, value: str) -> bytes | None:
     if not outside or "" in words:
         return None
     first, last = outside[0], outside[-1]
-    encoded = _encoded_word(" ".join(words[first : last + 1]), charset="utf-8")
+    encoded = _utf8_word(" ".join(words[first : last + 1]))
     line = " ".join([*words[:first], encoded, *words[last + 1 :]])
     if len(name) + len(line) > _ONE_LINE:
         return None
     return f"{name}: {line}\r\n".encode("ascii")
+
+
+@lru_cache(maxsize=1024)
+def _utf8_word(text: str) -> str:
+    """The library's RFC 2047 encoded word for ``text``, remembered: a campaign's subjects
+    differ in their ASCII words (the company), and share the rest (a dash, an accent)."""
+    return _encoded_word(text, charset="utf-8")
 
 
 # Headers the library reads as unstructured text; and a bound well below its 998-octet fold.
@@ -564,12 +580,30 @@ def _encode_text(text: str) -> tuple[str, str]:
         except UnicodeDecodeError:
             return "8bit", body.decode("ascii", "surrogateescape")
     sniff = b"\r\n".join(lines[:10]) + b"\r\n"
-    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), SMTP.max_line_length)
+    sniff_qp = _quoted_printable(lines[:10])
     if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
         return "base64", _base64(b"\r\n".join(lines) + b"\r\n")
     if len(lines) <= 10:
         return "quoted-printable", sniff_qp
-    return "quoted-printable", quoprimime.body_encode(body.decode("latin-1"), SMTP.max_line_length)
+    return "quoted-printable", _quoted_printable(lines)
+
+
+def _quoted_printable(lines: list[bytes]) -> str:
+    """``quoprimime.body_encode`` of the lines (none holding CR or LF), each ended by LF,
+    read as Latin-1, as the library encodes them: it encodes each line on its own, so each
+    line's encoding is remembered (a campaign's messages share most of their lines; tests
+    hold this to the library's function)."""
+    return "".join(
+        (_qp_line(line) if len(line) <= _QP_REMEMBERED else _qp(line)) + "\n" for line in lines
+    )
+
+
+def _qp(line: bytes) -> str:
+    return quoprimime.body_encode(line.decode("latin-1"), SMTP.max_line_length)
+
+
+_QP_REMEMBERED = 1000  # longer lines are encoded each time (the cache's memory stays small)
+_qp_line = lru_cache(maxsize=2048)(_qp)
 
 
 def _base64(data: bytes) -> str:
@@ -598,6 +632,14 @@ def _header(name: str, value: str) -> _Ready:
 def _address_header(name: str, display_name: str, addr_spec: str) -> _Ready:
     parsed = SMTP.header_factory(name, Address(display_name=display_name, addr_spec=addr_spec))
     return _Ready(parsed, _folded(name, parsed))
+
+
+@lru_cache(maxsize=64)
+def _date_text(iso: str) -> str:
+    """``format_datetime`` of the time written ``iso`` (its ISO text: a campaign's entries
+    share one ``now``, so it is worked out once). Keyed on the text, which holds the offset
+    the Date is written with: two equal times in two zones write two Dates."""
+    return format_datetime(datetime.fromisoformat(iso))
 
 
 # Who to blame when a header line cannot be written within RFC 5322's limit.

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, tzinfo
+from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -178,6 +179,22 @@ _FIRST_YEAR, _LAST_YEAR = 1970, 2199
 
 
 def parse_slot(text: str, tz: tzinfo, what: str = "--free") -> FreeSlot:
+    # Remembered in a zone that equals only itself (a ZoneInfo): a campaign's entries share
+    # their free times. (A slot refused is refused again, in the same words.)
+    if type(tz) is ZoneInfo and len(text) <= _REMEMBERED_SLOT:
+        return _remembered_slot(text, tz, what)
+    return _parse_slot(text, tz, what)
+
+
+_REMEMBERED_SLOT = 200
+
+
+@lru_cache(maxsize=1024)
+def _remembered_slot(text: str, tz: ZoneInfo, what: str) -> FreeSlot:
+    return _parse_slot(text, tz, what)
+
+
+def _parse_slot(text: str, tz: tzinfo, what: str) -> FreeSlot:
     m = _SLOT.match(text)
     if not m:
         raise InputError(

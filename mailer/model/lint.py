@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 ERROR = "error"
 WARNING = "warning"
@@ -192,6 +192,25 @@ _I = re.IGNORECASE
 _LAZY: dict[str, Callable[[], Any]] = {}
 
 
+# How the check compiles its regexes: re.compile, unless the caller hands in a cache of
+# compiled programs (mailer.adapters.regexcache; this pure module reads no file). Either
+# makes equal regexes.
+_COMPILE: list[Callable[[str, int], re.Pattern[str]]] = [re.compile]
+
+
+def use_regex_compiler(
+    compile: Callable[[str, int], re.Pattern[str]] | None,
+) -> Callable[[str, int], re.Pattern[str]]:
+    """Compile the check's regexes, from now on, with ``compile`` (None: re.compile).
+    Returns the one used until now."""
+    previous, _COMPILE[0] = _COMPILE[0], compile or re.compile
+    return previous
+
+
+def _regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return _COMPILE[0](pattern, flags)
+
+
 def _get(name: str) -> Any:
     """The module-level ``name``, built by ``_LAZY[name]`` on first use. A value already set
     (by an earlier call, or by a test's monkeypatch) is used as it is."""
@@ -209,7 +228,7 @@ def __getattr__(name: str) -> Any:
 
 # --- the key elements -------------------------------------------------------------------------
 
-_LAZY["_REASON"] = lambda: re.compile(
+_LAZY["_REASON"] = lambda: _regex(
     r"\b(?:because|due to|owing to|as a result|caused by|on account of|"
     r"ill|illness|sick|unwell|fever|flu|covid|migraine|hospital|doctor|medical|injur\w*|"
     r"emergenc\w*|accident|family|personal|bereavement|funeral|passed away|childcare|"
@@ -221,9 +240,9 @@ _LAZY["_REASON"] = lambda: re.compile(
     r"mixed up|misread|wrote down|late|lost|wrong)\b",
     _I,
 )
-_LAZY["_REGRET"] = lambda: re.compile(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
-_LAZY["_THANKS"] = lambda: re.compile(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
-_LAZY["_RESCHEDULE"] = lambda: re.compile(
+_LAZY["_REGRET"] = lambda: _regex(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
+_LAZY["_THANKS"] = lambda: _regex(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
+_LAZY["_RESCHEDULE"] = lambda: _regex(
     r"\b(?:re-?schedul\w*|re-?arrang\w*|postpon\w*|"
     r"(?:another|a new|new|a different|different|an alternative|alternative|other|a later|"
     r"later) (?:time|date|day|slot|opportunity|chance)s?|"
@@ -234,15 +253,15 @@ _LAZY["_RESCHEDULE"] = lambda: re.compile(
     r"(?:I am|I'm|I would be) (?:also )?(?:available|free) (?:on|at|any|from|this|next))",
     _I,
 )
-_LAZY["_INTEREST"] = lambda: re.compile(
+_LAZY["_INTEREST"] = lambda: _regex(
     r"\b(?:interest\w*|keen|enthusias\w*|excit\w*|eager\w*|look(?:ing)? forward|passionate|"
     r"would (?:love|like) to (?:join|work|be part)|still want)\b",
     _I,
 )
-_LAZY["_ROLE_WORD"] = lambda: re.compile(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
+_LAZY["_ROLE_WORD"] = lambda: _regex(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
 # Tried only where a run of separators starts, and the run taken whole: a company name of
 # many spaces costs one pass, not one pass per space.
-_LAZY["_LEGAL_SUFFIX"] = lambda: re.compile(
+_LAZY["_LEGAL_SUFFIX"] = lambda: _regex(
     r"(?<![\s,])[\s,]++(?:ltd|limited|inc|plc|llc|gmbh|ag|sa|bv|co|corp|corporation)\.?$", _I
 )
 
@@ -261,11 +280,11 @@ _PLACEHOLDER_SOURCES: tuple[tuple[str, int], ...] = (
     (r"\b[A-Z]{2,}(?:_[A-Z]+)+\b", 0),  # FIRST_NAME
     (r"\blorem ipsum\b", _I),
 )
-_LAZY["_PLACEHOLDERS"] = lambda: tuple(re.compile(p, f) for p, f in _PLACEHOLDER_SOURCES)
+_LAZY["_PLACEHOLDERS"] = lambda: tuple(_regex(p, f) for p, f in _PLACEHOLDER_SOURCES)
 
 # --- tone -------------------------------------------------------------------------------------
 
-_LAZY["_NEGATION_BEFORE"] = lambda: re.compile(
+_LAZY["_NEGATION_BEFORE"] = lambda: _regex(
     r"(?:n't|\bnot|\bnever|\bunable to|\bno way to)\W+(?:\w+\W+){0,2}$", _I
 )
 
@@ -349,17 +368,17 @@ _EXCUSE = (
 # Said of attending an interview: a past form and a future form. Either, in a note, against a
 # message of the other tense contradicts it ("could not attend" above "I am unwell at the moment").
 _ATTEND = r"(?:attend|make it|join|come|be there|take part)"
-_LAZY["_PAST_ATTEND"] = lambda: re.compile(
+_LAZY["_PAST_ATTEND"] = lambda: _regex(
     rf"\b(?:(?:could not|couldn't|was unable to|wasn't able to|was not able to|did not|didn't) "
     rf"{_ATTEND}|missed (?:the|our|my|it)|had to miss)\b",
     _I,
 )
-_LAZY["_FUTURE_ATTEND"] = lambda: re.compile(
+_LAZY["_FUTURE_ATTEND"] = lambda: _regex(
     rf"\b(?:(?:will not|won't|will be unable to|cannot|can't|am unable to|am not able to|"
     rf"will not be able to|won't be able to) {_ATTEND}|will (?:have to )?miss)\b",
     _I,
 )
-_LAZY["_PASSIVE_MISSED"] = lambda: re.compile(
+_LAZY["_PASSIVE_MISSED"] = lambda: _regex(
     r"\b(?:the|our|my|this|that) (?:interview|meeting|call|appointment|video call) "
     r"(?:was|got|has been|had been|were) (?:\w+ )?missed\b",
     _I,
@@ -417,8 +436,8 @@ class _Backward:
     linear = True
 
     def __init__(self, reversed_pattern: str, words: str) -> None:
-        self.regex = re.compile(reversed_pattern, _I)
-        self.words = re.compile(words, _I)  # one of them must be there: a cheap first test
+        self.regex = _regex(reversed_pattern, _I)
+        self.words = _regex(words, _I)  # one of them must be there: a cheap first test
 
     def search(self, text: str) -> _Span | None:
         if not self.words.search(text):
@@ -437,8 +456,8 @@ class _ClauseLookahead:
     linear = True
 
     def __init__(self, first: str, second: str) -> None:
-        self.first, self.second = re.compile(first, _I), re.compile(second, _I)
-        self.clause_end = re.compile(r"[.!?\n]")
+        self.first, self.second = _regex(first, _I), _regex(second, _I)
+        self.clause_end = _regex(r"[.!?\n]")
 
     def search(self, text: str) -> _Span | None:
         if not self.first.search(text):
@@ -478,7 +497,7 @@ _TONE_SOURCES: dict[str, tuple[tuple[str, int], ...]] = {
 
 def _compile(rule_id: str) -> tuple[_Pattern, ...]:
     matchers = _get("_MATCHERS")
-    return tuple(matchers.get(p) or re.compile(p, f) for p, f in _TONE_SOURCES[rule_id])
+    return tuple(matchers.get(p) or _regex(p, f) for p, f in _TONE_SOURCES[rule_id])
 
 
 _LAZY["_DEMANDING_RE"] = lambda: _compile("demanding-tone")
@@ -494,9 +513,9 @@ MAX_PIECE = 1000
 _OVERLAP = 200
 _SLACK = 100  # how far back from a cut a space is looked for
 
-_LAZY["_LIST_ITEM"] = lambda: re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
-_LAZY["_SENTENCE_END"] = lambda: re.compile(r"(?<=[.!?])\s+")
-_LAZY["_WORD"] = lambda: re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
+_LAZY["_LIST_ITEM"] = lambda: _regex(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+_LAZY["_SENTENCE_END"] = lambda: _regex(r"(?<=[.!?])\s+")
+_LAZY["_WORD"] = lambda: _regex(r"[^\W_]+(?:['-][^\W_]+)*")
 _EXCERPT_MAX = 160
 
 
@@ -525,23 +544,103 @@ def lint_apology(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     body = _unquoted(text)
-    sentences = _sentences(body)
+    # What each paragraph says on its own, remembered (see _Part): what the whole body's
+    # checks find is what its paragraphs' parts add up to.
+    tables = tuple(_same(globals().get(name)) for name in _PART_TABLES)
+    parts = [_part(paragraph, tables) for paragraph in _get("_PARAGRAPH_BREAK").split(body)]
+    sentences = [s for part in parts for s in part.sentences]
     subject_line = [f"Subject: {subject}"] if subject.strip() else []
     findings: list[Finding] = []
-    findings += _elements(body, sentences, kind=kind, company=company, role=role)
-    findings += _placeholders(subject_line + sentences)
-    findings += _length(body, kind)
-    findings += _tone(subject_line + sentences)
-    findings += _apology_count(body)
-    if stacked := list(_excuse_count(sentences)):
+    findings += _elements(parts, sentences, kind=kind, company=company, role=role)
+    findings += _placeholders(subject_line)
+    findings += [f for part in parts for f in part.placeholders]
+    findings += _length_of(sum(part.words for part in parts), kind)
+    findings += _tone(subject_line)
+    findings += [f for part in parts for f in part.tone]
+    findings += _apology_count_of(sum(part.regrets for part in parts))
+    if stacked := list(_stacked_excuses([s for part in parts for s in part.excuses])):
         # One error for the pile says it better than a warning for each excuse in it.
         findings = [f for f in findings if f.rule != "excuse-making"] + stacked
-    findings += _passive(sentences)
+    findings += next(([part.passive] for part in parts if part.passive), [])
     if kind == "apology" and note is not None:
         findings += _note(body, note)
         if past is not None:
             findings += _note_tense(note, past)
     return sorted(findings, key=lambda f: _RANK[f.severity])
+
+
+# A body's paragraphs, as the check has always cut them: nothing checked spans such a break
+# (the lines it takes are blank, and no key-element or apology regex matches blank space).
+_LAZY["_PARAGRAPH_BREAK"] = lambda: _regex(r"\n\s*\n")
+
+
+class _Part(NamedTuple):
+    """What the checks read from one paragraph of a body. A campaign's messages share most
+    of their paragraphs (only those naming the company or the time differ), and each check
+    of the body is the sum, union or first of its paragraphs' answers, so a paragraph seen
+    before costs a lookup instead of some twenty searches. (A NamedTuple: a fifth of a
+    dataclass's cost at import.)"""
+
+    sentences: tuple[str, ...]
+    interested: tuple[bool, ...]  # for each sentence: has it an interest word?
+    norm: str  # the paragraph, apostrophes straightened (_norm)
+    # Which key elements (_BY_LINE) it has, each looked for when first asked: an element
+    # an earlier paragraph has is never looked for in a later one (see _elements).
+    elements: dict[str, bool]
+    words: int
+    regrets: int
+    placeholders: tuple[Finding, ...]
+    tone: tuple[Finding, ...]
+    excuses: tuple[str, ...]  # its sentences that make an excuse
+    passive: Finding | None  # its first passive "was missed"
+
+
+# Every module-level table a part is read with: a part found with others is not reused (a
+# test may swap one). Those not built yet are keyed as missing, as in _tone.
+_PART_TABLES = (
+    *("_REASON", "_REGRET", "_INTEREST", "_RESCHEDULE", "_THANKS"),
+    *("_WORD", "_LIST_ITEM", "_SENTENCE_END", "_ANY_PLACEHOLDER", "_PLACEHOLDERS"),
+    *("_ANY_TONE", "_TONE_CHECKS", "_MATCHER_CHECKS", "_NEGATION_BEFORE", "_EXCUSE_RE"),
+    *("_PASSIVE_MISSED", "_MATCHERS"),
+)
+# Paragraphs longer than this are read each time (the bound keeps the cache's memory small).
+_PART_MAX = 2 * MAX_PIECE
+
+
+def _part(paragraph: str, tables: tuple[_Same, ...]) -> _Part:
+    if len(paragraph) > _PART_MAX:
+        return _read_part(paragraph)
+    return _remembered_part(paragraph, tables)
+
+
+@lru_cache(maxsize=1024)
+def _remembered_part(paragraph: str, tables: tuple[_Same, ...]) -> _Part:
+    return _read_part(paragraph)
+
+
+def _has(part: _Part, name: str) -> bool:
+    """Whether the key-element regex ``name`` matches the part's paragraph (remembered)."""
+    found = part.elements.get(name)
+    if found is None:
+        found = part.elements[name] = _found(name, part.norm)
+    return found
+
+
+def _read_part(paragraph: str) -> _Part:
+    sentences = _paragraph_sentences(paragraph)
+    norm = _norm(paragraph)
+    return _Part(
+        sentences=tuple(sentences),
+        interested=tuple(_interested(s) for s in sentences),
+        norm=norm,
+        elements={},
+        words=word_count(paragraph),
+        regrets=len(_get("_REGRET").findall(norm)),
+        placeholders=tuple(_placeholders(sentences)),
+        tone=tuple(_tone(sentences)),
+        excuses=tuple(_excuses(sentences)),
+        passive=next(iter(_passive(sentences)), None),
+    )
 
 
 _RANK = {ERROR: 0, WARNING: 1, SUGGESTION: 2}
@@ -617,28 +716,31 @@ def _finding(rule_id: str, message: str, excerpt: str = "", **fill: str) -> Find
 
 
 def _elements(
-    body: str, sentences: list[str], *, kind: str, company: str, role: str
+    parts: list[_Part], sentences: list[str], *, kind: str, company: str, role: str
 ) -> Iterator[Finding]:
-    text = _norm(body)
+    """The key elements a body lacks: an element is in the body where it is in one of its
+    paragraphs."""
+    found = {name for name in _BY_LINE if any(_has(part, name) for part in parts)}
     fill = {"company": company, "role": role}
     if kind == "apology":
-        if not _found("_REASON", text):
+        if "_REASON" not in found:
             yield _finding(
                 "missing-reason", "No reason is given for missing or moving the interview."
             )
-        if not _found("_REGRET", text):
+        if "_REGRET" not in found:
             yield _finding("missing-regret", "The message never says sorry (or apologises).")
-    if not _found("_INTEREST", text):
+    if "_INTEREST" not in found:
         yield _finding(
             "missing-interest",
             "The message does not say you are still interested in the role.",
             **fill,
         )
     else:
-        yield from _interest_specific(sentences, company, role)
-    if not _found("_RESCHEDULE", text):
+        interested = [i for part in parts for i in part.interested]
+        yield from _interest_specific(sentences, company, role, interested)
+    if "_RESCHEDULE" not in found:
         yield _finding("missing-reschedule", "The message does not ask to reschedule.")
-    if not _found("_THANKS", text):
+    if "_THANKS" not in found:
         yield _finding("missing-thanks", "The message does not thank the reader.")
 
 
@@ -664,16 +766,19 @@ def _line_found(line: str, pattern: _Same) -> bool:
     return pattern.value.search(line) is not None  # type: ignore[attr-defined]
 
 
-def _interest_specific(sentences: list[str], company: str, role: str) -> Iterator[Finding]:
+def _interest_specific(
+    sentences: list[str], company: str, role: str, interested: list[bool] | None = None
+) -> Iterator[Finding]:
     """Interest counts as specific when a sentence with an interest word, or the sentence just
-    before or after it, names the company, and the role (its name or 'role', 'position', ...)."""
+    before or after it, names the company, and the role (its name or 'role', 'position', ...).
+    ``interested``: which sentences have an interest word, when known."""
     if not company.strip():
         return
     names = {company.strip().casefold(), _get("_LEGAL_SUFFIX").sub("", company.strip()).casefold()}
     role_name = role.strip().casefold()
     first = ""
     for i, sentence in enumerate(sentences):
-        if not _get("_INTEREST").search(_norm(sentence)):
+        if not (_interested(sentence) if interested is None else interested[i]):
             continue
         first = first or sentence
         window = " ".join(sentences[max(0, i - 1) : i + 2]).casefold()
@@ -694,6 +799,10 @@ def _interest_specific(sentences: list[str], company: str, role: str) -> Iterato
     )
 
 
+def _interested(sentence: str) -> bool:
+    return _get("_INTEREST").search(_norm(sentence)) is not None
+
+
 def _placeholders(sentences: list[str]) -> Iterator[Finding]:
     for sentence in sentences:
         if not _gate(_get("_ANY_PLACEHOLDER"), sentence):
@@ -705,8 +814,7 @@ def _placeholders(sentences: list[str]) -> Iterator[Finding]:
                 break
 
 
-def _length(body: str, kind: str) -> Iterator[Finding]:
-    words = word_count(body)
+def _length_of(words: int, kind: str) -> Iterator[Finding]:
     warn, error = WORD_BUDGET[kind]
     if words > error:
         yield _finding(
@@ -746,7 +854,7 @@ def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
     compiling the patterns one by one. ``starts`` is what holds where any match can start,
     tested first so that other places cost one test, not one per pattern."""
     parts = [f"(?{'i' if flags & _I else '-i'}:{source})" for source, flags in sources]
-    return re.compile(f"{starts}(?:{'|'.join(parts)})")
+    return _regex(f"{starts}(?:{'|'.join(parts)})")
 
 
 def _tone(sentences: list[str]) -> Iterator[Finding]:
@@ -864,10 +972,10 @@ class _WordGate:
                 self._several_letters |= letters
         self._compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
         if self._anywhere:
-            self._starts = re.compile(r"\b(?=[^\W\d_])")
+            self._starts = _regex(r"\b(?=[^\W\d_])")
         else:  # only where a word starts with one of their letters, in any case
             letters = "".join(sorted({*self._by_letter, *self._several_letters}))
-            self._starts = re.compile(rf"\b(?=(?i:[{letters}]))")
+            self._starts = _regex(rf"\b(?=(?i:[{letters}]))")
 
     def search(self, text: str) -> re.Match[str] | None:
         for start in self._starts.finditer(text):
@@ -919,7 +1027,7 @@ def _first_letters(source: str) -> frozenset[str] | None:
     return None
 
 
-_LAZY["_LOOKBEHIND"] = lambda: re.compile(r"\(\?<[!=](?:[^()\\\[\]]|\\.)*\)")
+_LAZY["_LOOKBEHIND"] = lambda: _regex(r"\(\?<[!=](?:[^()\\\[\]]|\\.)*\)")
 _OPTIONAL = ("?", "*", "{")
 
 
@@ -1032,8 +1140,7 @@ def _pieces(text: str) -> Iterator[tuple[int, str]]:
     yield start, text[start:] if start else text
 
 
-def _apology_count(body: str) -> Iterator[Finding]:
-    count = len(_get("_REGRET").findall(_norm(body)))
+def _apology_count_of(count: int) -> Iterator[Finding]:
     if count > MAX_APOLOGY_WORDS:
         yield _finding(
             "over-apologising",
@@ -1042,14 +1149,16 @@ def _apology_count(body: str) -> Iterator[Finding]:
         )
 
 
-def _excuse_count(sentences: list[str]) -> Iterator[Finding]:
+def _excuses(sentences: list[str]) -> Iterator[str]:
+    """The sentences that make an excuse."""
+    for s in sentences:
+        norm = _norm(s)
+        if _gate(_get("_ANY_TONE"), norm) and any(_search(p, norm) for p in _get("_EXCUSE_RE")):
+            yield s
+
+
+def _stacked_excuses(found: list[str]) -> Iterator[Finding]:
     """Each excuse is a warning; a pile of them reads as arguing, and is an error."""
-    found = [
-        s
-        for s in sentences
-        if _gate(_get("_ANY_TONE"), norm := _norm(s))
-        and any(_search(p, norm) for p in _get("_EXCUSE_RE"))
-    ]
     if len(found) > MAX_EXCUSES:
         yield _finding(
             "stacked-excuses",
@@ -1111,22 +1220,21 @@ def _unquoted(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
 
 
-def _sentences(body: str) -> list[str]:
-    """Sentences, for excerpts and nearness. Hard-wrapped lines are joined back together; list
-    items stay apart."""
+def _paragraph_sentences(paragraph: str) -> list[str]:
+    """A paragraph's sentences, for excerpts and nearness. Hard-wrapped lines are joined back
+    together; list items stay apart."""
     out: list[str] = []
-    for paragraph in re.split(r"\n\s*\n", body):
-        pending: list[str] = []
-        for line in (ln.strip() for ln in paragraph.splitlines()):
-            if not line:
-                continue
-            if _get("_LIST_ITEM").match(line):
-                out += _split_sentences(" ".join(pending))
-                pending = []
-                out.append(line)
-            else:
-                pending.append(line)
-        out += _split_sentences(" ".join(pending))
+    pending: list[str] = []
+    for line in (ln.strip() for ln in paragraph.splitlines()):
+        if not line:
+            continue
+        if _get("_LIST_ITEM").match(line):
+            out += _split_sentences(" ".join(pending))
+            pending = []
+            out.append(line)
+        else:
+            pending.append(line)
+    out += _split_sentences(" ".join(pending))
     return out
 
 

@@ -18,6 +18,7 @@ Every limit is checked first, so a 10 MB value costs nothing before it is refuse
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mailer.errors import InputError
 
@@ -39,9 +40,26 @@ _BODY_BAD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def header_problem(value: str, limit: int) -> str | None:
-    """Why ``value`` may not go into a header, or None."""
+    """Why ``value`` may not go into a header, or None. Remembered for short values: a
+    campaign checks the same names, company, role and addresses in entry after entry, some
+    twenty a message (the bound keeps the cache's memory small)."""
     if problem := _length_problem(value, limit):
         return problem
+    if len(value) <= _REMEMBERED_MAX:
+        return _remembered_header_problem(value)
+    return _header_problem(value)
+
+
+_REMEMBERED_MAX = 256
+
+
+@lru_cache(maxsize=4096)
+def _remembered_header_problem(value: str) -> str | None:
+    return _header_problem(value)
+
+
+def _header_problem(value: str) -> str | None:
+    """Why ``value``, within its limit, may not go into a header, or None."""
     if m := _HEADER_BAD.search(value):
         return _control_problem(m.group(0), header=True)
     return _encoded_word_problem(value)

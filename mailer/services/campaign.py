@@ -26,7 +26,7 @@ from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
 from mailer.model.facts import Facts, make_facts
 from mailer.model.keys import derive_key
-from mailer.model.lint import Finding, has_errors
+from mailer.model.lint import Finding, has_errors, use_regex_compiler
 from mailer.model.settings import parse_window, validate_wait
 from mailer.model.values import (
     NAME_MAX,
@@ -238,14 +238,53 @@ def load_campaign(
     if not raw_entries and not problems:
         problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
 
+    from mailer.adapters.regexcache import regex_cache
     from mailer.adapters.templatecache import template_cache
 
     composer = composer or Composer(settings.templates_dir, compiled_cache=template_cache)
+    # The apology check's regexes from the programs compiled by an earlier run (see
+    # regexcache): compiling them was most of the first entry's check.
+    regexes = regex_cache()
     campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
+    previous = use_regex_compiler(regexes.compile if regexes else None)
+    try:
+        _entries(
+            campaign,
+            raw_entries,
+            defaults,
+            follow_up,
+            settings,
+            now,
+            composer,
+            force,
+            open_subjects,
+        )
+    finally:
+        use_regex_compiler(previous)
+        if regexes:
+            regexes.save()
+    # Keys, cells and values from the files appear in these lines: keep each one line.
+    problems[:] = [printable(p) for p in problems]
+    return campaign
+
+
+def _entries(
+    campaign: Campaign,
+    raw_entries: list[tuple[str, dict[str, Any]]],
+    defaults: dict[str, Any],
+    follow_up: dict[str, Any],
+    settings: Settings,
+    now: datetime,
+    composer: Composer,
+    force: bool,
+    open_subjects: Callable[[str], frozenset[str]] | None,
+) -> None:
+    """Check and render each entry into ``campaign``: its entries, or its problems."""
+    problems = campaign.problems
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
-    shared: dict[str, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
+    shared: dict[Any, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
     # Read once for every entry: the templates folder's situations, and each zone named.
     situations = situations_in(settings.templates_dir)
     zones: dict[str, tzinfo] = {}
@@ -289,9 +328,6 @@ def load_campaign(
             if len(campaign.entries) >= IN_MEMORY:
                 entry.held = campaign.spill.put(entry.held)
             campaign.entries.append(entry)
-    # Keys, cells and values from the files appear in these lines: keep each one line.
-    problems[:] = [printable(p) for p in problems]
-    return campaign
 
 
 def _table(data: dict[str, Any], name: str, path: Path, problem: Any) -> dict[str, Any]:
@@ -377,12 +413,16 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
 
 
 def _entry_lines(text: str) -> list[int]:
-    """The line of each ``[[entries]]`` header, to point at the entry with a problem."""
+    """The line of each ``[[entries]]`` header, to point at the entry with a problem. (A
+    header holds "[[": only such lines are matched.)"""
     return [
         i
         for i, line in enumerate(text.splitlines(), 1)
-        if re.match(r"\s*\[\[\s*entries\s*\]\]", line)
+        if "[[" in line and _ENTRIES_HEADER.match(line)
     ]
+
+
+_ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
 
 
 def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -454,7 +494,7 @@ def _entry(
     composer: Composer,
     subjects: dict[str, set[str]] | None = None,
     open_subjects: Callable[[str], frozenset[str]] | None = None,
-    shared: dict[str, tuple[Settings, dict[str, Any]]] | None = None,
+    shared: dict[Any, tuple[Settings, dict[str, Any]]] | None = None,
     situations: dict[str, str] | None = None,
     zones: dict[str, tzinfo] | None = None,
 ) -> tuple[Entry | None, list[str]]:
@@ -603,13 +643,16 @@ def _with_policy(
     settings: Settings,
     account: str,
     policy: dict[str, Any],
-    shared: dict[str, tuple[Settings, dict[str, Any]]] | None,
+    shared: dict[Any, tuple[Settings, dict[str, Any]]] | None,
 ) -> tuple[Settings, dict[str, Any]]:
     """The account's settings under ``policy``, one object for every entry with the same
     account and policy (most of a campaign's entries share both): not one copy each."""
     if shared is None:
         return with_policy(settings, policy), policy
-    key = json.dumps([account, policy], sort_keys=True, default=str)
+    # (Most entries have no policy of their own: their key is the account's name alone.)
+    key: Any = (
+        (account,) if not policy else json.dumps([account, policy], sort_keys=True, default=str)
+    )
     if key not in shared:
         shared[key] = (with_policy(settings, policy), policy)
     return shared[key]
