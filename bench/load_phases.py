@@ -7,7 +7,7 @@ apart from the others.
 
 The config is a sandbox one (nothing connects). Imports are timed as the CLI's ``campaign
 check`` needs them: ``mailer.services.campaign`` and what loading pulls in lazily. The
-user's cache directory (compiled templates, the apology check's compiled regexes) is used
+user's cache directory (compiled templates) is used
 as a later run finds it; ``--cold`` points XDG_CACHE_HOME at an empty folder, as a first
 run ever finds it.
 """

@@ -192,23 +192,8 @@ _I = re.IGNORECASE
 _LAZY: dict[str, Callable[[], Any]] = {}
 
 
-# How the check compiles its regexes: re.compile, unless the caller hands in a cache of
-# compiled programs (mailer.adapters.regexcache; this pure module reads no file). Either
-# makes equal regexes.
-_COMPILE: list[Callable[[str, int], re.Pattern[str]]] = [re.compile]
-
-
-def use_regex_compiler(
-    compile: Callable[[str, int], re.Pattern[str]] | None,
-) -> Callable[[str, int], re.Pattern[str]]:
-    """Compile the check's regexes, from now on, with ``compile`` (None: re.compile).
-    Returns the one used until now."""
-    previous, _COMPILE[0] = _COMPILE[0], compile or re.compile
-    return previous
-
-
 def _regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return _COMPILE[0](pattern, flags)
+    return re.compile(pattern, flags)
 
 
 def _get(name: str) -> Any:

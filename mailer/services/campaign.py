@@ -26,7 +26,7 @@ from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
 from mailer.model.facts import Facts, make_facts
 from mailer.model.keys import derive_key
-from mailer.model.lint import Finding, has_errors, use_regex_compiler
+from mailer.model.lint import Finding, has_errors
 from mailer.model.settings import parse_window, validate_wait
 from mailer.model.values import (
     NAME_MAX,
@@ -238,31 +238,21 @@ def load_campaign(
     if not raw_entries and not problems:
         problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
 
-    from mailer.adapters.regexcache import regex_cache
     from mailer.adapters.templatecache import template_cache
 
     composer = composer or Composer(settings.templates_dir, compiled_cache=template_cache)
-    # The apology check's regexes from the programs compiled by an earlier run (see
-    # regexcache): compiling them was most of the first entry's check.
-    regexes = regex_cache()
     campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
-    previous = use_regex_compiler(regexes.compile if regexes else None)
-    try:
-        _entries(
-            campaign,
-            raw_entries,
-            defaults,
-            follow_up,
-            settings,
-            now,
-            composer,
-            force,
-            open_subjects,
-        )
-    finally:
-        use_regex_compiler(previous)
-        if regexes:
-            regexes.save()
+    _entries(
+        campaign,
+        raw_entries,
+        defaults,
+        follow_up,
+        settings,
+        now,
+        composer,
+        force,
+        open_subjects,
+    )
     # Keys, cells and values from the files appear in these lines: keep each one line.
     problems[:] = [printable(p) for p in problems]
     return campaign
