@@ -364,3 +364,69 @@ def test_alternates_stored_by_hand_are_read_as_the_whole_index_reads_them() -> N
         assert match(batch[0], narrow) == 1
     finally:
         store.close()
+
+
+NUL_REPLY = (
+    b"From: Ana Ruiz <ana@acme.example>\r\n"
+    b"Subject: Re: sorry\x00 about Tuesday\r\n"
+    b"Message-ID: <r1\x00@acme.example>\r\n"
+    b"In-Reply-To: <t1@ours.test>\r\n"
+    b"References: <a\x00b@ours.test> <t1@ours.test>\r\n"
+    b"\r\n"
+)
+
+
+def test_header_values_with_a_nul_are_read_without_it() -> None:
+    """Verify a NUL in a new message's headers (a server passing raw bytes) reaches none of
+    the values the watcher keeps, matches and records: it reads as U+FFFD, so an ID or an
+    address with one stays unlike any of ours, and the reference to our ID still counts."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    msg = BytesHeaderParser(policy=compat32).parsebytes(NUL_REPLY)
+    incoming = Incoming.from_headers(msg, T0)
+    kept = (incoming.message_id, *incoming.refs, incoming.sender, incoming.subject)
+    assert not any("\x00" in str(v) for v in kept)
+    assert incoming.message_id == "<r1\ufffd@acme.example>"
+    assert incoming.refs[-1] == "<t1@ours.test>" and "<a\ufffdb@ours.test>" in incoming.refs
+    assert incoming.subject == "Re: sorry\ufffd about Tuesday"
+
+
+def test_a_reply_with_a_nul_in_its_headers_is_recorded_on_postgresql(
+    postgres: Postgres, pg_database: str
+) -> None:
+    """Verify, on PostgreSQL (which refuses a NUL in text), that a reply whose raw headers
+    hold NULs is matched through the batch's index and recorded, its thread replied: a
+    refused statement would fail every pass after, and no reply of that account would be
+    recorded again."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    from mailer.model.decision import Decision
+
+    store = Store(
+        postgres.url(pg_database, password=False), connect={"password": postgres.password}
+    )
+    try:
+        _fill(store, _fixed_specs())
+        msg = BytesHeaderParser(policy=compat32).parsebytes(NUL_REPLY)
+        incoming = Incoming.from_headers(msg, T0 + timedelta(hours=2))
+        index = Indexes(store, "").for_batch([incoming])
+        assert match(incoming, index) == 1
+        store.apply_incoming(
+            thread_id=1,
+            folder="INBOX",
+            uidvalidity=7,
+            uid=1,
+            message_id=incoming.message_id,
+            sender=incoming.sender,
+            subject=incoming.subject,
+            verdict="human: a reply \x00 quoted",
+            now=T0 + timedelta(hours=2),
+            decision=Decision(state=ThreadState.REPLIED, event="replied", detail={}),
+            expected_state=ThreadState.AWAITING,
+        )
+        assert store.thread(1).state == ThreadState.REPLIED
+        assert store.seen_incoming("INBOX", 7, 1)
+    finally:
+        store.close()

@@ -1608,6 +1608,10 @@ class Store:
         ``expected_state`` None: the decision holds whatever the thread's state. A message
         recorded before is :attr:`Applied.SEEN`, and nothing is written either.
         """
+        # What the sender wrote, as text PostgreSQL takes (it refuses a NUL; the watcher's
+        # headers have none, a classifier's words may quote one).
+        message_id = _no_nul(message_id) if message_id is not None else None
+        sender, subject, verdict = _no_nul(sender), _no_nul(subject), _no_nul(verdict)
         with self.tx() as c:
             seen = c.execute(
                 text("""SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
@@ -2684,6 +2688,10 @@ def _sent_at(value: Any) -> datetime:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
 
 
 def _list(text: Any) -> list[str]:

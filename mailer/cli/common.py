@@ -91,12 +91,12 @@ class Context:
             if to_read
             else Store(settings.state_url, connect=connect)
         )
+        self.opened.append(store)  # closed at the end even if a check below refuses it
         anchors.check_after_open(
             anchor, recorded, settings.state_url, store.store_id, where, store.named_now
         )
         for notice in store.notices:
             warn(notice)
-        self.opened.append(store)
         return store
 
 

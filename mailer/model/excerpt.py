@@ -231,9 +231,10 @@ def _prefix(raw: bytes, start: int, end: int, out: Excerpt) -> bytes:
 
 def header_text(value: object, limit: int) -> str:
     """At most ``limit`` characters of a raw header value, before any decoding: decoding
-    RFC 2047 words costs time in the length of what is decoded."""
-    text = str(value)
-    return text[:limit]
+    RFC 2047 words costs time in the length of what is decoded. A NUL (a server that passes
+    raw bytes) becomes U+FFFD: no address or Message-ID of ours has one, and PostgreSQL
+    refuses it in text, which would fail every pass that records the message."""
+    return str(value)[:limit].replace("\x00", "\ufffd")
 
 
 def parse_address(value: str) -> tuple[str, str]:
