@@ -154,12 +154,12 @@ class Engine:
     def connect(self) -> sqlite3.Connection:
         """A new connection with the store's pragmas (also SQLAlchemy's, to migrate)."""
         # isolation_level=None: no implicit BEGIN; the store says BEGIN IMMEDIATE itself.
+        # timeout=30: SQLite's busy timeout, 30 s.
         db = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             _wal(db)
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=30000")
         except BaseException:
             db.close()
             raise

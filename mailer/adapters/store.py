@@ -1494,6 +1494,7 @@ class Store:
         as the whole index. SQL folds case in ASCII only, Python in every script: a thread
         whose address has any other character, or that has alternate addresses or domains
         at all, is always read (rare rows), so none is missed for its case."""
+        from mailer.model.excerpt import without_nul
         from mailer.model.matching import IndexedThread, ThreadIndex  # not for status
 
         pg = self.engine.dialect.name == "postgresql"
@@ -1513,12 +1514,10 @@ class Store:
         where = {"a": account, "failed": str(ThreadState.FAILED)}
         ours: dict[str, int] = {}
         rows: dict[int, tuple[Any, ...]] = {}
-        # Values from untrusted headers: PostgreSQL refuses a NUL in a text parameter, and a
-        # message that made every pass fail would stop the account's replies for good. None
-        # of our IDs has one, so such an ID is not looked up; a sender is looked up without
-        # its NULs (a wider superset: the alternates' rows are read whatever it is).
-        message_ids = [m for m in message_ids if "\x00" not in m]
-        senders = [s.replace("\x00", "") for s in senders]
+        # Values from untrusted headers, as the watcher reads them (see without_nul): a NUL
+        # would make PostgreSQL refuse the statement, and the pass, on every pass after.
+        message_ids = [without_nul(m) for m in message_ids]
+        senders = [without_nul(s) for s in senders]
         with self.tx() as c:
             for listed, params in _in_lists("m", message_ids):
                 sql = f"SELECT message_id, thread_id FROM messages WHERE message_id IN {listed}"
@@ -1608,10 +1607,12 @@ class Store:
         ``expected_state`` None: the decision holds whatever the thread's state. A message
         recorded before is :attr:`Applied.SEEN`, and nothing is written either.
         """
-        # What the sender wrote, as text PostgreSQL takes (it refuses a NUL; the watcher's
-        # headers have none, a classifier's words may quote one).
-        message_id = _no_nul(message_id) if message_id is not None else None
-        sender, subject, verdict = _no_nul(sender), _no_nul(subject), _no_nul(verdict)
+        from mailer.model.excerpt import without_nul  # (not for status)
+
+        # What the sender wrote, as text PostgreSQL takes (see without_nul: the watcher's
+        # headers have no NUL left, a classifier's words may quote one).
+        message_id = without_nul(message_id) if message_id is not None else None
+        sender, subject, verdict = without_nul(sender), without_nul(subject), without_nul(verdict)
         with self.tx() as c:
             seen = c.execute(
                 text("""SELECT 1 FROM incoming WHERE folder = :f AND uidvalidity = :v
@@ -2688,10 +2689,6 @@ def _sent_at(value: Any) -> datetime:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _no_nul(text: str) -> str:
-    return text.replace("\x00", "\ufffd")
 
 
 def _list(text: Any) -> list[str]:

@@ -231,10 +231,16 @@ def _prefix(raw: bytes, start: int, end: int, out: Excerpt) -> bytes:
 
 def header_text(value: object, limit: int) -> str:
     """At most ``limit`` characters of a raw header value, before any decoding: decoding
-    RFC 2047 words costs time in the length of what is decoded. A NUL (a server that passes
-    raw bytes) becomes U+FFFD: no address or Message-ID of ours has one, and PostgreSQL
-    refuses it in text, which would fail every pass that records the message."""
-    return str(value)[:limit].replace("\x00", "\ufffd")
+    RFC 2047 words costs time in the length of what is decoded. Without NULs (see
+    :func:`without_nul`)."""
+    return without_nul(str(value)[:limit])
+
+
+def without_nul(text: str) -> str:
+    """``text`` with each NUL (from a server that passes raw bytes) made U+FFFD: no address
+    or Message-ID of ours has one, so what held one stays unlike ours, and PostgreSQL
+    refuses a NUL in text, which would fail every pass that records the message."""
+    return text.replace("\x00", "\ufffd")
 
 
 def parse_address(value: str) -> tuple[str, str]:

@@ -192,10 +192,6 @@ _I = re.IGNORECASE
 _LAZY: dict[str, Callable[[], Any]] = {}
 
 
-def _regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
-
-
 def _get(name: str) -> Any:
     """The module-level ``name``, built by ``_LAZY[name]`` on first use. A value already set
     (by an earlier call, or by a test's monkeypatch) is used as it is."""
@@ -213,7 +209,7 @@ def __getattr__(name: str) -> Any:
 
 # --- the key elements -------------------------------------------------------------------------
 
-_LAZY["_REASON"] = lambda: _regex(
+_LAZY["_REASON"] = lambda: re.compile(
     r"\b(?:because|due to|owing to|as a result|caused by|on account of|"
     r"ill|illness|sick|unwell|fever|flu|covid|migraine|hospital|doctor|medical|injur\w*|"
     r"emergenc\w*|accident|family|personal|bereavement|funeral|passed away|childcare|"
@@ -225,9 +221,9 @@ _LAZY["_REASON"] = lambda: _regex(
     r"mixed up|misread|wrote down|late|lost|wrong)\b",
     _I,
 )
-_LAZY["_REGRET"] = lambda: _regex(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
-_LAZY["_THANKS"] = lambda: _regex(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
-_LAZY["_RESCHEDULE"] = lambda: _regex(
+_LAZY["_REGRET"] = lambda: re.compile(r"\b(?:sorry|apolog\w*|regret\w*)\b", _I)
+_LAZY["_THANKS"] = lambda: re.compile(r"\b(?:thank\w*|grateful|gratitude|appreciat\w*)\b", _I)
+_LAZY["_RESCHEDULE"] = lambda: re.compile(
     r"\b(?:re-?schedul\w*|re-?arrang\w*|postpon\w*|"
     r"(?:another|a new|new|a different|different|an alternative|alternative|other|a later|"
     r"later) (?:time|date|day|slot|opportunity|chance)s?|"
@@ -238,15 +234,15 @@ _LAZY["_RESCHEDULE"] = lambda: _regex(
     r"(?:I am|I'm|I would be) (?:also )?(?:available|free) (?:on|at|any|from|this|next))",
     _I,
 )
-_LAZY["_INTEREST"] = lambda: _regex(
+_LAZY["_INTEREST"] = lambda: re.compile(
     r"\b(?:interest\w*|keen|enthusias\w*|excit\w*|eager\w*|look(?:ing)? forward|passionate|"
     r"would (?:love|like) to (?:join|work|be part)|still want)\b",
     _I,
 )
-_LAZY["_ROLE_WORD"] = lambda: _regex(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
+_LAZY["_ROLE_WORD"] = lambda: re.compile(r"\b(?:role|position|job|post|vacancy|opportunity)\b", _I)
 # Tried only where a run of separators starts, and the run taken whole: a company name of
 # many spaces costs one pass, not one pass per space.
-_LAZY["_LEGAL_SUFFIX"] = lambda: _regex(
+_LAZY["_LEGAL_SUFFIX"] = lambda: re.compile(
     r"(?<![\s,])[\s,]++(?:ltd|limited|inc|plc|llc|gmbh|ag|sa|bv|co|corp|corporation)\.?$", _I
 )
 
@@ -265,11 +261,11 @@ _PLACEHOLDER_SOURCES: tuple[tuple[str, int], ...] = (
     (r"\b[A-Z]{2,}(?:_[A-Z]+)+\b", 0),  # FIRST_NAME
     (r"\blorem ipsum\b", _I),
 )
-_LAZY["_PLACEHOLDERS"] = lambda: tuple(_regex(p, f) for p, f in _PLACEHOLDER_SOURCES)
+_LAZY["_PLACEHOLDERS"] = lambda: tuple(re.compile(p, f) for p, f in _PLACEHOLDER_SOURCES)
 
 # --- tone -------------------------------------------------------------------------------------
 
-_LAZY["_NEGATION_BEFORE"] = lambda: _regex(
+_LAZY["_NEGATION_BEFORE"] = lambda: re.compile(
     r"(?:n't|\bnot|\bnever|\bunable to|\bno way to)\W+(?:\w+\W+){0,2}$", _I
 )
 
@@ -353,17 +349,17 @@ _EXCUSE = (
 # Said of attending an interview: a past form and a future form. Either, in a note, against a
 # message of the other tense contradicts it ("could not attend" above "I am unwell at the moment").
 _ATTEND = r"(?:attend|make it|join|come|be there|take part)"
-_LAZY["_PAST_ATTEND"] = lambda: _regex(
+_LAZY["_PAST_ATTEND"] = lambda: re.compile(
     rf"\b(?:(?:could not|couldn't|was unable to|wasn't able to|was not able to|did not|didn't) "
     rf"{_ATTEND}|missed (?:the|our|my|it)|had to miss)\b",
     _I,
 )
-_LAZY["_FUTURE_ATTEND"] = lambda: _regex(
+_LAZY["_FUTURE_ATTEND"] = lambda: re.compile(
     rf"\b(?:(?:will not|won't|will be unable to|cannot|can't|am unable to|am not able to|"
     rf"will not be able to|won't be able to) {_ATTEND}|will (?:have to )?miss)\b",
     _I,
 )
-_LAZY["_PASSIVE_MISSED"] = lambda: _regex(
+_LAZY["_PASSIVE_MISSED"] = lambda: re.compile(
     r"\b(?:the|our|my|this|that) (?:interview|meeting|call|appointment|video call) "
     r"(?:was|got|has been|had been|were) (?:\w+ )?missed\b",
     _I,
@@ -421,8 +417,8 @@ class _Backward:
     linear = True
 
     def __init__(self, reversed_pattern: str, words: str) -> None:
-        self.regex = _regex(reversed_pattern, _I)
-        self.words = _regex(words, _I)  # one of them must be there: a cheap first test
+        self.regex = re.compile(reversed_pattern, _I)
+        self.words = re.compile(words, _I)  # one of them must be there: a cheap first test
 
     def search(self, text: str) -> _Span | None:
         if not self.words.search(text):
@@ -441,8 +437,8 @@ class _ClauseLookahead:
     linear = True
 
     def __init__(self, first: str, second: str) -> None:
-        self.first, self.second = _regex(first, _I), _regex(second, _I)
-        self.clause_end = _regex(r"[.!?\n]")
+        self.first, self.second = re.compile(first, _I), re.compile(second, _I)
+        self.clause_end = re.compile(r"[.!?\n]")
 
     def search(self, text: str) -> _Span | None:
         if not self.first.search(text):
@@ -482,7 +478,7 @@ _TONE_SOURCES: dict[str, tuple[tuple[str, int], ...]] = {
 
 def _compile(rule_id: str) -> tuple[_Pattern, ...]:
     matchers = _get("_MATCHERS")
-    return tuple(matchers.get(p) or _regex(p, f) for p, f in _TONE_SOURCES[rule_id])
+    return tuple(matchers.get(p) or re.compile(p, f) for p, f in _TONE_SOURCES[rule_id])
 
 
 _LAZY["_DEMANDING_RE"] = lambda: _compile("demanding-tone")
@@ -498,9 +494,9 @@ MAX_PIECE = 1000
 _OVERLAP = 200
 _SLACK = 100  # how far back from a cut a space is looked for
 
-_LAZY["_LIST_ITEM"] = lambda: _regex(r"^\s*(?:[-*•–]|\d+[.)])\s+")
-_LAZY["_SENTENCE_END"] = lambda: _regex(r"(?<=[.!?])\s+")
-_LAZY["_WORD"] = lambda: _regex(r"[^\W_]+(?:['-][^\W_]+)*")
+_LAZY["_LIST_ITEM"] = lambda: re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+_LAZY["_SENTENCE_END"] = lambda: re.compile(r"(?<=[.!?])\s+")
+_LAZY["_WORD"] = lambda: re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 _EXCERPT_MAX = 160
 
 
@@ -556,7 +552,7 @@ def lint_apology(
 
 # A body's paragraphs, as the check has always cut them: nothing checked spans such a break
 # (the lines it takes are blank, and no key-element or apology regex matches blank space).
-_LAZY["_PARAGRAPH_BREAK"] = lambda: _regex(r"\n\s*\n")
+_LAZY["_PARAGRAPH_BREAK"] = lambda: re.compile(r"\n\s*\n")
 
 
 class _Part(NamedTuple):
@@ -839,7 +835,7 @@ def _any_of(sources: Iterable[tuple[str, int]], starts: str) -> re.Pattern[str]:
     compiling the patterns one by one. ``starts`` is what holds where any match can start,
     tested first so that other places cost one test, not one per pattern."""
     parts = [f"(?{'i' if flags & _I else '-i'}:{source})" for source, flags in sources]
-    return _regex(f"{starts}(?:{'|'.join(parts)})")
+    return re.compile(f"{starts}(?:{'|'.join(parts)})")
 
 
 def _tone(sentences: list[str]) -> Iterator[Finding]:
@@ -957,10 +953,10 @@ class _WordGate:
                 self._several_letters |= letters
         self._compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
         if self._anywhere:
-            self._starts = _regex(r"\b(?=[^\W\d_])")
+            self._starts = re.compile(r"\b(?=[^\W\d_])")
         else:  # only where a word starts with one of their letters, in any case
             letters = "".join(sorted({*self._by_letter, *self._several_letters}))
-            self._starts = _regex(rf"\b(?=(?i:[{letters}]))")
+            self._starts = re.compile(rf"\b(?=(?i:[{letters}]))")
 
     def search(self, text: str) -> re.Match[str] | None:
         for start in self._starts.finditer(text):
@@ -1012,7 +1008,7 @@ def _first_letters(source: str) -> frozenset[str] | None:
     return None
 
 
-_LAZY["_LOOKBEHIND"] = lambda: _regex(r"\(\?<[!=](?:[^()\\\[\]]|\\.)*\)")
+_LAZY["_LOOKBEHIND"] = lambda: re.compile(r"\(\?<[!=](?:[^()\\\[\]]|\\.)*\)")
 _OPTIONAL = ("?", "*", "{")
 
 

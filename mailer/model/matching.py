@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from email.message import Message
 from typing import NamedTuple
 
-from mailer.model.excerpt import header_text, parse_address
+from mailer.model.excerpt import header_text, parse_address, without_nul
 from mailer.model.senders import is_delivery_system
 
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -61,7 +61,7 @@ class Incoming:
         for name in ("In-Reply-To", "References"):
             for value in msg.get_all(name, [])[:_MAX_REPEATS]:
                 # The nearest ancestors are listed last: keep the end of a long list.
-                refs.extend(_MSGID.findall(_no_nul(str(value)[-_MAX_REFS_TEXT:])))
+                refs.extend(_MSGID.findall(without_nul(str(value)[-_MAX_REFS_TEXT:])))
         name, addr = parse_address(header_text(msg.get("From", ""), _MAX_FROM))
         mid = _MSGID.search(_first(msg, "Message-ID"))
         ctype = _first(msg, "Content-Type").lower()
@@ -77,10 +77,6 @@ class Incoming:
             received=received,
             report=report,
         )
-
-
-def _no_nul(text: str) -> str:
-    return text.replace("\x00", "\ufffd")  # as header_text does
 
 
 def _first(msg: Message, name: str) -> str:

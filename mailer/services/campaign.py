@@ -242,35 +242,6 @@ def load_campaign(
 
     composer = composer or Composer(settings.templates_dir, compiled_cache=template_cache)
     campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
-    _entries(
-        campaign,
-        raw_entries,
-        defaults,
-        follow_up,
-        settings,
-        now,
-        composer,
-        force,
-        open_subjects,
-    )
-    # Keys, cells and values from the files appear in these lines: keep each one line.
-    problems[:] = [printable(p) for p in problems]
-    return campaign
-
-
-def _entries(
-    campaign: Campaign,
-    raw_entries: list[tuple[str, dict[str, Any]]],
-    defaults: dict[str, Any],
-    follow_up: dict[str, Any],
-    settings: Settings,
-    now: datetime,
-    composer: Composer,
-    force: bool,
-    open_subjects: Callable[[str], frozenset[str]] | None,
-) -> None:
-    """Check and render each entry into ``campaign``: its entries, or its problems."""
-    problems = campaign.problems
     campaign.total = len(raw_entries)
     campaign.file_level = len(problems)
     seen: dict[str, str] = {}
@@ -318,6 +289,9 @@ def _entries(
             if len(campaign.entries) >= IN_MEMORY:
                 entry.held = campaign.spill.put(entry.held)
             campaign.entries.append(entry)
+    # Keys, cells and values from the files appear in these lines: keep each one line.
+    problems[:] = [printable(p) for p in problems]
+    return campaign
 
 
 def _table(data: dict[str, Any], name: str, path: Path, problem: Any) -> dict[str, Any]:
