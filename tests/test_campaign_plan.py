@@ -7,6 +7,8 @@ asks for, scripted feedback, and checks the actions it chose.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.model.runplan import (
     Act,
@@ -202,3 +204,49 @@ def test_the_planner_is_in_the_pure_layer() -> None:
     from mailer.model import runplan
 
     assert runplan.__name__ == "mailer.model.runplan"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("ab"), st.booleans()), max_size=8),
+    st.dictionaries(st.sampled_from("ab"), st.one_of(st.none(), st.integers(0, 3))),
+    st.one_of(st.none(), st.integers(0, 5)),
+    st.lists(st.tuples(st.booleans(), st.sampled_from(["", "login refused"])), max_size=8),
+)
+def test_next_send_names_the_send_the_plan_gives_next_after_that_feedback(
+    entries: list[tuple[str, bool]],
+    room: dict[str, int | None],
+    limit: int | None,
+    answers: list[tuple[bool, str]],
+) -> None:
+    """Verify, for any entries (some skipped), cap room, limit and feedback, that asking
+    next_send before each feedback changes nothing and names exactly the action the plan
+    then gives once the skips are passed, if it is a SEND (None otherwise)."""
+    sent = past("sent")
+    plan_items = items(
+        *(a for a, _ in entries), skips={i: sent for i, (_, s) in enumerate(entries) if s}
+    )
+    plan, twin = (
+        RunPlan(plan_items, room=room, limit=limit),
+        RunPlan(plan_items, room=room, limit=limit),
+    )
+    fed = iter(answers)
+    feedback: Feedback | None = None
+    predicted: Action | str | None = "not asked"
+    while True:
+        action = plan.next_action(feedback)
+        assert action == twin.next_action(feedback)  # asking ahead changed nothing
+        while action is not None and action.act is Act.SKIP:
+            action = plan.next_action()
+            assert action == twin.next_action()
+        if predicted != "not asked":
+            assert predicted == (action if action is not None and action.act is Act.SEND else None)
+        if action is None:
+            break
+        if action.act is not Act.SEND:
+            predicted, feedback = "not asked", None
+            continue
+        took, down = next(fed, (True, ""))
+        feedback = Feedback(took_room=took, account_down=down)
+        predicted = plan.next_send(feedback)
+        assert plan.next_send(feedback) == predicted  # and asking again gives the same

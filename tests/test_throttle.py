@@ -54,7 +54,14 @@ class FakeSession:
         FakeSession.connections += 1
 
     def submit(
-        self, sender, recipients, data, before_mail=None, before_final_dot=None, in_envelope=None
+        self,
+        sender,
+        recipients,
+        data,
+        before_mail=None,
+        before_final_dot=None,
+        in_envelope=None,
+        next_envelope=None,
     ) -> str:  # type: ignore[no-untyped-def]
         if before_mail is not None:
             before_mail()

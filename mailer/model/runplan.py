@@ -14,6 +14,8 @@ step stays a pure function of (state, feedback), testable with scripted feedback
 
 from __future__ import annotations
 
+import collections
+import copy
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -142,6 +144,7 @@ class RunPlan:
         dry_run: bool = False,
     ) -> None:
         self._items = iter(enumerate(items))
+        self._seen: collections.deque[tuple[int, Item]] = collections.deque()  # by next_send
         self.room = dict(room)
         self.limit = limit
         self.dry_run = dry_run
@@ -160,7 +163,8 @@ class RunPlan:
             self._waiting = None
         if self.stopped:
             return None
-        for index, item in self._items:
+        while self._seen or (item := next(self._items, None)) is not None:
+            index, item = self._seen.popleft() if self._seen else item
             action = self._decide(index, item)
             if action is None:
                 return None
@@ -168,6 +172,30 @@ class RunPlan:
                 self._waiting = action
             return action
         return None
+
+    def next_send(self, assuming: Feedback) -> Action | None:
+        """The SEND that :meth:`next_action` would give next, past any skips, if the SEND
+        awaiting feedback ended as ``assuming``; None if the next entry not skipped would not
+        be sent (held back, failed, the limit reached, or the end). Changes nothing: the
+        runner asks it to write that entry's envelope behind the final dot of the one going
+        now (see SmtpSession.submit's ``next_envelope``)."""
+        ahead = copy.copy(self)
+        ahead.room, ahead.down = dict(self.room), dict(self.down)
+        if ahead._waiting is not None:
+            ahead._learn(ahead._waiting.account, assuming)
+        if ahead.stopped:
+            return None
+        at = 0
+        while True:
+            if at == len(self._seen):  # read further into the entries only as far as needed
+                item = next(self._items, None)
+                if item is None:
+                    return None
+                self._seen.append(item)
+            action = ahead._decide(*self._seen[at])
+            at += 1
+            if action is None or action.act is not Act.SKIP:
+                return action if action is not None and action.act is Act.SEND else None
 
     def _learn(self, account: str, feedback: Feedback) -> None:
         if feedback.took_room:

@@ -37,6 +37,14 @@ class Pacer:
         self.hold_until: datetime | None = None
         self.slow_downs = 0
 
+    def immediate(self) -> bool:
+        """True if :meth:`wait` would not pause now: no rate, no jitter, no slow-down."""
+        return (
+            not self.interval
+            and not self.jitter
+            and (self.hold_until is None or self.hold_until <= self.clock())
+        )
+
     def wait(self) -> float:
         """Sleep until the next message may go; returns the seconds slept."""
         now = self.clock()

@@ -22,7 +22,7 @@ from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
-from mailer.adapters.sender import SmtpSession
+from mailer.adapters.sender import Envelope, SmtpSession
 from mailer.adapters.store import Store
 from mailer.errors import DeliveryError, DuplicateError, StateError
 from mailer.model import lifecycle
@@ -213,6 +213,17 @@ def run_campaign(
     zones: dict[tuple[str, str], tzinfo] = {}  # see _send_entry
     copies = None if dry_run else SentCopies(store, report)
 
+    def upcoming(entry: Entry) -> Envelope | None:
+        """The envelope of the entry that goes next on ``entry``'s connection if ``entry``
+        is sent, with no pause between them; None if that is not known now."""
+        if stop.is_set() or not pacer.immediate():
+            return None
+        action = plan.next_send(Feedback(took_room=True))
+        if action is None or action.account != entry.account:
+            return None
+        after = entries[action.index]
+        return after.settings.sender.address, after.message.recipients
+
     def record(outcome: Outcome) -> None:
         report.add(outcome)
         if progress is not None:
@@ -261,6 +272,7 @@ def run_campaign(
                     sleep,
                     stop,
                     zones,
+                    upcoming,
                 )
                 if outcome is None:  # stopped during a pause, before this entry was sent
                     report.stopped = "interrupted"
@@ -291,9 +303,11 @@ def _send_entry(
     sleep: Callable[[float], None],
     stop: threading.Event,
     zones: dict[tuple[str, str], tzinfo],
+    upcoming: Callable[[Entry], Envelope | None] = lambda entry: None,
 ) -> Outcome | None:
     """Send one entry (retrying what may be retried). None if ``stop`` came during a pause:
-    then nothing more was sent. ``zones``: the follow-up zones read so far in this run."""
+    then nothing more was sent. ``zones``: the follow-up zones read so far in this run.
+    ``upcoming``: the next entry's envelope, written behind this one's final dot."""
     settings, prepared = entry.settings, entry.sendable()
     facts, composed = prepared.facts, prepared.composed
     ids: list[int] = []  # (thread, message row) once recorded
@@ -350,6 +364,9 @@ def _send_entry(
             # Retries are ours (paced, slowing down on "too many"), not the session's.
             session = sessions[name] = smtp(settings.smtp, retries=0)
             sent_on[name] = 0
+        # With PIPELINING the server reads the next entry's envelope while this one's
+        # answer comes back and is recorded (unless this connection ends after this one).
+        ahead = upcoming(entry) if sent_on[name] + 1 < campaign.throttle.reconnect_after else None
         try:
             reply = session.submit(
                 settings.sender.address,
@@ -357,6 +374,7 @@ def _send_entry(
                 composed.raw,
                 in_envelope=claim,
                 before_final_dot=lambda: store.mark_final_dot(ids[1], clock()),
+                next_envelope=ahead,
             )
             crash_point("after-250")
         except DuplicateError as exc:

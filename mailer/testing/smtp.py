@@ -176,8 +176,9 @@ class _Wire:
         self.rcpts: list[str] = []
         self.in_data = False
         self.buffer = bytearray()
-        self.pending: tuple[int, bytes] | None = None
-        self.replies: list[tuple[int, bytes]] = []  # answers to a pipelined batch, in order
+        # Answers not read yet, in order: a pipelined batch's, the finished message's (and a
+        # batch written behind its final dot, after it).
+        self.replies: list[tuple[int, bytes]] = []
 
     def has_extn(self, name: str) -> bool:
         return name.lower() == "pipelining" and self.server.pipelining
@@ -236,15 +237,21 @@ class _Wire:
             self._batch(data.decode() if isinstance(data, bytes) else data)
             return
         self.buffer += data if isinstance(data, bytes) else data.encode()
-        if bytes(self.buffer) == b".\r\n" or self.buffer.endswith(b"\r\n.\r\n"):
-            self._end_of_data(bytes(self.buffer[:-3]))
+        # The final dot may have the next commands behind it in the same write (PIPELINING).
+        found = self.buffer.find(b"\r\n.\r\n")
+        end = 0 if self.buffer.startswith(b".\r\n") else found + 2 if found >= 0 else -1
+        if end >= 0:  # (where the final dot's line begins)
+            text, rest = bytes(self.buffer[:end]), bytes(self.buffer[end + 3 :])
+            self._end_of_data(text)
+            if rest and self.open:
+                self._batch(rest.decode())
 
     def _end_of_data(self, stuffed: bytes) -> None:
         self.in_data = False
         content = re.sub(rb"(?m)^\.", b"", stuffed)
         scripted = self.server._take("data")
         if scripted:
-            self.pending = _reply(scripted)
+            self.replies.append(_reply(scripted))
         else:
             self.server._accept(self, content)
             if self.server.moment is not None:
@@ -252,7 +259,7 @@ class _Wire:
             if self.server._take("drop_after_data"):
                 self._drop("after the final dot")
             else:
-                self.pending = (250, b"2.0.0 OK: queued")
+                self.replies.append((250, b"2.0.0 OK: queued"))
         self.mail_from, self.rcpts = None, []
 
     def _batch(self, text: str) -> None:
@@ -276,13 +283,10 @@ class _Wire:
                 return
 
     def getreply(self) -> tuple[int, bytes]:
-        if self.replies:
-            return self.replies.pop(0)
-        if self.pending is None:
+        if not self.replies:
             self.open = False
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-        reply, self.pending = self.pending, None
-        return reply
+        return self.replies.pop(0)
 
     def rset(self) -> tuple[int, bytes]:
         self._live()
