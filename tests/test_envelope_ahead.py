@@ -9,9 +9,12 @@ leaves it as it would be without.
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -20,12 +23,15 @@ from mailer.adapters.sender import InDoubtError, SmtpSession
 from mailer.adapters.store import Store
 from mailer.errors import DeliveryError
 from mailer.services.campaign import load_campaign
-from mailer.services.runner import SENT_NOW, run_campaign
+from mailer.services.runner import SENT_NOW, SKIPPED, run_campaign
+from mailer.testing.smtp import FakeSmtp
 
 from .conftest import INTERVIEWER, SENDER, Stack
 from .test_campaign import entry, write_campaign
-from .test_pipelining import RECRUITER, Wire, accepted, connects
+from .test_pipelining import NOBODY, RECRUITER, Wire, _Spy, accepted, connects
 from .test_send import settings_for
+from .test_throttle import START, FakeClock
+from .test_throttle import workspace as throttle_workspace
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +193,171 @@ def test_a_campaign_writes_each_next_envelope_behind_the_last_final_dot_unless_i
     assert Recording.calls == [((to,), a) for to, a in zip(recipients, expected_ahead, strict=True)]
     assert [rcpt for rcpt, _ in delivered(stack, mark)] == [(to,) for to in recipients]
     assert len(connects(stack, mark)) == 1
+
+
+def test_a_slow_answer_to_a_final_dot_with_an_envelope_behind_it_is_waited_for(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a server that takes longer than the connection's timeout to answer a final dot
+    is waited for when the next envelope went behind that dot (a server may hold the answer
+    until it has checked that envelope's recipients: a delivered message must not be left in
+    doubt), while without an envelope behind it the timeout holds as before."""
+    settings = settings_for(workspace)
+    stack.set_faults(data_delay=[2, 2])
+    mark = stack.log_mark()
+    with SmtpSession(replace(settings.smtp, timeout=1.0), sleep=lambda _: None) as session:
+        first = session.submit(
+            SENDER, (INTERVIEWER,), message("slow-one"), next_envelope=(SENDER, (RECRUITER,))
+        )
+        with pytest.raises(InDoubtError):
+            session.submit(SENDER, (RECRUITER,), message("slow-two"))
+    assert first.startswith("250")
+    # (The second was given up after 1 s; whether the server still takes it is its affair.)
+    assert [rcpt for rcpt, _ in delivered(stack, mark)][:1] == [(INTERVIEWER,)]
+
+
+def test_an_envelope_ahead_refused_with_354_anyway_drops_the_connection_before_any_text(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify an envelope written ahead whose second recipient is refused (DATA answered
+    354 all the same) is that message's refusal: no text and no RSET go, the accepted
+    recipient gets nothing, and the next message goes on a new connection."""
+    settings = settings_for(workspace)
+    mark = stack.log_mark()
+    ahead = (SENDER, (RECRUITER, NOBODY))
+    with SmtpSession(settings.smtp, sleep=lambda _: None) as session:
+        session.submit(SENDER, (INTERVIEWER,), message("before-refused"), next_envelope=ahead)
+        wire = Wire(session)
+        with pytest.raises(DeliveryError) as refused:
+            session.submit(*ahead, message("refused-ahead"))
+        assert refused.value.kind == "recipient"
+        assert wire.writes() == []  # nothing after the replies: no text, no RSET
+        session.submit(SENDER, (RECRUITER,), message("after-refused"))
+    assert [rcpt for rcpt, _ in delivered(stack, mark)] == [(INTERVIEWER,), (RECRUITER,)]
+    assert len(connects(stack, mark)) == 2
+    assert stack.messages_with_id(RECRUITER, "<refused-ahead@ahead.test>") == []
+
+
+def test_the_same_envelope_twice_after_one_written_ahead_is_written_again_for_the_second(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify an envelope written ahead serves one message only: a third message with the
+    same envelope, sent with nothing written ahead, writes its own, on the same connection."""
+    settings = settings_for(workspace)
+    mark = stack.log_mark()
+    envelope = (SENDER, (RECRUITER,))
+    with SmtpSession(settings.smtp) as session:
+        session.submit(SENDER, (INTERVIEWER,), message("twice-0"), next_envelope=envelope)
+        session.submit(*envelope, message("twice-1"))
+        session.submit(*envelope, message("twice-2"))
+    assert [rcpt for rcpt, _ in delivered(stack, mark)] == [(INTERVIEWER,)] + [(RECRUITER,)] * 2
+    assert len(connects(stack, mark)) == 1
+
+
+def test_closing_after_an_interrupt_inside_the_message_text_sends_no_quit(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a session interrupted (Ctrl-C) while a message's text is being written is
+    closed without a QUIT, which the server would read as message text and never answer:
+    close() returns at once, and nothing is delivered."""
+    settings = settings_for(workspace)
+    mark = stack.log_mark()
+    session = SmtpSession(replace(settings.smtp, timeout=5.0))
+    session.connect()
+    writes: list[bytes] = []
+    smtp = session._smtp
+    assert smtp is not None
+
+    class Interrupting(_Spy):
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            if name != "sendall":
+                return getattr(self._inner, name)
+
+            def sendall(data: bytes) -> None:
+                writes.append(bytes(data))
+                if bytes(data).startswith(b"Subject: interrupted"):
+                    raise KeyboardInterrupt
+                self._inner.sendall(data)
+
+            return sendall
+
+    smtp.sock = Interrupting(smtp.sock, "sendall", [], "w")
+    with pytest.raises(KeyboardInterrupt):
+        session.submit(SENDER, (INTERVIEWER,), message("interrupted"))
+    started = time.monotonic()
+    session.close()
+    assert time.monotonic() - started < 2
+    assert not any(w.upper().startswith(b"QUIT") for w in writes)
+    assert delivered(stack, mark) == []
+
+
+def fake_run_workspace(tmp_path: Path, entries: int) -> tuple[Any, Any]:
+    """A campaign of ``entries`` for the in-memory server, over (pretend) STARTTLS: an
+    envelope goes ahead only over TLS."""
+    ws = throttle_workspace(tmp_path, "", entries=entries)
+    config = ws / "config" / "mailer.toml"
+    config.write_text(config.read_text().replace('"plain"', '"starttls"'))
+    settings = load_settings(config)
+    clock = FakeClock(START)
+    return settings, load_campaign(ws / "config" / "campaigns" / "c.toml", settings, clock())
+
+
+def test_an_entry_a_concurrent_run_sends_while_its_envelope_is_ahead_is_sent_once(
+    tmp_path: Path,
+) -> None:
+    """Verify a second run that sends the entry whose envelope went behind the first run's
+    last final dot: the first run's record of it is refused as a duplicate, its connection
+    dropped before any text, and each address receives one message."""
+    settings, campaign = fake_run_workspace(tmp_path, 3)
+    clock = FakeClock(START)
+    server = FakeSmtp(users={settings.smtp.username: "pw"})
+    mails = 0
+    first_state: list[str] = []  # entry 0's, when entry 1's envelope arrives
+
+    def moment(what: str) -> None:
+        nonlocal mails
+        if what != "mail":
+            return
+        mails += 1
+        if mails == 2:  # entry 1's envelope, written behind entry 0's final dot
+            other = Store(settings.state_url)
+            first_state.append(other.message(1).state)
+            try:
+                run_campaign(campaign, other, clock, smtp=server, sleep=clock.sleep, limit=1)
+            finally:
+                other.close()
+
+    server.moment = moment
+    store = Store(settings.state_url)
+    try:
+        report = run_campaign(campaign, store, clock, smtp=server, sleep=clock.sleep)
+    finally:
+        store.close()
+    assert first_state == ["submitting"]  # its 250 not read yet: the envelope went ahead
+    assert [o.result for o in report.outcomes] == [SENT_NOW, SKIPPED, SENT_NOW]
+    delivered = sorted(r for m in server.accepted for r in m.recipients)
+    assert delivered == ["ana0@sandbox.test", "ana1@sandbox.test", "ana2@sandbox.test"]
+
+
+def test_a_run_stopped_after_a_message_drops_the_envelope_ahead_and_sends_no_more(
+    tmp_path: Path,
+) -> None:
+    """Verify Ctrl-C while the first message is being taken (the next entry's envelope
+    already written behind its final dot): the run stops after recording the first, and
+    nothing of the next entry is delivered."""
+    settings, campaign = fake_run_workspace(tmp_path, 3)
+    clock = FakeClock(START)
+    server = FakeSmtp(users={settings.smtp.username: "pw"})
+    stop = threading.Event()
+    server.moment = lambda what: stop.set() if what == "accepted" else None
+    store = Store(settings.state_url)
+    try:
+        report = run_campaign(campaign, store, clock, smtp=server, sleep=clock.sleep, stop=stop)
+    finally:
+        store.close()
+    assert [o.result for o in report.outcomes] == [SENT_NOW]
+    assert report.stopped == "interrupted"
+    assert [m.recipients for m in server.accepted] == [("ana0@sandbox.test",)]
+    assert ("mail", "sam@sandbox.test") in server.log[
+        server.log.index(("accepted", server.accepted[0].message_id)) :
+    ]

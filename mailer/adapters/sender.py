@@ -17,7 +17,7 @@ import re
 import smtplib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from mailer.adapters.config import ServerSettings
 from mailer.adapters.connection import Connection, network_error, tls_context
@@ -29,6 +29,11 @@ from mailer.model.redact import redactor
 log = logging.getLogger(__name__)
 
 Envelope = tuple[str, tuple[str, ...]]  # (sender, recipients)
+# How long the answer to a final dot with the next envelope behind it may take: the server
+# may hold it until it has checked that envelope's recipients too (a policy service, DNS).
+# RFC 5321 (4.5.3.2.6) gives the end of DATA 10 minutes, so that a slow answer is not read as
+# a lost one: that would leave a delivered message in doubt.
+AHEAD_REPLY_TIMEOUT = 600.0
 
 
 class InDoubtError(DeliveryError):
@@ -78,6 +83,10 @@ class SmtpSession(Connection):
         # An envelope written behind the last final dot (submit's ``next_envelope``), whose
         # replies are still to be read; only for the connection it was written on.
         self._ahead: tuple[smtplib.SMTP, Envelope] | None = None
+        # The connection on which a transaction is under way (from its envelope's first
+        # write to the answer to its final dot, or the RSET that ends it early): the server
+        # may be reading message text, where a QUIT would be read as text.
+        self._unfinished: smtplib.SMTP | None = None
 
     def connect(self) -> None:
         import yagmail
@@ -178,10 +187,12 @@ class SmtpSession(Connection):
             _authenticate_bearer(smtp, s.username, token, s.oauth2.mechanism, self._scrub)
 
     def close(self) -> None:
-        if self._envelope_ahead() is not None:
-            # The server may be reading message text after that envelope's 354: a QUIT would
-            # be read as text and wait for an answer that never comes. Dropped instead, no
-            # final dot: the server discards it.
+        if self._smtp is not None and (
+            self._unfinished is self._smtp or self._envelope_ahead() is not None
+        ):
+            # The server may be reading message text (after a 354, or an interrupt while the
+            # text went): a QUIT would be read as text, and its answer never come. Dropped
+            # instead, with no final dot: the server discards the message.
             _quiet_close(self._smtp)
             self._smtp = None
         if self._smtp is not None:
@@ -227,9 +238,10 @@ class SmtpSession(Connection):
         called = False
         hook = [in_envelope] if in_envelope is not None else []  # emptied once it has run
         ahead = self._envelope_ahead()
-        if ahead is not None and ahead != (envelope_from, recipients):
-            # Not the message it was written for: the server may be in that envelope's DATA,
-            # where no command can be given. Only a new connection clears it.
+        if ahead is not None and (ahead != (envelope_from, recipients) or before_mail):
+            # Not the message it was written for (or one whose caller must act before its
+            # MAIL FROM, which has gone): the server may be in that envelope's DATA, where no
+            # command can be given. Only a new connection clears it.
             self.close()
         for attempt in range(self.retries + 1):
             try:
@@ -277,6 +289,7 @@ class SmtpSession(Connection):
         pipelining = s.pipelining and smtp.has_extn("pipelining")
         written = self._envelope_ahead() == (envelope_from, recipients)
         self._ahead = None
+        self._unfinished = smtp
         try:
             if pipelining:
                 self._pipelined_envelope(smtp, envelope_from, recipients, hook, written)
@@ -301,7 +314,9 @@ class SmtpSession(Connection):
                 self._smtp = None
                 raise
         tail, ahead = FINAL_DOT, None
-        if next_envelope is not None and pipelining:
+        # Only over TLS: there the one write is one record, which the server reads whole or
+        # not at all, so a write that fails cannot have delivered the dot alone (see below).
+        if next_envelope is not None and pipelining and s.security != "plain":
             # In the dot's own write: a server that finds the next commands already read when
             # it has answered the dot holds that answer back and sends the four together, as
             # for any pipelined group. Written apart, the dot's answer goes alone and the
@@ -320,7 +335,8 @@ class SmtpSession(Connection):
         if ahead is not None:
             self._ahead = (smtp, ahead)
         try:
-            code, msg = smtp.getreply()
+            with _patience(smtp, AHEAD_REPLY_TIMEOUT if ahead is not None else None):
+                code, msg = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             _quiet_close(smtp)
             self._smtp = None
@@ -328,6 +344,8 @@ class SmtpSession(Connection):
                 f"{self.where}: the connection was lost after the whole message was sent "
                 f"and before the server answered ({type(exc).__name__}); it may have been delivered"
             ) from None
+        if 200 <= code < 600:
+            self._unfinished = smtp if ahead is not None else None
         if code == 250:
             return f"{code} {_text(msg, self._scrub)}"
         if not 400 <= code < 600:
@@ -460,6 +478,7 @@ class SmtpSession(Connection):
         try:
             assert self._smtp is not None
             self._smtp.rset()
+            self._unfinished = None
         except (OSError, smtplib.SMTPException):
             _quiet_close(self._smtp)
             self._smtp = None
@@ -490,6 +509,22 @@ def _envelope_lines(envelope_from: str, recipients: tuple[str, ...]) -> str:
         "DATA",
     ]
     return "".join(line + "\r\n" for line in lines)
+
+
+@contextlib.contextmanager
+def _patience(smtp: smtplib.SMTP, seconds: float | None) -> Iterator[None]:
+    """The connection's timeout raised to ``seconds`` for a moment (never lowered)."""
+    sock = getattr(smtp, "sock", None)
+    before = sock.gettimeout() if sock is not None and seconds is not None else None
+    if sock is None or seconds is None or before is None or before >= seconds:
+        yield
+        return
+    sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(before)
 
 
 def _dot_stuff(data: bytes) -> bytes:

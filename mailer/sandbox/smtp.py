@@ -8,7 +8,8 @@ For tests, a ``faults.json`` file next to the config can script replies: each ke
 (``mail``, ``rcpt``, ``data``) holds a list of SMTP replies consumed one per command, and
 ``"drop_after_data": N`` accepts and delivers the next N messages but closes the connection
 instead of answering 250, the way a link dies at the worst moment. ``"ehlo_delay"`` holds
-a list of delays (seconds), one per EHLO: a slow server. ``"rcpt_reply"`` maps an address to
+a list of delays (seconds), one per EHLO: a slow server; ``"data_delay"`` likewise, one per
+finished message, before its answer (a server slow to answer the final dot). ``"rcpt_reply"`` maps an address to
 the reply every RCPT TO for it gets until the faults are cleared (refuse this one recipient).
 
 It offers PIPELINING (RFC 2920): aiosmtpd reads one command line at a time, so a batch of
@@ -168,6 +169,11 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        delay = self.faults.take("data_delay")
+        if delay:
+            import asyncio
+
+            await asyncio.sleep(float(delay))
         reply = self.faults.take("data")
         if reply:
             return reply

@@ -191,3 +191,31 @@ def test_one_refused_recipient_of_several_sends_to_none_of_them(smtp_world: Smtp
         assert session.logins == 2
     assert message_id_of(raw) not in smtp_world.accepted_ids()
     assert smtp_world.delivered(message_id_of(raw)) == []
+
+
+def test_an_envelope_written_behind_the_final_dot_serves_the_next_message_on_one_login(
+    smtp_world: SmtpWorld,
+) -> None:
+    first, second = message(subject="ahead 1"), message(subject="ahead 2")
+    envelope = (smtp_world.sender, (smtp_world.recipient,))
+    with smtp_world.session() as session:
+        session.submit(*envelope, first, next_envelope=envelope)
+        session.submit(*envelope, second)
+        assert session.logins == 1
+    assert smtp_world.accepted_ids() == [message_id_of(first), message_id_of(second)]
+
+
+def test_an_envelope_written_ahead_and_refused_is_the_next_messages_refusal_only(
+    smtp_world: SmtpWorld,
+) -> None:
+    first, refused, third = (message(subject=f"ahead refused {i}") for i in range(3))
+    ahead = (smtp_world.sender, (smtp_world.recipient, "nobody-here@sandbox.test"))
+    with smtp_world.session() as session:
+        session.submit(smtp_world.sender, (smtp_world.recipient,), first, next_envelope=ahead)
+        with pytest.raises(DeliveryError) as caught:
+            session.submit(*ahead, refused)
+        assert caught.value.kind == "recipient" and caught.value.code == 550
+        session.submit(smtp_world.sender, (smtp_world.recipient,), third)
+        assert session.logins == 2  # (354 came anyway: dropped before any text)
+    assert smtp_world.accepted_ids() == [message_id_of(first), message_id_of(third)]
+    assert smtp_world.delivered(message_id_of(refused)) == []
