@@ -209,7 +209,7 @@ def test_a_slow_answer_to_a_final_dot_with_an_envelope_behind_it_is_waited_for(
         first = session.submit(
             SENDER, (INTERVIEWER,), message("slow-one"), next_envelope=(SENDER, (RECRUITER,))
         )
-        with pytest.raises(InDoubtError):
+        with pytest.raises(InDoubtError, match="no answer within 1 s after the whole message"):
             session.submit(SENDER, (RECRUITER,), message("slow-two"))
     assert first.startswith("250")
     # (The second was given up after 1 s; whether the server still takes it is its affair.)

@@ -334,12 +334,18 @@ class SmtpSession(Connection):
             raise _Retry(_dropped(self.where, exc, s.timeout), True) from None
         if ahead is not None:
             self._ahead = (smtp, ahead)
+        waited = max(s.timeout, AHEAD_REPLY_TIMEOUT) if ahead is not None else s.timeout
         try:
-            with _patience(smtp, AHEAD_REPLY_TIMEOUT if ahead is not None else None):
+            with _patience(smtp, waited):
                 code, msg = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             _quiet_close(smtp)
             self._smtp = None
+            if "timed out" in str(exc):  # (smtplib reports its read's timeout as a drop)
+                raise InDoubtError(
+                    f"{self.where}: no answer within {waited:g} s after the whole message "
+                    "was sent; it may have been delivered"
+                ) from None
             raise InDoubtError(
                 f"{self.where}: the connection was lost after the whole message was sent "
                 f"and before the server answered ({type(exc).__name__}); it may have been delivered"
