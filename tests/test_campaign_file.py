@@ -250,13 +250,13 @@ def test_the_store_is_asked_for_open_subjects_once_per_address_while_loading() -
     ).map("".join)
 )  # fmt: skip
 def test_entry_headers_are_found_on_the_lines_the_old_search_found(text: str) -> None:
-    """Verify _entry_lines, which skips lines without '[[', finds the header lines the
-    regex alone found on every line."""
-    from mailer.services.campaign import _entry_lines
+    """Verify entry_lines, which skips lines without '[[', finds the header lines the
+    regex alone found on every line (lines ending at "\\n" only, as tomllib counts them)."""
+    from mailer.adapters.tomlentries import entry_lines
 
     old = [
         i
-        for i, line in enumerate(text.splitlines(), 1)
+        for i, line in enumerate(text.split("\n"), 1)
         if re.match(r"\s*\[\[\s*entries\s*\]\]", line)
     ]
-    assert _entry_lines(text) == old
+    assert entry_lines(text) == old

@@ -672,7 +672,7 @@ def word_count(text: str) -> int:
     return sum(_line_words(line.replace("’", "'")) for line in unquoted)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _remembered_words(line: str, word: _Same) -> int:
     return len(word.value.findall(line))  # type: ignore[attr-defined]
 
@@ -742,7 +742,7 @@ def _found(name: str, text: str) -> bool:
     )
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _line_found(line: str, pattern: _Same) -> bool:
     return pattern.value.search(line) is not None  # type: ignore[attr-defined]
 
@@ -876,7 +876,7 @@ def _same(value: object) -> _Same:
     return same
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _remembered_tone(sentence: str, tables: tuple[_Same, ...]) -> tuple[Finding, ...]:
     """A sentence's tone findings depend on the sentence alone (and the tables), and a
     campaign's entries share most of their sentences: each is judged once. The bound keeps
@@ -1079,7 +1079,7 @@ def _gate(gate: _Pattern, sentence: str) -> bool:
     return _remembered_gate(gate, sentence)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _remembered_gate(gate: _Pattern, sentence: str) -> bool:
     # The gate is part of the key, so a different one is never answered from the cache.
     return _search(gate, sentence) is not None

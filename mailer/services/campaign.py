@@ -12,15 +12,18 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, tzinfo
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from mailer.adapters.claims import Claims
 from mailer.adapters.clock import local_zone
-from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
-from mailer.adapters.spill import IN_MEMORY, Spill, Spilled
+from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable
+from mailer.adapters.spill import IN_MEMORY, Spill, Spilled, SpillList
+from mailer.adapters.tomlentries import CampaignToml, Unchunkable, read_chunked, read_whole
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
@@ -155,7 +158,8 @@ class Campaign:
     name: str
     path: Path
     throttle: Throttle
-    entries: list[Entry] = field(default_factory=list)
+    # Past the first IN_MEMORY, read back from ``spill`` when asked for (see _entry_list).
+    entries: Sequence[Entry] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # each "file:line: entry KEY: key: what"
     invalid: int = 0  # entries with at least one problem
     file_level: int = 0  # problems with the file itself, which --skip-invalid cannot skip
@@ -194,7 +198,24 @@ def load_campaign(
     only an unreadable file raises. ``force`` lets apology-check errors through.
     ``open_subjects`` (the store's): the subjects of open threads to an address, which an
     entry's subject must not repeat, any more than another entry's to the same address."""
-    text, data = read_toml(path)
+    args = (path, settings, now, force, composer, open_subjects)
+    try:
+        return _load(read_chunked(path), *args)
+    except Unchunkable:
+        # (Rare: a file cut into entries might read otherwise; the work done is redone.)
+        return _load(read_whole(path), *args)
+
+
+def _load(
+    toml: CampaignToml,
+    path: Path,
+    settings: Settings,
+    now: datetime,
+    force: bool,
+    composer: Composer | None,
+    open_subjects: Callable[[str], frozenset[str]] | None,
+) -> Campaign:
+    data = toml.tables
     problems: list[str] = []
 
     def problem(where: str, message: str) -> None:
@@ -220,78 +241,114 @@ def load_campaign(
     throttle = _throttle(_table(data, "throttle", path, problem), path, problem)
     follow_up = _follow_up(_table(data, "follow_up", path, problem), settings, path, problem)
 
-    raw_entries: list[tuple[str, dict[str, Any]]] = []
-    inline = data.get("entries", [])
-    if not isinstance(inline, list) or not all(isinstance(e, dict) for e in inline):
+    if not toml.entries_valid:
         problem(f"{path}: entries", "must be a list of tables ([[entries]])")
-        inline = []
-    lines = _entry_lines(text)
-    for i, e in enumerate(inline):
-        line = lines[i] if len(lines) == len(inline) else None
-        raw_entries.append((f"{path}:{line}" if line else f"{path}: entries[{i}]", e))
+    # The file's entries are read as they are checked, one at a time; a CSV's are read first
+    # (its own problems come before any entry's).
+    inline = (
+        (f"{path}:{line}" if line else f"{path}: entries[{i}]", e)
+        for i, (line, e) in enumerate(toml.entries)
+    )
+    csv_entries: list[tuple[str, dict[str, Any]]] = []
     csv_name = meta.get("entries_csv")
     if csv_name is not None:
         if not isinstance(csv_name, str) or not csv_name.strip() or has_control_chars(csv_name):
             problem(f"{path}: campaign.entries_csv", "must be the path of a CSV file")
         else:
-            raw_entries += _csv_entries(path.parent / csv_name, path, problem)
-    if not raw_entries and not problems:
+            csv_entries = _csv_entries(path.parent / csv_name, path, problem)
+    if not toml.has_entries and not csv_entries and not problems:
         problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
 
     from mailer.adapters.templatecache import template_cache
 
     composer = composer or Composer(settings.templates_dir, compiled_cache=template_cache)
     campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
-    campaign.total = len(raw_entries)
+    campaign.entries = _entry_list(campaign.spill)
     campaign.file_level = len(problems)
-    seen: dict[str, str] = {}
+    claims = Claims(in_memory=IN_MEMORY)  # the keys and subjects taken so far
     shared: dict[Any, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
     # Read once for every entry: the templates folder's situations, and each zone named.
     situations = situations_in(settings.templates_dir)
     zones: dict[str, tzinfo] = {}
-    subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
-    for where, raw in raw_entries:
-        entry, entry_problems = _entry(
-            where,
-            raw,
-            defaults,
-            follow_up,
-            settings,
-            now,
-            composer,
-            subjects,
-            open_subjects,
-            shared,
-            situations,
-            zones,
-        )
-        if entry is not None:
-            subjects.setdefault(entry.facts.to.lower(), set()).add(entry.message.subject)
-        if entry is not None and not force and has_errors(entry.findings):
-            entry_problems += [
-                f"apology check: {f.message} (fix the text, or pass --force)"
-                for f in entry.findings
-                if f.severity == "error"
-            ]
-        label = f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
-        if entry is not None:
-            if entry.key in seen:
+    try:
+        for where, raw in chain(inline, csv_entries):
+            campaign.total += 1
+            entry, entry_problems = _entry(
+                where,
+                raw,
+                defaults,
+                follow_up,
+                settings,
+                now,
+                composer,
+                claims,
+                open_subjects,
+                shared,
+                situations,
+                zones,
+            )
+            if entry is not None:
+                claims.claim_subject(entry.facts.to, entry.message.subject)
+            if entry is not None and not force and has_errors(entry.findings):
+                entry_problems += [
+                    f"apology check: {f.message} (fix the text, or pass --force)"
+                    for f in entry.findings
+                    if f.severity == "error"
+                ]
+            label = (
+                f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
+            )
+            if entry is not None and (earlier := claims.claim_key(entry.key, where)):
                 entry_problems.append(
-                    f"duplicate key {entry.key!r} (also at {seen[entry.key]})"
+                    f"duplicate key {entry.key!r} (also at {earlier})"
                     + (": same address, company and interview time" if entry.derived_key else "")
                 )
-            else:
-                seen[entry.key] = where
-        if entry_problems:
-            campaign.invalid += 1
-            problems += [f"{where}: {label}: {p}" for p in entry_problems]
-        elif entry is not None:
-            if len(campaign.entries) >= IN_MEMORY:
-                entry.held = campaign.spill.put(entry.held)
-            campaign.entries.append(entry)
+            if entry_problems:
+                campaign.invalid += 1
+                problems += [f"{where}: {label}: {p}" for p in entry_problems]
+            elif entry is not None:
+                campaign.entries.append(entry)
+    except BaseException:
+        campaign.spill.close()
+        raise
+    finally:
+        claims.close()
     # Keys, cells and values from the files appear in these lines: keep each one line.
     problems[:] = [printable(p) for p in problems]
     return campaign
+
+
+def _entry_list(spill: Spill) -> SpillList[Entry]:
+    """The valid entries: past the first IN_MEMORY, each entry is put in ``spill`` whole, its
+    facts and message apart (read back only when they are used), and its settings and policy,
+    one pair for many entries, as an index into a list of pairs."""
+    pairs: list[tuple[Settings, dict[str, Any]]] = []
+    index: dict[tuple[int, int], int] = {}
+
+    def pack(e: Entry) -> tuple[Any, ...]:
+        pair = (id(e.settings), id(e.policy))
+        if pair not in index:
+            index[pair] = len(pairs)
+            pairs.append((e.settings, e.policy))
+        held = e.held if isinstance(e.held, Spilled) else spill.put(e.held)
+        return (
+            e.key,
+            e.where,
+            e.account,
+            index[pair],
+            *held.place,
+            e.findings,
+            e.template,
+            e.derived_key,
+        )
+
+    def unpack(t: tuple[Any, ...]) -> Entry:
+        key, where, account, pair, at, size, findings, template, derived_key = t
+        settings, policy = pairs[pair]
+        held = Spilled(spill, at, size)
+        return Entry(key, where, account, settings, policy, held, findings, template, derived_key)
+
+    return SpillList(spill, pack, unpack, in_memory=IN_MEMORY)
 
 
 def _table(data: dict[str, Any], name: str, path: Path, problem: Any) -> dict[str, Any]:
@@ -376,19 +433,6 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
     return out
 
 
-def _entry_lines(text: str) -> list[int]:
-    """The line of each ``[[entries]]`` header, to point at the entry with a problem. (A
-    header holds "[[": only such lines are matched.)"""
-    return [
-        i
-        for i, line in enumerate(text.splitlines(), 1)
-        if "[[" in line and _ENTRIES_HEADER.match(line)
-    ]
-
-
-_ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
-
-
 def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[str, dict[str, Any]]]:
     """Rows of a spreadsheet export: a header row of entry keys (``var.NAME`` for template
     variables); empty cells take the defaults; lists are separated by ';'."""
@@ -456,7 +500,7 @@ def _entry(
     settings: Settings,
     now: datetime,
     composer: Composer,
-    subjects: dict[str, set[str]] | None = None,
+    claims: Claims | None = None,
     open_subjects: Callable[[str], frozenset[str]] | None = None,
     shared: dict[Any, tuple[Settings, dict[str, Any]]] | None = None,
     situations: dict[str, str] | None = None,
@@ -579,9 +623,8 @@ def _entry(
     if not key:
         key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
     try:
-        taken = frozenset((subjects or {}).get(facts.to.lower(), ()))
-        if open_subjects is not None:
-            taken |= open_subjects(facts.to)
+        opened = open_subjects(facts.to) if open_subjects is not None else frozenset()
+        taken = _Taken(facts.to, opened, claims)
         prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
     except MailerError as exc:
         return None, [*problems, str(exc)]
@@ -601,6 +644,21 @@ def _entry(
         ),
         [],
     )
+
+
+class _Taken(Container[str]):
+    """The subjects an entry to ``address`` must not repeat: an open thread's to it, or an
+    earlier entry's (asked of the claims, not copied: that was quadratic)."""
+
+    def __init__(self, address: str, opened: frozenset[str], claims: Claims | None) -> None:
+        self.address, self.opened, self.claims = address, opened, claims
+
+    def __contains__(self, subject: object) -> bool:
+        if not isinstance(subject, str):
+            return False
+        if subject in self.opened:
+            return True
+        return self.claims is not None and self.claims.subject_taken(self.address, subject)
 
 
 def _with_policy(

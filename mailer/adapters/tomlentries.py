@@ -1,0 +1,128 @@
+"""A campaign file read one ``[[entries]]`` table at a time, not parsed whole.
+
+Parsed whole, a file of 10,000 entries is 5 MB of dicts alive while every entry is checked.
+Here the text is cut before each line that starts an ``[[entries]]`` table and each piece is
+parsed alone with tomllib, so only one entry's dict is alive at a time. The result is the
+whole parse's, or there is none: :class:`Unchunkable` asks the caller to read the file whole
+(:func:`read_whole`), which gives the result, or the error, as ever. A cut inside a multi-line
+string or array leaves the piece before it unterminated, an error; a piece that is more than
+one entry table (a ``[defaults]`` after the entries, a header spelt ``[["entries"]]``) is
+refused too; so every file read in pieces reads as it does whole (tests hold this to
+tomllib with hypothesis).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailer.adapters.config import MAX_TOML_DEPTH, depth, read_toml
+
+# An ``[[entries]]`` header, with or without spaces: only such lines are cut before.
+ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
+
+
+class Unchunkable(Exception):
+    """The file does not read entry by entry as it reads whole: read it whole."""
+
+
+@dataclass
+class CampaignToml:
+    """A campaign file's tables: every top-level one but ``entries``, and the entries in file
+    order, each with the line of its header (None when not known)."""
+
+    tables: dict[str, Any]
+    entries: Iterator[tuple[int | None, Any]]
+    has_entries: bool  # any at all (known before they are read)
+    entries_valid: bool = True  # False: "entries" is not an array of tables
+
+
+def read_chunked(path: Path) -> CampaignToml:
+    """The file read entry by entry (the entries as they are iterated, each read then).
+    Raises :class:`Unchunkable`, now or while the entries are read, where the result might
+    differ from :func:`read_whole`'s; never a TOML error of its own."""
+    try:
+        f = path.open(encoding="utf-8")  # universal newlines, as Path.read_text reads
+    except (OSError, ValueError):
+        raise Unchunkable from None
+    try:
+        head, header, line_no = [], None, 0
+        for line in f:
+            line_no += 1
+            if "[[" in line and ENTRIES_HEADER.match(line):
+                header = line
+                break
+            head.append(line)
+        tables = _parse(head)
+        if "entries" in tables:
+            raise Unchunkable
+    except BaseException:
+        f.close()
+        raise
+    return CampaignToml(tables, _entries(f, header, line_no), has_entries=header is not None)
+
+
+def _entries(f: Any, header: str | None, line_no: int) -> Iterator[tuple[int | None, Any]]:
+    with f:
+        if header is None:
+            return
+        chunk, start = [header], line_no
+        try:
+            for line in f:
+                line_no += 1
+                if "[[" in line and ENTRIES_HEADER.match(line):
+                    yield start, _entry(chunk)
+                    chunk, start = [], line_no
+                chunk.append(line)
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise Unchunkable from None
+        yield start, _entry(chunk)
+
+
+def _entry(lines: list[str]) -> dict[str, Any]:
+    data = _parse(lines)
+    entries = data.get("entries")
+    if len(data) != 1 or not isinstance(entries, list) or len(entries) != 1:
+        raise Unchunkable
+    return entries[0]  # type: ignore[no-any-return]
+
+
+def _parse(lines: list[str]) -> dict[str, Any]:
+    try:
+        data = tomllib.loads("".join(lines))
+    except (tomllib.TOMLDecodeError, RecursionError):
+        raise Unchunkable from None
+    if depth(data) > MAX_TOML_DEPTH:
+        raise Unchunkable  # the whole file's depth is the error's to name
+    return data
+
+
+def read_whole(path: Path) -> CampaignToml:
+    """The file parsed whole (raises read_toml's errors)."""
+    text, data = read_toml(path)
+    inline = data.pop("entries", [])
+    valid = isinstance(inline, list) and all(isinstance(e, dict) for e in inline)
+    inline = inline if valid else []
+    lines = entry_lines(text)
+    known = len(lines) == len(inline)
+    return CampaignToml(
+        data,
+        ((lines[i] if known else None, e) for i, e in enumerate(inline)),
+        has_entries=bool(inline),
+        entries_valid=valid,
+    )
+
+
+def entry_lines(text: str) -> list[int]:
+    """The line of each ``[[entries]]`` header, to point at the entry with a problem. (A
+    header holds "[[": only such lines are matched.) Lines end at "\\n" only, as tomllib
+    counts them: a U+2028 in a note ends no line."""
+    return [
+        i
+        for i, line in enumerate(text.split("\n"), 1)
+        if "[[" in line and ENTRIES_HEADER.match(line)
+    ]
