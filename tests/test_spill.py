@@ -143,3 +143,35 @@ def test_loading_ten_times_the_entries_takes_about_the_same_memory(
         tracemalloc.stop()
     print(f"load peak: {small / 1e3:.0f} KB for 40 entries, {large / 1e3:.0f} KB for 400")
     assert large - small < 1900 * 360
+
+
+def test_a_campaign_whose_entries_are_put_aside_runs_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify that entries read back from the temporary file are sent, each once, to their
+    own recipients, and that what is left to send (pending) is read from the file too."""
+    from mailer.adapters.config import load_settings
+    from mailer.adapters.store import Store
+    from mailer.services.history import pending
+
+    from .test_throttle import START, FakeClock, FakeSession, run, workspace
+
+    monkeypatch.setattr(campaign_module, "IN_MEMORY", 2)
+    monkeypatch.setattr(FakeSession, "submitted", [])
+    monkeypatch.setattr(FakeSession, "refuse", [])
+    ws = workspace(tmp_path, "", entries=5)
+    report = run(ws, FakeClock(START))
+    assert report.count("sent") == 5
+    assert sorted(r for _, (r,) in FakeSession.submitted) == [
+        f"ana{n}@sandbox.test" for n in range(5)
+    ]
+    settings = load_settings(ws / "config" / "mailer.toml")
+    c = campaign_module.load_campaign(ws / "config" / "campaigns" / "c.toml", settings, START)
+    assert [isinstance(e.held, tuple) for e in c.entries] == [True] * 2 + [False] * 3
+    store = Store(settings.state_url)
+    try:
+        assert len(pending(c, store)) == 0
+        assert run(ws, FakeClock(START)).count("sent") == 0
+    finally:
+        store.close()
+    assert len(FakeSession.submitted) == 5

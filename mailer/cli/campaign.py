@@ -408,11 +408,13 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     for t in store.campaign_threads(c.name):
         threads[t.entry_key or ""] = t  # the latest thread of each entry
     rows = []
-    valid = {e.key: e for e in c.entries}
+    # Each valid entry's place in the campaign: read back when its row is made (past the
+    # first entries, a dict of the entries themselves would hold every one in memory again).
+    valid = {e.key: i for i, e in enumerate(c.entries)}
     # Every entry with a thread (even one the file no longer validates), then the rest.
     for key in [*threads, *(k for k in valid if k not in threads)]:
         t = threads.get(key)
-        e = valid.get(key)
+        e = c.entries[valid[key]] if key in valid else None
         msgs = store.messages(t.id) if t else []
         rows.append(
             {
