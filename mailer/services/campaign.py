@@ -7,12 +7,11 @@ Nothing here connects to a server or writes the state store; ``mailer.services.r
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import re
 import sys
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, tzinfo
 from itertools import chain
@@ -249,14 +248,15 @@ def _load(
         (f"{path}:{line}" if line else f"{path}: entries[{i}]", e)
         for i, (line, e) in enumerate(toml.entries)
     )
-    csv_entries: list[tuple[str, dict[str, Any]]] = []
+    csv_rows = 0
+    csv_entries: Iterable[tuple[str, dict[str, Any]]] = ()
     csv_name = meta.get("entries_csv")
     if csv_name is not None:
         if not isinstance(csv_name, str) or not csv_name.strip() or has_control_chars(csv_name):
             problem(f"{path}: campaign.entries_csv", "must be the path of a CSV file")
         else:
-            csv_entries = _csv_entries(path.parent / csv_name, path, problem)
-    if not toml.has_entries and not csv_entries and not problems:
+            csv_rows, csv_entries = _csv_entries(path.parent / csv_name, path, problem)
+    if not toml.has_entries and not csv_rows and not problems:
         problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
 
     from mailer.adapters.templatecache import template_cache
@@ -433,63 +433,96 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
     return out
 
 
-def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[str, dict[str, Any]]]:
+def _csv_entries(
+    csv_path: Path, toml_path: Path, problem: Any
+) -> tuple[int, Iterable[tuple[str, dict[str, Any]]]]:
     """Rows of a spreadsheet export: a header row of entry keys (``var.NAME`` for template
-    variables); empty cells take the defaults; lists are separated by ';'."""
+    variables); empty cells take the defaults; lists are separated by ';'. How many rows
+    there are, and the rows as they are read.
+
+    The file is read three times, never held whole: its bytes checked as UTF-8, then its
+    rows as CSV (the file's own problems come before any entry's), then each row as it is
+    checked."""
     try:
-        data = csv_path.read_bytes()
+        bad = _not_utf8(csv_path)
     except (OSError, ValueError) as exc:  # ValueError: a path no file system accepts
         problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
-        return []
+        return 0, ()
+    if bad is not None:
+        line, byte = bad
+        problem(f"{csv_path}:{line}", f"not UTF-8 text (byte {byte:#x}); save it as 'CSV UTF-8'")
+        return 0, ()
+    rows = sum(1 for _ in _csv_rows(csv_path, toml_path, problem))
+    return rows, _csv_rows(csv_path, toml_path, lambda *_: None)  # (its problems are told)
+
+
+def _not_utf8(path: Path) -> tuple[int, int] | None:
+    """The line and the value of the first byte that is not UTF-8, if there is one. (Line by
+    line: no UTF-8 sequence holds a newline byte, so each line decodes as it would whole.)"""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc.object[exc.start]
+    return None
+
+
+def _csv_rows(
+    csv_path: Path, toml_path: Path, problem: Any
+) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        problem(
-            f"{csv_path}:{line}",
-            f"not UTF-8 text (byte {exc.object[exc.start]:#x}); save it as 'CSV UTF-8'",
-        )
-        return []
-    out: list[tuple[str, dict[str, Any]]] = []
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        columns = reader.fieldnames or []
-        for col in columns:
-            if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
-                problem(
-                    f"{csv_path}:1: column {col!r}",
-                    f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, var.NAME)",
-                )
-        for col in sorted({c for c in columns if columns.count(c) > 1}):
-            problem(f"{csv_path}:1: column {col!r}", "appears more than once")
-        first = reader.line_num + 1  # where the next row starts (a cell may span lines)
-        for row in reader:
-            entry: dict[str, Any] = {}
-            variables: dict[str, str] = {}
-            for col, value in row.items():
-                if col is None:  # DictReader files extra cells under None
-                    entry.setdefault("_problems", []).append("more cells than columns")
-                    continue
-                value = (value or "").strip()
-                if not value:
-                    continue
-                if col.startswith("var."):
-                    variables[col[4:]] = value
-                elif col in LIST_KEYS:
-                    entry[col] = [v.strip() for v in value.split(";") if v.strip()]
-                elif col in INT_KEYS:
-                    # ASCII digits only: "²".isdigit() is true, but int() refuses it.
-                    entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
-                elif col in ENTRY_KEYS:
-                    entry[col] = value
-            if variables:
-                entry["vars"] = variables
-            if entry:
-                out.append((f"{csv_path}:{first}", entry))
-            first = reader.line_num + 1
-    except csv.Error as exc:
-        problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
-    return out
+        f = csv_path.open(encoding="utf-8-sig", newline="")
+    except (OSError, ValueError) as exc:
+        problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+        return
+    with f:
+        reader = csv.DictReader(f)
+        try:
+            columns = reader.fieldnames or []
+            for col in columns:
+                if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
+                    problem(
+                        f"{csv_path}:1: column {col!r}",
+                        f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, "
+                        "var.NAME)",
+                    )
+            for col in sorted({c for c in columns if columns.count(c) > 1}):
+                problem(f"{csv_path}:1: column {col!r}", "appears more than once")
+            first = reader.line_num + 1  # where the next row starts (a cell may span lines)
+            for row in reader:
+                entry = _csv_entry(row)
+                if entry:
+                    yield f"{csv_path}:{first}", entry
+                first = reader.line_num + 1
+        except csv.Error as exc:
+            problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
+        except (OSError, UnicodeDecodeError) as exc:  # (changed since it was checked)
+            problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+
+
+def _csv_entry(row: dict[str | None, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    variables: dict[str, str] = {}
+    for col, value in row.items():
+        if col is None:  # DictReader files extra cells under None
+            entry.setdefault("_problems", []).append("more cells than columns")
+            continue
+        value = (value or "").strip()
+        if not value:
+            continue
+        if col.startswith("var."):
+            variables[col[4:]] = value
+        elif col in LIST_KEYS:
+            entry[col] = [v.strip() for v in value.split(";") if v.strip()]
+        elif col in INT_KEYS:
+            # ASCII digits only: "²".isdigit() is true, but int() refuses it.
+            entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
+        elif col in ENTRY_KEYS:
+            entry[col] = value
+    if variables:
+        entry["vars"] = variables
+    return entry
 
 
 def _entry(
