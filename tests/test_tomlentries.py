@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailer.adapters import tomlentries
 from mailer.adapters.tomlentries import Unchunkable, read_chunked, read_whole
 from mailer.errors import ConfigError
 from mailer.services import campaign as campaign_module
@@ -61,8 +62,17 @@ PIECES = [
 ]
 
 
-def _both(text: str) -> tuple[Any, Any]:
-    """(chunked, whole): each the tables and the list of (line, entry), or the exception."""
+def _both(text: str, batch: int = tomlentries.BATCH) -> tuple[Any, Any]:
+    """(chunked, whole): each the tables and the list of (line, entry), or the exception.
+    ``batch``: entries parsed at once."""
+    default, tomlentries.BATCH = tomlentries.BATCH, batch
+    try:
+        return _read_both(text)
+    finally:
+        tomlentries.BATCH = default
+
+
+def _read_both(text: str) -> tuple[Any, Any]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.toml"
         path.write_bytes(text.encode())
@@ -77,12 +87,12 @@ def _both(text: str) -> tuple[Any, Any]:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(st.lists(st.sampled_from(PIECES), max_size=14).map("".join))
-def test_a_file_read_entry_by_entry_reads_as_it_does_whole(text: str) -> None:
+@given(st.lists(st.sampled_from(PIECES), max_size=14).map("".join), st.sampled_from([1, 2, 3, 50]))
+def test_a_file_read_entry_by_entry_reads_as_it_does_whole(text: str, batch: int) -> None:
     """Verify that wherever the file is read in pieces, the tables, the entries and their
     header lines equal the whole parse's (tomllib's); anything else is refused, and the whole
     parse then gives its result or its error, as ever."""
-    chunked, whole = _both(text)
+    chunked, whole = _both(text, batch)
     if not isinstance(chunked, Unchunkable):
         assert not isinstance(whole, Exception), (text, whole)
         assert chunked == whole
@@ -115,15 +125,16 @@ HEAD = ['[campaign]\nname = "x"\n', '[defaults]\nnote = "n"\n', "[throttle]\nrat
             st.sampled_from(HEADERS),
             st.lists(st.sampled_from(BODY), unique=True, max_size=4).map("".join),
         ).map("".join),
-        max_size=6,
+        max_size=8,
     ).map("".join),
+    st.sampled_from([1, 2, 3, 50]),
 )
 def test_a_mostly_valid_file_read_entry_by_entry_reads_as_it_does_whole(
-    head: str, entries: str
+    head: str, entries: str, batch: int
 ) -> None:
     """Verify the same on files shaped like campaigns (mostly valid, so mostly read in
     pieces), with the tricky lines among their entries."""
-    chunked, whole = _both(head + entries)
+    chunked, whole = _both(head + entries, batch)
     if not isinstance(chunked, Unchunkable):
         assert chunked == whole
 
@@ -138,9 +149,10 @@ def test_a_mostly_valid_file_read_entry_by_entry_reads_as_it_does_whole(
         '[defaults]\nnote = "only tables"\n',
     ],
 )
-def test_a_plain_campaign_file_is_read_entry_by_entry(text: str) -> None:
+@pytest.mark.parametrize("batch", [1, 50])
+def test_a_plain_campaign_file_is_read_entry_by_entry(text: str, batch: int) -> None:
     """Verify that the usual shapes are read in pieces (not refused), as they read whole."""
-    chunked, whole = _both(text)
+    chunked, whole = _both(text, batch)
     assert not isinstance(chunked, Exception) and chunked == whole
 
 
@@ -156,8 +168,9 @@ def test_a_plain_campaign_file_is_read_entry_by_entry(text: str) -> None:
         "\ufeff[[entries]]\n",
     ],
 )
-def test_a_file_that_might_read_otherwise_in_pieces_is_refused(text: str) -> None:
-    chunked, _ = _both(text)
+@pytest.mark.parametrize("batch", [1, 50])
+def test_a_file_that_might_read_otherwise_in_pieces_is_refused(text: str, batch: int) -> None:
+    chunked, _ = _both(text, batch)
     assert isinstance(chunked, Unchunkable)
 
 

@@ -19,6 +19,7 @@ import tempfile
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, overload
 
 from mailer.errors import MailerError
@@ -36,37 +37,55 @@ class Spill:
     def __init__(self) -> None:
         self._file: Any = None
         self._end = 0
+        self._unflushed = False  # written since the last flush: flushed before a read
         self._lock = threading.Lock()
 
     def put(self, value: Any) -> Spilled:
         return Spilled(self, *self.write(value))
 
     def write(self, value: Any) -> tuple[int, int]:
-        """Where ``value`` was put: its offset and size in the file."""
+        """Where ``value`` was put: its offset and size in the file. (Buffered: see flush.)"""
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            try:
+            with self._trouble():
                 if self._file is None:
                     # Kept open for the campaign's life: closed by close() or at exit.
                     self._file = tempfile.TemporaryFile(prefix="mailer-campaign-")  # noqa: SIM115
                 self._file.seek(self._end)
                 self._file.write(data)
-                self._file.flush()
-            except OSError as exc:
-                where = tempfile.gettempdir()
-                raise MailerError(
-                    f"{where}: cannot keep the checked campaign in a temporary file: "
-                    f"{exc.strerror or exc}",
-                    hint="free some disk space there, or point TMPDIR elsewhere",
-                ) from None
+                self._unflushed = True
             at = self._end
             self._end += len(data)
         return at, len(data)
+
+    def flush(self) -> None:
+        """Everything written is in the file (a full disk is told here, at the latest)."""
+        with self._lock, self._trouble():
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._unflushed and self._file is not None:
+            self._file.flush()
+            self._unflushed = False
+
+    @contextmanager
+    def _trouble(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            where = tempfile.gettempdir()
+            raise MailerError(
+                f"{where}: cannot keep the checked campaign in a temporary file: "
+                f"{exc.strerror or exc}",
+                hint="free some disk space there, or point TMPDIR elsewhere",
+            ) from None
 
     def read(self, at: int, size: int) -> Any:
         with self._lock:
             if self._file is None:
                 raise MailerError("the checked campaign's temporary file was closed")
+            with self._trouble():
+                self._flush()
             try:
                 if hasattr(os, "pread"):
                     data = os.pread(self._file.fileno(), size, at)

@@ -1,14 +1,14 @@
-"""A campaign file read one ``[[entries]]`` table at a time, not parsed whole.
+"""A campaign file read a few ``[[entries]]`` tables at a time, not parsed whole.
 
 Parsed whole, a file of 10,000 entries is 5 MB of dicts alive while every entry is checked.
-Here the text is cut before each line that starts an ``[[entries]]`` table and each piece is
-parsed alone with tomllib, so only one entry's dict is alive at a time. The result is the
-whole parse's, or there is none: :class:`Unchunkable` asks the caller to read the file whole
-(:func:`read_whole`), which gives the result, or the error, as ever. A cut inside a multi-line
-string or array leaves the piece before it unterminated, an error; a piece that is more than
-one entry table (a ``[defaults]`` after the entries, a header spelt ``[["entries"]]``) is
-refused too; so every file read in pieces reads as it does whole (tests hold this to
-tomllib with hypothesis).
+Here the text is cut before lines that start an ``[[entries]]`` table, and each piece (a few
+dozen entries) is parsed alone with tomllib: only that many entries' dicts are alive at a
+time. The result is the whole parse's, or there is none: :class:`Unchunkable` asks the
+caller to read the file whole (:func:`read_whole`), which gives the result, or the error, as
+ever. A cut inside a multi-line string or array leaves the piece before it unterminated, an
+error; a piece must be as many entry tables as it has header lines, and nothing else (not a
+``[defaults]`` after the entries, nor a header spelt ``[["entries"]]``); so every file read
+in pieces reads as it does whole (tests hold this to tomllib with hypothesis).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from mailer.adapters.config import MAX_TOML_DEPTH, depth, read_toml
 
 # An ``[[entries]]`` header, with or without spaces: only such lines are cut before.
 ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
+# Entries parsed at once: each call of tomllib costs as much as a few entries' parsing.
+BATCH = 50
 
 
 class Unchunkable(Exception):
@@ -70,25 +72,28 @@ def _entries(f: Any, header: str | None, line_no: int) -> Iterator[tuple[int | N
     with f:
         if header is None:
             return
-        chunk, start = [header], line_no
+        chunk, starts = [header], [line_no]
         try:
             for line in f:
                 line_no += 1
                 if "[[" in line and ENTRIES_HEADER.match(line):
-                    yield start, _entry(chunk)
-                    chunk, start = [], line_no
+                    if len(starts) == BATCH:
+                        yield from zip(starts, _batch(chunk, len(starts)), strict=True)
+                        chunk, starts = [], []
+                    starts.append(line_no)
                 chunk.append(line)
         except (OSError, UnicodeDecodeError, ValueError):
             raise Unchunkable from None
-        yield start, _entry(chunk)
+        yield from zip(starts, _batch(chunk, len(starts)), strict=True)
 
 
-def _entry(lines: list[str]) -> dict[str, Any]:
+def _batch(lines: list[str], headers: int) -> list[Any]:
+    """The entries of ``lines``, which hold ``headers`` entry headers (a table each)."""
     data = _parse(lines)
     entries = data.get("entries")
-    if len(data) != 1 or not isinstance(entries, list) or len(entries) != 1:
+    if len(data) != 1 or not isinstance(entries, list) or len(entries) != headers:
         raise Unchunkable
-    return entries[0]  # type: ignore[no-any-return]
+    return entries
 
 
 def _parse(lines: list[str]) -> dict[str, Any]:

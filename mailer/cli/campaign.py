@@ -100,8 +100,11 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     todo = pending(c, store)
     for line in outside_warnings(c, store):
         warn(line)
-    warnings = sum(1 for e in c.entries for f in e.findings if f.severity == WARNING)
-    accounts = sorted({e.account or "main" for e in c.entries})
+    warnings, names = 0, set()
+    for e in c.entries:  # (one pass: past the first entries, each is read back from a file)
+        warnings += sum(1 for f in e.findings if f.severity == WARNING)
+        names.add(e.account or "main")
+    accounts = sorted(names)
     click.echo(
         f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "
         f"{len(c.entries) - len(todo)} already done; account(s): {', '.join(accounts)}"

@@ -308,6 +308,7 @@ def _load(
                 problems += [f"{where}: {label}: {p}" for p in entry_problems]
             elif entry is not None:
                 campaign.entries.append(entry)
+        campaign.spill.flush()
     except BaseException:
         campaign.spill.close()
         raise
