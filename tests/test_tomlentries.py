@@ -62,7 +62,7 @@ PIECES = [
 ]
 
 
-def _both(text: str, batch: int = tomlentries.BATCH) -> tuple[Any, Any]:
+def _both(text: str | bytes, batch: int = tomlentries.BATCH) -> tuple[Any, Any]:
     """(chunked, whole): each the tables and the list of (line, entry), or the exception.
     ``batch``: entries parsed at once."""
     default, tomlentries.BATCH = tomlentries.BATCH, batch
@@ -72,10 +72,10 @@ def _both(text: str, batch: int = tomlentries.BATCH) -> tuple[Any, Any]:
         tomlentries.BATCH = default
 
 
-def _read_both(text: str) -> tuple[Any, Any]:
+def _read_both(text: str | bytes) -> tuple[Any, Any]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.toml"
-        path.write_bytes(text.encode())
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
         results: list[Any] = []
         for read in (read_chunked, read_whole):
             try:
@@ -166,6 +166,9 @@ def test_a_plain_campaign_file_is_read_entry_by_entry(text: str, batch: int) -> 
         "entries = []\n[[entries]]\n",
         '[[entries]]\nto = "a"\nto = "b"\n',  # invalid: refused, the whole parse says why
         "\ufeff[[entries]]\n",
+        '[[entries]]\nto = "a"\n[throttle]\nrate = 5\n',  # a table after the entries
+        b"[[entries]]\nto = '\xff'\n",  # not UTF-8: the whole read says so
+        b"\xff\n[[entries]]\n",
     ],
 )
 @pytest.mark.parametrize("batch", [1, 50])
@@ -216,3 +219,20 @@ def test_invalid_toml_late_in_the_file_is_the_same_error_as_ever(tmp_path: Path)
     assert str(caught.value) == (
         f"{path}: invalid TOML: Cannot overwrite a value (at line 26, column 9)"
     )
+
+
+def test_a_table_after_the_entries_is_refused_before_any_entry_is_read(tmp_path: Path) -> None:
+    """Verify that a [throttle] at the end of the file sends the caller to the whole parse at
+    once, not after every entry was checked (which would then be checked twice)."""
+    path = tmp_path / "c.toml"
+    path.write_text('[[entries]]\nto = "a"\n[entries.vars]\nt = "1"\n[[entries]]\n[throttle]\n')
+    with pytest.raises(Unchunkable):
+        read_chunked(path)
+    path.write_text('[[entries]]\nto = "a"\n[entries.vars]\nt = "1"\n[[entries]]\n')
+    assert [e for _, e in read_chunked(path).entries] == [{"to": "a", "vars": {"t": "1"}}, {}]
+
+
+def test_a_file_that_is_not_utf8_is_the_whole_read_s_error(tmp_path: Path) -> None:
+    chunked, whole = _both(b"[[entries]]\nto = '\xff'\n")
+    assert isinstance(chunked, Unchunkable) and isinstance(whole, ConfigError)
+    assert "cannot read" in str(whole)

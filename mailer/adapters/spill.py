@@ -2,10 +2,10 @@
 
 Every entry of a campaign is rendered and checked before anything is sent, and each keeps
 what sending needs (its facts and its message's bytes, about 3 KB). Past the first entries
-(:data:`IN_MEMORY`), that goes into an anonymous temporary file and is read back when the
-entry is sent or shown, so what each further entry keeps in memory is small (its key, place
-and findings: about 0.7 KB instead of 3 KB). The bytes read back are the very bytes checked:
-nothing is rendered twice.
+(:data:`IN_MEMORY`), the entries go into an anonymous temporary file (a :class:`SpillList`)
+and each is read back when it is sent or shown: what each further entry keeps in memory is
+where it is, 12 bytes. The bytes read back are the very bytes checked: nothing is rendered
+twice.
 
 The file has no name on POSIX (unlinked at once; only this process can read it) and is
 deleted when closed on Windows; it is gone when the process ends.

@@ -24,6 +24,8 @@ from mailer.adapters.config import MAX_TOML_DEPTH, depth, read_toml
 
 # An ``[[entries]]`` header, with or without spaces: only such lines are cut before.
 ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
+# The header of an entry's own table, [entries.vars] or [[entries.more]].
+_ENTRIES_TABLE = re.compile(r"\s*\[\[?\s*entries\s*\.")
 # Entries parsed at once: each call of tomllib costs as much as a few entries' parsing.
 BATCH = 50
 
@@ -60,12 +62,31 @@ def read_chunked(path: Path) -> CampaignToml:
                 break
             head.append(line)
         tables = _parse(head)
-        if "entries" in tables:
+        if "entries" in tables or (header is not None and _tables_after(path)):
             raise Unchunkable
+    except (OSError, UnicodeDecodeError, ValueError):
+        f.close()
+        raise Unchunkable from None  # the whole read says what is wrong
     except BaseException:
         f.close()
         raise
     return CampaignToml(tables, _entries(f, header, line_no), has_entries=header is not None)
+
+
+def _tables_after(path: Path) -> bool:
+    """Whether a line after the first entry header looks like another table's header (as a
+    ``[throttle]`` put at the end): read in pieces, the file would be refused only there,
+    after every entry was checked, and all of that done again on the whole parse. (A line
+    inside a string may look so too: the whole parse then reads the file, as well.)"""
+    with path.open(encoding="utf-8") as f:
+        after = False
+        for line in f:
+            if "[" in line and line.lstrip().startswith("["):
+                if ENTRIES_HEADER.match(line):
+                    after = True
+                elif after and not _ENTRIES_TABLE.match(line):
+                    return True
+    return False
 
 
 def _entries(f: Any, header: str | None, line_no: int) -> Iterator[tuple[int | None, Any]]:

@@ -94,9 +94,9 @@ class Throttle:
 class Entry:
     """A valid, rendered and checked entry. Only what sending needs is kept (the message's
     bytes, not the draft and text beside them, and one Settings per account and policy),
-    and past the first entries of a campaign that goes to a temporary file (see spill): each
-    entry then keeps about 0.7 KB in memory instead of 3 KB while all are checked before the
-    first is sent."""
+    and past the first entries of a campaign the entries go to a temporary file (see
+    _entry_list and spill): memory stays flat in the number of entries while all are
+    checked before the first is sent."""
 
     key: str
     where: str  # "file:line" or "file.csv:line"
@@ -163,7 +163,7 @@ class Campaign:
     invalid: int = 0  # entries with at least one problem
     file_level: int = 0  # problems with the file itself, which --skip-invalid cannot skip
     total: int = 0  # entries in the file(s), valid or not
-    # Where the entries past the first IN_MEMORY keep their facts and message (see spill).
+    # Where the entries past the first IN_MEMORY are kept (see _entry_list).
     spill: Spill = field(default_factory=Spill, repr=False)
 
     def entry(self, key: str) -> Entry:
