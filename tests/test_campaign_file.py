@@ -7,6 +7,7 @@ import re
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -250,13 +251,98 @@ def test_the_store_is_asked_for_open_subjects_once_per_address_while_loading() -
     ).map("".join)
 )  # fmt: skip
 def test_entry_headers_are_found_on_the_lines_the_old_search_found(text: str) -> None:
-    """Verify _entry_lines, which skips lines without '[[', finds the header lines the
-    regex alone found on every line."""
-    from mailer.services.campaign import _entry_lines
+    """Verify entry_lines, which skips lines without '[[', finds the header lines the
+    regex alone found on every line (lines ending at "\\n" only, as tomllib counts them)."""
+    from mailer.adapters.tomlentries import entry_lines
 
     old = [
         i
-        for i, line in enumerate(text.splitlines(), 1)
+        for i, line in enumerate(text.split("\n"), 1)
         if re.match(r"\s*\[\[\s*entries\s*\]\]", line)
     ]
-    assert _entry_lines(text) == old
+    assert entry_lines(text) == old
+
+
+def _csv_entries_whole(csv_path: Path) -> tuple[list[str], list[Any]]:
+    """The CSV read as it was before it was streamed: decoded whole, then parsed from the
+    text (the reference for the test below; a bad byte's line counted after a BOM)."""
+    import csv
+    import io
+
+    from mailer.services.campaign import ENTRY_KEYS, INT_KEYS, LIST_KEYS
+
+    problems: list[str] = []
+    data = csv_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        return [f"{csv_path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#x})"], []
+    out = []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = reader.fieldnames or []
+        for col in columns:
+            if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
+                problems.append(f"{csv_path}:1: column {col!r}")
+        for col in sorted({c for c in columns if columns.count(c) > 1}):
+            problems.append(f"{csv_path}:1: column {col!r}: appears more than once")
+        first = reader.line_num + 1
+        for row in reader:
+            entry: dict[str, Any] = {}
+            variables = {}
+            for col, value in row.items():
+                if col is None:
+                    entry.setdefault("_problems", []).append("more cells than columns")
+                    continue
+                value = (value or "").strip()
+                if not value:
+                    continue
+                if col.startswith("var."):
+                    variables[col[4:]] = value
+                elif col in LIST_KEYS:
+                    entry[col] = [v.strip() for v in value.split(";") if v.strip()]
+                elif col in INT_KEYS:
+                    entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
+                elif col in ENTRY_KEYS:
+                    entry[col] = value
+            if variables:
+                entry["vars"] = variables
+            if entry:
+                out.append((f"{csv_path}:{first}", entry))
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        problems.append(f"{csv_path}:{reader.line_num}: cannot read the CSV: {exc}")
+    return problems, out
+
+
+CSV_PIECES = [
+    b"to,company,interview\n", b"to,cc,var.team,max_follow_ups\n", b"to,to\n", b"bogus,",
+    b"ana@x.test,", b"Acme,", b"2026-12-01 10:00\n", b"a; b;;c,", b"7,", b"\xc2\xb2,", b",,,\n",
+    b'"multi\nline",', b'"unterminated', b"\r\n", b"\r", b"\n", b"\xef\xbb\xbf", b"\xff",
+    b"caf\xc3\xa9,", b"\xe2\x82\n", b"\x00", b'"a""b",', b"x,y,z,w,v\n",
+]  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(CSV_PIECES), max_size=12).map(b"".join))
+def test_a_csv_read_row_by_row_reads_as_it_did_whole(data: bytes) -> None:
+    """Verify that the CSV read three times row by row (never held whole) gives the same
+    entries, places and problems as the whole file decoded and parsed."""
+    import tempfile
+
+    from mailer.services.campaign import _csv_entries
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.csv"
+        path.write_bytes(data)
+        problems: list[str] = []
+        count, rows = _csv_entries(
+            path, Path(folder) / "c.toml", lambda w, m: problems.append(f"{w}: {m}")
+        )
+        entries = list(rows)
+        whole_problems, whole_entries = _csv_entries_whole(path)
+    assert entries == whole_entries and count == len(entries)
+    assert len(problems) == len(whole_problems)
+    for new, old in zip(problems, whole_problems, strict=True):
+        assert new.startswith(old)

@@ -464,15 +464,16 @@ def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    depth = _depth(data)
-    if depth > MAX_TOML_DEPTH:
+    deepest = depth(data)
+    if deepest > MAX_TOML_DEPTH:
         raise ConfigError(
-            f"{path}: invalid TOML: tables or arrays nested {depth} deep (at most {MAX_TOML_DEPTH})"
+            f"{path}: invalid TOML: tables or arrays nested {deepest} deep "
+            f"(at most {MAX_TOML_DEPTH})"
         )
     return text, data
 
 
-def _depth(value: Any) -> int:
+def depth(value: Any) -> int:
     """How deeply tables and arrays nest, counted without recursion."""
     deepest, stack = 0, [(value, 0)]
     while stack:

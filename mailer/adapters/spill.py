@@ -2,10 +2,10 @@
 
 Every entry of a campaign is rendered and checked before anything is sent, and each keeps
 what sending needs (its facts and its message's bytes, about 3 KB). Past the first entries
-(:data:`IN_MEMORY`), that goes into an anonymous temporary file and is read back when the
-entry is sent or shown, so what each further entry keeps in memory is small (its key, place
-and findings: about 0.7 KB instead of 3 KB). The bytes read back are the very bytes checked:
-nothing is rendered twice.
+(:data:`IN_MEMORY`), the entries go into an anonymous temporary file (a :class:`SpillList`)
+and each is read back when it is sent or shown: what each further entry keeps in memory is
+where it is, 12 bytes. The bytes read back are the very bytes checked: nothing is rendered
+twice.
 
 The file has no name on POSIX (unlinked at once; only this process can read it) and is
 deleted when closed on Windows; it is gone when the process ends.
@@ -17,13 +17,17 @@ import os
 import pickle
 import tempfile
 import threading
-from typing import Any
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar, overload
 
 from mailer.errors import MailerError
 
 # Entries kept in memory before the rest go to the file: a campaign of this size or smaller
 # (most are) never writes one.
 IN_MEMORY = 1000
+T = TypeVar("T")
 
 
 class Spill:
@@ -33,33 +37,55 @@ class Spill:
     def __init__(self) -> None:
         self._file: Any = None
         self._end = 0
+        self._unflushed = False  # written since the last flush: flushed before a read
         self._lock = threading.Lock()
 
     def put(self, value: Any) -> Spilled:
+        return Spilled(self, *self.write(value))
+
+    def write(self, value: Any) -> tuple[int, int]:
+        """Where ``value`` was put: its offset and size in the file. (Buffered: see flush.)"""
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            try:
+            with self._trouble():
                 if self._file is None:
                     # Kept open for the campaign's life: closed by close() or at exit.
                     self._file = tempfile.TemporaryFile(prefix="mailer-campaign-")  # noqa: SIM115
                 self._file.seek(self._end)
                 self._file.write(data)
-                self._file.flush()
-            except OSError as exc:
-                where = tempfile.gettempdir()
-                raise MailerError(
-                    f"{where}: cannot keep the checked campaign in a temporary file: "
-                    f"{exc.strerror or exc}",
-                    hint="free some disk space there, or point TMPDIR elsewhere",
-                ) from None
+                self._unflushed = True
             at = self._end
             self._end += len(data)
-        return Spilled(self, at, len(data))
+        return at, len(data)
+
+    def flush(self) -> None:
+        """Everything written is in the file (a full disk is told here, at the latest)."""
+        with self._lock, self._trouble():
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._unflushed and self._file is not None:
+            self._file.flush()
+            self._unflushed = False
+
+    @contextmanager
+    def _trouble(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            where = tempfile.gettempdir()
+            raise MailerError(
+                f"{where}: cannot keep the checked campaign in a temporary file: "
+                f"{exc.strerror or exc}",
+                hint="free some disk space there, or point TMPDIR elsewhere",
+            ) from None
 
     def read(self, at: int, size: int) -> Any:
         with self._lock:
             if self._file is None:
                 raise MailerError("the checked campaign's temporary file was closed")
+            with self._trouble():
+                self._flush()
             try:
                 if hasattr(os, "pread"):
                     data = os.pread(self._file.fileno(), size, at)
@@ -93,3 +119,92 @@ class Spilled:
 
     def get(self) -> Any:
         return self._spill.read(self._at, self._size)
+
+    @property
+    def place(self) -> tuple[int, int]:
+        """Its offset and size in the file."""
+        return self._at, self._size
+
+
+class SpillList(Sequence[T], Generic[T]):
+    """A list whose items past the first :data:`IN_MEMORY` are kept in a :class:`Spill`:
+    each costs 12 bytes in memory (where it is), and is read back, as a new object, when it
+    is asked for. ``pack`` turns an item into what is pickled (objects many items share are
+    best replaced by a small index there), ``unpack`` makes the item again."""
+
+    def __init__(
+        self,
+        spill: Spill,
+        pack: Callable[[T], Any] = lambda item: item,
+        unpack: Callable[[Any], T] = lambda packed: packed,
+        in_memory: int | None = None,
+    ) -> None:
+        self._spill, self._pack, self._unpack = spill, pack, unpack
+        self._in_memory = IN_MEMORY if in_memory is None else in_memory
+        self._head: list[T] = []
+        self._at = array("Q")
+        self._size = array("I")
+
+    def append(self, item: T) -> None:
+        if len(self._head) < self._in_memory:
+            self._head.append(item)
+            return
+        at, size = self._spill.write(self._pack(item))
+        self._at.append(at)
+        self._size.append(size)
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._at)
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[T]: ...
+    def __getitem__(self, i: int | slice) -> T | Sequence[T]:
+        if isinstance(i, slice):
+            return Selection(self, range(len(self))[i])
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("list index out of range")
+        if i < len(self._head):
+            return self._head[i]
+        j = i - len(self._head)
+        return self._unpack(self._spill.read(self._at[j], self._size[j]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, list | SpillList | Selection):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # (a list's is none either)
+
+    def __iter__(self) -> Iterator[T]:
+        yield from self._head
+        for at, size in zip(self._at, self._size, strict=True):
+            yield self._unpack(self._spill.read(at, size))
+
+
+class Selection(Sequence[T], Generic[T]):
+    """Some items of a sequence, by their index, each read from it when asked for (a list of
+    the items themselves would hold every spilled one in memory again)."""
+
+    def __init__(self, items: Sequence[T], indexes: Iterable[int]) -> None:
+        self._items = items
+        self._indexes = indexes if isinstance(indexes, range) else array("L", indexes)
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[T]: ...
+    def __getitem__(self, i: int | slice) -> T | Sequence[T]:
+        if isinstance(i, slice):
+            return Selection(self._items, self._indexes[i])
+        return self._items[self._indexes[i]]
+
+    def __iter__(self) -> Iterator[T]:
+        for i in self._indexes:
+            yield self._items[i]

@@ -100,8 +100,11 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     todo = pending(c, store)
     for line in outside_warnings(c, store):
         warn(line)
-    warnings = sum(1 for e in c.entries for f in e.findings if f.severity == WARNING)
-    accounts = sorted({e.account or "main" for e in c.entries})
+    warnings, names = 0, set()
+    for e in c.entries:  # (one pass: past the first entries, each is read back from a file)
+        warnings += sum(1 for f in e.findings if f.severity == WARNING)
+        names.add(e.account or "main")
+    accounts = sorted(names)
     click.echo(
         f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "
         f"{len(c.entries) - len(todo)} already done; account(s): {', '.join(accounts)}"
@@ -408,11 +411,13 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     for t in store.campaign_threads(c.name):
         threads[t.entry_key or ""] = t  # the latest thread of each entry
     rows = []
-    valid = {e.key: e for e in c.entries}
+    # Each valid entry's place in the campaign: read back when its row is made (past the
+    # first entries, a dict of the entries themselves would hold every one in memory again).
+    valid = {e.key: i for i, e in enumerate(c.entries)}
     # Every entry with a thread (even one the file no longer validates), then the rest.
     for key in [*threads, *(k for k in valid if k not in threads)]:
         t = threads.get(key)
-        e = valid.get(key)
+        e = c.entries[valid[key]] if key in valid else None
         msgs = store.messages(t.id) if t else []
         rows.append(
             {

@@ -15,6 +15,8 @@ from mailer.model.settings import parse_window
 
 if TYPE_CHECKING:
     # Types only: the pure layer reads settings and rows, it never loads or queries them.
+    from collections.abc import Container
+
     from mailer.adapters.config import Settings
     from mailer.adapters.store import ThreadRow
 
@@ -34,7 +36,7 @@ def prepare(
     composer: Composer | None = None,
     *,
     sending: bool = False,
-    taken_subjects: frozenset[str] = frozenset(),
+    taken_subjects: Container[str] = frozenset(),
 ) -> Prepared:
     """Compose and serialise the apology. Raises before any connection is opened.
 

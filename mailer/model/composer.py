@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email import quoprimime
@@ -384,7 +384,7 @@ def compose_apology(
     facts: Facts,
     sender: SenderSettings,
     now: datetime,
-    taken_subjects: frozenset[str] = frozenset(),
+    taken_subjects: Container[str] = frozenset(),
 ) -> Draft:
     """``taken_subjects``: the subjects of open threads to the same address (from the store),
     which this one must not repeat."""
@@ -404,7 +404,7 @@ def compose_apology(
 
 
 def _distinct(
-    composer: Composer, facts: Facts, v: dict[str, Any], draft: Draft, taken: frozenset[str]
+    composer: Composer, facts: Facts, v: dict[str, Any], draft: Draft, taken: Container[str]
 ) -> Draft:
     """Mail clients (and IMAP THREAD=REFERENCES) merge messages that share a subject: when an
     open thread to the same address already has this one, add the role, then the time too."""
@@ -603,7 +603,7 @@ def _qp(line: bytes) -> str:
 
 
 _QP_REMEMBERED = 1000  # longer lines are encoded each time (the cache's memory stays small)
-_qp_line = lru_cache(maxsize=2048)(_qp)
+_qp_line = lru_cache(maxsize=1024)(_qp)
 
 
 def _base64(data: bytes) -> str:

@@ -53,7 +53,7 @@ def header_problem(value: str, limit: int) -> str | None:
 _REMEMBERED_MAX = 256
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _remembered_header_problem(value: str) -> str | None:
     return _header_problem(value)
 

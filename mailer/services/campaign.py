@@ -7,20 +7,22 @@ Nothing here connects to a server or writes the state store; ``mailer.services.r
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, tzinfo
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from mailer.adapters.claims import Claims
 from mailer.adapters.clock import local_zone
-from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable, read_toml
-from mailer.adapters.spill import IN_MEMORY, Spill, Spilled
+from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable
+from mailer.adapters.spill import IN_MEMORY, Spill, Spilled, SpillList
+from mailer.adapters.tomlentries import CampaignToml, Unchunkable, read_chunked, read_whole
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
@@ -92,9 +94,9 @@ class Throttle:
 class Entry:
     """A valid, rendered and checked entry. Only what sending needs is kept (the message's
     bytes, not the draft and text beside them, and one Settings per account and policy),
-    and past the first entries of a campaign that goes to a temporary file (see spill): each
-    entry then keeps about 0.7 KB in memory instead of 3 KB while all are checked before the
-    first is sent."""
+    and past the first entries of a campaign the entries go to a temporary file (see
+    _entry_list and spill): memory stays flat in the number of entries while all are
+    checked before the first is sent."""
 
     key: str
     where: str  # "file:line" or "file.csv:line"
@@ -155,12 +157,13 @@ class Campaign:
     name: str
     path: Path
     throttle: Throttle
-    entries: list[Entry] = field(default_factory=list)
+    # Past the first IN_MEMORY, read back from ``spill`` when asked for (see _entry_list).
+    entries: Sequence[Entry] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # each "file:line: entry KEY: key: what"
     invalid: int = 0  # entries with at least one problem
     file_level: int = 0  # problems with the file itself, which --skip-invalid cannot skip
     total: int = 0  # entries in the file(s), valid or not
-    # Where the entries past the first IN_MEMORY keep their facts and message (see spill).
+    # Where the entries past the first IN_MEMORY are kept (see _entry_list).
     spill: Spill = field(default_factory=Spill, repr=False)
 
     def entry(self, key: str) -> Entry:
@@ -194,7 +197,24 @@ def load_campaign(
     only an unreadable file raises. ``force`` lets apology-check errors through.
     ``open_subjects`` (the store's): the subjects of open threads to an address, which an
     entry's subject must not repeat, any more than another entry's to the same address."""
-    text, data = read_toml(path)
+    args = (path, settings, now, force, composer, open_subjects)
+    try:
+        return _load(read_chunked(path), *args)
+    except Unchunkable:
+        # (Rare: a file cut into entries might read otherwise; the work done is redone.)
+        return _load(read_whole(path), *args)
+
+
+def _load(
+    toml: CampaignToml,
+    path: Path,
+    settings: Settings,
+    now: datetime,
+    force: bool,
+    composer: Composer | None,
+    open_subjects: Callable[[str], frozenset[str]] | None,
+) -> Campaign:
+    data = toml.tables
     problems: list[str] = []
 
     def problem(where: str, message: str) -> None:
@@ -220,78 +240,116 @@ def load_campaign(
     throttle = _throttle(_table(data, "throttle", path, problem), path, problem)
     follow_up = _follow_up(_table(data, "follow_up", path, problem), settings, path, problem)
 
-    raw_entries: list[tuple[str, dict[str, Any]]] = []
-    inline = data.get("entries", [])
-    if not isinstance(inline, list) or not all(isinstance(e, dict) for e in inline):
+    if not toml.entries_valid:
         problem(f"{path}: entries", "must be a list of tables ([[entries]])")
-        inline = []
-    lines = _entry_lines(text)
-    for i, e in enumerate(inline):
-        line = lines[i] if len(lines) == len(inline) else None
-        raw_entries.append((f"{path}:{line}" if line else f"{path}: entries[{i}]", e))
+    # The file's entries are read as they are checked, one at a time; a CSV's are read first
+    # (its own problems come before any entry's).
+    inline = (
+        (f"{path}:{line}" if line else f"{path}: entries[{i}]", e)
+        for i, (line, e) in enumerate(toml.entries)
+    )
+    csv_rows = 0
+    csv_entries: Iterable[tuple[str, dict[str, Any]]] = ()
     csv_name = meta.get("entries_csv")
     if csv_name is not None:
         if not isinstance(csv_name, str) or not csv_name.strip() or has_control_chars(csv_name):
             problem(f"{path}: campaign.entries_csv", "must be the path of a CSV file")
         else:
-            raw_entries += _csv_entries(path.parent / csv_name, path, problem)
-    if not raw_entries and not problems:
+            csv_rows, csv_entries = _csv_entries(path.parent / csv_name, path, problem)
+    if not toml.has_entries and not csv_rows and not problems:
         problem(f"{path}: entries", "no entries: add [[entries]] tables or campaign.entries_csv")
 
     from mailer.adapters.templatecache import template_cache
 
     composer = composer or Composer(settings.templates_dir, compiled_cache=template_cache)
     campaign = Campaign(name=name, path=path, throttle=throttle, problems=problems)
-    campaign.total = len(raw_entries)
+    campaign.entries = _entry_list(campaign.spill)
     campaign.file_level = len(problems)
-    seen: dict[str, str] = {}
+    claims = Claims(in_memory=IN_MEMORY)  # the keys and subjects taken so far
     shared: dict[Any, tuple[Settings, dict[str, Any]]] = {}  # see _with_policy
     # Read once for every entry: the templates folder's situations, and each zone named.
     situations = situations_in(settings.templates_dir)
     zones: dict[str, tzinfo] = {}
-    subjects: dict[str, set[str]] = {}  # by address: two entries to one must not share one
-    for where, raw in raw_entries:
-        entry, entry_problems = _entry(
-            where,
-            raw,
-            defaults,
-            follow_up,
-            settings,
-            now,
-            composer,
-            subjects,
-            open_subjects,
-            shared,
-            situations,
-            zones,
-        )
-        if entry is not None:
-            subjects.setdefault(entry.facts.to.lower(), set()).add(entry.message.subject)
-        if entry is not None and not force and has_errors(entry.findings):
-            entry_problems += [
-                f"apology check: {f.message} (fix the text, or pass --force)"
-                for f in entry.findings
-                if f.severity == "error"
-            ]
-        label = f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
-        if entry is not None:
-            if entry.key in seen:
+    try:
+        for where, raw in chain(inline, csv_entries):
+            campaign.total += 1
+            entry, entry_problems = _entry(
+                where,
+                raw,
+                defaults,
+                follow_up,
+                settings,
+                now,
+                composer,
+                claims,
+                open_subjects,
+                shared,
+                situations,
+                zones,
+            )
+            if entry is not None:
+                claims.claim_subject(entry.facts.to, entry.message.subject)
+            if entry is not None and not force and has_errors(entry.findings):
+                entry_problems += [
+                    f"apology check: {f.message} (fix the text, or pass --force)"
+                    for f in entry.findings
+                    if f.severity == "error"
+                ]
+            label = (
+                f"entry {entry.key}" if entry else f"entry {shown(raw.get('key') or raw.get('to'))}"
+            )
+            if entry is not None and (earlier := claims.claim_key(entry.key, where)):
                 entry_problems.append(
-                    f"duplicate key {entry.key!r} (also at {seen[entry.key]})"
+                    f"duplicate key {entry.key!r} (also at {earlier})"
                     + (": same address, company and interview time" if entry.derived_key else "")
                 )
-            else:
-                seen[entry.key] = where
-        if entry_problems:
-            campaign.invalid += 1
-            problems += [f"{where}: {label}: {p}" for p in entry_problems]
-        elif entry is not None:
-            if len(campaign.entries) >= IN_MEMORY:
-                entry.held = campaign.spill.put(entry.held)
-            campaign.entries.append(entry)
+            if entry_problems:
+                campaign.invalid += 1
+                problems += [f"{where}: {label}: {p}" for p in entry_problems]
+            elif entry is not None:
+                campaign.entries.append(entry)
+        campaign.spill.flush()
+    except BaseException:
+        campaign.spill.close()
+        raise
+    finally:
+        claims.close()
     # Keys, cells and values from the files appear in these lines: keep each one line.
     problems[:] = [printable(p) for p in problems]
     return campaign
+
+
+def _entry_list(spill: Spill) -> SpillList[Entry]:
+    """The valid entries: past the first IN_MEMORY, each entry is put in ``spill`` whole, its
+    facts and message apart (read back only when they are used), and its settings and policy,
+    one pair for many entries, as an index into a list of pairs."""
+    pairs: list[tuple[Settings, dict[str, Any]]] = []
+    index: dict[tuple[int, int], int] = {}
+
+    def pack(e: Entry) -> tuple[Any, ...]:
+        pair = (id(e.settings), id(e.policy))
+        if pair not in index:
+            index[pair] = len(pairs)
+            pairs.append((e.settings, e.policy))
+        held = e.held if isinstance(e.held, Spilled) else spill.put(e.held)
+        return (
+            e.key,
+            e.where,
+            e.account,
+            index[pair],
+            *held.place,
+            e.findings,
+            e.template,
+            e.derived_key,
+        )
+
+    def unpack(t: tuple[Any, ...]) -> Entry:
+        key, where, account, pair, at, size, findings, template, derived_key = t
+        settings, policy = pairs[pair]
+        held = Spilled(spill, at, size)
+        return Entry(key, where, account, settings, policy, held, findings, template, derived_key)
+
+    return SpillList(spill, pack, unpack, in_memory=IN_MEMORY)
 
 
 def _table(data: dict[str, Any], name: str, path: Path, problem: Any) -> dict[str, Any]:
@@ -376,76 +434,96 @@ def _follow_up(t: dict[str, Any], settings: Settings, path: Path, problem: Any) 
     return out
 
 
-def _entry_lines(text: str) -> list[int]:
-    """The line of each ``[[entries]]`` header, to point at the entry with a problem. (A
-    header holds "[[": only such lines are matched.)"""
-    return [
-        i
-        for i, line in enumerate(text.splitlines(), 1)
-        if "[[" in line and _ENTRIES_HEADER.match(line)
-    ]
-
-
-_ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
-
-
-def _csv_entries(csv_path: Path, toml_path: Path, problem: Any) -> list[tuple[str, dict[str, Any]]]:
+def _csv_entries(
+    csv_path: Path, toml_path: Path, problem: Any
+) -> tuple[int, Iterable[tuple[str, dict[str, Any]]]]:
     """Rows of a spreadsheet export: a header row of entry keys (``var.NAME`` for template
-    variables); empty cells take the defaults; lists are separated by ';'."""
+    variables); empty cells take the defaults; lists are separated by ';'. How many rows
+    there are, and the rows as they are read.
+
+    The file is read three times, never held whole: its bytes checked as UTF-8, then its
+    rows as CSV (the file's own problems come before any entry's), then each row as it is
+    checked."""
     try:
-        data = csv_path.read_bytes()
+        bad = _not_utf8(csv_path)
     except (OSError, ValueError) as exc:  # ValueError: a path no file system accepts
         problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
-        return []
+        return 0, ()
+    if bad is not None:
+        line, byte = bad
+        problem(f"{csv_path}:{line}", f"not UTF-8 text (byte {byte:#x}); save it as 'CSV UTF-8'")
+        return 0, ()
+    rows = sum(1 for _ in _csv_rows(csv_path, toml_path, problem))
+    return rows, _csv_rows(csv_path, toml_path, lambda *_: None)  # (its problems are told)
+
+
+def _not_utf8(path: Path) -> tuple[int, int] | None:
+    """The line and the value of the first byte that is not UTF-8, if there is one. (Line by
+    line: no UTF-8 sequence holds a newline byte, so each line decodes as it would whole.)"""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc.object[exc.start]
+    return None
+
+
+def _csv_rows(
+    csv_path: Path, toml_path: Path, problem: Any
+) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        problem(
-            f"{csv_path}:{line}",
-            f"not UTF-8 text (byte {exc.object[exc.start]:#x}); save it as 'CSV UTF-8'",
-        )
-        return []
-    out: list[tuple[str, dict[str, Any]]] = []
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        columns = reader.fieldnames or []
-        for col in columns:
-            if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
-                problem(
-                    f"{csv_path}:1: column {col!r}",
-                    f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, var.NAME)",
-                )
-        for col in sorted({c for c in columns if columns.count(c) > 1}):
-            problem(f"{csv_path}:1: column {col!r}", "appears more than once")
-        first = reader.line_num + 1  # where the next row starts (a cell may span lines)
-        for row in reader:
-            entry: dict[str, Any] = {}
-            variables: dict[str, str] = {}
-            for col, value in row.items():
-                if col is None:  # DictReader files extra cells under None
-                    entry.setdefault("_problems", []).append("more cells than columns")
-                    continue
-                value = (value or "").strip()
-                if not value:
-                    continue
-                if col.startswith("var."):
-                    variables[col[4:]] = value
-                elif col in LIST_KEYS:
-                    entry[col] = [v.strip() for v in value.split(";") if v.strip()]
-                elif col in INT_KEYS:
-                    # ASCII digits only: "²".isdigit() is true, but int() refuses it.
-                    entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
-                elif col in ENTRY_KEYS:
-                    entry[col] = value
-            if variables:
-                entry["vars"] = variables
-            if entry:
-                out.append((f"{csv_path}:{first}", entry))
-            first = reader.line_num + 1
-    except csv.Error as exc:
-        problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
-    return out
+        f = csv_path.open(encoding="utf-8-sig", newline="")
+    except (OSError, ValueError) as exc:
+        problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+        return
+    with f:
+        reader = csv.DictReader(f)
+        try:
+            columns = reader.fieldnames or []
+            for col in columns:
+                if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
+                    problem(
+                        f"{csv_path}:1: column {col!r}",
+                        f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, "
+                        "var.NAME)",
+                    )
+            for col in sorted({c for c in columns if columns.count(c) > 1}):
+                problem(f"{csv_path}:1: column {col!r}", "appears more than once")
+            first = reader.line_num + 1  # where the next row starts (a cell may span lines)
+            for row in reader:
+                entry = _csv_entry(row)
+                if entry:
+                    yield f"{csv_path}:{first}", entry
+                first = reader.line_num + 1
+        except csv.Error as exc:
+            problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
+        except (OSError, UnicodeDecodeError) as exc:  # (changed since it was checked)
+            problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+
+
+def _csv_entry(row: dict[str | None, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    variables: dict[str, str] = {}
+    for col, value in row.items():
+        if col is None:  # DictReader files extra cells under None
+            entry.setdefault("_problems", []).append("more cells than columns")
+            continue
+        value = (value or "").strip()
+        if not value:
+            continue
+        if col.startswith("var."):
+            variables[col[4:]] = value
+        elif col in LIST_KEYS:
+            entry[col] = [v.strip() for v in value.split(";") if v.strip()]
+        elif col in INT_KEYS:
+            # ASCII digits only: "²".isdigit() is true, but int() refuses it.
+            entry[col] = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else value
+        elif col in ENTRY_KEYS:
+            entry[col] = value
+    if variables:
+        entry["vars"] = variables
+    return entry
 
 
 def _entry(
@@ -456,7 +534,7 @@ def _entry(
     settings: Settings,
     now: datetime,
     composer: Composer,
-    subjects: dict[str, set[str]] | None = None,
+    claims: Claims | None = None,
     open_subjects: Callable[[str], frozenset[str]] | None = None,
     shared: dict[Any, tuple[Settings, dict[str, Any]]] | None = None,
     situations: dict[str, str] | None = None,
@@ -579,9 +657,8 @@ def _entry(
     if not key:
         key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
     try:
-        taken = frozenset((subjects or {}).get(facts.to.lower(), ()))
-        if open_subjects is not None:
-            taken |= open_subjects(facts.to)
+        opened = open_subjects(facts.to) if open_subjects is not None else frozenset()
+        taken = _Taken(facts.to, opened, claims)
         prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
     except MailerError as exc:
         return None, [*problems, str(exc)]
@@ -601,6 +678,21 @@ def _entry(
         ),
         [],
     )
+
+
+class _Taken(Container[str]):
+    """The subjects an entry to ``address`` must not repeat: an open thread's to it, or an
+    earlier entry's (asked of the claims, not copied: that was quadratic)."""
+
+    def __init__(self, address: str, opened: frozenset[str], claims: Claims | None) -> None:
+        self.address, self.opened, self.claims = address, opened, claims
+
+    def __contains__(self, subject: object) -> bool:
+        if not isinstance(subject, str):
+            return False
+        if subject in self.opened:
+            return True
+        return self.claims is not None and self.claims.subject_taken(self.address, subject)
 
 
 def _with_policy(

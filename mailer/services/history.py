@@ -4,9 +4,10 @@ and IMAP clients a run imports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from mailer.adapters.spill import Selection
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
 from mailer.model.runplan import Item, Past, skip_reason
 
@@ -57,10 +58,18 @@ def plan_items(
         yield Item(e.key, e.account, skip_reason(past.get(e.key, ()), retry_failed))
 
 
-def pending(campaign: Campaign, store: Reads, retry_failed: bool = False) -> list[Entry]:
-    """The valid entries a run would try now."""
+def pending(campaign: Campaign, store: Reads, retry_failed: bool = False) -> Sequence[Entry]:
+    """The valid entries a run would try now (each read from the campaign when used: a list
+    of them would hold every entry in memory at once)."""
     past = past_attempts(campaign, store)
-    return [e for e in campaign.entries if skip_reason(past.get(e.key, ()), retry_failed) is None]
+    return Selection(
+        campaign.entries,
+        (
+            i
+            for i, e in enumerate(campaign.entries)
+            if skip_reason(past.get(e.key, ()), retry_failed) is None
+        ),
+    )
 
 
 def outside_warnings(campaign: Campaign, store: Reads) -> list[str]:
