@@ -346,3 +346,31 @@ def test_a_csv_read_row_by_row_reads_as_it_did_whole(data: bytes) -> None:
     assert len(problems) == len(whole_problems)
     for new, old in zip(problems, whole_problems, strict=True):
         assert new.startswith(old)
+
+
+def test_a_csv_saved_while_its_rows_are_checked_is_an_error_not_a_shorter_campaign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a CSV of entries changed between its reads (here, after its rows were counted
+    and while they are checked): loading fails with one line naming the file, instead of
+    checking a mix of two versions or silently fewer rows."""
+    from mailer.services import campaign as campaign_module
+
+    # (More than the reader's buffer holds: the change must be there to be read.)
+    rows = "".join(f"ana{i}@sandbox.test,Ana,Co {i},Analyst,2026-11-20 10:00\n" for i in range(600))
+    csv = ("to,interviewer,company,role,interview\n" + rows).encode()
+    real_entry, calls = campaign_module._entry, [0]
+
+    def entry(*args: Any, **kw: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            (tmp_path / "config" / "campaigns" / "p.csv").write_bytes(csv.replace(b"ana", b"bob"))
+        return real_entry(*args, **kw)
+
+    monkeypatch.setattr(campaign_module, "_entry", entry)
+    with pytest.raises(ConfigError, match=r"p\.csv: changed while it was being read"):
+        load(
+            tmp_path,
+            '[campaign]\nentries_csv = "p.csv"\n',
+            {"p.csv": csv},
+        )

@@ -236,3 +236,57 @@ def test_a_file_that_is_not_utf8_is_the_whole_read_s_error(tmp_path: Path) -> No
     chunked, whole = _both(b"[[entries]]\nto = '\xff'\n")
     assert isinstance(chunked, Unchunkable) and isinstance(whole, ConfigError)
     assert "cannot read" in str(whole)
+
+
+def _campaign_text(tag: str, n: int) -> str:
+    body = '[defaults]\nsituation = "illness"\ninterviewer = "Ana"\nrole = "Analyst"\n'
+    body += 'interview = "2026-11-20 10:00"\n'
+    for i in range(n):
+        body += f'\n[[entries]]\nto = "{tag}{i:03d}@sandbox.test"\ncompany = "Co {i:03d}"\n'
+    return body
+
+
+def test_a_file_saved_while_it_is_read_in_pieces_is_refused_to_the_whole_read(
+    tmp_path: Path,
+) -> None:
+    """Verify a file saved (same size, other addresses) after its first pieces were read is
+    refused by the piecewise reader, whose entries would be half one version and half the
+    other, so the caller reads it whole: one version."""
+    path = tmp_path / "c.toml"
+    path.write_text(_campaign_text("old", 120))
+    read = read_chunked(path)
+    first = next(read.entries)
+    assert first[1]["to"] == "old000@sandbox.test"
+    path.write_text(_campaign_text("new", 120))
+    with pytest.raises(Unchunkable):
+        list(read.entries)
+
+
+def test_a_campaign_saved_while_it_is_checked_is_checked_as_one_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a campaign file saved while its entries are being checked (as by an editor):
+    the campaign loaded is the new version whole, not the old one's first entries and the
+    new one's last."""
+
+    def entries(tag: str) -> str:
+        return "".join(
+            f'\n[[entries]]\nto = "{tag}{i:03d}@sandbox.test"\ncompany = "Co {i:03d}"\n'
+            'interview = "2026-11-20 10:00"\n'
+            for i in range(120)
+        )
+
+    path = tmp_path / "config" / "campaigns" / "c.toml"
+    real_entry, calls = campaign_module._entry, [0]
+
+    def entry(*args: Any, **kw: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 10:  # (the load's helper writes these defaults first)
+            head = '[defaults]\nsituation = "illness"\nrole = "Analyst"\ninterviewer = "Ana"\n'
+            path.write_text(head + entries("new"), encoding="utf-8")
+        return real_entry(*args, **kw)
+
+    monkeypatch.setattr(campaign_module, "_entry", entry)
+    c, _ = load(tmp_path, entries("old"))
+    assert {e.facts.to[:3] for e in c.entries} == {"new"}
+    assert len(c.entries) == 120 and not c.problems

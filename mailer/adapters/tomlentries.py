@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.adapters.config import MAX_TOML_DEPTH, depth, read_toml
+from mailer.adapters.snapshot import Snapshot
 
 # An ``[[entries]]`` header, with or without spaces: only such lines are cut before.
 ENTRIES_HEADER = re.compile(r"\s*\[\[\s*entries\s*\]\]")
@@ -50,9 +51,10 @@ def read_chunked(path: Path) -> CampaignToml:
     Raises :class:`Unchunkable`, now or while the entries are read, where the result might
     differ from :func:`read_whole`'s; never a TOML error of its own."""
     try:
-        f = path.open(encoding="utf-8")  # universal newlines, as Path.read_text reads
+        snap = Snapshot(path, encoding="utf-8")  # universal newlines, as Path.read_text reads
     except (OSError, ValueError):
         raise Unchunkable from None
+    f = snap.file
     try:
         head, header, line_no = [], None, 0
         for line in f:
@@ -65,12 +67,12 @@ def read_chunked(path: Path) -> CampaignToml:
         if "entries" in tables or (header is not None and _tables_after(path)):
             raise Unchunkable
     except (OSError, UnicodeDecodeError, ValueError):
-        f.close()
+        snap.close()
         raise Unchunkable from None  # the whole read says what is wrong
     except BaseException:
-        f.close()
+        snap.close()
         raise
-    return CampaignToml(tables, _entries(f, header, line_no), has_entries=header is not None)
+    return CampaignToml(tables, _entries(snap, header, line_no), has_entries=header is not None)
 
 
 def _tables_after(path: Path) -> bool:
@@ -89,13 +91,11 @@ def _tables_after(path: Path) -> bool:
     return False
 
 
-def _entries(f: Any, header: str | None, line_no: int) -> Iterator[tuple[int | None, Any]]:
-    with f:
-        if header is None:
-            return
-        chunk, starts = [header], [line_no]
+def _entries(snap: Snapshot, header: str | None, line_no: int) -> Iterator[tuple[int | None, Any]]:
+    with snap:
+        chunk, starts = [header] if header is not None else [], [line_no]
         try:
-            for line in f:
+            for line in snap.file if header is not None else ():
                 line_no += 1
                 if "[[" in line and ENTRIES_HEADER.match(line):
                     if len(starts) == BATCH:
@@ -103,9 +103,18 @@ def _entries(f: Any, header: str | None, line_no: int) -> Iterator[tuple[int | N
                         chunk, starts = [], []
                     starts.append(line_no)
                 chunk.append(line)
+            if header is not None:
+                last = _batch(chunk, len(starts))
+            snap.file.read()  # (to its end: the digest covers the whole file)
+            # Read a piece at a time while each entry was checked, the file may have been
+            # saved meanwhile: then what was read is neither version, and it is read whole.
+            unchanged = snap.unchanged()
         except (OSError, UnicodeDecodeError, ValueError):
             raise Unchunkable from None
-        yield from zip(starts, _batch(chunk, len(starts)), strict=True)
+        if not unchanged:
+            raise Unchunkable
+        if header is not None:
+            yield from zip(starts, last, strict=True)
 
 
 def _batch(lines: list[str], headers: int) -> list[Any]:

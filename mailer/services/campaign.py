@@ -21,6 +21,7 @@ from typing import Any
 from mailer.adapters.claims import Claims
 from mailer.adapters.clock import local_zone
 from mailer.adapters.config import MAX_DAILY_CAP, Settings, has_control_chars, printable
+from mailer.adapters.snapshot import Snapshot
 from mailer.adapters.spill import IN_MEMORY, Spill, Spilled, SpillList
 from mailer.adapters.tomlentries import CampaignToml, Unchunkable, read_chunked, read_whole
 from mailer.errors import ConfigError, InputError, MailerError
@@ -443,9 +444,11 @@ def _csv_entries(
 
     The file is read three times, never held whole: its bytes checked as UTF-8, then its
     rows as CSV (the file's own problems come before any entry's), then each row as it is
-    checked."""
+    checked. Each read must take the same bytes as the first (a file saved meanwhile would
+    be checked half old, half new): if not, a problem, or on the last read (entries
+    checked already), an error."""
     try:
-        bad = _not_utf8(csv_path)
+        bad, first = _not_utf8(csv_path)
     except (OSError, ValueError) as exc:  # ValueError: a path no file system accepts
         problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
         return 0, ()
@@ -453,32 +456,40 @@ def _csv_entries(
         line, byte = bad
         problem(f"{csv_path}:{line}", f"not UTF-8 text (byte {byte:#x}); save it as 'CSV UTF-8'")
         return 0, ()
-    rows = sum(1 for _ in _csv_rows(csv_path, toml_path, problem))
-    return rows, _csv_rows(csv_path, toml_path, lambda *_: None)  # (its problems are told)
+    rows = sum(1 for _ in _csv_rows(csv_path, toml_path, first, problem, problem))
+
+    def changed(where: str, message: str) -> None:
+        raise ConfigError(f"{where}: {message}", hint="nothing was sent; run it again")
+
+    # (Its problems were told by the read before; a change since is an error now.)
+    return rows, _csv_rows(csv_path, toml_path, first, lambda *_: None, changed)
 
 
-def _not_utf8(path: Path) -> tuple[int, int] | None:
-    """The line and the value of the first byte that is not UTF-8, if there is one. (Line by
-    line: no UTF-8 sequence holds a newline byte, so each line decodes as it would whole.)"""
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
+def _not_utf8(path: Path) -> tuple[tuple[int, int] | None, bytes]:
+    """The line and the value of the first byte that is not UTF-8, if there is one, and the
+    digest of the file's bytes (see snapshot). (Line by line: no UTF-8 sequence holds a
+    newline byte, so each line decodes as it would whole.)"""
+    with Snapshot(path) as snap:
+        for number, line in enumerate(snap.file, 1):
             try:
                 line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                return number, exc.object[exc.start]
-    return None
+                return (number, exc.object[exc.start]), b""
+        return None, snap.digest()
 
 
 def _csv_rows(
-    csv_path: Path, toml_path: Path, problem: Any
+    csv_path: Path, toml_path: Path, digest: bytes, problem: Any, changed: Any
 ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rows, and the file's problems told to ``problem``. The file must hold the bytes
+    whose ``digest`` the first read took, and be read whole: if not, ``changed`` is told."""
     try:
-        f = csv_path.open(encoding="utf-8-sig", newline="")
+        snap = Snapshot(csv_path, encoding="utf-8-sig", newline="")
     except (OSError, ValueError) as exc:
-        problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+        changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
         return
-    with f:
-        reader = csv.DictReader(f)
+    with snap:
+        reader = csv.DictReader(snap.file)
         try:
             columns = reader.fieldnames or []
             for col in columns:
@@ -499,7 +510,15 @@ def _csv_rows(
         except csv.Error as exc:
             problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
         except (OSError, UnicodeDecodeError) as exc:  # (changed since it was checked)
-            problem(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+            changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+            return
+        try:
+            snap.file.read()  # (to its end: the digest covers the whole file)
+        except (OSError, UnicodeDecodeError) as exc:  # (changed since it was checked)
+            changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
+            return
+        if snap.digest() != digest:
+            changed(f"{csv_path}", "changed while it was being read")
 
 
 def _csv_entry(row: dict[str | None, Any]) -> dict[str, Any]:
