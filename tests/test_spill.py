@@ -5,13 +5,15 @@ back to send is exactly what was checked."""
 from __future__ import annotations
 
 import gc
+import os
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mailer.adapters import claims as claims_module
 from mailer.adapters import spill
+from mailer.adapters.config import printable
 from mailer.errors import MailerError
 from mailer.services import campaign as campaign_module
 
@@ -131,8 +133,7 @@ def test_loading_ten_times_the_entries_takes_about_the_same_memory(
     temporary database, the entries to the temporary file. (Measured: some 0.5-1.3 KB an
     entry more here, the bounded caches' churn and the collector's timing among it; the
     whole file parsed and each entry's key, place and subjects held were 2.4-3 KB.)"""
-    monkeypatch.setattr(campaign_module, "IN_MEMORY", 20)
-    monkeypatch.setattr(claims_module, "IN_MEMORY", 20)
+    monkeypatch.setattr(campaign_module, "IN_MEMORY", 20)  # (the claims' bound too)
     # Traced from the start: a cache's items made before would be freed untraced.
     tracemalloc.start()
     try:
@@ -175,3 +176,66 @@ def test_a_campaign_whose_entries_are_put_aside_runs_each_once(
     finally:
         store.close()
     assert len(FakeSession.submitted) == 5
+
+
+class _FillingFile:
+    """A temporary file on a disk that fills up after the first write: every later write,
+    flush and close fails as a full disk does (what was buffered cannot be written)."""
+
+    def __init__(self, make: Any) -> None:
+        self.inner = make()
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(28, "No space left on device")
+        return int(self.inner.write(data))
+
+    def flush(self) -> None:
+        if self.writes > 1:
+            raise OSError(28, "No space left on device")
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()
+        if self.writes > 1:
+            raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_disk_that_fills_up_while_the_campaign_is_put_aside_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a temporary file whose writes start failing once it exists (a full disk) ends
+    the load with the one clear line, not with the close's own failure as an internal
+    error."""
+    real = spill.tempfile.TemporaryFile
+    monkeypatch.setattr(spill.tempfile, "TemporaryFile", lambda *a, **k: _FillingFile(real))
+    monkeypatch.setattr(campaign_module, "IN_MEMORY", 2)
+    with pytest.raises(MailerError, match="cannot keep the checked campaign") as caught:
+        load(tmp_path, _entries(8))
+    assert "No space left on device" in str(caught.value) and caught.value.hint
+
+
+def test_keys_and_subjects_past_the_first_are_told_as_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify that once the keys and subjects moved to the temporary database, a duplicate
+    key is reported with the same "also at" as when they are in memory, and a repeated
+    subject is still refused; also for a folder whose name is not UTF-8 (lone surrogates)."""
+    twice = '\n[[entries]]\nkey = "same"\nto = "bo@sandbox.test"\ncompany = "X"\n'
+    body = _entries(6) + twice + 'interview = "2026-11-24 10:00"\n'
+    body += twice + 'interview = "2026-11-25 10:00"\n'
+    odd = tmp_path / os.fsdecode(b"caf\xe9")  # (a folder name that is not UTF-8)
+    whole, _ = load(tmp_path / "a", body)
+    monkeypatch.setattr(campaign_module, "IN_MEMORY", 1)
+    spilled, _ = load(odd, body)
+    assert len(whole.problems) == 1  # the repeated key
+    subjects = [e.message.subject for e in whole.entries]
+    assert [e.message.subject for e in spilled.entries] == subjects
+    shown = [p.replace(str(tmp_path / "a"), "WS") for p in whole.problems]
+    assert [p.replace(printable(str(odd)), "WS") for p in spilled.problems] == shown
+    assert any("duplicate key 'same' (also at" in p for p in spilled.problems)

@@ -10,6 +10,7 @@ the process ends). A campaign of that size or smaller never opens one.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mailer.adapters.spill import IN_MEMORY
@@ -19,8 +20,8 @@ _SCHEMA = """
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
 PRAGMA cache_size = -512;
-CREATE TABLE keys (key TEXT PRIMARY KEY, place TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE subjects (address TEXT, subject TEXT, PRIMARY KEY (address, subject))
+CREATE TABLE keys (key BLOB PRIMARY KEY, place BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE subjects (address BLOB, subject BLOB, PRIMARY KEY (address, subject))
     WITHOUT ROWID;
 """
 
@@ -43,7 +44,7 @@ class Claims:
             return None
         if self._run("INSERT OR IGNORE INTO keys VALUES (?, ?)", key, place).rowcount:
             return None
-        return self._run("SELECT place FROM keys WHERE key = ?", key).fetchone()[0]  # type: ignore[no-any-return]
+        return _text(self._run("SELECT place FROM keys WHERE key = ?", key).fetchone()[0])
 
     def subject_taken(self, address: str, subject: str) -> bool:
         """Whether an earlier entry to ``address`` (compared without case) has ``subject``."""
@@ -72,8 +73,14 @@ class Claims:
             # "": a temporary database on disk, private to this connection.
             self._db = sqlite3.connect("", isolation_level=None)
             self._db.executescript(_SCHEMA)
-            self._db.executemany("INSERT INTO keys VALUES (?, ?)", self._keys.items())
-            self._db.executemany("INSERT INTO subjects VALUES (?, ?)", self._subjects)
+            self._db.executemany(
+                "INSERT INTO keys VALUES (?, ?)",
+                ((_blob(k), _blob(p)) for k, p in self._keys.items()),
+            )
+            self._db.executemany(
+                "INSERT INTO subjects VALUES (?, ?)",
+                ((_blob(a), _blob(s)) for a, s in self._subjects),
+            )
         except sqlite3.Error as exc:
             raise _trouble(exc) from None
         self._keys, self._subjects = {}, set()
@@ -81,13 +88,27 @@ class Claims:
 
     def _run(self, sql: str, *args: str) -> Any:
         try:
-            return self._db.execute(sql, args)
+            return self._db.execute(sql, [_blob(a) for a in args])
         except self._db_error as exc:
             raise _trouble(exc) from None
 
 
+def _blob(text: str) -> bytes:
+    """Text as stored: bytes, for any string (a place's folder may hold a name that is not
+    UTF-8, read as lone surrogates, which SQLite's text refuses)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(blob: bytes) -> str:
+    return blob.decode("utf-8", "surrogatepass")
+
+
 def _trouble(exc: Exception) -> MailerError:
+    import tempfile
+
+    # (Where SQLite puts its temporary files: SQLITE_TMPDIR first, then as Python does.)
+    where = os.environ.get("SQLITE_TMPDIR") or tempfile.gettempdir()
     return MailerError(
-        f"cannot keep the campaign's keys and subjects in a temporary database: {exc}",
-        hint="free some disk space in the temporary folder, or point TMPDIR elsewhere",
+        f"{where}: cannot keep the campaign's keys and subjects in a temporary database: {exc}",
+        hint="free some disk space there, or point SQLITE_TMPDIR (or TMPDIR) elsewhere",
     )

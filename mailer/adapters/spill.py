@@ -13,6 +13,7 @@ deleted when closed on Windows; it is gone when the process ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -38,6 +39,7 @@ class Spill:
         self._file: Any = None
         self._end = 0
         self._unflushed = False  # written since the last flush: flushed before a read
+        self._moved = False  # the file's position moved by a read (Windows): seek to the end
         self._lock = threading.Lock()
 
     def put(self, value: Any) -> Spilled:
@@ -51,7 +53,9 @@ class Spill:
                 if self._file is None:
                     # Kept open for the campaign's life: closed by close() or at exit.
                     self._file = tempfile.TemporaryFile(prefix="mailer-campaign-")  # noqa: SIM115
-                self._file.seek(self._end)
+                if self._moved:  # (a seek flushes the buffer: only when needed)
+                    self._file.seek(self._end)
+                    self._moved = False
                 self._file.write(data)
                 self._unflushed = True
             at = self._end
@@ -90,6 +94,7 @@ class Spill:
                 if hasattr(os, "pread"):
                     data = os.pread(self._file.fileno(), size, at)
                 else:  # (Windows)
+                    self._moved = True
                     self._file.seek(at)
                     data = self._file.read(size)
                 if len(data) != size:
@@ -105,7 +110,10 @@ class Spill:
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                # Its contents are of no more use: a write left in its buffer that fails
+                # again now (a full disk) must not hide the error that said so.
+                with contextlib.suppress(OSError):
+                    self._file.close()
                 self._file = None
 
 
