@@ -348,8 +348,9 @@ def test_a_csv_read_row_by_row_reads_as_it_did_whole(data: bytes) -> None:
         assert new.startswith(old)
 
 
+@pytest.mark.parametrize("to_bytes", [b"bob", b"b\xffb"])
 def test_a_csv_saved_while_its_rows_are_checked_is_an_error_not_a_shorter_campaign(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, to_bytes: bytes
 ) -> None:
     """Verify a CSV of entries changed between its reads (here, after its rows were counted
     and while they are checked): loading fails with one line naming the file, instead of
@@ -364,7 +365,7 @@ def test_a_csv_saved_while_its_rows_are_checked_is_an_error_not_a_shorter_campai
     def entry(*args: Any, **kw: Any) -> Any:
         calls[0] += 1
         if calls[0] == 2:
-            (tmp_path / "config" / "campaigns" / "p.csv").write_bytes(csv.replace(b"ana", b"bob"))
+            (tmp_path / "config" / "campaigns" / "p.csv").write_bytes(csv.replace(b"ana", to_bytes))
         return real_entry(*args, **kw)
 
     monkeypatch.setattr(campaign_module, "_entry", entry)

@@ -361,3 +361,73 @@ def test_a_run_stopped_after_a_message_drops_the_envelope_ahead_and_sends_no_mor
     assert ("mail", "sam@sandbox.test") in server.log[
         server.log.index(("accepted", server.accepted[0].message_id)) :
     ]
+
+
+def test_no_envelope_goes_ahead_over_a_plain_connection(stack: Stack, workspace: Path) -> None:
+    """Verify that over plain TCP (loopback only) the final dot goes alone: there a write
+    that fails part way could have taken the dot with it, and the message would be sent
+    again; over TLS the write is one record, read whole or not at all."""
+    settings = settings_for(workspace)
+    plain = replace(settings.smtp, security="plain", port=stack.info.smtp_plain_port)
+    with SmtpSession(plain) as session:
+        wire = Wire(session)
+        session.submit(
+            SENDER, (INTERVIEWER,), message("plain"), next_envelope=(SENDER, (RECRUITER,))
+        )
+        assert wire.writes()[-1] == b".\r\n"
+        assert session._envelope_ahead() is None
+
+
+def test_a_caller_acting_before_mail_from_is_not_given_an_envelope_written_ahead(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a submit with ``before_mail`` (which must run before its MAIL FROM) after an
+    envelope went ahead for the same addresses: the connection is dropped and the message
+    sent on a new one, its ``before_mail`` first, once."""
+    settings = settings_for(workspace)
+    mark = stack.log_mark()
+    calls: list[int] = []
+    with SmtpSession(settings.smtp) as session:
+        session.submit(
+            SENDER, (INTERVIEWER,), message("mail-a"), next_envelope=(SENDER, (RECRUITER,))
+        )
+        session.submit(
+            SENDER,
+            (RECRUITER,),
+            message("mail-b"),
+            before_mail=lambda: calls.append(len(connects(stack, mark))),
+        )
+    assert calls == [2]  # on the new connection, before its MAIL FROM
+    assert [rcpt for rcpt, _ in delivered(stack, mark)] == [(INTERVIEWER,), (RECRUITER,)]
+
+
+def test_a_transaction_ended_by_rset_leaves_the_connection_to_be_closed_with_quit(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify that after a refused recipient undone with RSET (one command at a time), the
+    connection is idle and healthy: closing it says QUIT instead of dropping it."""
+    settings = settings_for(workspace)
+    with SmtpSession(replace(settings.smtp, pipelining=False)) as session:
+        wire = Wire(session)
+        with pytest.raises(DeliveryError):
+            session.submit(SENDER, (NOBODY,), message("rset"))
+        session.close()
+    assert any(w.upper().startswith(b"QUIT") for w in wire.writes())
+
+
+def test_a_connection_kept_after_a_hook_error_before_mail_from_is_closed_with_quit(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify that when ``in_envelope`` fails before anything was written (one command at
+    a time), the connection kept is idle: closing it says QUIT."""
+    settings = settings_for(workspace)
+
+    def refuse() -> None:
+        raise ValueError("taken by another run")
+
+    with SmtpSession(replace(settings.smtp, pipelining=False)) as session:
+        wire = Wire(session)
+        with pytest.raises(ValueError):
+            session.submit(SENDER, (INTERVIEWER,), message("hook"), in_envelope=refuse)
+        session.close()
+    assert any(w.upper().startswith(b"QUIT") for w in wire.writes())

@@ -290,3 +290,24 @@ def test_a_campaign_saved_while_it_is_checked_is_checked_as_one_version(
     c, _ = load(tmp_path, entries("old"))
     assert {e.facts.to[:3] for e in c.entries} == {"new"}
     assert len(c.entries) == 120 and not c.problems
+
+
+def test_bytes_added_after_the_last_piece_was_read_send_the_file_to_the_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a file that grows after its last piece was read (its end seen by the parser,
+    the rest of a save landing just after) is refused to the whole read: what was parsed
+    must be all the file holds."""
+    path = tmp_path / "c.toml"
+    path.write_text(_campaign_text("old", 3))
+    real_batch = tomlentries._batch
+
+    def batch(lines: list[str], headers: int) -> list[Any]:
+        with path.open("a") as f:
+            f.write('role = "Engineer"\n')
+        return real_batch(lines, headers)
+
+    monkeypatch.setattr(tomlentries, "_batch", batch)
+    read = read_chunked(path)
+    with pytest.raises(Unchunkable):
+        list(read.entries)

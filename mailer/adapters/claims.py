@@ -103,12 +103,28 @@ def _text(blob: bytes) -> str:
     return blob.decode("utf-8", "surrogatepass")
 
 
-def _trouble(exc: Exception) -> MailerError:
+def _sqlite_temp_dir() -> str:
+    """Where SQLite puts a temporary database: on Unix the first writable folder of
+    SQLITE_TMPDIR, TMPDIR, /var/tmp, /usr/tmp and /tmp (its own order, not Python's)."""
     import tempfile
 
-    # (Where SQLite puts its temporary files: SQLITE_TMPDIR first, then as Python does.)
-    where = os.environ.get("SQLITE_TMPDIR") or tempfile.gettempdir()
+    if os.name == "nt":
+        return tempfile.gettempdir()  # (GetTempPath, as Python's)
+    for where in (
+        os.environ.get("SQLITE_TMPDIR"),
+        os.environ.get("TMPDIR"),
+        "/var/tmp",
+        "/usr/tmp",
+        "/tmp",
+    ):
+        if where and os.path.isdir(where) and os.access(where, os.W_OK | os.X_OK):
+            return where
+    return "."
+
+
+def _trouble(exc: Exception) -> MailerError:
     return MailerError(
-        f"{where}: cannot keep the campaign's keys and subjects in a temporary database: {exc}",
+        f"{_sqlite_temp_dir()}: cannot keep the campaign's keys and subjects in a temporary "
+        f"database: {exc}",
         hint="free some disk space there, or point SQLITE_TMPDIR (or TMPDIR) elsewhere",
     )

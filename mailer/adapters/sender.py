@@ -289,12 +289,13 @@ class SmtpSession(Connection):
         pipelining = s.pipelining and smtp.has_extn("pipelining")
         written = self._envelope_ahead() == (envelope_from, recipients)
         self._ahead = None
-        self._unfinished = smtp
         try:
             if pipelining:
+                self._unfinished = smtp
                 self._pipelined_envelope(smtp, envelope_from, recipients, hook, written)
             else:
                 self._run_hook(smtp, hook, drop=False)  # nothing written yet: no need
+                self._unfinished = smtp
                 self._envelope(smtp, envelope_from, recipients)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # Nothing can have been accepted before the final dot: safe to retry.

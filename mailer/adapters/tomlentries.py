@@ -105,10 +105,10 @@ def _entries(snap: Snapshot, header: str | None, line_no: int) -> Iterator[tuple
                 chunk.append(line)
             if header is not None:
                 last = _batch(chunk, len(starts))
-            snap.file.read()  # (to its end: the digest covers the whole file)
             # Read a piece at a time while each entry was checked, the file may have been
             # saved meanwhile: then what was read is neither version, and it is read whole.
-            unchanged = snap.unchanged()
+            # (Bytes past the end the parser saw are such a change too.)
+            unchanged = not snap.file.read() and snap.unchanged()
         except (OSError, UnicodeDecodeError, ValueError):
             raise Unchunkable from None
         if not unchanged:

@@ -509,12 +509,20 @@ def _csv_rows(
                 first = reader.line_num + 1
         except csv.Error as exc:
             problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
-        except (OSError, UnicodeDecodeError) as exc:  # (changed since it was checked)
+        except UnicodeDecodeError:  # (the first read found it UTF-8)
+            changed(f"{csv_path}", "changed while it was being read (no longer UTF-8 text)")
+            return
+        except OSError as exc:
             changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
             return
         try:
-            snap.file.read()  # (to its end: the digest covers the whole file)
-        except (OSError, UnicodeDecodeError) as exc:  # (changed since it was checked)
+            # To its end, a block at a time (after a CSV error, the rest was not read).
+            for _ in iter(lambda: snap.file.read(1 << 16), ""):
+                pass
+        except UnicodeDecodeError:
+            changed(f"{csv_path}", "changed while it was being read (no longer UTF-8 text)")
+            return
+        except OSError as exc:
             changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
             return
         if snap.digest() != digest:

@@ -200,6 +200,7 @@ def test_an_envelope_written_behind_the_final_dot_serves_the_next_message_on_one
     envelope = (smtp_world.sender, (smtp_world.recipient,))
     with smtp_world.session() as session:
         session.submit(*envelope, first, next_envelope=envelope)
+        assert session._envelope_ahead() == envelope  # (written, its replies unread)
         session.submit(*envelope, second)
         assert session.logins == 1
     assert smtp_world.accepted_ids() == [message_id_of(first), message_id_of(second)]
@@ -212,6 +213,7 @@ def test_an_envelope_written_ahead_and_refused_is_the_next_messages_refusal_only
     ahead = (smtp_world.sender, (smtp_world.recipient, "nobody-here@sandbox.test"))
     with smtp_world.session() as session:
         session.submit(smtp_world.sender, (smtp_world.recipient,), first, next_envelope=ahead)
+        assert session._envelope_ahead() == ahead
         with pytest.raises(DeliveryError) as caught:
             session.submit(*ahead, refused)
         assert caught.value.kind == "recipient" and caught.value.code == 550
