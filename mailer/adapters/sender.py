@@ -84,8 +84,9 @@ class SmtpSession(Connection):
         # replies are still to be read; only for the connection it was written on.
         self._ahead: tuple[smtplib.SMTP, Envelope] | None = None
         # The connection on which a transaction is under way (from its envelope's first
-        # write to the answer to its final dot, or the RSET that ends it early): the server
-        # may be reading message text, where a QUIT would be read as text.
+        # write, or one written ahead, to the answer to its final dot, or the RSET that ends
+        # it early): the server may be reading message text, where a QUIT would be read as
+        # text.
         self._unfinished: smtplib.SMTP | None = None
 
     def connect(self) -> None:
@@ -187,12 +188,10 @@ class SmtpSession(Connection):
             _authenticate_bearer(smtp, s.username, token, s.oauth2.mechanism, self._scrub)
 
     def close(self) -> None:
-        if self._smtp is not None and (
-            self._unfinished is self._smtp or self._envelope_ahead() is not None
-        ):
-            # The server may be reading message text (after a 354, or an interrupt while the
-            # text went): a QUIT would be read as text, and its answer never come. Dropped
-            # instead, with no final dot: the server discards the message.
+        if self._smtp is not None and self._unfinished is self._smtp:
+            # The server may be reading message text (after a 354, an envelope written ahead,
+            # or an interrupt while the text went): a QUIT would be read as text, and its
+            # answer never come. Dropped instead, with no final dot: the server discards it.
             _quiet_close(self._smtp)
             self._smtp = None
         if self._smtp is not None:
@@ -519,11 +518,11 @@ def _envelope_lines(envelope_from: str, recipients: tuple[str, ...]) -> str:
 
 
 @contextlib.contextmanager
-def _patience(smtp: smtplib.SMTP, seconds: float | None) -> Iterator[None]:
+def _patience(smtp: smtplib.SMTP, seconds: float) -> Iterator[None]:
     """The connection's timeout raised to ``seconds`` for a moment (never lowered)."""
-    sock = getattr(smtp, "sock", None)
-    before = sock.gettimeout() if sock is not None and seconds is not None else None
-    if sock is None or seconds is None or before is None or before >= seconds:
+    sock = getattr(smtp, "sock", None)  # (the in-memory server's connection has none)
+    before = sock.gettimeout() if sock is not None else None
+    if before is None or before >= seconds:
         yield
         return
     sock.settimeout(seconds)

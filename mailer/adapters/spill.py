@@ -20,7 +20,6 @@ import tempfile
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, overload
 
 from mailer.errors import MailerError
@@ -72,7 +71,7 @@ class Spill:
             self._file.flush()
             self._unflushed = False
 
-    @contextmanager
+    @contextlib.contextmanager
     def _trouble(self) -> Iterator[None]:
         try:
             yield

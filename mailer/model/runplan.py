@@ -144,7 +144,8 @@ class RunPlan:
         dry_run: bool = False,
     ) -> None:
         self._items = iter(enumerate(items))
-        self._seen: collections.deque[tuple[int, Item]] = collections.deque()  # by next_send
+        # Items read from ``_items`` and not decided yet (next_send reads ahead).
+        self._seen: collections.deque[tuple[int, Item]] = collections.deque()
         self.room = dict(room)
         self.limit = limit
         self.dry_run = dry_run
@@ -163,9 +164,9 @@ class RunPlan:
             self._waiting = None
         if self.stopped:
             return None
-        while self._seen or (item := next(self._items, None)) is not None:
-            index, item = self._seen.popleft() if self._seen else item
-            action = self._decide(index, item)
+        while (item := self._look(0)) is not None:
+            self._seen.popleft()
+            action = self._decide(*item)
             if action is None:
                 return None
             if action.act is Act.SEND:
@@ -186,16 +187,22 @@ class RunPlan:
         if ahead.stopped:
             return None
         at = 0
-        while True:
-            if at == len(self._seen):  # read further into the entries only as far as needed
-                item = next(self._items, None)
-                if item is None:
-                    return None
-                self._seen.append(item)
-            action = ahead._decide(*self._seen[at])
+        while (item := self._look(at)) is not None:
+            action = ahead._decide(*item)
             at += 1
             if action is None or action.act is not Act.SKIP:
                 return action if action is not None and action.act is Act.SEND else None
+        return None
+
+    def _look(self, at: int) -> tuple[int, Item] | None:
+        """The item ``at`` places past the next one to decide (None past the last), read
+        from the entries only as far as needed: they are read lazily."""
+        while len(self._seen) <= at:
+            item = next(self._items, None)
+            if item is None:
+                return None
+            self._seen.append(item)
+        return self._seen[at]
 
     def _learn(self, account: str, feedback: Feedback) -> None:
         if feedback.took_room:
