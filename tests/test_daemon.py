@@ -35,13 +35,15 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 30) ->
 
 
 class Daemon:
-    def __init__(self, ws: Path, now: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, ws: Path, now: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.log = ws / f"daemon-{time.monotonic_ns()}.log"
         full = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
         full.update({"MAILER_NOW": now, "PYTHONFAULTHANDLER": "1", **(env or {})})
         self.out = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailer.cli.main", "daemon"],
+            [sys.executable, "-m", "mailer.cli.main", "daemon", *args],
             cwd=ws,
             env=full,
             stdin=subprocess.DEVNULL,
@@ -89,8 +91,10 @@ def daemons() -> Iterator[list[Daemon]]:
             d.kill()
 
 
-def start(daemons: list[Daemon], pair: Pair, now: str, **env: str) -> Daemon:
-    d = Daemon(pair.ws, now, env)
+def start(
+    daemons: list[Daemon], pair: Pair, now: str, args: tuple[str, ...] = (), **env: str
+) -> Daemon:
+    d = Daemon(pair.ws, now, env, args)
     daemons.append(d)
     return d
 
@@ -136,8 +140,11 @@ def test_killed_imap_sessions_are_replaced_and_a_reply_is_still_seen(
 ) -> None:
     """Verify both the IDLE connection and the one kept between passes come back."""
     thread, root = send(pair)
-    d = start(daemons, pair, at(timedelta(seconds=5)))
+    d = start(daemons, pair, at(timedelta(seconds=5)), ("--verbose",))
     d.wait_log("watching INBOX with IDLE")
+    # The connection kept between passes exists only once a pass has ended well: killed
+    # during the first pass, it would be a new connection's failure, not a kept one's.
+    d.wait_log("pass done; its IMAP connection is kept")
     instance = Path(stack.info.dir).name
     # Dovecot keeps sessions across a restart; killing their processes really drops them.
     subprocess.run(["pkill", "-9", "-f", f"^dovecot-mailer-{instance}/imap$"], check=True)

@@ -143,6 +143,8 @@ def run_daemon(
             report = run_pass(account, store, clock, box=held[name])
             if report.imap_failed or report.problems:
                 held.pop(name).close()  # start afresh next time
+            else:
+                log.debug("account %s: pass done; its IMAP connection is kept", name)
             if not (report.imap_failed and reused and attempt == 1):
                 return report
             log.info("the kept IMAP connection was gone; reconnecting")
