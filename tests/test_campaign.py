@@ -490,6 +490,70 @@ def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: P
 
 
 @pytest.mark.integration
+def test_a_second_ctrl_c_while_the_server_holds_its_answer_says_where_that_leaves_the_run(
+    pair: Pair,
+) -> None:
+    """Verify a second Ctrl-C, while the server has the whole first message and has not
+    answered it, stops at once with exit 130 and one line that names the status command; the
+    message is in doubt, and a rerun sends only the other entry."""
+    from .conftest import NOW
+
+    write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
+    pair.stack.set_faults(data_delay=[8])  # the answer to the first final dot comes late
+    mark = pair.stack.log_mark()
+    err_file = pair.ws / "run.err"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer.cli.main", "campaign", "run", "week49", "--yes"],
+            cwd=pair.ws,
+            env={**env, "MAILER_NOW": NOW},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        db = pair.ws / ".mailer" / "state.db"
+
+        def final_dot_marked() -> bool:
+            if not db.exists():
+                return False
+            with sqlite3.connect(db) as c:
+                try:
+                    row = c.execute("SELECT count(*) FROM messages WHERE final_dot_at IS NOT NULL")
+                    return row.fetchone()[0] == 1
+                except sqlite3.OperationalError:  # (the schema not written yet)
+                    return False
+
+        deadline = time.monotonic() + 30
+        while not final_dot_marked() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the store for the first message's final-dot mark
+        assert final_dot_marked(), err_file.read_text()
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while "Ctrl-C again" not in err_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first interrupt must be taken before the second is sent
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    said = err_file.read_text()
+
+    assert proc.returncode == 130, said
+    assert "Traceback" not in said
+    assert "once the server has answered it" in said
+    (line,) = [x for x in said.splitlines() if x.startswith("mailer: stopped now")]
+    assert "'mailer campaign status week49' shows each entry" in line
+    assert [in_doubt(row) for row in campaign_status(pair.ws)] == [True, False]
+
+    pair.stack.clear_faults()
+    rest = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert "1 sent, 1 skipped" in rest.stdout, rest.stdout + rest.stderr
+    assert rest.returncode == 1  # (an entry still in doubt waits for the user)
+    # The first went to the server whole: whether it was delivered is the server's affair,
+    # but it is never sent a second time.
+    owners = deliveries_per_entry(pair.ws, pair.stack, mark)
+    assert all(n == 1 for n in owners.values()) and len(owners) >= 1
+
+
+@pytest.mark.integration
 def test_the_daily_cap_holds_the_rest_back_and_says_so(pair: Pair) -> None:
     write_campaign(
         pair.ws,

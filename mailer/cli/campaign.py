@@ -221,7 +221,8 @@ def run_command(
             raise KeyboardInterrupt
         stop.set()
         click.echo(
-            "\nmailer: stopping after the message in progress (Ctrl-C again to stop now)",
+            "\nmailer: stopping after the message in progress, once the server has answered "
+            "it (Ctrl-C again to stop now)",
             err=True,
         )
 
@@ -240,6 +241,16 @@ def run_command(
             progress=display.update,
             stop=stop,
         )
+    except KeyboardInterrupt:
+        # Stopped in the middle of a message: the user must learn where that leaves it
+        # (a whole message the server never answered may have been delivered).
+        display.done()
+        click.echo(
+            f"mailer: stopped now; 'mailer campaign status {file}' shows each entry. A message "
+            "sent whole but not answered is in doubt, and is never sent again on its own.",
+            err=True,
+        )
+        sys.exit(130)
     finally:
         signal.signal(signal.SIGINT, previous)
         display.done()
