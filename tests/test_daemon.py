@@ -113,8 +113,10 @@ def test_reply_is_seen_through_idle_and_sigterm_stops_cleanly(
         "Happy to reschedule.",
         {"In-Reply-To": root},
     )
-    wait_for(lambda: status(pair, thread)["state"] == "replied", "the reply to be recorded", 10)
-    assert "replied" in d.text()
+    wait_for(lambda: status(pair, thread)["state"] == "replied", "the reply to be recorded", 60)
+    # The pass records the reply before it logs it (the log comes once the pass is over):
+    # seeing the state is no proof the line is written yet.
+    d.wait_log("-> replied")
     assert d.stop() < 5
     assert d.proc.returncode == 0
     assert pair.follow_ups_received(root) == []
