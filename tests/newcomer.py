@@ -95,7 +95,7 @@ def stack_file(home: Path) -> Path:
     return found[0]
 
 
-def wait_for_apology(home: Path, user: str, timeout: float = 15) -> list[bytes]:
+def wait_for_apology(home: Path, user: str, timeout: float = 60) -> list[bytes]:
     """Poll the sandbox INBOX of USER over IMAPS until a message is there; every message."""
     import json
 

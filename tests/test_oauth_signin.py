@@ -107,7 +107,7 @@ def test_access_token_expiring_during_a_daemon_run_is_refreshed(
     refreshes = oauth_server.token_requests.count("refresh_token")
     d = Daemon(pair.ws, at(timedelta(seconds=55)), {"MAILER_TOKEN_STORE": "file"})
     try:
-        wait_for(lambda: len(pair.follow_ups_received(root)) == 1, "the follow-up", 30)
+        wait_for(lambda: len(pair.follow_ups_received(root)) == 1, "the follow-up", 60)
         wait_for(lambda: status(pair, thread)["follow_ups_sent"] == 1, "the follow-up recorded")
     finally:
         d.stop()

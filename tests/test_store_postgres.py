@@ -343,7 +343,7 @@ def test_status_reads_while_a_writer_holds_the_lock(
                 done.set()
 
             threading.Thread(target=read, daemon=True).start()
-            assert done.wait(10), "the status read waited for the writer"
+            assert done.wait(30), "the status read waited for the writer"
         assert [t.subject for t, _ in listed] == ["Sorry 1"]  # the committed snapshot
     finally:
         reader.close()
@@ -375,7 +375,7 @@ def test_a_single_read_neither_waits_for_a_writer_nor_sees_its_uncommitted_work(
                 done.set()
 
             threading.Thread(target=run, daemon=True).start()
-            assert done.wait(10), "the read waited for the writer's lock"
+            assert done.wait(30), "the read waited for the writer's lock"
         assert [t.subject for t in read if t] == ["Sorry 1"]  # what was committed then
         after = reader.thread(tid)
         assert after is not None and after.subject == "changing"  # and once committed
