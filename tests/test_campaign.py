@@ -502,7 +502,7 @@ def test_a_second_ctrl_c_while_the_server_holds_its_answer_says_where_that_leave
     from .conftest import NOW
 
     write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
-    pair.stack.set_faults(data_delay=[8])  # the answer to the first final dot comes late
+    pair.stack.set_faults(data_delay=[30])  # the answer to the first final dot comes late
     mark = pair.stack.log_mark()
     err_file = pair.ws / "run.err"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
