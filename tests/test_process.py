@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -199,6 +200,45 @@ def test_a_real_child_is_alive_then_terminated_and_reaped() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+# A parent that starts a child which stops on SIGTERM, says its PID, and never reaps it: the
+# way init leaves a sandbox server started by an earlier command.
+NEGLECTFUL_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.wire  # real processes
+@pytest.mark.skipif(sys.platform == "win32", reason="zombies are POSIX's")
+def test_terminate_counts_a_process_that_exited_as_gone_before_it_is_reaped() -> None:
+    """Verify terminate returns once each process has exited, though another parent has not
+    reaped it yet (a zombie), and asks several at once: not after the grace, nor a kill."""
+    parents = [
+        subprocess.Popen(
+            [sys.executable, "-c", NEGLECTFUL_PARENT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        pids = [int(p.stdout.readline()) for p in parents if p.stdout is not None]
+        started = time.monotonic()
+        process.terminate(*pids, grace=60)
+        took = time.monotonic() - started
+        assert took < 30, f"waited {took:.0f} s: the grace ran out instead"
+        for pid in pids:
+            assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, not reaped
+            assert not process.alive(pid)
+    finally:
+        for p in parents:
+            p.kill()
+            p.wait()
 
 
 # --- where Dovecot is ---

@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailer.errors import SandboxError
 
@@ -150,23 +151,45 @@ def alive(pid: int) -> bool:
     return False
 
 
-def terminate(pid: int, grace: float = 10.0) -> None:
-    """Ask ``pid`` to stop (SIGTERM; on Windows TerminateProcess), then kill it if it has
-    not gone after ``grace`` seconds. A PID that is gone, or was reused, is left alone."""
+def terminate(*pids: int, grace: float = 10.0) -> None:
+    """Ask each of ``pids`` to stop (SIGTERM; on Windows TerminateProcess), all at once, then
+    kill any that has not gone after ``grace`` seconds. A PID that is gone, or was reused, is
+    left alone. One that has exited counts as gone at once, though it may stay a zombie until
+    its parent (often init, for a server started by an earlier command) reaps it."""
     import psutil  # lazily: every command imports the store, few need this
 
-    if not alive(pid):
-        return
-    try:
-        proc = psutil.Process(pid)
-        proc.terminate()
+    asked = []
+    for pid in pids:
+        if not alive(pid):
+            continue
         try:
-            proc.wait(grace)
+            proc = psutil.Process(pid)
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+        asked.append(proc)
+    deadline = time.monotonic() + grace
+    for proc in asked:
+        if not _exits(proc, deadline):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+            _exits(proc, time.monotonic() + 5)
+
+
+def _exits(proc: Any, deadline: float) -> bool:
+    """Whether ``proc`` exits (or is already a zombie) before ``deadline``."""
+    import psutil
+
+    while True:
+        try:
+            proc.wait(0.05)  # reaps it if it is our child
+            return True
         except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-        return
+            pass
+        if not alive(proc.pid):  # exited: a zombie of another parent counts as gone
+            return True
+        if time.monotonic() >= deadline:
+            return False
 
 
 def kill_self() -> None:
