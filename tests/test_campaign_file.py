@@ -104,6 +104,25 @@ def test_csv_problems_name_the_line_where_the_row_starts(tmp_path: Path) -> None
     assert any(f"{where}:4: entry" in p and "more cells than columns" in p for p in c.problems)
 
 
+def test_a_csv_row_the_reader_refuses_is_named_by_the_line_it_starts_on(tmp_path: Path) -> None:
+    """Verify a cell over the CSV reader's size limit is named by the line where its row
+    starts (the reader's own count lags behind), after a cell over two lines too."""
+    big = b"x" * 200_000
+    csv = (
+        b"to,company,interview\n"
+        b"ana@sandbox.test,Acme,2026-12-01 10:00\n"
+        b"bo@sandbox.test," + big + b",2026-12-02 10:00\n"
+    )
+    c, path = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv})
+    (problem,) = [p for p in c.problems if "cannot read the CSV" in p]
+    assert problem.startswith(f"{path.parent / 'p.csv'}:3: cannot read the CSV: field larger")
+    # After a cell over two lines: the third row starts on line 4.
+    csv = b'to,company,interview\nana@sandbox.test,"Acme\nEast",2026-12-01 10:00\nbo@sandbox.test,'
+    c, path = load(tmp_path / "q", '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv + big})
+    (problem,) = [p for p in c.problems if "cannot read the CSV" in p]
+    assert problem.startswith(f"{path.parent / 'p.csv'}:4: cannot read the CSV")
+
+
 def test_numbers_that_are_not_finite_are_refused(tmp_path: Path) -> None:
     entry = (
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'
@@ -280,6 +299,7 @@ def _csv_entries_whole(csv_path: Path) -> tuple[list[str], list[Any]]:
         return [f"{csv_path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#x})"], []
     out = []
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    first = 1
     try:
         columns = reader.fieldnames or []
         for col in columns:
@@ -312,7 +332,7 @@ def _csv_entries_whole(csv_path: Path) -> tuple[list[str], list[Any]]:
                 out.append((f"{csv_path}:{first}", entry))
             first = reader.line_num + 1
     except csv.Error as exc:
-        problems.append(f"{csv_path}:{reader.line_num}: cannot read the CSV: {exc}")
+        problems.append(f"{csv_path}:{first}: cannot read the CSV: {exc}")
     return problems, out
 
 

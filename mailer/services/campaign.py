@@ -490,6 +490,7 @@ def _csv_rows(
         return
     with snap:
         reader = csv.DictReader(snap.file)
+        first = 1  # where the row being read starts (a cell may span lines)
         try:
             columns = reader.fieldnames or []
             for col in columns:
@@ -501,14 +502,16 @@ def _csv_rows(
                     )
             for col in sorted({c for c in columns if columns.count(c) > 1}):
                 problem(f"{csv_path}:1: column {col!r}", "appears more than once")
-            first = reader.line_num + 1  # where the next row starts (a cell may span lines)
+            first = reader.line_num + 1
             for row in reader:
                 entry = _csv_entry(row)
                 if entry:
                     yield f"{csv_path}:{first}", entry
                 first = reader.line_num + 1
         except csv.Error as exc:
-            problem(f"{csv_path}:{reader.line_num}", f"cannot read the CSV: {exc}")
+            # The row's first line: the reader's own count may not have reached the bad line
+            # (a cell over the field limit is refused before its line is counted).
+            problem(f"{csv_path}:{first}", f"cannot read the CSV: {exc}")
         except UnicodeDecodeError:  # (the first read found it UTF-8)
             changed(f"{csv_path}", "changed while it was being read (no longer UTF-8 text)")
             return
