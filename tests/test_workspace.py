@@ -121,11 +121,14 @@ def test_the_workspace_wins_over_the_user_config(
 def test_no_config_anywhere_names_both_ways_to_make_one(
     tmp_path: Path, user_dirs: tuple[Path, Path]
 ) -> None:
-    """Verify the error without any config names the workspace search and the user file."""
+    """Verify the error without any config names the workspace search and the user file,
+    and the way to try mailer with no account at all (the sandbox)."""
     r = run_cli(tmp_path, "preview", *FACTS, "--to", "ana@acme.example")
     assert r.returncode == 3
     assert str(user_dirs[0] / "mailer.toml") in r.stderr
     assert "mailer init --user" in r.stderr
+    assert "'mailer sandbox start', then add --sandbox" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_user_config_state_tokens_and_sandbox_live_in_the_data_dir_whatever_the_folder(

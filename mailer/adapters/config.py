@@ -317,7 +317,8 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
     raise ConfigError(
         f"no {CONFIG_RELPATH} in {start} or any parent directory, and no {user}",
         hint="run 'mailer init' to create a workspace here, 'mailer init --user' for one "
-        "config used from any folder, or pass --config PATH",
+        "config used from any folder, or pass --config PATH; to try mailer first with no "
+        "account, 'mailer sandbox start', then add --sandbox",
     )
 
 
