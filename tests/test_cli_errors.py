@@ -293,3 +293,26 @@ def test_debug_keeps_the_exit_code_of_a_network_error(stack: Stack, workspace: P
         assert r.returncode == 5, r.stderr
         assert "Traceback" in r.stderr
         assert f"{stack.info.host}:{closed}: connection refused" in r.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("send", "--situation", "illness"), "Missing option '--to' (see 'mailer send --help')"),
+        (("status", "--colour"), "No such option '--colour' (see 'mailer status --help')"),
+        (("campaign", "run"), "Missing argument 'FILE' (see 'mailer campaign run --help')"),
+        (("sendd",), "No such command 'sendd'. Did you mean 'send'? (see 'mailer --help')"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_help_to_read(
+    tmp_path: Path, args: tuple[str, ...], said: str
+) -> None:
+    """Verify click's own usage errors, from the real entry point, are one line (as every
+    other error is) with exit code 2, naming the command's --help; a bare group still shows
+    its help."""
+    r = run_cli(tmp_path, *args)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [f"mailer: error: {said}"]
+    bare = run_cli(tmp_path, "campaign")
+    assert bare.returncode == 2 and "Usage: mailer campaign [OPTIONS] COMMAND" in bare.stderr

@@ -107,12 +107,15 @@ def test_run_cli_in_a_unit_test_runs_mailer_in_this_process(tmp_path: Path) -> N
 
 
 def test_in_process_run_gives_stdout_stderr_and_exit_code_apart(tmp_path: Path) -> None:
-    """Verify an error goes to stderr alone, as one line, with mailer's exit code, and the
-    usage line names the program ``mailer``, as from the real entry point."""
+    """Verify an error goes to stderr alone, as one line, with mailer's exit code, and a
+    usage error (click's own) is one line too, naming the program ``mailer``, as from the
+    real entry point."""
     result = run_cli(tmp_path, "preview", "--no-such-option")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith("Usage: mailer preview")
+    assert result.stderr.splitlines() == [
+        "mailer: error: No such option '--no-such-option' (see 'mailer preview --help')"
+    ]
     missing = run_cli(tmp_path, "status")
     assert missing.returncode != 0 and missing.stdout == ""
     assert missing.stderr.startswith("mailer: error: ") and "Traceback" not in missing.stderr

@@ -111,6 +111,35 @@ def _report(exc: MailerError) -> None:
         click.echo(f"mailer: {_label('error', 'red')}: {printable(f'{line}{hint}')}", err=True)
 
 
+class OneLineGroup(click.Group):
+    """The top-level group: click's own usage errors (a missing or unknown option, a value
+    not among the choices) in one line, as every other error is, instead of click's usage,
+    hint and message on four lines."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            said = exc.format_message().rstrip(".")
+            click.echo(f"mailer: {_label('error', 'red')}: {said}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # (Without standalone mode click returns the command's value, or the code ctx.exit
+        # was given, as --help and --version give 0.)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 def warn(line: str) -> None:
     """``mailer: warning: LINE`` on stderr, the label in yellow on a terminal."""
     click.echo(f"mailer: {_label('warning', 'yellow')}: {line}", err=True)

@@ -12,6 +12,7 @@ import click
 
 from mailer.cli.common import (
     Context,
+    OneLineGroup,
     _show,
     _show_findings,
     _show_raw,
@@ -32,7 +33,7 @@ def safe_url(url: str) -> str:
     return hide_password(url)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config",
