@@ -77,6 +77,15 @@ def test_the_echo_names_the_day_and_the_zone() -> None:
     )
 
 
+@pytest.mark.parametrize("key", ["Etc/UTC", "UTC", "Etc/Zulu", "Universal"])
+def test_utc_under_any_of_its_tzdata_names_is_labelled_utc(key: str) -> None:
+    """Verify a machine set to UTC (often "Etc/UTC") gets the label every other line uses."""
+    reading = read_when("25/11/2026 10am", ZoneInfo(key), NOW, None)
+    assert echo("interview", reading) == "interview read as Wed 25 Nov 2026 10:00 (UTC)"
+    other = read_when("25/11/2026 10am", ZoneInfo("Etc/GMT+5"), NOW, None)
+    assert echo("interview", other).endswith("(Etc/GMT+5)")  # not UTC: kept as it is
+
+
 @pytest.mark.parametrize(
     ("text", "readings"),
     [

@@ -158,8 +158,16 @@ def shown(at: datetime) -> str:
     return f"{at:%a} {at.day} {at:%b %Y %H:%M} ({zone_name(at)})"
 
 
+# The names tzdata gives UTC itself (a machine set to UTC often says "Etc/UTC"): shown as
+# "UTC", as every other line labels it.
+_UTC_NAMES = frozenset(
+    {"Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"}
+)
+
+
 def zone_name(at: datetime) -> str:
-    return getattr(at.tzinfo, "key", None) or at.tzname() or "UTC"
+    name = getattr(at.tzinfo, "key", None) or at.tzname() or "UTC"
+    return "UTC" if name in _UTC_NAMES else name
 
 
 def echo(what: str, reading: Reading) -> str:
