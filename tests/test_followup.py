@@ -507,6 +507,22 @@ def test_resolve_resend_sends_the_same_message_once(pair: Pair) -> None:
 
 
 @pytest.mark.process
+def test_resolve_with_both_answers_is_refused_and_changes_nothing(pair: Pair) -> None:
+    """Verify `resolve --sent --resend` (either order) is refused in one line, exit 2: the
+    message stays in doubt, nothing is sent again, nothing is recorded as sent."""
+    thread = _crashed_send(pair, "after-250")
+    for args in (("--sent", "--resend"), ("--resend", "--sent")):
+        r = run_cli(pair.ws, "resolve", str(thread), *args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.splitlines() == [
+            "mailer: error: --sent and --resend do not go together: say which happened "
+            "(see 'mailer resolve --help')"
+        ]
+    assert status(pair, thread)["unsettled"] == {"kind": "apology", "state": "in_doubt"}
+    assert _apology_copies(pair) == 1
+
+
+@pytest.mark.process
 def test_in_doubt_is_settled_from_sent_where_the_provider_files_it(pair: Pair) -> None:
     """Verify the Gmail case: a copy in Sent (filed by the provider) proves it went."""
     cfg = pair.ws / "config" / "mailer.toml"

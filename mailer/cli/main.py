@@ -671,23 +671,23 @@ def release(obj: Context, thread_id: int) -> None:
 
 @cli.command()
 @click.argument("thread_id", type=int)
-@click.option("--sent", "outcome", flag_value="arrived", help="It did arrive: record it as sent.")
-@click.option(
-    "--resend", "outcome", flag_value="resend", help="It did not arrive: send it again now."
-)
+@click.option("--sent", is_flag=True, help="It did arrive: record it as sent.")
+@click.option("--resend", is_flag=True, help="It did not arrive: send it again now.")
 @click.pass_obj
 @handle_errors
-def resolve(obj: Context, thread_id: int, outcome: str | None) -> None:
+def resolve(obj: Context, thread_id: int, sent: bool, resend: bool) -> None:
     """Settle a message in doubt (cut off after it may have reached the server)."""
     from mailer.adapters.clock import default_clock
     from mailer.services.decisions import resolve as settle
 
-    if outcome is None:
+    # Two answers are no answer: the last of them must not win (one resends a message that
+    # may have arrived, the other records one that may not have).
+    if sent and resend:
+        raise click.UsageError("--sent and --resend do not go together: say which happened")
+    if not (sent or resend):
         raise click.UsageError("say --sent or --resend")
-    settings = obj.settings(need_secrets=outcome == "resend")
-    result = settle(
-        settings, obj.store(settings), thread_id, sent=outcome == "arrived", clock=default_clock()
-    )
+    settings = obj.settings(need_secrets=resend)
+    result = settle(settings, obj.store(settings), thread_id, sent=sent, clock=default_clock())
     click.echo(f"Thread {thread_id}: {result}")
 
 
