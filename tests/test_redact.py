@@ -126,6 +126,10 @@ def test_echoed_auth_and_login_arguments_are_redacted(kept: str, argument: str) 
         "250 2.0.0 OK: queued as 4Q2zYx3KJvz9sWQ",
         "* CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN LOGINDISABLED",
         "select failed: [NONEXISTENT] Mailbox doesn't exist: INBOX/Ünïcode",
+        # smtplib's own words, and a server's: "auth" followed by words, not a mechanism
+        "SMTP AUTH extension not supported by server.",
+        "530 5.7.0 Must issue a STARTTLS command first; auth is not allowed here",
+        "503 5.5.1 Error: authentication not enabled",
     ],
 )
 def test_ordinary_replies_are_left_as_they_are(reply: str) -> None:

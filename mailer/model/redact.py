@@ -32,7 +32,15 @@ _MIN_SKELETON = 4
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]+=*")
 # The user name argument of LOGIN: a quoted string, a literal or an atom.
 _ARG = r'(?:"(?:[^"\\]|\\.)*"|\{\d+\+?\}|[^\s"]\S*)'
-_AUTH = re.compile(r"\b(AUTH(?:ENTICATE)?[ \t]+[A-Za-z0-9_-]+)[ \t]+\S+", re.IGNORECASE)
+# Only after a SASL mechanism's name (RFC 4422; the IANA registry's, in any case): after any
+# word it took server prose for a command, "SMTP AUTH extension not supported" becoming
+# "SMTP AUTH extension [redacted] supported", the opposite of what the server said.
+_MECHANISM = (
+    r"(?:PLAIN|LOGIN|XOAUTH2?|OAUTHBEARER|CRAM-MD5|DIGEST-MD5|SCRAM-[A-Z0-9-]+|NTLM|GSSAPI"
+    r"|GSS-SPNEGO|EXTERNAL|ANONYMOUS|OTP|SKEY|SRP|KERBEROS_V[45]|SECURID|SAML20|OPENID20"
+    r"|PASSDSS-[A-Z0-9-]+|9798-[A-Z0-9-]+|EAP-AES128(?:-PLUS)?)"
+)
+_AUTH = re.compile(rf"\b(AUTH(?:ENTICATE)?[ \t]+{_MECHANISM})[ \t]+\S+", re.IGNORECASE)
 _URLSAFE = str.maketrans("+/", "-_")
 
 # Whitespace is folded when a reply's lines are joined, escaped by repr() and JSON, and
