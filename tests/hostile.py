@@ -195,3 +195,38 @@ class EchoImap(_Server):
         self.record(answer)
         lines.append(answer)
         return lines
+
+
+class TerseImap(_Server):
+    """Logs anyone in and answers like a server, but its STATUS gives only the tagged OK,
+    without the untagged ``* STATUS`` line the client parses (a broken or hostile server)."""
+
+    def __init__(self) -> None:
+        super().__init__(accept=True)
+
+    def converse(self, rfile: BinaryIO, wfile: BinaryIO) -> None:
+        def send(*lines: bytes) -> None:
+            wfile.write(b"".join(line + b"\r\n" for line in lines))
+            wfile.flush()
+
+        send(b"* OK [CAPABILITY IMAP4rev1 UIDPLUS] terse IMAP4rev1 ready")
+        while line := rfile.readline():
+            tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
+            verb = rest.split(b" ", 1)[0].upper()
+            with self.lock:
+                self.commands.append(rest)
+            if verb == b"CAPABILITY":
+                send(b"* CAPABILITY IMAP4rev1 UIDPLUS", tag + b" OK done")
+            elif verb == b"LIST":
+                send(
+                    b'* LIST (\\HasNoChildren) "/" INBOX',
+                    b'* LIST (\\HasNoChildren \\Sent) "/" Sent',
+                    tag + b" OK done",
+                )
+            elif verb in (b"SELECT", b"EXAMINE"):
+                send(b"* 0 EXISTS", b"* OK [UIDVALIDITY 1]", b"* OK [UIDNEXT 1]", tag + b" OK done")
+            elif verb == b"LOGOUT":
+                send(b"* BYE", tag + b" OK bye")
+                return
+            else:  # LOGIN, STATUS (with nothing before its OK), and the rest
+                send(tag + b" OK done")

@@ -316,3 +316,31 @@ def test_a_usage_error_is_one_line_naming_the_help_to_read(
     assert r.stderr.splitlines() == [f"mailer: error: {said}"]
     bare = run_cli(tmp_path, "campaign")
     assert bare.returncode == 2 and "Usage: mailer campaign [OPTIONS] COMMAND" in bare.stderr
+
+
+@pytest.mark.integration
+def test_an_imap_answer_the_client_cannot_read_is_one_line_naming_the_server(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Verify `check` against a server whose STATUS answer lacks its data says so in one line
+    naming IMAP host:port, exit 5 (as any IMAP trouble), not an internal error."""
+    from .hostile import HOST, TerseImap
+    from .test_secrets import configure
+
+    with TerseImap() as imap:
+        ws = configure(
+            tmp_path / "ws",
+            stack.info,
+            smtp=(stack.info.smtp_plain_port, "plain"),
+            imap=(imap.port, "plain"),
+            smtp_password=stack.info.users[SENDER],
+            imap_password="any",
+        )
+        first = run_cli(ws, "check")  # the first look selects the folder
+        assert first.returncode == 0, first.stdout + first.stderr
+        r = run_cli(ws, "check")  # later ones ask STATUS whether anything is new
+        assert imap.saw(b"STATUS"), imap.commands
+    assert r.returncode == 5, r.stdout + r.stderr
+    (line,) = r.stderr.splitlines()
+    assert f"IMAP {HOST}:{imap.port}" in line and "the server's answer could not be read" in line
+    assert "internal error" not in r.stderr

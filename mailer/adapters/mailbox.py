@@ -217,7 +217,14 @@ class Mailbox(Connection):
             folder,
             [b"UIDVALIDITY", b"UIDNEXT"],
         )
-        return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
+        try:
+            return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
+        except (KeyError, ValueError, TypeError):
+            raise DeliveryError(
+                f"{self.where}: cannot get the status of {folder}: the server's answer "
+                "lacks UIDVALIDITY or UIDNEXT",
+                kind="protocol",
+            ) from None
 
     def unselect(self) -> None:
         """Leave the folder. STATUS on a selected folder answers from the session's stale view
@@ -319,6 +326,14 @@ class Mailbox(Connection):
         except IMAPClientError as exc:
             raise DeliveryError(
                 f"{self.where}: cannot {what}: {_text(exc, self._scrub)}", kind="protocol"
+            ) from None
+        except (IndexError, KeyError, ValueError) as exc:
+            # imapclient parsing an answer it did not expect (a STATUS with no untagged STATUS
+            # line gave IndexError): the server's fault, said as such, not an internal error.
+            raise DeliveryError(
+                f"{self.where}: cannot {what}: the server's answer could not be read "
+                f"({type(exc).__name__})",
+                kind="protocol",
             ) from None
         except OSError as exc:
             s = self.settings
