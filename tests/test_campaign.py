@@ -259,6 +259,10 @@ def test_a_refused_recipient_is_recorded_and_the_run_goes_on(pair: Pair) -> None
 
     again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
     assert again.returncode == 0 and "nothing to send" in again.stdout
+    assert "waits for you (1)" in again.stdout
+    assert "1 refused by the server earlier: fix them, or run again with --retry-failed" in (
+        again.stdout
+    )
     retried = run_cli(pair.ws, "campaign", "run", "week49", "--yes", "--retry-failed")
     assert retried.returncode == 5 and "550" in retried.stdout
     assert len(accepted(pair.stack, mark)) == 2
@@ -554,6 +558,26 @@ def test_a_second_ctrl_c_while_the_server_holds_its_answer_says_where_that_leave
     # but it is never sent a second time.
     owners = deliveries_per_entry(pair.ws, pair.stack, mark)
     assert all(n == 1 for n in owners.values()) and len(owners) >= 1
+
+
+@pytest.mark.integration
+@pytest.mark.process
+def test_a_rerun_with_nothing_to_send_still_names_the_entries_in_doubt(pair: Pair) -> None:
+    """Verify a campaign whose only unsent entry is in doubt is not called done on the next
+    run: the entry is named with the command to settle it, and the run exits 1."""
+    write_campaign(pair.ws, entry(pair.interviewer, 1, key="one") + entry(pair.interviewer, 2))
+    killed = run_cli(
+        pair.ws, "campaign", "run", "week49", "--yes", env={"MAILER_CRASH_AT": "after-final-dot"}
+    )
+    assert killed.returncode == -9, killed.stderr
+    first = run_cli(pair.ws, "campaign", "run", "week49", "--yes")  # sends the other one
+    assert "1 sent" in first.stdout and first.returncode == 1, first.stdout + first.stderr
+    again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "nothing to send; every valid entry is done or waits for you (1)" in again.stdout
+    (line,) = [x for x in again.stdout.splitlines() if x.startswith("In doubt:")]
+    assert line.startswith("In doubt: entry one (thread ")
+    assert "may have been delivered; check, then 'mailer resolve" in line
 
 
 @pytest.mark.integration

@@ -157,8 +157,7 @@ def run_command(
 ) -> None:
     """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
     from mailer.adapters.clock import default_clock
-    from mailer.model.lifecycle import UNRECORDED
-    from mailer.services.history import outside_warnings, pending
+    from mailer.services.history import outside_warnings, pending, waiting_for_user
     from mailer.services.runner import (
         FAILED_NOW,
         HELD_BACK,
@@ -198,10 +197,25 @@ def run_command(
     if limit is not None:
         todo = todo[:limit]
     if not todo:
+        # Done, or waiting for the user: an entry in doubt is never sent again on its own,
+        # so a rerun must still name it (as every run's end does), not call it done.
+        waiting = waiting_for_user(c, store, retry_failed)
+        doubts = [(key, skip) for key, skip in waiting if skip.in_doubt]
+        refused = len(waiting) - len(doubts)
         click.echo(
-            f"campaign {c.name!r}: nothing to send; every valid entry is done "
-            f"('mailer campaign status {file}' shows each)."
+            f"campaign {c.name!r}: nothing to send; every valid entry is done"
+            + (f" or waits for you ({len(waiting)})" if waiting else "")
+            + f" ('mailer campaign status {file}' shows each)."
         )
+        for key, skip in doubts:
+            click.echo(_doubt_line(key, skip.thread_id, skip.text))
+        if refused:
+            click.echo(
+                f"{refused} refused by the server earlier: fix them, or run again with "
+                "--retry-failed."
+            )
+        if doubts:
+            sys.exit(int(ExitCode.FAILURE))
         return
     if not dry_run and not yes:
         if not sys.stdin.isatty():
@@ -276,16 +290,7 @@ def run_command(
     # In doubt now, or still in doubt from an earlier run: never resent, always listed.
     doubts = [o for o in report.outcomes if o.in_doubt]
     for o in doubts:
-        if UNRECORDED in o.detail:  # it went: only its record is missing
-            click.echo(
-                f"In doubt: entry {o.key} (thread {o.thread_id}) WAS {UNRECORDED}; do not send "
-                f"it again: 'mailer resolve {o.thread_id} --sent' records it"
-            )
-            continue
-        click.echo(
-            f"In doubt: entry {o.key} (thread {o.thread_id}) may have been delivered; check, then "
-            f"'mailer resolve {o.thread_id} --sent' or '--resend'"
-        )
+        click.echo(_doubt_line(o.key, o.thread_id, o.detail))
     if report.sent_copy_problems:
         warn(
             f"{len(report.sent_copy_problems)} Sent cop(ies) not saved: "
@@ -295,6 +300,21 @@ def run_command(
         sys.exit(int(ExitCode.NETWORK))
     if doubts:
         sys.exit(int(ExitCode.FAILURE))
+
+
+def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:
+    """An entry in doubt, and what to run."""
+    from mailer.model.lifecycle import UNRECORDED
+
+    if UNRECORDED in detail:  # it went: only its record is missing
+        return (
+            f"In doubt: entry {key} (thread {thread_id}) WAS {UNRECORDED}; do not send "
+            f"it again: 'mailer resolve {thread_id} --sent' records it"
+        )
+    return (
+        f"In doubt: entry {key} (thread {thread_id}) may have been delivered; check, then "
+        f"'mailer resolve {thread_id} --sent' or '--resend'"
+    )
 
 
 def once_each(lookup: Callable[[str], frozenset[str]]) -> Callable[[str], frozenset[str]]:

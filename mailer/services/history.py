@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from mailer.adapters.spill import Selection
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
-from mailer.model.runplan import Item, Past, skip_reason
+from mailer.model.runplan import Item, Past, Skip, Why, skip_reason
 
 if TYPE_CHECKING:
     from mailer.adapters.store import Store, StoreReader
@@ -70,6 +70,20 @@ def pending(campaign: Campaign, store: Reads, retry_failed: bool = False) -> Seq
             if skip_reason(past.get(e.key, ()), retry_failed) is None
         ),
     )
+
+
+def waiting_for_user(
+    campaign: Campaign, store: Reads, retry_failed: bool = False
+) -> list[tuple[str, Skip]]:
+    """The valid entries no run sends until the user acts, with why: those in doubt, and
+    those the server refused (unless ``retry_failed``), in file order."""
+    past = past_attempts(campaign, store)
+    out = []
+    for e in campaign.entries:
+        skip = skip_reason(past.get(e.key, ()), retry_failed)
+        if skip is not None and skip.why in (Why.IN_DOUBT, Why.REFUSED):
+            out.append((e.key, skip))
+    return out
 
 
 def outside_warnings(campaign: Campaign, store: Reads) -> list[str]:
