@@ -59,8 +59,8 @@ def _context(ca_file: Path | None, _stamp: int) -> ssl.SSLContext:
             ctx.load_verify_locations(cafile=str(ca_file))
         except OSError:
             # Checked at config load (ca_file_problem); changed since: still one line.
-            problem = ca_file_problem(ca_file) or "cannot be loaded"
-            raise ConfigError(f"{ca_file}: {problem}") from None
+            problem = ca_file_problem(ca_file)  # each names the file
+            raise ConfigError(problem or f"{ca_file}: cannot be loaded") from None
     return ctx
 
 
