@@ -35,7 +35,7 @@ def test_a_ca_file_that_is_not_a_pem_certificate_is_refused_at_load(
     found = problems(tmp_path, BASE.replace(f"[{table}]\n", f'[{table}]\nca_file = "{ca}"\n', 1))
     path = tmp_path / "config" / "mailer.toml"
     assert found == [
-        f"{path}: {table}.ca_file: {ca} is not a PEM certificate (no certificate or crl found)"
+        f"{path}: {table}.ca_file: {ca} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line)"
     ]
 
 
@@ -78,7 +78,7 @@ def test_a_send_with_a_ca_file_that_is_no_certificate_records_nothing(
     cfg = offline_workspace / "config" / "mailer.toml"
     assert r.stderr.strip().splitlines() == [
         f"mailer: error: {cfg}: smtp.ca_file: {bad} is not a PEM certificate "
-        "(no certificate or crl found)"
+        "(no '-----BEGIN CERTIFICATE-----' line)"
     ]
     status = run_cli(offline_workspace, "status")
     assert status.returncode == 0 and "No threads yet" in status.stdout, status.stdout

@@ -328,6 +328,29 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
     )
 
 
+# What a PEM file of CA certificates holds (OpenSSL's "trusted" form too).
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
+
+
+def _ca_file_problem(path: Path) -> str | None:
+    """What makes ``path`` unusable as a CA file, or None. Found when the config is loaded:
+    left to the first connection, it would stop a send already recorded as queued. Only the
+    PEM header is looked for here (loading the file would import ssl into every command, the
+    preview too); a file with the header that OpenSSL still refuses is said in one line by
+    the connection (connection.ca_file_problem)."""
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if not path.is_file():
+        return f"file not found: {path}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if _PEM_CERTIFICATE.search(data) is None:
+        return f"{path} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line)"
+    return None
+
+
 def _not_a_directory(path: Path) -> None:
     """A directory where the config file should be is said to be one: "not found" (or
     passing it by for a parent's config) would send the user looking for the wrong thing."""
@@ -1153,9 +1176,7 @@ def _server(
     if ca:
         try:
             ca_path = (workspace / Path(ca).expanduser()).resolve()
-            from mailer.adapters.connection import ca_file_problem  # ssl: only when needed
-
-            if (ca_problem := ca_file_problem(ca_path)) is not None:
+            if (ca_problem := _ca_file_problem(ca_path)) is not None:
                 r.problem(f"{name}.ca_file", ca_problem)
         except (OSError, RuntimeError, ValueError) as exc:  # unknown ~user, loop, too long
             r.problem(f"{name}.ca_file", f"cannot use {ca!r}: {exc}")
