@@ -147,6 +147,9 @@ def test_a_mostly_valid_file_read_entry_by_entry_reads_as_it_does_whole(
         "[[entries]]\n[[entries]]\n",
         "",
         '[defaults]\nnote = "only tables"\n',
+        # A byte order mark (Windows Notepad) is no part of the text, read whole or not.
+        '\ufeff[[entries]]\nto = "a@b.test"\n[[entries]]\nto = "c@d.test"\n',
+        '\ufeff[defaults]\nnote = "n"\n[[entries]]\n',
     ],
 )
 @pytest.mark.parametrize("batch", [1, 50])
@@ -165,7 +168,7 @@ def test_a_plain_campaign_file_is_read_entry_by_entry(text: str, batch: int) -> 
         '[[entries]]\nto = "a"\n[["entries"]]\nto = "b"\n',  # a header spelt otherwise
         "entries = []\n[[entries]]\n",
         '[[entries]]\nto = "a"\nto = "b"\n',  # invalid: refused, the whole parse says why
-        "\ufeff[[entries]]\n",
+        "\ufeff\ufeff[[entries]]\n",  # a second BOM is a character: invalid
         '[[entries]]\nto = "a"\n[throttle]\nrate = 5\n',  # a table after the entries
         b"[[entries]]\nto = '\xff'\n",  # not UTF-8: the whole read says so
         b"\xff\n[[entries]]\n",
@@ -203,6 +206,21 @@ def test_a_file_read_whole_gives_the_same_campaign(
 
 def _refuse(path: Path) -> Any:
     raise Unchunkable
+
+
+def test_a_campaign_file_saved_with_a_bom_is_read_in_pieces_with_its_lines(
+    tmp_path: Path,
+) -> None:
+    """Verify a campaign file that starts with a byte order mark (as Windows Notepad saves
+    it) is read entry by entry, not refused, and each entry keeps the line of its header:
+    the mark adds no line."""
+    text = '[defaults]\nnote = "n"\n\n[[entries]]\nto = "a@b.test"\n\n[[entries]]\nto = "c"\n'
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    read = read_chunked(path)
+    assert read.tables == {"defaults": {"note": "n"}}
+    assert list(read.entries) == [(4, {"to": "a@b.test"}), (7, {"to": "c"})]
+    assert [line for line, _ in read_whole(path).entries] == [4, 7]
 
 
 def test_invalid_toml_late_in_the_file_is_the_same_error_as_ever(tmp_path: Path) -> None:

@@ -42,6 +42,9 @@ SECURITY_MODES = ("ssl", "starttls", "plain")
 # Our files are at most a few tables deep; anything deeper is a mistake, and deep enough
 # nesting would exhaust Python's stack in the parser or in any code that walks the values.
 MAX_TOML_DEPTH = 16
+# UTF-8's byte order mark, which Windows Notepad puts at the start of a file it saves: it is
+# no part of the text (tomllib and a .env line would take it for a character of the first key).
+BOM = b"\xef\xbb\xbf"
 MAX_TIMEOUT = 600.0  # seconds; a finite bound, so every timeout is a real number of seconds
 MAX_DAILY_CAP = 1_000_000
 MAX_POLL = timedelta(days=1)
@@ -303,15 +306,18 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
     chosen = explicit or os.environ.get("MAILER_CONFIG")
     if chosen:
         path = Path(chosen).expanduser()
+        _not_a_directory(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path.resolve()
     for d in (start, *start.parents):
         candidate = d / CONFIG_RELPATH
+        _not_a_directory(candidate)
         if candidate.is_file():
             return candidate.resolve()
     # No workspace here: the user-level config, so `mailer send` works from any folder.
     user = user_config_path()
+    _not_a_directory(user)
     if user.is_file():
         return user.resolve()
     raise ConfigError(
@@ -320,6 +326,36 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
         "config used from any folder, or pass --config PATH; to try mailer first with no "
         "account, 'mailer sandbox start', then add --sandbox",
     )
+
+
+# What a PEM file of CA certificates holds (OpenSSL's "trusted" form too).
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
+
+
+def _ca_file_problem(path: Path) -> str | None:
+    """What makes ``path`` unusable as a CA file, or None. Found when the config is loaded:
+    left to the first connection, it would stop a send already recorded as queued. Only the
+    PEM header is looked for here (loading the file would import ssl into every command, the
+    preview too); a file with the header that OpenSSL still refuses is said in one line by
+    the connection (connection.ca_file_problem)."""
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if not path.is_file():
+        return f"file not found: {path}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if _PEM_CERTIFICATE.search(data) is None:
+        return f"{path} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line)"
+    return None
+
+
+def _not_a_directory(path: Path) -> None:
+    """A directory where the config file should be is said to be one: "not found" (or
+    passing it by for a parent's config) would send the user looking for the wrong thing."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a file")
 
 
 def workspace_of(config_path: Path) -> Path:
@@ -334,13 +370,7 @@ def workspace_of(config_path: Path) -> Path:
 
 def read_secrets(env_file: Path) -> dict[str, str]:
     """Environment first, then ``.env``: a value exported in the shell wins."""
-    from dotenv import dotenv_values
-
-    values = (
-        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        if env_file.is_file()
-        else {}
-    )
+    values = _read_env_file(env_file)
     for key, value in os.environ.items():
         if value and (
             key
@@ -354,6 +384,32 @@ def read_secrets(env_file: Path) -> dict[str, str]:
         ):
             values[key] = value
     return values
+
+
+def _read_env_file(env_file: Path) -> dict[str, str]:
+    """The variables in ``.env`` (none if there is no such file). What makes it unreadable
+    is a ConfigError naming the file and line, never quoting it: it holds passwords."""
+    import io
+
+    from dotenv import dotenv_values
+
+    if env_file.is_dir():
+        raise ConfigError(f"{env_file} is a directory, not a file")
+    if not env_file.is_file():
+        return {}  # as before: not there (or a device, a pipe, ...) is no .env
+    try:
+        data = env_file.read_bytes().removeprefix(BOM)
+    except OSError as exc:
+        raise ConfigError(f"{env_file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{env_file}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})",
+            hint="save the file as UTF-8",
+        ) from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 class _Reader:
@@ -457,12 +513,14 @@ def printable(line: str) -> str:
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     """A TOML file's text and its tables, or a ConfigError naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").removeprefix(BOM.decode())
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a file") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     deepest = depth(data)
@@ -1118,8 +1176,8 @@ def _server(
     if ca:
         try:
             ca_path = (workspace / Path(ca).expanduser()).resolve()
-            if not ca_path.is_file():
-                r.problem(f"{name}.ca_file", f"file not found: {ca_path}")
+            if (ca_problem := _ca_file_problem(ca_path)) is not None:
+                r.problem(f"{name}.ca_file", ca_problem)
         except (OSError, RuntimeError, ValueError) as exc:  # unknown ~user, loop, too long
             r.problem(f"{name}.ca_file", f"cannot use {ca!r}: {exc}")
             ca_path = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from mailer.errors import DeliveryError
+from mailer.errors import ConfigError, DeliveryError
 
 
 class Connection:
@@ -54,8 +55,31 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 def _context(ca_file: Path | None, _stamp: int) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if ca_file is not None:
-        ctx.load_verify_locations(cafile=str(ca_file))
+        try:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        except OSError:
+            # Checked at config load (ca_file_problem); changed since: still one line.
+            problem = ca_file_problem(ca_file)  # each names the file
+            raise ConfigError(problem or f"{ca_file}: cannot be loaded") from None
     return ctx
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """What makes ``path`` unusable as a CA file, or None. Found when the config is loaded:
+    left to the first connection, it would stop a send already recorded as queued."""
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if not path.is_file():
+        return f"file not found: {path}"
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except ssl.SSLError as exc:
+        # "[X509: NO_CERTIFICATE_OR_CRL_FOUND] no certificate or crl found (_ssl.c:4154)"
+        why = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc)) or str(exc)
+        return f"{path} is not a PEM certificate ({why})"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
 
 
 def network_error(

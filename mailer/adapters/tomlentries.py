@@ -51,7 +51,9 @@ def read_chunked(path: Path) -> CampaignToml:
     Raises :class:`Unchunkable`, now or while the entries are read, where the result might
     differ from :func:`read_whole`'s; never a TOML error of its own."""
     try:
-        snap = Snapshot(path, encoding="utf-8")  # universal newlines, as Path.read_text reads
+        # utf-8-sig: a byte order mark (Windows Notepad) is no part of the text, as read_toml
+        # drops it; the digest still covers its bytes.
+        snap = Snapshot(path, encoding="utf-8-sig")  # universal newlines, as read_text reads
     except (OSError, ValueError):
         raise Unchunkable from None
     f = snap.file
@@ -80,7 +82,7 @@ def _tables_after(path: Path) -> bool:
     ``[throttle]`` put at the end): read in pieces, the file would be refused only there,
     after every entry was checked, and all of that done again on the whole parse. (A line
     inside a string may look so too: the whole parse then reads the file, as well.)"""
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         after = False
         for line in f:
             if "[" in line and line.lstrip().startswith("["):

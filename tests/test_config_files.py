@@ -1,0 +1,196 @@
+"""The files a config names or sits beside, when they are not what they should be: a CA file
+that holds no certificate, a .env that is not UTF-8, a byte order mark (Windows Notepad), a
+directory where a file belongs. Each is one line naming the file (and the key or line), exit 3
+(a config problem), found before anything is sent or recorded; never an internal error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailer.adapters.config import find_config, load_settings, read_secrets, read_toml
+from mailer.adapters.connection import tls_context
+from mailer.errors import ConfigError
+
+from .conftest import run_cli, send_args
+from .test_config import BASE, problems
+
+NOT_PEM = {
+    "text": b"not a certificate\n",
+    "empty": b"",
+    "der": b"\x30\x82\x01\x0a\x02\x82\x01\x01\x00",  # the start of a DER (binary) file
+}
+
+
+@pytest.mark.parametrize("content", NOT_PEM.values(), ids=NOT_PEM.keys())
+@pytest.mark.parametrize("table", ["smtp", "imap", "accounts.bea.smtp"])
+def test_a_ca_file_that_is_not_a_pem_certificate_is_refused_at_load(
+    tmp_path: Path, table: str, content: bytes
+) -> None:
+    """Verify a ca_file that exists but holds no PEM certificate is a problem naming the
+    key and the file when the config is loaded, not an SSLError at the first connection."""
+    ca = tmp_path / "bad.pem"
+    ca.write_bytes(content)
+    found = problems(tmp_path, BASE.replace(f"[{table}]\n", f'[{table}]\nca_file = "{ca}"\n', 1))
+    path = tmp_path / "config" / "mailer.toml"
+    assert found == [
+        f"{path}: {table}.ca_file: {ca} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line)"
+    ]
+
+
+def test_a_directory_given_as_ca_file_is_said_to_be_one(tmp_path: Path) -> None:
+    ca = tmp_path / "certs"
+    ca.mkdir()
+    found = problems(tmp_path, BASE.replace("[smtp]\n", f'[smtp]\nca_file = "{ca}"\n', 1))
+    path = tmp_path / "config" / "mailer.toml"
+    assert found == [f"{path}: smtp.ca_file: {ca} is a directory, not a file"]
+
+
+def test_a_ca_file_spoilt_after_load_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Verify a CA file that went bad after the config was checked (saved over by hand)
+    still stops the connection with a config error naming the file, not an SSLError."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError) as caught:
+        tls_context(ca)
+    assert str(caught.value).startswith(f"{ca} is not a PEM certificate (")
+
+
+def _with_bad_ca(ws: Path) -> Path:
+    bad = ws / "bad.pem"
+    bad.write_text("not a certificate\n")
+    cfg = ws / "config" / "mailer.toml"
+    text = cfg.read_text()
+    assert text.count("ca_file = ") == 2
+    cfg.write_text(text.replace("ca_file = ", f'ca_file = "{bad}"\n# was: ca_file = ', 1))
+    return bad
+
+
+def test_a_send_with_a_ca_file_that_is_no_certificate_records_nothing(
+    offline_workspace: Path,
+) -> None:
+    """Verify send refuses a ca_file that is no certificate with one config line, exit 3,
+    before the thread is recorded (it was left 'queued' by the SSLError at connect)."""
+    bad = _with_bad_ca(offline_workspace)
+    r = run_cli(offline_workspace, *send_args())
+    assert r.returncode == 3, r.stdout + r.stderr
+    cfg = offline_workspace / "config" / "mailer.toml"
+    assert r.stderr.strip().splitlines() == [
+        f"mailer: error: {cfg}: smtp.ca_file: {bad} is not a PEM certificate "
+        "(no '-----BEGIN CERTIFICATE-----' line)"
+    ]
+    status = run_cli(offline_workspace, "status")
+    assert status.returncode == 0 and "No threads yet" in status.stdout, status.stdout
+
+
+def test_doctor_names_a_ca_file_that_is_no_certificate(offline_workspace: Path) -> None:
+    bad = _with_bad_ca(offline_workspace)
+    r = run_cli(offline_workspace, "doctor")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"smtp.ca_file: {bad} is not a PEM certificate" in r.stderr
+    assert "internal error" not in r.stdout + r.stderr
+
+
+def test_a_dotenv_that_is_not_utf8_names_the_file_and_the_line(offline_workspace: Path) -> None:
+    """Verify one Latin-1 byte in a .env comment is a config error naming .env and its line
+    (never quoting the file, which holds the password), not a UnicodeDecodeError."""
+    env = offline_workspace / ".env"
+    password = env.read_text().strip().partition("=")[2]
+    env.write_bytes(f"MAILER_SMTP_PASSWORD={password}\n# caf\xe9 wifi\n".encode("latin-1"))
+    r = run_cli(offline_workspace, *send_args())
+    assert r.returncode == 3, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"mailer: error: {env}: line 2: not UTF-8 text (byte 0xe9)"
+    ), lines
+    assert password not in r.stdout + r.stderr
+
+
+def test_a_dotenv_not_utf8_on_its_first_line_says_line_1(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_bytes(b"\xef\xbb\xbfMAILER_SMTP_PASSWORD=p\xe4ss\n")
+    with pytest.raises(ConfigError) as caught:
+        read_secrets(env)
+    assert str(caught.value) == f"{env}: line 1: not UTF-8 text (byte 0xe4)"
+
+
+def test_a_dotenv_saved_with_a_bom_gives_its_first_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MAILER_SMTP_PASSWORD", raising=False)
+    env = tmp_path / ".env"
+    env.write_bytes(b"\xef\xbb\xbfMAILER_SMTP_PASSWORD=pw\nMAILER_IMAP_PASSWORD=caf\xc3\xa9\n")
+    found = read_secrets(env)
+    assert found["MAILER_SMTP_PASSWORD"] == "pw" and found["MAILER_IMAP_PASSWORD"] == "café"
+
+
+def test_a_config_saved_with_a_bom_loads(tmp_path: Path) -> None:
+    """Verify a mailer.toml that starts with a byte order mark (Windows Notepad) loads as
+    the same file without one."""
+    path = tmp_path / "config" / "mailer.toml"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    with_bom = load_settings(path)
+    path.write_bytes(BASE.encode())
+    assert with_bom == load_settings(path)
+
+
+def test_a_config_error_after_a_bom_keeps_its_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "mailer.toml"
+    path.write_bytes(b"\xef\xbb\xbfx = 1\ny = \n")
+    with pytest.raises(ConfigError) as caught:
+        read_toml(path)
+    assert str(caught.value) == f"{path}: invalid TOML: Invalid value (at line 2, column 5)"
+
+
+def test_a_preview_with_a_config_saved_with_a_bom_works(offline_workspace: Path) -> None:
+    cfg = offline_workspace / "config" / "mailer.toml"
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes())
+    args = send_args()[1:-1]  # the same facts, without 'send' and '--yes'
+    r = run_cli(offline_workspace, "preview", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Ana Ruiz" in r.stdout
+
+
+def test_a_directory_where_dotenv_should_be_is_said_to_be_one(offline_workspace: Path) -> None:
+    """Verify a .env that is a directory is named as one, not passed over silently (which
+    then reads as "password not set in .env")."""
+    env = offline_workspace / ".env"
+    env.unlink()
+    env.mkdir()
+    r = run_cli(offline_workspace, *send_args())
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"mailer: error: {env} is a directory, not a file"]
+
+
+def test_a_config_option_naming_a_directory_is_said_to_be_one(offline_workspace: Path) -> None:
+    r = run_cli(offline_workspace, "--config", str(offline_workspace), "status")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"mailer: error: {offline_workspace} is a directory, not a file"
+    ]
+
+
+def test_a_directory_at_config_mailer_toml_is_said_to_be_one(tmp_path: Path) -> None:
+    """Verify a directory where the workspace's config/mailer.toml belongs is named, not
+    reported as "no config/mailer.toml here" (nor passed by for a parent's config)."""
+    (tmp_path / "config" / "mailer.toml").mkdir(parents=True)
+    (tmp_path / "sub").mkdir()
+    for start in (tmp_path, tmp_path / "sub"):
+        with pytest.raises(ConfigError) as caught:
+            find_config(start)
+        assert (
+            str(caught.value) == f"{tmp_path / 'config' / 'mailer.toml'} is a directory, not a file"
+        )
+    r = run_cli(tmp_path, "status")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "config/mailer.toml is a directory, not a file" in r.stderr
+
+
+def test_a_campaign_file_that_is_a_directory_is_said_to_be_one(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        read_toml(path)
+    assert str(caught.value) == f"{path} is a directory, not a file"
