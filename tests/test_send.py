@@ -282,3 +282,22 @@ def test_doctor_fails_with_wrong_password(stack: Stack, tmp_path: Path) -> None:
     assert r.returncode != 0
     assert "FAIL  SMTP" in r.stdout and "FAIL  IMAP" in r.stdout
     assert "nope-nope" not in r.stdout + r.stderr
+
+
+def test_a_server_that_does_not_answer_is_said_to_be_silent_not_gone(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a server that takes longer than the timeout to answer EHLO is reported as
+    giving no answer within the timeout (smtplib calls it a closed connection), naming
+    host and port, a temporary error to try again."""
+    from dataclasses import replace
+
+    settings = settings_for(workspace)
+    stack.set_faults(ehlo_delay=[3])
+    session = SmtpSession(replace(settings.smtp, timeout=1.0), retries=0)
+    with pytest.raises(DeliveryError) as caught:
+        session.connect()
+    session.close()
+    said = str(caught.value)
+    assert said == f"SMTP {stack.info.host}:{settings.smtp.port}: no answer within 1 s during login"
+    assert caught.value.kind == "timeout" and caught.value.temporary

@@ -151,6 +151,14 @@ class SmtpSession(Connection):
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _quiet_close(getattr(yag, "smtp", None))
+            if isinstance(exc, smtplib.SMTPServerDisconnected) and _timed_out(exc):
+                # (Connected, then no greeting or answer: a TCP connect that times out is
+                # network_error's, below.)
+                raise DeliveryError(
+                    f"{self.where}: no answer within {s.timeout:g} s during login",
+                    kind="timeout",
+                    temporary=True,
+                ) from None
             if isinstance(exc, smtplib.SMTPServerDisconnected):
                 raise DeliveryError(
                     f"{self.where}: the server closed the connection during login",
@@ -662,8 +670,16 @@ def _reply_error(
     )
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A read that waited out the timeout: smtplib reports it as the server disconnecting
+    ("Connection unexpectedly closed: timed out"), which would tell the user the opposite."""
+    return isinstance(exc, TimeoutError) or (
+        isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc)
+    )
+
+
 def _dropped(where: str, exc: BaseException, timeout: float) -> DeliveryError:
-    if isinstance(exc, TimeoutError):
+    if _timed_out(exc):
         return DeliveryError(
             f"{where}: timed out after {timeout:g} s", kind="timeout", temporary=True
         )
