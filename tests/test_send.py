@@ -241,9 +241,15 @@ def test_lost_reply_after_data_is_in_doubt_and_not_resent(stack: Stack, workspac
     stack.set_faults(drop_after_data=1)
     store = Store(settings.state_url)
     prepared = apology.prepare(settings, facts(settings, company="Doubt Ltd"), NOW)
-    with pytest.raises(InDoubtError), SmtpSession(settings.smtp, sleep=lambda _: None) as s:
+    with (
+        pytest.raises(InDoubtError) as caught,
+        SmtpSession(settings.smtp, sleep=lambda _: None) as s,
+    ):
         sending.send(settings, prepared, store, lambda: NOW, session=s)
     assert len(stack.messages_with_id(INTERVIEWER, prepared.composed.message_id)) == 1
+    # The hint names the thread: the user has nothing else that says which one.
+    (thread,) = [t.id for t in store.threads() if t.company == "Doubt Ltd"]
+    assert f"'mailer resolve {thread} --sent' (it arrived) or '--resend'" in caught.value.hint
     r = run_cli(workspace, "status")
     assert "in doubt" in r.stdout
     again = run_cli(workspace, *send_args(company="Doubt Ltd"))

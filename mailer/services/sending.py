@@ -108,6 +108,11 @@ def send(
     except DeliveryError as exc:
         # Requeued or refused alike fail here: nothing retries a one-shot apology.
         record_failure(store, row_id, exc, clock(), one_shot=True)
+        if exc.kind == "in-doubt":  # the thread is known here: name the command in full
+            exc.hint = (
+                "check the recipient's inbox or your Sent folder, then run "
+                f"'mailer resolve {thread_id} --sent' (it arrived) or '--resend' (it did not)"
+            )
         raise
     sent_at = clock()
     due = due_after(settings, sent_at, facts.interviewer_tz)
