@@ -344,3 +344,25 @@ def test_an_imap_answer_the_client_cannot_read_is_one_line_naming_the_server(
     (line,) = r.stderr.splitlines()
     assert f"IMAP {HOST}:{imap.port}" in line and "the server's answer could not be read" in line
     assert "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status", "99"),
+        ("release", "99"),
+        ("resolve", "99", "--sent"),
+        ("cancel", "99"),
+        ("mark-replied", "99"),
+        ("preview", "--follow-up", "99"),
+    ],
+)
+def test_a_thread_that_is_not_there_is_bad_input_whichever_command_names_it(
+    offline_workspace: Path, args: tuple[str, ...]
+) -> None:
+    """Verify every command given a thread ID the store does not hold says so in one line
+    with the same exit code (2, bad input), not a store error (1) for some of them."""
+    r = run_cli(offline_workspace, *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("mailer: error: no thread 99 in ")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailer.adapters import process
-from mailer.errors import ClaimError, StateError
+from mailer.errors import ClaimError, InputError, StateError
 from mailer.model.keys import dedupe_key
 from mailer.model.lifecycle import (
     DATED_BY_APOLOGY_SENT,
@@ -1742,8 +1742,8 @@ class Store:
                 .mappings()
                 .first()
             )
-            if row is None:
-                raise StateError(f"no thread {thread_id} in the state store")
+            if row is None:  # the user named one that is not there (as status says it)
+                raise InputError(f"no thread {thread_id} in the state store")
             if expected is not None and row["state"] != expected:
                 raise TransitionRefused(f"thread {thread_id}", row["state"], move, target(move))
             state = apply(move, row["state"], f"thread {thread_id}")

@@ -149,7 +149,7 @@ def resolve(
     the same bytes and Message-ID, so a client that got both can tell they are one."""
     thread = store.thread(thread_id)
     if thread is None:
-        raise InputError(f"no thread {thread_id}")
+        raise InputError(f"no thread {thread_id} in the state store")
     doubt = [m for m in store.messages(thread_id) if m.state_now == IN_DOUBT]
     if not doubt:
         raise InputError(f"thread {thread_id} has no message in doubt")
