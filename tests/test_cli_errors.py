@@ -52,6 +52,17 @@ def faults(**f: object) -> Setup:
 @pytest.fixture(scope="module")
 def dropping_server() -> Iterator[int]:
     """A TCP server that accepts and hangs up at once, like a dying relay."""
+    yield from _serve(b"")
+
+
+@pytest.fixture(scope="module")
+def garbage_server() -> Iterator[int]:
+    """A TCP server that greets with a line that is not SMTP (another service on the port),
+    then hangs up."""
+    yield from _serve(b"garbage !!!\r\n")
+
+
+def _serve(greeting: bytes) -> Iterator[int]:
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen()
@@ -64,6 +75,8 @@ def dropping_server() -> Iterator[int]:
                 conn, _ = srv.accept()
             except TimeoutError:
                 continue
+            if greeting:
+                conn.sendall(greeting)
             conn.close()
 
     t = threading.Thread(target=loop, daemon=True)
@@ -168,6 +181,13 @@ CASES = [
         "SMTP {host}:{dropping_port}:",
     ),
     (
+        "not-smtp",
+        edit_config("port = {smtp_port}", "port = {garbage_port}"),
+        [],
+        "SMTP {host}:{garbage_port}: the answer to login is not SMTP (no reply code) "
+        "(check smtp.port and smtp.security)",
+    ),
+    (
         "temporary-4xx",
         faults(rcpt=["450 4.2.1 mailbox busy"] * 2),
         [],
@@ -189,13 +209,19 @@ def test_bad_input_gives_one_clear_line(
     stack: Stack,
     workspace: Path,
     dropping_server: int,
+    garbage_server: int,
     name: str,
     setup: Setup | None,
     args: list[str],
     expected: str,
 ) -> None:
     """Verify each bad input: exit != 0, one stderr line naming where, no traceback, no secret."""
-    fields = {**vars(stack.info), "closed_port": free_ports(1)[0], "dropping_port": dropping_server}
+    fields = {
+        **vars(stack.info),
+        "closed_port": free_ports(1)[0],
+        "dropping_port": dropping_server,
+        "garbage_port": garbage_server,
+    }
     if setup is not None:
         setup(workspace, stack, fields)
     base = send_args(company=f"Bad {name}")

@@ -660,6 +660,15 @@ def _reply(exc: smtplib.SMTPResponseException, scrub: Callable[[str], str]) -> s
 def _reply_error(
     where: str, step: str, code: int, msg: bytes | str, scrub: Callable[[str], str]
 ) -> DeliveryError:
+    if not 100 <= code < 600:
+        # smtplib's -1: the line did not start with a reply code (and it dropped the line's
+        # first four characters as if it had). Not SMTP: another service on that port?
+        return DeliveryError(
+            f"{where}: the answer to {step} is not SMTP (no reply code)",
+            kind="protocol",
+            hint="check smtp.port and smtp.security",
+            code=code,
+        )
     temporary = 400 <= code < 500
     kind = "temporary" if temporary else "permanent"
     return DeliveryError(
