@@ -123,6 +123,21 @@ def test_a_csv_row_the_reader_refuses_is_named_by_the_line_it_starts_on(tmp_path
     assert problem.startswith(f"{path.parent / 'p.csv'}:4: cannot read the CSV")
 
 
+def test_an_unknown_key_does_not_hide_the_entrys_other_problems(tmp_path: Path) -> None:
+    """Verify an entry with a typo'd key, a line break in its company and a month 13 gets all
+    three named at once (the typo used to stop the other checks)."""
+    c, _ = load(
+        tmp_path,
+        '[[entries]]\nto = "ana@sandbox.test"\ncolour = "red"\ncompany = "Acme\\r\\nBcc: x@y.z"\n'
+        'interview = "2026-13-01 10:00"\n',
+    )
+    found = "\n".join(c.problems)
+    assert "colour: unknown key" in found
+    assert "company: contains a line break" in found
+    assert "interview:" in found
+    assert len(c.problems) == 3 and all(": entry ana@sandbox.test: " in p for p in c.problems)
+
+
 def test_numbers_that_are_not_finite_are_refused(tmp_path: Path) -> None:
     entry = (
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'

@@ -572,9 +572,13 @@ def _entry(
 ) -> tuple[Entry | None, list[str]]:
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
-    for key in raw:
-        if key not in ENTRY_KEYS:
-            problems.append(f"{key}: unknown key (known: {', '.join(ENTRY_KEYS)})")
+    # An unknown key (a typo) stops nothing else from being checked: every problem of the
+    # entry is listed at once, not the next one only after the first is mended.
+    unknown = [
+        f"{key}: unknown key (known: {', '.join(ENTRY_KEYS)})"
+        for key in raw
+        if key not in ENTRY_KEYS
+    ]
     merged = {**defaults, **raw}
     for source in (defaults, raw):
         if "vars" in source and not isinstance(source["vars"], dict):
@@ -604,14 +608,18 @@ def _entry(
         if not values[key]:
             problems.append(f"{key}: missing (give it in the entry or in [defaults])")
     if problems:
-        return None, problems
+        return None, [*unknown, *problems]
+    problems = unknown
 
     account = values["account"]
     try:
         entry_settings = settings.for_account(account)
     except ConfigError:
         known = ", ".join(n for n in settings.account_names if n) or "none are configured"
-        return None, [f"account: no account {account!r} in {settings.path} (known: {known})"]
+        return None, [
+            *problems,
+            f"account: no account {account!r} in {settings.path} (known: {known})",
+        ]
     sender_overrides = {
         field_name: values[key]
         for key, field_name in (
