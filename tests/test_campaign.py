@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -451,9 +452,24 @@ def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
     assert "2 entries valid; 2 to send" in ok.stdout
 
 
+def run_in_background(pair: Pair, stderr: Any) -> subprocess.Popen[str]:
+    """`mailer campaign run week49 --yes` as its own process (to be signalled), as a user
+    would start it: none of the test run's MAILER_ settings, the clock pinned at NOW."""
+    from .conftest import NOW
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailer.cli.main", "campaign", "run", "week49", "--yes"],
+        cwd=pair.ws,
+        env={**env, "MAILER_NOW": NOW},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
 @pytest.mark.integration
 def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: Pair) -> None:
-    from .conftest import NOW
 
     # Five seconds between messages, counted from the start of the first: the SIGINT must
     # land in that gap, after its 250 and the poll below (at 2 s apart, a loaded machine's
@@ -463,15 +479,7 @@ def test_ctrl_c_stops_after_the_message_in_progress_and_a_rerun_finishes(pair: P
         "[throttle]\nrate = 12\n\n" + "".join(entry(pair.interviewer, n) for n in range(6)),
     )
     mark = pair.stack.log_mark()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer.cli.main", "campaign", "run", "week49", "--yes"],
-        cwd=pair.ws,
-        env={**env, "MAILER_NOW": NOW},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = run_in_background(pair, subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not accepted(pair.stack, mark) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling the server's log for the first delivery
@@ -503,22 +511,13 @@ def test_a_second_ctrl_c_while_the_server_holds_its_answer_says_where_that_leave
     """Verify a second Ctrl-C, while the server has the whole first message and has not
     answered it, stops at once with exit 130 and one line that names the status command; the
     message is in doubt, and a rerun sends only the other entry."""
-    from .conftest import NOW
 
     write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
     pair.stack.set_faults(data_delay=[30])  # the answer to the first final dot comes late
     mark = pair.stack.log_mark()
     err_file = pair.ws / "run.err"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     with err_file.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailer.cli.main", "campaign", "run", "week49", "--yes"],
-            cwd=pair.ws,
-            env={**env, "MAILER_NOW": NOW},
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
+        proc = run_in_background(pair, err)
         db = pair.ws / ".mailer" / "state.db"
 
         def final_dot_marked() -> bool:
