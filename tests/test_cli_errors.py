@@ -392,3 +392,24 @@ def test_a_thread_that_is_not_there_is_bad_input_whichever_command_names_it(
     assert r.returncode == 2, r.stdout + r.stderr
     (line,) = r.stderr.splitlines()
     assert line.startswith("mailer: error: no thread 99 in ")
+
+
+def test_a_parse_error_is_the_servers_only_when_the_imap_client_raised_it() -> None:
+    """Verify Mailbox._call calls an IndexError inside imapclient the server's answer (one
+    line naming host and port) but lets one raised in our own code go out as it is (a bug of
+    ours must not be blamed on the server, and --debug must show where it came from)."""
+    from imapclient.response_parser import parse_message_list
+
+    from mailer.adapters.config import ImapSettings
+    from mailer.adapters.mailbox import Mailbox
+    from mailer.errors import DeliveryError
+
+    box = Mailbox(ImapSettings("127.0.0.1", 993, "ssl", "u@x", None, 5.0, auth="oauth2"))
+
+    def ours() -> None:
+        raise IndexError("our own bug")
+
+    with pytest.raises(IndexError, match="our own bug"):
+        box._call("read ours", ours)
+    with pytest.raises(DeliveryError, match=r"^IMAP 127\.0\.0\.1:993: cannot parse it: "):
+        box._call("parse it", parse_message_list, [])  # ValueError inside imapclient

@@ -307,3 +307,22 @@ def test_a_server_that_does_not_answer_is_said_to_be_silent_not_gone(
     said = str(caught.value)
     assert said == f"SMTP {stack.info.host}:{settings.smtp.port}: no answer within 1 s during login"
     assert caught.value.kind == "timeout" and caught.value.temporary
+
+
+def test_a_recipient_answer_that_is_not_smtp_is_no_refusal_of_the_recipient(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify an answer to RCPT TO with no reply code is said to be not SMTP (kind
+    "protocol": the message waits for another try) rather than the recipient refused (which
+    would mark the entry refused for good)."""
+    settings = settings_for(workspace)
+    stack.set_faults(rcpt=["garbage instead of a reply"])
+    mark = stack.log_mark()
+    with (
+        pytest.raises(DeliveryError) as caught,
+        SmtpSession(settings.smtp, retries=0, sleep=lambda _: None) as session,
+    ):
+        session.submit(SENDER, (INTERVIEWER,), b"Subject: x\r\n\r\nx\r\n")
+    assert caught.value.kind == "protocol", caught.value
+    assert f"the answer to RCPT TO <{INTERVIEWER}> is not SMTP" in str(caught.value)
+    assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]

@@ -330,6 +330,9 @@ class Mailbox(Connection):
         except (IndexError, KeyError, ValueError) as exc:
             # imapclient parsing an answer it did not expect (a STATUS with no untagged STATUS
             # line gave IndexError): the server's fault, said as such, not an internal error.
+            # Raised in our own code (``fn`` may be ours), it is our bug: it goes out as is.
+            if not _raised_in_the_client(exc):
+                raise
             raise DeliveryError(
                 f"{self.where}: cannot {what}: the server's answer could not be read "
                 f"({type(exc).__name__})",
@@ -338,6 +341,15 @@ class Mailbox(Connection):
         except OSError as exc:
             s = self.settings
             raise network_error(exc, "IMAP", s.host, s.port, s.timeout, scrub=self._scrub) from None
+
+
+def _raised_in_the_client(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside imapclient or imaplib (reading a server's answer)."""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    origin = last.tb_frame.f_globals.get("__name__", "") if last is not None else ""
+    return origin.startswith(("imapclient", "imaplib"))
 
 
 # --- imapclient internals -------------------------------------------------------------------

@@ -469,6 +469,8 @@ class SmtpSession(Connection):
     def _rcpt_refusal(self, rcpt: str, code: int, msg: bytes) -> _Retry | DeliveryError | None:
         if code in (250, 251):
             return None
+        if not 400 <= code < 600:  # not a refusal: no reply code (not SMTP), or a 2xx/3xx
+            return _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg, self._scrub)
         if 400 <= code < 500:
             return _Retry(
                 _reply_error(self.where, f"RCPT TO <{rcpt}>", code, msg, self._scrub), False
