@@ -91,6 +91,40 @@ def test_stopping_a_sandbox_whose_servers_are_gone_removes_what_it_left(sandbox_
     assert not left.exists() and not (sandbox_dir(sandbox_ws) / "stack.json").exists()
 
 
+@pytest.mark.wire  # a real process stands in for the program that took over the PIDs
+def test_stopping_after_a_reboot_leaves_the_programs_that_took_the_pids_alone(
+    sandbox_ws: Path,
+) -> None:
+    """Verify a stop whose record names PIDs that now run other programs (as after a reboot:
+    same numbers, other start times) stops neither of them and removes the files."""
+    import subprocess
+    import sys
+
+    from mailer.adapters import process
+    from mailer.sandbox.stack import StackInfo, sandbox_dir
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        real = process.start_mark(other.pid)
+        assert real != "-"
+        left = sandbox_dir(sandbox_ws) / "stack"
+        left.mkdir(parents=True)
+        info = StackInfo(str(left), "127.0.0.1", 1, 2, 3, 4, 5, 6, str(left / "ca.pem"), {})
+        info.smtp_pid = info.dovecot_pid = other.pid
+        # Started long before (Linux marks are clock ticks, others seconds):
+        earlier = str(int(real) - 1000) if real.isdigit() else f"{float(real) - 1000:.2f}"
+        info.smtp_mark = info.dovecot_mark = earlier
+        info.save(sandbox_dir(sandbox_ws) / "stack.json")
+        stop = run_cli(sandbox_ws, "sandbox", "stop")
+        assert stop.returncode == 0, stop.stderr
+        assert "No sandbox was running" in stop.stdout
+        assert other.poll() is None  # still running: not ours to stop
+        assert not left.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_starting_twice_is_a_clear_error(sandbox_ws: Path) -> None:
     """Verify a second start gives one line and a non-zero exit."""
     ws = sandbox_ws

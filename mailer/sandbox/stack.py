@@ -58,6 +58,10 @@ class StackInfo:
     users: dict[str, str]
     dovecot_pid: int = 0
     smtp_pid: int = 0
+    # When each started (process.start_mark): after a reboot the PIDs in an old stack.json
+    # may be other programs', which must never be stopped for ours. Empty in older files.
+    dovecot_mark: str = ""
+    smtp_mark: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     # An OAuth2 server's base URL (see mailer.sandbox.oauth): when set, Dovecot and the SMTP
     # server also take XOAUTH2/OAUTHBEARER tokens, checked by its introspection endpoint.
@@ -405,6 +409,7 @@ class MailStack:
                 cwd=str(Path(__file__).resolve().parents[2]),
             )
         info.dovecot_pid, info.smtp_pid = dovecot.pid, smtp.pid
+        info.dovecot_mark, info.smtp_mark = _mark(dovecot.pid), _mark(smtp.pid)
         try:
             _wait_for_ports(
                 [
@@ -434,7 +439,7 @@ class MailStack:
         with (d / "users").open("a", encoding="utf-8") as f:
             f.write(f"{user.lower()}:{{PLAIN}}{password}:{uid}:{gid}::{home}::\n")
         self.info.users[user.lower()] = password
-        if _alive(self.info.dovecot_pid):
+        if _ours(self.info.dovecot_pid, self.info.dovecot_mark):
             self._wait_until_known(user)
 
     def _wait_until_known(self, user: str) -> None:
@@ -455,14 +460,18 @@ class MailStack:
         raise SandboxError(f"Dovecot did not pick up the new mailbox {user} within 10 s")
 
     def stop(self, remove: bool = True) -> None:
-        # Both asked at once: Dovecot takes a second to stop its children.
-        process.terminate(self.info.smtp_pid, self.info.dovecot_pid)
+        # Both asked at once: Dovecot takes a second to stop its children. Only while they
+        # are still the servers we started (a reused PID is someone else's program).
+        i = self.info
+        servers = ((i.smtp_pid, i.smtp_mark), (i.dovecot_pid, i.dovecot_mark))
+        process.terminate(*(pid for pid, mark in servers if _ours(pid, mark)))
         if remove:
             shutil.rmtree(self.info.dir, ignore_errors=True)
 
     def restart_dovecot(self) -> None:
         """Stop and start Dovecot alone, keeping its mail (for reconnect tests)."""
-        process.terminate(self.info.dovecot_pid)
+        if _ours(self.info.dovecot_pid, self.info.dovecot_mark):
+            process.terminate(self.info.dovecot_pid)
         d = Path(self.info.dir)
         with (d / "dovecot.out").open("ab") as out:
             p = subprocess.Popen(
@@ -472,7 +481,7 @@ class MailStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.info.dovecot_pid = p.pid
+        self.info.dovecot_pid, self.info.dovecot_mark = p.pid, _mark(p.pid)
         _wait_for_ports([self.info.imap_port, self.info.lmtp_port], [p], [d / "dovecot.log"])
 
     def import_maildir(self, user: str, maildir: Path) -> None:
@@ -500,6 +509,18 @@ def _alive(pid: int) -> bool:
     return process.alive(pid)
 
 
+def _mark(pid: int) -> str:
+    """The start mark of a server just started; empty if it cannot be read."""
+    mark = process.start_mark(pid)
+    return "" if mark == "-" else mark
+
+
+def _ours(pid: int, mark: str) -> bool:
+    """Whether ``pid`` still runs the server we started as it (its start mark matches); with
+    no mark (a stack.json an older mailer wrote) the PID is all there is to go by."""
+    return process.is_running(pid, mark) if mark else _alive(pid)
+
+
 # --- the user-facing sandbox: one stack per workspace, described under .mailer/sandbox/ ---
 
 
@@ -512,7 +533,11 @@ def running_sandbox(workspace: Path) -> StackInfo | None:
     if not path.exists():
         return None
     info = StackInfo.load(path)
-    if _alive(info.dovecot_pid) and _alive(info.smtp_pid) and Path(info.dir).exists():
+    if (
+        _ours(info.dovecot_pid, info.dovecot_mark)
+        and _ours(info.smtp_pid, info.smtp_mark)
+        and Path(info.dir).exists()
+    ):
         return info
     return None
 
