@@ -329,7 +329,7 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
 
 
 # What a PEM file of CA certificates holds (OpenSSL's "trusted" form too).
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----")
 
 
 def _ca_file_problem(path: Path) -> str | None:
@@ -405,11 +405,13 @@ def _read_env_file(env_file: Path) -> dict[str, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        # (Not the byte itself: it may be one of a password's.)
         raise ConfigError(
-            f"{env_file}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})",
-            hint="save the file as UTF-8",
+            f"{env_file}: line {line}: not UTF-8 text", hint="save the file as UTF-8"
         ) from None
-    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+    # newline=None: CRLF and CR read as LF, as dotenv's own reading of the file did.
+    stream = io.StringIO(text, newline=None)
+    return {k: v for k, v in dotenv_values(stream=stream).items() if v is not None}
 
 
 class _Reader:

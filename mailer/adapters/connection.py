@@ -65,8 +65,8 @@ def _context(ca_file: Path | None, _stamp: int) -> ssl.SSLContext:
 
 
 def ca_file_problem(path: Path) -> str | None:
-    """What makes ``path`` unusable as a CA file, or None. Found when the config is loaded:
-    left to the first connection, it would stop a send already recorded as queued."""
+    """What OpenSSL finds wrong with ``path`` as a CA file, or None: for the connection, when
+    loading it fails (the config's load looked only for a PEM header; see config.py)."""
     if path.is_dir():
         return f"{path} is a directory, not a file"
     if not path.is_file():

@@ -167,11 +167,13 @@ def terminate(*pids: int, grace: float = 10.0) -> None:
             proc.terminate()
         except psutil.NoSuchProcess:
             continue
+        except psutil.AccessDenied:  # not ours to stop: the others still are
+            continue
         asked.append(proc)
     deadline = time.monotonic() + grace
     for proc in asked:
         if not _exits(proc, deadline):
-            with contextlib.suppress(psutil.NoSuchProcess):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 proc.kill()
             _exits(proc, time.monotonic() + 5)
 
