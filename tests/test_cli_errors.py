@@ -413,3 +413,13 @@ def test_a_parse_error_is_the_servers_only_when_the_imap_client_raised_it() -> N
         box._call("read ours", ours)
     with pytest.raises(DeliveryError, match=r"^IMAP 127\.0\.0\.1:993: cannot parse it: "):
         box._call("parse it", parse_message_list, [])  # ValueError inside imapclient
+
+
+def test_a_usage_error_never_passes_a_typed_control_character_to_the_terminal(
+    tmp_path: Path,
+) -> None:
+    """Verify an unknown option holding an escape sequence is shown escaped, in one line."""
+    r = run_cli(tmp_path, "status", "--x\x1b[2J\ny")
+    assert r.returncode == 2
+    (line,) = r.stderr.splitlines()
+    assert "\x1b" not in line and line.startswith("mailer: error: No such option")

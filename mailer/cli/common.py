@@ -111,33 +111,41 @@ def _report(exc: MailerError) -> None:
         click.echo(f"mailer: {_label('error', 'red')}: {printable(f'{line}{hint}')}", err=True)
 
 
+class _OneLineUsage(click.ClickException):
+    """A usage error said as every other error is: one line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        from mailer.adapters.config import printable
+
+        click.echo(f"mailer: {_label('error', 'red')}: {printable(self.message)}", err=True)
+
+
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):  # a bare group: its help, as is
+        return exc
+    said = exc.format_message().rstrip(".")
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return _OneLineUsage(f"{said}{where}")
+
+
 class OneLineGroup(click.Group):
     """The top-level group: click's own usage errors (a missing or unknown option, a value
     not among the choices) in one line, as every other error is, instead of click's usage,
-    hint and message on four lines."""
+    hint and message on four lines. Everything else is click's standalone mode, unchanged."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help
-            exc.show()
-            sys.exit(exc.exit_code)
+            return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            said = exc.format_message().rstrip(".")
-            click.echo(f"mailer: {_label('error', 'red')}: {said}{where}", err=True)
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
-        # (Without standalone mode click returns the command's value, or the code ctx.exit
-        # was given, as --help and --version give 0.)
-        sys.exit(rv if isinstance(rv, int) else 0)
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # (its subcommands' arguments are parsed in here)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
 
 def warn(line: str) -> None:
