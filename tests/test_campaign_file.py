@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,24 @@ def test_a_csv_row_the_reader_refuses_is_named_by_the_line_it_starts_on(tmp_path
     c, path = load(tmp_path / "q", '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv + big})
     (problem,) = [p for p in c.problems if "cannot read the CSV" in p]
     assert problem.startswith(f"{path.parent / 'p.csv'}:4: cannot read the CSV")
+
+
+def test_csv_problems_after_blank_lines_name_the_line_the_row_is_on(tmp_path: Path) -> None:
+    """Verify a row's problem, and a row the reader refuses, are named by the row's own line
+    when blank lines come before it (the reader skips them without saying so)."""
+    csv = (
+        b"to,company,interview\n"
+        b"ana@sandbox.test,Acme,2026-12-01 10:00\n"
+        b"\n"
+        b"\r\n"
+        b"bo@sandbox.test,Globex,2026-13-02 10:00\n"
+        b"\n"
+        b"cy@sandbox.test," + b"x" * 200_000 + b",2026-12-03 10:00\n"
+    )
+    c, path = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv})
+    where = path.parent / "p.csv"
+    assert any(p.startswith(f"{where}:5: entry bo@sandbox.test: interview") for p in c.problems)
+    assert any(p.startswith(f"{where}:7: cannot read the CSV") for p in c.problems)
 
 
 def test_an_unknown_key_does_not_hide_the_entrys_other_problems(tmp_path: Path) -> None:
@@ -313,8 +332,21 @@ def _csv_entries_whole(csv_path: Path) -> tuple[list[str], list[Any]]:
         line = exc.object[: exc.start].count(b"\n") + 1
         return [f"{csv_path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#x})"], []
     out = []
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    first = 1
+    taken, starts = 0, [0]  # lines given to the reader; the current row's first non-blank one
+
+    def numbered() -> Iterator[str]:
+        nonlocal taken
+        for line in io.StringIO(text, newline=""):
+            taken += 1
+            if not starts[-1] and line.strip("\r\n"):
+                starts[-1] = taken
+            yield line
+
+    reader = csv.DictReader(numbered())
+
+    def first() -> int:
+        return starts[-1] or taken + 1
+
     try:
         columns = reader.fieldnames or []
         for col in columns:
@@ -322,7 +354,7 @@ def _csv_entries_whole(csv_path: Path) -> tuple[list[str], list[Any]]:
                 problems.append(f"{csv_path}:1: column {col!r}")
         for col in sorted({c for c in columns if columns.count(c) > 1}):
             problems.append(f"{csv_path}:1: column {col!r}: appears more than once")
-        first = reader.line_num + 1
+        starts.append(0)
         for row in reader:
             entry: dict[str, Any] = {}
             variables = {}
@@ -344,10 +376,10 @@ def _csv_entries_whole(csv_path: Path) -> tuple[list[str], list[Any]]:
             if variables:
                 entry["vars"] = variables
             if entry:
-                out.append((f"{csv_path}:{first}", entry))
-            first = reader.line_num + 1
+                out.append((f"{csv_path}:{first()}", entry))
+            starts.append(0)
     except csv.Error as exc:
-        problems.append(f"{csv_path}:{first}: cannot read the CSV: {exc}")
+        problems.append(f"{csv_path}:{first()}: cannot read the CSV: {exc}")
     return problems, out
 
 

@@ -489,8 +489,8 @@ def _csv_rows(
         changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
         return
     with snap:
-        reader = csv.DictReader(snap.file)
-        first = 1  # where the row being read starts (a cell may span lines)
+        lines = _Lines(snap.file)
+        reader = csv.DictReader(lines)
         try:
             columns = reader.fieldnames or []
             for col in columns:
@@ -502,16 +502,16 @@ def _csv_rows(
                     )
             for col in sorted({c for c in columns if columns.count(c) > 1}):
                 problem(f"{csv_path}:1: column {col!r}", "appears more than once")
-            first = reader.line_num + 1
+            lines.row_done()
             for row in reader:
                 entry = _csv_entry(row)
                 if entry:
-                    yield f"{csv_path}:{first}", entry
-                first = reader.line_num + 1
+                    yield f"{csv_path}:{lines.row_start()}", entry
+                lines.row_done()
         except csv.Error as exc:
             # The row's first line: the reader's own count may not have reached the bad line
             # (a cell over the field limit is refused before its line is counted).
-            problem(f"{csv_path}:{first}", f"cannot read the CSV: {exc}")
+            problem(f"{csv_path}:{lines.row_start()}", f"cannot read the CSV: {exc}")
         except UnicodeDecodeError:  # (the first read found it UTF-8)
             changed(f"{csv_path}", "changed while it was being read (no longer UTF-8 text)")
             return
@@ -530,6 +530,34 @@ def _csv_rows(
             return
         if snap.digest() != digest:
             changed(f"{csv_path}", "changed while it was being read")
+
+
+class _Lines:
+    """The file's lines as the CSV reader takes them, numbered, to name where a row starts:
+    the reader skips blank lines between rows without counting them apart, and a cell may
+    span lines."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self._taken = 0  # lines handed to the reader
+        self._start = 0  # the first line of the row being read that is not blank; 0: none yet
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._taken += 1
+        if not self._start and line.strip("\r\n"):
+            self._start = self._taken
+        return line
+
+    def row_done(self) -> None:
+        self._start = 0
+
+    def row_start(self) -> int:
+        """Where the row last read (or being read) starts."""
+        return self._start or self._taken + 1
 
 
 def _csv_entry(row: dict[str | None, Any]) -> dict[str, Any]:
