@@ -209,22 +209,25 @@ class Mailbox(Connection):
         news = _take_untagged_exists(self.client)
         return True if news is None else news  # None: cannot tell, so look
 
-    def status(self, folder: str) -> tuple[int, int]:
-        """(UIDVALIDITY, UIDNEXT) without selecting: cheap, so quiet passes stay cheap."""
-        info = self._call(
-            f"get the status of {folder}",
-            self.client.folder_status,
-            folder,
-            [b"UIDVALIDITY", b"UIDNEXT"],
-        )
+    def status(self, folder: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, UIDNEXT) without selecting: cheap, so quiet passes stay cheap. None
+        when the server's answer does not say them (a broken STATUS): the caller selects the
+        folder instead, which tells the same, so such a server is still watched."""
         try:
+            info = self._call(
+                f"get the status of {folder}",
+                self.client.folder_status,
+                folder,
+                [b"UIDVALIDITY", b"UIDNEXT"],
+            )
             return int(info[b"UIDVALIDITY"]), int(info[b"UIDNEXT"])
+        except DeliveryError as exc:
+            if exc.kind != "protocol":  # the connection's trouble: the pass stops, as ever
+                raise
+            log.debug("%s; selecting it instead", exc)
         except (KeyError, ValueError, TypeError):
-            raise DeliveryError(
-                f"{self.where}: cannot get the status of {folder}: the server's answer "
-                "lacks UIDVALIDITY or UIDNEXT",
-                kind="protocol",
-            ) from None
+            log.debug("%s: STATUS of %s lacks UIDVALIDITY or UIDNEXT", self.where, folder)
+        return None
 
     def unselect(self) -> None:
         """Leave the folder. STATUS on a selected folder answers from the session's stale view

@@ -155,8 +155,8 @@ def _scan_folder(
     if known is not None:
         if box.selected is not None:
             box.unselect()  # STATUS on a selected folder would answer from a stale view
-        validity, uidnext = box.status(folder)
-        if validity == known[0] and uidnext - 1 <= known[1]:
+        told = box.status(folder)
+        if told is not None and told[0] == known[0] and told[1] - 1 <= known[1]:
             return  # nothing new: no SELECT, no search
     uidvalidity, uidnext = box.select(folder)
     try:
