@@ -332,12 +332,12 @@ def find_config(start: Path, explicit: str | None = None) -> Path:
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----")
 
 
-def _ca_file_problem(path: Path) -> str | None:
+def ca_file_problem(path: Path) -> str | None:
     """What makes ``path`` unusable as a CA file, or None. Found when the config is loaded:
     left to the first connection, it would stop a send already recorded as queued. Only the
     PEM header is looked for here (loading the file would import ssl into every command, the
     preview too); a file with the header that OpenSSL still refuses is said in one line by
-    the connection (connection.ca_file_problem)."""
+    the connection (connection.openssl_problem)."""
     if path.is_dir():
         return f"{path} is a directory, not a file"
     if not path.is_file():
@@ -1178,7 +1178,7 @@ def _server(
     if ca:
         try:
             ca_path = (workspace / Path(ca).expanduser()).resolve()
-            if (ca_problem := _ca_file_problem(ca_path)) is not None:
+            if (ca_problem := ca_file_problem(ca_path)) is not None:
                 r.problem(f"{name}.ca_file", ca_problem)
         except (OSError, RuntimeError, ValueError) as exc:  # unknown ~user, loop, too long
             r.problem(f"{name}.ca_file", f"cannot use {ca!r}: {exc}")

@@ -58,19 +58,19 @@ def _context(ca_file: Path | None, _stamp: int) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=str(ca_file))
         except OSError:
-            # Checked at config load (ca_file_problem); changed since: still one line.
-            problem = ca_file_problem(ca_file)  # each names the file
+            # Checked at config load (its header only); refused or changed since: one line.
+            problem = openssl_problem(ca_file)  # each names the file
             raise ConfigError(problem or f"{ca_file}: cannot be loaded") from None
     return ctx
 
 
-def ca_file_problem(path: Path) -> str | None:
-    """What OpenSSL finds wrong with ``path`` as a CA file, or None: for the connection, when
-    loading it fails (the config's load looked only for a PEM header; see config.py)."""
-    if path.is_dir():
-        return f"{path} is a directory, not a file"
-    if not path.is_file():
-        return f"file not found: {path}"
+def openssl_problem(path: Path) -> str | None:
+    """What is wrong with ``path`` as a CA file, or None: the config's check (which looks
+    only for a PEM header), then OpenSSL's, for a connection whose CA file fails to load."""
+    from mailer.adapters.config import ca_file_problem
+
+    if (problem := ca_file_problem(path)) is not None:
+        return problem
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
     except ssl.SSLError as exc:

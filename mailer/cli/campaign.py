@@ -157,7 +157,12 @@ def run_command(
 ) -> None:
     """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
     from mailer.adapters.clock import default_clock
-    from mailer.services.history import outside_warnings, pending, waiting_for_user
+    from mailer.services.history import (
+        outside_warnings,
+        past_attempts,
+        pending,
+        waiting_for_user,
+    )
     from mailer.services.runner import (
         FAILED_NOW,
         HELD_BACK,
@@ -193,13 +198,14 @@ def run_command(
             click.echo(f"Filed {caught_up} Sent cop(ies) an interrupted run had left.")
         for line in copy_problems:
             warn(line)
-    todo = pending(c, store, retry_failed)
+    past = past_attempts(c, store)  # (read once: the rerun's message below needs it too)
+    todo = pending(c, store, retry_failed, past)
     if limit is not None:
         todo = todo[:limit]
     if not todo:
         # Done, or waiting for the user: an entry in doubt is never sent again on its own,
         # so a rerun must still name it (as every run's end does), not call it done.
-        waiting = waiting_for_user(c, store, retry_failed)
+        waiting = waiting_for_user(c, past, retry_failed)
         doubts = [(key, skip) for key, skip in waiting if skip.in_doubt]
         refused = len(waiting) - len(doubts)
         click.echo(

@@ -505,10 +505,6 @@ class MailStack:
         )
 
 
-def _alive(pid: int) -> bool:
-    return process.alive(pid)
-
-
 def _mark(pid: int) -> str:
     """The start mark of a server just started; empty if it cannot be read."""
     mark = process.start_mark(pid)
@@ -518,7 +514,7 @@ def _mark(pid: int) -> str:
 def _ours(pid: int, mark: str) -> bool:
     """Whether ``pid`` still runs the server we started as it (its start mark matches); with
     no mark (a stack.json an older mailer wrote) the PID is all there is to go by."""
-    return process.is_running(pid, mark) if mark else _alive(pid)
+    return process.is_running(pid, mark) if mark else process.alive(pid)
 
 
 # --- the user-facing sandbox: one stack per workspace, described under .mailer/sandbox/ ---

@@ -492,37 +492,31 @@ def _csv_rows(
         lines = _Lines(snap.file)
         reader = csv.DictReader(lines)
         try:
-            columns = reader.fieldnames or []
-            for col in columns:
-                if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
-                    problem(
-                        f"{csv_path}:1: column {col!r}",
-                        f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, "
-                        "var.NAME)",
-                    )
-            for col in sorted({c for c in columns if columns.count(c) > 1}):
-                problem(f"{csv_path}:1: column {col!r}", "appears more than once")
-            lines.row_done()
-            for row in reader:
-                entry = _csv_entry(row)
-                if entry:
-                    yield f"{csv_path}:{lines.row_start()}", entry
+            try:
+                columns = reader.fieldnames or []
+                for col in columns:
+                    if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
+                        problem(
+                            f"{csv_path}:1: column {col!r}",
+                            f"unknown (known: {', '.join(k for k in ENTRY_KEYS if k != 'vars')}, "
+                            "var.NAME)",
+                        )
+                for col in sorted({c for c in columns if columns.count(c) > 1}):
+                    problem(f"{csv_path}:1: column {col!r}", "appears more than once")
                 lines.row_done()
-        except csv.Error as exc:
-            # The row's first line: the reader's own count may not have reached the bad line
-            # (a cell over the field limit is refused before its line is counted).
-            problem(f"{csv_path}:{lines.row_start()}", f"cannot read the CSV: {exc}")
-        except UnicodeDecodeError:  # (the first read found it UTF-8)
-            changed(f"{csv_path}", "changed while it was being read (no longer UTF-8 text)")
-            return
-        except OSError as exc:
-            changed(f"{toml_path}: campaign.entries_csv", f"cannot read {csv_path}: {exc}")
-            return
-        try:
+                for row in reader:
+                    entry = _csv_entry(row)
+                    if entry:
+                        yield f"{csv_path}:{lines.row_start()}", entry
+                    lines.row_done()
+            except csv.Error as exc:
+                # The row's first line: the reader's own count may not have reached the bad
+                # line (a cell over the field limit is refused before its line is counted).
+                problem(f"{csv_path}:{lines.row_start()}", f"cannot read the CSV: {exc}")
             # To its end, a block at a time (after a CSV error, the rest was not read).
             for _ in iter(lambda: snap.file.read(1 << 16), ""):
                 pass
-        except UnicodeDecodeError:
+        except UnicodeDecodeError:  # (the first read found it UTF-8)
             changed(f"{csv_path}", "changed while it was being read (no longer UTF-8 text)")
             return
         except OSError as exc:

@@ -58,10 +58,15 @@ def plan_items(
         yield Item(e.key, e.account, skip_reason(past.get(e.key, ()), retry_failed))
 
 
-def pending(campaign: Campaign, store: Reads, retry_failed: bool = False) -> Sequence[Entry]:
+def pending(
+    campaign: Campaign,
+    store: Reads,
+    retry_failed: bool = False,
+    past: dict[str, tuple[Past, ...]] | None = None,
+) -> Sequence[Entry]:
     """The valid entries a run would try now (each read from the campaign when used: a list
-    of them would hold every entry in memory at once)."""
-    past = past_attempts(campaign, store)
+    of them would hold every entry in memory at once). ``past``: past_attempts, if read."""
+    past = past_attempts(campaign, store) if past is None else past
     return Selection(
         campaign.entries,
         (
@@ -73,11 +78,11 @@ def pending(campaign: Campaign, store: Reads, retry_failed: bool = False) -> Seq
 
 
 def waiting_for_user(
-    campaign: Campaign, store: Reads, retry_failed: bool = False
+    campaign: Campaign, past: dict[str, tuple[Past, ...]], retry_failed: bool = False
 ) -> list[tuple[str, Skip]]:
     """The valid entries no run sends until the user acts, with why: those in doubt, and
-    those the server refused (unless ``retry_failed``), in file order."""
-    past = past_attempts(campaign, store)
+    those the server refused (unless ``retry_failed``), in file order. ``past``: as
+    past_attempts reads it."""
     out = []
     for e in campaign.entries:
         skip = skip_reason(past.get(e.key, ()), retry_failed)
