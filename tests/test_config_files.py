@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mailer.adapters import connection
 from mailer.adapters.config import find_config, load_settings, read_secrets, read_toml
-from mailer.adapters.connection import tls_context
+from mailer.adapters.connection import tls_context, warm_tls_contexts
 from mailer.errors import ConfigError
 
 from .conftest import run_cli, send_args
@@ -52,6 +53,43 @@ def test_a_ca_file_spoilt_after_load_is_one_line_naming_it(tmp_path: Path) -> No
     still stops the connection with a config error naming the file, not an SSLError."""
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError) as caught:
+        tls_context(ca)
+    assert str(caught.value).startswith(f"{ca} is not a PEM certificate (")
+
+
+def test_a_context_warmed_on_a_thread_is_built_once_and_is_the_one_connections_get(
+    tmp_path: Path, offline_info, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify warm_tls_contexts builds each CA file's context once, on its own thread, and
+    that tls_context (from this thread or another) waits for it and gets that very context."""
+    import ssl
+    import threading
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(offline_info.ca_file).read_bytes())
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda: built.append(1) or real())
+
+    warm_tls_contexts(ca, ca)
+    warm_tls_contexts(ca)
+    from_thread = []
+    other = threading.Thread(target=lambda: from_thread.append(tls_context(ca)))
+    other.start()
+    mine = tls_context(ca)
+    other.join()
+    assert len(built) == 1
+    assert from_thread == [mine]
+    assert not connection._warming[connection._key(ca)].is_alive()
+
+
+def test_a_bad_ca_file_warmed_early_is_still_said_by_the_connection(tmp_path: Path) -> None:
+    """Verify the warm-up keeps no error to itself: the connection that needs the context
+    still stops with the config error naming the file."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    warm_tls_contexts(ca)
     with pytest.raises(ConfigError) as caught:
         tls_context(ca)
     assert str(caught.value).startswith(f"{ca} is not a PEM certificate (")

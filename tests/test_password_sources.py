@@ -557,3 +557,22 @@ def test_prompt_asks_once_on_a_terminal_and_the_typed_password_logs_in(
     assert shown.count("SMTP password for you@sandbox.test at") == 1, shown
     assert "OK    SMTP" in shown and "OK    IMAP" in shown
     assert password not in shown
+
+
+def test_keyring_imported_on_another_thread_waits_while_yagmail_is_imported_without_it() -> None:
+    """Verify an import of keyring (a token store, a password source) on another thread in
+    the moment yagmail is imported without it waits, then gets the real module: it must
+    not fail as if keyring were not installed (tokens would go to the file store)."""
+    import threading
+
+    from mailer.adapters.passwords import keyring_module, without_keyring
+
+    got: list[object] = []
+    with without_keyring():
+        other = threading.Thread(target=lambda: got.append(keyring_module()))
+        other.start()
+        other.join(timeout=0.3)
+        still_waiting = other.is_alive()
+    other.join(timeout=30)
+    assert still_waiting
+    assert got and callable(getattr(got[0], "get_keyring", None))

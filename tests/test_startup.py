@@ -212,3 +212,32 @@ def test_a_short_command_leaves_its_objects_to_the_exit(
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
     assert r.stderr.strip().splitlines()[-1] == frozen
+
+
+@pytest.mark.wire  # a process of its own: this one may have loaded both already
+def test_yagmail_is_imported_without_keyring_and_keyring_still_imports_after() -> None:
+    """Verify the sender imports yagmail without the keyring it never uses here (20-40 ms of
+    every send), and that our own keyring code still gets the real module afterwards."""
+    code = (
+        "import sys\n"
+        "from mailer.adapters.sender import _yagmail\n"
+        "assert _yagmail() is sys.modules['yagmail']\n"
+        "import yagmail.password\n"
+        "print('keyring' in sys.modules, yagmail.password.keyring)\n"
+        "import keyring\n"
+        "print(callable(keyring.get_keyring))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "None", "True"]
+
+
+@pytest.mark.integration
+def test_a_send_leaves_keyring_unloaded_when_no_password_comes_from_it(workspace: Path) -> None:
+    """Verify a whole `mailer send` (password from .env) delivers without loading keyring."""
+    from .conftest import send_args
+
+    out, modules = modules_after(workspace, *send_args())
+    assert "Sent: thread" in out
+    assert "yagmail" in modules
+    assert "keyring" not in modules

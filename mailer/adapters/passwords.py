@@ -9,9 +9,12 @@ config key; the output of a password command is never shown, since it may be the
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mailer.errors import ConfigError
@@ -117,8 +120,37 @@ def _from_command(source: PasswordSource) -> str:
     return lines[0]
 
 
+# Held while keyring is imported, and while yagmail is imported without it (see
+# without_keyring): an import of keyring on another thread in that moment would fail.
+_keyring_import = threading.Lock()
+
+
+def keyring_module() -> ModuleType:
+    """The keyring package (an ImportError if it cannot be imported)."""
+    with _keyring_import:
+        import keyring
+    return keyring
+
+
+@contextmanager
+def without_keyring() -> Iterator[None]:
+    """Imports inside this find no keyring: for yagmail, which imports it at its top for a
+    password it is never asked for here (we always give it one, or sign in ourselves), and
+    takes a failed import as "no keyring". keyring loads its backends' entry points, 20 to
+    40 ms of every send. Our own users (keyring_module) import the real one after."""
+    with _keyring_import:
+        blocked = "keyring" not in sys.modules
+        if blocked:
+            sys.modules["keyring"] = None  # type: ignore[assignment]  # (the import fails)
+        try:
+            yield
+        finally:
+            if blocked and sys.modules.get("keyring", 0) is None:
+                del sys.modules["keyring"]
+
+
 def _from_keyring(source: PasswordSource) -> str:
-    import keyring
+    keyring = keyring_module()
 
     users = [source.keyring_user]
     fallback = source.fallback
@@ -222,7 +254,7 @@ def unlock(settings: Any, names: Iterable[str] | None = None) -> None:
 
 def store_in_keyring(user: str, password: str) -> str:
     """Store one password; returns the backend's name, for the user to see where it went."""
-    import keyring
+    keyring = keyring_module()
 
     try:
         keyring.set_password(KEYRING_SERVICE, user, password)

@@ -16,13 +16,15 @@ import logging
 import re
 import smtplib
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 
 from mailer.adapters.config import ServerSettings
 from mailer.adapters.connection import Connection, network_error, tls_context
 from mailer.adapters.crashpoint import crash_point
-from mailer.adapters.passwords import describe
+from mailer.adapters.passwords import describe, without_keyring
 from mailer.errors import ConfigError, DeliveryError, MailerError
 from mailer.model.redact import redactor
 
@@ -90,8 +92,7 @@ class SmtpSession(Connection):
         self._unfinished: smtplib.SMTP | None = None
 
     def connect(self) -> None:
-        import yagmail
-
+        yagmail = _yagmail()
         s = self.settings
         ctx = tls_context(s.ca_file)
         kwargs: dict = {"timeout": s.timeout}
@@ -697,6 +698,16 @@ def _dropped(where: str, exc: BaseException, timeout: float) -> DeliveryError:
     return DeliveryError(
         f"{where}: the server dropped the connection", kind="connection", temporary=True
     )
+
+
+def _yagmail() -> ModuleType:
+    """yagmail, imported without keyring (see passwords.without_keyring)."""
+    if "yagmail" in sys.modules:
+        return sys.modules["yagmail"]
+    import importlib
+
+    with without_keyring():
+        return importlib.import_module("yagmail")
 
 
 def _quiet_close(smtp: smtplib.SMTP | None) -> None:

@@ -46,8 +46,10 @@ def _keyring() -> Any:
     """The keyring module when a real backend is there, else None (no D-Bus, no keychain)."""
     if os.environ.get("MAILER_TOKEN_STORE", "") == "file":
         return None
+    from mailer.adapters.passwords import keyring_module
+
     try:
-        import keyring
+        keyring = keyring_module()
         from keyring.errors import KeyringError
     except ImportError:
         return None

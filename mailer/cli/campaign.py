@@ -176,7 +176,13 @@ def run_command(
 
     # The store first: a new entry's subject must differ from an open thread's to the same
     # address (entries whose own thread is open are skipped, so never re-subjected).
-    store = obj.store(obj.settings())
+    main = obj.settings()
+    if not dry_run:
+        from mailer.adapters.connection import warm_tls_contexts
+
+        # Built while the entries are checked (see warm_tls_contexts).
+        warm_tls_contexts(main.smtp.ca_file, *([main.imap.ca_file] if main.imap.save_sent else []))
+    store = obj.store(main)
     settings, c = _load(
         obj,
         file,
