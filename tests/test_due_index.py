@@ -277,3 +277,36 @@ def test_the_kept_thread_index_matches_a_fresh_one_as_threads_change(tmp_path: P
     (entry,) = [t for t in index.threads if t.id == tid]
     assert entry.recipient == "new@b.test" and entry.company == "New Co"
     assert [t.sent_at for t in index.threads if t.id == queued] == [T0 + timedelta(hours=1)]
+
+
+def test_finding_one_accounts_due_threads_costs_the_same_however_many_it_has_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a pass's due query for one account (the daemon asks per account) is an index
+    range, not a read of all that account's open threads: SQLite's steps for it do not grow
+    with the threads that are open but not due (it took the (account, state) index, 8 ms a
+    pass at 10,000)."""
+    from mailer.adapters import directsql
+
+    steps = [0]
+    real = directsql.Engine.connect
+
+    def counted(self: directsql.Engine) -> sqlite3.Connection:
+        db = real(self)
+        db.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 10)
+        return db
+
+    monkeypatch.setattr(directsql.Engine, "connect", counted)
+    cost = {}
+    for n in (10, 600):
+        store, dues = _store_with_dues(tmp_path / f"{n}.db", count=n)
+        before = min(dues.values()) - timedelta(minutes=1)  # nothing due yet
+        assert store.due_threads(before, "") == []
+        steps[0] = 0
+        store.due_threads(before, "")
+        cost[n] = steps[0]
+        assert [t.id for t in store.due_threads(max(dues.values()), "")] == _full_scan(
+            store, max(dues.values()), ""
+        )
+        store.close()
+    assert cost[600] <= cost[10] + 5, cost
