@@ -310,3 +310,46 @@ def test_finding_one_accounts_due_threads_costs_the_same_however_many_it_has_ope
         )
         store.close()
     assert cost[600] <= cost[10] + 5, cost
+
+
+def test_one_accounts_due_threads_are_its_own_in_due_order_with_its_damaged_rows(
+    tmp_path: Path,
+) -> None:
+    """Verify due_threads(now, account) gives that account's due threads only, soonest
+    first, and names a damaged due time only to the pass of the account it belongs to."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    made: dict[str, list[tuple[datetime, int]]] = {"": [], "anna": []}
+    for n in range(12):
+        account = "anna" if n % 3 == 0 else ""
+        facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
+        facts |= {"situation": "illness", "interview": T0.isoformat()}
+        tid, mid = store.create_thread(
+            now=T0,
+            facts=facts,
+            key=f"k{n}",
+            subject=f"s{n}",
+            message_id=f"<m{n}@x>",
+            raw=b"x",
+            envelope_from="me@x.test",
+            recipients=(f"p{n}@b.test",),
+            follow_up_wait="1d",
+            max_follow_ups=2,
+            guard_duplicates=True,
+            account=account,
+        )
+        due = T0 + timedelta(minutes=(n * 7) % 50)  # not in id order
+        store.mark_sent(mid, T0, "250 ok", due)
+        made[account].append((due, tid))
+    damaged = made["anna"][0][1]
+    store.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("UPDATE threads SET follow_up_due = 'soon', due_at = NULL WHERE id = ?", (damaged,))
+    db.commit()
+    db.close()
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    later = T0 + timedelta(hours=2)
+    for account, threads in made.items():
+        want = [tid for due, tid in sorted(threads) if tid != damaged]
+        assert [t.id for t in store.due_threads(later, account)] == want, account
+        assert any(str(damaged) in line for line in store.damaged) == (account == "anna")
+        store.damaged.clear()

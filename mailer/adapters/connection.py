@@ -66,9 +66,15 @@ def warm_tls_contexts(*ca_files: Path | None) -> None:
         key = _key(ca_file)
         if key in _warming:
             continue
-        thread = threading.Thread(target=_warm, args=key, name="tls-context", daemon=True)
+        # Not a daemon thread: the interpreter waits for it (at most the build) before it
+        # exits. A daemon one still inside OpenSSL while the process tears OpenSSL down
+        # crashed a command that failed quickly (a bad --interview: SIGSEGV in 12 of 40).
+        thread = threading.Thread(target=_warm, args=key, name="tls-context")
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a pids limit): built when needed
+            return
         _warming[key] = thread
-        thread.start()
 
 
 # The thread that built (or is building) a context, by _key: any thread that needs that

@@ -702,10 +702,10 @@ def _dropped(where: str, exc: BaseException, timeout: float) -> DeliveryError:
 
 def _yagmail() -> ModuleType:
     """yagmail, imported without keyring (see passwords.without_keyring)."""
-    if "yagmail" in sys.modules:
-        return sys.modules["yagmail"]
     import importlib
 
+    if "yagmail" in sys.modules:  # (import_module waits for one another thread is loading)
+        return importlib.import_module("yagmail")
     with without_keyring():
         return importlib.import_module("yagmail")
 

@@ -1911,26 +1911,28 @@ class Store:
         first: an indexed range on ``due_at`` (instants, whatever offset each time was written
         with), so a pass reads the due threads, not every open one."""
         states, params = _in("s", DUE_THREAD)
-        # The account is not asked of SQL: with it, SQLite may take the (account, state)
-        # index instead, and read every open thread of the account on every pass (8 ms at
-        # 10,000). Other accounts' due threads are few, and left out below.
+        # "account || ''": a bare "account = :acct" let SQLite take the (account, state)
+        # index instead of the due one, and read every open thread of the account on every
+        # pass (8 ms at 10,000 open).
+        acct = "" if account is None else "AND account || '' = :acct"
         rows = self._rows(
-            f"""SELECT * FROM threads WHERE state IN {states} AND due_at <= :now
+            f"""SELECT * FROM threads WHERE state IN {states} AND due_at <= :now {acct}
                ORDER BY due_at, id""",
             now=due_at(now),
+            acct=account,
             **params,
         )
         # Rows whose follow_up_due is not a date have no due_at: decoding them names them as
         # damaged (see _decoded), as every pass did when it read every open thread.
         unreadable = self._rows(
             f"""SELECT * FROM threads WHERE state IN {states} AND due_at IS NULL
-               AND follow_up_due IS NOT NULL ORDER BY id""",
+               AND follow_up_due IS NOT NULL {acct} ORDER BY id""",
+            acct=account,
             **params,
         )
-        mine = [r for r in (*rows, *unreadable) if account is None or r["account"] == account]
         dues = [
             (t, due)
-            for t in self._decoded(mine, _thread)
+            for t in self._decoded([*rows, *unreadable], _thread)
             # Read back from the row itself: a due_at left stale by an edit by hand is not
             # believed (the SQL bound only narrows what is read).
             if (due := stored_time(t.follow_up_due)) is not None and due <= now
