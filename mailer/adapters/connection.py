@@ -68,7 +68,7 @@ def warm_tls_contexts(*ca_files: Path | None) -> None:
             continue
         # Not a daemon thread: the interpreter waits for it (at most the build) before it
         # exits. A daemon one still inside OpenSSL while the process tears OpenSSL down
-        # crashed a command that failed quickly (a bad --interview: SIGSEGV in 12 of 40).
+        # crashed a command that failed quickly (a bad --interview: SIGSEGV in 7 of 30).
         thread = threading.Thread(target=_warm, args=key, name="tls-context")
         try:
             thread.start()
