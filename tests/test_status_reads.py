@@ -430,3 +430,39 @@ def test_on_a_terminal_the_style_goes_to_the_column_asked_for(
     assert seen == [("sent", "green")]
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "e1" in ln)
     assert line.split() == ["e1", "sent", "3", "ok"]
+
+
+def test_status_reads_a_store_whose_permissions_it_may_not_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a store file mailer may read and write but not chmod (another user's, shared
+    through a group) is still read: tightening its mode to 0600 refused with EPERM stopped
+    every command with "cannot read the state store: Operation not permitted"."""
+    ws, db = _workspace(tmp_path, 2)
+    real = Path.chmod
+
+    def not_the_owner(self: Path, mode: int, **kwargs: object) -> None:
+        if self == db:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        real(self, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "chmod", not_the_owner)
+    listed = run_cli(ws, "status")
+    assert listed.returncode == 0, listed.stderr
+    assert "hr1@company1.test" in listed.stdout
+
+
+def test_a_store_sqlite_cannot_open_says_what_it_needs_to_write() -> None:
+    """Verify SQLite's bare "unable to open database file" (a read-only folder: no room for
+    the -wal and -shm files) names the store and says what mailer must be able to write."""
+    from mailer.adapters.store import _db_error
+
+    said = _db_error(
+        "sqlite:////shared/ws/state.db", sqlite3.OperationalError("unable to open database file")
+    )
+    assert said == (
+        "sqlite:////shared/ws/state.db: unable to open database file (mailer must be able to "
+        "write the file and its folder, where SQLite keeps its -wal and -shm files)"
+    )
+    other = _db_error("sqlite:////shared/ws/state.db", sqlite3.OperationalError("disk I/O error"))
+    assert other == "sqlite:////shared/ws/state.db: disk I/O error"

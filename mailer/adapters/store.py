@@ -25,7 +25,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -2774,9 +2774,12 @@ def _check_sqlite_file(path: Path) -> None:
     try:
         with path.open("rb") as f:
             head = f.read(len(_SQLITE_MAGIC))
-        path.chmod(0o600)
     except OSError as exc:
         raise StateError(f"{path}: cannot read the state store: {exc.strerror}") from None
+    # Not ours to change (another user's store, a read-only copy): reading it is still
+    # allowed, and a command that must write says so when it tries.
+    with suppress(OSError):
+        path.chmod(0o600)
     hint = (
         "restore the store from a backup; to start a new, empty history on purpose "
         "(mailer will not know what it already sent), move this file away"
@@ -3309,7 +3312,17 @@ def _db_error(url: str, exc: Any) -> str:
     ):
         where = _host_port(url)
         return f"{where}: the connection to the state store failed: {_one_line(exc)}"
-    return f"{safe_url(url)}: {_one_line(exc)}"
+    said = _one_line(exc)
+    if url.startswith("sqlite") and (
+        "unable to open database file" in said or "readonly database" in said
+    ):
+        # A read-only folder or file (a copy on a share, another user's store): say what
+        # SQLite needs, which its words do not.
+        said += (
+            " (mailer must be able to write the file and its folder, where SQLite keeps "
+            "its -wal and -shm files)"
+        )
+    return f"{safe_url(url)}: {said}"
 
 
 def _host_port(url: str) -> str:
