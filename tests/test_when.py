@@ -191,6 +191,25 @@ def test_unreadable_dates_are_refused_with_a_reason(text: str, message: str) -> 
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("next blursday", "--interview: cannot read 'next blursday'; it has no time of day"),
+        ("next blursday 10:00", "--interview: cannot read 'next blursday 10:00'; e.g."),
+        ("tomorrow 10:00 Tuesdy", "--interview: cannot read 'tomorrow 10:00 Tuesdy'; e.g."),
+        ("tomorrow 10:00 CETT", "--interview: unknown time zone 'CETT'; did you mean CET?"),
+        ("tomorrow 10:00 Singapor", "--interview: unknown time zone 'Singapor'; did you mean"),
+    ],
+)
+def test_a_last_word_is_called_a_time_zone_only_if_it_may_be_one(text: str, message: str) -> None:
+    """Verify a misspelt day ("next blursday") is not blamed on a time zone ("unknown time
+    zone 'blursday'; use an IANA name" told the user to fix the wrong part), while a word
+    close to a zone's name still gets its suggestion."""
+    with pytest.raises(InputError) as err:
+        read_when(text, LONDON, NOW, None)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.parametrize(
     ("text", "start", "end"),
     [
         ("2026-12-01 09:00-12:00", at(2026, 12, 1, 9), at(2026, 12, 1, 12)),

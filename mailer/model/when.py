@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 from mailer.errors import InputError
-from mailer.model.zones import resolve
+from mailer.model.zones import could_be_zone, resolve
 
 FIRST_YEAR, LAST_YEAR = 1970, 2199
 
@@ -203,7 +203,7 @@ def _split_zone(
         offset = timezone(-delta if sign == "-" else delta)
         return " ".join(words[:-1]), offset, (f"given in {offset}",)
     looks_like_zone = "/" in last and not any(c.isdigit() for c in last)
-    if looks_like_zone or (last.isalpha() and last.lower() not in _WORDS):
+    if looks_like_zone or (last.isalpha() and last.lower() not in _WORDS and could_be_zone(last)):
         found = resolve(last, what)
         # ZoneInfo instances are cached by name: the same zone is the same object.
         note = found.note or ("" if found.tz is tz else f"given in {found.name}")

@@ -91,6 +91,20 @@ def resolve(name: str, what: str) -> Zone:
     raise InputError(f"{what}: unknown time zone {text!r}; {hint}")
 
 
+def could_be_zone(word: str) -> bool:
+    """Whether a bare word, such as the last of "tomorrow 10:00 CET", may be meant as a zone:
+    one we know, or one close to a zone's name (whose error then suggests the right spelling).
+    Any other word ("next blursday") is left to the date's own reading, whose error names the
+    whole text: called a time zone, it was blamed on the wrong part."""
+    upper = word.strip().upper()
+    return (
+        upper in ABBREVIATIONS
+        or upper in AMBIGUOUS
+        or load(word) is not None
+        or bool(suggest(word))
+    )
+
+
 def suggest(text: str) -> str:
     """The IANA name closest to ``text``: same name in another case, a city, or a near miss."""
     names = _names()
