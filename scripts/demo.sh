@@ -56,7 +56,7 @@ free_day=$(weekday 1 3)
 
 step "1. mailer --sandbox send: the apology for the interview missed on $missed"
 mailer --sandbox send --situation illness --to interviewer@sandbox.test \
-  --interviewer "Ana Ruiz" --company "Acme" --role "Data Engineer" \
+  --interviewer "Ana Ruiz" --salutation "Ms Ruiz" --company "Acme" --role "Data Engineer" \
   --interview "$missed 10:00" --free "$free_day 09:00-12:00" \
   --note "I am fully recovered, and I have kept some mornings free in case one suits you." --yes
 step "The interviewer's inbox (read over IMAP, as a mail client would)"

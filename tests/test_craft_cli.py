@@ -57,7 +57,8 @@ def test_send_refuses_demanding_text_unless_forced(stack: Stack, workspace: Path
 def test_late_apology_and_last_minute_request_get_timing_advice(offline_workspace: Path) -> None:
     """Verify the urgency advice: late after 24 h; under a day before, call as well."""
     late = run_cli(offline_workspace, *send_args(interview="2026-11-22 10:00"), "--dry-run")
-    assert "This apology is late: the interview was 3 days ago" in late.stdout
+    assert "The interview was 3 days ago, so this apology is late; sent today" in late.stdout
+    assert "hour counts" not in late.stdout  # (pressure the user does not need)
     soon = run_cli(
         offline_workspace,
         *send_args(
@@ -65,7 +66,7 @@ def test_late_apology_and_last_minute_request_get_timing_advice(offline_workspac
         ),
         "--dry-run",
     )
-    assert "The interview is in 5 hour(s)" in soon.stdout and "Call +44 20 7946 0000" in soon.stdout
+    assert "The interview is in 5 hours:" in soon.stdout and "Call +44 20 7946 0000" in soon.stdout
     fresh = run_cli(offline_workspace, *send_args(interview="2026-11-25 10:00"), "--dry-run")
     assert "Timing:" not in fresh.stdout
 
@@ -231,3 +232,16 @@ def test_second_open_thread_to_one_address_gets_the_role_in_its_subject(
         "Apologies for missing our interview at Acme on Wednesday 25 November (Data Engineer) "
         "– Sam Candidate",
     ]
+
+
+def test_the_hours_left_read_as_words_do() -> None:
+    """Verify "in 1 hour", "in 5 hours" and "in less than an hour", never "hour(s)"."""
+    from datetime import UTC, datetime, timedelta
+
+    from mailer.model.callscript import urgency
+
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    said = {h: urgency(now + timedelta(hours=h), now) or "" for h in (0.3, 1, 5)}
+    assert said[0.3].startswith("The interview is in less than an hour: ")
+    assert said[1].startswith("The interview is in 1 hour: ")
+    assert said[5].startswith("The interview is in 5 hours: ")

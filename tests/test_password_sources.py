@@ -87,7 +87,7 @@ def test_password_command_logs_in_runs_once_and_never_shows_the_password(
     mark = stack.log_mark()
     sent = run_cli(ws, *send_args(company="Command Co"), "--debug")
     assert sent.returncode == 0, sent.stderr
-    assert "Copy in Sent: saved" in sent.stdout, sent.stdout  # IMAP logged in too
+    assert "Sent copy: saved" in sent.stdout, sent.stdout  # IMAP logged in too
     assert [e["ok"] for e in logins(stack, mark)] == [True]
     assert runs.read_text().splitlines() == ["run"]  # once, for SMTP and IMAP
     doctor = run_cli(ws, "doctor", "--debug")
@@ -232,7 +232,7 @@ def test_keyring_password_set_with_set_password_is_used_by_send(
     mark = stack.log_mark()
     sent = run_cli(ws, *send_args(company="Keyring Co"), "--debug", env=env)
     assert sent.returncode == 0, sent.stderr
-    assert "Copy in Sent: saved" in sent.stdout
+    assert "Sent copy: saved" in sent.stdout
     assert [e["ok"] for e in logins(stack, mark)] == [True]
     assert password not in everything(ws, before, stored, sent)
 

@@ -329,7 +329,7 @@ def send(
         sys.exit(int(ExitCode.FAILURE))
     result = sending.send(settings, prepared, store, clock, again=again)
     click.echo(f"\nSent: thread {result.thread_id}, Message-ID {result.message_id}")
-    click.echo(f"Copy in Sent: {result.sent_copy}")
+    click.echo(f"Sent copy: {result.sent_copy}")
     if result.follow_up_due:
         click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
     for warning in result.warnings:

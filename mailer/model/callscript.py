@@ -195,14 +195,13 @@ def urgency(interview: datetime, now: datetime, interviewer_phone: str = "") -> 
         if hours > 24:
             days = int(hours // 24)
             return (
-                f"This apology is late: the interview was {days} day{'s' if days != 1 else ''} "
-                f"ago, and every hour counts.{call}"
+                f"The interview was {days} day{'s' if days != 1 else ''} ago, so this apology "
+                f"is late; sent today, it still helps.{call}"
             )
         return None
     hours_left = (interview - now).total_seconds() / 3600
     if hours_left < 24:
-        return (
-            f"The interview is in {round(hours_left)} hour(s): an email alone may not "
-            f"be read in time.{call}"
-        )
+        n = round(hours_left)
+        when = "less than an hour" if n < 1 else f"{n} hour{'s' if n != 1 else ''}"
+        return f"The interview is in {when}: an email alone may not be read in time.{call}"
     return None
