@@ -22,27 +22,33 @@ T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 ZONES = [UTC, ZoneInfo("Asia/Kolkata"), ZoneInfo("America/Los_Angeles"), ZoneInfo("Europe/Berlin")]
 
 
+def _apology(store: Store, n: int, account: str = "") -> tuple[int, int]:
+    """Thread ``n``'s apology, recorded as queued (its thread and message row)."""
+    facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
+    facts |= {"situation": "illness", "interview": T0.isoformat()}
+    return store.create_thread(
+        now=T0,
+        facts=facts,
+        key=f"k{n}",
+        subject=f"s{n}",
+        message_id=f"<m{n}@x>",
+        raw=b"x",
+        envelope_from="me@x.test",
+        recipients=(f"p{n}@b.test",),
+        follow_up_wait="1d",
+        max_follow_ups=2,
+        guard_duplicates=True,
+        account=account,
+    )
+
+
 def _store_with_dues(path: Path, count: int = 24) -> tuple[Store, dict[int, datetime]]:
     """Threads whose apologies were sent, each due at its own instant written in one of
     ZONES; some followed up, one replied (no longer due), one never sent (no due time)."""
     store = Store(f"sqlite:///{path}")
     dues: dict[int, datetime] = {}
     for n in range(count):
-        facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
-        facts |= {"situation": "illness", "interview": T0.isoformat()}
-        tid, mid = store.create_thread(
-            now=T0,
-            facts=facts,
-            key=f"k{n}",
-            subject=f"s{n}",
-            message_id=f"<m{n}@x>",
-            raw=b"x",
-            envelope_from="me@x.test",
-            recipients=(f"p{n}@b.test",),
-            follow_up_wait="1d",
-            max_follow_ups=2,
-            guard_duplicates=True,
-        )
+        tid, mid = _apology(store, n)
         if n == count - 1:
             continue  # still queued: no due time at all
         # Every 37 minutes from T0, in turn in each zone (and two threads share an instant).
@@ -321,22 +327,7 @@ def test_one_accounts_due_threads_are_its_own_in_due_order_with_its_damaged_rows
     made: dict[str, list[tuple[datetime, int]]] = {"": [], "anna": []}
     for n in range(12):
         account = "anna" if n % 3 == 0 else ""
-        facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
-        facts |= {"situation": "illness", "interview": T0.isoformat()}
-        tid, mid = store.create_thread(
-            now=T0,
-            facts=facts,
-            key=f"k{n}",
-            subject=f"s{n}",
-            message_id=f"<m{n}@x>",
-            raw=b"x",
-            envelope_from="me@x.test",
-            recipients=(f"p{n}@b.test",),
-            follow_up_wait="1d",
-            max_follow_ups=2,
-            guard_duplicates=True,
-            account=account,
-        )
+        tid, mid = _apology(store, n, account)
         due = T0 + timedelta(minutes=(n * 7) % 50)  # not in id order
         store.mark_sent(mid, T0, "250 ok", due)
         made[account].append((due, tid))
