@@ -57,7 +57,11 @@ class Stack:
     def log_since(self, mark: int) -> list[dict]:
         with self.info.smtp_log.open("rb") as f:
             f.seek(mark)
-            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+            data = f.read()
+        # Whole lines only: a reader polling while the server appends a line can see part of
+        # it (a write to a file is not atomic for readers); it is there whole next time.
+        whole = data[: data.rfind(b"\n") + 1].decode()
+        return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
     def set_faults(self, **faults: object) -> None:
         self.info.faults_file.write_text(json.dumps(faults), encoding="utf-8")
