@@ -461,8 +461,22 @@ def test_a_store_sqlite_cannot_open_says_what_it_needs_to_write() -> None:
         "sqlite:////shared/ws/state.db", sqlite3.OperationalError("unable to open database file")
     )
     assert said == (
-        "sqlite:////shared/ws/state.db: unable to open database file (mailer must be able to "
-        "write the file and its folder, where SQLite keeps its -wal and -shm files)"
+        "sqlite:////shared/ws/state.db: unable to open database file (if the file or its "
+        "folder is read-only: mailer must be able to write both, since SQLite keeps its -wal "
+        "and -shm files beside the file)"
     )
     other = _db_error("sqlite:////shared/ws/state.db", sqlite3.OperationalError("disk I/O error"))
     assert other == "sqlite:////shared/ws/state.db: disk I/O error"
+
+
+@pytest.mark.parametrize(("before", "after"), [(0o644, 0o600), (0o660, 0o660), (0o600, 0o600)])
+def test_a_store_anyone_may_read_is_made_private_and_a_group_share_is_left(
+    tmp_path: Path, before: int, after: int
+) -> None:
+    """Verify opening a store takes the world's access away (an older mailer's file, made
+    under a 022 umask), but leaves a store shared through its group alone: tightened to
+    0600 by its owner's every command, it locked the group's member out."""
+    ws, db = _workspace(tmp_path, 1)
+    db.chmod(before)
+    assert run_cli(ws, "status").returncode == 0
+    assert db.stat().st_mode & 0o777 == after

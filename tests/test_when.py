@@ -196,14 +196,18 @@ def test_unreadable_dates_are_refused_with_a_reason(text: str, message: str) -> 
         ("next blursday", "--interview: cannot read 'next blursday'; it has no time of day"),
         ("next blursday 10:00", "--interview: cannot read 'next blursday 10:00'; e.g."),
         ("tomorrow 10:00 Tuesdy", "--interview: cannot read 'tomorrow 10:00 Tuesdy'; e.g."),
-        ("tomorrow 10:00 CETT", "--interview: unknown time zone 'CETT'; did you mean CET?"),
+        ("tomorrow 10:00 Berln", "--interview: unknown time zone 'Berln'; did you mean Europe/"),
         ("tomorrow 10:00 Singapor", "--interview: unknown time zone 'Singapor'; did you mean"),
+        ("tomorrow 10:00 Mumbai", "--interview: unknown time zone 'Mumbai'; use an IANA name"),
+        ("tomorrow 10:00 GST", "--interview: unknown time zone 'GST'; use an IANA name"),
+        # An abbreviation's near miss is another zone, never suggested (it was Australia/ACT).
+        ("tomorrow 10:00 ACDX", "--interview: unknown time zone 'ACDX'; use an IANA name"),
     ],
 )
 def test_a_last_word_is_called_a_time_zone_only_if_it_may_be_one(text: str, message: str) -> None:
     """Verify a misspelt day ("next blursday") is not blamed on a time zone ("unknown time
-    zone 'blursday'; use an IANA name" told the user to fix the wrong part), while a word
-    close to a zone's name still gets its suggestion."""
+    zone 'blursday'; use an IANA name" told the user to fix the wrong part), while a place
+    or an abbreviation still is, and a word close to a zone's name gets its suggestion."""
     with pytest.raises(InputError) as err:
         read_when(text, LONDON, NOW, None)
     assert str(err.value).startswith(message), str(err.value)
@@ -478,3 +482,20 @@ def test_a_time_the_clocks_repeat_is_read_as_the_first_and_says_so() -> None:
     assert reading.notes == (
         "01:30 happens twice that night (the clocks go back); read as the first, BST",
     )
+
+
+@pytest.mark.parametrize(
+    ("word", "zone"),
+    [
+        ("AET", "Australia/Sydney"),
+        ("ACDT", "Australia/Adelaide"),
+        ("SAST", "Africa/Johannesburg"),
+        ("CT", "America/Chicago"),
+        ("Japan", "Japan"),  # a tzdata name close to "jan": still a zone
+    ],
+)
+def test_more_zones_are_read_as_people_write_them(word: str, zone: str) -> None:
+    """Verify abbreviations that used to be unknown ("ACDT" was even suggested as Canberra's
+    Australia/ACT, "CT" as UCT) are read as their zone."""
+    reading = read_when(f"2026-11-25 10:00 {word}", LONDON, NOW, None)
+    assert reading.at == datetime(2026, 11, 25, 10, 0, tzinfo=ZoneInfo(zone))

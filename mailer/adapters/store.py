@@ -2776,10 +2776,13 @@ def _check_sqlite_file(path: Path) -> None:
             head = f.read(len(_SQLITE_MAGIC))
     except OSError as exc:
         raise StateError(f"{path}: cannot read the state store: {exc.strerror}") from None
-    # Not ours to change (another user's store, a read-only copy): reading it is still
-    # allowed, and a command that must write says so when it tries.
+    # A store anyone may read (an older mailer's, made under a 022 umask) is made private: it
+    # holds the user's applications. One shared on purpose, through its group only, is left
+    # as it is. A chmod refused (another user's file, a read-only copy) stops nothing: a
+    # command that must write says so when it tries.
     with suppress(OSError):
-        path.chmod(0o600)
+        if path.stat().st_mode & 0o007:
+            path.chmod(0o600)
     hint = (
         "restore the store from a backup; to start a new, empty history on purpose "
         "(mailer will not know what it already sent), move this file away"
@@ -3319,8 +3322,8 @@ def _db_error(url: str, exc: Any) -> str:
         # A read-only folder or file (a copy on a share, another user's store): say what
         # SQLite needs, which its words do not.
         said += (
-            " (mailer must be able to write the file and its folder, where SQLite keeps "
-            "its -wal and -shm files)"
+            " (if the file or its folder is read-only: mailer must be able to write both, "
+            "since SQLite keeps its -wal and -shm files beside the file)"
         )
     return f"{safe_url(url)}: {said}"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 from mailer.errors import InputError
-from mailer.model.zones import could_be_zone, resolve
+from mailer.model.zones import known, may_be_abbreviation, resolve
 
 FIRST_YEAR, LAST_YEAR = 1970, 2199
 
@@ -203,12 +203,25 @@ def _split_zone(
         offset = timezone(-delta if sign == "-" else delta)
         return " ".join(words[:-1]), offset, (f"given in {offset}",)
     looks_like_zone = "/" in last and not any(c.isdigit() for c in last)
-    if looks_like_zone or (last.isalpha() and last.lower() not in _WORDS and could_be_zone(last)):
+    if looks_like_zone or (
+        last.isalpha()
+        and last.lower() not in _WORDS
+        and (known(last) or may_be_abbreviation(last) or not _misspelt_date_word(last))
+    ):
         found = resolve(last, what)
         # ZoneInfo instances are cached by name: the same zone is the same object.
         note = found.note or ("" if found.tz is tz else f"given in {found.name}")
         return " ".join(words[:-1]), found.tz, (note,) if note else ()
     return body, None, ()
+
+
+def _misspelt_date_word(word: str) -> bool:
+    """Whether ``word`` looks like a day or date word misspelt ("blursday", "tomorow"): then
+    the date's own error, which names the whole text, is the one to give, not "unknown time
+    zone" (which told the user to fix the wrong part)."""
+    import difflib  # only for a word that is neither a date word nor a known zone's
+
+    return bool(difflib.get_close_matches(word.lower(), _WORDS, n=1, cutoff=0.75))
 
 
 def _localise(

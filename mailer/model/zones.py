@@ -49,6 +49,20 @@ ABBREVIATIONS: dict[str, str] = {
     "AWST": "Australia/Perth",
     "NZST": "Pacific/Auckland",
     "NZDT": "Pacific/Auckland",
+    "CT": "America/Chicago",
+    "MT": "America/Denver",
+    "AKDT": "America/Anchorage",
+    "BRT": "America/Sao_Paulo",
+    "AET": "Australia/Sydney",
+    "ACDT": "Australia/Adelaide",
+    "SAST": "Africa/Johannesburg",
+    "EAT": "Africa/Nairobi",
+    "WAT": "Africa/Lagos",
+    "CAT": "Africa/Maputo",
+    "PKT": "Asia/Karachi",
+    "WIB": "Asia/Jakarta",
+    "ICT": "Asia/Bangkok",
+    "PHT": "Asia/Manila",
 }
 AMBIGUOUS: dict[str, tuple[str, ...]] = {
     "CST": ("America/Chicago", "Asia/Shanghai", "America/Havana"),
@@ -91,18 +105,16 @@ def resolve(name: str, what: str) -> Zone:
     raise InputError(f"{what}: unknown time zone {text!r}; {hint}")
 
 
-def could_be_zone(word: str) -> bool:
-    """Whether a bare word, such as the last of "tomorrow 10:00 CET", may be meant as a zone:
-    one we know, or one close to a zone's name (whose error then suggests the right spelling).
-    Any other word ("next blursday") is left to the date's own reading, whose error names the
-    whole text: called a time zone, it was blamed on the wrong part."""
+def known(word: str) -> bool:
+    """Whether ``word`` names a zone as it is (an abbreviation we read, or a tzdata name)."""
     upper = word.strip().upper()
-    return (
-        upper in ABBREVIATIONS
-        or upper in AMBIGUOUS
-        or load(word) is not None
-        or bool(suggest(word))
-    )
+    return upper in ABBREVIATIONS or upper in AMBIGUOUS or load(word.strip()) is not None
+
+
+def may_be_abbreviation(word: str) -> bool:
+    """Two to five capitals ("AET", "SAST"): written as a zone's abbreviation, so taken for a
+    zone even when it is not one we know (its error then says so)."""
+    return 2 <= len(word) <= 5 and word.isalpha() and word.isupper()
 
 
 def suggest(text: str) -> str:
@@ -115,6 +127,10 @@ def suggest(text: str) -> str:
     cities = {n.rsplit("/", 1)[-1].lower(): n for n in sorted(names) if "/" in n}
     if key.rsplit("/", 1)[-1] in cities:
         return cities[key.rsplit("/", 1)[-1]]
+    if may_be_abbreviation(text.strip()):
+        # An abbreviation's near miss is another zone, not a spelling: "ACDT" is not
+        # Australia/ACT (Canberra), "CT" is not UCT (UTC).
+        return ""
     import difflib  # only for a near miss: not worth its import on every start
 
     close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
