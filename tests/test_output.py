@@ -250,6 +250,22 @@ def test_every_command_help_ends_with_an_example(path: str, tmp_path: Path) -> N
     assert f"mailer {path}" in examples
 
 
+@pytest.mark.parametrize(
+    "path", ["", *(p for p, c in _commands(cli) if isinstance(c, click.Group))]
+)
+def test_a_group_lists_its_commands_without_cutting_their_descriptions(
+    path: str, tmp_path: Path
+) -> None:
+    """Verify `mailer [GROUP] --help` describes each command in words that fit an 80-column
+    terminal: click cut long first sentences short with "..." ("Many apologies from one
+    file: config/campaigns/NAME.toml...")."""
+    r = run_cli(tmp_path, *path.split(), "--help", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    listed = r.stdout.partition("Commands:")[2].partition("\n\n")[0].splitlines()
+    assert listed, r.stdout
+    assert [line for line in listed if line.rstrip().endswith("...")] == []
+
+
 def test_mailer_help_lists_every_exit_code(tmp_path: Path) -> None:
     """Verify each named exit code (and 130 for Ctrl-C, 143 for SIGTERM) is explained in
     `mailer --help`."""

@@ -10,7 +10,7 @@ from mailer.cli.common import Context, handle_errors
 from mailer.errors import InputError
 
 
-@click.group()
+@click.group(short_help="Sign in: OAuth2, and passwords in the keyring.")
 def auth() -> None:
     """Sign in: OAuth2 login, status and logout; passwords in the system keyring."""
 
@@ -18,7 +18,7 @@ def auth() -> None:
 # --- passwords in the keyring -----------------------------------------------------------------
 
 
-@auth.command("set-password")
+@auth.command("set-password", short_help="Store a password in the system keyring.")
 @click.option("--account", default="", metavar="NAME", help="[accounts.NAME] (default: main).")
 @click.option(
     "--server",

@@ -77,7 +77,7 @@ def _load(
     return settings, campaign
 
 
-@click.group()
+@click.group(short_help="Many apologies from one file.")
 @click.pass_context
 def campaign(ctx: click.Context) -> None:
     """Many apologies from one file: config/campaigns/NAME.toml (see 'mailer init')."""
@@ -433,7 +433,7 @@ def _summary_table(report: Any, verbose: bool) -> None:
     print_rows(columns, rows, styled_column=1)
 
 
-@campaign.command("status")
+@campaign.command("status", short_help="Each entry's state, as status shows threads.")
 @click.argument("file")
 @click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (README: JSON output)."

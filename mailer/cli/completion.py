@@ -42,7 +42,7 @@ def complete_situation(
     ]
 
 
-@click.command()
+@click.command(short_help="Print the shell completion script.")
 @click.argument("shell", type=click.Choice(SHELLS))
 def completion(shell: str) -> None:
     """Print the shell completion script for SHELL (commands, options, situations)."""

@@ -258,7 +258,7 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
     _echo_readings(prepared.facts)
 
 
-@cli.command()
+@cli.command(short_help="Send the apology now, keep a copy in Sent.")
 @fact_options()
 @click.option(
     "--yes", "-y", is_flag=True, help="Send without asking (required without a terminal)."
@@ -341,7 +341,7 @@ def send(
         )
 
 
-@cli.command()
+@cli.command(short_help="List the situations there are templates for.")
 @click.pass_obj
 @handle_errors
 def situations(obj: Context) -> None:
@@ -502,7 +502,7 @@ def _log_level(obj: Context, quiet: bool, verbose: bool) -> int:
     return logging.WARNING if quiet else logging.INFO
 
 
-@cli.command()
+@cli.command(short_help="One pass of the daemon's work, then exit.")
 @loudness_options
 @click.pass_obj
 @handle_errors
@@ -580,7 +580,7 @@ def _whats_next(settings: Any, store: Any) -> None:
             click.echo(f"thread {t.id}: awaiting reply from {t.recipient}; follow-up due {due}")
 
 
-@cli.command()
+@cli.command(short_help="Watch for replies; send due follow-ups.")
 @loudness_options
 @click.pass_obj
 @handle_errors
@@ -644,7 +644,7 @@ def cancel(obj: Context, thread_id: int) -> None:
         click.echo(f"Thread {thread_id}: already cancelled; no follow-up will be sent.")
 
 
-@cli.command("mark-replied")
+@cli.command("mark-replied", short_help="Record a reply mailer cannot see (a call, say).")
 @click.argument("thread_id", type=int)
 @click.option("--note", default="", help="How they answered, e.g. 'phoned on Monday'.")
 @click.pass_obj
@@ -659,7 +659,7 @@ def mark_replied(obj: Context, thread_id: int, note: str) -> None:
     click.echo(f"Thread {thread_id}: marked replied; no follow-up will be sent.")
 
 
-@cli.command()
+@cli.command(short_help="Let a held thread's follow-up go.")
 @click.argument("thread_id", type=int)
 @click.pass_obj
 @handle_errors
@@ -675,7 +675,7 @@ def release(obj: Context, thread_id: int) -> None:
         click.echo(f"Thread {thread_id}: not held; its follow-up goes out when due.")
 
 
-@cli.command()
+@cli.command(short_help="Settle a message in doubt (--sent or --resend).")
 @click.argument("thread_id", type=int)
 @click.option("--sent", is_flag=True, help="It did arrive: record it as sent.")
 @click.option("--resend", is_flag=True, help="It did not arrive: send it again now.")
@@ -697,7 +697,7 @@ def resolve(obj: Context, thread_id: int, sent: bool, resend: bool) -> None:
     click.echo(f"Thread {thread_id}: {result}")
 
 
-@cli.command()
+@cli.command(short_help="Tell replies, auto-replies and bounces apart.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON document: {version, results: [...]}."
@@ -742,7 +742,7 @@ def classify(files: tuple[Path, ...], as_json: bool, as_jsonl: bool) -> None:
         sys.exit(int(ExitCode.USAGE))
 
 
-@cli.command()
+@cli.command(short_help="Check an apology's text against the advice.")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @fact_options(required=False)
 @click.option(
@@ -810,7 +810,7 @@ def _note_copied_templates(obj: Context) -> None:
         )
 
 
-@cli.command("call-script")
+@cli.command("call-script", short_help="Print what to say on the phone, and a voicemail.")
 @fact_options(omit=("cc",), optional=("to",))
 @click.pass_obj
 @handle_errors
@@ -875,7 +875,7 @@ def doctor(obj: Context, account: str | None) -> None:
         sys.exit(int(ExitCode.NETWORK))
 
 
-@cli.command()
+@cli.command(short_help="Create a workspace: config, templates/, .env.")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--user",
@@ -913,7 +913,7 @@ def init(directory: Path | None, user_level: bool) -> None:
     )
 
 
-@cli.command()
+@cli.command(short_help="Show where the docs, units and data are.")
 @handle_errors
 def paths() -> None:
     """Show where this installation keeps its docs, systemd units and default templates, and
@@ -935,12 +935,12 @@ def paths() -> None:
     click.echo(f"{'user data':<12} {user_data_dir()}")
 
 
-@cli.group()
+@cli.group(short_help="Your own wording for the templates.")
 def templates() -> None:
     """Your own wording: a workspace templates/ file overrides the built-in one of its name."""
 
 
-@templates.command("copy")
+@templates.command("copy", short_help="Start an override from a built-in template.")
 @click.argument("situation")
 @click.pass_obj
 @handle_errors
@@ -954,7 +954,7 @@ def templates_copy(obj: Context, situation: str) -> None:
     click.echo("Edit it; delete it to go back to the built-in wording (and its future fixes).")
 
 
-@cli.group()
+@cli.group(short_help="A private mail server to try mailer on.")
 def sandbox() -> None:
     """A private mail server on 127.0.0.1 to try mailer without an account."""
 
@@ -1013,7 +1013,7 @@ def sandbox_status(obj: Context) -> None:
     )
 
 
-@sandbox.command("inbox")
+@sandbox.command("inbox", short_help="Show what arrived in a sandbox mailbox.")
 @click.argument("user", default="interviewer@sandbox.test")
 @click.option("--full", is_flag=True, help="Print each message whole.")
 @click.pass_obj

@@ -74,7 +74,7 @@ def login(obj: Context, name: str, no_browser: bool) -> None:
     )
 
 
-@click.command("status")
+@click.command("status", short_help="Each account's sign-in method and expiry.")
 @click.pass_obj
 @handle_errors
 def status(obj: Context) -> None:

@@ -7,12 +7,12 @@ import click
 from mailer.cli.common import Context, handle_errors
 
 
-@click.group()
+@click.group(short_help="Migrate the state store, or copy it.")
 def store() -> None:
     """The state store: bring it to the current schema, or copy it to PostgreSQL."""
 
 
-@store.command("migrate")
+@store.command("migrate", short_help="Bring the store to the current schema.")
 @click.pass_obj
 @handle_errors
 def migrate(obj: Context) -> None:
@@ -34,7 +34,7 @@ def migrate(obj: Context) -> None:
         click.echo(f"{where} is already at {current()}: nothing to do.")
 
 
-@store.command("copy")
+@store.command("copy", short_help="Copy the store into an empty one.")
 @click.option(
     "--to",
     "to",
