@@ -1946,18 +1946,37 @@ class Store:
         found: list[datetime] = []
         with self.tx() as c:
             # One state at a time: each is then a walk along the index in due order that
-            # stops at its first row, where an IN list would sort all of them.
+            # stops at its first row, where an IN list would sort all of them. A few rows at
+            # a time: a result is read whole, and reading every open thread's took 10 ms of
+            # every daemon tick at 10,000 open.
             for state in sorted(DUE_THREAD):
-                rows = c.execute(
-                    text(f"""SELECT follow_up_due FROM threads WHERE state = :s
-                            AND due_at IS NOT NULL {later} ORDER BY due_at"""),
-                    {"s": str(state), "after": due_at(after) if after else None},
-                )
-                for (value,) in rows:  # the first readable one; normally the first row
-                    due = stored_time(value)
-                    if due is not None and (after is None or due > after):
+                offset = 0
+                while True:
+                    rows = c.execute(
+                        text(f"""SELECT follow_up_due FROM threads WHERE state = :s
+                                AND due_at IS NOT NULL {later} ORDER BY due_at, id
+                                LIMIT {_NEXT_DUE_BATCH} OFFSET :offset"""),
+                        {
+                            "s": str(state),
+                            "after": due_at(after) if after else None,
+                            "offset": offset,
+                        },
+                    ).all()
+                    # The first readable one; normally the first row.
+                    due = next(
+                        (
+                            d
+                            for (value,) in rows
+                            if (d := stored_time(value)) is not None
+                            and (after is None or d > after)
+                        ),
+                        None,
+                    )
+                    if due is not None:
                         found.append(due)
+                    if due is not None or len(rows) < _NEXT_DUE_BATCH:
                         break
+                    offset += _NEXT_DUE_BATCH
         return min(found) if found else None
 
     def unsettled_messages(self, account: str | None = None) -> list[MessageRow]:
@@ -2765,6 +2784,8 @@ def _create_sqlite_store(path: Path) -> None:
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+# Rows next_due reads at a time, looking for the first whose due time can be read.
+_NEXT_DUE_BATCH = 8
 
 
 def _check_sqlite_file(path: Path) -> None:
