@@ -457,3 +457,22 @@ def test_an_apology_accepted_but_not_recorded_is_left_in_doubt_as_accepted(
     assert resend.returncode == ExitCode.USAGE and "it is not sent again" in resend.stderr
     accepted = [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"]
     assert [e["message_id"] for e in accepted] == [apology.message_id]
+
+
+def test_a_message_settled_in_doubt_keeps_the_owner_that_sent_it(tmp_path: Path) -> None:
+    """Verify the process that settles a dead sender's message as in doubt leaves the dead
+    sender as its owner: the record says which process may have sent it (the settler's own
+    name there made a daemon that was never killed look like the one that sent it)."""
+    import socket
+
+    store, mid = one_queued_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    dead = f"{socket.gethostname()}:x:999999999:0"
+    with store.tx() as c:
+        c.exec_driver_sql("UPDATE messages SET owner = ? WHERE id = ?", (dead, mid))
+    assert store.mark_abandoned_in_doubt(mid, T0, "gone") is True
+    row = store.message(mid)
+    assert (row.state, row.owner) == (IN_DOUBT, dead)
+    store.claim_resend(mid, T0, ("sending",))  # the user may still resend it
+    assert store.message(mid).state == "submitting"

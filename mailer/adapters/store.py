@@ -1197,7 +1197,17 @@ class Store:
                 or owner_alive(row["owner"], self._live_leases(c))
             ):
                 return False
-            self._move_with_error(c, message_row_id, MessageEvent.ABANDONED, now, error, "in_doubt")
+            # The owner stays the process that marked the final dot and died: the record
+            # says who may have sent it, not which process noticed (the settler owns nothing).
+            self._move_with_error(
+                c,
+                message_row_id,
+                MessageEvent.ABANDONED,
+                now,
+                error,
+                "in_doubt",
+                owner=row["owner"],
+            )
         return True
 
     def requeue(self, message_row_id: int, now: datetime, error: str) -> None:
@@ -1233,10 +1243,12 @@ class Store:
         error: str,
         event: str,
         extra: dict[str, Any] | None = None,
+        owner: str | bool | None = True,
     ) -> Any:
-        """Move a message, keep why, and log it: the shape of every unhappy transition."""
+        """Move a message, keep why, and log it: the shape of every unhappy transition.
+        ``owner``: as for :meth:`_move_in`."""
         extra = {"error": error, **(extra or {})}
-        row = self._move_in(c, message_row_id, move, now, "failed_at", extra)
+        row = self._move_in(c, message_row_id, move, now, "failed_at", extra, owner)
         self._event(c, row["thread_id"], now, event, f"{row['kind']} {row['message_id']}: {error}")
         return row
 
