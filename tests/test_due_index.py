@@ -292,17 +292,7 @@ def test_finding_one_accounts_due_threads_costs_the_same_however_many_it_has_ope
     range, not a read of all that account's open threads: SQLite's steps for it do not grow
     with the threads that are open but not due (it took the (account, state) index, 8 ms a
     pass at 10,000)."""
-    from mailer.adapters import directsql
-
-    steps = [0]
-    real = directsql.Engine.connect
-
-    def counted(self: directsql.Engine) -> sqlite3.Connection:
-        db = real(self)
-        db.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 10)
-        return db
-
-    monkeypatch.setattr(directsql.Engine, "connect", counted)
+    steps = _counted_steps(monkeypatch)
     cost = {}
     for n in (10, 600):
         store, dues = _store_with_dues(tmp_path / f"{n}.db", count=n)
@@ -351,17 +341,7 @@ def test_next_due_costs_the_same_however_many_threads_are_open(
 ) -> None:
     """Verify the daemon's every-tick question (when is the next follow-up due?) reads a few
     rows, not every open thread: its result was read whole, 10 ms a tick at 10,000 open."""
-    from mailer.adapters import directsql
-
-    steps = [0]
-    real = directsql.Engine.connect
-
-    def counted(self: directsql.Engine) -> sqlite3.Connection:
-        db = real(self)
-        db.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 10)
-        return db
-
-    monkeypatch.setattr(directsql.Engine, "connect", counted)
+    steps = _counted_steps(monkeypatch)
     cost = {}
     for n in (10, 600):
         store, dues = _store_with_dues(tmp_path / f"{n}.db", count=n)
@@ -388,3 +368,20 @@ def test_next_due_passes_over_unreadable_due_times_however_many_come_first(
     db.close()
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     assert store.next_due() == dues[readable]
+
+
+def _counted_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """SQLite's VM steps (tens of them) on every store connection opened from now on, in
+    ``[0]``: a cost that a clock cannot make flaky."""
+    from mailer.adapters import directsql
+
+    steps = [0]
+    real = directsql.Engine.connect
+
+    def counted(self: directsql.Engine) -> sqlite3.Connection:
+        db = real(self)
+        db.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 10)
+        return db
+
+    monkeypatch.setattr(directsql.Engine, "connect", counted)
+    return steps
