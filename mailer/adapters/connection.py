@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import socket
@@ -88,8 +89,6 @@ def _key(ca_file: Path | None) -> tuple[Path | None, int]:
 
 
 def _warm(ca_file: Path | None, stamp: int) -> None:
-    import contextlib
-
     with contextlib.suppress(Exception):  # said by tls_context, which tries again (above)
         _context(ca_file, stamp)
 

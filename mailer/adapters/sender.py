@@ -16,7 +16,6 @@ import logging
 import re
 import smtplib
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -704,9 +703,7 @@ def _yagmail() -> ModuleType:
     """yagmail, imported without keyring (see passwords.without_keyring)."""
     import importlib
 
-    if "yagmail" in sys.modules:  # (import_module waits for one another thread is loading)
-        return importlib.import_module("yagmail")
-    with without_keyring():
+    with without_keyring():  # (once loaded, this returns it at once)
         return importlib.import_module("yagmail")
 
 

@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from mailer.cli.common import Context, _show, handle_errors, warn, without_collector
+from mailer.cli.common import (
+    Context,
+    _show,
+    handle_errors,
+    warm_connections,
+    warn,
+    without_collector,
+)
 from mailer.errors import ConfigError, ExitCode, InputError
 
 NOT_SENT = "not_sent"  # an entry with no thread yet (threadview.THREAD_STATES otherwise)
@@ -178,10 +185,7 @@ def run_command(
     # address (entries whose own thread is open are skipped, so never re-subjected).
     main = obj.settings()
     if not dry_run:
-        from mailer.adapters.connection import warm_tls_contexts
-
-        # Built while the entries are checked (see warm_tls_contexts).
-        warm_tls_contexts(main.smtp.ca_file, *([main.imap.ca_file] if main.imap.save_sent else []))
+        warm_connections(main)  # while the entries are checked
     store = obj.store(main)
     settings, c = _load(
         obj,

@@ -213,6 +213,16 @@ def _internal(exc: BaseException) -> NoReturn:
     sys.exit(int(ExitCode.FAILURE))
 
 
+def warm_connections(settings: Any) -> None:
+    """Start building the TLS contexts the account's SMTP connection (and the IMAP one of
+    its Sent copy) will need, while the command composes or checks first (see
+    connection.warm_tls_contexts). Imported here: ssl is not for every command."""
+    from mailer.adapters.connection import warm_tls_contexts
+
+    imap = [settings.imap.ca_file] if settings.imap.save_sent else []
+    warm_tls_contexts(settings.smtp.ca_file, *imap)
+
+
 def composer(settings: Any) -> Any:
     """The composer the commands use: compiled templates kept for the next run."""
     from mailer.adapters.templatecache import template_cache

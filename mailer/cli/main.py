@@ -18,6 +18,7 @@ from mailer.cli.common import (
     _show_raw,
     composer,
     handle_errors,
+    warm_connections,
     warn,
     without_collector,
 )
@@ -286,14 +287,9 @@ def send(
     # Only this account's password is needed: the others are not fetched (nor asked for).
     settings = obj.settings(need_secrets=not dry_run and not account).for_account(account)
     if not dry_run:
-        from mailer.adapters.connection import warm_tls_contexts
         from mailer.adapters.passwords import unlock
 
-        # Built while the apology is composed and checked (see warm_tls_contexts).
-        warm_tls_contexts(
-            settings.smtp.ca_file, *([settings.imap.ca_file] if settings.imap.save_sent else [])
-        )
-
+        warm_connections(settings)  # while the apology is composed and checked
         unlock(settings, [account])
     now = clock()
     facts = _facts(settings, opts, now)
