@@ -724,3 +724,74 @@ def test_a_run_in_its_own_process_closes_its_store_and_leaves_the_rest_to_the_ex
     assert r.stderr.strip().splitlines()[-1] == "AT EXIT True True False"
     per_entry = deliveries_per_entry(pair.ws, pair.stack, mark)
     assert len(per_entry) == 3 and set(per_entry.values()) == {1}
+
+
+@pytest.mark.integration
+def test_a_second_ctrl_c_does_not_wait_for_a_sent_copy_the_imap_server_never_answers(
+    pair: Pair,
+) -> None:
+    """Verify "Ctrl-C again to stop now" stops now even while the Sent copy of a message
+    already sent hangs on an IMAP server that accepted the connection and says nothing: exit
+    130 at once, not after the IMAP timeout. The copy is not lost: a later run with IMAP back
+    files it."""
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers (no TLS hello)
+    config = pair.ws / "config" / "mailer.toml"
+    working = config.read_text()
+    imap = re.sub(r"(\[imap\][^\[]*?port = )\d+", rf"\g<1>{silent.getsockname()[1]}", working)
+    config.write_text(re.sub(r"(\[imap\][^\[]*?timeout = )\d+", r"\g<1>120", imap))
+    write_campaign(pair.ws, entry(pair.interviewer, 1) + entry(pair.interviewer, 2))
+    # The first message goes at once (its copy then waits on the silent server); the answer
+    # to the second one's final dot comes late, so both interrupts land inside it.
+    pair.stack.set_faults(data_delay=[0, 30])
+    mark = pair.stack.log_mark()
+    err_file = pair.ws / "run.err"
+    try:
+        with err_file.open("w") as err:
+            proc = run_in_background(pair, err)
+            db = pair.ws / ".mailer" / "state.db"
+
+            def second_marked() -> bool:
+                if not db.exists():
+                    return False
+                with sqlite3.connect(db) as c:
+                    try:
+                        row = c.execute(
+                            "SELECT count(*) FROM messages WHERE final_dot_at IS NOT NULL"
+                        )
+                        return row.fetchone()[0] == 2
+                    except sqlite3.OperationalError:  # (the schema not written yet)
+                        return False
+
+            deadline = time.monotonic() + 60
+            while not second_marked() and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling the store for the second message's final-dot mark
+            assert second_marked(), err_file.read_text()
+            proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + 30
+            while "Ctrl-C again" not in err_file.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)  # the first interrupt must be taken before the second is sent
+            proc.send_signal(signal.SIGINT)
+            stopped = time.monotonic()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            took = time.monotonic() - stopped
+    finally:
+        silent.close()
+    said = err_file.read_text()
+
+    assert proc.returncode == 130, said
+    assert took < 10, f"{took:.1f} s after the second Ctrl-C"
+    assert "Traceback" not in said
+    assert [in_doubt(row) for row in campaign_status(pair.ws)] == [False, True]
+
+    pair.stack.clear_faults()
+    config.write_text(working)
+    rest = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert rest.returncode == 1, rest.stdout + rest.stderr  # (the second waits for the user)
+    (first,) = [e["message_id"] for e in accepted(pair.stack, mark)][:1]
+    assert len(pair.stack.messages_with_id(pair.candidate, first, "Sent")) == 1

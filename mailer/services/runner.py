@@ -107,10 +107,14 @@ class SentCopies:
     ) -> None:
         self.jobs.put((settings, row_id, raw, sent_at, unless_there))
 
-    def finish(self) -> None:
+    def finish(self, wait: bool = True) -> None:
+        """No more copies; file those queued, waiting for them unless ``wait`` is False (a
+        second Ctrl-C: the user said "now"). Copies cut off there are recorded as unfiled,
+        or not at all, and the next command files them, looking in Sent first."""
         self.ending.set()
         self.jobs.put(None)
-        self.thread.join()
+        if wait:
+            self.thread.join()
 
     def _work(self) -> None:
         boxes: dict[str, Mailbox] = {}
@@ -230,6 +234,7 @@ def run_campaign(
             progress(outcome, report)
 
     feedback: Feedback | None = None
+    interrupted = False
     try:
         while True:
             if stop.is_set():
@@ -282,11 +287,15 @@ def run_campaign(
                     account_down=outcome.detail if outcome.account_down else "",
                 )
                 record(outcome)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         for session in sessions.values():
             session.close()
         if copies is not None:
-            copies.finish()
+            # (its thread is a daemon thread: the process does not wait for it either)
+            copies.finish(wait=not interrupted)
     return report
 
 
