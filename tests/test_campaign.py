@@ -576,7 +576,8 @@ def test_a_rerun_with_nothing_to_send_still_names_the_entries_in_doubt(pair: Pai
     assert "nothing to send; every valid entry is done or waits for you (1)" in again.stdout
     (line,) = [x for x in again.stdout.splitlines() if x.startswith("In doubt:")]
     assert line.startswith("In doubt: entry one (thread ")
-    assert "may have been delivered; check, then 'mailer resolve" in line
+    assert "may have been delivered; your Sent folder cannot tell" in line
+    assert "'mailer resolve 1 --sent' if it arrived or if you cannot find out" in line
 
 
 @pytest.mark.integration

@@ -799,3 +799,16 @@ def test_a_challenge_on_a_thread_held_for_an_unclear_reply_keeps_the_reply_named
     shown = threadview.describe(store.thread(tid), store.messages(tid), UTC)  # type: ignore[arg-type]
     assert "a reply from ana@b.test" in shown and "challenge-response system holds it too" in shown
     store.close()
+
+
+def test_in_doubt_advice_sends_the_user_to_sent_only_where_the_provider_files_it() -> None:
+    """Verify the advice for a message in doubt: where mailer files Sent itself (after the
+    250), Sent proves nothing and unsure means --sent; where the provider files it, Sent is
+    the check. Both name the thread in both commands."""
+    own = lifecycle.settle_advice(7)
+    assert "Sent folder cannot tell" in own and "cannot find out" in own
+    assert own.index("--sent") < own.index("cannot find out") < own.index("--resend")
+    provider = lifecycle.settle_advice(7, provider_files_sent=True)
+    assert "look in your Sent folder" in provider and "cannot tell" not in provider
+    for text in (own, provider):
+        assert "'mailer resolve 7 --sent'" in text and "'mailer resolve 7 --resend'" in text

@@ -249,7 +249,11 @@ def test_lost_reply_after_data_is_in_doubt_and_not_resent(stack: Stack, workspac
     assert len(stack.messages_with_id(INTERVIEWER, prepared.composed.message_id)) == 1
     # The hint names the thread: the user has nothing else that says which one.
     (thread,) = [t.id for t in store.threads() if t.company == "Doubt Ltd"]
-    assert f"'mailer resolve {thread} --sent' (it arrived) or '--resend'" in caught.value.hint
+    hint = caught.value.hint
+    assert f"'mailer resolve {thread} --sent' if it arrived or if you cannot find out" in hint
+    # mailer files Sent only after the 250: pointing the user there would read as "it did not
+    # arrive", and their --resend would deliver this message a second time.
+    assert "Sent folder cannot tell" in hint and "look in your Sent folder" not in hint
     r = run_cli(workspace, "status")
     assert "in doubt" in r.stdout
     again = run_cli(workspace, *send_args(company="Doubt Ltd"))

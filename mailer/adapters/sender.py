@@ -25,6 +25,7 @@ from mailer.adapters.connection import Connection, network_error, tls_context
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.passwords import describe, without_keyring
 from mailer.errors import ConfigError, DeliveryError, MailerError
+from mailer.model.lifecycle import settle_advice
 from mailer.model.redact import redactor
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class InDoubtError(DeliveryError):
         super().__init__(
             message,
             kind="in-doubt",
-            hint="check the recipient's inbox or your Sent folder, then run 'mailer resolve'",
+            hint=settle_advice("ID"),
         )
 
 

@@ -320,16 +320,15 @@ def run_command(
 
 def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:
     """An entry in doubt, and what to run."""
-    from mailer.model.lifecycle import UNRECORDED
+    from mailer.model.lifecycle import UNRECORDED, settle_advice
 
     if UNRECORDED in detail:  # it went: only its record is missing
         return (
             f"In doubt: entry {key} (thread {thread_id}) WAS {UNRECORDED}; do not send "
             f"it again: 'mailer resolve {thread_id} --sent' records it"
         )
-    return (
-        f"In doubt: entry {key} (thread {thread_id}) may have been delivered; check, then "
-        f"'mailer resolve {thread_id} --sent' or '--resend'"
+    return f"In doubt: entry {key} (thread {thread_id}) may have been delivered; " + settle_advice(
+        thread_id if thread_id is not None else "ID"
     )
 
 

@@ -40,6 +40,26 @@ T, M = ThreadState, MessageState
 # (its error starts so): it went, and is never to be sent again (services/delivery.py).
 UNRECORDED = "accepted by the server"
 
+
+def settle_advice(thread: int | str, provider_files_sent: bool = False) -> str:
+    """How to settle a message in doubt. mailer files its own Sent copy only after the
+    server's answer, so such a message is never in Sent, and its absence there proves
+    nothing; only where the provider files sent mail itself (``save_sent = false``) does Sent
+    tell. When the user cannot find out, recording it as sent is the safer mistake: a second
+    copy of an apology cannot be taken back."""
+    sent, resend = f"'mailer resolve {thread} --sent'", f"'mailer resolve {thread} --resend'"
+    if provider_files_sent:
+        return (
+            "look in your Sent folder (your provider files what it accepted): run "
+            f"{sent} if it is there, or {resend} if it is not"
+        )
+    return (
+        "your Sent folder cannot tell (mailer files its copy there only after the server's "
+        f"answer): run {sent} if it arrived or if you cannot find out (the safer choice: a "
+        f"second copy cannot be taken back), or {resend} if you know it did not"
+    )
+
+
 # A thread is open while it may still get a follow-up or a reply.
 OPEN_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP, T.HELD})
 # Still waiting for something (a reply, a follow-up, a send to settle).

@@ -41,7 +41,7 @@ from mailer.model.decision import (
 )
 from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
-from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, describe
+from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, describe, settle_advice
 from mailer.model.plan import (
     Action,
     BounceAddress,
@@ -147,7 +147,11 @@ def every_account(
     store.damaged.clear()
     # Every account's, and after every pass, even one whose mailbox could not be reached:
     # a message in doubt waits for the user, and is never left to wait in silence.
-    total.in_doubt = [(m.message_id, in_doubt_line(m)) for m in store.unsettled_messages()]
+    # (Sent tells only where every account's provider files sent mail itself.)
+    provider_files = not any(settings.for_account(a).imap.save_sent for a in settings.account_names)
+    total.in_doubt = [
+        (m.message_id, in_doubt_line(m, provider_files)) for m in store.unsettled_messages()
+    ]
     return total
 
 
@@ -162,7 +166,7 @@ def accepted_unrecorded(m: MessageRow, reply: str, exc: StateError) -> str:
     )
 
 
-def in_doubt_line(m: MessageRow) -> str:
+def in_doubt_line(m: MessageRow, provider_files_sent: bool = False) -> str:
     """What to tell the user about a message in doubt, with the commands that settle it."""
     kind = m.kind.replace("_", "-")
     if was_accepted(m):
@@ -174,8 +178,7 @@ def in_doubt_line(m: MessageRow) -> str:
     return (
         f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
         "(the connection or the process was lost after the end of the message, so it may have "
-        f"been delivered): run 'mailer resolve {m.thread_id} --sent' if it arrived, or "
-        f"'mailer resolve {m.thread_id} --resend' to send it again"
+        f"been delivered): {settle_advice(m.thread_id, provider_files_sent)}"
     )
 
 

@@ -22,6 +22,7 @@ from mailer.model.apology import Prepared
 from mailer.model.facts import Facts, zone
 from mailer.model.followup import first_due
 from mailer.model.keys import dedupe_key
+from mailer.model.lifecycle import settle_advice
 from mailer.model.schedule import holidays_for
 from mailer.model.settings import parse_wait
 from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded
@@ -109,10 +110,7 @@ def send(
         # Requeued or refused alike fail here: nothing retries a one-shot apology.
         record_failure(store, row_id, exc, clock(), one_shot=True)
         if exc.kind == "in-doubt":  # the thread is known here: name the command in full
-            exc.hint = (
-                "check the recipient's inbox or your Sent folder, then run "
-                f"'mailer resolve {thread_id} --sent' (it arrived) or '--resend' (it did not)"
-            )
+            exc.hint = settle_advice(thread_id, not settings.imap.save_sent)
         raise
     sent_at = clock()
     due = due_after(settings, sent_at, facts.interviewer_tz)
