@@ -12,7 +12,7 @@ import pytest
 
 from mailer.sandbox.stack import StackInfo, free_ports
 
-from .conftest import SENDER, USERS, Stack, run_cli, send_args
+from .conftest import INTERVIEWER, SENDER, USERS, Stack, run_cli, send_args
 
 CONFIG = Path("config") / "mailer.toml"
 
@@ -271,6 +271,49 @@ def test_send_without_terminal_requires_yes(stack: Stack, workspace: Path) -> No
     assert r.returncode == 2
     assert "refusing to send without --yes" in r.stderr
     assert "Subject:" not in r.stdout, r.stdout  # refused before the message is shown
+    assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
+
+
+@pytest.mark.integration
+@pytest.mark.process
+def test_send_and_campaign_run_with_stdin_closed_refuse_in_one_line(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a closed stdin (``<&-``: Python's sys.stdin is None) gets the same refusal as
+    a pipe, exit 2, not an internal error, and nothing connects."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import NOW
+
+    campaign = workspace / "config" / "campaigns" / "closed.toml"
+    campaign.parent.mkdir(parents=True, exist_ok=True)
+    campaign.write_text(
+        '[defaults]\nsituation = "illness"\nnote = "I was ill."\n\n[[entries]]\n'
+        f'to = "{INTERVIEWER}"\ninterviewer = "Ana Ruiz"\ncompany = "Closed Co"\n'
+        'role = "Data Engineer"\ninterview = "2026-11-24 10:00"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    mark = stack.log_mark()
+    for args in (
+        [a for a in send_args(company="Closed Stdin") if a != "--yes"],
+        ["campaign", "run", "closed"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "mailer.cli.main", *args],
+            cwd=workspace,
+            env={**env, "MAILER_NOW": NOW},
+            text=True,
+            capture_output=True,
+            stdin=None,
+            preexec_fn=lambda: os.close(0),  # (Python then has sys.stdin = None)
+            timeout=60,
+        )
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            "mailer: error: refusing to send without --yes: there is no terminal to confirm on"
+        ], r.stderr
     assert not [e for e in stack.log_since(mark) if e["event"] in ("connect", "accepted")]
 
 

@@ -174,7 +174,7 @@ def _from_keyring(source: PasswordSource) -> str:
 
 
 def _from_prompt(source: PasswordSource) -> str:
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # (None: stdin closed, <&-)
         raise ConfigError(
             f'{source.key}.password_source: "prompt" needs a terminal to ask on, and there is '
             'none; use "keyring" or "command" for unattended runs'

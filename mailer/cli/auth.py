@@ -59,7 +59,9 @@ def set_password(obj: Context, account: str, server: str) -> None:
 
 def _read_password(what: str) -> str:
     """Twice on a terminal (a typo would lock you out later); else stdin's first line."""
-    if sys.stdin.isatty():
+    from mailer.cli.console import stdin_is_terminal
+
+    if stdin_is_terminal():
         import getpass
 
         first = getpass.getpass(f"{what} password: ")
@@ -67,7 +69,7 @@ def _read_password(what: str) -> str:
             raise InputError("the two passwords differ; nothing was stored")
         password = first
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n") if sys.stdin is not None else ""
     if not password:
         raise InputError("no password given (on the terminal or stdin); nothing was stored")
     return password

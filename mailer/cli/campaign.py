@@ -234,7 +234,9 @@ def run_command(
             sys.exit(int(ExitCode.FAILURE))
         return
     if not dry_run and not yes:
-        if not sys.stdin.isatty():
+        from mailer.cli.console import stdin_is_terminal
+
+        if not stdin_is_terminal():
             raise InputError("refusing to send without --yes: there is no terminal to confirm on")
         who = ", ".join(sorted({e.settings.sender.address for e in todo}))
         if not click.confirm(

@@ -82,6 +82,11 @@ def console(err: bool = False) -> Any:
     )
 
 
+def stdin_is_terminal() -> bool:
+    """False also for a closed stdin (``<&-``), where Python's ``sys.stdin`` is None."""
+    return _isatty(sys.stdin)
+
+
 def _isatty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()

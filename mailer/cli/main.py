@@ -277,10 +277,11 @@ def send(
 ) -> None:
     """Send the apology now, keep a copy in Sent, and record it for the follow-up."""
     from mailer.adapters.clock import default_clock
+    from mailer.cli.console import stdin_is_terminal
     from mailer.model import apology
     from mailer.services import sending
 
-    if not dry_run and not yes and not sys.stdin.isatty():
+    if not dry_run and not yes and not stdin_is_terminal():
         # Said before anything is built, shown or asked for: no answer could ever come.
         raise InputError("refusing to send without --yes: there is no terminal to confirm on")
     clock = default_clock()
