@@ -19,7 +19,9 @@ from mailer.model.lifecycle import ThreadEvent
 
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-SCHEMA_TAG = "v5"  # schema 5 at Alembic revision 0006_leases: opened as is, never migrated
+SCHEMA_TAG = (
+    "v5-0007"  # schema 5 at Alembic revision 0007_dedupe_keys: opened as is, never migrated
+)
 
 
 def cache_dir() -> Path:
@@ -62,7 +64,7 @@ def build(path: Path, n: int, open_count: int, sender: str) -> None:
         tid, mrow = store.create_thread(
             now=sent,
             facts=facts,
-            key=dedupe_key(to, company, NOW - timedelta(days=3)),
+            key=dedupe_key(to, NOW - timedelta(days=3)),
             subject=f"Missed interview {i:05d}",
             message_id=mid,
             raw=_raw(i, to, sender, mid),

@@ -796,3 +796,20 @@ def test_a_second_ctrl_c_does_not_wait_for_a_sent_copy_the_imap_server_never_ans
     assert rest.returncode == 1, rest.stdout + rest.stderr  # (the second waits for the user)
     (first,) = [e["message_id"] for e in accepted(pair.stack, mark)][:1]
     assert len(pair.stack.messages_with_id(pair.candidate, first, "Sent")) == 1
+
+
+@pytest.mark.integration
+def test_an_entry_whose_company_was_corrected_after_it_was_sent_is_not_sent_again(
+    pair: Pair,
+) -> None:
+    """Verify correcting an entry's company spelling after a run (a new entry key) does not
+    send the same interview a second time: the run skips it, naming the thread."""
+    path = write_campaign(pair.ws, entry(pair.interviewer, 1, company="Acme Corp."))
+    mark = pair.stack.log_mark()
+    first = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert first.returncode == 0 and "1 sent" in first.stdout, first.stdout + first.stderr
+    path.write_text(path.read_text().replace("Acme Corp.", "Acme Corporation"))
+    again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert "0 sent" in again.stdout and "1 skipped" in again.stdout, again.stdout + again.stderr
+    assert "already holds an apology" in again.stdout + again.stderr
+    assert len(accepted(pair.stack, mark)) == 1

@@ -126,6 +126,25 @@ def test_a_row_a_live_process_is_sending_cannot_be_claimed(tmp_path) -> None:
     assert store.message(mid).state == SENT
 
 
+@pytest.mark.integration
+def test_the_same_interview_with_the_company_spelt_otherwise_is_a_duplicate(pair: Pair) -> None:
+    """Verify a second `send` to the same interviewer for the same time is refused (exit 7,
+    naming the first thread's company) when only the company's spelling differs; --again
+    still sends on purpose."""
+    args = ["--situation", "illness", "--to", pair.interviewer, "--interviewer", "Ana Ruiz"]
+    args += ["--role", "Engineer", "--interview", "2026-11-25 09:00", "--yes"]
+    first = run_cli(pair.ws, "send", *args, "--company", "Acme")
+    assert first.returncode == 0, first.stderr
+    for spelling in ("Acme.", "ACME Ltd", "Acme, Inc"):
+        again = run_cli(pair.ws, "send", *args, "--company", spelling)
+        assert again.returncode == 7, again.stdout + again.stderr
+        assert "already holds an apology" in again.stderr and "(at Acme)" in again.stderr
+    assert _apology_copies(pair) == 1
+    forced = run_cli(pair.ws, "send", *args, "--company", "Acme Ltd", "--again")
+    assert forced.returncode == 0, forced.stderr
+    assert _apology_copies(pair) == 2
+
+
 # --- item 2: one interview, whatever zone it was written in --------------------------------
 
 
@@ -158,19 +177,36 @@ def test_keys_name_the_instant_in_utc() -> None:
     instant written with different offsets, and differ for different instants."""
     from zoneinfo import ZoneInfo
 
-    from mailer.model.keys import dedupe_key, derive_key
+    from mailer.model.keys import dedupe_key
 
     utc = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     berlin = datetime(2026, 12, 1, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
     tokyo = datetime(2026, 12, 1, 18, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
-    for key in (dedupe_key, derive_key):
-        assert (
-            key("A@x.test", "Co", utc)
-            == key("a@x.test", "Co", berlin)
-            == key("a@x.test", "Co", tokyo)
-        )
-        assert key("a@x.test", "Co", utc) != key("a@x.test", "Co", utc + timedelta(hours=1))
-        assert key("a@x.test", "Co", utc, "bea") != key("a@x.test", "Co", berlin)
+    for key in (lambda to, when, *a: dedupe_key(to, when, *a), derive_key_co):
+        assert key("A@x.test", utc) == key("a@x.test", berlin) == key("a@x.test", tokyo)
+        assert key("a@x.test", utc) != key("a@x.test", utc + timedelta(hours=1))
+        assert key("a@x.test", utc, "bea") != key("a@x.test", berlin)
+
+
+def derive_key_co(to: str, when: datetime, account: str = "") -> str:
+    from mailer.model.keys import derive_key
+
+    return derive_key(to, "Co", when, account)
+
+
+def test_the_duplicate_key_leaves_the_company_out() -> None:
+    """Verify one recipient at one instant is one interview however the company is spelt
+    (each spelling used to make a key of its own, and a second apology went), and that the
+    recipient, the instant and the account still tell interviews apart."""
+    from mailer.model.keys import dedupe_key
+
+    when = datetime(2026, 12, 10, 10, 0, tzinfo=UTC)
+    spellings = ["Acme", "ACME", "Acme.", "Acme Ltd", "Acme, Inc", "Acme Corporation", "Acne"]
+    assert {dedupe_key("ana@acme.test", when) for _ in spellings} == {
+        dedupe_key("Ana@Acme.test", when)
+    }
+    assert dedupe_key("ana@acme.test", when) != dedupe_key("bo@acme.test", when)
+    assert dedupe_key("ana@acme.test", when) != dedupe_key("ana@acme.test", when, "bea")
 
 
 def _v2_store(path) -> None:
@@ -215,7 +251,8 @@ def test_migration_moves_stored_keys_to_utc_and_reports_duplicates(tmp_path) -> 
     _v2_store(db)
     store = Store(f"sqlite:///{db}")
     t1, t2, t3, t4 = store.threads()
-    assert t1.dedupe_key == t2.dedupe_key == "a@x.test|co|2026-12-01T09:00:00+00:00"
+    # (written by migration 3 with the company, then by revision 0007 without it)
+    assert t1.dedupe_key == t2.dedupe_key == "a@x.test|2026-12-01T09:00:00+00:00"
     assert t3.entry_key == derive_key("a@x.test", "Co", datetime(2026, 12, 2, 9, tzinfo=UTC))
     assert t4.entry_key == "mine"
     (notice,) = store.notices

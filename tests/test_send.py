@@ -99,7 +99,11 @@ def test_three_messages_in_one_session_use_one_connection_and_one_auth(
         results = [
             sending.send(
                 settings,
-                apology.prepare(settings, facts(settings, company=f"Batch {i}"), NOW),
+                apology.prepare(
+                    settings,
+                    facts(settings, company=f"Batch {i}", interview=f"2026-11-25 1{i}:00"),
+                    NOW,
+                ),
                 store,
                 lambda: NOW,
                 session=session,

@@ -63,7 +63,7 @@ def _thread(store: Store, i: int, *, submitting: bool = True) -> tuple[int, int]
             "situation": "illness",
             "interview": (NOW - timedelta(days=3)).isoformat(),
         },
-        key=dedupe_key(to, f"Company {i}", NOW - timedelta(days=3)),
+        key=dedupe_key(to, NOW - timedelta(days=3)),
         subject=f"Missed interview {i}",
         message_id=mid,
         raw=f"Message-ID: {mid}\r\n\r\nSorry.\r\n".encode(),

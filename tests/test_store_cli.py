@@ -69,7 +69,7 @@ def test_store_migrate_brings_an_old_sqlite_store_up_once(offline_workspace: Pat
     assert first.returncode == 0, first.stderr
     assert first.stdout == (
         f"Migrated sqlite:///{state}: schema 4 -> 5 (hand-rolled steps); stamped Alembic "
-        f"revision 0005_baseline; Alembic revision {ALEMBIC_HEAD}. It is now at {CURRENT}.\n"
+        f"revision 0005_baseline; Alembic revision 0006_leases; Alembic revision {ALEMBIC_HEAD}. It is now at {CURRENT}.\n"
     )
     again = run_cli(offline_workspace, "store", "migrate")
     assert again.stdout == f"sqlite:///{state} is already at {CURRENT}: nothing to do.\n"
@@ -84,7 +84,7 @@ def test_store_migrate_makes_a_new_postgresql_store_then_has_nothing_to_do(
     first = run_cli(offline_workspace, "store", "migrate", env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout == (
-        f"Migrated {shown}: a new store, made by Alembic revision 0005_baseline, "
+        f"Migrated {shown}: a new store, made by Alembic revision 0005_baseline, 0006_leases, "
         f"{ALEMBIC_HEAD}. "
         f"It is now at {CURRENT}.\n"
     )

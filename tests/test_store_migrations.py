@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.abc
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ def test_an_old_sqlite_store_migrates_to_the_baseline_with_its_rows_intact(
         assert s.migrated == [
             f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)",
             "stamped Alembic revision 0005_baseline",
-            f"Alembic revision {ALEMBIC_HEAD}",  # the leases (#17), run after the stamp
+            "Alembic revision 0006_leases",  # the leases (#17), run after the stamp
+            f"Alembic revision {ALEMBIC_HEAD}",  # duplicate keys without the company
         ]
         (thread,) = s.threads()
         assert (thread.recipient, thread.company, thread.state) == (
@@ -107,6 +109,46 @@ def test_an_old_sqlite_store_migrates_to_the_baseline_with_its_rows_intact(
     again.close()
 
 
+def test_revision_0007_writes_every_duplicate_key_without_the_company(tmp_path: Path) -> None:
+    """Verify a store at 0006 gets keys of recipient, instant and account only, so an
+    apology for the same interview with the company spelt otherwise is refused; a thread
+    whose interview time cannot be read keeps its old key."""
+    from mailer.errors import DuplicateError
+    from mailer.model.keys import dedupe_key
+
+    old = tmp_path / "old.db"
+    _old_store(old, 4)
+    Store(f"sqlite:///{old}").close()
+    db = sqlite3.connect(old)
+    db.execute("UPDATE alembic_version SET version_num = '0006_leases'")
+    db.execute(
+        """INSERT INTO threads (created_at, recipient, recipient_name, company, role, situation,
+           interview_at, dedupe_key, facts, subject, root_message_id, state, follow_up_wait,
+           max_follow_ups, account)
+           VALUES ('2026-11-20T10:00:00+00:00', 'bo@x.test', 'Bo', 'Beta', 'Dev', 'illness',
+           'not a date', 'bo@x.test|beta|not a date|bea', '{}', 'S', '<b1@x.test>',
+           'awaiting_reply', '3 days', 1, 'bea')"""
+    )
+    db.commit()
+    db.close()
+
+    s = Store(f"sqlite:///{old}")
+    try:
+        assert s.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
+        when = datetime(2026, 11, 19, 9, 0, tzinfo=UTC)
+        with sqlite3.connect(old) as db:
+            keys = db.execute("SELECT dedupe_key FROM threads ORDER BY id").fetchall()
+        assert keys == [
+            (dedupe_key("ana@x.test", when),),
+            ("bo@x.test|beta|not a date|bea",),
+        ]
+        assert keys[0][0] == "ana@x.test|" + when.isoformat()
+        with pytest.raises(DuplicateError, match=r"thread 1 already holds .*\(at Acme\)"):
+            s.guard_duplicate(dedupe_key("Ana@x.test", when), "ana@x.test", when)
+    finally:
+        s.close()
+
+
 def test_a_new_store_is_made_by_the_baseline_revision(tmp_path: Path) -> None:
     s = Store(f"sqlite:///{tmp_path / 'state.db'}")
     s.close()
@@ -126,7 +168,7 @@ def test_a_new_sqlite_store_has_exactly_the_tables_alembic_revisions_make(
     Store(f"sqlite:///{tmp_path / 'fast.db'}").close()
     engine = create_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
     with engine.begin() as c:
-        assert migrate.upgrade(c) == ["0005_baseline", ALEMBIC_HEAD]
+        assert migrate.upgrade(c) == ["0005_baseline", "0006_leases", ALEMBIC_HEAD]
     engine.dispose()
 
     def made(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]]]:
@@ -200,7 +242,8 @@ def test_status_reads_a_store_from_before_alembic_through_the_full_store_once(
     assert isinstance(first, Store)
     assert first.migrated == [
         "stamped Alembic revision 0005_baseline",
-        f"Alembic revision {ALEMBIC_HEAD}",  # over its leases table, which it keeps
+        "Alembic revision 0006_leases",  # over its leases table, which it keeps
+        f"Alembic revision {ALEMBIC_HEAD}",
     ]
     first.close()
     second = store.open_to_read(f"sqlite:///{path}")

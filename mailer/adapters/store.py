@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailer.adapters import process
 from mailer.errors import ClaimError, InputError, StateError
-from mailer.model.keys import dedupe_key
 from mailer.model.lifecycle import (
     DATED_BY_APOLOGY_SENT,
     DUE_THREAD,
@@ -61,7 +60,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 5
 # The Alembic revision a store up to date carries (mailer/adapters/migrations). Compared as
 # text when a store opens, so that Alembic is imported only to migrate.
-ALEMBIC_HEAD = "0006_leases"
+ALEMBIC_HEAD = "0007_dedupe_keys"
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
@@ -247,7 +246,7 @@ def _utc_keys(c: Any) -> list[str]:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         try:
-            key = dedupe_key(r["recipient"], r["company"], when, r["account"])
+            key = _v3_key(r["recipient"], r["company"], when, r["account"])
             entry = r["entry_key"]
             old_entry = legacy_derive_key(r["recipient"], r["company"], when, r["account"])
             if r["campaign"] is not None and entry == old_entry:
@@ -282,6 +281,15 @@ def _utc_keys(c: Any) -> list[str]:
                 },
             )
     return notices
+
+
+def _v3_key(recipient: str, company: str, when: datetime, account: str) -> str:
+    """The duplicate key as migration 3 wrote it (with the company); revision 0007 rewrites
+    it without (:func:`mailer.model.keys.dedupe_key`)."""
+    key = "|".join(
+        (recipient.lower(), " ".join(company.lower().split()), when.astimezone(UTC).isoformat())
+    )
+    return f"{key}|{account}" if account else key
 
 
 def _name_store(c: Any) -> list[str]:
@@ -849,8 +857,8 @@ class Store:
 
         rows = (
             c.execute(
-                text("""SELECT t.id AS tid, m.id AS mid, m.state, m.owner, m.final_dot_at
-                    FROM threads t
+                text("""SELECT t.id AS tid, t.company, m.id AS mid, m.state, m.owner,
+                    m.final_dot_at FROM threads t
                     JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
                     WHERE (t.dedupe_key = :k OR (t.campaign = :c AND t.entry_key = :e))
                     AND m.state != :failed"""),
@@ -882,7 +890,9 @@ class Store:
                 continue
             shown = message_shown(r["state"], owner_alive(r["owner"]), bool(r["final_dot_at"]))
             raise DuplicateError(
-                f"thread {r['tid']} already holds an apology to {to} about this interview",
+                f"thread {r['tid']} already holds an apology to {to} about this interview"
+                # (named: the key leaves the company out, so it may be spelt differently)
+                + (f" (at {r['company']})" if r["company"] else ""),
                 state=describe_state(shown),
                 hint="'mailer status' shows it; pass --again to send another anyway",
             )

@@ -1,5 +1,5 @@
-"""The keys that make a send happen once: one per apology (recipient, company, interview
-time, account) and one per campaign entry. Pure: the store and the campaign loader share them."""
+"""The keys that make a send happen once: one per apology (recipient, interview time,
+account) and one per campaign entry. Pure: the store and the campaign loader share them."""
 
 from __future__ import annotations
 
@@ -26,13 +26,16 @@ def _entry_key(to: str, company: str, when: datetime, suffix: str, account: str)
     return f"{key}/{account}" if account else key
 
 
-def dedupe_key(recipient: str, company: str, interview_at: datetime, account: str = "") -> str:
-    """One apology per interview: the recipient, the company and the time, and the account
-    when it is not the main one (two candidates a coach helps may miss the same panel).
+def dedupe_key(recipient: str, interview_at: datetime, account: str = "") -> str:
+    """One apology per interview: the recipient and the time, and the account when it is not
+    the main one (two candidates a coach helps may miss the same panel).
+
+    Not the company: its spelling varies ("Acme", "ACME Inc.", a name corrected in a campaign
+    file), and each spelling made a new key, so a second apology went to the same person
+    for the same interview. One recipient holds one interview with the candidate at a time.
 
     The time is the instant in UTC: 09:00 UTC and 10:00 Europe/Berlin are one interview,
     whatever zone the sender or a campaign entry wrote it in.
     """
-    when = interview_at.astimezone(UTC).isoformat()
-    key = "|".join((recipient.lower(), " ".join(company.lower().split()), when))
+    key = f"{recipient.lower()}|{interview_at.astimezone(UTC).isoformat()}"
     return f"{key}|{account}" if account else key

@@ -45,7 +45,7 @@ class SendResult:
 
 def refuse_duplicate(store: Store, facts: Facts, now: datetime, account: str = "") -> None:
     """Fail early (before asking for confirmation) if this interview already has an apology."""
-    key = dedupe_key(facts.to, facts.company, facts.interview, account)
+    key = dedupe_key(facts.to, facts.interview, account)
     store.guard_duplicate(key, facts.to, now)
 
 
@@ -159,7 +159,7 @@ def record(
     return store.create_thread(
         now=now,
         facts=facts.to_record(),
-        key=dedupe_key(facts.to, facts.company, facts.interview, campaign.get("account", "")),
+        key=dedupe_key(facts.to, facts.interview, campaign.get("account", "")),
         subject=composed.subject,
         message_id=composed.message_id,
         raw=composed.raw,
