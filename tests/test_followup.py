@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -30,6 +31,15 @@ def at(delta: timedelta) -> str:
     return (T0 + delta).isoformat()
 
 
+def _interview_of(extra: tuple[str, ...]) -> str:
+    """10:00, or for another company a time of its own: one person at one time is one
+    interview, whatever the company (the duplicate key leaves it out)."""
+    if "--company" not in extra:
+        return "2026-11-25 10:00"
+    minutes = zlib.crc32(extra[extra.index("--company") + 1].encode()) % 480
+    return f"2026-11-25 {9 + minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def send(pair: Pair, *extra: str, to: str | None = None) -> tuple[int, str]:
     r = run_cli(
         pair.ws,
@@ -45,7 +55,7 @@ def send(pair: Pair, *extra: str, to: str | None = None) -> tuple[int, str]:
         "--role",
         "Engineer",
         "--interview",
-        "2026-11-25 10:00",
+        _interview_of(extra),
         "--yes",
         *extra,
         env={"MAILER_NOW": T0.isoformat()},

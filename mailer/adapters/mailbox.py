@@ -297,6 +297,43 @@ class Mailbox(Connection):
                 return bytes(value or b"")
         return b""
 
+    def other_folders(self, watched: tuple[str, ...]) -> list[str]:
+        """The folders a reply may sit in besides the watched ones: filed as junk by the
+        provider or a rule, archived or deleted by the user before a pass saw it. Not Sent or
+        Drafts (our own messages). Where the server has an "all mail" folder (RFC 6154
+        ``\\All``: Gmail), that one, Junk and Trash: every label would only repeat it."""
+        listed = self._call("list folders", self.client.list_folders)
+        skip = {w.upper() if w.upper() == "INBOX" else w for w in watched}
+        skip.add(self.settings.sent_folder or "")
+        folders: list[tuple[set[bytes], str]] = []
+        for flags, _, name in listed:
+            marks = {bytes(f).lower() for f in flags}
+            if marks & {b"\\noselect", b"\\nonexistent", b"\\sent", b"\\drafts"}:
+                continue
+            shown = str(name)
+            if (shown.upper() if shown.upper() == "INBOX" else shown) in skip:
+                continue
+            folders.append((marks, shown))
+        if any(b"\\all" in marks for marks, _ in folders):
+            wanted = {b"\\all", b"\\junk", b"\\trash"}
+            return [name for marks, name in folders if marks & wanted]
+        return [name for _, name in folders]
+
+    def uids_referring_to(self, message_ids: list[str], since: date) -> list[int]:
+        """Messages in the selected folder since ``since`` whose In-Reply-To or References
+        names one of ``message_ids`` (each searched without its angle brackets: some clients
+        and ticket systems leave them out)."""
+        terms: list[Any] = []
+        for mid in message_ids:
+            bare = mid.strip().strip("<>")
+            terms += [["OR", "HEADER", "In-Reply-To", bare, "HEADER", "References", bare]]
+        if not terms:
+            return []
+        criteria: list[Any] = ["SINCE", since, *["OR"] * (len(terms) - 1)]
+        for t in terms:
+            criteria += t
+        return sorted(self._call("search", self.client.search, criteria))
+
     def contains_message_id(self, folder: str, message_id: str) -> bool:
         self.select(folder)
         return bool(self._call("search", self.client.search, ["HEADER", "Message-ID", message_id]))

@@ -61,7 +61,8 @@ security = "ssl"
 # quote_original = true       # quote the apology below the follow-up
 
 [watch]
-# folders = ["INBOX"]         # add "Junk" to look for replies in spam too
+# folders = ["INBOX"]         # add "Junk" to see a reply filed as spam at once (other folders
+#                             # are searched anyway right before a follow-up)
 # idle = true                 # IMAP IDLE: notice a reply within about a second
 # poll_interval = "60s"
 # notify = false              # email yourself when the interviewer replies

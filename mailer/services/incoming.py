@@ -40,7 +40,7 @@ from mailer.model.plan import (
     redecide,
 )
 from mailer.model.schedule import holidays_for
-from mailer.services.watcher import commit, read_new
+from mailer.services.watcher import commit, read_elsewhere, read_new
 
 log = logging.getLogger("mailer.services.watcher")
 
@@ -70,6 +70,22 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
     seen = act_on_mail(store, clock, actions, partial(policy_of, settings))
     commit(settings, store, box, reading)
     return seen
+
+
+def look_elsewhere(
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, thread: ThreadRow
+) -> list[Seen]:
+    """Act on what :func:`read_elsewhere` finds for ``thread`` (a reply in Junk or Archive
+    stops its follow-up as one in INBOX does), as :func:`scan` acts on new mail."""
+    reading = read_elsewhere(settings, store, box, clock, thread)
+    if not reading.messages:
+        return []
+    now = clock()
+    rows = reading.threads.values()
+    actions = plan_incoming(
+        [snapshot(r) for r in rows], reading.messages, now, policies(settings, rows, now)
+    )
+    return act_on_mail(store, clock, actions, partial(policy_of, settings))
 
 
 def act_on_mail(

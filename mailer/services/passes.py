@@ -57,7 +57,15 @@ from mailer.services.delivery import (
     settle_unrecorded,
     was_accepted,
 )
-from mailer.services.incoming import Seen, act_on_mail, policies, policy_of, scan, snapshot
+from mailer.services.incoming import (
+    Seen,
+    act_on_mail,
+    look_elsewhere,
+    policies,
+    policy_of,
+    scan,
+    snapshot,
+)
 from mailer.services.watcher import Reading, commit, read_new
 
 log = logging.getLogger("mailer.services.passes")
@@ -461,8 +469,10 @@ def _send_one(
     if row_id is None:
         return session
     crash_point("after-claim")
-    # Look once more right before sending: a reply may have arrived a moment ago.
+    # Look once more right before sending: a reply may have arrived a moment ago, or been
+    # filed (as junk, by the user's archiving) where the watched folders do not show it.
     scan(settings, store, box, clock)
+    look_elsewhere(settings, store, box, clock, thread)
     row, thread_state = store.message_and_thread_state(row_id)
     if thread_state != AWAITING or row.state != QUEUED:
         log.info("thread %s: follow-up not sent: the thread is now %s", thread.id, thread_state)

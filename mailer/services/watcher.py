@@ -118,6 +118,54 @@ def read_new(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> Re
     return reading
 
 
+def read_elsewhere(
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, thread: ThreadRow
+) -> Reading:
+    """Messages outside the watched folders that refer to ``thread``'s messages: a reply the
+    provider filed as junk, or the user archived or deleted before a pass saw it. Read right
+    before a follow-up goes (the folders' positions are not kept: this is a search, once per
+    follow-up). A folder the server will not open or search is passed over; a lost
+    connection is not (the follow-up then waits)."""
+    from mailer.errors import DeliveryError
+
+    reading = Reading()
+    ids = [m.message_id for m in store.messages(thread.id) if m.message_id]
+    sent = thread.sent_at or thread.created_at
+    if not ids or not sent:
+        return reading
+    since = (datetime.fromisoformat(sent) - timedelta(days=1)).date()
+    indexes = Indexes(store, settings.account)
+    ours = settings.sender.address.lower()
+    if box.selected is not None:
+        box.unselect()
+    for folder in box.other_folders(settings.watch.folders):
+        try:
+            uidvalidity, _ = box.select(folder)
+            uids = box.uids_referring_to(ids, since)
+            if uids:
+                headers = box.fetch_headers(uids)
+                _read_headers(
+                    settings,
+                    store,
+                    box,
+                    clock,
+                    folder,
+                    uidvalidity,
+                    headers,
+                    indexes,
+                    reading,
+                    ours,
+                )
+        except DeliveryError as exc:
+            if exc.kind != "protocol":
+                raise
+            log.warning("%s: not searched for replies to thread %s: %s", folder, thread.id, exc)
+        finally:
+            if box.selected is not None:
+                box.unselect()
+    return reading
+
+
 def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> None:
     """Record where each folder's read ended: call only once its messages are acted on, so
     a pass cut short looks at them again."""
@@ -204,6 +252,29 @@ def _scan_selected(
         uids = box.uids_since((min(sent) - timedelta(days=1)).date()) if sent else []
         headers = box.fetch_headers(uids)
         last = max((uidnext or 1) - 1, 0)
+    _read_headers(settings, store, box, clock, folder, uidvalidity, headers, indexes, reading)
+    new_last = max([last, *headers]) if headers else last
+    if known is not None and known[0] == uidvalidity and uidnext is not None:
+        # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
+        new_last = max(new_last, uidnext - 1)
+    reading.positions.append((folder, known, uidvalidity, new_last))
+
+
+def _read_headers(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    uidvalidity: int,
+    headers: dict[int, bytes],
+    indexes: Indexes,
+    reading: Reading,
+    ours: str = "",
+) -> None:
+    """Match, read and classify the selected folder's messages whose ``headers`` are given,
+    into ``reading``. ``ours``: an address whose messages are passed over unread (a copy of
+    something the user sent, which an "all mail" folder holds)."""
     # Most new mail concerns no thread: only a message that may (by its references, its
     # sender, or as a delivery report) needs its arrival time, and then perhaps its body.
     parsed: dict[int, Incoming | Exception] = {}
@@ -212,6 +283,8 @@ def _scan_selected(
             parsed[uid] = Incoming.from_headers(
                 BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
             )
+            if ours and parsed[uid].sender == ours:
+                del parsed[uid]
         except Exception as exc:  # this message, not the server: pass it over
             parsed[uid] = exc
     batch = [i for i in parsed.values() if isinstance(i, Incoming)]
@@ -247,11 +320,6 @@ def _scan_selected(
             new = _unreadable(settings, folder, uidvalidity, uid, exc, incoming, index)
         if new is not None:
             reading.messages.append(new)
-    new_last = max([last, *headers]) if headers else last
-    if known is not None and known[0] == uidvalidity and uidnext is not None:
-        # Everything below UIDNEXT has been looked at, even UIDs whose messages were expunged.
-        new_last = max(new_last, uidnext - 1)
-    reading.positions.append((folder, known, uidvalidity, new_last))
 
 
 def place(settings: Settings, folder: str) -> str:

@@ -1,0 +1,131 @@
+"""The last look before a follow-up also searches outside the watched folders: a reply the
+provider filed as junk, or the user archived or deleted before a pass saw it, stops the
+follow-up as one in INBOX does (review of session 14). Against the real Dovecot."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from .conftest import Pair
+from .test_followup import check_at, send, status
+
+pytestmark = pytest.mark.integration
+
+
+def _deliver_then_move(pair: Pair, folder: str, subject: str, body: str, **headers: str) -> None:
+    """The interviewer's message, delivered to the candidate's INBOX, then moved to
+    ``folder`` (made if missing), as a provider's filter or the user's archiving does."""
+    pair.send_as(pair.interviewer, pair.candidate, subject, body, headers)
+    with pair.stack.imap(pair.candidate) as c:
+        if not c.folder_exists(folder):
+            c.create_folder(folder)
+        c.select_folder("INBOX")
+        deadline = time.monotonic() + 30
+        while not (uids := c.search(["SUBJECT", subject])) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the mailbox for the delivery
+            c.noop()
+        assert uids, f"{subject!r} never arrived"
+        c.move(uids, folder)
+
+
+@pytest.mark.parametrize("folder", ["Junk", "Archive", "Trash"])
+def test_a_reply_moved_out_of_the_inbox_before_a_pass_stops_the_follow_up(
+    pair: Pair, folder: str
+) -> None:
+    """Verify a threaded human reply that a pass never saw in INBOX (filed as junk, archived
+    or deleted by the user after one pass had looked) makes the thread replied, and no
+    follow-up goes."""
+    thread, root = send(pair)
+    check_at(pair, timedelta(seconds=30))  # a pass: INBOX's position is recorded
+    _deliver_then_move(
+        pair,
+        folder,
+        "Re: our interview",
+        "No problem at all. How about Friday at 10?",
+        **{"In-Reply-To": root, "References": root},
+    )
+    out = check_at(pair, timedelta(hours=2))
+    assert "0 follow-up(s) sent" in out or "follow-up(s) sent" not in out, out
+    assert status(pair, thread)["state"] == "replied", out
+    assert pair.follow_ups_received(root) == []
+
+
+def test_an_out_of_office_filed_elsewhere_does_not_stop_the_follow_up(pair: Pair) -> None:
+    """Verify what is found outside INBOX is classified, not taken for a reply as such: an
+    out-of-office in Junk leaves the follow-up to go."""
+    thread, root = send(pair)
+    _deliver_then_move(
+        pair,
+        "Junk",
+        "Automatic reply: our interview",
+        "I am out of the office until 5 December with no access to email.",
+        **{"In-Reply-To": root, "References": root, "Auto-Submitted": "auto-replied"},
+    )
+    out = check_at(pair, timedelta(hours=2))
+    assert len(pair.follow_ups_received(root)) == 1, out
+    assert status(pair, thread)["state"] == "followed_up", out
+
+
+def test_the_users_own_message_in_the_thread_elsewhere_is_not_a_reply(pair: Pair) -> None:
+    """Verify a message from the candidate's own address that refers to the apology (a
+    forward to a friend, filed in Archive) is not taken for the interviewer's reply."""
+    thread, root = send(pair)
+    pair.send_as(
+        pair.candidate,
+        pair.candidate,
+        "Fwd: sorry",
+        "Have a look at what I sent.",
+        {"In-Reply-To": root, "References": root},
+    )
+    with pair.stack.imap(pair.candidate) as c:
+        c.create_folder("Archive")
+        c.select_folder("INBOX")
+        deadline = time.monotonic() + 30
+        while not (uids := c.search(["SUBJECT", "Fwd: sorry"])) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the mailbox for the delivery
+            c.noop()
+        assert uids
+        c.move(uids, "Archive")
+    out = check_at(pair, timedelta(hours=2))
+    assert len(pair.follow_ups_received(root)) == 1, out
+    assert status(pair, thread)["state"] == "followed_up", out
+
+
+def test_the_folders_searched_leave_out_our_own_and_follow_an_all_mail_folder() -> None:
+    """Verify which folders the last look searches: not the watched ones, Sent, Drafts or
+    unselectable ones; with an "all mail" folder (Gmail), only it, Junk and Trash."""
+    from types import SimpleNamespace
+
+    from mailer.adapters.mailbox import Mailbox
+
+    def folders(listing: list[tuple[tuple[bytes, ...], str]], watched=("INBOX",)) -> list[str]:
+        box = Mailbox.__new__(Mailbox)
+        box.settings = SimpleNamespace(sent_folder="")
+        box.client = SimpleNamespace(list_folders=lambda: [(f, b"/", n) for f, n in listing])
+        return box.other_folders(watched)
+
+    dovecot = [
+        ((b"\\HasNoChildren",), "INBOX"),
+        ((b"\\HasNoChildren", b"\\Sent"), "Sent"),
+        ((b"\\HasNoChildren", b"\\Drafts"), "Drafts"),
+        ((b"\\HasNoChildren", b"\\Junk"), "Junk"),
+        ((b"\\HasNoChildren", b"\\Trash"), "Trash"),
+        ((b"\\Noselect", b"\\HasChildren"), "Work"),
+        ((b"\\HasNoChildren",), "Work/Archive"),
+    ]
+    assert folders(dovecot) == ["Junk", "Trash", "Work/Archive"]
+    assert folders(dovecot, watched=("inbox", "Junk")) == ["Trash", "Work/Archive"]
+    gmail = [
+        ((b"\\HasNoChildren",), "INBOX"),
+        ((b"\\HasChildren", b"\\Noselect"), "[Gmail]"),
+        ((b"\\All", b"\\HasNoChildren"), "[Gmail]/All Mail"),
+        ((b"\\HasNoChildren", b"\\Important"), "[Gmail]/Important"),
+        ((b"\\HasNoChildren", b"\\Sent"), "[Gmail]/Sent Mail"),
+        ((b"\\HasNoChildren", b"\\Junk"), "[Gmail]/Spam"),
+        ((b"\\HasNoChildren", b"\\Trash"), "[Gmail]/Bin"),
+        ((b"\\HasNoChildren",), "Jobs"),
+    ]
+    assert folders(gmail) == ["[Gmail]/All Mail", "[Gmail]/Spam", "[Gmail]/Bin"]
