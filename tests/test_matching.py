@@ -25,6 +25,23 @@ INDEX = ThreadIndex(
 )
 
 
+def test_a_reference_to_a_thread_that_is_over_counts_as_closed() -> None:
+    """Verify only a reference to a thread that is over (not awaiting, followed up or held)
+    sends a reply to be placed among the sender's threads; none, or an open one, does not."""
+    from mailer.model.matching import Incoming, closed_reference
+
+    over = IndexedThread(3, "ana@acme.example", (), (), T0, "cancelled")
+    index = ThreadIndex({"<a@us>": 1, "<c@us>": 3}, (*INDEX.threads, over))
+
+    def reply(*refs: str) -> Incoming:
+        return Incoming("<r@them>", refs, "ana@acme.example", "Ana", "Re: sorry", T0, False)
+
+    assert closed_reference(reply("<c@us>"), index)
+    assert not closed_reference(reply("<a@us>"), index)
+    assert not closed_reference(reply("<elsewhere@them>"), index)
+    assert not closed_reference(reply("<c@us>", "<a@us>"), index)  # the nearest is open
+
+
 def test_a_report_carrying_two_of_our_ids_goes_to_the_thread_it_names() -> None:
     """Verify that of two threads whose Message-IDs a report carries, the one whose
     recipient (or alternate address) it names is chosen, whatever the set order."""

@@ -125,3 +125,25 @@ def test_threads_released_stay_released_when_the_reply_is_read_again(pair: Pair)
     assert "2 follow-up(s) sent" in out and "held" not in out
     assert len(pair.follow_ups_received(root_a)) == 1
     assert len(pair.follow_ups_received(root_b)) == 1
+
+
+def test_a_reply_in_a_closed_conversation_answers_the_open_thread_to_that_address(
+    pair: Pair,
+) -> None:
+    """Verify a person who answers by replying in an older conversation that is over (its
+    thread cancelled) stops the follow-up of the newer open apology to the same address: the
+    reply is placed as an unthreaded one is, not recorded on the closed thread alone."""
+    old, old_root = send(pair)
+    assert run_cli(pair.ws, "cancel", str(old)).returncode == 0
+    new, new_root = send(pair, "--company", "Other Co", "--role", "Analyst")
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Re: our interview",
+        "Hi Sam, sorry to hear you were ill - happy to move the interview to Friday.",
+        {"In-Reply-To": old_root, "References": old_root},
+    )
+    check_at(pair, timedelta(hours=2))
+    assert status(pair, new)["state"] == "replied"
+    assert pair.follow_ups_received(new_root) == []
+    assert status(pair, old)["state"] == "cancelled"

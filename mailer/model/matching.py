@@ -186,6 +186,16 @@ def choose_for_reply(
     return ReplyChoice(_newest(chosen).id)
 
 
+def closed_reference(incoming: Incoming, index: ThreadIndex) -> bool:
+    """Whether the thread this message refers to is over (replied, cancelled, no answer...):
+    a person who answers in an old conversation may well be answering a newer apology, so
+    such a reply is placed as one without references is (:func:`choose_for_reply`)."""
+    referenced = by_reference(incoming, index)
+    if referenced is None:
+        return False
+    return any(t.id == referenced and t.state not in _OPEN for t in index.threads)
+
+
 def named(threads: list[IndexedThread], subject: str, text: str) -> list[IndexedThread]:
     """The threads a message names in its subject or in what its sender wrote (``text``,
     quoted text already dropped): by company, whole words in any case, with or without a

@@ -45,6 +45,7 @@ from mailer.model.matching import (
     by_reference,
     by_sender,
     choose_for_reply,
+    closed_reference,
     match,
     match_report,
 )
@@ -370,8 +371,11 @@ def _consider(
         if thread_id is None:
             return None
     hold: tuple[int, ...] = ()
-    if verdict.kind == HUMAN and by_reference(incoming, index) is None:
-        # Matched by address alone: of several threads to it, the one the reply names.
+    if verdict.kind == HUMAN and (
+        by_reference(incoming, index) is None or closed_reference(incoming, index)
+    ):
+        # Matched by address alone, or in a conversation that is over: of the threads to
+        # that address, the one the reply names (several open and none named: all held).
         choice = choose_for_reply(
             incoming.sender, incoming.received, incoming.subject, reply_text(msg), index
         )
