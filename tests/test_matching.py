@@ -42,6 +42,28 @@ def test_a_reference_to_a_thread_that_is_over_counts_as_closed() -> None:
     assert not closed_reference(reply("<c@us>", "<a@us>"), index)  # the nearest is open
 
 
+def test_references_without_angle_brackets_are_read() -> None:
+    """Verify an In-Reply-To or References written without angle brackets (old clients,
+    ticket systems) still names our message, and bracketed ones are read as before."""
+    from email.message import Message
+
+    from mailer.model.matching import Incoming, match
+
+    def headers(**values: str) -> Incoming:
+        msg = Message()
+        msg["From"] = "Colleague <cara@corp.example>"
+        for name, value in values.items():
+            msg[name.replace("_", "-")] = value
+        return Incoming.from_headers(msg, T0 + timedelta(hours=1))
+
+    bare = headers(In_Reply_To="a@us", References="x@them a@us")
+    assert bare.refs == ("<a@us>", "<x@them>", "<a@us>")
+    assert match(bare, INDEX) == 1
+    bracketed = headers(In_Reply_To="<b@us> (Bo's message)")
+    assert bracketed.refs == ("<b@us>",) and match(bracketed, INDEX) == 2
+    assert headers(In_Reply_To="not an id at all").refs == ()
+
+
 def test_a_report_carrying_two_of_our_ids_goes_to_the_thread_it_names() -> None:
     """Verify that of two threads whose Message-IDs a report carries, the one whose
     recipient (or alternate address) it names is chosen, whatever the set order."""
