@@ -16,6 +16,7 @@ from email.policy import default
 import pytest
 
 from mailer.adapters.config import find_config, load_settings
+from mailer.adapters.sender import SmtpSession
 from mailer.adapters.store import Store
 from mailer.model.lifecycle import ThreadEvent
 from mailer.services import passes as passes_mod
@@ -238,6 +239,26 @@ def test_reply_arriving_while_the_follow_up_is_prepared_stops_it(pair: Pair, mon
     assert all(e["mail_from"] != pair.candidate for e in accepted)
     kinds = [m.state for m in store.messages(thread) if m.kind == "follow_up"]
     assert kinds == ["failed"]  # the claimed follow-up was cancelled, never submitted
+
+
+def test_reply_arriving_while_smtp_signs_in_stops_the_follow_up(pair: Pair) -> None:
+    """Verify the last look comes after the SMTP connection is made (TLS, sign-in), not
+    before: a reply delivered while the connection is being opened stops the follow-up."""
+    thread, root = send(pair)
+    settings = load_settings(find_config(pair.ws), need_secrets=True)
+    store = Store(settings.state_url)
+
+    class ReplyWhileConnecting(SmtpSession):
+        def connect(self) -> None:
+            pair.send_as(
+                pair.interviewer, pair.candidate, "Re: sorry", "Call me.", {"In-Reply-To": root}
+            )
+            super().connect()
+
+    report = run_pass(settings, store, lambda: T0 + timedelta(hours=2), smtp=ReplyWhileConnecting)
+    assert report.sent == []
+    assert store.thread(thread).state == "replied"
+    assert pair.follow_ups_received(root) == []
 
 
 def test_challenge_response_while_the_follow_up_is_prepared_cancels_it(

@@ -469,15 +469,10 @@ def _send_one(
     if row_id is None:
         return session
     crash_point("after-claim")
-    # Look once more right before sending: a reply may have arrived a moment ago, or been
-    # filed (as junk, by the user's archiving) where the watched folders do not show it.
-    scan(settings, store, box, clock)
-    look_elsewhere(settings, store, box, clock, thread)
-    row, thread_state = store.message_and_thread_state(row_id)
-    if thread_state != AWAITING or row.state != QUEUED:
-        log.info("thread %s: follow-up not sent: the thread is now %s", thread.id, thread_state)
-        return session
+    opened = session is None
     if session is None:
+        # Connected (TLS, sign-in) before the last look, not after: a reply that comes
+        # while a slow server answers must not be missed.
         try:
             session = smtp(settings.smtp, retries=settings.retries)
             session.connect()
@@ -485,6 +480,19 @@ def _send_one(
             # The account or the server, not this message: keep it queued for later.
             report.problems.append(f"thread {thread.id}: follow-up will be retried: {exc}")
             return None
+    # Look once more right before sending: a reply may have arrived a moment ago, or been
+    # filed (as junk, by the user's archiving) where the watched folders do not show it.
+    try:
+        scan(settings, store, box, clock)
+        look_elsewhere(settings, store, box, clock, thread)
+    except BaseException:
+        if opened:  # (the caller closes only the session it handed in)
+            session.close()
+        raise
+    row, thread_state = store.message_and_thread_state(row_id)
+    if thread_state != AWAITING or row.state != QUEUED:
+        log.info("thread %s: follow-up not sent: the thread is now %s", thread.id, thread_state)
+        return session
     try:
         reply = sending.submit(store, session, row_id, clock, row)
     except DeliveryError as exc:
