@@ -233,6 +233,25 @@ def test_person_writing_through_a_no_reply_relay_stays_human() -> None:
     assert classify(_raw(msg)).kind == "human"
 
 
+def test_an_answer_relayed_as_an_automated_message_stays_human() -> None:
+    """Verify a reply to us whose weak markers (auto-generated, Exchange headers) come with
+    machine wording but also an answer (no problem, a new time, a question) is human: a
+    follow-up must not go to someone who has answered. Without the answer it stays an
+    autoresponder."""
+    answered = (
+        "This is an automated message sent on behalf of Ana Ruiz.\n\nThanks for letting us "
+        "know - no problem. Please pick a new time here: https://ats.example/s/abc"
+    )
+    for headers in (
+        {"Auto-Submitted": "auto-generated"},
+        {"X-Auto-Response-Suppress": "All", "X-MS-Exchange-Generated-Message-Source": "x"},
+    ):
+        assert classify(_raw(_message(answered, headers=headers))).kind == "human"
+    bare = "This is an automated message. Your message has been received."
+    verdict = classify(_raw(_message(bare, headers={"Auto-Submitted": "auto-generated"})))
+    assert (verdict.kind, verdict.subtype) == ("auto-reply", "autoresponder")
+
+
 def test_auto_submitted_no_is_human() -> None:
     """Verify Auto-Submitted: no (RFC 3834: written by a person) is not a marker."""
     msg = _message("Sure.", headers={"Auto-Submitted": "no"})

@@ -512,6 +512,12 @@ _CONVERSATION = _rx(
     r"va bene|\bcerto\b|подходит|хорошо|大丈夫|没问题|沒問題|可以的|괜찮|좋습니다|\btamam\b"
 )
 _QUESTION = re.compile(r"[?？¿؟]")
+# What only an answer to an apology says (narrower than _CONVERSATION: a ticket system's
+# acknowledgement may well name the interview, or say "sure").
+_ANSWER_SIGN = _rx(
+    r"[?？¿؟]|\bno (?:problem|worries)\b|\breschedul\w*|\bnew (?:date|time|slot)\b|"
+    r"\bworks for me\b|\bhappy to\b|\bpick (?:a|another) (?:new )?(?:time|slot|date)\b"
+)
 _MAX_AWAY_BODY = 1_500
 
 # Read and delivery receipts that are not RFC 3798 / RFC 3464 structured.
@@ -1474,6 +1480,12 @@ def _from_auto_reply(msg: email.message.Message, facts: _Facts) -> Verdict | Non
             text_cue = _AWAY_TEXT.search(facts.cue_text)
         if text_cue:
             reasons = [*weak, f"text '{_snippet(text_cue.group(0), 40)}'"]
+        if reasons and facts.reply and _ANSWER_SIGN.search(facts.flat_cue):
+            # A reply to us with an answer in it, relayed by a system that marks all it sends
+            # (an ATS's "automated message sent on behalf of Ana: no problem, pick a new
+            # time"): weak markers do not outweigh the answer. Taking it for automatic would
+            # send a follow-up to someone who has answered.
+            return None
     if not reasons:
         return None
     own_subject = "" if facts.reply else facts.subject  # "Re: <ours>" repeats our words
