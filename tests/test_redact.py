@@ -146,3 +146,23 @@ def test_text_without_credentials_or_commands_is_unchanged(text: str) -> None:
     assume("auth" not in low and "login" not in low)
     assume(not any(r.lower() in low for r in plain_runs(password)))
     assert redact(text, USER, password) == text
+
+
+@pytest.mark.parametrize("cut", [5, 12, 30])
+def test_an_auth_argument_cut_short_on_a_line_of_its_own_is_redacted(cut: int) -> None:
+    """Verify the start of an AUTH PLAIN argument (NUL user NUL password) or of an AUTH
+    LOGIN password line, echoed cut short on a line of its own, is removed: its end held
+    the password's first characters ("\\0sam@example.org\\0corre")."""
+    user, password = "sam@example.org", "correct horse battery"
+    for plain in (b"\0" + user.encode() + b"\0" + password.encode(), password.encode()):
+        start = base64.b64encode(plain).decode()[:cut]
+        out = redact(f"500 5.5.2 unrecognised command: AUTH PLAIN\n{start}", user, password)
+        assert start not in out and MARK in out, out
+    assert redact("250 SMTP AUTH extension not supported", user, password).endswith("supported")
+
+
+def test_a_very_short_password_is_redacted_only_as_a_word_of_its_own() -> None:
+    """Verify a one-letter password does not cut the server's words ("e[redacted]tension"),
+    and is still removed where it stands alone."""
+    out = redact("SMTP AUTH extension not supported; password 'x' refused", "u", "x")
+    assert out == f"SMTP AUTH extension not supported; password '{MARK}' refused"

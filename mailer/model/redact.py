@@ -58,14 +58,22 @@ def redactor(user: str, password: str) -> Callable[[str], str]:
     """A cleaner for one account's credentials, its patterns compiled once."""
     login = _login_pattern(user)
     encoded = _base64_pattern(user, password)
+    starts = _encoded_starts(user, password)
     raw = _raw_pattern(password)
+
+    def secret(run: str) -> bool:
+        if encoded is not None and encoded.search(run):
+            return True
+        # An AUTH argument cut short (a server's echo, a line split): the start of one.
+        core = run.rstrip("=")
+        return len(core) >= _MIN_CORE and any(s.startswith(core) for s in starts)
 
     def clean(text: str) -> str:
         # The whole password first: a rule that took only part of it would leave the rest.
         if raw is not None:
             text = raw.sub(MARK, text)
-        if encoded is not None:
-            text = _B64_RUN.sub(lambda m: MARK if encoded.search(m[0]) else m[0], text)
+        if encoded is not None or starts:
+            text = _B64_RUN.sub(lambda m: MARK if secret(m[0]) else m[0], text)
         text = _AUTH.sub(rf"\1 {MARK}", text)
         return login.sub(rf"\1 {MARK}", text)
 
@@ -102,6 +110,19 @@ def _base64_pattern(user: str, password: str) -> re.Pattern[str] | None:
     return re.compile("|".join(alternatives), re.IGNORECASE)
 
 
+def _encoded_starts(user: str, password: str) -> tuple[str, ...]:
+    """The whole base64 forms a client sends (AUTH PLAIN's ``[authzid] NUL user NUL
+    password``, AUTH LOGIN's password line), in both alphabets: a run that is the start of
+    one holds some of the password, or is about to."""
+    forms: set[str] = set()
+    for secret in _encodings(password):
+        forms.add(base64.b64encode(secret).decode("ascii").rstrip("="))
+        for u in _encodings(user) or [b""]:
+            for plain in (b"\0" + u + b"\0" + secret, u + b"\0" + u + b"\0" + secret):
+                forms.add(base64.b64encode(plain).decode("ascii").rstrip("="))
+    return tuple(forms | {f.translate(_URLSAFE) for f in forms})
+
+
 def _encodings(text: str) -> list[bytes]:
     if not text:
         return []
@@ -134,7 +155,12 @@ def _raw_pattern(password: str) -> re.Pattern[str] | None:
     # The whole password as each mangling leaves it, longest first; then a pattern that
     # also finds it quoted, cut short, or mangled in ways that combine.
     wholes = sorted(_wholes(password), key=len, reverse=True)
-    return re.compile("|".join([*wholes, _pieces(password)]), re.IGNORECASE)
+    either = "|".join([*wholes, _pieces(password)])
+    if sum(map(_plain, password)) < _MIN_SKELETON:
+        # A password this short is found as a word of its own only: inside words it cut
+        # the server's prose ("SMTP AUTH e[redacted]tension" for the password "x").
+        either = rf"(?<![A-Za-z0-9])(?:{either})(?![A-Za-z0-9])"
+    return re.compile(either, re.IGNORECASE)
 
 
 def _wholes(password: str) -> set[str]:
