@@ -83,7 +83,7 @@ class Fleet:
             "--role",
             "Engineer",
             "--interview",
-            "2026-11-25 10:00",
+            f"2026-11-25 {10 + n // 60:02d}:{n % 60:02d}",  # the nth interview: its own time
             "--yes",
             *(("--account", account.name) if account.name else ()),
             env={"MAILER_NOW": T0.isoformat()},

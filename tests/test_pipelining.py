@@ -168,7 +168,14 @@ def test_pipelining_saves_round_trips_over_one_command_at_a_time(
     trips, reads = {}, {}
     for pipelining in (True, False):
         prepared = apology.prepare(
-            settings, facts(settings, company=f"Trips {pipelining}", cc=(RECRUITER,)), NOW
+            settings,
+            facts(
+                settings,
+                company=f"Trips {pipelining}",
+                interview=f"2026-11-25 {10 + pipelining}:00",  # two interviews, two times
+                cc=(RECRUITER,),
+            ),
+            NOW,
         )
         row_id = sending.record(settings, prepared, store, NOW)[1]
         mark = stack.log_mark()

@@ -33,7 +33,7 @@ def _send_killed_at(pair: Pair, point: str) -> tuple[int, str]:
         "--role",
         "Engineer",
         "--interview",
-        "2026-11-25 10:00",
+        "2026-11-25 09:00",  # (the helper's `send` is for 10:00: another interview)
         "--yes",
         env={"MAILER_NOW": T0.isoformat(), "MAILER_CRASH_AT": point},
     )

@@ -320,8 +320,8 @@ def test_lint_notes_templates_identical_to_the_built_in_ones(tmp_path: Path) -> 
 # --- small workflow fixes -----------------------------------------------------------------
 
 
-def _sent_thread(ws: Path, company: str = "Acme") -> int:
-    r = run_cli(ws, *send_args(company=company))
+def _sent_thread(ws: Path, company: str = "Acme", interview: str = "2026-11-25 10:00") -> int:
+    r = run_cli(ws, *send_args(company=company, interview=interview))
     assert r.returncode == 0, r.stderr
     m = re.search(r"Sent: thread (\d+)", r.stdout)
     assert m, r.stdout
@@ -376,7 +376,7 @@ def test_preview_follow_up_on_a_closed_thread_says_none_will_go(
     assert f"Thread {tid} is {state.replace('_', ' ')}: no follow-up will go." in r.stdout
     assert "Subject:" not in r.stdout
     # An open thread still shows the follow-up it would send.
-    other = _sent_thread(workspace, company="Open Co")
+    other = _sent_thread(workspace, company="Open Co", interview="2026-11-26 10:00")
     shown = run_cli(workspace, "preview", "--follow-up", str(other))
     assert shown.returncode == 0 and "Subject: Re:" in shown.stdout
     assert INTERVIEWER in shown.stdout
