@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import postfix
-from common import bench_workspace
+from common import bench_workspace, interview_of
 from delay_proxy import start_proxy
 
 from mailer.adapters.config import load_settings
@@ -88,7 +88,10 @@ def campaign_toml(n: int, to: list[str]) -> str:
         'timezone = "Europe/London"\n'
     ]
     for i in range(n):
-        parts.append(f'\n[[entries]]\nto = "{to[i % len(to)]}"\ncompany = "Bench Co {i:05d}"\n')
+        parts.append(
+            f'\n[[entries]]\nto = "{to[i % len(to)]}"\ncompany = "Bench Co {i:05d}"\n'
+            f'interview = "{interview_of(i)}"\n'
+        )
     return "".join(parts)
 
 

@@ -18,3 +18,12 @@ def bench_workspace(info: StackInfo, sender: str, extra: str = "") -> Path:
     (ws / "config" / "mailer.toml").write_text(sandbox_config_toml(info, ca, sender) + extra)
     (ws / ".env").write_text(f"MAILER_SMTP_PASSWORD={info.users[sender]}\n")
     return ws
+
+
+def interview_of(i: int) -> str:
+    """Entry ``i``'s interview time: each its own, a minute before the one before (one
+    person at one time is one interview, whatever the company: entries sharing a time
+    would be refused as duplicates of each other)."""
+    from datetime import datetime, timedelta
+
+    return f"{datetime(2026, 11, 24, 10, 0) - timedelta(minutes=i):%Y-%m-%d %H:%M}"

@@ -43,7 +43,7 @@ from typing import Any
 
 import postfix
 import stores
-from common import bench_workspace
+from common import bench_workspace, interview_of
 from delay_proxy import start_proxy
 
 from mailer.sandbox.stack import MailStack, StackInfo
@@ -200,7 +200,7 @@ def campaign_toml(n: int) -> str:
     for i in range(n):
         parts.append(
             f'\n[[entries]]\nto = "interviewer{i % 4 + 1}@sandbox.test"\n'
-            f'company = "Bench Co {i:05d}"\n'
+            f'company = "Bench Co {i:05d}"\ninterview = "{interview_of(i)}"\n'
         )
     return "".join(parts)
 
@@ -236,7 +236,7 @@ def mailmerge_dir(n: int) -> Path:
     for i in range(n):
         lines.append(
             f"interviewer{i % 4 + 1}@sandbox.test,Ana Ruiz,Bench Co {i:05d},Data Engineer,"
-            '2026-11-24 10:00,"I came down with a fever that week and could not attend.",'
+            f'{interview_of(i)},"I came down with a fever that week and could not attend.",'
             '"2026-12-07 09:00-12:00"'
         )
     (d / "d.csv").write_text("\n".join(lines) + "\n")

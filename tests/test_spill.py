@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import tracemalloc
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from mailer.services import campaign as campaign_module
 
 from .test_campaign_file import load
 
+NOON = datetime(2026, 11, 24, 12, 0)  # the first entry's interview; one minute apart after
+
 
 def _entries(n: int) -> str:
     return "".join(
         f'\n[[entries]]\nto = "ana{i % 7}@sandbox.test"\ncompany = "Co {i:05d}"\n'
-        f'interview = "2026-11-24 10:00"\nfree = ["2026-12-07 09:00-12:00"]\n'
-        for i in range(n)
+        f'interview = "{NOON + timedelta(minutes=i):%Y-%m-%d %H:%M}"\n'
+        'free = ["2026-12-07 09:00-12:00"]\n'
+        for i in range(n)  # (each its own time: one person at one time is one interview)
     )
 
 

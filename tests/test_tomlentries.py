@@ -187,7 +187,7 @@ def test_a_file_read_whole_gives_the_same_campaign(
     parse: entries, places, problems and counts."""
     body = "".join(
         f'\n[[entries]]\nto = "ana{i % 3}@sandbox.test"\ncompany = "Co {i}"\n'
-        f'interview = "2026-11-24 10:00"\nfree = ["2026-12-07 09:00-12:00"]\n'
+        f'interview = "2026-11-24 1{i}:00"\nfree = ["2026-12-07 09:00-12:00"]\n'
         + ('key = "same"\n' if i in (2, 5) else "")
         + ("bogus = 1\n" if i == 4 else "")
         for i in range(8)

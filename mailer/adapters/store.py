@@ -2125,6 +2125,29 @@ class Store:
                    WHERE t.campaign = :c AND m.kind = 'apology'""",
                 c=campaign,
             )
+        return self._paired(t_columns, t_rows, m_columns, m_rows)
+
+    def apologies_by_id(self, ids: Collection[int]) -> list[tuple[ThreadRow, MessageRow]]:
+        """These threads, each with its apology, oldest first (as campaign_apologies)."""
+        wanted = sorted(set(ids))
+        out: list[tuple[ThreadRow, MessageRow]] = []
+        for i in range(0, len(wanted), 500):  # (bounded statements, on any store)
+            chunk = {f"i{n}": tid for n, tid in enumerate(wanted[i : i + 500])}
+            marks = ", ".join(f":{k}" for k in chunk)
+            with self.reading() as query:
+                t_columns, t_rows = query(
+                    f"SELECT * FROM threads WHERE id IN ({marks}) ORDER BY id", **chunk
+                )
+                m_columns, m_rows = query(
+                    f"SELECT * FROM messages WHERE kind = 'apology' AND thread_id IN ({marks})",
+                    **chunk,
+                )
+            out += self._paired(t_columns, t_rows, m_columns, m_rows)
+        return out
+
+    def _paired(
+        self, t_columns: list[str], t_rows: Any, m_columns: list[str], m_rows: Any
+    ) -> list[tuple[ThreadRow, MessageRow]]:
         threads = (dict(zip(t_columns, r, strict=True)) for r in t_rows)
         by_id = {t.id: t for t in self._decoded(threads, _thread)}
         roots = (dict(zip(m_columns, r, strict=True)) for r in m_rows)
@@ -2185,16 +2208,16 @@ class Store:
             )
         return True
 
-    def apology_keys(self) -> list[tuple[int, str, str, str | None]]:
-        """(id, recipient, company, campaign) of every thread not failed, oldest first: what
-        a campaign's outside-campaign warning indexes once instead of a query per entry."""
+    def apology_keys(self) -> list[tuple[int, str, str, str | None, str]]:
+        """(id, recipient, company, campaign, duplicate key) of every thread not failed,
+        oldest first: what a campaign's checks index once instead of a query per entry."""
         with self.reading() as query:
             _, rows = query(
-                "SELECT id, recipient, company, campaign FROM threads WHERE state != :failed "
-                "ORDER BY id",
+                "SELECT id, recipient, company, campaign, dedupe_key FROM threads "
+                "WHERE state != :failed ORDER BY id",
                 failed=str(ThreadState.FAILED),
             )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     # --- reads for status: one read transaction each -----------------------------------
 
@@ -3087,6 +3110,8 @@ class StoreReader:
     thread_list = Store.thread_list
     thread_whole = Store.thread_whole
     campaign_apologies = Store.campaign_apologies
+    apologies_by_id = Store.apologies_by_id
+    _paired = Store._paired
     apology_keys = Store.apology_keys
     thread_summaries = Store.thread_summaries
     _read_in_full = Store._read_in_full

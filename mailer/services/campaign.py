@@ -28,7 +28,7 @@ from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
 from mailer.model.facts import Facts, make_facts
-from mailer.model.keys import derive_key
+from mailer.model.keys import dedupe_key, derive_key
 from mailer.model.lint import Finding, has_errors
 from mailer.model.settings import parse_window, validate_wait
 from mailer.model.values import (
@@ -303,6 +303,17 @@ def _load(
                 entry_problems.append(
                     f"duplicate key {entry.key!r} (also at {earlier})"
                     + (": same address, company and interview time" if entry.derived_key else "")
+                )
+            elif entry is not None and (
+                earlier := claims.claim_key(
+                    "interview " + dedupe_key(entry.facts.to, entry.facts.interview, entry.account),
+                    where,
+                )
+            ):
+                # Two keys, one interview ("Acme, Inc" and "ACME inc"): both would go.
+                entry_problems.append(
+                    f"the same interview as the entry at {earlier} (same address and time, "
+                    "whatever the company): one apology per interview"
                 )
             if entry_problems:
                 campaign.invalid += 1

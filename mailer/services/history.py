@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from mailer.adapters.spill import Selection
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
+from mailer.model.keys import dedupe_key
 from mailer.model.runplan import Item, Past, Skip, Why, skip_reason
 
 if TYPE_CHECKING:
@@ -30,12 +31,32 @@ def entry_state(campaign: Campaign, store: Reads) -> dict[str, list[Record]]:
 
 
 def past_attempts(campaign: Campaign, store: Reads) -> dict[str, tuple[Past, ...]]:
-    """Each entry key's earlier apologies as the planner's facts (one query; the owner
-    probes happen here, so the planner stays pure). The rows' bytes are not kept."""
-    return {
+    """Each entry key's earlier apologies as the planner's facts (the owner probes happen
+    here, so the planner stays pure). The rows' bytes are not kept.
+
+    An entry with none of its own may still be an interview another apology holds (its
+    company corrected after a run gives it a new key; a ``mailer send`` for the same
+    interview): that apology counts as the entry's, as the store's duplicate guard would
+    count it when the entry is sent, so a check or a dry run does not call it "to send"."""
+    past = {
         key: tuple(past_of(t, root) for t, root in records)
         for key, records in entry_state(campaign, store).items()
     }
+    holders: dict[str, int] = {}
+    for thread_id, _, _, _, key in store.apology_keys():
+        holders[key] = thread_id  # (oldest first: the newest is kept)
+    held: dict[str, int] = {}
+    for e in campaign.entries:
+        if e.key not in past:
+            thread_id = holders.get(dedupe_key(e.facts.to, e.facts.interview, e.account))
+            if thread_id is not None:
+                held[e.key] = thread_id
+    if held:
+        records = {t.id: (t, root) for t, root in store.apologies_by_id(held.values())}
+        for key, thread_id in held.items():
+            if thread_id in records:
+                past[key] = (past_of(*records[thread_id]),)
+    return past
 
 
 def past_of(thread: ThreadRow, root: MessageRow) -> Past:
@@ -96,7 +117,7 @@ def outside_warnings(campaign: Campaign, store: Reads) -> list[str]:
     entries whose address looks like a typo of a big provider's domain."""
     # One read of the store, indexed here: a query per entry was n scans of the threads.
     others: dict[tuple[str, str], list[int]] = {}
-    for thread_id, recipient, company, name in store.apology_keys():
+    for thread_id, recipient, company, name, _ in store.apology_keys():
         if name != campaign.name:
             others.setdefault(_same_apology(recipient, company), []).append(thread_id)
     warnings = []
