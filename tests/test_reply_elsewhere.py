@@ -129,3 +129,14 @@ def test_the_folders_searched_leave_out_our_own_and_follow_an_all_mail_folder() 
         ((b"\\HasNoChildren",), "Jobs"),
     ]
     assert folders(gmail) == ["[Gmail]/All Mail", "[Gmail]/Spam", "[Gmail]/Bin"]
+
+
+def test_a_fresh_reply_from_the_interviewer_filed_as_junk_stops_the_follow_up(pair: Pair) -> None:
+    """Verify a reply written fresh (no In-Reply-To, no References) from the interviewer's
+    address, filed in Junk before a pass saw it, is found by its sender and stops the
+    follow-up."""
+    thread, root = send(pair)
+    _deliver_then_move(pair, "Junk", "Rescheduling", "Hi Sam, does Thursday at 2pm work?")
+    out = check_at(pair, timedelta(hours=2))
+    assert status(pair, thread)["state"] == "replied", out
+    assert pair.follow_ups_received(root) == []

@@ -319,14 +319,18 @@ class Mailbox(Connection):
             return [name for marks, name in folders if marks & wanted]
         return [name for _, name in folders]
 
-    def uids_referring_to(self, message_ids: list[str], since: date) -> list[int]:
+    def uids_referring_to(
+        self, message_ids: list[str], since: date, senders: tuple[str, ...] = ()
+    ) -> list[int]:
         """Messages in the selected folder since ``since`` whose In-Reply-To or References
         names one of ``message_ids`` (each searched without its angle brackets: some clients
-        and ticket systems leave them out)."""
+        and ticket systems leave them out), or that come from one of ``senders`` (a reply
+        written fresh, with no references)."""
         terms: list[Any] = []
         for mid in message_ids:
             bare = mid.strip().strip("<>")
             terms += [["OR", "HEADER", "In-Reply-To", bare, "HEADER", "References", bare]]
+        terms += [["FROM", sender] for sender in senders if sender]
         if not terms:
             return []
         criteria: list[Any] = ["SINCE", since, *["OR"] * (len(terms) - 1)]

@@ -122,8 +122,9 @@ def read_new(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> Re
 def read_elsewhere(
     settings: Settings, store: Store, box: Mailbox, clock: Clock, thread: ThreadRow
 ) -> Reading:
-    """Messages outside the watched folders that refer to ``thread``'s messages: a reply the
-    provider filed as junk, or the user archived or deleted before a pass saw it. Read right
+    """Messages outside the watched folders that refer to ``thread``'s messages, or come
+    from its interviewer: a reply the provider filed as junk, or the user archived or deleted
+    before a pass saw it. Read right
     before a follow-up goes (the folders' positions are not kept: this is a search, once per
     follow-up). A folder the server will not open or search is passed over; a lost
     connection is not (the follow-up then waits)."""
@@ -142,7 +143,7 @@ def read_elsewhere(
     for folder in box.other_folders(settings.watch.folders):
         try:
             uidvalidity, _ = box.select(folder)
-            uids = box.uids_referring_to(ids, since)
+            uids = box.uids_referring_to(ids, since, (thread.recipient, *thread.alt_addresses))
             if uids:
                 headers = box.fetch_headers(uids)
                 _read_headers(
