@@ -222,3 +222,50 @@ def test_send_and_check_on_a_postgresql_store_against_the_real_servers(
     assert thread["state"] == "awaiting_reply"
     with psycopg.connect(postgres.url(pg_database)) as pg:
         assert pg.execute("SELECT state FROM messages").fetchall() == [("sent",)]
+
+
+def test_revision_0007_rewrites_the_keys_of_a_postgresql_store(
+    postgres: Postgres, pg_database: str
+) -> None:
+    """Verify revision 0007 on PostgreSQL: a store at 0006 with keys that name the company
+    gets keys of recipient and instant only, and refuses the same interview spelt otherwise."""
+    from mailer.errors import DuplicateError
+    from mailer.model.keys import dedupe_key
+
+    url = postgres.url(pg_database)
+    when = datetime(2026, 11, 19, 9, 0, tzinfo=UTC)
+    store = Store(url)
+    store.create_thread(
+        now=when,
+        facts={
+            "to": "ana@x.test",
+            "interviewer": "Ana",
+            "company": "Acme",
+            "role": "Dev",
+            "situation": "illness",
+            "interview": when.isoformat(),
+        },
+        key="ana@x.test|acme|" + when.isoformat(),
+        subject="Sorry",
+        message_id="<pg-0007@x.test>",
+        raw=b"Message-ID: <pg-0007@x.test>\r\n\r\nSorry.\r\n",
+        envelope_from="me@x.test",
+        recipients=("ana@x.test",),
+        follow_up_wait="3d",
+        max_follow_ups=1,
+        guard_duplicates=True,
+    )
+    store.close()
+    with psycopg.connect(
+        postgres.url(pg_database).replace("postgresql+psycopg", "postgresql")
+    ) as c:
+        c.execute("UPDATE alembic_version SET version_num = '0006_leases'")
+    again = Store(url)
+    try:
+        assert again.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
+        (thread,) = again.threads()
+        assert thread.dedupe_key == dedupe_key("ana@x.test", when)
+        with pytest.raises(DuplicateError, match=r"\(at Acme\)"):
+            again.guard_duplicate(dedupe_key("ANA@x.test", when), "ana@x.test", when)
+    finally:
+        again.close()

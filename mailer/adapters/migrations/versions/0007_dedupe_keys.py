@@ -29,17 +29,17 @@ def upgrade() -> None:
     rows = bind.execute(
         sa.text("SELECT id, recipient, interview_at, account FROM threads ORDER BY id")
     ).all()
+    keys = []
     for tid, recipient, interview_at, account in rows:
         try:
             when = datetime.fromisoformat(interview_at)
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-            key = dedupe_key(recipient, when, account or "")
+            keys.append({"k": dedupe_key(recipient, when, account or ""), "t": tid})
         except (TypeError, ValueError, OverflowError):
             continue  # not a date we can read: its old key still guards it
-        bind.execute(
-            sa.text("UPDATE threads SET dedupe_key = :k WHERE id = :t"), {"k": key, "t": tid}
-        )
+    if keys:  # (one executemany: a PostgreSQL store is not 10,000 round trips)
+        bind.execute(sa.text("UPDATE threads SET dedupe_key = :k WHERE id = :t"), keys)
 
 
 def downgrade() -> None:
