@@ -250,6 +250,22 @@ def test_an_answer_relayed_as_an_automated_message_stays_human() -> None:
     bare = "This is an automated message. Your message has been received."
     verdict = classify(_raw(_message(bare, headers={"Auto-Submitted": "auto-generated"})))
     assert (verdict.kind, verdict.subtype) == ("auto-reply", "autoresponder")
+    # A system's own acknowledgement keeps its verdict whatever question or link it carries
+    # (taking it for an answer would close the thread and lose its follow-up).
+    for ack in (
+        "This is an automated message. Your request has been received: "
+        "https://help.company.example/status?ticket=48213",
+        "This is an automated message. We received your email. Questions? Visit our help "
+        "centre. We are happy to help.",
+        "This is an automated message. Your ticket number is 48213. Need to reschedule an "
+        "interview? Use the candidate portal.",
+    ):
+        msg = _message(
+            ack,
+            sender="Careers <no-reply@company.example>",
+            headers={"X-Auto-Response-Suppress": "All"},
+        )
+        assert classify(_raw(msg)).kind == "auto-reply", ack
 
 
 def test_auto_submitted_no_is_human() -> None:

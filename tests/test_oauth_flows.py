@@ -212,3 +212,23 @@ def test_idle_watcher_log_line_never_quotes_the_access_token(
     with caplog.at_level("WARNING", logger="mailer.services.daemon"):
         IdleWatcher(settings, lambda: None, stop, mailbox=Box).run()
     assert "IMAP watch connection lost" in caplog.text and token not in caplog.text
+
+
+def test_a_closed_or_empty_stdin_is_said_when_the_redirect_is_awaited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify `oauth login --no-browser` waiting for the pasted redirect says that nothing
+    was pasted when stdin is closed (sys.stdin is None) or ends, instead of an internal
+    error or a redirect "of another sign-in"."""
+    import io
+    import sys
+
+    from mailer.cli.oauth import _read_redirect
+    from mailer.errors import InputError
+
+    for stdin in (None, io.StringIO(""), io.StringIO("\n")):
+        monkeypatch.setattr(sys, "stdin", stdin)
+        with pytest.raises(InputError, match="no redirect address was pasted"):
+            _read_redirect()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("http://127.0.0.1/cb?code=x&state=y\n"))
+    assert _read_redirect().startswith("http://127.0.0.1/cb?code=x")

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from .conftest import Pair
+from .conftest import Pair, run_cli
 from .test_followup import check_at, send, status
 
 pytestmark = pytest.mark.integration
@@ -140,3 +140,94 @@ def test_a_fresh_reply_from_the_interviewer_filed_as_junk_stops_the_follow_up(pa
     out = check_at(pair, timedelta(hours=2))
     assert status(pair, thread)["state"] == "replied", out
     assert pair.follow_ups_received(root) == []
+
+
+def test_a_colleague_answering_a_forward_holds_the_follow_up_until_the_user_decides(
+    pair: Pair,
+) -> None:
+    """Verify a person at an address the thread does not know, answering a forward of the
+    apology ("RE: FW: <its subject>", referring only to the forward), holds the thread: no
+    follow-up goes, check names it with mark-replied and release; once released, the same
+    message does not hold it again and the follow-up goes."""
+    thread, root = send(pair)
+    subject = status(pair, thread)["subject"]
+    pair.send_as(
+        pair.alternate,
+        pair.candidate,
+        f"RE: FW: {subject}",
+        "Hi Sam, Ana asked me to pick this up. Are you free Thursday at 2pm?",
+        {"In-Reply-To": "<fwd123@corp.example>", "References": "<fwd123@corp.example>"},
+    )
+    out = check_at(pair, timedelta(hours=2), expect=9)  # 9: a thread waits for the user
+    assert pair.follow_ups_received(root) == [], out
+    shown = status(pair, thread)
+    assert shown["state"] == "held" and shown["held"]["by"] == pair.alternate, out
+    assert f"mailer mark-replied {thread}" in out and f"mailer release {thread}" in out
+
+    released = run_cli(pair.ws, "release", str(thread))
+    assert released.returncode == 0, released.stderr
+    check_at(pair, timedelta(hours=3))
+    assert len(pair.follow_ups_received(root)) == 1
+
+
+def test_an_auto_reply_with_the_apologys_subject_from_elsewhere_holds_nothing(pair: Pair) -> None:
+    """Verify a message with the apology's subject from an unknown address that is
+    automatic (a ticket system's acknowledgement) does not hold the follow-up."""
+    thread, root = send(pair)
+    subject = status(pair, thread)["subject"]
+    pair.send_as(
+        pair.alternate,
+        pair.candidate,
+        f"[Ticket #4821] {subject}",
+        "This is an automated message. Your request has been received (ticket number 4821).",
+        {"Auto-Submitted": "auto-replied"},
+    )
+    out = check_at(pair, timedelta(hours=2))
+    assert len(pair.follow_ups_received(root)) == 1, out
+    assert status(pair, thread)["state"] == "followed_up"
+
+
+CHALLENGE = (
+    "This account is protected by SpamShield. Please click on the following link to have "
+    "your address added to the recipient's allowed list:\nhttps://cr.example/v/1"
+)
+
+
+def test_a_message_acted_on_is_not_acted_on_again_from_another_folder(pair: Pair) -> None:
+    """Verify a challenge-response notice that held the thread, then moved to Trash after the
+    user verified and released it, does not hold the thread again from there (it is known by
+    its Message-ID): the follow-up goes after one release."""
+    thread, root = send(pair)
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Re: Sorry I missed our interview",
+        CHALLENGE,
+        {"In-Reply-To": root, "References": root},
+    )
+    out = check_at(pair, timedelta(seconds=30), expect=9)
+    assert status(pair, thread)["state"] == "held", out
+    with pair.stack.imap(pair.candidate) as c:
+        c.select_folder("INBOX")
+        c.move(c.search(["ALL"]), "Trash")
+    assert run_cli(pair.ws, "release", str(thread)).returncode == 0
+    out = check_at(pair, timedelta(hours=2))
+    assert len(pair.follow_ups_received(root)) == 1, out
+    assert status(pair, thread)["state"] == "followed_up"
+
+
+def test_a_reply_found_in_the_last_look_is_reported_like_any_other(pair: Pair) -> None:
+    """Verify the pass reports a reply that only the search before the follow-up found (it
+    sat in Junk, where the user may never look): who replied, and to which thread."""
+    thread, root = send(pair)
+    check_at(pair, timedelta(seconds=30))
+    _deliver_then_move(
+        pair,
+        "Junk",
+        "Re: our interview",
+        "No problem at all. How about Friday at 10?",
+        **{"In-Reply-To": root, "References": root},
+    )
+    out = check_at(pair, timedelta(hours=2))
+    assert "1 new related message(s)" in out, out
+    assert pair.interviewer in out and f"thread {thread}" in out, out

@@ -338,6 +338,14 @@ class Mailbox(Connection):
             criteria += t
         return sorted(self._call("search", self.client.search, criteria))
 
+    def uids_with_subject(self, subject: str, since: date) -> list[int]:
+        """Messages in the selected folder since ``since`` whose subject contains
+        ``subject`` (any case: IMAP's SUBJECT search is a substring match)."""
+        criteria: list[Any] = ["SINCE", since, "SUBJECT", subject]
+        if subject.isascii():
+            return sorted(self._call("search", self.client.search, criteria))
+        return sorted(self._call("search", self.client.search, criteria, "UTF-8"))
+
     def contains_message_id(self, folder: str, message_id: str) -> bool:
         self.select(folder)
         return bool(self._call("search", self.client.search, ["HEADER", "Message-ID", message_id]))

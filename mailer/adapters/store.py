@@ -1593,6 +1593,14 @@ class Store:
                 {"f": folder, "v": uidvalidity, "u": last_uid},
             )
 
+    def incoming_ids(self, thread_id: int) -> set[str]:
+        """The Message-IDs of the messages recorded for this thread (in any folder)."""
+        rows = self._rows(
+            "SELECT message_id FROM incoming WHERE thread_id = :t AND message_id IS NOT NULL",
+            t=thread_id,
+        )
+        return {str(r["message_id"]) for r in rows}
+
     def seen_incoming(self, folder: str, uidvalidity: int, uid: int) -> bool:
         """Whether this message was recorded already (see :meth:`apply_incoming`)."""
         return bool(

@@ -64,7 +64,7 @@ def login(obj: Context, name: str, no_browser: bool) -> None:
             server.username,
             say,
             open_browser=(lambda _url: False) if no_browser else _browser,
-            read_line=lambda: click.get_text_stream("stdin").readline(),
+            read_line=_read_redirect,
         )
     store = TokenStore(cfg.store_dir)
     store.save(cfg.account, tokens)
@@ -139,3 +139,17 @@ def add_commands(group: click.Group) -> None:
     """Add ``login``, ``status`` and ``logout`` to the ``auth`` group."""
     for command in (login, status, logout):
         group.add_command(command)
+
+
+def _read_redirect() -> str:
+    """The redirect address the user pastes; a closed or finished stdin is said as such, not
+    as a redirect "of another sign-in"."""
+    import sys
+
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line.strip():
+        raise InputError(
+            "no redirect address was pasted (standard input is closed or empty); run "
+            "'mailer oauth login' in a terminal, or without --no-browser"
+        )
+    return line

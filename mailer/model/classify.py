@@ -512,11 +512,13 @@ _CONVERSATION = _rx(
     r"va bene|\bcerto\b|подходит|хорошо|大丈夫|没问题|沒問題|可以的|괜찮|좋습니다|\btamam\b"
 )
 _QUESTION = re.compile(r"[?？¿؟]")
-# What only an answer to an apology says (narrower than _CONVERSATION: a ticket system's
-# acknowledgement may well name the interview, or say "sure").
+# What only a person's answer to an apology says, relayed by a system that marks everything
+# it sends (narrower than _CONVERSATION: a ticket system's acknowledgement names the
+# interview, says "happy to help" or "Questions?", links a page with "?" in its address).
 _ANSWER_SIGN = _rx(
-    r"[?？¿؟]|\bno (?:problem|worries)\b|\breschedul\w*|\bnew (?:date|time|slot)\b|"
-    r"\bworks for me\b|\bhappy to\b|\bpick (?:a|another) (?:new )?(?:time|slot|date)\b"
+    r"\bno (?:problem|worries)\b|\bworks for (?:me|us)\b|\bhow about (?:mon|tue|wed|thu|fri|sat|"
+    r"sun|next|tomorrow|the)\w*|\bare you (?:free|available)\b|\bpick (?:a|another) (?:new )?"
+    r"(?:time|slot|date)\b|\bhappy to (?:move|reschedule|find|meet|talk)\b"
 )
 _MAX_AWAY_BODY = 1_500
 

@@ -208,9 +208,14 @@ def hold_for_reply(
     naming none of them (or several): each of ``threads`` is held, so none gets a follow-up
     the interviewer may just have answered, until the user confirms (``mark-replied``) or
     releases it. ``held_from`` keeps the state a release returns to."""
+    held = (
+        f"a message from {sender} with the apology's subject ({subject!r}) may be the answer"
+        if len(threads) == 1  # (a colleague answering a forward: see watcher._read_forwarded)
+        else f"a reply from {sender} may answer any of threads " + ", ".join(map(str, threads))
+    )
     detail = {
         "held_kind": HELD_BY_UNCLEAR_REPLY,
-        "held": f"a reply from {sender} may answer any of threads " + ", ".join(map(str, threads)),
+        "held": held,
         "held_threads": ",".join(map(str, threads)),
         "held_reply_by": sender,
         "held_reply_subject": subject,

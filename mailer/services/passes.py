@@ -291,7 +291,10 @@ def run_pass(
             report.imap_failed = True
             return report
         notify_replies(settings, report.seen, smtp)
+        first_seen = len(report.seen)
         send_due(settings, store, box, clock, report, smtp, actions, stop)
+        # Replies the last look before a follow-up found (in Junk, say).
+        notify_replies(settings, report.seen[first_seen:], smtp)
     finally:
         if own:
             box.close()
@@ -483,8 +486,10 @@ def _send_one(
     # Look once more right before sending: a reply may have arrived a moment ago, or been
     # filed (as junk, by the user's archiving) where the watched folders do not show it.
     try:
-        scan(settings, store, box, clock)
-        look_elsewhere(settings, store, box, clock, thread)
+        # (reported with the pass's own, and notified: a reply found in Junk is one the
+        # user may not have seen)
+        report.seen += scan(settings, store, box, clock)
+        report.seen += look_elsewhere(settings, store, box, clock, thread)
     except BaseException:
         if opened:  # (the caller closes only the session it handed in)
             session.close()

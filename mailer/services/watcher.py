@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -124,8 +124,8 @@ def read_elsewhere(
 ) -> Reading:
     """Messages outside the watched folders that refer to ``thread``'s messages, or come
     from its interviewer: a reply the provider filed as junk, or the user archived or deleted
-    before a pass saw it. Read right
-    before a follow-up goes (the folders' positions are not kept: this is a search, once per
+    before a pass saw it; and in every folder, a colleague's answer to a forward of the
+    apology (:func:`_read_forwarded`). Read right before a follow-up goes (the folders' positions are not kept: this is a search, once per
     follow-up). A folder the server will not open or search is passed over; a lost
     connection is not (the follow-up then waits)."""
     from mailer.errors import DeliveryError
@@ -138,26 +138,36 @@ def read_elsewhere(
     since = (datetime.fromisoformat(sent) - timedelta(days=1)).date()
     indexes = Indexes(store, settings.account)
     ours = settings.sender.address.lower()
+    # A message acted on once is not acted on again from another folder: a hold the user
+    # released would come back (a copy in All Mail, the notice moved to Trash).
+    recorded = frozenset(store.incoming_ids(thread.id))
     if box.selected is not None:
         box.unselect()
-    for folder in box.other_folders(settings.watch.folders):
+    others = box.other_folders(settings.watch.folders)
+    for folder in [*settings.watch.folders, *others]:
         try:
             uidvalidity, _ = box.select(folder)
-            uids = box.uids_referring_to(ids, since, (thread.recipient, *thread.alt_addresses))
-            if uids:
-                headers = box.fetch_headers(uids)
-                _read_headers(
-                    settings,
-                    store,
-                    box,
-                    clock,
-                    folder,
-                    uidvalidity,
-                    headers,
-                    indexes,
-                    reading,
-                    ours,
-                )
+            if folder in others:
+                senders = (thread.recipient, *thread.alt_addresses)
+                uids = box.uids_referring_to(ids, since, senders)
+                if uids:
+                    headers = box.fetch_headers(uids)
+                    _read_headers(
+                        settings,
+                        store,
+                        box,
+                        clock,
+                        folder,
+                        uidvalidity,
+                        headers,
+                        indexes,
+                        reading,
+                        ours,
+                        recorded,
+                    )
+            _read_forwarded(
+                settings, store, box, clock, folder, uidvalidity, thread, ids, since, reading
+            )
         except DeliveryError as exc:
             if exc.kind != "protocol":
                 raise
@@ -166,6 +176,92 @@ def read_elsewhere(
             if box.selected is not None:
                 box.unselect()
     return reading
+
+
+def _read_forwarded(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    uidvalidity: int,
+    thread: ThreadRow,
+    ids: list[str],
+    since: date,
+    reading: Reading,
+) -> None:
+    """A person's message with the apology's subject ("RE: FW: ...") from an address the
+    thread does not know, naming none of its messages: the interviewer forwarded it and a
+    colleague answers. It may be the answer, so the thread is held for the user (a follow-up
+    to someone whose colleague has just replied is the mistake to avoid), once: a thread the
+    user released is not held again by the same message."""
+    subject = " ".join(thread.subject.split())
+    if not subject:
+        return
+    uids = box.uids_with_subject(subject, since)
+    if not uids:
+        return
+    known = {thread.recipient.lower(), *(a.lower() for a in thread.alt_addresses)}
+    domains = {d.lower() for d in thread.alt_domains}
+    recorded = store.incoming_ids(thread.id)
+    ours = settings.sender.address.lower()
+    headers = box.fetch_headers(uids)
+    candidates: list[tuple[int, Incoming]] = []
+    for uid in sorted(headers):
+        try:
+            incoming = Incoming.from_headers(
+                BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
+            )
+        except Exception:  # (unreadable headers: the usual scan names them)
+            continue
+        if (
+            incoming.sender in known
+            or incoming.sender == ours
+            or incoming.sender.rpartition("@")[2] in domains
+            or incoming.report
+            or incoming.message_id in ids
+            or incoming.message_id in recorded
+            or any(ref in ids for ref in incoming.refs)
+        ):
+            continue  # the interviewer's, ours, a report, or threaded: read the usual way
+        candidates.append((uid, incoming))
+    dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
+    for uid, incoming in candidates:
+        received = dates.get(uid) or clock()
+        try:
+            verdict = classify_message(read_message(box.fetch_raw(uid)), received=received.date())
+        except MailerError:
+            raise  # the server: the follow-up waits
+        except Exception:  # (this message only)
+            continue
+        if verdict.kind != HUMAN:
+            continue  # an auto-reply or a report with our subject says nothing of an answer
+        reading.threads[thread.id] = thread
+        reading.messages.append(
+            NewMessage(
+                place=place(settings, folder),
+                folder=folder,
+                uidvalidity=uidvalidity,
+                uid=uid,
+                thread_id=thread.id,
+                message_id=incoming.message_id,
+                sender=incoming.sender,
+                subject=incoming.subject,
+                label=HUMAN,
+                verdict=f"{HUMAN}: {verdict.reason} (the apology's subject, another address)",
+                refs=incoming.refs,
+                classified=Classified(
+                    kind=HUMAN,
+                    subtype=verdict.subtype,
+                    sender=incoming.sender,
+                    subject=incoming.subject,
+                    received=received,
+                    reason=verdict.reason,
+                    hold=(thread.id,),
+                ),
+                seen_before=store.seen_incoming(place(settings, folder), uidvalidity, uid),
+            )
+        )
 
 
 def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> None:
@@ -273,10 +369,12 @@ def _read_headers(
     indexes: Indexes,
     reading: Reading,
     ours: str = "",
+    recorded: frozenset[str] = frozenset(),
 ) -> None:
     """Match, read and classify the selected folder's messages whose ``headers`` are given,
     into ``reading``. ``ours``: an address whose messages are passed over unread (a copy of
-    something the user sent, which an "all mail" folder holds)."""
+    something the user sent, which an "all mail" folder holds); ``recorded``: Message-IDs
+    already acted on (the same message filed in a second folder, or Gmail's All Mail)."""
     # Most new mail concerns no thread: only a message that may (by its references, its
     # sender, or as a delivery report) needs its arrival time, and then perhaps its body.
     parsed: dict[int, Incoming | Exception] = {}
@@ -285,7 +383,8 @@ def _read_headers(
             parsed[uid] = Incoming.from_headers(
                 BytesHeaderParser(policy=compat32).parsebytes(headers[uid]), _UNKNOWN
             )
-            if ours and parsed[uid].sender == ours:
+            found = parsed[uid]
+            if (ours and found.sender == ours) or found.message_id in recorded:
                 del parsed[uid]
         except Exception as exc:  # this message, not the server: pass it over
             parsed[uid] = exc

@@ -309,6 +309,54 @@ class FakeMailbox(Connection):
         seen = {m.uid: m for m in self._visible(box)}
         return seen[uid].raw[:limit] if uid in seen else b""
 
+    def other_folders(self, watched: tuple[str, ...]) -> list[str]:
+        self._live("list folders")
+        skip = {w.upper() if w.upper() == "INBOX" else w for w in watched}
+        skip.add(self.settings.sent_folder or "")
+        folders = [
+            f
+            for name, f in self.server.folders[self._user].items()
+            if f.special_use.lower() not in ("\\sent", "\\drafts")
+            and (name.upper() if name.upper() == "INBOX" else name) not in skip
+        ]
+        if any(f.special_use.lower() == "\\all" for f in folders):
+            wanted = ("\\all", "\\junk", "\\trash")
+            return [f.name for f in folders if f.special_use.lower() in wanted]
+        return [f.name for f in folders]
+
+    def uids_referring_to(
+        self, message_ids: list[str], since: date, senders: tuple[str, ...] = ()
+    ) -> list[int]:
+        box = self._current("search")
+        bare = [m.strip().strip("<>").lower() for m in message_ids]
+        wanted = [s.lower() for s in senders if s]
+        found = []
+        for m in self._since(box, since):
+            headers = BytesHeaderParser().parsebytes(m.raw)
+            refs = f"{headers.get('In-Reply-To', '')} {headers.get('References', '')}".lower()
+            sender = str(headers.get("From", "")).lower()
+            # HEADER and FROM searches are case-insensitive substring matches.
+            if any(b in refs for b in bare) or any(w in sender for w in wanted):
+                found.append(m.uid)
+        return found
+
+    def uids_with_subject(self, subject: str, since: date) -> list[int]:
+        from email.header import decode_header, make_header
+
+        box = self._current("search")
+        want = subject.lower()
+        found = []
+        for m in self._since(box, since):
+            value = BytesHeaderParser().parsebytes(m.raw).get("Subject", "")
+            # SUBJECT is searched decoded (RFC 2047), as Dovecot does.
+            if want in str(make_header(decode_header(str(value)))).lower():
+                found.append(m.uid)
+        return found
+
+    def _since(self, box: _Folder, day: date) -> list[_Message]:
+        # SINCE compares dates only, in the server's zone (UTC here).
+        return [m for m in self._visible(box) if m.internal_date.astimezone(UTC).date() >= day]
+
     def contains_message_id(self, folder: str, message_id: str) -> bool:
         box = self._folder(folder, f"open {folder}")
         self.select(folder)

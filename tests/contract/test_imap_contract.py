@@ -256,3 +256,40 @@ def test_a_huge_header_is_fetched_only_up_to_64_kb(imap_world: ImapWorld) -> Non
         header = box.fetch_headers([uid])[uid]
     assert len(header) == 65536
     assert header.startswith(b"From: you@sandbox.test\r\n")
+
+
+def test_the_searches_before_a_follow_up_find_references_senders_and_subjects(
+    imap_world: ImapWorld,
+) -> None:
+    """What the last look before a follow-up asks (watcher.read_elsewhere): the folders
+    besides the watched ones (not Sent), and in one, messages since a day that refer to our
+    IDs (bracketed or not), come from an address, or carry a subject, in any case."""
+    imap_world.recreate("Archive")
+    threaded = message("Re: x", In_Reply_To="<ours-1@sandbox.test>")
+    bare = message("Re: y", References="<other@x.test> ours-2@sandbox.test")
+    fresh = _from("Ana <Ana.Ruiz@Company.example>", message("Hello"))
+    forwarded = _from("cara@company.example", message("RE: FW: Sorry I missed our interview"))
+    unrelated = message("Newsletter")
+    for raw in (threaded, bare, fresh, forwarded, unrelated):
+        imap_world.deliver("Archive", raw)
+    with imap_world.mailbox() as box:
+        others = box.other_folders(("inbox",))
+        assert "Archive" in others and "INBOX" not in others and "Sent" not in others
+        box.select("Archive")
+        since = (datetime.now(UTC) - timedelta(days=1)).date()
+        uids = box.uids_after(0)
+        assert len(uids) == 5
+        by_ref = box.uids_referring_to(["<ours-1@sandbox.test>", "<ours-2@sandbox.test>"], since)
+        assert by_ref == uids[:2]
+        by_sender = box.uids_referring_to(["<nothing@x>"], since, ("ana.ruiz@company.example",))
+        assert by_sender == [uids[2]]
+        assert box.uids_with_subject("sorry I missed our interview", since) == [uids[3]]
+        later = (datetime.now(UTC) + timedelta(days=2)).date()
+        assert box.uids_with_subject("sorry I missed our interview", later) == []
+        box.unselect()
+
+
+def _from(sender: str, raw: bytes) -> bytes:
+    head, _, rest = raw.partition(b"\r\n")
+    assert head.startswith(b"From: ")
+    return f"From: {sender}".encode() + b"\r\n" + rest
