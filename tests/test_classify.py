@@ -242,11 +242,19 @@ def test_an_answer_relayed_as_an_automated_message_stays_human() -> None:
         "This is an automated message sent on behalf of Ana Ruiz.\n\nThanks for letting us "
         "know - no problem. Please pick a new time here: https://ats.example/s/abc"
     )
+    relayed = "This is an automated message sent on behalf of Ana Ruiz.\n\n"
     for headers in (
         {"Auto-Submitted": "auto-generated"},
         {"X-Auto-Response-Suppress": "All", "X-MS-Exchange-Generated-Message-Source": "x"},
     ):
         assert classify(_raw(_message(answered, headers=headers))).kind == "human"
+        for words in (
+            "Could we reschedule to Friday at 10?",
+            "Let's reschedule - would Thursday at 2pm work?",
+            "Can you do Tuesday at 3pm instead?",
+        ):
+            msg = _message(relayed + words, headers=headers)
+            assert classify(_raw(msg)).kind == "human", words
     bare = "This is an automated message. Your message has been received."
     verdict = classify(_raw(_message(bare, headers={"Auto-Submitted": "auto-generated"})))
     assert (verdict.kind, verdict.subtype) == ("auto-reply", "autoresponder")

@@ -24,7 +24,7 @@ def _deliver_then_move(pair: Pair, folder: str, subject: str, body: str, **heade
             c.create_folder(folder)
         c.select_folder("INBOX")
         deadline = time.monotonic() + 30
-        while not (uids := c.search(["SUBJECT", subject])) and time.monotonic() < deadline:
+        while not (uids := c.search(["SUBJECT", subject], "UTF-8")) and time.monotonic() < deadline:
             time.sleep(0.05)  # polling the mailbox for the delivery
             c.noop()
         assert uids, f"{subject!r} never arrived"
@@ -231,3 +231,39 @@ def test_a_reply_found_in_the_last_look_is_reported_like_any_other(pair: Pair) -
     out = check_at(pair, timedelta(hours=2))
     assert "1 new related message(s)" in out, out
     assert pair.interviewer in out and f"thread {thread}" in out, out
+
+
+def test_a_fresh_reply_from_an_alternate_domain_filed_as_junk_stops_the_follow_up(
+    pair: Pair,
+) -> None:
+    """Verify the search before a follow-up covers an --alt-domain too: a colleague at that
+    domain answering (no references) from Junk marks the thread replied."""
+    thread, root = send(pair, "--alt-domain", "corp.example")
+    with pair.stack.imap(pair.candidate) as c:
+        raw = (
+            "From: Cara <cara@corp.example>\r\nTo: " + pair.candidate + "\r\n"
+            "Subject: Your interview\r\nMessage-ID: <cara-1@corp.example>\r\n\r\n"
+            "Hi Sam, Ana asked me to find a new time. Are you free Thursday at 2pm?\r\n"
+        ).encode()
+        c.append("Junk", raw)
+    out = check_at(pair, timedelta(hours=2))
+    assert status(pair, thread)["state"] == "replied", out
+    assert pair.follow_ups_received(root) == []
+
+
+def test_a_reply_to_another_thread_with_the_same_subject_holds_nothing(pair: Pair) -> None:
+    """Verify the interviewer's reply to one apology, archived, does not hold another thread
+    whose apology has the same subject (it refers to the first thread's message)."""
+    first, first_root = send(pair, "--company", "Same Co")
+    second, _ = send(pair, "--company", "Same Co", to=pair.alternate)
+    assert status(pair, first)["subject"] == status(pair, second)["subject"]
+    _deliver_then_move(
+        pair,
+        "Archive",
+        "Re: " + status(pair, first)["subject"],
+        "No problem - how about Friday at 10?",
+        **{"In-Reply-To": first_root, "References": first_root},
+    )
+    out = check_at(pair, timedelta(hours=2))
+    assert status(pair, first)["state"] == "replied", out
+    assert status(pair, second)["state"] == "followed_up", out  # (its follow-up went)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import socket
 from collections.abc import Callable
 from datetime import date, datetime
@@ -340,8 +341,14 @@ class Mailbox(Connection):
 
     def uids_with_subject(self, subject: str, since: date) -> list[int]:
         """Messages in the selected folder since ``since`` whose subject contains
-        ``subject`` (any case: IMAP's SUBJECT search is a substring match)."""
-        criteria: list[Any] = ["SINCE", since, "SUBJECT", subject]
+        ``subject`` (any case: IMAP's SUBJECT search is a substring match). Searched as its
+        pieces between IMAP's special characters, all of which must be there: imapclient
+        sends "Sorry(Acme)" unquoted, and Dovecot refuses it as an atom."""
+        criteria: list[Any] = ["SINCE", since]
+        for piece in subject_pieces(subject):
+            criteria += ["SUBJECT", piece]
+        if len(criteria) == 2:
+            return []
         if subject.isascii():
             return sorted(self._call("search", self.client.search, criteria))
         return sorted(self._call("search", self.client.search, criteria, "UTF-8"))
@@ -500,3 +507,13 @@ def _clean_all(cleaners: tuple[Any, ...], text: str) -> str:
     for clean in cleaners:
         text = clean(text)
     return text
+
+
+_ATOM_SPECIALS = re.compile(r'[(){}%*"\\\]]+')
+
+
+def subject_pieces(subject: str) -> list[str]:
+    """``subject`` split on IMAP's atom-special characters, its white space folded (servers
+    fold it when they search): each piece is an atom, or a quoted string."""
+    pieces = (" ".join(p.split()) for p in _ATOM_SPECIALS.split(subject))
+    return [p for p in pieces if p]

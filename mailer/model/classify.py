@@ -513,13 +513,23 @@ _CONVERSATION = _rx(
 )
 _QUESTION = re.compile(r"[?？¿؟]")
 # What only a person's answer to an apology says, relayed by a system that marks everything
-# it sends (narrower than _CONVERSATION: a ticket system's acknowledgement names the
-# interview, says "happy to help" or "Questions?", links a page with "?" in its address).
-_ANSWER_SIGN = _rx(
-    r"\bno (?:problem|worries)\b|\bworks for (?:me|us)\b|\bhow about (?:mon|tue|wed|thu|fri|sat|"
-    r"sun|next|tomorrow|the)\w*|\bare you (?:free|available)\b|\bpick (?:a|another) (?:new )?"
-    r"(?:time|slot|date)\b|\bhappy to (?:move|reschedule|find|meet|talk)\b"
+# it sends: a phrase of the answer, or a day or time with a question or a new arrangement
+# ("Could we reschedule to Friday at 10?"). Not a question alone, nor "reschedule" alone: a
+# ticket system's acknowledgement asks "Questions?" or "Need to reschedule? Use the portal",
+# and links pages with "?" in their address (the caller takes addresses out first).
+_DAY_OR_TIME = (
+    r"(?:\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|\btomorrow\b|\bnext week\b|"
+    r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\bat \d{1,2}(?::\d{2})?\b)"
 )
+_ANSWER_SIGN = _rx(
+    r"\bno (?:problem|worries)\b|\bworks for (?:me|us)\b|\bare you (?:free|available)\b|"
+    r"\bpick (?:a|another) (?:new )?(?:time|slot|date)\b|"
+    r"\bhappy to (?:move|reschedule|find|meet|talk)\b|"
+    rf"{_DAY_OR_TIME}[^.!?\n]{{0,80}}\?|"
+    rf"\b(?:reschedul\w*|move it|instead)\b[^.!?\n]{{0,80}}{_DAY_OR_TIME}|"
+    rf"{_DAY_OR_TIME}[^.!?\n]{{0,80}}\b(?:reschedul\w*|instead|works?|suits?)\b"
+)
+_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
 _MAX_AWAY_BODY = 1_500
 
 # Read and delivery receipts that are not RFC 3798 / RFC 3464 structured.
@@ -1482,7 +1492,7 @@ def _from_auto_reply(msg: email.message.Message, facts: _Facts) -> Verdict | Non
             text_cue = _AWAY_TEXT.search(facts.cue_text)
         if text_cue:
             reasons = [*weak, f"text '{_snippet(text_cue.group(0), 40)}'"]
-        if reasons and facts.reply and _ANSWER_SIGN.search(facts.flat_cue):
+        if reasons and facts.reply and _ANSWER_SIGN.search(_URL.sub(" ", facts.flat_cue)):
             # A reply to us with an answer in it, relayed by a system that marks all it sends
             # (an ATS's "automated message sent on behalf of Ana: no problem, pick a new
             # time"): weak markers do not outweigh the answer. Taking it for automatic would

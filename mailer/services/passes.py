@@ -608,8 +608,18 @@ def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., Smt
                 msg["From"] = settings.sender.address
                 msg["To"] = settings.sender.address
                 msg["Message-ID"] = make_msgid(domain=settings.sender.address.rpartition("@")[2])
-                if s.decision.event == HELD:
-                    held_ids = s.decision.detail.get("held_threads", str(s.thread_id))
+                held_ids = s.decision.detail.get("held_threads", str(s.thread_id))
+                if s.decision.event == HELD and "," not in held_ids:
+                    # One thread: a message with its subject from an address it does not
+                    # know (a colleague answering a forward).
+                    msg["Subject"] = f"mailer: {s.sender} wrote; thread {held_ids} held"
+                    msg.set_content(
+                        f"{s.sender} wrote ({s.subject!r}) with your apology's subject: "
+                        f"thread {held_ids} gets no follow-up until you decide.\n"
+                        f"If it answers your apology: mailer mark-replied {held_ids}\n"
+                        f"If not: mailer release {held_ids}\n"
+                    )
+                elif s.decision.event == HELD:
                     msg["Subject"] = f"mailer: {s.sender} replied; thread(s) {held_ids} held"
                     msg.set_content(
                         f"{s.sender} wrote ({s.subject!r}) without saying which apology it "

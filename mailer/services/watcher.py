@@ -148,7 +148,11 @@ def read_elsewhere(
         try:
             uidvalidity, _ = box.select(folder)
             if folder in others:
-                senders = (thread.recipient, *thread.alt_addresses)
+                senders = (
+                    thread.recipient,
+                    *thread.alt_addresses,
+                    *(f"@{d}" for d in thread.alt_domains),  # (FROM is a substring search)
+                )
                 uids = box.uids_referring_to(ids, since, senders)
                 if uids:
                     headers = box.fetch_headers(uids)
@@ -225,6 +229,17 @@ def _read_forwarded(
         ):
             continue  # the interviewer's, ours, a report, or threaded: read the usual way
         candidates.append((uid, incoming))
+    if candidates:
+        # Nor one that belongs to another thread: it refers to that thread's messages, or
+        # comes from someone an apology went to (the same subject can head two threads).
+        index = Indexes(store, settings.account).for_batch([i for _, i in candidates])
+        candidates = [
+            (uid, i)
+            for uid, i in candidates
+            if i.message_id not in index.our_ids
+            and not any(ref in index.our_ids for ref in i.refs)
+            and by_sender(i.sender, _UNKNOWN, index) is None
+        ]
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
     for uid, incoming in candidates:
         received = dates.get(uid) or clock()

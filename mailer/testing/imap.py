@@ -343,13 +343,16 @@ class FakeMailbox(Connection):
     def uids_with_subject(self, subject: str, since: date) -> list[int]:
         from email.header import decode_header, make_header
 
+        from mailer.adapters.mailbox import subject_pieces
+
         box = self._current("search")
-        want = subject.lower()
+        wanted = [p.lower() for p in subject_pieces(subject)]
         found = []
         for m in self._since(box, since):
             value = BytesHeaderParser().parsebytes(m.raw).get("Subject", "")
-            # SUBJECT is searched decoded (RFC 2047), as Dovecot does.
-            if want in str(make_header(decode_header(str(value)))).lower():
+            # SUBJECT is searched decoded (RFC 2047), white space folded, as Dovecot does.
+            text = " ".join(str(make_header(decode_header(str(value)))).split()).lower()
+            if wanted and all(p in text for p in wanted):
                 found.append(m.uid)
         return found
 
