@@ -125,9 +125,9 @@ def read_elsewhere(
     """Messages outside the watched folders that refer to ``thread``'s messages, or come
     from its interviewer: a reply the provider filed as junk, or the user archived or deleted
     before a pass saw it; and in every folder, a colleague's answer to a forward of the
-    apology (:func:`_read_forwarded`). Read right before a follow-up goes (the folders' positions are not kept: this is a search, once per
-    follow-up). A folder the server will not open or search is passed over; a lost
-    connection is not (the follow-up then waits)."""
+    apology (:func:`_read_forwarded`). Read right before a follow-up goes: a search, once
+    per follow-up (no folder position is kept). A folder the server will not open or search
+    is passed over; a lost connection is not (the follow-up then waits)."""
     from mailer.errors import DeliveryError
 
     reading = Reading()
