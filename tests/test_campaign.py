@@ -452,6 +452,21 @@ def test_the_example_campaign_from_init_is_refused_until_its_addresses_are_real(
     assert "2 entries valid; 2 to send" in ok.stdout
 
 
+def final_dots(ws: Path) -> int:
+    """How many messages of the workspace's store have their final-dot mark (0 before the
+    store is made)."""
+    db = ws / ".mailer" / "state.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as c:
+        try:
+            return c.execute(
+                "SELECT count(*) FROM messages WHERE final_dot_at IS NOT NULL"
+            ).fetchone()[0]
+        except sqlite3.OperationalError:  # (the schema not written yet)
+            return 0
+
+
 def run_in_background(pair: Pair, stderr: Any) -> subprocess.Popen[str]:
     """`mailer campaign run week49 --yes` as its own process (to be signalled), as a user
     would start it: none of the test run's MAILER_ settings, the clock pinned at NOW."""
@@ -518,17 +533,9 @@ def test_a_second_ctrl_c_while_the_server_holds_its_answer_says_where_that_leave
     err_file = pair.ws / "run.err"
     with err_file.open("w") as err:
         proc = run_in_background(pair, err)
-        db = pair.ws / ".mailer" / "state.db"
 
         def final_dot_marked() -> bool:
-            if not db.exists():
-                return False
-            with sqlite3.connect(db) as c:
-                try:
-                    row = c.execute("SELECT count(*) FROM messages WHERE final_dot_at IS NOT NULL")
-                    return row.fetchone()[0] == 1
-                except sqlite3.OperationalError:  # (the schema not written yet)
-                    return False
+            return final_dots(pair.ws) == 1
 
         deadline = time.monotonic() + 30
         while not final_dot_marked() and time.monotonic() < deadline:
@@ -751,19 +758,9 @@ def test_a_second_ctrl_c_does_not_wait_for_a_sent_copy_the_imap_server_never_ans
     try:
         with err_file.open("w") as err:
             proc = run_in_background(pair, err)
-            db = pair.ws / ".mailer" / "state.db"
 
             def second_marked() -> bool:
-                if not db.exists():
-                    return False
-                with sqlite3.connect(db) as c:
-                    try:
-                        row = c.execute(
-                            "SELECT count(*) FROM messages WHERE final_dot_at IS NOT NULL"
-                        )
-                        return row.fetchone()[0] == 2
-                    except sqlite3.OperationalError:  # (the schema not written yet)
-                        return False
+                return final_dots(pair.ws) == 2
 
             deadline = time.monotonic() + 60
             while not second_marked() and time.monotonic() < deadline:
