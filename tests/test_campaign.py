@@ -467,6 +467,22 @@ def final_dots(ws: Path) -> int:
             return 0
 
 
+def interrupt_twice(
+    pair: Pair, proc: subprocess.Popen[str], err_file: Path, once_marked: int, within: float
+) -> None:
+    """Ctrl-C twice, once ``once_marked`` messages have their final-dot mark: the second only
+    after the run has said it took the first."""
+    deadline = time.monotonic() + within
+    while final_dots(pair.ws) != once_marked and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the store for the final-dot mark
+    assert final_dots(pair.ws) == once_marked, err_file.read_text()
+    proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while "Ctrl-C again" not in err_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first interrupt must be taken before the second is sent
+    proc.send_signal(signal.SIGINT)
+
+
 def run_in_background(pair: Pair, stderr: Any) -> subprocess.Popen[str]:
     """`mailer campaign run week49 --yes` as its own process (to be signalled), as a user
     would start it: none of the test run's MAILER_ settings, the clock pinned at NOW."""
@@ -533,19 +549,7 @@ def test_a_second_ctrl_c_while_the_server_holds_its_answer_says_where_that_leave
     err_file = pair.ws / "run.err"
     with err_file.open("w") as err:
         proc = run_in_background(pair, err)
-
-        def final_dot_marked() -> bool:
-            return final_dots(pair.ws) == 1
-
-        deadline = time.monotonic() + 30
-        while not final_dot_marked() and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling the store for the first message's final-dot mark
-        assert final_dot_marked(), err_file.read_text()
-        proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 30
-        while "Ctrl-C again" not in err_file.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first interrupt must be taken before the second is sent
-        proc.send_signal(signal.SIGINT)
+        interrupt_twice(pair, proc, err_file, once_marked=1, within=30)
         proc.communicate(timeout=30)
     said = err_file.read_text()
 
@@ -758,19 +762,7 @@ def test_a_second_ctrl_c_does_not_wait_for_a_sent_copy_the_imap_server_never_ans
     try:
         with err_file.open("w") as err:
             proc = run_in_background(pair, err)
-
-            def second_marked() -> bool:
-                return final_dots(pair.ws) == 2
-
-            deadline = time.monotonic() + 60
-            while not second_marked() and time.monotonic() < deadline:
-                time.sleep(0.05)  # polling the store for the second message's final-dot mark
-            assert second_marked(), err_file.read_text()
-            proc.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + 30
-            while "Ctrl-C again" not in err_file.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)  # the first interrupt must be taken before the second is sent
-            proc.send_signal(signal.SIGINT)
+            interrupt_twice(pair, proc, err_file, once_marked=2, within=60)
             stopped = time.monotonic()
             try:
                 proc.communicate(timeout=30)

@@ -299,26 +299,11 @@ class Mailbox(Connection):
         return b""
 
     def other_folders(self, watched: tuple[str, ...]) -> list[str]:
-        """The folders a reply may sit in besides the watched ones: filed as junk by the
-        provider or a rule, archived or deleted by the user before a pass saw it. Not Sent or
-        Drafts (our own messages). Where the server has an "all mail" folder (RFC 6154
-        ``\\All``: Gmail), that one, Junk and Trash: every label would only repeat it."""
+        """The folders a reply may sit in besides the watched ones (see :func:`other_folders`)."""
         listed = self._call("list folders", self.client.list_folders)
-        skip = {w.upper() if w.upper() == "INBOX" else w for w in watched}
-        skip.add(self.settings.sent_folder or "")
-        folders: list[tuple[set[bytes], str]] = []
-        for flags, _, name in listed:
-            marks = {bytes(f).lower() for f in flags}
-            if marks & {b"\\noselect", b"\\nonexistent", b"\\sent", b"\\drafts"}:
-                continue
-            shown = str(name)
-            if (shown.upper() if shown.upper() == "INBOX" else shown) in skip:
-                continue
-            folders.append((marks, shown))
-        if any(b"\\all" in marks for marks, _ in folders):
-            wanted = {b"\\all", b"\\junk", b"\\trash"}
-            return [name for marks, name in folders if marks & wanted]
-        return [name for _, name in folders]
+        return other_folders(
+            [(flags, str(name)) for flags, _, name in listed], watched, self.settings.sent_folder
+        )
 
     def uids_referring_to(
         self, message_ids: list[str], since: date, senders: tuple[str, ...] = ()
@@ -344,14 +329,14 @@ class Mailbox(Connection):
         ``subject`` (any case: IMAP's SUBJECT search is a substring match). Searched as its
         pieces between IMAP's special characters, all of which must be there: imapclient
         sends "Sorry(Acme)" unquoted, and Dovecot refuses it as an atom."""
-        criteria: list[Any] = ["SINCE", since]
-        for piece in subject_pieces(subject):
-            criteria += ["SUBJECT", piece]
-        if len(criteria) == 2:
+        pieces = subject_pieces(subject)
+        if not pieces:
             return []
-        if subject.isascii():
-            return sorted(self._call("search", self.client.search, criteria))
-        return sorted(self._call("search", self.client.search, criteria, "UTF-8"))
+        criteria: list[Any] = ["SINCE", since]
+        for piece in pieces:
+            criteria += ["SUBJECT", piece]
+        charset = None if subject.isascii() else "UTF-8"
+        return sorted(self._call("search", self.client.search, criteria, charset))
 
     def contains_message_id(self, folder: str, message_id: str) -> bool:
         self.select(folder)
@@ -517,3 +502,29 @@ def subject_pieces(subject: str) -> list[str]:
     fold it when they search): each piece is an atom, or a quoted string."""
     pieces = (" ".join(p.split()) for p in _ATOM_SPECIALS.split(subject))
     return [p for p in pieces if p]
+
+
+def other_folders(
+    listed: list[tuple[Any, str]], watched: tuple[str, ...], sent_folder: str = ""
+) -> list[str]:
+    """Of the folders ``listed`` (each its flags and name), those a reply may sit in besides
+    the ``watched`` ones: filed as junk by the provider or a rule, archived or deleted by the
+    user before a pass saw it. Not Sent or Drafts (our own messages), nor one that cannot be
+    selected. Where there is an "all mail" folder (RFC 6154 ``\\All``: Gmail), only it,
+    Junk and Trash: every label would only repeat it. (The fake IMAP server shares it.)"""
+
+    def plain(name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name  # (INBOX in any case)
+
+    skip = {plain(w) for w in watched} | {sent_folder or ""}
+    kept: list[tuple[set[str], str]] = []
+    for flags, name in listed:
+        marks = {(f.decode() if isinstance(f, bytes) else str(f)).lower() for f in flags}
+        if marks & {"\\noselect", "\\nonexistent", "\\sent", "\\drafts"}:
+            continue
+        if plain(name) not in skip:
+            kept.append((marks, name))
+    if any("\\all" in marks for marks, _ in kept):
+        wanted = {"\\all", "\\junk", "\\trash"}
+        return [name for marks, name in kept if marks & wanted]
+    return [name for _, name in kept]

@@ -229,7 +229,7 @@ def _utc_keys(c: Any) -> list[str]:
     Europe/Berlin were two interviews. Apologies that slipped through that way are reported,
     with an event on each thread, and kept: both were sent, and a unique index would only
     make this step fail."""
-    from mailer.model.keys import derive_key, legacy_derive_key
+    from mailer.model.keys import company_dedupe_key, derive_key, legacy_derive_key
 
     notices: list[str] = []
     rows = c.execute(
@@ -246,7 +246,8 @@ def _utc_keys(c: Any) -> list[str]:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         try:
-            key = _v3_key(r["recipient"], r["company"], when, r["account"])
+            # (the key of its day; revision 0007 rewrites it without the company)
+            key = company_dedupe_key(r["recipient"], r["company"], when, r["account"])
             entry = r["entry_key"]
             old_entry = legacy_derive_key(r["recipient"], r["company"], when, r["account"])
             if r["campaign"] is not None and entry == old_entry:
@@ -281,15 +282,6 @@ def _utc_keys(c: Any) -> list[str]:
                 },
             )
     return notices
-
-
-def _v3_key(recipient: str, company: str, when: datetime, account: str) -> str:
-    """The duplicate key as migration 3 wrote it (with the company); revision 0007 rewrites
-    it without (:func:`mailer.model.keys.dedupe_key`)."""
-    key = "|".join(
-        (recipient.lower(), " ".join(company.lower().split()), when.astimezone(UTC).isoformat())
-    )
-    return f"{key}|{account}" if account else key
 
 
 def _name_store(c: Any) -> list[str]:
@@ -2137,18 +2129,15 @@ class Store:
 
     def apologies_by_id(self, ids: Collection[int]) -> list[tuple[ThreadRow, MessageRow]]:
         """These threads, each with its apology, oldest first (as campaign_apologies)."""
-        wanted = sorted(set(ids))
         out: list[tuple[ThreadRow, MessageRow]] = []
-        for i in range(0, len(wanted), 500):  # (bounded statements, on any store)
-            chunk = {f"i{n}": tid for n, tid in enumerate(wanted[i : i + 500])}
-            marks = ", ".join(f":{k}" for k in chunk)
+        for listed, params in _in_lists("i", set(ids)):
             with self.reading() as query:
                 t_columns, t_rows = query(
-                    f"SELECT * FROM threads WHERE id IN ({marks}) ORDER BY id", **chunk
+                    f"SELECT * FROM threads WHERE id IN {listed} ORDER BY id", **params
                 )
                 m_columns, m_rows = query(
-                    f"SELECT * FROM messages WHERE kind = 'apology' AND thread_id IN ({marks})",
-                    **chunk,
+                    f"SELECT * FROM messages WHERE kind = 'apology' AND thread_id IN {listed}",
+                    **params,
                 )
             out += self._paired(t_columns, t_rows, m_columns, m_rows)
         return out

@@ -100,12 +100,13 @@ def campaign(ctx: click.Context) -> None:
 def check_command(obj: Context, file: str, force: bool) -> None:
     """Validate the whole file (every entry, every problem). Sends nothing."""
     from mailer.model.lint import WARNING
-    from mailer.services.history import outside_warnings, pending
+    from mailer.services.history import outside_warnings, past_attempts, pending
 
     settings, c = _load(obj, file, force=force)
     store = obj.store(settings, to_read=True)  # a check writes nothing
-    todo = pending(c, store)
-    for line in outside_warnings(c, store):
+    keys = store.apology_keys()  # (read once for both)
+    todo = pending(c, store, past=past_attempts(c, store, keys))
+    for line in outside_warnings(c, store, keys):
         warn(line)
     warnings, names = 0, set()
     for e in c.entries:  # (one pass: past the first entries, each is read back from a file)
@@ -199,7 +200,8 @@ def run_command(
         click.echo(f"mailer: skipped (invalid): {line}", err=True)
     if not dry_run:
         _need_passwords(settings, c)
-    for line in outside_warnings(c, store):
+    keys = store.apology_keys()  # (read once for the warnings and the past attempts)
+    for line in outside_warnings(c, store, keys):
         warn(line)
     if not dry_run:
         # Copies an interrupted run left: filed first, even when nothing is left to send.
@@ -208,7 +210,7 @@ def run_command(
             click.echo(f"Filed {caught_up} Sent cop(ies) an interrupted run had left.")
         for line in copy_problems:
             warn(line)
-    past = past_attempts(c, store)  # (read once: the rerun's message below needs it too)
+    past = past_attempts(c, store, keys)  # (read once: the rerun's message needs it too)
     todo = pending(c, store, retry_failed, past)
     if limit is not None:
         todo = todo[:limit]

@@ -20,6 +20,14 @@ def legacy_derive_key(to: str, company: str, interview: datetime, account: str =
     return _entry_key(to, company, interview, "", account)
 
 
+def company_dedupe_key(recipient: str, company: str, when: datetime, account: str = "") -> str:
+    """The duplicate key up to revision 0007, with the company (which let a company spelt
+    another way through); kept only for the store's migrations, in both directions."""
+    parts = (recipient.lower(), " ".join(company.lower().split()), when.astimezone(UTC).isoformat())
+    key = "|".join(parts)
+    return f"{key}|{account}" if account else key
+
+
 def _entry_key(to: str, company: str, when: datetime, suffix: str, account: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", company.lower()).strip("-") or "company"
     key = f"{to.lower()}/{slug}/{when:%Y-%m-%dT%H:%M}{suffix}"

@@ -18,7 +18,7 @@ import base64
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 MARK = "[redacted]"
 
@@ -91,15 +91,11 @@ def _login_pattern(user: str) -> re.Pattern[str]:
 
 
 def _base64_pattern(user: str, password: str) -> re.Pattern[str] | None:
-    needles: set[str] = set()
+    needles: set[str] = set(_plain_forms(user, password))
     for secret in _encodings(password):
         needles |= _cores(secret)
-        for u in _encodings(user) or [b""]:
-            # RFC 4616: [authzid] NUL authcid NUL passwd; clients send no authzid or the user.
-            for plain in (b"\0" + u + b"\0" + secret, u + b"\0" + u + b"\0" + secret):
-                needles.add(base64.b64encode(plain).decode("ascii").rstrip("="))
     for u in _encodings(user):
-        form = base64.b64encode(u).decode("ascii").rstrip("=")
+        form = _b64(u)
         if len(form) >= 2 * _MIN_CORE:  # AUTH LOGIN's first line; short ones are noise
             needles.add(form)
     needles |= {n.translate(_URLSAFE) for n in needles}
@@ -114,13 +110,22 @@ def _encoded_starts(user: str, password: str) -> tuple[str, ...]:
     """The whole base64 forms a client sends (AUTH PLAIN's ``[authzid] NUL user NUL
     password``, AUTH LOGIN's password line), in both alphabets: a run that is the start of
     one holds some of the password, or is about to."""
-    forms: set[str] = set()
+    forms = set(_plain_forms(user, password))
+    forms |= {_b64(secret) for secret in _encodings(password)}
+    return tuple(forms | {f.translate(_URLSAFE) for f in forms})
+
+
+def _plain_forms(user: str, password: str) -> Iterator[str]:
+    """AUTH PLAIN's argument, base64 without padding, as clients send it: RFC 4616's
+    [authzid] NUL authcid NUL passwd, with no authzid or the user as it."""
     for secret in _encodings(password):
-        forms.add(base64.b64encode(secret).decode("ascii").rstrip("="))
         for u in _encodings(user) or [b""]:
             for plain in (b"\0" + u + b"\0" + secret, u + b"\0" + u + b"\0" + secret):
-                forms.add(base64.b64encode(plain).decode("ascii").rstrip("="))
-    return tuple(forms | {f.translate(_URLSAFE) for f in forms})
+                yield _b64(plain)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
 
 
 def _encodings(text: str) -> list[bytes]:

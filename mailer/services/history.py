@@ -30,20 +30,26 @@ def entry_state(campaign: Campaign, store: Reads) -> dict[str, list[Record]]:
     return out
 
 
-def past_attempts(campaign: Campaign, store: Reads) -> dict[str, tuple[Past, ...]]:
+Keys = list[tuple[int, str, str, "str | None", str]]  # Store.apology_keys, read once
+
+
+def past_attempts(
+    campaign: Campaign, store: Reads, keys: Keys | None = None
+) -> dict[str, tuple[Past, ...]]:
     """Each entry key's earlier apologies as the planner's facts (the owner probes happen
     here, so the planner stays pure). The rows' bytes are not kept.
 
     An entry with none of its own may still be an interview another apology holds (its
     company corrected after a run gives it a new key; a ``mailer send`` for the same
     interview): that apology counts as the entry's, as the store's duplicate guard would
-    count it when the entry is sent, so a check or a dry run does not call it "to send"."""
+    count it when the entry is sent, so a check or a dry run does not call it "to send".
+    ``keys``: the store's :meth:`~mailer.adapters.store.Store.apology_keys`, if read already."""
     past = {
         key: tuple(past_of(t, root) for t, root in records)
         for key, records in entry_state(campaign, store).items()
     }
     holders: dict[str, int] = {}
-    for thread_id, _, _, _, key in store.apology_keys():
+    for thread_id, _, _, _, key in store.apology_keys() if keys is None else keys:
         holders[key] = thread_id  # (oldest first: the newest is kept)
     held: dict[str, int] = {}
     for e in campaign.entries:
@@ -112,12 +118,13 @@ def waiting_for_user(
     return out
 
 
-def outside_warnings(campaign: Campaign, store: Reads) -> list[str]:
+def outside_warnings(campaign: Campaign, store: Reads, keys: Keys | None = None) -> list[str]:
     """Entries whose address and company already have an apology outside this campaign, and
-    entries whose address looks like a typo of a big provider's domain."""
+    entries whose address looks like a typo of a big provider's domain. ``keys``: as for
+    :func:`past_attempts`."""
     # One read of the store, indexed here: a query per entry was n scans of the threads.
     others: dict[tuple[str, str], list[int]] = {}
-    for thread_id, recipient, company, name, _ in store.apology_keys():
+    for thread_id, recipient, company, name, _ in store.apology_keys() if keys is None else keys:
         if name != campaign.name:
             others.setdefault(_same_apology(recipient, company), []).append(thread_id)
     warnings = []

@@ -170,7 +170,18 @@ def read_elsewhere(
                         recorded,
                     )
             _read_forwarded(
-                settings, store, box, clock, folder, uidvalidity, thread, ids, since, reading
+                settings,
+                store,
+                box,
+                clock,
+                folder,
+                uidvalidity,
+                thread,
+                since,
+                indexes,
+                ids,
+                recorded,
+                reading,
             )
         except DeliveryError as exc:
             if exc.kind != "protocol":
@@ -190,15 +201,18 @@ def _read_forwarded(
     folder: str,
     uidvalidity: int,
     thread: ThreadRow,
-    ids: list[str],
     since: date,
+    indexes: Indexes,
+    ids: list[str],
+    recorded: frozenset[str],
     reading: Reading,
 ) -> None:
     """A person's message with the apology's subject ("RE: FW: ...") from an address the
     thread does not know, naming none of its messages: the interviewer forwarded it and a
     colleague answers. It may be the answer, so the thread is held for the user (a follow-up
     to someone whose colleague has just replied is the mistake to avoid), once: a thread the
-    user released is not held again by the same message."""
+    user released is not held again by the same message. ``ids``: the thread's own
+    Message-IDs; ``recorded``: those of the messages already recorded for it."""
     subject = " ".join(thread.subject.split())
     if not subject:
         return
@@ -207,7 +221,6 @@ def _read_forwarded(
         return
     known = {thread.recipient.lower(), *(a.lower() for a in thread.alt_addresses)}
     domains = {d.lower() for d in thread.alt_domains}
-    recorded = store.incoming_ids(thread.id)
     ours = settings.sender.address.lower()
     headers = box.fetch_headers(uids)
     candidates: list[tuple[int, Incoming]] = []
@@ -232,7 +245,7 @@ def _read_forwarded(
     if candidates:
         # Nor one that belongs to another thread: it refers to that thread's messages, or
         # comes from someone an apology went to (the same subject can head two threads).
-        index = Indexes(store, settings.account).for_batch([i for _, i in candidates])
+        index = indexes.for_batch([i for _, i in candidates])
         candidates = [
             (uid, i)
             for uid, i in candidates

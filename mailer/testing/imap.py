@@ -310,19 +310,13 @@ class FakeMailbox(Connection):
         return seen[uid].raw[:limit] if uid in seen else b""
 
     def other_folders(self, watched: tuple[str, ...]) -> list[str]:
+        from mailer.adapters.mailbox import other_folders
+
         self._live("list folders")
-        skip = {w.upper() if w.upper() == "INBOX" else w for w in watched}
-        skip.add(self.settings.sent_folder or "")
-        folders = [
-            f
-            for name, f in self.server.folders[self._user].items()
-            if f.special_use.lower() not in ("\\sent", "\\drafts")
-            and (name.upper() if name.upper() == "INBOX" else name) not in skip
+        listed = [
+            (f.special_use.split(), name) for name, f in self.server.folders[self._user].items()
         ]
-        if any(f.special_use.lower() == "\\all" for f in folders):
-            wanted = ("\\all", "\\junk", "\\trash")
-            return [f.name for f in folders if f.special_use.lower() in wanted]
-        return [f.name for f in folders]
+        return other_folders(listed, watched, self.settings.sent_folder)
 
     def uids_referring_to(
         self, message_ids: list[str], since: date, senders: tuple[str, ...] = ()

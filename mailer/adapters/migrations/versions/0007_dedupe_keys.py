@@ -12,11 +12,12 @@ Revises: 0006_leases
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
-from mailer.model.keys import dedupe_key
+from mailer.model.keys import company_dedupe_key, dedupe_key
 
 revision = "0007_dedupe_keys"
 down_revision = "0006_leases"
@@ -25,43 +26,30 @@ depends_on = None
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    rows = bind.execute(
-        sa.text("SELECT id, recipient, interview_at, account FROM threads ORDER BY id")
-    ).all()
-    keys = []
-    for tid, recipient, interview_at, account in rows:
-        try:
-            when = datetime.fromisoformat(interview_at)
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            keys.append({"k": dedupe_key(recipient, when, account or ""), "t": tid})
-        except (TypeError, ValueError, OverflowError):
-            continue  # not a date we can read: its old key still guards it
-    if keys:  # (one executemany: a PostgreSQL store is not 10,000 round trips)
-        bind.execute(sa.text("UPDATE threads SET dedupe_key = :k WHERE id = :t"), keys)
+    _rewrite(lambda r, when: dedupe_key(r.recipient, when, r.account or ""))
 
 
 def downgrade() -> None:
     # The company is in its own column: the old keys can be written again.
+    _rewrite(lambda r, when: company_dedupe_key(r.recipient, r.company, when, r.account or ""))
+
+
+def _rewrite(key_of: Any) -> None:
+    """Every thread's key written again by ``key_of(row, interview instant)``, in one
+    executemany (a PostgreSQL store is not a round trip per thread). A row whose interview
+    time cannot be read keeps the key it has: it still guards it."""
     bind = op.get_bind()
     rows = bind.execute(
-        sa.text("SELECT id, recipient, company, interview_at, account FROM threads")
+        sa.text("SELECT id, recipient, company, interview_at, account FROM threads ORDER BY id")
     ).all()
-    for tid, recipient, company, interview_at, account in rows:
+    keys = []
+    for r in rows:
         try:
-            when = datetime.fromisoformat(interview_at)
+            when = datetime.fromisoformat(r.interview_at)
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-        except (TypeError, ValueError):
+            keys.append({"k": key_of(r, when), "t": r.id})
+        except (TypeError, ValueError, OverflowError):
             continue
-        old = (
-            recipient.lower(),
-            " ".join(company.lower().split()),
-            when.astimezone(UTC).isoformat(),
-        )
-        key = "|".join(old)
-        key = f"{key}|{account}" if account else key
-        bind.execute(
-            sa.text("UPDATE threads SET dedupe_key = :k WHERE id = :t"), {"k": key, "t": tid}
-        )
+    if keys:
+        bind.execute(sa.text("UPDATE threads SET dedupe_key = :k WHERE id = :t"), keys)
