@@ -26,6 +26,8 @@ T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 def main() -> None:
     ws, reps = Path(sys.argv[1]), int(sys.argv[2])
     os.chdir(ws)
+    from common import interview_of
+
     from mailer.cli.common import Context
     from mailer.cli.main import cli
     from mailer.services.passes import run_pass_all
@@ -41,7 +43,9 @@ def main() -> None:
         for n in range(10):
             args = ["send", "--situation", "illness", "--to", "them@sandbox.test"]
             args += ["--interviewer", "Ana Ruiz", "--company", f"Co {rep}-{n}"]
-            args += ["--role", "Engineer", "--interview", "2026-11-25 10:00", "--yes"]
+            # (a time each: one person at one time is one interview, whatever the company)
+            when = interview_of(rep * 10 + n)
+            args += ["--role", "Engineer", "--interview", when, "--yes"]
             try:
                 cli(args, prog_name="mailer", standalone_mode=False)
             except SystemExit as exc:

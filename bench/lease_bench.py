@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import bench_workspace  # noqa: E402
+from common import bench_workspace, interview_of  # noqa: E402
 from stores import cached  # noqa: E402
 
 from mailer.adapters.store import Store  # noqa: E402
@@ -75,7 +75,8 @@ def mailer(ws: Path, *args: str, now: str = LATER, check: bool = True) -> float:
 
 def send_apology(ws: Path, to: str, n: int, account: str = "") -> None:
     args = ["send", "--situation", "illness", "--to", to, "--interviewer", "Ana Ruiz"]
-    args += ["--company", f"Co {n}", "--role", "Engineer", "--interview", "2026-11-25 10:00"]
+    # (a time each: one person at one time is one interview, whatever the company)
+    args += ["--company", f"Co {n}", "--role", "Engineer", "--interview", interview_of(n)]
     args += ["--yes", *(["--account", account] if account else [])]
     mailer(ws, *args, now=T0.isoformat())
 

@@ -13,6 +13,7 @@ Usage: .venv/bin/python bench/send_bench.py [N]
 
 from __future__ import annotations
 
+import itertools
 import smtplib
 import ssl
 import statistics
@@ -22,7 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from common import bench_workspace
+from common import bench_workspace, interview_of
 
 from mailer.adapters.config import ImapSettings, Settings, load_settings
 from mailer.adapters.sender import SmtpSession
@@ -37,6 +38,10 @@ TO = "interviewer@sandbox.test"
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 
 
+# Each apology's interview time: a time each, or the store refuses it as a duplicate.
+_TIMES = itertools.count()
+
+
 def settings_for(info) -> Settings:
     ws = bench_workspace(info, SENDER)
     return load_settings(ws / "config" / "mailer.toml", need_secrets=True)
@@ -49,7 +54,7 @@ def prepared(settings: Settings, i: int, tag: str):
         interviewer="Ana Ruiz",
         company=f"Bench {tag} {i}",
         role="Engineer",
-        interview="2026-11-25 10:00",
+        interview=interview_of(next(_TIMES)),  # (one interview per time)
         tz=ZoneInfo("Europe/London"),
         allow_test_domains=True,
     )

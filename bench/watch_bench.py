@@ -15,6 +15,7 @@ Usage: .venv/bin/python bench/watch_bench.py [--replies 20] [--sizes 1000,100000
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import smtplib
@@ -32,7 +33,7 @@ from email.utils import make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from common import bench_workspace
+from common import bench_workspace, interview_of
 from imapclient import IMAPClient
 
 from mailer.adapters.config import load_settings
@@ -48,6 +49,10 @@ from mailer.services.incoming import scan
 ME = "cand@sandbox.test"
 THEM = "intv@sandbox.test"
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+# Each apology's interview time: a time each, or the store refuses it as a duplicate.
+_TIMES = itertools.count()
 
 
 def workspace(info: StackInfo) -> Path:
@@ -110,7 +115,7 @@ def daemon_latency(info: StackInfo, n: int) -> list[float]:
                 interviewer="Ana",
                 company=f"L{i}",
                 role="R",
-                interview="2026-11-25 10:00",
+                interview=interview_of(next(_TIMES)),  # (one interview per time)
                 tz=ZoneInfo("UTC"),
                 allow_test_domains=True,
             )

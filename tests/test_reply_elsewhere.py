@@ -262,3 +262,91 @@ def test_a_reply_to_another_thread_with_the_same_subject_holds_nothing(pair: Pai
     out = check_at(pair, timedelta(hours=2))
     assert status(pair, first)["state"] == "replied", out
     assert status(pair, second)["state"] == "followed_up", out  # (its follow-up went)
+
+
+def test_one_pass_opens_each_other_folder_once_for_all_its_due_follow_ups(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify the last look is taken once for all the follow-ups a pass sends: with three
+    due, each folder outside INBOX is opened once (not once per follow-up), and the reply
+    archived for the second thread still stops its follow-up while the others go."""
+    from mailer.adapters.mailbox import Mailbox
+
+    sent = [send(pair, "--company", f"Co {n}") for n in range(3)]
+    check_at(pair, timedelta(seconds=30))  # a pass: INBOX's position is recorded
+    _deliver_then_move(
+        pair,
+        "Archive",
+        "Re: our interview",
+        "No problem at all. How about Friday at 10?",
+        **{"In-Reply-To": sent[1][1], "References": sent[1][1]},
+    )
+    with pair.stack.imap(pair.candidate) as c:
+        for folder in ("Work", "Work/Old", "Recruiters"):
+            c.create_folder(folder)
+    opened: list[str] = []
+    select = Mailbox.select
+
+    def counted(self: Mailbox, folder: str, *args: object, **kwargs: object):
+        opened.append(folder)
+        return select(self, folder, *args, **kwargs)
+
+    monkeypatch.setattr(Mailbox, "select", counted)
+    out = check_at(pair, timedelta(hours=2))
+    assert "2 follow-up(s) sent" in out, out
+    assert [status(pair, t)["state"] for t, _ in sent] == ["followed_up", "replied", "followed_up"]
+    assert [len(pair.follow_ups_received(root)) for _, root in sent] == [1, 0, 1]
+    others = [f for f in opened if f != "INBOX"]
+    assert {"Archive", "Junk", "Trash", "Work/Old", "Recruiters"} <= set(others), opened
+    assert len(others) == len(set(others)), opened  # each once, for the three threads
+
+
+def test_a_colleagues_answer_with_the_subject_of_two_threads_holds_both(pair: Pair) -> None:
+    """Verify an answer from an unknown colleague whose subject is that of two threads due
+    in the same pass (two interviews at one company on one day) holds both: neither
+    follow-up goes, and check names both threads."""
+    first, first_root = send(pair, "--company", "Same Co")
+    second, second_root = send(pair, "--company", "Same Co", to=pair.alternate)
+    subject = status(pair, first)["subject"]
+    assert status(pair, second)["subject"] == subject
+    with pair.stack.imap(pair.candidate) as c:
+        raw = (
+            f"From: Cara <cara@corp.example>\r\nTo: {pair.candidate}\r\n"
+            f"Subject: RE: FW: {subject}\r\nMessage-ID: <cara-2@corp.example>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            "Hi Sam, I am covering for Ana. Are you free Thursday at 2pm?\r\n"
+        ).encode()
+        c.create_folder("Archive")
+        c.append("Archive", raw)
+    out = check_at(pair, timedelta(hours=2), expect=9)  # 9: threads wait for the user
+    assert [status(pair, t)["state"] for t in (first, second)] == ["held", "held"], out
+    assert pair.follow_ups_received(first_root) == []
+    assert pair.follow_ups_received(second_root) == []
+    assert f"mailer release {first}" in out and f"mailer release {second}" in out, out
+
+
+def test_the_last_look_is_taken_again_for_the_follow_ups_left_once_it_is_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify a pass's one last look covers the follow-ups after the first only while it is
+    recent: past LOOK_AGAIN_AFTER seconds, the next follow-up's look is taken again, for the
+    threads still to go (not those gone already, nor ones no longer waiting)."""
+    from types import SimpleNamespace
+
+    from mailer.services import passes
+
+    looks: list[list[int]] = []
+    monkeypatch.setattr(
+        passes, "look_elsewhere", lambda *a: looks.append([t.id for t in a[-1]]) or []
+    )
+    waiting, replied = passes.AWAITING, passes.REPLIED
+    states = {1: waiting, 2: waiting, 3: waiting, 4: replied}
+    store = SimpleNamespace(thread=lambda i, lenient: SimpleNamespace(id=i, state=states[i]))
+    now = [100.0]
+    look = passes.LastLook(None, store, None, None, [1, 2, 3, 4], elapsed=lambda: now[0])
+    look.before(1)
+    now[0] += passes.LOOK_AGAIN_AFTER - 1
+    look.before(2)
+    now[0] += 2
+    look.before(3)
+    assert looks == [[1, 2, 3], [3]]

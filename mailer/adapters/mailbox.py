@@ -190,7 +190,11 @@ class Mailbox(Connection):
 
     def select(self, folder: str) -> tuple[int, int]:
         """Open ``folder`` read-only; returns (UIDVALIDITY, UIDNEXT)."""
-        info = self._call(f"open {folder}", self.client.select_folder, folder, True)
+        try:
+            info = self._call(f"open {folder}", self.client.select_folder, folder, True)
+        except DeliveryError:
+            self.selected = None  # a SELECT that fails leaves no folder open (RFC 3501 6.3.1)
+            raise
         self.selected = (folder, int(info[b"UIDVALIDITY"]))
         self._take_news()  # the EXISTS of the SELECT itself: UIDNEXT covers it
         self.unread = True
@@ -317,12 +321,16 @@ class Mailbox(Connection):
             bare = mid.strip().strip("<>")
             terms += [["OR", "HEADER", "In-Reply-To", bare, "HEADER", "References", bare]]
         terms += [["FROM", sender] for sender in senders if sender]
-        if not terms:
-            return []
-        criteria: list[Any] = ["SINCE", since, *["OR"] * (len(terms) - 1)]
-        for t in terms:
-            criteria += t
-        return sorted(self._call("search", self.client.search, criteria))
+        found: set[int] = set()
+        # In searches of a bounded size: a pass's last look asks for every due thread at
+        # once, and servers cap a command's length (Dovecot at 64 KB, others lower).
+        for start in range(0, len(terms), SEARCH_TERMS):
+            chunk = terms[start : start + SEARCH_TERMS]
+            criteria: list[Any] = ["SINCE", since, *["OR"] * (len(chunk) - 1)]
+            for t in chunk:
+                criteria += t
+            found.update(self._call("search", self.client.search, criteria))
+        return sorted(found)
 
     def uids_with_subject(self, subject: str, since: date) -> list[int]:
         """Messages in the selected folder since ``since`` whose subject contains
@@ -337,6 +345,23 @@ class Mailbox(Connection):
             criteria += ["SUBJECT", piece]
         charset = None if subject.isascii() else "UTF-8"
         return sorted(self._call("search", self.client.search, criteria, charset))
+
+    def uids_with_any_subject(self, subjects: list[str], since: date) -> list[int]:
+        """At least the messages in the selected folder since ``since`` that
+        :meth:`uids_with_subject` finds for one of ``subjects`` (perhaps more): one search,
+        or a few, for many, to learn whether a folder holds any such message at all. Each
+        subject is searched by its longest piece alone: imapclient sends a parenthesised
+        group with a non-ASCII literal in it wrongly (its ")" inside the literal)."""
+        keys = [max(pieces, key=len) for s in subjects if (pieces := subject_pieces(s))]
+        charset = None if all(k.isascii() for k in keys) else "UTF-8"
+        found: set[int] = set()
+        for start in range(0, len(keys), SEARCH_TERMS):
+            chunk = keys[start : start + SEARCH_TERMS]
+            criteria: list[Any] = ["SINCE", since, *["OR"] * (len(chunk) - 1)]
+            for key in chunk:
+                criteria += ["SUBJECT", key]
+            found.update(self._call("search", self.client.search, criteria, charset))
+        return sorted(found)
 
     def contains_message_id(self, folder: str, message_id: str) -> bool:
         self.select(folder)
@@ -495,6 +520,10 @@ def _clean_all(cleaners: tuple[Any, ...], text: str) -> str:
 
 
 _ATOM_SPECIALS = re.compile(r'[(){}%*"\\\]]+')
+
+
+# Search keys in one SEARCH command at most (the rest go in the next): about 100 bytes each.
+SEARCH_TERMS = 40
 
 
 def subject_pieces(subject: str) -> list[str]:

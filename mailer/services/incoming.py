@@ -73,11 +73,11 @@ def scan(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> list[S
 
 
 def look_elsewhere(
-    settings: Settings, store: Store, box: Mailbox, clock: Clock, thread: ThreadRow
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, threads: list[ThreadRow]
 ) -> list[Seen]:
-    """Act on what :func:`read_elsewhere` finds for ``thread`` (a reply in Junk or Archive
+    """Act on what :func:`read_elsewhere` finds for ``threads`` (a reply in Junk or Archive
     stops its follow-up as one in INBOX does), as :func:`scan` acts on new mail."""
-    reading = read_elsewhere(settings, store, box, clock, thread)
+    reading = read_elsewhere(settings, store, box, clock, threads)
     if not reading.messages:
         return []
     now = clock()

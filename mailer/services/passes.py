@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -390,6 +391,9 @@ def send_due(
     """Perform the plan's due-time actions, in order, over one SMTP connection. Once ``stop``
     is set none is begun: what is not done stays due for the next pass."""
     session: SmtpSession | None = None
+    look = LastLook(
+        settings, store, box, clock, [a.thread_id for a in actions if isinstance(a, SendFollowUp)]
+    )
     try:
         for action in actions:
             if stop is not None and stop.is_set():
@@ -435,7 +439,9 @@ def send_due(
                     )
                     continue
                 try:
-                    session = _send_one(settings, store, box, clock, report, smtp, thread, session)
+                    session = _send_one(
+                        settings, store, box, clock, report, smtp, thread, session, look
+                    )
                 except MailerError as exc:
                     # One thread's trouble (a template error, a lost connection) must not hold
                     # back the others; anything claimed stays queued for the next pass.
@@ -450,6 +456,55 @@ def send_due(
             session.close()
 
 
+# A last look older than this is taken again before the next follow-up goes (a pass sending
+# many follow-ups over a slow server).
+LOOK_AGAIN_AFTER = 60.0
+
+
+class LastLook:
+    """The look outside the watched folders right before follow-ups go (see
+    :func:`mailer.services.watcher.read_elsewhere`), taken once for all the threads whose
+    follow-ups a pass sends: a folder is opened once, not once per follow-up (a campaign's
+    follow-ups fall due together, and a company mailbox may have a hundred folders). Taken
+    when the first of them is about to go, and again for those left once it is
+    ``LOOK_AGAIN_AFTER`` seconds old."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        box: Mailbox,
+        clock: Clock,
+        thread_ids: list[int],
+        elapsed: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.store, self.box, self.clock = settings, store, box, clock
+        self.left = list(dict.fromkeys(thread_ids))  # not yet about to go, in pass order
+        self.elapsed = elapsed
+        self.taken: float | None = None
+        self.covered: set[int] = set()
+
+    def before(self, thread_id: int) -> list[Seen]:
+        """What the look finds, acted on (each message once), before ``thread_id``'s
+        follow-up goes: taken now unless a look this recent covered the thread already."""
+        fresh = self.taken is not None and self.elapsed() - self.taken < LOOK_AGAIN_AFTER
+        seen: list[Seen] = []
+        if not (fresh and thread_id in self.covered):
+            ids = [thread_id, *(i for i in self.left if i != thread_id)]
+            rows = [self.store.thread(i, lenient=True) for i in ids]
+            # Only threads still waiting for their follow-up: a look for the others would
+            # change nothing this pass.
+            threads = [
+                t for t in rows if t is not None and (t.id == thread_id or t.state == AWAITING)
+            ]
+            self.taken = self.elapsed()
+            seen = look_elsewhere(self.settings, self.store, self.box, self.clock, threads)
+            self.covered = {t.id for t in threads}
+        if thread_id in self.left:
+            self.left.remove(thread_id)
+        return seen
+
+
 def _send_one(
     settings: Settings,
     store: Store,
@@ -459,6 +514,7 @@ def _send_one(
     smtp: Callable[..., SmtpSession],
     thread: ThreadRow,
     session: SmtpSession | None,
+    look: LastLook,
 ) -> SmtpSession | None:
     composed = build_follow_up(settings, store, thread, clock())
     row_id = store.claim_follow_up(
@@ -489,7 +545,7 @@ def _send_one(
         # (reported with the pass's own, and notified: a reply found in Junk is one the
         # user may not have seen)
         report.seen += scan(settings, store, box, clock)
-        report.seen += look_elsewhere(settings, store, box, clock, thread)
+        report.seen += look.before(thread.id)
     except BaseException:
         if opened:  # (the caller closes only the session it handed in)
             session.close()

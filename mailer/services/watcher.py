@@ -120,27 +120,47 @@ def read_new(settings: Settings, store: Store, box: Mailbox, clock: Clock) -> Re
 
 
 def read_elsewhere(
-    settings: Settings, store: Store, box: Mailbox, clock: Clock, thread: ThreadRow
+    settings: Settings, store: Store, box: Mailbox, clock: Clock, threads: list[ThreadRow]
 ) -> Reading:
-    """Messages outside the watched folders that refer to ``thread``'s messages, or come
-    from its interviewer: a reply the provider filed as junk, or the user archived or deleted
-    before a pass saw it; and in every folder, a colleague's answer to a forward of the
-    apology (:func:`_read_forwarded`). Read right before a follow-up goes: a search, once
-    per follow-up (no folder position is kept). A folder the server will not open or search
-    is passed over; a lost connection is not (the follow-up then waits)."""
+    """Messages outside the watched folders that refer to ``threads``' messages, or come
+    from their interviewers: a reply the provider filed as junk, or the user archived or
+    deleted before a pass saw it; and in every folder, a colleague's answer to a forward of
+    an apology (:func:`_read_forwarded`). Read right before follow-ups go, for all the
+    threads whose follow-ups are due at once: each folder is opened once and searched for
+    all of them (no folder position is kept). A folder the server will not open or search
+    is passed over; a lost connection is not (the follow-ups then wait)."""
     from mailer.errors import DeliveryError
 
     reading = Reading()
-    ids = [m.message_id for m in store.messages(thread.id) if m.message_id]
-    sent = thread.sent_at or thread.created_at
-    if not ids or not sent:
+    looked: list[tuple[ThreadRow, list[str], date]] = []
+    for thread in threads:
+        ids = [m.message_id for m in store.messages(thread.id) if m.message_id]
+        sent = thread.sent_at or thread.created_at
+        if ids and sent:
+            looked.append((thread, ids, (datetime.fromisoformat(sent) - timedelta(days=1)).date()))
+    if not looked:
         return reading
-    since = (datetime.fromisoformat(sent) - timedelta(days=1)).date()
+    # The earliest day of them all: what each search finds is matched to its thread by the
+    # usual rules, which weigh when it came against when that thread's apology went.
+    since = min(day for _, _, day in looked)
+    every_id = [i for _, ids, _ in looked for i in ids]
+    senders = tuple(
+        dict.fromkeys(
+            s
+            for thread, _, _ in looked
+            for s in (
+                thread.recipient,
+                *thread.alt_addresses,
+                *(f"@{d}" for d in thread.alt_domains),  # (FROM is a substring search)
+            )
+        )
+    )
+    subjects = [" ".join(t.subject.split()) for t, _, _ in looked]
     indexes = Indexes(store, settings.account)
     ours = settings.sender.address.lower()
     # A message acted on once is not acted on again from another folder: a hold the user
     # released would come back (a copy in All Mail, the notice moved to Trash).
-    recorded = frozenset(store.incoming_ids(thread.id))
+    recorded = frozenset(i for t, _, _ in looked for i in store.incoming_ids(t.id))
     if box.selected is not None:
         box.unselect()
     others = box.other_folders(settings.watch.folders)
@@ -148,12 +168,7 @@ def read_elsewhere(
         try:
             uidvalidity, _ = box.select(folder)
             if folder in others:
-                senders = (
-                    thread.recipient,
-                    *thread.alt_addresses,
-                    *(f"@{d}" for d in thread.alt_domains),  # (FROM is a substring search)
-                )
-                uids = box.uids_referring_to(ids, since, senders)
+                uids = box.uids_referring_to(every_id, since, senders)
                 if uids:
                     headers = box.fetch_headers(uids)
                     _read_headers(
@@ -169,28 +184,49 @@ def read_elsewhere(
                         ours,
                         recorded,
                     )
-            _read_forwarded(
-                settings,
-                store,
-                box,
-                clock,
-                folder,
-                uidvalidity,
-                thread,
-                since,
-                indexes,
-                ids,
-                recorded,
-                reading,
-            )
+            # One search tells whether the folder holds any message with one of the
+            # subjects; only then is each thread's searched on its own.
+            if any(subjects) and box.uids_with_any_subject(subjects, since):
+                before = len(reading.messages)
+                for thread, ids, day in looked:
+                    _read_forwarded(
+                        settings,
+                        store,
+                        box,
+                        clock,
+                        folder,
+                        uidvalidity,
+                        thread,
+                        day,
+                        indexes,
+                        ids,
+                        recorded,
+                        reading,
+                    )
+                reading.messages[before:] = _one_per_message(reading.messages[before:])
         except DeliveryError as exc:
             if exc.kind != "protocol":
                 raise
-            log.warning("%s: not searched for replies to thread %s: %s", folder, thread.id, exc)
-        finally:
-            if box.selected is not None:
-                box.unselect()
+            log.warning("%s: not searched for replies: %s", folder, exc)
+    # Left once, at the end: opening the next folder leaves the last (one round trip less
+    # for each folder).
+    if box.selected is not None:
+        box.unselect()
     return reading
+
+
+def _one_per_message(found: list[NewMessage]) -> list[NewMessage]:
+    """One colleague's answer that carries the subject of several threads (two interviews at
+    one company on one day) holds them all, as one message: it is recorded once."""
+    merged: dict[int, NewMessage] = {}
+    for m in found:
+        first = merged.get(m.uid)
+        if first is None or first.classified is None or m.classified is None:
+            merged.setdefault(m.uid, m)
+            continue
+        hold = tuple(dict.fromkeys((*first.classified.hold, *m.classified.hold)))
+        merged[m.uid] = replace(first, classified=replace(first.classified, hold=hold))
+    return list(merged.values())
 
 
 def _read_forwarded(

@@ -259,7 +259,11 @@ class FakeMailbox(Connection):
     # --- watching ---
 
     def select(self, folder: str) -> tuple[int, int]:
-        box = self._folder(folder, f"open {folder}")
+        try:
+            box = self._folder(folder, f"open {folder}")
+        except DeliveryError:
+            self.selected = None  # as a failed SELECT leaves no folder open
+            raise
         self.selected = (folder, box.uidvalidity)
         self._view = box.uidnext
         self.unread = True
@@ -349,6 +353,14 @@ class FakeMailbox(Connection):
             if wanted and all(p in text for p in wanted):
                 found.append(m.uid)
         return found
+
+    def uids_with_any_subject(self, subjects: list[str], since: date) -> list[int]:
+        from mailer.adapters.mailbox import subject_pieces
+
+        # Each subject by its longest piece alone, as Mailbox searches it.
+        keys = [max(pieces, key=len) for s in subjects if (pieces := subject_pieces(s))]
+        found = {uid for key in keys for uid in self.uids_with_subject(key, since)}
+        return sorted(found)
 
     def _since(self, box: _Folder, day: date) -> list[_Message]:
         # SINCE compares dates only, in the server's zone (UTC here).

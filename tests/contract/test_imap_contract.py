@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from email.header import Header
 from typing import Any
 
 import pytest
@@ -289,6 +290,43 @@ def test_the_searches_before_a_follow_up_find_references_senders_and_subjects(
         assert box.uids_with_subject("Sorry (I) missed {our} interview*", since) == [uids[3]]
         later = (datetime.now(UTC) + timedelta(days=2)).date()
         assert box.uids_with_subject("sorry I missed our interview", later) == []
+        box.unselect()
+
+
+def test_a_folder_that_cannot_be_opened_leaves_none_open(imap_world: ImapWorld) -> None:
+    """What the last look relies on to open folder after folder without leaving each: a
+    SELECT that fails leaves no folder open, and the next one opens as usual."""
+    with imap_world.mailbox() as box:
+        box.select("INBOX")
+        with pytest.raises(DeliveryError) as caught:
+            box.select("No such folder")
+        assert caught.value.kind == "protocol"
+        assert box.selected is None
+        assert box.select("INBOX")[0] > 0 and box.selected is not None
+        box.unselect()
+
+
+def test_the_searches_for_many_threads_at_once_find_what_each_search_finds(
+    imap_world: ImapWorld,
+) -> None:
+    """What a pass's one last look for many due threads asks: references and senders past
+    one search command's worth of terms, and any of several subjects (one non-ASCII)."""
+    imap_world.recreate("Archive")
+    forwarded = _from("cara@company.example", message("RE: FW: Sorry I missed our interview"))
+    encoded = Header("TR: Désolé pour l'entretien (Acme)", "utf-8").encode()  # (RFC 2047)
+    accented = _from("dan@company.example", message(encoded))
+    last = message("Re: z", In_Reply_To="<ours-99@sandbox.test>")
+    for raw in (forwarded, accented, last, message("Newsletter")):
+        imap_world.deliver("Archive", raw)
+    with imap_world.mailbox() as box:
+        box.select("Archive")
+        since = (datetime.now(UTC) - timedelta(days=1)).date()
+        uids = box.uids_after(0)
+        many = [f"<ours-{i}@sandbox.test>" for i in range(100)]  # past one search's terms
+        assert box.uids_referring_to(many, since) == [uids[2]]
+        subjects = ["Nothing like it", "sorry I missed our interview", "Désolé pour l'entretien"]
+        assert box.uids_with_any_subject(subjects, since) == uids[:2]
+        assert box.uids_with_any_subject(subjects[:1], since) == []
         box.unselect()
 
 
