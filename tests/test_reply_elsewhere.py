@@ -350,3 +350,104 @@ def test_the_last_look_is_taken_again_for_the_follow_ups_left_once_it_is_old(
     now[0] += 2
     look.before(3)
     assert looks == [[1, 2, 3], [3]]
+
+
+def test_a_last_look_that_failed_is_not_taken_for_a_fresh_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify a look taken again that fails (the store busy, a thread changing under it)
+    covers nobody: the next follow-up takes a look of its own, not the old one's word
+    (review of session 15)."""
+    from types import SimpleNamespace
+
+    from mailer.errors import StateError
+    from mailer.services import passes
+
+    looks: list[list[int]] = []
+    failing = [False]
+
+    def look_elsewhere(*args: object) -> list:
+        looks.append([t.id for t in args[-1]])  # type: ignore[attr-defined]
+        if failing[0]:
+            raise StateError("thread 2 changed 3 times while a message was recorded")
+        return []
+
+    monkeypatch.setattr(passes, "look_elsewhere", look_elsewhere)
+    store = SimpleNamespace(thread=lambda i, lenient: SimpleNamespace(id=i, state=passes.AWAITING))
+    now = [100.0]
+    look = passes.LastLook(None, store, None, None, [1, 2, 3], elapsed=lambda: now[0])
+    look.before(1)
+    now[0] += passes.LOOK_AGAIN_AFTER + 1
+    failing[0] = True
+    with pytest.raises(StateError):
+        look.before(2)  # (send_due reports it and goes on to thread 3)
+    failing[0] = False
+    now[0] += 1
+    look.before(3)
+    assert looks == [[1, 2, 3], [2, 3], [3]]
+
+
+def _colleague_answers(pair: Pair, subject: str) -> None:
+    """A colleague's answer with ``subject`` ("RE: FW: ..."), filed in Archive."""
+    with pair.stack.imap(pair.candidate) as c:
+        raw = (
+            f"From: Cara <cara@corp.example>\r\nTo: {pair.candidate}\r\n"
+            f"Subject: RE: FW: {subject}\r\nMessage-ID: <cara-3@corp.example>\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            "Hi Sam, I am covering for Ana. Are you free Thursday at 2pm?\r\n"
+        ).encode()
+        if not c.folder_exists("Archive"):
+            c.create_folder("Archive")
+        c.append("Archive", raw)
+
+
+def test_one_threads_search_refused_in_a_folder_leaves_the_others_searched(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a server refusing one thread's subject search in a folder costs only that
+    thread's search there: a colleague's answer to two other threads due in the same pass
+    still holds both (review of session 15)."""
+    from mailer.adapters.mailbox import Mailbox
+    from mailer.errors import DeliveryError
+
+    first, first_root = send(pair, "--company", "Same Co")
+    second, second_root = send(pair, "--company", "Same Co", to=pair.alternate)
+    third, _ = send(pair, "--company", "Other Co")
+    subject = status(pair, first)["subject"]
+    other = " ".join(status(pair, third)["subject"].split())
+    _colleague_answers(pair, subject)
+    real = Mailbox.uids_with_subject
+
+    def refusing(self: Mailbox, wanted: str, since: object) -> list[int]:
+        if wanted == other and self.selected and self.selected[0] == "Archive":
+            raise DeliveryError("IMAP: cannot search: NO [SERVERBUG]", kind="protocol")
+        return real(self, wanted, since)
+
+    monkeypatch.setattr(Mailbox, "uids_with_subject", refusing)
+    out = check_at(pair, timedelta(hours=2), expect=9)
+    assert [status(pair, t)["state"] for t in (first, second)] == ["held", "held"], out
+    assert (
+        pair.follow_ups_received(first_root) == [] and pair.follow_ups_received(second_root) == []
+    )
+    assert "not searched for answers to thread" in out, out
+
+
+def test_a_refused_search_for_every_subject_falls_back_to_one_search_each(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a server that refuses the one search for all the due threads' subjects (a
+    charset, its length) is taken to hold a match: each thread's subject is then searched
+    on its own, and a colleague's answer still holds the thread."""
+    from mailer.adapters.mailbox import Mailbox
+    from mailer.errors import DeliveryError
+
+    thread, root = send(pair)
+    _colleague_answers(pair, status(pair, thread)["subject"])
+
+    def refused(self: Mailbox, subjects: list[str], since: object) -> list[int]:
+        raise DeliveryError("IMAP: cannot search: BAD [BADCHARSET]", kind="protocol")
+
+    monkeypatch.setattr(Mailbox, "uids_with_any_subject", refused)
+    out = check_at(pair, timedelta(hours=2), expect=9)
+    assert status(pair, thread)["state"] == "held", out
+    assert pair.follow_ups_received(root) == []

@@ -488,20 +488,23 @@ class LastLook:
         """What the look finds, acted on (each message once), before ``thread_id``'s
         follow-up goes: taken now unless a look this recent covered the thread already."""
         fresh = self.taken is not None and self.elapsed() - self.taken < LOOK_AGAIN_AFTER
+        if thread_id in self.left:
+            self.left.remove(thread_id)  # (whatever comes of its look and its sending)
         seen: list[Seen] = []
         if not (fresh and thread_id in self.covered):
-            ids = [thread_id, *(i for i in self.left if i != thread_id)]
+            ids = [thread_id, *self.left]
             rows = [self.store.thread(i, lenient=True) for i in ids]
             # Only threads still waiting for their follow-up: a look for the others would
             # change nothing this pass.
             threads = [
                 t for t in rows if t is not None and (t.id == thread_id or t.state == AWAITING)
             ]
-            self.taken = self.elapsed()
+            # Counted as taken only once it is done: a look that failed covers nobody, and
+            # the next follow-up takes its own.
+            self.taken, self.covered = None, set()
+            started = self.elapsed()
             seen = look_elsewhere(self.settings, self.store, self.box, self.clock, threads)
-            self.covered = {t.id for t in threads}
-        if thread_id in self.left:
-            self.left.remove(thread_id)
+            self.taken, self.covered = started, {t.id for t in threads}
         return seen
 
 

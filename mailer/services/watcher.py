@@ -184,26 +184,37 @@ def read_elsewhere(
                         ours,
                         recorded,
                     )
-            # One search tells whether the folder holds any message with one of the
-            # subjects; only then is each thread's searched on its own.
-            if any(subjects) and box.uids_with_any_subject(subjects, since):
+            if _any_subject(box, folder, subjects, since):
                 before = len(reading.messages)
-                for thread, ids, day in looked:
-                    _read_forwarded(
-                        settings,
-                        store,
-                        box,
-                        clock,
-                        folder,
-                        uidvalidity,
-                        thread,
-                        day,
-                        indexes,
-                        ids,
-                        recorded,
-                        reading,
-                    )
-                reading.messages[before:] = _one_per_message(reading.messages[before:])
+                try:
+                    for thread, ids, day in looked:
+                        try:
+                            _read_forwarded(
+                                settings,
+                                store,
+                                box,
+                                clock,
+                                folder,
+                                uidvalidity,
+                                thread,
+                                day,
+                                indexes,
+                                ids,
+                                recorded,
+                                reading,
+                            )
+                        except DeliveryError as exc:
+                            # This thread's search only: the others' still count.
+                            if exc.kind != "protocol":
+                                raise
+                            log.warning(
+                                "%s: not searched for answers to thread %s: %s",
+                                folder,
+                                thread.id,
+                                exc,
+                            )
+                finally:
+                    reading.messages[before:] = _one_per_message(reading.messages[before:])
         except DeliveryError as exc:
             if exc.kind != "protocol":
                 raise
@@ -213,6 +224,24 @@ def read_elsewhere(
     if box.selected is not None:
         box.unselect()
     return reading
+
+
+def _any_subject(box: Mailbox, folder: str, subjects: list[str], since: date) -> bool:
+    """Whether the selected folder may hold a message with one of ``subjects``: one search
+    for them all, so that each thread's own is made only where one may be. A server that
+    refuses that search (a charset, its length) is taken to say yes: each is then searched
+    on its own, as it would be with no such search."""
+    from mailer.errors import DeliveryError
+
+    if not any(subjects):
+        return False
+    try:
+        return bool(box.uids_with_any_subject(subjects, since))
+    except DeliveryError as exc:
+        if exc.kind != "protocol":
+            raise
+        log.info("%s: one search for every subject refused (%s); one each instead", folder, exc)
+        return True
 
 
 def _one_per_message(found: list[NewMessage]) -> list[NewMessage]:
