@@ -245,3 +245,25 @@ def test_the_hours_left_read_as_words_do() -> None:
     assert said[0.3].startswith("The interview is in less than an hour: ")
     assert said[1].startswith("The interview is in 1 hour: ")
     assert said[5].startswith("The interview is in 5 hours: ")
+
+
+@pytest.mark.parametrize(
+    ("interview", "said"),
+    [
+        ("2024-11-25 10:00", "days ago; is the date right?"),
+        ("2028-01-10 10:00", "is the year right?"),
+    ],
+)
+def test_an_interview_far_from_today_is_a_warning_in_preview_and_refused_by_send(
+    offline_workspace: Path, interview: str, said: str
+) -> None:
+    """Verify an interview two years ago (a mistyped year) or over a year ahead is flagged:
+    a warning in preview, an apology-check error in send (exit 6, before any connection),
+    which --force overrides (newcomer, session 15)."""
+    looked = run_cli(offline_workspace, *preview_args(interview=interview))
+    assert looked.returncode == 0, looked.stderr
+    assert "warning: [far-date]" in looked.stdout and said in looked.stdout, looked.stdout
+    sent = run_cli(offline_workspace, *send_args(interview=interview))
+    assert sent.returncode == 6, sent.stderr
+    assert "error: [far-date]" in sent.stdout
+    assert "--force" in sent.stdout

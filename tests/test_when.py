@@ -28,7 +28,11 @@ def at(*args: int, tz: ZoneInfo = LONDON) -> datetime:
     ("text", "expected", "note"),
     [
         ("25/11/2026 10am", at(2026, 11, 25, 10), ""),
-        ("Nov 25 10:00", at(2027, 11, 25, 10), "no year given: the next 25 Nov is in 2027"),
+        (
+            "Nov 25 10:00",
+            at(2026, 11, 25, 10),
+            "no year given: the nearest 25 Nov is in 2026 (4 days ago)",
+        ),
         ("tomorrow 10:00", at(2026, 11, 30, 10), "'tomorrow' counted from today, Sun 29 Nov 2026"),
         (
             "next Tuesday 14:00",
@@ -127,26 +131,54 @@ def test_a_date_impossible_in_the_locale_order_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("now", "text", "expected"),
+    ("now", "text", "expected", "said"),
     [
         # Around New Year: 2 January written on 31 December is next week, not last January.
-        (datetime(2026, 12, 31, 12, tzinfo=UTC), "2 Jan 10:00", at(2027, 1, 2, 10)),
-        (datetime(2026, 12, 31, 12, tzinfo=UTC), "31 Dec 09:00", at(2026, 12, 31, 9)),
-        (datetime(2027, 1, 1, 12, tzinfo=UTC), "Dec 31 10:00", at(2027, 12, 31, 10)),
+        (datetime(2026, 12, 31, 12, tzinfo=UTC), "2 Jan 10:00", at(2027, 1, 2, 10), "2 days ahead"),
+        (datetime(2026, 12, 31, 12, tzinfo=UTC), "31 Dec 09:00", at(2026, 12, 31, 9), "today"),
+        # ...and 31 December written on 1 January is the interview missed yesterday.
+        (datetime(2027, 1, 1, 12, tzinfo=UTC), "Dec 31 10:00", at(2026, 12, 31, 10), "1 day ago"),
         # At 23:30 on New Year's Eve "1 Jan" is tomorrow, not a year away.
-        (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), "1 Jan 10:00", at(2027, 1, 1, 10)),
-        (datetime(2026, 11, 29, 12, tzinfo=UTC), "29 Feb 10:00", at(2028, 2, 29, 10)),
+        (
+            datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
+            "1 Jan 10:00",
+            at(2027, 1, 1, 10),
+            "1 day ahead",
+        ),
+        # A missed interview, written without its year five days later (newcomer, session 15).
+        (
+            datetime(2026, 11, 30, 12, tzinfo=UTC),
+            "Nov 25 10:00",
+            at(2026, 11, 25, 10),
+            "5 days ago",
+        ),
+        (
+            datetime(2026, 11, 29, 12, tzinfo=UTC),
+            "29 Feb 10:00",
+            at(2028, 2, 29, 10),
+            "457 days ahead",
+        ),
     ],
 )
-def test_a_date_without_a_year_takes_its_next_occurrence(
-    now: datetime, text: str, expected: datetime
+def test_an_interview_without_a_year_is_the_nearest_occurrence(
+    now: datetime, text: str, expected: datetime, said: str
 ) -> None:
-    """Verify no-year dates resolve against the pinned clock, today included, and say so."""
+    """Verify an interview date without a year is the occurrence nearest today, before or
+    after it (a missed interview is usually days ago), and the echo says which."""
     reading = read_when(text, LONDON, now, None)
     assert reading.at == expected
     assert reading.notes == (
-        f"no year given: the next {expected.day} {expected:%b} is in {expected.year}",
+        f"no year given: the nearest {expected.day} {expected:%b} is in {expected.year} ({said})",
     )
+
+
+def test_a_free_time_without_a_year_is_its_next_occurrence() -> None:
+    """Verify a free time without a year (always ahead) takes its next occurrence: "25 Nov"
+    written on 30 Nov is next year's, where an interview's would be five days ago."""
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    reading = read_slot("Nov 25 9am-11am", LONDON, now, None)
+    assert reading.notes == ("no year given: the next 25 Nov is in 2027",)
+    assert read_when("Nov 25 10:00", LONDON, now, None).at.year == 2026
 
 
 def test_relative_words_count_from_the_given_clock_not_the_wall_clock() -> None:

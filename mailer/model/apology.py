@@ -65,6 +65,17 @@ def prepare(
         )
         for w in odd_hours(facts.free, facts.interviewer_tz)
     ]
+    findings += [
+        Finding(
+            rule="far-date",
+            severity=ERROR if sending else WARNING,
+            message=far,
+            fix="check the interview's date and year (e.g. --interview '2026-11-25 10:00'); "
+            "if it is right, send it with --force",
+        )
+        for far in [far_date(facts.interview, now)]
+        if far
+    ]
     findings += lint_apology(
         draft.subject,
         draft.text,
@@ -75,6 +86,23 @@ def prepare(
     )
     findings.sort(key=lambda f: f.severity != ERROR)
     return Prepared(facts=facts, draft=draft, composed=composed, findings=tuple(findings))
+
+
+# An interview further from today than this is more likely a wrong year or a typo than one
+# to apologise for: sent only on purpose (--force).
+FAR_PAST_DAYS = 90
+FAR_AHEAD_DAYS = 365
+
+
+def far_date(interview: datetime, now: datetime) -> str | None:
+    """What is odd about an interview this far from ``now``; None if nothing is."""
+    days = (interview - now).days
+    day = f"{interview:%a} {interview.day} {interview:%b %Y}"
+    if -days > FAR_PAST_DAYS:
+        return f"The interview ({day}) was {-days} days ago; is the date right?"
+    if days > FAR_AHEAD_DAYS:
+        return f"The interview ({day}) is {days} days away; is the year right?"
+    return None
 
 
 def thread_settings(settings: Settings, thread: ThreadRow) -> Settings:

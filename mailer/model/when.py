@@ -13,6 +13,7 @@ Every reading says how it was made (:attr:`Reading.notes`), so the CLI can echo 
 from __future__ import annotations
 
 import calendar
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
@@ -118,7 +119,9 @@ def read_when(
     m = times[0]
     clock_time = _read_time(m.group(0), text, what)
     rest = body[: m.start()] + " " + body[m.end() :]
-    day, day_notes = _read_date(rest, text, local, now, locale, what)
+    # An interview without a year is the nearest one: "25 Nov" written on 30 Nov is the one
+    # missed five days ago, not one a year away.
+    day, day_notes = _read_date(rest, text, local, now, locale, what, nearest=True)
     at, fold_notes = _localise(day, clock_time, local, text, what)
     at = at.astimezone(tz)
     notes = (*notes, *fold_notes)
@@ -270,7 +273,10 @@ def _read_date(
     now: datetime,
     locale: str | None,
     what: str,
+    nearest: bool = False,
 ) -> tuple[date, tuple[str, ...]]:
+    """The date in ``rest``; without a year, its next occurrence (a free time), or with
+    ``nearest`` the occurrence nearest today, before or after it (an interview)."""
     today = now.astimezone(tz).date()
     words = [
         re.sub(r"^(\d{1,2})(?:st|nd|rd|th)$", r"\1", w)
@@ -281,7 +287,7 @@ def _read_date(
     if words and words[0] in WEEKDAYS and len(words) > 1 and words[-1] not in WEEKDAYS:
         # "Wed 25 Nov": the weekday is a check on the date, not a date of its own.
         weekday, words = WEEKDAYS[words[0]], words[1:]
-    day, notes = _date_words(words, text, today, locale, what)
+    day, notes = _date_words(words, text, today, locale, what, nearest)
     if weekday is not None and day.weekday() != weekday:
         raise InputError(
             f"{what}: {text!r}: {day.day} {day:%b %Y} is a {day:%A}, not a "
@@ -297,7 +303,7 @@ def _read_date(
 
 
 def _date_words(
-    words: list[str], text: str, today: date, locale: str | None, what: str
+    words: list[str], text: str, today: date, locale: str | None, what: str, nearest: bool
 ) -> tuple[date, tuple[str, ...]]:
     since = f"counted from today, {today:%a} {today.day} {today:%b %Y}"
     if not words:
@@ -321,7 +327,7 @@ def _date_words(
     if len(words) == 1 and (m := _ISO_DATE.match(words[0])):
         return _make(int(m.group(1)), int(m.group(2)), int(m.group(3)), text, what), ()
     if len(words) == 1 and (m := _NUMERIC_DATE.match(words[0])):
-        return _numeric(m, text, today, locale, what)
+        return _numeric(m, text, today, locale, what, nearest)
     months = [w for w in words if w in MONTHS]
     numbers = [w for w in words if w.isdigit()]
     if len(months) == 1 and len(numbers) in (1, 2) and len(months) + len(numbers) == len(words):
@@ -331,12 +337,12 @@ def _date_words(
         if len(days) == 1 and len(years) == len(numbers) - 1:
             if years:
                 return _make(int(years[0]), month, int(days[0]), text, what), ()
-            return _next(month, int(days[0]), text, today, what)
+            return _yearless(month, int(days[0]), text, today, what, nearest)
     raise InputError(f"{what}: cannot read {text!r}; {EXAMPLES}")
 
 
 def _numeric(
-    m: re.Match[str], text: str, today: date, locale: str | None, what: str
+    m: re.Match[str], text: str, today: date, locale: str | None, what: str, nearest: bool
 ) -> tuple[date, tuple[str, ...]]:
     first, second, year = m.group(1), m.group(3), m.group(4)
     if len(first) == 4:  # 2026/11/25: year first is never ambiguous
@@ -371,7 +377,7 @@ def _numeric(
         )
     if year is not None:
         return _make(int(year), month, day, text, what), ()
-    return _next(month, day, text, today, what)
+    return _yearless(month, day, text, today, what, nearest)
 
 
 def _valid(month: int, day: int, year: str | None) -> bool:
@@ -387,6 +393,26 @@ def _make(year: int, month: int, day: int, text: str, what: str) -> date:
         return date(year, month, day)
     except ValueError as exc:
         raise InputError(f"{what}: {text!r} is not a real date: {exc}") from None
+
+
+def _yearless(
+    month: int, day: int, text: str, today: date, what: str, nearest: bool
+) -> tuple[date, tuple[str, ...]]:
+    """A date without a year: see :func:`_read_date`."""
+    if not nearest:
+        return _next(month, day, text, today, what)
+    candidates = []
+    for year in range(today.year - 4, today.year + 5):  # (29 Feb: the nearest leap year)
+        with contextlib.suppress(ValueError):
+            candidates.append(date(year, month, day))
+    if not candidates:
+        raise InputError(f"{what}: {text!r} is not a real date")
+    # The nearest; of two as near, the one ahead.
+    chosen = min(candidates, key=lambda c: (abs((c - today).days), c < today))
+    when = "today" if chosen == today else "ago" if chosen < today else "ahead"
+    gap = abs((chosen - today).days)
+    said = "today" if when == "today" else f"{gap} day{'s' if gap != 1 else ''} {when}"
+    return chosen, (f"no year given: the nearest {day} {chosen:%b} is in {chosen.year} ({said})",)
 
 
 def _next(month: int, day: int, text: str, today: date, what: str) -> tuple[date, tuple[str, ...]]:
