@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -334,3 +336,22 @@ def test_a_recipient_answer_that_is_not_smtp_is_no_refusal_of_the_recipient(
     assert caught.value.kind == "protocol", caught.value
     assert f"the answer to RCPT TO <{INTERVIEWER}> is not SMTP" in str(caught.value)
     assert not [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+
+
+def test_the_follow_up_due_time_is_shown_in_the_users_zone_and_theirs(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify send shows when the follow-up is due in the user's own zone, as status does,
+    with the interviewer's time beside it when their zone differs (newcomer, session 15)."""
+    r = run_cli(workspace, *send_args(company="Zones Co", interviewer_tz="America/New_York"))
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("Follow-up due:")]
+    thread = int(re.search(r"thread (\d+)", r.stdout).group(1))
+    shown = run_cli(workspace, "status", str(thread), "--json")
+    due = datetime.fromisoformat(json.loads(shown.stdout)["thread"]["follow_up_due"])
+    london = due.astimezone(ZoneInfo("Europe/London"))
+    new_york = due.astimezone(ZoneInfo("America/New_York"))
+    assert line == (
+        f"Follow-up due: {london:%a %Y-%m-%d %H:%M %Z} ({new_york:%a %H:%M %Z} for them) "
+        "if no reply comes"
+    )

@@ -11,8 +11,8 @@ from mailer.errors import ExitCode
 EXIT_MEANINGS = {
     ExitCode.OK: "success",
     ExitCode.FAILURE: "failure (something to look at: in doubt, damaged rows, not running)",
-    ExitCode.USAGE: "bad input on the command line or in a campaign entry",
-    ExitCode.CONFIG: "a problem in the config file",
+    ExitCode.USAGE: "bad input on the command line (an address, a date, an option)",
+    ExitCode.CONFIG: "a problem in the config file or a campaign file",
     ExitCode.TEMPLATE: "a template could not be rendered",
     ExitCode.NETWORK: "SMTP/IMAP trouble: refused, unreachable, sign-in",
     ExitCode.REFUSED: "the apology check found errors (--force sends anyway)",

@@ -328,7 +328,14 @@ def send(
     click.echo(f"\nSent: thread {result.thread_id}, Message-ID {result.message_id}")
     click.echo(f"Sent copy: {result.sent_copy}")
     if result.follow_up_due:
-        click.echo(f"Follow-up due: {result.follow_up_due:%a %Y-%m-%d %H:%M %Z} if no reply comes")
+        from mailer.adapters.clock import local_zone
+
+        # In the user's zone, as status shows it; in the interviewer's too when it differs
+        # (the sending window is theirs).
+        due = result.follow_up_due
+        mine = due.astimezone(local_zone(settings.sender.timezone))
+        theirs = f" ({due:%a %H:%M %Z} for them)" if due.utcoffset() != mine.utcoffset() else ""
+        click.echo(f"Follow-up due: {mine:%a %Y-%m-%d %H:%M %Z}{theirs} if no reply comes")
     for warning in result.warnings:
         warn(warning)
     if prepared.facts.interviewer_phone:
