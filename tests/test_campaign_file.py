@@ -442,3 +442,20 @@ def test_a_csv_saved_while_its_rows_are_checked_is_an_error_not_a_shorter_campai
             '[campaign]\nentries_csv = "p.csv"\n',
             {"p.csv": csv},
         )
+
+
+def test_a_csv_date_written_as_a_spreadsheet_exports_it_is_read(tmp_path: Path) -> None:
+    """Verify a CSV row's interview written in full with slashes (a spreadsheet's export) is
+    read as on the command line, and one without its year is refused by its line (newcomer,
+    session 15)."""
+    csv = (
+        b"to,company,interview\n"
+        b"ana@sandbox.test,Umbrella,26/11/2026 11:30\n"
+        b"bo@sandbox.test,Globex,Nov 27 10:00\n"
+    )
+    c, path = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv})
+    (entry,) = c.entries
+    assert entry.facts.interview.isoformat() == "2026-11-26T11:30:00+00:00"
+    (problem,) = c.problems
+    assert problem.startswith(f"{path.parent / 'p.csv'}:3: ")
+    assert "would change with the day the file is run" in problem

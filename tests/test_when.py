@@ -446,10 +446,38 @@ def test_make_facts_reads_people_dates_when_given_the_clock() -> None:
     assert f.warnings == ("--cc: boss@gmial.com: did you mean gmail.com?",)
 
 
-def test_make_facts_without_the_clock_stays_strict() -> None:
-    """Verify campaigns (no clock given) still read only 'YYYY-MM-DD HH:MM'."""
-    with pytest.raises(InputError, match="use 'YYYY-MM-DD HH:MM'"):
-        facts(interview="tomorrow 10:00")
+@pytest.mark.parametrize("text", ["tomorrow 10:00", "next Tuesday 14:00", "Nov 25 10:00"])
+def test_make_facts_without_the_clock_refuses_a_date_that_moves(text: str) -> None:
+    """Verify campaigns (no clock given) refuse a date that would change with the day the
+    file is run, and say how to write it."""
+    with pytest.raises(InputError, match="would change with the day the file is run") as caught:
+        facts(interview=text)
+    assert "write it as 'YYYY-MM-DD HH:MM'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("26/11/2026 11:30", at(2026, 11, 26, 11, 30)),
+        ("25 Nov 2026 10am", at(2026, 11, 25, 10)),
+        ("2026-11-25 10:00", at(2026, 11, 25, 10)),
+    ],
+)
+def test_make_facts_without_the_clock_reads_a_date_written_in_full(
+    text: str, expected: datetime
+) -> None:
+    """Verify campaigns read a date written in full as a spreadsheet exports it, as the
+    command line does (newcomer, session 15: "26/11/2026 11:30" was refused)."""
+    assert facts(interview=text).interview == expected
+
+
+def test_make_facts_without_the_clock_orders_numeric_dates_by_the_locale() -> None:
+    """Verify an ambiguous numeric date in a campaign is refused with both readings, and
+    read by [sender] locale when one is set."""
+    with pytest.raises(InputError, match="could be 3 April or 4 March"):
+        facts(interview="03/04/2026 10:00")
+    assert facts(interview="03/04/2026 10:00", locale="en_GB").interview == at(2026, 4, 3, 10)
+    assert facts(interview="03/04/2026 10:00", locale="en_US").interview == at(2026, 3, 4, 10)
 
 
 def test_the_same_instant_written_two_ways_is_the_same_interview() -> None:

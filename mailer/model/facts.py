@@ -10,9 +10,9 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, tzinfo
+from datetime import UTC, datetime, time, tzinfo
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from mailer.errors import InputError
@@ -176,6 +176,45 @@ def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
 
 
 _FIRST_YEAR, _LAST_YEAR = 1970, 2199
+_FILE_FORMAT = "write it as 'YYYY-MM-DD HH:MM', e.g. '2026-11-25 10:00'"
+
+
+def file_when(text: str, tz: tzinfo, what: str, locale: str | None = None) -> datetime:
+    """An interview time in a campaign file: 'YYYY-MM-DD HH:MM', or a date and time written
+    in full as people write them (a spreadsheet's "26/11/2026 11:30", "25 Nov 2026 10am"),
+    but never one that moves with the day the file is read ("tomorrow", no year)."""
+    if _WHEN.match(text):
+        return parse_when(text, tz, what)
+    from mailer.model.when import read_when
+
+    return _fixed(text, what, lambda now: read_when(text, tz, now, locale, what)).at
+
+
+def file_slot(text: str, tz: tzinfo, what: str, locale: str | None = None) -> FreeSlot:
+    """A free time in a campaign file, read as :func:`file_when` reads an interview."""
+    if _SLOT.match(text):
+        return parse_slot(text, tz, what)
+    from mailer.model.when import read_slot
+
+    reading = _fixed(text, what, lambda now: read_slot(text, tz, now, locale, what))
+    return FreeSlot(reading.start, reading.end)
+
+
+def _fixed(text: str, what: str, read: Callable[[datetime], Any]) -> Any:
+    """``read(now)``'s reading of ``text``, if it does not depend on ``now``."""
+    try:
+        reading = read(datetime.now(UTC))
+    except InputError as exc:
+        if "could be" in str(exc):  # "03/04/2026 could be 3 April or 4 March": its own advice
+            raise
+        raise InputError(f"{what}: cannot read {text!r}; {_FILE_FORMAT}") from None
+    moving = [n for n in reading.notes if n.startswith("no year given") or "counted from" in n]
+    if moving:
+        raise InputError(
+            f"{what}: {text!r} would change with the day the file is run ({moving[0]}); "
+            + _FILE_FORMAT
+        )
+    return reading
 
 
 def parse_slot(text: str, tz: tzinfo, what: str = "--free") -> FreeSlot:
@@ -255,8 +294,8 @@ def make_facts(
 
     With ``now``, dates are read as people write them (:mod:`mailer.model.when`: relative words
     count from ``now``; ``locale``, when the user set one, orders numeric dates). Without
-    it only 'YYYY-MM-DD HH:MM' is read: a campaign file is run later than it is written,
-    so "tomorrow" there would drift.
+    it, a date written in full (:func:`file_when`) but nothing relative: a campaign file is
+    run later than it is written, so "tomorrow" there would drift.
     """
     problems: list[str] = []
     readings: list[str] = []
@@ -337,7 +376,7 @@ def make_facts(
     def when(text: str) -> datetime:
         what = f"{prefix}interview"
         if now is None:
-            return parse_when(short(text, "interview"), tz, what)
+            return file_when(short(text, "interview"), tz, what, locale)
         from mailer.model.when import echo, read_when
 
         reading = read_when(short(text, "interview"), tz, now, locale, what)
@@ -347,7 +386,7 @@ def make_facts(
     def slot(text: str) -> FreeSlot:
         what = f"{prefix}free"
         if now is None:
-            return parse_slot(short(text, "free"), tz, what)
+            return file_slot(short(text, "free"), tz, what, locale)
         from mailer.model.when import echo_slot, read_slot
 
         reading = read_slot(short(text, "free"), tz, now, locale, what)

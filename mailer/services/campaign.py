@@ -707,6 +707,8 @@ def _entry(
             alt_address=values["alt_addresses"],
             alt_domain=values["alt_domains"],
             allow_test_domains=settings.allow_test_domains,
+            # (orders a numeric date's day and month, as for the command line)
+            locale=entry_settings.sender.locale if entry_settings.sender.locale_set else None,
             prefix="",
             situations=situations
             if situations is not None
