@@ -156,8 +156,14 @@ def test_a_workspace_without_its_sandbox_names_the_one_running_outside_it(
         assert r.returncode != 0
         assert f"the sandbox of {sandbox_ws} is not running" in r.stderr
         assert "the sandbox running now is the one started outside any workspace" in r.stderr
+        # ...and stopping inside the workspace says that one still runs (newcomer, session 15).
+        stop = run_cli(sandbox_ws, "sandbox", "stop")
+        assert stop.returncode == 0, stop.stderr
+        assert "No sandbox is running; nothing to stop." in stop.stdout
+        assert "The sandbox started outside any workspace is still running" in stop.stdout
     finally:
-        run_cli(outside, "sandbox", "stop")
+        last = run_cli(outside, "sandbox", "stop")
+    assert "Sandbox stopped." in last.stdout and "still running" not in last.stdout
 
 
 def test_init_never_overwrites(tmp_path: Path) -> None:

@@ -989,9 +989,11 @@ def sandbox_start(obj: Context) -> None:
 @handle_errors
 def sandbox_stop(obj: Context) -> None:
     """Stop the sandbox and delete its mail."""
-    from mailer.sandbox.stack import stop_sandbox
+    from mailer.adapters.userdirs import user_data_dir
+    from mailer.sandbox.stack import running_sandbox, stop_sandbox
 
-    stopped = stop_sandbox(obj.workspace_hint())
+    workspace = obj.workspace_hint()
+    stopped = stop_sandbox(workspace)
     click.echo(
         {
             "stopped": "Sandbox stopped.",
@@ -999,6 +1001,13 @@ def sandbox_stop(obj: Context) -> None:
             "left behind": "No sandbox was running; removed what a stopped one left behind.",
         }[stopped]
     )
+    other = user_data_dir()
+    if workspace.resolve() != other.resolve() and running_sandbox(other) is not None:
+        # Each workspace has its own; the one the README's first lines start is another.
+        click.echo(
+            "The sandbox started outside any workspace is still running: run "
+            "'mailer sandbox stop' from outside this workspace to stop it too."
+        )
 
 
 @sandbox.command("status")
