@@ -39,9 +39,13 @@ _DOMAINS += ["x.example", "1.2.3.4", "[127.0.0.1]", "bücher.de", "x_y.com", "x.
 
 
 def _reference(address: str, test_env: bool) -> str | None:
+    """email_validator's answer for the address without the spaces around it (a paste's)."""
     try:
         r = validate_email(
-            address, check_deliverability=False, test_environment=test_env, allow_smtputf8=False
+            address.strip(" \t"),
+            check_deliverability=False,
+            test_environment=test_env,
+            allow_smtputf8=False,
         )
     except EmailNotValidError:
         return None
@@ -138,3 +142,26 @@ def test_the_typo_warning_is_the_same_as_comparing_with_every_provider() -> None
         assert typo_warning(f"u@{domain}", "a") == expected, domain
         warned += bool(expected)
     assert warned > 100
+
+
+def test_spaces_around_a_pasted_address_are_dropped_and_a_line_break_is_not() -> None:
+    """Verify an address pasted with spaces or a tab around it is read without them, while
+    a line break anywhere is still refused (a header must not carry one)."""
+    assert validate_address(" ana@acme.com\t", what="--to") == "ana@acme.com"
+    with pytest.raises(InputError, match="line break"):
+        validate_address("ana@acme.com\r\n", what="--to")
+
+
+@pytest.mark.parametrize(
+    ("pasted", "hint"),
+    [
+        ("Ana Ruiz <ana@acme.com>", "give the address alone: 'ana@acme.com'"),
+        ("ana@acme.com, bo@acme.com", "one address here; copies go in --cc"),
+    ],
+)
+def test_a_pasted_name_or_list_is_refused_with_what_to_write(pasted: str, hint: str) -> None:
+    """Verify the usual pastes (a name with the address, two addresses) say how to write
+    them (newcomer, session 15)."""
+    with pytest.raises(InputError, match="invalid email address") as caught:
+        validate_address(pasted, what="--to")
+    assert hint in str(caught.value)

@@ -46,6 +46,8 @@ def validate_address(
     flaky DNS is the SMTP server's call, not ours.
     """
     check_header(address, what, ADDRESS_MAX)
+    # Spaces around it are a paste's, not the address's (a line break was refused above).
+    address = address.strip(" \t")
     if (plain := _plain(address, allow_test_domains)) is not None:
         # email_validator costs ~50 ms of import and its regexes: only the rare address
         # that is not plain needs it (tests/test_addresses.py holds the two to one answer).
@@ -62,9 +64,21 @@ def validate_address(
             allow_smtputf8=False,
         )
     except EmailNotValidError as exc:
-        raise InputError(f"{what}: invalid email address {address!r}: {exc}") from None
+        raise InputError(
+            f"{what}: invalid email address {address!r}: {exc}{_pasted_hint(address)}"
+        ) from None
     # An internationalised domain travels as punycode (xn--...), which every server accepts.
     return result.ascii_email or result.normalized
+
+
+def _pasted_hint(address: str) -> str:
+    """What to do about the usual paste: a name with the address, or several addresses."""
+    if "<" in address and ">" in address:
+        inside = address[address.index("<") + 1 : address.rindex(">")].strip()
+        return f" (give the address alone: {inside!r}; the name has its own field)"
+    if address.count("@") > 1 and any(sep in address for sep in ",; "):
+        return " (one address here; copies go in --cc, or cc = [...] in a campaign)"
+    return ""
 
 
 def check_header_value(value: str, what: str) -> str:
