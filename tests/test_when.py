@@ -559,3 +559,15 @@ def test_more_zones_are_read_as_people_write_them(word: str, zone: str) -> None:
     Australia/ACT, "CT" as UCT) are read as their zone."""
     reading = read_when(f"2026-11-25 10:00 {word}", LONDON, NOW, None)
     assert reading.at == datetime(2026, 11, 25, 10, 0, tzinfo=ZoneInfo(zone))
+
+
+@pytest.mark.parametrize("text", ["in 2 days", "10:00 in two days"])
+def test_a_trailing_english_word_gets_the_dates_error_not_an_unknown_zone(text: str) -> None:
+    """Verify a trailing lowercase word that is no zone and suggests none ("days") is read
+    as part of an unreadable date, whose error shows what can be written, not as an unknown
+    time zone (newcomer, session 15); a capitalised one is still taken for a zone."""
+    with pytest.raises(InputError) as caught:
+        read_when(text, LONDON, NOW, None)
+    assert f"cannot read {text!r}" in str(caught.value) and "zone" not in str(caught.value)
+    with pytest.raises(InputError, match="unknown time zone 'Bogus'"):
+        read_when("2026-11-25 10:00 Bogus", LONDON, NOW, None)

@@ -211,7 +211,14 @@ def _split_zone(
         and last.lower() not in _WORDS
         and (known(last) or may_be_abbreviation(last) or not _misspelt_date_word(last))
     ):
-        found = resolve(last, what)
+        try:
+            found = resolve(last, what)
+        except InputError as exc:
+            if last.islower() and "did you mean" not in str(exc):
+                # An English word, not a zone ("in 2 days", "at 10 please"): the date's own
+                # error, which names the whole text and shows what can be written, is the one.
+                return body, None, ()
+            raise
         # ZoneInfo instances are cached by name: the same zone is the same object.
         note = found.note or ("" if found.tz is tz else f"given in {found.name}")
         return " ".join(words[:-1]), found.tz, (note,) if note else ()
