@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -129,10 +130,24 @@ def mail_stack(oauth_server: OAuthServer) -> Iterator[Stack]:
     stack = MailStack.create(users=USERS, oauth_url=oauth_server.url)
     oauth_server.holder["users"] = stack.info.users  # type: ignore[attr-defined]
     stack.start()
+    shared = Stack(stack)
     try:
-        yield Stack(stack)
+        _wait_for_start_up_probes(shared)
+        yield shared
     finally:
         stack.stop()
+
+
+def _wait_for_start_up_probes(stack: Stack) -> None:
+    """Until the SMTP server has logged the connections start() made to see it listen (the
+    plain listener's is the last): its thread writes them a moment later, and the first
+    test's log mark must come after them, or "nothing connected" fails (a flaky test of
+    sessions 13-15)."""
+    deadline = time.monotonic() + 10
+    log = stack.info.smtp_log
+    while not (log.exists() and any(e.get("listener") == "plain" for e in stack.log_since(0))):
+        assert time.monotonic() < deadline, "the SMTP server never logged its start-up probes"
+        time.sleep(0.02)  # polling the server's log for a condition
 
 
 @pytest.fixture

@@ -459,3 +459,31 @@ def test_a_csv_date_written_as_a_spreadsheet_exports_it_is_read(tmp_path: Path) 
     (problem,) = c.problems
     assert problem.startswith(f"{path.parent / 'p.csv'}:3: ")
     assert "would change with the day the file is run" in problem
+
+
+def test_a_mistyped_year_in_a_campaign_entry_is_an_error(tmp_path: Path) -> None:
+    """Verify an entry whose interview is a year off (a spreadsheet's "26/11/2025") is an
+    apology-check error in a campaign, as in send: a run shows no warnings, so a warning
+    would let it go (review of session 15)."""
+    csv = b"to,company,interview\nana@sandbox.test,Umbrella,26/11/2025 11:30\n"
+    c, _ = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv})
+    (problem,) = c.problems
+    assert "apology check: The interview (Wed 26 Nov 2025) was" in problem, problem
+    assert "is the date right?" in problem and "--force" in problem
+
+
+def test_a_campaign_date_error_keeps_its_own_reason(tmp_path: Path) -> None:
+    """Verify a date a campaign cannot take is refused with its reason (a weekday that does
+    not match, an unknown zone's suggestion), and the advice never offers "tomorrow"."""
+    csv = (
+        b"to,company,interview\n"
+        b"ana@sandbox.test,Umbrella,Wed 26 Nov 2026 11:30\n"
+        b"bo@sandbox.test,Globex,25 Nov 2026 10:00 Berlim\n"
+        b"cy@sandbox.test,Initech,whenever\n"
+    )
+    c, path = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv})
+    weekday, zone, unreadable = c.problems
+    assert "is a Thursday, not a Wednesday" in weekday
+    assert "did you mean Europe/Berlin?" in zone
+    assert unreadable.startswith(f"{path.parent / 'p.csv'}:4: ")
+    assert "write it as 'YYYY-MM-DD HH:MM'" in unreadable and "tomorrow" not in unreadable

@@ -153,6 +153,18 @@ def test_an_empty_sender_is_refused(tmp_path: Path, key: str, value: str) -> Non
     assert len(found) == 1 and f": sender.{key}: must not be empty" in found[0], found
 
 
+def test_a_sender_address_with_spaces_around_it_is_refused(tmp_path: Path) -> None:
+    """Verify sender.address with a space around it is refused by its key: the config's
+    value is used as written (From, the login's user), so it must be clean as it stands
+    (review of session 15: validate_address drops spaces a command line's paste has)."""
+    found = problems(
+        tmp_path, edited('address = "sam@sandbox.test"', 'address = "sam@sandbox.test "')
+    )
+    assert (
+        len(found) == 1 and "sender.address: 'sam@sandbox.test ' has spaces around it" in (found[0])
+    ), found
+
+
 @pytest.mark.parametrize(
     "host", ["", " ", "mail host", "mail\\u0000.example", "-", "a..b", "mäil.example", "x" * 254]
 )

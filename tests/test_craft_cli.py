@@ -252,6 +252,8 @@ def test_the_hours_left_read_as_words_do() -> None:
     [
         ("2024-11-25 10:00", "days ago; is the date right?"),
         ("2028-01-10 10:00", "is the year right?"),
+        # The year typed one too high for the interview missed days ago (review, session 15).
+        ("2027-11-24 10:00", "is the year right?"),
     ],
 )
 def test_an_interview_far_from_today_is_a_warning_in_preview_and_refused_by_send(

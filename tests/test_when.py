@@ -571,3 +571,11 @@ def test_a_trailing_english_word_gets_the_dates_error_not_an_unknown_zone(text: 
     assert f"cannot read {text!r}" in str(caught.value) and "zone" not in str(caught.value)
     with pytest.raises(InputError, match="unknown time zone 'Bogus'"):
         read_when("2026-11-25 10:00 Bogus", LONDON, NOW, None)
+
+
+@pytest.mark.parametrize("word", ["bst", "ist", "cst"])
+def test_a_lowercase_ambiguous_zone_is_still_called_ambiguous(word: str) -> None:
+    """Verify a lowercase zone abbreviation with several meanings is refused as ambiguous,
+    with its candidates, not read as a word of the date (review of session 15)."""
+    with pytest.raises(InputError, match="ambiguous"):
+        read_when(f"25 Nov 2026 10:00 {word}", LONDON, NOW, None)

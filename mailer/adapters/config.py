@@ -1270,6 +1270,11 @@ def _check_sender_text(r: _Reader, prefix: str, sender: SenderSettings) -> set[s
 def _check_address(r: _Reader, key: str, value: str) -> None:
     from mailer.model.addresses import validate_address
 
+    if value != value.strip(" \t"):
+        # (validate_address drops them from an address typed on the command line; the
+        # config's value is used as written, in From and as the login's default user)
+        r.problems.append(printable(f"{r.path}: {key}: {value!r} has spaces around it"))
+        return
     try:
         validate_address(value, allow_test_domains=True, what=key)
     except InputError as exc:

@@ -36,12 +36,15 @@ def prepare(
     composer: Composer | None = None,
     *,
     sending: bool = False,
+    unattended: bool = False,
     taken_subjects: Container[str] = frozenset(),
 ) -> Prepared:
     """Compose and serialise the apology. Raises before any connection is opened.
 
     ``sending``: a free time at night or on a weekend for the interviewer is then an error
-    (``--force`` overrides), not a warning. ``taken_subjects``: see compose_apology."""
+    (``--force`` overrides), not a warning; so is an interview far from today (a mistyped
+    year), which is an error for ``unattended`` too (a campaign entry: its run shows no
+    warnings). ``taken_subjects``: see compose_apology."""
     composer = composer or Composer(settings.templates_dir)
     time_warnings = check_free_times(facts.free, now)
     draft = compose_apology(composer, facts, settings.sender, now, taken_subjects)
@@ -68,7 +71,7 @@ def prepare(
     findings += [
         Finding(
             rule="far-date",
-            severity=ERROR if sending else WARNING,
+            severity=ERROR if sending or unattended else WARNING,
             message=far,
             fix="check the interview's date and year (e.g. --interview '2026-11-25 10:00'); "
             "if it is right, send it with --force",
@@ -90,8 +93,9 @@ def prepare(
 
 # An interview further from today than this is more likely a wrong year or a typo than one
 # to apologise for: sent only on purpose (--force).
+# (180 ahead: a year typed one too high for an interview missed days ago is about 360.)
 FAR_PAST_DAYS = 90
-FAR_AHEAD_DAYS = 365
+FAR_AHEAD_DAYS = 180
 
 
 def far_date(interview: datetime, now: datetime) -> str | None:

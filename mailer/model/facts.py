@@ -202,12 +202,16 @@ def file_slot(text: str, tz: tzinfo, what: str, locale: str | None = None) -> Fr
 
 def _fixed(text: str, what: str, read: Callable[[datetime], Any]) -> Any:
     """``read(now)``'s reading of ``text``, if it does not depend on ``now``."""
+    from mailer.model.when import EXAMPLES
+
     try:
         reading = read(datetime.now(UTC))
     except InputError as exc:
-        if "could be" in str(exc):  # "03/04/2026 could be 3 April or 4 March": its own advice
+        # Its own reason (a weekday that does not match, an hour the clocks skip, "did you
+        # mean"), but not examples a file cannot take ("tomorrow 10:00").
+        if EXAMPLES not in str(exc):
             raise
-        raise InputError(f"{what}: cannot read {text!r}; {_FILE_FORMAT}") from None
+        raise InputError(str(exc).replace(EXAMPLES, _FILE_FORMAT)) from None
     moving = [n for n in reading.notes if n.startswith("no year given") or "counted from" in n]
     if moving:
         raise InputError(

@@ -214,7 +214,8 @@ def _split_zone(
         try:
             found = resolve(last, what)
         except InputError as exc:
-            if last.islower() and "did you mean" not in str(exc):
+            said = str(exc)
+            if last.islower() and "did you mean" not in said and "ambiguous" not in said:
                 # An English word, not a zone ("in 2 days", "at 10 please"): the date's own
                 # error, which names the whole text and shows what can be written, is the one.
                 return body, None, ()

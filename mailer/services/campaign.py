@@ -732,7 +732,9 @@ def _entry(
     try:
         opened = open_subjects(facts.to) if open_subjects is not None else frozenset()
         taken = _Taken(facts.to, opened, claims)
-        prepared = prepare(entry_settings, facts, now, composer, taken_subjects=taken)
+        prepared = prepare(
+            entry_settings, facts, now, composer, unattended=True, taken_subjects=taken
+        )
     except MailerError as exc:
         return None, [*problems, str(exc)]
     if problems:
