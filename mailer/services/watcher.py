@@ -185,36 +185,18 @@ def read_elsewhere(
                         recorded,
                     )
             if _any_subject(box, folder, subjects, since):
-                before = len(reading.messages)
-                try:
-                    for thread, ids, day in looked:
-                        try:
-                            _read_forwarded(
-                                settings,
-                                store,
-                                box,
-                                clock,
-                                folder,
-                                uidvalidity,
-                                thread,
-                                day,
-                                indexes,
-                                ids,
-                                recorded,
-                                reading,
-                            )
-                        except DeliveryError as exc:
-                            # This thread's search only: the others' still count.
-                            if exc.kind != "protocol":
-                                raise
-                            log.warning(
-                                "%s: not searched for answers to thread %s: %s",
-                                folder,
-                                thread.id,
-                                exc,
-                            )
-                finally:
-                    reading.messages[before:] = _one_per_message(reading.messages[before:])
+                _read_answers_to_forwards(
+                    settings,
+                    store,
+                    box,
+                    clock,
+                    folder,
+                    uidvalidity,
+                    looked,
+                    indexes,
+                    recorded,
+                    reading,
+                )
         except DeliveryError as exc:
             if exc.kind != "protocol":
                 raise
@@ -224,6 +206,49 @@ def read_elsewhere(
     if box.selected is not None:
         box.unselect()
     return reading
+
+
+def _read_answers_to_forwards(
+    settings: Settings,
+    store: Store,
+    box: Mailbox,
+    clock: Clock,
+    folder: str,
+    uidvalidity: int,
+    looked: list[tuple[ThreadRow, list[str], date]],
+    indexes: Indexes,
+    recorded: frozenset[str],
+    reading: Reading,
+) -> None:
+    """:func:`_read_forwarded` in the selected folder for each of ``looked`` (a thread, its
+    Message-IDs, the day its searches start), one message found for several held as one."""
+    from mailer.errors import DeliveryError
+
+    before = len(reading.messages)
+    try:
+        for thread, ids, day in looked:
+            try:
+                _read_forwarded(
+                    settings,
+                    store,
+                    box,
+                    clock,
+                    folder,
+                    uidvalidity,
+                    thread,
+                    day,
+                    indexes,
+                    ids,
+                    recorded,
+                    reading,
+                )
+            except DeliveryError as exc:
+                # This thread's search only: the others' still count.
+                if exc.kind != "protocol":
+                    raise
+                log.warning("%s: not searched for answers to thread %s: %s", folder, thread.id, exc)
+    finally:
+        reading.messages[before:] = _one_per_message(reading.messages[before:])
 
 
 def _any_subject(box: Mailbox, folder: str, subjects: list[str], since: date) -> bool:
