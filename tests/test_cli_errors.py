@@ -368,7 +368,14 @@ def test_debug_keeps_the_exit_code_of_a_network_error(stack: Stack, workspace: P
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (("send", "--situation", "illness"), "Missing option '--to' (see 'mailer send --help')"),
+        (
+            ("send", "--situation", "illness", "--to", "a@b.example", "--company", "Acme"),
+            "Missing options '--interviewer', '--role', '--interview' (see 'mailer send --help')",
+        ),
+        (
+            ("call-script", "-s", "illness", "--interviewer", "Ana", "--company", "Acme"),
+            "Missing options '--role', '--interview' (see 'mailer call-script --help')",
+        ),
         (("status", "--colour"), "No such option '--colour' (see 'mailer status --help')"),
         (("campaign", "run"), "Missing argument 'FILE' (see 'mailer campaign run --help')"),
         (("sendd",), "No such command 'sendd'. Did you mean 'send'? (see 'mailer --help')"),
@@ -378,8 +385,9 @@ def test_a_usage_error_is_one_line_naming_the_help_to_read(
     tmp_path: Path, args: tuple[str, ...], said: str
 ) -> None:
     """Verify click's own usage errors, from the real entry point, are one line (as every
-    other error is) with exit code 2, naming the command's --help; a bare group still shows
-    its help."""
+    other error is) with exit code 2, naming the command's --help; the facts an apology
+    needs are named all at once, not one a try (newcomer, session 15); a bare group still
+    shows its help."""
     r = run_cli(tmp_path, *args)
     assert r.returncode == 2
     assert r.stderr.splitlines() == [f"mailer: error: {said}"]
