@@ -191,6 +191,8 @@ def test_invalid_file_is_refused_whole_with_every_problem_listed(pair: Pair) -> 
 
     check = run_cli(pair.ws, "campaign", "check", "week49")
     assert check.returncode == 3 and check.stderr.count(str(path)) >= 8
+    assert "7 of 9 entries have problems" in check.stderr
+    assert "nothing was sent" not in check.stderr  # (a check sends nothing anyway)
 
     skipped = run_cli(pair.ws, "campaign", "run", "week49", "--yes", "--skip-invalid")
     assert skipped.returncode == 0, skipped.stderr

@@ -52,11 +52,13 @@ def _load(
     lenient: bool = False,
     open_subjects: Any = None,
     offline: bool = False,
+    running: bool = False,
 ) -> Any:
     """Settings and the campaign. ``lenient`` (status, cancel) ignores every problem: what
     was sent is in the store, and an entry that became invalid (its free times passed) must
     still be shown and cancellable. ``offline``: for a command that never connects to a mail
-    server, whose settings need not be finished (see load_settings)."""
+    server, whose settings need not be finished (see load_settings). ``running``: for
+    ``campaign run``, whose refusal says that nothing was sent."""
     from mailer.adapters.clock import default_clock
     from mailer.services.campaign import load_campaign
 
@@ -74,10 +76,11 @@ def _load(
         )
         raise ConfigError(
             campaign.problems,
-            hint=f"{where}; nothing was sent"
+            hint=where
+            + ("; nothing was sent" if running else "")
             + (
                 " (--skip-invalid sends the valid entries)"
-                if campaign.invalid and not campaign.file_level
+                if running and campaign.invalid and not campaign.file_level
                 else ""
             ),
         )
@@ -194,6 +197,7 @@ def run_command(
         force=force,
         skip_invalid=skip_invalid,
         open_subjects=once_each(store.open_subjects),
+        running=True,
     )
     obj.check_sandbox_recipients(a for e in c.entries for a in (e.facts.to, *e.facts.cc))
     for line in c.problems:
