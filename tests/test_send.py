@@ -355,3 +355,21 @@ def test_the_follow_up_due_time_is_shown_in_the_users_zone_and_theirs(
         f"Follow-up due: {london:%a %Y-%m-%d %H:%M %Z} ({new_york:%a %H:%M %Z} for them) "
         "if no reply comes"
     )
+
+
+def test_send_says_when_the_follow_up_would_come_after_the_interview_it_asks_to_move(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify that when the follow-up falls after the interview the apology asks to move
+    (it is tomorrow), send says so and to call them; and says nothing of it when the
+    interview is already past (newcomer, session 15)."""
+    soon = run_cli(
+        workspace,
+        *send_args(company="Soon Co", situation="transport", interview="tomorrow 10:00"),
+    )
+    assert soon.returncode == 0, soon.stderr
+    assert "That is after the interview itself (" in soon.stdout, soon.stdout
+    assert "if they have not answered by then, call them." in soon.stdout
+    past = run_cli(workspace, *send_args(company="Past Co"))
+    assert past.returncode == 0, past.stderr
+    assert "Follow-up due:" in past.stdout and "after the interview itself" not in past.stdout

@@ -347,6 +347,15 @@ def send(
         mine = due.astimezone(local_zone(settings.sender.timezone))
         theirs = f" ({due:%a %H:%M %Z} for them)" if due.utcoffset() != mine.utcoffset() else ""
         click.echo(f"Follow-up due: {mine:%a %Y-%m-%d %H:%M %Z}{theirs} if no reply comes")
+        interview = prepared.facts.interview
+        if clock() < interview < due:
+            # Asked to move an interview that comes before the follow-up would: the email
+            # may not be read in time, and a follow-up then is late.
+            at = interview.astimezone(mine.tzinfo)
+            click.echo(
+                f"That is after the interview itself ({at:%a %d %b %H:%M}): if they have not "
+                "answered by then, call them."
+            )
     for warning in result.warnings:
         warn(warning)
     if prepared.facts.interviewer_phone:
