@@ -309,15 +309,7 @@ def test_a_colleagues_answer_with_the_subject_of_two_threads_holds_both(pair: Pa
     second, second_root = send(pair, "--company", "Same Co", to=pair.alternate)
     subject = status(pair, first)["subject"]
     assert status(pair, second)["subject"] == subject
-    with pair.stack.imap(pair.candidate) as c:
-        raw = (
-            f"From: Cara <cara@corp.example>\r\nTo: {pair.candidate}\r\n"
-            f"Subject: RE: FW: {subject}\r\nMessage-ID: <cara-2@corp.example>\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-            "Hi Sam, I am covering for Ana. Are you free Thursday at 2pm?\r\n"
-        ).encode()
-        c.create_folder("Archive")
-        c.append("Archive", raw)
+    _colleague_answers(pair, subject)
     out = check_at(pair, timedelta(hours=2), expect=9)  # 9: threads wait for the user
     assert [status(pair, t)["state"] for t in (first, second)] == ["held", "held"], out
     assert pair.follow_ups_received(first_root) == []

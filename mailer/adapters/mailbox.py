@@ -321,16 +321,7 @@ class Mailbox(Connection):
             bare = mid.strip().strip("<>")
             terms += [["OR", "HEADER", "In-Reply-To", bare, "HEADER", "References", bare]]
         terms += [["FROM", sender] for sender in senders if sender]
-        found: set[int] = set()
-        # In searches of a bounded size: a pass's last look asks for every due thread at
-        # once, and servers cap a command's length (Dovecot at 64 KB, others lower).
-        for start in range(0, len(terms), SEARCH_TERMS):
-            chunk = terms[start : start + SEARCH_TERMS]
-            criteria: list[Any] = ["SINCE", since, *["OR"] * (len(chunk) - 1)]
-            for t in chunk:
-                criteria += t
-            found.update(self._call("search", self.client.search, criteria))
-        return sorted(found)
+        return self._search_any(terms, since)
 
     def uids_with_subject(self, subject: str, since: date) -> list[int]:
         """Messages in the selected folder since ``since`` whose subject contains
@@ -352,14 +343,22 @@ class Mailbox(Connection):
         or a few, for many, to learn whether a folder holds any such message at all. Each
         subject is searched by its longest piece alone: imapclient sends a parenthesised
         group with a non-ASCII literal in it wrongly (its ")" inside the literal)."""
-        keys = [max(pieces, key=len) for s in subjects if (pieces := subject_pieces(s))]
+        keys = [key for s in subjects if (key := subject_key(s))]
         charset = None if all(k.isascii() for k in keys) else "UTF-8"
+        return self._search_any([["SUBJECT", key] for key in keys], since, charset)
+
+    def _search_any(
+        self, terms: list[list[Any]], since: date, charset: str | None = None
+    ) -> list[int]:
+        """Messages since ``since`` that match any of ``terms``, in searches of a bounded
+        size: a pass's last look asks for every due thread at once, and servers cap a
+        command's length (Dovecot at 64 KB, others lower)."""
         found: set[int] = set()
-        for start in range(0, len(keys), SEARCH_TERMS):
-            chunk = keys[start : start + SEARCH_TERMS]
+        for start in range(0, len(terms), SEARCH_TERMS):
+            chunk = terms[start : start + SEARCH_TERMS]
             criteria: list[Any] = ["SINCE", since, *["OR"] * (len(chunk) - 1)]
-            for key in chunk:
-                criteria += ["SUBJECT", key]
+            for term in chunk:
+                criteria += term
             found.update(self._call("search", self.client.search, criteria, charset))
         return sorted(found)
 
@@ -531,6 +530,12 @@ def subject_pieces(subject: str) -> list[str]:
     fold it when they search): each piece is an atom, or a quoted string."""
     pieces = (" ".join(p.split()) for p in _ATOM_SPECIALS.split(subject))
     return [p for p in pieces if p]
+
+
+def subject_key(subject: str) -> str:
+    """The longest of ``subject``'s pieces: a message with the whole subject has it, so one
+    search by it finds at least those (empty for a subject with no piece)."""
+    return max(subject_pieces(subject), key=len, default="")
 
 
 def other_folders(

@@ -27,7 +27,7 @@ from mailer.adapters.clock import Clock
 from mailer.adapters.config import Settings
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.store import Store, ThreadRow
-from mailer.errors import MailerError
+from mailer.errors import DeliveryError, MailerError
 from mailer.model.classify import (
     BOUNCE,
     HUMAN,
@@ -129,8 +129,6 @@ def read_elsewhere(
     threads whose follow-ups are due at once: each folder is opened once and searched for
     all of them (no folder position is kept). A folder the server will not open or search
     is passed over; a lost connection is not (the follow-ups then wait)."""
-    from mailer.errors import DeliveryError
-
     reading = Reading()
     looked: list[tuple[ThreadRow, list[str], date]] = []
     for thread in threads:
@@ -222,8 +220,6 @@ def _read_answers_to_forwards(
 ) -> None:
     """:func:`_read_forwarded` in the selected folder for each of ``looked`` (a thread, its
     Message-IDs, the day its searches start), one message found for several held as one."""
-    from mailer.errors import DeliveryError
-
     before = len(reading.messages)
     try:
         for thread, ids, day in looked:
@@ -256,8 +252,6 @@ def _any_subject(box: Mailbox, folder: str, subjects: list[str], since: date) ->
     for them all, so that each thread's own is made only where one may be. A server that
     refuses that search (a charset, its length) is taken to say yes: each is then searched
     on its own, as it would be with no such search."""
-    from mailer.errors import DeliveryError
-
     if not any(subjects):
         return False
     try:

@@ -355,10 +355,10 @@ class FakeMailbox(Connection):
         return found
 
     def uids_with_any_subject(self, subjects: list[str], since: date) -> list[int]:
-        from mailer.adapters.mailbox import subject_pieces
+        from mailer.adapters.mailbox import subject_key
 
         # Each subject by its longest piece alone, as Mailbox searches it.
-        keys = [max(pieces, key=len) for s in subjects if (pieces := subject_pieces(s))]
+        keys = [key for s in subjects if (key := subject_key(s))]
         found = {uid for key in keys for uid in self.uids_with_subject(key, since)}
         return sorted(found)
 
