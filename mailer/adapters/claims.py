@@ -26,65 +26,104 @@ CREATE TABLE subjects (address BLOB, subject BLOB, PRIMARY KEY (address, subject
 """
 
 
+# Past the move, a claim is first looked up in a filter of fixed size (a Bloom filter: 1 MiB,
+# two bits a claim), and only a "maybe" asks the database; new claims go to the database a
+# batch at a time. Most claims are new, and each used to cost a statement or two of its own.
+_FILTER_BITS = 1 << 23
+_BATCH = 512
+
+
 class Claims:
     def __init__(self, in_memory: int | None = None) -> None:
         self._in_memory = IN_MEMORY if in_memory is None else in_memory
         self._keys: dict[str, str] = {}
         self._subjects: set[tuple[str, str]] = set()  # (address in lower case, subject)
         self._db: Any = None
+        self._filter = bytearray()
 
     def claim_key(self, key: str, place: str) -> str | None:
         """Claim ``key`` for the entry at ``place``; if an earlier entry claimed it, that one
         keeps it and this says where it is."""
-        if self._db is None:
-            if key in self._keys:
-                return self._keys[key]
-            self._keys[key] = place
-            self._move_if_many()
-            return None
-        if self._run("INSERT OR IGNORE INTO keys VALUES (?, ?)", key, place).rowcount:
-            return None
-        return _text(self._run("SELECT place FROM keys WHERE key = ?", key).fetchone()[0])
+        if key in self._keys:
+            return self._keys[key]
+        if self._db is not None and self._maybe(("", key)):
+            row = self._run("SELECT place FROM keys WHERE key = ?", key).fetchone()
+            if row is not None:
+                return _text(row[0])
+        self._keys[key] = place
+        self._added(("", key))
+        return None
 
     def subject_taken(self, address: str, subject: str) -> bool:
         """Whether an earlier entry to ``address`` (compared without case) has ``subject``."""
-        if self._db is None:
-            return (address.lower(), subject) in self._subjects
+        claim = (address.lower(), subject)
+        if claim in self._subjects:
+            return True
+        if self._db is None or not self._maybe(claim):
+            return False
         sql = "SELECT 1 FROM subjects WHERE address = ? AND subject = ?"
-        return self._run(sql, address.lower(), subject).fetchone() is not None
+        return self._run(sql, *claim).fetchone() is not None
 
     def claim_subject(self, address: str, subject: str) -> None:
-        if self._db is None:
-            self._subjects.add((address.lower(), subject))
-            self._move_if_many()
-        else:
-            self._run("INSERT OR IGNORE INTO subjects VALUES (?, ?)", address.lower(), subject)
+        claim = (address.lower(), subject)
+        self._subjects.add(claim)
+        self._added(claim)
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
 
-    def _move_if_many(self) -> None:
-        if len(self._keys) + len(self._subjects) <= 2 * self._in_memory:
-            return
+    def _added(self, claim: tuple[str, str]) -> None:
+        if self._db is not None:
+            self._mark(claim)
+            if len(self._keys) + len(self._subjects) >= _BATCH:
+                self._write()
+        elif len(self._keys) + len(self._subjects) > 2 * self._in_memory:
+            self._move()
+
+    def _move(self) -> None:
         import sqlite3
 
         try:
             # "": a temporary database on disk, private to this connection.
             self._db = sqlite3.connect("", isolation_level=None)
             self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise _trouble(exc) from None
+        self._db_error = sqlite3.Error
+        self._filter = bytearray(_FILTER_BITS // 8)
+        for key in self._keys:
+            self._mark(("", key))
+        for claim in self._subjects:
+            self._mark(claim)
+        self._write()
+
+    def _write(self) -> None:
+        """The claims held in memory, into the database (each is new there: looked up first)."""
+        try:
             self._db.executemany(
-                "INSERT INTO keys VALUES (?, ?)",
+                "INSERT OR IGNORE INTO keys VALUES (?, ?)",
                 ((_blob(k), _blob(p)) for k, p in self._keys.items()),
             )
             self._db.executemany(
-                "INSERT INTO subjects VALUES (?, ?)",
+                "INSERT OR IGNORE INTO subjects VALUES (?, ?)",
                 ((_blob(a), _blob(s)) for a, s in self._subjects),
             )
-        except sqlite3.Error as exc:
+        except self._db_error as exc:
             raise _trouble(exc) from None
         self._keys, self._subjects = {}, set()
-        self._db_error = sqlite3.Error
+
+    def _bits(self, claim: tuple[str, str]) -> tuple[int, int]:
+        h = hash(claim)  # (salted per process: the filter lives no longer than the process)
+        return h & (_FILTER_BITS - 1), (h >> 32) & (_FILTER_BITS - 1)
+
+    def _mark(self, claim: tuple[str, str]) -> None:
+        for bit in self._bits(claim):
+            self._filter[bit >> 3] |= 1 << (bit & 7)
+
+    def _maybe(self, claim: tuple[str, str]) -> bool:
+        """False: never claimed. True: perhaps (the database says)."""
+        return all(self._filter[bit >> 3] & (1 << (bit & 7)) for bit in self._bits(claim))
 
     def _run(self, sql: str, *args: str) -> Any:
         try:

@@ -48,7 +48,8 @@ class Spill:
         """Where ``value`` was put: its offset and size in the file. (Buffered: see flush.)"""
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            with self._trouble():
+            # (try/except, not the _trouble() context: this runs once or twice an entry)
+            try:
                 if self._file is None:
                     # Kept open for the campaign's life: closed by close() or at exit.
                     self._file = tempfile.TemporaryFile(prefix="mailer-campaign-")  # noqa: SIM115
@@ -57,6 +58,8 @@ class Spill:
                     self._moved = False
                 self._file.write(data)
                 self._unflushed = True
+            except OSError as exc:
+                raise _cannot_keep(exc) from None
             at = self._end
             self._end += len(data)
         return at, len(data)
@@ -76,19 +79,15 @@ class Spill:
         try:
             yield
         except OSError as exc:
-            where = tempfile.gettempdir()
-            raise MailerError(
-                f"{where}: cannot keep the checked campaign in a temporary file: "
-                f"{exc.strerror or exc}",
-                hint="free some disk space there, or point TMPDIR elsewhere",
-            ) from None
+            raise _cannot_keep(exc) from None
 
     def read(self, at: int, size: int) -> Any:
         with self._lock:
             if self._file is None:
                 raise MailerError("the checked campaign's temporary file was closed")
-            with self._trouble():
-                self._flush()
+            if self._unflushed:
+                with self._trouble():
+                    self._flush()
             try:
                 if hasattr(os, "pread"):
                     data = os.pread(self._file.fileno(), size, at)
@@ -114,6 +113,14 @@ class Spill:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+
+
+def _cannot_keep(exc: OSError) -> MailerError:
+    return MailerError(
+        f"{tempfile.gettempdir()}: cannot keep the checked campaign in a temporary file: "
+        f"{exc.strerror or exc}",
+        hint="free some disk space there, or point TMPDIR elsewhere",
+    )
 
 
 class Spilled:

@@ -110,6 +110,9 @@ class Entry:
     findings: tuple[Finding, ...] = ()
     template: str = ""
     derived_key: bool = False
+    # The store's duplicate guard's key for this interview (address, time, account): kept
+    # beside the facts so the checks of a big campaign need not read its facts back for it.
+    interview_key: str = ""
 
     def _held(self) -> tuple[Facts, Composed]:
         held = self.held
@@ -306,7 +309,7 @@ def _load(
                 )
             elif entry is not None and (
                 earlier := claims.claim_key(
-                    "interview " + dedupe_key(entry.facts.to, entry.facts.interview, entry.account),
+                    "interview " + entry.interview_key,
                     where,
                 )
             ):
@@ -353,13 +356,16 @@ def _entry_list(spill: Spill) -> SpillList[Entry]:
             e.findings,
             e.template,
             e.derived_key,
+            e.interview_key,
         )
 
     def unpack(t: tuple[Any, ...]) -> Entry:
-        key, where, account, pair, at, size, findings, template, derived_key = t
+        key, where, account, pair, at, size, findings, template, derived_key, interview = t
         settings, policy = pairs[pair]
         held = Spilled(spill, at, size)
-        return Entry(key, where, account, settings, policy, held, findings, template, derived_key)
+        return Entry(
+            key, where, account, settings, policy, held, findings, template, derived_key, interview
+        )
 
     return SpillList(spill, pack, unpack, in_memory=IN_MEMORY)
 
@@ -750,6 +756,7 @@ def _entry(
             findings=prepared.findings,
             template=sys.intern(prepared.draft.template),  # (one copy for all entries)
             derived_key=derived,
+            interview_key=dedupe_key(prepared.facts.to, prepared.facts.interview, account),
         ),
         [],
     )

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from mailer.adapters.spill import Selection
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
-from mailer.model.keys import dedupe_key
 from mailer.model.runplan import Item, Past, Skip, Why, skip_reason
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def past_attempts(
     held: dict[str, int] = {}
     for e in campaign.entries:
         if e.key not in past:
-            thread_id = holders.get(dedupe_key(e.facts.to, e.facts.interview, e.account))
+            thread_id = holders.get(e.interview_key)
             if thread_id is not None:
                 held[e.key] = thread_id
     if held:
