@@ -74,6 +74,25 @@ def test_an_interview_time_with_an_offset_is_kept_as_that_instant(tmp_path: Path
     assert (london.hour, london.utcoffset()) == (10, datetime(2026, 12, 1, tzinfo=UTC).utcoffset())
 
 
+def test_an_interview_in_the_hour_the_clocks_skip_is_refused_however_it_is_written(
+    tmp_path: Path,
+) -> None:
+    """Verify 01:30 on the night summer time starts in London, which names no instant, is a
+    problem of its entry written as the file format asks, as a TOML date-time, or in full,
+    as it is when typed on the command line (it was read an hour off)."""
+    c, path = load(
+        tmp_path,
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2027-03-28 01:30"\n'
+        '[[entries]]\nto = "bo@sandbox.test"\ncompany = "Acme"\ninterview = 2027-03-28T01:30:00\n'
+        '[[entries]]\nto = "cy@sandbox.test"\ncompany = "Acme"\ninterview = "28 Mar 2027 01:30"\n'
+        '[[entries]]\nto = "di@sandbox.test"\ncompany = "Acme"\ninterview = "2027-03-28 02:30"\n',
+    )
+    assert len(c.problems) == 3 and len(c.entries) == 1
+    for line, problem in zip((5, 9, 13), c.problems, strict=True):
+        assert problem.startswith(f"{path}:{line}: ")
+        assert "01:30 does not exist on 28 Mar 2027 in Europe/London" in problem
+
+
 def test_two_candidates_may_apologise_for_the_same_panel(tmp_path: Path) -> None:
     entry = (
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'

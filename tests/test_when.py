@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mailer.errors import InputError
 from mailer.model.addresses import typo_warning
-from mailer.model.facts import make_facts, parse_when
+from mailer.model.facts import make_facts, parse_slot, parse_when
 from mailer.model.when import echo, echo_slot, read_slot, read_when
 from mailer.model.zones import resolve
 
@@ -533,6 +533,16 @@ def test_a_time_the_clocks_skip_is_refused() -> None:
         read_when("29 Mar 2026 01:30", LONDON, NOW, None)
     with pytest.raises(InputError, match="does not exist"):
         read_slot("29 Mar 2026 00:30-01:30", LONDON, NOW, None)
+
+
+def test_a_time_the_clocks_skip_is_refused_in_the_file_format_too() -> None:
+    """Verify the 'YYYY-MM-DD HH:MM' reading (campaign files, free times) refuses the hour
+    summer time skips as the free-form reading does."""
+    with pytest.raises(InputError, match="01:30 does not exist on 29 Mar 2026 in Europe/London"):
+        parse_when("2026-03-29 01:30", LONDON, "interview")
+    with pytest.raises(InputError, match="01:00 does not exist"):
+        parse_slot("2026-03-29 01:00-02:30", LONDON, "free")
+    assert parse_when("2026-03-29 02:30", LONDON, "interview").utcoffset() == timedelta(hours=1)
 
 
 def test_a_time_the_clocks_repeat_is_read_as_the_first_and_says_so() -> None:

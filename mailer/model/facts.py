@@ -172,7 +172,22 @@ def parse_when(text: str, tz: tzinfo, what: str = "--interview") -> datetime:
         raise InputError(
             f"{what}: {text!r} is outside the years {_FIRST_YEAR}-{_LAST_YEAR}; check the year"
         )
-    return naive.replace(tzinfo=tz)
+    at = naive.replace(tzinfo=tz)
+    if (problem := skipped_hour(at, text, what)) is not None:
+        raise problem
+    return at
+
+
+def skipped_hour(at: datetime, text: str, what: str) -> InputError | None:
+    """The error for a wall time in the hour the clocks skip (it names no instant: the one
+    read would be an hour off what was meant), or None."""
+    tz = at.tzinfo
+    if at.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == at.replace(tzinfo=None):
+        return None
+    return InputError(
+        f"{what}: {text!r}: {at:%H:%M} does not exist on {at.day} {at:%b %Y} in "
+        f"{getattr(tz, 'key', tz)} (the clocks go forward); check the time"
+    )
 
 
 _FIRST_YEAR, _LAST_YEAR = 1970, 2199

@@ -16,7 +16,7 @@ import calendar
 import contextlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from mailer.errors import InputError
 from mailer.model.zones import known, may_be_abbreviation, resolve
@@ -240,13 +240,11 @@ def _localise(
 ) -> tuple[datetime, tuple[str, ...]]:
     """The instant a wall time names in ``tz``: refused in the hour the clocks skip, and
     noted in the hour they repeat (the first of the two is taken)."""
+    from mailer.model.facts import skipped_hour
+
     at = datetime.combine(day, clock_time, tzinfo=tz)
-    back = at.astimezone(UTC).astimezone(tz)
-    if back.replace(tzinfo=None) != at.replace(tzinfo=None):
-        raise InputError(
-            f"{what}: {text!r}: {clock_time:%H:%M} does not exist on {day.day} {day:%b %Y} in "
-            f"{getattr(tz, 'key', tz)} (the clocks go forward); check the time"
-        )
+    if (problem := skipped_hour(at, text, what)) is not None:
+        raise problem
     if at.replace(fold=1).utcoffset() != at.utcoffset():
         return at, (
             f"{clock_time:%H:%M} happens twice that night (the clocks go back); "
