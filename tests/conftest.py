@@ -576,11 +576,17 @@ class Pair:
         return str(msg["Message-ID"])
 
     def follow_ups_received(self, root_message_id: str) -> list[bytes]:
-        with self.stack.imap(self.interviewer) as c:
-            c.select_folder("INBOX", readonly=True)
-            uids = c.search(["HEADER", "In-Reply-To", root_message_id])
-            data = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
-            return [data[u][b"BODY[]"] for u in sorted(data)]
+        """The follow-ups to that apology in the inboxes of both people the tests write to
+        (an apology to the alternate was looked for in the interviewer's alone, so no
+        follow-up to it was ever seen)."""
+        out: list[bytes] = []
+        for user in (self.interviewer, self.alternate):
+            with self.stack.imap(user) as c:
+                c.select_folder("INBOX", readonly=True)
+                uids = c.search(["HEADER", "In-Reply-To", root_message_id])
+                data = c.fetch(uids, [b"BODY.PEEK[]"]) if uids else {}
+                out += [data[u][b"BODY[]"] for u in sorted(data)]
+        return out
 
 
 FOLLOW_UP_CONFIG = """

@@ -115,3 +115,20 @@ def test_an_unreadable_message_is_recorded_once(tmp_path: Path) -> None:
         ("INBOX", 7, 42, "RecursionError: too deep"),
         ("INBOX", 8, 42, "other UIDVALIDITY"),
     ]
+
+
+def test_a_message_about_another_apology_names_that_thread_unless_it_carries_its_own() -> None:
+    """Verify about_others: the open threads whose apology subject a message carries (any
+    case, spaces folded), leaving out the sender's own, and none when the message carries
+    the subject of one of the sender's own apologies."""
+    from mailer.model.matching import about_others
+
+    alpha = "Apologies for missing our interview at Alpha on Friday – Sam"
+    beta = "Apologies for missing our interview at Beta on Friday – Sam"
+    open_threads = [(7, alpha), (8, beta), (9, "Something else")]
+    folded = "RE: FW: apologies for missing our interview at BETA\n  on Friday – Sam"
+    assert about_others(folded, {7: alpha}, open_threads) == (8,)
+    assert about_others(f"RE: {alpha}", {7: alpha}, open_threads) == ()
+    assert about_others(f"RE: {beta}", {8: beta}, open_threads) == ()
+    assert about_others("Rescheduling", {7: alpha}, open_threads) == ()
+    assert about_others(f"RE: {beta}", {}, [(8, beta), (10, "")]) == (8,)

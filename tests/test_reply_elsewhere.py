@@ -317,6 +317,60 @@ def test_a_colleagues_answer_with_the_subject_of_two_threads_holds_both(pair: Pa
     assert f"mailer release {first}" in out and f"mailer release {second}" in out, out
 
 
+RECRUITER_ON_ANOTHER = "Hi Sam, Bea forwarded me your note. I am handling the rescheduling now."
+
+
+@pytest.mark.parametrize("folder", ["INBOX", "Archive"])
+def test_a_message_about_another_apology_from_someone_with_their_own_holds_both(
+    pair: Pair, folder: str
+) -> None:
+    """Verify a message with no references from the interviewer of one thread that carries
+    the subject of another thread's apology ("RE: FW: ..."; a recruiter handling both
+    interviews) holds both: the other thread gets no follow-up after its answer, and the
+    sender's own thread is not marked replied on a guess. In INBOX, or filed elsewhere
+    before a pass saw it (walkthrough of session 16: it made the sender's thread replied,
+    and the other's follow-up went)."""
+    first, first_root = send(pair, "--company", "Alpha Co")
+    second, second_root = send(pair, "--company", "Beta Co", to=pair.alternate)
+    subject = status(pair, second)["subject"]
+    _deliver_then_move(pair, folder, f"RE: FW: {subject}", RECRUITER_ON_ANOTHER)
+    out = check_at(pair, timedelta(hours=2), expect=9)  # 9: threads wait for the user
+    assert [status(pair, t)["state"] for t in (first, second)] == ["held", "held"], out
+    assert pair.follow_ups_received(first_root) == []
+    assert pair.follow_ups_received(second_root) == []
+    assert f"mailer release {first}" in out and f"mailer release {second}" in out, out
+
+
+def test_a_message_about_another_apology_from_someone_whose_thread_is_over_holds_that_one(
+    pair: Pair,
+) -> None:
+    """Verify the same message from someone whose own thread is closed (replied) holds the
+    thread whose subject it carries, and leaves the closed one as it was."""
+    first, first_root = send(pair, "--company", "Alpha Co")
+    assert run_cli(pair.ws, "mark-replied", str(first)).returncode == 0
+    second, second_root = send(pair, "--company", "Beta Co", to=pair.alternate)
+    subject = status(pair, second)["subject"]
+    pair.send_as(pair.interviewer, pair.candidate, f"RE: FW: {subject}", RECRUITER_ON_ANOTHER)
+    out = check_at(pair, timedelta(hours=2), expect=9)
+    assert [status(pair, t)["state"] for t in (first, second)] == ["replied", "held"], out
+    assert pair.follow_ups_received(first_root) == pair.follow_ups_received(second_root) == []
+
+
+def test_a_reply_with_the_subject_of_the_senders_own_apology_holds_no_other(pair: Pair) -> None:
+    """Verify a reply with no references whose subject is that of the sender's own apology
+    marks that thread replied, though another thread's apology has the same subject (two
+    interviews at one company): the other's follow-up goes."""
+    first, first_root = send(pair, "--company", "Same Co")
+    second, second_root = send(pair, "--company", "Same Co", to=pair.alternate)
+    subject = status(pair, first)["subject"]
+    assert status(pair, second)["subject"] == subject
+    pair.send_as(pair.interviewer, pair.candidate, f"RE: {subject}", "Friday at 10 works.")
+    out = check_at(pair, timedelta(hours=2))
+    assert [status(pair, t)["state"] for t in (first, second)] == ["replied", "followed_up"], out
+    assert pair.follow_ups_received(first_root) == []
+    assert len(pair.follow_ups_received(second_root)) == 1
+
+
 def test_the_last_look_is_taken_again_for_the_follow_ups_left_once_it_is_old(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -37,6 +37,7 @@ from mailer.model.lifecycle import (
     DATED_BY_APOLOGY_SENT,
     DUE_THREAD,
     GONE_MESSAGE,
+    OPEN_THREAD,
     WAITING_THREAD,
     MessageEvent,
     MessageState,
@@ -2043,6 +2044,19 @@ class Store:
             **params,
         )
         return frozenset(str(r["subject"]) for r in rows)
+
+    def open_thread_subjects(self, account: str | None) -> list[tuple[int, str]]:
+        """The id and subject of every open thread (a reply may still stop or hold it) sent
+        from ``account`` (None: from any), oldest first (read-only): a message with no
+        references that carries one of these subjects speaks of that apology."""
+        states, params = _in("s", OPEN_THREAD)
+        rows = self._rows(
+            f"""SELECT id, subject FROM threads WHERE state IN {states}
+               AND (CAST(:a AS TEXT) IS NULL OR account = :a) ORDER BY id""",
+            a=account,
+            **params,
+        )
+        return [(int(r["id"]), str(r["subject"])) for r in rows]
 
     def open_threads_by_account(self, other_than: Collection[str] = ()) -> dict[str, list[int]]:
         """Threads that still wait for something (a reply, a follow-up, a send to settle),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
@@ -196,6 +197,26 @@ def choose_for_reply(
         return ReplyChoice(open_ones[0].id)
     # Every thread it may answer is closed: as before, the newest one (nothing changes).
     return ReplyChoice(_newest(chosen).id)
+
+
+def carries(message_subject: str, apology_subject: str) -> bool:
+    """Whether a message's subject carries an apology's ("RE: FW: <it>"), in any case and
+    however its spaces were folded."""
+    wanted = " ".join(apology_subject.split()).casefold()
+    return bool(wanted) and wanted in " ".join(message_subject.split()).casefold()
+
+
+def about_others(
+    message_subject: str, own: Mapping[int, str], open_threads: Iterable[tuple[int, str]]
+) -> tuple[int, ...]:
+    """The open threads, not sent to the message's sender, whose apology subject a human
+    message with no references carries, when it carries none of the subjects of the
+    sender's own threads (``own``: id -> subject): someone an apology went to, writing
+    about another apology (a recruiter handling two interviews, answering a forward). The
+    same subject heading the sender's own thread makes it the sender's reply."""
+    if any(carries(message_subject, s) for s in own.values()):
+        return ()
+    return tuple(i for i, s in open_threads if i not in own and carries(message_subject, s))
 
 
 def closed_reference(incoming: Incoming, index: ThreadIndex) -> bool:

@@ -38,14 +38,18 @@ from mailer.model.classify import (
     reported_recipients,
 )
 from mailer.model.decision import Classified
+from mailer.model.lifecycle import OPEN_THREAD
 from mailer.model.matching import (
     Incoming,
     ThreadIndex,
+    about_others,
     bounce_concerns,
     by_reference,
     by_sender,
+    carries,
     choose_for_reply,
     closed_reference,
+    from_sender,
     match,
     match_report,
 )
@@ -328,14 +332,16 @@ def _read_forwarded(
         candidates.append((uid, incoming))
     if candidates:
         # Nor one that belongs to another thread: it refers to that thread's messages, or
-        # comes from someone an apology went to (the same subject can head two threads).
+        # comes from someone an apology with the same subject went to (the same subject can
+        # head two threads). From someone whose own apologies had other subjects, it is
+        # about this one (a recruiter handling two interviews): held like a colleague's.
         index = indexes.for_batch([i for _, i in candidates])
         candidates = [
             (uid, i)
             for uid, i in candidates
             if i.message_id not in index.our_ids
             and not any(ref in index.our_ids for ref in i.refs)
-            and by_sender(i.sender, _UNKNOWN, index) is None
+            and not _their_own_subject(store, i, index)
         ]
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
     for uid, incoming in candidates:
@@ -374,6 +380,15 @@ def _read_forwarded(
                 seen_before=store.seen_incoming(place(settings, folder), uidvalidity, uid),
             )
         )
+
+
+def _their_own_subject(store: Store, incoming: Incoming, index: ThreadIndex) -> bool:
+    """Whether the message carries the subject of an apology sent to its sender."""
+    return any(
+        (row := store.thread(t.id, lenient=True)) is not None
+        and carries(incoming.subject, row.subject)
+        for t in from_sender(incoming.sender, _UNKNOWN, index)
+    )
 
 
 def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> None:
@@ -593,6 +608,14 @@ def _consider(
         )
         if choice is not None:
             thread_id, hold = choice.thread_id, choice.hold
+            own = from_sender(incoming.sender, incoming.received, index)
+            others = _about_others(settings, store, incoming.subject, [t.id for t in own])
+            if others:
+                # Written about another apology (its subject, none of the sender's own):
+                # that thread may have its answer, and the sender's own may not. Both wait
+                # for the user; none is marked replied on a guess.
+                held = [t.id for t in own if t.state in OPEN_THREAD]
+                hold = tuple(sorted({*held, *others}))
     thread = store.thread(thread_id, lenient=True)
     if thread is None:
         return None
@@ -645,6 +668,16 @@ def _consider(
         # them since it was first seen.
         seen_before=bool(hold) and store.seen_incoming(place(settings, folder), uidvalidity, uid),
     )
+
+
+def _about_others(
+    settings: Settings, store: Store, subject: str, own: list[int]
+) -> tuple[int, ...]:
+    """See :func:`~mailer.model.matching.about_others`; ``own``: the sender's threads."""
+    if not subject.strip():
+        return ()
+    subjects = {t: row.subject for t in own if (row := store.thread(t, lenient=True))}
+    return about_others(subject, subjects, store.open_thread_subjects(settings.account))
 
 
 def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:

@@ -310,3 +310,19 @@ def test_bounced_threads_to_many_addresses_match_the_one_address_read(state: Sto
     many[700:700] = ["ana2@sandbox.test"]
     many[3:3] = ["ana0@sandbox.test"]
     assert state.bounced_threads_to(many) == found
+
+
+def test_the_open_threads_subjects_are_those_a_reply_may_still_stop(
+    state: Store, procs: FakeProcesses
+) -> None:
+    """Verify open_thread_subjects lists the threads still open (awaiting a reply here), of
+    the account asked for, and not one replied or still being sent."""
+    waiting, mid = new_apology(state, 1)
+    state.mark_sent(mid, NOW, "250 OK", NOW + timedelta(days=3))
+    replied, mid = new_apology(state, 2)
+    state.mark_sent(mid, NOW, "250 OK", NOW + timedelta(days=3))
+    state.set_thread_state(replied, ThreadEvent.REPLY, NOW, "reply", {"from": "ana"})
+    new_apology(state, 3)  # (still sending)
+    assert state.open_thread_subjects("") == [(waiting, "Sorry")]
+    assert state.open_thread_subjects(None) == [(waiting, "Sorry")]
+    assert state.open_thread_subjects("bea") == []
