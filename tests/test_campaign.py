@@ -812,6 +812,32 @@ def test_an_entry_whose_company_was_corrected_after_it_was_sent_is_not_sent_agai
 
 
 @pytest.mark.integration
+def test_an_entry_whose_interview_time_was_changed_after_it_was_sent_is_not_sent_again(
+    pair: Pair,
+) -> None:
+    """Verify correcting an entry's interview time after a run (a new derived key, and no
+    apology at the new time) does not send the interviewer a second apology: check warns,
+    the run skips it naming the thread and the old time, and a key of its own (another
+    interview) lets it go (from a newcomer walkthrough: it was sent again)."""
+    path = write_campaign(pair.ws, entry(pair.interviewer, 1, interview="2026-11-24 11:30"))
+    mark = pair.stack.log_mark()
+    first = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert first.returncode == 0 and "1 sent" in first.stdout, first.stdout + first.stderr
+    path.write_text(path.read_text().replace("11:30", "16:30"))
+    check = run_cli(pair.ws, "campaign", "check", "week49")
+    assert "0 to send" in check.stdout, check.stdout + check.stderr
+    (line,) = [x for x in check.stderr.splitlines() if "interview time was changed" in x]
+    assert "Tue 24 Nov 2026 11:30" in line and "key of its own" in line, line
+    again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert "interview time was changed" in again.stdout, again.stdout + again.stderr
+    assert len(accepted(pair.stack, mark)) == 1
+    path.write_text(path.read_text().replace("[[entries]]\n", '[[entries]]\nkey = "round-2"\n'))
+    another = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert another.returncode == 0 and "1 sent" in another.stdout, another.stdout + another.stderr
+    assert len(accepted(pair.stack, mark)) == 2
+
+
+@pytest.mark.integration
 def test_two_entries_for_one_interview_under_two_spellings_make_the_file_invalid(
     pair: Pair,
 ) -> None:

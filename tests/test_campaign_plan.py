@@ -6,6 +6,8 @@ asks for, scripted feedback, and checks the actions it chose.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -250,3 +252,17 @@ def test_next_send_names_the_send_the_plan_gives_next_after_that_feedback(
         feedback = Feedback(took_room=took, account_down=down)
         predicted = plan.next_send(feedback)
         assert plan.next_send(feedback) == predicted  # and asking again gives the same
+
+
+def test_an_earlier_version_of_an_entry_stops_it_only_if_it_may_have_reached_them() -> None:
+    """Verify an apology sent (or in doubt, or being sent) for the entry before its time was
+    edited skips it, naming that time; one the server refused or never took does not."""
+    was = "Tue 24 Nov 2026 11:30 (Europe/London)"
+    for reached in (past("sent"), past("submitting"), past("in_doubt")):
+        skip = skip_reason([replace(reached, changed_from=was)], retry_failed=False)
+        assert skip is not None and skip.why is Why.CHANGED and was in skip.text
+        assert skip.thread_id == 7
+    refused = past("failed", refused=True, error="550 no such user", changed_from=was)
+    assert skip_reason([refused], retry_failed=False) is None
+    never = past("submitting", abandoned_before_final_dot=True, changed_from=was)
+    assert skip_reason([never], retry_failed=False) is None

@@ -103,14 +103,24 @@ def campaign(ctx: click.Context) -> None:
 def check_command(obj: Context, file: str, force: bool) -> None:
     """Validate the whole file (every entry, every problem). Sends nothing."""
     from mailer.model.lint import WARNING
-    from mailer.services.history import outside_warnings, past_attempts, pending
+    from mailer.model.runplan import Why
+    from mailer.services.history import (
+        outside_warnings,
+        past_attempts,
+        pending,
+        waiting_for_user,
+    )
 
     settings, c = _load(obj, file, force=force)
     store = obj.store(settings, to_read=True)  # a check writes nothing
     keys = store.apology_keys()  # (read once for both)
-    todo = pending(c, store, past=past_attempts(c, store, keys))
+    past = past_attempts(c, store, keys)
+    todo = pending(c, store, past=past)
     for line in outside_warnings(c, store, keys):
         warn(line)
+    for key, skip in waiting_for_user(c, past):
+        if skip.why is Why.CHANGED:
+            warn(f"entry {key}: not sent: {skip.text}")
     warnings, names = 0, set()
     for e in c.entries:  # (one pass: past the first entries, each is read back from a file)
         warnings += sum(1 for f in e.findings if f.severity == WARNING)
@@ -168,6 +178,7 @@ def run_command(
 ) -> None:
     """Send the apologies not yet sent. Run it again to resume: nothing is sent twice."""
     from mailer.adapters.clock import default_clock
+    from mailer.model.runplan import Why
     from mailer.services.history import (
         outside_warnings,
         past_attempts,
@@ -223,7 +234,8 @@ def run_command(
         # so a rerun must still name it (as every run's end does), not call it done.
         waiting = waiting_for_user(c, past, retry_failed)
         doubts = [(key, skip) for key, skip in waiting if skip.in_doubt]
-        refused = len(waiting) - len(doubts)
+        changed = [(key, skip) for key, skip in waiting if skip.why is Why.CHANGED]
+        refused = len(waiting) - len(doubts) - len(changed)
         click.echo(
             f"campaign {c.name!r}: nothing to send; every valid entry is done"
             + (f" or waits for you ({len(waiting)})" if waiting else "")
@@ -231,6 +243,8 @@ def run_command(
         )
         for key, skip in doubts:
             click.echo(_doubt_line(key, skip.thread_id, skip.text))
+        for key, skip in changed:
+            click.echo(f"entry {key}: {skip.text}")
         if refused:
             click.echo(
                 f"{refused} refused by the server earlier: fix them, or run again with "

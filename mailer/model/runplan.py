@@ -38,6 +38,7 @@ class Why(enum.StrEnum):
     IN_DOUBT = "in_doubt"
     BUSY = "busy"  # another live process is sending it
     REFUSED = "refused"  # the server refused it earlier, and --retry-failed was not given
+    CHANGED = "changed"  # an earlier version of the entry (another time) was sent
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class Past:
     owner_alive: bool = False  # a queued message: the process that queued it still runs
     refused: bool = False
     error: str = ""
+    # Set when this is the apology of an earlier version of the entry: the same address,
+    # company and account, sent for another interview time (this one), from an entry no
+    # longer in the file. (Its key was derived from the time: editing the time made a new
+    # key, and the interviewer would get a second apology for one interview.)
+    changed_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,17 @@ def skip_reason(past: Iterable[Past], retry_failed: bool) -> Skip | None:
     attempt that settles the question decides."""
     for p in reversed(list(past)):
         t = p.thread_id
+        if p.changed_from:
+            if p.state == MessageState.FAILED or p.abandoned_before_final_dot:
+                return None  # that version never reached them
+            return Skip(
+                Why.CHANGED,
+                f"its interview time was changed after its apology went (thread {t}, for "
+                f"{p.changed_from}): the interviewer has that apology, and is not sent a "
+                "second for one interview. If this is another interview, give the entry a "
+                "key of its own (key = ...)",
+                t,
+            )
         if p.state == MessageState.SENT:
             return Skip(Why.SENT, f"already sent (thread {t}, {describe(p.thread_state)})", t)
         if p.shown == MessageState.IN_DOUBT and p.error.startswith(UNRECORDED):

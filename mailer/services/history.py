@@ -5,6 +5,8 @@ and IMAP clients a run imports."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailer.adapters.spill import Selection
@@ -43,25 +45,62 @@ def past_attempts(
     interview): that apology counts as the entry's, as the store's duplicate guard would
     count it when the entry is sent, so a check or a dry run does not call it "to send".
     ``keys``: the store's :meth:`~mailer.adapters.store.Store.apology_keys`, if read already."""
-    past = {
-        key: tuple(past_of(t, root) for t, root in records)
-        for key, records in entry_state(campaign, store).items()
-    }
+    state = entry_state(campaign, store)
+    past = {key: tuple(past_of(t, root) for t, root in records) for key, records in state.items()}
     holders: dict[str, int] = {}
     for thread_id, _, _, _, key in store.apology_keys() if keys is None else keys:
         holders[key] = thread_id  # (oldest first: the newest is kept)
     held: dict[str, int] = {}
+    changed: list[Entry] = []  # entries that may be an earlier one with its time edited
     for e in campaign.entries:
         if e.key not in past:
             thread_id = holders.get(e.interview_key)
             if thread_id is not None:
                 held[e.key] = thread_id
+            elif e.derived_key:
+                changed.append(e)
+    if changed:
+        _earlier_versions(campaign, state, changed, past)
     if held:
         records = {t.id: (t, root) for t, root in store.apologies_by_id(held.values())}
         for key, thread_id in held.items():
             if thread_id in records:
                 past[key] = (past_of(*records[thread_id]),)
     return past
+
+
+def _earlier_versions(
+    campaign: Campaign,
+    state: dict[str, list[Record]],
+    entries: list[Entry],
+    past: dict[str, tuple[Past, ...]],
+) -> None:
+    """Each of ``entries`` (new, with a key derived from their time) whose address, company
+    and account are those of this campaign's apology for an entry no longer in the file:
+    that entry with its interview time edited (a wrong time corrected after the run). Its
+    apology counts as theirs (see Past.changed_from)."""
+    current = {e.key for e in campaign.entries}
+    gone: dict[tuple[str, str, str], Record] = {}
+    for key, records in state.items():
+        if key not in current:
+            for thread, root in records:  # (oldest first: the newest is kept)
+                gone[(*_same_apology(thread.recipient, thread.company), thread.account)] = (
+                    thread,
+                    root,
+                )
+    if not gone:
+        return
+    for e in entries:
+        f = e.facts
+        record = gone.get((*_same_apology(f.to, f.company), e.account))
+        if record is not None:
+            thread, root = record
+            try:  # (in the entry's zone, as the user wrote it)
+                was = datetime.fromisoformat(thread.interview_at).astimezone(f.interview.tzinfo)
+                shown = f"{was:%a %d %b %Y %H:%M} ({getattr(was.tzinfo, 'key', was.tzname())})"
+            except (TypeError, ValueError, OverflowError):
+                shown = thread.interview_at
+            past[e.key] = (replace(past_of(thread, root), changed_from=shown),)
 
 
 def past_of(thread: ThreadRow, root: MessageRow) -> Past:
@@ -112,7 +151,7 @@ def waiting_for_user(
     out = []
     for e in campaign.entries:
         skip = skip_reason(past.get(e.key, ()), retry_failed)
-        if skip is not None and skip.why in (Why.IN_DOUBT, Why.REFUSED):
+        if skip is not None and skip.why in (Why.IN_DOUBT, Why.REFUSED, Why.CHANGED):
             out.append((e.key, skip))
     return out
 
