@@ -93,6 +93,26 @@ def test_an_interview_in_the_hour_the_clocks_skip_is_refused_however_it_is_writt
         assert "01:30 does not exist on 28 Mar 2027 in Europe/London" in problem
 
 
+def test_free_times_at_night_for_the_interviewer_stop_the_entry_as_they_stop_a_send(
+    tmp_path: Path,
+) -> None:
+    """Verify an entry offering free times that fall at night in the interviewer's zone is a
+    problem unless forced, as `send` refuses it (a campaign run shows no warnings; the
+    walkthrough of session 16 found such entries sent)."""
+    body = (
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-11-24 10:00"\n'
+        'interviewer_tz = "America/New_York"\nfree = ["2026-12-03 09:00-12:00"]\n'
+    )
+    c, path = load(tmp_path, body)
+    (problem,) = c.problems
+    assert problem.startswith(f"{path}:5: ") and "apology check:" in problem, problem
+    assert "pass --force" in problem
+    forced = load_campaign(
+        path, load_settings(tmp_path / "config" / "mailer.toml"), NOW, force=True
+    )
+    assert forced.problems == [] and len(forced.entries) == 1
+
+
 def test_two_candidates_may_apologise_for_the_same_panel(tmp_path: Path) -> None:
     entry = (
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'

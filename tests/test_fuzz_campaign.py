@@ -103,7 +103,7 @@ CSV_VALID = {
     "follow_up_wait": "3 days",
     "timezone": "Europe/Berlin",
     "interviewer_tz": "America/St_Johns",
-    "free": "2026-12-07 09:00-12:00; 2026-12-08 14:00-15:00",
+    "free": "2026-12-07 14:00-17:00; 2026-12-08 14:00-15:00",
     "cc": "cc@sandbox.test",
     "var.team": "Data",
 }

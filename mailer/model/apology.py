@@ -43,7 +43,7 @@ def prepare(
 
     ``sending``: a free time at night or on a weekend for the interviewer is then an error
     (``--force`` overrides), not a warning; so is an interview far from today (a mistyped
-    year), which is an error for ``unattended`` too (a campaign entry: its run shows no
+    year). Both are errors for ``unattended`` too (a campaign entry: its run shows no
     warnings). ``taken_subjects``: see compose_apology."""
     composer = composer or Composer(settings.templates_dir)
     time_warnings = check_free_times(facts.free, now)
@@ -61,7 +61,7 @@ def prepare(
     findings += [
         Finding(
             rule="odd-hours",
-            severity=ERROR if sending else WARNING,
+            severity=ERROR if sending or unattended else WARNING,
             message=w,
             fix=f"offer times between {OFFICE_HOURS[0]:%H:%M} and {OFFICE_HOURS[1]:%H:%M} on "
             "a weekday in their zone; if they asked for this one, send it with --force",
