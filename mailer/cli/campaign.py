@@ -338,6 +338,8 @@ def run_command(
         sys.exit(int(ExitCode.NETWORK))
     if doubts:
         sys.exit(int(ExitCode.FAILURE))
+    if report.stopped == "interrupted":
+        sys.exit(130)  # (Ctrl-C: the run is not over, whatever a script around it assumes)
 
 
 def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:
