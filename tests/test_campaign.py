@@ -809,6 +809,11 @@ def test_an_entry_whose_company_was_corrected_after_it_was_sent_is_not_sent_agai
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to send; every valid entry is done" in again.stdout
     assert len(accepted(pair.stack, mark)) == 1
+    # status says why the entry waits for nothing, as check does (it said "not sent yet").
+    rows = {r["key"]: r for r in campaign_status(pair.ws)}
+    (new,) = [r for r in rows.values() if r["valid"]]
+    assert new["state"] == "not_sent" and new["thread"] is None
+    assert new["not_sent_because"].startswith("already sent (thread 1"), new
 
 
 @pytest.mark.integration
@@ -831,6 +836,8 @@ def test_an_entry_whose_interview_time_was_changed_after_it_was_sent_is_not_sent
     again = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
     assert "interview time was changed" in again.stdout, again.stdout + again.stderr
     assert len(accepted(pair.stack, mark)) == 1
+    (new,) = [r for r in campaign_status(pair.ws) if r["valid"]]
+    assert "interview time was changed" in new["not_sent_because"], new
     path.write_text(path.read_text().replace("[[entries]]\n", '[[entries]]\nkey = "round-2"\n'))
     another = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
     assert another.returncode == 0 and "1 sent" in another.stdout, another.stdout + another.stderr

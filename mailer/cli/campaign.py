@@ -472,7 +472,9 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     from collections import Counter
 
     from mailer.adapters.clock import local_zone
+    from mailer.model.runplan import skip_reason
     from mailer.services import threadview as view
+    from mailer.services.history import past_attempts
 
     settings, c = _load(obj, file, lenient=True, offline=True)
     store = obj.store(settings)
@@ -480,6 +482,10 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     threads: dict[str, Any] = {}
     for t in store.campaign_threads(c.name):
         threads[t.entry_key or ""] = t  # the latest thread of each entry
+    # An entry with no thread of its own may still be covered by another apology (the same
+    # interview sent under another company's name, or before its time was edited): a run
+    # skips it, so it must not read as waiting to be sent.
+    past = past_attempts(c, store)
     rows = []
     # Each valid entry's place in the campaign: read back when its row is made (past the
     # first entries, a dict of the entries themselves would hold every one in memory again).
@@ -489,6 +495,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
         t = threads.get(key)
         e = c.entries[valid[key]] if key in valid else None
         msgs = store.messages(t.id) if t else []
+        covered = skip_reason(past.get(key, ()), False) if t is None else None
         rows.append(
             {
                 "key": key,
@@ -497,7 +504,11 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
                 "to": e.facts.to if e else t.recipient,
                 "state": view.state_word(t, msgs) if t else NOT_SENT,
                 "thread": view.thread_dict(t, msgs, tz) if t else None,
-                "shown": view.describe(t, msgs, tz) if t else "not sent yet",
+                # (a run skips it, and why: "already sent (thread 9, replied)")
+                "not_sent_because": covered.text if covered else None,
+                "shown": view.describe(t, msgs, tz)
+                if t
+                else (f"not sent: {covered.text}" if covered else "not sent yet"),
             }
         )
     counts = Counter(r["state"] for r in rows)
