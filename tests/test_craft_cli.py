@@ -269,3 +269,19 @@ def test_an_interview_far_from_today_is_a_warning_in_preview_and_refused_by_send
     assert sent.returncode == 6, sent.stderr
     assert "error: [far-date]" in sent.stdout
     assert "--force" in sent.stdout
+
+
+def test_a_free_time_that_is_the_interview_to_be_moved_is_an_error(
+    offline_workspace: Path,
+) -> None:
+    """Verify asking to move an interview while offering its own time as free (a campaign's
+    default free times, say) is an apology-check error, in preview and in send (exit 6);
+    a free time beside it is not (newcomer walkthrough, session 16)."""
+    moved = {"situation": "conflict", "interview": "2026-12-04 14:00"}
+    looked = run_cli(offline_workspace, *preview_args(**moved, free="2026-12-04 14:00-17:00"))
+    assert "error: [free-at-interview]" in looked.stdout, looked.stdout
+    assert "Fri 04 Dec 14:00-17:00" in looked.stdout
+    sent = run_cli(offline_workspace, *send_args(**moved, free="2026-12-04 14:00-17:00"))
+    assert sent.returncode == 6 and "[free-at-interview]" in sent.stdout, sent.stdout
+    beside = run_cli(offline_workspace, *preview_args(**moved, free="2026-12-04 15:00-17:00"))
+    assert "[free-at-interview]" not in beside.stdout, beside.stdout

@@ -70,6 +70,17 @@ def prepare(
     ]
     findings += [
         Finding(
+            rule="free-at-interview",
+            severity=ERROR,
+            message=f"You offer {slot.start:%a %d %b %H:%M}-{slot.end:%H:%M} as a free time, "
+            "but the interview you ask to move is then.",
+            fix="offer other times (the free times are the ones you can make)",
+        )
+        for slot in facts.free
+        if slot.start <= facts.interview < slot.end
+    ]
+    findings += [
+        Finding(
             rule="far-date",
             severity=ERROR if sending or unattended else WARNING,
             message=far,
