@@ -143,6 +143,25 @@ def test_sandbox_flag_without_a_running_sandbox_is_refused(sandbox_ws: Path) -> 
     assert "started outside any workspace" not in r.stderr  # no other one runs
 
 
+def test_a_campaign_run_with_the_sandbox_stopped_says_so_at_once(sandbox_ws: Path) -> None:
+    """Verify `--sandbox campaign run` after `sandbox stop` gives the one "not running" line
+    every other sandbox command gives, without trying the ports the sandbox had (it waited
+    for a refused connection and failed the entry; newcomer walkthrough, session 16)."""
+    assert run_cli(sandbox_ws, "sandbox", "start").returncode == 0
+    camp = sandbox_ws / "camp.toml"
+    camp.write_text(
+        '[defaults]\nsituation = "illness"\n\n[[entries]]\nto = "interviewer@sandbox.test"\n'
+        'interviewer = "Ana Ruiz"\ncompany = "Acme"\nrole = "Engineer"\n'
+        'interview = "2026-11-24 10:00"\n',
+        encoding="utf-8",
+    )
+    assert run_cli(sandbox_ws, "sandbox", "stop").returncode == 0
+    r = run_cli(sandbox_ws, "--sandbox", "campaign", "run", str(camp), "--yes")
+    assert r.returncode != 0
+    assert f"the sandbox of {sandbox_ws} is not running" in r.stderr, r.stdout + r.stderr
+    assert "connection refused" not in r.stdout + r.stderr
+
+
 def test_a_workspace_without_its_sandbox_names_the_one_running_outside_it(
     sandbox_ws: Path, tmp_path: Path
 ) -> None:

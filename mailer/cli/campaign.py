@@ -200,6 +200,7 @@ def run_command(
     # address (entries whose own thread is open are skipped, so never re-subjected).
     main = obj.settings()
     if not dry_run:
+        obj.need_running_sandbox()
         warm_connections(main)  # while the entries are checked
     store = obj.store(main)
     settings, c = _load(

@@ -62,6 +62,18 @@ class Context:
             find_config(Path.cwd(), self.config), need_secrets=need_secrets, offline=offline
         )
 
+    def need_running_sandbox(self) -> None:
+        """In sandbox mode, the sandbox must run for a command that talks to it (its
+        settings alone are read while it is stopped): one line saying so, not a wait for a
+        connection refused on the ports it had."""
+        if not self.sandbox:
+            return
+        from mailer.sandbox.stack import not_running, running_sandbox
+
+        ws = self.workspace_hint()
+        if running_sandbox(ws) is None:
+            raise not_running(ws)
+
     def check_sandbox_recipients(self, addresses: Iterable[str]) -> None:
         """In sandbox mode, refuse an address that has no sandbox mailbox before anything is
         sent (the sandbox's SMTP server would refuse it too, but only after the attempt was
