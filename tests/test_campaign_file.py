@@ -132,6 +132,22 @@ def test_a_csv_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
     assert f"{path.parent / 'p.csv'}:2: not UTF-8" in c.problems[0]
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_whose_columns_are_not_separated_by_commas_is_one_clear_problem(
+    tmp_path: Path, sep: str
+) -> None:
+    """Verify a spreadsheet export with ';' (or tabs) between its columns, Excel's default
+    where ',' is the decimal mark, is named as such, once, with what to do; not as one
+    unknown column named 'to;interviewer;...' and a problem for every row (walkthrough,
+    session 16)."""
+    csv = sep.join(["to", "company", "interview"]) + "\n"
+    csv += sep.join(["ana@sandbox.test", "Acme", "2026-12-01 10:00"]) + "\n"
+    c, path = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv.encode()})
+    (problem,) = c.problems
+    assert problem.startswith(f"{path.parent / 'p.csv'}:1: the columns are separated by ")
+    assert "'CSV UTF-8 (comma delimited)'" in problem and c.file_level == 1
+
+
 def test_csv_problems_name_the_line_where_the_row_starts(tmp_path: Path) -> None:
     csv = (
         b"to,company,interview,note,to\n"

@@ -127,7 +127,8 @@ def check_command(obj: Context, file: str, force: bool) -> None:
         names.add(e.account or "main")
     accounts = sorted(names)
     click.echo(
-        f"{c.path}: campaign {c.name!r}: {len(c.entries)} entries valid; {len(todo)} to send, "
+        f"{c.path}: campaign {c.name!r}: {len(c.entries)} "
+        f"entr{'y' if len(c.entries) == 1 else 'ies'} valid; {len(todo)} to send, "
         f"{len(c.entries) - len(todo)} already done; account(s): {', '.join(accounts)}"
     )
     if warnings:

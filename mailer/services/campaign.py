@@ -511,6 +511,20 @@ def _csv_rows(
         try:
             try:
                 columns = reader.fieldnames or []
+                if (
+                    len(columns) == 1
+                    and (sep := next((c for c in ";\t|" if c in columns[0]), None))
+                    and {c.strip() for c in columns[0].split(sep)} & {"to", "company"}
+                ):
+                    # A spreadsheet's export where ',' is the decimal mark: one column named
+                    # 'to;interviewer;company;...' is not a typo to name, but a separator.
+                    shown = "';'" if sep == ";" else ("a tab" if sep == "\t" else f"'{sep}'")
+                    problem(
+                        f"{csv_path}:1",
+                        f"the columns are separated by {shown}, not ','; save it again as "
+                        "'CSV UTF-8 (comma delimited)'",
+                    )
+                    return  # (its rows would each be one unknown key: nothing to add)
                 for col in columns:
                     if (col not in ENTRY_KEYS and not col.startswith("var.")) or col == "vars":
                         problem(
