@@ -656,6 +656,32 @@ def test_campaign_preview_and_status_need_no_finished_mail_server_settings(
     assert check.returncode != 0 and "smtp.port" in check.stderr
 
 
+def test_campaign_preview_shows_the_valid_entries_of_a_file_with_invalid_ones(
+    offline_workspace: Path,
+) -> None:
+    """Verify preview shows each valid entry and names the invalid ones (exit 3), and that
+    --entry shows a valid entry with a one-line note on the others (exit 0): 'run
+    --skip-invalid' sends the valid ones, so they must be seen first (it refused them all;
+    newcomer walkthrough, session 16)."""
+    write_campaign(
+        offline_workspace,
+        entry(INTERVIEWER, 1, key="good")
+        + entry(INTERVIEWER, 2, key="bad", interview="2026-13-01 10:00"),
+    )
+    preview = run_cli(offline_workspace, "campaign", "preview", "week49")
+    assert preview.returncode == 3, preview.stderr
+    assert "# entry good" in preview.stdout and "# entry bad" not in preview.stdout
+    (problem,) = [x for x in preview.stderr.splitlines() if x.startswith("mailer: error:")]
+    assert "entry bad" in problem and "week49.toml" in problem
+    said = "1 of the 2 entries in the file has problems"
+    assert f"{said} (above); the valid ones are shown" in preview.stderr
+    one = run_cli(offline_workspace, "campaign", "preview", "week49", "--entry", "good")
+    assert one.returncode == 0 and "# entry good" in one.stdout, one.stderr
+    assert f"{said}; 'mailer campaign check week49' lists them" in one.stderr
+    bad = run_cli(offline_workspace, "campaign", "preview", "week49", "--entry", "bad")
+    assert bad.returncode != 0 and "no valid entry with key 'bad'" in bad.stderr
+
+
 @pytest.mark.integration
 def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
     pair: Pair, monkeypatch

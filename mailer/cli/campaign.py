@@ -143,7 +143,12 @@ def check_command(obj: Context, file: str, force: bool) -> None:
 @handle_errors
 def preview_command(obj: Context, file: str, key: str | None, force: bool) -> None:
     """Print what each entry would send. No network."""
-    _, c = _load(obj, file, force=force, offline=True)
+    # The valid entries are shown even when others have problems: 'run --skip-invalid'
+    # sends them, so they must be seen first (a problem of the file itself still stops it).
+    _, c = _load(obj, file, force=force, offline=True, skip_invalid=True)
+    if key is None:
+        for line in c.problems:
+            click.echo(f"mailer: error: {line}", err=True)
     entries = [c.entry(key)] if key else c.entries
     for i, e in enumerate(entries):
         if i:
@@ -151,6 +156,19 @@ def preview_command(obj: Context, file: str, key: str | None, force: bool) -> No
         account = f", account {e.account}" if e.account else ""
         click.echo(f"# entry {e.key} ({e.where}{account})")
         _show(e.prepared)
+    if c.invalid:
+        have = "has" if c.invalid == 1 else "have"
+        click.echo(
+            f"mailer: {c.invalid} of the {c.total} entries in the file {have} problems"
+            + (
+                f"; 'mailer campaign check {file}' lists them"
+                if key
+                else " (above); the valid ones are shown"
+            ),
+            err=True,
+        )
+        if key is None:
+            sys.exit(int(ExitCode.CONFIG))
 
 
 @campaign.command("run")
