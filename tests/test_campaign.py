@@ -682,6 +682,26 @@ def test_campaign_preview_shows_the_valid_entries_of_a_file_with_invalid_ones(
     assert bad.returncode != 0 and "no valid entry with key 'bad'" in bad.stderr
 
 
+def test_campaign_run_gives_the_timing_advice_send_gives(offline_workspace: Path) -> None:
+    """Verify a run (a dry run here) says, before anything goes, which interviews are within
+    a day (call them as well) and which were more than a day ago (a late apology), as send
+    does for one (it said nothing; newcomer walkthrough, session 16)."""
+    write_campaign(
+        offline_workspace,
+        entry(INTERVIEWER, 1, key="late", interview="2026-11-21 10:00")
+        + entry(
+            INTERVIEWER, 2, key="soon", interview="2026-11-25 20:00", situation="conflict", note=""
+        )
+        + entry(INTERVIEWER, 3, key="fine", interview="2026-11-25 09:00"),
+    )
+    dry = run_cli(offline_workspace, "campaign", "run", "week49", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    (soon,) = [x for x in dry.stdout.splitlines() if "within a day" in x]
+    assert soon.startswith("Timing: 1 interview(s) within a day (soon)") and "call" in soon
+    (late,) = [x for x in dry.stdout.splitlines() if "more than a day ago" in x]
+    assert late.startswith("Timing: 1 interview(s) more than a day ago (late)"), late
+
+
 @pytest.mark.integration
 def test_an_apology_accepted_but_not_recorded_stops_the_run_saying_it_went(
     pair: Pair, monkeypatch

@@ -6,7 +6,8 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,8 @@ def run_command(
         if doubts:
             sys.exit(int(ExitCode.FAILURE))
         return
+    for line in _timing(todo, default_clock()()):
+        click.echo(line)
     if not dry_run and not yes:
         from mailer.cli.console import stdin_is_terminal
 
@@ -360,6 +363,36 @@ def run_command(
         sys.exit(int(ExitCode.FAILURE))
     if report.stopped == "interrupted":
         sys.exit(130)  # (Ctrl-C: the run is not over, whatever a script around it assumes)
+
+
+def _timing(entries: Iterable[Any], now: datetime) -> list[str]:
+    """The advice 'send' gives on timing, for the entries about to go, a line for each
+    kind: interviews within a day (an email alone may not be read in time) and interviews
+    more than a day ago (a late apology)."""
+    soon, late = [], []
+    for e in entries:
+        interview = e.facts.interview
+        if now < interview < now + timedelta(hours=24):
+            soon.append(e.key)
+        elif interview < now - timedelta(hours=24):
+            late.append(e.key)
+    call = "call them as well ('mailer call-script' prints what to say)"
+
+    def named(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    out = []
+    if soon:
+        out.append(
+            f"Timing: {len(soon)} interview(s) within a day ({named(soon)}): an email alone "
+            f"may not be read in time; {call}."
+        )
+    if late:
+        out.append(
+            f"Timing: {len(late)} interview(s) more than a day ago ({named(late)}): those "
+            f"apologies are late; sent today they still help, and so does a call."
+        )
+    return out
 
 
 def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:
