@@ -578,9 +578,13 @@ def start_sandbox(workspace: Path) -> StackInfo:
         shutil.copy(info.ca_file, sdir / "ca.pem")
         sender = f"you@{SANDBOX_DOMAIN}"
         (sdir / "config").mkdir(exist_ok=True)
-        (sdir / "config" / "mailer.toml").write_text(
-            sandbox_config_toml(info, sdir / "ca.pem", sender), encoding="utf-8"
-        )
+        config = sdir / "config" / "mailer.toml"
+        written = sandbox_config_toml(info, sdir / "ca.pem", sender)
+        try:
+            before = config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            before = ""
+        config.write_text(with_users_settings(written, before), encoding="utf-8")
         env = sdir / ".env"
         env.write_text(
             f"MAILER_SMTP_PASSWORD={info.users[sender]}\nMAILER_IMAP_PASSWORD={info.users[sender]}\n",
@@ -622,6 +626,52 @@ allow_test_domains = true
 [state]
 url = "sqlite:///{ca_file.parent / "state.db"}"
 """
+
+
+# The tables a start writes anew (the ports and the certificate change every start); in
+# [sender], only the address (the sandbox's own mailbox).
+_OWN_TABLES = frozenset({"smtp", "imap", "addresses", "state"})
+
+
+def with_users_settings(written: str, before: str) -> str:
+    """The config a start writes (``written``), with what the user added to the one it
+    replaces (``before``): the README has them add [follow_up] to see a follow-up in
+    seconds, and a restart dropped it. Kept verbatim: every table the start does not write,
+    and the [sender] lines other than the address (theirs win over the defaults). Should
+    the result not read as TOML, ``written`` alone."""
+    import tomllib
+
+    sender: dict[str, str] = {}  # key -> its line
+    kept: list[str] = []
+    table = ""
+    for line in before.splitlines():
+        bare = line.strip()
+        if bare.startswith("["):
+            table = bare.strip("[] ").split(".")[0].strip().strip('"')
+        if not table:
+            continue  # (the comment the start writes above the first table)
+        if table == "sender":
+            key = bare.partition("=")[0].strip()
+            if "=" in bare and key != "address" and not bare.startswith("#"):
+                sender[key] = line
+        elif table not in _OWN_TABLES:
+            kept.append(line)
+    if not sender and not kept:
+        return written
+    lines = written.splitlines()
+    start = lines.index("[sender]") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
+    body = [x for x in lines[start:end] if x.partition("=")[0].strip() not in sender]
+    merged = [*lines[:start], *[x for x in body if x.strip()], *sender.values(), ""]
+    merged += lines[end:]
+    text = "\n".join(merged).rstrip("\n") + "\n"
+    if kept:
+        text += "\n# Kept from before the sandbox last started:\n" + "\n".join(kept) + "\n"
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return written
+    return text
 
 
 def stop_sandbox(workspace: Path) -> str:
