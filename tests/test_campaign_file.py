@@ -113,6 +113,22 @@ def test_free_times_at_night_for_the_interviewer_stop_the_entry_as_they_stop_a_s
     assert forced.problems == [] and len(forced.entries) == 1
 
 
+def test_a_campaign_problem_names_the_key_as_the_file_spells_it(tmp_path: Path) -> None:
+    """Verify problems with interviewer_tz, interviewer_phone and alt_addresses name those
+    keys, not the command line's --interviewer-tz, interviewer-phone, alt-address (the
+    walkthrough of session 16 found 'interviewer-tz' in a campaign's error)."""
+    c, _ = load(
+        tmp_path,
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-11-24 10:00"\n'
+        'interviewer_tz = "Mars/Olympus"\ninterviewer_phone = "+1\\u0007"\n'
+        'alt_addresses = ["not an address"]\n',
+    )
+    problem = "\n".join(c.problems)
+    for key in ("interviewer_tz:", "interviewer_phone:", "alt_addresses:"):
+        assert key in problem, problem
+    assert "interviewer-" not in problem and "alt-address" not in problem, problem
+
+
 def test_two_candidates_may_apologise_for_the_same_panel(tmp_path: Path) -> None:
     entry = (
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'

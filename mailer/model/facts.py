@@ -330,6 +330,13 @@ def make_facts(
     def fail(message: str) -> None:
         problems.append(message)
 
+    # What a problem calls a fact: the option on the command line ("--interviewer-tz"), the
+    # key in a campaign file ("interviewer_tz", "alt_addresses").
+    file_keys = {"alt-address": "alt_addresses", "alt-domain": "alt_domains"}
+
+    def key(name: str) -> str:
+        return f"{prefix}{name}" if prefix else file_keys.get(name, name.replace("-", "_"))
+
     # The built-in situations, and the workspace's own templates (see composer.situations_in).
     known = tuple(SITUATIONS) if situations is None else tuple(situations)
     if situation.strip().lower() in known:
@@ -348,15 +355,15 @@ def make_facts(
         ("role", role, NAME_MAX),
         ("interviewer-phone", interviewer_phone, PHONE_MAX),
     ):
-        attempt(lambda v=value, n=name, m=limit: check_header(v, f"{prefix}{n}", m), None)
+        attempt(lambda v=value, n=name, m=limit: check_header(v, key(n), m), None)
     attempt(lambda: check_body(note, f"{prefix}note", NOTE_MAX), None)
 
     def listed(items: Iterable[str], name: str) -> tuple[str, ...]:
         """The items to check one by one; none if there are too many (one problem says so)."""
-        return attempt(lambda: check_count(tuple(items), f"{prefix}{name}"), ())
+        return attempt(lambda: check_count(tuple(items), key(name)), ())
 
     def short(value: str, name: str) -> str:
-        return check_header(value, f"{prefix}{name}", SHORT_MAX)
+        return check_header(value, key(name), SHORT_MAX)
 
     for name, value in (("interviewer", interviewer), ("company", company), ("role", role)):
         if not value.strip():
@@ -374,21 +381,21 @@ def make_facts(
         from mailer.model.zones import resolve
 
         found = attempt(
-            lambda: resolve(short(interviewer_tz, "interviewer-tz"), f"{prefix}interviewer-tz"),
+            lambda: resolve(short(interviewer_tz, "interviewer-tz"), key("interviewer-tz")),
             None,
         )
         if found is not None:
             interviewer_tz = found.name  # the composer and the store need the IANA name
             if found.note:
-                readings.append(f"{prefix}interviewer-tz: {found.note}")
+                readings.append(f"{key('interviewer-tz')}: {found.note}")
     epoch = datetime(1970, 1, 1, tzinfo=tz)
 
     def address(a: str, what: str) -> str:
-        return validate_address(a, allow_test_domains=allow_test_domains, what=f"{prefix}{what}")
+        return validate_address(a, allow_test_domains=allow_test_domains, what=key(what))
 
     def addressee(a: str, what: str) -> str:
         checked = address(a, what)
-        if warning := typo_warning(checked, f"{prefix}{what}"):
+        if warning := typo_warning(checked, key(what)):
             warnings.append(warning)
         return checked
 
@@ -434,7 +441,7 @@ def make_facts(
             for a in listed(alt_address, "alt-address")
         ),
         alt_domains=tuple(
-            attempt(lambda d=d: _domain(d, f"{prefix}alt-domain"), d)
+            attempt(lambda d=d: _domain(d, key("alt-domain")), d)
             for d in listed(alt_domain, "alt-domain")
         ),
         readings=tuple(readings),
