@@ -545,6 +545,19 @@ def test_a_time_the_clocks_skip_is_refused_in_the_file_format_too() -> None:
     assert parse_when("2026-03-29 02:30", LONDON, "interview").utcoffset() == timedelta(hours=1)
 
 
+@pytest.mark.parametrize(
+    "text", ["26-Nov-2026 11:30", "2026-Nov-26 11:30", "Nov-26-2026 11:30", "Thu 26-nov-2026 11:30"]
+)
+def test_a_date_with_a_month_name_and_hyphens_reads_as_with_spaces(text: str) -> None:
+    """Verify a spreadsheet's dd-mmm-yyyy (and its orders) reads as "26 Nov 2026" does, and
+    all-digit dates with hyphens still read as before (walkthrough, session 16)."""
+    assert (
+        read_when(text, LONDON, NOW, None).at
+        == read_when("26 Nov 2026 11:30", LONDON, NOW, None).at
+    )
+    assert read_when("2026-11-26 11:30", LONDON, NOW, None).at.day == 26
+
+
 def test_a_time_the_clocks_repeat_is_read_as_the_first_and_says_so() -> None:
     """Verify 01:30 on the night summer time ends is the BST one, with a note."""
     reading = read_when("25 Oct 2026 01:30", LONDON, NOW, None)

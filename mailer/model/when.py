@@ -272,6 +272,16 @@ def _read_time(token: str, text: str, what: str) -> time:
     return time(hour, minute, second)
 
 
+# A date with a month name and hyphens, as spreadsheets export it ("26-Nov-2026",
+# "2026-Nov-26", "Nov-26-2026"): read as the same words with spaces.
+_HYPHENED = re.compile(r"\b(\d{1,4}|[a-z]{3,}\.?)-(\d{1,2}|[a-z]{3,}\.?)-(\d{1,4})\b")
+
+
+def _spaced(m: re.Match[str]) -> str:
+    """A hyphenated date with a month name, its parts apart (an all-digit one is left)."""
+    return " ".join(m.groups()) if any(p[0].isalpha() for p in m.groups()) else m.group(0)
+
+
 def _read_date(
     rest: str,
     text: str,
@@ -286,7 +296,7 @@ def _read_date(
     today = now.astimezone(tz).date()
     words = [
         re.sub(r"^(\d{1,2})(?:st|nd|rd|th)$", r"\1", w)
-        for w in re.split(r"[\s,]+", rest.strip().lower())
+        for w in re.split(r"[\s,]+", _HYPHENED.sub(_spaced, rest.strip().lower()))
         if w and w not in _FILLER
     ]
     weekday = None
