@@ -473,6 +473,31 @@ def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
     assert pair.follow_ups_received(root) == []
 
 
+def test_preview_follow_up_shows_it_as_it_would_go_when_due(pair: Pair) -> None:
+    """Verify preview --follow-up composes the follow-up at its due time, not now: after an
+    out-of-office moved it past a free time, that time is no longer offered (it offered
+    times that would be past by then; newcomer walkthrough, session 16)."""
+    thread, root = send(
+        pair, "--free", "2026-12-01 09:00-12:00", "--free", "2026-12-17 09:00-12:00"
+    )
+    pair.send_as(
+        pair.interviewer,
+        pair.candidate,
+        "Automatic reply: our interview",
+        "I am out of the office until 15 December with no access to email.",
+        {"In-Reply-To": root, "References": root, "Auto-Submitted": "auto-replied"},
+    )
+    check_at(pair, timedelta(seconds=30))
+    assert status(pair, thread)["follow_up_due"] > "2026-12-14", status(pair, thread)
+    r = run_cli(
+        pair.ws, "preview", "--follow-up", str(thread), env={"MAILER_NOW": at(timedelta(minutes=1))}
+    )
+    assert r.returncode == 0, r.stderr
+    assert "as it would go when due" in r.stderr
+    own = r.stdout.split(" wrote:\n")[0]  # (the quoted apology lists both, as it did)
+    assert "Thursday 17 December" in own and "Tuesday 1 December" not in own, r.stdout
+
+
 def _crashed_send(pair: Pair, point: str) -> int:
     r = run_cli(
         pair.ws,

@@ -260,7 +260,18 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
             state = thread.state.replace("_", " ")
             click.echo(f"Thread {follow_up} is {state}: no follow-up will go.")
             return
-        _show_raw(build_follow_up(settings, store, thread, now))
+        # As it would go: at its due time, not now (the free times it offers are those still
+        # ahead then, and an out-of-office may have moved it).
+        from datetime import datetime
+
+        due = datetime.fromisoformat(thread.follow_up_due) if thread.follow_up_due else None
+        at = max(now, due) if due else now
+        if at > now:
+            from mailer.adapters.clock import local_zone
+
+            mine = at.astimezone(local_zone(settings.sender.timezone))
+            click.echo(f"(as it would go when due, {mine:%a %d %b %H:%M %Z})", err=True)
+        _show_raw(build_follow_up(settings, store, thread, at))
         return
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
     if missing:
