@@ -343,6 +343,10 @@ def test_tense_is_not_checked_when_unknown() -> None:
 def test_note_of_one_or_two_characters_is_an_error(note: str) -> None:
     """Verify a stray one- or two-character note is an error (and not also 'not used')."""
     assert rules_of(f"{REASON}\n\n{note.strip()}", note=note) == {"note-too-short": ERROR}
+    # Its words say what is wrong: a campaign's problem line shows them alone (walkthrough).
+    body = BODY.format(middle=f"{REASON}\n\n{note.strip()}")
+    (finding,) = lint_apology("Apologies", body, company=COMPANY, role=ROLE, note=note)
+    assert finding.message == f"The note is only {note.strip()!r}: a slip, not a sentence."
 
 
 @pytest.mark.parametrize("note", ["", "Yes", "Keen to talk."])

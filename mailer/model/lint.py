@@ -1182,7 +1182,9 @@ def _note_tense(note: str, past: bool) -> Iterator[Finding]:
 
 def _note(body: str, note: str) -> Iterator[Finding]:
     if 0 < len(note.strip()) < MIN_NOTE_CHARS:
-        yield _finding("note-too-short", f"The note is {note.strip()!r}.")
+        yield _finding(
+            "note-too-short", f"The note is only {note.strip()!r}: a slip, not a sentence."
+        )
         return
     if not note.strip():
         yield _finding("personal-note", "Nothing in this message is personal to this interview.")
