@@ -544,7 +544,7 @@ def not_running(workspace: Path) -> MailerError:
     who started that one and then moved into a workspace is told so."""
     from mailer.adapters.userdirs import user_data_dir
 
-    hint = "start it with 'mailer sandbox start' (run here)"
+    hint = "start it with 'mailer sandbox start', run in this folder"
     other = user_data_dir()
     if workspace.resolve() != other.resolve() and running_sandbox(other) is not None:
         hint += (
