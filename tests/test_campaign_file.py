@@ -129,6 +129,26 @@ def test_a_campaign_problem_names_the_key_as_the_file_spells_it(tmp_path: Path) 
     assert "interviewer-" not in problem and "alt-address" not in problem, problem
 
 
+def test_an_entry_missing_a_fact_still_has_its_other_problems_named(tmp_path: Path) -> None:
+    """Verify an entry missing a required fact is checked for everything else too, and
+    names all of it at once (it stopped at "situation: missing", and its relative date and
+    unknown zone came only on the next check; walkthrough, session 16), and that the value
+    standing in for the missing fact earns no problem of its own."""
+    c, path = load(
+        tmp_path,
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\nsituation = ""\n'
+        'interview = "tomorrow 10:00"\ninterviewer_tz = "Mars/Olympus"\n'
+        '[[entries]]\ncompany = "Acme"\ninterview = "2026-11-24 10:00"\n',
+    )
+    first = [p for p in c.problems if p.startswith(f"{path}:5: ")]
+    assert [p.split(": ", 3)[2] for p in first] == ["situation", "interviewer_tz", "interview"]
+    assert "would change with the day the file is run" in first[2]
+    second = [p for p in c.problems if p.startswith(f"{path}:11: ")]
+    assert [p.split(": ", 2)[2] for p in second] == [
+        "to: missing (give it in the entry or in [defaults])"
+    ]
+
+
 def test_two_candidates_may_apologise_for_the_same_panel(tmp_path: Path) -> None:
     entry = (
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-12-01 10:00"\n'

@@ -66,6 +66,7 @@ LIST_KEYS = ("free", "cc", "alt_addresses", "alt_domains")
 INT_KEYS = ("max_follow_ups",)
 ENTRY_KEYS = (*TEXT_KEYS, *LIST_KEYS, *INT_KEYS, "vars")
 REQUIRED = ("to", "interviewer", "company", "role", "interview", "situation")
+_MISSING = "missing (give it in the entry or in [defaults])"
 # Entry keys that make_facts does not see, each checked by the rule for where it goes (the
 # sender's name and phone reach headers; the signature only the body).
 OWN_TEXT_RULES = {
@@ -657,11 +658,35 @@ def _entry(
             problems.append(f"{key}: must be a list of text")
             v = []
         values[key] = v
-    for key in REQUIRED:
-        if not values[key]:
-            problems.append(f"{key}: missing (give it in the entry or in [defaults])")
+    missing = [key for key in REQUIRED if not values[key]]
     if problems:
-        return None, [*unknown, *problems]
+        return None, [*unknown, *problems, *(f"{k}: {_MISSING}" for k in missing)]
+    if missing:
+        # Every problem at once: the rest is checked too, each missing fact standing in as
+        # a harmless value, and the entry is refused with all of them (it used to stop at
+        # "situation: missing", and its unreadable date came only on the next check).
+        stand_ins = {
+            "to": "someone@example.com",
+            "interviewer": "Someone",
+            "company": "Company",
+            "role": "Role",
+            "interview": f"{now:%Y-%m-%d %H:%M}",
+            "situation": next(iter(situations or ()), "illness"),
+        }
+        _, rest = _entry(
+            where,
+            {**raw, **{k: stand_ins[k] for k in missing}},
+            defaults,
+            follow_up,
+            settings,
+            now,
+            composer,
+            situations=situations,
+            zones=zones,
+        )
+        # (Not a word about the stand-ins themselves: an example address, say.)
+        rest = [p for p in rest if p not in unknown and p.partition(":")[0] not in missing]
+        return None, [*unknown, *(f"{k}: {_MISSING}" for k in missing), *rest]
     problems = unknown
 
     account = values["account"]
