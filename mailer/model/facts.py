@@ -258,8 +258,14 @@ def _parse_slot(text: str, tz: tzinfo, what: str) -> FreeSlot:
         raise InputError(
             f"{what}: cannot read {text!r}; use 'YYYY-MM-DD HH:MM-HH:MM', e.g. '2026-12-01 09:00-12:00'"
         )
-    start = parse_when(f"{m.group(1)} {m.group(2)}", tz, what)
-    end = parse_when(f"{m.group(1)} {m.group(3)}", tz, what)
+    pieces = (f"{m.group(1)} {m.group(2)}", f"{m.group(1)} {m.group(3)}")
+    try:
+        start, end = (parse_when(piece, tz, what) for piece in pieces)
+    except InputError as exc:  # named by the whole free time, as the user wrote it
+        said = str(exc)
+        for piece in pieces:
+            said = said.replace(repr(piece), repr(text), 1)
+        raise InputError(said) from None
     if end <= start:
         raise InputError(f"{what}: {text!r} ends before it starts")
     return FreeSlot(start, end)
