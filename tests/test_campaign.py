@@ -835,17 +835,26 @@ def test_a_second_ctrl_c_does_not_wait_for_a_sent_copy_the_imap_server_never_ans
     assert len(pair.stack.messages_with_id(pair.candidate, first, "Sent")) == 1
 
 
+def _sent_then_edited(pair: Pair, text: str, old: str, new: str) -> tuple[Path, int]:
+    """A campaign of one entry sent by a run, then its file edited (``old`` made ``new``):
+    the file, and the SMTP log's mark from before the run."""
+    path = write_campaign(pair.ws, text)
+    mark = pair.stack.log_mark()
+    first = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
+    assert first.returncode == 0 and "1 sent" in first.stdout, first.stdout + first.stderr
+    path.write_text(path.read_text().replace(old, new))
+    return path, mark
+
+
 @pytest.mark.integration
 def test_an_entry_whose_company_was_corrected_after_it_was_sent_is_not_sent_again(
     pair: Pair,
 ) -> None:
     """Verify correcting an entry's company spelling after a run (a new entry key) does not
     send the same interview a second time: the run skips it, naming the thread."""
-    path = write_campaign(pair.ws, entry(pair.interviewer, 1, company="Acme Corp."))
-    mark = pair.stack.log_mark()
-    first = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
-    assert first.returncode == 0 and "1 sent" in first.stdout, first.stdout + first.stderr
-    path.write_text(path.read_text().replace("Acme Corp.", "Acme Corporation"))
+    _, mark = _sent_then_edited(
+        pair, entry(pair.interviewer, 1, company="Acme Corp."), "Acme Corp.", "Acme Corporation"
+    )
     # A check and a dry run say so before anything is tried, as the run does.
     check = run_cli(pair.ws, "campaign", "check", "week49")
     assert "0 to send, 1 already done" in check.stdout, check.stdout + check.stderr
@@ -870,11 +879,9 @@ def test_an_entry_whose_interview_time_was_changed_after_it_was_sent_is_not_sent
     apology at the new time) does not send the interviewer a second apology: check warns,
     the run skips it naming the thread and the old time, and a key of its own (another
     interview) lets it go (from a newcomer walkthrough: it was sent again)."""
-    path = write_campaign(pair.ws, entry(pair.interviewer, 1, interview="2026-11-24 11:30"))
-    mark = pair.stack.log_mark()
-    first = run_cli(pair.ws, "campaign", "run", "week49", "--yes")
-    assert first.returncode == 0 and "1 sent" in first.stdout, first.stdout + first.stderr
-    path.write_text(path.read_text().replace("11:30", "16:30"))
+    path, mark = _sent_then_edited(
+        pair, entry(pair.interviewer, 1, interview="2026-11-24 11:30"), "11:30", "16:30"
+    )
     check = run_cli(pair.ws, "campaign", "check", "week49")
     assert "0 to send" in check.stdout, check.stdout + check.stderr
     (line,) = [x for x in check.stderr.splitlines() if "interview time was changed" in x]
