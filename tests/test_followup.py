@@ -41,7 +41,7 @@ def _interview_of(extra: tuple[str, ...]) -> str:
     return f"2026-11-25 {9 + minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def send(pair: Pair, *extra: str, to: str | None = None) -> tuple[int, str]:
+def send(pair: Pair, *extra: str, to: str | None = None, now: datetime = T0) -> tuple[int, str]:
     r = run_cli(
         pair.ws,
         "send",
@@ -59,7 +59,7 @@ def send(pair: Pair, *extra: str, to: str | None = None) -> tuple[int, str]:
         _interview_of(extra),
         "--yes",
         *extra,
-        env={"MAILER_NOW": T0.isoformat()},
+        env={"MAILER_NOW": now.isoformat()},
     )
     assert r.returncode == 0, r.stderr
     thread = int(re.search(r"thread (\d+)", r.stdout).group(1))

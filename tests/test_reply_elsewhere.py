@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from .conftest import Pair, run_cli
-from .test_followup import check_at, send, status
+from .test_followup import T0, check_at, send, status
 
 pytestmark = pytest.mark.integration
 
@@ -339,6 +339,47 @@ def test_a_message_about_another_apology_from_someone_with_their_own_holds_both(
     assert pair.follow_ups_received(first_root) == []
     assert pair.follow_ups_received(second_root) == []
     assert f"mailer release {first}" in out and f"mailer release {second}" in out, out
+
+
+@pytest.mark.parametrize("how", ["move", "copy"])
+def test_a_message_about_another_apology_released_does_not_hold_again_from_another_folder(
+    pair: Pair, how: str
+) -> None:
+    """Verify that once the user settled the two threads such a message held (the sender's
+    marked replied, the other released), the message moved or copied to another folder
+    (Gmail's All Mail holds a copy of everything) holds nothing again: the released
+    thread's follow-up goes (review of session 16: it was held again, for good)."""
+    first, _ = send(pair, "--company", "Alpha Co")
+    second, second_root = send(pair, "--company", "Beta Co", to=pair.alternate)
+    subject = status(pair, second)["subject"]
+    pair.send_as(pair.interviewer, pair.candidate, f"RE: FW: {subject}", RECRUITER_ON_ANOTHER)
+    check_at(pair, timedelta(seconds=30), expect=9)
+    assert run_cli(pair.ws, "mark-replied", str(first)).returncode == 0
+    assert run_cli(pair.ws, "release", str(second)).returncode == 0
+    with pair.stack.imap(pair.candidate) as c:
+        c.create_folder("Archive")
+        c.select_folder("INBOX")
+        (c.move if how == "move" else c.copy)(c.search(["ALL"]), "Archive")
+    out = check_at(pair, timedelta(hours=2))
+    assert status(pair, second)["state"] == "followed_up", out
+    assert len(pair.follow_ups_received(second_root)) == 1
+
+
+def test_a_message_about_another_apology_found_first_by_its_last_look_holds_the_senders_too(
+    pair: Pair,
+) -> None:
+    """Verify a recruiter's message about another apology, filed elsewhere before any pass
+    saw it and found by the other thread's last look before the recruiter's own thread is
+    due, holds the recruiter's own thread too: no follow-up goes to it later (review of
+    session 16: it went)."""
+    second, second_root = send(pair, "--company", "Beta Co", to=pair.alternate)
+    first, first_root = send(pair, "--company", "Alpha Co", now=T0 + timedelta(hours=1))
+    subject = status(pair, second)["subject"]
+    _deliver_then_move(pair, "Archive", f"RE: FW: {subject}", RECRUITER_ON_ANOTHER)
+    out = check_at(pair, timedelta(minutes=2), expect=9)
+    assert [status(pair, t)["state"] for t in (first, second)] == ["held", "held"], out
+    out = check_at(pair, timedelta(hours=2), expect=9)
+    assert pair.follow_ups_received(first_root) == pair.follow_ups_received(second_root) == []
 
 
 def test_a_message_about_another_apology_from_someone_whose_thread_is_over_holds_that_one(

@@ -1594,6 +1594,17 @@ class Store:
         )
         return {str(r["message_id"]) for r in rows}
 
+    def has_incoming(self, message_id: str) -> bool:
+        """Whether a message with this Message-ID was recorded for any thread, in any
+        folder (read-only; the watcher asks it of the few messages a last look finds)."""
+        from mailer.model.excerpt import without_nul
+
+        return bool(
+            self._rows(
+                "SELECT 1 FROM incoming WHERE message_id = :m LIMIT 1", m=without_nul(message_id)
+            )
+        )
+
     def seen_incoming(self, folder: str, uidvalidity: int, uid: int) -> bool:
         """Whether this message was recorded already (see :meth:`apply_incoming`)."""
         return bool(

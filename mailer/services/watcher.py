@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -162,7 +162,7 @@ def read_elsewhere(
     ours = settings.sender.address.lower()
     # A message acted on once is not acted on again from another folder: a hold the user
     # released would come back (a copy in All Mail, the notice moved to Trash).
-    recorded = frozenset(i for t, _, _ in looked for i in store.incoming_ids(t.id))
+    recorded = Recorded(store, {i for t, _, _ in looked for i in store.incoming_ids(t.id)})
     if box.selected is not None:
         box.unselect()
     others = box.other_folders(settings.watch.folders)
@@ -219,7 +219,7 @@ def _read_answers_to_forwards(
     uidvalidity: int,
     looked: list[tuple[ThreadRow, list[str], date]],
     indexes: Indexes,
-    recorded: frozenset[str],
+    recorded: Recorded,
     reading: Reading,
 ) -> None:
     """:func:`_read_forwarded` in the selected folder for each of ``looked`` (a thread, its
@@ -267,6 +267,26 @@ def _any_subject(box: Mailbox, folder: str, subjects: list[str], since: date) ->
         return True
 
 
+class Recorded(Container[str]):
+    """The Message-IDs of messages already acted on: those recorded for the threads looked
+    at (read up front), and any other the store has recorded, asked as they come (a message
+    that held several threads is recorded with one of them; a copy of it in another folder,
+    Gmail's All Mail, must not hold the others again once the user released them)."""
+
+    def __init__(self, store: Store, known: set[str]) -> None:
+        self.store, self.known = store, known
+        self.asked: dict[str, bool] = {}
+
+    def __contains__(self, message_id: object) -> bool:
+        if not isinstance(message_id, str) or not message_id:
+            return False
+        if message_id in self.known:
+            return True
+        if message_id not in self.asked:
+            self.asked[message_id] = self.store.has_incoming(message_id)
+        return self.asked[message_id]
+
+
 def _one_per_message(found: list[NewMessage]) -> list[NewMessage]:
     """One colleague's answer that carries the subject of several threads (two interviews at
     one company on one day) holds them all, as one message: it is recorded once."""
@@ -292,7 +312,7 @@ def _read_forwarded(
     since: date,
     indexes: Indexes,
     ids: list[str],
-    recorded: frozenset[str],
+    recorded: Recorded,
     reading: Reading,
 ) -> None:
     """A person's message with the apology's subject ("RE: FW: ...") from an address the
@@ -300,7 +320,7 @@ def _read_forwarded(
     colleague answers. It may be the answer, so the thread is held for the user (a follow-up
     to someone whose colleague has just replied is the mistake to avoid), once: a thread the
     user released is not held again by the same message. ``ids``: the thread's own
-    Message-IDs; ``recorded``: those of the messages already recorded for it."""
+    Message-IDs; ``recorded``: the messages already acted on."""
     subject = " ".join(thread.subject.split())
     if not subject:
         return
@@ -343,6 +363,13 @@ def _read_forwarded(
             and not any(ref in index.our_ids for ref in i.refs)
             and not _their_own_subject(store, i, index)
         ]
+    # A sender's own open threads are held with this one, as the same message read in a
+    # watched folder holds them (see _consider): a recruiter who wrote about another apology
+    # may be answering theirs too, and must get no follow-up on a guess.
+    own = {
+        uid: [t.id for t in from_sender(i.sender, _UNKNOWN, index) if t.state in OPEN_THREAD]
+        for uid, i in candidates
+    }
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
     for uid, incoming in candidates:
         received = dates.get(uid) or clock()
@@ -355,6 +382,9 @@ def _read_forwarded(
         if verdict.kind != HUMAN:
             continue  # an auto-reply or a report with our subject says nothing of an answer
         reading.threads[thread.id] = thread
+        for other in own[uid]:
+            if other not in reading.threads and (row := store.thread(other, lenient=True)):
+                reading.threads[other] = row
         reading.messages.append(
             NewMessage(
                 place=place(settings, folder),
@@ -375,7 +405,7 @@ def _read_forwarded(
                     subject=incoming.subject,
                     received=received,
                     reason=verdict.reason,
-                    hold=(thread.id,),
+                    hold=tuple(dict.fromkeys((thread.id, *own[uid]))),
                 ),
                 seen_before=store.seen_incoming(place(settings, folder), uidvalidity, uid),
             )
@@ -496,7 +526,7 @@ def _read_headers(
     indexes: Indexes,
     reading: Reading,
     ours: str = "",
-    recorded: frozenset[str] = frozenset(),
+    recorded: Container[str] = frozenset(),
 ) -> None:
     """Match, read and classify the selected folder's messages whose ``headers`` are given,
     into ``reading``. ``ours``: an address whose messages are passed over unread (a copy of
