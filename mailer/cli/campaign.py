@@ -265,7 +265,7 @@ def run_command(
         for key, skip in doubts:
             click.echo(_doubt_line(key, skip.thread_id, skip.text))
         for key, skip in changed:
-            click.echo(f"entry {key}: {skip.text}")
+            click.echo(f"entry {key}: not sent: {skip.text}")
         if refused:
             click.echo(
                 f"{refused} refused by the server earlier: fix them, or run again with "
@@ -273,6 +273,8 @@ def run_command(
             )
         if doubts:
             sys.exit(int(ExitCode.FAILURE))
+        if changed:
+            sys.exit(int(ExitCode.WAITING))  # (not done: the user must say which it is)
         return
     for line in _timing(todo, default_clock()()):
         click.echo(line)
@@ -352,6 +354,9 @@ def run_command(
     doubts = [o for o in report.outcomes if o.in_doubt]
     for o in doubts:
         click.echo(_doubt_line(o.key, o.thread_id, o.detail))
+    changed = [o for o in report.outcomes if o.changed]
+    for o in changed:
+        click.echo(f"entry {o.key}: not sent: {o.detail}")
     if report.sent_copy_problems:
         warn(
             f"{len(report.sent_copy_problems)} Sent cop(ies) not saved: "
@@ -361,6 +366,8 @@ def run_command(
         sys.exit(int(ExitCode.NETWORK))
     if doubts:
         sys.exit(int(ExitCode.FAILURE))
+    if changed:
+        sys.exit(int(ExitCode.WAITING))  # (not done: the user must say which it is)
     if report.stopped == "interrupted":
         sys.exit(130)  # (Ctrl-C: the run is not over, whatever a script around it assumes)
 

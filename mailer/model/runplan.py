@@ -81,10 +81,11 @@ def skip_reason(past: Iterable[Past], retry_failed: bool) -> Skip | None:
                 return None  # that version never reached them
             return Skip(
                 Why.CHANGED,
-                f"its interview time was changed after its apology went (thread {t}, for "
-                f"{p.changed_from}): the interviewer has that apology, and is not sent a "
-                "second for one interview. If this is another interview, give the entry a "
-                "key of its own (key = ...)",
+                f"this campaign's apology to the same address and company for another time "
+                f"(thread {t}, {p.changed_from}) belongs to an entry no longer in the file. "
+                "If you changed this entry's interview time, the interviewer has that "
+                "apology and is not sent a second; if this is another interview, give the "
+                "entry a key of its own (key = ...)",
                 t,
             )
         if p.state == MessageState.SENT:

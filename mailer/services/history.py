@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mailer.adapters.spill import Selection
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
+from mailer.model.lifecycle import MessageState
 from mailer.model.runplan import Item, Past, Skip, Why, skip_reason
 
 if TYPE_CHECKING:
@@ -84,10 +85,11 @@ def _earlier_versions(
     for key, records in state.items():
         if key not in current:
             for thread, root in records:  # (oldest first: the newest is kept)
-                gone[(*_same_apology(thread.recipient, thread.company), thread.account)] = (
-                    thread,
-                    root,
-                )
+                where = (*_same_apology(thread.recipient, thread.company), thread.account)
+                kept = gone.get(where)
+                # One that may have reached them outranks one that cannot have.
+                if kept is None or not _reached(past_of(*kept)) or _reached(past_of(thread, root)):
+                    gone[where] = (thread, root)
     if not gone:
         return
     for e in entries:
@@ -101,6 +103,12 @@ def _earlier_versions(
             except (TypeError, ValueError, OverflowError):
                 shown = thread.interview_at
             past[e.key] = (replace(past_of(thread, root), changed_from=shown),)
+
+
+def _reached(p: Past) -> bool:
+    """Whether an apology may have reached the interviewer (not refused, not dropped before
+    its final dot)."""
+    return p.state != MessageState.FAILED and not p.abandoned_before_final_dot
 
 
 def past_of(thread: ThreadRow, root: MessageRow) -> Past:

@@ -27,7 +27,7 @@ from mailer.adapters.store import Store
 from mailer.errors import DeliveryError, DuplicateError, StateError
 from mailer.model import lifecycle
 from mailer.model.lifecycle import Outcome as Fate
-from mailer.model.runplan import Act, Feedback, RunPlan
+from mailer.model.runplan import Act, Feedback, RunPlan, Why
 from mailer.model.throttle import Pacer, too_many
 from mailer.services import sending
 from mailer.services.campaign import Campaign, Entry
@@ -57,6 +57,7 @@ class Outcome:
     thread_id: int | None = None
     account_down: bool = False  # the account's trouble: its other entries wait this run
     in_doubt: bool = False  # skipped, or not known to be sent, because it is in doubt
+    changed: bool = False  # skipped until the user decides: an earlier version of it went
 
 
 @dataclass
@@ -255,6 +256,7 @@ def run_campaign(
                         action.why,
                         action.thread_id,
                         in_doubt=action.in_doubt,
+                        changed=action.skip is Why.CHANGED,
                     )
                 )
             elif action.act is Act.FAIL:
