@@ -138,7 +138,8 @@ def test_an_entry_missing_a_fact_still_has_its_other_problems_named(tmp_path: Pa
         tmp_path,
         '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\nsituation = ""\n'
         'interview = "tomorrow 10:00"\ninterviewer_tz = "Mars/Olympus"\n'
-        '[[entries]]\ncompany = "Acme"\ninterview = "2026-11-24 10:00"\n',
+        '[[entries]]\ncompany = "Acme"\ninterview = "2026-11-24 10:00"\n'
+        '[[entries]]\nto = "bo@sandbox.test"\ncompany = "Acme"\nsituation = "conflict"\n',
     )
     first = [p for p in c.problems if p.startswith(f"{path}:5: ")]
     assert [p.split(": ", 3)[2] for p in first] == ["situation", "interviewer_tz", "interview"]
@@ -147,6 +148,11 @@ def test_an_entry_missing_a_fact_still_has_its_other_problems_named(tmp_path: Pa
     assert [p.split(": ", 2)[2] for p in second] == [
         "to: missing (give it in the entry or in [defaults])"
     ]
+    # Nothing about the time standing in for a missing interview ("still ahead, but ...").
+    third = [p for p in c.problems if p.startswith(f"{path}:14: ")]
+    assert [p.split(": ", 2)[2] for p in third] == [
+        "interview: missing (give it in the entry or in [defaults])"
+    ], c.problems
 
 
 def test_two_candidates_may_apologise_for_the_same_panel(tmp_path: Path) -> None:

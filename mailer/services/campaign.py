@@ -623,7 +623,10 @@ def _entry(
     shared: dict[Any, tuple[Settings, dict[str, Any]]] | None = None,
     situations: dict[str, str] | None = None,
     zones: dict[str, tzinfo] | None = None,
+    facts_only: bool = False,
 ) -> tuple[Entry | None, list[str]]:
+    """The entry, or None and every problem it has. ``facts_only``: its facts are checked,
+    not composed (for an entry missing some, read with stand-ins: see below)."""
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
     # An unknown key (a typo) stops nothing else from being checked: every problem of the
@@ -683,6 +686,7 @@ def _entry(
             composer,
             situations=situations,
             zones=zones,
+            facts_only=True,  # (the text would be about the stand-ins: "still ahead, but...")
         )
         # (Not a word about the stand-ins themselves: an example address, say.)
         rest = [p for p in rest if p not in unknown and p.partition(":")[0] not in missing]
@@ -774,6 +778,8 @@ def _entry(
         problems.append(f"key: {key!r} may use letters, digits and . _ @ + / : - only")
     if not key:
         key, derived = derive_key(facts.to, facts.company, facts.interview, account), True
+    if facts_only:
+        return None, problems
     try:
         opened = open_subjects(facts.to) if open_subjects is not None else frozenset()
         taken = _Taken(facts.to, opened, claims)
