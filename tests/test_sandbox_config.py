@@ -39,3 +39,16 @@ def test_a_config_the_user_broke_gives_way_to_the_one_the_start_writes() -> None
     broken = _written(1001, 1002) + "\n[follow_up]\nwait = \n"
     assert with_users_settings(_written(2001, 2002), broken) == _written(2001, 2002)
     assert with_users_settings(_written(2001, 2002), "") == _written(2001, 2002)
+
+
+def test_a_multi_line_sender_value_is_kept_whole() -> None:
+    """Verify a [sender] signature written as a multi-line string survives a restart whole,
+    and with it the rest of what the user added (its lost lines made the config unreadable,
+    and every kept setting was dropped; review of session 16)."""
+    before = _written(1001, 1002).replace(
+        'signature = "Sam Sandbox"', 'signature = """Sam Sandbox\nData Engineer\n"""'
+    )
+    before += '\n[follow_up]\nwait = "15s"\n'
+    after = tomllib.loads(with_users_settings(_written(2001, 2002), before))
+    assert after["sender"]["signature"] == "Sam Sandbox\nData Engineer\n"
+    assert after["follow_up"] == {"wait": "15s"}

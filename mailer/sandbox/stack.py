@@ -641,11 +641,16 @@ def with_users_settings(written: str, before: str) -> str:
     the result not read as TOML, ``written`` alone."""
     import tomllib
 
-    sender: dict[str, str] = {}  # key -> its line
+    sender: dict[str, str] = {}  # key -> its line (or lines: a multi-line string)
     kept: list[str] = []
-    table = ""
+    table, open_key = "", ""  # open_key: a [sender] value whose ''' or """ is still open
     for line in before.splitlines():
         bare = line.strip()
+        if open_key:
+            sender[open_key] += "\n" + line
+            if _opens_multiline(line):  # (its closing quotes)
+                open_key = ""
+            continue
         if bare.startswith("["):
             table = bare.strip("[] ").split(".")[0].strip().strip('"')
         if not table:
@@ -654,6 +659,8 @@ def with_users_settings(written: str, before: str) -> str:
             key = bare.partition("=")[0].strip()
             if "=" in bare and key != "address" and not bare.startswith("#"):
                 sender[key] = line
+                if _opens_multiline(bare.partition("=")[2]):
+                    open_key = key
         elif table not in _OWN_TABLES:
             kept.append(line)
     if not sender and not kept:
@@ -672,6 +679,12 @@ def with_users_settings(written: str, before: str) -> str:
     except tomllib.TOMLDecodeError:
         return written
     return text
+
+
+def _opens_multiline(text: str) -> bool:
+    """Whether ``text`` opens (or closes) a multi-line string and leaves it so: an odd
+    number of triple quotes of one kind."""
+    return text.count('"""') % 2 == 1 or text.count("'''") % 2 == 1
 
 
 def stop_sandbox(workspace: Path) -> str:
