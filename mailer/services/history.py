@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 Record = tuple[ThreadRow, MessageRow]  # a thread and its apology
+Where = tuple[str, str, str]  # an address and a company (see _same_apology), an account
 
 
 def entry_state(campaign: Campaign, store: Reads) -> dict[str, list[Record]]:
@@ -52,16 +53,22 @@ def past_attempts(
     for thread_id, _, _, _, key in store.apology_keys() if keys is None else keys:
         holders[key] = thread_id  # (oldest first: the newest is kept)
     held: dict[str, int] = {}
-    changed: list[Entry] = []  # entries that may be an earlier one with its time edited
+    present: set[str] = set()  # the keys with threads of this campaign still in the file
+    may_be_edited = False  # a new entry with a made key: perhaps an earlier one edited
     for e in campaign.entries:
-        if e.key not in past:
+        if e.key in past:
+            present.add(e.key)
+        else:
             thread_id = holders.get(e.interview_key)
             if thread_id is not None:
                 held[e.key] = thread_id
             elif e.derived_key:
-                changed.append(e)
-    if changed:
-        _earlier_versions(campaign, state, changed, past)
+                may_be_edited = True
+    if may_be_edited and (gone := _gone(state, present)):
+        # (A second pass, only then: a list of the entries would hold them all in memory.)
+        for e in campaign.entries:
+            if e.key not in past and e.key not in held and e.derived_key:
+                _earlier_version(e, gone, past)
     if held:
         records = {t.id: (t, root) for t, root in store.apologies_by_id(held.values())}
         for key, thread_id in held.items():
@@ -70,39 +77,38 @@ def past_attempts(
     return past
 
 
-def _earlier_versions(
-    campaign: Campaign,
-    state: dict[str, list[Record]],
-    entries: list[Entry],
-    past: dict[str, tuple[Past, ...]],
-) -> None:
-    """Each of ``entries`` (new, with a key derived from their time) whose address, company
-    and account are those of this campaign's apology for an entry no longer in the file:
-    that entry with its interview time edited (a wrong time corrected after the run). Its
-    apology counts as theirs (see Past.changed_from)."""
-    current = {e.key for e in campaign.entries}
-    gone: dict[tuple[str, str, str], Record] = {}
+def _gone(state: dict[str, list[Record]], present: set[str]) -> dict[Where, Record]:
+    """This campaign's apologies for entries no longer in the file, by address, company and
+    account; of several, one that may have reached them outranks one that cannot have."""
+    gone: dict[Where, Record] = {}
     for key, records in state.items():
-        if key not in current:
+        if key not in present:
             for thread, root in records:  # (oldest first: the newest is kept)
                 where = (*_same_apology(thread.recipient, thread.company), thread.account)
                 kept = gone.get(where)
-                # One that may have reached them outranks one that cannot have.
                 if kept is None or not _reached(past_of(*kept)) or _reached(past_of(thread, root)):
                     gone[where] = (thread, root)
-    if not gone:
+    return gone
+
+
+def _earlier_version(
+    e: Entry, gone: dict[Where, Record], past: dict[str, tuple[Past, ...]]
+) -> None:
+    """If ``e`` (new, its key made from its time) has the address, company and account of an
+    apology in ``gone``, that entry with its interview time edited (a wrong time corrected
+    after the run), or another interview there whose entry was removed: that apology counts
+    as its own (see Past.changed_from)."""
+    f = e.facts
+    record = gone.get((*_same_apology(f.to, f.company), e.account))
+    if record is None:
         return
-    for e in entries:
-        f = e.facts
-        record = gone.get((*_same_apology(f.to, f.company), e.account))
-        if record is not None:
-            thread, root = record
-            try:  # (in the entry's zone, as the user wrote it)
-                was = datetime.fromisoformat(thread.interview_at).astimezone(f.interview.tzinfo)
-                shown = f"{was:%a %d %b %Y %H:%M} ({getattr(was.tzinfo, 'key', was.tzname())})"
-            except (TypeError, ValueError, OverflowError):
-                shown = thread.interview_at
-            past[e.key] = (replace(past_of(thread, root), changed_from=shown),)
+    thread, root = record
+    try:  # (in the entry's zone, as the user wrote it)
+        was = datetime.fromisoformat(thread.interview_at).astimezone(f.interview.tzinfo)
+        shown = f"{was:%a %d %b %Y %H:%M} ({getattr(was.tzinfo, 'key', was.tzname())})"
+    except (TypeError, ValueError, OverflowError):
+        shown = thread.interview_at
+    past[e.key] = (replace(past_of(thread, root), changed_from=shown),)
 
 
 def _reached(p: Past) -> bool:
