@@ -162,6 +162,16 @@ def test_a_campaign_run_with_the_sandbox_stopped_says_so_at_once(sandbox_ws: Pat
     assert "connection refused" not in r.stdout + r.stderr
 
 
+def test_the_inbox_of_an_address_the_sandbox_has_not_is_bad_input(sandbox_ws: Path) -> None:
+    """Verify `sandbox inbox` of an address with no sandbox mailbox exits 2 (bad input, as
+    elsewhere), naming the mailboxes there are (it exited 1; walkthrough, session 16)."""
+    assert run_cli(sandbox_ws, "sandbox", "start").returncode == 0
+    r = run_cli(sandbox_ws, "sandbox", "inbox", "nobody@sandbox.test")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "no sandbox mailbox 'nobody@sandbox.test' (there are: " in r.stderr
+    assert "interviewer@sandbox.test" in r.stderr
+
+
 def test_a_workspace_without_its_sandbox_names_the_one_running_outside_it(
     sandbox_ws: Path, tmp_path: Path
 ) -> None:

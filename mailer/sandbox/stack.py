@@ -727,7 +727,7 @@ def read_inbox(info: StackInfo, user: str) -> list[bytes]:
     from imapclient import IMAPClient
 
     if user.lower() not in {u.lower() for u in info.users}:
-        raise SandboxError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
+        raise InputError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
     ctx = ssl.create_default_context(cafile=info.ca_file)
     with IMAPClient(info.host, port=info.imaps_port, ssl=True, ssl_context=ctx, timeout=10) as c:
         c.login(user, info.users[user.lower()])
@@ -754,7 +754,7 @@ def send_as(
 
     password = info.users.get(user.lower())
     if password is None:
-        raise SandboxError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
+        raise InputError(f"no sandbox mailbox {user!r} (there are: {', '.join(info.users)})")
     msg = EmailMessage(policy=SMTP.clone(max_line_length=998))  # no folded subject
     msg["From"] = user
     msg["To"] = to
