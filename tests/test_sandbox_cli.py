@@ -172,6 +172,24 @@ def test_the_inbox_of_an_address_the_sandbox_has_not_is_bad_input(sandbox_ws: Pa
     assert "interviewer@sandbox.test" in r.stderr
 
 
+def test_the_advice_of_a_sandbox_command_names_the_sandbox(sandbox_ws: Path) -> None:
+    """Verify advice printed in --sandbox mode names 'mailer --sandbox ...' (a run with
+    nothing left to send points to 'campaign status'): without it, the advice acted on the
+    user's real threads (walkthrough, session 16)."""
+    assert run_cli(sandbox_ws, "sandbox", "start").returncode == 0
+    camp = sandbox_ws / "camp.toml"
+    camp.write_text(
+        '[defaults]\nsituation = "illness"\n\n[[entries]]\nto = "interviewer@sandbox.test"\n'
+        'interviewer = "Ana Ruiz"\ncompany = "Acme"\nrole = "Engineer"\n'
+        'interview = "2026-11-24 10:00"\n',
+        encoding="utf-8",
+    )
+    first = run_cli(sandbox_ws, "--sandbox", "campaign", "run", str(camp), "--yes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = run_cli(sandbox_ws, "--sandbox", "campaign", "run", str(camp), "--yes")
+    assert f"('mailer --sandbox campaign status {camp}' shows each)" in again.stdout, again.stdout
+
+
 def test_a_workspace_without_its_sandbox_names_the_one_running_outside_it(
     sandbox_ws: Path, tmp_path: Path
 ) -> None:

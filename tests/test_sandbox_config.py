@@ -52,3 +52,23 @@ def test_a_multi_line_sender_value_is_kept_whole() -> None:
     after = tomllib.loads(with_users_settings(_written(2001, 2002), before))
     assert after["sender"]["signature"] == "Sam Sandbox\nData Engineer\n"
     assert after["follow_up"] == {"wait": "15s"}
+
+
+def test_advice_in_sandbox_mode_names_the_sandbox() -> None:
+    """Verify what --sandbox output advises ("mailer release 3") is written as the sandbox's
+    command ("mailer --sandbox release 3"): followed word for word, the advice acted on the
+    user's real thread 3 (walkthrough of session 16). Other commands and text are left."""
+    import io
+
+    from mailer.cli.common import SandboxAdvice
+
+    out = io.StringIO()
+    stream = SandboxAdvice(out)
+    stream.write("held: mailer mark-replied 3 or 'mailer release 3'; mailer campaign status x\n")
+    stream.write("mailer sandbox inbox a@sandbox.test; mailer --sandbox send; mailer init\n")
+    assert out.getvalue() == (
+        "held: mailer --sandbox mark-replied 3 or 'mailer --sandbox release 3'; "
+        "mailer --sandbox campaign status x\n"
+        "mailer sandbox inbox a@sandbox.test; mailer --sandbox send; mailer init\n"
+    )
+    assert stream.getvalue() == out.getvalue()  # (the rest is the stream's own)

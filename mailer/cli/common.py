@@ -308,3 +308,42 @@ def _after_short_command(stores: list[Any]) -> None:
         gc.freeze()
     else:
         gc.enable()
+
+
+# The commands whose advice names a thread, an entry or the state: in --sandbox mode they
+# must name the sandbox's ("mailer release 3" is the user's own thread 3, not the sandbox's).
+_ADVISED = (
+    r"\bmailer (?=(?:mark-replied|release|resolve|cancel|status|check|campaign|preview|send|"
+    r"call-script|daemon|doctor)\b)"
+)
+
+
+class SandboxAdvice:
+    """A text stream (stdout, stderr) that writes every "mailer COMMAND" the output advises
+    as "mailer --sandbox COMMAND": the advice is written in many places, and each would
+    otherwise send a user who follows it word for word to their real account's threads,
+    whose IDs overlap the sandbox's."""
+
+    def __init__(self, inner: Any) -> None:
+        import re
+
+        self._inner = inner
+        self._advised = re.compile(_ADVISED)
+
+    def write(self, text: str) -> int:
+        self._inner.write(self._advised.sub("mailer --sandbox ", text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def advise_for_the_sandbox(ctx: click.Context) -> None:
+    """Route this command's output through :class:`SandboxAdvice` until it ends."""
+    kept = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SandboxAdvice(sys.stdout), SandboxAdvice(sys.stderr)
+
+    def restore() -> None:
+        sys.stdout, sys.stderr = kept
+
+    ctx.call_on_close(restore)

@@ -52,6 +52,10 @@ def safe_url(url: str) -> str:
 def cli(ctx: click.Context, config: str | None, debug: bool, sandbox: bool) -> None:
     """Apologise for a missed or moved job interview by email, then follow up once."""
     ctx.obj = Context(config=config, debug=debug, sandbox=sandbox)
+    if sandbox:
+        from mailer.cli.common import advise_for_the_sandbox
+
+        advise_for_the_sandbox(ctx)  # (before logging takes its stream)
     if debug or ctx.invoked_subcommand not in (*OFFLINE_COMMANDS, *LOGS_WHEN_NEEDED):
         configure_logging(debug)
     if ctx.invoked_subcommand in SHORT_COMMANDS:
