@@ -105,8 +105,8 @@ def test_free_times_at_night_for_the_interviewer_stop_the_entry_as_they_stop_a_s
     )
     c, path = load(tmp_path, body)
     (problem,) = c.problems
-    assert problem.startswith(f"{path}:5: ") and "apology check:" in problem, problem
-    assert "pass --force" in problem
+    assert problem.startswith(f"{path}:5: ") and "apology check: [odd-hours]" in problem
+    assert problem.endswith("(fix the entry, or pass --force)"), problem
     forced = load_campaign(
         path, load_settings(tmp_path / "config" / "mailer.toml"), NOW, force=True
     )
@@ -565,7 +565,7 @@ def test_a_mistyped_year_in_a_campaign_entry_is_an_error(tmp_path: Path) -> None
     csv = b"to,company,interview\nana@sandbox.test,Umbrella,26/11/2025 11:30\n"
     c, _ = load(tmp_path, '[campaign]\nentries_csv = "p.csv"\n', {"p.csv": csv})
     (problem,) = c.problems
-    assert "apology check: The interview (Wed 26 Nov 2025) was" in problem, problem
+    assert "apology check: [far-date] The interview (Wed 26 Nov 2025) was" in problem, problem
     assert "is the date right?" in problem and "--force" in problem
 
 

@@ -296,7 +296,7 @@ def _load(
                 claims.claim_subject(entry.facts.to, entry.message.subject)
             if entry is not None and not force and has_errors(entry.findings):
                 entry_problems += [
-                    f"apology check: {f.message} (fix the text, or pass --force)"
+                    f"apology check: [{f.rule}] {f.message} (fix the entry, or pass --force)"
                     for f in entry.findings
                     if f.severity == "error"
                 ]
