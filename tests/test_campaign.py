@@ -679,7 +679,10 @@ def test_campaign_preview_shows_the_valid_entries_of_a_file_with_invalid_ones(
     assert one.returncode == 0 and "# entry good" in one.stdout, one.stderr
     assert f"{said}; 'mailer campaign check week49' lists them" in one.stderr
     bad = run_cli(offline_workspace, "campaign", "preview", "week49", "--entry", "bad")
-    assert bad.returncode != 0 and "no valid entry with key 'bad'" in bad.stderr
+    assert bad.returncode != 0 and "entry 'bad' is not valid: " in bad.stderr, bad.stderr
+    assert "interview" in bad.stderr and "week49.toml" in bad.stderr
+    none = run_cli(offline_workspace, "campaign", "preview", "week49", "--entry", "nope")
+    assert none.returncode != 0 and "no valid entry with key 'nope'" in none.stderr
 
 
 def test_campaign_run_gives_the_timing_advice_send_gives(offline_workspace: Path) -> None:

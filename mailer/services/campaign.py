@@ -175,6 +175,16 @@ class Campaign:
         for e in self.entries:
             if e.key == key:
                 return e
+        own = [p for p in self.problems if f": entry {key}: " in p]
+        if own:  # an entry of the file, with problems: those, not "no such entry"
+            raise InputError(
+                f"entry {key!r} is not valid: {own[0]}"
+                + (
+                    f" (and {len(own) - 1} more: 'mailer campaign check' lists them)"
+                    if len(own) > 1
+                    else ""
+                )
+            )
         raise InputError(f"{self.path}: no valid entry with key {key!r}")
 
 
