@@ -460,6 +460,9 @@ def test_mark_replied_records_an_answer_by_phone(pair: Pair) -> None:
     s = status(pair, thread)
     assert s["state"] == "replied" and s["reply"]["by"] == "phoned on Monday"
     assert pair.follow_ups_received(root) == []
+    # Shown as what it is, not "replied ... by phoned on Monday" (walkthrough, session 16).
+    shown = run_cli(pair.ws, "status", str(thread)).stdout
+    assert "(marked by you: phoned on Monday)" in shown, shown
 
 
 def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:

@@ -299,7 +299,11 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
         return line + (f"; Cc bounced: {d['cc_bounced']}" if d.get("cc_bounced") else "")
     if t.state == REPLIED:
         subject = f": {d['reply_subject']!r}" if d.get("reply_subject") else ""
-        return f"replied {shown(d.get('replied_at'), tz)} by {d.get('replied_by', '?')}{subject}"
+        by = str(d.get("replied_by", "?"))
+        # An address, or what 'mark-replied' recorded: "marked by you", or the user's note.
+        who = f"by {by}" if "@" in by or by == "?" else f"(marked by you: {by})"
+        who = "(marked by you)" if by == "marked by you" else who
+        return f"replied {shown(d.get('replied_at'), tz)} {who}{subject}"
     if t.state == HELD and _held_by_unclear_reply(d):
         subject = f" ({d['held_reply_subject']!r})" if d.get("held_reply_subject") else ""
         others = [i for i in _ids(d.get("held_threads")) if i != t.id]
