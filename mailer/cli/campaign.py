@@ -594,7 +594,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
         ("STATE", {}),
     )
     for r in rows:
-        where = "" if r["valid"] else " (not a valid entry in the file now)"
+        where = "" if r["valid"] else " (no longer a valid entry of the file: removed or changed)"
         thread = str(r["thread"]["id"]) if r["thread"] else "-"
         shown.add_row(r["key"], thread, styled(r["shown"] + where, STATE_STYLES.get(r["state"])))
     console().print(shown)
