@@ -143,18 +143,24 @@ def test_sandbox_flag_without_a_running_sandbox_is_refused(sandbox_ws: Path) -> 
     assert "started outside any workspace" not in r.stderr  # no other one runs
 
 
-def test_a_campaign_run_with_the_sandbox_stopped_says_so_at_once(sandbox_ws: Path) -> None:
-    """Verify `--sandbox campaign run` after `sandbox stop` gives the one "not running" line
-    every other sandbox command gives, without trying the ports the sandbox had (it waited
-    for a refused connection and failed the entry; newcomer walkthrough, session 16)."""
-    assert run_cli(sandbox_ws, "sandbox", "start").returncode == 0
-    camp = sandbox_ws / "camp.toml"
+def _one_entry_campaign(ws: Path) -> Path:
+    """A campaign file of one apology to the sandbox's interviewer."""
+    camp = ws / "camp.toml"
     camp.write_text(
         '[defaults]\nsituation = "illness"\n\n[[entries]]\nto = "interviewer@sandbox.test"\n'
         'interviewer = "Ana Ruiz"\ncompany = "Acme"\nrole = "Engineer"\n'
         'interview = "2026-11-24 10:00"\n',
         encoding="utf-8",
     )
+    return camp
+
+
+def test_a_campaign_run_with_the_sandbox_stopped_says_so_at_once(sandbox_ws: Path) -> None:
+    """Verify `--sandbox campaign run` after `sandbox stop` gives the one "not running" line
+    every other sandbox command gives, without trying the ports the sandbox had (it waited
+    for a refused connection and failed the entry; newcomer walkthrough, session 16)."""
+    assert run_cli(sandbox_ws, "sandbox", "start").returncode == 0
+    camp = _one_entry_campaign(sandbox_ws)
     assert run_cli(sandbox_ws, "sandbox", "stop").returncode == 0
     r = run_cli(sandbox_ws, "--sandbox", "campaign", "run", str(camp), "--yes")
     assert r.returncode != 0
@@ -177,13 +183,7 @@ def test_the_advice_of_a_sandbox_command_names_the_sandbox(sandbox_ws: Path) -> 
     nothing left to send points to 'campaign status'): without it, the advice acted on the
     user's real threads (walkthrough, session 16)."""
     assert run_cli(sandbox_ws, "sandbox", "start").returncode == 0
-    camp = sandbox_ws / "camp.toml"
-    camp.write_text(
-        '[defaults]\nsituation = "illness"\n\n[[entries]]\nto = "interviewer@sandbox.test"\n'
-        'interviewer = "Ana Ruiz"\ncompany = "Acme"\nrole = "Engineer"\n'
-        'interview = "2026-11-24 10:00"\n',
-        encoding="utf-8",
-    )
+    camp = _one_entry_campaign(sandbox_ws)
     first = run_cli(sandbox_ws, "--sandbox", "campaign", "run", str(camp), "--yes")
     assert first.returncode == 0, first.stdout + first.stderr
     again = run_cli(sandbox_ws, "--sandbox", "campaign", "run", str(camp), "--yes")

@@ -104,13 +104,7 @@ def campaign(ctx: click.Context) -> None:
 def check_command(obj: Context, file: str, force: bool) -> None:
     """Validate the whole file (every entry, every problem). Sends nothing."""
     from mailer.model.lint import WARNING
-    from mailer.model.runplan import Why
-    from mailer.services.history import (
-        outside_warnings,
-        past_attempts,
-        pending,
-        waiting_for_user,
-    )
+    from mailer.services.history import changed_entries, outside_warnings, past_attempts, pending
 
     settings, c = _load(obj, file, force=force)
     store = obj.store(settings, to_read=True)  # a check writes nothing
@@ -119,9 +113,8 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     todo = pending(c, store, past=past)
     for line in outside_warnings(c, store, keys):
         warn(line)
-    for key, skip in waiting_for_user(c, past):
-        if skip.why is Why.CHANGED:
-            warn(f"entry {key}: not sent: {skip.text}")
+    for key, skip in changed_entries(past):
+        warn(_changed_line(key, skip.text))
     warnings, names = 0, set()
     for e in c.entries:  # (one pass: past the first entries, each is read back from a file)
         warnings += sum(1 for f in e.findings if f.severity == WARNING)
@@ -265,7 +258,7 @@ def run_command(
         for key, skip in doubts:
             click.echo(_doubt_line(key, skip.thread_id, skip.text))
         for key, skip in changed:
-            click.echo(f"entry {key}: not sent: {skip.text}")
+            click.echo(_changed_line(key, skip.text))
         if refused:
             click.echo(
                 f"{refused} refused by the server earlier: fix them, or run again with "
@@ -356,7 +349,7 @@ def run_command(
         click.echo(_doubt_line(o.key, o.thread_id, o.detail))
     changed = [o for o in report.outcomes if o.changed]
     for o in changed:
-        click.echo(f"entry {o.key}: not sent: {o.detail}")
+        click.echo(_changed_line(o.key, o.detail))
     if report.sent_copy_problems:
         warn(
             f"{len(report.sent_copy_problems)} Sent cop(ies) not saved: "
@@ -400,6 +393,11 @@ def _timing(entries: Iterable[Any], now: datetime) -> list[str]:
             f"apologies are late; sent today they still help, and so does a call."
         )
     return out
+
+
+def _changed_line(key: str, why: str) -> str:
+    """An entry an earlier version of which went (Why.CHANGED), and why it is not sent."""
+    return f"entry {key}: not sent: {why}"
 
 
 def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:

@@ -170,6 +170,17 @@ def waiting_for_user(
     return out
 
 
+def changed_entries(past: dict[str, tuple[Past, ...]]) -> list[tuple[str, Skip]]:
+    """The entries no run sends because an earlier version of them went (Why.CHANGED), in
+    file order: read from ``past`` alone (past_attempts added them in that order), with no
+    pass over the entries."""
+    out = []
+    for key, attempts in past.items():
+        if any(p.changed_from for p in attempts) and (skip := skip_reason(attempts, False)):
+            out.append((key, skip))
+    return out
+
+
 def outside_warnings(campaign: Campaign, store: Reads, keys: Keys | None = None) -> list[str]:
     """Entries whose address and company already have an apology outside this campaign, and
     entries whose address looks like a typo of a big provider's domain. ``keys``: as for

@@ -356,20 +356,21 @@ def _read_forwarded(
         # head two threads). From someone whose own apologies had other subjects, it is
         # about this one (a recruiter handling two interviews): held like a colleague's.
         index = indexes.for_batch([i for _, i in candidates])
+        senders = {uid: from_sender(i.sender, _UNKNOWN, index) for uid, i in candidates}
         candidates = [
             (uid, i)
             for uid, i in candidates
             if i.message_id not in index.our_ids
             and not any(ref in index.our_ids for ref in i.refs)
-            and not _their_own_subject(store, i, index)
+            and not any(
+                carries(i.subject, s)
+                for s in _subjects(store, [t.id for t in senders[uid]]).values()
+            )
         ]
     # A sender's own open threads are held with this one, as the same message read in a
     # watched folder holds them (see _consider): a recruiter who wrote about another apology
     # may be answering theirs too, and must get no follow-up on a guess.
-    own = {
-        uid: [t.id for t in from_sender(i.sender, _UNKNOWN, index) if t.state in OPEN_THREAD]
-        for uid, i in candidates
-    }
+    own = {uid: [t.id for t in senders[uid] if t.state in OPEN_THREAD] for uid, _ in candidates}
     dates = box.internal_dates([uid for uid, _ in candidates]) if candidates else {}
     for uid, incoming in candidates:
         received = dates.get(uid) or clock()
@@ -412,13 +413,9 @@ def _read_forwarded(
         )
 
 
-def _their_own_subject(store: Store, incoming: Incoming, index: ThreadIndex) -> bool:
-    """Whether the message carries the subject of an apology sent to its sender."""
-    return any(
-        (row := store.thread(t.id, lenient=True)) is not None
-        and carries(incoming.subject, row.subject)
-        for t in from_sender(incoming.sender, _UNKNOWN, index)
-    )
+def _subjects(store: Store, thread_ids: Iterable[int]) -> dict[int, str]:
+    """The apology subject of each of these threads (a message's sender's, say)."""
+    return {t: row.subject for t in thread_ids if (row := store.thread(t, lenient=True))}
 
 
 def commit(settings: Settings, store: Store, box: Mailbox, reading: Reading) -> None:
@@ -706,8 +703,9 @@ def _about_others(
     """See :func:`~mailer.model.matching.about_others`; ``own``: the sender's threads."""
     if not subject.strip():
         return ()
-    subjects = {t: row.subject for t in own if (row := store.thread(t, lenient=True))}
-    return about_others(subject, subjects, store.open_thread_subjects(settings.account))
+    return about_others(
+        subject, _subjects(store, own), store.open_thread_subjects(settings.account)
+    )
 
 
 def _dedupe_all(*groups: tuple[str, ...]) -> tuple[str, ...]:
