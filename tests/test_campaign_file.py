@@ -74,6 +74,26 @@ def test_an_interview_time_with_an_offset_is_kept_as_that_instant(tmp_path: Path
     assert (london.hour, london.utcoffset()) == (10, datetime(2026, 12, 1, tzinfo=UTC).utcoffset())
 
 
+def test_an_interview_time_with_an_offset_in_the_hour_the_clocks_repeat_keeps_its_instant(
+    tmp_path: Path,
+) -> None:
+    """Verify 01:30+00:00 on the night the clocks go back in London, the second 01:30 there,
+    stays that instant (it was read as the first 01:30, BST: the apology and its key an hour
+    off); the first, 01:30+01:00, stays the first."""
+    c, _ = load(
+        tmp_path,
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\n'
+        "interview = 2026-10-25T01:30:00+00:00\n"
+        '[[entries]]\nto = "bo@sandbox.test"\ncompany = "Acme"\n'
+        "interview = 2026-10-25T01:30:00+01:00\n",
+    )
+    assert c.problems == []
+    second, first = (e.prepared.facts.interview for e in c.entries)
+    # astimezone: Python's == between zones is False for any time in a repeated hour
+    assert second.astimezone(UTC) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    assert first.astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+
 def test_an_interview_in_the_hour_the_clocks_skip_is_refused_however_it_is_written(
     tmp_path: Path,
 ) -> None:

@@ -863,6 +863,10 @@ def _toml_time(value: date, tz: tzinfo, problems: list[str]) -> str:
         except OverflowError:  # 0001-01-01 or 9999-12-31 moved across midnight
             problems.append(f"interview: {value} is out of range")
             return ""
+        if value.fold and value.replace(fold=0).utcoffset() != value.utcoffset():
+            # The second of the two hours the clocks repeat: the wall time alone is read as
+            # the first, an hour off, so the offset goes with it.
+            return f"{value:%Y-%m-%d %H:%M} {value:%z}"
     return f"{value:%Y-%m-%d %H:%M}"
 
 
