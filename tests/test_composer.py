@@ -68,6 +68,19 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("interview", "when_taken_ill"),
+    [("2026-11-25 10:00", "that morning"), ("2026-11-25 15:30", "earlier that day")],
+)
+def test_an_illness_apology_says_when_the_illness_came_as_the_interview_hour_allows(
+    interview: str, when_taken_ill: str
+) -> None:
+    """Verify an afternoon interview is not missed through an illness "that morning"."""
+    draft = compose_apology(Composer(), facts(interview=interview), SENDER, AFTER.replace(hour=18))
+    assert f"I was taken ill {when_taken_ill} " in draft.text
+    assert draft.text.count("that morning") == (when_taken_ill == "that morning")
+
+
 @pytest.mark.parametrize(("situation", "tense"), CASES)
 def test_every_situation_and_tense_has_every_key_element(situation: str, tense: str) -> None:
     """Verify reason, regret, interest, reschedule request and thanks are all present."""
