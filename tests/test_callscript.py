@@ -158,3 +158,11 @@ def test_every_situation_has_spoken_reasons() -> None:
     for situation in SITUATIONS:
         tenses = {"future"} if situation == "conflict" else {"past", "future"}
         assert set(REASONS[situation]) == tenses == set(SHORT_REASONS[situation])
+
+
+def test_an_afternoon_interview_was_not_missed_through_an_illness_that_morning() -> None:
+    """Verify the spoken reason says when the illness came as the email does."""
+    morning = call_script(facts(), NO_PHONE, AFTER)
+    afternoon = call_script(facts(interview="2026-11-25 14:00"), NO_PHONE, AFTER)
+    assert "taken ill that morning" in morning
+    assert "taken ill earlier that day" in afternoon and "morning" not in afternoon

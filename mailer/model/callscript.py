@@ -102,7 +102,7 @@ def call_script(facts: Facts, sender: SenderSettings, now: datetime) -> str:
                 "this causes, and I'm letting you know as early as I can.",
             )
         ),
-        ("Reason", REASONS[facts.situation][tense]),
+        ("Reason", _reason(facts.situation, tense, v["interview_time"])),
         ("Interest", f"I remain very interested in the {role} role at {company}."),
         ("Reschedule", _reschedule(past, v["free_times"], facts.situation)),
         ("Thanks", "Thank you for your understanding and for your time."),
@@ -118,6 +118,15 @@ def call_script(facts: Facts, sender: SenderSettings, now: datetime) -> str:
             lines.append(f"   Also mention: {v['note']}")
     lines += ["", "VOICEMAIL (under 30 seconds):", _voicemail(v, facts.situation)]
     return "\n".join(lines) + "\n"
+
+
+def _reason(situation: str, tense: str, interview_time: str) -> str:
+    """The spoken reason; as in the email, an illness before an afternoon interview did not
+    come "that morning"."""
+    reason = REASONS[situation][tense]
+    if interview_time >= "12:00":
+        reason = reason.replace("that morning", "earlier that day")
+    return reason
 
 
 def voicemail(facts: Facts, sender: SenderSettings, now: datetime) -> str:
