@@ -20,7 +20,7 @@ from mailer.model.lifecycle import ThreadEvent
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 SCHEMA_TAG = (
-    "v5-0007"  # schema 5 at Alembic revision 0007_dedupe_keys: opened as is, never migrated
+    "v5-0008"  # schema 5 at Alembic revision 0008_incoming_indexes: opened as is, never migrated
 )
 
 

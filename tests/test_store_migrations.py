@@ -4,6 +4,8 @@ by the hand-rolled steps and are stamped, and an up-to-date store opens without 
 from __future__ import annotations
 
 import importlib.abc
+import importlib.util
+import re
 import sqlite3
 import sys
 from datetime import UTC, datetime
@@ -11,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from mailer.adapters import migrate, store
+from mailer.adapters import migrate, schema, store
 from mailer.adapters.store import ALEMBIC_HEAD, SCHEMA_VERSION, Store
 from mailer.errors import StateError
 
@@ -82,7 +86,8 @@ def test_an_old_sqlite_store_migrates_to_the_baseline_with_its_rows_intact(
             f"schema {version} -> {SCHEMA_VERSION} (hand-rolled steps)",
             "stamped Alembic revision 0005_baseline",
             "Alembic revision 0006_leases",  # the leases (#17), run after the stamp
-            f"Alembic revision {ALEMBIC_HEAD}",  # duplicate keys without the company
+            "Alembic revision 0007_dedupe_keys",  # duplicate keys without the company
+            f"Alembic revision {ALEMBIC_HEAD}",  # the incoming messages' indexes
         ]
         (thread,) = s.threads()
         assert (thread.recipient, thread.company, thread.state) == (
@@ -134,7 +139,10 @@ def test_revision_0007_writes_every_duplicate_key_without_the_company(tmp_path: 
 
     s = Store(f"sqlite:///{old}")
     try:
-        assert s.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
+        assert s.migrated == [
+            "Alembic revision 0007_dedupe_keys",
+            f"Alembic revision {ALEMBIC_HEAD}",
+        ]
         when = datetime(2026, 11, 19, 9, 0, tzinfo=UTC)
         with sqlite3.connect(old) as db:
             keys = db.execute("SELECT dedupe_key FROM threads ORDER BY id").fetchall()
@@ -147,6 +155,45 @@ def test_revision_0007_writes_every_duplicate_key_without_the_company(tmp_path: 
             s.guard_duplicate(dedupe_key("Ana@x.test", when), "ana@x.test", when)
     finally:
         s.close()
+
+
+def test_revision_0008_indexes_the_incoming_messages_and_the_last_look_uses_them(
+    tmp_path: Path,
+) -> None:
+    """Verify a store at 0007 gets the incoming messages' indexes, and the last look's two
+    questions (a thread's Message-IDs, whether a Message-ID was recorded) read them, not the
+    whole table; a downgrade takes them away again."""
+    path = tmp_path / "state.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        for name in schema.INCOMING_INDEXES:
+            db.execute(f"DROP INDEX {name}")
+        db.execute("UPDATE alembic_version SET version_num = '0007_dedupe_keys'")
+    s = Store(f"sqlite:///{path}")
+    try:
+        assert s.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
+    finally:
+        s.close()
+    with sqlite3.connect(path) as db:
+        for question in (
+            "SELECT message_id FROM incoming WHERE thread_id = 1 AND message_id IS NOT NULL",
+            "SELECT 1 FROM incoming WHERE message_id = '<m@x.test>' LIMIT 1",
+        ):
+            plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {question}"))
+            assert re.search(r"USING (COVERING )?INDEX incoming_", plan), plan
+    spec = importlib.util.spec_from_file_location(
+        "r0008", migrate.HERE / "versions" / "0008_incoming_indexes.py"
+    )
+    assert spec is not None and spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as c, Operations.context(MigrationContext.configure(c)):
+        revision.downgrade()
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert names.isdisjoint(schema.INCOMING_INDEXES)
 
 
 def test_a_new_store_is_made_by_the_baseline_revision(tmp_path: Path) -> None:
@@ -168,7 +215,12 @@ def test_a_new_sqlite_store_has_exactly_the_tables_alembic_revisions_make(
     Store(f"sqlite:///{tmp_path / 'fast.db'}").close()
     engine = create_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
     with engine.begin() as c:
-        assert migrate.upgrade(c) == ["0005_baseline", "0006_leases", ALEMBIC_HEAD]
+        assert migrate.upgrade(c) == [
+            "0005_baseline",
+            "0006_leases",
+            "0007_dedupe_keys",
+            ALEMBIC_HEAD,
+        ]
     engine.dispose()
 
     def made(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]]]:
@@ -243,7 +295,8 @@ def test_status_reads_a_store_from_before_alembic_through_the_full_store_once(
     assert first.migrated == [
         "stamped Alembic revision 0005_baseline",
         "Alembic revision 0006_leases",  # over its leases table, which it keeps
-        f"Alembic revision {ALEMBIC_HEAD}",
+        "Alembic revision 0007_dedupe_keys",
+        f"Alembic revision {ALEMBIC_HEAD}",  # over its indexes, which it keeps
     ]
     first.close()
     second = store.open_to_read(f"sqlite:///{path}")

@@ -159,6 +159,14 @@ incoming = Table(
     sqlite_autoincrement=True,
 )
 
+# Revision 0008 (#14): the incoming messages by Message-ID and by thread, for the last look
+# before a follow-up. Not Index objects on the table: the baseline revision makes every table
+# of ``metadata`` as it shipped, and these come after it, as the leases do.
+INCOMING_INDEXES: dict[str, tuple[str, ...]] = {
+    "incoming_message": ("message_id",),
+    "incoming_thread": ("thread_id",),
+}
+
 # Messages the watcher could not read and passed over.
 unreadable = Table(
     "unreadable",

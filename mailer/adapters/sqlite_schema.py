@@ -29,6 +29,8 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX messages_state ON messages (state, sent_copy)",
     "CREATE INDEX messages_thread ON messages (thread_id)",
     "CREATE TABLE leases (\n\taccount TEXT NOT NULL, \n\towner TEXT NOT NULL, \n\tepoch INTEGER NOT NULL, \n\tacquired_at FLOAT NOT NULL, \n\theartbeat_at FLOAT NOT NULL, \n\texpires_at FLOAT NOT NULL, \n\tPRIMARY KEY (account)\n)",
+    "CREATE INDEX incoming_message ON incoming (message_id)",
+    "CREATE INDEX incoming_thread ON incoming (thread_id)",
     "CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)",
 )
 

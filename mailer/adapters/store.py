@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 5
 # The Alembic revision a store up to date carries (mailer/adapters/migrations). Compared as
 # text when a store opens, so that Alembic is imported only to migrate.
-ALEMBIC_HEAD = "0007_dedupe_keys"
+ALEMBIC_HEAD = "0008_incoming_indexes"
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
