@@ -177,6 +177,7 @@ def test_campaign_status_counts_states_and_shows_a_long_key_whole(pair: Pair) ->
 
     wide = run_cli(pair.ws, "campaign", "status", "week49").stdout  # piped: never wrapped
     assert any(line.startswith(LONG_KEY) for line in wide.splitlines())
+    assert all(line == line.rstrip() for line in wide.splitlines())  # no padding after a row
 
 
 @pytest.mark.integration

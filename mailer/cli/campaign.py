@@ -584,18 +584,21 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
             )
         )
         return
-    from mailer.cli.console import STATE_STYLES, console, styled, table
+    from mailer.cli.console import STATE_STYLES, print_rows
 
-    shown = table(
-        ("ENTRY", {}),  # wrapped, never cut: 'campaign cancel --entry KEY' needs it whole
-        ("THREAD", {"justify": "right", "no_wrap": True}),
-        ("STATE", {}),
-    )
+    lines: list[tuple[list[str], str | None]] = []
     for r in rows:
         where = "" if r["valid"] else " (no longer a valid entry of the file: removed or changed)"
         thread = str(r["thread"]["id"]) if r["thread"] else "-"
-        shown.add_row(r["key"], thread, styled(r["shown"] + where, STATE_STYLES.get(r["state"])))
-    console().print(shown)
+        lines.append(([r["key"], thread, r["shown"] + where], STATE_STYLES.get(r["state"])))
+    print_rows(
+        [
+            ("ENTRY", {}),  # wrapped, never cut: 'campaign cancel --entry KEY' needs it whole
+            ("THREAD", {"justify": "right", "no_wrap": True}),
+            ("STATE", {}),
+        ],
+        lines,
+    )
     click.echo(", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.most_common()))
     if c.problems:
         click.echo("(the file has problems now: 'mailer campaign check' lists them)")
