@@ -738,6 +738,24 @@ def test_ambiguous_numeric_date_takes_nearest_future_reading() -> None:
     assert verdict.return_date == date(2025, 6, 5)
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("I am away until 5/6 and will reply when I return.", date(2025, 6, 5)),
+        ("I am away until 5/6 with limited access to email.", date(2025, 6, 5)),
+        ("I am away until 5/6/2025 and will reply on my return.", date(2025, 6, 5)),
+        ("I am away until 7.6. and will reply then.", date(2025, 6, 7)),
+    ],
+)
+def test_a_numeric_return_date_followed_by_words_takes_the_nearest_reading(
+    body: str, expected: date
+) -> None:
+    """Verify 5/6 sent on 2 June reads as 5 June whatever words follow it: with "and ..."
+    after it, it was read month first (6 May of the next year: a follow-up held back for
+    months), or not at all with its year (a newcomer walkthrough)."""
+    assert classify(_ooo(body)).return_date == expected
+
+
 def test_relative_return_day_uses_received_date() -> None:
     """Verify 'back on Monday' is counted from the received date passed in."""
     raw = _ooo("I am away and will be back on Monday.")

@@ -1594,7 +1594,20 @@ _RETURN_TRIGGERS: tuple[tuple[re.Pattern[str], str, int], ...] = (
     (_rx(r"(?:^|\s)до(?=\s)"), "ru", 0),
     (_rx(r"\b(?:wracam|powrót|będę dostępn\w*)\b"), "pl", 0),
 )
-_NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[./-](\d{1,2})(?:[./-](\d{2,4}))?\s*$")
+# A numeric date at the start of a text, which may run on into the words after it ("3/12
+# and", as dateparser finds it: read whole, then month first, it was three months off). With
+# dots only as "7.6." or "7.6.2025", or alone: "until 10.30 and" is a time.
+_NUMERIC_DATES = (
+    re.compile(r"^\s*(\d{1,2})[/-](\d{1,2})(?:[/-](\d{2,4}))?(?![\d./-])"),
+    re.compile(r"^\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4})?(?![\d./-])|\s*$)"),
+)
+
+
+def _numeric_date(text: str) -> re.Match[str] | None:
+    for pattern in _NUMERIC_DATES:
+        if found := pattern.match(text):
+            return found
+    return None
 
 
 def _return_date(facts: _Facts) -> date | None:
@@ -1647,6 +1660,8 @@ def _parse_date(window: str, language: str, base: date | None) -> date | None:
         results = search_dates(window, languages=[language], settings=settings) or []
     except Exception:
         return None
+    if not results and (numeric := _numeric_date(window)):
+        results = [(numeric.group(0), None)]  # "7.6.", which dateparser does not find
     for found_text, found in results:
         offset = window.find(found_text)
         if offset > 25:  # a date far from the trigger belongs to something else
@@ -1655,7 +1670,7 @@ def _parse_date(window: str, language: str, base: date | None) -> date | None:
             continue
         if re.fullmatch(r"\s*\d{1,4}\s*", found_text):
             continue  # a bare number is not a date
-        numeric = _NUMERIC_DATE.match(found_text)
+        numeric = _numeric_date(found_text)
         if numeric:
             day = _best_numeric(numeric, base)
         elif _names_a_day(dateparser, found_text, language, settings):
