@@ -281,6 +281,35 @@ def test_second_send_of_same_interview_is_refused_unless_again(
     assert message_id_from(third.stdout) != message_id_from(first.stdout)
 
 
+def test_the_same_send_typed_again_after_midnight_is_refused_while_the_first_is_open(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a command with "today 09:00" typed again just after midnight, which names
+    another interview, is refused while the first apology to that person and company is
+    open (it sent a second apology, asking to move an interview that did not exist; a
+    newcomer walkthrough), naming the open thread; --again sends it; another company's
+    apology to the same recruiter goes."""
+    mark = stack.log_mark()
+    args = send_args(company="Midnight Ltd", interview="today 09:00")
+    first = run_cli(workspace, *args, env={"MAILER_NOW": "2026-11-25T23:59:30+00:00"})
+    assert first.returncode == 0, first.stderr
+    second = run_cli(workspace, *args, env={"MAILER_NOW": "2026-11-26T00:00:30+00:00"})
+    assert second.returncode == 7, second.stdout + second.stderr
+    line = second.stderr.splitlines()[0]
+    assert "is still open with an apology to" in line and "2026-11-25 09:00" in line, line
+    assert "--again" in second.stderr
+    other = run_cli(
+        workspace,
+        *send_args(company="Elsewhere plc", interview="today 09:00"),
+        env={"MAILER_NOW": "2026-11-26T00:00:30+00:00"},
+    )
+    assert other.returncode == 0, other.stderr
+    accepted = [e for e in stack.log_since(mark) if e["event"] == "accepted"]
+    assert len(accepted) == 2
+    again = run_cli(workspace, *args, "--again", env={"MAILER_NOW": "2026-11-26T00:00:30+00:00"})
+    assert again.returncode == 0, again.stderr
+
+
 def test_doctor_reports_each_check(stack: Stack, workspace: Path) -> None:
     """Verify `mailer doctor` logs in to both servers, finds Sent, and sends nothing."""
     mark = stack.log_mark()

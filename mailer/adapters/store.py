@@ -21,6 +21,7 @@ import enum
 import functools
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -752,10 +753,13 @@ class Store:
 
     # --- threads -----------------------------------------------------------------------
 
-    def guard_duplicate(self, key: str, to: str, now: datetime) -> None:
-        """Raise DuplicateError if a live apology exists for this key (see create_thread)."""
+    def guard_duplicate(
+        self, key: str, to: str, now: datetime, company: str | None = None, account: str = ""
+    ) -> None:
+        """Raise DuplicateError if a live apology exists for this key, or (given ``company``)
+        an open thread to ``to`` at that company (see create_thread)."""
         with self.tx() as c:
-            self._guard_duplicate(c, key, to, now)
+            self._guard_duplicate(c, key, to, now, open_at=company, account=account)
 
     def create_thread(
         self,
@@ -790,7 +794,18 @@ class Store:
         first = SUBMITTING if submitting else QUEUED
         with self._write(durable) as c:
             if guard_duplicates:
-                self._guard_duplicate(c, key, facts["to"], now, campaign, entry_key)
+                self._guard_duplicate(
+                    c,
+                    key,
+                    facts["to"],
+                    now,
+                    campaign,
+                    entry_key,
+                    # A one-shot apology: not while another to the same person and company
+                    # is open (a campaign's entries are checked against each other instead).
+                    open_at=str(facts.get("company", "")) if campaign is None else None,
+                    account=account,
+                )
             tid = c.execute(
                 text("""INSERT INTO threads (created_at, recipient, recipient_name, company, role,
                         situation, interview_at, dedupe_key, facts, subject, root_message_id,
@@ -845,6 +860,8 @@ class Store:
         now: datetime,
         campaign: str | None = None,
         entry_key: str | None = None,
+        open_at: str | None = None,
+        account: str = "",
     ) -> None:
         from mailer.errors import DuplicateError
 
@@ -889,6 +906,33 @@ class Store:
                 state=describe_state(shown),
                 hint="'mailer status' shows it; pass --again to send another anyway",
             )
+        if open_at is not None:
+            self._guard_open_thread(c, key, to, open_at, account)
+
+    def _guard_open_thread(self, c: Any, key: str, to: str, company: str, account: str) -> None:
+        """Refuse an apology to someone whose apology about another interview at the same
+        company is still open: the same command typed again after midnight, with "today"
+        or "tomorrow" in it, names another interview, and sent a second, wrong apology."""
+        from mailer.errors import DuplicateError
+
+        states, params = _in("s", WAITING_THREAD)
+        rows = c.execute(
+            text(f"""SELECT id, company, interview_at, state FROM threads
+                WHERE account = :account AND lower(recipient) = :to
+                AND dedupe_key != :k AND state IN {states} ORDER BY id"""),
+            {"to": to.lower(), "account": account, "k": key, **params},
+        ).all()
+        same = _company_words(company)
+        for tid, theirs, interview_at, state in rows:
+            if _company_words(theirs) == same:
+                when = str(interview_at)[:16].replace("T", " ")
+                raise DuplicateError(
+                    f"thread {tid} is still open with an apology to {to} at {theirs} about "
+                    f"the interview of {when}",
+                    state=str(state).replace("_", " "),
+                    hint=f"'mailer status {tid}' shows it; if this is another interview, "
+                    "pass --again",
+                )
 
     def _insert_message(
         self,
@@ -2985,6 +3029,11 @@ _SUSPECT_MESSAGE = f"NOT {_json_sound('recipients', '[')}" + "".join(
 _LISTED_MESSAGES_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at,
     ({_NEEDED_BRIEF}), ({_SUSPECT_MESSAGE})
     FROM messages WHERE ({_NEEDED_BRIEF}) OR ({_SUSPECT_MESSAGE}) ORDER BY id"""
+
+
+def _company_words(company: Any) -> tuple[str, ...]:
+    """A company's name as words, so "Acme", "ACME" and "Acme." are one company."""
+    return tuple(re.findall(r"[^\W_]+", str(company or "").lower()))
 
 
 def _bad_dates(row: tuple[Any, ...]) -> bool:

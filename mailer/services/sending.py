@@ -46,7 +46,7 @@ class SendResult:
 def refuse_duplicate(store: Store, facts: Facts, now: datetime, account: str = "") -> None:
     """Fail early (before asking for confirmation) if this interview already has an apology."""
     key = dedupe_key(facts.to, facts.interview, account)
-    store.guard_duplicate(key, facts.to, now)
+    store.guard_duplicate(key, facts.to, now, company=facts.company, account=account)
 
 
 def recipient_zone(settings: Settings, interviewer_tz: str) -> tzinfo:
