@@ -137,6 +137,33 @@ def test_revoked_refresh_names_the_account_and_the_command(server: OAuthServer) 
     )
 
 
+def test_a_refusal_that_echoes_the_posted_form_shows_no_secret_in_any_encoding() -> None:
+    """Verify a token endpoint's error that quotes the form it was sent (percent-encoded)
+    names neither the refresh token nor the client secret: Google's refresh tokens hold "/",
+    and the encoded form got through into errors and the state store (a walkthrough)."""
+    from urllib.parse import urlencode
+
+    token, secret = "1//0gREFRESH+TOK/SECRET=6666", "Cli/Secret+ECHO=777"
+    c = OAuth2Settings(
+        provider="generic",
+        flow="device",
+        authorization_url="http://127.0.0.1:1/authorize",
+        device_authorization_url="http://127.0.0.1:1/device",
+        token_url="http://127.0.0.1:1/token",
+        client_id="mailer-test",
+        scopes=("imap",),
+        mechanism="xoauth2",
+        client_secret=secret,
+    )
+    body = urlencode({"client_secret": secret, "refresh_token": token, "grant_type": "x"})
+    error = oauth._refused(c, "token refresh", {"error": body, "error_description": body}, token)
+    shown = str(error)
+    assert "grant_type=x" in shown  # the rest of the server's words are kept
+    for s in (token, secret):
+        for form in (s, urlencode({"k": s})[2:]):
+            assert form.lower() not in shown.lower(), shown
+
+
 def test_token_store_file_is_private_and_hides_tokens_in_repr(tmp_path: Path) -> None:
     """Without a keyring: a 0600 file in a 0700 directory; repr() never shows a token."""
     store = TokenStore(tmp_path / ".mailer", keyring=None)

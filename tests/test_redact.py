@@ -166,3 +166,22 @@ def test_a_very_short_password_is_redacted_only_as_a_word_of_its_own() -> None:
     and is still removed where it stands alone."""
     out = redact("SMTP AUTH extension not supported; password 'x' refused", "u", "x")
     assert out == f"SMTP AUTH extension not supported; password '{MARK}' refused"
+
+
+@_FAST
+@given(password=_passwords, form=st.sampled_from(["quote", "quote-slash", "quote_plus"]))
+def test_password_percent_encoded_as_a_form_carries_it_is_redacted(
+    password: str, form: str
+) -> None:
+    """Verify the password as a posted form or a URL carries it is removed: an OAuth2 token
+    endpoint echoed "refresh_token=1%2F%2F0g..." in its error (a sign-in walkthrough)."""
+    from urllib.parse import quote, quote_plus
+
+    encoded = {
+        "quote": quote(password, safe=""),
+        "quote-slash": quote(password),
+        "quote_plus": quote_plus(password),
+    }[form]
+    out = redact(f"invalid_grant (client_secret={encoded}&grant_type=refresh_token)", "", password)
+    assert_gone(out, encoded)
+    assert "grant_type=refresh_token" in out

@@ -9,7 +9,8 @@ into an error line, the state store and the daemon log, so it is cleaned where i
 - any base64-looking run that holds the password (UTF-8 or Latin-1) at any of the three
   alignments base64 can put it in, or ``\\0user\\0password``, or the user name;
 - the password itself, also as the libraries mangle it on the way: quoted, escaped as a
-  ``bytes`` repr, its non-ASCII characters stripped or replaced, or decoded as Latin-1.
+  ``bytes`` repr, its non-ASCII characters stripped or replaced, decoded as Latin-1, or
+  percent-encoded as a form or URL carries it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import quote, quote_plus
 
 MARK = "[redacted]"
 
@@ -174,6 +176,11 @@ def _wholes(password: str) -> set[str]:
         *_mangled(password),
         utf8.decode("ascii", "ignore"),  # imapclient drops what is not ASCII
         password.encode("ascii", "replace").decode("ascii"),
+        # As a form or a URL carries it: an OAuth2 token endpoint may echo the posted body
+        # in its error ("refresh_token=1%2F%2F0g..."), and Google's tokens hold "/".
+        quote(password, safe=""),
+        quote(password),
+        quote_plus(password),
     }
     patterns = set()
     for form in forms:
