@@ -4,7 +4,7 @@ both until the user confirms one (``mark-replied``) or releases it (``release``)
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from mailer.adapters.config import find_config, load_settings
 from mailer.adapters.store import Store
 
 from .conftest import Pair, run_cli
-from .test_followup import check_at, send, status
+from .test_followup import T0, check_at, send, status
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +147,45 @@ def test_a_reply_in_a_closed_conversation_answers_the_open_thread_to_that_addres
     assert status(pair, new)["state"] == "replied"
     assert pair.follow_ups_received(new_root) == []
     assert status(pair, old)["state"] == "cancelled"
+
+
+def _arrived_at(pair: Pair, when: datetime, subject: str) -> None:
+    """A message from the interviewer with no references, in the candidate's INBOX as if it
+    had arrived at ``when`` (its INTERNALDATE)."""
+    raw = (
+        f"From: Ana Ruiz <{pair.interviewer}>\r\nTo: {pair.candidate}\r\n"
+        f"Subject: {subject}\r\nMessage-ID: <{subject.replace(' ', '-')}@sandbox.test>\r\n"
+        "\r\nAre you on your way? We are waiting for you.\r\n"
+    ).encode()
+    with pair.stack.imap(pair.candidate) as c:
+        c.append("INBOX", raw, msg_time=when)
+
+
+def test_a_message_that_came_just_before_the_apology_holds_it_instead_of_answering_it(
+    pair: Pair,
+) -> None:
+    """Verify "where are you?" from the interviewer, arriving a minute before the apology
+    went (within the clock slack that matches it to the thread), holds the thread for the
+    user: it was marked replied, and the follow-up was lost (a walkthrough). Released, the
+    follow-up goes; the same message a minute after the apology still answers it."""
+    _arrived_at(pair, T0 - timedelta(minutes=1), "Where are you")
+    thread, root = send(pair)
+    out = check_at(pair, timedelta(seconds=10), expect=9)  # 9: something waits for the user
+    assert f"mailer release {thread}" in out, out
+    held = status(pair, thread)
+    assert held["state"] == "held", held
+    assert held["held"]["kind"] == "unclear_reply" and held["held"]["threads"] == [thread]
+    shown = run_cli(pair.ws, "status", str(thread)).stdout
+    assert "came just before the apology went" in shown, shown
+    assert "0 follow-up(s) sent" in check_at(pair, timedelta(minutes=5), expect=9)
+    assert run_cli(pair.ws, "release", str(thread)).returncode == 0
+    assert "1 follow-up(s) sent" in check_at(pair, timedelta(minutes=10))
+    assert len(pair.follow_ups_received(root)) == 1
+
+
+def test_a_message_that_came_just_after_the_apology_still_answers_it(pair: Pair) -> None:
+    """Verify the hold is only for a message that came before the apology went."""
+    thread, _ = send(pair)
+    _arrived_at(pair, T0 + timedelta(minutes=1), "Where are you")
+    check_at(pair, timedelta(minutes=2))
+    assert status(pair, thread)["state"] == "replied"

@@ -78,6 +78,9 @@ class Classified:
     return_date: date | None = None
     status: str | None = None
     hold: tuple[int, ...] = ()
+    # Held because it came before the apology went (within the clock slack), not because
+    # several threads may be its subject.
+    before_apology: bool = False
     concerns: bool = True
     # A bounce that names only Cc recipients of the thread (lower case): the interviewer
     # was not refused, so the thread goes on; those addresses get no follow-up.
@@ -98,6 +101,7 @@ def decide(thread: ThreadSnapshot, incoming: Classified, now: datetime, policy: 
             subject=incoming.subject,
             received=incoming.received,
             threads=incoming.hold,
+            before_apology=incoming.before_apology,
         )
     kind, subtype, received = incoming.kind, incoming.subtype, incoming.received
     if thread.state == T.REPLIED:
@@ -203,16 +207,21 @@ def hold_for_reply(
     subject: str,
     received: datetime,
     threads: tuple[int, ...],
+    before_apology: bool = False,
 ) -> Decision:
     """A human reply with no references from an address several open threads were sent to,
     naming none of them (or several): each of ``threads`` is held, so none gets a follow-up
     the interviewer may just have answered, until the user confirms (``mark-replied``) or
     releases it. ``held_from`` keeps the state a release returns to."""
-    held = (
-        f"a message from {sender} with the apology's subject ({subject!r}) may be the answer"
-        if len(threads) == 1  # (a colleague answering a forward: see watcher._read_forwarded)
-        else f"a reply from {sender} may answer any of threads " + ", ".join(map(str, threads))
-    )
+    if before_apology:
+        held = (
+            f"a message from {sender} ({subject!r}) came just before the apology went: it "
+            "may have been written before they saw it, or be the answer"
+        )
+    elif len(threads) == 1:  # (a colleague answering a forward: see watcher._read_forwarded)
+        held = f"a message from {sender} with the apology's subject ({subject!r}) may be the answer"
+    else:
+        held = f"a reply from {sender} may answer any of threads " + ", ".join(map(str, threads))
     detail = {
         "held_kind": HELD_BY_UNCLEAR_REPLY,
         "held": held,
@@ -220,6 +229,7 @@ def hold_for_reply(
         "held_reply_by": sender,
         "held_reply_subject": subject,
         "held_at": received.isoformat(),
+        "held_before_apology": "yes" if before_apology else "",  # (reset by any other hold)
     }
     if current_state in (T.AWAITING, T.FOLLOWED_UP):
         return Decision(

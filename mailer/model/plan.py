@@ -243,7 +243,12 @@ def _plan_message(
 
 def _hold(c: Classified, current: str) -> Decision:
     return hold_for_reply(
-        current, sender=c.sender, subject=c.subject, received=c.received, threads=c.hold
+        current,
+        sender=c.sender,
+        subject=c.subject,
+        received=c.received,
+        threads=c.hold,
+        before_apology=c.before_apology,
     )
 
 

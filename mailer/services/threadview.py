@@ -308,8 +308,14 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
         subject = f" ({d['held_reply_subject']!r})" if d.get("held_reply_subject") else ""
         others = [i for i in _ids(d.get("held_threads")) if i != t.id]
         also = f" or thread(s) {', '.join(map(str, others))}" if others else ""
+        what = (
+            f"a message from {d.get('held_reply_by', '?')}{subject} came just before the "
+            "apology went, and may answer it"
+            if d.get("held_before_apology")
+            else f"a reply from {d.get('held_reply_by', '?')}{subject} may answer this{also}"
+        )
         return (
-            f"held: a reply from {d.get('held_reply_by', '?')}{subject} may answer this{also}; "
+            f"held: {what}; "
             f"'mailer mark-replied {t.id}' if it does, else 'mailer release {t.id}'"
             + ("; a challenge-response system holds it too" if d.get("challenge") else "")
         )

@@ -625,6 +625,7 @@ def _consider(
         if thread_id is None:
             return None
     hold: tuple[int, ...] = ()
+    before_apology = False
     if verdict.kind == HUMAN and (
         by_reference(incoming, index) is None or closed_reference(incoming, index)
     ):
@@ -643,6 +644,11 @@ def _consider(
                 # for the user; none is marked replied on a guess.
                 held = [t.id for t in own if t.state in OPEN_THREAD]
                 hold = tuple(sorted({*held, *others}))
+            elif not hold and any(t.id == thread_id and incoming.received < t.sent_at for t in own):
+                # It came before the apology went (the clock slack lets it match): "where
+                # are you?" written before they saw it, or a reply from a server whose clock
+                # is behind. Neither marked replied (the follow-up was lost) nor ignored.
+                hold, before_apology = (thread_id,), True
     thread = store.thread(thread_id, lenient=True)
     if thread is None:
         return None
@@ -688,6 +694,7 @@ def _consider(
             return_date=verdict.return_date,
             status=verdict.status,
             hold=hold,
+            before_apology=before_apology,
             concerns=concerns,
             only_cc=only_cc(named, thread) if verdict.kind == BOUNCE else (),
         ),
