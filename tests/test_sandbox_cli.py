@@ -46,8 +46,12 @@ def test_sandbox_start_send_read_and_stop(sandbox_ws: Path) -> None:
         "--interview",
         "2026-11-25 10:00",
         "--yes",
+        # The user's real passwords, exported in their shell: the sandbox uses its own (the
+        # real one was sent to the sandbox, whose sign-in then failed: a walkthrough).
+        env={"MAILER_SMTP_PASSWORD": "RealAccountPw-321", "MAILER_IMAP_PASSWORD": "RealPw-654"},
     )
     assert sent.returncode == 0, sent.stderr
+    assert "Sent copy: saved" in sent.stdout, sent.stdout
     inbox = run_cli(ws, "sandbox", "inbox", "interviewer@sandbox.test")
     assert (
         "Apologies for missing our interview at Sandbox Co on Wednesday 25 November" in inbox.stdout

@@ -368,10 +368,12 @@ def workspace_of(config_path: Path) -> Path:
     return parent.parent if parent.name == "config" else parent
 
 
-def read_secrets(env_file: Path) -> dict[str, str]:
-    """Environment first, then ``.env``: a value exported in the shell wins."""
+def read_secrets(env_file: Path, environment: bool = True) -> dict[str, str]:
+    """Environment first, then ``.env``: a value exported in the shell wins. Without
+    ``environment``, ``.env`` alone (the sandbox's: a real password exported in the shell
+    must not be sent to it, nor make its try-out fail)."""
     values = _read_env_file(env_file)
-    for key, value in os.environ.items():
+    for key, value in os.environ.items() if environment else ():
         if value and (
             key
             in (
@@ -553,6 +555,7 @@ def load_settings(
     need_secrets: bool = False,
     workspace: Path | None = None,
     offline: bool = False,
+    environment: bool = True,
 ) -> Settings:
     """Read and validate ``path``. With ``need_secrets``, a missing password is a problem too.
 
@@ -560,6 +563,7 @@ def load_settings(
     ``offline`` is for commands that never connect (preview, lint, call-script): they need
     only ``[sender]``, so server settings may be missing or still the examples, and the
     sender's address may still be the example (it is refused again by anything that sends).
+    ``environment``: whether exported secrets count (not for the sandbox, see read_secrets).
     """
     _, data = read_toml(path)
     base = workspace_of(path)
@@ -620,7 +624,9 @@ def load_settings(
     # even read, unless its store is a database that asks for one.
     state = data.get("state")
     on_server = isinstance(state, dict) and not str(state.get("url", "sqlite")).startswith("sqlite")
-    secrets = {} if offline and not on_server else read_secrets(env_file or base / ".env")
+    secrets = (
+        {} if offline and not on_server else read_secrets(env_file or base / ".env", environment)
+    )
     if offline:  # the store's password at most: no mail password for what never connects
         secrets = {k: v for k, v in secrets.items() if k == STATE_PASSWORD_VAR}
     smtp, imap = _mail_servers(

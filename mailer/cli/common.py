@@ -57,6 +57,7 @@ class Context:
                 need_secrets=need_secrets,
                 workspace=ws,
                 offline=offline,
+                environment=False,  # the sandbox's passwords, never the user's real ones
             )
         return load_settings(
             find_config(Path.cwd(), self.config), need_secrets=need_secrets, offline=offline
