@@ -900,7 +900,8 @@ def _password_source(
     own = "password_source" in t or "password_command" in t
     kind = r.get(t, prefix, "password_source", str, "command" if "password_command" in t else "")
     if kind and kind not in SOURCES:
-        r.problem(f"{prefix}.password_source", f"must be one of {', '.join(SOURCES)}, not {kind!r}")
+        # (not quoted: a password is what gets pasted here by mistake)
+        r.problem(f"{prefix}.password_source", f"must be one of {', '.join(SOURCES)}")
         kind = "env"
     command = _password_command(r, prefix, t)
     if kind == "command" and not command and "password_command" not in t:
@@ -1150,7 +1151,9 @@ def _server(
             r.unknown(f"{name}.{key}", known)
     host = r.get(t, name, "host", str, "", required=True)
     if host and not _valid_host(host):
-        r.problem(f"{name}.host", f"must be a host name or IP address, not {host!r}")
+        # A URL with "user:password@" in it is not quoted back: it holds a password.
+        shown = "a URL with a user name in it" if "@" in host else repr(host)
+        r.problem(f"{name}.host", f"must be a host name or IP address, not {shown}")
         host = ""
     if host in ("smtp.example.com", "imap.example.com"):
         r.problem(
