@@ -156,6 +156,41 @@ def test_password_command_that_hangs_is_stopped_at_its_timeout(
     assert not _running(prog)
 
 
+@pytest.mark.wire  # mailer runs the password program
+def test_a_password_command_stopped_at_its_timeout_leaves_none_of_its_children(
+    offline_workspace: Path, tmp_path: Path
+) -> None:
+    """Verify the programs a hanging password command started (pass -> gpg -> pinentry) are
+    stopped with it: they were left running, orphaned (a sign-in walkthrough)."""
+    ws = offline_workspace
+    pid_file = tmp_path / "child"
+    prog = script(
+        tmp_path / "hang-with-child",
+        f"""
+        import subprocess
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        child.wait()
+        """,
+    )
+    with_source(ws, "smtp", f"password_command = [{prog!r}]\npassword_command_timeout = 2")
+    r = run_cli(ws, *send_args(company="Hang Co"))
+    assert r.returncode == 3, r.stderr
+    assert "did not finish within 2 s" in r.stderr
+    assert pid_file.exists(), "the command did not get to start its child in 2 s"
+    assert not _alive(int(pid_file.read_text()))
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a parent that does not reap is not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _running(program: str) -> list[int]:
     """The PIDs of live processes whose command line names ``program``."""
     found: list[int] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -84,32 +84,34 @@ def _from_command(source: PasswordSource) -> str:
     program = source.command[0]
     try:
         # No shell, our stdin kept from it, and its output never repeated: it is the secret.
-        done = subprocess.run(
+        proc = subprocess.Popen(
             source.command,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=source.timeout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             cwd=source.cwd,
-            check=False,
         )
     except FileNotFoundError:
         raise ConfigError(f"{where}: program {program!r} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot run {program!r}: {exc.strerror}") from None
+    try:
+        stdout, _ = proc.communicate(timeout=source.timeout)
     except subprocess.TimeoutExpired:
+        _stop_with_children(proc)
         raise ConfigError(
             f"{where}: {program!r} did not finish within {source.timeout:g} s and was stopped "
             f"(raise {source.key}.password_command_timeout if it waits for you)"
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot run {program!r}: {exc.strerror}") from None
-    if done.returncode != 0:
+    if proc.returncode != 0:
         status = (
-            f"was killed by signal {-done.returncode}"
-            if done.returncode < 0
-            else f"exited with status {done.returncode}"
+            f"was killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exited with status {proc.returncode}"
         )
         raise ConfigError(f"{where}: {program!r} {status} (its output is not shown)")
     try:
-        text = done.stdout.decode("utf-8")
+        text = stdout.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{where}: {program!r} printed something that is not UTF-8") from None
     lines = text.splitlines()
@@ -118,6 +120,28 @@ def _from_command(source: PasswordSource) -> str:
             f"{where}: {program!r} exited with status 0 but printed no password on its first line"
         )
     return lines[0]
+
+
+def _stop_with_children(proc: Any) -> None:
+    """Stop a password command and every program it started (pass -> gpg -> pinentry): killed
+    alone, it left them running, orphaned. Its children are found before it is stopped
+    (after, they belong to init). Not a process group of its own: that would take it off
+    the terminal a program of it may ask on."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.Error:
+        family = []
+    for p in family:
+        with suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(family, timeout=2)
+    for p in alive:
+        with suppress(psutil.Error):
+            p.kill()
+    proc.kill()  # (gone already, unless psutil could not see it)
+    proc.communicate()
 
 
 # Held while keyring is imported, and while yagmail is imported without it (see
