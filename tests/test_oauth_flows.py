@@ -164,6 +164,23 @@ def test_a_refusal_that_echoes_the_posted_form_shows_no_secret_in_any_encoding()
             assert form.lower() not in shown.lower(), shown
 
 
+def test_a_refused_client_names_the_client_settings_and_the_step_s_own_address(
+    server: OAuthServer,
+) -> None:
+    """Verify a device sign-in refused as invalid_client names the device endpoint (it named
+    the token endpoint) and what to check; a refresh refused so is not "sign-in expired",
+    which sent the user to log in again, to fail the same way (a sign-in walkthrough)."""
+    bad = OAuth2Settings(**{**cfg(server, "device").__dict__, "client_id": "nobody"})
+    with pytest.raises(SignInError) as info:
+        oauth.device_login(bad, USER, lambda _: None, sleep=lambda _: None)
+    assert str(info.value).startswith(f"{server.url}/device: device authorization refused")
+    assert "MAILER_OAUTH2_CLIENT_SECRET" in str(info.value.hint)
+    tokens = oauth.tokens_from(server.issue(USER, "imap"), cfg(server), USER, 0.0)
+    with pytest.raises(SignInError) as info:
+        oauth.refresh(bad, tokens, lambda: 0.0)
+    assert "sign-in expired" not in str(info.value) and "invalid_client" in str(info.value)
+
+
 def test_token_store_file_is_private_and_hides_tokens_in_repr(tmp_path: Path) -> None:
     """Without a keyring: a 0600 file in a 0700 directory; repr() never shows a token."""
     store = TokenStore(tmp_path / ".mailer", keyring=None)

@@ -175,10 +175,16 @@ def _client(cfg: OAuth2Settings) -> dict[str, str]:
 
 
 def _refused(
-    cfg: OAuth2Settings, step: str, answer: dict[str, Any], *secrets_sent: str
+    cfg: OAuth2Settings,
+    step: str,
+    answer: dict[str, Any],
+    *secrets_sent: str,
+    url: str = "",
 ) -> SignInError:
     """The provider's refusal in one line, cleaned of what we sent it: a server may echo the
-    refresh token, the device code or the client secret in its description."""
+    refresh token, the device code or the client secret in its description. ``url``: where
+    the refused request went (the token endpoint unless said)."""
+    from mailer.adapters.config import account_client_secret
     from mailer.model.redact import redactor
 
     text = f"{_safe(answer.get('error', 'unknown error'))}"
@@ -188,7 +194,11 @@ def _refused(
     for secret in (*secrets_sent, cfg.client_secret):
         if secret:
             text = redactor("", secret)(text)
-    return SignInError(f"{cfg.token_url}: {step} refused: {text}")
+    hint = None
+    if answer.get("error") == "invalid_client":
+        secret_var = account_client_secret(cfg.account)
+        hint = f"check [oauth2] client_id in the config, and {secret_var} if it needs one"
+    return SignInError(f"{url or cfg.token_url}: {step} refused: {text}", hint=hint)
 
 
 # --- flows -----------------------------------------------------------------------------------
@@ -207,7 +217,7 @@ def device_login(
         cfg.device_authorization_url, {**_client(cfg), "scope": " ".join(cfg.scopes)}
     )
     if status != 200 or "device_code" not in dev:
-        raise _refused(cfg, "device authorization", dev)
+        raise _refused(cfg, "device authorization", dev, url=cfg.device_authorization_url)
     uri = _safe(dev.get("verification_uri") or dev.get("verification_url", ""))
     say(f"To sign in {user}, open {uri} and enter the code {_safe(dev.get('user_code', ''))}")
     interval = float(dev.get("interval", 5) or 5)
@@ -321,8 +331,10 @@ def refresh(cfg: OAuth2Settings, tokens: TokenSet, clock: Callable[[], float]) -
     status, answer = post_form(cfg.token_url, form)
     if status == 200:
         return tokens_from(answer, cfg, tokens.user, clock(), tokens.refresh_token)
-    if answer.get("error") in ("invalid_grant", "unauthorized_client", "invalid_client"):
+    if answer.get("error") in ("invalid_grant", "unauthorized_client"):
         raise expired(cfg.account)
+    # (invalid_client is the client's id or secret, not the sign-in: logging in again would
+    # fail the same way)
     raise _refused(cfg, "token refresh", answer, tokens.refresh_token)
 
 

@@ -150,6 +150,6 @@ def _read_redirect() -> str:
     if not line.strip():
         raise InputError(
             "no redirect address was pasted (standard input is closed or empty); run "
-            "'mailer oauth login' in a terminal, or without --no-browser"
+            "'mailer auth login' in a terminal, or without --no-browser"
         )
     return line
