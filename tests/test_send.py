@@ -310,6 +310,23 @@ def test_the_same_send_typed_again_after_midnight_is_refused_while_the_first_is_
     assert again.returncode == 0, again.stderr
 
 
+def test_a_dry_run_is_refused_as_the_send_would_be_and_makes_no_store(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify --dry-run of a send that would be refused as a duplicate says so (exit 7): it
+    printed "nothing was sent" and exited 0 (a walkthrough); with no store yet it makes
+    none."""
+    store = workspace / ".mailer" / "state.db"
+    fresh = run_cli(workspace, *send_args(company="Dry Co"), "--dry-run")
+    assert fresh.returncode == 0 and "dry run" in fresh.stdout, fresh.stderr
+    assert not store.exists()
+    assert run_cli(workspace, *send_args(company="Dry Co")).returncode == 0
+    assert store.exists()  # (where the store is: the check above could not pass by a typo)
+    again = run_cli(workspace, *send_args(company="Dry Co"), "--dry-run")
+    assert again.returncode == 7, again.stdout + again.stderr
+    assert "already holds an apology" in again.stderr
+
+
 def test_doctor_reports_each_check(stack: Stack, workspace: Path) -> None:
     """Verify `mailer doctor` logs in to both servers, finds Sent, and sends nothing."""
     mark = stack.log_mark()

@@ -323,7 +323,9 @@ def send(
     obj.check_sandbox_recipients([facts.to, *facts.cc])
     store = None
     taken: frozenset[str] = frozenset()
-    if not dry_run:
+    if not dry_run or _has_store(settings.state_url):
+        # A dry run shows what a send would do: refused as a duplicate, or its subject made
+        # to differ from an open thread's. It makes no store where there is none yet.
         store = obj.store(settings)
         taken = store.open_subjects(facts.to)
     # sending: a free time in the interviewer's night is an error, so --force overrides it.
@@ -378,6 +380,11 @@ def send(
             f"Now call {prepared.facts.interviewer} on {prepared.facts.interviewer_phone}: "
             "'mailer call-script' (same options) prints what to say."
         )
+
+
+def _has_store(url: str) -> bool:
+    """Whether the state store exists (a database server's always does)."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
 
 
 @cli.command(short_help="List the situations there are templates for.")
