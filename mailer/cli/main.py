@@ -327,13 +327,15 @@ def send(
         # A dry run shows what a send would do: refused as a duplicate, or its subject made
         # to differ from an open thread's. It makes no store where there is none yet.
         store = obj.store(settings)
+        if not again:  # before showing anything: nothing to confirm
+            # (first: it closes an earlier attempt that never reached the server, whose
+            # subject the new one must then not step aside from with "(role)")
+            sending.refuse_duplicate(store, facts, clock(), settings.account)
         taken = store.open_subjects(facts.to)
     # sending: a free time in the interviewer's night is an error, so --force overrides it.
     prepared = apology.prepare(
         settings, facts, now, composer(settings), sending=True, taken_subjects=taken
     )
-    if store is not None and not again:  # before showing anything: nothing to confirm
-        sending.refuse_duplicate(store, prepared.facts, clock(), settings.account)
     _show(prepared)
     from mailer.model.callscript import urgency
     from mailer.model.lint import has_errors
