@@ -56,6 +56,29 @@ def test_a_reply_moved_out_of_the_inbox_before_a_pass_stops_the_follow_up(
     assert pair.follow_ups_received(root) == []
 
 
+def test_a_reply_to_the_follow_up_filed_as_junk_is_found_before_the_thread_closes(
+    pair: Pair,
+) -> None:
+    """Verify a human reply to the follow-up that went straight to Junk makes the thread
+    replied when it is due to close, not "no answer": folders outside the watched ones were
+    looked at only before a follow-up (a walkthrough)."""
+    from email import message_from_bytes
+
+    thread, root = send(pair)
+    assert "1 follow-up(s) sent" in check_at(pair, timedelta(minutes=5))
+    (follow_up,) = pair.follow_ups_received(root)
+    follow_up_id = message_from_bytes(follow_up)["Message-ID"]
+    _deliver_then_move(
+        pair,
+        "Junk",
+        "Re: Re: our interview",
+        "Sorry for the silence: does Friday at 10 suit you?",
+        **{"In-Reply-To": follow_up_id, "References": f"{root} {follow_up_id}"},
+    )
+    out = check_at(pair, timedelta(hours=2))
+    assert status(pair, thread)["state"] == "replied", out
+
+
 def test_an_out_of_office_filed_elsewhere_does_not_stop_the_follow_up(pair: Pair) -> None:
     """Verify what is found outside INBOX is classified, not taken for a reply as such: an
     out-of-office in Junk leaves the follow-up to go."""

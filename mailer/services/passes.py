@@ -42,7 +42,14 @@ from mailer.model.decision import (
 )
 from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
-from mailer.model.lifecycle import Outcome, ThreadEvent, ThreadState, describe, settle_advice
+from mailer.model.lifecycle import (
+    DUE_THREAD,
+    Outcome,
+    ThreadEvent,
+    ThreadState,
+    describe,
+    settle_advice,
+)
 from mailer.model.plan import (
     Action,
     BounceAddress,
@@ -392,7 +399,11 @@ def send_due(
     is set none is begun: what is not done stays due for the next pass."""
     session: SmtpSession | None = None
     look = LastLook(
-        settings, store, box, clock, [a.thread_id for a in actions if isinstance(a, SendFollowUp)]
+        settings,
+        store,
+        box,
+        clock,
+        [a.thread_id for a in actions if isinstance(a, SendFollowUp | CloseNoAnswer)],
     )
     try:
         for action in actions:
@@ -400,6 +411,15 @@ def send_due(
                 report.stopped = True
                 break
             if isinstance(action, CloseNoAnswer):
+                # A reply to the follow-up filed as junk, or archived, is looked for first:
+                # it would make the thread replied, not "no answer".
+                try:
+                    report.seen += look.before(action.thread_id)
+                except MailerError as exc:
+                    report.problems.append(
+                        f"thread {action.thread_id}: not closed this time: {exc}"
+                    )
+                    continue  # (still due: the next pass closes it)
                 if store.move_thread_if_still(
                     action.thread_id,
                     ThreadEvent.CLOSED_NO_ANSWER,
@@ -494,10 +514,10 @@ class LastLook:
         if not (fresh and thread_id in self.covered):
             ids = [thread_id, *self.left]
             rows = [self.store.thread(i, lenient=True) for i in ids]
-            # Only threads still waiting for their follow-up: a look for the others would
-            # change nothing this pass.
+            # Only threads still waiting for their follow-up or their close: a look for the
+            # others would change nothing this pass.
             threads = [
-                t for t in rows if t is not None and (t.id == thread_id or t.state == AWAITING)
+                t for t in rows if t is not None and (t.id == thread_id or t.state in DUE_THREAD)
             ]
             # Counted as taken only once it is done: a look that failed covers nobody, and
             # the next follow-up takes its own.
