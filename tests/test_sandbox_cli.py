@@ -129,6 +129,27 @@ def test_stopping_after_a_reboot_leaves_the_programs_that_took_the_pids_alone(
         other.wait()
 
 
+def test_the_sandbox_is_not_stopped_under_a_daemon_working_on_it(sandbox_ws: Path) -> None:
+    """Verify 'sandbox stop' while a daemon holds the sandbox store's lock is refused,
+    naming it (exit 8): the daemon went on retrying the gone servers, and a second one could
+    start on the same store once the lock file went with the sandbox (a walkthrough)."""
+    from mailer.adapters.lock import store_lock
+
+    ws = sandbox_ws
+    assert run_cli(ws, "sandbox", "start").returncode == 0
+    url = f"sqlite:///{ws / '.mailer' / 'sandbox' / 'state.db'}"
+    held = store_lock(url, ws, "mailer --sandbox daemon").acquire()
+    try:
+        refused = run_cli(ws, "sandbox", "stop")
+        assert refused.returncode == 8, refused.stdout + refused.stderr
+        assert "held by mailer --sandbox daemon" in refused.stderr
+        assert "stop it first" in refused.stderr
+        assert run_cli(ws, "sandbox", "status").returncode == 0  # still running
+    finally:
+        held.release()
+    assert run_cli(ws, "sandbox", "stop").returncode == 0
+
+
 def test_starting_twice_is_a_clear_error(sandbox_ws: Path) -> None:
     """Verify a second start gives one line and a non-zero exit."""
     ws = sandbox_ws

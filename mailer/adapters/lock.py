@@ -57,7 +57,7 @@ class StoreLock:
             os.close(fd)
             raise LockedError(
                 f"{self.path}: held by {holder}; only one daemon may work on a state store",
-                hint="the running daemon already does this work; stop it first if you must",
+                hint="that process already does this work; wait for it, or stop it first",
             ) from None
         except portalocker.LockException as exc:  # a file system without locks (ENOLCK)
             os.close(fd)

@@ -1033,10 +1033,22 @@ def sandbox_start(obj: Context) -> None:
 @handle_errors
 def sandbox_stop(obj: Context) -> None:
     """Stop the sandbox and delete its mail."""
+    from mailer.adapters.lock import LockedError, lock_path, store_lock
     from mailer.adapters.userdirs import user_data_dir
-    from mailer.sandbox.stack import running_sandbox, stop_sandbox
+    from mailer.sandbox.stack import running_sandbox, sandbox_dir, stop_sandbox
 
     workspace = obj.workspace_hint()
+    # Not under a daemon (or a check) working on the sandbox: it would go on retrying the
+    # gone servers for ever, and its lock file would be deleted with the sandbox, letting a
+    # second daemon start on the same store.
+    url = f"sqlite:///{sandbox_dir(workspace) / 'state.db'}"
+    if lock_path(url, workspace).exists():
+        try:
+            store_lock(url, workspace, "mailer sandbox stop").acquire().release()
+        except LockedError as exc:
+            raise LockedError(
+                f"{exc}; stop it first (Ctrl-C where it runs), then 'mailer sandbox stop'",
+            ) from None
     stopped = stop_sandbox(workspace)
     click.echo(
         {
