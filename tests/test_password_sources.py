@@ -181,6 +181,30 @@ def test_a_password_command_stopped_at_its_timeout_leaves_none_of_its_children(
     assert not _alive(int(pid_file.read_text()))
 
 
+@pytest.mark.wire  # a real program, whose own child outlives it
+def test_a_password_command_whose_child_keeps_its_output_open_does_not_hang_mailer(
+    tmp_path: Path,
+) -> None:
+    """Verify a timed-out password command whose background child (now init's) holds its
+    output open is given up at once: reading that output to its end waited for the child
+    (a review of session 17: 12 s for a 12 s child, for ever for a daemon)."""
+    import time
+
+    from mailer.adapters.passwords import PasswordSource, _from_command
+
+    source = PasswordSource(
+        kind="command",
+        key="smtp",
+        command=("sh", "-c", "(sleep 60 &); sleep 100"),
+        timeout=1.0,
+        cwd=tmp_path,
+    )
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="did not finish within 1 s"):
+        _from_command(source)
+    assert time.monotonic() - started < 20  # (the child sleeps 60 s)
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting for a parent that does not reap is not)."""
     import psutil

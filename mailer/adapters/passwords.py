@@ -141,7 +141,12 @@ def _stop_with_children(proc: Any) -> None:
         with suppress(psutil.Error):
             p.kill()
     proc.kill()  # (gone already, unless psutil could not see it)
-    proc.communicate()
+    # Reaped, and its pipes closed unread: a program it left to run on (now init's) may
+    # hold them open, and reading them to their end would wait for that program.
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 # Held while keyring is imported, and while yagmail is imported without it (see
