@@ -217,13 +217,16 @@ def test_second_open_thread_to_one_address_gets_the_role_in_its_subject(
     stack: Stack, workspace: Path
 ) -> None:
     """Verify two apologies to one address about interviews on the same day do not share a
-    subject: the second, while the first is open, adds the role."""
+    subject: the second, while the first is open, adds the role. (The second is another
+    interview at the same company while the first is open: sent with --again.)"""
     import json
 
     note = "I am fully recovered and keen to talk."
     first = run_cli(workspace, *send_args(interview="2026-11-25 10:00", note=note))
     assert first.returncode == 0, first.stderr
-    second = run_cli(workspace, *send_args(interview="2026-11-25 12:00", note=note))
+    args = send_args(interview="2026-11-25 12:00", note=note)
+    assert run_cli(workspace, *args).returncode == 7  # without --again: refused
+    second = run_cli(workspace, *args, "--again")
     assert second.returncode == 0, second.stderr
     status = run_cli(workspace, "status", "--json")
     subjects = [t["subject"] for t in json.loads(status.stdout)["threads"]]

@@ -58,3 +58,20 @@ def test_killed_send_never_delivers_twice(
         assert rerun.returncode == 7, rerun.stderr
         assert "already holds an apology" in rerun.stderr
         assert inbox_copies(stack, company) == delivered
+
+
+def test_an_attempt_killed_before_the_final_dot_does_not_block_another_interview(
+    stack: Stack, workspace: Path
+) -> None:
+    """Verify a send killed before its final dot (nothing reached the server) is not an open
+    apology that refuses one for another interview at the same company (a review)."""
+    company = "Killed Early"
+    killed = run_cli(
+        workspace,
+        *send_args(company=company, interview="2026-11-25 10:00"),
+        env={"MAILER_CRASH_AT": "before-final-dot"},
+    )
+    assert killed.returncode == -signal.SIGKILL
+    other = run_cli(workspace, *send_args(company=company, interview="2026-11-25 14:00"))
+    assert other.returncode == 0, other.stderr
+    assert inbox_copies(stack, company) == 1

@@ -298,6 +298,8 @@ def test_the_same_send_typed_again_after_midnight_is_refused_while_the_first_is_
     line = second.stderr.splitlines()[0]
     assert "is still open with an apology to" in line and "2026-11-25 09:00" in line, line
     assert "--again" in second.stderr
+    spelt = send_args(company="MIDNIGHT", interview="today 11:00")  # (the legal form left off)
+    assert run_cli(workspace, *spelt).returncode == 7
     other = run_cli(
         workspace,
         *send_args(company="Elsewhere plc", interview="today 09:00"),

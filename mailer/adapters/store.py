@@ -21,7 +21,6 @@ import enum
 import functools
 import json
 import os
-import re
 import socket
 import sqlite3
 import time
@@ -912,27 +911,41 @@ class Store:
     def _guard_open_thread(self, c: Any, key: str, to: str, company: str, account: str) -> None:
         """Refuse an apology to someone whose apology about another interview at the same
         company is still open: the same command typed again after midnight, with "today"
-        or "tomorrow" in it, names another interview, and sent a second, wrong apology."""
+        or "tomorrow" in it, names another interview, and sent a second, wrong apology. An
+        attempt that never reached the server (its process gone before the final dot) is
+        not open."""
         from mailer.errors import DuplicateError
+        from mailer.model.matching import same_company
 
         states, params = _in("s", WAITING_THREAD)
-        rows = c.execute(
-            text(f"""SELECT id, company, interview_at, state FROM threads
-                WHERE account = :account AND lower(recipient) = :to
-                AND dedupe_key != :k AND state IN {states} ORDER BY id"""),
-            {"to": to.lower(), "account": account, "k": key, **params},
-        ).all()
-        same = _company_words(company)
-        for tid, theirs, interview_at, state in rows:
-            if _company_words(theirs) == same:
-                when = str(interview_at)[:16].replace("T", " ")
-                raise DuplicateError(
-                    f"thread {tid} is still open with an apology to {to} at {theirs} about "
-                    f"the interview of {when}",
-                    state=str(state).replace("_", " "),
-                    hint=f"'mailer status {tid}' shows it; if this is another interview, "
-                    "pass --again",
-                )
+        rows = (
+            c.execute(
+                text(f"""SELECT t.id AS tid, t.company, t.interview_at, t.state AS tstate,
+                    m.state, m.owner, m.final_dot_at FROM threads t
+                    LEFT JOIN messages m ON m.thread_id = t.id AND m.kind = 'apology'
+                    WHERE t.account = :account AND lower(t.recipient) = :to
+                    AND t.dedupe_key != :k AND t.state IN {states} ORDER BY t.id"""),
+                {"to": to.lower(), "account": account, "k": key, **params},
+            )
+            .mappings()
+            .all()
+        )
+        for r in rows:
+            if not same_company(str(r["company"] or ""), company):
+                continue
+            if r["tstate"] == ThreadState.SENDING and (
+                (r["state"] == QUEUED and not owner_alive(r["owner"]))
+                or abandoned_before_final_dot(r)
+            ):
+                continue
+            when = str(r["interview_at"])[:16].replace("T", " ")
+            raise DuplicateError(
+                f"thread {r['tid']} is still open with an apology to {to} at {r['company']} "
+                f"about the interview of {when}",
+                state=str(r["tstate"]).replace("_", " "),
+                hint=f"'mailer status {r['tid']}' shows it; if this is another interview, "
+                "pass --again",
+            )
 
     def _insert_message(
         self,
@@ -3029,11 +3042,6 @@ _SUSPECT_MESSAGE = f"NOT {_json_sound('recipients', '[')}" + "".join(
 _LISTED_MESSAGES_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at,
     ({_NEEDED_BRIEF}), ({_SUSPECT_MESSAGE})
     FROM messages WHERE ({_NEEDED_BRIEF}) OR ({_SUSPECT_MESSAGE}) ORDER BY id"""
-
-
-def _company_words(company: Any) -> tuple[str, ...]:
-    """A company's name as words, so "Acme", "ACME" and "Acme." are one company."""
-    return tuple(re.findall(r"[^\W_]+", str(company or "").lower()))
 
 
 def _bad_dates(row: tuple[Any, ...]) -> bool:

@@ -245,6 +245,12 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(w.casefold() for w in _WORD.findall(text))
 
 
+def same_company(a: str, b: str) -> bool:
+    """Whether two spellings name one company: the same words, in any case, without the
+    legal forms at the end ("Acme", "ACME Inc.", "Acme Ltd.")."""
+    return _company_names(a)[-1] == _company_names(b)[-1]
+
+
 def _company_names(company: str) -> list[tuple[str, ...]]:
     words = _words(company)
     names = [words]
