@@ -644,7 +644,12 @@ def _consider(
                 # for the user; none is marked replied on a guess.
                 held = [t.id for t in own if t.state in OPEN_THREAD]
                 hold = tuple(sorted({*held, *others}))
-            elif not hold and any(t.id == thread_id and incoming.received < t.sent_at for t in own):
+            elif not hold and any(
+                # (open only: a thread still sending would ignore the hold, and lose the
+                # message; it is marked replied, as before)
+                t.id == thread_id and t.state in OPEN_THREAD and incoming.received < t.sent_at
+                for t in own
+            ):
                 # It came before the apology went (the clock slack lets it match): "where
                 # are you?" written before they saw it, or a reply from a server whose clock
                 # is behind. Neither marked replied (the follow-up was lost) nor ignored.
