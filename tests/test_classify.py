@@ -745,10 +745,17 @@ def test_ambiguous_numeric_date_takes_nearest_future_reading() -> None:
         ("I am away until 5/6 with limited access to email.", date(2025, 6, 5)),
         ("I am away until 5/6/2025 and will reply on my return.", date(2025, 6, 5)),
         ("I am away until 7.6. and will reply then.", date(2025, 6, 7)),
+        ("I'm back on 1.5.", date(2026, 5, 1)),  # dots: day first, never 5 January
+        # Not a numeric date that words follow: read as before (a review found each read
+        # as one: 2 January, 10 September, 12 October, 30 October)
+        ("I am away until 1-2 weeks from now.", date(2025, 6, 16)),
+        ("I'm out until 9-10 am tomorrow.", date(2025, 6, 3)),
+        ("I am away until 10-12 June.", date(2025, 6, 10)),
+        ("I am away until 10.30.", None),
     ],
 )
 def test_a_numeric_return_date_followed_by_words_takes_the_nearest_reading(
-    body: str, expected: date
+    body: str, expected: date | None
 ) -> None:
     """Verify 5/6 sent on 2 June reads as 5 June whatever words follow it: with "and ..."
     after it, it was read month first (6 May of the next year: a follow-up held back for

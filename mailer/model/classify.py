@@ -1594,19 +1594,24 @@ _RETURN_TRIGGERS: tuple[tuple[re.Pattern[str], str, int], ...] = (
     (_rx(r"(?:^|\s)до(?=\s)"), "ru", 0),
     (_rx(r"\b(?:wracam|powrót|będę dostępn\w*)\b"), "pl", 0),
 )
-# A numeric date at the start of a text, which may run on into the words after it ("3/12
-# and", as dateparser finds it: read whole, then month first, it was three months off). With
-# dots only as "7.6." or "7.6.2025", or alone: "until 10.30 and" is a time.
-_NUMERIC_DATES = (
-    re.compile(r"^\s*(\d{1,2})[/-](\d{1,2})(?:[/-](\d{2,4}))?(?![\d./-])"),
-    re.compile(r"^\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4})?(?![\d./-])|\s*$)"),
+# A numeric date at the start of what dateparser found, which may run on into a word after
+# it ("3/12 and"): read whole, then month first, it was three months off. Only a joining
+# word may follow: "1-2 weeks", "9-10 am" and "10-12 June" are not such dates. With dots it is
+# day first ("7.6.", "7.6.2025"), as where dots are written; "10.30" is a time.
+_SLASHED_DATE = re.compile(r"^\s*(\d{1,2})[/-](\d{1,2})(?:[/-](\d{2,4}))?(?![\d./-])")
+_DOTTED_DATE = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4})?(?![\d./-])|\s*$)")
+_AFTER_DATE = re.compile(
+    r"[\s,.;:]*(?:(?:and|with|or|but|then|und|et|y|e)\b[\s,.;:]*)?", re.IGNORECASE
 )
 
 
-def _numeric_date(text: str) -> re.Match[str] | None:
-    for pattern in _NUMERIC_DATES:
-        if found := pattern.match(text):
-            return found
+def _numeric_date(text: str) -> tuple[re.Match[str], bool] | None:
+    """A numeric date that is all of ``text`` but a joining word, and whether it is read
+    day first only."""
+    for pattern, day_first in ((_SLASHED_DATE, False), (_DOTTED_DATE, True)):
+        found = pattern.match(text)
+        if found and _AFTER_DATE.fullmatch(text[found.end() :]):
+            return found, day_first
     return None
 
 
@@ -1660,8 +1665,9 @@ def _parse_date(window: str, language: str, base: date | None) -> date | None:
         results = search_dates(window, languages=[language], settings=settings) or []
     except Exception:
         return None
-    if not results and (numeric := _numeric_date(window)):
-        results = [(numeric.group(0), None)]  # "7.6.", which dateparser does not find
+    words = window.split()
+    if not results and words and (numeric := _numeric_date(words[0])):
+        results = [(numeric[0].group(0), None)]  # "7.6.", which dateparser does not find
     for found_text, found in results:
         offset = window.find(found_text)
         if offset > 25:  # a date far from the trigger belongs to something else
@@ -1672,7 +1678,7 @@ def _parse_date(window: str, language: str, base: date | None) -> date | None:
             continue  # a bare number is not a date
         numeric = _numeric_date(found_text)
         if numeric:
-            day = _best_numeric(numeric, base)
+            day = _best_numeric(numeric[0], base, day_first=numeric[1])
         elif _names_a_day(dateparser, found_text, language, settings):
             day = found.date()
         else:
@@ -1700,11 +1706,13 @@ def _names_a_day(dateparser: Any, text: str, language: str, settings: dict[str, 
     return first is not None and first == last
 
 
-def _best_numeric(match: re.Match[str], base: date | None) -> date | None:
-    """``05/01/2010`` is 5 January or 1 May: take the reading nearest after the base day."""
+def _best_numeric(match: re.Match[str], base: date | None, day_first: bool = False) -> date | None:
+    """``05/01/2010`` is 5 January or 1 May: take the reading nearest after the base day
+    (``day_first``: the first reading only)."""
     first, second, year_text = match.group(1), match.group(2), match.group(3)
     candidates: list[date] = []
-    for day_text, month_text in ((first, second), (second, first)):
+    orders = ((first, second),) if day_first else ((first, second), (second, first))
+    for day_text, month_text in orders:
         day_n, month_n = int(day_text), int(month_text)
         if year_text:
             year = int(year_text) + (2000 if len(year_text) == 2 else 0)
