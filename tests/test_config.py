@@ -182,23 +182,26 @@ def test_a_host_that_names_no_server_is_refused(tmp_path: Path, table: str, host
     [
         ("password_source", "Hunter2-MyRealPw"),
         ("host", "you@sandbox.test:Hunter2-MyRealPw@127.0.0.1"),
+        ("password_source", 12345678),  # a number: "must be a string, not int"
     ],
 )
 def test_a_password_pasted_into_a_setting_is_not_quoted_back(
-    tmp_path: Path, key: str, value: str
+    tmp_path: Path, key: str, value: str | int
 ) -> None:
     """Verify the problem names the key and what it must be, without the value: a password
     pasted into password_source, or a URL with one in it as the host, was printed in the
     error (a sign-in walkthrough)."""
     text = BASE.replace(
-        '[smtp]\nhost = "127.0.0.1"', f'[smtp]\nhost = "127.0.0.1"\n{key} = "{value}"', 1
+        '[smtp]\nhost = "127.0.0.1"',
+        f'[smtp]\nhost = "127.0.0.1"\n{key} = {value if isinstance(value, int) else repr(value)}',
+        1,
     )
     if key == "host":
         text = BASE.replace('[smtp]\nhost = "127.0.0.1"', f'[smtp]\nhost = "{value}"', 1)
     assert text != BASE
     found = problems(tmp_path, text)
     assert len(found) == 1 and f": smtp.{key}: must be" in found[0], found
-    assert "Hunter2" not in found[0], found
+    assert "Hunter2" not in found[0] and "12345678" not in found[0], found
 
 
 @pytest.mark.parametrize("host", ["localhost", "::1", "mail.example.org", "smtp-relay_1.corp."])

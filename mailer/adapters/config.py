@@ -474,7 +474,9 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.problem(full, f"must be {kind.__name__.replace('str', 'a string')}, not {value!r}")
+            # What was found is named by its type where a password may have been pasted.
+            found = type(value).__name__ if "password" in key else repr(value)
+            self.problem(full, f"must be {kind.__name__.replace('str', 'a string')}, not {found}")
             return default
         if prefix.endswith("sender") and key in _SENDER_TEXT:
             pass  # checked by _check_sender_text, with the rules every header value obeys
