@@ -189,3 +189,34 @@ def test_a_message_that_came_just_after_the_apology_still_answers_it(pair: Pair)
     _arrived_at(pair, T0 + timedelta(minutes=1), "Where are you")
     check_at(pair, timedelta(minutes=2))
     assert status(pair, thread)["state"] == "replied"
+
+
+def test_a_message_that_came_just_before_an_apology_in_doubt_still_answers_it(
+    pair: Pair,
+) -> None:
+    """Verify the hold is for open threads only: a thread whose apology is in doubt (still
+    sending) would ignore a hold, and the message be lost for good (a review); it is marked
+    replied, as it was before the hold existed."""
+    _arrived_at(pair, T0 - timedelta(minutes=1), "Where are you")
+    killed = run_cli(
+        pair.ws,
+        "send",
+        "--situation",
+        "illness",
+        "--to",
+        pair.interviewer,
+        "--interviewer",
+        "Ana Ruiz",
+        "--company",
+        f"Co {pair.interviewer}",
+        "--role",
+        "Engineer",
+        "--interview",
+        "2026-11-25 10:00",
+        "--yes",
+        env={"MAILER_NOW": T0.isoformat(), "MAILER_CRASH_AT": "after-final-dot"},
+        process=True,
+    )
+    assert killed.returncode != 0
+    check_at(pair, timedelta(seconds=10), expect=9)  # (9: the apology in doubt waits)
+    assert status(pair, 1)["state"] == "replied"
