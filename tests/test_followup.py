@@ -554,10 +554,14 @@ def test_resolve_resend_sends_the_same_message_once(pair: Pair) -> None:
     """Verify `resolve --resend` delivers the recorded bytes (same Message-ID) exactly once."""
     thread = _crashed_send(pair, "after-final-dot")
     assert _apology_copies(pair) == 0
+    check_at(pair, timedelta(seconds=5), expect=9)  # a pass finds it in doubt, and says why
     r = run_cli(pair.ws, "resolve", str(thread), "--resend")
     assert r.returncode == 0, r.stderr
     s = status(pair, thread)
     assert s["state"] == "awaiting_reply"
+    # Its line no longer says it may or may not have been delivered (a walkthrough).
+    shown = run_cli(pair.ws, "status", str(thread)).stdout
+    assert "may or may not" not in shown, shown
     (apology,) = [m for m in s["messages"] if m["kind"] == "apology"]
     assert len(pair.stack.messages_with_id(pair.interviewer, apology["message_id"])) == 1
     again = run_cli(pair.ws, "resolve", str(thread), "--resend")

@@ -1118,7 +1118,11 @@ class Store:
                     hint="use --sent if it did arrive; 'mailer status ID --explain' shows "
                     "what happened",
                 )
-            self._move_in(c, message_row_id, MessageEvent.RESEND, now, "submitting_at")
+            # The doubt is settled by the user: its words ("it may or may not have been
+            # delivered") no longer describe the message; a failure of this try writes its own.
+            self._move_in(
+                c, message_row_id, MessageEvent.RESEND, now, "submitting_at", {"error": None}
+            )
             self._event(
                 c, row["thread_id"], now, "resend", f"{row['kind']} {row['message_id']} resent"
             )
