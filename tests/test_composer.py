@@ -68,6 +68,22 @@ CASES = [
 ]
 
 
+def test_a_company_whose_name_ends_in_a_full_stop_gets_no_second_one() -> None:
+    """Verify "at Acme Ltd." ends the sentence once, in the apology, the follow-up and the
+    call script ("role at Acme Ltd.." went out: a verification walkthrough)."""
+    from mailer.model.callscript import call_script
+
+    f = facts(company="Acme Ltd.")
+    apology_text = compose_apology(Composer(), f, SENDER, AFTER).text
+    assert "role at Acme Ltd. " in apology_text and ".." not in apology_text
+    assert "role at Acme Ltd. " in call_script(f, SENDER, AFTER)
+    assert ".." not in call_script(f, SENDER, AFTER)
+    follow_up = compose_follow_up(Composer(), f, SENDER, AFTER, "Apologies", AFTER).text
+    assert "role at Acme Ltd." in follow_up and ".." not in follow_up
+    plain = compose_apology(Composer(), facts(company="Acme"), SENDER, AFTER).text
+    assert "role at Acme. " in plain
+
+
 @pytest.mark.parametrize(
     ("interview", "when_taken_ill"),
     [("2026-11-25 10:00", "that morning"), ("2026-11-25 15:30", "earlier that day")],

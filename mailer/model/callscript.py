@@ -103,7 +103,8 @@ def call_script(facts: Facts, sender: SenderSettings, now: datetime) -> str:
             )
         ),
         ("Reason", _reason(facts.situation, tense, v["interview_time"])),
-        ("Interest", f"I remain very interested in the {role} role at {company}."),
+        # ("Acme Ltd." ends the sentence itself: no second full stop)
+        ("Interest", f"I remain very interested in the {role} role at {company.rstrip('.')}."),
         ("Reschedule", _reschedule(past, v["free_times"], facts.situation)),
         ("Thanks", "Thank you for your understanding and for your time."),
         (
