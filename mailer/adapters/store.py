@@ -877,9 +877,7 @@ class Store:
             .all()
         )
         for r in rows:
-            if (r["state"] == QUEUED and not owner_alive(r["owner"])) or (
-                abandoned_before_final_dot(r)
-            ):
+            if _never_reached_server(r):
                 # Stopped before connecting, or before the final dot: nothing the server could
                 # accept left the machine, so it cannot be a duplicate. Close it so the new
                 # attempt is the only live one.
@@ -933,10 +931,7 @@ class Store:
         for r in rows:
             if not same_company(str(r["company"] or ""), company):
                 continue
-            if r["tstate"] == ThreadState.SENDING and (
-                (r["state"] == QUEUED and not owner_alive(r["owner"]))
-                or abandoned_before_final_dot(r)
-            ):
+            if r["tstate"] == ThreadState.SENDING and _never_reached_server(r):
                 continue
             when = str(r["interview_at"])[:16].replace("T", " ")
             raise DuplicateError(
@@ -2719,6 +2714,14 @@ def _shown(row: Any) -> str:
     doubt past the final-dot mark, and queued again before it)."""
     alive = row["state"] != SUBMITTING or owner_alive(row["owner"])
     return describe_state(message_shown(row["state"], alive, bool(row["final_dot_at"])))
+
+
+def _never_reached_server(row: Any) -> bool:
+    """An apology whose process stopped before connecting, or before the final dot: nothing
+    the server could accept left the machine (``row``: its state, owner and final_dot_at)."""
+    return (row["state"] == QUEUED and not owner_alive(row["owner"])) or (
+        abandoned_before_final_dot(row)
+    )
 
 
 def abandoned_before_final_dot(row: Any, leases: Mapping[str, str] | None = None) -> bool:

@@ -386,7 +386,10 @@ def send(
 
 def _has_store(url: str) -> bool:
     """Whether the state store exists (a database server's always does)."""
-    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
+    from mailer.adapters.anchor import sqlite_path
+
+    path = sqlite_path(url)
+    return path is None or path.exists()
 
 
 @cli.command(short_help="List the situations there are templates for.")

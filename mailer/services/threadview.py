@@ -308,11 +308,11 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
         subject = f" ({d['held_reply_subject']!r})" if d.get("held_reply_subject") else ""
         others = [i for i in _ids(d.get("held_threads")) if i != t.id]
         also = f" or thread(s) {', '.join(map(str, others))}" if others else ""
+        by = d.get("held_reply_by", "?")
         what = (
-            f"a message from {d.get('held_reply_by', '?')}{subject} came just before the "
-            "apology went, and may answer it"
+            f"a message from {by}{subject} came just before the apology went, and may answer it"
             if d.get("held_before_apology")
-            else f"a reply from {d.get('held_reply_by', '?')}{subject} may answer this{also}"
+            else f"a reply from {by}{subject} may answer this{also}"
         )
         return (
             f"held: {what}; "
