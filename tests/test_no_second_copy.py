@@ -382,8 +382,10 @@ def test_a_backup_from_before_store_ids_can_be_restored(tmp_path) -> None:
     restored.close()
     (ws / ".mailer" / "state.db").unlink()
     Store(f"sqlite:///{ws}/.mailer/state.db").close()  # someone else's new, empty store
-    with pytest.raises(StateError, match="not the state store this workspace has used"):
+    with pytest.raises(StateError, match="not the state store this workspace has used") as e:
         _anchored_store(ws)
+    # Named once, with what happened to it: the same URL twice read as a contradiction.
+    assert str(e.value).count(".mailer/state.db") == 1 and "replaced" in str(e.value)
 
 
 def test_each_config_file_has_its_own_anchor(tmp_path) -> None:

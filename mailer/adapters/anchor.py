@@ -113,6 +113,12 @@ def check_after_open(
         if recorded["url"] != url:
             write(anchor, url, store_id)
         return
+    if recorded["url"] == url:  # the same place, another file: naming it twice said nothing
+        raise StateError(
+            f"{where}: {safe_url(url)} is not the state store this workspace has used: the file "
+            "there was replaced, or made anew; it holds another history, or none",
+            hint="put the right file back (a backup?); " + FORGET_HINT.format(anchor=anchor),
+        )
     raise StateError(
         f"{where}: {safe_url(url)} is not the state store this workspace has used "
         f"({safe_url(recorded['url'])}); it holds another history, or none",
