@@ -20,7 +20,7 @@ from mailer.model.lifecycle import ThreadEvent
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 SCHEMA_TAG = (
-    "v5-0008"  # schema 5 at Alembic revision 0008_incoming_indexes: opened as is, never migrated
+    "v5-0009f"  # schema 5 at revision 0009_listing_indexes (opened as is); f: with follow-ups
 )
 
 
@@ -41,8 +41,9 @@ def _raw(i: int, to: str, sender: str, mid: str) -> bytes:
 
 
 def build(path: Path, n: int, open_count: int, sender: str) -> None:
-    """``n`` threads, the first ``n - open_count`` closed (replied or closed without an
-    answer, alternately), the rest awaiting a reply with a follow-up due in 30 days."""
+    """``n`` threads, the first ``n - open_count`` closed (replied, or followed up and closed
+    without an answer, alternately), the rest awaiting a reply with a follow-up due in 30
+    days."""
     tmp = path.with_name(path.name + ".building")
     for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
         p.unlink(missing_ok=True)
@@ -76,23 +77,47 @@ def build(path: Path, n: int, open_count: int, sender: str) -> None:
             durable=True,
             submitting=True,
         )
+        closed = i < n - open_count
+        answered = closed and i % 2 == 1
+        followed = closed and not answered
+        follow_up_at = sent + timedelta(days=3)
         store.mark_sent(
             mrow,
             sent,
             "250 2.0.0 Ok",
-            NOW + timedelta(days=30),
+            follow_up_at if followed else NOW + timedelta(days=30),
             durable=False,
             sent_copy="saved in Sent",
         )
-        if i < n - open_count:
-            # Closed as a user's threads close: answered, or followed up without an answer.
-            moves = (
-                [ThreadEvent.MARKED_REPLIED]
-                if i % 2
-                else [ThreadEvent.LAST_FOLLOW_UP_SENT, ThreadEvent.CLOSED_NO_ANSWER]
+        if answered:
+            replied = {
+                "replied_by": to,
+                "replied_at": (sent + timedelta(hours=5)).isoformat(),
+                "reply_subject": f"Re: Missed interview {i:05d}",
+            }
+            store.set_thread_state(tid, ThreadEvent.MARKED_REPLIED, sent, "replied", replied)
+        elif followed:
+            # Followed up without an answer, and closed: the follow-up is a message of its
+            # own, as a real store has (the status table shows when it went).
+            fmid = f"<bench-f{i}@sandbox.test>"
+            frow = store.claim_follow_up(
+                tid,
+                follow_up_at,
+                message_id=fmid,
+                raw=_raw(i, to, sender, fmid),
+                envelope_from=sender,
+                recipients=(to,),
             )
-            for move in moves:
-                store.set_thread_state(tid, move, sent, str(move), {"why": "bench"})
+            assert frow is not None
+            store.mark_submitting(frow, follow_up_at)
+            store.mark_sent(frow, follow_up_at, "250 2.0.0 Ok", follow_up_at, durable=False)
+            store.set_thread_state(
+                tid,
+                ThreadEvent.CLOSED_NO_ANSWER,
+                follow_up_at,
+                "closed_no_answer",
+                {"why": "bench"},
+            )
     store.close()
     shutil.move(tmp, path)
     for p in (Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):

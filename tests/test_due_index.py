@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailer.adapters import listing
 from mailer.adapters.store import SCHEMA_VERSION, Store, ThreadRow, due_at
 from mailer.model.lifecycle import DUE_THREAD
 
@@ -149,7 +150,13 @@ def test_migration_gives_an_old_store_due_at_with_the_right_instants(tmp_path: P
     store.close()
     damaged = max(dues)
     db = sqlite3.connect(path)
-    for index in ("threads_due", "threads_account", "messages_state", "messages_ours"):
+    for index in (
+        "threads_due",
+        "threads_account",
+        "messages_state",
+        "messages_ours",
+        *listing.INDEXES,
+    ):
         db.execute(f"DROP INDEX {index}")
     db.execute("ALTER TABLE threads DROP COLUMN due_at")
     db.execute("UPDATE threads SET follow_up_due = 'soon' WHERE id = ?", (damaged,))

@@ -70,7 +70,7 @@ def test_store_migrate_brings_an_old_sqlite_store_up_once(offline_workspace: Pat
     assert first.stdout == (
         f"Migrated sqlite:///{state}: schema 4 -> 5 (hand-rolled steps); stamped Alembic "
         f"revision 0005_baseline; Alembic revision 0006_leases; Alembic revision 0007_dedupe_keys; "
-        f"Alembic revision {ALEMBIC_HEAD}. It is now at {CURRENT}.\n"
+        f"Alembic revision 0008_incoming_indexes; Alembic revision {ALEMBIC_HEAD}. It is now at {CURRENT}.\n"
     )
     again = run_cli(offline_workspace, "store", "migrate")
     assert again.stdout == f"sqlite:///{state} is already at {CURRENT}: nothing to do.\n"
@@ -86,7 +86,7 @@ def test_store_migrate_makes_a_new_postgresql_store_then_has_nothing_to_do(
     assert first.returncode == 0, first.stderr
     assert first.stdout == (
         f"Migrated {shown}: a new store, made by Alembic revision 0005_baseline, 0006_leases, "
-        f"0007_dedupe_keys, {ALEMBIC_HEAD}. "
+        f"0007_dedupe_keys, 0008_incoming_indexes, {ALEMBIC_HEAD}. "
         f"It is now at {CURRENT}.\n"
     )
     again = run_cli(offline_workspace, "store", "migrate", env=env)
@@ -265,6 +265,7 @@ def test_revision_0007_rewrites_the_keys_of_a_postgresql_store(
     try:
         assert again.migrated == [
             "Alembic revision 0007_dedupe_keys",
+            "Alembic revision 0008_incoming_indexes",
             f"Alembic revision {ALEMBIC_HEAD}",
         ]
         (thread,) = again.threads()

@@ -87,7 +87,8 @@ def test_an_old_sqlite_store_migrates_to_the_baseline_with_its_rows_intact(
             "stamped Alembic revision 0005_baseline",
             "Alembic revision 0006_leases",  # the leases (#17), run after the stamp
             "Alembic revision 0007_dedupe_keys",  # duplicate keys without the company
-            f"Alembic revision {ALEMBIC_HEAD}",  # the incoming messages' indexes
+            "Alembic revision 0008_incoming_indexes",  # the incoming messages' indexes
+            f"Alembic revision {ALEMBIC_HEAD}",  # the status listing's partial indexes
         ]
         (thread,) = s.threads()
         assert (thread.recipient, thread.company, thread.state) == (
@@ -141,6 +142,7 @@ def test_revision_0007_writes_every_duplicate_key_without_the_company(tmp_path: 
     try:
         assert s.migrated == [
             "Alembic revision 0007_dedupe_keys",
+            "Alembic revision 0008_incoming_indexes",
             f"Alembic revision {ALEMBIC_HEAD}",
         ]
         when = datetime(2026, 11, 19, 9, 0, tzinfo=UTC)
@@ -171,7 +173,10 @@ def test_revision_0008_indexes_the_incoming_messages_and_the_last_look_uses_them
         db.execute("UPDATE alembic_version SET version_num = '0007_dedupe_keys'")
     s = Store(f"sqlite:///{path}")
     try:
-        assert s.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
+        assert s.migrated == [
+            "Alembic revision 0008_incoming_indexes",
+            f"Alembic revision {ALEMBIC_HEAD}",
+        ]
     finally:
         s.close()
     with sqlite3.connect(path) as db:
@@ -219,6 +224,7 @@ def test_a_new_sqlite_store_has_exactly_the_tables_alembic_revisions_make(
             "0005_baseline",
             "0006_leases",
             "0007_dedupe_keys",
+            "0008_incoming_indexes",
             ALEMBIC_HEAD,
         ]
     engine.dispose()
@@ -296,7 +302,8 @@ def test_status_reads_a_store_from_before_alembic_through_the_full_store_once(
         "stamped Alembic revision 0005_baseline",
         "Alembic revision 0006_leases",  # over its leases table, which it keeps
         "Alembic revision 0007_dedupe_keys",
-        f"Alembic revision {ALEMBIC_HEAD}",  # over its indexes, which it keeps
+        "Alembic revision 0008_incoming_indexes",  # over its indexes, which it keeps
+        f"Alembic revision {ALEMBIC_HEAD}",  # and over these
     ]
     first.close()
     second = store.open_to_read(f"sqlite:///{path}")

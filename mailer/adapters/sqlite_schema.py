@@ -13,6 +13,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from mailer.adapters import listing
+
 STATEMENTS: tuple[str, ...] = (
     "CREATE TABLE folders (\n\tfolder TEXT NOT NULL, \n\tuidvalidity INTEGER NOT NULL, \n\tlast_uid INTEGER NOT NULL, \n\tPRIMARY KEY (folder)\n)",
     'CREATE TABLE meta (\n\t"key" TEXT NOT NULL, \n\tvalue TEXT NOT NULL, \n\tPRIMARY KEY ("key")\n)',
@@ -49,6 +51,7 @@ def create(connection: Any, head: str) -> None:
     the tables, the revision recorded as Alembic records it, and the first ``meta`` rows."""
     for statement in STATEMENTS:
         connection.exec_driver_sql(statement)
+    listing.create_indexes(connection)  # revision 0009's, SQLite's own SQL
     connection.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (head,))
     for row in first_meta_rows():
         connection.exec_driver_sql(

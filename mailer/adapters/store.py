@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mailer.adapters import process
+from mailer.adapters import listing, process
 from mailer.errors import ClaimError, InputError, StateError
 from mailer.model.lifecycle import (
     DATED_BY_APOLOGY_SENT,
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 5
 # The Alembic revision a store up to date carries (mailer/adapters/migrations). Compared as
 # text when a store opens, so that Alembic is imported only to migrate.
-ALEMBIC_HEAD = "0008_incoming_indexes"
+ALEMBIC_HEAD = "0009_listing_indexes"
 
 # Each entry moves the schema from version i to i+1. Never edit a released step; append.
 # A step is SQL statements, or a function that rewrites rows and returns what to report.
@@ -2373,33 +2373,44 @@ class Store:
 
     def thread_summaries(self) -> list[tuple[ThreadSummary, list[MessageBrief] | None]]:
         """What the ``status`` table shows of every thread: the columns it prints, and of the
-        messages only those its words depend on (any unsettled one, the follow-ups), each as
-        :meth:`thread_list` gives them. Damage is found as there and named in the same words
-        and order: a thread whose own row is damaged is left out, one with a damaged message
-        comes with None. On SQLite the rows are checked in SQL and only a suspect one is
-        decoded in full, so 10k threads cost little more than one query."""
-        if not self.url.startswith("sqlite") or sqlite3.sqlite_version_info < (3, 38):
-            return self._listed_summaries()  # (SQLite's JSON functions are built in from 3.38)
+        messages only those its words depend on (any unsettled one, and a followed-up
+        thread's follow-ups), each as :meth:`thread_list` gives them. Damage is found as
+        there and named in the same words and order: a thread whose own row is damaged is
+        left out, one with a damaged message comes with None. On SQLite the rows that may be damaged are found in the partial
+        indexes of :mod:`mailer.adapters.listing` and only those are decoded in full, so 10k
+        threads cost little more than one query."""
+        if not self.url.startswith("sqlite"):
+            return self._listed_summaries()
         try:
             with self.reading() as query:
-                _, threads = query(_SUMMARY_SQL)
-                _, listed_messages = query(_LISTED_MESSAGES_SQL)
-                briefs = [row[:7] for row in listed_messages if row[7]]
+                _, threads = query(listing.THREADS)
+                _, suspect_threads = query(listing.SUSPECT_THREADS)
+                _, listed_messages = query(listing.MESSAGES)
+                _, follow_ups = query(listing.FOLLOW_UPS)
+                # In id order, each once (a follow-up may be unsettled as well).
+                needed = {row[1]: row[:7] for row in listed_messages if row[7]}
+                needed.update((row[1], row) for row in follow_ups)
+                briefs = [needed[mid] for mid in sorted(needed)]
                 suspects = [row[1] for row in listed_messages if row[8]]
                 details: dict[int, dict[str, Any]] = {}
-                doubted = []
+                doubted = {tid for (tid,) in suspect_threads}
                 for row in threads:
-                    if row[-1] and not _bad_dates(row) and (d := _dict_or_none(row[7])) is not None:
+                    if row[0] not in doubted and (d := _dict_or_none(row[7])) is not None:
                         details[row[0]] = d
                     else:
-                        doubted.append(row[0])
-                found, damage = self._read_in_full(query, doubted)
+                        doubted.add(row[0])
+                found, damage = self._read_in_full(query, sorted(doubted))
                 details.update(found)
                 broken = self._broken_messages(query, suspects, details)
         except StateError as exc:
-            if "no such function" not in str(exc):
+            # A store without the indexes (made by a SQLite without JSON functions, or an
+            # index dropped or changed by hand): read every row, as on PostgreSQL.
+            if not any(
+                words in str(exc)
+                for words in ("no such index", "no query solution", "no such function")
+            ):
                 raise
-            return self._listed_summaries()  # a SQLite built without its JSON functions
+            return self._listed_summaries()
         # Named as thread_list names them: thread by thread, a thread's own row before its
         # messages, and only a thread's first damaged message.
         damage += [((tid, mid), words) for tid, (mid, words) in broken.items()]
@@ -2989,78 +3000,6 @@ def _summary_of(t: ThreadRow) -> ThreadSummary:
     return ThreadSummary(
         t.id, t.recipient, t.company, t.situation, t.sent_at, t.state, t.follow_up_due, t.detail
     )
-
-
-def _json_sound(column: str, opener: str) -> str:
-    """SQL for "SQLite reads this column as sound JSON of the right kind" (an object or a
-    list), 1 or 0. A value with a NUL (where SQLite stops reading), or with 900 or more
-    brackets (JSON nested deeper than Python reads, and SQLite takes up to 2,000 deep), counts
-    as unsound: Python then judges it. CASE, not AND/OR: in a result column SQLite evaluates
-    both sides of AND and OR, and the bracket count alone was a third of a listing's query."""
-    return (
-        f"CASE WHEN {column} LIKE '{opener}%' AND json_valid({column})"
-        f" AND instr({column}, char(0)) = 0 THEN CASE WHEN length({column}) < 900 THEN 1"
-        f" ELSE length({column}) - length(replace(replace({column}, '[', ''), '{{', '')) < 900"
-        " END ELSE 0 END"
-    )
-
-
-def _sound_or_empty(column: str) -> str:
-    """SQL for "this list column is ``[]`` (as nearly always) or sound JSON", 1 or 0."""
-    return f"CASE WHEN {column} = '[]' THEN 1 ELSE {_json_sound(column, '[')} END"
-
-
-# The status table's query. The last column says the row is sound, as SQLite's JSON functions
-# judge it: a row it doubts is decoded in full by _thread, which names what is wrong in the
-# words every other command uses (and a row SQLite doubts but Python reads is listed).
-_SUMMARY_SQL = f"""SELECT id, recipient, company, situation, sent_at, state, follow_up_due,
-    detail, created_at, interview_at,
-    CASE WHEN {_json_sound("facts", "{")} AND {_sound_or_empty("alt_addresses")}
-    AND {_sound_or_empty("alt_domains")} THEN 1 ELSE 0 END
-    FROM threads ORDER BY id"""
-# The messages a thread's words depend on: any whose fate is open, and the follow-ups (the
-# last one sent is shown). See threadview.describe.
-_NEEDED_BRIEF = f"""state IN ({", ".join(f"'{s}'" for s in (QUEUED, SUBMITTING, IN_DOUBT))})
-    OR kind = 'follow_up'"""
-_ISO_START = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
-# The shape mailer writes nearly every date in (seconds, UTC), with a day every month has and
-# an hour below 24: SQLite reads it as that very day and time, so it needs no reading (the
-# two julianday round trips below cost more than this test).
-_PLAIN_UTC = (
-    "(length({c}) = 25 AND {c} GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:"
-    "[0-5][0-9]:[0-5][0-9]+00:00' AND substr({c}, 6, 2) BETWEEN '01' AND '12'"
-    " AND substr({c}, 9, 2) BETWEEN '01' AND '28' AND substr({c}, 12, 2) < '24')"
-)
-# Messages whose recipients or dates may be damaged: each is then read as _listed_message
-# reads it, which decides, and names the damage as every other command does. A date is sound
-# only in the lengths mailer writes (seconds; microseconds; an offset or, in old rows, none)
-# and where SQLite reads the same day and time in it: anything else (2026-02-30, 24:00, a
-# trailing space, a lower-case z) is a suspect.
-_SUSPECT_MESSAGE = f"NOT {_json_sound('recipients', '[')}" + "".join(
-    # A date SQLite reads as another day or time (2026-02-30, 25:00, an offset moved into
-    # UTC) is a suspect too: Python then judges it.
-    f" OR ({c} IS NOT NULL AND NOT {_PLAIN_UTC.format(c=c)} AND (length({c}) NOT IN"
-    f" (19, 25, 32) OR {c} NOT GLOB {_ISO_START} OR date(julianday({c})) IS NOT"
-    f" substr({c}, 1, 10) OR time(julianday({c})) IS NOT substr({c}, 12, 8)))"
-    for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
-)
-# Both kinds of message in one pass over the table (each pass reads every message's row):
-# the brief of each needed one, and whether each is needed and whether it is a suspect.
-_LISTED_MESSAGES_SQL = f"""SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at,
-    ({_NEEDED_BRIEF}), ({_SUSPECT_MESSAGE})
-    FROM messages WHERE ({_NEEDED_BRIEF}) OR ({_SUSPECT_MESSAGE}) ORDER BY id"""
-
-
-def _bad_dates(row: tuple[Any, ...]) -> bool:
-    """Whether a summary row's dates (sent_at, follow_up_due, created_at, interview_at) are
-    not all what _thread accepts."""
-    for value in (row[4], row[6], row[8], row[9]):
-        if value is not None:
-            try:
-                datetime.fromisoformat(value)
-            except (TypeError, ValueError):
-                return True
-    return False
 
 
 def _dict_or_none(text: Any) -> dict[str, Any] | None:

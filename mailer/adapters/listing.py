@@ -1,0 +1,145 @@
+"""What the ``status`` table reads on SQLite, and the two partial indexes that let it read
+only that (store revision 0009, #14: ``status`` costs one query, not a check of every row).
+
+The table shows every thread, but of the messages only those its words depend on (the
+unsettled ones, and a followed-up thread's follow-ups), and it names every damaged row as the
+full listing does. Judging each row for damage on every
+``status`` was two thirds of its SQL at 10k threads. Here SQLite judges a row once, when it
+is written, in the WHERE clause of a partial index: an index holds the rows that need a
+closer look, and a listing reads only those. Any write, ours or a hand edit with the
+sqlite3 tool, goes through the index, so what it holds is always up to date.
+
+"Suspect" is a superset of what Python refuses: a suspect row is read in full and decoded
+as every other command decodes it, which decides, and names the damage in the same words.
+Only the shapes mailer writes are taken without a closer look. SQLite's own date and JSON
+readers are more lenient than Python's (a NUL ends their reading, a lower-case ``z`` is a
+zone), so they are asked only about values already in one of those shapes.
+
+Everything here must be deterministic SQL, as SQLite requires of a partial index: no
+``now`` ever reaches ``julianday`` (it only sees a date already in shape), and no LIKE
+(whose meaning a PRAGMA changes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailer.model.lifecycle import MessageState as M
+from mailer.model.lifecycle import ThreadState
+
+_D = "[0-9]"
+_DATE_TIME = f"{_D * 4}-{_D * 2}-{_D * 2}T{_D * 2}:[0-5]{_D}:[0-5]{_D}"
+_OFFSET = f"[+-]{_D * 2}:[0-5]{_D}"
+# The shapes mailer writes (isoformat: seconds or microseconds; an offset, or none in rows
+# from before times were aware), by length.
+_SHAPES = {
+    19: _DATE_TIME,
+    25: _DATE_TIME + _OFFSET,
+    26: f"{_DATE_TIME}.{_D * 6}",
+    32: f"{_DATE_TIME}.{_D * 6}{_OFFSET}",
+}
+
+
+def _date_suspect(c: str) -> str:
+    """SQL, 1 or 0: the date in column ``c`` needs Python's judgement. In shape (with no NUL:
+    SQLite's length and GLOB stop there), a year, month, hour and offset Python takes, and a
+    day the month has (SQLite reads 2026-02-30 as 2 March, so a day past the 28th must come
+    back from julianday as it went in)."""
+    shape = " OR ".join(f"(length({c}) = {n} AND {c} GLOB '{g}')" for n, g in _SHAPES.items())
+    return (
+        f"CASE WHEN {c} IS NULL THEN 0 WHEN NOT ({shape}) OR instr({c}, char(0)) THEN 1"
+        f" WHEN substr({c}, 1, 4) = '0000' OR substr({c}, 6, 2) NOT BETWEEN '01' AND '12'"
+        f" OR substr({c}, 12, 2) >= '24'"
+        f" OR (length({c}) IN (25, 32) AND substr({c}, length({c}) - 4, 2) >= '24') THEN 1"
+        f" WHEN substr({c}, 9, 2) BETWEEN '01' AND '28' THEN 0"
+        f" WHEN date(julianday(substr({c}, 1, 10))) IS substr({c}, 1, 10) THEN 0 ELSE 1 END"
+    )
+
+
+def _json_suspect(c: str, opener: str) -> str:
+    """SQL, 1 or 0: column ``c`` needs Python's judgement as JSON of the kind ``opener``
+    begins (an object or a list). A NUL (where SQLite stops reading) or 900 or more brackets
+    (deeper than Python reads; SQLite takes 2,000) makes it a suspect. ``[]`` is the usual
+    list, and needs no reading."""
+    return (
+        f"CASE WHEN {c} = '[]' AND '{opener}' = '[' THEN 0"
+        f" WHEN substr({c}, 1, 1) = '{opener}' AND json_valid({c})"
+        f" AND instr({c}, char(0)) = 0 THEN CASE WHEN length({c}) < 900 THEN 0"
+        f" ELSE length({c}) - length(replace(replace({c}, '[', ''), '{{', '')) >= 900"
+        " END ELSE 1 END"
+    )
+
+
+def _any(*terms: str) -> str:
+    return "(" + " OR ".join(f"({t})" for t in terms) + ")"
+
+
+# A thread whose own row needs a closer look (its detail is decoded for every listing
+# anyway, by Python: it is not judged here).
+SUSPECT_THREAD = _any(
+    _json_suspect("facts", "{"),
+    _json_suspect("alt_addresses", "["),
+    _json_suspect("alt_domains", "["),
+    *(_date_suspect(c) for c in ("created_at", "interview_at", "follow_up_due", "sent_at")),
+)
+# The messages whose fate is open: a thread's words name the last one (threadview.unsettled).
+UNSETTLED_MESSAGE = (
+    f"state IN ({', '.join(repr(str(s)) for s in (M.QUEUED, M.SUBMITTING, M.IN_DOUBT))})"
+)
+SUSPECT_MESSAGE = _any(
+    _json_suspect("recipients", "["),
+    *(
+        _date_suspect(c)
+        for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
+    ),
+)
+LISTED_MESSAGE = _any(UNSETTLED_MESSAGE, SUSPECT_MESSAGE)
+
+# The indexes, as a new store's SQL and revision 0009 make them. On the id, so that a
+# listing reads them in its own order.
+INDEXES: dict[str, str] = {
+    "threads_suspect": f"CREATE INDEX threads_suspect ON threads (id) WHERE {SUSPECT_THREAD}",
+    "messages_listed": f"CREATE INDEX messages_listed ON messages (id) WHERE {LISTED_MESSAGE}",
+}
+
+# The listing's three reads. INDEXED BY: a store without the index (a SQLite without JSON
+# functions when it was made, or an index dropped by hand) fails the query, and the caller
+# reads everything instead; it never scans every row here unnoticed.
+THREADS = (
+    "SELECT id, recipient, company, situation, sent_at, state, follow_up_due, detail"
+    " FROM threads ORDER BY id"
+)
+SUSPECT_THREADS = f"SELECT id FROM threads INDEXED BY threads_suspect WHERE {SUSPECT_THREAD}"
+# Each listed message's brief, and whether it is unsettled and whether it is a suspect.
+MESSAGES = (
+    f"SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at, ({UNSETTLED_MESSAGE}),"
+    f" {SUSPECT_MESSAGE} FROM messages INDEXED BY messages_listed WHERE {LISTED_MESSAGE}"
+    " ORDER BY id"
+)
+# The other messages a thread's words depend on: a followed-up thread names when its last
+# follow-up went. Through the thread's state, so the closed threads' follow-ups (most of a
+# long history's) are never read.
+FOLLOW_UPS = (
+    "SELECT m.thread_id, m.id, m.kind, m.state, m.sent_at, m.owner, m.final_dot_at"
+    " FROM threads t JOIN messages m ON m.thread_id = t.id"
+    f" WHERE t.state = '{ThreadState.FOLLOWED_UP}' AND m.kind = 'follow_up'"
+)
+
+
+def create_indexes(connection: Any) -> None:
+    """Make the indexes on a SQLite ``connection`` (SQLAlchemy's, or ours in directsql), in
+    its transaction, unless they are there. A SQLite without JSON functions gets none (its
+    listing reads every row): an index it cannot evaluate would refuse every write."""
+    try:
+        connection.exec_driver_sql("SELECT json_valid('[]')")
+    except Exception:  # "no such function", in the words of whichever connection this is
+        return
+    have = {
+        name
+        for (name,) in connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index'"
+        )
+    }
+    for name, statement in INDEXES.items():
+        if name not in have:
+            connection.exec_driver_sql(statement)

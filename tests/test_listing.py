@@ -1,0 +1,225 @@
+"""The status table's partial indexes (store revision 0009, issue #14): a row SQLite takes as
+sound without a closer look is one Python reads too, whatever was written into it; the table
+reads the indexes, not every row; and without them it still lists and names the same."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine
+
+from mailer.adapters import listing, migrate
+from mailer.adapters.store import ALEMBIC_HEAD, Store
+from mailer.services import threadview as view
+
+from .test_status_reads import DAMAGE, _mixed_store, _sent
+
+_DB = sqlite3.connect(":memory:")
+
+
+def _suspect(sql: str, value: object) -> bool:
+    (flag,) = _DB.execute(f"SELECT {sql} FROM (SELECT ? AS v)", (value,)).fetchone()
+    return bool(flag)
+
+
+def _python_reads_date(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+# Dates as mailer writes them, then edited a character or three: what a hand edit, or a
+# disk that lies, leaves behind.
+_WRITTEN = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+).map(lambda d: d.isoformat())
+_EDITS = st.lists(
+    st.tuples(st.integers(0, 40), st.sampled_from("0123456789-:+.TZz x\x00\n"), st.booleans()),
+    max_size=3,
+)
+
+
+def _edited(value: str, edits: list[tuple[int, str, bool]]) -> str:
+    for at, char, insert in edits:
+        at = min(at, len(value))
+        value = value[:at] + char + value[at + (0 if insert else 1) :]
+    return value
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=_WRITTEN, edits=_EDITS)
+@example(value="0000-01-01T00:00:00+00:00", edits=[])  # SQLite's year 0; Python has none
+@example(value="2026-11-23T10:00:00.123456z", edits=[])
+@example(value="2026-11-23T10:00:00\x00123456+00:00", edits=[])  # SQLite stops at the NUL
+@example(value="2026-02-29T10:00:00+00:00", edits=[])
+@example(value="2026-11-23T10:00:00+24:00", edits=[])
+def test_a_date_the_index_takes_as_sound_is_one_python_reads(
+    value: str, edits: list[tuple[int, str, bool]]
+) -> None:
+    """Verify every date SQLite's check passes without Python's judgement is a date Python
+    reads: the check may doubt too much (Python then decides), never too little."""
+    value = _edited(value, edits)
+    if not _suspect(listing._date_suspect("v"), value):
+        assert _python_reads_date(value), repr(value)
+
+
+def test_the_dates_mailer_writes_need_no_closer_look() -> None:
+    """Verify the index holds no row for the usual dates, in any zone mailer writes: else
+    every listing would read every row in full again."""
+    when = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    for zone in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns"):
+        local = when.astimezone(ZoneInfo(zone))
+        for value in (local.isoformat(), local.replace(microsecond=5).isoformat()):
+            assert not _suspect(listing._date_suspect("v"), value), value
+    assert not _suspect(listing._date_suspect("v"), None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    value=st.one_of(
+        st.lists(st.emails(), max_size=3).map(json.dumps),
+        st.text(alphabet='[]{}",: \\\x00ab1', max_size=30),
+    )
+)
+@example(value='["a@x.test"]\x00')
+@example(value="[" * 950 + "]" * 950)
+def test_a_list_the_index_takes_as_sound_is_one_python_reads(value: str) -> None:
+    """Verify a recipients value SQLite passes without Python's judgement is a list to
+    Python: no NUL where SQLite stops reading, no nesting deeper than Python reads."""
+    if not _suspect(listing._json_suspect("v", "["), value):
+        assert isinstance(json.loads(value), list), repr(value)
+
+
+def _plans(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [
+            " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {question}"))
+            for question in (listing.SUSPECT_THREADS, listing.MESSAGES)
+        ]
+
+
+def test_revision_0009_makes_the_indexes_and_the_listing_reads_them(tmp_path: Path) -> None:
+    """Verify a store at 0008 gets both indexes, the listing's questions read them and not
+    every row, and a downgrade takes them away again."""
+    path = tmp_path / "state.db"
+    store = Store(f"sqlite:///{path}")
+    _sent(store, 1)
+    store.close()
+    with sqlite3.connect(path) as db:
+        for name in listing.INDEXES:
+            db.execute(f"DROP INDEX {name}")
+        db.execute("UPDATE alembic_version SET version_num = '0008_incoming_indexes'")
+    s = Store(f"sqlite:///{path}")
+    try:
+        assert s.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
+    finally:
+        s.close()
+    assert _plans(path) == [
+        "SCAN threads USING INDEX threads_suspect",
+        "SCAN messages USING INDEX messages_listed",
+    ]
+    spec = importlib.util.spec_from_file_location(
+        "r0009", migrate.HERE / "versions" / "0009_listing_indexes.py"
+    )
+    assert spec is not None and spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as c, Operations.context(MigrationContext.configure(c)):
+        revision.downgrade()
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert names.isdisjoint(listing.INDEXES)
+
+
+def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
+    tmp_path: Path,
+) -> None:
+    """Verify a damaged row written with the sqlite3 tool, behind mailer's back, is in the
+    index the listing reads, and a sound one is not."""
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    for i in range(8, 19):
+        _sent(store, i)
+    store.close()
+    with sqlite3.connect(path) as db:
+        before = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
+        db.execute("UPDATE threads SET facts = '{not json' WHERE id = 9")
+        db.execute("UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE thread_id = 10")
+        after = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
+        suspects = {row[0] for row in db.execute(listing.MESSAGES) if row[8]}
+    assert before == set() and after == {9}
+    assert suspects == {10}
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_without_the_indexes_the_table_lists_and_names_the_same(
+    tmp_path: Path, changed: bool
+) -> None:
+    """Verify a store whose indexes are gone (dropped or changed by hand, or never made by a
+    SQLite without JSON functions) still lists every thread and names every damaged row, by
+    reading them all."""
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    for i in range(8, 19):
+        _sent(store, i)
+    store.close()
+    with sqlite3.connect(path) as db:
+        for statement in DAMAGE:
+            db.execute(statement)
+    tz = ZoneInfo("Europe/Berlin")
+    indexed = Store(f"sqlite:///{path}")
+    with_indexes = indexed.thread_summaries()
+    named = list(indexed.damaged)
+    indexed.close()
+    with sqlite3.connect(path) as db:
+        if changed:  # the name kept, another meaning: the listing's question cannot use it
+            db.execute("DROP INDEX messages_listed")
+            db.execute("CREATE INDEX messages_listed ON messages (id) WHERE kind = 'apology'")
+        else:
+            for name in listing.INDEXES:
+                db.execute(f"DROP INDEX {name}")
+    bare = Store(f"sqlite:///{path}")
+    try:
+        without = bare.thread_summaries()
+        assert bare.damaged == named and len(named) > 10
+        assert [(s.id, view.describe(s, b, tz) if b is not None else None) for s, b in without] == [
+            (s.id, view.describe(s, b, tz) if b is not None else None) for s, b in with_indexes
+        ]
+    finally:
+        bare.close()
+
+
+def test_a_store_made_without_json_functions_gets_no_index_and_still_takes_writes(
+    tmp_path: Path,
+) -> None:
+    """Verify create_indexes makes nothing on a connection where json_valid is unknown: an
+    index SQLite cannot evaluate would refuse every write to the table."""
+
+    class NoJson:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def exec_driver_sql(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+            if "json_valid" in sql:
+                raise sqlite3.OperationalError("no such function: json_valid")
+            return self.db.execute(sql, params)
+
+    db = sqlite3.connect(tmp_path / "x.db")
+    db.execute("CREATE TABLE threads (id INTEGER PRIMARY KEY)")
+    listing.create_indexes(NoJson(db))
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index'").fetchone() == (0,)
+    db.execute("INSERT INTO threads (id) VALUES (1)")  # (as the store's tables take writes)
