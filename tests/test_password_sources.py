@@ -7,9 +7,11 @@ under test (the workspace's ``.env`` holds none), and must appear in no output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sqlite3
 import sys
 import textwrap
@@ -203,6 +205,36 @@ def test_a_password_command_whose_child_keeps_its_output_open_does_not_hang_mail
     with pytest.raises(ConfigError, match="did not finish within 1 s"):
         _from_command(source)
     assert time.monotonic() - started < 20  # (the child sleeps 60 s)
+
+
+@pytest.mark.wire  # a real program, whose own child outlives it
+def test_a_password_command_that_exits_leaving_a_program_on_its_output_is_read_at_once(
+    tmp_path: Path,
+) -> None:
+    """Verify a password command that printed the password and exited, leaving a program it
+    started (an agent) holding its output open, gives its password at once: it was reported
+    as "did not finish within N s" after waiting all N. The agent is left running."""
+    import time
+
+    from mailer.adapters.passwords import PasswordSource, _from_command
+
+    pid_file = tmp_path / "agent"
+    source = PasswordSource(
+        kind="command",
+        key="smtp",
+        command=("sh", "-c", f"echo s3cret; sleep 60 & echo $! > {pid_file}"),
+        timeout=30.0,
+        cwd=tmp_path,
+    )
+    started = time.monotonic()
+    try:
+        assert _from_command(source) == "s3cret"
+        assert time.monotonic() - started < 10  # (not the 30 s timeout, nor the agent's 60)
+        assert _alive(int(pid_file.read_text()))
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

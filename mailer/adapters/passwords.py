@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -95,9 +96,8 @@ def _from_command(source: PasswordSource) -> str:
         raise ConfigError(f"{where}: program {program!r} not found") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot run {program!r}: {exc.strerror}") from None
-    try:
-        stdout, _ = proc.communicate(timeout=source.timeout)
-    except subprocess.TimeoutExpired:
+    stdout = _output(proc, source.timeout)
+    if stdout is None:
         _stop_with_children(proc)
         raise ConfigError(
             f"{where}: {program!r} did not finish within {source.timeout:g} s and was stopped "
@@ -120,6 +120,39 @@ def _from_command(source: PasswordSource) -> str:
             f"{where}: {program!r} exited with status 0 but printed no password on its first line"
         )
     return lines[0]
+
+
+# How long the output of a command that has exited is read on for, while a program it left
+# running holds it open: what the command wrote before it exited is in the pipe already.
+_AFTER_EXIT = 0.2
+
+
+def _output(proc: Any, timeout: float) -> bytes | None:
+    """The command's output once it has exited, or None if it is still running at
+    ``timeout``. Its end is not waited for: a program the command started to run on (an
+    agent) may hold the pipe open for ever, and the command is done when it exits. That
+    program is the command's business, and is left running."""
+    import subprocess
+
+    deadline = time.monotonic() + timeout
+    exited_at: float | None = None
+    while True:
+        now = time.monotonic()
+        # Short slices: communicate keeps what it read, and is asked again.
+        step = _AFTER_EXIT if exited_at is not None else min(0.1, max(deadline - now, 0.0))
+        try:
+            stdout: bytes = proc.communicate(timeout=step)[0]
+            return stdout
+        except subprocess.TimeoutExpired as exc:
+            if exited_at is not None:  # exited, and its output read for _AFTER_EXIT since
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                return exc.output or b""
+            if proc.poll() is not None:
+                exited_at = time.monotonic()
+            elif time.monotonic() >= deadline:
+                return None
 
 
 def _stop_with_children(proc: Any) -> None:
