@@ -130,6 +130,25 @@ def test_failing_password_command_is_one_line_naming_key_program_and_status(
 
 
 @pytest.mark.wire  # mailer runs the password program (it fails before connecting)
+def test_doctor_asks_a_failing_password_command_once_for_smtp_and_imap(
+    offline_workspace: Path, tmp_path: Path
+) -> None:
+    """Verify doctor, which checks SMTP and IMAP with the one password, runs a failing
+    password command once (it ran twice: a pinentry prompt asked twice), and still reports
+    both checks as failed."""
+    ws = offline_workspace
+    runs = tmp_path / "runs"
+    prog = script(tmp_path / "fails", f"open({str(runs)!r}, 'a').write('run\\n'); sys.exit(1)")
+    with_source(ws, "smtp", f"password_command = [{prog!r}]")
+    r = run_cli(ws, "doctor")
+    assert r.returncode != 0
+    failed = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
+    assert [line.split(":")[0] for line in failed] == ["FAIL  SMTP", "FAIL  IMAP"], r.stdout
+    assert all("exited with status 1" in line for line in failed)
+    assert runs.read_text().splitlines() == ["run"]
+
+
+@pytest.mark.wire  # mailer runs the password program (it fails before connecting)
 def test_password_command_that_hangs_is_stopped_at_its_timeout(
     offline_workspace: Path, tmp_path: Path
 ) -> None:

@@ -52,6 +52,21 @@ class PasswordSource:
 
 
 _cache: dict[PasswordSource, str] = {}
+# Within failures_remembered: the sources that failed, and how.
+_failed: dict[PasswordSource, ConfigError] | None = None
+
+
+@contextmanager
+def failures_remembered() -> Iterator[None]:
+    """Within it, a source that failed fails again in the same words without being asked
+    again: ``doctor`` checks SMTP and IMAP with one password, and ran a failing command (or
+    a pinentry prompt) twice. Not for the daemon: a source that fails once may work later."""
+    global _failed
+    _failed = {}
+    try:
+        yield
+    finally:
+        _failed = None
 
 
 def keyring_user(account: str, server: str, user: str) -> str:
@@ -68,12 +83,19 @@ def resolve(source: PasswordSource) -> str:
         return resolve(source.fallback) if source.fallback else ""
     if source in _cache:
         return _cache[source]
-    if source.kind == "command":
-        password = _from_command(source)
-    elif source.kind == "keyring":
-        password = _from_keyring(source)
-    else:
-        password = _from_prompt(source)
+    if _failed is not None and source in _failed:
+        raise _failed[source]
+    try:
+        if source.kind == "command":
+            password = _from_command(source)
+        elif source.kind == "keyring":
+            password = _from_keyring(source)
+        else:
+            password = _from_prompt(source)
+    except ConfigError as exc:
+        if _failed is not None:
+            _failed[source] = exc
+        raise
     _cache[source] = password
     return password
 

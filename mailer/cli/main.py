@@ -882,6 +882,7 @@ def call_script_command(obj: Context, **opts: Any) -> None:
 @handle_errors
 def doctor(obj: Context, account: str | None) -> None:
     """Log in to SMTP and IMAP and find the Sent folder. Sends nothing."""
+    from mailer.adapters import passwords
     from mailer.adapters.mailbox import Mailbox
     from mailer.adapters.sender import SmtpSession
     from mailer.cli.oauth import sign_in
@@ -915,12 +916,13 @@ def doctor(obj: Context, account: str | None) -> None:
         obj.store(settings).close()
         return "state store opens"
 
-    for name in names:
-        chosen = settings.for_account(name)
-        label = f" (account {name})" if name else ""
-        check(f"sign-in{label}", lambda a=chosen: sign_in(a))
-        check(f"SMTP{label}", lambda a=chosen: smtp(a))
-        check(f"IMAP{label}", lambda a=chosen: imap(a))
+    with passwords.failures_remembered():  # one password, failing, is asked for once
+        for name in names:
+            chosen = settings.for_account(name)
+            label = f" (account {name})" if name else ""
+            check(f"sign-in{label}", lambda a=chosen: sign_in(a))
+            check(f"SMTP{label}", lambda a=chosen: smtp(a))
+            check(f"IMAP{label}", lambda a=chosen: imap(a))
     check("state", state)
     if failures:
         sys.exit(int(ExitCode.NETWORK))
