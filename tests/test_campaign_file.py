@@ -604,3 +604,35 @@ def test_a_campaign_date_error_keeps_its_own_reason(tmp_path: Path) -> None:
     assert "did you mean Europe/Berlin?" in zone
     assert unreadable.startswith(f"{path.parent / 'p.csv'}:4: ")
     assert "write it as 'YYYY-MM-DD HH:MM'" in unreadable and "tomorrow" not in unreadable
+
+
+def test_campaign_check_works_before_the_mail_servers_are_set_up(tmp_path: Path) -> None:
+    """Verify a coach can check a campaign file with only [sender] in the config: the check
+    never connects, so it checks every entry, then names what 'campaign run' will still need
+    (it said "smtp.host: is required" and checked nothing); 'campaign run' still refuses,
+    sending nothing."""
+    from .conftest import run_cli
+
+    ws = tmp_path / "ws"
+    (ws / "config").mkdir(parents=True)
+    (ws / "config" / "mailer.toml").write_text(
+        '[sender]\nname = "Sam Candidate"\naddress = "sam@sandbox.test"\n'
+        "[addresses]\nallow_test_domains = true\n",
+        encoding="utf-8",
+    )
+    (ws / "c.toml").write_text(
+        '[defaults]\nsituation = "illness"\nrole = "Analyst"\ninterviewer = "Ana"\n'
+        'timezone = "Europe/London"\nfree = ["2099-12-07 09:00-12:00"]\n'
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\ninterview = "2026-11-20 10:00"\n',
+        encoding="utf-8",
+    )
+    checked = run_cli(ws, "campaign", "check", "c.toml")
+    assert checked.returncode == 3, checked.stderr
+    assert "1 entry valid" in checked.stdout
+    assert "smtp.host: is required" in checked.stderr and "imap.host: is required" in checked.stderr
+    assert "the entries are checked; 'mailer campaign run' needs these settings" in checked.stderr
+    ran = run_cli(ws, "campaign", "run", "c.toml", "--yes")
+    assert ran.returncode != 0 and "smtp.host: is required" in ran.stderr
+    assert (
+        not (ws / ".mailer" / "state.db").exists() or "No threads" in run_cli(ws, "status").stdout
+    )

@@ -246,6 +246,9 @@ class Settings:
     # How long a daemon's lease on an account lasts without a heartbeat (#17): when a daemon
     # dies, another takes its accounts over after at most this long.
     lease_seconds: float = 60.0
+    # Read offline: the server settings' problems left for a command that connects (a
+    # campaign check says them, as what 'campaign run' will refuse).
+    unfinished: tuple[str, ...] = ()
 
     @property
     def state_connect(self) -> dict[str, str]:
@@ -735,6 +738,8 @@ def load_settings(
     problems = r.offline_problems() if offline else r.problems
     if problems:
         raise ConfigError(problems)
+    if offline and len(r.problems) > len(problems):
+        settings = replace(settings, unfinished=tuple(p for p in r.problems if p not in problems))
     return settings
 
 

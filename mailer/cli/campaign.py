@@ -106,7 +106,9 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     from mailer.model.lint import WARNING
     from mailer.services.history import changed_entries, outside_warnings, past_attempts, pending
 
-    settings, c = _load(obj, file, force=force)
+    # Offline: a coach checks the file before the mail servers are set up. Every entry is
+    # checked, and then what 'run' would still refuse in the config is named (exit 3).
+    settings, c = _load(obj, file, force=force, offline=True)
     store = obj.store(settings, to_read=True)  # a check writes nothing
     keys = store.apology_keys()  # (read once for both)
     past = past_attempts(c, store, keys)
@@ -127,6 +129,11 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     )
     if warnings:
         click.echo(f"{warnings} apology-check warning(s): 'mailer campaign preview' shows them")
+    if settings.unfinished:
+        raise ConfigError(
+            list(settings.unfinished),
+            hint="the entries are checked; 'mailer campaign run' needs these settings",
+        )
 
 
 @campaign.command("preview")
