@@ -2232,6 +2232,24 @@ class Store:
         apology = {m.thread_id: m for m in self._decoded(roots, _message)}
         return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
 
+    def campaign_messages(self, campaign: str) -> dict[int, list[MessageRow]]:
+        """Every message of the campaign's threads, by thread, in one query (``campaign
+        status`` asked once per thread). Without the raw message, which nothing shown needs:
+        ``raw`` is empty."""
+        columns = ", ".join(
+            "x'' AS raw" if f.name == "raw" else f"m.{f.name}" for f in fields(MessageRow)
+        )
+        rows = self._rows(
+            f"""SELECT {columns} FROM messages m JOIN threads t ON t.id = m.thread_id
+                WHERE t.campaign = :c ORDER BY m.id""",
+            c=campaign,
+        )
+        found: dict[int, list[MessageRow]] = {}
+        for r in rows:
+            m = _message(r)
+            found.setdefault(m.thread_id, []).append(m)
+        return found
+
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:
         rows = self._rows("SELECT * FROM threads WHERE campaign = :c ORDER BY id", c=campaign)
         return self._decoded(rows, _thread)

@@ -551,6 +551,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     # interview sent under another company's name, or before its time was edited): a run
     # skips it, so it must not read as waiting to be sent.
     past = past_attempts(c, store)
+    messages = store.campaign_messages(c.name)  # (one query, not one a thread)
     rows = []
     # Each valid entry's place in the campaign: read back when its row is made (past the
     # first entries, a dict of the entries themselves would hold every one in memory again).
@@ -559,7 +560,7 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     for key in [*threads, *(k for k in valid if k not in threads)]:
         t = threads.get(key)
         e = c.entries[valid[key]] if key in valid else None
-        msgs = store.messages(t.id) if t else []
+        msgs = messages.get(t.id, []) if t else []
         covered = skip_reason(past.get(key, ()), False) if t is None else None
         rows.append(
             {
