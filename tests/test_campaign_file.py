@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -636,3 +637,42 @@ def test_campaign_check_works_before_the_mail_servers_are_set_up(tmp_path: Path)
     assert (
         not (ws / ".mailer" / "state.db").exists() or "No threads" in run_cli(ws, "status").stdout
     )
+
+
+def test_an_entrys_own_zone_keeps_its_follow_up_in_office_hours_and_dates_its_words(
+    tmp_path: Path,
+) -> None:
+    """Verify an entry written in New York time (its ``timezone``, no ``interviewer_tz``) is
+    recorded with that zone: its follow-up is due in New York's office hours (it was judged
+    in the sender's zone, London: 09:00 there is 04:00 in New York), and the follow-up's
+    "my message of <day>" is that day in New York, as the apology's other times are."""
+    from mailer.adapters.store import Store
+    from mailer.services.passes import build_follow_up
+    from mailer.services.sending import due_after, record
+
+    c, _ = load(
+        tmp_path,
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\n'
+        'timezone = "America/Los_Angeles"\ninterview = "2026-11-30 17:00"\n',
+    )
+    (entry,) = c.entries
+    facts = entry.prepared.facts
+    assert facts.interviewer_tz == "" and facts.reader_tz == "America/Los_Angeles"
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        tid, row = record(entry.settings, entry.prepared, store, NOW)
+        thread = store.thread(tid)
+        assert thread is not None and thread.recipient_tz == "America/Los_Angeles"
+        sent = datetime(2026, 12, 1, 2, 21, tzinfo=UTC)  # Monday 18:21 in Los Angeles
+        due = due_after(entry.settings, sent, facts.reader_tz)
+        assert due is not None
+        local = due.astimezone(ZoneInfo("America/Los_Angeles"))
+        assert 9 <= local.hour < 17 and local.weekday() < 5, local
+        store.mark_submitting(row, sent)
+        store.mark_sent(row, sent, "250 ok", due)
+        thread = store.thread(tid)
+        assert thread is not None
+        text = build_follow_up(entry.settings, store, thread, due).text
+        assert "my message of Monday 30 November" in " ".join(text.split()), text
+    finally:
+        store.close()

@@ -194,7 +194,7 @@ def check_loads_or_refuses(path: Path, loaded: Settings, composer: Composer) -> 
         assert "\n" not in problem and "\r" not in problem, problem
     assert len(c.entries) + c.invalid == c.total
     for entry in c.entries:
-        due = due_after(entry.settings, NOW, entry.prepared.facts.interviewer_tz)
+        due = due_after(entry.settings, NOW, entry.prepared.facts.reader_tz)
         assert due is None or due >= NOW
     return c
 

@@ -510,7 +510,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             ):
                 continue  # in doubt, or in the hands of another live process
             due = datetime.fromisoformat(t.follow_up_due)
-            tz = sending.recipient_zone(s, t.facts.get("interviewer_tz", ""))
+            tz = sending.recipient_zone(s, t.recipient_tz or t.facts.get("interviewer_tz", ""))
             if send_time(due, self.now, tz, s.follow_up.window, holidays) > self.now:
                 continue  # outside its sending window
             raise AssertionError(f"thread {t.id} ({t.state}) was due at {t.follow_up_due} and left")

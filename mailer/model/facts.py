@@ -104,6 +104,17 @@ class Facts:
     readings: tuple[str, ...] = field(default=(), compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
+    @property
+    def reader_tz(self) -> str:
+        """The IANA zone the interviewer reads the apology's times in, as the composer shows
+        them: theirs when given, else the zone the interview was written in (a campaign
+        entry's ``timezone``). "" when that is only an offset: the sender's zone is then
+        the best guess. Follow-ups keep this zone's office hours."""
+        if self.interviewer_tz:
+            return self.interviewer_tz
+        key = getattr(self.interview.tzinfo, "key", None)
+        return key if isinstance(key, str) else ""
+
     def to_record(self) -> dict[str, object]:
         """A JSON-able copy, kept with the thread so a follow-up can be composed later."""
         return {

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import partial
 
 from mailer.adapters.clock import Clock, local_zone
@@ -40,7 +40,7 @@ from mailer.model.decision import (
     closed_before_hold,
     held_kind,
 )
-from mailer.model.facts import Facts
+from mailer.model.facts import Facts, zone
 from mailer.model.followup import AWAITING, HELD, REPLIED
 from mailer.model.lifecycle import (
     DUE_THREAD,
@@ -380,9 +380,10 @@ def next_due(
     """After the apology: the first follow-up. After a follow-up: the next one, or (after the
     last) the moment the thread is closed as no answer."""
     policy = apology.thread_settings(settings, thread)
-    return sending.due_after(policy, sent_at, thread.facts.get("interviewer_tz", "")) or (
-        None if kind == "apology" else sent_at
-    )
+    # The zone the thread was recorded with (the interviewer's, or the one its interview was
+    # written in); a thread from before that was stored has its facts' interviewer_tz.
+    zone = thread.recipient_tz or str(thread.facts.get("interviewer_tz", ""))
+    return sending.due_after(policy, sent_at, zone) or (None if kind == "apology" else sent_at)
 
 
 def send_due(
@@ -629,10 +630,11 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
         facts = replace(facts, cc=tuple(a for a in facts.cc if a.lower() not in gone))
     messages = store.messages(thread.id)
     root = next(m for m in messages if m.kind == "apology")
-    # Shown in the sender's own zone, as their mail client would show it.
-    sent_at = datetime.fromisoformat(root.sent_at or root.created_at).astimezone(
-        local_zone(settings.sender.timezone)
-    )
+    # The quote's "On ... wrote:" in the sender's own zone, as their mail client would write
+    # it; "my message of <day>" in the body in the interviewer's, as the body's other times.
+    sent = datetime.fromisoformat(root.sent_at or root.created_at)
+    sent_at = sent.astimezone(local_zone(settings.sender.timezone))
+    reader = _zone_or_none(thread.recipient_tz)
     from mailer.adapters.templatecache import template_cache
 
     draft = compose_follow_up(
@@ -641,7 +643,7 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
         settings.sender,
         now,
         thread.subject,
-        sent_at,
+        sent.astimezone(reader) if reader is not None else sent_at,
     )
     quote = None
     if settings.follow_up.quote_original:
@@ -659,6 +661,16 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
         references=refs or root.message_id,
         quote=quote,
     )
+
+
+def _zone_or_none(name: str) -> tzinfo | None:
+    """The thread's recorded zone, or None (none recorded, or one this machine lacks)."""
+    if not name:
+        return None
+    try:
+        return zone(name, "recipient_tz")
+    except MailerError:
+        return None
 
 
 def _plain_text(m: MessageRow) -> str:

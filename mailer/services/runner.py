@@ -445,11 +445,11 @@ def _send_entry(
     if settings.follow_up.max_follow_ups:
         # An IANA zone read once per run, not per message (the machine's costs file reads);
         # a fixed offset, the last resort, is today's only and is read again.
-        zone_key = (settings.sender.timezone, facts.interviewer_tz)
-        tz = zones.get(zone_key) or sending.recipient_zone(settings, facts.interviewer_tz)
+        zone_key = (settings.sender.timezone, facts.reader_tz)
+        tz = zones.get(zone_key) or sending.recipient_zone(settings, facts.reader_tz)
         if isinstance(tz, ZoneInfo):
             zones[zone_key] = tz
-        due = sending.due_after(settings, sent_at, facts.interviewer_tz, tz=tz)
+        due = sending.due_after(settings, sent_at, facts.reader_tz, tz=tz)
     saved = settings.imap.save_sent and copies is not None
     # If a power cut loses this commit, the message shows as in doubt: never sent again.
     try:

@@ -50,7 +50,8 @@ def refuse_duplicate(store: Store, facts: Facts, now: datetime, account: str = "
 
 
 def recipient_zone(settings: Settings, interviewer_tz: str) -> tzinfo:
-    """Follow-ups keep the interviewer's office hours when their zone is known."""
+    """Follow-ups keep the interviewer's office hours (``interviewer_tz``: their zone, as
+    :attr:`Facts.reader_tz` or a thread's ``recipient_tz`` gives it) when it is known."""
     return (
         zone(interviewer_tz, "interviewer_tz")
         if interviewer_tz
@@ -113,7 +114,7 @@ def send(
             exc.hint = settle_advice(thread_id, not settings.imap.save_sent)
         raise
     sent_at = clock()
-    due = due_after(settings, sent_at, facts.interviewer_tz)
+    due = due_after(settings, sent_at, facts.reader_tz)
     try:
         store.mark_sent(row_id, sent_at, reply, due)
     except StateError as exc:
@@ -168,7 +169,7 @@ def record(
         follow_up_wait=settings.follow_up.wait,
         max_follow_ups=settings.follow_up.max_follow_ups,
         guard_duplicates=guard_duplicates,
-        recipient_tz=facts.interviewer_tz or settings.sender.timezone,
+        recipient_tz=facts.reader_tz or settings.sender.timezone,
         **campaign,
     )
 
