@@ -634,6 +634,15 @@ def test_campaign_check_works_before_the_mail_servers_are_set_up(tmp_path: Path)
     assert "the entries are checked; 'mailer campaign run' needs these settings" in checked.stderr
     ran = run_cli(ws, "campaign", "run", "c.toml", "--yes")
     assert ran.returncode != 0 and "smtp.host: is required" in ran.stderr
+    # The example address 'mailer init' writes is named too: 'run' refuses it (a review).
+    config = ws / "config" / "mailer.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("sam@sandbox.test", "you@example.com"),
+        encoding="utf-8",
+    )
+    example = run_cli(ws, "campaign", "check", "c.toml")
+    assert example.returncode == 3 and "1 entry valid" in example.stdout, example.stderr
+    assert "sender.address: still 'you@example.com'" in example.stderr
     assert (
         not (ws / ".mailer" / "state.db").exists() or "No threads" in run_cli(ws, "status").stdout
     )

@@ -430,8 +430,9 @@ class _Reader:
         # (preview, lint, call-script) do not need those settings at all.
         self.server_problems: set[int] = set()
 
-    def problem(self, key: str, message: str) -> None:
-        if _is_server_key(key):
+    def problem(self, key: str, message: str, later: bool = False) -> None:
+        """``later``: a problem only for a command that sends, as a server key's is."""
+        if later or _is_server_key(key):
             self.server_problems.add(len(self.problems))
         self.problems.append(printable(f"{self.path}: {key}: {message}"))
 
@@ -616,11 +617,12 @@ def load_settings(
         ("sender.name", sender.name, "Your Name"),
         ("sender.address", sender.address, "you@example.com"),
     ):
-        if offline and key == "sender.address":
-            continue
         if value.strip().lower() == placeholder.lower():
             r.problem(
-                key, f"still {placeholder!r}, the example written by 'mailer init'; put in your own"
+                key,
+                f"still {placeholder!r}, the example written by 'mailer init'; put in your own",
+                # A preview may show it; only what sends refuses it (campaign check names it).
+                later=key == "sender.address",
             )
     if sender.timezone and "timezone" not in bad:
         _check_timezone(r, "sender.timezone", sender.timezone)
