@@ -483,3 +483,28 @@ def test_a_store_anyone_may_read_is_made_private_and_a_group_share_is_left(
     db.chmod(before)
     assert run_cli(ws, "status").returncode == 0
     assert db.stat().st_mode & 0o777 == after
+
+
+def test_campaign_messages_reads_only_the_threads_asked_for(tmp_path: Path) -> None:
+    """Verify the campaign's messages come in one query, by thread, without their raw bytes,
+    and only for the threads asked for: a damaged message of an entry's older thread stops
+    nothing (campaign status shows each entry's latest thread; a review)."""
+    from mailer.adapters.store import CorruptRowError
+
+    path = tmp_path / "state.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        for i in (1, 2):
+            _sent(store, i)
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE threads SET campaign = 'wk', entry_key = 'one'")
+            db.execute("UPDATE messages SET recipients = 'oops' WHERE thread_id = 1")
+        found = store.campaign_messages("wk", {2})
+        assert list(found) == [2]
+        ((message,),) = found.values()
+        assert message.raw == b"" and message.recipients == ("hr2@company2.test",)
+        assert store.campaign_messages("other", {2}) == {}
+        with pytest.raises(CorruptRowError, match="message 1"):
+            store.campaign_messages("wk", {1, 2})
+    finally:
+        store.close()

@@ -2232,10 +2232,13 @@ class Store:
         apology = {m.thread_id: m for m in self._decoded(roots, _message)}
         return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
 
-    def campaign_messages(self, campaign: str) -> dict[int, list[MessageRow]]:
-        """Every message of the campaign's threads, by thread, in one query (``campaign
-        status`` asked once per thread). Without the raw message, which nothing shown needs:
-        ``raw`` is empty."""
+    def campaign_messages(
+        self, campaign: str, thread_ids: Collection[int]
+    ) -> dict[int, list[MessageRow]]:
+        """The messages of the campaign's threads ``thread_ids``, by thread, in one query
+        (``campaign status`` asked once per thread). Without the raw message, which nothing
+        shown needs: ``raw`` is empty. Only those threads' messages are decoded: a damaged
+        message of an older thread of an entry stops nothing, as before."""
         columns = ", ".join(
             "x'' AS raw" if f.name == "raw" else f"m.{f.name}" for f in fields(MessageRow)
         )
@@ -2246,8 +2249,8 @@ class Store:
         )
         found: dict[int, list[MessageRow]] = {}
         for r in rows:
-            m = _message(r)
-            found.setdefault(m.thread_id, []).append(m)
+            if r["thread_id"] in thread_ids:
+                found.setdefault(r["thread_id"], []).append(_message(r))
         return found
 
     def campaign_threads(self, campaign: str) -> list[ThreadRow]:

@@ -551,7 +551,8 @@ def status_command(obj: Context, file: str, as_json: bool) -> None:
     # interview sent under another company's name, or before its time was edited): a run
     # skips it, so it must not read as waiting to be sent.
     past = past_attempts(c, store)
-    messages = store.campaign_messages(c.name)  # (one query, not one a thread)
+    # (one query, not one a thread; each entry's latest thread's)
+    messages = store.campaign_messages(c.name, {t.id for t in threads.values()})
     rows = []
     # Each valid entry's place in the campaign: read back when its row is made (past the
     # first entries, a dict of the entries themselves would hold every one in memory again).
