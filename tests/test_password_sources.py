@@ -256,6 +256,34 @@ def test_a_password_command_that_exits_leaving_a_program_on_its_output_is_read_a
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
+@pytest.mark.wire  # real programs
+def test_on_windows_a_password_commands_output_is_read_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify the early read after exit is POSIX only: on Windows a timeout carries no
+    output and closing a pipe a reader thread holds hangs, so the output is read to its end
+    there, as before (a review)."""
+    import subprocess
+
+    from mailer.adapters import passwords
+
+    monkeypatch.setattr(passwords.sys, "platform", "win32")
+    done = subprocess.Popen(
+        [sys.executable, "-c", "print('s3cret')"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert passwords._output(done, 30) == b"s3cret\n"
+    hung = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert passwords._output(hung, 0.5) is None
+    finally:
+        hung.kill()
+        hung.communicate()
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting for a parent that does not reap is not)."""
     import psutil

@@ -151,11 +151,19 @@ _AFTER_EXIT = 0.2
 
 def _output(proc: Any, timeout: float) -> bytes | None:
     """The command's output once it has exited, or None if it is still running at
-    ``timeout``. Its end is not waited for: a program the command started to run on (an
-    agent) may hold the pipe open for ever, and the command is done when it exits. That
-    program is the command's business, and is left running."""
+    ``timeout``. Its end is not waited for (on POSIX): a program the command started to run
+    on (an agent) may hold the pipe open for ever, and the command is done when it exits.
+    That program is the command's business, and is left running."""
     import subprocess
 
+    if sys.platform == "win32":
+        # There communicate reads on threads: a timeout carries none of the output, and
+        # closing a pipe a thread still reads waits for whatever holds it open. So the
+        # output is read to its end, as it always was.
+        try:
+            return bytes(proc.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            return None
     deadline = time.monotonic() + timeout
     exited_at: float | None = None
     while True:
