@@ -90,16 +90,58 @@ def test_the_dates_mailer_writes_need_no_closer_look() -> None:
 @given(
     value=st.one_of(
         st.lists(st.emails(), max_size=3).map(json.dumps),
-        st.text(alphabet='[]{}",: \\\x00ab1', max_size=30),
+        st.lists(st.text(max_size=8), max_size=3).map(lambda v: json.dumps(v, ensure_ascii=False)),
+        st.text(alphabet='[]{}",: \\\x00\x01ab1', max_size=30),
     )
 )
 @example(value='["a@x.test"]\x00')
-@example(value="[" * 950 + "]" * 950)
+@example(value='["a", "b"]')
+@example(value='["a\x01"]')
+@example(value='["a", ", "b"]')
+@example(value="[" + "1" * 5000 + "]")
 def test_a_list_the_index_takes_as_sound_is_one_python_reads(value: str) -> None:
-    """Verify a recipients value SQLite passes without Python's judgement is a list to
-    Python: no NUL where SQLite stops reading, no nesting deeper than Python reads."""
-    if not _suspect(listing._json_suspect("v", "["), value):
-        assert isinstance(json.loads(value), list), repr(value)
+    """Verify a list of addresses the index passes without Python's judgement is a list of
+    strings to Python: judged by its shape, with no JSON function (see listing)."""
+    if not _suspect(listing._list_suspect("v"), value):
+        loaded = json.loads(value)
+        assert isinstance(loaded, list) and all(isinstance(x, str) for x in loaded), repr(value)
+
+
+def test_the_lists_mailer_writes_need_no_closer_look() -> None:
+    for value in ([], ["hr@acme.test"], ["hr@acme.test", "cc@acme.test"]):
+        assert not _suspect(listing._list_suspect("v"), json.dumps(value)), value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    value=st.one_of(
+        st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5)).map(json.dumps),
+        st.text(alphabet='[]{}",: \\\x00ab1', max_size=30),
+    )
+)
+@example(value='{"a": 1}\x00')
+@example(value='{"a": ' + "[" * 950 + "]" * 950 + "}")
+@example(value='{"a": ' + "1" * 5000 + "}")  # more digits than Python reads
+def test_facts_the_listing_takes_as_sound_are_an_object_python_reads(value: str) -> None:
+    """Verify a thread's facts the listing's query passes are a JSON object to Python."""
+    if not _suspect(listing._json_suspect("v", "{"), value):
+        assert isinstance(json.loads(value), dict), repr(value)
+
+
+def test_a_store_reads_and_takes_writes_with_an_untrusted_schema(tmp_path: Path) -> None:
+    """Verify the indexes use only functions SQLite trusts in a schema: with
+    trusted_schema=OFF (a hardened sqlite3 tool) a schema using json_valid could not be read
+    at all, not even its meta table (a review)."""
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA trusted_schema=OFF")
+        assert db.execute("SELECT count(*) FROM meta").fetchone()[0] >= 2
+        db.execute("UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE id = 1")
+        db.execute("UPDATE threads SET alt_domains = '[1]' WHERE id = 2")
+        assert [r[0] for r in db.execute(listing.SUSPECT_THREADS)] == [2]
+        assert [r[1] for r in db.execute(listing.MESSAGES) if r[8]] == [1]
 
 
 def _plans(path: Path) -> list[str]:
@@ -157,11 +199,13 @@ def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
     store.close()
     with sqlite3.connect(path) as db:
         before = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
-        db.execute("UPDATE threads SET facts = '{not json' WHERE id = 9")
+        db.execute("UPDATE threads SET alt_addresses = '[not json' WHERE id = 9")
+        db.execute("UPDATE threads SET facts = '{not json' WHERE id = 11")  # (the query's)
         db.execute("UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE thread_id = 10")
         after = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
         suspects = {row[0] for row in db.execute(listing.MESSAGES) if row[8]}
-    assert before == set() and after == {9}
+        facts = {row[0] for row in db.execute(listing.THREADS) if row[8]}
+    assert before == set() and after == {9} and facts == {11}
     assert suspects == {10}
 
 
@@ -201,25 +245,3 @@ def test_without_the_indexes_the_table_lists_and_names_the_same(
         ]
     finally:
         bare.close()
-
-
-def test_a_store_made_without_json_functions_gets_no_index_and_still_takes_writes(
-    tmp_path: Path,
-) -> None:
-    """Verify create_indexes makes nothing on a connection where json_valid is unknown: an
-    index SQLite cannot evaluate would refuse every write to the table."""
-
-    class NoJson:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
-
-        def exec_driver_sql(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
-            if "json_valid" in sql:
-                raise sqlite3.OperationalError("no such function: json_valid")
-            return self.db.execute(sql, params)
-
-    db = sqlite3.connect(tmp_path / "x.db")
-    db.execute("CREATE TABLE threads (id INTEGER PRIMARY KEY)")
-    listing.create_indexes(NoJson(db))
-    assert db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index'").fetchone() == (0,)
-    db.execute("INSERT INTO threads (id) VALUES (1)")  # (as the store's tables take writes)

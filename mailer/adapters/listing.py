@@ -2,22 +2,27 @@
 only that (store revision 0009, #14: ``status`` costs one query, not a check of every row).
 
 The table shows every thread, but of the messages only those its words depend on (the
-unsettled ones, and a followed-up thread's follow-ups), and it names every damaged row as the
-full listing does. Judging each row for damage on every
-``status`` was two thirds of its SQL at 10k threads. Here SQLite judges a row once, when it
-is written, in the WHERE clause of a partial index: an index holds the rows that need a
-closer look, and a listing reads only those. Any write, ours or a hand edit with the
-sqlite3 tool, goes through the index, so what it holds is always up to date.
+unsettled ones, and a followed-up thread's follow-ups), and it names every damaged row as
+the full listing does. Judging each row for damage on every ``status`` was two thirds of
+its SQL at 10k threads. Here SQLite judges most of a row once, when it is written, in the
+WHERE clause of a partial index: an index holds the rows that need a closer look, and a
+listing reads only those. Any write, ours or a hand edit with the sqlite3 tool, goes
+through the index, so what it holds is always up to date.
 
 "Suspect" is a superset of what Python refuses: a suspect row is read in full and decoded
 as every other command decodes it, which decides, and names the damage in the same words.
-Only the shapes mailer writes are taken without a closer look. SQLite's own date and JSON
-readers are more lenient than Python's (a NUL ends their reading, a lower-case ``z`` is a
-zone), so they are asked only about values already in one of those shapes.
+Only the shapes mailer writes are taken without a closer look. SQLite's own date reader is
+more lenient than Python's (a NUL ends its reading, a lower-case ``z`` is a zone), so it is
+asked only about values already in one of those shapes.
 
-Everything here must be deterministic SQL, as SQLite requires of a partial index: no
-``now`` ever reaches ``julianday`` (it only sees a date already in shape), and no LIKE
-(whose meaning a PRAGMA changes).
+What an index may use: deterministic SQL, as SQLite requires (no ``now`` ever reaches
+``julianday``: it only sees a date already in shape; no LIKE, whose meaning a PRAGMA
+changes), and only functions SQLite trusts in a schema: with ``PRAGMA trusted_schema=OFF``
+(a hardened sqlite3 tool, or a library built that way) a schema that uses one it does not
+trust, such as ``json_valid``, cannot be read at all. So the lists of addresses are judged
+by their shape, and the facts, free JSON of any shape, by ``json_valid`` in the listing's
+own query. A later revision that drops or renames a column these name must drop the index
+first.
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ _SHAPES = {
 
 
 def _date_suspect(c: str) -> str:
-    """SQL, 1 or 0: the date in column ``c`` needs Python's judgement. In shape (with no NUL:
-    SQLite's length and GLOB stop there), a year, month, hour and offset Python takes, and a
-    day the month has (SQLite reads 2026-02-30 as 2 March, so a day past the 28th must come
-    back from julianday as it went in)."""
+    """SQL, 1 or 0: the date in column ``c`` needs Python's judgement. Text in shape (with
+    no NUL: SQLite's length and GLOB stop there), a year, month, hour and offset Python
+    takes, and a day the month has (SQLite reads 2026-02-30 as 2 March, so a day past the
+    28th must come back from julianday as it went in)."""
     shape = " OR ".join(f"(length({c}) = {n} AND {c} GLOB '{g}')" for n, g in _SHAPES.items())
     return (
-        f"CASE WHEN {c} IS NULL THEN 0 WHEN NOT ({shape}) OR instr({c}, char(0)) THEN 1"
+        f"CASE WHEN {c} IS NULL THEN 0 WHEN typeof({c}) != 'text' THEN 1"
+        f" WHEN NOT ({shape}) OR instr({c}, char(0)) THEN 1"
         f" WHEN substr({c}, 1, 4) = '0000' OR substr({c}, 6, 2) NOT BETWEEN '01' AND '12'"
         f" OR substr({c}, 12, 2) >= '24'"
         f" OR (length({c}) IN (25, 32) AND substr({c}, length({c}) - 4, 2) >= '24') THEN 1"
@@ -56,15 +62,32 @@ def _date_suspect(c: str) -> str:
     )
 
 
-def _json_suspect(c: str, opener: str) -> str:
-    """SQL, 1 or 0: column ``c`` needs Python's judgement as JSON of the kind ``opener``
-    begins (an object or a list). A NUL (where SQLite stops reading) or 900 or more brackets
-    (deeper than Python reads; SQLite takes 2,000) makes it a suspect. ``[]`` is the usual
-    list, and needs no reading."""
+def _list_suspect(c: str) -> str:
+    """SQL, 1 or 0: the list of strings in column ``c`` (addresses, domains) needs Python's
+    judgement. Sound without it: ``[]``, or the shape json.dumps writes, ``["a", "b"]``,
+    whose strings hold no quote, backslash or control character (so no escape either): that
+    is a JSON list of strings whatever else they hold."""
+    inner = f"substr({c}, 3, length({c}) - 4)"
     return (
-        f"CASE WHEN {c} = '[]' AND '{opener}' = '[' THEN 0"
+        f"CASE WHEN {c} = '[]' THEN 0 WHEN typeof({c}) != 'text' THEN 1"
+        f" WHEN length({c}) < 4 OR substr({c}, 1, 2) != '[\"' OR substr({c}, -2) != '\"]'"
+        f" OR instr({c}, char(0)) OR instr({c}, '\\') THEN 1"
+        f" WHEN instr(replace({inner}, '\", \"', ''), '\"') THEN 1"
+        f" WHEN {c} GLOB '*[' || char(1) || '-' || char(31) || ']*' THEN 1 ELSE 0 END"
+    )
+
+
+def _json_suspect(c: str, opener: str) -> str:
+    """SQL, 1 or 0, for a query (``json_valid`` cannot be in an index, see above): column
+    ``c`` needs Python's judgement as JSON of the kind ``opener`` begins (an object or a
+    list). A NUL (where SQLite stops reading), 900 or more brackets (deeper than Python
+    reads; SQLite takes 2,000), or 4,000 characters or more (a number of more digits than
+    Python reads may hide there) makes it a suspect."""
+    return (
+        f"CASE WHEN typeof({c}) != 'text' THEN 1"
         f" WHEN substr({c}, 1, 1) = '{opener}' AND json_valid({c})"
         f" AND instr({c}, char(0)) = 0 THEN CASE WHEN length({c}) < 900 THEN 0"
+        f" WHEN length({c}) >= 4000 THEN 1"
         f" ELSE length({c}) - length(replace(replace({c}, '[', ''), '{{', '')) >= 900"
         " END ELSE 1 END"
     )
@@ -74,20 +97,20 @@ def _any(*terms: str) -> str:
     return "(" + " OR ".join(f"({t})" for t in terms) + ")"
 
 
-# A thread whose own row needs a closer look (its detail is decoded for every listing
-# anyway, by Python: it is not judged here).
+# A thread whose own row needs a closer look: in the index, what it can judge; its facts in
+# the listing's query. (Its detail is decoded for every listing anyway, by Python.)
 SUSPECT_THREAD = _any(
-    _json_suspect("facts", "{"),
-    _json_suspect("alt_addresses", "["),
-    _json_suspect("alt_domains", "["),
+    _list_suspect("alt_addresses"),
+    _list_suspect("alt_domains"),
     *(_date_suspect(c) for c in ("created_at", "interview_at", "follow_up_due", "sent_at")),
 )
+SUSPECT_FACTS = _json_suspect("facts", "{")
 # The messages whose fate is open: a thread's words name the last one (threadview.unsettled).
 UNSETTLED_MESSAGE = (
     f"state IN ({', '.join(repr(str(s)) for s in (M.QUEUED, M.SUBMITTING, M.IN_DOUBT))})"
 )
 SUSPECT_MESSAGE = _any(
-    _json_suspect("recipients", "["),
+    _list_suspect("recipients"),
     *(
         _date_suspect(c)
         for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
@@ -106,8 +129,8 @@ INDEXES: dict[str, str] = {
 # functions when it was made, or an index dropped by hand) fails the query, and the caller
 # reads everything instead; it never scans every row here unnoticed.
 THREADS = (
-    "SELECT id, recipient, company, situation, sent_at, state, follow_up_due, detail"
-    " FROM threads ORDER BY id"
+    "SELECT id, recipient, company, situation, sent_at, state, follow_up_due, detail,"
+    f" {SUSPECT_FACTS} FROM threads ORDER BY id"
 )
 SUSPECT_THREADS = f"SELECT id FROM threads INDEXED BY threads_suspect WHERE {SUSPECT_THREAD}"
 # Each listed message's brief, and whether it is unsettled and whether it is a suspect.
@@ -128,12 +151,7 @@ FOLLOW_UPS = (
 
 def create_indexes(connection: Any) -> None:
     """Make the indexes on a SQLite ``connection`` (SQLAlchemy's, or ours in directsql), in
-    its transaction, unless they are there. A SQLite without JSON functions gets none (its
-    listing reads every row): an index it cannot evaluate would refuse every write."""
-    try:
-        connection.exec_driver_sql("SELECT json_valid('[]')")
-    except Exception:  # "no such function", in the words of whichever connection this is
-        return
+    its transaction, unless they are there."""
     have = {
         name
         for (name,) in connection.exec_driver_sql(

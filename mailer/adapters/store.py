@@ -2415,8 +2415,9 @@ class Store:
                 suspects = [row[1] for row in listed_messages if row[8]]
                 details: dict[int, dict[str, Any]] = {}
                 doubted = {tid for (tid,) in suspect_threads}
-                for row in threads:
-                    if row[0] not in doubted and (d := _dict_or_none(row[7])) is not None:
+                for row in threads:  # (row[8]: its facts need a closer look)
+                    d = None if row[0] in doubted or row[8] else _dict_or_none(row[7])
+                    if d is not None:
                         details[row[0]] = d
                     else:
                         doubted.add(row[0])
