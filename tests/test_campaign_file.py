@@ -685,3 +685,24 @@ def test_an_entrys_own_zone_keeps_its_follow_up_in_office_hours_and_dates_its_wo
         assert "my message of Monday 30 November" in " ".join(text.split()), text
     finally:
         store.close()
+
+
+def test_an_entry_whose_facts_fail_is_told_its_interview_is_far_from_today_too(
+    tmp_path: Path,
+) -> None:
+    """Verify every problem of an entry comes at once: a free time in the past and an
+    interview a year ago (a mistyped year) are both named. The far date was said only once
+    the free time was mended (a coach walkthrough); --force lets it through, as ever."""
+    body = (
+        '[[entries]]\nto = "ana@sandbox.test"\ncompany = "Acme"\n'
+        'interview = "2025-11-20 15:00"\nfree = ["2026-11-20 14:00-16:00"]\n'
+    )
+    c, _ = load(tmp_path, body)
+    (line,) = [p for p in c.problems if "far-date" in p]
+    assert "days ago; is the date right?" in line and "free:" in " ".join(c.problems)
+    settings = load_settings(tmp_path / "config" / "mailer.toml")
+    forced = load_campaign(tmp_path / "config" / "campaigns" / "c.toml", settings, NOW, force=True)
+    assert forced.problems and not [p for p in forced.problems if "far-date" in p]
+    # And when a fact itself fails (a Cc that is no address), before any apology is made.
+    c, _ = load(tmp_path, body.replace("free = [", 'cc = ["not an address"]\nfree = ['))
+    assert [p for p in c.problems if "far-date" in p] and "cc" in " ".join(c.problems)

@@ -27,7 +27,7 @@ from mailer.adapters.tomlentries import CampaignToml, Unchunkable, read_chunked,
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.model.apology import Prepared, prepare, with_policy
 from mailer.model.composer import Composed, Composer, Draft, situations_in
-from mailer.model.facts import Facts, make_facts
+from mailer.model.facts import Facts, file_when, make_facts
 from mailer.model.keys import dedupe_key, derive_key
 from mailer.model.lint import Finding, has_errors
 from mailer.model.settings import parse_window, validate_wait
@@ -301,6 +301,7 @@ def _load(
                 shared,
                 situations,
                 zones,
+                force=force,
             )
             if entry is not None:
                 claims.claim_subject(entry.facts.to, entry.message.subject)
@@ -634,9 +635,11 @@ def _entry(
     situations: dict[str, str] | None = None,
     zones: dict[str, tzinfo] | None = None,
     facts_only: bool = False,
+    force: bool = False,
 ) -> tuple[Entry | None, list[str]]:
     """The entry, or None and every problem it has. ``facts_only``: its facts are checked,
-    not composed (for an entry missing some, read with stand-ins: see below)."""
+    not composed (for an entry missing some, read with stand-ins: see below). ``force``:
+    the apology check's errors are let through (see load_campaign)."""
     raw = dict(raw)
     problems: list[str] = list(raw.pop("_problems", []))
     # An unknown key (a typo) stops nothing else from being checked: every problem of the
@@ -774,7 +777,13 @@ def _entry(
             else situations_in(settings.templates_dir),
         )
     except InputError as exc:
-        return None, [*problems, *getattr(exc, "problems", [str(exc)])]
+        found = [*problems, *getattr(exc, "problems", [str(exc)])]
+        # An interview time that reads may be far from today too, which the check of the
+        # composed apology would say only once these are mended: said now, every problem
+        # at once (a walkthrough).
+        if not force and not facts_only and (when := _interview_of(values["interview"], tz)):
+            found += _far_interview(when, now)
+        return None, found
     for name, address in (("to", facts.to), *(("cc", a) for a in facts.cc)):
         domain = address.rpartition("@")[2].lower()
         if domain in EXAMPLE_DOMAINS or domain.endswith(".example"):
@@ -796,8 +805,8 @@ def _entry(
         prepared = prepare(
             entry_settings, facts, now, composer, unattended=True, taken_subjects=taken
         )
-    except MailerError as exc:
-        return None, [*problems, str(exc)]
+    except MailerError as exc:  # (a free time in the past stops the apology's check)
+        return None, [*problems, str(exc), *([] if force else _far_interview(facts.interview, now))]
     if problems:
         return None, problems
     return (
@@ -815,6 +824,24 @@ def _entry(
         ),
         [],
     )
+
+
+def _interview_of(text: Any, tz: tzinfo) -> datetime | None:
+    """The interview time of an entry whose facts failed, if it reads (else that is among
+    their problems)."""
+    try:
+        return text if isinstance(text, datetime) else file_when(str(text), tz, "interview")
+    except (InputError, ValueError):
+        return None
+
+
+def _far_interview(when: datetime, now: datetime) -> list[str]:
+    """The far-date problem of an entry whose apology could not be checked, in the words
+    that check gives it."""
+    from mailer.model.apology import far_date
+
+    far = far_date(when, now)
+    return [f"apology check: [far-date] {far} (fix the entry, or pass --force)"] if far else []
 
 
 class _Taken(Container[str]):
