@@ -392,3 +392,33 @@ def _counted_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(directsql.Engine, "connect", counted)
     return steps
+
+
+def test_a_follow_up_that_fell_due_while_a_pass_ran_gets_a_pass_at_once(tmp_path: Path) -> None:
+    """Verify the daemon's next wake counts a due time after the pass started, though it is
+    past now: the pass did not see it due, and it waited a whole poll (two follow-ups due
+    10 ms apart went a minute apart; a walkthrough). One the pass saw due stays for the
+    poll, or passes would run back to back."""
+    from types import SimpleNamespace
+
+    from mailer.services import daemon
+
+    store, dues = _store_with_dues(tmp_path / "state.db", count=6)
+    try:
+        first, second = sorted(set(d.astimezone(UTC) for d in dues.values()))[:2]
+        poll = second + timedelta(hours=1)
+
+        def woken(started: datetime) -> list[datetime]:
+            moved: list[datetime] = []
+            job = SimpleNamespace(next_run_time=poll)
+            scheduler = SimpleNamespace(
+                get_job=lambda _id: job,
+                modify_job=lambda _id, next_run_time: moved.append(next_run_time),
+            )
+            daemon._wake_at_next_due(scheduler, store, started)
+            return [m.astimezone(UTC) for m in moved]
+
+        assert woken(first - timedelta(milliseconds=10)) == [first]  # fell due during it
+        assert woken(first) == [second]  # seen due by the pass: the next one instead
+    finally:
+        store.close()
