@@ -538,6 +538,11 @@ def test_a_sandbox_campaign_with_an_address_outside_the_sandbox_sends_nothing(
     )
     log = _stack_dir(ws) / "smtp.log"
     before = log.read_bytes() if log.exists() else b""
+    # The check says it first, as the run will (it said "2 entries valid"; a walkthrough).
+    checked = run_cli(ws, "--sandbox", "campaign", "check", str(campaign))
+    assert checked.returncode == 2 and "the sandbox has no mailbox ana@acme.test" in (
+        checked.stderr
+    ), checked.stdout + checked.stderr
     r = run_cli(ws, "--sandbox", "campaign", "run", str(campaign), "--yes")
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.strip().splitlines() == [

@@ -129,6 +129,8 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     )
     if warnings:
         click.echo(f"{warnings} apology-check warning(s): 'mailer campaign preview' shows them")
+    # In sandbox mode, what 'run' refuses before sending: an address with no sandbox mailbox.
+    obj.check_sandbox_recipients(a for e in c.entries for a in (e.facts.to, *e.facts.cc))
     if settings.unfinished:
         raise ConfigError(
             list(settings.unfinished),
