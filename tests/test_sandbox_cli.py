@@ -150,6 +150,42 @@ def test_the_sandbox_is_not_stopped_under_a_daemon_working_on_it(sandbox_ws: Pat
     assert run_cli(ws, "sandbox", "stop").returncode == 0
 
 
+def test_a_start_after_a_crash_says_what_it_removes_and_waits_for_a_daemon_on_it(
+    sandbox_ws: Path,
+) -> None:
+    """Verify a start over a sandbox whose servers died says its threads were removed (they
+    went silently: a walkthrough lost 40 threads), and is refused while a daemon still
+    works on that store (exit 8), which would have had its store deleted under it."""
+    from mailer.adapters.lock import store_lock
+    from mailer.adapters.store import Store
+    from mailer.sandbox.stack import StackInfo, sandbox_dir
+
+    from .test_status_reads import _sent
+
+    ws = sandbox_ws
+    left = sandbox_dir(ws) / "stack"
+    left.mkdir(parents=True)
+    StackInfo(str(left), "127.0.0.1", 1, 2, 3, 4, 5, 6, str(left / "ca.pem"), {}).save(
+        sandbox_dir(ws) / "stack.json"
+    )
+    url = f"sqlite:///{sandbox_dir(ws) / 'state.db'}"
+    store = Store(url)
+    for i in (1, 2):
+        _sent(store, i)
+    store.close()
+    held = store_lock(url, ws, "mailer --sandbox daemon").acquire()
+    try:
+        refused = run_cli(ws, "sandbox", "start")
+        assert refused.returncode == 8 and "mailer sandbox start" in refused.stderr
+    finally:
+        held.release()
+    started = run_cli(ws, "sandbox", "start")
+    assert started.returncode == 0, started.stderr
+    assert "The earlier sandbox's mail and its 2 thread(s) were removed" in started.stdout
+    assert "No threads yet" in run_cli(ws, "--sandbox", "status").stdout
+    assert run_cli(ws, "sandbox", "stop").returncode == 0
+
+
 def test_starting_twice_is_a_clear_error(sandbox_ws: Path) -> None:
     """Verify a second start gives one line and a non-zero exit."""
     ws = sandbox_ws

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -1020,7 +1021,15 @@ def sandbox_start(obj: Context) -> None:
     from mailer.sandbox.stack import sandbox_dir, start_sandbox
 
     ws = obj.workspace_hint()
+    _no_daemon_on_sandbox(ws, "start")
+    earlier = _sandbox_threads(sandbox_dir(ws) / "state.db")
     info = start_sandbox(ws)
+    if earlier:
+        # A sandbox that stopped on its own (a crash) left its history: each start is fresh.
+        click.echo(
+            f"The earlier sandbox's mail and its {earlier} thread(s) were removed: "
+            "a sandbox starts empty."
+        )
     click.echo(
         f"Sandbox running: SMTP {info.host}:{info.smtp_port} (STARTTLS), "
         f"IMAP {info.host}:{info.imaps_port} (TLS)"
@@ -1033,27 +1042,47 @@ def sandbox_start(obj: Context) -> None:
     )
 
 
+def _no_daemon_on_sandbox(workspace: Path, command: str) -> None:
+    """Refuse ``sandbox start|stop`` under a daemon (or a check) working on the sandbox: it
+    would go on retrying the gone servers for ever, its store would be deleted under it (a
+    start begins a fresh one), and its lock file with it, letting a second daemon start on
+    the same store."""
+    from mailer.adapters.lock import LockedError, lock_path, store_lock
+    from mailer.sandbox.stack import sandbox_dir
+
+    url = f"sqlite:///{sandbox_dir(workspace) / 'state.db'}"
+    if lock_path(url, workspace).exists():
+        try:
+            store_lock(url, workspace, f"mailer sandbox {command}").acquire().release()
+        except LockedError as exc:
+            raise LockedError(
+                f"{exc}; stop it first (Ctrl-C where it runs), then 'mailer sandbox {command}'",
+            ) from None
+
+
+def _sandbox_threads(path: Path) -> int:
+    """How many threads the sandbox's store at ``path`` holds (0: none, or unreadable)."""
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM threads").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 @sandbox.command("stop")
 @click.pass_obj
 @handle_errors
 def sandbox_stop(obj: Context) -> None:
     """Stop the sandbox and delete its mail."""
-    from mailer.adapters.lock import LockedError, lock_path, store_lock
     from mailer.adapters.userdirs import user_data_dir
-    from mailer.sandbox.stack import running_sandbox, sandbox_dir, stop_sandbox
+    from mailer.sandbox.stack import running_sandbox, stop_sandbox
 
     workspace = obj.workspace_hint()
-    # Not under a daemon (or a check) working on the sandbox: it would go on retrying the
-    # gone servers for ever, and its lock file would be deleted with the sandbox, letting a
-    # second daemon start on the same store.
-    url = f"sqlite:///{sandbox_dir(workspace) / 'state.db'}"
-    if lock_path(url, workspace).exists():
-        try:
-            store_lock(url, workspace, "mailer sandbox stop").acquire().release()
-        except LockedError as exc:
-            raise LockedError(
-                f"{exc}; stop it first (Ctrl-C where it runs), then 'mailer sandbox stop'",
-            ) from None
+    _no_daemon_on_sandbox(workspace, "stop")
     stopped = stop_sandbox(workspace)
     click.echo(
         {
