@@ -186,6 +186,34 @@ def test_a_start_after_a_crash_says_what_it_removes_and_waits_for_a_daemon_on_it
     assert run_cli(ws, "sandbox", "stop").returncode == 0
 
 
+@pytest.mark.process  # a crash point ends the send's process
+def test_sandbox_reply_answers_only_an_apology_that_arrived(sandbox_ws: Path) -> None:
+    """Verify the pretend interviewer answers a thread whose apology is in their mailbox,
+    and refuses one whose send was cut off before the server took it: that reply told
+    mailer the apology was delivered (a walkthrough)."""
+    ws = sandbox_ws
+    assert run_cli(ws, "sandbox", "start").returncode == 0
+    to = "interviewer@sandbox.test"
+    sent = run_cli(ws, "--sandbox", *send_args(to=to, company="Arrived Co"))
+    assert sent.returncode == 0, sent.stderr
+    cut = run_cli(
+        ws,
+        "--sandbox",
+        *send_args(to=to, company="Cut Co", interview="2026-11-24 10:00"),
+        env={"MAILER_CRASH_AT": "after-queued"},
+        process=True,
+    )
+    assert cut.returncode != 0
+    answered = run_cli(ws, "--sandbox", "sandbox", "reply", "1")
+    assert answered.returncode == 0 and "answered thread 1" in answered.stdout, answered.stderr
+    refused = run_cli(ws, "--sandbox", "sandbox", "reply", "2")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "has not received thread 2's apology" in refused.stderr
+    inbox = run_cli(ws, "sandbox", "inbox", "you@sandbox.test")
+    assert inbox.stdout.count("Re: ") == 1
+    assert run_cli(ws, "sandbox", "stop").returncode == 0
+
+
 def test_starting_twice_is_a_clear_error(sandbox_ws: Path) -> None:
     """Verify a second start gives one line and a non-zero exit."""
     ws = sandbox_ws

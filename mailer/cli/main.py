@@ -1157,7 +1157,7 @@ def sandbox_inbox(obj: Context, user: str, full: bool) -> None:
 @handle_errors
 def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) -> None:
     """Play the interviewer: answer a sandbox thread, in the same thread."""
-    from mailer.sandbox.stack import not_running, running_sandbox, send_as
+    from mailer.sandbox.stack import not_running, read_inbox, running_sandbox, send_as
 
     obj.sandbox = True
     info = running_sandbox(obj.workspace_hint())
@@ -1167,6 +1167,15 @@ def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) 
     thread = obj.store(settings).thread(thread_id)
     if thread is None:
         raise InputError(f"no thread {thread_id} in the sandbox")
+    # The interviewer answers only what reached them: a send cut off before the server took
+    # it leaves nothing to answer, and a reply then would tell mailer it was delivered.
+    wanted = f"message-id: {thread.root_message_id}".lower().encode()
+    if not any(wanted in _headers_of(raw).lower() for raw in read_inbox(info, thread.recipient)):
+        raise InputError(
+            f"{thread.recipient} has not received thread {thread_id}'s apology "
+            f"({thread.root_message_id}): there is nothing to answer",
+            hint=f"'mailer --sandbox status {thread_id}' shows what became of it",
+        )
     headers = {"In-Reply-To": thread.root_message_id, "References": thread.root_message_id}
     subject = f"Re: {thread.subject}"
     if out_of_office:
@@ -1176,6 +1185,12 @@ def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) 
     send_as(info, thread.recipient, settings.sender.address, subject, text, headers)
     what = "sent an out-of-office reply to" if out_of_office else "answered"
     click.echo(f"{thread.recipient} {what} thread {thread_id}.")
+
+
+def _headers_of(raw: bytes) -> bytes:
+    """A message's header block, its folded lines unfolded."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    return head.replace(b"\r\n", b"\n").replace(b"\n ", b" ").replace(b"\n\t", b" ")
 
 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
