@@ -115,7 +115,8 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     todo = pending(c, store, past=past)
     for line in outside_warnings(c, store, keys):
         warn(line)
-    for key, skip in changed_entries(past):
+    changed = list(changed_entries(past))
+    for key, skip in changed:
         warn(_changed_line(key, skip.text))
     warnings, names = 0, set()
     for e in c.entries:  # (one pass: past the first entries, each is read back from a file)
@@ -125,7 +126,10 @@ def check_command(obj: Context, file: str, force: bool) -> None:
     click.echo(
         f"{c.path}: campaign {c.name!r}: {len(c.entries)} "
         f"entr{'y' if len(c.entries) == 1 else 'ies'} valid; {len(todo)} to send, "
-        f"{len(c.entries) - len(todo)} already done; account(s): {', '.join(accounts)}"
+        f"{len(c.entries) - len(todo) - len(changed)} already done"
+        # (not done: a changed entry is not sent until the user says which it is)
+        + (f", {len(changed)} wait(s) for you (above)" if changed else "")
+        + f"; account(s): {', '.join(accounts)}"
     )
     if warnings:
         click.echo(f"{warnings} apology-check warning(s): 'mailer campaign preview' shows them")

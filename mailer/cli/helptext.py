@@ -18,7 +18,7 @@ EXIT_MEANINGS = {
     ExitCode.REFUSED: "the apology check found errors (--force sends anyway)",
     ExitCode.DUPLICATE: "this interview already has an apology (--again sends anyway)",
     ExitCode.LOCKED: "another mailer (the daemon) holds the state store",
-    ExitCode.WAITING: "check, campaign check/run: nothing failed, but something waits for you (a message in doubt, a held thread, an entry whose interview time changed)",
+    ExitCode.WAITING: "check, campaign run: nothing failed, but something waits for you (a message in doubt, a held thread, an entry whose interview time changed)",
 }
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 TERMINATED = 143  # SIGTERM ended 'check' early, as shells report SIGTERM
