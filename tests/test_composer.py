@@ -170,6 +170,35 @@ def test_placeholder_in_a_fact_names_the_option(field: str) -> None:
         facts(**{field: "[Your Name]"})
 
 
+@pytest.mark.parametrize("field", ["note", "interviewer", "company", "role"])
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [
+        ("See you {{ sender_name }} soon", "{{"),
+        ("Dear {first_name}", "{first_name}"),
+        ("{% if x %}yes", "{%"),
+    ],
+)
+def test_template_markup_or_a_merge_field_in_a_fact_names_the_fact(
+    field: str, value: str, token: str
+) -> None:
+    """Verify markup typed into a fact is refused naming the fact, not the template (it was
+    "template illness.txt.j2: the body still contains template markup", and a single-brace
+    merge field went out as written; a walkthrough)."""
+    with pytest.raises(InputError, match=f"--{field}: {re.escape(repr(token))} is template"):
+        facts(**{field: value})
+
+
+def test_braces_in_ordinary_words_in_a_note_are_fine() -> None:
+    draft = compose_apology(
+        Composer(),
+        facts(note="The room code was {1, 2} - I wrote it down wrong."),
+        SENDER,
+        AFTER,
+    )
+    assert "{1, 2}" in draft.text
+
+
 def test_lowercase_brackets_in_a_note_are_fine() -> None:
     """Verify ordinary bracketed text such as '[sic]' is not mistaken for a placeholder."""
     draft = compose_apology(
