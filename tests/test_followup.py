@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import zlib
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -474,6 +475,11 @@ def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
     assert "Subject: Re: Apologies for missing our interview" in r.stdout
     assert "> Dear Ana," in r.stdout
     assert pair.follow_ups_received(root) == []
+    # A held thread's preview says nothing goes until it is released (a walkthrough).
+    with sqlite3.connect(pair.ws / ".mailer" / "state.db") as db:
+        db.execute("UPDATE threads SET state = 'held' WHERE id = ?", (thread,))
+    held = run_cli(pair.ws, "preview", "--follow-up", str(thread))
+    assert held.returncode == 0 and f"'mailer release {thread}'" in held.stderr, held.stderr
 
 
 def test_preview_follow_up_shows_it_as_it_would_go_when_due(pair: Pair) -> None:

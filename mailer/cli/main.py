@@ -260,6 +260,7 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
         if thread is None:
             raise InputError(f"no thread {follow_up} in {safe_url(settings.state_url)}")
         from mailer.model.followup import OPEN_STATES
+        from mailer.model.lifecycle import ThreadState
 
         if thread.state not in OPEN_STATES:
             state = thread.state.replace("_", " ")
@@ -276,6 +277,13 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
 
             mine = at.astimezone(local_zone(settings.sender.timezone))
             click.echo(f"(as it would go when due, {mine:%a %d %b %H:%M %Z})", err=True)
+        if thread.state == ThreadState.HELD:
+            # Open, but nothing goes while it is held (a walkthrough: the preview did not say).
+            click.echo(
+                f"(thread {follow_up} is held: this goes only after 'mailer release "
+                f"{follow_up}'; 'mailer status {follow_up}' says why it is held)",
+                err=True,
+            )
         _show_raw(build_follow_up(settings, store, thread, at))
         return
     missing = [f"--{name}" for name in REQUIRED_FACTS if not opts[name]]
