@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -506,5 +507,33 @@ def test_campaign_messages_reads_only_the_threads_asked_for(tmp_path: Path) -> N
         assert store.campaign_messages("other", {2}) == {}
         with pytest.raises(CorruptRowError, match="message 1"):
             store.campaign_messages("wk", {1, 2})
+    finally:
+        store.close()
+
+
+def test_a_follow_up_dropped_before_it_went_reads_not_sent_not_failed(tmp_path: Path) -> None:
+    """Verify status ID words a follow-up dropped while it waited (the interviewer replied)
+    as "not sent": it never reached a server, and "failed" misread it (a walkthrough); one
+    the server refused still reads "failed"."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        tid = _sent(store, 1)
+        row = store.claim_follow_up(
+            tid,
+            NOW + timedelta(days=2),
+            message_id="<f1@candidate.test>",
+            raw=b"Message-ID: <f1@candidate.test>\r\n\r\nHello again.\r\n",
+            envelope_from=SENDER,
+            recipients=("hr1@company1.test",),
+        )
+        assert row is not None
+        store.set_thread_state(
+            tid, ThreadEvent.MARKED_REPLIED, NOW, "replied", {"replied_by": "marked by you"}
+        )
+        follow_up = store.message(row)
+        assert follow_up.state == "failed" and follow_up.error
+        assert view.message_words(follow_up) == "not sent"
+        refused = replace(follow_up, submitting_at=NOW.isoformat())  # (tried, then refused)
+        assert view.message_words(refused) == "failed"
     finally:
         store.close()

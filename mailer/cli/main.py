@@ -479,7 +479,7 @@ def status(
     click.echo(f"  follow-ups: {t.follow_ups_sent} of {t.max_follow_ups} sent")
     for m in msgs:
         click.echo(
-            f"  - {m.kind} {m.message_id}: {view.describe_state(view.message_state(m, alive))}"
+            f"  - {m.kind} {m.message_id}: {view.message_words(m, alive)}"
             + (f" at {view.shown(m.sent_at, tz)}" if m.sent_at else "")
             + (f" ({m.error})" if m.error else "")
         )

@@ -31,7 +31,7 @@ from mailer.model.followup import (
     NO_ANSWER,
     REPLIED,
 )
-from mailer.model.lifecycle import DUE_THREAD, ThreadState, message_shown
+from mailer.model.lifecycle import DUE_THREAD, MessageState, ThreadState, message_shown
 from mailer.model.lifecycle import describe as describe_state
 
 JSON_VERSION = 1
@@ -105,6 +105,16 @@ def message_state(m: MessageRow | MessageBrief, alive_now: Liveness = owner_aliv
     the final-dot mark, and ``queued`` (it is sent again) before it."""
     alive = m.state != SUBMITTING or alive_now(m.owner)
     return message_shown(m.state, alive, bool(m.final_dot_at))
+
+
+def message_words(m: MessageRow, alive_now: Liveness = owner_alive) -> str:
+    """The message's state in words for ``status ID``. A follow-up dropped while it waited
+    (a reply came, the thread was cancelled) is "not sent": it never went to a server, so
+    "failed" misread it (a walkthrough). Its reason follows it there."""
+    state = message_state(m, alive_now)
+    if state == MessageState.FAILED and m.submitting_at is None:
+        return "not sent"
+    return describe_state(state)
 
 
 def unsettled(messages: Messages, alive: Liveness = owner_alive) -> dict[str, str] | None:
