@@ -186,6 +186,8 @@ def test_two_candidates_may_apologise_for_the_same_panel(tmp_path: Path) -> None
 
     twice, _ = load(tmp_path, entry + entry)
     assert len(twice.problems) == 1 and "duplicate key" in twice.problems[0]
+    # The refusal says how two candidates do it (it did not; a walkthrough).
+    assert "account = NAME in the entry" in twice.problems[0]
 
 
 def test_a_csv_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:

@@ -317,7 +317,13 @@ def _load(
             if entry is not None and (earlier := claims.claim_key(entry.key, where)):
                 entry_problems.append(
                     f"duplicate key {entry.key!r} (also at {earlier})"
-                    + (": same address, company and interview time" if entry.derived_key else "")
+                    + (
+                        ": same address, company and interview time (two candidates for one "
+                        "panel? each sends from an account of its own: [accounts.NAME] in the "
+                        "config, and account = NAME in the entry)"
+                        if entry.derived_key
+                        else ""
+                    )
                 )
             elif entry is not None and (
                 earlier := claims.claim_key(
