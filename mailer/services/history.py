@@ -13,6 +13,7 @@ from mailer.adapters.spill import Selection
 from mailer.adapters.store import QUEUED, MessageRow, ThreadRow, owner_alive
 from mailer.model.lifecycle import MessageState
 from mailer.model.runplan import Item, Past, Skip, Why, skip_reason
+from mailer.model.when import zone_name
 
 if TYPE_CHECKING:
     from mailer.adapters.store import Store, StoreReader
@@ -105,7 +106,7 @@ def _earlier_version(
     thread, root = record
     try:  # (in the entry's zone, as the user wrote it)
         was = datetime.fromisoformat(thread.interview_at).astimezone(f.interview.tzinfo)
-        shown = f"{was:%a %d %b %Y %H:%M} ({getattr(was.tzinfo, 'key', was.tzname())})"
+        shown = f"{was:%a %d %b %Y %H:%M} ({zone_name(was)})"  # ("UTC", not "Etc/UTC")
     except (TypeError, ValueError, OverflowError):
         shown = thread.interview_at
     past[e.key] = (replace(past_of(thread, root), changed_from=shown),)
