@@ -122,8 +122,8 @@ def test_a_row_caught_mid_send_by_an_older_mailer_stays_in_doubt(tmp_path: Path)
     store.mark_submitting(mid, T0)
     store.close()
     db = sqlite3.connect(tmp_path / "state.db")
-    for index in listing.INDEXES:  # a schema-3 store has none of revision 0009's
-        db.execute(f"DROP INDEX {index}")
+    for statement in listing.DROPS:  # a schema-3 store has none of revision 0009's
+        db.execute(statement)
     db.execute("ALTER TABLE messages DROP COLUMN final_dot_at")
     db.execute("UPDATE messages SET owner = ''")
     db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")

@@ -153,21 +153,26 @@ def _plans(path: Path) -> list[str]:
 
 
 def test_revision_0009_makes_the_indexes_and_the_listing_reads_them(tmp_path: Path) -> None:
-    """Verify a store at 0008 gets both indexes, the listing's questions read them and not
-    every row, and a downgrade takes them away again."""
+    """Verify a store at 0008 gets both indexes and the facts table, its threads noted there
+    only where SQLite doubts their facts; the listing's questions read the indexes, not every
+    row; and a downgrade takes it all away again."""
     path = tmp_path / "state.db"
     store = Store(f"sqlite:///{path}")
-    _sent(store, 1)
+    for i in (1, 2):
+        _sent(store, i)
     store.close()
     with sqlite3.connect(path) as db:
-        for name in listing.INDEXES:
-            db.execute(f"DROP INDEX {name}")
+        for statement in listing.DROPS:
+            db.execute(statement)
+        db.execute("UPDATE threads SET facts = '{not json' WHERE id = 2")
         db.execute("UPDATE alembic_version SET version_num = '0008_incoming_indexes'")
     s = Store(f"sqlite:///{path}")
     try:
         assert s.migrated == [f"Alembic revision {ALEMBIC_HEAD}"]
     finally:
         s.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute(listing.UNCHECKED).fetchall() == [(2,)]
     assert _plans(path) == [
         "SCAN threads USING INDEX threads_suspect",
         "SCAN messages USING INDEX messages_listed",
@@ -183,15 +188,16 @@ def test_revision_0009_makes_the_indexes_and_the_listing_reads_them(tmp_path: Pa
         revision.downgrade()
     engine.dispose()
     with sqlite3.connect(path) as db:
-        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert names.isdisjoint(listing.INDEXES)
+        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
+    assert names.isdisjoint(listing.OBJECTS)
 
 
 def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
     tmp_path: Path,
 ) -> None:
     """Verify a damaged row written with the sqlite3 tool, behind mailer's back, is in the
-    index the listing reads, and a sound one is not."""
+    index the listing reads (or, for its facts, in the table of unchecked facts), and a row
+    mailer wrote is not."""
     path = tmp_path / "state.db"
     store = _mixed_store(path)
     for i in range(8, 19):
@@ -200,12 +206,13 @@ def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
     with sqlite3.connect(path) as db:
         before = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
         db.execute("UPDATE threads SET alt_addresses = '[not json' WHERE id = 9")
-        db.execute("UPDATE threads SET facts = '{not json' WHERE id = 11")  # (the query's)
+        db.execute("UPDATE threads SET facts = '{not json' WHERE id = 11")  # (the table's)
+        db.execute("UPDATE threads SET facts = facts WHERE id = 12")  # (any edit is noted)
         db.execute("UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE thread_id = 10")
         after = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
         suspects = {row[0] for row in db.execute(listing.MESSAGES) if row[8]}
-        facts = {row[0] for row in db.execute(listing.THREADS) if row[8]}
-    assert before == set() and after == {9} and facts == {11}
+        facts = {tid for (tid,) in db.execute(listing.UNCHECKED)}
+    assert before == set() and after == {9} and facts == {11, 12}
     assert suspects == {10}
 
 
@@ -234,8 +241,8 @@ def test_without_the_indexes_the_table_lists_and_names_the_same(
             db.execute("DROP INDEX messages_listed")
             db.execute("CREATE INDEX messages_listed ON messages (id) WHERE kind = 'apology'")
         else:
-            for name in listing.INDEXES:
-                db.execute(f"DROP INDEX {name}")
+            for statement in listing.DROPS:
+                db.execute(statement)
     bare = Store(f"sqlite:///{path}")
     try:
         without = bare.thread_summaries()
@@ -245,3 +252,23 @@ def test_without_the_indexes_the_table_lists_and_names_the_same(
         ]
     finally:
         bare.close()
+
+
+def test_a_store_copied_into_sqlite_notes_only_the_doubtful_facts(tmp_path: Path) -> None:
+    """Verify a copy into a new SQLite store leaves noted as unchecked only the threads
+    whose facts SQLite doubts: every copied row was noted by the trigger, and each listing
+    would read them all in full."""
+    from mailer.adapters import storecopy
+
+    source = _mixed_store(tmp_path / "from.db")
+    source.close()
+    with sqlite3.connect(tmp_path / "from.db") as db:
+        db.execute("UPDATE threads SET facts = '[]' WHERE id = 3")
+    source = Store(f"sqlite:///{tmp_path / 'from.db'}")
+    try:
+        storecopy.copy(source, f"sqlite:///{tmp_path / 'to.db'}")
+    finally:
+        source.close()
+    with sqlite3.connect(tmp_path / "to.db") as db:
+        assert db.execute(listing.UNCHECKED).fetchall() == [(3,)]
+        assert db.execute("SELECT count(*) FROM threads").fetchone()[0] == 7

@@ -285,8 +285,8 @@ def test_a_store_to_migrate_is_opened_in_full(tmp_path: Path) -> None:
     _sent(Store(f"sqlite:///{path}"), 1)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-        for index in listing.INDEXES:  # a schema-3 store has none of revision 0009's
-            db.execute(f"DROP INDEX {index}")
+        for statement in listing.DROPS:  # a schema-3 store has none of revision 0009's
+            db.execute(statement)
         db.execute("ALTER TABLE messages DROP COLUMN final_dot_at")
     opened = open_to_read(f"sqlite:///{path}")
     assert isinstance(opened, Store)

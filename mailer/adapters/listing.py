@@ -20,9 +20,9 @@ What an index may use: deterministic SQL, as SQLite requires (no ``now`` ever re
 changes), and only functions SQLite trusts in a schema: with ``PRAGMA trusted_schema=OFF``
 (a hardened sqlite3 tool, or a library built that way) a schema that uses one it does not
 trust, such as ``json_valid``, cannot be read at all. So the lists of addresses are judged
-by their shape, and the facts, free JSON of any shape, by ``json_valid`` in the listing's
-own query. A later revision that drops or renames a column these name must drop the index
-first.
+by their shape, and the facts, free JSON of any shape, through a table of the threads whose
+facts were written by someone else (see SUSPECT_FACTS). A later revision that drops or
+renames a column these name must drop the index first.
 """
 
 from __future__ import annotations
@@ -97,13 +97,19 @@ def _any(*terms: str) -> str:
     return "(" + " OR ".join(f"({t})" for t in terms) + ")"
 
 
-# A thread whose own row needs a closer look: in the index, what it can judge; its facts in
-# the listing's query. (Its detail is decoded for every listing anyway, by Python.)
+# A thread whose own row needs a closer look, as far as an index can judge it. (Its detail
+# is decoded for every listing anyway, by Python; its facts, see UNCHECKED_FACTS.)
 SUSPECT_THREAD = _any(
     _list_suspect("alt_addresses"),
     _list_suspect("alt_domains"),
     *(_date_suspect(c) for c in ("created_at", "interview_at", "follow_up_due", "sent_at")),
 )
+# A thread's facts are free JSON: no index can judge them without json_valid (see above),
+# and json_valid on every row was half a listing's SQL. So a trigger notes every thread
+# whose facts are written, and mailer takes off the note of each it writes itself (its
+# facts are json.dumps of a dict). What is left, a hand edit's, is read in full by each
+# listing. Should mailer ever write facts and not take the note off, the thread is only
+# read in full needlessly: nothing is missed.
 SUSPECT_FACTS = _json_suspect("facts", "{")
 # The messages whose fate is open: a thread's words name the last one (threadview.unsettled).
 UNSETTLED_MESSAGE = (
@@ -118,20 +124,36 @@ SUSPECT_MESSAGE = _any(
 )
 LISTED_MESSAGE = _any(UNSETTLED_MESSAGE, SUSPECT_MESSAGE)
 
-# The indexes, as a new store's SQL and revision 0009 make them. On the id, so that a
-# listing reads them in its own order.
-INDEXES: dict[str, str] = {
+# What revision 0009 adds, as a new store's SQL makes it too, in order. The indexes are on
+# the id, so that a listing reads them in its own order.
+_NOTE = "INSERT OR IGNORE INTO unchecked_facts (thread_id) VALUES (new.id)"
+OBJECTS: dict[str, str] = {
+    "unchecked_facts": "CREATE TABLE unchecked_facts (thread_id INTEGER NOT NULL PRIMARY KEY)",
+    "threads_facts_inserted": (
+        f"CREATE TRIGGER threads_facts_inserted AFTER INSERT ON threads BEGIN {_NOTE}; END"
+    ),
+    "threads_facts_updated": (
+        f"CREATE TRIGGER threads_facts_updated AFTER UPDATE OF facts ON threads BEGIN {_NOTE}; END"
+    ),
     "threads_suspect": f"CREATE INDEX threads_suspect ON threads (id) WHERE {SUSPECT_THREAD}",
     "messages_listed": f"CREATE INDEX messages_listed ON messages (id) WHERE {LISTED_MESSAGE}",
 }
-
-# The listing's three reads. INDEXED BY: a store without the index (a SQLite without JSON
-# functions when it was made, or an index dropped by hand) fails the query, and the caller
-# reads everything instead; it never scans every row here unnoticed.
-THREADS = (
-    "SELECT id, recipient, company, situation, sent_at, state, follow_up_due, detail,"
-    f" {SUSPECT_FACTS} FROM threads ORDER BY id"
+INDEXES = ("threads_suspect", "messages_listed")
+# Taking them away again (a downgrade), in the reverse order.
+DROPS = tuple(
+    f"DROP {statement.split()[1]} IF EXISTS {name}" for name, statement in reversed(OBJECTS.items())
 )
+# What mailer runs after it writes a thread's facts (see SUSPECT_FACTS).
+CHECKED = "DELETE FROM unchecked_facts WHERE thread_id = :t"
+
+# The listing's reads. INDEXED BY: a store without the index (one dropped or changed by
+# hand) fails the query, and the caller reads everything instead; it never scans every row
+# here unnoticed.
+THREADS = (
+    "SELECT id, recipient, company, situation, sent_at, state, follow_up_due, detail"
+    " FROM threads ORDER BY id"
+)
+UNCHECKED = "SELECT thread_id FROM unchecked_facts"
 SUSPECT_THREADS = f"SELECT id FROM threads INDEXED BY threads_suspect WHERE {SUSPECT_THREAD}"
 # Each listed message's brief, and whether it is unsettled and whether it is a suspect.
 MESSAGES = (
@@ -149,15 +171,27 @@ FOLLOW_UPS = (
 )
 
 
-def create_indexes(connection: Any) -> None:
-    """Make the indexes on a SQLite ``connection`` (SQLAlchemy's, or ours in directsql), in
-    its transaction, unless they are there."""
-    have = {
-        name
-        for (name,) in connection.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'index'"
-        )
-    }
-    for name, statement in INDEXES.items():
+def create_objects(connection: Any) -> None:
+    """Make what revision 0009 adds on a SQLite ``connection`` (SQLAlchemy's, or ours in
+    directsql), in its transaction, unless it is there. The threads already in the store are
+    noted as unchecked where SQLite doubts their facts (all of them, if it has no JSON
+    functions): from now on the triggers note the others."""
+    have = {name for (name,) in connection.exec_driver_sql("SELECT name FROM sqlite_master")}
+    for name, statement in OBJECTS.items():
         if name not in have:
             connection.exec_driver_sql(statement)
+    if "unchecked_facts" not in have:
+        judge_facts(connection)
+
+
+def judge_facts(connection: Any) -> None:
+    """Note as unchecked the threads whose facts SQLite doubts, and only those (all of them,
+    if it has no JSON functions): for threads written by something other than mailer's own
+    create_thread, all at once (the upgrade to 0009, a store copied in)."""
+    connection.exec_driver_sql("DELETE FROM unchecked_facts")
+    try:
+        connection.exec_driver_sql(
+            f"INSERT INTO unchecked_facts (thread_id) SELECT id FROM threads WHERE {SUSPECT_FACTS}"
+        )
+    except Exception:  # no JSON functions, in whichever connection's words
+        connection.exec_driver_sql("INSERT INTO unchecked_facts (thread_id) SELECT id FROM threads")

@@ -51,7 +51,7 @@ def create(connection: Any, head: str) -> None:
     the tables, the revision recorded as Alembic records it, and the first ``meta`` rows."""
     for statement in STATEMENTS:
         connection.exec_driver_sql(statement)
-    listing.create_indexes(connection)  # revision 0009's, SQLite's own SQL
+    listing.create_objects(connection)  # revision 0009's, SQLite's own SQL
     connection.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (head,))
     for row in first_meta_rows():
         connection.exec_driver_sql(

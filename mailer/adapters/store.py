@@ -837,6 +837,8 @@ class Store:
                     "detail": json.dumps(detail or {}),
                 },
             ).scalar_one()
+            if self.url.startswith("sqlite"):
+                c.execute(text(listing.CHECKED), {"t": tid})  # facts json.dumps wrote
             mid = self._insert_message(
                 c,
                 tid,
@@ -2406,6 +2408,7 @@ class Store:
             with self.reading() as query:
                 _, threads = query(listing.THREADS)
                 _, suspect_threads = query(listing.SUSPECT_THREADS)
+                _, unchecked = query(listing.UNCHECKED)
                 _, listed_messages = query(listing.MESSAGES)
                 _, follow_ups = query(listing.FOLLOW_UPS)
                 # In id order, each once (a follow-up may be unsettled as well).
@@ -2414,9 +2417,9 @@ class Store:
                 briefs = [needed[mid] for mid in sorted(needed)]
                 suspects = [row[1] for row in listed_messages if row[8]]
                 details: dict[int, dict[str, Any]] = {}
-                doubted = {tid for (tid,) in suspect_threads}
-                for row in threads:  # (row[8]: its facts need a closer look)
-                    d = None if row[0] in doubted or row[8] else _dict_or_none(row[7])
+                doubted = {tid for (tid,) in suspect_threads} | {tid for (tid,) in unchecked}
+                for row in threads:
+                    d = None if row[0] in doubted else _dict_or_none(row[7])
                     if d is not None:
                         details[row[0]] = d
                     else:
@@ -2425,11 +2428,11 @@ class Store:
                 details.update(found)
                 broken = self._broken_messages(query, suspects, details)
         except StateError as exc:
-            # A store without the indexes (made by a SQLite without JSON functions, or an
-            # index dropped or changed by hand): read every row, as on PostgreSQL.
+            # A store without revision 0009's indexes or table (dropped or changed by
+            # hand): read every row, as on PostgreSQL.
             if not any(
                 words in str(exc)
-                for words in ("no such index", "no query solution", "no such function")
+                for words in ("no such index", "no query solution", "no such table")
             ):
                 raise
             return self._listed_summaries()

@@ -67,6 +67,10 @@ def copy(source: Store, target_url: str, connect: dict[str, Any] | None = None) 
                         )
                     counts.append((name, int(have)))
                 _reset_ids(target, dst)
+                if dst.dialect.name == "sqlite":  # each copied thread was noted as unchecked
+                    from mailer.adapters import listing
+
+                    listing.judge_facts(dst)
                 return counts
 
             counts = target.run(work)

@@ -1,7 +1,8 @@
 """Two partial indexes for the ``status`` table (#14: ``status`` is one query): the threads
 and the messages it must read in full, judged by SQLite once as each row is written instead
-of on every listing. See :mod:`mailer.adapters.listing`. SQLite only: PostgreSQL's listing
-reads every row, as before.
+of on every listing; and a table, kept by two triggers, of the threads whose facts were
+written by someone other than mailer. See :mod:`mailer.adapters.listing`. SQLite only:
+PostgreSQL's listing reads every row, as before.
 
 Revision ID: 0009_listing_indexes
 Revises: 0008_incoming_indexes
@@ -24,10 +25,10 @@ def upgrade() -> None:
     if bind.dialect.name == "sqlite":
         # Over indexes it may already have, as 0008: a store whose alembic_version was lost
         # is brought up from the baseline.
-        listing.create_indexes(bind)
+        listing.create_objects(bind)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for name in listing.INDEXES:
-            op.execute(f"DROP INDEX IF EXISTS {name}")
+        for statement in listing.DROPS:
+            op.execute(statement)
