@@ -272,3 +272,32 @@ def test_a_store_copied_into_sqlite_notes_only_the_doubtful_facts(tmp_path: Path
     with sqlite3.connect(tmp_path / "to.db") as db:
         assert db.execute(listing.UNCHECKED).fetchall() == [(3,)]
         assert db.execute("SELECT count(*) FROM threads").fetchone()[0] == 7
+
+
+def test_a_store_without_the_facts_table_still_sends_and_lists(tmp_path: Path) -> None:
+    """Verify mailer's own write of a thread does not need revision 0009's table (dropped by
+    hand, or a store from a development version of the revision): sending must never stop
+    for a listing's help; the listing then reads every thread (a review)."""
+    path = tmp_path / "state.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        for statement in listing.DROPS:
+            db.execute(statement)
+    store = Store(f"sqlite:///{path}")
+    try:
+        for i in (1, 2):
+            _sent(store, i)
+        assert [s.id for s, _ in store.thread_summaries()] == [1, 2]
+    finally:
+        store.close()
+
+
+def test_a_thread_renumbered_by_hand_is_noted_under_its_new_id(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE threads SET facts = '{bad' WHERE id = 2")
+        db.execute("UPDATE messages SET thread_id = 99 WHERE thread_id = 2")
+        db.execute("UPDATE threads SET id = 99 WHERE id = 2")
+        assert {tid for (tid,) in db.execute(listing.UNCHECKED)} == {2, 99}

@@ -133,7 +133,9 @@ OBJECTS: dict[str, str] = {
         f"CREATE TRIGGER threads_facts_inserted AFTER INSERT ON threads BEGIN {_NOTE}; END"
     ),
     "threads_facts_updated": (
-        f"CREATE TRIGGER threads_facts_updated AFTER UPDATE OF facts ON threads BEGIN {_NOTE}; END"
+        # (Of the id too: a thread renumbered by hand keeps no note under its new id.)
+        "CREATE TRIGGER threads_facts_updated AFTER UPDATE OF facts, id ON threads "
+        f"BEGIN {_NOTE}; END"
     ),
     "threads_suspect": f"CREATE INDEX threads_suspect ON threads (id) WHERE {SUSPECT_THREAD}",
     "messages_listed": f"CREATE INDEX messages_listed ON messages (id) WHERE {LISTED_MESSAGE}",

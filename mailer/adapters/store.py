@@ -495,6 +495,7 @@ class Store:
         self.migrated: list[str] = []  # what opening it did to its schema (store migrate)
         self.notices: list[str] = []  # what opening it found worth telling (migrations)
         self.damaged: list[str] = []  # rows passed over because they cannot be read
+        self._facts_table: bool | None = None  # see _notes_facts
         self.named_now = False  # the store got its id in this open (it predates ids)
         # The thread index, kept between calls (see thread_index): id -> (state, sent, entry).
         self._indexed: dict[int, tuple[str, str, IndexedThread]] = {}
@@ -837,7 +838,7 @@ class Store:
                     "detail": json.dumps(detail or {}),
                 },
             ).scalar_one()
-            if self.url.startswith("sqlite"):
+            if self._notes_facts(c):
                 c.execute(text(listing.CHECKED), {"t": tid})  # facts json.dumps wrote
             mid = self._insert_message(
                 c,
@@ -2233,6 +2234,18 @@ class Store:
         roots = (dict(zip(m_columns, r, strict=True)) for r in m_rows)
         apology = {m.thread_id: m for m in self._decoded(roots, _message)}
         return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
+
+    def _notes_facts(self, c: Any) -> bool:
+        """Whether this store has revision 0009's table of unchecked facts (asked once): a
+        SQLite store without it (dropped by hand) still sends; its listing reads every
+        thread in full instead."""
+        if self._facts_table is None:
+            self._facts_table = self.url.startswith("sqlite") and bool(
+                c.execute(
+                    text("SELECT 1 FROM sqlite_master WHERE name = 'unchecked_facts'")
+                ).first()
+            )
+        return self._facts_table
 
     def campaign_messages(
         self, campaign: str, thread_ids: Collection[int]

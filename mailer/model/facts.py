@@ -72,9 +72,11 @@ RESERVED_VARS = frozenset(
 )
 # "[Your Name]", "[Company]": the marks of a template copied from the web and not filled in.
 PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
-# In a fact, what another tool's merge fields look like ("{first_name}", "{{ name }}",
-# "{% if %}"): the fact is sent as written, so they would reach the interviewer as they are.
-_MARKUP_IN_FACT = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}|\{\s*[A-Za-z_][A-Za-z0-9_ .]{0,40}\}")
+# Template markup in a fact ("{{ name }}", "{% if %}"): the check of the rendered apology
+# refuses it (composer._JINJA_LEFTOVER, the same marks), but named the template for it. A
+# single-brace "{first_name}" is not refused here: "{sic}" or a team called "{code}" are
+# words, and a fact refused has no --force.
+_MARKUP_IN_FACT = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 _WHEN = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*$")
 _SLOT = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})\s*$")
 
@@ -400,8 +402,8 @@ def make_facts(
         elif len(value) <= limit and (m := _MARKUP_IN_FACT.search(value)):
             # (The check of the rendered apology named the template for it: a walkthrough.)
             fail(
-                f"{prefix}{name}: {m.group(0)!r} is template markup or a merge field; facts "
-                "go into the email as written: write the real words"
+                f"{prefix}{name}: {m.group(0)!r} is template markup; facts go into the email "
+                "as written: write the real words"
             )
     if interviewer_tz:
         from mailer.model.zones import resolve

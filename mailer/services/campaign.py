@@ -787,7 +787,9 @@ def _entry(
         # An interview time that reads may be far from today too, which the check of the
         # composed apology would say only once these are mended: said now, every problem
         # at once (a walkthrough).
-        if not force and not facts_only and (when := _interview_of(values["interview"], tz)):
+        locale = entry_settings.sender.locale if entry_settings.sender.locale_set else None
+        when = None if force or facts_only else _interview_of(values["interview"], tz, locale)
+        if when is not None:
             found += _far_interview(when, now)
         return None, found
     for name, address in (("to", facts.to), *(("cc", a) for a in facts.cc)):
@@ -832,11 +834,13 @@ def _entry(
     )
 
 
-def _interview_of(text: Any, tz: tzinfo) -> datetime | None:
-    """The interview time of an entry whose facts failed, if it reads (else that is among
-    their problems)."""
+def _interview_of(text: Any, tz: tzinfo, locale: str | None) -> datetime | None:
+    """The interview time of an entry whose facts failed, if it reads as make_facts reads it
+    (else that is among their problems)."""
     try:
-        return text if isinstance(text, datetime) else file_when(str(text), tz, "interview")
+        if isinstance(text, datetime):
+            return text
+        return file_when(str(text), tz, "interview", locale)
     except (InputError, ValueError):
         return None
 
