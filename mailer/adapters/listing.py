@@ -1,5 +1,6 @@
-"""What the ``status`` table reads on SQLite, and the two partial indexes that let it read
-only that (store revision 0009, #14: ``status`` costs one query, not a check of every row).
+"""What the ``status`` table reads on SQLite, and the two partial indexes and the table that
+let it read only that (store revision 0009, #14: ``status`` costs one query, not a check of
+every row).
 
 The table shows every thread, but of the messages only those its words depend on (the
 unsettled ones, and a followed-up thread's follow-ups), and it names every damaged row as
@@ -98,7 +99,7 @@ def _any(*terms: str) -> str:
 
 
 # A thread whose own row needs a closer look, as far as an index can judge it. (Its detail
-# is decoded for every listing anyway, by Python; its facts, see UNCHECKED_FACTS.)
+# is decoded for every listing anyway, by Python; its facts: see SUSPECT_FACTS.)
 SUSPECT_THREAD = _any(
     _list_suspect("alt_addresses"),
     _list_suspect("alt_domains"),

@@ -2412,9 +2412,10 @@ class Store:
         messages only those its words depend on (any unsettled one, and a followed-up
         thread's follow-ups), each as :meth:`thread_list` gives them. Damage is found as
         there and named in the same words and order: a thread whose own row is damaged is
-        left out, one with a damaged message comes with None. On SQLite the rows that may be damaged are found in the partial
-        indexes of :mod:`mailer.adapters.listing` and only those are decoded in full, so 10k
-        threads cost little more than one query."""
+        left out, one with a damaged message comes with None. On SQLite the rows that may
+        be damaged are found in the partial indexes and the table of
+        :mod:`mailer.adapters.listing`, and only those are decoded in full, so 10k threads
+        cost little more than one query."""
         if not self.url.startswith("sqlite"):
             return self._listed_summaries()
         try:
