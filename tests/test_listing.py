@@ -141,14 +141,14 @@ def test_a_store_reads_and_takes_writes_with_an_untrusted_schema(tmp_path: Path)
         db.execute("UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE id = 1")
         db.execute("UPDATE threads SET alt_domains = '[1]' WHERE id = 2")
         assert [r[0] for r in db.execute(listing.SUSPECT_THREADS)] == [2]
-        assert [r[1] for r in db.execute(listing.MESSAGES) if r[8]] == [1]
+        assert [r[1] for r in db.execute(listing.SUSPECT_MESSAGES)] == [1]
 
 
 def _plans(path: Path) -> list[str]:
     with sqlite3.connect(path) as db:
         return [
             " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {question}"))
-            for question in (listing.SUSPECT_THREADS, listing.MESSAGES)
+            for question in (listing.SUSPECT_THREADS, listing.SUSPECT_MESSAGES, listing.UNSETTLED)
         ]
 
 
@@ -175,7 +175,8 @@ def test_revision_0009_makes_the_indexes_and_the_listing_reads_them(tmp_path: Pa
         assert db.execute(listing.UNCHECKED).fetchall() == [(2,)]
     assert _plans(path) == [
         "SCAN threads USING INDEX threads_suspect",
-        "SCAN messages USING INDEX messages_listed",
+        "SCAN messages USING INDEX messages_suspect",
+        "SEARCH messages USING INDEX messages_state (state=?)",
     ]
     spec = importlib.util.spec_from_file_location(
         "r0009", migrate.HERE / "versions" / "0009_listing_indexes.py"
@@ -210,7 +211,7 @@ def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
         db.execute("UPDATE threads SET facts = facts WHERE id = 12")  # (any edit is noted)
         db.execute("UPDATE messages SET sent_at = '2026-02-30T10:00:00+00:00' WHERE thread_id = 10")
         after = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
-        suspects = {row[0] for row in db.execute(listing.MESSAGES) if row[8]}
+        suspects = {row[0] for row in db.execute(listing.SUSPECT_MESSAGES)}
         facts = {tid for (tid,) in db.execute(listing.UNCHECKED)}
     assert before == set() and after == {9} and facts == {11, 12}
     assert suspects == {10}
@@ -238,8 +239,8 @@ def test_without_the_indexes_the_table_lists_and_names_the_same(
     indexed.close()
     with sqlite3.connect(path) as db:
         if changed:  # the name kept, another meaning: the listing's question cannot use it
-            db.execute("DROP INDEX messages_listed")
-            db.execute("CREATE INDEX messages_listed ON messages (id) WHERE kind = 'apology'")
+            db.execute("DROP INDEX messages_suspect")
+            db.execute("CREATE INDEX messages_suspect ON messages (id) WHERE kind = 'apology'")
         else:
             for statement in listing.DROPS:
                 db.execute(statement)

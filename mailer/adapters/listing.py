@@ -4,7 +4,7 @@ every row).
 
 The table shows every thread, but of the messages only those its words depend on (the
 unsettled ones, and a followed-up thread's follow-ups), and it names every damaged row as
-the full listing does. Judging each row for damage on every ``status`` was two thirds of
+the full listing does (but for a thread inserted by hand: see SUSPECT_FACTS). Judging each row for damage on every ``status`` was two thirds of
 its SQL at 10k threads. Here SQLite judges most of a row once, when it is written, in the
 WHERE clause of a partial index: an index holds the rows that need a closer look, and a
 listing reads only those. Any write, ours or a hand edit with the sqlite3 tool, goes
@@ -51,10 +51,11 @@ def _date_suspect(c: str) -> str:
     no NUL: SQLite's length and GLOB stop there), a year, month, hour and offset Python
     takes, and a day the month has (SQLite reads 2026-02-30 as 2 March, so a day past the
     28th must come back from julianday as it went in)."""
-    shape = " OR ".join(f"(length({c}) = {n} AND {c} GLOB '{g}')" for n, g in _SHAPES.items())
+    # (One length and one GLOB a value: each costs a call, on every write of the row.)
+    shape = " ".join(f"WHEN {n} THEN {c} GLOB '{g}'" for n, g in _SHAPES.items())
     return (
         f"CASE WHEN {c} IS NULL THEN 0 WHEN typeof({c}) != 'text' THEN 1"
-        f" WHEN NOT ({shape}) OR instr({c}, char(0)) THEN 1"
+        f" WHEN NOT (CASE length({c}) {shape} ELSE 0 END) OR instr({c}, char(0)) THEN 1"
         f" WHEN substr({c}, 1, 4) = '0000' OR substr({c}, 6, 2) NOT BETWEEN '01' AND '12'"
         f" OR substr({c}, 12, 2) >= '24'"
         f" OR (length({c}) IN (25, 32) AND substr({c}, length({c}) - 4, 2) >= '24') THEN 1"
@@ -107,15 +108,11 @@ SUSPECT_THREAD = _any(
 )
 # A thread's facts are free JSON: no index can judge them without json_valid (see above),
 # and json_valid on every row was half a listing's SQL. So a trigger notes every thread
-# whose facts are written, and mailer takes off the note of each it writes itself (its
-# facts are json.dumps of a dict). What is left, a hand edit's, is read in full by each
-# listing. Should mailer ever write facts and not take the note off, the thread is only
-# read in full needlessly: nothing is missed.
+# whose facts are changed, which mailer never does (it writes them once, json.dumps of a
+# dict, in create_thread): each listing reads those in full. A thread inserted by hand is
+# not noted (a trigger on every insert cost every campaign message a page write): other
+# commands name its damage.
 SUSPECT_FACTS = _json_suspect("facts", "{")
-# The messages whose fate is open: a thread's words name the last one (threadview.unsettled).
-UNSETTLED_MESSAGE = (
-    f"state IN ({', '.join(repr(str(s)) for s in (M.QUEUED, M.SUBMITTING, M.IN_DOUBT))})"
-)
 SUSPECT_MESSAGE = _any(
     _list_suspect("recipients"),
     *(
@@ -123,31 +120,26 @@ SUSPECT_MESSAGE = _any(
         for c in ("created_at", "submitting_at", "sent_at", "failed_at", "final_dot_at")
     ),
 )
-LISTED_MESSAGE = _any(UNSETTLED_MESSAGE, SUSPECT_MESSAGE)
 
 # What revision 0009 adds, as a new store's SQL makes it too, in order. The indexes are on
-# the id, so that a listing reads them in its own order.
+# the id, so that a listing reads them in its own order. A sound row is in none of them, so
+# writing it changes no page of theirs: only their WHERE clause is evaluated (a few µs).
 _NOTE = "INSERT OR IGNORE INTO unchecked_facts (thread_id) VALUES (new.id)"
 OBJECTS: dict[str, str] = {
     "unchecked_facts": "CREATE TABLE unchecked_facts (thread_id INTEGER NOT NULL PRIMARY KEY)",
-    "threads_facts_inserted": (
-        f"CREATE TRIGGER threads_facts_inserted AFTER INSERT ON threads BEGIN {_NOTE}; END"
-    ),
     "threads_facts_updated": (
         # (Of the id too: a thread renumbered by hand keeps no note under its new id.)
         "CREATE TRIGGER threads_facts_updated AFTER UPDATE OF facts, id ON threads "
         f"BEGIN {_NOTE}; END"
     ),
     "threads_suspect": f"CREATE INDEX threads_suspect ON threads (id) WHERE {SUSPECT_THREAD}",
-    "messages_listed": f"CREATE INDEX messages_listed ON messages (id) WHERE {LISTED_MESSAGE}",
+    "messages_suspect": (f"CREATE INDEX messages_suspect ON messages (id) WHERE {SUSPECT_MESSAGE}"),
 }
-INDEXES = ("threads_suspect", "messages_listed")
+INDEXES = ("threads_suspect", "messages_suspect")
 # Taking them away again (a downgrade), in the reverse order.
 DROPS = tuple(
     f"DROP {statement.split()[1]} IF EXISTS {name}" for name, statement in reversed(OBJECTS.items())
 )
-# What mailer runs after it writes a thread's facts (see SUSPECT_FACTS).
-CHECKED = "DELETE FROM unchecked_facts WHERE thread_id = :t"
 
 # The listing's reads. INDEXED BY: a store without the index (one dropped or changed by
 # hand) fails the query, and the caller reads everything instead; it never scans every row
@@ -158,17 +150,22 @@ THREADS = (
 )
 UNCHECKED = "SELECT thread_id FROM unchecked_facts"
 SUSPECT_THREADS = f"SELECT id FROM threads INDEXED BY threads_suspect WHERE {SUSPECT_THREAD}"
-# Each listed message's brief, and whether it is unsettled and whether it is a suspect.
-MESSAGES = (
-    f"SELECT thread_id, id, kind, state, sent_at, owner, final_dot_at, ({UNSETTLED_MESSAGE}),"
-    f" {SUSPECT_MESSAGE} FROM messages INDEXED BY messages_listed WHERE {LISTED_MESSAGE}"
+# The messages whose fate is open (a thread's words name the last one: threadview.unsettled),
+# through the index every state change keeps anyway (messages_state); and the suspects.
+_BRIEF = "thread_id, id, kind, state, sent_at, owner, final_dot_at"
+UNSETTLED = (
+    f"SELECT {_BRIEF} FROM messages WHERE state IN "
+    f"({', '.join(repr(str(s)) for s in (M.QUEUED, M.SUBMITTING, M.IN_DOUBT))})"
+)
+SUSPECT_MESSAGES = (
+    f"SELECT thread_id, id FROM messages INDEXED BY messages_suspect WHERE {SUSPECT_MESSAGE}"
     " ORDER BY id"
 )
 # The other messages a thread's words depend on: a followed-up thread names when its last
 # follow-up went. Through the thread's state, so the closed threads' follow-ups (most of a
 # long history's) are never read.
 FOLLOW_UPS = (
-    "SELECT m.thread_id, m.id, m.kind, m.state, m.sent_at, m.owner, m.final_dot_at"
+    f"SELECT {', '.join(f'm.{c}' for c in _BRIEF.split(', '))}"
     " FROM threads t JOIN messages m ON m.thread_id = t.id"
     f" WHERE t.state = '{ThreadState.FOLLOWED_UP}' AND m.kind = 'follow_up'"
 )
@@ -178,7 +175,7 @@ def create_objects(connection: Any) -> None:
     """Make what revision 0009 adds on a SQLite ``connection`` (SQLAlchemy's, or ours in
     directsql), in its transaction, unless it is there. The threads already in the store are
     noted as unchecked where SQLite doubts their facts (all of them, if it has no JSON
-    functions): from now on the triggers note the others."""
+    functions): from now on the trigger notes those changed."""
     have = {name for (name,) in connection.exec_driver_sql("SELECT name FROM sqlite_master")}
     for name, statement in OBJECTS.items():
         if name not in have:
@@ -190,7 +187,8 @@ def create_objects(connection: Any) -> None:
 def judge_facts(connection: Any) -> None:
     """Note as unchecked the threads whose facts SQLite doubts, and only those (all of them,
     if it has no JSON functions): for threads written by something other than mailer's own
-    create_thread, all at once (the upgrade to 0009, a store copied in)."""
+    create_thread, all at once (the upgrade to 0009, a store copied in, whose facts came
+    from elsewhere)."""
     connection.exec_driver_sql("DELETE FROM unchecked_facts")
     try:
         connection.exec_driver_sql(

@@ -495,7 +495,6 @@ class Store:
         self.migrated: list[str] = []  # what opening it did to its schema (store migrate)
         self.notices: list[str] = []  # what opening it found worth telling (migrations)
         self.damaged: list[str] = []  # rows passed over because they cannot be read
-        self._facts_table: bool | None = None  # see _notes_facts
         self.named_now = False  # the store got its id in this open (it predates ids)
         # The thread index, kept between calls (see thread_index): id -> (state, sent, entry).
         self._indexed: dict[int, tuple[str, str, IndexedThread]] = {}
@@ -838,8 +837,6 @@ class Store:
                     "detail": json.dumps(detail or {}),
                 },
             ).scalar_one()
-            if self._notes_facts(c):
-                c.execute(text(listing.CHECKED), {"t": tid})  # facts json.dumps wrote
             mid = self._insert_message(
                 c,
                 tid,
@@ -2235,18 +2232,6 @@ class Store:
         apology = {m.thread_id: m for m in self._decoded(roots, _message)}
         return [(t, apology[tid]) for tid, t in by_id.items() if tid in apology]
 
-    def _notes_facts(self, c: Any) -> bool:
-        """Whether this store has revision 0009's table of unchecked facts (asked once): a
-        SQLite store without it (dropped by hand) still sends; its listing reads every
-        thread in full instead."""
-        if self._facts_table is None:
-            self._facts_table = self.url.startswith("sqlite") and bool(
-                c.execute(
-                    text("SELECT 1 FROM sqlite_master WHERE name = 'unchecked_facts'")
-                ).first()
-            )
-        return self._facts_table
-
     def campaign_messages(
         self, campaign: str, thread_ids: Collection[int]
     ) -> dict[int, list[MessageRow]]:
@@ -2423,13 +2408,13 @@ class Store:
                 _, threads = query(listing.THREADS)
                 _, suspect_threads = query(listing.SUSPECT_THREADS)
                 _, unchecked = query(listing.UNCHECKED)
-                _, listed_messages = query(listing.MESSAGES)
+                _, unsettled = query(listing.UNSETTLED)
                 _, follow_ups = query(listing.FOLLOW_UPS)
+                _, suspect_messages = query(listing.SUSPECT_MESSAGES)
                 # In id order, each once (a follow-up may be unsettled as well).
-                needed = {row[1]: row[:7] for row in listed_messages if row[7]}
-                needed.update((row[1], row) for row in follow_ups)
+                needed = {row[1]: row for row in (*unsettled, *follow_ups)}
                 briefs = [needed[mid] for mid in sorted(needed)]
-                suspects = [row[1] for row in listed_messages if row[8]]
+                suspects = [mid for _, mid in suspect_messages]
                 details: dict[int, dict[str, Any]] = {}
                 doubted = {tid for (tid,) in suspect_threads} | {tid for (tid,) in unchecked}
                 for row in threads:
