@@ -4,7 +4,6 @@ reads the indexes, not every row; and without them it still lists and names the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 from datetime import UTC, datetime
@@ -12,17 +11,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
 
-from mailer.adapters import listing, migrate
+from mailer.adapters import listing
 from mailer.adapters.store import ALEMBIC_HEAD, Store
 from mailer.services import threadview as view
 
 from .test_status_reads import DAMAGE, _mixed_store, _sent
+from .test_store_migrations import downgrade
 
 _DB = sqlite3.connect(":memory:")
 
@@ -178,19 +175,20 @@ def test_revision_0009_makes_the_indexes_and_the_listing_reads_them(tmp_path: Pa
         "SCAN messages USING INDEX messages_suspect",
         "SEARCH messages USING INDEX messages_state (state=?)",
     ]
-    spec = importlib.util.spec_from_file_location(
-        "r0009", migrate.HERE / "versions" / "0009_listing_indexes.py"
-    )
-    assert spec is not None and spec.loader is not None
-    revision = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(revision)
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as c, Operations.context(MigrationContext.configure(c)):
-        revision.downgrade()
-    engine.dispose()
+    downgrade(path, "0009_listing_indexes")
     with sqlite3.connect(path) as db:
         names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
     assert names.isdisjoint(listing.OBJECTS)
+
+
+def _store_of_18(tmp_path: Path) -> Path:
+    """The mixed store of test_status_reads and eleven more sent threads (8-18), closed."""
+    path = tmp_path / "state.db"
+    store = _mixed_store(path)
+    for i in range(8, 19):
+        _sent(store, i)
+    store.close()
+    return path
 
 
 def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
@@ -199,11 +197,7 @@ def test_the_indexes_hold_the_damaged_rows_a_hand_edit_makes_and_only_those(
     """Verify a damaged row written with the sqlite3 tool, behind mailer's back, is in the
     index the listing reads (or, for its facts, in the table of unchecked facts), and a row
     mailer wrote is not."""
-    path = tmp_path / "state.db"
-    store = _mixed_store(path)
-    for i in range(8, 19):
-        _sent(store, i)
-    store.close()
+    path = _store_of_18(tmp_path)
     with sqlite3.connect(path) as db:
         before = {i for (i,) in db.execute(listing.SUSPECT_THREADS)}
         db.execute("UPDATE threads SET alt_addresses = '[not json' WHERE id = 9")
@@ -224,11 +218,7 @@ def test_without_the_indexes_the_table_lists_and_names_the_same(
     """Verify a store whose indexes are gone (dropped or changed by hand, or never made by a
     SQLite without JSON functions) still lists every thread and names every damaged row, by
     reading them all."""
-    path = tmp_path / "state.db"
-    store = _mixed_store(path)
-    for i in range(8, 19):
-        _sent(store, i)
-    store.close()
+    path = _store_of_18(tmp_path)
     with sqlite3.connect(path) as db:
         for statement in DAMAGE:
             db.execute(statement)

@@ -159,6 +159,20 @@ def test_revision_0007_writes_every_duplicate_key_without_the_company(tmp_path: 
         s.close()
 
 
+def downgrade(path: Path, revision_name: str) -> None:
+    """Run one Alembic revision's downgrade on the SQLite store at ``path``."""
+    spec = importlib.util.spec_from_file_location(
+        revision_name, migrate.HERE / "versions" / f"{revision_name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as c, Operations.context(MigrationContext.configure(c)):
+        revision.downgrade()
+    engine.dispose()
+
+
 def test_revision_0008_indexes_the_incoming_messages_and_the_last_look_uses_them(
     tmp_path: Path,
 ) -> None:
@@ -186,16 +200,7 @@ def test_revision_0008_indexes_the_incoming_messages_and_the_last_look_uses_them
         ):
             plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {question}"))
             assert re.search(r"USING (COVERING )?INDEX incoming_", plan), plan
-    spec = importlib.util.spec_from_file_location(
-        "r0008", migrate.HERE / "versions" / "0008_incoming_indexes.py"
-    )
-    assert spec is not None and spec.loader is not None
-    revision = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(revision)
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as c, Operations.context(MigrationContext.configure(c)):
-        revision.downgrade()
-    engine.dispose()
+    downgrade(path, "0008_incoming_indexes")
     with sqlite3.connect(path) as db:
         names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert names.isdisjoint(schema.INCOMING_INDEXES)
