@@ -529,10 +529,19 @@ def odd_hours(slots: Iterable[FreeSlot], interviewer_tz: str) -> list[str]:
 def check_free_times(slots: Iterable[FreeSlot], now: datetime) -> list[str]:
     """Refuse past or overlapping free times; return warnings (weekend times)."""
     ordered = sorted(slots, key=lambda s: s.start)
+    # Every past one at once, as make_facts names every problem (a walkthrough: the second
+    # was named only once the first was mended).
+    past = [
+        f"--free: {slot.start:%Y-%m-%d %H:%M}-{slot.end:%H:%M} is in the past"
+        for slot in ordered
+        if slot.end <= now
+    ]
+    if past:
+        error = InputError("; ".join(past))
+        error.problems = past  # type: ignore[attr-defined]
+        raise error
     warnings = []
     for slot in ordered:
-        if slot.end <= now:
-            raise InputError(f"--free: {slot.start:%Y-%m-%d %H:%M}-{slot.end:%H:%M} is in the past")
         if slot.start.weekday() >= 5:
             warnings.append(
                 f"--free: {slot.start:%A %Y-%m-%d} is a weekend day; most "

@@ -814,7 +814,8 @@ def _entry(
             entry_settings, facts, now, composer, unattended=True, taken_subjects=taken
         )
     except MailerError as exc:  # (a free time in the past stops the apology's check)
-        return None, [*problems, str(exc), *([] if force else _far_interview(facts.interview, now))]
+        far = [] if force else _far_interview(facts.interview, now)
+        return None, [*problems, *getattr(exc, "problems", [str(exc)]), *far]
     if problems:
         return None, problems
     return (
