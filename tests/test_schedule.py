@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import shutil
 import tempfile
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -107,6 +109,7 @@ _ZONES = ["Europe/London", "Pacific/Apia", "America/St_Johns", "Asia/Kathmandu",
 @lru_cache(maxsize=1)
 def _base_settings() -> Settings:
     d = Path(tempfile.mkdtemp(prefix="mlr-due-"))
+    atexit.register(shutil.rmtree, d, True)  # (cached for the run: a fixture cannot be)
     (d / "config").mkdir()
     (d / "config" / "mailer.toml").write_text(
         '[sender]\nname = "Sam"\naddress = "sam@sandbox.test"\n'
