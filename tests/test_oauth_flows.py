@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -24,7 +26,8 @@ def server() -> OAuthServer:
     s.stop()
 
 
-def cfg(server: OAuthServer, flow: str = "pkce") -> OAuth2Settings:
+def cfg(server: Any, flow: str = "pkce") -> OAuth2Settings:
+    """The local server's settings (``server``: anything with its ``url``)."""
     return OAuth2Settings(
         provider="generic",
         flow=flow,
@@ -144,17 +147,8 @@ def test_a_refusal_that_echoes_the_posted_form_shows_no_secret_in_any_encoding()
     from urllib.parse import urlencode
 
     token, secret = "1//0gREFRESH+TOK/SECRET=6666", "Cli/Secret+ECHO=777"
-    c = OAuth2Settings(
-        provider="generic",
-        flow="device",
-        authorization_url="http://127.0.0.1:1/authorize",
-        device_authorization_url="http://127.0.0.1:1/device",
-        token_url="http://127.0.0.1:1/token",
-        client_id="mailer-test",
-        scopes=("imap",),
-        mechanism="xoauth2",
-        client_secret=secret,
-    )
+    nowhere = SimpleNamespace(url="http://127.0.0.1:1")  # (no request is made)
+    c = OAuth2Settings(**{**cfg(nowhere, "device").__dict__, "client_secret": secret})
     body = urlencode({"client_secret": secret, "refresh_token": token, "grant_type": "x"})
     error = oauth._refused(c, "token refresh", {"error": body, "error_description": body}, token)
     shown = str(error)

@@ -135,7 +135,6 @@ OBJECTS: dict[str, str] = {
     "threads_suspect": f"CREATE INDEX threads_suspect ON threads (id) WHERE {SUSPECT_THREAD}",
     "messages_suspect": (f"CREATE INDEX messages_suspect ON messages (id) WHERE {SUSPECT_MESSAGE}"),
 }
-INDEXES = ("threads_suspect", "messages_suspect")
 # Taking them away again (a downgrade), in the reverse order.
 DROPS = tuple(
     f"DROP {statement.split()[1]} IF EXISTS {name}" for name, statement in reversed(OBJECTS.items())

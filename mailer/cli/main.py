@@ -1177,8 +1177,9 @@ def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) 
         raise InputError(f"no thread {thread_id} in the sandbox")
     # The interviewer answers only what reached them: a send cut off before the server took
     # it leaves nothing to answer, and a reply then would tell mailer it was delivered.
-    wanted = f"message-id: {thread.root_message_id}".lower().encode()
-    if not any(wanted in _headers_of(raw).lower() for raw in read_inbox(info, thread.recipient)):
+    if thread.root_message_id.lower() not in {
+        _message_id(raw).lower() for raw in read_inbox(info, thread.recipient)
+    }:
         raise InputError(
             f"{thread.recipient} has not received thread {thread_id}'s apology "
             f"({thread.root_message_id}): there is nothing to answer",
@@ -1195,10 +1196,12 @@ def sandbox_reply(obj: Context, thread_id: int, text: str, out_of_office: bool) 
     click.echo(f"{thread.recipient} {what} thread {thread_id}.")
 
 
-def _headers_of(raw: bytes) -> bytes:
-    """A message's header block, its folded lines unfolded."""
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    return head.replace(b"\r\n", b"\n").replace(b"\n ", b" ").replace(b"\n\t", b" ")
+def _message_id(raw: bytes) -> str:
+    """A message's Message-ID, as the email package reads its (unfolded) header."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    return " ".join(str(BytesHeaderParser(policy=compat32).parsebytes(raw)["Message-ID"]).split())
 
 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:

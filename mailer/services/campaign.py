@@ -755,6 +755,8 @@ def _entry(
         zones[zone_name] = tz  # (a zone refused is refused again, in the same words)
     if toml_when is not None:
         values["interview"] = _toml_time(toml_when, tz, problems)
+    # (orders a numeric date's day and month, as for the command line)
+    locale = entry_settings.sender.locale if entry_settings.sender.locale_set else None
     variables = merged["vars"]
     try:
         facts = make_facts(
@@ -775,8 +777,7 @@ def _entry(
             alt_address=values["alt_addresses"],
             alt_domain=values["alt_domains"],
             allow_test_domains=settings.allow_test_domains,
-            # (orders a numeric date's day and month, as for the command line)
-            locale=entry_settings.sender.locale if entry_settings.sender.locale_set else None,
+            locale=locale,
             prefix="",
             situations=situations
             if situations is not None
@@ -787,7 +788,6 @@ def _entry(
         # An interview time that reads may be far from today too, which the check of the
         # composed apology would say only once these are mended: said now, every problem
         # at once (a walkthrough).
-        locale = entry_settings.sender.locale if entry_settings.sender.locale_set else None
         when = None if force or facts_only else _interview_of(values["interview"], tz, locale)
         if when is not None:
             found += _far_interview(when, now)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import partial
 
 from mailer.adapters.clock import Clock, local_zone
@@ -234,16 +234,20 @@ def snapshot(row: ThreadRow, bounced_in: int | None = None) -> ThreadSnapshot:
     return ThreadSnapshot(row.id, row.state, dict(row.detail), due, bounced_in)
 
 
+def reader_zone(settings: Settings, row: ThreadRow) -> tzinfo:
+    """The zone a thread's interviewer reads its times in: the one it was recorded with,
+    else (none, or one this machine lacks) the sender's."""
+    try:
+        if row.recipient_tz:
+            return zone(row.recipient_tz, "recipient_tz")
+    except MailerError:  # a damaged row: a reply must still be recorded
+        pass
+    return local_zone(settings.sender.timezone)
+
+
 def policy_of(settings: Settings, row: ThreadRow, now: datetime) -> Policy:
     """A thread's timing: its recipient's zone, its (campaign's) window, the holidays."""
-    try:
-        tz = (
-            zone(row.recipient_tz, "recipient_tz")
-            if row.recipient_tz
-            else local_zone(settings.sender.timezone)
-        )
-    except MailerError:  # a damaged row: a reply must still be recorded
-        tz = local_zone(settings.sender.timezone)
+    tz = reader_zone(settings, row)
     # From last year: a message may arrive after New Year for a date before it.
     years = range(now.year - 1, now.year + 2)
     return Policy(

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime
 from functools import partial
 
 from mailer.adapters.clock import Clock, local_zone
@@ -40,7 +40,7 @@ from mailer.model.decision import (
     closed_before_hold,
     held_kind,
 )
-from mailer.model.facts import Facts, zone
+from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
 from mailer.model.lifecycle import (
     DUE_THREAD,
@@ -71,6 +71,7 @@ from mailer.services.incoming import (
     look_elsewhere,
     policies,
     policy_of,
+    reader_zone,
     scan,
     snapshot,
 )
@@ -634,7 +635,6 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
     # it; "my message of <day>" in the body in the interviewer's, as the body's other times.
     sent = datetime.fromisoformat(root.sent_at or root.created_at)
     sent_at = sent.astimezone(local_zone(settings.sender.timezone))
-    reader = _zone_or_none(thread.recipient_tz)
     from mailer.adapters.templatecache import template_cache
 
     draft = compose_follow_up(
@@ -643,7 +643,7 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
         settings.sender,
         now,
         thread.subject,
-        sent.astimezone(reader) if reader is not None else sent_at,
+        sent.astimezone(reader_zone(settings, thread)),
     )
     quote = None
     if settings.follow_up.quote_original:
@@ -661,16 +661,6 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
         references=refs or root.message_id,
         quote=quote,
     )
-
-
-def _zone_or_none(name: str) -> tzinfo | None:
-    """The thread's recorded zone, or None (none recorded, or one this machine lacks)."""
-    if not name:
-        return None
-    try:
-        return zone(name, "recipient_tz")
-    except MailerError:
-        return None
 
 
 def _plain_text(m: MessageRow) -> str:
