@@ -423,3 +423,37 @@ def test_a_paragraph_is_read_again_under_a_swapped_table() -> None:
         m.setattr(lint, "_REGRET", re.compile(r"(?!)"))
         assert "missing-regret" in rules()
     assert "missing-regret" not in rules()
+
+
+def test_a_campaigns_differing_paragraph_is_searched_only_for_what_the_shared_ones_lack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verify that, once a campaign's shared paragraphs hold their answers, the paragraph
+    naming each entry's company is searched for the one key element they lack (interest),
+    not for the four they have: a failed search reads its whole line, for every entry."""
+    asked: list[tuple[str, str]] = []
+    found = lint._found
+
+    def counting(name: str, text: str) -> bool:
+        asked.append((name, text))
+        return found(name, text)
+
+    monkeypatch.setattr(lint, "_found", counting)
+
+    def body(i: int) -> str:
+        return (
+            f"Dear Ana,\n\nI remain very interested in the role at Firm {i:04d}.\n\n"
+            "I am sorry: I was ill and missed our interview.\n\n"
+            "Could we reschedule? Thank you for your time.\n"
+        )
+
+    for i in range(2):  # the shared paragraphs' answers are found, and kept
+        lint_apology("Missed interview", body(i), company=f"Firm {i:04d}", role="", note=None)
+    asked.clear()
+    for i in range(2, 6):
+        findings = lint_apology(
+            "Missed interview", body(i), company=f"Firm {i:04d}", role="", note=None
+        )
+        assert not [f for f in findings if f.rule.startswith("missing-")]
+    differing = sorted({name for name, text in asked if "Firm" in text})
+    assert differing == ["_INTEREST"], asked

@@ -706,7 +706,13 @@ def _elements(
 ) -> Iterator[Finding]:
     """The key elements a body lacks: an element is in the body where it is in one of its
     paragraphs."""
-    found = {name for name in _BY_LINE if any(_has(part, name) for part in parts)}
+    # Paragraphs seen before (they hold answers) are asked first: in a campaign, those that
+    # differ per entry (naming the time, the company) are then searched only for what the
+    # shared ones lack, not for all five (and a failed search reads a whole line).
+    parts_in_order = [part for part in parts if part.elements] + [
+        part for part in parts if not part.elements
+    ]
+    found = {name for name in _BY_LINE if any(_has(part, name) for part in parts_in_order)}
     fill = {"company": company, "role": role}
     if kind == "apology":
         if "_REASON" not in found:
