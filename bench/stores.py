@@ -19,9 +19,7 @@ from mailer.model.lifecycle import ThreadEvent
 
 # The clock the stores were built at; commands run against them with MAILER_NOW = NOW.
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-SCHEMA_TAG = (
-    "v5-0009g"  # schema 5 at revision 0009_listing_indexes (opened as is), with follow-ups
-)
+SCHEMA_TAG = "v5-0009g"  # schema 5 at revision 0009_listing_indexes (opened as is), with follow-ups
 
 
 def cache_dir() -> Path:
