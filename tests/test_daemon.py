@@ -291,3 +291,25 @@ def test_held_threads_and_messages_in_doubt_share_one_once_a_day_memory(caplog) 
     assert [r.getMessage() for r in caplog.records] == [held, doubt[1], doubt[1]]
     log_report(report, said, date(2026, 11, 26))
     assert [r.getMessage() for r in caplog.records][-2:] == [held, doubt[1]]
+
+
+def test_the_pass_log_names_every_thread_one_reply_held(caplog) -> None:
+    """Verify the log line of a reply that held several threads names them all (it named
+    the one the reply was matched to; a walkthrough), and a reply that held one says held."""
+    import logging
+
+    from mailer.model.decision import Decision
+    from mailer.services.daemon import log_report
+    from mailer.services.incoming import Seen
+    from mailer.services.passes import PassReport
+
+    def seen(threads: str) -> Seen:
+        held = Decision("held", "held", {"held_threads": threads})
+        return Seen(11, "human", "ana@b.test", "Hello", held)
+
+    caplog.set_level(logging.INFO, logger="mailer.services.daemon")
+    log_report(PassReport(seen=[seen("11,12,14"), seen("11")]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "thread 11: human from ana@b.test ('Hello') -> held (threads 11, 12, 14)",
+        "thread 11: human from ana@b.test ('Hello') -> held",
+    ]

@@ -553,6 +553,9 @@ def test_resolve_sent_settles_an_in_doubt_apology(pair: Pair) -> None:
     s = status(pair, thread)
     assert s["state"] == "awaiting_reply" and s["follow_up_due"]
     assert _apology_copies(pair) == 1
+    # Asked twice, the first reached what the user wanted: said so, exit 0 (as cancel).
+    again = run_cli(pair.ws, "resolve", str(thread), "--sent")
+    assert again.returncode == 0 and "no message in doubt" in again.stdout, again.stderr
 
 
 @pytest.mark.process

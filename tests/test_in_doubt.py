@@ -21,7 +21,7 @@ from mailer.services.daemon import log_report
 from mailer.services.passes import PassReport, run_pass, run_pass_all
 
 from .conftest import INTERVIEWER, Pair, Stack, run_cli
-from .test_followup import at, send
+from .test_followup import at, check_at, send, status
 from .test_no_second_copy import T0, one_queued_apology
 
 _2H = timedelta(hours=2)
@@ -479,3 +479,90 @@ def test_a_message_settled_in_doubt_keeps_the_owner_that_sent_it(tmp_path: Path)
     assert (row.state, row.owner) == (IN_DOUBT, dead)
     store.claim_resend(mid, T0, ("sending",))  # the user may still resend it
     assert store.message(mid).state == "submitting"
+
+
+def _follow_up_in_doubt(pair: Pair) -> tuple[int, str, str]:
+    """A thread whose follow-up was cut off past its final-dot mark (the process killed
+    there): the thread, its apology's Message-ID, and the follow-up's."""
+    thread, root = send(pair)
+    crashed = run_cli(
+        pair.ws,
+        "check",
+        env={"MAILER_NOW": at(timedelta(minutes=5)), "MAILER_CRASH_AT": "after-final-dot"},
+        process=True,
+    )
+    assert crashed.returncode == -9, crashed.stdout + crashed.stderr
+    settings = load_settings(find_config(pair.ws))
+    (follow_up,) = [m for m in Store(settings.state_url).messages(thread) if m.kind == "follow_up"]
+    assert follow_up.state_now == IN_DOUBT
+    return thread, root, follow_up.message_id
+
+
+@pytest.mark.process
+def test_an_in_doubt_follow_up_of_a_replied_thread_is_settled_as_not_sent(pair: Pair) -> None:
+    """Verify a follow-up in doubt whose thread was then answered (a walkthrough): check no
+    longer advises a resend it would refuse but --not-sent, which records it as not sent,
+    sends nothing, and ends check's exit 9; asked again, it says nothing is in doubt, exit 0."""
+    thread, _, follow_up = _follow_up_in_doubt(pair)
+    assert run_cli(pair.ws, "mark-replied", str(thread)).returncode == 0
+    mark = pair.stack.log_mark()
+
+    out = check_at(pair, timedelta(minutes=6), expect=ExitCode.WAITING)
+    assert f"'mailer resolve {thread} --not-sent'" in out, out
+    assert f"'mailer resolve {thread} --resend'" not in out, out
+    refused = run_cli(pair.ws, "resolve", str(thread), "--resend")
+    assert refused.returncode == 2 and "--not-sent" in refused.stderr, refused.stderr
+
+    r = run_cli(pair.ws, "resolve", str(thread), "--not-sent")
+    assert r.returncode == 0 and "recorded as not sent" in r.stdout, r.stdout + r.stderr
+    assert check_at(pair, timedelta(minutes=7)).count("in doubt") == 1  # "0 in doubt"
+    settings = load_settings(find_config(pair.ws))
+    (row,) = [m for m in Store(settings.state_url).messages(thread) if m.kind == "follow_up"]
+    assert (row.message_id, row.state, row.sent_at) == (follow_up, "failed", None)
+    shown = run_cli(pair.ws, "status", str(thread)).stdout
+    assert "may or may not" not in shown, shown
+    assert [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"] == []
+    again = run_cli(pair.ws, "resolve", str(thread), "--not-sent")
+    assert again.returncode == 0 and "no message in doubt" in again.stdout, again.stderr
+
+
+@pytest.mark.process
+def test_not_sent_is_refused_while_the_message_may_still_be_sent_again(pair: Pair) -> None:
+    """Verify --not-sent on a follow-up in doubt of a thread still awaiting a reply is
+    refused (a follow-up recorded as not sent there would be followed by another: a resend
+    in disguise), naming --resend, and leaves it in doubt."""
+    thread, _, _ = _follow_up_in_doubt(pair)
+    r = run_cli(pair.ws, "resolve", str(thread), "--not-sent")
+    assert r.returncode == 2 and f"mailer resolve {thread} --resend" in r.stderr, r.stderr
+    assert f"mailer cancel {thread}" in r.stderr
+    settings = load_settings(find_config(pair.ws))
+    (row,) = [m for m in Store(settings.state_url).messages(thread) if m.kind == "follow_up"]
+    assert row.state_now == IN_DOUBT
+
+
+@pytest.mark.process
+def test_a_follow_up_proven_delivered_by_a_reply_no_longer_reads_as_in_doubt(pair: Pair) -> None:
+    """Verify a follow-up in doubt that a reply then quotes is shown as sent, without the
+    words of the doubt, in status and in its JSON (it read "sent ... it may or may not have
+    been delivered", with a failed_at and an error; a walkthrough)."""
+    thread, _, follow_up = _follow_up_in_doubt(pair)
+    pair.send_as(
+        pair.interviewer, pair.candidate, "Re: following up", "Thanks, Tuesday works.",
+        {"In-Reply-To": follow_up, "References": follow_up},
+    )  # fmt: skip
+    check_at(pair, timedelta(minutes=6))
+    (message,) = [m for m in status(pair, thread)["messages"] if m["kind"] == "follow_up"]
+    assert message["state"] == "sent" and not message["failed_at"] and not message["error"]
+    shown = run_cli(pair.ws, "status", str(thread)).stdout
+    assert "may or may not" not in shown, shown
+
+
+@pytest.mark.process
+def test_check_v_lists_a_thread_whose_follow_up_is_in_doubt_as_such(pair: Pair) -> None:
+    """Verify `check -v` no longer lists a thread whose follow-up is in doubt as "follow-up
+    due <a past time>" (nothing goes until it is settled; a walkthrough)."""
+    thread, _, _ = _follow_up_in_doubt(pair)
+    r = run_cli(pair.ws, "check", "-v", env={"MAILER_NOW": at(timedelta(minutes=6))})
+    assert r.returncode == ExitCode.WAITING, r.stdout + r.stderr
+    (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith(f"thread {thread}:")]
+    assert "follow-up is in doubt" in line and "due" not in line, line

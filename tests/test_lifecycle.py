@@ -61,6 +61,7 @@ EXPECTED_MESSAGE = {
     MessageEvent.DOUBT: ({M.QUEUED, M.SUBMITTING, M.IN_DOUBT}, M.IN_DOUBT),
     MessageEvent.ABANDONED: ({M.SUBMITTING}, M.IN_DOUBT),
     MessageEvent.DROP_QUEUED: ({M.QUEUED}, M.FAILED),
+    MessageEvent.NOT_ARRIVED: ({M.IN_DOUBT}, M.FAILED),
 }
 
 
@@ -343,6 +344,7 @@ MESSAGE_CALLS = {
     MessageEvent.REQUEUE: lambda s, mid: s.requeue(mid, T0, "421 later"),
     MessageEvent.FAIL: lambda s, mid: s.mark_failed(mid, T0, "550 no"),
     MessageEvent.DOUBT: lambda s, mid: s.mark_in_doubt(mid, T0, "cut off"),
+    MessageEvent.NOT_ARRIVED: lambda s, mid: s.mark_not_arrived(mid, T0, "did not arrive"),
 }
 # The thread moves a message move brings with it, when the thread is still where it allows.
 SIDE_MOVES = {

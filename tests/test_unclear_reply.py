@@ -202,3 +202,22 @@ def test_a_message_that_came_just_before_an_apology_in_doubt_still_answers_it(
     thread = _crashed_send(pair, "after-final-dot")
     check_at(pair, timedelta(seconds=10), expect=9)  # (9: the apology in doubt waits)
     assert status(pair, thread)["state"] == "replied"
+
+
+def test_release_and_mark_replied_say_what_a_followed_up_thread_does_next(pair: Pair) -> None:
+    """Verify releasing a held thread whose only follow-up has gone says it closes as no
+    answer (it said "its follow-up goes out when due": none would), and marking a replied
+    thread replied again says so and exits 0, as cancel and release do (a walkthrough)."""
+    (a, root_a), (b, _) = _two_threads(pair)
+    assert "2 follow-up(s) sent" in check_at(pair, timedelta(minutes=5))
+    assert status(pair, a)["state"] == "followed_up"
+    pair.send_as(pair.interviewer, pair.candidate, "Hello again", "Can we talk on Monday?")
+    check_at(pair, timedelta(minutes=6), expect=9)
+    released = run_cli(pair.ws, "release", str(a))
+    assert released.returncode == 0, released.stderr
+    assert "closes as no answer" in released.stdout and "goes out" not in released.stdout
+    assert status(pair, a)["state"] == "followed_up"
+    assert len(pair.follow_ups_received(root_a)) == 1
+    assert run_cli(pair.ws, "mark-replied", str(b)).returncode == 0
+    again = run_cli(pair.ws, "mark-replied", str(b))
+    assert again.returncode == 0 and "replied already" in again.stdout, again.stderr

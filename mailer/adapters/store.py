@@ -1174,6 +1174,10 @@ class Store:
                         f"message {row['message_id']} is {_shown(row)} now, no longer in doubt"
                     )
             extra: dict[str, Any] = {"smtp_reply": reply}
+            if settling:
+                # It went: the words of the doubt are history now (kept in its events), not
+                # what the message is ("sent ... it may or may not have been delivered").
+                extra.update(error=None, failed_at=None)
             if sent_copy is not None:
                 extra["sent_copy"] = sent_copy
             row = self._move_in(c, message_row_id, MessageEvent.SENT, now, "sent_at", extra)
@@ -1288,6 +1292,23 @@ class Store:
             row = self._move_with_error(c, message_row_id, MessageEvent.FAIL, now, error, "failed")
             if row["kind"] == "apology":
                 self._move_thread_if(c, row["thread_id"], ThreadEvent.APOLOGY_FAILED)
+
+    def mark_not_arrived(self, message_row_id: int, now: datetime, why: str) -> None:
+        """An in-doubt message settled as not delivered (``resolve --not-sent``): it stays
+        unsent for good. Its thread is left as it is: only a thread that has moved on (a
+        reply, a cancel) is settled so, the caller checks."""
+        with self.tx() as c:
+            row = self._claimable(c, message_row_id)
+            # The owner stays the process that may have sent it (see mark_sent's settling).
+            self._move_with_error(
+                c,
+                message_row_id,
+                MessageEvent.NOT_ARRIVED,
+                now,
+                why,
+                "not_sent",
+                owner=row["owner"],
+            )
 
     def mark_in_doubt(self, message_row_id: int, now: datetime, error: str) -> None:
         with self.tx() as c:

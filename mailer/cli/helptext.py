@@ -47,7 +47,11 @@ EXAMPLES: dict[str, list[str]] = {
     "cancel": ["mailer cancel 3"],
     "mark-replied": ["mailer mark-replied 3 --note 'phoned on Monday'"],
     "release": ["mailer release 3"],
-    "resolve": ["mailer resolve 3 --sent", "mailer resolve 3 --resend"],
+    "resolve": [
+        "mailer resolve 3 --sent",
+        "mailer resolve 3 --resend",
+        "mailer resolve 3 --not-sent",
+    ],
     "classify": ["mailer classify reply.eml", "mailer classify --jsonl *.eml | jq .kind"],
     "lint": [
         "mailer lint draft.txt --company Acme --role 'Data Engineer'",

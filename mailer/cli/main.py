@@ -634,10 +634,17 @@ def _whats_next(settings: Any, store: Any) -> None:
     from mailer.services import threadview as view
 
     tz = local_zone(settings.sender.timezone)
+    # A thread whose last message is in doubt sends nothing more until it is settled: its
+    # due time is not what happens next (the warning above says what to run).
+    doubt = {m.thread_id: m.kind for m in store.unsettled_messages()}
     for t in store.threads():
         if t.state == ThreadState.AWAITING:
-            due = view.shown(t.follow_up_due, tz) if t.follow_up_due else "not scheduled"
-            click.echo(f"thread {t.id}: awaiting reply from {t.recipient}; follow-up due {due}")
+            if t.id in doubt:
+                what = f"its {doubt[t.id].replace('_', '-')} is in doubt (see above)"
+            else:
+                due = view.shown(t.follow_up_due, tz) if t.follow_up_due else "not scheduled"
+                what = f"follow-up due {due}"
+            click.echo(f"thread {t.id}: awaiting reply from {t.recipient}; {what}")
 
 
 @cli.command(short_help="Watch for replies; send due follow-ups.")
@@ -715,8 +722,10 @@ def mark_replied(obj: Context, thread_id: int, note: str) -> None:
     from mailer.services.decisions import mark_replied as mark
 
     settings = obj.settings()
-    mark(obj.store(settings), thread_id, default_clock()(), note)
-    click.echo(f"Thread {thread_id}: marked replied; no follow-up will be sent.")
+    if mark(obj.store(settings), thread_id, default_clock()(), note):
+        click.echo(f"Thread {thread_id}: marked replied; no follow-up will be sent.")
+    else:
+        click.echo(f"Thread {thread_id}: replied already; no follow-up will be sent.")
 
 
 @cli.command(short_help="Let a held thread's follow-up go.")
@@ -726,34 +735,58 @@ def mark_replied(obj: Context, thread_id: int, note: str) -> None:
 def release(obj: Context, thread_id: int) -> None:
     """Let a held thread's follow-up go (the reply that held it was not for this one)."""
     from mailer.adapters.clock import default_clock
+    from mailer.services.decisions import after_release
     from mailer.services.decisions import release as release_thread
 
     settings = obj.settings()
-    if release_thread(obj.store(settings), thread_id, default_clock()(), settings):
-        click.echo(f"Thread {thread_id}: released; its follow-up goes out when due.")
-    else:
-        click.echo(f"Thread {thread_id}: not held; its follow-up goes out when due.")
+    store = obj.store(settings)
+    done = (
+        "released" if release_thread(store, thread_id, default_clock()(), settings) else "not held"
+    )
+    thread = store.thread(thread_id)
+    assert thread is not None  # (release said so, or refused)
+    click.echo(f"Thread {thread_id}: {done}; {after_release(thread)}.")
 
 
-@cli.command(short_help="Settle a message in doubt (--sent or --resend).")
+@cli.command(short_help="Settle a message in doubt (--sent, --resend or --not-sent).")
 @click.argument("thread_id", type=int)
 @click.option("--sent", is_flag=True, help="It did arrive: record it as sent.")
 @click.option("--resend", is_flag=True, help="It did not arrive: send it again now.")
+@click.option(
+    "--not-sent",
+    "not_sent",
+    is_flag=True,
+    help="It did not arrive, and its thread has moved on (a reply, a cancel): record it as "
+    "not sent. Nothing is sent.",
+)
 @click.pass_obj
 @handle_errors
-def resolve(obj: Context, thread_id: int, sent: bool, resend: bool) -> None:
+def resolve(obj: Context, thread_id: int, sent: bool, resend: bool, not_sent: bool) -> None:
     """Settle a message in doubt (cut off after it may have reached the server)."""
     from mailer.adapters.clock import default_clock
     from mailer.services.decisions import resolve as settle
 
     # Two answers are no answer: the last of them must not win (one resends a message that
     # may have arrived, the other records one that may not have).
-    if sent and resend:
-        raise click.UsageError("--sent and --resend do not go together: say which happened")
-    if not (sent or resend):
-        raise click.UsageError("say --sent or --resend")
+    given = [
+        flag
+        for flag, on in (("--sent", sent), ("--resend", resend), ("--not-sent", not_sent))
+        if on
+    ]
+    if len(given) > 1:
+        named = f"{', '.join(given[:-1])} and {given[-1]}"
+        raise click.UsageError(f"{named} do not go together: say which happened")
+    if not given:
+        raise click.UsageError("say --sent, --resend or --not-sent")
     settings = obj.settings(need_secrets=resend)
-    result = settle(settings, obj.store(settings), thread_id, sent=sent, clock=default_clock())
+    result = settle(
+        settings,
+        obj.store(settings),
+        thread_id,
+        sent=sent,
+        not_sent=not_sent,
+        clock=default_clock(),
+    )
     click.echo(f"Thread {thread_id}: {result}")
 
 

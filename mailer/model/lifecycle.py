@@ -41,13 +41,25 @@ T, M = ThreadState, MessageState
 UNRECORDED = "accepted by the server"
 
 
-def settle_advice(thread: int | str, provider_files_sent: bool = False) -> str:
+def settle_advice(
+    thread: int | str, provider_files_sent: bool = False, moved_on: str | None = None
+) -> str:
     """How to settle a message in doubt. mailer files its own Sent copy only after the
     server's answer, so such a message is never in Sent, and its absence there proves
     nothing; only where the provider files sent mail itself (``save_sent = false``) does Sent
     tell. When the user cannot find out, recording it as sent is the safer mistake: a second
-    copy of an apology cannot be taken back."""
+    copy of an apology cannot be taken back.
+
+    ``moved_on``: the state of a thread that has moved on since (a reply, a cancel), where
+    the message is never sent again (see :func:`resendable`): either answer then sends
+    nothing, and saying it did not arrive is offered instead of a resend."""
     sent, resend = f"'mailer resolve {thread} --sent'", f"'mailer resolve {thread} --resend'"
+    if moved_on is not None:
+        return (
+            f"the thread is {describe(moved_on)}, so it is not sent again: run {sent} if it "
+            f"arrived, or 'mailer resolve {thread} --not-sent' if it did not or you cannot "
+            "find out (nothing more goes either way)"
+        )
     if provider_files_sent:
         return (
             "look in your Sent folder (your provider files what it accepted): run "
@@ -152,6 +164,9 @@ class MessageEvent(enum.StrEnum):
     DOUBT = "doubt"
     ABANDONED = "abandoned"  # submitting by a process that is gone
     DROP_QUEUED = "drop_queued"  # a queued message nobody will send any more
+    # 'mailer resolve --not-sent': an in-doubt message of a thread that has moved on (a reply,
+    # a cancel) is settled as not delivered; nothing is sent again.
+    NOT_ARRIVED = "not_arrived"
 
 
 MESSAGE_MOVES: dict[MessageEvent, Move] = {
@@ -163,6 +178,7 @@ MESSAGE_MOVES: dict[MessageEvent, Move] = {
     MessageEvent.DOUBT: Move(frozenset({M.QUEUED, M.SUBMITTING, M.IN_DOUBT}), M.IN_DOUBT),
     MessageEvent.ABANDONED: Move(frozenset({M.SUBMITTING}), M.IN_DOUBT),
     MessageEvent.DROP_QUEUED: Move(frozenset({M.QUEUED}), M.FAILED),
+    MessageEvent.NOT_ARRIVED: Move(frozenset({M.IN_DOUBT}), M.FAILED),
 }
 
 
@@ -232,6 +248,13 @@ def blocks_account(error: DeliveryError) -> bool:
 
 
 # --- display, derived from the enums --------------------------------------------------------
+
+
+def resendable(kind: str, thread_state: str) -> bool:
+    """Whether a message of ``kind`` in doubt may still be sent again ('resolve --resend'):
+    an apology while its thread waits for it, a follow-up while its thread awaits a reply.
+    A thread that has moved on (a reply, a cancel, a bounce) never gets it again."""
+    return thread_state == (T.SENDING if kind == "apology" else T.AWAITING)
 
 
 def describe(state: ThreadState | MessageState | str) -> str:

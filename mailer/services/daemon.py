@@ -46,13 +46,17 @@ def log_report(
         held = [line for line in held if f"held: {line}" in fresh]
         in_doubt = [line for mid, line in report.in_doubt if mid in fresh]
     for seen in report.seen:
+        # A reply that holds several threads holds them all: each is named (one was).
+        together = seen.decision.detail.get("held_threads", "")  # (a hold's detail only)
         log.info(
             "thread %s: %s from %s (%r) -> %s",
             seen.thread_id,
             seen.verdict,
             seen.sender,
             seen.subject,
-            seen.decision.event,
+            f"{seen.decision.event} (threads {together.replace(',', ', ')})"
+            if "," in together
+            else seen.decision.event,
         )
     for thread_id, message_id in report.sent:
         log.info("thread %s: follow-up %s sent", thread_id, message_id)
@@ -144,7 +148,7 @@ def run_daemon(
             if report.imap_failed or report.problems:
                 held.pop(name).close()  # start afresh next time
             else:
-                log.debug("account %s: pass done; its IMAP connection is kept", name)
+                log.debug("account %s: pass done; its IMAP connection is kept", name or "main")
             if not (report.imap_failed and reused and attempt == 1):
                 return report
             log.info("the kept IMAP connection was gone; reconnecting")

@@ -12,11 +12,25 @@ from mailer.adapters.config import Settings
 from mailer.adapters.crashpoint import crash_point
 from mailer.adapters.mailbox import Mailbox
 from mailer.adapters.sender import SmtpSession
-from mailer.adapters.store import IN_DOUBT, SENT, MessageRow, Store, ThreadRow, stored_time
+from mailer.adapters.store import (
+    IN_DOUBT,
+    SENT,
+    SUBMITTING,
+    MessageRow,
+    Store,
+    ThreadRow,
+    stored_time,
+)
 from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
-from mailer.model.lifecycle import ThreadEvent, ThreadState, TransitionRefused
+from mailer.model.lifecycle import (
+    ThreadEvent,
+    ThreadState,
+    TransitionRefused,
+    describe,
+    resendable,
+)
 from mailer.services import sending
 from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded, was_accepted
 from mailer.services.passes import closed_before_release, next_due
@@ -38,7 +52,9 @@ def cancel(store: Store, thread_id: int, now: datetime) -> bool:
     return True
 
 
-def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None:
+def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> bool:
+    """Record an answer mailer cannot see. False if the thread is replied already (asked
+    twice, the first reached what the user wanted: not an error)."""
     try:
         store.set_thread_state(
             thread_id,
@@ -47,8 +63,27 @@ def mark_replied(store: Store, thread_id: int, now: datetime, note: str) -> None
             "replied",
             {"replied_by": note or "marked by you", "replied_at": now.isoformat()},
         )
-    except TransitionRefused:
-        raise InputError(f"thread {thread_id} is already closed; nothing to mark") from None
+    except TransitionRefused as refused:
+        if refused.current == ThreadState.REPLIED:
+            return False
+        raise InputError(
+            f"thread {thread_id} is {describe(refused.current)}, so it is not marked replied"
+            + (
+                " (its apology is not known to be sent yet)"
+                if refused.current == ThreadState.SENDING
+                else ""
+            )
+        ) from None
+    return True
+
+
+def after_release(thread: ThreadRow) -> str:
+    """What a released (or not held) thread does next, in words for the user."""
+    if thread.state == FOLLOWED_UP:
+        return "its last follow-up has gone: it closes as no answer when due, unless a reply comes"
+    if thread.follow_ups_sent >= thread.max_follow_ups:
+        return "it waits for a reply (no follow-up is set for it)"
+    return "its follow-up goes out when due"
 
 
 def release(store: Store, thread_id: int, now: datetime, settings: Settings | None = None) -> bool:
@@ -144,17 +179,27 @@ def resolve(
     clock: Clock,
     smtp: Callable[..., SmtpSession] = SmtpSession,
     mailbox: Callable[..., Mailbox] | None = None,
+    not_sent: bool = False,
 ) -> str:
-    """Settle the thread's in-doubt message: it did go (``sent``), or send it again now, with
-    the same bytes and Message-ID, so a client that got both can tell they are one."""
+    """Settle the thread's in-doubt message: it did go (``sent``), it did not and the thread
+    has moved on so nothing is to go (``not_sent``), or send it again now, with the same bytes
+    and Message-ID, so a client that got both can tell they are one.
+
+    With nothing in doubt, ``sent`` and ``not_sent`` say so and return (asked twice, the
+    first reached what the user wanted); a resend is refused, as nothing can be sent."""
     thread = store.thread(thread_id)
     if thread is None:
         raise InputError(f"no thread {thread_id} in the state store")
     doubt = [m for m in store.messages(thread_id) if m.state_now == IN_DOUBT]
     if not doubt:
-        raise InputError(f"thread {thread_id} has no message in doubt")
+        if sent or not_sent:
+            return "no message in doubt; nothing to settle"
+        raise InputError(f"thread {thread_id} has no message in doubt; nothing is sent again")
     settings = apology.thread_settings(settings, thread)
     m = doubt[-1]
+    kind = m.kind.replace("_", "-")
+    if not_sent:
+        return _not_arrived(store, thread, m, clock)
     if sent:
         now = clock()
         store.mark_sent(
@@ -176,11 +221,11 @@ def resolve(
             hint=f"run 'mailer resolve {thread_id} --sent' to record it as sent",
         )
     wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
-    if thread.state not in wanted:  # the claim checks again; this only fails before connecting
+    if not resendable(m.kind, thread.state):  # the claim checks again; this only fails early
         raise InputError(
-            f"thread {thread_id} is {thread.state.replace('_', ' ')}, so its {m.kind.replace('_', '-')} "
-            "is not sent again",
-            hint="use --sent if it did arrive; 'mailer status ID --explain' shows what happened",
+            f"thread {thread_id} is {describe(thread.state)}, so its {kind} is not sent again",
+            hint=f"use --sent if it did arrive, or --not-sent if it did not; 'mailer status "
+            f"{thread_id} --explain' shows what happened",
         )
 
     def claim() -> None:
@@ -213,3 +258,39 @@ def resolve(
             raise unrecorded(m.kind, thread_id, reply, exc) from None
     sending.save_sent_copy(settings, store, m.id, m.raw, now, mailbox=mailbox)
     return f"{m.kind} {m.message_id} sent again"
+
+
+def _not_arrived(store: Store, thread: ThreadRow, m: MessageRow, clock: Clock) -> str:
+    """``resolve --not-sent``: the in-doubt message of a thread that has moved on did not
+    arrive (or the user cannot find out, where nothing more goes either way). Where it may
+    still be sent again the user must say --resend or --sent: a follow-up recorded as not
+    sent on an open thread would be followed by another, which is a resend in disguise."""
+    kind = m.kind.replace("_", "-")
+    if resendable(m.kind, thread.state):
+        raise InputError(
+            f"thread {thread.id} is {describe(thread.state)}: its {kind} may still be sent "
+            "again, so it is not settled as not sent",
+            hint=f"'mailer resolve {thread.id} --resend' sends it again if it did not arrive "
+            f"(--sent if it did)"
+            + (
+                f"; 'mailer cancel {thread.id}' first if nothing more should go"
+                if m.kind == "follow_up"
+                else ""
+            ),
+        )
+    if was_accepted(m):
+        raise InputError(
+            f"thread {thread.id}: the {kind} {m.message_id} WAS {m.error}; it did arrive",
+            hint=f"run 'mailer resolve {thread.id} --sent' to record it as sent",
+        )
+    now = clock()
+    if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
+        m.id, now, "the sending process stopped after the end of the message"
+    ):
+        raise InputError(
+            f"thread {thread.id}: the {kind} {m.message_id} is being sent by another mailer "
+            "process right now",
+            hint="wait for it to finish, then look at 'mailer status'",
+        )
+    store.mark_not_arrived(m.id, now, "settled by you as not delivered")
+    return f"{m.kind} {m.message_id} recorded as not sent; nothing is sent again"

@@ -48,6 +48,7 @@ from mailer.model.lifecycle import (
     ThreadEvent,
     ThreadState,
     describe,
+    resendable,
     settle_advice,
 )
 from mailer.model.plan import (
@@ -167,7 +168,8 @@ def every_account(
     # (Sent tells only where every account's provider files sent mail itself.)
     provider_files = not any(settings.for_account(a).imap.save_sent for a in settings.account_names)
     total.in_doubt = [
-        (m.message_id, in_doubt_line(m, provider_files)) for m in store.unsettled_messages()
+        (m.message_id, in_doubt_line(m, provider_files, _moved_on(store, m)))
+        for m in store.unsettled_messages()
     ]
     return total
 
@@ -183,8 +185,19 @@ def accepted_unrecorded(m: MessageRow, reply: str, exc: StateError) -> str:
     )
 
 
-def in_doubt_line(m: MessageRow, provider_files_sent: bool = False) -> str:
-    """What to tell the user about a message in doubt, with the commands that settle it."""
+def _moved_on(store: Store, m: MessageRow) -> str | None:
+    """The state of the message's thread if it has moved on (see lifecycle.resendable)."""
+    thread = store.thread(m.thread_id, lenient=True)
+    if thread is None or resendable(m.kind, thread.state):
+        return None
+    return thread.state
+
+
+def in_doubt_line(
+    m: MessageRow, provider_files_sent: bool = False, moved_on: str | None = None
+) -> str:
+    """What to tell the user about a message in doubt, with the commands that settle it.
+    ``moved_on``: its thread's state, if the thread has moved on (see settle_advice)."""
     kind = m.kind.replace("_", "-")
     if was_accepted(m):
         return (
@@ -195,7 +208,7 @@ def in_doubt_line(m: MessageRow, provider_files_sent: bool = False) -> str:
     return (
         f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
         "(the connection or the process was lost after the end of the message, so it may have "
-        f"been delivered): {settle_advice(m.thread_id, provider_files_sent)}"
+        f"been delivered): {settle_advice(m.thread_id, provider_files_sent, moved_on)}"
     )
 
 
