@@ -566,3 +566,67 @@ def test_check_v_lists_a_thread_whose_follow_up_is_in_doubt_as_such(pair: Pair) 
     assert r.returncode == ExitCode.WAITING, r.stdout + r.stderr
     (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith(f"thread {thread}:")]
     assert "follow-up is in doubt" in line and "due" not in line, line
+
+
+def _in_doubt_follow_up(store: Store, thread: int) -> int:
+    """A follow-up of ``thread`` left in doubt (its process died past the final-dot mark)."""
+    with store.tx() as c:
+        c.exec_driver_sql(
+            """INSERT INTO messages (thread_id, kind, message_id, state, raw, envelope_from,
+               recipients, created_at, submitting_at, final_dot_at, owner)
+               VALUES (?, 'follow_up', '<f@x>', 'in_doubt', x'00', 'me@x.test',
+               '["a@b.test"]', ?, ?, ?, '')""",
+            (thread, *[T0.isoformat()] * 3),
+        )
+    (row,) = [m for m in store.messages(thread) if m.kind == "follow_up"]
+    return row.id
+
+
+def test_only_a_follow_up_of_a_closed_thread_is_recorded_as_not_sent(tmp_path: Path) -> None:
+    """Verify the store itself (in the transaction) refuses --not-sent for an apology in
+    doubt, even of a cancelled thread (every duplicate guard reads a failed apology as never
+    having reached them: a later run would send it again; a review), and for a follow-up of
+    a held thread (a release takes it back to awaiting a reply: another would go); it takes
+    a follow-up of a replied thread, which stays replied."""
+    store, mid = one_queued_apology(tmp_path)
+    thread = store.message(mid).thread_id
+    store.mark_submitting(mid, T0)
+    store.mark_final_dot(mid, T0)
+    _die(store, mid)
+    assert store.mark_abandoned_in_doubt(mid, T0, "gone")
+    store.set_thread_state(thread, ThreadEvent.CAMPAIGN_CANCELLED, T0, "cancelled", {})
+    with pytest.raises(ClaimError, match="not recorded as not sent"):
+        store.mark_not_arrived(mid, T0, "no")
+    assert store.message(mid).state == IN_DOUBT
+
+    follow_up = _in_doubt_follow_up(store, thread)
+    with store.tx() as c:
+        c.exec_driver_sql("UPDATE threads SET state = 'held' WHERE id = ?", (thread,))
+    with pytest.raises(ClaimError, match="is held"):
+        store.mark_not_arrived(follow_up, T0, "no")
+    assert store.message(follow_up).state == IN_DOUBT
+    store.set_thread_state(thread, ThreadEvent.MARKED_REPLIED, T0, "replied", {})
+    store.mark_not_arrived(follow_up, T0, "settled by you as not delivered")
+    row = store.message(follow_up)
+    assert (row.state, row.error) == ("failed", "settled by you as not delivered")
+    assert store.thread(thread).state == "replied"
+    store.close()
+
+
+def test_the_advice_for_a_message_in_doubt_offers_only_what_would_be_accepted() -> None:
+    """Verify the settle advice never offers a --resend its thread would refuse, offers
+    --not-sent only for a follow-up of a closed thread, an apology that may not be resent
+    only --sent, and a follow-up of a held thread the release or mark-replied first."""
+    from mailer.model.lifecycle import settle_advice
+
+    def offers(kind: str, state: str) -> set[str]:
+        text = settle_advice(7, False, kind, state)
+        return {flag for flag in ("--sent", "--resend", "--not-sent", "release") if flag in text}
+
+    assert offers("apology", "sending") == {"--sent", "--resend"}
+    assert offers("follow_up", "awaiting_reply") == {"--sent", "--resend"}
+    for state in ("cancelled", "replied", "held", "bounced"):
+        assert offers("apology", state) == {"--sent"}, state
+    for state in ("replied", "cancelled", "bounced", "no_answer"):
+        assert offers("follow_up", state) == {"--sent", "--not-sent"}, state
+    assert offers("follow_up", "held") == {"--sent", "--resend", "release"}

@@ -221,3 +221,39 @@ def test_release_and_mark_replied_say_what_a_followed_up_thread_does_next(pair: 
     assert run_cli(pair.ws, "mark-replied", str(b)).returncode == 0
     again = run_cli(pair.ws, "mark-replied", str(b))
     assert again.returncode == 0 and "replied already" in again.stdout, again.stderr
+
+
+@pytest.mark.process
+def test_a_held_thread_with_a_follow_up_in_doubt_gets_no_second_one(pair: Pair) -> None:
+    """Verify a follow-up in doubt of a thread an unclear reply then held is not offered
+    --not-sent, which is refused (a release takes the thread back to awaiting a reply, and a
+    follow-up recorded as not sent would be followed by another; a review): released, the
+    thread still sends nothing while its follow-up is in doubt."""
+    (a, root_a), (b, root_b) = _two_threads(pair)
+    crashed = run_cli(
+        pair.ws,
+        "check",
+        env={
+            "MAILER_NOW": (T0 + timedelta(minutes=5)).isoformat(),
+            "MAILER_CRASH_AT": "after-final-dot",
+        },
+        process=True,
+    )
+    assert crashed.returncode == -9, crashed.stdout + crashed.stderr
+
+    def follow_ups(thread: int) -> list[str]:
+        return [m["state"] for m in status(pair, thread)["messages"] if m["kind"] == "follow_up"]
+
+    # The pass died on the first of the two: that one is in doubt, the other not begun.
+    (thread, root) = next((t, r) for t, r in ((a, root_a), (b, root_b)) if follow_ups(t))
+    assert follow_ups(thread) == ["in_doubt"]
+    pair.send_as(pair.interviewer, pair.candidate, "Hello again", "Can we talk on Monday?")
+    out = check_at(pair, timedelta(minutes=6), expect=9)
+    (line,) = [ln for ln in out.splitlines() if f"thread {thread}: follow-up" in ln]
+    assert "is in doubt" in line and "--not-sent" not in line, line
+    refused = run_cli(pair.ws, "resolve", str(thread), "--not-sent")
+    assert refused.returncode == 2 and f"mailer release {thread}" in refused.stderr, refused.stderr
+    assert run_cli(pair.ws, "release", str(thread)).returncode == 0
+    check_at(pair, timedelta(minutes=20), expect=9)  # still in doubt: waits for the user
+    assert pair.follow_ups_received(root) == []
+    assert follow_ups(thread) == ["in_doubt"]

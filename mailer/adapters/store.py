@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mailer.adapters import listing, process
 from mailer.errors import ClaimError, InputError, StateError
 from mailer.model.lifecycle import (
+    CLOSED_THREAD,
     DATED_BY_APOLOGY_SENT,
     DUE_THREAD,
     GONE_MESSAGE,
@@ -1294,11 +1295,25 @@ class Store:
                 self._move_thread_if(c, row["thread_id"], ThreadEvent.APOLOGY_FAILED)
 
     def mark_not_arrived(self, message_row_id: int, now: datetime, why: str) -> None:
-        """An in-doubt message settled as not delivered (``resolve --not-sent``): it stays
-        unsent for good. Its thread is left as it is: only a thread that has moved on (a
-        reply, a cancel) is settled so, the caller checks."""
+        """A follow-up in doubt of a closed thread settled as not delivered (``resolve
+        --not-sent``): it stays unsent for good, and the thread as it is. Decided inside the
+        transaction, as a resend's claim is: an apology is refused (every duplicate guard
+        reads a failed apology as never having reached them, so a later run or send would
+        send it again), and so is a follow-up of a thread that may still send one (a held
+        thread is released back to awaiting a reply)."""
         with self.tx() as c:
             row = self._claimable(c, message_row_id)
+            thread = c.execute(
+                text("SELECT state FROM threads WHERE id = :t"), {"t": row["thread_id"]}
+            ).first()
+            state = thread[0] if thread is not None else "gone"
+            if row["kind"] != "follow_up" or state not in CLOSED_THREAD:
+                raise ClaimError(
+                    f"thread {row['thread_id']} is {describe_state(state)}: its "
+                    f"{row['kind'].replace('_', '-')} {row['message_id']} is not recorded as "
+                    "not sent",
+                    hint=f"look at 'mailer status {row['thread_id']} --explain'",
+                )
             # The owner stays the process that may have sent it (see mark_sent's settling).
             self._move_with_error(
                 c,
@@ -1306,7 +1321,7 @@ class Store:
                 MessageEvent.NOT_ARRIVED,
                 now,
                 why,
-                "not_sent",
+                "settled_not_sent",
                 owner=row["owner"],
             )
 

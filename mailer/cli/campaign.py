@@ -269,7 +269,7 @@ def run_command(
             + f" ('mailer campaign status {file}' shows each)."
         )
         for key, skip in doubts:
-            click.echo(_doubt_line(key, skip.thread_id, skip.text))
+            click.echo(_doubt_line(key, skip.thread_id, skip.text, store))
         for key, skip in changed:
             click.echo(_changed_line(key, skip.text))
         if refused:
@@ -359,7 +359,7 @@ def run_command(
     # In doubt now, or still in doubt from an earlier run: never resent, always listed.
     doubts = [o for o in report.outcomes if o.in_doubt]
     for o in doubts:
-        click.echo(_doubt_line(o.key, o.thread_id, o.detail))
+        click.echo(_doubt_line(o.key, o.thread_id, o.detail, store))
     changed = [o for o in report.outcomes if o.changed]
     for o in changed:
         click.echo(_changed_line(o.key, o.detail))
@@ -413,8 +413,9 @@ def _changed_line(key: str, why: str) -> str:
     return f"entry {key}: not sent: {why}"
 
 
-def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:
-    """An entry in doubt, and what to run."""
+def _doubt_line(key: str, thread_id: int | None, detail: str, store: Any) -> str:
+    """An entry in doubt, and what to run (for its thread as it is now: a campaign cancelled
+    since is not sent again, and is not told to --resend)."""
     from mailer.model.lifecycle import UNRECORDED, settle_advice
 
     if UNRECORDED in detail:  # it went: only its record is missing
@@ -422,8 +423,11 @@ def _doubt_line(key: str, thread_id: int | None, detail: str) -> str:
             f"In doubt: entry {key} (thread {thread_id}) WAS {UNRECORDED}; do not send "
             f"it again: 'mailer resolve {thread_id} --sent' records it"
         )
+    thread = store.thread(thread_id, lenient=True) if thread_id is not None else None
     return f"In doubt: entry {key} (thread {thread_id}) may have been delivered; " + settle_advice(
-        thread_id if thread_id is not None else "ID"
+        thread_id if thread_id is not None else "ID",
+        kind="apology",
+        state=thread.state if thread is not None else "",
     )
 
 

@@ -756,8 +756,8 @@ def release(obj: Context, thread_id: int) -> None:
     "--not-sent",
     "not_sent",
     is_flag=True,
-    help="It did not arrive, and its thread has moved on (a reply, a cancel): record it as "
-    "not sent. Nothing is sent.",
+    help="A follow-up of a closed thread (replied, cancelled, ...) did not arrive, or you "
+    "cannot find out: record it as not sent. Nothing is sent.",
 )
 @click.pass_obj
 @handle_errors

@@ -42,7 +42,7 @@ UNRECORDED = "accepted by the server"
 
 
 def settle_advice(
-    thread: int | str, provider_files_sent: bool = False, moved_on: str | None = None
+    thread: int | str, provider_files_sent: bool = False, kind: str = "", state: str = ""
 ) -> str:
     """How to settle a message in doubt. mailer files its own Sent copy only after the
     server's answer, so such a message is never in Sent, and its absence there proves
@@ -50,15 +50,33 @@ def settle_advice(
     tell. When the user cannot find out, recording it as sent is the safer mistake: a second
     copy of an apology cannot be taken back.
 
-    ``moved_on``: the state of a thread that has moved on since (a reply, a cancel), where
-    the message is never sent again (see :func:`resendable`): either answer then sends
-    nothing, and saying it did not arrive is offered instead of a resend."""
+    ``kind`` and ``state``: the message's kind and its thread's state, when known. A message
+    that may no longer be sent again (see :func:`resendable`) is not offered --resend, which
+    would refuse: an apology is then recorded as sent (the duplicate guards take any other
+    record as "never reached them", and a later run or send would send it again), a
+    follow-up of a closed thread as sent or not sent (nothing more goes either way), and a
+    follow-up of a held thread waits for the hold to be decided."""
     sent, resend = f"'mailer resolve {thread} --sent'", f"'mailer resolve {thread} --resend'"
-    if moved_on is not None:
+    if state and kind and not resendable(kind, state):
+        if kind == "apology":
+            return (
+                f"the thread is {describe(state)}, so it is not sent again: run {sent} whether "
+                "or not it arrived (the safe record: nothing then ever sends it a second time)"
+            )
+        if state in CLOSED_THREAD:
+            where = (
+                "look in your Sent folder (your provider files what it accepted): "
+                if provider_files_sent
+                else ""
+            )
+            return (
+                f"the thread is {describe(state)}, so it is not sent again: {where}run {sent} "
+                f"if it arrived, or 'mailer resolve {thread} --not-sent' if it did not or you "
+                "cannot find out (nothing more goes either way)"
+            )
         return (
-            f"the thread is {describe(moved_on)}, so it is not sent again: run {sent} if it "
-            f"arrived, or 'mailer resolve {thread} --not-sent' if it did not or you cannot "
-            "find out (nothing more goes either way)"
+            f"the thread is {describe(state)}: run {sent} if it arrived; if it did not, first "
+            f"'mailer release {thread}' (then {resend}) or 'mailer mark-replied {thread}'"
         )
     if provider_files_sent:
         return (
@@ -76,6 +94,8 @@ def settle_advice(
 OPEN_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP, T.HELD})
 # Still waiting for something (a reply, a follow-up, a send to settle).
 WAITING_THREAD = frozenset({T.SENDING, *OPEN_THREAD})
+# Closed for good: no move leads back to a waiting state (a release is from held only).
+CLOSED_THREAD = frozenset(T) - WAITING_THREAD
 # Its next step (a follow-up, or closing as no answer) has a due time.
 DUE_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP})
 # A message whose fate is not settled yet.
@@ -164,8 +184,8 @@ class MessageEvent(enum.StrEnum):
     DOUBT = "doubt"
     ABANDONED = "abandoned"  # submitting by a process that is gone
     DROP_QUEUED = "drop_queued"  # a queued message nobody will send any more
-    # 'mailer resolve --not-sent': an in-doubt message of a thread that has moved on (a reply,
-    # a cancel) is settled as not delivered; nothing is sent again.
+    # 'mailer resolve --not-sent': an in-doubt follow-up of a closed thread (a reply, a
+    # cancel) is settled as not delivered; nothing is sent again.
     NOT_ARRIVED = "not_arrived"
 
 

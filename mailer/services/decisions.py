@@ -25,11 +25,13 @@ from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import (
+    CLOSED_THREAD,
     ThreadEvent,
     ThreadState,
     TransitionRefused,
     describe,
     resendable,
+    settle_advice,
 )
 from mailer.services import sending
 from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded, was_accepted
@@ -224,8 +226,7 @@ def resolve(
     if not resendable(m.kind, thread.state):  # the claim checks again; this only fails early
         raise InputError(
             f"thread {thread_id} is {describe(thread.state)}, so its {kind} is not sent again",
-            hint=f"use --sent if it did arrive, or --not-sent if it did not; 'mailer status "
-            f"{thread_id} --explain' shows what happened",
+            hint=settle_advice(thread_id, False, m.kind, thread.state),
         )
 
     def claim() -> None:
@@ -261,27 +262,27 @@ def resolve(
 
 
 def _not_arrived(store: Store, thread: ThreadRow, m: MessageRow, clock: Clock) -> str:
-    """``resolve --not-sent``: the in-doubt message of a thread that has moved on did not
-    arrive (or the user cannot find out, where nothing more goes either way). Where it may
-    still be sent again the user must say --resend or --sent: a follow-up recorded as not
-    sent on an open thread would be followed by another, which is a resend in disguise."""
+    """``resolve --not-sent``: a follow-up in doubt of a closed thread (replied, cancelled,
+    bounced, closed as no answer) did not arrive, or the user cannot find out: nothing more
+    goes to that thread either way. Refused for anything else (the store decides again in
+    its transaction): an apology recorded as not sent would be sent again by a later run or
+    send (the duplicate guards read it as never having reached them), and a follow-up of a
+    thread that may still send one would be followed by another, a resend in disguise (a
+    held thread is released back to awaiting a reply)."""
     kind = m.kind.replace("_", "-")
-    if resendable(m.kind, thread.state):
-        raise InputError(
-            f"thread {thread.id} is {describe(thread.state)}: its {kind} may still be sent "
-            "again, so it is not settled as not sent",
-            hint=f"'mailer resolve {thread.id} --resend' sends it again if it did not arrive "
-            f"(--sent if it did)"
-            + (
-                f"; 'mailer cancel {thread.id}' first if nothing more should go"
-                if m.kind == "follow_up"
-                else ""
-            ),
-        )
     if was_accepted(m):
         raise InputError(
             f"thread {thread.id}: the {kind} {m.message_id} WAS {m.error}; it did arrive",
             hint=f"run 'mailer resolve {thread.id} --sent' to record it as sent",
+        )
+    if m.kind != "follow_up" or thread.state not in CLOSED_THREAD:
+        hint = settle_advice(thread.id, False, m.kind, thread.state)
+        if m.kind == "follow_up" and resendable(m.kind, thread.state):
+            hint += f"; if nothing more should go, 'mailer cancel {thread.id}' first"
+        raise InputError(
+            f"thread {thread.id} is {describe(thread.state)}: its {kind} in doubt is not "
+            "recorded as not sent",
+            hint=hint,
         )
     now = clock()
     if m.state == SUBMITTING and not store.mark_abandoned_in_doubt(
@@ -292,5 +293,12 @@ def _not_arrived(store: Store, thread: ThreadRow, m: MessageRow, clock: Clock) -
             "process right now",
             hint="wait for it to finish, then look at 'mailer status'",
         )
-    store.mark_not_arrived(m.id, now, "settled by you as not delivered")
+    try:
+        store.mark_not_arrived(m.id, now, "settled by you as not delivered")
+    except TransitionRefused as refused:  # settled meanwhile (a reply, the Sent folder)
+        raise InputError(
+            f"thread {thread.id}: the {kind} {m.message_id} is {describe(refused.current)} "
+            "now, no longer in doubt",
+            hint=f"look at 'mailer status {thread.id}'",
+        ) from None
     return f"{m.kind} {m.message_id} recorded as not sent; nothing is sent again"

@@ -30,7 +30,7 @@ from mailer.adapters.store import (
     Store,
     ThreadRow,
 )
-from mailer.errors import DeliveryError, MailerError, StateError
+from mailer.errors import ClaimError, DeliveryError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
 from mailer.model.decision import (
@@ -47,8 +47,8 @@ from mailer.model.lifecycle import (
     Outcome,
     ThreadEvent,
     ThreadState,
+    TransitionRefused,
     describe,
-    resendable,
     settle_advice,
 )
 from mailer.model.plan import (
@@ -168,7 +168,7 @@ def every_account(
     # (Sent tells only where every account's provider files sent mail itself.)
     provider_files = not any(settings.for_account(a).imap.save_sent for a in settings.account_names)
     total.in_doubt = [
-        (m.message_id, in_doubt_line(m, provider_files, _moved_on(store, m)))
+        (m.message_id, in_doubt_line(m, provider_files, _thread_state(store, m)))
         for m in store.unsettled_messages()
     ]
     return total
@@ -185,19 +185,15 @@ def accepted_unrecorded(m: MessageRow, reply: str, exc: StateError) -> str:
     )
 
 
-def _moved_on(store: Store, m: MessageRow) -> str | None:
-    """The state of the message's thread if it has moved on (see lifecycle.resendable)."""
+def _thread_state(store: Store, m: MessageRow) -> str:
+    """The state of the message's thread ("" if it cannot be read): what may settle it."""
     thread = store.thread(m.thread_id, lenient=True)
-    if thread is None or resendable(m.kind, thread.state):
-        return None
-    return thread.state
+    return thread.state if thread is not None else ""
 
 
-def in_doubt_line(
-    m: MessageRow, provider_files_sent: bool = False, moved_on: str | None = None
-) -> str:
-    """What to tell the user about a message in doubt, with the commands that settle it.
-    ``moved_on``: its thread's state, if the thread has moved on (see settle_advice)."""
+def in_doubt_line(m: MessageRow, provider_files_sent: bool = False, thread_state: str = "") -> str:
+    """What to tell the user about a message in doubt, with the commands that settle it
+    (``thread_state``: see settle_advice)."""
     kind = m.kind.replace("_", "-")
     if was_accepted(m):
         return (
@@ -208,7 +204,7 @@ def in_doubt_line(
     return (
         f"thread {m.thread_id}: {kind} {m.message_id} to {', '.join(m.recipients)} is in doubt "
         "(the connection or the process was lost after the end of the message, so it may have "
-        f"been delivered): {settle_advice(m.thread_id, provider_files_sent, moved_on)}"
+        f"been delivered): {settle_advice(m.thread_id, provider_files_sent, m.kind, thread_state)}"
     )
 
 
@@ -376,13 +372,16 @@ def settle_in_doubt(
             thread = store.thread(m.thread_id)
             assert thread is not None
             now = clock()
-            store.mark_sent(
-                m.id,
-                now,
-                f"found in {folder}",
-                next_due(settings, thread, m.kind, now),
-                settling=True,
-            )
+            try:
+                store.mark_sent(
+                    m.id,
+                    now,
+                    f"found in {folder}",
+                    next_due(settings, thread, m.kind, now),
+                    settling=True,
+                )
+            except (ClaimError, TransitionRefused):
+                continue  # settled, or taken up, by another process meanwhile ('resolve')
             report.settled.append(
                 f"thread {m.thread_id}: {m.kind} {m.message_id} found in {folder}"
             )
