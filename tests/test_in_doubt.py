@@ -630,3 +630,25 @@ def test_the_advice_for_a_message_in_doubt_offers_only_what_would_be_accepted() 
     for state in ("replied", "cancelled", "bounced", "no_answer"):
         assert offers("follow_up", state) == {"--sent", "--not-sent"}, state
     assert offers("follow_up", "held") == {"--sent", "--resend", "release"}
+    # (Not reached today: a follow-up in doubt leaves its thread awaiting a reply.)
+    assert offers("follow_up", "followed_up") == {"--sent", "--not-sent"}
+    assert "mailer cancel 7" in settle_advice(7, False, "follow_up", "followed_up")
+    looked = settle_advice(7, True, "follow_up", "replied")
+    assert "look in your Sent folder" in looked and "--not-sent" in looked
+
+
+@pytest.mark.process
+def test_a_resent_follow_up_the_server_refuses_ends_its_thread(pair: Pair) -> None:
+    """Verify a follow-up in doubt whose resend the server refuses for good (5xx) fails the
+    thread, as a follow-up refused in a pass does: it stayed awaiting a reply, and the next
+    pass queued a brand-new follow-up (a review)."""
+    thread, root, _ = _follow_up_in_doubt(pair)
+    pair.stack.set_faults(data=["554 5.7.1 message refused"])
+    r = run_cli(pair.ws, "resolve", str(thread), "--resend")
+    assert r.returncode != 0 and "554" in r.stderr, r.stdout + r.stderr
+    pair.stack.clear_faults()
+    assert status(pair, thread)["state"] == "failed"
+    check_at(pair, timedelta(days=9))
+    assert pair.follow_ups_received(root) == []
+    kinds = [m["kind"] for m in status(pair, thread)["messages"]]
+    assert kinds == ["apology", "follow_up"], kinds

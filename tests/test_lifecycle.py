@@ -129,6 +129,19 @@ def test_nothing_moves_a_replied_thread() -> None:
     assert not [e for e, move in THREAD_MOVES.items() if T.REPLIED in move.from_states]
 
 
+def test_no_event_takes_a_closed_thread_back_to_waiting() -> None:
+    """Verify no event leads from a closed state (CLOSED_THREAD) to one that waits for
+    anything: a follow-up of a closed thread settled as not sent ('resolve --not-sent') is
+    then never followed by another. (Failed is not closed: APOLOGY_SENT reopens it.)"""
+    reopening = [
+        (event, sorted(move.from_states & lifecycle.CLOSED_THREAD))
+        for event, move in THREAD_MOVES.items()
+        if move.from_states & lifecycle.CLOSED_THREAD and move.to in lifecycle.WAITING_THREAD
+    ]
+    assert reopening == []
+    assert T.FAILED not in lifecycle.CLOSED_THREAD
+
+
 def test_a_refused_transition_names_both_states() -> None:
     """Verify the refusal names the row, where it is and where it was asked to go."""
     with pytest.raises(TransitionRefused) as refused:

@@ -1111,8 +1111,8 @@ class Store:
                     f"thread {row['thread_id']} is "
                     f"{(thread[0] if thread else 'gone').replace('_', ' ')}, so its "
                     f"{row['kind'].replace('_', '-')} is not sent again",
-                    hint="use --sent if it did arrive; 'mailer status ID --explain' shows "
-                    "what happened",
+                    hint=f"use --sent if it did arrive; 'mailer status {row['thread_id']} "
+                    "--explain' shows what happened",
                 )
             # The doubt is settled by the user: its words ("it may or may not have been
             # delivered") no longer describe the message; a failure of this try writes its own.

@@ -74,9 +74,15 @@ def settle_advice(
                 f"if it arrived, or 'mailer resolve {thread} --not-sent' if it did not or you "
                 "cannot find out (nothing more goes either way)"
             )
+        if state == T.HELD:
+            return (
+                f"the thread is held: run {sent} if it arrived; if it did not, first 'mailer "
+                f"release {thread}' (then {resend}), or 'mailer mark-replied {thread}' if the "
+                "reply that held it answers it"
+            )
         return (
-            f"the thread is {describe(state)}: run {sent} if it arrived; if it did not, first "
-            f"'mailer release {thread}' (then {resend}) or 'mailer mark-replied {thread}'"
+            f"the thread is {describe(state)}: run {sent} if it arrived; if it did not, "
+            f"'mailer cancel {thread}' first (then 'mailer resolve {thread} --not-sent')"
         )
     if provider_files_sent:
         return (
@@ -94,8 +100,10 @@ def settle_advice(
 OPEN_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP, T.HELD})
 # Still waiting for something (a reply, a follow-up, a send to settle).
 WAITING_THREAD = frozenset({T.SENDING, *OPEN_THREAD})
-# Closed for good: no move leads back to a waiting state (a release is from held only).
-CLOSED_THREAD = frozenset(T) - WAITING_THREAD
+# Closed for good: no move leads back to a waiting state (a release is from held only;
+# tests/test_lifecycle.py holds the table to it). Not failed: an apology found sent after
+# all (APOLOGY_SENT) takes a failed thread back to awaiting a reply.
+CLOSED_THREAD = frozenset({T.REPLIED, T.BOUNCED, T.NO_ANSWER, T.CANCELLED})
 # Its next step (a follow-up, or closing as no answer) has a due time.
 DUE_THREAD = frozenset({T.AWAITING, T.FOLLOWED_UP})
 # A message whose fate is not settled yet.

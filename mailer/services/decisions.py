@@ -26,6 +26,7 @@ from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import (
     CLOSED_THREAD,
+    Outcome,
     ThreadEvent,
     ThreadState,
     TransitionRefused,
@@ -201,7 +202,7 @@ def resolve(
     m = doubt[-1]
     kind = m.kind.replace("_", "-")
     if not_sent:
-        return _not_arrived(store, thread, m, clock)
+        return _not_arrived(store, thread, m, clock, not settings.imap.save_sent)
     if sent:
         now = clock()
         store.mark_sent(
@@ -226,7 +227,7 @@ def resolve(
     if not resendable(m.kind, thread.state):  # the claim checks again; this only fails early
         raise InputError(
             f"thread {thread_id} is {describe(thread.state)}, so its {kind} is not sent again",
-            hint=settle_advice(thread_id, False, m.kind, thread.state),
+            hint=settle_advice(thread_id, not settings.imap.save_sent, m.kind, thread.state),
         )
 
     def claim() -> None:
@@ -248,7 +249,17 @@ def resolve(
             crash_point("after-250")
         except DeliveryError as exc:
             # Not known to be refused: it stays in doubt, as the original may have arrived.
-            record_failure(store, m.id, exc, clock(), resending=True)
+            outcome = record_failure(store, m.id, exc, clock(), resending=True)
+            if outcome is Outcome.FAILED and m.kind == "follow_up":
+                # Refused for good: the thread stops there, as for a follow-up refused in a
+                # pass (it stayed awaiting a reply, and the next pass queued a new one).
+                store.move_thread_if_still(
+                    thread_id,
+                    ThreadEvent.FOLLOW_UP_REFUSED,
+                    clock(),
+                    "failed",
+                    {"follow_up_error": str(exc)},
+                )
             raise
     now = clock()
     try:
@@ -261,7 +272,9 @@ def resolve(
     return f"{m.kind} {m.message_id} sent again"
 
 
-def _not_arrived(store: Store, thread: ThreadRow, m: MessageRow, clock: Clock) -> str:
+def _not_arrived(
+    store: Store, thread: ThreadRow, m: MessageRow, clock: Clock, provider_files_sent: bool
+) -> str:
     """``resolve --not-sent``: a follow-up in doubt of a closed thread (replied, cancelled,
     bounced, closed as no answer) did not arrive, or the user cannot find out: nothing more
     goes to that thread either way. Refused for anything else (the store decides again in
@@ -276,7 +289,7 @@ def _not_arrived(store: Store, thread: ThreadRow, m: MessageRow, clock: Clock) -
             hint=f"run 'mailer resolve {thread.id} --sent' to record it as sent",
         )
     if m.kind != "follow_up" or thread.state not in CLOSED_THREAD:
-        hint = settle_advice(thread.id, False, m.kind, thread.state)
+        hint = settle_advice(thread.id, provider_files_sent, m.kind, thread.state)
         if m.kind == "follow_up" and resendable(m.kind, thread.state):
             hint += f"; if nothing more should go, 'mailer cancel {thread.id}' first"
         raise InputError(
@@ -295,10 +308,10 @@ def _not_arrived(store: Store, thread: ThreadRow, m: MessageRow, clock: Clock) -
         )
     try:
         store.mark_not_arrived(m.id, now, "settled by you as not delivered")
-    except TransitionRefused as refused:  # settled meanwhile (a reply, the Sent folder)
+    except TransitionRefused:  # settled meanwhile (a reply, the Sent folder)
         raise InputError(
-            f"thread {thread.id}: the {kind} {m.message_id} is {describe(refused.current)} "
-            "now, no longer in doubt",
+            f"thread {thread.id}: the {kind} {m.message_id} was settled meanwhile; it is no "
+            "longer in doubt",
             hint=f"look at 'mailer status {thread.id}'",
         ) from None
     return f"{m.kind} {m.message_id} recorded as not sent; nothing is sent again"
