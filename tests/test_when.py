@@ -602,3 +602,43 @@ def test_a_lowercase_ambiguous_zone_is_still_called_ambiguous(word: str) -> None
     with its candidates, not read as a word of the date (review of session 15)."""
     with pytest.raises(InputError, match="ambiguous"):
         read_when(f"25 Nov 2026 10:00 {word}", LONDON, NOW, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "note"),
+    [
+        (
+            "Friday 10:00",
+            at(2026, 11, 27, 10),
+            "'Friday': the nearest Friday is 2 days ago, counted from today, Sun 29 Nov 2026 "
+            "(write 'next Friday' for the one after)",
+        ),
+        (
+            "Mon 9:00",
+            at(2026, 11, 30, 9),
+            "'Monday': the nearest Monday is tomorrow, counted from today, Sun 29 Nov 2026 "
+            "(write 'last Monday' for the one before)",
+        ),
+        (
+            "this Wednesday 10:00",
+            at(2026, 12, 2, 10),
+            "'this Wednesday': the nearest Wednesday is in 3 days, counted from today, Sun 29 "
+            "Nov 2026 (write 'last Wednesday' for the one before)",
+        ),
+    ],
+)
+def test_an_interview_on_a_bare_weekday_is_the_nearest_one(
+    text: str, expected: datetime, note: str
+) -> None:
+    """Verify an interview on "Friday", written on a Sunday, is the one missed two days ago,
+    not next week's (it was read as next week's, and the apology asked to move an interview
+    that had not happened; a walkthrough), and the note says how to pick the other."""
+    reading = read_when(text, LONDON, NOW, None)
+    assert reading.at == expected
+    assert reading.notes == (note,)
+
+
+def test_a_free_time_on_a_bare_weekday_is_still_the_next_one() -> None:
+    """Verify a free time on "Friday" is the coming one: a free time is never in the past."""
+    slot = read_slot("Friday 9am-11am", LONDON, NOW, None)
+    assert slot.start == at(2026, 12, 4, 9)

@@ -331,14 +331,31 @@ def _date_words(
         if which not in ("next", "last", "this"):
             raise InputError(f"{what}: cannot read {text!r}; {EXAMPLES}")
         target = WEEKDAYS[words[-1]]
+        name = calendar.day_name[target]
         ahead = (target - today.weekday()) % 7
         if which == "next" and ahead == 0:
             ahead = 7
         if which == "last":
             ahead = ahead - 7 if ahead else -7
-        said = (
-            f"{which} {calendar.day_name[target]}" if len(words) == 2 else calendar.day_name[target]
-        )
+        said = f"{which} {name}" if len(words) == 2 else name
+        if nearest and which == "this" and ahead:
+            # An interview on "Monday", written on a Tuesday, is more likely the one missed
+            # yesterday than one six days away: the nearest, before or after, as for a date
+            # without a year (a walkthrough: it was read as next week's, and the apology asked
+            # to move an interview that had not happened).
+            if ahead > 3:
+                ahead -= 7
+            when = {-1: "yesterday", 1: "tomorrow"}.get(
+                ahead, f"{-ahead} days ago" if ahead < 0 else f"in {ahead} days"
+            )
+            other = (
+                f"'next {name}' for the one after"
+                if ahead < 0
+                else f"'last {name}' for the one before"
+            )
+            return today + timedelta(days=ahead), (
+                f"{said!r}: the nearest {name} is {when}, {since} (write {other})",
+            )
         return today + timedelta(days=ahead), (f"{said!r} {since}",)
     if len(words) == 1 and (m := _ISO_DATE.match(words[0])):
         return _make(int(m.group(1)), int(m.group(2)), int(m.group(3)), text, what), ()
