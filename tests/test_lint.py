@@ -266,6 +266,8 @@ def test_company_name_is_matched_case_insensitively() -> None:
 
 INNOCENT = [
     "I know you must be very busy at this time of year.",
+    "I could take a call at 10:00 (your time) on Monday.",
+    "The train fare was $40, and it was cancelled at the last minute.",
     "I wanted to let you know as soon as I could.",
     "I wanted to let you know as early as I could.",
     "An urgent family matter came up on the way.",
@@ -301,6 +303,14 @@ def test_innocent_sentence_is_not_flagged(sentence: str) -> None:
         ("Dear {name}, see you soon.", "placeholder"),
         ("See you at %COMPANY%.", "placeholder"),
         ("Signed, FIRST_NAME.", "placeholder"),
+        # Any language, any script, other styles (a walkthrough sent "[votre nom]").
+        ("Signed, [votre nom].", "placeholder"),
+        ("Signed, [Ваше имя].", "placeholder"),
+        ("Signed, [姓名].", "placeholder"),
+        ("Signed, (Your Name).", "placeholder"),
+        ("Signed, $name.", "placeholder"),
+        ("Signed, INSERT NAME HERE.", "placeholder"),
+        ("Signed, ____.", "placeholder"),
         ("It wasn’t my fault.", "blame-shifting"),  # a curly apostrophe
     ],
 )

@@ -133,3 +133,27 @@ def test_campaign_check_warns_of_an_address_typo(offline_workspace: Path) -> Non
     assert r.returncode == 0, r.stderr
     assert "cc: boss@hotmial.com: did you mean hotmail.com?" in r.stderr
     assert "mailer: warning: " in r.stderr
+
+
+def test_times_written_in_a_zone_are_shown_in_it_in_the_email(offline_workspace: Path) -> None:
+    """Verify an interview written "10:00 CET" (no --interviewer-tz) is shown in the email as
+    10:00 CET, and so is a free time: they were shown in the sender's zone (09:00 London),
+    unlabelled, and a Paris interviewer read them an hour early (a walkthrough)."""
+    r = run_cli(
+        offline_workspace,
+        *preview(interview="2026-12-10 10:00 CET", situation="conflict"),
+        "--free",
+        "2026-12-14 10:00-12:00 CET",
+    )
+    assert r.returncode == 0, r.stderr
+    body = r.stdout.split("\n\n", 1)[1]
+    assert "10 December at 10:00 CET" in body, body
+    assert "Monday 14 December, 10:00–12:00 CET" in body, body
+    assert "09:00" not in body.split("Apology check")[0]
+    assert "times in the email are shown in Europe/Paris" in r.stdout
+    mine = run_cli(
+        offline_workspace,
+        *preview(interview="2026-12-10 10:00 Europe/London", situation="conflict"),
+    )
+    assert mine.returncode == 0 and "at 10:00." in mine.stdout and " GMT" not in mine.stdout
+    assert "times in the email are shown" not in mine.stdout

@@ -214,11 +214,16 @@ def file_when(text: str, tz: tzinfo, what: str, locale: str | None = None) -> da
     """An interview time in a campaign file: 'YYYY-MM-DD HH:MM', or a date and time written
     in full as people write them (a spreadsheet's "26/11/2026 11:30", "25 Nov 2026 10am"),
     but never one that moves with the day the file is read ("tomorrow", no year)."""
-    if _WHEN.match(text):
-        return parse_when(text, tz, what)
-    from mailer.model.when import read_when
+    return file_reading(text, tz, what, locale).at
 
-    return _fixed(text, what, lambda now: read_when(text, tz, now, locale, what)).at
+
+def file_reading(text: str, tz: tzinfo, what: str, locale: str | None = None) -> Any:
+    """:func:`file_when`'s reading (a ``when.Reading``: the zone the text named, too)."""
+    from mailer.model.when import Reading, read_when
+
+    if _WHEN.match(text):
+        return Reading(parse_when(text, tz, what))
+    return _fixed(text, what, lambda now: read_when(text, tz, now, locale, what))
 
 
 def file_slot(text: str, tz: tzinfo, what: str, locale: str | None = None) -> FreeSlot:
@@ -427,14 +432,18 @@ def make_facts(
             warnings.append(warning)
         return checked
 
+    named_zone: list[str] = []  # the zone the interview was written in, if it named one
+
     def when(text: str) -> datetime:
         what = f"{prefix}interview"
         if now is None:
-            return file_when(short(text, "interview"), tz, what, locale)
-        from mailer.model.when import echo, read_when
+            reading = file_reading(short(text, "interview"), tz, what, locale)
+        else:
+            from mailer.model.when import echo, read_when
 
-        reading = read_when(short(text, "interview"), tz, now, locale, what)
-        readings.append(echo("interview", reading))
+            reading = read_when(short(text, "interview"), tz, now, locale, what)
+            readings.append(echo("interview", reading))
+        named_zone[:] = [reading.zone] if reading.zone else []
         return reading.at
 
     def slot(text: str) -> FreeSlot:
@@ -447,6 +456,16 @@ def make_facts(
         readings.append(echo_slot("free time", reading))
         return FreeSlot(reading.start, reading.end)
 
+    interview_at = attempt(lambda: when(interview), epoch)
+    if named_zone and not interviewer_tz and getattr(tz, "key", None) != named_zone[0]:
+        # "10:00 CET" was arranged in that zone, and the interviewer reads the email there: its
+        # times are shown in it, labelled (they were shown in the sender's zone, unlabelled:
+        # a Paris interviewer read them an hour early; a walkthrough).
+        interviewer_tz = named_zone[0]
+        readings.append(
+            f"times in the email are shown in {interviewer_tz}, as the interview was written "
+            "(--interviewer-tz to choose another zone)"
+        )
     facts = Facts(
         situation=situation,
         # A call script is spoken, not sent: it does not need the address.
@@ -455,7 +474,7 @@ def make_facts(
         salutation=_salutation(salutation),
         company=company.strip(),
         role=role.strip(),
-        interview=attempt(lambda: when(interview), epoch),
+        interview=interview_at,
         note=note.strip(),
         free=tuple(
             read for text in listed(free, "free") if (read := attempt(lambda t=text: slot(t), None))

@@ -260,6 +260,14 @@ _PLACEHOLDER_SOURCES: tuple[tuple[str, int], ...] = (
     (r"\b(?:TBD|TBC|TBA|TODO|FIXME)\b", 0),
     (r"\b[A-Z]{2,}(?:_[A-Z]+)+\b", 0),  # FIRST_NAME
     (r"\blorem ipsum\b", _I),
+    # In any language or script ("[votre nom]", "[Ваше имя]", "[姓名]"): a square-bracketed
+    # word in an apology is a blank left to fill (a walkthrough sent "[votre nom]"), but
+    # for a quotation's "[sic]".
+    (r"\[\s*(?!sic\s*\])[^\W\d_][^\[\]\n]{0,40}\]", 0),
+    (r"\(\s*(?:insert|enter|add)\b[^()\n]{0,40}\)|\(\s*your (?:full )?name\s*\)", _I),
+    (r"(?<![\w$])\$[A-Za-z_]\w{0,30}\b", 0),  # $name
+    (r"\b(?:insert|enter|add) (?:your |the |a )?[\w ]{1,30}? here\b", _I),  # INSERT NAME HERE
+    (r"_{3,}", 0),  # a blank line to fill: ____
 )
 _LAZY["_PLACEHOLDERS"] = lambda: tuple(re.compile(p, f) for p, f in _PLACEHOLDER_SOURCES)
 
@@ -1242,7 +1250,7 @@ def _trim(excerpt: str) -> str:
 
 
 # Every tone pattern starts at the start of a word; every placeholder at a bracket, a brace,
-# '$', '%', '#', '<' or a letter.
+# a parenthesis, '$', '%', '#', '<', '_' or a letter.
 _LAZY["_ANY_TONE"] = lambda: _WordGate(
     source
     for sources in _TONE_SOURCES.values()
@@ -1250,5 +1258,5 @@ _LAZY["_ANY_TONE"] = lambda: _WordGate(
     if source[0] not in _MATCHER_NAMES
 )
 _LAZY["_ANY_PLACEHOLDER"] = lambda: _Gate(
-    _any_of(_PLACEHOLDER_SOURCES, r"(?=[\[\]{}$%#<]|\b[^\W\d_])")
+    _any_of(_PLACEHOLDER_SOURCES, r"(?=[\[\]{}$%#<(_]|\b[^\W\d_])")
 )

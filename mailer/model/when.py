@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from mailer.errors import InputError
@@ -81,6 +81,9 @@ class Reading:
 
     at: datetime
     notes: tuple[str, ...] = ()  # relative words, a missing year, an abbreviation
+    # The IANA zone the text named ("10:00 CET": Europe/Paris), if it named one (what was
+    # read is ``at`` and ``notes``: two readings of one instant are equal).
+    zone: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def read_when(
     notes = (*notes, *fold_notes)
     if zone_tz is not None and at.utcoffset() != at.astimezone(zone_tz).utcoffset():
         notes = tuple(f"{n}, {clock_time:%H:%M} there" for n in notes)
-    return Reading(at, (*day_notes, *notes))
+    key = getattr(zone_tz, "key", None)
+    return Reading(at, (*day_notes, *notes), key if isinstance(key, str) else "")
 
 
 def read_slot(
