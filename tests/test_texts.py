@@ -132,7 +132,21 @@ def test_follow_up_drops_a_slot_starting_within_the_notice() -> None:
 
 @pytest.mark.parametrize(
     ("interviewer", "greeting"),
-    [("Ana Ruiz", "Ana"), ("Dr Bo Li", "Dr Bo Li"), ("Ms. Ruiz", "Ms. Ruiz"), ("Cher", "Cher")],
+    [
+        ("Ana Ruiz", "Ana"),
+        ("Dr Bo Li", "Dr Bo Li"),
+        ("Ms. Ruiz", "Ms. Ruiz"),
+        ("Cher", "Cher"),
+        # The surname first, as exports write it (it was "Dear Smith,,"; a walkthrough).
+        ("Smith, John", "John"),
+        ("de la Cruz, Juan", "Juan"),
+        ("Ana Ruiz, PhD", "Ana"),
+        # Titles of other languages, and initials, are kept whole ("Dear Mme,", "Dear J.,").
+        ("Mme Claire Dupont", "Mme Claire Dupont"),
+        ("M. Jean Dupont", "M. Jean Dupont"),
+        ("Dott. Marco Rossi", "Dott. Marco Rossi"),
+        ("J. R. R. Tolkien", "J. R. R. Tolkien"),
+    ],
 )
 def test_default_salutation_is_the_first_name_or_the_titled_name(
     interviewer: str, greeting: str
@@ -142,10 +156,12 @@ def test_default_salutation_is_the_first_name_or_the_titled_name(
     assert default_salutation(interviewer) == greeting
 
 
-@pytest.mark.parametrize("typed", ["Ms Ruiz", "Dear Ms Ruiz,", "  hello  Ms Ruiz "])
+@pytest.mark.parametrize(
+    "typed", ["Ms Ruiz", "Dear Ms Ruiz,", "  hello  Ms Ruiz ", "Ms Ruiz!", "Dear Ms Ruiz:"]
+)
 def test_salutation_greets_in_email_call_script_and_voicemail(typed: str) -> None:
     """Verify --salutation is the greeting everywhere, the full name stays in To:, and a typed
-    'Dear' or comma is not doubled."""
+    'Dear', comma or closing mark is not doubled ("Dear Ms Ruiz!,"; a walkthrough)."""
     f = facts(salutation=typed)
     assert f.salutation == "Ms Ruiz"
     draft = compose_apology(Composer(), f, SENDER, AFTER)

@@ -300,39 +300,44 @@ FOLLOW_UP_NOTICE = timedelta(hours=6)
 
 _TITLES = frozenset(
     [
-        "mr",
-        "mrs",
-        "ms",
-        "miss",
-        "mx",
-        "dr",
-        "prof",
-        "professor",
-        "sir",
-        "dame",
-        "lord",
-        "lady",
-        "herr",
-        "frau",
-        "señor",
-        "señora",
-        "sr",
-        "sra",
+        *("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "lord"),
+        *("lady", "rev", "revd", "fr", "hon", "capt", "sheikh", "herr", "frau", "señor"),
+        *("señora", "señorita", "sr", "sra", "srta", "dra", "don", "doña", "m", "mme", "mlle"),
+        *("dott", "dott.ssa", "dottssa", "ing", "mag", "eng", "lic", "mevr", "dhr", "ir"),
     ]
+)
+# After a comma, these finish a name ("Ana Ruiz, PhD"); anything else there is a first name
+# written after the surname ("Müller, Hans").
+_SUFFIXES = frozenset(
+    ["phd", "md", "mba", "jr", "sr", "ii", "iii", "iv", "esq", "cpa", "msc", "ma", "bsc", "dphil"]
 )
 
 
 def default_salutation(interviewer: str) -> str:
     """Who 'Dear ...,' names when no --salutation is given: the first name ("Ana" for "Ana
     Ruiz"), as most hiring managers sign and are answered after an interview has been set up.
-    A name that starts with a title ("Dr Li", "Ms Ruiz") is kept whole: the title is how
-    they asked to be called."""
-    words = interviewer.split()
+    A name that starts with a title ("Dr Li", "Ms Ruiz", "Mme Dupont") or an initial ("J. R.
+    R. Tolkien") is kept whole: the title is how they asked to be called, and an initial is
+    not a name to greet. "Müller, Hans" (the surname first, as a CSV export writes it) is
+    "Hans" (it was "Dear Müller,,"; a walkthrough); "Ana Ruiz, PhD" is "Ana"."""
+    name = " ".join(interviewer.split())
+    if "," in name:
+        before, _, after = name.partition(",")
+        rest = [
+            w for w in after.replace(",", " ").split() if w.rstrip(".").casefold() not in _SUFFIXES
+        ]
+        name = " ".join([*rest, before]) if rest and not _titled(before.split()) else before
+    words = name.split()
     if not words:
-        return interviewer
-    if words[0].rstrip(".").casefold() in _TITLES:
+        return interviewer.strip()
+    first = words[0].rstrip(".")
+    if _titled(words) or (len(first) == 1 and first.isalpha()):
         return " ".join(words)
-    return words[0]
+    return words[0].rstrip(",;:")
+
+
+def _titled(words: list[str]) -> bool:
+    return bool(words) and words[0].rstrip(".").casefold() in _TITLES
 
 
 def salutation(facts: Facts) -> str:

@@ -504,8 +504,9 @@ def make_facts(
 def _salutation(value: str) -> str:
     """'Ms Ruiz' from 'Ms Ruiz', 'Dear Ms Ruiz,' or 'Hello Ms Ruiz': the template writes the
     'Dear' and the comma itself."""
-    text = " ".join(value.split()).rstrip(",")
-    return re.sub(r"^(?:dear|hello|hi)\s+", "", text, flags=re.IGNORECASE).strip()
+    # (Any closing mark: "Ms Ruiz!" and "Sra. García:" read "Dear Ms Ruiz!," otherwise.)
+    text = " ".join(value.split()).rstrip(",:;! ")
+    return re.sub(r"^(?:dear|hello|hi)\b\s*", "", text, flags=re.IGNORECASE).strip()
 
 
 def _domain(value: str, what: str) -> str:
