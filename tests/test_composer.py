@@ -84,6 +84,22 @@ def test_a_company_whose_name_ends_in_a_full_stop_gets_no_second_one() -> None:
     assert "role at Acme. " in plain
 
 
+@pytest.mark.parametrize("company", ["Yahoo!", "Ask Jeeves?"])
+def test_a_company_whose_name_ends_in_a_mark_gets_no_full_stop_after_it(company: str) -> None:
+    """Verify "at Yahoo!" ends the sentence itself, in the apology, the follow-up and the call
+    script ("at Yahoo!." went out; a walkthrough), and the apology check passes it."""
+    from mailer.model.callscript import call_script
+    from mailer.model.lint import lint_apology
+
+    f = facts(company=company)
+    draft = compose_apology(Composer(), f, SENDER, AFTER)
+    follow_up = compose_follow_up(Composer(), f, SENDER, AFTER, "Apologies", AFTER).text
+    for text in (draft.text, follow_up, call_script(f, SENDER, AFTER)):
+        assert f"role at {company}" in text and f"{company}." not in text, text
+    findings = lint_apology(draft.subject, draft.text, company=company, role=f.role, note=f.note)
+    assert [x for x in findings if x.rule == "stray-punctuation"] == []
+
+
 @pytest.mark.parametrize(
     ("interview", "when_taken_ill"),
     [("2026-11-25 10:00", "that morning"), ("2026-11-25 15:30", "earlier that day")],

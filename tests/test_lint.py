@@ -267,6 +267,7 @@ def test_company_name_is_matched_case_insensitively() -> None:
 INNOCENT = [
     "I know you must be very busy at this time of year.",
     "I could take a call at 10:00 (your time) on Monday.",
+    "I waited, and waited... and then the bus came.",
     "The train fare was $40, and it was cancelled at the last minute.",
     "I wanted to let you know as soon as I could.",
     "I wanted to let you know as early as I could.",
@@ -311,6 +312,9 @@ def test_innocent_sentence_is_not_flagged(sentence: str) -> None:
         ("Signed, $name.", "placeholder"),
         ("Signed, INSERT NAME HERE.", "placeholder"),
         ("Signed, ____.", "placeholder"),
+        # A fact repeating the template's words, or its own mark before the template's.
+        ("I remain keen on the the role.", "repeated-word"),
+        ("I enjoyed meeting the team at Yahoo!.", "stray-punctuation"),
         ("It wasn’t my fault.", "blame-shifting"),  # a curly apostrophe
     ],
 )

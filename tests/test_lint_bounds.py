@@ -284,6 +284,7 @@ def whole_body_lint(
     findings += lint._placeholders(subject_line + sentences)
     findings += old_length(body, kind)
     findings += lint._tone(subject_line + sentences)
+    findings += [f for s in subject_line + sentences for f in lint._slips(s)]
     findings += old_apology_count(body)
     if stacked := list(old_excuse_count(sentences)):
         findings = [f for f in findings if f.rule != "excuse-making"] + stacked

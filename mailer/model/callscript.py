@@ -103,8 +103,12 @@ def call_script(facts: Facts, sender: SenderSettings, now: datetime) -> str:
             )
         ),
         ("Reason", _reason(facts.situation, tense, v["interview_time"])),
-        # ("Acme Ltd." ends the sentence itself: no second full stop)
-        ("Interest", f"I remain very interested in the {role} role at {company.rstrip('.')}."),
+        # ("Acme Ltd." and "Yahoo!" end the sentence themselves: no second mark)
+        (
+            "Interest",
+            f"I remain very interested in the {role} role at "
+            + (company if company.endswith((".", "!", "?")) else f"{company}."),
+        ),
         ("Reschedule", _reschedule(past, v["free_times"], facts.situation)),
         ("Thanks", "Thank you for your understanding and for your time."),
         (

@@ -181,6 +181,20 @@ _RULE_LIST = (
         "the personal note you gave does not appear in the message",
         "Put {{ note }} in your template, or write the note into the text.",
     ),
+    Rule(
+        "repeated-word",
+        WARNING,
+        "a word twice in a row ('the the', 'role role'): usually a fact that repeats the "
+        "template's own words",
+        "Give the fact without the template's words (--role 'Data Engineer', not 'the Data "
+        "Engineer role'), or mend the template.",
+    ),
+    Rule(
+        "stray-punctuation",
+        WARNING,
+        "two marks in a row ('Yahoo!.', 'Jeeves?.', ',,'): a fact's own mark before the template's",
+        "Reword the template around that fact, or leave the mark out of the fact.",
+    ),
 )
 RULES: dict[str, Rule] = {r.id: r for r in _RULE_LIST}
 
@@ -551,6 +565,7 @@ def lint_apology(
     findings += _length_of(sum(part.words for part in parts), kind)
     findings += _tone(subject_line)
     findings += [f for part in parts for f in part.tone]
+    findings += [f for sentence in subject_line + sentences for f in _slips(sentence)]
     findings += _apology_count_of(sum(part.regrets for part in parts))
     if stacked := list(_stacked_excuses([s for part in parts for s in part.excuses])):
         # One error for the pile says it better than a warning for each excuse in it.
@@ -812,6 +827,35 @@ def _placeholders(sentences: list[str]) -> Iterator[Finding]:
                 found = sentence[span[0] : span[1]]
                 yield _finding("placeholder", f"Leftover placeholder {found!r}.", sentence)
                 break
+
+
+# A word (two letters or more) straight after itself; a mark of a fact's own before the
+# template's full stop or comma, or a doubled comma. Neither spans sentences.
+_LAZY["_REPEATED_WORD"] = lambda: re.compile(r"\b([^\W\d_]{2,})\s+\1\b", _I)
+_LAZY["_STRAY_MARKS"] = lambda: re.compile(r"[!?][.,](?!\.)|,,|(?<!\.)\.\.(?!\.)")
+
+
+_DOUBLED_ON_PURPOSE = frozenset({"so", "very", "really", "truly", "much", "that", "had", "bye"})
+
+
+@lru_cache(maxsize=REMEMBERED)
+def _slips(sentence: str) -> tuple[Finding, ...]:
+    """Slips of a fact dropped into a template: a repeated word, two marks in a row.
+    Remembered per sentence: a campaign's entries share most of theirs."""
+    out = []
+    for m in _get("_REPEATED_WORD").finditer(sentence):
+        word = m.group(1).casefold()
+        before = sentence[: m.start()].rstrip().rsplit(None, 1)[-1:]
+        after = sentence[m.end() :].split(None, 1)[:1]
+        # A pair only: "so so sorry" is grovelling (its own rule), "that that" and "had had"
+        # are grammar, and a run of three or more ("and and and") is no slip of a fact.
+        if word in _DOUBLED_ON_PURPOSE or [w.casefold() for w in (*before, *after)].count(word):
+            continue
+        out.append(_finding("repeated-word", f"{m.group(0)!r} repeats a word.", sentence))
+        break
+    if m := _get("_STRAY_MARKS").search(sentence):
+        out.append(_finding("stray-punctuation", f"{m.group(0)!r}: two marks in a row.", sentence))
+    return tuple(out)
 
 
 def _length_of(words: int, kind: str) -> Iterator[Finding]:
