@@ -482,6 +482,18 @@ def test_preview_follow_up_shows_the_threaded_message(pair: Pair) -> None:
     assert held.returncode == 0 and f"'mailer release {thread}'" in held.stderr, held.stderr
 
 
+def test_preview_follow_up_of_a_followed_up_thread_says_no_further_one_goes(pair: Pair) -> None:
+    """Verify preview --follow-up of a thread whose only follow-up went says no further one
+    goes and shows no message (it showed a new follow-up with a fresh Message-ID; a
+    walkthrough)."""
+    thread, root = send(pair)
+    assert "1 follow-up(s) sent" in check_at(pair, timedelta(minutes=5))
+    r = run_cli(pair.ws, "preview", "--follow-up", str(thread))
+    assert r.returncode == 0, r.stderr
+    assert "1 of its 1 follow-up(s): no further follow-up will go" in r.stdout, r.stdout
+    assert "Message-ID" not in r.stdout
+
+
 def test_preview_follow_up_shows_it_as_it_would_go_when_due(pair: Pair) -> None:
     """Verify preview --follow-up composes the follow-up at its due time, not now: after an
     out-of-office moved it past a free time, that time is no longer offered (it offered

@@ -266,6 +266,17 @@ def preview(obj: Context, follow_up: int | None, account: str, **opts: Any) -> N
             state = thread.state.replace("_", " ")
             click.echo(f"Thread {follow_up} is {state}: no follow-up will go.")
             return
+        if thread.follow_ups_sent >= thread.max_follow_ups:
+            # Its follow-ups have gone (or none is set): a preview of one more showed a
+            # message that never goes (a walkthrough).
+            click.echo(
+                f"Thread {follow_up} has had {thread.follow_ups_sent} of its "
+                f"{thread.max_follow_ups} follow-up(s): no further follow-up will go; it closes "
+                "as no answer when due, unless a reply comes."
+                if thread.max_follow_ups
+                else f"Thread {follow_up} has no follow-up set: none will go."
+            )
+            return
         # As it would go: at its due time, not now (the free times it offers are those still
         # ahead then, and an out-of-office may have moved it).
         from datetime import datetime
