@@ -486,7 +486,7 @@ def test_preview_follow_up_of_a_followed_up_thread_says_no_further_one_goes(pair
     """Verify preview --follow-up of a thread whose only follow-up went says no further one
     goes and shows no message (it showed a new follow-up with a fresh Message-ID; a
     walkthrough)."""
-    thread, root = send(pair)
+    thread, _ = send(pair)
     assert "1 follow-up(s) sent" in check_at(pair, timedelta(minutes=5))
     r = run_cli(pair.ws, "preview", "--follow-up", str(thread))
     assert r.returncode == 0, r.stderr

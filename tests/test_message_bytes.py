@@ -141,3 +141,40 @@ def test_quoted_printable_line_by_line_is_the_librarys_encoding_of_the_whole_tex
         whole = quoprimime.body_encode((end.join(lines) + end).decode("latin-1"), 78)
         assert _quoted_printable(lines) == whole
         assert _quoted_printable(lines) == whole
+
+
+@settings(max_examples=400, deadline=None)
+@given(subject=_WORD | _ASCII_WORD, name=_WORD, text=_LINE)
+def test_every_encoded_word_is_at_most_75_characters_and_reads_back_the_same(
+    subject: str, name: str, text: str
+) -> None:
+    """Verify a written message has no encoded word over RFC 2047's 75 characters (the
+    library wrote one of 200 for "Société Générale on Tuesday 24 November –"; a walkthrough),
+    and that an RFC 2047 reader gets back the very subject and display names, as Python's
+    own reader of an unstructured header does."""
+    import re
+    from email.header import decode_header, make_header
+
+    from hypothesis import assume
+
+    from mailer.model.composer import _short_encoded_words
+
+    assume("=?" not in subject + name)  # (refused in every fact and template: see values.py)
+    written = plain_bytes(_headers(subject, name, [], False), text)
+    raw = _short_encoded_words(written)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    words = re.findall(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=", head)
+    assert all(len(w) <= 75 for w in words), [w for w in words if len(w) > 75]
+
+    def read(message: bytes) -> dict[bytes, str]:
+        """Each header as an RFC 2047 reader reads it."""
+        lines = message.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        return {
+            n: str(make_header(decode_header(v.decode("ascii"))))
+            for n, _, v in (line.partition(b": ") for line in lines)
+        }
+
+    assert read(raw) == read(written)
+    assert raw.split(b"\r\n\r\n", 1)[1] == written.split(b"\r\n\r\n", 1)[1]
+    subject_read = email.message_from_bytes(raw, policy=default)["Subject"]
+    assert str(subject_read) == str(email.message_from_bytes(written, policy=default)["Subject"])

@@ -642,3 +642,13 @@ def test_a_free_time_on_a_bare_weekday_is_still_the_next_one() -> None:
     """Verify a free time on "Friday" is the coming one: a free time is never in the past."""
     slot = read_slot("Friday 9am-11am", LONDON, NOW, None)
     assert slot.start == at(2026, 12, 4, 9)
+
+
+@pytest.mark.parametrize("locale", [None, "en_GB", "en_US", "en_CA"])
+def test_a_date_with_dots_is_day_first_whatever_the_locale(locale: str | None) -> None:
+    """Verify "05.01.2027" is 5 January for every locale, and is not refused as ambiguous
+    without one: dots are day first wherever they are written (en_US read it as 1 May; a
+    walkthrough). "13.13.2026" says why it is not a date."""
+    assert read_when("05.01.2027 10:00", LONDON, NOW, locale).at == at(2027, 1, 5, 10)
+    with pytest.raises(InputError, match="dates with dots are day first"):
+        read_when("13.13.2026 10:00", LONDON, NOW, locale)

@@ -157,3 +157,29 @@ def test_times_written_in_a_zone_are_shown_in_it_in_the_email(offline_workspace:
     )
     assert mine.returncode == 0 and "at 10:00." in mine.stdout and " GMT" not in mine.stdout
     assert "times in the email are shown" not in mine.stdout
+
+
+def test_a_locale_of_another_language_is_refused_with_the_built_in_templates(
+    offline_workspace: Path,
+) -> None:
+    """Verify [sender] locale = "de_DE" with the built-in English templates is an apology-check
+    error naming the fix (the dates came out in German in English sentences: "on Donnerstag,
+    10. Dezember at 10:00"; a walkthrough), and a workspace template of its own may use it."""
+    config = offline_workspace / "config" / "mailer.toml"
+    config.write_text(
+        config.read_text().replace(
+            'timezone = "Europe/London"', 'timezone = "Europe/London"\nlocale = "de_DE"', 1
+        )
+    )
+    r = run_cli(offline_workspace, *preview(interview="2026-11-25 10:00"))
+    assert "error: [locale-language]" in r.stdout and "en_GB" in r.stdout, r.stdout
+    dry = run_cli(offline_workspace, *send_args(interview="2026-11-25 10:00"), "--dry-run")
+    assert dry.returncode != 0 and "locale-language" in dry.stdout + dry.stderr
+    own = offline_workspace / "templates"
+    own.mkdir(exist_ok=True)
+    (own / "krank.txt.j2").write_text(
+        "Subject: Entschuldigung\n\nSehr geehrte Damen und Herren,\n\n"
+        "unser Gespräch am {{ interview_when }} habe ich verpasst.\n"
+    )
+    mine = run_cli(offline_workspace, *preview(interview="2026-11-25 10:00", situation="krank"))
+    assert "locale-language" not in mine.stdout and "Mittwoch" in mine.stdout, mine.stdout

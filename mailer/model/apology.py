@@ -90,6 +90,24 @@ def prepare(
         for far in [far_date(facts.interview, now)]
         if far
     ]
+    locale = settings.sender.locale
+    if (
+        settings.sender.locale_set
+        and not locale.lower().startswith("en")
+        and composer.builtin(draft.template)
+    ):
+        # The dates are written in the locale's language inside English sentences ("on
+        # Donnerstag, 10. Dezember at 10:00"; a walkthrough).
+        findings.append(
+            Finding(
+                rule="locale-language",
+                severity=ERROR,
+                message=f"[sender] locale {locale} writes the dates in another language than "
+                "the built-in template's English",
+                fix="set [sender] locale to en_GB (day first) or en_US (month first), or write "
+                "your own templates in that language (templates/ in your workspace)",
+            )
+        )
     findings += lint_apology(
         draft.subject,
         draft.text,

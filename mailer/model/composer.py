@@ -139,6 +139,7 @@ class Composer:
 
         self.workspace_templates = workspace_templates
         self._situations: dict[str, str] | None = None
+        self._builtin: dict[str, bool] = {}
         loaders = []
         if workspace_templates is not None and workspace_templates.is_dir():
             loaders.append(ConfinedLoader(str(workspace_templates)))
@@ -154,6 +155,16 @@ class Composer:
         self.env = TemplateEnvironment(
             loader=ChoiceLoader(loaders), bytecode_cache=cache, **options
         )
+
+    def builtin(self, name: str) -> bool:
+        """Whether template ``name`` renders from the packaged (English) templates, not a
+        workspace's own. Asked once per name: a campaign composes hundreds of messages."""
+        found = self._builtin.get(name)
+        if found is None:
+            filename = self.env.get_template(name).filename or ""
+            found = Path(filename).resolve().parent == default_templates_dir().resolve()
+            self._builtin[name] = found
+        return found
 
     def situations(self) -> dict[str, str]:
         """:func:`situations_in` its workspace templates, read once (its loaders are fixed
@@ -484,6 +495,7 @@ def build_message(
     headers.append(("MIME-Version", _header("MIME-Version", "1.0")))
     text = draft.text if quote is None else draft.text + "\n" + quote
     raw = library_bytes(headers, text, html_part) if html_part else plain_bytes(headers, text)
+    raw = _short_encoded_words(raw)
     # A multipart/alternative's transfer encodings are in its parts.
     mime = ["Content-Type"] if html_part else ["Content-Type", "Content-Transfer-Encoding"]
     names = [name for name, _ in headers] + mime
@@ -495,6 +507,53 @@ def build_message(
         raw=raw,
         recipients=(facts.to, *facts.cc),
     )
+
+
+# An RFC 2047 encoded word, as the library writes them (utf-8, B or Q).
+_ENCODED_WORD = re.compile(rb"=\?utf-8\?([bBqQ])\?([^?\s]*)\?=")
+_WORD_MAX = 75  # RFC 2047 section 2: an encoded word is at most 75 characters
+_CHUNK = 45  # UTF-8 bytes a base64 word of 75 characters holds: 12 for =?utf-8?b??=, 60 of data
+
+
+def _short_encoded_words(raw: bytes) -> bytes:
+    """``raw`` with every encoded word in its header made at most 75 characters long: the
+    library, writing a header unfolded (see _WRITE_POLICY), writes one word for a whole run
+    of words ("=?utf-8?b?...?=" of 200 characters for "Société Générale on Tuesday 24
+    November –"), which RFC 2047 forbids and strict readers then show as it is (a
+    walkthrough). A long one is written again as several base64 words on the same line: a
+    reader joins adjacent encoded words without the space between them, so the text read is
+    the same."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not any(len(m.group(0)) > _WORD_MAX for m in _ENCODED_WORD.finditer(head)):
+        return raw
+    return _ENCODED_WORD.sub(_split_word, head) + sep + body
+
+
+def _split_word(m: re.Match[bytes]) -> bytes:
+    if len(m.group(0)) <= _WORD_MAX:
+        return m.group(0)
+    import base64
+
+    data = m.group(2)
+    if m.group(1) in b"bB":
+        text = base64.b64decode(data).decode("utf-8")
+    else:
+        import quopri
+
+        text = quopri.decodestring(data.replace(b"_", b" "), header=True).decode("utf-8")
+    # Cut after a space where there is one (kept inside the word before the cut): a reader
+    # that keeps the space between two encoded words, as Python's own parser of a display
+    # name does against RFC 2047, then shows two spaces, not a word cut in two.
+    words, chunk = [], b""
+    for char in text:
+        piece = char.encode("utf-8")
+        if len(chunk) + len(piece) > _CHUNK:
+            cut = chunk.rfind(b" ") + 1 or len(chunk)
+            words.append(chunk[:cut])
+            chunk = chunk[cut:]
+        chunk += piece
+    words.append(chunk)
+    return b" ".join(b"=?utf-8?b?" + base64.b64encode(w) + b"?=" for w in words if w)
 
 
 def library_bytes(headers: list[tuple[str, Any]], text: str, html_part: bool = False) -> bytes:

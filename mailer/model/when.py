@@ -390,7 +390,11 @@ def _numeric(
         raise InputError(f"{what}: {text!r}: write the year in full, e.g. 25/11/2026")
     a, b = int(first), int(second)
     readings = {"day/month": (b, a), "month/day": (a, b)}  # (month, day)
-    if locale is not None:
+    if m.group(2) == ".":
+        # Dots are day first wherever they are written (05.01.2027 in a German or Russian
+        # invitation): en_US read it as 1 May (a walkthrough).
+        chosen = ["day/month"]
+    elif locale is not None:
         chosen = ["day/month" if day_first(locale) else "month/day"]
     else:
         chosen = [o for o, (mo, d) in readings.items() if _valid(mo, d, year)]
@@ -408,10 +412,12 @@ def _numeric(
     order = chosen[0]
     month, day = readings[order]
     if not _valid(month, day, year):
-        raise InputError(
-            f"{what}: {text!r} is not a real date in {order} order "
-            f"(the order of [sender] locale = {locale})"
+        why = (
+            "dates with dots are day first"
+            if m.group(2) == "."
+            else f"the order of [sender] locale = {locale}"
         )
+        raise InputError(f"{what}: {text!r} is not a real date in {order} order ({why})")
     if year is not None:
         return _make(int(year), month, day, text, what), ()
     return _yearless(month, day, text, today, what, nearest)
