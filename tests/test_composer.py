@@ -179,6 +179,36 @@ def test_leftover_placeholder_in_a_template_is_refused(tmp_path: Path, line: str
         compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
 
 
+def test_a_template_saved_with_a_byte_order_mark_reads_its_subject(tmp_path: Path) -> None:
+    """Verify a template a Windows editor saved with a UTF-8 BOM is read as written (it was
+    refused: "the first line must be 'Subject: ...'"; a walkthrough)."""
+    (tmp_path / "illness.txt.j2").write_bytes(
+        "\ufeffSubject: Sorry\n\nDear {{ interviewer }},\n".encode()
+    )
+    assert compose_apology(Composer(tmp_path), facts(), SENDER, AFTER).subject == "Sorry"
+
+
+@pytest.mark.parametrize("line", ["Bcc: boss@example.com", "cc:me@example.com", "Reply-To: x@y.z"])
+def test_a_header_written_after_the_subject_is_refused(tmp_path: Path, line: str) -> None:
+    """Verify a template that seems to set a header under its Subject is refused naming it:
+    only the Subject is read, and "Bcc: boss@example.com" went into the email as text (a
+    walkthrough)."""
+    (tmp_path / "illness.txt.j2").write_text(f"Subject: Sorry\n{line}\n\nDear Ana,\n")
+    with pytest.raises(TemplateError, match="is not a header"):
+        compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
+
+
+def test_a_template_not_in_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Verify a Latin-1 template says it is not UTF-8 and what to do (it said "cannot render:
+    UnicodeDecodeError: 'utf-8' codec can't decode byte 0xfc ..."; a walkthrough)."""
+    (tmp_path / "illness.txt.j2").write_bytes(
+        "Subject: Entschuldigung\n\nGrüße\n".encode("latin-1")
+    )
+    with pytest.raises(TemplateError, match=r"illness.txt.j2: not UTF-8 text \(byte 0xfc") as err:
+        compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
+    assert err.value.hint == "save the file as UTF-8"
+
+
 @pytest.mark.parametrize("field", ["note", "interviewer", "company", "role"])
 def test_placeholder_in_a_fact_names_the_option(field: str) -> None:
     """Verify a bracket placeholder typed as a fact is refused before composing."""

@@ -202,6 +202,12 @@ class Composer:
             ) from None
         except MailerError:
             raise
+        except UnicodeDecodeError as exc:
+            raise TemplateError(
+                f"template {name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                f"position {exc.start})",
+                hint="save the file as UTF-8",
+            ) from None
         except Exception as exc:  # a template is data: any failure of it is its own
             raise TemplateError(
                 f"template {name}: cannot render: {type(exc).__name__}: {_one_line(exc)}"
@@ -236,10 +242,30 @@ _TRAILING_BLANKS = re.compile(r"[ \t]+\n")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+# A header a template may seem to set on the lines after its Subject: they would go into the
+# body as text ("Bcc: boss@example.com" in the letter itself; a walkthrough).
+_HEADER_LIKE = re.compile(
+    r"(?i:bcc|cc|to|from|reply-to|sender|date|message-id|in-reply-to|references|"
+    r"content-type|content-transfer-encoding|mime-version|x-[\w-]+)[ \t]*:"
+)
+
+
 def _split(name: str, text: str) -> Draft:
-    first, _, body = text.lstrip("\n").partition("\n")
+    # (A BOM, as Windows editors save UTF-8, is no part of the first line.)
+    first, _, body = text.lstrip("\ufeff\n").partition("\n")
     if not first.lower().startswith("subject:"):
         raise TemplateError(f"template {name}: the first line must be 'Subject: ...'")
+    for line in body.split("\n"):
+        if not line.strip():
+            break
+        if _HEADER_LIKE.match(line):
+            raise TemplateError(
+                f"template {name}: {line.split(':', 1)[0]!r} after the Subject line is not a "
+                "header: only the Subject is read from a template, and this line would go "
+                "into the email as text",
+                hint="delete it (Cc: --cc, or cc in a campaign entry); leave a blank line "
+                "after the Subject",
+            )
     subject = " ".join(first[len("subject:") :].split())
     # Each substitution only where it has something to do (a test for that is a tenth of a
     # search of a whole body for it).
