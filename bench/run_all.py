@@ -657,34 +657,17 @@ def bench_campaign_run(
             Path(f"{ws / 'state.db'}{suffix}").unlink(missing_ok=True)
         shutil.rmtree(ws / ".mailer", ignore_errors=True)
 
-    def anchor(count: int) -> tuple[float, float]:
+    def anchor(count: int, script: str = "smtplib_send.py", *extra: str) -> tuple[float, float]:
         return run_timed_cpu(
             [
-                PY,
-                str(HERE / "anchors" / "smtplib_send.py"),
-                ctx.info.host,
-                str(smtp_port),
-                SENDER,
-                SENDER_PW,
-                ctx.info.ca_file,
-                str(count),
+                *(PY, str(HERE / "anchors" / script), ctx.info.host, str(smtp_port)),
+                *(SENDER, SENDER_PW, ctx.info.ca_file, str(count), *extra),
             ]
         )
 
     def durable(count: int) -> tuple[float, float]:
-        return run_timed_cpu(
-            [
-                PY,
-                str(HERE / "anchors" / "smtplib_durable.py"),
-                ctx.info.host,
-                str(smtp_port),
-                SENDER,
-                SENDER_PW,
-                ctx.info.ca_file,
-                str(count),
-                str(ws / "durable.db"),  # (on the disk mailer's store is on)
-            ]
-        )
+        # (its database on the disk mailer's store is on)
+        return anchor(count, "smtplib_durable.py", str(ws / "durable.db"))
 
     paths = {
         "campaign run": lambda: run_timed_cpu(
@@ -823,6 +806,10 @@ def write_results(ctx: Ctx, args: argparse.Namespace, started: float) -> Path:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     path = results / f"{day}-{rev}{'-quick' if args.quick else ''}.md"
+    if path.exists():
+        # A second run of the same commit (a row run again with --only) keeps the first: it
+        # overwrote the full run that README's table names.
+        path = path.with_name(f"{path.stem}-{datetime.now(UTC):%H%M%S}.md")
     path.write_text(head + body)
     print(f"\nwrote {path}")
     if not args.quick and not args.no_readme:

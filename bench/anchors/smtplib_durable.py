@@ -20,6 +20,8 @@ import ssl
 import sys
 from pathlib import Path
 
+from smtplib_send import message  # (this folder is on the path: the script's own)
+
 
 def main() -> None:
     host, port, user, password, ca, n, path = sys.argv[1:8]
@@ -36,7 +38,6 @@ def main() -> None:
         db.execute("COMMIT")
 
     ctx = ssl.create_default_context(cafile=ca)
-    body = "I am sorry I missed our interview. " * 20
     with smtplib.SMTP(host, int(port)) as s:
         s.starttls(context=ctx)
         s.login(user, password)
@@ -44,14 +45,7 @@ def main() -> None:
         # for the server's delayed ACK of the text before it (about 40 ms a message).
         s.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(int(n)):
-            to = f"interviewer{i % 4 + 1}@sandbox.test"
-            msg = (
-                f"From: Sam Sandbox <{user}>\r\nTo: {to}\r\n"
-                f"Subject: Missed interview at Bench Co {i:05d}\r\n"
-                f"Message-ID: <anchor-{i}@sandbox.test>\r\n"
-                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-                f"{body}\r\n"
-            ).encode()
+            to, msg = message(i, user)  # the very messages smtplib_send.py sends
             commit("INSERT INTO m (id, state, raw) VALUES (?, 'submitting', ?)", (i, msg), False)
             for code, _ in (s.mail(user), s.rcpt(to)):
                 if code != 250:
