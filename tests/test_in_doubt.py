@@ -521,6 +521,7 @@ def test_an_in_doubt_follow_up_of_a_replied_thread_is_settled_as_not_sent(pair: 
     assert (row.message_id, row.state, row.sent_at) == (follow_up, "failed", None)
     shown = run_cli(pair.ws, "status", str(thread)).stdout
     assert "may or may not" not in shown, shown
+    assert f"follow_up {follow_up}: not sent" in shown, shown
     assert [e for e in pair.stack.log_since(mark) if e["event"] == "accepted"] == []
     again = run_cli(pair.ws, "resolve", str(thread), "--not-sent")
     assert again.returncode == 0 and "no message in doubt" in again.stdout, again.stderr

@@ -39,6 +39,8 @@ T, M = ThreadState, MessageState
 # How a message the server accepted, but whose 250 could not be recorded, is marked in doubt
 # (its error starts so): it went, and is never to be sent again (services/delivery.py).
 UNRECORDED = "accepted by the server"
+# Why a message in doubt settled with 'resolve --not-sent' failed (its error is this).
+SETTLED_NOT_SENT = "settled by you as not delivered"
 
 
 def settle_advice(

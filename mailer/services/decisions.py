@@ -26,6 +26,7 @@ from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import (
     CLOSED_THREAD,
+    SETTLED_NOT_SENT,
     Outcome,
     ThreadEvent,
     ThreadState,
@@ -307,7 +308,7 @@ def _not_arrived(
             hint="wait for it to finish, then look at 'mailer status'",
         )
     try:
-        store.mark_not_arrived(m.id, now, "settled by you as not delivered")
+        store.mark_not_arrived(m.id, now, SETTLED_NOT_SENT)
     except TransitionRefused:  # settled meanwhile (a reply, the Sent folder)
         raise InputError(
             f"thread {thread.id}: the {kind} {m.message_id} was settled meanwhile; it is no "

@@ -31,7 +31,13 @@ from mailer.model.followup import (
     NO_ANSWER,
     REPLIED,
 )
-from mailer.model.lifecycle import DUE_THREAD, MessageState, ThreadState, message_shown
+from mailer.model.lifecycle import (
+    DUE_THREAD,
+    SETTLED_NOT_SENT,
+    MessageState,
+    ThreadState,
+    message_shown,
+)
 from mailer.model.lifecycle import describe as describe_state
 
 JSON_VERSION = 1
@@ -112,8 +118,8 @@ def message_words(m: MessageRow, alive_now: Liveness = owner_alive) -> str:
     (a reply came, the thread was cancelled) is "not sent": it never went to a server, so
     "failed" misread it (a walkthrough). Its reason follows it there."""
     state = message_state(m, alive_now)
-    if state == MessageState.FAILED and m.submitting_at is None:
-        return "not sent"
+    if state == MessageState.FAILED and (m.submitting_at is None or m.error == SETTLED_NOT_SENT):
+        return "not sent"  # (settled with 'resolve --not-sent': it did not arrive, by your word)
     return describe_state(state)
 
 
