@@ -210,6 +210,17 @@ def test_a_template_not_in_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("field", ["note", "interviewer", "company", "role"])
+@pytest.mark.parametrize("char", ["\u200b", "\u202e", "\u2066", "\ufeff"])
+def test_an_invisible_character_in_a_fact_is_refused_naming_it(field: str, char: str) -> None:
+    """Verify a zero-width space ("Ana\u200bRuiz" read "Dear AnaRuiz,") or a direction
+    override (U+202E went into the To: header) typed in a fact is refused naming the option
+    and the character (a walkthrough); the marks a right-to-left name needs are allowed."""
+    with pytest.raises(InputError, match=f"--{field}: contains the invisible character U\\+"):
+        facts(**{field: f"Ana{char}Ruiz"})
+    assert facts(interviewer="\u0633\u0627\u0631\u0629\u200f \u0623\u062d\u0645\u062f")
+
+
+@pytest.mark.parametrize("field", ["note", "interviewer", "company", "role"])
 def test_placeholder_in_a_fact_names_the_option(field: str) -> None:
     """Verify a bracket placeholder typed as a fact is refused before composing."""
     with pytest.raises(InputError, match=f"--{field}: '\\[Your Name\\]' is a placeholder"):

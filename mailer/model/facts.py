@@ -77,6 +77,17 @@ PLACEHOLDER = re.compile(r"\[\s*[A-Z][A-Za-z0-9 _./'’-]{0,40}\]")
 # single-brace "{first_name}" is not refused here: "{sic}" or a team called "{code}" are
 # words, and a fact refused has no --force.
 _MARKUP_IN_FACT = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+# Characters a typed fact may not hold, though they are not controls: a zero-width space
+# ("Ana\u200bRuiz" reads as "AnaRuiz"), and the direction overrides and isolates that show a
+# name in another order than it is written (U+202E in a To: header). The marks a right-to-left
+# name needs (U+200E, U+200F, ZWJ, ZWNJ) are allowed. Checked on what the user types only:
+# a thread stored before this check keeps its follow-up.
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE_NAMES = {
+    "\u200b": "a zero-width space",
+    "\u2060": "a word joiner",
+    "\ufeff": "a zero-width no-break space",
+}
 _WHEN = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*$")
 _SLOT = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})\s*[-–]\s*(\d{1,2}:\d{2})\s*$")
 
@@ -409,6 +420,12 @@ def make_facts(
             fail(
                 f"{prefix}{name}: {m.group(0)!r} is template markup; facts go into the email "
                 "as written: write the real words"
+            )
+        elif len(value) <= limit and (m := _INVISIBLE.search(value)):
+            fail(
+                f"{prefix}{name}: contains the invisible character U+{ord(m.group(0)):04X} "
+                f"({_INVISIBLE_NAMES.get(m.group(0), 'a text-direction control')}), which "
+                "changes how it reads; delete it (it comes with text pasted from a web page)"
             )
     if interviewer_tz:
         from mailer.model.zones import resolve
