@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +13,9 @@ from mailer.sandbox.stack import StackInfo, sandbox_config_toml
 def bench_workspace(info: StackInfo, sender: str, extra: str = "") -> Path:
     """A throwaway workspace whose config is the sandbox's own, plus ``extra`` TOML tables."""
     ws = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
+    # Removed when the benchmark ends: every run left its workspaces (a state store with
+    # hundreds of messages each) in the temporary folder for good.
+    atexit.register(shutil.rmtree, ws, ignore_errors=True)
     (ws / "config").mkdir()
     ca = ws / "ca.pem"
     shutil.copy(info.ca_file, ca)
