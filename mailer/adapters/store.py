@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mailer.adapters import listing, process
 from mailer.errors import ClaimError, InputError, StateError
 from mailer.model.lifecycle import (
-    CLOSED_THREAD,
     DATED_BY_APOLOGY_SENT,
     DUE_THREAD,
     GONE_MESSAGE,
@@ -49,6 +48,7 @@ from mailer.model.lifecycle import (
     apply,
     incoming_event,
     message_shown,
+    settles_not_sent,
     target,
 )
 from mailer.model.lifecycle import describe as describe_state
@@ -1297,17 +1297,14 @@ class Store:
     def mark_not_arrived(self, message_row_id: int, now: datetime, why: str) -> None:
         """A follow-up in doubt of a closed thread settled as not delivered (``resolve
         --not-sent``): it stays unsent for good, and the thread as it is. Decided inside the
-        transaction, as a resend's claim is: an apology is refused (every duplicate guard
-        reads a failed apology as never having reached them, so a later run or send would
-        send it again), and so is a follow-up of a thread that may still send one (a held
-        thread is released back to awaiting a reply)."""
+        transaction, as a resend's claim is (see lifecycle.settles_not_sent)."""
         with self.tx() as c:
             row = self._claimable(c, message_row_id)
             thread = c.execute(
                 text("SELECT state FROM threads WHERE id = :t"), {"t": row["thread_id"]}
             ).first()
             state = thread[0] if thread is not None else "gone"
-            if row["kind"] != "follow_up" or state not in CLOSED_THREAD:
+            if not settles_not_sent(row["kind"], state):
                 raise ClaimError(
                     f"thread {row['thread_id']} is {describe_state(state)}: its "
                     f"{row['kind'].replace('_', '-')} {row['message_id']} is not recorded as "

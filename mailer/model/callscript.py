@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from mailer.errors import InputError
-from mailer.model.composer import variables
+from mailer.model.composer import SENTENCE_ENDS, variables
 from mailer.model.facts import SITUATIONS, Facts
 from mailer.model.settings import SenderSettings
 
@@ -107,7 +107,7 @@ def call_script(facts: Facts, sender: SenderSettings, now: datetime) -> str:
         (
             "Interest",
             f"I remain very interested in the {role} role at "
-            + (company if company.endswith((".", "!", "?")) else f"{company}."),
+            + (company if company.endswith(SENTENCE_ENDS) else f"{company}."),
         ),
         ("Reschedule", _reschedule(past, v["free_times"], facts.situation)),
         ("Thanks", "Thank you for your understanding and for your time."),

@@ -30,6 +30,9 @@ from mailer.model.settings import DAY_PATTERNS, SenderSettings
 from mailer.model.values import HEADER_MAX, check_header, header_problem
 
 FOLLOW_UP_TEMPLATE = "follow_up.txt.j2"
+# The marks a fact may end a sentence with itself ("Acme Ltd.", "Yahoo!"): no full stop is
+# written after them (the templates test the same three).
+SENTENCE_ENDS = (".", "!", "?")
 # Python's header folder leaves a space before a folded encoded word, which readers show as a
 # double space. Headers are written unfolded up to RFC 5322's 998-octet limit instead; the body
 # is encoded (at 76 columns) before this policy is applied.
@@ -340,7 +343,7 @@ _TITLES = frozenset(
         *("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "lord"),
         *("lady", "rev", "revd", "fr", "hon", "capt", "sheikh", "herr", "frau", "señor"),
         *("señora", "señorita", "sr", "sra", "srta", "dra", "don", "doña", "m", "mme", "mlle"),
-        *("dott", "dott.ssa", "dottssa", "ing", "mag", "eng", "lic", "mevr", "dhr", "ir"),
+        *("dott", "dott.ssa", "ing", "mag", "eng", "lic", "mevr", "dhr", "ir"),
     ]
 )
 # After a comma, these finish a name ("Ana Ruiz, PhD"); anything else there is a first name

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, tzinfo
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from mailer.errors import InputError
@@ -29,6 +29,9 @@ from mailer.model.values import (
     check_header,
     shown,
 )
+
+if TYPE_CHECKING:
+    from mailer.model.when import Reading  # (imported on first use: see file_reading)
 
 T = TypeVar("T")
 
@@ -228,7 +231,7 @@ def file_when(text: str, tz: tzinfo, what: str, locale: str | None = None) -> da
     return file_reading(text, tz, what, locale).at
 
 
-def file_reading(text: str, tz: tzinfo, what: str, locale: str | None = None) -> Any:
+def file_reading(text: str, tz: tzinfo, what: str, locale: str | None = None) -> Reading:
     """:func:`file_when`'s reading (a ``when.Reading``: the zone the text named, too)."""
     from mailer.model.when import Reading, read_when
 
@@ -449,19 +452,15 @@ def make_facts(
             warnings.append(warning)
         return checked
 
-    named_zone: list[str] = []  # the zone the interview was written in, if it named one
-
-    def when(text: str) -> datetime:
+    def when(text: str) -> Reading:
         what = f"{prefix}interview"
         if now is None:
-            reading = file_reading(short(text, "interview"), tz, what, locale)
-        else:
-            from mailer.model.when import echo, read_when
+            return file_reading(short(text, "interview"), tz, what, locale)
+        from mailer.model.when import echo, read_when
 
-            reading = read_when(short(text, "interview"), tz, now, locale, what)
-            readings.append(echo("interview", reading))
-        named_zone[:] = [reading.zone] if reading.zone else []
-        return reading.at
+        reading = read_when(short(text, "interview"), tz, now, locale, what)
+        readings.append(echo("interview", reading))
+        return reading
 
     def slot(text: str) -> FreeSlot:
         what = f"{prefix}free"
@@ -473,12 +472,13 @@ def make_facts(
         readings.append(echo_slot("free time", reading))
         return FreeSlot(reading.start, reading.end)
 
-    interview_at = attempt(lambda: when(interview), epoch)
-    if named_zone and not interviewer_tz and getattr(tz, "key", None) != named_zone[0]:
+    read = attempt(lambda: when(interview), None)
+    named_zone = read.zone if read is not None else ""  # the zone the interview was written in
+    if named_zone and not interviewer_tz and getattr(tz, "key", None) != named_zone:
         # "10:00 CET" was arranged in that zone, and the interviewer reads the email there: its
         # times are shown in it, labelled (they were shown in the sender's zone, unlabelled:
         # a Paris interviewer read them an hour early; a walkthrough).
-        interviewer_tz = named_zone[0]
+        interviewer_tz = named_zone
         readings.append(
             f"times in the email are shown in {interviewer_tz}, as the interview was written "
             "(--interviewer-tz to choose another zone)"
@@ -491,7 +491,7 @@ def make_facts(
         salutation=_salutation(salutation),
         company=company.strip(),
         role=role.strip(),
-        interview=interview_at,
+        interview=read.at if read is not None else epoch,
         note=note.strip(),
         free=tuple(
             read for text in listed(free, "free") if (read := attempt(lambda t=text: slot(t), None))

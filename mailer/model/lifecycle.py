@@ -65,7 +65,7 @@ def settle_advice(
                 f"the thread is {describe(state)}, so it is not sent again: run {sent} whether "
                 "or not it arrived (the safe record: nothing then ever sends it a second time)"
             )
-        if state in CLOSED_THREAD:
+        if settles_not_sent(kind, state):
             where = (
                 "look in your Sent folder (your provider files what it accepted): "
                 if provider_files_sent
@@ -280,11 +280,25 @@ def blocks_account(error: DeliveryError) -> bool:
 # --- display, derived from the enums --------------------------------------------------------
 
 
+def resend_state(kind: str) -> ThreadState:
+    """The one thread state in which a message of ``kind`` in doubt may still be sent again
+    ('resolve --resend'): an apology while its thread waits for it, a follow-up while its
+    thread awaits a reply. A thread that has moved on (a reply, a cancel, a bounce) never
+    gets it again."""
+    return T.SENDING if kind == "apology" else T.AWAITING
+
+
 def resendable(kind: str, thread_state: str) -> bool:
-    """Whether a message of ``kind`` in doubt may still be sent again ('resolve --resend'):
-    an apology while its thread waits for it, a follow-up while its thread awaits a reply.
-    A thread that has moved on (a reply, a cancel, a bounce) never gets it again."""
-    return thread_state == (T.SENDING if kind == "apology" else T.AWAITING)
+    return thread_state == resend_state(kind)
+
+
+def settles_not_sent(kind: str, thread_state: str) -> bool:
+    """Whether a message of ``kind`` in doubt may be settled as not sent ('resolve
+    --not-sent'): a follow-up of a closed thread only. An apology recorded so would be sent
+    again by a later run or send (every duplicate guard reads a failed apology as never
+    having reached them), and a follow-up of a thread that may still send one would be
+    followed by another (a held thread is released back to awaiting a reply)."""
+    return kind == "follow_up" and thread_state in CLOSED_THREAD
 
 
 def describe(state: ThreadState | MessageState | str) -> str:

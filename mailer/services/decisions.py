@@ -25,15 +25,16 @@ from mailer.errors import DeliveryError, InputError, MailerError, StateError
 from mailer.model import apology
 from mailer.model.followup import AWAITING, CANCELLED, FOLLOWED_UP, HELD
 from mailer.model.lifecycle import (
-    CLOSED_THREAD,
     SETTLED_NOT_SENT,
     Outcome,
     ThreadEvent,
     ThreadState,
     TransitionRefused,
     describe,
+    resend_state,
     resendable,
     settle_advice,
+    settles_not_sent,
 )
 from mailer.services import sending
 from mailer.services.delivery import record_failure, settle_unrecorded, unrecorded, was_accepted
@@ -224,7 +225,7 @@ def resolve(
             "it is not sent again",
             hint=f"run 'mailer resolve {thread_id} --sent' to record it as sent",
         )
-    wanted = (AWAITING,) if m.kind == "follow_up" else (ThreadState.SENDING,)
+    wanted = (resend_state(m.kind),)
     if not resendable(m.kind, thread.state):  # the claim checks again; this only fails early
         raise InputError(
             f"thread {thread_id} is {describe(thread.state)}, so its {kind} is not sent again",
@@ -278,18 +279,15 @@ def _not_arrived(
 ) -> str:
     """``resolve --not-sent``: a follow-up in doubt of a closed thread (replied, cancelled,
     bounced, closed as no answer) did not arrive, or the user cannot find out: nothing more
-    goes to that thread either way. Refused for anything else (the store decides again in
-    its transaction): an apology recorded as not sent would be sent again by a later run or
-    send (the duplicate guards read it as never having reached them), and a follow-up of a
-    thread that may still send one would be followed by another, a resend in disguise (a
-    held thread is released back to awaiting a reply)."""
+    goes to that thread either way. Refused for anything else, with the commands that do
+    apply (see lifecycle.settles_not_sent; the store decides again in its transaction)."""
     kind = m.kind.replace("_", "-")
     if was_accepted(m):
         raise InputError(
             f"thread {thread.id}: the {kind} {m.message_id} WAS {m.error}; it did arrive",
             hint=f"run 'mailer resolve {thread.id} --sent' to record it as sent",
         )
-    if m.kind != "follow_up" or thread.state not in CLOSED_THREAD:
+    if not settles_not_sent(m.kind, thread.state):
         hint = settle_advice(thread.id, provider_files_sent, m.kind, thread.state)
         if m.kind == "follow_up" and resendable(m.kind, thread.state):
             hint += f"; if nothing more should go, 'mailer cancel {thread.id}' first"
