@@ -304,6 +304,35 @@ def test_an_own_template_becomes_a_situation_and_is_linted(tmp_path: Path) -> No
     assert "missing-regret" in bad.stdout
 
 
+def test_a_template_whose_file_name_is_not_a_situation_says_how_to_rename_it(
+    tmp_path: Path,
+) -> None:
+    """Verify templates/Family Wedding.txt.j2 is not taken as a situation, and that both
+    `situations` and asking for it name the file and the name to give it, instead of only
+    listing the others."""
+    ws = sender_only_workspace(tmp_path / "ws")
+    (ws / "templates").mkdir()
+    (ws / "templates" / "Family Wedding.txt.j2").write_text(GOOD_OWN_TEMPLATE, encoding="utf-8")
+    listed = run_cli(ws, "situations")
+    assert listed.returncode == 0, listed.stderr
+    assert "Family" not in listed.stdout
+    assert (
+        "templates/Family Wedding.txt.j2 is not a situation" in listed.stderr
+        and "rename it family-wedding.txt.j2" in listed.stderr
+    ), listed.stderr
+    asked = run_cli(
+        ws, "preview", "--situation", "family wedding", *FACTS[2:], "--to", "ana@acme.example"
+    )
+    assert asked.returncode == 2
+    assert "templates/Family Wedding.txt.j2 is not one" in asked.stderr, asked.stderr
+    assert "rename it family-wedding.txt.j2" in asked.stderr
+    (ws / "templates" / "Family Wedding.txt.j2").rename(ws / "templates" / "family-wedding.txt.j2")
+    renamed = run_cli(
+        ws, "preview", "--situation", "family-wedding", *FACTS[2:], "--to", "ana@acme.example"
+    )
+    assert renamed.returncode == 0, renamed.stderr
+
+
 def test_lint_notes_templates_identical_to_the_built_in_ones(tmp_path: Path) -> None:
     """Verify a workspace made by an older init hears which copies hold back wording fixes."""
     ws = sender_only_workspace(tmp_path / "ws")

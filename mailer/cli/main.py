@@ -420,8 +420,14 @@ def situations(obj: Context) -> None:
     templates/NAME.txt.j2 of the workspace."""
     from mailer.model.composer import situations_in
 
-    for name, meaning in situations_in(obj.workspace_hint() / "templates").items():
+    found = situations_in(obj.workspace_hint() / "templates")
+    for name, meaning in found.items():
         click.echo(f"{name:<10} {meaning}")
+    for file, better in found.misnamed.values():
+        warn(
+            f"templates/{file} is not a situation: a situation's file name is lower-case "
+            f"letters, digits, '-' and '_'; rename it {better}.txt.j2"
+        )
 
 
 @cli.command()

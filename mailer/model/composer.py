@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from mailer.errors import InputError, MailerError, TemplateError
 from mailer.model.facts import PLACEHOLDER as _PLACEHOLDER
-from mailer.model.facts import SITUATIONS, Facts, FreeSlot
+from mailer.model.facts import SITUATIONS, Facts, FreeSlot, Situations
 from mailer.model.settings import DAY_PATTERNS, SenderSettings
 from mailer.model.values import HEADER_MAX, check_header, header_problem
 
@@ -93,16 +93,26 @@ def builtin_situations() -> tuple[str, ...]:
     return tuple(SITUATIONS)
 
 
-def situations_in(templates_dir: Path | None) -> dict[str, str]:
+def situations_in(templates_dir: Path | None) -> Situations:
     """Every situation there is a template for: the built-in ones, then each
-    ``templates/NAME.txt.j2`` of the workspace that is not one of them."""
+    ``templates/NAME.txt.j2`` of the workspace that is not one of them. A file whose name
+    is not a situation's ("Family Wedding.txt.j2") is not one, but is kept in ``misnamed``
+    with the name to rename it to."""
     found = dict(SITUATIONS)
+    misnamed: dict[str, tuple[str, str]] = {}
     if templates_dir is not None and templates_dir.is_dir():
         for path in sorted(templates_dir.glob("*.txt.j2")):
             name = path.name[: -len(".txt.j2")]
-            if name not in found and name != "follow_up" and _SITUATION_NAME.fullmatch(name):
+            if name in found or name.lower() == "follow_up" or name.startswith("_"):
+                continue
+            if _SITUATION_NAME.fullmatch(name):
                 found[name] = f"your own template ({path})"
-    return found
+                continue
+            better = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")
+            if better and not better[0].isalpha():
+                better = f"my-{better}"
+            misnamed[name.strip().lower()] = (path.name, better[:40] or "my-situation")
+    return Situations(found, misnamed)
 
 
 def same_as_builtin(templates_dir: Path) -> list[Path]:

@@ -43,6 +43,21 @@ SITUATIONS: dict[str, str] = {
     "technical": "technical trouble in a video interview",
     "conflict": "asking in advance to move it because of a clash",
 }
+
+
+class Situations(dict[str, str]):
+    """The situations there are templates for (name -> what it is), with ``misnamed``: the
+    workspace's template files that are none only because of their names (the name asked
+    for, lower-cased -> the file's name and the name to rename it to), so that asking for
+    one says why instead of only listing the others."""
+
+    def __init__(
+        self, known: Mapping[str, str], misnamed: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
+        super().__init__(known)
+        self.misnamed = dict(misnamed or {})
+
+
 # Names a --var may not reuse: they would silently replace a fact.
 RESERVED_VARS = frozenset(
     {
@@ -383,9 +398,16 @@ def make_facts(
     if situation.strip().lower() in known:
         situation = situation.strip().lower()
     else:
+        misnamed = situations.misnamed if isinstance(situations, Situations) else {}
+        file = misnamed.get(situation.strip().lower())
         fail(
             f"{prefix}situation: unknown situation {shown(situation, quoted=True)} "
-            f"(one of: {', '.join(known)})"
+            + (
+                f"(templates/{file[0]} is not one: a situation's file name is lower-case "
+                f"letters, digits, '-' and '_'; rename it {file[1]}.txt.j2)"
+                if file
+                else f"(one of: {', '.join(known)})"
+            )
         )
     # Sizes and characters first: every later check, the composer and the apology check then
     # work on small, clean values however large the input was, and no value is quoted back.
