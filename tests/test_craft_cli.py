@@ -89,6 +89,25 @@ def test_lint_command_checks_a_file_and_exits_6_on_errors(
     assert good.returncode == 0 and "no problems found" in good.stdout
 
 
+def test_lint_reads_the_draft_from_standard_input_given_a_dash(offline_workspace: Path) -> None:
+    """Verify `mailer lint -` checks the text piped to it (a draft pasted from another
+    program), a byte-order mark before its Subject: line included, as it checks a file."""
+    draft = "\ufeffSubject: Reschedule ASAP\n\nHi, it was not my fault.\n"
+    r = run_cli(offline_workspace, "lint", "-", "--company", "Acme", input=draft)
+    assert r.returncode == 6, r.stderr
+    assert "[blame-shifting]" in r.stdout
+    # The subject is read as the subject: the mark is not part of it.
+    assert '"Subject: Reschedule ASAP"' in r.stdout, r.stdout
+    good = run_cli(offline_workspace, "lint", *fact_args(note="I am well again."))
+    assert good.returncode == 0
+    r = run_cli(offline_workspace, "lint", "-", input="x" * 1_000_001)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "mailer: error: standard input: is over 1,000,000 bytes; at most 1,000,000 are read "
+        "(an apology is far shorter)"
+    )
+
+
 def test_call_script_has_every_element(offline_workspace: Path) -> None:
     """Verify the phone script: greeting, apology, reason, interest, times, thanks, voicemail."""
     r = run_cli(offline_workspace, "call-script", *fact_args(free="2026-12-01 09:00-12:00"))

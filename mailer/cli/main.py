@@ -861,8 +861,9 @@ def classify(files: tuple[Path, ...], as_json: bool, as_jsonl: bool) -> None:
 @click.pass_obj
 @handle_errors
 def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
-    """Check an apology for the advice: FILE (a text, optionally starting 'Subject:'), or the
-    message the facts would produce. Exits 6 if it finds errors."""
+    """Check an apology for the advice: FILE (a text, optionally starting 'Subject:'; '-'
+    reads standard input), or the message the facts would produce. Exits 6 if it finds
+    errors."""
     from mailer.model.lint import has_errors, lint_apology
 
     if file is not None:
@@ -874,15 +875,24 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         check_header(opts["company"] or "", "--company", NAME_MAX)
         check_header(opts["role"] or "", "--role", NAME_MAX)
         check_body(opts["note"] or "", "--note", NOTE_MAX)
+        # "-": the text from standard input (a draft pasted from another program).
+        where = "standard input" if str(file) == "-" else str(file)
         try:
-            if (size := file.stat().st_size) > 1_000_000:
+            if str(file) == "-":
+                data = click.get_binary_stream("stdin").read(1_000_001)
+                too_big = "over 1,000,000" if len(data) > 1_000_000 else ""
+            else:
+                size = file.stat().st_size
+                too_big = f"{size:,}" if size > 1_000_000 else ""
+                data = b"" if too_big else file.read_bytes()
+            if too_big:
                 raise InputError(
-                    f"{file}: is {size:,} bytes; at most 1,000,000 are read (an apology is far "
-                    "shorter)"
+                    f"{where}: is {too_big} bytes; at most 1,000,000 are read (an apology is "
+                    "far shorter)"
                 )
-            subject, text = split_subject(file.read_text(encoding="utf-8"))
+            subject, text = split_subject(data.decode("utf-8-sig"))
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file}: cannot read: {exc}") from None
+            raise InputError(f"{where}: cannot read: {exc}") from None
         findings = lint_apology(
             subject,
             text,
