@@ -319,6 +319,29 @@ def test_a_piped_table_lines_up_its_columns_one_row_a_line(
     ]
 
 
+def test_a_piped_table_lines_up_wide_and_combining_characters_by_the_columns_they_take(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a company in Japanese (two terminal columns a character) or with a combining
+    accent (none for the accent) leaves the next column where it is in every row."""
+    from mailer.cli.console import print_rows
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    columns = [("ID", {"justify": "right"}), ("COMPANY", {}), ("STATE", {})]
+    rows: list[tuple[list[str], str | None]] = [
+        (["1", "株式会社テスト", "awaiting reply"], None),
+        (["2", "Cafe\u0301 Co", "replied"], None),
+        (["3", "Acme", "sent"], None),
+    ]
+    print_rows(columns, rows)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "ID  COMPANY         STATE"
+    assert out[2] == " 1  株式会社テスト  awaiting reply"
+    assert out[3] == " 2  Cafe\u0301 Co         replied"
+    assert out[4] == " 3  Acme            sent"
+    assert out[1] == "─" * len(out[4].replace("sent", "awaiting reply"))
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     when=st.datetimes(

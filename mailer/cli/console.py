@@ -123,26 +123,61 @@ def print_rows(
         return
     header = [name for name, _ in columns]
     # One row a line, whatever a server's words in a cell hold (looked for in the row's cells
-    # at once: 10k rows are 60k cells).
-    grid = [
-        header,
-        *(
-            [_one_line(c) for c in cells]
-            if "\n" in (joined := "".join(cells)) or "\r" in joined
-            else cells
-            for cells, _ in rows
-        ),
-    ]
-    widths = [max(map(len, column)) for column in zip(*grid, strict=True)]
+    # at once: 10k rows are 60k cells). A row with other than ASCII ("株式会社テスト", "José")
+    # is measured in the columns it takes on a terminal, not in characters, and padded by
+    # hand; the others by one format.
+    grid = [header]
+    wide: set[int] = set()  # the rows (in grid) with other than ASCII
+    for cells, _ in rows:
+        joined = "".join(cells)
+        if "\n" in joined or "\r" in joined:
+            cells = [_one_line(c) for c in cells]
+        if not joined.isascii():
+            wide.add(len(grid))
+        grid.append(cells)
+    plain = [cells for i, cells in enumerate(grid) if i not in wide] if wide else grid
+    widths = [max(map(len, column)) for column in zip(*plain, strict=True)]
+    for i in wide:
+        widths = [max(w, _columns(c)) for w, c in zip(widths, grid[i], strict=True)]
     # One format for every line: 10k rows are a format call each, not a padding call a cell.
-    fmt = "  ".join(
-        f"{{:{'>' if opts.get('justify') == 'right' else '<'}{w}}}"
-        for w, (_, opts) in zip(widths, columns, strict=True)
-    )
+    right = [opts.get("justify") == "right" for _, opts in columns]
+    fmt = "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right, strict=True))
+
+    def line(i: int, cells: list[str]) -> str:
+        if i not in wide:
+            return fmt.format(*cells).rstrip()
+        padded = (
+            " " * (w - _columns(c)) + c if r else c + " " * (w - _columns(c))
+            for c, w, r in zip(cells, widths, right, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
     rule = "─" * (sum(widths) + 2 * (len(widths) - 1))
-    lines = [fmt.format(*header).rstrip(), rule, *(fmt.format(*c).rstrip() for c in grid[1:])]
+    body = (
+        (line(i, c) for i, c in enumerate(grid) if i)
+        if wide
+        else (fmt.format(*c).rstrip() for c in grid[1:])
+    )
+    lines = [fmt.format(*header).rstrip(), rule, *body]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def _columns(cell: str) -> int:
+    """How many terminal columns ``cell`` takes: two for a wide (East Asian) character, none
+    for a combining mark or a zero-width one."""
+    if cell.isascii():
+        return len(cell)
+    import unicodedata
+
+    return sum(
+        0
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(ch) in "WF"
+        else 1
+        for ch in cell
+    )
 
 
 def _one_line(cell: str) -> str:
