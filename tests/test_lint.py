@@ -455,3 +455,65 @@ def test_the_key_elements_and_word_count_read_by_line_as_the_whole_text(
         assert lint._found(name, text) == bool(lint._get(name).search(text)), (name, text)
     whole = len(lint._get("_WORD").findall(lint._unquoted(text).replace("’", "'")))
     assert lint.word_count(text) == whole
+
+
+# --- another language --------------------------------------------------------------------------
+
+OTHER_LANGUAGES = {
+    "French": (
+        "Madame Ruiz,\n\nJe suis vraiment désolé d'avoir manqué notre entretien de mardi pour "
+        "le poste chez Acme. J'étais malade. Je reste très intéressé par le poste. Serait-il "
+        "possible de convenir d'une nouvelle date ? Merci pour votre compréhension.\n\nSam"
+    ),
+    "Spanish": (
+        "Estimada Sra. Ruiz:\n\nLamento mucho no haber asistido a la entrevista del martes. "
+        "Estuve enfermo. Sigo muy interesado en el puesto en Acme. ¿Sería posible fijar una "
+        "nueva fecha? Muchas gracias por su comprensión.\n\nSam"
+    ),
+    "Russian": (
+        "Уважаемая Ана,\n\nПриношу извинения за то, что пропустил собеседование во вторник. "
+        "Я заболел. Я по-прежнему очень заинтересован в этой должности в Acme. Можно ли "
+        "перенести встречу? Спасибо за понимание.\n\nСэм"
+    ),
+    "Chinese": (
+        "尊敬的鲁伊斯女士：\n\n非常抱歉我错过了周二的面试。我当时生病了。我仍然对Acme的这个职位"
+        "非常感兴趣。请问是否可以重新安排时间？感谢您的理解。\n\n山姆"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(OTHER_LANGUAGES))
+@pytest.mark.parametrize("kind", ["apology", "follow_up"])
+def test_an_apology_in_another_language_gets_one_warning_not_five_errors(
+    language: str, kind: str
+) -> None:
+    """Verify a text plainly in another language is not called missing every key element
+    (the words looked for are English): one warning says the check cannot tell, and asks
+    for them to be checked by hand, naming the role and company."""
+    found = lint_apology(
+        "Acme", OTHER_LANGUAGES[language], company="Acme", role="Data Engineer", kind=kind
+    )
+    assert [f.rule for f in found if f.severity != SUGGESTION] == ["other-language"]
+    assert not has_errors(found)
+    assert "the Data Engineer role at Acme" in found[0].fix
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # English, terse or rude: the key elements are still checked.
+        "Hi Ana, it was not my fault, the traffic was terrible. Reschedule ASAP. I expect a "
+        "reply today. Sam",
+        # English with names in other languages (de la Cruz, Banco do Brasil e Companhia).
+        "Dear Ms de la Cruz, the interview at Banco do Brasil e Companhia: it did not happen, "
+        "and we will see what comes of it. Regards, Sam",
+        # Too short to judge: checked as English.
+        "Es tut mir leid, ich war krank. Neuer Termin? Danke!",
+    ],
+)
+def test_an_english_or_too_short_text_still_has_its_key_elements_checked(text: str) -> None:
+    """Verify the language signal never spares an English text (or one too short to judge)
+    the key-element errors."""
+    found = lint_apology("", text, company="Acme", role="Data Engineer")
+    assert "other-language" not in {f.rule for f in found}
+    assert has_errors(found)

@@ -333,6 +333,30 @@ def test_a_template_whose_file_name_is_not_a_situation_says_how_to_rename_it(
     assert renamed.returncode == 0, renamed.stderr
 
 
+def test_an_own_template_in_another_language_is_not_blocked_by_the_english_check(
+    tmp_path: Path,
+) -> None:
+    """Verify a workspace template written in German previews and lints with one warning
+    (check the key elements by hand) instead of five errors that only --force gets past."""
+    ws = sender_only_workspace(tmp_path / "ws")
+    (ws / "templates").mkdir()
+    (ws / "templates" / "krank.txt.j2").write_text(
+        "Subject: Entschuldigung: unser Gespräch bei {{ company }}\n\n"
+        "Sehr geehrte Frau Ruiz,\n\nes tut mir sehr leid, dass ich unser Gespräch für die "
+        "Stelle als {{ role }} bei {{ company }} verpasst habe. Ich war leider krank. Ich bin "
+        "weiterhin sehr an der Stelle interessiert. Wäre ein neuer Termin möglich? Vielen "
+        "Dank für Ihr Verständnis.\n\n{{ signature }}\n",
+        encoding="utf-8",
+    )
+    args = ["--situation", "krank", *FACTS[2:], "--to", "ana@acme.example"]
+    checked = run_cli(ws, "lint", *args)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "[other-language]" in checked.stdout and "missing-" not in checked.stdout
+    shown = run_cli(ws, "preview", *args)
+    assert shown.returncode == 0, shown.stderr
+    assert "Sehr geehrte Frau Ruiz" in shown.stdout
+
+
 def test_lint_notes_templates_identical_to_the_built_in_ones(tmp_path: Path) -> None:
     """Verify a workspace made by an older init hears which copies hold back wording fixes."""
     ws = sender_only_workspace(tmp_path / "ws")

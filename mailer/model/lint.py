@@ -92,6 +92,13 @@ _RULE_LIST = (
         "End with: 'Thank you for your understanding and for your time.'",
     ),
     Rule(
+        "other-language",
+        WARNING,
+        "the message is not in English, and the check of its key elements reads English only",
+        "Check by hand that it gives a reason, says sorry, says you still want the {role} "
+        "role at {company}, asks for another time, and thanks them.",
+    ),
+    Rule(
         "placeholder",
         ERROR,
         "a placeholder was left in the text",
@@ -559,7 +566,22 @@ def lint_apology(
     sentences = [s for part in parts for s in part.sentences]
     subject_line = [f"Subject: {subject}"] if subject.strip() else []
     findings: list[Finding] = []
-    findings += _elements(parts, sentences, kind=kind, company=company, role=role)
+    elements = list(_elements(parts, sentences, kind=kind, company=company, role=role))
+    # (Its language is judged only when an element is missing: most messages have them all.)
+    if any(f.rule in _KEY_ELEMENTS for f in elements) and _not_english(parts):
+        # Its key elements are all "missing": the words looked for are English.
+        findings.append(
+            _finding(
+                "other-language",
+                "This message is not in English; the apology check cannot tell whether it "
+                "gives a reason, says sorry, says you still want the role, asks for another "
+                "time and thanks them.",
+                company=company,
+                role=role,
+            )
+        )
+    else:
+        findings += elements
     findings += _placeholders(subject_line)
     findings += [f for part in parts for f in part.placeholders]
     findings += _length_of(sum(part.words for part in parts), kind)
@@ -649,6 +671,81 @@ def _read_part(paragraph: str) -> _Part:
         tone=tuple(_tone(sentences)),
         excuses=tuple(_excuses(sentences)),
         passive=next(iter(_passive(sentences)), None),
+    )
+
+
+# Function words, lower-case: English's, and those of the other languages of Latin script an
+# apology is most often written in here (German, French, Spanish, Italian, Dutch,
+# Portuguese) that are not English words too ("a", "die", "no", "me", "was", "is" are left
+# out). Only their counts matter: which other language it is is not said.
+_ENGLISH_WORDS = frozenset(
+    word
+    for words in (
+        "i the and to of you your for in my is that it at with be have this would am on me",
+        "was as will are not we our they can could been an",
+    )
+    for word in words.split(" ")
+)
+_OTHER_WORDS = (
+    frozenset(
+        word
+        for words in (
+            "der das und ich nicht ist zu sie es mit für auf ein eine einen dass ihnen habe "
+            "bin wir sehr leider ihr ihre mich mir wäre können möchte bitte vielen dank",
+            "le la les et je ne pas est des du que vous pour une avec mon ma mes suis été "
+            "très merci votre vos nous désolé désolée",
+            "el los las y yo usted para una con mi mis estoy fue muy gracias su sus lo siento nos",
+            "il gli e io non è che lei per mio mia sono stato molto grazie suo sua scusa ci",
+            "het een en ik niet te u voor op mijn zeer graag bedankt uw wij excuses heb",
+            "o os as eu não é você um uma meu minha estou foi muito obrigado obrigada seu desculpe",
+        )
+        for word in words.split(" ")
+    )
+    - _ENGLISH_WORDS
+)
+
+
+def _tongue(paragraph: str) -> tuple[int, int, int, int, int]:
+    """Words, English function words, other languages' function words, characters, and
+    letters outside the Latin script."""
+    words = _get("_WORD").findall(paragraph.lower())
+    english = sum(map(_ENGLISH_WORDS.__contains__, words))
+    other = sum(map(_OTHER_WORDS.__contains__, words))
+    if paragraph.isascii():  # (nearly every paragraph of an English campaign)
+        return len(words), english, other, len(paragraph), 0
+    beyond = _get("_LATIN").sub("", paragraph)  # what is left is outside the Latin script
+    return len(words), english, other, len(paragraph), sum(map(str.isalpha, beyond))
+
+
+# Every character of the Latin script's blocks, and every one that is not a letter.
+_LAZY["_LATIN"] = lambda: re.compile(r"[\x00-\u024f\u1e00-\u1eff]|[\W\d_]")
+
+
+_KEY_ELEMENTS = frozenset(
+    ("missing-reason", "missing-regret", "missing-interest", "missing-reschedule", "missing-thanks")
+)
+# The least a body must hold before its language is judged, and the shares that say it is
+# another one: a short or mixed text is checked as English, as before.
+_JUDGED_WORDS = 15
+
+
+def _not_english(parts: list[_Part]) -> bool:
+    """Whether the body is plainly in another language than English: most of its letters
+    outside the Latin script (Russian, Greek, Chinese...), or many of another Latin-script
+    language's function words and few of English's (an English apology has about a third)."""
+    if not parts:
+        return False
+    counts = zip(*(_tongue(part.norm) for part in parts), strict=True)
+    words, english, other, chars, foreign = (sum(c) for c in counts)
+    # (Characters, not letters: the spaces and marks between words count too. Russian or
+    # Greek is still over half, and Chinese or Japanese, with no spaces, is most of it.)
+    if chars >= 2 * _JUDGED_WORDS and foreign * 2 >= chars:
+        return True
+    return (
+        words >= _JUDGED_WORDS
+        and other * 8 >= words
+        and english * 12 <= words
+        and other >= 2 * english
     )
 
 
