@@ -879,7 +879,7 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         where = "standard input" if str(file) == "-" else str(file)
         try:
             if str(file) == "-":
-                data = click.get_binary_stream("stdin").read(1_000_001)
+                data = sys.stdin.buffer.read(1_000_001)
                 too_big = "over 1,000,000" if len(data) > 1_000_000 else ""
             else:
                 size = file.stat().st_size
