@@ -171,6 +171,36 @@ def test_a_dotenv_not_utf8_on_its_first_line_says_line_1(tmp_path: Path) -> None
     assert str(caught.value) == f"{env}: line 1: not UTF-8 text"  # no byte of the password
 
 
+def test_a_password_in_the_environment_that_is_not_utf8_names_the_variable_and_no_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify a password exported in Latin-1 (its bytes come to Python as surrogates) is a
+    config error naming the variable, never showing a byte or the length of the password
+    (it crashed as an internal error quoting the byte and its position)."""
+    monkeypatch.setenv("MAILER_SMTP_PASSWORD", "Pw-SECRET-7391\udce9xyz")
+    with pytest.raises(ConfigError) as caught:
+        read_secrets(tmp_path / ".env")
+    assert str(caught.value) == "MAILER_SMTP_PASSWORD: the environment variable is not UTF-8 text"
+    assert "SECRET" not in str(caught.value) + (caught.value.hint or "")
+
+
+def test_a_dotenv_line_dotenv_cannot_read_is_named_not_reported_as_unset(
+    offline_workspace: Path,
+) -> None:
+    """Verify a .env line with an unclosed quote is one error naming .env and the line
+    (it was a python-dotenv warning naming no file, then "not set")."""
+    env = offline_workspace / ".env"
+    password = env.read_text().strip().partition("=")[2]
+    env.write_text(f'# mine\nMAILER_SMTP_PASSWORD="{password}\n', encoding="utf-8")
+    r = run_cli(offline_workspace, *send_args())
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"mailer: error: {env}: line 2: cannot be read as NAME=value (look for a quote that "
+        "is not closed on that line)"
+    ]
+    assert password not in r.stdout + r.stderr
+
+
 def test_a_dotenv_saved_with_a_bom_gives_its_first_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

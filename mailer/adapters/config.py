@@ -387,6 +387,15 @@ def read_secrets(env_file: Path, environment: bool = True) -> dict[str, str]:
             )
             or key.startswith("MAILER_ACCOUNT_")
         ):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                # Bytes the locale could not decode (a password typed in Latin-1): said in
+                # one line naming the variable, never which byte (it is one of a password's).
+                raise ConfigError(
+                    f"{key}: the environment variable is not UTF-8 text",
+                    hint="export it again as UTF-8 text, or put it in .env saved as UTF-8",
+                ) from None
             values[key] = value
     return values
 
@@ -414,6 +423,16 @@ def _read_env_file(env_file: Path) -> dict[str, str]:
         raise ConfigError(
             f"{env_file}: line {line}: not UTF-8 text", hint="save the file as UTF-8"
         ) from None
+    from dotenv.parser import parse_stream
+
+    # A line dotenv cannot read (an unclosed quote) would only be logged by it, and its
+    # variable then reported as not set: said here, naming the line, never quoting it.
+    for binding in parse_stream(io.StringIO(text, newline=None)):
+        if binding.error:
+            raise ConfigError(
+                f"{env_file}: line {binding.original.line}: cannot be read as NAME=value",
+                hint="look for a quote that is not closed on that line",
+            )
     # newline=None: CRLF and CR read as LF, as dotenv's own reading of the file did.
     stream = io.StringIO(text, newline=None)
     return {k: v for k, v in dotenv_values(stream=stream).items() if v is not None}
