@@ -37,8 +37,15 @@ def with_option(args: list[str], option: str, value: str) -> list[str]:
         ("--var", f"team={ATTACK}", "--var team: contains RFC 2047 encoded-word syntax"),
         ("--role", "Analyst\x1b]0;owned\x07", "--role: contains the control character U+001B"),
         ("--interviewer", "A" * 5000, "--interviewer: is 5,000 characters long"),
+        # A Latin-1 byte on a UTF-8 command line (Python gives it as a lone surrogate): it
+        # was an internal error naming no option.
+        ("--interviewer", "Caf\udce9", "--interviewer: is not UTF-8 text"),
+        ("--note", "caf\udce9 wifi", "--note: is not UTF-8 text"),
     ],
-    ids=["interviewer", "company-in-subject", "var-in-subject", "escape", "long-name"],
+    ids=[
+        *("interviewer", "company-in-subject", "var-in-subject", "escape", "long-name"),
+        *("latin1-name", "latin1-note"),
+    ],
 )
 def test_send_and_preview_refuse_a_bad_fact_and_nothing_is_sent(
     stack: Stack, workspace: Path, option: str, value: str, expected: str

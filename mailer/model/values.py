@@ -35,8 +35,10 @@ LIST_MAX = 50  # addresses, free times, variables: each list of one message
 
 # C0 controls but TAB, DEL, C1 controls, and the Unicode line and paragraph separators
 # (str.splitlines() breaks lines at all of them).
-_HEADER_BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-_BODY_BAD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# (And lone surrogates: bytes of a command line or file that were not UTF-8, which no
+# message can be encoded with.)
+_HEADER_BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_BODY_BAD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def header_problem(value: str, limit: int) -> str | None:
@@ -141,6 +143,8 @@ def _control_problem(char: str, *, header: bool) -> str:
         return "contains a carriage return"
     if char in "\u2028\u2029":
         return f"contains a line or paragraph separator (U+{ord(char):04X})"
+    if "\ud800" <= char <= "\udfff":
+        return "is not UTF-8 text (a byte your terminal or file gave in another encoding)"
     return f"contains the control character U+{ord(char):04X}"
 
 
