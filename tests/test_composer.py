@@ -209,6 +209,34 @@ def test_a_template_not_in_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
     assert err.value.hint == "save the file as UTF-8"
 
 
+@pytest.mark.parametrize(
+    ("text", "part", "char"),
+    [
+        ("Subject: Sorry\n\nDear Ana,\nbody \x00 nul\n", "body", "U+0000"),
+        ("Subject: Sorry\n\nDear Ana,\n\x1b[31mred\x1b[0m\n", "body", "U+001B"),
+        ("Subject: Sorry\n\nDear Ana,\npage\x0cbreak\n", "body", "U+000C"),
+        ("Subject: Sorry \x07\n\nDear Ana,\n", "subject", "U+0007"),
+    ],
+    ids=["nul", "escape", "form-feed", "bell-in-subject"],
+)
+def test_a_control_character_in_a_template_is_refused_naming_it(
+    tmp_path: Path, text: str, part: str, char: str
+) -> None:
+    """Verify a template's own control characters (a NUL, a terminal escape) are refused, as
+    they are in the facts (they went into the sent email; a walkthrough). Tabs and line
+    breaks are text."""
+    (tmp_path / "illness.txt.j2").write_text(text, encoding="utf-8")
+    with pytest.raises(TemplateError) as err:
+        compose_apology(Composer(tmp_path), facts(), SENDER, AFTER)
+    assert str(err.value) == (
+        f"template illness.txt.j2: the {part} contains the control character {char}"
+    )
+    (tmp_path / "illness.txt.j2").write_text(
+        "Subject: Sorry\n\nDear Ana,\n\tI was ill.\r\nThank you.\n", encoding="utf-8"
+    )
+    assert "\tI was ill." in compose_apology(Composer(tmp_path), facts(), SENDER, AFTER).text
+
+
 @pytest.mark.parametrize("field", ["note", "interviewer", "company", "role"])
 @pytest.mark.parametrize("char", ["\u200b", "\u202e", "\u2066", "\ufeff"])
 def test_an_invisible_character_in_a_fact_is_refused_naming_it(field: str, char: str) -> None:

@@ -263,6 +263,10 @@ _HEADER_LIKE = re.compile(
 )
 
 
+# Control characters other than tab and the line breaks, in a rendered template.
+_TEMPLATE_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _split(name: str, text: str) -> Draft:
     # (A BOM, as Windows editors save UTF-8, is no part of the first line.)
     first, _, body = text.lstrip("\ufeff\n").partition("\n")
@@ -290,6 +294,15 @@ def _split(name: str, text: str) -> Draft:
     if not subject:
         raise TemplateError(f"template {name}: the subject is empty")
     for part, content in (("subject", subject), ("body", body)):
+        if m := _TEMPLATE_CONTROL.search(content):
+            # The facts are checked for these before they are put in: it is the template's
+            # own text (a NUL, a terminal escape, a form feed pasted from another program).
+            raise TemplateError(
+                f"template {name}: the {part} contains the control character "
+                f"U+{ord(m.group(0)):04X}",
+                hint="delete it from the template (an editor that shows invisible characters "
+                "finds it)",
+            )
         if m := _PLACEHOLDER.search(content):
             raise TemplateError(
                 f"template {name}: the {part} still contains the placeholder {m.group(0)!r}"
