@@ -418,3 +418,41 @@ def test_a_follow_up_that_fell_due_while_a_pass_ran_gets_a_pass_at_once(tmp_path
         assert woken(first) == [second]  # seen due by the pass: the next one instead
     finally:
         store.close()
+
+
+def test_the_daily_cap_counts_only_todays_messages_not_those_stamped_on_a_later_day(
+    tmp_path: Path,
+) -> None:
+    """Verify a message stamped three days ahead (the clock was fast when it went, and has
+    been put right) does not use up today's cap: it held every due follow-up back until that
+    later day was over (a walkthrough)."""
+    from types import SimpleNamespace
+
+    from mailer.services.delivery import daily_room
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    today = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    for n, at in enumerate([today - timedelta(days=1), today + timedelta(days=2)]):
+        facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
+        facts |= {"situation": "illness", "interview": T0.isoformat()}
+        _, mid = store.create_thread(
+            now=at,
+            facts=facts,
+            key=f"k{n}",
+            subject=f"s{n}",
+            message_id=f"<m{n}@x>",
+            raw=b"x",
+            envelope_from="me@x.test",
+            recipients=(f"p{n}@b.test",),
+            follow_up_wait="1d",
+            max_follow_ups=1,
+            guard_duplicates=True,
+            submitting=True,
+        )
+        store.mark_sent(mid, at, "250 ok", None)
+    settings = SimpleNamespace(
+        daily_cap=1, account="", sender=SimpleNamespace(timezone="Europe/London")
+    )
+    assert daily_room(settings, store, today) == 1  # type: ignore[arg-type]
+    assert daily_room(settings, store, today + timedelta(days=2)) == 0  # type: ignore[arg-type]
+    store.close()

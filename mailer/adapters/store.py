@@ -2119,9 +2119,9 @@ class Store:
 
     # --- campaigns ---------------------------------------------------------------------------
 
-    def sent_since(self, account: str, since: datetime) -> int:
-        """Messages that left (or may have left) ``account`` since ``since``: the daily cap
-        counts every run and every kind, follow-ups included."""
+    def sent_since(self, account: str, since: datetime, until: datetime | None = None) -> int:
+        """Messages that left (or may have left) ``account`` since ``since`` (and before
+        ``until``): the daily cap counts every run and every kind, follow-ups included."""
         states, params = _in("s", GONE_MESSAGE)
         rows = self._rows(
             f"""SELECT m.submitting_at FROM messages m JOIN threads t ON t.id = m.thread_id
@@ -2131,7 +2131,10 @@ class Store:
             **params,
         )
         # A damaged date counts: the cap errs on the side of sending less.
-        return sum(1 for r in rows if (stored_time(r["submitting_at"]) or since) >= since)
+        # Before ``until``: a message stamped on a later day (the clock was fast when it went,
+        # and has been put right) is that day's, not today's.
+        times = (stored_time(r["submitting_at"]) or since for r in rows)
+        return sum(1 for t in times if since <= t and (until is None or t < until))
 
     def open_subjects(self, recipient: str) -> frozenset[str]:
         """The subjects of threads to ``recipient`` that are still open (read-only): a new

@@ -9,7 +9,7 @@ recording failed (:func:`settle_unrecorded`, :func:`unrecorded`): every sender s
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mailer.adapters.clock import local_zone
@@ -58,7 +58,8 @@ def daily_room(
     if not cap:
         return None
     since = start_of_day(now, local_zone(settings.sender.timezone))
-    return cap - store.sent_since(settings.account, since)
+    # (A day later on the wall clock: the next midnight, across a DST change too.)
+    return cap - store.sent_since(settings.account, since, since + timedelta(days=1))
 
 
 def settle_unrecorded(
