@@ -69,6 +69,30 @@ def test_plain_duration_is_added_exactly() -> None:
     assert follow_up_due(sent, parse_wait("45s")) == sent + timedelta(seconds=45)
 
 
+@pytest.mark.parametrize(
+    ("sent_utc", "wait", "elapsed"),
+    [
+        # The second 01:30 of London's October change: 10 minutes fell due 50 minutes before.
+        (datetime(2026, 10, 25, 1, 30, tzinfo=UTC), "10 minutes", timedelta(minutes=10)),
+        (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), "1 hour", timedelta(hours=1)),
+        (datetime(2026, 10, 24, 23, 30, tzinfo=UTC), "2 hours", timedelta(hours=2)),
+        (datetime(2026, 3, 29, 0, 30, tzinfo=UTC), "3 hours", timedelta(hours=3)),
+    ],
+)
+def test_a_wait_in_hours_or_minutes_is_time_that_passes_across_a_dst_change(
+    sent_utc: datetime, wait: str, elapsed: timedelta
+) -> None:
+    """Verify hours and minutes are added to the instant, not to London's wall clock, where
+    a DST change made them longer or shorter (or due before the send); whole days keep
+    the time of day."""
+    london = ZoneInfo("Europe/London")
+    sent = sent_utc.astimezone(london)
+    due = follow_up_due(sent, parse_wait(wait))
+    assert due.astimezone(UTC) - sent_utc == elapsed
+    week = follow_up_due(datetime(2026, 10, 22, 10, 0, tzinfo=london), parse_wait("7 days"))
+    assert (week.hour, week.day) == (10, 29)
+
+
 # --- every wait that passes validation is usable after the server's 250 ---------------------
 
 _UNIT_SECONDS = {"s": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}

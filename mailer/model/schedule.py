@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from mailer.model.settings import Wait
 
@@ -30,6 +30,12 @@ def follow_up_due(
 ) -> datetime:
     if wait.business_days:
         return add_business_days(sent_at, wait.business_days, holidays)
+    if sent_at.tzinfo is not None and wait.duration % timedelta(days=1):
+        # Hours or minutes are time that passes: added to the instant. (Added to a zone's
+        # wall clock, "10 minutes" across the October DST change fell due 50 minutes before
+        # the apology went.)
+        return (sent_at.astimezone(UTC) + wait.duration).astimezone(sent_at.tzinfo)
+    # Whole days (and weeks) keep the time of day, as business days do.
     return sent_at + wait.duration
 
 
