@@ -305,3 +305,14 @@ def test_a_misspelt_server_setting_stops_even_a_command_that_needs_no_server(
     )
     assert r.returncode == 3, r.stdout + r.stderr
     assert "smtp.securty: unknown setting (did you mean 'security'?)" in r.stderr
+
+
+def test_holidays_country_takes_a_region_and_names_an_unknown_one(tmp_path: Path) -> None:
+    """Verify "GB-ENG" is accepted, and an unknown region is one problem listing the
+    country's regions."""
+    region = BASE.replace("[follow_up]\n", '[follow_up]\nholidays_country = "GB-ENG"\n')
+    assert region != BASE
+    assert load_settings(write(tmp_path, region)).follow_up.holidays_country == "GB-ENG"
+    found = problems(tmp_path, region.replace("GB-ENG", "GB-XYZ"))
+    assert len(found) == 1 and "follow_up.holidays_country: unknown region 'GB-XYZ'" in found[0]
+    assert "GB-ENG, GB-NIR, GB-SCT, GB-WLS" in found[0]

@@ -55,6 +55,16 @@ def test_business_days_skip_the_weekend() -> None:
     )
 
 
+def test_a_region_after_the_country_adds_its_own_holidays() -> None:
+    """Verify "GB-ENG" counts England's Easter Monday and August bank holiday, which "GB"
+    alone (the UK-wide days) left as business days (a walkthrough), and is read in any case."""
+    uk, england = holidays_for("GB", range(2026, 2027)), holidays_for("gb-eng", range(2026, 2027))
+    for day in (date(2026, 4, 6), date(2026, 8, 31)):
+        assert day not in uk and day in england
+    friday = datetime(2026, 4, 3, 10, 0, tzinfo=TZ)  # Good Friday
+    assert follow_up_due(friday, Wait(business_days=1), england).date() == date(2026, 4, 7)
+
+
 def test_business_days_skip_public_holidays() -> None:
     """Verify Christmas and Boxing Day (GB) are not business days."""
     eve = datetime(2026, 12, 24, 9, 0, tzinfo=TZ)

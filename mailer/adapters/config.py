@@ -692,10 +692,22 @@ def load_settings(
     if follow_up.holidays_country:
         import holidays as hol
 
-        if follow_up.holidays_country.upper() not in hol.list_supported_countries():
+        # A country ("GB"), or a country and its region ("GB-ENG", "DE-BY", "US-CA"): some
+        # public holidays are a region's only (England's Easter Monday).
+        country, _, region = follow_up.holidays_country.upper().partition("-")
+        supported = hol.list_supported_countries()
+        if country not in supported:
             r.problem(
                 "follow_up.holidays_country",
-                f"unknown country {follow_up.holidays_country!r} (use a code such as GB, DE, US)",
+                f"unknown country {follow_up.holidays_country!r} (use a code such as GB, DE, "
+                "US, or a country and its region such as GB-ENG)",
+            )
+        elif region and region not in supported[country]:
+            regions = ", ".join(f"{country}-{x}" for x in supported[country][:12])
+            r.problem(
+                "follow_up.holidays_country",
+                f"unknown region {follow_up.holidays_country!r} (for {country}: {regions}"
+                f"{', ...' if len(supported[country]) > 12 else ''})",
             )
     from mailer.model.settings import validate_wait
 

@@ -55,7 +55,7 @@ security = "ssl"
 [follow_up]
 # wait = "3 business days"    # or any duration: "45s", "2 hours", "1 week"
 # max_follow_ups = 1
-# holidays_country = ""       # e.g. "GB", "DE", "US": public holidays are not business days
+# holidays_country = ""       # e.g. "GB-ENG", "DE-BY", "US": public holidays are not business days
 # window = "09:00-17:00"      # when follow-ups may go, in the interviewer's zone ("always")
 # window_days = "mon-fri"
 # quote_original = true       # quote the apology below the follow-up

@@ -41,9 +41,12 @@ def follow_up_due(
 
 @functools.lru_cache(maxsize=32)
 def holidays_for(country: str, years: range) -> frozenset[date]:
-    """Public holidays from the ``holidays`` library; an empty country means none."""
+    """Public holidays from the ``holidays`` library; an empty country means none. A region
+    follows its country after a dash ("GB-ENG": England's, Easter Monday among them)."""
     if not country:
         return frozenset()
     import holidays as hol
 
-    return frozenset(hol.country_holidays(country, years=list(years)).keys())
+    code, _, region = country.upper().partition("-")
+    found = hol.country_holidays(code, subdiv=region or None, years=list(years))
+    return frozenset(found.keys())
