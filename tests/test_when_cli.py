@@ -159,6 +159,28 @@ def test_times_written_in_a_zone_are_shown_in_it_in_the_email(offline_workspace:
     assert "times in the email are shown" not in mine.stdout
 
 
+@pytest.mark.parametrize(
+    ("written", "shown", "zone"),
+    [
+        ("2026-12-10 10:00 +09:00", "10 December at 10:00 UTC+09", "Etc/GMT-9"),
+        ("2026-12-10T10:00-03:00", "10 December at 10:00 UTC-03", "Etc/GMT+3"),
+        ("2026-12-10 10:00 +05:30", "10 December at 10:00 IST", "Asia/Kolkata"),
+        ("2026-12-10 10:00 +05:45", "10 December at 10:00 UTC+05:45", "Asia/Kathmandu"),
+    ],
+)
+def test_an_interview_written_with_a_utc_offset_is_shown_at_that_offset(
+    offline_workspace: Path, written: str, shown: str, zone: str
+) -> None:
+    """Verify "10:00 +09:00" is shown to the interviewer as 10:00 at that offset, labelled, as
+    "10:00 JST" is: it was shown in the sender's zone, unlabelled ("at 01:00"; a walkthrough),
+    and the follow-up kept the sender's office hours."""
+    r = run_cli(offline_workspace, *preview(interview=written, situation="conflict"))
+    assert r.returncode == 0, r.stderr
+    body = r.stdout.split("\n\n", 1)[1]
+    assert shown in body, body
+    assert f"times in the email are shown in {zone}" in r.stdout, r.stdout
+
+
 def test_a_locale_of_another_language_is_refused_with_the_built_in_templates(
     offline_workspace: Path,
 ) -> None:

@@ -350,7 +350,17 @@ def _fmt_day(dt: datetime, locale: str = "en_GB") -> str:
 
 def _fmt_when(dt: datetime, show_zone: bool, locale: str = "en_GB") -> str:
     when = f"{_fmt_day(dt, locale)} at {dt:%H:%M}"
-    return f"{when} {dt.tzname()}" if show_zone else when
+    return f"{when} {zone_label(dt)}" if show_zone else when
+
+
+def zone_label(dt: datetime) -> str:
+    """The zone's abbreviation ("CET", "JST"), or, where tzdata has only digits ("+04" for
+    Dubai, "+09" for an offset written as "+09:00"), the offset from UTC: "UTC+04"."""
+    name = dt.tzname() or ""
+    if name[:1] in "+-" and name[1:].isdigit():
+        hours, minutes = name[1:3], name[3:5]
+        return f"UTC{name[0]}{hours}{f':{minutes}' if minutes else ''}"
+    return name
 
 
 def _in_zone(dt: datetime, tz: str) -> datetime:
@@ -422,7 +432,7 @@ def variables(facts: Facts, sender: SenderSettings, now: datetime) -> dict[str, 
     free_times = []
     for slot in facts.free:
         a, b = _in_zone(slot.start, facts.interviewer_tz), _in_zone(slot.end, facts.interviewer_tz)
-        zone = f" {a.tzname()}" if show_zone else ""
+        zone = f" {zone_label(a)}" if show_zone else ""
         free_times.append(f"{_fmt_day(a, sender.locale)}, {a:%H:%M}–{b:%H:%M}{zone}")
     return {
         **facts.extra,

@@ -131,7 +131,41 @@ def read_when(
     if zone_tz is not None and at.utcoffset() != at.astimezone(zone_tz).utcoffset():
         notes = tuple(f"{n}, {clock_time:%H:%M} there" for n in notes)
     key = getattr(zone_tz, "key", None)
+    if zone_tz is not None and not isinstance(key, str):
+        key = offset_zone(zone_tz.utcoffset(None))
     return Reading(at, (*day_notes, *notes), key if isinstance(key, str) else "")
+
+
+# Zones with no daylight saving time for the offsets that are not whole hours (a whole hour
+# has Etc/GMT-N): "10:00 +05:30" was arranged in India.
+_HALF_OFFSET_ZONES = {
+    (3, 30): "Asia/Tehran",
+    (4, 30): "Asia/Kabul",
+    (5, 30): "Asia/Kolkata",
+    (5, 45): "Asia/Kathmandu",
+    (6, 30): "Asia/Yangon",
+    (8, 45): "Australia/Eucla",
+    (9, 30): "Australia/Darwin",
+    (-9, -30): "Pacific/Marquesas",
+}
+
+
+def offset_zone(offset: timedelta | None) -> str | None:
+    """An IANA zone that is always at ``offset`` from UTC, for an interview written with an
+    offset ("10:00 +09:00"): the interviewer reads its times there, as for a named zone (they
+    were shown in the sender's zone, unlabelled: "at 01:00" for one arranged at 10:00). None
+    for an offset no such zone has."""
+    if offset is None:
+        return None
+    minutes = int(offset.total_seconds()) // 60
+    hours, rest = divmod(abs(minutes), 60)
+    if not rest and hours <= 14 and minutes:
+        # (POSIX's sign: Etc/GMT-9 is nine hours ahead of UTC)
+        return f"Etc/GMT{'-' if minutes > 0 else '+'}{hours}"
+    if not minutes:
+        return "Etc/UTC"
+    sign = 1 if minutes > 0 else -1
+    return _HALF_OFFSET_ZONES.get((sign * hours, sign * rest))
 
 
 def read_slot(
