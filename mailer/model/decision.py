@@ -215,8 +215,9 @@ def hold_for_reply(
     releases it. ``held_from`` keeps the state a release returns to."""
     if before_apology:
         held = (
-            f"a message from {sender} ({subject!r}) came just before the apology went: it "
-            "may have been written before they saw it, or be the answer"
+            f"a message from {sender} ({subject!r}) came before the apology went, by this "
+            "computer's clock: it may have been written before they saw it, or be the answer "
+            "(if the clock is wrong)"
         )
     elif len(threads) == 1:  # (a colleague answering a forward: see watcher._read_forwarded)
         held = f"a message from {sender} with the apology's subject ({subject!r}) may be the answer"

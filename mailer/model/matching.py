@@ -19,6 +19,9 @@ _MSGID = re.compile(r"<[^<>\s]+>")
 _ID_GAPS = re.compile(r"[\s<>,;\"()]+")
 # Server clocks drift; a reply stamped a little before our send is still a reply.
 _CLOCK_SLACK = timedelta(minutes=5)
+# How long before an apology a message from its recipient still holds its thread (see
+# sent_just_after): a day covers a clock set to the wrong zone (up to 14 hours).
+_JUST_BEFORE = timedelta(hours=24)
 # Bounds on what is read of a new message's headers (decoding costs time in the length).
 _MAX_VALUE = 2_000
 _MAX_REFS_TEXT = 16_000
@@ -136,6 +139,23 @@ def from_sender(sender: str, received: datetime, index: ThreadIndex) -> list[Ind
         for t in index.threads
         if (sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains)
         and t.sent_at - _CLOCK_SLACK <= received
+    ]
+
+
+def sent_just_after(sender: str, received: datetime, index: ThreadIndex) -> list[IndexedThread]:
+    """The threads to this address (or an alternate one) whose apology went, by this
+    computer's clock, within a day after the message came, by the server's (and more than
+    the clock slack after): a message written before the apology was read, or the answer
+    itself when the two clocks disagree (a laptop's set hours wrong). Never taken as a
+    reply on that alone: the watcher holds them for the user."""
+    if not sender:
+        return []
+    domain = sender.rpartition("@")[2]
+    return [
+        t
+        for t in index.threads
+        if (sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains)
+        and t.sent_at - _JUST_BEFORE <= received < t.sent_at - _CLOCK_SLACK
     ]
 
 

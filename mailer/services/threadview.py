@@ -326,7 +326,8 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
         also = f" or thread(s) {', '.join(map(str, others))}" if others else ""
         by = d.get("held_reply_by", "?")
         what = (
-            f"a message from {by}{subject} came just before the apology went, and may answer it"
+            f"a message from {by}{subject} came before the apology went (by this computer's "
+            "clock), and may answer it"
             if d.get("held_before_apology")
             else f"a reply from {by}{subject} may answer this{also}"
         )

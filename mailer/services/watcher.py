@@ -52,6 +52,7 @@ from mailer.model.matching import (
     from_sender,
     match,
     match_report,
+    sent_just_after,
 )
 from mailer.model.plan import NewMessage, one_line
 
@@ -610,12 +611,22 @@ def _consider(
     ``index`` holds what its headers can match; a delivery report matched by its body
     needs ``indexes.whole()``."""
     thread_id = match(incoming, index)
+    early: tuple[int, ...] = ()  # open threads whose apology went just after it came
     if thread_id is None and not incoming.report:
-        return None
+        early = tuple(
+            t.id
+            for t in sent_just_after(incoming.sender, incoming.received, index)
+            if t.state in OPEN_THREAD
+        )
+        if not early:
+            return None
+        thread_id = early[-1]
     if incoming.message_id and incoming.message_id in index.our_ids:
         return None
     msg = read_message(box.fetch_raw(uid))  # a bounded prefix, read within bounds
     verdict = classify_message(msg, received=incoming.received.date())
+    if early and verdict.kind != HUMAN:
+        return None  # an auto-reply or a report from before the apology: not about it
     named = _dedupe_all(verdict.failed_recipients, reported_recipients(msg))
     if thread_id is None:
         # The original's IDs and the failed recipients came from the body: the whole index.
@@ -626,7 +637,12 @@ def _consider(
             return None
     hold: tuple[int, ...] = ()
     before_apology = False
-    if verdict.kind == HUMAN and (
+    if early:
+        # A person's message from the recipient, a while before the apology by the clocks
+        # (more than the slack): the answer itself if this computer's clock is fast, so
+        # neither ignored (the follow-up went after the reply) nor taken as the answer.
+        hold, before_apology = tuple(sorted(early)), True
+    elif verdict.kind == HUMAN and (
         by_reference(incoming, index) is None or closed_reference(incoming, index)
     ):
         # Matched by address alone, or in a conversation that is over: of the threads to
