@@ -23,12 +23,15 @@ T0 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 ZONES = [UTC, ZoneInfo("Asia/Kolkata"), ZoneInfo("America/Los_Angeles"), ZoneInfo("Europe/Berlin")]
 
 
-def _apology(store: Store, n: int, account: str = "") -> tuple[int, int]:
-    """Thread ``n``'s apology, recorded as queued (its thread and message row)."""
+def _apology(
+    store: Store, n: int, account: str = "", now: datetime = T0, submitting: bool = False
+) -> tuple[int, int]:
+    """Thread ``n``'s apology, recorded as queued (or submitting) at ``now`` (its thread and
+    message row)."""
     facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
     facts |= {"situation": "illness", "interview": T0.isoformat()}
     return store.create_thread(
-        now=T0,
+        now=now,
         facts=facts,
         key=f"k{n}",
         subject=f"s{n}",
@@ -40,6 +43,7 @@ def _apology(store: Store, n: int, account: str = "") -> tuple[int, int]:
         max_follow_ups=2,
         guard_duplicates=True,
         account=account,
+        submitting=submitting,
     )
 
 
@@ -433,22 +437,7 @@ def test_the_daily_cap_counts_only_todays_messages_not_those_stamped_on_a_later_
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     today = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
     for n, at in enumerate([today - timedelta(days=1), today + timedelta(days=2)]):
-        facts = {"to": f"p{n}@b.test", "interviewer": "A", "company": f"C{n}", "role": "R"}
-        facts |= {"situation": "illness", "interview": T0.isoformat()}
-        _, mid = store.create_thread(
-            now=at,
-            facts=facts,
-            key=f"k{n}",
-            subject=f"s{n}",
-            message_id=f"<m{n}@x>",
-            raw=b"x",
-            envelope_from="me@x.test",
-            recipients=(f"p{n}@b.test",),
-            follow_up_wait="1d",
-            max_follow_ups=1,
-            guard_duplicates=True,
-            submitting=True,
-        )
+        _, mid = _apology(store, n, now=at, submitting=True)
         store.mark_sent(mid, at, "250 ok", None)
     settings = SimpleNamespace(
         daily_cap=1, account="", sender=SimpleNamespace(timezone="Europe/London")

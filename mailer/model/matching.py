@@ -131,15 +131,7 @@ def by_sender(sender: str, received: datetime, index: ThreadIndex) -> int | None
 
 def from_sender(sender: str, received: datetime, index: ThreadIndex) -> list[IndexedThread]:
     """Every thread sent to this address (or an alternate one) before the message came."""
-    if not sender:
-        return []
-    domain = sender.rpartition("@")[2]
-    return [
-        t
-        for t in index.threads
-        if (sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains)
-        and t.sent_at - _CLOCK_SLACK <= received
-    ]
+    return [t for t in _to_address(sender, index) if t.sent_at - _CLOCK_SLACK <= received]
 
 
 def sent_just_after(sender: str, received: datetime, index: ThreadIndex) -> list[IndexedThread]:
@@ -148,14 +140,22 @@ def sent_just_after(sender: str, received: datetime, index: ThreadIndex) -> list
     the clock slack after): a message written before the apology was read, or the answer
     itself when the two clocks disagree (a laptop's set hours wrong). Never taken as a
     reply on that alone: the watcher holds them for the user."""
+    return [
+        t
+        for t in _to_address(sender, index)
+        if t.sent_at - _JUST_BEFORE <= received < t.sent_at - _CLOCK_SLACK
+    ]
+
+
+def _to_address(sender: str, index: ThreadIndex) -> list[IndexedThread]:
+    """The threads sent to this address, or to an alternate address or domain of theirs."""
     if not sender:
         return []
     domain = sender.rpartition("@")[2]
     return [
         t
         for t in index.threads
-        if (sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains)
-        and t.sent_at - _JUST_BEFORE <= received < t.sent_at - _CLOCK_SLACK
+        if sender == t.recipient or sender in t.alt_addresses or domain in t.alt_domains
     ]
 
 
