@@ -24,6 +24,7 @@ Writes ``bench/results/<date>-<commit>.md`` and regenerates the README's perform
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import re
@@ -230,6 +231,7 @@ username = you@sandbox.test
 
 def mailmerge_dir(n: int) -> Path:
     d = Path(tempfile.mkdtemp(prefix="mailer-bench-mm-"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)  # (as bench/common.py's workspaces)
     (d / "t.txt").write_text(MM_TEMPLATE)
     (d / "s.conf").write_text(MM_CONF)
     lines = ["email,interviewer,company,role,interview,note,free"]
