@@ -100,6 +100,10 @@ def test_lint_reads_the_draft_from_standard_input_given_a_dash(offline_workspace
     assert '"Subject: Reschedule ASAP"' in r.stdout, r.stdout
     good = run_cli(offline_workspace, "lint", *fact_args(note="I am well again."))
     assert good.returncode == 0
+    # "./-" is a file called "-", not standard input (a review).
+    (offline_workspace / "-").write_text("Subject: Sorry\n\nHi, it was not my fault.\n")
+    r = run_cli(offline_workspace, "lint", "./-", input="Reschedule ASAP")
+    assert "[blame-shifting]" in r.stdout and "demanding" not in r.stdout, r.stdout
     r = run_cli(offline_workspace, "lint", "-", input="x" * 1_000_001)
     assert r.returncode == 2
     assert r.stderr.strip() == (

@@ -507,6 +507,10 @@ def test_an_apology_in_another_language_gets_one_warning_not_five_errors(
         # English with names in other languages (de la Cruz, Banco do Brasil e Companhia).
         "Dear Ms de la Cruz, the interview at Banco do Brasil e Companhia: it did not happen, "
         "and we will see what comes of it. Regards, Sam",
+        # Terse English with French-looking names and one-letter words (a review).
+        "Dear Ms Le, Re Data Engineer post, Le Monde: sudden illness, hospital per doctor. "
+        "Monday impossible. New slot e-mail o phone OK: Tue, Wed, Thu 9-17 CET. U can reach "
+        "me any day.",
         # Too short to judge: checked as English.
         "Es tut mir leid, ich war krank. Neuer Termin? Danke!",
     ],

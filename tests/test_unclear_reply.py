@@ -203,6 +203,21 @@ def test_a_message_from_the_interviewer_hours_before_the_apology_by_the_clocks_h
     assert "1 follow-up(s) sent" in check_at(pair, timedelta(minutes=10))
 
 
+def test_an_early_message_holds_the_new_apology_and_an_older_open_one_to_that_address(
+    pair: Pair,
+) -> None:
+    """Verify a message from the interviewer stamped hours before a second apology to them
+    (the answer to it, with this computer's clock fast) holds both threads: it matched the
+    older thread by address, answered it, and the new one got its follow-up (a review)."""
+    old, _ = send(pair, "--company", "Oldco", now=T0 - timedelta(days=2))
+    _arrived_at(pair, T0 - timedelta(hours=3), "Your interview")
+    new, new_root = send(pair)
+    check_at(pair, timedelta(minutes=5), expect=9)
+    assert status(pair, new)["state"] == "held"
+    assert status(pair, old)["state"] == "held"
+    assert pair.follow_ups_received(new_root) == []
+
+
 def test_a_message_from_the_interviewer_over_a_day_before_the_apology_is_not_about_it(
     pair: Pair,
 ) -> None:

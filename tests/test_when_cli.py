@@ -166,6 +166,8 @@ def test_times_written_in_a_zone_are_shown_in_it_in_the_email(offline_workspace:
         ("2026-12-10T10:00-03:00", "10 December at 10:00 UTC-03", "Etc/GMT+3"),
         ("2026-12-10 10:00 +05:30", "10 December at 10:00 IST", "Asia/Kolkata"),
         ("2026-12-10 10:00 +05:45", "10 December at 10:00 UTC+05:45", "Asia/Kathmandu"),
+        ("2026-12-10 10:00 +14:00", "10 December at 10:00 UTC+14", "Etc/GMT-14"),
+        ("2026-12-10 10:00 -12:00", "10 December at 10:00 UTC-12", "Etc/GMT+12"),
     ],
 )
 def test_an_interview_written_with_a_utc_offset_is_shown_at_that_offset(
@@ -179,6 +181,16 @@ def test_an_interview_written_with_a_utc_offset_is_shown_at_that_offset(
     body = r.stdout.split("\n\n", 1)[1]
     assert shown in body, body
     assert f"times in the email are shown in {zone}" in r.stdout, r.stdout
+
+
+def test_an_offset_no_zone_has_keeps_the_senders_zone_without_an_error(
+    offline_workspace: Path,
+) -> None:
+    """Verify "-13:00" (tzdata's Etc zones stop 12 hours behind UTC) is read, shown in the
+    sender's zone as before; it was an internal error (a review)."""
+    r = run_cli(offline_workspace, *preview(interview="2026-12-10 10:00 -13:00"))
+    assert r.returncode == 0, r.stderr
+    assert "times in the email are shown in" not in r.stdout
 
 
 def test_a_locale_of_another_language_is_refused_with_the_built_in_templates(

@@ -2131,8 +2131,8 @@ class Store:
             **params,
         )
         # A damaged date counts: the cap errs on the side of sending less.
-        # Before ``until``: a message stamped on a later day (the clock was fast when it went,
-        # and has been put right) is that day's, not today's.
+        # Before ``until``: a message stamped days ahead (the clock was fast when it went, and
+        # has been put right) is not today's; one stamped within ``until`` still counts.
         times = (stored_time(r["submitting_at"]) or since for r in rows)
         return sum(1 for t in times if since <= t and (until is None or t < until))
 

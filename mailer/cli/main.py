@@ -853,19 +853,24 @@ def classify(files: tuple[Path, ...], as_json: bool, as_jsonl: bool) -> None:
 
 
 @cli.command(short_help="Check an apology's text against the advice.")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "name", metavar="[FILE]", required=False, type=click.Path(dir_okay=False, allow_dash=True)
+)
 @fact_options(required=False)
 @click.option(
     "--kind", type=click.Choice(["apology", "follow_up"]), default="apology", help="What FILE is."
 )
 @click.pass_obj
 @handle_errors
-def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
+def lint(obj: Context, name: str | None, kind: str, **opts: Any) -> None:
     """Check an apology for the advice: FILE (a text, optionally starting 'Subject:'; '-'
     reads standard input), or the message the facts would produce. Exits 6 if it finds
     errors."""
     from mailer.model.lint import has_errors, lint_apology
 
+    # (The name as typed: "./-" is a file called "-", which Path would make "-" again.)
+    stdin = name == "-"
+    file = Path(name) if name is not None else None
     if file is not None:
         from mailer.model.lint import split_subject
         from mailer.model.values import NAME_MAX, NOTE_MAX, check_body, check_header
@@ -876,9 +881,9 @@ def lint(obj: Context, file: Path | None, kind: str, **opts: Any) -> None:
         check_header(opts["role"] or "", "--role", NAME_MAX)
         check_body(opts["note"] or "", "--note", NOTE_MAX)
         # "-": the text from standard input (a draft pasted from another program).
-        where = "standard input" if str(file) == "-" else str(file)
+        where = "standard input" if stdin else str(file)
         try:
-            if str(file) == "-":
+            if stdin:
                 data = sys.stdin.buffer.read(1_000_001)
                 too_big = "over 1,000,000" if len(data) > 1_000_000 else ""
             else:

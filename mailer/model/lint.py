@@ -568,7 +568,7 @@ def lint_apology(
     findings: list[Finding] = []
     elements = list(_elements(parts, sentences, kind=kind, company=company, role=role))
     # (Its language is judged only when an element is missing: most messages have them all.)
-    if any(f.rule in _KEY_ELEMENTS for f in elements) and _not_english(parts):
+    if any(f.rule in _KEY_ELEMENTS for f in elements) and _not_english(parts, company, role):
         # Its key elements are all "missing": the words looked for are English.
         findings.append(
             _finding(
@@ -691,13 +691,19 @@ _OTHER_WORDS = (
         word
         for words in (
             "der das und ich nicht ist zu sie es mit für auf ein eine einen dass ihnen habe "
-            "bin wir sehr leider ihr ihre mich mir wäre können möchte bitte vielen dank",
-            "le la les et je ne pas est des du que vous pour une avec mon ma mes suis été "
-            "très merci votre vos nous désolé désolée",
-            "el los las y yo usted para una con mi mis estoy fue muy gracias su sus lo siento nos",
-            "il gli e io non è che lei per mio mia sono stato molto grazie suo sua scusa ci",
-            "het een en ik niet te u voor op mijn zeer graag bedankt uw wij excuses heb",
-            "o os as eu não é você um uma meu minha estou foi muito obrigado obrigada seu desculpe",
+            "bin wir sehr leider ihr ihre mich mir wäre können möchte bitte vielen dank gespräch "
+            "termin stelle freundlichen grüßen",
+            "les et je ne pas est que vous pour une avec mon mes suis été "
+            "très merci votre vos nous désolé désolée entretien madame monsieur cordialement "
+            "nouvelle poste",
+            "los las yo usted para una con mis estoy fue muy gracias sus siento nos lamento "
+            "mucho entrevista puesto posible fecha atentamente estimada estimado del nueva",
+            "gli io non è che lei mio mia sono stato molto grazie suo sua scusa scuso gentile "
+            "colloquio posizione possibile nuovo cordiali saluti ancora alla sarebbe",
+            "het een ik niet voor op mijn zeer graag bedankt uw wij excuses heb gesprek afspraak "
+            "vriendelijke groet spijt",
+            "os as eu não é você um uma meu minha estou foi muito obrigado obrigada seu desculpe "
+            "entrevista vaga atenciosamente prezada prezado desculpas peço",
         )
         for word in words.split(" ")
     )
@@ -705,12 +711,12 @@ _OTHER_WORDS = (
 )
 
 
-def _tongue(paragraph: str) -> tuple[int, int, int, int, int]:
-    """Words, English function words, other languages' function words, characters, and
-    letters outside the Latin script."""
+def _tongue(paragraph: str, facts: frozenset[str]) -> tuple[int, int, int, int, int]:
+    """Words, English function words, other languages' distinct function words (not those
+    of the company or role: "Le Monde"), characters, and letters outside the Latin script."""
     words = _get("_WORD").findall(paragraph.lower())
     english = sum(map(_ENGLISH_WORDS.__contains__, words))
-    other = sum(map(_OTHER_WORDS.__contains__, words))
+    other = len(_OTHER_WORDS.intersection(words) - facts)
     if paragraph.isascii():  # (nearly every paragraph of an English campaign)
         return len(words), english, other, len(paragraph), 0
     beyond = _get("_LATIN").sub("", paragraph)  # what is left is outside the Latin script
@@ -729,13 +735,15 @@ _KEY_ELEMENTS = frozenset(
 _JUDGED_WORDS = 15
 
 
-def _not_english(parts: list[_Part]) -> bool:
+def _not_english(parts: list[_Part], company: str = "", role: str = "") -> bool:
     """Whether the body is plainly in another language than English: most of its letters
     outside the Latin script (Russian, Greek, Chinese...), or many of another Latin-script
-    language's function words and few of English's (an English apology has about a third)."""
+    language's function words (three different ones at least) and few of English's (an English
+    apology has about a third)."""
     if not parts:
         return False
-    counts = zip(*(_tongue(part.norm) for part in parts), strict=True)
+    facts = frozenset(_get("_WORD").findall(f"{company} {role}".lower()))
+    counts = zip(*(_tongue(part.norm, facts) for part in parts), strict=True)
     words, english, other, chars, foreign = (sum(c) for c in counts)
     # (Characters, not letters: the spaces and marks between words count too. Russian or
     # Greek is still over half, and Chinese or Japanese, with no spaces, is most of it.)
@@ -743,6 +751,7 @@ def _not_english(parts: list[_Part]) -> bool:
         return True
     return (
         words >= _JUDGED_WORDS
+        and other >= 3
         and other * 8 >= words
         and english * 12 <= words
         and other >= 2 * english

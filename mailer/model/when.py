@@ -159,7 +159,8 @@ def offset_zone(offset: timedelta | None) -> str | None:
         return None
     minutes = int(offset.total_seconds()) // 60
     hours, rest = divmod(abs(minutes), 60)
-    if not rest and hours <= 14 and minutes:
+    # (tzdata's Etc zones reach 14 hours ahead of UTC, 12 behind)
+    if not rest and minutes and hours <= (14 if minutes > 0 else 12):
         # (POSIX's sign: Etc/GMT-9 is nine hours ahead of UTC)
         return f"Etc/GMT{'-' if minutes > 0 else '+'}{hours}"
     if not minutes:

@@ -58,8 +58,10 @@ def daily_room(
     if not cap:
         return None
     since = start_of_day(now, local_zone(settings.sender.timezone))
-    # (A day later on the wall clock: the next midnight, across a DST change too.)
-    return cap - store.sent_since(settings.account, since, since + timedelta(days=1))
+    # Up to a day ahead of now: a message that went today, stamped after midnight by a clock
+    # that was fast, still counts (the cap errs on the side of sending less); one stamped
+    # days ahead does not hold every follow-up back until that day.
+    return cap - store.sent_since(settings.account, since, now + timedelta(days=1))
 
 
 def settle_unrecorded(

@@ -612,12 +612,14 @@ def _consider(
     needs ``indexes.whole()``."""
     thread_id = match(incoming, index)
     early: tuple[int, ...] = ()  # open threads whose apology went just after it came
-    if thread_id is None and not incoming.report:
+    if not incoming.report and by_reference(incoming, index) is None:
         early = tuple(
             t.id
             for t in sent_just_after(incoming.sender, incoming.received, index)
             if t.state in OPEN_THREAD
         )
+    only_early = thread_id is None and bool(early)
+    if thread_id is None and not incoming.report:
         if not early:
             return None
         thread_id = early[-1]
@@ -625,7 +627,7 @@ def _consider(
         return None
     msg = read_message(box.fetch_raw(uid))  # a bounded prefix, read within bounds
     verdict = classify_message(msg, received=incoming.received.date())
-    if early and verdict.kind != HUMAN:
+    if only_early and verdict.kind != HUMAN:
         return None  # an auto-reply or a report from before the apology: not about it
     named = _dedupe_all(verdict.failed_recipients, reported_recipients(msg))
     if thread_id is None:
@@ -637,11 +639,13 @@ def _consider(
             return None
     hold: tuple[int, ...] = ()
     before_apology = False
-    if early:
+    if early and verdict.kind == HUMAN:
         # A person's message from the recipient, a while before the apology by the clocks
         # (more than the slack): the answer itself if this computer's clock is fast, so
-        # neither ignored (the follow-up went after the reply) nor taken as the answer.
-        hold, before_apology = tuple(sorted(early)), True
+        # neither ignored (the follow-up went after the reply) nor taken as the answer. An
+        # older open thread to the same address it matched is held with it, not answered.
+        matched = [t.id for t in index.threads if t.id == thread_id and t.state in OPEN_THREAD]
+        hold, before_apology = tuple(sorted({*early, *matched})), True
     elif verdict.kind == HUMAN and (
         by_reference(incoming, index) is None or closed_reference(incoming, index)
     ):
