@@ -672,7 +672,15 @@ def load_settings(
 
     f = r.table(
         "follow_up",
-        ("wait", "max_follow_ups", "holidays_country", "window", "window_days", "quote_original"),
+        (
+            "wait",
+            "max_follow_ups",
+            "holidays_country",
+            "window",
+            "window_days",
+            "quote_original",
+            "hold_if_late",
+        ),
     )
     window = Window()
     try:
@@ -688,6 +696,7 @@ def load_settings(
         holidays_country=r.get(f, "follow_up", "holidays_country", str, ""),
         window=window,
         quote_original=r.get(f, "follow_up", "quote_original", bool, True),
+        hold_if_late=r.get(f, "follow_up", "hold_if_late", str, "7 days"),
     )
     if follow_up.holidays_country:
         import holidays as hol
@@ -709,12 +718,16 @@ def load_settings(
                 f"unknown region {follow_up.holidays_country!r} (for {country}: {regions}"
                 f"{', ...' if len(supported[country]) > 12 else ''})",
             )
-    from mailer.model.settings import validate_wait
+    from mailer.model.settings import late_limit, validate_wait
 
     try:
         validate_wait(follow_up.wait)
     except ValueError as exc:
         r.problem("follow_up.wait", str(exc))
+    try:
+        late_limit(follow_up.hold_if_late)
+    except ValueError as exc:
+        r.problem("follow_up.hold_if_late", f'{exc}, or "never"')
     if not 0 <= follow_up.max_follow_ups <= 5:
         r.problem("follow_up.max_follow_ups", "must be between 0 and 5")
 

@@ -59,6 +59,8 @@ security = "ssl"
 # window = "09:00-17:00"      # when follow-ups may go, in the interviewer's zone ("always")
 # window_days = "mon-fri"
 # quote_original = true       # quote the apology below the follow-up
+# hold_if_late = "7 days"     # later than this (mailer was not running): held for
+#                             # 'mailer release ID'; "never" sends it however late
 
 [watch]
 # folders = ["INBOX"]         # add "Junk" to see a reply filed as spam at once (other folders

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from mailer.model.followup import after_return
 from mailer.model.lifecycle import WAITING_THREAD, ThreadState
-from mailer.model.settings import Window
+from mailer.model.settings import Wait, Window
 
 T = ThreadState
 
@@ -58,6 +58,9 @@ class Policy:
     tz: tzinfo
     window: Window
     holidays: frozenset[date] = frozenset()
+    # ``[follow_up] hold_if_late``: a follow-up later than this past its first chance is held
+    # (see plan.plan_due); None: it goes however late.
+    late_after: Wait | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ UNVERIFIED = "challenge_unverified"
 # Why a thread is held (``detail["held_kind"]``); a thread held before this key existed was
 # held by a challenge-response system.
 HELD_BY_CHALLENGE, HELD_BY_UNCLEAR_REPLY = "challenge_response", "unclear_reply"
+# A follow-up that could not go until long after it was due (see plan.plan_due).
+HELD_LATE = "late_follow_up"
 CHALLENGE_HOLD = (
     "a challenge-response system is holding the apology until you verify; "
     "the interviewer has not seen it"
@@ -247,6 +252,26 @@ def _held_from(current_state: str) -> dict[str, str]:
     if current_state in (T.AWAITING, T.FOLLOWED_UP):
         return {"held_from": current_state}
     return {}
+
+
+def hold_late(due: datetime, now: datetime, tz: tzinfo) -> dict[str, str]:
+    """The detail of a thread whose follow-up is held for being late: mailer did not run
+    (a laptop shut for a holiday), or could not send, from before it was due until ``now``. Sent now, unasked, it
+    would reach an interviewer who may have answered by phone meanwhile, weeks after the
+    user expected it to go; so it waits for their word (``release`` sends it)."""
+    hours = round((now - due) / timedelta(hours=1))
+    days = round(hours / 24)
+    late = f"{hours} hour{'s' * (hours != 1)}" if hours < 36 else f"{days} days"
+    return {
+        "held_kind": HELD_LATE,
+        "held": (
+            f"its follow-up was due {due.astimezone(tz):%a %d %b %H:%M} and could not go for "
+            f"{late} (mailer was not running, or could not reach the mail server)"
+        ),
+        "held_at": now.isoformat(),
+        "held_before_apology": "",
+        **_held_from(T.AWAITING),
+    }
 
 
 def held_kind(detail: Mapping[str, str]) -> str:

@@ -20,7 +20,7 @@ class ThreadState(enum.StrEnum):
     FOLLOWED_UP = "followed_up"  # every follow-up sent; closes as no answer when due
     REPLIED = "replied"
     BOUNCED = "bounced"
-    HELD = "held"  # a challenge-response system holds the apology
+    HELD = "held"  # waits for the user's word (a challenge-response, an unclear reply, late)
     NO_ANSWER = "no_answer"
     CANCELLED = "cancelled"
     FAILED = "failed"
@@ -139,6 +139,7 @@ class ThreadEvent(enum.StrEnum):
     BOUNCE = "bounce"
     CHALLENGE = "challenge"  # a challenge-response system (or an unclear reply) holds it
     HOLD_FOR_REPLY = "hold_for_reply"  # another thread's unclear reply may answer this one
+    FOLLOW_UP_LATE = "follow_up_late"  # it could not go for long: waits for you
     RELEASE_TO_AWAITING = "release_to_awaiting"  # 'mailer release': the hold was not for it
     RELEASE_TO_FOLLOWED_UP = "release_to_followed_up"
 
@@ -163,6 +164,7 @@ THREAD_MOVES: dict[ThreadEvent, Move] = {
     # Not a closed thread: released, it would get a follow-up that was ended (decision.py).
     ThreadEvent.CHALLENGE: Move(WAITING_THREAD, T.HELD),
     ThreadEvent.HOLD_FOR_REPLY: Move(DUE_THREAD, T.HELD),
+    ThreadEvent.FOLLOW_UP_LATE: Move(frozenset({T.AWAITING}), T.HELD),
     # Back to the state it was held in (detail "held_from").
     ThreadEvent.RELEASE_TO_AWAITING: Move(frozenset({T.HELD}), T.AWAITING),
     ThreadEvent.RELEASE_TO_FOLLOWED_UP: Move(frozenset({T.HELD}), T.FOLLOWED_UP),

@@ -26,6 +26,7 @@ from mailer.model.decision import (
 )
 from mailer.model.followup import send_time
 from mailer.model.lifecycle import OPEN_THREAD, ThreadState
+from mailer.model.schedule import follow_up_due
 
 T = ThreadState
 
@@ -116,6 +117,15 @@ class WaitForWindow:
 
 
 @dataclass(frozen=True)
+class HoldLate:
+    """Due so long ago (mailer was not running) that the follow-up waits for the user's word
+    instead of going unasked: the thread is held, if it is still awaiting a reply."""
+
+    thread_id: int
+    due: datetime
+
+
+@dataclass(frozen=True)
 class SendFollowUp:
     """Claim, look once more for a reply, and send the thread's next follow-up."""
 
@@ -129,6 +139,7 @@ Action = (
     | CloseNoAnswer
     | BounceAddress
     | WaitForWindow
+    | HoldLate
     | SendFollowUp
 )
 INCOMING_ACTIONS = (RecordIncoming, HoldThread, PassOver)
@@ -201,9 +212,27 @@ def plan_due(threads: Iterable[ThreadSnapshot], now: datetime, policy: PolicyFor
             actions.append(WaitForWindow(t.id, when))
         elif t.bounced_in is not None:
             actions.append(BounceAddress(t.id, t.bounced_in))
+        elif too_late(t, now, p):
+            actions.append(HoldLate(t.id, t.follow_up_due))
         else:
             actions.append(SendFollowUp(t.id))
     return actions
+
+
+def too_late(t: ThreadSnapshot, now: datetime, p: Policy) -> bool:
+    """Whether a due follow-up is later than ``p.late_after`` past its first chance: the first
+    open moment of the window at or after its due time, or the user's release of the thread
+    if that came later (a release is their word that it may go, however late)."""
+    if p.late_after is None or t.follow_up_due is None:
+        return False
+    first = send_time(t.follow_up_due, t.follow_up_due, p.tz, p.window, p.holidays)
+    released = t.detail.get("released_at", "")
+    try:
+        if released and datetime.fromisoformat(released) > first:
+            first = datetime.fromisoformat(released)
+    except (TypeError, ValueError):
+        pass  # a damaged mark: the due time alone decides
+    return now >= follow_up_due(first.astimezone(p.tz), p.late_after, p.holidays)
 
 
 def _plan_message(

@@ -80,6 +80,9 @@ class FollowUpSettings:
     holidays_country: str = ""
     window: Window = field(default_factory=Window)
     quote_original: bool = True
+    # A follow-up that could not go until this long after its first chance (mailer was not
+    # running: a laptop shut for a holiday) waits for the user's word: "never" sends it anyway.
+    hold_if_late: str = "7 days"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,14 @@ def validate_wait(text: str, *, maximum: timedelta = MAX_WAIT) -> Wait:
             f"not {_brief(text)}"
         )
     return Wait(duration=timedelta(seconds=seconds))
+
+
+def late_limit(text: str) -> Wait | None:
+    """``[follow_up] hold_if_late``: how late a follow-up may go without the user's word,
+    or None ("never": it goes however late). A ``ValueError`` says what is wrong."""
+    if text.strip().lower() == "never":
+        return None
+    return validate_wait(text)
 
 
 def parse_wait(text: str) -> Wait:

@@ -88,6 +88,12 @@ def after_release(thread: ThreadRow) -> str:
         return "its last follow-up has gone: it closes as no answer when due, unless a reply comes"
     if thread.follow_ups_sent >= thread.max_follow_ups:
         return "it waits for a reply (no follow-up is set for it)"
+    due, released = stored_time(thread.follow_up_due), stored_time(thread.detail.get("released_at"))
+    if due is not None and released is not None and due <= released:
+        return (
+            "its follow-up is due already: it goes out on the next 'mailer check' (or the "
+            "daemon's next pass), inside the sending window"
+        )
     return "its follow-up goes out when due"
 
 

@@ -40,6 +40,7 @@ from mailer.model.plan import (
     redecide,
 )
 from mailer.model.schedule import holidays_for
+from mailer.model.settings import FollowUpSettings, Wait, late_limit
 from mailer.services.watcher import commit, read_elsewhere, read_new
 
 log = logging.getLogger("mailer.services.watcher")
@@ -254,7 +255,15 @@ def policy_of(settings: Settings, row: ThreadRow, now: datetime) -> Policy:
         tz,
         thread_settings(settings, row).follow_up.window,
         holidays_for(settings.follow_up.holidays_country, years),
+        _late_after(settings),
     )
+
+
+def _late_after(settings: Settings) -> Wait | None:
+    try:
+        return late_limit(settings.follow_up.hold_if_late)
+    except ValueError:  # (a config file's is checked as it is read: settings built in code)
+        return late_limit(FollowUpSettings.hold_if_late)
 
 
 def policies(

@@ -35,10 +35,12 @@ from mailer.model import apology
 from mailer.model.composer import Composer, build_message, compose_follow_up, quote_original
 from mailer.model.decision import (
     HELD_BY_UNCLEAR_REPLY,
+    HELD_LATE,
     ThreadSnapshot,
     bounced_for_good,
     closed_before_hold,
     held_kind,
+    hold_late,
 )
 from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
@@ -55,6 +57,7 @@ from mailer.model.plan import (
     Action,
     BounceAddress,
     CloseNoAnswer,
+    HoldLate,
     SendFollowUp,
     WaitForWindow,
     plan_pass,
@@ -241,6 +244,12 @@ def held(store: Store) -> list[str]:
             lines.append(
                 f"thread {t.id} ({t.company}) was {describe(closed)} before a challenge-response "
                 f"system held it; run 'mailer cancel {t.id}' to close it for good"
+            )
+        elif held_kind(t.detail) == HELD_LATE:
+            lines.append(
+                f"thread {t.id} ({t.company}) is held: {t.detail.get('held', 'a late follow-up')}"
+                f"; run 'mailer release {t.id}' to send it now, 'mailer mark-replied {t.id}' "
+                f"if they have answered, or 'mailer cancel {t.id}' to send nothing more"
             )
         elif held_kind(t.detail) == HELD_BY_UNCLEAR_REPLY:
             # A challenge-response may hold it as well (kept beside the reply, not over it).
@@ -459,6 +468,19 @@ def send_due(
                         "bounced_in": str(action.bounced_in),
                     },
                 )
+            elif isinstance(action, HoldLate):
+                # Listed with the other held threads at the end of the pass (see held).
+                thread = store.thread(action.thread_id)
+                if thread is not None:
+                    now = clock()
+                    store.move_thread_if_still(
+                        thread.id,
+                        ThreadEvent.FOLLOW_UP_LATE,
+                        now,
+                        "held",
+                        hold_late(action.due, now, reader_zone(settings, thread)),
+                        expected=AWAITING,
+                    )
             elif isinstance(action, SendFollowUp):
                 thread = store.thread(action.thread_id)
                 if thread is None:

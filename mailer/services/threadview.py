@@ -337,8 +337,17 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
             + ("; a challenge-response system holds it too" if d.get("challenge") else "")
         )
     if t.state == HELD:
-        from mailer.model.decision import closed_before_hold  # (as _held_by_unclear_reply)
+        from mailer.model.decision import (  # (as _held_by_unclear_reply)
+            HELD_LATE,
+            closed_before_hold,
+            held_kind,
+        )
 
+        if held_kind(d) == HELD_LATE:
+            return (
+                f"held: {d.get('held', 'its follow-up is late')}; 'mailer release {t.id}' sends "
+                f"it now, 'mailer cancel {t.id}' sends nothing more"
+            )
         closed = closed_before_hold(d)
         if closed is not None:
             # Held by an older mailer after it was closed: 'release' refuses it (decisions).
