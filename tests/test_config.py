@@ -316,3 +316,7 @@ def test_holidays_country_takes_a_region_and_names_an_unknown_one(tmp_path: Path
     found = problems(tmp_path, region.replace("GB-ENG", "GB-XYZ"))
     assert len(found) == 1 and "follow_up.holidays_country: unknown region 'GB-XYZ'" in found[0]
     assert "GB-ENG, GB-NIR, GB-SCT, GB-WLS" in found[0]
+    # A region the library names in mixed case ("Andria") is accepted in any case.
+    for written in ("IT-Andria", "it-andria"):
+        city = region.replace("GB-ENG", written)
+        assert load_settings(write(tmp_path, city)).follow_up.holidays_country == written

@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mailer.adapters.config import Settings, load_settings
-from mailer.model.schedule import follow_up_due, holidays_for
+from mailer.model.schedule import follow_up_due, holiday_place, holidays_for
 from mailer.model.settings import Wait, parse_wait, parse_window, validate_wait
 from mailer.services.sending import due_after
 
@@ -63,6 +63,17 @@ def test_a_region_after_the_country_adds_its_own_holidays() -> None:
         assert day not in uk and day in england
     friday = datetime(2026, 4, 3, 10, 0, tzinfo=TZ)  # Good Friday
     assert follow_up_due(friday, Wait(business_days=1), england).date() == date(2026, 4, 7)
+
+
+@pytest.mark.parametrize("written", ["DE-Augsburg", "de-augsburg", "DE-AUGSBURG"])
+def test_a_region_the_library_names_in_mixed_case_is_found_in_any_case(written: str) -> None:
+    """Verify a region that the holidays library spells as a name, not a code in capitals
+    ("Augsburg", whose Peace Festival on 8 August Bavaria as a whole does not keep), is
+    found however the config writes it; it used to be refused as unknown."""
+    assert holiday_place(written) == ("DE", "Augsburg")
+    augsburg = holidays_for(written, range(2026, 2027))
+    assert date(2026, 8, 8) in augsburg
+    assert date(2026, 8, 8) not in holidays_for("DE-BY", range(2026, 2027))
 
 
 def test_business_days_skip_public_holidays() -> None:

@@ -701,9 +701,11 @@ def load_settings(
     if follow_up.holidays_country:
         import holidays as hol
 
+        from mailer.model.schedule import holiday_place
+
         # A country ("GB"), or a country and its region ("GB-ENG", "DE-BY", "US-CA"): some
         # public holidays are a region's only (England's Easter Monday).
-        country, _, region = follow_up.holidays_country.upper().partition("-")
+        country, region = holiday_place(follow_up.holidays_country)
         supported = hol.list_supported_countries()
         if country not in supported:
             r.problem(

@@ -47,6 +47,21 @@ def holidays_for(country: str, years: range) -> frozenset[date]:
         return frozenset()
     import holidays as hol
 
-    code, _, region = country.upper().partition("-")
-    found = hol.country_holidays(code, subdiv=region or None, years=list(years))
+    code, region = holiday_place(country)
+    found = hol.country_holidays(code, subdiv=region, years=list(years))
     return frozenset(found.keys())
+
+
+def holiday_place(country: str) -> tuple[str, str | None]:
+    """The country code and the region as the ``holidays`` library spells them, from what a
+    config says in any case ("gb-eng", "DE-Augsburg", "IT-ANDRIA"): the library's regions are
+    mostly codes in capitals, but some are names ("Augsburg", "Zone A") that it takes only as
+    it spells them. A region it does not know is returned in capitals (the config reports it)."""
+    import holidays as hol
+
+    code, _, region = country.strip().partition("-")
+    code = code.upper()
+    if not region:
+        return code, None
+    known = {r.upper(): r for r in hol.list_supported_countries().get(code, [])}
+    return code, known.get(region.upper(), region.upper())
