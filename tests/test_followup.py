@@ -109,6 +109,24 @@ def test_no_reply_gives_exactly_one_threaded_follow_up(pair: Pair) -> None:
     assert len(sent_copies) == 1
 
 
+def test_the_follow_up_quotes_the_apology_under_the_name_it_went_out_under(pair: Pair) -> None:
+    """Verify the quote's "On ..., NAME wrote:" names the sender as the interviewer saw the
+    apology, not as the config names them when the follow-up goes (a name changed since); the
+    follow-up itself goes out under today's name."""
+    _, root = send(pair)
+    config = pair.ws / "config" / "mailer.toml"
+    text = config.read_text(encoding="utf-8")
+    assert 'name = "Sam Candidate"' in text
+    config.write_text(text.replace('name = "Sam Candidate"', 'name = "Samantha Candidate"'))
+    assert "1 follow-up(s) sent" in check_at(pair, timedelta(minutes=5))
+    (received,) = pair.follow_ups_received(root)
+    msg = message_from_bytes(received, policy=default)
+    body = msg.get_body(("plain",)).get_content()
+    assert "Sam Candidate wrote:" in body, body
+    assert "Samantha Candidate wrote:" not in body
+    assert msg["From"].addresses[0].display_name == "Samantha Candidate"
+
+
 def test_threaded_human_reply_stops_the_follow_up(pair: Pair) -> None:
     """Verify a reply with In-Reply-To marks the thread replied and no follow-up goes out."""
     thread, root = send(pair)

@@ -681,9 +681,8 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
     )
     quote = None
     if settings.follow_up.quote_original:
-        quote = quote_original(
-            _plain_text(root), sent_at, settings.sender.name, settings.sender.locale
-        )
+        text, wrote = _plain_text(root)
+        quote = quote_original(text, sent_at, wrote or settings.sender.name, settings.sender.locale)
     refs = " ".join(m.message_id for m in messages if m.state == SENT)
     return build_message(
         draft,
@@ -697,13 +696,21 @@ def build_follow_up(settings: Settings, store: Store, thread: ThreadRow, now: da
     )
 
 
-def _plain_text(m: MessageRow) -> str:
+def _plain_text(m: MessageRow) -> tuple[str, str]:
+    """The message's plain text, and the name it went out under: the quote says who wrote
+    it as the interviewer saw it, not as the config names the sender today (a name changed
+    since, or another account's)."""
     from email import message_from_bytes
     from email.policy import default
 
     msg = message_from_bytes(m.raw, policy=default)
     body = msg.get_body(("plain",))
-    return body.get_content() if body is not None else ""
+    try:
+        addresses = msg["From"].addresses if msg["From"] is not None else ()
+        name = addresses[0].display_name if addresses else ""
+    except (AttributeError, IndexError, ValueError):  # a damaged header: today's name
+        name = ""
+    return (body.get_content() if body is not None else ""), name
 
 
 def notify_replies(settings: Settings, seen: list[Seen], smtp: Callable[..., SmtpSession]) -> None:
