@@ -29,9 +29,11 @@ TZ = ZoneInfo("Europe/London")
     [
         ("3 business days", Wait(business_days=3)),
         ("1 business day", Wait(business_days=1)),
-        ("45s", Wait(duration=timedelta(seconds=45))),
-        ("90 minutes", Wait(duration=timedelta(minutes=90))),
-        ("2h", Wait(duration=timedelta(hours=2))),
+        ("45s", Wait(duration=timedelta(seconds=45), elapsed=True)),
+        ("90 minutes", Wait(duration=timedelta(minutes=90), elapsed=True)),
+        ("2h", Wait(duration=timedelta(hours=2), elapsed=True)),
+        ("24 hours", Wait(duration=timedelta(days=1), elapsed=True)),
+        ("1 day", Wait(duration=timedelta(days=1))),
         ("1 week", Wait(duration=timedelta(days=7))),
     ],
 )
@@ -98,6 +100,11 @@ def test_plain_duration_is_added_exactly() -> None:
         (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), "1 hour", timedelta(hours=1)),
         (datetime(2026, 10, 24, 23, 30, tzinfo=UTC), "2 hours", timedelta(hours=2)),
         (datetime(2026, 3, 29, 0, 30, tzinfo=UTC), "3 hours", timedelta(hours=3)),
+        # Whole days written in hours are hours too: they were taken as a day of the wall
+        # clock, 25 hours across the October change and 23 across the March one.
+        (datetime(2026, 10, 24, 11, 0, tzinfo=UTC), "24 hours", timedelta(hours=24)),
+        (datetime(2026, 3, 28, 11, 0, tzinfo=UTC), "48 hours", timedelta(hours=48)),
+        (datetime(2026, 10, 24, 11, 0, tzinfo=UTC), "1440 minutes", timedelta(hours=24)),
     ],
 )
 def test_a_wait_in_hours_or_minutes_is_time_that_passes_across_a_dst_change(
@@ -112,6 +119,8 @@ def test_a_wait_in_hours_or_minutes_is_time_that_passes_across_a_dst_change(
     assert due.astimezone(UTC) - sent_utc == elapsed
     week = follow_up_due(datetime(2026, 10, 22, 10, 0, tzinfo=london), parse_wait("7 days"))
     assert (week.hour, week.day) == (10, 29)
+    day = follow_up_due(datetime(2026, 10, 24, 12, 0, tzinfo=london), parse_wait("1 day"))
+    assert (day.hour, day.day) == (12, 25)
 
 
 # --- every wait that passes validation is usable after the server's 250 ---------------------

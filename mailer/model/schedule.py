@@ -30,10 +30,10 @@ def follow_up_due(
 ) -> datetime:
     if wait.business_days:
         return add_business_days(sent_at, wait.business_days, holidays)
-    if sent_at.tzinfo is not None and wait.duration % timedelta(days=1):
+    if sent_at.tzinfo is not None and (wait.elapsed or wait.duration % timedelta(days=1)):
         # Hours or minutes are time that passes: added to the instant. (Added to a zone's
         # wall clock, "10 minutes" across the October DST change fell due 50 minutes before
-        # the apology went.)
+        # the apology went, and "24 hours" 25 hours after it.)
         return (sent_at.astimezone(UTC) + wait.duration).astimezone(sent_at.tzinfo)
     # Whole days (and weeks) keep the time of day, as business days do.
     return sent_at + wait.duration

@@ -139,6 +139,9 @@ class Wait:
 
     business_days: int = 0
     duration: timedelta = timedelta(0)
+    # Written in seconds, minutes or hours: time that passes, even a whole day of it ("24
+    # hours" is 23 or 25 hours of the wall clock across a DST change; "1 day" keeps the time).
+    elapsed: bool = False
 
     def __str__(self) -> str:
         if self.business_days:
@@ -166,7 +169,7 @@ def validate_wait(text: str, *, maximum: timedelta = MAX_WAIT) -> Wait:
             f"the duration must be between {_span(MIN_WAIT)} and {_span(maximum)}, "
             f"not {_brief(text)}"
         )
-    return Wait(duration=timedelta(seconds=seconds))
+    return Wait(duration=timedelta(seconds=seconds), elapsed=_UNITS[unit] < _UNITS["day"])
 
 
 def late_limit(text: str) -> Wait | None:
@@ -194,7 +197,10 @@ def parse_wait(text: str) -> Wait:
     seconds = number * _UNITS[unit]
     if seconds <= 0:
         raise ValueError(f"the wait must be longer than zero, not {_brief(text)}")
-    return Wait(duration=timedelta(seconds=min(seconds, MAX_WAIT.total_seconds())))
+    return Wait(
+        duration=timedelta(seconds=min(seconds, MAX_WAIT.total_seconds())),
+        elapsed=_UNITS[unit] < _UNITS["day"],
+    )
 
 
 def _read(text: str) -> tuple[float, str]:
