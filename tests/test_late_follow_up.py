@@ -20,7 +20,7 @@ from mailer.errors import ConfigError, ExitCode
 from mailer.model.decision import Policy, ThreadSnapshot
 from mailer.model.lifecycle import ThreadState
 from mailer.model.plan import BounceAddress, CloseNoAnswer, HoldLate, SendFollowUp, plan_pass
-from mailer.model.settings import Wait, Window, late_limit
+from mailer.model.settings import Wait, Window, late_limit, parse_window
 
 from .conftest import Pair, run_cli
 from .test_config import BASE, edited, problems, write
@@ -78,6 +78,37 @@ def test_a_release_after_the_due_time_lets_the_late_follow_up_go() -> None:
     assert plan_pass([damaged], [], NOW, LATE) == [HoldLate(1, due)]
 
 
+def test_a_release_while_the_window_is_shut_counts_from_when_it_opens() -> None:
+    """Verify a release on Friday evening, with a limit of two days, lets the follow-up go
+    at Monday 09:00, the first moment it may (counted from the release itself it was late
+    again by then); and with a window open on Mondays only and a holiday on the next one, a
+    release just after Monday's window still counts from the Monday after."""
+    due = datetime(2026, 11, 2, 10, 0, tzinfo=BERLIN)
+    friday_evening = datetime(2026, 11, 27, 18, 0, tzinfo=BERLIN)
+    two_days = Policy(BERLIN, Window(), late_after=Wait(duration=timedelta(days=2)))
+    t = _thread(due, released_at=friday_evening.isoformat())
+    monday = datetime(2026, 11, 30, 9, 0, tzinfo=BERLIN)
+    assert plan_pass([t], [], monday, two_days) == [SendFollowUp(1)]
+    mondays = parse_window("09:00-17:00", "mon")
+    holiday = frozenset({datetime(2026, 12, 7).date()})
+    week = Policy(BERLIN, mondays, holiday, late_after=WEEK)
+    t = _thread(due, released_at=datetime(2026, 11, 30, 17, 30, tzinfo=BERLIN).isoformat())
+    assert plan_pass([t], [], datetime(2026, 12, 14, 9, 0, tzinfo=BERLIN), week) == [
+        SendFollowUp(1)
+    ]
+
+
+def test_a_late_follow_up_is_held_at_once_even_outside_the_window() -> None:
+    """Verify a follow-up ten days late, checked on a Saturday, is held then (the user hears
+    of it now), not left waiting for Monday's window only to be held there."""
+    saturday = datetime(2026, 12, 5, 11, 0, tzinfo=BERLIN)
+    due = saturday - timedelta(days=10)
+    assert plan_pass([_thread(due)], [], saturday, LATE) == [HoldLate(1, due)]
+    # The control: not late, it waits for the window.
+    fresh = _thread(saturday - timedelta(days=1))
+    assert [type(a).__name__ for a in plan_pass([fresh], [], saturday, LATE)] == ["WaitForWindow"]
+
+
 def test_with_no_limit_a_follow_up_goes_however_late() -> None:
     """Verify ``hold_if_late = "never"`` (no limit in the policy) sends a follow-up due two
     months ago."""
@@ -125,14 +156,15 @@ def test_a_follow_up_nine_days_late_is_held_then_released_and_sent_once(pair: Pa
     thread, root = send(pair)  # due 60 s after T0
     out = check_at(pair, timedelta(days=9), expect=int(ExitCode.WAITING))
     assert "0 follow-up(s) sent" in out and "1 held for you" in out, out
-    assert f"'mailer release {thread}' to send it now" in out, out
+    assert f"'mailer release {thread}' to let it go on the next pass" in out, out
     assert f"mailer cancel {thread}" in out and f"mailer mark-replied {thread}" in out
     assert pair.follow_ups_received(root) == []
     s = status(pair, thread)
     assert s["state"] == "held" and s["held"]["kind"] == "late_follow_up", s
     shown = run_cli(pair.ws, "status", str(thread), env={"MAILER_NOW": at(timedelta(days=9))})
-    assert "could not go for 9 days" in shown.stdout, shown.stdout
-    assert f"'mailer release {thread}' sends it now" in shown.stdout, shown.stdout
+    assert "has not gone in the 9 days since" in shown.stdout, shown.stdout
+    assert f"'mailer release {thread}' lets it go on the next pass" in shown.stdout
+    assert f"'mailer mark-replied {thread}' if they have answered" in shown.stdout
     assert any(e["kind"] == "held" for e in s["events"])
     # Held, it stays held on later passes: nothing goes until the user says.
     check_at(pair, timedelta(days=9, minutes=5), expect=int(ExitCode.WAITING))
@@ -174,6 +206,25 @@ def test_a_reply_to_a_thread_held_late_closes_it_and_nothing_is_sent(pair: Pair)
 
 
 @pytest.mark.integration
+@pytest.mark.process
+def test_a_follow_up_in_doubt_for_days_is_not_held_as_one_that_could_not_go(pair: Pair) -> None:
+    """Verify a follow-up cut off after its final dot (it may have arrived) and left unsettled
+    for nine days is not held as late: the thread stays awaiting with the in-doubt advice
+    ('resolve'), which settles it; nothing is sent again."""
+    from .test_in_doubt import _follow_up_in_doubt
+
+    thread, root, _ = _follow_up_in_doubt(pair)
+    out = check_at(pair, timedelta(days=9), expect=int(ExitCode.WAITING))
+    assert "held for you" not in out and f"mailer resolve {thread} --sent" in out, out
+    assert status(pair, thread)["state"] == "awaiting_reply"
+    r = run_cli(pair.ws, "resolve", str(thread), "--sent")
+    assert r.returncode == 0, r.stderr
+    assert status(pair, thread)["state"] == "followed_up"
+    check_at(pair, timedelta(days=9, minutes=5))
+    assert len(pair.follow_ups_received(root)) <= 1  # (it may have arrived before the cut)
+
+
+@pytest.mark.integration
 def test_hold_if_late_never_sends_a_late_follow_up_at_once(stack, tmp_path: Path) -> None:
     """Verify the user's opt-out: with ``hold_if_late = "never"`` the follow-up nine days late
     goes on the first check, as before this rule."""
@@ -187,3 +238,45 @@ def test_hold_if_late_never_sends_a_late_follow_up_at_once(stack, tmp_path: Path
     _, root = send(p)
     assert "1 follow-up(s) sent" in check_at(p, timedelta(days=9))
     assert len(p.follow_ups_received(root)) == 1
+
+
+# --- the executor, against a real SQLite store ------------------------------------------------
+
+
+def _awaiting(tmp_path: Path) -> tuple[object, int, datetime]:
+    from .test_lifecycle import T0, _store_with_apology
+
+    store, tid, mid = _store_with_apology(tmp_path)
+    store.mark_submitting(mid, T0)
+    due = T0 + timedelta(days=1)
+    store.mark_sent(mid, T0, "250 ok", due)
+    return store, tid, due
+
+
+def test_a_hold_planned_on_a_due_time_that_moved_since_is_not_made(tmp_path: Path) -> None:
+    """Verify the executor holds a thread only if it is still due when the plan read it: an
+    out-of-office found meanwhile (the last look before another follow-up) moved it, and the
+    next pass decides from there; the control, due as planned, is held."""
+    from mailer.services.passes import _still_late
+
+    store, tid, due = _awaiting(tmp_path)
+    thread = store.thread(tid)
+    assert _still_late(store, thread, HoldLate(tid, due))
+    assert not _still_late(store, thread, HoldLate(tid, due - timedelta(days=3)))
+    store.close()
+
+
+def test_after_release_of_a_thread_with_a_damaged_release_date_says_the_plain_words(
+    tmp_path: Path,
+) -> None:
+    """Verify 'release' can always say what happens next: a release mark with no zone (an
+    edit by hand) gives the plain "goes out when due", not a crash comparing the two dates;
+    a good mark after the due time says it goes on the next check."""
+    from mailer.services.decisions import after_release
+
+    store, tid, due = _awaiting(tmp_path)
+    store.set_thread_detail(tid, {"released_at": "2026-12-01T10:00:00"})
+    assert after_release(store.thread(tid)) == "its follow-up goes out when due"
+    store.set_thread_detail(tid, {"released_at": (due + timedelta(days=9)).isoformat()})
+    assert "goes out on the next 'mailer check'" in after_release(store.thread(tid))
+    store.close()

@@ -265,11 +265,15 @@ def hold_late(due: datetime, now: datetime, tz: tzinfo) -> dict[str, str]:
     return {
         "held_kind": HELD_LATE,
         "held": (
-            f"its follow-up was due {due.astimezone(tz):%a %d %b %H:%M} and could not go for "
-            f"{late} (mailer was not running, or could not reach the mail server)"
+            f"its follow-up was due {due.astimezone(tz):%a %d %b %H:%M} and has not gone in "
+            f"the {late} since (mailer was not running, or could not send it)"
         ),
         "held_at": now.isoformat(),
+        # An earlier hold's marks, which status would show beside this one.
         "held_before_apology": "",
+        "held_threads": "",
+        "held_reply_by": "",
+        "held_reply_subject": "",
         **_held_from(T.AWAITING),
     }
 

@@ -208,12 +208,14 @@ def plan_due(threads: Iterable[ThreadSnapshot], now: datetime, policy: PolicyFor
             continue
         p = _policy(policy, t.id)
         when = send_time(t.follow_up_due, now, p.tz, p.window, p.holidays)
-        if when > now:
+        if t.bounced_in is None and too_late(t, now, p):
+            # Held at once, even outside the window: late now, it is as late when it opens,
+            # and the user hears of it now rather than when it would have gone.
+            actions.append(HoldLate(t.id, t.follow_up_due))
+        elif when > now:
             actions.append(WaitForWindow(t.id, when))
         elif t.bounced_in is not None:
             actions.append(BounceAddress(t.id, t.bounced_in))
-        elif too_late(t, now, p):
-            actions.append(HoldLate(t.id, t.follow_up_due))
         else:
             actions.append(SendFollowUp(t.id))
     return actions
@@ -221,15 +223,17 @@ def plan_due(threads: Iterable[ThreadSnapshot], now: datetime, policy: PolicyFor
 
 def too_late(t: ThreadSnapshot, now: datetime, p: Policy) -> bool:
     """Whether a due follow-up is later than ``p.late_after`` past its first chance: the first
-    open moment of the window at or after its due time, or the user's release of the thread
-    if that came later (a release is their word that it may go, however late)."""
+    open moment of the window at or after its due time, or after the user's release of the
+    thread if that came later (a release is their word that it may go, however late; one
+    on a Friday evening counts from Monday morning)."""
     if p.late_after is None or t.follow_up_due is None:
         return False
     first = send_time(t.follow_up_due, t.follow_up_due, p.tz, p.window, p.holidays)
     released = t.detail.get("released_at", "")
     try:
-        if released and datetime.fromisoformat(released) > first:
-            first = datetime.fromisoformat(released)
+        if released:
+            at = datetime.fromisoformat(released)
+            first = max(first, send_time(at, at, p.tz, p.window, p.holidays))
     except (TypeError, ValueError):
         pass  # a damaged mark: the due time alone decides
     return now >= follow_up_due(first.astimezone(p.tz), p.late_after, p.holidays)

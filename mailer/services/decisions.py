@@ -89,7 +89,9 @@ def after_release(thread: ThreadRow) -> str:
     if thread.follow_ups_sent >= thread.max_follow_ups:
         return "it waits for a reply (no follow-up is set for it)"
     due, released = stored_time(thread.follow_up_due), stored_time(thread.detail.get("released_at"))
-    if due is not None and released is not None and due <= released:
+    if due is None or released is None or due.tzinfo is None or released.tzinfo is None:
+        return "its follow-up goes out when due"  # (a damaged date: the plain words)
+    if due <= released:
         return (
             "its follow-up is due already: it goes out on the next 'mailer check' (or the "
             "daemon's next pass), inside the sending window"

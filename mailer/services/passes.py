@@ -29,6 +29,7 @@ from mailer.adapters.store import (
     MessageRow,
     Store,
     ThreadRow,
+    stored_time,
 )
 from mailer.errors import ClaimError, DeliveryError, MailerError, StateError
 from mailer.model import apology
@@ -46,6 +47,7 @@ from mailer.model.facts import Facts
 from mailer.model.followup import AWAITING, HELD, REPLIED
 from mailer.model.lifecycle import (
     DUE_THREAD,
+    MessageState,
     Outcome,
     ThreadEvent,
     ThreadState,
@@ -248,8 +250,9 @@ def held(store: Store) -> list[str]:
         elif held_kind(t.detail) == HELD_LATE:
             lines.append(
                 f"thread {t.id} ({t.company}) is held: {t.detail.get('held', 'a late follow-up')}"
-                f"; run 'mailer release {t.id}' to send it now, 'mailer mark-replied {t.id}' "
-                f"if they have answered, or 'mailer cancel {t.id}' to send nothing more"
+                f"; run 'mailer release {t.id}' to let it go on the next pass (inside the "
+                f"sending window), 'mailer mark-replied {t.id}' if they have answered, or "
+                f"'mailer cancel {t.id}' to send nothing more"
             )
         elif held_kind(t.detail) == HELD_BY_UNCLEAR_REPLY:
             # A challenge-response may hold it as well (kept beside the reply, not over it).
@@ -471,7 +474,7 @@ def send_due(
             elif isinstance(action, HoldLate):
                 # Listed with the other held threads at the end of the pass (see held).
                 thread = store.thread(action.thread_id)
-                if thread is not None:
+                if thread is not None and _still_late(store, thread, action):
                     now = clock()
                     store.move_thread_if_still(
                         thread.id,
@@ -510,6 +513,19 @@ def send_due(
     finally:
         if session is not None:
             session.close()
+
+
+def _still_late(store: Store, thread: ThreadRow, action: HoldLate) -> bool:
+    """Whether a thread planned to be held as late still is: due when the plan read it (an
+    out-of-office found by the last look before another follow-up may have moved it), and
+    with no follow-up that may have gone (in doubt, or cut off inside its SMTP transaction):
+    that one is the user's to settle ('resolve'), not a follow-up that could not go."""
+    if stored_time(thread.follow_up_due) != action.due:
+        return False
+    return not any(
+        m.kind == "follow_up" and m.state_now in (MessageState.SUBMITTING, MessageState.IN_DOUBT)
+        for m in store.messages(thread.id)
+    )
 
 
 # A last look older than this is taken again before the next follow-up goes (a pass sending

@@ -345,8 +345,9 @@ def _described(t: ThreadRow, messages: Messages, tz: tzinfo) -> str:
 
         if held_kind(d) == HELD_LATE:
             return (
-                f"held: {d.get('held', 'its follow-up is late')}; 'mailer release {t.id}' sends "
-                f"it now, 'mailer cancel {t.id}' sends nothing more"
+                f"held: {d.get('held', 'its follow-up is late')}; 'mailer release {t.id}' lets "
+                f"it go on the next pass, 'mailer mark-replied {t.id}' if they have answered, "
+                f"'mailer cancel {t.id}' sends nothing more"
             )
         closed = closed_before_hold(d)
         if closed is not None:
