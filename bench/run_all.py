@@ -100,6 +100,17 @@ def measured_tree() -> str:
     return str(Path(probe.stdout.strip()).parent)
 
 
+def compile_bytecode(tree: str) -> None:
+    """Compile the measured package's modules to bytecode first, as ``pip``/``pipx install``
+    does: a checkout's editable install has none until Python writes it, and with
+    ``PYTHONDONTWRITEBYTECODE`` set (this project's CI machines set it) it never does, so every
+    timed process compiled each module it imported from source: importing what `campaign
+    check` needs took 347 ms against 210 ms compiled (medians of 9, alternating), while the
+    anchors, installed by pip, were compiled. A gap no user has."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([PY, "-m", "compileall", "-q", tree], env=env, check=True, capture_output=True)
+
+
 LAST_MAXRSS = [0]  # the peak memory of the last process run_timed_cpu ran
 
 
@@ -891,7 +902,9 @@ def main() -> None:
             idle_warmup=2 if q else 10,
         )
         print(f"stack in {info.dir}; SMTP {args.smtp} on {smtp_port}", flush=True)
-        print(f"mailer measured: {measured_tree()}", flush=True)
+        tree = measured_tree()
+        print(f"mailer measured: {tree}", flush=True)
+        compile_bytecode(tree)
         steps: dict[str, Callable[[], None]] = {
             "help": lambda: bench_help(ctx),
             "preview": lambda: bench_preview(ctx),
