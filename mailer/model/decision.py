@@ -256,9 +256,10 @@ def _held_from(current_state: str) -> dict[str, str]:
 
 def hold_late(due: datetime, now: datetime, tz: tzinfo) -> dict[str, str]:
     """The detail of a thread whose follow-up is held for being late: mailer did not run
-    (a laptop shut for a holiday), or could not send, from before it was due until ``now``. Sent now, unasked, it
-    would reach an interviewer who may have answered by phone meanwhile, weeks after the
-    user expected it to go; so it waits for their word (``release`` sends it)."""
+    (a laptop shut for a holiday), or could not send, from before it was due until ``now``.
+    Sent now, unasked, it would reach an interviewer who may have answered by phone
+    meanwhile, weeks after the user expected it to go; so it waits for their word
+    (``release`` lets it go)."""
     hours = round((now - due) / timedelta(hours=1))
     days = round(hours / 24)
     late = f"{hours} hour{'s' * (hours != 1)}" if hours < 36 else f"{days} days"

@@ -4,6 +4,7 @@ mailer.adapters.config, which imports these value types and no policy."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -169,12 +170,14 @@ def validate_wait(text: str, *, maximum: timedelta = MAX_WAIT) -> Wait:
             f"the duration must be between {_span(MIN_WAIT)} and {_span(maximum)}, "
             f"not {_brief(text)}"
         )
-    return Wait(duration=timedelta(seconds=seconds), elapsed=_UNITS[unit] < _UNITS["day"])
+    return _duration(seconds, unit)
 
 
+@functools.lru_cache(maxsize=8)
 def late_limit(text: str) -> Wait | None:
     """``[follow_up] hold_if_late``: how late a follow-up may go without the user's word,
-    or None ("never": it goes however late). A ``ValueError`` says what is wrong."""
+    or None ("never": it goes however late). A ``ValueError`` says what is wrong. Cached:
+    every thread's policy asks for it, with the one text of the config."""
     if text.strip().lower() == "never":
         return None
     return validate_wait(text)
@@ -197,10 +200,11 @@ def parse_wait(text: str) -> Wait:
     seconds = number * _UNITS[unit]
     if seconds <= 0:
         raise ValueError(f"the wait must be longer than zero, not {_brief(text)}")
-    return Wait(
-        duration=timedelta(seconds=min(seconds, MAX_WAIT.total_seconds())),
-        elapsed=_UNITS[unit] < _UNITS["day"],
-    )
+    return _duration(min(seconds, MAX_WAIT.total_seconds()), unit)
+
+
+def _duration(seconds: float, unit: str) -> Wait:
+    return Wait(duration=timedelta(seconds=seconds), elapsed=_UNITS[unit] < _UNITS["day"])
 
 
 def _read(text: str) -> tuple[float, str]:
